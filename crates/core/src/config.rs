@@ -1,0 +1,426 @@
+//! `lifeboat.toml`: the configuration types and their validation.
+//!
+//! Parsing rejects unknown keys and bad values with the key and the line; [`Config::validate`]
+//! then checks what serde cannot (unique source names, durations, repository URLs).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::{Error, Result},
+    secret::SecretSource,
+};
+
+/// Where lifeboat looks for its configuration when `--config` is not given.
+pub const DEFAULT_CONFIG_PATHS: [&str; 2] = ["lifeboat.toml", "/etc/lifeboat/lifeboat.toml"];
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The primary repository.
+    #[serde(default)]
+    pub repository: RepositoryConfig,
+    /// Offsite copies of the repository.
+    #[serde(default)]
+    pub copies: Vec<RepositoryConfig>,
+    /// What to back up.
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceConfig>,
+}
+
+/// A repository: a local path or `s3://bucket/prefix`, and how to unlock it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RepositoryConfig {
+    /// A local directory or `s3://bucket/prefix`.
+    pub url: Option<String>,
+    /// File holding the repository password.
+    pub password_file: Option<PathBuf>,
+    /// Command printing the repository password.
+    pub password_command: Option<String>,
+    /// S3 endpoint URL (default: `AWS_ENDPOINT_URL`, then AWS).
+    pub endpoint: Option<String>,
+    /// S3 region (default: `AWS_REGION`, then `us-east-1`).
+    pub region: Option<String>,
+    /// S3 access key id (default: `AWS_ACCESS_KEY_ID`).
+    pub access_key_id: Option<String>,
+    /// File holding the S3 secret access key (default: `AWS_SECRET_ACCESS_KEY`).
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Command printing the S3 secret access key.
+    pub secret_access_key_command: Option<String>,
+}
+
+impl RepositoryConfig {
+    /// Where the repository password comes from: `LIFEBOAT_PASSWORD`, then the file, then the command.
+    #[must_use]
+    pub fn password_source(&self) -> SecretSource {
+        SecretSource {
+            env: Some("LIFEBOAT_PASSWORD".into()),
+            file: self.password_file.clone(),
+            command: self.password_command.clone(),
+        }
+    }
+}
+
+/// The kinds of source lifeboat knows.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// One thing to back up.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Unique name, used in snapshot tags (`app-db`).
+    pub name: String,
+    /// What it is.
+    pub kind: SourceKind,
+    /// libpq connection URI or key/value string; libpq environment variables fill the gaps.
+    /// A password inside it is moved to the child's environment, never to argv.
+    pub dsn: Option<String>,
+    /// Databases to dump (default: the DSN's database, then `PGDATABASE`).
+    #[serde(default)]
+    pub databases: Vec<String>,
+    /// File holding the PostgreSQL password (default: libpq's `PGPASSWORD`/`.pgpass`).
+    pub password_file: Option<PathBuf>,
+    /// Command printing the PostgreSQL password.
+    pub password_command: Option<String>,
+    /// Directory holding pg_dump, pg_restore, psql (default: the newest under
+    /// `/usr/lib/postgresql`, then `PATH`).
+    pub pg_bin_dir: Option<PathBuf>,
+    /// Commands run around a restore.
+    #[serde(default)]
+    pub hooks: Hooks,
+    /// Cron schedules per kind (used by `lifeboat serve`).
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// How many backups to keep.
+    #[serde(default)]
+    pub retention: Retention,
+    /// Recovery objectives drills are measured against.
+    #[serde(default)]
+    pub objectives: Objectives,
+    /// Restore drills.
+    #[serde(default)]
+    pub drill: DrillConfig,
+}
+
+impl SourceConfig {
+    /// A PostgreSQL source with defaults for everything but its name and DSN.
+    #[must_use]
+    pub fn postgres(name: &str, dsn: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            kind: SourceKind::Postgres,
+            dsn: Some(dsn.to_string()),
+            databases: Vec::new(),
+            password_file: None,
+            password_command: None,
+            pg_bin_dir: None,
+            hooks: Hooks::default(),
+            schedule: Schedule::default(),
+            retention: Retention::default(),
+            objectives: Objectives::default(),
+            drill: DrillConfig::default(),
+        }
+    }
+
+    /// Where the PostgreSQL password comes from, if configured.
+    #[must_use]
+    pub fn password_source(&self) -> Option<SecretSource> {
+        (self.password_file.is_some() || self.password_command.is_some()).then(|| SecretSource {
+            env: None,
+            file: self.password_file.clone(),
+            command: self.password_command.clone(),
+        })
+    }
+}
+
+/// Shell commands run around a restore; they get `LIFEBOAT_*` variables naming the snapshot
+/// and the target.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// Before the restore starts (stop the application).
+    pub pre_restore: Option<String>,
+    /// After the restore succeeded (run migrations, start the application).
+    pub post_restore: Option<String>,
+}
+
+/// Cron expressions per backup kind.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// Full logical dump.
+    pub logical: Option<String>,
+    /// Schema-only dump.
+    pub schema: Option<String>,
+    /// Globals (roles, tablespaces).
+    pub globals: Option<String>,
+    /// Physical base backup.
+    pub physical: Option<String>,
+}
+
+/// Retention policy (the seeds: daily 30, monthly 12, yearly 7, schema-only 90 days).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Keep the newest N.
+    pub last: Option<u32>,
+    /// Keep one per hour for N hours.
+    pub hourly: Option<u32>,
+    /// Keep one per day for N days.
+    pub daily: Option<u32>,
+    /// Keep one per week for N weeks.
+    pub weekly: Option<u32>,
+    /// Keep one per month for N months.
+    pub monthly: Option<u32>,
+    /// Keep one per year for N years.
+    pub yearly: Option<u32>,
+    /// Keep schema-only dumps this many days.
+    pub schema_days: Option<u32>,
+}
+
+/// Recovery objectives, as durations (`"1h"`, `"24h"`, `"30m"`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Objectives {
+    /// Recovery point objective.
+    pub rpo: Option<String>,
+    /// Recovery time objective.
+    pub rto: Option<String>,
+}
+
+/// Restore drill settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DrillConfig {
+    /// Cron expression.
+    pub schedule: Option<String>,
+    /// SQL assertions that must return true on the restored database.
+    #[serde(default)]
+    pub checks: Vec<String>,
+}
+
+impl Config {
+    /// Parses TOML text; `origin` names the file in errors.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Config`] naming the key and line for syntax errors, unknown keys,
+    /// wrong types and failed validation.
+    pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        let cfg: Self = toml::from_str(text).map_err(|e| {
+            let (line, col) = e
+                .span()
+                .map(|s| line_col(text, s.start))
+                .unwrap_or((0, 0));
+            let msg = e.message().trim_end_matches('\n').to_string();
+            Error::config(format!("{origin}:{line}:{col}: {msg}"))
+                .hint("fix the key at that line; `lifeboat config check` validates the file")
+        })?;
+        cfg.validate(text, origin)?;
+        Ok(cfg)
+    }
+
+    /// Loads the file at `path`, or the first of [`DEFAULT_CONFIG_PATHS`] that exists.
+    /// Returns `None` when no path was given and no default file exists.
+    ///
+    /// # Errors
+    ///
+    /// When the given file is missing or unreadable, or does not parse.
+    pub fn load(path: Option<&Path>) -> Result<Option<(Self, PathBuf)>> {
+        let chosen = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => DEFAULT_CONFIG_PATHS
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.exists()),
+        };
+        let Some(p) = chosen else { return Ok(None) };
+        let text = std::fs::read_to_string(&p).map_err(|e| {
+            Error::io(format!("cannot read configuration {}", p.display()), e)
+                .hint("pass --config PATH or create lifeboat.toml (see the README)")
+        })?;
+        Ok(Some((Self::parse(&text, &p.display().to_string())?, p)))
+    }
+
+    /// The source called `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::NotFound`] listing the configured names.
+    pub fn source(&self, name: &str) -> Result<&SourceConfig> {
+        self.sources.iter().find(|s| s.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.sources.iter().map(|s| s.name.as_str()).collect();
+            Error::not_found(format!("no source named {name:?} in the configuration"))
+                .hint(if names.is_empty() {
+                    "add a [[source]] section to lifeboat.toml".to_string()
+                } else {
+                    format!("configured sources: {}", names.join(", "))
+                })
+        })
+    }
+
+    fn validate(&self, text: &str, origin: &str) -> Result<()> {
+        let at = |needle: &str| {
+            text.find(needle)
+                .map(|i| line_col(text, i).0)
+                .unwrap_or(0)
+        };
+        let mut seen = std::collections::HashSet::new();
+        for s in &self.sources {
+            let line = at(&format!("\"{}\"", s.name));
+            if s.name.is_empty()
+                || !s
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            {
+                return Err(Error::config(format!(
+                    "{origin}:{line}: source.name {:?} is not valid",
+                    s.name
+                ))
+                .hint("use letters, digits, '-', '_' or '.'"));
+            }
+            if !seen.insert(&s.name) {
+                return Err(Error::config(format!(
+                    "{origin}:{line}: source.name {:?} is used twice",
+                    s.name
+                )));
+            }
+            for (key, value) in [("objectives.rpo", &s.objectives.rpo), ("objectives.rto", &s.objectives.rto)] {
+                if let Some(v) = value {
+                    parse_duration(v).map_err(|e| {
+                        Error::config(format!("{origin}:{}: {key} of source {:?}: {e}", at(v), s.name))
+                    })?;
+                }
+            }
+        }
+        for (i, r) in std::iter::once(&self.repository).chain(&self.copies).enumerate() {
+            if let Some(url) = &r.url {
+                if url.trim().is_empty() {
+                    let key = if i == 0 { "repository.url" } else { "copies.url" };
+                    return Err(Error::config(format!("{origin}:{}: {key} is empty", at("url"))));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// 1-based line and column of byte offset `pos` in `text`.
+fn line_col(text: &str, pos: usize) -> (usize, usize) {
+    let before = &text[..pos.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+/// Parses `"90s"`, `"30m"`, `"2h"`, `"7d"`, `"1h30m"` into seconds.
+///
+/// # Errors
+///
+/// A message saying what is wrong with the text.
+pub fn parse_duration(s: &str) -> std::result::Result<u64, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total = 0u64;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("{s:?} is not a duration like \"30m\", \"2h\" or \"7d\""))?;
+        num.clear();
+        let mult = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            'w' => 7 * 86400,
+            _ => return Err(format!("{s:?}: unknown unit {c:?} (use s, m, h, d or w)")),
+        };
+        total += n * mult;
+    }
+    if !num.is_empty() {
+        return Err(format!("{s:?} needs a unit, e.g. \"{num}h\""));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[repository]            # primary; a local path or s3://bucket/prefix
+url = "/var/backups/lifeboat"
+password_file = "/etc/lifeboat/repo.pass"
+
+[[copies]]              # offsite
+url = "s3://dr-bucket/app"
+endpoint = "https://s3.example.net"
+
+[[source]]
+name = "app-db"
+kind = "postgres"
+dsn = "postgresql://backup@db:5432/app"
+schedule = { logical = "0 2 * * *", schema = "0 3 * * 0", physical = "0 1 * * 0" }
+retention = { daily = 30, monthly = 12, yearly = 7, schema_days = 90 }
+objectives = { rpo = "1h", rto = "2h" }
+drill = { schedule = "0 5 1 * *", checks = ["select count(*) > 0 from users"] }
+"#;
+
+    #[test]
+    fn design_example_parses() {
+        let c = Config::parse(EXAMPLE, "lifeboat.toml").unwrap();
+        assert_eq!(c.sources[0].name, "app-db");
+        assert_eq!(c.sources[0].retention.daily, Some(30));
+        assert_eq!(c.copies.len(), 1);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let text = "[repository]\nurl = \"/x\"\npasword_file = \"/p\"\n";
+        let e = Config::parse(text, "lb.toml").unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains("lb.toml:3"), "{m}");
+        assert!(m.contains("pasword_file"), "{m}");
+    }
+
+    #[test]
+    fn bad_kind_and_duplicate_name() {
+        let text = "[[source]]\nname = \"a\"\nkind = \"mysql\"\n";
+        let m = Config::parse(text, "c").unwrap_err().to_string();
+        assert!(m.contains("c:3") && m.contains("mysql"), "{m}");
+        let text = "[[source]]\nname = \"a\"\nkind = \"postgres\"\n[[source]]\nname = \"a\"\nkind = \"postgres\"\n";
+        let m = Config::parse(text, "c").unwrap_err().to_string();
+        assert!(m.contains("used twice"), "{m}");
+    }
+
+    #[test]
+    fn bad_objective_duration() {
+        let text = "[[source]]\nname = \"a\"\nkind = \"postgres\"\nobjectives = { rpo = \"soon\" }\n";
+        let m = Config::parse(text, "c").unwrap_err().to_string();
+        assert!(m.contains("objectives.rpo") && m.contains("c:4"), "{m}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1h30m").unwrap(), 5400);
+        assert_eq!(parse_duration("7d").unwrap(), 7 * 86400);
+        assert!(parse_duration("12").is_err());
+        assert!(parse_duration("3y").is_err());
+    }
+}

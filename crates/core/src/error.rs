@@ -1,0 +1,248 @@
+//! The one public error type of lifeboat-core and the exit-code table.
+//!
+//! Every failure carries an [`ErrorKind`] (coarse enough to choose an exit code or an HTTP
+//! status), a message naming the object that failed, an optional hint saying what to do,
+//! and the underlying cause. Messages never contain secrets: callers build them from names,
+//! never from connection strings or passwords.
+
+use std::fmt;
+
+/// Why an operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The configuration or the command line is wrong.
+    Config,
+    /// A password or key was refused (repository or database).
+    Auth,
+    /// A snapshot, source or file does not exist.
+    NotFound,
+    /// The repository is locked or a target is in use.
+    Locked,
+    /// Data is damaged or does not match what was recorded.
+    Integrity,
+    /// A server, a backend or a program could not be reached or run.
+    Unavailable,
+    /// PostgreSQL or one of its programs reported an error.
+    Postgres,
+    /// A restore target already holds data and no override was given.
+    TargetNotEmpty,
+    /// A check (drill, verify) ran and failed.
+    CheckFailed,
+    /// A bug or an unexpected condition.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The process exit code for this kind (documented in the README).
+    #[must_use]
+    pub const fn exit_code(self) -> i32 {
+        match self {
+            Self::Internal => 1,
+            Self::Config => 2,
+            Self::Auth => 3,
+            Self::NotFound => 4,
+            Self::Locked => 5,
+            Self::Integrity => 6,
+            Self::Unavailable => 7,
+            Self::Postgres => 8,
+            Self::TargetNotEmpty => 9,
+            Self::CheckFailed => 10,
+        }
+    }
+
+    /// All kinds, in exit-code order (for documentation and tests).
+    pub const ALL: [Self; 10] = [
+        Self::Internal,
+        Self::Config,
+        Self::Auth,
+        Self::NotFound,
+        Self::Locked,
+        Self::Integrity,
+        Self::Unavailable,
+        Self::Postgres,
+        Self::TargetNotEmpty,
+        Self::CheckFailed,
+    ];
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Self::Config => "configuration error",
+            Self::Auth => "authentication failed",
+            Self::NotFound => "not found",
+            Self::Locked => "locked",
+            Self::Integrity => "integrity error",
+            Self::Unavailable => "unavailable",
+            Self::Postgres => "postgres error",
+            Self::TargetNotEmpty => "target not empty",
+            Self::CheckFailed => "check failed",
+            Self::Internal => "internal error",
+        };
+        f.write_str(s)
+    }
+}
+
+type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The error of every lifeboat-core operation.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    hint: Option<String>,
+    #[source]
+    source: Option<Source>,
+}
+
+/// Result alias used throughout lifeboat-core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error of `kind` with a message naming what failed.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            hint: None,
+            source: None,
+        }
+    }
+
+    /// Adds advice: what the reader should do next.
+    #[must_use]
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Attaches the underlying cause.
+    #[must_use]
+    pub fn source(mut self, source: impl Into<Source>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// The kind, to branch on.
+    #[must_use]
+    pub const fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The advice attached to this error, if any.
+    #[must_use]
+    pub fn hint_text(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+
+    /// The message alone, without hint or cause.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Shorthand constructors, one per kind.
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Config, message)
+    }
+    /// See [`ErrorKind::NotFound`].
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+    /// See [`ErrorKind::Integrity`].
+    pub fn integrity(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Integrity, message)
+    }
+    /// See [`ErrorKind::Unavailable`].
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, message)
+    }
+    /// See [`ErrorKind::Postgres`].
+    pub fn postgres(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Postgres, message)
+    }
+    /// See [`ErrorKind::Internal`].
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+
+    /// Wraps an I/O error on `what` (a path or an object name).
+    pub fn io(what: impl fmt::Display, err: std::io::Error) -> Self {
+        let kind = match err.kind() {
+            std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+            std::io::ErrorKind::PermissionDenied => ErrorKind::Unavailable,
+            _ => ErrorKind::Unavailable,
+        };
+        let hint = match err.kind() {
+            std::io::ErrorKind::PermissionDenied => {
+                Some("check the owner and mode of the path, or run lifeboat as a user that may write there")
+            }
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                Some("free disk space (or raise the quota) and run the command again; nothing was lost")
+            }
+            _ => None,
+        };
+        let mut e = Self::new(kind, format!("{what}: {err}")).source(err);
+        if let Some(h) = hint {
+            e = e.hint(h);
+        }
+        e
+    }
+}
+
+/// Convert a rustic_core error, choosing a kind from the rustic kind and message.
+impl From<Box<rustic_core::RusticError>> for Error {
+    fn from(err: Box<rustic_core::RusticError>) -> Self {
+        let text = err.to_string();
+        let lower = text.to_lowercase();
+        let (kind, hint) = if lower.contains("password") || lower.contains("no suitable key") || lower.contains("key") && lower.contains("incorrect") {
+            (
+                ErrorKind::Auth,
+                Some("the repository password is wrong: check LIFEBOAT_PASSWORD, password_file or password_command"),
+            )
+        } else if lower.contains("lock") {
+            (ErrorKind::Locked, Some("another lifeboat process holds the repository; wait for it or check for a stale process"))
+        } else if lower.contains("not found") || lower.contains("no such file") || lower.contains("does not exist") {
+            (ErrorKind::NotFound, None)
+        } else if lower.contains("permission denied") {
+            (ErrorKind::Unavailable, Some("check that the repository path is writable by this user"))
+        } else if lower.contains("hash") || lower.contains("decrypt") || lower.contains("mac") || lower.contains("corrupt") {
+            (ErrorKind::Integrity, Some("run `lifeboat verify --all --read-data` to find every damaged snapshot"))
+        } else {
+            (ErrorKind::Unavailable, None)
+        };
+        let first_line = text.lines().next().unwrap_or("repository error").to_string();
+        let mut e = Self::new(kind, format!("repository: {first_line}")).source(err);
+        if let Some(h) = hint {
+            e = e.hint(h);
+        }
+        e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_distinct_and_nonzero() {
+        let mut codes: Vec<i32> = ErrorKind::ALL.iter().map(|k| k.exit_code()).collect();
+        assert!(codes.iter().all(|c| *c > 0));
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), ErrorKind::ALL.len());
+    }
+
+    #[test]
+    fn io_permission_denied_gets_a_hint() {
+        let e = Error::io(
+            "/var/backups",
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        );
+        assert!(e.hint_text().unwrap().contains("writable") || e.hint_text().unwrap().contains("write"));
+        assert!(e.to_string().starts_with("/var/backups"));
+    }
+}

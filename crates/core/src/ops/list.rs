@@ -1,0 +1,142 @@
+//! `list` and `stats`: what the repository holds, read from snapshot files only (no data
+//! pack is downloaded).
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::Result,
+    repository::{Repo, SnapshotInfo},
+    sources::postgres::logical::LogicalKind,
+};
+
+/// Which backups to list.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListFilter {
+    /// Only this source.
+    pub source: Option<String>,
+    /// Only this kind.
+    pub kind: Option<LogicalKind>,
+    /// Only this database.
+    pub database: Option<String>,
+    /// Finished at or after.
+    pub since: Option<Timestamp>,
+    /// Finished at or before.
+    pub until: Option<Timestamp>,
+}
+
+impl ListFilter {
+    /// Whether `b` passes the filter.
+    #[must_use]
+    pub fn matches(&self, b: &SnapshotInfo) -> bool {
+        let m = &b.meta;
+        self.source.as_ref().is_none_or(|s| &m.source == s)
+            && self.kind.is_none_or(|k| m.kind == k)
+            && self.database.as_ref().is_none_or(|d| m.database.as_ref() == Some(d))
+            && self.since.is_none_or(|t| m.finished_at >= t)
+            && self.until.is_none_or(|t| m.finished_at <= t)
+    }
+}
+
+/// Complete backups matching `filter`, oldest first.
+///
+/// # Errors
+///
+/// When snapshot files cannot be read.
+pub fn list(repo: &Repo, filter: &ListFilter) -> Result<Vec<SnapshotInfo>> {
+    Ok(repo.backups()?.into_iter().filter(|b| filter.matches(b)).collect())
+}
+
+/// Figures for one source and kind.
+#[derive(Debug, Clone, Serialize)]
+pub struct KindStats {
+    /// Kind.
+    pub kind: LogicalKind,
+    /// Number of backups.
+    pub count: usize,
+    /// Newest backup's finish time.
+    pub last_success: Option<Timestamp>,
+    /// Newest backup's id.
+    pub last_id: Option<String>,
+    /// Sum of dump sizes.
+    pub logical_bytes: u64,
+    /// Sum of bytes each backup added to the repository.
+    pub stored_bytes: u64,
+    /// Newest dump size.
+    pub last_logical_bytes: u64,
+    /// Change of the newest dump size against the one before, in percent.
+    pub growth_percent: Option<f64>,
+    /// Newest backup's duration.
+    pub last_duration_secs: f64,
+}
+
+/// Figures for one source.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceStats {
+    /// Source name.
+    pub source: String,
+    /// Per kind.
+    pub kinds: Vec<KindStats>,
+}
+
+/// Statistics of the whole repository.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// Repository location.
+    pub repository: String,
+    /// Per source.
+    pub sources: Vec<SourceStats>,
+    /// Snapshots left by interrupted backups (ignored, removed by prune).
+    pub pending: usize,
+    /// Sum over all backups of the dump sizes.
+    pub total_logical_bytes: u64,
+    /// Sum over all backups of the bytes they added.
+    pub total_stored_bytes: u64,
+}
+
+/// Per-source statistics.
+///
+/// # Errors
+///
+/// When snapshot files cannot be read.
+pub fn stats(repo: &Repo) -> Result<Stats> {
+    let all = repo.backups()?;
+    let mut groups: BTreeMap<(String, LogicalKind), Vec<&SnapshotInfo>> = BTreeMap::new();
+    for b in &all {
+        groups.entry((b.meta.source.clone(), b.meta.kind)).or_default().push(b);
+    }
+    let mut sources: BTreeMap<String, Vec<KindStats>> = BTreeMap::new();
+    for ((source, kind), list) in groups {
+        let last = list.last().copied();
+        let prev = list.len().checked_sub(2).map(|i| list[i]);
+        let growth_percent = match (last, prev) {
+            (Some(l), Some(p)) if p.meta.logical_bytes > 0 => Some(
+                (l.meta.logical_bytes as f64 - p.meta.logical_bytes as f64) * 100.0 / p.meta.logical_bytes as f64,
+            ),
+            _ => None,
+        };
+        sources.entry(source).or_default().push(KindStats {
+            kind,
+            count: list.len(),
+            last_success: last.map(|l| l.meta.finished_at),
+            last_id: last.map(|l| l.id.clone()),
+            logical_bytes: list.iter().map(|b| b.meta.logical_bytes).sum(),
+            stored_bytes: list.iter().map(|b| b.meta.stored_bytes).sum(),
+            last_logical_bytes: last.map_or(0, |l| l.meta.logical_bytes),
+            growth_percent,
+            last_duration_secs: last.map_or(0.0, |l| l.meta.duration_secs),
+        });
+    }
+    Ok(Stats {
+        repository: repo.location().to_string(),
+        pending: repo.pending()?.len(),
+        total_logical_bytes: all.iter().map(|b| b.meta.logical_bytes).sum(),
+        total_stored_bytes: all.iter().map(|b| b.meta.stored_bytes).sum(),
+        sources: sources
+            .into_iter()
+            .map(|(source, kinds)| SourceStats { source, kinds })
+            .collect(),
+    })
+}

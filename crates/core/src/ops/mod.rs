@@ -1,0 +1,7 @@
+//! Operations: each is a function taking options and returning a typed report. The CLI and
+//! the daemon only parse input and present these reports.
+
+pub mod backup;
+pub mod list;
+pub mod restore;
+pub mod verify;

@@ -1,0 +1,460 @@
+//! `restore`: bring a logical backup back into a database.
+//!
+//! Order matters for safety: the backup is fetched and its stream hash checked *before*
+//! the target is touched, so a damaged backup never half-overwrites a database; an existing
+//! non-empty target is refused unless `clean` and `force` are both given; hooks run around
+//! the restore and a failing pre-hook stops everything.
+
+use std::{io::Write, path::PathBuf, process::Stdio, time::Instant};
+
+use jiff::Timestamp;
+use rustic_core::repofile::SnapshotFile;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    config::{Hooks, SourceConfig},
+    error::{Error, ErrorKind, Result},
+    ops::list::{list, ListFilter},
+    repository::{Repo, SnapshotInfo},
+    sources::postgres::{
+        compare::{compare, ident, literal, Comparison},
+        conn::{classify, missing_program, PgConn},
+        logical::LogicalKind,
+    },
+};
+
+/// Which backup to restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selector {
+    /// The newest.
+    Latest,
+    /// By snapshot id (a unique prefix is enough).
+    Id(String),
+    /// The newest finished at or before this time.
+    Before(Timestamp),
+}
+
+/// How to restore.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoreOptions {
+    /// Which backup.
+    pub selector: Selector,
+    /// Source name (needed for `Latest` and `Before`).
+    pub source: Option<String>,
+    /// Kind: logical (default) or schema.
+    pub kind: LogicalKind,
+    /// Which database of the source (default: the only one, or the first).
+    pub database: Option<String>,
+    /// Target database name (default: the original name).
+    pub to_database: Option<String>,
+    /// Drop existing objects in the target first (needs `force`).
+    pub clean: bool,
+    /// Allow writing into a non-empty existing database.
+    pub force: bool,
+    /// Parallel pg_restore jobs.
+    pub jobs: u32,
+    /// Also restore the source's globals (roles, tablespaces) first.
+    pub globals: bool,
+    /// Compare the restored database with the backup-time truth.
+    pub verify: bool,
+    /// Restore with `--no-owner --no-privileges` (when the roles do not exist).
+    pub no_owner: bool,
+    /// Hooks (override the source's configured hooks).
+    pub hooks: Hooks,
+    /// Where the dump is staged (default: the system temp directory).
+    pub scratch_dir: Option<PathBuf>,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        Self {
+            selector: Selector::Latest,
+            source: None,
+            kind: LogicalKind::Logical,
+            database: None,
+            to_database: None,
+            clean: false,
+            force: false,
+            jobs: 2,
+            globals: false,
+            verify: true,
+            no_owner: false,
+            hooks: Hooks::default(),
+            scratch_dir: None,
+        }
+    }
+}
+
+/// What a restore will do (printed by `--dry-run`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RestorePlan {
+    /// The backup.
+    pub backup: SnapshotInfo,
+    /// Globals restored first, if asked.
+    pub globals: Option<SnapshotInfo>,
+    /// Target database.
+    pub target_database: String,
+    /// Target server (conninfo without password).
+    pub target_server: String,
+    /// Whether the target database will be created.
+    pub create_database: bool,
+    /// Whether existing objects are dropped first.
+    pub clean: bool,
+    /// pg_restore jobs.
+    pub jobs: u32,
+    /// Pre-restore hook.
+    pub pre_hook: Option<String>,
+    /// Post-restore hook.
+    pub post_hook: Option<String>,
+    /// Compare with the backup-time truth afterwards.
+    pub verify: bool,
+    /// Skip ownership and privileges.
+    pub no_owner: bool,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    /// The plan carried out.
+    pub plan: RestorePlan,
+    /// Seconds fetching and checking the dump.
+    pub fetch_secs: f64,
+    /// Seconds in pg_restore (and globals).
+    pub restore_secs: f64,
+    /// The comparison with the backup-time truth, if run.
+    pub comparison: Option<Comparison>,
+    /// Total seconds.
+    pub total_secs: f64,
+}
+
+/// Picks the backup `opts` selects.
+///
+/// # Errors
+///
+/// [`ErrorKind::NotFound`] when nothing matches.
+pub fn select(repo: &Repo, opts: &RestoreOptions) -> Result<SnapshotInfo> {
+    if let Selector::Id(id) = &opts.selector {
+        return repo.backup(id);
+    }
+    let source = opts.source.clone().ok_or_else(|| {
+        Error::config("which source? --latest and --before need --source NAME")
+            .hint("or give a snapshot id from `lifeboat list`")
+    })?;
+    let filter = ListFilter {
+        source: Some(source.clone()),
+        kind: Some(opts.kind),
+        database: opts.database.clone(),
+        until: match &opts.selector {
+            Selector::Before(t) => Some(*t),
+            _ => None,
+        },
+        ..ListFilter::default()
+    };
+    list(repo, &filter)?.pop().ok_or_else(|| {
+        Error::not_found(format!(
+            "no {} backup of source {source:?}{}",
+            opts.kind,
+            match &opts.selector {
+                Selector::Before(t) => format!(" finished before {t}"),
+                _ => String::new(),
+            }
+        ))
+        .hint("`lifeboat list` shows what the repository holds")
+    })
+}
+
+fn database_exists(conn: &PgConn, db: &str) -> Result<bool> {
+    Ok(conn.query("postgres", &format!("select 1 from pg_database where datname = {}", literal(db)))? == "1")
+}
+
+fn database_is_empty(conn: &PgConn, db: &str) -> Result<bool> {
+    let n = conn.query(
+        db,
+        "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+         where n.nspname not in ('pg_catalog','information_schema','pg_toast') and n.nspname not like 'pg_temp%' \
+         and n.nspname not like 'pg_toast_temp%'",
+    )?;
+    Ok(n.trim() == "0")
+}
+
+/// Computes the plan: which backup, which target, whether it may be written.
+///
+/// # Errors
+///
+/// [`ErrorKind::TargetNotEmpty`] for a non-empty target without `clean` + `force`, and the
+/// errors of [`select`] and of reaching the target server.
+pub fn plan(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<RestorePlan> {
+    let backup = select(repo, opts)?;
+    if backup.meta.kind == LogicalKind::Globals {
+        return Err(Error::config("a globals backup is restored with --globals next to a database backup")
+            .hint("pick a logical or schema backup; add --globals to restore roles first"));
+    }
+    if opts.clean && !opts.force {
+        return Err(Error::config("--clean drops objects in the target and needs --force as well"));
+    }
+    let original = backup.meta.database.clone().unwrap_or_default();
+    let target = opts.to_database.clone().unwrap_or_else(|| original.clone());
+    let conn = PgConn::from_source(src)?;
+    let exists = database_exists(&conn, &target)?;
+    if exists && !database_is_empty(&conn, &target)? && !(opts.clean && opts.force) {
+        return Err(Error::new(
+            ErrorKind::TargetNotEmpty,
+            format!("database {target:?} exists and is not empty"),
+        )
+        .hint("restore into a new database with --to-database NAME, or overwrite it with --clean --force"));
+    }
+    let globals = if opts.globals {
+        let g = list(
+            repo,
+            &ListFilter {
+                source: Some(backup.meta.source.clone()),
+                kind: Some(LogicalKind::Globals),
+                until: Some(backup.meta.finished_at.checked_add(jiff::SignedDuration::from_hours(1)).unwrap_or(backup.meta.finished_at)),
+                ..ListFilter::default()
+            },
+        )?
+        .pop()
+        .ok_or_else(|| {
+            Error::not_found(format!("no globals backup of source {:?}", backup.meta.source))
+                .hint("take one with `lifeboat backup --kind globals`, or restore without --globals")
+        })?;
+        Some(g)
+    } else {
+        None
+    };
+    Ok(RestorePlan {
+        target_server: conn.conninfo(&target),
+        create_database: !exists,
+        clean: opts.clean,
+        jobs: opts.jobs.max(1),
+        pre_hook: opts.hooks.pre_restore.clone().or_else(|| src.hooks.pre_restore.clone()),
+        post_hook: opts.hooks.post_restore.clone().or_else(|| src.hooks.post_restore.clone()),
+        verify: opts.verify && backup.meta.kind == LogicalKind::Logical,
+        no_owner: opts.no_owner,
+        target_database: target,
+        globals,
+        backup,
+    })
+}
+
+/// Writes the stream of `backup` to `dest`, checking its hash.
+///
+/// # Errors
+///
+/// [`ErrorKind::Integrity`] when a blob is damaged or the stream hash differs.
+pub fn fetch(repo: &Repo, backup: &SnapshotInfo, dest: &std::path::Path) -> Result<u64> {
+    repo.with_indexed(|indexed| fetch_indexed(indexed, backup, dest))
+}
+
+fn fetch_indexed(
+    indexed: &rustic_core::Repository<rustic_core::IndexedFullStatus>,
+    backup: &SnapshotInfo,
+    dest: &std::path::Path,
+) -> Result<u64> {
+    let snap: SnapshotFile = indexed
+        .get_snapshots(&[backup.id.as_str()])?
+        .pop()
+        .ok_or_else(|| Error::not_found(format!("snapshot {} disappeared", backup.short_id())))?;
+    let node = indexed.node_from_snapshot_and_path(&snap, &backup.meta.path)?;
+    let file = std::fs::File::create(dest).map_err(|e| Error::io(dest.display(), e))?;
+    let mut w = HashingWriter {
+        inner: std::io::BufWriter::with_capacity(1 << 20, file),
+        hasher: xxhash_rust::xxh3::Xxh3::new(),
+        bytes: 0,
+    };
+    indexed.dump(&node, &mut w).map_err(|e| {
+        Error::integrity(format!("backup {} cannot be read: {e}", backup.short_id()))
+            .hint("the repository is damaged: run `lifeboat verify --read-data` and restore an older backup")
+    })?;
+    w.inner.flush().map_err(|e| Error::io(dest.display(), e))?;
+    let hash = format!("{:032x}", w.hasher.digest128());
+    if hash != backup.meta.stream_hash || w.bytes != backup.meta.logical_bytes {
+        return Err(Error::integrity(format!(
+            "backup {} does not match what was stored (hash or length differs)",
+            backup.short_id()
+        ))
+        .hint("the repository is damaged: run `lifeboat verify --read-data` and restore an older backup"));
+    }
+    Ok(w.bytes)
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hasher: xxhash_rust::xxh3::Xxh3,
+    bytes: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn run_hook(name: &str, cmd: &str, plan: &RestorePlan) -> Result<()> {
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .env("LIFEBOAT_HOOK", name)
+        .env("LIFEBOAT_SNAPSHOT_ID", &plan.backup.id)
+        .env("LIFEBOAT_SNAPSHOT_TIME", plan.backup.meta.finished_at.to_string())
+        .env("LIFEBOAT_SOURCE", &plan.backup.meta.source)
+        .env("LIFEBOAT_KIND", plan.backup.meta.kind.as_str())
+        .env("LIFEBOAT_DATABASE", plan.backup.meta.database.clone().unwrap_or_default())
+        .env("LIFEBOAT_TARGET_DATABASE", &plan.target_database)
+        .env("LIFEBOAT_TARGET_CONNINFO", &plan.target_server)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| Error::io(format!("running the {name} hook"), e))?;
+    if !status.success() {
+        return Err(Error::new(ErrorKind::CheckFailed, format!("the {name} hook failed ({status}): {cmd}"))
+            .hint("fix the hook or run it by hand; see its output above"));
+    }
+    Ok(())
+}
+
+/// Statements recreating the database's own properties under `target`.
+fn database_properties(statements: &[String], original: &str, target: &str) -> Vec<String> {
+    let from = [format!("DATABASE {}", ident(original)), format!("DATABASE {original}")];
+    let to = format!("DATABASE {}", ident(target));
+    statements
+        .iter()
+        .flat_map(|s| s.split(";\n").map(str::to_string).collect::<Vec<_>>())
+        .map(|s| s.trim().trim_end_matches(';').trim().to_string())
+        .filter(|s| !s.is_empty() && !s.starts_with("\\connect") && !s.starts_with("--"))
+        .map(|s| {
+            let mut out = s;
+            for f in &from {
+                // exact identifier match only: "DATABASE app" must not rewrite "DATABASE app2"
+                out = out.replace(&format!("{f} "), &format!("{to} "));
+                if out.ends_with(f.as_str()) {
+                    out = format!("{}{to}", &out[..out.len() - f.len()]);
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+/// Carries out `plan`.
+///
+/// # Errors
+///
+/// Hook failures ([`ErrorKind::CheckFailed`]), a damaged backup ([`ErrorKind::Integrity`],
+/// before the target is touched), pg_restore errors ([`ErrorKind::Postgres`]), or a
+/// restored database that differs from the backup-time truth ([`ErrorKind::Integrity`]).
+pub fn restore(repo: &Repo, src: &SourceConfig, plan: RestorePlan, scratch_dir: Option<&std::path::Path>) -> Result<RestoreReport> {
+    let clock = Instant::now();
+    let conn = PgConn::from_source(src)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("lifeboat-restore-")
+        .tempdir_in(scratch_dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf))
+        .map_err(|e| Error::io("creating the restore scratch directory", e))?;
+    let dump = scratch.path().join("dump.pgdump");
+    fetch(repo, &plan.backup, &dump)?;
+    let globals_file = match &plan.globals {
+        Some(g) => {
+            let p = scratch.path().join("globals.sql");
+            fetch(repo, g, &p)?;
+            Some(p)
+        }
+        None => None,
+    };
+    let fetch_secs = clock.elapsed().as_secs_f64();
+    if let Some(h) = &plan.pre_hook {
+        run_hook("pre-restore", h, &plan)?;
+    }
+    let restore_clock = Instant::now();
+    if let Some(g) = &globals_file {
+        // roles that already exist produce errors that are expected; the rest is reported
+        let out = conn
+            .command("psql", "postgres")
+            .args(["-X", "-q", "-w", "-f"])
+            .arg(g)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| missing_program(&conn.bin().program("psql"), e))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let unexpected: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("ERROR") && !l.contains("already exists"))
+            .collect();
+        if !unexpected.is_empty() {
+            return Err(Error::postgres(format!("restoring globals: {}", unexpected.join("; "))));
+        }
+    }
+    let truth = plan.backup.meta.truth.clone().unwrap_or_default();
+    if plan.create_database {
+        let sql = format!("CREATE DATABASE {} TEMPLATE template0 ENCODING {}", ident(&plan.target_database), literal(truth.encoding.as_deref().unwrap_or("UTF8")));
+        conn.query("postgres", &sql)?;
+    }
+    let mut cmd = conn.command("pg_restore", &plan.target_database);
+    cmd.args(["--no-password", "--exit-on-error"]).arg(format!("--jobs={}", plan.jobs));
+    if plan.clean {
+        cmd.args(["--clean", "--if-exists"]);
+    }
+    if plan.no_owner {
+        cmd.args(["--no-owner", "--no-privileges"]);
+    }
+    cmd.arg(&dump).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let out = cmd
+        .output()
+        .map_err(|e| missing_program(&conn.bin().program("pg_restore"), e))?;
+    if !out.status.success() {
+        return Err(classify(&String::from_utf8_lossy(&out.stderr), &format!("pg_restore into {:?}", plan.target_database)));
+    }
+    let original = plan.backup.meta.database.clone().unwrap_or_default();
+    for stmt in database_properties(&truth.database_properties, &original, &plan.target_database) {
+        conn.query(&plan.target_database, &stmt)?;
+    }
+    let restore_secs = restore_clock.elapsed().as_secs_f64();
+    let comparison = if plan.verify {
+        let c = compare(&conn, &plan.target_database, &truth, plan.jobs as usize)?;
+        if !c.ok() {
+            return Err(Error::integrity(format!(
+                "the restored database {:?} differs from the backup: {}",
+                plan.target_database,
+                c.describe_failures()
+            ))
+            .hint("the restore ran but the data is not what was backed up; keep the old database and report this"));
+        }
+        Some(c)
+    } else {
+        None
+    };
+    if let Some(h) = &plan.post_hook {
+        run_hook("post-restore", h, &plan)?;
+    }
+    Ok(RestoreReport {
+        fetch_secs,
+        restore_secs,
+        comparison,
+        total_secs: clock.elapsed().as_secs_f64(),
+        plan,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_are_renamed_exactly() {
+        let s = vec!["ALTER DATABASE app SET search_path TO 'app', 'public';\n\\connect app\n\nALTER ROLE bob IN DATABASE app SET work_mem TO '8MB';\n".to_string(),
+            "COMMENT ON DATABASE app IS 'the app';".to_string()];
+        let out = database_properties(&s, "app", "app_copy");
+        assert_eq!(out, vec![
+            "ALTER DATABASE \"app_copy\" SET search_path TO 'app', 'public'".to_string(),
+            "ALTER ROLE bob IN DATABASE \"app_copy\" SET work_mem TO '8MB'".to_string(),
+            "COMMENT ON DATABASE \"app_copy\" IS 'the app'".to_string(),
+        ]);
+        let out = database_properties(&["ALTER DATABASE app2 SET x TO 1;".to_string()], "app", "z");
+        assert_eq!(out, vec!["ALTER DATABASE app2 SET x TO 1".to_string()]);
+    }
+}

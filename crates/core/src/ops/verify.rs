@@ -1,0 +1,167 @@
+//! `verify`: is every blob a backup needs present (structure), and does it decrypt and hash
+//! correctly (`read_data`)? The report names each damaged backup.
+//!
+//! rustic_core's check finds damaged packs; lifeboat maps them back to the backups whose
+//! data lives in them, through the index.
+
+use std::collections::{BTreeSet, HashSet};
+
+use rustic_core::{CheckOptions, ReadSubsetOption};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::{Error, Result},
+    repository::{Repo, SnapshotInfo},
+};
+
+/// What to verify.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VerifyOptions {
+    /// Backups to verify (id prefixes); empty = all.
+    pub ids: Vec<String>,
+    /// Read and check every pack's content.
+    pub read_data: bool,
+    /// Read only a subset: `"10%"`, `"1/5"`, `"500MiB"` (implies read_data).
+    pub read_data_subset: Option<String>,
+}
+
+/// One backup's verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupVerdict {
+    /// Snapshot id.
+    pub id: String,
+    /// Source.
+    pub source: String,
+    /// Kind.
+    pub kind: String,
+    /// Database.
+    pub database: Option<String>,
+    /// Good or not.
+    pub ok: bool,
+    /// What is wrong.
+    pub problems: Vec<String>,
+}
+
+/// The verify report.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// Whether pack contents were read.
+    pub read_data: bool,
+    /// Per backup.
+    pub backups: Vec<BackupVerdict>,
+    /// Repository-level problems not tied to a backup.
+    pub repository_problems: Vec<String>,
+}
+
+impl VerifyReport {
+    /// No problem anywhere.
+    #[must_use]
+    pub fn ok(&self) -> bool {
+        self.backups.iter().all(|b| b.ok) && self.repository_problems.is_empty()
+    }
+
+    /// Backups with problems.
+    #[must_use]
+    pub fn damaged(&self) -> Vec<&BackupVerdict> {
+        self.backups.iter().filter(|b| !b.ok).collect()
+    }
+}
+
+/// Verifies backups.
+///
+/// # Errors
+///
+/// When the repository cannot be read at all, or an id is unknown. Damage is not an error
+/// here: it is in the report (see [`VerifyReport::ok`]).
+pub fn verify(repo: &Repo, opts: &VerifyOptions) -> Result<VerifyReport> {
+    let backups: Vec<SnapshotInfo> = if opts.ids.is_empty() {
+        repo.backups()?
+    } else {
+        opts.ids.iter().map(|id| repo.backup(id)).collect::<Result<_>>()?
+    };
+    let read_data = opts.read_data || opts.read_data_subset.is_some();
+    let mut check = CheckOptions::default();
+    check.read_data = read_data;
+    if let Some(subset) = &opts.read_data_subset {
+        check.read_data_subset = subset.parse::<ReadSubsetOption>().map_err(|e| {
+            Error::config(format!("--read-data-subset {subset:?}: {e}")).hint("use a percentage (10%), n/m (1/5) or a size (500MiB)")
+        })?;
+    }
+    repo.with_indexed(|indexed| verify_indexed(indexed, backups, check, read_data))
+}
+
+fn verify_indexed(
+    indexed: &rustic_core::Repository<rustic_core::IndexedFullStatus>,
+    backups: Vec<SnapshotInfo>,
+    check: CheckOptions,
+    read_data: bool,
+) -> Result<VerifyReport> {
+    let snaps = indexed.get_snapshots(&backups.iter().map(|b| b.id.as_str()).collect::<Vec<_>>())?;
+    let trees = snaps.iter().map(|s| s.tree).collect();
+    let results = indexed.check_with_trees(check, trees)?;
+    let mut bad_packs: HashSet<String> = HashSet::new();
+    let mut repository_problems = Vec::new();
+    for (level, err) in &results.0 {
+        if format!("{level:?}") != "Error" {
+            continue;
+        }
+        let text = err.to_string();
+        match pack_of(&text) {
+            Some(p) => {
+                bad_packs.insert(p);
+            }
+            None => repository_problems.push(text),
+        }
+    }
+    let mut verdicts = Vec::new();
+    for (b, snap) in backups.iter().zip(&snaps) {
+        let mut problems = BTreeSet::new();
+        match indexed.node_from_snapshot_and_path(snap, &b.meta.path) {
+            Err(e) => {
+                problems.insert(format!("the dump file is missing from the snapshot: {e}"));
+            }
+            Ok(node) => {
+                for blob in node.content.iter().flatten() {
+                    match indexed.get_index_entry(blob) {
+                        Err(_) => {
+                            problems.insert(format!("data blob {} is missing", &blob.to_string()[..8]));
+                        }
+                        Ok(ie) => {
+                            let pack = ie.pack.to_string();
+                            if bad_packs.contains(&pack) {
+                                problems.insert(format!("pack {} is damaged", &pack[..8]));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        verdicts.push(BackupVerdict {
+            id: b.id.clone(),
+            source: b.meta.source.clone(),
+            kind: b.meta.kind.to_string(),
+            database: b.meta.database.clone(),
+            ok: problems.is_empty(),
+            problems: problems.into_iter().collect(),
+        });
+    }
+    // a damaged pack holding only tree blobs still breaks the backups: report it
+    if !bad_packs.is_empty() && verdicts.iter().all(|v| v.ok) {
+        repository_problems.extend(bad_packs.iter().map(|p| format!("pack {} is damaged", &p[..8.min(p.len())])));
+    }
+    Ok(VerifyReport {
+        read_data,
+        backups: verdicts,
+        repository_problems,
+    })
+}
+
+/// The 64-hex pack id named in a check error message.
+fn pack_of(text: &str) -> Option<String> {
+    if !text.contains("pack") {
+        return None;
+    }
+    text.split(|c: char| !c.is_ascii_hexdigit())
+        .find(|w| w.len() == 64)
+        .map(str::to_string)
+}

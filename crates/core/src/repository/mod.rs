@@ -1,0 +1,326 @@
+//! The repository: a restic-format store (rustic_core) holding lifeboat's snapshots.
+//!
+//! Invariant: a lifeboat backup is visible (listed, restorable) only once it is complete.
+//! The archiver writes a snapshot tagged [`PENDING_TAG`]; after the dump has been checked,
+//! lifeboat saves the final snapshot (with its metadata) and deletes the pending one. A crash
+//! in between leaves only a pending snapshot, which lists and restores ignore.
+
+mod backend;
+pub mod meta;
+mod source;
+
+use std::path::PathBuf;
+
+use rustic_core::{
+    repofile::{SnapshotFile, SnapshotId},
+    ConfigOptions, Credentials, KeyOptions, OpenStatus, ProgressBars, Repository, RepositoryOptions,
+};
+
+pub use self::{
+    backend::{describe_url, is_s3_url},
+    meta::{BackupMeta, SnapshotInfo},
+    source::StreamSource,
+};
+use crate::{
+    config::RepositoryConfig,
+    error::{Error, ErrorKind, Result},
+    secret::Secret,
+};
+
+/// Label of every lifeboat snapshot.
+pub const LABEL: &str = "lifeboat";
+/// Tag of a snapshot whose backup has not been confirmed yet.
+pub const PENDING_TAG: &str = "lifeboat-pending";
+
+/// Average chunk size: see docs/decisions/0002-chunking-and-compression.md.
+pub const CHUNK_SIZE_KIB: u64 = 512;
+/// Minimum chunk size.
+pub const CHUNK_MIN_KIB: u64 = 128;
+/// Maximum chunk size.
+pub const CHUNK_MAX_KIB: u64 = 2048;
+/// zstd level for new repositories.
+pub const COMPRESSION_LEVEL: i32 = 1;
+
+/// An open lifeboat repository.
+pub struct Repo {
+    // rustic_core's typestate consumes the repository to index it; the mutex lets `&Repo`
+    // lend it out and get it back, one operation at a time
+    inner: std::sync::Mutex<Option<Repository<OpenStatus>>>,
+    location: String,
+}
+
+impl std::fmt::Debug for Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repo").field("location", &self.location).finish()
+    }
+}
+
+fn repo_url(cfg: &RepositoryConfig) -> Result<&str> {
+    cfg.url.as_deref().filter(|u| !u.trim().is_empty()).ok_or_else(|| {
+        Error::config("no repository given")
+            .hint("set [repository] url in lifeboat.toml, LIFEBOAT_REPOSITORY, or pass --repo")
+    })
+}
+
+fn rustic_repo<P: ProgressBars>(cfg: &RepositoryConfig, pb: P) -> Result<Repository<()>> {
+    let url = repo_url(cfg)?;
+    let backends = backend::backends(url, cfg)?;
+    let mut opts = RepositoryOptions::default();
+    if is_s3_url(url) {
+        opts.cache_dir = Some(cache_dir());
+    } else {
+        opts.no_cache = true;
+    }
+    Ok(Repository::new_with_progress(&opts, &backends, pb)?)
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("lifeboat")
+}
+
+impl Repo {
+    /// Creates a new repository at the configured URL.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] when a repository already exists there (it is never touched),
+    /// [`ErrorKind::Unavailable`] when the location cannot be written.
+    pub fn init<P: ProgressBars>(cfg: &RepositoryConfig, password: &Secret, pb: P) -> Result<Self> {
+        let url = repo_url(cfg)?.to_string();
+        if !is_s3_url(&url) {
+            let path = std::path::Path::new(&url);
+            if path.exists()
+                && std::fs::read_dir(path)
+                    .map_err(|e| Error::io(format!("repository {url}"), e))?
+                    .next()
+                    .is_some()
+                && !path.join("config").exists()
+            {
+                return Err(Error::new(
+                    ErrorKind::TargetNotEmpty,
+                    format!("{url} is not empty and is not a repository"),
+                )
+                .hint("choose an empty or new directory for the repository"));
+            }
+        }
+        let repo = rustic_repo(cfg, pb)?;
+        if repo.config_id()?.is_some() {
+            return Err(Error::config(format!("a repository already exists at {url}"))
+                .hint("lifeboat init never touches an existing repository; use it as it is or choose another url"));
+        }
+        let config = ConfigOptions::default()
+            .set_compression(COMPRESSION_LEVEL)
+            .set_chunk_size(bytesize::ByteSize::kib(CHUNK_SIZE_KIB))
+            .set_chunk_min_size(bytesize::ByteSize::kib(CHUNK_MIN_KIB))
+            .set_chunk_max_size(bytesize::ByteSize::kib(CHUNK_MAX_KIB));
+        let inner = repo
+            .init(
+                &Credentials::Password(password.expose().to_string()),
+                &KeyOptions::default(),
+                &config,
+            )
+            .map_err(|e| init_error(&url, e))?;
+        Ok(Self {
+            inner: std::sync::Mutex::new(Some(inner)),
+            location: describe_url(&url),
+        })
+    }
+
+    /// Opens the configured repository.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`] when there is no repository, [`ErrorKind::Auth`] for a wrong
+    /// password, [`ErrorKind::Unavailable`] when the backend cannot be reached.
+    pub fn open<P: ProgressBars>(cfg: &RepositoryConfig, password: &Secret, pb: P) -> Result<Self> {
+        let url = repo_url(cfg)?.to_string();
+        let repo = rustic_repo(cfg, pb)?;
+        if repo.config_id().map_err(|e| open_error(&url, e))?.is_none() {
+            return Err(Error::not_found(format!("no repository at {}", describe_url(&url)))
+                .hint("create it with `lifeboat init`, or check [repository] url"));
+        }
+        let inner = repo
+            .open(&Credentials::Password(password.expose().to_string()))
+            .map_err(|e| open_error(&url, e))?;
+        Ok(Self {
+            inner: std::sync::Mutex::new(Some(inner)),
+            location: describe_url(&url),
+        })
+    }
+
+    /// Where the repository is (no credentials).
+    #[must_use]
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn take(&self) -> Result<(std::sync::MutexGuard<'_, Option<Repository<OpenStatus>>>, Repository<OpenStatus>)> {
+        let mut guard = self.inner.lock().map_err(|_| Error::internal("repository lock poisoned"))?;
+        let repo = guard
+            .take()
+            .ok_or_else(|| Error::internal("the repository was lost after an earlier error; open it again"))?;
+        Ok((guard, repo))
+    }
+
+    /// Runs `f` on the open repository.
+    ///
+    /// # Errors
+    ///
+    /// `f`'s error.
+    pub fn with_open<T>(&self, f: impl FnOnce(&Repository<OpenStatus>) -> Result<T>) -> Result<T> {
+        let (mut guard, repo) = self.take()?;
+        let r = f(&repo);
+        *guard = Some(repo);
+        r
+    }
+
+    /// Runs `f` on the repository with its full index loaded (to read data).
+    ///
+    /// # Errors
+    ///
+    /// When the index cannot be read, or `f`'s error.
+    pub fn with_indexed<T>(
+        &self,
+        f: impl FnOnce(&Repository<rustic_core::IndexedFullStatus>) -> Result<T>,
+    ) -> Result<T> {
+        let (mut guard, repo) = self.take()?;
+        let indexed = repo.to_indexed()?;
+        let r = f(&indexed);
+        *guard = Some(indexed.drop_index());
+        r
+    }
+
+    /// Runs `f` on the repository with the blob-id index loaded (to write backups).
+    ///
+    /// # Errors
+    ///
+    /// When the index cannot be read, or `f`'s error.
+    pub fn with_indexed_ids<T>(
+        &self,
+        f: impl FnOnce(&Repository<rustic_core::IndexedIdsStatus>) -> Result<T>,
+    ) -> Result<T> {
+        let (mut guard, repo) = self.take()?;
+        let indexed = repo.to_indexed_ids()?;
+        let r = f(&indexed);
+        *guard = Some(indexed.drop_index());
+        r
+    }
+
+    /// Every complete lifeboat backup, oldest first. Reads snapshot files only, never packs.
+    ///
+    /// # Errors
+    ///
+    /// When the snapshot files cannot be read.
+    pub fn backups(&self) -> Result<Vec<SnapshotInfo>> {
+        let snaps = self.with_open(|r| Ok(r.get_all_snapshots()?))?;
+        let mut out: Vec<SnapshotInfo> = snaps.into_iter().filter_map(SnapshotInfo::from_snapshot).collect();
+        out.sort_by(|a, b| a.meta.finished_at.cmp(&b.meta.finished_at));
+        Ok(out)
+    }
+
+    /// Snapshots left by an interrupted backup.
+    ///
+    /// # Errors
+    ///
+    /// When the snapshot files cannot be read.
+    pub fn pending(&self) -> Result<Vec<SnapshotFile>> {
+        Ok(self
+            .with_open(|r| Ok(r.get_all_snapshots()?))?
+            .into_iter()
+            .filter(|s| s.tags.contains(PENDING_TAG))
+            .collect())
+    }
+
+    /// The backup whose id starts with `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`] when no lifeboat backup matches, [`ErrorKind::Config`] when
+    /// the prefix is ambiguous.
+    pub fn backup(&self, id: &str) -> Result<SnapshotInfo> {
+        let id = id.trim();
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Error::config(format!("{id:?} is not a snapshot id"))
+                .hint("ids are hexadecimal; `lifeboat list` shows them"));
+        }
+        let all = self.backups()?;
+        let found: Vec<SnapshotInfo> = all.into_iter().filter(|b| b.id.starts_with(id)).collect();
+        match found.len() {
+            0 => Err(Error::not_found(format!("no backup with id {id} in {}", self.location))
+                .hint("`lifeboat list` shows the backups in this repository")),
+            1 => Ok(found.into_iter().next().expect("one")),
+            n => Err(Error::config(format!("id {id} matches {n} backups")).hint("give more digits of the id")),
+        }
+    }
+
+    /// Replaces the pending snapshot `pending` by its final form carrying `meta`; returns
+    /// the final snapshot's id.
+    ///
+    /// # Errors
+    ///
+    /// When the snapshot cannot be written; the pending snapshot then stays (ignored).
+    pub fn confirm(&self, pending: &SnapshotFile, meta: &BackupMeta) -> Result<String> {
+        let mut snap = pending.clone();
+        snap.tags = meta.tags();
+        snap.label = LABEL.to_string();
+        snap.description = Some(serde_json::to_string(meta).map_err(|e| Error::internal(e.to_string()))?);
+        self.with_open(|inner| {
+            let before: std::collections::HashSet<SnapshotId> = inner.list::<SnapshotId>()?.collect();
+            inner.save_snapshots(vec![snap.clone()])?;
+            let new: Vec<SnapshotId> = inner.list::<SnapshotId>()?.filter(|id| !before.contains(id)).collect();
+            let id = if new.len() == 1 {
+                new[0]
+            } else {
+                // another process saved snapshots at the same moment: find ours by content
+                inner
+                    .get_snapshots(&new.iter().map(ToString::to_string).collect::<Vec<_>>())?
+                    .into_iter()
+                    .find(|s| s.description == snap.description)
+                    .map(|s| s.id)
+                    .ok_or_else(|| Error::internal("the confirmed snapshot is not in the repository"))?
+            };
+            inner.delete_snapshots(&[pending.id])?;
+            Ok(id.to_string())
+        })
+    }
+
+    /// Deletes a pending snapshot after a failed backup.
+    ///
+    /// # Errors
+    ///
+    /// When the snapshot file cannot be removed.
+    pub fn discard(&self, pending: &SnapshotFile) -> Result<()> {
+        self.with_open(|r| Ok(r.delete_snapshots(&[pending.id])?))
+    }
+}
+
+fn init_error(url: &str, e: Box<rustic_core::RusticError>) -> Error {
+    let text = e.to_string().to_lowercase();
+    if text.contains("permission denied") || text.contains("read-only") {
+        return Error::unavailable(format!("cannot create a repository at {}: permission denied", describe_url(url)))
+            .hint("choose a directory this user may write, or fix its owner and mode")
+            .source(e);
+    }
+    let err: Error = e.into();
+    Error::new(err.kind(), format!("cannot create a repository at {}: {}", describe_url(url), err.message()))
+        .hint(err.hint_text().unwrap_or("check the repository url and that the location is writable").to_string())
+}
+
+fn open_error(url: &str, e: Box<rustic_core::RusticError>) -> Error {
+    let text = e.to_string().to_lowercase();
+    if text.contains("password") || text.contains("key") && (text.contains("no suitable") || text.contains("incorrect")) {
+        return Error::new(ErrorKind::Auth, format!("wrong password for the repository at {}", describe_url(url)))
+            .hint("check LIFEBOAT_PASSWORD, [repository] password_file or password_command");
+    }
+    let err: Error = e.into();
+    Error::new(err.kind(), format!("cannot open the repository at {}: {}", describe_url(url), err.message()))
+        .hint(
+            err.hint_text()
+                .unwrap_or("check the repository url, the network and the S3 credentials")
+                .to_string(),
+        )
+}

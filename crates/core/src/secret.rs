@@ -1,0 +1,180 @@
+//! Secrets: a string type that never prints itself, and the ways to obtain one.
+//!
+//! A secret comes from an environment variable, a file or a command — never from argv —
+//! and is passed to child processes only through their environment or stdin.
+
+use std::{fmt, path::Path, process::Command};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// A password or key. `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    #[must_use]
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself; use it only to hand it to a library or a child's environment.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Where a secret comes from, in order of precedence: an environment variable, a file, a
+/// command whose stdout is the secret.
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize, PartialEq, Eq)]
+pub struct SecretSource {
+    /// Environment variable to read (e.g. `LIFEBOAT_PASSWORD`).
+    pub env: Option<String>,
+    /// File holding the secret (trailing newline removed).
+    pub file: Option<std::path::PathBuf>,
+    /// Shell command printing the secret on stdout.
+    pub command: Option<String>,
+}
+
+impl SecretSource {
+    /// Resolves the secret; `what` names it in errors ("repository password").
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] when no source is set or a source yields nothing,
+    /// [`ErrorKind::Unavailable`] when the file cannot be read or the command fails.
+    pub fn resolve(&self, what: &str) -> Result<Secret> {
+        if let Some(var) = &self.env {
+            if let Ok(v) = std::env::var(var) {
+                if !v.is_empty() {
+                    return Ok(Secret::new(v));
+                }
+            }
+        }
+        if let Some(path) = &self.file {
+            return read_secret_file(path, what);
+        }
+        if let Some(cmd) = &self.command {
+            return run_secret_command(cmd, what);
+        }
+        let env_hint = self
+            .env
+            .as_deref()
+            .map(|v| format!("set {v}, or "))
+            .unwrap_or_default();
+        Err(Error::config(format!("no {what} given")).hint(format!(
+            "{env_hint}set password_file or password_command in the configuration"
+        )))
+    }
+}
+
+fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("cannot read {what} file {}", path.display()), e))?;
+    let value = text.trim_end_matches(['\n', '\r']).to_string();
+    if value.is_empty() {
+        return Err(Error::config(format!("{what} file {} is empty", path.display()))
+            .hint("write the secret into the file (one line)"));
+    }
+    Ok(Secret::new(value))
+}
+
+fn run_secret_command(cmd: &str, what: &str) -> Result<Secret> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Error::io(format!("cannot run the {what} command"), e))?;
+    if !out.status.success() {
+        // stderr of the command may be shown; stdout (the secret) never is
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(Error::new(
+            ErrorKind::Unavailable,
+            format!(
+                "{what} command failed ({}): {}",
+                out.status,
+                stderr.lines().next().unwrap_or("")
+            ),
+        )
+        .hint("run the password_command by hand to see why it fails"));
+    }
+    let value = String::from_utf8_lossy(&out.stdout)
+        .trim_end_matches(['\n', '\r'])
+        .to_string();
+    if value.is_empty() {
+        return Err(Error::config(format!("{what} command printed nothing")));
+    }
+    Ok(Secret::new(value))
+}
+
+/// Writes `contents` to a new file readable only by its owner (mode 0600).
+///
+/// # Errors
+///
+/// When the file cannot be created or written.
+pub fn write_private_file(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(path.display(), e))?;
+    f.write_all(contents.as_bytes())
+        .map_err(|e| Error::io(path.display(), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_never_prints() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s} {s:?}"), "*** ***");
+    }
+
+    #[test]
+    fn file_then_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pw");
+        write_private_file(&p, "s3cret\n").unwrap();
+        let src = SecretSource {
+            env: Some("LIFEBOAT_TEST_UNSET_VAR_X".into()),
+            file: Some(p.clone()),
+            command: None,
+        };
+        assert_eq!(src.resolve("password").unwrap().expose(), "s3cret");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        let cmd = SecretSource {
+            command: Some("echo from-cmd".into()),
+            ..Default::default()
+        };
+        assert_eq!(cmd.resolve("password").unwrap().expose(), "from-cmd");
+        let failing = SecretSource {
+            command: Some("echo secretvalue; exit 3".into()),
+            ..Default::default()
+        };
+        let err = failing.resolve("password").unwrap_err();
+        assert!(!err.to_string().contains("secretvalue"));
+        let none = SecretSource::default().resolve("repository password").unwrap_err();
+        assert_eq!(none.kind(), ErrorKind::Config);
+    }
+}

@@ -1,0 +1,246 @@
+//! Throw-away PostgreSQL clusters: their own initdb in a temporary directory, a free port,
+//! a private socket directory, stopped and removed on drop.
+//!
+//! initdb and postgres refuse to run as root, so when lifeboat runs as root the cluster is
+//! owned and run by an unprivileged user (`postgres` by default). Every running cluster is
+//! registered so that an interrupted program (Ctrl-C) can stop them all: see [`stop_all`].
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::Mutex,
+};
+
+use super::conn::{missing_program, PgBin, PgConn};
+use crate::error::{Error, Result};
+
+/// Data directories of clusters started by this process and not yet stopped.
+static RUNNING: Mutex<Vec<(PathBuf, PathBuf, Option<String>)>> = Mutex::new(Vec::new());
+
+/// Stops every cluster this process started (for signal handlers).
+pub fn stop_all() {
+    let list = RUNNING.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
+    for (pg_ctl, data, user) in list {
+        let _ = pg_ctl_cmd(&pg_ctl, user.as_deref())
+            .args(["stop", "-m", "immediate", "-w", "-D"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn pg_ctl_cmd(program: &Path, user: Option<&str>) -> Command {
+    match user {
+        Some(u) => {
+            let mut c = Command::new("runuser");
+            c.args(["-u", u, "--"]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+/// A running throw-away cluster.
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    port: u16,
+    bin: PgBin,
+    user: Option<String>,
+    running: bool,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("dir", &self.dir.path()).field("port", &self.port).finish()
+    }
+}
+
+/// The OS user a cluster runs as: `None` = the current user; when root, `LIFEBOAT_PG_USER`
+/// or `postgres`.
+fn run_as() -> Option<String> {
+    nix::unistd::geteuid()
+        .is_root()
+        .then(|| std::env::var("LIFEBOAT_PG_USER").unwrap_or_else(|_| "postgres".into()))
+}
+
+/// A free TCP port on 127.0.0.1.
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("finding a free port", e))?;
+    Ok(l.local_addr().map_err(|e| Error::io("finding a free port", e))?.port())
+}
+
+impl Cluster {
+    /// initdb + start. The superuser is `postgres` (trust on the socket, scram over TCP).
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Unavailable`] with the server log when initdb or start fails.
+    pub fn start(bin: &PgBin) -> Result<Self> {
+        let user = run_as();
+        let base = std::env::var_os("LIFEBOAT_SCRATCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+        let dir = tempfile::Builder::new()
+            .prefix("lifeboat-pg-")
+            .tempdir_in(&base)
+            .map_err(|e| Error::io(format!("creating a cluster directory in {}", base.display()), e))?;
+        if let Some(u) = &user {
+            let pw = nix::unistd::User::from_name(u)
+                .ok()
+                .flatten()
+                .ok_or_else(|| {
+                    Error::unavailable(format!("user {u:?} does not exist; PostgreSQL cannot run as root"))
+                        .hint("create the user (the postgresql package does) or set LIFEBOAT_PG_USER")
+                })?;
+            nix::unistd::chown(dir.path(), Some(pw.uid), Some(pw.gid))
+                .map_err(|e| Error::unavailable(format!("chown {}: {e}", dir.path().display())))?;
+        }
+        let data = dir.path().join("data");
+        let initdb = bin.program("initdb");
+        let out = pg_ctl_cmd(&initdb, user.as_deref())
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| missing_program(&initdb, e))?;
+        if !out.status.success() {
+            return Err(Error::unavailable(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+            .hint("install the PostgreSQL server (Debian: apt-get install postgresql)"));
+        }
+        let mut cluster = Self {
+            port: 0,
+            dir,
+            bin: bin.clone(),
+            user,
+            running: false,
+        };
+        cluster.launch()?;
+        Ok(cluster)
+    }
+
+    fn launch(&mut self) -> Result<()> {
+        let mut last_err = None;
+        // a port found free can be taken by someone else before postgres binds it: retry
+        for _ in 0..5 {
+            self.port = free_port()?;
+            let opts = format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=50",
+                self.port,
+                self.dir.path().display()
+            );
+            let pg_ctl = self.bin.program("pg_ctl");
+            let out = pg_ctl_cmd(&pg_ctl, self.user.as_deref())
+                .args(["start", "-w", "-t", "60", "-D"])
+                .arg(self.data_dir())
+                .arg("-l")
+                .arg(self.log_path())
+                .arg("-o")
+                .arg(&opts)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .output()
+                .map_err(|e| missing_program(&pg_ctl, e))?;
+            if out.status.success() {
+                self.running = true;
+                RUNNING
+                    .lock()
+                    .expect("cluster registry")
+                    .push((pg_ctl, self.data_dir(), self.user.clone()));
+                return Ok(());
+            }
+            last_err = Some(self.log_tail());
+        }
+        Err(Error::unavailable(format!(
+            "the throw-away PostgreSQL did not start: {}",
+            last_err.unwrap_or_default()
+        )))
+    }
+
+    /// Last lines of the server log.
+    #[must_use]
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(5)..].join("; ")
+    }
+
+    /// The data directory.
+    #[must_use]
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    /// The TCP port (also the socket's port number).
+    #[must_use]
+    pub const fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The socket directory.
+    #[must_use]
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A superuser connection over the socket.
+    #[must_use]
+    pub fn conn(&self) -> PgConn {
+        PgConn::local(self.socket_dir(), self.port, "postgres", self.bin.clone())
+    }
+
+    /// A DSN for the superuser over the socket (no password).
+    #[must_use]
+    pub fn dsn(&self, db: &str) -> String {
+        format!("host={} port={} user=postgres dbname={db}", self.socket_dir().display(), self.port)
+    }
+
+    /// Runs SQL as superuser on `db`.
+    ///
+    /// # Errors
+    ///
+    /// As [`PgConn::query`].
+    pub fn sql(&self, db: &str, sql: &str) -> Result<String> {
+        self.conn().query(db, sql)
+    }
+
+    /// Stops the server (fast mode) and forgets it.
+    pub fn stop(&mut self) {
+        if !self.running {
+            return;
+        }
+        let pg_ctl = self.bin.program("pg_ctl");
+        let _ = pg_ctl_cmd(&pg_ctl, self.user.as_deref())
+            .args(["stop", "-m", "fast", "-w", "-D"])
+            .arg(self.data_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        self.running = false;
+        if let Ok(mut l) = RUNNING.lock() {
+            let d = self.data_dir();
+            l.retain(|(_, p, _)| p != &d);
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

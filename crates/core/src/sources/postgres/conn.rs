@@ -1,0 +1,424 @@
+//! How lifeboat reaches a PostgreSQL server: connection parameters, the client programs,
+//! and the translation of their errors.
+//!
+//! lifeboat talks to PostgreSQL only through libpq's own programs (pg_dump, pg_restore,
+//! psql), so libpq environment variables, service files and `.pgpass` work as usual. A
+//! password is never put on a command line: it is taken out of the DSN and handed to the
+//! child in `PGPASSWORD`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use crate::{
+    config::SourceConfig,
+    error::{Error, ErrorKind, Result},
+    secret::Secret,
+};
+
+/// Where PostgreSQL's client programs live.
+#[derive(Debug, Clone, Default)]
+pub struct PgBin {
+    dir: Option<PathBuf>,
+}
+
+impl PgBin {
+    /// Uses `dir`, or else `LIFEBOAT_PG_BIN`, or else the newest `/usr/lib/postgresql/*/bin`,
+    /// or else `PATH`.
+    #[must_use]
+    pub fn new(dir: Option<&Path>) -> Self {
+        let dir = dir
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("LIFEBOAT_PG_BIN").map(PathBuf::from))
+            .or_else(newest_debian_bin_dir);
+        Self { dir }
+    }
+
+    /// Full path (or bare name for `PATH` lookup) of `program`.
+    #[must_use]
+    pub fn program(&self, program: &str) -> PathBuf {
+        match &self.dir {
+            Some(d) => d.join(program),
+            None => PathBuf::from(program),
+        }
+    }
+
+    /// Major version of the client programs (`pg_dump --version`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Unavailable`] when pg_dump cannot be run.
+    pub fn major_version(&self) -> Result<u32> {
+        let out = Command::new(self.program("pg_dump"))
+            .arg("--version")
+            .output()
+            .map_err(|e| missing_program(&self.program("pg_dump"), e))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        parse_major(text.split_whitespace().last().unwrap_or(""))
+            .ok_or_else(|| Error::postgres(format!("cannot read the pg_dump version from {text:?}")))
+    }
+}
+
+fn newest_debian_bin_dir() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let v: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("pg_dump").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, p)| p)
+}
+
+/// Error for a client program that cannot be started.
+pub(crate) fn missing_program(path: &Path, err: std::io::Error) -> Error {
+    Error::unavailable(format!("cannot run {}: {err}", path.display()))
+        .hint("install the PostgreSQL client programs (Debian: apt-get install postgresql-client) or set pg_bin_dir")
+        .source(err)
+}
+
+/// `"15.4 (Debian ...)"` or `"150004"` -> 15.
+#[must_use]
+pub fn parse_major(version: &str) -> Option<u32> {
+    let head: String = version.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let n: u32 = head.parse().ok()?;
+    Some(if n >= 100_000 { n / 10_000 } else { n })
+}
+
+/// Connection parameters of one server, with the password held apart.
+#[derive(Debug, Clone)]
+pub struct PgConn {
+    params: Vec<(String, String)>,
+    password: Option<Secret>,
+    default_db: Option<String>,
+    bin: PgBin,
+}
+
+impl PgConn {
+    /// Builds the connection of a configured source.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] when the DSN cannot be parsed or the password source fails.
+    pub fn from_source(src: &SourceConfig) -> Result<Self> {
+        let (params, dsn_password) = match &src.dsn {
+            Some(dsn) => parse_dsn(dsn).map_err(|m| {
+                Error::config(format!("source {:?}: dsn: {m}", src.name))
+                    .hint("use postgresql://user@host:port/db or host=... dbname=... (see libpq)")
+            })?,
+            None => (Vec::new(), None),
+        };
+        let password = match src.password_source() {
+            Some(s) => Some(s.resolve(&format!("password of source {:?}", src.name))?),
+            None => dsn_password,
+        };
+        Ok(Self::from_params(params, password, PgBin::new(src.pg_bin_dir.as_deref())))
+    }
+
+    /// A connection to a local server by socket directory and port.
+    #[must_use]
+    pub fn local(socket_dir: &Path, port: u16, user: &str, bin: PgBin) -> Self {
+        Self::from_params(
+            vec![
+                ("host".into(), socket_dir.display().to_string()),
+                ("port".into(), port.to_string()),
+                ("user".into(), user.into()),
+            ],
+            None,
+            bin,
+        )
+    }
+
+    fn from_params(mut params: Vec<(String, String)>, password: Option<Secret>, bin: PgBin) -> Self {
+        let default_db = params
+            .iter()
+            .position(|(k, _)| k == "dbname")
+            .map(|i| params.remove(i).1);
+        Self {
+            params,
+            password,
+            default_db,
+            bin,
+        }
+    }
+
+    /// The client programs used for this server.
+    #[must_use]
+    pub fn bin(&self) -> &PgBin {
+        &self.bin
+    }
+
+    /// The database named in the DSN, else `PGDATABASE`.
+    #[must_use]
+    pub fn default_database(&self) -> Option<String> {
+        self.default_db
+            .clone()
+            .or_else(|| std::env::var("PGDATABASE").ok().filter(|s| !s.is_empty()))
+    }
+
+    /// libpq conninfo for `db`, without the password (safe for argv and logs).
+    #[must_use]
+    pub fn conninfo(&self, db: &str) -> String {
+        let mut parts: Vec<String> = self
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", quote(v)))
+            .collect();
+        parts.push(format!("dbname={}", quote(db)));
+        parts.join(" ")
+    }
+
+    /// A command for `program` connected to `db` (`-d conninfo`), password in the environment.
+    #[must_use]
+    pub fn command(&self, program: &str, db: &str) -> Command {
+        let mut cmd = Command::new(self.bin.program(program));
+        cmd.arg("-d").arg(self.conninfo(db));
+        self.apply_env(&mut cmd);
+        cmd
+    }
+
+    /// Sets `PGPASSWORD` and the application name on `cmd`.
+    pub fn apply_env(&self, cmd: &mut Command) {
+        if let Some(p) = &self.password {
+            cmd.env("PGPASSWORD", p.expose());
+        }
+        cmd.env("PGAPPNAME", "lifeboat");
+        // never prompt: a prompt would hang a scheduled backup
+        cmd.env("PGCONNECT_TIMEOUT", std::env::var("PGCONNECT_TIMEOUT").unwrap_or_else(|_| "10".into()));
+    }
+
+    /// Runs one SQL statement with psql and returns its unaligned, tuples-only output.
+    ///
+    /// # Errors
+    ///
+    /// A classified error ([`ErrorKind::Auth`], [`ErrorKind::Unavailable`], ...) from psql's stderr.
+    pub fn query(&self, db: &str, sql: &str) -> Result<String> {
+        let out = self
+            .command("psql", db)
+            .args(["-X", "-A", "-t", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| missing_program(&self.bin.program("psql"), e))?;
+        if !out.status.success() {
+            return Err(classify(&String::from_utf8_lossy(&out.stderr), &format!("database {db:?}")));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+    }
+
+    /// Checks that the server answers and returns its version number (e.g. 150004).
+    ///
+    /// # Errors
+    ///
+    /// As [`PgConn::query`].
+    pub fn server_version_num(&self, db: &str) -> Result<u32> {
+        let v = self.query(db, "show server_version_num")?;
+        v.trim()
+            .parse()
+            .map_err(|_| Error::postgres(format!("unexpected server_version_num {v:?}")))
+    }
+
+    /// Fails when pg_dump is older than the server (it would refuse to dump).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] naming both versions.
+    pub fn check_client_version(&self, server_version_num: u32) -> Result<()> {
+        let client = self.bin.major_version()?;
+        let server = server_version_num / 10_000;
+        if client < server {
+            return Err(Error::config(format!(
+                "pg_dump {client} cannot dump a PostgreSQL {server} server"
+            ))
+            .hint(format!(
+                "install postgresql-client-{server} and set pg_bin_dir (or LIFEBOAT_PG_BIN) to its bin directory"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Turns a PostgreSQL client's stderr into a typed error; `what` names the object.
+#[must_use]
+pub fn classify(stderr: &str, what: &str) -> Error {
+    let first = stderr
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("no error text")
+        .to_string();
+    let detail: String = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(4)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let lower = stderr.to_lowercase();
+    let (kind, hint) = if lower.contains("password authentication failed")
+        || lower.contains("no password supplied")
+        || lower.contains("authentication failed")
+    {
+        (
+            ErrorKind::Auth,
+            "the PostgreSQL password was refused: check password_file / password_command of the source, PGPASSWORD or ~/.pgpass",
+        )
+    } else if lower.contains("could not connect")
+        || lower.contains("connection refused")
+        || lower.contains("could not translate host name")
+        || lower.contains("timeout expired")
+        || lower.contains("no such file or directory")
+    {
+        (
+            ErrorKind::Unavailable,
+            "the PostgreSQL server cannot be reached: check host and port in the dsn and that the server is running",
+        )
+    } else if lower.contains("does not exist") && lower.contains("database") {
+        (
+            ErrorKind::NotFound,
+            "check the database name (source.databases or the dsn)",
+        )
+    } else if lower.contains("terminating connection") || lower.contains("server closed the connection") {
+        (
+            ErrorKind::Postgres,
+            "the server ended the connection (pg_terminate_backend, restart or crash); run the backup again",
+        )
+    } else {
+        (ErrorKind::Postgres, "see the PostgreSQL message above")
+    };
+    let _ = first;
+    Error::new(kind, format!("{what}: {detail}")).hint(hint)
+}
+
+fn quote(v: &str) -> String {
+    let escaped = v.replace('\\', "\\\\").replace('\'', "\\'");
+    format!("'{escaped}'")
+}
+
+/// Splits a libpq DSN (URI or key/value) into parameters and the password.
+fn parse_dsn(dsn: &str) -> std::result::Result<(Vec<(String, String)>, Option<Secret>), String> {
+    let mut params = if dsn.starts_with("postgresql://") || dsn.starts_with("postgres://") {
+        parse_uri(dsn)?
+    } else {
+        parse_kv(dsn)?
+    };
+    let password = params
+        .iter()
+        .position(|(k, _)| k == "password")
+        .map(|i| Secret::new(params.remove(i).1));
+    Ok((params, password))
+}
+
+fn parse_uri(dsn: &str) -> std::result::Result<Vec<(String, String)>, String> {
+    let url = url::Url::parse(dsn).map_err(|e| format!("not a valid URI: {e}"))?;
+    let dec = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    let mut p = Vec::new();
+    if let Some(host) = url.host_str() {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        p.push(("host".into(), dec(host)));
+    }
+    if let Some(port) = url.port() {
+        p.push(("port".into(), port.to_string()));
+    }
+    if !url.username().is_empty() {
+        p.push(("user".into(), dec(url.username())));
+    }
+    if let Some(pw) = url.password() {
+        p.push(("password".into(), dec(pw)));
+    }
+    let db = url.path().trim_start_matches('/');
+    if !db.is_empty() {
+        p.push(("dbname".into(), dec(db)));
+    }
+    for (k, v) in url.query_pairs() {
+        p.push((k.into_owned(), v.into_owned()));
+    }
+    Ok(p)
+}
+
+fn parse_kv(dsn: &str) -> std::result::Result<Vec<(String, String)>, String> {
+    let mut p = Vec::new();
+    let mut chars = dsn.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=' && !c.is_whitespace())).collect();
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.next() != Some('=') {
+            return Err(format!("expected '=' after {key:?}"));
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'\'') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('\\') => value.extend(chars.next()),
+                    Some('\'') => break,
+                    Some(c) => value.push(c),
+                    None => return Err(format!("unterminated quote in the value of {key:?}")),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    value.extend(chars.next());
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        p.push((key, value));
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_password_is_removed_from_conninfo() {
+        let (p, pw) = parse_dsn("postgresql://backup:s%40cret@db.example:5433/app?sslmode=require").unwrap();
+        assert_eq!(pw.unwrap().expose(), "s@cret");
+        let c = PgConn::from_params(p, None, PgBin::default());
+        assert_eq!(c.default_database().as_deref(), Some("app"));
+        let info = c.conninfo("other");
+        assert_eq!(info, "host='db.example' port='5433' user='backup' sslmode='require' dbname='other'");
+        assert!(!info.contains("cret"));
+    }
+
+    #[test]
+    fn kv_dsn_with_quotes() {
+        let (p, pw) = parse_dsn("host=/tmp port=5432 password='a b\\'c' dbname=app").unwrap();
+        assert_eq!(pw.unwrap().expose(), "a b'c");
+        assert_eq!(p[0], ("host".into(), "/tmp".into()));
+        assert!(parse_dsn("host").is_err());
+    }
+
+    #[test]
+    fn classify_errors() {
+        let e = classify("psql: error: connection to server at \"x\" failed: FATAL:  password authentication failed for user \"u\"", "db");
+        assert_eq!(e.kind(), ErrorKind::Auth);
+        let e = classify("pg_dump: error: connection to server on socket \"/tmp/.s.PGSQL.1\" failed: No such file or directory", "db");
+        assert_eq!(e.kind(), ErrorKind::Unavailable);
+        assert_eq!(parse_major("150004"), Some(15));
+        assert_eq!(parse_major("15.4"), Some(15));
+    }
+}

@@ -1,0 +1,9 @@
+//! PostgreSQL: connections, logical dumps, the custom-archive reader, backup-time truth,
+//! comparison of a restored database with that truth, and throw-away clusters.
+
+pub mod archive;
+pub mod cluster;
+pub mod compare;
+pub mod conn;
+pub mod logical;
+pub mod truth;

@@ -1,0 +1,219 @@
+//! Backup-time truth: what a database held when it was dumped, in a form a restored copy
+//! can be compared with.
+//!
+//! A table's content hash is the wrapping sum of the 128-bit xxh3 hashes of its COPY text
+//! rows, so it does not depend on row order; the same hasher reads `COPY ... TO STDOUT`
+//! from a restored database, with pg_dump's session settings, to compare.
+
+use serde::{Deserialize, Serialize};
+
+/// Counts and hashes COPY text rows fed in arbitrary pieces.
+#[derive(Default)]
+pub struct LineHasher {
+    partial: Vec<u8>,
+    rows: u64,
+    sum: u128,
+    ended: bool,
+}
+
+impl LineHasher {
+    /// Feeds the next bytes of a COPY text stream.
+    pub fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            match memchr::memchr(b'\n', data) {
+                Some(i) => {
+                    if self.partial.is_empty() {
+                        self.line(&data[..i]);
+                    } else {
+                        let mut line = std::mem::take(&mut self.partial);
+                        line.extend_from_slice(&data[..i]);
+                        self.line(&line);
+                    }
+                    data = &data[i + 1..];
+                }
+                None => {
+                    self.partial.extend_from_slice(data);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn line(&mut self, line: &[u8]) {
+        // pg_dump ends each table's data with "\." and blank lines; COPY TO STDOUT does not
+        if self.ended || line == b"\\." {
+            self.ended = true;
+            return;
+        }
+        self.rows += 1;
+        self.sum = self.sum.wrapping_add(xxhash_rust::xxh3::xxh3_128(line));
+    }
+
+    /// Row count and order-independent hash.
+    #[must_use]
+    pub fn finish(mut self) -> (u64, u128) {
+        if !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            self.line(&line);
+        }
+        (self.rows, self.sum)
+    }
+}
+
+/// One table's rows as dumped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableTruth {
+    /// Schema name.
+    pub schema: String,
+    /// Table name.
+    pub table: String,
+    /// The dump's `COPY schema.table (columns) FROM stdin;` statement.
+    pub copy: String,
+    /// Number of rows.
+    pub rows: u64,
+    /// Order-independent content hash (32 hex digits).
+    pub hash: String,
+}
+
+impl TableTruth {
+    /// `COPY ... TO STDOUT` reading the same columns back from a database.
+    #[must_use]
+    pub fn copy_out_sql(&self) -> String {
+        let stmt = self.copy.trim_end().trim_end_matches(';');
+        let head = stmt
+            .strip_suffix("FROM stdin")
+            .or_else(|| stmt.strip_suffix("FROM STDIN"))
+            .unwrap_or(stmt)
+            .trim_end();
+        format!("{head} TO STDOUT")
+    }
+
+    /// `schema.table` as printed in reports.
+    #[must_use]
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", self.schema, self.table)
+    }
+}
+
+/// A sequence value as set by the dump.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SequenceValue {
+    /// Schema name.
+    pub schema: String,
+    /// Sequence name.
+    pub name: String,
+    /// `last_value`.
+    pub last_value: i64,
+    /// `is_called`.
+    pub is_called: bool,
+}
+
+impl SequenceValue {
+    /// Parses `SELECT pg_catalog.setval('public.s', 42, true);`.
+    #[must_use]
+    pub fn from_setval(schema: &str, name: &str, defn: &str) -> Option<Self> {
+        let args = defn.split_once("setval(")?.1;
+        let args = args.rsplit_once(')')?.0;
+        let mut parts = args.rsplitn(3, ',');
+        let is_called = parts.next()?.trim() == "true";
+        let last_value = parts.next()?.trim().parse().ok()?;
+        Some(Self {
+            schema: schema.to_string(),
+            name: name.to_string(),
+            last_value,
+            is_called,
+        })
+    }
+}
+
+/// Count and order-independent hash of a set of objects (large objects).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectTruth {
+    /// Number of objects.
+    pub count: u64,
+    /// Wrapping sum of per-object hashes (32 hex digits).
+    pub hash: String,
+}
+
+impl ObjectTruth {
+    /// Adds one object's hash.
+    pub fn add(&mut self, h: u128) {
+        let sum = u128::from_str_radix(&self.hash, 16).unwrap_or(0).wrapping_add(h);
+        self.count += 1;
+        self.hash = format!("{sum:032x}");
+    }
+}
+
+/// Everything recorded about one logical dump.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Truth {
+    /// Database name as dumped.
+    pub database: String,
+    /// Server version.
+    pub server_version: String,
+    /// pg_dump version.
+    pub dump_version: String,
+    /// Custom archive format version.
+    pub archive_version: String,
+    /// Client encoding of the COPY data.
+    pub encoding: Option<String>,
+    /// Per-table rows and hashes, sorted by schema and name.
+    pub tables: Vec<TableTruth>,
+    /// Sequence values.
+    pub sequences: Vec<SequenceValue>,
+    /// Large objects.
+    pub large_objects: ObjectTruth,
+    /// `ALTER DATABASE ... SET`, comment, ACL: what pg_restore recreates only with --create.
+    pub database_properties: Vec<String>,
+}
+
+impl Truth {
+    /// Total rows over all tables.
+    #[must_use]
+    pub fn total_rows(&self) -> u64 {
+        self.tables.iter().map(|t| t.rows).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_ignores_order_and_split_points() {
+        let mut a = LineHasher::default();
+        a.feed(b"1\tx\n2\ty\n");
+        a.feed(b"3\tz\n\\.\n\n\n");
+        let mut b = LineHasher::default();
+        for piece in [&b"3\t"[..], b"z\n2\ty", b"\n1\tx\n"] {
+            b.feed(piece);
+        }
+        assert_eq!(a.finish(), b.finish());
+    }
+
+    #[test]
+    fn hash_sees_a_changed_row() {
+        let mut a = LineHasher::default();
+        a.feed(b"1\tx\n2\ty\n");
+        let mut b = LineHasher::default();
+        b.feed(b"1\tx\n2\tY\n");
+        let (ra, ha) = a.finish();
+        let (rb, hb) = b.finish();
+        assert_eq!(ra, rb);
+        assert_ne!(ha, hb);
+    }
+
+    #[test]
+    fn setval_and_copy_out() {
+        let s = SequenceValue::from_setval("public", "s", "SELECT pg_catalog.setval('public.s', 42, true);\n").unwrap();
+        assert_eq!((s.last_value, s.is_called), (42, true));
+        let t = TableTruth {
+            schema: "public".into(),
+            table: "t".into(),
+            copy: "COPY public.t (a, b) FROM stdin;".into(),
+            rows: 0,
+            hash: String::new(),
+        };
+        assert_eq!(t.copy_out_sql(), "COPY public.t (a, b) TO STDOUT");
+    }
+}
