@@ -1,1 +1,168 @@
-fn main(){}
+//! The `lifeboat` binary: parses arguments, calls lifeboat-core, prints results.
+
+mod commands;
+mod output;
+mod progress;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use lifeboat_core::{
+    config::{Config, RepositoryConfig, SourceConfig},
+    repository::Repo,
+    Error, ErrorKind,
+};
+
+use crate::progress::Bars;
+
+/// Disaster recovery for PostgreSQL that you can prove.
+#[derive(Debug, Parser)]
+#[command(name = "lifeboat", version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (default: ./lifeboat.toml, then /etc/lifeboat/lifeboat.toml).
+    #[arg(long, global = true, env = "LIFEBOAT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Repository URL, overriding [repository] url: a directory or s3://bucket/prefix.
+    #[arg(long, global = true, env = "LIFEBOAT_REPOSITORY")]
+    repo: Option<String>,
+    /// Print results as JSON (no progress display).
+    #[arg(long, global = true)]
+    json: bool,
+    /// No progress display.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole story on a throw-away PostgreSQL: back up, change, back up, restore, check.
+    Demo(commands::demo::DemoCmd),
+    /// Create a new repository (never touches an existing one).
+    Init,
+    /// Validate the configuration and test its connections.
+    Config {
+        #[command(subcommand)]
+        cmd: commands::config::ConfigCmd,
+    },
+    /// Back up a source: logical dump, schema-only dump and globals.
+    Backup(commands::backup::BackupCmd),
+    /// List backups.
+    List(commands::list::ListCmd),
+    /// Per-source statistics: count, last success, sizes, growth.
+    Stats,
+    /// Restore a backup into a database.
+    Restore(commands::restore::RestoreCmd),
+    /// Check that backups are intact.
+    Verify(commands::verify::VerifyCmd),
+}
+
+/// What every command needs: configuration, output mode, progress.
+pub struct Ctx {
+    config: Config,
+    config_path: Option<PathBuf>,
+    repo_override: Option<String>,
+    json: bool,
+    bars: Bars,
+}
+
+impl Ctx {
+    /// The repository settings with `--repo` applied.
+    fn repo_config(&self) -> RepositoryConfig {
+        let mut cfg = self.config.repository.clone();
+        if let Some(url) = &self.repo_override {
+            cfg.url = Some(url.clone());
+        }
+        cfg
+    }
+
+    /// Opens the repository.
+    fn open(&self) -> anyhow::Result<Repo> {
+        let cfg = self.repo_config();
+        let password = cfg.password_source().resolve("repository password")?;
+        Ok(Repo::open(&cfg, &password, self.bars)?)
+    }
+
+    /// The named source, or the only one.
+    fn source(&self, name: Option<&str>) -> anyhow::Result<&SourceConfig> {
+        match name {
+            Some(n) => Ok(self.config.source(n)?),
+            None => match self.config.sources.as_slice() {
+                [only] => Ok(only),
+                [] => Err(Error::config("no [[source]] in the configuration")
+                    .hint(match &self.config_path {
+                        Some(p) => format!("add a [[source]] section to {}", p.display()),
+                        None => {
+                            "create lifeboat.toml (see the README) or pass --config".to_string()
+                        }
+                    })
+                    .into()),
+                many => Err(Error::config("several sources are configured: which one?")
+                    .hint(format!(
+                        "pass --source with one of: {}",
+                        many.iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                    .into()),
+            },
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let loaded = Config::load(cli.config.as_deref())?;
+    let (config, config_path) = match loaded {
+        Some((c, p)) => (c, Some(p)),
+        None => (Config::default(), None),
+    };
+    let ctx = Ctx {
+        config,
+        config_path,
+        repo_override: cli.repo,
+        json: cli.json,
+        bars: Bars::new(cli.quiet || cli.json),
+    };
+    match cli.command {
+        Command::Demo(c) => c.run(&ctx),
+        Command::Init => commands::init::run(&ctx),
+        Command::Config { cmd } => cmd.run(&ctx),
+        Command::Backup(c) => c.run(&ctx),
+        Command::List(c) => c.run(&ctx),
+        Command::Stats => commands::list::stats(&ctx),
+        Command::Restore(c) => c.run(&ctx),
+        Command::Verify(c) => c.run(&ctx),
+    }
+}
+
+/// Prints an error with its causes and hint; returns the exit code.
+fn report(err: &anyhow::Error) -> i32 {
+    let core = err.chain().find_map(|e| e.downcast_ref::<Error>());
+    eprintln!("error: {err}");
+    for cause in err.chain().skip(1) {
+        // the core error's message is usually the top line already
+        let text = cause.to_string();
+        if !err.to_string().contains(&text) {
+            eprintln!("  caused by: {text}");
+        }
+    }
+    if let Some(h) = core.and_then(Error::hint_text) {
+        eprintln!("hint: {h}");
+    }
+    core.map_or(ErrorKind::Internal.exit_code(), |e| e.kind().exit_code())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    // Ctrl-C: stop throw-away servers this process started, then leave
+    let _ = ctrlc::set_handler(|| {
+        lifeboat_core::sources::postgres::cluster::stop_all();
+        eprintln!("interrupted");
+        std::process::exit(130);
+    });
+    if let Err(e) = run(cli) {
+        std::process::exit(report(&e));
+    }
+}

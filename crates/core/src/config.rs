@@ -216,10 +216,7 @@ impl Config {
     /// wrong types and failed validation.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
         let cfg: Self = toml::from_str(text).map_err(|e| {
-            let (line, col) = e
-                .span()
-                .map(|s| line_col(text, s.start))
-                .unwrap_or((0, 0));
+            let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
             let msg = e.message().trim_end_matches('\n').to_string();
             Error::config(format!("{origin}:{line}:{col}: {msg}"))
                 .hint("fix the key at that line; `lifeboat config check` validates the file")
@@ -258,21 +255,18 @@ impl Config {
     pub fn source(&self, name: &str) -> Result<&SourceConfig> {
         self.sources.iter().find(|s| s.name == name).ok_or_else(|| {
             let names: Vec<&str> = self.sources.iter().map(|s| s.name.as_str()).collect();
-            Error::not_found(format!("no source named {name:?} in the configuration"))
-                .hint(if names.is_empty() {
+            Error::not_found(format!("no source named {name:?} in the configuration")).hint(
+                if names.is_empty() {
                     "add a [[source]] section to lifeboat.toml".to_string()
                 } else {
                     format!("configured sources: {}", names.join(", "))
-                })
+                },
+            )
         })
     }
 
     fn validate(&self, text: &str, origin: &str) -> Result<()> {
-        let at = |needle: &str| {
-            text.find(needle)
-                .map(|i| line_col(text, i).0)
-                .unwrap_or(0)
-        };
+        let at = |needle: &str| text.find(needle).map(|i| line_col(text, i).0).unwrap_or(0);
         let mut seen = std::collections::HashSet::new();
         for s in &self.sources {
             let line = at(&format!("\"{}\"", s.name));
@@ -294,19 +288,36 @@ impl Config {
                     s.name
                 )));
             }
-            for (key, value) in [("objectives.rpo", &s.objectives.rpo), ("objectives.rto", &s.objectives.rto)] {
+            for (key, value) in [
+                ("objectives.rpo", &s.objectives.rpo),
+                ("objectives.rto", &s.objectives.rto),
+            ] {
                 if let Some(v) = value {
                     parse_duration(v).map_err(|e| {
-                        Error::config(format!("{origin}:{}: {key} of source {:?}: {e}", at(v), s.name))
+                        Error::config(format!(
+                            "{origin}:{}: {key} of source {:?}: {e}",
+                            at(v),
+                            s.name
+                        ))
                     })?;
                 }
             }
         }
-        for (i, r) in std::iter::once(&self.repository).chain(&self.copies).enumerate() {
+        for (i, r) in std::iter::once(&self.repository)
+            .chain(&self.copies)
+            .enumerate()
+        {
             if let Some(url) = &r.url {
                 if url.trim().is_empty() {
-                    let key = if i == 0 { "repository.url" } else { "copies.url" };
-                    return Err(Error::config(format!("{origin}:{}: {key} is empty", at("url"))));
+                    let key = if i == 0 {
+                        "repository.url"
+                    } else {
+                        "copies.url"
+                    };
+                    return Err(Error::config(format!(
+                        "{origin}:{}: {key} is empty",
+                        at("url")
+                    )));
                 }
             }
         }
@@ -411,7 +422,8 @@ drill = { schedule = "0 5 1 * *", checks = ["select count(*) > 0 from users"] }
 
     #[test]
     fn bad_objective_duration() {
-        let text = "[[source]]\nname = \"a\"\nkind = \"postgres\"\nobjectives = { rpo = \"soon\" }\n";
+        let text =
+            "[[source]]\nname = \"a\"\nkind = \"postgres\"\nobjectives = { rpo = \"soon\" }\n";
         let m = Config::parse(text, "c").unwrap_err().to_string();
         assert!(m.contains("objectives.rpo") && m.contains("c:4"), "{m}");
     }

@@ -155,7 +155,11 @@ pub struct DemoReport {
 /// # Errors
 ///
 /// Any failing step's error; the throw-away server is stopped in every case.
-pub fn run<P: ProgressBars + Clone>(opts: &DemoOptions, pb: P, mut on_step: impl FnMut(&str)) -> Result<DemoReport> {
+pub fn run<P: ProgressBars + Clone>(
+    opts: &DemoOptions,
+    pb: P,
+    mut on_step: impl FnMut(&str),
+) -> Result<DemoReport> {
     let mut steps = Vec::new();
     let step = |what: &str, clock: Instant, steps: &mut Vec<DemoStep>| {
         steps.push(DemoStep {
@@ -176,8 +180,14 @@ pub fn run<P: ProgressBars + Clone>(opts: &DemoOptions, pb: P, mut on_step: impl
     cluster.sql("postgres", "CREATE DATABASE shop")?;
     cluster.sql("shop", SAMPLE_SCHEMA)?;
     cluster.sql("shop", &sample_data_sql(opts.users))?;
-    cluster.sql("shop", "ALTER DATABASE shop SET search_path TO shop, public")?;
-    cluster.sql("shop", "SELECT lo_from_bytea(0, convert_to('a large object', 'UTF8'))")?;
+    cluster.sql(
+        "shop",
+        "ALTER DATABASE shop SET search_path TO shop, public",
+    )?;
+    cluster.sql(
+        "shop",
+        "SELECT lo_from_bytea(0, convert_to('a large object', 'UTF8'))",
+    )?;
     step("create sample data", t, &mut steps);
 
     let repo_dir = opts.dir.join("repo");
@@ -258,7 +268,10 @@ const MARKER: &str = ".lifeboat-demo";
 fn prepare_dir(dir: &std::path::Path) -> Result<()> {
     if dir.exists() {
         if !dir.join(MARKER).exists() {
-            let empty = std::fs::read_dir(dir).map_err(|e| Error::io(dir.display(), e))?.next().is_none();
+            let empty = std::fs::read_dir(dir)
+                .map_err(|e| Error::io(dir.display(), e))?
+                .next()
+                .is_none();
             if !empty {
                 return Err(Error::new(
                     crate::ErrorKind::TargetNotEmpty,
@@ -271,8 +284,11 @@ fn prepare_dir(dir: &std::path::Path) -> Result<()> {
         }
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
-    std::fs::write(dir.join(MARKER), "made by lifeboat demo; the next demo replaces this directory\n")
-        .map_err(|e| Error::io(dir.display(), e))?;
+    std::fs::write(
+        dir.join(MARKER),
+        "made by lifeboat demo; the next demo replaces this directory\n",
+    )
+    .map_err(|e| Error::io(dir.display(), e))?;
     Ok(())
 }
 
@@ -280,6 +296,11 @@ fn random_password() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
     (0..32)
-        .map(|_| char::from(b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"[rng.random_range(0..56)]))
+        .map(|_| {
+            char::from(
+                b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+                    [rng.random_range(0..56)],
+            )
+        })
         .collect()
 }

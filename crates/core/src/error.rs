@@ -198,23 +198,43 @@ impl From<Box<rustic_core::RusticError>> for Error {
     fn from(err: Box<rustic_core::RusticError>) -> Self {
         let text = err.to_string();
         let lower = text.to_lowercase();
-        let (kind, hint) = if lower.contains("password") || lower.contains("no suitable key") || lower.contains("key") && lower.contains("incorrect") {
+        let (kind, hint) = if lower.contains("password")
+            || lower.contains("no suitable key")
+            || lower.contains("key") && lower.contains("incorrect")
+        {
             (
                 ErrorKind::Auth,
                 Some("the repository password is wrong: check LIFEBOAT_PASSWORD, password_file or password_command"),
             )
         } else if lower.contains("lock") {
             (ErrorKind::Locked, Some("another lifeboat process holds the repository; wait for it or check for a stale process"))
-        } else if lower.contains("not found") || lower.contains("no such file") || lower.contains("does not exist") {
+        } else if lower.contains("not found")
+            || lower.contains("no such file")
+            || lower.contains("does not exist")
+        {
             (ErrorKind::NotFound, None)
         } else if lower.contains("permission denied") {
-            (ErrorKind::Unavailable, Some("check that the repository path is writable by this user"))
-        } else if lower.contains("hash") || lower.contains("decrypt") || lower.contains("mac") || lower.contains("corrupt") {
-            (ErrorKind::Integrity, Some("run `lifeboat verify --all --read-data` to find every damaged snapshot"))
+            (
+                ErrorKind::Unavailable,
+                Some("check that the repository path is writable by this user"),
+            )
+        } else if lower.contains("hash")
+            || lower.contains("decrypt")
+            || lower.contains("mac")
+            || lower.contains("corrupt")
+        {
+            (
+                ErrorKind::Integrity,
+                Some("run `lifeboat verify --all --read-data` to find every damaged snapshot"),
+            )
         } else {
             (ErrorKind::Unavailable, None)
         };
-        let first_line = text.lines().next().unwrap_or("repository error").to_string();
+        let first_line = text
+            .lines()
+            .next()
+            .unwrap_or("repository error")
+            .to_string();
         let mut e = Self::new(kind, format!("repository: {first_line}")).source(err);
         if let Some(h) = hint {
             e = e.hint(h);
@@ -242,7 +262,9 @@ mod tests {
             "/var/backups",
             std::io::Error::from(std::io::ErrorKind::PermissionDenied),
         );
-        assert!(e.hint_text().unwrap().contains("writable") || e.hint_text().unwrap().contains("write"));
+        assert!(
+            e.hint_text().unwrap().contains("writable") || e.hint_text().unwrap().contains("write")
+        );
         assert!(e.to_string().starts_with("/var/backups"));
     }
 }

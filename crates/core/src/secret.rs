@@ -86,8 +86,10 @@ fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
         .map_err(|e| Error::io(format!("cannot read {what} file {}", path.display()), e))?;
     let value = text.trim_end_matches(['\n', '\r']).to_string();
     if value.is_empty() {
-        return Err(Error::config(format!("{what} file {} is empty", path.display()))
-            .hint("write the secret into the file (one line)"));
+        return Err(
+            Error::config(format!("{what} file {} is empty", path.display()))
+                .hint("write the secret into the file (one line)"),
+        );
     }
     Ok(Secret::new(value))
 }
@@ -162,7 +164,10 @@ mod tests {
         };
         assert_eq!(src.resolve("password").unwrap().expose(), "s3cret");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let cmd = SecretSource {
             command: Some("echo from-cmd".into()),
             ..Default::default()
@@ -174,7 +179,9 @@ mod tests {
         };
         let err = failing.resolve("password").unwrap_err();
         assert!(!err.to_string().contains("secretvalue"));
-        let none = SecretSource::default().resolve("repository password").unwrap_err();
+        let none = SecretSource::default()
+            .resolve("repository password")
+            .unwrap_err();
         assert_eq!(none.kind(), ErrorKind::Config);
     }
 }

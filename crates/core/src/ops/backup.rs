@@ -100,10 +100,11 @@ pub fn backup(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result<B
     } else {
         opts.kinds.clone()
     };
-    let recovery_point = opts
-        .recovery_point
-        .clone()
-        .unwrap_or_else(|| jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string());
+    let recovery_point = opts.recovery_point.clone().unwrap_or_else(|| {
+        jiff::Timestamp::now()
+            .strftime("%Y%m%dT%H%M%SZ")
+            .to_string()
+    });
     let mut report = BackupReport {
         source: src.name.clone(),
         recovery_point: recovery_point.clone(),
@@ -148,7 +149,8 @@ fn dump_one(
     // no parent: a stream has no mtime to compare, and dedup works through the index anyway
     opts.parent_opts.force = true;
     let source = StreamSource::new(path.clone(), stream);
-    let archived = repo.with_indexed_ids(|indexed| Ok(indexed.archive(&opts, &source, snap, &[path.clone()])?));
+    let archived = repo
+        .with_indexed_ids(|indexed| Ok(indexed.archive(&opts, &source, snap, &[path.clone()])?));
     let outcome = process.finish();
     let pending = match (archived, outcome) {
         (Ok(snap), Ok(outcome)) => (snap, outcome),

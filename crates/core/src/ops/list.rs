@@ -34,7 +34,10 @@ impl ListFilter {
         let m = &b.meta;
         self.source.as_ref().is_none_or(|s| &m.source == s)
             && self.kind.is_none_or(|k| m.kind == k)
-            && self.database.as_ref().is_none_or(|d| m.database.as_ref() == Some(d))
+            && self
+                .database
+                .as_ref()
+                .is_none_or(|d| m.database.as_ref() == Some(d))
             && self.since.is_none_or(|t| m.finished_at >= t)
             && self.until.is_none_or(|t| m.finished_at <= t)
     }
@@ -46,7 +49,11 @@ impl ListFilter {
 ///
 /// When snapshot files cannot be read.
 pub fn list(repo: &Repo, filter: &ListFilter) -> Result<Vec<SnapshotInfo>> {
-    Ok(repo.backups()?.into_iter().filter(|b| filter.matches(b)).collect())
+    Ok(repo
+        .backups()?
+        .into_iter()
+        .filter(|b| filter.matches(b))
+        .collect())
 }
 
 /// Figures for one source and kind.
@@ -105,7 +112,10 @@ pub fn stats(repo: &Repo) -> Result<Stats> {
     let all = repo.backups()?;
     let mut groups: BTreeMap<(String, LogicalKind), Vec<&SnapshotInfo>> = BTreeMap::new();
     for b in &all {
-        groups.entry((b.meta.source.clone(), b.meta.kind)).or_default().push(b);
+        groups
+            .entry((b.meta.source.clone(), b.meta.kind))
+            .or_default()
+            .push(b);
     }
     let mut sources: BTreeMap<String, Vec<KindStats>> = BTreeMap::new();
     for ((source, kind), list) in groups {
@@ -113,7 +123,8 @@ pub fn stats(repo: &Repo) -> Result<Stats> {
         let prev = list.len().checked_sub(2).map(|i| list[i]);
         let growth_percent = match (last, prev) {
             (Some(l), Some(p)) if p.meta.logical_bytes > 0 => Some(
-                (l.meta.logical_bytes as f64 - p.meta.logical_bytes as f64) * 100.0 / p.meta.logical_bytes as f64,
+                (l.meta.logical_bytes as f64 - p.meta.logical_bytes as f64) * 100.0
+                    / p.meta.logical_bytes as f64,
             ),
             _ => None,
         };

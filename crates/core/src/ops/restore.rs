@@ -165,7 +165,10 @@ pub fn select(repo: &Repo, opts: &RestoreOptions) -> Result<SnapshotInfo> {
 }
 
 fn database_exists(conn: &PgConn, db: &str) -> Result<bool> {
-    Ok(conn.query("postgres", &format!("select 1 from pg_database where datname = {}", literal(db)))? == "1")
+    Ok(conn.query(
+        "postgres",
+        &format!("select 1 from pg_database where datname = {}", literal(db)),
+    )? == "1")
 }
 
 fn database_is_empty(conn: &PgConn, db: &str) -> Result<bool> {
@@ -187,11 +190,15 @@ fn database_is_empty(conn: &PgConn, db: &str) -> Result<bool> {
 pub fn plan(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<RestorePlan> {
     let backup = select(repo, opts)?;
     if backup.meta.kind == LogicalKind::Globals {
-        return Err(Error::config("a globals backup is restored with --globals next to a database backup")
-            .hint("pick a logical or schema backup; add --globals to restore roles first"));
+        return Err(Error::config(
+            "a globals backup is restored with --globals next to a database backup",
+        )
+        .hint("pick a logical or schema backup; add --globals to restore roles first"));
     }
     if opts.clean && !opts.force {
-        return Err(Error::config("--clean drops objects in the target and needs --force as well"));
+        return Err(Error::config(
+            "--clean drops objects in the target and needs --force as well",
+        ));
     }
     let original = backup.meta.database.clone().unwrap_or_default();
     let target = opts.to_database.clone().unwrap_or_else(|| original.clone());
@@ -210,14 +217,23 @@ pub fn plan(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<Re
             &ListFilter {
                 source: Some(backup.meta.source.clone()),
                 kind: Some(LogicalKind::Globals),
-                until: Some(backup.meta.finished_at.checked_add(jiff::SignedDuration::from_hours(1)).unwrap_or(backup.meta.finished_at)),
+                until: Some(
+                    backup
+                        .meta
+                        .finished_at
+                        .checked_add(jiff::SignedDuration::from_hours(1))
+                        .unwrap_or(backup.meta.finished_at),
+                ),
                 ..ListFilter::default()
             },
         )?
         .pop()
         .ok_or_else(|| {
-            Error::not_found(format!("no globals backup of source {:?}", backup.meta.source))
-                .hint("take one with `lifeboat backup --kind globals`, or restore without --globals")
+            Error::not_found(format!(
+                "no globals backup of source {:?}",
+                backup.meta.source
+            ))
+            .hint("take one with `lifeboat backup --kind globals`, or restore without --globals")
         })?;
         Some(g)
     } else {
@@ -228,8 +244,16 @@ pub fn plan(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<Re
         create_database: !exists,
         clean: opts.clean,
         jobs: opts.jobs.max(1),
-        pre_hook: opts.hooks.pre_restore.clone().or_else(|| src.hooks.pre_restore.clone()),
-        post_hook: opts.hooks.post_restore.clone().or_else(|| src.hooks.post_restore.clone()),
+        pre_hook: opts
+            .hooks
+            .pre_restore
+            .clone()
+            .or_else(|| src.hooks.pre_restore.clone()),
+        post_hook: opts
+            .hooks
+            .post_restore
+            .clone()
+            .or_else(|| src.hooks.post_restore.clone()),
         verify: opts.verify && backup.meta.kind == LogicalKind::Logical,
         no_owner: opts.no_owner,
         target_database: target,
@@ -303,25 +327,37 @@ fn run_hook(name: &str, cmd: &str, plan: &RestorePlan) -> Result<()> {
         .arg(cmd)
         .env("LIFEBOAT_HOOK", name)
         .env("LIFEBOAT_SNAPSHOT_ID", &plan.backup.id)
-        .env("LIFEBOAT_SNAPSHOT_TIME", plan.backup.meta.finished_at.to_string())
+        .env(
+            "LIFEBOAT_SNAPSHOT_TIME",
+            plan.backup.meta.finished_at.to_string(),
+        )
         .env("LIFEBOAT_SOURCE", &plan.backup.meta.source)
         .env("LIFEBOAT_KIND", plan.backup.meta.kind.as_str())
-        .env("LIFEBOAT_DATABASE", plan.backup.meta.database.clone().unwrap_or_default())
+        .env(
+            "LIFEBOAT_DATABASE",
+            plan.backup.meta.database.clone().unwrap_or_default(),
+        )
         .env("LIFEBOAT_TARGET_DATABASE", &plan.target_database)
         .env("LIFEBOAT_TARGET_CONNINFO", &plan.target_server)
         .stdin(Stdio::null())
         .status()
         .map_err(|e| Error::io(format!("running the {name} hook"), e))?;
     if !status.success() {
-        return Err(Error::new(ErrorKind::CheckFailed, format!("the {name} hook failed ({status}): {cmd}"))
-            .hint("fix the hook or run it by hand; see its output above"));
+        return Err(Error::new(
+            ErrorKind::CheckFailed,
+            format!("the {name} hook failed ({status}): {cmd}"),
+        )
+        .hint("fix the hook or run it by hand; see its output above"));
     }
     Ok(())
 }
 
 /// Statements recreating the database's own properties under `target`.
 fn database_properties(statements: &[String], original: &str, target: &str) -> Vec<String> {
-    let from = [format!("DATABASE {}", ident(original)), format!("DATABASE {original}")];
+    let from = [
+        format!("DATABASE {}", ident(original)),
+        format!("DATABASE {original}"),
+    ];
     let to = format!("DATABASE {}", ident(target));
     statements
         .iter()
@@ -349,7 +385,12 @@ fn database_properties(statements: &[String], original: &str, target: &str) -> V
 /// Hook failures ([`ErrorKind::CheckFailed`]), a damaged backup ([`ErrorKind::Integrity`],
 /// before the target is touched), pg_restore errors ([`ErrorKind::Postgres`]), or a
 /// restored database that differs from the backup-time truth ([`ErrorKind::Integrity`]).
-pub fn restore(repo: &Repo, src: &SourceConfig, plan: RestorePlan, scratch_dir: Option<&std::path::Path>) -> Result<RestoreReport> {
+pub fn restore(
+    repo: &Repo,
+    src: &SourceConfig,
+    plan: RestorePlan,
+    scratch_dir: Option<&std::path::Path>,
+) -> Result<RestoreReport> {
     let clock = Instant::now();
     let conn = PgConn::from_source(src)?;
     let scratch = tempfile::Builder::new()
@@ -386,28 +427,42 @@ pub fn restore(repo: &Repo, src: &SourceConfig, plan: RestorePlan, scratch_dir: 
             .filter(|l| l.contains("ERROR") && !l.contains("already exists"))
             .collect();
         if !unexpected.is_empty() {
-            return Err(Error::postgres(format!("restoring globals: {}", unexpected.join("; "))));
+            return Err(Error::postgres(format!(
+                "restoring globals: {}",
+                unexpected.join("; ")
+            )));
         }
     }
     let truth = plan.backup.meta.truth.clone().unwrap_or_default();
     if plan.create_database {
-        let sql = format!("CREATE DATABASE {} TEMPLATE template0 ENCODING {}", ident(&plan.target_database), literal(truth.encoding.as_deref().unwrap_or("UTF8")));
+        let sql = format!(
+            "CREATE DATABASE {} TEMPLATE template0 ENCODING {}",
+            ident(&plan.target_database),
+            literal(truth.encoding.as_deref().unwrap_or("UTF8"))
+        );
         conn.query("postgres", &sql)?;
     }
     let mut cmd = conn.command("pg_restore", &plan.target_database);
-    cmd.args(["--no-password", "--exit-on-error"]).arg(format!("--jobs={}", plan.jobs));
+    cmd.args(["--no-password", "--exit-on-error"])
+        .arg(format!("--jobs={}", plan.jobs));
     if plan.clean {
         cmd.args(["--clean", "--if-exists"]);
     }
     if plan.no_owner {
         cmd.args(["--no-owner", "--no-privileges"]);
     }
-    cmd.arg(&dump).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.arg(&dump)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let out = cmd
         .output()
         .map_err(|e| missing_program(&conn.bin().program("pg_restore"), e))?;
     if !out.status.success() {
-        return Err(classify(&String::from_utf8_lossy(&out.stderr), &format!("pg_restore into {:?}", plan.target_database)));
+        return Err(classify(
+            &String::from_utf8_lossy(&out.stderr),
+            &format!("pg_restore into {:?}", plan.target_database),
+        ));
     }
     let original = plan.backup.meta.database.clone().unwrap_or_default();
     for stmt in database_properties(&truth.database_properties, &original, &plan.target_database) {
@@ -449,11 +504,14 @@ mod tests {
         let s = vec!["ALTER DATABASE app SET search_path TO 'app', 'public';\n\\connect app\n\nALTER ROLE bob IN DATABASE app SET work_mem TO '8MB';\n".to_string(),
             "COMMENT ON DATABASE app IS 'the app';".to_string()];
         let out = database_properties(&s, "app", "app_copy");
-        assert_eq!(out, vec![
-            "ALTER DATABASE \"app_copy\" SET search_path TO 'app', 'public'".to_string(),
-            "ALTER ROLE bob IN DATABASE \"app_copy\" SET work_mem TO '8MB'".to_string(),
-            "COMMENT ON DATABASE \"app_copy\" IS 'the app'".to_string(),
-        ]);
+        assert_eq!(
+            out,
+            vec![
+                "ALTER DATABASE \"app_copy\" SET search_path TO 'app', 'public'".to_string(),
+                "ALTER ROLE bob IN DATABASE \"app_copy\" SET work_mem TO '8MB'".to_string(),
+                "COMMENT ON DATABASE \"app_copy\" IS 'the app'".to_string(),
+            ]
+        );
         let out = database_properties(&["ALTER DATABASE app2 SET x TO 1;".to_string()], "app", "z");
         assert_eq!(out, vec!["ALTER DATABASE app2 SET x TO 1".to_string()]);
     }

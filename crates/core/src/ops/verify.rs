@@ -77,14 +77,18 @@ pub fn verify(repo: &Repo, opts: &VerifyOptions) -> Result<VerifyReport> {
     let backups: Vec<SnapshotInfo> = if opts.ids.is_empty() {
         repo.backups()?
     } else {
-        opts.ids.iter().map(|id| repo.backup(id)).collect::<Result<_>>()?
+        opts.ids
+            .iter()
+            .map(|id| repo.backup(id))
+            .collect::<Result<_>>()?
     };
     let read_data = opts.read_data || opts.read_data_subset.is_some();
     let mut check = CheckOptions::default();
     check.read_data = read_data;
     if let Some(subset) = &opts.read_data_subset {
         check.read_data_subset = subset.parse::<ReadSubsetOption>().map_err(|e| {
-            Error::config(format!("--read-data-subset {subset:?}: {e}")).hint("use a percentage (10%), n/m (1/5) or a size (500MiB)")
+            Error::config(format!("--read-data-subset {subset:?}: {e}"))
+                .hint("use a percentage (10%), n/m (1/5) or a size (500MiB)")
         })?;
     }
     repo.with_indexed(|indexed| verify_indexed(indexed, backups, check, read_data))
@@ -96,7 +100,8 @@ fn verify_indexed(
     check: CheckOptions,
     read_data: bool,
 ) -> Result<VerifyReport> {
-    let snaps = indexed.get_snapshots(&backups.iter().map(|b| b.id.as_str()).collect::<Vec<_>>())?;
+    let snaps =
+        indexed.get_snapshots(&backups.iter().map(|b| b.id.as_str()).collect::<Vec<_>>())?;
     let trees = snaps.iter().map(|s| s.tree).collect();
     let results = indexed.check_with_trees(check, trees)?;
     let mut bad_packs: HashSet<String> = HashSet::new();
@@ -124,7 +129,8 @@ fn verify_indexed(
                 for blob in node.content.iter().flatten() {
                     match indexed.get_index_entry(blob) {
                         Err(_) => {
-                            problems.insert(format!("data blob {} is missing", &blob.to_string()[..8]));
+                            problems
+                                .insert(format!("data blob {} is missing", &blob.to_string()[..8]));
                         }
                         Ok(ie) => {
                             let pack = ie.pack.to_string();
@@ -147,7 +153,11 @@ fn verify_indexed(
     }
     // a damaged pack holding only tree blobs still breaks the backups: report it
     if !bad_packs.is_empty() && verdicts.iter().all(|v| v.ok) {
-        repository_problems.extend(bad_packs.iter().map(|p| format!("pack {} is damaged", &p[..8.min(p.len())])));
+        repository_problems.extend(
+            bad_packs
+                .iter()
+                .map(|p| format!("pack {} is damaged", &p[..8.min(p.len())])),
+        );
     }
     Ok(VerifyReport {
         read_data,

@@ -34,13 +34,19 @@ pub(crate) fn backends(url: &str, cfg: &RepositoryConfig) -> Result<RepositoryBa
     if let Some(rest) = url.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
-            return Err(Error::config(format!("repository url {url:?} names no bucket"))
-                .hint("write s3://BUCKET/PREFIX"));
+            return Err(
+                Error::config(format!("repository url {url:?} names no bucket"))
+                    .hint("write s3://BUCKET/PREFIX"),
+            );
         }
         let mut o = BTreeMap::new();
         o.insert("bucket".to_string(), bucket.to_string());
         o.insert("root".to_string(), format!("/{}", prefix.trim_matches('/')));
-        let endpoint = cfg.endpoint.clone().or_else(|| env("AWS_ENDPOINT_URL_S3")).or_else(|| env("AWS_ENDPOINT_URL"));
+        let endpoint = cfg
+            .endpoint
+            .clone()
+            .or_else(|| env("AWS_ENDPOINT_URL_S3"))
+            .or_else(|| env("AWS_ENDPOINT_URL"));
         if let Some(e) = endpoint {
             o.insert("endpoint".to_string(), e);
         }
@@ -51,9 +57,14 @@ pub(crate) fn backends(url: &str, cfg: &RepositoryConfig) -> Result<RepositoryBa
             .or_else(|| env("AWS_DEFAULT_REGION"))
             .unwrap_or_else(|| "us-east-1".to_string());
         o.insert("region".to_string(), region);
-        let key_id = cfg.access_key_id.clone().or_else(|| env("AWS_ACCESS_KEY_ID")).ok_or_else(|| {
-            Error::config("no S3 access key id").hint("set [repository] access_key_id or AWS_ACCESS_KEY_ID")
-        })?;
+        let key_id = cfg
+            .access_key_id
+            .clone()
+            .or_else(|| env("AWS_ACCESS_KEY_ID"))
+            .ok_or_else(|| {
+                Error::config("no S3 access key id")
+                    .hint("set [repository] access_key_id or AWS_ACCESS_KEY_ID")
+            })?;
         let secret = SecretSource {
             env: Some("AWS_SECRET_ACCESS_KEY".into()),
             file: cfg.secret_access_key_file.clone(),

@@ -13,7 +13,8 @@ use std::path::PathBuf;
 
 use rustic_core::{
     repofile::{SnapshotFile, SnapshotId},
-    ConfigOptions, Credentials, KeyOptions, OpenStatus, ProgressBars, Repository, RepositoryOptions,
+    ConfigOptions, Credentials, KeyOptions, OpenStatus, ProgressBars, Repository,
+    RepositoryOptions,
 };
 
 pub use self::{
@@ -51,15 +52,20 @@ pub struct Repo {
 
 impl std::fmt::Debug for Repo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Repo").field("location", &self.location).finish()
+        f.debug_struct("Repo")
+            .field("location", &self.location)
+            .finish()
     }
 }
 
 fn repo_url(cfg: &RepositoryConfig) -> Result<&str> {
-    cfg.url.as_deref().filter(|u| !u.trim().is_empty()).ok_or_else(|| {
-        Error::config("no repository given")
-            .hint("set [repository] url in lifeboat.toml, LIFEBOAT_REPOSITORY, or pass --repo")
-    })
+    cfg.url
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(|| {
+            Error::config("no repository given")
+                .hint("set [repository] url in lifeboat.toml, LIFEBOAT_REPOSITORY, or pass --repo")
+        })
 }
 
 fn rustic_repo<P: ProgressBars>(cfg: &RepositoryConfig, pb: P) -> Result<Repository<()>> {
@@ -140,8 +146,10 @@ impl Repo {
         let url = repo_url(cfg)?.to_string();
         let repo = rustic_repo(cfg, pb)?;
         if repo.config_id().map_err(|e| open_error(&url, e))?.is_none() {
-            return Err(Error::not_found(format!("no repository at {}", describe_url(&url)))
-                .hint("create it with `lifeboat init`, or check [repository] url"));
+            return Err(
+                Error::not_found(format!("no repository at {}", describe_url(&url)))
+                    .hint("create it with `lifeboat init`, or check [repository] url"),
+            );
         }
         let inner = repo
             .open(&Credentials::Password(password.expose().to_string()))
@@ -158,11 +166,19 @@ impl Repo {
         &self.location
     }
 
-    fn take(&self) -> Result<(std::sync::MutexGuard<'_, Option<Repository<OpenStatus>>>, Repository<OpenStatus>)> {
-        let mut guard = self.inner.lock().map_err(|_| Error::internal("repository lock poisoned"))?;
-        let repo = guard
-            .take()
-            .ok_or_else(|| Error::internal("the repository was lost after an earlier error; open it again"))?;
+    fn take(
+        &self,
+    ) -> Result<(
+        std::sync::MutexGuard<'_, Option<Repository<OpenStatus>>>,
+        Repository<OpenStatus>,
+    )> {
+        let mut guard = self
+            .inner
+            .lock()
+            .map_err(|_| Error::internal("repository lock poisoned"))?;
+        let repo = guard.take().ok_or_else(|| {
+            Error::internal("the repository was lost after an earlier error; open it again")
+        })?;
         Ok((guard, repo))
     }
 
@@ -217,7 +233,10 @@ impl Repo {
     /// When the snapshot files cannot be read.
     pub fn backups(&self) -> Result<Vec<SnapshotInfo>> {
         let snaps = self.with_open(|r| Ok(r.get_all_snapshots()?))?;
-        let mut out: Vec<SnapshotInfo> = snaps.into_iter().filter_map(SnapshotInfo::from_snapshot).collect();
+        let mut out: Vec<SnapshotInfo> = snaps
+            .into_iter()
+            .filter_map(SnapshotInfo::from_snapshot)
+            .collect();
         out.sort_by(|a, b| a.meta.finished_at.cmp(&b.meta.finished_at));
         Ok(out)
     }
@@ -250,10 +269,13 @@ impl Repo {
         let all = self.backups()?;
         let found: Vec<SnapshotInfo> = all.into_iter().filter(|b| b.id.starts_with(id)).collect();
         match found.len() {
-            0 => Err(Error::not_found(format!("no backup with id {id} in {}", self.location))
-                .hint("`lifeboat list` shows the backups in this repository")),
+            0 => Err(
+                Error::not_found(format!("no backup with id {id} in {}", self.location))
+                    .hint("`lifeboat list` shows the backups in this repository"),
+            ),
             1 => Ok(found.into_iter().next().expect("one")),
-            n => Err(Error::config(format!("id {id} matches {n} backups")).hint("give more digits of the id")),
+            n => Err(Error::config(format!("id {id} matches {n} backups"))
+                .hint("give more digits of the id")),
         }
     }
 
@@ -267,11 +289,16 @@ impl Repo {
         let mut snap = pending.clone();
         snap.tags = meta.tags();
         snap.label = LABEL.to_string();
-        snap.description = Some(serde_json::to_string(meta).map_err(|e| Error::internal(e.to_string()))?);
+        snap.description =
+            Some(serde_json::to_string(meta).map_err(|e| Error::internal(e.to_string()))?);
         self.with_open(|inner| {
-            let before: std::collections::HashSet<SnapshotId> = inner.list::<SnapshotId>()?.collect();
+            let before: std::collections::HashSet<SnapshotId> =
+                inner.list::<SnapshotId>()?.collect();
             inner.save_snapshots(vec![snap.clone()])?;
-            let new: Vec<SnapshotId> = inner.list::<SnapshotId>()?.filter(|id| !before.contains(id)).collect();
+            let new: Vec<SnapshotId> = inner
+                .list::<SnapshotId>()?
+                .filter(|id| !before.contains(id))
+                .collect();
             let id = if new.len() == 1 {
                 new[0]
             } else {
@@ -281,7 +308,9 @@ impl Repo {
                     .into_iter()
                     .find(|s| s.description == snap.description)
                     .map(|s| s.id)
-                    .ok_or_else(|| Error::internal("the confirmed snapshot is not in the repository"))?
+                    .ok_or_else(|| {
+                        Error::internal("the confirmed snapshot is not in the repository")
+                    })?
             };
             inner.delete_snapshots(&[pending.id])?;
             Ok(id.to_string())
@@ -301,26 +330,52 @@ impl Repo {
 fn init_error(url: &str, e: Box<rustic_core::RusticError>) -> Error {
     let text = e.to_string().to_lowercase();
     if text.contains("permission denied") || text.contains("read-only") {
-        return Error::unavailable(format!("cannot create a repository at {}: permission denied", describe_url(url)))
-            .hint("choose a directory this user may write, or fix its owner and mode")
-            .source(e);
+        return Error::unavailable(format!(
+            "cannot create a repository at {}: permission denied",
+            describe_url(url)
+        ))
+        .hint("choose a directory this user may write, or fix its owner and mode")
+        .source(e);
     }
     let err: Error = e.into();
-    Error::new(err.kind(), format!("cannot create a repository at {}: {}", describe_url(url), err.message()))
-        .hint(err.hint_text().unwrap_or("check the repository url and that the location is writable").to_string())
+    Error::new(
+        err.kind(),
+        format!(
+            "cannot create a repository at {}: {}",
+            describe_url(url),
+            err.message()
+        ),
+    )
+    .hint(
+        err.hint_text()
+            .unwrap_or("check the repository url and that the location is writable")
+            .to_string(),
+    )
 }
 
 fn open_error(url: &str, e: Box<rustic_core::RusticError>) -> Error {
     let text = e.to_string().to_lowercase();
-    if text.contains("password") || text.contains("key") && (text.contains("no suitable") || text.contains("incorrect")) {
-        return Error::new(ErrorKind::Auth, format!("wrong password for the repository at {}", describe_url(url)))
-            .hint("check LIFEBOAT_PASSWORD, [repository] password_file or password_command");
+    if text.contains("password")
+        || text.contains("key") && (text.contains("no suitable") || text.contains("incorrect"))
+    {
+        return Error::new(
+            ErrorKind::Auth,
+            format!("wrong password for the repository at {}", describe_url(url)),
+        )
+        .hint("check LIFEBOAT_PASSWORD, [repository] password_file or password_command");
     }
     let err: Error = e.into();
-    Error::new(err.kind(), format!("cannot open the repository at {}: {}", describe_url(url), err.message()))
-        .hint(
-            err.hint_text()
-                .unwrap_or("check the repository url, the network and the S3 credentials")
-                .to_string(),
-        )
+    Error::new(
+        err.kind(),
+        format!(
+            "cannot open the repository at {}: {}",
+            describe_url(url),
+            err.message()
+        ),
+    )
+    .hint(
+        err.hint_text()
+            .unwrap_or("check the repository url, the network and the S3 credentials")
+            .to_string(),
+    )
 }

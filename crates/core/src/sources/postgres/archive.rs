@@ -130,7 +130,9 @@ impl<R: Read> Reader<R> {
                 return Ok(());
             }
             if len < 0 {
-                return Err(ArchiveError::Format("compressed data blocks are not supported (dump with -Z0)".into()));
+                return Err(ArchiveError::Format(
+                    "compressed data blocks are not supported (dump with -Z0)".into(),
+                ));
             }
             let len = usize::try_from(len).map_err(|_| ArchiveError::Format("bad chunk".into()))?;
             buf.resize(len, 0);
@@ -161,17 +163,23 @@ fn read_head<R: Read>(r: &mut Reader<R>) -> Res<(Header, Vec<TocEntry>)> {
     }
     let format = r.byte()?;
     if format != 1 {
-        return Err(ArchiveError::Format(format!("format {format} is not custom (1)")));
+        return Err(ArchiveError::Format(format!(
+            "format {format} is not custom (1)"
+        )));
     }
     if version.1 >= 15 {
         let algorithm = r.byte()?;
         if algorithm != 0 {
-            return Err(ArchiveError::Format("compressed archive (dump with -Z0)".into()));
+            return Err(ArchiveError::Format(
+                "compressed archive (dump with -Z0)".into(),
+            ));
         }
     } else {
         let level = r.int()?;
         if level != 0 {
-            return Err(ArchiveError::Format("compressed archive (dump with -Z0)".into()));
+            return Err(ArchiveError::Format(
+                "compressed archive (dump with -Z0)".into(),
+            ));
         }
     }
     for _ in 0..7 {
@@ -234,7 +242,11 @@ pub fn inspect(input: impl Read) -> Res<Truth> {
         off_size: 8,
     };
     let (header, toc) = read_head(&mut r)?;
-    let by_id: HashMap<i64, usize> = toc.iter().enumerate().map(|(i, e)| (e.dump_id, i)).collect();
+    let by_id: HashMap<i64, usize> = toc
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.dump_id, i))
+        .collect();
     let mut seen_data = vec![false; toc.len()];
     let mut tables = Vec::new();
     let mut large_objects = ObjectTruth::default();
@@ -312,7 +324,10 @@ pub fn inspect(input: impl Read) -> Res<Truth> {
         database: header.dbname,
         server_version: header.server_version,
         dump_version: header.dump_version,
-        archive_version: format!("{}.{}.{}", header.version.0, header.version.1, header.version.2),
+        archive_version: format!(
+            "{}.{}.{}",
+            header.version.0, header.version.1, header.version.2
+        ),
         encoding,
         tables,
         sequences,

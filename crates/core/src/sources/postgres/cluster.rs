@@ -19,7 +19,10 @@ static RUNNING: Mutex<Vec<(PathBuf, PathBuf, Option<String>)>> = Mutex::new(Vec:
 
 /// Stops every cluster this process started (for signal handlers).
 pub fn stop_all() {
-    let list = RUNNING.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
+    let list = RUNNING
+        .lock()
+        .map(|mut l| std::mem::take(&mut *l))
+        .unwrap_or_default();
     for (pg_ctl, data, user) in list {
         let _ = pg_ctl_cmd(&pg_ctl, user.as_deref())
             .args(["stop", "-m", "immediate", "-w", "-D"])
@@ -52,7 +55,10 @@ pub struct Cluster {
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster").field("dir", &self.dir.path()).field("port", &self.port).finish()
+        f.debug_struct("Cluster")
+            .field("dir", &self.dir.path())
+            .field("port", &self.port)
+            .finish()
     }
 }
 
@@ -66,8 +72,11 @@ fn run_as() -> Option<String> {
 
 /// A free TCP port on 127.0.0.1.
 fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("finding a free port", e))?;
-    Ok(l.local_addr().map_err(|e| Error::io("finding a free port", e))?.port())
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Error::io("finding a free port", e))?;
+    Ok(l.local_addr()
+        .map_err(|e| Error::io("finding a free port", e))?
+        .port())
 }
 
 impl Cluster {
@@ -78,18 +87,26 @@ impl Cluster {
     /// [`crate::ErrorKind::Unavailable`] with the server log when initdb or start fails.
     pub fn start(bin: &PgBin) -> Result<Self> {
         let user = run_as();
-        let base = std::env::var_os("LIFEBOAT_SCRATCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+        let base =
+            std::env::var_os("LIFEBOAT_SCRATCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
         let dir = tempfile::Builder::new()
             .prefix("lifeboat-pg-")
             .tempdir_in(&base)
-            .map_err(|e| Error::io(format!("creating a cluster directory in {}", base.display()), e))?;
+            .map_err(|e| {
+                Error::io(
+                    format!("creating a cluster directory in {}", base.display()),
+                    e,
+                )
+            })?;
         if let Some(u) = &user {
             let pw = nix::unistd::User::from_name(u)
                 .ok()
                 .flatten()
                 .ok_or_else(|| {
-                    Error::unavailable(format!("user {u:?} does not exist; PostgreSQL cannot run as root"))
-                        .hint("create the user (the postgresql package does) or set LIFEBOAT_PG_USER")
+                    Error::unavailable(format!(
+                        "user {u:?} does not exist; PostgreSQL cannot run as root"
+                    ))
+                    .hint("create the user (the postgresql package does) or set LIFEBOAT_PG_USER")
                 })?;
             nix::unistd::chown(dir.path(), Some(pw.uid), Some(pw.gid))
                 .map_err(|e| Error::unavailable(format!("chown {}: {e}", dir.path().display())))?;
@@ -154,10 +171,11 @@ impl Cluster {
                 .map_err(|e| missing_program(&pg_ctl, e))?;
             if out.status.success() {
                 self.running = true;
-                RUNNING
-                    .lock()
-                    .expect("cluster registry")
-                    .push((pg_ctl, self.data_dir(), self.user.clone()));
+                RUNNING.lock().expect("cluster registry").push((
+                    pg_ctl,
+                    self.data_dir(),
+                    self.user.clone(),
+                ));
                 return Ok(());
             }
             last_err = Some(self.log_tail());
@@ -207,7 +225,11 @@ impl Cluster {
     /// A DSN for the superuser over the socket (no password).
     #[must_use]
     pub fn dsn(&self, db: &str) -> String {
-        format!("host={} port={} user=postgres dbname={db}", self.socket_dir().display(), self.port)
+        format!(
+            "host={} port={} user=postgres dbname={db}",
+            self.socket_dir().display(),
+            self.port
+        )
     }
 
     /// Runs SQL as superuser on `db`.

@@ -75,7 +75,10 @@ impl Comparison {
                 if t.expected_rows == t.actual_rows {
                     format!("{}: content differs ({} rows)", t.table, t.actual_rows)
                 } else {
-                    format!("{}: {} rows, expected {}", t.table, t.actual_rows, t.expected_rows)
+                    format!(
+                        "{}: {} rows, expected {}",
+                        t.table, t.actual_rows, t.expected_rows
+                    )
                 }
             })
             .collect();
@@ -107,7 +110,13 @@ pub fn literal(s: &str) -> String {
 }
 
 /// Runs `sql` (a `COPY ... TO STDOUT`) on `db` and feeds its output to `sink`.
-fn copy_out(conn: &PgConn, db: &str, encoding: Option<&str>, sql: &str, mut sink: impl FnMut(&[u8])) -> Result<()> {
+fn copy_out(
+    conn: &PgConn,
+    db: &str,
+    encoding: Option<&str>,
+    sql: &str,
+    mut sink: impl FnMut(&[u8]),
+) -> Result<()> {
     let mut cmd = conn.command("psql", db);
     cmd.args(["-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-c", sql])
         // the settings pg_dump uses, so the text of every value is the same as in the dump
@@ -127,15 +136,22 @@ fn copy_out(conn: &PgConn, db: &str, encoding: Option<&str>, sql: &str, mut sink
     let mut stdout = child.stdout.take().expect("piped");
     let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n = stdout.read(&mut buf).map_err(|e| Error::io("reading COPY output", e))?;
+        let n = stdout
+            .read(&mut buf)
+            .map_err(|e| Error::io("reading COPY output", e))?;
         if n == 0 {
             break;
         }
         sink(&buf[..n]);
     }
-    let out = child.wait_with_output().map_err(|e| Error::io("waiting for psql", e))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::io("waiting for psql", e))?;
     if !out.status.success() {
-        return Err(classify(&String::from_utf8_lossy(&out.stderr), &format!("reading {db:?}")));
+        return Err(classify(
+            &String::from_utf8_lossy(&out.stderr),
+            &format!("reading {db:?}"),
+        ));
     }
     Ok(())
 }
@@ -177,7 +193,10 @@ pub fn compare(conn: &PgConn, db: &str, truth: &Truth, jobs: usize) -> Result<Co
                 })
             })
             .collect();
-        workers.into_iter().map(|w| w.join().expect("compare worker panicked")).collect()
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("compare worker panicked"))
+            .collect()
     });
     let mut tables: Vec<(usize, TableCheck)> = Vec::new();
     for r in results {
@@ -236,7 +255,9 @@ impl LoCollector {
             let (oid, data) = line
                 .split_once('\t')
                 .ok_or_else(|| Error::internal("unexpected large object listing"))?;
-            let oid: i64 = oid.parse().map_err(|_| Error::internal("bad large object oid"))?;
+            let oid: i64 = oid
+                .parse()
+                .map_err(|_| Error::internal("bad large object oid"))?;
             let hex = data.trim_start_matches("\\\\x");
             let bytes: Vec<u8> = (0..hex.len() / 2)
                 .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())

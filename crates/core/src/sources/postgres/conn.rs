@@ -55,8 +55,9 @@ impl PgBin {
             .output()
             .map_err(|e| missing_program(&self.program("pg_dump"), e))?;
         let text = String::from_utf8_lossy(&out.stdout);
-        parse_major(text.split_whitespace().last().unwrap_or(""))
-            .ok_or_else(|| Error::postgres(format!("cannot read the pg_dump version from {text:?}")))
+        parse_major(text.split_whitespace().last().unwrap_or("")).ok_or_else(|| {
+            Error::postgres(format!("cannot read the pg_dump version from {text:?}"))
+        })
     }
 }
 
@@ -116,7 +117,11 @@ impl PgConn {
             Some(s) => Some(s.resolve(&format!("password of source {:?}", src.name))?),
             None => dsn_password,
         };
-        Ok(Self::from_params(params, password, PgBin::new(src.pg_bin_dir.as_deref())))
+        Ok(Self::from_params(
+            params,
+            password,
+            PgBin::new(src.pg_bin_dir.as_deref()),
+        ))
     }
 
     /// A connection to a local server by socket directory and port.
@@ -133,7 +138,11 @@ impl PgConn {
         )
     }
 
-    fn from_params(mut params: Vec<(String, String)>, password: Option<Secret>, bin: PgBin) -> Self {
+    fn from_params(
+        mut params: Vec<(String, String)>,
+        password: Option<Secret>,
+        bin: PgBin,
+    ) -> Self {
         let default_db = params
             .iter()
             .position(|(k, _)| k == "dbname")
@@ -188,7 +197,10 @@ impl PgConn {
         }
         cmd.env("PGAPPNAME", "lifeboat");
         // never prompt: a prompt would hang a scheduled backup
-        cmd.env("PGCONNECT_TIMEOUT", std::env::var("PGCONNECT_TIMEOUT").unwrap_or_else(|_| "10".into()));
+        cmd.env(
+            "PGCONNECT_TIMEOUT",
+            std::env::var("PGCONNECT_TIMEOUT").unwrap_or_else(|_| "10".into()),
+        );
     }
 
     /// Runs one SQL statement with psql and returns its unaligned, tuples-only output.
@@ -199,12 +211,25 @@ impl PgConn {
     pub fn query(&self, db: &str, sql: &str) -> Result<String> {
         let out = self
             .command("psql", db)
-            .args(["-X", "-A", "-t", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-q",
+                "-w",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
             .stdin(Stdio::null())
             .output()
             .map_err(|e| missing_program(&self.bin.program("psql"), e))?;
         if !out.status.success() {
-            return Err(classify(&String::from_utf8_lossy(&out.stderr), &format!("database {db:?}")));
+            return Err(classify(
+                &String::from_utf8_lossy(&out.stderr),
+                &format!("database {db:?}"),
+            ));
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
     }
@@ -281,7 +306,9 @@ pub fn classify(stderr: &str, what: &str) -> Error {
             ErrorKind::NotFound,
             "check the database name (source.databases or the dsn)",
         )
-    } else if lower.contains("terminating connection") || lower.contains("server closed the connection") {
+    } else if lower.contains("terminating connection")
+        || lower.contains("server closed the connection")
+    {
         (
             ErrorKind::Postgres,
             "the server ended the connection (pg_terminate_backend, restart or crash); run the backup again",
@@ -354,7 +381,8 @@ fn parse_kv(dsn: &str) -> std::result::Result<Vec<(String, String)>, String> {
         if chars.peek().is_none() {
             break;
         }
-        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=' && !c.is_whitespace())).collect();
+        let key: String =
+            std::iter::from_fn(|| chars.next_if(|c| *c != '=' && !c.is_whitespace())).collect();
         while chars.peek().is_some_and(|c| c.is_whitespace()) {
             chars.next();
         }
@@ -395,12 +423,16 @@ mod tests {
 
     #[test]
     fn uri_password_is_removed_from_conninfo() {
-        let (p, pw) = parse_dsn("postgresql://backup:s%40cret@db.example:5433/app?sslmode=require").unwrap();
+        let (p, pw) =
+            parse_dsn("postgresql://backup:s%40cret@db.example:5433/app?sslmode=require").unwrap();
         assert_eq!(pw.unwrap().expose(), "s@cret");
         let c = PgConn::from_params(p, None, PgBin::default());
         assert_eq!(c.default_database().as_deref(), Some("app"));
         let info = c.conninfo("other");
-        assert_eq!(info, "host='db.example' port='5433' user='backup' sslmode='require' dbname='other'");
+        assert_eq!(
+            info,
+            "host='db.example' port='5433' user='backup' sslmode='require' dbname='other'"
+        );
         assert!(!info.contains("cret"));
     }
 

@@ -201,7 +201,9 @@ impl DumpProcess {
                 ("pg_dump", c)
             }
         };
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .map_err(|e| missing_program(&conn.bin().program(program), e))?;
@@ -281,7 +283,11 @@ impl DumpProcess {
             .child
             .wait()
             .map_err(|e| Error::io(format!("waiting for {}", self.program), e))?;
-        let stderr = self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+        let stderr = self
+            .stderr
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
         let inspected = self.inspector.take().map(|h| h.join());
         let what = format!("{} of {:?}", self.program, self.database);
         if !status.success() {
@@ -305,10 +311,16 @@ impl DumpProcess {
             None => None,
             Some(Ok(Ok(t))) => Some(t),
             Some(Ok(Err(e))) => {
-                return Err(Error::integrity(format!("{what}: the dump is not complete: {e}"))
-                    .hint("no snapshot was kept; run the backup again"))
+                return Err(
+                    Error::integrity(format!("{what}: the dump is not complete: {e}"))
+                        .hint("no snapshot was kept; run the backup again"),
+                )
             }
-            Some(Err(_)) => return Err(Error::internal(format!("{what}: the dump inspector panicked"))),
+            Some(Err(_)) => {
+                return Err(Error::internal(format!(
+                    "{what}: the dump inspector panicked"
+                )))
+            }
         };
         Ok(DumpOutcome {
             bytes,

@@ -138,7 +138,9 @@ pub struct ObjectTruth {
 impl ObjectTruth {
     /// Adds one object's hash.
     pub fn add(&mut self, h: u128) {
-        let sum = u128::from_str_radix(&self.hash, 16).unwrap_or(0).wrapping_add(h);
+        let sum = u128::from_str_radix(&self.hash, 16)
+            .unwrap_or(0)
+            .wrapping_add(h);
         self.count += 1;
         self.hash = format!("{sum:032x}");
     }
@@ -205,7 +207,12 @@ mod tests {
 
     #[test]
     fn setval_and_copy_out() {
-        let s = SequenceValue::from_setval("public", "s", "SELECT pg_catalog.setval('public.s', 42, true);\n").unwrap();
+        let s = SequenceValue::from_setval(
+            "public",
+            "s",
+            "SELECT pg_catalog.setval('public.s', 42, true);\n",
+        )
+        .unwrap();
         assert_eq!((s.last_value, s.is_called), (42, true));
         let t = TableTruth {
             schema: "public".into(),

@@ -1,0 +1,74 @@
+//! `lifeboat backup`.
+
+use clap::Args;
+use lifeboat_core::{
+    ops::backup::{backup, BackupOptions},
+    sources::postgres::logical::LogicalKind,
+};
+
+use crate::{output, Ctx};
+
+/// Back up a source.
+#[derive(Debug, Args)]
+pub struct BackupCmd {
+    /// Source name from the configuration (default: the only one).
+    #[arg(long, short)]
+    source: Option<String>,
+    /// Kind to take: logical, schema or globals (repeatable; default: all three).
+    #[arg(long, short)]
+    kind: Vec<LogicalKind>,
+    /// Database to dump (repeatable; default: the source's databases).
+    #[arg(long, short)]
+    database: Vec<String>,
+}
+
+impl BackupCmd {
+    /// Runs the backup and prints a summary.
+    pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        let src = ctx.source(self.source.as_deref())?;
+        let repo = ctx.open()?;
+        let opts = BackupOptions {
+            kinds: self.kind.clone(),
+            databases: self.database.clone(),
+            recovery_point: None,
+        };
+        let report = backup(&repo, src, &opts)?;
+        if ctx.json {
+            return output::json(&report);
+        }
+        let mut rows = vec![vec![
+            "ID".into(),
+            "KIND".into(),
+            "DATABASE".into(),
+            "TIME".into(),
+            "SIZE".into(),
+            "NEW".into(),
+            "STORED".into(),
+            "DEDUP".into(),
+            "TABLES".into(),
+            "ROWS".into(),
+        ]];
+        for b in &report.backups {
+            rows.push(vec![
+                b.id[..8].to_string(),
+                b.kind.to_string(),
+                b.database.clone().unwrap_or_else(|| "-".into()),
+                output::secs(b.duration_secs),
+                output::bytes(b.logical_bytes),
+                output::bytes(b.new_bytes),
+                output::bytes(b.stored_bytes),
+                format!("{:.1}x", b.dedup_ratio.min(9999.0)),
+                b.tables.to_string(),
+                b.rows.to_string(),
+            ]);
+        }
+        output::table(&rows);
+        println!(
+            "backed up source {} into {} (recovery point {})",
+            report.source,
+            repo.location(),
+            report.recovery_point
+        );
+        Ok(())
+    }
+}

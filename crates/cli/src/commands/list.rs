@@ -1,0 +1,127 @@
+//! `lifeboat list` and `lifeboat stats`.
+
+use clap::Args;
+use lifeboat_core::{
+    ops::list::{list, stats as repo_stats, ListFilter},
+    sources::postgres::logical::LogicalKind,
+};
+
+use super::parse_time;
+use crate::{output, Ctx};
+
+/// List backups.
+#[derive(Debug, Args)]
+pub struct ListCmd {
+    /// Only this source.
+    #[arg(long, short)]
+    source: Option<String>,
+    /// Only this kind (logical, schema, globals).
+    #[arg(long, short)]
+    kind: Option<LogicalKind>,
+    /// Only this database.
+    #[arg(long, short)]
+    database: Option<String>,
+    /// Only backups finished at or after this time.
+    #[arg(long, value_parser = parse_time)]
+    since: Option<jiff::Timestamp>,
+    /// Only backups finished at or before this time.
+    #[arg(long, value_parser = parse_time)]
+    until: Option<jiff::Timestamp>,
+}
+
+impl ListCmd {
+    /// Prints the matching backups, oldest first.
+    pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        let repo = ctx.open()?;
+        let filter = ListFilter {
+            source: self.source.clone(),
+            kind: self.kind,
+            database: self.database.clone(),
+            since: self.since,
+            until: self.until,
+        };
+        let backups = list(&repo, &filter)?;
+        if ctx.json {
+            return output::json(&backups);
+        }
+        let mut rows = vec![vec![
+            "ID".into(),
+            "FINISHED".into(),
+            "SOURCE".into(),
+            "KIND".into(),
+            "DATABASE".into(),
+            "SIZE".into(),
+            "STORED".into(),
+            "TABLES".into(),
+            "ROWS".into(),
+        ]];
+        for b in &backups {
+            let m = &b.meta;
+            rows.push(vec![
+                b.short_id().to_string(),
+                output::time(m.finished_at),
+                m.source.clone(),
+                m.kind.to_string(),
+                m.database.clone().unwrap_or_else(|| "-".into()),
+                output::bytes(m.logical_bytes),
+                output::bytes(m.stored_bytes),
+                m.truth
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |t| t.tables.len().to_string()),
+                m.truth
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |t| t.total_rows().to_string()),
+            ]);
+        }
+        output::table(&rows);
+        println!("{} backup(s) in {}", backups.len(), repo.location());
+        Ok(())
+    }
+}
+
+/// Prints per-source statistics.
+pub fn stats(ctx: &Ctx) -> anyhow::Result<()> {
+    let repo = ctx.open()?;
+    let s = repo_stats(&repo)?;
+    if ctx.json {
+        return output::json(&s);
+    }
+    let mut rows = vec![vec![
+        "SOURCE".into(),
+        "KIND".into(),
+        "COUNT".into(),
+        "LAST SUCCESS".into(),
+        "LAST SIZE".into(),
+        "GROWTH".into(),
+        "LOGICAL TOTAL".into(),
+        "STORED TOTAL".into(),
+    ]];
+    for src in &s.sources {
+        for k in &src.kinds {
+            rows.push(vec![
+                src.source.clone(),
+                k.kind.to_string(),
+                k.count.to_string(),
+                k.last_success.map_or_else(|| "-".into(), output::time),
+                output::bytes(k.last_logical_bytes),
+                k.growth_percent
+                    .map_or_else(|| "-".into(), |g| format!("{g:+.1}%")),
+                output::bytes(k.logical_bytes),
+                output::bytes(k.stored_bytes),
+            ]);
+        }
+    }
+    output::table(&rows);
+    println!(
+        "repository {}: {} logical, {} stored{}",
+        s.repository,
+        output::bytes(s.total_logical_bytes),
+        output::bytes(s.total_stored_bytes),
+        if s.pending > 0 {
+            format!(", {} interrupted backup(s) to clean up", s.pending)
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}

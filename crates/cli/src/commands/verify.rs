@@ -1,0 +1,87 @@
+//! `lifeboat verify`.
+
+use clap::Args;
+use lifeboat_core::{
+    ops::verify::{verify, VerifyOptions},
+    Error, ErrorKind,
+};
+
+use crate::{output, Ctx};
+
+/// Check backups.
+#[derive(Debug, Args)]
+pub struct VerifyCmd {
+    /// Backup ids to check.
+    ids: Vec<String>,
+    /// Check every backup.
+    #[arg(long, conflicts_with = "ids")]
+    all: bool,
+    /// Read every pack and check that it decrypts and hashes correctly.
+    #[arg(long)]
+    read_data: bool,
+    /// Read only a subset: 10%, 1/5 or a size such as 500MiB.
+    #[arg(long)]
+    read_data_subset: Option<String>,
+}
+
+impl VerifyCmd {
+    /// Verifies and fails (exit 6) when anything is damaged.
+    pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        if self.ids.is_empty() && !self.all {
+            return Err(Error::config("which backups? give ids or --all").into());
+        }
+        let repo = ctx.open()?;
+        let report = verify(
+            &repo,
+            &VerifyOptions {
+                ids: self.ids.clone(),
+                read_data: self.read_data,
+                read_data_subset: self.read_data_subset.clone(),
+            },
+        )?;
+        if ctx.json {
+            output::json(&report)?;
+        } else {
+            for b in &report.backups {
+                let what = format!(
+                    "{} {} {}",
+                    &b.id[..8],
+                    b.kind,
+                    b.database.as_deref().unwrap_or("-")
+                );
+                if b.ok {
+                    println!("ok       {what}");
+                } else {
+                    println!("DAMAGED  {what}: {}", b.problems.join("; "));
+                }
+            }
+            for p in &report.repository_problems {
+                println!("DAMAGED  repository: {p}");
+            }
+            println!(
+                "{} backup(s) checked{}",
+                report.backups.len(),
+                if report.read_data {
+                    ", data read"
+                } else {
+                    " (structure only; add --read-data to read the data)"
+                }
+            );
+        }
+        if report.ok() {
+            Ok(())
+        } else {
+            let names: Vec<String> = report
+                .damaged()
+                .iter()
+                .map(|b| b.id[..8].to_string())
+                .collect();
+            Err(Error::new(
+                ErrorKind::Integrity,
+                format!("damaged: {}", if names.is_empty() { "repository".to_string() } else { names.join(", ") }),
+            )
+            .hint("restore from an older backup or an offsite copy; do not prune until this is understood")
+            .into())
+        }
+    }
+}
