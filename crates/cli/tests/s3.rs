@@ -1,0 +1,267 @@
+//! The `lifeboat` binary against a real S3 server (Garage) and a real PostgreSQL: a full
+//! backup, verify and restore round trip, and the S3 failure cases users meet first
+//! (repository already there, wrong S3 secret, wrong repository password).
+//!
+//! Needs `LIFEBOAT_GARAGE_BIN`; `scripts/test.sh` sets it. Without it these tests fail.
+
+use std::{path::Path, time::Duration};
+
+use assert_cmd::Command;
+use lifeboat_testing::{cluster, garage::Garage, sample_db, Workspace};
+
+const TABLES: [&str; 4] = [
+    "shop.users",
+    "shop.orders",
+    "shop.events",
+    "shop.attachments",
+];
+
+/// `lifeboat --config CFG` isolated from the caller's environment: S3 settings and
+/// passwords come from the config only, and rustic's cache stays in the workspace.
+fn lifeboat(ws: &Workspace) -> Command {
+    let mut cmd = Command::cargo_bin("lifeboat").expect("the lifeboat binary");
+    cmd.current_dir(ws.path())
+        .arg("--config")
+        .arg(ws.config_path())
+        .env("XDG_CACHE_HOME", ws.path().join("cache"))
+        .timeout(Duration::from_secs(600));
+    for var in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_PROFILE",
+        "LIFEBOAT_PASSWORD",
+        "LIFEBOAT_REPOSITORY",
+        "LIFEBOAT_CONFIG",
+        // users see errors without backtraces; so should these assertions
+        "RUST_BACKTRACE",
+        "RUST_LIB_BACKTRACE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Runs `cmd`, panicking with both streams unless it succeeds; returns stdout.
+fn ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run lifeboat");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "lifeboat failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Runs `cmd`, expecting it to fail; returns (exit code, stdout, stderr).
+fn fails(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().expect("run lifeboat");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "lifeboat should have failed:\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let code = out
+        .status
+        .code()
+        .unwrap_or_else(|| panic!("killed by a signal ({}):\n{stderr}", out.status));
+    (code, stdout, stderr)
+}
+
+/// Rows in `table`, counted by PostgreSQL itself.
+fn count(c: &lifeboat_testing::Cluster, db: &str, table: &str) -> u64 {
+    let text = c
+        .sql(db, &format!("select count(*) from {table}"))
+        .unwrap_or_else(|e| panic!("count {db}.{table}: {e}"));
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("count {db}.{table}: {text:?}: {e}"))
+}
+
+/// A workspace whose config points at `s3://BUCKET/prefix` on `garage`.
+fn s3_workspace(garage: &Garage, prefix: &str, sources: &[(&str, &str)]) -> Workspace {
+    let ws = Workspace::new();
+    let body = garage.repository_toml(prefix, &secret_path(&ws));
+    ws.write_config(&body, sources);
+    ws
+}
+
+fn secret_path(ws: &Workspace) -> std::path::PathBuf {
+    ws.path().join("s3.secret")
+}
+
+/// Objects stored in `bucket`, as Garage reports them.
+fn object_count(garage: &Garage, bucket: &str) -> u64 {
+    let info = garage.cli(&["bucket", "info", bucket]);
+    info.lines()
+        .find_map(|l| l.trim().strip_prefix("Objects:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no object count in `garage bucket info`:\n{info}"))
+}
+
+#[test]
+fn backup_verify_restore_round_trip_on_s3() {
+    let garage = Garage::start();
+    let c = cluster();
+    sample_db(&c, "app", 2000);
+    let dsn = c.dsn("app");
+    let ws = s3_workspace(&garage, "prod/app", &[("app-db", &dsn)]);
+
+    let out = ok(lifeboat(&ws).arg("init"));
+    assert!(out.contains("s3://lifeboat-test/prod/app"), "{out}");
+    let out = ok(lifeboat(&ws).args(["backup", "--source", "app-db"]));
+    assert!(out.contains("s3://lifeboat-test/prod/app"), "{out}");
+    // the data went to the S3 server, not to some local directory
+    assert!(object_count(&garage, garage.bucket()) > 0);
+    assert!(!ws.repo_path().exists());
+
+    let list = ok(lifeboat(&ws).args(["--json", "list"]));
+    let backups: Vec<serde_json::Value> = serde_json::from_str(&list).expect("list --json");
+    let mut kinds: Vec<&str> = backups
+        .iter()
+        .map(|b| b["kind"].as_str().expect("kind"))
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["globals", "logical", "schema"], "{list}");
+    assert!(backups.iter().all(|b| b["source"] == "app-db"), "{list}");
+    let logical = backups.iter().find(|b| b["kind"] == "logical").unwrap();
+    assert_eq!(logical["database"], "app", "{list}");
+
+    let out = ok(lifeboat(&ws).args(["verify", "--all", "--read-data"]));
+    assert!(out.contains("3 backup(s) checked, data read"), "{out}");
+
+    let originals: Vec<u64> = TABLES.iter().map(|t| count(&c, "app", t)).collect();
+    assert!(originals.iter().all(|n| *n > 0), "{originals:?}");
+    ok(lifeboat(&ws).args([
+        "restore",
+        "--latest",
+        "--source",
+        "app-db",
+        "--to-database",
+        "app_copy",
+    ]));
+    for (t, n) in TABLES.iter().zip(&originals) {
+        assert_eq!(count(&c, "app_copy", t), *n, "rows of {t} after restore");
+    }
+}
+
+#[test]
+fn init_twice_on_s3_refuses() {
+    let garage = Garage::start();
+    let ws = s3_workspace(&garage, "twice", &[]);
+    ok(lifeboat(&ws).arg("init"));
+    let objects = object_count(&garage, garage.bucket());
+    let (code, _, stderr) = fails(lifeboat(&ws).arg("init"));
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("a repository already exists at s3://lifeboat-test/twice"),
+        "{stderr}"
+    );
+    // the existing repository is untouched and still opens
+    assert_eq!(object_count(&garage, garage.bucket()), objects);
+    ok(lifeboat(&ws).arg("list"));
+}
+
+const WRONG_SECRET: &str = "wrong-secret-4f1d2c3b5a6978695a4b3c2d1e0f";
+
+/// Runs `args` with [`WRONG_SECRET`] as the S3 secret and checks that lifeboat refuses
+/// clearly, naming `url` and never printing a secret.
+fn assert_wrong_secret_refused(garage: &Garage, ws: &Workspace, args: &[&str], url: &str) {
+    std::fs::write(secret_path(ws), WRONG_SECRET).expect("write the wrong secret");
+    let what = format!("`lifeboat {}`", args.join(" "));
+    let (code, stdout, stderr) = fails(lifeboat(ws).args(args));
+    for (name, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+        assert!(
+            !text.contains(WRONG_SECRET) && !text.contains(garage.secret_access_key()),
+            "{what} printed an S3 secret on {name}:\n{text}"
+        );
+    }
+    assert!(
+        stderr.contains(url),
+        "{what} does not name the repository {url}:\n{stderr}"
+    );
+    // the hint may guess at credentials; the error itself must say access was refused
+    let error_lines = stderr
+        .lines()
+        .filter(|l| !l.starts_with("hint:"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .to_lowercase();
+    assert!(
+        ["denied", "forbidden", "refused", "signature", "403"]
+            .iter()
+            .any(|w| error_lines.contains(w)),
+        "{what} does not say the S3 server refused the credentials:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("We believe this is a bug"),
+        "{what} calls a wrong S3 secret a rustic bug:\n{stderr}"
+    );
+    // exit 4 means "not found": it would send the user looking for a missing repository
+    assert_ne!(code, 4, "{what} exits 4 (not found):\n{stderr}");
+}
+
+#[test]
+fn wrong_s3_secret_on_open_is_refused_without_echoing_it() {
+    let garage = Garage::start();
+    let ws = s3_workspace(&garage, "creds", &[]);
+    ok(lifeboat(&ws).arg("init"));
+    assert_wrong_secret_refused(&garage, &ws, &["list"], "s3://lifeboat-test/creds");
+}
+
+#[test]
+fn wrong_s3_secret_on_init_is_refused_without_echoing_it() {
+    let garage = Garage::start();
+    let ws = s3_workspace(&garage, "fresh", &[]);
+    assert_wrong_secret_refused(&garage, &ws, &["init"], "s3://lifeboat-test/fresh");
+    // nothing was created under the refused key
+    assert_eq!(object_count(&garage, garage.bucket()), 0);
+}
+
+#[test]
+fn wrong_repository_password_exits_3() {
+    let garage = Garage::start();
+    let ws = s3_workspace(&garage, "password", &[]);
+    ok(lifeboat(&ws).arg("init"));
+    ok(lifeboat(&ws).arg("list"));
+    // LIFEBOAT_PASSWORD wins over the (correct) password_file in the config
+    let (code, stdout, stderr) = fails(
+        lifeboat(&ws)
+            .env("LIFEBOAT_PASSWORD", "not-the-repository-password")
+            .arg("list"),
+    );
+    assert_eq!(code, 3, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains("wrong password"), "{stderr}");
+    assert!(!stderr.contains("not-the-repository-password"), "{stderr}");
+}
+
+/// The helper writes the secret for lifeboat, readable by its owner only.
+#[test]
+fn repository_toml_writes_a_private_secret_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let garage = Garage::start();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    let body = garage.repository_toml("/a/b/", &secret);
+    assert!(body.contains("url = \"s3://lifeboat-test/a/b\""), "{body}");
+    assert!(
+        body.contains(&format!("endpoint = {:?}", garage.endpoint())),
+        "{body}"
+    );
+    assert!(body.contains("region = \"garage\""), "{body}");
+    assert!(!body.contains(garage.secret_access_key()), "{body}");
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        garage.secret_access_key()
+    );
+    let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(Path::new(&secret).is_file());
+}
