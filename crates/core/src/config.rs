@@ -241,8 +241,9 @@ impl Config {
         };
         let Some(p) = chosen else { return Ok(None) };
         let text = std::fs::read_to_string(&p).map_err(|e| {
-            Error::io(format!("cannot read configuration {}", p.display()), e)
+            Error::config(format!("cannot read configuration {}: {e}", p.display()))
                 .hint("pass --config PATH or create lifeboat.toml (see the README)")
+                .source(e)
         })?;
         Ok(Some((Self::parse(&text, &p.display().to_string())?, p)))
     }

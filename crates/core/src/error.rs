@@ -193,43 +193,88 @@ impl Error {
     }
 }
 
-/// Convert a rustic_core error, choosing a kind from the rustic kind and message.
+/// The text of an error and all its causes, lowercased, for classification.
+fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        text.push('\n');
+        text.push_str(&e.to_string());
+        cur = e.source();
+    }
+    text.to_lowercase()
+}
+
+/// Chooses a kind and a hint for a repository (rustic_core) error from its whole chain.
+/// Order matters: a refused S3 credential also reads "path `config` does not exist".
+pub(crate) fn classify_repository(
+    err: &(dyn std::error::Error + 'static),
+) -> (ErrorKind, Option<&'static str>) {
+    let lower = chain_text(err);
+    if lower.contains("permissiondenied")
+        || lower.contains("status: 403")
+        || lower.contains("forbidden")
+        || lower.contains("signaturedoesnotmatch")
+        || lower.contains("invalidaccesskeyid")
+        || lower.contains("accessdenied")
+    {
+        (
+            ErrorKind::Auth,
+            Some("the storage refused the credentials (403): check access_key_id and the S3 secret (secret_access_key_file, AWS_SECRET_ACCESS_KEY)"),
+        )
+    } else if lower.contains("permission denied") || lower.contains("read-only file system") {
+        (
+            ErrorKind::Unavailable,
+            Some("check that the repository path is writable by this user"),
+        )
+    } else if lower.contains("wrong password")
+        || lower.contains("no suitable key")
+        || lower.contains("incorrect password")
+    {
+        (ErrorKind::Auth, Some("the repository password is wrong: check LIFEBOAT_PASSWORD, password_file or password_command"))
+    } else if lower.contains("no space left") || lower.contains("quota") {
+        (
+            ErrorKind::Unavailable,
+            Some(
+                "free disk space (or raise the quota) and run the command again; nothing was lost",
+            ),
+        )
+    } else if lower.contains("lock") {
+        (ErrorKind::Locked, Some("another lifeboat process holds the repository; wait for it or check for a stale process"))
+    } else if lower.contains("connection refused")
+        || lower.contains("dns error")
+        || lower.contains("timed out")
+        || lower.contains("connect error")
+    {
+        (
+            ErrorKind::Unavailable,
+            Some("the storage cannot be reached: check the endpoint and the network"),
+        )
+    } else if lower.contains("hash")
+        || lower.contains("decrypt")
+        || lower.contains("mac")
+        || lower.contains("corrupt")
+    {
+        (
+            ErrorKind::Integrity,
+            Some("run `lifeboat verify --all --read-data` to find every damaged snapshot"),
+        )
+    } else if lower.contains("not found")
+        || lower.contains("no such file")
+        || lower.contains("does not exist")
+    {
+        (ErrorKind::NotFound, None)
+    } else {
+        (ErrorKind::Unavailable, None)
+    }
+}
+
+/// Convert a rustic_core error, choosing a kind from its whole chain.
 impl From<Box<rustic_core::RusticError>> for Error {
     fn from(err: Box<rustic_core::RusticError>) -> Self {
+        let (kind, hint) = classify_repository(err.as_ref());
         let text = err.to_string();
-        let lower = text.to_lowercase();
-        let (kind, hint) = if lower.contains("password")
-            || lower.contains("no suitable key")
-            || lower.contains("key") && lower.contains("incorrect")
-        {
-            (
-                ErrorKind::Auth,
-                Some("the repository password is wrong: check LIFEBOAT_PASSWORD, password_file or password_command"),
-            )
-        } else if lower.contains("lock") {
-            (ErrorKind::Locked, Some("another lifeboat process holds the repository; wait for it or check for a stale process"))
-        } else if lower.contains("not found")
-            || lower.contains("no such file")
-            || lower.contains("does not exist")
-        {
-            (ErrorKind::NotFound, None)
-        } else if lower.contains("permission denied") {
-            (
-                ErrorKind::Unavailable,
-                Some("check that the repository path is writable by this user"),
-            )
-        } else if lower.contains("hash")
-            || lower.contains("decrypt")
-            || lower.contains("mac")
-            || lower.contains("corrupt")
-        {
-            (
-                ErrorKind::Integrity,
-                Some("run `lifeboat verify --all --read-data` to find every damaged snapshot"),
-            )
-        } else {
-            (ErrorKind::Unavailable, None)
-        };
+        // rustic's own text may invite a bug report for what is a plain refusal: keep the first line
         let first_line = text
             .lines()
             .next()

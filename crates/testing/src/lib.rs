@@ -17,14 +17,18 @@ pub const REPO_PASSWORD: &str = "test-repository-password";
 /// Starts a throw-away cluster, panicking with the reason when it cannot.
 #[must_use]
 pub fn cluster() -> Cluster {
-    Cluster::start(&PgBin::new(None)).expect("start a throw-away PostgreSQL (is the postgresql package installed?)")
+    Cluster::start(&PgBin::new(None))
+        .expect("start a throw-away PostgreSQL (is the postgresql package installed?)")
 }
 
 /// Creates database `db` on `c` with the demo's sample shop (`users` users).
 pub fn sample_db(c: &Cluster, db: &str, users: u64) {
-    c.sql("postgres", &format!("CREATE DATABASE {db}")).expect("create database");
-    c.sql(db, lifeboat_core::demo::SAMPLE_SCHEMA).expect("schema");
-    c.sql(db, &lifeboat_core::demo::sample_data_sql(users)).expect("data");
+    c.sql("postgres", &format!("CREATE DATABASE {db}"))
+        .expect("create database");
+    c.sql(db, lifeboat_core::demo::SAMPLE_SCHEMA)
+        .expect("schema");
+    c.sql(db, &lifeboat_core::demo::sample_data_sql(users))
+        .expect("data");
 }
 
 /// A temporary directory holding a lifeboat.toml and (for local tests) the repository.
@@ -59,9 +63,14 @@ impl Workspace {
     pub fn write_config(&self, repository: &str, sources: &[(&str, &str)]) -> PathBuf {
         let pw = self.dir.path().join("repo.pass");
         std::fs::write(&pw, REPO_PASSWORD).expect("password file");
-        let mut text = format!("[repository]\npassword_file = {:?}\n{repository}\n", pw.display().to_string());
+        let mut text = format!(
+            "[repository]\npassword_file = {:?}\n{repository}\n",
+            pw.display().to_string()
+        );
         for (name, dsn) in sources {
-            text.push_str(&format!("\n[[source]]\nname = {name:?}\nkind = \"postgres\"\ndsn = {dsn:?}\n"));
+            text.push_str(&format!(
+                "\n[[source]]\nname = {name:?}\nkind = \"postgres\"\ndsn = {dsn:?}\n"
+            ));
         }
         let p = self.config_path();
         std::fs::write(&p, text).expect("config");
@@ -70,7 +79,10 @@ impl Workspace {
 
     /// Writes a config with a local repository in the workspace.
     pub fn local_config(&self, sources: &[(&str, &str)]) -> PathBuf {
-        self.write_config(&format!("url = {:?}", self.repo_path().display().to_string()), sources)
+        self.write_config(
+            &format!("url = {:?}", self.repo_path().display().to_string()),
+            sources,
+        )
     }
 
     /// The workspace directory.

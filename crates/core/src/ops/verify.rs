@@ -129,13 +129,13 @@ fn verify_indexed(
                 for blob in node.content.iter().flatten() {
                     match indexed.get_index_entry(blob) {
                         Err(_) => {
-                            problems
-                                .insert(format!("data blob {} is missing", &blob.to_string()[..8]));
+                            problems.insert(format!("data blob {} is missing", blob));
                         }
                         Ok(ie) => {
+                            // check errors name packs by the short (8 hex digit) id
                             let pack = ie.pack.to_string();
                             if bad_packs.contains(&pack) {
-                                problems.insert(format!("pack {} is damaged", &pack[..8]));
+                                problems.insert(format!("pack {pack} is damaged"));
                             }
                         }
                     }
@@ -166,12 +166,9 @@ fn verify_indexed(
     })
 }
 
-/// The 64-hex pack id named in a check error message.
+/// The short pack id named in a check error message ("error reading pack 1a2b3c4d : ...").
 fn pack_of(text: &str) -> Option<String> {
-    if !text.contains("pack") {
-        return None;
-    }
-    text.split(|c: char| !c.is_ascii_hexdigit())
-        .find(|w| w.len() == 64)
-        .map(str::to_string)
+    let after = text.split_once("pack ")?.1;
+    let word: String = after.chars().take_while(char::is_ascii_hexdigit).collect();
+    (word.len() == 8).then_some(word)
 }

@@ -99,7 +99,7 @@ impl SnapshotInfo {
         }
         let meta: BackupMeta = serde_json::from_str(snap.description.as_deref()?).ok()?;
         Some(Self {
-            id: snap.id.to_string(),
+            id: snap.id.to_hex().as_str().to_string(),
             hostname: snap.hostname,
             meta,
         })

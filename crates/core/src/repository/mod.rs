@@ -114,7 +114,7 @@ impl Repo {
             }
         }
         let repo = rustic_repo(cfg, pb)?;
-        if repo.config_id()?.is_some() {
+        if repo.config_id().map_err(|e| init_error(&url, e))?.is_some() {
             return Err(Error::config(format!("a repository already exists at {url}"))
                 .hint("lifeboat init never touches an existing repository; use it as it is or choose another url"));
         }
@@ -313,7 +313,7 @@ impl Repo {
                     })?
             };
             inner.delete_snapshots(&[pending.id])?;
-            Ok(id.to_string())
+            Ok(id.to_hex().as_str().to_string())
         })
     }
 
@@ -328,54 +328,47 @@ impl Repo {
 }
 
 fn init_error(url: &str, e: Box<rustic_core::RusticError>) -> Error {
-    let text = e.to_string().to_lowercase();
-    if text.contains("permission denied") || text.contains("read-only") {
-        return Error::unavailable(format!(
-            "cannot create a repository at {}: permission denied",
-            describe_url(url)
-        ))
-        .hint("choose a directory this user may write, or fix its owner and mode")
-        .source(e);
-    }
-    let err: Error = e.into();
-    Error::new(
-        err.kind(),
-        format!(
-            "cannot create a repository at {}: {}",
-            describe_url(url),
-            err.message()
-        ),
-    )
-    .hint(
-        err.hint_text()
-            .unwrap_or("check the repository url and that the location is writable")
-            .to_string(),
+    describe(
+        url,
+        "cannot create a repository at",
+        e,
+        "check the repository url and that the location is writable",
     )
 }
 
 fn open_error(url: &str, e: Box<rustic_core::RusticError>) -> Error {
-    let text = e.to_string().to_lowercase();
-    if text.contains("password")
-        || text.contains("key") && (text.contains("no suitable") || text.contains("incorrect"))
-    {
-        return Error::new(
-            ErrorKind::Auth,
-            format!("wrong password for the repository at {}", describe_url(url)),
-        )
-        .hint("check LIFEBOAT_PASSWORD, [repository] password_file or password_command");
-    }
-    let err: Error = e.into();
-    Error::new(
-        err.kind(),
-        format!(
-            "cannot open the repository at {}: {}",
-            describe_url(url),
-            err.message()
-        ),
+    describe(
+        url,
+        "cannot open the repository at",
+        e,
+        "check the repository url, the network and the S3 credentials",
     )
-    .hint(
-        err.hint_text()
-            .unwrap_or("check the repository url, the network and the S3 credentials")
+}
+
+/// A repository error naming the URL, classified from the whole cause chain, cause kept.
+fn describe(url: &str, what: &str, e: Box<rustic_core::RusticError>, fallback_hint: &str) -> Error {
+    let (kind, hint) = crate::error::classify_repository(e.as_ref());
+    let detail = match kind {
+        ErrorKind::Auth if hint.is_some_and(|h| h.contains("403")) => {
+            "access denied by the storage (403 forbidden)".to_string()
+        }
+        ErrorKind::Auth => "wrong password".to_string(),
+        ErrorKind::Unavailable if hint.is_some_and(|h| h.contains("writable")) => {
+            "permission denied".to_string()
+        }
+        _ => e
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or("repository error")
             .to_string(),
-    )
+    };
+    let message = if kind == ErrorKind::Auth && detail == "wrong password" {
+        format!("wrong password for the repository at {}", describe_url(url))
+    } else {
+        format!("{what} {}: {detail}", describe_url(url))
+    };
+    Error::new(kind, message)
+        .hint(hint.unwrap_or(fallback_hint))
+        .source(e)
 }

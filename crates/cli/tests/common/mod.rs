@@ -1,0 +1,66 @@
+//! Shared helpers for the CLI integration tests.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use lifeboat_testing::Cluster;
+
+/// `lifeboat --config <config>` with a clean environment for lifeboat's own variables.
+pub fn lb(config: &Path) -> Command {
+    let mut c = Command::cargo_bin("lifeboat").expect("lifeboat binary");
+    c.arg("--config").arg(config);
+    for v in [
+        "LIFEBOAT_PASSWORD",
+        "LIFEBOAT_REPOSITORY",
+        "LIFEBOAT_CONFIG",
+        "PGPASSWORD",
+        "PGDATABASE",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
+
+/// Runs and returns (exit code, stdout, stderr).
+pub fn run(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().expect("run lifeboat");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs and asserts success; returns stdout.
+pub fn ok(cmd: &mut Command) -> String {
+    let (code, out, err) = run(cmd);
+    assert_eq!(code, 0, "command failed\nstdout:\n{out}\nstderr:\n{err}");
+    out
+}
+
+/// `list --json` parsed.
+pub fn list_json(config: &Path) -> Vec<serde_json::Value> {
+    let out = ok(lb(config).args(["--json", "list"]));
+    serde_json::from_str(&out).expect("list --json is JSON")
+}
+
+/// Row count of a table, by plain SQL.
+pub fn count(c: &Cluster, db: &str, table: &str) -> i64 {
+    c.sql(db, &format!("select count(*) from {table}"))
+        .expect("count")
+        .trim()
+        .parse()
+        .expect("number")
+}
+
+/// Whether database `db` exists.
+pub fn db_exists(c: &Cluster, db: &str) -> bool {
+    c.sql(
+        "postgres",
+        &format!("select count(*) from pg_database where datname = '{db}'"),
+    )
+    .expect("query")
+    .trim()
+        == "1"
+}

@@ -1,0 +1,293 @@
+//! Bad input and faults: each gets a clear message, a documented exit code, and loses
+//! nothing. Secrets never show up in output or on a command line.
+
+mod common;
+
+use std::{io::Write, os::unix::fs::PermissionsExt, time::Duration};
+
+use common::{count, db_exists, lb, list_json, ok, run};
+use lifeboat_testing::{cluster, sample_db, Workspace, REPO_PASSWORD};
+
+#[test]
+fn wrong_repository_password_and_second_init() {
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[]);
+    ok(lb(&cfg).arg("init"));
+    let (code, _, err) = run(lb(&cfg).arg("init"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("already exists"), "{err}");
+    let (code, out, err) = run(lb(&cfg)
+        .env("LIFEBOAT_PASSWORD", "not-the-password")
+        .arg("list"));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("wrong password"), "{err}");
+    assert!(!err.contains("not-the-password") && !out.contains("not-the-password"));
+    assert!(!err.contains(REPO_PASSWORD));
+}
+
+#[test]
+fn config_errors_name_the_key_and_line() {
+    let ws = Workspace::new();
+    let p = ws.path().join("bad.toml");
+    std::fs::write(&p, "[repository]\nurl = \"/tmp/x\"\n\n[[source]]\nname = \"a\"\nkind = \"postgres\"\ndatabse = [\"app\"]\n").unwrap();
+    let (code, _, err) = run(lb(&p).arg("list"));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("bad.toml:7") && err.contains("databse"),
+        "{err}"
+    );
+    let missing = ws.path().join("missing.toml");
+    let (code, _, err) = run(lb(&missing).arg("list"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("missing.toml"), "{err}");
+    // no repository configured at all
+    let empty = ws.path().join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let (code, _, err) = run(lb(&empty).arg("list"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no repository given"), "{err}");
+}
+
+#[test]
+fn unreachable_server_and_wrong_postgres_password() {
+    let c = cluster();
+    sample_db(&c, "app", 50);
+    c.sql(
+        "postgres",
+        "CREATE ROLE app_user LOGIN PASSWORD 'right-pass'; GRANT pg_read_all_data TO app_user",
+    )
+    .unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ws = Workspace::new();
+    let wrong = format!(
+        "postgresql://app_user:wrong-pass-123@127.0.0.1:{}/app",
+        c.port()
+    );
+    let cfg = ws.local_config(&[
+        (
+            "down",
+            &format!("host=127.0.0.1 port={closed} user=postgres dbname=app"),
+        ),
+        ("badpw", &wrong),
+    ]);
+    ok(lb(&cfg).arg("init"));
+    let (code, _, err) = run(lb(&cfg).args(["backup", "--source", "down"]));
+    assert_eq!(code, 7, "{err}");
+    assert!(err.contains("cannot be reached"), "{err}");
+    let (code, out, err) = run(lb(&cfg).args(["backup", "--source", "badpw"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("password"), "{err}");
+    assert!(
+        !err.contains("wrong-pass-123") && !out.contains("wrong-pass-123"),
+        "{err}"
+    );
+    assert!(list_json(&cfg).is_empty());
+}
+
+/// pg_dump, pg_dumpall and psql replaced by scripts that log their argv and environment
+/// names, then run the real program: the password must never be on a command line.
+#[test]
+fn postgres_password_never_reaches_argv() {
+    let c = cluster();
+    sample_db(&c, "app", 50);
+    c.sql(
+        "postgres",
+        "CREATE ROLE app_user LOGIN SUPERUSER PASSWORD 'sekret-pw-42'",
+    )
+    .unwrap();
+    let ws = Workspace::new();
+    let real = lifeboat_core::sources::postgres::conn::PgBin::new(None);
+    let spy = ws.path().join("spybin");
+    std::fs::create_dir(&spy).unwrap();
+    let log = ws.path().join("argv.log");
+    for prog in ["pg_dump", "pg_dumpall", "psql", "pg_restore"] {
+        let p = spy.join(prog);
+        let mut f = std::fs::File::create(&p).unwrap();
+        writeln!(
+            f,
+            "#!/bin/sh\necho \"{prog} $*\" >> {}\nexec {} \"$@\"",
+            log.display(),
+            real.program(prog).display()
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let dsn = format!(
+        "postgresql://app_user:sekret-pw-42@127.0.0.1:{}/app",
+        c.port()
+    );
+    let pw = ws.path().join("repo.pass");
+    std::fs::write(&pw, REPO_PASSWORD).unwrap();
+    let cfg = ws.path().join("lifeboat.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[repository]\nurl = {:?}\npassword_file = {:?}\n[[source]]\nname = \"app-db\"\nkind = \"postgres\"\ndsn = {dsn:?}\npg_bin_dir = {:?}\n",
+            ws.repo_path().display().to_string(),
+            pw.display().to_string(),
+            spy.display().to_string()
+        ),
+    )
+    .unwrap();
+    ok(lb(&cfg).arg("init"));
+    let out = ok(lb(&cfg).arg("backup"));
+    assert!(!out.contains("sekret-pw-42"));
+    ok(lb(&cfg).args(["restore", "--latest", "--to-database", "copy"]));
+    let argv = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        argv.contains("pg_dump ") && argv.contains("pg_restore "),
+        "{argv}"
+    );
+    assert!(
+        !argv.contains("sekret-pw-42"),
+        "password on a command line:\n{argv}"
+    );
+    assert_eq!(count(&c, "copy", "shop.users"), 50);
+}
+
+#[test]
+fn terminated_pg_dump_leaves_no_snapshot() {
+    let c = cluster();
+    c.sql("postgres", "CREATE DATABASE big").unwrap();
+    c.sql(
+        "big",
+        "CREATE TABLE a (id int); INSERT INTO a VALUES (1); \
+         CREATE TABLE z (id int, t text); INSERT INTO z SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 1500000) g",
+    )
+    .unwrap();
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("big-db", &c.dsn("big"))]);
+    ok(lb(&cfg).arg("init"));
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
+        .args(["--config"])
+        .arg(&cfg)
+        .args(["backup", "--kind", "logical"])
+        .env_remove("LIFEBOAT_PASSWORD")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // wait until pg_dump is streaming the big table, then kill its server process
+    let mut killed = false;
+    for _ in 0..3000 {
+        let n = c
+            .sql(
+                "postgres",
+                "select count(pg_terminate_backend(pid)) from pg_stat_activity \
+                 where application_name = 'lifeboat' and query like 'COPY public.z %'",
+            )
+            .unwrap();
+        if n.trim() == "1" {
+            killed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(killed, "never saw pg_dump copying the table");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(8), "{err}");
+    assert!(err.contains("pg_dump") && err.contains("terminat"), "{err}");
+    assert!(
+        list_json(&cfg).is_empty(),
+        "a failed dump must not leave a visible backup"
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "stats"]))).unwrap();
+    assert_eq!(stats["pending"], 0, "the pending snapshot is removed");
+    // and the next backup works
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    assert_eq!(list_json(&cfg).len(), 1);
+}
+
+#[test]
+fn repository_directory_not_writable() {
+    let ws = Workspace::new();
+    let locked = ws.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    let cfg_text = |url: &std::path::Path| {
+        format!(
+            "[repository]\nurl = {:?}\n",
+            url.join("repo").display().to_string()
+        )
+    };
+    let cfg = ws.path().join("lifeboat.toml");
+    std::fs::write(&cfg, cfg_text(&locked)).unwrap();
+    let is_root = nix_is_root();
+    let mut cmd = if is_root {
+        // root may write anywhere: run lifeboat as an unprivileged user instead
+        std::fs::set_permissions(ws.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut c = assert_cmd::Command::new("runuser");
+        c.args(["-u", "postgres", "--"])
+            .arg(assert_cmd::cargo::cargo_bin("lifeboat"));
+        c
+    } else {
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+        assert_cmd::Command::cargo_bin("lifeboat").unwrap()
+    };
+    cmd.arg("--config")
+        .arg(&cfg)
+        .arg("init")
+        .env("LIFEBOAT_PASSWORD", "pw");
+    let (code, _, err) = run(&mut cmd);
+    assert_eq!(code, 7, "{err}");
+    assert!(err.to_lowercase().contains("permission denied"), "{err}");
+    assert!(!locked.join("repo").join("config").exists());
+}
+
+fn nix_is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+#[test]
+fn flipped_byte_in_a_pack_is_named_and_refused() {
+    let c = cluster();
+    sample_db(&c, "app", 800);
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("app-db", &c.dsn("app"))]);
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    ok(lb(&cfg).args(["verify", "--all", "--read-data"]));
+    let id = list_json(&cfg)[0]["id"].as_str().unwrap().to_string();
+    // the biggest pack holds the dump's data
+    let mut packs: Vec<(u64, std::path::PathBuf)> = walk(&ws.repo_path().join("data"))
+        .into_iter()
+        .map(|p| (std::fs::metadata(&p).unwrap().len(), p))
+        .collect();
+    packs.sort();
+    let (len, pack) = packs.pop().expect("a data pack");
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[(len / 3) as usize] ^= 0x40;
+    std::fs::write(&pack, bytes).unwrap();
+
+    let (code, out, err) = run(lb(&cfg).args(["verify", "--all", "--read-data"]));
+    assert_eq!(code, 6, "{out}\n{err}");
+    assert!(out.contains(&format!("DAMAGED  {}", &id[..8])), "{out}");
+    let (code, _, err) =
+        run(lb(&cfg).args(["restore", "--latest", "--to-database", "from_damaged"]));
+    assert_eq!(code, 6, "{err}");
+    assert!(
+        !db_exists(&c, "from_damaged"),
+        "a damaged backup must not touch the target"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

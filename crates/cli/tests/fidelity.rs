@@ -1,0 +1,150 @@
+//! A restore must be faithful. A rich schema is backed up and restored under a new name,
+//! and both databases are compared with independent SQL queries (not lifeboat's hashing).
+
+mod common;
+
+use common::{lb, ok};
+use lifeboat_testing::{cluster, Cluster, Workspace};
+
+const RICH: &str = r#"
+CREATE ROLE fid_reader NOLOGIN;
+CREATE SCHEMA app;
+COMMENT ON SCHEMA app IS 'application schema — ünïcödé';
+CREATE TYPE app.mood AS ENUM ('sad', 'ok', 'happy');
+CREATE DOMAIN app.email AS text CHECK (VALUE LIKE '%@%');
+CREATE SEQUENCE app.ticket_seq START 1000 INCREMENT 7;
+CREATE TABLE app.people (
+  id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  name text NOT NULL,
+  email app.email,
+  mood app.mood,
+  tags text[],
+  profile jsonb,
+  big text,
+  photo bytea,
+  score numeric(20,6),
+  ratio double precision,
+  born date,
+  seen timestamptz,
+  span interval,
+  upper_name text GENERATED ALWAYS AS (upper(name)) STORED,
+  ticket int DEFAULT nextval('app.ticket_seq')
+);
+COMMENT ON TABLE app.people IS 'people — 人々';
+COMMENT ON COLUMN app.people.big IS 'TOAST-sized values live here';
+CREATE INDEX people_name_idx ON app.people (lower(name));
+CREATE TABLE app.measurements (id bigint, at date NOT NULL, value real) PARTITION BY RANGE (at);
+CREATE TABLE app.measurements_2024 PARTITION OF app.measurements FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE TABLE app.measurements_2025 PARTITION OF app.measurements FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE app.audit (id serial PRIMARY KEY, person int, what text, at timestamptz DEFAULT now());
+CREATE FUNCTION app.log_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO app.audit (person, what) VALUES (NEW.id, TG_OP); RETURN NEW; END $$;
+CREATE TRIGGER people_audit AFTER INSERT OR UPDATE ON app.people FOR EACH ROW EXECUTE FUNCTION app.log_change();
+CREATE VIEW app.happy_people AS SELECT id, name FROM app.people WHERE mood = 'happy';
+CREATE MATERIALIZED VIEW app.mood_counts AS SELECT mood, count(*) AS n FROM app.people GROUP BY mood;
+ALTER TABLE app.people ENABLE ROW LEVEL SECURITY;
+CREATE POLICY people_read ON app.people FOR SELECT TO fid_reader USING (mood <> 'sad');
+GRANT USAGE ON SCHEMA app TO fid_reader;
+GRANT SELECT ON app.people TO fid_reader;
+INSERT INTO app.people (name, email, mood, tags, profile, big, photo, score, ratio, born, seen, span)
+SELECT 'Zoë Ñoño ' || g || ' 日本語 🚀', 'p' || g || '@example.com',
+       (ARRAY['sad','ok','happy']::app.mood[])[1 + g % 3],
+       ARRAY['a' || g, 'b"q', 'c,d', NULL],
+       jsonb_build_object('n', g, 'nested', jsonb_build_object('x', g * 1.5, 'arr', jsonb_build_array(1, 'two', null)), 'quote', E'it''s\ttab'),
+       CASE WHEN g % 10 = 0 THEN repeat(md5(g::text), 400) ELSE 'short ' || g END,
+       decode(md5(g::text) || md5((g+1)::text), 'hex'),
+       g * 3.141593, g / 7.0::float8, date '2000-01-01' + g, timestamptz '2024-05-05 12:00:00+02' + g * interval '1 hour',
+       g * interval '1 min 3 sec'
+FROM generate_series(1, 500) g;
+UPDATE app.people SET mood = 'happy' WHERE id % 11 = 0;
+INSERT INTO app.measurements SELECT g, date '2024-06-01' + (g % 400), g * 0.5 FROM generate_series(1, 2000) g;
+REFRESH MATERIALIZED VIEW app.mood_counts;
+SELECT setval('app.ticket_seq', 5000);
+SELECT lo_from_bytea(0, convert_to(repeat('large object ä ', 5000), 'UTF8'));
+SELECT lo_from_bytea(0, '\x00ff00ff'::bytea);
+"#;
+
+/// Independent fingerprints of everything a restore must bring back.
+fn fingerprint(c: &Cluster, db: &str) -> Vec<(String, String)> {
+    let q = |sql: &str| c.sql(db, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let tables = [
+        "app.people",
+        "app.measurements_2024",
+        "app.measurements_2025",
+        "app.audit",
+        "app.mood_counts",
+    ];
+    let mut out: Vec<(String, String)> = tables
+        .iter()
+        .map(|t| {
+            (
+                (*t).to_string(),
+                q(&format!("select count(*) || ':' || coalesce(md5(string_agg(x::text, '|' order by x::text)), '') from {t} x")),
+            )
+        })
+        .collect();
+    for (name, sql) in [
+        ("view", "select pg_get_viewdef('app.happy_people'::regclass)"),
+        ("function", "select md5(pg_get_functiondef('app.log_change'::regproc))"),
+        ("trigger", "select pg_get_triggerdef(oid) from pg_trigger where tgname = 'people_audit'"),
+        ("policy", "select string_agg(policyname || ' ' || qual || ' ' || roles::text, ',') from pg_policies where schemaname = 'app'"),
+        ("rls", "select relrowsecurity from pg_class where oid = 'app.people'::regclass"),
+        ("comments", "select string_agg(coalesce(obj_description('app.people'::regclass), '') || col_description('app.people'::regclass, 7) || obj_description(oid, 'pg_namespace'), '') from pg_namespace where nspname = 'app'"),
+        ("partitions", "select string_agg(c.relname || pg_get_expr(c.relpartbound, c.oid), ',' order by c.relname) from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = 'app.measurements'::regclass"),
+        ("sequence", "select last_value || '/' || is_called from app.ticket_seq"),
+        ("identity", "select last_value from app.people_id_seq"),
+        ("enum", "select string_agg(enumlabel, ',' order by enumsortorder) from pg_enum where enumtypid = 'app.mood'::regtype"),
+        ("domain", "select pg_get_constraintdef(oid) from pg_constraint where contypid = 'app.email'::regtype"),
+        ("indexes", "select string_agg(indexdef, ';' order by indexname) from pg_indexes where schemaname = 'app'"),
+        ("grants", "select has_table_privilege('fid_reader', 'app.people', 'select')::text"),
+        ("large_objects", "select count(*) || ':' || md5(string_agg(md5(lo_get(oid)), ',' order by md5(lo_get(oid)))) from pg_largeobject_metadata"),
+        ("toast", "select sum(length(big)) from app.people"),
+        ("search_path", "select coalesce((select array_to_string(setconfig, ',') from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase where d.datname = current_database() and s.setrole = 0), '')"),
+        ("role_setting", "select coalesce((select array_to_string(setconfig, ',') from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase where d.datname = current_database() and s.setrole = 'fid_reader'::regrole), '')"),
+        ("db_comment", "select coalesce(shobj_description(oid, 'pg_database'), '') from pg_database where datname = current_database()"),
+    ] {
+        out.push((name.to_string(), q(sql)));
+    }
+    out
+}
+
+#[test]
+fn rich_schema_round_trips_under_a_new_name() {
+    let c = cluster();
+    c.sql("postgres", "CREATE DATABASE rich").unwrap();
+    c.sql("rich", RICH).unwrap();
+    c.sql("rich", "ALTER DATABASE rich SET search_path TO app, public")
+        .unwrap();
+    c.sql(
+        "rich",
+        "ALTER ROLE fid_reader IN DATABASE rich SET work_mem TO '8MB'",
+    )
+    .unwrap();
+    c.sql("rich", "COMMENT ON DATABASE rich IS 'the rich database'")
+        .unwrap();
+    let before = fingerprint(&c, "rich");
+    assert!(
+        before
+            .iter()
+            .any(|(k, v)| k == "search_path" && v.contains("app")),
+        "{before:?}"
+    );
+
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("rich-db", &c.dsn("rich"))]);
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    let out = ok(lb(&cfg).args([
+        "restore",
+        "--latest",
+        "--to-database",
+        "rich_copy",
+        "--jobs",
+        "2",
+    ]));
+    assert!(out.contains("verified"), "{out}");
+    let after = fingerprint(&c, "rich_copy");
+    for ((k, a), (_, b)) in before.iter().zip(&after) {
+        assert_eq!(a, b, "{k} differs after restore");
+    }
+}

@@ -1,0 +1,66 @@
+//! The emergency path in the README: with lifeboat gone, the Debian `restic` binary lists
+//! the backups and dumps one that pg_restore brings back.
+
+mod common;
+
+use std::process::Command;
+
+use common::{count, lb, list_json, ok};
+use lifeboat_testing::{cluster, sample_db, Workspace, REPO_PASSWORD};
+
+#[test]
+fn plain_restic_lists_and_dumps_a_backup() {
+    let c = cluster();
+    sample_db(&c, "app", 300);
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("app-db", &c.dsn("app"))]);
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    let backup = list_json(&cfg).pop().unwrap();
+    let id = backup["id"].as_str().unwrap();
+    let path = backup["path"].as_str().unwrap();
+
+    let restic = |args: &[&str]| {
+        Command::new("restic")
+            .args(["--no-cache", "-r"])
+            .arg(ws.repo_path())
+            .args(args)
+            .env("RESTIC_PASSWORD", REPO_PASSWORD)
+            .output()
+            .expect("restic is installed by scripts/setup.sh")
+    };
+    let out = restic(&["snapshots", "--tag", "kind=logical"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(&id[..8]), "{text}");
+
+    let out = restic(&["dump", id, path]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.stdout.len() as u64,
+        backup["logical_bytes"].as_u64().unwrap()
+    );
+    let file = ws.path().join("app.pgdump");
+    std::fs::write(&file, &out.stdout).unwrap();
+    c.sql("postgres", "CREATE DATABASE by_restic").unwrap();
+    let status = c
+        .conn()
+        .command("pg_restore", "by_restic")
+        .arg("-j2")
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        count(&c, "by_restic", "shop.orders"),
+        count(&c, "app", "shop.orders")
+    );
+}
