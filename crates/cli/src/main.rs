@@ -80,6 +80,8 @@ impl Ctx {
     /// Opens the repository.
     fn open(&self) -> anyhow::Result<Repo> {
         let cfg = self.repo_config();
+        // say "no repository" before asking for its password
+        lifeboat_core::repository::repo_url(&cfg)?;
         let password = cfg.password_source().resolve("repository password")?;
         Ok(Repo::open(&cfg, &password, self.bars)?)
     }

@@ -97,9 +97,26 @@ ANALYZE;
     )
 }
 
-/// Changes about `percent`% of the rows: updates orders, deletes and appends events.
+/// Changes about `percent`% of the rows the way an application does: the newest orders
+/// change status, the oldest events expire, new events arrive.
 #[must_use]
 pub fn churn_sql(percent: f64) -> String {
+    let f = percent / 100.0;
+    format!(
+        r"
+UPDATE shop.orders SET status = 'shipped' WHERE id > (SELECT max(id) - (count(*) * {f})::bigint FROM shop.orders);
+DELETE FROM shop.events WHERE id <= (SELECT min(id) + (count(*) * {f} / 2)::bigint FROM shop.events);
+INSERT INTO shop.events (user_id, kind, payload, occurred_at)
+SELECT user_id, 'refund', payload, occurred_at + interval '90 days'
+FROM shop.events ORDER BY id DESC LIMIT (SELECT (count(*) * {f})::bigint FROM shop.events);
+"
+    )
+}
+
+/// Changes about `percent`% of the rows scattered over every table (the worst case for
+/// deduplication: most chunks see a change).
+#[must_use]
+pub fn scattered_churn_sql(percent: f64) -> String {
     let m = (100.0 / percent).round().max(1.0) as u64;
     format!(
         r"

@@ -58,7 +58,12 @@ impl std::fmt::Debug for Repo {
     }
 }
 
-fn repo_url(cfg: &RepositoryConfig) -> Result<&str> {
+/// The configured repository URL.
+///
+/// # Errors
+///
+/// [`ErrorKind::Config`] when none is set.
+pub fn repo_url(cfg: &RepositoryConfig) -> Result<&str> {
     cfg.url
         .as_deref()
         .filter(|u| !u.trim().is_empty())

@@ -99,9 +99,27 @@ pub struct DumpStream {
     tx: Option<SyncSender<Vec<u8>>>,
 }
 
+impl DumpStream {
+    /// Reads until `buf` is full or the stream ends. rustic_core's chunker shrinks its
+    /// buffer to the size of each short read and never grows it back, so the short reads a
+    /// pipe gives would slowly turn into byte-sized reads.
+    fn fill(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.stdout.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(filled)
+    }
+}
+
 impl Read for DumpStream {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.stdout.read(buf)?;
+        let n = self.fill(buf)?;
         let mut st = self.state.lock().expect("stream state poisoned");
         if n == 0 {
             st.eof = true;
