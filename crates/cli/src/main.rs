@@ -144,10 +144,16 @@ fn report(err: &anyhow::Error) -> i32 {
     let core = err.chain().find_map(|e| e.downcast_ref::<Error>());
     eprintln!("error: {err}");
     for cause in err.chain().skip(1) {
-        // the core error's message is usually the top line already
+        // first lines only: library messages can run to pages (and invite bug reports for
+        // what is a refused credential)
         let text = cause.to_string();
-        if !err.to_string().contains(&text) {
-            eprintln!("  caused by: {text}");
+        let line = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or_default();
+        if !line.is_empty() && !err.to_string().contains(line) {
+            eprintln!("  caused by: {line}");
         }
     }
     if let Some(h) = core.and_then(Error::hint_text) {

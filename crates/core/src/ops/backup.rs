@@ -149,8 +149,9 @@ fn dump_one(
     // no parent: a stream has no mtime to compare, and dedup works through the index anyway
     opts.parent_opts.force = true;
     let source = StreamSource::new(path.clone(), stream);
-    let archived = repo
-        .with_indexed_ids(|indexed| Ok(indexed.archive(&opts, &source, snap, &[path.clone()])?));
+    let archived = repo.with_indexed_ids(|indexed| {
+        Ok(indexed.archive(&opts, &source, snap, std::slice::from_ref(&path))?)
+    });
     let outcome = process.finish();
     let pending = match (archived, outcome) {
         (Ok(snap), Ok(outcome)) => (snap, outcome),

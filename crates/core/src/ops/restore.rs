@@ -361,9 +361,16 @@ fn database_properties(statements: &[String], original: &str, target: &str) -> V
     let to = format!("DATABASE {}", ident(target));
     statements
         .iter()
+        // psql meta-commands and comments are lines of their own; drop them before splitting
+        .map(|s| {
+            s.lines()
+                .filter(|l| !l.trim_start().starts_with('\\') && !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
         .flat_map(|s| s.split(";\n").map(str::to_string).collect::<Vec<_>>())
         .map(|s| s.trim().trim_end_matches(';').trim().to_string())
-        .filter(|s| !s.is_empty() && !s.starts_with("\\connect") && !s.starts_with("--"))
+        .filter(|s| !s.is_empty())
         .map(|s| {
             let mut out = s;
             for f in &from {

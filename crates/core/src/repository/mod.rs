@@ -42,6 +42,9 @@ pub const CHUNK_MAX_KIB: u64 = 2048;
 /// zstd level for new repositories.
 pub const COMPRESSION_LEVEL: i32 = 1;
 
+/// Where an open repository is kept while an operation has lent it.
+type Slot<'a> = std::sync::MutexGuard<'a, Option<Repository<OpenStatus>>>;
+
 /// An open lifeboat repository.
 pub struct Repo {
     // rustic_core's typestate consumes the repository to index it; the mutex lets `&Repo`
@@ -171,12 +174,7 @@ impl Repo {
         &self.location
     }
 
-    fn take(
-        &self,
-    ) -> Result<(
-        std::sync::MutexGuard<'_, Option<Repository<OpenStatus>>>,
-        Repository<OpenStatus>,
-    )> {
+    fn take(&self) -> Result<(Slot<'_>, Repository<OpenStatus>)> {
         let mut guard = self
             .inner
             .lock()
@@ -242,7 +240,7 @@ impl Repo {
             .into_iter()
             .filter_map(SnapshotInfo::from_snapshot)
             .collect();
-        out.sort_by(|a, b| a.meta.finished_at.cmp(&b.meta.finished_at));
+        out.sort_by_key(|b| b.meta.finished_at);
         Ok(out)
     }
 

@@ -325,8 +325,11 @@ fn quote(v: &str) -> String {
     format!("'{escaped}'")
 }
 
+/// libpq connection parameters as key/value pairs.
+type Params = Vec<(String, String)>;
+
 /// Splits a libpq DSN (URI or key/value) into parameters and the password.
-fn parse_dsn(dsn: &str) -> std::result::Result<(Vec<(String, String)>, Option<Secret>), String> {
+fn parse_dsn(dsn: &str) -> std::result::Result<(Params, Option<Secret>), String> {
     let mut params = if dsn.starts_with("postgresql://") || dsn.starts_with("postgres://") {
         parse_uri(dsn)?
     } else {
