@@ -22,7 +22,7 @@ struct Cli {
     /// Configuration file (default: ./lifeboat.toml, then /etc/lifeboat/lifeboat.toml).
     #[arg(long, global = true, env = "LIFEBOAT_CONFIG")]
     config: Option<PathBuf>,
-    /// Repository URL, overriding [repository] url: a directory or s3://bucket/prefix.
+    /// Repository URL, overriding `[repository] url`: a directory or s3://bucket/prefix.
     #[arg(long, global = true, env = "LIFEBOAT_REPOSITORY")]
     repo: Option<String>,
     /// Print results as JSON (no progress display).

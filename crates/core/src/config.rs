@@ -1,6 +1,6 @@
 //! `lifeboat.toml`: the configuration types and their validation.
 //!
-//! Parsing rejects unknown keys and bad values with the key and the line; [`Config::validate`]
+//! Parsing rejects unknown keys and bad values with the key and the line; `Config::validate`
 //! then checks what serde cannot (unique source names, durations, repository URLs).
 
 use std::path::{Path, PathBuf};
