@@ -56,6 +56,8 @@ enum Command {
     Restore(commands::restore::RestoreCmd),
     /// Check that backups are intact.
     Verify(commands::verify::VerifyCmd),
+    /// Restore a backup into a throw-away cluster, check it, measure RTO/RPO, keep evidence.
+    Drill(commands::drill::DrillCmd),
 }
 
 /// What every command needs: configuration, output mode, progress.
@@ -136,6 +138,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stats => commands::list::stats(&ctx),
         Command::Restore(c) => c.run(&ctx),
         Command::Verify(c) => c.run(&ctx),
+        Command::Drill(c) => c.run(&ctx),
     }
 }
 

@@ -24,12 +24,15 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-/// Seconds as `1.2s` or `3m04s`.
+/// Seconds as `1.2s`, `3m04s` or `2h05m`.
 pub fn secs(s: f64) -> String {
+    let whole = s as u64;
     if s < 60.0 {
         format!("{s:.1}s")
+    } else if s < 3600.0 {
+        format!("{}m{:02}s", whole / 60, whole % 60)
     } else {
-        format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+        format!("{}h{:02}m", whole / 3600, (whole % 3600) / 60)
     }
 }
 

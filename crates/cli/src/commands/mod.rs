@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod config;
 pub mod demo;
+pub mod drill;
 pub mod init;
 pub mod list;
 pub mod restore;

@@ -2,6 +2,8 @@
 //! the daemon only parse input and present these reports.
 
 pub mod backup;
+pub mod drill;
+pub mod evidence;
 pub mod list;
 pub mod restore;
 pub mod verify;

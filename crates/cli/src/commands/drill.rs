@@ -1,0 +1,124 @@
+//! `lifeboat drill`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use lifeboat_core::ops::drill::{drill, ensure_passed, DrillOptions, Pick};
+
+use crate::{output, Ctx};
+
+/// Restore a backup into a throw-away cluster and prove it.
+#[derive(Debug, Args)]
+pub struct DrillCmd {
+    /// Source name (default: the only one).
+    #[arg(long, short)]
+    source: Option<String>,
+    /// Which backup: latest, random, or a snapshot id.
+    #[arg(long, default_value = "latest")]
+    pick: String,
+    /// Extra SQL assertion that must return true (repeatable; added to drill.checks).
+    #[arg(long = "check")]
+    checks: Vec<String>,
+    /// Shell command run against the restored database before the checks (repeatable).
+    #[arg(long = "hook")]
+    hooks: Vec<String>,
+    /// Parallel restore jobs and table checks.
+    #[arg(long, short, default_value_t = 2)]
+    jobs: u32,
+    /// Also write the report as JSON, Markdown and HTML into this directory.
+    #[arg(long)]
+    report_dir: Option<PathBuf>,
+}
+
+impl DrillCmd {
+    /// Runs the drill; exits 10 when it fails.
+    pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        let src = ctx.source(self.source.as_deref())?;
+        let repo = ctx.open()?;
+        let pick = match self.pick.as_str() {
+            "latest" => Pick::Latest,
+            "random" => Pick::Random,
+            id => Pick::Id(id.to_string()),
+        };
+        let opts = DrillOptions {
+            pick,
+            checks: self.checks.clone(),
+            hooks: self.hooks.clone(),
+            jobs: self.jobs,
+            report_dir: self.report_dir.clone(),
+        };
+        let spinner = ctx.bars.spinner(&format!("drilling source {}", src.name));
+        let report = drill(&repo, src, &opts);
+        if let Some(s) = spinner {
+            s.finish_and_clear();
+        }
+        let report = report?;
+        if ctx.json {
+            output::json(&report)?;
+        } else {
+            println!(
+                "drill {}: {}",
+                report.id,
+                if report.passed { "PASSED" } else { "FAILED" }
+            );
+            println!(
+                "  backup {} of {:?}, finished {}",
+                &report.backup_id[..8],
+                report.database,
+                output::time(report.backup_finished_at)
+            );
+            for p in &report.phases {
+                println!("  phase {:<9} {}", p.name, output::secs(p.secs));
+            }
+            for c in report
+                .checks
+                .iter()
+                .filter(|c| !c.name.starts_with("table ") || !c.ok)
+            {
+                println!(
+                    "  {} {}: {}",
+                    if c.ok { "ok  " } else { "FAIL" },
+                    c.name,
+                    c.detail
+                );
+            }
+            let obj = |name: &str, o: &lifeboat_core::ops::drill::Objective| match o.objective_secs
+            {
+                Some(t) => println!(
+                    "  {name} achieved {} vs objective {}: {}",
+                    output::secs(o.achieved_secs),
+                    output::secs(t),
+                    if o.met { "met" } else { "MISSED" }
+                ),
+                None => println!(
+                    "  {name} achieved {} (no objective configured)",
+                    output::secs(o.achieved_secs)
+                ),
+            };
+            obj("RTO", &report.rto);
+            obj("RPO", &report.rpo);
+            if let Some(e) = report.extrapolated_rto_secs {
+                println!(
+                    "  restore time extrapolated to production size: {}{}",
+                    output::secs(e),
+                    if report.extrapolation_misses_rto {
+                        " (misses the RTO objective)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            if let Some(e) = &report.evidence_error {
+                println!("  warning: {e}");
+            }
+            if let Some(d) = &self.report_dir {
+                println!(
+                    "  evidence: {}/{}.{{json,md,html}} (also stored in the repository)",
+                    d.display(),
+                    report.id
+                );
+            }
+        }
+        Ok(ensure_passed(&report)?)
+    }
+}

@@ -1,0 +1,127 @@
+//! Restore drills: one that passes, and drills that must fail and name the failing check.
+
+mod common;
+
+use common::{lb, ok, run};
+use lifeboat_testing::{cluster, sample_db, Workspace};
+
+fn drill_config(ws: &Workspace, dsn: &str, extra: &str) -> std::path::PathBuf {
+    let cfg = ws.local_config(&[("app-db", dsn)]);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(extra);
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+#[test]
+fn drill_passes_and_writes_evidence() {
+    let c = cluster();
+    sample_db(&c, "app", 400);
+    let ws = Workspace::new();
+    let cfg = drill_config(
+        &ws,
+        &c.dsn("app"),
+        "objectives = { rpo = \"24h\", rto = \"2h\" }\ndrill = { checks = [\"select count(*) > 0 from shop.users\"] }\n",
+    );
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).arg("backup"));
+    let evidence = ws.path().join("evidence");
+    let out = ok(lb(&cfg)
+        .args(["--json", "drill", "--report-dir"])
+        .arg(&evidence));
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["passed"], true, "{out}");
+    assert_eq!(r["rto"]["objective_secs"], 7200.0);
+    assert_eq!(r["rto"]["met"], true);
+    assert!(r["rpo"]["achieved_secs"].as_f64().unwrap() < 3600.0);
+    let phases: Vec<&str> = r["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        ["cluster", "fetch", "restore", "hooks", "checks", "teardown"]
+    );
+    let checks = r["checks"].as_array().unwrap();
+    assert!(checks
+        .iter()
+        .any(|c| c["name"] == "table shop.orders" && c["ok"] == true));
+    assert!(checks
+        .iter()
+        .any(|c| c["name"] == "assert: select count(*) > 0 from shop.users" && c["ok"] == true));
+    // production size known: an extrapolation is given
+    assert!(r["extrapolated_rto_secs"].as_f64().is_some(), "{out}");
+    let id = r["id"].as_str().unwrap();
+    for ext in ["json", "md", "html"] {
+        let f = evidence.join(format!("{id}.{ext}"));
+        let text = std::fs::read_to_string(&f).unwrap();
+        let verdict = if ext == "json" {
+            "\"passed\": true"
+        } else {
+            "PASSED"
+        };
+        assert!(text.contains(verdict), "{}", f.display());
+    }
+    // the drill report is in the repository but not listed as a backup
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "list"]))).unwrap();
+    assert_eq!(list.len(), 3);
+    // the production database was not touched
+    assert_eq!(
+        c.sql("app", "select count(*) from shop.users").unwrap(),
+        "400"
+    );
+}
+
+#[test]
+fn drills_fail_and_name_the_failing_check() {
+    let c = cluster();
+    sample_db(&c, "app", 300);
+    let ws = Workspace::new();
+    let cfg = drill_config(&ws, &c.dsn("app"), "");
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+
+    // a hook deletes rows from the restored copy before the checks
+    let (code, out, err) = run(lb(&cfg).args([
+        "drill",
+        "--hook",
+        "psql -X -q -c 'delete from shop.events where id % 2 = 0'",
+    ]));
+    assert_eq!(code, 10, "{out}\n{err}");
+    assert!(out.contains("FAIL table shop.events"), "{out}");
+    assert!(err.contains("shop.events"), "{err}");
+
+    // a user assertion that is false
+    let (code, out, err) =
+        run(lb(&cfg).args(["drill", "--check", "select count(*) = 0 from shop.users"]));
+    assert_eq!(code, 10, "{out}\n{err}");
+    assert!(
+        out.contains("FAIL assert: select count(*) = 0 from shop.users"),
+        "{out}"
+    );
+
+    // a corrupted pack: the backup is not readable, the drill says so
+    let mut packs: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(ws.repo_path().join("data"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|e| {
+            let p = e.unwrap().path();
+            (std::fs::metadata(&p).unwrap().len(), p)
+        })
+        .collect();
+    packs.sort();
+    let (len, pack) = packs.pop().unwrap();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[(len / 2) as usize] ^= 1;
+    std::fs::write(&pack, bytes).unwrap();
+    let (code, out, err) = run(lb(&cfg).args(["drill"]));
+    assert_eq!(code, 10, "{out}\n{err}");
+    assert!(out.contains("FAIL backup readable and intact"), "{out}");
+    assert_eq!(
+        c.sql("app", "select count(*) from shop.users").unwrap(),
+        "300"
+    );
+}

@@ -1,0 +1,579 @@
+//! `drill`: prove a backup restores. Restore it into a throw-away cluster, compare every
+//! table with the backup-time truth, run the user's SQL assertions and hook commands, time
+//! every phase, measure the achieved RTO and RPO against the source's objectives, tear
+//! everything down (also on failure), and keep the evidence.
+//!
+//! The production database is never touched: the only connection to it is an optional,
+//! read-only size query used to extrapolate the restore time.
+
+use std::{path::PathBuf, process::Stdio, time::Instant};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    config::{parse_duration, SourceConfig},
+    error::{Error, ErrorKind, Result},
+    ops::{
+        list::{list, ListFilter},
+        restore::fetch,
+    },
+    repository::{Repo, SnapshotInfo},
+    sources::postgres::{
+        cluster::Cluster,
+        compare::{compare, ident, literal},
+        conn::{classify, missing_program, PgBin, PgConn},
+        logical::LogicalKind,
+    },
+};
+
+/// Which backup a drill restores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pick {
+    /// The newest logical backup.
+    Latest,
+    /// A random logical backup (the seeds' monthly "random backup" test).
+    Random,
+    /// A given snapshot id.
+    Id(String),
+}
+
+/// How to drill.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DrillOptions {
+    /// Which backup.
+    pub pick: Pick,
+    /// Extra SQL assertions (added to the source's `drill.checks`).
+    pub checks: Vec<String>,
+    /// Shell commands run against the restored database before the checks (migrations,
+    /// an application smoke test); they get `LIFEBOAT_DRILL_CONNINFO` and `PG*` variables.
+    pub hooks: Vec<String>,
+    /// pg_restore jobs and parallel table checks.
+    pub jobs: u32,
+    /// Also write the report files here.
+    pub report_dir: Option<PathBuf>,
+}
+
+impl Default for DrillOptions {
+    fn default() -> Self {
+        Self {
+            pick: Pick::Latest,
+            checks: Vec::new(),
+            hooks: Vec::new(),
+            jobs: 2,
+            report_dir: None,
+        }
+    }
+}
+
+/// One timed phase.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Phase {
+    /// Name (`cluster`, `fetch`, `restore`, `hooks`, `checks`, `teardown`).
+    pub name: String,
+    /// Seconds from the drill's start to the phase's start.
+    pub start_secs: f64,
+    /// Duration in seconds.
+    pub secs: f64,
+}
+
+/// One check and its verdict.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Check {
+    /// What was checked.
+    pub name: String,
+    /// Passed.
+    pub ok: bool,
+    /// Numbers or the failure.
+    pub detail: String,
+}
+
+/// An objective compared with what the drill achieved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Objective {
+    /// Achieved, in seconds.
+    pub achieved_secs: f64,
+    /// Objective, in seconds (none configured: `None`).
+    pub objective_secs: Option<f64>,
+    /// Met (true when no objective is configured).
+    pub met: bool,
+    /// Objective minus achieved, in seconds (negative: missed by that much).
+    pub margin_secs: Option<f64>,
+}
+
+impl Objective {
+    fn new(achieved_secs: f64, objective: Option<&str>) -> Self {
+        let objective_secs = objective
+            .and_then(|o| parse_duration(o).ok())
+            .map(|s| s as f64);
+        Self {
+            achieved_secs,
+            objective_secs,
+            met: objective_secs.is_none_or(|o| achieved_secs <= o),
+            margin_secs: objective_secs.map(|o| o - achieved_secs),
+        }
+    }
+}
+
+/// The evidence of one drill.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DrillReport {
+    /// Drill id (time-based).
+    pub id: String,
+    /// Source.
+    pub source: String,
+    /// The backup restored.
+    pub backup_id: String,
+    /// Database in the backup.
+    pub database: String,
+    /// When the backup finished.
+    pub backup_finished_at: Timestamp,
+    /// Dump size.
+    pub backup_bytes: u64,
+    /// When the drill started.
+    pub started_at: Timestamp,
+    /// When it ended.
+    pub finished_at: Timestamp,
+    /// PostgreSQL version of the throw-away cluster.
+    pub server_version: String,
+    /// Phases in order.
+    pub phases: Vec<Phase>,
+    /// Checks in order.
+    pub checks: Vec<Check>,
+    /// Achieved RTO: fetch + restore + hooks + checks on this path.
+    pub rto: Objective,
+    /// Achieved RPO: from the newest backup of the source to the drill's start.
+    pub rpo: Objective,
+    /// Restore time extrapolated to the production database's current size, if known.
+    pub extrapolated_rto_secs: Option<f64>,
+    /// Production database size used for the extrapolation.
+    pub production_bytes: Option<u64>,
+    /// Size of the restored database.
+    pub restored_bytes: Option<u64>,
+    /// The extrapolation misses the RTO objective.
+    pub extrapolation_misses_rto: bool,
+    /// Every check passed and every objective was met.
+    pub passed: bool,
+    /// Why the report could not be stored in the repository, if it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence_error: Option<String>,
+}
+
+impl DrillReport {
+    /// The failed checks, one per line.
+    #[must_use]
+    pub fn failures(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect();
+        if !self.rto.met {
+            out.push(format!(
+                "RTO missed by {:.0}s",
+                -self.rto.margin_secs.unwrap_or(0.0)
+            ));
+        }
+        if !self.rpo.met {
+            out.push(format!(
+                "RPO missed by {:.0}s",
+                -self.rpo.margin_secs.unwrap_or(0.0)
+            ));
+        }
+        out
+    }
+}
+
+fn pick_backup(
+    repo: &Repo,
+    src: &SourceConfig,
+    pick: &Pick,
+) -> Result<(SnapshotInfo, Vec<SnapshotInfo>)> {
+    let all = list(
+        repo,
+        &ListFilter {
+            source: Some(src.name.clone()),
+            kind: Some(LogicalKind::Logical),
+            ..ListFilter::default()
+        },
+    )?;
+    let chosen = match pick {
+        Pick::Id(id) => {
+            let b = repo.backup(id)?;
+            if b.meta.kind != LogicalKind::Logical {
+                return Err(Error::config(format!(
+                    "backup {} is a {} backup; drills restore logical backups",
+                    b.short_id(),
+                    b.meta.kind
+                )));
+            }
+            b
+        }
+        Pick::Latest => all.last().cloned().ok_or_else(|| no_backup(src))?,
+        Pick::Random => {
+            use rand::seq::IndexedRandom;
+            all.choose(&mut rand::rng())
+                .cloned()
+                .ok_or_else(|| no_backup(src))?
+        }
+    };
+    Ok((chosen, all))
+}
+
+fn no_backup(src: &SourceConfig) -> Error {
+    Error::not_found(format!(
+        "source {:?} has no logical backup to drill",
+        src.name
+    ))
+    .hint("take one with `lifeboat backup --kind logical`")
+}
+
+struct Clock {
+    start: Instant,
+    phases: Vec<Phase>,
+}
+
+impl Clock {
+    fn time<T>(&mut self, name: &str, f: impl FnOnce() -> T) -> T {
+        let begin = Instant::now();
+        let out = f();
+        self.phases.push(Phase {
+            name: name.to_string(),
+            start_secs: (begin - self.start).as_secs_f64(),
+            secs: begin.elapsed().as_secs_f64(),
+        });
+        out
+    }
+
+    fn secs_of(&self, names: &[&str]) -> f64 {
+        self.phases
+            .iter()
+            .filter(|p| names.contains(&p.name.as_str()))
+            .map(|p| p.secs)
+            .sum()
+    }
+}
+
+/// Runs a drill of `src`'s backups. Returns the report whether the drill passed or not;
+/// an `Err` means the drill could not be carried out at all.
+///
+/// # Errors
+///
+/// When no backup exists, the throw-away cluster cannot start, or the backup cannot be
+/// fetched (a damaged backup is a failed *check*, reported in the report).
+pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<DrillReport> {
+    let started_at = Timestamp::now();
+    let mut clock = Clock {
+        start: Instant::now(),
+        phases: Vec::new(),
+    };
+    let (backup, all) = pick_backup(repo, src, &opts.pick)?;
+    let database = backup.meta.database.clone().unwrap_or_default();
+    let truth = backup.meta.truth.clone().unwrap_or_default();
+    let mut checks = Vec::new();
+    let mut restored_bytes = None;
+
+    let bin = PgBin::new(src.pg_bin_dir.as_deref());
+    let mut cluster = clock.time("cluster", || Cluster::start(&bin))?;
+    let server_version = cluster.sql("postgres", "show server_version")?;
+    let scratch = tempfile::Builder::new()
+        .prefix("lifeboat-drill-")
+        .tempdir()
+        .map_err(|e| Error::io("creating the drill scratch directory", e))?;
+    let dump = scratch.path().join("dump.pgdump");
+    let fetched = clock.time("fetch", || fetch(repo, &backup, &dump));
+    checks.push(Check {
+        name: "backup readable and intact".into(),
+        ok: fetched.is_ok(),
+        detail: match &fetched {
+            Ok(n) => format!("{n} bytes, stream hash matches"),
+            Err(e) => e.to_string(),
+        },
+    });
+    if fetched.is_ok() {
+        let conn = cluster.conn();
+        let restored = clock.time("restore", || {
+            restore_into(
+                repo,
+                &backup,
+                &conn,
+                &dump,
+                &database,
+                opts.jobs,
+                scratch.path(),
+            )
+        });
+        checks.push(Check {
+            name: "pg_restore".into(),
+            ok: restored.is_ok(),
+            detail: match &restored {
+                Ok(()) => format!("database {database:?} restored with {} jobs", opts.jobs),
+                Err(e) => e.to_string(),
+            },
+        });
+        if restored.is_ok() {
+            restored_bytes = conn
+                .query(
+                    &database,
+                    &format!("select pg_database_size({})", literal(&database)),
+                )
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok());
+            let hooks = clock.time("hooks", || run_hooks(&cluster, &database, &opts.hooks));
+            checks.extend(hooks);
+            clock.time("checks", || {
+                match compare(&conn, &database, &truth, opts.jobs as usize) {
+                    Ok(c) => {
+                        let bad: Vec<String> = c
+                            .tables
+                            .iter()
+                            .filter(|t| !t.ok)
+                            .map(|t| t.table.clone())
+                            .collect();
+                        checks.push(Check {
+                            name: "row counts and content hashes vs backup-time truth".into(),
+                            ok: c.ok(),
+                            detail: if c.ok() {
+                                format!("{} tables, {} rows match", c.tables.len(), c.rows())
+                            } else {
+                                format!("{} (tables: {})", c.describe_failures(), bad.join(", "))
+                            },
+                        });
+                        for t in &c.tables {
+                            checks.push(Check {
+                                name: format!("table {}", t.table),
+                                ok: t.ok,
+                                detail: format!(
+                                    "{} rows (expected {}), hash {}",
+                                    t.actual_rows,
+                                    t.expected_rows,
+                                    if t.actual_hash == t.expected_hash {
+                                        "matches"
+                                    } else {
+                                        "differs"
+                                    }
+                                ),
+                            });
+                        }
+                    }
+                    Err(e) => checks.push(Check {
+                        name: "row counts and content hashes vs backup-time truth".into(),
+                        ok: false,
+                        detail: e.to_string(),
+                    }),
+                }
+                for sql in src.drill.checks.iter().chain(&opts.checks) {
+                    checks.push(assertion(&conn, &database, sql));
+                }
+            });
+        }
+    }
+    clock.time("teardown", || cluster.stop());
+    drop(cluster);
+
+    let rto_secs = clock.secs_of(&["fetch", "restore", "hooks", "checks"]);
+    let newest = all
+        .last()
+        .map_or(backup.meta.finished_at, |b| b.meta.finished_at);
+    let rpo_secs = (started_at.as_second() - newest.as_second()).max(0) as f64;
+    let rto = Objective::new(rto_secs, src.objectives.rto.as_deref());
+    let rpo = Objective::new(rpo_secs, src.objectives.rpo.as_deref());
+    let production_bytes = PgConn::from_source(src)
+        .ok()
+        .and_then(|c| {
+            c.query(
+                &database,
+                &format!("select pg_database_size({})", literal(&database)),
+            )
+            .ok()
+        })
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    // restore work grows with the database's size: scale the achieved RTO by production / restored
+    let extrapolated_rto_secs = match (production_bytes, restored_bytes) {
+        (Some(prod), Some(here)) if here > 0 => Some(rto_secs * prod as f64 / here as f64),
+        _ => None,
+    };
+    let extrapolation_misses_rto = match (extrapolated_rto_secs, rto.objective_secs) {
+        (Some(e), Some(o)) => e > o,
+        _ => false,
+    };
+    let passed = checks.iter().all(|c| c.ok) && rto.met && rpo.met;
+    let mut report = DrillReport {
+        id: started_at.strftime("drill-%Y%m%dT%H%M%SZ").to_string(),
+        source: src.name.clone(),
+        backup_id: backup.id.clone(),
+        database,
+        backup_finished_at: backup.meta.finished_at,
+        backup_bytes: backup.meta.logical_bytes,
+        started_at,
+        finished_at: Timestamp::now(),
+        server_version,
+        phases: clock.phases,
+        checks,
+        rto,
+        rpo,
+        extrapolated_rto_secs,
+        production_bytes,
+        restored_bytes,
+        extrapolation_misses_rto,
+        passed,
+        evidence_error: None,
+    };
+    if let Some(dir) = &opts.report_dir {
+        super::evidence::write_files(&report, dir)?;
+    }
+    // a damaged repository must not hide the drill's verdict: report the storing failure
+    if let Err(e) = super::evidence::store(repo, &report) {
+        report.evidence_error = Some(format!(
+            "the report could not be stored in the repository: {e}"
+        ));
+    }
+    Ok(report)
+}
+
+fn restore_into(
+    repo: &Repo,
+    backup: &SnapshotInfo,
+    conn: &PgConn,
+    dump: &std::path::Path,
+    database: &str,
+    jobs: u32,
+    scratch: &std::path::Path,
+) -> Result<()> {
+    // roles first, so ownership and grants restore as in production
+    let globals = list(
+        repo,
+        &ListFilter {
+            source: Some(backup.meta.source.clone()),
+            kind: Some(LogicalKind::Globals),
+            until: Some(
+                backup
+                    .meta
+                    .finished_at
+                    .checked_add(jiff::SignedDuration::from_hours(1))
+                    .unwrap_or(backup.meta.finished_at),
+            ),
+            ..ListFilter::default()
+        },
+    )?
+    .pop();
+    let with_roles = if let Some(g) = globals {
+        let file = scratch.join("globals.sql");
+        fetch(repo, &g, &file)?;
+        let out = conn
+            .command("psql", "postgres")
+            .args(["-X", "-q", "-w", "-f"])
+            .arg(&file)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| missing_program(&conn.bin().program("psql"), e))?;
+        out.status.success()
+    } else {
+        false
+    };
+    conn.query(
+        "postgres",
+        &format!(
+            "CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'",
+            ident(database)
+        ),
+    )?;
+    let mut cmd = conn.command("pg_restore", database);
+    cmd.args(["--no-password", "--exit-on-error"])
+        .arg(format!("--jobs={}", jobs.max(1)));
+    if !with_roles {
+        cmd.args(["--no-owner", "--no-privileges"]);
+    }
+    let out = cmd
+        .arg(dump)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output()
+        .map_err(|e| missing_program(&conn.bin().program("pg_restore"), e))?;
+    if !out.status.success() {
+        return Err(classify(
+            &String::from_utf8_lossy(&out.stderr),
+            &format!("pg_restore into the drill database {database:?}"),
+        ));
+    }
+    Ok(())
+}
+
+fn run_hooks(cluster: &Cluster, database: &str, hooks: &[String]) -> Vec<Check> {
+    hooks
+        .iter()
+        .map(|h| {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(h)
+                .env("LIFEBOAT_DRILL_CONNINFO", cluster.dsn(database))
+                .env("PGHOST", cluster.socket_dir())
+                .env("PGPORT", cluster.port().to_string())
+                .env("PGUSER", "postgres")
+                .env("PGDATABASE", database)
+                .stdin(Stdio::null())
+                .output();
+            match out {
+                Ok(o) if o.status.success() => Check {
+                    name: format!("hook: {h}"),
+                    ok: true,
+                    detail: "exit 0".into(),
+                },
+                Ok(o) => Check {
+                    name: format!("hook: {h}"),
+                    ok: false,
+                    detail: format!(
+                        "{}: {}",
+                        o.status,
+                        String::from_utf8_lossy(&o.stderr)
+                            .lines()
+                            .last()
+                            .unwrap_or("")
+                            .trim()
+                    ),
+                },
+                Err(e) => Check {
+                    name: format!("hook: {h}"),
+                    ok: false,
+                    detail: e.to_string(),
+                },
+            }
+        })
+        .collect()
+}
+
+fn assertion(conn: &PgConn, database: &str, sql: &str) -> Check {
+    let name = format!("assert: {sql}");
+    match conn.query(database, sql) {
+        Ok(v) if v.trim() == "t" => Check {
+            name,
+            ok: true,
+            detail: "true".into(),
+        },
+        Ok(v) => Check {
+            name,
+            ok: false,
+            detail: format!("returned {:?}, expected true", v.trim()),
+        },
+        Err(e) => Check {
+            name,
+            ok: false,
+            detail: e.to_string(),
+        },
+    }
+}
+
+/// Turns a failed drill into an error carrying its failures (for exit codes).
+///
+/// # Errors
+///
+/// [`ErrorKind::CheckFailed`] when `report` did not pass.
+pub fn ensure_passed(report: &DrillReport) -> Result<()> {
+    if report.passed {
+        return Ok(());
+    }
+    Err(Error::new(ErrorKind::CheckFailed, format!("drill {} failed: {}", report.id, report.failures().join("; ")))
+        .hint("the backup did not prove restorable as configured: read the report and fix the first failing check"))
+}

@@ -1,0 +1,241 @@
+//! Drill evidence: the report as JSON, Markdown and a self-contained HTML page (phase
+//! timeline, checks, objectives vs achieved), written to a directory and stored in the
+//! repository as a snapshot tagged `lifeboat-drill` (never listed as a backup).
+
+use std::{fmt::Write as _, io::Cursor, path::Path};
+
+use rustic_core::{BackupOptions as RusticBackupOptions, SnapshotOptions};
+
+use super::drill::{DrillReport, Objective};
+use crate::{
+    error::{Error, Result},
+    repository::{Repo, StreamSource, LABEL},
+};
+
+/// Tag of drill-report snapshots.
+pub const DRILL_TAG: &str = "lifeboat-drill";
+
+fn secs(s: f64) -> String {
+    if s < 120.0 {
+        format!("{s:.1} s")
+    } else if s < 7200.0 {
+        format!("{:.1} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
+}
+
+fn objective_line(name: &str, o: &Objective) -> String {
+    match (o.objective_secs, o.margin_secs) {
+        (Some(obj), Some(margin)) => format!(
+            "{name}: achieved {} vs objective {} — {} (margin {})",
+            secs(o.achieved_secs),
+            secs(obj),
+            if o.met { "met" } else { "MISSED" },
+            secs(margin.abs())
+        ),
+        _ => format!(
+            "{name}: achieved {} (no objective configured)",
+            secs(o.achieved_secs)
+        ),
+    }
+}
+
+/// The report as Markdown.
+#[must_use]
+pub fn markdown(r: &DrillReport) -> String {
+    let mut m = String::new();
+    let _ = writeln!(
+        m,
+        "# Restore drill {} — {}\n",
+        r.id,
+        if r.passed { "PASSED" } else { "FAILED" }
+    );
+    let _ = writeln!(m, "- source: `{}`, database `{}`", r.source, r.database);
+    let _ = writeln!(
+        m,
+        "- backup: `{}` finished {} ({} bytes)",
+        r.backup_id, r.backup_finished_at, r.backup_bytes
+    );
+    let _ = writeln!(
+        m,
+        "- drill: {} to {}, throw-away PostgreSQL {}",
+        r.started_at, r.finished_at, r.server_version
+    );
+    let _ = writeln!(m, "- {}", objective_line("RTO", &r.rto));
+    let _ = writeln!(m, "- {}", objective_line("RPO", &r.rpo));
+    if let (Some(e), Some(p)) = (r.extrapolated_rto_secs, r.production_bytes) {
+        let _ = writeln!(
+            m,
+            "- extrapolated restore time at the production size ({p} bytes): {}{}",
+            secs(e),
+            if r.extrapolation_misses_rto {
+                " — MISSES the RTO objective"
+            } else {
+                ""
+            }
+        );
+    }
+    let _ = writeln!(
+        m,
+        "\n## Phases\n\n| phase | start | duration |\n| --- | ---: | ---: |"
+    );
+    for p in &r.phases {
+        let _ = writeln!(
+            m,
+            "| {} | {} | {} |",
+            p.name,
+            secs(p.start_secs),
+            secs(p.secs)
+        );
+    }
+    let _ = writeln!(
+        m,
+        "\n## Checks\n\n| check | result | detail |\n| --- | --- | --- |"
+    );
+    for c in &r.checks {
+        let _ = writeln!(
+            m,
+            "| {} | {} | {} |",
+            c.name.replace('|', "\\|"),
+            if c.ok { "pass" } else { "FAIL" },
+            c.detail.replace('|', "\\|")
+        );
+    }
+    let _ = writeln!(m, "\nEvidence for SOC 2 CC9.1 / A1.3: a backup restored and checked against the truth recorded at backup time.");
+    m
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The report as one self-contained HTML page (inline CSS and SVG, no scripts).
+#[must_use]
+pub fn html(r: &DrillReport) -> String {
+    let total = r
+        .phases
+        .iter()
+        .map(|p| p.start_secs + p.secs)
+        .fold(0.0_f64, f64::max)
+        .max(0.001);
+    let mut bars = String::new();
+    for (i, p) in r.phases.iter().enumerate() {
+        let x = 120.0 + 560.0 * p.start_secs / total;
+        let w = (560.0 * p.secs / total).max(1.0);
+        let y = 10 + i * 26;
+        let _ = write!(
+            bars,
+            r##"<text x="0" y="{ty}" class="l">{name}</text><rect x="{x:.1}" y="{y}" width="{w:.1}" height="18" fill="#3b82f6"/><text x="{tx:.1}" y="{ty}" class="v">{d}</text>"##,
+            ty = y + 14,
+            name = esc(&p.name),
+            tx = (x + w + 4.0).min(690.0),
+            d = esc(&secs(p.secs)),
+        );
+    }
+    let height = 20 + r.phases.len() * 26;
+    let mut rows = String::new();
+    for c in &r.checks {
+        let _ = write!(
+            rows,
+            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td></tr>",
+            if c.ok { "ok" } else { "bad" },
+            esc(&c.name),
+            if c.ok { "pass" } else { "FAIL" },
+            esc(&c.detail)
+        );
+    }
+    let objective = |name: &str, o: &Objective| {
+        format!(
+            "<tr class=\"{}\"><td>{name}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            if o.met { "ok" } else { "bad" },
+            esc(&secs(o.achieved_secs)),
+            o.objective_secs
+                .map_or_else(|| "—".to_string(), |s| esc(&secs(s))),
+            if o.objective_secs.is_none() {
+                "no objective"
+            } else if o.met {
+                "met"
+            } else {
+                "MISSED"
+            }
+        )
+    };
+    format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>lifeboat drill {id}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:60em}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}
+tr.ok td:nth-child(2){{color:#15803d}}tr.bad td{{background:#fee2e2}}.verdict{{font-size:1.4em;font-weight:bold;color:{color}}}svg text{{font-size:12px}}</style></head>
+<body><h1>Restore drill {id}</h1><p class="verdict" id="verdict">{verdict}</p>
+<p>Source <code>{source}</code>, database <code>{db}</code>; backup <code>{backup}</code> finished {bt} ({bytes} bytes).<br>
+Drill ran {st} to {ft} on a throw-away PostgreSQL {ver}.</p>
+<h2>Objectives</h2><table id="objectives"><tr><th>objective</th><th>achieved</th><th>target</th><th>verdict</th></tr>{rto}{rpo}</table>{extra}
+<h2>Phases</h2><svg width="700" height="{height}" role="img" aria-label="phase timeline">{bars}</svg>
+<h2>Checks</h2><table id="checks"><tr><th>check</th><th>result</th><th>detail</th></tr>{rows}</table>
+<p>Evidence for SOC 2 CC9.1 / A1.3: a backup restored into an isolated cluster and compared with the truth recorded at backup time.</p></body></html>
+"#,
+        id = esc(&r.id),
+        color = if r.passed { "#15803d" } else { "#b91c1c" },
+        verdict = if r.passed { "PASSED" } else { "FAILED" },
+        source = esc(&r.source),
+        db = esc(&r.database),
+        backup = esc(&r.backup_id[..12.min(r.backup_id.len())]),
+        bt = r.backup_finished_at,
+        bytes = r.backup_bytes,
+        st = r.started_at,
+        ft = r.finished_at,
+        ver = esc(&r.server_version),
+        rto = objective("RTO", &r.rto),
+        rpo = objective("RPO", &r.rpo),
+        extra = match r.extrapolated_rto_secs {
+            Some(e) => format!(
+                "<p>Extrapolated to the production size: {}{}</p>",
+                esc(&secs(e)),
+                if r.extrapolation_misses_rto {
+                    " — <b>misses the RTO objective</b>"
+                } else {
+                    ""
+                }
+            ),
+            None => String::new(),
+        },
+    )
+}
+
+/// Writes `<id>.json`, `<id>.md` and `<id>.html` into `dir`.
+///
+/// # Errors
+///
+/// When the directory or files cannot be written.
+pub fn write_files(r: &DrillReport, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+    let json = serde_json::to_string_pretty(r).map_err(|e| Error::internal(e.to_string()))?;
+    for (ext, text) in [("json", json), ("md", markdown(r)), ("html", html(r))] {
+        let p = dir.join(format!("{}.{ext}", r.id));
+        std::fs::write(&p, text).map_err(|e| Error::io(p.display(), e))?;
+    }
+    Ok(())
+}
+
+/// Stores the JSON report in the repository.
+///
+/// # Errors
+///
+/// When the snapshot cannot be written.
+pub fn store(repo: &Repo, r: &DrillReport) -> Result<()> {
+    let json = serde_json::to_vec_pretty(r).map_err(|e| Error::internal(e.to_string()))?;
+    let path = std::path::PathBuf::from(format!("/lifeboat/drills/{}/{}.json", r.source, r.id));
+    let snap = SnapshotOptions::default()
+        .label(LABEL.to_string())
+        .add_tags(&format!("{DRILL_TAG},source={}", r.source))?
+        .to_snapshot()?;
+    let mut opts = RusticBackupOptions::default();
+    opts.parent_opts.force = true;
+    let source = StreamSource::new(path.clone(), Cursor::new(json));
+    repo.with_indexed_ids(|idx| {
+        Ok(idx.archive(&opts, &source, snap, std::slice::from_ref(&path))?)
+    })?;
+    Ok(())
+}
