@@ -32,6 +32,7 @@
 #                  from a streamed (offset-less) -Fc -Z0 file
 #   BENCH_BUILD    1 (default) builds lifeboat first with cargo build --release -p lifeboat
 #   LIFEBOAT_BIN   lifeboat binary (default target/release/lifeboat)
+#   BENCH_LB_SOURCE  where that binary was built from, for the report (default: git describe)
 #   PG_BIN         PostgreSQL bin directory (default: newest /usr/lib/postgresql/*/bin)
 set -euo pipefail
 
@@ -223,8 +224,9 @@ for ((r = 1; r <= REPEAT; r++)); do
     log "round $r/$REPEAT: $m"
     t0=$(now)
     "m_$m" || die "backup method $m"
-    put_min "t_$m" "$(elapsed "$t0")"
-    log "  ${m}: ${R[t_$m]} s (best so far)"
+    cur=$(elapsed "$t0")
+    put_min "t_$m" "$cur"
+    log "  ${m}: $cur s (best so far ${R[t_$m]} s)"
     if [ "$m" = lifeboat ]; then
       rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$WORK/lb-time.txt")
       put_min rss_neg "-$rss" # the maximum over the repetitions
@@ -343,7 +345,7 @@ put cpu "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
 put mem "$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
 put kernel "$(uname -sr)"
 put v_lb "$("$LIFEBOAT" --version | awk '{ print $2 }')"
-put lb_build "binary sha256 $(sha256sum "$LIFEBOAT" | cut -c1-12), built $(date -u -r "$LIFEBOAT" '+%Y-%m-%d %H:%M UTC'); tree $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo '?')"
+put lb_build "binary sha256 $(sha256sum "$LIFEBOAT" | cut -c1-12), built $(date -u -r "$LIFEBOAT" '+%Y-%m-%d %H:%M UTC'); ${BENCH_LB_SOURCE:-tree $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo '?')}"
 put v_pg "$(q "SHOW server_version")"
 put v_dump "$("$PGD" --version | awk '{ print $3 }')"
 put v_restic "$(restic version | awk '{ print $2 }')"
