@@ -58,6 +58,11 @@ enum Command {
     Verify(commands::verify::VerifyCmd),
     /// Restore a backup into a throw-away cluster, check it, measure RTO/RPO, keep evidence.
     Drill(commands::drill::DrillCmd),
+    /// The hash-chained audit log of every backup, verify, restore and drill.
+    Audit {
+        #[command(subcommand)]
+        cmd: commands::audit::AuditCmd,
+    },
 }
 
 /// What every command needs: configuration, output mode, progress.
@@ -139,6 +144,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Restore(c) => c.run(&ctx),
         Command::Verify(c) => c.run(&ctx),
         Command::Drill(c) => c.run(&ctx),
+        Command::Audit { cmd } => cmd.run(&ctx),
     }
 }
 

@@ -1,6 +1,7 @@
 //! One module per command: each parses its flags into lifeboat-core options, calls the
 //! operation and shows the report.
 
+pub mod audit;
 pub mod backup;
 pub mod config;
 pub mod demo;

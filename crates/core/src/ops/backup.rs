@@ -89,6 +89,30 @@ pub fn databases_of(src: &SourceConfig, conn: &PgConn) -> Result<Vec<String>> {
 ///
 /// The first failing dump's error; snapshots written before it stay.
 pub fn backup(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result<BackupReport> {
+    let result = backup_inner(repo, src, opts);
+    let details = match &result {
+        Ok(r) => format!(
+            "source {} recovery point {}: {}",
+            r.source,
+            r.recovery_point,
+            r.backups
+                .iter()
+                .map(|b| format!(
+                    "{} {} {} ({} bytes)",
+                    &b.id[..8],
+                    b.kind,
+                    b.database.as_deref().unwrap_or("-"),
+                    b.logical_bytes
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Err(e) => format!("source {}: {e}", src.name),
+    };
+    crate::repository::audit::record(repo, "backup", result, &details)
+}
+
+fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result<BackupReport> {
     let conn = PgConn::from_source(src)?;
     let databases = if opts.databases.is_empty() {
         databases_of(src, &conn)?

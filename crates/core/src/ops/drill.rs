@@ -155,6 +155,8 @@ pub struct DrillReport {
     pub extrapolation_misses_rto: bool,
     /// Every check passed and every objective was met.
     pub passed: bool,
+    /// Hash of the audit log's newest entry (this drill's), to check the log against later.
+    pub audit_head: Option<String>,
     /// Why the report could not be stored in the repository, if it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence_error: Option<String>,
@@ -420,7 +422,28 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
         extrapolation_misses_rto,
         passed,
         evidence_error: None,
+        audit_head: None,
     };
+    let details = format!(
+        "{} of backup {} ({:?}): {}; RTO {:.1}s, RPO {:.0}s",
+        report.id,
+        &report.backup_id[..8],
+        report.database,
+        if report.passed {
+            "passed".to_string()
+        } else {
+            format!("failed: {}", report.failures().join("; "))
+        },
+        report.rto.achieved_secs,
+        report.rpo.achieved_secs
+    );
+    // the report carries the log's head, so cutting the newest entries off is detectable
+    match crate::repository::audit::append(repo, "drill", report.passed, &details) {
+        Ok(entry) => report.audit_head = Some(entry.hash),
+        Err(e) => {
+            report.evidence_error = Some(format!("the audit entry could not be written: {e}"))
+        }
+    }
     if let Some(dir) = &opts.report_dir {
         super::evidence::write_files(&report, dir)?;
     }

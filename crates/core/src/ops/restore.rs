@@ -188,6 +188,15 @@ fn database_is_empty(conn: &PgConn, db: &str) -> Result<bool> {
 /// [`ErrorKind::TargetNotEmpty`] for a non-empty target without `clean` + `force`, and the
 /// errors of [`select`] and of reaching the target server.
 pub fn plan(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<RestorePlan> {
+    let planned = plan_inner(repo, src, opts);
+    if let Err(e) = &planned {
+        // a refused restore is part of the record too; the refusal is what gets reported
+        let _ = crate::repository::audit::append(repo, "restore", false, &format!("refused: {e}"));
+    }
+    planned
+}
+
+fn plan_inner(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<RestorePlan> {
     let backup = select(repo, opts)?;
     if backup.meta.kind == LogicalKind::Globals {
         return Err(Error::config(
@@ -393,6 +402,23 @@ fn database_properties(statements: &[String], original: &str, target: &str) -> V
 /// before the target is touched), pg_restore errors ([`ErrorKind::Postgres`]), or a
 /// restored database that differs from the backup-time truth ([`ErrorKind::Integrity`]).
 pub fn restore(
+    repo: &Repo,
+    src: &SourceConfig,
+    plan: RestorePlan,
+    scratch_dir: Option<&std::path::Path>,
+) -> Result<RestoreReport> {
+    let details = format!(
+        "backup {} of {:?} into database {:?} ({})",
+        plan.backup.short_id(),
+        plan.backup.meta.database.as_deref().unwrap_or("-"),
+        plan.target_database,
+        plan.target_server
+    );
+    let result = restore_inner(repo, src, plan, scratch_dir);
+    crate::repository::audit::record(repo, "restore", result, &details)
+}
+
+fn restore_inner(
     repo: &Repo,
     src: &SourceConfig,
     plan: RestorePlan,

@@ -74,6 +74,37 @@ impl VerifyReport {
 /// When the repository cannot be read at all, or an id is unknown. Damage is not an error
 /// here: it is in the report (see [`VerifyReport::ok`]).
 pub fn verify(repo: &Repo, opts: &VerifyOptions) -> Result<VerifyReport> {
+    let result = verify_inner(repo, opts);
+    let details = match &result {
+        Ok(r) => format!(
+            "{} backup(s){}: {}",
+            r.backups.len(),
+            if r.read_data { ", data read" } else { "" },
+            if r.ok() {
+                "all intact".to_string()
+            } else {
+                format!(
+                    "damaged {}",
+                    r.damaged()
+                        .iter()
+                        .map(|b| b.id[..8].to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        ),
+        Err(e) => e.to_string(),
+    };
+    let ok = result.as_ref().is_ok_and(VerifyReport::ok);
+    let logged = crate::repository::audit::append(repo, "verify", ok, &details);
+    match (result, logged) {
+        (Ok(r), Ok(_)) => Ok(r),
+        (Ok(_), Err(e)) if ok => Err(e),
+        (r, _) => r,
+    }
+}
+
+fn verify_inner(repo: &Repo, opts: &VerifyOptions) -> Result<VerifyReport> {
     let backups: Vec<SnapshotInfo> = if opts.ids.is_empty() {
         repo.backups()?
     } else {

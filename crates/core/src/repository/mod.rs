@@ -5,6 +5,7 @@
 //! lifeboat saves the final snapshot (with its metadata) and deletes the pending one. A crash
 //! in between leaves only a pending snapshot, which lists and restores ignore.
 
+pub mod audit;
 mod backend;
 pub mod meta;
 mod source;

@@ -92,11 +92,19 @@ struct StreamState {
     eof: bool,
 }
 
+/// Bytes handed to the inspector thread at a time: one message per 256 KiB instead of one
+/// per (4 KiB) read keeps thread hand-offs out of the profile.
+const INSPECT_BATCH: usize = 256 * 1024;
+
 /// The child's stdout as the archiver reads it.
 pub struct DumpStream {
-    stdout: ChildStdout,
+    stdout: std::io::BufReader<ChildStdout>,
     state: Arc<Mutex<StreamState>>,
     tx: Option<SyncSender<Vec<u8>>>,
+    batch: Vec<u8>,
+    bytes: u64,
+    hasher: xxhash_rust::xxh3::Xxh3,
+    published: bool,
 }
 
 impl DumpStream {
@@ -115,29 +123,58 @@ impl DumpStream {
         }
         Ok(filled)
     }
+
+    fn send_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let full = std::mem::replace(&mut self.batch, Vec::with_capacity(INSPECT_BATCH));
+        if let Some(tx) = &self.tx {
+            if tx.send(full).is_err() {
+                // the inspector stopped (malformed archive): keep streaming, finish() reports it
+                self.tx = None;
+            }
+        }
+    }
+
+    /// Publishes the counters for [`DumpProcess::finish`]; `eof` says the stream ended.
+    fn publish(&mut self, eof: bool) {
+        self.send_batch();
+        self.tx = None;
+        self.published = true;
+        if let Ok(mut st) = self.state.lock() {
+            st.eof = eof;
+            st.bytes = self.bytes;
+            st.hasher = Some(self.hasher.clone());
+        }
+    }
 }
 
 impl Read for DumpStream {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.fill(buf)?;
-        let mut st = self.state.lock().expect("stream state poisoned");
         if n == 0 {
-            st.eof = true;
-            self.tx = None;
+            self.publish(true);
             return Ok(0);
         }
-        st.bytes += n as u64;
-        if let Some(h) = st.hasher.as_mut() {
-            h.update(&buf[..n]);
-        }
-        drop(st);
-        if let Some(tx) = &self.tx {
-            if tx.send(buf[..n].to_vec()).is_err() {
-                // the inspector stopped (malformed archive): keep streaming, finish() reports it
-                self.tx = None;
+        self.bytes += n as u64;
+        self.hasher.update(&buf[..n]);
+        if self.tx.is_some() {
+            self.batch.extend_from_slice(&buf[..n]);
+            if self.batch.len() >= INSPECT_BATCH {
+                self.send_batch();
             }
         }
         Ok(n)
+    }
+}
+
+impl Drop for DumpStream {
+    fn drop(&mut self) {
+        // dropped before the end (the archiver gave up): counters for the error message
+        if !self.published {
+            self.publish(false);
+        }
     }
 }
 
@@ -235,10 +272,7 @@ impl DumpProcess {
             let _ = std::io::copy(&mut stderr_pipe, &mut std::io::sink());
             s
         });
-        let state = Arc::new(Mutex::new(StreamState {
-            hasher: Some(xxhash_rust::xxh3::Xxh3::new()),
-            ..StreamState::default()
-        }));
+        let state = Arc::new(Mutex::new(StreamState::default()));
         let (tx, inspector) = if kind == LogicalKind::Globals {
             (None, None)
         } else {
@@ -257,9 +291,13 @@ impl DumpProcess {
             child,
             program: program.to_string(),
             stream: Some(DumpStream {
-                stdout,
+                stdout: std::io::BufReader::with_capacity(1 << 20, stdout),
                 state: Arc::clone(&state),
                 tx,
+                batch: Vec::with_capacity(INSPECT_BATCH),
+                bytes: 0,
+                hasher: xxhash_rust::xxh3::Xxh3::new(),
+                published: false,
             }),
             state,
             stderr: Some(stderr),
@@ -272,12 +310,6 @@ impl DumpProcess {
     /// Takes the stream for the archiver (once).
     pub fn take_stream(&mut self) -> Option<DumpStream> {
         self.stream.take()
-    }
-
-    /// Bytes read so far (for progress).
-    #[must_use]
-    pub fn bytes_read(&self) -> u64 {
-        self.state.lock().map(|s| s.bytes).unwrap_or(0)
     }
 
     /// Waits for the program and decides whether the dump is complete and good.

@@ -1,0 +1,117 @@
+//! The audit log: operations append to it, and `audit verify` detects an edited, removed
+//! or cut-off entry. Tampering is done the way an attacker holding the repository password
+//! would: by rewriting snapshot files through the restic format library.
+
+mod common;
+
+use common::{lb, ok, run};
+use lifeboat_core::{
+    config::RepositoryConfig,
+    repository::{audit::AUDIT_TAG, Repo},
+    secret::Secret,
+};
+use lifeboat_testing::{cluster, sample_db, Workspace, REPO_PASSWORD};
+use rustic_core::NoProgressBars;
+
+fn open(ws: &Workspace) -> Repo {
+    let cfg = RepositoryConfig {
+        url: Some(ws.repo_path().display().to_string()),
+        ..RepositoryConfig::default()
+    };
+    Repo::open(&cfg, &Secret::new(REPO_PASSWORD), NoProgressBars).unwrap()
+}
+
+/// Rewrites (with `edit`) or deletes (with `None`) the audit entry `seq`.
+fn tamper(ws: &Workspace, seq: u64, edit: Option<&dyn Fn(&mut serde_json::Value)>) {
+    let repo = open(ws);
+    repo.with_open(|r| {
+        let snap = r
+            .get_all_snapshots()?
+            .into_iter()
+            .find(|s| {
+                s.tags.contains(AUDIT_TAG)
+                    && serde_json::from_str::<serde_json::Value>(
+                        s.description.as_deref().unwrap_or("{}"),
+                    )
+                    .unwrap()["seq"]
+                        == seq
+            })
+            .expect("entry exists");
+        if let Some(edit) = edit {
+            let mut v: serde_json::Value =
+                serde_json::from_str(snap.description.as_deref().unwrap()).unwrap();
+            edit(&mut v);
+            let mut forged = snap.clone();
+            forged.description = Some(v.to_string());
+            r.save_snapshots(vec![forged])?;
+        }
+        r.delete_snapshots(&[snap.id])?;
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn operations_are_logged_and_tampering_is_detected() {
+    let c = cluster();
+    sample_db(&c, "app", 100);
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("app-db", &c.dsn("app"))]);
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    ok(lb(&cfg).args(["verify", "--all"]));
+    ok(lb(&cfg).args(["restore", "--latest", "--to-database", "copy"]));
+    let drill: serde_json::Value =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "drill"]))).unwrap();
+    let head = drill["audit_head"].as_str().unwrap().to_string();
+
+    let entries: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "audit", "list"]))).unwrap();
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["backup", "verify", "restore", "drill"]);
+    assert_eq!(entries[3]["hash"], head.as_str());
+    let head_file = ws.path().join("audit.head");
+    let out = ok(lb(&cfg)
+        .args(["audit", "verify", "--head-file"])
+        .arg(&head_file));
+    assert!(
+        out.contains("4 entries") && out.contains("chain intact"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_to_string(&head_file).unwrap().trim(), head);
+
+    // a failed operation is logged too
+    let (code, _, _) = run(lb(&cfg).args(["restore", "--latest", "--to-database", "copy"]));
+    assert_eq!(code, 9);
+    let entries: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "audit", "list"]))).unwrap();
+    assert_eq!(entries.len(), 5);
+    assert_eq!(entries[4]["outcome"], "failed");
+    let head5 = entries[4]["hash"].as_str().unwrap().to_string();
+
+    // cut off the newest entry: consistent by itself, caught by the recorded head
+    tamper(&ws, 5, None);
+    ok(lb(&cfg).args(["audit", "verify"]));
+    let (code, out, err) = run(lb(&cfg).args(["audit", "verify", "--expected-head", &head5]));
+    assert_eq!(code, 6, "{out}\n{err}");
+    assert!(out.contains("expected head"), "{out}");
+
+    // edit an entry in place (hash kept)
+    tamper(
+        &ws,
+        2,
+        Some(&|v: &mut serde_json::Value| v["details"] = "nothing to see".into()),
+    );
+    let (code, out, _) = run(lb(&cfg).args(["audit", "verify"]));
+    assert_eq!(code, 6);
+    assert!(out.contains("entry 2 (verify"), "{out}");
+
+    // remove an entry
+    tamper(&ws, 3, None);
+    let (code, out, _) = run(lb(&cfg).args(["audit", "verify"]));
+    assert_eq!(code, 6);
+    assert!(out.contains("entries 3 to 3 are missing"), "{out}");
+}

@@ -1,0 +1,284 @@
+//! The audit log: an append-only, hash-chained record of every backup, verify, restore
+//! and drill, kept in the repository.
+//!
+//! Each entry is a tiny snapshot tagged [`AUDIT_TAG`] whose description is the entry's
+//! JSON, so reading the log touches snapshot files only. Entry `n` carries the hash of
+//! entry `n-1`; its own hash covers its sequence number, time, action, details and that
+//! previous hash. [`verify`] therefore detects an edited entry (its hash no longer matches),
+//! a removed one (a gap in the sequence, a broken link) and a reordering (broken links).
+//! Removing the newest entries leaves a consistent shorter chain; that is caught by
+//! comparing with a head hash kept elsewhere (`expected_head`), which drill reports carry.
+
+use std::io::Cursor;
+
+use jiff::Timestamp;
+use rustic_core::{BackupOptions as RusticBackupOptions, SnapshotOptions};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{Repo, StreamSource, LABEL};
+use crate::error::{Error, Result};
+
+/// Tag of audit-entry snapshots.
+pub const AUDIT_TAG: &str = "lifeboat-audit";
+/// The previous hash of the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One audit entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// 1, 2, 3, ...
+    pub seq: u64,
+    /// When it was written.
+    pub time: Timestamp,
+    /// `backup`, `verify`, `restore`, `drill`, ...
+    pub action: String,
+    /// `ok` or `failed`.
+    pub outcome: String,
+    /// What was acted on and the key figures (free text, no secrets).
+    pub details: String,
+    /// Hash of the previous entry ([`GENESIS`] for the first).
+    pub prev: String,
+    /// SHA-256 over the fields above.
+    pub hash: String,
+}
+
+impl Entry {
+    /// The hash this entry must carry.
+    #[must_use]
+    pub fn compute_hash(&self) -> String {
+        let mut h = Sha256::new();
+        // length-prefixed fields: no two different entries serialise the same
+        for field in [
+            self.seq.to_string(),
+            self.time.to_string(),
+            self.action.clone(),
+            self.outcome.clone(),
+            self.details.clone(),
+            self.prev.clone(),
+        ] {
+            h.update((field.len() as u64).to_le_bytes());
+            h.update(field.as_bytes());
+        }
+        format!("{:x}", h.finalize())
+    }
+}
+
+/// Every audit entry in the repository, in sequence order.
+///
+/// # Errors
+///
+/// When snapshot files cannot be read.
+pub fn entries(repo: &Repo) -> Result<Vec<Entry>> {
+    let snaps = repo.with_open(|r| Ok(r.get_all_snapshots()?))?;
+    let mut out: Vec<Entry> = snaps
+        .into_iter()
+        .filter(|s| s.tags.contains(AUDIT_TAG))
+        .filter_map(|s| serde_json::from_str(s.description.as_deref()?).ok())
+        .collect();
+    out.sort_by_key(|e| e.seq);
+    Ok(out)
+}
+
+/// Appends an entry after the current head.
+///
+/// # Errors
+///
+/// When the log cannot be read or the entry cannot be written.
+pub fn append(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Entry> {
+    let head = entries(repo)?.pop();
+    let mut entry = Entry {
+        seq: head.as_ref().map_or(1, |h| h.seq + 1),
+        time: Timestamp::now(),
+        action: action.to_string(),
+        outcome: if ok { "ok" } else { "failed" }.to_string(),
+        details: details.to_string(),
+        prev: head.map_or_else(|| GENESIS.to_string(), |h| h.hash),
+        hash: String::new(),
+    };
+    entry.hash = entry.compute_hash();
+    let json = serde_json::to_string(&entry).map_err(|e| Error::internal(e.to_string()))?;
+    let path = std::path::PathBuf::from(format!("/lifeboat/audit/{:010}.json", entry.seq));
+    let mut snap = SnapshotOptions::default()
+        .label(LABEL.to_string())
+        .add_tags(AUDIT_TAG)?
+        .to_snapshot()?;
+    snap.description = Some(json.clone());
+    let mut opts = RusticBackupOptions::default();
+    opts.parent_opts.force = true;
+    let source = StreamSource::new(path.clone(), Cursor::new(json.into_bytes()));
+    repo.with_indexed_ids(|idx| {
+        Ok(idx.archive(&opts, &source, snap, std::slice::from_ref(&path))?)
+    })?;
+    Ok(entry)
+}
+
+/// Appends an entry for an operation's `result` and passes the result on. An operation
+/// that succeeded but could not be logged reports that, since an unlogged success would
+/// leave a hole in the evidence.
+///
+/// # Errors
+///
+/// The operation's own error, or the logging error after a success.
+pub fn record<T>(repo: &Repo, action: &str, result: Result<T>, details: &str) -> Result<T> {
+    let logged = append(repo, action, result.is_ok(), details);
+    match (result, logged) {
+        (Ok(v), Ok(_)) => Ok(v),
+        (Ok(_), Err(e)) => Err(Error::new(e.kind(), format!("{action} succeeded but its audit entry could not be written: {e}"))
+            .hint("the operation itself is complete; check the repository and run `lifeboat audit verify`")),
+        // the operation's failure is the news; a logging failure on top is secondary
+        (Err(e), _) => Err(e),
+    }
+}
+
+/// The result of checking the chain.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditVerdict {
+    /// Entries read.
+    pub entries: usize,
+    /// Hash of the newest entry.
+    pub head: Option<String>,
+    /// What is wrong, naming the entries; empty when the chain is intact.
+    pub problems: Vec<String>,
+}
+
+impl AuditVerdict {
+    /// The chain is intact (and matches the expected head, if one was given).
+    #[must_use]
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Checks the chain; with `expected_head`, also that no newest entry was cut off.
+#[must_use]
+pub fn verify_entries(entries: &[Entry], expected_head: Option<&str>) -> AuditVerdict {
+    let mut problems = Vec::new();
+    let mut prev_hash = GENESIS.to_string();
+    let mut expected_seq = 1;
+    for e in entries {
+        if e.seq != expected_seq {
+            if e.seq > expected_seq {
+                problems.push(format!(
+                    "entries {expected_seq} to {} are missing",
+                    e.seq - 1
+                ));
+            } else {
+                problems.push(format!("entry {} appears twice or out of order", e.seq));
+            }
+        }
+        if e.compute_hash() != e.hash {
+            problems.push(format!(
+                "entry {} ({} at {}) was edited: its hash does not match",
+                e.seq, e.action, e.time
+            ));
+        }
+        if e.prev != prev_hash {
+            problems.push(format!(
+                "entry {} does not follow the entry before it (removed or reordered)",
+                e.seq
+            ));
+        }
+        prev_hash.clone_from(&e.hash);
+        expected_seq = e.seq + 1;
+    }
+    let head = entries.last().map(|e| e.hash.clone());
+    if let Some(expected) = expected_head {
+        // the log may have grown since the head was recorded, but it must still contain it
+        if !entries.iter().any(|e| e.hash == expected) {
+            problems.push(format!(
+                "the expected head {} is not in the log: newest entries were removed or the log was replaced",
+                &expected[..12.min(expected.len())]
+            ));
+        }
+    }
+    AuditVerdict {
+        entries: entries.len(),
+        head,
+        problems,
+    }
+}
+
+/// Reads and checks the repository's audit log.
+///
+/// # Errors
+///
+/// When snapshot files cannot be read.
+pub fn verify(repo: &Repo, expected_head: Option<&str>) -> Result<AuditVerdict> {
+    Ok(verify_entries(&entries(repo)?, expected_head))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(n: u64) -> Vec<Entry> {
+        let mut out: Vec<Entry> = Vec::new();
+        for seq in 1..=n {
+            let mut e = Entry {
+                seq,
+                time: Timestamp::from_second(1_700_000_000 + seq as i64).unwrap(),
+                action: "backup".into(),
+                outcome: "ok".into(),
+                details: format!("snapshot {seq}"),
+                prev: out
+                    .last()
+                    .map_or_else(|| GENESIS.to_string(), |p| p.hash.clone()),
+                hash: String::new(),
+            };
+            e.hash = e.compute_hash();
+            out.push(e);
+        }
+        out
+    }
+
+    #[test]
+    fn intact_chain_passes() {
+        let c = chain(5);
+        let v = verify_entries(&c, Some(&c[4].hash));
+        assert!(v.ok(), "{:?}", v.problems);
+    }
+
+    #[test]
+    fn edit_removal_reorder_and_truncation_are_detected() {
+        let mut edited = chain(5);
+        edited[2].details = "snapshot 999".into();
+        let v = verify_entries(&edited, None);
+        assert!(
+            v.problems
+                .iter()
+                .any(|p| p.contains("entry 3") && p.contains("edited")),
+            "{:?}",
+            v.problems
+        );
+
+        let mut removed = chain(5);
+        removed.remove(1);
+        let v = verify_entries(&removed, None);
+        assert!(
+            v.problems
+                .iter()
+                .any(|p| p.contains("entries 2 to 2 are missing")),
+            "{:?}",
+            v.problems
+        );
+
+        let mut reordered = chain(5);
+        reordered.swap(1, 2);
+        let v = verify_entries(&reordered, None);
+        assert!(!v.ok());
+
+        let full = chain(5);
+        let truncated = &full[..3];
+        assert!(
+            verify_entries(truncated, None).ok(),
+            "a shorter chain is consistent by itself"
+        );
+        let v = verify_entries(truncated, Some(&full[4].hash));
+        assert!(
+            v.problems.iter().any(|p| p.contains("expected head")),
+            "{:?}",
+            v.problems
+        );
+    }
+}
