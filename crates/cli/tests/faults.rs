@@ -222,9 +222,12 @@ fn repository_directory_not_writable() {
         // root may write anywhere: run lifeboat as an unprivileged user instead
         std::fs::set_permissions(ws.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // the build directory may be private to root (CI keeps it under /root): use a copy
+        let bin = ws.path().join("lifeboat");
+        std::fs::copy(assert_cmd::cargo::cargo_bin("lifeboat"), &bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut c = assert_cmd::Command::new("runuser");
-        c.args(["-u", "postgres", "--"])
-            .arg(assert_cmd::cargo::cargo_bin("lifeboat"));
+        c.args(["-u", "postgres", "--"]).arg(&bin);
         c
     } else {
         std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
