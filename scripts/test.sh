@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 LIFEBOAT_GARAGE_BIN="$(scripts/ensure-garage.sh)"
 export LIFEBOAT_GARAGE_BIN
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"
