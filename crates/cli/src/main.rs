@@ -58,6 +58,8 @@ enum Command {
     Verify(commands::verify::VerifyCmd),
     /// Restore a backup into a throw-away cluster, check it, measure RTO/RPO, keep evidence.
     Drill(commands::drill::DrillCmd),
+    /// Write the DR runbook (per scenario commands, latest backups, last measured RTO).
+    Runbook(commands::runbook::RunbookCmd),
     /// The hash-chained audit log of every backup, verify, restore and drill.
     Audit {
         #[command(subcommand)]
@@ -145,6 +147,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(c) => c.run(&ctx),
         Command::Drill(c) => c.run(&ctx),
         Command::Audit { cmd } => cmd.run(&ctx),
+        Command::Runbook(c) => c.run(&ctx),
     }
 }
 

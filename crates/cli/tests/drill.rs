@@ -73,6 +73,24 @@ fn drill_passes_and_writes_evidence() {
         c.sql("app", "select count(*) from shop.users").unwrap(),
         "400"
     );
+
+    // the runbook names the latest backup and the drill's measured RTO
+    let book = ok(lb(&cfg).arg("runbook"));
+    let logical = list.iter().find(|b| b["kind"] == "logical").unwrap();
+    let short = &logical["id"].as_str().unwrap()[..8];
+    assert!(
+        book.contains(&format!("latest logical backup: `{short}`")),
+        "{book}"
+    );
+    assert!(
+        book.contains(&format!("last drill: {id}")) && book.contains("passed, measured RTO"),
+        "{book}"
+    );
+    assert!(
+        book.contains("Scenario 3: ransomware")
+            && book.contains("restore --latest --source app-db"),
+        "{book}"
+    );
 }
 
 #[test]

@@ -9,6 +9,7 @@ pub mod drill;
 pub mod init;
 pub mod list;
 pub mod restore;
+pub mod runbook;
 pub mod verify;
 
 /// Parses a time given on the command line: RFC 3339 (`2026-11-23T02:00:00Z`), or a local

@@ -15,6 +15,55 @@ use crate::{
 /// Tag of drill-report snapshots.
 pub const DRILL_TAG: &str = "lifeboat-drill";
 
+/// The key figures of a drill, kept in its snapshot's description.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DrillSummary {
+    /// Drill id.
+    pub drill: String,
+    /// Source.
+    pub source: String,
+    /// Backup restored.
+    pub backup_id: String,
+    /// Passed.
+    pub passed: bool,
+    /// Achieved RTO.
+    pub rto_secs: f64,
+    /// Achieved RPO.
+    pub rpo_secs: f64,
+    /// When the drill ended.
+    pub finished_at: jiff::Timestamp,
+}
+
+impl From<&DrillReport> for DrillSummary {
+    fn from(r: &DrillReport) -> Self {
+        Self {
+            drill: r.id.clone(),
+            source: r.source.clone(),
+            backup_id: r.backup_id.clone(),
+            passed: r.passed,
+            rto_secs: r.rto.achieved_secs,
+            rpo_secs: r.rpo.achieved_secs,
+            finished_at: r.finished_at,
+        }
+    }
+}
+
+/// Summaries of every stored drill, oldest first (snapshot files only).
+///
+/// # Errors
+///
+/// When snapshot files cannot be read.
+pub fn drills(repo: &Repo) -> Result<Vec<DrillSummary>> {
+    let mut out: Vec<DrillSummary> = repo
+        .with_open(|r| Ok(r.get_all_snapshots()?))?
+        .into_iter()
+        .filter(|s| s.tags.contains(DRILL_TAG))
+        .filter_map(|s| serde_json::from_str(s.description.as_deref()?).ok())
+        .collect();
+    out.sort_by_key(|d| d.finished_at);
+    Ok(out)
+}
+
 fn secs(s: f64) -> String {
     if s < 120.0 {
         format!("{s:.1} s")
@@ -227,10 +276,15 @@ pub fn write_files(r: &DrillReport, dir: &Path) -> Result<()> {
 pub fn store(repo: &Repo, r: &DrillReport) -> Result<()> {
     let json = serde_json::to_vec_pretty(r).map_err(|e| Error::internal(e.to_string()))?;
     let path = std::path::PathBuf::from(format!("/lifeboat/drills/{}/{}.json", r.source, r.id));
-    let snap = SnapshotOptions::default()
+    let mut snap = SnapshotOptions::default()
         .label(LABEL.to_string())
         .add_tags(&format!("{DRILL_TAG},source={}", r.source))?
         .to_snapshot()?;
+    // the summary rides in the snapshot file, so runbooks and reports need no data pack
+    snap.description = Some(
+        serde_json::to_string(&DrillSummary::from(r))
+            .map_err(|e| Error::internal(e.to_string()))?,
+    );
     let mut opts = RusticBackupOptions::default();
     opts.parent_opts.force = true;
     let source = StreamSource::new(path.clone(), Cursor::new(json));

@@ -6,4 +6,5 @@ pub mod drill;
 pub mod evidence;
 pub mod list;
 pub mod restore;
+pub mod runbook;
 pub mod verify;
