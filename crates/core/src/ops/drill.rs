@@ -16,7 +16,7 @@ use crate::{
     error::{Error, ErrorKind, Result},
     ops::{
         list::{list, ListFilter},
-        restore::fetch,
+        restore::{apply_globals, fetch, globals_for},
     },
     repository::{Repo, SnapshotInfo},
     sources::postgres::{
@@ -465,36 +465,15 @@ fn restore_into(
     jobs: u32,
     scratch: &std::path::Path,
 ) -> Result<()> {
-    // roles first, so ownership and grants restore as in production
-    let globals = list(
-        repo,
-        &ListFilter {
-            source: Some(backup.meta.source.clone()),
-            kind: Some(LogicalKind::Globals),
-            until: Some(
-                backup
-                    .meta
-                    .finished_at
-                    .checked_add(jiff::SignedDuration::from_hours(1))
-                    .unwrap_or(backup.meta.finished_at),
-            ),
-            ..ListFilter::default()
-        },
-    )?
-    .pop();
-    let with_roles = if let Some(g) = globals {
-        let file = scratch.join("globals.sql");
-        fetch(repo, &g, &file)?;
-        let out = conn
-            .command("psql", "postgres")
-            .args(["-X", "-q", "-w", "-f"])
-            .arg(&file)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| missing_program(&conn.bin().program("psql"), e))?;
-        out.status.success()
-    } else {
-        false
+    // roles first, so ownership and grants restore as in production; without them the
+    // objects are restored without owners and grants rather than failing
+    let with_roles = match globals_for(repo, backup)? {
+        Some(g) => {
+            let file = scratch.join("globals.sql");
+            fetch(repo, &g, &file)?;
+            apply_globals(conn, &file).is_ok()
+        }
+        None => false,
     };
     conn.query(
         "postgres",

@@ -221,30 +221,10 @@ fn plan_inner(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<
         .hint("restore into a new database with --to-database NAME, or overwrite it with --clean --force"));
     }
     let globals = if opts.globals {
-        let g = list(
-            repo,
-            &ListFilter {
-                source: Some(backup.meta.source.clone()),
-                kind: Some(LogicalKind::Globals),
-                until: Some(
-                    backup
-                        .meta
-                        .finished_at
-                        .checked_add(jiff::SignedDuration::from_hours(1))
-                        .unwrap_or(backup.meta.finished_at),
-                ),
-                ..ListFilter::default()
-            },
-        )?
-        .pop()
-        .ok_or_else(|| {
-            Error::not_found(format!(
-                "no globals backup of source {:?}",
-                backup.meta.source
-            ))
-            .hint("take one with `lifeboat backup --kind globals`, or restore without --globals")
-        })?;
-        Some(g)
+        Some(globals_for(repo, &backup)?.ok_or_else(|| {
+            Error::not_found(format!("no globals backup of source {:?}", backup.meta.source))
+                .hint("take one with `lifeboat backup --kind globals`, or restore without --globals")
+        })?)
     } else {
         None
     };
@@ -269,6 +249,61 @@ fn plan_inner(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<
         globals,
         backup,
     })
+}
+
+/// The globals (roles, tablespaces) backup that goes with `backup`: the one of the same
+/// recovery point, else the newest taken up to an hour after it.
+///
+/// # Errors
+///
+/// When the repository cannot be listed.
+pub fn globals_for(repo: &Repo, backup: &SnapshotInfo) -> Result<Option<SnapshotInfo>> {
+    let candidates = list(
+        repo,
+        &ListFilter {
+            source: Some(backup.meta.source.clone()),
+            kind: Some(LogicalKind::Globals),
+            until: Some(
+                backup
+                    .meta
+                    .finished_at
+                    .checked_add(jiff::SignedDuration::from_hours(1))
+                    .unwrap_or(backup.meta.finished_at),
+            ),
+            ..ListFilter::default()
+        },
+    )?;
+    let same_point = candidates
+        .iter()
+        .rev()
+        .find(|g| g.meta.recovery_point.is_some() && g.meta.recovery_point == backup.meta.recovery_point)
+        .cloned();
+    Ok(same_point.or_else(|| candidates.last().cloned()))
+}
+
+/// Runs a `pg_dumpall --globals-only` script. Roles that already exist (the superuser
+/// always does) are expected errors; any other error is reported.
+///
+/// # Errors
+///
+/// [`ErrorKind::Postgres`] naming the unexpected errors.
+pub fn apply_globals(conn: &PgConn, file: &std::path::Path) -> Result<()> {
+    let out = conn
+        .command("psql", "postgres")
+        .args(["-X", "-q", "-w", "-f"])
+        .arg(file)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| missing_program(&conn.bin().program("psql"), e))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let unexpected: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("ERROR") && !l.contains("already exists"))
+        .collect();
+    if !out.status.success() || !unexpected.is_empty() {
+        return Err(Error::postgres(format!("restoring globals: {}", unexpected.join("; "))));
+    }
+    Ok(())
 }
 
 /// Writes the stream of `backup` to `dest`, checking its hash.
@@ -446,25 +481,7 @@ fn restore_inner(
     }
     let restore_clock = Instant::now();
     if let Some(g) = &globals_file {
-        // roles that already exist produce errors that are expected; the rest is reported
-        let out = conn
-            .command("psql", "postgres")
-            .args(["-X", "-q", "-w", "-f"])
-            .arg(g)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| missing_program(&conn.bin().program("psql"), e))?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let unexpected: Vec<&str> = stderr
-            .lines()
-            .filter(|l| l.contains("ERROR") && !l.contains("already exists"))
-            .collect();
-        if !unexpected.is_empty() {
-            return Err(Error::postgres(format!(
-                "restoring globals: {}",
-                unexpected.join("; ")
-            )));
-        }
+        apply_globals(&conn, g)?;
     }
     let truth = plan.backup.meta.truth.clone().unwrap_or_default();
     if plan.create_database {
