@@ -143,3 +143,72 @@ fn drills_fail_and_name_the_failing_check() {
         "300"
     );
 }
+
+#[test]
+fn interrupted_drill_leaves_no_process_or_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let c = cluster();
+    sample_db(&c, "app", 100);
+    let ws = Workspace::new();
+    // the throw-away cluster runs as an unprivileged user when root: it must reach its directory
+    std::fs::set_permissions(ws.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let scratch = ws.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let cfg = drill_config(&ws, &c.dsn("app"), "");
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    let marker = ws.path().join("hook-started");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
+        .arg("--config")
+        .arg(&cfg)
+        .args([
+            "drill",
+            "--hook",
+            &format!("touch {} && sleep 20", marker.display()),
+        ])
+        .env("LIFEBOAT_SCRATCH_DIR", &scratch)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // wait until the drill is midway: cluster up, backup restored, hook running
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !marker.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the drill never reached its hook"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        std::fs::read_dir(&scratch).unwrap().count() > 0,
+        "the drill uses the scratch directory"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(130));
+    let left: Vec<_> = std::fs::read_dir(&scratch)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let procs = std::process::Command::new("pgrep")
+        .args(["-f", &scratch.display().to_string()])
+        .output()
+        .unwrap();
+    // the hook's sleep is the only child allowed to linger (it holds no server or directory)
+    let survivors = String::from_utf8_lossy(&procs.stdout).trim().to_string();
+    let postgres_left = survivors.lines().any(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.contains("postgres"))
+    });
+    assert!(
+        !postgres_left,
+        "a postgres of the drill is still running: {survivors}"
+    );
+}

@@ -280,10 +280,7 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
     let bin = PgBin::new(src.pg_bin_dir.as_deref());
     let mut cluster = clock.time("cluster", || Cluster::start(&bin))?;
     let server_version = cluster.sql("postgres", "show server_version")?;
-    let scratch = tempfile::Builder::new()
-        .prefix("lifeboat-drill-")
-        .tempdir()
-        .map_err(|e| Error::io("creating the drill scratch directory", e))?;
+    let scratch = crate::sources::postgres::cluster::ScratchDir::new("lifeboat-drill-", None)?;
     let dump = scratch.path().join("dump.pgdump");
     let fetched = clock.time("fetch", || fetch(repo, &backup, &dump));
     checks.push(Check {

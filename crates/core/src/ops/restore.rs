@@ -222,8 +222,11 @@ fn plan_inner(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<
     }
     let globals = if opts.globals {
         Some(globals_for(repo, &backup)?.ok_or_else(|| {
-            Error::not_found(format!("no globals backup of source {:?}", backup.meta.source))
-                .hint("take one with `lifeboat backup --kind globals`, or restore without --globals")
+            Error::not_found(format!(
+                "no globals backup of source {:?}",
+                backup.meta.source
+            ))
+            .hint("take one with `lifeboat backup --kind globals`, or restore without --globals")
         })?)
     } else {
         None
@@ -276,7 +279,9 @@ pub fn globals_for(repo: &Repo, backup: &SnapshotInfo) -> Result<Option<Snapshot
     let same_point = candidates
         .iter()
         .rev()
-        .find(|g| g.meta.recovery_point.is_some() && g.meta.recovery_point == backup.meta.recovery_point)
+        .find(|g| {
+            g.meta.recovery_point.is_some() && g.meta.recovery_point == backup.meta.recovery_point
+        })
         .cloned();
     Ok(same_point.or_else(|| candidates.last().cloned()))
 }
@@ -301,7 +306,10 @@ pub fn apply_globals(conn: &PgConn, file: &std::path::Path) -> Result<()> {
         .filter(|l| l.contains("ERROR") && !l.contains("already exists"))
         .collect();
     if !out.status.success() || !unexpected.is_empty() {
-        return Err(Error::postgres(format!("restoring globals: {}", unexpected.join("; "))));
+        return Err(Error::postgres(format!(
+            "restoring globals: {}",
+            unexpected.join("; ")
+        )));
     }
     Ok(())
 }
@@ -461,10 +469,8 @@ fn restore_inner(
 ) -> Result<RestoreReport> {
     let clock = Instant::now();
     let conn = PgConn::from_source(src)?;
-    let scratch = tempfile::Builder::new()
-        .prefix("lifeboat-restore-")
-        .tempdir_in(scratch_dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf))
-        .map_err(|e| Error::io("creating the restore scratch directory", e))?;
+    let scratch =
+        crate::sources::postgres::cluster::ScratchDir::new("lifeboat-restore-", scratch_dir)?;
     let dump = scratch.path().join("dump.pgdump");
     fetch(repo, &plan.backup, &dump)?;
     let globals_file = match &plan.globals {

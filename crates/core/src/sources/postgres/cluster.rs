@@ -17,7 +17,63 @@ use crate::error::{Error, Result};
 /// Data directories of clusters started by this process and not yet stopped.
 static RUNNING: Mutex<Vec<(PathBuf, PathBuf, Option<String>)>> = Mutex::new(Vec::new());
 
-/// Stops every cluster this process started (for signal handlers).
+/// Temporary directories to remove when the process is interrupted.
+static TEMP_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// A temporary directory, removed on drop and by [`stop_all`] when the process is
+/// interrupted (an exiting process runs no destructors).
+pub struct ScratchDir {
+    dir: tempfile::TempDir,
+}
+
+impl ScratchDir {
+    /// A new directory under `base`, else `LIFEBOAT_SCRATCH_DIR`, else the system temp
+    /// directory.
+    ///
+    /// # Errors
+    ///
+    /// When the directory cannot be created.
+    pub fn new(prefix: &str, base: Option<&Path>) -> Result<Self> {
+        let base = base.map_or_else(scratch_base, Path::to_path_buf);
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&base)
+            .map_err(|e| {
+                Error::io(
+                    format!("creating a scratch directory in {}", base.display()),
+                    e,
+                )
+            })?;
+        if let Ok(mut l) = TEMP_DIRS.lock() {
+            l.push(dir.path().to_path_buf());
+        }
+        Ok(Self { dir })
+    }
+
+    /// The directory.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if let Ok(mut l) = TEMP_DIRS.lock() {
+            l.retain(|p| p != self.dir.path());
+        }
+    }
+}
+
+/// Where throw-away clusters and staged dumps go: `LIFEBOAT_SCRATCH_DIR`, else the
+/// system temp directory.
+#[must_use]
+pub fn scratch_base() -> PathBuf {
+    std::env::var_os("LIFEBOAT_SCRATCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from)
+}
+
+/// Stops every cluster this process started and removes its scratch directories (for
+/// signal handlers).
 pub fn stop_all() {
     let list = RUNNING
         .lock()
@@ -30,6 +86,13 @@ pub fn stop_all() {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+    }
+    let dirs = TEMP_DIRS
+        .lock()
+        .map(|mut l| std::mem::take(&mut *l))
+        .unwrap_or_default();
+    for d in dirs {
+        let _ = std::fs::remove_dir_all(d);
     }
 }
 
@@ -46,7 +109,7 @@ fn pg_ctl_cmd(program: &Path, user: Option<&str>) -> Command {
 
 /// A running throw-away cluster.
 pub struct Cluster {
-    dir: tempfile::TempDir,
+    dir: ScratchDir,
     port: u16,
     bin: PgBin,
     user: Option<String>,
@@ -87,17 +150,7 @@ impl Cluster {
     /// [`crate::ErrorKind::Unavailable`] with the server log when initdb or start fails.
     pub fn start(bin: &PgBin) -> Result<Self> {
         let user = run_as();
-        let base =
-            std::env::var_os("LIFEBOAT_SCRATCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
-        let dir = tempfile::Builder::new()
-            .prefix("lifeboat-pg-")
-            .tempdir_in(&base)
-            .map_err(|e| {
-                Error::io(
-                    format!("creating a cluster directory in {}", base.display()),
-                    e,
-                )
-            })?;
+        let dir = ScratchDir::new("lifeboat-pg-", None)?;
         if let Some(u) = &user {
             let pw = nix::unistd::User::from_name(u)
                 .ok()
