@@ -171,10 +171,10 @@ impl Error {
 
     /// Wraps an I/O error on `what` (a path or an object name).
     pub fn io(what: impl fmt::Display, err: std::io::Error) -> Self {
-        let kind = match err.kind() {
-            std::io::ErrorKind::NotFound => ErrorKind::NotFound,
-            std::io::ErrorKind::PermissionDenied => ErrorKind::Unavailable,
-            _ => ErrorKind::Unavailable,
+        let kind = if err.kind() == std::io::ErrorKind::NotFound {
+            ErrorKind::NotFound
+        } else {
+            ErrorKind::Unavailable
         };
         let hint = match err.kind() {
             std::io::ErrorKind::PermissionDenied => {

@@ -269,12 +269,6 @@ impl PgConn {
 /// Turns a PostgreSQL client's stderr into a typed error; `what` names the object.
 #[must_use]
 pub fn classify(stderr: &str, what: &str) -> Error {
-    let first = stderr
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("no error text")
-        .to_string();
     let detail: String = stderr
         .lines()
         .map(str::trim)
@@ -316,7 +310,6 @@ pub fn classify(stderr: &str, what: &str) -> Error {
     } else {
         (ErrorKind::Postgres, "see the PostgreSQL message above")
     };
-    let _ = first;
     Error::new(kind, format!("{what}: {detail}")).hint(hint)
 }
 
