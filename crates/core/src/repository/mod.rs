@@ -265,7 +265,8 @@ impl Repo {
     /// [`ErrorKind::NotFound`] when no lifeboat backup matches, [`ErrorKind::Config`] when
     /// the prefix is ambiguous.
     pub fn backup(&self, id: &str) -> Result<SnapshotInfo> {
-        let id = id.trim();
+        let id = id.trim().to_ascii_lowercase();
+        let id = id.as_str();
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(Error::config(format!("{id:?} is not a snapshot id"))
                 .hint("ids are hexadecimal; `lifeboat list` shows them"));
