@@ -41,7 +41,7 @@ pub const CHUNK_MIN_KIB: u64 = 128;
 /// Maximum chunk size.
 pub const CHUNK_MAX_KIB: u64 = 2048;
 /// zstd level for new repositories.
-pub const COMPRESSION_LEVEL: i32 = 1;
+pub const COMPRESSION_LEVEL: i32 = 2;
 
 /// Where an open repository is kept while an operation has lent it.
 type Slot<'a> = std::sync::MutexGuard<'a, Option<Repository<OpenStatus>>>;
