@@ -4,13 +4,13 @@
 
 mod common;
 
-use common::{lb, ok, run};
+use common::{backed_up, lb, ok, run};
 use lifeboat_core::{
     config::RepositoryConfig,
     repository::{audit::AUDIT_TAG, Repo},
     secret::Secret,
 };
-use lifeboat_testing::{cluster, sample_db, Workspace, REPO_PASSWORD};
+use lifeboat_testing::{Workspace, REPO_PASSWORD};
 use rustic_core::NoProgressBars;
 
 fn open(ws: &Workspace) -> Repo {
@@ -53,12 +53,7 @@ fn tamper(ws: &Workspace, seq: u64, edit: Option<&dyn Fn(&mut serde_json::Value)
 
 #[test]
 fn operations_are_logged_and_tampering_is_detected() {
-    let c = cluster();
-    sample_db(&c, "app", 100);
-    let ws = Workspace::new();
-    let cfg = ws.local_config(&[("app-db", &c.dsn("app"))]);
-    ok(lb(&cfg).arg("init"));
-    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    let (_c, ws, cfg) = backed_up(100);
     ok(lb(&cfg).args(["verify", "--all"]));
     ok(lb(&cfg).args(["restore", "--latest", "--to-database", "copy"]));
     let drill: serde_json::Value =

@@ -5,7 +5,7 @@ mod common;
 
 use std::{io::Write, os::unix::fs::PermissionsExt, time::Duration};
 
-use common::{count, db_exists, lb, list_json, ok, run};
+use common::{backed_up, count, db_exists, lb, list_json, ok, run};
 use lifeboat_testing::{cluster, sample_db, Workspace, REPO_PASSWORD};
 
 #[test]
@@ -251,12 +251,7 @@ fn nix_is_root() -> bool {
 
 #[test]
 fn flipped_byte_in_a_pack_is_named_and_refused() {
-    let c = cluster();
-    sample_db(&c, "app", 800);
-    let ws = Workspace::new();
-    let cfg = ws.local_config(&[("app-db", &c.dsn("app"))]);
-    ok(lb(&cfg).arg("init"));
-    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    let (c, ws, cfg) = backed_up(800);
     ok(lb(&cfg).args(["verify", "--all", "--read-data"]));
     let id = list_json(&cfg)[0]["id"].as_str().unwrap().to_string();
     // the biggest pack holds the dump's data

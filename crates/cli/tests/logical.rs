@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{count, db_exists, lb, list_json, ok, run};
+use common::{backed_up, count, db_exists, lb, list_json, ok, run};
 use lifeboat_testing::{cluster, sample_db, Workspace};
 
 const TABLES: [&str; 4] = [
@@ -107,12 +107,7 @@ fn backup_list_stats_restore_round_trip() {
 
 #[test]
 fn restore_refuses_non_empty_target_and_dry_run_changes_nothing() {
-    let c = cluster();
-    sample_db(&c, "app", 300);
-    let ws = Workspace::new();
-    let cfg = ws.local_config(&[("app-db", &c.dsn("app"))]);
-    ok(lb(&cfg).arg("init"));
-    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    let (c, _ws, cfg) = backed_up(300);
 
     let (code, _, err) = run(lb(&cfg).args(["restore", "--latest"]));
     assert_eq!(code, 9, "{err}");
@@ -156,12 +151,7 @@ fn restore_refuses_non_empty_target_and_dry_run_changes_nothing() {
 
 #[test]
 fn hooks_receive_the_snapshot_and_a_failing_pre_hook_stops_the_restore() {
-    let c = cluster();
-    sample_db(&c, "app", 200);
-    let ws = Workspace::new();
-    let cfg = ws.local_config(&[("app-db", &c.dsn("app"))]);
-    ok(lb(&cfg).arg("init"));
-    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    let (c, ws, cfg) = backed_up(200);
     let log = ws.path().join("hooks.log");
     let pre = format!(
         "echo pre $LIFEBOAT_SNAPSHOT_ID $LIFEBOAT_TARGET_DATABASE >> {}",

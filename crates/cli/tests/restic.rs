@@ -5,17 +5,12 @@ mod common;
 
 use std::process::Command;
 
-use common::{count, lb, list_json, ok};
-use lifeboat_testing::{cluster, sample_db, Workspace, REPO_PASSWORD};
+use common::{backed_up, count, list_json};
+use lifeboat_testing::REPO_PASSWORD;
 
 #[test]
 fn plain_restic_lists_and_dumps_a_backup() {
-    let c = cluster();
-    sample_db(&c, "app", 300);
-    let ws = Workspace::new();
-    let cfg = ws.local_config(&[("app-db", &c.dsn("app"))]);
-    ok(lb(&cfg).arg("init"));
-    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    let (c, ws, cfg) = backed_up(300);
     let backup = list_json(&cfg).pop().unwrap();
     let id = backup["id"].as_str().unwrap();
     let path = backup["path"].as_str().unwrap();

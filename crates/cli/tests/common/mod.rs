@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use assert_cmd::Command;
-use lifeboat_testing::Cluster;
+use lifeboat_testing::{cluster, sample_db, Cluster, Workspace};
 
 /// `lifeboat --config <config>` with a clean environment for lifeboat's own variables.
 pub fn lb(config: &Path) -> Command {
@@ -63,4 +63,17 @@ pub fn db_exists(c: &Cluster, db: &str) -> bool {
     .expect("query")
     .trim()
         == "1"
+}
+
+/// A cluster with the sample shop in database `app` (`users` users), a workspace whose
+/// config has source `app-db` on it and an initialised local repository holding one
+/// logical backup.
+pub fn backed_up(users: u64) -> (Cluster, Workspace, std::path::PathBuf) {
+    let c = cluster();
+    sample_db(&c, "app", users);
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("app-db", &c.dsn("app"))]);
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    (c, ws, cfg)
 }
