@@ -5,6 +5,14 @@ mod common;
 use common::{lb, ok, run};
 use lifeboat_testing::{cluster, sample_db, Workspace};
 
+fn list_ids(cfg: &std::path::Path) -> Vec<String> {
+    let out = ok(lb(cfg).args(["--json", "list", "--kind", "logical"]));
+    let v: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    v.iter()
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 fn drill_config(ws: &Workspace, dsn: &str, extra: &str) -> std::path::PathBuf {
     let cfg = ws.local_config(&[("app-db", dsn)]);
     let mut text = std::fs::read_to_string(&cfg).unwrap();
@@ -111,6 +119,12 @@ fn drills_fail_and_name_the_failing_check() {
     assert_eq!(code, 10, "{out}\n{err}");
     assert!(out.contains("FAIL table shop.events"), "{out}");
     assert!(err.contains("shop.events"), "{err}");
+
+    // the seeds' monthly test: a random backup (only one here, so it must be that one)
+    let out = ok(lb(&cfg).args(["--json", "drill", "--pick", "random"]));
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let only = list_ids(&cfg);
+    assert_eq!(r["backup_id"].as_str().unwrap(), only[0], "{out}");
 
     // a user assertion that is false
     let (code, out, err) =

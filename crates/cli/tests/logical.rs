@@ -103,6 +103,13 @@ fn backup_list_stats_restore_round_trip() {
     // verify with read-data
     let out = ok(lb(&cfg).args(["verify", "--all", "--read-data"]));
     assert!(out.contains("3 backup(s) checked, data read"), "{out}");
+    let out = ok(lb(&cfg).args(["verify", "--all", "--read-data-subset", "50%"]));
+    assert!(out.contains("3 backup(s) checked, data read"), "{out}");
+    let (code, _, err) = run(lb(&cfg).args(["verify", "--all", "--read-data-subset", "lots"]));
+    assert_eq!(code, 2, "{err}");
+    // --list shows what can be restored, newest first
+    let out = ok(lb(&cfg).args(["restore", "--list"]));
+    assert!(out.starts_with(&id[..8]), "{out}");
 }
 
 #[test]
