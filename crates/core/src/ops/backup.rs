@@ -158,8 +158,7 @@ fn dump_one(
 ) -> Result<BackupSummary> {
     // connect first: a wrong password or a down server is reported before anything starts
     let server_version_num = conn.server_version_num(db)?;
-    conn.check_client_version(server_version_num)?;
-    let client_version = conn.bin().major_version()?;
+    let client_version = conn.check_client_version(server_version_num)?;
     let started_at = jiff::Timestamp::now();
     let clock = Instant::now();
     let path = snapshot_path(&src.name, &kind.file_name(db));

@@ -246,12 +246,13 @@ impl PgConn {
             .map_err(|_| Error::postgres(format!("unexpected server_version_num {v:?}")))
     }
 
-    /// Fails when pg_dump is older than the server (it would refuse to dump).
+    /// Fails when pg_dump is older than the server (it would refuse to dump); returns
+    /// pg_dump's major version.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::Config`] naming both versions.
-    pub fn check_client_version(&self, server_version_num: u32) -> Result<()> {
+    pub fn check_client_version(&self, server_version_num: u32) -> Result<u32> {
         let client = self.bin.major_version()?;
         let server = server_version_num / 10_000;
         if client < server {
@@ -262,7 +263,7 @@ impl PgConn {
                 "install postgresql-client-{server} and set pg_bin_dir (or LIFEBOAT_PG_BIN) to its bin directory"
             )));
         }
-        Ok(())
+        Ok(client)
     }
 }
 
