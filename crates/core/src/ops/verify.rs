@@ -96,12 +96,7 @@ pub fn verify(repo: &Repo, opts: &VerifyOptions) -> Result<VerifyReport> {
         Err(e) => e.to_string(),
     };
     let ok = result.as_ref().is_ok_and(VerifyReport::ok);
-    let logged = crate::repository::audit::append(repo, "verify", ok, &details);
-    match (result, logged) {
-        (Ok(r), Ok(_)) => Ok(r),
-        (Ok(_), Err(e)) if ok => Err(e),
-        (r, _) => r,
-    }
+    crate::repository::audit::record_outcome(repo, "verify", result, ok, &details)
 }
 
 fn verify_inner(repo: &Repo, opts: &VerifyOptions) -> Result<VerifyReport> {

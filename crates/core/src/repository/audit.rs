@@ -121,13 +121,32 @@ pub fn append(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Entr
 ///
 /// The operation's own error, or the logging error after a success.
 pub fn record<T>(repo: &Repo, action: &str, result: Result<T>, details: &str) -> Result<T> {
-    let logged = append(repo, action, result.is_ok(), details);
+    let ok = result.is_ok();
+    record_outcome(repo, action, result, ok, details)
+}
+
+/// As [`record`], for operations whose success is more than `Ok` (a verify that found
+/// damage returns its report but is logged as failed). A logging failure is reported only
+/// when the operation succeeded: otherwise the operation's own news comes first.
+///
+/// # Errors
+///
+/// The operation's own error, or the logging error after a success.
+pub fn record_outcome<T>(
+    repo: &Repo,
+    action: &str,
+    result: Result<T>,
+    ok: bool,
+    details: &str,
+) -> Result<T> {
+    let logged = append(repo, action, ok, details);
     match (result, logged) {
-        (Ok(v), Ok(_)) => Ok(v),
-        (Ok(_), Err(e)) => Err(Error::new(e.kind(), format!("{action} succeeded but its audit entry could not be written: {e}"))
-            .hint("the operation itself is complete; check the repository and run `lifeboat audit verify`")),
-        // the operation's failure is the news; a logging failure on top is secondary
-        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) if ok => Err(Error::new(
+            e.kind(),
+            format!("{action} succeeded but its audit entry could not be written: {e}"),
+        )
+        .hint("the operation itself is complete; check the repository and run `lifeboat audit verify`")),
+        (result, _) => result,
     }
 }
 
