@@ -60,6 +60,17 @@ enum Command {
     Drill(commands::drill::DrillCmd),
     /// Write the DR runbook (per scenario commands, latest backups, last measured RTO).
     Runbook(commands::runbook::RunbookCmd),
+    /// Archive one WAL file (PostgreSQL's archive_command).
+    #[command(name = "wal-push")]
+    WalPush(commands::wal::WalPushCmd),
+    /// Restore one WAL file (PostgreSQL's restore_command).
+    #[command(name = "wal-fetch")]
+    WalFetch(commands::wal::WalFetchCmd),
+    /// The WAL archive: `wal status`.
+    Wal {
+        #[command(subcommand)]
+        cmd: commands::wal::WalCmd,
+    },
     /// The hash-chained audit log of every backup, verify, restore and drill.
     Audit {
         #[command(subcommand)]
@@ -123,7 +134,8 @@ impl Ctx {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the command; returns the exit code of a command that chooses its own.
+fn run(cli: Cli) -> anyhow::Result<i32> {
     let loaded = Config::load(cli.config.as_deref())?;
     let (config, config_path) = match loaded {
         Some((c, p)) => (c, Some(p)),
@@ -136,7 +148,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         json: cli.json,
         bars: Bars::new(cli.quiet || cli.json),
     };
+    if let Command::WalFetch(c) = &cli.command {
+        return Ok(c.run(&ctx));
+    }
     match cli.command {
+        Command::WalFetch(_) => unreachable!("handled above"),
+        Command::WalPush(c) => c.run(&ctx),
+        Command::Wal { cmd } => cmd.run(&ctx),
         Command::Demo(c) => c.run(&ctx),
         Command::Init => commands::init::run(&ctx),
         Command::Config { cmd } => cmd.run(&ctx),
@@ -149,6 +167,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit { cmd } => cmd.run(&ctx),
         Command::Runbook(c) => c.run(&ctx),
     }
+    .map(|()| 0)
 }
 
 /// Prints an error with its causes and hint; returns the exit code.
@@ -182,7 +201,9 @@ fn main() {
         eprintln!("interrupted");
         std::process::exit(130);
     });
-    if let Err(e) = run(cli) {
-        std::process::exit(report(&e));
+    match run(cli) {
+        Ok(0) => {}
+        Ok(code) => std::process::exit(code),
+        Err(e) => std::process::exit(report(&e)),
     }
 }

@@ -20,7 +20,7 @@ use crate::{
     },
     repository::Repo,
     secret::{write_private_file, Secret},
-    sources::postgres::{cluster::Cluster, conn::PgBin, logical::LogicalKind},
+    sources::postgres::{cluster::Cluster, conn::PgBin, logical::BackupKind},
 };
 
 /// The sample application's schema: the kinds of objects a restore must bring back.
@@ -247,7 +247,7 @@ pub fn run<P: ProgressBars + Clone>(
         &repo,
         &src,
         &BackupOptions {
-            kinds: vec![LogicalKind::Logical],
+            kinds: vec![BackupKind::Logical],
             ..BackupOptions::default()
         },
     )?;

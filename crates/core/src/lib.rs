@@ -47,5 +47,6 @@ pub mod ops;
 pub mod repository;
 pub mod secret;
 pub mod sources;
+pub mod wal;
 
 pub use error::{Error, ErrorKind, Result};

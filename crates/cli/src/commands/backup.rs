@@ -3,7 +3,7 @@
 use clap::Args;
 use lifeboat_core::{
     ops::backup::{backup, BackupOptions},
-    sources::postgres::logical::LogicalKind,
+    sources::postgres::logical::BackupKind,
 };
 
 use crate::{output, Ctx};
@@ -16,7 +16,7 @@ pub struct BackupCmd {
     source: Option<String>,
     /// Kind to take: logical, schema or globals (repeatable; default: all three).
     #[arg(long, short)]
-    kind: Vec<LogicalKind>,
+    kind: Vec<BackupKind>,
     /// Database to dump (repeatable; default: the source's databases).
     #[arg(long, short)]
     database: Vec<String>,

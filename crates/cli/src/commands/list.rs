@@ -3,7 +3,7 @@
 use clap::Args;
 use lifeboat_core::{
     ops::list::{list, stats as repo_stats, ListFilter},
-    sources::postgres::logical::LogicalKind,
+    sources::postgres::logical::BackupKind,
 };
 
 use super::parse_time;
@@ -17,7 +17,7 @@ pub struct ListCmd {
     source: Option<String>,
     /// Only this kind (logical, schema, globals).
     #[arg(long, short)]
-    kind: Option<LogicalKind>,
+    kind: Option<BackupKind>,
     /// Only this database.
     #[arg(long, short)]
     database: Option<String>,

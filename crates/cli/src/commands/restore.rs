@@ -7,9 +7,11 @@ use lifeboat_core::{
     config::{Hooks, SourceConfig},
     ops::{
         list::{list, ListFilter},
+        recover::{recover, RecoverOptions, RecoveryTarget, TargetAction},
         restore::{plan, restore, RestoreOptions, Selector},
     },
-    sources::postgres::logical::LogicalKind,
+    wal::{Lsn, WalStore},
+    sources::postgres::logical::BackupKind,
     Error,
 };
 
@@ -35,7 +37,7 @@ pub struct RestoreCmd {
     source: Option<String>,
     /// Kind: logical (default) or schema.
     #[arg(long, short, default_value = "logical")]
-    kind: LogicalKind,
+    kind: BackupKind,
     /// Which database of the source.
     #[arg(long, short)]
     database: Option<String>,
@@ -75,6 +77,60 @@ pub struct RestoreCmd {
     /// Print the plan and change nothing.
     #[arg(long)]
     dry_run: bool,
+    #[command(flatten)]
+    physical: PhysicalArgs,
+}
+
+/// Flags of a physical restore (`--kind physical`, or implied by `--to-dir`).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Physical restore and point-in-time recovery")]
+struct PhysicalArgs {
+    /// Empty or new directory to restore the cluster's data directory into.
+    #[arg(long)]
+    to_dir: Option<PathBuf>,
+    /// Recover up to this time (RFC 3339 or local "2026-11-23 14:31:59").
+    #[arg(long, value_parser = parse_time, group = "target")]
+    target_time: Option<jiff::Timestamp>,
+    /// Recover up to this WAL position (e.g. 0/3000060).
+    #[arg(long, group = "target")]
+    target_lsn: Option<String>,
+    /// Recover up to this transaction id.
+    #[arg(long, group = "target")]
+    target_xid: Option<u64>,
+    /// Recover up to this restore point (`pg_create_restore_point`).
+    #[arg(long, group = "target")]
+    target_name: Option<String>,
+    /// Stop as soon as the backup is consistent (no further WAL).
+    #[arg(long, group = "target")]
+    target_immediate: bool,
+    /// Stop just before the target instead of just after it.
+    #[arg(long)]
+    exclusive: bool,
+    /// recovery_target_timeline: latest (default), current or a timeline id.
+    #[arg(long)]
+    target_timeline: Option<String>,
+    /// At the target: promote (default), pause or shutdown.
+    #[arg(long, default_value = "promote", value_parser = ["promote", "pause", "shutdown"])]
+    target_action: String,
+    /// Start the server, wait for recovery to finish and report the point reached.
+    #[arg(long)]
+    start: bool,
+    /// Port for the restored server (default: the backed-up setting).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Unix socket directory for the restored server.
+    #[arg(long)]
+    socket_dir: Option<PathBuf>,
+    /// OS user owning the files and running the server (default when root: postgres).
+    #[arg(long)]
+    owner: Option<String>,
+    /// Keep WAL archiving on in the restored server (off by default, so a copy never
+    /// archives into the original's WAL).
+    #[arg(long)]
+    archive: bool,
+    /// With --start, give up waiting for recovery after this many seconds (0: wait).
+    #[arg(long, default_value_t = 0)]
+    timeout: u64,
 }
 
 impl RestoreCmd {
@@ -103,6 +159,9 @@ impl RestoreCmd {
                 );
             }
             return Ok(());
+        }
+        if self.kind == BackupKind::Physical || self.physical.to_dir.is_some() {
+            return self.run_physical(ctx, &repo);
         }
         let selector = match (&self.id, self.latest, self.before) {
             (Some(id), _, _) => Selector::Id(id.clone()),
@@ -223,5 +282,139 @@ impl RestoreCmd {
             );
         }
         Ok(())
+    }
+
+    fn run_physical(&self, ctx: &Ctx, repo: &lifeboat_core::repository::Repo) -> anyhow::Result<()> {
+        let a = &self.physical;
+        let to_dir = a.to_dir.clone().ok_or_else(|| {
+            Error::config("a physical restore needs --to-dir DIR (a new or empty directory)")
+        })?;
+        let to_dir = std::path::absolute(&to_dir)?;
+        let target = if let Some(t) = a.target_time {
+            RecoveryTarget::Time(t)
+        } else if let Some(l) = &a.target_lsn {
+            RecoveryTarget::Lsn(Lsn::parse(l)?)
+        } else if let Some(x) = a.target_xid {
+            RecoveryTarget::Xid(x)
+        } else if let Some(n) = &a.target_name {
+            RecoveryTarget::Name(n.clone())
+        } else if a.target_immediate {
+            RecoveryTarget::Immediate
+        } else if self.latest || self.id.is_some() {
+            RecoveryTarget::Latest
+        } else {
+            return Err(Error::config(
+                "where should recovery stop? give --target-time, --target-lsn, --target-xid, --target-name, --target-immediate or --latest",
+            )
+            .hint("--latest replays all archived WAL")
+            .into());
+        };
+        let source = match (&self.source, &self.id) {
+            (Some(s), _) => s.clone(),
+            (None, Some(id)) => repo.backup(id)?.meta.source,
+            (None, None) => ctx.source(None)?.name.clone(),
+        };
+        let store = WalStore::new(repo, &ctx.repo_config(), &source)?;
+        let opts = RecoverOptions {
+            source: source.clone(),
+            backup: self.id.clone(),
+            to_dir,
+            target,
+            inclusive: !a.exclusive,
+            timeline: a.target_timeline.clone(),
+            action: match a.target_action.as_str() {
+                "pause" => TargetAction::Pause,
+                "shutdown" => TargetAction::Shutdown,
+                _ => TargetAction::Promote,
+            },
+            restore_command: restore_command(ctx, &source)?,
+            keep_archiving: a.archive,
+            start: a.start,
+            port: a.port,
+            socket_dir: a.socket_dir.clone(),
+            owner: a.owner.clone(),
+            timeout_secs: a.timeout,
+        };
+        let spinner = ctx.bars.spinner("restoring the base backup");
+        let report = recover(repo, &store, &opts);
+        if let Some(s) = spinner {
+            s.finish_and_clear();
+        }
+        let report = report?;
+        if ctx.json {
+            return output::json(&report);
+        }
+        println!(
+            "restored physical backup {} (finished {}) into {} in {}",
+            report.backup.short_id(),
+            output::time(report.backup.meta.finished_at),
+            report.to_dir.display(),
+            output::secs(report.fetch_secs)
+        );
+        println!(
+            "  the archive reaches {}{}",
+            report.reachable_lsn,
+            report
+                .reachable_time
+                .map(|t| format!(" (archived {})", output::time(t)))
+                .unwrap_or_default()
+        );
+        match (&report.reached, &report.start_hint) {
+            (Some(r), _) => {
+                println!(
+                    "recovery finished in {}: reached LSN {}{}{}",
+                    output::secs(report.replay_secs.unwrap_or_default()),
+                    r.lsn.as_deref().unwrap_or("?"),
+                    r.last_transaction
+                        .as_deref()
+                        .map(|t| format!(", last transaction committed {t}"))
+                        .unwrap_or_default(),
+                    r.timeline.map(|t| format!(", timeline {t}")).unwrap_or_default()
+                );
+                if let Some(why) = &r.stop_reason {
+                    println!("  {why}");
+                }
+                if r.in_recovery {
+                    println!("  the server is paused at the target: inspect it, then `select pg_wal_replay_resume()` to promote");
+                }
+                if let Some(l) = &report.log {
+                    println!("  server log: {}", l.display());
+                }
+            }
+            (None, Some(hint)) => {
+                println!("start it to replay WAL up to the target:");
+                println!("  {hint}");
+            }
+            (None, None) => {}
+        }
+        if !opts.keep_archiving {
+            println!("note: WAL archiving is off in the restored server; set archive_mode = on when it becomes the primary");
+        }
+        Ok(())
+    }
+}
+
+/// The restore_command for the restored server: this binary, this configuration.
+fn restore_command(ctx: &Ctx, source: &str) -> anyhow::Result<String> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = shell_quote(&exe.display().to_string());
+    if let Some(p) = &ctx.config_path {
+        cmd.push_str(&format!(
+            " --config {}",
+            shell_quote(&std::path::absolute(p)?.display().to_string())
+        ));
+    }
+    if let Some(r) = &ctx.repo_override {
+        cmd.push_str(&format!(" --repo {}", shell_quote(r)));
+    }
+    cmd.push_str(&format!(" wal-fetch --source {} %f %p", shell_quote(source)));
+    Ok(cmd)
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-=:".contains(&b)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }

@@ -15,7 +15,8 @@ use crate::{
     repository::{BackupMeta, Repo, StreamSource, PENDING_TAG},
     sources::postgres::{
         conn::PgConn,
-        logical::{snapshot_path, DumpProcess, LogicalKind},
+        logical::{snapshot_path, BackupKind, DumpProcess},
+        physical::{self, PhysicalMeta},
     },
 };
 
@@ -24,7 +25,7 @@ use crate::{
 pub struct BackupOptions {
     /// Kinds to take; empty means every logical kind (logical, schema, globals).
     #[serde(default)]
-    pub kinds: Vec<LogicalKind>,
+    pub kinds: Vec<BackupKind>,
     /// Databases to dump; empty means the source's configured databases.
     #[serde(default)]
     pub databases: Vec<String>,
@@ -38,7 +39,7 @@ pub struct BackupSummary {
     /// Snapshot id.
     pub id: String,
     /// Kind.
-    pub kind: LogicalKind,
+    pub kind: BackupKind,
     /// Database (none for globals).
     pub database: Option<String>,
     /// Wall time in seconds.
@@ -120,7 +121,7 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
         opts.databases.clone()
     };
     let kinds = if opts.kinds.is_empty() {
-        LogicalKind::ALL.to_vec()
+        BackupKind::ALL.to_vec()
     } else {
         opts.kinds.clone()
     };
@@ -135,7 +136,14 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
         backups: Vec::new(),
     };
     for kind in kinds {
-        let dbs: Vec<&String> = if kind == LogicalKind::Globals {
+        if kind == BackupKind::Physical {
+            let db = databases.first().map_or("postgres", String::as_str);
+            report
+                .backups
+                .push(physical_one(repo, src, &conn, db, &recovery_point)?);
+            continue;
+        }
+        let dbs: Vec<&String> = if kind == BackupKind::Globals {
             databases.iter().take(1).collect()
         } else {
             databases.iter().collect()
@@ -148,12 +156,60 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
     Ok(report)
 }
 
+/// Archives `stream` as `path` under a pending snapshot; `finish` then judges the producer.
+/// Returns the pending snapshot and the producer's outcome, or discards and fails.
+fn archive_stream<R, T>(
+    repo: &Repo,
+    path: &std::path::Path,
+    stream: R,
+    finish: impl FnOnce() -> Result<T>,
+    stream_bytes: impl Fn(&T) -> u64,
+    what: &str,
+) -> Result<(rustic_core::repofile::SnapshotFile, T)>
+where
+    R: std::io::Read + Send + 'static,
+{
+    let snap = SnapshotOptions::default()
+        .label(crate::repository::LABEL.to_string())
+        .add_tags(PENDING_TAG)?
+        .to_snapshot()?;
+    let mut opts = RusticBackupOptions::default();
+    // no parent: a stream has no mtime to compare, and dedup works through the index anyway
+    opts.parent_opts.force = true;
+    let source = StreamSource::new(path.to_path_buf(), stream);
+    let archived = repo.with_indexed_ids(|indexed| {
+        Ok(indexed.archive(&opts, &source, snap, &[path.to_path_buf()])?)
+    });
+    drop(source);
+    let outcome = finish();
+    let (snap, outcome) = match (archived, outcome) {
+        (Ok(snap), Ok(outcome)) => (snap, outcome),
+        (Ok(snap), Err(e)) => {
+            repo.discard(&snap)?;
+            return Err(e);
+        }
+        // the producer's own error explains a repository failure best when both failed
+        (Err(_), Err(e)) => return Err(e),
+        (Err(e), Ok(_)) => return Err(e),
+    };
+    let processed = snap.summary.as_ref().map_or(0, |s| s.total_bytes_processed);
+    if processed != stream_bytes(&outcome) {
+        repo.discard(&snap)?;
+        return Err(Error::integrity(format!(
+            "the repository stored {processed} of the {} bytes {what} wrote",
+            stream_bytes(&outcome)
+        ))
+        .hint("no snapshot was kept; check the repository (disk space, permissions) and run the backup again"));
+    }
+    Ok((snap, outcome))
+}
+
 fn dump_one(
     repo: &Repo,
     src: &SourceConfig,
     conn: &PgConn,
     db: &str,
-    kind: LogicalKind,
+    kind: BackupKind,
     recovery_point: &str,
 ) -> Result<BackupSummary> {
     // connect first: a wrong password or a down server is reported before anything starts
@@ -164,43 +220,20 @@ fn dump_one(
     let path = snapshot_path(&src.name, &kind.file_name(db));
     let mut process = DumpProcess::start(conn, db, kind)?;
     let stream = process.take_stream().expect("fresh process has its stream");
-    let snap = SnapshotOptions::default()
-        .label(crate::repository::LABEL.to_string())
-        .add_tags(PENDING_TAG)?
-        .to_snapshot()?;
-    let mut opts = RusticBackupOptions::default();
-    // no parent: a stream has no mtime to compare, and dedup works through the index anyway
-    opts.parent_opts.force = true;
-    let source = StreamSource::new(path.clone(), stream);
-    let archived = repo.with_indexed_ids(|indexed| {
-        Ok(indexed.archive(&opts, &source, snap, std::slice::from_ref(&path))?)
-    });
-    let outcome = process.finish();
-    let pending = match (archived, outcome) {
-        (Ok(snap), Ok(outcome)) => (snap, outcome),
-        (Ok(snap), Err(e)) => {
-            repo.discard(&snap)?;
-            return Err(e);
-        }
-        // the dump's own error explains a repository failure best when both failed
-        (Err(_), Err(e)) => return Err(e),
-        (Err(e), Ok(_)) => return Err(e),
-    };
-    let (snap, outcome) = pending;
+    let (snap, outcome) = archive_stream(
+        repo,
+        &path,
+        stream,
+        move || process.finish(),
+        |o| o.bytes,
+        &format!("pg_dump for {db:?}"),
+    )?;
     let summary = snap.summary.clone().unwrap_or_default();
-    if summary.total_bytes_processed != outcome.bytes {
-        repo.discard(&snap)?;
-        return Err(Error::integrity(format!(
-            "the repository stored {} of the {} bytes pg_dump wrote for {db:?}",
-            summary.total_bytes_processed, outcome.bytes
-        ))
-        .hint("no snapshot was kept; check the repository (disk space, permissions) and run the backup again"));
-    }
     let meta = BackupMeta {
         lifeboat: crate::repository::meta::META_VERSION,
         source: src.name.clone(),
         kind,
-        database: (kind != LogicalKind::Globals).then(|| db.to_string()),
+        database: (kind != BackupKind::Globals).then(|| db.to_string()),
         server_version_num,
         client_version,
         path: path.display().to_string(),
@@ -213,11 +246,21 @@ fn dump_one(
         stream_hash: outcome.stream_hash,
         truth: outcome.truth,
         recovery_point: Some(recovery_point.to_string()),
+        physical: None,
     };
-    let id = repo.confirm(&snap, &meta)?;
+    confirm(repo, &snap, &meta, clock)
+}
+
+fn confirm(
+    repo: &Repo,
+    snap: &rustic_core::repofile::SnapshotFile,
+    meta: &BackupMeta,
+    clock: Instant,
+) -> Result<BackupSummary> {
+    let id = repo.confirm(snap, meta)?;
     Ok(BackupSummary {
         id,
-        kind,
+        kind: meta.kind,
         database: meta.database.clone(),
         duration_secs: clock.elapsed().as_secs_f64(),
         logical_bytes: meta.logical_bytes,
@@ -227,4 +270,64 @@ fn dump_one(
         tables: meta.truth.as_ref().map_or(0, |t| t.tables.len()),
         rows: meta.truth.as_ref().map_or(0, |t| t.total_rows()),
     })
+}
+
+/// Takes a base backup of the cluster `conn` reaches (through database `db`).
+fn physical_one(
+    repo: &Repo,
+    src: &SourceConfig,
+    conn: &PgConn,
+    db: &str,
+    recovery_point: &str,
+) -> Result<BackupSummary> {
+    let facts = physical::cluster_facts(conn, db)?;
+    let client_version = conn.check_client_version(facts.server_version_num)?;
+    let started_at = jiff::Timestamp::now();
+    let clock = Instant::now();
+    let path = snapshot_path(&src.name, &BackupKind::Physical.file_name(db));
+    let label = format!("lifeboat {} {recovery_point}", src.name);
+    let mut process = physical::BaseBackup::start(conn, db, facts.archiving, &label)?;
+    let wal_included = process.wal_included;
+    let stream = process.take_stream().expect("fresh process has its stream");
+    let (snap, (bytes, stream_hash, tar)) = archive_stream(
+        repo,
+        &path,
+        stream,
+        move || process.finish(),
+        |o| o.0,
+        "pg_basebackup",
+    )?;
+    let label_text = tar.backup_label.clone().unwrap_or_default();
+    let (timeline, start_lsn, stop_lsn) = tar.wal_range.expect("checked by finish");
+    let timeline = physical::label_start(&label_text).map_or(timeline, |(t, _)| t);
+    let summary = snap.summary.clone().unwrap_or_default();
+    let meta = BackupMeta {
+        lifeboat: crate::repository::meta::META_VERSION,
+        source: src.name.clone(),
+        kind: BackupKind::Physical,
+        database: None,
+        server_version_num: facts.server_version_num,
+        client_version,
+        path: path.display().to_string(),
+        started_at,
+        finished_at: jiff::Timestamp::now(),
+        duration_secs: clock.elapsed().as_secs_f64(),
+        logical_bytes: bytes,
+        new_bytes: summary.data_added,
+        stored_bytes: summary.data_added_packed,
+        stream_hash,
+        truth: None,
+        recovery_point: Some(recovery_point.to_string()),
+        physical: Some(PhysicalMeta {
+            timeline,
+            start_lsn,
+            stop_lsn,
+            system_identifier: facts.system_identifier,
+            wal_segment_size: facts.wal_segment_size,
+            wal_included,
+            backup_label: label_text,
+            files: tar.files,
+        }),
+    };
+    confirm(repo, &snap, &meta, clock)
 }

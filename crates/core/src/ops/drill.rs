@@ -23,7 +23,7 @@ use crate::{
         cluster::Cluster,
         compare::{compare, ident, literal},
         conn::{classify, missing_program, PgBin, PgConn},
-        logical::LogicalKind,
+        logical::BackupKind,
     },
 };
 
@@ -197,14 +197,14 @@ fn pick_backup(
         repo,
         &ListFilter {
             source: Some(src.name.clone()),
-            kind: Some(LogicalKind::Logical),
+            kind: Some(BackupKind::Logical),
             ..ListFilter::default()
         },
     )?;
     let chosen = match pick {
         Pick::Id(id) => {
             let b = repo.backup(id)?;
-            if b.meta.kind != LogicalKind::Logical {
+            if b.meta.kind != BackupKind::Logical {
                 return Err(Error::config(format!(
                     "backup {} is a {} backup; drills restore logical backups",
                     b.short_id(),

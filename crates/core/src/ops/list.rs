@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     error::Result,
     repository::{Repo, SnapshotInfo},
-    sources::postgres::logical::LogicalKind,
+    sources::postgres::logical::BackupKind,
 };
 
 /// Which backups to list.
@@ -18,7 +18,7 @@ pub struct ListFilter {
     /// Only this source.
     pub source: Option<String>,
     /// Only this kind.
-    pub kind: Option<LogicalKind>,
+    pub kind: Option<BackupKind>,
     /// Only this database.
     pub database: Option<String>,
     /// Finished at or after.
@@ -60,7 +60,7 @@ pub fn list(repo: &Repo, filter: &ListFilter) -> Result<Vec<SnapshotInfo>> {
 #[derive(Debug, Clone, Serialize)]
 pub struct KindStats {
     /// Kind.
-    pub kind: LogicalKind,
+    pub kind: BackupKind,
     /// Number of backups.
     pub count: usize,
     /// Newest backup's finish time.
@@ -110,7 +110,7 @@ pub struct Stats {
 /// When snapshot files cannot be read.
 pub fn stats(repo: &Repo) -> Result<Stats> {
     let all = repo.backups()?;
-    let mut groups: BTreeMap<(String, LogicalKind), Vec<&SnapshotInfo>> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, BackupKind), Vec<&SnapshotInfo>> = BTreeMap::new();
     for b in &all {
         groups
             .entry((b.meta.source.clone(), b.meta.kind))

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod drill;
 pub mod evidence;
 pub mod list;
+pub mod recover;
 pub mod restore;
 pub mod runbook;
 pub mod verify;

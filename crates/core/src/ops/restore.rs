@@ -19,7 +19,7 @@ use crate::{
     sources::postgres::{
         compare::{compare, ident, literal, Comparison},
         conn::{classify, missing_program, PgConn},
-        logical::LogicalKind,
+        logical::BackupKind,
     },
 };
 
@@ -43,7 +43,7 @@ pub struct RestoreOptions {
     /// Source name (needed for `Latest` and `Before`).
     pub source: Option<String>,
     /// Kind: logical (default) or schema.
-    pub kind: LogicalKind,
+    pub kind: BackupKind,
     /// Which database of the source (default: the only one, or the first).
     pub database: Option<String>,
     /// Target database name (default: the original name).
@@ -71,7 +71,7 @@ impl Default for RestoreOptions {
         Self {
             selector: Selector::Latest,
             source: None,
-            kind: LogicalKind::Logical,
+            kind: BackupKind::Logical,
             database: None,
             to_database: None,
             clean: false,
@@ -198,7 +198,7 @@ pub fn plan(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<Re
 
 fn plan_inner(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<RestorePlan> {
     let backup = select(repo, opts)?;
-    if backup.meta.kind == LogicalKind::Globals {
+    if backup.meta.kind == BackupKind::Globals {
         return Err(Error::config(
             "a globals backup is restored with --globals next to a database backup",
         )
@@ -246,7 +246,7 @@ fn plan_inner(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<
             .post_restore
             .clone()
             .or_else(|| src.hooks.post_restore.clone()),
-        verify: opts.verify && backup.meta.kind == LogicalKind::Logical,
+        verify: opts.verify && backup.meta.kind == BackupKind::Logical,
         no_owner: opts.no_owner,
         target_database: target,
         globals,
@@ -265,7 +265,7 @@ pub fn globals_for(repo: &Repo, backup: &SnapshotInfo) -> Result<Option<Snapshot
         repo,
         &ListFilter {
             source: Some(backup.meta.source.clone()),
-            kind: Some(LogicalKind::Globals),
+            kind: Some(BackupKind::Globals),
             until: Some(
                 backup
                     .meta
@@ -328,14 +328,31 @@ fn fetch_indexed(
     backup: &SnapshotInfo,
     dest: &std::path::Path,
 ) -> Result<u64> {
+    let file = std::fs::File::create(dest).map_err(|e| Error::io(dest.display(), e))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let bytes = dump_checked(indexed, backup, &mut out)?;
+    out.flush().map_err(|e| Error::io(dest.display(), e))?;
+    Ok(bytes)
+}
+
+/// Writes the stream of `backup` into `out` and checks its length and hash at the end.
+///
+/// # Errors
+///
+/// [`ErrorKind::Integrity`] when a blob is damaged or the stream differs from what was
+/// stored; a write error from `out` as [`ErrorKind::Unavailable`].
+pub fn dump_checked(
+    indexed: &rustic_core::Repository<rustic_core::IndexedFullStatus>,
+    backup: &SnapshotInfo,
+    out: &mut dyn Write,
+) -> Result<u64> {
     let snap: SnapshotFile = indexed
         .get_snapshots(&[backup.id.as_str()])?
         .pop()
         .ok_or_else(|| Error::not_found(format!("snapshot {} disappeared", backup.short_id())))?;
     let node = indexed.node_from_snapshot_and_path(&snap, &backup.meta.path)?;
-    let file = std::fs::File::create(dest).map_err(|e| Error::io(dest.display(), e))?;
     let mut w = HashingWriter {
-        inner: std::io::BufWriter::with_capacity(1 << 20, file),
+        inner: out,
         hasher: xxhash_rust::xxh3::Xxh3::new(),
         bytes: 0,
     };
@@ -343,7 +360,6 @@ fn fetch_indexed(
         Error::integrity(format!("backup {} cannot be read: {e}", backup.short_id()))
             .hint("the repository is damaged: run `lifeboat verify --read-data` and restore an older backup")
     })?;
-    w.inner.flush().map_err(|e| Error::io(dest.display(), e))?;
     let hash = format!("{:032x}", w.hasher.digest128());
     if hash != backup.meta.stream_hash || w.bytes != backup.meta.logical_bytes {
         return Err(Error::integrity(format!(

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use crate::{
     config::Config, error::Result, ops::evidence::drills, repository::Repo,
-    sources::postgres::logical::LogicalKind,
+    sources::postgres::logical::BackupKind,
 };
 
 fn fmt_secs(s: f64) -> String {
@@ -51,7 +51,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<String
             src.objectives.rpo.as_deref().unwrap_or("not set")
         );
         let _ = writeln!(m, "- {objectives}");
-        for kind in LogicalKind::ALL {
+        for kind in BackupKind::ALL {
             let last = backups
                 .iter()
                 .rev()
@@ -88,7 +88,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<String
         let db = backups
             .iter()
             .rev()
-            .find(|b| b.meta.source == src.name && b.meta.kind == LogicalKind::Logical)
+            .find(|b| b.meta.source == src.name && b.meta.kind == BackupKind::Logical)
             .and_then(|b| b.meta.database.clone())
             .or_else(|| src.databases.first().cloned())
             .unwrap_or_else(|| "DB".into());

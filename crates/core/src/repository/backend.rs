@@ -28,54 +28,62 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// The opendal S3 options for `url`, or `None` when it is not an S3 URL.
+pub(crate) fn s3_options(url: &str, cfg: &RepositoryConfig) -> Result<Option<BTreeMap<String, String>>> {
+    let Some(rest) = url.strip_prefix("s3://") else {
+        return Ok(None);
+    };
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(
+            Error::config(format!("repository url {url:?} names no bucket"))
+                .hint("write s3://BUCKET/PREFIX"),
+        );
+    }
+    let mut o = BTreeMap::new();
+    o.insert("bucket".to_string(), bucket.to_string());
+    o.insert("root".to_string(), format!("/{}", prefix.trim_matches('/')));
+    let endpoint = cfg
+        .endpoint
+        .clone()
+        .or_else(|| env("AWS_ENDPOINT_URL_S3"))
+        .or_else(|| env("AWS_ENDPOINT_URL"));
+    if let Some(e) = endpoint {
+        o.insert("endpoint".to_string(), e);
+    }
+    let region = cfg
+        .region
+        .clone()
+        .or_else(|| env("AWS_REGION"))
+        .or_else(|| env("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|| "us-east-1".to_string());
+    o.insert("region".to_string(), region);
+    let key_id = cfg
+        .access_key_id
+        .clone()
+        .or_else(|| env("AWS_ACCESS_KEY_ID"))
+        .ok_or_else(|| {
+            Error::config("no S3 access key id")
+                .hint("set [repository] access_key_id or AWS_ACCESS_KEY_ID")
+        })?;
+    let secret = SecretSource {
+        env: Some("AWS_SECRET_ACCESS_KEY".into()),
+        file: cfg.secret_access_key_file.clone(),
+        command: cfg.secret_access_key_command.clone(),
+    }
+    .resolve("S3 secret access key")?;
+    o.insert("access_key_id".to_string(), key_id);
+    o.insert("secret_access_key".to_string(), secret.expose().to_string());
+    // the instance-metadata lookup hangs where there is no cloud metadata service
+    o.insert("disable_ec2_metadata".to_string(), "true".to_string());
+    o.insert("disable_config_load".to_string(), "true".to_string());
+    Ok(Some(o))
+}
+
 /// Builds the backends for `url`.
 pub(crate) fn backends(url: &str, cfg: &RepositoryConfig) -> Result<RepositoryBackends> {
     let mut opts = BackendOptions::default();
-    if let Some(rest) = url.strip_prefix("s3://") {
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(
-                Error::config(format!("repository url {url:?} names no bucket"))
-                    .hint("write s3://BUCKET/PREFIX"),
-            );
-        }
-        let mut o = BTreeMap::new();
-        o.insert("bucket".to_string(), bucket.to_string());
-        o.insert("root".to_string(), format!("/{}", prefix.trim_matches('/')));
-        let endpoint = cfg
-            .endpoint
-            .clone()
-            .or_else(|| env("AWS_ENDPOINT_URL_S3"))
-            .or_else(|| env("AWS_ENDPOINT_URL"));
-        if let Some(e) = endpoint {
-            o.insert("endpoint".to_string(), e);
-        }
-        let region = cfg
-            .region
-            .clone()
-            .or_else(|| env("AWS_REGION"))
-            .or_else(|| env("AWS_DEFAULT_REGION"))
-            .unwrap_or_else(|| "us-east-1".to_string());
-        o.insert("region".to_string(), region);
-        let key_id = cfg
-            .access_key_id
-            .clone()
-            .or_else(|| env("AWS_ACCESS_KEY_ID"))
-            .ok_or_else(|| {
-                Error::config("no S3 access key id")
-                    .hint("set [repository] access_key_id or AWS_ACCESS_KEY_ID")
-            })?;
-        let secret = SecretSource {
-            env: Some("AWS_SECRET_ACCESS_KEY".into()),
-            file: cfg.secret_access_key_file.clone(),
-            command: cfg.secret_access_key_command.clone(),
-        }
-        .resolve("S3 secret access key")?;
-        o.insert("access_key_id".to_string(), key_id);
-        o.insert("secret_access_key".to_string(), secret.expose().to_string());
-        // the instance-metadata lookup hangs where there is no cloud metadata service
-        o.insert("disable_ec2_metadata".to_string(), "true".to_string());
-        o.insert("disable_config_load".to_string(), "true".to_string());
+    if let Some(mut o) = s3_options(url, cfg)? {
         o.insert("retry".to_string(), "5".to_string());
         opts.repository = Some("opendal:s3".to_string());
         opts.options = o;

@@ -6,7 +6,7 @@ use rustic_core::repofile::SnapshotFile;
 use serde::{Deserialize, Serialize};
 
 use super::{LABEL, PENDING_TAG};
-use crate::sources::postgres::{logical::LogicalKind, truth::Truth};
+use crate::sources::postgres::{logical::BackupKind, physical::PhysicalMeta, truth::Truth};
 
 /// Format version of [`BackupMeta`].
 pub const META_VERSION: u32 = 1;
@@ -19,7 +19,7 @@ pub struct BackupMeta {
     /// Configured source name.
     pub source: String,
     /// Kind of backup.
-    pub kind: LogicalKind,
+    pub kind: BackupKind,
     /// Database dumped (`None` for globals).
     pub database: Option<String>,
     /// Server version (`SHOW server_version_num`).
@@ -46,6 +46,9 @@ pub struct BackupMeta {
     pub truth: Option<Truth>,
     /// Groups backups taken together (a recovery point).
     pub recovery_point: Option<String>,
+    /// LSNs, timeline and cluster identity of a physical backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical: Option<PhysicalMeta>,
 }
 
 impl BackupMeta {

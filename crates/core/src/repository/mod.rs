@@ -6,7 +6,7 @@
 //! in between leaves only a pending snapshot, which lists and restores ignore.
 
 pub mod audit;
-mod backend;
+pub(crate) mod backend;
 pub mod meta;
 mod source;
 

@@ -96,7 +96,7 @@ pub fn stop_all() {
     }
 }
 
-fn pg_ctl_cmd(program: &Path, user: Option<&str>) -> Command {
+pub(crate) fn pg_ctl_cmd(program: &Path, user: Option<&str>) -> Command {
     match user {
         Some(u) => {
             let mut c = Command::new("runuser");
@@ -127,7 +127,7 @@ impl std::fmt::Debug for Cluster {
 
 /// The OS user a cluster runs as: `None` = the current user; when root, `LIFEBOAT_PG_USER`
 /// or `postgres`.
-fn run_as() -> Option<String> {
+pub(crate) fn run_as() -> Option<String> {
     nix::unistd::geteuid()
         .is_root()
         .then(|| std::env::var("LIFEBOAT_PG_USER").unwrap_or_else(|_| "postgres".into()))
@@ -149,6 +149,16 @@ impl Cluster {
     ///
     /// [`crate::ErrorKind::Unavailable`] with the server log when initdb or start fails.
     pub fn start(bin: &PgBin) -> Result<Self> {
+        Self::start_with(bin, "")
+    }
+
+    /// As [`Cluster::start`], with `conf` appended to postgresql.conf before the first start
+    /// (e.g. `archive_mode = on`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Cluster::start`].
+    pub fn start_with(bin: &PgBin, conf: &str) -> Result<Self> {
         let user = run_as();
         let dir = ScratchDir::new("lifeboat-pg-", None)?;
         if let Some(u) = &user {
@@ -188,6 +198,14 @@ impl Cluster {
                 String::from_utf8_lossy(&out.stderr).trim()
             ))
             .hint("install the PostgreSQL server (Debian: apt-get install postgresql)"));
+        }
+        if !conf.is_empty() {
+            let path = data.join("postgresql.conf");
+            let mut text = std::fs::read_to_string(&path).map_err(|e| Error::io(path.display(), e))?;
+            text.push_str("\n");
+            text.push_str(conf);
+            text.push_str("\n");
+            std::fs::write(&path, text).map_err(|e| Error::io(path.display(), e))?;
         }
         let mut cluster = Self {
             port: 0,

@@ -1,9 +1,12 @@
-//! PostgreSQL: connections, logical dumps, the custom-archive reader, backup-time truth,
-//! comparison of a restored database with that truth, and throw-away clusters.
+//! PostgreSQL: connections, logical dumps, base backups, the custom-archive reader,
+//! backup-time truth, comparison of a restored database with that truth, and throw-away
+//! clusters.
 
 pub mod archive;
 pub mod cluster;
 pub mod compare;
 pub mod conn;
 pub mod logical;
+pub mod physical;
+pub mod stream;
 pub mod truth;

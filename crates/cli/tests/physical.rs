@@ -1,0 +1,410 @@
+//! Physical backups, WAL archiving with `lifeboat wal-push` as archive_command, and
+//! point-in-time recovery, on real PostgreSQL clusters: PITR under a write load to a time,
+//! an LSN and a named restore point; a missing and a corrupted segment; a second timeline;
+//! wal-push idempotence and conflict; the same PITR on S3 (Garage).
+
+mod common;
+
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use common::{lb, ok, run};
+use lifeboat_core::sources::postgres::{cluster::Cluster, conn::PgBin};
+use lifeboat_testing::{garage::Garage, Workspace};
+
+/// A cluster archiving into a lifeboat repository through `lifeboat wal-push`.
+struct Archiving {
+    cluster: Cluster,
+    ws: Workspace,
+    cfg: PathBuf,
+}
+
+fn pg_user() -> Option<nix::unistd::User> {
+    nix::unistd::geteuid()
+        .is_root()
+        .then(|| nix::unistd::User::from_name("postgres").ok().flatten())
+        .flatten()
+}
+
+/// Hands the workspace to the user PostgreSQL runs as: its archive_command reads the
+/// config and password and writes the repository.
+fn share(ws: &Workspace) {
+    let Some(u) = pg_user() else { return };
+    let status = std::process::Command::new("chown")
+        .args(["-R", &format!("{}:{}", u.uid, u.gid)])
+        .arg(ws.path())
+        .status()
+        .expect("chown");
+    assert!(status.success());
+    std::fs::set_permissions(ws.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+impl Archiving {
+    /// `repository` is the TOML body of `[repository]`, or `None` for a local one.
+    fn start(repository: Option<&dyn Fn(&Workspace) -> String>) -> Self {
+        let ws = Workspace::new();
+        let cfg = ws.config_path();
+        let exe = assert_cmd::cargo::cargo_bin("lifeboat");
+        let conf = format!(
+            "archive_mode = on\narchive_command = '{} --config {} wal-push %p'\nwal_level = replica\n",
+            exe.display(),
+            cfg.display()
+        );
+        let cluster = Cluster::start_with(&PgBin::new(None), &conf).expect("start an archiving cluster");
+        let dsn = cluster.dsn("postgres");
+        match repository {
+            None => ws.local_config(&[("main", &dsn)]),
+            Some(f) => ws.write_config(&f(&ws), &[("main", &dsn)]),
+        };
+        ok(lb(&cfg).arg("init"));
+        share(&ws);
+        cluster
+            .sql(
+                "postgres",
+                "create table markers (id int primary key, at timestamptz not null default clock_timestamp())",
+            )
+            .expect("markers table");
+        Self { cluster, ws, cfg }
+    }
+
+    fn sql(&self, q: &str) -> String {
+        self.cluster.sql("postgres", q).expect("sql").trim().to_string()
+    }
+
+    /// Inserts marker `id`; returns its time as PostgreSQL wrote it.
+    fn marker(&self, id: i32) -> String {
+        self.sql(&format!(
+            "insert into markers (id) values ({id}) returning to_char(at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+        ))
+    }
+
+    /// Inserts markers `ids` 40 ms apart, switching WAL segments now and then.
+    fn load(&self, ids: std::ops::RangeInclusive<i32>) {
+        for id in ids {
+            self.marker(id);
+            if id % 7 == 0 {
+                self.sql("select pg_switch_wal()");
+            }
+            std::thread::sleep(Duration::from_millis(40));
+        }
+    }
+
+    /// Closes the current segment and waits until the archiver has pushed it.
+    fn archive_now(&self) {
+        let seg = self.sql("select pg_walfile_name(pg_current_wal_lsn())");
+        self.sql("select pg_switch_wal()");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let row = self.sql("select coalesce(last_archived_wal, ''), failed_count, coalesce(last_failed_wal, '') from pg_stat_archiver");
+            let f: Vec<&str> = row.split('|').collect();
+            if f[0] >= seg.as_str() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the archiver did not push {seg} (pg_stat_archiver: {row}); server log: {}",
+                self.cluster.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn backup(&self) -> String {
+        let out = ok(lb(&self.cfg).args(["--json", "backup", "--kind", "physical"]));
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        v["backups"][0]["id"].as_str().expect("id").to_string()
+    }
+
+    /// A directory the PostgreSQL user can create a data directory and socket in.
+    fn scratch(&self, name: &str) -> PathBuf {
+        let d = self.ws.path().join(name);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        share(&self.ws);
+        d
+    }
+}
+
+/// A restored, running server; stopped on drop.
+struct Restored {
+    data: PathBuf,
+    sock: PathBuf,
+    port: u16,
+}
+
+impl Restored {
+    fn sql(&self, q: &str) -> String {
+        lifeboat_core::sources::postgres::conn::PgConn::local(
+            &self.sock,
+            self.port,
+            "postgres",
+            PgBin::new(None),
+        )
+        .query("postgres", q)
+        .expect("query the restored server")
+        .trim()
+        .to_string()
+    }
+
+    fn markers(&self) -> (i64, i64) {
+        let r = self.sql("select count(*), coalesce(max(id), 0) from markers");
+        let (a, b) = r.split_once('|').expect("two columns");
+        (a.parse().expect("count"), b.parse().expect("max"))
+    }
+}
+
+impl Drop for Restored {
+    fn drop(&mut self) {
+        let pg_ctl = PgBin::new(None).program("pg_ctl");
+        let mut cmd = match pg_user() {
+            Some(_) => {
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(pg_ctl);
+                c
+            }
+            None => std::process::Command::new(pg_ctl),
+        };
+        let _ = cmd
+            .args(["stop", "-m", "immediate", "-D"])
+            .arg(&self.data)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// `restore --kind physical --start` into a new directory with `target` flags.
+fn restore(a: &Archiving, name: &str, target: &[&str]) -> (Restored, String) {
+    let base = a.scratch(name);
+    let data = base.join("data");
+    let port = free_port();
+    let out = ok(lb(&a.cfg)
+        .args(["restore", "--kind", "physical", "--source", "main", "--start", "--timeout", "300"])
+        .arg("--to-dir")
+        .arg(&data)
+        .arg("--socket-dir")
+        .arg(&base)
+        .args(["--port", &port.to_string()])
+        .args(target));
+    (
+        Restored {
+            data,
+            sock: base,
+            port,
+        },
+        out,
+    )
+}
+
+/// Markers 1..=k exist exactly, checked with plain SQL.
+fn assert_markers_up_to(r: &Restored, k: i64, what: &str) {
+    assert_eq!(r.markers(), (k, k), "{what}: markers in the restored cluster");
+}
+
+fn pitr_under_load(a: &Archiving) {
+    a.load(1..=10);
+    let first = a.backup();
+    a.load(11..=20);
+    // a gap in the writes so that a target time falls cleanly between two commits
+    let t20 = a.marker(21);
+    std::thread::sleep(Duration::from_millis(300));
+    a.load(22..=30);
+    let lsn = {
+        a.marker(31);
+        a.sql("select pg_current_wal_lsn()")
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    a.load(32..=40);
+    a.sql("select pg_create_restore_point('before-migration')");
+    a.load(41..=45);
+    let second = a.backup();
+    assert_ne!(first, second);
+    a.load(46..=50);
+    a.archive_now();
+
+    let at: jiff::Timestamp = t20.parse().expect("marker time");
+    let target = (at + jiff::SignedDuration::from_millis(150)).to_string();
+    let (r, out) = restore(a, "pitr-time", &["--target-time", &target]);
+    assert!(out.contains(&first[..8]), "the backup before the target is used:\n{out}");
+    assert!(out.contains("reached LSN"), "{out}");
+    assert_markers_up_to(&r, 21, "target time");
+    drop(r);
+
+    let (r, _) = restore(a, "pitr-lsn", &["--target-lsn", &lsn]);
+    assert_markers_up_to(&r, 31, "target LSN");
+    drop(r);
+
+    let (r, _) = restore(a, "pitr-name", &["--target-name", "before-migration"]);
+    assert_markers_up_to(&r, 40, "restore point");
+    drop(r);
+
+    let (r, out) = restore(a, "pitr-latest", &["--latest"]);
+    assert!(out.contains(&second[..8]), "--latest uses the newest backup:\n{out}");
+    assert_markers_up_to(&r, 50, "end of archive");
+}
+
+#[test]
+fn pitr_to_time_lsn_and_restore_point_on_a_local_repository() {
+    let a = Archiving::start(None);
+    pitr_under_load(&a);
+    let status = ok(lb(&a.cfg).args(["wal", "status"]));
+    assert!(status.contains("timeline 1:"), "{status}");
+    assert!(status.contains("recoverable up to"), "{status}");
+    assert!(!status.contains("GAP"), "{status}");
+}
+
+#[test]
+fn pitr_on_s3() {
+    let g = Garage::start();
+    let repo = |ws: &Workspace| {
+        let secret = ws.path().join("s3.secret");
+        g.repository_toml("wal-pitr", &secret)
+    };
+    let a = Archiving::start(Some(&repo));
+    pitr_under_load(&a);
+}
+
+/// The archived objects of source `main` in a local repository.
+fn archived_segments(a: &Archiving) -> Vec<PathBuf> {
+    let dir = a.ws.repo_path().join("lifeboat-wal/main/00000001");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("archive dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.len() == 24))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_missing_segment_is_named_with_the_last_reachable_point() {
+    let a = Archiving::start(None);
+    a.load(1..=3);
+    a.backup();
+    a.load(4..=30);
+    a.archive_now();
+    let segs = archived_segments(&a);
+    assert!(segs.len() >= 4, "{segs:?}");
+    let victim = &segs[segs.len() - 2];
+    let name = victim.file_name().and_then(|n| n.to_str()).expect("name").to_string();
+    std::fs::remove_file(victim).expect("remove a segment");
+
+    let (code, out, _) = run(lb(&a.cfg).args(["wal", "status"]));
+    assert_eq!(code, 10, "wal status fails on a gap:\n{out}");
+    assert!(out.contains(&format!("GAP: {name} is missing")), "{out}");
+
+    let dir = a.scratch("gap").join("data");
+    let (code, _, err) = run(lb(&a.cfg)
+        .args(["restore", "--kind", "physical", "--latest", "--to-dir"])
+        .arg(&dir));
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains(&name), "the error names the missing segment:\n{err}");
+    assert!(err.contains("can reach only LSN"), "{err}");
+    assert!(!dir.exists(), "nothing was written");
+}
+
+#[test]
+fn a_corrupted_segment_stops_recovery_and_is_named() {
+    let a = Archiving::start(None);
+    a.backup();
+    a.load(1..=20);
+    a.archive_now();
+    let segs = archived_segments(&a);
+    let victim = &segs[segs.len() - 2];
+    let name = victim.file_name().and_then(|n| n.to_str()).expect("name").to_string();
+    let mut bytes = std::fs::read(victim).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(victim, bytes).expect("write");
+
+    let base = a.scratch("corrupt");
+    let (code, _, err) = run(lb(&a.cfg)
+        .args(["restore", "--kind", "physical", "--latest", "--start", "--timeout", "120"])
+        .arg("--to-dir")
+        .arg(base.join("data"))
+        .arg("--socket-dir")
+        .arg(&base)
+        .args(["--port", &free_port().to_string()]));
+    let _stop = Restored {
+        data: base.join("data"),
+        sock: base.clone(),
+        port: 0,
+    };
+    assert_eq!(code, 8, "{err}");
+    assert!(err.contains(&name) && err.contains("damaged"), "the error names the damaged segment:\n{err}");
+}
+
+#[test]
+fn a_second_timeline_is_archived_and_restored() {
+    let a = Archiving::start(None);
+    a.load(1..=5);
+    let first = a.backup();
+    a.load(6..=10);
+    let t = a.marker(11);
+    std::thread::sleep(Duration::from_millis(300));
+    a.load(12..=15);
+    a.archive_now();
+    // PITR to marker 11 with archiving kept: the promoted copy writes timeline 2
+    let at: jiff::Timestamp = t.parse().expect("time");
+    let target = (at + jiff::SignedDuration::from_millis(150)).to_string();
+    let (r, out) = restore(&a, "tl2", &["--target-time", &target, "--archive"]);
+    assert!(out.contains("timeline 2"), "{out}");
+    assert_markers_up_to(&r, 11, "first PITR");
+    r.sql("insert into markers (id) select g from generate_series(100, 120) g");
+    let seg = r.sql("select pg_walfile_name(pg_current_wal_lsn())");
+    r.sql("select pg_switch_wal()");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while r.sql("select coalesce(last_archived_wal, '') from pg_stat_archiver") < seg {
+        assert!(Instant::now() < deadline, "timeline 2 was not archived");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(a.ws.repo_path().join("lifeboat-wal/main/00000002/00000002.history").exists());
+    drop(r);
+    // the old base backup, replayed along the history file onto timeline 2
+    let (r, _) = restore(&a, "tl2-again", &[&first, "--latest"]);
+    assert_eq!(r.markers(), (11 + 21, 120), "timeline 2's rows after the branch");
+    drop(r);
+}
+
+#[test]
+fn wal_push_is_idempotent_and_refuses_a_conflict() {
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("main", "host=/nonexistent dbname=x")]);
+    ok(lb(&cfg).arg("init"));
+    let dir = ws.path().join("pg_wal");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let seg = dir.join("000000010000000000000042");
+    let mut data = vec![0u8; 16 << 20];
+    for (i, b) in data.iter_mut().enumerate().take(1 << 20) {
+        *b = (i * 31 % 251) as u8;
+    }
+    std::fs::write(&seg, &data).expect("segment");
+    ok(lb(&cfg).arg("wal-push").arg(&seg));
+    let (code, _, err) = run(lb(&cfg).arg("wal-push").arg(&seg));
+    assert_eq!(code, 0, "pushing the same segment again succeeds: {err}");
+    assert!(err.contains("already archived"), "{err}");
+    data[5] ^= 1;
+    std::fs::write(&seg, &data).expect("segment");
+    let (code, _, err) = run(lb(&cfg).arg("wal-push").arg(&seg));
+    assert_eq!(code, 6, "a different segment under the same name fails: {err}");
+    assert!(err.contains("different content"), "{err}");
+    // the archived copy is the first one
+    let back = ws.path().join("back");
+    ok(lb(&cfg).args(["wal-fetch", "000000010000000000000042"]).arg(&back));
+    data[5] ^= 1;
+    assert!(std::fs::read(&back).expect("fetched") == data, "fetch returns the first push");
+    let (code, _, err) = run(lb(&cfg).args(["wal-fetch", "000000010000000000000043"]).arg(&back));
+    assert_eq!(code, 4, "a missing segment exits non-zero: {err}");
+    let (code, _, err) = run(lb(&cfg).arg("wal-push").arg(ws.path().join("lifeboat.toml")));
+    assert_eq!(code, 2, "a file that is not WAL is refused: {err}");
+}

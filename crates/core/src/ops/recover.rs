@@ -1,0 +1,637 @@
+//! Physical restore and point-in-time recovery: a base backup unpacked into an empty
+//! directory, recovery settings for PostgreSQL 15 (`recovery.signal`, a `restore_command`
+//! calling `lifeboat wal-fetch`, the target), and optionally the server started and
+//! watched until recovery ends, reporting the point actually reached.
+//!
+//! Before anything is written the archive is checked: a missing segment between the
+//! backup and the target is named, with the last point that can be reached.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::{
+    error::{Error, ErrorKind, Result},
+    ops::{
+        list::{list, ListFilter},
+        restore::dump_checked,
+    },
+    repository::{Repo, SnapshotInfo},
+    sources::postgres::{
+        cluster::{pg_ctl_cmd, run_as},
+        conn::{missing_program, PgBin},
+        logical::BackupKind,
+        physical::PhysicalMeta,
+    },
+    wal::{self, ChainStart, Lsn, SegmentName, WalStore},
+};
+
+/// Where recovery should stop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "type", content = "value")]
+pub enum RecoveryTarget {
+    /// Replay all archived WAL.
+    Latest,
+    /// Stop at the end of the base backup (the earliest consistent point).
+    Immediate,
+    /// A point in time.
+    Time(Timestamp),
+    /// A WAL position.
+    Lsn(Lsn),
+    /// A transaction id.
+    Xid(u64),
+    /// A restore point made with `pg_create_restore_point`.
+    Name(String),
+}
+
+/// What to do when the target is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetAction {
+    /// Open for writes on a new timeline.
+    #[default]
+    Promote,
+    /// Stay read-only so the result can be inspected first.
+    Pause,
+    /// Stop the server.
+    Shutdown,
+}
+
+impl TargetAction {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Promote => "promote",
+            Self::Pause => "pause",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// How to run a physical restore.
+#[derive(Debug, Clone)]
+pub struct RecoverOptions {
+    /// Source whose backups and WAL are used.
+    pub source: String,
+    /// A snapshot id; default: the newest backup that can reach the target.
+    pub backup: Option<String>,
+    /// The empty (or new) data directory to create.
+    pub to_dir: PathBuf,
+    /// Where to stop.
+    pub target: RecoveryTarget,
+    /// Stop after (true) or before (false) the target.
+    pub inclusive: bool,
+    /// `recovery_target_timeline`: `latest` (default), `current` or a number.
+    pub timeline: Option<String>,
+    /// What to do at the target.
+    pub action: TargetAction,
+    /// The `restore_command` to write (it must call `lifeboat wal-fetch` for this source).
+    pub restore_command: String,
+    /// Keep the restored server's archive_command (false: `archive_mode = off`).
+    pub keep_archiving: bool,
+    /// Start the server and wait for recovery to end.
+    pub start: bool,
+    /// Port for the started server (default: the backup's setting).
+    pub port: Option<u16>,
+    /// Socket directory for the started server.
+    pub socket_dir: Option<PathBuf>,
+    /// OS user owning the files and running the server (default: the current user; when
+    /// root, `LIFEBOAT_PG_USER` or `postgres`).
+    pub owner: Option<String>,
+    /// Seconds to wait for recovery when starting (0 = no limit).
+    pub timeout_secs: u64,
+}
+
+/// Where recovery ended, read from the server.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ReachedPoint {
+    /// Last replayed WAL position.
+    pub lsn: Option<String>,
+    /// Commit time of the last replayed transaction.
+    pub last_transaction: Option<String>,
+    /// PostgreSQL's own words on why it stopped (`recovery stopping before …`).
+    pub stop_reason: Option<String>,
+    /// Timeline the server runs on now.
+    pub timeline: Option<u32>,
+    /// Whether the server is still in recovery (paused at the target).
+    pub in_recovery: bool,
+}
+
+/// What a physical restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecoverReport {
+    /// The base backup used.
+    pub backup: SnapshotInfo,
+    /// The data directory.
+    pub to_dir: PathBuf,
+    /// The target.
+    pub target: RecoveryTarget,
+    /// The last point the archive can reach from this backup.
+    pub reachable_lsn: String,
+    /// When the last reachable segment was archived.
+    pub reachable_time: Option<Timestamp>,
+    /// Seconds fetching and unpacking the base backup.
+    pub fetch_secs: f64,
+    /// Seconds of WAL replay (with `start`).
+    pub replay_secs: Option<f64>,
+    /// Where recovery ended (with `start`).
+    pub reached: Option<ReachedPoint>,
+    /// The server log (with `start`).
+    pub log: Option<PathBuf>,
+    /// Port of the started server.
+    pub port: Option<u16>,
+    /// How to start the server (without `start`).
+    pub start_hint: Option<String>,
+}
+
+fn physical_of(b: &SnapshotInfo) -> Result<&PhysicalMeta> {
+    b.meta.physical.as_ref().ok_or_else(|| {
+        Error::config(format!(
+            "backup {} is a {} backup, not a physical one",
+            b.short_id(),
+            b.meta.kind
+        ))
+        .hint("pick a physical backup: `lifeboat list --kind physical`")
+    })
+}
+
+/// Picks the base backup: the given id, or the newest that ends before the target.
+fn select(repo: &Repo, opts: &RecoverOptions) -> Result<SnapshotInfo> {
+    if let Some(id) = &opts.backup {
+        let b = repo.backup(id)?;
+        physical_of(&b)?;
+        return Ok(b);
+    }
+    let all = list(
+        repo,
+        &ListFilter {
+            source: Some(opts.source.clone()),
+            kind: Some(BackupKind::Physical),
+            ..ListFilter::default()
+        },
+    )?;
+    let fits = |b: &SnapshotInfo| match (&opts.target, &b.meta.physical) {
+        (RecoveryTarget::Time(t), _) => b.meta.finished_at <= *t,
+        (RecoveryTarget::Lsn(l), Some(p)) => p.stop_lsn <= *l,
+        _ => true,
+    };
+    all.into_iter().rev().find(fits).ok_or_else(|| {
+        Error::not_found(format!(
+            "no physical backup of source {:?} can reach {}",
+            opts.source,
+            describe_target(&opts.target)
+        ))
+        .hint("a point-in-time restore starts from a base backup finished before the target: `lifeboat list --kind physical`")
+    })
+}
+
+fn describe_target(t: &RecoveryTarget) -> String {
+    match t {
+        RecoveryTarget::Latest => "the end of the archive".into(),
+        RecoveryTarget::Immediate => "the end of the backup".into(),
+        RecoveryTarget::Time(t) => format!("time {t}"),
+        RecoveryTarget::Lsn(l) => format!("LSN {l}"),
+        RecoveryTarget::Xid(x) => format!("transaction {x}"),
+        RecoveryTarget::Name(n) => format!("restore point {n:?}"),
+    }
+}
+
+fn check_empty(dir: &Path) -> Result<()> {
+    match std::fs::read_dir(dir) {
+        Ok(mut d) => {
+            if d.next().is_some() {
+                return Err(Error::new(
+                    ErrorKind::TargetNotEmpty,
+                    format!("{} is not empty", dir.display()),
+                )
+                .hint("a physical restore writes a whole data directory: give a new or empty directory (nothing was changed)"));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(dir.display(), e)),
+    }
+}
+
+/// Checks the archive can carry the backup to the target; returns the chain's reach.
+fn check_archive(
+    store: &WalStore,
+    backup: &SnapshotInfo,
+    phys: &PhysicalMeta,
+    target: &RecoveryTarget,
+) -> Result<wal::Reachable> {
+    let start = ChainStart {
+        backup_id: backup.id.clone(),
+        timeline: phys.timeline,
+        start_lsn: phys.start_lsn,
+    };
+    let st = wal::status(store, Some(&start), phys.wal_segment_size)?;
+    let reach = st.reachable.expect("a chain start was given");
+    let seg = |l: Lsn| SegmentName::containing(phys.timeline, l, phys.wal_segment_size);
+    if !phys.wal_included && reach.until_lsn < phys.stop_lsn {
+        let missing = reach
+            .blocked_by
+            .clone()
+            .unwrap_or_else(|| seg(reach.until_lsn).to_string());
+        return Err(Error::not_found(format!(
+            "WAL segment {missing} is not in the archive, and backup {} needs the WAL up to {} (segment {}) to be consistent",
+            backup.short_id(),
+            phys.stop_lsn,
+            seg(phys.stop_lsn)
+        ))
+        .hint("check that archive_command runs `lifeboat wal-push` (`lifeboat wal status`), or restore an older backup"));
+    }
+    let short = match target {
+        RecoveryTarget::Lsn(l) => reach.until_lsn < *l,
+        RecoveryTarget::Time(t) => reach.blocked_by.is_some() && reach.until_time.is_some_and(|u| u < *t),
+        RecoveryTarget::Latest => reach.blocked_by.is_some(),
+        _ => false,
+    };
+    if short {
+        let missing = reach.blocked_by.clone().unwrap_or_else(|| seg(reach.until_lsn).to_string());
+        return Err(Error::not_found(format!(
+            "WAL segment {missing} is missing from the archive: recovery from backup {} can reach only LSN {}{} (end of {}), not {}",
+            backup.short_id(),
+            reach.until_lsn,
+            reach.until_time.map(|t| format!(", archived {t}")).unwrap_or_default(),
+            reach.last_segment,
+            describe_target(target)
+        ))
+        .hint(format!(
+            "restore up to the gap with --target-lsn {}, or find the segment (the server's pg_wal, another copy of the archive) and push it with `lifeboat wal-push`",
+            reach.until_lsn
+        )));
+    }
+    Ok(reach)
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The settings appended to `postgresql.auto.conf`.
+fn recovery_settings(opts: &RecoverOptions) -> String {
+    let mut s = format!(
+        "\n# written by lifeboat restore at {}\nrestore_command = {}\n",
+        Timestamp::now(),
+        quote(&opts.restore_command)
+    );
+    match &opts.target {
+        RecoveryTarget::Latest => {}
+        RecoveryTarget::Immediate => s.push_str("recovery_target = 'immediate'\n"),
+        RecoveryTarget::Time(t) => s.push_str(&format!(
+            "recovery_target_time = {}\n",
+            quote(&t.strftime("%Y-%m-%d %H:%M:%S%.6f+00").to_string())
+        )),
+        RecoveryTarget::Lsn(l) => s.push_str(&format!("recovery_target_lsn = '{l}'\n")),
+        RecoveryTarget::Xid(x) => s.push_str(&format!("recovery_target_xid = '{x}'\n")),
+        RecoveryTarget::Name(n) => s.push_str(&format!("recovery_target_name = {}\n", quote(n))),
+    }
+    if !matches!(opts.target, RecoveryTarget::Latest | RecoveryTarget::Immediate) {
+        s.push_str(&format!("recovery_target_inclusive = {}\n", opts.inclusive));
+    }
+    s.push_str(&format!(
+        "recovery_target_timeline = {}\nrecovery_target_action = '{}'\n",
+        quote(opts.timeline.as_deref().unwrap_or("latest")),
+        opts.action.as_str()
+    ));
+    if !opts.keep_archiving {
+        s.push_str("archive_mode = off\n");
+    }
+    if let Some(p) = opts.port {
+        s.push_str(&format!("port = {p}\n"));
+    }
+    if let Some(d) = &opts.socket_dir {
+        s.push_str(&format!(
+            "unix_socket_directories = {}\n",
+            quote(&d.display().to_string())
+        ));
+    }
+    s
+}
+
+/// The OS user that owns the restored files.
+fn owner(opts: &RecoverOptions) -> Result<Option<nix::unistd::User>> {
+    let name = opts.owner.clone().or_else(run_as);
+    let Some(name) = name else { return Ok(None) };
+    nix::unistd::User::from_name(&name)
+        .ok()
+        .flatten()
+        .map(Some)
+        .ok_or_else(|| {
+            Error::config(format!("user {name:?} does not exist"))
+                .hint("pass --owner with the OS user that runs PostgreSQL")
+        })
+}
+
+fn chown_tree(dir: &Path, user: &nix::unistd::User) -> Result<()> {
+    nix::unistd::chown(dir, Some(user.uid), Some(user.gid))
+        .map_err(|e| Error::unavailable(format!("chown {}: {e}", dir.display())))?;
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir.display(), e))? {
+        let entry = entry.map_err(|e| Error::io(dir.display(), e))?;
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            chown_tree(&path, user)?;
+        } else {
+            nix::unistd::chown(&path, Some(user.uid), Some(user.gid))
+                .map_err(|e| Error::unavailable(format!("chown {}: {e}", path.display())))?;
+        }
+    }
+    Ok(())
+}
+
+/// Streams the base backup out of the repository into `dir`, checking its hash.
+fn unpack(repo: &Repo, backup: &SnapshotInfo, dir: &Path) -> Result<()> {
+    let (reader, mut writer) =
+        std::io::pipe().map_err(|e| Error::io("creating a pipe for the restore", e))?;
+    std::thread::scope(|scope| {
+        let dumper = scope.spawn(move || {
+            let r = repo.with_indexed(|indexed| dump_checked(indexed, backup, &mut writer));
+            drop(writer);
+            r
+        });
+        let mut archive = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, reader));
+        archive.set_preserve_permissions(true);
+        archive.set_overwrite(false);
+        let unpacked = archive.unpack(dir);
+        // drain what tar did not read so the dumper can finish and check the hash
+        let mut rest = archive.into_inner();
+        let _ = std::io::copy(&mut rest, &mut std::io::sink());
+        let dumped = dumper
+            .join()
+            .map_err(|_| Error::internal("the restore stream panicked"))?;
+        dumped?;
+        unpacked.map_err(|e| Error::io(format!("unpacking into {}", dir.display()), e))
+    })?;
+    Ok(())
+}
+
+/// Restores a physical backup (see the module docs).
+///
+/// # Errors
+///
+/// [`ErrorKind::TargetNotEmpty`] for a non-empty directory, [`ErrorKind::NotFound`] when
+/// no backup fits or the archive has a gap before the target, [`ErrorKind::Integrity`] for a
+/// damaged backup, [`ErrorKind::Postgres`] when recovery fails or stops short.
+pub fn recover(repo: &Repo, store: &WalStore, opts: &RecoverOptions) -> Result<RecoverReport> {
+    let result = recover_inner(repo, store, opts);
+    let details = match &result {
+        Ok(r) => format!(
+            "physical backup {} into {} up to {}{}",
+            r.backup.short_id(),
+            r.to_dir.display(),
+            describe_target(&r.target),
+            r.reached
+                .as_ref()
+                .and_then(|p| p.lsn.clone())
+                .map(|l| format!(", reached {l}"))
+                .unwrap_or_default()
+        ),
+        Err(e) => format!("physical restore into {}: {e}", opts.to_dir.display()),
+    };
+    crate::repository::audit::record(repo, "restore", result, &details)
+}
+
+fn recover_inner(repo: &Repo, store: &WalStore, opts: &RecoverOptions) -> Result<RecoverReport> {
+    check_empty(&opts.to_dir)?;
+    let backup = select(repo, opts)?;
+    let phys = physical_of(&backup)?.clone();
+    let reach = check_archive(store, &backup, &phys, &opts.target)?;
+    let user = owner(opts)?;
+    let clock = Instant::now();
+    let created = !opts.to_dir.exists();
+    std::fs::create_dir_all(&opts.to_dir).map_err(|e| Error::io(opts.to_dir.display(), e))?;
+    let unpacked = unpack(repo, &backup, &opts.to_dir).and_then(|()| {
+        std::fs::set_permissions(&opts.to_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| Error::io(opts.to_dir.display(), e))?;
+        let auto = opts.to_dir.join("postgresql.auto.conf");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&auto)
+            .map_err(|e| Error::io(auto.display(), e))?;
+        f.write_all(recovery_settings(opts).as_bytes())
+            .map_err(|e| Error::io(auto.display(), e))?;
+        std::fs::write(opts.to_dir.join("recovery.signal"), b"")
+            .map_err(|e| Error::io(opts.to_dir.display(), e))?;
+        // a standby.signal from the source would turn this into a replica
+        let _ = std::fs::remove_file(opts.to_dir.join("standby.signal"));
+        if let Some(u) = &user {
+            chown_tree(&opts.to_dir, u)?;
+        }
+        Ok(())
+    });
+    if let Err(e) = unpacked {
+        // never leave a half-written data directory that looks usable
+        if created {
+            let _ = std::fs::remove_dir_all(&opts.to_dir);
+        } else if let Ok(d) = std::fs::read_dir(&opts.to_dir) {
+            for entry in d.flatten() {
+                let p = entry.path();
+                let _ = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+            }
+        }
+        return Err(e);
+    }
+    let fetch_secs = clock.elapsed().as_secs_f64();
+    let user_name = user.as_ref().map(|u| u.name.clone());
+    let mut report = RecoverReport {
+        backup,
+        to_dir: opts.to_dir.clone(),
+        target: opts.target.clone(),
+        reachable_lsn: reach.until_lsn.to_string(),
+        reachable_time: reach.until_time,
+        fetch_secs,
+        replay_secs: None,
+        reached: None,
+        log: None,
+        port: opts.port,
+        start_hint: None,
+    };
+    if !opts.start {
+        let prefix = user_name
+            .as_deref()
+            .map(|u| format!("runuser -u {u} -- "))
+            .unwrap_or_default();
+        report.start_hint = Some(format!(
+            "{prefix}{} -D {} -l {}/recovery.log start",
+            PgBin::new(None).program("pg_ctl").display(),
+            opts.to_dir.display(),
+            opts.to_dir.display()
+        ));
+        return Ok(report);
+    }
+    let replay = Instant::now();
+    let log = opts.to_dir.join("recovery.log");
+    let reached = start_and_wait(opts, user_name.as_deref(), &log)?;
+    report.replay_secs = Some(replay.elapsed().as_secs_f64());
+    report.reached = Some(reached);
+    report.log = Some(log);
+    Ok(report)
+}
+
+/// Starts the restored server and waits until recovery ends (or pauses at the target).
+fn start_and_wait(opts: &RecoverOptions, user: Option<&str>, log: &Path) -> Result<ReachedPoint> {
+    let bin = PgBin::new(None);
+    let pg_ctl = bin.program("pg_ctl");
+    let out = pg_ctl_cmd(&pg_ctl, user)
+        .args(["start", "-D"])
+        .arg(&opts.to_dir)
+        .arg("-l")
+        .arg(log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output()
+        .map_err(|e| missing_program(&pg_ctl, e))?;
+    if !out.status.success() {
+        return Err(recovery_failed(log, "the restored server did not start"));
+    }
+    let socket = opts
+        .socket_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/var/run/postgresql"));
+    let port = opts.port.unwrap_or(5432);
+    let conn = crate::sources::postgres::conn::PgConn::local(&socket, port, "postgres", bin);
+    let deadline = (opts.timeout_secs > 0).then(|| Instant::now() + Duration::from_secs(opts.timeout_secs));
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let running = pg_ctl_cmd(&pg_ctl, user)
+            .args(["status", "-D"])
+            .arg(&opts.to_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let stop_reason = text
+            .lines()
+            .rev()
+            .find_map(|l| l.split_once("LOG:  recovery stopping").map(|(_, r)| format!("recovery stopping{r}")));
+        if !running {
+            if opts.action == TargetAction::Shutdown && stop_reason.is_some() {
+                return Ok(ReachedPoint {
+                    stop_reason,
+                    ..ReachedPoint::default()
+                });
+            }
+            return Err(recovery_failed(log, "recovery failed and the server stopped"));
+        }
+        let state = conn.query(
+            "postgres",
+            "select pg_is_in_recovery(), pg_last_wal_replay_lsn(), pg_last_xact_replay_timestamp(), \
+             pg_get_wal_replay_pause_state(), (select timeline_id from pg_control_checkpoint())",
+        );
+        if let Ok(row) = state {
+            let f: Vec<&str> = row.trim().split('|').collect();
+            if f.len() == 5 {
+                let done = f[0] == "f" || f[3] == "paused";
+                if done {
+                    // after promotion the checkpoint may still show the old timeline
+                    let timeline = text
+                        .lines()
+                        .rev()
+                        .find_map(|l| l.split_once("selected new timeline ID: ").and_then(|(_, r)| r.split_whitespace().next()?.parse().ok()))
+                        .or_else(|| f[4].parse().ok());
+                    return Ok(ReachedPoint {
+                        lsn: Some(f[1].to_string()).filter(|s| !s.is_empty()),
+                        last_transaction: Some(f[2].to_string()).filter(|s| !s.is_empty()),
+                        stop_reason,
+                        timeline,
+                        in_recovery: f[0] == "t",
+                    });
+                }
+            }
+        }
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            return Err(Error::new(
+                ErrorKind::Postgres,
+                format!("recovery did not finish within {} s", opts.timeout_secs),
+            )
+            .hint(format!(
+                "the server is still replaying; follow {} and raise --timeout",
+                log.display()
+            )));
+        }
+    }
+}
+
+/// An error from the server log: the missing or damaged segment and the last one restored.
+fn recovery_failed(log: &Path, what: &str) -> Error {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let last_restored = text.lines().rev().find_map(|l| {
+        l.split_once("restored log file \"")
+            .and_then(|(_, r)| r.split('"').next())
+            .map(str::to_string)
+    });
+    let lifeboat_err = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("lifeboat wal-fetch:"))
+        .map(str::to_string);
+    let fatal = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("FATAL:"))
+        .map(|l| l.split_once("FATAL:").map_or(l, |(_, r)| r).trim().to_string());
+    let mut msg = what.to_string();
+    if let Some(f) = &fatal {
+        msg.push_str(&format!(": {f}"));
+    }
+    if let Some(l) = &last_restored {
+        msg.push_str(&format!("; last segment restored: {l}"));
+        if let Some(next) = SegmentName::parse(l) {
+            let n = next.number(wal::DEFAULT_SEGMENT_SIZE) + 1;
+            let next = SegmentName::from_number(next.timeline, n, wal::DEFAULT_SEGMENT_SIZE);
+            if fatal.as_deref().is_some_and(|f| f.contains("before configured recovery target")) {
+                msg.push_str(&format!(" (the next, {next}, is not in the archive)"));
+            }
+        }
+    }
+    if let Some(e) = &lifeboat_err {
+        msg.push_str(&format!("; {e}"));
+    }
+    Error::new(ErrorKind::Postgres, msg).hint(format!(
+        "see {}; `lifeboat wal status` shows the archive's gaps",
+        log.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_for_a_time_target() {
+        let opts = RecoverOptions {
+            source: "db".into(),
+            backup: None,
+            to_dir: PathBuf::from("/x"),
+            target: RecoveryTarget::Time("2026-11-23T14:31:59Z".parse().expect("ts")),
+            inclusive: false,
+            timeline: None,
+            action: TargetAction::Promote,
+            restore_command: "lifeboat wal-fetch %f \"%p\" --config '/etc/l.toml'".into(),
+            keep_archiving: false,
+            start: false,
+            port: Some(5499),
+            socket_dir: None,
+            owner: None,
+            timeout_secs: 0,
+        };
+        let s = recovery_settings(&opts);
+        assert!(s.contains("recovery_target_time = '2026-11-23 14:31:59.000000+00'"), "{s}");
+        assert!(s.contains("restore_command = 'lifeboat wal-fetch %f \"%p\" --config ''/etc/l.toml'''"), "{s}");
+        assert!(s.contains("recovery_target_inclusive = false"));
+        assert!(s.contains("archive_mode = off"));
+        assert!(s.contains("port = 5499"));
+    }
+}

@@ -1,0 +1,282 @@
+//! Physical base backups: `pg_basebackup -Ft -D -` streamed into the repository as one tar,
+//! read in flight for its `backup_label` and `backup_manifest` (start/stop LSN, timeline).
+//!
+//! When the cluster archives its WAL, the backup carries no WAL (`-X none`) and PostgreSQL
+//! returns only once the WAL the backup needs is archived, so the archive completes it.
+//! Otherwise the WAL is fetched into the tar (`-X fetch`) and the backup stands alone.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    conn::PgConn,
+    stream::{ChannelReader, ChildStream, OutputStream},
+};
+use crate::{
+    error::{Error, Result},
+    wal::Lsn,
+};
+
+/// What a physical backup records about the cluster (stored with the snapshot).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhysicalMeta {
+    /// Timeline at backup start.
+    pub timeline: u32,
+    /// WAL position where the backup starts (recovery begins here).
+    pub start_lsn: Lsn,
+    /// WAL position where the backup ends (recovery must reach it to be consistent).
+    pub stop_lsn: Lsn,
+    /// `pg_control_system().system_identifier`: which cluster this is.
+    pub system_identifier: String,
+    /// WAL segment size of the cluster.
+    pub wal_segment_size: u64,
+    /// Whether the WAL from start to stop is inside the tar (`-X fetch`).
+    pub wal_included: bool,
+    /// The backup label file as PostgreSQL wrote it.
+    pub backup_label: String,
+    /// Files in the tar.
+    pub files: u64,
+}
+
+/// What the in-flight reader learns from the tar.
+#[derive(Debug, Clone, Default)]
+pub struct TarFacts {
+    /// Content of `backup_label`.
+    pub backup_label: Option<String>,
+    /// `(timeline, start, end)` from the manifest's `WAL-Ranges`.
+    pub wal_range: Option<(u32, Lsn, Lsn)>,
+    /// Regular files seen.
+    pub files: u64,
+}
+
+/// Reads a tar stream to its end, keeping what lifeboat records.
+///
+/// # Errors
+///
+/// A description when the stream is not a complete tar.
+pub fn inspect_tar(input: impl std::io::Read) -> std::result::Result<TarFacts, String> {
+    let mut archive = tar::Archive::new(input);
+    let mut facts = TarFacts::default();
+    let mut saw_manifest = false;
+    for entry in archive.entries().map_err(|e| e.to_string())? {
+        let mut entry = entry.map_err(|e| format!("damaged tar: {e}"))?;
+        let path = entry
+            .path()
+            .map_err(|e| e.to_string())?
+            .to_string_lossy()
+            .into_owned();
+        if entry.header().entry_type().is_file() {
+            facts.files += 1;
+        }
+        match path.trim_start_matches("./") {
+            "backup_label" => {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut entry, &mut s).map_err(|e| e.to_string())?;
+                facts.backup_label = Some(s);
+            }
+            "backup_manifest" => {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut entry, &mut s).map_err(|e| e.to_string())?;
+                facts.wal_range = manifest_wal_range(&s);
+                saw_manifest = true;
+            }
+            _ => {}
+        }
+    }
+    // the tar crate stops quietly at a truncated end: the label and manifest are the
+    // first and last members, so both must have been seen
+    if facts.backup_label.is_none() {
+        return Err("no backup_label in the base backup".into());
+    }
+    if !saw_manifest {
+        return Err("the base backup ended before its backup_manifest".into());
+    }
+    Ok(facts)
+}
+
+fn manifest_wal_range(text: &str) -> Option<(u32, Lsn, Lsn)> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let ranges = v.get("WAL-Ranges")?.as_array()?;
+    let first = ranges.first()?;
+    let last = ranges.last()?;
+    Some((
+        u32::try_from(last.get("Timeline")?.as_u64()?).ok()?,
+        Lsn::parse(first.get("Start-LSN")?.as_str()?).ok()?,
+        Lsn::parse(last.get("End-LSN")?.as_str()?).ok()?,
+    ))
+}
+
+/// Parses `START TIMELINE: n` and `START WAL LOCATION: X/Y` from a backup label.
+#[must_use]
+pub fn label_start(label: &str) -> Option<(u32, Lsn)> {
+    let mut tli = None;
+    let mut lsn = None;
+    for line in label.lines() {
+        if let Some(v) = line.strip_prefix("START TIMELINE:") {
+            tli = v.trim().parse().ok();
+        } else if let Some(v) = line.strip_prefix("START WAL LOCATION:") {
+            lsn = v.split_whitespace().next().and_then(|l| Lsn::parse(l).ok());
+        }
+    }
+    Some((tli?, lsn?))
+}
+
+/// Facts about the cluster gathered before the backup starts.
+#[derive(Debug, Clone)]
+pub struct ClusterFacts {
+    /// `server_version_num`.
+    pub server_version_num: u32,
+    /// System identifier.
+    pub system_identifier: String,
+    /// WAL segment size in bytes.
+    pub wal_segment_size: u64,
+    /// Whether WAL archiving is on.
+    pub archiving: bool,
+}
+
+/// Connects and checks that a base backup can be taken.
+///
+/// # Errors
+///
+/// A connection error, or [`crate::ErrorKind::Config`] for user tablespaces (a tar on
+/// stdout holds one tablespace only) or a role without replication rights.
+pub fn cluster_facts(conn: &PgConn, db: &str) -> Result<ClusterFacts> {
+    let row = conn.query(
+        db,
+        "select current_setting('server_version_num'), (select system_identifier from pg_control_system()), \
+         current_setting('wal_segment_size'), current_setting('archive_mode'), \
+         (select count(*) from pg_tablespace where spcname not in ('pg_default', 'pg_global')), \
+         (select rolreplication or rolsuper from pg_roles where rolname = current_user)",
+    )?;
+    let f: Vec<&str> = row.trim().split('|').collect();
+    if f.len() != 6 {
+        return Err(Error::postgres(format!("unexpected answer {row:?} about the cluster")));
+    }
+    if f[4] != "0" {
+        return Err(Error::config(format!(
+            "the cluster has {} tablespace(s) besides pg_default and pg_global; lifeboat's physical backup covers the main data directory only",
+            f[4]
+        ))
+        .hint("move the objects to pg_default, or back these databases up logically (--kind logical)"));
+    }
+    if f[5] != "t" {
+        return Err(Error::config(
+            "the source's role may not take base backups (no REPLICATION attribute)",
+        )
+        .hint("ALTER ROLE … REPLICATION, and allow it in pg_hba.conf for `replication` connections"));
+    }
+    Ok(ClusterFacts {
+        server_version_num: f[0].parse().unwrap_or(0),
+        system_identifier: f[1].to_string(),
+        wal_segment_size: parse_size(f[2]).unwrap_or(crate::wal::DEFAULT_SEGMENT_SIZE),
+        archiving: f[3] != "off",
+    })
+}
+
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "" | "B" => n,
+        "kB" => n << 10,
+        "MB" => n << 20,
+        "GB" => n << 30,
+        _ => return None,
+    })
+}
+
+fn inspect(r: ChannelReader) -> std::result::Result<TarFacts, String> {
+    inspect_tar(r)
+}
+
+/// A running `pg_basebackup`.
+pub struct BaseBackup {
+    inner: ChildStream<TarFacts>,
+    /// Whether WAL is fetched into the tar.
+    pub wal_included: bool,
+}
+
+impl BaseBackup {
+    /// Starts `pg_basebackup` on `conn` with a fast checkpoint; `archiving` says whether the
+    /// cluster's WAL archive completes the backup.
+    ///
+    /// # Errors
+    ///
+    /// When pg_basebackup cannot be started.
+    pub fn start(conn: &PgConn, db: &str, archiving: bool, label: &str) -> Result<Self> {
+        let mut cmd = conn.command("pg_basebackup", db);
+        cmd.args([
+            "--pgdata=-",
+            "--format=tar",
+            "--checkpoint=fast",
+            "--no-password",
+            "--verbose",
+            "--label",
+            label,
+        ]);
+        cmd.arg(if archiving { "--wal-method=none" } else { "--wal-method=fetch" });
+        let inner = ChildStream::spawn(
+            cmd,
+            "pg_basebackup",
+            "pg_basebackup".to_string(),
+            Some(inspect),
+        )?;
+        Ok(Self {
+            inner,
+            wal_included: !archiving,
+        })
+    }
+
+    /// Takes the stream for the archiver (once).
+    pub fn take_stream(&mut self) -> Option<OutputStream> {
+        self.inner.take_stream()
+    }
+
+    /// Waits for pg_basebackup and checks the tar; returns (bytes, stream hash, facts).
+    ///
+    /// # Errors
+    ///
+    /// As [`ChildStream::finish`], or [`crate::ErrorKind::Integrity`] when the label or the
+    /// manifest's WAL range is missing.
+    pub fn finish(self) -> Result<(u64, String, TarFacts)> {
+        let out = self.inner.finish()?;
+        let facts = out
+            .inspected
+            .ok_or_else(|| Error::internal("the base backup was not inspected"))?;
+        if facts.wal_range.is_none() {
+            return Err(Error::integrity(
+                "the base backup's manifest names no WAL range",
+            ));
+        }
+        Ok((out.bytes, out.stream_hash, facts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_label_and_manifest() {
+        let label = "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nCHECKPOINT LOCATION: 0/2000060\nSTART TIMELINE: 1\n";
+        assert_eq!(label_start(label), Some((1, Lsn(0x200_0028))));
+        let m = r#"{"PostgreSQL-Backup-Manifest-Version": 1, "WAL-Ranges": [{"Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/2000100"}]}"#;
+        assert_eq!(
+            manifest_wal_range(m),
+            Some((1, Lsn(0x200_0028), Lsn(0x200_0100)))
+        );
+        assert_eq!(parse_size("16MB"), Some(16 << 20));
+    }
+
+    #[test]
+    fn a_truncated_tar_is_refused() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(5);
+        h.set_cksum();
+        b.append_data(&mut h, "backup_label", &b"START"[..]).expect("append");
+        let full = b.into_inner().expect("tar");
+        assert!(inspect_tar(&full[..]).unwrap_err().contains("backup_manifest"));
+        assert!(inspect_tar(&full[..100]).is_err());
+    }
+}

@@ -1,0 +1,314 @@
+//! A child process's stdout as a repository stream: read in full-buffer pieces, counted,
+//! hashed, and copied to an inspector thread that parses it in flight. After the archiver
+//! is done, [`ChildStream::finish`] decides whether the output was complete and good: exit
+//! status, stderr, length and the inspector's verdict.
+
+use std::{
+    io::Read,
+    process::{Child, ChildStdout, Command, Stdio},
+    sync::{
+        mpsc::{Receiver, SyncSender},
+        Arc, Mutex,
+    },
+    thread::JoinHandle,
+};
+
+use super::conn::{classify, missing_program};
+use crate::error::{Error, Result};
+
+/// Counters shared between the stream (read by the archiver) and the process owner.
+#[derive(Default)]
+struct StreamState {
+    bytes: u64,
+    hasher: Option<xxhash_rust::xxh3::Xxh3>,
+    eof: bool,
+}
+
+/// Bytes handed to the inspector thread at a time: one message per 256 KiB instead of one
+/// per (4 KiB) read keeps thread hand-offs out of the profile.
+const INSPECT_BATCH: usize = 256 * 1024;
+
+/// The child's stdout as the archiver reads it.
+pub struct OutputStream {
+    stdout: std::io::BufReader<ChildStdout>,
+    state: Arc<Mutex<StreamState>>,
+    tx: Option<SyncSender<Vec<u8>>>,
+    batch: Vec<u8>,
+    bytes: u64,
+    hasher: xxhash_rust::xxh3::Xxh3,
+    published: bool,
+}
+
+impl OutputStream {
+    /// Reads until `buf` is full or the stream ends. rustic_core's chunker shrinks its
+    /// buffer to the size of each short read and never grows it back, so the short reads a
+    /// pipe gives would slowly turn into byte-sized reads.
+    fn fill(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.stdout.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(filled)
+    }
+
+    fn send_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let full = std::mem::replace(&mut self.batch, Vec::with_capacity(INSPECT_BATCH));
+        if let Some(tx) = &self.tx {
+            if tx.send(full).is_err() {
+                // the inspector stopped (malformed archive): keep streaming, finish() reports it
+                self.tx = None;
+            }
+        }
+    }
+
+    /// Publishes the counters for [`ChildStream::finish`]; `eof` says the stream ended.
+    fn publish(&mut self, eof: bool) {
+        self.send_batch();
+        self.tx = None;
+        self.published = true;
+        if let Ok(mut st) = self.state.lock() {
+            st.eof = eof;
+            st.bytes = self.bytes;
+            st.hasher = Some(self.hasher.clone());
+        }
+    }
+}
+
+impl Read for OutputStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.fill(buf)?;
+        if n == 0 {
+            self.publish(true);
+            return Ok(0);
+        }
+        self.bytes += n as u64;
+        self.hasher.update(&buf[..n]);
+        if self.tx.is_some() {
+            self.batch.extend_from_slice(&buf[..n]);
+            if self.batch.len() >= INSPECT_BATCH {
+                self.send_batch();
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for OutputStream {
+    fn drop(&mut self) {
+        // dropped before the end (the archiver gave up): counters for the error message
+        if !self.published {
+            self.publish(false);
+        }
+    }
+}
+
+/// The inspector's view of the stream.
+pub struct ChannelReader {
+    rx: Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos >= self.buf.len() {
+            match self.rx.recv() {
+                Ok(b) => {
+                    self.buf = b;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Enlarges a pipe so the dumping program rarely blocks on a slow reader.
+fn enlarge_pipe(stdout: &ChildStdout) {
+    use std::os::fd::AsFd;
+    // 1 MiB is the default /proc/sys/fs/pipe-max-size for unprivileged users
+    let _ = nix::fcntl::fcntl(stdout.as_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+}
+
+
+/// A running program whose stdout is the backup stream.
+pub struct ChildStream<T> {
+    child: Child,
+    program: String,
+    what: String,
+    stream: Option<OutputStream>,
+    state: Arc<Mutex<StreamState>>,
+    stderr: Option<JoinHandle<String>>,
+    inspector: Option<JoinHandle<std::result::Result<T, String>>>,
+}
+
+/// What a complete, good stream was.
+#[derive(Debug, Clone)]
+pub struct StreamOutcome<T> {
+    /// Bytes in the stream.
+    pub bytes: u64,
+    /// xxh3-128 of the whole stream (hex), checked again on restore.
+    pub stream_hash: String,
+    /// The inspector's result.
+    pub inspected: Option<T>,
+    /// What the program wrote on stderr (its progress and notices).
+    pub stderr: String,
+}
+
+impl<T: Send + 'static> ChildStream<T> {
+    /// Spawns `cmd` (program name `program`, described as `what` in errors) and, with
+    /// `inspect`, a thread that parses a copy of its output.
+    ///
+    /// # Errors
+    ///
+    /// When the program cannot be started.
+    pub fn spawn(
+        mut cmd: Command,
+        program: &str,
+        what: String,
+        inspect: Option<fn(ChannelReader) -> std::result::Result<T, String>>,
+    ) -> Result<Self> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| missing_program(std::path::Path::new(cmd.get_program()), e))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        enlarge_pipe(&stdout);
+        let mut stderr_pipe = child.stderr.take().expect("stderr is piped");
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = (&mut stderr_pipe).take(64 * 1024).read_to_string(&mut s);
+            // drain the rest so the child never blocks on a full stderr pipe
+            let _ = std::io::copy(&mut stderr_pipe, &mut std::io::sink());
+            s
+        });
+        let state = Arc::new(Mutex::new(StreamState::default()));
+        let (tx, inspector) = match inspect {
+            None => (None, None),
+            Some(f) => {
+                // bounded: the inspector may lag a little, never by gigabytes
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(64);
+                let handle = std::thread::spawn(move || {
+                    f(ChannelReader {
+                        rx,
+                        buf: Vec::new(),
+                        pos: 0,
+                    })
+                });
+                (Some(tx), Some(handle))
+            }
+        };
+        Ok(Self {
+            child,
+            program: program.to_string(),
+            what,
+            stream: Some(OutputStream {
+                stdout: std::io::BufReader::with_capacity(1 << 20, stdout),
+                state: Arc::clone(&state),
+                tx,
+                batch: Vec::with_capacity(INSPECT_BATCH),
+                bytes: 0,
+                hasher: xxhash_rust::xxh3::Xxh3::new(),
+                published: false,
+            }),
+            state,
+            stderr: Some(stderr),
+            inspector,
+        })
+    }
+
+    /// Takes the stream for the archiver (once).
+    pub fn take_stream(&mut self) -> Option<OutputStream> {
+        self.stream.take()
+    }
+
+    /// Waits for the program and decides whether its output is complete and good.
+    ///
+    /// # Errors
+    ///
+    /// A classified error when the program failed or was killed, or
+    /// [`crate::ErrorKind::Integrity`] when the stream is incomplete or malformed.
+    pub fn finish(mut self) -> Result<StreamOutcome<T>> {
+        drop(self.stream.take());
+        let (eof, bytes, hash) = {
+            let mut st = self.state.lock().expect("stream state poisoned");
+            let h = st.hasher.take().map(|h| h.digest128()).unwrap_or(0);
+            (st.eof, st.bytes, h)
+        };
+        if !eof {
+            // the archiver stopped before the end: make sure the program does not linger
+            let _ = self.child.kill();
+        }
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| Error::io(format!("waiting for {}", self.program), e))?;
+        let stderr = self
+            .stderr
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
+        let inspected = self.inspector.take().map(|h| h.join());
+        let what = &self.what;
+        if !status.success() {
+            let mut e = classify(&stderr, what);
+            if stderr.trim().is_empty() {
+                e = Error::postgres(format!("{what} failed ({status}) without a message"))
+                    .hint("the process was killed or crashed; run the backup again");
+            }
+            return Err(e);
+        }
+        if !eof {
+            return Err(Error::integrity(format!(
+                "{what}: the repository stopped reading the stream after {bytes} bytes"
+            ))
+            .hint("see the repository error above; no snapshot was kept"));
+        }
+        if bytes == 0 {
+            return Err(Error::integrity(format!("{what} produced no output")));
+        }
+        let inspected = match inspected {
+            None => None,
+            Some(Ok(Ok(t))) => Some(t),
+            Some(Ok(Err(e))) => {
+                return Err(
+                    Error::integrity(format!("{what}: the output is not complete: {e}"))
+                        .hint("no snapshot was kept; run the backup again"),
+                )
+            }
+            Some(Err(_)) => {
+                return Err(Error::internal(format!("{what}: the stream inspector panicked")))
+            }
+        };
+        Ok(StreamOutcome {
+            bytes,
+            stream_hash: format!("{hash:032x}"),
+            inspected,
+            stderr,
+        })
+    }
+}
+
+impl<T> Drop for ChildStream<T> {
+    fn drop(&mut self) {
+        // an abandoned program (error, panic) must not keep running
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

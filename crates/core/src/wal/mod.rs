@@ -1,0 +1,73 @@
+//! Continuous WAL archiving: `wal-push` (PostgreSQL's archive_command), `wal-fetch`
+//! (restore_command) and `wal status` (what is archived, the gaps, the live RPO).
+
+pub mod name;
+pub mod status;
+pub mod store;
+
+use std::{io::Write, path::Path};
+
+pub use self::{
+    name::{Lsn, SegmentName, WalFile, DEFAULT_SEGMENT_SIZE},
+    status::{status, ChainStart, Reachable, TimelineRange, WalStatus},
+    store::{PutOutcome, StoredWal, WalStore},
+};
+use crate::error::{Error, Result};
+
+/// Archives the WAL file at `path` (`%p`); its name (`%f`) is the file name. Returns once
+/// the file is durable in the repository.
+///
+/// # Errors
+///
+/// [`crate::ErrorKind::Config`] for a path that is not a WAL file, a read error, a storage
+/// error, or [`crate::ErrorKind::Integrity`] when a different file of that name is archived.
+pub fn push(store: &WalStore, path: &Path) -> Result<(WalFile, PutOutcome)> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::config(format!("{} names no WAL file", path.display())))?;
+    let file = WalFile::parse(name)?;
+    let data = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let outcome = store.put(&file, &data)?;
+    Ok((file, outcome))
+}
+
+/// Restores archived `name` (`%f`) to `dest` (`%p`). Returns `false` when it is not archived
+/// (how recovery learns it reached the end of the archive).
+///
+/// # Errors
+///
+/// A storage error or [`crate::ErrorKind::Integrity`] for a damaged object: recovery must
+/// then stop rather than treat the archive as ended.
+pub fn fetch(store: &WalStore, name: &str, dest: &Path) -> Result<bool> {
+    let file = WalFile::parse(name)?;
+    let Some(data) = store.get(&file)? else {
+        return Ok(false);
+    };
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".lifeboat-fetch-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(format!("writing in {}", dir.display()), e))?;
+    tmp.write_all(&data)
+        .map_err(|e| Error::io(format!("writing {}", dest.display()), e))?;
+    tmp.persist(dest)
+        .map_err(|e| Error::io(format!("writing {}", dest.display()), e.error))?;
+    Ok(true)
+}
+
+/// Parses a timeline history file: `(parent timeline, switch LSN)` per line.
+#[must_use]
+pub fn parse_history(text: &str) -> Vec<(u32, Lsn)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            let tli = parts.next()?.parse().ok()?;
+            let lsn = Lsn::parse(parts.next()?).ok()?;
+            Some((tli, lsn))
+        })
+        .collect()
+}

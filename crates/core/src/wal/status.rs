@@ -1,0 +1,300 @@
+//! `wal status`: the archived range per timeline, gaps, the newest segment and its age, and
+//! how far a restore of the latest physical backup can get with the archive as it is now.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::{
+    name::{Lsn, SegmentName, WalFile},
+    parse_history,
+    store::{StoredWal, WalStore},
+};
+use crate::error::Result;
+
+/// Archived segments of one timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineRange {
+    /// Timeline id.
+    pub timeline: u32,
+    /// First archived segment.
+    pub first: String,
+    /// Last archived segment.
+    pub last: String,
+    /// Segments archived.
+    pub segments: u64,
+    /// Bytes stored for them.
+    pub stored_bytes: u64,
+    /// Missing runs between first and last, as `(first missing, last missing)`.
+    pub gaps: Vec<(String, String)>,
+}
+
+/// Where a restore of a base backup can get with the archive as it is.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reachable {
+    /// Base backup the chain starts from (snapshot id).
+    pub backup_id: String,
+    /// Last segment of the unbroken chain from the backup.
+    pub last_segment: String,
+    /// The end of that segment: recovery can replay up to here.
+    pub until_lsn: Lsn,
+    /// When that segment was archived: no transaction after this can be recovered.
+    pub until_time: Option<Timestamp>,
+    /// The first missing segment when later WAL exists (a gap recovery cannot cross).
+    pub blocked_by: Option<String>,
+}
+
+/// The state of the WAL archive.
+#[derive(Debug, Clone, Serialize)]
+pub struct WalStatus {
+    /// Where the archive is.
+    pub location: String,
+    /// Segment size assumed for the arithmetic.
+    pub segment_size: u64,
+    /// Per timeline, oldest first.
+    pub timelines: Vec<TimelineRange>,
+    /// Newest archived segment.
+    pub newest: Option<String>,
+    /// When it was archived.
+    pub newest_archived_at: Option<Timestamp>,
+    /// Its age in seconds.
+    pub newest_age_secs: Option<f64>,
+    /// Reach of the latest physical backup, when there is one.
+    pub reachable: Option<Reachable>,
+    /// Live RPO: seconds from the newest recoverable point to now.
+    pub rpo_secs: Option<f64>,
+}
+
+/// The base backup a recovery chain starts from.
+#[derive(Debug, Clone)]
+pub struct ChainStart {
+    /// Snapshot id.
+    pub backup_id: String,
+    /// Timeline at backup start.
+    pub timeline: u32,
+    /// Backup start LSN.
+    pub start_lsn: Lsn,
+}
+
+/// Which segments a recovery from `start` replays, timeline by timeline:
+/// `(timeline, first segment number, first number of the next timeline)`.
+fn timeline_path(
+    start: &ChainStart,
+    histories: &BTreeMap<u32, Vec<(u32, Lsn)>>,
+    segment_size: u64,
+) -> Vec<(u32, u64, Option<u64>)> {
+    // the newest timeline that descends from the backup's
+    let target = histories
+        .iter()
+        .rev()
+        .find(|(tli, h)| **tli > start.timeline && h.iter().any(|(p, _)| *p == start.timeline))
+        .map(|(tli, h)| (*tli, h.clone()));
+    let first = start.start_lsn.0 / segment_size;
+    let Some((target, history)) = target else {
+        return vec![(start.timeline, first, None)];
+    };
+    let mut path = Vec::new();
+    let mut begin = first;
+    for (i, (tli, switch)) in history.iter().enumerate() {
+        if *tli < start.timeline {
+            continue;
+        }
+        let next_begin = switch.0 / segment_size;
+        path.push((*tli, begin, Some(next_begin)));
+        begin = next_begin;
+        if i + 1 == history.len() {
+            break;
+        }
+    }
+    path.push((target, begin, None));
+    path
+}
+
+/// Computes the status from the archive listing.
+///
+/// # Errors
+///
+/// When the archive cannot be listed or a timeline history file cannot be read.
+pub fn status(store: &WalStore, start: Option<&ChainStart>, segment_size: u64) -> Result<WalStatus> {
+    let listing = store.list()?;
+    let mut by_tl: BTreeMap<u32, BTreeMap<u64, &StoredWal>> = BTreeMap::new();
+    let mut history_tls = BTreeSet::new();
+    for w in &listing {
+        match w.file {
+            WalFile::Segment(s) => {
+                by_tl
+                    .entry(s.timeline)
+                    .or_default()
+                    .insert(s.number(segment_size), w);
+            }
+            WalFile::TimelineHistory(t) => {
+                history_tls.insert(t);
+            }
+            _ => {}
+        }
+    }
+    let mut timelines = Vec::new();
+    for (tli, segs) in &by_tl {
+        let (Some((&lo, _)), Some((&hi, _))) = (segs.first_key_value(), segs.last_key_value())
+        else {
+            continue;
+        };
+        let mut gaps = Vec::new();
+        let mut prev = lo;
+        for &n in segs.keys().skip(1) {
+            if n > prev + 1 {
+                gaps.push((
+                    SegmentName::from_number(*tli, prev + 1, segment_size).to_string(),
+                    SegmentName::from_number(*tli, n - 1, segment_size).to_string(),
+                ));
+            }
+            prev = n;
+        }
+        timelines.push(TimelineRange {
+            timeline: *tli,
+            first: SegmentName::from_number(*tli, lo, segment_size).to_string(),
+            last: SegmentName::from_number(*tli, hi, segment_size).to_string(),
+            segments: segs.len() as u64,
+            stored_bytes: segs.values().map(|w| w.stored_bytes).sum(),
+            gaps,
+        });
+    }
+    let newest = listing
+        .iter()
+        .filter(|w| matches!(w.file, WalFile::Segment(_)))
+        .max_by_key(|w| (w.archived_at, w.file));
+    let now = Timestamp::now();
+    let age = |t: Option<Timestamp>| t.map(|t| (now.as_millisecond() - t.as_millisecond()) as f64 / 1000.0);
+    let reachable = match start {
+        None => None,
+        Some(start) => {
+            let mut histories = BTreeMap::new();
+            for t in &history_tls {
+                if let Some(bytes) = store.get(&WalFile::TimelineHistory(*t))? {
+                    histories.insert(*t, parse_history(&String::from_utf8_lossy(&bytes)));
+                }
+            }
+            Some(reach(start, &by_tl, &histories, segment_size))
+        }
+    };
+    Ok(WalStatus {
+        location: store.location().to_string(),
+        segment_size,
+        timelines,
+        newest: newest.map(|w| w.file.to_string()),
+        newest_archived_at: newest.and_then(|w| w.archived_at),
+        newest_age_secs: age(newest.and_then(|w| w.archived_at)),
+        rpo_secs: reachable.as_ref().and_then(|r| age(r.until_time)),
+        reachable,
+    })
+}
+
+fn reach(
+    start: &ChainStart,
+    by_tl: &BTreeMap<u32, BTreeMap<u64, &StoredWal>>,
+    histories: &BTreeMap<u32, Vec<(u32, Lsn)>>,
+    segment_size: u64,
+) -> Reachable {
+    let path = timeline_path(start, histories, segment_size);
+    let mut last: Option<(u32, u64)> = None;
+    let mut blocked = None;
+    'walk: for (tli, begin, next) in &path {
+        let segs = by_tl.get(tli);
+        let mut n = *begin;
+        while next.is_none_or(|nb| n < nb) {
+            if segs.is_some_and(|s| s.contains_key(&n)) {
+                last = Some((*tli, n));
+                n += 1;
+            } else {
+                blocked = Some((*tli, n));
+                break 'walk;
+            }
+        }
+    }
+    let later_exists = blocked.is_some_and(|(tli, n)| {
+        by_tl
+            .iter()
+            .any(|(t, segs)| *t >= tli && segs.keys().any(|k| *k > n))
+    });
+    let (last_segment, until_lsn, until_time) = match last {
+        Some((tli, n)) => {
+            let seg = SegmentName::from_number(tli, n, segment_size);
+            (
+                seg.to_string(),
+                seg.end_lsn(segment_size),
+                by_tl.get(&tli).and_then(|s| s.get(&n)).and_then(|w| w.archived_at),
+            )
+        }
+        None => (String::new(), start.start_lsn, None),
+    };
+    Reachable {
+        backup_id: start.backup_id.clone(),
+        last_segment,
+        until_lsn,
+        until_time,
+        blocked_by: blocked
+            .filter(|_| later_exists)
+            .map(|(tli, n)| SegmentName::from_number(tli, n, segment_size).to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::DEFAULT_SEGMENT_SIZE as SZ;
+
+    fn stored(tli: u32, n: u64) -> StoredWal {
+        StoredWal {
+            file: WalFile::Segment(SegmentName::from_number(tli, n, SZ)),
+            stored_bytes: 1,
+            archived_at: Some(Timestamp::from_second(1_000 + n as i64).expect("ts")),
+        }
+    }
+
+    fn index(list: &[StoredWal]) -> BTreeMap<u32, BTreeMap<u64, &StoredWal>> {
+        let mut m: BTreeMap<u32, BTreeMap<u64, &StoredWal>> = BTreeMap::new();
+        for w in list {
+            let s = w.file.segment().expect("segment");
+            m.entry(s.timeline).or_default().insert(s.number(SZ), w);
+        }
+        m
+    }
+
+    fn start(tli: u32, seg: u64) -> ChainStart {
+        ChainStart {
+            backup_id: "b".into(),
+            timeline: tli,
+            start_lsn: Lsn(seg * SZ + 40),
+        }
+    }
+
+    #[test]
+    fn chain_stops_at_a_gap_and_names_it() {
+        let list: Vec<_> = [2, 3, 4, 6, 7].iter().map(|n| stored(1, *n)).collect();
+        let r = reach(&start(1, 2), &index(&list), &BTreeMap::new(), SZ);
+        assert_eq!(r.last_segment, "000000010000000000000004");
+        assert_eq!(r.blocked_by.as_deref(), Some("000000010000000000000005"));
+        assert_eq!(r.until_lsn, Lsn(5 * SZ));
+    }
+
+    #[test]
+    fn chain_follows_a_new_timeline() {
+        // timeline 2 branched at segment 5 of timeline 1
+        let mut list: Vec<_> = (2..=6).map(|n| stored(1, n)).collect();
+        list.extend((5..=8).map(|n| stored(2, n)));
+        let mut h = BTreeMap::new();
+        h.insert(2, vec![(1, Lsn(5 * SZ + 100))]);
+        let r = reach(&start(1, 2), &index(&list), &h, SZ);
+        assert_eq!(r.last_segment, "000000020000000000000008");
+        assert!(r.blocked_by.is_none());
+    }
+
+    #[test]
+    fn end_of_archive_is_not_a_gap() {
+        let list: Vec<_> = (2..=4).map(|n| stored(1, n)).collect();
+        let r = reach(&start(1, 2), &index(&list), &BTreeMap::new(), SZ);
+        assert!(r.blocked_by.is_none());
+        assert_eq!(r.last_segment, "000000010000000000000004");
+    }
+}

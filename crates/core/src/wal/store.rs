@@ -1,0 +1,437 @@
+//! The WAL archive inside a repository: one object per WAL file under `lifeboat-wal/`,
+//! compressed with zstd and encrypted with the repository's master key (restic's
+//! AES-256-CTR + Poly1305-AES), so that a segment is stored and fetched with one request and
+//! a range is pruned by deleting objects. See docs/decisions/0004-wal-archive.md.
+//!
+//! Object layout: `LBWAL01\n` · nonce · ciphertext · MAC, where the plaintext is
+//! `u16 name length · name · u64 size · SHA-256 of the file · zstd frame`. The name inside
+//! the ciphertext stops a renamed or swapped object from being replayed as another segment.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    sync::OnceLock,
+};
+
+use aes256ctr_poly1305aes::{
+    aead::{Aead, Nonce},
+    Aes256CtrPoly1305Aes,
+};
+use sha2::{Digest, Sha256};
+
+use super::name::WalFile;
+use crate::{
+    config::RepositoryConfig,
+    error::{Error, ErrorKind, Result},
+    repository::{backend, repo_url, Repo},
+};
+
+/// Directory (prefix) of the WAL archive inside the repository.
+pub const WAL_DIR: &str = "lifeboat-wal";
+const MAGIC: &[u8; 8] = b"LBWAL01\n";
+/// zstd level for WAL: WAL compresses well even at the fastest levels, and the archiver
+/// waits for every push.
+const WAL_ZSTD_LEVEL: i32 = 1;
+
+/// What a push did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The file is now stored.
+    Stored,
+    /// An identical file was already stored (PostgreSQL retried an archived segment).
+    AlreadyPresent,
+}
+
+/// One archived WAL file as listed (no data read).
+#[derive(Debug, Clone)]
+pub struct StoredWal {
+    /// The file.
+    pub file: WalFile,
+    /// Stored (compressed, encrypted) size.
+    pub stored_bytes: u64,
+    /// When it was archived, as the storage reports it.
+    pub archived_at: Option<jiff::Timestamp>,
+}
+
+enum Backend {
+    Local(PathBuf),
+    Remote(opendal::blocking::Operator),
+}
+
+/// The WAL archive of one repository.
+pub struct WalStore {
+    backend: Backend,
+    /// `lifeboat-wal/<source>`: each cluster archives under its own source name.
+    prefix: String,
+    cipher: Aes256CtrPoly1305Aes,
+    location: String,
+}
+
+impl std::fmt::Debug for WalStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalStore")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime for the S3 client")
+    })
+}
+
+fn valid_source(source: &str) -> bool {
+    !source.is_empty()
+        && !source.starts_with('.')
+        && source
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::unavailable(format!("{what}: {e}"))
+        .hint("check that the repository is reachable and writable")
+}
+
+impl WalStore {
+    /// The WAL archive of `source` in `repo` (opened with `cfg`), using its master key.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] for a bad URL or source name, [`ErrorKind::Unavailable`] when
+    /// the S3 client cannot be built.
+    pub fn new(repo: &Repo, cfg: &RepositoryConfig, source: &str) -> Result<Self> {
+        if !valid_source(source) {
+            return Err(Error::config(format!(
+                "source name {source:?} cannot name a WAL archive"
+            ))
+            .hint("use letters, digits, '-', '_' and '.' in source names"));
+        }
+        let key = repo.with_open(|r| Ok(r.key()))?;
+        let mut bytes = Vec::with_capacity(64);
+        bytes.extend_from_slice(&key.encrypt);
+        bytes.extend_from_slice(&key.mac.k);
+        bytes.extend_from_slice(&key.mac.r);
+        if bytes.len() != 64 {
+            return Err(Error::integrity("the repository master key has the wrong length"));
+        }
+        let cipher = Aes256CtrPoly1305Aes::new(aes256ctr_poly1305aes::Key::from_slice(&bytes));
+        let url = repo_url(cfg)?;
+        let backend = match backend::s3_options(url, cfg)? {
+            Some(opts) => {
+                let _guard = runtime().enter();
+                let op = opendal::Operator::via_iter("s3", opts)
+                    .map_err(|e| unavailable("cannot set up the S3 client", e))?
+                    .layer(opendal::layers::RetryLayer::new().with_max_times(5).with_jitter());
+                Backend::Remote(
+                    opendal::blocking::Operator::new(op)
+                        .map_err(|e| unavailable("cannot set up the S3 client", e))?,
+                )
+            }
+            None => Backend::Local(PathBuf::from(url)),
+        };
+        let prefix = format!("{WAL_DIR}/{source}");
+        Ok(Self {
+            backend,
+            cipher,
+            location: format!("{}/{prefix}", repo.location()),
+            prefix,
+        })
+    }
+
+    /// Where the archive is (no credentials).
+    #[must_use]
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn object_path(&self, file: &WalFile) -> String {
+        format!("{}/{:08X}/{file}", self.prefix, file.timeline())
+    }
+
+    fn seal(&self, file: &WalFile, data: &[u8]) -> Result<Vec<u8>> {
+        let name = file.to_string();
+        let compressed = zstd::bulk::compress(data, WAL_ZSTD_LEVEL)
+            .map_err(|e| Error::internal(format!("compressing {name}: {e}")))?;
+        let mut plain = Vec::with_capacity(compressed.len() + name.len() + 42);
+        plain.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        plain.extend_from_slice(name.as_bytes());
+        plain.extend_from_slice(&(data.len() as u64).to_le_bytes());
+        plain.extend_from_slice(&Sha256::digest(data));
+        plain.extend_from_slice(&compressed);
+        let mut nonce = Nonce::<Aes256CtrPoly1305Aes>::default();
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
+        let sealed = self
+            .cipher
+            .encrypt(&nonce, plain.as_slice())
+            .map_err(|_| Error::internal(format!("encrypting {name}")))?;
+        let mut out = Vec::with_capacity(MAGIC.len() + nonce.len() + sealed.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// Decrypts an object and returns (size, SHA-256, zstd frame), checking the name.
+    fn open_object(&self, file: &WalFile, object: &[u8]) -> Result<(u64, [u8; 32], Vec<u8>)> {
+        let corrupt = |why: &str| {
+            Error::integrity(format!(
+                "the archived {file} in {} is damaged: {why}",
+                self.location
+            ))
+            .hint("recovery cannot use it; restore from an older base backup or a copy of the archive, and run `lifeboat wal status`")
+        };
+        let body = object
+            .strip_prefix(MAGIC.as_slice())
+            .ok_or_else(|| corrupt("not a lifeboat WAL object"))?;
+        if body.len() < 32 {
+            return Err(corrupt("too short"));
+        }
+        let (nonce, sealed) = body.split_at(16);
+        let plain = self
+            .cipher
+            .decrypt(Nonce::<Aes256CtrPoly1305Aes>::from_slice(nonce), sealed)
+            .map_err(|_| corrupt("authentication failed (changed bytes or another repository's key)"))?;
+        let name_len = u16::from_le_bytes([plain[0], plain[1]]) as usize;
+        let rest = &plain[2..];
+        if rest.len() < name_len + 40 {
+            return Err(corrupt("truncated header"));
+        }
+        let (name, rest) = rest.split_at(name_len);
+        if name != file.to_string().as_bytes() {
+            return Err(corrupt(&format!(
+                "it holds {}",
+                String::from_utf8_lossy(name)
+            )));
+        }
+        let size = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
+        let sha: [u8; 32] = rest[8..40].try_into().expect("32 bytes");
+        Ok((size, sha, rest[40..].to_vec()))
+    }
+
+    fn read_raw(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        match &self.backend {
+            Backend::Local(root) => match std::fs::read(root.join(path)) {
+                Ok(b) => Ok(Some(b)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::io(format!("reading {path}"), e)),
+            },
+            Backend::Remote(op) => match op.read(path) {
+                Ok(b) => Ok(Some(b.to_vec())),
+                Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(remote_error(&format!("reading {path}"), &e)),
+            },
+        }
+    }
+
+    /// Stores `data` as `file`, durably. An identical file already stored is success; a
+    /// different one is [`ErrorKind::Integrity`].
+    ///
+    /// # Errors
+    ///
+    /// When the object cannot be written, or conflicts with a stored one.
+    pub fn put(&self, file: &WalFile, data: &[u8]) -> Result<PutOutcome> {
+        let path = self.object_path(file);
+        if let Some(existing) = self.read_raw(&path)? {
+            return self.compare_existing(file, data, &existing);
+        }
+        let object = self.seal(file, data)?;
+        match &self.backend {
+            Backend::Local(root) => match write_durably(root, &path, &object)? {
+                true => Ok(PutOutcome::Stored),
+                // another pusher won the race: it must have stored the same content
+                false => {
+                    let existing = self.read_raw(&path)?.unwrap_or_default();
+                    self.compare_existing(file, data, &existing)
+                }
+            },
+            Backend::Remote(op) => {
+                op.write(&path, object)
+                    .map_err(|e| remote_error(&format!("writing {path}"), &e))?;
+                Ok(PutOutcome::Stored)
+            }
+        }
+    }
+
+    fn compare_existing(&self, file: &WalFile, data: &[u8], existing: &[u8]) -> Result<PutOutcome> {
+        let (size, sha, _) = self.open_object(file, existing)?;
+        if size == data.len() as u64 && sha == <[u8; 32]>::from(Sha256::digest(data)) {
+            Ok(PutOutcome::AlreadyPresent)
+        } else {
+            Err(Error::new(
+                ErrorKind::Integrity,
+                format!(
+                    "{file} is already archived in {} with different content",
+                    self.location
+                ),
+            )
+            .hint("two clusters may be archiving into the same repository, or this cluster was restored without a new timeline; give each cluster its own repository or source, and keep the archived file"))
+        }
+    }
+
+    /// The content of `file`, verified; `None` when it is not archived.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Integrity`] when the stored object is damaged, or a storage error.
+    pub fn get(&self, file: &WalFile) -> Result<Option<Vec<u8>>> {
+        let Some(object) = self.read_raw(&self.object_path(file))? else {
+            return Ok(None);
+        };
+        let (size, sha, frame) = self.open_object(file, &object)?;
+        let data = zstd::bulk::decompress(&frame, usize::try_from(size).unwrap_or(usize::MAX))
+            .map_err(|e| {
+                Error::integrity(format!("the archived {file} does not decompress: {e}"))
+            })?;
+        if data.len() as u64 != size || <[u8; 32]>::from(Sha256::digest(&data)) != sha {
+            return Err(Error::integrity(format!(
+                "the archived {file} does not match its checksum"
+            )));
+        }
+        Ok(Some(data))
+    }
+
+    /// Every archived file, unordered. Reads names and sizes only.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn list(&self) -> Result<Vec<StoredWal>> {
+        let mut out = Vec::new();
+        match &self.backend {
+            Backend::Local(root) => {
+                let dir = root.join(&self.prefix);
+                let timelines = match std::fs::read_dir(&dir) {
+                    Ok(d) => d,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+                    Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+                };
+                for tl in timelines {
+                    let tl = tl.map_err(|e| Error::io("listing the WAL archive", e))?;
+                    if !tl.file_type().is_ok_and(|t| t.is_dir()) {
+                        continue;
+                    }
+                    for f in std::fs::read_dir(tl.path())
+                        .map_err(|e| Error::io("listing the WAL archive", e))?
+                    {
+                        let f = f.map_err(|e| Error::io("listing the WAL archive", e))?;
+                        let Some(file) = f.file_name().to_str().and_then(|n| WalFile::parse(n).ok())
+                        else {
+                            continue;
+                        };
+                        let meta = f.metadata().map_err(|e| Error::io("listing the WAL archive", e))?;
+                        out.push(StoredWal {
+                            file,
+                            stored_bytes: meta.len(),
+                            archived_at: meta
+                                .modified()
+                                .ok()
+                                .and_then(|t| jiff::Timestamp::try_from(t).ok()),
+                        });
+                    }
+                }
+            }
+            Backend::Remote(op) => {
+                let entries = op
+                    .list_options(
+                        &format!("{}/", self.prefix),
+                        opendal::options::ListOptions {
+                            recursive: true,
+                            ..Default::default()
+                        },
+                    )
+                    .map_err(|e| remote_error("listing the WAL archive", &e))?;
+                for e in entries {
+                    let Some(file) = e
+                        .path()
+                        .rsplit('/')
+                        .next()
+                        .and_then(|n| WalFile::parse(n).ok())
+                    else {
+                        continue;
+                    };
+                    let meta = e.metadata();
+                    out.push(StoredWal {
+                        file,
+                        stored_bytes: meta.content_length(),
+                        archived_at: meta
+                            .last_modified()
+                            .and_then(|t| jiff::Timestamp::from_second(t.into_inner().as_second()).ok()),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes `file` from the archive (pruning, tests).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn remove(&self, file: &WalFile) -> Result<()> {
+        let path = self.object_path(file);
+        match &self.backend {
+            Backend::Local(root) => match std::fs::remove_file(root.join(&path)) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::io(format!("removing {path}"), e)),
+            },
+            Backend::Remote(op) => op
+                .delete(&path)
+                .map_err(|e| remote_error(&format!("removing {path}"), &e)),
+        }
+    }
+}
+
+fn remote_error(what: &str, e: &opendal::Error) -> Error {
+    match e.kind() {
+        opendal::ErrorKind::PermissionDenied => Error::new(
+            ErrorKind::Auth,
+            format!("{what}: access denied by the storage"),
+        )
+        .hint("check the S3 credentials"),
+        _ => unavailable(what, e),
+    }
+}
+
+/// Writes `data` at `root/path` so that it is on disk before this returns: a temporary
+/// file, fsync, a hard link to the final name (which never replaces an existing file),
+/// fsync of the directory. Returns `false` if the name already existed.
+fn write_durably(root: &Path, path: &str, data: &[u8]) -> Result<bool> {
+    let target = root.join(path);
+    let dir = target.parent().expect("object paths have a directory");
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(format!("writing in {}", dir.display()), e))?;
+    tmp.write_all(data)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| Error::io(format!("writing {}", target.display()), e))?;
+    let linked = match std::fs::hard_link(tmp.path(), &target) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(Error::io(format!("writing {}", target.display()), e)),
+    };
+    drop(tmp);
+    sync_dir(dir)?;
+    Ok(linked)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
+}
