@@ -189,7 +189,7 @@ fn restore(a: &Archiving, name: &str, target: &[&str]) -> (Restored, String) {
     let data = base.join("data");
     let port = free_port();
     let out = ok(lb(&a.cfg)
-        .args(["restore", "--kind", "physical", "--source", "main", "--start", "--timeout", "300"])
+        .args(["restore", "--kind", "physical", "--source", "main", "--start", "--timeout", "60"])
         .arg("--to-dir")
         .arg(&data)
         .arg("--socket-dir")
@@ -221,11 +221,12 @@ fn pitr_under_load(a: &Archiving) {
     a.load(22..=30);
     let lsn = {
         a.marker(31);
-        a.sql("select pg_current_wal_lsn()")
+        a.sql("select pg_current_wal_insert_lsn()")
     };
     std::thread::sleep(Duration::from_millis(100));
     a.load(32..=40);
     a.sql("select pg_create_restore_point('before-migration')");
+    let made = jiff::Timestamp::now().to_string();
     a.load(41..=45);
     let second = a.backup();
     assert_ne!(first, second);
@@ -244,7 +245,7 @@ fn pitr_under_load(a: &Archiving) {
     assert_markers_up_to(&r, 31, "target LSN");
     drop(r);
 
-    let (r, _) = restore(a, "pitr-name", &["--target-name", "before-migration"]);
+    let (r, _) = restore(a, "pitr-name", &["--target-name", "before-migration", "--before", &made]);
     assert_markers_up_to(&r, 40, "restore point");
     drop(r);
 

@@ -300,7 +300,7 @@ impl RestoreCmd {
             RecoveryTarget::Name(n.clone())
         } else if a.target_immediate {
             RecoveryTarget::Immediate
-        } else if self.latest || self.id.is_some() {
+        } else if self.latest || self.id.is_some() || self.before.is_some() {
             RecoveryTarget::Latest
         } else {
             return Err(Error::config(
@@ -318,6 +318,7 @@ impl RestoreCmd {
         let opts = RecoverOptions {
             source: source.clone(),
             backup: self.id.clone(),
+            before: self.before,
             to_dir,
             target,
             inclusive: !a.exclusive,

@@ -80,6 +80,9 @@ pub struct RecoverOptions {
     pub source: String,
     /// A snapshot id; default: the newest backup that can reach the target.
     pub backup: Option<String>,
+    /// Use the newest backup finished before this time (for name and xid targets, which
+    /// do not say when they were made).
+    pub before: Option<Timestamp>,
     /// The empty (or new) data directory to create.
     pub to_dir: PathBuf,
     /// Where to stop.
@@ -175,7 +178,7 @@ fn select(repo: &Repo, opts: &RecoverOptions) -> Result<SnapshotInfo> {
             ..ListFilter::default()
         },
     )?;
-    let fits = |b: &SnapshotInfo| match (&opts.target, &b.meta.physical) {
+    let fits = |b: &SnapshotInfo| opts.before.is_none_or(|t| b.meta.finished_at <= t) && match (&opts.target, &b.meta.physical) {
         (RecoveryTarget::Time(t), _) => b.meta.finished_at <= *t,
         (RecoveryTarget::Lsn(l), Some(p)) => p.stop_lsn <= *l,
         _ => true,
@@ -493,7 +496,7 @@ fn start_and_wait(opts: &RecoverOptions, user: Option<&str>, log: &Path) -> Resu
         .output()
         .map_err(|e| missing_program(&pg_ctl, e))?;
     if !out.status.success() {
-        return Err(recovery_failed(log, "the restored server did not start"));
+        return Err(recovery_failed(log, "the restored server did not start", &opts.target));
     }
     let socket = opts
         .socket_dir
@@ -501,6 +504,7 @@ fn start_and_wait(opts: &RecoverOptions, user: Option<&str>, log: &Path) -> Resu
         .unwrap_or_else(|| PathBuf::from("/var/run/postgresql"));
     let port = opts.port.unwrap_or(5432);
     let conn = crate::sources::postgres::conn::PgConn::local(&socket, port, "postgres", bin);
+    let mut last_error: Option<String> = None;
     let deadline = (opts.timeout_secs > 0).then(|| Instant::now() + Duration::from_secs(opts.timeout_secs));
     loop {
         std::thread::sleep(Duration::from_millis(250));
@@ -523,14 +527,21 @@ fn start_and_wait(opts: &RecoverOptions, user: Option<&str>, log: &Path) -> Resu
                     ..ReachedPoint::default()
                 });
             }
-            return Err(recovery_failed(log, "recovery failed and the server stopped"));
+            return Err(recovery_failed(log, "recovery failed and the server stopped", &opts.target));
         }
         let state = conn.query(
             "postgres",
             "select pg_is_in_recovery(), pg_last_wal_replay_lsn(), pg_last_xact_replay_timestamp(), \
-             pg_get_wal_replay_pause_state(), (select timeline_id from pg_control_checkpoint())",
+             case when pg_is_in_recovery() then pg_get_wal_replay_pause_state() else '' end, (select timeline_id from pg_control_checkpoint())",
         );
-        if let Ok(row) = state {
+        let row = match state {
+            Ok(row) => Some(row),
+            Err(e) => {
+                last_error = Some(e.to_string());
+                None
+            }
+        };
+        if let Some(row) = row {
             let f: Vec<&str> = row.trim().split('|').collect();
             if f.len() == 5 {
                 let done = f[0] == "f" || f[3] == "paused";
@@ -552,9 +563,15 @@ fn start_and_wait(opts: &RecoverOptions, user: Option<&str>, log: &Path) -> Resu
             }
         }
         if deadline.is_some_and(|d| Instant::now() > d) {
+            let tail: Vec<&str> = text.lines().rev().take(3).collect();
             return Err(Error::new(
                 ErrorKind::Postgres,
-                format!("recovery did not finish within {} s", opts.timeout_secs),
+                format!(
+                    "recovery did not finish within {} s (last answer: {}; log: {})",
+                    opts.timeout_secs,
+                    last_error.as_deref().unwrap_or("still in recovery"),
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                ),
             )
             .hint(format!(
                 "the server is still replaying; follow {} and raise --timeout",
@@ -565,7 +582,7 @@ fn start_and_wait(opts: &RecoverOptions, user: Option<&str>, log: &Path) -> Resu
 }
 
 /// An error from the server log: the missing or damaged segment and the last one restored.
-fn recovery_failed(log: &Path, what: &str) -> Error {
+fn recovery_failed(log: &Path, what: &str, target: &RecoveryTarget) -> Error {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let last_restored = text.lines().rev().find_map(|l| {
         l.split_once("restored log file \"")
@@ -599,10 +616,14 @@ fn recovery_failed(log: &Path, what: &str) -> Error {
     if let Some(e) = &lifeboat_err {
         msg.push_str(&format!("; {e}"));
     }
-    Error::new(ErrorKind::Postgres, msg).hint(format!(
-        "see {}; `lifeboat wal status` shows the archive's gaps",
-        log.display()
-    ))
+    let hint = if matches!(target, RecoveryTarget::Name(_) | RecoveryTarget::Xid(_))
+        && fatal.as_deref().is_some_and(|f| f.contains("before configured recovery target"))
+    {
+        format!("the target may lie before this base backup: pass --before TIME (when the target was made) or an older backup id; see {}", log.display())
+    } else {
+        format!("see {}; `lifeboat wal status` shows the archive's gaps", log.display())
+    };
+    Error::new(ErrorKind::Postgres, msg).hint(hint)
 }
 
 #[cfg(test)]
@@ -614,6 +635,7 @@ mod tests {
         let opts = RecoverOptions {
             source: "db".into(),
             backup: None,
+            before: None,
             to_dir: PathBuf::from("/x"),
             target: RecoveryTarget::Time("2026-11-23T14:31:59Z".parse().expect("ts")),
             inclusive: false,
