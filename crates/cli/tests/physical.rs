@@ -372,7 +372,7 @@ fn a_second_timeline_is_archived_and_restored() {
     assert!(a.ws.repo_path().join("lifeboat-wal/main/00000002/00000002.history").exists());
     drop(r);
     // the old base backup, replayed along the history file onto timeline 2
-    let (r, _) = restore(&a, "tl2-again", &[&first, "--latest"]);
+    let (r, _) = restore(&a, "tl2-again", &[&first]);
     assert_eq!(r.markers(), (11 + 21, 120), "timeline 2's rows after the branch");
     drop(r);
 }
