@@ -53,7 +53,7 @@ enum Command {
     /// Per-source statistics: count, last success, sizes, growth.
     Stats,
     /// Restore a backup into a database.
-    Restore(commands::restore::RestoreCmd),
+    Restore(Box<commands::restore::RestoreCmd>),
     /// Check that backups are intact.
     Verify(commands::verify::VerifyCmd),
     /// Restore a backup into a throw-away cluster, check it, measure RTO/RPO, keep evidence.
@@ -193,10 +193,26 @@ fn report(err: &anyhow::Error) -> i32 {
     core.map_or(ErrorKind::Internal.exit_code(), |e| e.kind().exit_code())
 }
 
+/// A long-running command's stop flag: the first Ctrl-C / SIGTERM sets it instead of
+/// exiting, so the command can finish what it is doing and clean up.
+static STOP: std::sync::Mutex<Option<std::sync::Arc<std::sync::atomic::AtomicBool>>> =
+    std::sync::Mutex::new(None);
+
+/// Asks the signal handler to set `flag` rather than exit.
+pub fn on_stop(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    if let Ok(mut s) = STOP.lock() {
+        *s = Some(flag);
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     // Ctrl-C: stop throw-away servers this process started, then leave
     let _ = ctrlc::set_handler(|| {
+        if let Some(flag) = STOP.lock().ok().and_then(|s| s.clone()) {
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
         lifeboat_core::sources::postgres::cluster::stop_all();
         eprintln!("interrupted");
         std::process::exit(130);

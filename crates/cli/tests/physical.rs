@@ -20,6 +20,21 @@ struct Archiving {
     cluster: Cluster,
     ws: Workspace,
     cfg: PathBuf,
+    /// `lifeboat wal serve`, when the test runs one.
+    server: Option<std::process::Child>,
+    socket: PathBuf,
+}
+
+impl Drop for Archiving {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = child.wait();
+        }
+    }
 }
 
 fn pg_user() -> Option<nix::unistd::User> {
@@ -43,17 +58,21 @@ fn share(ws: &Workspace) {
 }
 
 impl Archiving {
-    /// `repository` is the TOML body of `[repository]`, or `None` for a local one.
-    fn start(repository: Option<&dyn Fn(&Workspace) -> String>) -> Self {
+    /// `repository` is the TOML body of `[repository]`, or `None` for a local one; with
+    /// `serve`, pushes and fetches go through `lifeboat wal serve`.
+    fn start(repository: Option<&dyn Fn(&Workspace) -> String>, serve: bool) -> Self {
         let ws = Workspace::new();
         let cfg = ws.config_path();
+        let socket = ws.path().join("wal.sock");
         let exe = assert_cmd::cargo::cargo_bin("lifeboat");
         let conf = format!(
-            "archive_mode = on\narchive_command = '{} --config {} wal-push %p'\nwal_level = replica\n",
+            "archive_mode = on\narchive_command = '{} --config {} wal-push --socket {} %p'\nwal_level = replica\n",
             exe.display(),
-            cfg.display()
+            cfg.display(),
+            socket.display()
         );
-        let cluster = Cluster::start_with(&PgBin::new(None), &conf).expect("start an archiving cluster");
+        let cluster =
+            Cluster::start_with(&PgBin::new(None), &conf).expect("start an archiving cluster");
         let dsn = cluster.dsn("postgres");
         match repository {
             None => ws.local_config(&[("main", &dsn)]),
@@ -61,17 +80,53 @@ impl Archiving {
         };
         ok(lb(&cfg).arg("init"));
         share(&ws);
+        let server = serve.then(|| {
+            let mut cmd = match pg_user() {
+                Some(_) => {
+                    let mut c = std::process::Command::new("runuser");
+                    c.args(["-u", "postgres", "--"]).arg(&exe);
+                    c
+                }
+                None => std::process::Command::new(&exe),
+            };
+            let log = std::fs::File::create(ws.path().join("serve.log")).expect("log");
+            let child = cmd
+                .stderr(log)
+                .arg("--config")
+                .arg(&cfg)
+                .args(["wal", "serve", "--socket"])
+                .arg(&socket)
+                .env_remove("LIFEBOAT_PASSWORD")
+                .spawn()
+                .expect("start lifeboat wal serve");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !socket.exists() {
+                assert!(Instant::now() < deadline, "wal serve did not listen");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            child
+        });
         cluster
             .sql(
                 "postgres",
                 "create table markers (id int primary key, at timestamptz not null default clock_timestamp())",
             )
             .expect("markers table");
-        Self { cluster, ws, cfg }
+        Self {
+            cluster,
+            ws,
+            cfg,
+            server,
+            socket,
+        }
     }
 
     fn sql(&self, q: &str) -> String {
-        self.cluster.sql("postgres", q).expect("sql").trim().to_string()
+        self.cluster
+            .sql("postgres", q)
+            .expect("sql")
+            .trim()
+            .to_string()
     }
 
     /// Inserts marker `id`; returns its time as PostgreSQL wrote it.
@@ -188,8 +243,22 @@ fn restore(a: &Archiving, name: &str, target: &[&str]) -> (Restored, String) {
     let base = a.scratch(name);
     let data = base.join("data");
     let port = free_port();
-    let out = ok(lb(&a.cfg)
-        .args(["restore", "--kind", "physical", "--source", "main", "--start", "--timeout", "60"])
+    let mut cmd = lb(&a.cfg);
+    if a.server.is_some() {
+        // inherited by the restored server's restore_command
+        cmd.env("LIFEBOAT_WAL_SOCKET", &a.socket);
+    }
+    let out = ok(cmd
+        .args([
+            "restore",
+            "--kind",
+            "physical",
+            "--source",
+            "main",
+            "--start",
+            "--timeout",
+            "60",
+        ])
         .arg("--to-dir")
         .arg(&data)
         .arg("--socket-dir")
@@ -208,7 +277,11 @@ fn restore(a: &Archiving, name: &str, target: &[&str]) -> (Restored, String) {
 
 /// Markers 1..=k exist exactly, checked with plain SQL.
 fn assert_markers_up_to(r: &Restored, k: i64, what: &str) {
-    assert_eq!(r.markers(), (k, k), "{what}: markers in the restored cluster");
+    assert_eq!(
+        r.markers(),
+        (k, k),
+        "{what}: markers in the restored cluster"
+    );
 }
 
 fn pitr_under_load(a: &Archiving) {
@@ -236,7 +309,10 @@ fn pitr_under_load(a: &Archiving) {
     let at: jiff::Timestamp = t20.parse().expect("marker time");
     let target = (at + jiff::SignedDuration::from_millis(150)).to_string();
     let (r, out) = restore(a, "pitr-time", &["--target-time", &target]);
-    assert!(out.contains(&first[..8]), "the backup before the target is used:\n{out}");
+    assert!(
+        out.contains(&first[..8]),
+        "the backup before the target is used:\n{out}"
+    );
     assert!(out.contains("reached LSN"), "{out}");
     assert_markers_up_to(&r, 21, "target time");
     drop(r);
@@ -245,19 +321,35 @@ fn pitr_under_load(a: &Archiving) {
     assert_markers_up_to(&r, 31, "target LSN");
     drop(r);
 
-    let (r, _) = restore(a, "pitr-name", &["--target-name", "before-migration", "--before", &made]);
+    let (r, _) = restore(
+        a,
+        "pitr-name",
+        &["--target-name", "before-migration", "--before", &made],
+    );
     assert_markers_up_to(&r, 40, "restore point");
     drop(r);
 
     let (r, out) = restore(a, "pitr-latest", &["--latest"]);
-    assert!(out.contains(&second[..8]), "--latest uses the newest backup:\n{out}");
+    assert!(
+        out.contains(&second[..8]),
+        "--latest uses the newest backup:\n{out}"
+    );
     assert_markers_up_to(&r, 50, "end of archive");
 }
 
 #[test]
 fn pitr_to_time_lsn_and_restore_point_on_a_local_repository() {
-    let a = Archiving::start(None);
+    let a = Archiving::start(None, true);
     pitr_under_load(&a);
+    let served = std::fs::read_to_string(a.ws.path().join("serve.log")).expect("server log");
+    assert!(
+        served.contains("PUSH") && served.contains("OK stored"),
+        "archiving went through wal serve:\n{served}"
+    );
+    assert!(
+        served.contains("FETCH") && served.contains("OK found"),
+        "recovery fetched through wal serve:\n{served}"
+    );
     let status = ok(lb(&a.cfg).args(["wal", "status"]));
     assert!(status.contains("timeline 1:"), "{status}");
     assert!(status.contains("recoverable up to"), "{status}");
@@ -271,7 +363,7 @@ fn pitr_on_s3() {
         let secret = ws.path().join("s3.secret");
         g.repository_toml("wal-pitr", &secret)
     };
-    let a = Archiving::start(Some(&repo));
+    let a = Archiving::start(Some(&repo), false);
     pitr_under_load(&a);
 }
 
@@ -281,7 +373,11 @@ fn archived_segments(a: &Archiving) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("archive dir")
         .map(|e| e.expect("entry").path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.len() == 24))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.len() == 24)
+        })
         .collect();
     v.sort();
     v
@@ -289,7 +385,7 @@ fn archived_segments(a: &Archiving) -> Vec<PathBuf> {
 
 #[test]
 fn a_missing_segment_is_named_with_the_last_reachable_point() {
-    let a = Archiving::start(None);
+    let a = Archiving::start(None, false);
     a.load(1..=3);
     a.backup();
     a.load(4..=30);
@@ -297,7 +393,11 @@ fn a_missing_segment_is_named_with_the_last_reachable_point() {
     let segs = archived_segments(&a);
     assert!(segs.len() >= 4, "{segs:?}");
     let victim = &segs[segs.len() - 2];
-    let name = victim.file_name().and_then(|n| n.to_str()).expect("name").to_string();
+    let name = victim
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("name")
+        .to_string();
     std::fs::remove_file(victim).expect("remove a segment");
 
     let (code, out, _) = run(lb(&a.cfg).args(["wal", "status"]));
@@ -309,20 +409,27 @@ fn a_missing_segment_is_named_with_the_last_reachable_point() {
         .args(["restore", "--kind", "physical", "--latest", "--to-dir"])
         .arg(&dir));
     assert_eq!(code, 4, "{err}");
-    assert!(err.contains(&name), "the error names the missing segment:\n{err}");
+    assert!(
+        err.contains(&name),
+        "the error names the missing segment:\n{err}"
+    );
     assert!(err.contains("can reach only LSN"), "{err}");
     assert!(!dir.exists(), "nothing was written");
 }
 
 #[test]
 fn a_corrupted_segment_stops_recovery_and_is_named() {
-    let a = Archiving::start(None);
+    let a = Archiving::start(None, false);
     a.backup();
     a.load(1..=20);
     a.archive_now();
     let segs = archived_segments(&a);
     let victim = &segs[segs.len() - 2];
-    let name = victim.file_name().and_then(|n| n.to_str()).expect("name").to_string();
+    let name = victim
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("name")
+        .to_string();
     let mut bytes = std::fs::read(victim).expect("read");
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
@@ -330,7 +437,15 @@ fn a_corrupted_segment_stops_recovery_and_is_named() {
 
     let base = a.scratch("corrupt");
     let (code, _, err) = run(lb(&a.cfg)
-        .args(["restore", "--kind", "physical", "--latest", "--start", "--timeout", "120"])
+        .args([
+            "restore",
+            "--kind",
+            "physical",
+            "--latest",
+            "--start",
+            "--timeout",
+            "120",
+        ])
         .arg("--to-dir")
         .arg(base.join("data"))
         .arg("--socket-dir")
@@ -342,12 +457,15 @@ fn a_corrupted_segment_stops_recovery_and_is_named() {
         port: 0,
     };
     assert_eq!(code, 8, "{err}");
-    assert!(err.contains(&name) && err.contains("damaged"), "the error names the damaged segment:\n{err}");
+    assert!(
+        err.contains(&name) && err.contains("damaged"),
+        "the error names the damaged segment:\n{err}"
+    );
 }
 
 #[test]
 fn a_second_timeline_is_archived_and_restored() {
-    let a = Archiving::start(None);
+    let a = Archiving::start(None, false);
     a.load(1..=5);
     let first = a.backup();
     a.load(6..=10);
@@ -369,11 +487,19 @@ fn a_second_timeline_is_archived_and_restored() {
         assert!(Instant::now() < deadline, "timeline 2 was not archived");
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(a.ws.repo_path().join("lifeboat-wal/main/00000002/00000002.history").exists());
+    assert!(a
+        .ws
+        .repo_path()
+        .join("lifeboat-wal/main/00000002/00000002.history")
+        .exists());
     drop(r);
     // the old base backup, replayed along the history file onto timeline 2
     let (r, _) = restore(&a, "tl2-again", &[&first]);
-    assert_eq!(r.markers(), (11 + 21, 120), "timeline 2's rows after the branch");
+    assert_eq!(
+        r.markers(),
+        (11 + 21, 120),
+        "timeline 2's rows after the branch"
+    );
     drop(r);
 }
 
@@ -397,15 +523,27 @@ fn wal_push_is_idempotent_and_refuses_a_conflict() {
     data[5] ^= 1;
     std::fs::write(&seg, &data).expect("segment");
     let (code, _, err) = run(lb(&cfg).arg("wal-push").arg(&seg));
-    assert_eq!(code, 6, "a different segment under the same name fails: {err}");
+    assert_eq!(
+        code, 6,
+        "a different segment under the same name fails: {err}"
+    );
     assert!(err.contains("different content"), "{err}");
     // the archived copy is the first one
     let back = ws.path().join("back");
-    ok(lb(&cfg).args(["wal-fetch", "000000010000000000000042"]).arg(&back));
+    ok(lb(&cfg)
+        .args(["wal-fetch", "000000010000000000000042"])
+        .arg(&back));
     data[5] ^= 1;
-    assert!(std::fs::read(&back).expect("fetched") == data, "fetch returns the first push");
-    let (code, _, err) = run(lb(&cfg).args(["wal-fetch", "000000010000000000000043"]).arg(&back));
+    assert!(
+        std::fs::read(&back).expect("fetched") == data,
+        "fetch returns the first push"
+    );
+    let (code, _, err) = run(lb(&cfg)
+        .args(["wal-fetch", "000000010000000000000043"])
+        .arg(&back));
     assert_eq!(code, 4, "a missing segment exits non-zero: {err}");
-    let (code, _, err) = run(lb(&cfg).arg("wal-push").arg(ws.path().join("lifeboat.toml")));
+    let (code, _, err) = run(lb(&cfg)
+        .arg("wal-push")
+        .arg(ws.path().join("lifeboat.toml")));
     assert_eq!(code, 2, "a file that is not WAL is refused: {err}");
 }

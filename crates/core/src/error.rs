@@ -52,6 +52,15 @@ impl ErrorKind {
         }
     }
 
+    /// The kind whose exit code is `code` ([`ErrorKind::Internal`] for unknown codes).
+    #[must_use]
+    pub fn from_exit_code(code: i32) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.exit_code() == code)
+            .unwrap_or(Self::Internal)
+    }
+
     /// All kinds, in exit-code order (for documentation and tests).
     pub const ALL: [Self; 10] = [
         Self::Internal,

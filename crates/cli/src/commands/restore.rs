@@ -10,8 +10,8 @@ use lifeboat_core::{
         recover::{recover, RecoverOptions, RecoveryTarget, TargetAction},
         restore::{plan, restore, RestoreOptions, Selector},
     },
-    wal::{Lsn, WalStore},
     sources::postgres::logical::BackupKind,
+    wal::{Lsn, WalStore},
     Error,
 };
 
@@ -284,7 +284,11 @@ impl RestoreCmd {
         Ok(())
     }
 
-    fn run_physical(&self, ctx: &Ctx, repo: &lifeboat_core::repository::Repo) -> anyhow::Result<()> {
+    fn run_physical(
+        &self,
+        ctx: &Ctx,
+        repo: &lifeboat_core::repository::Repo,
+    ) -> anyhow::Result<()> {
         let a = &self.physical;
         let to_dir = a.to_dir.clone().ok_or_else(|| {
             Error::config("a physical restore needs --to-dir DIR (a new or empty directory)")
@@ -370,7 +374,9 @@ impl RestoreCmd {
                         .as_deref()
                         .map(|t| format!(", last transaction committed {t}"))
                         .unwrap_or_default(),
-                    r.timeline.map(|t| format!(", timeline {t}")).unwrap_or_default()
+                    r.timeline
+                        .map(|t| format!(", timeline {t}"))
+                        .unwrap_or_default()
                 );
                 if let Some(why) = &r.stop_reason {
                     println!("  {why}");
@@ -408,12 +414,17 @@ fn restore_command(ctx: &Ctx, source: &str) -> anyhow::Result<String> {
     if let Some(r) = &ctx.repo_override {
         cmd.push_str(&format!(" --repo {}", shell_quote(r)));
     }
-    cmd.push_str(&format!(" wal-fetch --source {} %f %p", shell_quote(source)));
+    cmd.push_str(&format!(
+        " wal-fetch --source {} %f %p",
+        shell_quote(source)
+    ));
     Ok(cmd)
 }
 
 fn shell_quote(s: &str) -> String {
-    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-=:".contains(&b)) {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-=:".contains(&b))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use lifeboat_core::{
     ops::list::{list, ListFilter},
     sources::postgres::logical::BackupKind,
-    wal::{self, ChainStart, PutOutcome, WalStore},
+    wal::{self, spool, ChainStart, PutOutcome, WalStore},
     ErrorKind,
 };
 
@@ -19,6 +19,10 @@ pub struct WalPushCmd {
     /// Source the cluster is configured as (default: the only one).
     #[arg(long, short)]
     source: Option<String>,
+    /// Socket of `lifeboat wal serve` (default: /tmp/lifeboat-UID/wal-SOURCE.sock); without
+    /// a server there, the push opens the repository itself.
+    #[arg(long, env = "LIFEBOAT_WAL_SOCKET")]
+    socket: Option<PathBuf>,
     /// Path of the WAL file (`%p`).
     path: PathBuf,
 }
@@ -29,6 +33,9 @@ pub struct WalFetchCmd {
     /// Source the cluster is configured as (default: the only one).
     #[arg(long, short)]
     source: Option<String>,
+    /// Socket of `lifeboat wal serve` (default: /tmp/lifeboat-UID/wal-SOURCE.sock).
+    #[arg(long, env = "LIFEBOAT_WAL_SOCKET")]
+    socket: Option<PathBuf>,
     /// Name of the WAL file (`%f`).
     name: String,
     /// Where PostgreSQL wants it (`%p`).
@@ -44,9 +51,22 @@ pub enum WalCmd {
         #[arg(long, short)]
         source: Option<String>,
     },
+    /// Keep the repository open and serve wal-push / wal-fetch over a Unix socket (fast
+    /// archiving; run it as the PostgreSQL user, e.g. from systemd).
+    Serve {
+        /// Source (default: the only one).
+        #[arg(long, short)]
+        source: Option<String>,
+        /// Socket path (default: /tmp/lifeboat-UID/wal-SOURCE.sock).
+        #[arg(long, env = "LIFEBOAT_WAL_SOCKET")]
+        socket: Option<PathBuf>,
+    },
 }
 
-fn store(ctx: &Ctx, source: Option<&str>) -> anyhow::Result<(lifeboat_core::repository::Repo, WalStore, String)> {
+fn store(
+    ctx: &Ctx,
+    source: Option<&str>,
+) -> anyhow::Result<(lifeboat_core::repository::Repo, WalStore, String)> {
     let name = ctx.source(source)?.name.clone();
     let repo = ctx.open()?;
     let store = WalStore::new(&repo, &ctx.repo_config(), &name)?;
@@ -56,10 +76,23 @@ fn store(ctx: &Ctx, source: Option<&str>) -> anyhow::Result<(lifeboat_core::repo
 impl WalPushCmd {
     /// Pushes and returns once the file is durable.
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
-        let (_repo, store, _) = store(ctx, self.source.as_deref())?;
-        let (file, outcome) = wal::push(&store, &self.path)?;
+        let name = ctx.source(self.source.as_deref())?.name.clone();
+        let socket = self
+            .socket
+            .clone()
+            .unwrap_or_else(|| spool::default_socket(&name));
+        let outcome = match spool::client_push(&socket, &self.path)? {
+            Some(o) => o,
+            None => {
+                let (_repo, store, _) = store(ctx, Some(&name))?;
+                wal::push(&store, &self.path)?.1
+            }
+        };
         if outcome == PutOutcome::AlreadyPresent {
-            eprintln!("lifeboat wal-push: {file} was already archived with the same content");
+            eprintln!(
+                "lifeboat wal-push: {} was already archived with the same content",
+                self.path.display()
+            );
         }
         Ok(())
     }
@@ -72,8 +105,19 @@ pub const FETCH_FATAL_EXIT: i32 = 126;
 impl WalFetchCmd {
     /// Fetches; returns the process exit code.
     pub fn run(&self, ctx: &Ctx) -> i32 {
-        let result = store(ctx, self.source.as_deref())
-            .and_then(|(_repo, store, _)| Ok(wal::fetch(&store, &self.name, &self.dest)?));
+        let result = ctx.source(self.source.as_deref()).and_then(|src| {
+            let socket = self
+                .socket
+                .clone()
+                .unwrap_or_else(|| spool::default_socket(&src.name));
+            match spool::client_fetch(&socket, &self.name, &self.dest)? {
+                Some(found) => Ok(found),
+                None => {
+                    let (_repo, store, _) = store(ctx, Some(&src.name))?;
+                    Ok(wal::fetch(&store, &self.name, &self.dest)?)
+                }
+            }
+        });
         match result {
             Ok(true) => 0,
             Ok(false) => {
@@ -100,6 +144,7 @@ impl WalCmd {
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
         match self {
             Self::Status { source } => status(ctx, source.as_deref()),
+            Self::Serve { source, socket } => serve(ctx, source.as_deref(), socket.clone()),
         }
     }
 }
@@ -121,14 +166,18 @@ fn status(ctx: &Ctx, source: Option<&str>) -> anyhow::Result<()> {
         timeline: p.timeline,
         start_lsn: p.start_lsn,
     });
-    let seg_size = phys.as_ref().map_or(wal::DEFAULT_SEGMENT_SIZE, |p| p.wal_segment_size);
+    let seg_size = phys
+        .as_ref()
+        .map_or(wal::DEFAULT_SEGMENT_SIZE, |p| p.wal_segment_size);
     let st = wal::status(&store, start.as_ref(), seg_size)?;
     if ctx.json {
         return output::json(&st);
     }
     println!("WAL archive of source {name} at {}", st.location);
     if st.timelines.is_empty() {
-        println!("  nothing archived yet: set archive_command = 'lifeboat wal-push %p' (see the README)");
+        println!(
+            "  nothing archived yet: set archive_command = 'lifeboat wal-push %p' (see the README)"
+        );
     }
     for t in &st.timelines {
         println!(
@@ -138,7 +187,11 @@ fn status(ctx: &Ctx, source: Option<&str>) -> anyhow::Result<()> {
             t.last,
             t.segments,
             output::bytes(t.stored_bytes),
-            if t.gaps.is_empty() { String::new() } else { format!(", {} gap(s)", t.gaps.len()) }
+            if t.gaps.is_empty() {
+                String::new()
+            } else {
+                format!(", {} gap(s)", t.gaps.len())
+            }
         );
         for (a, b) in &t.gaps {
             if a == b {
@@ -152,7 +205,9 @@ fn status(ctx: &Ctx, source: Option<&str>) -> anyhow::Result<()> {
         println!("  newest: {n}, archived {} ago", output::secs(age));
     }
     match &st.reachable {
-        None => println!("  no physical backup yet: `lifeboat backup --kind physical` starts the chain"),
+        None => {
+            println!("  no physical backup yet: `lifeboat backup --kind physical` starts the chain")
+        }
         Some(r) => {
             println!(
                 "  from backup {}: recoverable up to {} (end of {}){}",
@@ -169,12 +224,43 @@ fn status(ctx: &Ctx, source: Option<&str>) -> anyhow::Result<()> {
             }
         }
     }
-    if st.reachable.as_ref().is_some_and(|r| r.blocked_by.is_some()) {
+    if st
+        .reachable
+        .as_ref()
+        .is_some_and(|r| r.blocked_by.is_some())
+    {
         return Err(lifeboat_core::Error::new(
             ErrorKind::CheckFailed,
             "the WAL archive has a gap after the latest physical backup",
         )
         .into());
     }
+    Ok(())
+}
+
+fn serve(ctx: &Ctx, source: Option<&str>, socket: Option<PathBuf>) -> anyhow::Result<()> {
+    let (repo, store, name) = store(ctx, source)?;
+    let seg_size = list(
+        &repo,
+        &ListFilter {
+            source: Some(name.clone()),
+            kind: Some(BackupKind::Physical),
+            ..ListFilter::default()
+        },
+    )?
+    .pop()
+    .and_then(|b| b.meta.physical.map(|p| p.wal_segment_size))
+    .unwrap_or(wal::DEFAULT_SEGMENT_SIZE);
+    let socket = socket.unwrap_or_else(|| spool::default_socket(&name));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    crate::on_stop(std::sync::Arc::clone(&stop));
+    if !ctx.json {
+        eprintln!(
+            "serving the WAL archive of source {name} ({}) on {}",
+            store.location(),
+            socket.display()
+        );
+    }
+    spool::serve(store, &socket, seg_size, &stop)?;
     Ok(())
 }

@@ -178,10 +178,13 @@ fn select(repo: &Repo, opts: &RecoverOptions) -> Result<SnapshotInfo> {
             ..ListFilter::default()
         },
     )?;
-    let fits = |b: &SnapshotInfo| opts.before.is_none_or(|t| b.meta.finished_at <= t) && match (&opts.target, &b.meta.physical) {
-        (RecoveryTarget::Time(t), _) => b.meta.finished_at <= *t,
-        (RecoveryTarget::Lsn(l), Some(p)) => p.stop_lsn <= *l,
-        _ => true,
+    let fits = |b: &SnapshotInfo| {
+        opts.before.is_none_or(|t| b.meta.finished_at <= t)
+            && match (&opts.target, &b.meta.physical) {
+                (RecoveryTarget::Time(t), _) => b.meta.finished_at <= *t,
+                (RecoveryTarget::Lsn(l), Some(p)) => p.stop_lsn <= *l,
+                _ => true,
+            }
     };
     all.into_iter().rev().find(fits).ok_or_else(|| {
         Error::not_found(format!(
@@ -251,12 +254,17 @@ fn check_archive(
     }
     let short = match target {
         RecoveryTarget::Lsn(l) => reach.until_lsn < *l,
-        RecoveryTarget::Time(t) => reach.blocked_by.is_some() && reach.until_time.is_some_and(|u| u < *t),
+        RecoveryTarget::Time(t) => {
+            reach.blocked_by.is_some() && reach.until_time.is_some_and(|u| u < *t)
+        }
         RecoveryTarget::Latest => reach.blocked_by.is_some(),
         _ => false,
     };
     if short {
-        let missing = reach.blocked_by.clone().unwrap_or_else(|| seg(reach.until_lsn).to_string());
+        let missing = reach
+            .blocked_by
+            .clone()
+            .unwrap_or_else(|| seg(reach.until_lsn).to_string());
         return Err(Error::not_found(format!(
             "WAL segment {missing} is missing from the archive: recovery from backup {} can reach only LSN {}{} (end of {}), not {}",
             backup.short_id(),
@@ -295,7 +303,10 @@ fn recovery_settings(opts: &RecoverOptions) -> String {
         RecoveryTarget::Xid(x) => s.push_str(&format!("recovery_target_xid = '{x}'\n")),
         RecoveryTarget::Name(n) => s.push_str(&format!("recovery_target_name = {}\n", quote(n))),
     }
-    if !matches!(opts.target, RecoveryTarget::Latest | RecoveryTarget::Immediate) {
+    if !matches!(
+        opts.target,
+        RecoveryTarget::Latest | RecoveryTarget::Immediate
+    ) {
         s.push_str(&format!("recovery_target_inclusive = {}\n", opts.inclusive));
     }
     s.push_str(&format!(
@@ -410,8 +421,11 @@ fn recover_inner(repo: &Repo, store: &WalStore, opts: &RecoverOptions) -> Result
     let created = !opts.to_dir.exists();
     std::fs::create_dir_all(&opts.to_dir).map_err(|e| Error::io(opts.to_dir.display(), e))?;
     let unpacked = unpack(repo, &backup, &opts.to_dir).and_then(|()| {
-        std::fs::set_permissions(&opts.to_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .map_err(|e| Error::io(opts.to_dir.display(), e))?;
+        std::fs::set_permissions(
+            &opts.to_dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .map_err(|e| Error::io(opts.to_dir.display(), e))?;
         let auto = opts.to_dir.join("postgresql.auto.conf");
         let mut f = std::fs::OpenOptions::new()
             .append(true)
@@ -496,7 +510,11 @@ fn start_and_wait(opts: &RecoverOptions, user: Option<&str>, log: &Path) -> Resu
         .output()
         .map_err(|e| missing_program(&pg_ctl, e))?;
     if !out.status.success() {
-        return Err(recovery_failed(log, "the restored server did not start", &opts.target));
+        return Err(recovery_failed(
+            log,
+            "the restored server did not start",
+            &opts.target,
+        ));
     }
     let socket = opts
         .socket_dir
@@ -505,7 +523,8 @@ fn start_and_wait(opts: &RecoverOptions, user: Option<&str>, log: &Path) -> Resu
     let port = opts.port.unwrap_or(5432);
     let conn = crate::sources::postgres::conn::PgConn::local(&socket, port, "postgres", bin);
     let mut last_error: Option<String> = None;
-    let deadline = (opts.timeout_secs > 0).then(|| Instant::now() + Duration::from_secs(opts.timeout_secs));
+    let deadline =
+        (opts.timeout_secs > 0).then(|| Instant::now() + Duration::from_secs(opts.timeout_secs));
     loop {
         std::thread::sleep(Duration::from_millis(250));
         let running = pg_ctl_cmd(&pg_ctl, user)
@@ -516,10 +535,10 @@ fn start_and_wait(opts: &RecoverOptions, user: Option<&str>, log: &Path) -> Resu
             .status()
             .is_ok_and(|s| s.success());
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        let stop_reason = text
-            .lines()
-            .rev()
-            .find_map(|l| l.split_once("LOG:  recovery stopping").map(|(_, r)| format!("recovery stopping{r}")));
+        let stop_reason = text.lines().rev().find_map(|l| {
+            l.split_once("LOG:  recovery stopping")
+                .map(|(_, r)| format!("recovery stopping{r}"))
+        });
         if !running {
             if opts.action == TargetAction::Shutdown && stop_reason.is_some() {
                 return Ok(ReachedPoint {
@@ -527,7 +546,11 @@ fn start_and_wait(opts: &RecoverOptions, user: Option<&str>, log: &Path) -> Resu
                     ..ReachedPoint::default()
                 });
             }
-            return Err(recovery_failed(log, "recovery failed and the server stopped", &opts.target));
+            return Err(recovery_failed(
+                log,
+                "recovery failed and the server stopped",
+                &opts.target,
+            ));
         }
         let state = conn.query(
             "postgres",
@@ -550,7 +573,10 @@ fn start_and_wait(opts: &RecoverOptions, user: Option<&str>, log: &Path) -> Resu
                     let timeline = text
                         .lines()
                         .rev()
-                        .find_map(|l| l.split_once("selected new timeline ID: ").and_then(|(_, r)| r.split_whitespace().next()?.parse().ok()))
+                        .find_map(|l| {
+                            l.split_once("selected new timeline ID: ")
+                                .and_then(|(_, r)| r.split_whitespace().next()?.parse().ok())
+                        })
                         .or_else(|| f[4].parse().ok());
                     return Ok(ReachedPoint {
                         lsn: Some(f[1].to_string()).filter(|s| !s.is_empty()),
@@ -594,11 +620,12 @@ fn recovery_failed(log: &Path, what: &str, target: &RecoveryTarget) -> Error {
         .rev()
         .find(|l| l.starts_with("lifeboat wal-fetch:"))
         .map(str::to_string);
-    let fatal = text
-        .lines()
-        .rev()
-        .find(|l| l.contains("FATAL:"))
-        .map(|l| l.split_once("FATAL:").map_or(l, |(_, r)| r).trim().to_string());
+    let fatal = text.lines().rev().find(|l| l.contains("FATAL:")).map(|l| {
+        l.split_once("FATAL:")
+            .map_or(l, |(_, r)| r)
+            .trim()
+            .to_string()
+    });
     let mut msg = what.to_string();
     if let Some(f) = &fatal {
         msg.push_str(&format!(": {f}"));
@@ -608,7 +635,10 @@ fn recovery_failed(log: &Path, what: &str, target: &RecoveryTarget) -> Error {
         if let Some(next) = SegmentName::parse(l) {
             let n = next.number(wal::DEFAULT_SEGMENT_SIZE) + 1;
             let next = SegmentName::from_number(next.timeline, n, wal::DEFAULT_SEGMENT_SIZE);
-            if fatal.as_deref().is_some_and(|f| f.contains("before configured recovery target")) {
+            if fatal
+                .as_deref()
+                .is_some_and(|f| f.contains("before configured recovery target"))
+            {
                 msg.push_str(&format!(" (the next, {next}, is not in the archive)"));
             }
         }
@@ -617,11 +647,16 @@ fn recovery_failed(log: &Path, what: &str, target: &RecoveryTarget) -> Error {
         msg.push_str(&format!("; {e}"));
     }
     let hint = if matches!(target, RecoveryTarget::Name(_) | RecoveryTarget::Xid(_))
-        && fatal.as_deref().is_some_and(|f| f.contains("before configured recovery target"))
+        && fatal
+            .as_deref()
+            .is_some_and(|f| f.contains("before configured recovery target"))
     {
         format!("the target may lie before this base backup: pass --before TIME (when the target was made) or an older backup id; see {}", log.display())
     } else {
-        format!("see {}; `lifeboat wal status` shows the archive's gaps", log.display())
+        format!(
+            "see {}; `lifeboat wal status` shows the archive's gaps",
+            log.display()
+        )
     };
     Error::new(ErrorKind::Postgres, msg).hint(hint)
 }
@@ -650,8 +685,14 @@ mod tests {
             timeout_secs: 0,
         };
         let s = recovery_settings(&opts);
-        assert!(s.contains("recovery_target_time = '2026-11-23 14:31:59.000000+00'"), "{s}");
-        assert!(s.contains("restore_command = 'lifeboat wal-fetch %f \"%p\" --config ''/etc/l.toml'''"), "{s}");
+        assert!(
+            s.contains("recovery_target_time = '2026-11-23 14:31:59.000000+00'"),
+            "{s}"
+        );
+        assert!(
+            s.contains("restore_command = 'lifeboat wal-fetch %f \"%p\" --config ''/etc/l.toml'''"),
+            "{s}"
+        );
         assert!(s.contains("recovery_target_inclusive = false"));
         assert!(s.contains("archive_mode = off"));
         assert!(s.contains("port = 5499"));

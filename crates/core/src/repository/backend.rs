@@ -29,7 +29,10 @@ fn env(name: &str) -> Option<String> {
 }
 
 /// The opendal S3 options for `url`, or `None` when it is not an S3 URL.
-pub(crate) fn s3_options(url: &str, cfg: &RepositoryConfig) -> Result<Option<BTreeMap<String, String>>> {
+pub(crate) fn s3_options(
+    url: &str,
+    cfg: &RepositoryConfig,
+) -> Result<Option<BTreeMap<String, String>>> {
     let Some(rest) = url.strip_prefix("s3://") else {
         return Ok(None);
     };

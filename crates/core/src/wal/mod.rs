@@ -2,6 +2,7 @@
 //! (restore_command) and `wal status` (what is archived, the gaps, the live RPO).
 
 pub mod name;
+pub mod spool;
 pub mod status;
 pub mod store;
 
@@ -27,7 +28,8 @@ pub fn push(store: &WalStore, path: &Path) -> Result<(WalFile, PutOutcome)> {
         .and_then(|n| n.to_str())
         .ok_or_else(|| Error::config(format!("{} names no WAL file", path.display())))?;
     let file = WalFile::parse(name)?;
-    let data = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let data =
+        std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     let outcome = store.put(&file, &data)?;
     Ok((file, outcome))
 }
@@ -44,6 +46,13 @@ pub fn fetch(store: &WalStore, name: &str, dest: &Path) -> Result<bool> {
     let Some(data) = store.get(&file)? else {
         return Ok(false);
     };
+    write_file(dest, &data)?;
+    Ok(true)
+}
+
+/// Writes `data` to `dest` through a temporary file in the same directory, so that
+/// PostgreSQL never sees a partial segment.
+pub(crate) fn write_file(dest: &Path, data: &[u8]) -> Result<()> {
     let dir = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -52,11 +61,11 @@ pub fn fetch(store: &WalStore, name: &str, dest: &Path) -> Result<bool> {
         .prefix(".lifeboat-fetch-")
         .tempfile_in(dir)
         .map_err(|e| Error::io(format!("writing in {}", dir.display()), e))?;
-    tmp.write_all(&data)
+    tmp.write_all(data)
         .map_err(|e| Error::io(format!("writing {}", dest.display()), e))?;
     tmp.persist(dest)
         .map_err(|e| Error::io(format!("writing {}", dest.display()), e.error))?;
-    Ok(true)
+    Ok(())
 }
 
 /// Parses a timeline history file: `(parent timeline, switch LSN)` per line.

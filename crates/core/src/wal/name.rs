@@ -217,7 +217,13 @@ mod tests {
         ] {
             assert_eq!(WalFile::parse(n).expect(n).to_string(), n);
         }
-        for bad in ["", "0000000100000000000000", "00000001.history.x", "../etc/passwd", "00000001000000000000000G"] {
+        for bad in [
+            "",
+            "0000000100000000000000",
+            "00000001.history.x",
+            "../etc/passwd",
+            "00000001000000000000000G",
+        ] {
             assert!(WalFile::parse(bad).is_err(), "{bad}");
         }
     }

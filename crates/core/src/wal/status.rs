@@ -116,7 +116,11 @@ fn timeline_path(
 /// # Errors
 ///
 /// When the archive cannot be listed or a timeline history file cannot be read.
-pub fn status(store: &WalStore, start: Option<&ChainStart>, segment_size: u64) -> Result<WalStatus> {
+pub fn status(
+    store: &WalStore,
+    start: Option<&ChainStart>,
+    segment_size: u64,
+) -> Result<WalStatus> {
     let listing = store.list()?;
     let mut by_tl: BTreeMap<u32, BTreeMap<u64, &StoredWal>> = BTreeMap::new();
     let mut history_tls = BTreeSet::new();
@@ -165,7 +169,9 @@ pub fn status(store: &WalStore, start: Option<&ChainStart>, segment_size: u64) -
         .filter(|w| matches!(w.file, WalFile::Segment(_)))
         .max_by_key(|w| (w.archived_at, w.file));
     let now = Timestamp::now();
-    let age = |t: Option<Timestamp>| t.map(|t| (now.as_millisecond() - t.as_millisecond()) as f64 / 1000.0);
+    let age = |t: Option<Timestamp>| {
+        t.map(|t| (now.as_millisecond() - t.as_millisecond()) as f64 / 1000.0)
+    };
     let reachable = match start {
         None => None,
         Some(start) => {
@@ -223,7 +229,10 @@ fn reach(
             (
                 seg.to_string(),
                 seg.end_lsn(segment_size),
-                by_tl.get(&tli).and_then(|s| s.get(&n)).and_then(|w| w.archived_at),
+                by_tl
+                    .get(&tli)
+                    .and_then(|s| s.get(&n))
+                    .and_then(|w| w.archived_at),
             )
         }
         None => (String::new(), start.start_lsn, None),

@@ -108,10 +108,10 @@ impl WalStore {
     /// the S3 client cannot be built.
     pub fn new(repo: &Repo, cfg: &RepositoryConfig, source: &str) -> Result<Self> {
         if !valid_source(source) {
-            return Err(Error::config(format!(
-                "source name {source:?} cannot name a WAL archive"
-            ))
-            .hint("use letters, digits, '-', '_' and '.' in source names"));
+            return Err(
+                Error::config(format!("source name {source:?} cannot name a WAL archive"))
+                    .hint("use letters, digits, '-', '_' and '.' in source names"),
+            );
         }
         let key = repo.with_open(|r| Ok(r.key()))?;
         let mut bytes = Vec::with_capacity(64);
@@ -119,7 +119,9 @@ impl WalStore {
         bytes.extend_from_slice(&key.mac.k);
         bytes.extend_from_slice(&key.mac.r);
         if bytes.len() != 64 {
-            return Err(Error::integrity("the repository master key has the wrong length"));
+            return Err(Error::integrity(
+                "the repository master key has the wrong length",
+            ));
         }
         let cipher = Aes256CtrPoly1305Aes::new(aes256ctr_poly1305aes::Key::from_slice(&bytes));
         let url = repo_url(cfg)?;
@@ -128,7 +130,11 @@ impl WalStore {
                 let _guard = runtime().enter();
                 let op = opendal::Operator::via_iter("s3", opts)
                     .map_err(|e| unavailable("cannot set up the S3 client", e))?
-                    .layer(opendal::layers::RetryLayer::new().with_max_times(5).with_jitter());
+                    .layer(
+                        opendal::layers::RetryLayer::new()
+                            .with_max_times(5)
+                            .with_jitter(),
+                    );
                 Backend::Remote(
                     opendal::blocking::Operator::new(op)
                         .map_err(|e| unavailable("cannot set up the S3 client", e))?,
@@ -197,7 +203,9 @@ impl WalStore {
         let plain = self
             .cipher
             .decrypt(Nonce::<Aes256CtrPoly1305Aes>::from_slice(nonce), sealed)
-            .map_err(|_| corrupt("authentication failed (changed bytes or another repository's key)"))?;
+            .map_err(|_| {
+                corrupt("authentication failed (changed bytes or another repository's key)")
+            })?;
         let name_len = u16::from_le_bytes([plain[0], plain[1]]) as usize;
         let rest = &plain[2..];
         if rest.len() < name_len + 40 {
@@ -321,11 +329,14 @@ impl WalStore {
                         .map_err(|e| Error::io("listing the WAL archive", e))?
                     {
                         let f = f.map_err(|e| Error::io("listing the WAL archive", e))?;
-                        let Some(file) = f.file_name().to_str().and_then(|n| WalFile::parse(n).ok())
+                        let Some(file) =
+                            f.file_name().to_str().and_then(|n| WalFile::parse(n).ok())
                         else {
                             continue;
                         };
-                        let meta = f.metadata().map_err(|e| Error::io("listing the WAL archive", e))?;
+                        let meta = f
+                            .metadata()
+                            .map_err(|e| Error::io("listing the WAL archive", e))?;
                         out.push(StoredWal {
                             file,
                             stored_bytes: meta.len(),
@@ -360,9 +371,9 @@ impl WalStore {
                     out.push(StoredWal {
                         file,
                         stored_bytes: meta.content_length(),
-                        archived_at: meta
-                            .last_modified()
-                            .and_then(|t| jiff::Timestamp::from_second(t.into_inner().as_second()).ok()),
+                        archived_at: meta.last_modified().and_then(|t| {
+                            jiff::Timestamp::from_second(t.into_inner().as_second()).ok()
+                        }),
                     });
                 }
             }
@@ -408,7 +419,8 @@ fn write_durably(root: &Path, path: &str, data: &[u8]) -> Result<bool> {
     let target = root.join(path);
     let dir = target.parent().expect("object paths have a directory");
     if !dir.exists() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         if let Some(parent) = dir.parent() {
             sync_dir(parent)?;
         }

@@ -201,10 +201,11 @@ impl Cluster {
         }
         if !conf.is_empty() {
             let path = data.join("postgresql.conf");
-            let mut text = std::fs::read_to_string(&path).map_err(|e| Error::io(path.display(), e))?;
-            text.push_str("\n");
+            let mut text =
+                std::fs::read_to_string(&path).map_err(|e| Error::io(path.display(), e))?;
+            text.push('\n');
             text.push_str(conf);
-            text.push_str("\n");
+            text.push('\n');
             std::fs::write(&path, text).map_err(|e| Error::io(path.display(), e))?;
         }
         let mut cluster = Self {

@@ -134,7 +134,8 @@ impl DumpProcess {
         };
         let inspect: Option<fn(ChannelReader) -> std::result::Result<Truth, String>> =
             (kind != BackupKind::Globals).then_some(inspect_archive);
-        let inner = ChildStream::spawn(cmd, program, format!("{program} of {database:?}"), inspect)?;
+        let inner =
+            ChildStream::spawn(cmd, program, format!("{program} of {database:?}"), inspect)?;
         Ok(Self {
             inner,
             database: database.to_string(),

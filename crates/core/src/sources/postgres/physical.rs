@@ -149,7 +149,9 @@ pub fn cluster_facts(conn: &PgConn, db: &str) -> Result<ClusterFacts> {
     )?;
     let f: Vec<&str> = row.trim().split('|').collect();
     if f.len() != 6 {
-        return Err(Error::postgres(format!("unexpected answer {row:?} about the cluster")));
+        return Err(Error::postgres(format!(
+            "unexpected answer {row:?} about the cluster"
+        )));
     }
     if f[4] != "0" {
         return Err(Error::config(format!(
@@ -162,7 +164,9 @@ pub fn cluster_facts(conn: &PgConn, db: &str) -> Result<ClusterFacts> {
         return Err(Error::config(
             "the source's role may not take base backups (no REPLICATION attribute)",
         )
-        .hint("ALTER ROLE … REPLICATION, and allow it in pg_hba.conf for `replication` connections"));
+        .hint(
+            "ALTER ROLE … REPLICATION, and allow it in pg_hba.conf for `replication` connections",
+        ));
     }
     Ok(ClusterFacts {
         server_version_num: f[0].parse().unwrap_or(0),
@@ -214,7 +218,11 @@ impl BaseBackup {
             "--label",
             label,
         ]);
-        cmd.arg(if archiving { "--wal-method=none" } else { "--wal-method=fetch" });
+        cmd.arg(if archiving {
+            "--wal-method=none"
+        } else {
+            "--wal-method=fetch"
+        });
         let inner = ChildStream::spawn(
             cmd,
             "pg_basebackup",
@@ -274,9 +282,12 @@ mod tests {
         let mut h = tar::Header::new_gnu();
         h.set_size(5);
         h.set_cksum();
-        b.append_data(&mut h, "backup_label", &b"START"[..]).expect("append");
+        b.append_data(&mut h, "backup_label", &b"START"[..])
+            .expect("append");
         let full = b.into_inner().expect("tar");
-        assert!(inspect_tar(&full[..]).unwrap_err().contains("backup_manifest"));
+        assert!(inspect_tar(&full[..])
+            .unwrap_err()
+            .contains("backup_manifest"));
         assert!(inspect_tar(&full[..100]).is_err());
     }
 }

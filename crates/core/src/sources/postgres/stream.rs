@@ -142,7 +142,6 @@ fn enlarge_pipe(stdout: &ChildStdout) {
     let _ = nix::fcntl::fcntl(stdout.as_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
 }
 
-
 /// A running program whose stdout is the backup stream.
 pub struct ChildStream<T> {
     child: Child,
@@ -291,7 +290,9 @@ impl<T: Send + 'static> ChildStream<T> {
                 )
             }
             Some(Err(_)) => {
-                return Err(Error::internal(format!("{what}: the stream inspector panicked")))
+                return Err(Error::internal(format!(
+                    "{what}: the stream inspector panicked"
+                )))
             }
         };
         Ok(StreamOutcome {

@@ -1,0 +1,288 @@
+//! `lifeboat wal serve`: a long-lived process that keeps the repository key open so that
+//! `wal-push` and `wal-fetch` (started by PostgreSQL once per file) hand their work over a
+//! Unix socket instead of deriving the key and opening the repository every time. It
+//! answers a push only once the file is durable, and reads ahead on fetch so that replay
+//! does not wait for the storage.
+//!
+//! Protocol, one request per connection, one line each way:
+//! `PUSH <absolute path>` → `OK stored` | `OK present` | `ERR <exit code> <message>`;
+//! `FETCH <name> <absolute path>` → `OK found` | `OK missing` | `ERR …`.
+//! The client checks that the server runs as its own user (or root) before sending
+//! anything, so another user's socket can never receive WAL.
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader, Write},
+    os::unix::net::{UnixListener, UnixStream},
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Condvar, Mutex,
+    },
+    time::Duration,
+};
+
+use super::{
+    name::{SegmentName, WalFile},
+    store::{PutOutcome, WalStore},
+};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Segments fetched ahead of the one recovery asked for.
+const READ_AHEAD: u64 = 4;
+
+/// The default socket of `source`: `/tmp/lifeboat-<uid>/wal-<source>.sock`. It depends
+/// only on the user, so PostgreSQL's archiver and a `wal serve` started by hand or by
+/// systemd agree on it without sharing an environment.
+#[must_use]
+pub fn default_socket(source: &str) -> PathBuf {
+    PathBuf::from(format!("/tmp/lifeboat-{}", nix::unistd::geteuid()))
+        .join(format!("wal-{source}.sock"))
+}
+
+fn io(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::unavailable(format!("{what}: {e}"))
+}
+
+/// Read-ahead cache: files being fetched or fetched and not yet asked for.
+#[derive(Default)]
+struct Cache {
+    entries: Mutex<HashMap<WalFile, Slot>>,
+    ready: Condvar,
+}
+
+enum Slot {
+    Loading,
+    Done(std::result::Result<Option<Arc<Vec<u8>>>, String>),
+}
+
+struct Server {
+    store: WalStore,
+    cache: Cache,
+    segment_size: u64,
+}
+
+impl Server {
+    fn load(&self, file: WalFile) {
+        let r = self
+            .store
+            .get(&file)
+            .map(|o| o.map(Arc::new))
+            .map_err(|e| e.to_string());
+        let mut m = self.cache.entries.lock().expect("cache");
+        m.insert(file, Slot::Done(r));
+        self.cache.ready.notify_all();
+    }
+
+    /// Starts loading `file` in the background unless it is cached or loading.
+    fn prefetch(self: &Arc<Self>, file: WalFile) {
+        {
+            let mut m = self.cache.entries.lock().expect("cache");
+            if m.contains_key(&file) || m.len() > 2 * READ_AHEAD as usize {
+                return;
+            }
+            m.insert(file, Slot::Loading);
+        }
+        let me = Arc::clone(self);
+        std::thread::spawn(move || me.load(file));
+    }
+
+    fn fetch(self: &Arc<Self>, file: WalFile) -> std::result::Result<Option<Arc<Vec<u8>>>, String> {
+        if let WalFile::Segment(s) = file {
+            let n = s.number(self.segment_size);
+            for k in 1..=READ_AHEAD {
+                self.prefetch(WalFile::Segment(SegmentName::from_number(
+                    s.timeline,
+                    n + k,
+                    self.segment_size,
+                )));
+            }
+        }
+        let mut m = self.cache.entries.lock().expect("cache");
+        loop {
+            match m.remove(&file) {
+                Some(Slot::Done(r)) => return r,
+                Some(Slot::Loading) => {
+                    m.insert(file, Slot::Loading);
+                    m = self.cache.ready.wait(m).expect("cache");
+                }
+                None => {
+                    drop(m);
+                    return self
+                        .store
+                        .get(&file)
+                        .map(|o| o.map(Arc::new))
+                        .map_err(|e| e.to_string());
+                }
+            }
+        }
+    }
+
+    fn handle(self: &Arc<Self>, stream: UnixStream) {
+        let mut reader = BufReader::new(&stream);
+        let mut line = String::new();
+        if reader.read_line(&mut line).is_err() {
+            return;
+        }
+        let request = line.trim_end();
+        let reply = self.answer(request);
+        let _ = (&stream).write_all(format!("{reply}\n").as_bytes());
+        // one line per request: the service's journal shows what was archived and served
+        let what = request.split(' ').take(2).collect::<Vec<_>>().join(" ");
+        eprintln!("{} {what}: {reply}", jiff::Timestamp::now());
+    }
+
+    fn answer(self: &Arc<Self>, line: &str) -> String {
+        let err = |e: &Error| {
+            format!(
+                "ERR {} {}",
+                e.kind().exit_code(),
+                e.to_string().replace('\n', " ")
+            )
+        };
+        let mut parts = line.splitn(3, ' ');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some("PUSH"), Some(_), _) => {
+                let path = Path::new(&line[5..]);
+                match super::push(&self.store, path) {
+                    Ok((_, PutOutcome::Stored)) => "OK stored".into(),
+                    Ok((_, PutOutcome::AlreadyPresent)) => "OK present".into(),
+                    Err(e) => err(&e),
+                }
+            }
+            (Some("FETCH"), Some(name), Some(dest)) => {
+                let file = match WalFile::parse(name) {
+                    Ok(f) => f,
+                    Err(e) => return err(&e),
+                };
+                match self.fetch(file) {
+                    Ok(None) => "OK missing".into(),
+                    Ok(Some(data)) => match super::write_file(Path::new(dest), &data) {
+                        Ok(()) => "OK found".into(),
+                        Err(e) => err(&e),
+                    },
+                    Err(e) => format!("ERR {} {e}", ErrorKind::Integrity.exit_code()),
+                }
+            }
+            _ => format!("ERR {} bad request", ErrorKind::Config.exit_code()),
+        }
+    }
+}
+
+/// Serves `store` on `socket` until `stop` is set.
+///
+/// # Errors
+///
+/// When the socket cannot be created (another server may be running).
+pub fn serve(store: WalStore, socket: &Path, segment_size: u64, stop: &AtomicBool) -> Result<()> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| io(&format!("creating {}", dir.display()), e))?;
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| io(&format!("securing {}", dir.display()), e))?;
+    }
+    if UnixStream::connect(socket).is_ok() {
+        return Err(Error::config(format!(
+            "a WAL server is already listening on {}",
+            socket.display()
+        ))
+        .hint("one `lifeboat wal serve` per source is enough"));
+    }
+    let _ = std::fs::remove_file(socket);
+    let listener = UnixListener::bind(socket)
+        .map_err(|e| io(&format!("listening on {}", socket.display()), e))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| io("configuring the socket", e))?;
+    let server = Arc::new(Server {
+        store,
+        cache: Cache::default(),
+        segment_size,
+    });
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let _ = stream.set_nonblocking(false);
+                let s = Arc::clone(&server);
+                std::thread::spawn(move || s.handle(stream));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(io("accepting a connection", e)),
+        }
+    }
+    let _ = std::fs::remove_file(socket);
+    Ok(())
+}
+
+/// Sends one request; `None` when no server listens (the caller works alone then).
+fn request(socket: &Path, line: &str) -> Result<Option<String>> {
+    let Ok(stream) = UnixStream::connect(socket) else {
+        return Ok(None);
+    };
+    let peer = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(|e| io("checking the WAL server", e))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if peer.uid() != me && peer.uid() != 0 {
+        return Err(Error::new(
+            ErrorKind::Auth,
+            format!(
+                "the WAL server on {} runs as uid {}, not as this user",
+                socket.display(),
+                peer.uid()
+            ),
+        )
+        .hint("remove the socket, or point [wal] socket at your own server"));
+    }
+    (&stream)
+        .write_all(format!("{line}\n").as_bytes())
+        .map_err(|e| io("talking to the WAL server", e))?;
+    let mut reply = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut reply)
+        .map_err(|e| io("talking to the WAL server", e))?;
+    if reply.is_empty() {
+        return Err(
+            Error::unavailable("the WAL server closed the connection without an answer")
+                .hint("see the output of `lifeboat wal serve`"),
+        );
+    }
+    Ok(Some(reply.trim_end().to_string()))
+}
+
+fn server_error(reply: &str) -> Error {
+    let rest = reply.strip_prefix("ERR ").unwrap_or(reply);
+    let (code, msg) = rest.split_once(' ').unwrap_or(("1", rest));
+    let kind = ErrorKind::from_exit_code(code.parse().unwrap_or(1));
+    Error::new(kind, format!("WAL server: {msg}"))
+}
+
+/// Pushes through the server; `None` when none is running.
+///
+/// # Errors
+///
+/// The server's error.
+pub fn client_push(socket: &Path, path: &Path) -> Result<Option<PutOutcome>> {
+    let abs = std::path::absolute(path).map_err(|e| Error::io(path.display(), e))?;
+    match request(socket, &format!("PUSH {}", abs.display()))? {
+        None => Ok(None),
+        Some(r) if r == "OK stored" => Ok(Some(PutOutcome::Stored)),
+        Some(r) if r == "OK present" => Ok(Some(PutOutcome::AlreadyPresent)),
+        Some(r) => Err(server_error(&r)),
+    }
+}
+
+/// Fetches through the server; `None` when none is running, else whether it was found.
+///
+/// # Errors
+///
+/// The server's error.
+pub fn client_fetch(socket: &Path, name: &str, dest: &Path) -> Result<Option<bool>> {
+    let abs = std::path::absolute(dest).map_err(|e| Error::io(dest.display(), e))?;
+    match request(socket, &format!("FETCH {name} {}", abs.display()))? {
+        None => Ok(None),
+        Some(r) if r == "OK found" => Ok(Some(true)),
+        Some(r) if r == "OK missing" => Ok(Some(false)),
+        Some(r) => Err(server_error(&r)),
+    }
+}
