@@ -217,9 +217,20 @@ fn main() {
         eprintln!("interrupted");
         std::process::exit(130);
     });
+    let fetching = matches!(cli.command, Command::WalFetch(_));
     match run(cli) {
         Ok(0) => {}
         Ok(code) => std::process::exit(code),
-        Err(e) => std::process::exit(report(&e)),
+        Err(e) => {
+            let code = report(&e);
+            // restore_command: a low exit code means "not in the archive" and ends recovery
+            // early; any failure to even look must stop recovery instead
+            std::process::exit(if fetching {
+                eprintln!("lifeboat wal-fetch: error: {e}");
+                commands::wal::FETCH_FATAL_EXIT
+            } else {
+                code
+            });
+        }
     }
 }

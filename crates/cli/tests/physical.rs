@@ -547,3 +547,106 @@ fn wal_push_is_idempotent_and_refuses_a_conflict() {
         .arg(ws.path().join("lifeboat.toml")));
     assert_eq!(code, 2, "a file that is not WAL is refused: {err}");
 }
+
+#[test]
+fn an_interrupted_base_backup_leaves_no_snapshot_and_a_standalone_one_restores() {
+    // no archiving: the base backup carries its own WAL (-X fetch)
+    let c = lifeboat_testing::cluster();
+    c.sql(
+        "postgres",
+        "create table z (id int, t text); \
+         insert into z select g, repeat(md5(g::text), 8) from generate_series(1, 600000) g",
+    )
+    .expect("data");
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("main", &c.dsn("postgres"))]);
+    ok(lb(&cfg).arg("init"));
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["backup", "--kind", "physical"])
+        .env_remove("LIFEBOAT_PASSWORD")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // wait until files are streaming, then end the server side of the backup
+    let mut killed = false;
+    for _ in 0..3000 {
+        let n = c
+            .sql(
+                "postgres",
+                "select count(pg_terminate_backend(p.pid)) from pg_stat_progress_basebackup p \
+                 where p.phase = 'streaming database files' and p.backup_streamed > 4000000",
+            )
+            .expect("query");
+        if n.trim() == "1" {
+            killed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(killed, "never saw the base backup streaming");
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "an interrupted base backup fails: {err}"
+    );
+    assert!(
+        err.contains("pg_basebackup"),
+        "the error names pg_basebackup: {err}"
+    );
+    assert!(common::list_json(&cfg).is_empty(), "no backup is visible");
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "stats"]))).expect("json");
+    assert_eq!(stats["pending"], 0, "the pending snapshot is removed");
+
+    ok(lb(&cfg).args(["backup", "--kind", "physical"]));
+    let list = common::list_json(&cfg);
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["physical"]["wal_included"], true);
+    assert_eq!(list[0]["physical"]["timeline"], 1);
+    // restored without any WAL archive, to the end of the backup
+    std::fs::set_permissions(ws.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let base = ws.path().join("standalone");
+    std::fs::create_dir_all(&base).expect("mkdir");
+    if let Some(u) = pg_user() {
+        nix::unistd::chown(&base, Some(u.uid), Some(u.gid)).expect("chown");
+    }
+    if pg_user().is_some() {
+        // the server runs as postgres: a config only root can read is caught up front
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let other = base.join("unreadable");
+        let (code, _, err) = run(lb(&cfg)
+            .args(["restore", "--kind", "physical", "--latest", "--to-dir"])
+            .arg(&other));
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("could not run its restore_command"), "{err}");
+        assert!(!other.exists(), "nothing was written");
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    let port = free_port();
+    let r = Restored {
+        data: base.join("data"),
+        sock: base.clone(),
+        port,
+    };
+    ok(lb(&cfg)
+        .args([
+            "restore",
+            "--kind",
+            "physical",
+            "--latest",
+            "--target-immediate",
+            "--start",
+            "--timeout",
+            "120",
+        ])
+        .arg("--to-dir")
+        .arg(&r.data)
+        .arg("--socket-dir")
+        .arg(&base)
+        .args(["--port", &port.to_string()]));
+    assert_eq!(r.sql("select count(*) from z"), "600000");
+}

@@ -417,6 +417,7 @@ fn recover_inner(repo: &Repo, store: &WalStore, opts: &RecoverOptions) -> Result
     let phys = physical_of(&backup)?.clone();
     let reach = check_archive(store, &backup, &phys, &opts.target)?;
     let user = owner(opts)?;
+    preflight(opts, user.as_ref().map(|u| u.name.as_str()))?;
     let clock = Instant::now();
     let created = !opts.to_dir.exists();
     std::fs::create_dir_all(&opts.to_dir).map_err(|e| Error::io(opts.to_dir.display(), e))?;
@@ -494,6 +495,48 @@ fn recover_inner(repo: &Repo, store: &WalStore, opts: &RecoverOptions) -> Result
     report.reached = Some(reached);
     report.log = Some(log);
     Ok(report)
+}
+
+/// Runs the restore_command as the server will (same user) for a file that never exists:
+/// it must answer "not in the archive" (exit 4). Anything else (an unreadable config or
+/// password file, a wrong path) would stop recovery later, after the long unpack.
+fn preflight(opts: &RecoverOptions, user: Option<&str>) -> Result<()> {
+    let probe = opts
+        .restore_command
+        .replace("%f", "00000000.history")
+        .replace("%p", "/nonexistent/lifeboat-probe");
+    let mut cmd = match user {
+        Some(u) if nix::unistd::geteuid().is_root() => {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", u, "--", "sh", "-c", &probe]);
+            c
+        }
+        _ => {
+            let mut c = std::process::Command::new("sh");
+            c.args(["-c", &probe]);
+            c
+        }
+    };
+    let out = cmd
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error::io("running the restore_command", e))?;
+    if out.status.code() == Some(ErrorKind::NotFound.exit_code()) {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stderr
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no message")
+        .trim()
+        .to_string();
+    Err(Error::config(format!(
+        "the restored server{} could not run its restore_command: {first}",
+        user.map(|u| format!(" (running as {u})")).unwrap_or_default()
+    ))
+    .hint("the configuration, its password file and the repository must be readable by that user (or pass --owner); nothing was written"))
 }
 
 /// Starts the restored server and waits until recovery ends (or pauses at the target).
