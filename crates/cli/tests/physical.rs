@@ -492,15 +492,61 @@ fn a_second_timeline_is_archived_and_restored() {
         .repo_path()
         .join("lifeboat-wal/main/00000002/00000002.history")
         .exists());
-    drop(r);
     // the old base backup, replayed along the history file onto timeline 2
-    let (r, _) = restore(&a, "tl2-again", &[&first]);
+    let (r2, _) = restore(&a, "tl2-again", &[&first]);
     assert_eq!(
-        r.markers(),
+        r2.markers(),
         (11 + 21, 120),
         "timeline 2's rows after the branch"
     );
+    drop(r2);
+
+    // the promoted copy becomes the source: a base backup on timeline 2 restores too
+    let text = std::fs::read_to_string(&a.cfg).expect("config");
+    let dsn = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        r.sock.display(),
+        r.port
+    );
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("dsn = ") {
+                format!("dsn = {dsn:?}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cfg2 = a.ws.path().join("timeline2.toml");
+    std::fs::write(&cfg2, text).expect("config");
+    share(&a.ws);
+    let out = ok(lb(&cfg2).args(["--json", "backup", "--kind", "physical"]));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let on_tl2 = v["backups"][0]["id"].as_str().expect("id").to_string();
+    let listed = common::list_json(&a.cfg);
+    let meta = listed
+        .iter()
+        .find(|b| b["id"] == on_tl2.as_str())
+        .expect("listed");
+    assert_eq!(meta["physical"]["timeline"], 2);
+    r.sql("insert into markers (id) select g from generate_series(200, 209) g");
+    let seg = r.sql("select pg_walfile_name(pg_current_wal_lsn())");
+    r.sql("select pg_switch_wal()");
+    while r.sql("select coalesce(last_archived_wal, '') from pg_stat_archiver") < seg {
+        assert!(Instant::now() < deadline, "timeline 2 was not archived");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     drop(r);
+    let (r3, out) = restore(&a, "tl2-backup", &[&on_tl2]);
+    assert!(out.contains("timeline 3"), "{out}");
+    assert_eq!(
+        r3.markers(),
+        (11 + 21 + 10, 209),
+        "rows written on timeline 2 after its base backup; log:\n{}",
+        std::fs::read_to_string(r3.data.join("recovery.log")).unwrap_or_default()
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{backed_up, count, list_json};
+use common::{backed_up, count, lb, list_json, ok};
 use lifeboat_testing::REPO_PASSWORD;
 
 #[test]
@@ -24,6 +24,18 @@ fn plain_restic_lists_and_dumps_a_backup() {
             .output()
             .expect("restic is installed by scripts/setup.sh")
     };
+    // lifeboat's WAL archive lives beside restic's directories and must not disturb it
+    let seg = ws.path().join("000000010000000000000001");
+    std::fs::write(&seg, vec![7u8; 1 << 20]).unwrap();
+    ok(lb(&cfg).arg("wal-push").arg(&seg));
+    assert!(ws.repo_path().join("lifeboat-wal").exists());
+    let out = restic(&["check"]);
+    assert!(
+        out.status.success(),
+        "restic check with a WAL archive present: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let out = restic(&["snapshots", "--tag", "kind=logical"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -7,7 +7,6 @@
 //! backup and the target is named, with the last point that can be reached.
 
 use std::{
-    io::Write,
     path::{Path, PathBuf},
     process::Stdio,
     time::{Duration, Instant},
@@ -285,10 +284,38 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+const BLOCK_BEGIN: &str = "# lifeboat restore: begin";
+const BLOCK_END: &str = "# lifeboat restore: end";
+
+/// `postgresql.auto.conf` without an earlier restore's settings: a base backup taken of a
+/// server that was itself restored carries them, and a stale recovery target would stop
+/// the next recovery at the old point.
+fn without_recovery_settings(text: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.starts_with(BLOCK_BEGIN) {
+            inside = true;
+            continue;
+        }
+        if line.starts_with(BLOCK_END) {
+            inside = false;
+            continue;
+        }
+        let key = line.split('=').next().unwrap_or("").trim();
+        if inside || key == "restore_command" || key.starts_with("recovery_target") {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 /// The settings appended to `postgresql.auto.conf`.
 fn recovery_settings(opts: &RecoverOptions) -> String {
     let mut s = format!(
-        "\n# written by lifeboat restore at {}\nrestore_command = {}\n",
+        "{BLOCK_BEGIN} at {}\nrestore_command = {}\n",
         Timestamp::now(),
         quote(&opts.restore_command)
     );
@@ -326,6 +353,8 @@ fn recovery_settings(opts: &RecoverOptions) -> String {
             quote(&d.display().to_string())
         ));
     }
+    s.push_str(BLOCK_END);
+    s.push('\n');
     s
 }
 
@@ -428,13 +457,9 @@ fn recover_inner(repo: &Repo, store: &WalStore, opts: &RecoverOptions) -> Result
         )
         .map_err(|e| Error::io(opts.to_dir.display(), e))?;
         let auto = opts.to_dir.join("postgresql.auto.conf");
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&auto)
-            .map_err(|e| Error::io(auto.display(), e))?;
-        f.write_all(recovery_settings(opts).as_bytes())
-            .map_err(|e| Error::io(auto.display(), e))?;
+        let old = std::fs::read_to_string(&auto).unwrap_or_default();
+        let text = without_recovery_settings(&old) + &recovery_settings(opts);
+        std::fs::write(&auto, text).map_err(|e| Error::io(auto.display(), e))?;
         std::fs::write(opts.to_dir.join("recovery.signal"), b"")
             .map_err(|e| Error::io(opts.to_dir.display(), e))?;
         // a standby.signal from the source would turn this into a replica
@@ -739,5 +764,9 @@ mod tests {
         assert!(s.contains("recovery_target_inclusive = false"));
         assert!(s.contains("archive_mode = off"));
         assert!(s.contains("port = 5499"));
+        let again = without_recovery_settings(&format!(
+            "max_connections = '20'\nrecovery_target_xid = '7'\n{s}"
+        ));
+        assert_eq!(again, "max_connections = '20'\n");
     }
 }
