@@ -318,7 +318,7 @@ impl RestoreCmd {
             (None, Some(id)) => repo.backup(id)?.meta.source,
             (None, None) => ctx.source(None)?.name.clone(),
         };
-        let store = WalStore::new(repo, &ctx.repo_config(), &source)?;
+        let store = WalStore::new(repo, &source)?;
         let opts = RecoverOptions {
             source: source.clone(),
             backup: self.id.clone(),

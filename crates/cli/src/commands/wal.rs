@@ -69,7 +69,7 @@ fn store(
 ) -> anyhow::Result<(lifeboat_core::repository::Repo, WalStore, String)> {
     let name = ctx.source(source)?.name.clone();
     let repo = ctx.open()?;
-    let store = WalStore::new(&repo, &ctx.repo_config(), &name)?;
+    let store = WalStore::new(&repo, &name)?;
     Ok((repo, store, name))
 }
 

@@ -52,6 +52,7 @@ pub struct Repo {
     // lend it out and get it back, one operation at a time
     inner: std::sync::Mutex<Option<Repository<OpenStatus>>>,
     location: String,
+    config: RepositoryConfig,
 }
 
 impl std::fmt::Debug for Repo {
@@ -142,6 +143,7 @@ impl Repo {
         Ok(Self {
             inner: std::sync::Mutex::new(Some(inner)),
             location: describe_url(&url),
+            config: cfg.clone(),
         })
     }
 
@@ -166,7 +168,14 @@ impl Repo {
         Ok(Self {
             inner: std::sync::Mutex::new(Some(inner)),
             location: describe_url(&url),
+            config: cfg.clone(),
         })
+    }
+
+    /// The settings it was opened with (for the WAL archive beside it).
+    #[must_use]
+    pub const fn config(&self) -> &RepositoryConfig {
+        &self.config
     }
 
     /// Where the repository is (no credentials).

@@ -21,7 +21,6 @@ use sha2::{Digest, Sha256};
 
 use super::name::WalFile;
 use crate::{
-    config::RepositoryConfig,
     error::{Error, ErrorKind, Result},
     repository::{backend, repo_url, Repo},
 };
@@ -100,13 +99,14 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl WalStore {
-    /// The WAL archive of `source` in `repo` (opened with `cfg`), using its master key.
+    /// The WAL archive of `source` in `repo`, using its master key.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::Config`] for a bad URL or source name, [`ErrorKind::Unavailable`] when
     /// the S3 client cannot be built.
-    pub fn new(repo: &Repo, cfg: &RepositoryConfig, source: &str) -> Result<Self> {
+    pub fn new(repo: &Repo, source: &str) -> Result<Self> {
+        let cfg = repo.config();
         if !valid_source(source) {
             return Err(
                 Error::config(format!("source name {source:?} cannot name a WAL archive"))
