@@ -696,3 +696,81 @@ fn an_interrupted_base_backup_leaves_no_snapshot_and_a_standalone_one_restores()
         .args(["--port", &port.to_string()]));
     assert_eq!(r.sql("select count(*) from z"), "600000");
 }
+
+#[test]
+fn a_physical_drill_replays_to_a_time_and_names_a_failing_check() {
+    let a = Archiving::start(None, false);
+    a.load(1..=5);
+    a.backup();
+    a.load(6..=10);
+    let t = a.marker(11);
+    std::thread::sleep(Duration::from_millis(300));
+    a.load(12..=15);
+    a.archive_now();
+    let at: jiff::Timestamp = t.parse().expect("time");
+    let target = (at + jiff::SignedDuration::from_millis(150)).to_string();
+    let evidence = a.ws.path().join("evidence");
+    let out = ok(lb(&a.cfg)
+        .args([
+            "--json",
+            "drill",
+            "--kind",
+            "physical",
+            "--target-time",
+            &target,
+        ])
+        .args([
+            "--check",
+            "select count(*) = 11 and max(id) = 11 from markers",
+        ])
+        .arg("--report-dir")
+        .arg(&evidence));
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(report["passed"], true, "{out}");
+    assert_eq!(report["kind"], "physical");
+    let names: Vec<&str> = report["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .map(|p| p["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        ["fetch", "verify", "replay", "hooks", "checks", "teardown"]
+    );
+    let checks = report["checks"].as_array().expect("checks");
+    assert!(
+        checks.iter().any(|c| c["name"]
+            .as_str()
+            .is_some_and(|n| n.contains("pg_verifybackup"))
+            && c["ok"] == true),
+        "{out}"
+    );
+    assert!(
+        report["reached"]["stop_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("recovery stopping")),
+        "{out}"
+    );
+    assert!(evidence.read_dir().expect("evidence dir").count() >= 3);
+
+    // the same drill with a false assertion fails and names it
+    let (code, out, _) = run(lb(&a.cfg)
+        .args(["drill", "--kind", "physical", "--target-time", &target])
+        .args(["--check", "select count(*) = 12 from markers"]));
+    assert_eq!(code, 10, "{out}");
+    assert!(
+        out.contains("FAIL assert: select count(*) = 12 from markers"),
+        "{out}"
+    );
+    // nothing is left running: only the archiving cluster answers
+    let leftovers = std::process::Command::new("pgrep")
+        .args(["-f", "lifeboat-drill-"])
+        .output()
+        .expect("pgrep");
+    assert!(
+        leftovers.stdout.is_empty(),
+        "a drill server is still running: {}",
+        String::from_utf8_lossy(&leftovers.stdout)
+    );
+}

@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use lifeboat_core::ops::drill::{drill, ensure_passed, DrillOptions, Pick};
+use lifeboat_core::{
+    ops::drill::{drill, ensure_passed, DrillOptions, Pick},
+    sources::postgres::logical::BackupKind,
+};
 
 use crate::{output, Ctx};
 
@@ -28,6 +31,12 @@ pub struct DrillCmd {
     /// Also write the report as JSON, Markdown and HTML into this directory.
     #[arg(long)]
     report_dir: Option<PathBuf>,
+    /// logical (restore a dump) or physical (a base backup plus WAL replay).
+    #[arg(long, short, default_value = "logical")]
+    kind: BackupKind,
+    /// Physical drills: recover to this time (default: the end of the archive).
+    #[arg(long, value_parser = super::parse_time)]
+    target_time: Option<jiff::Timestamp>,
 }
 
 impl DrillCmd {
@@ -46,7 +55,19 @@ impl DrillCmd {
             hooks: self.hooks.clone(),
             jobs: self.jobs,
             report_dir: self.report_dir.clone(),
+            kind: self.kind,
+            target_time: self.target_time,
+            restore_command: (self.kind == BackupKind::Physical)
+                .then(|| super::restore::restore_command(ctx, &src.name))
+                .transpose()?,
         };
+        if self.target_time.is_some() && self.kind != BackupKind::Physical {
+            return Err(
+                lifeboat_core::Error::config("--target-time is for physical drills")
+                    .hint("add --kind physical")
+                    .into(),
+            );
+        }
         let spinner = ctx.bars.spinner(&format!("drilling source {}", src.name));
         let report = drill(&repo, src, &opts);
         if let Some(s) = spinner {
@@ -62,10 +83,16 @@ impl DrillCmd {
                 if report.passed { "PASSED" } else { "FAILED" }
             );
             println!(
-                "  backup {} of {:?}, finished {}",
+                "  {} backup {} of {:?}, finished {}{}",
+                report.kind,
                 &report.backup_id[..8],
                 report.database,
-                output::time(report.backup_finished_at)
+                output::time(report.backup_finished_at),
+                report
+                    .target
+                    .as_deref()
+                    .map(|t| format!("; recovered to {t}"))
+                    .unwrap_or_default()
             );
             for p in &report.phases {
                 println!("  phase {:<9} {}", p.name, output::secs(p.secs));

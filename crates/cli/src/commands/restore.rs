@@ -402,7 +402,7 @@ impl RestoreCmd {
 }
 
 /// The restore_command for the restored server: this binary, this configuration.
-fn restore_command(ctx: &Ctx, source: &str) -> anyhow::Result<String> {
+pub(crate) fn restore_command(ctx: &Ctx, source: &str) -> anyhow::Result<String> {
     let exe = std::env::current_exe()?;
     let mut cmd = shell_quote(&exe.display().to_string());
     if let Some(p) = &ctx.config_path {

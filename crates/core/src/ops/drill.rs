@@ -53,6 +53,20 @@ pub struct DrillOptions {
     pub jobs: u32,
     /// Also write the report files here.
     pub report_dir: Option<PathBuf>,
+    /// Logical (restore a dump) or physical (a base backup plus WAL replay).
+    #[serde(default = "logical")]
+    pub kind: BackupKind,
+    /// Physical drills: recover to this time instead of the end of the archive.
+    #[serde(default)]
+    pub target_time: Option<Timestamp>,
+    /// Physical drills: the restore_command the restored server runs (`lifeboat wal-fetch`
+    /// for this source; the CLI fills it in).
+    #[serde(default)]
+    pub restore_command: Option<String>,
+}
+
+const fn logical() -> BackupKind {
+    BackupKind::Logical
 }
 
 impl Default for DrillOptions {
@@ -63,6 +77,9 @@ impl Default for DrillOptions {
             hooks: Vec::new(),
             jobs: 2,
             report_dir: None,
+            kind: BackupKind::Logical,
+            target_time: None,
+            restore_command: None,
         }
     }
 }
@@ -103,7 +120,7 @@ pub struct Objective {
 }
 
 impl Objective {
-    fn new(achieved_secs: f64, objective: Option<&str>) -> Self {
+    pub(crate) fn new(achieved_secs: f64, objective: Option<&str>) -> Self {
         let objective_secs = objective
             .and_then(|o| parse_duration(o).ok())
             .map(|s| s as f64);
@@ -160,6 +177,15 @@ pub struct DrillReport {
     /// Why the report could not be stored in the repository, if it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence_error: Option<String>,
+    /// Kind of backup drilled.
+    #[serde(default = "logical")]
+    pub kind: BackupKind,
+    /// Physical drills: the recovery target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Physical drills: where recovery ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reached: Option<super::recover::ReachedPoint>,
 }
 
 impl DrillReport {
@@ -232,13 +258,30 @@ fn no_backup(src: &SourceConfig) -> Error {
     .hint("take one with `lifeboat backup --kind logical`")
 }
 
-struct Clock {
-    start: Instant,
-    phases: Vec<Phase>,
+pub(crate) struct Clock {
+    pub(crate) start: Instant,
+    pub(crate) phases: Vec<Phase>,
 }
 
 impl Clock {
-    fn time<T>(&mut self, name: &str, f: impl FnOnce() -> T) -> T {
+    pub(crate) fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            phases: Vec::new(),
+        }
+    }
+
+    /// Records a phase measured elsewhere (it ended now).
+    pub(crate) fn add(&mut self, name: &str, secs: f64) {
+        let end = self.start.elapsed().as_secs_f64();
+        self.phases.push(Phase {
+            name: name.to_string(),
+            start_secs: (end - secs).max(0.0),
+            secs,
+        });
+    }
+
+    pub(crate) fn time<T>(&mut self, name: &str, f: impl FnOnce() -> T) -> T {
         let begin = Instant::now();
         let out = f();
         self.phases.push(Phase {
@@ -249,7 +292,7 @@ impl Clock {
         out
     }
 
-    fn secs_of(&self, names: &[&str]) -> f64 {
+    pub(crate) fn secs_of(&self, names: &[&str]) -> f64 {
         self.phases
             .iter()
             .filter(|p| names.contains(&p.name.as_str()))
@@ -266,11 +309,11 @@ impl Clock {
 /// When no backup exists, the throw-away cluster cannot start, or the backup cannot be
 /// fetched (a damaged backup is a failed *check*, reported in the report).
 pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<DrillReport> {
+    if opts.kind == BackupKind::Physical {
+        return super::drill_physical::drill(repo, src, opts);
+    }
     let started_at = Timestamp::now();
-    let mut clock = Clock {
-        start: Instant::now(),
-        phases: Vec::new(),
-    };
+    let mut clock = Clock::new();
     let (backup, all) = pick_backup(repo, src, &opts.pick)?;
     let database = backup.meta.database.clone().unwrap_or_default();
     let truth = backup.meta.truth.clone().unwrap_or_default();
@@ -320,7 +363,15 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                 )
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok());
-            let hooks = clock.time("hooks", || run_hooks(&cluster, &database, &opts.hooks));
+            let hooks = clock.time("hooks", || {
+                run_hooks(
+                    &cluster.dsn(&database),
+                    cluster.socket_dir(),
+                    cluster.port(),
+                    &database,
+                    &opts.hooks,
+                )
+            });
             checks.extend(hooks);
             clock.time("checks", || {
                 match compare(&conn, &database, &truth, opts.jobs as usize) {
@@ -399,7 +450,7 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
         _ => false,
     };
     let passed = checks.iter().all(|c| c.ok) && rto.met && rpo.met;
-    let mut report = DrillReport {
+    let report = DrillReport {
         id: started_at.strftime("drill-%Y%m%dT%H%M%SZ").to_string(),
         source: src.name.clone(),
         backup_id: backup.id.clone(),
@@ -420,10 +471,23 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
         passed,
         evidence_error: None,
         audit_head: None,
+        kind: BackupKind::Logical,
+        target: None,
+        reached: None,
     };
+    seal(repo, opts, report)
+}
+
+/// Appends the drill to the audit log, writes and stores the evidence.
+pub(crate) fn seal(
+    repo: &Repo,
+    opts: &DrillOptions,
+    mut report: DrillReport,
+) -> Result<DrillReport> {
     let details = format!(
-        "{} of backup {} ({:?}): {}; RTO {:.1}s, RPO {:.0}s",
+        "{} of {} backup {} ({:?}): {}; RTO {:.1}s, RPO {:.0}s",
         report.id,
+        report.kind,
         &report.backup_id[..8],
         report.database,
         if report.passed {
@@ -500,16 +564,22 @@ fn restore_into(
     Ok(())
 }
 
-fn run_hooks(cluster: &Cluster, database: &str, hooks: &[String]) -> Vec<Check> {
+pub(crate) fn run_hooks(
+    dsn: &str,
+    socket: &std::path::Path,
+    port: u16,
+    database: &str,
+    hooks: &[String],
+) -> Vec<Check> {
     hooks
         .iter()
         .map(|h| {
             let out = std::process::Command::new("sh")
                 .arg("-c")
                 .arg(h)
-                .env("LIFEBOAT_DRILL_CONNINFO", cluster.dsn(database))
-                .env("PGHOST", cluster.socket_dir())
-                .env("PGPORT", cluster.port().to_string())
+                .env("LIFEBOAT_DRILL_CONNINFO", dsn)
+                .env("PGHOST", socket)
+                .env("PGPORT", port.to_string())
                 .env("PGUSER", "postgres")
                 .env("PGDATABASE", database)
                 .stdin(Stdio::null())
@@ -543,7 +613,7 @@ fn run_hooks(cluster: &Cluster, database: &str, hooks: &[String]) -> Vec<Check> 
         .collect()
 }
 
-fn assertion(conn: &PgConn, database: &str, sql: &str) -> Check {
+pub(crate) fn assertion(conn: &PgConn, database: &str, sql: &str) -> Check {
     let name = format!("assert: {sql}");
     match conn.query(database, sql) {
         Ok(v) if v.trim() == "t" => Check {

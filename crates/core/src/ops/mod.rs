@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod drill;
+mod drill_physical;
 pub mod evidence;
 pub mod list;
 pub mod recover;

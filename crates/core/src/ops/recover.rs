@@ -110,7 +110,7 @@ pub struct RecoverOptions {
 }
 
 /// Where recovery ended, read from the server.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
 pub struct ReachedPoint {
     /// Last replayed WAL position.
     pub lsn: Option<String>,
@@ -359,7 +359,7 @@ fn recovery_settings(opts: &RecoverOptions) -> String {
 }
 
 /// The OS user that owns the restored files.
-fn owner(opts: &RecoverOptions) -> Result<Option<nix::unistd::User>> {
+pub(crate) fn owner(opts: &RecoverOptions) -> Result<Option<nix::unistd::User>> {
     let name = opts.owner.clone().or_else(run_as);
     let Some(name) = name else { return Ok(None) };
     nix::unistd::User::from_name(&name)
@@ -440,7 +440,11 @@ pub fn recover(repo: &Repo, store: &WalStore, opts: &RecoverOptions) -> Result<R
     crate::repository::audit::record(repo, "restore", result, &details)
 }
 
-fn recover_inner(repo: &Repo, store: &WalStore, opts: &RecoverOptions) -> Result<RecoverReport> {
+pub(crate) fn recover_inner(
+    repo: &Repo,
+    store: &WalStore,
+    opts: &RecoverOptions,
+) -> Result<RecoverReport> {
     check_empty(&opts.to_dir)?;
     let backup = select(repo, opts)?;
     let phys = physical_of(&backup)?.clone();
@@ -565,7 +569,11 @@ fn preflight(opts: &RecoverOptions, user: Option<&str>) -> Result<()> {
 }
 
 /// Starts the restored server and waits until recovery ends (or pauses at the target).
-fn start_and_wait(opts: &RecoverOptions, user: Option<&str>, log: &Path) -> Result<ReachedPoint> {
+pub(crate) fn start_and_wait(
+    opts: &RecoverOptions,
+    user: Option<&str>,
+    log: &Path,
+) -> Result<ReachedPoint> {
     let bin = PgBin::new(None);
     let pg_ctl = bin.program("pg_ctl");
     let out = pg_ctl_cmd(&pg_ctl, user)

@@ -72,6 +72,30 @@ pub fn scratch_base() -> PathBuf {
     std::env::var_os("LIFEBOAT_SCRATCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from)
 }
 
+/// Registers a server this process is about to start in `data`, so that [`stop_all`]
+/// stops it if the process is interrupted.
+pub(crate) fn register(pg_ctl: PathBuf, data: PathBuf, user: Option<String>) {
+    if let Ok(mut l) = RUNNING.lock() {
+        l.push((pg_ctl, data, user));
+    }
+}
+
+/// Stops (immediately) a server registered with [`register`] and forgets it.
+pub(crate) fn stop_registered(data: &Path) {
+    let entry = RUNNING.lock().ok().and_then(|mut l| {
+        let i = l.iter().position(|(_, d, _)| d == data)?;
+        Some(l.remove(i))
+    });
+    if let Some((pg_ctl, data, user)) = entry {
+        let _ = pg_ctl_cmd(&pg_ctl, user.as_deref())
+            .args(["stop", "-m", "immediate", "-w", "-D"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 /// Stops every cluster this process started and removes its scratch directories (for
 /// signal handlers).
 pub fn stop_all() {
@@ -134,7 +158,7 @@ pub(crate) fn run_as() -> Option<String> {
 }
 
 /// A free TCP port on 127.0.0.1.
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")
         .map_err(|e| Error::io("finding a free port", e))?;
     Ok(l.local_addr()

@@ -1,0 +1,307 @@
+//! Physical drills: a base backup restored into a throw-away directory, its files checked
+//! against the backup manifest (`pg_verifybackup`), WAL replayed to the target (a time, or
+//! the end of the archive), the point reached checked, then the user's hooks and SQL
+//! assertions — timed, compared with the objectives, torn down, and sealed as evidence.
+
+use jiff::Timestamp;
+
+use super::{
+    drill::{assertion, run_hooks, seal, Check, Clock, DrillOptions, DrillReport, Objective, Pick},
+    list::{list, ListFilter},
+    recover::{owner, recover_inner, start_and_wait, RecoverOptions, RecoveryTarget, TargetAction},
+};
+use crate::{
+    config::SourceConfig,
+    error::{Error, Result},
+    repository::{Repo, SnapshotInfo},
+    sources::postgres::{
+        cluster::{free_port, register, stop_registered, ScratchDir},
+        conn::{PgBin, PgConn},
+        logical::BackupKind,
+    },
+    wal::{Lsn, WalStore},
+};
+
+fn pick(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<SnapshotInfo> {
+    if let Pick::Id(id) = &opts.pick {
+        let b = repo.backup(id)?;
+        if b.meta.physical.is_none() {
+            return Err(Error::config(format!(
+                "backup {} is a {} backup, not a physical one",
+                b.short_id(),
+                b.meta.kind
+            )));
+        }
+        return Ok(b);
+    }
+    let all: Vec<SnapshotInfo> = list(
+        repo,
+        &ListFilter {
+            source: Some(src.name.clone()),
+            kind: Some(BackupKind::Physical),
+            ..ListFilter::default()
+        },
+    )?
+    .into_iter()
+    .filter(|b| opts.target_time.is_none_or(|t| b.meta.finished_at <= t))
+    .collect();
+    let chosen = match opts.pick {
+        Pick::Random => {
+            use rand::seq::IndexedRandom;
+            all.choose(&mut rand::rng()).cloned()
+        }
+        _ => all.last().cloned(),
+    };
+    chosen.ok_or_else(|| {
+        Error::not_found(format!(
+            "source {:?} has no physical backup{} to drill",
+            src.name,
+            opts.target_time
+                .map(|t| format!(" finished before {t}"))
+                .unwrap_or_default()
+        ))
+        .hint("take one with `lifeboat backup --kind physical`")
+    })
+}
+
+fn check(name: &str, r: std::result::Result<String, String>) -> Check {
+    Check {
+        name: name.to_string(),
+        ok: r.is_ok(),
+        detail: r.unwrap_or_else(|e| e),
+    }
+}
+
+/// `pg_verifybackup` over the unpacked directory: every file's checksum against the
+/// manifest the server wrote at backup time (recovery settings are ignored by design).
+fn verify_manifest(bin: &PgBin, dir: &std::path::Path) -> std::result::Result<String, String> {
+    let out = std::process::Command::new(bin.program("pg_verifybackup"))
+        .args(["--no-parse-wal", "--quiet"])
+        .arg(dir)
+        .output()
+        .map_err(|e| format!("cannot run pg_verifybackup: {e}"))?;
+    if out.status.success() {
+        Ok("every file matches backup_manifest".into())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(err.lines().take(3).collect::<Vec<_>>().join("; "))
+    }
+}
+
+fn cluster_bytes(conn: &PgConn) -> Option<u64> {
+    conn.query(
+        "postgres",
+        "select sum(pg_database_size(oid))::bigint from pg_database",
+    )
+    .ok()
+    .and_then(|s| s.trim().parse().ok())
+}
+
+/// Runs a physical drill (see the module docs).
+pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<DrillReport> {
+    let started_at = Timestamp::now();
+    let mut clock = Clock::new();
+    let backup = pick(repo, src, opts)?;
+    let phys = backup
+        .meta
+        .physical
+        .clone()
+        .expect("picked a physical backup");
+    let restore_command = opts.restore_command.clone().ok_or_else(|| {
+        Error::config("a physical drill needs the restore_command the restored server runs")
+            .hint("the CLI sets it to `lifeboat wal-fetch`; library callers set DrillOptions::restore_command")
+    })?;
+    let store = WalStore::new(repo, &src.name)?;
+    let bin = PgBin::new(src.pg_bin_dir.as_deref());
+    let scratch = ScratchDir::new("lifeboat-drill-", None)?;
+    let target = opts
+        .target_time
+        .map_or(RecoveryTarget::Latest, RecoveryTarget::Time);
+    let mut rec = RecoverOptions {
+        source: src.name.clone(),
+        backup: Some(backup.id.clone()),
+        before: None,
+        to_dir: scratch.path().join("data"),
+        target: target.clone(),
+        inclusive: true,
+        timeline: None,
+        action: TargetAction::Promote,
+        restore_command,
+        keep_archiving: false,
+        start: false,
+        port: Some(free_port()?),
+        socket_dir: Some(scratch.path().to_path_buf()),
+        owner: None,
+        timeout_secs: 0,
+    };
+    let user = owner(&rec)?;
+    if let Some(u) = &user {
+        nix::unistd::chown(scratch.path(), Some(u.uid), Some(u.gid))
+            .map_err(|e| Error::unavailable(format!("chown {}: {e}", scratch.path().display())))?;
+    }
+    let user_name = user.map(|u| u.name);
+    let mut checks = Vec::new();
+    let mut reached = None;
+    let mut restored_bytes = None;
+    let mut reachable_time = None;
+    let database = src
+        .databases
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "postgres".to_string());
+
+    let restored = recover_inner(repo, &store, &rec);
+    match &restored {
+        Ok(r) => {
+            clock.add("fetch", r.fetch_secs);
+            reachable_time = r.reachable_time;
+        }
+        Err(_) => clock.add("fetch", clock.start.elapsed().as_secs_f64()),
+    }
+    checks.push(check(
+        "base backup restored (stream hash, WAL chain to the target)",
+        restored
+            .as_ref()
+            .map(|r| {
+                format!(
+                    "{} files unpacked; the archive reaches {}",
+                    phys.files, r.reachable_lsn
+                )
+            })
+            .map_err(ToString::to_string),
+    ));
+    if let Ok(report) = &restored {
+        let manifest = clock.time("verify", || verify_manifest(&bin, &rec.to_dir));
+        checks.push(check(
+            "files vs backup_manifest (pg_verifybackup)",
+            manifest,
+        ));
+        rec.start = true;
+        let log = rec.to_dir.join("recovery.log");
+        register(bin.program("pg_ctl"), rec.to_dir.clone(), user_name.clone());
+        let replayed = clock.time("replay", || {
+            start_and_wait(&rec, user_name.as_deref(), &log)
+        });
+        let point = replayed
+            .as_ref()
+            .map_err(ToString::to_string)
+            .and_then(|p| {
+                let lsn = p
+                    .lsn
+                    .as_deref()
+                    .and_then(|l| Lsn::parse(l).ok())
+                    .unwrap_or_default();
+                let seg = phys.wal_segment_size;
+                let at_target = match &target {
+                    RecoveryTarget::Time(t) => {
+                        p.stop_reason.is_some()
+                            && p.last_transaction
+                                .as_deref()
+                                .and_then(|s| {
+                                    s.replace(' ', "T")
+                                        .replacen("+00", "Z", 1)
+                                        .parse::<Timestamp>()
+                                        .ok()
+                                })
+                                .is_none_or(|last| last <= *t)
+                    }
+                    _ => Lsn::parse(&report.reachable_lsn).is_ok_and(|end| lsn.0 + seg >= end.0),
+                };
+                let text = format!(
+                    "reached LSN {}{}{}",
+                    p.lsn.as_deref().unwrap_or("?"),
+                    p.last_transaction
+                        .as_deref()
+                        .map(|t| format!(", last transaction {t}"))
+                        .unwrap_or_default(),
+                    p.stop_reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                );
+                if lsn < phys.stop_lsn {
+                    Err(format!("{text}: before the backup's end {}", phys.stop_lsn))
+                } else if at_target {
+                    Ok(text)
+                } else {
+                    Err(format!("{text}: short of the target"))
+                }
+            });
+        checks.push(check("WAL replay reached the target", point));
+        if let Ok(p) = replayed {
+            reached = Some(p);
+            let socket = scratch.path();
+            let port = rec.port.unwrap_or_default();
+            let conn = PgConn::local(socket, port, "postgres", bin.clone());
+            restored_bytes = cluster_bytes(&conn);
+            let dsn = format!(
+                "host={} port={port} user=postgres dbname={database}",
+                socket.display()
+            );
+            let hooks = clock.time("hooks", || {
+                run_hooks(&dsn, socket, port, &database, &opts.hooks)
+            });
+            checks.extend(hooks);
+            clock.time("checks", || {
+                for sql in src.drill.checks.iter().chain(&opts.checks) {
+                    checks.push(assertion(&conn, &database, sql));
+                }
+            });
+        }
+    }
+    clock.time("teardown", || {
+        stop_registered(&rec.to_dir);
+        drop(scratch);
+    });
+
+    let rto_secs = clock.secs_of(&["fetch", "verify", "replay", "hooks", "checks"]);
+    // physical RPO: what a disaster now would lose = the time since the newest
+    // recoverable WAL was archived
+    let rpo_secs = reachable_time.map_or(
+        (started_at.as_second() - backup.meta.finished_at.as_second()).max(0) as f64,
+        |t| (started_at.as_millisecond() - t.as_millisecond()).max(0) as f64 / 1000.0,
+    );
+    let rto = Objective::new(rto_secs, src.objectives.rto.as_deref());
+    let rpo = Objective::new(rpo_secs, src.objectives.rpo.as_deref());
+    let production_bytes = PgConn::from_source(src)
+        .ok()
+        .and_then(|c| cluster_bytes(&c));
+    let extrapolated_rto_secs = match (production_bytes, restored_bytes) {
+        (Some(prod), Some(here)) if here > 0 => Some(rto_secs * prod as f64 / here as f64),
+        _ => None,
+    };
+    let extrapolation_misses_rto = match (extrapolated_rto_secs, rto.objective_secs) {
+        (Some(e), Some(o)) => e > o,
+        _ => false,
+    };
+    let passed = checks.iter().all(|c| c.ok) && rto.met && rpo.met;
+    let report = DrillReport {
+        id: started_at.strftime("drill-%Y%m%dT%H%M%SZ").to_string(),
+        source: src.name.clone(),
+        backup_id: backup.id.clone(),
+        database,
+        backup_finished_at: backup.meta.finished_at,
+        backup_bytes: backup.meta.logical_bytes,
+        started_at,
+        finished_at: Timestamp::now(),
+        server_version: format!("{}", backup.meta.server_version_num),
+        phases: clock.phases,
+        checks,
+        rto,
+        rpo,
+        extrapolated_rto_secs,
+        production_bytes,
+        restored_bytes,
+        extrapolation_misses_rto,
+        passed,
+        audit_head: None,
+        evidence_error: None,
+        kind: BackupKind::Physical,
+        target: Some(match &target {
+            RecoveryTarget::Time(t) => format!("time {t}"),
+            _ => "end of the archive".to_string(),
+        }),
+        reached,
+    };
+    seal(repo, opts, report)
+}
