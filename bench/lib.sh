@@ -1,7 +1,8 @@
 # Shared by bench/run.sh and bench/physical.sh (sourced, not run): tools, the benchmark
 # cluster (stopped and removed on exit), result helpers and the generated dataset.
 # Expects HERE, ROOT, SCALE, PORT, WORK, OUTDIR, LIFEBOAT and PG_BIN to be set, and
-# BENCH_EXTRA_TOOLS (Debian packages) / BENCH_PG_OPTS (postgres -c options) optionally.
+# optionally BENCH_EXTRA_TOOLS (Debian packages), BENCH_PG_OPTS (postgres -c options, which
+# ALTER SYSTEM cannot override) and BENCH_PG_CONF (lines for postgresql.conf, which it can).
 
 log() { printf '%s bench: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
@@ -55,6 +56,7 @@ mkdir -p "$WORK/pg" "$WORK/dumps" "$OUTDIR"
 log "initdb + start PostgreSQL on port $PORT (socket $SOCK)"
 as_pg "$PG_BIN/initdb" -D "$PGDATA_DIR" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
   -E UTF8 --locale=C >"$WORK/initdb.log" 2>&1 || { cat "$WORK/initdb.log" >&2; die initdb; }
+[ -n "${BENCH_PG_CONF:-}" ] && printf '%s\n' "$BENCH_PG_CONF" >>"$PGDATA_DIR/postgresql.conf"
 STARTED=1
 as_pg "$PG_BIN/pg_ctl" start -w -t 120 -D "$PGDATA_DIR" -l "$WORK/pg/server.log" \
   -o "-p $PORT -k $SOCK -c listen_addresses='' -c shared_buffers=512MB -c max_wal_size=4GB ${BENCH_PG_OPTS:-}" >/dev/null \

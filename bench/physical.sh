@@ -30,7 +30,8 @@ PGBENCH_SECS=${BENCH_PGBENCH_SECS:-60}
 [ -n "$PG_BIN" ] && [ -x "$PG_BIN/initdb" ] || { echo "bench: no PostgreSQL server found (apt-get install postgresql)" >&2; exit 1; }
 BENCH_EXTRA_TOOLS="pgbackrest"
 # archiving on from the start; the real archive_command is set once the repositories exist
-BENCH_PG_OPTS="-c archive_mode=on -c archive_command=/bin/true -c wal_level=replica"
+BENCH_PG_OPTS="-c archive_mode=on -c wal_level=replica"
+BENCH_PG_CONF="archive_command = '/bin/true'"
 
 # shellcheck source=bench/lib.sh
 . "$HERE/lib.sh"
@@ -84,12 +85,15 @@ pgbr stanza-create >/dev/null || die "pgbackrest stanza-create"
 log "starting lifeboat wal serve"
 as_pg "$LIFEBOAT" --config "$CFG" wal serve --socket "$SOCKET" 2>"$WORK/serve.log" &
 SERVE_PID=$!
-trap 'kill "$SERVE_PID" 2>/dev/null || true; cleanup' EXIT
+trap '_rc=$?; kill "$SERVE_PID" 2>/dev/null; (exit $_rc); cleanup' EXIT
 for _ in $(seq 100); do [ -S "$SOCKET" ] && break; sleep 0.1; done
 [ -S "$SOCKET" ] || die "wal serve did not start"
 set_archive() {
   DB=postgres q "ALTER SYSTEM SET archive_command = '$1'" >/dev/null
   DB=postgres q "SELECT pg_reload_conf()" >/dev/null
+  # the reload is asynchronous
+  for _ in $(seq 50); do [ "$(DB=postgres q "SHOW archive_command")" = "$1" ] && return; sleep 0.1; done
+  die "archive_command was not reloaded"
 }
 ARCH_LB="$LIFEBOAT --config $CFG wal-push --socket $SOCKET %p"
 set_archive "$ARCH_LB && pgbackrest --config=$PGBR_CONF --stanza=bench archive-push %p"

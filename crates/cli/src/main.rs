@@ -58,6 +58,8 @@ enum Command {
     Verify(commands::verify::VerifyCmd),
     /// Restore a backup into a throw-away cluster, check it, measure RTO/RPO, keep evidence.
     Drill(commands::drill::DrillCmd),
+    /// The evidence pack for an audit period (SOC 2 CC9.1 / A1.2 / A1.3).
+    Report(commands::report::ReportCmd),
     /// Write the DR runbook (per scenario commands, latest backups, last measured RTO).
     Runbook(commands::runbook::RunbookCmd),
     /// Archive one WAL file (PostgreSQL's archive_command).
@@ -166,6 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Drill(c) => c.run(&ctx),
         Command::Audit { cmd } => cmd.run(&ctx),
         Command::Runbook(c) => c.run(&ctx),
+        Command::Report(c) => c.run(&ctx),
     }
     .map(|()| 0)
 }

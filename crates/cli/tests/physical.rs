@@ -753,6 +753,12 @@ fn a_physical_drill_replays_to_a_time_and_names_a_failing_check() {
         "{out}"
     );
     assert!(evidence.read_dir().expect("evidence dir").count() >= 3);
+    let book = ok(lb(&a.cfg).arg("runbook"));
+    assert!(book.contains("latest physical backup: `"), "{book}");
+    assert!(
+        book.contains("restore --kind physical --source main"),
+        "{book}"
+    );
 
     // the same drill with a false assertion fails and names it
     let (code, out, _) = run(lb(&a.cfg)

@@ -7,6 +7,7 @@ mod drill_physical;
 pub mod evidence;
 pub mod list;
 pub mod recover;
+pub mod report;
 pub mod restore;
 pub mod runbook;
 pub mod verify;

@@ -51,7 +51,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<String
             src.objectives.rpo.as_deref().unwrap_or("not set")
         );
         let _ = writeln!(m, "- {objectives}");
-        for kind in BackupKind::ALL {
+        for kind in BackupKind::ALL.into_iter().chain([BackupKind::Physical]) {
             let last = backups
                 .iter()
                 .rev()
@@ -68,6 +68,9 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<String
                 None => writeln!(m, "- latest {kind} backup: **none** — take one: `{lb} backup --source {} --kind {kind}`", src.name),
             };
         }
+        let has_physical = backups
+            .iter()
+            .any(|b| b.meta.source == src.name && b.meta.kind == BackupKind::Physical);
         let last_drill = drills.iter().rev().find(|d| d.source == src.name);
         let _ = match last_drill {
             Some(d) => writeln!(
@@ -115,7 +118,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<String
 3. Point the application at `{db}_restored`, or replace the original:
    `{lb} restore --latest --source {s} --clean --force`
 4. Then: {post}.
-
+{pitr}
 ### Scenario 2: host loss
 
 1. Provision a new PostgreSQL server; install lifeboat and this configuration.
@@ -149,6 +152,19 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<String
 `restic -r {repo} snapshots --tag source={s}` lists the backups; `restic -r {repo} dump ID /lifeboat/{s}/{db}.pgdump > {db}.pgdump` then `pg_restore -j 2 -d NEWDB {db}.pgdump`.
 "#,
             repo = repo.location(),
+            pitr = if has_physical {
+                format!(
+                    r#"
+Point in time (to the second before the damage), from the physical backups and the WAL archive:
+
+1. `{lb} wal status --source {s}` — the archive reaches far enough, no gap.
+2. `{lb} restore --kind physical --source {s} --to-dir /var/lib/postgresql/RESTORED --target-time "YYYY-MM-DD HH:MM:SS" --exclusive --start --port 5433`
+3. Check the data on port 5433, then switch the application to it (or copy the rows back); turn `archive_mode` on when it becomes the primary.
+"#
+                )
+            } else {
+                String::new()
+            },
             copies = if config.copies.is_empty() {
                 "**none configured** — add `[[copies]]` to the configuration".to_string()
             } else {
