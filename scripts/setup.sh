@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Installs what lifeboat's demo and tests run against, when it is missing: the PostgreSQL
-# server and client programs, and restic (the emergency-restore path is tested with it).
+# server and client programs, and restic (the emergency-restore path is tested with it);
+# with --tests also Chromium (drill reports are checked as a browser renders them).
 # Reuses whatever is already installed. Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
 missing=()
+if [ "${1:-}" = --tests ]; then
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+fi
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 ls /usr/lib/postgresql/*/bin/pg_dump >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v restic >/dev/null 2>&1 || missing+=(restic)

@@ -72,6 +72,26 @@ fn drill_passes_and_writes_evidence() {
         };
         assert!(text.contains(verdict), "{}", f.display());
     }
+    // the HTML page as a browser renders it: verdict, objectives, every check, the timeline
+    let (dom, png) = common::render_in_chromium(&evidence.join(format!("{id}.html")));
+    assert!(dom.contains(r#"id="verdict">PASSED<"#), "{dom}");
+    assert!(
+        dom.contains("<td>table shop.orders</td><td>pass</td>"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("<td>RTO</td>") && dom.contains("<td>met</td>"),
+        "{dom}"
+    );
+    assert_eq!(
+        dom.matches("<rect").count(),
+        phases.len(),
+        "one timeline bar per phase"
+    );
+    assert!(
+        png > 10_000,
+        "the screenshot of the report is not blank ({png} bytes)"
+    );
     // the drill report is in the repository but not listed as a backup
     let list: Vec<serde_json::Value> =
         serde_json::from_str(&ok(lb(&cfg).args(["--json", "list"]))).unwrap();

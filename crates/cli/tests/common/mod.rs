@@ -77,3 +77,43 @@ pub fn backed_up(users: u64) -> (Cluster, Workspace, std::path::PathBuf) {
     ok(lb(&cfg).args(["backup", "--kind", "logical"]));
     (c, ws, cfg)
 }
+
+/// The DOM of an HTML file as headless Chromium renders it (Debian `chromium`, installed by
+/// scripts/setup.sh --tests), and the size of a screenshot of the page.
+pub fn render_in_chromium(file: &Path) -> (String, u64) {
+    let profile = tempfile::tempdir().expect("chromium profile dir");
+    let shot = profile.path().join("page.png");
+    let chromium = |extra: &[&str]| {
+        std::process::Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--allow-file-access-from-files",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(format!("file://{}", file.display()))
+            .output()
+            .expect("run chromium (scripts/setup.sh --tests installs it)")
+    };
+    let dom = chromium(&["--dump-dom"]);
+    assert!(
+        dom.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let out = chromium(&[
+        &format!("--screenshot={}", shot.display()),
+        "--window-size=1000,1400",
+    ]);
+    assert!(
+        out.status.success(),
+        "chromium screenshot failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+    (String::from_utf8_lossy(&dom.stdout).into_owned(), size)
+}
