@@ -176,11 +176,11 @@ log "  wal-push per segment ($n segments): served p50 ${R[lat_served_p50_ms]} ms
 as_pg rm -rf "$LB_REPO/lifeboat-wal/bench/00000077"
 
 # ---------------------------------------------------------------- sustained ingest
-log "pgbench for $PGBENCH_SECS s with archive_command = lifeboat wal-push (served)"
+log "pgbench for $PGBENCH_SECS s at full speed (synchronous_commit off) with archive_command = lifeboat wal-push (served)"
 DB=bench q "SELECT pg_stat_reset_shared('archiver')" >/dev/null
 lsn0=$(DB=bench q "SELECT pg_current_wal_lsn()")
 max_ready=0
-as_pg "$PG_BIN/pgbench" -h "$SOCK" -p "$PORT" -U postgres -c 2 -j 2 -T "$PGBENCH_SECS" bench >"$WORK/pgbench.txt" 2>&1 &
+PGOPTIONS='-c synchronous_commit=off' as_pg "$PG_BIN/pgbench" -h "$SOCK" -p "$PORT" -U postgres -c 2 -j 2 -T "$PGBENCH_SECS" bench >"$WORK/pgbench.txt" 2>&1 &
 PGB=$!
 while kill -0 $PGB 2>/dev/null; do
   ready=$(ls "$PGDATA_DIR/pg_wal/archive_status" | grep -c '\.ready$' || true)
@@ -213,10 +213,10 @@ wait_promoted() { # $1 = data dir, $2 = port
 stop_restored() { as_pg "$PG_BIN/pg_ctl" stop -m immediate -D "$1" >/dev/null 2>&1 || true; rm -rf "$1"; }
 log "PITR to the end of the archive through wal-fetch (served)"
 sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
-lb --json restore --kind physical "$SECOND" --to-dir "$WORK/restore/pitr" --socket-dir "$WORK/restore" --port $((PORT + 1)) \
+LIFEBOAT_WAL_SOCKET=$SOCKET lb --json restore --kind physical "$SECOND" --to-dir "$WORK/restore/pitr" --socket-dir "$WORK/restore" --port $((PORT + 1)) \
   --start >"$WORK/lb-pitr.json" 2>"$WORK/lb-pitr.err" || die "lifeboat PITR: $(cat "$WORK/lb-pitr.err")"
-put t_pitr_lb "$(jq '.replay_secs' "$WORK/lb-pitr.json")"
-put t_pitr_lb_fetch "$(jq '.fetch_secs' "$WORK/lb-pitr.json")"
+put t_pitr_lb "$(jq '.replay_secs * 100 | round / 100' "$WORK/lb-pitr.json")"
+put t_pitr_lb_fetch "$(jq '.fetch_secs * 100 | round / 100' "$WORK/lb-pitr.json")"
 put pitr_wal_bytes "$(DB=bench q "SELECT pg_wal_lsn_diff('$END_LSN', '$(jq -r '.backup.physical.start_lsn' "$WORK/lb-pitr.json")')::bigint")"
 stop_restored "$WORK/restore/pitr"
 log "  replay ${R[t_pitr_lb]} s"
@@ -263,7 +263,7 @@ pm() { awk -v a="$1" -v b="$2" -v l="$3" 'BEGIN { print (a <= l * b) ? "**pass**
   echo "| PITR replay through wal-fetch vs plain local segments | ${R[t_pitr_lb]} s | ${R[t_pitr_plain]} s | $(ratio "${R[t_pitr_lb]}" "${R[t_pitr_plain]}")x | 1.2x | $(pm "${R[t_pitr_lb]}" "${R[t_pitr_plain]}" 1.2) |"
   echo
   echo "- wal-push p99 (served): ${R[lat_served_p99_ms]} ms; without a server (opens the repository per call): p50 ${R[lat_alone_p50_ms]} ms, p99 ${R[lat_alone_p99_ms]} ms (${R[lat_segments]} real pgbench segments)."
-  echo "- sustained ingest: pgbench -c 2 -j 2 for ${PGBENCH_SECS} s at ${R[ingest_tps]} tps wrote $(mib "${R[ingest_wal_bytes]}") MiB of WAL; ${R[ingest_archived]} segments archived, ${R[ingest_failed]} failures; archiver backlog (\`.ready\` files) at most ${R[ingest_max_ready]}, ${R[ingest_end_ready]} when pgbench stopped."
+  echo "- sustained ingest: pgbench -c 2 -j 2 (synchronous_commit off) for ${PGBENCH_SECS} s at ${R[ingest_tps]} tps wrote $(mib "${R[ingest_wal_bytes]}") MiB of WAL; ${R[ingest_archived]} segments archived, ${R[ingest_failed]} failures; archiver backlog (\`.ready\` files) at most ${R[ingest_max_ready]}, ${R[ingest_end_ready]} when pgbench stopped."
   echo "- PITR: $(mib "${R[pitr_wal_bytes]}") MiB of WAL replayed; unpacking the base backup took ${R[t_pitr_lb_fetch]} s before replay."
   echo "- second full backup ${R[t_lb_second]} s; pgBackRest incremental ${R[t_pgbr_incr]} s."
 } >"$OUTDIR/physical.md"

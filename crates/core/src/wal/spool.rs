@@ -125,11 +125,13 @@ impl Server {
             return;
         }
         let request = line.trim_end();
+        let clock = std::time::Instant::now();
         let reply = self.answer(request);
+        let ms = clock.elapsed().as_secs_f64() * 1000.0;
         let _ = (&stream).write_all(format!("{reply}\n").as_bytes());
         // one line per request: the service's journal shows what was archived and served
         let what = request.split(' ').take(2).collect::<Vec<_>>().join(" ");
-        eprintln!("{} {what}: {reply}", jiff::Timestamp::now());
+        eprintln!("{} {what}: {reply} ({ms:.1} ms)", jiff::Timestamp::now());
     }
 
     fn answer(self: &Arc<Self>, line: &str) -> String {
