@@ -197,6 +197,29 @@ put ingest_end_ready "$(ls "$PGDATA_DIR/pg_wal/archive_status" | grep -c '\.read
 put ingest_archived "$(DB=bench q "SELECT archived_count FROM pg_stat_archiver")"
 put ingest_failed "$(DB=bench q "SELECT failed_count FROM pg_stat_archiver")"
 log "  $(mib "${R[ingest_wal_bytes]}") MiB of WAL at ${R[ingest_tps]} tps; backlog max ${R[ingest_max_ready]} segments, at the end ${R[ingest_end_ready]}"
+log "WAL burst: one bulk insert as fast as the server writes, archive_command = lifeboat wal-push (served)"
+ready() { ls "$PGDATA_DIR/pg_wal/archive_status" | grep -c '\.ready$' || true; }
+lsn0=$(DB=bench q "SELECT pg_current_wal_lsn()")
+t0=$(now)
+DB=bench q "CREATE TABLE burst AS SELECT g, repeat(md5(g::text), 4) AS t FROM generate_series(1, 3000000) g" >/dev/null &
+BURST=$!
+max_ready=0
+while kill -0 $BURST 2>/dev/null; do
+  r=$(ready); ((r > max_ready)) && max_ready=$r
+  sleep 0.5
+done
+wait $BURST || die "burst insert"
+put burst_secs "$(elapsed "$t0")"
+lsn1=$(DB=bench q "SELECT pg_current_wal_lsn()")
+put burst_wal_bytes "$(DB=bench q "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0')::bigint")"
+t1=$(now)
+until [ "$(ready)" = 0 ]; do
+  r=$(ready); ((r > max_ready)) && max_ready=$r
+  sleep 0.2
+done
+put burst_drain_secs "$(elapsed "$t1")"
+put burst_max_ready "$max_ready"
+log "  $(mib "${R[burst_wal_bytes]}") MiB of WAL in ${R[burst_secs]} s; backlog at most ${R[burst_max_ready]} segments, drained ${R[burst_drain_secs]} s after the insert"
 DB=bench q "SELECT pg_switch_wal()" >/dev/null
 for _ in $(seq 300); do
   [ "$(ls "$PGDATA_DIR/pg_wal/archive_status" | grep -c '\.ready$' || true)" = 0 ] && break; sleep 1
@@ -264,7 +287,8 @@ pm() { awk -v a="$1" -v b="$2" -v l="$3" 'BEGIN { print (a <= l * b) ? "**pass**
   echo
   echo "- wal-push p99 (served): ${R[lat_served_p99_ms]} ms; without a server (opens the repository per call): p50 ${R[lat_alone_p50_ms]} ms, p99 ${R[lat_alone_p99_ms]} ms (${R[lat_segments]} real pgbench segments)."
   echo "- sustained ingest: pgbench -c 2 -j 2 (synchronous_commit off) for ${PGBENCH_SECS} s at ${R[ingest_tps]} tps wrote $(mib "${R[ingest_wal_bytes]}") MiB of WAL; ${R[ingest_archived]} segments archived, ${R[ingest_failed]} failures; archiver backlog (\`.ready\` files) at most ${R[ingest_max_ready]}, ${R[ingest_end_ready]} when pgbench stopped."
-  echo "- PITR: $(mib "${R[pitr_wal_bytes]}") MiB of WAL replayed; unpacking the base backup took ${R[t_pitr_lb_fetch]} s before replay."
+  echo "- WAL burst: a bulk insert wrote $(mib "${R[burst_wal_bytes]}") MiB of WAL in ${R[burst_secs]} s ($(awk -v b="${R[burst_wal_bytes]}" -v s="${R[burst_secs]}" 'BEGIN { printf "%.0f", b / 1048576 / s }') MiB/s); the archiver's backlog peaked at ${R[burst_max_ready]} segments and was empty ${R[burst_drain_secs]} s after the insert ended.
+- PITR: $(mib "${R[pitr_wal_bytes]}") MiB of WAL replayed; unpacking the base backup took ${R[t_pitr_lb_fetch]} s before replay."
   echo "- second full backup ${R[t_lb_second]} s; pgBackRest incremental ${R[t_pgbr_incr]} s."
 } >"$OUTDIR/physical.md"
 log "results: $OUTDIR/physical.md"

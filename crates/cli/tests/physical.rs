@@ -341,6 +341,16 @@ fn pitr_under_load(a: &Archiving) {
 fn pitr_to_time_lsn_and_restore_point_on_a_local_repository() {
     let a = Archiving::start(None, true);
     pitr_under_load(&a);
+    // a transaction id as the target, inclusive and exclusive
+    let xid = a.sql("insert into markers (id) values (60) returning txid_current()");
+    a.marker(61);
+    a.archive_now();
+    let (r, _) = restore(&a, "pitr-xid", &["--target-xid", &xid]);
+    assert_eq!(r.markers(), (51, 60), "target xid, inclusive");
+    drop(r);
+    let (r, _) = restore(&a, "pitr-xid-excl", &["--target-xid", &xid, "--exclusive"]);
+    assert_eq!(r.markers(), (50, 50), "target xid, exclusive");
+    drop(r);
     let served = std::fs::read_to_string(a.ws.path().join("serve.log")).expect("server log");
     assert!(
         served.contains("PUSH") && served.contains("OK stored"),
@@ -403,6 +413,16 @@ fn a_missing_segment_is_named_with_the_last_reachable_point() {
     let (code, out, _) = run(lb(&a.cfg).args(["wal", "status"]));
     assert_eq!(code, 10, "wal status fails on a gap:\n{out}");
     assert!(out.contains(&format!("GAP: {name} is missing")), "{out}");
+
+    // a directory that holds anything is refused, and left as it was
+    let busy = a.scratch("busy");
+    std::fs::write(busy.join("keep.txt"), "mine").expect("write");
+    let (code, _, err) = run(lb(&a.cfg)
+        .args(["restore", "--kind", "physical", "--target-immediate", "--to-dir"])
+        .arg(&busy));
+    assert_eq!(code, 9, "{err}");
+    assert!(err.contains("is not empty"), "{err}");
+    assert_eq!(std::fs::read_to_string(busy.join("keep.txt")).expect("kept"), "mine");
 
     let dir = a.scratch("gap").join("data");
     let (code, _, err) = run(lb(&a.cfg)

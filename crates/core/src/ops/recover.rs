@@ -392,6 +392,11 @@ fn chown_tree(dir: &Path, user: &nix::unistd::User) -> Result<()> {
 fn unpack(repo: &Repo, backup: &SnapshotInfo, dir: &Path) -> Result<()> {
     let (reader, mut writer) =
         std::io::pipe().map_err(|e| Error::io("creating a pipe for the restore", e))?;
+    {
+        use std::os::fd::AsFd;
+        // a 1 MiB pipe: far fewer hand-overs between the two threads than the 64 KiB default
+        let _ = nix::fcntl::fcntl(writer.as_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+    }
     std::thread::scope(|scope| {
         let dumper = scope.spawn(move || {
             let r = repo.with_indexed(|indexed| dump_checked(indexed, backup, &mut writer));
@@ -399,9 +404,7 @@ fn unpack(repo: &Repo, backup: &SnapshotInfo, dir: &Path) -> Result<()> {
             r
         });
         let mut archive = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, reader));
-        archive.set_preserve_permissions(true);
-        archive.set_overwrite(false);
-        let unpacked = archive.unpack(dir);
+        let unpacked = unpack_entries(&mut archive, dir);
         // drain what tar did not read so the dumper can finish and check the hash
         let mut rest = archive.into_inner();
         let _ = std::io::copy(&mut rest, &mut std::io::sink());
@@ -411,6 +414,45 @@ fn unpack(repo: &Repo, backup: &SnapshotInfo, dir: &Path) -> Result<()> {
         dumped?;
         unpacked.map_err(|e| Error::io(format!("unpacking into {}", dir.display()), e))
     })?;
+    Ok(())
+}
+
+/// Unpacks every member under `dir`. Regular files are copied with a 1 MiB buffer (the
+/// tar crate's own copy moves 8 KiB per write, 180 000 writes for a 1.4 GB cluster);
+/// everything else goes through the tar crate, which also refuses paths leaving `dir`.
+fn unpack_entries<R: std::io::Read>(archive: &mut tar::Archive<R>, dir: &Path) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let mut buf = vec![0u8; 1 << 20];
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.into_owned();
+        let safe = path.is_relative()
+            && path
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+        if !entry.header().entry_type().is_file() || !safe {
+            entry.set_preserve_permissions(true);
+            entry.unpack_in(dir)?;
+            continue;
+        }
+        let target = dir.join(&path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&target)?;
+        loop {
+            let n = entry.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            file.write_all(&buf[..n])?;
+        }
+        let mode = entry.header().mode().unwrap_or(0o600) & 0o7777;
+        std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+    }
     Ok(())
 }
 
@@ -446,11 +488,20 @@ pub(crate) fn recover_inner(
     opts: &RecoverOptions,
 ) -> Result<RecoverReport> {
     check_empty(&opts.to_dir)?;
+    // the restore_command probe (a process that opens the repository) runs while the backup
+    // and the archive are looked up
+    let probe = {
+        let command = opts.restore_command.clone();
+        let user = owner(opts)?.map(|u| u.name);
+        std::thread::spawn(move || preflight(&command, user.as_deref()))
+    };
     let backup = select(repo, opts)?;
     let phys = physical_of(&backup)?.clone();
     let reach = check_archive(store, &backup, &phys, &opts.target)?;
     let user = owner(opts)?;
-    preflight(opts, user.as_ref().map(|u| u.name.as_str()))?;
+    probe
+        .join()
+        .map_err(|_| Error::internal("the restore_command probe panicked"))??;
     let clock = Instant::now();
     let created = !opts.to_dir.exists();
     std::fs::create_dir_all(&opts.to_dir).map_err(|e| Error::io(opts.to_dir.display(), e))?;
@@ -529,9 +580,8 @@ pub(crate) fn recover_inner(
 /// Runs the restore_command as the server will (same user) for a file that never exists:
 /// it must answer "not in the archive" (exit 4). Anything else (an unreadable config or
 /// password file, a wrong path) would stop recovery later, after the long unpack.
-fn preflight(opts: &RecoverOptions, user: Option<&str>) -> Result<()> {
-    let probe = opts
-        .restore_command
+fn preflight(restore_command: &str, user: Option<&str>) -> Result<()> {
+    let probe = restore_command
         .replace("%f", "00000000.history")
         .replace("%p", "/nonexistent/lifeboat-probe");
     let mut cmd = match user {
