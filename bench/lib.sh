@@ -71,7 +71,7 @@ q() { "$PG_BIN/psql" -X -qAt -v ON_ERROR_STOP=1 -d "${DB:-bench}" -c "$1"; }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 declare -A R   # results: key -> value
-TSV=$OUTDIR/latest.tsv
+TSV=$OUTDIR/${BENCH_NAME:-latest}.tsv
 : >"$TSV.tmp"
 put() { R[$1]=$2; }
 # keeps the minimum of the values put under a key
