@@ -144,3 +144,23 @@ DELETE FROM app.attachments WHERE random() < 0.01;
 VACUUM ANALYZE;
 SQL
 }
+
+# the benchmark's lifeboat config (source `bench`) and its repository password
+LB_REPO=$WORK/lifeboat-repo
+CFG=$WORK/lifeboat.toml
+write_lifeboat_config() {
+  umask 077
+  echo "bench-$RANDOM-$RANDOM" >"$WORK/password"
+  umask 022
+  cat >"$CFG" <<EOF
+[repository]
+url = "$LB_REPO"
+password_file = "$WORK/password"
+
+[[source]]
+name = "bench"
+kind = "postgres"
+dsn = "host=$SOCK port=$PORT user=postgres dbname=bench"
+pg_bin_dir = "$PG_BIN"
+EOF
+}

@@ -41,22 +41,7 @@ BENCH_PG_CONF="archive_command = '/bin/true'"
 
 # everything below runs as the PostgreSQL user: its archiver writes both repositories
 [ -n "$PGUSER_OS" ] && chown -R "$PGUSER_OS:" "$WORK"
-umask 077
-echo "bench-$RANDOM-$RANDOM" >"$WORK/password"
-umask 022
-CFG=$WORK/lifeboat.toml
-LB_REPO=$WORK/lifeboat-repo
-cat >"$CFG" <<EOF
-[repository]
-url = "$LB_REPO"
-password_file = "$WORK/password"
-
-[[source]]
-name = "bench"
-kind = "postgres"
-dsn = "host=$SOCK port=$PORT user=postgres dbname=bench"
-pg_bin_dir = "$PG_BIN"
-EOF
+write_lifeboat_config
 PGBR_REPO=$WORK/pgbackrest-repo
 PGBR_CONF=$WORK/pgbackrest.conf
 cat >"$PGBR_CONF" <<EOF
@@ -187,6 +172,7 @@ lat() { # $1 = label, $2 = socket; timed inside one shell of the PostgreSQL user
   put "lat_${label}_p50_ms" "$(awk '{ a[NR] = $1 } END { printf "%.1f", a[int((NR + 1) / 2)] / 1000 }' "$WORK/lat-$label.txt")"
   put "lat_${label}_p99_ms" "$(awk '{ a[NR] = $1 } END { i = int(NR * 0.99 + 0.999); printf "%.1f", a[i] / 1000 }' "$WORK/lat-$label.txt")"
 }
+checkpoint # background writeback from pgbench -i would otherwise sit in front of every fsync
 lat served "$SOCKET"
 as_pg rm -rf "$LB_REPO/lifeboat-wal/bench/00000077"
 lat alone "$WORK/no-server.sock"

@@ -53,25 +53,10 @@ PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail 
 . "$HERE/lib.sh"
 
 # ---------------------------------------------------------------- repositories
-umask 077
-echo "bench-$RANDOM-$RANDOM" >"$WORK/password"
+write_lifeboat_config
 export RESTIC_PASSWORD
 RESTIC_PASSWORD=$(cat "$WORK/password")
 export RESTIC_CACHE_DIR=$WORK/restic-cache RESTIC_REPOSITORY=$WORK/restic-repo
-LB_REPO=$WORK/lifeboat-repo
-CFG=$WORK/lifeboat.toml
-cat >"$CFG" <<EOF
-[repository]
-url = "$LB_REPO"
-password_file = "$WORK/password"
-
-[[source]]
-name = "bench"
-kind = "postgres"
-dsn = "host=$SOCK port=$PORT user=postgres dbname=bench"
-pg_bin_dir = "$PG_BIN"
-EOF
-umask 022
 lb() { "$LIFEBOAT" --config "$CFG" "$@"; }
 fresh_repos() { # $1 = 1 for a new lifeboat repository too
   rm -rf "$RESTIC_REPOSITORY" "$RESTIC_CACHE_DIR"

@@ -38,6 +38,16 @@ impl Bars {
             pb
         })
     }
+
+    /// Runs `f` with a spinner showing `msg` (on a terminal), cleared afterwards.
+    pub fn spinning<T>(self, msg: &str, f: impl FnOnce() -> T) -> T {
+        let spinner = self.spinner(msg);
+        let out = f();
+        if let Some(s) = spinner {
+            s.finish_and_clear();
+        }
+        out
+    }
 }
 
 #[derive(Debug)]

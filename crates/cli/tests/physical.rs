@@ -418,11 +418,20 @@ fn a_missing_segment_is_named_with_the_last_reachable_point() {
     let busy = a.scratch("busy");
     std::fs::write(busy.join("keep.txt"), "mine").expect("write");
     let (code, _, err) = run(lb(&a.cfg)
-        .args(["restore", "--kind", "physical", "--target-immediate", "--to-dir"])
+        .args([
+            "restore",
+            "--kind",
+            "physical",
+            "--target-immediate",
+            "--to-dir",
+        ])
         .arg(&busy));
     assert_eq!(code, 9, "{err}");
     assert!(err.contains("is not empty"), "{err}");
-    assert_eq!(std::fs::read_to_string(busy.join("keep.txt")).expect("kept"), "mine");
+    assert_eq!(
+        std::fs::read_to_string(busy.join("keep.txt")).expect("kept"),
+        "mine"
+    );
 
     let dir = a.scratch("gap").join("data");
     let (code, _, err) = run(lb(&a.cfg)

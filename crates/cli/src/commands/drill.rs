@@ -68,12 +68,11 @@ impl DrillCmd {
                     .into(),
             );
         }
-        let spinner = ctx.bars.spinner(&format!("drilling source {}", src.name));
-        let report = drill(&repo, src, &opts);
-        if let Some(s) = spinner {
-            s.finish_and_clear();
-        }
-        let report = report?;
+        let report = ctx
+            .bars
+            .spinning(&format!("drilling source {}", src.name), || {
+                drill(&repo, src, &opts)
+            })?;
         if ctx.json {
             output::json(&report)?;
         } else {

@@ -253,16 +253,14 @@ impl RestoreCmd {
             println!("dry run: nothing was changed");
             return Ok(());
         }
-        let spinner = ctx.bars.spinner(&format!(
+        let msg = format!(
             "restoring {} into {}",
             p.backup.short_id(),
             p.target_database
-        ));
-        let report = restore(&repo, &src, p, self.scratch_dir.as_deref());
-        if let Some(s) = spinner {
-            s.finish_and_clear();
-        }
-        let report = report?;
+        );
+        let report = ctx.bars.spinning(&msg, || {
+            restore(&repo, &src, p, self.scratch_dir.as_deref())
+        })?;
         if ctx.json {
             return output::json(&report);
         }
@@ -340,12 +338,9 @@ impl RestoreCmd {
             owner: a.owner.clone(),
             timeout_secs: a.timeout,
         };
-        let spinner = ctx.bars.spinner("restoring the base backup");
-        let report = recover(repo, &store, &opts);
-        if let Some(s) = spinner {
-            s.finish_and_clear();
-        }
-        let report = report?;
+        let report = ctx
+            .bars
+            .spinning("restoring the base backup", || recover(repo, &store, &opts))?;
         if ctx.json {
             return output::json(&report);
         }

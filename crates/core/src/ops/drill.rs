@@ -428,8 +428,6 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
         .last()
         .map_or(backup.meta.finished_at, |b| b.meta.finished_at);
     let rpo_secs = (started_at.as_second() - newest.as_second()).max(0) as f64;
-    let rto = Objective::new(rto_secs, src.objectives.rto.as_deref());
-    let rpo = Objective::new(rpo_secs, src.objectives.rpo.as_deref());
     let production_bytes = PgConn::from_source(src)
         .ok()
         .and_then(|c| {
@@ -440,42 +438,82 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
             .ok()
         })
         .and_then(|s| s.trim().parse::<u64>().ok());
-    // restore work grows with the database's size: scale the achieved RTO by production / restored
-    let extrapolated_rto_secs = match (production_bytes, restored_bytes) {
-        (Some(prod), Some(here)) if here > 0 => Some(rto_secs * prod as f64 / here as f64),
+    let report = build_report(
+        src,
+        &backup,
+        Measured {
+            database,
+            started_at,
+            server_version,
+            phases: clock.phases,
+            checks,
+            rto_secs,
+            rpo_secs,
+            production_bytes,
+            restored_bytes,
+            kind: BackupKind::Logical,
+            target: None,
+            reached: None,
+        },
+    );
+    seal(repo, opts, report)
+}
+
+/// What a drill measured, before it is judged against the objectives.
+pub(crate) struct Measured {
+    pub(crate) database: String,
+    pub(crate) started_at: Timestamp,
+    pub(crate) server_version: String,
+    pub(crate) phases: Vec<Phase>,
+    pub(crate) checks: Vec<Check>,
+    pub(crate) rto_secs: f64,
+    pub(crate) rpo_secs: f64,
+    pub(crate) production_bytes: Option<u64>,
+    pub(crate) restored_bytes: Option<u64>,
+    pub(crate) kind: BackupKind,
+    pub(crate) target: Option<String>,
+    pub(crate) reached: Option<super::recover::ReachedPoint>,
+}
+
+/// Judges `m` against `src`'s objectives: the report before it is sealed.
+pub(crate) fn build_report(src: &SourceConfig, backup: &SnapshotInfo, m: Measured) -> DrillReport {
+    let rto = Objective::new(m.rto_secs, src.objectives.rto.as_deref());
+    let rpo = Objective::new(m.rpo_secs, src.objectives.rpo.as_deref());
+    // restore work grows with the data's size: scale the achieved RTO by production / restored
+    let extrapolated_rto_secs = match (m.production_bytes, m.restored_bytes) {
+        (Some(prod), Some(here)) if here > 0 => Some(m.rto_secs * prod as f64 / here as f64),
         _ => None,
     };
     let extrapolation_misses_rto = match (extrapolated_rto_secs, rto.objective_secs) {
         (Some(e), Some(o)) => e > o,
         _ => false,
     };
-    let passed = checks.iter().all(|c| c.ok) && rto.met && rpo.met;
-    let report = DrillReport {
-        id: started_at.strftime("drill-%Y%m%dT%H%M%SZ").to_string(),
+    let passed = m.checks.iter().all(|c| c.ok) && rto.met && rpo.met;
+    DrillReport {
+        id: m.started_at.strftime("drill-%Y%m%dT%H%M%SZ").to_string(),
         source: src.name.clone(),
         backup_id: backup.id.clone(),
-        database,
+        database: m.database,
         backup_finished_at: backup.meta.finished_at,
         backup_bytes: backup.meta.logical_bytes,
-        started_at,
+        started_at: m.started_at,
         finished_at: Timestamp::now(),
-        server_version,
-        phases: clock.phases,
-        checks,
+        server_version: m.server_version,
+        phases: m.phases,
+        checks: m.checks,
         rto,
         rpo,
         extrapolated_rto_secs,
-        production_bytes,
-        restored_bytes,
+        production_bytes: m.production_bytes,
+        restored_bytes: m.restored_bytes,
         extrapolation_misses_rto,
         passed,
-        evidence_error: None,
         audit_head: None,
-        kind: BackupKind::Logical,
-        target: None,
-        reached: None,
-    };
-    seal(repo, opts, report)
+        evidence_error: None,
+        kind: m.kind,
+        target: m.target,
+        reached: m.reached,
+    }
 }
 
 /// Appends the drill to the audit log, writes and stores the evidence.

@@ -6,7 +6,10 @@
 use jiff::Timestamp;
 
 use super::{
-    drill::{assertion, run_hooks, seal, Check, Clock, DrillOptions, DrillReport, Objective, Pick},
+    drill::{
+        assertion, build_report, run_hooks, seal, Check, Clock, DrillOptions, DrillReport,
+        Measured, Pick,
+    },
     list::{list, ListFilter},
     recover::{owner, recover_inner, start_and_wait, RecoverOptions, RecoveryTarget, TargetAction},
 };
@@ -261,47 +264,29 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
         (started_at.as_second() - backup.meta.finished_at.as_second()).max(0) as f64,
         |t| (started_at.as_millisecond() - t.as_millisecond()).max(0) as f64 / 1000.0,
     );
-    let rto = Objective::new(rto_secs, src.objectives.rto.as_deref());
-    let rpo = Objective::new(rpo_secs, src.objectives.rpo.as_deref());
     let production_bytes = PgConn::from_source(src)
         .ok()
         .and_then(|c| cluster_bytes(&c));
-    let extrapolated_rto_secs = match (production_bytes, restored_bytes) {
-        (Some(prod), Some(here)) if here > 0 => Some(rto_secs * prod as f64 / here as f64),
-        _ => None,
-    };
-    let extrapolation_misses_rto = match (extrapolated_rto_secs, rto.objective_secs) {
-        (Some(e), Some(o)) => e > o,
-        _ => false,
-    };
-    let passed = checks.iter().all(|c| c.ok) && rto.met && rpo.met;
-    let report = DrillReport {
-        id: started_at.strftime("drill-%Y%m%dT%H%M%SZ").to_string(),
-        source: src.name.clone(),
-        backup_id: backup.id.clone(),
-        database,
-        backup_finished_at: backup.meta.finished_at,
-        backup_bytes: backup.meta.logical_bytes,
-        started_at,
-        finished_at: Timestamp::now(),
-        server_version: format!("{}", backup.meta.server_version_num),
-        phases: clock.phases,
-        checks,
-        rto,
-        rpo,
-        extrapolated_rto_secs,
-        production_bytes,
-        restored_bytes,
-        extrapolation_misses_rto,
-        passed,
-        audit_head: None,
-        evidence_error: None,
-        kind: BackupKind::Physical,
-        target: Some(match &target {
-            RecoveryTarget::Time(t) => format!("time {t}"),
-            _ => "end of the archive".to_string(),
-        }),
-        reached,
-    };
+    let report = build_report(
+        src,
+        &backup,
+        Measured {
+            database,
+            started_at,
+            server_version: backup.meta.server_version_num.to_string(),
+            phases: clock.phases,
+            checks,
+            rto_secs,
+            rpo_secs,
+            production_bytes,
+            restored_bytes,
+            kind: BackupKind::Physical,
+            target: Some(match &target {
+                RecoveryTarget::Time(t) => format!("time {t}"),
+                _ => "end of the archive".to_string(),
+            }),
+            reached,
+        },
+    );
     seal(repo, opts, report)
 }

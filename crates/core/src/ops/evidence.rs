@@ -65,10 +65,16 @@ pub fn drills(repo: &Repo) -> Result<Vec<DrillSummary>> {
 }
 
 fn secs(s: f64) -> String {
+    human_secs(s, 1)
+}
+
+/// A duration for people: seconds below two minutes, minutes below two hours, else hours;
+/// `digits` decimals for seconds and minutes.
+pub(crate) fn human_secs(s: f64, digits: usize) -> String {
     if s < 120.0 {
-        format!("{s:.1} s")
+        format!("{s:.digits$} s")
     } else if s < 7200.0 {
-        format!("{:.1} min", s / 60.0)
+        format!("{:.digits$} min", s / 60.0)
     } else {
         format!("{:.1} h", s / 3600.0)
     }

@@ -420,16 +420,22 @@ fn unpack(repo: &Repo, backup: &SnapshotInfo, dir: &Path) -> Result<()> {
 /// Unpacks every member under `dir`. Regular files are copied with a 1 MiB buffer (the
 /// tar crate's own copy moves 8 KiB per write, 180 000 writes for a 1.4 GB cluster);
 /// everything else goes through the tar crate, which also refuses paths leaving `dir`.
-fn unpack_entries<R: std::io::Read>(archive: &mut tar::Archive<R>, dir: &Path) -> std::io::Result<()> {
+fn unpack_entries<R: std::io::Read>(
+    archive: &mut tar::Archive<R>,
+    dir: &Path,
+) -> std::io::Result<()> {
     use std::io::{Read, Write};
     let mut buf = vec![0u8; 1 << 20];
     for entry in archive.entries()? {
         let mut entry = entry?;
         let path = entry.path()?.into_owned();
         let safe = path.is_relative()
-            && path
-                .components()
-                .all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+            && path.components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::Normal(_) | std::path::Component::CurDir
+                )
+            });
         if !entry.header().entry_type().is_file() || !safe {
             entry.set_preserve_permissions(true);
             entry.unpack_in(dir)?;

@@ -10,13 +10,7 @@ use crate::{
 };
 
 fn fmt_secs(s: f64) -> String {
-    if s < 120.0 {
-        format!("{s:.0} s")
-    } else if s < 7200.0 {
-        format!("{:.0} min", s / 60.0)
-    } else {
-        format!("{:.1} h", s / 3600.0)
-    }
+    super::evidence::human_secs(s, 0)
 }
 
 /// Writes the runbook as Markdown. `config_hint` is how the reader passes the config

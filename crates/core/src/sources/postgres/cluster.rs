@@ -87,13 +87,18 @@ pub(crate) fn stop_registered(data: &Path) {
         Some(l.remove(i))
     });
     if let Some((pg_ctl, data, user)) = entry {
-        let _ = pg_ctl_cmd(&pg_ctl, user.as_deref())
-            .args(["stop", "-m", "immediate", "-w", "-D"])
-            .arg(&data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        stop_server(&pg_ctl, &data, user.as_deref(), "immediate");
     }
+}
+
+/// `pg_ctl stop -m MODE -w` on `data`, as `user`; errors are ignored (it may be stopped).
+fn stop_server(pg_ctl: &Path, data: &Path, user: Option<&str>, mode: &str) {
+    let _ = pg_ctl_cmd(pg_ctl, user)
+        .args(["stop", "-m", mode, "-w", "-D"])
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// Stops every cluster this process started and removes its scratch directories (for
@@ -104,12 +109,7 @@ pub fn stop_all() {
         .map(|mut l| std::mem::take(&mut *l))
         .unwrap_or_default();
     for (pg_ctl, data, user) in list {
-        let _ = pg_ctl_cmd(&pg_ctl, user.as_deref())
-            .args(["stop", "-m", "immediate", "-w", "-D"])
-            .arg(&data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        stop_server(&pg_ctl, &data, user.as_deref(), "immediate");
     }
     let dirs = TEMP_DIRS
         .lock()
@@ -342,13 +342,12 @@ impl Cluster {
         if !self.running {
             return;
         }
-        let pg_ctl = self.bin.program("pg_ctl");
-        let _ = pg_ctl_cmd(&pg_ctl, self.user.as_deref())
-            .args(["stop", "-m", "fast", "-w", "-D"])
-            .arg(self.data_dir())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        stop_server(
+            &self.bin.program("pg_ctl"),
+            &self.data_dir(),
+            self.user.as_deref(),
+            "fast",
+        );
         self.running = false;
         if let Ok(mut l) = RUNNING.lock() {
             let d = self.data_dir();
