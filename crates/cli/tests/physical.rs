@@ -492,9 +492,9 @@ fn a_corrupted_segment_stops_recovery_and_is_named() {
     );
 }
 
-#[test]
-fn a_second_timeline_is_archived_and_restored() {
-    let a = Archiving::start(None, false);
+/// Markers 1-5, a base backup, markers 6-15 archived; returns the backup id and a target
+/// time that falls between markers 11 and 12.
+fn backup_then_marker_11(a: &Archiving) -> (String, String) {
     a.load(1..=5);
     let first = a.backup();
     a.load(6..=10);
@@ -502,9 +502,18 @@ fn a_second_timeline_is_archived_and_restored() {
     std::thread::sleep(Duration::from_millis(300));
     a.load(12..=15);
     a.archive_now();
-    // PITR to marker 11 with archiving kept: the promoted copy writes timeline 2
     let at: jiff::Timestamp = t.parse().expect("time");
-    let target = (at + jiff::SignedDuration::from_millis(150)).to_string();
+    (
+        first,
+        (at + jiff::SignedDuration::from_millis(150)).to_string(),
+    )
+}
+
+#[test]
+fn a_second_timeline_is_archived_and_restored() {
+    let a = Archiving::start(None, false);
+    let (first, target) = backup_then_marker_11(&a);
+    // PITR to marker 11 with archiving kept: the promoted copy writes timeline 2
     let (r, out) = restore(&a, "tl2", &["--target-time", &target, "--archive"]);
     assert!(out.contains("timeline 2"), "{out}");
     assert_markers_up_to(&r, 11, "first PITR");
@@ -729,15 +738,7 @@ fn an_interrupted_base_backup_leaves_no_snapshot_and_a_standalone_one_restores()
 #[test]
 fn a_physical_drill_replays_to_a_time_and_names_a_failing_check() {
     let a = Archiving::start(None, false);
-    a.load(1..=5);
-    a.backup();
-    a.load(6..=10);
-    let t = a.marker(11);
-    std::thread::sleep(Duration::from_millis(300));
-    a.load(12..=15);
-    a.archive_now();
-    let at: jiff::Timestamp = t.parse().expect("time");
-    let target = (at + jiff::SignedDuration::from_millis(150)).to_string();
+    let (_, target) = backup_then_marker_11(&a);
     let evidence = a.ws.path().join("evidence");
     let out = ok(lb(&a.cfg)
         .args([

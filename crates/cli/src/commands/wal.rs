@@ -149,17 +149,22 @@ impl WalCmd {
     }
 }
 
+/// The newest physical backup of `source`.
+fn latest_physical(
+    repo: &lifeboat_core::repository::Repo,
+    source: &str,
+) -> anyhow::Result<Option<lifeboat_core::repository::SnapshotInfo>> {
+    let filter = ListFilter {
+        source: Some(source.to_string()),
+        kind: Some(BackupKind::Physical),
+        ..ListFilter::default()
+    };
+    Ok(list(repo, &filter)?.pop())
+}
+
 fn status(ctx: &Ctx, source: Option<&str>) -> anyhow::Result<()> {
     let (repo, store, name) = store(ctx, source)?;
-    let latest = list(
-        &repo,
-        &ListFilter {
-            source: Some(name.clone()),
-            kind: Some(BackupKind::Physical),
-            ..ListFilter::default()
-        },
-    )?
-    .pop();
+    let latest = latest_physical(&repo, &name)?;
     let phys = latest.as_ref().and_then(|b| b.meta.physical.clone());
     let start = latest.as_ref().zip(phys.as_ref()).map(|(b, p)| ChainStart {
         backup_id: b.id.clone(),
@@ -240,17 +245,9 @@ fn status(ctx: &Ctx, source: Option<&str>) -> anyhow::Result<()> {
 
 fn serve(ctx: &Ctx, source: Option<&str>, socket: Option<PathBuf>) -> anyhow::Result<()> {
     let (repo, store, name) = store(ctx, source)?;
-    let seg_size = list(
-        &repo,
-        &ListFilter {
-            source: Some(name.clone()),
-            kind: Some(BackupKind::Physical),
-            ..ListFilter::default()
-        },
-    )?
-    .pop()
-    .and_then(|b| b.meta.physical.map(|p| p.wal_segment_size))
-    .unwrap_or(wal::DEFAULT_SEGMENT_SIZE);
+    let seg_size = latest_physical(&repo, &name)?
+        .and_then(|b| b.meta.physical.map(|p| p.wal_segment_size))
+        .unwrap_or(wal::DEFAULT_SEGMENT_SIZE);
     let socket = socket.unwrap_or_else(|| spool::default_socket(&name));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     crate::on_stop(std::sync::Arc::clone(&stop));
