@@ -1,9 +1,10 @@
 //! Logical dumps: pg_dump (custom format, uncompressed) and pg_dumpall --globals-only,
 //! streamed without a temporary file.
 //!
-//! The child's stdout is read by the repository archiver through [`DumpStream`], which
-//! counts and hashes every byte and hands a copy to an inspector thread that reads the
-//! archive's TOC and COPY data (see [`super::archive`]). [`DumpProcess::finish`] then
+//! The child's stdout is read by the repository archiver through [`OutputStream`] (see
+//! [`super::stream`]), which counts and hashes every byte and hands a copy to an inspector
+//! thread that reads the archive's TOC and COPY data (see [`super::archive`]).
+//! [`DumpProcess::finish`] then
 //! decides whether the stream is a complete, good dump: exit status, stderr, length and a
 //! fully read archive. Compression happens after chunking, in the repository, so that
 //! unchanged rows deduplicate.
