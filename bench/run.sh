@@ -138,6 +138,30 @@ put lb_restore_ok "$(jq '[.comparison.tables[].ok] | all' "$WORK/lb-restore.json
 cp "$WORK/lb-restore.json" "$OUTDIR/lifeboat-restore.json"
 log "  ${R[t_lb_restore]} s (fetch ${R[t_lb_restore_fetch]} s, pg_restore ${R[t_lb_restore_pg]} s, verification ${R[t_lb_restore_verify]} s)"
 drop_db restored
+
+# ---------------------------------------------------------------- drills
+# overhead = the drill's wall time minus its own fetch + restore phases (the restore itself)
+drill_of() { # $1 = label, $2 = config
+  local t0
+  t0=$(now)
+  "$LIFEBOAT" --config "$2" --json drill >"$WORK/lb-drill-$1.json" || die "lifeboat drill ($1)"
+  put "t_drill_$1" "$(elapsed "$t0")"
+  put "t_drill_restore_$1" "$(jq '[.phases[] | select(.name == "fetch" or .name == "restore") | .secs] | add * 100 | round / 100' "$WORK/lb-drill-$1.json")"
+  put "drill_overhead_$1" "$(awk -v a="${R[t_drill_$1]}" -v b="${R[t_drill_restore_$1]}" 'BEGIN { printf "%.2f", a - b }')"
+  put "drill_ok_$1" "$(jq '.passed' "$WORK/lb-drill-$1.json")"
+  cp "$WORK/lb-drill-$1.json" "$OUTDIR/lifeboat-drill-$1.json"
+  log "  drill $1: ${R[t_drill_$1]} s, restore ${R[t_drill_restore_$1]} s, overhead ${R[drill_overhead_$1]} s"
+}
+checkpoint
+log "drill of the latest logical backup (the benchmark database)"
+drill_of big "$CFG"
+log "drill of a small database"
+DB=postgres q "CREATE DATABASE small"
+DB=small q "CREATE TABLE items AS SELECT g AS id, md5(g::text) AS label FROM generate_series(1, 20000) g" >/dev/null
+sed 's/dbname=bench/dbname=small/; s/^name = "bench"/name = "small"/' "$CFG" >"$WORK/small.toml"
+"$LIFEBOAT" --config "$WORK/small.toml" backup --kind logical >/dev/null || die "lifeboat backup (small)"
+drill_of small "$WORK/small.toml"
+DB=postgres q "DROP DATABASE small"
 if [ "$DIAG" = 1 ]; then
   log "diagnostic: lifeboat restore --jobs 2 --no-verify"
   t0=$(now)

@@ -110,3 +110,70 @@ fn operations_are_logged_and_tampering_is_detected() {
     assert_eq!(code, 6);
     assert!(out.contains("entries 3 to 3 are missing"), "{out}");
 }
+
+#[test]
+fn a_signed_head_proves_the_log_and_catches_a_rewrite() {
+    let (_c, ws, cfg) = backed_up(50);
+    ok(lb(&cfg).args(["verify", "--all"]));
+    let keys = ws.path().join("outside").join("audit");
+    std::fs::create_dir_all(keys.parent().unwrap()).unwrap();
+    ok(lb(&cfg).args(["audit", "keygen"]).arg(&keys));
+    let secret = keys.with_extension("key");
+    let public = keys.with_extension("pub");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let (code, _, err) = run(lb(&cfg).args(["audit", "keygen"]).arg(&keys));
+    assert_eq!(code, 2, "keys are never overwritten: {err}");
+
+    let statement = ws.path().join("outside").join("head.json");
+    ok(lb(&cfg)
+        .args(["audit", "sign", "--key"])
+        .arg(&secret)
+        .arg("-o")
+        .arg(&statement));
+    let verify = |stmt: &std::path::Path, key: &std::path::Path| {
+        run(lb(&cfg)
+            .args(["audit", "verify", "--signed"])
+            .arg(stmt)
+            .arg("--public-key")
+            .arg(key))
+    };
+    let (code, out, err) = verify(&statement, &public);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("chain intact"), "{out}");
+
+    // the log grows after signing: still fine
+    ok(lb(&cfg).args(["verify", "--all"]));
+    assert_eq!(verify(&statement, &public).0, 0);
+
+    // an edited statement does not verify
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&statement).unwrap()).unwrap();
+    v["entries"] = serde_json::json!(v["entries"].as_u64().unwrap() + 5);
+    let forged = ws.path().join("outside").join("forged.json");
+    std::fs::write(&forged, v.to_string()).unwrap();
+    let (code, _, err) = verify(&forged, &public);
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("does not verify"), "{err}");
+
+    // a statement signed with another key does not verify against the trusted one
+    let other = ws.path().join("outside").join("other");
+    ok(lb(&cfg).args(["audit", "keygen"]).arg(&other));
+    let (code, _, _) = verify(&statement, &other.with_extension("pub"));
+    assert_eq!(code, 6);
+
+    // the signed head removed from the repository: caught, though the rest is consistent
+    let signed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&statement).unwrap()).unwrap();
+    let seq = signed["entries"].as_u64().unwrap();
+    tamper(&ws, seq, None);
+    let (code, out, err) = verify(&statement, &public);
+    assert_eq!(code, 6, "{out}{err}");
+    assert!(out.contains("expected head"), "{out}");
+    // and a broken log is never signed
+    let (code, _, err) = run(lb(&cfg).args(["audit", "sign", "--key"]).arg(&secret));
+    assert_eq!(code, 6, "{err}");
+}

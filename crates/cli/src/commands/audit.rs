@@ -1,9 +1,12 @@
-//! `lifeboat audit list | verify`.
+//! `lifeboat audit list | verify | keygen | sign`.
 
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use lifeboat_core::{repository::audit, Error, ErrorKind};
+use lifeboat_core::{
+    repository::{audit, signing},
+    Error, ErrorKind,
+};
 
 use crate::{output, Ctx};
 
@@ -20,14 +23,63 @@ pub enum AuditCmd {
         /// File outside the repository holding the head: checked against, then updated.
         #[arg(long)]
         head_file: Option<PathBuf>,
+        /// A statement from `audit sign`: its signature is checked with --public-key, then
+        /// the log against its head.
+        #[arg(long, requires = "public_key")]
+        signed: Option<PathBuf>,
+        /// The trusted public key (from `audit keygen`) for --signed.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+    /// Create an Ed25519 key pair for signing audit heads: PREFIX.key (keep it outside the
+    /// repository, mode 0600) and PREFIX.pub.
+    Keygen {
+        /// Path prefix of the two files.
+        prefix: PathBuf,
+    },
+    /// Check the log and sign its head with a key kept outside the repository.
+    Sign {
+        /// The secret key (from `audit keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        /// Write the signed statement here (default: stdout).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
 }
 
 impl AuditCmd {
     /// Runs the command; `verify` exits 6 when the chain is broken.
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        if let Self::Keygen { prefix } = self {
+            let (key, public) = signing::generate(prefix)?;
+            println!(
+                "secret key {} (keep it outside the repository), public key {}",
+                key.display(),
+                public.display()
+            );
+            return Ok(());
+        }
         let repo = ctx.open()?;
         match self {
+            Self::Keygen { .. } => unreachable!("handled above"),
+            Self::Sign { key, output } => {
+                let statement = signing::sign(&repo, key)?;
+                let text = serde_json::to_string_pretty(&statement)?;
+                match output {
+                    Some(p) => {
+                        std::fs::write(p, format!("{text}\n"))?;
+                        println!(
+                            "signed head {} ({} entries) into {}",
+                            &statement.head[..16.min(statement.head.len())],
+                            statement.entries,
+                            p.display()
+                        );
+                    }
+                    None => println!("{text}"),
+                }
+                Ok(())
+            }
             Self::List => {
                 let entries = audit::entries(&repo)?;
                 if ctx.json {
@@ -48,13 +100,32 @@ impl AuditCmd {
             Self::Verify {
                 expected_head,
                 head_file,
+                signed,
+                public_key,
             } => {
                 let from_file = match head_file {
                     Some(f) if f.exists() => Some(std::fs::read_to_string(f)?.trim().to_string()),
                     _ => None,
                 };
                 let expected = expected_head.clone().or(from_file);
-                let v = audit::verify(&repo, expected.as_deref())?;
+                let v = match (signed, public_key) {
+                    (Some(statement), Some(key)) => {
+                        let text = std::fs::read_to_string(statement)?;
+                        let statement: signing::SignedHead =
+                            serde_json::from_str(&text).map_err(|e| {
+                                Error::config(format!(
+                                    "{} is not a signed head: {e}",
+                                    statement.display()
+                                ))
+                            })?;
+                        let mut v = signing::verify_signed(&repo, &statement, key)?;
+                        if let Some(h) = &expected {
+                            v.problems.extend(audit::verify(&repo, Some(h))?.problems);
+                        }
+                        v
+                    }
+                    _ => audit::verify(&repo, expected.as_deref())?,
+                };
                 if ctx.json {
                     output::json(&v)?;
                 } else {

@@ -8,6 +8,7 @@
 pub mod audit;
 pub(crate) mod backend;
 pub mod meta;
+pub mod signing;
 mod source;
 
 use std::path::PathBuf;

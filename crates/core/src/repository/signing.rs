@@ -1,0 +1,144 @@
+//! Signed audit heads: an Ed25519 signature over the audit log's newest hash, made with a
+//! key kept outside the repository. Someone who can rewrite the repository can build a new,
+//! self-consistent log, but cannot sign its head; a signed statement kept with the evidence
+//! proves which log existed when it was signed, and that nothing before it was changed or cut.
+
+use std::path::Path;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::{audit, Repo};
+use crate::{
+    error::{Error, ErrorKind, Result},
+    secret::write_private_file,
+};
+
+/// A signed statement about the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedHead {
+    /// Hash of the newest entry when signed.
+    pub head: String,
+    /// Entries in the log when signed.
+    pub entries: usize,
+    /// When it was signed.
+    pub signed_at: Timestamp,
+    /// The signer's public key (hex); verification uses the key the verifier trusts.
+    pub public_key: String,
+    /// Ed25519 signature (hex) over [`SignedHead::message`].
+    pub signature: String,
+}
+
+impl SignedHead {
+    fn message(head: &str, entries: usize, signed_at: Timestamp) -> String {
+        format!("lifeboat-audit-head\n{head}\n{entries}\n{signed_at}\n")
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex<const N: usize>(s: &str, what: &str) -> Result<[u8; N]> {
+    let s = s.trim();
+    let bad = || Error::config(format!("{what} is not {N} bytes of hex"));
+    if s.len() != 2 * N {
+        return Err(bad());
+    }
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+fn read(path: &Path, what: &str) -> Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("reading the {what} {}", path.display()), e))
+}
+
+/// Creates a key pair: `<prefix>.key` (secret, mode 0600) and `<prefix>.pub`.
+///
+/// # Errors
+///
+/// [`ErrorKind::Config`] when either file exists (never overwritten), or a write error.
+pub fn generate(prefix: &Path) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let key_path = prefix.with_extension("key");
+    let pub_path = prefix.with_extension("pub");
+    for p in [&key_path, &pub_path] {
+        if p.exists() {
+            return Err(Error::config(format!("{} exists", p.display()))
+                .hint("keys are never overwritten: choose another name"));
+        }
+    }
+    let mut seed = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed);
+    let key = SigningKey::from_bytes(&seed);
+    write_private_file(&key_path, &format!("{}\n", hex(&seed)))?;
+    std::fs::write(
+        &pub_path,
+        format!("{}\n", hex(key.verifying_key().as_bytes())),
+    )
+    .map_err(|e| Error::io(pub_path.display(), e))?;
+    Ok((key_path, pub_path))
+}
+
+/// Checks the log, then signs its head with the secret key in `key_file`.
+///
+/// # Errors
+///
+/// [`ErrorKind::Integrity`] when the log is not intact (a broken log is never signed), or
+/// a key or repository error.
+pub fn sign(repo: &Repo, key_file: &Path) -> Result<SignedHead> {
+    let seed: [u8; 32] = unhex(&read(key_file, "signing key")?, "the signing key")?;
+    let key = SigningKey::from_bytes(&seed);
+    let verdict = audit::verify(repo, None)?;
+    if !verdict.ok() {
+        return Err(Error::new(
+            ErrorKind::Integrity,
+            format!(
+                "the audit log is not intact: {}",
+                verdict.problems.join("; ")
+            ),
+        )
+        .hint("a broken log is not signed; investigate with `lifeboat audit verify`"));
+    }
+    let head = verdict.head.unwrap_or_default();
+    let signed_at = Timestamp::now();
+    let sig = key.sign(SignedHead::message(&head, verdict.entries, signed_at).as_bytes());
+    Ok(SignedHead {
+        head,
+        entries: verdict.entries,
+        signed_at,
+        public_key: hex(key.verifying_key().as_bytes()),
+        signature: hex(&sig.to_bytes()),
+    })
+}
+
+/// Checks `statement`'s signature with the trusted public key in `pub_file`, then the log
+/// against the signed head (it must still be in the chain, and the chain intact).
+///
+/// # Errors
+///
+/// [`ErrorKind::Integrity`] for a bad signature; a key or repository error.
+pub fn verify_signed(
+    repo: &Repo,
+    statement: &SignedHead,
+    pub_file: &Path,
+) -> Result<audit::AuditVerdict> {
+    let public: [u8; 32] = unhex(&read(pub_file, "public key")?, "the public key")?;
+    let key = VerifyingKey::from_bytes(&public)
+        .map_err(|_| Error::config("the public key is not a valid Ed25519 key"))?;
+    let sig: [u8; 64] = unhex(&statement.signature, "the signature")?;
+    let msg = SignedHead::message(&statement.head, statement.entries, statement.signed_at);
+    key.verify(msg.as_bytes(), &Signature::from_bytes(&sig))
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::Integrity,
+                "the signed head's signature does not verify with the trusted public key",
+            )
+            .hint("the statement was changed, or signed with another key")
+        })?;
+    audit::verify(repo, Some(&statement.head))
+}
