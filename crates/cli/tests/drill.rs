@@ -246,3 +246,60 @@ fn interrupted_drill_leaves_no_process_or_directory() {
         "a postgres of the drill is still running: {survivors}"
     );
 }
+
+#[test]
+fn a_drill_on_a_configured_scratch_server_cleans_up_and_refuses_production() {
+    let prod = cluster();
+    sample_db(&prod, "app", 120);
+    let scratch = cluster();
+    let ws = Workspace::new();
+    let cfg = drill_config(
+        &ws,
+        &prod.dsn("app"),
+        &format!(
+            "drill = {{ server = {:?}, checks = [\"select count(*) = 120 from shop.users\"] }}\n",
+            scratch.dsn("postgres")
+        ),
+    );
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    let out = ok(lb(&cfg).args([
+        "--json",
+        "drill",
+        "--hook",
+        "psql -Atc 'select 1' >/dev/null",
+    ]));
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["passed"], true, "{out}");
+    assert_eq!(r["phases"][0]["name"], "connect", "{out}");
+    assert!(
+        r["checks"].as_array().unwrap().iter().any(|c| c["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("hook:")
+            && c["ok"] == true),
+        "the hook reached the restored database through PGHOST/PGPORT: {out}"
+    );
+    // the drill database is gone from the scratch server; production is as it was
+    let left = scratch
+        .sql(
+            "postgres",
+            "select count(*) from pg_database where datname like 'lifeboat_drill_%'",
+        )
+        .unwrap();
+    assert_eq!(left.trim(), "0");
+    assert_eq!(
+        prod.sql("app", "select count(*) from shop.users").unwrap(),
+        "120"
+    );
+
+    // drill.server pointing at production itself is refused before anything happens
+    let bad_cfg = ws.path().join("bad.toml");
+    let body = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&scratch.dsn("postgres"), &prod.dsn("postgres"));
+    std::fs::write(&bad_cfg, body).unwrap();
+    let (code, _, err) = run(lb(&bad_cfg).arg("drill"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is the production cluster itself"), "{err}");
+}

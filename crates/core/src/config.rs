@@ -205,6 +205,10 @@ pub struct DrillConfig {
     /// SQL assertions that must return true on the restored database.
     #[serde(default)]
     pub checks: Vec<String>,
+    /// A scratch server for logical drills (libpq DSN; password via PGPASSWORD or .pgpass)
+    /// instead of a throw-away cluster: each drill restores into its own new database there
+    /// and drops it afterwards. Never the production server.
+    pub server: Option<String>,
 }
 
 impl Config {

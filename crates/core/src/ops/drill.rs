@@ -258,6 +258,69 @@ fn no_backup(src: &SourceConfig) -> Error {
     .hint("take one with `lifeboat backup --kind logical`")
 }
 
+/// Where a logical drill restores: its own throw-away cluster, or a new database on a
+/// configured scratch server.
+enum Target {
+    Cluster(Cluster),
+    Server(PgConn),
+}
+
+impl Target {
+    fn start(src: &SourceConfig, bin: &PgBin) -> Result<Self> {
+        let Some(dsn) = &src.drill.server else {
+            return Ok(Self::Cluster(Cluster::start(bin)?));
+        };
+        let conn = PgConn::from_dsn(dsn, bin.clone())
+            .map_err(|e| e.hint("fix drill.server in the configuration"))?;
+        let scratch_id = conn.system_identifier()?;
+        // never drill on production: same system identifier = same cluster
+        let production = PgConn::from_source(src).and_then(|c| c.system_identifier());
+        if production.as_deref().ok() == Some(scratch_id.as_str()) {
+            return Err(Error::config(format!(
+                "drill.server of source {:?} is the production cluster itself",
+                src.name
+            ))
+            .hint("point drill.server at a separate scratch server, or remove it to use a throw-away cluster"));
+        }
+        Ok(Self::Server(conn))
+    }
+
+    fn conn(&self) -> PgConn {
+        match self {
+            Self::Cluster(c) => c.conn(),
+            Self::Server(c) => c.clone(),
+        }
+    }
+
+    /// (conninfo for `db`, PGHOST, PGPORT) for hooks.
+    fn hook_env(&self, db: &str) -> (String, String, String) {
+        match self {
+            Self::Cluster(c) => (
+                c.dsn(db),
+                c.socket_dir().display().to_string(),
+                c.port().to_string(),
+            ),
+            Self::Server(c) => (
+                c.conninfo(db),
+                c.param("host").unwrap_or_default().to_string(),
+                c.param("port").unwrap_or("5432").to_string(),
+            ),
+        }
+    }
+
+    fn teardown(&mut self, db: &str) {
+        match self {
+            Self::Cluster(c) => c.stop(),
+            Self::Server(c) => {
+                let _ = c.query(
+                    "postgres",
+                    &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(db)),
+                );
+            }
+        }
+    }
+}
+
 pub(crate) struct Clock {
     pub(crate) start: Instant,
     pub(crate) phases: Vec<Phase>,
@@ -321,8 +384,21 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
     let mut restored_bytes = None;
 
     let bin = PgBin::new(src.pg_bin_dir.as_deref());
-    let mut cluster = clock.time("cluster", || Cluster::start(&bin))?;
-    let server_version = cluster.sql("postgres", "show server_version")?;
+    let on_server = src.drill.server.is_some();
+    let mut target = clock.time(if on_server { "connect" } else { "cluster" }, || {
+        Target::start(src, &bin)
+    })?;
+    let server_version = target
+        .conn()
+        .query("postgres", "show server_version")?
+        .trim()
+        .to_string();
+    // on a shared scratch server the restored copy gets a name of its own
+    let restored_db = if on_server {
+        format!("lifeboat_drill_{}", started_at.strftime("%Y%m%d%H%M%S"))
+    } else {
+        database.clone()
+    };
     let scratch = crate::sources::postgres::cluster::ScratchDir::new("lifeboat-drill-", None)?;
     let dump = scratch.path().join("dump.pgdump");
     let fetched = clock.time("fetch", || fetch(repo, &backup, &dump));
@@ -335,46 +411,42 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
         },
     });
     if fetched.is_ok() {
-        let conn = cluster.conn();
+        let conn = target.conn();
         let restored = clock.time("restore", || {
             restore_into(
                 repo,
                 &backup,
                 &conn,
                 &dump,
-                &database,
+                &restored_db,
                 opts.jobs,
-                scratch.path(),
+                // roles are cluster-wide: a shared scratch server does not get production's
+                (!on_server).then(|| scratch.path()),
             )
         });
         checks.push(Check {
             name: "pg_restore".into(),
             ok: restored.is_ok(),
             detail: match &restored {
-                Ok(()) => format!("database {database:?} restored with {} jobs", opts.jobs),
+                Ok(()) => format!("database {restored_db:?} restored with {} jobs", opts.jobs),
                 Err(e) => e.to_string(),
             },
         });
         if restored.is_ok() {
             restored_bytes = conn
                 .query(
-                    &database,
-                    &format!("select pg_database_size({})", literal(&database)),
+                    &restored_db,
+                    &format!("select pg_database_size({})", literal(&restored_db)),
                 )
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok());
+            let (dsn, host, port) = target.hook_env(&restored_db);
             let hooks = clock.time("hooks", || {
-                run_hooks(
-                    &cluster.dsn(&database),
-                    cluster.socket_dir(),
-                    cluster.port(),
-                    &database,
-                    &opts.hooks,
-                )
+                run_hooks(&dsn, &host, &port, &restored_db, &opts.hooks)
             });
             checks.extend(hooks);
             clock.time("checks", || {
-                match compare(&conn, &database, &truth, opts.jobs as usize) {
+                match compare(&conn, &restored_db, &truth, opts.jobs as usize) {
                     Ok(c) => {
                         let bad: Vec<String> = c
                             .tables
@@ -415,13 +487,13 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                     }),
                 }
                 for sql in src.drill.checks.iter().chain(&opts.checks) {
-                    checks.push(assertion(&conn, &database, sql));
+                    checks.push(assertion(&conn, &restored_db, sql));
                 }
             });
         }
     }
-    clock.time("teardown", || cluster.stop());
-    drop(cluster);
+    clock.time("teardown", || target.teardown(&restored_db));
+    drop(target);
 
     let rto_secs = clock.secs_of(&["fetch", "restore", "hooks", "checks"]);
     let newest = all
@@ -562,12 +634,16 @@ fn restore_into(
     dump: &std::path::Path,
     database: &str,
     jobs: u32,
-    scratch: &std::path::Path,
+    globals_dir: Option<&std::path::Path>,
 ) -> Result<()> {
     // roles first, so ownership and grants restore as in production; without them the
     // objects are restored without owners and grants rather than failing
-    let with_roles = match globals_for(repo, backup)? {
-        Some(g) => {
+    let globals = match globals_dir {
+        Some(dir) => globals_for(repo, backup)?.map(|g| (g, dir)),
+        None => None,
+    };
+    let with_roles = match globals {
+        Some((g, scratch)) => {
             let file = scratch.join("globals.sql");
             fetch(repo, &g, &file)?;
             apply_globals(conn, &file).is_ok()
@@ -604,8 +680,8 @@ fn restore_into(
 
 pub(crate) fn run_hooks(
     dsn: &str,
-    socket: &std::path::Path,
-    port: u16,
+    host: &str,
+    port: &str,
     database: &str,
     hooks: &[String],
 ) -> Vec<Check> {
@@ -616,8 +692,8 @@ pub(crate) fn run_hooks(
                 .arg("-c")
                 .arg(h)
                 .env("LIFEBOAT_DRILL_CONNINFO", dsn)
-                .env("PGHOST", socket)
-                .env("PGPORT", port.to_string())
+                .env("PGHOST", host)
+                .env("PGPORT", port)
                 .env("PGUSER", "postgres")
                 .env("PGDATABASE", database)
                 .stdin(Stdio::null())

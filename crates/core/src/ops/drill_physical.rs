@@ -241,8 +241,9 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
                 "host={} port={port} user=postgres dbname={database}",
                 socket.display()
             );
+            let (host, port_text) = (socket.display().to_string(), port.to_string());
             let hooks = clock.time("hooks", || {
-                run_hooks(&dsn, socket, port, &database, &opts.hooks)
+                run_hooks(&dsn, &host, &port_text, &database, &opts.hooks)
             });
             checks.extend(hooks);
             clock.time("checks", || {

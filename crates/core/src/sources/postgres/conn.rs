@@ -124,6 +124,43 @@ impl PgConn {
         ))
     }
 
+    /// A connection from a libpq DSN (its password, if any, kept out of argv).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] when the DSN cannot be parsed.
+    pub fn from_dsn(dsn: &str, bin: PgBin) -> Result<Self> {
+        let (params, password) = parse_dsn(dsn).map_err(|m| {
+            Error::config(format!("dsn: {m}"))
+                .hint("use postgresql://user@host:port/db or host=... dbname=... (see libpq)")
+        })?;
+        Ok(Self::from_params(params, password, bin))
+    }
+
+    /// A connection parameter (`host`, `port`, `user`, ...) as given.
+    #[must_use]
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The server's system identifier (which cluster this is).
+    ///
+    /// # Errors
+    ///
+    /// As [`PgConn::query`].
+    pub fn system_identifier(&self) -> Result<String> {
+        Ok(self
+            .query(
+                "postgres",
+                "select system_identifier from pg_control_system()",
+            )?
+            .trim()
+            .to_string())
+    }
+
     /// A connection to a local server by socket directory and port.
     #[must_use]
     pub fn local(socket_dir: &Path, port: u16, user: &str, bin: PgBin) -> Self {
