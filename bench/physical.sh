@@ -71,7 +71,12 @@ SOCKET=$WORK/wal.sock
 lb --json init >/dev/null || die "lifeboat init"
 pgbr stanza-create >/dev/null || die "pgbackrest stanza-create"
 log "starting lifeboat wal serve"
-as_pg "$LIFEBOAT" --config "$CFG" wal serve --socket "$SOCKET" 2>"$WORK/serve.log" &
+# started directly (not through the as_pg function, whose subshell would be what $! names)
+if [ -n "$PGUSER_OS" ]; then
+  runuser -u "$PGUSER_OS" -- "$LIFEBOAT" --config "$CFG" wal serve --socket "$SOCKET" 2>"$WORK/serve.log" &
+else
+  "$LIFEBOAT" --config "$CFG" wal serve --socket "$SOCKET" 2>"$WORK/serve.log" &
+fi
 SERVE_PID=$!
 trap '_rc=$?; kill "$SERVE_PID" 2>/dev/null; (exit $_rc); cleanup' EXIT
 for _ in $(seq 100); do [ -S "$SOCKET" ] && break; sleep 0.1; done

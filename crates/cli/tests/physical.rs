@@ -23,6 +23,8 @@ struct Archiving {
     /// `lifeboat wal serve`, when the test runs one.
     server: Option<std::process::Child>,
     socket: PathBuf,
+    /// The lifeboat binary where the PostgreSQL user can run it.
+    exe: PathBuf,
 }
 
 impl Drop for Archiving {
@@ -64,7 +66,7 @@ impl Archiving {
         let ws = Workspace::new();
         let cfg = ws.config_path();
         let socket = ws.path().join("wal.sock");
-        let exe = assert_cmd::cargo::cargo_bin("lifeboat");
+        let exe = common::shared_binary(ws.path());
         let conf = format!(
             "archive_mode = on\narchive_command = '{} --config {} wal-push --socket {} %p'\nwal_level = replica\n",
             exe.display(),
@@ -118,7 +120,13 @@ impl Archiving {
             cfg,
             server,
             socket,
+            exe,
         }
+    }
+
+    /// `lifeboat --config CFG` run from the shared binary (restore_command names it).
+    fn lb(&self) -> assert_cmd::Command {
+        common::lb_at(&self.exe, &self.cfg)
     }
 
     fn sql(&self, q: &str) -> String {
@@ -168,7 +176,7 @@ impl Archiving {
     }
 
     fn backup(&self) -> String {
-        let out = ok(lb(&self.cfg).args(["--json", "backup", "--kind", "physical"]));
+        let out = ok(self.lb().args(["--json", "backup", "--kind", "physical"]));
         let v: serde_json::Value = serde_json::from_str(&out).expect("json");
         v["backups"][0]["id"].as_str().expect("id").to_string()
     }
@@ -243,7 +251,7 @@ fn restore(a: &Archiving, name: &str, target: &[&str]) -> (Restored, String) {
     let base = a.scratch(name);
     let data = base.join("data");
     let port = free_port();
-    let mut cmd = lb(&a.cfg);
+    let mut cmd = a.lb();
     if a.server.is_some() {
         // inherited by the restored server's restore_command
         cmd.env("LIFEBOAT_WAL_SOCKET", &a.socket);
@@ -360,7 +368,7 @@ fn pitr_to_time_lsn_and_restore_point_on_a_local_repository() {
         served.contains("FETCH") && served.contains("OK found"),
         "recovery fetched through wal serve:\n{served}"
     );
-    let status = ok(lb(&a.cfg).args(["wal", "status"]));
+    let status = ok(a.lb().args(["wal", "status"]));
     assert!(status.contains("timeline 1:"), "{status}");
     assert!(status.contains("recoverable up to"), "{status}");
     assert!(!status.contains("GAP"), "{status}");
@@ -410,14 +418,15 @@ fn a_missing_segment_is_named_with_the_last_reachable_point() {
         .to_string();
     std::fs::remove_file(victim).expect("remove a segment");
 
-    let (code, out, _) = run(lb(&a.cfg).args(["wal", "status"]));
+    let (code, out, _) = run(a.lb().args(["wal", "status"]));
     assert_eq!(code, 10, "wal status fails on a gap:\n{out}");
     assert!(out.contains(&format!("GAP: {name} is missing")), "{out}");
 
     // a directory that holds anything is refused, and left as it was
     let busy = a.scratch("busy");
     std::fs::write(busy.join("keep.txt"), "mine").expect("write");
-    let (code, _, err) = run(lb(&a.cfg)
+    let (code, _, err) = run(a
+        .lb()
         .args([
             "restore",
             "--kind",
@@ -434,7 +443,8 @@ fn a_missing_segment_is_named_with_the_last_reachable_point() {
     );
 
     let dir = a.scratch("gap").join("data");
-    let (code, _, err) = run(lb(&a.cfg)
+    let (code, _, err) = run(a
+        .lb()
         .args(["restore", "--kind", "physical", "--latest", "--to-dir"])
         .arg(&dir));
     assert_eq!(code, 4, "{err}");
@@ -465,7 +475,8 @@ fn a_corrupted_segment_stops_recovery_and_is_named() {
     std::fs::write(victim, bytes).expect("write");
 
     let base = a.scratch("corrupt");
-    let (code, _, err) = run(lb(&a.cfg)
+    let (code, _, err) = run(a
+        .lb()
         .args([
             "restore",
             "--kind",
@@ -693,6 +704,7 @@ fn an_interrupted_base_backup_leaves_no_snapshot_and_a_standalone_one_restores()
     assert_eq!(list[0]["physical"]["timeline"], 1);
     // restored without any WAL archive, to the end of the backup
     std::fs::set_permissions(ws.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let exe = common::shared_binary(ws.path());
     let base = ws.path().join("standalone");
     std::fs::create_dir_all(&base).expect("mkdir");
     if let Some(u) = pg_user() {
@@ -702,7 +714,7 @@ fn an_interrupted_base_backup_leaves_no_snapshot_and_a_standalone_one_restores()
         // the server runs as postgres: a config only root can read is caught up front
         std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         let other = base.join("unreadable");
-        let (code, _, err) = run(lb(&cfg)
+        let (code, _, err) = run(common::lb_at(&exe, &cfg)
             .args(["restore", "--kind", "physical", "--latest", "--to-dir"])
             .arg(&other));
         assert_eq!(code, 2, "{err}");
@@ -716,7 +728,7 @@ fn an_interrupted_base_backup_leaves_no_snapshot_and_a_standalone_one_restores()
         sock: base.clone(),
         port,
     };
-    ok(lb(&cfg)
+    ok(common::lb_at(&exe, &cfg)
         .args([
             "restore",
             "--kind",
@@ -740,7 +752,8 @@ fn a_physical_drill_replays_to_a_time_and_names_a_failing_check() {
     let a = Archiving::start(None, false);
     let (_, target) = backup_then_marker_11(&a);
     let evidence = a.ws.path().join("evidence");
-    let out = ok(lb(&a.cfg)
+    let out = ok(a
+        .lb()
         .args([
             "--json",
             "drill",
@@ -783,7 +796,7 @@ fn a_physical_drill_replays_to_a_time_and_names_a_failing_check() {
         "{out}"
     );
     assert!(evidence.read_dir().expect("evidence dir").count() >= 3);
-    let book = ok(lb(&a.cfg).arg("runbook"));
+    let book = ok(a.lb().arg("runbook"));
     assert!(book.contains("latest physical backup: `"), "{book}");
     assert!(
         book.contains("restore --kind physical --source main"),
@@ -791,7 +804,8 @@ fn a_physical_drill_replays_to_a_time_and_names_a_failing_check() {
     );
 
     // the same drill with a false assertion fails and names it
-    let (code, out, _) = run(lb(&a.cfg)
+    let (code, out, _) = run(a
+        .lb()
         .args(["drill", "--kind", "physical", "--target-time", &target])
         .args(["--check", "select count(*) = 12 from markers"]));
     assert_eq!(code, 10, "{out}");
@@ -809,4 +823,26 @@ fn a_physical_drill_replays_to_a_time_and_names_a_failing_check() {
         "a drill server is still running: {}",
         String::from_utf8_lossy(&leftovers.stdout)
     );
+}
+
+#[test]
+fn a_failing_archive_command_stops_the_base_backup_with_the_reason() {
+    let c = Cluster::start_with(
+        &PgBin::new(None),
+        "archive_mode = on\narchive_command = 'false'\nwal_level = replica\n",
+    )
+    .expect("cluster");
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("main", &c.dsn("postgres"))]);
+    let mut text = std::fs::read_to_string(&cfg).expect("config");
+    text.push_str("archive_timeout = \"3s\"\n");
+    std::fs::write(&cfg, text).expect("config");
+    ok(lb(&cfg).arg("init"));
+    // without the watchdog PostgreSQL would wait for ever: the command timeout fails the test
+    let (code, _, err) = run(lb(&cfg)
+        .args(["backup", "--kind", "physical"])
+        .timeout(Duration::from_secs(300)));
+    assert_eq!(code, 8, "{err}");
+    assert!(err.contains("archive_command keeps failing"), "{err}");
+    assert!(common::list_json(&cfg).is_empty(), "no backup is visible");
 }

@@ -108,6 +108,9 @@ pub struct SourceConfig {
     /// Restore drills.
     #[serde(default)]
     pub drill: DrillConfig,
+    /// How long a physical backup may wait for PostgreSQL to archive the WAL it needs
+    /// (default `"5m"`); past it the backup fails, naming the failing archive_command.
+    pub archive_timeout: Option<String>,
 }
 
 impl SourceConfig {
@@ -127,6 +130,7 @@ impl SourceConfig {
             retention: Retention::default(),
             objectives: Objectives::default(),
             drill: DrillConfig::default(),
+            archive_timeout: None,
         }
     }
 
@@ -296,6 +300,7 @@ impl Config {
             for (key, value) in [
                 ("objectives.rpo", &s.objectives.rpo),
                 ("objectives.rto", &s.objectives.rto),
+                ("archive_timeout", &s.archive_timeout),
             ] {
                 if let Some(v) = value {
                     parse_duration(v).map_err(|e| {

@@ -8,7 +8,12 @@ use lifeboat_testing::{cluster, sample_db, Cluster, Workspace};
 
 /// `lifeboat --config <config>` with a clean environment for lifeboat's own variables.
 pub fn lb(config: &Path) -> Command {
-    let mut c = Command::cargo_bin("lifeboat").expect("lifeboat binary");
+    lb_at(&assert_cmd::cargo::cargo_bin("lifeboat"), config)
+}
+
+/// As [`lb`], running the binary at `bin`.
+pub fn lb_at(bin: &Path, config: &Path) -> Command {
+    let mut c = Command::new(bin);
     c.arg("--config").arg(config);
     for v in [
         "LIFEBOAT_PASSWORD",
@@ -20,6 +25,20 @@ pub fn lb(config: &Path) -> Command {
         c.env_remove(v);
     }
     c
+}
+
+/// The lifeboat binary placed in `dir` (hard link, else copy), where PostgreSQL's own user
+/// can run it: the build directory may sit in root's home, which that user cannot enter,
+/// and archive_command / restore_command run as that user.
+pub fn shared_binary(dir: &Path) -> std::path::PathBuf {
+    let src = assert_cmd::cargo::cargo_bin("lifeboat");
+    let bin_dir = dir.join("bin");
+    std::fs::create_dir_all(&bin_dir).expect("bin dir");
+    let dest = bin_dir.join("lifeboat");
+    if !dest.exists() && std::fs::hard_link(&src, &dest).is_err() {
+        std::fs::copy(&src, &dest).expect("copy the lifeboat binary");
+    }
+    dest
 }
 
 /// Runs and returns (exit code, stdout, stderr).

@@ -286,7 +286,18 @@ fn physical_one(
     let clock = Instant::now();
     let path = snapshot_path(&src.name, &BackupKind::Physical.file_name(db));
     let label = format!("lifeboat {} {recovery_point}", src.name);
-    let mut process = physical::BaseBackup::start(conn, db, facts.archiving, &label)?;
+    let archive_timeout = src
+        .archive_timeout
+        .as_deref()
+        .map_or(Ok(300), crate::config::parse_duration)
+        .map_err(|e| Error::config(format!("archive_timeout of source {:?}: {e}", src.name)))?;
+    let mut process = physical::BaseBackup::start(
+        conn,
+        db,
+        facts.archiving,
+        &label,
+        std::time::Duration::from_secs(archive_timeout),
+    )?;
     let wal_included = process.wal_included;
     let stream = process.take_stream().expect("fresh process has its stream");
     let (snap, (bytes, stream_hash, tar)) = archive_stream(

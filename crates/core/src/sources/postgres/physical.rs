@@ -198,6 +198,86 @@ pub struct BaseBackup {
     inner: ChildStream<TarFacts>,
     /// Whether WAL is fetched into the tar.
     pub wal_included: bool,
+    watchdog: Option<Watchdog>,
+}
+
+/// Watches a base backup that waits for WAL archiving: PostgreSQL waits for ever when the
+/// archive_command fails, so past the timeout the backup is stopped with the reason.
+struct Watchdog {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    verdict: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    fn start(conn: PgConn, db: String, pid: u32, timeout: std::time::Duration) -> Self {
+        use std::sync::{atomic::Ordering, Arc, Mutex};
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let verdict = Arc::new(Mutex::new(None));
+        let (stop2, verdict2) = (Arc::clone(&stop), Arc::clone(&verdict));
+        let handle = std::thread::spawn(move || {
+            let mut waiting_since: Option<std::time::Instant> = None;
+            while !stop2.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                let Ok(row) = conn.query(
+                    &db,
+                    "select coalesce((select phase from pg_stat_progress_basebackup limit 1), ''), \
+                     coalesce(last_failed_wal, ''), coalesce(last_failed_time::text, ''), failed_count \
+                     from pg_stat_archiver",
+                ) else {
+                    continue;
+                };
+                let f: Vec<&str> = row.trim().split('|').collect();
+                // PostgreSQL 15 reports "waiting for wal archiving to finish"
+                if !f.first().is_some_and(|p| {
+                    p.to_ascii_lowercase()
+                        .starts_with("waiting for wal archiving")
+                }) {
+                    waiting_since = None;
+                    continue;
+                }
+                let since = *waiting_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= timeout {
+                    let why = if f.get(1).is_some_and(|w| !w.is_empty()) {
+                        format!(
+                            "PostgreSQL waited {}s for the WAL this backup needs to be archived; archive_command keeps failing (last failed: {} at {}, {} failures)",
+                            timeout.as_secs(),
+                            f[1],
+                            f.get(2).unwrap_or(&"?"),
+                            f.get(3).unwrap_or(&"?")
+                        )
+                    } else {
+                        format!(
+                            "PostgreSQL waited {}s for the WAL this backup needs to be archived, and archiving did not catch up",
+                            timeout.as_secs()
+                        )
+                    };
+                    if let Ok(mut v) = verdict2.lock() {
+                        *v = Some(why);
+                    }
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                    return;
+                }
+            }
+        });
+        Self {
+            stop,
+            verdict,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops watching; returns why the backup was stopped, if it was.
+    fn finish(mut self) -> Option<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        self.verdict.lock().ok().and_then(|mut v| v.take())
+    }
 }
 
 impl BaseBackup {
@@ -207,7 +287,13 @@ impl BaseBackup {
     /// # Errors
     ///
     /// When pg_basebackup cannot be started.
-    pub fn start(conn: &PgConn, db: &str, archiving: bool, label: &str) -> Result<Self> {
+    pub fn start(
+        conn: &PgConn,
+        db: &str,
+        archiving: bool,
+        label: &str,
+        archive_timeout: std::time::Duration,
+    ) -> Result<Self> {
         let mut cmd = conn.command("pg_basebackup", db);
         cmd.args([
             "--pgdata=-",
@@ -229,9 +315,12 @@ impl BaseBackup {
             "pg_basebackup".to_string(),
             Some(inspect),
         )?;
+        let watchdog = archiving
+            .then(|| Watchdog::start(conn.clone(), db.to_string(), inner.pid(), archive_timeout));
         Ok(Self {
             inner,
             wal_included: !archiving,
+            watchdog,
         })
     }
 
@@ -246,8 +335,14 @@ impl BaseBackup {
     ///
     /// As [`ChildStream::finish`], or [`crate::ErrorKind::Integrity`] when the label or the
     /// manifest's WAL range is missing.
-    pub fn finish(self) -> Result<(u64, String, TarFacts)> {
-        let out = self.inner.finish()?;
+    pub fn finish(mut self) -> Result<(u64, String, TarFacts)> {
+        let out = self.inner.finish();
+        if let Some(why) = self.watchdog.take().and_then(Watchdog::finish) {
+            return Err(Error::postgres(why).hint(
+                "check archive_command (`lifeboat wal-push` must run as the PostgreSQL user and reach the repository), pg_stat_archiver and the server log; raise archive_timeout for a slow archive; no snapshot was kept",
+            ));
+        }
+        let out = out?;
         let facts = out
             .inspected
             .ok_or_else(|| Error::internal("the base backup was not inspected"))?;

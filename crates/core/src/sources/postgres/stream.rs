@@ -230,6 +230,12 @@ impl<T: Send + 'static> ChildStream<T> {
         })
     }
 
+    /// The program's process id.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Takes the stream for the archiver (once).
     pub fn take_stream(&mut self) -> Option<OutputStream> {
         self.stream.take()
