@@ -26,7 +26,7 @@ pub struct SignedHead {
     pub signed_at: Timestamp,
     /// The signer's public key (hex); verification uses the key the verifier trusts.
     pub public_key: String,
-    /// Ed25519 signature (hex) over [`SignedHead::message`].
+    /// Ed25519 signature (hex) over `lifeboat-audit-head\n<head>\n<entries>\n<signed_at>\n`.
     pub signature: String,
 }
 
