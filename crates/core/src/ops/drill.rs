@@ -355,6 +355,26 @@ impl Clock {
         out
     }
 
+    /// Wall time from the first to the end of the last of the named phases (they may overlap).
+    pub(crate) fn span_of(&self, names: &[&str]) -> f64 {
+        let picked = self
+            .phases
+            .iter()
+            .filter(|p| names.contains(&p.name.as_str()));
+        let first = picked
+            .clone()
+            .map(|p| p.start_secs)
+            .fold(f64::INFINITY, f64::min);
+        let last = picked
+            .map(|p| p.start_secs + p.secs)
+            .fold(0.0_f64, f64::max);
+        if first.is_finite() {
+            (last - first).max(0.0)
+        } else {
+            0.0
+        }
+    }
+
     pub(crate) fn secs_of(&self, names: &[&str]) -> f64 {
         self.phases
             .iter()
@@ -424,78 +444,98 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                 (!on_server).then(|| scratch.path()),
             )
         });
-        checks.push(Check {
-            name: "pg_restore".into(),
-            ok: restored.is_ok(),
-            detail: match &restored {
-                Ok(()) => format!("database {restored_db:?} restored with {} jobs", opts.jobs),
-                Err(e) => e.to_string(),
-            },
-        });
-        if restored.is_ok() {
-            restored_bytes = conn
-                .query(
-                    &restored_db,
-                    &format!("select pg_database_size({})", literal(&restored_db)),
-                )
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok());
-            let (dsn, host, port) = target.hook_env(&restored_db);
-            let hooks = clock.time("hooks", || {
-                run_hooks(&dsn, &host, &port, &restored_db, &opts.hooks)
-            });
-            checks.extend(hooks);
-            clock.time("checks", || {
-                match compare(&conn, &restored_db, &truth, opts.jobs as usize) {
-                    Ok(c) => {
-                        let bad: Vec<String> = c
-                            .tables
-                            .iter()
-                            .filter(|t| !t.ok)
-                            .map(|t| t.table.clone())
-                            .collect();
-                        checks.push(Check {
-                            name: "row counts and content hashes vs backup-time truth".into(),
-                            ok: c.ok(),
-                            detail: if c.ok() {
-                                format!("{} tables, {} rows match", c.tables.len(), c.rows())
-                            } else {
-                                format!("{} (tables: {})", c.describe_failures(), bad.join(", "))
-                            },
+        match restored {
+            Err(e) => checks.push(Check {
+                name: "pg_restore".into(),
+                ok: false,
+                detail: e.to_string(),
+            }),
+            Ok(with_roles) => {
+                let post_data = || {
+                    pg_restore(
+                        &conn,
+                        &dump,
+                        &restored_db,
+                        opts.jobs,
+                        with_roles,
+                        &["post-data"],
+                    )
+                };
+                let (dsn, host, port) = target.hook_env(&restored_db);
+                let (post, compared) = if opts.hooks.is_empty() {
+                    // nothing changes the data after the data section: compare it with the
+                    // truth while indexes and constraints are built
+                    let begin = Instant::now();
+                    let (post, compared) = std::thread::scope(|s| {
+                        let indexes = s.spawn(|| (post_data(), begin.elapsed().as_secs_f64()));
+                        let compared = clock.time("checks", || {
+                            truth_checks(&conn, &restored_db, &truth, opts.jobs)
                         });
-                        for t in &c.tables {
-                            checks.push(Check {
-                                name: format!("table {}", t.table),
-                                ok: t.ok,
-                                detail: format!(
-                                    "{} rows (expected {}), hash {}",
-                                    t.actual_rows,
-                                    t.expected_rows,
-                                    if t.actual_hash == t.expected_hash {
-                                        "matches"
-                                    } else {
-                                        "differs"
-                                    }
-                                ),
-                            });
-                        }
+                        (indexes.join(), compared)
+                    });
+                    let (post, secs) = post.unwrap_or_else(|_| {
+                        (Err(Error::internal("the post-data restore panicked")), 0.0)
+                    });
+                    clock.phases.push(Phase {
+                        name: "indexes".into(),
+                        start_secs: (begin - clock.start).as_secs_f64(),
+                        secs,
+                    });
+                    (post, compared)
+                } else {
+                    // hooks (migrations) run on the complete database, and the checks must
+                    // see what the hooks did
+                    let post = clock.time("indexes", post_data);
+                    if post.is_ok() {
+                        let hooks = clock.time("hooks", || {
+                            run_hooks(&dsn, &host, &port, &restored_db, &opts.hooks)
+                        });
+                        checks.extend(hooks);
                     }
-                    Err(e) => checks.push(Check {
-                        name: "row counts and content hashes vs backup-time truth".into(),
-                        ok: false,
-                        detail: e.to_string(),
-                    }),
+                    let compared = clock.time("checks", || {
+                        truth_checks(&conn, &restored_db, &truth, opts.jobs)
+                    });
+                    (post, compared)
+                };
+                checks.push(Check {
+                    name: "pg_restore".into(),
+                    ok: post.is_ok(),
+                    detail: match &post {
+                        Ok(()) => {
+                            format!("database {restored_db:?} restored with {} jobs", opts.jobs)
+                        }
+                        Err(e) => e.to_string(),
+                    },
+                });
+                checks.extend(compared);
+                if post.is_ok() {
+                    restored_bytes = conn
+                        .query(
+                            &restored_db,
+                            &format!("select pg_database_size({})", literal(&restored_db)),
+                        )
+                        .ok()
+                        .and_then(|s| s.trim().parse::<u64>().ok());
+                    clock.time("assertions", || {
+                        for sql in src.drill.checks.iter().chain(&opts.checks) {
+                            checks.push(assertion(&conn, &restored_db, sql));
+                        }
+                    });
                 }
-                for sql in src.drill.checks.iter().chain(&opts.checks) {
-                    checks.push(assertion(&conn, &restored_db, sql));
-                }
-            });
+            }
         }
     }
     clock.time("teardown", || target.teardown(&restored_db));
     drop(target);
 
-    let rto_secs = clock.secs_of(&["fetch", "restore", "hooks", "checks"]);
+    let rto_secs = clock.span_of(&[
+        "fetch",
+        "restore",
+        "indexes",
+        "hooks",
+        "checks",
+        "assertions",
+    ]);
     let newest = all
         .last()
         .map_or(backup.meta.finished_at, |b| b.meta.finished_at);
@@ -635,7 +675,7 @@ fn restore_into(
     database: &str,
     jobs: u32,
     globals_dir: Option<&std::path::Path>,
-) -> Result<()> {
+) -> Result<bool> {
     // roles first, so ownership and grants restore as in production; without them the
     // objects are restored without owners and grants rather than failing
     let globals = match globals_dir {
@@ -657,9 +697,82 @@ fn restore_into(
             ident(database)
         ),
     )?;
+    pg_restore(
+        conn,
+        dump,
+        database,
+        jobs,
+        with_roles,
+        &["pre-data", "data"],
+    )?;
+    Ok(with_roles)
+}
+
+/// Every table's row count and content hash against the backup-time truth: one summary
+/// check, then one per table.
+fn truth_checks(
+    conn: &PgConn,
+    db: &str,
+    truth: &crate::sources::postgres::truth::Truth,
+    jobs: u32,
+) -> Vec<Check> {
+    let name = "row counts and content hashes vs backup-time truth";
+    match compare(conn, db, truth, jobs as usize) {
+        Err(e) => vec![Check {
+            name: name.into(),
+            ok: false,
+            detail: e.to_string(),
+        }],
+        Ok(c) => {
+            let bad: Vec<String> = c
+                .tables
+                .iter()
+                .filter(|t| !t.ok)
+                .map(|t| t.table.clone())
+                .collect();
+            let mut out = vec![Check {
+                name: name.into(),
+                ok: c.ok(),
+                detail: if c.ok() {
+                    format!("{} tables, {} rows match", c.tables.len(), c.rows())
+                } else {
+                    format!("{} (tables: {})", c.describe_failures(), bad.join(", "))
+                },
+            }];
+            out.extend(c.tables.iter().map(|t| Check {
+                name: format!("table {}", t.table),
+                ok: t.ok,
+                detail: format!(
+                    "{} rows (expected {}), hash {}",
+                    t.actual_rows,
+                    t.expected_rows,
+                    if t.actual_hash == t.expected_hash {
+                        "matches"
+                    } else {
+                        "differs"
+                    }
+                ),
+            }));
+            out
+        }
+    }
+}
+
+/// Runs `pg_restore` for `sections` of `dump` into `database`.
+fn pg_restore(
+    conn: &PgConn,
+    dump: &std::path::Path,
+    database: &str,
+    jobs: u32,
+    with_roles: bool,
+    sections: &[&str],
+) -> Result<()> {
     let mut cmd = conn.command("pg_restore", database);
     cmd.args(["--no-password", "--exit-on-error"])
         .arg(format!("--jobs={}", jobs.max(1)));
+    for s in sections {
+        cmd.arg(format!("--section={s}"));
+    }
     if !with_roles {
         cmd.args(["--no-owner", "--no-privileges"]);
     }

@@ -8,7 +8,8 @@
 //! `PUSH <absolute path>` → `OK stored` | `OK present` | `ERR <exit code> <message>`;
 //! `FETCH <name> <absolute path>` → `OK found` | `OK missing` | `ERR …`.
 //! The client checks that the server runs as its own user (or root) before sending
-//! anything, so another user's socket can never receive WAL.
+//! anything, so another user's socket can never receive WAL; the server answers only its
+//! own user (or root), so nobody else can read or plant segments through it.
 
 use std::{
     collections::HashMap,
@@ -53,8 +54,14 @@ struct Cache {
 
 enum Slot {
     Loading,
-    Done(std::result::Result<Option<Arc<Vec<u8>>>, String>),
+    Done(
+        std::result::Result<Option<Arc<Vec<u8>>>, String>,
+        std::time::Instant,
+    ),
 }
+
+/// Read-ahead results nobody asked for are dropped after this long.
+const STALE: Duration = Duration::from_secs(60);
 
 struct Server {
     store: WalStore,
@@ -70,7 +77,12 @@ impl Server {
             .map(|o| o.map(Arc::new))
             .map_err(|e| e.to_string());
         let mut m = self.cache.entries.lock().expect("cache");
-        m.insert(file, Slot::Done(r));
+        if matches!(r, Ok(None)) {
+            // "not archived yet" must not be remembered: it may be archived a moment later
+            m.remove(&file);
+        } else {
+            m.insert(file, Slot::Done(r, std::time::Instant::now()));
+        }
         self.cache.ready.notify_all();
     }
 
@@ -78,6 +90,7 @@ impl Server {
     fn prefetch(self: &Arc<Self>, file: WalFile) {
         {
             let mut m = self.cache.entries.lock().expect("cache");
+            m.retain(|_, slot| !matches!(slot, Slot::Done(_, at) if at.elapsed() > STALE));
             if m.contains_key(&file) || m.len() > 2 * READ_AHEAD as usize {
                 return;
             }
@@ -101,7 +114,7 @@ impl Server {
         let mut m = self.cache.entries.lock().expect("cache");
         loop {
             match m.remove(&file) {
-                Some(Slot::Done(r)) => return r,
+                Some(Slot::Done(r, _)) => return r,
                 Some(Slot::Loading) => {
                     m.insert(file, Slot::Loading);
                     m = self.cache.ready.wait(m).expect("cache");
@@ -119,6 +132,21 @@ impl Server {
     }
 
     fn handle(self: &Arc<Self>, stream: UnixStream) {
+        // only this user (or root) may hand over or ask for WAL, whatever the socket's
+        // directory permissions are
+        let me = nix::unistd::geteuid().as_raw();
+        let peer =
+            nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials);
+        if !peer.is_ok_and(|p| p.uid() == me || p.uid() == 0) {
+            let _ = (&stream).write_all(
+                format!(
+                    "ERR {} this WAL server serves its own user only\n",
+                    ErrorKind::Auth.exit_code()
+                )
+                .as_bytes(),
+            );
+            return;
+        }
         let mut reader = BufReader::new(&stream);
         let mut line = String::new();
         if reader.read_line(&mut line).is_err() {
