@@ -22,7 +22,7 @@ use crate::{
     sources::postgres::{
         cluster::Cluster,
         compare::{compare, ident, literal},
-        conn::{classify, missing_program, PgBin, PgConn},
+        conn::{PgBin, PgConn},
         logical::BackupKind,
     },
 };
@@ -758,7 +758,7 @@ fn truth_checks(
     }
 }
 
-/// Runs `pg_restore` for `sections` of `dump` into `database`.
+/// Runs `pg_restore` for `sections` of `dump` into the drill database.
 fn pg_restore(
     conn: &PgConn,
     dump: &std::path::Path,
@@ -767,28 +767,7 @@ fn pg_restore(
     with_roles: bool,
     sections: &[&str],
 ) -> Result<()> {
-    let mut cmd = conn.command("pg_restore", database);
-    cmd.args(["--no-password", "--exit-on-error"])
-        .arg(format!("--jobs={}", jobs.max(1)));
-    for s in sections {
-        cmd.arg(format!("--section={s}"));
-    }
-    if !with_roles {
-        cmd.args(["--no-owner", "--no-privileges"]);
-    }
-    let out = cmd
-        .arg(dump)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .output()
-        .map_err(|e| missing_program(&conn.bin().program("pg_restore"), e))?;
-    if !out.status.success() {
-        return Err(classify(
-            &String::from_utf8_lossy(&out.stderr),
-            &format!("pg_restore into the drill database {database:?}"),
-        ));
-    }
-    Ok(())
+    super::restore::run_pg_restore(conn, dump, database, jobs, false, !with_roles, sections)
 }
 
 pub(crate) fn run_hooks(

@@ -389,6 +389,48 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// `pg_restore` of `sections` (all when empty) of `dump` into `db`.
+///
+/// # Errors
+///
+/// The classified pg_restore error.
+pub(crate) fn run_pg_restore(
+    conn: &PgConn,
+    dump: &std::path::Path,
+    db: &str,
+    jobs: u32,
+    clean: bool,
+    no_owner: bool,
+    sections: &[&str],
+) -> Result<()> {
+    let mut cmd = conn.command("pg_restore", db);
+    cmd.args(["--no-password", "--exit-on-error"])
+        .arg(format!("--jobs={}", jobs.max(1)));
+    for s in sections {
+        cmd.arg(format!("--section={s}"));
+    }
+    if clean {
+        cmd.args(["--clean", "--if-exists"]);
+    }
+    if no_owner {
+        cmd.args(["--no-owner", "--no-privileges"]);
+    }
+    let out = cmd
+        .arg(dump)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| missing_program(&conn.bin().program("pg_restore"), e))?;
+    if !out.status.success() {
+        return Err(classify(
+            &String::from_utf8_lossy(&out.stderr),
+            &format!("pg_restore into {db:?}"),
+        ));
+    }
+    Ok(())
+}
+
 fn run_hook(name: &str, cmd: &str, plan: &RestorePlan) -> Result<()> {
     let status = std::process::Command::new("sh")
         .arg("-c")
@@ -514,34 +556,19 @@ fn restore_inner(
         );
         conn.query("postgres", &sql)?;
     }
-    let mut cmd = conn.command("pg_restore", &plan.target_database);
-    cmd.args(["--no-password", "--exit-on-error"])
-        .arg(format!("--jobs={}", plan.jobs));
-    if plan.clean {
-        cmd.args(["--clean", "--if-exists"]);
-    }
-    if plan.no_owner {
-        cmd.args(["--no-owner", "--no-privileges"]);
-    }
-    cmd.arg(&dump)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let out = cmd
-        .output()
-        .map_err(|e| missing_program(&conn.bin().program("pg_restore"), e))?;
-    if !out.status.success() {
-        return Err(classify(
-            &String::from_utf8_lossy(&out.stderr),
-            &format!("pg_restore into {:?}", plan.target_database),
-        ));
-    }
     let original = plan.backup.meta.database.clone().unwrap_or_default();
-    for stmt in database_properties(&truth.database_properties, &original, &plan.target_database) {
-        conn.query(&plan.target_database, &stmt)?;
-    }
-    let restore_secs = restore_clock.elapsed().as_secs_f64();
-    let comparison = if plan.verify {
+    let restore_db = |sections: &[&str]| {
+        run_pg_restore(
+            &conn,
+            &dump,
+            &plan.target_database,
+            plan.jobs,
+            plan.clean,
+            plan.no_owner,
+            sections,
+        )
+    };
+    let compare_all = || -> Result<Comparison> {
         let c = compare(&conn, &plan.target_database, &truth, plan.jobs as usize)?;
         if !c.ok() {
             return Err(Error::integrity(format!(
@@ -551,10 +578,34 @@ fn restore_inner(
             ))
             .hint("the restore ran but the data is not what was backed up; keep the old database and report this"));
         }
-        Some(c)
-    } else {
-        None
+        Ok(c)
     };
+    // into a fresh database the data is compared with the truth while indexes and
+    // constraints are built (a --clean restore goes in one piece: dropping tables first
+    // needs the constraints that depend on them dropped in the same run)
+    let (comparison, restore_secs) = if plan.verify && !plan.clean {
+        restore_db(&["pre-data", "data"])?;
+        let (post, compared) = std::thread::scope(|s| {
+            let post = s.spawn(|| restore_db(&["post-data"]));
+            let compared = compare_all();
+            (post.join(), compared)
+        });
+        post.unwrap_or_else(|_| Err(Error::internal("the post-data restore panicked")))?;
+        let restore_secs = restore_clock.elapsed().as_secs_f64();
+        (Some(compared?), restore_secs)
+    } else {
+        restore_db(&[])?;
+        let restore_secs = restore_clock.elapsed().as_secs_f64();
+        let comparison = if plan.verify {
+            Some(compare_all()?)
+        } else {
+            None
+        };
+        (comparison, restore_secs)
+    };
+    for stmt in database_properties(&truth.database_properties, &original, &plan.target_database) {
+        conn.query(&plan.target_database, &stmt)?;
+    }
     if let Some(h) = &plan.post_hook {
         run_hook("post-restore", h, &plan)?;
     }
