@@ -451,7 +451,9 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                 detail: e.to_string(),
             }),
             Ok(with_roles) => {
-                let post_data = || {
+                // indexes and constraints before hooks and checks: comparing while they build
+                // was no faster on two cores (docs/benchmarks.md)
+                let post = clock.time("indexes", || {
                     pg_restore(
                         &conn,
                         &dump,
@@ -460,43 +462,17 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                         with_roles,
                         &["post-data"],
                     )
-                };
+                });
                 let (dsn, host, port) = target.hook_env(&restored_db);
-                let (post, compared) = if opts.hooks.is_empty() {
-                    // nothing changes the data after the data section: compare it with the
-                    // truth while indexes and constraints are built
-                    let begin = Instant::now();
-                    let (post, compared) = std::thread::scope(|s| {
-                        let indexes = s.spawn(|| (post_data(), begin.elapsed().as_secs_f64()));
-                        let compared = clock.time("checks", || {
-                            truth_checks(&conn, &restored_db, &truth, opts.jobs)
-                        });
-                        (indexes.join(), compared)
+                if post.is_ok() {
+                    let hooks = clock.time("hooks", || {
+                        run_hooks(&dsn, &host, &port, &restored_db, &opts.hooks)
                     });
-                    let (post, secs) = post.unwrap_or_else(|_| {
-                        (Err(Error::internal("the post-data restore panicked")), 0.0)
-                    });
-                    clock.phases.push(Phase {
-                        name: "indexes".into(),
-                        start_secs: (begin - clock.start).as_secs_f64(),
-                        secs,
-                    });
-                    (post, compared)
-                } else {
-                    // hooks (migrations) run on the complete database, and the checks must
-                    // see what the hooks did
-                    let post = clock.time("indexes", post_data);
-                    if post.is_ok() {
-                        let hooks = clock.time("hooks", || {
-                            run_hooks(&dsn, &host, &port, &restored_db, &opts.hooks)
-                        });
-                        checks.extend(hooks);
-                    }
-                    let compared = clock.time("checks", || {
-                        truth_checks(&conn, &restored_db, &truth, opts.jobs)
-                    });
-                    (post, compared)
-                };
+                    checks.extend(hooks);
+                }
+                let compared = clock.time("checks", || {
+                    truth_checks(&conn, &restored_db, &truth, opts.jobs)
+                });
                 checks.push(Check {
                     name: "pg_restore".into(),
                     ok: post.is_ok(),

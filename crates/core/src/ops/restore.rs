@@ -580,28 +580,14 @@ fn restore_inner(
         }
         Ok(c)
     };
-    // into a fresh database the data is compared with the truth while indexes and
-    // constraints are built (a --clean restore goes in one piece: dropping tables first
-    // needs the constraints that depend on them dropped in the same run)
-    let (comparison, restore_secs) = if plan.verify && !plan.clean {
-        restore_db(&["pre-data", "data"])?;
-        let (post, compared) = std::thread::scope(|s| {
-            let post = s.spawn(|| restore_db(&["post-data"]));
-            let compared = compare_all();
-            (post.join(), compared)
-        });
-        post.unwrap_or_else(|_| Err(Error::internal("the post-data restore panicked")))?;
-        let restore_secs = restore_clock.elapsed().as_secs_f64();
-        (Some(compared?), restore_secs)
+    // measured: comparing while indexes build (pg_restore --section) was no faster on two
+    // cores, the two compete for the same CPUs (docs/benchmarks.md)
+    restore_db(&[])?;
+    let restore_secs = restore_clock.elapsed().as_secs_f64();
+    let comparison = if plan.verify {
+        Some(compare_all()?)
     } else {
-        restore_db(&[])?;
-        let restore_secs = restore_clock.elapsed().as_secs_f64();
-        let comparison = if plan.verify {
-            Some(compare_all()?)
-        } else {
-            None
-        };
-        (comparison, restore_secs)
+        None
     };
     for stmt in database_properties(&truth.database_properties, &original, &plan.target_database) {
         conn.query(&plan.target_database, &stmt)?;
