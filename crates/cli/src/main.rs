@@ -46,13 +46,13 @@ enum Command {
         #[command(subcommand)]
         cmd: commands::config::ConfigCmd,
     },
-    /// Back up a source: logical dump, schema-only dump and globals.
+    /// Back up a source: logical dump, schema-only dump, globals, or a physical base backup.
     Backup(commands::backup::BackupCmd),
     /// List backups.
     List(commands::list::ListCmd),
     /// Per-source statistics: count, last success, sizes, growth.
     Stats,
-    /// Restore a backup into a database.
+    /// Restore a backup into a database, or a physical backup (to a point in time) into a directory.
     Restore(Box<commands::restore::RestoreCmd>),
     /// Check that backups are intact.
     Verify(commands::verify::VerifyCmd),
@@ -68,7 +68,7 @@ enum Command {
     /// Restore one WAL file (PostgreSQL's restore_command).
     #[command(name = "wal-fetch")]
     WalFetch(commands::wal::WalFetchCmd),
-    /// The WAL archive: `wal status`.
+    /// The WAL archive: `wal status`, `wal serve`.
     Wal {
         #[command(subcommand)]
         cmd: commands::wal::WalCmd,

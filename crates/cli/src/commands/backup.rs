@@ -14,7 +14,8 @@ pub struct BackupCmd {
     /// Source name from the configuration (default: the only one).
     #[arg(long, short)]
     source: Option<String>,
-    /// Kind to take: logical, schema or globals (repeatable; default: all three).
+    /// Kind to take: logical, schema, globals or physical (repeatable; default: the three
+    /// logical kinds).
     #[arg(long, short)]
     kind: Vec<BackupKind>,
     /// Database to dump (repeatable; default: the source's databases).
