@@ -648,12 +648,6 @@ pub(crate) fn start_and_wait(
             &opts.target,
         ));
     }
-    let socket = opts
-        .socket_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("/var/run/postgresql"));
-    let port = opts.port.unwrap_or(5432);
-    let conn = crate::sources::postgres::conn::PgConn::local(&socket, port, "postgres", bin);
     let mut last_error: Option<String> = None;
     let deadline =
         (opts.timeout_secs > 0).then(|| Instant::now() + Duration::from_secs(opts.timeout_secs));
@@ -684,6 +678,27 @@ pub(crate) fn start_and_wait(
                 &opts.target,
             ));
         }
+        // where the server listens: its postmaster.pid says (port on line 4, socket
+        // directory on line 5), whatever the restored configuration set
+        let pid_file =
+            std::fs::read_to_string(opts.to_dir.join("postmaster.pid")).unwrap_or_default();
+        let lines: Vec<&str> = pid_file.lines().collect();
+        let port = opts
+            .port
+            .or_else(|| lines.get(3).and_then(|l| l.trim().parse().ok()))
+            .unwrap_or(5432);
+        let socket = opts
+            .socket_dir
+            .clone()
+            .or_else(|| {
+                lines
+                    .get(4)
+                    .map(|l| PathBuf::from(l.trim()))
+                    .filter(|p| !p.as_os_str().is_empty())
+            })
+            .unwrap_or_else(|| PathBuf::from("/var/run/postgresql"));
+        let conn =
+            crate::sources::postgres::conn::PgConn::local(&socket, port, "postgres", bin.clone());
         let state = conn.query(
             "postgres",
             "select pg_is_in_recovery(), pg_last_wal_replay_lsn(), pg_last_xact_replay_timestamp(), \
