@@ -221,6 +221,16 @@ fn main() {
         std::process::exit(130);
     });
     let fetching = matches!(cli.command, Command::WalFetch(_));
+    if fetching {
+        // a panic exits 101, which PostgreSQL would take for "not archived" and end
+        // recovery early: stop recovery instead
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            default(info);
+            eprintln!("lifeboat wal-fetch: internal error; stopping recovery");
+            std::process::exit(commands::wal::FETCH_FATAL_EXIT);
+        }));
+    }
     match run(cli) {
         Ok(0) => {}
         Ok(code) => std::process::exit(code),

@@ -157,22 +157,7 @@ impl Archiving {
 
     /// Closes the current segment and waits until the archiver has pushed it.
     fn archive_now(&self) {
-        let seg = self.sql("select pg_walfile_name(pg_current_wal_lsn())");
-        self.sql("select pg_switch_wal()");
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let row = self.sql("select coalesce(last_archived_wal, ''), failed_count, coalesce(last_failed_wal, '') from pg_stat_archiver");
-            let f: Vec<&str> = row.split('|').collect();
-            if f[0] >= seg.as_str() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the archiver did not push {seg} (pg_stat_archiver: {row}); server log: {}",
-                self.cluster.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        archive_now(|q| self.sql(q), || self.cluster.log_tail());
     }
 
     fn backup(&self) -> String {
@@ -187,6 +172,26 @@ impl Archiving {
         std::fs::create_dir_all(&d).expect("mkdir");
         share(&self.ws);
         d
+    }
+}
+
+/// Closes the current segment of the server `sql` talks to and waits until its archiver has
+/// pushed it; `log` goes into the failure message.
+fn archive_now(sql: impl Fn(&str) -> String, log: impl Fn() -> String) {
+    let seg = sql("select pg_walfile_name(pg_current_wal_lsn())");
+    sql("select pg_switch_wal()");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let row = sql("select coalesce(last_archived_wal, ''), failed_count, coalesce(last_failed_wal, '') from pg_stat_archiver");
+        if row.split('|').next().unwrap_or("") >= seg.as_str() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the archiver did not push {seg} (pg_stat_archiver: {row}); server log: {}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -529,13 +534,10 @@ fn a_second_timeline_is_archived_and_restored() {
     assert!(out.contains("timeline 2"), "{out}");
     assert_markers_up_to(&r, 11, "first PITR");
     r.sql("insert into markers (id) select g from generate_series(100, 120) g");
-    let seg = r.sql("select pg_walfile_name(pg_current_wal_lsn())");
-    r.sql("select pg_switch_wal()");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while r.sql("select coalesce(last_archived_wal, '') from pg_stat_archiver") < seg {
-        assert!(Instant::now() < deadline, "timeline 2 was not archived");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    archive_now(
+        |q| r.sql(q),
+        || "(the restored server on timeline 2)".to_string(),
+    );
     assert!(a
         .ws
         .repo_path()
@@ -581,12 +583,10 @@ fn a_second_timeline_is_archived_and_restored() {
         .expect("listed");
     assert_eq!(meta["physical"]["timeline"], 2);
     r.sql("insert into markers (id) select g from generate_series(200, 209) g");
-    let seg = r.sql("select pg_walfile_name(pg_current_wal_lsn())");
-    r.sql("select pg_switch_wal()");
-    while r.sql("select coalesce(last_archived_wal, '') from pg_stat_archiver") < seg {
-        assert!(Instant::now() < deadline, "timeline 2 was not archived");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    archive_now(
+        |q| r.sql(q),
+        || "(the restored server on timeline 2)".to_string(),
+    );
     drop(r);
     let (r3, out) = restore(&a, "tl2-backup", &[&on_tl2]);
     assert!(out.contains("timeline 3"), "{out}");

@@ -146,6 +146,8 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
     let mut checks = Vec::new();
     let mut reached = None;
     let mut restored_bytes = None;
+    // the backup's version until the recovered server can say its own
+    let mut server_version = backup.meta.server_version_num.to_string();
     let mut reachable_time = None;
     let database = src
         .databases
@@ -237,6 +239,9 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
             let port = rec.port.unwrap_or_default();
             let conn = PgConn::local(socket, port, "postgres", bin.clone());
             restored_bytes = cluster_bytes(&conn);
+            if let Ok(v) = conn.query("postgres", "show server_version") {
+                server_version = v.trim().to_string();
+            }
             let dsn = format!(
                 "host={} port={port} user=postgres dbname={database}",
                 socket.display()
@@ -274,7 +279,7 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
         Measured {
             database,
             started_at,
-            server_version: backup.meta.server_version_num.to_string(),
+            server_version,
             phases: clock.phases,
             checks,
             rto_secs,

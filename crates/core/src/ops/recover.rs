@@ -773,30 +773,21 @@ fn recovery_failed(log: &Path, what: &str, target: &RecoveryTarget) -> Error {
             .trim()
             .to_string()
     });
+    let ended_early = fatal
+        .as_deref()
+        .is_some_and(|f| f.contains("before configured recovery target"));
     let mut msg = what.to_string();
     if let Some(f) = &fatal {
         msg.push_str(&format!(": {f}"));
     }
     if let Some(l) = &last_restored {
         msg.push_str(&format!("; last segment restored: {l}"));
-        if let Some(next) = SegmentName::parse(l) {
-            let n = next.number(wal::DEFAULT_SEGMENT_SIZE) + 1;
-            let next = SegmentName::from_number(next.timeline, n, wal::DEFAULT_SEGMENT_SIZE);
-            if fatal
-                .as_deref()
-                .is_some_and(|f| f.contains("before configured recovery target"))
-            {
-                msg.push_str(&format!(" (the next, {next}, is not in the archive)"));
-            }
-        }
     }
+    // wal-fetch's own line names the segment that was missing or damaged
     if let Some(e) = &lifeboat_err {
         msg.push_str(&format!("; {e}"));
     }
-    let hint = if matches!(target, RecoveryTarget::Name(_) | RecoveryTarget::Xid(_))
-        && fatal
-            .as_deref()
-            .is_some_and(|f| f.contains("before configured recovery target"))
+    let hint = if ended_early && matches!(target, RecoveryTarget::Name(_) | RecoveryTarget::Xid(_))
     {
         format!("the target may lie before this base backup: pass --before TIME (when the target was made) or an older backup id; see {}", log.display())
     } else {

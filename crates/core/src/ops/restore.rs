@@ -556,19 +556,21 @@ fn restore_inner(
         );
         conn.query("postgres", &sql)?;
     }
+    run_pg_restore(
+        &conn,
+        &dump,
+        &plan.target_database,
+        plan.jobs,
+        plan.clean,
+        plan.no_owner,
+        &[],
+    )?;
     let original = plan.backup.meta.database.clone().unwrap_or_default();
-    let restore_db = |sections: &[&str]| {
-        run_pg_restore(
-            &conn,
-            &dump,
-            &plan.target_database,
-            plan.jobs,
-            plan.clean,
-            plan.no_owner,
-            sections,
-        )
-    };
-    let compare_all = || -> Result<Comparison> {
+    for stmt in database_properties(&truth.database_properties, &original, &plan.target_database) {
+        conn.query(&plan.target_database, &stmt)?;
+    }
+    let restore_secs = restore_clock.elapsed().as_secs_f64();
+    let comparison = if plan.verify {
         let c = compare(&conn, &plan.target_database, &truth, plan.jobs as usize)?;
         if !c.ok() {
             return Err(Error::integrity(format!(
@@ -578,20 +580,10 @@ fn restore_inner(
             ))
             .hint("the restore ran but the data is not what was backed up; keep the old database and report this"));
         }
-        Ok(c)
-    };
-    // measured: comparing while indexes build (pg_restore --section) was no faster on two
-    // cores, the two compete for the same CPUs (docs/benchmarks.md)
-    restore_db(&[])?;
-    let restore_secs = restore_clock.elapsed().as_secs_f64();
-    let comparison = if plan.verify {
-        Some(compare_all()?)
+        Some(c)
     } else {
         None
     };
-    for stmt in database_properties(&truth.database_properties, &original, &plan.target_database) {
-        conn.query(&plan.target_database, &stmt)?;
-    }
     if let Some(h) = &plan.post_hook {
         run_hook("post-restore", h, &plan)?;
     }

@@ -60,6 +60,15 @@ enum Slot {
     ),
 }
 
+/// The uid at the other end of `stream`, and whether it is this process's user or root —
+/// the only peers either side of the socket trusts.
+fn peer_is_trusted(stream: &UnixStream) -> Result<(u32, bool)> {
+    let peer = nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(|e| io("checking the other end of the WAL socket", e))?;
+    let uid = peer.uid();
+    Ok((uid, uid == nix::unistd::geteuid().as_raw() || uid == 0))
+}
+
 /// Read-ahead results nobody asked for are dropped after this long.
 const STALE: Duration = Duration::from_secs(60);
 
@@ -75,7 +84,7 @@ impl Server {
             .store
             .get(&file)
             .map(|o| o.map(Arc::new))
-            .map_err(|e| e.to_string());
+            .map_err(|e| reply_error(&e));
         let mut m = self.cache.entries.lock().expect("cache");
         if matches!(r, Ok(None)) {
             // "not archived yet" must not be remembered: it may be archived a moment later
@@ -125,7 +134,7 @@ impl Server {
                         .store
                         .get(&file)
                         .map(|o| o.map(Arc::new))
-                        .map_err(|e| e.to_string());
+                        .map_err(|e| reply_error(&e));
                 }
             }
         }
@@ -134,10 +143,7 @@ impl Server {
     fn handle(self: &Arc<Self>, stream: UnixStream) {
         // only this user (or root) may hand over or ask for WAL, whatever the socket's
         // directory permissions are
-        let me = nix::unistd::geteuid().as_raw();
-        let peer =
-            nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials);
-        if !peer.is_ok_and(|p| p.uid() == me || p.uid() == 0) {
+        if !peer_is_trusted(&stream).is_ok_and(|(_, trusted)| trusted) {
             let _ = (&stream).write_all(
                 format!(
                     "ERR {} this WAL server serves its own user only\n",
@@ -163,13 +169,7 @@ impl Server {
     }
 
     fn answer(self: &Arc<Self>, line: &str) -> String {
-        let err = |e: &Error| {
-            format!(
-                "ERR {} {}",
-                e.kind().exit_code(),
-                e.to_string().replace('\n', " ")
-            )
-        };
+        let err = reply_error;
         let mut parts = line.splitn(3, ' ');
         match (parts.next(), parts.next(), parts.next()) {
             (Some("PUSH"), Some(_), _) => {
@@ -191,12 +191,21 @@ impl Server {
                         Ok(()) => "OK found".into(),
                         Err(e) => err(&e),
                     },
-                    Err(e) => format!("ERR {} {e}", ErrorKind::Integrity.exit_code()),
+                    Err(reply) => reply,
                 }
             }
             _ => format!("ERR {} bad request", ErrorKind::Config.exit_code()),
         }
     }
+}
+
+/// An error as a reply line: `ERR <exit code> <message>`, the kind kept for the client.
+fn reply_error(e: &Error) -> String {
+    format!(
+        "ERR {} {}",
+        e.kind().exit_code(),
+        e.to_string().replace('\n', " ")
+    )
 }
 
 /// Serves `store` on `socket` until `stop` is set.
@@ -250,19 +259,18 @@ fn request(socket: &Path, line: &str) -> Result<Option<String>> {
     let Ok(stream) = UnixStream::connect(socket) else {
         return Ok(None);
     };
-    let peer = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
-        .map_err(|e| io("checking the WAL server", e))?;
-    let me = nix::unistd::geteuid().as_raw();
-    if peer.uid() != me && peer.uid() != 0 {
+    let (uid, trusted) = peer_is_trusted(&stream)?;
+    if !trusted {
         return Err(Error::new(
             ErrorKind::Auth,
             format!(
-                "the WAL server on {} runs as uid {}, not as this user",
-                socket.display(),
-                peer.uid()
+                "the WAL server on {} runs as uid {uid}, not as this user",
+                socket.display()
             ),
         )
-        .hint("remove the socket, or point [wal] socket at your own server"));
+        .hint(
+            "remove that socket, or give your own server's with --socket / LIFEBOAT_WAL_SOCKET",
+        ));
     }
     (&stream)
         .write_all(format!("{line}\n").as_bytes())

@@ -205,8 +205,10 @@ impl WalStore {
             .map_err(|_| {
                 corrupt("authentication failed (changed bytes or another repository's key)")
             })?;
-        let name_len = u16::from_le_bytes([plain[0], plain[1]]) as usize;
-        let rest = &plain[2..];
+        let Some((len, rest)) = plain.split_first_chunk::<2>() else {
+            return Err(corrupt("truncated header"));
+        };
+        let name_len = u16::from_le_bytes(*len) as usize;
         if rest.len() < name_len + 24 {
             return Err(corrupt("truncated header"));
         }

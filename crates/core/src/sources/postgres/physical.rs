@@ -218,7 +218,7 @@ impl Watchdog {
         let handle = std::thread::spawn(move || {
             let mut waiting_since: Option<std::time::Instant> = None;
             while !stop2.load(Ordering::Relaxed) {
-                std::thread::sleep(std::time::Duration::from_millis(500));
+                std::thread::sleep(std::time::Duration::from_secs(1));
                 let Ok(row) = conn.query(
                     &db,
                     "select coalesce((select phase from pg_stat_progress_basebackup limit 1), ''), \
