@@ -148,6 +148,14 @@ fn drills_fail_and_name_the_failing_check() {
     assert_eq!(code, 10, "{out}\n{err}");
     assert!(out.contains("FAIL table shop.events"), "{out}");
     assert!(err.contains("shop.events"), "{err}");
+    // the same through psql, the path for servers that cannot write into lifeboat's FIFO
+    let (code, out, err) = run(lb(&cfg).env("LIFEBOAT_COPY_VIA_PSQL", "1").args([
+        "drill",
+        "--hook",
+        "psql -X -q -c 'update shop.events set kind = upper(kind) where id % 7 = 0'",
+    ]));
+    assert_eq!(code, 10, "{out}\n{err}");
+    assert!(out.contains("FAIL table shop.events"), "{out}");
 
     // the seeds' monthly test: a random backup (only one here, so it must be that one)
     let out = ok(lb(&cfg).args(["--json", "drill", "--pick", "random"]));

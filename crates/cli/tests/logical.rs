@@ -100,6 +100,38 @@ fn backup_list_stats_restore_round_trip() {
         count(&c, "app", "shop.events")
     );
 
+    // a server that cannot reach lifeboat's FIFO (here: a scratch directory only root may
+    // enter) is read through psql instead, with the same result
+    let private = ws.path().join("private-scratch");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(
+        &private,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
+    )
+    .unwrap();
+    for (db, scratch) in [("app_fifo", None), ("app_psql", Some(&private))] {
+        let mut cmd = lb(&cfg);
+        if let Some(dir) = scratch {
+            cmd.env("LIFEBOAT_SCRATCH_DIR", dir);
+        }
+        let out = ok(cmd.args(["--json", "restore", "--latest", "--to-database", db]));
+        let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert!(
+            r["comparison"]["tables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|t| t["ok"] == true),
+            "{out}"
+        );
+        // as root the server runs as another user, who cannot enter the private directory
+        let expect_server = scratch.is_none() || !nix::unistd::geteuid().is_root();
+        assert_eq!(
+            r["comparison"]["read_by_server"], expect_server,
+            "{db}: {out}"
+        );
+    }
+
     // verify with read-data
     let out = ok(lb(&cfg).args(["verify", "--all", "--read-data"]));
     assert!(out.contains("3 backup(s) checked, data read"), "{out}");

@@ -258,6 +258,16 @@ fn no_backup(src: &SourceConfig) -> Error {
     .hint("take one with `lifeboat backup --kind logical`")
 }
 
+/// Settings of a logical drill's throw-away cluster: those a bulk restore should run with
+/// (the runbook recommends them for a restore target too). No WAL for index builds, no
+/// checkpoints or autovacuum competing with the load and the checks.
+pub(crate) const BULK_LOAD: &str = "wal_level = minimal
+max_wal_senders = 0
+autovacuum = off
+max_wal_size = 8GB
+checkpoint_timeout = 30min
+maintenance_work_mem = 256MB";
+
 /// Where a logical drill restores: its own throw-away cluster, or a new database on a
 /// configured scratch server.
 enum Target {
@@ -268,7 +278,7 @@ enum Target {
 impl Target {
     fn start(src: &SourceConfig, bin: &PgBin) -> Result<Self> {
         let Some(dsn) = &src.drill.server else {
-            return Ok(Self::Cluster(Cluster::start(bin)?));
+            return Ok(Self::Cluster(Cluster::start_with(bin, BULK_LOAD)?));
         };
         let conn = PgConn::from_dsn(dsn, bin.clone())
             .map_err(|e| e.hint("fix drill.server in the configuration"))?;
@@ -344,6 +354,15 @@ impl Clock {
         });
     }
 
+    /// Records a phase that ran from `begin` to `end`, beside others.
+    pub(crate) fn add_span(&mut self, name: &str, begin: Instant, end: Instant) {
+        self.phases.push(Phase {
+            name: name.to_string(),
+            start_secs: begin.saturating_duration_since(self.start).as_secs_f64(),
+            secs: end.saturating_duration_since(begin).as_secs_f64(),
+        });
+    }
+
     pub(crate) fn time<T>(&mut self, name: &str, f: impl FnOnce() -> T) -> T {
         let begin = Instant::now();
         let out = f();
@@ -405,9 +424,23 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
 
     let bin = PgBin::new(src.pg_bin_dir.as_deref());
     let on_server = src.drill.server.is_some();
-    let mut target = clock.time(if on_server { "connect" } else { "cluster" }, || {
-        Target::start(src, &bin)
-    })?;
+    let scratch = crate::sources::postgres::cluster::ScratchDir::new("lifeboat-drill-", None)?;
+    let dump = scratch.path().join("dump.pgdump");
+    // the dump is fetched while the throw-away cluster starts: one decrypts and decompresses,
+    // the other mostly waits for initdb's and the server's files to be written
+    let (target, fetched) = std::thread::scope(|s| {
+        let fetching = s.spawn(|| {
+            let begin = Instant::now();
+            (fetch(repo, &backup, &dump), begin, Instant::now())
+        });
+        let target = clock.time(if on_server { "connect" } else { "cluster" }, || {
+            Target::start(src, &bin)
+        });
+        let (fetched, begin, end) = fetching.join().expect("fetching the dump panicked");
+        clock.add_span("fetch", begin, end);
+        (target, fetched)
+    });
+    let mut target = target?;
     let server_version = target
         .conn()
         .query("postgres", "show server_version")?
@@ -419,9 +452,6 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
     } else {
         database.clone()
     };
-    let scratch = crate::sources::postgres::cluster::ScratchDir::new("lifeboat-drill-", None)?;
-    let dump = scratch.path().join("dump.pgdump");
-    let fetched = clock.time("fetch", || fetch(repo, &backup, &dump));
     checks.push(Check {
         name: "backup readable and intact".into(),
         ok: fetched.is_ok(),

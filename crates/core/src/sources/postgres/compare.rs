@@ -4,7 +4,6 @@
 //! and hashed exactly as the dump's COPY data was, several tables at a time.
 
 use std::{
-    io::Read,
     process::Stdio,
     sync::atomic::{AtomicUsize, Ordering},
 };
@@ -13,7 +12,8 @@ use serde::Serialize;
 
 use super::{
     conn::{classify, PgConn},
-    truth::{LineHasher, ObjectTruth, Truth},
+    server_copy::{drain, Outcome, ServerCopy, DUMP_OPTIONS},
+    truth::{LineHasher, ObjectTruth, TableTruth, Truth},
 };
 use crate::error::{Error, Result};
 
@@ -47,6 +47,8 @@ pub struct Comparison {
     pub large_objects_actual: ObjectTruth,
     /// Wall time in seconds.
     pub duration_secs: f64,
+    /// Every table was read through a FIFO the server wrote, not through psql.
+    pub read_by_server: bool,
 }
 
 impl Comparison {
@@ -115,15 +117,12 @@ fn copy_out(
     db: &str,
     encoding: Option<&str>,
     sql: &str,
-    mut sink: impl FnMut(&[u8]),
+    mut sink: impl FnMut(&[u8]) + Send,
 ) -> Result<()> {
     let mut cmd = conn.command("psql", db);
     cmd.args(["-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-c", sql])
         // the settings pg_dump uses, so the text of every value is the same as in the dump
-        .env(
-            "PGOPTIONS",
-            "-c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c row_security=off",
-        )
+        .env("PGOPTIONS", DUMP_OPTIONS)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -133,17 +132,8 @@ fn copy_out(
     let mut child = cmd
         .spawn()
         .map_err(|e| super::conn::missing_program(&conn.bin().program("psql"), e))?;
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = stdout
-            .read(&mut buf)
-            .map_err(|e| Error::io("reading COPY output", e))?;
-        if n == 0 {
-            break;
-        }
-        sink(&buf[..n]);
-    }
+    let stdout = child.stdout.take().expect("piped");
+    drain(stdout, &mut sink).map_err(|e| Error::io("reading COPY output", e))?;
     let out = child
         .wait_with_output()
         .map_err(|e| Error::io("waiting for psql", e))?;
@@ -156,6 +146,76 @@ fn copy_out(
     Ok(())
 }
 
+/// Indexes of `tables`, largest table first, so that the last table to finish is a small
+/// one; in the truth's order when the sizes cannot be read.
+fn largest_first(conn: &PgConn, db: &str, tables: &[TableTruth]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..tables.len()).collect();
+    if tables.len() < 2 {
+        return order;
+    }
+    let values: Vec<String> = tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            format!(
+                "({i}, {})",
+                literal(&format!("{}.{}", ident(&t.schema), ident(&t.table)))
+            )
+        })
+        .collect();
+    let sql = format!(
+        "select i, coalesce(pg_table_size(to_regclass(n)), 0) from (values {}) v(i, n)",
+        values.join(", ")
+    );
+    let Ok(out) = conn.query(db, &sql) else {
+        return order;
+    };
+    let mut size = vec![0u64; tables.len()];
+    for line in out.lines() {
+        if let Some((i, n)) = line.split_once('|') {
+            if let (Ok(i), Ok(n)) = (i.parse::<usize>(), n.parse::<u64>()) {
+                if let Some(s) = size.get_mut(i) {
+                    *s = n;
+                }
+            }
+        }
+    }
+    order.sort_by_key(|&i| std::cmp::Reverse(size[i]));
+    order
+}
+
+/// Row count and hash of table `t` in `db`: through a FIFO the server writes when it can,
+/// else through psql.
+fn read_table(
+    conn: &PgConn,
+    db: &str,
+    encoding: Option<&str>,
+    t: &TableTruth,
+    via_server: &std::sync::Mutex<Option<std::sync::Arc<ServerCopy>>>,
+) -> Result<(u64, u128, bool)> {
+    let fifo = via_server.lock().ok().and_then(|g| g.clone());
+    if let Some(fifo) = fifo {
+        let mut h = LineHasher::default();
+        let head = t.copy_head();
+        match fifo.copy_out(conn, db, encoding, &head, &mut |b| h.feed(b))? {
+            Outcome::Done => {
+                let (rows, hash) = h.finish();
+                return Ok((rows, hash, true));
+            }
+            Outcome::Unreachable => {
+                log::debug!("the server cannot write into lifeboat's FIFO: reading through psql");
+                if let Ok(mut g) = via_server.lock() {
+                    *g = None;
+                }
+            }
+        }
+    }
+    let mut h = LineHasher::default();
+    copy_out(conn, db, encoding, &t.copy_out_sql(), |b| h.feed(b))?;
+    let (rows, hash) = h.finish();
+    Ok((rows, hash, false))
+}
+
 /// Compares database `db` reachable through `conn` with `truth`, `jobs` tables at a time.
 ///
 /// # Errors
@@ -165,17 +225,21 @@ pub fn compare(conn: &PgConn, db: &str, truth: &Truth, jobs: usize) -> Result<Co
     let clock = std::time::Instant::now();
     let next = AtomicUsize::new(0);
     let encoding = truth.encoding.as_deref();
+    let order = largest_first(conn, db, &truth.tables);
+    let all_by_server = std::sync::atomic::AtomicBool::new(true);
+    let via_server = std::sync::Mutex::new(ServerCopy::probe(conn, db).map(std::sync::Arc::new));
     let results: Vec<Result<Vec<(usize, TableCheck)>>> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..jobs.max(1))
             .map(|_| {
                 s.spawn(|| {
                     let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(t) = truth.tables.get(i) else { break };
-                        let mut h = LineHasher::default();
-                        copy_out(conn, db, encoding, &t.copy_out_sql(), |b| h.feed(b))?;
-                        let (rows, hash) = h.finish();
+                    while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let t = &truth.tables[i];
+                        let (rows, hash, by_server) =
+                            read_table(conn, db, encoding, t, &via_server)?;
+                        if !by_server {
+                            all_by_server.store(false, Ordering::Relaxed);
+                        }
                         let actual_hash = format!("{hash:032x}");
                         done.push((
                             i,
@@ -234,6 +298,7 @@ pub fn compare(conn: &PgConn, db: &str, truth: &Truth, jobs: usize) -> Result<Co
         large_objects_expected: truth.large_objects.clone(),
         large_objects_actual,
         duration_secs: clock.elapsed().as_secs_f64(),
+        read_by_server: all_by_server.into_inner(),
     })
 }
 

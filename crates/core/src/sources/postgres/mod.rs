@@ -8,5 +8,6 @@ pub mod compare;
 pub mod conn;
 pub mod logical;
 pub mod physical;
+pub(crate) mod server_copy;
 pub mod stream;
 pub mod truth;

@@ -79,13 +79,18 @@ impl TableTruth {
     /// `COPY ... TO STDOUT` reading the same columns back from a database.
     #[must_use]
     pub fn copy_out_sql(&self) -> String {
+        format!("{} TO STDOUT", self.copy_head())
+    }
+
+    /// `COPY schema.table (columns)`, without its direction.
+    #[must_use]
+    pub fn copy_head(&self) -> String {
         let stmt = self.copy.trim_end().trim_end_matches(';');
-        let head = stmt
-            .strip_suffix("FROM stdin")
+        stmt.strip_suffix("FROM stdin")
             .or_else(|| stmt.strip_suffix("FROM STDIN"))
             .unwrap_or(stmt)
-            .trim_end();
-        format!("{head} TO STDOUT")
+            .trim_end()
+            .to_string()
     }
 
     /// `schema.table` as printed in reports.
