@@ -105,7 +105,7 @@ impl Ctx {
         // say "no repository" before asking for its password
         lifeboat_core::repository::repo_url(&cfg)?;
         let password = cfg.password_source().resolve("repository password")?;
-        Ok(Repo::open(&cfg, &password, self.bars)?)
+        Ok(Repo::open(&cfg, &password, self.bars)?.with_audit(self.config.audit.clone()))
     }
 
     /// The named source, or the only one.

@@ -76,7 +76,11 @@ fn operations_are_logged_and_tampering_is_detected() {
         out.contains("4 entries") && out.contains("chain intact"),
         "{out}"
     );
-    assert_eq!(std::fs::read_to_string(&head_file).unwrap().trim(), head);
+    let kept = std::fs::read_to_string(&head_file).unwrap();
+    assert!(
+        kept.trim_end().ends_with(&format!("{head} ")) || kept.contains(&format!(" {head} ")),
+        "{kept}"
+    );
 
     // a failed operation is logged too
     let (code, _, _) = run(lb(&cfg).args(["restore", "--latest", "--to-database", "copy"]));
@@ -176,4 +180,128 @@ fn a_signed_head_proves_the_log_and_catches_a_rewrite() {
     // and a broken log is never signed
     let (code, _, err) = run(lb(&cfg).args(["audit", "sign", "--key"]).arg(&secret));
     assert_eq!(code, 6, "{err}");
+}
+
+/// A one-thread HTTP server on 127.0.0.1 that answers 200 and hands over each request
+/// (request line and body).
+fn evidence_service() -> (u16, std::sync::mpsc::Receiver<(String, String)>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            reader.read_line(&mut request).unwrap();
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0u8; length];
+            reader.read_exact(&mut body).unwrap();
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            if tx
+                .send((request.trim().to_string(), String::from_utf8(body).unwrap()))
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn every_new_head_is_published_outside_the_repository() {
+    let (_c, ws, cfg) = backed_up(30);
+    let outside = ws.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let head_file = outside.join("audit.heads");
+    let (port, requests) = evidence_service();
+    let base = std::fs::read_to_string(&cfg).unwrap();
+    let with_audit = |url: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "{base}\n[audit]\nhead_file = {:?}\nhead_url = {url:?}\n",
+                head_file.display().to_string()
+            ),
+        )
+        .unwrap();
+    };
+    with_audit(&format!(
+        "http://127.0.0.1:{port}/lifeboat/head?token=s3cret"
+    ));
+
+    ok(lb(&cfg).args(["verify", "--all"]));
+    ok(lb(&cfg).args(["restore", "--latest", "--to-database", "copy"]));
+    let entries: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "audit", "list"]))).unwrap();
+    assert_eq!(entries.len(), 3, "backup (before [audit]), verify, restore");
+    // the file: a line per new entry, in order
+    let lines: Vec<String> = std::fs::read_to_string(&head_file)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for (line, e) in lines.iter().zip(&entries[1..]) {
+        let fields: Vec<&str> = line.split(' ').collect();
+        assert_eq!(fields[0], e["seq"].to_string(), "{line}");
+        assert_eq!(fields[1], e["hash"].as_str().unwrap(), "{line}");
+        assert_eq!(fields[3], e["action"].as_str().unwrap(), "{line}");
+    }
+    // the service: a JSON POST per new entry
+    for e in &entries[1..] {
+        let (request, body) = requests
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        assert!(
+            request.starts_with("POST /lifeboat/head?token=s3cret "),
+            "{request}"
+        );
+        let got: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(got["seq"], e["seq"]);
+        assert_eq!(got["hash"], e["hash"]);
+        assert_eq!(got["action"], e["action"]);
+    }
+    ok(lb(&cfg)
+        .args(["audit", "verify", "--head-file"])
+        .arg(&head_file));
+
+    // cutting off the newest entry is caught by the file outside
+    tamper(&ws, 3, None);
+    let (code, out, err) = run(lb(&cfg)
+        .args(["audit", "verify", "--head-file"])
+        .arg(&head_file));
+    assert_eq!(code, 6, "{out}{err}");
+    assert!(out.contains("expected head"), "{out}");
+
+    // a service that is down: the operation's own work is done, the exit code says what is
+    // missing, and the URL's token stays out of the message
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap().port();
+    drop(closed);
+    with_audit(&format!("http://127.0.0.1:{dead}/head?token=s3cret"));
+    let (code, out, err) = run(lb(&cfg).args(["verify", "--all"]));
+    assert_eq!(code, 7, "{out}{err}");
+    assert!(err.contains("verify succeeded, but audit entry"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{dead}/head")), "{err}");
+    assert!(!err.contains("s3cret") && !out.contains("s3cret"), "{err}");
+
+    // a URL that is not http(s) is a config error naming the key
+    with_audit("ftp://127.0.0.1/head");
+    let (code, _, err) = run(lb(&cfg).args(["audit", "list"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("audit.head_url"), "{err}");
 }

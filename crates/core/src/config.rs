@@ -28,6 +28,21 @@ pub struct Config {
     /// What to back up.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
+    /// Where the audit log's head is kept besides the repository.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// Places outside the repository that learn every new audit head, so that cutting off the
+/// newest entries (which leaves a shorter, consistent chain) shows.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// A file that gets a line per new entry: `seq hash time action outcome` (append-only;
+    /// put it where the repository's owner cannot rewrite it).
+    pub head_file: Option<PathBuf>,
+    /// An `http(s)://` URL each new head is POSTed to as JSON.
+    pub head_url: Option<String>,
 }
 
 /// A repository: a local path or `s3://bucket/prefix`, and how to unlock it.
@@ -311,6 +326,16 @@ impl Config {
                         ))
                     })?;
                 }
+            }
+        }
+        if let Some(u) = &self.audit.head_url {
+            let parsed = url::Url::parse(u).ok();
+            if !parsed.is_some_and(|p| matches!(p.scheme(), "http" | "https") && p.has_host()) {
+                return Err(Error::config(format!(
+                    "{origin}:{}: audit.head_url is not an http(s) URL",
+                    at("head_url")
+                ))
+                .hint("e.g. head_url = \"https://evidence.example.com/lifeboat/head\""));
             }
         }
         for (i, r) in std::iter::once(&self.repository)

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 use lifeboat_core::{
-    repository::{audit, signing},
+    repository::{audit, head, signing},
     Error, ErrorKind,
 };
 
@@ -104,7 +104,13 @@ impl AuditCmd {
                 public_key,
             } => {
                 let from_file = match head_file {
-                    Some(f) if f.exists() => Some(std::fs::read_to_string(f)?.trim().to_string()),
+                    Some(f) if f.exists() => {
+                        let text = std::fs::read_to_string(f)?;
+                        Some(head::newest_in(&text).ok_or_else(|| {
+                            Error::config(format!("{} holds no audit head", f.display()))
+                                .hint("it should end with a line `SEQ HASH TIME ACTION OUTCOME` or a bare hash")
+                        })?)
+                    }
                     _ => None,
                 };
                 let expected = expected_head.clone().or(from_file);
@@ -144,8 +150,13 @@ impl AuditCmd {
                         .hint("someone with access to the repository changed its history: keep a copy and investigate")
                         .into());
                 }
-                if let (Some(f), Some(h)) = (head_file, &v.head) {
-                    std::fs::write(f, format!("{h}\n"))?;
+                // the file keeps its history: the newest head is appended
+                if let Some(f) = head_file {
+                    if let Some(last) = audit::entries(&repo)?.last() {
+                        if expected.as_deref() != Some(last.hash.as_str()) {
+                            head::append_line(f, last)?;
+                        }
+                    }
                 }
                 Ok(())
             }

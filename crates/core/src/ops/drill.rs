@@ -657,9 +657,7 @@ pub(crate) fn seal(
     // the report carries the log's head, so cutting the newest entries off is detectable
     match crate::repository::audit::append(repo, "drill", report.passed, &details) {
         Ok(entry) => report.audit_head = Some(entry.hash),
-        Err(e) => {
-            report.evidence_error = Some(format!("the audit entry could not be written: {e}"))
-        }
+        Err(e) => report.evidence_error = Some(e.to_string()),
     }
     if let Some(dir) = &opts.report_dir {
         super::evidence::write_files(&report, dir)?;

@@ -109,6 +109,18 @@ pub fn append(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Entr
     let source = StreamSource::new(path.clone(), Cursor::new(json.into_bytes()));
     repo.with_indexed_ids(|idx| {
         Ok(idx.archive(&opts, &source, snap, std::slice::from_ref(&path))?)
+    })
+    .map_err(|e| {
+        Error::new(
+            e.kind(),
+            format!("its audit entry could not be written: {e}"),
+        )
+    })?;
+    super::head::publish(repo.audit_config(), repo.location(), &entry).map_err(|e| {
+        Error::new(
+            e.kind(),
+            format!("audit entry {} is in the repository; {e}", entry.seq),
+        )
     })?;
     Ok(entry)
 }
@@ -143,7 +155,7 @@ pub fn record_outcome<T>(
     match (result, logged) {
         (Ok(_), Err(e)) if ok => Err(Error::new(
             e.kind(),
-            format!("{action} succeeded but its audit entry could not be written: {e}"),
+            format!("{action} succeeded, but {e}"),
         )
         .hint("the operation itself is complete; check the repository and run `lifeboat audit verify`")),
         (result, _) => result,

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub(crate) mod backend;
+pub mod head;
 pub mod meta;
 pub mod signing;
 mod source;
@@ -54,6 +55,7 @@ pub struct Repo {
     inner: std::sync::Mutex<Option<Repository<OpenStatus>>>,
     location: String,
     config: RepositoryConfig,
+    audit: crate::config::AuditConfig,
 }
 
 impl std::fmt::Debug for Repo {
@@ -145,6 +147,7 @@ impl Repo {
             inner: std::sync::Mutex::new(Some(inner)),
             location: describe_url(&url),
             config: cfg.clone(),
+            audit: crate::config::AuditConfig::default(),
         })
     }
 
@@ -170,7 +173,21 @@ impl Repo {
             inner: std::sync::Mutex::new(Some(inner)),
             location: describe_url(&url),
             config: cfg.clone(),
+            audit: crate::config::AuditConfig::default(),
         })
+    }
+
+    /// Publishes every new audit head to `audit`'s places too.
+    #[must_use]
+    pub fn with_audit(mut self, audit: crate::config::AuditConfig) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// Where new audit heads are published besides the repository.
+    #[must_use]
+    pub const fn audit_config(&self) -> &crate::config::AuditConfig {
+        &self.audit
     }
 
     /// The settings it was opened with (for the WAL archive beside it).

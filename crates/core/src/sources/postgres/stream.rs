@@ -135,6 +135,42 @@ impl Read for ChannelReader {
     }
 }
 
+/// A pipe read so that its writer's small writes gather between reads.
+///
+/// pg_dump, psql and the server write 4-8 KiB at a time, and every write into an empty pipe
+/// wakes a waiting reader: a reader that keeps up is woken for every one of them. After a
+/// short read (the pipe was nearly empty, so the reader is ahead) the next read waits half
+/// a millisecond first; a reader that is behind finds the pipe full and never waits. (The
+/// backup stream does not use it: there the chunker is the slower side, and measured with
+/// and without it a backup took the same CPU time.)
+pub(crate) struct GatheringPipe<R> {
+    inner: R,
+    was_short: bool,
+}
+
+/// Reads shorter than this mean the writer is behind.
+const SHORT_READ: usize = 64 * 1024;
+
+impl<R> GatheringPipe<R> {
+    pub(crate) const fn new(inner: R) -> Self {
+        Self {
+            inner,
+            was_short: false,
+        }
+    }
+}
+
+impl<R: Read> Read for GatheringPipe<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.was_short {
+            std::thread::sleep(std::time::Duration::from_micros(500));
+        }
+        let n = self.inner.read(buf)?;
+        self.was_short = n > 0 && n < SHORT_READ.min(buf.len() / 2);
+        Ok(n)
+    }
+}
+
 /// Enlarges a pipe so the dumping program rarely blocks on a slow reader.
 fn enlarge_pipe(stdout: &ChildStdout) {
     use std::os::fd::AsFd;
