@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::{
     conn::{classify, PgConn},
-    server_copy::{drain, Outcome, ServerCopy, DUMP_OPTIONS},
+    server_copy::{copy_command, drain, Outcome, ServerCopy},
     truth::{LineHasher, ObjectTruth, TableTruth, Truth},
 };
 use crate::error::{Error, Result};
@@ -119,17 +119,8 @@ fn copy_out(
     sql: &str,
     mut sink: impl FnMut(&[u8]) + Send,
 ) -> Result<()> {
-    let mut cmd = conn.command("psql", db);
-    cmd.args(["-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        // the settings pg_dump uses, so the text of every value is the same as in the dump
-        .env("PGOPTIONS", DUMP_OPTIONS)
-        .stdin(Stdio::null())
+    let mut child = copy_command(conn, db, encoding, sql)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(enc) = encoding {
-        cmd.env("PGCLIENTENCODING", enc);
-    }
-    let mut child = cmd
         .spawn()
         .map_err(|e| super::conn::missing_program(&conn.bin().program("psql"), e))?;
     let stdout = child.stdout.take().expect("piped");

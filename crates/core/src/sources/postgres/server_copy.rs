@@ -25,8 +25,27 @@ use super::{
 use crate::error::{Error, Result};
 
 /// Settings pg_dump uses, so that every value is written as in the dump.
-pub(crate) const DUMP_OPTIONS: &str =
+const DUMP_OPTIONS: &str =
     "-c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c row_security=off";
+
+/// psql running one `COPY` statement on `db` with pg_dump's session settings and the dump's
+/// client encoding, so that the text of every value is the text the dump holds.
+pub(crate) fn copy_command(
+    conn: &PgConn,
+    db: &str,
+    encoding: Option<&str>,
+    sql: &str,
+) -> std::process::Command {
+    let mut cmd = conn.command("psql", db);
+    cmd.args(["-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .env("PGOPTIONS", DUMP_OPTIONS)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(enc) = encoding {
+        cmd.env("PGCLIENTENCODING", enc);
+    }
+    cmd
+}
 
 /// FIFOs in a private directory, owned by the server's OS user.
 pub(crate) struct ServerCopy {
@@ -133,16 +152,8 @@ impl ServerCopy {
         sink: &mut (dyn FnMut(&[u8]) + Send),
     ) -> Result<Outcome> {
         let sql = format!("{head} TO {}", literal(&fifo.to_string_lossy()));
-        let mut cmd = conn.command("psql", db);
-        cmd.args(["-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-c", &sql])
-            .env("PGOPTIONS", DUMP_OPTIONS)
-            .stdin(Stdio::null())
+        let child = copy_command(conn, db, encoding, &sql)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(enc) = encoding {
-            cmd.env("PGCLIENTENCODING", enc);
-        }
-        let child = cmd
             .spawn()
             .map_err(|e| super::conn::missing_program(&conn.bin().program("psql"), e))?;
         std::thread::scope(|s| {
