@@ -296,7 +296,7 @@ fn every_new_head_is_published_outside_the_repository() {
     let (code, out, err) = run(lb(&cfg).args(["verify", "--all"]));
     assert_eq!(code, 7, "{out}{err}");
     assert!(err.contains("verify succeeded, but audit entry"), "{err}");
-    assert!(err.contains(&format!("127.0.0.1:{dead}/head")), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{dead}")), "{err}");
     assert!(!err.contains("s3cret") && !out.contains("s3cret"), "{err}");
 
     // a URL that is not http(s) is a config error naming the key

@@ -156,6 +156,17 @@ fn drills_fail_and_name_the_failing_check() {
     ]));
     assert_eq!(code, 10, "{out}\n{err}");
     assert!(out.contains("FAIL table shop.events"), "{out}");
+    let through = |env: Option<&str>| {
+        let mut cmd = lb(&cfg);
+        if let Some(v) = env {
+            cmd.env("LIFEBOAT_COPY_VIA_PSQL", v);
+        }
+        ok(cmd.args(["drill"]))
+    };
+    let out = through(Some("1"));
+    assert!(out.contains("read through psql"), "{out}");
+    let out = through(None);
+    assert!(out.contains("written by the server into a FIFO"), "{out}");
 
     // the seeds' monthly test: a random backup (only one here, so it must be that one)
     let out = ok(lb(&cfg).args(["--json", "drill", "--pick", "random"]));

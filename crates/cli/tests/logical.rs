@@ -100,8 +100,9 @@ fn backup_list_stats_restore_round_trip() {
         count(&c, "app", "shop.events")
     );
 
-    // a server that cannot reach lifeboat's FIFO (here: a scratch directory only root may
-    // enter) is read through psql instead, with the same result
+    // a server that cannot reach lifeboat's FIFO is read through psql instead, with the same
+    // result. As root (CI) the private directory keeps the server's OS user out; as the
+    // server's own user it cannot, and both restores go through the FIFO.
     let private = ws.path().join("private-scratch");
     std::fs::create_dir(&private).unwrap();
     std::fs::set_permissions(

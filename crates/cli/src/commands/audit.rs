@@ -111,27 +111,35 @@ impl AuditCmd {
                                 .hint("it should end with a line `SEQ HASH TIME ACTION OUTCOME` or a bare hash")
                         })?)
                     }
-                    _ => None,
-                };
-                let expected = expected_head.clone().or(from_file);
-                let v = match (signed, public_key) {
-                    (Some(statement), Some(key)) => {
-                        let text = std::fs::read_to_string(statement)?;
-                        let statement: signing::SignedHead =
-                            serde_json::from_str(&text).map_err(|e| {
-                                Error::config(format!(
-                                    "{} is not a signed head: {e}",
-                                    statement.display()
-                                ))
-                            })?;
-                        let mut v = signing::verify_signed(&repo, &statement, key)?;
-                        if let Some(h) = &expected {
-                            v.problems.extend(audit::verify(&repo, Some(h))?.problems);
-                        }
-                        v
+                    Some(f) => {
+                        eprintln!(
+                            "note: {} does not exist yet: nothing to compare with; it will start with the current head",
+                            f.display()
+                        );
+                        None
                     }
-                    _ => audit::verify(&repo, expected.as_deref())?,
+                    None => None,
                 };
+                let expected = expected_head.clone().or_else(|| from_file.clone());
+                // one reading of the log: what is checked is what gets appended to the file
+                let entries = audit::entries(&repo)?;
+                let mut v = audit::verify_entries(&entries, expected.as_deref());
+                if let (Some(statement), Some(key)) = (signed, public_key) {
+                    let text = std::fs::read_to_string(statement)?;
+                    let statement: signing::SignedHead =
+                        serde_json::from_str(&text).map_err(|e| {
+                            Error::config(format!(
+                                "{} is not a signed head: {e}",
+                                statement.display()
+                            ))
+                        })?;
+                    // it checks the chain too: each problem is reported once
+                    for p in signing::verify_signed(&repo, &statement, key)?.problems {
+                        if !v.problems.contains(&p) {
+                            v.problems.push(p);
+                        }
+                    }
+                }
                 if ctx.json {
                     output::json(&v)?;
                 } else {
@@ -151,11 +159,9 @@ impl AuditCmd {
                         .into());
                 }
                 // the file keeps its history: the newest head is appended
-                if let Some(f) = head_file {
-                    if let Some(last) = audit::entries(&repo)?.last() {
-                        if expected.as_deref() != Some(last.hash.as_str()) {
-                            head::append_line(f, last)?;
-                        }
+                if let (Some(f), Some(last)) = (head_file, entries.last()) {
+                    if from_file.as_deref() != Some(last.hash.as_str()) {
+                        head::append_line(f, last)?;
                     }
                 }
                 Ok(())

@@ -117,9 +117,9 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<String
 
 1. Provision a new PostgreSQL server; install lifeboat and this configuration.
    The drills measured the RTO with bulk-load settings; for the same speed, start the new
-   server with `wal_level = minimal`, `max_wal_senders = 0`, `autovacuum = off`,
-   `max_wal_size = 8GB`, `maintenance_work_mem = 256MB`, and set them back (and restart)
-   once the restore is done, before taking the first base backup.
+   server with `wal_level = minimal`, `archive_mode = off`, `max_wal_senders = 0`,
+   `autovacuum = off`, `max_wal_size = 8GB`, `maintenance_work_mem = 256MB`, and set them
+   back (and restart) once the restore is done, before taking the first base backup.
 2. Check the repository: `{lb} verify --all`
 3. Restore roles and the database onto the new server:
    `{lb} restore --latest --source {s} --globals --target-dsn "host=NEW-HOST user=postgres"`

@@ -80,12 +80,39 @@ pub fn entries(repo: &Repo) -> Result<Vec<Entry>> {
     Ok(out)
 }
 
-/// Appends an entry after the current head.
+/// Appends an entry after the current head and publishes the new head to the places
+/// configured in `[audit]`.
+///
+/// # Errors
+///
+/// When the log cannot be read or the entry cannot be written; when the entry was written
+/// but its head could not be published ([`crate::ErrorKind::Unavailable`]).
+pub fn append(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Entry> {
+    let entry = write(repo, action, ok, details)?;
+    publish_head(repo, &entry)?;
+    Ok(entry)
+}
+
+/// Publishes `entry`'s head to the places configured in `[audit]` (see [`super::head`]).
+///
+/// # Errors
+///
+/// [`crate::ErrorKind::Unavailable`] naming each place that failed.
+pub fn publish_head(repo: &Repo, entry: &Entry) -> Result<()> {
+    super::head::publish(repo.audit_config(), repo.location(), entry).map_err(|e| {
+        Error::new(
+            e.kind(),
+            format!("audit entry {} is in the repository; {e}", entry.seq),
+        )
+    })
+}
+
+/// Appends an entry after the current head, in the repository only.
 ///
 /// # Errors
 ///
 /// When the log cannot be read or the entry cannot be written.
-pub fn append(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Entry> {
+pub fn write(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Entry> {
     let head = entries(repo)?.pop();
     let mut entry = Entry {
         seq: head.as_ref().map_or(1, |h| h.seq + 1),
@@ -114,12 +141,6 @@ pub fn append(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Entr
         Error::new(
             e.kind(),
             format!("its audit entry could not be written: {e}"),
-        )
-    })?;
-    super::head::publish(repo.audit_config(), repo.location(), &entry).map_err(|e| {
-        Error::new(
-            e.kind(),
-            format!("audit entry {} is in the repository; {e}", entry.seq),
         )
     })?;
     Ok(entry)

@@ -35,14 +35,16 @@ pub fn line(entry: &Entry) -> String {
     )
 }
 
-/// The newest head in a head file: the hash on its last line (a file holding just a hash,
-/// as older versions wrote, works too).
+/// The newest head in a head file: the hash on its last line that has one (a file holding
+/// just a hash, as older versions wrote, works too).
 #[must_use]
 pub fn newest_in(text: &str) -> Option<String> {
-    let last = text.lines().rev().find(|l| !l.trim().is_empty())?;
-    last.split_whitespace()
-        .find(|w| w.len() == 64 && w.chars().all(|c| c.is_ascii_hexdigit()))
-        .map(str::to_string)
+    // a last line cut short by a crash is skipped for the one before
+    text.lines().rev().find_map(|l| {
+        l.split_whitespace()
+            .find(|w| w.len() == 64 && w.chars().all(|c| c.is_ascii_hexdigit()))
+            .map(str::to_string)
+    })
 }
 
 /// Appends `entry`'s line to `path`, durably.
@@ -69,8 +71,12 @@ pub fn append_line(path: &Path, entry: &Entry) -> Result<()> {
 /// [`crate::ErrorKind::Unavailable`] naming the place that failed (a URL without its
 /// credentials).
 pub fn publish(cfg: &AuditConfig, repository: &str, entry: &Entry) -> Result<()> {
+    // every place is tried: one that is down must not keep the head from the others
+    let mut failed = Vec::new();
     if let Some(path) = &cfg.head_file {
-        append_line(path, entry)?;
+        if let Err(e) = append_line(path, entry) {
+            failed.push(e.to_string());
+        }
     }
     if let Some(url) = &cfg.head_url {
         let body = serde_json::to_string(&Published {
@@ -82,15 +88,21 @@ pub fn publish(cfg: &AuditConfig, repository: &str, entry: &Entry) -> Result<()>
             outcome: &entry.outcome,
         })
         .map_err(|e| Error::internal(e.to_string()))?;
-        post(url, body).map_err(|e| {
-            Error::unavailable(format!(
+        if let Err(e) = post(url, body) {
+            failed.push(format!(
                 "the audit head could not be sent to {}: {e}",
                 redact(url)
-            ))
-            .hint("check [audit] head_url and that the service is up; the entry itself is in the repository")
-        })?;
+            ));
+        }
     }
-    Ok(())
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::unavailable(failed.join("; ")).hint(
+            "check [audit] head_file / head_url; the entry itself is in the repository, and \
+             `lifeboat audit verify --head-file` appends the current head once the place is back",
+        ))
+    }
 }
 
 fn post(url: &str, body: String) -> std::result::Result<(), String> {
@@ -101,6 +113,8 @@ fn post(url: &str, body: String) -> std::result::Result<(), String> {
     rt.block_on(async {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
+            // a redirect would turn the POST into a GET that "succeeds" without the head
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| e.to_string())?;
         let resp = client
@@ -110,7 +124,7 @@ fn post(url: &str, body: String) -> std::result::Result<(), String> {
             .send()
             .await
             // reqwest's errors name the URL, credentials included
-            .map_err(|e| e.without_url().to_string())?;
+            .map_err(|e| causes(&e.without_url()))?;
         if resp.status().is_success() {
             Ok(())
         } else {
@@ -119,16 +133,30 @@ fn post(url: &str, body: String) -> std::result::Result<(), String> {
     })
 }
 
-/// `url` without user name, password and query.
+/// An error and its causes on one line ("error sending request: connection refused").
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// `url` as scheme, host and port only: user name, password, a token in the path or the
+/// query never reach a message.
 fn redact(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            // a token may ride in the query
-            u.set_query(None);
-            u.to_string()
-        }
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{}://{h}:{p}/…", u.scheme()),
+            (Some(h), None) => format!("{}://{h}/…", u.scheme()),
+            _ => "the configured URL".to_string(),
+        },
         Err(_) => "the configured URL".to_string(),
     }
 }
@@ -147,15 +175,20 @@ mod tests {
         assert_eq!(newest_in(&text), Some(b.clone()));
         assert_eq!(newest_in(&format!("{a}\n")), Some(a));
         assert_eq!(newest_in("nothing here\n"), None);
+        // a torn last line: the one before counts
+        assert_eq!(newest_in(&format!("{text}3 bbbb")), Some(b.clone()));
     }
 
     #[test]
     fn credentials_never_leave_in_messages() {
-        let r = redact("https://user:s3cret@evidence.example.com/head?x=1");
+        let r = redact("https://user:s3cret@evidence.example.com/t0ken/head?x=1");
         assert!(
-            !r.contains("s3cret") && !r.contains("user") && !r.contains("x=1"),
+            !r.contains("s3cret")
+                && !r.contains("user")
+                && !r.contains("x=1")
+                && !r.contains("t0ken"),
             "{r}"
         );
-        assert!(r.contains("evidence.example.com/head"), "{r}");
+        assert_eq!(r, "https://evidence.example.com/…");
     }
 }

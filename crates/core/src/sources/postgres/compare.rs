@@ -144,34 +144,30 @@ fn largest_first(conn: &PgConn, db: &str, tables: &[TableTruth]) -> Vec<usize> {
     if tables.len() < 2 {
         return order;
     }
-    let values: Vec<String> = tables
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            format!(
-                "({i}, {})",
-                literal(&format!("{}.{}", ident(&t.schema), ident(&t.table)))
-            )
-        })
-        .collect();
-    let sql = format!(
-        "select i, coalesce(pg_table_size(to_regclass(n)), 0) from (values {}) v(i, n)",
-        values.join(", ")
-    );
-    let Ok(out) = conn.query(db, &sql) else {
+    // one catalog query whatever the number of tables (a list of names could outgrow argv)
+    let Ok(out) = conn.query(
+        db,
+        "select n.nspname || chr(9) || c.relname || chr(9) || pg_table_size(c.oid) \
+         from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+         where c.relkind in ('r', 'p', 'm')",
+    ) else {
         return order;
     };
-    let mut size = vec![0u64; tables.len()];
-    for line in out.lines() {
-        if let Some((i, n)) = line.split_once('|') {
-            if let (Ok(i), Ok(n)) = (i.parse::<usize>(), n.parse::<u64>()) {
-                if let Some(s) = size.get_mut(i) {
-                    *s = n;
-                }
-            }
-        }
-    }
-    order.sort_by_key(|&i| std::cmp::Reverse(size[i]));
+    let sizes: std::collections::HashMap<(&str, &str), u64> = out
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, '\t');
+            Some(((f.next()?, f.next()?), f.next()?.parse().ok()?))
+        })
+        .collect();
+    let size = |i: usize| {
+        let t = &tables[i];
+        sizes
+            .get(&(t.schema.as_str(), t.table.as_str()))
+            .copied()
+            .unwrap_or(0)
+    };
+    order.sort_by_key(|&i| std::cmp::Reverse(size(i)));
     order
 }
 
@@ -289,7 +285,7 @@ pub fn compare(conn: &PgConn, db: &str, truth: &Truth, jobs: usize) -> Result<Co
         large_objects_expected: truth.large_objects.clone(),
         large_objects_actual,
         duration_secs: clock.elapsed().as_secs_f64(),
-        read_by_server: all_by_server.into_inner(),
+        read_by_server: all_by_server.into_inner() && !truth.tables.is_empty(),
     })
 }
 

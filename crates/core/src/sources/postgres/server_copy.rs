@@ -79,7 +79,7 @@ impl ServerCopy {
         let out = conn
             .query(
                 db,
-                "select pg_has_role('pg_write_server_files', 'MEMBER'), current_setting('data_directory')",
+                "select pg_has_role('pg_write_server_files', 'USAGE'), current_setting('data_directory')",
             )
             .ok()?;
         let (may_write, data_dir) = out.split_once('|')?;
@@ -151,37 +151,56 @@ impl ServerCopy {
         fifo: &Path,
         sink: &mut (dyn FnMut(&[u8]) + Send),
     ) -> Result<Outcome> {
+        let what = |e: std::io::Error| Error::io(format!("opening FIFO {}", fifo.display()), e);
+        // Both ends are open before the server is asked to write, so its open() never waits
+        // for a reader (a backend blocked there ignores cancel and terminate). Our own write
+        // end keeps the reader from seeing the end of the stream until psql has exited, by
+        // which time the server has closed its end.
+        let read_end = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(fifo)
+            .map_err(what)?;
+        let held = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(fifo)
+            .map_err(what)?;
+        let flags = nix::fcntl::OFlag::from_bits_truncate(
+            nix::fcntl::fcntl(&read_end, nix::fcntl::FcntlArg::F_GETFL)
+                .map_err(|e| what(e.into()))?,
+        );
+        nix::fcntl::fcntl(
+            &read_end,
+            nix::fcntl::FcntlArg::F_SETFL(flags - nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .map_err(|e| what(e.into()))?;
+
         let sql = format!("{head} TO {}", literal(&fifo.to_string_lossy()));
         let child = copy_command(conn, db, encoding, &sql)
+            // error codes as well as messages: the fallback is decided by code
+            .args(["-v", "VERBOSITY=verbose"])
             .stdout(Stdio::null())
             .spawn()
             .map_err(|e| super::conn::missing_program(&conn.bin().program("psql"), e))?;
         std::thread::scope(|s| {
-            let reader = s.spawn(|| -> std::io::Result<u64> {
-                // blocks until the server opens the FIFO, or until released below
-                drain(std::fs::File::open(fifo)?, sink)
-            });
+            let reader = s.spawn(|| drain(read_end, sink));
             let out = child.wait_with_output();
-            // a server that never opened the FIFO leaves the reader waiting: open the other
-            // end ourselves so that it sees an empty stream and ends
-            // (until it has ended: it may not have reached its open yet)
-            while !reader.is_finished() {
-                let _ = std::fs::OpenOptions::new()
-                    .write(true)
-                    .custom_flags(nix::libc::O_NONBLOCK)
-                    .open(fifo);
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
+            drop(held);
             let read = reader.join().expect("FIFO reader panicked");
             let out = out.map_err(|e| Error::io("waiting for psql", e))?;
+            let bytes = read.map_err(|e| Error::io("reading COPY output from a FIFO", e))?;
             if !out.status.success() {
                 let stderr = String::from_utf8_lossy(&out.stderr);
-                if stderr.contains("could not open file") {
+                // 58P01 undefined_file (the server does not see the path: another host or
+                // mount namespace), 42501 insufficient_privilege (no right to write files)
+                if bytes == 0
+                    && (stderr.contains("ERROR:  58P01") || stderr.contains("ERROR:  42501"))
+                {
                     return Ok(Outcome::Unreachable);
                 }
                 return Err(classify(&stderr, &format!("reading {db:?}")));
             }
-            read.map_err(|e| Error::io("reading COPY output from a FIFO", e))?;
             Ok(Outcome::Done)
         })
     }
