@@ -195,6 +195,10 @@ fn evidence_service() -> (u16, std::sync::mpsc::Receiver<(String, String)>) {
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             let mut request = String::new();
             reader.read_line(&mut request).unwrap();
+            if request.trim().is_empty() {
+                // a connection without a request: `config check` seeing that we are up
+                continue;
+            }
             let mut length = 0usize;
             loop {
                 let mut line = String::new();
@@ -224,6 +228,13 @@ fn evidence_service() -> (u16, std::sync::mpsc::Receiver<(String, String)>) {
 #[test]
 fn every_new_head_is_published_outside_the_repository() {
     let (_c, ws, cfg) = backed_up(30);
+    // the evidence service is on 127.0.0.1: never through a proxy the environment may name
+    let lb = |cfg: &std::path::Path| {
+        let mut cmd = lb(cfg);
+        cmd.env("NO_PROXY", "127.0.0.1")
+            .env("no_proxy", "127.0.0.1");
+        cmd
+    };
     let outside = ws.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     let head_file = outside.join("audit.heads");
@@ -242,6 +253,15 @@ fn every_new_head_is_published_outside_the_repository() {
     with_audit(&format!(
         "http://127.0.0.1:{port}/lifeboat/head?token=s3cret"
     ));
+
+    // config check looks at both places without writing to either
+    let out = ok(lb(&cfg).args(["config", "check"]));
+    assert!(
+        out.contains("audit head URL") && out.contains("accepts connections"),
+        "{out}"
+    );
+    assert!(out.contains("audit head file"), "{out}");
+    assert!(!head_file.exists());
 
     ok(lb(&cfg).args(["verify", "--all"]));
     ok(lb(&cfg).args(["restore", "--latest", "--to-database", "copy"]));
@@ -293,6 +313,13 @@ fn every_new_head_is_published_outside_the_repository() {
     let dead = closed.local_addr().unwrap().port();
     drop(closed);
     with_audit(&format!("http://127.0.0.1:{dead}/head?token=s3cret"));
+    let (code, out, err) = run(lb(&cfg).args(["config", "check"]));
+    assert_eq!(code, 7, "{out}{err}");
+    assert!(out.contains("does not accept connections"), "{out}");
+    assert!(
+        !out.contains("s3cret") && !err.contains("s3cret"),
+        "{out}{err}"
+    );
     let (code, out, err) = run(lb(&cfg).args(["verify", "--all"]));
     assert_eq!(code, 7, "{out}{err}");
     assert!(err.contains("verify succeeded, but audit entry"), "{err}");

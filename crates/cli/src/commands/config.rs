@@ -76,6 +76,23 @@ impl ConfigCmd {
                 }
             }
         }
+        for (what, r) in lifeboat_core::repository::head::check(&ctx.config.audit) {
+            match r {
+                Ok(detail) => lines.push(CheckLine {
+                    what,
+                    ok: true,
+                    detail,
+                }),
+                Err(e) => {
+                    lines.push(CheckLine {
+                        what,
+                        ok: false,
+                        detail: e.to_string(),
+                    });
+                    first_err.get_or_insert(e.into());
+                }
+            }
+        }
         if ctx.json {
             output::json(&lines)?;
         } else {

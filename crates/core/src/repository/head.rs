@@ -105,6 +105,57 @@ pub fn publish(cfg: &AuditConfig, repository: &str, entry: &Entry) -> Result<()>
     }
 }
 
+/// Checks, without writing anything, that each configured place could take a head: the
+/// file (or its directory) is writable, the URL's host accepts connections. One line per
+/// place: what, and the outcome.
+#[must_use]
+pub fn check(cfg: &AuditConfig) -> Vec<(String, Result<String>)> {
+    let mut out = Vec::new();
+    if let Some(path) = &cfg.head_file {
+        let target = if path.exists() {
+            path.clone()
+        } else {
+            path.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| std::path::PathBuf::from("."), Path::to_path_buf)
+        };
+        let r = nix::unistd::access(&target, nix::unistd::AccessFlags::W_OK)
+            .map(|()| format!("{} is writable", target.display()))
+            .map_err(|e| {
+                Error::unavailable(format!(
+                    "audit.head_file: {} is not writable: {e}",
+                    target.display()
+                ))
+            });
+        out.push(("audit head file".to_string(), r));
+    }
+    if let Some(url) = &cfg.head_url {
+        let r = url::Url::parse(url)
+            .ok()
+            .and_then(|u| Some((u.host_str()?.to_string(), u.port_or_known_default()?)))
+            .ok_or_else(|| Error::config("audit.head_url has no host"))
+            .and_then(|(host, port)| {
+                let addrs = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                    .map_err(|e| {
+                        Error::unavailable(format!("audit.head_url: {}: {e}", redact(url)))
+                    })?;
+                let reached = addrs.into_iter().any(|a| {
+                    std::net::TcpStream::connect_timeout(&a, Duration::from_secs(5)).is_ok()
+                });
+                if reached {
+                    Ok(format!("{} accepts connections", redact(url)))
+                } else {
+                    Err(Error::unavailable(format!(
+                        "audit.head_url: {} does not accept connections",
+                        redact(url)
+                    )))
+                }
+            });
+        out.push(("audit head URL".to_string(), r));
+    }
+    out
+}
+
 fn post(url: &str, body: String) -> std::result::Result<(), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
