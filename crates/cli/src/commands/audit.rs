@@ -120,10 +120,17 @@ impl AuditCmd {
                     }
                     None => None,
                 };
-                let expected = expected_head.clone().or_else(|| from_file.clone());
-                // one reading of the log: what is checked is what gets appended to the file
+                // one reading of the log: what is checked is what gets appended to the file;
+                // each head given (on the command line, in the file) is checked
                 let entries = audit::entries(&repo)?;
-                let mut v = audit::verify_entries(&entries, expected.as_deref());
+                let mut v = audit::verify_entries(&entries, expected_head.as_deref());
+                if let Some(h) = &from_file {
+                    for p in audit::verify_entries(&entries, Some(h)).problems {
+                        if !v.problems.contains(&p) {
+                            v.problems.push(p);
+                        }
+                    }
+                }
                 if let (Some(statement), Some(key)) = (signed, public_key) {
                     let text = std::fs::read_to_string(statement)?;
                     let statement: signing::SignedHead =

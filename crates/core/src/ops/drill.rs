@@ -665,9 +665,11 @@ pub(crate) fn seal(
     }
     // a damaged repository must not hide the drill's verdict: report the storing failure
     if let Err(e) = super::evidence::store(repo, &report) {
-        report.evidence_error = Some(format!(
-            "the report could not be stored in the repository: {e}"
-        ));
+        let stored = format!("the report could not be stored in the repository: {e}");
+        report.evidence_error = Some(match report.evidence_error.take() {
+            Some(earlier) => format!("{earlier}; {stored}"),
+            None => stored,
+        });
     }
     Ok(report)
 }

@@ -59,7 +59,16 @@ pub fn append_line(path: &Path, entry: &Entry) -> Result<()> {
         .append(true)
         .open(path)
         .map_err(|e| Error::io(what(), e))?;
-    f.write_all(line(entry).as_bytes())
+    // a line torn by a crash is ended first, so the new one stands on its own
+    let torn = std::fs::read(path)
+        .map(|t| t.last().is_some_and(|&b| b != b'\n'))
+        .unwrap_or(false);
+    let text = if torn {
+        format!("\n{}", line(entry))
+    } else {
+        line(entry)
+    };
+    f.write_all(text.as_bytes())
         .and_then(|()| f.sync_data())
         .map_err(|e| Error::io(what(), e))
 }
@@ -99,8 +108,8 @@ pub fn publish(cfg: &AuditConfig, repository: &str, entry: &Entry) -> Result<()>
         Ok(())
     } else {
         Err(Error::unavailable(failed.join("; ")).hint(
-            "check [audit] head_file / head_url; the entry itself is in the repository, and \
-             `lifeboat audit verify --head-file` appends the current head once the place is back",
+            "check [audit] head_file / head_url (`lifeboat config check`); the entry itself is \
+             in the repository, and the next entry publishes the head that includes it",
         ))
     }
 }
@@ -129,7 +138,26 @@ pub fn check(cfg: &AuditConfig) -> Vec<(String, Result<String>)> {
             });
         out.push(("audit head file".to_string(), r));
     }
-    if let Some(url) = &cfg.head_url {
+    let proxy = [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .into_iter()
+    .find(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
+    if let (Some(url), Some(var)) = (&cfg.head_url, proxy) {
+        // the POST goes through the proxy: a direct connection would prove nothing
+        out.push((
+            "audit head URL".to_string(),
+            Ok(format!(
+                "{} is reached through the proxy in ${var}: not checked",
+                redact(url)
+            )),
+        ));
+    } else if let Some(url) = &cfg.head_url {
         let r = url::Url::parse(url)
             .ok()
             .and_then(|u| Some((u.host_str()?.to_string(), u.port_or_known_default()?)))
@@ -228,6 +256,35 @@ mod tests {
         assert_eq!(newest_in("nothing here\n"), None);
         // a torn last line: the one before counts
         assert_eq!(newest_in(&format!("{text}3 bbbb")), Some(b.clone()));
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ended_before_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("heads");
+        // a crash cut the last line inside its hash
+        std::fs::write(
+            &path,
+            format!(
+                "1 {} 2026-11-24T01:00:00Z backup ok\n2 {}",
+                "a".repeat(64),
+                "b".repeat(62)
+            ),
+        )
+        .unwrap();
+        let entry = Entry {
+            seq: 3,
+            time: "2026-11-24T03:00:00Z".parse().unwrap(),
+            action: "verify".into(),
+            outcome: "ok".into(),
+            details: String::new(),
+            prev: "a".repeat(64),
+            hash: "c".repeat(64),
+        };
+        append_line(&path, &entry).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().last().unwrap(), line(&entry).trim_end());
+        assert_eq!(newest_in(&text), Some("c".repeat(64)));
     }
 
     #[test]

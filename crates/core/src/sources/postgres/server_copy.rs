@@ -184,6 +184,8 @@ impl ServerCopy {
             .spawn()
             .map_err(|e| super::conn::missing_program(&conn.bin().program("psql"), e))?;
         std::thread::scope(|s| {
+            // (drain cannot fail before data arrives: a read end closed before the server's
+            // open() would leave that open() waiting)
             let reader = s.spawn(|| drain(read_end, sink));
             let out = child.wait_with_output();
             drop(held);
@@ -194,8 +196,11 @@ impl ServerCopy {
                 let stderr = String::from_utf8_lossy(&out.stderr);
                 // 58P01 undefined_file (the server does not see the path: another host or
                 // mount namespace), 42501 insufficient_privilege (no right to write files)
+                // the severity word before the code is translated (`FEHLER:  58P01: …`)
                 if bytes == 0
-                    && (stderr.contains("ERROR:  58P01") || stderr.contains("ERROR:  42501"))
+                    && stderr
+                        .lines()
+                        .any(|l| l.contains(":  58P01: ") || l.contains(":  42501: "))
                 {
                     return Ok(Outcome::Unreachable);
                 }
