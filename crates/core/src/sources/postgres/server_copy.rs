@@ -71,10 +71,16 @@ impl ServerCopy {
             return None;
         }
         // only a Unix socket proves the server shares this host's file system
-        match conn.param("host") {
-            Some(h) if h.starts_with('/') => {}
-            None if std::env::var_os("PGHOST").is_none() => {}
-            _ => return None,
+        let host = conn
+            .param("host")
+            .map(str::to_string)
+            .or_else(|| std::env::var("PGHOST").ok());
+        let tcp = conn.param("hostaddr").is_some() || std::env::var_os("PGHOSTADDR").is_some();
+        match host {
+            _ if tcp => return None,
+            Some(h) if h.starts_with('/') && !h.contains(',') => {}
+            None => {}
+            Some(_) => return None,
         }
         let out = conn
             .query(
