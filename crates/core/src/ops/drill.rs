@@ -260,7 +260,7 @@ fn no_backup(src: &SourceConfig) -> Error {
 
 /// Settings of a logical drill's throw-away cluster: those a bulk restore should run with
 /// (the runbook recommends them for a restore target too). No WAL for index builds, no
-/// checkpoints or autovacuum competing with the load and the checks.
+/// autovacuum and few checkpoints competing with the load and the checks.
 pub(crate) const BULK_LOAD: &str = "wal_level = minimal
 max_wal_senders = 0
 autovacuum = off

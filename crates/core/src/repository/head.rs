@@ -59,10 +59,9 @@ pub fn append_line(path: &Path, entry: &Entry) -> Result<()> {
         .append(true)
         .open(path)
         .map_err(|e| Error::io(what(), e))?;
-    // a line torn by a crash is ended first, so the new one stands on its own
-    let torn = std::fs::read(path)
-        .map(|t| t.last().is_some_and(|&b| b != b'\n'))
-        .unwrap_or(false);
+    // a line torn by a crash is ended first, so the new one stands on its own (only the
+    // last byte is read: the file grows with every entry)
+    let torn = last_byte(path).is_some_and(|b| b != b'\n');
     let text = if torn {
         format!("\n{}", line(entry))
     } else {
@@ -71,6 +70,15 @@ pub fn append_line(path: &Path, entry: &Entry) -> Result<()> {
     f.write_all(text.as_bytes())
         .and_then(|()| f.sync_data())
         .map_err(|e| Error::io(what(), e))
+}
+
+fn last_byte(path: &Path) -> Option<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    f.seek(SeekFrom::End(-1)).ok()?;
+    let mut b = [0u8; 1];
+    f.read_exact(&mut b).ok()?;
+    Some(b[0])
 }
 
 /// Sends `entry`'s head to every configured place.

@@ -178,23 +178,18 @@ fn read_table(
     db: &str,
     encoding: Option<&str>,
     t: &TableTruth,
-    via_server: &std::sync::Mutex<Option<std::sync::Arc<ServerCopy>>>,
+    server: Option<&ServerCopy>,
+    server_reaches_fifo: &std::sync::atomic::AtomicBool,
 ) -> Result<(u64, u128, bool)> {
-    let fifo = via_server.lock().ok().and_then(|g| g.clone());
-    if let Some(fifo) = fifo {
+    if let Some(server) = server.filter(|_| server_reaches_fifo.load(Ordering::Relaxed)) {
         let mut h = LineHasher::default();
-        let head = t.copy_head();
-        match fifo.copy_out(conn, db, encoding, &head, &mut |b| h.feed(b))? {
+        match server.copy_out(conn, db, encoding, &t.copy_head(), &mut |b| h.feed(b))? {
             Outcome::Done => {
                 let (rows, hash) = h.finish();
                 return Ok((rows, hash, true));
             }
-            Outcome::Unreachable => {
-                log::debug!("the server cannot write into lifeboat's FIFO: reading through psql");
-                if let Ok(mut g) = via_server.lock() {
-                    *g = None;
-                }
-            }
+            // no use trying the other tables that way
+            Outcome::Unreachable => server_reaches_fifo.store(false, Ordering::Relaxed),
         }
     }
     let mut h = LineHasher::default();
@@ -214,7 +209,8 @@ pub fn compare(conn: &PgConn, db: &str, truth: &Truth, jobs: usize) -> Result<Co
     let encoding = truth.encoding.as_deref();
     let order = largest_first(conn, db, &truth.tables);
     let all_by_server = std::sync::atomic::AtomicBool::new(true);
-    let via_server = std::sync::Mutex::new(ServerCopy::probe(conn, db).map(std::sync::Arc::new));
+    let server = ServerCopy::probe(conn, db);
+    let server_reaches_fifo = std::sync::atomic::AtomicBool::new(true);
     let results: Vec<Result<Vec<(usize, TableCheck)>>> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..jobs.max(1))
             .map(|_| {
@@ -222,8 +218,14 @@ pub fn compare(conn: &PgConn, db: &str, truth: &Truth, jobs: usize) -> Result<Co
                     let mut done = Vec::new();
                     while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
                         let t = &truth.tables[i];
-                        let (rows, hash, by_server) =
-                            read_table(conn, db, encoding, t, &via_server)?;
+                        let (rows, hash, by_server) = read_table(
+                            conn,
+                            db,
+                            encoding,
+                            t,
+                            server.as_ref(),
+                            &server_reaches_fifo,
+                        )?;
                         if !by_server {
                             all_by_server.store(false, Ordering::Relaxed);
                         }
