@@ -31,6 +31,18 @@ const MAGIC: &[u8; 8] = b"LBWAL01\n";
 /// waits for every push.
 const WAL_ZSTD_LEVEL: i32 = 1;
 
+/// One zstd frame, compressed by a worker per core (at most four). PostgreSQL archives one
+/// segment at a time and waits for each, so a single-threaded compressor left the other
+/// cores idle while the push's latency was mostly compression.
+fn compress(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut c = zstd::bulk::Compressor::new(WAL_ZSTD_LEVEL)?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    if workers > 1 {
+        c.set_parameter(zstd::zstd_safe::CParameter::NbWorkers(workers as u32))?;
+    }
+    c.compress(data)
+}
+
 /// What a push did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutOutcome {
@@ -162,8 +174,8 @@ impl WalStore {
 
     fn seal(&self, file: &WalFile, data: &[u8]) -> Result<Vec<u8>> {
         let name = file.to_string();
-        let compressed = zstd::bulk::compress(data, WAL_ZSTD_LEVEL)
-            .map_err(|e| Error::internal(format!("compressing {name}: {e}")))?;
+        let compressed =
+            compress(data).map_err(|e| Error::internal(format!("compressing {name}: {e}")))?;
         let mut plain = Vec::with_capacity(compressed.len() + name.len() + 42);
         plain.extend_from_slice(&(name.len() as u16).to_le_bytes());
         plain.extend_from_slice(name.as_bytes());

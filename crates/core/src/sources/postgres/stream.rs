@@ -1,7 +1,8 @@
-//! A child process's stdout as a repository stream: read in full-buffer pieces, counted,
-//! hashed, and copied to an inspector thread that parses it in flight. After the archiver
-//! is done, [`ChildStream::finish`] decides whether the output was complete and good: exit
-//! status, stderr, length and the inspector's verdict.
+//! A child process's stdout as a repository stream. A pump thread drains the pipe in 1 MiB
+//! blocks, counts and hashes them and shares each block with an inspector thread that parses
+//! the stream in flight; the archiver reads the same blocks from a bounded queue. After the
+//! archiver is done, [`ChildStream::finish`] decides whether the output was complete and
+//! good: exit status, stderr, length and the inspector's verdict.
 
 use std::{
     io::Read,
@@ -16,87 +17,127 @@ use std::{
 use super::conn::{classify, missing_program};
 use crate::error::{Error, Result};
 
-/// Counters shared between the stream (read by the archiver) and the process owner.
+/// Counters shared between the pump, the stream (read by the archiver) and the process owner.
 #[derive(Default)]
 struct StreamState {
+    /// Bytes the archiver read.
     bytes: u64,
+    /// The whole stream's hash, once the pump reached its end.
     hasher: Option<xxhash_rust::xxh3::Xxh3>,
+    /// The archiver read up to the end of the stream.
     eof: bool,
 }
 
-/// Bytes handed to the inspector thread at a time: one message per 256 KiB instead of one
-/// per (4 KiB) read keeps thread hand-offs out of the profile.
-const INSPECT_BATCH: usize = 256 * 1024;
+/// One read of the pipe, shared by the archiver and the inspector without a copy.
+type Block = Arc<Vec<u8>>;
+
+/// Bytes the pump reads from the pipe at a time.
+const BLOCK: usize = 1 << 20;
+/// Blocks queued for the archiver. The queue is what lets the dumping program (and the
+/// server behind it) keep going while the archiver chunks, hashes and hands chunks to the
+/// compressors: with only the pipe between them, every pause of the archiver stopped the
+/// server too, and a backup left a fifth of the two cores idle.
+const QUEUE_BLOCKS: usize = 32;
+/// Blocks queued for the inspector: it may lag a little, never by gigabytes.
+const INSPECT_BLOCKS: usize = 16;
+
+/// What the pump hands on.
+enum Piece {
+    Data(Block),
+    /// The end of the stream (the pump read all of it).
+    End,
+    Failed(std::io::Error),
+}
+
+/// Drains `stdout` into the queues until its end, or until the archiver goes away.
+fn pump(
+    mut stdout: ChildStdout,
+    tx: SyncSender<Piece>,
+    mut inspect: Option<SyncSender<Block>>,
+    state: Arc<Mutex<StreamState>>,
+) {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    loop {
+        let mut block = Vec::with_capacity(BLOCK);
+        let n = match (&mut stdout).take(BLOCK as u64).read_to_end(&mut block) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = tx.send(Piece::Failed(e));
+                return;
+            }
+        };
+        if n > 0 {
+            hasher.update(&block);
+            let block = Arc::new(block);
+            if let Some(t) = &inspect {
+                if t.send(Arc::clone(&block)).is_err() {
+                    // the inspector stopped (malformed archive): keep streaming, finish() reports it
+                    inspect = None;
+                }
+            }
+            if tx.send(Piece::Data(block)).is_err() {
+                return; // the archiver gave up; finish() stops the program
+            }
+        }
+        if n < BLOCK {
+            break;
+        }
+    }
+    drop(inspect);
+    if let Ok(mut st) = state.lock() {
+        st.hasher = Some(hasher);
+    }
+    let _ = tx.send(Piece::End);
+}
 
 /// The child's stdout as the archiver reads it.
 pub struct OutputStream {
-    stdout: std::io::BufReader<ChildStdout>,
+    rx: Receiver<Piece>,
+    block: Block,
+    pos: usize,
     state: Arc<Mutex<StreamState>>,
-    tx: Option<SyncSender<Vec<u8>>>,
-    batch: Vec<u8>,
     bytes: u64,
-    hasher: xxhash_rust::xxh3::Xxh3,
     published: bool,
 }
 
 impl OutputStream {
-    /// Reads until `buf` is full or the stream ends. rustic_core's chunker shrinks its
-    /// buffer to the size of each short read and never grows it back, so the short reads a
-    /// pipe gives would slowly turn into byte-sized reads.
-    fn fill(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let mut filled = 0;
-        while filled < buf.len() {
-            match self.stdout.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(filled)
-    }
-
-    fn send_batch(&mut self) {
-        if self.batch.is_empty() {
-            return;
-        }
-        let full = std::mem::replace(&mut self.batch, Vec::with_capacity(INSPECT_BATCH));
-        if let Some(tx) = &self.tx {
-            if tx.send(full).is_err() {
-                // the inspector stopped (malformed archive): keep streaming, finish() reports it
-                self.tx = None;
-            }
-        }
-    }
-
     /// Publishes the counters for [`ChildStream::finish`]; `eof` says the stream ended.
     fn publish(&mut self, eof: bool) {
-        self.send_batch();
-        self.tx = None;
         self.published = true;
         if let Ok(mut st) = self.state.lock() {
             st.eof = eof;
             st.bytes = self.bytes;
-            st.hasher = Some(self.hasher.clone());
         }
     }
 }
 
 impl Read for OutputStream {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.fill(buf)?;
-        if n == 0 {
-            self.publish(true);
-            return Ok(0);
-        }
-        self.bytes += n as u64;
-        self.hasher.update(&buf[..n]);
-        if self.tx.is_some() {
-            self.batch.extend_from_slice(&buf[..n]);
-            if self.batch.len() >= INSPECT_BATCH {
-                self.send_batch();
+        while self.pos >= self.block.len() {
+            if self.published {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Piece::Data(b)) => {
+                    self.block = b;
+                    self.pos = 0;
+                }
+                Ok(Piece::End) => {
+                    self.publish(true);
+                    return Ok(0);
+                }
+                Ok(Piece::Failed(e)) => return Err(e),
+                Err(_) => {
+                    return Err(std::io::Error::other(
+                        "the thread reading the program's output stopped",
+                    ))
+                }
             }
         }
+        let n = buf.len().min(self.block.len() - self.pos);
+        buf[..n].copy_from_slice(&self.block[self.pos..self.pos + n]);
+        self.pos += n;
+        self.bytes += n as u64;
         Ok(n)
     }
 }
@@ -112,8 +153,8 @@ impl Drop for OutputStream {
 
 /// The inspector's view of the stream.
 pub struct ChannelReader {
-    rx: Receiver<Vec<u8>>,
-    buf: Vec<u8>,
+    rx: Receiver<Block>,
+    buf: Block,
     pos: usize,
 }
 
@@ -186,6 +227,7 @@ pub struct ChildStream<T> {
     stream: Option<OutputStream>,
     state: Arc<Mutex<StreamState>>,
     stderr: Option<JoinHandle<String>>,
+    pump: Option<JoinHandle<()>>,
     inspector: Option<JoinHandle<std::result::Result<T, String>>>,
 }
 
@@ -232,36 +274,38 @@ impl<T: Send + 'static> ChildStream<T> {
             s
         });
         let state = Arc::new(Mutex::new(StreamState::default()));
-        let (tx, inspector) = match inspect {
+        let (inspect_tx, inspector) = match inspect {
             None => (None, None),
             Some(f) => {
-                // bounded: the inspector may lag a little, never by gigabytes
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(64);
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Block>(INSPECT_BLOCKS);
                 let handle = std::thread::spawn(move || {
                     f(ChannelReader {
                         rx,
-                        buf: Vec::new(),
+                        buf: Block::default(),
                         pos: 0,
                     })
                 });
                 (Some(tx), Some(handle))
             }
         };
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_BLOCKS);
+        let pump_state = Arc::clone(&state);
+        let pump = std::thread::spawn(move || pump(stdout, tx, inspect_tx, pump_state));
         Ok(Self {
             child,
             program: program.to_string(),
             what,
             stream: Some(OutputStream {
-                stdout: std::io::BufReader::with_capacity(1 << 20, stdout),
+                rx,
+                block: Block::default(),
+                pos: 0,
                 state: Arc::clone(&state),
-                tx,
-                batch: Vec::with_capacity(INSPECT_BATCH),
                 bytes: 0,
-                hasher: xxhash_rust::xxh3::Xxh3::new(),
                 published: false,
             }),
             state,
             stderr: Some(stderr),
+            pump: Some(pump),
             inspector,
         })
     }
@@ -298,6 +342,11 @@ impl<T: Send + 'static> ChildStream<T> {
             .child
             .wait()
             .map_err(|e| Error::io(format!("waiting for {}", self.program), e))?;
+        if let Some(pump) = self.pump.take() {
+            // ends at the end of the stream, or once the archiver (the queue) or the program
+            // (the pipe) is gone
+            let _ = pump.join();
+        }
         let stderr = self
             .stderr
             .take()

@@ -1,0 +1,162 @@
+//! The patched chunker (vendor/rustic_core, docs/decisions/0007) cuts a stream at exactly
+//! the places rustic_core 0.13.0's own loop does, so backups taken before and after the patch
+//! deduplicate against each other and any restic/rustic reader sees ordinary blobs.
+//!
+//! The reference below is rustic_core 0.13.0's loop, restated over a byte slice. Both run
+//! with the repository's own random polynomial and lifeboat's chunk sizes, over data chosen
+//! to reach every way a chunk can end: inside the warm-up after the minimum size (a crafted
+//! block), right at the minimum (zeros), in the multi-lane scan and its tail (random bytes,
+//! text), at the maximum size (a repeated pattern that never matches), and the short last
+//! chunk.
+
+use std::io::{Cursor, Read};
+
+use lifeboat_core::{
+    config::RepositoryConfig,
+    repository::{Repo, StreamSource, CHUNK_MAX_KIB, CHUNK_MIN_KIB, CHUNK_SIZE_KIB},
+    secret::Secret,
+};
+use rand::{rngs::StdRng, RngCore, SeedableRng};
+use rustic_cdc::{Rabin64, RollingHash64};
+use rustic_core::{BackupOptions, NoProgressBars, SnapshotOptions};
+use sha2::{Digest, Sha256};
+
+/// rustic_core 0.13.0's `ChunkIter` (chunker/rabin.rs), byte by byte over a slice.
+fn reference_cuts(data: &[u8], poly: u64, size: usize, min: usize, max: usize) -> Vec<usize> {
+    let mask = size as u64 - 1;
+    let mut rabin = Rabin64::new_with_polynom(6, &poly);
+    let mut lens = Vec::new();
+    let mut pos = 0;
+    while pos < data.len() {
+        let rest = data.len() - pos;
+        if rest < min {
+            lens.push(rest);
+            break;
+        }
+        let mut len = min;
+        rabin.reset_and_prefill_window(&mut data[pos + len - 64..pos + len].iter().copied());
+        while len < max && rabin.hash & mask != 0 && pos + len < data.len() {
+            rabin.slide(data[pos + len]);
+            len += 1;
+        }
+        lens.push(len);
+        pos += len;
+    }
+    lens
+}
+
+/// Minimum chunk size in bytes.
+fn min_size() -> usize {
+    usize::try_from(CHUNK_MIN_KIB * 1024).unwrap()
+}
+
+fn test_data() -> Vec<u8> {
+    let mut rng = StdRng::seed_from_u64(7);
+    let min = min_size();
+    // The first chunk ends two bytes into the warm-up: the window is prefilled with the 63
+    // bytes before the last byte of the minimum chunk (…, 0x08), whose fingerprint is 0x08;
+    // that last byte (0xff) never enters the window, so after two zero bytes the
+    // fingerprint is 0x08 << 16, which the 19-bit mask of 512 KiB chunks does not see. Small
+    // fingerprints need no reduction, so this holds for every polynomial.
+    let mut data = vec![0u8; min + 2];
+    data[min - 2] = 0x08;
+    data[min - 1] = 0xff;
+    // zeros: every fingerprint is 0, so each chunk ends right at the minimum
+    data.resize(3 << 20, 0);
+    // random bytes: cuts wherever the fingerprint matches
+    let mut random = vec![0u8; 24 << 20];
+    rng.fill_bytes(&mut random);
+    data.extend_from_slice(&random);
+    // a repeated 64-byte pattern has one fingerprint everywhere: chunks of the maximum size
+    let pattern: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37) | 1).collect();
+    while data.len() < (33 << 20) {
+        data.extend_from_slice(&pattern);
+    }
+    // text-like bytes and a short, odd-sized tail
+    let words = ["lifeboat ", "prüfung ", "order ", "42 ", "\n", "{\"a\": 1} "];
+    while data.len() < (40 << 20) + 12_345 {
+        data.extend_from_slice(words[rng.next_u32() as usize % words.len()].as_bytes());
+    }
+    data
+}
+
+/// A reader that returns short, uneven reads, like a pipe.
+struct Trickle {
+    inner: Cursor<Vec<u8>>,
+    n: usize,
+}
+
+impl Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.n = (self.n * 7 + 3) % 100_003;
+        let want = buf.len().min(1 + self.n);
+        self.inner.read(&mut buf[..want])
+    }
+}
+
+#[test]
+fn patched_chunker_cuts_where_rustic_core_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = RepositoryConfig {
+        url: Some(dir.path().join("repo").display().to_string()),
+        ..RepositoryConfig::default()
+    };
+    let password = Secret::new("chunking");
+    Repo::init(&cfg, &password, NoProgressBars).unwrap();
+    let repo = Repo::open(&cfg, &password, NoProgressBars).unwrap();
+    let data = test_data();
+    let path = std::path::PathBuf::from("/chunking/stream.bin");
+
+    let source = StreamSource::new(
+        path.clone(),
+        Trickle {
+            inner: Cursor::new(data.clone()),
+            n: 1,
+        },
+    );
+    let snap = repo
+        .with_indexed_ids(|idx| {
+            let snap = SnapshotOptions::default().to_snapshot()?;
+            Ok(idx.archive(
+                &BackupOptions::default(),
+                &source,
+                snap,
+                std::slice::from_ref(&path),
+            )?)
+        })
+        .unwrap();
+    let (poly, stored) = repo
+        .with_indexed(|idx| {
+            let poly = idx.config().poly()?;
+            let node = idx.node_from_snapshot_and_path(&snap, "/chunking/stream.bin")?;
+            Ok((poly, node.content.unwrap_or_default()))
+        })
+        .unwrap();
+
+    let kib = |k: u64| usize::try_from(k * 1024).unwrap();
+    let lens = reference_cuts(
+        &data,
+        poly,
+        kib(CHUNK_SIZE_KIB),
+        kib(CHUNK_MIN_KIB),
+        kib(CHUNK_MAX_KIB),
+    );
+    let mut expected = Vec::new();
+    let mut pos = 0;
+    for len in &lens {
+        expected.push(hex(&Sha256::digest(&data[pos..pos + len])));
+        pos += len;
+    }
+    let got: Vec<String> = stored.iter().map(|id| id.to_hex().as_str().to_string()).collect();
+    assert_eq!(lens[0], min_size() + 2, "the warm-up cut: {lens:?}");
+    assert!(
+        lens.iter().any(|&l| l == kib(CHUNK_MIN_KIB)) && lens.iter().any(|&l| l == kib(CHUNK_MAX_KIB)),
+        "the data must reach the minimum and the maximum cut: {lens:?}"
+    );
+    assert_eq!(got.len(), expected.len(), "chunk count (reference lengths {lens:?})");
+    assert_eq!(got, expected, "chunk ids (reference lengths {lens:?})");
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
