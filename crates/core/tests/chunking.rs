@@ -73,7 +73,14 @@ fn test_data() -> Vec<u8> {
         data.extend_from_slice(&pattern);
     }
     // text-like bytes and a short, odd-sized tail
-    let words = ["lifeboat ", "prüfung ", "order ", "42 ", "\n", "{\"a\": 1} "];
+    let words = [
+        "lifeboat ",
+        "prüfung ",
+        "order ",
+        "42 ",
+        "\n",
+        "{\"a\": 1} ",
+    ];
     while data.len() < (40 << 20) + 12_345 {
         data.extend_from_slice(words[rng.next_u32() as usize % words.len()].as_bytes());
     }
@@ -147,13 +154,21 @@ fn patched_chunker_cuts_where_rustic_core_does() {
         expected.push(hex(&Sha256::digest(&data[pos..pos + len])));
         pos += len;
     }
-    let got: Vec<String> = stored.iter().map(|id| id.to_hex().as_str().to_string()).collect();
+    let got: Vec<String> = stored
+        .iter()
+        .map(|id| id.to_hex().as_str().to_string())
+        .collect();
     assert_eq!(lens[0], min_size() + 2, "the warm-up cut: {lens:?}");
     assert!(
-        lens.iter().any(|&l| l == kib(CHUNK_MIN_KIB)) && lens.iter().any(|&l| l == kib(CHUNK_MAX_KIB)),
+        lens.iter().any(|&l| l == kib(CHUNK_MIN_KIB))
+            && lens.iter().any(|&l| l == kib(CHUNK_MAX_KIB)),
         "the data must reach the minimum and the maximum cut: {lens:?}"
     );
-    assert_eq!(got.len(), expected.len(), "chunk count (reference lengths {lens:?})");
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "chunk count (reference lengths {lens:?})"
+    );
     assert_eq!(got, expected, "chunk ids (reference lengths {lens:?})");
 }
 
