@@ -17,8 +17,12 @@ use lifeboat_core::{
     secret::Secret,
 };
 use rand::{rngs::StdRng, RngCore, SeedableRng};
+use rustic_backend::BackendOptions;
 use rustic_cdc::{Rabin64, RollingHash64};
-use rustic_core::{BackupOptions, NoProgressBars, SnapshotOptions};
+use rustic_core::{
+    BackupOptions, ConfigOptions, Credentials, KeyOptions, NoProgressBars, Repository,
+    RepositoryOptions, SnapshotOptions,
+};
 use sha2::{Digest, Sha256};
 
 /// rustic_core 0.13.0's `ChunkIter` (chunker/rabin.rs), byte by byte over a slice.
@@ -148,30 +152,91 @@ fn patched_chunker_cuts_where_rustic_core_does() {
         kib(CHUNK_MIN_KIB),
         kib(CHUNK_MAX_KIB),
     );
-    let mut expected = Vec::new();
-    let mut pos = 0;
-    for len in &lens {
-        expected.push(hex(&Sha256::digest(&data[pos..pos + len])));
-        pos += len;
-    }
-    let got: Vec<String> = stored
-        .iter()
-        .map(|id| id.to_hex().as_str().to_string())
-        .collect();
     assert_eq!(lens[0], min_size() + 2, "the warm-up cut: {lens:?}");
     assert!(
         lens.iter().any(|&l| l == kib(CHUNK_MIN_KIB))
             && lens.iter().any(|&l| l == kib(CHUNK_MAX_KIB)),
         "the data must reach the minimum and the maximum cut: {lens:?}"
     );
-    if let Some(i) = (0..got.len().min(expected.len())).find(|&i| got[i] != expected[i]) {
-        let at: usize = lens[..i].iter().sum();
-        panic!(
-            "chunk {i} (at byte {at}) differs from rustic_core 0.13.0's, which is {} bytes long",
-            lens[i]
+    assert_same_chunks(&data, &lens, &stored);
+}
+
+/// Dense cuts (16 KiB average, 1 KiB minimum, 1 MiB maximum), through rustic_core directly:
+/// thousands of chunks end at every lane of the scan, in every round, in its tail and in
+/// the warm-up after the minimum, where each window holds random (non-zero) bytes, so a
+/// wrong byte leaving the window changes the fingerprint.
+#[test]
+fn patched_chunker_cuts_where_rustic_core_does_with_dense_cuts() {
+    let (size, min, max) = (16 << 10, 1 << 10, 1 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let mut backend = BackendOptions::default();
+    backend.repository = Some(dir.path().join("repo").display().to_string());
+    let mut opts = RepositoryOptions::default();
+    opts.no_cache = true;
+    let config = ConfigOptions::default()
+        .set_chunk_size(bytesize::ByteSize::b(size))
+        .set_chunk_min_size(bytesize::ByteSize::b(min))
+        .set_chunk_max_size(bytesize::ByteSize::b(max));
+    let repo = Repository::new(&opts, &backend.to_backends().unwrap())
+        .unwrap()
+        .init(
+            &Credentials::Password("dense".to_string()),
+            &KeyOptions::default(),
+            &config,
+        )
+        .unwrap();
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut data = vec![0u8; 24 << 20];
+    rng.fill_bytes(&mut data);
+    let path = std::path::PathBuf::from("/chunking/dense.bin");
+    let source = StreamSource::new(
+        path.clone(),
+        Trickle {
+            inner: Cursor::new(data.clone()),
+            n: 5,
+        },
+    );
+    let repo = repo.to_indexed_ids().unwrap();
+    let snap = repo
+        .archive(
+            &BackupOptions::default(),
+            &source,
+            SnapshotOptions::default().to_snapshot().unwrap(),
+            std::slice::from_ref(&path),
+        )
+        .unwrap();
+    let repo = repo.drop_index().to_indexed().unwrap();
+    let node = repo
+        .node_from_snapshot_and_path(&snap, "/chunking/dense.bin")
+        .unwrap();
+    let stored = node.content.unwrap_or_default();
+    let poly = repo.config().poly().unwrap();
+    let as_usize = |b: u64| usize::try_from(b).unwrap();
+    let lens = reference_cuts(&data, poly, as_usize(size), as_usize(min), as_usize(max));
+    let warm_up = lens
+        .iter()
+        .filter(|&&l| l > as_usize(min) && l <= as_usize(min) + 64)
+        .count();
+    assert!(
+        lens.len() > 1000 && warm_up > 0,
+        "{} chunks, {warm_up} cut in the warm-up",
+        lens.len()
+    );
+    assert_same_chunks(&data, &lens, &stored);
+}
+
+/// Every stored chunk id is the SHA-256 of the chunk the reference cut.
+fn assert_same_chunks(data: &[u8], lens: &[usize], stored: &[rustic_core::DataId]) {
+    let mut pos = 0;
+    for (i, (len, id)) in lens.iter().zip(stored).enumerate() {
+        let want = hex(&Sha256::digest(&data[pos..pos + len]));
+        assert!(
+            id.to_hex().as_str() == want,
+            "chunk {i} (at byte {pos}) differs from rustic_core 0.13.0's, which is {len} bytes long"
         );
+        pos += len;
     }
-    assert_eq!(got.len(), expected.len(), "chunk count");
+    assert_eq!(stored.len(), lens.len(), "chunk count");
 }
 
 fn hex(bytes: &[u8]) -> String {
