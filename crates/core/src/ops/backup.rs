@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     config::SourceConfig,
-    error::{Error, Result},
+    error::{Error, ErrorKind, Result},
     repository::{BackupMeta, Repo, StreamSource, PENDING_TAG},
     sources::postgres::{
         conn::PgConn,
@@ -188,7 +188,10 @@ where
             repo.discard(&snap)?;
             return Err(e);
         }
-        // the producer's own error explains a repository failure best when both failed
+        // the repository stopped reading and the producer was stopped because of it: the
+        // repository's error is the cause
+        (Err(e), Err(p)) if p.kind() == ErrorKind::Integrity => return Err(e),
+        // otherwise the producer's own error explains a repository failure best
         (Err(_), Err(e)) => return Err(e),
         (Err(e), Ok(_)) => return Err(e),
     };

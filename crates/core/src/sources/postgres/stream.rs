@@ -334,8 +334,9 @@ impl<T: Send + 'static> ChildStream<T> {
             let h = st.hasher.take().map(|h| h.digest128()).unwrap_or(0);
             (st.eof, st.bytes, h)
         };
-        if !eof {
-            // the archiver stopped before the end: make sure the program does not linger
+        // the archiver stopped before the end: make sure the program does not linger
+        let stopped_here = !eof && matches!(self.child.try_wait(), Ok(None));
+        if stopped_here {
             let _ = self.child.kill();
         }
         let status = self
@@ -354,6 +355,16 @@ impl<T: Send + 'static> ChildStream<T> {
             .unwrap_or_default();
         let inspected = self.inspector.take().map(|h| h.join());
         let what = &self.what;
+        let stopped_reading = || {
+            Error::integrity(format!(
+                "{what}: the repository stopped reading the stream after {bytes} bytes"
+            ))
+            .hint("no snapshot was kept; the repository's own error says why")
+        };
+        if stopped_here {
+            // killed above because the archiver gave up: its status says nothing of the cause
+            return Err(stopped_reading());
+        }
         if !status.success() {
             let mut e = classify(&stderr, what);
             if stderr.trim().is_empty() {
@@ -363,10 +374,7 @@ impl<T: Send + 'static> ChildStream<T> {
             return Err(e);
         }
         if !eof {
-            return Err(Error::integrity(format!(
-                "{what}: the repository stopped reading the stream after {bytes} bytes"
-            ))
-            .hint("see the repository error above; no snapshot was kept"));
+            return Err(stopped_reading());
         }
         if bytes == 0 {
             return Err(Error::integrity(format!("{what} produced no output")));
@@ -402,5 +410,94 @@ impl<T> Drop for ChildStream<T> {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    /// A child writing `script`'s output, with an inspector that counts what it sees.
+    fn spawn(script: &str) -> ChildStream<u64> {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]);
+        let count: fn(ChannelReader) -> std::result::Result<u64, String> =
+            |mut r| std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| e.to_string());
+        ChildStream::spawn(cmd, "sh", "the test program".into(), Some(count)).unwrap()
+    }
+
+    /// Reads like the chunker does: small, odd-sized requests.
+    fn read_all(s: &mut OutputStream) -> Vec<u8> {
+        let mut all = Vec::new();
+        let mut buf = vec![0u8; 3001];
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                return all;
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    #[test]
+    fn every_byte_reaches_the_archiver_and_the_inspector_once() {
+        // ~14 MB: many 1 MiB blocks and a short last one
+        let mut child = spawn("seq 1 2000000");
+        let mut stream = child.take_stream().unwrap();
+        let data = read_all(&mut stream);
+        drop(stream);
+        let outcome = child.finish().unwrap();
+        let expected = std::process::Command::new("seq")
+            .args(["1", "2000000"])
+            .output()
+            .unwrap()
+            .stdout;
+        assert_eq!(data, expected);
+        assert_eq!(outcome.bytes, expected.len() as u64);
+        assert_eq!(outcome.inspected, Some(expected.len() as u64));
+        let hash = xxhash_rust::xxh3::xxh3_128(&expected);
+        assert_eq!(outcome.stream_hash, format!("{hash:032x}"));
+    }
+
+    #[test]
+    fn an_archiver_that_stops_early_stops_the_program_and_keeps_nothing() {
+        let mut child = spawn("while :; do seq 1 100000; done");
+        let mut stream = child.take_stream().unwrap();
+        let mut buf = vec![0u8; 4096];
+        assert_eq!(stream.read(&mut buf).unwrap(), 4096);
+        drop(stream);
+        let err = child.finish().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+        assert!(err.to_string().contains("after 4096 bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_program_that_failed_on_its_own_keeps_its_message_when_the_archiver_stopped_too() {
+        // under 1 MiB: the pump hands on its first block only at the end of the output
+        let mut child = spawn("seq 1 100000; echo 'pg_dump: error: lost the server' >&2; exit 1");
+        let mut stream = child.take_stream().unwrap();
+        let mut buf = vec![0u8; 4096];
+        assert_eq!(stream.read(&mut buf).unwrap(), 4096);
+        drop(stream);
+        for _ in 0..500 {
+            if matches!(child.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let err = child.finish().unwrap_err();
+        assert!(err.to_string().contains("lost the server"), "{err}");
+    }
+
+    #[test]
+    fn a_program_that_fails_after_its_output_is_an_error() {
+        let mut child = spawn("seq 1 300000; echo 'pg_dump: error: query failed' >&2; exit 1");
+        let mut stream = child.take_stream().unwrap();
+        let data = read_all(&mut stream);
+        assert!(data.len() > 1 << 20);
+        drop(stream);
+        let err = child.finish().unwrap_err();
+        assert!(err.to_string().contains("query failed"), "{err}");
     }
 }
