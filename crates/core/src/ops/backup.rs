@@ -188,8 +188,8 @@ where
             repo.discard(&snap)?;
             return Err(e);
         }
-        // the repository stopped reading and the producer was stopped because of it: the
-        // repository's error is the cause
+        // the producer's verdict is about the stream itself (cut short by the archiver,
+        // incomplete, empty) and the repository failed: the repository's error is the cause
         (Err(e), Err(p)) if p.kind() == ErrorKind::Integrity => return Err(e),
         // otherwise the producer's own error explains a repository failure best
         (Err(_), Err(e)) => return Err(e),
