@@ -36,7 +36,7 @@ pub const LABEL: &str = "lifeboat";
 /// Tag of a snapshot whose backup has not been confirmed yet.
 pub const PENDING_TAG: &str = "lifeboat-pending";
 
-/// Average chunk size: see docs/decisions/0002-chunking-and-compression.md.
+/// Average chunk size: see docs/decisions/0003-chunking-and-compression.md.
 pub const CHUNK_SIZE_KIB: u64 = 512;
 /// Minimum chunk size.
 pub const CHUNK_MIN_KIB: u64 = 128;

@@ -3,7 +3,7 @@ use std::{num::NonZeroU32, sync::Arc};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, bounded};
 use rayon::{prelude::*, spawn};
-use zstd::stream::{copy_encode, decode_all, encode_all};
+use zstd::stream::{copy_encode, decode_all};
 
 pub use zstd::compression_level_range;
 
@@ -16,6 +16,41 @@ use crate::{
     id::Id,
     repofile::{RepoFile, RepoId},
 };
+
+thread_local! {
+    /// One compression context per thread, reused across blobs (lifeboat patch): creating
+    /// a context and its tables for every blob, and streaming the data through it, cost a
+    /// copy of every byte and the slower external-dictionary path.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Compresses a data blob into one zstd frame in one call (lifeboat patch; 0.13.0 streamed
+/// it through `encode_all`). The frame decodes the same way; it also records its size.
+fn compress_blob(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        let (_, c) = slot.as_mut().expect("set above");
+        c.compress(data)
+    })
+}
+
+/// Decompresses a data blob whose uncompressed length is known from the index, in one call
+/// into a buffer of exactly that size (lifeboat patch). More output than `length` is an error.
+fn decompress_blob(data: &[u8], length: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        slot.as_mut().expect("set above").decompress(data, length)
+    })
+}
 
 /// The maximum compression level allowed by zstd
 #[must_use]
@@ -75,7 +110,7 @@ pub trait DecryptReadBackend: ReadBackend + Clone + 'static {
     ) -> RusticResult<Bytes> {
         let mut data = self.decrypt(data)?;
         if let Some(length) = uncompressed_length {
-            data = decode_all(&*data).map_err(|err| {
+            data = decompress_blob(&data, length.get() as usize).map_err(|err| {
                 RusticError::with_source(
                     ErrorKind::Internal,
                     "Failed to decode zstd compressed data. The data may be corrupted.",
@@ -491,7 +526,7 @@ impl<C: CryptoKey> DecryptBackend<C> {
             // compress if requested
             Some(level) => (
                 self.key
-                    .encrypt_data(&encode_all(data, level).map_err(|err| {
+                    .encrypt_data(&compress_blob(data, level).map_err(|err| {
                         RusticError::with_source(
                             ErrorKind::Internal,
                             "Failed to encode zstd compressed data. The data may be corrupted.",
