@@ -93,6 +93,28 @@ impl TableTruth {
             .to_string()
     }
 
+    /// The relation and the column list of the `COPY` statement, as pg_dump quoted them:
+    /// `("public.t", "a, \"B\"")`. `None` for a table without columns.
+    #[must_use]
+    pub fn columns(&self) -> Option<(String, String)> {
+        let head = self.copy_head();
+        let rest = head.strip_prefix("COPY ")?;
+        let inner = rest.strip_suffix(')')?;
+        // the list's opening parenthesis is the last one outside double quotes (a quoted
+        // name may hold parentheses; a doubled quote inside one toggles twice)
+        let mut quoted = false;
+        let open = inner.char_indices().rev().find_map(|(i, c)| match c {
+            '"' => {
+                quoted = !quoted;
+                None
+            }
+            '(' if !quoted => Some(i),
+            _ => None,
+        })?;
+        let relation = inner[..open].trim_end();
+        (!relation.is_empty()).then(|| (relation.to_string(), inner[open + 1..].to_string()))
+    }
+
     /// `schema.table` as printed in reports.
     #[must_use]
     pub fn qualified(&self) -> String {
@@ -227,5 +249,23 @@ mod tests {
             hash: String::new(),
         };
         assert_eq!(t.copy_out_sql(), "COPY public.t (a, b) TO STDOUT");
+        assert_eq!(t.columns(), Some(("public.t".into(), "a, b".into())));
+    }
+
+    #[test]
+    fn columns_of_quoted_names() {
+        let t = |copy: &str| TableTruth {
+            schema: String::new(),
+            table: String::new(),
+            copy: copy.into(),
+            rows: 0,
+            hash: String::new(),
+        };
+        assert_eq!(
+            t(r#"COPY "we(ird"."t (x)" (id, "a)""(b", c) FROM stdin;"#).columns(),
+            Some((r#""we(ird"."t (x)""#.into(), r#"id, "a)""(b", c"#.into()))
+        );
+        // a table without columns has no list
+        assert_eq!(t("COPY public.empty  FROM stdin;").columns(), None);
     }
 }
