@@ -39,8 +39,12 @@ BENCH_PG_CONF="archive_command = '/bin/true'"
 # shellcheck source=bench/lib.sh
 . "$HERE/lib.sh"
 
-# everything below runs as the PostgreSQL user: its archiver writes both repositories
-[ -n "$PGUSER_OS" ] && chown -R "$PGUSER_OS:" "$WORK"
+# everything below runs as the PostgreSQL user: its archiver writes both repositories; a
+# copy of the binary it can run (root's cargo target directory is closed to it)
+if [ -n "$PGUSER_OS" ]; then
+  install -m 755 "$LIFEBOAT" "$WORK/lifeboat" && LIFEBOAT=$WORK/lifeboat
+  chown -R "$PGUSER_OS:" "$WORK"
+fi
 write_lifeboat_config
 PGBR_REPO=$WORK/pgbackrest-repo
 PGBR_CONF=$WORK/pgbackrest.conf
