@@ -148,11 +148,12 @@ struct Piece {
     bytes: u64,
 }
 
-/// Size on disk (heap and TOAST) and heap pages of each table of `db`, and whether the
-/// server reads a page range without scanning the whole table (PostgreSQL 14's TID range
-/// scan). `None` when the catalog cannot be read.
+/// Per table (schema, name): bytes on disk (heap and TOAST) and heap pages.
 type Sizes = std::collections::HashMap<(String, String), (u64, u64)>;
 
+/// The sizes of the tables of `db`, and whether the server reads a page range without
+/// scanning the whole table (PostgreSQL 14's TID range scan). `None` when the catalog
+/// cannot be read.
 fn table_sizes(conn: &PgConn, db: &str) -> Option<(Sizes, bool)> {
     // one catalog query whatever the number of tables (a list of names could outgrow argv)
     let out = conn
