@@ -34,11 +34,22 @@ fn drill_passes_and_writes_evidence() {
     ok(lb(&cfg).arg("init"));
     ok(lb(&cfg).arg("backup"));
     let evidence = ws.path().join("evidence");
+    // the throw-away cluster and the fetched dump go here (reachable by the cluster's user)
+    let scratch = ws.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(ws.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
     let out = ok(lb(&cfg)
         .args(["--json", "drill", "--report-dir"])
-        .arg(&evidence));
+        .arg(&evidence)
+        .env("LIFEBOAT_SCRATCH_DIR", &scratch));
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(r["passed"], true, "{out}");
+    let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().collect();
+    assert!(left.is_empty(), "the drill left {left:?} behind");
     assert_eq!(r["rto"]["objective_secs"], 7200.0);
     assert_eq!(r["rto"]["met"], true);
     assert!(r["rpo"]["achieved_secs"].as_f64().unwrap() < 3600.0);
