@@ -441,6 +441,14 @@ mod tests {
         }
     }
 
+    /// Reads the first 4096 bytes of `child`'s output, then stops reading, as an archiver
+    /// that gave up does.
+    fn read_a_little_then_stop(child: &mut ChildStream<u64>) {
+        let mut stream = child.take_stream().unwrap();
+        let mut buf = vec![0u8; 4096];
+        assert_eq!(stream.read(&mut buf).unwrap(), 4096);
+    }
+
     #[test]
     fn every_byte_reaches_the_archiver_and_the_inspector_once() {
         // ~14 MB: many 1 MiB blocks and a short last one
@@ -464,10 +472,7 @@ mod tests {
     #[test]
     fn an_archiver_that_stops_early_stops_the_program_and_keeps_nothing() {
         let mut child = spawn("while :; do seq 1 100000; done");
-        let mut stream = child.take_stream().unwrap();
-        let mut buf = vec![0u8; 4096];
-        assert_eq!(stream.read(&mut buf).unwrap(), 4096);
-        drop(stream);
+        read_a_little_then_stop(&mut child);
         let err = child.finish().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
         assert!(err.to_string().contains("after 4096 bytes"), "{err}");
@@ -477,10 +482,7 @@ mod tests {
     fn a_program_that_failed_on_its_own_keeps_its_message_when_the_archiver_stopped_too() {
         // under 1 MiB: the pump hands on its first block only at the end of the output
         let mut child = spawn("seq 1 100000; echo 'pg_dump: error: lost the server' >&2; exit 1");
-        let mut stream = child.take_stream().unwrap();
-        let mut buf = vec![0u8; 4096];
-        assert_eq!(stream.read(&mut buf).unwrap(), 4096);
-        drop(stream);
+        read_a_little_then_stop(&mut child);
         for _ in 0..500 {
             if matches!(child.child.try_wait(), Ok(Some(_))) {
                 break;
