@@ -2,6 +2,7 @@
 //! (restore_command) and `wal status` (what is archived, the gaps, the live RPO).
 
 pub mod name;
+mod seal;
 pub mod spool;
 pub mod status;
 pub mod store;

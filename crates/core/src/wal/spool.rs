@@ -244,15 +244,28 @@ pub fn serve(store: WalStore, socket: &Path, segment_size: u64, stop: &AtomicBoo
                 let s = Arc::clone(&server);
                 std::thread::spawn(move || s.handle(stream));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait_readable(&listener),
             Err(e) => return Err(io("accepting a connection", e)),
         }
     }
     let _ = std::fs::remove_file(socket);
     Ok(())
 }
+
+/// Waits until a connection is pending, or for [`STOP_CHECK`]. A connection wakes `poll` at
+/// once: sleeping between `accept` attempts instead added half the sleep to every push on
+/// average, a fifth of a push's latency.
+fn wait_readable(listener: &UnixListener) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    let timeout = PollTimeout::try_from(STOP_CHECK).unwrap_or(PollTimeout::MAX);
+    // an interrupted or failed poll only means "look again": accept reports real errors
+    let _ = poll(&mut fds, timeout);
+}
+
+/// How often an idle server looks at its stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(200);
 
 /// Sends one request; `None` when no server listens (the caller works alone then).
 fn request(socket: &Path, line: &str) -> Result<Option<String>> {

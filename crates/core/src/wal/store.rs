@@ -18,7 +18,10 @@ use aes256ctr_poly1305aes::{
     Aes256CtrPoly1305Aes,
 };
 
-use super::name::WalFile;
+use super::{
+    name::WalFile,
+    seal::{compress_pieces, MasterKey, Sealer},
+};
 use crate::{
     error::{Error, ErrorKind, Result},
     repository::{backend, repo_url, Repo},
@@ -31,18 +34,9 @@ const MAGIC: &[u8; 8] = b"LBWAL01\n";
 /// waits for every push.
 const WAL_ZSTD_LEVEL: i32 = 1;
 
-/// One zstd frame, compressed by a worker per core (at most four). PostgreSQL archives one
-/// segment at a time and waits for each, so a single-threaded compressor left the other
-/// cores idle while the push's latency was mostly compression.
-fn compress(data: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut c = zstd::bulk::Compressor::new(WAL_ZSTD_LEVEL)?;
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    if workers > 1 {
-        // a libzstd built without threads refuses workers: one thread still archives
-        let _ = c.set_parameter(zstd::zstd_safe::CParameter::NbWorkers(workers as u32));
-    }
-    c.compress(data)
-}
+/// Every this many bytes written, a push asks the kernel to start writing them back, so
+/// that the final fsync finds little left to do.
+const WRITEBACK_EVERY: u64 = 1 << 20;
 
 /// What a push did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +69,8 @@ pub struct WalStore {
     /// `lifeboat-wal/<source>`: each cluster archives under its own source name.
     prefix: String,
     cipher: Aes256CtrPoly1305Aes,
+    /// The same key for [`Sealer`], which encrypts a push as it is compressed.
+    key: MasterKey,
     location: String,
 }
 
@@ -130,12 +126,11 @@ impl WalStore {
         bytes.extend_from_slice(&key.encrypt);
         bytes.extend_from_slice(&key.mac.k);
         bytes.extend_from_slice(&key.mac.r);
-        if bytes.len() != 64 {
-            return Err(Error::integrity(
-                "the repository master key has the wrong length",
-            ));
-        }
-        let cipher = Aes256CtrPoly1305Aes::new(aes256ctr_poly1305aes::Key::from_slice(&bytes));
+        let key: MasterKey = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::integrity("the repository master key has the wrong length"))?;
+        let cipher = Aes256CtrPoly1305Aes::new(aes256ctr_poly1305aes::Key::from_slice(&key));
         let url = repo_url(cfg)?;
         let backend = match backend::s3_options(url, cfg)? {
             Some(opts) => {
@@ -158,6 +153,7 @@ impl WalStore {
         Ok(Self {
             backend,
             cipher,
+            key,
             location: format!("{}/{prefix}", repo.location()),
             prefix,
         })
@@ -173,27 +169,32 @@ impl WalStore {
         format!("{}/{:08X}/{file}", self.prefix, file.timeline())
     }
 
-    fn seal(&self, file: &WalFile, data: &[u8]) -> Result<Vec<u8>> {
+    /// Hands `file`'s object to `out` piece by piece, each piece as soon as it is
+    /// compressed and encrypted.
+    fn seal(
+        &self,
+        file: &WalFile,
+        data: &[u8],
+        out: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
         let name = file.to_string();
-        let compressed =
-            compress(data).map_err(|e| Error::internal(format!("compressing {name}: {e}")))?;
-        let mut plain = Vec::with_capacity(compressed.len() + name.len() + 42);
-        plain.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        plain.extend_from_slice(name.as_bytes());
-        plain.extend_from_slice(&(data.len() as u64).to_le_bytes());
-        plain.extend_from_slice(&digest(data));
-        plain.extend_from_slice(&compressed);
-        let mut nonce = Nonce::<Aes256CtrPoly1305Aes>::default();
+        let mut nonce = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
-        let sealed = self
-            .cipher
-            .encrypt(&nonce, plain.as_slice())
-            .map_err(|_| Error::internal(format!("encrypting {name}")))?;
-        let mut out = Vec::with_capacity(MAGIC.len() + nonce.len() + sealed.len());
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        Ok(out)
+        let mut sealer = Sealer::new(&self.key, &nonce);
+        let mut head = Vec::with_capacity(name.len() + 26);
+        head.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        head.extend_from_slice(name.as_bytes());
+        head.extend_from_slice(&(data.len() as u64).to_le_bytes());
+        head.extend_from_slice(&digest(data));
+        sealer.seal(&mut head);
+        out(MAGIC)?;
+        out(&nonce)?;
+        out(&head)?;
+        compress_pieces(data, WAL_ZSTD_LEVEL, &mut |piece| {
+            sealer.seal(piece);
+            out(piece)
+        })?;
+        out(&sealer.finish())
     }
 
     /// Decrypts an object and returns (size, digest, zstd frame), checking the name.
@@ -263,9 +264,10 @@ impl WalStore {
         if let Some(existing) = self.read_raw(&path)? {
             return self.compare_existing(file, data, &existing);
         }
-        let object = self.seal(file, data)?;
         match &self.backend {
-            Backend::Local(root) => match write_durably(root, &path, &object)? {
+            Backend::Local(root) => match write_durably(root, &path, &mut |out| {
+                self.seal(file, data, out)
+            })? {
                 true => Ok(PutOutcome::Stored),
                 // another pusher won the race: it must have stored the same content
                 false => {
@@ -274,6 +276,11 @@ impl WalStore {
                 }
             },
             Backend::Remote(op) => {
+                let mut object = Vec::with_capacity(data.len() / 2);
+                self.seal(file, data, &mut |piece| {
+                    object.extend_from_slice(piece);
+                    Ok(())
+                })?;
                 op.write(&path, object)
                     .map_err(|e| remote_error(&format!("writing {path}"), &e))?;
                 Ok(PutOutcome::Stored)
@@ -433,10 +440,13 @@ fn remote_error(what: &str, e: &opendal::Error) -> Error {
     }
 }
 
-/// Writes `data` at `root/path` so that it is on disk before this returns: a temporary
-/// file, fsync, a hard link to the final name (which never replaces an existing file),
-/// fsync of the directory. Returns `false` if the name already existed.
-fn write_durably(root: &Path, path: &str, data: &[u8]) -> Result<bool> {
+/// The content `fill` hands over, piece by piece.
+type Fill<'a> = dyn FnMut(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> + 'a;
+
+/// Writes what `fill` produces at `root/path` so that it is on disk before this returns: a
+/// temporary file, fsync, a hard link to the final name (which never replaces an existing
+/// file), fsync of the directory. Returns `false` if the name already existed.
+fn write_durably(root: &Path, path: &str, fill: &mut Fill<'_>) -> Result<bool> {
     let target = root.join(path);
     let dir = target.parent().expect("object paths have a directory");
     if !dir.exists() {
@@ -450,9 +460,18 @@ fn write_durably(root: &Path, path: &str, data: &[u8]) -> Result<bool> {
         .prefix(".tmp-")
         .tempfile_in(dir)
         .map_err(|e| Error::io(format!("writing in {}", dir.display()), e))?;
-    tmp.write_all(data)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| Error::io(format!("writing {}", target.display()), e))?;
+    let failed = |e| Error::io(format!("writing {}", target.display()), e);
+    let (mut written, mut flushed) = (0u64, 0u64);
+    fill(&mut |piece| {
+        tmp.write_all(piece).map_err(failed)?;
+        written += piece.len() as u64;
+        if written - flushed >= WRITEBACK_EVERY {
+            start_writeback(tmp.as_file(), flushed, written - flushed);
+            flushed = written;
+        }
+        Ok(())
+    })?;
+    tmp.as_file().sync_all().map_err(failed)?;
     let linked = match std::fs::hard_link(tmp.path(), &target) {
         Ok(()) => true,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
@@ -461,6 +480,22 @@ fn write_durably(root: &Path, path: &str, data: &[u8]) -> Result<bool> {
     drop(tmp);
     sync_dir(dir)?;
     Ok(linked)
+}
+
+/// Starts writing `len` bytes at `offset` of `file` back to disk without waiting, the way
+/// PostgreSQL's `pg_flush_data` does where `sync_file_range` is unavailable (that call
+/// needs `unsafe` here): `POSIX_FADV_DONTNEED` writes dirty pages back before dropping
+/// the clean ones. Only a hint: the fsync that follows is what makes the data durable.
+fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    let _ = nix::fcntl::posix_fadvise(
+        file,
+        offset,
+        len,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    );
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
