@@ -1,7 +1,8 @@
 //! Physical backups, WAL archiving with `lifeboat wal-push` as archive_command, and
 //! point-in-time recovery, on real PostgreSQL clusters: PITR under a write load to a time,
 //! an LSN and a named restore point; a missing and a corrupted segment; a second timeline;
-//! wal-push idempotence and conflict; the same PITR on S3 (Garage).
+//! wal-push idempotence and conflict, alone and through `wal serve`; the same PITR on S3
+//! (Garage).
 
 mod common;
 
@@ -377,6 +378,32 @@ fn pitr_to_time_lsn_and_restore_point_on_a_local_repository() {
     assert!(status.contains("timeline 1:"), "{status}");
     assert!(status.contains("recoverable up to"), "{status}");
     assert!(!status.contains("GAP"), "{status}");
+    assert!(
+        status.contains("archiver (server): archive_mode on, last archived"),
+        "{status}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&ok(a
+        .lb()
+        .args(["--json", "wal", "status", "--socket"])
+        .arg(&a.socket)))
+    .expect("json");
+    let archiver = &json["archiver"];
+    assert_eq!(archiver["failing"], false, "{json}");
+    assert!(archiver["archived_count"].as_u64() > Some(3), "{json}");
+    let last = archiver["last_archived_wal"]
+        .as_str()
+        .expect("a last archived segment");
+    // the segment's own name: the last file archived may be a `.backup` label beside it
+    let last = &last[..last.len().min(24)];
+    assert!(
+        json["timelines"][0]["last"].as_str() >= Some(last),
+        "the repository holds what the server says it archived: {json}"
+    );
+    assert_eq!(
+        json["wal_server"],
+        a.server.is_some(),
+        "a running wal serve is seen, and a missing one is not: {json}"
+    );
 }
 
 #[test]
@@ -845,4 +872,173 @@ fn a_failing_archive_command_stops_the_base_backup_with_the_reason() {
     assert_eq!(code, 8, "{err}");
     assert!(err.contains("archive_command keeps failing"), "{err}");
     assert!(common::list_json(&cfg).is_empty(), "no backup is visible");
+
+    // wal status asks the server and reports the failing archiver, exiting 10
+    let (code, out, err) = run(lb(&cfg).args(["wal", "status"]));
+    assert_eq!(code, 10, "a failing archiver fails wal status:\n{out}{err}");
+    assert!(out.contains("archiver (server): FAILING: 0000000"), "{out}");
+    assert!(err.contains("archive_command is failing"), "{err}");
+    let (code, out, _) = run(lb(&cfg).args(["--json", "wal", "status"]));
+    assert_eq!(code, 10, "the same exit status with --json: {out}");
+    let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(json["archiver"]["failing"], true, "{json}");
+    assert!(
+        json["archiver"]["failed_count"].as_u64() > Some(0),
+        "{json}"
+    );
+    assert!(
+        json["archiver"]["waiting"].as_u64() > Some(0),
+        "segments wait: {json}"
+    );
+
+    // archiving works again: no longer failing
+    c.sql("postgres", "alter system set archive_command = 'true'")
+        .expect("fix archive_command");
+    c.sql("postgres", "select pg_reload_conf()")
+        .expect("reload");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, out, _) = run(lb(&cfg).args(["wal", "status"]));
+        if code == 0 {
+            assert!(out.contains("archiver (server): archive_mode on"), "{out}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still failing:\n{out}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // the server gone: the repository's part still prints, and says the server is not
+    // reachable
+    drop(c);
+    let (code, out, _) = run(lb(&cfg).args(["wal", "status"]));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("archiver (server): not reachable"), "{out}");
+}
+
+#[test]
+fn a_served_push_is_idempotent_refuses_a_conflict_and_the_server_stops_on_sigterm() {
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("main", "host=/nonexistent dbname=x")]);
+    ok(lb(&cfg).arg("init"));
+    let socket = ws.path().join("wal.sock");
+    /// Kills the server when the test fails before it stops it.
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut server = Server(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["wal", "serve", "--socket"])
+            .arg(&socket)
+            .env_remove("LIFEBOAT_PASSWORD")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(ws.path().join("serve.log")).expect("log"))
+            .spawn()
+            .expect("start lifeboat wal serve"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "wal serve did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let push = |seg: &std::path::Path| {
+        run(lb(&cfg)
+            .arg("wal-push")
+            .arg("--socket")
+            .arg(&socket)
+            .arg(seg))
+    };
+    // several MiB of output, so the object is written in many pieces
+    let dir = ws.path().join("pg_wal");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let seg = dir.join("000000010000000000000007");
+    let mut data = vec![0u8; 16 << 20];
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for (i, b) in data.iter_mut().enumerate() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // random pages between pages of a repeating pattern: compressible, not trivially
+        *b = if (i / 4096) % 2 == 0 {
+            x as u8
+        } else {
+            (i % 97) as u8
+        };
+    }
+    std::fs::write(&seg, &data).expect("segment");
+
+    let (code, _, err) = push(&seg);
+    assert_eq!(code, 0, "served push: {err}");
+    let object = ws
+        .repo_path()
+        .join("lifeboat-wal/main/00000001/000000010000000000000007");
+    let stored = std::fs::metadata(&object).expect("the object is in the repository");
+    assert!(
+        stored.len() > 4 << 20 && stored.len() < 16 << 20,
+        "compressed, several pieces: {} bytes",
+        stored.len()
+    );
+    let log = std::fs::read_to_string(ws.path().join("serve.log")).expect("log");
+    assert!(
+        log.contains("PUSH") && log.contains("OK stored"),
+        "served: {log}"
+    );
+
+    let (code, _, err) = push(&seg);
+    assert_eq!(code, 0, "the same segment again succeeds: {err}");
+    assert!(err.contains("already archived"), "{err}");
+    data[12_345] ^= 1;
+    std::fs::write(&seg, &data).expect("segment");
+    let (code, _, err) = push(&seg);
+    assert_eq!(code, 6, "a different segment under the name fails: {err}");
+    assert!(err.contains("different content"), "{err}");
+    data[12_345] ^= 1;
+
+    // fetched through the server, and alone (the object opens with the one-shot AEAD)
+    for (how, via_socket) in [("served", true), ("alone", false)] {
+        let back = ws.path().join(format!("back-{how}"));
+        let mut cmd = lb(&cfg);
+        cmd.arg("wal-fetch");
+        if via_socket {
+            cmd.arg("--socket").arg(&socket);
+        } else {
+            cmd.arg("--socket").arg(ws.path().join("none.sock"));
+        }
+        ok(cmd.arg("000000010000000000000007").arg(&back));
+        assert!(
+            std::fs::read(&back).expect("fetched") == data,
+            "{how} fetch returns the pushed segment"
+        );
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(object.parent().expect("dir"))
+        .expect("list")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary files: {leftovers:?}");
+
+    // an idle server notices SIGTERM, exits cleanly and removes its socket
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = server.0.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            panic!("wal serve did not stop on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "wal serve exits 0 on SIGTERM: {status}");
+    assert!(!socket.exists(), "the socket is removed");
 }

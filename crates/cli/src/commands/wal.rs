@@ -1,13 +1,17 @@
 //! `lifeboat wal-push` (archive_command), `lifeboat wal-fetch` (restore_command) and
 //! `lifeboat wal status`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use lifeboat_core::{
-    ops::list::{list, ListFilter},
+    ops::{
+        backup::databases_of,
+        list::{list, ListFilter},
+    },
+    sources::postgres::conn::PgConn,
     sources::postgres::logical::BackupKind,
-    wal::{self, spool, ChainStart, PutOutcome, WalStore},
+    wal::{self, spool, ArchiverState, ChainStart, PutOutcome, WalStore},
     ErrorKind,
 };
 
@@ -45,11 +49,17 @@ pub struct WalFetchCmd {
 /// The WAL archive.
 #[derive(Debug, Subcommand)]
 pub enum WalCmd {
-    /// Archived range per timeline, gaps, newest segment and its age, the live RPO.
+    /// Archived range per timeline, gaps, newest segment and its age, the live RPO; and
+    /// from the server (when reachable) whether archive_command is failing now and how
+    /// many segments wait. Exits 10 on a gap or a failing archiver.
     Status {
         /// Source (default: the only one).
         #[arg(long, short)]
         source: Option<String>,
+        /// Socket of `lifeboat wal serve` to look for (default:
+        /// /tmp/lifeboat-UID/wal-SOURCE.sock).
+        #[arg(long, env = "LIFEBOAT_WAL_SOCKET")]
+        socket: Option<PathBuf>,
     },
     /// Keep the repository open and serve wal-push / wal-fetch over a Unix socket (fast
     /// archiving; run it as the PostgreSQL user, e.g. from systemd).
@@ -143,7 +153,7 @@ impl WalCmd {
     /// Runs the subcommand.
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
         match self {
-            Self::Status { source } => status(ctx, source.as_deref()),
+            Self::Status { source, socket } => status(ctx, source.as_deref(), socket.as_deref()),
             Self::Serve { source, socket } => serve(ctx, source.as_deref(), socket.clone()),
         }
     }
@@ -162,7 +172,32 @@ fn latest_physical(
     Ok(list(repo, &filter)?.pop())
 }
 
-fn status(ctx: &Ctx, source: Option<&str>) -> anyhow::Result<()> {
+/// `wal status --json`: the repository's view, and the server's where it answered.
+#[derive(serde::Serialize)]
+struct StatusJson<'a> {
+    #[serde(flatten)]
+    archive: &'a wal::WalStatus,
+    /// The server's archiver; `None` when the server did not answer.
+    archiver: Option<&'a ArchiverState>,
+    /// Why the server's archiver could not be read.
+    archiver_error: Option<String>,
+    /// Whether a `lifeboat wal serve` answers on the socket pushes would use.
+    wal_server: bool,
+    /// That socket.
+    wal_socket: PathBuf,
+}
+
+/// The server's archiver, read through the source's connection.
+fn archiver(ctx: &Ctx, name: &str) -> lifeboat_core::Result<ArchiverState> {
+    let src = ctx
+        .source(Some(name))
+        .map_err(|e| lifeboat_core::Error::config(e.to_string()))?;
+    let conn = PgConn::from_source(src)?;
+    let dbs = databases_of(src, &conn)?;
+    wal::archiver_state(&conn, dbs.first().map_or("postgres", String::as_str))
+}
+
+fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Result<()> {
     let (repo, store, name) = store(ctx, source)?;
     let latest = latest_physical(&repo, &name)?;
     let phys = latest.as_ref().and_then(|b| b.meta.physical.clone());
@@ -175,8 +210,18 @@ fn status(ctx: &Ctx, source: Option<&str>) -> anyhow::Result<()> {
         .as_ref()
         .map_or(wal::DEFAULT_SEGMENT_SIZE, |p| p.wal_segment_size);
     let st = wal::status(&store, start.as_ref(), seg_size)?;
+    let socket = socket.map_or_else(|| spool::default_socket(&name), Path::to_path_buf);
+    let wal_server = std::os::unix::net::UnixStream::connect(&socket).is_ok();
     if ctx.json {
-        return output::json(&st);
+        let server = archiver(ctx, &name);
+        output::json(&StatusJson {
+            archive: &st,
+            archiver: server.as_ref().ok(),
+            archiver_error: server.as_ref().err().map(ToString::to_string),
+            wal_server,
+            wal_socket: socket,
+        })?;
+        return verdict(&st, server.ok().as_ref());
     }
     println!("WAL archive of source {name} at {}", st.location);
     if st.timelines.is_empty() {
@@ -229,6 +274,65 @@ fn status(ctx: &Ctx, source: Option<&str>) -> anyhow::Result<()> {
             }
         }
     }
+    // the repository's part is out before the server is asked: when the server is down,
+    // the connection attempt may take its connect timeout
+    let server = archiver(ctx, &name);
+    match &server {
+        Ok(a) => print_archiver(a),
+        Err(e) => println!(
+            "archiver (server): not reachable ({}); the lines above are what the repository holds",
+            e.to_string().lines().next().unwrap_or_default()
+        ),
+    }
+    if wal_server {
+        println!("wal serve: answering on {}", socket.display());
+    } else {
+        println!(
+            "wal serve: none answers on {} here (each wal-push then opens the repository itself, ~0.3 s a segment)",
+            socket.display()
+        );
+    }
+    verdict(&st, server.ok().as_ref())
+}
+
+fn print_archiver(a: &ArchiverState) {
+    let ago = |t: &jiff::Timestamp| {
+        output::secs(
+            jiff::Timestamp::now()
+                .duration_since(*t)
+                .as_secs_f64()
+                .max(0.0),
+        )
+    };
+    if a.archive_mode == "off" {
+        println!("archiver (server): archive_mode is off: nothing is being archived");
+        return;
+    }
+    let last_ok = match (&a.last_archived_wal, &a.last_archived_at) {
+        (Some(w), Some(t)) => format!("last archived {w} {} ago", ago(t)),
+        _ => "nothing archived since the statistics were reset".to_string(),
+    };
+    let waiting = a
+        .waiting
+        .map(|n| format!(", {n} segment(s) waiting in pg_wal"))
+        .unwrap_or_default();
+    if a.failing {
+        println!(
+            "archiver (server): FAILING: {} failed {} ago ({} failures); {last_ok}{waiting}",
+            a.last_failed_wal.as_deref().unwrap_or("?"),
+            a.last_failed_at.as_ref().map(ago).unwrap_or_default(),
+            a.failed_count
+        );
+    } else {
+        println!(
+            "archiver (server): archive_mode {}, {last_ok}, {} failures{waiting}",
+            a.archive_mode, a.failed_count
+        );
+    }
+}
+
+/// Exit status: a gap after the latest backup, or an archiver failing now, is an error.
+fn verdict(st: &wal::WalStatus, archiver: Option<&ArchiverState>) -> anyhow::Result<()> {
     if st
         .reachable
         .as_ref()
@@ -238,6 +342,18 @@ fn status(ctx: &Ctx, source: Option<&str>) -> anyhow::Result<()> {
             ErrorKind::CheckFailed,
             "the WAL archive has a gap after the latest physical backup",
         )
+        .into());
+    }
+    if let Some(a) = archiver.filter(|a| a.failing) {
+        return Err(lifeboat_core::Error::new(
+            ErrorKind::CheckFailed,
+            format!(
+                "PostgreSQL's archive_command is failing: {} could not be archived ({} failures)",
+                a.last_failed_wal.as_deref().unwrap_or("a segment"),
+                a.failed_count
+            ),
+        )
+        .hint("the server log says why; run the archive_command by hand as the PostgreSQL user (`lifeboat wal-push` must read the config and password and write the repository); segments wait in pg_wal until it works, and the disk fills meanwhile")
         .into());
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! Continuous WAL archiving: `wal-push` (PostgreSQL's archive_command), `wal-fetch`
 //! (restore_command) and `wal status` (what is archived, the gaps, the live RPO).
 
+pub mod archiver;
 pub mod name;
 mod seal;
 pub mod spool;
@@ -10,6 +11,7 @@ pub mod store;
 use std::{io::Write, path::Path};
 
 pub use self::{
+    archiver::{archiver_state, ArchiverState},
     name::{Lsn, SegmentName, WalFile, DEFAULT_SEGMENT_SIZE},
     status::{status, ChainStart, Reachable, TimelineRange, WalStatus},
     store::{PutOutcome, StoredWal, WalStore},

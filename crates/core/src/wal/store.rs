@@ -265,16 +265,16 @@ impl WalStore {
             return self.compare_existing(file, data, &existing);
         }
         match &self.backend {
-            Backend::Local(root) => match write_durably(root, &path, &mut |out| {
-                self.seal(file, data, out)
-            })? {
-                true => Ok(PutOutcome::Stored),
-                // another pusher won the race: it must have stored the same content
-                false => {
-                    let existing = self.read_raw(&path)?.unwrap_or_default();
-                    self.compare_existing(file, data, &existing)
+            Backend::Local(root) => {
+                match write_durably(root, &path, &mut |out| self.seal(file, data, out))? {
+                    true => Ok(PutOutcome::Stored),
+                    // another pusher won the race: it must have stored the same content
+                    false => {
+                        let existing = self.read_raw(&path)?.unwrap_or_default();
+                        self.compare_existing(file, data, &existing)
+                    }
                 }
-            },
+            }
             Backend::Remote(op) => {
                 let mut object = Vec::with_capacity(data.len() / 2);
                 self.seal(file, data, &mut |piece| {

@@ -1,0 +1,140 @@
+//! What PostgreSQL's archiver says about itself: `pg_stat_archiver` and the `.ready` files
+//! waiting in `pg_wal/archive_status`. The repository shows what was archived; only the
+//! server shows what was not — an archive_command failing right now, and how many segments
+//! pile up in `pg_wal` (and towards a full disk) meanwhile.
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::{
+    error::{Error, Result},
+    sources::postgres::conn::PgConn,
+};
+
+/// The archiver of a running server.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArchiverState {
+    /// `archive_mode` (`off`, `on`, `always`).
+    pub archive_mode: String,
+    /// Files archived since the statistics were reset.
+    pub archived_count: u64,
+    /// The newest file archive_command succeeded for.
+    pub last_archived_wal: Option<String>,
+    /// When.
+    pub last_archived_at: Option<Timestamp>,
+    /// Failed attempts since the statistics were reset.
+    pub failed_count: u64,
+    /// The file of the newest failed attempt.
+    pub last_failed_wal: Option<String>,
+    /// When.
+    pub last_failed_at: Option<Timestamp>,
+    /// WAL files waiting to be archived (`.ready`); `None` when this role may not list
+    /// them (`pg_ls_archive_statusdir` needs `pg_monitor` or superuser).
+    pub waiting: Option<u64>,
+    /// The archiver's latest attempt failed: archive_command is failing now.
+    pub failing: bool,
+}
+
+fn timestamp(field: &str) -> Option<Timestamp> {
+    (!field.is_empty()).then(|| field.parse().ok()).flatten()
+}
+
+fn text(field: &str) -> Option<String> {
+    (!field.is_empty()).then(|| field.to_string())
+}
+
+/// Reads the archiver's state through `conn` (database `db`).
+///
+/// # Errors
+///
+/// A connection error, or [`crate::ErrorKind::Postgres`] for an answer it cannot read.
+pub fn archiver_state(conn: &PgConn, db: &str) -> Result<ArchiverState> {
+    const UTC: &str = r#"'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'"#;
+    let row = conn.query(
+        db,
+        &format!(
+            "select current_setting('archive_mode'), archived_count, \
+             coalesce(last_archived_wal, ''), \
+             coalesce(to_char(last_archived_time at time zone 'UTC', {UTC}), ''), \
+             failed_count, coalesce(last_failed_wal, ''), \
+             coalesce(to_char(last_failed_time at time zone 'UTC', {UTC}), '') \
+             from pg_stat_archiver"
+        ),
+    )?;
+    let f: Vec<&str> = row.trim().split('|').collect();
+    let [mode, archived, last_ok, last_ok_at, failed, last_bad, last_bad_at] = f[..] else {
+        return Err(Error::postgres(format!(
+            "unexpected answer from pg_stat_archiver: {row:?}"
+        )));
+    };
+    let count = |s: &str| {
+        s.parse::<u64>()
+            .map_err(|_| Error::postgres(format!("unexpected count {s:?} in pg_stat_archiver")))
+    };
+    // only a role with pg_monitor may list archive_status: without it, say nothing
+    let waiting = conn
+        .query(
+            db,
+            "select count(*) from pg_ls_archive_statusdir() where name like '%.ready'",
+        )
+        .ok()
+        .and_then(|n| n.trim().parse().ok());
+    let last_archived_at = timestamp(last_ok_at);
+    let last_failed_at = timestamp(last_bad_at);
+    Ok(ArchiverState {
+        archive_mode: mode.to_string(),
+        archived_count: count(archived)?,
+        last_archived_wal: text(last_ok),
+        failing: is_failing(last_archived_at, last_failed_at),
+        last_archived_at,
+        failed_count: count(failed)?,
+        last_failed_wal: text(last_bad),
+        last_failed_at,
+        waiting,
+    })
+}
+
+/// The latest attempt failed: a failure newer than the newest success (or no success).
+fn is_failing(ok_at: Option<Timestamp>, failed_at: Option<Timestamp>) -> bool {
+    match (ok_at, failed_at) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(ok), Some(bad)) => bad > ok,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_failure_after_the_last_success_is_failing() {
+        let t = |s: &str| Some(s.parse::<Timestamp>().expect("time"));
+        assert!(!is_failing(None, None));
+        assert!(!is_failing(t("2026-12-05T10:00:00Z"), None));
+        assert!(is_failing(None, t("2026-12-05T10:00:00Z")));
+        assert!(is_failing(
+            t("2026-12-05T10:00:00Z"),
+            t("2026-12-05T10:00:01Z")
+        ));
+        // a transient failure, then success: archiving works again
+        assert!(!is_failing(
+            t("2026-12-05T10:00:02Z"),
+            t("2026-12-05T10:00:01Z")
+        ));
+    }
+
+    #[test]
+    fn timestamps_as_the_query_formats_them() {
+        assert_eq!(
+            timestamp("2026-12-05T16:04:04.123456Z").map(|t| t.as_microsecond()),
+            Some(
+                "2026-12-05T16:04:04.123456Z"
+                    .parse::<Timestamp>()
+                    .expect("time")
+                    .as_microsecond()
+            )
+        );
+        assert_eq!(timestamp(""), None);
+    }
+}
