@@ -162,10 +162,11 @@ impl Server {
         let clock = std::time::Instant::now();
         let reply = self.answer(request);
         let ms = clock.elapsed().as_secs_f64() * 1000.0;
-        let _ = (&stream).write_all(format!("{reply}\n").as_bytes());
-        // one line per request: the service's journal shows what was archived and served
+        // one line per request: the service's journal shows what was archived and served,
+        // written before the answer so that it is there once the client has its answer
         let what = request.split(' ').take(2).collect::<Vec<_>>().join(" ");
         eprintln!("{} {what}: {reply} ({ms:.1} ms)", jiff::Timestamp::now());
+        let _ = (&stream).write_all(format!("{reply}\n").as_bytes());
     }
 
     fn answer(self: &Arc<Self>, line: &str) -> String {
