@@ -829,6 +829,10 @@ fn a_physical_drill_replays_to_a_time_and_names_a_failing_check() {
         book.contains("restore --kind physical --source main"),
         "{book}"
     );
+    assert!(
+        book.contains("select pg_switch_wal()"),
+        "the PITR steps push the current WAL out first: {book}"
+    );
 
     // the same drill with a false assertion fails and names it
     let (code, out, _) = run(a

@@ -155,7 +155,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<String
                     r#"
 Point in time (to the second before the damage), from the physical backups and the WAL archive:
 
-1. `{lb} wal status --source {s}` — the archive reaches far enough, no gap.
+1. If the damaged server still runs, push its current WAL segment out so the archive covers the last minutes: `psql -d {db} -c "select pg_switch_wal()"`. Then `{lb} wal status --source {s}`: no gap, the archiver (read from the server) is not failing, and "recoverable up to" lies past the target time.
 2. `{lb} restore --kind physical --source {s} --to-dir /var/lib/postgresql/RESTORED --target-time "YYYY-MM-DD HH:MM:SS" --exclusive --start --port 5433`
 3. Check the data on port 5433, then switch the application to it (or copy the rows back); turn `archive_mode` on when it becomes the primary.
 "#
