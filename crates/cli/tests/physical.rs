@@ -919,37 +919,145 @@ fn a_failing_archive_command_stops_the_base_backup_with_the_reason() {
     assert!(out.contains("archiver (server): not reachable"), "{out}");
 }
 
+/// `lifeboat wal serve` as this user; killed when a test fails before it stops it.
+struct Server(std::process::Child);
+
+impl Server {
+    fn start(ws: &Workspace, cfg: &std::path::Path, socket: &std::path::Path) -> Self {
+        let server = Self(
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
+                .arg("--config")
+                .arg(cfg)
+                .args(["wal", "serve", "--socket"])
+                .arg(socket)
+                .env_remove("LIFEBOAT_PASSWORD")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(ws.path().join("serve.log")).expect("log"))
+                .spawn()
+                .expect("start lifeboat wal serve"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "wal serve did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_backlog_is_pushed_ahead_and_checked_when_postgres_asks_for_it() {
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("main", "host=/nonexistent dbname=x")]);
+    ok(lb(&cfg).arg("init"));
+    let socket = ws.path().join("wal.sock");
+    let _server = Server::start(&ws, &cfg, &socket);
+    // a pg_wal with a backlog: six segments marked ready, as PostgreSQL leaves them
+    let pg_wal = ws.path().join("pg_wal");
+    std::fs::create_dir_all(pg_wal.join("archive_status")).expect("mkdir");
+    let name = |n: u32| format!("0000000100000000000000{n:02X}");
+    for n in 1..=6 {
+        let data: Vec<u8> = (0..2u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ n as u8)
+            .collect();
+        std::fs::write(pg_wal.join(name(n)), data).expect("segment");
+        std::fs::write(pg_wal.join(format!("archive_status/{}.ready", name(n))), "")
+            .expect("ready");
+    }
+    let archived = |n: u32| {
+        ws.repo_path()
+            .join("lifeboat-wal/main/00000001")
+            .join(name(n))
+            .exists()
+    };
+    let wait_for = |n: u32| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !archived(n) {
+            assert!(
+                Instant::now() < deadline,
+                "{} was not pushed ahead",
+                name(n)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let push = |n: u32| {
+        run(lb(&cfg)
+            .arg("wal-push")
+            .arg("--socket")
+            .arg(&socket)
+            .arg(pg_wal.join(name(n))))
+    };
+
+    let (code, _, err) = push(1);
+    assert_eq!(code, 0, "{err}");
+    // the next two are stored before PostgreSQL asks for them; no more than two at once
+    wait_for(2);
+    wait_for(3);
+    assert!(!archived(4), "only two segments are pushed ahead at once");
+    let (code, _, err) = push(2);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !err.contains("already archived"),
+        "a segment pushed ahead is reported as stored: {err}"
+    );
+    let log = std::fs::read_to_string(ws.path().join("serve.log")).expect("log");
+    assert!(
+        log.contains(&format!(
+            "AHEAD {}: OK stored",
+            pg_wal.join(name(2)).display()
+        )),
+        "{log}"
+    );
+
+    // a file that changed after it was pushed ahead is not taken for the stored one
+    let (code, _, err) = push(3);
+    assert_eq!(code, 0, "{err}");
+    wait_for(4);
+    std::fs::write(pg_wal.join(name(4)), vec![9u8; 2 << 20]).expect("rewrite");
+    let (code, _, err) = push(4);
+    assert_eq!(
+        code, 6,
+        "the changed file conflicts with what was stored: {err}"
+    );
+    assert!(err.contains("different content"), "{err}");
+
+    // the rest of the backlog goes through; every object opens to its file
+    for n in 5..=6 {
+        let (code, _, err) = push(n);
+        assert_eq!(code, 0, "{err}");
+    }
+    for n in [1, 2, 3, 5, 6] {
+        let back = ws.path().join(format!("back-{n}"));
+        ok(lb(&cfg)
+            .arg("wal-fetch")
+            .arg("--socket")
+            .arg(ws.path().join("none.sock"))
+            .arg(name(n))
+            .arg(&back));
+        assert!(
+            std::fs::read(&back).expect("fetched")
+                == std::fs::read(pg_wal.join(name(n))).expect("segment"),
+            "{} round-trips",
+            name(n)
+        );
+    }
+}
+
 #[test]
 fn a_served_push_is_idempotent_refuses_a_conflict_and_the_server_stops_on_sigterm() {
     let ws = Workspace::new();
     let cfg = ws.local_config(&[("main", "host=/nonexistent dbname=x")]);
     ok(lb(&cfg).arg("init"));
     let socket = ws.path().join("wal.sock");
-    /// Kills the server when the test fails before it stops it.
-    struct Server(std::process::Child);
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut server = Server(
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
-            .arg("--config")
-            .arg(&cfg)
-            .args(["wal", "serve", "--socket"])
-            .arg(&socket)
-            .env_remove("LIFEBOAT_PASSWORD")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(ws.path().join("serve.log")).expect("log"))
-            .spawn()
-            .expect("start lifeboat wal serve"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "wal serve did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut server = Server::start(&ws, &cfg, &socket);
     let push = |seg: &std::path::Path| {
         run(lb(&cfg)
             .arg("wal-push")

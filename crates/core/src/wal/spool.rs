@@ -4,6 +4,14 @@
 //! answers a push only once the file is durable, and reads ahead on fetch so that replay
 //! does not wait for the storage.
 //!
+//! When PostgreSQL has a backlog (segments marked `.ready` in `pg_wal/archive_status`
+//! besides the one it asks for), the server pushes the next ones ahead, in parallel, as
+//! pgBackRest's asynchronous archiving does: PostgreSQL archives one file at a time and
+//! waits for each, so a slow store (an S3 round trip per segment) would otherwise set the
+//! pace of catching up. A `.ready` segment is complete and synced, so storing it early is
+//! safe; when PostgreSQL then asks for it, the server checks that the file still has the
+//! content it stored before answering.
+//!
 //! Protocol, one request per connection, one line each way:
 //! `PUSH <absolute path>` → `OK stored` | `OK present` | `ERR <exit code> <message>`;
 //! `FETCH <name> <absolute path>` → `OK found` | `OK missing` | `ERR …`.
@@ -31,6 +39,9 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// Segments fetched ahead of the one recovery asked for.
 const READ_AHEAD: u64 = 4;
+
+/// Segments pushed at most at once ahead of the one PostgreSQL asked for.
+const PUSH_AHEAD: usize = 2;
 
 /// The default socket of `source`: `/tmp/lifeboat-<uid>/wal-<source>.sock`. It depends
 /// only on the user, so PostgreSQL's archiver and a `wal serve` started by hand or by
@@ -72,10 +83,39 @@ fn peer_is_trusted(stream: &UnixStream) -> Result<(u32, bool)> {
 /// Read-ahead results nobody asked for are dropped after this long.
 const STALE: Duration = Duration::from_secs(60);
 
+/// What a push ahead of PostgreSQL's request stored: enough to tell whether the file it
+/// later asks for is the same.
+struct Pushed {
+    outcome: PutOutcome,
+    size: u64,
+    digest: [u8; 16],
+}
+
+enum AheadSlot {
+    Pushing,
+    Done(std::result::Result<Pushed, String>, std::time::Instant),
+}
+
+/// Pushes running or done ahead of PostgreSQL's requests, by path.
+#[derive(Default)]
+struct Ahead {
+    entries: Mutex<HashMap<PathBuf, AheadSlot>>,
+    done: Condvar,
+}
+
 struct Server {
     store: WalStore,
     cache: Cache,
+    ahead: Ahead,
     segment_size: u64,
+}
+
+/// Reads `path` and returns it with its size and digest.
+fn fingerprint(path: &Path) -> Result<(Vec<u8>, u64, [u8; 16])> {
+    let data =
+        std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let (size, digest) = (data.len() as u64, super::store::digest(&data));
+    Ok((data, size, digest))
 }
 
 impl Server {
@@ -140,6 +180,104 @@ impl Server {
         }
     }
 
+    /// Starts pushing the segments PostgreSQL marked ready after `requested`, oldest
+    /// first, while fewer than [`PUSH_AHEAD`] such pushes run.
+    fn push_ahead(self: &Arc<Self>, requested: &Path) {
+        let (Some(dir), Some(name)) = (
+            requested.parent(),
+            requested.file_name().and_then(|n| n.to_str()),
+        ) else {
+            return;
+        };
+        if !matches!(WalFile::parse(name), Ok(WalFile::Segment(_))) {
+            return;
+        }
+        let Ok(listing) = std::fs::read_dir(dir.join("archive_status")) else {
+            return;
+        };
+        // segment names sort by timeline and position, so later ones compare greater
+        let mut ready: Vec<String> = listing
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|n| n.strip_suffix(".ready").map(str::to_string))
+            .filter(|n| n.as_str() > name && matches!(WalFile::parse(n), Ok(WalFile::Segment(_))))
+            .collect();
+        ready.sort();
+        let mut m = self.ahead.entries.lock().expect("ahead");
+        m.retain(|_, slot| !matches!(slot, AheadSlot::Done(_, at) if at.elapsed() > STALE));
+        for next in ready {
+            let running = m
+                .values()
+                .filter(|s| matches!(s, AheadSlot::Pushing))
+                .count();
+            if running >= PUSH_AHEAD {
+                break;
+            }
+            let path = dir.join(&next);
+            if m.contains_key(&path) {
+                continue;
+            }
+            m.insert(path.clone(), AheadSlot::Pushing);
+            let me = Arc::clone(self);
+            std::thread::spawn(move || me.push_one_ahead(path));
+        }
+    }
+
+    fn push_one_ahead(&self, path: PathBuf) {
+        let clock = std::time::Instant::now();
+        let result = fingerprint(&path).and_then(|(data, size, digest)| {
+            let file = WalFile::parse(
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default(),
+            )?;
+            let outcome = self.store.put(&file, &data)?;
+            Ok(Pushed {
+                outcome,
+                size,
+                digest,
+            })
+        });
+        let reply = match &result {
+            Ok(p) => outcome_reply(p.outcome),
+            Err(e) => reply_error(e),
+        };
+        eprintln!(
+            "{} AHEAD {}: {reply} ({:.1} ms)",
+            jiff::Timestamp::now(),
+            path.display(),
+            clock.elapsed().as_secs_f64() * 1000.0
+        );
+        let mut m = self.ahead.entries.lock().expect("ahead");
+        m.insert(
+            path,
+            AheadSlot::Done(
+                result.map_err(|e| reply_error(&e)),
+                std::time::Instant::now(),
+            ),
+        );
+        self.ahead.done.notify_all();
+    }
+
+    /// The answer for a push of `path` that was pushed ahead, waiting for it if it is still
+    /// running; `None` when it was not pushed ahead, failed, or the file changed since
+    /// (then the push is done again, and reports what it finds).
+    fn pushed_ahead(&self, path: &Path) -> Option<PutOutcome> {
+        let mut m = self.ahead.entries.lock().expect("ahead");
+        let pushed = loop {
+            match m.remove(path) {
+                Some(AheadSlot::Pushing) => {
+                    m.insert(path.to_path_buf(), AheadSlot::Pushing);
+                    m = self.ahead.done.wait(m).expect("ahead");
+                }
+                Some(AheadSlot::Done(Ok(p), _)) => break p,
+                Some(AheadSlot::Done(Err(_), _)) | None => return None,
+            }
+        };
+        drop(m);
+        let (_, size, digest) = fingerprint(path).ok()?;
+        (size == pushed.size && digest == pushed.digest).then_some(pushed.outcome)
+    }
+
     fn handle(self: &Arc<Self>, stream: UnixStream) {
         // only this user (or root) may hand over or ask for WAL, whatever the socket's
         // directory permissions are
@@ -175,9 +313,12 @@ impl Server {
         match (parts.next(), parts.next(), parts.next()) {
             (Some("PUSH"), Some(_), _) => {
                 let path = Path::new(&line[5..]);
+                self.push_ahead(path);
+                if let Some(outcome) = self.pushed_ahead(path) {
+                    return outcome_reply(outcome);
+                }
                 match super::push(&self.store, path) {
-                    Ok((_, PutOutcome::Stored)) => "OK stored".into(),
-                    Ok((_, PutOutcome::AlreadyPresent)) => "OK present".into(),
+                    Ok((_, outcome)) => outcome_reply(outcome),
                     Err(e) => err(&e),
                 }
             }
@@ -197,6 +338,13 @@ impl Server {
             }
             _ => format!("ERR {} bad request", ErrorKind::Config.exit_code()),
         }
+    }
+}
+
+fn outcome_reply(outcome: PutOutcome) -> String {
+    match outcome {
+        PutOutcome::Stored => "OK stored".into(),
+        PutOutcome::AlreadyPresent => "OK present".into(),
     }
 }
 
@@ -236,6 +384,7 @@ pub fn serve(store: WalStore, socket: &Path, segment_size: u64, stop: &AtomicBoo
     let server = Arc::new(Server {
         store,
         cache: Cache::default(),
+        ahead: Ahead::default(),
         segment_size,
     });
     while !stop.load(Ordering::Relaxed) {

@@ -425,7 +425,7 @@ impl WalStore {
 /// Content digest: identifies a file for "pushed twice?" and checks decompression. The
 /// AEAD tag already authenticates the object, so a fast non-cryptographic hash suffices
 /// (SHA-256 cost a quarter of a push).
-fn digest(data: &[u8]) -> [u8; 16] {
+pub(crate) fn digest(data: &[u8]) -> [u8; 16] {
     xxhash_rust::xxh3::xxh3_128(data).to_le_bytes()
 }
 
