@@ -224,7 +224,8 @@ impl Server {
 
     fn push_one_ahead(&self, path: PathBuf) {
         let clock = std::time::Instant::now();
-        let result = fingerprint(&path).and_then(|(data, size, digest)| {
+        let push = || {
+            let (data, size, digest) = fingerprint(&path)?;
             let file = WalFile::parse(
                 path.file_name()
                     .and_then(|n| n.to_str())
@@ -236,7 +237,10 @@ impl Server {
                 size,
                 digest,
             })
-        });
+        };
+        // a panic must still end in Done: PostgreSQL's request for this file waits for it
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(push))
+            .unwrap_or_else(|_| Err(Error::internal("the push ahead stopped unexpectedly")));
         let reply = match &result {
             Ok(p) => outcome_reply(p.outcome),
             Err(e) => reply_error(e),
