@@ -8,7 +8,7 @@ mod common;
 
 use std::{
     os::unix::fs::PermissionsExt,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -625,11 +625,33 @@ fn a_second_timeline_is_archived_and_restored() {
     );
 }
 
-#[test]
-fn wal_push_is_idempotent_and_refuses_a_conflict() {
+/// A new local repository whose source has no reachable server: for WAL pushed by hand.
+fn wal_only_repository() -> (Workspace, PathBuf) {
     let ws = Workspace::new();
     let cfg = ws.local_config(&[("main", "host=/nonexistent dbname=x")]);
     ok(lb(&cfg).arg("init"));
+    (ws, cfg)
+}
+
+/// Pushes the archived `seg` (holding `data`) again through `push`, which succeeds, then
+/// with byte 5 flipped (left so in `data` and on disk), which must fail with exit 6.
+fn again_and_conflict(push: &dyn Fn(&Path) -> (i32, String, String), seg: &Path, data: &mut [u8]) {
+    let (code, _, err) = push(seg);
+    assert_eq!(code, 0, "pushing the same segment again succeeds: {err}");
+    assert!(err.contains("already archived"), "{err}");
+    data[5] ^= 1;
+    std::fs::write(seg, &data).expect("segment");
+    let (code, _, err) = push(seg);
+    assert_eq!(
+        code, 6,
+        "a different segment under the same name fails: {err}"
+    );
+    assert!(err.contains("different content"), "{err}");
+}
+
+#[test]
+fn wal_push_is_idempotent_and_refuses_a_conflict() {
+    let (ws, cfg) = wal_only_repository();
     let dir = ws.path().join("pg_wal");
     std::fs::create_dir_all(&dir).expect("mkdir");
     let seg = dir.join("000000010000000000000042");
@@ -639,17 +661,9 @@ fn wal_push_is_idempotent_and_refuses_a_conflict() {
     }
     std::fs::write(&seg, &data).expect("segment");
     ok(lb(&cfg).arg("wal-push").arg(&seg));
-    let (code, _, err) = run(lb(&cfg).arg("wal-push").arg(&seg));
-    assert_eq!(code, 0, "pushing the same segment again succeeds: {err}");
-    assert!(err.contains("already archived"), "{err}");
+    again_and_conflict(&|p| run(lb(&cfg).arg("wal-push").arg(p)), &seg, &mut data);
     data[5] ^= 1;
     std::fs::write(&seg, &data).expect("segment");
-    let (code, _, err) = run(lb(&cfg).arg("wal-push").arg(&seg));
-    assert_eq!(
-        code, 6,
-        "a different segment under the same name fails: {err}"
-    );
-    assert!(err.contains("different content"), "{err}");
     // the archived copy is the first one
     let back = ws.path().join("back");
     ok(lb(&cfg)
@@ -923,7 +937,7 @@ fn a_failing_archive_command_stops_the_base_backup_with_the_reason() {
 struct Server(std::process::Child);
 
 impl Server {
-    fn start(ws: &Workspace, cfg: &std::path::Path, socket: &std::path::Path) -> Self {
+    fn start(ws: &Workspace, cfg: &Path, socket: &Path) -> Self {
         let server = Self(
             std::process::Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
                 .arg("--config")
@@ -954,9 +968,7 @@ impl Drop for Server {
 
 #[test]
 fn a_backlog_is_pushed_ahead_and_checked_when_postgres_asks_for_it() {
-    let ws = Workspace::new();
-    let cfg = ws.local_config(&[("main", "host=/nonexistent dbname=x")]);
-    ok(lb(&cfg).arg("init"));
+    let (ws, cfg) = wal_only_repository();
     let socket = ws.path().join("wal.sock");
     let _server = Server::start(&ws, &cfg, &socket);
     // a pg_wal with a backlog: six segments marked ready, as PostgreSQL leaves them
@@ -1053,12 +1065,10 @@ fn a_backlog_is_pushed_ahead_and_checked_when_postgres_asks_for_it() {
 
 #[test]
 fn a_served_push_is_idempotent_refuses_a_conflict_and_the_server_stops_on_sigterm() {
-    let ws = Workspace::new();
-    let cfg = ws.local_config(&[("main", "host=/nonexistent dbname=x")]);
-    ok(lb(&cfg).arg("init"));
+    let (ws, cfg) = wal_only_repository();
     let socket = ws.path().join("wal.sock");
     let mut server = Server::start(&ws, &cfg, &socket);
-    let push = |seg: &std::path::Path| {
+    let push = |seg: &Path| {
         run(lb(&cfg)
             .arg("wal-push")
             .arg("--socket")
@@ -1101,15 +1111,9 @@ fn a_served_push_is_idempotent_refuses_a_conflict_and_the_server_stops_on_sigter
         "served: {log}"
     );
 
-    let (code, _, err) = push(&seg);
-    assert_eq!(code, 0, "the same segment again succeeds: {err}");
-    assert!(err.contains("already archived"), "{err}");
-    data[12_345] ^= 1;
+    again_and_conflict(&push, &seg, &mut data);
+    data[5] ^= 1;
     std::fs::write(&seg, &data).expect("segment");
-    let (code, _, err) = push(&seg);
-    assert_eq!(code, 6, "a different segment under the name fails: {err}");
-    assert!(err.contains("different content"), "{err}");
-    data[12_345] ^= 1;
 
     // fetched through the server, and alone (the object opens with the one-shot AEAD)
     for (how, via_socket) in [("served", true), ("alone", false)] {
