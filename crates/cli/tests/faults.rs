@@ -310,6 +310,58 @@ fn repository_disk_full_mid_dump_is_named_and_leaves_no_snapshot() {
     );
 }
 
+/// The repository's disk fills up while a WAL segment is written to it piece by piece:
+/// the push fails (PostgreSQL keeps the segment and retries), names the full disk, and leaves
+/// neither the object nor a temporary file; the next push that fits is stored.
+#[test]
+fn repository_disk_full_during_a_wal_push_leaves_nothing() {
+    if !nix_is_root() {
+        eprintln!("not root: the full-disk case is not exercised");
+        return;
+    }
+    let ws = Workspace::new();
+    let disk = SmallDisk::mount(ws.path().join("disk"), "8m");
+    let cfg = ws.write_config(
+        &format!("url = {:?}", disk.0.join("repo").display().to_string()),
+        &[("main", "host=/nonexistent dbname=x")],
+    );
+    ok(lb(&cfg).arg("init"));
+    let pg_wal = ws.path().join("pg_wal");
+    std::fs::create_dir_all(&pg_wal).expect("mkdir");
+    // 16 MiB that does not compress: twice what the disk holds
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let noise: Vec<u8> = (0..16 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let big = pg_wal.join("000000010000000000000001");
+    std::fs::write(&big, &noise).expect("segment");
+    let (code, _, err) = run(lb(&cfg).arg("wal-push").arg(&big));
+    assert_ne!(code, 0, "a push that does not fit fails: {err}");
+    assert!(
+        err.contains("No space left"),
+        "the full disk is named: {err}"
+    );
+    let archive = disk.0.join("repo/lifeboat-wal/main/00000001");
+    let left: Vec<_> = std::fs::read_dir(&archive)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "nothing is left in the archive: {left:?}");
+
+    let small = pg_wal.join("000000010000000000000002");
+    std::fs::write(&small, vec![0u8; 16 << 20]).expect("segment");
+    ok(lb(&cfg).arg("wal-push").arg(&small));
+    let back = ws.path().join("back");
+    ok(lb(&cfg)
+        .args(["wal-fetch", "000000010000000000000002"])
+        .arg(&back));
+    assert!(std::fs::read(&back).expect("fetched") == vec![0u8; 16 << 20]);
+}
+
 fn nix_is_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
