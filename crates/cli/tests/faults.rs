@@ -341,11 +341,15 @@ fn repository_disk_full_during_a_wal_push_leaves_nothing() {
     let big = pg_wal.join("000000010000000000000001");
     std::fs::write(&big, &noise).expect("segment");
     let (code, _, err) = run(lb(&cfg).arg("wal-push").arg(&big));
-    assert_ne!(code, 0, "a push that does not fit fails: {err}");
+    assert_eq!(
+        code, 7,
+        "a push that does not fit fails as unavailable: {err}"
+    );
     assert!(
         err.contains("No space left"),
         "the full disk is named: {err}"
     );
+    assert!(err.contains("free disk space"), "says what to do: {err}");
     let archive = disk.0.join("repo/lifeboat-wal/main/00000001");
     let left: Vec<_> = std::fs::read_dir(&archive)
         .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
