@@ -199,6 +199,9 @@ fn archiver(ctx: &Ctx, name: &str) -> lifeboat_core::Result<ArchiverState> {
 
 fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Result<()> {
     let (repo, store, name) = store(ctx, source)?;
+    // --json asks the server first, so that what it says was archived is in the listing
+    // read after it; text prints the repository's part first (see below)
+    let early_server = ctx.json.then(|| archiver(ctx, &name));
     let latest = latest_physical(&repo, &name)?;
     let phys = latest.as_ref().and_then(|b| b.meta.physical.clone());
     let start = latest.as_ref().zip(phys.as_ref()).map(|(b, p)| ChainStart {
@@ -212,8 +215,7 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
     let st = wal::status(&store, start.as_ref(), seg_size)?;
     let socket = socket.map_or_else(|| spool::default_socket(&name), Path::to_path_buf);
     let wal_server = std::os::unix::net::UnixStream::connect(&socket).is_ok();
-    if ctx.json {
-        let server = archiver(ctx, &name);
+    if let Some(server) = early_server {
         output::json(&StatusJson {
             archive: &st,
             archiver: server.as_ref().ok(),

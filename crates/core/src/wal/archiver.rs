@@ -35,8 +35,16 @@ pub struct ArchiverState {
     pub failing: bool,
 }
 
-fn timestamp(field: &str) -> Option<Timestamp> {
-    (!field.is_empty()).then(|| field.parse().ok()).flatten()
+/// An empty field is no time; one that does not parse is an error, not a hidden failure.
+fn timestamp(field: &str) -> Result<Option<Timestamp>> {
+    if field.is_empty() {
+        return Ok(None);
+    }
+    field.parse().map(Some).map_err(|e| {
+        Error::postgres(format!(
+            "unexpected time {field:?} in pg_stat_archiver: {e}"
+        ))
+    })
 }
 
 fn text(field: &str) -> Option<String> {
@@ -79,13 +87,14 @@ pub fn archiver_state(conn: &PgConn, db: &str) -> Result<ArchiverState> {
         )
         .ok()
         .and_then(|n| n.trim().parse().ok());
-    let last_archived_at = timestamp(last_ok_at);
-    let last_failed_at = timestamp(last_bad_at);
+    let last_archived_at = timestamp(last_ok_at)?;
+    let last_failed_at = timestamp(last_bad_at)?;
     Ok(ArchiverState {
         archive_mode: mode.to_string(),
         archived_count: count(archived)?,
         last_archived_wal: text(last_ok),
-        failing: is_failing(last_archived_at, last_failed_at),
+        // statistics outlive a restart: with archiving off, an old failure is history
+        failing: mode != "off" && is_failing(last_archived_at, last_failed_at),
         last_archived_at,
         failed_count: count(failed)?,
         last_failed_wal: text(last_bad),
@@ -127,7 +136,9 @@ mod tests {
     #[test]
     fn timestamps_as_the_query_formats_them() {
         assert_eq!(
-            timestamp("2026-12-05T16:04:04.123456Z").map(|t| t.as_microsecond()),
+            timestamp("2026-12-05T16:04:04.123456Z")
+                .expect("parses")
+                .map(|t| t.as_microsecond()),
             Some(
                 "2026-12-05T16:04:04.123456Z"
                     .parse::<Timestamp>()
@@ -135,6 +146,7 @@ mod tests {
                     .as_microsecond()
             )
         );
-        assert_eq!(timestamp(""), None);
+        assert_eq!(timestamp("").expect("empty"), None);
+        assert!(timestamp("yesterday").is_err());
     }
 }

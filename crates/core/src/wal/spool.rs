@@ -40,8 +40,22 @@ use crate::error::{Error, ErrorKind, Result};
 /// Segments fetched ahead of the one recovery asked for.
 const READ_AHEAD: u64 = 4;
 
-/// Segments pushed at most at once ahead of the one PostgreSQL asked for.
+/// Segments pushed ahead of the one PostgreSQL asked for, running or waiting to be asked
+/// for, at most.
 const PUSH_AHEAD: usize = 2;
+
+/// Files larger than this are not pushed ahead: each push holds its file in memory, and a
+/// cluster built with 1 GiB segments would otherwise hold gigabytes at once.
+const PUSH_AHEAD_MAX_BYTES: u64 = 64 << 20;
+
+/// How long a request waits for the push ahead of its file before pushing it itself.
+const AHEAD_WAIT: Duration = Duration::from_secs(600);
+
+/// One line in the server's journal (stderr). Never panics, unlike `eprintln!`: a closed
+/// or full log must not stop archiving.
+fn journal(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "{} {line}", jiff::Timestamp::now());
+}
 
 /// The default socket of `source`: `/tmp/lifeboat-<uid>/wal-<source>.sock`. It depends
 /// only on the user, so PostgreSQL's archiver and a `wal serve` started by hand or by
@@ -108,6 +122,14 @@ struct Server {
     cache: Cache,
     ahead: Ahead,
     segment_size: u64,
+}
+
+/// The push-ahead table, also after a thread panicked while holding it: its entries stay
+/// valid (each is replaced whole), so a poisoned lock must not stop every later push.
+fn lock_ahead(
+    m: &Mutex<HashMap<PathBuf, AheadSlot>>,
+) -> std::sync::MutexGuard<'_, HashMap<PathBuf, AheadSlot>> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Reads `path` and returns it with its size and digest.
@@ -189,7 +211,9 @@ impl Server {
         ) else {
             return;
         };
-        if !matches!(WalFile::parse(name), Ok(WalFile::Segment(_))) {
+        if !matches!(WalFile::parse(name), Ok(WalFile::Segment(_)))
+            || std::fs::metadata(requested).map_or(true, |m| m.len() > PUSH_AHEAD_MAX_BYTES)
+        {
             return;
         }
         let Ok(listing) = std::fs::read_dir(dir.join("archive_status")) else {
@@ -202,14 +226,11 @@ impl Server {
             .filter(|n| n.as_str() > name && matches!(WalFile::parse(n), Ok(WalFile::Segment(_))))
             .collect();
         ready.sort();
-        let mut m = self.ahead.entries.lock().expect("ahead");
+        let mut m = lock_ahead(&self.ahead.entries);
         m.retain(|_, slot| !matches!(slot, AheadSlot::Done(_, at) if at.elapsed() > STALE));
         for next in ready {
-            let running = m
-                .values()
-                .filter(|s| matches!(s, AheadSlot::Pushing))
-                .count();
-            if running >= PUSH_AHEAD {
+            // running or done and not asked for yet: the lead over PostgreSQL stays bounded
+            if m.keys().filter(|p| p.as_path() != requested).count() >= PUSH_AHEAD {
                 break;
             }
             let path = dir.join(&next);
@@ -218,7 +239,15 @@ impl Server {
             }
             m.insert(path.clone(), AheadSlot::Pushing);
             let me = Arc::clone(self);
-            std::thread::spawn(move || me.push_one_ahead(path));
+            let owned = path.clone();
+            let started = std::thread::Builder::new()
+                .name("wal-push-ahead".into())
+                .spawn(move || me.push_one_ahead(owned));
+            if started.is_err() {
+                // no thread to spare: PostgreSQL's own request will push it
+                m.remove(&path);
+                break;
+            }
         }
     }
 
@@ -245,33 +274,42 @@ impl Server {
             Ok(p) => outcome_reply(p.outcome),
             Err(e) => reply_error(e),
         };
-        eprintln!(
-            "{} AHEAD {}: {reply} ({:.1} ms)",
-            jiff::Timestamp::now(),
-            path.display(),
-            clock.elapsed().as_secs_f64() * 1000.0
-        );
-        let mut m = self.ahead.entries.lock().expect("ahead");
-        m.insert(
-            path,
+        lock_ahead(&self.ahead.entries).insert(
+            path.clone(),
             AheadSlot::Done(
                 result.map_err(|e| reply_error(&e)),
                 std::time::Instant::now(),
             ),
         );
         self.ahead.done.notify_all();
+        journal(format_args!(
+            "AHEAD {}: {reply} ({:.1} ms)",
+            path.display(),
+            clock.elapsed().as_secs_f64() * 1000.0
+        ));
     }
 
     /// The answer for a push of `path` that was pushed ahead, waiting for it if it is still
     /// running; `None` when it was not pushed ahead, failed, or the file changed since
     /// (then the push is done again, and reports what it finds).
     fn pushed_ahead(&self, path: &Path) -> Option<PutOutcome> {
-        let mut m = self.ahead.entries.lock().expect("ahead");
+        let deadline = std::time::Instant::now() + AHEAD_WAIT;
+        let mut m = lock_ahead(&self.ahead.entries);
         let pushed = loop {
             match m.remove(path) {
                 Some(AheadSlot::Pushing) => {
                     m.insert(path.to_path_buf(), AheadSlot::Pushing);
-                    m = self.ahead.done.wait(m).expect("ahead");
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        // the push ahead is stuck: push it here (its entry goes stale)
+                        return None;
+                    }
+                    m = self
+                        .ahead
+                        .done
+                        .wait_timeout(m, left)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
                 }
                 Some(AheadSlot::Done(Ok(p), _)) => break p,
                 Some(AheadSlot::Done(Err(_), _)) | None => return None,
@@ -297,7 +335,8 @@ impl Server {
         }
         let mut reader = BufReader::new(&stream);
         let mut line = String::new();
-        if reader.read_line(&mut line).is_err() {
+        // nothing sent: a probe (`wal status` asking whether a server answers), not a request
+        if !reader.read_line(&mut line).is_ok_and(|n| n > 0) {
             return;
         }
         let request = line.trim_end();
@@ -307,7 +346,7 @@ impl Server {
         // one line per request: the service's journal shows what was archived and served,
         // written before the answer so that it is there once the client has its answer
         let what = request.split(' ').take(2).collect::<Vec<_>>().join(" ");
-        eprintln!("{} {what}: {reply} ({ms:.1} ms)", jiff::Timestamp::now());
+        journal(format_args!("{what}: {reply} ({ms:.1} ms)"));
         let _ = (&stream).write_all(format!("{reply}\n").as_bytes());
     }
 

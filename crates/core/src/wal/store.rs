@@ -450,10 +450,15 @@ fn write_durably(root: &Path, path: &str, fill: &mut Fill<'_>) -> Result<bool> {
     let target = root.join(path);
     let dir = target.parent().expect("object paths have a directory");
     if !dir.exists() {
+        // every directory created here must be durable in its parent, or the first push
+        // into a new repository (or timeline) could vanish in a crash after answering
+        let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        if let Some(parent) = dir.parent() {
-            sync_dir(parent)?;
+        for created in missing.iter().rev() {
+            if let Some(parent) = created.parent() {
+                sync_dir(parent)?;
+            }
         }
     }
     let mut tmp = tempfile::Builder::new()
