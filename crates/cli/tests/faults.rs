@@ -329,17 +329,8 @@ fn repository_disk_full_during_a_wal_push_leaves_nothing() {
     let pg_wal = ws.path().join("pg_wal");
     std::fs::create_dir_all(&pg_wal).expect("mkdir");
     // 16 MiB that does not compress: twice what the disk holds
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    let noise: Vec<u8> = (0..16 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
     let big = pg_wal.join("000000010000000000000001");
-    std::fs::write(&big, &noise).expect("segment");
+    std::fs::write(&big, common::noise(16 << 20, 0x2545_F491_4F6C_DD1D)).expect("segment");
     let (code, _, err) = run(lb(&cfg).arg("wal-push").arg(&big));
     assert_eq!(
         code, 7,

@@ -977,15 +977,7 @@ fn a_backlog_is_pushed_ahead_and_checked_when_postgres_asks_for_it() {
     let name = |n: u32| format!("0000000100000000000000{n:02X}");
     for n in 1..=6 {
         // 8 MiB that compresses poorly: each push takes a while
-        let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(n);
-        let data: Vec<u8> = (0..8u32 << 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let data = common::noise(8 << 20, 0x9E37_79B9_7F4A_7C15 ^ u64::from(n));
         std::fs::write(pg_wal.join(name(n)), data).expect("segment");
         std::fs::write(pg_wal.join(format!("archive_status/{}.ready", name(n))), "")
             .expect("ready");
@@ -1091,18 +1083,12 @@ fn a_served_push_is_idempotent_refuses_a_conflict_and_the_server_stops_on_sigter
     let dir = ws.path().join("pg_wal");
     std::fs::create_dir_all(&dir).expect("mkdir");
     let seg = dir.join("000000010000000000000007");
-    let mut data = vec![0u8; 16 << 20];
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut data = common::noise(16 << 20, 0x9E37_79B9_7F4A_7C15);
+    // random pages between pages of a repeating pattern: compressible, not trivially
     for (i, b) in data.iter_mut().enumerate() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        // random pages between pages of a repeating pattern: compressible, not trivially
-        *b = if (i / 4096) % 2 == 0 {
-            x as u8
-        } else {
-            (i % 97) as u8
-        };
+        if (i / 4096) % 2 == 1 {
+            *b = (i % 97) as u8;
+        }
     }
     std::fs::write(&seg, &data).expect("segment");
 

@@ -136,3 +136,17 @@ pub fn render_in_chromium(file: &Path) -> (String, u64) {
     let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     (String::from_utf8_lossy(&dom.stdout).into_owned(), size)
 }
+
+/// `len` bytes that do not compress (xorshift from `seed`): segments whose pushes take a
+/// while, or that fill a disk.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
