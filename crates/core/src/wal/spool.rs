@@ -203,7 +203,8 @@ impl Server {
     }
 
     /// Starts pushing the segments PostgreSQL marked ready after `requested`, oldest
-    /// first, while fewer than [`PUSH_AHEAD`] such pushes run.
+    /// first, while fewer than [`PUSH_AHEAD`] pushes ahead are running or stored and not
+    /// yet asked for.
     fn push_ahead(self: &Arc<Self>, requested: &Path) {
         let (Some(dir), Some(name)) = (
             requested.parent(),
@@ -301,7 +302,8 @@ impl Server {
                     m.insert(path.to_path_buf(), AheadSlot::Pushing);
                     let left = deadline.saturating_duration_since(std::time::Instant::now());
                     if left.is_zero() {
-                        // the push ahead is stuck: push it here (its entry goes stale)
+                        // the push ahead is stuck: push it here (that push keeps its
+                        // slot until it ends, one way or the other)
                         return None;
                     }
                     m = self
