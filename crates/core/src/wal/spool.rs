@@ -132,12 +132,12 @@ fn lock_ahead(
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Reads `path` and returns it with its size and digest.
-fn fingerprint(path: &Path) -> Result<(Vec<u8>, u64, [u8; 16])> {
+/// Reads `path` and returns it with its digest.
+fn fingerprint(path: &Path) -> Result<(Vec<u8>, [u8; 16])> {
     let data =
         std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    let (size, digest) = (data.len() as u64, super::store::digest(&data));
-    Ok((data, size, digest))
+    let digest = super::store::digest(&data);
+    Ok((data, digest))
 }
 
 impl Server {
@@ -255,16 +255,16 @@ impl Server {
     fn push_one_ahead(&self, path: PathBuf) {
         let clock = std::time::Instant::now();
         let push = || {
-            let (data, size, digest) = fingerprint(&path)?;
+            let (data, digest) = fingerprint(&path)?;
             let file = WalFile::parse(
                 path.file_name()
                     .and_then(|n| n.to_str())
                     .unwrap_or_default(),
             )?;
-            let outcome = self.store.put(&file, &data)?;
+            let outcome = self.store.put_digested(&file, &data, digest)?;
             Ok(Pushed {
                 outcome,
-                size,
+                size: data.len() as u64,
                 digest,
             })
         };
@@ -318,8 +318,8 @@ impl Server {
             }
         };
         drop(m);
-        let (_, size, digest) = fingerprint(path).ok()?;
-        (size == pushed.size && digest == pushed.digest).then_some(pushed.outcome)
+        let (data, digest) = fingerprint(path).ok()?;
+        (data.len() as u64 == pushed.size && digest == pushed.digest).then_some(pushed.outcome)
     }
 
     fn handle(self: &Arc<Self>, stream: UnixStream) {

@@ -170,11 +170,12 @@ impl WalStore {
     }
 
     /// Hands `file`'s object to `out` piece by piece, each piece as soon as it is
-    /// compressed and encrypted.
+    /// compressed and encrypted; `sum` is [`digest`] of `data`.
     fn seal(
         &self,
         file: &WalFile,
         data: &[u8],
+        sum: [u8; 16],
         out: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<()> {
         let name = file.to_string();
@@ -185,7 +186,7 @@ impl WalStore {
         head.extend_from_slice(&(name.len() as u16).to_le_bytes());
         head.extend_from_slice(name.as_bytes());
         head.extend_from_slice(&(data.len() as u64).to_le_bytes());
-        head.extend_from_slice(&digest(data));
+        head.extend_from_slice(&sum);
         sealer.seal(&mut head);
         out(MAGIC)?;
         out(&nonce)?;
@@ -260,24 +261,34 @@ impl WalStore {
     ///
     /// When the object cannot be written, or conflicts with a stored one.
     pub fn put(&self, file: &WalFile, data: &[u8]) -> Result<PutOutcome> {
+        self.put_digested(file, data, digest(data))
+    }
+
+    /// As [`WalStore::put`], for a caller that already has [`digest`] of `data`.
+    pub(crate) fn put_digested(
+        &self,
+        file: &WalFile,
+        data: &[u8],
+        sum: [u8; 16],
+    ) -> Result<PutOutcome> {
         let path = self.object_path(file);
         if let Some(existing) = self.read_raw(&path)? {
-            return self.compare_existing(file, data, &existing);
+            return self.compare_existing(file, data.len(), sum, &existing);
         }
         match &self.backend {
             Backend::Local(root) => {
-                match write_durably(root, &path, &mut |out| self.seal(file, data, out))? {
+                match write_durably(root, &path, &mut |out| self.seal(file, data, sum, out))? {
                     true => Ok(PutOutcome::Stored),
                     // another pusher won the race: it must have stored the same content
                     false => {
                         let existing = self.read_raw(&path)?.unwrap_or_default();
-                        self.compare_existing(file, data, &existing)
+                        self.compare_existing(file, data.len(), sum, &existing)
                     }
                 }
             }
             Backend::Remote(op) => {
                 let mut object = Vec::with_capacity(data.len() / 2);
-                self.seal(file, data, &mut |piece| {
+                self.seal(file, data, sum, &mut |piece| {
                     object.extend_from_slice(piece);
                     Ok(())
                 })?;
@@ -288,9 +299,16 @@ impl WalStore {
         }
     }
 
-    fn compare_existing(&self, file: &WalFile, data: &[u8], existing: &[u8]) -> Result<PutOutcome> {
-        let (size, sum, _) = self.open_object(file, existing)?;
-        if size == data.len() as u64 && sum == digest(data) {
+    /// Whether `existing` holds a file of `len` bytes with digest `sum`.
+    fn compare_existing(
+        &self,
+        file: &WalFile,
+        len: usize,
+        sum: [u8; 16],
+        existing: &[u8],
+    ) -> Result<PutOutcome> {
+        let (size, stored_sum, _) = self.open_object(file, existing)?;
+        if size == len as u64 && stored_sum == sum {
             Ok(PutOutcome::AlreadyPresent)
         } else {
             Err(Error::new(

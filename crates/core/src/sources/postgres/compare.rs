@@ -197,17 +197,19 @@ fn plan(
     min_piece: u64,
 ) -> Vec<Piece> {
     let (sizes, ranges) = sizes.unwrap_or_default();
-    let size = |t: &TableTruth| {
-        sizes
-            .get(&(t.schema.clone(), t.table.clone()))
-            .copied()
-            .unwrap_or((0, 0))
-    };
-    let total: u64 = tables.iter().map(|t| size(t).0).sum();
+    let size: Vec<(u64, u64)> = tables
+        .iter()
+        .map(|t| {
+            sizes
+                .get(&(t.schema.clone(), t.table.clone()))
+                .copied()
+                .unwrap_or((0, 0))
+        })
+        .collect();
+    let total: u64 = size.iter().map(|s| s.0).sum();
     let piece = (total / jobs as u64).max(min_piece).max(1);
     let mut out = Vec::new();
-    for (i, t) in tables.iter().enumerate() {
-        let (bytes, pages) = size(t);
+    for (i, (t, &(bytes, pages))) in tables.iter().zip(&size).enumerate() {
         let n = if jobs > 1 && ranges && t.columns().is_some() {
             bytes.div_ceil(piece).min(pages).max(1)
         } else {
