@@ -99,6 +99,11 @@ impl Ctx {
         cfg
     }
 
+    /// The repository's URL or path with `--repo` applied, without opening it.
+    fn repo_location(&self) -> anyhow::Result<String> {
+        Ok(lifeboat_core::repository::repo_url(&self.repo_config())?.to_string())
+    }
+
     /// Opens the repository.
     fn open(&self) -> anyhow::Result<Repo> {
         let cfg = self.repo_config();
@@ -209,7 +214,20 @@ pub fn on_stop(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // a restore_command with a typo or a renamed flag must stop recovery: clap's
+            // usage exit (2) would read to PostgreSQL as "not archived" and end it early
+            let fetching = std::env::args().any(|a| a == "wal-fetch");
+            let _ = e.print();
+            std::process::exit(if fetching && e.use_stderr() {
+                commands::wal::FETCH_FATAL_EXIT
+            } else {
+                e.exit_code()
+            });
+        }
+    };
     // Ctrl-C: stop throw-away servers this process started, then leave
     let _ = ctrlc::set_handler(|| {
         if let Some(flag) = STOP.lock().ok().and_then(|s| s.clone()) {

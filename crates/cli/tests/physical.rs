@@ -681,6 +681,11 @@ fn wal_push_is_idempotent_and_refuses_a_conflict() {
         .arg("wal-push")
         .arg(ws.path().join("lifeboat.toml")));
     assert_eq!(code, 2, "a file that is not WAL is refused: {err}");
+    // a restore_command with a wrong flag must stop recovery, not end it as "not archived"
+    let (code, _, err) = run(lb(&cfg)
+        .args(["wal-fetch", "--no-such-flag", "000000010000000000000043"])
+        .arg(&back));
+    assert_eq!(code, 126, "a bad wal-fetch command line is fatal: {err}");
 }
 
 #[test]
@@ -1071,6 +1076,8 @@ fn a_backlog_is_pushed_ahead_and_checked_when_postgres_asks_for_it() {
 fn a_served_push_is_idempotent_refuses_a_conflict_and_the_server_stops_on_sigterm() {
     let (ws, cfg) = wal_only_repository();
     let socket = ws.path().join("wal.sock");
+    // a directory given with --socket is the operator's: its mode must stay as it is
+    std::fs::set_permissions(ws.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let mut server = Server::start(&ws, &cfg, &socket);
     let push = |seg: &Path| {
         run(lb(&cfg)
@@ -1136,6 +1143,28 @@ fn a_served_push_is_idempotent_refuses_a_conflict_and_the_server_stops_on_sigter
         .filter(|n| n.to_string_lossy().starts_with(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "no temporary files: {leftovers:?}");
+    assert_eq!(
+        std::fs::metadata(ws.path())
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o755,
+        "wal serve left the socket's directory alone"
+    );
+
+    // a repository that vanished (unmounted, moved) is an error, never "not archived":
+    // that would end a recovery early
+    let moved = ws.path().join("repo-moved");
+    std::fs::rename(ws.repo_path(), &moved).expect("move the repository away");
+    let (code, _, err) = run(lb(&cfg)
+        .args(["wal-fetch", "--socket"])
+        .arg(&socket)
+        .arg("000000010000000000000008")
+        .arg(ws.path().join("back-gone")));
+    std::fs::rename(&moved, ws.repo_path()).expect("move the repository back");
+    assert_eq!(code, 126, "a vanished repository stops recovery: {err}");
+    assert!(err.contains("is gone"), "{err}");
 
     // an idle server notices SIGTERM, exits cleanly and removes its socket
     nix::sys::signal::kill(

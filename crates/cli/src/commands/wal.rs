@@ -23,7 +23,7 @@ pub struct WalPushCmd {
     /// Source the cluster is configured as (default: the only one).
     #[arg(long, short)]
     source: Option<String>,
-    /// Socket of `lifeboat wal serve` (default: /tmp/lifeboat-UID/wal-SOURCE.sock); without
+    /// Socket of `lifeboat wal serve` (default: /tmp/lifeboat-UID/wal-SOURCE-REPOHASH.sock); without
     /// a server there, the push opens the repository itself.
     #[arg(long, env = "LIFEBOAT_WAL_SOCKET")]
     socket: Option<PathBuf>,
@@ -37,7 +37,7 @@ pub struct WalFetchCmd {
     /// Source the cluster is configured as (default: the only one).
     #[arg(long, short)]
     source: Option<String>,
-    /// Socket of `lifeboat wal serve` (default: /tmp/lifeboat-UID/wal-SOURCE.sock).
+    /// Socket of `lifeboat wal serve` (default: /tmp/lifeboat-UID/wal-SOURCE-REPOHASH.sock).
     #[arg(long, env = "LIFEBOAT_WAL_SOCKET")]
     socket: Option<PathBuf>,
     /// Name of the WAL file (`%f`).
@@ -57,7 +57,7 @@ pub enum WalCmd {
         #[arg(long, short)]
         source: Option<String>,
         /// Socket of `lifeboat wal serve` to look for (default:
-        /// /tmp/lifeboat-UID/wal-SOURCE.sock).
+        /// /tmp/lifeboat-UID/wal-SOURCE-REPOHASH.sock).
         #[arg(long, env = "LIFEBOAT_WAL_SOCKET")]
         socket: Option<PathBuf>,
     },
@@ -67,7 +67,7 @@ pub enum WalCmd {
         /// Source (default: the only one).
         #[arg(long, short)]
         source: Option<String>,
-        /// Socket path (default: /tmp/lifeboat-UID/wal-SOURCE.sock).
+        /// Socket path (default: /tmp/lifeboat-UID/wal-SOURCE-REPOHASH.sock).
         #[arg(long, env = "LIFEBOAT_WAL_SOCKET")]
         socket: Option<PathBuf>,
     },
@@ -87,10 +87,10 @@ impl WalPushCmd {
     /// Pushes and returns once the file is durable.
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
         let name = ctx.source(self.source.as_deref())?.name.clone();
-        let socket = self
-            .socket
-            .clone()
-            .unwrap_or_else(|| spool::default_socket(&name));
+        let socket = match &self.socket {
+            Some(s) => s.clone(),
+            None => spool::default_socket(&name, &ctx.repo_location()?),
+        };
         let outcome = match spool::client_push(&socket, &self.path)? {
             Some(o) => o,
             None => {
@@ -116,10 +116,10 @@ impl WalFetchCmd {
     /// Fetches; returns the process exit code.
     pub fn run(&self, ctx: &Ctx) -> i32 {
         let result = ctx.source(self.source.as_deref()).and_then(|src| {
-            let socket = self
-                .socket
-                .clone()
-                .unwrap_or_else(|| spool::default_socket(&src.name));
+            let socket = match &self.socket {
+                Some(s) => s.clone(),
+                None => spool::default_socket(&src.name, &ctx.repo_location()?),
+            };
             match spool::client_fetch(&socket, &self.name, &self.dest)? {
                 Some(found) => Ok(found),
                 None => {
@@ -213,7 +213,10 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
         .as_ref()
         .map_or(wal::DEFAULT_SEGMENT_SIZE, |p| p.wal_segment_size);
     let st = wal::status(&store, start.as_ref(), seg_size)?;
-    let socket = socket.map_or_else(|| spool::default_socket(&name), Path::to_path_buf);
+    let socket = match socket {
+        Some(s) => s.to_path_buf(),
+        None => spool::default_socket(&name, &ctx.repo_location()?),
+    };
     let wal_server = std::os::unix::net::UnixStream::connect(&socket).is_ok();
     if let Some(server) = early_server {
         output::json(&StatusJson {
@@ -366,7 +369,10 @@ fn serve(ctx: &Ctx, source: Option<&str>, socket: Option<PathBuf>) -> anyhow::Re
     let seg_size = latest_physical(&repo, &name)?
         .and_then(|b| b.meta.physical.map(|p| p.wal_segment_size))
         .unwrap_or(wal::DEFAULT_SEGMENT_SIZE);
-    let socket = socket.unwrap_or_else(|| spool::default_socket(&name));
+    let socket = match socket {
+        Some(s) => s,
+        None => spool::default_socket(&name, &ctx.repo_location()?),
+    };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     crate::on_stop(std::sync::Arc::clone(&stop));
     if !ctx.json {

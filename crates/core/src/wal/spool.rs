@@ -22,6 +22,7 @@
 use std::{
     collections::HashMap,
     io::{BufRead, BufReader, Write},
+    os::unix::fs::DirBuilderExt,
     os::unix::net::{UnixListener, UnixStream},
     path::{Path, PathBuf},
     sync::{
@@ -57,13 +58,72 @@ fn journal(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr(), "{} {line}", jiff::Timestamp::now());
 }
 
-/// The default socket of `source`: `/tmp/lifeboat-<uid>/wal-<source>.sock`. It depends
-/// only on the user, so PostgreSQL's archiver and a `wal serve` started by hand or by
-/// systemd agree on it without sharing an environment.
+/// The default socket of `source` in the repository at `repository` (its URL or path):
+/// `/tmp/lifeboat-<uid>/wal-<source>-<8 hex digits>.sock`, the digits a hash of the
+/// repository's location. It depends only on the user and the configuration, so
+/// PostgreSQL's archiver and a `wal serve` started by hand or by systemd agree on it
+/// without sharing an environment; and a `wal-fetch --repo OTHER` (a restore from an
+/// offsite copy on the production host) never reaches the server of the primary
+/// repository.
 #[must_use]
-pub fn default_socket(source: &str) -> PathBuf {
+pub fn default_socket(source: &str, repository: &str) -> PathBuf {
+    default_socket_dir().join(format!(
+        "wal-{source}-{:08x}.sock",
+        xxhash_rust::xxh3::xxh3_64(canonical_location(repository).as_bytes()) as u32
+    ))
+}
+
+/// The directory of the default sockets: `/tmp/lifeboat-<uid>`.
+fn default_socket_dir() -> PathBuf {
     PathBuf::from(format!("/tmp/lifeboat-{}", nix::unistd::geteuid()))
-        .join(format!("wal-{source}.sock"))
+}
+
+/// A repository location written the same way whoever reads it: a local path made
+/// absolute and without a trailing slash.
+fn canonical_location(repository: &str) -> String {
+    let trimmed = repository.trim().trim_end_matches('/');
+    if trimmed.contains("://") {
+        return trimmed.to_string();
+    }
+    std::path::absolute(trimmed).map_or_else(|_| trimmed.to_string(), |p| p.display().to_string())
+}
+
+/// Makes sure `dir` is fit to hold a socket: the default directory is created private to
+/// this user, and must stay so (in world-writable `/tmp` another user could have made it
+/// first); a directory given with `--socket` must exist and is never changed.
+fn prepare_socket_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if dir != default_socket_dir() {
+        return if dir.is_dir() {
+            Ok(())
+        } else {
+            Err(
+                Error::config(format!("{} is not a directory", dir.display()))
+                    .hint("create it first, or leave --socket out to use the default"),
+            )
+        };
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(&format!("creating {}", dir.display()), e)),
+    }
+    let meta =
+        std::fs::symlink_metadata(dir).map_err(|e| io(&format!("reading {}", dir.display()), e))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !meta.is_dir() || meta.uid() != me || meta.permissions().mode() & 0o077 != 0 {
+        return Err(Error::new(
+            ErrorKind::Auth,
+            format!(
+                "{} is not a private directory of this user (owner uid {}, mode {:o})",
+                dir.display(),
+                meta.uid(),
+                meta.permissions().mode() & 0o7777
+            ),
+        )
+        .hint("another user may have created it: remove it, or give a socket in a directory you own with --socket / LIFEBOAT_WAL_SOCKET"));
+    }
+    Ok(())
 }
 
 fn io(what: &str, e: impl std::fmt::Display) -> Error {
@@ -148,8 +208,10 @@ impl Server {
             .map(|o| o.map(Arc::new))
             .map_err(|e| reply_error(&e));
         let mut m = self.cache.entries.lock().expect("cache");
-        if matches!(r, Ok(None)) {
-            // "not archived yet" must not be remembered: it may be archived a moment later
+        if !matches!(r, Ok(Some(_))) {
+            // neither "not archived yet" (it may be archived a moment later) nor a failed
+            // read (a storage hiccup) is remembered: the request reads again itself, so a
+            // transient error in a read ahead never stops recovery
             m.remove(&file);
         } else {
             m.insert(file, Slot::Done(r, std::time::Instant::now()));
@@ -408,10 +470,8 @@ fn reply_error(e: &Error) -> String {
 ///
 /// When the socket cannot be created (another server may be running).
 pub fn serve(store: WalStore, socket: &Path, segment_size: u64, stop: &AtomicBool) -> Result<()> {
-    if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| io(&format!("creating {}", dir.display()), e))?;
-        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .map_err(|e| io(&format!("securing {}", dir.display()), e))?;
+    if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
+        prepare_socket_dir(dir)?;
     }
     if UnixStream::connect(socket).is_ok() {
         return Err(Error::config(format!(
@@ -420,7 +480,18 @@ pub fn serve(store: WalStore, socket: &Path, segment_size: u64, stop: &AtomicBoo
         ))
         .hint("one `lifeboat wal serve` per source is enough"));
     }
-    let _ = std::fs::remove_file(socket);
+    // a socket nobody answers on is a leftover of a server that died; anything else at
+    // that path is not ours to remove
+    if let Ok(meta) = std::fs::symlink_metadata(socket) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(
+                Error::config(format!("{} exists and is not a socket", socket.display()))
+                    .hint("choose another path with --socket / LIFEBOAT_WAL_SOCKET"),
+            );
+        }
+        let _ = std::fs::remove_file(socket);
+    }
     let listener = UnixListener::bind(socket)
         .map_err(|e| io(&format!("listening on {}", socket.display()), e))?;
     listener
@@ -467,18 +538,20 @@ fn request(socket: &Path, line: &str) -> Result<Option<String>> {
     let Ok(stream) = UnixStream::connect(socket) else {
         return Ok(None);
     };
+    // a hung server must not hang PostgreSQL's archiver or a replay for ever; a request
+    // may wait up to AHEAD_WAIT for a push ahead, and then push the file itself
+    let _ = stream.set_read_timeout(Some(AHEAD_WAIT * 3));
     let (uid, trusted) = peer_is_trusted(&stream)?;
     if !trusted {
-        return Err(Error::new(
-            ErrorKind::Auth,
-            format!(
-                "the WAL server on {} runs as uid {uid}, not as this user",
-                socket.display()
-            ),
-        )
-        .hint(
-            "remove that socket, or give your own server's with --socket / LIFEBOAT_WAL_SOCKET",
-        ));
+        // nothing was sent: working alone keeps archiving going, where refusing would let
+        // another user stop it (and fill pg_wal) by planting a socket
+        let _ = writeln!(
+            std::io::stderr(),
+            "lifeboat: ignoring the WAL server on {}: it runs as uid {uid}, not as this user; \
+             working without it (remove that socket, or give your own with --socket / LIFEBOAT_WAL_SOCKET)",
+            socket.display()
+        );
+        return Ok(None);
     }
     (&stream)
         .write_all(format!("{line}\n").as_bytes())
@@ -530,5 +603,39 @@ pub fn client_fetch(socket: &Path, name: &str, dest: &Path) -> Result<Option<boo
         Some(r) if r == "OK found" => Ok(Some(true)),
         Some(r) if r == "OK missing" => Ok(Some(false)),
         Some(r) => Err(server_error(&r)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_socket_belongs_to_one_repository() {
+        let a = default_socket("main", "/var/backups/lifeboat");
+        assert_eq!(a, default_socket("main", "/var/backups/lifeboat/"));
+        assert_ne!(a, default_socket("main", "/mnt/offsite/lifeboat"));
+        assert_ne!(a, default_socket("other", "/var/backups/lifeboat"));
+        assert_ne!(
+            default_socket("main", "s3://bucket/a"),
+            default_socket("main", "s3://bucket/b")
+        );
+        assert_eq!(a.parent(), Some(default_socket_dir().as_path()));
+    }
+
+    #[test]
+    fn a_socket_directory_given_by_the_operator_is_never_changed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("lifeboat-spool-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        prepare_socket_dir(&dir).expect("an existing directory is fine");
+        let mode = std::fs::metadata(&dir).expect("stat").permissions().mode() & 0o777;
+        std::fs::remove_dir(&dir).expect("rmdir");
+        assert_eq!(mode, 0o755);
+        assert!(
+            prepare_socket_dir(&dir).is_err(),
+            "a missing one is an error"
+        );
     }
 }

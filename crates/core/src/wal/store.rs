@@ -137,6 +137,9 @@ impl WalStore {
                 let _guard = runtime().enter();
                 let op = opendal::Operator::via_iter("s3", opts)
                     .map_err(|e| unavailable("cannot set up the S3 client", e))?
+                    // a stalled connection must fail (and be retried) rather than hang the
+                    // archiver or a replay with nothing in the logs
+                    .layer(opendal::layers::TimeoutLayer::new())
                     .layer(
                         opendal::layers::RetryLayer::new()
                             .with_max_times(5)
@@ -243,6 +246,18 @@ impl WalStore {
         match &self.backend {
             Backend::Local(root) => match std::fs::read(root.join(path)) {
                 Ok(b) => Ok(Some(b)),
+                // an unmounted or moved repository must not read as "not archived": recovery
+                // would take that for the end of the archive and stop early
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        && !root.join("config").is_file() =>
+                {
+                    Err(Error::unavailable(format!(
+                        "the repository at {} is gone (it has no config file any more)",
+                        root.display()
+                    ))
+                    .hint("is its file system mounted? `lifeboat wal status` checks the archive"))
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(Error::io(format!("reading {path}"), e)),
             },
