@@ -875,6 +875,57 @@ fn a_physical_drill_replays_to_a_time_and_names_a_failing_check() {
 }
 
 #[test]
+fn a_backup_without_its_configuration_restores_and_its_drill_copy_is_isolated() {
+    // Debian's packages keep postgresql.conf, pg_hba.conf and pg_ident.conf in /etc: the
+    // base backup then holds none. Removing them from the running cluster's data directory
+    // gives the same backup (the server keeps the settings it loaded).
+    let a = Archiving::start(None, false);
+    for f in ["postgresql.conf", "pg_hba.conf", "pg_ident.conf"] {
+        std::fs::remove_file(a.cluster.data_dir().join(f)).expect("remove a configuration file");
+    }
+    a.marker(1);
+    a.backup();
+    a.marker(2);
+    a.archive_now();
+    let (r, out) = restore(&a, "no-etc", &["--latest"]);
+    assert!(
+        out.contains("the backup held no postgresql.conf, pg_hba.conf, pg_ident.conf"),
+        "{out}"
+    );
+    assert!(out.contains("recovery finished"), "{out}");
+    let hba = std::fs::read_to_string(r.data.join("pg_hba.conf")).expect("pg_hba.conf written");
+    assert!(
+        hba.contains("local   all             all                                     peer"),
+        "{hba}"
+    );
+    // lifeboat read the point reached through peer authentication, as the server's user
+    let user = pg_user().map(|u| u.name);
+    let count = lifeboat_core::sources::postgres::conn::PgConn::local(
+        &r.sock,
+        r.port,
+        "postgres",
+        PgBin::new(None),
+    )
+    .run_as(user.as_deref())
+    .query("postgres", "select count(*) from markers")
+    .expect("query the restored server as its own user");
+    assert_eq!(count.trim(), "2");
+    drop(r);
+
+    // a drill's copy of it starts too, isolated: no TCP, no logical replication workers
+    let out = ok(a
+        .lb()
+        .args(["--json", "drill", "--kind", "physical"])
+        .args([
+            "--check",
+            "select current_setting('listen_addresses') = '' and current_setting('max_logical_replication_workers') = '0'",
+        ])
+        .args(["--check", "select count(*) = 2 from markers"]));
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(report["passed"], true, "{out}");
+}
+
+#[test]
 fn a_failing_archive_command_stops_the_base_backup_with_the_reason() {
     let c = Cluster::start_with(
         &PgBin::new(None),

@@ -337,6 +337,11 @@ impl RestoreCmd {
             socket_dir: a.socket_dir.clone(),
             owner: a.owner.clone(),
             timeout_secs: a.timeout,
+            pg_bin_dir: ctx
+                .source(Some(&source))
+                .ok()
+                .and_then(|s| s.pg_bin_dir.clone()),
+            isolate: false,
         };
         let report = ctx
             .bars
@@ -359,6 +364,20 @@ impl RestoreCmd {
                 .map(|t| format!(" (archived {})", output::time(t)))
                 .unwrap_or_default()
         );
+        if !report.config_written.is_empty() {
+            println!(
+                "  the backup held no {} (the cluster kept its configuration outside its data directory{}): wrote minimal ones; carry the original's settings over",
+                report.config_written.join(", "),
+                report
+                    .backup
+                    .meta
+                    .physical
+                    .as_ref()
+                    .and_then(|p| p.config_file.as_deref())
+                    .map(|f| format!(", in {f}"))
+                    .unwrap_or_default()
+            );
+        }
         match (&report.reached, &report.start_hint) {
             (Some(r), _) => {
                 println!(

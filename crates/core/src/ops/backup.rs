@@ -341,6 +341,7 @@ fn physical_one(
             wal_included,
             backup_label: label_text,
             files: tar.files,
+            config_file: facts.config_file.clone(),
         }),
     };
     confirm(repo, &snap, &meta, clock)

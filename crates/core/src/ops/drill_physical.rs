@@ -77,9 +77,22 @@ fn check(name: &str, r: std::result::Result<String, String>) -> Check {
 
 /// `pg_verifybackup` over the unpacked directory: every file's checksum against the
 /// manifest the server wrote at backup time (recovery settings are ignored by design).
-fn verify_manifest(bin: &PgBin, dir: &std::path::Path) -> std::result::Result<String, String> {
-    let out = std::process::Command::new(bin.program("pg_verifybackup"))
-        .args(["--no-parse-wal", "--quiet"])
+fn verify_manifest(
+    bin: &PgBin,
+    dir: &std::path::Path,
+    written: &[String],
+) -> std::result::Result<String, String> {
+    let mut cmd = std::process::Command::new(bin.program("pg_verifybackup"));
+    cmd.args(["--no-parse-wal", "--quiet"]);
+    // the files the restore added, which the manifest rightly does not list
+    for name in written
+        .iter()
+        .map(String::as_str)
+        .chain([super::recover::ISOLATED_HBA])
+    {
+        cmd.arg("--ignore").arg(name);
+    }
+    let out = cmd
         .arg(dir)
         .output()
         .map_err(|e| format!("cannot run pg_verifybackup: {e}"))?;
@@ -136,6 +149,8 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
         socket_dir: Some(scratch.path().to_path_buf()),
         owner: None,
         timeout_secs: 0,
+        pg_bin_dir: src.pg_bin_dir.clone(),
+        isolate: true,
     };
     let user = owner(&rec)?;
     if let Some(u) = &user {
@@ -149,10 +164,13 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
     // the backup's version until the recovered server can say its own
     let mut server_version = backup.meta.server_version_num.to_string();
     let mut reachable_time = None;
+    // the database the source names (its list, else its DSN), where assertions and hooks
+    // run; the cluster's own `postgres` only when the source names none
     let database = src
         .databases
         .first()
         .cloned()
+        .or_else(|| PgConn::from_source(src).ok()?.default_database())
         .unwrap_or_else(|| "postgres".to_string());
 
     let restored = recover_inner(repo, &store, &rec);
@@ -176,7 +194,9 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
             .map_err(ToString::to_string),
     ));
     if let Ok(report) = &restored {
-        let manifest = clock.time("verify", || verify_manifest(&bin, &rec.to_dir));
+        let manifest = clock.time("verify", || {
+            verify_manifest(&bin, &rec.to_dir, &report.config_written)
+        });
         checks.push(check(
             "files vs backup_manifest (pg_verifybackup)",
             manifest,

@@ -107,6 +107,13 @@ pub struct RecoverOptions {
     pub owner: Option<String>,
     /// Seconds to wait for recovery when starting (0 = no limit).
     pub timeout_secs: u64,
+    /// Where the PostgreSQL server programs are (default: the newest installed).
+    pub pg_bin_dir: Option<PathBuf>,
+    /// A drill's throw-away copy: when lifeboat starts it, it listens on its private socket
+    /// only (no TCP), lets only local connections in (without a password, through a
+    /// private socket), and starts no logical replication workers, so that it can never
+    /// be reached from outside nor reach a publisher of the production cluster.
+    pub isolate: bool,
 }
 
 /// Where recovery ended, read from the server.
@@ -149,6 +156,10 @@ pub struct RecoverReport {
     pub port: Option<u16>,
     /// How to start the server (without `start`).
     pub start_hint: Option<String>,
+    /// Configuration files the backup did not hold (the cluster kept them outside its data
+    /// directory, as Debian's packages do) and the restore wrote, minimal.
+    #[serde(default)]
+    pub config_written: Vec<String>,
 }
 
 fn physical_of(b: &SnapshotInfo) -> Result<&PhysicalMeta> {
@@ -358,6 +369,70 @@ fn recovery_settings(opts: &RecoverOptions) -> String {
     s
 }
 
+/// The file a drill's isolated server takes its client authentication from.
+pub(crate) const ISOLATED_HBA: &str = "lifeboat-drill-hba.conf";
+
+/// Server options for a start lifeboat drives (`pg_ctl -o`), not written to any file: the
+/// log must go to the `-l` file lifeboat reads (a `logging_collector` would take it
+/// elsewhere), and a drill's copy is isolated (see [`RecoverOptions::isolate`]).
+fn start_options(opts: &RecoverOptions) -> String {
+    let mut o = String::from("-c logging_collector=off");
+    if opts.isolate {
+        o.push_str(&format!(
+            " -c listen_addresses='' -c max_logical_replication_workers=0 -c hba_file='{}'",
+            opts.to_dir.join(ISOLATED_HBA).display()
+        ));
+    }
+    o
+}
+
+/// Writes the configuration files a base backup lacks when the cluster kept them outside
+/// its data directory (Debian's `/etc/postgresql/<version>/<cluster>/`): a server cannot
+/// start without them. The restored server gets defaults, with a comment naming where the
+/// original was; its settings (memory, extensions) are the operator's to carry over.
+/// Returns the names of the files written.
+fn fill_missing_config(dir: &Path, phys: &PhysicalMeta) -> Result<Vec<String>> {
+    let origin = phys
+        .config_file
+        .as_deref()
+        .map(|f| format!(" (it was {f})"))
+        .unwrap_or_default();
+    let files = [
+        (
+            "postgresql.conf",
+            format!(
+                "# Written by `lifeboat restore`: the backed-up cluster kept its configuration outside\n\
+                 # its data directory{origin}, so the base backup holds none. These are defaults:\n\
+                 # carry the original's settings over (shared_buffers, shared_preload_libraries, ...).\n\
+                 # Recovery settings are in postgresql.auto.conf.\n"
+            ),
+        ),
+        (
+            "pg_hba.conf",
+            "# Written by `lifeboat restore` (the backup held none): local connections as the\n\
+             # matching OS user, passwords over TCP on this host only. Carry the original's rules over.\n\
+             local   all             all                                     peer\n\
+             host    all             all             127.0.0.1/32            scram-sha-256\n\
+             host    all             all             ::1/128                 scram-sha-256\n\
+             local   replication     all                                     peer\n"
+                .to_string(),
+        ),
+        (
+            "pg_ident.conf",
+            "# Written by `lifeboat restore` (the backup held none).\n".to_string(),
+        ),
+    ];
+    let mut written = Vec::new();
+    for (name, text) in files {
+        let path = dir.join(name);
+        if !path.exists() {
+            std::fs::write(&path, text).map_err(|e| Error::io(path.display(), e))?;
+            written.push(name.to_string());
+        }
+    }
+    Ok(written)
+}
+
 /// The OS user that owns the restored files.
 pub(crate) fn owner(opts: &RecoverOptions) -> Result<Option<nix::unistd::User>> {
     let name = opts.owner.clone().or_else(run_as);
@@ -510,6 +585,7 @@ pub(crate) fn recover_inner(
         .map_err(|_| Error::internal("the restore_command probe panicked"))??;
     let clock = Instant::now();
     let created = !opts.to_dir.exists();
+    let mut written = Vec::new();
     std::fs::create_dir_all(&opts.to_dir).map_err(|e| Error::io(opts.to_dir.display(), e))?;
     let unpacked = unpack(repo, &backup, &opts.to_dir).and_then(|()| {
         std::fs::set_permissions(
@@ -525,6 +601,12 @@ pub(crate) fn recover_inner(
             .map_err(|e| Error::io(opts.to_dir.display(), e))?;
         // a standby.signal from the source would turn this into a replica
         let _ = std::fs::remove_file(opts.to_dir.join("standby.signal"));
+        written = fill_missing_config(&opts.to_dir, &phys)?;
+        if opts.isolate {
+            let hba = opts.to_dir.join(ISOLATED_HBA);
+            std::fs::write(&hba, "# lifeboat drill: local connections through the private socket only\nlocal all all trust\n")
+                .map_err(|e| Error::io(hba.display(), e))?;
+        }
         if let Some(u) = &user {
             chown_tree(&opts.to_dir, u)?;
         }
@@ -560,6 +642,7 @@ pub(crate) fn recover_inner(
         log: None,
         port: opts.port,
         start_hint: None,
+        config_written: written,
     };
     if !opts.start {
         let prefix = user_name
@@ -568,7 +651,9 @@ pub(crate) fn recover_inner(
             .unwrap_or_default();
         report.start_hint = Some(format!(
             "{prefix}{} -D {} -l {}/recovery.log start",
-            PgBin::new(None).program("pg_ctl").display(),
+            PgBin::new(opts.pg_bin_dir.as_deref())
+                .program("pg_ctl")
+                .display(),
             opts.to_dir.display(),
             opts.to_dir.display()
         ));
@@ -630,13 +715,15 @@ pub(crate) fn start_and_wait(
     user: Option<&str>,
     log: &Path,
 ) -> Result<ReachedPoint> {
-    let bin = PgBin::new(None);
+    let bin = PgBin::new(opts.pg_bin_dir.as_deref());
     let pg_ctl = bin.program("pg_ctl");
     let out = pg_ctl_cmd(&pg_ctl, user)
         .args(["start", "-D"])
         .arg(&opts.to_dir)
         .arg("-l")
         .arg(log)
+        .arg("-o")
+        .arg(start_options(opts))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .output()
@@ -697,8 +784,11 @@ pub(crate) fn start_and_wait(
                     .filter(|p| !p.as_os_str().is_empty())
             })
             .unwrap_or_else(|| PathBuf::from("/var/run/postgresql"));
+        // as the server's own OS user: a restored pg_hba.conf (Debian's `local all
+        // postgres peer`) lets that one in
         let conn =
-            crate::sources::postgres::conn::PgConn::local(&socket, port, "postgres", bin.clone());
+            crate::sources::postgres::conn::PgConn::local(&socket, port, "postgres", bin.clone())
+                .run_as(user.filter(|_| nix::unistd::geteuid().is_root()));
         let state = conn.query(
             "postgres",
             "select pg_is_in_recovery(), pg_last_wal_replay_lsn(), pg_last_xact_replay_timestamp(), \
@@ -821,6 +911,8 @@ mod tests {
             socket_dir: None,
             owner: None,
             timeout_secs: 0,
+            pg_bin_dir: None,
+            isolate: false,
         };
         let s = recovery_settings(&opts);
         assert!(

@@ -97,6 +97,8 @@ pub struct PgConn {
     password: Option<Secret>,
     default_db: Option<String>,
     bin: PgBin,
+    /// OS user the client programs run as (through `runuser`, when lifeboat runs as root).
+    run_as: Option<String>,
 }
 
 impl PgConn {
@@ -189,7 +191,16 @@ impl PgConn {
             password,
             default_db,
             bin,
+            run_as: None,
         }
+    }
+
+    /// Runs the client programs as OS user `user` (for peer authentication on a local
+    /// socket); `None` keeps the current user.
+    #[must_use]
+    pub fn run_as(mut self, user: Option<&str>) -> Self {
+        self.run_as = user.map(str::to_string);
+        self
     }
 
     /// The client programs used for this server.
@@ -221,7 +232,14 @@ impl PgConn {
     /// A command for `program` connected to `db` (`-d conninfo`), password in the environment.
     #[must_use]
     pub fn command(&self, program: &str, db: &str) -> Command {
-        let mut cmd = Command::new(self.bin.program(program));
+        let mut cmd = match &self.run_as {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(self.bin.program(program));
+                c
+            }
+            None => Command::new(self.bin.program(program)),
+        };
         cmd.arg("-d").arg(self.conninfo(db));
         self.apply_env(&mut cmd);
         cmd

@@ -35,6 +35,10 @@ pub struct PhysicalMeta {
     pub backup_label: String,
     /// Files in the tar.
     pub files: u64,
+    /// The server's `config_file`, when the backup role could read it: a restore names it
+    /// when the file lived outside the data directory and the backup holds none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<String>,
 }
 
 /// What the in-flight reader learns from the tar.
@@ -131,6 +135,8 @@ pub struct ClusterFacts {
     pub wal_segment_size: u64,
     /// Whether WAL archiving is on.
     pub archiving: bool,
+    /// `config_file`, when the role may read it.
+    pub config_file: Option<String>,
 }
 
 /// Connects and checks that a base backup can be taken.
@@ -145,10 +151,11 @@ pub fn cluster_facts(conn: &PgConn, db: &str) -> Result<ClusterFacts> {
         "select current_setting('server_version_num'), (select system_identifier from pg_control_system()), \
          current_setting('wal_segment_size'), current_setting('archive_mode'), \
          (select count(*) from pg_tablespace where spcname not in ('pg_default', 'pg_global')), \
-         (select rolreplication or rolsuper from pg_roles where rolname = current_user)",
+         (select rolreplication or rolsuper from pg_roles where rolname = current_user), \
+         (select setting from pg_settings where name = 'config_file')",
     )?;
     let f: Vec<&str> = row.trim().split('|').collect();
-    if f.len() != 6 {
+    if f.len() != 7 {
         return Err(Error::postgres(format!(
             "unexpected answer {row:?} about the cluster"
         )));
@@ -173,6 +180,7 @@ pub fn cluster_facts(conn: &PgConn, db: &str) -> Result<ClusterFacts> {
         system_identifier: f[1].to_string(),
         wal_segment_size: parse_size(f[2]).unwrap_or(crate::wal::DEFAULT_SEGMENT_SIZE),
         archiving: f[3] != "off",
+        config_file: Some(f[6].to_string()).filter(|f| !f.is_empty()),
     })
 }
 
