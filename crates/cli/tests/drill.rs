@@ -270,19 +270,83 @@ fn interrupted_drill_leaves_no_process_or_directory() {
         .map(|e| e.unwrap().path())
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
-    let procs = std::process::Command::new("pgrep")
-        .args(["-f", &scratch.display().to_string()])
-        .output()
-        .unwrap();
-    // the hook's sleep is the only child allowed to linger (it holds no server or directory)
-    let survivors = String::from_utf8_lossy(&procs.stdout).trim().to_string();
-    let postgres_left = survivors.lines().any(|pid| {
-        std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|c| c.contains("postgres"))
-    });
+    // neither a server of the drill nor the hook (its own process group) is left
+    for pattern in [scratch.display().to_string(), marker.display().to_string()] {
+        let procs = std::process::Command::new("pgrep")
+            .args(["-f", &pattern])
+            .output()
+            .unwrap();
+        let survivors = String::from_utf8_lossy(&procs.stdout).trim().to_string();
+        assert!(
+            survivors.is_empty(),
+            "still running after the interrupt ({pattern}): {survivors}"
+        );
+    }
+}
+
+#[test]
+fn drill_hooks_from_the_config_see_only_the_drill_and_do_not_outlive_it() {
+    let c = cluster();
+    sample_db(&c, "app", 50);
+    let ws = Workspace::new();
+    let env_file = ws.path().join("hook.env");
+    let pid_file = ws.path().join("app.pid");
+    let hooks = [
+        format!("env > {}", env_file.display()),
+        // an application started in the background, then probed
+        format!("sleep 300 & echo $! > {}", pid_file.display()),
+        "psql -Atc 'select count(*) from shop.users' | grep -qx 50".to_string(),
+        // one that never ends is killed at the timeout and fails
+        "sleep 60".to_string(),
+    ];
+    let cfg = drill_config(
+        &ws,
+        &c.dsn("app"),
+        &format!("drill = {{ hooks = {hooks:?}, hook_timeout = \"3s\" }}\n"),
+    );
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    // what an operator's shell may hold: libpq pointed at production, lifeboat's secret
+    let service = ws.path().join("pg_service.conf");
+    std::fs::write(&service, "[production]\nhost=192.0.2.1\ndbname=app\n").unwrap();
+    let (code, out, err) = run(lb(&cfg)
+        .arg("drill")
+        .env("PGSERVICEFILE", &service)
+        .env("PGSERVICE", "production")
+        .env("PGHOSTADDR", "192.0.2.1")
+        .env("LIFEBOAT_PASSWORD", lifeboat_testing::REPO_PASSWORD));
+    assert_eq!(code, 10, "the endless hook fails the drill: {out}{err}");
     assert!(
-        !postgres_left,
-        "a postgres of the drill is still running: {survivors}"
+        out.contains("ok   hook: psql"),
+        "the hook reached the restored copy, not the service: {out}"
+    );
+    assert!(
+        out.contains("FAIL hook: sleep 60") && out.contains("still running after 3s"),
+        "{out}"
+    );
+    let env = std::fs::read_to_string(&env_file).unwrap();
+    for leaked in [
+        "PGSERVICE=",
+        "PGSERVICEFILE=",
+        "PGHOSTADDR=",
+        "LIFEBOAT_PASSWORD=",
+    ] {
+        assert!(
+            !env.lines().any(|l| l.starts_with(leaked)),
+            "{leaked} reached the hook: {env}"
+        );
+    }
+    assert!(env.lines().any(|l| l == "PGDATABASE=app"), "{env}");
+    // the background application went with the drill
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{}", pid.trim()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while proc_dir.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        !proc_dir.exists(),
+        "the hook's background process outlived the drill"
     );
 }
 
@@ -341,4 +405,35 @@ fn a_drill_on_a_configured_scratch_server_cleans_up_and_refuses_production() {
     let (code, _, err) = run(lb(&bad_cfg).arg("drill"));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("is the production cluster itself"), "{err}");
+}
+
+#[test]
+fn a_drill_refuses_another_source_s_backup_and_one_that_cannot_run_is_logged() {
+    let c = cluster();
+    sample_db(&c, "app", 20);
+    sample_db(&c, "crm", 20);
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("app-db", &c.dsn("app")), ("crm-db", &c.dsn("crm"))]);
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--source", "crm-db", "--kind", "logical"]));
+    let crm = list_ids(&cfg).pop().unwrap();
+    // judged by app-db's objectives and filed under it, crm-db's backup would prove nothing
+    let (code, _, err) = run(lb(&cfg).args(["drill", "--source", "app-db", "--pick", &crm]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("is a backup of source \"crm-db\", not of \"app-db\""),
+        "{err}"
+    );
+    let (code, _, err) = run(lb(&cfg).args(["drill", "--source", "crm-db", "--kind", "schema"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a schema one"), "{err}");
+    // app-db has no backup at all: the drill cannot be carried out, and the log says so
+    let (code, _, err) = run(lb(&cfg).args(["drill", "--source", "app-db"]));
+    assert_ne!(code, 0, "{err}");
+    let log = ok(lb(&cfg).args(["audit", "list"]));
+    let last = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap();
+    assert!(
+        last.contains("drill") && last.contains("failed") && last.contains("not carried out"),
+        "{log}"
+    );
 }

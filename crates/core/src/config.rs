@@ -228,6 +228,12 @@ pub struct DrillConfig {
     /// instead of a throw-away cluster: each drill restores into its own new database there
     /// and drops it afterwards. Never the production server.
     pub server: Option<String>,
+    /// Shell commands run against the restored database before the checks (migrations,
+    /// starting the application, probing its health URL); `--hook` adds more.
+    #[serde(default)]
+    pub hooks: Vec<String>,
+    /// How long one hook may run before it is killed and fails (default 10m).
+    pub hook_timeout: Option<String>,
 }
 
 impl Config {
@@ -316,6 +322,7 @@ impl Config {
                 ("objectives.rpo", &s.objectives.rpo),
                 ("objectives.rto", &s.objectives.rto),
                 ("archive_timeout", &s.archive_timeout),
+                ("drill.hook_timeout", &s.drill.hook_timeout),
             ] {
                 if let Some(v) = value {
                     parse_duration(v).map_err(|e| {

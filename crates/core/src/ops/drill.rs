@@ -6,7 +6,11 @@
 //! The production database is never touched: the only connection to it is an optional,
 //! read-only size query used to extrapolate the restore time.
 
-use std::{path::PathBuf, process::Stdio, time::Instant};
+use std::{
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -229,7 +233,7 @@ fn pick_backup(
     )?;
     let chosen = match pick {
         Pick::Id(id) => {
-            let b = repo.backup(id)?;
+            let b = of_source(repo.backup(id)?, src)?;
             if b.meta.kind != BackupKind::Logical {
                 return Err(Error::config(format!(
                     "backup {} is a {} backup; drills restore logical backups",
@@ -299,22 +303,6 @@ impl Target {
         match self {
             Self::Cluster(c) => c.conn(),
             Self::Server(c) => c.clone(),
-        }
-    }
-
-    /// (conninfo for `db`, PGHOST, PGPORT) for hooks.
-    fn hook_env(&self, db: &str) -> (String, String, String) {
-        match self {
-            Self::Cluster(c) => (
-                c.dsn(db),
-                c.socket_dir().display().to_string(),
-                c.port().to_string(),
-            ),
-            Self::Server(c) => (
-                c.conninfo(db),
-                c.param("host").unwrap_or_default().to_string(),
-                c.param("port").unwrap_or("5432").to_string(),
-            ),
         }
     }
 
@@ -403,6 +391,21 @@ impl Clock {
     }
 }
 
+/// `b`, when it is a backup of `src`: a drill judges a backup by its source's objectives
+/// and files the evidence under that source.
+pub(crate) fn of_source(b: SnapshotInfo, src: &SourceConfig) -> Result<SnapshotInfo> {
+    if b.meta.source == src.name {
+        return Ok(b);
+    }
+    Err(Error::config(format!(
+        "backup {} is a backup of source {:?}, not of {:?}",
+        b.short_id(),
+        b.meta.source,
+        src.name
+    ))
+    .hint(format!("drill it with --source {}", b.meta.source)))
+}
+
 /// Runs a drill of `src`'s backups. Returns the report whether the drill passed or not;
 /// an `Err` means the drill could not be carried out at all.
 ///
@@ -411,8 +414,33 @@ impl Clock {
 /// When no backup exists, the throw-away cluster cannot start, or the backup cannot be
 /// fetched (a damaged backup is a failed *check*, reported in the report).
 pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<DrillReport> {
-    if opts.kind == BackupKind::Physical {
-        return super::drill_physical::drill(repo, src, opts);
+    let result = carry_out(repo, src, opts);
+    if let Err(e) = &result {
+        // a drill that could not even be carried out is evidence too (a finished one has
+        // logged itself when it was sealed)
+        let _ = crate::repository::audit::append(
+            repo,
+            "drill",
+            false,
+            &format!(
+                "{} drill of source {}: not carried out: {e}",
+                opts.kind, src.name
+            ),
+        );
+    }
+    result
+}
+
+fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<DrillReport> {
+    match opts.kind {
+        BackupKind::Physical => return super::drill_physical::drill(repo, src, opts),
+        BackupKind::Logical => {}
+        other => {
+            return Err(Error::config(format!(
+                "a drill restores a logical or a physical backup, not a {other} one"
+            ))
+            .hint("--kind logical (the default) or --kind physical"))
+        }
     }
     let started_at = Timestamp::now();
     let mut clock = Clock::new();
@@ -441,6 +469,7 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
         (target, fetched)
     });
     let mut target = target?;
+    let mut groups = HookGroups::default();
     let server_version = target
         .conn()
         .query("postgres", "show server_version")?
@@ -448,7 +477,12 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
         .to_string();
     // on a shared scratch server the restored copy gets a name of its own
     let restored_db = if on_server {
-        format!("lifeboat_drill_{}", started_at.strftime("%Y%m%d%H%M%S"))
+        // the random part keeps two drills started in the same second apart
+        format!(
+            "lifeboat_drill_{}_{:06x}",
+            started_at.strftime("%Y%m%d%H%M%S"),
+            rand::random::<u32>() & 0xff_ffff
+        )
     } else {
         database.clone()
     };
@@ -493,10 +527,9 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                         &["post-data"],
                     )
                 });
-                let (dsn, host, port) = target.hook_env(&restored_db);
                 if post.is_ok() {
                     let hooks = clock.time("hooks", || {
-                        run_hooks(&dsn, &host, &port, &restored_db, &opts.hooks)
+                        run_source_hooks(src, opts, &conn, &restored_db, &mut groups)
                     });
                     checks.extend(hooks);
                 }
@@ -535,6 +568,7 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
     // 1.4 GB here, the kernel still writing them back): both are teardown, as in the
     // physical drill
     clock.time("teardown", || {
+        drop(groups);
         target.teardown(&restored_db);
         drop(target);
         drop(scratch);
@@ -666,18 +700,30 @@ pub(crate) fn seal(
         }
         Err(e) => report.evidence_error = Some(e.to_string()),
     }
-    if let Some(dir) = &opts.report_dir {
-        super::evidence::write_files(&report, dir)?;
-    }
-    // a damaged repository must not hide the drill's verdict: report the storing failure
+    // neither a damaged repository nor an unwritable report directory may hide the
+    // drill's verdict, nor keep the evidence from the other place: each failure is reported
     if let Err(e) = super::evidence::store(repo, &report) {
-        let stored = format!("the report could not be stored in the repository: {e}");
-        report.evidence_error = Some(match report.evidence_error.take() {
-            Some(earlier) => format!("{earlier}; {stored}"),
-            None => stored,
-        });
+        add_evidence_error(
+            &mut report,
+            format!("the report could not be stored in the repository: {e}"),
+        );
+    }
+    if let Some(dir) = &opts.report_dir {
+        if let Err(e) = super::evidence::write_files(&report, dir) {
+            add_evidence_error(
+                &mut report,
+                format!("the report files could not be written: {e}"),
+            );
+        }
     }
     Ok(report)
+}
+
+fn add_evidence_error(report: &mut DrillReport, error: String) {
+    report.evidence_error = Some(match report.evidence_error.take() {
+        Some(earlier) => format!("{earlier}; {error}"),
+        None => error,
+    });
 }
 
 fn restore_into(
@@ -797,53 +843,162 @@ fn pg_restore(
     super::restore::run_pg_restore(conn, dump, database, jobs, false, !with_roles, sections)
 }
 
-pub(crate) fn run_hooks(
-    dsn: &str,
-    host: &str,
-    port: &str,
+/// Environment variables a hook must not inherit: libpq's (a `PGSERVICE` or `PGHOSTADDR`
+/// would win over the drill's `PGHOST` and point the hook at production) and lifeboat's
+/// secrets.
+fn scrub(cmd: &mut std::process::Command) {
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k.starts_with("PG")
+            || k == "LIFEBOAT_PASSWORD"
+            || k == "AWS_SECRET_ACCESS_KEY"
+            || k == "AWS_SESSION_TOKEN"
+        {
+            cmd.env_remove(&key);
+        }
+    }
+}
+
+/// The process groups of a drill's hooks. Dropping it kills them: an application a hook
+/// started in the background lives until the drill's checks are done, not longer.
+#[derive(Default)]
+pub(crate) struct HookGroups(Vec<i32>);
+
+impl Drop for HookGroups {
+    fn drop(&mut self) {
+        for g in self.0.drain(..) {
+            crate::sources::postgres::cluster::kill_group(g);
+        }
+    }
+}
+
+/// How long a hook may run, unless the source's `drill.hook_timeout` says otherwise.
+const HOOK_TIMEOUT_SECS: u64 = 600;
+
+/// Runs the source's `drill.hooks`, then the drill's own (see [`run_hooks`]).
+pub(crate) fn run_source_hooks(
+    src: &SourceConfig,
+    opts: &DrillOptions,
+    conn: &PgConn,
+    database: &str,
+    groups: &mut HookGroups,
+) -> Vec<Check> {
+    let hooks: Vec<String> = src.drill.hooks.iter().chain(&opts.hooks).cloned().collect();
+    let timeout = src
+        .drill
+        .hook_timeout
+        .as_deref()
+        .and_then(|t| crate::config::parse_duration(t).ok())
+        .unwrap_or(HOOK_TIMEOUT_SECS);
+    run_hooks(conn, database, &hooks, timeout, groups)
+}
+
+/// Runs `hooks` one after the other against `database` on the server `conn` reaches, each
+/// in a process group of its own, with `PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE` (and the
+/// scratch server's password) set and nothing else of libpq's; a hook still running after
+/// `timeout_secs` is killed and fails.
+fn run_hooks(
+    conn: &PgConn,
     database: &str,
     hooks: &[String],
+    timeout_secs: u64,
+    groups: &mut HookGroups,
 ) -> Vec<Check> {
+    use std::os::unix::process::CommandExt;
     hooks
         .iter()
         .map(|h| {
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(h)
-                .env("LIFEBOAT_DRILL_CONNINFO", dsn)
-                .env("PGHOST", host)
-                .env("PGPORT", port)
-                .env("PGUSER", "postgres")
+            let name = format!("hook: {h}");
+            let mut cmd = std::process::Command::new("sh");
+            cmd.arg("-c").arg(h);
+            scrub(&mut cmd);
+            conn.apply_env(&mut cmd);
+            cmd.env("LIFEBOAT_DRILL_CONNINFO", conn.conninfo(database))
+                .env("PGHOST", conn.param("host").unwrap_or("localhost"))
+                .env("PGPORT", conn.param("port").unwrap_or("5432"))
+                .env("PGUSER", conn.param("user").unwrap_or("postgres"))
                 .env("PGDATABASE", database)
                 .stdin(Stdio::null())
-                .output();
-            match out {
-                Ok(o) if o.status.success() => Check {
-                    name: format!("hook: {h}"),
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .process_group(0);
+            let child = match cmd.spawn() {
+                Ok(c) => c,
+                Err(e) => {
+                    return Check {
+                        name,
+                        ok: false,
+                        detail: format!("cannot run sh: {e}"),
+                    }
+                }
+            };
+            let pgid = child.id() as i32;
+            groups.0.push(pgid);
+            crate::sources::postgres::cluster::register_group(pgid);
+            match wait_with_timeout(child, Duration::from_secs(timeout_secs)) {
+                Ok((status, _)) if status.success() => Check {
+                    name,
                     ok: true,
                     detail: "exit 0".into(),
                 },
-                Ok(o) => Check {
-                    name: format!("hook: {h}"),
+                Ok((status, stderr)) => Check {
+                    name,
                     ok: false,
-                    detail: format!(
-                        "{}: {}",
-                        o.status,
-                        String::from_utf8_lossy(&o.stderr)
-                            .lines()
-                            .last()
-                            .unwrap_or("")
-                            .trim()
-                    ),
+                    detail: format!("{status}: {}", stderr.lines().last().unwrap_or("").trim()),
                 },
-                Err(e) => Check {
-                    name: format!("hook: {h}"),
+                Err(detail) => Check {
+                    name,
                     ok: false,
-                    detail: e.to_string(),
+                    detail,
                 },
             }
         })
         .collect()
+}
+
+/// Waits for `child`, reading its stderr; kills its process group after `timeout`.
+fn wait_with_timeout(
+    mut child: std::process::Child,
+    timeout: Duration,
+) -> std::result::Result<(std::process::ExitStatus, String), String> {
+    use std::io::Read;
+    // stderr is read on the side, so a chatty hook cannot block on a full pipe
+    let mut err = child.stderr.take();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(e) = err.as_mut() {
+            let _ = e.take(1 << 20).read_to_string(&mut text);
+        }
+        text
+    });
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                // a background process of the hook may still hold stderr open
+                let settle = Instant::now() + Duration::from_secs(1);
+                while !reader.is_finished() && Instant::now() < settle {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let text = if reader.is_finished() {
+                    reader.join().unwrap_or_default()
+                } else {
+                    String::new()
+                };
+                return Ok((status, text));
+            }
+            Ok(None) if Instant::now() >= deadline => {
+                crate::sources::postgres::cluster::kill_group(child.id() as i32);
+                let _ = child.wait();
+                return Err(format!(
+                    "still running after {}s: killed (a hook that starts an application must start it in the background)",
+                    timeout.as_secs()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(format!("waiting for the hook: {e}")),
+        }
+    }
 }
 
 pub(crate) fn assertion(conn: &PgConn, database: &str, sql: &str) -> Check {

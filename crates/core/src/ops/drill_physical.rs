@@ -7,8 +7,8 @@ use jiff::Timestamp;
 
 use super::{
     drill::{
-        assertion, build_report, run_hooks, seal, Check, Clock, DrillOptions, DrillReport,
-        Measured, Pick,
+        assertion, build_report, run_source_hooks, seal, Check, Clock, DrillOptions, DrillReport,
+        HookGroups, Measured, Pick,
     },
     list::{list, ListFilter},
     recover::{owner, recover_inner, start_and_wait, RecoverOptions, RecoveryTarget, TargetAction},
@@ -27,7 +27,7 @@ use crate::{
 
 fn pick(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<SnapshotInfo> {
     if let Pick::Id(id) = &opts.pick {
-        let b = repo.backup(id)?;
+        let b = super::drill::of_source(repo.backup(id)?, src)?;
         if b.meta.physical.is_none() {
             return Err(Error::config(format!(
                 "backup {} is a {} backup, not a physical one",
@@ -173,6 +173,7 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
         .or_else(|| PgConn::from_source(src).ok()?.default_database())
         .unwrap_or_else(|| "postgres".to_string());
 
+    let mut groups = HookGroups::default();
     let restored = recover_inner(repo, &store, &rec);
     match &restored {
         Ok(r) => {
@@ -262,13 +263,8 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
             if let Ok(v) = conn.query("postgres", "show server_version") {
                 server_version = v.trim().to_string();
             }
-            let dsn = format!(
-                "host={} port={port} user=postgres dbname={database}",
-                socket.display()
-            );
-            let (host, port_text) = (socket.display().to_string(), port.to_string());
             let hooks = clock.time("hooks", || {
-                run_hooks(&dsn, &host, &port_text, &database, &opts.hooks)
+                run_source_hooks(src, opts, &conn, &database, &mut groups)
             });
             checks.extend(hooks);
             clock.time("checks", || {
@@ -279,6 +275,7 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
         }
     }
     clock.time("teardown", || {
+        drop(groups);
         stop_registered(&rec.to_dir);
         drop(scratch);
     });

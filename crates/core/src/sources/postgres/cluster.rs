@@ -17,6 +17,28 @@ use crate::error::{Error, Result};
 /// Data directories of clusters started by this process and not yet stopped.
 static RUNNING: Mutex<Vec<(PathBuf, PathBuf, Option<String>)>> = Mutex::new(Vec::new());
 
+/// Process groups of hook commands, killed when the process is interrupted.
+static GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// Remembers process group `pgid` (a hook's) for [`stop_all`].
+pub(crate) fn register_group(pgid: i32) {
+    if let Ok(mut l) = GROUPS.lock() {
+        l.push(pgid);
+    }
+}
+
+/// Kills process group `pgid` and forgets it: what a hook left running (an application it
+/// started in the background) must not outlive the drill.
+pub(crate) fn kill_group(pgid: i32) {
+    if let Ok(mut l) = GROUPS.lock() {
+        l.retain(|g| *g != pgid);
+    }
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pgid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
 /// Temporary directories to remove when the process is interrupted.
 static TEMP_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
@@ -104,6 +126,13 @@ fn stop_server(pg_ctl: &Path, data: &Path, user: Option<&str>, mode: &str) {
 /// Stops every cluster this process started and removes its scratch directories (for
 /// signal handlers).
 pub fn stop_all() {
+    let groups = GROUPS
+        .lock()
+        .map(|mut l| std::mem::take(&mut *l))
+        .unwrap_or_default();
+    for g in groups {
+        kill_group(g);
+    }
     let list = RUNNING
         .lock()
         .map(|mut l| std::mem::take(&mut *l))
@@ -254,6 +283,9 @@ impl Cluster {
                 self.dir.path().display()
             );
             let pg_ctl = self.bin.program("pg_ctl");
+            // registered before it starts: an interrupt while `pg_ctl start` waits must stop
+            // it too (pg_ctl puts the server in a session of its own, which outlives us)
+            register(pg_ctl.clone(), self.data_dir(), self.user.clone());
             let out = pg_ctl_cmd(&pg_ctl, self.user.as_deref())
                 .args(["start", "-w", "-t", "60", "-D"])
                 .arg(self.data_dir())
@@ -267,13 +299,10 @@ impl Cluster {
                 .map_err(|e| missing_program(&pg_ctl, e))?;
             if out.status.success() {
                 self.running = true;
-                RUNNING.lock().expect("cluster registry").push((
-                    pg_ctl,
-                    self.data_dir(),
-                    self.user.clone(),
-                ));
                 return Ok(());
             }
+            // a start that timed out may still come up later
+            stop_registered(&self.data_dir());
             last_err = Some(self.log_tail());
         }
         Err(Error::unavailable(format!(

@@ -99,6 +99,8 @@ pub struct PgConn {
     bin: PgBin,
     /// OS user the client programs run as (through `runuser`, when lifeboat runs as root).
     run_as: Option<String>,
+    /// Clear libpq's `PG*` variables for the client programs (see [`PgConn::local`]).
+    no_pg_env: bool,
 }
 
 impl PgConn {
@@ -165,8 +167,11 @@ impl PgConn {
 
     /// A connection to a local server by socket directory and port.
     #[must_use]
+    /// It ignores libpq's environment (`PGSERVICE`, `PGHOSTADDR`, `PGOPTIONS`, ...): a
+    /// throw-away or restored server must be reached exactly where it runs, whatever the
+    /// operator's shell points libpq at.
     pub fn local(socket_dir: &Path, port: u16, user: &str, bin: PgBin) -> Self {
-        Self::from_params(
+        let mut conn = Self::from_params(
             vec![
                 ("host".into(), socket_dir.display().to_string()),
                 ("port".into(), port.to_string()),
@@ -174,7 +179,9 @@ impl PgConn {
             ],
             None,
             bin,
-        )
+        );
+        conn.no_pg_env = true;
+        conn
     }
 
     fn from_params(
@@ -192,6 +199,7 @@ impl PgConn {
             default_db,
             bin,
             run_as: None,
+            no_pg_env: false,
         }
     }
 
@@ -247,6 +255,13 @@ impl PgConn {
 
     /// Sets `PGPASSWORD` and the application name on `cmd`.
     pub fn apply_env(&self, cmd: &mut Command) {
+        if self.no_pg_env {
+            for (key, _) in std::env::vars_os() {
+                if key.to_string_lossy().starts_with("PG") {
+                    cmd.env_remove(&key);
+                }
+            }
+        }
         if let Some(p) = &self.password {
             cmd.env("PGPASSWORD", p.expose());
         }
