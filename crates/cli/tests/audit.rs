@@ -82,19 +82,31 @@ fn operations_are_logged_and_tampering_is_detected() {
         "{kept}"
     );
 
+    // operations logging at the same moment keep one chain (the local lock orders them)
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| ok(lb(&cfg).args(["verify", "--all"])));
+        }
+    });
+    let out = ok(lb(&cfg).args(["audit", "verify"]));
+    assert!(
+        out.contains("8 entries") && out.contains("chain intact"),
+        "{out}"
+    );
+
     // a failed operation is logged too
     let (code, _, _) = run(lb(&cfg).args(["restore", "--latest", "--to-database", "copy"]));
     assert_eq!(code, 9);
     let entries: Vec<serde_json::Value> =
         serde_json::from_str(&ok(lb(&cfg).args(["--json", "audit", "list"]))).unwrap();
-    assert_eq!(entries.len(), 5);
-    assert_eq!(entries[4]["outcome"], "failed");
-    let head5 = entries[4]["hash"].as_str().unwrap().to_string();
+    assert_eq!(entries.len(), 9);
+    assert_eq!(entries[8]["outcome"], "failed");
+    let head9 = entries[8]["hash"].as_str().unwrap().to_string();
 
     // cut off the newest entry: consistent by itself, caught by the recorded head
-    tamper(&ws, 5, None);
+    tamper(&ws, 9, None);
     ok(lb(&cfg).args(["audit", "verify"]));
-    let (code, out, err) = run(lb(&cfg).args(["audit", "verify", "--expected-head", &head5]));
+    let (code, out, err) = run(lb(&cfg).args(["audit", "verify", "--expected-head", &head9]));
     assert_eq!(code, 6, "{out}\n{err}");
     assert!(out.contains("expected head"), "{out}");
 

@@ -150,6 +150,24 @@ fn backup_verify_restore_round_trip_on_s3() {
     for (t, n) in TABLES.iter().zip(&originals) {
         assert_eq!(count(&c, "app_copy", t), *n, "rows of {t} after restore");
     }
+
+    // operations logging at the same moment keep one audit chain: S3 has no lock, so an
+    // appender that finds a rival entry withdraws its own and tries again
+    let entries = || {
+        let out = ok(lifeboat(&ws).args(["--json", "audit", "list"]));
+        serde_json::from_str::<Vec<serde_json::Value>>(&out)
+            .expect("audit list --json")
+            .len()
+    };
+    let before = entries();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| ok(lifeboat(&ws).args(["verify", "--all"])));
+        }
+    });
+    let out = ok(lifeboat(&ws).args(["audit", "verify"]));
+    assert!(out.contains("chain intact"), "{out}");
+    assert_eq!(entries(), before + 4, "one entry per verify");
 }
 
 #[test]

@@ -103,6 +103,11 @@ impl AuditCmd {
                 signed,
                 public_key,
             } => {
+                // the configured head file, unless another is named: comparing with a head
+                // kept outside the repository is what catches entries cut off the end
+                let head_file = &head_file
+                    .clone()
+                    .or_else(|| ctx.config.audit.head_file.clone());
                 let from_file = match head_file {
                     Some(f) if f.exists() => {
                         let text = std::fs::read_to_string(f)?;

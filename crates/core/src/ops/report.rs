@@ -4,14 +4,14 @@
 //! SOC 2 criteria it supports (CC9.1 business-disruption risk mitigation, A1.2 backup and
 //! recovery infrastructure, A1.3 recovery-plan testing). Built from the repository alone.
 
-use std::{collections::BTreeMap, fmt::Write as _};
+use std::{collections::BTreeMap, fmt::Write as _, path::PathBuf};
 
 use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::{
     config::Config,
-    error::Result,
+    error::{Error, Result},
     ops::evidence::{drills, DrillSummary},
     repository::{audit, Repo},
     sources::postgres::logical::BackupKind,
@@ -79,6 +79,11 @@ pub struct EvidencePack {
     pub copies: Vec<String>,
     /// Audit log: entries, head hash, problems found.
     pub audit: audit::AuditVerdict,
+    /// The file outside the repository whose newest head the log was compared with
+    /// (`[audit] head_file`); `None` when none is configured: then cutting off the newest
+    /// entries cannot be told from this pack alone.
+    #[serde(default)]
+    pub external_head: Option<PathBuf>,
 }
 
 fn within(t: Timestamp, from: Timestamp, to: Timestamp) -> bool {
@@ -115,6 +120,32 @@ pub fn evidence_pack(
         l.stored_bytes += b.meta.stored_bytes;
     }
     let entries = audit::entries(repo)?;
+    // the head kept outside the repository is what catches entries cut off the end
+    let external_head = config.audit.head_file.clone();
+    let mut missing = None;
+    let kept_head = match &external_head {
+        Some(f) => match std::fs::read_to_string(f) {
+            Ok(text) => crate::repository::head::newest_in(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                missing = Some(f);
+                None
+            }
+            Err(e) => {
+                return Err(Error::io(
+                    format!("reading the audit head file {}", f.display()),
+                    e,
+                ))
+            }
+        },
+        None => None,
+    };
+    let mut audit = audit::verify_entries(&entries, kept_head.as_deref());
+    if let Some(f) = missing.filter(|_| !entries.is_empty()) {
+        audit.problems.push(format!(
+            "the audit head file {} is missing, though the log has entries",
+            f.display()
+        ));
+    }
     let mut failures: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut successes: BTreeMap<String, usize> = BTreeMap::new();
     for e in entries.iter().filter(|e| within(e.time, from, to)) {
@@ -202,7 +233,8 @@ pub fn evidence_pack(
             })
             .collect(),
         copies: config.copies.iter().filter_map(|c| c.url.clone()).collect(),
-        audit: audit::verify_entries(&entries, None),
+        audit,
+        external_head,
     })
 }
 
@@ -364,14 +396,19 @@ pub fn markdown(p: &EvidencePack) -> String {
     let _ = writeln!(m, "\n## Integrity of this evidence\n");
     let _ = writeln!(
         m,
-        "The audit log holds {} entries; its hash chain {}. Head hash: `{}` — compare it with a copy kept outside the repository (`lifeboat audit verify --expected-head`).",
+        "The audit log holds {} entries; its hash chain {}. Head hash: `{}`. {}",
         p.audit.entries,
         if p.audit.ok() {
             "verifies (no entry edited, removed or reordered)".to_string()
         } else {
             format!("**does not verify**: {}", p.audit.problems.join("; "))
         },
-        p.audit.head.as_deref().unwrap_or("-")
+        p.audit.head.as_deref().unwrap_or("-"),
+        match &p.external_head {
+            Some(f) if p.audit.ok() => format!("It matches the newest head kept outside the repository in `{}`, so no entry was cut off the end either.", f.display()),
+            Some(f) => format!("It was compared with the newest head kept outside the repository in `{}`.", f.display()),
+            None => "**No head kept outside the repository was compared** (`[audit] head_file` is not set): entries cut off the end of the log cannot be detected from this pack; compare the head with a copy kept elsewhere (`lifeboat audit verify --expected-head`).".to_string(),
+        }
     );
     m
 }

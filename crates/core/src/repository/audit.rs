@@ -109,22 +109,58 @@ pub fn publish_head(repo: &Repo, entry: &Entry) -> Result<()> {
 
 /// Appends an entry after the current head, in the repository only.
 ///
+/// Two processes appending at once (a backup and a drill, two cron jobs) would both
+/// extend the same head and fork the chain, which `audit verify` could only call
+/// tampering. On a local repository an exclusive lock on `lifeboat-audit.lock` in the
+/// repository directory orders them; on S3, which has no lock, an appender that finds
+/// another entry with its sequence number after writing withdraws its own and tries again
+/// after a random pause, so at most one of them stays.
+///
 /// # Errors
 ///
 /// When the log cannot be read or the entry cannot be written.
 pub fn write(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Entry> {
-    let head = entries(repo)?.pop();
-    let mut entry = Entry {
-        seq: head.as_ref().map_or(1, |h| h.seq + 1),
-        time: Timestamp::now(),
-        action: action.to_string(),
-        outcome: if ok { "ok" } else { "failed" }.to_string(),
-        details: details.to_string(),
-        prev: head.map_or_else(|| GENESIS.to_string(), |h| h.hash),
-        hash: String::new(),
-    };
-    entry.hash = entry.compute_hash();
-    let json = serde_json::to_string(&entry).map_err(|e| Error::internal(e.to_string()))?;
+    let _lock = local_lock(repo)?;
+    for attempt in 1..=WRITE_ATTEMPTS {
+        let head = entries(repo)?.pop();
+        let mut entry = Entry {
+            seq: head.as_ref().map_or(1, |h| h.seq + 1),
+            time: Timestamp::now(),
+            action: action.to_string(),
+            outcome: if ok { "ok" } else { "failed" }.to_string(),
+            details: details.to_string(),
+            prev: head.map_or_else(|| GENESIS.to_string(), |h| h.hash),
+            hash: String::new(),
+        };
+        entry.hash = entry.compute_hash();
+        let id = store(repo, &entry).map_err(|e| {
+            Error::new(
+                e.kind(),
+                format!("its audit entry could not be written: {e}"),
+            )
+        })?;
+        let rival = entries(repo)?
+            .into_iter()
+            .any(|e| e.seq == entry.seq && e.hash != entry.hash);
+        if !rival {
+            return Ok(entry);
+        }
+        repo.with_open(|r| Ok(r.delete_snapshots(&[id])?))?;
+        let pause = rand::random::<u64>() % (100 * u64::from(attempt)) + 20;
+        std::thread::sleep(std::time::Duration::from_millis(pause));
+    }
+    Err(Error::unavailable(format!(
+        "its audit entry could not be written: other processes kept appending at the same time ({WRITE_ATTEMPTS} attempts)"
+    ))
+    .hint("run it again"))
+}
+
+/// Attempts of [`write`] to append without a rival entry.
+const WRITE_ATTEMPTS: u32 = 8;
+
+/// Writes `entry` as its snapshot and returns the snapshot's id.
+fn store(repo: &Repo, entry: &Entry) -> Result<rustic_core::repofile::SnapshotId> {
+    let json = serde_json::to_string(entry).map_err(|e| Error::internal(e.to_string()))?;
     let path = std::path::PathBuf::from(format!("/lifeboat/audit/{:010}.json", entry.seq));
     let mut snap = SnapshotOptions::default()
         .label(LABEL.to_string())
@@ -135,15 +171,32 @@ pub fn write(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Entry
     opts.parent_opts.force = true;
     let source = StreamSource::new(path.clone(), Cursor::new(json.into_bytes()));
     repo.with_indexed_ids(|idx| {
-        Ok(idx.archive(&opts, &source, snap, std::slice::from_ref(&path))?)
+        Ok(idx
+            .archive(&opts, &source, snap, std::slice::from_ref(&path))?
+            .id)
     })
-    .map_err(|e| {
-        Error::new(
-            e.kind(),
-            format!("its audit entry could not be written: {e}"),
-        )
-    })?;
-    Ok(entry)
+}
+
+/// The exclusive lock that orders appenders on a local repository (`None` on S3).
+fn local_lock(repo: &Repo) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+    if super::backend::is_s3_url(repo.location()) {
+        return Ok(None);
+    }
+    let path = std::path::Path::new(repo.location()).join("lifeboat-audit.lock");
+    // read-only is enough to lock, and works for every user who may write the repository
+    // whoever created the file
+    let file = std::fs::File::open(&path)
+        .or_else(|_| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+        })
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map(Some)
+        .map_err(|(_, e)| Error::unavailable(format!("locking {}: {e}", path.display())))
 }
 
 /// Appends an entry for an operation's `result` and passes the result on. An operation
