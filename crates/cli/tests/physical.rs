@@ -981,6 +981,15 @@ fn a_failing_archive_command_stops_the_base_backup_with_the_reason() {
         std::thread::sleep(Duration::from_millis(500));
     }
 
+    // archiving "works", but into nowhere (`true`): a base backup relying on that archive
+    // could never be restored, so none is kept
+    let (code, _, err) = run(lb(&cfg)
+        .args(["backup", "--kind", "physical"])
+        .timeout(Duration::from_secs(300)));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("but not into source \"main\""), "{err}");
+    assert!(common::list_json(&cfg).is_empty(), "no backup is visible");
+
     // the server gone: the repository's part still prints, and says the server is not
     // reachable
     drop(c);

@@ -275,6 +275,36 @@ fn confirm(
     })
 }
 
+/// Checks that the WAL a base backup taken without its own WAL needs has reached this
+/// source's archive: a cluster whose archive_command sends WAL elsewhere (another
+/// repository or source, `/bin/true`) would otherwise leave a snapshot that looks good
+/// and cannot be restored. PostgreSQL has archived that WAL when pg_basebackup returns.
+fn wal_reaches_store(
+    repo: &Repo,
+    src: &SourceConfig,
+    timeline: u32,
+    stop_lsn: crate::wal::Lsn,
+    segment_size: u64,
+) -> Result<()> {
+    use crate::wal::{name::SegmentName, WalFile, WalStore};
+    let last = SegmentName::containing(
+        timeline,
+        crate::wal::Lsn(stop_lsn.0.saturating_sub(1)),
+        segment_size,
+    );
+    if WalStore::new(repo, &src.name)?.contains(&WalFile::Segment(last))? {
+        return Ok(());
+    }
+    Err(Error::config(format!(
+        "the cluster archived the WAL this base backup needs ({last}), but not into source {:?} of this repository: the backup could not be restored",
+        src.name
+    ))
+    .hint(format!(
+        "set archive_command = 'lifeboat --config /etc/lifeboat/lifeboat.toml wal-push --source {} %p' (see the README), or back up without WAL archiving; no snapshot was kept",
+        src.name
+    )))
+}
+
 /// Takes a base backup of the cluster `conn` reaches (through database `db`).
 fn physical_one(
     repo: &Repo,
@@ -313,6 +343,13 @@ fn physical_one(
     )?;
     let label_text = tar.backup_label.clone().unwrap_or_default();
     let (timeline, start_lsn, stop_lsn) = tar.wal_range.expect("checked by finish");
+    if !wal_included {
+        let found = wal_reaches_store(repo, src, timeline, stop_lsn, facts.wal_segment_size);
+        if let Err(e) = found {
+            repo.discard(&snap)?;
+            return Err(e);
+        }
+    }
     let timeline = physical::label_start(&label_text).map_or(timeline, |(t, _)| t);
     let summary = snap.summary.clone().unwrap_or_default();
     let meta = BackupMeta {

@@ -359,6 +359,29 @@ impl WalStore {
         Ok(Some(data))
     }
 
+    /// Whether `file` is archived, without reading it.
+    ///
+    /// # Errors
+    ///
+    /// A storage error (a vanished local repository included).
+    pub fn contains(&self, file: &WalFile) -> Result<bool> {
+        let path = self.object_path(file);
+        match &self.backend {
+            Backend::Local(root) => {
+                if root.join(&path).is_file() {
+                    return Ok(true);
+                }
+                // the same "gone or not archived" distinction as reading
+                self.read_raw(&path).map(|o| o.is_some())
+            }
+            Backend::Remote(op) => match op.stat(&path) {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(remote_error(&format!("looking for {path}"), &e)),
+            },
+        }
+    }
+
     /// Every archived file, unordered. Reads names and sizes only.
     ///
     /// # Errors
