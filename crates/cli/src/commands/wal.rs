@@ -208,6 +208,7 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
         backup_id: b.id.clone(),
         timeline: p.timeline,
         start_lsn: p.start_lsn,
+        target_timeline: None,
     });
     let seg_size = phys
         .as_ref()

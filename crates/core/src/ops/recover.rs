@@ -240,11 +240,21 @@ fn check_archive(
     backup: &SnapshotInfo,
     phys: &PhysicalMeta,
     target: &RecoveryTarget,
+    timeline: Option<&str>,
 ) -> Result<wal::Reachable> {
     let start = ChainStart {
         backup_id: backup.id.clone(),
         timeline: phys.timeline,
         start_lsn: phys.start_lsn,
+        target_timeline: match timeline.map(str::trim) {
+            None | Some("latest") => None,
+            Some("current") => Some(phys.timeline),
+            Some(n) => Some(n.parse().map_err(|_| {
+                Error::config(format!(
+                    "--target-timeline {n:?} is not a timeline: give latest, current or a number"
+                ))
+            })?),
+        },
     };
     let st = wal::status(store, Some(&start), phys.wal_segment_size)?;
     let reach = st.reachable.expect("a chain start was given");
@@ -578,7 +588,13 @@ pub(crate) fn recover_inner(
     };
     let backup = select(repo, opts)?;
     let phys = physical_of(&backup)?.clone();
-    let reach = check_archive(store, &backup, &phys, &opts.target)?;
+    let reach = check_archive(
+        store,
+        &backup,
+        &phys,
+        &opts.target,
+        opts.timeline.as_deref(),
+    )?;
     let user = owner(opts)?;
     probe
         .join()

@@ -177,6 +177,7 @@ pub fn evidence_pack(
                 backup_id: b.id.clone(),
                 timeline: p.timeline,
                 start_lsn: p.start_lsn,
+                target_timeline: None,
             })
         });
         let size = latest

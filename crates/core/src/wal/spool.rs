@@ -503,20 +503,47 @@ pub fn serve(store: WalStore, socket: &Path, segment_size: u64, stop: &AtomicBoo
         ahead: Ahead::default(),
         segment_size,
     });
+    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
                 let _ = stream.set_nonblocking(false);
                 let s = Arc::clone(&server);
-                std::thread::spawn(move || s.handle(stream));
+                let busy = Arc::clone(&busy);
+                busy.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    // counted down even if the handler panics
+                    struct Done(Arc<std::sync::atomic::AtomicUsize>);
+                    impl Drop for Done {
+                        fn drop(&mut self) {
+                            self.0.fetch_sub(1, Ordering::SeqCst);
+                        }
+                    }
+                    let _done = Done(busy);
+                    s.handle(stream);
+                });
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait_readable(&listener),
-            Err(e) => return Err(io("accepting a connection", e)),
+            // out of file descriptors, a client gone before it was accepted, a signal: the
+            // server stays up (PostgreSQL would otherwise fall back to slow pushes)
+            Err(e) => {
+                journal(format_args!("accepting a connection failed: {e}; going on"));
+                std::thread::sleep(STOP_CHECK);
+            }
         }
     }
+    // no new requests; the ones under way finish (a fetch cut off would stop a recovery,
+    // a push cut off would leave a temporary file), for a while
     let _ = std::fs::remove_file(socket);
+    let deadline = std::time::Instant::now() + DRAIN;
+    while busy.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     Ok(())
 }
+
+/// How long a stopping server waits for the requests under way.
+const DRAIN: Duration = Duration::from_secs(60);
 
 /// Waits until a connection is pending, or for [`STOP_CHECK`]. A connection wakes `poll` at
 /// once: sleeping between `accept` attempts instead added half the sleep to every push on

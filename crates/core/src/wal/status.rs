@@ -75,6 +75,9 @@ pub struct ChainStart {
     pub timeline: u32,
     /// Backup start LSN.
     pub start_lsn: Lsn,
+    /// The timeline recovery is to end on (`recovery_target_timeline`); `None`: the newest
+    /// one that descends from the backup's (PostgreSQL's `latest`).
+    pub target_timeline: Option<u32>,
 }
 
 /// Which segments a recovery from `start` replays, timeline by timeline:
@@ -84,12 +87,25 @@ fn timeline_path(
     histories: &BTreeMap<u32, Vec<(u32, Lsn)>>,
     segment_size: u64,
 ) -> Vec<(u32, u64, Option<u64>)> {
-    // the newest timeline that descends from the backup's
-    let target = histories
-        .iter()
-        .rev()
-        .find(|(tli, h)| **tli > start.timeline && h.iter().any(|(p, _)| *p == start.timeline))
-        .map(|(tli, h)| (*tli, h.clone()));
+    // a timeline descends from the backup's when its history branches off the backup's
+    // timeline after the backup started: one that branched earlier does not contain the
+    // backup, and PostgreSQL refuses to follow it
+    let descends = |h: &Vec<(u32, Lsn)>| {
+        h.iter()
+            .any(|(p, switch)| *p == start.timeline && *switch >= start.start_lsn)
+    };
+    let target = match start.target_timeline {
+        Some(t) if t == start.timeline => None,
+        Some(t) => histories
+            .get(&t)
+            .filter(|h| descends(h))
+            .map(|h| (t, h.clone())),
+        None => histories
+            .iter()
+            .rev()
+            .find(|(tli, h)| **tli > start.timeline && descends(h))
+            .map(|(tli, h)| (*tli, h.clone())),
+    };
     let first = start.start_lsn.0 / segment_size;
     let Some((target, history)) = target else {
         return vec![(start.timeline, first, None)];
@@ -275,7 +291,49 @@ mod tests {
             backup_id: "b".into(),
             timeline: tli,
             start_lsn: Lsn(seg * SZ + 40),
+            target_timeline: None,
         }
+    }
+
+    #[test]
+    fn a_timeline_that_branched_before_the_backup_is_not_followed() {
+        // timeline 2 branched at segment 3 of timeline 1; the backup started at segment 5
+        // of timeline 1 (taken on the old primary after the branch)
+        let mut list: Vec<_> = (5..=7).map(|n| stored(1, n)).collect();
+        list.extend((3..=9).map(|n| stored(2, n)));
+        let mut h = BTreeMap::new();
+        h.insert(2, vec![(1, Lsn(3 * SZ + 100))]);
+        let r = reach(&start(1, 5), &index(&list), &h, SZ);
+        assert_eq!(r.last_segment, "000000010000000000000007");
+    }
+
+    #[test]
+    fn an_asked_for_timeline_is_followed_and_current_stays() {
+        // timelines 2 and 3 both branch off timeline 1 after the backup
+        let mut list: Vec<_> = (2..=8).map(|n| stored(1, n)).collect();
+        list.extend((5..=6).map(|n| stored(2, n)));
+        list.extend((6..=9).map(|n| stored(3, n)));
+        let mut h = BTreeMap::new();
+        h.insert(2, vec![(1, Lsn(5 * SZ + 100))]);
+        h.insert(3, vec![(1, Lsn(6 * SZ + 100))]);
+        let latest = reach(&start(1, 2), &index(&list), &h, SZ);
+        assert_eq!(latest.last_segment, "000000030000000000000009");
+        let two = ChainStart {
+            target_timeline: Some(2),
+            ..start(1, 2)
+        };
+        assert_eq!(
+            reach(&two, &index(&list), &h, SZ).last_segment,
+            "000000020000000000000006"
+        );
+        let current = ChainStart {
+            target_timeline: Some(1),
+            ..start(1, 2)
+        };
+        assert_eq!(
+            reach(&current, &index(&list), &h, SZ).last_segment,
+            "000000010000000000000008"
+        );
     }
 
     #[test]
