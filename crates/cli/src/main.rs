@@ -186,11 +186,7 @@ fn report(err: &anyhow::Error) -> i32 {
         // first lines only: library messages can run to pages (and invite bug reports for
         // what is a refused credential)
         let text = cause.to_string();
-        let line = text
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or_default();
+        let line = lifeboat_core::error::headline(&text);
         if !line.is_empty() && !err.to_string().contains(line) {
             eprintln!("  caused by: {line}");
         }

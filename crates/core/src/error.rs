@@ -202,16 +202,30 @@ impl Error {
     }
 }
 
-/// The text of an error and all its causes, lowercased, for classification.
+/// The text of an error and all its causes, lowercased, for classification; without
+/// backtraces, whose frame names (`Mutex::lock`, `hashbrown`) would mislead it.
 fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut cur = err.source();
+    let mut text = String::new();
+    let mut cur = Some(err);
     while let Some(e) = cur {
-        text.push('\n');
-        text.push_str(&e.to_string());
+        let own = e.to_string();
+        for line in own.lines() {
+            if line.trim_start().starts_with("Backtrace:") {
+                break;
+            }
+            text.push_str(line);
+            text.push('\n');
+        }
         cur = e.source();
     }
     text.to_lowercase()
+}
+
+/// Whether `text` holds one of `words` as a whole word (so "lock" is not found in
+/// "block" or "clock").
+fn has_word(text: &str, words: &[&str]) -> bool {
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|w| words.contains(&w))
 }
 
 /// Chooses a kind and a hint for a repository (rustic_core) error from its whole chain.
@@ -248,7 +262,7 @@ pub(crate) fn classify_repository(
                 "free disk space (or raise the quota) and run the command again; nothing was lost",
             ),
         )
-    } else if lower.contains("lock") {
+    } else if has_word(&lower, &["lock", "locked", "locks", "locking"]) {
         (ErrorKind::Locked, Some("another lifeboat process holds the repository; wait for it or check for a stale process"))
     } else if lower.contains("connection refused")
         || lower.contains("dns error")
@@ -259,9 +273,8 @@ pub(crate) fn classify_repository(
             ErrorKind::Unavailable,
             Some("the storage cannot be reached: check the endpoint and the network"),
         )
-    } else if lower.contains("hash")
+    } else if has_word(&lower, &["hash", "mac"])
         || lower.contains("decrypt")
-        || lower.contains("mac")
         || lower.contains("corrupt")
     {
         (
@@ -278,18 +291,36 @@ pub(crate) fn classify_repository(
     }
 }
 
+/// The line of an error's text that says what went wrong. rustic_core opens every error
+/// with the same banner ("`rustic_core` experienced an error related to ..."), then its
+/// message after a `Message:` line, then pages of context and an invitation to report a
+/// bug: the message is the headline. Other texts give their first non-empty line.
+#[must_use]
+pub fn headline(text: &str) -> &str {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default();
+    if first.starts_with("`rustic_core` experienced an error") {
+        let mut rest = text.lines().map(str::trim);
+        if rest.any(|l| l == "Message:") {
+            if let Some(message) = rest.find(|l| !l.is_empty()) {
+                return message;
+            }
+        }
+    }
+    first
+}
+
 /// Convert a rustic_core error, choosing a kind from its whole chain.
 impl From<Box<rustic_core::RusticError>> for Error {
     fn from(err: Box<rustic_core::RusticError>) -> Self {
         let (kind, hint) = classify_repository(err.as_ref());
         let text = err.to_string();
-        // rustic's own text may invite a bug report for what is a plain refusal: keep the first line
-        let first_line = text
-            .lines()
-            .next()
-            .unwrap_or("repository error")
-            .to_string();
-        let mut e = Self::new(kind, format!("repository: {first_line}")).source(err);
+        // rustic's own text may invite a bug report for what is a plain refusal: keep its message
+        let line = match headline(&text) {
+            "" => "repository error",
+            l => l,
+        };
+        let mut e = Self::new(kind, format!("repository: {line}")).source(err);
         if let Some(h) = hint {
             e = e.hint(h);
         }
@@ -299,6 +330,23 @@ impl From<Box<rustic_core::RusticError>> for Error {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn words_are_matched_whole() {
+        assert!(super::has_word(
+            "the repository is locked by pid 7",
+            &["locked"]
+        ));
+        assert!(!super::has_word("a damaged block; clock skew", &["lock"]));
+        assert!(!super::has_word("the machine", &["mac"]));
+    }
+
+    #[test]
+    fn a_rustic_error_is_headed_by_its_message() {
+        let text = "`rustic_core` experienced an error related to `Backend`.\n\nMessage:\nFailed to load the file.\n\nSome context:\n- path: x\n";
+        assert_eq!(headline(text), "Failed to load the file.");
+        assert_eq!(headline("\n plain error \nmore"), "plain error");
+    }
     use super::*;
 
     #[test]

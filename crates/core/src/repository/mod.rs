@@ -388,12 +388,10 @@ fn describe(url: &str, what: &str, e: Box<rustic_core::RusticError>, fallback_hi
         ErrorKind::Unavailable if hint.is_some_and(|h| h.contains("writable")) => {
             "permission denied".to_string()
         }
-        _ => e
-            .to_string()
-            .lines()
-            .next()
-            .unwrap_or("repository error")
-            .to_string(),
+        _ => match crate::error::headline(&e.to_string()) {
+            "" => "repository error".to_string(),
+            l => l.to_string(),
+        },
     };
     let message = if kind == ErrorKind::Auth && detail == "wrong password" {
         format!("wrong password for the repository at {}", describe_url(url))
