@@ -247,6 +247,15 @@ impl Config {
         let cfg: Self = toml::from_str(text).map_err(|e| {
             let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
             let msg = e.message().trim_end_matches('\n').to_string();
+            // a wrong value's message names the value, not the key: say which key it is
+            let key = e
+                .span()
+                .and_then(|s| key_at(text, s.start))
+                .filter(|_| !msg.contains("field `"));
+            let msg = match key {
+                Some(k) => format!("{k}: {msg}"),
+                None => msg,
+            };
             Error::config(format!("{origin}:{line}:{col}: {msg}"))
                 .hint("fix the key at that line; `lifeboat config check` validates the file")
         })?;
@@ -298,8 +307,9 @@ impl Config {
     fn validate(&self, text: &str, origin: &str) -> Result<()> {
         let at = |needle: &str| text.find(needle).map(|i| line_col(text, i).0).unwrap_or(0);
         let mut seen = std::collections::HashSet::new();
-        for s in &self.sources {
-            let line = at(&format!("\"{}\"", s.name));
+        for (i, s) in self.sources.iter().enumerate() {
+            let key_line = |key: &str| key_line(text, "[[source]]", i, key);
+            let line = key_line("name");
             if s.name.is_empty()
                 || !s
                     .name
@@ -319,6 +329,24 @@ impl Config {
                 )));
             }
             for (key, value) in [
+                ("schedule.logical", &s.schedule.logical),
+                ("schedule.schema", &s.schedule.schema),
+                ("schedule.globals", &s.schedule.globals),
+                ("schedule.physical", &s.schedule.physical),
+                ("drill.schedule", &s.drill.schedule),
+            ] {
+                if let Some(v) = value {
+                    v.parse::<croner::Cron>().map_err(|e| {
+                        Error::config(format!(
+                            "{origin}:{}: {key} of source {:?}: {v:?} is not a cron expression: {e}",
+                            key_line(key.rsplit('.').next().unwrap_or(key)),
+                            s.name
+                        ))
+                        .hint("five fields: minute hour day-of-month month day-of-week, e.g. \"0 2 * * *\" (02:00 daily)")
+                    })?;
+                }
+            }
+            for (key, value) in [
                 ("objectives.rpo", &s.objectives.rpo),
                 ("objectives.rto", &s.objectives.rto),
                 ("archive_timeout", &s.archive_timeout),
@@ -328,7 +356,7 @@ impl Config {
                     parse_duration(v).map_err(|e| {
                         Error::config(format!(
                             "{origin}:{}: {key} of source {:?}: {e}",
-                            at(v),
+                            key_line(key.rsplit('.').next().unwrap_or(key)),
                             s.name
                         ))
                     })?;
@@ -350,21 +378,99 @@ impl Config {
             .enumerate()
         {
             if let Some(url) = &r.url {
+                let (key, line) = if i == 0 {
+                    ("repository.url", key_line(text, "[repository]", 0, "url"))
+                } else {
+                    ("copies.url", key_line(text, "[[copies]]", i - 1, "url"))
+                };
                 if url.trim().is_empty() {
-                    let key = if i == 0 {
-                        "repository.url"
-                    } else {
-                        "copies.url"
-                    };
+                    return Err(Error::config(format!("{origin}:{line}: {key} is empty")));
+                }
+                if let Some(rest) = url.strip_prefix("s3://") {
+                    if rest.split('/').next().unwrap_or("").is_empty() {
+                        return Err(Error::config(format!(
+                            "{origin}:{line}: {key} {url:?} names no bucket"
+                        ))
+                        .hint("write s3://BUCKET or s3://BUCKET/PREFIX"));
+                    }
+                } else if url.contains("://") {
                     return Err(Error::config(format!(
-                        "{origin}:{}: {key} is empty",
-                        at("url")
-                    )));
+                        "{origin}:{line}: {key} {url:?} is neither a directory nor an s3:// URL"
+                    ))
+                    .hint("a local path (the default backend) or s3://BUCKET/PREFIX"));
                 }
             }
         }
         Ok(())
     }
+}
+
+/// The 1-based line of `key = ...` in the `index`-th table headed `header` (`[[source]]`,
+/// `[repository]`), inline tables included; the header's line when the key is not written
+/// there, 0 when the table is not found.
+fn key_line(text: &str, header: &str, index: usize, key: &str) -> usize {
+    let mut tables = 0;
+    let mut inside = false;
+    let mut header_line = 0;
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            inside = t == header && {
+                tables += 1;
+                tables == index + 1
+            };
+            if inside {
+                header_line = n + 1;
+            }
+            continue;
+        }
+        if inside && assigns(t, key) {
+            return n + 1;
+        }
+    }
+    header_line
+}
+
+/// Whether `line` (or an inline table on it) assigns `key`.
+fn assigns(line: &str, key: &str) -> bool {
+    let line = line.split('#').next().unwrap_or("");
+    line.match_indices(key).any(|(i, _)| {
+        let before = line[..i].chars().next_back();
+        let after = line[i + key.len()..].trim_start();
+        before.is_none_or(|c| c == '{' || c == ',' || c.is_whitespace()) && after.starts_with('=')
+    })
+}
+
+/// The key whose value starts at byte `pos`: the `[table]` it is in and the name before
+/// the nearest `=` on its line (`source.kind`, `source.objectives.rto`).
+fn key_at(text: &str, pos: usize) -> Option<String> {
+    let pos = pos.min(text.len());
+    let line_start = text[..pos].rfind('\n').map_or(0, |i| i + 1);
+    let before = &text[line_start..pos];
+    let eq = before.rfind('=')?;
+    let name = before[..eq]
+        .rsplit(['{', ','])
+        .next()?
+        .trim()
+        .trim_matches('"');
+    if name.is_empty() {
+        return None;
+    }
+    // an inline table on the line: `objectives = { rto = ... }`
+    let outer = before[..eq]
+        .rfind('{')
+        .and_then(|b| before[..b].rfind('='))
+        .map(|e| before[..e].trim().trim_matches('"'));
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|h| h.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let mut path: Vec<String> = table.into_iter().collect();
+    path.extend(outer.map(str::to_string));
+    path.push(name.to_string());
+    Some(path.join("."))
 }
 
 /// 1-based line and column of byte offset `pos` in `text`.
@@ -457,9 +563,53 @@ drill = { schedule = "0 5 1 * *", checks = ["select count(*) > 0 from users"] }
         let text = "[[source]]\nname = \"a\"\nkind = \"mysql\"\n";
         let m = Config::parse(text, "c").unwrap_err().to_string();
         assert!(m.contains("c:3") && m.contains("mysql"), "{m}");
+        assert!(m.contains("source.kind:"), "the key is named: {m}");
         let text = "[[source]]\nname = \"a\"\nkind = \"postgres\"\n[[source]]\nname = \"a\"\nkind = \"postgres\"\n";
         let m = Config::parse(text, "c").unwrap_err().to_string();
-        assert!(m.contains("used twice"), "{m}");
+        assert!(
+            m.contains("used twice") && m.contains("c:5"),
+            "the duplicate's line: {m}"
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_names_its_key() {
+        let text = "[[source]]\nname = \"a\"\nkind = \"postgres\"\ndatabases = \"app\"\n";
+        let m = Config::parse(text, "c").unwrap_err().to_string();
+        assert!(m.contains("c:4") && m.contains("source.databases:"), "{m}");
+        let text = "[[source]]\nname = \"a\"\nkind = \"postgres\"\nretention = { daily = \"x\" }\n";
+        let m = Config::parse(text, "c").unwrap_err().to_string();
+        assert!(m.contains("source.retention.daily:"), "{m}");
+    }
+
+    #[test]
+    fn schedules_are_cron_expressions() {
+        let text = "[[source]]\nname = \"a\"\nkind = \"postgres\"\nschedule = { logical = \"banana\" }\n";
+        let m = Config::parse(text, "c").unwrap_err().to_string();
+        assert!(m.contains("c:4: schedule.logical") && m.contains("banana"), "{m}");
+        let text = "[[source]]\nname = \"a\"\nkind = \"postgres\"\ndrill = { schedule = \"0 5 1 * *\" }\nschedule = { physical = \"0 1 * * 0\" }\n";
+        Config::parse(text, "c").expect("valid schedules");
+    }
+
+    #[test]
+    fn a_duration_is_found_on_its_own_line() {
+        // the value "2" also appears in the dsn's port, on an earlier line
+        let text = "[[source]]\nname = \"a\"\nkind = \"postgres\"\ndsn = \"port=5432\"\narchive_timeout = \"2\"\n";
+        let m = Config::parse(text, "c").unwrap_err().to_string();
+        assert!(m.contains("c:5: archive_timeout"), "{m}");
+    }
+
+    #[test]
+    fn repository_urls_are_checked_when_loaded() {
+        let text = "[repository]\nurl = \"/r\"\n[[copies]]\nurl = \"ftp://x/y\"\n";
+        let m = Config::parse(text, "c").unwrap_err().to_string();
+        assert!(m.contains("c:4: copies.url"), "{m}");
+        let text = "[repository]\nurl = \"s3:///prefix\"\n";
+        let m = Config::parse(text, "c").unwrap_err().to_string();
+        assert!(
+            m.contains("c:2: repository.url") && m.contains("no bucket"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -77,6 +77,10 @@ pub(crate) fn s3_options(
     .resolve("S3 secret access key")?;
     o.insert("access_key_id".to_string(), key_id);
     o.insert("secret_access_key".to_string(), secret.expose().to_string());
+    // temporary credentials (STS, SSO) come as a triple: the token belongs to the key id
+    if let Some(token) = env("AWS_SESSION_TOKEN") {
+        o.insert("session_token".to_string(), token);
+    }
     // the instance-metadata lookup hangs where there is no cloud metadata service
     o.insert("disable_ec2_metadata".to_string(), "true".to_string());
     o.insert("disable_config_load".to_string(), "true".to_string());
