@@ -437,3 +437,47 @@ fn a_drill_refuses_another_source_s_backup_and_one_that_cannot_run_is_logged() {
         "{log}"
     );
 }
+
+#[test]
+fn a_missed_objective_fails_the_drill_with_its_margin() {
+    let c = cluster();
+    sample_db(&c, "app", 30);
+    let ws = Workspace::new();
+    let cfg = drill_config(
+        &ws,
+        &c.dsn("app"),
+        "objectives = { rto = \"2h\", rpo = \"1s\" }\n",
+    );
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    // the newest backup is older than the 1 s objective when the drill starts
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let evidence = ws.path().join("evidence");
+    let (code, out, err) = run(lb(&cfg).arg("drill").arg("--report-dir").arg(&evidence));
+    assert_eq!(code, 10, "a missed RPO fails the drill: {out}{err}");
+    assert!(
+        out.contains("RPO achieved") && out.contains("MISSED by"),
+        "{out}"
+    );
+    assert!(
+        out.contains("RTO achieved") && out.contains("to spare"),
+        "{out}"
+    );
+    let json = std::fs::read_dir(&evidence)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(r["passed"], false);
+    assert_eq!(r["rpo"]["met"], false);
+    assert!(r["rpo"]["margin_secs"].as_f64().unwrap() <= -1.0, "{r}");
+    assert_eq!(r["rto"]["met"], true);
+    let html = std::fs::read_to_string(json.with_extension("html")).unwrap();
+    assert!(html.contains("MISSED by"), "the HTML shows the margin");
+    assert!(
+        html.contains("audit-head"),
+        "the HTML carries the audit head"
+    );
+}

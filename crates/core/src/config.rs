@@ -584,9 +584,13 @@ drill = { schedule = "0 5 1 * *", checks = ["select count(*) > 0 from users"] }
 
     #[test]
     fn schedules_are_cron_expressions() {
-        let text = "[[source]]\nname = \"a\"\nkind = \"postgres\"\nschedule = { logical = \"banana\" }\n";
+        let text =
+            "[[source]]\nname = \"a\"\nkind = \"postgres\"\nschedule = { logical = \"banana\" }\n";
         let m = Config::parse(text, "c").unwrap_err().to_string();
-        assert!(m.contains("c:4: schedule.logical") && m.contains("banana"), "{m}");
+        assert!(
+            m.contains("c:4: schedule.logical") && m.contains("banana"),
+            "{m}"
+        );
         let text = "[[source]]\nname = \"a\"\nkind = \"postgres\"\ndrill = { schedule = \"0 5 1 * *\" }\nschedule = { physical = \"0 1 * * 0\" }\n";
         Config::parse(text, "c").expect("valid schedules");
     }

@@ -158,6 +158,9 @@ pub fn markdown(r: &DrillReport) -> String {
         );
     }
     let _ = writeln!(m, "\nEvidence for SOC 2 CC9.1 / A1.3: a backup restored and checked against the truth recorded at backup time.");
+    if let Some(h) = &r.audit_head {
+        let _ = writeln!(m, "\nAudit log head after this drill: `{h}` (`lifeboat audit verify --expected-head {h}` proves no later entry was cut off).");
+    }
     m
 }
 
@@ -210,12 +213,10 @@ pub fn html(r: &DrillReport) -> String {
             esc(&secs(o.achieved_secs)),
             o.objective_secs
                 .map_or_else(|| "—".to_string(), |s| esc(&secs(s))),
-            if o.objective_secs.is_none() {
-                "no objective"
-            } else if o.met {
-                "met"
-            } else {
-                "MISSED"
+            match (o.objective_secs, o.margin_secs) {
+                (None, _) | (_, None) => "no objective".to_string(),
+                (Some(_), Some(m)) if o.met => format!("met, {} to spare", esc(&secs(m))),
+                (Some(_), Some(m)) => format!("MISSED by {}", esc(&secs(-m))),
             }
         )
     };
@@ -226,11 +227,18 @@ tr.ok td:nth-child(2){{color:#15803d}}tr.bad td{{background:#fee2e2}}.verdict{{f
 <body><h1>Restore drill {id}</h1><p class="verdict" id="verdict">{verdict}</p>
 <p>Source <code>{source}</code>, database <code>{db}</code>; backup <code>{backup}</code> finished {bt} ({bytes} bytes).<br>
 Drill ran {st} to {ft} on a throw-away PostgreSQL {ver}.</p>
-<h2>Objectives</h2><table id="objectives"><tr><th>objective</th><th>achieved</th><th>target</th><th>verdict</th></tr>{rto}{rpo}</table>{extra}
+<h2>Objectives</h2><table id="objectives"><tr><th>objective</th><th>achieved</th><th>target</th><th>verdict (margin)</th></tr>{rto}{rpo}</table>{extra}
 <h2>Phases</h2><svg width="700" height="{height}" role="img" aria-label="phase timeline">{bars}</svg>
 <h2>Checks</h2><table id="checks"><tr><th>check</th><th>result</th><th>detail</th></tr>{rows}</table>
-<p>Evidence for SOC 2 CC9.1 / A1.3: a backup restored into an isolated cluster and compared with the truth recorded at backup time.</p></body></html>
+<p>Evidence for SOC 2 CC9.1 / A1.3: a backup restored into an isolated cluster and compared with the truth recorded at backup time.</p>{head}</body></html>
 "#,
+        head = r
+            .audit_head
+            .as_deref()
+            .map_or_else(String::new, |h| format!(
+                "<p id=\"audit-head\">Audit log head after this drill: <code>{}</code></p>",
+                esc(h)
+            )),
         id = esc(&r.id),
         color = if r.passed { "#15803d" } else { "#b91c1c" },
         verdict = if r.passed { "PASSED" } else { "FAILED" },
