@@ -51,7 +51,7 @@ SELECT 'Zoë Ñoño ' || g || ' 日本語 🚀', 'p' || g || '@example.com',
        (ARRAY['sad','ok','happy']::app.mood[])[1 + g % 3],
        ARRAY['a' || g, 'b"q', 'c,d', NULL],
        jsonb_build_object('n', g, 'nested', jsonb_build_object('x', g * 1.5, 'arr', jsonb_build_array(1, 'two', null)), 'quote', E'it''s\ttab'),
-       CASE WHEN g % 10 = 0 THEN repeat(md5(g::text), 400) ELSE 'short ' || g END,
+       CASE WHEN g % 10 = 0 THEN (SELECT string_agg(md5(g::text || i::text), '') FROM generate_series(1, 400) i) ELSE 'short ' || g END,
        decode(md5(g::text) || md5((g+1)::text), 'hex'),
        g * 3.141593, g / 7.0::float8, date '2000-01-01' + g, timestamptz '2024-05-05 12:00:00+02' + g * interval '1 hour',
        g * interval '1 min 3 sec'
@@ -98,7 +98,9 @@ fn fingerprint(c: &Cluster, db: &str) -> Vec<(String, String)> {
         ("indexes", "select string_agg(indexdef, ';' order by indexname) from pg_indexes where schemaname = 'app'"),
         ("grants", "select has_table_privilege('fid_reader', 'app.people', 'select')::text"),
         ("large_objects", "select count(*) || ':' || md5(string_agg(md5(lo_get(oid)), ',' order by md5(lo_get(oid)))) from pg_largeobject_metadata"),
-        ("toast", "select sum(length(big)) from app.people"),
+        ("toast", "select sum(length(big)) || ':' || md5(string_agg(big, ',' order by id)) from app.people"),
+        // 12.8 kB of random hex does not compress: stored out of line, in the TOAST table
+        ("toast_out_of_line", "select count(*) from app.people where pg_column_size(big) > 8000"),
         ("search_path", "select coalesce((select array_to_string(setconfig, ',') from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase where d.datname = current_database() and s.setrole = 0), '')"),
         ("role_setting", "select coalesce((select array_to_string(setconfig, ',') from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase where d.datname = current_database() and s.setrole = 'fid_reader'::regrole), '')"),
         ("db_comment", "select coalesce(shobj_description(oid, 'pg_database'), '') from pg_database where datname = current_database()"),
@@ -123,6 +125,12 @@ fn rich_schema_round_trips_under_a_new_name() {
     c.sql("rich", "COMMENT ON DATABASE rich IS 'the rich database'")
         .unwrap();
     let before = fingerprint(&c, "rich");
+    assert!(
+        before
+            .iter()
+            .any(|(k, v)| k == "toast_out_of_line" && v.trim() == "50"),
+        "the fixture stores 50 values out of line: {before:?}"
+    );
     assert!(
         before
             .iter()

@@ -686,6 +686,17 @@ fn wal_push_is_idempotent_and_refuses_a_conflict() {
         .args(["wal-fetch", "--no-such-flag", "000000010000000000000043"])
         .arg(&back));
     assert_eq!(code, 126, "a bad wal-fetch command line is fatal: {err}");
+    // so is a repository that cannot be opened (a wrong password): never "not archived"
+    let (code, _, err) = run(lb(&cfg)
+        .args(["wal-fetch", "--socket"])
+        .arg(ws.path().join("none.sock"))
+        .arg("000000010000000000000042")
+        .arg(&back)
+        .env("LIFEBOAT_PASSWORD", "not-the-password"));
+    assert_eq!(
+        code, 126,
+        "a repository that does not open stops recovery: {err}"
+    );
 }
 
 #[test]
