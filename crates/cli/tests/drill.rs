@@ -405,6 +405,68 @@ fn a_drill_on_a_configured_scratch_server_cleans_up_and_refuses_production() {
     let (code, _, err) = run(lb(&bad_cfg).arg("drill"));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("is the production cluster itself"), "{err}");
+
+    // production not answering (here: refusing the source's role) cannot be told apart
+    // from a scratch server at its address: refused too
+    let body = std::fs::read_to_string(&bad_cfg).unwrap().replace(
+        &prod.dsn("app"),
+        &prod.dsn("app").replace("user=postgres", "user=nobody_here"),
+    );
+    std::fs::write(&bad_cfg, body).unwrap();
+    let (code, _, err) = run(lb(&bad_cfg).arg("drill"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("production cannot be reached"), "{err}");
+
+    // an interrupted drill drops its database on the scratch server
+    let marker = ws.path().join("hook-started");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
+        .arg("--config")
+        .arg(&cfg)
+        .args([
+            "drill",
+            "--hook",
+            &format!("touch {} && sleep 20", marker.display()),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !marker.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the drill never reached its hook"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let during = scratch
+        .sql(
+            "postgres",
+            "select count(*) from pg_database where datname like 'lifeboat_drill_%'",
+        )
+        .unwrap();
+    assert_eq!(
+        during.trim(),
+        "1",
+        "the drill restored into its own database"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let left = scratch
+        .sql(
+            "postgres",
+            "select count(*) from pg_database where datname like 'lifeboat_drill_%'",
+        )
+        .unwrap();
+    assert_eq!(
+        left.trim(),
+        "0",
+        "the interrupted drill dropped its database"
+    );
 }
 
 #[test]

@@ -288,15 +288,35 @@ impl Target {
             .map_err(|e| e.hint("fix drill.server in the configuration"))?;
         let scratch_id = conn.system_identifier()?;
         // never drill on production: same system identifier = same cluster
-        let production = PgConn::from_source(src).and_then(|c| c.system_identifier());
-        if production.as_deref().ok() == Some(scratch_id.as_str()) {
-            return Err(Error::config(format!(
-                "drill.server of source {:?} is the production cluster itself",
-                src.name
-            ))
-            .hint("point drill.server at a separate scratch server, or remove it to use a throw-away cluster"));
+        let source = PgConn::from_source(src)?;
+        match source.system_identifier() {
+            Ok(id) if id == scratch_id => {
+                return Err(Error::config(format!(
+                    "drill.server of source {:?} is the production cluster itself",
+                    src.name
+                ))
+                .hint("point drill.server at a separate scratch server, or remove it to use a throw-away cluster"));
+            }
+            Ok(_) => {}
+            // production does not answer, so its identity cannot be compared: at least the
+            // scratch server must not be where the source points
+            Err(_) if same_endpoint(&source, &conn) => {
+                return Err(Error::config(format!(
+                    "drill.server of source {:?} has the production server's host and port, and production cannot be reached to tell them apart",
+                    src.name
+                ))
+                .hint("point drill.server at a separate scratch server, or drill when production answers"));
+            }
+            Err(_) => {}
         }
         Ok(Self::Server(conn))
+    }
+
+    /// Forgets the drill database on the scratch server for the interrupt handler.
+    fn forget(&self, db: &str) {
+        if let Self::Server(_) = self {
+            crate::sources::postgres::cluster::unregister_drop(db);
+        }
     }
 
     fn conn(&self) -> PgConn {
@@ -314,6 +334,7 @@ impl Target {
                     "postgres",
                     &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(db)),
                 );
+                self.forget(db);
             }
         }
     }
@@ -389,6 +410,17 @@ impl Clock {
             .map(|p| p.secs)
             .sum()
     }
+}
+
+/// Whether two connections name the same server (host or socket directory, and port).
+fn same_endpoint(a: &PgConn, b: &PgConn) -> bool {
+    let at = |c: &PgConn| {
+        (
+            c.param("host").unwrap_or("").to_string(),
+            c.param("port").unwrap_or("5432").to_string(),
+        )
+    };
+    at(a) == at(b)
 }
 
 /// `b`, when it is a backup of `src`: a drill judges a backup by its source's objectives
@@ -486,6 +518,10 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
     } else {
         database.clone()
     };
+    if let Target::Server(c) = &target {
+        // an interrupt drops it too: it is this drill's, and only this drill's
+        crate::sources::postgres::cluster::register_drop(c.clone(), restored_db.clone());
+    }
     checks.push(Check {
         name: "backup readable and intact".into(),
         ok: fetched.is_ok(),

@@ -17,6 +17,23 @@ use crate::error::{Error, Result};
 /// Data directories of clusters started by this process and not yet stopped.
 static RUNNING: Mutex<Vec<(PathBuf, PathBuf, Option<String>)>> = Mutex::new(Vec::new());
 
+/// Databases a drill created on a scratch server, dropped when the process is interrupted.
+static DROPS: Mutex<Vec<(super::conn::PgConn, String)>> = Mutex::new(Vec::new());
+
+/// Remembers database `db` on the server `conn` reaches, for [`stop_all`] to drop.
+pub(crate) fn register_drop(conn: super::conn::PgConn, db: String) {
+    if let Ok(mut l) = DROPS.lock() {
+        l.push((conn, db));
+    }
+}
+
+/// Forgets database `db` (the drill dropped it itself).
+pub(crate) fn unregister_drop(db: &str) {
+    if let Ok(mut l) = DROPS.lock() {
+        l.retain(|(_, d)| d != db);
+    }
+}
+
 /// Process groups of hook commands, killed when the process is interrupted.
 static GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
@@ -132,6 +149,19 @@ pub fn stop_all() {
         .unwrap_or_default();
     for g in groups {
         kill_group(g);
+    }
+    let drops = DROPS
+        .lock()
+        .map(|mut l| std::mem::take(&mut *l))
+        .unwrap_or_default();
+    for (conn, db) in drops {
+        let _ = conn.query(
+            "postgres",
+            &format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                db.replace('"', "\"\"")
+            ),
+        );
     }
     let list = RUNNING
         .lock()
