@@ -100,7 +100,7 @@ fn drill_passes_and_writes_evidence() {
         "{dom}"
     );
     assert!(
-        dom.contains("<td>RTO</td>") && dom.contains("<td>met</td>"),
+        dom.contains("<td>RTO</td>") && dom.contains("<td>met, "),
         "{dom}"
     );
     assert_eq!(
@@ -132,6 +132,11 @@ fn drill_passes_and_writes_evidence() {
     );
     assert!(
         book.contains(&format!("last drill: {id}")) && book.contains("passed, measured RTO"),
+        "{book}"
+    );
+    assert!(
+        book.contains(&format!("proven by drill {id}"))
+            && book.contains("last measured RTO of a logical restore"),
         "{book}"
     );
     assert!(
@@ -214,6 +219,13 @@ fn drills_fail_and_name_the_failing_check() {
     assert_eq!(
         c.sql("app", "select count(*) from shop.users").unwrap(),
         "300"
+    );
+    // the runbook does not send the operator to it without a warning
+    let book = ok(lb(&cfg).arg("runbook"));
+    assert!(
+        book.lines()
+            .any(|l| l.contains("latest logical backup") && l.contains("FAILED")),
+        "{book}"
     );
 }
 

@@ -10,6 +10,7 @@ use super::drill::{DrillReport, Objective};
 use crate::{
     error::{Error, Result},
     repository::{Repo, StreamSource, LABEL},
+    sources::postgres::logical::BackupKind,
 };
 
 /// Tag of drill-report snapshots.
@@ -32,11 +33,19 @@ pub struct DrillSummary {
     pub rpo_secs: f64,
     /// When the drill ended.
     pub finished_at: jiff::Timestamp,
+    /// Logical or physical.
+    #[serde(default = "logical_kind")]
+    pub kind: BackupKind,
+}
+
+const fn logical_kind() -> BackupKind {
+    BackupKind::Logical
 }
 
 impl From<&DrillReport> for DrillSummary {
     fn from(r: &DrillReport) -> Self {
         Self {
+            kind: r.kind,
             drill: r.id.clone(),
             source: r.source.clone(),
             backup_id: r.backup_id.clone(),

@@ -13,6 +13,15 @@ fn fmt_secs(s: f64) -> String {
     super::evidence::human_secs(s, 0)
 }
 
+/// What the drills say of backup `id`: proven by a passed drill, or failed in one.
+fn proven(drills: &[super::evidence::DrillSummary], id: &str) -> String {
+    match drills.iter().rev().find(|d| d.backup_id == id) {
+        Some(d) if d.passed => format!(" — proven by drill {}", d.drill),
+        Some(d) => format!(" — **its drill {} FAILED**", d.drill),
+        None => " — not drilled yet".to_string(),
+    }
+}
+
 /// Writes the runbook as Markdown. `config_hint` is how the reader passes the config
 /// (e.g. `--config /etc/lifeboat/lifeboat.toml`).
 ///
@@ -53,18 +62,50 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<String
             let _ = match last {
                 Some(b) => writeln!(
                     m,
-                    "- latest {kind} backup: `{}` of `{}`, finished {} ({} bytes)",
+                    "- latest {kind} backup: `{}` of `{}`, finished {} ({} bytes){}",
                     b.short_id(),
                     b.meta.database.as_deref().unwrap_or("-"),
                     b.meta.finished_at.strftime("%Y-%m-%d %H:%M UTC"),
-                    b.meta.logical_bytes
+                    b.meta.logical_bytes,
+                    proven(&drills, &b.id)
                 ),
                 None => writeln!(m, "- latest {kind} backup: **none** — take one: `{lb} backup --source {} --kind {kind}`", src.name),
             };
+            // the newest backup a drill restored and checked: the one to trust when the
+            // newest has not been proven (or failed its drill)
+            if let Some(d) = drills
+                .iter()
+                .rev()
+                .find(|d| d.source == src.name && d.kind == kind && d.passed)
+                .filter(|d| last.is_some_and(|b| b.id != d.backup_id))
+            {
+                let _ = writeln!(
+                    m,
+                    "- newest {kind} backup proven by a passed drill: `{}` (drill {} on {})",
+                    &d.backup_id[..8.min(d.backup_id.len())],
+                    d.drill,
+                    d.finished_at.strftime("%Y-%m-%d")
+                );
+            }
         }
         let has_physical = backups
             .iter()
             .any(|b| b.meta.source == src.name && b.meta.kind == BackupKind::Physical);
+        for kind in [BackupKind::Logical, BackupKind::Physical] {
+            if let Some(d) = drills
+                .iter()
+                .rev()
+                .find(|d| d.source == src.name && d.kind == kind && d.passed)
+            {
+                let _ = writeln!(
+                    m,
+                    "- last measured RTO of a {kind} restore: {} (drill {} on {}, passed)",
+                    fmt_secs(d.rto_secs),
+                    d.drill,
+                    d.finished_at.strftime("%Y-%m-%d")
+                );
+            }
+        }
         let last_drill = drills.iter().rev().find(|d| d.source == src.name);
         let _ = match last_drill {
             Some(d) => writeln!(
