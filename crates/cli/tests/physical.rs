@@ -1256,3 +1256,63 @@ fn a_served_push_is_idempotent_refuses_a_conflict_and_the_server_stops_on_sigter
     assert!(status.success(), "wal serve exits 0 on SIGTERM: {status}");
     assert!(!socket.exists(), "the socket is removed");
 }
+
+#[test]
+fn a_served_push_on_s3_pushes_ahead_refuses_a_conflict_and_fetches() {
+    // the store push-ahead is meant for, and the S3 code path of a conflict (no link(2))
+    let g = Garage::start();
+    let ws = Workspace::new();
+    let secret = ws.path().join("s3.secret");
+    let cfg = ws.write_config(
+        &g.repository_toml("wal-served", &secret),
+        &[("main", "host=/nonexistent dbname=x")],
+    );
+    ok(lb(&cfg).arg("init"));
+    let socket = ws.path().join("wal.sock");
+    let _server = Server::start(&ws, &cfg, &socket);
+    let pg_wal = ws.path().join("pg_wal");
+    std::fs::create_dir_all(pg_wal.join("archive_status")).expect("mkdir");
+    let name = |n: u32| format!("0000000100000000000000{n:02X}");
+    for n in 1..=3 {
+        let data = common::noise(4 << 20, 0x5EED ^ u64::from(n));
+        std::fs::write(pg_wal.join(name(n)), data).expect("segment");
+        std::fs::write(pg_wal.join(format!("archive_status/{}.ready", name(n))), "")
+            .expect("ready");
+    }
+    let push = |p: &Path| {
+        run(lb(&cfg)
+            .arg("wal-push")
+            .arg("--socket")
+            .arg(&socket)
+            .arg(p)
+            .timeout(Duration::from_secs(120)))
+    };
+    for n in 1..=3 {
+        let (code, _, err) = push(&pg_wal.join(name(n)));
+        assert_eq!(code, 0, "{}: {err}", name(n));
+    }
+    let log = std::fs::read_to_string(ws.path().join("serve.log")).expect("log");
+    assert!(log.contains("AHEAD"), "the backlog was pushed ahead: {log}");
+    let mut data = std::fs::read(pg_wal.join(name(3))).expect("segment");
+    again_and_conflict(&push, &pg_wal.join(name(3)), &mut data);
+    data[5] ^= 1;
+    // fetched back as stored, through the server; a missing one is "not archived" (4)
+    let back = ws.path().join("back");
+    ok(lb(&cfg)
+        .args(["wal-fetch", "--socket"])
+        .arg(&socket)
+        .arg(name(3))
+        .arg(&back));
+    assert!(std::fs::read(&back).expect("fetched") == data);
+    let (code, _, err) = run(lb(&cfg)
+        .args(["wal-fetch", "--socket"])
+        .arg(&socket)
+        .arg(name(9))
+        .arg(&back));
+    assert_eq!(code, 4, "{err}");
+    let out = ok(lb(&cfg).args(["wal", "status"]));
+    assert!(
+        out.contains(&format!("timeline 1: {} .. {}", name(1), name(3))),
+        "{out}"
+    );
+}
