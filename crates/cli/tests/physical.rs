@@ -934,6 +934,32 @@ fn a_backup_without_its_configuration_restores_and_its_drill_copy_is_isolated() 
         .args(["--check", "select count(*) = 2 from markers"]));
     let report: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(report["passed"], true, "{out}");
+
+    // with the password only in this shell's environment, the restore works but warns
+    // that a server started another way could not fetch WAL
+    let env_only = a.ws.path().join("env-only.toml");
+    let text = std::fs::read_to_string(&a.cfg).expect("config");
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("password_file"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&env_only, text).expect("config");
+    share(&a.ws);
+    let base = a.scratch("env-only");
+    let out = ok(common::lb_at(&a.exe, &env_only)
+        .env("LIFEBOAT_PASSWORD", lifeboat_testing::REPO_PASSWORD)
+        .args([
+            "restore", "--kind", "physical", "--source", "main", "--latest",
+        ])
+        .arg("--to-dir")
+        .arg(base.join("data")));
+    assert!(
+        out.contains(
+            "warning: the restore_command reads the repository password from LIFEBOAT_PASSWORD"
+        ),
+        "{out}"
+    );
 }
 
 #[test]

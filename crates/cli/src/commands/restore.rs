@@ -411,8 +411,32 @@ impl RestoreCmd {
         if !opts.keep_archiving {
             println!("note: WAL archiving is off in the restored server; set archive_mode = on when it becomes the primary");
         }
+        for warning in env_only_secrets(ctx) {
+            println!("warning: {warning}");
+        }
         Ok(())
     }
+}
+
+/// Secrets the restored server's restore_command finds only in this process's
+/// environment: a server started without it (by systemd, after a restart) cannot fetch
+/// WAL, and recovery stops there.
+fn env_only_secrets(ctx: &Ctx) -> Vec<String> {
+    let repo = ctx.repo_config();
+    let set = |v: &str| std::env::var_os(v).is_some_and(|x| !x.is_empty());
+    let mut out = Vec::new();
+    if set("LIFEBOAT_PASSWORD") && repo.password_file.is_none() && repo.password_command.is_none() {
+        out.push("the restore_command reads the repository password from LIFEBOAT_PASSWORD in this environment only: a server started without it cannot fetch WAL; set [repository] password_file".to_string());
+    }
+    let s3 = repo.url.as_deref().is_some_and(|u| u.starts_with("s3://"));
+    if s3
+        && set("AWS_SECRET_ACCESS_KEY")
+        && repo.secret_access_key_file.is_none()
+        && repo.secret_access_key_command.is_none()
+    {
+        out.push("the restore_command reads the S3 secret from AWS_SECRET_ACCESS_KEY in this environment only: a server started without it cannot fetch WAL; set [repository] secret_access_key_file".to_string());
+    }
+    out
 }
 
 /// The restore_command for the restored server: this binary, this configuration.
