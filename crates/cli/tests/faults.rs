@@ -75,6 +75,23 @@ fn unreachable_server_and_wrong_postgres_password() {
         ("badpw", &wrong),
     ]);
     ok(lb(&cfg).arg("init"));
+    // config check names each source that does not answer, and fails
+    let (code, out, err) = run(lb(&cfg).args(["config", "check"]));
+    assert_eq!(code, 7, "{out}{err}");
+    assert!(
+        out.lines().any(|l| l.starts_with("FAIL source down")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("FAIL source badpw") && l.contains("password")),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("ok   repository")),
+        "{out}"
+    );
+    assert!(!out.contains("wrong-pass-123") && !err.contains("wrong-pass-123"));
     let (code, _, err) = run(lb(&cfg).args(["backup", "--source", "down"]));
     assert_eq!(code, 7, "{err}");
     assert!(err.contains("cannot be reached"), "{err}");

@@ -1,7 +1,7 @@
 //! `lifeboat config check`: validate the file and test every connection.
 
 use clap::Subcommand;
-use lifeboat_core::{ops::backup::databases_of, sources::postgres::conn::PgConn};
+use lifeboat_core::ops::backup::check_source;
 
 use crate::{output, Ctx};
 
@@ -50,16 +50,7 @@ impl ConfigCmd {
             }
         }
         for src in &ctx.config.sources {
-            let res = PgConn::from_source(src).and_then(|conn| {
-                let dbs = databases_of(src, &conn)?;
-                let mut versions = Vec::new();
-                for db in &dbs {
-                    let v = conn.server_version_num(db)?;
-                    conn.check_client_version(v)?;
-                    versions.push(format!("{db} (server {})", v / 10_000));
-                }
-                Ok(versions.join(", "))
-            });
+            let res = check_source(src);
             match res {
                 Ok(d) => lines.push(CheckLine {
                     what: format!("source {}", src.name),

@@ -84,7 +84,50 @@ pub fn databases_of(src: &SourceConfig, conn: &PgConn) -> Result<Vec<String>> {
     })
 }
 
+/// Connects to every database of `src` as a backup would and checks that the local
+/// pg_dump can dump its server; returns `db (server N)` per database. `config check` runs
+/// it for every source.
+///
+/// # Errors
+///
+/// The connection's error (unreachable, refused credentials), or a pg_dump older than
+/// the server.
+pub fn check_source(src: &SourceConfig) -> Result<String> {
+    let conn = PgConn::from_source(src)?;
+    let mut versions = Vec::new();
+    for db in databases_of(src, &conn)? {
+        let v = conn.server_version_num(&db)?;
+        conn.check_client_version(v)?;
+        versions.push(format!("{db} (server {})", v / 10_000));
+    }
+    Ok(versions.join(", "))
+}
+
 /// Backs up `src` into `repo`.
+///
+/// # Example
+///
+/// Not run here: it needs the PostgreSQL server the source's `dsn` reaches.
+///
+/// ```no_run
+/// use lifeboat_core::{
+///     config::Config,
+///     ops::backup::{backup, BackupOptions},
+///     repository::Repo,
+///     secret::Secret,
+/// };
+/// use rustic_core::NoProgressBars;
+///
+/// let (config, _) = Config::load(Some("lifeboat.toml".as_ref()))?.expect("a config file");
+/// let password = config.repository.password_source().resolve("repository password")?;
+/// let repo = Repo::open(&config.repository, &password, NoProgressBars)?;
+/// // logical, schema-only and globals, as `lifeboat backup` without --kind
+/// let report = backup(&repo, config.source("app-db")?, &BackupOptions::default())?;
+/// for b in &report.backups {
+///     println!("{} {:?}: {} bytes", b.id, b.kind, b.logical_bytes);
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// # Errors
 ///

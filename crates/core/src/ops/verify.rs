@@ -69,6 +69,30 @@ impl VerifyReport {
 
 /// Verifies backups.
 ///
+/// # Example
+///
+/// ```
+/// use lifeboat_core::{
+///     config::RepositoryConfig,
+///     ops::verify::{verify, VerifyOptions},
+///     repository::Repo,
+///     secret::Secret,
+/// };
+/// use rustic_core::NoProgressBars;
+///
+/// let dir = tempfile::tempdir()?;
+/// let cfg = RepositoryConfig {
+///     url: Some(dir.path().join("repo").display().to_string()),
+///     ..RepositoryConfig::default()
+/// };
+/// let password = Secret::new("correct horse battery staple");
+/// Repo::init(&cfg, &password, NoProgressBars)?;
+/// let repo = Repo::open(&cfg, &password, NoProgressBars)?;
+/// let report = verify(&repo, &VerifyOptions { read_data: true, ..VerifyOptions::default() })?;
+/// assert!(report.ok() && report.backups.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// # Errors
 ///
 /// When the repository cannot be read at all, or an id is unknown. Damage is not an error
