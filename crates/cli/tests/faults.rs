@@ -383,8 +383,17 @@ fn nix_is_root() -> bool {
 #[test]
 fn flipped_byte_in_a_pack_is_named_and_refused() {
     let (c, ws, cfg) = backed_up(800);
-    ok(lb(&cfg).args(["verify", "--all", "--read-data"]));
     let id = list_json(&cfg)[0]["id"].as_str().unwrap().to_string();
+    // a second backup, in packs of its own: it must stay "ok" next to the damaged one
+    ok(lb(&cfg).args(["backup", "--kind", "schema"]));
+    let schema = list_json(&cfg)
+        .into_iter()
+        .find(|b| b["kind"] == "schema")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(lb(&cfg).args(["verify", "--all", "--read-data"]));
     // the biggest pack holds the dump's data
     let mut packs: Vec<(u64, std::path::PathBuf)> = walk(&ws.repo_path().join("data"))
         .into_iter()
@@ -399,6 +408,7 @@ fn flipped_byte_in_a_pack_is_named_and_refused() {
     let (code, out, err) = run(lb(&cfg).args(["verify", "--all", "--read-data"]));
     assert_eq!(code, 6, "{out}\n{err}");
     assert!(out.contains(&format!("DAMAGED  {}", &id[..8])), "{out}");
+    assert!(out.contains(&format!("ok       {}", &schema[..8])), "{out}");
     let (code, _, err) =
         run(lb(&cfg).args(["restore", "--latest", "--to-database", "from_damaged"]));
     assert_eq!(code, 6, "{err}");
@@ -406,6 +416,16 @@ fn flipped_byte_in_a_pack_is_named_and_refused() {
         !db_exists(&c, "from_damaged"),
         "a damaged backup must not touch the target"
     );
+
+    // a pack file gone is found without reading any data
+    let (_, smallest) = packs.first().expect("another pack").clone();
+    std::fs::remove_file(&smallest).unwrap();
+    let (code, out, err) = run(lb(&cfg).args(["verify", "--all"]));
+    assert_eq!(
+        code, 6,
+        "a missing pack fails a structure check: {out}\n{err}"
+    );
+    assert!(out.contains("DAMAGED"), "{out}");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

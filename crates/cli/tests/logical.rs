@@ -137,7 +137,10 @@ fn backup_list_stats_restore_round_trip() {
     let out = ok(lb(&cfg).args(["verify", "--all", "--read-data"]));
     assert!(out.contains("3 backup(s) checked, data read"), "{out}");
     let out = ok(lb(&cfg).args(["verify", "--all", "--read-data-subset", "50%"]));
-    assert!(out.contains("3 backup(s) checked, data read"), "{out}");
+    assert!(
+        out.contains("3 backup(s) checked, data read for a subset of the packs (50%)"),
+        "a subset is not reported as all data read: {out}"
+    );
     let (code, _, err) = run(lb(&cfg).args(["verify", "--all", "--read-data-subset", "lots"]));
     assert_eq!(code, 2, "{err}");
     // --list shows what can be restored, newest first

@@ -61,10 +61,14 @@ impl VerifyCmd {
             println!(
                 "{} backup(s) checked{}",
                 report.backups.len(),
-                if report.read_data {
-                    ", data read"
-                } else {
-                    " (structure only; add --read-data to read the data)"
+                match (&report.read_data_subset, report.read_data) {
+                    (Some(subset), _) => format!(
+                        ", data read for a subset of the packs ({subset}); a backup whose packs were not in it was checked for structure only"
+                    ),
+                    (None, true) => ", data read".to_string(),
+                    (None, false) => {
+                        " (structure only; add --read-data to read the data)".to_string()
+                    }
                 }
             );
         }

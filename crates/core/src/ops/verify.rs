@@ -47,6 +47,9 @@ pub struct BackupVerdict {
 pub struct VerifyReport {
     /// Whether pack contents were read.
     pub read_data: bool,
+    /// When only a subset of the packs was read (`--read-data-subset`): which. A backup
+    /// whose packs were not in it was checked for structure only.
+    pub read_data_subset: Option<String>,
     /// Per backup.
     pub backups: Vec<BackupVerdict>,
     /// Repository-level problems not tied to a backup.
@@ -141,7 +144,10 @@ fn verify_inner(repo: &Repo, opts: &VerifyOptions) -> Result<VerifyReport> {
                 .hint("use a percentage (10%), n/m (1/5) or a size (500MiB)")
         })?;
     }
-    repo.with_indexed(|indexed| verify_indexed(indexed, backups, check, read_data))
+    let mut report =
+        repo.with_indexed(|indexed| verify_indexed(indexed, backups, check, read_data))?;
+    report.read_data_subset = opts.read_data_subset.clone();
+    Ok(report)
 }
 
 fn verify_indexed(
@@ -211,6 +217,7 @@ fn verify_indexed(
     }
     Ok(VerifyReport {
         read_data,
+        read_data_subset: None,
         backups: verdicts,
         repository_problems,
     })
