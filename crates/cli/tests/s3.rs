@@ -137,6 +137,45 @@ fn backup_verify_restore_round_trip_on_s3() {
     let out = ok(lifeboat(&ws).args(["verify", "--all", "--read-data"]));
     assert!(out.contains("3 backup(s) checked, data read"), "{out}");
 
+    // the README's emergency path on S3: plain restic lists the backups and dumps one
+    let id = logical["id"].as_str().expect("id");
+    let restic = |args: &[&str]| {
+        std::process::Command::new("restic")
+            .args([
+                "--no-cache",
+                "-o",
+                &format!("s3.region={}", garage.region()),
+            ])
+            .args(args)
+            .env(
+                "RESTIC_REPOSITORY",
+                format!("s3:{}/{}/prod/app", garage.endpoint(), garage.bucket()),
+            )
+            .env("RESTIC_PASSWORD", lifeboat_testing::REPO_PASSWORD)
+            .env("AWS_ACCESS_KEY_ID", garage.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", garage.secret_access_key())
+            .output()
+            .expect("restic is installed by scripts/setup.sh")
+    };
+    let out = restic(&["snapshots", "--tag", "kind=logical"]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&id[..8]),
+        "restic snapshots on S3: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = restic(&["dump", id, logical["path"].as_str().expect("path")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.stdout.len() as u64,
+        logical["logical_bytes"].as_u64().expect("size"),
+        "restic dumps the whole backup from S3"
+    );
+
     let originals: Vec<u64> = TABLES.iter().map(|t| count(&c, "app", t)).collect();
     assert!(originals.iter().all(|n| *n > 0), "{originals:?}");
     ok(lifeboat(&ws).args([

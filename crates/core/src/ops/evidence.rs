@@ -64,7 +64,7 @@ impl From<&DrillReport> for DrillSummary {
 /// When snapshot files cannot be read.
 pub fn drills(repo: &Repo) -> Result<Vec<DrillSummary>> {
     let mut out: Vec<DrillSummary> = repo
-        .with_open(|r| Ok(r.get_all_snapshots()?))?
+        .all_snapshots()?
         .into_iter()
         .filter(|s| s.tags.contains(DRILL_TAG))
         .filter_map(|s| serde_json::from_str(s.description.as_deref()?).ok())

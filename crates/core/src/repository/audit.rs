@@ -70,7 +70,7 @@ impl Entry {
 ///
 /// When snapshot files cannot be read.
 pub fn entries(repo: &Repo) -> Result<Vec<Entry>> {
-    let snaps = repo.with_open(|r| Ok(r.get_all_snapshots()?))?;
+    let snaps = repo.all_snapshots()?;
     let mut out: Vec<Entry> = snaps
         .into_iter()
         .filter(|s| s.tags.contains(AUDIT_TAG))

@@ -257,13 +257,33 @@ impl Repo {
         r
     }
 
+    /// Every snapshot file. A snapshot deleted between the listing and the reading (a
+    /// pending backup discarded, an audit entry withdrawn by a concurrent appender on S3)
+    /// makes the reading fail: it is listed again, a few times.
+    ///
+    /// # Errors
+    ///
+    /// When the snapshot files cannot be read.
+    pub fn all_snapshots(&self) -> Result<Vec<SnapshotFile>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.with_open(|r| Ok(r.get_all_snapshots()?)) {
+                Err(_) if attempt < 5 => {
+                    std::thread::sleep(std::time::Duration::from_millis(50 * attempt));
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// Every complete lifeboat backup, oldest first. Reads snapshot files only, never packs.
     ///
     /// # Errors
     ///
     /// When the snapshot files cannot be read.
     pub fn backups(&self) -> Result<Vec<SnapshotInfo>> {
-        let snaps = self.with_open(|r| Ok(r.get_all_snapshots()?))?;
+        let snaps = self.all_snapshots()?;
         let mut out: Vec<SnapshotInfo> = snaps
             .into_iter()
             .filter_map(SnapshotInfo::from_snapshot)
@@ -279,7 +299,7 @@ impl Repo {
     /// When the snapshot files cannot be read.
     pub fn pending(&self) -> Result<Vec<SnapshotFile>> {
         Ok(self
-            .with_open(|r| Ok(r.get_all_snapshots()?))?
+            .all_snapshots()?
             .into_iter()
             .filter(|s| s.tags.contains(PENDING_TAG))
             .collect())
