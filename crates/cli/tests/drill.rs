@@ -122,6 +122,24 @@ fn drill_passes_and_writes_evidence() {
         "400"
     );
 
+    // a past drill's report comes back from the repository alone, as the auditor wants it
+    let again = ws.path().join("again.html");
+    ok(lb(&cfg)
+        .args(["report", "--drill", id, "--format", "html", "-o"])
+        .arg(&again));
+    let html = std::fs::read_to_string(&again).unwrap();
+    assert!(
+        html.contains(&format!("Restore drill {id}")) && html.contains(r#"id="verdict">PASSED<"#),
+        "{html}"
+    );
+    let md = ok(lb(&cfg).args(["report", "--drill", id]));
+    assert!(
+        md.starts_with(&format!("# Restore drill {id} — PASSED")),
+        "{md}"
+    );
+    let (code, _, err) = run(lb(&cfg).args(["report", "--drill", "drill-19990101T000000Z"]));
+    assert_eq!(code, 4, "{err}");
+
     // the runbook names the latest backup and the drill's measured RTO
     let book = ok(lb(&cfg).arg("runbook"));
     let logical = list.iter().find(|b| b["kind"] == "logical").unwrap();

@@ -20,11 +20,28 @@ pub struct ReportCmd {
     /// Write the Markdown here instead of stdout.
     #[arg(long, short)]
     output: Option<PathBuf>,
+    /// Instead of a period: render the stored report of this drill again (its id, as
+    /// `drill-20261205T182838Z`), e.g. for an auditor asking for a past drill.
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    drill: Option<String>,
+    /// With --drill: md (default), html or json.
+    #[arg(long, default_value = "md", value_parser = ["md", "html", "json"], requires = "drill")]
+    format: String,
 }
 
 impl ReportCmd {
     /// Builds and prints or writes the pack.
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        if let Some(id) = &self.drill {
+            let repo = ctx.open()?;
+            let report = lifeboat_core::ops::evidence::load(&repo, id)?;
+            let text = match (ctx.json, self.format.as_str()) {
+                (true, _) | (_, "json") => serde_json::to_string_pretty(&report)? + "\n",
+                (_, "html") => lifeboat_core::ops::evidence::html(&report),
+                _ => lifeboat_core::ops::evidence::markdown(&report),
+            };
+            return self.emit(&text, "drill report");
+        }
         let to = self.to.unwrap_or_else(jiff::Timestamp::now);
         let from = match self.from {
             Some(f) => f,
@@ -41,10 +58,15 @@ impl ReportCmd {
             return output::json(&pack);
         }
         let text = markdown(&pack);
+        self.emit(&text, "evidence pack")
+    }
+
+    /// Writes `text` to `--output`, or prints it.
+    fn emit(&self, text: &str, what: &str) -> anyhow::Result<()> {
         match &self.output {
             Some(p) => {
                 std::fs::write(p, text)?;
-                println!("evidence pack written to {}", p.display());
+                println!("{what} written to {}", p.display());
             }
             None => print!("{text}"),
         }

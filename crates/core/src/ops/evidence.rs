@@ -291,6 +291,41 @@ pub fn write_files(r: &DrillReport, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The stored report of drill `id` (the whole id, e.g. `drill-20261205T182838Z`), read
+/// back from the repository: what `report --drill` renders again as Markdown or HTML.
+///
+/// # Errors
+///
+/// [`crate::ErrorKind::NotFound`] when no stored report has that id; an integrity error
+/// when its data cannot be read.
+pub fn load(repo: &Repo, id: &str) -> Result<DrillReport> {
+    let snap = repo
+        .all_snapshots()?
+        .into_iter()
+        .filter(|s| s.tags.contains(DRILL_TAG))
+        .find(|s| {
+            s.description
+                .as_deref()
+                .and_then(|d| serde_json::from_str::<DrillSummary>(d).ok())
+                .is_some_and(|d| d.drill == id)
+        })
+        .ok_or_else(|| {
+            Error::not_found(format!("no stored drill report {id:?}"))
+                .hint("`lifeboat report` lists the drills of a period with their ids")
+        })?;
+    let summary: DrillSummary = serde_json::from_str(snap.description.as_deref().unwrap_or(""))
+        .map_err(|e| Error::integrity(format!("drill report {id}: {e}")))?;
+    let path = std::path::PathBuf::from(format!("/lifeboat/drills/{}/{id}.json", summary.source));
+    let mut json = Vec::new();
+    repo.with_indexed(|indexed| {
+        let node = indexed.node_from_snapshot_and_path(&snap, &path.display().to_string())?;
+        indexed.dump(&node, &mut json)?;
+        Ok(())
+    })?;
+    serde_json::from_slice(&json)
+        .map_err(|e| Error::integrity(format!("drill report {id} does not parse: {e}")))
+}
+
 /// Stores the JSON report in the repository.
 ///
 /// # Errors
