@@ -623,6 +623,16 @@ fn a_second_timeline_is_archived_and_restored() {
         "rows written on timeline 2 after its base backup; log:\n{}",
         std::fs::read_to_string(r3.data.join("recovery.log")).unwrap_or_default()
     );
+    // wal status shows both timelines, and the newest backup's chain along timeline 2
+    let out = ok(a.lb().args(["wal", "status"]));
+    assert!(
+        out.contains("timeline 1:") && out.contains("timeline 2:"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("from backup {}", &on_tl2[..8])),
+        "{out}"
+    );
 }
 
 /// A new local repository whose source has no reachable server: for WAL pushed by hand.
@@ -960,6 +970,36 @@ fn a_backup_without_its_configuration_restores_and_its_drill_copy_is_isolated() 
         ),
         "{out}"
     );
+    // without --start it says how to start the server
+    assert!(
+        out.contains("start it to replay WAL up to the target:") && out.contains("pg_ctl"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_cluster_with_a_user_tablespace_is_refused_with_the_reason() {
+    let c = lifeboat_testing::cluster();
+    let dir = c.data_dir().parent().expect("cluster dir").join("space");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    if let Some(u) = pg_user() {
+        nix::unistd::chown(&dir, Some(u.uid), Some(u.gid)).expect("chown");
+    }
+    c.sql(
+        "postgres",
+        &format!("create tablespace extra location '{}'", dir.display()),
+    )
+    .expect("tablespace");
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("main", &c.dsn("postgres"))]);
+    ok(lb(&cfg).arg("init"));
+    let (code, _, err) = run(lb(&cfg).args(["backup", "--kind", "physical"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("tablespace") && err.contains("--kind logical"),
+        "{err}"
+    );
+    assert!(common::list_json(&cfg).is_empty(), "no backup is visible");
 }
 
 #[test]
