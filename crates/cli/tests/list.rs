@@ -1,0 +1,82 @@
+//! `list` filters and `stats`: what a repository holds, read from snapshot files only.
+
+mod common;
+
+use common::{lb, ok};
+use lifeboat_testing::{cluster, sample_db, Workspace};
+
+fn listed(cfg: &std::path::Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let out = ok(lb(cfg).args(["--json", "list"]).args(args));
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn list_filters_and_stats_need_no_data_pack() {
+    let c = cluster();
+    sample_db(&c, "app", 40);
+    sample_db(&c, "crm", 20);
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("app-db", &c.dsn("app")), ("crm-db", &c.dsn("crm"))]);
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--source", "app-db", "--kind", "logical"]));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let between = jiff::Timestamp::now().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    ok(lb(&cfg).args(["backup", "--source", "crm-db"]));
+    c.sql(
+        "app",
+        "insert into shop.users (email, name, created_at, profile) \
+         select 'more' || g || '@example.com', 'more ' || g, now(), '{}' from generate_series(1, 2000) g",
+    )
+    .unwrap();
+    ok(lb(&cfg).args(["backup", "--source", "app-db", "--kind", "logical"]));
+
+    // list and stats read snapshot files only: the data packs may be unreachable
+    let data = ws.repo_path().join("data");
+    let away = ws.repo_path().join("data.away");
+    std::fs::rename(&data, &away).unwrap();
+
+    let crm = listed(&cfg, &["--source", "crm-db"]);
+    assert_eq!(crm.len(), 3, "logical, schema, globals: {crm:?}");
+    assert!(crm.iter().all(|b| b["source"] == "crm-db"));
+    let logical = listed(&cfg, &["--kind", "logical"]);
+    assert_eq!(logical.len(), 3, "{logical:?}");
+    assert!(logical.iter().all(|b| b["kind"] == "logical"));
+    assert_eq!(listed(&cfg, &["--since", &between]).len(), 4);
+    let before = listed(&cfg, &["--until", &between]);
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert_eq!(before[0]["source"], "app-db");
+    assert_eq!(listed(&cfg, &["--database", "app"]).len(), 2);
+    assert_eq!(
+        listed(&cfg, &["--source", "app-db", "--database", "crm"]).len(),
+        0
+    );
+
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "stats"]))).unwrap();
+    let kinds = |source: &str| -> Vec<serde_json::Value> {
+        stats["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["source"] == source)
+            .unwrap()["kinds"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let app = kinds("app-db");
+    assert_eq!(app.len(), 1, "{app:?}");
+    assert_eq!(app[0]["count"], 2);
+    assert!(
+        app[0]["growth_percent"].as_f64().unwrap() > 5.0,
+        "2000 more users: {app:?}"
+    );
+    assert!(app[0]["stored_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(kinds("crm-db").len(), 3);
+    let text = ok(lb(&cfg).arg("stats"));
+    assert!(text.contains("app-db") && text.contains("crm-db"), "{text}");
+
+    std::fs::rename(&away, &data).unwrap();
+    ok(lb(&cfg).args(["verify", "--all"]));
+}
