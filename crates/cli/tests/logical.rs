@@ -278,3 +278,66 @@ fn globals_are_restored_when_asked() {
         "t"
     );
 }
+
+/// A workspace whose source `multi` dumps databases `a` (50 users) and `b` (400 users),
+/// backed up once.
+fn two_databases() -> (lifeboat_testing::Cluster, Workspace, std::path::PathBuf) {
+    let c = cluster();
+    sample_db(&c, "a", 50);
+    sample_db(&c, "b", 400);
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("multi", &c.dsn("postgres"))]);
+    // the source is the config's last table: its keys can be appended
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("databases = [\"a\", \"b\"]\n");
+    std::fs::write(&cfg, text).unwrap();
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).arg("backup"));
+    (c, ws, cfg)
+}
+
+#[test]
+fn a_multi_database_source_needs_database_to_restore() {
+    let (c, _ws, cfg) = two_databases();
+    for kind in ["logical", "schema"] {
+        let (code, _, err) = run(lb(&cfg).args([
+            "restore",
+            "--latest",
+            "--source",
+            "multi",
+            "--kind",
+            kind,
+            "--to-database",
+            "x",
+        ]));
+        assert_eq!(code, 2, "{kind}: {err}");
+        assert!(
+            err.contains("\"a\", \"b\"") && err.contains("--database NAME"),
+            "{kind}: {err}"
+        );
+        assert!(!db_exists(&c, "x"), "{kind}");
+    }
+
+    ok(lb(&cfg).args([
+        "restore",
+        "--latest",
+        "--source",
+        "multi",
+        "--database",
+        "b",
+        "--to-database",
+        "x",
+    ]));
+    assert_eq!(count(&c, "x", "shop.users"), 400);
+    ok(lb(&cfg).args([
+        "restore",
+        "--latest",
+        "--source",
+        "multi",
+        "--database",
+        "a",
+        "--to-database",
+        "y",
+    ]));
+    assert_eq!(count(&c, "y", "shop.users"), 50);
+}

@@ -44,7 +44,7 @@ pub struct RestoreOptions {
     pub source: Option<String>,
     /// Kind: logical (default) or schema.
     pub kind: BackupKind,
-    /// Which database of the source (default: the only one, or the first).
+    /// Which database of the source; needed when the selected backups cover several.
     pub database: Option<String>,
     /// Target database name (default: the original name).
     pub to_database: Option<String>,
@@ -132,7 +132,8 @@ pub struct RestoreReport {
 ///
 /// # Errors
 ///
-/// [`ErrorKind::NotFound`] when nothing matches.
+/// [`ErrorKind::NotFound`] when nothing matches; [`ErrorKind::Config`] when no database is
+/// given and the matching backups are of several databases.
 pub fn select(repo: &Repo, opts: &RestoreOptions) -> Result<SnapshotInfo> {
     if let Selector::Id(id) = &opts.selector {
         return repo.backup(id);
@@ -151,7 +152,30 @@ pub fn select(repo: &Repo, opts: &RestoreOptions) -> Result<SnapshotInfo> {
         },
         ..ListFilter::default()
     };
-    list(repo, &filter)?.pop().ok_or_else(|| {
+    let mut matching = list(repo, &filter)?;
+    if opts.database.is_none() {
+        // the newest backup of a multi-database source is of whichever database finished
+        // last: restoring it unasked would bring back the wrong data
+        let mut databases: Vec<&str> = matching
+            .iter()
+            .filter_map(|b| b.meta.database.as_deref())
+            .collect();
+        databases.sort_unstable();
+        databases.dedup();
+        if databases.len() > 1 {
+            return Err(Error::config(format!(
+                "source {source:?} has {} backups of several databases: {}",
+                opts.kind,
+                databases
+                    .iter()
+                    .map(|d| format!("{d:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .hint("pass --database NAME to choose one"));
+        }
+    }
+    matching.pop().ok_or_else(|| {
         Error::not_found(format!(
             "no {} backup of source {source:?}{}",
             opts.kind,
