@@ -297,7 +297,7 @@ fn two_databases() -> (lifeboat_testing::Cluster, Workspace, std::path::PathBuf)
 }
 
 #[test]
-fn a_multi_database_source_needs_database_to_restore() {
+fn a_multi_database_source_needs_database_to_restore_and_has_stats_per_database() {
     let (c, _ws, cfg) = two_databases();
     for kind in ["logical", "schema"] {
         let (code, _, err) = run(lb(&cfg).args([
@@ -340,4 +340,30 @@ fn a_multi_database_source_needs_database_to_restore() {
         "y",
     ]));
     assert_eq!(count(&c, "y", "shop.users"), 50);
+
+    // stats: one row per database, and growth compares each database with itself (a second
+    // backup of unchanged data grows by about nothing; a against b would be several hundred %)
+    ok(lb(&cfg).arg("backup"));
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "stats"]))).unwrap();
+    let kinds = stats["sources"][0]["kinds"].as_array().unwrap();
+    for kind in ["logical", "schema"] {
+        for db in ["a", "b"] {
+            let row = kinds
+                .iter()
+                .find(|k| k["kind"] == kind && k["database"] == db)
+                .unwrap_or_else(|| panic!("no {kind} row for {db}: {stats}"));
+            assert_eq!(row["count"], 2, "{kind} {db}: {row}");
+            let growth = row["growth_percent"].as_f64().unwrap();
+            assert!(growth.abs() < 1.0, "{kind} {db}: {row}");
+        }
+    }
+    let globals = kinds.iter().find(|k| k["kind"] == "globals").unwrap();
+    assert_eq!(globals["count"], 2, "{globals}");
+    assert_eq!(kinds.len(), 5, "{stats}");
+    let table = ok(lb(&cfg).arg("stats"));
+    assert!(
+        table.lines().next().unwrap().contains("DATABASE"),
+        "{table}"
+    );
 }

@@ -79,7 +79,7 @@ impl ListCmd {
     }
 }
 
-/// Prints per-source statistics.
+/// Prints statistics per source, kind and database.
 pub fn stats(ctx: &Ctx) -> anyhow::Result<()> {
     let repo = ctx.open()?;
     let s = repo_stats(&repo)?;
@@ -89,6 +89,7 @@ pub fn stats(ctx: &Ctx) -> anyhow::Result<()> {
     let mut rows = vec![vec![
         "SOURCE".into(),
         "KIND".into(),
+        "DATABASE".into(),
         "COUNT".into(),
         "LAST SUCCESS".into(),
         "LAST SIZE".into(),
@@ -101,6 +102,7 @@ pub fn stats(ctx: &Ctx) -> anyhow::Result<()> {
             rows.push(vec![
                 src.source.clone(),
                 k.kind.to_string(),
+                k.database.clone().unwrap_or_else(|| "-".into()),
                 k.count.to_string(),
                 k.last_success.map_or_else(|| "-".into(), output::time),
                 output::bytes(k.last_logical_bytes),

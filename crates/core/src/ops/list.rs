@@ -56,11 +56,13 @@ pub fn list(repo: &Repo, filter: &ListFilter) -> Result<Vec<SnapshotInfo>> {
         .collect())
 }
 
-/// Figures for one source and kind.
+/// Figures for one source, kind and database.
 #[derive(Debug, Clone, Serialize)]
 pub struct KindStats {
     /// Kind.
     pub kind: BackupKind,
+    /// Database (none for globals and physical backups).
+    pub database: Option<String>,
     /// Number of backups.
     pub count: usize,
     /// Newest backup's finish time.
@@ -73,7 +75,7 @@ pub struct KindStats {
     pub stored_bytes: u64,
     /// Newest dump size.
     pub last_logical_bytes: u64,
-    /// Change of the newest dump size against the one before, in percent.
+    /// Change of the newest dump size against the one before of the same database, in percent.
     pub growth_percent: Option<f64>,
     /// Newest backup's duration.
     pub last_duration_secs: f64,
@@ -84,7 +86,7 @@ pub struct KindStats {
 pub struct SourceStats {
     /// Source name.
     pub source: String,
-    /// Per kind.
+    /// Per kind and database.
     pub kinds: Vec<KindStats>,
 }
 
@@ -103,22 +105,24 @@ pub struct Stats {
     pub total_stored_bytes: u64,
 }
 
-/// Per-source statistics.
+/// Per-source statistics, per kind and database.
 ///
 /// # Errors
 ///
 /// When snapshot files cannot be read.
 pub fn stats(repo: &Repo) -> Result<Stats> {
     let all = repo.backups()?;
-    let mut groups: BTreeMap<(String, BackupKind), Vec<&SnapshotInfo>> = BTreeMap::new();
+    // one group per database: growth and last size compare a database with itself only
+    type Key = (String, BackupKind, Option<String>);
+    let mut groups: BTreeMap<Key, Vec<&SnapshotInfo>> = BTreeMap::new();
     for b in &all {
         groups
-            .entry((b.meta.source.clone(), b.meta.kind))
+            .entry((b.meta.source.clone(), b.meta.kind, b.meta.database.clone()))
             .or_default()
             .push(b);
     }
     let mut sources: BTreeMap<String, Vec<KindStats>> = BTreeMap::new();
-    for ((source, kind), list) in groups {
+    for ((source, kind, database), list) in groups {
         let last = list.last().copied();
         let prev = list.len().checked_sub(2).map(|i| list[i]);
         let growth_percent = match (last, prev) {
@@ -130,6 +134,7 @@ pub fn stats(repo: &Repo) -> Result<Stats> {
         };
         sources.entry(source).or_default().push(KindStats {
             kind,
+            database,
             count: list.len(),
             last_success: last.map(|l| l.meta.finished_at),
             last_id: last.map(|l| l.id.clone()),
