@@ -367,3 +367,52 @@ fn a_multi_database_source_needs_database_to_restore_and_has_stats_per_database(
         "{table}"
     );
 }
+
+#[test]
+fn target_dsn_uses_the_targets_password_not_the_sources() {
+    let c = cluster();
+    sample_db(&c, "app", 50);
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("app-db", &c.dsn("app"))]);
+    // the source's password (its socket trusts anyway): it must never reach the target
+    let source_pw = ws.path().join("pg.pass");
+    std::fs::write(&source_pw, "production-secret").unwrap();
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "password_file = {:?}\n",
+        source_pw.display().to_string()
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+
+    // a target that asks for a password (scram over TCP) and knows only its own
+    let target = cluster();
+    target
+        .sql(
+            "postgres",
+            "CREATE ROLE restorer LOGIN SUPERUSER PASSWORD 'target-secret'",
+        )
+        .unwrap();
+    let port = target.port();
+    // the password from PGPASSWORD, as the help says
+    ok(lb(&cfg).env("PGPASSWORD", "target-secret").args([
+        "restore",
+        "--latest",
+        "--target-dsn",
+        &format!("host=127.0.0.1 port={port} user=restorer dbname=postgres"),
+        "--to-database",
+        "by_env",
+    ]));
+    assert_eq!(count(&target, "by_env", "shop.users"), 50);
+    // and from the DSN itself
+    ok(lb(&cfg).args([
+        "restore",
+        "--latest",
+        "--target-dsn",
+        &format!("postgresql://restorer:target-secret@127.0.0.1:{port}/postgres"),
+        "--to-database",
+        "by_dsn",
+    ]));
+    assert_eq!(count(&target, "by_dsn", "shop.users"), 50);
+}

@@ -44,7 +44,8 @@ pub struct RestoreCmd {
     /// Restore into this database (created if missing; default: the original name).
     #[arg(long)]
     to_database: Option<String>,
-    /// Restore onto another server (libpq DSN; password via PGPASSWORD or .pgpass).
+    /// Restore onto another server (libpq DSN; its password from the DSN, PGPASSWORD or
+    /// ~/.pgpass, never the source's password_file or password_command).
     #[arg(long)]
     target_dsn: Option<String>,
     /// Drop existing objects in the target first (needs --force).
@@ -194,6 +195,10 @@ impl RestoreCmd {
         };
         if let Some(dsn) = &self.target_dsn {
             src.dsn = Some(dsn.clone());
+            // the source's password is for the source's server; handing it to another
+            // server (in PGPASSWORD) would give that server's owner the production password
+            src.password_file = None;
+            src.password_command = None;
         }
         let opts = RestoreOptions {
             selector,
