@@ -162,6 +162,27 @@ fn restore_refuses_non_empty_target_and_dry_run_changes_nothing() {
     let (code, _, err) = run(lb(&cfg).args(["restore", "--latest", "--clean"]));
     assert_eq!(code, 2, "{err}");
 
+    // a database without tables is not empty when it holds anything a restore would clash with
+    for (db, sql) in [
+        (
+            "only_function",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'select 1'",
+        ),
+        ("only_schema", "CREATE SCHEMA s"),
+        ("only_type", "CREATE TYPE mood AS ENUM ('ok')"),
+        ("only_large_object", "SELECT lo_create(0)"),
+    ] {
+        c.sql("postgres", &format!("CREATE DATABASE {db}")).unwrap();
+        c.sql(db, sql).unwrap();
+        let (code, _, err) = run(lb(&cfg).args(["restore", "--latest", "--to-database", db]));
+        assert_eq!(code, 9, "{db}: {err}");
+        assert!(err.contains("exists and is not empty"), "{db}: {err}");
+    }
+    // while a freshly created one is empty (its public schema and plpgsql do not count)
+    c.sql("postgres", "CREATE DATABASE blank").unwrap();
+    ok(lb(&cfg).args(["restore", "--latest", "--to-database", "blank"]));
+    assert_eq!(count(&c, "blank", "shop.users"), 300);
+
     let out = ok(lb(&cfg).args([
         "restore",
         "--latest",

@@ -195,14 +195,30 @@ fn database_exists(conn: &PgConn, db: &str) -> Result<bool> {
     )? == "1")
 }
 
+/// Counts what a fresh `CREATE DATABASE` does not hold: relations, types, functions and a
+/// few more objects in user schemas, user schemas other than `public`, extensions other
+/// than plpgsql, large objects, event triggers, foreign servers and publications. A
+/// database holding only functions or an empty schema is not empty: pg_restore would fail
+/// on them halfway.
+const USER_OBJECTS: &str = "\
+with ns as (select oid, nspname from pg_namespace \
+  where nspname not in ('pg_catalog', 'information_schema', 'pg_toast') \
+  and nspname not like 'pg\\_temp\\_%' and nspname not like 'pg\\_toast\\_temp\\_%') \
+select (select count(*) from pg_class where relnamespace in (select oid from ns)) \
+ + (select count(*) from pg_type where typnamespace in (select oid from ns)) \
+ + (select count(*) from pg_proc where pronamespace in (select oid from ns)) \
+ + (select count(*) from pg_operator where oprnamespace in (select oid from ns)) \
+ + (select count(*) from pg_collation where collnamespace in (select oid from ns)) \
+ + (select count(*) from pg_ts_config where cfgnamespace in (select oid from ns)) \
+ + (select count(*) from ns where nspname <> 'public') \
+ + (select count(*) from pg_extension where extname <> 'plpgsql') \
+ + (select count(*) from pg_largeobject_metadata) \
+ + (select count(*) from pg_event_trigger) \
+ + (select count(*) from pg_foreign_server) \
+ + (select count(*) from pg_publication)";
+
 fn database_is_empty(conn: &PgConn, db: &str) -> Result<bool> {
-    let n = conn.query(
-        db,
-        "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace \
-         where n.nspname not in ('pg_catalog','information_schema','pg_toast') and n.nspname not like 'pg_temp%' \
-         and n.nspname not like 'pg_toast_temp%'",
-    )?;
-    Ok(n.trim() == "0")
+    Ok(conn.query(db, USER_OBJECTS)?.trim() == "0")
 }
 
 /// Computes the plan: which backup, which target, whether it may be written.
