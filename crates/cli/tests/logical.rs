@@ -4,7 +4,7 @@
 mod common;
 
 use common::{backed_up, count, db_exists, lb, list_json, ok, run};
-use lifeboat_testing::{cluster, sample_db, Workspace};
+use lifeboat_testing::{cluster, sample_db, Workspace, REPO_PASSWORD};
 
 const TABLES: [&str; 4] = [
     "shop.users",
@@ -436,4 +436,65 @@ fn target_dsn_uses_the_targets_password_not_the_sources() {
         "by_dsn",
     ]));
     assert_eq!(count(&target, "by_dsn", "shop.users"), 50);
+}
+
+#[test]
+fn hooks_and_postgres_programs_do_not_inherit_lifeboat_secrets() {
+    let (_c, ws, cfg) = backed_up(50);
+    // psql and pg_restore behind wrappers that log their environment
+    let real = lifeboat_core::sources::postgres::conn::PgBin::new(None).program("psql");
+    let real = real.parent().unwrap();
+    let wrappers = ws.path().join("pg-bin");
+    std::fs::create_dir(&wrappers).unwrap();
+    let pg_env = ws.path().join("pg.env");
+    for program in ["psql", "pg_restore", "pg_dump"] {
+        let path = wrappers.join(program);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\n(echo 'ran {program}'; env) >> '{}'\nexec '{}' \"$@\"\n",
+                pg_env.display(),
+                real.join(program).display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &path,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "pg_bin_dir = {:?}\n",
+        wrappers.display().to_string()
+    ));
+    std::fs::write(&cfg, text).unwrap();
+
+    let hook_env = ws.path().join("hook.env");
+    let hook = format!("env >> '{}'", hook_env.display());
+    ok(lb(&cfg)
+        .env("LIFEBOAT_PASSWORD", REPO_PASSWORD)
+        .env("AWS_SECRET_ACCESS_KEY", "aws-secret-value")
+        .env("AWS_SESSION_TOKEN", "aws-session-value")
+        .args([
+            "restore",
+            "--latest",
+            "--to-database",
+            "copy",
+            "--pre-hook",
+            &hook,
+            "--post-hook",
+            &hook,
+        ]));
+    for (what, file, ran) in [
+        ("hooks", &hook_env, "LIFEBOAT_HOOK=post-restore"),
+        ("psql/pg_restore", &pg_env, "ran pg_restore"),
+    ] {
+        let env = std::fs::read_to_string(file).unwrap();
+        assert!(env.contains(ran), "{what} did not run: {env}");
+        for secret in [REPO_PASSWORD, "aws-secret-value", "aws-session-value"] {
+            assert!(!env.contains(secret), "{what} saw {secret:?}");
+        }
+    }
 }

@@ -7,6 +7,26 @@ use std::{fmt, path::Path, process::Command};
 
 use crate::error::{Error, ErrorKind, Result};
 
+/// Environment variables that hold lifeboat's own secrets (the repository password, the S3
+/// credentials). Children that never need them are started without them; see
+/// [`remove_secret_env`].
+pub const SECRET_ENV: [&str; 3] = [
+    "LIFEBOAT_PASSWORD",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
+
+/// Keeps lifeboat's own secrets ([`SECRET_ENV`]) out of `cmd`'s inherited environment.
+/// For hooks and PostgreSQL's client programs: they have no use for the repository's keys,
+/// and a hook's script or log should not be able to leak them. Not for a restored server,
+/// whose restore_command runs lifeboat itself.
+pub fn remove_secret_env(cmd: &mut Command) -> &mut Command {
+    for var in SECRET_ENV {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 /// A password or key. `Debug` and `Display` print `***`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);

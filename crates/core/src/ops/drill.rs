@@ -883,13 +883,9 @@ fn pg_restore(
 /// would win over the drill's `PGHOST` and point the hook at production) and lifeboat's
 /// secrets.
 fn scrub(cmd: &mut std::process::Command) {
+    crate::secret::remove_secret_env(cmd);
     for (key, _) in std::env::vars_os() {
-        let k = key.to_string_lossy();
-        if k.starts_with("PG")
-            || k == "LIFEBOAT_PASSWORD"
-            || k == "AWS_SECRET_ACCESS_KEY"
-            || k == "AWS_SESSION_TOKEN"
-        {
+        if key.to_string_lossy().starts_with("PG") {
             cmd.env_remove(&key);
         }
     }

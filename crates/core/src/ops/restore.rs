@@ -16,6 +16,7 @@ use crate::{
     error::{Error, ErrorKind, Result},
     ops::list::{list, ListFilter},
     repository::{Repo, SnapshotInfo},
+    secret::remove_secret_env,
     sources::postgres::{
         compare::{compare, ident, literal, Comparison},
         conn::{classify, missing_program, PgConn},
@@ -472,7 +473,7 @@ pub(crate) fn run_pg_restore(
 }
 
 fn run_hook(name: &str, cmd: &str, plan: &RestorePlan) -> Result<()> {
-    let status = std::process::Command::new("sh")
+    let status = remove_secret_env(&mut std::process::Command::new("sh"))
         .arg("-c")
         .arg(cmd)
         .env("LIFEBOAT_HOOK", name)

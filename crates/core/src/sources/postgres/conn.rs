@@ -14,7 +14,7 @@ use std::{
 use crate::{
     config::SourceConfig,
     error::{Error, ErrorKind, Result},
-    secret::Secret,
+    secret::{remove_secret_env, Secret},
 };
 
 /// Where PostgreSQL's client programs live.
@@ -50,7 +50,7 @@ impl PgBin {
     ///
     /// [`ErrorKind::Unavailable`] when pg_dump cannot be run.
     pub fn major_version(&self) -> Result<u32> {
-        let out = Command::new(self.program("pg_dump"))
+        let out = remove_secret_env(&mut Command::new(self.program("pg_dump")))
             .arg("--version")
             .output()
             .map_err(|e| missing_program(&self.program("pg_dump"), e))?;
@@ -253,8 +253,10 @@ impl PgConn {
         cmd
     }
 
-    /// Sets `PGPASSWORD` and the application name on `cmd`.
+    /// Sets `PGPASSWORD` and the application name on `cmd`, and removes lifeboat's own
+    /// secrets from what it inherits.
     pub fn apply_env(&self, cmd: &mut Command) {
+        remove_secret_env(cmd);
         if self.no_pg_env {
             for (key, _) in std::env::vars_os() {
                 if key.to_string_lossy().starts_with("PG") {
