@@ -151,6 +151,19 @@ fn backup_list_stats_restore_round_trip() {
 #[test]
 fn restore_refuses_non_empty_target_and_dry_run_changes_nothing() {
     let (c, _ws, cfg) = backed_up(300);
+    let audit_entries = || {
+        serde_json::from_str::<Vec<serde_json::Value>>(&ok(
+            lb(&cfg).args(["--json", "audit", "list"])
+        ))
+        .unwrap()
+        .len()
+    };
+
+    // a refused dry run is refused the same way, and leaves no trace in the audit log
+    let before = audit_entries();
+    let (code, _, err) = run(lb(&cfg).args(["restore", "--latest", "--dry-run"]));
+    assert_eq!(code, 9, "{err}");
+    assert_eq!(audit_entries(), before);
 
     let (code, _, err) = run(lb(&cfg).args(["restore", "--latest"]));
     assert_eq!(code, 9, "{err}");
@@ -158,6 +171,8 @@ fn restore_refuses_non_empty_target_and_dry_run_changes_nothing() {
         err.contains("exists and is not empty") && err.contains("--clean --force"),
         "{err}"
     );
+    // while a real one is logged
+    assert_eq!(audit_entries(), before + 1);
 
     let (code, _, err) = run(lb(&cfg).args(["restore", "--latest", "--clean"]));
     assert_eq!(code, 2, "{err}");

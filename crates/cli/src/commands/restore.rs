@@ -217,6 +217,7 @@ impl RestoreCmd {
                 post_restore: self.post_hook.clone(),
             },
             scratch_dir: self.scratch_dir.clone(),
+            dry_run: self.dry_run,
         };
         let p = plan(&repo, &src, &opts)?;
         if self.dry_run {

@@ -65,6 +65,10 @@ pub struct RestoreOptions {
     pub hooks: Hooks,
     /// Where the dump is staged (default: the system temp directory).
     pub scratch_dir: Option<PathBuf>,
+    /// Only plan: a refusal is then not written to the audit log, since a dry run changes
+    /// nothing.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 impl Default for RestoreOptions {
@@ -83,6 +87,7 @@ impl Default for RestoreOptions {
             no_owner: false,
             hooks: Hooks::default(),
             scratch_dir: None,
+            dry_run: false,
         }
     }
 }
@@ -222,7 +227,8 @@ fn database_is_empty(conn: &PgConn, db: &str) -> Result<bool> {
     Ok(conn.query(db, USER_OBJECTS)?.trim() == "0")
 }
 
-/// Computes the plan: which backup, which target, whether it may be written.
+/// Computes the plan: which backup, which target, whether it may be written. A refusal
+/// is written to the audit log, except for a dry run.
 ///
 /// # Errors
 ///
@@ -232,7 +238,10 @@ pub fn plan(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<Re
     let planned = plan_inner(repo, src, opts);
     if let Err(e) = &planned {
         // a refused restore is part of the record too; the refusal is what gets reported
-        let _ = crate::repository::audit::append(repo, "restore", false, &format!("refused: {e}"));
+        if !opts.dry_run {
+            let _ =
+                crate::repository::audit::append(repo, "restore", false, &format!("refused: {e}"));
+        }
     }
     planned
 }
