@@ -26,19 +26,19 @@ pub struct RestoreCmd {
     /// List the backups that can be restored, then stop.
     #[arg(long)]
     list: bool,
-    /// The newest backup of the source.
+    /// The newest backup of the source (of --kind and --database).
     #[arg(long, conflicts_with_all = ["id", "before"])]
     latest: bool,
-    /// The newest backup finished at or before this time.
+    /// The newest backup finished (not started) at or before this time.
     #[arg(long, value_parser = parse_time, conflicts_with = "id")]
     before: Option<jiff::Timestamp>,
     /// Source name (default: the only one; with an id: the backup's source).
     #[arg(long, short)]
     source: Option<String>,
-    /// Kind: logical (default) or schema.
+    /// Kind: logical (the full dump) or schema (no data); physical: see below.
     #[arg(long, short, default_value = "logical")]
     kind: BackupKind,
-    /// Which database of the source.
+    /// Which database of the source (required when its backups cover several).
     #[arg(long, short)]
     database: Option<String>,
     /// Restore into this database (created if missing; default: the original name).
@@ -51,13 +51,14 @@ pub struct RestoreCmd {
     /// Drop existing objects in the target first (needs --force).
     #[arg(long)]
     clean: bool,
-    /// Allow writing into an existing, non-empty database.
+    /// With --clean: restore over an existing, non-empty database (alone it does nothing).
     #[arg(long)]
     force: bool,
     /// Parallel pg_restore jobs.
     #[arg(long, short, default_value_t = 2)]
     jobs: u32,
-    /// Restore roles and tablespaces (the globals backup) first.
+    /// Restore roles and tablespaces (the source's globals backup) first; they are never
+    /// restored without this flag.
     #[arg(long)]
     globals: bool,
     /// Skip ownership and privileges (when the roles do not exist on the target).
@@ -75,7 +76,7 @@ pub struct RestoreCmd {
     /// Directory for the staged dump (default: the system temp directory).
     #[arg(long)]
     scratch_dir: Option<PathBuf>,
-    /// Print the plan and change nothing.
+    /// Print the plan and change nothing (a refusal is not written to the audit log).
     #[arg(long)]
     dry_run: bool,
     #[command(flatten)]

@@ -51,7 +51,7 @@ pub struct RestoreOptions {
     pub to_database: Option<String>,
     /// Drop existing objects in the target first (needs `force`).
     pub clean: bool,
-    /// Allow writing into a non-empty existing database.
+    /// Together with `clean`: allow writing into a non-empty existing database.
     pub force: bool,
     /// Parallel pg_restore jobs.
     pub jobs: u32,
