@@ -21,6 +21,48 @@ fn drill_config(ws: &Workspace, dsn: &str, extra: &str) -> std::path::PathBuf {
     cfg
 }
 
+/// Starts `lifeboat drill` with a hook that touches `marker`, then sleeps; returns once
+/// the drill is midway (cluster up, backup restored, hook running).
+fn drill_until_its_hook(
+    cfg: &std::path::Path,
+    marker: &std::path::Path,
+    scratch: Option<&std::path::Path>,
+) -> std::process::Child {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("lifeboat"));
+    cmd.arg("--config")
+        .arg(cfg)
+        .args([
+            "drill",
+            "--hook",
+            &format!("touch {} && sleep 20", marker.display()),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(s) = scratch {
+        cmd.env("LIFEBOAT_SCRATCH_DIR", s);
+    }
+    let child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !marker.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the drill never reached its hook"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child
+}
+
+/// Interrupts `child` as Ctrl-C does; it must exit 130.
+fn interrupt(mut child: std::process::Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+}
+
 #[test]
 fn drill_passes_and_writes_evidence() {
     let c = cluster();
@@ -262,39 +304,12 @@ fn interrupted_drill_leaves_no_process_or_directory() {
     ok(lb(&cfg).arg("init"));
     ok(lb(&cfg).args(["backup", "--kind", "logical"]));
     let marker = ws.path().join("hook-started");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
-        .arg("--config")
-        .arg(&cfg)
-        .args([
-            "drill",
-            "--hook",
-            &format!("touch {} && sleep 20", marker.display()),
-        ])
-        .env("LIFEBOAT_SCRATCH_DIR", &scratch)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // wait until the drill is midway: cluster up, backup restored, hook running
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !marker.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the drill never reached its hook"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let child = drill_until_its_hook(&cfg, &marker, Some(&scratch));
     assert!(
         std::fs::read_dir(&scratch).unwrap().count() > 0,
         "the drill uses the scratch directory"
     );
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let code = child.wait().unwrap().code();
-    assert_eq!(code, Some(130));
+    interrupt(child);
     let left: Vec<_> = std::fs::read_dir(&scratch)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -449,26 +464,7 @@ fn a_drill_on_a_configured_scratch_server_cleans_up_and_refuses_production() {
 
     // an interrupted drill drops its database on the scratch server
     let marker = ws.path().join("hook-started");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
-        .arg("--config")
-        .arg(&cfg)
-        .args([
-            "drill",
-            "--hook",
-            &format!("touch {} && sleep 20", marker.display()),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !marker.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the drill never reached its hook"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let child = drill_until_its_hook(&cfg, &marker, None);
     let during = scratch
         .sql(
             "postgres",
@@ -480,12 +476,7 @@ fn a_drill_on_a_configured_scratch_server_cleans_up_and_refuses_production() {
         "1",
         "the drill restored into its own database"
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(130));
+    interrupt(child);
     let left = scratch
         .sql(
             "postgres",

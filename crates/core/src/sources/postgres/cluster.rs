@@ -143,13 +143,6 @@ fn stop_server(pg_ctl: &Path, data: &Path, user: Option<&str>, mode: &str) {
 /// Stops every cluster this process started and removes its scratch directories (for
 /// signal handlers).
 pub fn stop_all() {
-    let groups = GROUPS
-        .lock()
-        .map(|mut l| std::mem::take(&mut *l))
-        .unwrap_or_default();
-    for g in groups {
-        kill_group(g);
-    }
     let drops = DROPS
         .lock()
         .map(|mut l| std::mem::take(&mut *l))
@@ -176,6 +169,15 @@ pub fn stop_all() {
         .unwrap_or_default();
     for d in dirs {
         let _ = std::fs::remove_dir_all(d);
+    }
+    // hooks last: a killed hook lets the interrupted operation go on to its next step
+    // (which would write into the directories just removed) until the process exits
+    let groups = GROUPS
+        .lock()
+        .map(|mut l| std::mem::take(&mut *l))
+        .unwrap_or_default();
+    for g in groups {
+        kill_group(g);
     }
 }
 
