@@ -219,6 +219,45 @@ fn terminated_pg_dump_leaves_no_snapshot() {
     // and the next backup works
     ok(lb(&cfg).args(["backup", "--kind", "logical"]));
     assert_eq!(list_json(&cfg).len(), 1);
+
+    // lifeboat itself killed mid-stream (OOM killer, power cut): no backup appears either,
+    // and the repository stays usable
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
+        .args(["--config"])
+        .arg(&cfg)
+        .args(["backup", "--kind", "logical"])
+        .env_remove("LIFEBOAT_PASSWORD")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut streaming = false;
+    for _ in 0..3000 {
+        let n = c
+            .sql(
+                "postgres",
+                "select count(*) from pg_stat_activity \
+                 where application_name = 'lifeboat' and query like 'COPY public.z %'",
+            )
+            .unwrap();
+        if n.trim() == "1" {
+            streaming = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(streaming, "never saw pg_dump copying the table");
+    assert!(child.try_wait().unwrap().is_none(), "still backing up");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        list_json(&cfg).len(),
+        1,
+        "only the complete backup is listed"
+    );
+    ok(lb(&cfg).args(["verify", "--all"]));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    assert_eq!(list_json(&cfg).len(), 2);
 }
 
 #[test]
