@@ -143,9 +143,17 @@ impl Ctx {
 
 /// Runs the command; returns the exit code of a command that chooses its own.
 fn run(cli: Cli) -> anyhow::Result<i32> {
-    let loaded = Config::load(cli.config.as_deref())?;
+    // archive_command and restore_command carry on past a mistake in settings they do not
+    // use (a schedule, a drill timeout): PostgreSQL's log gets a warning instead
+    let wal = matches!(cli.command, Command::WalPush(_) | Command::WalFetch(_));
+    let loaded = Config::load_with(cli.config.as_deref(), wal)?;
     let (config, config_path) = match loaded {
-        Some((c, p)) => (c, Some(p)),
+        Some((c, p, problem)) => {
+            if let Some(e) = problem {
+                eprintln!("lifeboat: warning: {e} (WAL archiving goes on; `lifeboat config check` shows it)");
+            }
+            (c, Some(p))
+        }
         None => (Config::default(), None),
     };
     let ctx = Ctx {
@@ -215,7 +223,8 @@ fn main() {
         Err(e) => {
             // a restore_command with a typo or a renamed flag must stop recovery: clap's
             // usage exit (2) would read to PostgreSQL as "not archived" and end it early
-            let fetching = std::env::args().any(|a| a == "wal-fetch");
+            // args_os: a non-UTF-8 argument must not panic here (exit 101 = "not archived")
+            let fetching = std::env::args_os().any(|a| a == "wal-fetch");
             let _ = e.print();
             std::process::exit(if fetching && e.use_stderr() {
                 commands::wal::FETCH_FATAL_EXIT

@@ -914,6 +914,12 @@ fn a_backup_without_its_configuration_restores_and_its_drill_copy_is_isolated() 
         "{out}"
     );
     assert!(out.contains("recovery finished"), "{out}");
+    // a later `pg_ctl restart` starts it as configured, not with lifeboat's recovery options
+    let opts = std::fs::read_to_string(r.data.join("postmaster.opts")).expect("postmaster.opts");
+    assert!(
+        opts.contains("-D") && !opts.contains("logging_collector"),
+        "{opts}"
+    );
     let hba = std::fs::read_to_string(r.data.join("pg_hba.conf")).expect("pg_hba.conf written");
     assert!(
         hba.contains("local   all             all                                     peer"),

@@ -244,6 +244,26 @@ impl Config {
     /// [`crate::ErrorKind::Config`] naming the key and line for syntax errors, unknown keys,
     /// wrong types and failed validation.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        let cfg = Self::parse_unchecked(text, origin)?;
+        cfg.validate(text, origin)?;
+        Ok(cfg)
+    }
+
+    /// As [`Config::parse`], but a value that parses and fails validation (a schedule, a
+    /// duration, a URL) is returned beside the configuration instead of failing it. For
+    /// PostgreSQL's archive_command and restore_command: a mistake in a setting they do
+    /// not use must not stop archiving or end a recovery.
+    ///
+    /// # Errors
+    ///
+    /// Syntax errors, unknown keys and wrong types, as [`Config::parse`].
+    pub fn parse_lenient(text: &str, origin: &str) -> Result<(Self, Option<Error>)> {
+        let cfg = Self::parse_unchecked(text, origin)?;
+        let problem = cfg.validate(text, origin).err();
+        Ok((cfg, problem))
+    }
+
+    fn parse_unchecked(text: &str, origin: &str) -> Result<Self> {
         let cfg: Self = toml::from_str(text).map_err(|e| {
             let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
             let msg = e.message().trim_end_matches('\n').to_string();
@@ -259,7 +279,6 @@ impl Config {
             Error::config(format!("{origin}:{line}:{col}: {msg}"))
                 .hint("fix the key at that line; `lifeboat config check` validates the file")
         })?;
-        cfg.validate(text, origin)?;
         Ok(cfg)
     }
 
@@ -270,6 +289,19 @@ impl Config {
     ///
     /// When the given file is missing or unreadable, or does not parse.
     pub fn load(path: Option<&Path>) -> Result<Option<(Self, PathBuf)>> {
+        Self::load_with(path, false).map(|o| o.map(|(c, p, _)| (c, p)))
+    }
+
+    /// As [`Config::load`]; with `lenient`, validation problems come back beside the
+    /// configuration (see [`Config::parse_lenient`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::load`].
+    pub fn load_with(
+        path: Option<&Path>,
+        lenient: bool,
+    ) -> Result<Option<(Self, PathBuf, Option<Error>)>> {
         let chosen = match path {
             Some(p) => Some(p.to_path_buf()),
             None => DEFAULT_CONFIG_PATHS
@@ -283,7 +315,12 @@ impl Config {
                 .hint("pass --config PATH or create lifeboat.toml (see the README)")
                 .source(e)
         })?;
-        Ok(Some((Self::parse(&text, &p.display().to_string())?, p)))
+        let origin = p.display().to_string();
+        if lenient {
+            let (cfg, problem) = Self::parse_lenient(&text, &origin)?;
+            return Ok(Some((cfg, p, problem)));
+        }
+        Ok(Some((Self::parse(&text, &origin)?, p, None)))
     }
 
     /// The source called `name`.
@@ -593,6 +630,22 @@ drill = { schedule = "0 5 1 * *", checks = ["select count(*) > 0 from users"] }
         );
         let text = "[[source]]\nname = \"a\"\nkind = \"postgres\"\ndrill = { schedule = \"0 5 1 * *\" }\nschedule = { physical = \"0 1 * * 0\" }\n";
         Config::parse(text, "c").expect("valid schedules");
+    }
+
+    #[test]
+    fn lenient_parsing_returns_a_bad_value_beside_the_configuration() {
+        let text = "[repository]\nurl = \"/r\"\n[[source]]\nname = \"a\"\nkind = \"postgres\"\nschedule = { logical = \"@reboot\" }\n";
+        assert!(Config::parse(text, "c").is_err());
+        let (cfg, problem) = Config::parse_lenient(text, "c").expect("parses");
+        assert_eq!(cfg.sources[0].name, "a");
+        assert!(problem
+            .expect("the problem")
+            .to_string()
+            .contains("schedule.logical"));
+        assert!(
+            Config::parse_lenient("[repository]\nurl = 3\n", "c").is_err(),
+            "wrong types stay fatal"
+        );
     }
 
     #[test]

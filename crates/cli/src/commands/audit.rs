@@ -105,6 +105,7 @@ impl AuditCmd {
             } => {
                 // the configured head file, unless another is named: comparing with a head
                 // kept outside the repository is what catches entries cut off the end
+                let given = head_file.is_some();
                 let head_file = &head_file
                     .clone()
                     .or_else(|| ctx.config.audit.head_file.clone());
@@ -170,8 +171,10 @@ impl AuditCmd {
                         .hint("someone with access to the repository changed its history: keep a copy and investigate")
                         .into());
                 }
-                // the file keeps its history: the newest head is appended
-                if let (Some(f), Some(last)) = (head_file, entries.last()) {
+                // a file named on the command line keeps its history: the newest head is
+                // appended (the configured one gets every head as it is written, and may be
+                // read-only for whoever verifies)
+                if let (true, Some(f), Some(last)) = (given, head_file, entries.last()) {
                     if from_file.as_deref() != Some(last.hash.as_str()) {
                         head::append_line(f, last)?;
                     }

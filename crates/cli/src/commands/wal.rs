@@ -83,15 +83,49 @@ fn store(
     Ok((repo, store, name))
 }
 
+/// The sockets a `wal serve` of `source` may answer on, in order: the one given, else the
+/// default of this repository, then (without `--repo`) the name older versions used, so a
+/// server still running from before an upgrade keeps serving; without any repository
+/// location only that older name.
+fn sockets(ctx: &Ctx, source: &str, given: Option<&Path>) -> Vec<PathBuf> {
+    if let Some(s) = given {
+        return vec![s.to_path_buf()];
+    }
+    match ctx.repo_location() {
+        Ok(location) => {
+            let mut v = vec![spool::default_socket(source, &location)];
+            if ctx.repo_override.is_none() {
+                v.push(spool::legacy_socket(source));
+            }
+            v
+        }
+        Err(_) => vec![spool::legacy_socket(source)],
+    }
+}
+
+/// Says so when the server answered on the older socket name.
+fn legacy_note(socket: &Path, source: &str) {
+    if socket == spool::legacy_socket(source) {
+        eprintln!(
+            "lifeboat: the WAL server answered on the older socket {}; restart `lifeboat wal serve` to move it to this repository's own socket",
+            socket.display()
+        );
+    }
+}
+
 impl WalPushCmd {
     /// Pushes and returns once the file is durable.
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
         let name = ctx.source(self.source.as_deref())?.name.clone();
-        let socket = match &self.socket {
-            Some(s) => s.clone(),
-            None => spool::default_socket(&name, &ctx.repo_location()?),
-        };
-        let outcome = match spool::client_push(&socket, &self.path)? {
+        let mut served = None;
+        for socket in sockets(ctx, &name, self.socket.as_deref()) {
+            served = spool::client_push(&socket, &self.path)?;
+            if served.is_some() {
+                legacy_note(&socket, &name);
+                break;
+            }
+        }
+        let outcome = match served {
             Some(o) => o,
             None => {
                 let (_repo, store, _) = store(ctx, Some(&name))?;
@@ -116,11 +150,15 @@ impl WalFetchCmd {
     /// Fetches; returns the process exit code.
     pub fn run(&self, ctx: &Ctx) -> i32 {
         let result = ctx.source(self.source.as_deref()).and_then(|src| {
-            let socket = match &self.socket {
-                Some(s) => s.clone(),
-                None => spool::default_socket(&src.name, &ctx.repo_location()?),
-            };
-            match spool::client_fetch(&socket, &self.name, &self.dest)? {
+            let mut served = None;
+            for socket in sockets(ctx, &src.name, self.socket.as_deref()) {
+                served = spool::client_fetch(&socket, &self.name, &self.dest)?;
+                if served.is_some() {
+                    legacy_note(&socket, &src.name);
+                    break;
+                }
+            }
+            match served {
                 Some(found) => Ok(found),
                 None => {
                     let (_repo, store, _) = store(ctx, Some(&src.name))?;
@@ -214,11 +252,12 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
         .as_ref()
         .map_or(wal::DEFAULT_SEGMENT_SIZE, |p| p.wal_segment_size);
     let st = wal::status(&store, start.as_ref(), seg_size)?;
-    let socket = match socket {
-        Some(s) => s.to_path_buf(),
-        None => spool::default_socket(&name, &ctx.repo_location()?),
-    };
-    let wal_server = std::os::unix::net::UnixStream::connect(&socket).is_ok();
+    let candidates = sockets(ctx, &name, socket);
+    let answering = candidates
+        .iter()
+        .find(|s| std::os::unix::net::UnixStream::connect(s).is_ok());
+    let wal_server = answering.is_some();
+    let socket = answering.unwrap_or(&candidates[0]).clone();
     if let Some(server) = early_server {
         output::json(&StatusJson {
             archive: &st,
@@ -372,7 +411,7 @@ fn serve(ctx: &Ctx, source: Option<&str>, socket: Option<PathBuf>) -> anyhow::Re
         .unwrap_or(wal::DEFAULT_SEGMENT_SIZE);
     let socket = match socket {
         Some(s) => s,
-        None => spool::default_socket(&name, &ctx.repo_location()?),
+        None => sockets(ctx, &name, None).remove(0),
     };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     crate::on_stop(std::sync::Arc::clone(&stop));

@@ -288,7 +288,10 @@ impl Target {
             .map_err(|e| e.hint("fix drill.server in the configuration"))?;
         let scratch_id = conn.system_identifier()?;
         // never drill on production: same system identifier = same cluster
-        let source = PgConn::from_source(src)?;
+        // production's address from its DSN alone: its password may not be resolvable
+        // on the host that runs drills, which is no reason to refuse one
+        let source = PgConn::from_source(src)
+            .or_else(|e| PgConn::from_dsn(src.dsn.as_deref().ok_or(e)?, bin.clone()))?;
         match source.system_identifier() {
             Ok(id) if id == scratch_id => {
                 return Err(Error::config(format!(

@@ -33,19 +33,16 @@ pub struct DrillSummary {
     pub rpo_secs: f64,
     /// When the drill ended.
     pub finished_at: jiff::Timestamp,
-    /// Logical or physical.
-    #[serde(default = "logical_kind")]
-    pub kind: BackupKind,
-}
-
-const fn logical_kind() -> BackupKind {
-    BackupKind::Logical
+    /// Logical or physical (`None` in reports stored before lifeboat recorded it here:
+    /// the drilled backup's kind says).
+    #[serde(default)]
+    pub kind: Option<BackupKind>,
 }
 
 impl From<&DrillReport> for DrillSummary {
     fn from(r: &DrillReport) -> Self {
         Self {
-            kind: r.kind,
+            kind: Some(r.kind),
             drill: r.id.clone(),
             source: r.source.clone(),
             backup_id: r.backup_id.clone(),

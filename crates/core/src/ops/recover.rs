@@ -396,6 +396,19 @@ fn start_options(opts: &RecoverOptions) -> String {
     o
 }
 
+/// Removes lifeboat's `logging_collector=off` from `postmaster.opts`, which `pg_ctl
+/// restart` reuses: a restored server that becomes the primary must log as configured, not
+/// into `recovery.log` for ever. The running server keeps it until its next restart.
+fn forget_start_options(dir: &Path) {
+    let path = dir.join("postmaster.opts");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let cleaned = text.replace(" \"-c\" \"logging_collector=off\"", "");
+        if cleaned != text {
+            let _ = std::fs::write(&path, cleaned);
+        }
+    }
+}
+
 /// Writes the configuration files a base backup lacks when the cluster kept them outside
 /// its data directory (Debian's `/etc/postgresql/<version>/<cluster>/`): a server cannot
 /// start without them. The restored server gets defaults, with a comment naming where the
@@ -750,6 +763,9 @@ pub(crate) fn start_and_wait(
             "the restored server did not start",
             &opts.target,
         ));
+    }
+    if !opts.isolate {
+        forget_start_options(&opts.to_dir);
     }
     let mut last_error: Option<String> = None;
     let deadline =

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::{
     config::Config,
-    error::{Error, Result},
+    error::Result,
     ops::evidence::{drills, DrillSummary},
     repository::{audit, Repo},
     sources::postgres::logical::BackupKind,
@@ -80,8 +80,9 @@ pub struct EvidencePack {
     /// Audit log: entries, head hash, problems found.
     pub audit: audit::AuditVerdict,
     /// The file outside the repository whose newest head the log was compared with
-    /// (`[audit] head_file`); `None` when none is configured: then cutting off the newest
-    /// entries cannot be told from this pack alone.
+    /// (`[audit] head_file`); `None` when none was compared (none configured, or nothing
+    /// readable in it): then cutting off the newest entries cannot be told from this pack
+    /// alone.
     #[serde(default)]
     pub external_head: Option<PathBuf>,
 }
@@ -122,30 +123,34 @@ pub fn evidence_pack(
     let entries = audit::entries(repo)?;
     // the head kept outside the repository is what catches entries cut off the end
     let external_head = config.audit.head_file.clone();
-    let mut missing = None;
+    // what can be read of it: a missing, unreadable or empty file is a finding, not a
+    // reason to withhold the pack
+    let mut head_problem = None;
     let kept_head = match &external_head {
         Some(f) => match std::fs::read_to_string(f) {
-            Ok(text) => crate::repository::head::newest_in(&text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                missing = Some(f);
-                None
+            Ok(text) => {
+                let h = crate::repository::head::newest_in(&text);
+                if h.is_none() && !entries.is_empty() {
+                    head_problem =
+                        Some(format!("the audit head file {} holds no head", f.display()));
+                }
+                h
             }
             Err(e) => {
-                return Err(Error::io(
-                    format!("reading the audit head file {}", f.display()),
-                    e,
-                ))
+                if !entries.is_empty() {
+                    head_problem = Some(format!(
+                        "the audit head file {} cannot be read ({e}), though the log has entries",
+                        f.display()
+                    ));
+                }
+                None
             }
         },
         None => None,
     };
     let mut audit = audit::verify_entries(&entries, kept_head.as_deref());
-    if let Some(f) = missing.filter(|_| !entries.is_empty()) {
-        audit.problems.push(format!(
-            "the audit head file {} is missing, though the log has entries",
-            f.display()
-        ));
-    }
+    audit.problems.extend(head_problem);
+    let external_head = external_head.filter(|_| kept_head.is_some());
     let mut failures: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut successes: BTreeMap<String, usize> = BTreeMap::new();
     for e in entries.iter().filter(|e| within(e.time, from, to)) {
@@ -408,7 +413,7 @@ pub fn markdown(p: &EvidencePack) -> String {
         match &p.external_head {
             Some(f) if p.audit.ok() => format!("It matches the newest head kept outside the repository in `{}`, so no entry was cut off the end either.", f.display()),
             Some(f) => format!("It was compared with the newest head kept outside the repository in `{}`.", f.display()),
-            None => "**No head kept outside the repository was compared** (`[audit] head_file` is not set): entries cut off the end of the log cannot be detected from this pack; compare the head with a copy kept elsewhere (`lifeboat audit verify --expected-head`).".to_string(),
+            None => "**No head kept outside the repository was compared** (`[audit] head_file` is not set, or holds nothing readable): entries cut off the end of the log cannot be detected from this pack; compare the head with a copy kept elsewhere (`lifeboat audit verify --expected-head`).".to_string(),
         }
     );
     m

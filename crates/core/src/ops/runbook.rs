@@ -30,7 +30,16 @@ fn proven(drills: &[super::evidence::DrillSummary], id: &str) -> String {
 /// When the repository cannot be read.
 pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<String> {
     let backups = repo.backups()?;
-    let drills = drills(repo)?;
+    let mut drills = drills(repo)?;
+    // reports stored before the summary carried the kind: the drilled backup has it
+    for d in &mut drills {
+        if d.kind.is_none() {
+            d.kind = backups
+                .iter()
+                .find(|b| b.id == d.backup_id)
+                .map(|b| b.meta.kind);
+        }
+    }
     let lb = if config_hint.is_empty() {
         "lifeboat".to_string()
     } else {
@@ -76,7 +85,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<String
             if let Some(d) = drills
                 .iter()
                 .rev()
-                .find(|d| d.source == src.name && d.kind == kind && d.passed)
+                .find(|d| d.source == src.name && d.kind == Some(kind) && d.passed)
                 .filter(|d| last.is_some_and(|b| b.id != d.backup_id))
             {
                 let _ = writeln!(
@@ -95,7 +104,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<String
             if let Some(d) = drills
                 .iter()
                 .rev()
-                .find(|d| d.source == src.name && d.kind == kind && d.passed)
+                .find(|d| d.source == src.name && d.kind == Some(kind) && d.passed)
             {
                 let _ = writeln!(
                     m,
@@ -148,10 +157,10 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<String
 
 1. Stop writes: {pre}.
 2. Restore the newest good backup next to the damaged database and check it against the backup-time truth:
-   `{lb} restore --latest --source {s} --to-database {db}_restored`
-   (a backup from before the damage: `{lb} restore --before "YYYY-MM-DD HH:MM" --source {s} --to-database {db}_restored`)
+   `{lb} restore --latest --source {s} --database {db} --to-database {db}_restored`
+   (a backup from before the damage: `{lb} restore --before "YYYY-MM-DD HH:MM" --source {s} --database {db} --to-database {db}_restored`)
 3. Point the application at `{db}_restored`, or replace the original:
-   `{lb} restore --latest --source {s} --clean --force`
+   `{lb} restore --latest --source {s} --database {db} --clean --force`
 4. Then: {post}.
 {pitr}
 ### Scenario 2: host loss
@@ -163,7 +172,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<String
    back (and restart) once the restore is done, before taking the first base backup.
 2. Check the repository: `{lb} verify --all`
 3. Restore roles and the database onto the new server:
-   `{lb} restore --latest --source {s} --globals --target-dsn "host=NEW-HOST user=postgres"`
+   `{lb} restore --latest --source {s} --database {db} --globals --target-dsn "host=NEW-HOST user=postgres"`
 4. Update the `dsn` of source `{s}` in the configuration, then `{lb} config check`.
 
 ### Scenario 3: ransomware or a compromised host
@@ -171,7 +180,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<String
 1. Isolate the systems; do not run lifeboat from a compromised host.
 2. From a clean machine: `{lb} audit verify --head-file /safe/place/audit.head` (the history was not rewritten) and `{lb} verify --all --read-data` (the data is intact).
 3. Restore a backup from before the compromise onto clean infrastructure:
-   `{lb} restore --before "YYYY-MM-DD HH:MM" --source {s} --globals --target-dsn "host=CLEAN-HOST user=postgres"`
+   `{lb} restore --before "YYYY-MM-DD HH:MM" --source {s} --database {db} --globals --target-dsn "host=CLEAN-HOST user=postgres"`
 4. Rotate every secret: database passwords, the repository password (`rustic key`/`restic key`), S3 keys.
 
 ### Scenario 4: region loss
@@ -182,7 +191,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<String
 ### Scenario 5: accidental delete of rows or a table
 
 1. Restore a backup from before the delete into a side database:
-   `{lb} restore --before "YYYY-MM-DD HH:MM" --source {s} --to-database {db}_before`
+   `{lb} restore --before "YYYY-MM-DD HH:MM" --source {s} --database {db} --to-database {db}_before`
 2. Copy back what was lost, e.g. `pg_dump -d {db}_before -t schema.table --data-only | psql -d {db}`
 3. Drop `{db}_before` when done.
 

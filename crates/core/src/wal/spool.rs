@@ -73,6 +73,13 @@ pub fn default_socket(source: &str, repository: &str) -> PathBuf {
     ))
 }
 
+/// The socket name of versions before 2026-12-05 (`wal-<source>.sock`, not tied to a
+/// repository): clients still try it, so a server started before an upgrade keeps serving.
+#[must_use]
+pub fn legacy_socket(source: &str) -> PathBuf {
+    default_socket_dir().join(format!("wal-{source}.sock"))
+}
+
 /// The directory of the default sockets: `/tmp/lifeboat-<uid>`.
 fn default_socket_dir() -> PathBuf {
     PathBuf::from(format!("/tmp/lifeboat-{}", nix::unistd::geteuid()))

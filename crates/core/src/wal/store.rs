@@ -139,7 +139,13 @@ impl WalStore {
                     .map_err(|e| unavailable("cannot set up the S3 client", e))?
                     // a stalled connection must fail (and be retried) rather than hang the
                     // archiver or a replay with nothing in the logs
-                    .layer(opendal::layers::TimeoutLayer::new())
+                    .layer(
+                        // a whole segment is one PUT: its I/O may take minutes on a slow
+                        // uplink, so only a stall that long counts
+                        opendal::layers::TimeoutLayer::new()
+                            .with_timeout(std::time::Duration::from_secs(120))
+                            .with_io_timeout(std::time::Duration::from_secs(900)),
+                    )
                     .layer(
                         opendal::layers::RetryLayer::new()
                             .with_max_times(5)
