@@ -336,11 +336,17 @@ fn drill_hooks_from_the_config_see_only_the_drill_and_do_not_outlive_it() {
     let ws = Workspace::new();
     let env_file = ws.path().join("hook.env");
     let pid_file = ws.path().join("app.pid");
+    let chatty = ws.path().join("chatty-done");
     let hooks = [
         format!("env > {}", env_file.display()),
         // an application started in the background, then probed
         format!("sleep 300 & echo $! > {}", pid_file.display()),
         "psql -Atc 'select count(*) from shop.users' | grep -qx 50".to_string(),
+        // 3 MB on stderr: read to the end, never cut off (the writer would die of SIGPIPE)
+        format!(
+            "head -c 3000000 /dev/zero | tr '\\0' x >&2 && touch {}",
+            chatty.display()
+        ),
         // one that never ends is killed at the timeout and fails
         "sleep 60".to_string(),
     ];
@@ -369,6 +375,7 @@ fn drill_hooks_from_the_config_see_only_the_drill_and_do_not_outlive_it() {
         out.contains("FAIL hook: sleep 60") && out.contains("still running after 3s"),
         "{out}"
     );
+    assert!(chatty.exists(), "the chatty hook ran to its end: {out}");
     let env = std::fs::read_to_string(&env_file).unwrap();
     for leaked in [
         "PGSERVICE=",

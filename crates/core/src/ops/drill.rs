@@ -882,27 +882,31 @@ fn pg_restore(
     super::restore::run_pg_restore(conn, dump, database, jobs, false, !with_roles, sections)
 }
 
-/// Environment variables a hook must not inherit: libpq's (a `PGSERVICE` or `PGHOSTADDR`
-/// would win over the drill's `PGHOST` and point the hook at production) and lifeboat's
-/// secrets.
+/// Environment variables a hook must not inherit: lifeboat's secrets, and libpq's that
+/// would win over the drill's `PGHOST` and point the hook elsewhere, at production perhaps
+/// (`PGSERVICE`, `PGSERVICEFILE`, `PGHOSTADDR`). For a throw-away cluster every `PG*`
+/// variable goes ([`PgConn::apply_env`] of a local connection); for a scratch server the
+/// rest (`PGPASSWORD`, `PGSSLMODE`, ...) stays, as lifeboat's own connection uses it.
 fn scrub(cmd: &mut std::process::Command) {
     crate::secret::remove_secret_env(cmd);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("PG") {
-            cmd.env_remove(&key);
-        }
+    for var in ["PGSERVICE", "PGSERVICEFILE", "PGHOSTADDR"] {
+        cmd.env_remove(var);
     }
 }
 
-/// The process groups of a drill's hooks. Dropping it kills them: an application a hook
-/// started in the background lives until the drill's checks are done, not longer.
+/// The hooks of a drill, each the leader of its own process group. Dropping it kills the
+/// groups, then reaps the leaders: an application a hook started in the background lives
+/// until the drill's checks are done, not longer. A leader is reaped only here, so its
+/// exited (zombie) process keeps the group's id from being reused by an unrelated process
+/// group until the kill.
 #[derive(Default)]
-pub(crate) struct HookGroups(Vec<i32>);
+pub(crate) struct HookGroups(Vec<std::process::Child>);
 
 impl Drop for HookGroups {
     fn drop(&mut self) {
-        for g in self.0.drain(..) {
-            crate::sources::postgres::cluster::kill_group(g);
+        for mut child in self.0.drain(..) {
+            crate::sources::postgres::cluster::kill_group(child.id() as i32);
+            let _ = child.wait();
         }
     }
 }
@@ -929,9 +933,9 @@ pub(crate) fn run_source_hooks(
 }
 
 /// Runs `hooks` one after the other against `database` on the server `conn` reaches, each
-/// in a process group of its own, with `PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE` (and the
-/// scratch server's password) set and nothing else of libpq's; a hook still running after
-/// `timeout_secs` is killed and fails.
+/// in a process group of its own, with `PGHOST`, `PGPORT`, `PGUSER` (those `conn` names),
+/// `PGDATABASE` and the scratch server's password set, and libpq's environment scrubbed
+/// (see [`scrub`]); a hook still running after `timeout_secs` is killed and fails.
 fn run_hooks(
     conn: &PgConn,
     database: &str,
@@ -948,16 +952,19 @@ fn run_hooks(
             cmd.arg("-c").arg(h);
             scrub(&mut cmd);
             conn.apply_env(&mut cmd);
+            // what the connection names; the rest is libpq's default, as for lifeboat
+            for (var, param) in [("PGHOST", "host"), ("PGPORT", "port"), ("PGUSER", "user")] {
+                if let Some(v) = conn.param(param) {
+                    cmd.env(var, v);
+                }
+            }
             cmd.env("LIFEBOAT_DRILL_CONNINFO", conn.conninfo(database))
-                .env("PGHOST", conn.param("host").unwrap_or("localhost"))
-                .env("PGPORT", conn.param("port").unwrap_or("5432"))
-                .env("PGUSER", conn.param("user").unwrap_or("postgres"))
                 .env("PGDATABASE", database)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .process_group(0);
-            let child = match cmd.spawn() {
+            let mut child = match cmd.spawn() {
                 Ok(c) => c,
                 Err(e) => {
                     return Check {
@@ -967,19 +974,23 @@ fn run_hooks(
                     }
                 }
             };
-            let pgid = child.id() as i32;
-            groups.0.push(pgid);
-            crate::sources::postgres::cluster::register_group(pgid);
-            match wait_with_timeout(child, Duration::from_secs(timeout_secs)) {
-                Ok((status, _)) if status.success() => Check {
+            crate::sources::postgres::cluster::register_group(child.id() as i32);
+            let stderr = StderrTail::read(child.stderr.take());
+            let waited = wait_with_timeout(&child, Duration::from_secs(timeout_secs));
+            groups.0.push(child);
+            match waited {
+                Ok(None) => Check {
                     name,
                     ok: true,
                     detail: "exit 0".into(),
                 },
-                Ok((status, stderr)) => Check {
+                Ok(Some(status)) => Check {
                     name,
                     ok: false,
-                    detail: format!("{status}: {}", stderr.lines().last().unwrap_or("").trim()),
+                    detail: format!(
+                        "{status}: {}",
+                        stderr.text().lines().last().unwrap_or("").trim()
+                    ),
                 },
                 Err(detail) => Check {
                     name,
@@ -991,46 +1002,85 @@ fn run_hooks(
         .collect()
 }
 
-/// Waits for `child`, reading its stderr; kills its process group after `timeout`.
-fn wait_with_timeout(
-    mut child: std::process::Child,
-    timeout: Duration,
-) -> std::result::Result<(std::process::ExitStatus, String), String> {
-    use std::io::Read;
-    // stderr is read on the side, so a chatty hook cannot block on a full pipe
-    let mut err = child.stderr.take();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(e) = err.as_mut() {
-            let _ = e.take(1 << 20).read_to_string(&mut text);
+/// The end of a hook's stderr, read on the side until the pipe closes: a chatty hook (or
+/// the application it started, which inherits the pipe) never blocks on a full pipe nor
+/// dies of a closed one. The last 64 KiB are kept.
+struct StderrTail {
+    buf: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StderrTail {
+    const KEEP: usize = 64 << 10;
+
+    fn read(pipe: Option<std::process::ChildStderr>) -> Self {
+        use std::io::Read;
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let reader = pipe.map(|mut pipe| {
+            let buf = std::sync::Arc::clone(&buf);
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 8192];
+                while let Ok(n) = pipe.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    if let Ok(mut b) = buf.lock() {
+                        b.extend_from_slice(&chunk[..n]);
+                        if b.len() > 2 * Self::KEEP {
+                            let cut = b.len() - Self::KEEP;
+                            b.drain(..cut);
+                        }
+                    }
+                }
+            })
+        });
+        Self { buf, reader }
+    }
+
+    /// What was read so far, once the hook's own output ended or a second passed (a
+    /// background process may keep the pipe open for the rest of the drill).
+    fn text(&self) -> String {
+        let settle = Instant::now() + Duration::from_secs(1);
+        while self.reader.as_ref().is_some_and(|r| !r.is_finished()) && Instant::now() < settle {
+            std::thread::sleep(Duration::from_millis(10));
         }
-        text
-    });
+        let b = self.buf.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&b[b.len().saturating_sub(Self::KEEP)..]).into_owned()
+    }
+}
+
+/// Waits for hook `child` to exit, without reaping it (see [`HookGroups`]); kills its
+/// process group after `timeout`. `Ok(None)`: exit 0; `Ok(Some(status))`: it failed so.
+fn wait_with_timeout(
+    child: &std::process::Child,
+    timeout: Duration,
+) -> std::result::Result<Option<String>, String> {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let exited = |block: bool| {
+        let mut flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+        if !block {
+            flags |= WaitPidFlag::WNOHANG;
+        }
+        waitid(Id::Pid(pid), flags)
+    };
     let deadline = Instant::now() + timeout;
     loop {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                // a background process of the hook may still hold stderr open
-                let settle = Instant::now() + Duration::from_secs(1);
-                while !reader.is_finished() && Instant::now() < settle {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                let text = if reader.is_finished() {
-                    reader.join().unwrap_or_default()
-                } else {
-                    String::new()
-                };
-                return Ok((status, text));
+        match exited(false) {
+            Ok(WaitStatus::Exited(_, 0)) => return Ok(None),
+            Ok(WaitStatus::Exited(_, code)) => return Ok(Some(format!("exit status: {code}"))),
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                return Ok(Some(format!("killed by signal {sig:?}")))
             }
-            Ok(None) if Instant::now() >= deadline => {
+            Ok(_) if Instant::now() >= deadline => {
                 crate::sources::postgres::cluster::kill_group(child.id() as i32);
-                let _ = child.wait();
+                let _ = exited(true);
                 return Err(format!(
                     "still running after {}s: killed (a hook that starts an application must start it in the background)",
                     timeout.as_secs()
                 ));
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Ok(_) => std::thread::sleep(Duration::from_millis(50)),
             Err(e) => return Err(format!("waiting for the hook: {e}")),
         }
     }
