@@ -112,9 +112,10 @@ pub fn publish_head(repo: &Repo, entry: &Entry) -> Result<()> {
 /// Two processes appending at once (a backup and a drill, two cron jobs) would both
 /// extend the same head and fork the chain, which `audit verify` could only call
 /// tampering. On a local repository an exclusive lock on `lifeboat-audit.lock` in the
-/// repository directory orders them; on S3, which has no lock, an appender that finds
-/// another entry with its sequence number after writing withdraws its own and tries again
-/// after a random pause, so at most one of them stays.
+/// repository directory orders them. On S3, which has no lock, each appender reads the log
+/// again after writing: its entry stays if it is alone at its place and follows the only
+/// entry before it, or if another entry already follows it; otherwise it withdraws the
+/// entry and tries again after a random pause.
 ///
 /// # Errors
 ///
@@ -139,13 +140,32 @@ pub fn write(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Entry
                 format!("its audit entry could not be written: {e}"),
             )
         })?;
-        let rival = entries(repo)?
-            .into_iter()
-            .any(|e| e.seq == entry.seq && e.hash != entry.hash);
-        if !rival {
+        let withdraw = || repo.with_open(|r| Ok(r.delete_snapshots(&[id])?));
+        let all = match entries(repo) {
+            Ok(all) => all,
+            Err(e) => {
+                // unchecked, it may be a rival: better absent (the caller reports it)
+                let _ = withdraw();
+                return Err(e);
+            }
+        };
+        // an entry stays when it is the only one at its place and follows the only entry
+        // before it; or when another appender has already built on it (then the rival
+        // must go, which its own check sees)
+        let rival = all.iter().any(|e| e.seq == entry.seq && e.hash != entry.hash);
+        let built_on = all
+            .iter()
+            .any(|e| e.seq == entry.seq + 1 && e.prev == entry.hash);
+        let before: Vec<&Entry> = all.iter().filter(|e| e.seq + 1 == entry.seq).collect();
+        let follows = match before.as_slice() {
+            [] => entry.seq == 1 && entry.prev == GENESIS,
+            [only] => only.hash == entry.prev,
+            _ => false,
+        };
+        if built_on || (!rival && follows) {
             return Ok(entry);
         }
-        repo.with_open(|r| Ok(r.delete_snapshots(&[id])?))?;
+        withdraw()?;
         let pause = rand::random::<u64>() % (100 * u64::from(attempt)) + 20;
         std::thread::sleep(std::time::Duration::from_millis(pause));
     }
