@@ -152,7 +152,9 @@ pub fn write(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Entry
         // an entry stays when it is the only one at its place and follows the only entry
         // before it; or when another appender has already built on it (then the rival
         // must go, which its own check sees)
-        let rival = all.iter().any(|e| e.seq == entry.seq && e.hash != entry.hash);
+        let rival = all
+            .iter()
+            .any(|e| e.seq == entry.seq && e.hash != entry.hash);
         let built_on = all
             .iter()
             .any(|e| e.seq == entry.seq + 1 && e.prev == entry.hash);
