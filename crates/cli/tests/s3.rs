@@ -19,12 +19,18 @@ const TABLES: [&str; 4] = [
 /// `lifeboat --config CFG` isolated from the caller's environment: S3 settings and
 /// passwords come from the config only, and rustic's cache stays in the workspace.
 fn lifeboat(ws: &Workspace) -> Command {
-    let mut cmd = Command::cargo_bin("lifeboat").expect("the lifeboat binary");
+    let mut cmd = Command::from_std(lifeboat_process(ws));
+    cmd.timeout(Duration::from_secs(600));
+    cmd
+}
+
+/// The same as a plain process, for a test that must act while it runs.
+fn lifeboat_process(ws: &Workspace) -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("lifeboat"));
     cmd.current_dir(ws.path())
         .arg("--config")
         .arg(ws.config_path())
-        .env("XDG_CACHE_HOME", ws.path().join("cache"))
-        .timeout(Duration::from_secs(600));
+        .env("XDG_CACHE_HOME", ws.path().join("cache"));
     for var in [
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
@@ -321,4 +327,59 @@ fn repository_toml_writes_a_private_secret_file() {
     let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     assert!(Path::new(&secret).is_file());
+}
+
+#[test]
+fn a_terminated_dump_leaves_no_backup_on_s3() {
+    // the failure path on S3: the pending snapshot is discarded there too
+    let garage = Garage::start();
+    let c = cluster();
+    c.sql("postgres", "CREATE DATABASE big").expect("database");
+    c.sql(
+        "big",
+        "CREATE TABLE z (id int, t text); \
+         INSERT INTO z SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 1500000) g",
+    )
+    .expect("table");
+    let ws = s3_workspace(&garage, "terminated", &[("big-db", &c.dsn("big"))]);
+    ok(lifeboat(&ws).arg("init"));
+    let child = lifeboat_process(&ws)
+        .args(["backup", "--kind", "logical"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the backup");
+    let mut killed = false;
+    for _ in 0..3000 {
+        let n = c
+            .sql(
+                "postgres",
+                "select count(pg_terminate_backend(pid)) from pg_stat_activity \
+                 where application_name = 'lifeboat' and query like 'COPY public.z %'",
+            )
+            .expect("terminate");
+        if n.trim() == "1" {
+            killed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(killed, "never saw pg_dump copying the table");
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(8), "{err}");
+    assert!(err.contains("pg_dump"), "{err}");
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(lifeboat(&ws).args(["--json", "list"]))).expect("list");
+    assert!(
+        list.is_empty(),
+        "no backup on S3 after a failed dump: {list:?}"
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(lifeboat(&ws).args(["--json", "stats"]))).expect("stats");
+    assert_eq!(
+        stats["pending"], 0,
+        "the pending snapshot is removed from S3"
+    );
+    ok(lifeboat(&ws).args(["verify", "--all"]));
 }
