@@ -691,6 +691,26 @@ fn wal_push_is_idempotent_and_refuses_a_conflict() {
         .arg("wal-push")
         .arg(ws.path().join("lifeboat.toml")));
     assert_eq!(code, 2, "a file that is not WAL is refused: {err}");
+    // the other files PostgreSQL archives: a promotion's partial segment, a base backup's
+    // history file, a timeline history; each comes back byte for byte
+    for (name, body) in [
+        ("000000020000000000000042.partial", vec![3u8; 16 << 20]),
+        (
+            "000000010000000000000042.00000028.backup",
+            b"START WAL LOCATION: 0/42000028\n".to_vec(),
+        ),
+        (
+            "00000002.history",
+            b"1\t0/42000000\tno recovery target specified\n".to_vec(),
+        ),
+    ] {
+        let f = dir.join(name);
+        std::fs::write(&f, &body).expect("file");
+        ok(lb(&cfg).arg("wal-push").arg(&f));
+        let got = ws.path().join(format!("got-{name}"));
+        ok(lb(&cfg).arg("wal-fetch").arg(name).arg(&got));
+        assert!(std::fs::read(&got).expect("fetched") == body, "{name}");
+    }
     // a restore_command with a wrong flag must stop recovery, not end it as "not archived"
     let (code, _, err) = run(lb(&cfg)
         .args(["wal-fetch", "--no-such-flag", "000000010000000000000043"])
