@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::{io::Write, os::unix::fs::PermissionsExt, time::Duration};
+use std::{io::Write, os::unix::fs::PermissionsExt};
 
 use common::{backed_up, count, db_exists, lb, list_json, ok, run};
 use lifeboat_testing::{cluster, sample_db, Workspace, REPO_PASSWORD};
@@ -189,22 +189,10 @@ fn terminated_pg_dump_leaves_no_snapshot() {
         .spawn()
         .unwrap();
     // wait until pg_dump is streaming the big table, then kill its server process
-    let mut killed = false;
-    for _ in 0..3000 {
-        let n = c
-            .sql(
-                "postgres",
-                "select count(pg_terminate_backend(pid)) from pg_stat_activity \
-                 where application_name = 'lifeboat' and query like 'COPY public.z %'",
-            )
-            .unwrap();
-        if n.trim() == "1" {
-            killed = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert!(killed, "never saw pg_dump copying the table");
+    assert!(
+        common::catch_copy(&c, "public.z", true),
+        "never saw pg_dump copying the table"
+    );
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(8), "{err}");
@@ -231,22 +219,10 @@ fn terminated_pg_dump_leaves_no_snapshot() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut streaming = false;
-    for _ in 0..3000 {
-        let n = c
-            .sql(
-                "postgres",
-                "select count(*) from pg_stat_activity \
-                 where application_name = 'lifeboat' and query like 'COPY public.z %'",
-            )
-            .unwrap();
-        if n.trim() == "1" {
-            streaming = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert!(streaming, "never saw pg_dump copying the table");
+    assert!(
+        common::catch_copy(&c, "public.z", false),
+        "never saw pg_dump copying the table"
+    );
     assert!(child.try_wait().unwrap().is_none(), "still backing up");
     child.kill().unwrap();
     child.wait().unwrap();

@@ -4,6 +4,8 @@
 //!
 //! Needs `LIFEBOAT_GARAGE_BIN`; `scripts/test.sh` sets it. Without it these tests fail.
 
+mod common;
+
 use std::{path::Path, time::Duration};
 
 use assert_cmd::Command;
@@ -349,22 +351,10 @@ fn a_terminated_dump_leaves_no_backup_on_s3() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start the backup");
-    let mut killed = false;
-    for _ in 0..3000 {
-        let n = c
-            .sql(
-                "postgres",
-                "select count(pg_terminate_backend(pid)) from pg_stat_activity \
-                 where application_name = 'lifeboat' and query like 'COPY public.z %'",
-            )
-            .expect("terminate");
-        if n.trim() == "1" {
-            killed = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert!(killed, "never saw pg_dump copying the table");
+    assert!(
+        common::catch_copy(&c, "public.z", true),
+        "never saw pg_dump copying the table"
+    );
     let out = child.wait_with_output().expect("wait");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(8), "{err}");

@@ -150,3 +150,29 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Waits (up to ~15 s) until pg_dump of lifeboat streams `table` (`public.z`) from `c`;
+/// with `terminate`, ends that server process then. False when it was never seen.
+pub fn catch_copy(c: &Cluster, table: &str, terminate: bool) -> bool {
+    let what = if terminate {
+        "count(pg_terminate_backend(pid))"
+    } else {
+        "count(*)"
+    };
+    for _ in 0..3000 {
+        let n = c
+            .sql(
+                "postgres",
+                &format!(
+                    "select {what} from pg_stat_activity \
+                     where application_name = 'lifeboat' and query like 'COPY {table} %'"
+                ),
+            )
+            .expect("pg_stat_activity");
+        if n.trim() == "1" {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    false
+}
