@@ -23,6 +23,12 @@ fn open(ws: &Workspace) -> Repo {
 
 /// Rewrites (with `edit`) or deletes (with `None`) the audit entry `seq`.
 fn tamper(ws: &Workspace, seq: u64, edit: Option<&dyn Fn(&mut serde_json::Value)>) {
+    forge(ws, seq, edit, true);
+}
+
+/// Writes an edited copy of entry `seq` (with `edit`), and deletes the original when
+/// `replace` (without `replace` two entries share the place, as a fork leaves them).
+fn forge(ws: &Workspace, seq: u64, edit: Option<&dyn Fn(&mut serde_json::Value)>, replace: bool) {
     let repo = open(ws);
     repo.with_open(|r| {
         let snap = r
@@ -45,7 +51,9 @@ fn tamper(ws: &Workspace, seq: u64, edit: Option<&dyn Fn(&mut serde_json::Value)
             forged.description = Some(v.to_string());
             r.save_snapshots(vec![forged])?;
         }
-        r.delete_snapshots(&[snap.id])?;
+        if replace {
+            r.delete_snapshots(&[snap.id])?;
+        }
         Ok(())
     })
     .unwrap();
@@ -125,6 +133,21 @@ fn operations_are_logged_and_tampering_is_detected() {
     let (code, out, _) = run(lb(&cfg).args(["audit", "verify"]));
     assert_eq!(code, 6);
     assert!(out.contains("entries 3 to 3 are missing"), "{out}");
+
+    // a log already damaged at its head (two entries at one place) does not stop logging:
+    // the next operation still succeeds, and `audit verify` keeps naming the damage
+    let entries: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "audit", "list"]))).unwrap();
+    let newest = entries.last().unwrap()["seq"].as_u64().unwrap();
+    forge(
+        &ws,
+        newest,
+        Some(&|v: &mut serde_json::Value| v["details"] = "a rival".into()),
+        false,
+    );
+    ok(lb(&cfg).args(["verify", "--all"]));
+    let (code, _, _) = run(lb(&cfg).args(["audit", "verify"]));
+    assert_eq!(code, 6);
 }
 
 #[test]

@@ -149,20 +149,22 @@ pub fn write(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Entry
                 return Err(e);
             }
         };
-        // an entry stays when it is the only one at its place and follows the only entry
-        // before it; or when another appender has already built on it (then the rival
-        // must go, which its own check sees)
+        // an entry stays when it is alone at its place and the entry it follows is still
+        // there (a concurrent appender may have withdrawn it); or when another appender
+        // has already built on it (then the rival must go, which its own check sees).
+        // Anomalies older than this append (a damaged log) are `audit verify`'s to report,
+        // not a reason to stop logging.
         let rival = all
             .iter()
             .any(|e| e.seq == entry.seq && e.hash != entry.hash);
         let built_on = all
             .iter()
             .any(|e| e.seq == entry.seq + 1 && e.prev == entry.hash);
-        let before: Vec<&Entry> = all.iter().filter(|e| e.seq + 1 == entry.seq).collect();
-        let follows = match before.as_slice() {
-            [] => entry.seq == 1 && entry.prev == GENESIS,
-            [only] => only.hash == entry.prev,
-            _ => false,
+        let follows = if entry.seq == 1 {
+            entry.prev == GENESIS
+        } else {
+            all.iter()
+                .any(|e| e.seq + 1 == entry.seq && e.hash == entry.prev)
         };
         if built_on || (!rival && follows) {
             return Ok(entry);
