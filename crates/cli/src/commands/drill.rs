@@ -114,12 +114,7 @@ impl DrillCmd {
                     "  {name} achieved {} vs objective {}: {}",
                     output::secs(o.achieved_secs),
                     output::secs(t),
-                    match o.margin_secs {
-                        Some(m) if o.met => format!("met, {} to spare", output::secs(m)),
-                        Some(m) => format!("MISSED by {}", output::secs(-m)),
-                        None if o.met => "met".to_string(),
-                        None => "MISSED".to_string(),
-                    }
+                    o.verdict(output::secs).unwrap_or_default()
                 ),
                 None => println!(
                     "  {name} achieved {} (no objective configured)",

@@ -435,7 +435,10 @@ fn env_only_secrets(ctx: &Ctx) -> Vec<String> {
     if set("LIFEBOAT_PASSWORD") && repo.password_file.is_none() && repo.password_command.is_none() {
         out.push("the restore_command reads the repository password from LIFEBOAT_PASSWORD in this environment only: a server started without it cannot fetch WAL; set [repository] password_file".to_string());
     }
-    let s3 = repo.url.as_deref().is_some_and(|u| u.starts_with("s3://"));
+    let s3 = repo
+        .url
+        .as_deref()
+        .is_some_and(lifeboat_core::repository::is_s3_url);
     if s3
         && set("AWS_SECRET_ACCESS_KEY")
         && repo.secret_access_key_file.is_none()

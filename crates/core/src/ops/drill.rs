@@ -135,6 +135,17 @@ impl Objective {
             margin_secs: objective_secs.map(|o| o - achieved_secs),
         }
     }
+
+    /// `met, 1.9 h to spare` or `MISSED by 3.0 s`, durations written by `secs`; `None`
+    /// without an objective.
+    pub fn verdict(&self, secs: impl Fn(f64) -> String) -> Option<String> {
+        let m = self.margin_secs?;
+        Some(if self.met {
+            format!("met, {} to spare", secs(m))
+        } else {
+            format!("MISSED by {}", secs(-m))
+        })
+    }
 }
 
 /// The evidence of one drill.
@@ -315,13 +326,6 @@ impl Target {
         Ok(Self::Server(conn))
     }
 
-    /// Forgets the drill database on the scratch server for the interrupt handler.
-    fn forget(&self, db: &str) {
-        if let Self::Server(_) = self {
-            crate::sources::postgres::cluster::unregister_drop(db);
-        }
-    }
-
     fn conn(&self) -> PgConn {
         match self {
             Self::Cluster(c) => c.conn(),
@@ -337,7 +341,8 @@ impl Target {
                     "postgres",
                     &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(db)),
                 );
-                self.forget(db);
+                // dropped: the interrupt handler has nothing left to drop
+                crate::sources::postgres::cluster::unregister_drop(db);
             }
         }
     }

@@ -219,11 +219,9 @@ pub fn html(r: &DrillReport) -> String {
             esc(&secs(o.achieved_secs)),
             o.objective_secs
                 .map_or_else(|| "—".to_string(), |s| esc(&secs(s))),
-            match (o.objective_secs, o.margin_secs) {
-                (None, _) | (_, None) => "no objective".to_string(),
-                (Some(_), Some(m)) if o.met => format!("met, {} to spare", esc(&secs(m))),
-                (Some(_), Some(m)) => format!("MISSED by {}", esc(&secs(-m))),
-            }
+            esc(&o
+                .verdict(secs)
+                .unwrap_or_else(|| "no objective".to_string()))
         )
     };
     format!(
@@ -296,22 +294,18 @@ pub fn write_files(r: &DrillReport, dir: &Path) -> Result<()> {
 /// [`crate::ErrorKind::NotFound`] when no stored report has that id; an integrity error
 /// when its data cannot be read.
 pub fn load(repo: &Repo, id: &str) -> Result<DrillReport> {
-    let snap = repo
+    let (snap, summary) = repo
         .all_snapshots()?
         .into_iter()
         .filter(|s| s.tags.contains(DRILL_TAG))
-        .find(|s| {
-            s.description
-                .as_deref()
-                .and_then(|d| serde_json::from_str::<DrillSummary>(d).ok())
-                .is_some_and(|d| d.drill == id)
+        .find_map(|s| {
+            let d: DrillSummary = serde_json::from_str(s.description.as_deref()?).ok()?;
+            (d.drill == id).then_some((s, d))
         })
         .ok_or_else(|| {
             Error::not_found(format!("no stored drill report {id:?}"))
                 .hint("`lifeboat report` lists the drills of a period with their ids")
         })?;
-    let summary: DrillSummary = serde_json::from_str(snap.description.as_deref().unwrap_or(""))
-        .map_err(|e| Error::integrity(format!("drill report {id}: {e}")))?;
     let path = std::path::PathBuf::from(format!("/lifeboat/drills/{}/{id}.json", summary.source));
     let mut json = Vec::new();
     repo.with_indexed(|indexed| {

@@ -63,6 +63,13 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<String
             src.objectives.rpo.as_deref().unwrap_or("not set")
         );
         let _ = writeln!(m, "- {objectives}");
+        // the newest passed drill of this source and kind
+        let last_passed = |kind: BackupKind| {
+            drills
+                .iter()
+                .rev()
+                .find(|d| d.source == src.name && d.kind == Some(kind) && d.passed)
+        };
         for kind in BackupKind::ALL.into_iter().chain([BackupKind::Physical]) {
             let last = backups
                 .iter()
@@ -82,11 +89,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<String
             };
             // the newest backup a drill restored and checked: the one to trust when the
             // newest has not been proven (or failed its drill)
-            if let Some(d) = drills
-                .iter()
-                .rev()
-                .find(|d| d.source == src.name && d.kind == Some(kind) && d.passed)
-                .filter(|d| last.is_some_and(|b| b.id != d.backup_id))
+            if let Some(d) = last_passed(kind).filter(|d| last.is_some_and(|b| b.id != d.backup_id))
             {
                 let _ = writeln!(
                     m,
@@ -101,11 +104,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<String
             .iter()
             .any(|b| b.meta.source == src.name && b.meta.kind == BackupKind::Physical);
         for kind in [BackupKind::Logical, BackupKind::Physical] {
-            if let Some(d) = drills
-                .iter()
-                .rev()
-                .find(|d| d.source == src.name && d.kind == Some(kind) && d.passed)
-            {
+            if let Some(d) = last_passed(kind) {
                 let _ = writeln!(
                     m,
                     "- last measured RTO of a {kind} restore: {} (drill {} on {}, passed)",

@@ -113,15 +113,15 @@ pub fn publish_head(repo: &Repo, entry: &Entry) -> Result<()> {
 /// extend the same head and fork the chain, which `audit verify` could only call
 /// tampering. On a local repository an exclusive lock on `lifeboat-audit.lock` in the
 /// repository directory orders them. On S3, which has no lock, each appender reads the log
-/// again after writing: its entry stays if it is alone at its place and follows the only
-/// entry before it, or if another entry already follows it; otherwise it withdraws the
-/// entry and tries again after a random pause.
+/// again after writing: its entry stays if it is alone at its place and the entry it
+/// follows is still there, or if another entry already follows it; otherwise it withdraws
+/// the entry and tries again after a random pause.
 ///
 /// # Errors
 ///
 /// When the log cannot be read or the entry cannot be written.
 pub fn write(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Entry> {
-    let _lock = local_lock(repo)?;
+    let lock = local_lock(repo)?;
     for attempt in 1..=WRITE_ATTEMPTS {
         let head = entries(repo)?.pop();
         let mut entry = Entry {
@@ -140,6 +140,10 @@ pub fn write(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Entry
                 format!("its audit entry could not be written: {e}"),
             )
         })?;
+        if lock.is_some() {
+            // appenders take turns: nobody can have written beside it
+            return Ok(entry);
+        }
         let withdraw = || repo.with_open(|r| Ok(r.delete_snapshots(&[id])?));
         let all = match entries(repo) {
             Ok(all) => all,

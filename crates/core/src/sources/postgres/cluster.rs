@@ -151,8 +151,8 @@ pub fn stop_all() {
         let _ = conn.query(
             "postgres",
             &format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                db.replace('"', "\"\"")
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                super::compare::ident(&db)
             ),
         );
     }
@@ -181,6 +181,7 @@ pub fn stop_all() {
     }
 }
 
+/// `program`, run as OS `user` through `runuser` when one is given.
 pub(crate) fn pg_ctl_cmd(program: &Path, user: Option<&str>) -> Command {
     match user {
         Some(u) => {

@@ -166,10 +166,11 @@ impl PgConn {
     }
 
     /// A connection to a local server by socket directory and port.
-    #[must_use]
+    ///
     /// It ignores libpq's environment (`PGSERVICE`, `PGHOSTADDR`, `PGOPTIONS`, ...): a
     /// throw-away or restored server must be reached exactly where it runs, whatever the
     /// operator's shell points libpq at.
+    #[must_use]
     pub fn local(socket_dir: &Path, port: u16, user: &str, bin: PgBin) -> Self {
         let mut conn = Self::from_params(
             vec![
@@ -240,14 +241,8 @@ impl PgConn {
     /// A command for `program` connected to `db` (`-d conninfo`), password in the environment.
     #[must_use]
     pub fn command(&self, program: &str, db: &str) -> Command {
-        let mut cmd = match &self.run_as {
-            Some(user) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", user, "--"]).arg(self.bin.program(program));
-                c
-            }
-            None => Command::new(self.bin.program(program)),
-        };
+        let mut cmd =
+            super::cluster::pg_ctl_cmd(&self.bin.program(program), self.run_as.as_deref());
         cmd.arg("-d").arg(self.conninfo(db));
         self.apply_env(&mut cmd);
         cmd
