@@ -1163,6 +1163,30 @@ impl Server {
     }
 }
 
+impl Server {
+    fn terminate(&self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("signal");
+    }
+
+    fn wait_for_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(s) = self.0.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wal serve did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -1366,22 +1390,78 @@ fn a_served_push_is_idempotent_refuses_a_conflict_and_the_server_stops_on_sigter
     assert!(err.contains("is gone"), "{err}");
 
     // an idle server notices SIGTERM, exits cleanly and removes its socket
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server.0.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("signal");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = server.0.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            panic!("wal serve did not stop on SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    server.terminate();
+    let status = server.wait_for_exit(Duration::from_secs(10));
     assert!(status.success(), "wal serve exits 0 on SIGTERM: {status}");
+    assert!(!socket.exists(), "the socket is removed");
+}
+
+#[test]
+fn a_stopping_server_finishes_the_push_under_way() {
+    use std::io::{BufRead, Write};
+    let (ws, cfg) = wal_only_repository();
+    let socket = ws.path().join("wal.sock");
+    let mut server = Server::start(&ws, &cfg, &socket);
+    let seg = ws.path().join("000000010000000000000003");
+    std::fs::write(&seg, common::noise(16 << 20, 0xD1A1)).expect("segment");
+    // a client that has connected but not yet sent its request: the server has accepted
+    // it (it polls at once on a pending connection) and waits for the line
+    let mut client = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
+    std::thread::sleep(Duration::from_millis(500));
+    server.terminate();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        server.0.try_wait().expect("wait").is_none(),
+        "wal serve waits for the request under way"
+    );
+    assert!(!socket.exists(), "no new requests are taken");
+    writeln!(client, "PUSH {}", seg.display()).expect("send");
+    let mut reply = String::new();
+    std::io::BufReader::new(&client)
+        .read_line(&mut reply)
+        .expect("reply");
+    assert_eq!(
+        reply.trim_end(),
+        "OK stored",
+        "the push under way completes"
+    );
+    let status = server.wait_for_exit(Duration::from_secs(10));
+    assert!(status.success(), "then wal serve exits 0: {status}");
+    let back = ws.path().join("back");
+    ok(lb(&cfg)
+        .args(["wal-fetch", "--socket"])
+        .arg(ws.path().join("none.sock"))
+        .arg("000000010000000000000003")
+        .arg(&back));
+    assert!(
+        std::fs::read(&back).expect("fetched") == std::fs::read(&seg).expect("segment"),
+        "the segment is in the repository"
+    );
+}
+
+#[test]
+fn a_server_on_the_older_socket_name_still_serves() {
+    // a `wal serve` started before the socket name carried the repository's hash keeps
+    // serving clients that give no --socket, with a note to restart it
+    let source = format!("legacy{}", std::process::id());
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[(source.as_str(), "host=/nonexistent dbname=x")]);
+    ok(lb(&cfg).arg("init"));
+    let socket = lifeboat_core::wal::spool::legacy_socket(&source);
+    let mut server = Server::start(&ws, &cfg, &socket);
+    let seg = ws.path().join("000000010000000000000001");
+    std::fs::write(&seg, common::noise(1 << 20, 0x1E6A)).expect("segment");
+    let (code, _, err) = run(lb(&cfg).arg("wal-push").arg(&seg));
+    server.terminate();
+    let status = server.wait_for_exit(Duration::from_secs(10));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("older socket"), "the client says so: {err}");
+    let log = std::fs::read_to_string(ws.path().join("serve.log")).expect("log");
+    assert!(
+        log.contains("PUSH") && log.contains("OK stored"),
+        "served: {log}"
+    );
+    assert!(status.success(), "{status}");
     assert!(!socket.exists(), "the socket is removed");
 }
 
