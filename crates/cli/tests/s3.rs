@@ -1,6 +1,6 @@
 //! The `lifeboat` binary against a real S3 server (Garage) and a real PostgreSQL: a full
 //! backup, verify and restore round trip, and the S3 failure cases users meet first
-//! (repository already there, wrong S3 secret, wrong repository password).
+//! (repository already there, wrong S3 secret, wrong repository password, the store gone).
 //!
 //! Needs `LIFEBOAT_GARAGE_BIN`; `scripts/test.sh` sets it. Without it these tests fail.
 
@@ -372,4 +372,56 @@ fn a_terminated_dump_leaves_no_backup_on_s3() {
         "the pending snapshot is removed from S3"
     );
     ok(lifeboat(&ws).args(["verify", "--all"]));
+}
+
+#[test]
+fn a_store_that_went_away_is_named_and_never_read_as_missing_wal() {
+    // the bucket's server down: every command says so and exits "unavailable" (7), and
+    // wal-fetch stops the recovery (126) instead of reporting the segment as not archived,
+    // which would end a recovery early
+    let mut garage = Garage::start();
+    let c = cluster();
+    sample_db(&c, "app", 50);
+    let ws = s3_workspace(&garage, "gone", &[("app-db", &c.dsn("app"))]);
+    ok(lifeboat(&ws).arg("init"));
+    ok(lifeboat(&ws).args(["backup", "--kind", "logical"]));
+    let seg = ws.path().join("000000010000000000000001");
+    std::fs::write(&seg, common::noise(1 << 20, 0x60E)).expect("segment");
+    ok(lifeboat(&ws)
+        .args(["wal-push", "--socket", "none.sock"])
+        .arg(&seg));
+    garage.stop();
+
+    let endpoint = garage.endpoint();
+    let host = endpoint.trim_start_matches("http://");
+    for args in [
+        &["list"][..],
+        &["backup", "--kind", "logical"],
+        &["verify", "--all"],
+        &["restore", "--latest", "--to-database", "back"],
+    ] {
+        let (code, _, err) = fails(lifeboat(&ws).args(args));
+        assert_eq!(code, 7, "{args:?}: {err}");
+        assert!(err.contains(host), "{args:?} names the store: {err}");
+        assert!(!err.contains(garage.secret_access_key()), "{err}");
+    }
+    let (code, _, err) = fails(
+        lifeboat(&ws)
+            .args(["wal-push", "--socket", "none.sock"])
+            .arg(ws.path().join("000000010000000000000001")),
+    );
+    assert_ne!(code, 0, "{err}");
+    let (code, _, err) = fails(lifeboat(&ws).args([
+        "wal-fetch",
+        "--socket",
+        "none.sock",
+        "000000010000000000000002",
+        "pg_wal/RECOVERYXLOG",
+    ]));
+    assert_eq!(code, 126, "recovery must stop, not promote: {err}");
+    assert_eq!(
+        count(&c, "app", "shop.users"),
+        50,
+        "the source is untouched"
+    );
 }

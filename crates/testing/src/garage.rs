@@ -382,6 +382,11 @@ impl Garage {
         self.dir.path()
     }
 
+    /// Stops the server (a store that has gone away); its data stays until drop.
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.server.take() {
             // Child::kill signals this child's pid only, never other garage processes

@@ -84,7 +84,78 @@ pub(crate) fn s3_options(
     // the instance-metadata lookup hangs where there is no cloud metadata service
     o.insert("disable_ec2_metadata".to_string(), "true".to_string());
     o.insert("disable_config_load".to_string(), "true".to_string());
+    probe(o.get("endpoint").map_or_else(
+        || format!("https://s3.{}.amazonaws.com", o["region"]),
+        Clone::clone,
+    ))?;
     Ok(Some(o))
+}
+
+/// Fails at once, naming the endpoint, when nothing accepts a connection there. The S3
+/// client retries each request with backoff for about half a minute, and an operation
+/// makes several: against a store that is down, every command would sit silent for
+/// minutes before saying so. A short outage still passes: the probe tries three times.
+fn probe(endpoint: String) -> Result<()> {
+    // through a proxy the endpoint need not be reachable directly
+    if [
+        "https_proxy",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "HTTP_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ]
+    .iter()
+    .any(|v| env(v).is_some())
+    {
+        return Ok(());
+    }
+    probe_direct(&endpoint)
+}
+
+/// [`probe`] without looking for a proxy.
+fn probe_direct(endpoint: &str) -> Result<()> {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let Some(addr) = host_port(endpoint) else {
+        return Err(
+            Error::config(format!("S3 endpoint {endpoint:?} is not a URL"))
+                .hint("write it as http(s)://HOST[:PORT]"),
+        );
+    };
+    let timeout = std::time::Duration::from_secs(5);
+    let mut last = String::new();
+    for attempt in 0..3 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+        match addr.to_socket_addrs() {
+            Ok(addrs) => {
+                for a in addrs {
+                    match TcpStream::connect_timeout(&a, timeout) {
+                        Ok(_) => return Ok(()),
+                        Err(e) => last = e.to_string(),
+                    }
+                }
+            }
+            Err(e) => last = format!("cannot resolve the name: {e}"),
+        }
+    }
+    Err(
+        Error::unavailable(format!("cannot reach the S3 endpoint {addr}: {last}")).hint(
+            "check that the store is up and reachable from this host, and [repository] endpoint \
+             (or AWS_ENDPOINT_URL); nothing was read or changed",
+        ),
+    )
+}
+
+/// `host:port` of an endpoint URL, the port from the scheme when it has none.
+fn host_port(endpoint: &str) -> Option<String> {
+    let u = url::Url::parse(endpoint).ok()?;
+    let host = match u.host()? {
+        url::Host::Ipv6(a) => format!("[{a}]"),
+        h => h.to_string(),
+    };
+    Some(format!("{host}:{}", u.port_or_known_default()?))
 }
 
 /// Builds the backends for `url`.
@@ -98,4 +169,38 @@ pub(crate) fn backends(url: &str, cfg: &RepositoryConfig) -> Result<RepositoryBa
         opts.repository = Some(url.to_string());
     }
     Ok(opts.to_backends()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_give_host_and_port() {
+        assert_eq!(
+            host_port("http://127.0.0.1:3900").as_deref(),
+            Some("127.0.0.1:3900")
+        );
+        assert_eq!(
+            host_port("https://s3.eu-west-1.amazonaws.com").as_deref(),
+            Some("s3.eu-west-1.amazonaws.com:443")
+        );
+        assert_eq!(
+            host_port("http://[::1]:9000/").as_deref(),
+            Some("[::1]:9000")
+        );
+        assert_eq!(host_port("minio:9000"), None);
+    }
+
+    #[test]
+    fn a_closed_endpoint_is_named_at_once() {
+        // a port nothing listens on: bound, then released
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let e = probe_direct(&format!("http://127.0.0.1:{port}")).expect_err("refused");
+        assert_eq!(e.kind(), crate::error::ErrorKind::Unavailable);
+        assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
+    }
 }
