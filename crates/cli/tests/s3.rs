@@ -42,6 +42,8 @@ fn lifeboat_process(ws: &Workspace) -> std::process::Command {
         "AWS_REGION",
         "AWS_DEFAULT_REGION",
         "AWS_PROFILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_CONFIG_FILE",
         "LIFEBOAT_PASSWORD",
         "LIFEBOAT_REPOSITORY",
         "LIFEBOAT_CONFIG",
@@ -423,5 +425,68 @@ fn a_store_that_went_away_is_named_and_never_read_as_missing_wal() {
         count(&c, "app", "shop.users"),
         50,
         "the source is untouched"
+    );
+}
+
+#[test]
+fn credentials_come_from_an_aws_profile_when_no_key_is_configured() {
+    let garage = Garage::start();
+    let c = cluster();
+    sample_db(&c, "app", 30);
+    let ws = Workspace::new();
+    let creds = ws.path().join("aws-credentials");
+    lifeboat_core::secret::write_private_file(
+        &creds,
+        &format!(
+            "[default]\naws_access_key_id = GKnotthisone\naws_secret_access_key = wrong\n\n\
+             [backup]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            garage.access_key_id(),
+            garage.secret_access_key()
+        ),
+    )
+    .expect("credentials file");
+    let repo = |profile: &str| {
+        format!(
+            "url = \"s3://{}/profile\"\nendpoint = {:?}\nregion = {:?}\n{profile}",
+            garage.bucket(),
+            garage.endpoint(),
+            garage.region()
+        )
+    };
+    ws.write_config(
+        &repo("profile = \"backup\"\n"),
+        &[("app-db", &c.dsn("app"))],
+    );
+    let with_files = |cmd: &mut Command| {
+        cmd.env("AWS_SHARED_CREDENTIALS_FILE", &creds)
+            .env("AWS_CONFIG_FILE", ws.path().join("no-aws-config"));
+    };
+    let mut cmd = lifeboat(&ws);
+    with_files(&mut cmd);
+    ok(cmd.arg("init"));
+    let mut cmd = lifeboat(&ws);
+    with_files(&mut cmd);
+    ok(cmd.args(["backup", "--kind", "logical"]));
+    // the same profile through AWS_PROFILE
+    ws.write_config(&repo(""), &[("app-db", &c.dsn("app"))]);
+    let mut cmd = lifeboat(&ws);
+    with_files(&mut cmd);
+    let list: Vec<serde_json::Value> = serde_json::from_str(&ok(cmd
+        .env("AWS_PROFILE", "backup")
+        .args(["--json", "list"])))
+    .expect("list");
+    assert_eq!(list.len(), 1, "{list:?}");
+    // the file's default profile holds other keys: refused, and the secret never shown
+    let mut cmd = lifeboat(&ws);
+    with_files(&mut cmd);
+    let (code, _, err) = fails(cmd.arg("list"));
+    assert_eq!(code, 3, "{err}");
+    assert!(!err.contains(garage.secret_access_key()), "{err}");
+    // no key, no profile, no credentials file: says what to set
+    let (code, _, err) = fails(lifeboat(&ws).env("HOME", ws.path()).arg("list"));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no S3 credentials") && err.contains("profile"),
+        "{err}"
     );
 }

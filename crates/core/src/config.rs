@@ -65,6 +65,9 @@ pub struct RepositoryConfig {
     pub secret_access_key_file: Option<PathBuf>,
     /// Command printing the S3 secret access key.
     pub secret_access_key_command: Option<String>,
+    /// AWS profile whose credentials to use when no access key id is given (default:
+    /// `AWS_PROFILE`; read from `~/.aws/credentials` and `~/.aws/config`).
+    pub profile: Option<String>,
 }
 
 impl RepositoryConfig {

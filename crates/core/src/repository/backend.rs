@@ -61,34 +61,58 @@ pub(crate) fn s3_options(
         .or_else(|| env("AWS_DEFAULT_REGION"))
         .unwrap_or_else(|| "us-east-1".to_string());
     o.insert("region".to_string(), region);
-    let key_id = cfg
+    match cfg
         .access_key_id
         .clone()
         .or_else(|| env("AWS_ACCESS_KEY_ID"))
-        .ok_or_else(|| {
-            Error::config("no S3 access key id")
-                .hint("set [repository] access_key_id or AWS_ACCESS_KEY_ID")
-        })?;
-    let secret = SecretSource {
-        env: Some("AWS_SECRET_ACCESS_KEY".into()),
-        file: cfg.secret_access_key_file.clone(),
-        command: cfg.secret_access_key_command.clone(),
-    }
-    .resolve("S3 secret access key")?;
-    o.insert("access_key_id".to_string(), key_id);
-    o.insert("secret_access_key".to_string(), secret.expose().to_string());
-    // temporary credentials (STS, SSO) come as a triple: the token belongs to the key id
-    if let Some(token) = env("AWS_SESSION_TOKEN") {
-        o.insert("session_token".to_string(), token);
+    {
+        Some(key_id) => {
+            let secret = SecretSource {
+                env: Some("AWS_SECRET_ACCESS_KEY".into()),
+                file: cfg.secret_access_key_file.clone(),
+                command: cfg.secret_access_key_command.clone(),
+            }
+            .resolve("S3 secret access key")?;
+            o.insert("access_key_id".to_string(), key_id);
+            o.insert("secret_access_key".to_string(), secret.expose().to_string());
+            // temporary credentials (STS, SSO) come as a triple: the token belongs to the key id
+            if let Some(token) = env("AWS_SESSION_TOKEN") {
+                o.insert("session_token".to_string(), token);
+            }
+            // given keys are the only credentials: no file may override them
+            o.insert("disable_config_load".to_string(), "true".to_string());
+        }
+        None => {
+            // an AWS profile: the client reads ~/.aws/credentials and ~/.aws/config
+            // (or AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE) itself
+            let profile = cfg.profile.clone().or_else(|| env("AWS_PROFILE"));
+            if profile.is_none() && !shared_credentials_exist() {
+                return Err(Error::config("no S3 credentials").hint(
+                    "set [repository] access_key_id with secret_access_key_file, \
+                     AWS_ACCESS_KEY_ID with AWS_SECRET_ACCESS_KEY, or an AWS profile \
+                     ([repository] profile or AWS_PROFILE, in ~/.aws/credentials)",
+                ));
+            }
+            if let Some(p) = profile {
+                o.insert("profile".to_string(), p);
+            }
+        }
     }
     // the instance-metadata lookup hangs where there is no cloud metadata service
     o.insert("disable_ec2_metadata".to_string(), "true".to_string());
-    o.insert("disable_config_load".to_string(), "true".to_string());
     probe(o.get("endpoint").map_or_else(
         || format!("https://s3.{}.amazonaws.com", o["region"]),
         Clone::clone,
     ))?;
     Ok(Some(o))
+}
+
+/// Whether an AWS shared credentials file is there to read a default profile from.
+fn shared_credentials_exist() -> bool {
+    env("AWS_SHARED_CREDENTIALS_FILE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| env("HOME").map(|h| std::path::Path::new(&h).join(".aws/credentials")))
+        .is_some_and(|p| p.is_file())
 }
 
 /// Fails at once, naming the endpoint, when nothing accepts a connection there. The S3
