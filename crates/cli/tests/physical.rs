@@ -615,8 +615,41 @@ fn a_second_timeline_is_archived_and_restored() {
         || "(the restored server on timeline 2)".to_string(),
     );
     drop(r);
+    // a dry run checks and prints the plan, and writes nothing, not even an audit entry
+    let audited = || -> u64 {
+        let out = ok(a.lb().args(["--json", "audit", "verify"]));
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        v["entries"].as_u64().expect("entries")
+    };
+    let before = audited();
+    let dry = a.scratch("dry").join("data");
+    let out = ok(a
+        .lb()
+        .args(["restore", "--kind", "physical", "--start", "--dry-run"])
+        .arg("--to-dir")
+        .arg(&dry)
+        .arg(&on_tl2));
+    assert!(
+        out.contains(&format!("would restore physical backup {}", &on_tl2[..8]))
+            && out.contains("nothing was written"),
+        "{out}"
+    );
+    assert!(!dry.exists(), "a dry run creates no data directory");
+    assert_eq!(audited(), before, "a dry run is not audited");
     let (r3, out) = restore(&a, "tl2-backup", &[&on_tl2]);
     assert!(out.contains("timeline 3"), "{out}");
+    // the backup holds the log of the first PITR, which stopped before a commit: this
+    // recovery replayed to the end of the archive, and must not report that old stop
+    assert!(
+        std::fs::read_to_string(r3.data.join("recovery.log"))
+            .expect("log")
+            .contains("recovery stopping"),
+        "the old log came along in the backup"
+    );
+    assert!(
+        !out.contains("recovery stopping"),
+        "a stale stop reason: {out}"
+    );
     assert_eq!(
         r3.markers(),
         (11 + 21 + 10, 209),
@@ -1394,6 +1427,40 @@ fn a_served_push_is_idempotent_refuses_a_conflict_and_the_server_stops_on_sigter
     let status = server.wait_for_exit(Duration::from_secs(10));
     assert!(status.success(), "wal serve exits 0 on SIGTERM: {status}");
     assert!(!socket.exists(), "the socket is removed");
+}
+
+#[test]
+fn a_push_by_root_leaves_the_archive_to_its_owner() {
+    // the README's history-file push after a PITR, run as root: the new timeline's
+    // directory must stay writable by the PostgreSQL user who archives into it
+    use std::os::unix::fs::MetadataExt;
+    let Some(pg) = pg_user() else {
+        return;
+    };
+    let (ws, cfg) = wal_only_repository();
+    let chown = std::process::Command::new("chown")
+        .args(["-R", &format!("{}:", pg.name)])
+        .arg(ws.repo_path())
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+    let history = ws.path().join("00000002.history");
+    std::fs::write(&history, "1\t0/3000000\tno recovery target specified\n").expect("history");
+    ok(lb(&cfg)
+        .args(["wal-push", "--socket"])
+        .arg(ws.path().join("none.sock"))
+        .arg(&history));
+    let dir = ws.repo_path().join("lifeboat-wal/main/00000002");
+    for p in [dir.clone(), dir.join("00000002.history")] {
+        let m = std::fs::metadata(&p).expect("stored");
+        assert_eq!(
+            m.uid(),
+            pg.uid.as_raw(),
+            "{} belongs to {}",
+            p.display(),
+            pg.name
+        );
+    }
 }
 
 #[test]

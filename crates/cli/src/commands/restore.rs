@@ -7,7 +7,9 @@ use lifeboat_core::{
     config::{Hooks, SourceConfig},
     ops::{
         list::{list, ListFilter},
-        recover::{recover, RecoverOptions, RecoveryTarget, TargetAction},
+        recover::{
+            describe_target, plan_recovery, recover, RecoverOptions, RecoveryTarget, TargetAction,
+        },
         restore::{plan, restore, RestoreOptions, Selector},
     },
     sources::postgres::logical::BackupKind,
@@ -350,6 +352,44 @@ impl RestoreCmd {
                 .and_then(|s| s.pg_bin_dir.clone()),
             isolate: false,
         };
+        if self.dry_run {
+            let p = plan_recovery(repo, &store, &opts)?;
+            if ctx.json {
+                return output::json(&p);
+            }
+            println!(
+                "would restore physical backup {} (finished {}) into {}{}",
+                p.backup.short_id(),
+                output::time(p.backup.meta.finished_at),
+                p.to_dir.display(),
+                p.owner
+                    .as_deref()
+                    .map(|u| format!(", owned by {u}"))
+                    .unwrap_or_default()
+            );
+            println!(
+                "  the archive reaches {}{}",
+                p.reachable_lsn,
+                p.reachable_time
+                    .map(|t| format!(" (archived {})", output::time(t)))
+                    .unwrap_or_default()
+            );
+            println!(
+                "  recovery target: {}; the restore_command answered as the server will run it",
+                describe_target(&p.target)
+            );
+            println!(
+                "  {}",
+                if p.start {
+                    "then start the server and replay WAL to the target"
+                } else {
+                    "then print how to start the server"
+                }
+            );
+            self.port_note();
+            println!("dry run: nothing was written");
+            return Ok(());
+        }
         let report = ctx
             .bars
             .spinning("restoring the base backup", || recover(repo, &store, &opts))?;
@@ -412,16 +452,27 @@ impl RestoreCmd {
             (None, Some(hint)) => {
                 println!("start it to replay WAL up to the target:");
                 println!("  {hint}");
+                self.port_note();
             }
             (None, None) => {}
         }
         if !opts.keep_archiving {
-            println!("note: WAL archiving is off in the restored server; set archive_mode = on when it becomes the primary");
+            println!("note: WAL archiving is off in the restored server (archive_mode = off in its postgresql.auto.conf, which overrides postgresql.conf); when it becomes the primary, run `ALTER SYSTEM SET archive_mode = on` in it and restart it");
         }
         for warning in env_only_secrets(ctx) {
             println!("warning: {warning}");
         }
         Ok(())
+    }
+}
+
+impl RestoreCmd {
+    /// Without --port the restored server takes the port of the original's configuration,
+    /// which is taken while the original runs on this host.
+    fn port_note(&self) {
+        if self.physical.port.is_none() {
+            println!("note: without --port the restored server listens on the original's port; pass --port to run it beside a running original");
+        }
     }
 }
 

@@ -206,7 +206,9 @@ fn select(repo: &Repo, opts: &RecoverOptions) -> Result<SnapshotInfo> {
     })
 }
 
-fn describe_target(t: &RecoveryTarget) -> String {
+/// A recovery target in words.
+#[must_use]
+pub fn describe_target(t: &RecoveryTarget) -> String {
     match t {
         RecoveryTarget::Latest => "the end of the archive".into(),
         RecoveryTarget::Immediate => "the end of the backup".into(),
@@ -560,6 +562,9 @@ fn unpack_entries<R: std::io::Read>(
     Ok(())
 }
 
+/// The restored server's log, in its data directory.
+pub(crate) const RECOVERY_LOG: &str = "recovery.log";
+
 /// Restores a physical backup (see the module docs).
 ///
 /// # Errors
@@ -586,6 +591,72 @@ pub fn recover(repo: &Repo, store: &WalStore, opts: &RecoverOptions) -> Result<R
     crate::repository::audit::record(repo, "restore", result, &details)
 }
 
+/// What a physical restore would do, checked without writing anything.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecoverPlan {
+    /// The base backup it would use.
+    pub backup: SnapshotInfo,
+    /// The data directory it would write (new or empty).
+    pub to_dir: PathBuf,
+    /// The target.
+    pub target: RecoveryTarget,
+    /// The last point the archive can reach from this backup.
+    pub reachable_lsn: String,
+    /// When the last reachable segment was archived.
+    pub reachable_time: Option<Timestamp>,
+    /// The restored server's restore_command (tried once, as that server's user).
+    pub restore_command: String,
+    /// The OS user the files would belong to and the server would run as.
+    pub owner: Option<String>,
+    /// Whether the server would be started to replay WAL.
+    pub start: bool,
+    /// Its port, when given.
+    pub port: Option<u16>,
+}
+
+/// Checks everything a physical restore needs before it writes: an empty target, a
+/// fitting backup, an archive that reaches the target, a restore_command that works as
+/// the server's user. Writes nothing and logs nothing (`restore --dry-run`).
+///
+/// # Errors
+///
+/// As [`recover`] before it writes anything.
+pub fn plan_recovery(repo: &Repo, store: &WalStore, opts: &RecoverOptions) -> Result<RecoverPlan> {
+    check_empty(&opts.to_dir)?;
+    let (backup, _, reach) = locate(repo, store, opts)?;
+    let owner = owner(opts)?.map(|u| u.name);
+    preflight(&opts.restore_command, owner.as_deref())?;
+    Ok(RecoverPlan {
+        backup,
+        to_dir: opts.to_dir.clone(),
+        target: opts.target.clone(),
+        reachable_lsn: reach.until_lsn.to_string(),
+        reachable_time: reach.until_time,
+        restore_command: opts.restore_command.clone(),
+        owner,
+        start: opts.start,
+        port: opts.port,
+    })
+}
+
+/// The base backup for `opts` and how far the archive carries it.
+fn locate(
+    repo: &Repo,
+    store: &WalStore,
+    opts: &RecoverOptions,
+) -> Result<(SnapshotInfo, PhysicalMeta, wal::Reachable)> {
+    let backup = select(repo, opts)?;
+    let phys = physical_of(&backup)?.clone();
+    let reach = check_archive(
+        store,
+        &backup,
+        &phys,
+        &opts.target,
+        opts.timeline.as_deref(),
+    )?;
+    Ok((backup, phys, reach))
+}
+
 pub(crate) fn recover_inner(
     repo: &Repo,
     store: &WalStore,
@@ -599,15 +670,7 @@ pub(crate) fn recover_inner(
         let user = owner(opts)?.map(|u| u.name);
         std::thread::spawn(move || preflight(&command, user.as_deref()))
     };
-    let backup = select(repo, opts)?;
-    let phys = physical_of(&backup)?.clone();
-    let reach = check_archive(
-        store,
-        &backup,
-        &phys,
-        &opts.target,
-        opts.timeline.as_deref(),
-    )?;
+    let (backup, phys, reach) = locate(repo, store, opts)?;
     let user = owner(opts)?;
     probe
         .join()
@@ -679,7 +742,7 @@ pub(crate) fn recover_inner(
             .map(|u| format!("runuser -u {u} -- "))
             .unwrap_or_default();
         report.start_hint = Some(format!(
-            "{prefix}{} -D {} -l {}/recovery.log start",
+            "{prefix}{} -D {} -l {}/{RECOVERY_LOG} start",
             PgBin::new(opts.pg_bin_dir.as_deref())
                 .program("pg_ctl")
                 .display(),
@@ -689,7 +752,7 @@ pub(crate) fn recover_inner(
         return Ok(report);
     }
     let replay = Instant::now();
-    let log = opts.to_dir.join("recovery.log");
+    let log = opts.to_dir.join(RECOVERY_LOG);
     let reached = start_and_wait(opts, user_name.as_deref(), &log)?;
     report.replay_secs = Some(replay.elapsed().as_secs_f64());
     report.reached = Some(reached);
@@ -744,6 +807,9 @@ pub(crate) fn start_and_wait(
     user: Option<&str>,
     log: &Path,
 ) -> Result<ReachedPoint> {
+    // a backup of a restored cluster holds the log of that earlier recovery: only what
+    // this start appends is about this recovery
+    let from = std::fs::metadata(log).map_or(0, |m| m.len());
     let bin = PgBin::new(opts.pg_bin_dir.as_deref());
     let pg_ctl = bin.program("pg_ctl");
     let out = pg_ctl_cmd(&pg_ctl, user)
@@ -760,6 +826,7 @@ pub(crate) fn start_and_wait(
     if !out.status.success() {
         return Err(recovery_failed(
             log,
+            from,
             "the restored server did not start",
             &opts.target,
         ));
@@ -779,7 +846,7 @@ pub(crate) fn start_and_wait(
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let text = log_since(log, from);
         let stop_reason = text.lines().rev().find_map(|l| {
             l.split_once("LOG:  recovery stopping")
                 .map(|(_, r)| format!("recovery stopping{r}"))
@@ -793,6 +860,7 @@ pub(crate) fn start_and_wait(
             }
             return Err(recovery_failed(
                 log,
+                from,
                 "recovery failed and the server stopped",
                 &opts.target,
             ));
@@ -876,9 +944,16 @@ pub(crate) fn start_and_wait(
     }
 }
 
+/// What the server wrote to `log` after its first `from` bytes.
+fn log_since(log: &Path, from: u64) -> String {
+    let bytes = std::fs::read(log).unwrap_or_default();
+    let start = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
+    String::from_utf8_lossy(&bytes[start..]).into_owned()
+}
+
 /// An error from the server log: the missing or damaged segment and the last one restored.
-fn recovery_failed(log: &Path, what: &str, target: &RecoveryTarget) -> Error {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
+fn recovery_failed(log: &Path, from: u64, what: &str, target: &RecoveryTarget) -> Error {
+    let text = log_since(log, from);
     let last_restored = text.lines().rev().find_map(|l| {
         l.split_once("restored log file \"")
             .and_then(|(_, r)| r.split('"').next())

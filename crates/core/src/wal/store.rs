@@ -518,6 +518,7 @@ fn write_durably(root: &Path, path: &str, fill: &mut Fill<'_>) -> Result<bool> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         for created in missing.iter().rev() {
+            give_to_owner(root, created)?;
             if let Some(parent) = created.parent() {
                 sync_dir(parent)?;
             }
@@ -538,6 +539,7 @@ fn write_durably(root: &Path, path: &str, fill: &mut Fill<'_>) -> Result<bool> {
         }
         Ok(())
     })?;
+    give_to_owner(root, tmp.path())?;
     tmp.as_file().sync_all().map_err(failed)?;
     let linked = match std::fs::hard_link(tmp.path(), &target) {
         Ok(()) => true,
@@ -547,6 +549,28 @@ fn write_durably(root: &Path, path: &str, fill: &mut Fill<'_>) -> Result<bool> {
     drop(tmp);
     sync_dir(dir)?;
     Ok(linked)
+}
+
+/// Run as root (a history file pushed by hand after a PITR), gives what it creates to the
+/// owner of the repository: a directory left to root would stop the PostgreSQL user's
+/// archiver at the next segment of that timeline.
+fn give_to_owner(root: &Path, path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let Ok(meta) = std::fs::metadata(root) else {
+        return Ok(());
+    };
+    if meta.uid() == 0 {
+        return Ok(());
+    }
+    std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid())).map_err(|e| {
+        Error::io(
+            format!("giving {} to the repository's owner", path.display()),
+            e,
+        )
+    })
 }
 
 /// Starts writing `len` bytes at `offset` of `file` back to disk without waiting, the way
