@@ -11,7 +11,7 @@ use lifeboat_core::{
     },
     sources::postgres::conn::PgConn,
     sources::postgres::logical::BackupKind,
-    wal::{self, spool, ArchiverState, ChainStart, PutOutcome, WalStore},
+    wal::{self, name::SegmentName, spool, ArchiverState, ChainStart, PutOutcome, WalStore},
     ErrorKind,
 };
 
@@ -242,12 +242,10 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
     let early_server = ctx.json.then(|| archiver(ctx, &name));
     let latest = latest_physical(&repo, &name)?;
     let phys = latest.as_ref().and_then(|b| b.meta.physical.clone());
-    let start = latest.as_ref().zip(phys.as_ref()).map(|(b, p)| ChainStart {
-        backup_id: b.id.clone(),
-        timeline: p.timeline,
-        start_lsn: p.start_lsn,
-        target_timeline: None,
-    });
+    let start = latest
+        .as_ref()
+        .zip(phys.as_ref())
+        .map(|(b, p)| ChainStart::of_backup(&b.id, p));
     let seg_size = phys
         .as_ref()
         .map_or(wal::DEFAULT_SEGMENT_SIZE, |p| p.wal_segment_size);
@@ -302,6 +300,18 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
     match &st.reachable {
         None => {
             println!("  no physical backup yet: `lifeboat backup --kind physical` starts the chain")
+        }
+        Some(r) if !r.consistent => {
+            let p = phys
+                .as_ref()
+                .expect("a chain start comes from a physical backup");
+            println!(
+                "  from backup {}: NOT RESTORABLE: it needs the WAL up to {} to be consistent, and {} is not in the archive",
+                &r.backup_id[..8],
+                p.stop_lsn,
+                SegmentName::containing(p.timeline, r.until_lsn, p.wal_segment_size)
+            );
+            println!("  hint: take a new physical backup now (`lifeboat backup --kind physical`), and check that archive_command runs `lifeboat wal-push`");
         }
         Some(r) => {
             println!(
@@ -378,6 +388,13 @@ fn print_archiver(a: &ArchiverState) {
 
 /// Exit status: a gap after the latest backup, or an archiver failing now, is an error.
 fn verdict(st: &wal::WalStatus, archiver: Option<&ArchiverState>) -> anyhow::Result<()> {
+    if st.reachable.as_ref().is_some_and(|r| !r.consistent) {
+        return Err(lifeboat_core::Error::new(
+            ErrorKind::CheckFailed,
+            "the latest physical backup cannot be restored: WAL it needs is missing from the archive",
+        )
+        .into());
+    }
     if st
         .reachable
         .as_ref()

@@ -245,9 +245,6 @@ fn check_archive(
     timeline: Option<&str>,
 ) -> Result<wal::Reachable> {
     let start = ChainStart {
-        backup_id: backup.id.clone(),
-        timeline: phys.timeline,
-        start_lsn: phys.start_lsn,
         target_timeline: match timeline.map(str::trim) {
             None | Some("latest") => None,
             Some("current") => Some(phys.timeline),
@@ -257,6 +254,7 @@ fn check_archive(
                 ))
             })?),
         },
+        ..ChainStart::of_backup(&backup.id, phys)
     };
     let st = wal::status(store, Some(&start), phys.wal_segment_size)?;
     let reach = st.reachable.expect("a chain start was given");

@@ -178,12 +178,10 @@ pub fn evidence_pack(
             .rev()
             .find(|b| b.meta.source == src.name && b.meta.kind == BackupKind::Physical);
         let start = latest.and_then(|b| {
-            b.meta.physical.as_ref().map(|p| ChainStart {
-                backup_id: b.id.clone(),
-                timeline: p.timeline,
-                start_lsn: p.start_lsn,
-                target_timeline: None,
-            })
+            b.meta
+                .physical
+                .as_ref()
+                .map(|p| ChainStart::of_backup(&b.id, p))
         });
         let size = latest
             .and_then(|b| b.meta.physical.as_ref())

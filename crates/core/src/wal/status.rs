@@ -43,6 +43,9 @@ pub struct Reachable {
     pub until_time: Option<Timestamp>,
     /// The first missing segment when later WAL exists (a gap recovery cannot cross).
     pub blocked_by: Option<String>,
+    /// Whether the chain reaches the backup's end ([`ChainStart::stop_lsn`]): without
+    /// that WAL the backup cannot be restored at all.
+    pub consistent: bool,
 }
 
 /// The state of the WAL archive.
@@ -78,6 +81,26 @@ pub struct ChainStart {
     /// The timeline recovery is to end on (`recovery_target_timeline`); `None`: the newest
     /// one that descends from the backup's (PostgreSQL's `latest`).
     pub target_timeline: Option<u32>,
+    /// Where the backup ends, when its WAL is not inside it: recovery must replay at least
+    /// this far to reach a consistent state.
+    pub stop_lsn: Option<Lsn>,
+}
+
+impl ChainStart {
+    /// The chain of the physical backup `backup_id`, ending on the newest timeline.
+    #[must_use]
+    pub fn of_backup(
+        backup_id: &str,
+        p: &crate::sources::postgres::physical::PhysicalMeta,
+    ) -> Self {
+        Self {
+            backup_id: backup_id.to_string(),
+            timeline: p.timeline,
+            start_lsn: p.start_lsn,
+            target_timeline: None,
+            stop_lsn: (!p.wal_included).then_some(p.stop_lsn),
+        }
+    }
 }
 
 /// Which segments a recovery from `start` replays, timeline by timeline:
@@ -261,6 +284,7 @@ fn reach(
         blocked_by: blocked
             .filter(|_| later_exists)
             .map(|(tli, n)| SegmentName::from_number(tli, n, segment_size).to_string()),
+        consistent: start.stop_lsn.is_none_or(|s| until_lsn >= s),
     }
 }
 
@@ -292,7 +316,29 @@ mod tests {
             timeline: tli,
             start_lsn: Lsn(seg * SZ + 40),
             target_timeline: None,
+            stop_lsn: None,
         }
+    }
+
+    #[test]
+    fn a_backup_without_its_own_wal_is_not_consistent() {
+        // the backup runs from segment 5 to segment 6; segment 5 is missing, later WAL is there
+        let ends_in_6 = ChainStart {
+            stop_lsn: Some(Lsn(6 * SZ + 300)),
+            ..start(1, 5)
+        };
+        let h = BTreeMap::new();
+        let gap: Vec<_> = (6..=8).map(|n| stored(1, n)).collect();
+        let r = reach(&ends_in_6, &index(&gap), &h, SZ);
+        assert!(!r.consistent);
+        assert_eq!(r.blocked_by.as_deref(), Some("000000010000000000000005"));
+        // only segment 5: the backup's end in segment 6 is not reached either
+        let short = [stored(1, 5)];
+        assert!(!reach(&ends_in_6, &index(&short), &h, SZ).consistent);
+        let whole: Vec<_> = (5..=6).map(|n| stored(1, n)).collect();
+        assert!(reach(&ends_in_6, &index(&whole), &h, SZ).consistent);
+        // WAL inside the backup (no stop_lsn to reach): consistent whatever is archived
+        assert!(reach(&start(1, 5), &index(&gap), &h, SZ).consistent);
     }
 
     #[test]
