@@ -343,7 +343,7 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
         println!("wal serve: answering on {}", socket.display());
     } else {
         println!(
-            "wal serve: none answers on {} here (each wal-push then opens the repository itself, ~0.3 s a segment)",
+            "wal serve: none answers on {}, this user's socket (a server run by another user, such as PostgreSQL's, has its own; without one each wal-push opens the repository itself, ~0.3 s a segment)",
             socket.display()
         );
     }
