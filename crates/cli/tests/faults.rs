@@ -427,6 +427,12 @@ fn flipped_byte_in_a_pack_is_named_and_refused() {
     let (code, _, err) =
         run(lb(&cfg).args(["restore", "--latest", "--to-database", "from_damaged"]));
     assert_eq!(code, 6, "{err}");
+    // what is wrong and what to do, not pages of the repository library's context
+    assert!(
+        err.lines().count() <= 4 && err.contains("cannot be read"),
+        "{err}"
+    );
+    assert!(err.contains("verify --all --read-data"), "{err}");
     assert!(
         !db_exists(&c, "from_damaged"),
         "a damaged backup must not touch the target"

@@ -406,9 +406,22 @@ pub fn dump_checked(
         hasher: xxhash_rust::xxh3::Xxh3::new(),
         bytes: 0,
     };
+    let damaged = || {
+        format!(
+            "the repository is damaged: `lifeboat verify --all --read-data` names every damaged backup; restore an older one (`lifeboat restore --before \"{}\"`) or from an offsite copy",
+            backup.meta.finished_at
+        )
+    };
     indexed.dump(&node, &mut w).map_err(|e| {
-        Error::integrity(format!("backup {} cannot be read: {e}", backup.short_id()))
-            .hint("the repository is damaged: run `lifeboat verify --read-data` and restore an older backup")
+        // rustic's text runs to dozens of lines (context, a bug-report invitation, a
+        // backtrace): its first line says what is wrong
+        let text = e.to_string();
+        Error::integrity(format!(
+            "backup {} cannot be read: {}",
+            backup.short_id(),
+            crate::error::headline(&text)
+        ))
+        .hint(damaged())
     })?;
     let hash = format!("{:032x}", w.hasher.digest128());
     if hash != backup.meta.stream_hash || w.bytes != backup.meta.logical_bytes {
@@ -416,7 +429,7 @@ pub fn dump_checked(
             "backup {} does not match what was stored (hash or length differs)",
             backup.short_id()
         ))
-        .hint("the repository is damaged: run `lifeboat verify --read-data` and restore an older backup"));
+        .hint(damaged()));
     }
     Ok(w.bytes)
 }
