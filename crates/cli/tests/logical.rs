@@ -377,6 +377,15 @@ fn a_multi_database_source_needs_database_to_restore_and_has_stats_per_database(
     ]));
     assert_eq!(count(&c, "y", "shop.users"), 50);
 
+    // a drill restores one database: it must be named, never picked silently
+    let (code, _, err) = run(lb(&cfg).args(["drill", "--source", "multi"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("a, b") && err.contains("--database"), "{err}");
+    let out = ok(lb(&cfg).args(["--json", "drill", "--source", "multi", "--database", "a"]));
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(report["database"], "a", "{report}");
+    assert_eq!(report["passed"], true, "{report}");
+
     // stats: one row per database, and growth compares each database with itself (a second
     // backup of unchanged data grows by about nothing; a against b would be several hundred %)
     ok(lb(&cfg).arg("backup"));

@@ -34,6 +34,9 @@ pub struct DrillCmd {
     /// logical (restore a dump) or physical (a base backup plus WAL replay).
     #[arg(long, short, default_value = "logical")]
     kind: BackupKind,
+    /// Logical drills of a source with several databases: the database to drill.
+    #[arg(long)]
+    database: Option<String>,
     /// Physical drills: recover to this time (default: the end of the archive).
     #[arg(long, value_parser = super::parse_time)]
     target_time: Option<jiff::Timestamp>,
@@ -60,6 +63,7 @@ impl DrillCmd {
             restore_command: (self.kind == BackupKind::Physical)
                 .then(|| super::restore::restore_command(ctx, &src.name))
                 .transpose()?,
+            database: self.database.clone(),
         };
         if self.target_time.is_some() && self.kind != BackupKind::Physical {
             return Err(

@@ -67,6 +67,9 @@ pub struct DrillOptions {
     /// for this source; the CLI fills it in).
     #[serde(default)]
     pub restore_command: Option<String>,
+    /// Logical drills of a source with several databases: which one (each is its own dump).
+    #[serde(default)]
+    pub database: Option<String>,
 }
 
 const fn logical() -> BackupKind {
@@ -84,6 +87,7 @@ impl Default for DrillOptions {
             kind: BackupKind::Logical,
             target_time: None,
             restore_command: None,
+            database: None,
         }
     }
 }
@@ -233,8 +237,9 @@ fn pick_backup(
     repo: &Repo,
     src: &SourceConfig,
     pick: &Pick,
+    database: Option<&str>,
 ) -> Result<(SnapshotInfo, Vec<SnapshotInfo>)> {
-    let all = list(
+    let mut all = list(
         repo,
         &ListFilter {
             source: Some(src.name.clone()),
@@ -242,9 +247,43 @@ fn pick_backup(
             ..ListFilter::default()
         },
     )?;
+    if let Some(db) = database {
+        all.retain(|b| b.meta.database.as_deref() == Some(db));
+        if all.is_empty() && !matches!(pick, Pick::Id(_)) {
+            return Err(Error::not_found(format!(
+                "source {:?} has no logical backup of database {db:?}",
+                src.name
+            ))
+            .hint("`lifeboat list --kind logical` shows the databases backed up"));
+        }
+    } else if !matches!(pick, Pick::Id(_)) {
+        // each database is its own dump: drilling one and calling the source proven
+        // would hide the others
+        let mut dbs: Vec<&str> = all
+            .iter()
+            .filter_map(|b| b.meta.database.as_deref())
+            .collect();
+        dbs.sort_unstable();
+        dbs.dedup();
+        if dbs.len() > 1 {
+            return Err(Error::config(format!(
+                "source {:?} backs up several databases ({}): a drill restores one",
+                src.name,
+                dbs.join(", ")
+            ))
+            .hint("give --database NAME, and drill each database"));
+        }
+    }
     let chosen = match pick {
         Pick::Id(id) => {
             let b = of_source(repo.backup(id)?, src)?;
+            if let Some(db) = database.filter(|db| b.meta.database.as_deref() != Some(*db)) {
+                return Err(Error::config(format!(
+                    "backup {} is of database {:?}, not {db:?}",
+                    b.short_id(),
+                    b.meta.database.as_deref().unwrap_or("-")
+                )));
+            }
             if b.meta.kind != BackupKind::Logical {
                 return Err(Error::config(format!(
                     "backup {} is a {} backup; drills restore logical backups",
@@ -484,7 +523,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
     }
     let started_at = Timestamp::now();
     let mut clock = Clock::new();
-    let (backup, all) = pick_backup(repo, src, &opts.pick)?;
+    let (backup, all) = pick_backup(repo, src, &opts.pick, opts.database.as_deref())?;
     let database = backup.meta.database.clone().unwrap_or_default();
     let truth = backup.meta.truth.clone().unwrap_or_default();
     let mut checks = Vec::new();
