@@ -347,6 +347,9 @@ fn drill_hooks_from_the_config_see_only_the_drill_and_do_not_outlive_it() {
             "head -c 3000000 /dev/zero | tr '\\0' x >&2 && touch {}",
             chatty.display()
         ),
+        // a failing migration: what it said on stdout and stderr explains the failure
+        "echo step-1 applied; echo 'ERROR: relation missing' >&2; echo rolled-back; exit 3"
+            .to_string(),
         // one that never ends is killed at the timeout and fails
         "sleep 60".to_string(),
     ];
@@ -367,6 +370,24 @@ fn drill_hooks_from_the_config_see_only_the_drill_and_do_not_outlive_it() {
         .env("PGHOSTADDR", "192.0.2.1")
         .env("LIFEBOAT_PASSWORD", lifeboat_testing::REPO_PASSWORD));
     assert_eq!(code, 10, "the endless hook fails the drill: {out}{err}");
+    // after the hook's name (which holds the same words) and its exit status
+    let failed = out
+        .split("FAIL hook: echo step-1")
+        .nth(1)
+        .and_then(|rest| rest.split("exit status: 3").nth(1))
+        .unwrap_or_else(|| panic!("the failing hook is named with its status: {out}"));
+    let said: Vec<usize> = ["step-1 applied", "ERROR: relation missing", "rolled-back"]
+        .iter()
+        .map(|l| {
+            failed
+                .find(l)
+                .unwrap_or_else(|| panic!("{l:?} is shown: {out}"))
+        })
+        .collect();
+    assert!(
+        said.windows(2).all(|w| w[0] < w[1]),
+        "its output in order, stdout and stderr alike: {out}"
+    );
     assert!(
         out.contains("ok   hook: psql"),
         "the hook reached the restored copy, not the service: {out}"

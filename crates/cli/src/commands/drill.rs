@@ -109,7 +109,7 @@ impl DrillCmd {
                     "  {} {}: {}",
                     if c.ok { "ok  " } else { "FAIL" },
                     c.name,
-                    c.detail
+                    c.detail.replace('\n', "\n         ")
                 );
             }
             let obj = |name: &str, o: &lifeboat_core::ops::drill::Objective| match o.objective_secs

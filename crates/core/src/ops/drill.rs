@@ -1002,13 +1002,35 @@ fn run_hooks(
                     cmd.env(var, v);
                 }
             }
+            // stdout and stderr in one pipe, in the order written: a failing migration's
+            // story is often on stdout
+            let (out_reader, out_writer) = match std::io::pipe() {
+                Ok(p) => p,
+                Err(e) => {
+                    return Check {
+                        name,
+                        ok: false,
+                        detail: format!("cannot make a pipe: {e}"),
+                    }
+                }
+            };
+            let Ok(out_writer2) = out_writer.try_clone() else {
+                return Check {
+                    name,
+                    ok: false,
+                    detail: "cannot make a pipe".into(),
+                };
+            };
             cmd.env("LIFEBOAT_DRILL_CONNINFO", conn.conninfo(database))
                 .env("PGDATABASE", database)
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
+                .stdout(out_writer)
+                .stderr(out_writer2)
                 .process_group(0);
-            let mut child = match cmd.spawn() {
+            let spawned = cmd.spawn();
+            // the command holds the pipe's write ends: only the hook may keep it open
+            drop(cmd);
+            let child = match spawned {
                 Ok(c) => c,
                 Err(e) => {
                     return Check {
@@ -1019,7 +1041,7 @@ fn run_hooks(
                 }
             };
             crate::sources::postgres::cluster::register_group(child.id() as i32);
-            let stderr = StderrTail::read(child.stderr.take());
+            let stderr = StderrTail::read(out_reader);
             let waited = wait_with_timeout(&child, Duration::from_secs(timeout_secs));
             groups.0.push(child);
             match waited {
@@ -1031,10 +1053,7 @@ fn run_hooks(
                 Ok(Some(status)) => Check {
                     name,
                     ok: false,
-                    detail: format!(
-                        "{status}: {}",
-                        stderr.text().lines().last().unwrap_or("").trim()
-                    ),
+                    detail: format!("{status}{}", last_lines(&stderr.text())),
                 },
                 Err(detail) => Check {
                     name,
@@ -1046,37 +1065,61 @@ fn run_hooks(
         .collect()
 }
 
-/// The end of a hook's stderr, read on the side until the pipe closes: a chatty hook (or
+/// The last lines a failed hook wrote, for its check's detail (one line per line).
+fn last_lines(text: &str) -> String {
+    const LINES: usize = 20;
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    if lines.is_empty() {
+        return "; no output".into();
+    }
+    let from = lines.len().saturating_sub(LINES);
+    let shown: Vec<String> = lines[from..]
+        .iter()
+        .map(|l| l.chars().take(300).collect())
+        .collect();
+    format!(
+        "; {} of its output:\n{}",
+        if from > 0 {
+            format!("the last {LINES} lines")
+        } else {
+            "the lines".to_string()
+        },
+        shown.join("\n")
+    )
+}
+
+/// The end of a hook's output, read on the side until the pipe closes: a chatty hook (or
 /// the application it started, which inherits the pipe) never blocks on a full pipe nor
 /// dies of a closed one. The last 64 KiB are kept.
 struct StderrTail {
     buf: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
+    reader: std::thread::JoinHandle<()>,
 }
 
 impl StderrTail {
     const KEEP: usize = 64 << 10;
 
-    fn read(pipe: Option<std::process::ChildStderr>) -> Self {
-        use std::io::Read;
+    fn read(mut pipe: impl std::io::Read + Send + 'static) -> Self {
         let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let reader = pipe.map(|mut pipe| {
-            let buf = std::sync::Arc::clone(&buf);
-            std::thread::spawn(move || {
-                let mut chunk = [0u8; 8192];
-                while let Ok(n) = pipe.read(&mut chunk) {
-                    if n == 0 {
-                        break;
-                    }
-                    if let Ok(mut b) = buf.lock() {
-                        b.extend_from_slice(&chunk[..n]);
-                        if b.len() > 2 * Self::KEEP {
-                            let cut = b.len() - Self::KEEP;
-                            b.drain(..cut);
-                        }
+        let shared = std::sync::Arc::clone(&buf);
+        let reader = std::thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = pipe.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut b) = shared.lock() {
+                    b.extend_from_slice(&chunk[..n]);
+                    if b.len() > 2 * Self::KEEP {
+                        let cut = b.len() - Self::KEEP;
+                        b.drain(..cut);
                     }
                 }
-            })
+            }
         });
         Self { buf, reader }
     }
@@ -1085,7 +1128,7 @@ impl StderrTail {
     /// background process may keep the pipe open for the rest of the drill).
     fn text(&self) -> String {
         let settle = Instant::now() + Duration::from_secs(1);
-        while self.reader.as_ref().is_some_and(|r| !r.is_finished()) && Instant::now() < settle {
+        while !self.reader.is_finished() && Instant::now() < settle {
             std::thread::sleep(Duration::from_millis(10));
         }
         let b = self.buf.lock().map(|b| b.clone()).unwrap_or_default();

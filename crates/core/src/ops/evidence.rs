@@ -160,7 +160,7 @@ pub fn markdown(r: &DrillReport) -> String {
             "| {} | {} | {} |",
             c.name.replace('|', "\\|"),
             if c.ok { "pass" } else { "FAIL" },
-            c.detail.replace('|', "\\|")
+            c.detail.replace('|', "\\|").replace('\n', "<br>")
         );
     }
     let _ = writeln!(m, "\nEvidence for SOC 2 CC9.1 / A1.3: a backup restored and checked against the truth recorded at backup time.");
@@ -209,7 +209,7 @@ pub fn html(r: &DrillReport) -> String {
             if c.ok { "ok" } else { "bad" },
             esc(&c.name),
             if c.ok { "pass" } else { "FAIL" },
-            esc(&c.detail)
+            esc(&c.detail).replace('\n', "<br>")
         );
     }
     let objective = |name: &str, o: &Objective| {
