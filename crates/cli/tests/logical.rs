@@ -267,6 +267,35 @@ fn hooks_receive_the_snapshot_and_a_failing_pre_hook_stops_the_restore() {
     assert_eq!(code, 10, "{err}");
     assert!(err.contains("pre-restore hook failed"), "{err}");
     assert!(!db_exists(&c, "never"));
+
+    // a failing post hook: the error says the data is restored and verified
+    let (code, _, err) = run(lb(&cfg).args([
+        "restore",
+        "--latest",
+        "--to-database",
+        "restored_anyway",
+        "--post-hook",
+        "exit 4",
+    ]));
+    assert_eq!(code, 10, "{err}");
+    assert!(
+        err.contains("was restored into database \"restored_anyway\" and verified")
+            && err.contains("post-restore hook failed"),
+        "{err}"
+    );
+    assert_eq!(count(&c, "restored_anyway", "shop.users"), 200);
+    // and the audit log keeps the cause with the failed restore
+    let entries: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "audit", "list"]))).unwrap();
+    let last = entries.last().expect("an entry");
+    assert_eq!(last["outcome"], "failed", "{last}");
+    assert!(
+        last["details"]
+            .as_str()
+            .unwrap()
+            .contains("post-restore hook failed"),
+        "{last}"
+    );
 }
 
 #[test]

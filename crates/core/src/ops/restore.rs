@@ -579,6 +579,11 @@ pub fn restore(
         plan.target_server
     );
     let result = restore_inner(repo, src, plan, scratch_dir);
+    // a failed restore's entry says why, as a failed backup's does
+    let details = match &result {
+        Ok(_) => details,
+        Err(e) => format!("{details}: {}", e.message()),
+    };
     crate::repository::audit::record(repo, "restore", result, &details)
 }
 
@@ -648,7 +653,27 @@ fn restore_inner(
         None
     };
     if let Some(h) = &plan.post_hook {
-        run_hook("post-restore", h, &plan)?;
+        // the data is in place by now: the error must say so, or the operator cannot
+        // tell a failed restore from a failed hook
+        run_hook("post-restore", h, &plan).map_err(|e| {
+            let done = match &comparison {
+                Some(c) => format!(
+                    "backup {} was restored into database {:?} and verified ({} tables, {} rows match the backup)",
+                    plan.backup.short_id(),
+                    plan.target_database,
+                    c.tables.len(),
+                    c.rows()
+                ),
+                None => format!(
+                    "backup {} was restored into database {:?} (not verified: --no-verify)",
+                    plan.backup.short_id(),
+                    plan.target_database
+                ),
+            };
+            Error::new(e.kind(), format!("{done}, but then {}", e.message())).hint(
+                "the data is in place; fix the hook and run it by hand (its output is above)",
+            )
+        })?;
     }
     Ok(RestoreReport {
         fetch_secs,

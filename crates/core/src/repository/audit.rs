@@ -257,7 +257,8 @@ pub fn record_outcome<T>(
     match (result, logged) {
         (Ok(_), Err(e)) if ok => Err(Error::new(
             e.kind(),
-            format!("{action} succeeded, but {e}"),
+            // the operation's result is not printed after an error: say what was done
+            format!("{action} succeeded ({details}), but {e}"),
         )
         .hint("the operation itself is complete; check the repository and run `lifeboat audit verify`")),
         (result, _) => result,
