@@ -297,6 +297,11 @@ fn every_new_head_is_published_outside_the_repository() {
     );
     assert!(out.contains("audit head file"), "{out}");
     assert!(!head_file.exists());
+    // the source's line names the server's and pg_dump's versions
+    assert!(
+        out.contains("(server ") && out.contains(", pg_dump "),
+        "{out}"
+    );
 
     ok(lb(&cfg).args(["verify", "--all"]));
     ok(lb(&cfg).args(["restore", "--latest", "--to-database", "copy"]));

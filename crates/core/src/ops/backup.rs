@@ -85,7 +85,7 @@ pub fn databases_of(src: &SourceConfig, conn: &PgConn) -> Result<Vec<String>> {
 }
 
 /// Connects to every database of `src` as a backup would and checks that the local
-/// pg_dump can dump its server; returns `db (server N)` per database. `config check` runs
+/// pg_dump can dump its server; returns `db (server N, pg_dump M)` per database. `config check` runs
 /// it for every source.
 ///
 /// # Errors
@@ -97,8 +97,8 @@ pub fn check_source(src: &SourceConfig) -> Result<String> {
     let mut versions = Vec::new();
     for db in databases_of(src, &conn)? {
         let v = conn.server_version_num(&db)?;
-        conn.check_client_version(v)?;
-        versions.push(format!("{db} (server {})", v / 10_000));
+        let client = conn.check_client_version(v)?;
+        versions.push(format!("{db} (server {}, pg_dump {client})", v / 10_000));
     }
     Ok(versions.join(", "))
 }
