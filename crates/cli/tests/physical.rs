@@ -279,6 +279,13 @@ fn restore(a: &Archiving, name: &str, target: &[&str]) -> (Restored, String) {
         .arg(&base)
         .args(["--port", &port.to_string()])
         .args(target));
+    if !target.contains(&"shutdown") {
+        assert!(
+            out.contains(&format!("connect: psql -h {} -p {port}", base.display()))
+                && out.contains(&format!("-D {} stop", data.display())),
+            "how to reach and stop the restored server: {out}"
+        );
+    }
     (
         Restored {
             data,

@@ -448,6 +448,29 @@ impl RestoreCmd {
                 if let Some(l) = &report.log {
                     println!("  server log: {}", l.display());
                 }
+                // where it listens: the server says so in its postmaster.pid
+                let pid_file = std::fs::read_to_string(report.to_dir.join("postmaster.pid"))
+                    .unwrap_or_default();
+                let lines: Vec<&str> = pid_file.lines().collect();
+                if let (Some(port), Some(sock)) = (lines.get(3), lines.get(4)) {
+                    println!(
+                        "  connect: psql -h {} -p {} -U postgres    stop: {}{} -D {} stop",
+                        sock.trim(),
+                        port.trim(),
+                        self.physical
+                            .owner
+                            .as_deref()
+                            .or(Some("postgres").filter(|_| is_root()))
+                            .map(|u| format!("runuser -u {u} -- "))
+                            .unwrap_or_default(),
+                        lifeboat_core::sources::postgres::conn::PgBin::new(
+                            opts.pg_bin_dir.as_deref()
+                        )
+                        .program("pg_ctl")
+                        .display(),
+                        report.to_dir.display()
+                    );
+                }
             }
             (None, Some(hint)) => {
                 println!("start it to replay WAL up to the target:");
@@ -464,6 +487,12 @@ impl RestoreCmd {
         }
         Ok(())
     }
+}
+
+/// Whether lifeboat runs as root (files and the server then belong to `--owner`).
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 impl RestoreCmd {
