@@ -145,7 +145,13 @@ fn backup_list_stats_restore_round_trip() {
     assert_eq!(code, 2, "{err}");
     // --list shows what can be restored, newest first
     let out = ok(lb(&cfg).args(["restore", "--list"]));
-    assert!(out.starts_with(&id[..8]), "{out}");
+    let mut lines = out.lines();
+    assert!(lines.next().unwrap().starts_with("ID "), "a header: {out}");
+    let first = lines.next().unwrap();
+    assert!(
+        first.starts_with(&id[..8]) && first.contains(" logical "),
+        "{out}"
+    );
 }
 
 #[test]

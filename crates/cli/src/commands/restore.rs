@@ -153,11 +153,17 @@ impl RestoreCmd {
             if ctx.json {
                 return output::json(&backups);
             }
+            // newest first: the one a restore most likely wants
+            println!(
+                "{:<8}  {:<23}  {:<8}  {:<12}  DATABASE",
+                "ID", "FINISHED", "KIND", "SOURCE"
+            );
             for b in backups.iter().rev() {
                 println!(
-                    "{}  {}  {}  {}",
+                    "{:<8}  {:<23}  {:<8}  {:<12}  {}",
                     b.short_id(),
                     output::time(b.meta.finished_at),
+                    b.meta.kind,
                     b.meta.source,
                     b.meta.database.as_deref().unwrap_or("-")
                 );
