@@ -923,7 +923,10 @@ fn a_physical_drill_replays_to_a_time_and_names_a_failing_check() {
     );
     assert!(evidence.read_dir().expect("evidence dir").count() >= 3);
     let book = ok(a.lb().arg("runbook"));
-    assert!(book.contains("latest physical backup: `"), "{book}");
+    assert!(
+        book.contains("latest physical backup: `") && book.contains("` of the whole cluster"),
+        "{book}"
+    );
     assert!(
         book.contains("restore --kind physical --source main"),
         "{book}"

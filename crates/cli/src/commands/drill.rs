@@ -86,10 +86,14 @@ impl DrillCmd {
                 if report.passed { "PASSED" } else { "FAILED" }
             );
             println!(
-                "  {} backup {} of {:?}, finished {}{}",
+                "  {} backup {} of {}, finished {}{}",
                 report.kind,
                 &report.backup_id[..8],
-                report.database,
+                if report.kind == BackupKind::Physical {
+                    format!("the cluster of source {}", report.source)
+                } else {
+                    format!("{:?}", report.database)
+                },
                 output::time(report.backup_finished_at),
                 report
                     .target

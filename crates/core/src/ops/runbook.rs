@@ -78,9 +78,12 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<String
             let _ = match last {
                 Some(b) => writeln!(
                     m,
-                    "- latest {kind} backup: `{}` of `{}`, finished {} ({} bytes){}",
+                    "- latest {kind} backup: `{}` of {}, finished {} ({} bytes){}",
                     b.short_id(),
-                    b.meta.database.as_deref().unwrap_or("-"),
+                    b.meta
+                        .database
+                        .as_deref()
+                        .map_or_else(|| "the whole cluster".to_string(), |d| format!("`{d}`")),
                     b.meta.finished_at.strftime("%Y-%m-%d %H:%M UTC"),
                     b.meta.logical_bytes,
                     proven(&drills, &b.id)
