@@ -65,12 +65,9 @@ impl ListCmd {
                 m.database.clone().unwrap_or_else(|| "-".into()),
                 output::bytes(m.logical_bytes),
                 output::bytes(m.stored_bytes),
-                m.truth
-                    .as_ref()
-                    .map_or_else(|| "-".into(), |t| t.tables.len().to_string()),
-                m.truth
-                    .as_ref()
-                    .map_or_else(|| "-".into(), |t| t.total_rows().to_string()),
+                // a schema dump has tables but no rows to count: "-", not a suspicious 0
+                data_truth(m).map_or_else(|| "-".into(), |t| t.tables.len().to_string()),
+                data_truth(m).map_or_else(|| "-".into(), |t| t.total_rows().to_string()),
             ]);
         }
         output::table(&rows);
@@ -126,4 +123,11 @@ pub fn stats(ctx: &Ctx) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+/// The backup-time truth of a backup that holds table data.
+fn data_truth(
+    m: &lifeboat_core::repository::meta::BackupMeta,
+) -> Option<&lifeboat_core::sources::postgres::truth::Truth> {
+    m.truth.as_ref().filter(|_| m.kind == BackupKind::Logical)
 }
