@@ -259,12 +259,7 @@ fn pick_backup(
     } else if !matches!(pick, Pick::Id(_)) {
         // each database is its own dump: drilling one and calling the source proven
         // would hide the others
-        let mut dbs: Vec<&str> = all
-            .iter()
-            .filter_map(|b| b.meta.database.as_deref())
-            .collect();
-        dbs.sort_unstable();
-        dbs.dedup();
+        let dbs = super::list::databases_in(&all);
         if dbs.len() > 1 {
             return Err(Error::config(format!(
                 "source {:?} backs up several databases ({}): a drill restores one",

@@ -43,6 +43,18 @@ impl ListFilter {
     }
 }
 
+/// The databases `backups` hold dumps of, sorted, each once.
+#[must_use]
+pub fn databases_in(backups: &[SnapshotInfo]) -> Vec<&str> {
+    let mut dbs: Vec<&str> = backups
+        .iter()
+        .filter_map(|b| b.meta.database.as_deref())
+        .collect();
+    dbs.sort_unstable();
+    dbs.dedup();
+    dbs
+}
+
 /// Complete backups matching `filter`, oldest first.
 ///
 /// # Errors

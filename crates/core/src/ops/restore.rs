@@ -162,12 +162,7 @@ pub fn select(repo: &Repo, opts: &RestoreOptions) -> Result<SnapshotInfo> {
     if opts.database.is_none() {
         // the newest backup of a multi-database source is of whichever database finished
         // last: restoring it unasked would bring back the wrong data
-        let mut databases: Vec<&str> = matching
-            .iter()
-            .filter_map(|b| b.meta.database.as_deref())
-            .collect();
-        databases.sort_unstable();
-        databases.dedup();
+        let databases = super::list::databases_in(&matching);
         if databases.len() > 1 {
             return Err(Error::config(format!(
                 "source {source:?} has {} backups of several databases: {}",
