@@ -29,7 +29,8 @@ pub struct RestoreCmd {
     /// The newest backup of the source (of --kind and --database).
     #[arg(long, conflicts_with_all = ["id", "before"])]
     latest: bool,
-    /// The newest backup finished (not started) at or before this time.
+    /// The newest backup finished (not started) at or before this time (a bare date means
+    /// before that day starts: `--before 2026-12-05` skips the backups of 5 December).
     #[arg(long, value_parser = parse_time, conflicts_with = "id")]
     before: Option<jiff::Timestamp>,
     /// Source name (default: the only one; with an id: the backup's source).
