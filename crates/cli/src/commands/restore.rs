@@ -8,7 +8,7 @@ use lifeboat_core::{
     ops::{
         list::{list, ListFilter},
         recover::{recover, RecoverOptions, RecoveryTarget, TargetAction},
-        restore::{plan, restore, RestoreOptions, Selector},
+        restore::{on_target_server, plan, restore, RestoreOptions, Selector},
     },
     sources::postgres::logical::BackupKind,
     wal::{Lsn, WalStore},
@@ -221,7 +221,15 @@ impl RestoreCmd {
             scratch_dir: self.scratch_dir.clone(),
             dry_run: self.dry_run,
         };
-        let p = plan(&repo, &src, &opts)?;
+        // a refused password on another server is about that server's password
+        let on_target = |e: Error| {
+            if self.target_dsn.is_some() {
+                on_target_server(e)
+            } else {
+                e
+            }
+        };
+        let p = plan(&repo, &src, &opts).map_err(on_target)?;
         if self.dry_run {
             if ctx.json {
                 return output::json(&p);
@@ -266,9 +274,12 @@ impl RestoreCmd {
             p.backup.short_id(),
             p.target_database
         );
-        let report = ctx.bars.spinning(&msg, || {
-            restore(&repo, &src, p, self.scratch_dir.as_deref())
-        })?;
+        let report = ctx
+            .bars
+            .spinning(&msg, || {
+                restore(&repo, &src, p, self.scratch_dir.as_deref())
+            })
+            .map_err(on_target)?;
         if ctx.json {
             return output::json(&report);
         }
@@ -280,6 +291,17 @@ impl RestoreCmd {
             output::secs(report.fetch_secs),
             output::secs(report.restore_secs)
         );
+        if let Some(g) = report
+            .plan
+            .globals
+            .as_ref()
+            .filter(|_| report.globals_restored)
+        {
+            println!(
+                "restored the globals (roles, tablespaces) first, from backup {}",
+                g.short_id()
+            );
+        }
         if let Some(c) = &report.comparison {
             println!(
                 "verified: {} tables, {} rows match the backup-time counts and hashes",
