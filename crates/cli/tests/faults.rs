@@ -49,6 +49,16 @@ fn config_errors_name_the_key_and_line() {
 }
 
 #[test]
+fn verify_without_ids_says_what_to_give() {
+    let ws = Workspace::new();
+    let cfg = ws.path().join("empty.toml");
+    std::fs::write(&cfg, "").unwrap();
+    let (code, _, err) = run(lb(&cfg).arg("verify"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("hint: give backup ids or --all"), "{err}");
+}
+
+#[test]
 fn no_config_file_names_the_paths_searched() {
     if std::path::Path::new("/etc/lifeboat/lifeboat.toml").exists() {
         eprintln!("skipped: /etc/lifeboat/lifeboat.toml exists on this machine");

@@ -15,7 +15,7 @@ pub struct ListCmd {
     /// Only this source.
     #[arg(long, short)]
     source: Option<String>,
-    /// Only this kind (logical, schema, globals).
+    /// Only this kind (logical, schema, globals, physical).
     #[arg(long, short)]
     kind: Option<BackupKind>,
     /// Only this database.
