@@ -101,14 +101,15 @@ impl Ctx {
 
     /// The repository's URL or path with `--repo` applied, without opening it.
     fn repo_location(&self) -> anyhow::Result<String> {
-        Ok(lifeboat_core::repository::repo_url(&self.repo_config())?.to_string())
+        let cfg = self.repo_config();
+        Ok(lifeboat_core::repository::repo_url_from(&cfg, self.config_path.is_some())?.to_string())
     }
 
     /// Opens the repository.
     fn open(&self) -> anyhow::Result<Repo> {
         let cfg = self.repo_config();
-        // say "no repository" before asking for its password
-        lifeboat_core::repository::repo_url(&cfg)?;
+        // say "no repository" (or "no configuration file") before asking for its password
+        self.repo_location()?;
         let password = cfg.password_source().resolve("repository password")?;
         Ok(Repo::open(&cfg, &password, self.bars)?.with_audit(self.config.audit.clone()))
     }

@@ -182,7 +182,23 @@ fn a_signed_head_proves_the_log_and_catches_a_rewrite() {
     };
     let (code, out, err) = verify(&statement, &public);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("chain intact"), "{out}");
+    assert!(
+        out.contains("chain intact, 1 signed head verified"),
+        "{out}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&ok(lb(&cfg)
+        .args(["--json", "audit", "verify", "--signed"])
+        .arg(&statement)
+        .arg("--public-key")
+        .arg(&public)))
+    .unwrap();
+    assert_eq!(json["signed_heads_verified"], 1, "{json}");
+    // without --signed no signature is claimed
+    let out = ok(lb(&cfg).args(["audit", "verify"]));
+    assert!(
+        out.contains("chain intact") && !out.contains("signed"),
+        "{out}"
+    );
 
     // the log grows after signing: still fine
     ok(lb(&cfg).args(["verify", "--all"]));

@@ -49,6 +49,47 @@ fn config_errors_name_the_key_and_line() {
 }
 
 #[test]
+fn verify_without_ids_says_what_to_give() {
+    let ws = Workspace::new();
+    let cfg = ws.path().join("empty.toml");
+    std::fs::write(&cfg, "").unwrap();
+    let (code, _, err) = run(lb(&cfg).arg("verify"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("hint: give backup ids or --all"), "{err}");
+}
+
+#[test]
+fn no_config_file_names_the_paths_searched() {
+    if std::path::Path::new("/etc/lifeboat/lifeboat.toml").exists() {
+        eprintln!("skipped: /etc/lifeboat/lifeboat.toml exists on this machine");
+        return;
+    }
+    let ws = Workspace::new();
+    let mut cmd = assert_cmd::Command::new(assert_cmd::cargo::cargo_bin("lifeboat"));
+    for v in [
+        "LIFEBOAT_REPOSITORY",
+        "LIFEBOAT_CONFIG",
+        "LIFEBOAT_PASSWORD",
+    ] {
+        cmd.env_remove(v);
+    }
+    let (code, _, err) = run(cmd.current_dir(ws.path()).arg("list"));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no configuration file found")
+            && err.contains("./lifeboat.toml")
+            && err.contains("/etc/lifeboat/lifeboat.toml"),
+        "{err}"
+    );
+    assert!(err.contains("hint:") && err.contains("--repo"), "{err}");
+    // with --repo there is no complaint about the file
+    let repo = ws.path().join("repo");
+    let (code, _, err) = run(cmd.arg("--repo").arg(&repo));
+    assert_ne!(code, 0);
+    assert!(!err.contains("no configuration file found"), "{err}");
+}
+
+#[test]
 fn unreachable_server_and_wrong_postgres_password() {
     let c = cluster();
     sample_db(&c, "app", 50);

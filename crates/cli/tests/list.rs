@@ -47,6 +47,17 @@ fn list_filters_and_stats_need_no_data_pack() {
     assert_eq!(before.len(), 1, "{before:?}");
     assert_eq!(before[0]["source"], "app-db");
     assert_eq!(listed(&cfg, &["--database", "app"]).len(), 2);
+    // a bare date as --until is the end of that day: the day of a backup lists it
+    let finished: jiff::Timestamp = before[0]["finished_at"].as_str().unwrap().parse().unwrap();
+    let day = finished
+        .to_zoned(jiff::tz::TimeZone::system())
+        .date()
+        .to_string();
+    let that_day = listed(&cfg, &["--since", &day, "--until", &day]);
+    assert!(
+        that_day.iter().any(|b| b["id"] == before[0]["id"]),
+        "--since {day} --until {day}: {that_day:?}"
+    );
     assert_eq!(
         listed(&cfg, &["--source", "app-db", "--database", "crm"]).len(),
         0

@@ -321,7 +321,7 @@ fn globals_are_restored_when_asked() {
     // a fresh server has no such role: restoring there needs the globals first
     let target = cluster();
     let dsn = target.dsn("postgres");
-    ok(lb(&cfg).args([
+    let out = ok(lb(&cfg).args([
         "restore",
         "--latest",
         "--source",
@@ -330,6 +330,37 @@ fn globals_are_restored_when_asked() {
         &dsn,
         "--globals",
     ]));
+    assert!(
+        out.contains("restored the globals (roles, tablespaces) first"),
+        "{out}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&ok(lb(&cfg).args([
+        "--json",
+        "restore",
+        "--latest",
+        "--source",
+        "app-db",
+        "--target-dsn",
+        &dsn,
+        "--to-database",
+        "app_again",
+        "--globals",
+    ])))
+    .unwrap();
+    assert_eq!(json["globals_restored"], true, "{json}");
+    let json: serde_json::Value = serde_json::from_str(&ok(lb(&cfg).args([
+        "--json",
+        "restore",
+        "--latest",
+        "--source",
+        "app-db",
+        "--target-dsn",
+        &dsn,
+        "--to-database",
+        "app_no_globals",
+    ])))
+    .unwrap();
+    assert_eq!(json["globals_restored"], false, "{json}");
     assert_eq!(
         target
             .sql(
@@ -475,6 +506,22 @@ fn target_dsn_uses_the_targets_password_not_the_sources() {
         )
         .unwrap();
     let port = target.port();
+    // a wrong password: the hint is about the target's password, not the source's settings
+    let (code, _, err) = run(lb(&cfg).env("PGPASSWORD", "wrong").args([
+        "restore",
+        "--latest",
+        "--target-dsn",
+        &format!("host=127.0.0.1 port={port} user=restorer dbname=postgres"),
+        "--to-database",
+        "refused",
+    ]));
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("hint: the target server refused the password")
+            && err.contains("~/.pgpass for that server"),
+        "{err}"
+    );
+    assert!(!err.contains("check password_file"), "{err}");
     // the password from PGPASSWORD, as the help says
     ok(lb(&cfg).env("PGPASSWORD", "target-secret").args([
         "restore",

@@ -176,7 +176,11 @@ pub struct Hooks {
 
 /// Cron expressions per backup kind.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+// a plain `schedule = "0 2 * * *"` is the likely mistake: show the shape that is wanted
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table of cron expressions per kind, like { logical = \"0 2 * * *\", physical = \"0 1 * * 0\" } (keys: logical, schema, globals, physical)"
+)]
 pub struct Schedule {
     /// Full logical dump.
     pub logical: Option<String>,
@@ -190,7 +194,10 @@ pub struct Schedule {
 
 /// Retention policy (the seeds: daily 30, monthly 12, yearly 7, schema-only 90 days).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table of counts, like { daily = 30, monthly = 12 } (keys: last, hourly, daily, weekly, monthly, yearly, schema_days)"
+)]
 pub struct Retention {
     /// Keep the newest N.
     pub last: Option<u32>,
@@ -633,6 +640,22 @@ drill = { schedule = "0 5 1 * *", checks = ["select count(*) > 0 from users"] }
         );
         let text = "[[source]]\nname = \"a\"\nkind = \"postgres\"\ndrill = { schedule = \"0 5 1 * *\" }\nschedule = { physical = \"0 1 * * 0\" }\n";
         Config::parse(text, "c").expect("valid schedules");
+    }
+
+    #[test]
+    fn a_plain_schedule_or_retention_string_shows_the_table_wanted() {
+        let text = "[[source]]\nname = \"a\"\nkind = \"postgres\"\nschedule = \"0 2 * * *\"\n";
+        let m = Config::parse(text, "c").unwrap_err().to_string();
+        assert!(
+            m.contains("c:4") && m.contains("schedule") && m.contains("{ logical = \"0 2 * * *\""),
+            "{m}"
+        );
+        let text = "[[source]]\nname = \"a\"\nkind = \"postgres\"\nretention = 30\n";
+        let m = Config::parse(text, "c").unwrap_err().to_string();
+        assert!(
+            m.contains("c:4") && m.contains("{ daily = 30, monthly = 12 }"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -147,7 +147,9 @@ impl AuditCmd {
                             ))
                         })?;
                     // it checks the chain too: each problem is reported once
-                    for p in signing::verify_signed(&repo, &statement, key)?.problems {
+                    let checked = signing::verify_signed(&repo, &statement, key)?;
+                    v.signed_heads_verified += checked.signed_heads_verified;
+                    for p in checked.problems {
                         if !v.problems.contains(&p) {
                             v.problems.push(p);
                         }
@@ -163,7 +165,17 @@ impl AuditCmd {
                         "{} entries, head {}{}",
                         v.entries,
                         v.head.as_deref().map_or("-", |h| &h[..16]),
-                        if v.ok() { ": chain intact" } else { "" }
+                        match (v.ok(), v.signed_heads_verified) {
+                            (false, _) => String::new(),
+                            (true, 0) => ": chain intact".to_string(),
+                            (true, 1) => {
+                                ": chain intact, 1 signed head verified (signature checked with the public key)"
+                                    .to_string()
+                            }
+                            (true, n) => format!(
+                                ": chain intact, {n} signed heads verified (signatures checked with the public key)"
+                            ),
+                        }
                     );
                 }
                 if !v.ok() {

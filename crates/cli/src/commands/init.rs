@@ -7,7 +7,7 @@ use crate::{output, Ctx};
 /// Creates the repository.
 pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
     let cfg = ctx.repo_config();
-    lifeboat_core::repository::repo_url(&cfg)?;
+    ctx.repo_location()?;
     let password = cfg.password_source().resolve("repository password")?;
     let repo = Repo::init(&cfg, &password, ctx.bars)?;
     if ctx.json {

@@ -6,7 +6,7 @@ use lifeboat_core::{
     sources::postgres::logical::BackupKind,
 };
 
-use super::parse_time;
+use super::{parse_time, parse_time_end};
 use crate::{output, Ctx};
 
 /// List backups.
@@ -15,17 +15,18 @@ pub struct ListCmd {
     /// Only this source.
     #[arg(long, short)]
     source: Option<String>,
-    /// Only this kind (logical, schema, globals).
+    /// Only this kind (logical, schema, globals, physical).
     #[arg(long, short)]
     kind: Option<BackupKind>,
     /// Only this database.
     #[arg(long, short)]
     database: Option<String>,
-    /// Only backups finished at or after this time.
+    /// Only backups finished at or after this time (a bare date: from the start of that day).
     #[arg(long, value_parser = parse_time)]
     since: Option<jiff::Timestamp>,
-    /// Only backups finished at or before this time.
-    #[arg(long, value_parser = parse_time)]
+    /// Only backups finished at or before this time (a bare date: to the end of that day,
+    /// so `--since 2026-12-05 --until 2026-12-05` lists that whole day).
+    #[arg(long, value_parser = parse_time_end)]
     until: Option<jiff::Timestamp>,
 }
 

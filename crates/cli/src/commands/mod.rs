@@ -15,25 +15,117 @@ pub mod verify;
 pub mod wal;
 
 /// Parses a time given on the command line: RFC 3339 (`2026-11-23T02:00:00Z`), or a local
-/// date and time (`2026-11-23 02:00`, `2026-11-23`).
+/// date and time (`2026-11-23 02:00`, `2026-11-23`). A bare date means the start of that day
+/// (for `--since`, `--from`, `restore --before`).
 pub fn parse_time(s: &str) -> Result<jiff::Timestamp, String> {
+    parse_time_in(s, &jiff::tz::TimeZone::system(), DayEdge::Start)
+}
+
+/// Like [`parse_time`], for the end of a period (`--until`, `--to`): a bare date means the
+/// end of that day (its last nanosecond, 23:59:59.999999999), because the bounds are compared
+/// inclusively and `--until 2026-12-05` must keep the backups of 5 December.
+pub fn parse_time_end(s: &str) -> Result<jiff::Timestamp, String> {
+    parse_time_in(s, &jiff::tz::TimeZone::system(), DayEdge::End)
+}
+
+/// Which instant of its day a bare date stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DayEdge {
+    Start,
+    End,
+}
+
+/// [`parse_time`] and [`parse_time_end`] in a given time zone (for tests).
+fn parse_time_in(
+    s: &str,
+    tz: &jiff::tz::TimeZone,
+    edge: DayEdge,
+) -> Result<jiff::Timestamp, String> {
     if let Ok(t) = s.parse::<jiff::Timestamp>() {
         return Ok(t);
     }
-    let tz = jiff::tz::TimeZone::system();
+    // a bare date first: jiff also reads "2026-11-23" as a DateTime (at midnight), which
+    // would make every date the start of its day
+    let bare = !s.trim().contains(['T', 't', ' ', ':']);
+    if let Some(d) = bare
+        .then(|| s.trim().parse::<jiff::civil::Date>().ok())
+        .flatten()
+    {
+        let start = d.to_zoned(tz.clone()).map_err(|e| e.to_string())?;
+        let z = match edge {
+            DayEdge::Start => Ok(start),
+            DayEdge::End => start.end_of_day(),
+        };
+        return z.map(|z| z.timestamp()).map_err(|e| e.to_string());
+    }
     if let Ok(dt) = s.replace(' ', "T").parse::<jiff::civil::DateTime>() {
         return dt
-            .to_zoned(tz)
-            .map(|z| z.timestamp())
-            .map_err(|e| e.to_string());
-    }
-    if let Ok(d) = s.parse::<jiff::civil::Date>() {
-        return d
-            .to_zoned(tz)
+            .to_zoned(tz.clone())
             .map(|z| z.timestamp())
             .map_err(|e| e.to_string());
     }
     Err(format!(
         "{s:?} is not a time: use 2026-11-23T02:00:00Z, \"2026-11-23 02:00\" or 2026-11-23"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::{tz::TimeZone, Timestamp};
+
+    use super::{parse_time_in, DayEdge};
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_bare_date_starts_its_day_as_a_start_bound() {
+        let t = parse_time_in("2026-12-05", &TimeZone::UTC, DayEdge::Start).unwrap();
+        assert_eq!(t, ts("2026-12-05T00:00:00Z"));
+    }
+
+    #[test]
+    fn a_bare_date_ends_its_day_as_an_end_bound() {
+        let t = parse_time_in("2026-12-05", &TimeZone::UTC, DayEdge::End).unwrap();
+        assert_eq!(t, ts("2026-12-05T23:59:59.999999999Z"));
+        // A backup finished in the last second of the day is inside, the next midnight is not.
+        assert!(ts("2026-12-05T23:59:59Z") <= t);
+        assert!(ts("2026-12-06T00:00:00Z") > t);
+    }
+
+    #[test]
+    fn a_bare_date_end_is_in_the_local_time_zone() {
+        let tz = TimeZone::fixed(jiff::tz::offset(2));
+        let t = parse_time_in("2026-09-30", &tz, DayEdge::End).unwrap();
+        assert_eq!(t, ts("2026-09-30T21:59:59.999999999Z"));
+    }
+
+    #[test]
+    fn a_time_of_day_is_taken_as_given_for_both_bounds() {
+        for edge in [DayEdge::Start, DayEdge::End] {
+            assert_eq!(
+                parse_time_in("2026-12-05 00:00", &TimeZone::UTC, edge).unwrap(),
+                ts("2026-12-05T00:00:00Z")
+            );
+            assert_eq!(
+                parse_time_in("2026-12-05T00:00", &TimeZone::UTC, edge).unwrap(),
+                ts("2026-12-05T00:00:00Z")
+            );
+            assert_eq!(
+                parse_time_in("2026-12-05 14:30", &TimeZone::UTC, edge).unwrap(),
+                ts("2026-12-05T14:30:00Z")
+            );
+            assert_eq!(
+                parse_time_in("2026-12-05T00:00:00Z", &TimeZone::UTC, edge).unwrap(),
+                ts("2026-12-05T00:00:00Z")
+            );
+        }
+    }
+
+    #[test]
+    fn not_a_time_is_refused() {
+        let e = parse_time_in("yesterday", &TimeZone::UTC, DayEdge::End).unwrap_err();
+        assert!(e.contains("is not a time"), "{e}");
+    }
 }

@@ -5,17 +5,18 @@ use std::path::PathBuf;
 use clap::Args;
 use lifeboat_core::ops::report::{evidence_pack, markdown};
 
-use super::parse_time;
+use super::{parse_time, parse_time_end};
 use crate::{output, Ctx};
 
 /// Build the evidence pack for a period.
 #[derive(Debug, Args)]
 pub struct ReportCmd {
-    /// Start of the period (default: 90 days before --to).
+    /// Start of the period (default: 90 days before --to; a bare date: the start of that day).
     #[arg(long, value_parser = parse_time)]
     from: Option<jiff::Timestamp>,
-    /// End of the period (default: now).
-    #[arg(long, value_parser = parse_time)]
+    /// End of the period, included (default: now; a bare date: the end of that day, so
+    /// `--from 2026-07-01 --to 2026-09-30` covers the whole of 30 September).
+    #[arg(long, value_parser = parse_time_end)]
     to: Option<jiff::Timestamp>,
     /// Write the Markdown here instead of stdout.
     #[arg(long, short)]

@@ -10,7 +10,7 @@ use lifeboat_core::{
         recover::{
             describe_target, plan_recovery, recover, RecoverOptions, RecoveryTarget, TargetAction,
         },
-        restore::{plan, restore, RestoreOptions, Selector},
+        restore::{on_target_server, plan, restore, RestoreOptions, Selector},
     },
     sources::postgres::logical::BackupKind,
     wal::{Lsn, WalStore},
@@ -31,7 +31,8 @@ pub struct RestoreCmd {
     /// The newest backup of the source (of --kind and --database).
     #[arg(long, conflicts_with_all = ["id", "before"])]
     latest: bool,
-    /// The newest backup finished (not started) at or before this time.
+    /// The newest backup finished (not started) at or before this time (a bare date means
+    /// before that day starts: `--before 2026-12-05` skips the backups of 5 December).
     #[arg(long, value_parser = parse_time, conflicts_with = "id")]
     before: Option<jiff::Timestamp>,
     /// Source name (default: the only one; with an id: the backup's source).
@@ -228,7 +229,15 @@ impl RestoreCmd {
             scratch_dir: self.scratch_dir.clone(),
             dry_run: self.dry_run,
         };
-        let p = plan(&repo, &src, &opts)?;
+        // a refused password on another server is about that server's password
+        let on_target = |e: Error| {
+            if self.target_dsn.is_some() {
+                on_target_server(e)
+            } else {
+                e
+            }
+        };
+        let p = plan(&repo, &src, &opts).map_err(on_target)?;
         if self.dry_run {
             if ctx.json {
                 return output::json(&p);
@@ -273,9 +282,12 @@ impl RestoreCmd {
             p.backup.short_id(),
             p.target_database
         );
-        let report = ctx.bars.spinning(&msg, || {
-            restore(&repo, &src, p, self.scratch_dir.as_deref())
-        })?;
+        let report = ctx
+            .bars
+            .spinning(&msg, || {
+                restore(&repo, &src, p, self.scratch_dir.as_deref())
+            })
+            .map_err(on_target)?;
         if ctx.json {
             return output::json(&report);
         }
@@ -287,6 +299,17 @@ impl RestoreCmd {
             output::secs(report.fetch_secs),
             output::secs(report.restore_secs)
         );
+        if let Some(g) = report
+            .plan
+            .globals
+            .as_ref()
+            .filter(|_| report.globals_restored)
+        {
+            println!(
+                "restored the globals (roles, tablespaces) first, from backup {}",
+                g.short_id()
+            );
+        }
         if let Some(c) = &report.comparison {
             println!(
                 "verified: {} tables, {} rows match the backup-time counts and hashes",

@@ -28,7 +28,9 @@ impl VerifyCmd {
     /// Verifies and fails (exit 6) when anything is damaged.
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
         if self.ids.is_empty() && !self.all {
-            return Err(Error::config("which backups? give ids or --all").into());
+            return Err(Error::config("which backups? no backup ids given")
+                .hint("give backup ids or --all (`lifeboat list` shows the ids)")
+                .into());
         }
         let repo = ctx.open()?;
         let report = verify(

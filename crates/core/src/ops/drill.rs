@@ -280,11 +280,7 @@ fn pick_backup(
                 )));
             }
             if b.meta.kind != BackupKind::Logical {
-                return Err(Error::config(format!(
-                    "backup {} is a {} backup; drills restore logical backups",
-                    b.short_id(),
-                    b.meta.kind
-                )));
+                return Err(wrong_kind(b.short_id(), b.meta.kind, BackupKind::Logical));
             }
             b
         }
@@ -297,6 +293,27 @@ fn pick_backup(
         }
     };
     Ok((chosen, all))
+}
+
+/// The refusal of `--pick ID` naming a backup of `kind` for a drill of `drill_kind`, with
+/// the flag that makes it work.
+pub(crate) fn wrong_kind(short_id: &str, kind: BackupKind, drill_kind: BackupKind) -> Error {
+    let e = Error::config(format!(
+        "backup {short_id} is a {kind} backup, not a {drill_kind} one"
+    ));
+    match (kind, drill_kind) {
+        (BackupKind::Physical, _) => {
+            e.hint(format!("add --kind physical to drill it (a base backup restored with WAL replay): `lifeboat drill --kind physical --pick {short_id}`"))
+        }
+        (BackupKind::Logical, _) => e.hint(format!(
+            "drop --kind physical to drill it: `lifeboat drill --pick {short_id}`"
+        )),
+        // schema-only and globals backups hold no rows to restore and check
+        (_, BackupKind::Physical) => {
+            e.hint("pick a physical backup: `lifeboat list --kind physical`")
+        }
+        _ => e.hint("pick a logical backup (`lifeboat list --kind logical`), or a physical one with --kind physical; schema-only and globals backups hold no rows to check"),
+    }
 }
 
 fn no_backup(src: &SourceConfig) -> Error {
@@ -1200,4 +1217,38 @@ pub fn ensure_passed(report: &DrillReport) -> Result<()> {
     }
     Err(Error::new(ErrorKind::CheckFailed, format!("drill {} failed: {}", report.id, report.failures().join("; ")))
         .hint("the backup did not prove restorable as configured: read the report and fix the first failing check"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{wrong_kind, BackupKind};
+
+    #[test]
+    fn picking_a_backup_of_another_kind_names_the_flag() {
+        let e = wrong_kind("3f2a9c1e", BackupKind::Physical, BackupKind::Logical);
+        assert_eq!(
+            e.message(),
+            "backup 3f2a9c1e is a physical backup, not a logical one"
+        );
+        assert!(
+            e.hint_text()
+                .is_some_and(|h| h.contains("add --kind physical")),
+            "{e:?}"
+        );
+        let e = wrong_kind("3f2a9c1e", BackupKind::Logical, BackupKind::Physical);
+        assert!(
+            e.hint_text()
+                .is_some_and(|h| h.contains("drop --kind physical")),
+            "{e:?}"
+        );
+        for kind in [BackupKind::Schema, BackupKind::Globals] {
+            for drill in [BackupKind::Logical, BackupKind::Physical] {
+                let e = wrong_kind("3f2a9c1e", kind, drill);
+                assert!(
+                    e.hint_text().is_some_and(|h| h.contains("pick a")),
+                    "{kind} in a {drill} drill: {e:?}"
+                );
+            }
+        }
+    }
 }

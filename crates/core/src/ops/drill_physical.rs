@@ -29,11 +29,11 @@ fn pick(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Snapshot
     if let Pick::Id(id) = &opts.pick {
         let b = super::drill::of_source(repo.backup(id)?, src)?;
         if b.meta.physical.is_none() {
-            return Err(Error::config(format!(
-                "backup {} is a {} backup, not a physical one",
+            return Err(super::drill::wrong_kind(
                 b.short_id(),
-                b.meta.kind
-            )));
+                b.meta.kind,
+                BackupKind::Physical,
+            ));
         }
         return Ok(b);
     }

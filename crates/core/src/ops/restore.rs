@@ -130,6 +130,9 @@ pub struct RestoreReport {
     pub restore_secs: f64,
     /// The comparison with the backup-time truth, if run.
     pub comparison: Option<Comparison>,
+    /// Whether roles and tablespaces (the globals backup `plan.globals`) were restored
+    /// before the database.
+    pub globals_restored: bool,
     /// Total seconds.
     pub total_secs: f64,
 }
@@ -241,6 +244,28 @@ pub fn plan(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<Re
     planned
 }
 
+/// Gives a refused password the hint for a restore onto another server (`--target-dsn`):
+/// the generic hint names the source's password settings, which are never sent there.
+#[must_use]
+pub fn on_target_server(e: Error) -> Error {
+    if e.kind() == ErrorKind::Auth {
+        e.hint("the target server refused the password: give that server's password in the --target-dsn (postgresql://user:PASSWORD@host/db, or password=...), in PGPASSWORD, or in ~/.pgpass for that server; the source's password_file / password_command is never sent to another server")
+    } else {
+        e
+    }
+}
+
+/// `--clean` alone is refused: dropping objects in a database must be asked for twice.
+fn clean_needs_force(opts: &RestoreOptions) -> Result<()> {
+    if opts.clean && !opts.force {
+        return Err(Error::config(
+            "--clean drops objects in the target and needs --force as well",
+        )
+        .hint("add --force to restore over the existing database, or leave out --clean to restore into a new or empty one (--to-database NAME)"));
+    }
+    Ok(())
+}
+
 fn plan_inner(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<RestorePlan> {
     let backup = select(repo, opts)?;
     if backup.meta.kind == BackupKind::Globals {
@@ -249,11 +274,7 @@ fn plan_inner(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<
         )
         .hint("pick a logical or schema backup; add --globals to restore roles first"));
     }
-    if opts.clean && !opts.force {
-        return Err(Error::config(
-            "--clean drops objects in the target and needs --force as well",
-        ));
-    }
+    clean_needs_force(opts)?;
     let original = backup.meta.database.clone().unwrap_or_default();
     let target = opts.to_database.clone().unwrap_or_else(|| original.clone());
     let conn = PgConn::from_source(src)?;
@@ -674,6 +695,7 @@ fn restore_inner(
         fetch_secs,
         restore_secs,
         comparison,
+        globals_restored: globals_file.is_some(),
         total_secs: clock.elapsed().as_secs_f64(),
         plan,
     })
@@ -682,6 +704,45 @@ fn restore_inner(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_password_on_another_server_names_that_servers_password() {
+        let e = on_target_server(crate::sources::postgres::conn::classify(
+            "psql: error: connection to server at \"10.0.0.9\", port 5432 failed: FATAL:  password authentication failed for user \"postgres\"",
+            "connecting",
+        ));
+        assert_eq!(e.kind(), ErrorKind::Auth);
+        let h = e.hint_text().unwrap();
+        assert!(
+            h.contains("target server") && h.contains("PGPASSWORD") && h.contains("~/.pgpass"),
+            "{h}"
+        );
+        assert!(!h.contains("check password_file"), "{h}");
+        // other errors keep their own hint
+        let e = on_target_server(Error::config("x").hint("y"));
+        assert_eq!(e.hint_text(), Some("y"));
+    }
+
+    #[test]
+    fn clean_without_force_is_refused_with_a_hint() {
+        let opts = RestoreOptions {
+            clean: true,
+            ..RestoreOptions::default()
+        };
+        let e = clean_needs_force(&opts).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(
+            e.hint_text().is_some_and(|h| h.contains("add --force")),
+            "{e:?}"
+        );
+        let opts = RestoreOptions {
+            clean: true,
+            force: true,
+            ..RestoreOptions::default()
+        };
+        assert!(clean_needs_force(&opts).is_ok());
+        assert!(clean_needs_force(&RestoreOptions::default()).is_ok());
+    }
 
     #[test]
     fn properties_are_renamed_exactly() {

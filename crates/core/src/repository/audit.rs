@@ -274,6 +274,10 @@ pub struct AuditVerdict {
     pub head: Option<String>,
     /// What is wrong, naming the entries; empty when the chain is intact.
     pub problems: Vec<String>,
+    /// Signed heads (`audit verify --signed`) whose signature verified with the trusted
+    /// public key; each head is then checked against the chain like an expected head (one
+    /// missing from the log is in `problems`).
+    pub signed_heads_verified: usize,
 }
 
 impl AuditVerdict {
@@ -330,6 +334,7 @@ pub fn verify_entries(entries: &[Entry], expected_head: Option<&str>) -> AuditVe
         entries: entries.len(),
         head,
         problems,
+        signed_heads_verified: 0,
     }
 }
 

@@ -12,7 +12,7 @@ pub mod meta;
 pub mod signing;
 mod source;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rustic_core::{
     repofile::{SnapshotFile, SnapshotId},
@@ -79,6 +79,36 @@ pub fn repo_url(cfg: &RepositoryConfig) -> Result<&str> {
             Error::config("no repository given")
                 .hint("set [repository] url in lifeboat.toml, LIFEBOAT_REPOSITORY, or pass --repo")
         })
+}
+
+/// The configured repository URL, or, when no configuration file was found (`config_found`
+/// false) and none is set, an error saying so and naming the paths searched: an operator
+/// in the wrong directory learns that the file is missing, not only that the URL is.
+///
+/// # Errors
+///
+/// [`ErrorKind::Config`] when no URL is set.
+pub fn repo_url_from(cfg: &RepositoryConfig, config_found: bool) -> Result<&str> {
+    repo_url(cfg).map_err(|e| {
+        if config_found {
+            return e;
+        }
+        let searched: Vec<String> = crate::config::DEFAULT_CONFIG_PATHS
+            .iter()
+            .map(|p| {
+                if Path::new(p).is_relative() {
+                    format!("./{p}")
+                } else {
+                    (*p).to_string()
+                }
+            })
+            .collect();
+        Error::config(format!(
+            "no configuration file found (searched {}) and no repository given",
+            searched.join(", ")
+        ))
+        .hint("create lifeboat.toml (see the README's Quick start) or pass --config PATH; or give the repository with --repo or LIFEBOAT_REPOSITORY")
+    })
 }
 
 fn rustic_repo<P: ProgressBars>(cfg: &RepositoryConfig, pb: P) -> Result<Repository<()>> {
@@ -421,4 +451,32 @@ fn describe(url: &str, what: &str, e: Box<rustic_core::RusticError>, fallback_hi
     Error::new(kind, message)
         .hint(hint.unwrap_or(fallback_hint))
         .source(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{repo_url_from, RepositoryConfig};
+
+    #[test]
+    fn no_url_without_a_config_file_names_the_paths_searched() {
+        let e = repo_url_from(&RepositoryConfig::default(), false).unwrap_err();
+        assert!(
+            e.message().contains("no configuration file found")
+                && e.message()
+                    .contains("./lifeboat.toml, /etc/lifeboat/lifeboat.toml"),
+            "{e}"
+        );
+        assert!(e.hint_text().is_some_and(|h| h.contains("--repo")), "{e}");
+    }
+
+    #[test]
+    fn no_url_in_a_config_file_says_only_that() {
+        let e = repo_url_from(&RepositoryConfig::default(), true).unwrap_err();
+        assert_eq!(e.message(), "no repository given");
+        let cfg = RepositoryConfig {
+            url: Some("/srv/repo".into()),
+            ..RepositoryConfig::default()
+        };
+        assert_eq!(repo_url_from(&cfg, false).unwrap(), "/srv/repo");
+    }
 }

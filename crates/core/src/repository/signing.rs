@@ -127,7 +127,17 @@ pub fn verify_signed(
     statement: &SignedHead,
     pub_file: &Path,
 ) -> Result<audit::AuditVerdict> {
-    let public: [u8; 32] = unhex(&read(pub_file, "public key")?, "the public key")?;
+    let public = read(pub_file, "public key")?;
+    verify_signed_entries(&audit::entries(repo)?, statement, &public)
+}
+
+/// [`verify_signed`] on entries already read, with the public key as its hex text.
+fn verify_signed_entries(
+    entries: &[audit::Entry],
+    statement: &SignedHead,
+    public: &str,
+) -> Result<audit::AuditVerdict> {
+    let public: [u8; 32] = unhex(public, "the public key")?;
     let key = VerifyingKey::from_bytes(&public)
         .map_err(|_| Error::config("the public key is not a valid Ed25519 key"))?;
     let sig: [u8; 64] = unhex(&statement.signature, "the signature")?;
@@ -140,5 +150,70 @@ pub fn verify_signed(
             )
             .hint("the statement was changed, or signed with another key")
         })?;
-    audit::verify(repo, Some(&statement.head))
+    let mut verdict = audit::verify_entries(entries, Some(&statement.head));
+    verdict.signed_heads_verified = 1;
+    Ok(verdict)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log of `n` entries, correctly chained.
+    fn chain(n: u64) -> Vec<audit::Entry> {
+        let mut out: Vec<audit::Entry> = Vec::new();
+        for seq in 1..=n {
+            let mut e = audit::Entry {
+                seq,
+                time: Timestamp::from_second(1_700_000_000 + seq as i64).unwrap(),
+                action: "backup".into(),
+                outcome: "ok".into(),
+                details: format!("snapshot {seq}"),
+                prev: out
+                    .last()
+                    .map_or_else(|| audit::GENESIS.to_string(), |p| p.hash.clone()),
+                hash: String::new(),
+            };
+            e.hash = e.compute_hash();
+            out.push(e);
+        }
+        out
+    }
+
+    fn signed(key: &SigningKey, entries: &[audit::Entry]) -> SignedHead {
+        let head = entries.last().unwrap().hash.clone();
+        let signed_at = Timestamp::from_second(1_800_000_000).unwrap();
+        let sig = key.sign(SignedHead::message(&head, entries.len(), signed_at).as_bytes());
+        SignedHead {
+            head,
+            entries: entries.len(),
+            signed_at,
+            public_key: hex(key.verifying_key().as_bytes()),
+            signature: hex(&sig.to_bytes()),
+        }
+    }
+
+    #[test]
+    fn a_good_signature_is_counted_as_verified() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let public = hex(key.verifying_key().as_bytes());
+        let entries = chain(3);
+        let statement = signed(&key, &entries[..2]);
+        let v = verify_signed_entries(&entries, &statement, &public).unwrap();
+        assert!(v.ok(), "{:?}", v.problems);
+        assert_eq!(v.signed_heads_verified, 1);
+        assert_eq!(
+            audit::verify_entries(&entries, None).signed_heads_verified,
+            0
+        );
+    }
+
+    #[test]
+    fn a_signature_by_another_key_is_refused() {
+        let entries = chain(2);
+        let statement = signed(&SigningKey::from_bytes(&[7; 32]), &entries);
+        let other = hex(SigningKey::from_bytes(&[8; 32]).verifying_key().as_bytes());
+        let e = verify_signed_entries(&entries, &statement, &other).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Integrity);
+    }
 }
