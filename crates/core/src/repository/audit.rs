@@ -347,29 +347,33 @@ pub fn verify(repo: &Repo, expected_head: Option<&str>) -> Result<AuditVerdict> 
     Ok(verify_entries(&entries(repo)?, expected_head))
 }
 
+/// A log of `n` entries, correctly chained (for the tests of this module and of signing).
+#[cfg(test)]
+pub(crate) fn test_chain(n: u64) -> Vec<Entry> {
+    let mut out: Vec<Entry> = Vec::new();
+    for seq in 1..=n {
+        let mut e = Entry {
+            seq,
+            time: Timestamp::from_second(1_700_000_000 + seq as i64).expect("time"),
+            action: "backup".into(),
+            outcome: "ok".into(),
+            details: format!("snapshot {seq}"),
+            prev: out
+                .last()
+                .map_or_else(|| GENESIS.to_string(), |p| p.hash.clone()),
+            hash: String::new(),
+        };
+        e.hash = e.compute_hash();
+        out.push(e);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn chain(n: u64) -> Vec<Entry> {
-        let mut out: Vec<Entry> = Vec::new();
-        for seq in 1..=n {
-            let mut e = Entry {
-                seq,
-                time: Timestamp::from_second(1_700_000_000 + seq as i64).unwrap(),
-                action: "backup".into(),
-                outcome: "ok".into(),
-                details: format!("snapshot {seq}"),
-                prev: out
-                    .last()
-                    .map_or_else(|| GENESIS.to_string(), |p| p.hash.clone()),
-                hash: String::new(),
-            };
-            e.hash = e.compute_hash();
-            out.push(e);
-        }
-        out
-    }
+    use super::test_chain as chain;
 
     #[test]
     fn intact_chain_passes() {

@@ -159,26 +159,7 @@ fn verify_signed_entries(
 mod tests {
     use super::*;
 
-    /// A log of `n` entries, correctly chained.
-    fn chain(n: u64) -> Vec<audit::Entry> {
-        let mut out: Vec<audit::Entry> = Vec::new();
-        for seq in 1..=n {
-            let mut e = audit::Entry {
-                seq,
-                time: Timestamp::from_second(1_700_000_000 + seq as i64).unwrap(),
-                action: "backup".into(),
-                outcome: "ok".into(),
-                details: format!("snapshot {seq}"),
-                prev: out
-                    .last()
-                    .map_or_else(|| audit::GENESIS.to_string(), |p| p.hash.clone()),
-                hash: String::new(),
-            };
-            e.hash = e.compute_hash();
-            out.push(e);
-        }
-        out
-    }
+    use audit::test_chain as chain;
 
     fn signed(key: &SigningKey, entries: &[audit::Entry]) -> SignedHead {
         let head = entries.last().unwrap().hash.clone();
