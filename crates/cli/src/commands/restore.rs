@@ -477,19 +477,13 @@ impl RestoreCmd {
                 if let Some(l) = &report.log {
                     println!("  server log: {}", l.display());
                 }
-                // where it listens: the server says so in its postmaster.pid
-                let pid_file = std::fs::read_to_string(report.to_dir.join("postmaster.pid"))
-                    .unwrap_or_default();
-                let lines: Vec<&str> = pid_file.lines().collect();
-                if let (Some(port), Some(sock)) = (lines.get(3), lines.get(4)) {
+                if let Some((socket, port)) = &r.listen {
                     println!(
-                        "  connect: psql -h {} -p {} -U postgres    stop: {}{} -D {} stop",
-                        sock.trim(),
-                        port.trim(),
-                        self.physical
+                        "  connect: psql -h {} -p {port} -U postgres    stop: {}{} -D {} stop",
+                        socket.display(),
+                        report
                             .owner
                             .as_deref()
-                            .or(Some("postgres").filter(|_| is_root()))
                             .map(|u| format!("runuser -u {u} -- "))
                             .unwrap_or_default(),
                         lifeboat_core::sources::postgres::conn::PgBin::new(
@@ -516,12 +510,6 @@ impl RestoreCmd {
         }
         Ok(())
     }
-}
-
-/// Whether lifeboat runs as root (files and the server then belong to `--owner`).
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 impl RestoreCmd {

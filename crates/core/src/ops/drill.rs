@@ -1016,7 +1016,8 @@ fn run_hooks(
             }
             // stdout and stderr in one pipe, in the order written: a failing migration's
             // story is often on stdout
-            let (out_reader, out_writer) = match std::io::pipe() {
+            let pipe = std::io::pipe().and_then(|(r, w)| Ok((r, w.try_clone()?, w)));
+            let (out_reader, out_writer, err_writer) = match pipe {
                 Ok(p) => p,
                 Err(e) => {
                     return Check {
@@ -1026,18 +1027,11 @@ fn run_hooks(
                     }
                 }
             };
-            let Ok(out_writer2) = out_writer.try_clone() else {
-                return Check {
-                    name,
-                    ok: false,
-                    detail: "cannot make a pipe".into(),
-                };
-            };
             cmd.env("LIFEBOAT_DRILL_CONNINFO", conn.conninfo(database))
                 .env("PGDATABASE", database)
                 .stdin(Stdio::null())
                 .stdout(out_writer)
-                .stderr(out_writer2)
+                .stderr(err_writer)
                 .process_group(0);
             let spawned = cmd.spawn();
             // the command holds the pipe's write ends: only the hook may keep it open
@@ -1053,7 +1047,7 @@ fn run_hooks(
                 }
             };
             crate::sources::postgres::cluster::register_group(child.id() as i32);
-            let stderr = StderrTail::read(out_reader);
+            let output = OutputTail::read(out_reader);
             let waited = wait_with_timeout(&child, Duration::from_secs(timeout_secs));
             groups.0.push(child);
             match waited {
@@ -1065,7 +1059,7 @@ fn run_hooks(
                 Ok(Some(status)) => Check {
                     name,
                     ok: false,
-                    detail: format!("{status}{}", last_lines(&stderr.text())),
+                    detail: format!("{status}{}", last_lines(&output.text())),
                 },
                 Err(detail) => Check {
                     name,
@@ -1107,12 +1101,12 @@ fn last_lines(text: &str) -> String {
 /// The end of a hook's output, read on the side until the pipe closes: a chatty hook (or
 /// the application it started, which inherits the pipe) never blocks on a full pipe nor
 /// dies of a closed one. The last 64 KiB are kept.
-struct StderrTail {
+struct OutputTail {
     buf: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
     reader: std::thread::JoinHandle<()>,
 }
 
-impl StderrTail {
+impl OutputTail {
     const KEEP: usize = 64 << 10;
 
     fn read(mut pipe: impl std::io::Read + Send + 'static) -> Self {

@@ -129,6 +129,8 @@ pub struct ReachedPoint {
     pub timeline: Option<u32>,
     /// Whether the server is still in recovery (paused at the target).
     pub in_recovery: bool,
+    /// Where the running server listens: its socket directory and port.
+    pub listen: Option<(PathBuf, u16)>,
 }
 
 /// What a physical restore did.
@@ -156,6 +158,8 @@ pub struct RecoverReport {
     pub port: Option<u16>,
     /// How to start the server (without `start`).
     pub start_hint: Option<String>,
+    /// The OS user the files belong to and the server runs as (when lifeboat runs as root).
+    pub owner: Option<String>,
     /// Configuration files the backup did not hold (the cluster kept them outside its data
     /// directory, as Debian's packages do) and the restore wrote, minimal.
     #[serde(default)]
@@ -663,13 +667,13 @@ pub(crate) fn recover_inner(
     check_empty(&opts.to_dir)?;
     // the restore_command probe (a process that opens the repository) runs while the backup
     // and the archive are looked up
+    let user = owner(opts)?;
     let probe = {
         let command = opts.restore_command.clone();
-        let user = owner(opts)?.map(|u| u.name);
-        std::thread::spawn(move || preflight(&command, user.as_deref()))
+        let name = user.as_ref().map(|u| u.name.clone());
+        std::thread::spawn(move || preflight(&command, name.as_deref()))
     };
     let (backup, phys, reach) = locate(repo, store, opts)?;
-    let user = owner(opts)?;
     probe
         .join()
         .map_err(|_| Error::internal("the restore_command probe panicked"))??;
@@ -732,6 +736,7 @@ pub(crate) fn recover_inner(
         log: None,
         port: opts.port,
         start_hint: None,
+        owner: user_name.clone(),
         config_written: written,
     };
     if !opts.start {
@@ -919,6 +924,7 @@ pub(crate) fn start_and_wait(
                         stop_reason,
                         timeline,
                         in_recovery: f[0] == "t",
+                        listen: Some((socket, port)),
                     });
                 }
             }
