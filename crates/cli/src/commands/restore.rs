@@ -299,12 +299,7 @@ impl RestoreCmd {
             output::secs(report.fetch_secs),
             output::secs(report.restore_secs)
         );
-        if let Some(g) = report
-            .plan
-            .globals
-            .as_ref()
-            .filter(|_| report.globals_restored)
-        {
+        if let Some(g) = &report.plan.globals {
             println!(
                 "restored the globals (roles, tablespaces) first, from backup {}",
                 g.short_id()

@@ -695,7 +695,7 @@ fn restore_inner(
         fetch_secs,
         restore_secs,
         comparison,
-        globals_restored: globals_file.is_some(),
+        globals_restored: plan.globals.is_some(),
         total_secs: clock.elapsed().as_secs_f64(),
         plan,
     })
