@@ -134,7 +134,16 @@ fn probe(endpoint: String) -> Result<()> {
     {
         return Ok(());
     }
-    probe_direct(&endpoint)
+    // a WAL command opens the repository and the WAL store: one probe per endpoint is enough
+    static REACHED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    if REACHED.lock().is_ok_and(|r| r.contains(&endpoint)) {
+        return Ok(());
+    }
+    probe_direct(&endpoint)?;
+    if let Ok(mut r) = REACHED.lock() {
+        r.push(endpoint);
+    }
+    Ok(())
 }
 
 /// [`probe`] without looking for a proxy.
