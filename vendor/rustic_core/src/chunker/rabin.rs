@@ -73,7 +73,7 @@ pub(crate) struct ChunkIter<R: Read + Send> {
 /// The window of the rolling hash: 64 bytes.
 const WINDOW: usize = 64;
 /// Fingerprint positions one lane covers per round.
-const LANE: usize = 16 * constants::KB;
+const LANE: usize = 4 * constants::KB;
 /// Lanes scanned together.
 const LANES: usize = 4;
 
@@ -202,45 +202,58 @@ impl<R: Read + Send> ChunkIter<R> {
 
 /// The first `e` in `from..to` whose fingerprint over `d[e - 64..e]` matches `mask`
 /// (`from > 64`), scanning `LANES` lanes of `LANE` positions at a time.
+///
+/// The lanes only record whether they matched anywhere; the first lane that did is scanned
+/// again on its own to find where. A match is rare (about one per chunk), and tracking its
+/// position in every lane cost more than the hashing: spilled registers and conditional
+/// moves held the loop to ~470 MB/s of stream, against ~670 MB/s without them (the
+/// benchmark dump, this machine; docs/decisions/0007).
 fn first_cut(t: &RabinTables, d: &[u8], mask: u64, from: usize, to: usize) -> Option<usize> {
     let mut s = from;
     while to - s >= LANES * LANE {
-        let mut hash = [0; LANES];
-        let mut hit = [usize::MAX; LANES];
-        let lanes: [&[u8; LANE + WINDOW - 1]; LANES] = std::array::from_fn(|l| {
+        let outs: [&[u8]; LANES] = std::array::from_fn(|l| {
             let p = s + l * LANE;
-            d[p - WINDOW..p + LANE - 1].try_into().unwrap()
+            &d[p - WINDOW..p + LANE - WINDOW - 1]
         });
-        for (l, lane) in lanes.iter().enumerate() {
-            hash[l] = t.fingerprint(&lane[..WINDOW]);
-            if hash[l] & mask == 0 {
-                hit[l] = s + l * LANE;
-            }
-        }
+        let ins: [&[u8]; LANES] = std::array::from_fn(|l| {
+            let p = s + l * LANE;
+            &d[p..p + LANE - 1]
+        });
+        let mut hash: [Polynom64; LANES] = std::array::from_fn(|l| {
+            let p = s + l * LANE;
+            t.fingerprint(&d[p - WINDOW..p])
+        });
+        // the top bit is set once some fingerprint & mask was 0 (0 - 1 wraps; anything
+        // else stays below the mask)
+        let mut matched: [u64; LANES] = std::array::from_fn(|l| (hash[l] & mask).wrapping_sub(1));
         // position e = p + k + 1 of lane l (starting at p): the byte d[e - 65] leaves the
         // window, d[e - 1] enters it
         for k in 0..LANE - 1 {
             for l in 0..LANES {
-                let h = t.append(hash[l] ^ t.out_table[lanes[l][k] as usize], lanes[l][WINDOW + k]);
+                let h = t.append(hash[l] ^ t.out_table[outs[l][k] as usize], ins[l][k]);
                 hash[l] = h;
-                if h & mask == 0 && hit[l] == usize::MAX {
-                    hit[l] = s + l * LANE + k + 1;
-                }
+                matched[l] |= (h & mask).wrapping_sub(1);
             }
         }
-        if let Some(&e) = hit.iter().find(|&&e| e != usize::MAX) {
-            return Some(e);
+        if let Some(l) = (0..LANES).find(|&l| matched[l] >> 63 != 0) {
+            let p = s + l * LANE;
+            return first_cut_serial(t, d, mask, p, p + LANE);
         }
         s += LANES * LANE;
     }
-    if s >= to {
+    first_cut_serial(t, d, mask, s, to)
+}
+
+/// [`first_cut`] one position after the other.
+fn first_cut_serial(t: &RabinTables, d: &[u8], mask: u64, from: usize, to: usize) -> Option<usize> {
+    if from >= to {
         return None;
     }
-    let mut h = t.fingerprint(&d[s - WINDOW..s]);
+    let mut h = t.fingerprint(&d[from - WINDOW..from]);
     if h & mask == 0 {
-        return Some(s);
+        return Some(from);
     }
-    for e in s + 1..to {
+    for e in from + 1..to {
         h = t.append(h ^ t.out_table[d[e - WINDOW - 1] as usize], d[e - 1]);
         if h & mask == 0 {
             return Some(e);
