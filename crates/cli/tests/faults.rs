@@ -194,7 +194,31 @@ fn postgres_password_never_reaches_argv() {
     ok(lb(&cfg).arg("init"));
     let out = ok(lb(&cfg).arg("backup"));
     assert!(!out.contains("sekret-pw-42"));
-    ok(lb(&cfg).args(["restore", "--latest", "--to-database", "copy"]));
+    // a post-hook connects with the conninfo it is given (no password in it) and finds the
+    // password in the file PGPASSFILE names, not in its environment
+    let hook_out = ws.path().join("hook.out");
+    let hook_env = ws.path().join("hook.env");
+    let hook = format!(
+        "{} \"$LIFEBOAT_TARGET_CONNINFO\" -w -XAtc 'select count(*) from shop.users' > {} && env > {}",
+        real.program("psql").display(),
+        hook_out.display(),
+        hook_env.display()
+    );
+    ok(lb(&cfg).args([
+        "restore",
+        "--latest",
+        "--to-database",
+        "copy",
+        "--post-hook",
+        &hook,
+    ]));
+    assert_eq!(std::fs::read_to_string(&hook_out).unwrap().trim(), "50");
+    let env = std::fs::read_to_string(&hook_env).unwrap();
+    assert!(env.contains("PGPASSFILE="), "{env}");
+    assert!(
+        !env.contains("sekret-pw-42"),
+        "password in a hook's environment:\n{env}"
+    );
     let argv = std::fs::read_to_string(&log).unwrap();
     assert!(
         argv.contains("pg_dump ") && argv.contains("pg_restore "),

@@ -510,8 +510,19 @@ pub(crate) fn run_pg_restore(
     Ok(())
 }
 
-fn run_hook(name: &str, cmd: &str, plan: &RestorePlan) -> Result<()> {
-    let status = remove_secret_env(&mut std::process::Command::new("sh"))
+/// Runs a restore hook; `passfile` is a password file for the target server (see
+/// [`PgConn::write_passfile`]) handed over in `PGPASSFILE`.
+fn run_hook(
+    name: &str,
+    cmd: &str,
+    plan: &RestorePlan,
+    passfile: Option<&std::path::Path>,
+) -> Result<()> {
+    let mut command = std::process::Command::new("sh");
+    if let Some(p) = passfile {
+        command.env("PGPASSFILE", p);
+    }
+    let status = remove_secret_env(&mut command)
         .arg("-c")
         .arg(cmd)
         .env("LIFEBOAT_HOOK", name)
@@ -624,8 +635,16 @@ fn restore_inner(
         None => None,
     };
     let fetch_secs = clock.elapsed().as_secs_f64();
+    // hooks connect to the target too (migrations, a health check): they get its password
+    // in a file only libpq reads, never in their environment
+    let passfile = scratch.path().join("hooks.pgpass");
+    let passfile = if plan.pre_hook.is_some() || plan.post_hook.is_some() {
+        conn.write_passfile(&passfile)?.then_some(passfile)
+    } else {
+        None
+    };
     if let Some(h) = &plan.pre_hook {
-        run_hook("pre-restore", h, &plan)?;
+        run_hook("pre-restore", h, &plan, passfile.as_deref())?;
     }
     let restore_clock = Instant::now();
     if let Some(g) = &globals_file {
@@ -671,7 +690,7 @@ fn restore_inner(
     if let Some(h) = &plan.post_hook {
         // the data is in place by now: the error must say so, or the operator cannot
         // tell a failed restore from a failed hook
-        run_hook("post-restore", h, &plan).map_err(|e| {
+        run_hook("post-restore", h, &plan, passfile.as_deref()).map_err(|e| {
             let done = match &comparison {
                 Some(c) => format!(
                     "backup {} was restored into database {:?} and verified ({} tables, {} rows match the backup)",

@@ -248,6 +248,67 @@ impl PgConn {
         cmd
     }
 
+    /// Writes a libpq password file (mode 0600) at `path` whose first line gives this
+    /// connection's password for its host, port and user, followed by the lines of the
+    /// caller's own password file (`PGPASSFILE` or `~/.pgpass`), which stay usable for other
+    /// servers. Returns `false`, writing nothing, when lifeboat has no password for the
+    /// server (then libpq's own ways apply unchanged).
+    ///
+    /// For hooks: they get a conninfo without the password, and a `PGPASSFILE` that
+    /// offers it only to this server instead of the password itself in the environment.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] when the file cannot be written.
+    pub fn write_passfile(&self, path: &Path) -> Result<bool> {
+        use std::io::Write;
+        let Some(password) = &self.password else {
+            return Ok(false);
+        };
+        let field = |key: &str| {
+            self.params
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+                .filter(|v| !v.is_empty() && !v.contains(','))
+                .map_or_else(|| "*".to_string(), pgpass_escape)
+        };
+        let mut text = format!(
+            "{}:{}:*:{}:{}\n",
+            field("host"),
+            field("port"),
+            field("user"),
+            pgpass_escape(password.expose())
+        );
+        let own = std::env::var_os("PGPASSFILE")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pgpass")));
+        if let Some(own) = own.and_then(|p| std::fs::read_to_string(p).ok()) {
+            text.push_str(&own);
+        }
+        let mut f = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+        }
+        .map_err(|e| {
+            Error::io(
+                format!("writing a password file for a hook at {}", path.display()),
+                e,
+            )
+        })?;
+        f.write_all(text.as_bytes()).map_err(|e| {
+            Error::io(
+                format!("writing a password file for a hook at {}", path.display()),
+                e,
+            )
+        })?;
+        Ok(true)
+    }
+
     /// Sets `PGPASSWORD` and the application name on `cmd`, and removes lifeboat's own
     /// secrets from what it inherits.
     pub fn apply_env(&self, cmd: &mut Command) {
@@ -379,6 +440,11 @@ pub fn classify(stderr: &str, what: &str) -> Error {
         (ErrorKind::Postgres, "see the PostgreSQL message above")
     };
     Error::new(kind, format!("{what}: {detail}")).hint(hint)
+}
+
+/// A `.pgpass` field: `:` and `\\` are escaped with a backslash.
+fn pgpass_escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace(':', "\\:")
 }
 
 fn quote(v: &str) -> String {
