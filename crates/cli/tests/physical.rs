@@ -444,7 +444,7 @@ fn archived_segments(a: &Archiving) -> Vec<PathBuf> {
 fn a_missing_segment_is_named_with_the_last_reachable_point() {
     let a = Archiving::start(None, false);
     a.load(1..=3);
-    a.backup();
+    let first = a.backup();
     a.load(4..=30);
     a.archive_now();
     let segs = archived_segments(&a);
@@ -493,6 +493,45 @@ fn a_missing_segment_is_named_with_the_last_reachable_point() {
     );
     assert!(err.contains("can reach only LSN"), "{err}");
     assert!(!dir.exists(), "nothing was written");
+
+    // a backup after the gap restarts the chain: status is good again, and names the
+    // older backup whose recovery now stops at the gap
+    a.backup();
+    a.load(31..=32);
+    a.archive_now();
+    let (code, out, _) = run(a.lb().args(["wal", "status"]));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("older backups cut short by a gap"), "{out}");
+    assert!(
+        out.contains(&format!("backup {}: recovers only up to", &first[..8]))
+            && out.contains(&format!("{name} is missing")),
+        "{out}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(a.lb().args(["--json", "wal", "status"]))).expect("json");
+    assert_eq!(json["cut_short"][0]["backup_id"], first.as_str(), "{json}");
+    assert_eq!(
+        json["cut_short"].as_array().map(Vec::len),
+        Some(1),
+        "{json}"
+    );
+
+    // a target past the end of the archive is not a gap
+    let (code, _, err) = run(a
+        .lb()
+        .args([
+            "restore",
+            "--kind",
+            "physical",
+            "--target-lsn",
+            "0/FFFFFFFF",
+            "--dry-run",
+            "--to-dir",
+        ])
+        .arg(&dir));
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("archive ends at LSN"), "{err}");
+    assert!(!err.contains("missing"), "{err}");
 }
 
 #[test]

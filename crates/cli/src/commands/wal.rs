@@ -197,17 +197,25 @@ impl WalCmd {
     }
 }
 
-/// The newest physical backup of `source`.
-fn latest_physical(
+/// The physical backups of `source`, oldest first.
+fn physical_backups(
     repo: &lifeboat_core::repository::Repo,
     source: &str,
-) -> anyhow::Result<Option<lifeboat_core::repository::SnapshotInfo>> {
+) -> anyhow::Result<Vec<lifeboat_core::repository::SnapshotInfo>> {
     let filter = ListFilter {
         source: Some(source.to_string()),
         kind: Some(BackupKind::Physical),
         ..ListFilter::default()
     };
-    Ok(list(repo, &filter)?.pop())
+    Ok(list(repo, &filter)?)
+}
+
+/// The newest physical backup of `source`.
+fn latest_physical(
+    repo: &lifeboat_core::repository::Repo,
+    source: &str,
+) -> anyhow::Result<Option<lifeboat_core::repository::SnapshotInfo>> {
+    Ok(physical_backups(repo, source)?.pop())
 }
 
 /// `wal status --json`: the repository's view, and the server's where it answered.
@@ -215,6 +223,8 @@ fn latest_physical(
 struct StatusJson<'a> {
     #[serde(flatten)]
     archive: &'a wal::WalStatus,
+    /// Older physical backups whose recovery stops at a gap (or cannot become consistent).
+    cut_short: &'a [wal::Reachable],
     /// The server's archiver; `None` when the server did not answer.
     archiver: Option<&'a ArchiverState>,
     /// Why the server's archiver could not be read.
@@ -240,7 +250,8 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
     // --json asks the server first, so that what it says was archived is in the listing
     // read after it; text prints the repository's part first (see below)
     let early_server = ctx.json.then(|| archiver(ctx, &name));
-    let latest = latest_physical(&repo, &name)?;
+    let mut backups = physical_backups(&repo, &name)?;
+    let latest = backups.pop();
     let phys = latest.as_ref().and_then(|b| b.meta.physical.clone());
     let start = latest
         .as_ref()
@@ -250,6 +261,21 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
         .as_ref()
         .map_or(wal::DEFAULT_SEGMENT_SIZE, |p| p.wal_segment_size);
     let st = wal::status(&store, start.as_ref(), seg_size)?;
+    // a gap also ends the recovery window of the backups taken before it
+    let cut_short = if st.timelines.iter().any(|t| !t.gaps.is_empty()) {
+        let older: Vec<ChainStart> = backups
+            .iter()
+            .filter_map(|b| {
+                b.meta
+                    .physical
+                    .as_ref()
+                    .map(|p| ChainStart::of_backup(&b.id, p))
+            })
+            .collect();
+        wal::cut_short(&store, &older, seg_size)?
+    } else {
+        Vec::new()
+    };
     let candidates = sockets(ctx, &name, socket);
     let answering = candidates
         .iter()
@@ -259,6 +285,7 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
     if let Some(server) = early_server {
         output::json(&StatusJson {
             archive: &st,
+            cut_short: &cut_short,
             archiver: server.as_ref().ok(),
             archiver_error: server.as_ref().err().map(ToString::to_string),
             wal_server,
@@ -326,6 +353,22 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
             if let Some(b) = &r.blocked_by {
                 println!("  GAP: {b} is missing; later WAL cannot be replayed from this backup");
                 println!("  hint: take a new physical backup now (`lifeboat backup --kind physical`) so the chain restarts after the gap");
+            }
+        }
+    }
+    if !cut_short.is_empty() {
+        println!("  older backups cut short by a gap (the missing WAL cannot be brought back; a point after a gap needs a backup taken after it):");
+        for r in &cut_short {
+            let id = &r.backup_id[..8.min(r.backup_id.len())];
+            match (&r.blocked_by, r.consistent) {
+                (_, false) => println!(
+                    "    backup {id}: NOT RESTORABLE: WAL it needs to be consistent is missing"
+                ),
+                (Some(b), true) => println!(
+                    "    backup {id}: recovers only up to {} (end of {}); {b} is missing",
+                    r.until_lsn, r.last_segment
+                ),
+                (None, true) => {}
             }
         }
     }

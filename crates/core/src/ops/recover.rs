@@ -284,6 +284,21 @@ fn check_archive(
         RecoveryTarget::Latest => reach.blocked_by.is_some(),
         _ => false,
     };
+    if short && reach.blocked_by.is_none() {
+        // nothing is missing: the target lies past what has been archived so far
+        return Err(Error::not_found(format!(
+            "the WAL archive ends at LSN {}{} (end of {}): recovery from backup {} cannot reach {}",
+            reach.until_lsn,
+            reach.until_time.map(|t| format!(", archived {t}")).unwrap_or_default(),
+            reach.last_segment,
+            backup.short_id(),
+            describe_target(target)
+        ))
+        .hint(format!(
+            "the WAL up to the target is not archived yet: on the server, `SELECT pg_switch_wal()` hands the current segment to archive_command; check `lifeboat wal status`, or restore up to --target-lsn {}",
+            reach.until_lsn
+        )));
+    }
     if short {
         let missing = reach
             .blocked_by

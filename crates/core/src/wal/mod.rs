@@ -13,7 +13,7 @@ use std::{io::Write, path::Path};
 pub use self::{
     archiver::{archiver_state, ArchiverState},
     name::{Lsn, SegmentName, WalFile, DEFAULT_SEGMENT_SIZE},
-    status::{status, ChainStart, Reachable, TimelineRange, WalStatus},
+    status::{cut_short, status, ChainStart, Reachable, TimelineRange, WalStatus},
     store::{PutOutcome, StoredWal, WalStore},
 };
 use crate::error::{Error, Result};

@@ -161,22 +161,7 @@ pub fn status(
     segment_size: u64,
 ) -> Result<WalStatus> {
     let listing = store.list()?;
-    let mut by_tl: BTreeMap<u32, BTreeMap<u64, &StoredWal>> = BTreeMap::new();
-    let mut history_tls = BTreeSet::new();
-    for w in &listing {
-        match w.file {
-            WalFile::Segment(s) => {
-                by_tl
-                    .entry(s.timeline)
-                    .or_default()
-                    .insert(s.number(segment_size), w);
-            }
-            WalFile::TimelineHistory(t) => {
-                history_tls.insert(t);
-            }
-            _ => {}
-        }
-    }
+    let (by_tl, history_tls) = index_listing(&listing, segment_size);
     let mut timelines = Vec::new();
     for (tli, segs) in &by_tl {
         let (Some((&lo, _)), Some((&hi, _))) = (segs.first_key_value(), segs.last_key_value())
@@ -214,12 +199,7 @@ pub fn status(
     let reachable = match start {
         None => None,
         Some(start) => {
-            let mut histories = BTreeMap::new();
-            for t in &history_tls {
-                if let Some(bytes) = store.get(&WalFile::TimelineHistory(*t))? {
-                    histories.insert(*t, parse_history(&String::from_utf8_lossy(&bytes)));
-                }
-            }
+            let histories = read_histories(store, &history_tls)?;
             Some(reach(start, &by_tl, &histories, segment_size))
         }
     };
@@ -233,6 +213,67 @@ pub fn status(
         rpo_secs: reachable.as_ref().and_then(|r| age(r.until_time)),
         reachable,
     })
+}
+
+/// The reach of each of `starts` (older base backups) whose recovery stops at a gap or
+/// cannot become consistent: what a gap before the latest backup costs. A gap cannot be
+/// repaired (the WAL is gone), so it is not an error the way a gap after the latest backup
+/// is; but restoring a point after it needs a backup taken after it, and the operator has
+/// to know which backups stop where.
+///
+/// # Errors
+///
+/// When the archive cannot be listed or a timeline history file cannot be read.
+pub fn cut_short(
+    store: &WalStore,
+    starts: &[ChainStart],
+    segment_size: u64,
+) -> Result<Vec<Reachable>> {
+    let listing = store.list()?;
+    let (by_tl, history_tls) = index_listing(&listing, segment_size);
+    let histories = read_histories(store, &history_tls)?;
+    Ok(starts
+        .iter()
+        .map(|s| reach(s, &by_tl, &histories, segment_size))
+        .filter(|r| r.blocked_by.is_some() || !r.consistent)
+        .collect())
+}
+
+/// Segments by timeline and number, and the timelines that have a history file.
+fn index_listing(
+    listing: &[StoredWal],
+    segment_size: u64,
+) -> (BTreeMap<u32, BTreeMap<u64, &StoredWal>>, BTreeSet<u32>) {
+    let mut by_tl: BTreeMap<u32, BTreeMap<u64, &StoredWal>> = BTreeMap::new();
+    let mut history_tls = BTreeSet::new();
+    for w in listing {
+        match w.file {
+            WalFile::Segment(s) => {
+                by_tl
+                    .entry(s.timeline)
+                    .or_default()
+                    .insert(s.number(segment_size), w);
+            }
+            WalFile::TimelineHistory(t) => {
+                history_tls.insert(t);
+            }
+            _ => {}
+        }
+    }
+    (by_tl, history_tls)
+}
+
+fn read_histories(
+    store: &WalStore,
+    timelines: &BTreeSet<u32>,
+) -> Result<BTreeMap<u32, Vec<(u32, Lsn)>>> {
+    let mut histories = BTreeMap::new();
+    for t in timelines {
+        if let Some(bytes) = store.get(&WalFile::TimelineHistory(*t))? {
+            histories.insert(*t, parse_history(&String::from_utf8_lossy(&bytes)));
+        }
+    }
+    Ok(histories)
 }
 
 fn reach(
