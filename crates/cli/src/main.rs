@@ -263,7 +263,8 @@ fn main() {
             // restore_command: a low exit code means "not in the archive" and ends recovery
             // early; any failure to even look must stop recovery instead
             std::process::exit(if fetching {
-                eprintln!("lifeboat wal-fetch: error: {e}");
+                // the error is above; this line says what it means for recovery
+                eprintln!("lifeboat wal-fetch: stopping recovery (exit 126)");
                 commands::wal::FETCH_FATAL_EXIT
             } else {
                 code

@@ -1083,6 +1083,29 @@ fn a_backup_without_its_configuration_restores_and_its_drill_copy_is_isolated() 
         out.contains("start it to replay WAL up to the target:") && out.contains("pg_ctl"),
         "{out}"
     );
+
+    // after a host loss there is no configuration, only the repository (`--repo`): the
+    // restore_command finds the archive by the source's name
+    let bare = a.scratch("no-config");
+    let mut cmd = assert_cmd::Command::new(&a.exe);
+    cmd.current_dir("/")
+        .env("LIFEBOAT_PASSWORD", lifeboat_testing::REPO_PASSWORD)
+        .env_remove("LIFEBOAT_CONFIG")
+        .arg("--repo")
+        .arg(a.ws.repo_path())
+        .args([
+            "restore",
+            "--kind",
+            "physical",
+            "--source",
+            "main",
+            "--latest",
+            "--dry-run",
+        ])
+        .arg("--to-dir")
+        .arg(bare.join("data"));
+    let out = ok(&mut cmd);
+    assert!(out.contains("the restore_command answered"), "{out}");
 }
 
 #[test]

@@ -77,10 +77,21 @@ fn store(
     ctx: &Ctx,
     source: Option<&str>,
 ) -> anyhow::Result<(lifeboat_core::repository::Repo, WalStore, String)> {
-    let name = ctx.source(source)?.name.clone();
+    let name = source_name(ctx, source)?;
     let repo = ctx.open()?;
     let store = WalStore::new(&repo, &name)?;
     Ok((repo, store, name))
+}
+
+/// The source whose WAL archive is meant. With `--repo` and no configuration (a restored
+/// server's restore_command after a host loss) the name alone finds the archive.
+fn source_name(ctx: &Ctx, source: Option<&str>) -> anyhow::Result<String> {
+    match source {
+        Some(n) if ctx.config.sources.is_empty() && ctx.repo_override.is_some() => {
+            Ok(n.to_string())
+        }
+        _ => Ok(ctx.source(source)?.name.clone()),
+    }
 }
 
 /// The sockets a `wal serve` of `source` may answer on, in order: the one given, else the
@@ -116,7 +127,7 @@ fn legacy_note(socket: &Path, source: &str) {
 impl WalPushCmd {
     /// Pushes and returns once the file is durable.
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
-        let name = ctx.source(self.source.as_deref())?.name.clone();
+        let name = source_name(ctx, self.source.as_deref())?;
         let mut served = None;
         for socket in sockets(ctx, &name, self.socket.as_deref()) {
             served = spool::client_push(&socket, &self.path)?;
@@ -149,19 +160,19 @@ pub const FETCH_FATAL_EXIT: i32 = 126;
 impl WalFetchCmd {
     /// Fetches; returns the process exit code.
     pub fn run(&self, ctx: &Ctx) -> i32 {
-        let result = ctx.source(self.source.as_deref()).and_then(|src| {
+        let result = source_name(ctx, self.source.as_deref()).and_then(|name| {
             let mut served = None;
-            for socket in sockets(ctx, &src.name, self.socket.as_deref()) {
+            for socket in sockets(ctx, &name, self.socket.as_deref()) {
                 served = spool::client_fetch(&socket, &self.name, &self.dest)?;
                 if served.is_some() {
-                    legacy_note(&socket, &src.name);
+                    legacy_note(&socket, &name);
                     break;
                 }
             }
             match served {
                 Some(found) => Ok(found),
                 None => {
-                    let (_repo, store, _) = store(ctx, Some(&src.name))?;
+                    let (_repo, store, _) = store(ctx, Some(&name))?;
                     Ok(wal::fetch(&store, &self.name, &self.dest)?)
                 }
             }

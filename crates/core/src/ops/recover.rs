@@ -812,11 +812,20 @@ fn preflight(restore_command: &str, user: Option<&str>) -> Result<()> {
         .unwrap_or("no message")
         .trim()
         .to_string();
+    // lifeboat's own hint, when the command is lifeboat and gave one, knows the cause
+    let hint = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("hint:"))
+        .map_or_else(
+            || "the configuration, its password file and the repository must be readable by that user (or pass --owner)".to_string(),
+            |h| h.trim().to_string(),
+        );
     Err(Error::config(format!(
         "the restored server{} could not run its restore_command: {first}",
-        user.map(|u| format!(" (running as {u})")).unwrap_or_default()
+        user.map(|u| format!(" (running as {u})"))
+            .unwrap_or_default()
     ))
-    .hint("the configuration, its password file and the repository must be readable by that user (or pass --owner); nothing was written"))
+    .hint(format!("{hint}; nothing was written")))
 }
 
 /// Starts the restored server and waits until recovery ends (or pauses at the target).
