@@ -442,6 +442,22 @@ fn a_multi_database_source_needs_database_to_restore_and_has_stats_per_database(
         "y",
     ]));
     assert_eq!(count(&c, "y", "shop.users"), 50);
+    // a database without backups is named, with the ones that have them
+    let (code, _, err) = run(lb(&cfg).args([
+        "restore",
+        "--latest",
+        "--source",
+        "multi",
+        "--database",
+        "nosuch",
+        "--to-database",
+        "z",
+    ]));
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("of database \"nosuch\"") && err.contains("backups of: \"a\", \"b\""),
+        "{err}"
+    );
 
     // a drill restores one database: it must be named, never picked silently
     let (code, _, err) = run(lb(&cfg).args(["drill", "--source", "multi"]));

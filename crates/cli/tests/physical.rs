@@ -736,6 +736,8 @@ fn again_and_conflict(push: &dyn Fn(&Path) -> (i32, String, String), seg: &Path,
         "a different segment under the same name fails: {err}"
     );
     assert!(err.contains("different content"), "{err}");
+    // served or not, the operator is told what to do about it
+    assert!(err.contains("hint: two clusters may be archiving"), "{err}");
 }
 
 #[test]

@@ -555,7 +555,11 @@ pub fn parse_duration(s: &str) -> std::result::Result<u64, String> {
             'h' => 3600,
             'd' => 86400,
             'w' => 7 * 86400,
-            _ => return Err(format!("{s:?}: unknown unit {c:?} (use s, m, h, d or w)")),
+            _ => {
+                return Err(format!(
+                    "{s:?} is not a duration: write a number and a unit (s, m, h, d or w), without spaces, like \"90s\", \"10m\", \"1h30m\" or \"7d\""
+                ))
+            }
         };
         total += n * mult;
     }
@@ -709,5 +713,8 @@ drill = { schedule = "0 5 1 * *", checks = ["select count(*) > 0 from users"] }
         assert_eq!(parse_duration("7d").unwrap(), 7 * 86400);
         assert!(parse_duration("12").is_err());
         assert!(parse_duration("3y").is_err());
+        // the message shows the form, not a puzzle about a space character
+        let e = parse_duration("10 minutes").unwrap_err();
+        assert!(e.contains("\"10m\"") && e.contains("without spaces"), "{e}");
     }
 }

@@ -102,8 +102,18 @@ impl SecretSource {
 }
 
 fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::io(format!("cannot read {what} file {}", path.display()), e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let msg = format!("cannot read {what} file {}", path.display());
+        match e.kind() {
+            // a path in the configuration that leads nowhere is a configuration mistake
+            std::io::ErrorKind::NotFound => Error::config(format!("{msg}: it does not exist"))
+                .hint("fix the path in the configuration, or create the file with the secret on one line (chmod 600)"),
+            std::io::ErrorKind::PermissionDenied => Error::io(msg, e).hint(
+                "make it readable by the user lifeboat runs as (for archive_command and restore_command: the PostgreSQL server's user), and by no one else",
+            ),
+            _ => Error::io(msg, e),
+        }
+    })?;
     let value = text.trim_end_matches(['\n', '\r']).to_string();
     if value.is_empty() {
         return Err(
@@ -170,6 +180,22 @@ mod tests {
     fn secret_never_prints() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s} {s:?}"), "*** ***");
+    }
+
+    #[test]
+    fn a_missing_secret_file_is_a_configuration_error_with_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = SecretSource {
+            file: Some(dir.path().join("nope.pass")),
+            ..Default::default()
+        };
+        let e = src.resolve("repository password").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+        assert!(e.to_string().contains("nope.pass"), "{e}");
+        assert!(
+            e.hint_text().is_some_and(|h| h.contains("fix the path")),
+            "{e:?}"
+        );
     }
 
     #[test]

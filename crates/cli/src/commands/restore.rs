@@ -323,6 +323,7 @@ impl RestoreCmd {
         let a = &self.physical;
         let to_dir = a.to_dir.clone().ok_or_else(|| {
             Error::config("a physical restore needs --to-dir DIR (a new or empty directory)")
+                .hint("the whole cluster is unpacked there, e.g. --to-dir /var/lib/postgresql/15/restored; add --dry-run first to see the plan")
         })?;
         let to_dir = std::path::absolute(&to_dir)?;
         let target = if let Some(t) = a.target_time {

@@ -179,17 +179,46 @@ pub fn select(repo: &Repo, opts: &RestoreOptions) -> Result<SnapshotInfo> {
             .hint("pass --database NAME to choose one"));
         }
     }
-    matching.pop().ok_or_else(|| {
-        Error::not_found(format!(
-            "no {} backup of source {source:?}{}",
-            opts.kind,
-            match &opts.selector {
-                Selector::Before(t) => format!(" finished before {t}"),
-                _ => String::new(),
-            }
-        ))
-        .hint("`lifeboat list` shows what the repository holds")
-    })
+    if let Some(found) = matching.pop() {
+        return Ok(found);
+    }
+    let mut hint = "`lifeboat list` shows what the repository holds".to_string();
+    if let Some(db) = &opts.database {
+        // the usual reason is a mistyped or renamed database: say which ones have backups
+        let others = list(
+            repo,
+            &ListFilter {
+                source: Some(source.clone()),
+                kind: Some(opts.kind),
+                ..ListFilter::default()
+            },
+        )?;
+        let names = super::list::databases_in(&others);
+        if !names.is_empty() && !names.contains(&db.as_str()) {
+            hint = format!(
+                "source {source:?} has {} backups of: {}",
+                opts.kind,
+                names
+                    .iter()
+                    .map(|d| format!("{d:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    Err(Error::not_found(format!(
+        "no {} backup of source {source:?}{}{}",
+        opts.kind,
+        opts.database
+            .as_ref()
+            .map(|d| format!(" of database {d:?}"))
+            .unwrap_or_default(),
+        match &opts.selector {
+            Selector::Before(t) => format!(" finished before {t}"),
+            _ => String::new(),
+        }
+    ))
+    .hint(hint))
 }
 
 fn database_exists(conn: &PgConn, db: &str) -> Result<bool> {

@@ -463,13 +463,23 @@ fn outcome_reply(outcome: PutOutcome) -> String {
 }
 
 /// An error as a reply line: `ERR <exit code> <message>`, the kind kept for the client.
+/// `ERR <exit code> <message>[<tab>hint: <hint>]`: the client prints the hint as its own,
+/// as a push without the server would.
 fn reply_error(e: &Error) -> String {
+    let one_line = |t: &str| t.replace(['\n', '\t'], " ");
+    let hint = e
+        .hint_text()
+        .map(|h| format!("{HINT_SEP}{}", one_line(h)))
+        .unwrap_or_default();
     format!(
-        "ERR {} {}",
+        "ERR {} {}{hint}",
         e.kind().exit_code(),
-        e.to_string().replace('\n', " ")
+        one_line(&e.to_string())
     )
 }
+
+/// Separates a reply's error message from its hint.
+const HINT_SEP: &str = "\thint: ";
 
 /// Serves `store` on `socket` until `stop` is set.
 ///
@@ -607,7 +617,10 @@ fn server_error(reply: &str) -> Error {
     let rest = reply.strip_prefix("ERR ").unwrap_or(reply);
     let (code, msg) = rest.split_once(' ').unwrap_or(("1", rest));
     let kind = ErrorKind::from_exit_code(code.parse().unwrap_or(1));
-    Error::new(kind, format!("WAL server: {msg}"))
+    match msg.split_once(HINT_SEP) {
+        Some((msg, hint)) => Error::new(kind, format!("WAL server: {msg}")).hint(hint),
+        None => Error::new(kind, format!("WAL server: {msg}")),
+    }
 }
 
 /// Pushes through the server; `None` when none is running.
