@@ -217,6 +217,35 @@ fn restore_refuses_non_empty_target_and_dry_run_changes_nothing() {
     );
     assert!(!db_exists(&c, "planned"));
 
+    // an application still connected to the original is named before --clean waits for it
+    let mut app = std::process::Command::new(
+        lifeboat_core::sources::postgres::conn::PgBin::new(None).program("psql"),
+    )
+    .args(["-X", "-d", &c.dsn("app"), "-c", "select pg_sleep(60)"])
+    .env("PGAPPNAME", "shop-frontend")
+    .stdout(std::process::Stdio::null())
+    .spawn()
+    .expect("psql");
+    let connected = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        c.sql(
+            "postgres",
+            "select count(*) from pg_stat_activity where application_name = 'shop-frontend'",
+        )
+        .is_ok_and(|n| n.trim() == "1")
+    });
+    assert!(connected, "the application session never connected");
+    let (code, _, err) =
+        run(lb(&cfg).args(["restore", "--latest", "--clean", "--force", "--dry-run"]));
+    let _ = app.kill();
+    let _ = app.wait();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("1 other session(s) are connected to \"app\" (shop-frontend)")
+            && err.contains("stop the application first"),
+        "{err}"
+    );
+
     // over the original, explicitly
     c.sql("app", "delete from shop.events").unwrap();
     ok(lb(&cfg).args(["restore", "--latest", "--clean", "--force"]));

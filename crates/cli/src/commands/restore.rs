@@ -238,6 +238,21 @@ impl RestoreCmd {
             }
         };
         let p = plan(&repo, &src, &opts).map_err(on_target)?;
+        // pg_restore --clean needs their locks and waits silently (forever, for a session
+        // idle in a transaction): say so before it starts
+        if p.clean && !p.sessions_on_target.is_empty() {
+            eprintln!(
+                "warning: {} other session(s) are connected to {:?} ({}): the restore waits for their locks{}",
+                p.sessions_on_target.len(),
+                p.target_database,
+                p.sessions_on_target.join(", "),
+                if p.pre_hook.is_some() {
+                    " unless the pre-restore hook stops them"
+                } else {
+                    "; stop the application first (--pre-hook \"systemctl stop app\")"
+                }
+            );
+        }
         if self.dry_run {
             if ctx.json {
                 return output::json(&p);

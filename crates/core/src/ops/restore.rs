@@ -117,6 +117,9 @@ pub struct RestorePlan {
     pub verify: bool,
     /// Skip ownership and privileges.
     pub no_owner: bool,
+    /// Other sessions connected to an existing target database when the plan was made
+    /// (`application_name` or user of each): `--clean` has to wait for their locks.
+    pub sessions_on_target: Vec<String>,
 }
 
 /// What a restore did.
@@ -315,6 +318,11 @@ fn plan_inner(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<
         )
         .hint("restore into a new database with --to-database NAME, or overwrite it with --clean --force"));
     }
+    let sessions_on_target = if exists {
+        sessions_on(&conn, &target)?
+    } else {
+        Vec::new()
+    };
     let globals = if opts.globals {
         Some(globals_for(repo, &backup)?.ok_or_else(|| {
             Error::not_found(format!(
@@ -343,10 +351,27 @@ fn plan_inner(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<
             .or_else(|| src.hooks.post_restore.clone()),
         verify: opts.verify && backup.meta.kind == BackupKind::Logical,
         no_owner: opts.no_owner,
+        sessions_on_target,
         target_database: target,
         globals,
         backup,
     })
+}
+
+/// The other sessions connected to `db`, each as its application name or else its user.
+fn sessions_on(conn: &PgConn, db: &str) -> Result<Vec<String>> {
+    let sql = format!(
+        "select coalesce(nullif(application_name, ''), usename, '?') from pg_stat_activity \
+         where datname = {} and pid <> pg_backend_pid() and backend_type = 'client backend' \
+         order by 1",
+        literal(db)
+    );
+    Ok(conn
+        .query("postgres", &sql)?
+        .lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect())
 }
 
 /// The globals (roles, tablespaces) backup that goes with `backup`: the one of the same
