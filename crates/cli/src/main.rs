@@ -167,22 +167,56 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     if let Command::WalFetch(c) = &cli.command {
         return Ok(c.run(&ctx));
     }
-    match cli.command {
-        Command::WalFetch(_) => unreachable!("handled above"),
-        Command::WalPush(c) => c.run(&ctx),
-        Command::Wal { cmd } => cmd.run(&ctx),
-        Command::Demo(c) => c.run(&ctx),
-        Command::Init => commands::init::run(&ctx),
-        Command::Config { cmd } => cmd.run(&ctx),
-        Command::Backup(c) => c.run(&ctx),
-        Command::List(c) => c.run(&ctx),
-        Command::Stats => commands::list::stats(&ctx),
-        Command::Restore(c) => c.run(&ctx),
-        Command::Verify(c) => c.run(&ctx),
-        Command::Drill(c) => c.run(&ctx),
-        Command::Audit { cmd } => cmd.run(&ctx),
-        Command::Runbook(c) => c.run(&ctx),
-        Command::Report(c) => c.run(&ctx),
+    let writes = matches!(
+        cli.command,
+        Command::Init
+            | Command::Backup(_)
+            | Command::Restore(_)
+            | Command::Verify(_)
+            | Command::Drill(_)
+            | Command::Audit { .. }
+            | Command::Report(_)
+    );
+    let result = dispatch(cli.command, &ctx);
+    if writes {
+        hand_over_repository(&ctx);
+    }
+    result
+}
+
+/// Run as root on a local repository that belongs to another user (the PostgreSQL user,
+/// whose archive_command writes into it), gives what this command created to that user:
+/// a root-owned audit lock file would stop that user's next backup.
+fn hand_over_repository(ctx: &Ctx) {
+    let Ok(location) = ctx.repo_location() else {
+        return;
+    };
+    if lifeboat_core::repository::is_s3_url(&location) {
+        return;
+    }
+    if let Err(e) = lifeboat_core::repository::owner::hand_over(std::path::Path::new(&location)) {
+        eprintln!("lifeboat: warning: {e}");
+    }
+}
+
+/// Runs one command.
+fn dispatch(command: Command, ctx: &Ctx) -> anyhow::Result<i32> {
+    match command {
+        Command::WalFetch(c) => return Ok(c.run(ctx)),
+        Command::WalPush(c) => c.run(ctx),
+        Command::Wal { cmd } => cmd.run(ctx),
+        Command::Demo(c) => c.run(ctx),
+        Command::Init => commands::init::run(ctx),
+        Command::Config { cmd } => cmd.run(ctx),
+        Command::Backup(c) => c.run(ctx),
+        Command::List(c) => c.run(ctx),
+        Command::Stats => commands::list::stats(ctx),
+        Command::Restore(c) => c.run(ctx),
+        Command::Verify(c) => c.run(ctx),
+        Command::Drill(c) => c.run(ctx),
+        Command::Audit { cmd } => cmd.run(ctx),
+        Command::Runbook(c) => c.run(ctx),
+        Command::Report(c) => c.run(ctx),
     }
     .map(|()| 0)
 }

@@ -1535,6 +1535,16 @@ fn a_push_by_root_leaves_the_archive_to_its_owner() {
             pg.name
         );
     }
+    // so does any other command that writes (here a verify, which appends to the audit
+    // log and creates its lock file): nothing in the repository is left to root
+    ok(lb(&cfg).args(["verify", "--all"]));
+    let left = std::process::Command::new("find")
+        .arg(ws.repo_path())
+        .args(["-user", "root"])
+        .output()
+        .expect("find");
+    let left = String::from_utf8_lossy(&left.stdout);
+    assert!(left.trim().is_empty(), "left to root:\n{left}");
 }
 
 #[test]

@@ -9,6 +9,7 @@ pub mod audit;
 pub(crate) mod backend;
 pub mod head;
 pub mod meta;
+pub mod owner;
 pub mod signing;
 mod source;
 

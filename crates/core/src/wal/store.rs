@@ -24,7 +24,7 @@ use super::{
 };
 use crate::{
     error::{Error, ErrorKind, Result},
-    repository::{backend, repo_url, Repo},
+    repository::{backend, owner::give_to_owner, repo_url, Repo},
 };
 
 /// Directory (prefix) of the WAL archive inside the repository.
@@ -518,6 +518,8 @@ fn write_durably(root: &Path, path: &str, fill: &mut Fill<'_>) -> Result<bool> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         for created in missing.iter().rev() {
+            // run as root (a history file pushed by hand after a PITR): a directory left
+            // to root would stop the PostgreSQL user's archiver at the next segment
             give_to_owner(root, created)?;
             if let Some(parent) = created.parent() {
                 sync_dir(parent)?;
@@ -549,28 +551,6 @@ fn write_durably(root: &Path, path: &str, fill: &mut Fill<'_>) -> Result<bool> {
     drop(tmp);
     sync_dir(dir)?;
     Ok(linked)
-}
-
-/// Run as root (a history file pushed by hand after a PITR), gives what it creates to the
-/// owner of the repository: a directory left to root would stop the PostgreSQL user's
-/// archiver at the next segment of that timeline.
-fn give_to_owner(root: &Path, path: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    if !nix::unistd::geteuid().is_root() {
-        return Ok(());
-    }
-    let Ok(meta) = std::fs::metadata(root) else {
-        return Ok(());
-    };
-    if meta.uid() == 0 {
-        return Ok(());
-    }
-    std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid())).map_err(|e| {
-        Error::io(
-            format!("giving {} to the repository's owner", path.display()),
-            e,
-        )
-    })
 }
 
 /// Starts writing `len` bytes at `offset` of `file` back to disk without waiting, the way
