@@ -173,11 +173,7 @@ pub fn select(repo: &Repo, opts: &RestoreOptions) -> Result<SnapshotInfo> {
             return Err(Error::config(format!(
                 "source {source:?} has {} backups of several databases: {}",
                 opts.kind,
-                databases
-                    .iter()
-                    .map(|d| format!("{d:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                quoted(&databases)
             ))
             .hint("pass --database NAME to choose one"));
         }
@@ -201,11 +197,7 @@ pub fn select(repo: &Repo, opts: &RestoreOptions) -> Result<SnapshotInfo> {
             hint = format!(
                 "source {source:?} has {} backups of: {}",
                 opts.kind,
-                names
-                    .iter()
-                    .map(|d| format!("{d:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                quoted(&names)
             );
         }
     }
@@ -222,6 +214,15 @@ pub fn select(repo: &Repo, opts: &RestoreOptions) -> Result<SnapshotInfo> {
         }
     ))
     .hint(hint))
+}
+
+/// `"a", "b"`: database names for a message.
+fn quoted(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|d| format!("{d:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn database_exists(conn: &PgConn, db: &str) -> Result<bool> {
