@@ -592,3 +592,171 @@ fn a_missed_objective_fails_the_drill_with_its_margin() {
         "the HTML carries the audit head"
     );
 }
+
+/// The newest logical backup of `db` in the repository: its id and finish time.
+fn newest_of(cfg: &std::path::Path, db: &str) -> (String, jiff::Timestamp) {
+    let out = ok(lb(cfg).args(["--json", "list", "--kind", "logical"]));
+    let v: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    v.iter()
+        .filter(|b| b["database"] == db)
+        .map(|b| {
+            (
+                b["id"].as_str().unwrap().to_string(),
+                b["finished_at"].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .max_by_key(|(_, t): &(String, jiff::Timestamp)| *t)
+        .unwrap_or_else(|| panic!("no backup of {db}: {out}"))
+}
+
+#[test]
+fn a_drill_of_an_older_backup_measures_the_rpo_to_the_newest_of_its_database() {
+    let c = cluster();
+    sample_db(&c, "app", 20);
+    sample_db(&c, "crm", 20);
+    let ws = Workspace::new();
+    let cfg = drill_config(&ws, &c.dsn("app"), "databases = [\"app\", \"crm\"]\n");
+    ok(lb(&cfg).arg("init"));
+    let backup = |db: &str| {
+        ok(lb(&cfg).args(["backup", "--kind", "logical", "--database", db]));
+        newest_of(&cfg, db)
+    };
+    let (older, older_at) = backup("app");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (newer, newer_at) = backup("app");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    // a newer dump of another database recovers nothing of app: it is not app's RPO
+    backup("crm");
+    for database in [None, Some("app")] {
+        let mut cmd = lb(&cfg);
+        cmd.args(["--json", "drill", "--pick", &older[..8]]);
+        if let Some(db) = database {
+            cmd.args(["--database", db]);
+        }
+        let out = ok(&mut cmd);
+        let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(r["backup_id"], older.as_str(), "{out}");
+        let started: jiff::Timestamp = r["started_at"].as_str().unwrap().parse().unwrap();
+        let age = |t: jiff::Timestamp| (started - t).total(jiff::Unit::Second).unwrap();
+        let rpo = r["rpo"]["achieved_secs"].as_f64().unwrap();
+        assert!(
+            rpo < age(older_at) - 2.0,
+            "the RPO ({rpo} s) is not the drilled backup's age ({} s): {out}",
+            age(older_at)
+        );
+        assert!(
+            (rpo - age(newer_at)).abs() < 0.5,
+            "the RPO ({rpo} s) is the age of the newest backup of app ({} s): {out}",
+            age(newer_at)
+        );
+        assert_eq!(r["rpo_point"]["backup_id"], newer.as_str(), "{out}");
+    }
+    // the terminal output says what the RPO was measured to
+    let out = ok(lb(&cfg).args(["drill", "--pick", &older[..8]]));
+    assert!(
+        out.contains(&format!(
+            "measured to the newest logical backup of database \"app\", {}",
+            &newer[..8]
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_successful_hook_s_output_is_kept_in_the_report() {
+    let c = cluster();
+    sample_db(&c, "app", 20);
+    let ws = Workspace::new();
+    let cfg = drill_config(&ws, &c.dsn("app"), "");
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    let hook = "psql -Atc 'select count(*) from shop.users'";
+    let out = ok(lb(&cfg).args(["--json", "drill", "--hook", hook]));
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let check = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == format!("hook: {hook}"))
+        .unwrap_or_else(|| panic!("the hook's check: {out}"));
+    assert_eq!(check["ok"], true, "{out}");
+    assert_eq!(
+        check["detail"], "exit 0; the lines of its output:\n20",
+        "what the probe said: {out}"
+    );
+    // read back from the repository, for an auditor
+    let id = r["id"].as_str().unwrap();
+    let md = ok(lb(&cfg).args(["report", "--drill", id, "--format", "md"]));
+    assert!(
+        md.contains(&format!(
+            "| hook: {hook} | pass | exit 0; the lines of its output:<br>20 |"
+        )),
+        "{md}"
+    );
+    let html = ok(lb(&cfg).args(["report", "--drill", id, "--format", "html"]));
+    assert!(
+        html.contains("exit 0; the lines of its output:<br>20</td>"),
+        "{html}"
+    );
+}
+
+#[test]
+fn a_drill_server_refusing_the_login_names_drill_server_and_the_cause() {
+    let c = cluster();
+    sample_db(&c, "app", 10);
+    let scratch = cluster();
+    // the scratch server checks who connects: peer on its socket, a password over TCP
+    std::fs::write(
+        scratch.data_dir().join("pg_hba.conf"),
+        "local all all peer\nhost all all 127.0.0.1/32 scram-sha-256\n",
+    )
+    .unwrap();
+    scratch.sql("postgres", "select pg_reload_conf()").unwrap();
+    let ws = Workspace::new();
+    let peer = format!(
+        "host={} port={} user=postgres",
+        scratch.socket_dir().display(),
+        scratch.port()
+    );
+    let cfg = drill_config(
+        &ws,
+        &c.dsn("app"),
+        &format!("drill = {{ server = {peer:?} }}\n"),
+    );
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    // lifeboat runs as root here, which peer authentication does not let in as postgres
+    let (code, _, err) = run(lb(&cfg).arg("drill"));
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("drill.server of source \"app-db\"")
+            && err.contains("Peer authentication failed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: peer authentication: ") && err.contains("OS user lifeboat runs as"),
+        "{err}"
+    );
+    assert!(!err.contains("password_file"), "{err}");
+
+    // over TCP with a wrong password: the drill server's own password, not the source's
+    let tcp = format!(
+        "host=127.0.0.1 port={} user=postgres password=wrong",
+        scratch.port()
+    );
+    let body = std::fs::read_to_string(&cfg).unwrap().replace(&peer, &tcp);
+    std::fs::write(&cfg, body).unwrap();
+    let (code, _, err) = run(lb(&cfg).arg("drill"));
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("drill.server of source \"app-db\"")
+            && err.contains("password authentication failed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: the drill server refused the password")
+            && err.contains("password in drill.server"),
+        "{err}"
+    );
+    assert!(!err.contains("check password_file"), "{err}");
+}

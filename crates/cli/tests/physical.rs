@@ -963,6 +963,20 @@ fn a_physical_drill_replays_to_a_time_and_names_a_failing_check() {
         "{out}"
     );
     assert!(evidence.read_dir().expect("evidence dir").count() >= 3);
+    // the RPO is measured to the newest archived WAL, and says so
+    assert!(report["rpo_point"]["lsn"].is_string(), "{out}");
+    assert_eq!(report["restored"], "whole_cluster", "{out}");
+    // read back for an auditor: a physical drill restored the whole cluster, not one database
+    let id = report["id"].as_str().expect("id");
+    let md = ok(a.lb().args(["report", "--drill", id, "--format", "md"]));
+    assert!(
+        md.contains("`main`, the whole cluster (hooks and assertions ran in database"),
+        "{md}"
+    );
+    assert!(
+        md.contains("measured to the newest archived WAL, up to LSN"),
+        "{md}"
+    );
     let book = ok(a.lb().arg("runbook"));
     assert!(
         book.contains("latest physical backup: `") && book.contains("` of the whole cluster"),

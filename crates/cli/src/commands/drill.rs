@@ -131,6 +131,9 @@ impl DrillCmd {
             };
             obj("RTO", &report.rto);
             obj("RPO", &report.rpo);
+            if let Some(p) = &report.rpo_point {
+                println!("      measured to {}, {}", p.what, output::time(p.at));
+            }
             if let Some(e) = report.extrapolated_rto_secs {
                 println!(
                     "  restore time extrapolated to production size: {}{}",

@@ -26,7 +26,7 @@ use crate::{
     sources::postgres::{
         cluster::Cluster,
         compare::{compare, ident, literal},
-        conn::{PgBin, PgConn},
+        conn::{PgBin, PgConn, Server},
         logical::BackupKind,
     },
 };
@@ -152,6 +152,33 @@ impl Objective {
     }
 }
 
+/// What a drill restored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Restored {
+    /// One database, the report's `database` (a logical drill).
+    #[default]
+    Database,
+    /// Every database of the cluster (a physical drill).
+    WholeCluster,
+}
+
+/// The newest recoverable point a drill's RPO is measured to: what a disaster at the
+/// drill's start would have fallen back to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RpoPoint {
+    /// When that point was made (a backup's end, a WAL segment's archiving).
+    pub at: Timestamp,
+    /// Logical drills: the newest backup of the drilled database, of the drilled kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_id: Option<String>,
+    /// Physical drills: the end of the archived WAL the drilled backup reaches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lsn: Option<String>,
+    /// The point for people (`the newest logical backup of database "app", 46b788de`).
+    pub what: String,
+}
+
 /// The evidence of one drill.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DrillReport {
@@ -161,8 +188,12 @@ pub struct DrillReport {
     pub source: String,
     /// The backup restored.
     pub backup_id: String,
-    /// Database in the backup.
+    /// Logical drills: the database restored. Physical drills restore the whole cluster
+    /// (see `restored`): the database hooks and assertions ran in.
     pub database: String,
+    /// What was restored: one database (logical) or the whole cluster (physical).
+    #[serde(default)]
+    pub restored: Restored,
     /// When the backup finished.
     pub backup_finished_at: Timestamp,
     /// Dump size.
@@ -179,8 +210,13 @@ pub struct DrillReport {
     pub checks: Vec<Check>,
     /// Achieved RTO: fetch + restore + hooks + checks on this path.
     pub rto: Objective,
-    /// Achieved RPO: from the newest backup of the source to the drill's start.
+    /// Achieved RPO: from the newest recoverable point (logical: the newest backup of the
+    /// drilled database, whichever backup was drilled; physical: the newest archived WAL)
+    /// to the drill's start.
     pub rpo: Objective,
+    /// The point the RPO was measured to (none in reports stored before lifeboat kept it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo_point: Option<RpoPoint>,
     /// Restore time extrapolated to the production database's current size, if known.
     pub extrapolated_rto_secs: Option<f64>,
     /// Production database size used for the extrapolation.
@@ -346,8 +382,10 @@ impl Target {
         let Some(dsn) = &src.drill.server else {
             return Ok(Self::Cluster(Cluster::start_with(bin, BULK_LOAD)?));
         };
+        // its errors name drill.server, and a refused login points at its own DSN
         let conn = PgConn::from_dsn(dsn, bin.clone())
-            .map_err(|e| e.hint("fix drill.server in the configuration"))?;
+            .map_err(|e| e.hint("fix drill.server in the configuration"))?
+            .server(Server::DrillServer(src.name.clone()));
         let scratch_id = conn.system_identifier()?;
         // never drill on production: same system identifier = same cluster
         // production's address from its DSN alone: its password may not be resolvable
@@ -673,10 +711,22 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
     // existing server does not wait for: count the fetch itself, then everything after it
     let rto_secs = clock.secs_of(&["fetch"])
         + clock.span_of(&["restore", "indexes", "hooks", "checks", "assertions"]);
-    let newest = all
-        .last()
-        .map_or(backup.meta.finished_at, |b| b.meta.finished_at);
-    let rpo_secs = (started_at.as_second() - newest.as_second()).max(0) as f64;
+    let newest = newest_of_database(&all, &backup);
+    let rpo_point = RpoPoint {
+        at: newest.meta.finished_at,
+        backup_id: Some(newest.id.clone()),
+        lsn: None,
+        what: format!(
+            "the newest logical backup of database {database:?}, {}{}",
+            newest.short_id(),
+            if newest.id == backup.id {
+                " (the one drilled)"
+            } else {
+                ""
+            }
+        ),
+    };
+    let rpo_secs = rpo_secs(started_at, rpo_point.at);
     let production_bytes = PgConn::from_source(src)
         .ok()
         .and_then(|c| {
@@ -698,6 +748,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
             checks,
             rto_secs,
             rpo_secs,
+            rpo_point: Some(rpo_point),
             production_bytes,
             restored_bytes,
             kind: BackupKind::Logical,
@@ -706,6 +757,22 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
         },
     );
     seal(repo, opts, report)
+}
+
+/// The newest backup in `all` (oldest first) of `drilled`'s database: the last point a
+/// restore of that database could go back to. A newer dump of another database of the
+/// source recovers nothing of this one, so it does not shorten the RPO.
+fn newest_of_database<'a>(all: &'a [SnapshotInfo], drilled: &'a SnapshotInfo) -> &'a SnapshotInfo {
+    all.iter()
+        .filter(|b| b.meta.kind == drilled.meta.kind && b.meta.database == drilled.meta.database)
+        .chain([drilled])
+        .max_by_key(|b| b.meta.finished_at)
+        .unwrap_or(drilled)
+}
+
+/// Seconds from `point` to `started_at` (never negative), to the millisecond.
+pub(crate) fn rpo_secs(started_at: Timestamp, point: Timestamp) -> f64 {
+    (started_at.as_millisecond() - point.as_millisecond()).max(0) as f64 / 1000.0
 }
 
 /// What a drill measured, before it is judged against the objectives.
@@ -717,6 +784,7 @@ pub(crate) struct Measured {
     pub(crate) checks: Vec<Check>,
     pub(crate) rto_secs: f64,
     pub(crate) rpo_secs: f64,
+    pub(crate) rpo_point: Option<RpoPoint>,
     pub(crate) production_bytes: Option<u64>,
     pub(crate) restored_bytes: Option<u64>,
     pub(crate) kind: BackupKind,
@@ -743,6 +811,11 @@ pub(crate) fn build_report(src: &SourceConfig, backup: &SnapshotInfo, m: Measure
         source: src.name.clone(),
         backup_id: backup.id.clone(),
         database: m.database,
+        restored: if m.kind == BackupKind::Physical {
+            Restored::WholeCluster
+        } else {
+            Restored::Database
+        },
         backup_finished_at: backup.meta.finished_at,
         backup_bytes: backup.meta.logical_bytes,
         started_at: m.started_at,
@@ -752,6 +825,7 @@ pub(crate) fn build_report(src: &SourceConfig, backup: &SnapshotInfo, m: Measure
         checks: m.checks,
         rto,
         rpo,
+        rpo_point: m.rpo_point,
         extrapolated_rto_secs,
         production_bytes: m.production_bytes,
         restored_bytes: m.restored_bytes,
@@ -1051,10 +1125,12 @@ fn run_hooks(
             let waited = wait_with_timeout(&child, Duration::from_secs(timeout_secs));
             groups.0.push(child);
             match waited {
+                // what a probe said is evidence too (a count, a health answer), not only
+                // what a failing hook said
                 Ok(None) => Check {
                     name,
                     ok: true,
-                    detail: "exit 0".into(),
+                    detail: format!("exit 0{}", last_lines(&output.text())),
                 },
                 Ok(Some(status)) => Check {
                     name,
@@ -1071,7 +1147,7 @@ fn run_hooks(
         .collect()
 }
 
-/// The last lines a failed hook wrote, for its check's detail (one line per line).
+/// The last lines a hook wrote, for its check's detail (one line per line).
 fn last_lines(text: &str) -> String {
     const LINES: usize = 20;
     let lines: Vec<&str> = text
@@ -1130,12 +1206,24 @@ impl OutputTail {
         Self { buf, reader }
     }
 
-    /// What was read so far, once the hook's own output ended or a second passed (a
-    /// background process may keep the pipe open for the rest of the drill).
+    /// What was read so far, once the hook's own output ended: the pipe closed, or (a
+    /// background process may keep it open for the rest of the drill) nothing new came
+    /// for 100 ms, at most a second. The hook has exited, so what it wrote is already in
+    /// the pipe and read at once; a successful hook's check waits no longer than that,
+    /// as the wait counts in the RTO.
     fn text(&self) -> String {
         let settle = Instant::now() + Duration::from_secs(1);
-        while !self.reader.is_finished() && Instant::now() < settle {
+        let len = || self.buf.lock().map(|b| b.len()).unwrap_or(0);
+        let (mut seen, mut quiet_since) = (len(), Instant::now());
+        while !self.reader.is_finished()
+            && Instant::now() < settle
+            && quiet_since.elapsed() < Duration::from_millis(100)
+        {
             std::thread::sleep(Duration::from_millis(10));
+            let now = len();
+            if now != seen {
+                (seen, quiet_since) = (now, Instant::now());
+            }
         }
         let b = self.buf.lock().map(|b| b.clone()).unwrap_or_default();
         String::from_utf8_lossy(&b[b.len().saturating_sub(Self::KEEP)..]).into_owned()
@@ -1215,7 +1303,40 @@ pub fn ensure_passed(report: &DrillReport) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{wrong_kind, BackupKind};
+    use super::{run_hooks, wrong_kind, BackupKind, HookGroups};
+    use crate::sources::postgres::conn::{PgBin, PgConn};
+
+    #[test]
+    fn a_successful_hook_keeps_the_end_of_its_output() {
+        // the hooks never connect: a connection's parameters are only handed to them
+        let conn = PgConn::local(
+            std::path::Path::new("/nonexistent"),
+            1,
+            "postgres",
+            PgBin::default(),
+        );
+        let mut groups = HookGroups::default();
+        let checks = run_hooks(
+            &conn,
+            "app",
+            &[
+                "echo 2".to_string(),
+                "seq 1 25; echo done >&2".to_string(),
+                "true".to_string(),
+            ],
+            10,
+            &mut groups,
+        );
+        assert!(checks.iter().all(|c| c.ok), "{checks:?}");
+        assert_eq!(checks[0].detail, "exit 0; the lines of its output:\n2");
+        // the same limit as a failing hook's: the last 20 lines, stderr too, in order
+        let lines: Vec<&str> = checks[1].detail.lines().collect();
+        assert_eq!(lines[0], "exit 0; the last 20 lines of its output:");
+        assert_eq!(lines[1], "7");
+        assert_eq!(lines[20], "done");
+        assert_eq!(lines.len(), 21);
+        assert_eq!(checks[2].detail, "exit 0; no output");
+    }
 
     #[test]
     fn picking_a_backup_of_another_kind_names_the_flag() {

@@ -7,8 +7,8 @@ use jiff::Timestamp;
 
 use super::{
     drill::{
-        assertion, build_report, run_source_hooks, seal, Check, Clock, DrillOptions, DrillReport,
-        HookGroups, Measured, Pick,
+        assertion, build_report, rpo_secs, run_source_hooks, seal, Check, Clock, DrillOptions,
+        DrillReport, HookGroups, Measured, Pick, RpoPoint,
     },
     list::{list, ListFilter},
     recover::{owner, recover_inner, start_and_wait, RecoverOptions, RecoveryTarget, TargetAction},
@@ -283,10 +283,28 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
     let rto_secs = clock.secs_of(&["fetch", "verify", "replay", "hooks", "checks"]);
     // physical RPO: what a disaster now would lose = the time since the newest
     // recoverable WAL was archived
-    let rpo_secs = reachable_time.map_or(
-        (started_at.as_second() - backup.meta.finished_at.as_second()).max(0) as f64,
-        |t| (started_at.as_millisecond() - t.as_millisecond()).max(0) as f64 / 1000.0,
-    );
+    let rpo_point = match (reachable_time, &restored) {
+        (Some(at), Ok(r)) => RpoPoint {
+            at,
+            backup_id: None,
+            lsn: Some(r.reachable_lsn.clone()),
+            what: format!(
+                "the newest archived WAL, up to LSN {} (archived {at})",
+                r.reachable_lsn
+            ),
+        },
+        // no archiving time known: the backup's own end is the newest point proven
+        _ => RpoPoint {
+            at: backup.meta.finished_at,
+            backup_id: Some(backup.id.clone()),
+            lsn: None,
+            what: format!(
+                "the end of base backup {} (no archived WAL time known)",
+                backup.short_id()
+            ),
+        },
+    };
+    let rpo_secs = rpo_secs(started_at, rpo_point.at);
     let production_bytes = PgConn::from_source(src)
         .ok()
         .and_then(|c| cluster_bytes(&c));
@@ -301,6 +319,7 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
             checks,
             rto_secs,
             rpo_secs,
+            rpo_point: Some(rpo_point),
             production_bytes,
             restored_bytes,
             kind: BackupKind::Physical,

@@ -6,7 +6,7 @@ use std::{fmt::Write as _, io::Cursor, path::Path};
 
 use rustic_core::{BackupOptions as RusticBackupOptions, SnapshotOptions};
 
-use super::drill::{DrillReport, Objective};
+use super::drill::{DrillReport, Objective, Restored};
 use crate::{
     error::{Error, Result},
     repository::{Repo, StreamSource, LABEL},
@@ -102,6 +102,20 @@ fn objective_line(name: &str, o: &Objective) -> String {
     }
 }
 
+/// What the drill restored, for people: a logical drill one database, a physical one the
+/// whole cluster (its `database` is only where hooks and assertions ran). `quote` renders
+/// a database name.
+fn restored(r: &DrillReport, quote: impl Fn(&str) -> String) -> String {
+    if r.restored == Restored::WholeCluster || r.kind == BackupKind::Physical {
+        format!(
+            "the whole cluster (hooks and assertions ran in database {})",
+            quote(&r.database)
+        )
+    } else {
+        format!("database {}", quote(&r.database))
+    }
+}
+
 /// The report as Markdown.
 #[must_use]
 pub fn markdown(r: &DrillReport) -> String {
@@ -112,7 +126,12 @@ pub fn markdown(r: &DrillReport) -> String {
         r.id,
         if r.passed { "PASSED" } else { "FAILED" }
     );
-    let _ = writeln!(m, "- source: `{}`, database `{}`", r.source, r.database);
+    let _ = writeln!(
+        m,
+        "- source: `{}`, {}",
+        r.source,
+        restored(r, |d| format!("`{d}`"))
+    );
     let _ = writeln!(
         m,
         "- backup: `{}` finished {} ({} bytes)",
@@ -125,6 +144,9 @@ pub fn markdown(r: &DrillReport) -> String {
     );
     let _ = writeln!(m, "- {}", objective_line("RTO", &r.rto));
     let _ = writeln!(m, "- {}", objective_line("RPO", &r.rpo));
+    if let Some(p) = &r.rpo_point {
+        let _ = writeln!(m, "  - measured to {}, {}", p.what, p.at);
+    }
     if let (Some(e), Some(p)) = (r.extrapolated_rto_secs, r.production_bytes) {
         let _ = writeln!(
             m,
@@ -229,9 +251,9 @@ pub fn html(r: &DrillReport) -> String {
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:60em}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}
 tr.ok td:nth-child(2){{color:#15803d}}tr.bad td{{background:#fee2e2}}.verdict{{font-size:1.4em;font-weight:bold;color:{color}}}svg text{{font-size:12px}}</style></head>
 <body><h1>Restore drill {id}</h1><p class="verdict" id="verdict">{verdict}</p>
-<p>Source <code>{source}</code>, database <code>{db}</code>; backup <code>{backup}</code> finished {bt} ({bytes} bytes).<br>
+<p>Source <code>{source}</code>, {restored}; backup <code>{backup}</code> finished {bt} ({bytes} bytes).<br>
 Drill ran {st} to {ft} on a throw-away PostgreSQL {ver}.</p>
-<h2>Objectives</h2><table id="objectives"><tr><th>objective</th><th>achieved</th><th>target</th><th>verdict (margin)</th></tr>{rto}{rpo}</table>{extra}
+<h2>Objectives</h2><table id="objectives"><tr><th>objective</th><th>achieved</th><th>target</th><th>verdict (margin)</th></tr>{rto}{rpo}</table>{rpo_point}{extra}
 <h2>Phases</h2><svg width="700" height="{height}" role="img" aria-label="phase timeline">{bars}</svg>
 <h2>Checks</h2><table id="checks"><tr><th>check</th><th>result</th><th>detail</th></tr>{rows}</table>
 <p>Evidence for SOC 2 CC9.1 / A1.3: a backup restored into an isolated cluster and compared with the truth recorded at backup time.</p>{head}</body></html>
@@ -247,7 +269,7 @@ Drill ran {st} to {ft} on a throw-away PostgreSQL {ver}.</p>
         color = if r.passed { "#15803d" } else { "#b91c1c" },
         verdict = if r.passed { "PASSED" } else { "FAILED" },
         source = esc(&r.source),
-        db = esc(&r.database),
+        restored = restored(r, |d| format!("<code>{}</code>", esc(d))),
         backup = esc(&r.backup_id[..12.min(r.backup_id.len())]),
         bt = r.backup_finished_at,
         bytes = r.backup_bytes,
@@ -256,6 +278,11 @@ Drill ran {st} to {ft} on a throw-away PostgreSQL {ver}.</p>
         ver = esc(&r.server_version),
         rto = objective("RTO", &r.rto),
         rpo = objective("RPO", &r.rpo),
+        rpo_point = r.rpo_point.as_ref().map_or_else(String::new, |p| format!(
+            "<p id=\"rpo-point\">RPO measured to {}, {}.</p>",
+            esc(&p.what),
+            p.at
+        )),
         extra = match r.extrapolated_rto_secs {
             Some(e) => format!(
                 "<p>Extrapolated to the production size: {}{}</p>",
@@ -313,8 +340,13 @@ pub fn load(repo: &Repo, id: &str) -> Result<DrillReport> {
         indexed.dump(&node, &mut json)?;
         Ok(())
     })?;
-    serde_json::from_slice(&json)
-        .map_err(|e| Error::integrity(format!("drill report {id} does not parse: {e}")))
+    let mut report: DrillReport = serde_json::from_slice(&json)
+        .map_err(|e| Error::integrity(format!("drill report {id} does not parse: {e}")))?;
+    // reports stored before `restored` was kept say it by their kind
+    if report.kind == BackupKind::Physical {
+        report.restored = Restored::WholeCluster;
+    }
+    Ok(report)
 }
 
 /// Stores the JSON report in the repository.
@@ -341,4 +373,102 @@ pub fn store(repo: &Repo, r: &DrillReport) -> Result<()> {
         Ok(idx.archive(&opts, &source, snap, std::slice::from_ref(&path))?)
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{html, markdown, BackupKind, DrillReport, Objective, Restored};
+    use crate::ops::drill::{Check, RpoPoint};
+
+    fn report(kind: BackupKind) -> DrillReport {
+        let at: jiff::Timestamp = "2026-12-05T18:28:38Z".parse().unwrap();
+        DrillReport {
+            id: "drill-20261205T182838Z".into(),
+            source: "app-db".into(),
+            backup_id: "46b788de".repeat(8),
+            database: "app".into(),
+            restored: if kind == BackupKind::Physical {
+                Restored::WholeCluster
+            } else {
+                Restored::Database
+            },
+            backup_finished_at: at,
+            backup_bytes: 1000,
+            started_at: at,
+            finished_at: at,
+            server_version: "17.2".into(),
+            phases: Vec::new(),
+            checks: vec![Check {
+                name: "hook: psql -Atc \"select count(*) from marker\"".into(),
+                ok: true,
+                detail: "exit 0; the lines of its output:\n2".into(),
+            }],
+            rto: Objective::new(10.0, Some("2h")),
+            rpo: Objective::new(20.0, Some("1h")),
+            rpo_point: Some(RpoPoint {
+                at,
+                backup_id: Some("9c0ffee1".repeat(8)),
+                lsn: None,
+                what: "the newest logical backup of database \"app\", 9c0ffee1".into(),
+            }),
+            extrapolated_rto_secs: None,
+            production_bytes: None,
+            restored_bytes: None,
+            extrapolation_misses_rto: false,
+            passed: true,
+            audit_head: None,
+            evidence_error: None,
+            kind,
+            target: None,
+            reached: None,
+        }
+    }
+
+    #[test]
+    fn a_physical_drill_is_of_the_whole_cluster_in_every_rendering() {
+        let r = report(BackupKind::Physical);
+        let md = markdown(&r);
+        assert!(
+            md.contains("- source: `app-db`, the whole cluster (hooks and assertions ran in database `app`)"),
+            "{md}"
+        );
+        assert!(!md.contains(", database `app`\n"), "{md}");
+        let page = html(&r);
+        assert!(
+            page.contains("Source <code>app-db</code>, the whole cluster (hooks and assertions ran in database <code>app</code>)"),
+            "{page}"
+        );
+        let json: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["restored"], "whole_cluster", "{json}");
+        // a logical drill restored that one database
+        let r = report(BackupKind::Logical);
+        assert!(markdown(&r).contains("- source: `app-db`, database `app`\n"));
+        assert!(html(&r).contains("Source <code>app-db</code>, database <code>app</code>;"));
+        assert_eq!(serde_json::to_value(&r).unwrap()["restored"], "database");
+    }
+
+    #[test]
+    fn the_rpo_says_what_it_was_measured_to_and_a_hooks_output_is_kept() {
+        let r = report(BackupKind::Logical);
+        let md = markdown(&r);
+        assert!(
+            md.contains("  - measured to the newest logical backup of database \"app\", 9c0ffee1, 2026-12-05T18:28:38Z"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| pass | exit 0; the lines of its output:<br>2 |"),
+            "{md}"
+        );
+        let page = html(&r);
+        assert!(
+            page.contains(
+                "RPO measured to the newest logical backup of database &quot;app&quot;, 9c0ffee1"
+            ),
+            "{page}"
+        );
+        assert!(
+            page.contains("exit 0; the lines of its output:<br>2</td>"),
+            "{page}"
+        );
+    }
 }

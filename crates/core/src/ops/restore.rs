@@ -19,7 +19,7 @@ use crate::{
     secret::remove_secret_env,
     sources::postgres::{
         compare::{compare, ident, literal, Comparison},
-        conn::{classify, missing_program, PgConn},
+        conn::{missing_program, PgConn},
         logical::BackupKind,
     },
 };
@@ -279,9 +279,12 @@ pub fn plan(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<Re
 
 /// Gives a refused password the hint for a restore onto another server (`--target-dsn`):
 /// the generic hint names the source's password settings, which are never sent there.
+/// A refused OS user (peer, ident) keeps its own hint: no password is involved.
 #[must_use]
 pub fn on_target_server(e: Error) -> Error {
-    if e.kind() == ErrorKind::Auth {
+    let os_user =
+        crate::sources::postgres::conn::os_user_method(&e.message().to_lowercase()).is_some();
+    if e.kind() == ErrorKind::Auth && !os_user {
         e.hint("the target server refused the password: give that server's password in the --target-dsn (postgresql://user:PASSWORD@host/db, or password=...), in PGPASSWORD, or in ~/.pgpass for that server; the source's password_file / password_command is never sent to another server")
     } else {
         e
@@ -557,7 +560,7 @@ pub(crate) fn run_pg_restore(
         .output()
         .map_err(|e| missing_program(&conn.bin().program("pg_restore"), e))?;
     if !out.status.success() {
-        return Err(classify(
+        return Err(conn.classify(
             &String::from_utf8_lossy(&out.stderr),
             &format!("pg_restore into {db:?}"),
         ));
@@ -792,6 +795,13 @@ mod tests {
             "{h}"
         );
         assert!(!h.contains("check password_file"), "{h}");
+        // a refused OS user is no password matter: it keeps its own hint
+        let e = on_target_server(crate::sources::postgres::conn::classify(
+            "psql: error: connection to server on socket \"/run/postgresql/.s.PGSQL.5432\" failed: FATAL:  Peer authentication failed for user \"postgres\"",
+            "connecting",
+        ));
+        let h = e.hint_text().unwrap();
+        assert!(h.starts_with("peer authentication"), "{h}");
         // other errors keep their own hint
         let e = on_target_server(Error::config("x").hint("y"));
         assert_eq!(e.hint_text(), Some("y"));

@@ -11,7 +11,7 @@ use std::{
 use serde::Serialize;
 
 use super::{
-    conn::{classify, PgConn},
+    conn::PgConn,
     server_copy::{copy_command, drain, Outcome, ServerCopy},
     truth::{LineHasher, ObjectTruth, TableTruth, Truth},
 };
@@ -131,7 +131,7 @@ fn copy_out(
         .wait_with_output()
         .map_err(|e| Error::io("waiting for psql", e))?;
     if !out.status.success() {
-        return Err(classify(
+        return Err(conn.classify(
             &String::from_utf8_lossy(&out.stderr),
             &format!("reading {db:?}"),
         ));

@@ -101,6 +101,21 @@ pub struct PgConn {
     run_as: Option<String>,
     /// Clear libpq's `PG*` variables for the client programs (see [`PgConn::local`]).
     no_pg_env: bool,
+    /// Whose server this is: named in errors, and where a refused login's hint points.
+    server: Server,
+}
+
+/// Which configured server a connection reaches. Each keeps its credentials in its own
+/// place, so a refused login must send the operator to the right one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Server {
+    /// A source's server (its dsn, `password_file` / `password_command`), or a server
+    /// lifeboat started itself.
+    #[default]
+    Source,
+    /// The `drill.server` of the named source: a scratch server with a DSN of its own.
+    DrillServer(String),
 }
 
 impl PgConn {
@@ -201,7 +216,22 @@ impl PgConn {
             bin,
             run_as: None,
             no_pg_env: false,
+            server: Server::Source,
         }
+    }
+
+    /// Marks the connection as reaching `server`: its errors name it and give its hints.
+    #[must_use]
+    pub fn server(mut self, server: Server) -> Self {
+        self.server = server;
+        self
+    }
+
+    /// Turns a client program's stderr on this connection into a typed error (see
+    /// [`classify_on`]).
+    #[must_use]
+    pub fn classify(&self, stderr: &str, what: &str) -> Error {
+        classify_on(stderr, what, &self.server)
     }
 
     /// Runs the client programs as OS user `user` (for peer authentication on a local
@@ -354,7 +384,7 @@ impl PgConn {
             .output()
             .map_err(|e| missing_program(&self.bin.program("psql"), e))?;
         if !out.status.success() {
-            return Err(classify(
+            return Err(self.classify(
                 &String::from_utf8_lossy(&out.stderr),
                 &format!("database {db:?}"),
             ));
@@ -395,9 +425,55 @@ impl PgConn {
     }
 }
 
-/// Turns a PostgreSQL client's stderr into a typed error; `what` names the object.
+/// Turns a PostgreSQL client's stderr on a source's server into a typed error; `what`
+/// names the object.
 #[must_use]
 pub fn classify(stderr: &str, what: &str) -> Error {
+    classify_on(stderr, what, &Server::Source)
+}
+
+/// The OS user lifeboat runs as, for the hint of a refused peer login.
+fn os_user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map_or_else(|| nix::unistd::geteuid().to_string(), |u| u.name)
+}
+
+/// `peer` or `ident` when PostgreSQL's message (`lower`, lowercased) says it refused the
+/// OS user rather than a password.
+#[must_use]
+pub(crate) fn os_user_method(lower: &str) -> Option<&'static str> {
+    ["peer", "ident"]
+        .into_iter()
+        .find(|m| lower.contains(&format!("{m} authentication failed")))
+}
+
+/// The hint for a refused login on `server`. Peer and ident authentication check who
+/// lifeboat runs as, not a password: sending the operator to the password settings would
+/// waste their time.
+fn auth_hint(lower: &str, server: &Server) -> String {
+    let method = os_user_method(lower);
+    match (method, server) {
+        (Some(m), _) => format!(
+            "{m} authentication: the server accepts only the database user that matches the OS user lifeboat runs as ({}); run lifeboat as that OS user, map {} to the database user in the server's pg_ident.conf, or connect over TCP (host=127.0.0.1 in {}) with a password",
+            os_user(),
+            os_user(),
+            match server {
+                Server::Source => "the dsn",
+                Server::DrillServer(_) => "drill.server",
+            }
+        ),
+        (None, Server::Source) => "the PostgreSQL password was refused: check password_file / password_command of the source, PGPASSWORD or ~/.pgpass".to_string(),
+        (None, Server::DrillServer(_)) => "the drill server refused the password: give that server's password in drill.server (password=... or postgresql://user:PASSWORD@host/db), in PGPASSWORD or in ~/.pgpass for that server; the source's password_file / password_command is never sent to it".to_string(),
+    }
+}
+
+/// Turns a PostgreSQL client's stderr into a typed error; `what` names the object and
+/// `server` whose server it is (named in the message unless it is the source's, and
+/// deciding where a refused login's hint points).
+#[must_use]
+pub fn classify_on(stderr: &str, what: &str, server: &Server) -> Error {
     let detail: String = stderr
         .lines()
         .map(str::trim)
@@ -406,14 +482,17 @@ pub fn classify(stderr: &str, what: &str) -> Error {
         .collect::<Vec<_>>()
         .join("; ");
     let lower = stderr.to_lowercase();
+    let what = match server {
+        Server::Source => what.to_string(),
+        Server::DrillServer(source) => format!("drill.server of source {source:?}: {what}"),
+    };
+    let auth_hint;
     let (kind, hint) = if lower.contains("password authentication failed")
         || lower.contains("no password supplied")
         || lower.contains("authentication failed")
     {
-        (
-            ErrorKind::Auth,
-            "the PostgreSQL password was refused: check password_file / password_command of the source, PGPASSWORD or ~/.pgpass",
-        )
+        auth_hint = self::auth_hint(&lower, server);
+        (ErrorKind::Auth, auth_hint.as_str())
     } else if lower.contains("could not connect")
         || lower.contains("connection refused")
         || lower.contains("could not translate host name")
@@ -581,6 +660,50 @@ mod tests {
         let e = classify("pg_dump: error: connection to server on socket \"/tmp/.s.PGSQL.1\" failed: No such file or directory", "db");
         assert_eq!(e.kind(), ErrorKind::Unavailable);
         assert_eq!(parse_major("150004"), Some(15));
+    }
+
+    #[test]
+    fn a_refused_os_user_gets_its_own_hint_not_the_password_one() {
+        for (method, stderr) in [
+            ("peer", "psql: error: connection to server on socket \"/sock/.s.PGSQL.56010\" failed: FATAL:  Peer authentication failed for user \"postgres\""),
+            ("ident", "psql: error: connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  Ident authentication failed for user \"app\""),
+        ] {
+            for server in [Server::Source, Server::DrillServer("app-db".into())] {
+                let e = classify_on(stderr, "database \"postgres\"", &server);
+                assert_eq!(e.kind(), ErrorKind::Auth);
+                let h = e.hint_text().unwrap();
+                assert!(
+                    h.starts_with(&format!("{method} authentication")) && h.contains("OS user"),
+                    "{h}"
+                );
+                assert!(h.contains(&os_user()), "names who lifeboat runs as: {h}");
+                assert!(!h.contains("password_file"), "{h}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_drill_server_error_names_drill_server_and_its_own_password() {
+        let stderr = "psql: error: connection to server at \"10.0.0.9\", port 5432 failed: FATAL:  password authentication failed for user \"postgres\"";
+        let on = |server| classify_on(stderr, "database \"postgres\"", &server);
+        let e = on(Server::DrillServer("app-db".into()));
+        assert_eq!(e.kind(), ErrorKind::Auth);
+        assert!(
+            e.message()
+                .starts_with("drill.server of source \"app-db\": database \"postgres\": "),
+            "{}",
+            e.message()
+        );
+        let h = e.hint_text().unwrap();
+        assert!(h.contains("drill.server") && h.contains("~/.pgpass"), "{h}");
+        assert!(!h.contains("check password_file"), "{h}");
+        // a source's server keeps the source's password settings in its hint
+        let e = on(Server::Source);
+        assert!(e.message().starts_with("database \"postgres\": "));
+        assert!(e
+            .hint_text()
+            .unwrap()
+            .contains("password_file / password_command of the source"));
         assert_eq!(parse_major("15.4"), Some(15));
     }
 }

@@ -16,12 +16,7 @@ use std::{
     sync::atomic::{AtomicUsize, Ordering},
 };
 
-use super::{
-    cluster::ScratchDir,
-    compare::literal,
-    conn::{classify, PgConn},
-    stream::GatheringPipe,
-};
+use super::{cluster::ScratchDir, compare::literal, conn::PgConn, stream::GatheringPipe};
 use crate::error::{Error, Result};
 
 /// Settings pg_dump uses, so that every value is written as in the dump.
@@ -210,7 +205,7 @@ impl ServerCopy {
                 {
                     return Ok(Outcome::Unreachable);
                 }
-                return Err(classify(&stderr, &format!("reading {db:?}")));
+                return Err(conn.classify(&stderr, &format!("reading {db:?}")));
             }
             Ok(Outcome::Done)
         })
