@@ -392,3 +392,109 @@ fn every_new_head_is_published_outside_the_repository() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("audit.head_url"), "{err}");
 }
+
+/// A workspace with an initialised local repository whose audit log holds `n` entries
+/// (verifies of the empty repository: no PostgreSQL needed).
+fn logged(n: usize) -> (Workspace, std::path::PathBuf) {
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[]);
+    ok(lb(&cfg).arg("init"));
+    for _ in 0..n {
+        ok(lb(&cfg).args(["verify", "--all"]));
+    }
+    (ws, cfg)
+}
+
+#[test]
+fn the_head_as_verify_prints_it_is_an_expected_head_and_a_shorter_one_a_usage_error() {
+    let (ws, cfg) = logged(2);
+    let out = ok(lb(&cfg).args(["audit", "verify"]));
+    // "2 entries, head 6aedbc05d906b694: chain intact"
+    let printed = out
+        .split("head ")
+        .nth(1)
+        .and_then(|s| s.split(':').next())
+        .unwrap()
+        .to_string();
+    assert_eq!(printed.len(), 16, "{out}");
+    ok(lb(&cfg).args(["audit", "verify", "--expected-head", &printed]));
+
+    for short in [&printed[..12], "zzzzzzzzzzzzzzzz"] {
+        let (code, out, err) = run(lb(&cfg).args(["audit", "verify", "--expected-head", short]));
+        assert_eq!(code, 2, "{out}{err}");
+        assert!(
+            err.contains("at least 16 hex digits, as printed by `lifeboat audit verify`"),
+            "{err}"
+        );
+        assert!(!out.contains("BROKEN"), "{out}");
+    }
+
+    // the newest entry cut off: the alarm names the head as it was given
+    tamper(&ws, 2, None);
+    let (code, out, err) = run(lb(&cfg).args(["audit", "verify", "--expected-head", &printed]));
+    assert_eq!(code, 6, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "BROKEN  the expected head {printed} is not in the log"
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_configured_head_file_not_there_yet_is_named_the_same_way_and_says_when_it_comes() {
+    let (ws, cfg) = logged(1);
+    let head_file = ws.path().join("audit.heads");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "\n[audit]\nhead_file = {:?}\n",
+        head_file.display().to_string()
+    ));
+    std::fs::write(&cfg, text).unwrap();
+
+    // text and JSON name the same thing: the file, and that it does not exist yet
+    let detail = |json: &str| -> String {
+        let lines: Vec<serde_json::Value> = serde_json::from_str(json).unwrap();
+        let l = lines
+            .iter()
+            .find(|l| l["what"] == "audit head file")
+            .unwrap();
+        l["detail"].as_str().unwrap().to_string()
+    };
+    let expected = format!(
+        "{} does not exist yet; {} is writable, so the next audit entry creates it",
+        head_file.display(),
+        ws.path().display()
+    );
+    let out = ok(lb(&cfg).args(["config", "check"]));
+    assert!(out.contains(&expected), "{out}");
+    assert_eq!(
+        detail(&ok(lb(&cfg).args(["--json", "config", "check"]))),
+        expected
+    );
+
+    let (code, _, err) = run(lb(&cfg).args(["audit", "verify"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("does not exist yet") && err.contains("the next audit entry"),
+        "{err}"
+    );
+    assert!(
+        !head_file.exists(),
+        "audit verify writes no configured head file"
+    );
+
+    ok(lb(&cfg).args(["verify", "--all"]));
+    assert!(head_file.exists());
+    let (_, _, err) = run(lb(&cfg).args(["audit", "verify"]));
+    assert!(!err.contains("does not exist"), "{err}");
+    let writable = format!("{} is writable", head_file.display());
+    assert!(
+        ok(lb(&cfg).args(["config", "check"])).contains(&writable),
+        "text"
+    );
+    assert_eq!(
+        detail(&ok(lb(&cfg).args(["--json", "config", "check"]))),
+        writable
+    );
+}

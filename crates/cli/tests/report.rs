@@ -1,9 +1,80 @@
 //! `lifeboat report --from --to`: the evidence pack of a period, built from what really
-//! happened in it, and checked against the audit head kept outside the repository.
+//! happened in it, and checked against the audit head kept outside the repository; and
+//! `lifeboat runbook`, the other document written from the configuration and the
+//! repository: neither claims what lifeboat does not do.
 
 mod common;
 
 use common::{backed_up, lb, ok, run};
+use lifeboat_testing::Workspace;
+
+#[test]
+fn the_pack_and_the_runbook_claim_no_pruning_and_no_copy_that_lifeboat_did_not_make() {
+    // no PostgreSQL: both documents are written from the configuration and the repository
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("app-db", "host=/nonexistent dbname=app")]);
+    let offsite = ws.path().join("offsite");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(
+        "retention = { last = 7, hourly = 24, daily = 30, weekly = 8, monthly = 12, yearly = 7, schema_days = 90 }\n",
+    );
+    text.push_str(&format!(
+        "\n[[copies]]\nurl = {:?}\n",
+        offsite.display().to_string()
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    ok(lb(&cfg).arg("init"));
+
+    let pack = ok(lb(&cfg).arg("report"));
+    assert!(
+        pack.contains(
+            "- retention: app-db: configured: last 7, hourly 24, daily 30, weekly 8, monthly 12, \
+             yearly 7, schema_days 90 — **not enforced**: lifeboat does not prune yet"
+        ),
+        "{pack}"
+    );
+    assert!(
+        pack.contains(&format!(
+            "- offsite copies: configured destination `{}` — no copy has been made by lifeboat",
+            offsite.display()
+        )),
+        "{pack}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "report"]))).unwrap();
+    assert_eq!(json["retention"][0]["enforced"], false, "{json}");
+    assert_eq!(
+        json["retention"][0]["configured"]["schema_days"], 90,
+        "{json}"
+    );
+    assert_eq!(json["copies"][0]["copies_made"], 0, "{json}");
+
+    // the runbook: --json is JSON, and region loss does not send anyone to a copy that is
+    // not there
+    let book: serde_json::Value =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "runbook"]))).unwrap();
+    let markdown = book["markdown"].as_str().unwrap();
+    assert!(
+        markdown.starts_with("# Disaster-recovery runbook"),
+        "{book}"
+    );
+    assert_eq!(book["sources"][0]["source"], "app-db", "{book}");
+    assert_eq!(book["copies"][0]["holds_repository"], false, "{book}");
+    assert!(!markdown.contains("Use an offsite copy"), "{markdown}");
+    assert!(
+        markdown.contains("Lifeboat does not write offsite copies yet")
+            && markdown.contains(&format!(
+                "configured destination `{}`: **there is no repository at that path now**",
+                offsite.display()
+            )),
+        "{markdown}"
+    );
+    // something else put a repository there: the runbook says so
+    std::fs::create_dir_all(&offsite).unwrap();
+    std::fs::write(offsite.join("config"), "").unwrap();
+    let book = ok(lb(&cfg).arg("runbook"));
+    assert!(book.contains("a repository is there now"), "{book}");
+}
 
 #[test]
 fn the_evidence_pack_counts_the_period_and_checks_the_log_against_the_kept_head() {

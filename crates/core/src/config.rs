@@ -215,6 +215,61 @@ pub struct Retention {
     pub schema_days: Option<u32>,
 }
 
+impl Schedule {
+    /// The kinds that have a cron expression, with it, in the file's key names.
+    #[must_use]
+    pub fn configured(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("logical", &self.logical),
+            ("schema", &self.schema),
+            ("globals", &self.globals),
+            ("physical", &self.physical),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v.as_deref()?)))
+        .collect()
+    }
+}
+
+impl Retention {
+    /// Every key that is set, with its count, in the file's key names and order.
+    #[must_use]
+    pub fn configured(&self) -> Vec<(&'static str, u32)> {
+        [
+            ("last", self.last),
+            ("hourly", self.hourly),
+            ("daily", self.daily),
+            ("weekly", self.weekly),
+            ("monthly", self.monthly),
+            ("yearly", self.yearly),
+            ("schema_days", self.schema_days),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect()
+    }
+
+    /// The keys that are set as text: `daily 30, monthly 12` (empty when none is).
+    #[must_use]
+    pub fn describe(&self) -> String {
+        self.configured()
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// A valid setting that nothing acts on yet: `config check` says so rather than let it
+/// pass for working (the daemon, prune and copy are not built yet).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DormantSetting {
+    /// The key, as `source.app-db.retention` or `copies.url`.
+    pub key: String,
+    /// What is (not) done with it.
+    pub note: String,
+}
+
 /// Recovery objectives, as durations (`"1h"`, `"24h"`, `"30m"`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -290,6 +345,60 @@ impl Config {
                 .hint("fix the key at that line; `lifeboat config check` validates the file")
         })?;
         Ok(cfg)
+    }
+
+    /// The settings this version of lifeboat validates but does not act on: schedules
+    /// (backup and drill; the daemon that would run them does not exist yet), retention
+    /// (nothing prunes) and copies (nothing copies).
+    #[must_use]
+    pub fn dormant_settings(&self) -> Vec<DormantSetting> {
+        let mut out = Vec::new();
+        for src in &self.sources {
+            let at = |key: &str| format!("source.{}.{key}", src.name);
+            let kinds = src.schedule.configured();
+            if !kinds.is_empty() {
+                let list = kinds
+                    .iter()
+                    .map(|(k, cron)| format!("{k} \"{cron}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                out.push(DormantSetting {
+                    key: at("schedule"),
+                    note: format!(
+                        "{list}: schedules are run by the daemon, which lifeboat does not have yet: \
+                         nothing runs these backups; run `lifeboat backup` from cron or a systemd timer"
+                    ),
+                });
+            }
+            if let Some(cron) = &src.drill.schedule {
+                out.push(DormantSetting {
+                    key: at("drill.schedule"),
+                    note: format!(
+                        "\"{cron}\": schedules are run by the daemon, which lifeboat does not have yet: \
+                         nothing runs these drills; run `lifeboat drill` from cron or a systemd timer"
+                    ),
+                });
+            }
+            let kept = src.retention.describe();
+            if !kept.is_empty() {
+                out.push(DormantSetting {
+                    key: at("retention"),
+                    note: format!(
+                        "{kept}: not enforced yet: lifeboat does not prune, it keeps every backup"
+                    ),
+                });
+            }
+        }
+        for url in self.copies.iter().filter_map(|c| c.url.as_deref()) {
+            out.push(DormantSetting {
+                key: "copies.url".to_string(),
+                note: format!(
+                    "{url}: copies are not made yet: lifeboat has no copy command, so nothing \
+                     copies the repository there"
+                ),
+            });
+        }
+        out
     }
 
     /// Loads the file at `path`, or the first of [`DEFAULT_CONFIG_PATHS`] that exists.
@@ -598,6 +707,49 @@ drill = { schedule = "0 5 1 * *", checks = ["select count(*) > 0 from users"] }
         assert_eq!(c.sources[0].name, "app-db");
         assert_eq!(c.sources[0].retention.daily, Some(30));
         assert_eq!(c.copies.len(), 1);
+    }
+
+    #[test]
+    fn settings_nothing_acts_on_are_named() {
+        let c = Config::parse(EXAMPLE, "lifeboat.toml").unwrap();
+        let notes = c.dormant_settings();
+        let keys: Vec<&str> = notes.iter().map(|n| n.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "source.app-db.schedule",
+                "source.app-db.drill.schedule",
+                "source.app-db.retention",
+                "copies.url"
+            ]
+        );
+        assert!(
+            notes[0].note.contains("physical \"0 1 * * 0\"")
+                && notes[0].note.contains("nothing runs these backups"),
+            "{notes:?}"
+        );
+        assert!(
+            notes[1].note.contains("nothing runs these drills"),
+            "{notes:?}"
+        );
+        // every configured key, not just some
+        assert!(
+            notes[2]
+                .note
+                .starts_with("daily 30, monthly 12, yearly 7, schema_days 90: not enforced yet"),
+            "{notes:?}"
+        );
+        assert!(
+            notes[3]
+                .note
+                .starts_with("s3://dr-bucket/app: copies are not made yet"),
+            "{notes:?}"
+        );
+        let plain = "[[source]]\nname = \"a\"\nkind = \"postgres\"\n";
+        assert!(Config::parse(plain, "x")
+            .unwrap()
+            .dormant_settings()
+            .is_empty());
     }
 
     #[test]

@@ -17,7 +17,8 @@ pub enum AuditCmd {
     List,
     /// Check the hash chain: names every edited, removed or reordered entry.
     Verify {
-        /// Head hash recorded earlier (e.g. from a drill report): detects removed newest entries.
+        /// Head hash recorded earlier (e.g. from a drill report), in full or its first 16 or
+        /// more hex digits as `audit verify` prints it: detects removed newest entries.
         #[arg(long)]
         expected_head: Option<String>,
         /// File outside the repository holding the head: checked against, then updated.
@@ -59,6 +60,15 @@ impl AuditCmd {
                 public.display()
             );
             return Ok(());
+        }
+        if let Self::Verify {
+            expected_head: Some(h),
+            ..
+        } = self
+        {
+            // before the log is read: a head too short to name one entry is a usage error,
+            // not evidence of tampering
+            audit::check_head(h)?;
         }
         let repo = ctx.open()?;
         match self {
@@ -114,12 +124,22 @@ impl AuditCmd {
                         let text = std::fs::read_to_string(f)?;
                         Some(head::newest_in(&text).ok_or_else(|| {
                             Error::config(format!("{} holds no audit head", f.display()))
-                                .hint("it should end with a line `SEQ HASH TIME ACTION OUTCOME` or a bare hash")
+                                .hint("it should end with a line `SEQ HASH TIME ACTION OUTCOME` or a bare hash (at least its first 16 hex digits)")
                         })?)
+                    }
+                    // say when the file will get its first head: this verify writes one
+                    // only into a file named on the command line
+                    Some(f) if given => {
+                        eprintln!(
+                            "note: {} does not exist yet: nothing to compare with; it is created with the current head once the chain checks out",
+                            f.display()
+                        );
+                        None
                     }
                     Some(f) => {
                         eprintln!(
-                            "note: {} does not exist yet: nothing to compare with; it will start with the current head",
+                            "note: {} (audit.head_file) does not exist yet: nothing to compare with; `audit verify` does not write it: \
+                             the next audit entry (the next backup, restore, `lifeboat verify` or drill) creates it with its head",
                             f.display()
                         );
                         None

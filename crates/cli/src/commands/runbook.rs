@@ -10,7 +10,7 @@ use crate::Ctx;
 /// Write the disaster-recovery runbook.
 #[derive(Debug, Args)]
 pub struct RunbookCmd {
-    /// Write to this file instead of stdout.
+    /// Write to this file instead of stdout (with --json: the JSON).
     #[arg(long, short)]
     output: Option<PathBuf>,
 }
@@ -25,7 +25,13 @@ impl RunbookCmd {
             .and_then(|p| std::path::absolute(p).ok())
             .map(|p| format!("--config {}", p.display()))
             .unwrap_or_default();
-        let text = runbook(&repo, &ctx.config, &hint)?;
+        let book = runbook(&repo, &ctx.config, &hint)?;
+        // --json: the Markdown with the state it was written from, as other commands do
+        let text = if ctx.json {
+            serde_json::to_string_pretty(&book)? + "\n"
+        } else {
+            book.markdown
+        };
         match &self.output {
             Some(p) => std::fs::write(p, text)?,
             None => print!("{text}"),

@@ -379,40 +379,10 @@ enum Target {
 
 impl Target {
     fn start(src: &SourceConfig, bin: &PgBin) -> Result<Self> {
-        let Some(dsn) = &src.drill.server else {
-            return Ok(Self::Cluster(Cluster::start_with(bin, BULK_LOAD)?));
-        };
-        // its errors name drill.server, and a refused login points at its own DSN
-        let conn = PgConn::from_dsn(dsn, bin.clone())
-            .map_err(|e| e.hint("fix drill.server in the configuration"))?
-            .server(Server::DrillServer(src.name.clone()));
-        let scratch_id = conn.system_identifier()?;
-        // never drill on production: same system identifier = same cluster
-        // production's address from its DSN alone: its password may not be resolvable
-        // on the host that runs drills, which is no reason to refuse one
-        let source = PgConn::from_source(src)
-            .or_else(|e| PgConn::from_dsn(src.dsn.as_deref().ok_or(e)?, bin.clone()))?;
-        match source.system_identifier() {
-            Ok(id) if id == scratch_id => {
-                return Err(Error::config(format!(
-                    "drill.server of source {:?} is the production cluster itself",
-                    src.name
-                ))
-                .hint("point drill.server at a separate scratch server, or remove it to use a throw-away cluster"));
-            }
-            Ok(_) => {}
-            // production does not answer, so its identity cannot be compared: at least the
-            // scratch server must not be where the source points
-            Err(_) if same_endpoint(&source, &conn) => {
-                return Err(Error::config(format!(
-                    "drill.server of source {:?} has the production server's host and port, and production cannot be reached to tell them apart",
-                    src.name
-                ))
-                .hint("point drill.server at a separate scratch server, or drill when production answers"));
-            }
-            Err(_) => {}
+        match &src.drill.server {
+            Some(dsn) => Ok(Self::Server(scratch_server(src, dsn, bin)?)),
+            None => Ok(Self::Cluster(Cluster::start_with(bin, BULK_LOAD)?)),
         }
-        Ok(Self::Server(conn))
     }
 
     fn conn(&self) -> PgConn {
@@ -435,6 +405,62 @@ impl Target {
             }
         }
     }
+}
+
+/// Tests `drill.server` of `src` as a drill reaches it: connects, and refuses the
+/// production cluster. `None` without a drill server. For `config check`, so a scratch
+/// server that refuses lifeboat shows before the first drill does.
+///
+/// # Errors
+///
+/// The connection's error (unreachable, refused credentials), or
+/// [`crate::ErrorKind::Config`] when it is production.
+pub fn check_scratch_server(src: &SourceConfig) -> Result<Option<String>> {
+    let Some(dsn) = &src.drill.server else {
+        return Ok(None);
+    };
+    let bin = PgBin::new(src.pg_bin_dir.as_deref());
+    let conn = scratch_server(src, dsn, &bin)?;
+    let version = conn.server_version_num("postgres")?;
+    Ok(Some(format!(
+        "connected: server {}, not the production cluster",
+        version / 10_000
+    )))
+}
+
+/// Connects to the scratch server `dsn` for a drill of `src`: never production.
+fn scratch_server(src: &SourceConfig, dsn: &str, bin: &PgBin) -> Result<PgConn> {
+    // its errors name drill.server, and a refused login points at its own DSN
+    let conn = PgConn::from_dsn(dsn, bin.clone())
+        .map_err(|e| e.hint("fix drill.server in the configuration"))?
+        .server(Server::DrillServer(src.name.clone()));
+    let scratch_id = conn.system_identifier()?;
+    // never drill on production: same system identifier = same cluster
+    // production's address from its DSN alone: its password may not be resolvable
+    // on the host that runs drills, which is no reason to refuse one
+    let source = PgConn::from_source(src)
+        .or_else(|e| PgConn::from_dsn(src.dsn.as_deref().ok_or(e)?, bin.clone()))?;
+    match source.system_identifier() {
+        Ok(id) if id == scratch_id => {
+            return Err(Error::config(format!(
+                "drill.server of source {:?} is the production cluster itself",
+                src.name
+            ))
+            .hint("point drill.server at a separate scratch server, or remove it to use a throw-away cluster"));
+        }
+        Ok(_) => {}
+        // production does not answer, so its identity cannot be compared: at least the
+        // scratch server must not be where the source points
+        Err(_) if same_endpoint(&source, &conn) => {
+            return Err(Error::config(format!(
+                "drill.server of source {:?} has the production server's host and port, and production cannot be reached to tell them apart",
+                src.name
+            ))
+            .hint("point drill.server at a separate scratch server, or drill when production answers"));
+        }
+        Err(_) => {}
+    }
+    Ok(conn)
 }
 
 pub(crate) struct Clock {

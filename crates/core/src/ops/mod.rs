@@ -2,6 +2,7 @@
 //! the daemon only parse input and present these reports.
 
 pub mod backup;
+pub mod copies;
 pub mod drill;
 mod drill_physical;
 pub mod evidence;

@@ -1,8 +1,10 @@
 //! `report --from --to`: the evidence pack for an audit period. Backups taken and failed,
 //! verifications, restores, drills with their achieved RTO/RPO, the WAL archive, encryption,
-//! retention and offsite copies, and the audit log's own check — each section mapped to the
-//! SOC 2 criteria it supports (CC9.1 business-disruption risk mitigation, A1.2 backup and
-//! recovery infrastructure, A1.3 recovery-plan testing). Built from the repository alone.
+//! the retention and offsite copies configured (saying that lifeboat applies neither yet:
+//! an auditor reads the pack as what is in place), and the audit log's own check — each
+//! section mapped to the SOC 2 criteria it supports (CC9.1 business-disruption risk
+//! mitigation, A1.2 backup and recovery infrastructure, A1.3 recovery-plan testing). Built
+//! from the repository alone.
 
 use std::{collections::BTreeMap, fmt::Write as _, path::PathBuf};
 
@@ -12,7 +14,10 @@ use serde::Serialize;
 use crate::{
     config::Config,
     error::Result,
-    ops::evidence::{drills, DrillSummary},
+    ops::{
+        copies::{self, CopyDestination},
+        evidence::{drills, DrillSummary},
+    },
     repository::{audit, Repo},
     sources::postgres::logical::BackupKind,
     wal::{self, ChainStart, WalStore},
@@ -50,6 +55,39 @@ pub struct WalLine {
     pub blocked_by: Option<String>,
 }
 
+/// A source's configured retention, and whether anything applies it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetentionLine {
+    /// Source.
+    pub source: String,
+    /// Every key set in `retention`, with its count.
+    pub configured: BTreeMap<String, u32>,
+    /// As text, in the file's key order (`daily 30, monthly 12`).
+    pub text: String,
+    /// Whether backups are pruned by it: never yet, lifeboat has no prune.
+    pub enforced: bool,
+}
+
+/// The retention lines of `config`: every configured key, none enforced.
+fn retention_lines(config: &Config) -> Vec<RetentionLine> {
+    config
+        .sources
+        .iter()
+        .filter(|s| !s.retention.configured().is_empty())
+        .map(|s| RetentionLine {
+            source: s.name.clone(),
+            configured: s
+                .retention
+                .configured()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            text: s.retention.describe(),
+            enforced: false,
+        })
+        .collect()
+}
+
 /// The evidence pack.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvidencePack {
@@ -73,10 +111,11 @@ pub struct EvidencePack {
     pub objectives: BTreeMap<String, (Option<String>, Option<String>)>,
     /// WAL archives.
     pub wal: Vec<WalLine>,
-    /// Configured retention per source (`daily/monthly/yearly`), if any.
-    pub retention: BTreeMap<String, String>,
-    /// Configured offsite copies.
-    pub copies: Vec<String>,
+    /// Configured retention per source that has one; lifeboat does not prune yet, so
+    /// none is enforced.
+    pub retention: Vec<RetentionLine>,
+    /// Configured offsite copy destinations; lifeboat makes no copies yet.
+    pub copies: Vec<CopyDestination>,
     /// Audit log: entries, head hash, problems found.
     pub audit: audit::AuditVerdict,
     /// The file outside the repository whose newest head the log was compared with
@@ -218,25 +257,8 @@ pub fn evidence_pack(
             })
             .collect(),
         wal,
-        retention: config
-            .sources
-            .iter()
-            .filter_map(|s| {
-                let r = &s.retention;
-                (r.daily.is_some() || r.monthly.is_some() || r.yearly.is_some()).then(|| {
-                    (
-                        s.name.clone(),
-                        format!(
-                            "daily {}, monthly {}, yearly {}",
-                            r.daily.map_or("-".into(), |v| v.to_string()),
-                            r.monthly.map_or("-".into(), |v| v.to_string()),
-                            r.yearly.map_or("-".into(), |v| v.to_string())
-                        ),
-                    )
-                })
-            })
-            .collect(),
-        copies: config.copies.iter().filter_map(|c| c.url.clone()).collect(),
+        retention: retention_lines(config),
+        copies: copies::destinations(config),
         audit,
         external_head,
     })
@@ -350,28 +372,22 @@ pub fn markdown(p: &EvidencePack) -> String {
     }
     let _ = writeln!(m, "\nProtection of the backups:\n");
     let _ = writeln!(m, "- encryption: every backup, drill report, audit entry and WAL segment is encrypted with the repository key (AES-256-CTR with Poly1305-AES authentication, restic repository format 2; the key is derived from the password with scrypt). Data cannot be read or silently changed without the password.");
-    let _ = writeln!(
-        m,
-        "- retention: {}",
-        if p.retention.is_empty() {
-            "not configured".to_string()
-        } else {
-            p.retention
-                .iter()
-                .map(|(s, r)| format!("{s}: {r}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        }
-    );
-    let _ = writeln!(
-        m,
-        "- offsite copies: {}",
-        if p.copies.is_empty() {
-            "**none configured**".to_string()
-        } else {
-            p.copies.join(", ")
-        }
-    );
+    if p.retention.is_empty() {
+        let _ = writeln!(m, "- retention: not configured");
+    }
+    for r in &p.retention {
+        let _ = writeln!(
+            m,
+            "- retention: {}: configured: {} — **not enforced**: lifeboat does not prune yet",
+            r.source, r.text
+        );
+    }
+    if p.copies.is_empty() {
+        let _ = writeln!(m, "- offsite copies: **none configured**");
+    }
+    for c in &p.copies {
+        let _ = writeln!(m, "- offsite copies: {}", c.describe());
+    }
 
     let _ = writeln!(m, "\n## A1.3 — recovery plan testing\n");
     let _ = writeln!(m, "Restore drills in the period (each restored a backup into a throw-away cluster and checked it):\n");
@@ -415,4 +431,59 @@ pub fn markdown(p: &EvidencePack) -> String {
         }
     );
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_and_copies_are_reported_as_configured_not_in_place() {
+        let text = r#"
+[[copies]]
+url = "/nonexistent/offsite"
+
+[[source]]
+name = "app-db"
+kind = "postgres"
+retention = { last = 7, hourly = 24, daily = 30, weekly = 8, monthly = 12, yearly = 7, schema_days = 90 }
+"#;
+        let config = Config::parse(text, "lifeboat.toml").unwrap();
+        let now = Timestamp::now();
+        let pack = EvidencePack {
+            from: now,
+            to: now,
+            generated_at: now,
+            repository: "/r".into(),
+            backups: Vec::new(),
+            failures: BTreeMap::new(),
+            successes: BTreeMap::new(),
+            drills: Vec::new(),
+            objectives: BTreeMap::new(),
+            wal: Vec::new(),
+            retention: retention_lines(&config),
+            copies: copies::destinations(&config),
+            audit: audit::verify_entries(&[], None),
+            external_head: None,
+        };
+        let m = markdown(&pack);
+        assert!(
+            m.contains(
+                "- retention: app-db: configured: last 7, hourly 24, daily 30, weekly 8, monthly 12, \
+                 yearly 7, schema_days 90 — **not enforced**: lifeboat does not prune yet"
+            ),
+            "{m}"
+        );
+        assert!(
+            m.contains(
+                "- offsite copies: configured destination `/nonexistent/offsite` — no copy has been made by lifeboat"
+            ),
+            "{m}"
+        );
+        let json = serde_json::to_value(&pack).unwrap();
+        assert_eq!(json["retention"][0]["enforced"], false, "{json}");
+        assert_eq!(json["retention"][0]["configured"]["weekly"], 8, "{json}");
+        assert_eq!(json["copies"][0]["copies_made"], 0, "{json}");
+        assert_eq!(json["copies"][0]["holds_repository"], false, "{json}");
+    }
 }

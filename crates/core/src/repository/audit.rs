@@ -322,12 +322,24 @@ pub fn verify_entries(entries: &[Entry], expected_head: Option<&str>) -> AuditVe
     }
     let head = entries.last().map(|e| e.hash.clone());
     if let Some(expected) = expected_head {
-        // the log may have grown since the head was recorded, but it must still contain it
-        if !entries.iter().any(|e| e.hash == expected) {
-            problems.push(format!(
-                "the expected head {} is not in the log: newest entries were removed or the log was replaced",
-                &expected[..12.min(expected.len())]
-            ));
+        // the log may have grown since the head was recorded, but it must still contain it;
+        // the head is named as it was given, so the reader can find it where it came from
+        if let Err(e) = check_head(expected) {
+            problems.push(e.to_string());
+        } else {
+            let matching = entries
+                .iter()
+                .filter(|e| is_head(&e.hash, expected))
+                .count();
+            match matching {
+                0 => problems.push(format!(
+                    "the expected head {expected} is not in the log: newest entries were removed or the log was replaced"
+                )),
+                1 => {}
+                n => problems.push(format!(
+                    "the expected head {expected} matches {n} entries: give more of its digits"
+                )),
+            }
         }
     }
     AuditVerdict {
@@ -336,6 +348,43 @@ pub fn verify_entries(entries: &[Entry], expected_head: Option<&str>) -> AuditVe
         problems,
         signed_heads_verified: 0,
     }
+}
+
+/// Digits a head given by a person must have at least: what `audit verify` prints. 64 bits
+/// leave no chance that two entries of a log share them by accident.
+pub const HEAD_PREFIX_DIGITS: usize = 16;
+
+/// Checks that `given` can name an entry: [`HEAD_PREFIX_DIGITS`] to 64 hex digits (the
+/// head as `audit verify` prints it, or the full hash).
+///
+/// # Errors
+///
+/// [`crate::ErrorKind::Config`] when it is shorter, longer or not hex.
+pub fn check_head(given: &str) -> Result<()> {
+    let hex = given.chars().all(|c| c.is_ascii_hexdigit());
+    if hex && (HEAD_PREFIX_DIGITS..=64).contains(&given.len()) {
+        return Ok(());
+    }
+    let why = if !hex {
+        "is not hexadecimal"
+    } else if given.len() < HEAD_PREFIX_DIGITS {
+        "is too short"
+    } else {
+        "is longer than a hash"
+    };
+    Err(
+        Error::config(format!("the audit head {given:?} {why}")).hint(format!(
+            "give at least {HEAD_PREFIX_DIGITS} hex digits, as printed by `lifeboat audit verify` \
+         (`lifeboat audit list --json` shows every full hash)"
+        )),
+    )
+}
+
+/// Whether the entry hash `hash` is the head `given` names: the full hash or its first
+/// digits, in either case (a head checked by [`check_head`]).
+fn is_head(hash: &str, given: &str) -> bool {
+    hash.get(..given.len())
+        .is_some_and(|h| h.eq_ignore_ascii_case(given))
 }
 
 /// Reads and checks the repository's audit log.
@@ -380,6 +429,50 @@ mod tests {
         let c = chain(5);
         let v = verify_entries(&c, Some(&c[4].hash));
         assert!(v.ok(), "{:?}", v.problems);
+    }
+
+    #[test]
+    fn a_head_as_printed_names_its_entry() {
+        let c = chain(5);
+        // what `audit verify` prints: the first 16 digits
+        let printed = &c[3].hash[..HEAD_PREFIX_DIGITS];
+        let v = verify_entries(&c, Some(printed));
+        assert!(v.ok(), "{:?}", v.problems);
+        assert!(verify_entries(&c, Some(&c[3].hash.to_uppercase())).ok());
+        // cut off: the message names the head as it was given
+        let v = verify_entries(&c[..3], Some(printed));
+        assert_eq!(
+            v.problems,
+            [format!(
+                "the expected head {printed} is not in the log: newest entries were removed or the log was replaced"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_head_too_short_or_not_hex_is_refused() {
+        for bad in ["6aedbc05", "", "6aedbc05d906b69", "zaedbc05d906b694"] {
+            let e = check_head(bad).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Config, "{bad}");
+            assert!(
+                e.hint_text()
+                    .is_some_and(|h| h.contains("at least 16 hex digits")),
+                "{bad}: {e}"
+            );
+            // the library refuses it too, rather than matching every entry
+            assert!(!verify_entries(&chain(2), Some(bad)).ok(), "{bad}");
+        }
+        assert!(check_head("6aedbc05d906b694").is_ok());
+        // two entries sharing the digits (only a forged log can): not taken as a match
+        let mut c = chain(2);
+        c[1].hash = format!("{}{}", &c[0].hash[..16], "0".repeat(48));
+        let v = verify_entries(&c, Some(&c[0].hash[..16]));
+        assert!(
+            v.problems.iter().any(|p| p.contains("matches 2 entries")),
+            "{:?}",
+            v.problems
+        );
+        assert!(check_head(&"a".repeat(65)).is_err());
     }
 
     #[test]

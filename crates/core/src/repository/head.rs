@@ -36,13 +36,16 @@ pub fn line(entry: &Entry) -> String {
 }
 
 /// The newest head in a head file: the hash on its last line that has one (a file holding
-/// just a hash, as older versions wrote, works too).
+/// just a hash, as older versions wrote, works too). A head is what `--expected-head`
+/// takes ([`super::audit::check_head`]): the full hash, or at least the 16 digits `audit
+/// verify` prints, so a head copied from its output by hand counts the same.
 #[must_use]
 pub fn newest_in(text: &str) -> Option<String> {
-    // a last line cut short by a crash is skipped for the one before
+    // a last line cut short by a crash is skipped for the one before, unless enough of
+    // its hash was written to name the entry
     text.lines().rev().find_map(|l| {
         l.split_whitespace()
-            .find(|w| w.len() == 64 && w.chars().all(|c| c.is_ascii_hexdigit()))
+            .find(|w| super::audit::check_head(w).is_ok())
             .map(str::to_string)
     })
 }
@@ -129,22 +132,7 @@ pub fn publish(cfg: &AuditConfig, repository: &str, entry: &Entry) -> Result<()>
 pub fn check(cfg: &AuditConfig) -> Vec<(String, Result<String>)> {
     let mut out = Vec::new();
     if let Some(path) = &cfg.head_file {
-        let target = if path.exists() {
-            path.clone()
-        } else {
-            path.parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .map_or_else(|| std::path::PathBuf::from("."), Path::to_path_buf)
-        };
-        let r = nix::unistd::access(&target, nix::unistd::AccessFlags::W_OK)
-            .map(|()| format!("{} is writable", target.display()))
-            .map_err(|e| {
-                Error::unavailable(format!(
-                    "audit.head_file: {} is not writable: {e}",
-                    target.display()
-                ))
-            });
-        out.push(("audit head file".to_string(), r));
+        out.push(("audit head file".to_string(), check_file(path)));
     }
     let proxy = [
         "HTTPS_PROXY",
@@ -190,6 +178,41 @@ pub fn check(cfg: &AuditConfig) -> Vec<(String, Result<String>)> {
         out.push(("audit head URL".to_string(), r));
     }
     out
+}
+
+/// Whether `path` can take a head line, naming the file itself either way (a file not
+/// there yet is created by the next audit entry, so its directory is what must be writable).
+fn check_file(path: &Path) -> Result<String> {
+    let access = |p: &Path| nix::unistd::access(p, nix::unistd::AccessFlags::W_OK);
+    if path.exists() {
+        return access(path)
+            .map(|()| format!("{} is writable", path.display()))
+            .map_err(|e| {
+                Error::unavailable(format!(
+                    "audit.head_file: {} is not writable: {e}",
+                    path.display()
+                ))
+            });
+    }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    access(dir)
+        .map(|()| {
+            format!(
+                "{} does not exist yet; {} is writable, so the next audit entry creates it",
+                path.display(),
+                dir.display()
+            )
+        })
+        .map_err(|e| {
+            Error::unavailable(format!(
+                "audit.head_file: {} cannot be created: {} is not writable: {e}",
+                path.display(),
+                dir.display()
+            ))
+        })
 }
 
 fn post(url: &str, body: String) -> std::result::Result<(), String> {
@@ -262,6 +285,11 @@ mod tests {
         assert_eq!(newest_in(&text), Some(b.clone()));
         assert_eq!(newest_in(&format!("{a}\n")), Some(a));
         assert_eq!(newest_in("nothing here\n"), None);
+        // a head as `audit verify` prints it, written down by hand
+        assert_eq!(
+            newest_in(&format!("{text}6aedbc05d906b694\n")),
+            Some("6aedbc05d906b694".to_string())
+        );
         // a torn last line: the one before counts
         assert_eq!(newest_in(&format!("{text}3 bbbb")), Some(b.clone()));
     }
@@ -293,6 +321,23 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().last().unwrap(), line(&entry).trim_end());
         assert_eq!(newest_in(&text), Some("c".repeat(64)));
+    }
+
+    #[test]
+    fn the_head_file_check_names_the_file_before_and_after_it_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.heads");
+        let before = check_file(&path).unwrap();
+        assert!(
+            before.starts_with(&format!("{} does not exist yet", path.display()))
+                && before.contains("the next audit entry creates it"),
+            "{before}"
+        );
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(
+            check_file(&path).unwrap(),
+            format!("{} is writable", path.display())
+        );
     }
 
     #[test]

@@ -1,0 +1,106 @@
+//! `lifeboat config check`: every connection a later command makes is tried now, and a
+//! setting nothing acts on yet is named rather than passed as working.
+
+mod common;
+
+use common::{lb, ok, run};
+use lifeboat_testing::{cluster, Workspace};
+
+#[test]
+fn settings_nothing_acts_on_are_noted_not_passed_as_working() {
+    let c = cluster();
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("app-db", &c.dsn("postgres"))]);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(
+        "schedule = { logical = \"0 2 * * *\", physical = \"0 1 * * 0\" }\n\
+         retention = { last = 7, hourly = 24, daily = 30, weekly = 8, monthly = 12, yearly = 7, schema_days = 90 }\n\
+         drill = { schedule = \"0 5 1 * *\" }\n",
+    );
+    text.push_str(&format!(
+        "\n[[copies]]\nurl = {:?}\n",
+        ws.path().join("offsite").display().to_string()
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    ok(lb(&cfg).arg("init"));
+
+    let out = ok(lb(&cfg).args(["config", "check"]));
+    for (key, says) in [
+        ("source.app-db.schedule", "nothing runs these backups"),
+        ("source.app-db.drill.schedule", "nothing runs these drills"),
+        (
+            "source.app-db.retention",
+            "last 7, hourly 24, daily 30, weekly 8, monthly 12, yearly 7, schema_days 90: not enforced yet",
+        ),
+        ("copies.url", "copies are not made yet"),
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("note") && l.contains(key) && l.contains(says)),
+            "{key}: {out}"
+        );
+    }
+    let lines: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "config", "check"]))).unwrap();
+    let notes: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["note"] == true)
+        .map(|l| l["what"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            "source.app-db.schedule",
+            "source.app-db.drill.schedule",
+            "source.app-db.retention",
+            "copies.url"
+        ]
+    );
+}
+
+#[test]
+fn the_drill_server_is_connected_to_as_a_drill_would() {
+    let prod = cluster();
+    let scratch = cluster();
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("app-db", &prod.dsn("postgres"))]);
+    ok(lb(&cfg).arg("init"));
+    let base = std::fs::read_to_string(&cfg).unwrap();
+    let with_server = |dsn: &str| {
+        std::fs::write(&cfg, format!("{base}drill = {{ server = {dsn:?} }}\n")).unwrap();
+    };
+
+    with_server(&scratch.dsn("postgres"));
+    let out = ok(lb(&cfg).args(["config", "check"]));
+    assert!(
+        out.lines().any(|l| l.starts_with("ok")
+            && l.contains("drill.server of app-db")
+            && l.contains("not the production cluster")),
+        "{out}"
+    );
+
+    // a scratch server that refuses lifeboat fails here, not in the first drill
+    with_server(
+        &scratch
+            .dsn("postgres")
+            .replace("user=postgres", "user=nobody_here"),
+    );
+    let (code, out, err) = run(lb(&cfg).args(["config", "check"]));
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("drill.server of app-db")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ok") && l.contains("source app-db")),
+        "the source itself still checks out: {out}"
+    );
+
+    // production as the scratch server: refused as the drill refuses it
+    with_server(&prod.dsn("postgres"));
+    let (code, out, _) = run(lb(&cfg).args(["config", "check"]));
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("is the production cluster itself"), "{out}");
+}
