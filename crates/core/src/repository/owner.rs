@@ -23,7 +23,7 @@ fn other_owner(root: &Path) -> Option<(u32, u32)> {
 ///
 /// # Errors
 ///
-/// [`crate::error::ErrorKind::Io`] when the ownership cannot be changed.
+/// [`crate::error::ErrorKind::Unavailable`] when the ownership cannot be changed.
 pub fn give_to_owner(root: &Path, path: &Path) -> Result<()> {
     let Some((uid, gid)) = other_owner(root) else {
         return Ok(());
@@ -42,7 +42,7 @@ pub fn give_to_owner(root: &Path, path: &Path) -> Result<()> {
 ///
 /// # Errors
 ///
-/// [`crate::error::ErrorKind::Io`] when a directory cannot be read or an ownership cannot
+/// [`crate::error::ErrorKind::Unavailable`] when a directory cannot be read or an ownership cannot
 /// be changed.
 pub fn hand_over(root: &Path) -> Result<usize> {
     if other_owner(root).is_none() {

@@ -289,7 +289,7 @@ impl PgConn {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Io`] when the file cannot be written.
+    /// [`ErrorKind::Unavailable`] when the file cannot be written.
     pub fn write_passfile(&self, path: &Path) -> Result<bool> {
         use std::io::Write;
         let Some(password) = &self.password else {
