@@ -93,7 +93,11 @@ set_archive() {
   die "archive_command was not reloaded"
 }
 ARCH_LB="$LIFEBOAT --config $CFG wal-push --socket $SOCKET %p"
-set_archive "$ARCH_LB && pgbackrest --config=$PGBR_CONF --stanza=bench archive-push %p"
+# the timed full backups go into a fresh repository each round ($WORK/fresh.toml, below),
+# and a physical backup is refused unless the WAL it needs reached its own archive: push
+# there too whenever that repository exists (directly, without a `wal serve`)
+ARCH_FRESH="{ [ ! -f $WORK/fresh.toml ] || $LIFEBOAT --config $WORK/fresh.toml wal-push --socket $WORK/no-such.sock %p; }"
+set_archive "$ARCH_LB && pgbackrest --config=$PGBR_CONF --stanza=bench archive-push %p && $ARCH_FRESH"
 pgbr check >/dev/null || die "pgbackrest check (archiving)"
 
 # ---------------------------------------------------------------- full backups
@@ -127,7 +131,7 @@ for ((r = 1; r <= REPEAT; r++)); do
   ((r == 1)) && put pgbr_full_bytes "$(size_of "$PGBR_REPO/backup")"
   log "  $(elapsed "$t0") s (best ${R[t_pgbr_full]} s), repository $(mib "${R[pgbr_full_bytes]}") MiB"
 done
-rm -rf "$WORK/lb-fresh"
+rm -rf "$WORK/lb-fresh" "$WORK/fresh.toml"
 put lb_tar_bytes "$(jq '.backups[0].logical_bytes' "$WORK/lb-full.json")"
 log "lifeboat backup --kind physical into the main repository (the base of the second full)"
 lb --json backup --kind physical >/dev/null || die "lifeboat backup (main)"
