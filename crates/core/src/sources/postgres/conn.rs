@@ -291,7 +291,6 @@ impl PgConn {
     ///
     /// [`ErrorKind::Unavailable`] when the file cannot be written.
     pub fn write_passfile(&self, path: &Path) -> Result<bool> {
-        use std::io::Write;
         let Some(password) = &self.password else {
             return Ok(false);
         };
@@ -316,26 +315,7 @@ impl PgConn {
         if let Some(own) = own.and_then(|p| std::fs::read_to_string(p).ok()) {
             text.push_str(&own);
         }
-        let mut f = {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-        }
-        .map_err(|e| {
-            Error::io(
-                format!("writing a password file for a hook at {}", path.display()),
-                e,
-            )
-        })?;
-        f.write_all(text.as_bytes()).map_err(|e| {
-            Error::io(
-                format!("writing a password file for a hook at {}", path.display()),
-                e,
-            )
-        })?;
+        crate::secret::write_private_file(path, &text)?;
         Ok(true)
     }
 
