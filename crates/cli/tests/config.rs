@@ -98,6 +98,36 @@ fn the_drill_server_is_connected_to_as_a_drill_would() {
         "the source itself still checks out: {out}"
     );
 
+    // a role that may log in but not create the drill's database: named, with the fix
+    scratch
+        .sql("postgres", "create role driller login")
+        .unwrap();
+    with_server(
+        &scratch
+            .dsn("postgres")
+            .replace("user=postgres", "user=driller"),
+    );
+    let (code, out, _) = run(lb(&cfg).args(["config", "check"]));
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("FAIL")
+            && l.contains("role \"driller\", which may not create databases")),
+        "{out}"
+    );
+    assert!(
+        out.contains("     hint: on the scratch server: ALTER ROLE \"driller\" CREATEDB"),
+        "{out}"
+    );
+    let json = run(lb(&cfg).args(["--json", "config", "check"])).1;
+    assert!(
+        json.contains(r#""hint": "on the scratch server: ALTER ROLE \"driller\" CREATEDB"#),
+        "{json}"
+    );
+    scratch
+        .sql("postgres", "alter role driller createdb")
+        .unwrap();
+    ok(lb(&cfg).args(["config", "check"]));
+
     // production as the scratch server: refused as the drill refuses it
     with_server(&prod.dsn("postgres"));
     let (code, out, _) = run(lb(&cfg).args(["config", "check"]));

@@ -22,21 +22,42 @@ struct CheckLine {
     /// a failure, but not working either.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     note: bool,
+    /// What to do about a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<String>,
 }
 
 impl CheckLine {
     fn of(what: String, r: &lifeboat_core::Result<String>) -> Self {
-        let (ok, detail) = match r {
-            Ok(d) => (true, d.clone()),
-            Err(e) => (false, e.to_string()),
+        let (ok, detail, hint) = match r {
+            Ok(d) => (true, d.clone(), None),
+            Err(e) => (false, e.to_string(), e.hint_text().map(str::to_string)),
         };
         Self {
             what,
             ok,
             detail,
             note: false,
+            hint,
         }
     }
+}
+
+/// The exit status of a failed check: the kind of its first failure, so a refused
+/// password still exits as one; every failure's message and hint are in the lines above.
+fn failed(first: &anyhow::Error, count: usize) -> anyhow::Error {
+    let kind = first
+        .chain()
+        .find_map(|e| e.downcast_ref::<lifeboat_core::Error>())
+        .map_or(
+            lifeboat_core::ErrorKind::Internal,
+            lifeboat_core::Error::kind,
+        );
+    lifeboat_core::Error::new(
+        kind,
+        format!("{count} check(s) failed: see the FAIL lines above"),
+    )
+    .into()
 }
 
 impl ConfigCmd {
@@ -59,11 +80,15 @@ impl ConfigCmd {
                 &Ok(format!("opened {}", r.location())),
             )),
             Err(e) => {
+                let core = e
+                    .chain()
+                    .find_map(|c| c.downcast_ref::<lifeboat_core::Error>());
                 lines.push(CheckLine {
                     what: "repository".into(),
                     ok: false,
                     detail: e.to_string(),
                     note: false,
+                    hint: core.and_then(|c| c.hint_text()).map(str::to_string),
                 });
                 first_err = Some(e);
             }
@@ -95,6 +120,7 @@ impl ConfigCmd {
                 ok: true,
                 detail: d.note,
                 note: true,
+                hint: None,
             });
         }
         if ctx.json {
@@ -111,10 +137,13 @@ impl ConfigCmd {
                     l.what,
                     l.detail
                 );
+                if let Some(h) = &l.hint {
+                    println!("     hint: {h}");
+                }
             }
         }
         match first_err {
-            Some(e) => Err(e),
+            Some(e) => Err(failed(&e, lines.iter().filter(|l| !l.ok).count())),
             None => Ok(()),
         }
     }

@@ -460,6 +460,22 @@ fn scratch_server(src: &SourceConfig, dsn: &str, bin: &PgBin) -> Result<PgConn> 
         }
         Err(_) => {}
     }
+    // a drill restores into a new database there: without the right to create one it
+    // would fail only after fetching the whole backup
+    let may = conn.query(
+        "postgres",
+        "select (rolsuper or rolcreatedb)::text || '|' || current_user from pg_roles where rolname = current_user",
+    )?;
+    if let Some(("false", role)) = may.split_once('|') {
+        return Err(Error::config(format!(
+            "drill.server of source {:?} logs in as role {role:?}, which may not create databases: a drill restores into a new database there",
+            src.name
+        ))
+        .hint(format!(
+            "on the scratch server: ALTER ROLE {} CREATEDB; or use a role that may",
+            ident(role)
+        )));
+    }
     Ok(conn)
 }
 
