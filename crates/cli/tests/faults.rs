@@ -503,6 +503,22 @@ fn flipped_byte_in_a_pack_is_named_and_refused() {
         "a damaged backup must not touch the target"
     );
 
+    // every pack damaged, trees too: each backup is named, and no library thread panics
+    // (with RUST_BACKTRACE set, rustic_core's tree loaders used to outlive the check and
+    // take the process down with exit 101)
+    for (len, p) in &packs {
+        let mut bytes = std::fs::read(p).unwrap();
+        bytes[(len / 2) as usize] ^= 0x40;
+        std::fs::write(p, bytes).unwrap();
+    }
+    let (code, out, err) =
+        run(lb(&cfg)
+            .env("RUST_BACKTRACE", "1")
+            .args(["verify", "--all", "--read-data"]));
+    assert_eq!(code, 6, "{out}\n{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.contains(&format!("DAMAGED  {}", &schema[..8])), "{out}");
+
     // a pack file gone is found without reading any data
     let (_, smallest) = packs.first().expect("another pack").clone();
     std::fs::remove_file(&smallest).unwrap();

@@ -305,10 +305,17 @@ impl GlobalIndex {
     pub fn into_index(self) -> Index {
         match Arc::try_unwrap(self.index) {
             Ok(index) => index,
-            Err(arc) => {
+            Err(mut arc) => {
                 // Seems index is still in use; this could be due to some threads using it which didn't yet completely shut down.
-                // sleep a bit to let threads using the index shut down, after this index should be available to unwrap
-                sleep(Duration::from_millis(100));
+                // lifeboat: wait for them up to 30 s (0.13.0 waited 100 ms once, and lost
+                // that race on a slow machine or while those threads printed a backtrace)
+                for _ in 0..300 {
+                    sleep(Duration::from_millis(100));
+                    match Arc::try_unwrap(arc) {
+                        Ok(index) => return index,
+                        Err(still) => arc = still,
+                    }
+                }
                 Arc::try_unwrap(arc).expect("index still in use")
             }
         }

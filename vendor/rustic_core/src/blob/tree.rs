@@ -671,9 +671,14 @@ impl TreeStreamerOnce {
             let out_tx = out_tx.clone();
             let _join_handle = std::thread::spawn(move || {
                 for (path, id, count) in in_rx {
-                    out_tx
+                    // lifeboat: the streamer was dropped (a check stopped at a damaged
+                    // tree): stop quietly and let go of the index, instead of panicking
+                    if out_tx
                         .send(Tree::from_backend(&be, &index, id).map(|tree| (path, tree, count)))
-                        .unwrap();
+                        .is_err()
+                    {
+                        break;
+                    }
                 }
             });
         }
