@@ -347,9 +347,28 @@ fn globals_are_restored_when_asked() {
     let cfg = ws.local_config(&[("app-db", &c.dsn("app"))]);
     ok(lb(&cfg).arg("init"));
     ok(lb(&cfg).arg("backup"));
-    // a fresh server has no such role: restoring there needs the globals first
+    // production's superuser has a password, which the globals backup carries
+    c.sql("postgres", "ALTER ROLE postgres PASSWORD 'production-pw'")
+        .unwrap();
+    ok(lb(&cfg).arg("backup"));
+    // a fresh server has no such role: restoring there needs the globals first; it is
+    // reached over TCP with its own password, which the restore must not replace
     let target = cluster();
-    let dsn = target.dsn("postgres");
+    std::fs::write(
+        target.data_dir().join("pg_hba.conf"),
+        "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+    )
+    .unwrap();
+    target
+        .sql(
+            "postgres",
+            "ALTER ROLE postgres PASSWORD 'new-host-pw'; select pg_reload_conf()",
+        )
+        .unwrap();
+    let dsn = format!(
+        "host=127.0.0.1 port={} user=postgres password=new-host-pw dbname=postgres",
+        target.port()
+    );
     let out = ok(lb(&cfg).args([
         "restore",
         "--latest",
@@ -361,6 +380,10 @@ fn globals_are_restored_when_asked() {
     ]));
     assert!(
         out.contains("restored the globals (roles, tablespaces) first"),
+        "{out}"
+    );
+    assert!(
+        out.contains("note: role \"postgres\", which this restore connects as, kept its password on the target"),
         "{out}"
     );
     let json: serde_json::Value = serde_json::from_str(&ok(lb(&cfg).args([

@@ -320,6 +320,9 @@ impl RestoreCmd {
                 g.short_id()
             );
         }
+        if let Some(role) = &report.kept_password_of {
+            println!("note: role {role:?}, which this restore connects as, kept its password on the target; the globals backup's password for it was not applied");
+        }
         if let Some(c) = &report.comparison {
             println!(
                 "verified: {} tables, {} rows match the backup-time counts and hashes",
@@ -514,7 +517,24 @@ impl RestoreCmd {
             (None, None) => {}
         }
         if !opts.keep_archiving {
-            println!("note: WAL archiving is off in the restored server (archive_mode = off in its postgresql.auto.conf, which overrides postgresql.conf); when it becomes the primary, run `ALTER SYSTEM SET archive_mode = on` in it and restart it");
+            let lb = invocation(ctx, "lifeboat")?;
+            let source = shell_quote(&report.backup.meta.source);
+            let history = report
+                .reached
+                .as_ref()
+                .and_then(|r| r.timeline)
+                .map_or_else(
+                    || "0000000N.history (N: the timeline it promoted to)".to_string(),
+                    |t| format!("{t:08X}.history"),
+                );
+            println!("note: WAL archiving is off in the restored server (archive_mode = off in its postgresql.auto.conf, which overrides postgresql.conf).");
+            println!("  When it becomes the primary (and only then: the history file sends every later recovery onto its timeline):");
+            println!("  1. in it: ALTER SYSTEM SET archive_mode = on; then restart it");
+            println!(
+                "  2. {lb} wal-push --source {source} {}   (PostgreSQL archives a new timeline's history only if archiving was on when it was promoted)",
+                shell_quote(&report.to_dir.join("pg_wal").join(&history).display().to_string())
+            );
+            println!("  3. point source {source}'s dsn at it, then {lb} backup --source {source} --kind physical   (its first base backup: until then no recovery reaches past the promotion)");
         }
         for warning in env_only_secrets(ctx) {
             println!("warning: {warning}");
@@ -560,7 +580,18 @@ fn env_only_secrets(ctx: &Ctx) -> Vec<String> {
 /// The restore_command for the restored server: this binary, this configuration.
 pub(crate) fn restore_command(ctx: &Ctx, source: &str) -> anyhow::Result<String> {
     let exe = std::env::current_exe()?;
-    let mut cmd = shell_quote(&exe.display().to_string());
+    let mut cmd = invocation(ctx, &shell_quote(&exe.display().to_string()))?;
+    cmd.push_str(&format!(
+        " wal-fetch --source {} %f %p",
+        shell_quote(source)
+    ));
+    Ok(cmd)
+}
+
+/// `program` with the `--config` and `--repo` this command was given, to print or write
+/// as a later command line.
+fn invocation(ctx: &Ctx, program: &str) -> anyhow::Result<String> {
+    let mut cmd = program.to_string();
     if let Some(p) = &ctx.config_path {
         cmd.push_str(&format!(
             " --config {}",
@@ -570,10 +601,6 @@ pub(crate) fn restore_command(ctx: &Ctx, source: &str) -> anyhow::Result<String>
     if let Some(r) = &ctx.repo_override {
         cmd.push_str(&format!(" --repo {}", shell_quote(r)));
     }
-    cmd.push_str(&format!(
-        " wal-fetch --source {} %f %p",
-        shell_quote(source)
-    ));
     Ok(cmd)
 }
 

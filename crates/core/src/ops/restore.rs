@@ -136,6 +136,10 @@ pub struct RestoreReport {
     /// Whether roles and tablespaces (the globals backup `plan.globals`) were restored
     /// before the database.
     pub globals_restored: bool,
+    /// The role the restore connected as, when the globals backup would have set its
+    /// password: it kept the target's (see [`apply_globals`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_password_of: Option<String>,
     /// Total seconds.
     pub total_secs: f64,
 }
@@ -411,16 +415,25 @@ pub fn globals_for(repo: &Repo, backup: &SnapshotInfo) -> Result<Option<Snapshot
 }
 
 /// Runs a `pg_dumpall --globals-only` script. Roles that already exist (the superuser
-/// always does) are expected errors; any other error is reported.
+/// always does) are expected errors; any other error is reported. The role the restore
+/// connects as keeps its password on the target: the backup's (production's) would lock
+/// the restore out of the server it is writing to, and after a host loss that password
+/// may be gone with the host. Returns that role's name when the script would have set
+/// its password.
 ///
 /// # Errors
 ///
 /// [`ErrorKind::Postgres`] naming the unexpected errors.
-pub fn apply_globals(conn: &PgConn, file: &std::path::Path) -> Result<()> {
+pub fn apply_globals(conn: &PgConn, file: &std::path::Path) -> Result<Option<String>> {
+    let me = conn.query("postgres", "select current_user")?;
+    let script = std::fs::read_to_string(file).map_err(|e| Error::io(file.display(), e))?;
+    let (script, kept) = keep_password_of(&script, &me);
+    let file = file.with_extension("applied.sql");
+    std::fs::write(&file, script).map_err(|e| Error::io(file.display(), e))?;
     let out = conn
         .command("psql", "postgres")
         .args(["-X", "-q", "-w", "-f"])
-        .arg(file)
+        .arg(&file)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| missing_program(&conn.bin().program("psql"), e))?;
@@ -435,7 +448,37 @@ pub fn apply_globals(conn: &PgConn, file: &std::path::Path) -> Result<()> {
             unexpected.join("; ")
         )));
     }
-    Ok(())
+    Ok(kept.then_some(me))
+}
+
+/// `script` without the `PASSWORD '…'` of role `me`'s `ALTER ROLE` line (pg_dumpall writes
+/// one line per role, the name quoted only when it must be), and whether there was one.
+fn keep_password_of(script: &str, me: &str) -> (String, bool) {
+    let prefixes = [
+        format!("ALTER ROLE {me} WITH "),
+        format!("ALTER ROLE {} WITH ", ident(me)),
+    ];
+    let mut kept = false;
+    let mut out = String::with_capacity(script.len());
+    for line in script.lines() {
+        let own = prefixes.iter().any(|p| line.starts_with(p.as_str()));
+        const CLAUSE: &str = " PASSWORD '";
+        match line.find(CLAUSE).filter(|_| own) {
+            Some(at) => {
+                // a stored hash (SCRAM or md5) has no quote in it
+                let value = at + CLAUSE.len();
+                let end = line[value..]
+                    .find('\'')
+                    .map_or(line.len(), |e| value + e + 1);
+                out.push_str(&line[..at]);
+                out.push_str(&line[end..]);
+                kept = true;
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    (out, kept)
 }
 
 /// Writes the stream of `backup` to `dest`, checking its hash.
@@ -705,9 +748,10 @@ fn restore_inner(
         run_hook("pre-restore", h, &plan, passfile.as_deref())?;
     }
     let restore_clock = Instant::now();
-    if let Some(g) = &globals_file {
-        apply_globals(&conn, g)?;
-    }
+    let kept_password_of = match &globals_file {
+        Some(g) => apply_globals(&conn, g)?,
+        None => None,
+    };
     let truth = plan.backup.meta.truth.clone().unwrap_or_default();
     if plan.create_database {
         let sql = format!(
@@ -773,6 +817,7 @@ fn restore_inner(
         restore_secs,
         comparison,
         globals_restored: plan.globals.is_some(),
+        kept_password_of,
         total_secs: clock.elapsed().as_secs_f64(),
         plan,
     })
@@ -781,6 +826,30 @@ fn restore_inner(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_connecting_role_keeps_its_password() {
+        let script = "CREATE ROLE postgres;\nALTER ROLE postgres WITH SUPERUSER LOGIN PASSWORD 'SCRAM-SHA-256$4096:abc=';\nCREATE ROLE app;\nALTER ROLE app WITH LOGIN PASSWORD 'md5x';\n";
+        let (out, kept) = keep_password_of(script, "postgres");
+        assert!(kept);
+        assert!(
+            out.contains("ALTER ROLE postgres WITH SUPERUSER LOGIN;\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("ALTER ROLE app WITH LOGIN PASSWORD 'md5x';"),
+            "{out}"
+        );
+        let (out, kept) = keep_password_of(script, "nobody");
+        assert!(!kept);
+        assert_eq!(out, script);
+        let quoted = "ALTER ROLE \"Ops Lead\" WITH LOGIN PASSWORD 'x';\n";
+        let (out, kept) = keep_password_of(quoted, "Ops Lead");
+        assert!(
+            kept && out == "ALTER ROLE \"Ops Lead\" WITH LOGIN;\n",
+            "{out}"
+        );
+    }
 
     #[test]
     fn a_refused_password_on_another_server_names_that_servers_password() {
