@@ -494,6 +494,21 @@ fn a_multi_database_source_needs_database_to_restore_and_has_stats_per_database(
         "y",
     ]));
     assert_eq!(count(&c, "y", "shop.users"), 50);
+    // the list of what can be restored keeps to the database asked for
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&ok(lb(&cfg).args([
+        "--json",
+        "restore",
+        "--list",
+        "--source",
+        "multi",
+        "--database",
+        "a",
+    ])))
+    .unwrap();
+    assert!(
+        !listed.is_empty() && listed.iter().all(|b| b["database"] == "a"),
+        "{listed:?}"
+    );
     // a database without backups is named, with the ones that have them
     let (code, _, err) = run(lb(&cfg).args([
         "restore",

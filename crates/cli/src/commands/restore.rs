@@ -148,6 +148,7 @@ impl RestoreCmd {
                 &ListFilter {
                     source: self.source.clone(),
                     kind: Some(self.kind),
+                    database: self.database.clone(),
                     ..ListFilter::default()
                 },
             )?;
