@@ -712,6 +712,52 @@ fn a_second_timeline_is_archived_and_restored() {
         out.contains(&format!("from backup {}", &on_tl2[..8])),
         "{out}"
     );
+    // the restored copy on timeline 3 as the new primary, archiving still off (as every
+    // restore leaves it): the archive holds WAL, so nothing new being archived is an alarm
+    let cfg3 = a.ws.path().join("timeline3.toml");
+    let dsn3 = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        r3.sock.display(),
+        r3.port
+    );
+    std::fs::write(
+        &cfg3,
+        std::fs::read_to_string(&cfg2)
+            .expect("config")
+            .replace(&dsn, &dsn3),
+    )
+    .expect("config");
+    let (code, out, err) = run(lb(&cfg3).args(["wal", "status"]));
+    assert_eq!(code, 10, "{out}{err}");
+    assert!(
+        out.contains("archive_mode is off") && err.contains("does not archive WAL"),
+        "{out}{err}"
+    );
+    assert!(err.contains("ALTER SYSTEM SET archive_mode = on"), "{err}");
+    drop(r3);
+    // timeline 2's history file gone from the archive (as when archiving was switched on
+    // only after the promotion): a later recovery would not follow it, and status says so
+    let history =
+        a.ws.repo_path()
+            .join("lifeboat-wal/main/00000002/00000002.history");
+    let aside = history.with_extension("aside");
+    std::fs::rename(&history, &aside).expect("move the history aside");
+    let (code, out, err) = run(a.lb().args(["wal", "status"]));
+    assert_eq!(code, 10, "{out}{err}");
+    assert!(
+        out.contains("timeline 2 has segments but no 00000002.history in the archive")
+            && out.contains("wal-push --source main PGDATA/pg_wal/00000002.history"),
+        "{out}"
+    );
+    assert!(
+        err.contains("timeline 2 is archived without its history file"),
+        "{err}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&run(a.lb().args(["--json", "wal", "status"])).1).expect("json");
+    assert_eq!(v["without_history"][0], 2, "{v}");
+    std::fs::rename(&aside, &history).expect("put it back");
+    ok(a.lb().args(["wal", "status"]));
 }
 
 /// A new local repository whose source has no reachable server: for WAL pushed by hand.

@@ -353,10 +353,13 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
         }
         Some(r) => {
             println!(
-                "  from backup {}: recoverable up to {} (end of {}){}",
+                "  from backup {}: recoverable up to {} (end of {}{}){}",
                 &r.backup_id[..8],
                 r.until_lsn,
                 r.last_segment,
+                r.until_time
+                    .map(|t| format!(", archived {}", output::time(t)))
+                    .unwrap_or_default(),
                 st.rpo_secs
                     .map(|s| format!(", live RPO {}", output::secs(s)))
                     .unwrap_or_default()
@@ -366,6 +369,12 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
                 println!("  hint: take a new physical backup now (`lifeboat backup --kind physical`) so the chain restarts after the gap");
             }
         }
+    }
+    for t in &st.without_history {
+        println!(
+            "  timeline {t} has segments but no {t:08X}.history in the archive: recovery to the latest point does not follow it, and what was written on it is not restorable"
+        );
+        println!("  hint: on the server that was promoted to timeline {t}: `lifeboat wal-push --source {name} PGDATA/pg_wal/{t:08X}.history`, then `lifeboat backup --source {name} --kind physical`");
     }
     if !cut_short.is_empty() {
         println!("  older backups cut short by a gap (the missing WAL cannot be brought back; a point after a gap needs a backup taken after it):");
@@ -440,7 +449,8 @@ fn print_archiver(a: &ArchiverState) {
     }
 }
 
-/// Exit status: a gap after the latest backup, or an archiver failing now, is an error.
+/// Exit status: a gap after the latest backup, a timeline without its history, an archiver
+/// failing now or switched off on a source with physical backups, is an error.
 fn verdict(st: &wal::WalStatus, archiver: Option<&ArchiverState>) -> anyhow::Result<()> {
     if st.reachable.as_ref().is_some_and(|r| !r.consistent) {
         return Err(lifeboat_core::Error::new(
@@ -458,6 +468,27 @@ fn verdict(st: &wal::WalStatus, archiver: Option<&ArchiverState>) -> anyhow::Res
             ErrorKind::CheckFailed,
             "the WAL archive has a gap after the latest physical backup",
         )
+        .into());
+    }
+    if let Some(t) = st.without_history.first() {
+        return Err(lifeboat_core::Error::new(
+            ErrorKind::CheckFailed,
+            format!("timeline {t} is archived without its history file {t:08X}.history"),
+        )
+        .hint("push the history file from the promoted server's pg_wal with `lifeboat wal-push`, then take a physical backup")
+        .into());
+    }
+    // archiving was set up (the archive holds WAL) and the server no longer does it; a
+    // source that takes standalone base backups only never archived, and is not alarmed
+    if archiver.is_some_and(|a| a.archive_mode == "off")
+        && st.reachable.is_some()
+        && !st.timelines.is_empty()
+    {
+        return Err(lifeboat_core::Error::new(
+            ErrorKind::CheckFailed,
+            "the server does not archive WAL (archive_mode = off), and this source has physical backups: nothing after the newest archived segment can be recovered",
+        )
+        .hint("in the server: ALTER SYSTEM SET archive_mode = on, archive_command = 'lifeboat wal-push %p' (see the README), then restart it and take a physical backup")
         .into());
     }
     if let Some(a) = archiver.filter(|a| a.failing) {

@@ -67,6 +67,10 @@ pub struct WalStatus {
     pub reachable: Option<Reachable>,
     /// Live RPO: seconds from the newest recoverable point to now.
     pub rpo_secs: Option<f64>,
+    /// Timelines after the first with archived segments but no history file: recovery
+    /// to the latest point cannot tell it should follow them (the server promoted to one
+    /// did not archive its history, e.g. archiving was off at the promotion).
+    pub without_history: Vec<u32>,
 }
 
 /// The base backup a recovery chain starts from.
@@ -212,6 +216,12 @@ pub fn status(
         newest_age_secs: age(newest.and_then(|w| w.archived_at)),
         rpo_secs: reachable.as_ref().and_then(|r| age(r.until_time)),
         reachable,
+        // timeline 1 has no history; any other begins with one
+        without_history: by_tl
+            .keys()
+            .copied()
+            .filter(|t| *t > 1 && !history_tls.contains(t))
+            .collect(),
     })
 }
 
