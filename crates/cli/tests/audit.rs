@@ -362,6 +362,15 @@ fn every_new_head_is_published_outside_the_repository() {
         .arg(&head_file));
     assert_eq!(code, 6, "{out}{err}");
     assert!(out.contains("expected head"), "{out}");
+    // naming another head file (a new one, which has nothing to compare with yet) still
+    // compares with the configured one, and trusts nothing into the new file
+    let other = ws.path().join("elsewhere.head");
+    let (code, out, err) = run(lb(&cfg)
+        .args(["audit", "verify", "--head-file"])
+        .arg(&other));
+    assert_eq!(code, 6, "{out}{err}");
+    assert!(out.contains("expected head"), "{out}");
+    assert!(!other.exists(), "a truncated head was written as trusted");
 
     // a service that is down: the operation's own work is done, the exit code says what is
     // missing, and the URL's token stays out of the message

@@ -113,44 +113,51 @@ impl AuditCmd {
                 signed,
                 public_key,
             } => {
-                // the configured head file, unless another is named: comparing with a head
-                // kept outside the repository is what catches entries cut off the end
-                let given = head_file.is_some();
-                let head_file = &head_file
-                    .clone()
-                    .or_else(|| ctx.config.audit.head_file.clone());
-                let from_file = match head_file {
-                    Some(f) if f.exists() => {
+                // the head file named here and the configured one, both: comparing with a
+                // head kept outside the repository is what catches entries cut off the end,
+                // and naming another file must not skip the one the configuration keeps
+                let configured = ctx.config.audit.head_file.clone();
+                let mut files: Vec<(std::path::PathBuf, bool)> = Vec::new();
+                if let Some(f) = head_file {
+                    files.push((f.clone(), true));
+                }
+                if let Some(f) = configured.filter(|c| head_file.as_ref() != Some(c)) {
+                    files.push((f, false));
+                }
+                let mut heads: Vec<String> = Vec::new();
+                // the newest head in the file named here, to append only what is new
+                let mut from_given = None;
+                for (f, given) in &files {
+                    if f.exists() {
                         let text = std::fs::read_to_string(f)?;
-                        Some(head::newest_in(&text).ok_or_else(|| {
+                        let h = head::newest_in(&text).ok_or_else(|| {
                             Error::config(format!("{} holds no audit head", f.display()))
                                 .hint("it should end with a line `SEQ HASH TIME ACTION OUTCOME` or a bare hash (at least its first 16 hex digits)")
-                        })?)
-                    }
-                    // say when the file will get its first head: this verify writes one
-                    // only into a file named on the command line
-                    Some(f) if given => {
+                        })?;
+                        if *given {
+                            from_given = Some(h.clone());
+                        }
+                        heads.push(h);
+                    } else if *given {
+                        // say when the file will get its first head: this verify writes
+                        // one only into a file named on the command line
                         eprintln!(
                             "note: {} does not exist yet: nothing to compare with; it is created with the current head once the chain checks out",
                             f.display()
                         );
-                        None
-                    }
-                    Some(f) => {
+                    } else {
                         eprintln!(
                             "note: {} (audit.head_file) does not exist yet: nothing to compare with; `audit verify` does not write it: \
                              the next audit entry (the next backup, restore, `lifeboat verify` or drill) creates it with its head",
                             f.display()
                         );
-                        None
                     }
-                    None => None,
-                };
+                }
                 // one reading of the log: what is checked is what gets appended to the file;
                 // each head given (on the command line, in the file) is checked
                 let entries = audit::entries(&repo)?;
                 let mut v = audit::verify_entries(&entries, expected_head.as_deref());
-                if let Some(h) = &from_file {
+                for h in &heads {
                     for p in audit::verify_entries(&entries, Some(h)).problems {
                         if !v.problems.contains(&p) {
                             v.problems.push(p);
@@ -206,8 +213,8 @@ impl AuditCmd {
                 // a file named on the command line keeps its history: the newest head is
                 // appended (the configured one gets every head as it is written, and may be
                 // read-only for whoever verifies)
-                if let (true, Some(f), Some(last)) = (given, head_file, entries.last()) {
-                    if from_file.as_deref() != Some(last.hash.as_str()) {
+                if let (Some(f), Some(last)) = (head_file, entries.last()) {
+                    if from_given.as_deref() != Some(last.hash.as_str()) {
                         head::append_line(f, last)?;
                     }
                 }
