@@ -509,6 +509,15 @@ fn a_multi_database_source_needs_database_to_restore_and_has_stats_per_database(
         !listed.is_empty() && listed.iter().all(|b| b["database"] == "a"),
         "{listed:?}"
     );
+    // the runbook has the steps for each database, and the newest backup of each
+    let book = ok(lb(&cfg).arg("runbook"));
+    for d in ["a", "b"] {
+        assert!(
+            book.contains(&format!("--database {d} --to-database {d}_restored")),
+            "{book}"
+        );
+        assert!(book.contains(&format!("` of `{d}`, finished")), "{book}");
+    }
     // a database without backups is named, with the ones that have them
     let (code, _, err) = run(lb(&cfg).args([
         "restore",

@@ -74,6 +74,30 @@ fn the_pack_and_the_runbook_claim_no_pruning_and_no_copy_that_lifeboat_did_not_m
     std::fs::write(offsite.join("config"), "").unwrap();
     let book = ok(lb(&cfg).arg("runbook"));
     assert!(book.contains("a repository is there now"), "{book}");
+    // a copy made with `restic copy` would hold no lifeboat backups: never recommended
+    assert!(
+        book.contains("not `restic copy`") && !book.contains("(e.g. `restic copy`"),
+        "{book}"
+    );
+    // replacing the original uses the backup from before the damage, not the newest
+    assert!(
+        book.contains("restore --before \"YYYY-MM-DDTHH:MM:SSZ\" --source app-db --database app --clean --force")
+            && !book.contains("--latest --source app-db --database app --clean"),
+        "{book}"
+    );
+    assert!(book.contains("All times here are UTC"), "{book}");
+    assert!(
+        book.contains("every command below works as `lifeboat --repo "),
+        "{book}"
+    );
+    // written from another repository (--repo), its commands act on that one
+    let second = ws.path().join("second");
+    ok(lb(&cfg).arg("--repo").arg(&second).arg("init"));
+    let other = ok(lb(&cfg).arg("--repo").arg(&second).arg("runbook"));
+    assert!(
+        other.contains(&format!("--repo {} verify --all", second.display())),
+        "{other}"
+    );
 }
 
 #[test]
@@ -143,4 +167,113 @@ fn the_evidence_pack_counts_the_period_and_checks_the_log_against_the_kept_head(
     // and `audit verify` checks the configured head file without being told
     let (code, out, _) = run(lb(&cfg).args(["audit", "verify"]));
     assert_eq!(code, 6, "{out}");
+}
+
+/// The fenced `sh` blocks of the runbook section that starts with `heading`, in order.
+fn sh_blocks(book: &str, heading: &str) -> Vec<String> {
+    let section = &book[book.find(heading).expect("section")..];
+    let section = &section[..section[heading.len()..]
+        .find("\n### ")
+        .map_or(section.len(), |e| e + heading.len())];
+    section
+        .split("```sh\n")
+        .skip(1)
+        .map(|b| b[..b.find("```").expect("closed block")].to_string())
+        .collect()
+}
+
+/// Runs `script` with bash, the built lifeboat first in PATH; panics with its output
+/// unless it succeeds.
+fn bash(script: &str) {
+    let bin = assert_cmd::cargo::cargo_bin("lifeboat");
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .env("PATH", path)
+        .env_remove("PGPASSWORD")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_runbooks_accidental_delete_commands_bring_rows_and_tables_back_as_written() {
+    let (c, _ws, cfg) = backed_up(300);
+    let count = |t: &str| c.sql("app", &format!("select count(*) from {t}")).unwrap();
+    let events = count("shop.events");
+    let attachments = count("shop.attachments");
+    let book = ok(lb(&cfg).arg("runbook"));
+    let scenario = "### Scenario 5: accidental delete";
+    // step 1 as printed, with a time after the backup
+    let restore = book[book.find(scenario).unwrap()..]
+        .lines()
+        .find(|l| l.contains("--to-database app_before"))
+        .expect("the side restore")
+        .trim()
+        .trim_matches('`')
+        .replace(
+            "YYYY-MM-DDTHH:MM:SSZ",
+            // whole seconds: the next one, so that the backup finished before it
+            &(jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1))
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+                .to_string(),
+        );
+    assert!(restore.starts_with("lifeboat --config "), "{restore}");
+
+    // the accident: every tenth event deleted, then the application goes on writing
+    c.sql("app", "delete from shop.events where id % 10 = 0")
+        .unwrap();
+    let next = c
+        .sql(
+            "app",
+            "insert into shop.events (user_id, kind, payload, occurred_at) select user_id, kind, payload, occurred_at from shop.events limit 1 returning id",
+        )
+        .unwrap();
+    bash(&restore);
+    let blocks = sh_blocks(&book, scenario);
+    assert_eq!(
+        blocks.len(),
+        3,
+        "connections, dropped table, deleted rows: {book}"
+    );
+    let vars = |t: &str| blocks[0].replace("T=schema.table", &format!("T={t}"));
+    bash(&format!("{}{}", vars("shop.events"), blocks[2]));
+    assert_eq!(
+        count("shop.events").parse::<u64>().unwrap(),
+        events.parse::<u64>().unwrap() + 1,
+        "every deleted row is back, the new one kept"
+    );
+    // the live sequence was not rewound: the next insert takes a new id
+    let after = c
+        .sql(
+            "app",
+            "insert into shop.events (user_id, kind, payload, occurred_at) select user_id, kind, payload, occurred_at from shop.events limit 1 returning id",
+        )
+        .unwrap();
+    assert!(
+        after.parse::<i64>().unwrap() > next.parse::<i64>().unwrap(),
+        "{next} then {after}"
+    );
+    assert_eq!(
+        c.sql(
+            "app",
+            "select count(*) from pg_namespace where nspname = 'lifeboat_recovered'"
+        )
+        .unwrap(),
+        "0"
+    );
+
+    // a dropped table comes back whole
+    c.sql("app", "drop table shop.attachments").unwrap();
+    bash(&format!("{}{}", vars("shop.attachments"), blocks[1]));
+    assert_eq!(count("shop.attachments"), attachments);
 }

@@ -19,12 +19,20 @@ impl RunbookCmd {
     /// Generates the runbook from the config and the repository.
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
         let repo = ctx.open()?;
-        let hint = ctx
+        // the commands act on what this runbook was written from: with --repo, that
+        // repository and not the configured one
+        let mut hint: Vec<String> = Vec::new();
+        if let Some(p) = ctx
             .config_path
             .as_ref()
             .and_then(|p| std::path::absolute(p).ok())
-            .map(|p| format!("--config {}", p.display()))
-            .unwrap_or_default();
+        {
+            hint.push(format!("--config {}", p.display()));
+        }
+        if let Some(r) = &ctx.repo_override {
+            hint.push(format!("--repo {r}"));
+        }
+        let hint = hint.join(" ");
         let book = runbook(&repo, &ctx.config, &hint)?;
         // --json: the Markdown with the state it was written from, as other commands do
         let text = if ctx.json {

@@ -14,8 +14,11 @@ use crate::{
         copies::{self, CopyDestination},
         evidence::{drills, DrillSummary},
     },
-    repository::Repo,
-    sources::postgres::logical::BackupKind,
+    repository::{Repo, SnapshotInfo},
+    sources::postgres::{
+        conn::{public_conninfo, PgConn},
+        logical::BackupKind,
+    },
 };
 
 fn fmt_secs(s: f64) -> String {
@@ -31,20 +34,141 @@ fn proven(drills: &[super::evidence::DrillSummary], id: &str) -> String {
     }
 }
 
+/// The databases a source's logical backups cover, most recently backed up first; else
+/// the configured ones, else the DSN's, else a placeholder.
+fn databases_of(src: &crate::config::SourceConfig, backups: &[SnapshotInfo]) -> Vec<String> {
+    let mut dbs: Vec<String> = Vec::new();
+    for b in backups.iter().rev() {
+        if b.meta.source == src.name && b.meta.kind == BackupKind::Logical {
+            if let Some(d) = &b.meta.database {
+                if !dbs.contains(d) {
+                    dbs.push(d.clone());
+                }
+            }
+        }
+    }
+    for d in &src.databases {
+        if !dbs.contains(d) {
+            dbs.push(d.clone());
+        }
+    }
+    if dbs.is_empty() {
+        let from_dsn = src
+            .dsn
+            .as_deref()
+            .and_then(|d| {
+                PgConn::from_dsn(d, crate::sources::postgres::conn::PgBin::default()).ok()
+            })
+            .and_then(|c| c.default_database());
+        dbs.push(from_dsn.unwrap_or_else(|| "DB".into()));
+    }
+    dbs
+}
+
+/// What the reader needs that this host may not have: the repository, its password,
+/// and what the configuration held, so the steps work without it (`--repo`).
+fn what_you_need(config: &Config, repo: &Repo, config_hint: &str) -> String {
+    let mut m = String::from(
+        "## What you need
+
+",
+    );
+    let _ = writeln!(m, "- the repository: `{}`", repo.location());
+    let r = &config.repository;
+    if crate::repository::is_s3_url(repo.location()) {
+        let _ = writeln!(
+            m,
+            "  - S3 endpoint `{}`, region `{}`, access key id `{}`, and the secret key ({})",
+            r.endpoint.as_deref().unwrap_or("AWS_ENDPOINT_URL or AWS"),
+            r.region.as_deref().unwrap_or("AWS_REGION or us-east-1"),
+            r.access_key_id.as_deref().unwrap_or("AWS_ACCESS_KEY_ID"),
+            r.secret_access_key_file.as_ref().map_or_else(
+                || "`AWS_SECRET_ACCESS_KEY`".to_string(),
+                |f| format!("file `{}`", f.display())
+            )
+        );
+    }
+    let _ = writeln!(
+        m,
+        "- its password: `LIFEBOAT_PASSWORD`{}",
+        match (&r.password_file, &r.password_command) {
+            (Some(f), _) => format!(", or the file `{}`", f.display()),
+            (None, Some(_)) => ", or the configured `password_command`".to_string(),
+            _ => String::new(),
+        }
+    );
+    let _ = writeln!(
+        m,
+        "- lifeboat and the PostgreSQL programs of the cluster's major version{}",
+        if config_hint.is_empty() {
+            String::new()
+        } else {
+            format!("; the configuration (`{config_hint}`)")
+        }
+    );
+    for src in &config.sources {
+        let _ = writeln!(
+            m,
+            "- source `{}`: connection `{}`{}{}",
+            src.name,
+            src.dsn
+                .as_deref()
+                .and_then(|d| {
+                    PgConn::from_dsn(d, crate::sources::postgres::conn::PgBin::default())
+                        .ok()
+                        .map(|c| c.default_database().unwrap_or_else(|| "postgres".into()))
+                        .and_then(|db| public_conninfo(d, &db))
+                })
+                .unwrap_or_else(|| "from the PG* environment variables".to_string()),
+            if src.databases.is_empty() {
+                String::new()
+            } else {
+                format!(", databases {}", src.databases.join(", "))
+            },
+            src.password_file
+                .as_ref()
+                .map(|f| format!(", password file `{}`", f.display()))
+                .unwrap_or_default()
+        );
+    }
+    let _ = writeln!(
+        m,
+        "
+Without the configuration file (lost with the host): every command below works as `lifeboat --repo {} …` with `--source NAME`, the repository password in `LIFEBOAT_PASSWORD`{}.
+",
+        repo.location(),
+        if crate::repository::is_s3_url(repo.location()) {
+            " and the S3 credentials in `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (endpoint `AWS_ENDPOINT_URL`, region `AWS_REGION`)"
+        } else {
+            ""
+        }
+    );
+    m.push_str(
+        "All times here are UTC. Give times to lifeboat the same way, with the zone: `2026-12-06T03:03:00Z`; a time without a zone is read in this machine's local time.
+
+",
+    );
+    m
+}
+
 /// Scenario 4's steps: lifeboat makes no copies yet, so a configured destination is only
 /// where one should be; the operator must know whether something else copies there.
 fn region_loss(copies: &[CopyDestination], lb: &str) -> String {
     if copies.is_empty() {
         return "1. **No offsite copy is configured**, and lifeboat does not make copies yet: \
                 the repository is lost with the region unless something else copies it elsewhere. \
-                Set that up (e.g. `restic copy`, storage replication) and add its destination as \
-                `[[copies]]` to the configuration."
+                Set that up with a file-level copy of the whole repository directory or bucket \
+                (`rclone sync`, `aws s3 sync`, `rsync -a`, bucket replication) and add its destination as \
+                `[[copies]]` to the configuration. Not `restic copy`: it drops the snapshot \
+                descriptions that hold lifeboat's metadata and audit log, and leaves out the \
+                WAL archive (`lifeboat-wal/`), so lifeboat finds no backups in such a copy."
             .to_string();
     }
     let mut m = String::from(
         "1. Lifeboat does not write offsite copies yet (it has no copy command): a destination \
-         below holds a repository only if something else (`restic copy`, rclone, storage \
-         replication) copies it there. Know which one does before you need it.\n",
+         below holds a repository only if something else copies the whole repository there, file by \
+         file (rclone, `aws s3 sync`, rsync, bucket replication; not `restic copy`, which drops \
+         lifeboat's metadata and the WAL archive). Know which one does before you need it.\n",
     );
     for c in copies {
         let d = &c.destination;
@@ -88,8 +212,11 @@ pub struct Runbook {
 pub struct SourceState {
     /// Source.
     pub source: String,
-    /// The newest backup's id per kind that has one.
+    /// The newest backup's id per kind that has one (of any database).
     pub latest: BTreeMap<String, String>,
+    /// The newest logical backup's id per database, when the source has several.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub latest_logical_by_database: BTreeMap<String, String>,
     /// The newest drill, if any.
     pub last_drill: Option<DrillSummary>,
 }
@@ -130,11 +257,12 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
         generated_at.strftime("%Y-%m-%d %H:%M UTC"),
         repo.location()
     );
-    let _ = writeln!(m, "The repository password is needed for every step (`LIFEBOAT_PASSWORD`, or the `password_file` in the configuration).\n");
+    m.push_str(&what_you_need(config, repo, config_hint));
     for src in &config.sources {
         let mut state = SourceState {
             source: src.name.clone(),
             latest: BTreeMap::new(),
+            latest_logical_by_database: BTreeMap::new(),
             last_drill: None,
         };
         let _ = writeln!(m, "## Source `{}`\n", src.name);
@@ -151,13 +279,36 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
                 .rev()
                 .find(|d| d.source == src.name && d.kind == Some(kind) && d.passed)
         };
+        // per database for the kinds that are per database: a multi-database source's
+        // newest backup is of whichever database finished last
+        let dbs = databases_of(src, &backups);
+        let mut rows: Vec<(BackupKind, Option<&str>)> = Vec::new();
         for kind in BackupKind::ALL.into_iter().chain([BackupKind::Physical]) {
+            let per_db = matches!(kind, BackupKind::Logical | BackupKind::Schema);
+            if per_db && dbs.len() > 1 {
+                rows.extend(dbs.iter().map(|d| (kind, Some(d.as_str()))));
+            } else {
+                rows.push((kind, None));
+            }
+        }
+        let of_db = |b: &SnapshotInfo, db: Option<&str>| {
+            db.is_none_or(|d| b.meta.database.as_deref() == Some(d))
+        };
+        for (kind, db) in rows {
             let last = backups
                 .iter()
                 .rev()
-                .find(|b| b.meta.source == src.name && b.meta.kind == kind);
+                .find(|b| b.meta.source == src.name && b.meta.kind == kind && of_db(b, db));
             if let Some(b) = last {
-                state.latest.insert(kind.to_string(), b.id.clone());
+                state
+                    .latest
+                    .entry(kind.to_string())
+                    .or_insert_with(|| b.id.clone());
+                if let (Some(d), BackupKind::Logical) = (db, kind) {
+                    state
+                        .latest_logical_by_database
+                        .insert(d.to_string(), b.id.clone());
+                }
             }
             let _ = match last {
                 Some(b) => writeln!(
@@ -172,15 +323,29 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
                     b.meta.logical_bytes,
                     proven(&drills, &b.id)
                 ),
-                None => writeln!(m, "- latest {kind} backup: **none** — take one: `{lb} backup --source {} --kind {kind}`", src.name),
+                None => writeln!(
+                    m,
+                    "- latest {kind} backup{}: **none** — take one: `{lb} backup --source {} --kind {kind}`",
+                    db.map(|d| format!(" of `{d}`")).unwrap_or_default(),
+                    src.name
+                ),
             };
-            // the newest backup a drill restored and checked: the one to trust when the
-            // newest has not been proven (or failed its drill)
-            if let Some(d) = last_passed(kind).filter(|d| last.is_some_and(|b| b.id != d.backup_id))
-            {
+            // the newest backup of the same database a drill restored and checked: the one
+            // to trust when the newest has not been proven (or failed its drill)
+            let passed_here = drills.iter().rev().find(|d| {
+                d.source == src.name
+                    && d.kind == Some(kind)
+                    && d.passed
+                    && backups
+                        .iter()
+                        .find(|b| b.id == d.backup_id)
+                        .is_some_and(|b| of_db(b, db))
+            });
+            if let Some(d) = passed_here.filter(|d| last.is_some_and(|b| b.id != d.backup_id)) {
                 let _ = writeln!(
                     m,
-                    "- newest {kind} backup proven by a passed drill: `{}` (drill {} on {})",
+                    "- newest {kind} backup{} proven by a passed drill: `{}` (drill {} on {})",
+                    db.map(|d| format!(" of `{d}`")).unwrap_or_default(),
                     &d.backup_id[..8.min(d.backup_id.len())],
                     d.drill,
                     d.finished_at.strftime("%Y-%m-%d")
@@ -220,14 +385,14 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
                 src.name
             ),
         };
-        let db = backups
-            .iter()
-            .rev()
-            .find(|b| b.meta.source == src.name && b.meta.kind == BackupKind::Logical)
-            .and_then(|b| b.meta.database.clone())
-            .or_else(|| src.databases.first().cloned())
-            .unwrap_or_else(|| "DB".into());
         let s = &src.name;
+        let db = dbs[0].as_str();
+        let conn = |d: &str| {
+            src.dsn
+                .as_deref()
+                .and_then(|dsn| public_conninfo(dsn, d))
+                .unwrap_or_else(|| format!("dbname={d}"))
+        };
         let pre = src
             .hooks
             .pre_restore
@@ -238,69 +403,180 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
             .post_restore
             .as_deref()
             .unwrap_or("run migrations, start the application");
+        let each_db = |f: &dyn Fn(&str) -> String| -> String {
+            dbs.iter()
+                .map(|d| format!("   `{}`\n", f(d)))
+                .collect::<String>()
+        };
+        let _ = writeln!(m);
+        if dbs.len() > 1 {
+            let _ = writeln!(
+                m,
+                "This source backs up {} databases ({}): the logical steps below come once per database.\n",
+                dbs.len(),
+                dbs.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", ")
+            );
+        }
+        let primary_steps = format!(
+            "in it `ALTER SYSTEM SET archive_mode = on` and restart it; \
+             push its new timeline's history file (`{lb} wal-push --source {s} DIR/pg_wal/0000000N.history`, \
+             N as the restore printed it: PostgreSQL archived it only if archiving was on at the promotion); \
+             point the `dsn` of source `{s}` at it; take a base backup at once (`{lb} backup --source {s} --kind physical`). \
+             The restore prints these commands with the right paths."
+        );
+        // Scenario 1
         let _ = writeln!(
             m,
-            r#"
-### Scenario 1: database corruption or a bad migration
+            "### Scenario 1: database corruption or a bad migration\n"
+        );
+        if has_physical {
+            let _ = writeln!(
+                m,
+                r#"Point in time (loses least: every transaction up to the second before the damage), from the physical backups and the WAL archive:
 
-1. Stop writes: {pre}.
-2. Restore the newest good backup next to the damaged database and check it against the backup-time truth:
-   `{lb} restore --latest --source {s} --database {db} --to-database {db}_restored`
-   (a backup from before the damage: `{lb} restore --before "YYYY-MM-DD HH:MM" --source {s} --database {db} --to-database {db}_restored`)
-3. Point the application at `{db}_restored`, or replace the original:
-   `{lb} restore --latest --source {s} --database {db} --clean --force`
-4. Then: {post}.
-{pitr}
-### Scenario 2: host loss
+1. Stop writes: {pre}. If the damaged server still runs, push its current WAL segment out so the archive covers the last minutes: `psql "{c}" -c "select pg_switch_wal()"`. Then `{lb} wal status --source {s}`: no gap, the archiver is not failing, and "recoverable up to … archived T" lies past the target time.
+2. `{lb} restore --kind physical --source {s} --to-dir /var/lib/postgresql/RESTORED --target-time "YYYY-MM-DDTHH:MM:SSZ" --exclusive --start --port 5433`
+3. Check the data on port 5433 (the restore prints how to connect). Then copy the rows back (Scenario 5, with `FROM` the restored server), or make it the primary: {primary_steps}
 
-1. Provision a new PostgreSQL server; install lifeboat and this configuration.
+From a logical backup (loses what was written after it):
+"#,
+                c = conn(db),
+            );
+        }
+        let _ = writeln!(
+            m,
+            r#"1. Stop writes: {pre}.
+2. Restore a backup from before the damage next to the damaged database, checked against the backup-time truth. Pick the time: `{lb} restore --list --source {s}` shows each backup's finish time (UTC); `--latest` would bring back a backup taken after the damage.
+{}3. Point the application at the restored database, or replace the original with the same backup:
+{}4. Then: {post}.
+"#,
+            each_db(&|d| {
+                format!(
+                "{lb} restore --before \"YYYY-MM-DDTHH:MM:SSZ\" --source {s} --database {d} --to-database {d}_restored"
+            )
+            }),
+            each_db(&|d| {
+                format!(
+                "{lb} restore --before \"YYYY-MM-DDTHH:MM:SSZ\" --source {s} --database {d} --clean --force"
+            )
+            }),
+        );
+        // Scenario 2
+        let _ = writeln!(
+            m,
+            r#"### Scenario 2: host loss
+
+1. Provision a new PostgreSQL server and install lifeboat; put this runbook's configuration on it (see "What you need" above), or use `--repo` as described there.
    The drills measured the RTO with bulk-load settings; for the same speed, start the new
    server with `wal_level = minimal`, `archive_mode = off`, `max_wal_senders = 0`,
    `autovacuum = off`, `max_wal_size = 8GB`, `maintenance_work_mem = 256MB`, and set them
    back (and restart) once the restore is done, before taking the first base backup.
-2. Check the repository: `{lb} verify --all`
-3. Restore roles and the database onto the new server:
-   `{lb} restore --latest --source {s} --database {db} --globals --target-dsn "host=NEW-HOST user=postgres"`
-4. Update the `dsn` of source `{s}` in the configuration, then `{lb} config check`.
-
-### Scenario 3: ransomware or a compromised host
+2. Check the repository: `{lb} verify --all`"#
+        );
+        if has_physical {
+            let _ = writeln!(
+                m,
+                "3. Restore the whole cluster (every database, roles included) up to the newest archived WAL:\n   `{lb} restore --kind physical --source {s} --to-dir /var/lib/postgresql/15/main --latest --start`\n   Once it is the primary: {primary_steps}\n   Or, logically (each database as of its last dump):"
+            );
+        } else {
+            let _ = writeln!(m, "3. Restore roles and each database onto the new server:");
+        }
+        let _ = writeln!(
+            m,
+            "{}   (`--globals` restores the roles first; the role you connect as keeps the new server's password.)\n4. Update the `dsn` of source `{s}`, then `{lb} config check`. Turn archiving on in the new server (`archive_mode = on`, `archive_command` as in the README) and take new backups at once: `{lb} backup --source {s}`{}. `{lb} wal status --source {s}` exits 0 only once WAL is archived again.\n",
+            each_db(&|d| format!(
+                "{lb} restore --latest --source {s} --database {d} --globals --target-dsn \"host=NEW-HOST port=5432 user=postgres\""
+            )),
+            if has_physical { format!(" and `{lb} backup --source {s} --kind physical`") } else { String::new() },
+        );
+        // Scenario 3
+        let audit_step = match &config.audit.head_file {
+            Some(f) => format!(
+                "`{lb} audit verify` (compares the log with the head file `{}` kept outside the repository: newest entries removed or the log replaced shows as BROKEN; from a machine without that file, pass a copy of it with `--head-file`)",
+                f.display()
+            ),
+            None => format!(
+                "`{lb} audit verify --expected-head H` with H the audit head printed in the newest evidence report you kept outside the repository (no `[audit] head_file` is configured, so without H removed newest entries cannot be seen)"
+            ),
+        };
+        let _ = writeln!(
+            m,
+            r#"### Scenario 3: ransomware or a compromised host
 
 1. Isolate the systems; do not run lifeboat from a compromised host.
-2. From a clean machine: `{lb} audit verify --head-file /safe/place/audit.head` (the history was not rewritten) and `{lb} verify --all --read-data` (the data is intact).
-3. Restore a backup from before the compromise onto clean infrastructure:
-   `{lb} restore --before "YYYY-MM-DD HH:MM" --source {s} --database {db} --globals --target-dsn "host=CLEAN-HOST user=postgres"`
-4. Rotate every secret: database passwords, the repository password (`rustic key`/`restic key`), S3 keys.
+2. From a clean machine: {audit_step}, and `{lb} verify --all --read-data` (every backup's data decrypts and hashes correctly).
+3. Restore from before the compromise onto clean infrastructure:"#
+        );
+        if has_physical {
+            let _ = writeln!(
+                m,
+                "   `{lb} restore --kind physical --source {s} --to-dir /var/lib/postgresql/15/main --target-time \"YYYY-MM-DDTHH:MM:SSZ\" --exclusive --start` (every database, up to the compromise), or logically:"
+            );
+        }
+        let _ = writeln!(
+            m,
+            "{}4. Rotate every secret: database passwords, the repository password (`restic key passwd` on the repository), S3 keys.\n",
+            each_db(&|d| format!(
+                "{lb} restore --before \"YYYY-MM-DDTHH:MM:SSZ\" --source {s} --database {d} --globals --target-dsn \"host=CLEAN-HOST port=5432 user=postgres\""
+            )),
+        );
+        // Scenario 4
+        let _ = writeln!(
+            m,
+            "### Scenario 4: region loss\n\n{}\n",
+            region_loss(&destinations, &lb)
+        );
+        // Scenario 5
+        let others = if dbs.len() > 1 {
+            format!(" (for another database, put its name in place of `{db}`)")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            m,
+            r#"### Scenario 5: accidental delete of rows or a table
 
-### Scenario 4: region loss
+1. Restore a backup from before the delete into a side database{others}:
+   `{lb} restore --before "YYYY-MM-DDTHH:MM:SSZ" --source {s} --database {db} --to-database {db}_before`{pitr5}
+2. Copy back what was lost. Set the two connections and the table (as `schema.table`); `psql` and `pg_dump` ask for the password unless `~/.pgpass` or `PGPASSWORD` has it:
 
-{copies}
+```sh
+FROM="{from}"   # the copy from before the delete
+TO="{to}"   # the damaged database
+T=schema.table
+```
 
-### Scenario 5: accidental delete of rows or a table
+A dropped table comes back whole (definition, rows, indexes, constraints):
 
-1. Restore a backup from before the delete into a side database:
-   `{lb} restore --before "YYYY-MM-DD HH:MM" --source {s} --database {db} --to-database {db}_before`
-2. Copy back what was lost, e.g. `pg_dump -d {db}_before -t schema.table --data-only | psql -d {db}`
-3. Drop `{db}_before` when done.
+```sh
+pg_dump -d "$FROM" -t "$T" | psql -X -v ON_ERROR_STOP=1 -d "$TO"
+```
+
+Deleted rows (the table is still there): bring the old table in beside it, add back every row whose key is gone (rows still there are left as they are), then drop the copy:
+
+```sh
+psql -X -v ON_ERROR_STOP=1 -d "$FROM" -c "create schema lifeboat_recovered; alter table $T set schema lifeboat_recovered"
+pg_dump -d "$FROM" -n lifeboat_recovered --section=pre-data --section=data --no-owner --no-privileges | psql -X -v ON_ERROR_STOP=1 -d "$TO"
+psql -X -v ON_ERROR_STOP=1 -d "$TO" -c "insert into $T overriding system value select * from lifeboat_recovered.${{T#*.}} on conflict do nothing"
+psql -X -v ON_ERROR_STOP=1 -d "$TO" -c "drop schema lifeboat_recovered cascade"
+```
+
+   Each command stops at the first error and changes nothing the live sequences count on. Tables a delete cascaded to: parents first. The insert needs a primary key or unique constraint on the table and the same columns in both (list them instead of `*` if a migration changed them).
+3. Drop `{db}_before` when done: `psql "{admin}" -c "drop database {db}_before"`.
 
 ### Emergency: lifeboat itself is unavailable
 
-`restic -r {repo} snapshots --tag source={s}` lists the backups; `restic -r {repo} dump ID /lifeboat/{s}/{db}.pgdump > {db}.pgdump` then `pg_restore -j 2 -d NEWDB {db}.pgdump`.
+With the repository password in a file: `export RESTIC_PASSWORD_FILE=/path/to/password` (and for S3 `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, repository `s3:ENDPOINT/BUCKET/PREFIX`). `restic -r {repo} snapshots --tag source={s}` lists the backups; `restic -r {repo} dump ID /lifeboat/{s}/{db}.pgdump > {db}.pgdump`, then `createdb NEWDB` and `pg_restore -j 2 -d NEWDB {db}.pgdump`.
 "#,
             repo = repo.location(),
-            pitr = if has_physical {
-                format!(
-                    r#"
-Point in time (to the second before the damage), from the physical backups and the WAL archive:
-
-1. If the damaged server still runs, push its current WAL segment out so the archive covers the last minutes: `psql -d {db} -c "select pg_switch_wal()"`. Then `{lb} wal status --source {s}`: no gap, the archiver (read from the server) is not failing, and "recoverable up to" lies past the target time.
-2. `{lb} restore --kind physical --source {s} --to-dir /var/lib/postgresql/RESTORED --target-time "YYYY-MM-DD HH:MM:SS" --exclusive --start --port 5433`
-3. Check the data on port 5433, then switch the application to it (or copy the rows back); turn `archive_mode` on when it becomes the primary.
-"#
-                )
+            from = conn(&format!("{db}_before")),
+            to = conn(db),
+            admin = conn("postgres"),
+            pitr5 = if has_physical {
+                "\n   Rows written after the last logical backup are only in the WAL: restore to a point in time instead (Scenario 1, `--target-time` just before the delete, `--exclusive`, port 5433) and copy from there (`FROM` with `port=5433` and the socket directory the restore printed)."
             } else {
-                String::new()
+                ""
             },
-            copies = region_loss(&destinations, &lb),
         );
     }
     if config.sources.is_empty() {

@@ -514,6 +514,27 @@ fn quote(v: &str) -> String {
 /// libpq connection parameters as key/value pairs.
 type Params = Vec<(String, String)>;
 
+/// `dsn` as a conninfo string for `db` without its password (a document may print it),
+/// values quoted only where libpq needs it. `None` when the DSN does not parse.
+#[must_use]
+pub fn public_conninfo(dsn: &str, db: &str) -> Option<String> {
+    let (params, _password) = parse_dsn(dsn).ok()?;
+    let plain = |v: &str| {
+        if !v.is_empty() && !v.contains([' ', '\'', '\\']) {
+            v.to_string()
+        } else {
+            quote(v)
+        }
+    };
+    let mut parts: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| k != "dbname")
+        .map(|(k, v)| format!("{k}={}", plain(v)))
+        .collect();
+    parts.push(format!("dbname={}", plain(db)));
+    Some(parts.join(" "))
+}
+
 /// Splits a libpq DSN (URI or key/value) into parameters and the password.
 fn parse_dsn(dsn: &str) -> std::result::Result<(Params, Option<Secret>), String> {
     let mut params = if dsn.starts_with("postgresql://") || dsn.starts_with("postgres://") {
@@ -623,6 +644,22 @@ mod tests {
             "host='db.example' port='5433' user='backup' sslmode='require' dbname='other'"
         );
         assert!(!info.contains("cret"));
+    }
+
+    #[test]
+    fn a_public_conninfo_has_no_password_and_names_the_database() {
+        assert_eq!(
+            public_conninfo(
+                "postgresql://backup:s%40cret@db.example:5433/app?sslmode=require",
+                "app_before"
+            )
+            .as_deref(),
+            Some("host=db.example port=5433 user=backup sslmode=require dbname=app_before")
+        );
+        assert_eq!(
+            public_conninfo("host=/run/pg port=5432 password=x dbname=app", "my db").as_deref(),
+            Some("host=/run/pg port=5432 dbname='my db'")
+        );
     }
 
     #[test]
