@@ -179,6 +179,12 @@ fn drill_passes_and_writes_evidence() {
         md.starts_with(&format!("# Restore drill {id} — PASSED")),
         "{md}"
     );
+    // byte for byte what the drill wrote, so a handed-over file can be checked with diff
+    for ext in ["md", "html", "json"] {
+        let again = ok(lb(&cfg).args(["report", "--drill", id, "--format", ext]));
+        let kept = std::fs::read_to_string(evidence.join(format!("{id}.{ext}"))).unwrap();
+        assert_eq!(again.trim_end(), kept.trim_end(), "{ext}");
+    }
     let (code, _, err) = run(lb(&cfg).args(["report", "--drill", "drill-19990101T000000Z"]));
     assert_eq!(code, 4, "{err}");
 

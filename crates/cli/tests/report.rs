@@ -131,11 +131,15 @@ fn the_evidence_pack_counts_the_period_and_checks_the_log_against_the_kept_head(
     ] {
         assert!(pack.contains(section), "{section} missing:\n{pack}");
     }
-    assert!(pack.contains("| app-db | 2h | 24h | 1 | 1 |"), "{pack}");
+    assert!(
+        pack.contains("| app-db | 2h | 24h | 1 | 1 | 1 of 1 | 1 of 1 |"),
+        "{pack}"
+    );
     assert!(pack.contains("| app-db | logical | 1 |"), "{pack}");
     assert!(pack.contains("- backup: 1 ok, 1 failed"), "{pack}");
     assert!(
-        pack.contains("failed backup:") && pack.contains("gone-db"),
+        pack.contains("**Failed operations** in the period:\n\n- failed backup:")
+            && pack.contains("gone-db"),
         "{pack}"
     );
     assert!(pack.contains("- verify: 1 ok, 0 failed"), "{pack}");
@@ -148,6 +152,49 @@ fn the_evidence_pack_counts_the_period_and_checks_the_log_against_the_kept_head(
         pack.contains("matches the newest head kept outside the repository"),
         "{pack}"
     );
+
+    // the objective is what the drill was judged against; a later change shows beside it
+    let changed = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("rto = \"2h\"", "rto = \"1s\"");
+    std::fs::write(&cfg, changed).unwrap();
+    let pack = ok(lb(&cfg).arg("report"));
+    assert!(
+        pack.contains("| app-db | 2.0 h (now 1s) | 24h | 1 | 1 | 1 of 1 |"),
+        "{pack}"
+    );
+
+    // a drill report removed from the repository: its audit entry still names it, and the
+    // pack says so at the top and exits 6 (the drill report is the newest snapshot file)
+    let snapshots = ws.repo_path().join("snapshots");
+    let newest = std::fs::read_dir(&snapshots)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap())
+        .unwrap();
+    let aside = ws.path().join("drill-snapshot");
+    std::fs::rename(&newest, &aside).unwrap();
+    let (code, pack, _) = run(lb(&cfg).arg("report"));
+    assert_eq!(code, 6, "{pack}");
+    assert!(
+        pack.starts_with("# Backup and recovery evidence")
+            && pack.contains("**WARNING: this evidence does not verify**")
+            && pack.contains(&format!(
+                "records drill {drill_id} (ok), but its report is not in the repository"
+            )),
+        "{pack}"
+    );
+    std::fs::rename(&aside, &newest).unwrap();
+    ok(lb(&cfg).arg("report"));
+    // --json -o writes the JSON to the file
+    let json_file = ws.path().join("pack.json");
+    ok(lb(&cfg).args(["--json", "report", "-o"]).arg(&json_file));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_file).unwrap()).unwrap();
+    assert!(v["evidence_problems"].as_array().unwrap().is_empty(), "{v}");
+    // --format belongs to --drill
+    let (code, _, err) = run(lb(&cfg).args(["report", "--format", "html"]));
+    assert_eq!(code, 2, "{err}");
 
     // a period before any of it holds nothing, and says so
     let empty = ok(lb(&cfg).args(["report", "--from", "2001-01-01", "--to", "2001-12-31"]));
@@ -162,7 +209,8 @@ fn the_evidence_pack_counts_the_period_and_checks_the_log_against_the_kept_head(
         "ab".repeat(32)
     ));
     std::fs::write(&head_file, kept).unwrap();
-    let pack = ok(lb(&cfg).arg("report"));
+    let (code, pack, _) = run(lb(&cfg).arg("report"));
+    assert_eq!(code, 6, "{pack}");
     assert!(pack.contains("**does not verify**"), "{pack}");
     // and `audit verify` checks the configured head file without being told
     let (code, out, _) = run(lb(&cfg).args(["audit", "verify"]));

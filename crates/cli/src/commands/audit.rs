@@ -124,7 +124,7 @@ impl AuditCmd {
                 if let Some(f) = configured.filter(|c| head_file.as_ref() != Some(c)) {
                     files.push((f, false));
                 }
-                let mut heads: Vec<String> = Vec::new();
+                let mut heads: Vec<(String, std::path::PathBuf)> = Vec::new();
                 // the newest head in the file named here, to append only what is new
                 let mut from_given = None;
                 for (f, given) in &files {
@@ -137,7 +137,7 @@ impl AuditCmd {
                         if *given {
                             from_given = Some(h.clone());
                         }
-                        heads.push(h);
+                        heads.push((h, f.clone()));
                     } else if *given {
                         // say when the file will get its first head: this verify writes
                         // one only into a file named on the command line
@@ -157,7 +157,7 @@ impl AuditCmd {
                 // each head given (on the command line, in the file) is checked
                 let entries = audit::entries(&repo)?;
                 let mut v = audit::verify_entries(&entries, expected_head.as_deref());
-                for h in &heads {
+                for (h, _) in &heads {
                     for p in audit::verify_entries(&entries, Some(h)).problems {
                         if !v.problems.contains(&p) {
                             v.problems.push(p);
@@ -204,6 +204,28 @@ impl AuditCmd {
                             ),
                         }
                     );
+                    // what the end of the log was compared with: without it, entries cut
+                    // off the end cannot be seen
+                    let last = entries.last().map_or(0, |e| e.seq);
+                    for (h, f) in &heads {
+                        match entries.iter().find(|e| e.hash.starts_with(h.as_str())) {
+                            Some(e) if e.seq < last => println!(
+                                "  compared with {}: its newest head is entry {} of {last}; entries {} to {last} were never published there",
+                                f.display(),
+                                e.seq,
+                                e.seq + 1
+                            ),
+                            Some(e) => println!(
+                                "  compared with {}: its newest head is entry {}, the log's head",
+                                f.display(),
+                                e.seq
+                            ),
+                            None => {}
+                        }
+                    }
+                    if heads.is_empty() && expected_head.is_none() && v.signed_heads_verified == 0 {
+                        println!("  compared with no head kept outside the repository: entries cut off the end cannot be seen (configure [audit] head_file, or pass --head-file / --expected-head)");
+                    }
                 }
                 if !v.ok() {
                     return Err(Error::new(ErrorKind::Integrity, format!("the audit log is not intact: {}", v.problems.join("; ")))

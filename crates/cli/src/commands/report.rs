@@ -6,7 +6,7 @@ use clap::Args;
 use lifeboat_core::ops::report::{evidence_pack, markdown};
 
 use super::{parse_time, parse_time_end};
-use crate::{output, Ctx};
+use crate::Ctx;
 
 /// Build the evidence pack for a period.
 #[derive(Debug, Args)]
@@ -26,8 +26,8 @@ pub struct ReportCmd {
     #[arg(long, conflicts_with_all = ["from", "to"])]
     drill: Option<String>,
     /// With --drill: md (default), html or json.
-    #[arg(long, default_value = "md", value_parser = ["md", "html", "json"], requires = "drill")]
-    format: String,
+    #[arg(long, value_parser = ["md", "html", "json"], requires = "drill")]
+    format: Option<String>,
 }
 
 impl ReportCmd {
@@ -36,7 +36,7 @@ impl ReportCmd {
         if let Some(id) = &self.drill {
             let repo = ctx.open()?;
             let report = lifeboat_core::ops::evidence::load(&repo, id)?;
-            let text = match (ctx.json, self.format.as_str()) {
+            let text = match (ctx.json, self.format.as_deref().unwrap_or("md")) {
                 (true, _) | (_, "json") => serde_json::to_string_pretty(&report)? + "\n",
                 (_, "html") => lifeboat_core::ops::evidence::html(&report),
                 _ => lifeboat_core::ops::evidence::markdown(&report),
@@ -55,11 +55,29 @@ impl ReportCmd {
         }
         let repo = ctx.open()?;
         let pack = evidence_pack(&repo, &ctx.config, from, to)?;
-        if ctx.json {
-            return output::json(&pack);
+        let text = if ctx.json {
+            serde_json::to_string_pretty(&pack)? + "\n"
+        } else {
+            markdown(&pack)
+        };
+        self.emit(&text, "evidence pack")?;
+        // the pack is written either way (it says what is wrong); the exit status says it
+        // cannot be relied on, as `audit verify` does
+        if !pack.ok() {
+            return Err(lifeboat_core::Error::integrity(format!(
+                "the evidence does not verify: {}",
+                pack.audit
+                    .problems
+                    .iter()
+                    .chain(&pack.evidence_problems)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ))
+            .hint("someone with access to the repository changed its history or its drill reports: keep a copy of the repository and investigate")
+            .into());
         }
-        let text = markdown(&pack);
-        self.emit(&text, "evidence pack")
+        Ok(())
     }
 
     /// Writes `text` to `--output`, or prints it.

@@ -37,6 +37,26 @@ pub struct DrillSummary {
     /// the drilled backup's kind says).
     #[serde(default)]
     pub kind: Option<BackupKind>,
+    /// The audit entry this drill appended (its hash): the evidence pack checks that every
+    /// stored report belongs to the log. `None` in older reports, or when the entry could
+    /// not be written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_head: Option<String>,
+    /// The RTO objective the drill was judged against, in seconds (as configured then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto_objective_secs: Option<f64>,
+    /// The RPO objective the drill was judged against, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo_objective_secs: Option<f64>,
+    /// Whether the achieved RTO met its objective (`None`: no objective, or an older report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto_met: Option<bool>,
+    /// Whether the achieved RPO met its objective.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo_met: Option<bool>,
+    /// Evidence that could not be published (the audit head outside the repository).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence_error: Option<String>,
 }
 
 impl From<&DrillReport> for DrillSummary {
@@ -50,6 +70,12 @@ impl From<&DrillReport> for DrillSummary {
             rto_secs: r.rto.achieved_secs,
             rpo_secs: r.rpo.achieved_secs,
             finished_at: r.finished_at,
+            audit_head: r.audit_head.clone(),
+            rto_objective_secs: r.rto.objective_secs,
+            rpo_objective_secs: r.rpo.objective_secs,
+            rto_met: r.rto.objective_secs.map(|_| r.rto.met),
+            rpo_met: r.rpo.objective_secs.map(|_| r.rpo.met),
+            evidence_error: r.evidence_error.clone(),
         }
     }
 }
@@ -142,10 +168,16 @@ pub fn markdown(r: &DrillReport) -> String {
         "- drill: {} to {}, throw-away PostgreSQL {}",
         r.started_at, r.finished_at, r.server_version
     );
+    if let Some(t) = &r.target {
+        let _ = writeln!(m, "- recovery target: {t}");
+    }
+    if let Some(e) = &r.evidence_error {
+        let _ = writeln!(m, "- **evidence warning**: {e}");
+    }
     let _ = writeln!(m, "- {}", objective_line("RTO", &r.rto));
     let _ = writeln!(m, "- {}", objective_line("RPO", &r.rpo));
     if let Some(p) = &r.rpo_point {
-        let _ = writeln!(m, "  - measured to {}, {}", p.what, p.at);
+        let _ = writeln!(m, "  - measured to {}", rpo_point_text(p));
     }
     if let (Some(e), Some(p)) = (r.extrapolated_rto_secs, r.production_bytes) {
         let _ = writeln!(
@@ -185,11 +217,35 @@ pub fn markdown(r: &DrillReport) -> String {
             c.detail.replace('|', "\\|").replace('\n', "<br>")
         );
     }
-    let _ = writeln!(m, "\nEvidence for SOC 2 CC9.1 / A1.3: a backup restored and checked against the truth recorded at backup time.");
+    let _ = writeln!(
+        m,
+        "\nEvidence for SOC 2 CC9.1 / A1.3: {}.",
+        what_was_proven(r)
+    );
     if let Some(h) = &r.audit_head {
-        let _ = writeln!(m, "\nAudit log head after this drill: `{h}` (`lifeboat audit verify --expected-head {h}` proves no later entry was cut off).");
+        let _ = writeln!(m, "\nAudit log head after this drill: `{h}` (`lifeboat audit verify --expected-head {h}` checks that the log still holds every entry up to this drill).");
     }
     m
+}
+
+/// What the drill's checks proved, by kind: only a logical drill compares every table
+/// with the truth recorded at backup time.
+fn what_was_proven(r: &DrillReport) -> &'static str {
+    if r.kind == BackupKind::Physical {
+        "a physical backup restored into an isolated cluster, its WAL replayed to the recovery target, and the checks above run on the recovered cluster"
+    } else {
+        "a backup restored into an isolated cluster and every table compared with the row counts and content hashes recorded at backup time"
+    }
+}
+
+/// Where the RPO was measured to, with its time unless the description already has it.
+fn rpo_point_text(p: &super::drill::RpoPoint) -> String {
+    let at = p.at.to_string();
+    if p.what.contains(&at) {
+        p.what.clone()
+    } else {
+        format!("{}, {at}", p.what)
+    }
 }
 
 fn esc(s: &str) -> String {
@@ -252,25 +308,31 @@ pub fn html(r: &DrillReport) -> String {
 tr.ok td:nth-child(2){{color:#15803d}}tr.bad td{{background:#fee2e2}}.verdict{{font-size:1.4em;font-weight:bold;color:{color}}}svg text{{font-size:12px}}</style></head>
 <body><h1>Restore drill {id}</h1><p class="verdict" id="verdict">{verdict}</p>
 <p>Source <code>{source}</code>, {restored}; backup <code>{backup}</code> finished {bt} ({bytes} bytes).<br>
-Drill ran {st} to {ft} on a throw-away PostgreSQL {ver}.</p>
+Drill ran {st} to {ft} on a throw-away PostgreSQL {ver}.{target}</p>{warning}
 <h2>Objectives</h2><table id="objectives"><tr><th>objective</th><th>achieved</th><th>target</th><th>verdict (margin)</th></tr>{rto}{rpo}</table>{rpo_point}{extra}
-<h2>Phases</h2><svg width="700" height="{height}" role="img" aria-label="phase timeline">{bars}</svg>
+<h2>Phases</h2><svg width="780" height="{height}" role="img" aria-label="phase timeline">{bars}</svg>
 <h2>Checks</h2><table id="checks"><tr><th>check</th><th>result</th><th>detail</th></tr>{rows}</table>
-<p>Evidence for SOC 2 CC9.1 / A1.3: a backup restored into an isolated cluster and compared with the truth recorded at backup time.</p>{head}</body></html>
+<p>Evidence for SOC 2 CC9.1 / A1.3: {proven}.</p>{head}</body></html>
 "#,
         head = r
             .audit_head
             .as_deref()
             .map_or_else(String::new, |h| format!(
-                "<p id=\"audit-head\">Audit log head after this drill: <code>{}</code></p>",
-                esc(h)
+                "<p id=\"audit-head\">Audit log head after this drill: <code>{h}</code> (<code>lifeboat audit verify --expected-head {h}</code> checks that the log still holds every entry up to this drill)</p>",
+                h = esc(h)
             )),
+        proven = what_was_proven(r),
+        target = r.target.as_deref().map_or_else(String::new, |t| format!("<br>Recovery target: {}.", esc(t))),
+        warning = r.evidence_error.as_deref().map_or_else(String::new, |e| format!(
+            "<p id=\"evidence-warning\" class=\"verdict\" style=\"color:#b91c1c;font-size:1em\">Evidence warning: {}</p>",
+            esc(e)
+        )),
         id = esc(&r.id),
         color = if r.passed { "#15803d" } else { "#b91c1c" },
         verdict = if r.passed { "PASSED" } else { "FAILED" },
         source = esc(&r.source),
         restored = restored(r, |d| format!("<code>{}</code>", esc(d))),
-        backup = esc(&r.backup_id[..12.min(r.backup_id.len())]),
+        backup = esc(&r.backup_id),
         bt = r.backup_finished_at,
         bytes = r.backup_bytes,
         st = r.started_at,
@@ -279,9 +341,8 @@ Drill ran {st} to {ft} on a throw-away PostgreSQL {ver}.</p>
         rto = objective("RTO", &r.rto),
         rpo = objective("RPO", &r.rpo),
         rpo_point = r.rpo_point.as_ref().map_or_else(String::new, |p| format!(
-            "<p id=\"rpo-point\">RPO measured to {}, {}.</p>",
-            esc(&p.what),
-            p.at
+            "<p id=\"rpo-point\">RPO measured to {}.</p>",
+            esc(&rpo_point_text(p))
         )),
         extra = match r.extrapolated_rto_secs {
             Some(e) => format!(
@@ -445,6 +506,45 @@ mod tests {
         assert!(markdown(&r).contains("- source: `app-db`, database `app`\n"));
         assert!(html(&r).contains("Source <code>app-db</code>, database <code>app</code>;"));
         assert_eq!(serde_json::to_value(&r).unwrap()["restored"], "database");
+    }
+
+    #[test]
+    fn a_report_claims_only_what_its_kind_checked_and_shows_target_and_warnings() {
+        let mut r = report(BackupKind::Physical);
+        r.target = Some("time 2026-12-05T18:00:00Z".into());
+        r.evidence_error = Some("appending the audit head to /h: Permission denied".into());
+        let md = markdown(&r);
+        assert!(
+            md.contains("- recovery target: time 2026-12-05T18:00:00Z"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "- **evidence warning**: appending the audit head to /h: Permission denied"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("its WAL replayed to the recovery target"),
+            "{md}"
+        );
+        assert!(!md.contains("content hashes"), "{md}");
+        let page = html(&r);
+        assert!(
+            page.contains("Recovery target: time 2026-12-05T18:00:00Z."),
+            "{page}"
+        );
+        assert!(
+            page.contains("Evidence warning: appending the audit head"),
+            "{page}"
+        );
+        assert!(page.contains(&r.backup_id), "the whole backup id: {page}");
+        let md = markdown(&report(BackupKind::Logical));
+        assert!(
+            md.contains("row counts and content hashes recorded at backup time"),
+            "{md}"
+        );
+        assert!(!md.contains("evidence warning"), "{md}");
     }
 
     #[test]

@@ -124,6 +124,110 @@ pub struct EvidencePack {
     /// alone.
     #[serde(default)]
     pub external_head: Option<PathBuf>,
+    /// When the head kept outside the repository is older than the log's head: its entry
+    /// number and the log's newest (entries after it were never published outside).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_head_lags: Option<(u64, u64)>,
+    /// Drill reports and drill audit entries that do not match: a report without its
+    /// entry (not written by a drill of this log), an entry without its report (removed),
+    /// a verdict that differs. Empty when they agree.
+    pub evidence_problems: Vec<String>,
+    /// Backups a `verify` of the period or before found damaged (short ids, with when).
+    pub damaged: Vec<(String, Timestamp)>,
+}
+
+impl EvidencePack {
+    /// Whether the pack can be relied on: the audit chain verifies and the drill reports
+    /// match it.
+    #[must_use]
+    pub fn ok(&self) -> bool {
+        self.audit.ok() && self.evidence_problems.is_empty()
+    }
+}
+
+/// Checks the stored drill reports of `[from, to]` against the drill entries of the audit
+/// log: each report must have its entry, with the same verdict, and each entry its report.
+fn check_drills(
+    drills: &[DrillSummary],
+    entries: &[audit::Entry],
+    from: Timestamp,
+    to: Timestamp,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    // a finished drill's entry starts with its id ("drill-… of logical backup …")
+    let entry_of = |id: &str| {
+        entries.iter().find(|e| {
+            e.action == "drill"
+                && e.details
+                    .strip_prefix(id)
+                    .is_some_and(|rest| rest.starts_with(' '))
+        })
+    };
+    for d in drills.iter().filter(|d| within(d.finished_at, from, to)) {
+        match entry_of(&d.drill) {
+            None => problems.push(format!(
+                "drill report {} ({}) has no entry in the audit log: it was not written by a drill recorded in this log",
+                d.drill,
+                if d.passed { "passed" } else { "failed" }
+            )),
+            Some(e) if (e.outcome == "ok") != d.passed => problems.push(format!(
+                "drill report {} says {}, its audit entry {} says {}",
+                d.drill,
+                if d.passed { "passed" } else { "failed" },
+                e.seq,
+                e.outcome
+            )),
+            Some(e) => {
+                if let Some(h) = d.audit_head.as_deref().filter(|h| *h != e.hash) {
+                    problems.push(format!(
+                        "drill report {} names audit entry {}…, but its entry in the log is {} ({}…)",
+                        d.drill,
+                        &h[..16.min(h.len())],
+                        e.seq,
+                        &e.hash[..16]
+                    ));
+                }
+            }
+        }
+    }
+    for e in entries
+        .iter()
+        .filter(|e| e.action == "drill" && within(e.time, from, to))
+    {
+        let Some(id) = e
+            .details
+            .split(' ')
+            .next()
+            .filter(|w| w.starts_with("drill-"))
+        else {
+            continue; // a drill that could not be carried out wrote no report
+        };
+        if !drills.iter().any(|d| d.drill == id) {
+            problems.push(format!(
+                "audit entry {} records drill {id} ({}), but its report is not in the repository: it was removed",
+                e.seq, e.outcome
+            ));
+        }
+    }
+    problems
+}
+
+/// Backups named damaged by `verify` entries of the log (short ids), with the newest time.
+#[must_use]
+pub fn damaged_backups(entries: &[audit::Entry]) -> BTreeMap<String, Timestamp> {
+    let mut out = BTreeMap::new();
+    for e in entries
+        .iter()
+        .filter(|e| e.action == "verify" && e.outcome != "ok")
+    {
+        let Some(list) = e.details.split_once("damaged ").map(|(_, l)| l) else {
+            continue;
+        };
+        for id in list.split(", ").map(str::trim).filter(|i| !i.is_empty()) {
+            out.insert(id.to_string(), e.time);
+        }
+    }
+    out
 }
 
 fn within(t: Timestamp, from: Timestamp, to: Timestamp) -> bool {
@@ -190,6 +294,12 @@ pub fn evidence_pack(
     let mut audit = audit::verify_entries(&entries, kept_head.as_deref());
     audit.problems.extend(head_problem);
     let external_head = external_head.filter(|_| kept_head.is_some());
+    // a head file behind the log: the entries after it were never published outside
+    let external_head_lags = kept_head.as_deref().and_then(|h| {
+        let at = entries.iter().find(|e| e.hash.starts_with(h))?;
+        let last = entries.last()?;
+        (at.seq < last.seq).then_some((at.seq, last.seq))
+    });
     let mut failures: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut successes: BTreeMap<String, usize> = BTreeMap::new();
     for e in entries.iter().filter(|e| within(e.time, from, to)) {
@@ -198,15 +308,18 @@ pub fn evidence_pack(
         } else {
             failures.entry(e.action.clone()).or_default().push(format!(
                 "{}: {}",
-                e.time.strftime("%Y-%m-%d %H:%M"),
+                e.time.strftime("%Y-%m-%d %H:%M:%S UTC"),
                 e.details
             ));
         }
     }
-    let drills: Vec<DrillSummary> = drills(repo)?
+    let stored = drills(repo)?;
+    let evidence_problems = check_drills(&stored, &entries, from, to);
+    let drills: Vec<DrillSummary> = stored
         .into_iter()
         .filter(|d| within(d.finished_at, from, to))
         .collect();
+    let damaged = damaged_backups(&entries).into_iter().collect();
     let mut wal = Vec::new();
     for src in &config.sources {
         let Ok(store) = WalStore::new(repo, &src.name) else {
@@ -261,6 +374,9 @@ pub fn evidence_pack(
         copies: copies::destinations(config),
         audit,
         external_head,
+        external_head_lags,
+        evidence_problems,
+        damaged,
     })
 }
 
@@ -279,29 +395,85 @@ pub fn markdown(p: &EvidencePack) -> String {
         day(p.from),
         day(p.to)
     );
-    let _ = writeln!(m, "Generated by `lifeboat report` at {} from the repository `{}`. Every figure below is read from the repository (snapshots, drill reports, the hash-chained audit log); nothing is entered by hand.\n", day(p.generated_at), p.repository);
+    if !p.ok() {
+        let _ = writeln!(
+            m,
+            "**WARNING: this evidence does not verify** — {}. See \"Integrity of this evidence\" at the end.\n",
+            p.audit
+                .problems
+                .iter()
+                .chain(&p.evidence_problems)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    let _ = writeln!(m, "Generated by `lifeboat report` at {} from the repository `{}`. Backups, drills and operations are read from the repository (snapshots, drill reports, the hash-chained audit log) and checked against each other; each drill was judged against the objectives configured when it ran. Retention, offsite copies and the audit head file are as configured now.\n", day(p.generated_at), p.repository);
 
     let _ = writeln!(m, "## CC9.1 — risk mitigation for business disruption\n");
     let _ = writeln!(
         m,
-        "Recovery objectives per source, and whether the drills of the period met them:\n"
+        "Recovery objectives per source, and whether the drills of the period met them (objectives as each drill recorded them; the configuration's current value in brackets where it differs):\n"
     );
-    let _ = writeln!(m, "| source | RTO objective | RPO objective | drills | passed | worst achieved RTO | worst achieved RPO |");
-    let _ = writeln!(m, "|---|---|---|---:|---:|---:|---:|");
-    for (src, (rto, rpo)) in &p.objectives {
+    let _ = writeln!(m, "| source | RTO objective | RPO objective | drills | passed | RTO met | RPO met | worst achieved RTO | worst achieved RPO |");
+    let _ = writeln!(m, "|---|---|---|---:|---:|---:|---:|---:|---:|");
+    let mut sources: Vec<&String> = p
+        .objectives
+        .keys()
+        .chain(p.drills.iter().map(|d| &d.source))
+        .collect();
+    sources.sort();
+    sources.dedup();
+    for src in sources {
+        let (rto_now, rpo_now) = p.objectives.get(src).cloned().unwrap_or_default();
         let ds: Vec<&DrillSummary> = p.drills.iter().filter(|d| &d.source == src).collect();
         let worst = |f: fn(&DrillSummary) -> f64| {
             ds.iter()
                 .map(|d| f(d))
                 .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))))
         };
+        // the newest drill's objective, and the configuration's when it is another
+        let objective = |recorded: Option<f64>, now: Option<&str>| {
+            let now_secs = now.and_then(|n| crate::config::parse_duration(n).ok());
+            match (recorded, now) {
+                (Some(r), Some(n)) if now_secs.is_some_and(|x| (x as f64 - r).abs() < 0.5) => {
+                    n.to_string()
+                }
+                (Some(r), Some(n)) => format!("{} (now {n})", secs(r)),
+                (Some(r), None) => format!("{} (now not set)", secs(r)),
+                (None, Some(n)) => n.to_string(),
+                (None, None) => "not set".to_string(),
+            }
+        };
+        let newest = ds.last();
+        let met = |f: fn(&DrillSummary) -> Option<bool>| {
+            let judged: Vec<bool> = ds.iter().filter_map(|d| f(d)).collect();
+            if judged.is_empty() {
+                "-".to_string()
+            } else {
+                let n = judged.iter().filter(|m| **m).count();
+                if n == judged.len() {
+                    format!("{n} of {}", judged.len())
+                } else {
+                    format!("**{n} of {}**", judged.len())
+                }
+            }
+        };
         let _ = writeln!(
             m,
-            "| {src} | {} | {} | {} | {} | {} | {} |",
-            rto.as_deref().unwrap_or("not set"),
-            rpo.as_deref().unwrap_or("not set"),
+            "| {src} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            objective(
+                newest.and_then(|d| d.rto_objective_secs),
+                rto_now.as_deref()
+            ),
+            objective(
+                newest.and_then(|d| d.rpo_objective_secs),
+                rpo_now.as_deref()
+            ),
             ds.len(),
             ds.iter().filter(|d| d.passed).count(),
+            met(|d| d.rto_met),
+            met(|d| d.rpo_met),
             worst(|d| d.rto_secs).map_or("-".into(), secs),
             worst(|d| d.rpo_secs).map_or("-".into(), secs),
         );
@@ -347,12 +519,29 @@ pub fn markdown(p: &EvidencePack) -> String {
             p.failures.get(a).map_or(0, Vec::len)
         );
     }
+    if !p.failures.is_empty() {
+        let _ = writeln!(m, "\n**Failed operations** in the period:\n");
+    }
     for (a, list) in &p.failures {
         for f in list {
-            let _ = writeln!(m, "  - failed {a}: {f}");
+            let _ = writeln!(m, "- failed {a}: {f}");
         }
     }
-    let _ = writeln!(m, "\nContinuous WAL archiving (point-in-time recovery):\n");
+    if !p.damaged.is_empty() {
+        let _ = writeln!(
+            m,
+            "\nBackups a verification found **damaged** (do not restore them; restore an older one): {}",
+            p.damaged
+                .iter()
+                .map(|(id, t)| format!("`{id}` ({})", day(*t)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let _ = writeln!(
+        m,
+        "\nContinuous WAL archiving (point-in-time recovery), as the archive is now:\n"
+    );
     if p.wal.is_empty() {
         let _ = writeln!(m, "- no WAL archive in this repository");
     }
@@ -393,25 +582,30 @@ pub fn markdown(p: &EvidencePack) -> String {
     let _ = writeln!(m, "Restore drills in the period (each restored a backup into a throw-away cluster and checked it):\n");
     let _ = writeln!(
         m,
-        "| drill | finished | source | backup | result | achieved RTO | achieved RPO |"
+        "| drill | finished | source | kind | backup | result | achieved RTO | achieved RPO |"
     );
-    let _ = writeln!(m, "|---|---|---|---|---|---:|---:|");
+    let _ = writeln!(m, "|---|---|---|---|---|---|---:|---:|");
     for d in &p.drills {
         let _ = writeln!(
             m,
-            "| {} | {} | {} | `{}` | {} | {} | {} |",
+            "| {} | {} | {} | {} | `{}` | {}{} | {} | {} |",
             d.drill,
             day(d.finished_at),
             d.source,
+            d.kind.map_or_else(|| "-".to_string(), |k| k.to_string()),
             &d.backup_id[..8.min(d.backup_id.len())],
             if d.passed { "passed" } else { "**FAILED**" },
+            d.evidence_error.as_ref().map_or_else(String::new, |_| {
+                " (evidence not published outside the repository)".to_string()
+            }),
             secs(d.rto_secs),
             secs(d.rpo_secs)
         );
     }
     if p.drills.is_empty() {
-        let _ = writeln!(m, "| **no drill in this period** | | | | | | |");
+        let _ = writeln!(m, "| **no drill in this period** | | | | | | | |");
     }
+    let _ = writeln!(m, "\nEach drill's own report (`lifeboat report --drill ID --format md|html|json`) has its phases, every check and its objectives with margins.");
 
     let _ = writeln!(m, "\n## Integrity of this evidence\n");
     let _ = writeln!(
@@ -424,18 +618,120 @@ pub fn markdown(p: &EvidencePack) -> String {
             format!("**does not verify**: {}", p.audit.problems.join("; "))
         },
         p.audit.head.as_deref().unwrap_or("-"),
-        match &p.external_head {
-            Some(f) if p.audit.ok() => format!("It matches the newest head kept outside the repository in `{}`, so no entry was cut off the end either.", f.display()),
-            Some(f) => format!("It was compared with the newest head kept outside the repository in `{}`.", f.display()),
-            None => "**No head kept outside the repository was compared** (`[audit] head_file` is not set, or holds nothing readable): entries cut off the end of the log cannot be detected from this pack; compare the head with a copy kept elsewhere (`lifeboat audit verify --expected-head`).".to_string(),
+        match (&p.external_head, p.external_head_lags) {
+            (Some(f), Some((kept, last))) if p.audit.ok() => format!("The newest head kept outside the repository in `{}` is entry {kept}, and it is in the log; **entries {} to {last} were never published outside the repository** (publishing their heads failed), so their removal could not be detected from that file.", f.display(), kept + 1),
+            (Some(f), None) if p.audit.ok() => format!("It matches the newest head kept outside the repository in `{}`, so no entry was cut off the end either.", f.display()),
+            (Some(f), _) => format!("It was compared with the newest head kept outside the repository in `{}`.", f.display()),
+            (None, _) => "**No head kept outside the repository was compared** (`[audit] head_file` is not set, or holds nothing readable): entries cut off the end of the log cannot be detected from this pack; compare the head with a copy kept elsewhere (`lifeboat audit verify --expected-head`).".to_string(),
         }
     );
+    if !p.evidence_problems.is_empty() {
+        let _ = writeln!(m, "\nThe drill reports **do not match the audit log**:\n");
+        for e in &p.evidence_problems {
+            let _ = writeln!(m, "- {e}");
+        }
+    }
     m
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(seq: u64, action: &str, outcome: &str, details: &str) -> audit::Entry {
+        audit::Entry {
+            seq,
+            time: "2026-12-05T10:00:00Z".parse().unwrap(),
+            action: action.into(),
+            outcome: outcome.into(),
+            details: details.into(),
+            prev: String::new(),
+            hash: format!("{seq:064x}"),
+        }
+    }
+
+    fn summary(id: &str, passed: bool, head: Option<u64>) -> DrillSummary {
+        DrillSummary {
+            drill: id.into(),
+            source: "app".into(),
+            backup_id: "ab".repeat(32),
+            passed,
+            rto_secs: 1.0,
+            rpo_secs: 1.0,
+            finished_at: "2026-12-05T10:00:00Z".parse().unwrap(),
+            kind: None,
+            audit_head: head.map(|s| format!("{s:064x}")),
+            rto_objective_secs: None,
+            rpo_objective_secs: None,
+            rto_met: None,
+            rpo_met: None,
+            evidence_error: None,
+        }
+    }
+
+    #[test]
+    fn drill_reports_are_checked_against_the_audit_log() {
+        let (from, to) = (
+            "2026-12-01T00:00:00Z".parse().unwrap(),
+            "2026-12-31T00:00:00Z".parse().unwrap(),
+        );
+        let entries = vec![
+            entry(
+                1,
+                "drill",
+                "ok",
+                "drill-A of logical backup 1234abcd (\"app\"): passed",
+            ),
+            entry(
+                2,
+                "drill",
+                "failed",
+                "drill-B of logical backup 1234abcd (\"app\"): failed: x",
+            ),
+            entry(
+                3,
+                "drill",
+                "failed",
+                "logical drill of source app: not carried out: no backup",
+            ),
+        ];
+        let agree = [
+            summary("drill-A", true, Some(1)),
+            summary("drill-B", false, Some(2)),
+        ];
+        assert!(check_drills(&agree, &entries, from, to).is_empty());
+        // B's report removed; C injected without an entry; A's verdict edited
+        let doctored = [
+            summary("drill-A", false, Some(1)),
+            summary("drill-C", true, None),
+        ];
+        let problems = check_drills(&doctored, &entries, from, to);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("drill-A says failed, its audit entry 1 says ok"));
+        assert!(problems[1].contains("drill-C (passed) has no entry in the audit log"));
+        assert!(problems[2].contains("audit entry 2 records drill drill-B (failed)"));
+        // a report naming another entry than its own
+        let moved = [
+            summary("drill-A", true, Some(2)),
+            summary("drill-B", false, Some(2)),
+        ];
+        assert!(check_drills(&moved, &entries, from, to)[0].contains("names audit entry"));
+    }
+
+    #[test]
+    fn verify_entries_name_the_damaged_backups() {
+        let entries = vec![
+            entry(
+                1,
+                "verify",
+                "failed",
+                "3 backup(s), data read: damaged e130108a, 77f6e698",
+            ),
+            entry(2, "verify", "ok", "3 backup(s): all intact"),
+        ];
+        let d = damaged_backups(&entries);
+        assert_eq!(d.keys().collect::<Vec<_>>(), ["77f6e698", "e130108a"]);
+    }
 
     #[test]
     fn retention_and_copies_are_reported_as_configured_not_in_place() {
@@ -465,6 +761,9 @@ retention = { last = 7, hourly = 24, daily = 30, weekly = 8, monthly = 12, yearl
             copies: copies::destinations(&config),
             audit: audit::verify_entries(&[], None),
             external_head: None,
+            external_head_lags: None,
+            evidence_problems: Vec::new(),
+            damaged: Vec::new(),
         };
         let m = markdown(&pack);
         assert!(

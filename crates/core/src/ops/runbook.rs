@@ -25,8 +25,19 @@ fn fmt_secs(s: f64) -> String {
     super::evidence::human_secs(s, 0)
 }
 
-/// What the drills say of backup `id`: proven by a passed drill, or failed in one.
-fn proven(drills: &[super::evidence::DrillSummary], id: &str) -> String {
+/// What verification and the drills say of backup `id`: found damaged, proven by a
+/// passed drill, or failed in one.
+fn proven(
+    drills: &[super::evidence::DrillSummary],
+    damaged: &BTreeMap<String, Timestamp>,
+    id: &str,
+) -> String {
+    if let Some(t) = damaged.get(&id[..8.min(id.len())]) {
+        return format!(
+            " — **found DAMAGED by `verify` on {}: restore an older backup**",
+            t.strftime("%Y-%m-%d %H:%M UTC")
+        );
+    }
     match drills.iter().rev().find(|d| d.backup_id == id) {
         Some(d) if d.passed => format!(" — proven by drill {}", d.drill),
         Some(d) => format!(" — **its drill {} FAILED**", d.drill),
@@ -229,6 +240,7 @@ pub struct SourceState {
 /// When the repository cannot be read.
 pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runbook> {
     let backups = repo.backups()?;
+    let damaged = super::report::damaged_backups(&crate::repository::audit::entries(repo)?);
     let mut drills = drills(repo)?;
     // reports stored before the summary carried the kind: the drilled backup has it
     for d in &mut drills {
@@ -321,7 +333,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
                         .map_or_else(|| "the whole cluster".to_string(), |d| format!("`{d}`")),
                     b.meta.finished_at.strftime("%Y-%m-%d %H:%M UTC"),
                     b.meta.logical_bytes,
-                    proven(&drills, &b.id)
+                    proven(&drills, &damaged, &b.id)
                 ),
                 None => writeln!(
                     m,
@@ -336,6 +348,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
                 d.source == src.name
                     && d.kind == Some(kind)
                     && d.passed
+                    && !damaged.contains_key(&d.backup_id[..8.min(d.backup_id.len())])
                     && backups
                         .iter()
                         .find(|b| b.id == d.backup_id)

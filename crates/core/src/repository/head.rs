@@ -57,11 +57,20 @@ pub fn newest_in(text: &str) -> Option<String> {
 /// When the file cannot be opened, written or synced.
 pub fn append_line(path: &Path, entry: &Entry) -> Result<()> {
     let what = || format!("appending the audit head to {}", path.display());
+    let new = !path.exists();
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .map_err(|e| Error::io(what(), e))?;
+    // created by root (a backup run by hand): it belongs to whoever owns its directory,
+    // usually the user lifeboat runs as from archive_command and cron, which must go on
+    // appending to it; best effort, as the head itself is what matters here
+    if new {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = super::owner::give_to_owner(dir, path);
+        }
+    }
     // a line torn by a crash is ended first, so the new one stands on its own (only the
     // last byte is read: the file grows with every entry)
     let torn = last_byte(path).is_some_and(|b| b != b'\n');
