@@ -377,6 +377,38 @@ fn a_terminated_dump_leaves_no_backup_on_s3() {
 }
 
 #[test]
+fn a_store_that_accepts_connections_but_never_answers_is_named_at_once() {
+    // a stalled store (or a load balancer in front of a dead one): connections are
+    // accepted, nothing is ever said; no command may sit on it until the requests time out
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    let ws = Workspace::new();
+    let secret = ws.path().join("s3.secret");
+    std::fs::write(&secret, "not-used").unwrap();
+    let cfg = ws.write_config(
+        &format!(
+            "url = \"s3://stalled/x\"\nendpoint = \"http://127.0.0.1:{port}\"\nregion = \"garage\"\naccess_key_id = \"GK0000\"\nsecret_access_key_file = {:?}\n",
+            secret.display().to_string()
+        ),
+        &[("app-db", "host=/nonexistent dbname=app")],
+    );
+    let (code, _, err) = fails(common::lb(&cfg).arg("list"));
+    assert_eq!(code, 7, "{err}");
+    assert!(
+        err.contains(&format!(
+            "127.0.0.1:{port} accepts connections but does not answer"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_store_that_went_away_is_named_and_never_read_as_missing_wal() {
     // the bucket's server down: every command says so and exits "unavailable" (7), and
     // wal-fetch stops the recovery (126) instead of reporting the segment as not archived,

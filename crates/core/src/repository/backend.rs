@@ -165,7 +165,7 @@ fn probe_direct(endpoint: &str) -> Result<()> {
             Ok(addrs) => {
                 for a in addrs {
                     match TcpStream::connect_timeout(&a, timeout) {
-                        Ok(_) => return Ok(()),
+                        Ok(stream) => return answers(stream, &addr),
                         Err(e) => last = e.to_string(),
                     }
                 }
@@ -179,6 +179,45 @@ fn probe_direct(endpoint: &str) -> Result<()> {
              (or AWS_ENDPOINT_URL); nothing was read or changed",
         ),
     )
+}
+
+/// How long a store that accepted the connection may take to say anything.
+const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether the server behind an accepted connection answers at all: a store (or a load
+/// balancer in front of a dead one) that accepts connections and never replies would
+/// otherwise hold every command until the requests time out, retries included. Any reply
+/// counts, even a refusal or a TLS alert to the plain request, or closing the connection.
+fn answers(mut stream: std::net::TcpStream, addr: &str) -> Result<()> {
+    use std::io::{Read, Write};
+    let silent = || {
+        Error::unavailable(format!(
+            "the S3 endpoint {addr} accepts connections but does not answer (nothing within {} s)",
+            ANSWER_WITHIN.as_secs()
+        ))
+        .hint("the store (or a proxy or load balancer in front of it) is stalled: check it, and [repository] endpoint (or AWS_ENDPOINT_URL); nothing was read or changed")
+    };
+    let _ = stream.set_read_timeout(Some(ANSWER_WITHIN));
+    let _ = stream.set_write_timeout(Some(ANSWER_WITHIN));
+    if stream
+        .write_all(format!("HEAD / HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .is_err()
+    {
+        // closed or reset at once: someone is there, and the real request will say more
+        return Ok(());
+    }
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(silent())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `host:port` of an endpoint URL, the port from the scheme when it has none.
