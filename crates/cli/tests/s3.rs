@@ -186,6 +186,34 @@ fn backup_verify_restore_round_trip_on_s3() {
         "restic dumps the whole backup from S3"
     );
 
+    // the runbook's emergency command, as printed, works against the bucket
+    let book = ok(lifeboat(&ws).arg("runbook"));
+    let line = book
+        .lines()
+        .find(|l| l.contains("restic -r s3:"))
+        .expect("an S3 restic command");
+    let listing = line
+        .split('`')
+        .find(|part| part.starts_with("restic -r ") && part.contains(" snapshots "))
+        .expect("the snapshots command");
+    let out = std::process::Command::new("bash")
+        .args(["-c", &format!("{listing} --no-cache")])
+        .env("RESTIC_PASSWORD", lifeboat_testing::REPO_PASSWORD)
+        .env("AWS_ACCESS_KEY_ID", garage.access_key_id())
+        .env("AWS_SECRET_ACCESS_KEY", garage.secret_access_key())
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&id[..8]),
+        "{listing}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // a stale secret of another account in the shell does not break the configured pair
+    ok(lifeboat(&ws)
+        .env("AWS_SECRET_ACCESS_KEY", "stale-secret-of-another-account")
+        .arg("list"));
+
     let originals: Vec<u64> = TABLES.iter().map(|t| count(&c, "app", t)).collect();
     assert!(originals.iter().all(|n| *n > 0), "{originals:?}");
     ok(lifeboat(&ws).args([

@@ -76,6 +76,29 @@ fn databases_of(src: &crate::config::SourceConfig, backups: &[SnapshotInfo]) -> 
     dbs
 }
 
+/// The repository as plain restic names it (with options): S3 as
+/// `s3:ENDPOINT/BUCKET/PREFIX`, since restic reads `s3://bucket` as a host name and ignores
+/// `AWS_ENDPOINT_URL`.
+fn restic_repository(location: &str, r: &crate::config::RepositoryConfig) -> String {
+    let Some(rest) = location.strip_prefix("s3://") else {
+        return location.to_string();
+    };
+    let endpoint = r
+        .endpoint
+        .clone()
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+        .unwrap_or_else(|| "https://s3.amazonaws.com".to_string());
+    let mut out = format!(
+        "s3:{}/{}",
+        endpoint.trim_end_matches('/'),
+        rest.trim_matches('/')
+    );
+    if let Some(region) = &r.region {
+        out.push_str(&format!(" -o s3.region={region}"));
+    }
+    out
+}
+
 /// What the reader needs that this host may not have: the repository, its password,
 /// and what the configuration held, so the steps work without it (`--repo`).
 fn what_you_need(config: &Config, repo: &Repo, config_hint: &str) -> String {
@@ -579,9 +602,14 @@ psql -X -v ON_ERROR_STOP=1 -d "$TO" -c "drop schema lifeboat_recovered cascade"
 
 ### Emergency: lifeboat itself is unavailable
 
-With the repository password in a file: `export RESTIC_PASSWORD_FILE=/path/to/password` (and for S3 `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, repository `s3:ENDPOINT/BUCKET/PREFIX`). `restic -r {repo} snapshots --tag source={s}` lists the backups; `restic -r {repo} dump ID /lifeboat/{s}/{db}.pgdump > {db}.pgdump`, then `createdb NEWDB` and `pg_restore -j 2 -d NEWDB {db}.pgdump`.
+With the repository password in a file: `export RESTIC_PASSWORD_FILE=/path/to/password`{s3_env}. `restic -r {repo} snapshots --tag source={s}` lists the backups; `restic -r {repo} dump ID /lifeboat/{s}/{db}.pgdump > {db}.pgdump`, then `createdb NEWDB` and `pg_restore -j 2 -d NEWDB {db}.pgdump`.
 "#,
-            repo = repo.location(),
+            repo = restic_repository(repo.location(), &config.repository),
+            s3_env = if crate::repository::is_s3_url(repo.location()) {
+                " and the S3 keys: `export AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=…`"
+            } else {
+                ""
+            },
             from = conn(&format!("{db}_before")),
             to = conn(db),
             admin = conn("postgres"),

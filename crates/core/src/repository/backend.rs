@@ -67,8 +67,14 @@ pub(crate) fn s3_options(
         .or_else(|| env("AWS_ACCESS_KEY_ID"))
     {
         Some(key_id) => {
+            // the secret from where the key id came: a configured key id with a configured
+            // secret is one pair, and a stale AWS_SECRET_ACCESS_KEY left in an operator's
+            // shell (for another account) must not be matched with it
+            let pair_in_config = cfg.access_key_id.is_some()
+                && (cfg.secret_access_key_file.is_some()
+                    || cfg.secret_access_key_command.is_some());
             let secret = SecretSource {
-                env: Some("AWS_SECRET_ACCESS_KEY".into()),
+                env: (!pair_in_config).then(|| "AWS_SECRET_ACCESS_KEY".into()),
                 file: cfg.secret_access_key_file.clone(),
                 command: cfg.secret_access_key_command.clone(),
             }
