@@ -467,6 +467,13 @@ fn a_store_that_went_away_is_named_and_never_read_as_missing_wal() {
         assert!(err.contains(host), "{args:?} names the store: {err}");
         assert!(!err.contains(garage.secret_access_key()), "{err}");
     }
+    // wal status still shows what the server says about its archiver
+    let (code, out, err) = fails(lifeboat(&ws).args(["wal", "status"]));
+    assert_eq!(code, 7, "{err}");
+    assert!(
+        out.contains("the repository cannot be read") && out.contains("archiver (server):"),
+        "{out}"
+    );
     let (code, _, err) = fails(
         lifeboat(&ws)
             .args(["wal-push", "--socket", "none.sock"])

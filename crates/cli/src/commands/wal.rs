@@ -257,7 +257,24 @@ fn archiver(ctx: &Ctx, name: &str) -> lifeboat_core::Result<ArchiverState> {
 }
 
 fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Result<()> {
-    let (repo, store, name) = store(ctx, source)?;
+    let (repo, store, name) = match store(ctx, source) {
+        Ok(opened) => opened,
+        Err(e) => {
+            // the repository does not answer: what the server says is what the operator
+            // needs now (is archiving failing, how much WAL waits in pg_wal)
+            if !ctx.json {
+                if let Ok(name) = source_name(ctx, source) {
+                    if let Ok(a) = archiver(ctx, &name) {
+                        println!(
+                            "WAL archive of source {name}: the repository cannot be read (below)"
+                        );
+                        print_archiver(&a);
+                    }
+                }
+            }
+            return Err(e);
+        }
+    };
     // --json asks the server first, so that what it says was archived is in the listing
     // read after it; text prints the repository's part first (see below)
     let early_server = ctx.json.then(|| archiver(ctx, &name));
