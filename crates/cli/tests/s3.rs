@@ -262,6 +262,31 @@ fn init_twice_on_s3_refuses() {
     // the existing repository is untouched and still opens
     assert_eq!(object_count(&garage, garage.bucket()), objects);
     ok(lifeboat(&ws).arg("list"));
+
+    // a bucket that does not exist is named as such, and init does not pretend to fix it
+    let missing = format!("s3://no-such-bucket-{}/x", std::process::id());
+    let (code, _, err) = fails(lifeboat(&ws).args(["--repo", &missing, "list"]));
+    assert_eq!(code, 4, "{err}");
+    assert!(!err.contains("create it with `lifeboat init`"), "{err}");
+    let (code, _, err) = fails(lifeboat(&ws).args(["--repo", &missing, "init"]));
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("the bucket does not exist") && err.contains("create it in the store first"),
+        "{err}"
+    );
+    // a wrong region reads as one, not as a missing repository
+    let cfg = ws.config_path();
+    let body = std::fs::read_to_string(&cfg).unwrap().replace(
+        &format!("region = {:?}", garage.region()),
+        "region = \"eu-north-9\"",
+    );
+    std::fs::write(&cfg, body).unwrap();
+    let (code, _, err) = fails(lifeboat(&ws).arg("list"));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("(400 bad request)") && err.contains("check [repository] region"),
+        "{err}"
+    );
 }
 
 const WRONG_SECRET: &str = "wrong-secret-4f1d2c3b5a6978695a4b3c2d1e0f";

@@ -245,6 +245,19 @@ pub(crate) fn classify_repository(
             ErrorKind::Auth,
             Some("the storage refused the credentials (403): check access_key_id and the S3 secret (secret_access_key_file, AWS_SECRET_ACCESS_KEY)"),
         )
+    } else if lower.contains("nosuchbucket") {
+        (
+            ErrorKind::NotFound,
+            Some("the bucket does not exist: create it in the store first (lifeboat creates its repository inside an existing bucket), or check the bucket in [repository] url"),
+        )
+    } else if lower.contains("authorizationheadermalformed")
+        || lower.contains("invalidregion")
+        || lower.contains("status: 400")
+    {
+        (
+            ErrorKind::Config,
+            Some("the storage rejected the request as malformed (400), most often a wrong region: check [repository] region (or AWS_REGION) and endpoint"),
+        )
     } else if lower.contains("permission denied") || lower.contains("read-only file system") {
         (
             ErrorKind::Unavailable,

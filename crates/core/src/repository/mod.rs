@@ -194,7 +194,7 @@ impl Repo {
         if repo.config_id().map_err(|e| open_error(&url, e))?.is_none() {
             return Err(
                 Error::not_found(format!("no repository at {}", describe_url(&url)))
-                    .hint("create it with `lifeboat init`, or check [repository] url"),
+                    .hint("check [repository] url (bucket and prefix, or path) and endpoint first; `lifeboat init` creates a new, empty repository there, for a first setup only"),
             );
         }
         let inner = repo
@@ -438,6 +438,12 @@ fn describe(url: &str, what: &str, e: Box<rustic_core::RusticError>, fallback_hi
         ErrorKind::Auth => "wrong password".to_string(),
         ErrorKind::Unavailable if hint.is_some_and(|h| h.contains("writable")) => {
             "permission denied".to_string()
+        }
+        ErrorKind::Config if hint.is_some_and(|h| h.contains("(400)")) => {
+            "the storage rejected the request (400 bad request)".to_string()
+        }
+        ErrorKind::NotFound if hint.is_some_and(|h| h.contains("bucket does not exist")) => {
+            "the bucket does not exist".to_string()
         }
         _ => match crate::error::headline(&e.to_string()) {
             "" => "repository error".to_string(),
