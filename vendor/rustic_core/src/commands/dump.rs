@@ -3,7 +3,10 @@ use std::{io::Write, thread::scope};
 use pariter::IteratorExt;
 
 use crate::{
-    backend::node::{Node, NodeType},
+    backend::{
+        node::{Node, NodeType},
+        ReadBackend,
+    },
     blob::{BlobId, BlobType, DataId},
     error::{ErrorKind, RusticError, RusticResult},
     index::ReadIndex,
@@ -60,13 +63,25 @@ pub(crate) fn dump<S: IndexedFull>(
         .collect::<RusticResult<_>>()?;
 
     let be = repo.dbe();
+    // lifeboat: a remote store answers each blob's range read after a round trip, so one
+    // read per core leaves the restore waiting on latency; local reads stay one per core
+    let remote = !be.location().starts_with("local:");
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let threads = if remote { threads.max(REMOTE_READERS) } else { threads };
     scope(|s| -> RusticResult<()> {
         index_entries
             .iter()
-            .parallel_map_scoped(s, |ie| ie.read_data(be))
+            .parallel_map_scoped_custom(
+                s,
+                |b| b.threads(threads).buffer_size(2 * threads),
+                |ie| ie.read_data(be),
+            )
             .try_for_each(|res| write_blob(w, &res?))
     })
 }
+
+/// lifeboat: blob reads in flight at once when dumping from a remote store.
+const REMOTE_READERS: usize = 8;
 
 fn dump_sequential<S: IndexedFull>(
     repo: &Repository<S>,
