@@ -23,6 +23,22 @@ fn wrong_repository_password_and_second_init() {
     assert!(err.contains("wrong password"), "{err}");
     assert!(!err.contains("not-the-password") && !out.contains("not-the-password"));
     assert!(!err.contains(REPO_PASSWORD));
+    // as a restore_command: recovery stops (126), and the PostgreSQL log gets a few lines
+    // that say what to do, not the repository library's pages
+    let ws2 = Workspace::new();
+    let cfg2 = ws2.local_config(&[("main", "host=/nonexistent dbname=x")]);
+    ok(lb(&cfg2).arg("init"));
+    let (code, _, err) = run(lb(&cfg2)
+        .env("LIFEBOAT_PASSWORD", "not-the-password")
+        .env("RUST_BACKTRACE", "1")
+        .args(["wal-fetch", "000000010000000000000001"])
+        .arg(ws2.path().join("seg")));
+    assert_eq!(code, 126, "{err}");
+    assert!(err.lines().count() <= 5, "{err}");
+    assert!(
+        err.contains("wrong password") && err.contains("lifeboat wal-fetch: hint:"),
+        "{err}"
+    );
 }
 
 #[test]

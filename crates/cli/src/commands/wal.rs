@@ -187,10 +187,24 @@ impl WalFetchCmd {
                 ErrorKind::NotFound.exit_code()
             }
             Err(e) => {
-                let line = e.to_string();
+                // this lands in the PostgreSQL log: first lines only, as `report` prints
+                // errors, and the hint (a library's error text runs to pages)
+                let text = e.to_string();
+                let line = lifeboat_core::error::headline(&text);
                 eprintln!("lifeboat wal-fetch: error fetching {}: {line}", self.name);
                 for cause in e.chain().skip(1) {
-                    eprintln!("lifeboat wal-fetch:   caused by: {cause}");
+                    let cause = cause.to_string();
+                    let c = lifeboat_core::error::headline(&cause);
+                    if !c.is_empty() && !text.contains(c) {
+                        eprintln!("lifeboat wal-fetch:   caused by: {c}");
+                    }
+                }
+                if let Some(h) = e
+                    .chain()
+                    .find_map(|c| c.downcast_ref::<lifeboat_core::Error>())
+                    .and_then(lifeboat_core::Error::hint_text)
+                {
+                    eprintln!("lifeboat wal-fetch: hint: {h}");
                 }
                 FETCH_FATAL_EXIT
             }
