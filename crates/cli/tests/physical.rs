@@ -1127,6 +1127,26 @@ fn a_backup_without_its_configuration_restores_and_its_drill_copy_is_isolated() 
     std::fs::write(&env_only, text).expect("config");
     share(&a.ws);
     let base = a.scratch("env-only");
+    // the dry run warns the same way
+    let out = ok(common::lb_at(&a.exe, &env_only)
+        .env("LIFEBOAT_PASSWORD", lifeboat_testing::REPO_PASSWORD)
+        .args([
+            "restore",
+            "--kind",
+            "physical",
+            "--source",
+            "main",
+            "--latest",
+            "--dry-run",
+        ])
+        .arg("--to-dir")
+        .arg(base.join("data")));
+    assert!(
+        out.contains(
+            "warning: the restore_command reads the repository password from LIFEBOAT_PASSWORD"
+        ) && out.contains("dry run: nothing was written"),
+        "{out}"
+    );
     let out = ok(common::lb_at(&a.exe, &env_only)
         .env("LIFEBOAT_PASSWORD", lifeboat_testing::REPO_PASSWORD)
         .args([

@@ -163,6 +163,20 @@ fn the_evidence_pack_counts_the_period_and_checks_the_log_against_the_kept_head(
         pack.contains("| app-db | 2.0 h (now 1s) | 24h | 1 | 1 | 1 of 1 |"),
         "{pack}"
     );
+    // a stretch without a logical backup longer than the RPO objective is marked
+    assert!(!pack.contains("(RPO objective"), "{pack}");
+    let changed = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("rpo = \"24h\"", "rpo = \"1s\"");
+    std::fs::write(&cfg, changed).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let pack = ok(lb(&cfg).arg("report"));
+    assert!(
+        pack.lines()
+            .any(|l| l.starts_with("| app-db | logical | 1 |")
+                && l.contains("** (RPO objective 1 s)")),
+        "{pack}"
+    );
 
     // a drill report removed from the repository: its audit entry still names it, and the
     // pack says so at the top and exits 6 (the drill report is the newest snapshot file)
@@ -200,6 +214,11 @@ fn the_evidence_pack_counts_the_period_and_checks_the_log_against_the_kept_head(
     let empty = ok(lb(&cfg).args(["report", "--from", "2001-01-01", "--to", "2001-12-31"]));
     assert!(empty.contains("**no drill in this period**"), "{empty}");
     assert!(empty.contains("| — | — | **0** |"), "{empty}");
+    assert!(
+        pack.contains("This repository's audit log begins at")
+            && empty.contains("This repository's audit log begins at"),
+        "both periods start before the repository: {empty}"
+    );
 
     // the kept head names an entry the repository's log no longer has (its newest entries
     // were cut off): the pack says the log does not verify

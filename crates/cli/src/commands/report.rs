@@ -66,13 +66,7 @@ impl ReportCmd {
         if !pack.ok() {
             return Err(lifeboat_core::Error::integrity(format!(
                 "the evidence does not verify: {}",
-                pack.audit
-                    .problems
-                    .iter()
-                    .chain(&pack.evidence_problems)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                pack.problems()
             ))
             .hint("someone with access to the repository changed its history or its drill reports: keep a copy of the repository and investigate")
             .into());

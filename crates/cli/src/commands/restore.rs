@@ -431,6 +431,11 @@ impl RestoreCmd {
                 }
             );
             self.port_note();
+            // the probe may have been answered by this user's `wal serve`: the restored
+            // server's own environment is what counts after a restart
+            for warning in env_only_secrets(ctx) {
+                println!("warning: {warning}");
+            }
             println!("dry run: nothing was written");
             return Ok(());
         }

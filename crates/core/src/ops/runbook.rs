@@ -102,11 +102,7 @@ fn restic_repository(location: &str, r: &crate::config::RepositoryConfig) -> Str
 /// What the reader needs that this host may not have: the repository, its password,
 /// and what the configuration held, so the steps work without it (`--repo`).
 fn what_you_need(config: &Config, repo: &Repo, config_hint: &str) -> String {
-    let mut m = String::from(
-        "## What you need
-
-",
-    );
+    let mut m = String::from("## What you need\n\n");
     let _ = writeln!(m, "- the repository: `{}`", repo.location());
     let r = &config.repository;
     if crate::repository::is_s3_url(repo.location()) {
