@@ -1127,39 +1127,26 @@ fn a_backup_without_its_configuration_restores_and_its_drill_copy_is_isolated() 
     std::fs::write(&env_only, text).expect("config");
     share(&a.ws);
     let base = a.scratch("env-only");
+    let restore_env_only = |extra: &[&str]| {
+        ok(common::lb_at(&a.exe, &env_only)
+            .env("LIFEBOAT_PASSWORD", lifeboat_testing::REPO_PASSWORD)
+            .args([
+                "restore", "--kind", "physical", "--source", "main", "--latest",
+            ])
+            .args(extra)
+            .arg("--to-dir")
+            .arg(base.join("data")))
+    };
+    let warned =
+        "warning: the restore_command reads the repository password from LIFEBOAT_PASSWORD";
     // the dry run warns the same way
-    let out = ok(common::lb_at(&a.exe, &env_only)
-        .env("LIFEBOAT_PASSWORD", lifeboat_testing::REPO_PASSWORD)
-        .args([
-            "restore",
-            "--kind",
-            "physical",
-            "--source",
-            "main",
-            "--latest",
-            "--dry-run",
-        ])
-        .arg("--to-dir")
-        .arg(base.join("data")));
+    let out = restore_env_only(&["--dry-run"]);
     assert!(
-        out.contains(
-            "warning: the restore_command reads the repository password from LIFEBOAT_PASSWORD"
-        ) && out.contains("dry run: nothing was written"),
+        out.contains(warned) && out.contains("dry run: nothing was written"),
         "{out}"
     );
-    let out = ok(common::lb_at(&a.exe, &env_only)
-        .env("LIFEBOAT_PASSWORD", lifeboat_testing::REPO_PASSWORD)
-        .args([
-            "restore", "--kind", "physical", "--source", "main", "--latest",
-        ])
-        .arg("--to-dir")
-        .arg(base.join("data")));
-    assert!(
-        out.contains(
-            "warning: the restore_command reads the repository password from LIFEBOAT_PASSWORD"
-        ),
-        "{out}"
-    );
+    let out = restore_env_only(&[]);
+    assert!(out.contains(warned), "{out}");
     // without --start it says how to start the server
     assert!(
         out.contains("start it to replay WAL up to the target:") && out.contains("pg_ctl"),

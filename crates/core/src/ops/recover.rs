@@ -987,10 +987,14 @@ fn recovery_failed(log: &Path, from: u64, what: &str, target: &RecoveryTarget) -
             .and_then(|(_, r)| r.split('"').next())
             .map(str::to_string)
     });
+    // the line that says what failed, not the cause or hint lines printed after it
     let lifeboat_err = text
         .lines()
         .rev()
-        .find(|l| l.starts_with("lifeboat wal-fetch:"))
+        .find(|l| {
+            l.strip_prefix("lifeboat wal-fetch:")
+                .is_some_and(|r| !r.starts_with(" hint:") && !r.starts_with("   caused by:"))
+        })
         .map(str::to_string);
     let fatal = text.lines().rev().find(|l| l.contains("FATAL:")).map(|l| {
         l.split_once("FATAL:")
