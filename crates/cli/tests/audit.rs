@@ -193,6 +193,11 @@ fn a_signed_head_proves_the_log_and_catches_a_rewrite() {
         .arg(&public)))
     .unwrap();
     assert_eq!(json["signed_heads_verified"], 1, "{json}");
+    // a key without a statement is a usage error, not a silent pass
+    let (code, _, err) = run(lb(&cfg)
+        .args(["audit", "verify", "--public-key"])
+        .arg(&public));
+    assert_eq!(code, 2, "{err}");
     // without --signed no signature is claimed
     let out = ok(lb(&cfg).args(["audit", "verify"]));
     assert!(

@@ -29,7 +29,7 @@ pub enum AuditCmd {
         #[arg(long, requires = "public_key")]
         signed: Option<PathBuf>,
         /// The trusted public key (from `audit keygen`) for --signed.
-        #[arg(long)]
+        #[arg(long, requires = "signed")]
         public_key: Option<PathBuf>,
     },
     /// Create an Ed25519 key pair for signing audit heads: PREFIX.key (keep it outside the

@@ -112,14 +112,29 @@ pub(crate) fn human_secs(s: f64, digits: usize) -> String {
     }
 }
 
+/// A margin to the second: rounded like the figures it separates, 597 s would read as
+/// "10.0 min" beside a 10 min objective.
+fn margin(s: f64) -> String {
+    let s = s.abs();
+    if s < 120.0 {
+        format!("{s:.1} s")
+    } else if s < 7200.0 {
+        let whole = s.round() as u64;
+        format!("{} min {:02} s", whole / 60, whole % 60)
+    } else {
+        let whole = (s / 60.0).round() as u64;
+        format!("{} h {:02} min", whole / 60, whole % 60)
+    }
+}
+
 fn objective_line(name: &str, o: &Objective) -> String {
     match (o.objective_secs, o.margin_secs) {
-        (Some(obj), Some(margin)) => format!(
+        (Some(obj), Some(m)) => format!(
             "{name}: achieved {} vs objective {} — {} (margin {})",
             secs(o.achieved_secs),
             secs(obj),
             if o.met { "met" } else { "MISSED" },
-            secs(margin.abs())
+            margin(m)
         ),
         _ => format!(
             "{name}: achieved {} (no objective configured)",
@@ -298,7 +313,7 @@ pub fn html(r: &DrillReport) -> String {
             o.objective_secs
                 .map_or_else(|| "—".to_string(), |s| esc(&secs(s))),
             esc(&o
-                .verdict(secs)
+                .verdict(margin)
                 .unwrap_or_else(|| "no objective".to_string()))
         )
     };
@@ -506,6 +521,20 @@ mod tests {
         assert!(markdown(&r).contains("- source: `app-db`, database `app`\n"));
         assert!(html(&r).contains("Source <code>app-db</code>, database <code>app</code>;"));
         assert_eq!(serde_json::to_value(&r).unwrap()["restored"], "database");
+    }
+
+    #[test]
+    fn a_margin_is_shown_to_the_second() {
+        assert_eq!(super::margin(597.4), "9 min 57 s");
+        assert_eq!(super::margin(-1.44), "1.4 s");
+        assert_eq!(super::margin(7260.0), "2 h 01 min");
+        let mut r = report(BackupKind::Logical);
+        r.rto = Objective::new(3.0, Some("10m"));
+        assert!(
+            markdown(&r).contains("met (margin 9 min 57 s)"),
+            "{}",
+            markdown(&r)
+        );
     }
 
     #[test]
