@@ -1686,7 +1686,7 @@ fn a_server_on_the_older_socket_name_still_serves() {
 #[test]
 fn a_served_push_on_s3_pushes_ahead_refuses_a_conflict_and_fetches() {
     // the store push-ahead is meant for, and the S3 code path of a conflict (no link(2))
-    let g = Garage::start();
+    let mut g = Garage::start();
     let ws = Workspace::new();
     let secret = ws.path().join("s3.secret");
     let cfg = ws.write_config(
@@ -1740,5 +1740,19 @@ fn a_served_push_on_s3_pushes_ahead_refuses_a_conflict_and_fetches() {
     assert!(
         out.contains(&format!("timeline 1: {} .. {}", name(1), name(3))),
         "{out}"
+    );
+    // the store gone while the server runs: the push fails (PostgreSQL keeps the segment
+    // and retries), saying what it was doing and why, not the client library's context
+    g.stop();
+    std::fs::write(pg_wal.join(name(4)), common::noise(1 << 20, 0x44)).expect("segment");
+    let (code, _, err) = push(&pg_wal.join(name(4)));
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!(
+            "checking whether lifeboat-wal/main/00000001/{} is already archived",
+            name(4)
+        )) && err.contains("the S3 store did not answer")
+            && err.to_lowercase().contains("refused"),
+        "{err}"
     );
 }

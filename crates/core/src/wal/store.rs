@@ -249,6 +249,11 @@ impl WalStore {
     }
 
     fn read_raw(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        self.read_raw_as(path, &format!("reading {path}"))
+    }
+
+    /// As [`WalStore::read_raw`], its errors saying `what` was being done.
+    fn read_raw_as(&self, path: &str, what: &str) -> Result<Option<Vec<u8>>> {
         match &self.backend {
             Backend::Local(root) => match std::fs::read(root.join(path)) {
                 Ok(b) => Ok(Some(b)),
@@ -265,12 +270,12 @@ impl WalStore {
                     .hint("is its file system mounted? `lifeboat wal status` checks the archive"))
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(Error::io(format!("reading {path}"), e)),
+                Err(e) => Err(Error::io(what, e)),
             },
             Backend::Remote(op) => match op.read(path) {
                 Ok(b) => Ok(Some(b.to_vec())),
                 Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(remote_error(&format!("reading {path}"), &e)),
+                Err(e) => Err(remote_error(what, &e)),
             },
         }
     }
@@ -293,7 +298,8 @@ impl WalStore {
         sum: [u8; 16],
     ) -> Result<PutOutcome> {
         let path = self.object_path(file);
-        if let Some(existing) = self.read_raw(&path)? {
+        let checking = format!("checking whether {path} is already archived");
+        if let Some(existing) = self.read_raw_as(&path, &checking)? {
             return self.compare_existing(file, data.len(), sum, &existing);
         }
         match &self.backend {
@@ -498,8 +504,24 @@ fn remote_error(what: &str, e: &opendal::Error) -> Error {
             format!("{what}: access denied by the storage"),
         )
         .hint("check the S3 credentials"),
-        _ => unavailable(what, e),
+        // the innermost cause ("Connection refused", a timeout) is what the operator
+        // needs; opendal's own text leads with its request context
+        _ => match root_cause(e) {
+            Some(cause) => Error::unavailable(format!("{what}: the S3 store did not answer: {cause}"))
+                .hint("check that the store is up and reachable, and [repository] endpoint; PostgreSQL retries the segment")
+                .source(e.to_string()),
+            None => unavailable(what, e),
+        },
     }
+}
+
+/// The last error in `e`'s source chain, when it has one.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur = e.source()?;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    Some(cur.to_string())
 }
 
 /// The content `fill` hands over, piece by piece.
