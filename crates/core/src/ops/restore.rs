@@ -458,11 +458,11 @@ fn keep_password_of(script: &str, me: &str) -> (String, bool) {
         format!("ALTER ROLE {me} WITH "),
         format!("ALTER ROLE {} WITH ", ident(me)),
     ];
+    const CLAUSE: &str = " PASSWORD '";
     let mut kept = false;
     let mut out = String::with_capacity(script.len());
     for line in script.lines() {
         let own = prefixes.iter().any(|p| line.starts_with(p.as_str()));
-        const CLAUSE: &str = " PASSWORD '";
         match line.find(CLAUSE).filter(|_| own) {
             Some(at) => {
                 // a stored hash (SCRAM or md5) has no quote in it

@@ -64,16 +64,21 @@ fn databases_of(src: &crate::config::SourceConfig, backups: &[SnapshotInfo]) -> 
         }
     }
     if dbs.is_empty() {
-        let from_dsn = src
-            .dsn
-            .as_deref()
-            .and_then(|d| {
-                PgConn::from_dsn(d, crate::sources::postgres::conn::PgBin::default()).ok()
-            })
-            .and_then(|c| c.default_database());
-        dbs.push(from_dsn.unwrap_or_else(|| "DB".into()));
+        dbs.push(
+            src.dsn
+                .as_deref()
+                .and_then(dsn_database)
+                .unwrap_or_else(|| "DB".into()),
+        );
     }
     dbs
+}
+
+/// The database a DSN names, if it names one.
+fn dsn_database(dsn: &str) -> Option<String> {
+    PgConn::from_dsn(dsn, crate::sources::postgres::conn::PgBin::default())
+        .ok()?
+        .default_database()
 }
 
 /// The repository as plain restic names it (with options): S3 as
@@ -144,10 +149,7 @@ fn what_you_need(config: &Config, repo: &Repo, config_hint: &str) -> String {
             src.dsn
                 .as_deref()
                 .and_then(|d| {
-                    PgConn::from_dsn(d, crate::sources::postgres::conn::PgBin::default())
-                        .ok()
-                        .map(|c| c.default_database().unwrap_or_else(|| "postgres".into()))
-                        .and_then(|db| public_conninfo(d, &db))
+                    public_conninfo(d, &dsn_database(d).unwrap_or_else(|| "postgres".into()))
                 })
                 .unwrap_or_else(|| "from the PG* environment variables".to_string()),
             if src.databases.is_empty() {
@@ -163,9 +165,8 @@ fn what_you_need(config: &Config, repo: &Repo, config_hint: &str) -> String {
     }
     let _ = writeln!(
         m,
-        "
-Without the configuration file (lost with the host): every command below works as `lifeboat --repo {} …` with `--source NAME`, the repository password in `LIFEBOAT_PASSWORD`{}.
-",
+        "\nWithout the configuration file (lost with the host): every command below works as \
+         `lifeboat --repo {} …` with `--source NAME`, the repository password in `LIFEBOAT_PASSWORD`{}.\n",
         repo.location(),
         if crate::repository::is_s3_url(repo.location()) {
             " and the S3 credentials in `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (endpoint `AWS_ENDPOINT_URL`, region `AWS_REGION`)"
@@ -174,9 +175,8 @@ Without the configuration file (lost with the host): every command below works a
         }
     );
     m.push_str(
-        "All times here are UTC. Give times to lifeboat the same way, with the zone: `2026-12-06T03:03:00Z`; a time without a zone is read in this machine's local time.
-
-",
+        "All times here are UTC. Give times to lifeboat the same way, with the zone: \
+         `2026-12-06T03:03:00Z`; a time without a zone is read in this machine's local time.\n\n",
     );
     m
 }
