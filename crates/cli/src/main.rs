@@ -221,23 +221,40 @@ fn dispatch(command: Command, ctx: &Ctx) -> anyhow::Result<i32> {
     .map(|()| 0)
 }
 
-/// Prints an error with its causes and hint; returns the exit code.
-fn report(err: &anyhow::Error) -> i32 {
+/// Prints an error with its causes and hint (also as JSON on stdout with `--json`);
+/// returns the exit code.
+fn report(err: &anyhow::Error, json: bool) -> i32 {
     let core = err.chain().find_map(|e| e.downcast_ref::<Error>());
-    eprintln!("error: {err}");
+    let message = err.to_string();
+    eprintln!("error: {message}");
+    let mut causes = Vec::new();
     for cause in err.chain().skip(1) {
         // first lines only: library messages can run to pages (and invite bug reports for
         // what is a refused credential)
         let text = cause.to_string();
         let line = lifeboat_core::error::headline(&text);
-        if !line.is_empty() && !err.to_string().contains(line) {
+        if !line.is_empty() && !message.contains(line) && !causes.iter().any(|c| c == line) {
             eprintln!("  caused by: {line}");
+            causes.push(line.to_string());
         }
     }
-    if let Some(h) = core.and_then(Error::hint_text) {
+    let hint = core.and_then(Error::hint_text);
+    if let Some(h) = hint {
         eprintln!("hint: {h}");
     }
-    core.map_or(ErrorKind::Internal.exit_code(), |e| e.kind().exit_code())
+    let kind = core.map_or(ErrorKind::Internal, Error::kind);
+    if json {
+        output::json_error(&kind_name(kind), kind.exit_code(), &message, &causes, hint);
+    }
+    kind.exit_code()
+}
+
+/// The error kind as it appears in JSON (`not_found`, `check_failed`, ...).
+fn kind_name(kind: ErrorKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "internal".into())
 }
 
 /// A long-running command's stop flag: the first Ctrl-C / SIGTERM sets it instead of
@@ -261,6 +278,17 @@ fn main() {
             // args_os: a non-UTF-8 argument must not panic here (exit 101 = "not archived")
             let fetching = std::env::args_os().any(|a| a == "wal-fetch");
             let _ = e.print();
+            if e.use_stderr() && std::env::args_os().any(|a| a == "--json") {
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or_default();
+                output::json_error(
+                    &kind_name(ErrorKind::Config),
+                    e.exit_code(),
+                    first.trim_start_matches("error: "),
+                    &[],
+                    Some("see `lifeboat --help`, or `lifeboat COMMAND --help`"),
+                );
+            }
             std::process::exit(if fetching && e.use_stderr() {
                 commands::wal::FETCH_FATAL_EXIT
             } else {
@@ -279,6 +307,7 @@ fn main() {
         std::process::exit(130);
     });
     let fetching = matches!(cli.command, Command::WalFetch(_));
+    let json = cli.json;
     if fetching {
         // a panic exits 101, which PostgreSQL would take for "not archived" and end
         // recovery early: stop recovery instead
@@ -293,7 +322,7 @@ fn main() {
         Ok(0) => {}
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            let code = report(&e);
+            let code = report(&e, json);
             // restore_command: a low exit code means "not in the archive" and ends recovery
             // early; any failure to even look must stop recovery instead
             std::process::exit(if fetching {

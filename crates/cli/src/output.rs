@@ -1,11 +1,51 @@
 //! How results are shown: aligned text for people, JSON with `--json`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use serde::Serialize;
+
+/// Whether a document went to stdout: a command that printed its result and then failed
+/// (a verify that found damage) must not print a second document for the error.
+static PRINTED: AtomicBool = AtomicBool::new(false);
 
 /// Prints `value` as pretty JSON on stdout.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    document(&(serde_json::to_string_pretty(value)? + "\n"));
     Ok(())
+}
+
+/// Prints a whole document (JSON, Markdown) on stdout.
+pub fn document(text: &str) {
+    PRINTED.store(true, Ordering::Relaxed);
+    print!("{text}");
+}
+
+/// With `--json`, a failure before any document was printed is reported on stdout too,
+/// so that a script reading stdout gets JSON either way:
+/// `{"error": {"kind", "exit_code", "message", "causes", "hint"}}`. The text on stderr
+/// stays for people and logs.
+pub fn json_error(
+    kind: &str,
+    exit_code: i32,
+    message: &str,
+    causes: &[String],
+    hint: Option<&str>,
+) {
+    if PRINTED.load(Ordering::Relaxed) {
+        return;
+    }
+    let value = serde_json::json!({
+        "error": {
+            "kind": kind,
+            "exit_code": exit_code,
+            "message": message,
+            "causes": causes,
+            "hint": hint,
+        }
+    });
+    if let Ok(text) = serde_json::to_string_pretty(&value) {
+        document(&(text + "\n"));
+    }
 }
 
 /// `1234567` -> `1.2 MiB`.

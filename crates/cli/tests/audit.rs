@@ -76,6 +76,16 @@ fn operations_are_logged_and_tampering_is_detected() {
         .collect();
     assert_eq!(actions, ["backup", "verify", "restore", "drill"]);
     assert_eq!(entries[3]["hash"], head.as_str());
+    // who ran each operation, and where (the tests run as some user on this host)
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    for e in &entries {
+        assert!(
+            e["user"].as_str().is_some_and(|u| !u.is_empty()) && e["host"] == host.as_str(),
+            "{e}"
+        );
+    }
+    let listed = ok(lb(&cfg).args(["audit", "list"]));
+    assert!(listed.contains(&format!("@{host})")), "{listed}");
     let head_file = ws.path().join("audit.head");
     let out = ok(lb(&cfg)
         .args(["audit", "verify", "--head-file"])

@@ -23,6 +23,25 @@ fn wrong_repository_password_and_second_init() {
     assert!(err.contains("wrong password"), "{err}");
     assert!(!err.contains("not-the-password") && !out.contains("not-the-password"));
     assert!(!err.contains(REPO_PASSWORD));
+    // a script reading --json gets the error as JSON on stdout, with the exit code
+    let (code, out, _) = run(lb(&cfg)
+        .env("LIFEBOAT_PASSWORD", "not-the-password")
+        .args(["--json", "list"]));
+    assert_eq!(code, 3);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
+    assert_eq!(v["error"]["kind"], "auth", "{v}");
+    assert_eq!(v["error"]["exit_code"], 3, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("wrong password")),
+        "{v}"
+    );
+    assert!(!out.contains("not-the-password"));
+    let (code, out, _) = run(lb(&cfg).args(["--json", "list", "--kind", "nonsense"]));
+    assert_eq!(code, 2);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
+    assert_eq!(v["error"]["kind"], "config", "{v}");
     // as a restore_command: recovery stops (126), and the PostgreSQL log gets a few lines
     // that say what to do, not the repository library's pages
     let ws2 = Workspace::new();
@@ -505,6 +524,11 @@ fn flipped_byte_in_a_pack_is_named_and_refused() {
     assert_eq!(code, 6, "{out}\n{err}");
     assert!(out.contains(&format!("DAMAGED  {}", &id[..8])), "{out}");
     assert!(out.contains(&format!("ok       {}", &schema[..8])), "{out}");
+    // with --json the report is the one document on stdout (no error document after it)
+    let (code, out, _) = run(lb(&cfg).args(["--json", "verify", "--all", "--read-data"]));
+    assert_eq!(code, 6);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
+    assert!(v.get("error").is_none(), "{v}");
     let (code, _, err) =
         run(lb(&cfg).args(["restore", "--latest", "--to-database", "from_damaged"]));
     assert_eq!(code, 6, "{err}");

@@ -97,12 +97,13 @@ impl AuditCmd {
                 }
                 for e in &entries {
                     println!(
-                        "{:>5}  {}  {:<8} {:<6} {}",
+                        "{:>5}  {}  {:<8} {:<6} {}  (by {})",
                         e.seq,
                         output::time(e.time),
                         e.action,
                         e.outcome,
-                        e.details
+                        e.details,
+                        e.actor()
                     );
                 }
                 Ok(())

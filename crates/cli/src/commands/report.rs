@@ -6,7 +6,7 @@ use clap::Args;
 use lifeboat_core::ops::report::{evidence_pack, markdown};
 
 use super::{parse_time, parse_time_end};
-use crate::Ctx;
+use crate::{output, Ctx};
 
 /// Build the evidence pack for a period.
 #[derive(Debug, Args)]
@@ -81,7 +81,7 @@ impl ReportCmd {
                 std::fs::write(p, text)?;
                 println!("{what} written to {}", p.display());
             }
-            None => print!("{text}"),
+            None => output::document(text),
         }
         Ok(())
     }

@@ -42,7 +42,7 @@ impl RunbookCmd {
         };
         match &self.output {
             Some(p) => std::fs::write(p, text)?,
-            None => print!("{text}"),
+            None => crate::output::document(&text),
         }
         Ok(())
     }

@@ -352,9 +352,10 @@ pub fn evidence_pack(
             *successes.entry(e.action.clone()).or_default() += 1;
         } else {
             failures.entry(e.action.clone()).or_default().push(format!(
-                "{}: {}",
+                "{}: {} (by {})",
                 e.time.strftime("%Y-%m-%d %H:%M:%S UTC"),
-                e.details
+                e.details,
+                e.actor()
             ));
         }
     }
@@ -702,6 +703,8 @@ mod tests {
             action: action.into(),
             outcome: outcome.into(),
             details: details.into(),
+            user: None,
+            host: None,
             prev: String::new(),
             hash: format!("{seq:064x}"),
         }

@@ -37,6 +37,13 @@ pub struct Entry {
     pub outcome: String,
     /// What was acted on and the key figures (free text, no secrets).
     pub details: String,
+    /// Who ran it: the operating-system user, and the user who ran `sudo` when it was run
+    /// through sudo (absent in entries written before lifeboat recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The host it ran on (absent in entries written before lifeboat recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// Hash of the previous entry ([`GENESIS`] for the first).
     pub prev: String,
     /// SHA-256 over the fields above.
@@ -48,20 +55,62 @@ impl Entry {
     #[must_use]
     pub fn compute_hash(&self) -> String {
         let mut h = Sha256::new();
-        // length-prefixed fields: no two different entries serialise the same
-        for field in [
+        let mut fields = vec![
             self.seq.to_string(),
             self.time.to_string(),
             self.action.clone(),
             self.outcome.clone(),
             self.details.clone(),
             self.prev.clone(),
-        ] {
+        ];
+        // entries written before the actor was recorded keep their six fields, so their
+        // hashes still verify; dropping the actor from a newer entry changes its hash
+        if self.user.is_some() || self.host.is_some() {
+            fields.push(self.user.clone().unwrap_or_default());
+            fields.push(self.host.clone().unwrap_or_default());
+        }
+        // length-prefixed fields: no two different entries serialise the same
+        for field in fields {
             h.update((field.len() as u64).to_le_bytes());
             h.update(field.as_bytes());
         }
         format!("{:x}", h.finalize())
     }
+
+    /// `user@host`, or `-` for an entry written before lifeboat recorded who ran it.
+    #[must_use]
+    pub fn actor(&self) -> String {
+        match (&self.user, &self.host) {
+            (None, None) => "-".into(),
+            (u, h) => format!(
+                "{}@{}",
+                u.as_deref().unwrap_or("?"),
+                h.as_deref().unwrap_or("?")
+            ),
+        }
+    }
+}
+
+/// Who is running this process and where, as an audit entry records it: the effective
+/// user's name (its uid when it has none) with the `sudo` user when there is one, and the
+/// host name.
+#[must_use]
+pub fn current_actor() -> (String, String) {
+    let uid = nix::unistd::geteuid();
+    let mut user = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid {uid}"), |u| u.name);
+    if let Ok(by) = std::env::var("SUDO_USER") {
+        if !by.is_empty() && by != user {
+            user = format!("{user} (sudo by {by})");
+        }
+    }
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "?".into());
+    (user, host)
 }
 
 /// Every audit entry in the repository, in sequence order.
@@ -122,6 +171,7 @@ pub fn publish_head(repo: &Repo, entry: &Entry) -> Result<()> {
 /// When the log cannot be read or the entry cannot be written.
 pub fn write(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Entry> {
     let lock = local_lock(repo)?;
+    let (user, host) = current_actor();
     for attempt in 1..=WRITE_ATTEMPTS {
         let head = entries(repo)?.pop();
         let mut entry = Entry {
@@ -130,6 +180,8 @@ pub fn write(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Entry
             action: action.to_string(),
             outcome: if ok { "ok" } else { "failed" }.to_string(),
             details: details.to_string(),
+            user: Some(user.clone()),
+            host: Some(host.clone()),
             prev: head.map_or_else(|| GENESIS.to_string(), |h| h.hash),
             hash: String::new(),
         };
@@ -407,6 +459,8 @@ pub(crate) fn test_chain(n: u64) -> Vec<Entry> {
             action: "backup".into(),
             outcome: "ok".into(),
             details: format!("snapshot {seq}"),
+            user: None,
+            host: None,
             prev: out
                 .last()
                 .map_or_else(|| GENESIS.to_string(), |p| p.hash.clone()),
@@ -429,6 +483,41 @@ mod tests {
         let c = chain(5);
         let v = verify_entries(&c, Some(&c[4].hash));
         assert!(v.ok(), "{:?}", v.problems);
+    }
+
+    #[test]
+    fn entries_without_an_actor_keep_their_hash_and_the_actor_is_covered() {
+        // the hash of an entry written before lifeboat recorded who ran it, computed
+        // independently (length-prefixed fields, SHA-256): old logs must keep verifying
+        let old = &chain(1)[0];
+        assert_eq!(
+            old.hash,
+            "8ec2218112e1c454885213df61b488b91cd07acb50ea91c09a98b14a7431e10a"
+        );
+        assert_eq!(old.actor(), "-");
+
+        let mut c = chain(3);
+        c[1].user = Some("backup".into());
+        c[1].host = Some("db1".into());
+        c[1].hash = c[1].compute_hash();
+        c[2].prev = c[1].hash.clone();
+        c[2].hash = c[2].compute_hash();
+        assert!(verify_entries(&c, None).ok());
+        assert_eq!(c[1].actor(), "backup@db1");
+        for forge in [None, Some("root".to_string())] {
+            let mut f = c.clone();
+            f[1].user = forge;
+            let v = verify_entries(&f, None);
+            assert!(
+                v.problems
+                    .iter()
+                    .any(|p| p.contains("entry 2") && p.contains("edited")),
+                "{:?}",
+                v.problems
+            );
+        }
+        let (user, host) = current_actor();
+        assert!(!user.is_empty() && !host.is_empty());
     }
 
     #[test]

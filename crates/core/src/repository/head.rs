@@ -323,6 +323,8 @@ mod tests {
             action: "verify".into(),
             outcome: "ok".into(),
             details: String::new(),
+            user: None,
+            host: None,
             prev: "a".repeat(64),
             hash: "c".repeat(64),
         };
