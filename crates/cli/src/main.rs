@@ -114,6 +114,35 @@ impl Ctx {
         Ok(Repo::open(&cfg, &password, self.bars)?.with_audit(self.config.audit.clone()))
     }
 
+    /// Opens the repository for an operation the audit log records. When it cannot be
+    /// opened (the store is down, the password was refused, the disk failed), the failure
+    /// cannot be logged there either: it is parked on this host and added to the log by the
+    /// next operation that can write to it. A wrong configuration or a repository that does
+    /// not exist is not parked (there is no log to add it to).
+    fn open_logged(&self, action: &str, what: &str) -> anyhow::Result<Repo> {
+        self.open().inspect_err(|e| {
+            let kind = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<Error>())
+                .map(Error::kind);
+            if matches!(kind, None | Some(ErrorKind::Config | ErrorKind::NotFound)) {
+                return;
+            }
+            let Ok(location) = self.repo_location() else {
+                return;
+            };
+            let cause = lifeboat_core::error::headline(&e.to_string()).to_string();
+            let details = format!("{what}: the repository could not be opened: {cause}");
+            match lifeboat_core::repository::parked::park(&location, action, false, &details) {
+                Ok(p) => eprintln!(
+                    "lifeboat: this failure is parked in {} and goes into the audit log with the next operation that can write to the repository",
+                    p.display()
+                ),
+                Err(pe) => eprintln!("lifeboat: warning: this failure could not be parked for the audit log either: {pe}"),
+            }
+        })
+    }
+
     /// The named source, or the only one.
     fn source(&self, name: Option<&str>) -> anyhow::Result<&SourceConfig> {
         match name {

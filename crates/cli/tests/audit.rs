@@ -60,6 +60,71 @@ fn forge(ws: &Workspace, seq: u64, edit: Option<&dyn Fn(&mut serde_json::Value)>
 }
 
 #[test]
+fn failures_that_cannot_reach_the_log_are_parked_and_added_later() {
+    let (_c, ws, cfg) = backed_up(50);
+    // the repository refuses the password: the backup cannot log its failure there
+    let (code, _, err) = run(lb(&cfg)
+        .env("LIFEBOAT_PASSWORD", "not-the-password")
+        .args(["backup", "--kind", "schema"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("parked in"), "{err}");
+    let parked = ws.path().join("state/parked-audit");
+    let files = || {
+        std::fs::read_dir(&parked)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "json")
+            })
+            .count()
+    };
+    assert_eq!(files(), 1);
+    // a wrong configuration is not an operation that failed: nothing is parked
+    let (code, _, _) = run(lb(&cfg).args(["backup", "--source", "nope"]));
+    assert_eq!(code, 4);
+    assert_eq!(files(), 1);
+
+    // the next operation that can write adds it first, with when it happened
+    ok(lb(&cfg).args(["verify", "--all"]));
+    assert_eq!(files(), 0);
+    let entries: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "audit", "list"]))).unwrap();
+    let actions: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [("backup", "ok"), ("backup", "failed"), ("verify", "ok")]
+    );
+    let late = entries[1]["details"].as_str().unwrap();
+    assert!(
+        late.contains("recorded late")
+            && late.contains("source app-db")
+            && late.contains("wrong password"),
+        "{late}"
+    );
+    assert!(!late.contains("not-the-password"), "{late}");
+    ok(lb(&cfg).args(["audit", "verify"]));
+    // the evidence pack counts it with the failed backups
+    let pack: serde_json::Value =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "report"]))).unwrap();
+    assert_eq!(
+        pack["failures"]["backup"].as_array().map(Vec::len),
+        Some(1),
+        "{pack}"
+    );
+}
+
+#[test]
 fn operations_are_logged_and_tampering_is_detected() {
     let (_c, ws, cfg) = backed_up(100);
     ok(lb(&cfg).args(["verify", "--all"]));

@@ -27,7 +27,7 @@ impl BackupCmd {
     /// Runs the backup and prints a summary.
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
         let src = ctx.source(self.source.as_deref())?;
-        let repo = ctx.open()?;
+        let repo = ctx.open_logged("backup", &format!("source {}", src.name))?;
         let opts = BackupOptions {
             kinds: self.kind.clone(),
             databases: self.database.clone(),

@@ -46,7 +46,7 @@ impl DrillCmd {
     /// Runs the drill; exits 10 when it fails.
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
         let src = ctx.source(self.source.as_deref())?;
-        let repo = ctx.open()?;
+        let repo = ctx.open_logged("drill", &format!("source {}", src.name))?;
         let pick = match self.pick.as_str() {
             "latest" => Pick::Latest,
             "random" => Pick::Random,

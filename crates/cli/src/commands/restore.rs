@@ -141,7 +141,12 @@ struct PhysicalArgs {
 impl RestoreCmd {
     /// Plans, then restores (or prints the plan).
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
-        let repo = ctx.open()?;
+        // a listing or a plan is not logged; a restore that could not even start is
+        let repo = if self.list || self.dry_run {
+            ctx.open()?
+        } else {
+            ctx.open_logged("restore", "restore")?
+        };
         if self.list {
             let backups = list(
                 &repo,

@@ -32,7 +32,12 @@ impl VerifyCmd {
                 .hint("give backup ids or --all (`lifeboat list` shows the ids)")
                 .into());
         }
-        let repo = ctx.open()?;
+        let what = if self.all {
+            "all backups".to_string()
+        } else {
+            format!("backup(s) {}", self.ids.join(", "))
+        };
+        let repo = ctx.open_logged("verify", &what)?;
         let report = verify(
             &repo,
             &VerifyOptions {

@@ -15,6 +15,11 @@ pub fn lb(config: &Path) -> Command {
 pub fn lb_at(bin: &Path, config: &Path) -> Command {
     let mut c = Command::new(bin);
     c.arg("--config").arg(config);
+    // parked audit entries stay with the test's files, not in /var/lib/lifeboat
+    c.env(
+        "LIFEBOAT_STATE_DIR",
+        config.parent().unwrap_or(config).join("state"),
+    );
     for v in [
         "LIFEBOAT_PASSWORD",
         "LIFEBOAT_REPOSITORY",

@@ -170,8 +170,66 @@ pub fn publish_head(repo: &Repo, entry: &Entry) -> Result<()> {
 ///
 /// When the log cannot be read or the entry cannot be written.
 pub fn write(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Entry> {
-    let lock = local_lock(repo)?;
     let (user, host) = current_actor();
+    local_lock(repo)
+        .and_then(|lock| {
+            add_parked(repo, lock.is_some());
+            write_one(repo, lock.is_some(), action, ok, details, &user, &host)
+        })
+        .map_err(|e| park_instead(repo, action, ok, details, e))
+}
+
+/// Parks the entry that could not be written (see [`super::parked`]) and says so in `e`.
+fn park_instead(repo: &Repo, action: &str, ok: bool, details: &str, e: Error) -> Error {
+    let (text, hint) = match super::parked::park(repo.location(), action, ok, details) {
+        Ok(p) => (
+            format!(
+                "{e}; the entry is parked in {} and goes into the log with the next operation that can write to this repository",
+                p.display()
+            ),
+            e.hint_text().map(str::to_string),
+        ),
+        Err(pe) => (
+            format!("{e}; parking the entry on this host failed too: {pe}"),
+            pe.hint_text().map(str::to_string),
+        ),
+    };
+    let out = Error::new(e.kind(), text);
+    match hint {
+        Some(h) => out.hint(h),
+        None => out,
+    }
+}
+
+/// Adds the entries parked for this repository before a new one, oldest first. Best
+/// effort: what cannot be added stays parked for the next operation.
+fn add_parked(repo: &Repo, locked: bool) {
+    let Ok(Some(_turn)) = super::parked::lock() else {
+        return;
+    };
+    let Ok(list) = super::parked::for_repository(repo.location()) else {
+        return;
+    };
+    for (path, p) in list {
+        let late = p.late_details();
+        if write_one(repo, locked, &p.action, p.ok, &late, &p.user, &p.host).is_err()
+            || std::fs::remove_file(&path).is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Appends one entry (see [`write`]); `locked` when appenders take turns.
+fn write_one(
+    repo: &Repo,
+    locked: bool,
+    action: &str,
+    ok: bool,
+    details: &str,
+    user: &str,
+    host: &str,
+) -> Result<Entry> {
     for attempt in 1..=WRITE_ATTEMPTS {
         let head = entries(repo)?.pop();
         let mut entry = Entry {
@@ -180,8 +238,8 @@ pub fn write(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Entry
             action: action.to_string(),
             outcome: if ok { "ok" } else { "failed" }.to_string(),
             details: details.to_string(),
-            user: Some(user.clone()),
-            host: Some(host.clone()),
+            user: Some(user.to_string()),
+            host: Some(host.to_string()),
             prev: head.map_or_else(|| GENESIS.to_string(), |h| h.hash),
             hash: String::new(),
         };
@@ -192,7 +250,7 @@ pub fn write(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Entry
                 format!("its audit entry could not be written: {e}"),
             )
         })?;
-        if lock.is_some() {
+        if locked {
             // appenders take turns: nobody can have written beside it
             return Ok(entry);
         }

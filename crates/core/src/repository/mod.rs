@@ -10,6 +10,7 @@ pub(crate) mod backend;
 pub mod head;
 pub mod meta;
 pub mod owner;
+pub mod parked;
 pub mod signing;
 mod source;
 

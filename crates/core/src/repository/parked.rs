@@ -1,0 +1,196 @@
+//! Audit entries parked on the local disk while the repository cannot be written.
+//!
+//! A backup that fails because its S3 store is down (or the repository's disk is full, or
+//! its password was refused) has nowhere to log the failure, and failures are what the
+//! evidence pack must show. Such an entry is parked as a small JSON file in the state
+//! directory (`$LIFEBOAT_STATE_DIR`, else `/var/lib/lifeboat` for root and
+//! `$XDG_STATE_HOME/lifeboat` or `~/.local/state/lifeboat` for other users), under
+//! `parked-audit/`; the next operation that appends to the same repository's log adds the
+//! parked entries first, each saying when it happened and that it was recorded late.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// One parked entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parked {
+    /// The repository whose log it belongs to, as [`super::Repo::location`] names it.
+    pub repository: String,
+    /// When the operation failed.
+    pub time: Timestamp,
+    /// `backup`, `verify`, `restore`, `drill`.
+    pub action: String,
+    /// Whether the operation itself succeeded (only its entry could not be written).
+    pub ok: bool,
+    /// What was acted on and why it failed.
+    pub details: String,
+    /// Who ran it.
+    pub user: String,
+    /// Where.
+    pub host: String,
+}
+
+impl Parked {
+    /// The details the log gets: when it happened, that it was recorded late, and why.
+    #[must_use]
+    pub fn late_details(&self) -> String {
+        format!(
+            "at {} (recorded late: the repository could not be written then): {}",
+            self.time.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            self.details
+        )
+    }
+}
+
+/// lifeboat's state directory for this user (see the module documentation).
+#[must_use]
+pub fn state_dir() -> Option<PathBuf> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(d) = var("LIFEBOAT_STATE_DIR") {
+        return Some(d);
+    }
+    if nix::unistd::geteuid().is_root() {
+        return Some(PathBuf::from("/var/lib/lifeboat"));
+    }
+    var("XDG_STATE_HOME")
+        .or_else(|| var("HOME").map(|h| h.join(".local/state")))
+        .map(|d| d.join("lifeboat"))
+}
+
+/// Where parked entries are kept.
+#[must_use]
+pub fn dir() -> Option<PathBuf> {
+    state_dir().map(|d| d.join("parked-audit"))
+}
+
+/// Parks an entry for `repository`'s log; returns the file it is in.
+///
+/// # Errors
+///
+/// When there is no state directory or the file cannot be written durably.
+pub fn park(repository: &str, action: &str, ok: bool, details: &str) -> Result<PathBuf> {
+    let dir = dir().ok_or_else(|| {
+        Error::config("no state directory to park the audit entry in")
+            .hint("set LIFEBOAT_STATE_DIR or HOME")
+    })?;
+    let (user, host) = super::audit::current_actor();
+    let entry = Parked {
+        repository: repository.to_string(),
+        time: Timestamp::now(),
+        action: action.to_string(),
+        ok,
+        details: details.to_string(),
+        user,
+        host,
+    };
+    let what = |p: &Path| format!("parking the audit entry in {}", p.display());
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(what(&dir), e))?;
+    let name = format!(
+        "{}-{}-{:08x}.json",
+        entry.time.as_nanosecond(),
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let path = dir.join(&name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let json = serde_json::to_vec_pretty(&entry).map_err(|e| Error::internal(e.to_string()))?;
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&json)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    };
+    write().map_err(|e| Error::io(what(&path), e))?;
+    Ok(path)
+}
+
+/// The entries parked for `repository`, oldest first, with their files. Files that are
+/// not parked entries are left alone.
+///
+/// # Errors
+///
+/// When the directory exists but cannot be read.
+pub fn for_repository(repository: &str) -> Result<Vec<(PathBuf, Parked)>> {
+    let Some(dir) = dir() else {
+        return Ok(Vec::new());
+    };
+    let read = match std::fs::read_dir(&dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
+    };
+    let mut out: Vec<(PathBuf, Parked)> = read
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter_map(|p| {
+            let parked: Parked = serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?;
+            (parked.repository == repository).then_some((p, parked))
+        })
+        .collect();
+    out.sort_by_key(|(p, e)| (e.time, p.clone()));
+    Ok(out)
+}
+
+/// An exclusive lock on the parking directory, so that two processes do not add the same
+/// parked entry twice (`None` when there is no directory, so nothing to add).
+///
+/// # Errors
+///
+/// When the lock file cannot be opened or locked.
+pub fn lock() -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+    let Some(dir) = dir().filter(|d| d.is_dir()) else {
+        return Ok(None);
+    };
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map(Some)
+        .map_err(|(_, e)| Error::unavailable(format!("locking {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parked_entries_are_kept_per_repository_oldest_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        // SAFETY of the test: no other test of this crate reads LIFEBOAT_STATE_DIR
+        std::env::set_var("LIFEBOAT_STATE_DIR", tmp.path());
+        let a1 = park("s3://b/a", "backup", false, "first").unwrap();
+        let b = park("/srv/b", "verify", false, "other").unwrap();
+        let a2 = park("s3://b/a", "drill", true, "second").unwrap();
+        std::fs::write(dir().unwrap().join("notes.txt"), "not an entry").unwrap();
+        let got = for_repository("s3://b/a").unwrap();
+        assert_eq!(
+            got.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(),
+            [a1, a2]
+        );
+        assert_eq!(got[0].1.details, "first");
+        assert!(got[1].1.ok);
+        assert!(got[0]
+            .1
+            .late_details()
+            .contains("(recorded late: the repository could not be written then): first"));
+        assert_eq!(for_repository("/srv/b").unwrap()[0].0, b);
+        assert!(lock().unwrap().is_some());
+        std::env::remove_var("LIFEBOAT_STATE_DIR");
+    }
+}
