@@ -67,14 +67,28 @@ fn interrupt(mut child: std::process::Child) {
 fn drill_passes_and_writes_evidence() {
     let c = cluster();
     sample_db(&c, "app", 400);
+    // production's own session settings: the text of timestamptz and bytea values depends
+    // on the first two (the truth must not), the checks rely on the search_path, and a
+    // comment holds what a naive statement split would cut
+    c.sql(
+        "postgres",
+        "ALTER DATABASE app SET timezone TO 'Pacific/Chatham';
+         ALTER DATABASE app SET bytea_output TO 'escape';
+         ALTER DATABASE app SET search_path TO shop, public;
+         COMMENT ON DATABASE app IS 'Billing DB;\n-- do not drop\n\\ end'",
+    )
+    .unwrap();
     let ws = Workspace::new();
+    // and the connection string a third
+    let dsn = format!("{} options='-c timezone=Asia/Kathmandu'", c.dsn("app"));
     let cfg = drill_config(
         &ws,
-        &c.dsn("app"),
-        "objectives = { rpo = \"24h\", rto = \"2h\" }\ndrill = { checks = [\"select count(*) > 0 from shop.users\"] }\n",
+        &dsn,
+        "objectives = { rpo = \"24h\", rto = \"2h\" }\ndrill = { checks = [\"select count(*) > 0 from users\", \"select shobj_description(d.oid, 'pg_database') = E'Billing DB;\\\\n-- do not drop\\\\n\\\\\\\\ end' from pg_database d where datname = current_database()\"] }\n",
     );
     ok(lb(&cfg).arg("init"));
-    ok(lb(&cfg).arg("backup"));
+    // and the operator's shell a fourth
+    ok(lb(&cfg).env("PGTZ", "America/St_Johns").arg("backup"));
     let evidence = ws.path().join("evidence");
     // the throw-away cluster and the fetched dump go here (reachable by the cluster's user)
     let scratch = ws.path().join("scratch");
@@ -120,7 +134,15 @@ fn drill_passes_and_writes_evidence() {
         .any(|c| c["name"] == "table shop.orders" && c["ok"] == true));
     assert!(checks
         .iter()
-        .any(|c| c["name"] == "assert: select count(*) > 0 from shop.users" && c["ok"] == true));
+        .any(|c| c["name"] == "assert: select count(*) > 0 from users" && c["ok"] == true));
+    // the comment came back whole (it is compared by the check itself)
+    assert!(
+        checks.iter().any(|c| c["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("assert: select shobj_description"))
+            && c["ok"] == true),
+        "{out}"
+    );
     // production size known: an extrapolation is given
     assert!(r["extrapolated_rto_secs"].as_f64().is_some(), "{out}");
     let id = r["id"].as_str().unwrap();

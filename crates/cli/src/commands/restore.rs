@@ -329,6 +329,9 @@ impl RestoreCmd {
         if let Some(role) = &report.kept_password_of {
             println!("note: role {role:?}, which this restore connects as, kept its password on the target; the globals backup's password for it was not applied");
         }
+        for p in &report.properties_not_applied {
+            println!("note: not applied (its role is not on this server; restore with --globals to have it): {p}");
+        }
         if let Some(c) = &report.comparison {
             println!(
                 "verified: {} tables, {} rows match the backup-time counts and hashes",

@@ -975,6 +975,12 @@ fn restore_into(
         with_roles,
         &["pre-data", "data"],
     )?;
+    // settings such as search_path, as the application and the checks will find them;
+    // what names a role the cluster lacks (no globals) is left out, as it would be there
+    if let Some(truth) = &backup.meta.truth {
+        let original = backup.meta.database.clone().unwrap_or_default();
+        super::restore::apply_database_properties(conn, truth, &original, database, !with_roles)?;
+    }
     Ok(with_roles)
 }
 

@@ -21,6 +21,8 @@ use crate::{
         compare::{compare, ident, literal, Comparison},
         conn::{missing_program, PgConn},
         logical::BackupKind,
+        script,
+        truth::Truth,
     },
 };
 
@@ -140,6 +142,10 @@ pub struct RestoreReport {
     /// password: it kept the target's (see [`apply_globals`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kept_password_of: Option<String>,
+    /// Database properties (owner, grants, per-role settings) that name a role the target
+    /// server does not have, with the reason: restore the globals first to get them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub properties_not_applied: Vec<String>,
     /// Total seconds.
     pub total_secs: f64,
 }
@@ -653,37 +659,53 @@ fn run_hook(
     Ok(())
 }
 
-/// Statements recreating the database's own properties under `target`.
-fn database_properties(statements: &[String], original: &str, target: &str) -> Vec<String> {
-    let from = [
-        format!("DATABASE {}", ident(original)),
-        format!("DATABASE {original}"),
-    ];
-    let to = format!("DATABASE {}", ident(target));
+/// Statements recreating the database's own properties under `target`: settings (also per
+/// role), comment, grants, security labels and, unless `no_owner`, the owner.
+fn database_properties(
+    statements: &[String],
+    original: &str,
+    target: &str,
+    no_owner: bool,
+) -> Vec<String> {
     statements
         .iter()
-        // psql meta-commands and comments are lines of their own; drop them before splitting
-        .map(|s| {
-            s.lines()
-                .filter(|l| !l.trim_start().starts_with('\\') && !l.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .flat_map(|s| s.split(";\n").map(str::to_string).collect::<Vec<_>>())
-        .map(|s| s.trim().trim_end_matches(';').trim().to_string())
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            let mut out = s;
-            for f in &from {
-                // exact identifier match only: "DATABASE app" must not rewrite "DATABASE app2"
-                out = out.replace(&format!("{f} "), &format!("{to} "));
-                if out.ends_with(f.as_str()) {
-                    out = format!("{}{to}", &out[..out.len() - f.len()]);
-                }
-            }
-            out
-        })
+        .flat_map(|s| script::statements(s))
+        .filter(|s| !(no_owner && s.starts_with("ALTER DATABASE ") && s.contains(" OWNER TO ")))
+        .map(|s| script::rename_database(&s, original, target))
         .collect()
+}
+
+/// Applies the database's own properties (see [`database_properties`]) to `target`, one
+/// statement at a time. A statement naming a role this server does not have (a restore onto
+/// a new server without the globals, a drill's throw-away cluster) is skipped and returned
+/// with the reason; any other failure stops the restore.
+///
+/// # Errors
+///
+/// The first statement that fails for another reason.
+pub(crate) fn apply_database_properties(
+    conn: &PgConn,
+    truth: &Truth,
+    original: &str,
+    target: &str,
+    no_owner: bool,
+) -> Result<Vec<String>> {
+    let mut skipped = Vec::new();
+    for stmt in database_properties(&truth.database_properties, original, target, no_owner) {
+        if let Err(e) = conn.query(target, &stmt) {
+            let text = e.to_string();
+            if !(text.contains("role ") && text.contains("does not exist")) {
+                return Err(e);
+            }
+            let shown: String = stmt.chars().take(80).collect();
+            skipped.push(format!(
+                "{shown}{}: {}",
+                if shown.len() < stmt.len() { "…" } else { "" },
+                crate::error::headline(&text)
+            ));
+        }
+    }
+    Ok(skipped)
 }
 
 /// Carries out `plan`.
@@ -771,9 +793,13 @@ fn restore_inner(
         &[],
     )?;
     let original = plan.backup.meta.database.clone().unwrap_or_default();
-    for stmt in database_properties(&truth.database_properties, &original, &plan.target_database) {
-        conn.query(&plan.target_database, &stmt)?;
-    }
+    let properties_not_applied = apply_database_properties(
+        &conn,
+        &truth,
+        &original,
+        &plan.target_database,
+        plan.no_owner,
+    )?;
     let restore_secs = restore_clock.elapsed().as_secs_f64();
     let comparison = if plan.verify {
         let c = compare(&conn, &plan.target_database, &truth, plan.jobs as usize)?;
@@ -813,6 +839,7 @@ fn restore_inner(
         })?;
     }
     Ok(RestoreReport {
+        properties_not_applied,
         fetch_secs,
         restore_secs,
         comparison,
@@ -900,17 +927,25 @@ mod tests {
     #[test]
     fn properties_are_renamed_exactly() {
         let s = vec!["ALTER DATABASE app SET search_path TO 'app', 'public';\n\\connect app\n\nALTER ROLE bob IN DATABASE app SET work_mem TO '8MB';\n".to_string(),
-            "COMMENT ON DATABASE app IS 'the app';".to_string()];
-        let out = database_properties(&s, "app", "app_copy");
+            "COMMENT ON DATABASE app IS 'the app;\n-- not a comment';".to_string(),
+            "ALTER DATABASE app OWNER TO \"App Owner\";\n".to_string()];
+        let out = database_properties(&s, "app", "app_copy", false);
         assert_eq!(
             out,
             vec![
                 "ALTER DATABASE \"app_copy\" SET search_path TO 'app', 'public'".to_string(),
                 "ALTER ROLE bob IN DATABASE \"app_copy\" SET work_mem TO '8MB'".to_string(),
-                "COMMENT ON DATABASE \"app_copy\" IS 'the app'".to_string(),
+                "COMMENT ON DATABASE \"app_copy\" IS 'the app;\n-- not a comment'".to_string(),
+                "ALTER DATABASE \"app_copy\" OWNER TO \"App Owner\"".to_string(),
             ]
         );
-        let out = database_properties(&["ALTER DATABASE app2 SET x TO 1;".to_string()], "app", "z");
+        assert_eq!(database_properties(&s, "app", "app_copy", true).len(), 3);
+        let out = database_properties(
+            &["ALTER DATABASE app2 SET x TO 1;".to_string()],
+            "app",
+            "z",
+            false,
+        );
         assert_eq!(out, vec!["ALTER DATABASE app2 SET x TO 1".to_string()]);
     }
 }

@@ -48,6 +48,8 @@ pub struct TocEntry {
     pub copy_stmt: String,
     /// Schema.
     pub namespace: String,
+    /// The role owning the object.
+    pub owner: String,
 }
 
 /// Header fields of an archive.
@@ -212,7 +214,7 @@ fn read_head<R: Read>(r: &mut Reader<R>) -> Res<(Header, Vec<TocEntry>)> {
         if version.1 >= 16 {
             let _relkind = r.int()?;
         }
-        let _owner = r.string()?;
+        let owner = r.string()?.unwrap_or_default();
         let _with_oids = r.string()?;
         while r.string()?.is_some() {} // dependencies, ended by a NULL string
         let _flag = r.byte()?; // data offset: state byte + off_size bytes
@@ -225,6 +227,7 @@ fn read_head<R: Read>(r: &mut Reader<R>) -> Res<(Header, Vec<TocEntry>)> {
             defn,
             copy_stmt,
             namespace,
+            owner,
         });
     }
     Ok((header, toc))
@@ -315,6 +318,18 @@ pub fn inspect(input: impl Read) -> Res<Truth> {
         })
         .map(|e| e.defn.clone())
         .filter(|d| !d.trim().is_empty())
+        // the owner, which pg_restore sets only with --create (from the entry's owner)
+        .chain(
+            toc.iter()
+                .filter(|e| e.desc == "DATABASE" && !e.owner.is_empty())
+                .map(|e| {
+                    format!(
+                        "ALTER DATABASE {} OWNER TO {};\n",
+                        super::compare::ident(&e.tag),
+                        super::compare::ident(&e.owner)
+                    )
+                }),
+        )
         .collect();
     let encoding = toc
         .iter()
@@ -333,6 +348,8 @@ pub fn inspect(input: impl Read) -> Res<Truth> {
         sequences,
         large_objects,
         database_properties,
+        // set by the dump's caller, which chose the session
+        session: None,
     })
 }
 

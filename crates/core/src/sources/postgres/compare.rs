@@ -306,6 +306,9 @@ pub fn compare_in_pieces(
     let clock = std::time::Instant::now();
     let next = AtomicUsize::new(0);
     let encoding = truth.encoding.as_deref();
+    // the dump's time zone and bytea format (see `Truth::session`)
+    let session_conn = truth.session.as_deref().map(|s| conn.with_options(s));
+    let conn = session_conn.as_ref().unwrap_or(conn);
     let jobs = jobs.max(1);
     let pieces = plan(&truth.tables, table_sizes(conn, db), jobs, min_piece);
     let all_by_server = std::sync::atomic::AtomicBool::new(true);

@@ -268,6 +268,28 @@ impl PgConn {
         parts.join(" ")
     }
 
+    /// The same connection with `-c name=value` settings added to its session (libpq's
+    /// `options`, after any the connection string or `PGOPTIONS` already give, so these
+    /// win).
+    #[must_use]
+    pub fn with_options(&self, extra: &str) -> Self {
+        let mut conn = self.clone();
+        let from_env = || {
+            (!self.no_pg_env)
+                .then(|| std::env::var("PGOPTIONS").ok())
+                .flatten()
+                .unwrap_or_default()
+        };
+        match conn.params.iter_mut().find(|(k, _)| k == "options") {
+            Some((_, v)) => *v = format!("{v} {extra}").trim().to_string(),
+            None => conn.params.push((
+                "options".into(),
+                format!("{} {extra}", from_env()).trim().to_string(),
+            )),
+        }
+        conn
+    }
+
     /// A command for `program` connected to `db` (`-d conninfo`), password in the environment.
     #[must_use]
     pub fn command(&self, program: &str, db: &str) -> Command {

@@ -125,7 +125,9 @@ impl DumpProcess {
                 ))
             }
             BackupKind::Logical | BackupKind::Schema => {
-                let mut c = conn.command("pg_dump", database);
+                let mut c = conn.with_options(DUMP_SESSION).command("pg_dump", database);
+                // libpq would send it after the options, and it would win
+                c.env_remove("PGTZ");
                 c.args(["--format=custom", "--compress=0", "--no-password"]);
                 if kind == BackupKind::Schema {
                     c.arg("--schema-only");
@@ -160,10 +162,21 @@ impl DumpProcess {
         Ok(DumpOutcome {
             bytes: out.bytes,
             stream_hash: out.stream_hash,
-            truth: out.inspected,
+            truth: out.inspected.map(|mut t| {
+                t.session = Some(DUMP_SESSION.to_string());
+                t
+            }),
         })
     }
 }
+
+/// Settings of every dump session besides pg_dump's own. The text of a `timestamptz` and
+/// of a `bytea` depends on the session's time zone and `bytea_output`, which a database, a
+/// role or the client's `PGTZ` may set to anything; the backup-time truth is a hash of that
+/// text, so a comparison must read the rows with the same settings, and these are ones it
+/// can always use. The dump restores the same values either way (times carry their offset,
+/// hex is read by every server).
+pub const DUMP_SESSION: &str = "-c TimeZone=UTC -c bytea_output=hex";
 
 /// A path inside a snapshot: `/lifeboat/<source>/<file>`.
 #[must_use]

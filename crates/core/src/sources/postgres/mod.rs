@@ -8,6 +8,7 @@ pub mod compare;
 pub mod conn;
 pub mod logical;
 pub mod physical;
+pub mod script;
 pub(crate) mod server_copy;
 pub mod stream;
 pub mod truth;

@@ -31,9 +31,9 @@ pub(crate) fn copy_command(
     encoding: Option<&str>,
     sql: &str,
 ) -> std::process::Command {
-    let mut cmd = conn.command("psql", db);
+    let mut cmd = conn.with_options(DUMP_OPTIONS).command("psql", db);
     cmd.args(["-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .env("PGOPTIONS", DUMP_OPTIONS)
+        .env_remove("PGTZ")
         .stdin(Stdio::null())
         .stderr(Stdio::piped());
     if let Some(enc) = encoding {

@@ -194,6 +194,12 @@ pub struct Truth {
     pub large_objects: ObjectTruth,
     /// `ALTER DATABASE ... SET`, comment, ACL: what pg_restore recreates only with --create.
     pub database_properties: Vec<String>,
+    /// Session settings the dump ran with besides pg_dump's own (`-c TimeZone=UTC -c
+    /// bytea_output=hex`, see [`super::logical::DUMP_SESSION`]); a comparison reads the
+    /// rows with them too. Absent in backups taken before lifeboat fixed them: those were
+    /// dumped with the database's own time zone and bytea format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 impl Truth {
