@@ -232,6 +232,29 @@ fn drill_passes_and_writes_evidence() {
             && book.contains("restore --latest --source app-db"),
         "{book}"
     );
+
+    // two drills started at the same moment (two cron jobs) keep their own reports, and
+    // the evidence still verifies
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let out = ok(lb(&cfg)
+                        .args(["--json", "drill", "--report-dir"])
+                        .arg(&evidence)
+                        .env("LIFEBOAT_SCRATCH_DIR", &scratch));
+                    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+                    r["id"].as_str().unwrap().to_string()
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert_ne!(ids[0], ids[1]);
+    for id in &ids {
+        assert!(evidence.join(format!("{id}.json")).exists(), "{id}");
+    }
+    ok(lb(&cfg).arg("report"));
 }
 
 #[test]
@@ -365,8 +388,14 @@ fn drill_hooks_from_the_config_see_only_the_drill_and_do_not_outlive_it() {
     let env_file = ws.path().join("hook.env");
     let pid_file = ws.path().join("app.pid");
     let chatty = ws.path().join("chatty-done");
+    let nobody_file = ws.path().join("nobody.txt");
     let hooks = [
         format!("env > {}", env_file.display()),
+        // the throw-away cluster trusts whoever reaches its socket: nobody else may
+        format!(
+            "(stat -c %a \"$PGHOST\"; runuser -u nobody -- psql -X -h \"$PGHOST\" -p \"$PGPORT\" -U postgres -d postgres -Atc 'select 42'; echo \"rc=$?\") > {} 2>&1; true",
+            nobody_file.display()
+        ),
         // an application started in the background, then probed
         format!("sleep 300 & echo $! > {}", pid_file.display()),
         "psql -Atc 'select count(*) from shop.users' | grep -qx 50".to_string(),
@@ -438,6 +467,14 @@ fn drill_hooks_from_the_config_see_only_the_drill_and_do_not_outlive_it() {
         );
     }
     assert!(env.lines().any(|l| l == "PGDATABASE=app"), "{env}");
+    let nobody = std::fs::read_to_string(&nobody_file).unwrap();
+    assert!(nobody.starts_with("700\n"), "{nobody}");
+    if nix::unistd::geteuid().is_root() {
+        assert!(
+            !nobody.lines().any(|l| l == "42") && !nobody.contains("rc=0"),
+            "another OS user reached the drill's cluster: {nobody}"
+        );
+    }
     // the background application went with the drill
     let pid = std::fs::read_to_string(&pid_file).unwrap();
     let proc_dir = std::path::PathBuf::from(format!("/proc/{}", pid.trim()));

@@ -22,7 +22,7 @@ pub struct ReportCmd {
     #[arg(long, short)]
     output: Option<PathBuf>,
     /// Instead of a period: render the stored report of this drill again (its id, as
-    /// `drill-20261205T182838Z`), e.g. for an auditor asking for a past drill.
+    /// `drill-20261205T182838Z-3f2a`), e.g. for an auditor asking for a past drill.
     #[arg(long, conflicts_with_all = ["from", "to"])]
     drill: Option<String>,
     /// With --drill: md (default), html or json.

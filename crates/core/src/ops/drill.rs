@@ -849,7 +849,13 @@ pub(crate) fn build_report(src: &SourceConfig, backup: &SnapshotInfo, m: Measure
     };
     let passed = m.checks.iter().all(|c| c.ok) && rto.met && rpo.met;
     DrillReport {
-        id: m.started_at.strftime("drill-%Y%m%dT%H%M%SZ").to_string(),
+        // the second it started, and a random part: two drills may start in the same second
+        // (two sources, a scheduled and a manual one), and each needs its own report
+        id: format!(
+            "{}-{:04x}",
+            m.started_at.strftime("drill-%Y%m%dT%H%M%SZ"),
+            rand::random::<u16>()
+        ),
         source: src.name.clone(),
         backup_id: backup.id.clone(),
         database: m.database,

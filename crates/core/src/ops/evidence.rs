@@ -389,7 +389,7 @@ pub fn write_files(r: &DrillReport, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The stored report of drill `id` (the whole id, e.g. `drill-20261205T182838Z`), read
+/// The stored report of drill `id` (the whole id, e.g. `drill-20261205T182838Z-3f2a`), read
 /// back from the repository: what `report --drill` renders again as Markdown or HTML.
 ///
 /// # Errors

@@ -74,8 +74,11 @@ impl ScratchDir {
     /// When the directory cannot be created.
     pub fn new(prefix: &str, base: Option<&Path>) -> Result<Self> {
         let base = base.map_or_else(scratch_base, Path::to_path_buf);
+        // private: a throw-away cluster trusts whoever reaches its socket here, and staged
+        // dumps and globals (role password hashes) are production's data
         let dir = tempfile::Builder::new()
             .prefix(prefix)
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir_in(&base)
             .map_err(|e| {
                 Error::io(
