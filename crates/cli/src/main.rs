@@ -120,7 +120,13 @@ impl Ctx {
     /// next operation that can write to it. A wrong configuration or a repository that does
     /// not exist is not parked (there is no log to add it to).
     fn open_logged(&self, action: &str, what: &str) -> anyhow::Result<Repo> {
-        self.open().inspect_err(|e| {
+        let opened = self.open();
+        if let Ok(repo) = &opened {
+            if let Ok(mut u) = UNDER_WAY.lock() {
+                *u = Some((repo.location().to_string(), action.into(), what.into()));
+            }
+        }
+        opened.inspect_err(|e| {
             let kind = e
                 .chain()
                 .find_map(|c| c.downcast_ref::<Error>())
@@ -286,6 +292,23 @@ fn kind_name(kind: ErrorKind) -> String {
         .unwrap_or_else(|| "internal".into())
 }
 
+/// The operation under way that the audit log records: (repository, action, what), set
+/// once its repository is open, so that an interrupted one is logged too.
+static UNDER_WAY: std::sync::Mutex<Option<(String, String, String)>> = std::sync::Mutex::new(None);
+
+/// Parks an audit entry for the operation an interrupt cut short (see
+/// [`lifeboat_core::repository::parked`]): the next operation adds it to the log.
+fn park_interrupted() {
+    let Some((location, action, what)) = UNDER_WAY.lock().ok().and_then(|mut u| u.take()) else {
+        return;
+    };
+    let details = format!("{what}: interrupted (Ctrl-C or SIGTERM) before it finished");
+    match lifeboat_core::repository::parked::park(&location, &action, false, &details) {
+        Ok(_) => eprintln!("lifeboat: the interruption is recorded for the audit log"),
+        Err(e) => eprintln!("lifeboat: warning: the interruption could not be recorded: {e}"),
+    }
+}
+
 /// A long-running command's stop flag: the first Ctrl-C / SIGTERM sets it instead of
 /// exiting, so the command can finish what it is doing and clean up.
 static STOP: std::sync::Mutex<Option<std::sync::Arc<std::sync::atomic::AtomicBool>>> =
@@ -332,6 +355,7 @@ fn main() {
             return;
         }
         lifeboat_core::sources::postgres::cluster::stop_all();
+        park_interrupted();
         eprintln!("interrupted");
         std::process::exit(130);
     });
@@ -347,7 +371,14 @@ fn main() {
             std::process::exit(commands::wal::FETCH_FATAL_EXIT);
         }));
     }
-    match run(cli) {
+    let result = run(cli);
+    if let Ok(mut u) = UNDER_WAY.lock() {
+        // finished (and logged): a late signal interrupts nothing
+        u.take();
+    }
+    // an interrupt's clean-up may still be removing what the command started
+    lifeboat_core::sources::postgres::cluster::wait_for_stop_all();
+    match result {
         Ok(0) => {}
         Ok(code) => std::process::exit(code),
         Err(e) => {

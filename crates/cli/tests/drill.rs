@@ -37,7 +37,9 @@ fn drill_until_its_hook(
             &format!("touch {} && sleep 20", marker.display()),
         ])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+        .stderr(std::process::Stdio::null())
+        // as `lb` does: parked audit entries stay with the test
+        .env("LIFEBOAT_STATE_DIR", cfg.parent().unwrap().join("state"));
     if let Some(s) = scratch {
         cmd.env("LIFEBOAT_SCRATCH_DIR", s);
     }
@@ -54,12 +56,14 @@ fn drill_until_its_hook(
 }
 
 /// Interrupts `child` as Ctrl-C does; it must exit 130.
-fn interrupt(mut child: std::process::Child) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+fn interrupt(child: std::process::Child) {
+    interrupt_with(child, nix::sys::signal::Signal::SIGINT);
+}
+
+/// Sends `child` `signal` (SIGINT as Ctrl-C, SIGTERM as a service stop or `timeout`); it
+/// must exit 130.
+fn interrupt_with(mut child: std::process::Child, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(130));
 }
 
@@ -366,6 +370,26 @@ fn interrupted_drill_leaves_no_process_or_directory() {
         .map(|e| e.unwrap().path())
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+    // a service stop (SIGTERM) cleans up alike
+    std::fs::remove_file(&marker).unwrap();
+    let child = drill_until_its_hook(&cfg, &marker, Some(&scratch));
+    interrupt_with(child, nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+    // both interruptions reach the audit log with the next operation
+    ok(lb(&cfg).args(["verify", "--all"]));
+    let entries: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "audit", "list"]))).unwrap();
+    let interrupted = entries
+        .iter()
+        .filter(|e| {
+            e["action"] == "drill"
+                && e["outcome"] == "failed"
+                && e["details"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("interrupted") && d.contains("recorded late"))
+        })
+        .count();
+    assert_eq!(interrupted, 2, "{entries:?}");
     // neither a server of the drill nor the hook (its own process group) is left
     for pattern in [scratch.display().to_string(), marker.display().to_string()] {
         let procs = std::process::Command::new("pgrep")

@@ -146,6 +146,9 @@ fn stop_server(pg_ctl: &Path, data: &Path, user: Option<&str>, mode: &str) {
 /// Stops every cluster this process started and removes its scratch directories (for
 /// signal handlers).
 pub fn stop_all() {
+    // held to the end: the interrupted operation may fail on the stopped server and the
+    // process head for exit while this still removes directories (see [`wait_for_stop_all`])
+    let _cleaning = CLEANING.lock();
     let drops = DROPS
         .lock()
         .map(|mut l| std::mem::take(&mut *l))
@@ -182,6 +185,16 @@ pub fn stop_all() {
     for g in groups {
         kill_group(g);
     }
+}
+
+/// Held by [`stop_all`] while it cleans up.
+static CLEANING: Mutex<()> = Mutex::new(());
+
+/// Waits until a [`stop_all`] running on another thread (the interrupt handler's) is done;
+/// returns at once when none is. Call before exiting, so that an exit does not cut the
+/// clean-up short and leave a data directory behind.
+pub fn wait_for_stop_all() {
+    drop(CLEANING.lock());
 }
 
 /// `program`, run as OS `user` through `runuser` when one is given.
