@@ -101,3 +101,14 @@ pub fn table(rows: &[Vec<String>]) {
         println!("{}", line.join("  ").trim_end());
     }
 }
+
+/// Warns on stderr about snapshot files the repository could not read (the listing goes on
+/// without them; `verify` reports them as damage).
+pub fn warn_unreadable(repo: &lifeboat_core::repository::Repo) {
+    for (id, why) in repo.unreadable_snapshots() {
+        eprintln!(
+            "lifeboat: warning: snapshot file {} cannot be read and is left out ({why}); `lifeboat verify --all` reports it",
+            &id[..8.min(id.len())]
+        );
+    }
+}

@@ -570,6 +570,43 @@ fn flipped_byte_in_a_pack_is_named_and_refused() {
     assert!(out.contains("DAMAGED"), "{out}");
 }
 
+#[test]
+fn a_damaged_snapshot_file_hides_only_itself() {
+    let (c, ws, cfg) = backed_up(100);
+    ok(lb(&cfg).args(["backup", "--kind", "schema"]));
+    let all = list_json(&cfg);
+    let logical = all.iter().find(|b| b["kind"] == "logical").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let schema = all.iter().find(|b| b["kind"] == "schema").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // bit rot in one snapshot file
+    std::fs::write(ws.repo_path().join("snapshots").join(&schema), b"garbage").unwrap();
+
+    let (code, out, err) = run(lb(&cfg).args(["--json", "list"]));
+    assert_eq!(code, 0, "{err}");
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], logical.as_str());
+    assert!(
+        err.contains(&format!("snapshot file {} cannot be read", &schema[..8])),
+        "{err}"
+    );
+    // the others stay restorable, and verify names the damaged file
+    ok(lb(&cfg).args(["restore", "--latest", "--to-database", "back"]));
+    assert_eq!(
+        c.sql("back", "select count(*) from shop.users").unwrap(),
+        "100"
+    );
+    let (code, out, _) = run(lb(&cfg).args(["verify", "--all"]));
+    assert_eq!(code, 6, "{out}");
+    assert!(out.contains(&schema), "{out}");
+    ok(lb(&cfg).args(["audit", "verify"]));
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {

@@ -157,6 +157,7 @@ impl RestoreCmd {
                     ..ListFilter::default()
                 },
             )?;
+            output::warn_unreadable(&repo);
             if ctx.json {
                 return output::json(&backups);
             }
@@ -244,6 +245,7 @@ impl RestoreCmd {
             }
         };
         let p = plan(&repo, &src, &opts).map_err(on_target)?;
+        output::warn_unreadable(&repo);
         // pg_restore --clean needs their locks and waits silently (forever, for a session
         // idle in a transaction): say so before it starts
         if p.clean && !p.sessions_on_target.is_empty() {

@@ -147,6 +147,11 @@ fn verify_inner(repo: &Repo, opts: &VerifyOptions) -> Result<VerifyReport> {
     let mut report =
         repo.with_indexed(|indexed| verify_indexed(indexed, backups, check, read_data))?;
     report.read_data_subset = opts.read_data_subset.clone();
+    report
+        .repository_problems
+        .extend(repo.unreadable_snapshots().into_iter().map(|(id, why)| {
+            format!("snapshot file {id} cannot be read (damaged, or not written with this repository's key): {why}")
+        }));
     Ok(report)
 }
 

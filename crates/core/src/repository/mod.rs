@@ -58,6 +58,8 @@ pub struct Repo {
     location: String,
     config: RepositoryConfig,
     audit: crate::config::AuditConfig,
+    /// Snapshot files found unreadable by the last [`Repo::all_snapshots`], with the reason.
+    unreadable: std::sync::Mutex<Vec<(String, String)>>,
 }
 
 impl std::fmt::Debug for Repo {
@@ -180,6 +182,7 @@ impl Repo {
             location: describe_url(&url),
             config: cfg.clone(),
             audit: crate::config::AuditConfig::default(),
+            unreadable: std::sync::Mutex::default(),
         })
     }
 
@@ -206,6 +209,7 @@ impl Repo {
             location: describe_url(&url),
             config: cfg.clone(),
             audit: crate::config::AuditConfig::default(),
+            unreadable: std::sync::Mutex::default(),
         })
     }
 
@@ -301,12 +305,67 @@ impl Repo {
         loop {
             attempt += 1;
             match self.with_open(|r| Ok(r.get_all_snapshots()?)) {
-                Err(_) if attempt < 5 => {
+                Err(_) if attempt < 3 => {
+                    // a snapshot deleted between listing and reading (a concurrent prune or
+                    // a withdrawn audit entry): the next listing no longer has it
                     std::thread::sleep(std::time::Duration::from_millis(50 * attempt));
                 }
-                result => return result,
+                Err(e) => return self.snapshots_one_by_one(e),
+                Ok(all) => {
+                    self.set_unreadable(Vec::new());
+                    return Ok(all);
+                }
             }
         }
+    }
+
+    /// Reads the snapshot files one at a time, keeping those that can be read: one damaged
+    /// file (a flipped bit, a file written with another key) must not hide every backup
+    /// from `list`, `restore` and `verify`. The others are remembered for
+    /// [`Repo::unreadable_snapshots`]. `first` is returned when nothing can be read at all.
+    fn snapshots_one_by_one(&self, first: Error) -> Result<Vec<SnapshotFile>> {
+        let Ok(ids) = self.with_open(|r| Ok(r.list::<SnapshotId>()?.collect::<Vec<_>>())) else {
+            return Err(first);
+        };
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for id in ids {
+            let id = id.to_hex().as_str().to_string();
+            match self.with_open(|r| Ok(r.get_snapshots(&[id.as_str()])?)) {
+                Ok(mut s) => good.append(&mut s),
+                Err(e) => bad.push((id, crate::error::headline(&e.to_string()).to_string())),
+            }
+        }
+        if good.is_empty() && !bad.is_empty() {
+            return Err(first);
+        }
+        // still listed now: damaged, not deleted meanwhile
+        let listed: std::collections::HashSet<String> = self
+            .with_open(|r| {
+                Ok(r.list::<SnapshotId>()?
+                    .map(|i| i.to_hex().as_str().to_string())
+                    .collect())
+            })
+            .unwrap_or_default();
+        bad.retain(|(id, _)| listed.contains(id));
+        self.set_unreadable(bad);
+        Ok(good)
+    }
+
+    fn set_unreadable(&self, bad: Vec<(String, String)>) {
+        if let Ok(mut u) = self.unreadable.lock() {
+            *u = bad;
+        }
+    }
+
+    /// Snapshot files the last listing could not read (id, reason): damaged, or not
+    /// written with this repository's key. `verify` reports them.
+    #[must_use]
+    pub fn unreadable_snapshots(&self) -> Vec<(String, String)> {
+        self.unreadable
+            .lock()
+            .map(|u| u.clone())
+            .unwrap_or_default()
     }
 
     /// Every complete lifeboat backup, oldest first. Reads snapshot files only, never packs.
