@@ -617,6 +617,85 @@ pub(crate) fn run_pg_restore(
     Ok(())
 }
 
+/// Drops, in one transaction, what `dump` is about to recreate in `db`. `pg_restore
+/// --clean` drops object by object and stops at the first it cannot drop (a view created
+/// after the backup depends on a table), leaving the database half emptied with nothing
+/// restored; in one transaction such a failure drops nothing.
+///
+/// # Errors
+///
+/// [`ErrorKind::Postgres`] naming what could not be dropped; the database is unchanged.
+fn clean_in_one_transaction(conn: &PgConn, dump: &std::path::Path, db: &str) -> Result<()> {
+    let out = std::process::Command::new(conn.bin().program("pg_restore"))
+        .args(["--clean", "--if-exists", "--file=-"])
+        .arg(dump)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| missing_program(&conn.bin().program("pg_restore"), e))?;
+    if !out.status.success() {
+        return Err(Error::postgres(format!(
+            "pg_restore could not read the dump: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let script = String::from_utf8_lossy(&out.stdout);
+    let drops = drop_phase(&script);
+    let mut psql = conn
+        .command("psql", db)
+        .args([
+            "-X",
+            "-q",
+            "-w",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--single-transaction",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| missing_program(&conn.bin().program("psql"), e))?;
+    if let Some(mut stdin) = psql.stdin.take() {
+        // a write error shows as psql's own failure below
+        let _ = stdin.write_all(drops.as_bytes());
+    }
+    let done = psql
+        .wait_with_output()
+        .map_err(|e| Error::io("waiting for psql", e))?;
+    if !done.status.success() {
+        let stderr = String::from_utf8_lossy(&done.stderr);
+        let why: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("ERROR") || l.contains("DETAIL") || l.contains("HINT"))
+            .collect();
+        return Err(Error::postgres(format!(
+            "--clean: the objects of the backup could not be dropped from {db:?}, so nothing was dropped and nothing restored: {}",
+            if why.is_empty() { stderr.trim().to_string() } else { why.join(" ") }
+        ))
+        .hint("objects created since the backup depend on them: drop or move those first, or restore into a new database (--to-database) and switch the application over"));
+    }
+    Ok(())
+}
+
+/// The settings and drop statements at the head of a `pg_restore --clean` script, before
+/// the first object is created again.
+fn drop_phase(script: &str) -> String {
+    let mut out = String::new();
+    for stmt in script::statements(script) {
+        let dropping = stmt.starts_with("DROP ")
+            || (stmt.starts_with("ALTER ") && stmt.contains(" DROP "))
+            || stmt.starts_with("SELECT pg_catalog.lo_unlink(");
+        let setting = stmt.starts_with("SET ") || stmt.starts_with("SELECT pg_catalog.set_config(");
+        if !dropping && !setting {
+            break;
+        }
+        out.push_str(&stmt);
+        out.push_str(";\n");
+    }
+    out
+}
+
 /// Runs a restore hook; `passfile` is a password file for the target server (see
 /// [`PgConn::write_passfile`]) handed over in `PGPASSFILE`.
 fn run_hook(
@@ -783,12 +862,15 @@ fn restore_inner(
         );
         conn.query("postgres", &sql)?;
     }
+    if plan.clean {
+        clean_in_one_transaction(&conn, &dump, &plan.target_database)?;
+    }
     run_pg_restore(
         &conn,
         &dump,
         &plan.target_database,
         plan.jobs,
-        plan.clean,
+        false,
         plan.no_owner,
         &[],
     )?;
@@ -922,6 +1004,24 @@ mod tests {
         };
         assert!(clean_needs_force(&opts).is_ok());
         assert!(clean_needs_force(&RestoreOptions::default()).is_ok());
+    }
+
+    #[test]
+    fn the_drop_phase_ends_where_objects_are_created_again() {
+        let script = "\\restrict abc\nSET statement_timeout = 0;\nSELECT pg_catalog.set_config('search_path', '', false);\n\
+            ALTER TABLE IF EXISTS ONLY public.u DROP CONSTRAINT IF EXISTS u_id_fkey;\n\
+            SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata WHERE oid = '16404';\n\
+            DROP TABLE IF EXISTS public.t;\nCREATE TABLE public.t (id integer);\nDROP TABLE x;\n";
+        let drops = drop_phase(script);
+        assert!(drops.starts_with("SET statement_timeout = 0;\n"), "{drops}");
+        assert!(
+            drops.ends_with("DROP TABLE IF EXISTS public.t;\n"),
+            "{drops}"
+        );
+        assert!(
+            !drops.contains("CREATE") && !drops.contains("restrict"),
+            "{drops}"
+        );
     }
 
     #[test]
