@@ -237,6 +237,9 @@ pub fn run<P: ProgressBars + Clone>(
     on_step("backing up (logical, schema-only, globals)");
     let t = Instant::now();
     let first = backup(&repo, &src, &BackupOptions::default())?;
+    if let Some(e) = first.failure() {
+        return Err(e);
+    }
     step("first backup", t, &mut steps);
 
     on_step("changing about 1% of the rows");
@@ -251,6 +254,9 @@ pub fn run<P: ProgressBars + Clone>(
             ..BackupOptions::default()
         },
     )?;
+    if let Some(e) = second.failure() {
+        return Err(e);
+    }
     step("second backup", t, &mut steps);
 
     on_step("restoring the latest backup into a new database and checking it");

@@ -35,7 +35,8 @@ impl BackupCmd {
         };
         let report = backup(&repo, src, &opts)?;
         if ctx.json {
-            return output::json(&report);
+            output::json(&report)?;
+            return report.failure().map_or(Ok(()), |e| Err(e.into()));
         }
         let mut rows = vec![vec![
             "ID".into(),
@@ -59,17 +60,34 @@ impl BackupCmd {
                 output::bytes(b.new_bytes),
                 output::bytes(b.stored_bytes),
                 format!("{:.1}x", b.dedup_ratio.min(9999.0)),
-                b.tables.to_string(),
-                b.rows.to_string(),
+                // only a full dump records rows
+                if b.kind == BackupKind::Logical {
+                    b.tables.to_string()
+                } else {
+                    "-".into()
+                },
+                if b.kind == BackupKind::Logical {
+                    b.rows.to_string()
+                } else {
+                    "-".into()
+                },
             ]);
         }
         output::table(&rows);
+        for f in &report.failed {
+            println!(
+                "FAILED {} {}: {}",
+                f.kind,
+                f.database.as_deref().unwrap_or("-"),
+                f.error
+            );
+        }
         println!(
             "backed up source {} into {} (recovery point {})",
             report.source,
             repo.location(),
             report.recovery_point
         );
-        Ok(())
+        report.failure().map_or(Ok(()), |e| Err(e.into()))
     }
 }

@@ -67,6 +67,49 @@ pub struct BackupReport {
     pub recovery_point: String,
     /// Snapshots written, in order.
     pub backups: Vec<BackupSummary>,
+    /// Backups that failed while others were written: one database that cannot be dumped
+    /// does not keep the others from their backup. Empty when everything was written.
+    pub failed: Vec<FailedBackup>,
+}
+
+/// A backup of one database and kind that failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedBackup {
+    /// Kind.
+    pub kind: BackupKind,
+    /// Database (none for globals).
+    pub database: Option<String>,
+    /// Why (as the error would say).
+    pub error: String,
+    /// The error's kind, which chooses the exit code.
+    pub error_kind: ErrorKind,
+}
+
+impl BackupReport {
+    /// Whether every backup asked for was written.
+    #[must_use]
+    pub fn ok(&self) -> bool {
+        self.failed.is_empty()
+    }
+
+    /// The first failure as an error (for an exit code), naming how many failed and how
+    /// many were written.
+    #[must_use]
+    pub fn failure(&self) -> Option<Error> {
+        let first = self.failed.first()?;
+        Some(Error::new(
+            first.error_kind,
+            format!(
+                "{} of {} backups of source {} failed, the others were written; first: {} {}: {}",
+                self.failed.len(),
+                self.failed.len() + self.backups.len(),
+                self.source,
+                first.kind,
+                first.database.as_deref().unwrap_or("-"),
+                first.error
+            ),
+        ))
+    }
 }
 
 /// The databases a source dumps.
@@ -131,7 +174,8 @@ pub fn check_source(src: &SourceConfig) -> Result<String> {
 ///
 /// # Errors
 ///
-/// The first failing dump's error; snapshots written before it stay.
+/// The first failing dump's error when nothing could be written. When some backups were
+/// written and others failed, the report lists the failures (`failed`, [`BackupReport::ok`]).
 pub fn backup(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result<BackupReport> {
     let result = backup_inner(repo, src, opts);
     let details = match &result {
@@ -153,7 +197,24 @@ pub fn backup(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result<B
         ),
         Err(e) => format!("source {}: {e}", src.name),
     };
-    crate::repository::audit::record(repo, "backup", result, &details)
+    let details = match &result {
+        Ok(r) if !r.ok() => format!(
+            "{details}; failed: {}",
+            r.failed
+                .iter()
+                .map(|f| format!(
+                    "{} {}: {}",
+                    f.kind,
+                    f.database.as_deref().unwrap_or("-"),
+                    f.error
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ => details,
+    };
+    let ok = result.as_ref().is_ok_and(BackupReport::ok);
+    crate::repository::audit::record_outcome(repo, "backup", result, ok, &details)
 }
 
 fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result<BackupReport> {
@@ -177,26 +238,42 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
         source: src.name.clone(),
         recovery_point: recovery_point.clone(),
         backups: Vec::new(),
+        failed: Vec::new(),
     };
+    let mut first_error = None;
     for kind in kinds {
-        if kind == BackupKind::Physical {
-            let db = databases.first().map_or("postgres", String::as_str);
-            report
-                .backups
-                .push(physical_one(repo, src, &conn, db, &recovery_point)?);
-            continue;
-        }
-        let dbs: Vec<&String> = if kind == BackupKind::Globals {
+        let dbs: Vec<&String> = if kind == BackupKind::Globals || kind == BackupKind::Physical {
             databases.iter().take(1).collect()
         } else {
             databases.iter().collect()
         };
         for db in dbs {
-            let summary = dump_one(repo, src, &conn, db, kind, &recovery_point)?;
-            report.backups.push(summary);
+            let one = if kind == BackupKind::Physical {
+                physical_one(repo, src, &conn, db, &recovery_point)
+            } else {
+                dump_one(repo, src, &conn, db, kind, &recovery_point)
+            };
+            match one {
+                Ok(summary) => report.backups.push(summary),
+                Err(e) => {
+                    report.failed.push(FailedBackup {
+                        kind,
+                        database: (kind != BackupKind::Globals && kind != BackupKind::Physical)
+                            .then(|| db.clone()),
+                        error: e.to_string(),
+                        error_kind: e.kind(),
+                    });
+                    first_error.get_or_insert(e);
+                }
+            }
         }
     }
-    Ok(report)
+    match first_error {
+        // nothing written: the error as it is, with its hint (an unreachable server, a
+        // refused password)
+        Some(e) if report.backups.is_empty() => Err(e),
+        _ => Ok(report),
+    }
 }
 
 /// Archives `stream` as `path` under a pending snapshot; `finish` then judges the producer.
