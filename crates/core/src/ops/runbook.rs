@@ -598,7 +598,7 @@ psql -X -v ON_ERROR_STOP=1 -d "$TO" -c "drop schema lifeboat_recovered cascade"
 
 ### Emergency: lifeboat itself is unavailable
 
-With the repository password in a file: `export RESTIC_PASSWORD_FILE=/path/to/password`{s3_env}. `restic -r {repo} snapshots --tag source={s}` lists the backups; `restic -r {repo} dump ID /lifeboat/{s}/{db}.pgdump > {db}.pgdump`, then `createdb NEWDB` and `pg_restore -j 2 -d NEWDB {db}.pgdump`.
+With the repository password in a file: `export RESTIC_PASSWORD_FILE=/path/to/password`{s3_env}. `restic -r {repo} snapshots --tag source={s}` lists the backups; `restic -r {repo} dump ID {dump_path} > {db}.pgdump`, then `createdb NEWDB` and `pg_restore -j 2 -d NEWDB {db}.pgdump`.
 "#,
             repo = restic_repository(repo.location(), &config.repository),
             s3_env = if crate::repository::is_s3_url(repo.location()) {
@@ -606,6 +606,11 @@ With the repository password in a file: `export RESTIC_PASSWORD_FILE=/path/to/pa
             } else {
                 ""
             },
+            dump_path = crate::sources::postgres::logical::snapshot_path(
+                s,
+                &crate::sources::postgres::logical::BackupKind::Logical.file_name(db)
+            )
+            .display(),
             from = conn(&format!("{db}_before")),
             to = conn(db),
             admin = conn("postgres"),

@@ -54,8 +54,8 @@ impl BackupKind {
     #[must_use]
     pub fn file_name(self, database: &str) -> String {
         match self {
-            Self::Logical => format!("{database}.pgdump"),
-            Self::Schema => format!("{database}.schema.pgdump"),
+            Self::Logical => format!("{}.pgdump", path_component(database)),
+            Self::Schema => format!("{}.schema.pgdump", path_component(database)),
             Self::Globals => "globals.sql".to_string(),
             Self::Physical => "base.tar".to_string(),
         }
@@ -181,5 +181,35 @@ pub const DUMP_SESSION: &str = "-c TimeZone=UTC -c bytea_output=hex";
 /// A path inside a snapshot: `/lifeboat/<source>/<file>`.
 #[must_use]
 pub fn snapshot_path(source: &str, file: &str) -> PathBuf {
-    PathBuf::from(format!("/lifeboat/{source}/{file}"))
+    PathBuf::from(format!("/lifeboat/{}/{file}", path_component(source)))
+}
+
+/// `name` as one component of a path inside a snapshot: a database may be called `a/b` or
+/// `..`, which as a path would nest or climb out (restic then stores a path it cannot
+/// restore). `%` and `/` are percent-encoded, and a name of only dots gets its dots
+/// encoded; every other name stays as it is.
+#[must_use]
+pub fn path_component(name: &str) -> String {
+    if !name.is_empty() && name.bytes().all(|b| b == b'.') {
+        return name.replace('.', "%2E");
+    }
+    name.replace('%', "%25").replace('/', "%2F")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_are_not_one_path_component_are_encoded() {
+        assert_eq!(path_component("app"), "app");
+        assert_eq!(path_component("Café \"prod\""), "Café \"prod\"");
+        assert_eq!(path_component("../owner/x"), "..%2Fowner%2Fx");
+        assert_eq!(path_component(".."), "%2E%2E");
+        assert_eq!(path_component("50%/a"), "50%25%2Fa");
+        assert_eq!(
+            snapshot_path("src/x", &BackupKind::Logical.file_name("..")),
+            PathBuf::from("/lifeboat/src%2Fx/%2E%2E.pgdump")
+        );
+    }
 }
