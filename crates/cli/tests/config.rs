@@ -134,3 +134,64 @@ fn the_drill_server_is_connected_to_as_a_drill_would() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("is the production cluster itself"), "{out}");
 }
+
+#[test]
+fn a_backup_role_that_cannot_read_everything_fails_the_check_before_the_backup_does() {
+    let c = cluster();
+    c.sql("postgres", "CREATE DATABASE app").unwrap();
+    c.sql(
+        "app",
+        "CREATE ROLE backup LOGIN;
+         CREATE TABLE public.open_t (id int); GRANT SELECT ON public.open_t TO backup;
+         CREATE TABLE public.secret (id int);
+         CREATE TABLE public.tenant (id int); GRANT SELECT ON public.tenant TO backup;
+         ALTER TABLE public.tenant ENABLE ROW LEVEL SECURITY;",
+    )
+    .unwrap();
+    let ws = Workspace::new();
+    let dsn = c.dsn("app").replace("user=postgres", "user=backup");
+    let cfg = ws.local_config(&[("app-db", &dsn)]);
+    ok(lb(&cfg).arg("init"));
+
+    let (code, out, _) = run(lb(&cfg).args(["config", "check"]));
+    assert_ne!(code, 0, "{out}");
+    let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert!(
+        fails
+            .iter()
+            .any(|l| l.contains("privileges of app-db") && l.contains("public.secret")),
+        "{out}"
+    );
+    assert!(
+        fails
+            .iter()
+            .any(|l| l.contains("row-level security") && l.contains("public.tenant")),
+        "{out}"
+    );
+    assert!(
+        out.contains("pg_read_all_data") && out.contains("BYPASSRLS"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("note") && l.contains("not a superuser")),
+        "{out}"
+    );
+    // the backup fails as announced, with the same advice
+    let (code, _, err) = run(lb(&cfg).args(["backup", "--kind", "logical"]));
+    assert_eq!(code, 8, "{err}");
+    assert!(
+        err.contains("pg_read_all_data") || err.contains("BYPASSRLS"),
+        "{err}"
+    );
+
+    // granted: the logical backup's blockers are gone, the globals note stays
+    c.sql(
+        "app",
+        "GRANT pg_read_all_data TO backup; ALTER ROLE backup BYPASSRLS",
+    )
+    .unwrap();
+    let out = ok(lb(&cfg).args(["config", "check"]));
+    assert!(out.contains("not a superuser"), "{out}");
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+}

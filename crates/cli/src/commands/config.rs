@@ -93,6 +93,7 @@ impl ConfigCmd {
                 first_err = Some(e);
             }
         }
+        let mut privilege_notes = Vec::new();
         let mut record = |what: String, r: lifeboat_core::Result<String>| {
             lines.push(CheckLine::of(what, &r));
             if let Err(e) = r {
@@ -100,10 +101,34 @@ impl ConfigCmd {
             }
         };
         for src in &ctx.config.sources {
+            let connected = check_source(src);
+            let reachable = connected.is_ok();
             record(
                 format!("source {}", src.name),
-                check_source(src).map(|d| format!("connected: {d}")),
+                connected.map(|d| format!("connected: {d}")),
             );
+            // what the role may not do: a table it cannot read fails every night's backup
+            let problems = if reachable {
+                lifeboat_core::ops::backup::check_privileges(src).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            for p in problems {
+                if p.fails_logical {
+                    record(
+                        format!("privileges of {}", src.name),
+                        Err(lifeboat_core::Error::postgres(p.problem).hint(p.hint)),
+                    );
+                } else {
+                    privilege_notes.push(CheckLine {
+                        what: format!("privileges of {}", src.name),
+                        ok: true,
+                        detail: p.problem,
+                        note: true,
+                        hint: Some(p.hint),
+                    });
+                }
+            }
             // the scratch server is reached only by drills: a refusal shows here, not
             // halfway through the first drill
             if let Some(r) = check_scratch_server(src).transpose() {
@@ -113,6 +138,7 @@ impl ConfigCmd {
         for (what, r) in lifeboat_core::repository::head::check(&ctx.config.audit) {
             record(what, r);
         }
+        lines.extend(privilege_notes);
         // valid, and printed as such, but nothing acts on them yet: say so
         for d in ctx.config.dormant_settings() {
             lines.push(CheckLine {

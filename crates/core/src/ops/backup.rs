@@ -146,6 +146,90 @@ pub fn check_source(src: &SourceConfig) -> Result<String> {
     Ok(versions.join(", "))
 }
 
+/// Something the source's role may not do that some backup needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrivilegeProblem {
+    /// Whether the logical backup itself fails (a table it cannot read), rather than one
+    /// kind only (the globals, a physical backup).
+    pub fails_logical: bool,
+    /// What is missing, naming the database and examples.
+    pub problem: String,
+    /// What to grant.
+    pub hint: String,
+}
+
+/// What the source's role may not do, per database: tables it cannot read (the logical
+/// backup fails), row-level security it does not bypass (likewise), no superuser (the
+/// globals backup fails), no REPLICATION (a physical backup fails). `config check` runs it,
+/// so that a backup role is found wanting before the first night's backup.
+///
+/// # Errors
+///
+/// When the server cannot be queried.
+pub fn check_privileges(src: &SourceConfig) -> Result<Vec<PrivilegeProblem>> {
+    let conn = PgConn::from_source(src)?;
+    let mut out = Vec::new();
+    let mut role_checked = false;
+    for db in databases_of(src, &conn)? {
+        let row = conn.query(&db, PRIVILEGES_SQL)?;
+        let f: Vec<&str> = row.split('|').collect();
+        let [superuser, replication, unreadable, examples, rls, rls_examples] = f[..] else {
+            return Err(Error::internal(format!(
+                "unexpected privilege check output: {row}"
+            )));
+        };
+        let n: u64 = unreadable.parse().unwrap_or(0);
+        if n > 0 {
+            out.push(PrivilegeProblem {
+                fails_logical: true,
+                problem: format!("database {db:?}: the role cannot read {n} table(s) or sequence(s), e.g. {examples}"),
+                hint: "GRANT pg_read_all_data TO the role (PostgreSQL 14 and later), grant SELECT on them, or connect as a superuser".into(),
+            });
+        }
+        let n: u64 = rls.parse().unwrap_or(0);
+        if n > 0 {
+            out.push(PrivilegeProblem {
+                fails_logical: true,
+                problem: format!("database {db:?}: row-level security would filter {n} table(s) for the role, e.g. {rls_examples}"),
+                hint: "ALTER ROLE name BYPASSRLS, or connect as a superuser (never switch the tables' policies off for a backup)".into(),
+            });
+        }
+        if !role_checked {
+            role_checked = true;
+            if superuser != "t" {
+                out.push(PrivilegeProblem {
+                    fails_logical: false,
+                    problem: "the role is not a superuser: the globals backup (roles with their password hashes, part of a backup without --kind) will fail".into(),
+                    hint: "connect as a superuser, or back up with --kind logical --kind schema and keep the roles another way".into(),
+                });
+            }
+            if replication != "t" && superuser != "t" {
+                out.push(PrivilegeProblem {
+                    fails_logical: false,
+                    problem: "the role has no REPLICATION: a physical backup (--kind physical) will fail".into(),
+                    hint: "ALTER ROLE name REPLICATION (and a replication line in pg_hba.conf), if physical backups are wanted".into(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The role's superuser and replication flags, tables it cannot read, and tables whose
+/// row-level security it does not bypass (pg_dump refuses those rather than dump them
+/// filtered), each with up to three examples.
+const PRIVILEGES_SQL: &str = "with me as (select rolsuper, rolreplication, rolbypassrls from pg_roles where rolname = current_user), \
+rels as (select c.oid, c.relowner, c.relrowsecurity, c.relforcerowsecurity, quote_ident(n.nspname) || '.' || quote_ident(c.relname) as name \
+  from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+  where c.relkind in ('r', 'p', 'm', 'S') and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg_toast%'), \
+unreadable as (select name from rels where not has_table_privilege(oid, 'SELECT')), \
+filtered as (select name from rels, me where relrowsecurity and not (me.rolsuper or me.rolbypassrls) \
+  and (relforcerowsecurity or not pg_has_role(relowner, 'USAGE'))) \
+select me.rolsuper, me.rolreplication, \
+  (select count(*) from unreadable), coalesce((select string_agg(name, ', ') from (select name from unreadable order by name limit 3) u), ''), \
+  (select count(*) from filtered), coalesce((select string_agg(name, ', ') from (select name from filtered order by name limit 3) f), '') \
+from me";
+
 /// Backs up `src` into `repo`.
 ///
 /// # Example

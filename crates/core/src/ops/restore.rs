@@ -323,6 +323,15 @@ fn plan_inner(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<
     clean_needs_force(opts)?;
     let original = backup.meta.database.clone().unwrap_or_default();
     let target = opts.to_database.clone().unwrap_or_else(|| original.clone());
+    // PostgreSQL would cut a longer name to 63 bytes and create another database than the
+    // one named, which a second run then finds "not empty"
+    if target.len() > 63 {
+        return Err(Error::config(format!(
+            "database name {target:?} is {} bytes long; PostgreSQL allows 63",
+            target.len()
+        ))
+        .hint("give a shorter --to-database"));
+    }
     let conn = PgConn::from_source(src)?;
     let exists = database_exists(&conn, &target)?;
     if exists && !database_is_empty(&conn, &target)? && !(opts.clean && opts.force) {
@@ -375,8 +384,11 @@ fn plan_inner(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<
 /// The other sessions connected to `db`, each as its application name or else its user.
 fn sessions_on(conn: &PgConn, db: &str) -> Result<Vec<String>> {
     let sql = format!(
+        // a role without pg_read_all_stats sees other roles' sessions without their
+        // backend_type; background workers have no user
         "select coalesce(nullif(application_name, ''), usename, '?') from pg_stat_activity \
-         where datname = {} and pid <> pg_backend_pid() and backend_type = 'client backend' \
+         where datname = {} and pid <> pg_backend_pid() and usesysid is not null \
+         and coalesce(backend_type, 'client backend') = 'client backend' \
          order by 1",
         literal(db)
     );
@@ -865,7 +877,7 @@ fn restore_inner(
     if plan.clean {
         clean_in_one_transaction(&conn, &dump, &plan.target_database)?;
     }
-    run_pg_restore(
+    let restored = run_pg_restore(
         &conn,
         &dump,
         &plan.target_database,
@@ -873,7 +885,31 @@ fn restore_inner(
         false,
         plan.no_owner,
         &[],
-    )?;
+    );
+    if let Err(e) = restored {
+        if !plan.create_database {
+            return Err(e);
+        }
+        // half a database under the name asked for would block the retry ("not empty"):
+        // the one this restore created goes again
+        let dropped = conn.query(
+            "postgres",
+            &format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                ident(&plan.target_database)
+            ),
+        );
+        let note = match dropped {
+            Ok(_) => format!("the database {:?} this restore created was dropped again", plan.target_database),
+            Err(d) => format!("the database {:?} this restore created is left half restored (dropping it failed: {d}); drop it before retrying", plan.target_database),
+        };
+        let hint = e.hint_text().map(str::to_string);
+        let out = Error::new(e.kind(), format!("{e}; {note}"));
+        return Err(match hint {
+            Some(h) => out.hint(h),
+            None => out,
+        });
+    }
     let original = plan.backup.meta.database.clone().unwrap_or_default();
     let properties_not_applied = apply_database_properties(
         &conn,

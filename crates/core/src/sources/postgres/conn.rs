@@ -471,6 +471,25 @@ fn auth_hint(lower: &str, server: &Server) -> String {
     }
 }
 
+/// What to do about a privilege PostgreSQL refused, by what was refused (`lower` is the
+/// lower-cased message). The server's own hint (`ALTER TABLE ... NO FORCE ROW LEVEL
+/// SECURITY`) would weaken production; these change only the role lifeboat uses.
+fn privilege_hint(lower: &str) -> Option<&'static str> {
+    Some(if lower.contains("pg_authid") {
+        "the globals backup (roles with their password hashes) needs a superuser: give this source a superuser connection, or back up without globals (--kind logical --kind schema)"
+    } else if lower.contains("row-level security") || lower.contains("row level security") {
+        "a row-level security policy would filter the dump: the backup role needs BYPASSRLS (ALTER ROLE name BYPASSRLS), or connect as the tables' owner or a superuser"
+    } else if lower.contains("permission denied to create database") {
+        "the restoring role needs CREATEDB (ALTER ROLE name CREATEDB), or restore through --target-dsn as a role that has it"
+    } else if lower.contains("must be member of role") || lower.contains("must be owner of") {
+        "the objects belong to other roles: restore as a superuser (--target-dsn), or add --no-owner so that they belong to the restoring role"
+    } else if lower.contains("permission denied for") {
+        "the role cannot read everything it must: GRANT pg_read_all_data TO it (PostgreSQL 14 and later) for backups, or connect as a superuser; `lifeboat config check` lists what the role may do"
+    } else {
+        return None;
+    })
+}
+
 /// Turns a PostgreSQL client's stderr into a typed error; `what` names the object and
 /// `server` whose server it is (named in the message unless it is the source's, and
 /// deciding where a refused login's hint points).
@@ -517,6 +536,8 @@ pub fn classify_on(stderr: &str, what: &str, server: &Server) -> Error {
             ErrorKind::Postgres,
             "the server ended the connection (pg_terminate_backend, restart or crash); run the backup again",
         )
+    } else if let Some(hint) = privilege_hint(&lower) {
+        (ErrorKind::Postgres, hint)
     } else {
         (ErrorKind::Postgres, "see the PostgreSQL message above")
     };
