@@ -194,4 +194,22 @@ fn a_backup_role_that_cannot_read_everything_fails_the_check_before_the_backup_d
     let out = ok(lb(&cfg).args(["config", "check"]));
     assert!(out.contains("not a superuser"), "{out}");
     ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+
+    // restoring as that role: the objects belong to postgres, so pg_restore fails; the
+    // database the restore created goes again, so the retry is not "not empty"
+    c.sql("app", "ALTER ROLE backup CREATEDB").unwrap();
+    let (code, _, err) = run(lb(&cfg).args(["restore", "--latest", "--to-database", "copy"]));
+    assert_eq!(code, 8, "{err}");
+    assert!(err.contains("--no-owner") && err.contains("dropped again"), "{err}");
+    assert_eq!(
+        c.sql("postgres", "select count(*) from pg_database where datname = 'copy'")
+            .unwrap(),
+        "0"
+    );
+    ok(lb(&cfg).args(["restore", "--latest", "--to-database", "copy", "--no-owner"]));
+    // a name PostgreSQL would cut short is refused before anything is made
+    let long = "x".repeat(64);
+    let (code, _, err) = run(lb(&cfg).args(["restore", "--latest", "--to-database", &long]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("63"), "{err}");
 }
