@@ -200,10 +200,16 @@ fn a_backup_role_that_cannot_read_everything_fails_the_check_before_the_backup_d
     c.sql("app", "ALTER ROLE backup CREATEDB").unwrap();
     let (code, _, err) = run(lb(&cfg).args(["restore", "--latest", "--to-database", "copy"]));
     assert_eq!(code, 8, "{err}");
-    assert!(err.contains("--no-owner") && err.contains("dropped again"), "{err}");
+    assert!(
+        err.contains("--no-owner") && err.contains("dropped again"),
+        "{err}"
+    );
     assert_eq!(
-        c.sql("postgres", "select count(*) from pg_database where datname = 'copy'")
-            .unwrap(),
+        c.sql(
+            "postgres",
+            "select count(*) from pg_database where datname = 'copy'"
+        )
+        .unwrap(),
         "0"
     );
     ok(lb(&cfg).args(["restore", "--latest", "--to-database", "copy", "--no-owner"]));

@@ -571,6 +571,26 @@ fn flipped_byte_in_a_pack_is_named_and_refused() {
 }
 
 #[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    let (_c, _ws, cfg) = backed_up(20);
+    // `lifeboat list | head -0`: stdout is a pipe nobody reads any more
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("list")
+        .env("LIFEBOAT_STATE_DIR", cfg.parent().unwrap().join("state"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
 fn a_damaged_snapshot_file_hides_only_itself() {
     let (c, ws, cfg) = backed_up(100);
     ok(lb(&cfg).args(["backup", "--kind", "schema"]));
