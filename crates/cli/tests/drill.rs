@@ -331,6 +331,11 @@ fn drills_fail_and_name_the_failing_check() {
     let (code, out, err) = run(lb(&cfg).args(["drill"]));
     assert_eq!(code, 10, "{out}\n{err}");
     assert!(out.contains("FAIL backup readable and intact"), "{out}");
+    // nothing was recovered, so no recovery time or point was achieved
+    assert!(
+        out.contains("RTO NOT ACHIEVED") && out.contains("RPO NOT ACHIEVED"),
+        "{out}"
+    );
     assert_eq!(
         c.sql("app", "select count(*) from shop.users").unwrap(),
         "300"

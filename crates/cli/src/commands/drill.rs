@@ -118,6 +118,10 @@ impl DrillCmd {
             }
             let obj = |name: &str, o: &lifeboat_core::ops::drill::Objective| match o.objective_secs
             {
+                _ if o.not_achieved => println!(
+                    "  {name} NOT ACHIEVED: the restore did not complete (failed after {})",
+                    output::secs(o.achieved_secs)
+                ),
                 Some(t) => println!(
                     "  {name} achieved {} vs objective {}: {}",
                     output::secs(o.achieved_secs),

@@ -125,6 +125,10 @@ pub struct Objective {
     pub met: bool,
     /// Objective minus achieved, in seconds (negative: missed by that much).
     pub margin_secs: Option<f64>,
+    /// The restore did not complete, so nothing was achieved: the time measured is that of
+    /// a failure (`met` is false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub not_achieved: bool,
 }
 
 impl Objective {
@@ -137,12 +141,16 @@ impl Objective {
             objective_secs,
             met: objective_secs.is_none_or(|o| achieved_secs <= o),
             margin_secs: objective_secs.map(|o| o - achieved_secs),
+            not_achieved: false,
         }
     }
 
     /// `met, 1.9 h to spare` or `MISSED by 3.0 s`, durations written by `secs`; `None`
     /// without an objective.
     pub fn verdict(&self, secs: impl Fn(f64) -> String) -> Option<String> {
+        if self.not_achieved {
+            return Some("NOT ACHIEVED: the restore did not complete".into());
+        }
         let m = self.margin_secs?;
         Some(if self.met {
             format!("met, {} to spare", secs(m))
@@ -834,10 +842,30 @@ pub(crate) struct Measured {
     pub(crate) reached: Option<super::recover::ReachedPoint>,
 }
 
+/// The checks of the restore itself, logical and physical: when one fails, the drill
+/// recovered nothing.
+const RESTORE_STEPS: [&str; 4] = [
+    "backup readable and intact",
+    "pg_restore",
+    "base backup restored (stream hash, WAL chain to the target)",
+    "WAL replay reached the target",
+];
+
 /// Judges `m` against `src`'s objectives: the report before it is sealed.
 pub(crate) fn build_report(src: &SourceConfig, backup: &SnapshotInfo, m: Measured) -> DrillReport {
-    let rto = Objective::new(m.rto_secs, src.objectives.rto.as_deref());
-    let rpo = Objective::new(m.rpo_secs, src.objectives.rpo.as_deref());
+    let mut rto = Objective::new(m.rto_secs, src.objectives.rto.as_deref());
+    let mut rpo = Objective::new(m.rpo_secs, src.objectives.rpo.as_deref());
+    // a restore that failed achieved no recovery time and recovered no point in time:
+    // its seconds are those of a failure, not a measured RTO to compare
+    if m.checks
+        .iter()
+        .any(|c| !c.ok && RESTORE_STEPS.contains(&c.name.as_str()))
+    {
+        for o in [&mut rto, &mut rpo] {
+            o.not_achieved = true;
+            o.met = false;
+        }
+    }
     // restore work grows with the data's size: scale the achieved RTO by production / restored
     let extrapolated_rto_secs = match (m.production_bytes, m.restored_bytes) {
         (Some(prod), Some(here)) if here > 0 => Some(m.rto_secs * prod as f64 / here as f64),

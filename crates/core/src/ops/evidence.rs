@@ -128,6 +128,12 @@ fn margin(s: f64) -> String {
 }
 
 fn objective_line(name: &str, o: &Objective) -> String {
+    if o.not_achieved {
+        return format!(
+            "{name}: **not achieved**: the restore did not complete (it failed after {})",
+            secs(o.achieved_secs)
+        );
+    }
     match (o.objective_secs, o.margin_secs) {
         (Some(obj), Some(m)) => format!(
             "{name}: achieved {} vs objective {} — {} (margin {})",
