@@ -749,3 +749,57 @@ fn hooks_and_postgres_programs_do_not_inherit_lifeboat_secrets() {
         }
     }
 }
+
+#[test]
+fn a_database_with_an_awkward_name_backs_up_restores_and_its_runbook_commands_run() {
+    let c = cluster();
+    let name = "../Café \"prod\" 'x'";
+    c.sql(
+        "postgres",
+        &format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\"")),
+    )
+    .unwrap();
+    c.sql(name, lifeboat_core::demo::SAMPLE_SCHEMA).unwrap();
+    c.sql(name, &lifeboat_core::demo::sample_data_sql(30))
+        .unwrap();
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("odd", &c.dsn("postgres"))]);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!("databases = [{name:?}]\n"));
+    std::fs::write(&cfg, text).unwrap();
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    ok(lb(&cfg).args(["verify", "--all", "--read-data"]));
+
+    // the runbook's restore command, run by a shell exactly as printed (the time filled in)
+    let book = ok(lb(&cfg).arg("runbook"));
+    let line = book
+        .lines()
+        .find(|l| l.contains("restore --before") && l.contains("_restored"))
+        .unwrap_or_else(|| panic!("{book}"));
+    let cmd = line
+        .trim()
+        .trim_matches('`')
+        .replace("--before \"YYYY-MM-DDTHH:MM:SSZ\"", "--latest");
+    let bin_dir = assert_cmd::cargo::cargo_bin("lifeboat")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&cmd)
+        .env(
+            "PATH",
+            format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()),
+        )
+        .env("LIFEBOAT_STATE_DIR", ws.path().join("state"))
+        .env_remove("LIFEBOAT_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(&c, &format!("{name}_restored"), "shop.users"), 30);
+}

@@ -202,7 +202,11 @@ fn the_evidence_pack_counts_the_period_and_checks_the_log_against_the_kept_head(
     ok(lb(&cfg).arg("report"));
     // --json -o writes the JSON to the file
     let json_file = ws.path().join("pack.json");
-    ok(lb(&cfg).args(["--json", "report", "-o"]).arg(&json_file));
+    let said: serde_json::Value = serde_json::from_str(&ok(lb(&cfg)
+        .args(["--json", "report", "-o"])
+        .arg(&json_file)))
+    .expect("stdout stays JSON");
+    assert_eq!(said["written_to"], json_file.display().to_string().as_str());
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json_file).unwrap()).unwrap();
     assert!(v["evidence_problems"].as_array().unwrap().is_empty(), "{v}");

@@ -435,11 +435,46 @@ impl Config {
                 .source(e)
         })?;
         let origin = p.display().to_string();
+        // relative paths in the file mean the file's directory, not wherever cron or a
+        // service manager starts the process
+        let dir = std::path::absolute(&p)
+            .ok()
+            .and_then(|a| a.parent().map(Path::to_path_buf));
+        let anchored = |mut cfg: Self| {
+            if let Some(d) = &dir {
+                cfg.anchor(d);
+            }
+            cfg
+        };
         if lenient {
             let (cfg, problem) = Self::parse_lenient(&text, &origin)?;
-            return Ok(Some((cfg, p, problem)));
+            return Ok(Some((anchored(cfg), p, problem)));
         }
-        Ok(Some((Self::parse(&text, &origin)?, p, None)))
+        Ok(Some((anchored(Self::parse(&text, &origin)?), p, None)))
+    }
+
+    /// Makes every relative file path in the configuration relative to `dir`: repository
+    /// and copy directories, password and key files, the audit head file, `pg_bin_dir`.
+    pub fn anchor(&mut self, dir: &Path) {
+        let file = |f: &mut Option<PathBuf>| {
+            if let Some(p) = f.as_mut().filter(|p| p.is_relative()) {
+                *p = dir.join(&*p);
+            }
+        };
+        for r in std::iter::once(&mut self.repository).chain(self.copies.iter_mut()) {
+            if let Some(u) = r.url.as_mut().filter(|u| {
+                !u.contains("://") && !u.is_empty() && Path::new(u.as_str()).is_relative()
+            }) {
+                *u = dir.join(&*u).display().to_string();
+            }
+            file(&mut r.password_file);
+            file(&mut r.secret_access_key_file);
+        }
+        for s in &mut self.sources {
+            file(&mut s.password_file);
+            file(&mut s.pg_bin_dir);
+        }
+        file(&mut self.audit.head_file);
     }
 
     /// The source called `name`.
@@ -681,6 +716,34 @@ pub fn parse_duration(s: &str) -> std::result::Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_paths_are_the_config_file_s_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lifeboat.toml");
+        std::fs::write(
+            &path,
+            "[repository]\nurl = \"repo\"\npassword_file = \"secrets/repo.pass\"\n\
+             [audit]\nhead_file = \"/abs/audit.heads\"\n\
+             [[copies]]\nurl = \"s3://bucket/p\"\nsecret_access_key_file = \"s3.key\"\n\
+             [[source]]\nname = \"db\"\nkind = \"postgres\"\ndsn = \"dbname=app\"\npassword_file = \"pg.pass\"\n",
+        )
+        .unwrap();
+        let (cfg, _) = Config::load(Some(&path)).unwrap().unwrap();
+        let d = std::path::absolute(dir.path()).unwrap();
+        assert_eq!(
+            cfg.repository.url,
+            Some(d.join("repo").display().to_string())
+        );
+        assert_eq!(
+            cfg.repository.password_file,
+            Some(d.join("secrets/repo.pass"))
+        );
+        assert_eq!(cfg.audit.head_file, Some(PathBuf::from("/abs/audit.heads")));
+        assert_eq!(cfg.copies[0].url.as_deref(), Some("s3://bucket/p"));
+        assert_eq!(cfg.copies[0].secret_access_key_file, Some(d.join("s3.key")));
+        assert_eq!(cfg.sources[0].password_file, Some(d.join("pg.pass")));
+    }
 
     const EXAMPLE: &str = r#"
 [repository]            # primary; a local path or s3://bucket/prefix

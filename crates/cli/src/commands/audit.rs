@@ -54,6 +54,12 @@ impl AuditCmd {
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
         if let Self::Keygen { prefix } = self {
             let (key, public) = signing::generate(prefix)?;
+            if ctx.json {
+                return output::json(&serde_json::json!({
+                    "secret_key": key,
+                    "public_key": public,
+                }));
+            }
             println!(
                 "secret key {} (keep it outside the repository), public key {}",
                 key.display(),
@@ -79,6 +85,13 @@ impl AuditCmd {
                 match output {
                     Some(p) => {
                         std::fs::write(p, format!("{text}\n"))?;
+                        if ctx.json {
+                            return output::json(&serde_json::json!({
+                                "written_to": p,
+                                "head": statement.head,
+                                "entries": statement.entries,
+                            }));
+                        }
                         println!(
                             "signed head {} ({} entries) into {}",
                             &statement.head[..16.min(statement.head.len())],

@@ -41,7 +41,7 @@ impl ReportCmd {
                 (_, "html") => lifeboat_core::ops::evidence::html(&report),
                 _ => lifeboat_core::ops::evidence::markdown(&report),
             };
-            return self.emit(&text, "drill report");
+            return self.emit(&text, "drill report", ctx.json);
         }
         let to = self.to.unwrap_or_else(jiff::Timestamp::now);
         let from = match self.from {
@@ -61,7 +61,7 @@ impl ReportCmd {
         } else {
             markdown(&pack)
         };
-        self.emit(&text, "evidence pack")?;
+        self.emit(&text, "evidence pack", ctx.json)?;
         // the pack is written either way (it says what is wrong); the exit status says it
         // cannot be relied on, as `audit verify` does
         if !pack.ok() {
@@ -76,10 +76,14 @@ impl ReportCmd {
     }
 
     /// Writes `text` to `--output`, or prints it.
-    fn emit(&self, text: &str, what: &str) -> anyhow::Result<()> {
+    fn emit(&self, text: &str, what: &str, json: bool) -> anyhow::Result<()> {
         match &self.output {
             Some(p) => {
                 std::fs::write(p, text)?;
+                if json {
+                    // stdout stays one JSON document; the pack itself is in the file
+                    return output::json(&serde_json::json!({ "written_to": p, "what": what }));
+                }
                 println!("{what} written to {}", p.display());
             }
             None => output::document(text),

@@ -233,9 +233,9 @@ pub fn markdown(r: &DrillReport) -> String {
         let _ = writeln!(
             m,
             "| {} | {} | {} |",
-            c.name.replace('|', "\\|"),
+            md_cell(&c.name),
             if c.ok { "pass" } else { "FAIL" },
-            c.detail.replace('|', "\\|").replace('\n', "<br>")
+            md_cell(&c.detail)
         );
     }
     let _ = writeln!(
@@ -267,6 +267,16 @@ fn rpo_point_text(p: &super::drill::RpoPoint) -> String {
     } else {
         format!("{}, {at}", p.what)
     }
+}
+
+/// Text as one Markdown table cell: a table named `<img src=x onerror=…>` is shown, not
+/// rendered, and a `|` or a line break does not end the cell.
+fn md_cell(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('|', "\\|")
+        .replace('\n', "<br>")
 }
 
 fn esc(s: &str) -> String {
@@ -527,6 +537,24 @@ mod tests {
         assert!(markdown(&r).contains("- source: `app-db`, database `app`\n"));
         assert!(html(&r).contains("Source <code>app-db</code>, database <code>app</code>;"));
         assert_eq!(serde_json::to_value(&r).unwrap()["restored"], "database");
+    }
+
+    #[test]
+    fn names_in_the_markdown_are_shown_never_rendered() {
+        let mut r = report(BackupKind::Logical);
+        r.checks.push(Check {
+            name: "table public.<img src=x onerror=alert(1)>".into(),
+            ok: true,
+            detail: "a | b\nc".into(),
+        });
+        let md = markdown(&r);
+        assert!(
+            md.contains(
+                "| table public.&lt;img src=x onerror=alert(1)&gt; | pass | a \\| b<br>c |"
+            ),
+            "{md}"
+        );
+        assert!(!md.contains("<img"), "{md}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::{
     },
     repository::{Repo, SnapshotInfo},
     sources::postgres::{
+        compare::ident,
         conn::{public_conninfo, PgConn},
         logical::BackupKind,
     },
@@ -425,16 +426,14 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
                 .and_then(|dsn| public_conninfo(dsn, d))
                 .unwrap_or_else(|| format!("dbname={d}"))
         };
-        let pre = src
-            .hooks
-            .pre_restore
-            .as_deref()
-            .unwrap_or("stop the application");
-        let post = src
-            .hooks
-            .post_restore
-            .as_deref()
-            .unwrap_or("run migrations, start the application");
+        let pre = src.hooks.pre_restore.as_deref().map_or_else(
+            || "stop the application".to_string(),
+            |h| format!("stop the application (the configured pre-restore hook: `{h}`)"),
+        );
+        let post = src.hooks.post_restore.as_deref().map_or_else(
+            || "run migrations, start the application".to_string(),
+            |h| format!("run migrations, start the application (the configured post-restore hook: `{h}`)"),
+        );
         let each_db = |f: &dyn Fn(&str) -> String| -> String {
             dbs.iter()
                 .map(|d| format!("   `{}`\n", f(d)))
@@ -466,13 +465,13 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
                 m,
                 r#"Point in time (loses least: every transaction up to the second before the damage), from the physical backups and the WAL archive:
 
-1. Stop writes: {pre}. If the damaged server still runs, push its current WAL segment out so the archive covers the last minutes: `psql "{c}" -c "select pg_switch_wal()"`. Then `{lb} wal status --source {s}`: no gap, the archiver is not failing, and "recoverable up to … archived T" lies past the target time.
+1. Stop writes: {pre}. If the damaged server still runs, push its current WAL segment out so the archive covers the last minutes (as a superuser): `psql {c} -c "select pg_switch_wal()"`. Then `{lb} wal status --source {s}`: no gap, the archiver is not failing, and "recoverable up to … archived T" lies past the target time.
 2. `{lb} restore --kind physical --source {s} --to-dir /var/lib/postgresql/RESTORED --target-time "YYYY-MM-DDTHH:MM:SSZ" --exclusive --start --port 5433`
 3. Check the data on port 5433 (the restore prints how to connect). Then copy the rows back (Scenario 5, with `FROM` the restored server), or make it the primary: {primary_steps}
 
 From a logical backup (loses what was written after it):
 "#,
-                c = conn(db),
+                c = sh(&conn(db)),
             );
         }
         let _ = writeln!(
@@ -484,12 +483,15 @@ From a logical backup (loses what was written after it):
 "#,
             each_db(&|d| {
                 format!(
-                "{lb} restore --before \"YYYY-MM-DDTHH:MM:SSZ\" --source {s} --database {d} --to-database {d}_restored"
-            )
+                    "{lb} restore --before \"YYYY-MM-DDTHH:MM:SSZ\" --source {s} {} {}",
+                    flag("--database", d),
+                    flag("--to-database", &format!("{d}_restored"))
+                )
             }),
             each_db(&|d| {
                 format!(
-                "{lb} restore --before \"YYYY-MM-DDTHH:MM:SSZ\" --source {s} --database {d} --clean --force"
+                "{lb} restore --before \"YYYY-MM-DDTHH:MM:SSZ\" --source {s} {} --clean --force",
+                flag("--database", d)
             )
             }),
         );
@@ -517,7 +519,8 @@ From a logical backup (loses what was written after it):
             m,
             "{}   (`--globals` restores the roles first; the role you connect as keeps the new server's password.)\n4. Update the `dsn` of source `{s}`, then `{lb} config check`. Turn archiving on in the new server (`archive_mode = on`, `archive_command` as in the README) and take new backups at once: `{lb} backup --source {s}`{}. `{lb} wal status --source {s}` exits 0 only once WAL is archived again.\n",
             each_db(&|d| format!(
-                "{lb} restore --latest --source {s} --database {d} --globals --target-dsn \"host=NEW-HOST port=5432 user=postgres\""
+                "{lb} restore --latest --source {s} {} --globals --target-dsn \"host=NEW-HOST port=5432 user=postgres\"",
+                flag("--database", d)
             )),
             if has_physical { format!(" and `{lb} backup --source {s} --kind physical`") } else { String::new() },
         );
@@ -549,7 +552,8 @@ From a logical backup (loses what was written after it):
             m,
             "{}4. Rotate every secret: database passwords, the repository password (`restic key passwd` on the repository), S3 keys.\n",
             each_db(&|d| format!(
-                "{lb} restore --before \"YYYY-MM-DDTHH:MM:SSZ\" --source {s} --database {d} --globals --target-dsn \"host=CLEAN-HOST port=5432 user=postgres\""
+                "{lb} restore --before \"YYYY-MM-DDTHH:MM:SSZ\" --source {s} {} --globals --target-dsn \"host=CLEAN-HOST port=5432 user=postgres\"",
+                flag("--database", d)
             )),
         );
         // Scenario 4
@@ -569,12 +573,12 @@ From a logical backup (loses what was written after it):
             r#"### Scenario 5: accidental delete of rows or a table
 
 1. Restore a backup from before the delete into a side database{others}:
-   `{lb} restore --before "YYYY-MM-DDTHH:MM:SSZ" --source {s} --database {db} --to-database {db}_before`{pitr5}
+   `{lb} restore --before "YYYY-MM-DDTHH:MM:SSZ" --source {s} {db_flag} {before_flag}`{pitr5}
 2. Copy back what was lost. Set the two connections and the table (as `schema.table`); `psql` and `pg_dump` ask for the password unless `~/.pgpass` or `PGPASSWORD` has it:
 
 ```sh
-FROM="{from}"   # the copy from before the delete
-TO="{to}"   # the damaged database
+FROM={from}   # the copy from before the delete
+TO={to}   # the damaged database
 T=schema.table
 ```
 
@@ -594,11 +598,11 @@ psql -X -v ON_ERROR_STOP=1 -d "$TO" -c "drop schema lifeboat_recovered cascade"
 ```
 
    Each command stops at the first error and changes nothing the live sequences count on. Tables a delete cascaded to: parents first. The insert needs a primary key or unique constraint on the table and the same columns in both (list them instead of `*` if a migration changed them).
-3. Drop `{db}_before` when done: `psql "{admin}" -c "drop database {db}_before"`.
+3. Drop `{db}_before` when done: `psql {admin} -c {drop_before}`.
 
 ### Emergency: lifeboat itself is unavailable
 
-With the repository password in a file: `export RESTIC_PASSWORD_FILE=/path/to/password`{s3_env}. `restic -r {repo} snapshots --tag source={s}` lists the backups; `restic -r {repo} dump ID {dump_path} > {db}.pgdump`, then `createdb NEWDB` and `pg_restore -j 2 -d NEWDB {db}.pgdump`.
+With the repository password in a file: `export RESTIC_PASSWORD_FILE=/path/to/password`{s3_env}. `restic -r {repo} snapshots --tag source={s}` lists the backups; `restic -r {repo} dump ID {dump_path} > {dump_file}`, then `createdb NEWDB` and `pg_restore -j 2 -d NEWDB {dump_file}`.
 "#,
             repo = restic_repository(repo.location(), &config.repository),
             s3_env = if crate::repository::is_s3_url(repo.location()) {
@@ -611,9 +615,13 @@ With the repository password in a file: `export RESTIC_PASSWORD_FILE=/path/to/pa
                 &crate::sources::postgres::logical::BackupKind::Logical.file_name(db)
             )
             .display(),
-            from = conn(&format!("{db}_before")),
-            to = conn(db),
-            admin = conn("postgres"),
+            from = sh(&conn(&format!("{db}_before"))),
+            to = sh(&conn(db)),
+            admin = sh(&conn("postgres")),
+            db_flag = flag("--database", db),
+            before_flag = flag("--to-database", &format!("{db}_before")),
+            drop_before = sh(&format!("drop database {}", ident(&format!("{db}_before")))),
+            dump_file = sh(&format!("{db}.pgdump")),
             pitr5 = if has_physical {
                 "\n   Rows written after the last logical backup are only in the WAL: restore to a point in time instead (Scenario 1, `--target-time` just before the delete, `--exclusive`, port 5433) and copy from there (`FROM` with `port=5433` and the socket directory the restore printed)."
             } else {
@@ -636,9 +644,44 @@ With the repository password in a file: `export RESTIC_PASSWORD_FILE=/path/to/pa
     })
 }
 
+/// `v` as one shell word: as it is when only safe characters, else in single quotes.
+fn sh(v: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
+    if !v.is_empty() && v.chars().all(safe) {
+        v.to_string()
+    } else {
+        format!("'{}'", v.replace('\'', r"'\''"))
+    }
+}
+
+/// `--flag value` for the shell; `--flag=value` when the value starts with `-`, which a
+/// parser would take for another flag.
+fn flag(name: &str, v: &str) -> String {
+    if v.starts_with('-') {
+        format!("{name}={}", sh(v))
+    } else {
+        format!("{name} {}", sh(v))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_become_one_shell_word_and_never_a_flag() {
+        assert_eq!(sh("app"), "app");
+        assert_eq!(sh("host=/run/pg dbname=app"), "'host=/run/pg dbname=app'");
+        assert_eq!(flag("--database", "app"), "--database app");
+        assert_eq!(flag("--database", "-dash DB"), "--database='-dash DB'");
+        let odd = "Café \"prod\" 'x' $HOME `id` \\";
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf %s {}", sh(odd)))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), odd);
+    }
 
     #[test]
     fn region_loss_never_assumes_a_copy_exists() {

@@ -80,7 +80,10 @@ impl ServerCopy {
         let out = conn
             .query(
                 db,
-                "select pg_has_role('pg_write_server_files', 'USAGE'), current_setting('data_directory')",
+                // data_directory only for those who may read it: a refusal logs an ERROR
+                "select pg_has_role('pg_write_server_files', 'USAGE'), \
+                 case when pg_has_role('pg_read_all_settings', 'USAGE') \
+                 then current_setting('data_directory') end",
             )
             .ok()?;
         let (may_write, data_dir) = out.split_once('|')?;
