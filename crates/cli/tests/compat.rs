@@ -68,8 +68,14 @@ fn a_backup_with_streamed_zstd_frames_restores_and_verifies() {
     // the old entries (no user or host) and the new ones (with them) are one chain
     let entries: Vec<serde_json::Value> =
         serde_json::from_str(&ok(lb(&cfg).args(["--json", "audit", "list"]))).unwrap();
-    assert!(entries.first().is_some_and(|e| e.get("user").is_none()), "{entries:?}");
-    assert!(entries.last().is_some_and(|e| e.get("user").is_some()), "{entries:?}");
+    assert!(
+        entries.first().is_some_and(|e| e.get("user").is_none()),
+        "{entries:?}"
+    );
+    assert!(
+        entries.last().is_some_and(|e| e.get("user").is_some()),
+        "{entries:?}"
+    );
     let out = ok(lb(&cfg).args(["audit", "verify"]));
     assert!(out.contains("chain intact"), "{out}");
 }

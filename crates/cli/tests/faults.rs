@@ -571,6 +571,48 @@ fn flipped_byte_in_a_pack_is_named_and_refused() {
 }
 
 #[test]
+fn a_table_locked_by_another_session_fails_the_backup_instead_of_hanging_it() {
+    let (c, _ws, cfg) = backed_up(20);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("lock_wait_timeout = \"2s\"\n");
+    std::fs::write(&cfg, text).unwrap();
+    // a migration holding an exclusive lock
+    let mut holder = std::process::Command::new(
+        lifeboat_core::sources::postgres::conn::PgBin::new(None).program("psql"),
+    )
+    .args(["-X", "-q", "-d", &c.dsn("app"), "-c"])
+    .arg("BEGIN; LOCK TABLE shop.orders IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60)")
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let locked = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        c.sql(
+            "app",
+            "select count(*) from pg_locks where relation = 'shop.orders'::regclass and mode = 'AccessExclusiveLock' and granted",
+        )
+        .is_ok_and(|n| n.trim() == "1")
+    });
+    assert!(locked, "the lock was never taken");
+    let (code, _, err) = run(lb(&cfg).args(["backup", "--kind", "logical"]));
+    // the migration ends (its backend, not only its client)
+    c.sql(
+        "app",
+        "select pg_terminate_backend(pid) from pg_locks where relation = 'shop.orders'::regclass and mode = 'AccessExclusiveLock'",
+    )
+    .unwrap();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(code, 5, "{err}");
+    assert!(
+        err.contains("LOCK TABLE shop.orders") && err.contains("lock_wait_timeout"),
+        "{err}"
+    );
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+}
+
+#[test]
 fn a_reader_that_goes_away_ends_the_output_quietly() {
     let (_c, _ws, cfg) = backed_up(20);
     // `lifeboat list | head -0`: stdout is a pipe nobody reads any more

@@ -129,6 +129,10 @@ pub struct SourceConfig {
     /// How long a physical backup may wait for PostgreSQL to archive the WAL it needs
     /// (default `"5m"`); past it the backup fails, naming the failing archive_command.
     pub archive_timeout: Option<String>,
+    /// How long pg_dump may wait for the locks it takes on every table (default `"30m"`;
+    /// `"0s"` waits for ever): a session holding an exclusive lock (a long migration, a
+    /// forgotten `LOCK TABLE`) makes the backup fail naming the table instead of hang.
+    pub lock_wait_timeout: Option<String>,
 }
 
 impl SourceConfig {
@@ -149,6 +153,7 @@ impl SourceConfig {
             objectives: Objectives::default(),
             drill: DrillConfig::default(),
             archive_timeout: None,
+            lock_wait_timeout: None,
         }
     }
 
@@ -541,6 +546,7 @@ impl Config {
                 ("objectives.rpo", &s.objectives.rpo),
                 ("objectives.rto", &s.objectives.rto),
                 ("archive_timeout", &s.archive_timeout),
+                ("lock_wait_timeout", &s.lock_wait_timeout),
                 ("drill.hook_timeout", &s.drill.hook_timeout),
             ] {
                 if let Some(v) = value {

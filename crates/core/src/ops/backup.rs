@@ -425,7 +425,12 @@ fn dump_one(
     let started_at = jiff::Timestamp::now();
     let clock = Instant::now();
     let path = snapshot_path(&src.name, &kind.file_name(db));
-    let mut process = DumpProcess::start(conn, db, kind)?;
+    let lock_wait = src
+        .lock_wait_timeout
+        .as_deref()
+        .map_or(Ok(30 * 60), crate::config::parse_duration)
+        .map_err(|e| Error::config(format!("lock_wait_timeout of source {:?}: {e}", src.name)))?;
+    let mut process = DumpProcess::start_waiting(conn, db, kind, Some(lock_wait))?;
     let stream = process.take_stream().expect("fresh process has its stream");
     let (snap, outcome) = archive_stream(
         repo,

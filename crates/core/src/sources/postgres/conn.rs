@@ -529,6 +529,13 @@ pub fn classify_on(stderr: &str, what: &str, server: &Server) -> Error {
             ErrorKind::NotFound,
             "check the database name (source.databases or the dsn)",
         )
+    } else if lower.contains("could not obtain lock")
+        || (lower.contains("statement timeout") && lower.contains("lock table"))
+    {
+        (
+            ErrorKind::Locked,
+            "another session holds a lock on that table (a migration, LOCK TABLE, a long ALTER) for longer than lock_wait_timeout: find it in pg_locks / pg_stat_activity, or raise lock_wait_timeout of the source",
+        )
     } else if lower.contains("terminating connection")
         || lower.contains("server closed the connection")
     {

@@ -113,6 +113,21 @@ impl DumpProcess {
     ///
     /// When the program cannot be started.
     pub fn start(conn: &PgConn, database: &str, kind: BackupKind) -> Result<Self> {
+        Self::start_waiting(conn, database, kind, None)
+    }
+
+    /// As [`DumpProcess::start`]; pg_dump waits at most `lock_wait_secs` for each table's
+    /// lock (`None` or 0: for ever).
+    ///
+    /// # Errors
+    ///
+    /// When the program cannot be started.
+    pub fn start_waiting(
+        conn: &PgConn,
+        database: &str,
+        kind: BackupKind,
+        lock_wait_secs: Option<u64>,
+    ) -> Result<Self> {
         let (program, cmd) = match kind {
             BackupKind::Globals => {
                 let mut c = conn.command("pg_dumpall", database);
@@ -129,6 +144,9 @@ impl DumpProcess {
                 // libpq would send it after the options, and it would win
                 c.env_remove("PGTZ");
                 c.args(["--format=custom", "--compress=0", "--no-password"]);
+                if let Some(secs) = lock_wait_secs.filter(|s| *s > 0) {
+                    c.arg(format!("--lock-wait-timeout={}", secs * 1000));
+                }
                 if kind == BackupKind::Schema {
                     c.arg("--schema-only");
                 }
