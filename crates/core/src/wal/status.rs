@@ -88,6 +88,10 @@ pub struct ChainStart {
     /// Where the backup ends, when its WAL is not inside it: recovery must replay at least
     /// this far to reach a consistent state.
     pub stop_lsn: Option<Lsn>,
+    /// Where the WAL inside the backup ends, when it has its own (taken while archiving
+    /// was off): the segments up to this one are in the backup, not needed from the
+    /// archive (PostgreSQL switched segments as the backup ended, so the last is whole).
+    pub wal_inside_to: Option<Lsn>,
 }
 
 impl ChainStart {
@@ -103,6 +107,7 @@ impl ChainStart {
             start_lsn: p.start_lsn,
             target_timeline: None,
             stop_lsn: (!p.wal_included).then_some(p.stop_lsn),
+            wal_inside_to: p.wal_included.then_some(p.stop_lsn),
         }
     }
 }
@@ -295,11 +300,18 @@ fn reach(
     let path = timeline_path(start, histories, segment_size);
     let mut last: Option<(u32, u64)> = None;
     let mut blocked = None;
+    // segments the backup carries itself
+    let inside = |tli: u32, n: u64| {
+        tli == start.timeline
+            && start
+                .wal_inside_to
+                .is_some_and(|end| n <= end.0 / segment_size)
+    };
     'walk: for (tli, begin, next) in &path {
         let segs = by_tl.get(tli);
         let mut n = *begin;
         while next.is_none_or(|nb| n < nb) {
-            if segs.is_some_and(|s| s.contains_key(&n)) {
+            if segs.is_some_and(|s| s.contains_key(&n)) || inside(*tli, n) {
                 last = Some((*tli, n));
                 n += 1;
             } else {
@@ -368,7 +380,29 @@ mod tests {
             start_lsn: Lsn(seg * SZ + 40),
             target_timeline: None,
             stop_lsn: None,
+            wal_inside_to: None,
         }
+    }
+
+    #[test]
+    fn a_backup_with_its_own_wal_needs_the_archive_only_after_it() {
+        // taken while archiving was off: segments 2 and 3 are in the backup, the archive
+        // begins at 4 (archiving was switched on later)
+        let own = ChainStart {
+            wal_inside_to: Some(Lsn(3 * SZ + 500)),
+            ..start(1, 2)
+        };
+        let h = BTreeMap::new();
+        let later: Vec<_> = (4..=6).map(|n| stored(1, n)).collect();
+        let r = reach(&own, &index(&later), &h, SZ);
+        assert!(r.consistent);
+        assert_eq!(r.blocked_by, None);
+        assert_eq!(r.last_segment, "000000010000000000000006");
+        // a hole after the backup's own WAL is still a gap
+        let holed = [stored(1, 5), stored(1, 6)];
+        let r = reach(&own, &index(&holed), &h, SZ);
+        assert_eq!(r.blocked_by.as_deref(), Some("000000010000000000000004"));
+        assert_eq!(r.last_segment, "000000010000000000000003");
     }
 
     #[test]
