@@ -356,6 +356,15 @@ fn pitr_under_load(a: &Archiving) {
         "--latest uses the newest backup:\n{out}"
     );
     assert_markers_up_to(&r, 50, "end of archive");
+    drop(r);
+
+    // the WAL archive's size counts in the repository's figures
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(a.lb().args(["--json", "stats"]))).expect("stats");
+    let src = &stats["sources"][0];
+    assert!(src["wal_files"].as_u64().unwrap() > 3, "{stats}");
+    assert!(src["wal_stored_bytes"].as_u64().unwrap() > 0, "{stats}");
+    assert_eq!(stats["total_wal_stored_bytes"], src["wal_stored_bytes"]);
 }
 
 #[test]

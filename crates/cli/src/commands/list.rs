@@ -114,11 +114,27 @@ pub fn stats(ctx: &Ctx) -> anyhow::Result<()> {
         }
     }
     output::table(&rows);
+    for src in s.sources.iter().filter(|s| s.wal_files > 0) {
+        println!(
+            "WAL archive of {}: {} files, {} stored",
+            src.source,
+            src.wal_files,
+            output::bytes(src.wal_stored_bytes)
+        );
+    }
     println!(
-        "repository {}: {} logical, {} stored{}",
+        "repository {}: {} logical, {} stored by backups{}{}",
         s.repository,
         output::bytes(s.total_logical_bytes),
         output::bytes(s.total_stored_bytes),
+        if s.total_wal_stored_bytes > 0 {
+            format!(
+                ", {} by WAL archives",
+                output::bytes(s.total_wal_stored_bytes)
+            )
+        } else {
+            String::new()
+        },
         if s.pending > 0 {
             format!(", {} interrupted backup(s) to clean up", s.pending)
         } else {

@@ -100,6 +100,10 @@ pub struct SourceStats {
     pub source: String,
     /// Per kind and database.
     pub kinds: Vec<KindStats>,
+    /// Files in its WAL archive (segments, history and backup files).
+    pub wal_files: usize,
+    /// Bytes its WAL archive takes in the repository.
+    pub wal_stored_bytes: u64,
 }
 
 /// Statistics of the whole repository.
@@ -115,6 +119,8 @@ pub struct Stats {
     pub total_logical_bytes: u64,
     /// Sum over all backups of the bytes they added.
     pub total_stored_bytes: u64,
+    /// Bytes the WAL archives take (not part of any backup's figures).
+    pub total_wal_stored_bytes: u64,
 }
 
 /// Per-source statistics, per kind and database.
@@ -157,14 +163,27 @@ pub fn stats(repo: &Repo) -> Result<Stats> {
             last_duration_secs: last.map_or(0.0, |l| l.meta.duration_secs),
         });
     }
+    let sources: Vec<SourceStats> = sources
+        .into_iter()
+        .map(|(source, kinds)| {
+            // a source without physical backups has no archive: an empty listing
+            let wal = crate::wal::WalStore::new(repo, &source)
+                .and_then(|w| w.list())
+                .unwrap_or_default();
+            SourceStats {
+                wal_files: wal.len(),
+                wal_stored_bytes: wal.iter().map(|w| w.stored_bytes).sum(),
+                source,
+                kinds,
+            }
+        })
+        .collect();
     Ok(Stats {
         repository: repo.location().to_string(),
         pending: repo.pending()?.len(),
         total_logical_bytes: all.iter().map(|b| b.meta.logical_bytes).sum(),
         total_stored_bytes: all.iter().map(|b| b.meta.stored_bytes).sum(),
-        sources: sources
-            .into_iter()
-            .map(|(source, kinds)| SourceStats { source, kinds })
-            .collect(),
+        total_wal_stored_bytes: sources.iter().map(|s| s.wal_stored_bytes).sum(),
+        sources,
     })
 }
