@@ -146,12 +146,15 @@ fn backup_list_stats_restore_round_trip() {
     // --list shows what can be restored, newest first
     let out = ok(lb(&cfg).args(["restore", "--list"]));
     let mut lines = out.lines();
-    assert!(lines.next().unwrap().starts_with("ID "), "a header: {out}");
+    let header = lines.next().unwrap();
+    assert!(header.starts_with("ID "), "a header: {out}");
     let first = lines.next().unwrap();
     assert!(
         first.starts_with(&id[..8]) && first.contains(" logical "),
         "{out}"
     );
+    // the columns line up under their headers
+    assert_eq!(header.find("KIND"), first.find("logical"), "{out}");
 }
 
 #[test]

@@ -94,7 +94,10 @@ impl DemoCmd {
         println!();
         println!("repository: {}", r.repository);
         println!("password:   {} (mode 0600)", r.password_file);
-        println!("look inside: lifeboat --config {} list", r.config_file);
+        // this very binary: `lifeboat` may not be on PATH after `cargo run`
+        let me = std::env::current_exe()
+            .map_or_else(|_| "lifeboat".to_string(), |p| p.display().to_string());
+        println!("look inside: {me} --config {} list", r.config_file);
         println!("the throw-away PostgreSQL has been stopped and removed");
         Ok(())
     }

@@ -162,20 +162,23 @@ impl RestoreCmd {
                 return output::json(&backups);
             }
             // newest first: the one a restore most likely wants
-            println!(
-                "{:<8}  {:<23}  {:<8}  {:<12}  DATABASE",
-                "ID", "FINISHED", "KIND", "SOURCE"
-            );
+            let mut rows = vec![vec![
+                "ID".to_string(),
+                "FINISHED".into(),
+                "KIND".into(),
+                "SOURCE".into(),
+                "DATABASE".into(),
+            ]];
             for b in backups.iter().rev() {
-                println!(
-                    "{:<8}  {:<23}  {:<8}  {:<12}  {}",
-                    b.short_id(),
+                rows.push(vec![
+                    b.short_id().to_string(),
                     output::time(b.meta.finished_at),
-                    b.meta.kind,
-                    b.meta.source,
-                    b.meta.database.as_deref().unwrap_or("-")
-                );
+                    b.meta.kind.to_string(),
+                    b.meta.source.clone(),
+                    b.meta.database.clone().unwrap_or_else(|| "-".into()),
+                ]);
             }
+            output::table(&rows);
             return Ok(());
         }
         if self.kind == BackupKind::Physical || self.physical.to_dir.is_some() {

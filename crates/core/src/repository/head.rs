@@ -171,6 +171,7 @@ pub fn check(cfg: &AuditConfig) -> Vec<(String, Result<String>)> {
                 let addrs = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
                     .map_err(|e| {
                         Error::unavailable(format!("audit.head_url: {}: {e}", redact(url)))
+                            .hint("check the host name in [audit] head_url")
                     })?;
                 let reached = addrs.into_iter().any(|a| {
                     std::net::TcpStream::connect_timeout(&a, Duration::from_secs(5)).is_ok()
@@ -181,7 +182,8 @@ pub fn check(cfg: &AuditConfig) -> Vec<(String, Result<String>)> {
                     Err(Error::unavailable(format!(
                         "audit.head_url: {} does not accept connections",
                         redact(url)
-                    )))
+                    ))
+                    .hint("start the evidence service or fix [audit] head_url; until then every audit entry's head fails to publish (exit 7 after the work is done)"))
                 }
             });
         out.push(("audit head URL".to_string(), r));

@@ -31,8 +31,16 @@ pub fn push(store: &WalStore, path: &Path) -> Result<(WalFile, PutOutcome)> {
         .and_then(|n| n.to_str())
         .ok_or_else(|| Error::config(format!("{} names no WAL file", path.display())))?;
     let file = WalFile::parse(name)?;
-    let data =
-        std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let data = std::fs::read(path).map_err(|e| {
+        let missing = e.kind() == std::io::ErrorKind::NotFound;
+        let err = Error::io(format!("reading {}", path.display()), e);
+        if missing {
+            // archive_command runs in the data directory and gets %p relative to it
+            err.hint("give the path as PostgreSQL's %p does (pg_wal/NAME, relative to the data directory it runs in), or an absolute path")
+        } else {
+            err
+        }
+    })?;
     let outcome = store.put(&file, &data)?;
     Ok((file, outcome))
 }
