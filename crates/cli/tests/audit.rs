@@ -159,6 +159,23 @@ fn operations_are_logged_and_tampering_is_detected() {
         out.contains("4 entries") && out.contains("chain intact"),
         "{out}"
     );
+    // what the log's end was compared with, for people and for scripts
+    let out = ok(lb(&cfg)
+        .args(["audit", "verify", "--head-file"])
+        .arg(&head_file));
+    assert!(
+        out.contains(&format!(
+            "compared with {}: its newest head is entry 4, the log's head",
+            head_file.display()
+        )),
+        "{out}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&ok(lb(&cfg)
+        .args(["--json", "audit", "verify", "--head-file"])
+        .arg(&head_file)))
+    .unwrap();
+    assert_eq!(v["compared_with"][0]["entry"], 4, "{v}");
+    assert_eq!(v["compared_with"][0]["unpublished"], 0, "{v}");
     let kept = std::fs::read_to_string(&head_file).unwrap();
     assert!(
         kept.trim_end().ends_with(&format!("{head} ")) || kept.contains(&format!(" {head} ")),

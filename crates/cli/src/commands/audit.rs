@@ -196,8 +196,31 @@ impl AuditCmd {
                         }
                     }
                 }
+                // what the end of the log was compared with: without it, entries cut off
+                // the end cannot be seen
+                let last = entries.last().map_or(0, |e| e.seq);
+                let compared: Vec<(&std::path::PathBuf, u64)> = heads
+                    .iter()
+                    .filter_map(|(h, f)| {
+                        let e = entries.iter().find(|e| e.hash.starts_with(h.as_str()))?;
+                        Some((f, e.seq))
+                    })
+                    .collect();
                 if ctx.json {
-                    output::json(&v)?;
+                    let mut value = serde_json::to_value(&v)?;
+                    value["compared_with"] = compared
+                        .iter()
+                        .map(|(f, seq)| {
+                            serde_json::json!({
+                                "file": f,
+                                "entry": seq,
+                                "log_head_entry": last,
+                                // entries after it were never published there
+                                "unpublished": last - seq,
+                            })
+                        })
+                        .collect();
+                    output::json(&value)?;
                 } else {
                     for p in &v.problems {
                         println!("BROKEN  {p}");
@@ -218,23 +241,18 @@ impl AuditCmd {
                             ),
                         }
                     );
-                    // what the end of the log was compared with: without it, entries cut
-                    // off the end cannot be seen
-                    let last = entries.last().map_or(0, |e| e.seq);
-                    for (h, f) in &heads {
-                        match entries.iter().find(|e| e.hash.starts_with(h.as_str())) {
-                            Some(e) if e.seq < last => println!(
-                                "  compared with {}: its newest head is entry {} of {last}; entries {} to {last} were never published there",
+                    for (f, seq) in &compared {
+                        if *seq < last {
+                            println!(
+                                "  compared with {}: its newest head is entry {seq} of {last}; entries {} to {last} were never published there",
                                 f.display(),
-                                e.seq,
-                                e.seq + 1
-                            ),
-                            Some(e) => println!(
-                                "  compared with {}: its newest head is entry {}, the log's head",
-                                f.display(),
-                                e.seq
-                            ),
-                            None => {}
+                                seq + 1
+                            );
+                        } else {
+                            println!(
+                                "  compared with {}: its newest head is entry {seq}, the log's head",
+                                f.display()
+                            );
                         }
                     }
                     if heads.is_empty() && expected_head.is_none() && v.signed_heads_verified == 0 {
