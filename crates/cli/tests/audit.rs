@@ -125,6 +125,39 @@ fn failures_that_cannot_reach_the_log_are_parked_and_added_later() {
 }
 
 #[test]
+fn a_backup_whose_audit_entry_cannot_be_written_succeeds_and_its_entry_is_parked() {
+    let (_c, ws, cfg) = backed_up(30);
+    // the log's lock cannot be opened (root is not stopped by permissions; a lock file
+    // pointing nowhere stops everyone)
+    let lock = ws.repo_path().join("lifeboat-audit.lock");
+    let _ = std::fs::remove_file(&lock);
+    std::os::unix::fs::symlink("/nonexistent/lifeboat/lock", &lock).unwrap();
+    let (code, out, err) = run(lb(&cfg).args(["--json", "backup", "--kind", "schema"]));
+    assert_eq!(code, 0, "the backup is done and nothing is lost: {err}");
+    let r: serde_json::Value = serde_json::from_str(&out).expect("the report");
+    assert_eq!(r["backups"][0]["kind"], "schema", "{r}");
+    assert!(
+        err.contains("warning") && err.contains("parked in"),
+        "{err}"
+    );
+    std::fs::remove_file(&lock).unwrap();
+    ok(lb(&cfg).args(["verify", "--all"]));
+    let entries: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "audit", "list"]))).unwrap();
+    let late = entries
+        .iter()
+        .find(|e| {
+            e["details"]
+                .as_str()
+                .is_some_and(|d| d.contains("recorded late"))
+        })
+        .unwrap_or_else(|| panic!("{entries:?}"));
+    assert_eq!(late["action"], "backup");
+    assert_eq!(late["outcome"], "ok");
+    ok(lb(&cfg).args(["audit", "verify"]));
+}
+
+#[test]
 fn operations_are_logged_and_tampering_is_detected() {
     let (_c, ws, cfg) = backed_up(100);
     ok(lb(&cfg).args(["verify", "--all"]));

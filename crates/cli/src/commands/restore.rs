@@ -314,6 +314,7 @@ impl RestoreCmd {
                 restore(&repo, &src, p, self.scratch_dir.as_deref())
             })
             .map_err(on_target)?;
+        output::warn_unreadable(&repo);
         if ctx.json {
             return output::json(&report);
         }
@@ -455,6 +456,7 @@ impl RestoreCmd {
         let report = ctx
             .bars
             .spinning("restoring the base backup", || recover(repo, &store, &opts))?;
+        output::warn_unreadable(repo);
         if ctx.json {
             return output::json(&report);
         }

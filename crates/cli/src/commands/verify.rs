@@ -46,6 +46,7 @@ impl VerifyCmd {
                 read_data_subset: self.read_data_subset.clone(),
             },
         )?;
+        output::warn_unreadable(&repo);
         if ctx.json {
             output::json(&report)?;
         } else {

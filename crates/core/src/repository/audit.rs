@@ -170,18 +170,46 @@ pub fn publish_head(repo: &Repo, entry: &Entry) -> Result<()> {
 ///
 /// When the log cannot be read or the entry cannot be written.
 pub fn write(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Entry> {
-    let (user, host) = current_actor();
-    local_lock(repo)
-        .and_then(|lock| {
-            add_parked(repo, lock.is_some());
-            write_one(repo, lock.is_some(), action, ok, details, &user, &host)
-        })
-        .map_err(|e| park_instead(repo, action, ok, details, e))
+    match write_or_park(repo, action, ok, details)? {
+        Logged::Written(entry) => Ok(entry),
+        Logged::Parked(e) => Err(e),
+    }
 }
 
-/// Parks the entry that could not be written (see [`super::parked`]) and says so in `e`.
-fn park_instead(repo: &Repo, action: &str, ok: bool, details: &str, e: Error) -> Error {
-    let (text, hint) = match super::parked::park(repo.location(), action, ok, details) {
+/// How an entry reached the log.
+enum Logged {
+    /// In the repository.
+    Written(Entry),
+    /// Parked on this host (see [`super::parked`]); the error says why and where.
+    Parked(Error),
+}
+
+/// Writes the entry, or parks it when the repository cannot take it; an error only when
+/// it could be neither written nor parked.
+fn write_or_park(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Logged> {
+    let (user, host) = current_actor();
+    let written = local_lock(repo).and_then(|lock| {
+        add_parked(repo, lock.is_some());
+        write_one(repo, lock.is_some(), action, ok, details, &user, &host)
+    });
+    match written {
+        Ok(entry) => Ok(Logged::Written(entry)),
+        Err(e) => {
+            let parked = super::parked::park(repo.location(), action, ok, details);
+            let kept = parked.is_ok();
+            let e = park_note(e, parked);
+            if kept {
+                Ok(Logged::Parked(e))
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// `e` (the entry could not be written) saying where it was parked, or that parking failed.
+fn park_note(e: Error, parked: Result<std::path::PathBuf>) -> Error {
+    let (text, hint) = match parked {
         Ok(p) => (
             format!(
                 "{e}; the entry is parked in {} and goes into the log with the next operation that can write to this repository",
@@ -363,7 +391,16 @@ pub fn record_outcome<T>(
     ok: bool,
     details: &str,
 ) -> Result<T> {
-    let logged = append(repo, action, ok, details);
+    let logged = match write_or_park(repo, action, ok, details) {
+        Ok(Logged::Written(entry)) => publish_head(repo, &entry),
+        Ok(Logged::Parked(why)) => {
+            // nothing is lost: the entry goes in with the next operation. The operation's
+            // own outcome stands (a retry after a false failure would do the work twice)
+            repo.notice(format!("{action}: {why}"));
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
     match (result, logged) {
         (Ok(_), Err(e)) if ok => Err(Error::new(
             e.kind(),

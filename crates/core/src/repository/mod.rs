@@ -60,6 +60,8 @@ pub struct Repo {
     audit: crate::config::AuditConfig,
     /// Snapshot files found unreadable by the last [`Repo::all_snapshots`], with the reason.
     unreadable: std::sync::Mutex<Vec<(String, String)>>,
+    /// What operations on it want said besides their result (see [`Repo::take_notices`]).
+    notices: std::sync::Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for Repo {
@@ -183,6 +185,7 @@ impl Repo {
             config: cfg.clone(),
             audit: crate::config::AuditConfig::default(),
             unreadable: std::sync::Mutex::default(),
+            notices: std::sync::Mutex::default(),
         })
     }
 
@@ -210,6 +213,7 @@ impl Repo {
             config: cfg.clone(),
             audit: crate::config::AuditConfig::default(),
             unreadable: std::sync::Mutex::default(),
+            notices: std::sync::Mutex::default(),
         })
     }
 
@@ -356,6 +360,23 @@ impl Repo {
         if let Ok(mut u) = self.unreadable.lock() {
             *u = bad;
         }
+    }
+
+    /// Records something an operation wants said besides its result (an audit entry parked
+    /// on this host because the repository could not take it).
+    pub fn notice(&self, text: String) {
+        if let Ok(mut n) = self.notices.lock() {
+            n.push(text);
+        }
+    }
+
+    /// The notices recorded so far, emptied.
+    #[must_use]
+    pub fn take_notices(&self) -> Vec<String> {
+        self.notices
+            .lock()
+            .map(|mut n| std::mem::take(&mut *n))
+            .unwrap_or_default()
     }
 
     /// Snapshot files the last listing could not read (id, reason): damaged, or not
