@@ -79,6 +79,7 @@ fn drill_passes_and_writes_evidence() {
         "ALTER DATABASE app SET timezone TO 'Pacific/Chatham';
          ALTER DATABASE app SET bytea_output TO 'escape';
          ALTER DATABASE app SET search_path TO shop, public;
+         ALTER DATABASE app SET default_transaction_read_only TO on;
          COMMENT ON DATABASE app IS 'Billing DB;\n-- do not drop\n\\ end'",
     )
     .unwrap();

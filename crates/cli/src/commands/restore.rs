@@ -336,7 +336,7 @@ impl RestoreCmd {
             println!("note: role {role:?}, which this restore connects as, kept its password on the target; the globals backup's password for it was not applied");
         }
         for p in &report.properties_not_applied {
-            println!("note: not applied (its role is not on this server; restore with --globals to have it): {p}");
+            println!("note: not applied (a role this server lacks, or one the restoring role may not set; --globals, or a superuser, brings it): {p}");
         }
         if let Some(c) = &report.comparison {
             println!(

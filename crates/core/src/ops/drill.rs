@@ -708,7 +708,21 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                         opts.jobs,
                         with_roles,
                         &["post-data"],
-                    )
+                    )?;
+                    // the database's own settings (search_path for the checks and hooks)
+                    // last, as a restore applies them: one such as
+                    // default_transaction_read_only must not stop the restore itself
+                    match &backup.meta.truth {
+                        Some(truth) => super::restore::apply_database_properties(
+                            &conn,
+                            truth,
+                            backup.meta.database.as_deref().unwrap_or_default(),
+                            &restored_db,
+                            !with_roles,
+                        )
+                        .map(drop),
+                        None => Ok(()),
+                    }
                 });
                 if post.is_ok() {
                     let hooks = clock.time("hooks", || {
@@ -1009,12 +1023,6 @@ fn restore_into(
         with_roles,
         &["pre-data", "data"],
     )?;
-    // settings such as search_path, as the application and the checks will find them;
-    // what names a role the cluster lacks (no globals) is left out, as it would be there
-    if let Some(truth) = &backup.meta.truth {
-        let original = backup.meta.database.clone().unwrap_or_default();
-        super::restore::apply_database_properties(conn, truth, &original, database, !with_roles)?;
-    }
     Ok(with_roles)
 }
 

@@ -602,13 +602,16 @@ pub(crate) fn run_pg_restore(
     sections: &[&str],
 ) -> Result<()> {
     let mut cmd = conn.command("pg_restore", db);
-    cmd.args(["--no-password", "--exit-on-error"])
-        .arg(format!("--jobs={}", jobs.max(1)));
+    cmd.args(["--no-password", "--exit-on-error"]);
+    if !clean {
+        cmd.arg(format!("--jobs={}", jobs.max(1)));
+    }
     for s in sections {
         cmd.arg(format!("--section={s}"));
     }
     if clean {
-        cmd.args(["--clean", "--if-exists"]);
+        // drops and loads stand or fall together (see `restore`)
+        cmd.args(["--clean", "--if-exists", "--single-transaction"]);
     }
     if no_owner {
         cmd.args(["--no-owner", "--no-privileges"]);
@@ -629,83 +632,14 @@ pub(crate) fn run_pg_restore(
     Ok(())
 }
 
-/// Drops, in one transaction, what `dump` is about to recreate in `db`. `pg_restore
-/// --clean` drops object by object and stops at the first it cannot drop (a view created
-/// after the backup depends on a table), leaving the database half emptied with nothing
-/// restored; in one transaction such a failure drops nothing.
-///
-/// # Errors
-///
-/// [`ErrorKind::Postgres`] naming what could not be dropped; the database is unchanged.
-fn clean_in_one_transaction(conn: &PgConn, dump: &std::path::Path, db: &str) -> Result<()> {
-    let out = std::process::Command::new(conn.bin().program("pg_restore"))
-        .args(["--clean", "--if-exists", "--file=-"])
-        .arg(dump)
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| missing_program(&conn.bin().program("pg_restore"), e))?;
-    if !out.status.success() {
-        return Err(Error::postgres(format!(
-            "pg_restore could not read the dump: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+/// `e` with `note` added to its message, keeping its kind and hint.
+fn with_note(e: Error, note: &str) -> Error {
+    let hint = e.hint_text().map(str::to_string);
+    let out = Error::new(e.kind(), format!("{e}; {note}"));
+    match hint {
+        Some(h) => out.hint(h),
+        None => out,
     }
-    let script = String::from_utf8_lossy(&out.stdout);
-    let drops = drop_phase(&script);
-    let mut psql = conn
-        .command("psql", db)
-        .args([
-            "-X",
-            "-q",
-            "-w",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "--single-transaction",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| missing_program(&conn.bin().program("psql"), e))?;
-    if let Some(mut stdin) = psql.stdin.take() {
-        // a write error shows as psql's own failure below
-        let _ = stdin.write_all(drops.as_bytes());
-    }
-    let done = psql
-        .wait_with_output()
-        .map_err(|e| Error::io("waiting for psql", e))?;
-    if !done.status.success() {
-        let stderr = String::from_utf8_lossy(&done.stderr);
-        let why: Vec<&str> = stderr
-            .lines()
-            .filter(|l| l.contains("ERROR") || l.contains("DETAIL") || l.contains("HINT"))
-            .collect();
-        return Err(Error::postgres(format!(
-            "--clean: the objects of the backup could not be dropped from {db:?}, so nothing was dropped and nothing restored: {}",
-            if why.is_empty() { stderr.trim().to_string() } else { why.join(" ") }
-        ))
-        .hint("objects created since the backup depend on them: drop or move those first, or restore into a new database (--to-database) and switch the application over"));
-    }
-    Ok(())
-}
-
-/// The settings and drop statements at the head of a `pg_restore --clean` script, before
-/// the first object is created again.
-fn drop_phase(script: &str) -> String {
-    let mut out = String::new();
-    for stmt in script::statements(script) {
-        let dropping = stmt.starts_with("DROP ")
-            || (stmt.starts_with("ALTER ") && stmt.contains(" DROP "))
-            || stmt.starts_with("SELECT pg_catalog.lo_unlink(");
-        let setting = stmt.starts_with("SET ") || stmt.starts_with("SELECT pg_catalog.set_config(");
-        if !dropping && !setting {
-            break;
-        }
-        out.push_str(&stmt);
-        out.push_str(";\n");
-    }
-    out
 }
 
 /// Runs a restore hook; `passfile` is a password file for the target server (see
@@ -768,8 +702,9 @@ fn database_properties(
 
 /// Applies the database's own properties (see [`database_properties`]) to `target`, one
 /// statement at a time. A statement naming a role this server does not have (a restore onto
-/// a new server without the globals, a drill's throw-away cluster) is skipped and returned
-/// with the reason; any other failure stops the restore.
+/// a new server without the globals, a drill's throw-away cluster), or one the restoring
+/// role may not run (a superuser-only setting), is skipped and returned with the reason;
+/// any other failure stops the restore.
 ///
 /// # Errors
 ///
@@ -782,10 +717,16 @@ pub(crate) fn apply_database_properties(
     no_owner: bool,
 ) -> Result<Vec<String>> {
     let mut skipped = Vec::new();
+    // a `default_transaction_read_only = on` applied first must not stop the rest
+    let conn = conn.with_options("-c default_transaction_read_only=off -c statement_timeout=0");
     for stmt in database_properties(&truth.database_properties, original, target, no_owner) {
         if let Err(e) = conn.query(target, &stmt) {
             let text = e.to_string();
-            if !(text.contains("role ") && text.contains("does not exist")) {
+            let missing_role = text.contains("role ") && text.contains("does not exist");
+            // a superuser-only setting, a setting for a superuser role: the restoring role
+            // may not, which is no reason to throw the restored data away
+            let not_allowed = text.contains("permission denied") || text.contains("must be ");
+            if !(missing_role || not_allowed) {
                 return Err(e);
             }
             let shown: String = stmt.chars().take(80).collect();
@@ -874,50 +815,61 @@ fn restore_inner(
         );
         conn.query("postgres", &sql)?;
     }
-    if plan.clean {
-        clean_in_one_transaction(&conn, &dump, &plan.target_database)?;
-    }
-    let restored = run_pg_restore(
+    let original = plan.backup.meta.database.clone().unwrap_or_default();
+    // over an existing database, drops, objects and rows go in one transaction: a drop
+    // that something made since the backup blocks, a failure midway or an interrupt leaves
+    // the database as it was (one transaction cannot use parallel jobs)
+    let loaded = run_pg_restore(
         &conn,
         &dump,
         &plan.target_database,
-        plan.jobs,
-        false,
+        if plan.clean { 1 } else { plan.jobs },
+        plan.clean,
         plan.no_owner,
         &[],
-    );
-    if let Err(e) = restored {
-        if !plan.create_database {
-            return Err(e);
+    )
+    .map_err(|e| {
+        if plan.clean {
+            with_note(
+                e,
+                &format!(
+                    "the restore ran as one transaction, so database {:?} is as it was",
+                    plan.target_database
+                ),
+            )
+        } else {
+            e
         }
-        // half a database under the name asked for would block the retry ("not empty"):
-        // the one this restore created goes again
-        let dropped = conn.query(
-            "postgres",
-            &format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                ident(&plan.target_database)
-            ),
-        );
-        let note = match dropped {
-            Ok(_) => format!("the database {:?} this restore created was dropped again", plan.target_database),
-            Err(d) => format!("the database {:?} this restore created is left half restored (dropping it failed: {d}); drop it before retrying", plan.target_database),
-        };
-        let hint = e.hint_text().map(str::to_string);
-        let out = Error::new(e.kind(), format!("{e}; {note}"));
-        return Err(match hint {
-            Some(h) => out.hint(h),
-            None => out,
-        });
-    }
-    let original = plan.backup.meta.database.clone().unwrap_or_default();
-    let properties_not_applied = apply_database_properties(
-        &conn,
-        &truth,
-        &original,
-        &plan.target_database,
-        plan.no_owner,
-    )?;
+    })
+    .and_then(|()| {
+        apply_database_properties(
+            &conn,
+            &truth,
+            &original,
+            &plan.target_database,
+            plan.no_owner,
+        )
+    });
+    let properties_not_applied = match loaded {
+        Ok(skipped) => skipped,
+        Err(e) if plan.create_database => {
+            // half a database under the name asked for would block the retry ("not
+            // empty"): the one this restore created goes again
+            let dropped = conn.query(
+                "postgres",
+                &format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    ident(&plan.target_database)
+                ),
+            );
+            let note = match dropped {
+                Ok(_) => format!("the database {:?} this restore created was dropped again", plan.target_database),
+                Err(d) => format!("the database {:?} this restore created is left half restored (dropping it failed: {d}); drop it before retrying", plan.target_database),
+            };
+            return Err(with_note(e, &note));
+        }
+        Err(e) => return Err(e),
+    };
     let restore_secs = restore_clock.elapsed().as_secs_f64();
     let comparison = if plan.verify {
         let c = compare(&conn, &plan.target_database, &truth, plan.jobs as usize)?;
@@ -1040,24 +992,6 @@ mod tests {
         };
         assert!(clean_needs_force(&opts).is_ok());
         assert!(clean_needs_force(&RestoreOptions::default()).is_ok());
-    }
-
-    #[test]
-    fn the_drop_phase_ends_where_objects_are_created_again() {
-        let script = "\\restrict abc\nSET statement_timeout = 0;\nSELECT pg_catalog.set_config('search_path', '', false);\n\
-            ALTER TABLE IF EXISTS ONLY public.u DROP CONSTRAINT IF EXISTS u_id_fkey;\n\
-            SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata WHERE oid = '16404';\n\
-            DROP TABLE IF EXISTS public.t;\nCREATE TABLE public.t (id integer);\nDROP TABLE x;\n";
-        let drops = drop_phase(script);
-        assert!(drops.starts_with("SET statement_timeout = 0;\n"), "{drops}");
-        assert!(
-            drops.ends_with("DROP TABLE IF EXISTS public.t;\n"),
-            "{drops}"
-        );
-        assert!(
-            !drops.contains("CREATE") && !drops.contains("restrict"),
-            "{drops}"
-        );
     }
 
     #[test]
