@@ -667,6 +667,10 @@ fn a_damaged_snapshot_file_hides_only_itself() {
     assert_eq!(code, 6, "{out}");
     assert!(out.contains(&schema), "{out}");
     ok(lb(&cfg).args(["audit", "verify"]));
+    // the evidence pack cannot be complete without it, and says so
+    let (code, out, _) = run(lb(&cfg).arg("report"));
+    assert_eq!(code, 6, "{out}");
+    assert!(out.contains(&format!("snapshot file {schema}")), "{out}");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -480,6 +480,8 @@ fn a_multi_database_source_needs_database_to_restore_and_has_stats_per_database(
         "backup",
         "--kind",
         "logical",
+        "--kind",
+        "globals",
         "--database",
         "gone",
         "--database",
@@ -488,13 +490,15 @@ fn a_multi_database_source_needs_database_to_restore_and_has_stats_per_database(
     assert_eq!(code, 4, "{out}{err}");
     let r: serde_json::Value = serde_json::from_str(&out).expect("the report, one document");
     assert_eq!(r["backups"][0]["database"], "b", "{r}");
+    // the roles through a database that could be reached, not the first named
+    assert_eq!(r["backups"][1]["kind"], "globals", "{r}");
     assert_eq!(r["failed"][0]["database"], "gone", "{r}");
     assert_eq!(r["failed"][0]["error_kind"], "not_found", "{r}");
     assert!(
-        err.contains("1 of 2 backups of source multi failed"),
+        err.contains("1 of 3 backups of source multi failed"),
         "{err}"
     );
-    assert_eq!(list_json(&cfg).len(), before + 1);
+    assert_eq!(list_json(&cfg).len(), before + 2);
     let entries: Vec<serde_json::Value> =
         serde_json::from_str(&ok(lb(&cfg).args(["--json", "audit", "list"]))).unwrap();
     let last = entries.last().unwrap();
@@ -618,7 +622,7 @@ fn a_multi_database_source_needs_database_to_restore_and_has_stats_per_database(
         }
     }
     let globals = kinds.iter().find(|k| k["kind"] == "globals").unwrap();
-    assert_eq!(globals["count"], 2, "{globals}");
+    assert_eq!(globals["count"], 3, "{globals}");
     assert_eq!(kinds.len(), 5, "{stats}");
     let table = ok(lb(&cfg).arg("stats"));
     assert!(

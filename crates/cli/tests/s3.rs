@@ -32,7 +32,9 @@ fn lifeboat_process(ws: &Workspace) -> std::process::Command {
     cmd.current_dir(ws.path())
         .arg("--config")
         .arg(ws.config_path())
-        .env("XDG_CACHE_HOME", ws.path().join("cache"));
+        .env("XDG_CACHE_HOME", ws.path().join("cache"))
+        // parked audit entries stay with the test, not in /var/lib/lifeboat
+        .env("LIFEBOAT_STATE_DIR", ws.path().join("state"));
     for var in [
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",

@@ -118,10 +118,13 @@ impl DrillCmd {
             }
             let obj = |name: &str, o: &lifeboat_core::ops::drill::Objective| match o.objective_secs
             {
-                _ if o.not_achieved => println!(
-                    "  {name} NOT ACHIEVED: the restore did not complete (failed after {})",
+                _ if o.not_achieved && name == "RTO" => println!(
+                    "  {name} NOT ACHIEVED: the restore did not complete (it failed after {})",
                     output::secs(o.achieved_secs)
                 ),
+                _ if o.not_achieved => {
+                    println!("  {name} NOT ACHIEVED: the restore did not complete");
+                }
                 Some(t) => println!(
                     "  {name} achieved {} vs objective {}: {}",
                     output::secs(o.achieved_secs),

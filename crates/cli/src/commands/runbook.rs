@@ -41,7 +41,15 @@ impl RunbookCmd {
             book.markdown
         };
         match &self.output {
-            Some(p) => std::fs::write(p, text)?,
+            Some(p) => {
+                std::fs::write(p, text)?;
+                if ctx.json {
+                    // stdout stays one JSON document, as `report -o` does
+                    return crate::output::json(
+                        &serde_json::json!({ "written_to": p, "what": "runbook" }),
+                    );
+                }
+            }
             None => crate::output::document(&text),
         }
         Ok(())

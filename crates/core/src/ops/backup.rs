@@ -325,20 +325,30 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
         failed: Vec::new(),
     };
     let mut first_error = None;
+    // the cluster-wide kinds need one database to connect to: one a dump of this run
+    // reached, so that a dropped or misspelled first database does not cost the roles too
+    let mut reached: Option<String> = None;
     for kind in kinds {
-        let dbs: Vec<&String> = if kind == BackupKind::Globals || kind == BackupKind::Physical {
-            databases.iter().take(1).collect()
+        let dbs: Vec<String> = if kind == BackupKind::Globals || kind == BackupKind::Physical {
+            reached
+                .clone()
+                .or_else(|| databases.first().cloned())
+                .into_iter()
+                .collect()
         } else {
-            databases.iter().collect()
+            databases.clone()
         };
-        for db in dbs {
+        for db in &dbs {
             let one = if kind == BackupKind::Physical {
                 physical_one(repo, src, &conn, db, &recovery_point)
             } else {
                 dump_one(repo, src, &conn, db, kind, &recovery_point)
             };
             match one {
-                Ok(summary) => report.backups.push(summary),
+                Ok(summary) => {
+                    reached.get_or_insert_with(|| db.clone());
+                    report.backups.push(summary);
+                }
                 Err(e) => {
                     report.failed.push(FailedBackup {
                         kind,

@@ -261,6 +261,10 @@ impl DrillReport {
             .filter(|c| !c.ok)
             .map(|c| format!("{}: {}", c.name, c.detail))
             .collect();
+        if self.rto.not_achieved {
+            out.push("RTO and RPO not achieved: the restore did not complete".into());
+            return out;
+        }
         if !self.rto.met {
             out.push(format!(
                 "RTO missed by {:.0}s",

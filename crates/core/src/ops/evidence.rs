@@ -57,6 +57,9 @@ pub struct DrillSummary {
     /// Evidence that could not be published (the audit head outside the repository).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence_error: Option<String>,
+    /// The restore did not complete: its times are a failure's, not an achieved RTO/RPO.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub not_achieved: bool,
 }
 
 impl From<&DrillReport> for DrillSummary {
@@ -76,6 +79,7 @@ impl From<&DrillReport> for DrillSummary {
             rto_met: r.rto.objective_secs.map(|_| r.rto.met),
             rpo_met: r.rpo.objective_secs.map(|_| r.rpo.met),
             evidence_error: r.evidence_error.clone(),
+            not_achieved: r.rto.not_achieved,
         }
     }
 }
@@ -129,10 +133,14 @@ fn margin(s: f64) -> String {
 
 fn objective_line(name: &str, o: &Objective) -> String {
     if o.not_achieved {
-        return format!(
-            "{name}: **not achieved**: the restore did not complete (it failed after {})",
-            secs(o.achieved_secs)
-        );
+        return if name == "RTO" {
+            format!(
+                "{name}: **not achieved**: the restore did not complete (it failed after {})",
+                secs(o.achieved_secs)
+            )
+        } else {
+            format!("{name}: **not achieved**: the restore did not complete")
+        };
     }
     match (o.objective_secs, o.margin_secs) {
         (Some(obj), Some(m)) => format!(
@@ -198,7 +206,7 @@ pub fn markdown(r: &DrillReport) -> String {
     let _ = writeln!(m, "- {}", objective_line("RTO", &r.rto));
     let _ = writeln!(m, "- {}", objective_line("RPO", &r.rpo));
     if let Some(p) = &r.rpo_point {
-        let _ = writeln!(m, "  - measured to {}", rpo_point_text(p));
+        let _ = writeln!(m, "  - measured to {}", md_text(&rpo_point_text(p)));
     }
     if let (Some(e), Some(p)) = (r.extrapolated_rto_secs, r.production_bytes) {
         let _ = writeln!(
@@ -272,11 +280,14 @@ fn rpo_point_text(p: &super::drill::RpoPoint) -> String {
 /// Text as one Markdown table cell: a table named `<img src=x onerror=…>` is shown, not
 /// rendered, and a `|` or a line break does not end the cell.
 fn md_cell(s: &str) -> String {
+    md_text(s).replace('|', "\\|").replace('\n', "<br>")
+}
+
+/// Text for Markdown prose: what would be taken for HTML is shown as written.
+pub(crate) fn md_text(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
-        .replace('|', "\\|")
-        .replace('\n', "<br>")
 }
 
 fn esc(s: &str) -> String {

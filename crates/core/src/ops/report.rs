@@ -360,7 +360,12 @@ pub fn evidence_pack(
         }
     }
     let stored = drills(repo)?;
-    let evidence_problems = check_drills(&stored, &entries, from, to);
+    let mut evidence_problems = check_drills(&stored, &entries, from, to);
+    // a snapshot file that cannot be read held a backup, a drill report or an audit entry
+    // this pack cannot show: the pack is incomplete, and says so
+    evidence_problems.extend(repo.unreadable_snapshots().into_iter().map(|(id, why)| {
+        format!("snapshot file {id} cannot be read ({why}): whatever it held (a backup, a drill report, an audit entry) is missing from this pack")
+    }));
     let drills: Vec<DrillSummary> = stored
         .into_iter()
         .filter(|d| within(d.finished_at, from, to))
@@ -472,7 +477,9 @@ pub fn markdown(p: &EvidencePack) -> String {
         let (rto_now, rpo_now) = p.objectives.get(src).cloned().unwrap_or_default();
         let ds: Vec<&DrillSummary> = p.drills.iter().filter(|d| &d.source == src).collect();
         let worst = |f: fn(&DrillSummary) -> f64| {
+            // a drill whose restore failed achieved no time to compare
             ds.iter()
+                .filter(|d| !d.not_achieved)
                 .map(|d| f(d))
                 .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))))
         };
@@ -582,7 +589,7 @@ pub fn markdown(p: &EvidencePack) -> String {
     }
     for (a, list) in &p.failures {
         for f in list {
-            let _ = writeln!(m, "- failed {a}: {f}");
+            let _ = writeln!(m, "- failed {a}: {}", super::evidence::md_text(f));
         }
     }
     if !p.damaged.is_empty() {
@@ -726,6 +733,7 @@ mod tests {
             rto_met: None,
             rpo_met: None,
             evidence_error: None,
+            not_achieved: false,
         }
     }
 

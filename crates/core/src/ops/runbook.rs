@@ -485,7 +485,7 @@ From a logical backup (loses what was written after it):
                 format!(
                     "{lb} restore --before \"YYYY-MM-DDTHH:MM:SSZ\" --source {s} {} {}",
                     flag("--database", d),
-                    flag("--to-database", &format!("{d}_restored"))
+                    flag("--to-database", &side_name(d, "_restored"))
                 )
             }),
             each_db(&|d| {
@@ -598,7 +598,7 @@ psql -X -v ON_ERROR_STOP=1 -d "$TO" -c "drop schema lifeboat_recovered cascade"
 ```
 
    Each command stops at the first error and changes nothing the live sequences count on. Tables a delete cascaded to: parents first. The insert needs a primary key or unique constraint on the table and the same columns in both (list them instead of `*` if a migration changed them).
-3. Drop `{db}_before` when done: `psql {admin} -c {drop_before}`.
+3. Drop `{before_name}` when done: `psql {admin} -c {drop_before}`.
 
 ### Emergency: lifeboat itself is unavailable
 
@@ -615,12 +615,16 @@ With the repository password in a file: `export RESTIC_PASSWORD_FILE=/path/to/pa
                 &crate::sources::postgres::logical::BackupKind::Logical.file_name(db)
             )
             .display(),
-            from = sh(&conn(&format!("{db}_before"))),
+            from = sh(&conn(&side_name(db, "_before"))),
             to = sh(&conn(db)),
             admin = sh(&conn("postgres")),
             db_flag = flag("--database", db),
-            before_flag = flag("--to-database", &format!("{db}_before")),
-            drop_before = sh(&format!("drop database {}", ident(&format!("{db}_before")))),
+            before_flag = flag("--to-database", &side_name(db, "_before")),
+            drop_before = sh(&format!(
+                "drop database {}",
+                ident(&side_name(db, "_before"))
+            )),
+            before_name = side_name(db, "_before"),
             dump_file = sh(&format!("{db}.pgdump")),
             pitr5 = if has_physical {
                 "\n   Rows written after the last logical backup are only in the WAL: restore to a point in time instead (Scenario 1, `--target-time` just before the delete, `--exclusive`, port 5433) and copy from there (`FROM` with `port=5433` and the socket directory the restore printed)."
@@ -642,6 +646,16 @@ With the repository password in a file: `export RESTIC_PASSWORD_FILE=/path/to/pa
         copies: destinations,
         markdown: m,
     })
+}
+
+/// `db` with `suffix`, its name cut so that the whole stays within PostgreSQL's 63 bytes
+/// (a restore refuses a longer name rather than have the server cut it).
+fn side_name(db: &str, suffix: &str) -> String {
+    let mut keep = 63usize.saturating_sub(suffix.len()).min(db.len());
+    while !db.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}{suffix}", &db[..keep])
 }
 
 /// `v` as one shell word: as it is when only safe characters, else in single quotes.
@@ -667,6 +681,20 @@ fn flag(name: &str, v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn side_databases_keep_within_63_bytes() {
+        assert_eq!(side_name("app", "_before"), "app_before");
+        let long = "é".repeat(31); // 62 bytes
+        let side = side_name(&long, "_restored");
+        assert!(side.len() <= 63 && side.ends_with("_restored"), "{side}");
+        assert_eq!(side, format!("{}_restored", "é".repeat(27)));
+        // a cut inside a character moves back to its start
+        assert_eq!(
+            side_name(&"é".repeat(31), "_x"),
+            format!("{}_x", "é".repeat(30))
+        );
+    }
 
     #[test]
     fn names_become_one_shell_word_and_never_a_flag() {

@@ -42,7 +42,7 @@ impl Parked {
     #[must_use]
     pub fn late_details(&self) -> String {
         format!(
-            "at {} (recorded late: the repository could not be written then): {}",
+            "at {} (recorded late, by the next operation that could write to the repository): {}",
             self.time.strftime("%Y-%m-%d %H:%M:%S UTC"),
             self.details
         )
@@ -185,10 +185,9 @@ mod tests {
         );
         assert_eq!(got[0].1.details, "first");
         assert!(got[1].1.ok);
-        assert!(got[0]
-            .1
-            .late_details()
-            .contains("(recorded late: the repository could not be written then): first"));
+        assert!(got[0].1.late_details().contains(
+            "(recorded late, by the next operation that could write to the repository): first"
+        ));
         assert_eq!(for_repository("/srv/b").unwrap()[0].0, b);
         assert!(lock().unwrap().is_some());
         std::env::remove_var("LIFEBOAT_STATE_DIR");
