@@ -142,8 +142,9 @@ pub struct RestoreReport {
     /// password: it kept the target's (see [`apply_globals`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kept_password_of: Option<String>,
-    /// Database properties (owner, grants, per-role settings) that name a role the target
-    /// server does not have, with the reason: restore the globals first to get them.
+    /// Database properties (owner, grants, settings) that name a role the target server
+    /// does not have, or that the restoring role may not set, with the reason: restore the
+    /// globals first, or as a superuser, to get them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub properties_not_applied: Vec<String>,
     /// Total seconds.

@@ -349,19 +349,27 @@ fn local_lock(repo: &Repo) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
         return Ok(None);
     }
     let path = std::path::Path::new(repo.location()).join("lifeboat-audit.lock");
-    // read-only is enough to lock, and works for every user who may write the repository
+    exclusive_lock(&path).map(Some)
+}
+
+/// An exclusive lock on the file at `path`, created when missing; waits for the holder.
+///
+/// # Errors
+///
+/// When the file can be neither opened nor created, or not locked.
+pub(crate) fn exclusive_lock(path: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    // read-only is enough to lock, and works for every user who may write beside it,
     // whoever created the file
-    let file = std::fs::File::open(&path)
+    let file = std::fs::File::open(path)
         .or_else(|_| {
             std::fs::OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .write(true)
-                .open(&path)
+                .open(path)
         })
         .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map(Some)
         .map_err(|(_, e)| Error::unavailable(format!("locking {}: {e}", path.display())))
 }
 

@@ -106,7 +106,15 @@ pub fn park(repository: &str, action: &str, ok: bool, details: &str) -> Result<P
     let tmp = dir.join(format!(".{name}.tmp"));
     let json = serde_json::to_vec_pretty(&entry).map_err(|e| Error::internal(e.to_string()))?;
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+        // private: the details name databases and what went wrong on this host
+        let mut f = std::os::unix::fs::OpenOptionsExt::mode(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true),
+            0o600,
+        )
+        .open(&tmp)?;
         f.write_all(&json)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &path)?;
@@ -153,16 +161,7 @@ pub fn lock() -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
     let Some(dir) = dir().filter(|d| d.is_dir()) else {
         return Ok(None);
     };
-    let path = dir.join(".lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map(Some)
-        .map_err(|(_, e)| Error::unavailable(format!("locking {}: {e}", path.display())))
+    super::audit::exclusive_lock(&dir.join(".lock")).map(Some)
 }
 
 #[cfg(test)]
