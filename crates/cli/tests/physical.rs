@@ -967,6 +967,58 @@ fn an_interrupted_base_backup_leaves_no_snapshot_and_a_standalone_one_restores()
         .arg(&base)
         .args(["--port", &port.to_string()]));
     assert_eq!(r.sql("select count(*) from z"), "600000");
+    drop(r);
+
+    // archiving switched on only after that backup: the archive begins with the segment
+    // after the WAL the backup carries itself (it ends where the backup's stop switched
+    // segments), which is no gap
+    let stop = list[0]["physical"]["stop_lsn"].as_str().expect("stop lsn");
+    let (hi, lo) = stop.split_once('/').expect("an LSN");
+    let stop = (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap();
+    let next = stop / (16 << 20) + 1;
+    let name = format!("00000001{:08X}{:08X}", next >> 8, next & 0xff);
+    for _ in 0..2 {
+        c.sql(
+            "postgres",
+            "insert into z select g, 'later' from generate_series(1, 100) g",
+        )
+        .expect("insert");
+        c.sql("postgres", "select pg_switch_wal()").expect("switch");
+    }
+    ok(lb(&cfg)
+        .arg("wal-push")
+        .arg(c.data_dir().join("pg_wal").join(&name)));
+    let (code, out, err) = run(lb(&cfg).args(["wal", "status"]));
+    assert!(!out.contains("GAP"), "{out}{err}");
+    assert!(out.contains(&format!("end of {name}")), "{out}");
+    // exit 10 only for the server's archiver (switched off here), not for a gap
+    assert!(code == 0 || err.contains("archive_mode"), "{code}: {out}{err}");
+    // and it is true: a restore replays the backup's own WAL, then the archived segment
+    // (the first 100 rows written after the backup are in it, the next 100 are not).
+    // The restore_command runs as the server's user: the archive root pushed is handed to
+    // it, as an archive written by PostgreSQL's own archive_command would be
+    if let Some(u) = pg_user() {
+        let status = std::process::Command::new("chown")
+            .args(["-R", &format!("{}:{}", u.uid, u.gid)])
+            .arg(ws.repo_path())
+            .status()
+            .expect("chown");
+        assert!(status.success());
+    }
+    let port = free_port();
+    let r = Restored {
+        data: base.join("again"),
+        sock: base.clone(),
+        port,
+    };
+    ok(common::lb_at(&exe, &cfg)
+        .args(["restore", "--kind", "physical", "--latest", "--start", "--timeout", "120"])
+        .arg("--to-dir")
+        .arg(&r.data)
+        .arg("--socket-dir")
+        .arg(&base)
+        .args(["--port", &port.to_string()]));
+    assert_eq!(r.sql("select count(*) from z"), "600100");
 }
 
 #[test]
