@@ -992,7 +992,10 @@ fn an_interrupted_base_backup_leaves_no_snapshot_and_a_standalone_one_restores()
     assert!(!out.contains("GAP"), "{out}{err}");
     assert!(out.contains(&format!("end of {name}")), "{out}");
     // exit 10 only for the server's archiver (switched off here), not for a gap
-    assert!(code == 0 || err.contains("archive_mode"), "{code}: {out}{err}");
+    assert!(
+        code == 0 || err.contains("archive_mode"),
+        "{code}: {out}{err}"
+    );
     // and it is true: a restore replays the backup's own WAL, then the archived segment
     // (the first 100 rows written after the backup are in it, the next 100 are not).
     // The restore_command runs as the server's user: the archive root pushed is handed to
@@ -1012,7 +1015,15 @@ fn an_interrupted_base_backup_leaves_no_snapshot_and_a_standalone_one_restores()
         port,
     };
     ok(common::lb_at(&exe, &cfg)
-        .args(["restore", "--kind", "physical", "--latest", "--start", "--timeout", "120"])
+        .args([
+            "restore",
+            "--kind",
+            "physical",
+            "--latest",
+            "--start",
+            "--timeout",
+            "120",
+        ])
         .arg("--to-dir")
         .arg(&r.data)
         .arg("--socket-dir")

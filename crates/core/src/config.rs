@@ -550,7 +550,16 @@ impl Config {
                 ("drill.hook_timeout", &s.drill.hook_timeout),
             ] {
                 if let Some(v) = value {
-                    parse_duration(v).map_err(|e| {
+                    // PostgreSQL takes a timeout in milliseconds as a 32-bit integer
+                    let fits =
+                        |secs: u64| key != "lock_wait_timeout" || secs <= i32::MAX as u64 / 1000;
+                    parse_duration(v).and_then(|secs| {
+                        if fits(secs) {
+                            Ok(secs)
+                        } else {
+                            Err(format!("{v:?} is longer than PostgreSQL's limit of 24 days; use \"0s\" to wait for ever"))
+                        }
+                    }).map_err(|e| {
                         Error::config(format!(
                             "{origin}:{}: {key} of source {:?}: {e}",
                             key_line(key.rsplit('.').next().unwrap_or(key)),

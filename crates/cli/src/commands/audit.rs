@@ -171,6 +171,7 @@ impl AuditCmd {
                 // each head given (on the command line, in the file) is checked
                 let entries = audit::entries(&repo)?;
                 let mut v = audit::verify_entries(&entries, expected_head.as_deref());
+                v.problems.extend(audit::unreadable_problems(&repo));
                 for (h, _) in &heads {
                     for p in audit::verify_entries(&entries, Some(h)).problems {
                         if !v.problems.contains(&p) {

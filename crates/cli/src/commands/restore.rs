@@ -290,7 +290,10 @@ impl RestoreCmd {
             }
             println!(
                 "  pg_restore jobs: {}, clean first: {}, verify against backup-time truth: {}",
-                p.jobs, p.clean, p.verify
+                // an overwrite is one transaction, in one job
+                if p.clean { 1 } else { p.jobs },
+                p.clean,
+                p.verify
             );
             println!(
                 "  pre-restore hook: {}",

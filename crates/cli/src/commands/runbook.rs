@@ -27,10 +27,13 @@ impl RunbookCmd {
             .as_ref()
             .and_then(|p| std::path::absolute(p).ok())
         {
-            hint.push(format!("--config {}", p.display()));
+            hint.push(format!(
+                "--config {}",
+                lifeboat_core::ops::runbook::sh(&p.display().to_string())
+            ));
         }
         if let Some(r) = &ctx.repo_override {
-            hint.push(format!("--repo {r}"));
+            hint.push(format!("--repo {}", lifeboat_core::ops::runbook::sh(r)));
         }
         let hint = hint.join(" ");
         let book = runbook(&repo, &ctx.config, &hint)?;

@@ -221,7 +221,8 @@ pub fn check_privileges(src: &SourceConfig) -> Result<Vec<PrivilegeProblem>> {
 const PRIVILEGES_SQL: &str = "with me as (select rolsuper, rolreplication, rolbypassrls from pg_roles where rolname = current_user), \
 rels as (select c.oid, c.relowner, c.relrowsecurity, c.relforcerowsecurity, quote_ident(n.nspname) || '.' || quote_ident(c.relname) as name \
   from pg_class c join pg_namespace n on n.oid = c.relnamespace \
-  where c.relkind in ('r', 'p', 'm', 'S') and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg_toast%'), \
+  where c.relkind in ('r', 'p', 'S') and n.nspname not in ('pg_catalog', 'information_schema') \
+  and n.nspname not like 'pg_toast%' and n.nspname not like 'pg_temp%'), \
 unreadable as (select name from rels where not has_table_privilege(oid, 'SELECT')), \
 filtered as (select name from rels, me where relrowsecurity and not (me.rolsuper or me.rolbypassrls) \
   and (relforcerowsecurity or not pg_has_role(relowner, 'USAGE'))) \

@@ -784,6 +784,22 @@ mod tests {
             summary("drill-B", false, Some(2)),
         ];
         assert!(check_drills(&moved, &entries, from, to)[0].contains("names audit entry"));
+        // an entry added late (it was parked) still belongs to its drill's report
+        let parked = crate::repository::parked::Parked {
+            repository: "/r".into(),
+            time: "2026-12-05T09:00:00Z".parse().unwrap(),
+            action: "drill".into(),
+            ok: true,
+            details: "drill-D of logical backup 1234abcd (\"app\"): passed".into(),
+            user: "u".into(),
+            host: "h".into(),
+        };
+        let late = vec![entry(4, "drill", "ok", &parked.late_details())];
+        assert!(
+            check_drills(&[summary("drill-D", true, None)], &late, from, to).is_empty(),
+            "{:?}",
+            check_drills(&[summary("drill-D", true, None)], &late, from, to)
+        );
     }
 
     #[test]

@@ -815,6 +815,12 @@ fn restore_inner(
             literal(truth.encoding.as_deref().unwrap_or("UTF8"))
         );
         conn.query("postgres", &sql)?;
+        // an interrupt (Ctrl-C, SIGTERM) drops it again: half a database under the name
+        // asked for would block the retry
+        crate::sources::postgres::cluster::register_drop(
+            conn.clone(),
+            plan.target_database.clone(),
+        );
     }
     let original = plan.backup.meta.database.clone().unwrap_or_default();
     // over an existing database, drops, objects and rows go in one transaction: a drop
@@ -850,7 +856,17 @@ fn restore_inner(
             &plan.target_database,
             plan.no_owner,
         )
+        .map_err(|e| {
+            if plan.clean {
+                // the one transaction has committed by now
+                with_note(e, &format!("the backup's data is restored into {:?}, but its database settings were not all applied", plan.target_database))
+            } else {
+                e
+            }
+        })
     });
+    // from here on the database is whole: an interrupt leaves it (or the error below drops it)
+    crate::sources::postgres::cluster::unregister_drop(&plan.target_database);
     let properties_not_applied = match loaded {
         Ok(skipped) => skipped,
         Err(e) if plan.create_database => {

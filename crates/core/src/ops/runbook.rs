@@ -610,11 +610,12 @@ With the repository password in a file: `export RESTIC_PASSWORD_FILE=/path/to/pa
             } else {
                 ""
             },
-            dump_path = crate::sources::postgres::logical::snapshot_path(
+            dump_path = sh(&crate::sources::postgres::logical::snapshot_path(
                 s,
                 &crate::sources::postgres::logical::BackupKind::Logical.file_name(db)
             )
-            .display(),
+            .display()
+            .to_string()),
             from = sh(&conn(&side_name(db, "_before"))),
             to = sh(&conn(db)),
             admin = sh(&conn("postgres")),
@@ -659,7 +660,8 @@ fn side_name(db: &str, suffix: &str) -> String {
 }
 
 /// `v` as one shell word: as it is when only safe characters, else in single quotes.
-fn sh(v: &str) -> String {
+#[must_use]
+pub fn sh(v: &str) -> String {
     let safe = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
     if !v.is_empty() && v.chars().all(safe) {
         v.to_string()

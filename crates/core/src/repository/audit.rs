@@ -239,12 +239,18 @@ fn add_parked(repo: &Repo, locked: bool) {
         return;
     };
     for (path, p) in list {
-        let late = p.late_details();
-        if write_one(repo, locked, &p.action, p.ok, &late, &p.user, &p.host).is_err()
-            || std::fs::remove_file(&path).is_err()
-        {
+        // claimed first (renamed away from `.json`): whatever happens after the entry is
+        // written, the file is never added a second time
+        let claimed = path.with_extension("adding");
+        if std::fs::rename(&path, &claimed).is_err() {
             return;
         }
+        let late = p.late_details();
+        if write_one(repo, locked, &p.action, p.ok, &late, &p.user, &p.host).is_err() {
+            let _ = std::fs::rename(&claimed, &path);
+            return;
+        }
+        let _ = std::fs::remove_file(&claimed);
     }
 }
 
@@ -409,6 +415,24 @@ pub fn record_outcome<T>(
         }
         Err(e) => Err(e),
     };
+    let result = result.map_err(|e| {
+        // the operation's own error, and where its entry went when the log could not take it
+        match repo
+            .take_notices()
+            .into_iter()
+            .find(|n| n.contains("parked in"))
+        {
+            Some(n) => {
+                let hint = e.hint_text().map(str::to_string);
+                let out = Error::new(e.kind(), format!("{e} (audit: {n})"));
+                match hint {
+                    Some(h) => out.hint(h),
+                    None => out,
+                }
+            }
+            None => e,
+        }
+    });
     match (result, logged) {
         (Ok(_), Err(e)) if ok => Err(Error::new(
             e.kind(),
@@ -548,7 +572,21 @@ fn is_head(hash: &str, given: &str) -> bool {
 ///
 /// When snapshot files cannot be read.
 pub fn verify(repo: &Repo, expected_head: Option<&str>) -> Result<AuditVerdict> {
-    Ok(verify_entries(&entries(repo)?, expected_head))
+    let mut v = verify_entries(&entries(repo)?, expected_head);
+    v.problems.extend(unreadable_problems(repo));
+    Ok(v)
+}
+
+/// Snapshot files the last listing could not read, as problems of the log: one may have
+/// held an entry, which the chain cannot be checked without.
+#[must_use]
+pub fn unreadable_problems(repo: &Repo) -> Vec<String> {
+    repo.unreadable_snapshots()
+        .into_iter()
+        .map(|(id, why)| {
+            format!("snapshot file {id} cannot be read ({why}): if it held an audit entry, the chain cannot be checked there")
+        })
+        .collect()
 }
 
 /// A log of `n` entries, correctly chained (for the tests of this module and of signing).

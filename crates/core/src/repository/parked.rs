@@ -41,10 +41,11 @@ impl Parked {
     /// The details the log gets: when it happened, that it was recorded late, and why.
     #[must_use]
     pub fn late_details(&self) -> String {
+        // the details first, as in every entry: readers match a drill's entry by its id
         format!(
-            "at {} (recorded late, by the next operation that could write to the repository): {}",
-            self.time.strftime("%Y-%m-%d %H:%M:%S UTC"),
-            self.details
+            "{} [at {}, recorded late by the next operation that could write to the repository]",
+            self.details,
+            self.time.strftime("%Y-%m-%d %H:%M:%S UTC")
         )
     }
 }
@@ -171,7 +172,9 @@ mod tests {
     #[test]
     fn parked_entries_are_kept_per_repository_oldest_first() {
         let tmp = tempfile::tempdir().unwrap();
-        // SAFETY of the test: no other test of this crate reads LIFEBOAT_STATE_DIR
+        // no other test of this crate reads LIFEBOAT_STATE_DIR; the value the test script
+        // exports comes back at the end
+        let before = std::env::var_os("LIFEBOAT_STATE_DIR");
         std::env::set_var("LIFEBOAT_STATE_DIR", tmp.path());
         let a1 = park("s3://b/a", "backup", false, "first").unwrap();
         let b = park("/srv/b", "verify", false, "other").unwrap();
@@ -184,11 +187,12 @@ mod tests {
         );
         assert_eq!(got[0].1.details, "first");
         assert!(got[1].1.ok);
-        assert!(got[0].1.late_details().contains(
-            "(recorded late, by the next operation that could write to the repository): first"
-        ));
+        assert!(got[0].1.late_details().starts_with("first [at "));
         assert_eq!(for_repository("/srv/b").unwrap()[0].0, b);
         assert!(lock().unwrap().is_some());
-        std::env::remove_var("LIFEBOAT_STATE_DIR");
+        match before {
+            Some(v) => std::env::set_var("LIFEBOAT_STATE_DIR", v),
+            None => std::env::remove_var("LIFEBOAT_STATE_DIR"),
+        }
     }
 }

@@ -305,7 +305,9 @@ fn reach(
         tli == start.timeline
             && start
                 .wal_inside_to
-                .is_some_and(|end| n <= end.0 / segment_size)
+                // the last byte before the stop position: a stop on a segment boundary
+                // does not bring the next segment with it
+                .is_some_and(|end| n <= end.0.saturating_sub(1) / segment_size)
     };
     'walk: for (tli, begin, next) in &path {
         let segs = by_tl.get(tli);
