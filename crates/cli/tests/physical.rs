@@ -944,28 +944,26 @@ fn an_interrupted_base_backup_leaves_no_snapshot_and_a_standalone_one_restores()
         assert!(!other.exists(), "nothing was written");
         std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     }
-    let port = free_port();
-    let r = Restored {
-        data: base.join("data"),
-        sock: base.clone(),
-        port,
+    // a physical restore of the latest backup into `dir` under base, started
+    let restore_latest = |dir: &str, extra: &[&str]| {
+        let port = free_port();
+        let r = Restored {
+            data: base.join(dir),
+            sock: base.clone(),
+            port,
+        };
+        ok(common::lb_at(&exe, &cfg)
+            .args(["restore", "--kind", "physical", "--latest"])
+            .args(extra)
+            .args(["--start", "--timeout", "120"])
+            .arg("--to-dir")
+            .arg(&r.data)
+            .arg("--socket-dir")
+            .arg(&base)
+            .args(["--port", &port.to_string()]));
+        r
     };
-    ok(common::lb_at(&exe, &cfg)
-        .args([
-            "restore",
-            "--kind",
-            "physical",
-            "--latest",
-            "--target-immediate",
-            "--start",
-            "--timeout",
-            "120",
-        ])
-        .arg("--to-dir")
-        .arg(&r.data)
-        .arg("--socket-dir")
-        .arg(&base)
-        .args(["--port", &port.to_string()]));
+    let r = restore_latest("data", &["--target-immediate"]);
     assert_eq!(r.sql("select count(*) from z"), "600000");
     drop(r);
 
@@ -1008,27 +1006,7 @@ fn an_interrupted_base_backup_leaves_no_snapshot_and_a_standalone_one_restores()
             .expect("chown");
         assert!(status.success());
     }
-    let port = free_port();
-    let r = Restored {
-        data: base.join("again"),
-        sock: base.clone(),
-        port,
-    };
-    ok(common::lb_at(&exe, &cfg)
-        .args([
-            "restore",
-            "--kind",
-            "physical",
-            "--latest",
-            "--start",
-            "--timeout",
-            "120",
-        ])
-        .arg("--to-dir")
-        .arg(&r.data)
-        .arg("--socket-dir")
-        .arg(&base)
-        .args(["--port", &port.to_string()]));
+    let r = restore_latest("again", &[]);
     assert_eq!(r.sql("select count(*) from z"), "600100");
 }
 
