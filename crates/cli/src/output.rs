@@ -105,7 +105,7 @@ pub fn table(rows: &[Vec<String>]) {
 /// Warns on stderr about snapshot files the repository could not read (the listing goes on
 /// without them; `verify` reports them as damage), and prints the operations' notices (an
 /// audit entry parked on this host).
-pub fn warn_unreadable(repo: &lifeboat_core::repository::Repo) {
+pub fn warn_repository(repo: &lifeboat_core::repository::Repo) {
     for n in repo.take_notices() {
         eprintln!("lifeboat: warning: {n}");
     }

@@ -128,6 +128,14 @@ impl Error {
         self
     }
 
+    /// The same error with `note` after its message (what else happened, where something
+    /// went); kind, hint and cause stay.
+    #[must_use]
+    pub fn with_note(mut self, note: impl std::fmt::Display) -> Self {
+        self.message = format!("{}; {note}", self.message);
+        self
+    }
+
     /// Attaches the underlying cause.
     #[must_use]
     pub fn source(mut self, source: impl Into<Source>) -> Self {

@@ -34,7 +34,7 @@ impl BackupCmd {
             recovery_point: None,
         };
         let report = backup(&repo, src, &opts)?;
-        output::warn_unreadable(&repo);
+        output::warn_repository(&repo);
         if ctx.json {
             output::json(&report)?;
             return report.failure().map_or(Ok(()), |e| Err(e.into()));

@@ -42,7 +42,7 @@ impl ListCmd {
             until: self.until,
         };
         let backups = list(&repo, &filter)?;
-        output::warn_unreadable(&repo);
+        output::warn_repository(&repo);
         if ctx.json {
             return output::json(&backups);
         }
@@ -82,7 +82,7 @@ impl ListCmd {
 pub fn stats(ctx: &Ctx) -> anyhow::Result<()> {
     let repo = ctx.open()?;
     let s = repo_stats(&repo)?;
-    output::warn_unreadable(&repo);
+    output::warn_repository(&repo);
     if ctx.json {
         return output::json(&s);
     }

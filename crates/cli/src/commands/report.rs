@@ -55,7 +55,7 @@ impl ReportCmd {
         }
         let repo = ctx.open()?;
         let pack = evidence_pack(&repo, &ctx.config, from, to)?;
-        output::warn_unreadable(&repo);
+        output::warn_repository(&repo);
         let text = if ctx.json {
             serde_json::to_string_pretty(&pack)? + "\n"
         } else {

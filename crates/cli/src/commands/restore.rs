@@ -157,7 +157,7 @@ impl RestoreCmd {
                     ..ListFilter::default()
                 },
             )?;
-            output::warn_unreadable(&repo);
+            output::warn_repository(&repo);
             if ctx.json {
                 return output::json(&backups);
             }
@@ -248,7 +248,7 @@ impl RestoreCmd {
             }
         };
         let p = plan(&repo, &src, &opts).map_err(on_target)?;
-        output::warn_unreadable(&repo);
+        output::warn_repository(&repo);
         // pg_restore --clean needs their locks and waits silently (forever, for a session
         // idle in a transaction): say so before it starts
         if p.clean && !p.sessions_on_target.is_empty() {
@@ -317,7 +317,7 @@ impl RestoreCmd {
                 restore(&repo, &src, p, self.scratch_dir.as_deref())
             })
             .map_err(on_target)?;
-        output::warn_unreadable(&repo);
+        output::warn_repository(&repo);
         if ctx.json {
             return output::json(&report);
         }
@@ -459,7 +459,7 @@ impl RestoreCmd {
         let report = ctx
             .bars
             .spinning("restoring the base backup", || recover(repo, &store, &opts))?;
-        output::warn_unreadable(repo);
+        output::warn_repository(repo);
         if ctx.json {
             return output::json(&report);
         }

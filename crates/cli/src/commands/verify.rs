@@ -46,7 +46,7 @@ impl VerifyCmd {
                 read_data_subset: self.read_data_subset.clone(),
             },
         )?;
-        output::warn_unreadable(&repo);
+        output::warn_repository(&repo);
         if ctx.json {
             output::json(&report)?;
         } else {

@@ -633,16 +633,6 @@ pub(crate) fn run_pg_restore(
     Ok(())
 }
 
-/// `e` with `note` added to its message, keeping its kind and hint.
-fn with_note(e: Error, note: &str) -> Error {
-    let hint = e.hint_text().map(str::to_string);
-    let out = Error::new(e.kind(), format!("{e}; {note}"));
-    match hint {
-        Some(h) => out.hint(h),
-        None => out,
-    }
-}
-
 /// Runs a restore hook; `passfile` is a password file for the target server (see
 /// [`PgConn::write_passfile`]) handed over in `PGPASSFILE`.
 fn run_hook(
@@ -837,9 +827,8 @@ fn restore_inner(
     )
     .map_err(|e| {
         if plan.clean {
-            with_note(
-                e,
-                &format!(
+            e.with_note(
+                format!(
                     "the restore ran as one transaction, so database {:?} is as it was",
                     plan.target_database
                 ),
@@ -859,7 +848,7 @@ fn restore_inner(
         .map_err(|e| {
             if plan.clean {
                 // the one transaction has committed by now
-                with_note(e, &format!("the backup's data is restored into {:?}, but its database settings were not all applied", plan.target_database))
+                e.with_note(format!("the backup's data is restored into {:?}, but its database settings were not all applied", plan.target_database))
             } else {
                 e
             }
@@ -883,7 +872,7 @@ fn restore_inner(
                 Ok(_) => format!("the database {:?} this restore created was dropped again", plan.target_database),
                 Err(d) => format!("the database {:?} this restore created is left half restored (dropping it failed: {d}); drop it before retrying", plan.target_database),
             };
-            return Err(with_note(e, &note));
+            return Err(e.with_note(note));
         }
         Err(e) => return Err(e),
     };

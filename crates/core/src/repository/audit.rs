@@ -209,23 +209,19 @@ fn write_or_park(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<L
 
 /// `e` (the entry could not be written) saying where it was parked, or that parking failed.
 fn park_note(e: Error, parked: Result<std::path::PathBuf>) -> Error {
-    let (text, hint) = match parked {
-        Ok(p) => (
-            format!(
-                "{e}; the entry is parked in {} and goes into the log with the next operation that can write to this repository",
-                p.display()
-            ),
-            e.hint_text().map(str::to_string),
-        ),
-        Err(pe) => (
-            format!("{e}; parking the entry on this host failed too: {pe}"),
-            pe.hint_text().map(str::to_string),
-        ),
-    };
-    let out = Error::new(e.kind(), text);
-    match hint {
-        Some(h) => out.hint(h),
-        None => out,
+    match parked {
+        Ok(p) => e.with_note(format!(
+            "the entry is parked in {} and goes into the log with the next operation that can write to this repository",
+            p.display()
+        )),
+        Err(pe) => {
+            let hint = pe.hint_text().map(str::to_string);
+            let e = e.with_note(format!("parking the entry on this host failed too: {pe}"));
+            match hint {
+                Some(h) => e.hint(h),
+                None => e,
+            }
+        }
     }
 }
 
@@ -405,34 +401,26 @@ pub fn record_outcome<T>(
     ok: bool,
     details: &str,
 ) -> Result<T> {
+    let mut parked = None;
     let logged = match write_or_park(repo, action, ok, details) {
         Ok(Logged::Written(entry)) => publish_head(repo, &entry),
         Ok(Logged::Parked(why)) => {
-            // nothing is lost: the entry goes in with the next operation. The operation's
-            // own outcome stands (a retry after a false failure would do the work twice)
-            repo.notice(format!("{action}: {why}"));
+            parked = Some(format!("{action}: {why}"));
             Ok(())
         }
         Err(e) => Err(e),
     };
-    let result = result.map_err(|e| {
-        // the operation's own error, and where its entry went when the log could not take it
-        match repo
-            .take_notices()
-            .into_iter()
-            .find(|n| n.contains("parked in"))
-        {
-            Some(n) => {
-                let hint = e.hint_text().map(str::to_string);
-                let out = Error::new(e.kind(), format!("{e} (audit: {n})"));
-                match hint {
-                    Some(h) => out.hint(h),
-                    None => out,
-                }
-            }
-            None => e,
+    let result = match (result, parked) {
+        // the operation's own error, and where its entry went
+        (Err(e), Some(note)) => Err(e.with_note(format!("audit: {note}"))),
+        // nothing is lost: the entry goes in with the next operation. The operation's own
+        // outcome stands (a retry after a false failure would do the work twice)
+        (Ok(v), Some(note)) => {
+            repo.notice(note);
+            Ok(v)
         }
-    });
+        (result, None) => result,
+    };
     match (result, logged) {
         (Ok(_), Err(e)) if ok => Err(Error::new(
             e.kind(),
