@@ -1,10 +1,11 @@
 //! Choosing what to restore: `--before TIME` between two backups, and the restore hooks
-//! configured in `lifeboat.toml` (overridden by the command line).
+//! configured in `lifeboat.toml` (overridden by the command line); a target server that
+//! answers in another language.
 
 mod common;
 
 use common::{count, lb, list_json, ok};
-use lifeboat_testing::{cluster, sample_db, Workspace};
+use lifeboat_testing::{cluster, sample_db, Cluster, Workspace};
 
 #[test]
 fn before_picks_the_backup_finished_by_then_and_configured_hooks_run() {
@@ -86,4 +87,74 @@ fn before_picks_the_backup_finished_by_then_and_configured_hooks_run() {
         !ran.contains("as_flag"),
         "the configured pre-hook did not run: {ran}"
     );
+}
+
+/// The name of a German locale, made with `localedef` when this machine has none (the
+/// postgresql package depends on `locales`, which has the sources).
+fn german_locale() -> &'static str {
+    let have = std::process::Command::new("locale")
+        .arg("-a")
+        .output()
+        .expect("locale -a");
+    if !String::from_utf8_lossy(&have.stdout)
+        .lines()
+        .any(|l| l.eq_ignore_ascii_case("de_DE.utf8"))
+    {
+        let made = std::process::Command::new("localedef")
+            .args(["-i", "de_DE", "-f", "UTF-8", "de_DE.UTF-8"])
+            .output()
+            .expect("localedef");
+        assert!(
+            made.status.success(),
+            "this test needs the locale de_DE.UTF-8: run `localedef -i de_DE -f UTF-8 de_DE.UTF-8` as root ({})",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    "de_DE.UTF-8"
+}
+
+/// Many production servers answer in their operator's language (`lc_messages`). Restoring
+/// onto one that lacks the source's roles must go as it does in English: the owner and the
+/// role's settings are skipped with a note, the data is in. The decision is by SQLSTATE;
+/// by the English text it failed on "Rolle »app_owner« existiert nicht".
+#[test]
+fn a_server_answering_in_german_skips_what_it_cannot_apply_as_in_english() {
+    let locale = german_locale();
+    let c = cluster();
+    sample_db(&c, "app", 40);
+    c.sql(
+        "postgres",
+        "CREATE ROLE app_owner NOLOGIN; ALTER DATABASE app OWNER TO app_owner; \
+         ALTER ROLE app_owner IN DATABASE app SET work_mem TO '8MB'",
+    )
+    .unwrap();
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("app-db", &c.dsn("app"))]);
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+
+    let target = Cluster::start_with(
+        &lifeboat_core::sources::postgres::conn::PgBin::new(None),
+        &format!("lc_messages = '{locale}'"),
+    )
+    .expect("start a cluster answering in German");
+    let err = target
+        .sql("postgres", "ALTER DATABASE postgres OWNER TO app_owner")
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("existiert nicht"),
+        "the target does not answer in German: {err}"
+    );
+    let out = ok(lb(&cfg).args([
+        "restore",
+        "--latest",
+        "--target-dsn",
+        &target.dsn("postgres"),
+    ]));
+    let notes: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("note: not applied") && l.contains("app_owner"))
+        .collect();
+    assert_eq!(notes.len(), 2, "{out}");
+    assert_eq!(count(&target, "app", "shop.users"), 40);
 }

@@ -19,7 +19,7 @@ use crate::{
     secret::remove_secret_env,
     sources::postgres::{
         compare::{compare, ident, literal, Comparison},
-        conn::{missing_program, PgConn},
+        conn::{missing_program, sqlstate, PgConn, INSUFFICIENT_PRIVILEGE, UNDEFINED_OBJECT},
         logical::BackupKind,
         script,
         truth::Truth,
@@ -713,10 +713,14 @@ pub(crate) fn apply_database_properties(
     for stmt in database_properties(&truth.database_properties, original, target, no_owner) {
         if let Err(e) = conn.query(target, &stmt) {
             let text = e.to_string();
-            let missing_role = text.contains("role ") && text.contains("does not exist");
+            let state = sqlstate(&text);
+            let missing_role = state == Some(UNDEFINED_OBJECT)
+                || (text.contains("role ") && text.contains("does not exist"));
             // a superuser-only setting, a setting for a superuser role: the restoring role
             // may not, which is no reason to throw the restored data away
-            let not_allowed = text.contains("permission denied") || text.contains("must be ");
+            let not_allowed = state == Some(INSUFFICIENT_PRIVILEGE)
+                || text.contains("permission denied")
+                || text.contains("must be ");
             if !(missing_role || not_allowed) {
                 return Err(e);
             }

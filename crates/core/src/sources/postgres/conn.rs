@@ -356,6 +356,13 @@ impl PgConn {
             cmd.env("PGPASSWORD", p.expose());
         }
         cmd.env("PGAPPNAME", "lifeboat");
+        // the client's own messages (connection failures) are classified by their text: keep
+        // them in English whatever the operator's locale; LC_ALL would override LC_MESSAGES,
+        // so its value moves to LANG, which keeps every other category as it was
+        if let Some(all) = std::env::var_os("LC_ALL").filter(|v| !v.is_empty()) {
+            cmd.env_remove("LC_ALL").env("LANG", all);
+        }
+        cmd.env("LC_MESSAGES", "C");
         // never prompt: a prompt would hang a scheduled backup
         cmd.env(
             "PGCONNECT_TIMEOUT",
@@ -379,6 +386,9 @@ impl PgConn {
                 "-w",
                 "-v",
                 "ON_ERROR_STOP=1",
+                // the SQLSTATE with each server error: its text may be in the server's language
+                "-v",
+                "VERBOSITY=verbose",
                 "-c",
                 sql,
             ])
@@ -498,10 +508,11 @@ pub fn classify_on(stderr: &str, what: &str, server: &Server) -> Error {
     let detail: String = stderr
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty())
+        .filter(|l| !l.is_empty() && !l.starts_with("LOCATION:"))
         .take(4)
         .collect::<Vec<_>>()
         .join("; ");
+    let state = sqlstate(stderr);
     let lower = stderr.to_lowercase();
     let what = match server {
         Server::Source => what.to_string(),
@@ -524,19 +535,23 @@ pub fn classify_on(stderr: &str, what: &str, server: &Server) -> Error {
             ErrorKind::Unavailable,
             "the PostgreSQL server cannot be reached: check host and port in the dsn and that the server is running",
         )
-    } else if lower.contains("does not exist") && lower.contains("database") {
+    } else if state == Some("3D000")
+        || (lower.contains("does not exist") && lower.contains("database"))
+    {
         (
             ErrorKind::NotFound,
             "check the database name (source.databases or the dsn)",
         )
-    } else if lower.contains("could not obtain lock")
+    } else if state == Some("55P03")
+        || lower.contains("could not obtain lock")
         || (lower.contains("statement timeout") && lower.contains("lock table"))
     {
         (
             ErrorKind::Locked,
             "another session holds a lock on that table (a migration, LOCK TABLE, a long ALTER) for longer than lock_wait_timeout: find it in pg_locks / pg_stat_activity, or raise lock_wait_timeout of the source",
         )
-    } else if lower.contains("terminating connection")
+    } else if matches!(state, Some("57P01" | "57P02" | "57P03"))
+        || lower.contains("terminating connection")
         || lower.contains("server closed the connection")
     {
         (
@@ -545,10 +560,37 @@ pub fn classify_on(stderr: &str, what: &str, server: &Server) -> Error {
         )
     } else if let Some(hint) = privilege_hint(&lower) {
         (ErrorKind::Postgres, hint)
+    } else if state == Some(INSUFFICIENT_PRIVILEGE) {
+        (
+            ErrorKind::Postgres,
+            "the role lacks a privilege for this: `lifeboat config check` lists what the role may do",
+        )
     } else {
         (ErrorKind::Postgres, "see the PostgreSQL message above")
     };
     Error::new(kind, format!("{what}: {detail}")).hint(hint)
+}
+
+/// SQLSTATE of a server error the restoring role may not carry out.
+pub(crate) const INSUFFICIENT_PRIVILEGE: &str = "42501";
+/// SQLSTATE of a reference to an object (a role, say) the server does not have.
+pub(crate) const UNDEFINED_OBJECT: &str = "42704";
+
+/// The SQLSTATE of the first server error in `text` as psql prints it with
+/// `VERBOSITY=verbose` (`ERROR:  42704: role "x" does not exist`, the severity word in the
+/// server's language), if any. lifeboat decides by code where it can: the message text may
+/// be in German or Japanese.
+#[must_use]
+pub(crate) fn sqlstate(text: &str) -> Option<&str> {
+    text.match_indices(":  ").find_map(|(i, _)| {
+        let rest = &text[i + 3..];
+        let code = rest.get(..5)?;
+        (code
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+            && rest[5..].starts_with(": "))
+        .then_some(code)
+    })
 }
 
 /// A `.pgpass` field: `:` and `\\` are escaped with a backslash.
@@ -680,6 +722,39 @@ fn parse_kv(dsn: &str) -> std::result::Result<Vec<(String, String)>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlstate_is_read_whatever_the_server_language() {
+        assert_eq!(
+            sqlstate("psql: ERROR:  42704: role \"app\" does not exist\nLOCATION:  get_role_oid"),
+            Some("42704")
+        );
+        assert_eq!(
+            sqlstate("FEHLER:  42704: Rolle »app« existiert nicht"),
+            Some(UNDEFINED_OBJECT)
+        );
+        assert_eq!(sqlstate("ERROR:  role \"app\" does not exist"), None);
+        assert_eq!(sqlstate("NOTICE:  abc: def"), None);
+    }
+
+    #[test]
+    fn a_foreign_language_server_error_is_classified_by_its_code() {
+        let lock =
+            "psql: FEHLER:  55P03: konnte Sperre für Relation »t« nicht setzen\nLOCATION:  x.c:1";
+        let e = classify(lock, "database \"app\"");
+        assert_eq!(e.kind(), ErrorKind::Locked, "{e}");
+        assert!(!e.message().contains("LOCATION"), "{e}");
+        let gone = classify("FEHLER:  3D000: Datenbank »x« existiert nicht", "x");
+        assert_eq!(gone.kind(), ErrorKind::NotFound);
+        let denied = classify("FEHLER:  42501: keine Berechtigung für Tabelle t", "x");
+        assert!(denied.to_string().contains("42501"));
+        assert!(
+            denied
+                .hint_text()
+                .is_some_and(|h| h.contains("config check")),
+            "{denied:?}"
+        );
+    }
 
     #[test]
     fn uri_password_is_removed_from_conninfo() {
