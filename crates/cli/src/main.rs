@@ -258,7 +258,7 @@ fn dispatch(command: Command, ctx: &Ctx) -> anyhow::Result<i32> {
 
 /// Prints an error with its causes and hint (also as JSON on stdout with `--json`);
 /// returns the exit code.
-fn report(err: &anyhow::Error, json: bool) -> i32 {
+fn report(err: &anyhow::Error, json: bool, exit_code: Option<i32>) -> i32 {
     let core = err.chain().find_map(|e| e.downcast_ref::<Error>());
     let message = err.to_string();
     eprintln!("error: {message}");
@@ -278,14 +278,15 @@ fn report(err: &anyhow::Error, json: bool) -> i32 {
         eprintln!("hint: {h}");
     }
     let kind = core.map_or(ErrorKind::Internal, Error::kind);
+    let code = exit_code.unwrap_or_else(|| kind.exit_code());
     if json {
-        output::json_error(&kind_name(kind), kind.exit_code(), &message, &causes, hint);
+        output::json_error(&kind_name(kind), code, &message, &causes, hint);
     }
-    kind.exit_code()
+    code
 }
 
 /// The error kind as it appears in JSON (`not_found`, `check_failed`, ...).
-fn kind_name(kind: ErrorKind) -> String {
+pub(crate) fn kind_name(kind: ErrorKind) -> String {
     serde_json::to_value(kind)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
@@ -398,16 +399,18 @@ fn main() {
         Ok(0) => {}
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            let code = report(&e, json);
             // restore_command: a low exit code means "not in the archive" and ends recovery
             // early; any failure to even look must stop recovery instead
-            std::process::exit(if fetching {
+            let code = report(
+                &e,
+                json,
+                fetching.then_some(commands::wal::FETCH_FATAL_EXIT),
+            );
+            if fetching {
                 // the error is above; this line says what it means for recovery
-                eprintln!("lifeboat wal-fetch: stopping recovery (exit 126)");
-                commands::wal::FETCH_FATAL_EXIT
-            } else {
-                code
-            });
+                eprintln!("lifeboat wal-fetch: stopping recovery (exit {code})");
+            }
+            std::process::exit(code);
         }
     }
 }

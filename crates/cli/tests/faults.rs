@@ -58,6 +58,15 @@ fn wrong_repository_password_and_second_init() {
         err.contains("wrong password") && err.contains("lifeboat wal-fetch: hint:"),
         "{err}"
     );
+    // the JSON document gives the exit code the process really ends with
+    let (code, out, _) = run(lb(&cfg2)
+        .env("LIFEBOAT_PASSWORD", "not-the-password")
+        .args(["--json", "wal-fetch", "000000010000000000000001"])
+        .arg(ws2.path().join("seg")));
+    assert_eq!(code, 126);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
+    assert_eq!(v["error"]["exit_code"], 126, "{v}");
+    assert_eq!(v["error"]["kind"], "auth", "{v}");
 }
 
 #[test]

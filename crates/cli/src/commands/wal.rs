@@ -192,19 +192,31 @@ impl WalFetchCmd {
                 let text = e.to_string();
                 let line = lifeboat_core::error::headline(&text);
                 eprintln!("lifeboat wal-fetch: error fetching {}: {line}", self.name);
+                let mut causes = Vec::new();
                 for cause in e.chain().skip(1) {
                     let cause = cause.to_string();
                     let c = lifeboat_core::error::headline(&cause);
                     if !c.is_empty() && !text.contains(c) {
                         eprintln!("lifeboat wal-fetch:   caused by: {c}");
+                        causes.push(c.to_string());
                     }
                 }
-                if let Some(h) = e
+                let core = e
                     .chain()
-                    .find_map(|c| c.downcast_ref::<lifeboat_core::Error>())
-                    .and_then(lifeboat_core::Error::hint_text)
-                {
+                    .find_map(|c| c.downcast_ref::<lifeboat_core::Error>());
+                let hint = core.and_then(lifeboat_core::Error::hint_text);
+                if let Some(h) = hint {
                     eprintln!("lifeboat wal-fetch: hint: {h}");
+                }
+                if ctx.json {
+                    let kind = core.map_or(ErrorKind::Internal, lifeboat_core::Error::kind);
+                    crate::output::json_error(
+                        &crate::kind_name(kind),
+                        FETCH_FATAL_EXIT,
+                        &format!("error fetching {}: {line}", self.name),
+                        &causes,
+                        hint,
+                    );
                 }
                 FETCH_FATAL_EXIT
             }
