@@ -355,7 +355,9 @@ fn main() {
             flag.store(true, std::sync::atomic::Ordering::Relaxed);
             return;
         }
-        lifeboat_core::sources::postgres::cluster::stop_all();
+        for line in lifeboat_core::sources::postgres::cluster::stop_all() {
+            eprintln!("lifeboat: {line}");
+        }
         park_interrupted();
         eprintln!("interrupted");
         std::process::exit(130);
@@ -371,7 +373,7 @@ fn main() {
             .or_else(|| payload.downcast_ref::<&str>().copied())
             .unwrap_or_default();
         if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
-            lifeboat_core::sources::postgres::cluster::stop_all();
+            let _ = lifeboat_core::sources::postgres::cluster::stop_all();
             std::process::exit(141);
         }
         default(info);

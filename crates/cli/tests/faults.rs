@@ -275,6 +275,49 @@ fn postgres_password_never_reaches_argv() {
     assert_eq!(count(&c, "copy", "shop.users"), 50);
 }
 
+/// Ctrl-C while pg_restore loads a new database: the half-loaded database goes again (the
+/// retry would be refused "not empty"), the exit code is 130, and the retry restores.
+#[test]
+fn an_interrupted_restore_drops_the_database_it_created() {
+    let c = cluster();
+    c.sql("postgres", "CREATE DATABASE big").unwrap();
+    c.sql(
+        "big",
+        "CREATE TABLE z (id int, t text); \
+         INSERT INTO z SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 600000) g",
+    )
+    .unwrap();
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("big-db", &c.dsn("big"))]);
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    let child = common::lb_std(&cfg)
+        .args(["restore", "--latest", "--to-database", "copy"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        common::catch_copy(&c, "public.z", false),
+        "never saw pg_restore loading the table"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        !db_exists(&c, "copy"),
+        "the half-restored database is left behind: {err}"
+    );
+    assert!(err.contains("dropped database \"copy\""), "{err}");
+    ok(lb(&cfg).args(["restore", "--latest", "--to-database", "copy"]));
+    assert_eq!(count(&c, "copy", "z"), 600_000);
+}
+
 #[test]
 fn terminated_pg_dump_leaves_no_snapshot() {
     let c = cluster();

@@ -13,7 +13,16 @@ pub fn lb(config: &Path) -> Command {
 
 /// As [`lb`], running the binary at `bin`.
 pub fn lb_at(bin: &Path, config: &Path) -> Command {
-    let mut c = Command::new(bin);
+    Command::from_std(std_at(bin, config))
+}
+
+/// As [`lb`], as a `std` command (to spawn it and signal it midway).
+pub fn lb_std(config: &Path) -> std::process::Command {
+    std_at(&assert_cmd::cargo::cargo_bin("lifeboat"), config)
+}
+
+fn std_at(bin: &Path, config: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(bin);
     c.arg("--config").arg(config);
     // parked audit entries stay with the test's files, not in /var/lib/lifeboat
     c.env(

@@ -143,9 +143,11 @@ fn stop_server(pg_ctl: &Path, data: &Path, user: Option<&str>, mode: &str) {
         .status();
 }
 
-/// Stops every cluster this process started and removes its scratch directories (for
-/// signal handlers).
-pub fn stop_all() {
+/// Stops every cluster this process started, drops the databases it created and had not
+/// finished, and removes its scratch directories (for signal handlers). Returns what the
+/// operator must be told: each database dropped, or left because the drop failed.
+pub fn stop_all() -> Vec<String> {
+    let mut said = Vec::new();
     // held to the end: the interrupted operation may fail on the stopped server and the
     // process head for exit while this still removes directories (see [`wait_for_stop_all`])
     let _cleaning = CLEANING.lock();
@@ -154,13 +156,20 @@ pub fn stop_all() {
         .map(|mut l| std::mem::take(&mut *l))
         .unwrap_or_default();
     for (conn, db) in drops {
-        let _ = conn.query(
+        let dropped = conn.query(
             "postgres",
             &format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 super::compare::ident(&db)
             ),
         );
+        said.push(match dropped {
+            Ok(_) => format!("dropped database {db:?}, which this run created and had not finished"),
+            Err(e) => format!(
+                "database {db:?}, which this run created, is left unfinished (dropping it failed: {}); drop it before retrying",
+                crate::error::headline(&e.to_string())
+            ),
+        });
     }
     let list = RUNNING
         .lock()
@@ -185,6 +194,7 @@ pub fn stop_all() {
     for g in groups {
         kill_group(g);
     }
+    said
 }
 
 /// Held by [`stop_all`] while it cleans up.
