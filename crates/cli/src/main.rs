@@ -310,6 +310,9 @@ fn park_interrupted() {
     }
 }
 
+/// Set by the signal handler when it is about to clean up and exit 130.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// A long-running command's stop flag: the first Ctrl-C / SIGTERM sets it instead of
 /// exiting, so the command can finish what it is doing and clean up.
 static STOP: std::sync::Mutex<Option<std::sync::Arc<std::sync::atomic::AtomicBool>>> =
@@ -355,6 +358,7 @@ fn main() {
             flag.store(true, std::sync::atomic::Ordering::Relaxed);
             return;
         }
+        INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
         for line in lifeboat_core::sources::postgres::cluster::stop_all() {
             eprintln!("lifeboat: {line}");
         }
@@ -397,6 +401,12 @@ fn main() {
     }
     // an interrupt's clean-up may still be removing what the command started
     lifeboat_core::sources::postgres::cluster::wait_for_stop_all();
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        // the command failed because the interrupt stopped its servers: the handler says
+        // so and exits 130; exiting here first would give the failure's own code instead
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        std::process::exit(130);
+    }
     match result {
         Ok(0) => {}
         Ok(code) => std::process::exit(code),
