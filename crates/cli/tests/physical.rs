@@ -381,6 +381,59 @@ fn pitr_to_time_lsn_and_restore_point_on_a_local_repository() {
     let (r, _) = restore(&a, "pitr-xid-excl", &["--target-xid", &xid, "--exclusive"]);
     assert_eq!(r.markers(), (50, 50), "target xid, exclusive");
     drop(r);
+
+    // paused just before a DROP TABLE commits: replay holds the table's lock, and a query on
+    // it would wait for ever; the restore names the table. Hooks given on the command line
+    // run around a physical restore, the post-hook against the started server
+    a.sql("create table doomed (id int)");
+    let drop_xid = a.sql("begin; drop table doomed; select txid_current(); commit;");
+    a.archive_now();
+    let said = a.ws.path().join("physical-hooks.log");
+    let (r, out) = restore(
+        &a,
+        "pitr-pause",
+        &[
+            "--target-xid",
+            &drop_xid,
+            "--exclusive",
+            "--target-action",
+            "pause",
+            "--pre-hook",
+            &format!(
+                "echo \"$LIFEBOAT_HOOK $LIFEBOAT_KIND $LIFEBOAT_TARGET_DIR\" >> {}",
+                said.display()
+            ),
+            "--post-hook",
+            &format!(
+                "psql \"$LIFEBOAT_TARGET_CONNINFO\" -XAtc 'select pg_is_in_recovery()' >> {}",
+                said.display()
+            ),
+        ],
+    );
+    assert!(
+        out.contains("holds exclusive locks on postgres: doomed"),
+        "{out}"
+    );
+    assert!(out.contains("ran the post-restore hook"), "{out}");
+    let said = std::fs::read_to_string(&said).expect("the hooks ran");
+    assert_eq!(
+        said,
+        format!("pre-restore physical {}\nt\n", r.data.display()),
+        "pre-hook before, post-hook against the paused server"
+    );
+    assert_eq!(r.sql("select pg_is_in_recovery()"), "t");
+    drop(r);
+    // flags of a logical restore are refused, not ignored
+    let (code, _, err) = run(a
+        .lb()
+        .args(["restore", "--kind", "physical", "--latest", "--to-dir"])
+        .arg(a.scratch("refused").join("data"))
+        .args(["--to-database", "x", "--jobs", "4"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--to-database, --jobs only apply to a logical restore"),
+        "{err}"
+    );
     let served = std::fs::read_to_string(a.ws.path().join("serve.log")).expect("server log");
     assert!(
         served.contains("PUSH") && served.contains("OK stored"),

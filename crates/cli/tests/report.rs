@@ -313,11 +313,11 @@ fn the_runbooks_accidental_delete_commands_bring_rows_and_tables_back_as_written
     let blocks = sh_blocks(&book, scenario);
     assert_eq!(
         blocks.len(),
-        3,
-        "connections, dropped table, deleted rows: {book}"
+        4,
+        "connections, dropped table, schema comparison, deleted rows: {book}"
     );
     let vars = |t: &str| blocks[0].replace("T=schema.table", &format!("T={t}"));
-    bash(&format!("{}{}", vars("shop.events"), blocks[2]));
+    bash(&format!("{}{}", vars("shop.events"), blocks[3]));
     assert_eq!(
         count("shop.events").parse::<u64>().unwrap(),
         events.parse::<u64>().unwrap() + 1,
@@ -343,8 +343,58 @@ fn the_runbooks_accidental_delete_commands_bring_rows_and_tables_back_as_written
         "0"
     );
 
-    // a dropped table comes back whole
+    // a dropped table comes back whole, while the application goes on trying to write to
+    // it: no insert may land between the table's creation and its sequence's setval (ids
+    // taken twice, no primary key, nothing rolled back)
     c.sql("app", "drop table shop.attachments").unwrap();
+    let mut app = std::process::Command::new(
+        lifeboat_core::sources::postgres::conn::PgBin::new(None).program("psql"),
+    )
+    .args(["-X", "-q", "-d", &c.dsn("app")])
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let mut stdin = app.stdin.take().unwrap();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let batch = "insert into shop.attachments (order_id, name, data) values (1, 'live', '\\x00');\n".repeat(50);
+                if stdin.write_all(batch.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
     bash(&format!("{}{}", vars("shop.attachments"), blocks[1]));
-    assert_eq!(count("shop.attachments"), attachments);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    app.wait().unwrap();
+    let live: u64 = c
+        .sql(
+            "app",
+            "select count(*) from shop.attachments where name = 'live'",
+        )
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(live > 0, "the application never wrote after the copy-back");
+    assert_eq!(
+        count("shop.attachments").parse::<u64>().unwrap(),
+        attachments.parse::<u64>().unwrap() + live
+    );
+    assert_eq!(
+        c.sql(
+            "app",
+            "select count(*) from pg_constraint where conname = 'attachments_pkey'"
+        )
+        .unwrap(),
+        "1"
+    );
 }

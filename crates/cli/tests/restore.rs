@@ -4,11 +4,11 @@
 
 mod common;
 
-use common::{count, lb, list_json, ok};
+use common::{count, lb, list_json, ok, run};
 use lifeboat_testing::{cluster, sample_db, Cluster, Workspace};
 
 #[test]
-fn before_picks_the_backup_finished_by_then_and_configured_hooks_run() {
+fn before_picks_the_backup_finished_by_then_and_configured_hooks_run_for_the_database_itself() {
     let c = cluster();
     sample_db(&c, "app", 30);
     let ws = Workspace::new();
@@ -36,8 +36,9 @@ fn before_picks_the_backup_finished_by_then_and_configured_hooks_run() {
     let events_now = count(&c, "app", "shop.events");
     assert!(events_now > 0);
 
-    // --before a time between the two: the first backup, all its rows
-    ok(lb(&cfg).args([
+    // --before a time between the two: the first backup, all its rows; a copy next to
+    // production, so the configured hooks (which stop the application) stay out of it
+    let (code, out, err) = run(lb(&cfg).args([
         "restore",
         "--before",
         &between,
@@ -46,6 +47,13 @@ fn before_picks_the_backup_finished_by_then_and_configured_hooks_run() {
         "--to-database",
         "as_before",
     ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("configured restore hooks do not run for a copy"),
+        "{err}"
+    );
+    assert!(!out.contains("ran the"), "{out}");
+    assert!(!log.exists(), "a hook ran for a side copy");
     let restored = count(&c, "as_before", "shop.events");
     assert!(
         restored > events_now,
@@ -63,14 +71,18 @@ fn before_picks_the_backup_finished_by_then_and_configured_hooks_run() {
     ]));
     assert_eq!(count(&c, "as_now", "shop.events"), events_now);
 
-    // the configured hooks ran around both restores, with the snapshot and the target
+    // the database itself restored under its own name (it was lost): the configured
+    // hooks run around it, with the snapshot and the target, and the restore says so
+    c.sql("postgres", "DROP DATABASE app").unwrap();
+    let out = ok(lb(&cfg).args(["restore", "--before", &between, "--source", "app-db"]));
+    assert!(out.contains("ran the pre-restore hook: echo pre"), "{out}");
     let ran = std::fs::read_to_string(&log).unwrap();
     let first_id = first["id"].as_str().unwrap();
     let second_id = second["id"].as_str().unwrap();
-    assert!(ran.contains(&format!("pre {first_id} as_before")), "{ran}");
+    assert!(ran.contains(&format!("pre {first_id} app")), "{ran}");
     assert!(ran.contains(&format!("post {first_id}")), "{ran}");
-    assert!(ran.contains(&format!("pre {second_id} as_now")), "{ran}");
-    // a hook on the command line replaces the configured one
+    assert!(!ran.contains(second_id), "{ran}");
+    // a hook on the command line runs for a copy too
     ok(lb(&cfg).args([
         "restore",
         "--latest",
@@ -87,6 +99,7 @@ fn before_picks_the_backup_finished_by_then_and_configured_hooks_run() {
         !ran.contains("as_flag"),
         "the configured pre-hook did not run: {ran}"
     );
+    assert!(!ran.contains("as_now"), "{ran}");
 }
 
 /// The name of a German locale, made with `localedef` when this machine has none (the

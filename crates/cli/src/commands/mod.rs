@@ -44,6 +44,27 @@ fn parse_time_in(
     if let Ok(t) = s.parse::<jiff::Timestamp>() {
         return Ok(t);
     }
+    // as PostgreSQL writes times in its log (`2026-12-06 08:22:46.303 UTC`, log_timezone
+    // UTC) or with a zone name: the time an operator copies from the log at 03:00
+    if let Some((local, zone)) = s.trim().rsplit_once(' ') {
+        let zone = match zone {
+            "UTC" | "GMT" | "Z" => Some(jiff::tz::TimeZone::UTC),
+            name if name.contains('/') => jiff::tz::TimeZone::get(name).ok(),
+            _ => None,
+        };
+        if let Some(zone) = zone {
+            if let Ok(dt) = local
+                .trim()
+                .replace(' ', "T")
+                .parse::<jiff::civil::DateTime>()
+            {
+                return dt
+                    .to_zoned(zone)
+                    .map(|z| z.timestamp())
+                    .map_err(|e| e.to_string());
+            }
+        }
+    }
     // a bare date first: jiff also reads "2026-11-23" as a DateTime (at midnight), which
     // would make every date the start of its day
     let bare = !s.trim().contains(['T', 't', ' ', ':']);
@@ -65,7 +86,7 @@ fn parse_time_in(
             .map_err(|e| e.to_string());
     }
     Err(format!(
-        "{s:?} is not a time: use 2026-11-23T02:00:00Z, \"2026-11-23 02:00\" or 2026-11-23"
+        "{s:?} is not a time: use 2026-11-23T02:00:00Z, \"2026-11-23 02:00:00.123+01\", \"2026-11-23 02:00 UTC\", \"2026-11-23 02:00 Europe/Berlin\", \"2026-11-23 02:00\" (this machine's time zone) or 2026-11-23"
     ))
 }
 
@@ -77,6 +98,34 @@ mod tests {
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn times_as_postgresql_writes_them_are_read_in_their_zone() {
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        for (text, want) in [
+            ("2026-12-06 08:22:46 UTC", "2026-12-06T08:22:46Z"),
+            (
+                "2026-12-06 08:22:46.303744 UTC",
+                "2026-12-06T08:22:46.303744Z",
+            ),
+            (
+                "2026-12-06 08:22:45.854505+00",
+                "2026-12-06T08:22:45.854505Z",
+            ),
+            ("2026-12-06 09:22:46+01", "2026-12-06T08:22:46Z"),
+            (
+                "2026-12-06 03:22:46 America/New_York",
+                "2026-12-06T08:22:46Z",
+            ),
+            ("2026-12-06 08:22:46.5 GMT", "2026-12-06T08:22:46.5Z"),
+        ] {
+            // the machine's own zone must not matter when the text names one
+            let t = parse_time_in(text, &berlin, DayEdge::Start).unwrap();
+            assert_eq!(t, ts(want), "{text}");
+        }
+        let e = parse_time_in("2026-12-06 08:22:46 CET", &berlin, DayEdge::Start).unwrap_err();
+        assert!(e.contains("Europe/Berlin"), "{e}");
     }
 
     #[test]

@@ -57,9 +57,9 @@ pub struct RestoreCmd {
     /// With --clean: restore over an existing, non-empty database (alone it does nothing).
     #[arg(long)]
     force: bool,
-    /// Parallel pg_restore jobs.
-    #[arg(long, short, default_value_t = 2)]
-    jobs: u32,
+    /// Parallel pg_restore jobs [default: 2].
+    #[arg(long, short)]
+    jobs: Option<u32>,
     /// Restore roles and tablespaces (the source's globals backup) first; they are never
     /// restored without this flag.
     #[arg(long)]
@@ -228,7 +228,7 @@ impl RestoreCmd {
             to_database: self.to_database.clone(),
             clean: self.clean,
             force: self.force,
-            jobs: self.jobs,
+            jobs: self.jobs.unwrap_or(2),
             globals: self.globals,
             verify: !self.no_verify,
             no_owner: self.no_owner,
@@ -249,6 +249,12 @@ impl RestoreCmd {
         };
         let p = plan(&repo, &src, &opts).map_err(on_target)?;
         output::warn_repository(&repo);
+        if p.configured_hooks_skipped {
+            eprintln!(
+                "note: the configured restore hooks do not run for a copy under another name ({:?}): they are for restoring the application's own database; pass --pre-hook / --post-hook to run hooks for this copy",
+                p.target_database
+            );
+        }
         // pg_restore --clean needs their locks and waits silently (forever, for a session
         // idle in a transaction): say so before it starts
         if p.clean && !p.sessions_on_target.is_empty() {
@@ -335,6 +341,14 @@ impl RestoreCmd {
                 g.short_id()
             );
         }
+        for (name, hook) in [
+            ("pre-restore", &report.plan.pre_hook),
+            ("post-restore", &report.plan.post_hook),
+        ] {
+            if let Some(h) = hook {
+                println!("ran the {name} hook: {h}");
+            }
+        }
         if let Some(role) = &report.kept_password_of {
             println!("note: role {role:?}, which this restore connects as, kept its password on the target; the globals backup's password for it was not applied");
         }
@@ -357,6 +371,7 @@ impl RestoreCmd {
         repo: &lifeboat_core::repository::Repo,
     ) -> anyhow::Result<()> {
         let a = &self.physical;
+        self.refuse_logical_flags()?;
         let to_dir = a.to_dir.clone().ok_or_else(|| {
             Error::config("a physical restore needs --to-dir DIR (a new or empty directory)")
                 .hint("the whole cluster is unpacked there, e.g. --to-dir /var/lib/postgresql/15/restored; add --dry-run first to see the plan")
@@ -412,7 +427,18 @@ impl RestoreCmd {
                 .ok()
                 .and_then(|s| s.pg_bin_dir.clone()),
             isolate: false,
+            hooks: Hooks {
+                pre_restore: self.pre_hook.clone(),
+                post_restore: self.post_hook.clone(),
+            },
         };
+        let configured = ctx
+            .config
+            .source(&source)
+            .is_ok_and(|s| s.hooks.pre_restore.is_some() || s.hooks.post_restore.is_some());
+        if configured && self.pre_hook.is_none() && self.post_hook.is_none() {
+            eprintln!("note: the configured restore hooks do not run for a physical restore (a whole cluster, usually beside the original): stop the application by hand if it must be, or pass --pre-hook / --post-hook");
+        }
         if self.dry_run {
             let p = plan_recovery(repo, &store, &opts)?;
             if ctx.json {
@@ -470,6 +496,14 @@ impl RestoreCmd {
             report.to_dir.display(),
             output::secs(report.fetch_secs)
         );
+        for (name, hook) in [
+            ("pre-restore", &opts.hooks.pre_restore),
+            ("post-restore", &opts.hooks.post_restore),
+        ] {
+            if let Some(h) = hook {
+                println!("  ran the {name} hook: {h}");
+            }
+        }
         println!(
             "  the archive reaches {}{}",
             report.reachable_lsn,
@@ -512,6 +546,12 @@ impl RestoreCmd {
                 if r.in_recovery {
                     println!("  the server is paused at the target: inspect it, then `select pg_wal_replay_resume()` to promote");
                 }
+                if !r.locked.is_empty() {
+                    println!(
+                        "warning: the transaction replay paused in (not yet committed at the target) holds exclusive locks on {}: a query on them waits until recovery resumes; to read them, restore to just before that transaction (--exclusive) or with --target-action promote",
+                        r.locked.join(", ")
+                    );
+                }
                 if let Some(l) = &report.log {
                     println!("  server log: {}", l.display());
                 }
@@ -543,19 +583,27 @@ impl RestoreCmd {
         if !opts.keep_archiving {
             let lb = invocation(ctx, "lifeboat")?;
             let source = shell_quote(&report.backup.meta.source);
-            let history = report
+            // paused, it still runs on the backup's timeline: the new one comes with the
+            // promotion that resuming starts
+            let timeline = report
                 .reached
                 .as_ref()
-                .and_then(|r| r.timeline)
-                .map_or_else(
-                    || "0000000N.history (N: the timeline it promoted to)".to_string(),
-                    |t| format!("{t:08X}.history"),
-                );
+                .filter(|r| !r.in_recovery)
+                .and_then(|r| r.timeline);
+            let history = timeline.map_or_else(
+                || "0000000N.history".to_string(),
+                |t| format!("{t:08X}.history"),
+            );
+            let which = if timeline.is_some() {
+                ""
+            } else {
+                "   (N: the timeline it promoted to, `select timeline_id from pg_control_checkpoint()` after the promotion)"
+            };
             println!("note: WAL archiving is off in the restored server (archive_mode = off in its postgresql.auto.conf, which overrides postgresql.conf).");
             println!("  When it becomes the primary (and only then: the history file sends every later recovery onto its timeline):");
             println!("  1. in it: ALTER SYSTEM SET archive_mode = on; then restart it");
             println!(
-                "  2. {lb} wal-push --source {source} {}   (PostgreSQL archives a new timeline's history only if archiving was on when it was promoted)",
+                "  2. {lb} wal-push --source {source} {}   (PostgreSQL archives a new timeline's history only if archiving was on when it was promoted){which}",
                 shell_quote(&report.to_dir.join("pg_wal").join(&history).display().to_string())
             );
             println!("  3. point source {source}'s dsn at it, then {lb} backup --source {source} --kind physical   (its first base backup: until then no recovery reaches past the promotion)");
@@ -568,6 +616,36 @@ impl RestoreCmd {
 }
 
 impl RestoreCmd {
+    /// A physical restore brings back a whole cluster into a directory: the flags that
+    /// choose a database or a way of loading one would be ignored, which an operator
+    /// must not find out afterwards.
+    fn refuse_logical_flags(&self) -> anyhow::Result<()> {
+        let given: Vec<&str> = [
+            ("--to-database", self.to_database.is_some()),
+            ("--target-dsn", self.target_dsn.is_some()),
+            ("--database", self.database.is_some()),
+            ("--clean", self.clean),
+            ("--force", self.force),
+            ("--jobs", self.jobs.is_some()),
+            ("--globals", self.globals),
+            ("--no-owner", self.no_owner),
+            ("--no-verify", self.no_verify),
+            ("--scratch-dir", self.scratch_dir.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, set)| set.then_some(flag))
+        .collect();
+        if given.is_empty() {
+            return Ok(());
+        }
+        Err(Error::config(format!(
+            "{} only apply to a logical restore; a physical restore brings back the whole cluster into --to-dir",
+            given.join(", ")
+        ))
+        .hint("leave them out, or restore a logical backup (--kind logical) to pick a database")
+        .into())
+    }
+
     /// Without --port the restored server takes the port of the original's configuration,
     /// which is taken while the original runs on this host.
     fn port_note(&self) {

@@ -151,6 +151,9 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
         timeout_secs: 0,
         pg_bin_dir: src.pg_bin_dir.clone(),
         isolate: true,
+        // a drill runs its own hooks against the copy, never the restore hooks that stop
+        // and start production's application
+        hooks: crate::config::Hooks::default(),
     };
     let user = owner(&rec)?;
     if let Some(u) = &user {

@@ -114,6 +114,11 @@ pub struct RecoverOptions {
     /// private socket), and starts no logical replication workers, so that it can never
     /// be reached from outside nor reach a publisher of the production cluster.
     pub isolate: bool,
+    /// Shell commands run before anything is written (stop the application) and after the
+    /// restore succeeded (with `start`: once the server reached the target). They get the
+    /// backup's variables, `LIFEBOAT_TARGET_DIR` and, with `start`,
+    /// `LIFEBOAT_TARGET_CONNINFO`.
+    pub hooks: crate::config::Hooks,
 }
 
 /// Where recovery ended, read from the server.
@@ -131,6 +136,10 @@ pub struct ReachedPoint {
     pub in_recovery: bool,
     /// Where the running server listens: its socket directory and port.
     pub listen: Option<(PathBuf, u16)>,
+    /// Paused at the target: the tables the replayed, unfinished transaction holds
+    /// exclusively (`db: schema.table`); a query on them waits until recovery resumes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locked: Vec<String>,
 }
 
 /// What a physical restore did.
@@ -692,6 +701,23 @@ pub(crate) fn recover_inner(
     probe
         .join()
         .map_err(|_| Error::internal("the restore_command probe panicked"))??;
+    let hooked = backup.clone();
+    let hook = |name: &str, cmd: &Option<String>, listen: Option<&(PathBuf, u16)>| {
+        let Some(cmd) = cmd else { return Ok(()) };
+        let mut command = std::process::Command::new("sh");
+        command.env("LIFEBOAT_TARGET_DIR", &opts.to_dir);
+        if let Some((socket, port)) = listen {
+            command.env(
+                "LIFEBOAT_TARGET_CONNINFO",
+                format!(
+                    "host={} port={port} user=postgres dbname=postgres",
+                    socket.display()
+                ),
+            );
+        }
+        super::restore::run_hook_command(name, cmd, &hooked, command)
+    };
+    hook("pre-restore", &opts.hooks.pre_restore, None)?;
     let clock = Instant::now();
     let created = !opts.to_dir.exists();
     let mut written = Vec::new();
@@ -767,15 +793,28 @@ pub(crate) fn recover_inner(
             opts.to_dir.display(),
             opts.to_dir.display()
         ));
+        hook("post-restore", &opts.hooks.post_restore, None).map_err(post_hook_note)?;
         return Ok(report);
     }
     let replay = Instant::now();
     let log = opts.to_dir.join(RECOVERY_LOG);
     let reached = start_and_wait(opts, user_name.as_deref(), &log)?;
     report.replay_secs = Some(replay.elapsed().as_secs_f64());
+    hook(
+        "post-restore",
+        &opts.hooks.post_restore,
+        reached.listen.as_ref(),
+    )
+    .map_err(post_hook_note)?;
     report.reached = Some(reached);
     report.log = Some(log);
     Ok(report)
+}
+
+/// A failed post-restore hook's error says that the restore itself is done: the operator
+/// must not restore again, only finish what the hook did not.
+fn post_hook_note(e: Error) -> Error {
+    e.with_note("the restore itself succeeded: the data directory is in place")
 }
 
 /// Runs the restore_command as the server will (same user) for a file that never exists:
@@ -942,13 +981,19 @@ pub(crate) fn start_and_wait(
                                 .and_then(|(_, r)| r.split_whitespace().next()?.parse().ok())
                         })
                         .or_else(|| f[4].parse().ok());
+                    let in_recovery = f[0] == "t";
                     return Ok(ReachedPoint {
                         lsn: Some(f[1].to_string()).filter(|s| !s.is_empty()),
                         last_transaction: Some(f[2].to_string()).filter(|s| !s.is_empty()),
                         stop_reason,
                         timeline,
-                        in_recovery: f[0] == "t",
+                        in_recovery,
                         listen: Some((socket, port)),
+                        locked: if in_recovery {
+                            locked_by_replay(&conn)
+                        } else {
+                            Vec::new()
+                        },
                     });
                 }
             }
@@ -970,6 +1015,41 @@ pub(crate) fn start_and_wait(
             )));
         }
     }
+}
+
+/// The tables, views and sequences that the transaction replay stopped in holds with an
+/// ACCESS EXCLUSIVE lock (a `DROP TABLE` paused before its commit), as `db: name`. A query
+/// on one waits until recovery resumes, which an operator inspecting a paused server
+/// takes for a hang.
+fn locked_by_replay(conn: &crate::sources::postgres::conn::PgConn) -> Vec<String> {
+    const BY_STARTUP: &str = "l.locktype = 'relation' and l.mode = 'AccessExclusiveLock' \
+        and l.pid in (select pid from pg_stat_activity where backend_type = 'startup')";
+    let dbs = conn
+        .query(
+            "postgres",
+            &format!(
+                "select distinct d.datname from pg_locks l join pg_database d on d.oid = l.database where {BY_STARTUP} order by 1"
+            ),
+        )
+        .unwrap_or_default();
+    dbs.lines()
+        .filter(|d| !d.is_empty())
+        .flat_map(|db| {
+            conn.query(
+                db,
+                &format!(
+                    "select c.oid::regclass::text from pg_locks l join pg_class c on c.oid = l.relation \
+                     where l.database = (select oid from pg_database where datname = current_database()) \
+                     and c.relkind in ('r', 'p', 'v', 'm', 'S', 'f') and {BY_STARTUP} order by 1"
+                ),
+            )
+            .unwrap_or_default()
+            .lines()
+            .filter(|t| !t.is_empty())
+            .map(|t| format!("{db}: {t}"))
+            .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// What the server wrote to `log` after its first `from` bytes.
@@ -1016,16 +1096,38 @@ fn recovery_failed(log: &Path, from: u64, what: &str, target: &RecoveryTarget) -
     if let Some(e) = &lifeboat_err {
         msg.push_str(&format!("; {e}"));
     }
-    let hint = if ended_early && matches!(target, RecoveryTarget::Name(_) | RecoveryTarget::Xid(_))
-    {
+    // PostgreSQL says how far the WAL it had went
+    let last_commit = text.lines().rev().find_map(|l| {
+        l.split_once("last completed transaction was at log time ")
+            .map(|(_, t)| t.trim().to_string())
+    });
+    let port_taken = text.contains("already exists") && text.contains("lock file")
+        || text.contains("Address already in use");
+    let hint = if port_taken {
+        "another server already listens on that port or socket (the original, most likely): pass --port (and --socket-dir) to run the restored one beside it".to_string()
+    } else if ended_early && matches!(target, RecoveryTarget::Name(_) | RecoveryTarget::Xid(_)) {
         format!("the target may lie before this base backup: pass --before TIME (when the target was made) or an older backup id; see {}", log.display())
+    } else if ended_early && matches!(target, RecoveryTarget::Time(_) | RecoveryTarget::Lsn(_)) {
+        format!(
+            "the target lies past the newest WAL in the archive{}: nothing written after that was archived; pass --latest to recover all of it, or an earlier target; see {}",
+            last_commit
+                .map(|t| format!(" (its last transaction committed at {t})"))
+                .unwrap_or_default(),
+            log.display()
+        )
     } else {
         format!(
             "see {}; `lifeboat wal status` shows the archive's gaps",
             log.display()
         )
     };
-    Error::new(ErrorKind::Postgres, msg).hint(hint)
+    let retry = log.parent().map_or_else(String::new, |dir| {
+        format!(
+            "; {} holds the unpacked backup and the log: stop anything running there and empty it before a retry",
+            dir.display()
+        )
+    });
+    Error::new(ErrorKind::Postgres, msg).hint(format!("{hint}{retry}"))
 }
 
 #[cfg(test)]
@@ -1052,6 +1154,7 @@ mod tests {
             timeout_secs: 0,
             pg_bin_dir: None,
             isolate: false,
+            hooks: crate::config::Hooks::default(),
         };
         let s = recovery_settings(&opts);
         assert!(

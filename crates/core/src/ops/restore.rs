@@ -115,6 +115,9 @@ pub struct RestorePlan {
     pub pre_hook: Option<String>,
     /// Post-restore hook.
     pub post_hook: Option<String>,
+    /// The source's configured hooks, left out because this restore makes a copy under
+    /// another name: they stop and start the application, which a side copy leaves alone.
+    pub configured_hooks_skipped: bool,
     /// Compare with the backup-time truth afterwards.
     pub verify: bool,
     /// Skip ownership and privileges.
@@ -358,6 +361,14 @@ fn plan_inner(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<
     } else {
         None
     };
+    // the configured hooks stop and start the application: they belong to a restore of its
+    // database under its own name (over it, or after it was lost), not to a side copy made
+    // next to it (`--to-database`), which would take production down for nothing
+    let side_copy = target != original;
+    let configured = |hook: &Option<String>| hook.clone().filter(|_| !side_copy);
+    let configured_hooks_skipped = side_copy
+        && (src.hooks.pre_restore.is_some() && opts.hooks.pre_restore.is_none()
+            || src.hooks.post_restore.is_some() && opts.hooks.post_restore.is_none());
     Ok(RestorePlan {
         target_server: conn.conninfo(&target),
         create_database: !exists,
@@ -367,12 +378,13 @@ fn plan_inner(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<
             .hooks
             .pre_restore
             .clone()
-            .or_else(|| src.hooks.pre_restore.clone()),
+            .or_else(|| configured(&src.hooks.pre_restore)),
         post_hook: opts
             .hooks
             .post_restore
             .clone()
-            .or_else(|| src.hooks.post_restore.clone()),
+            .or_else(|| configured(&src.hooks.post_restore)),
+        configured_hooks_skipped,
         verify: opts.verify && backup.meta.kind == BackupKind::Logical,
         no_owner: opts.no_owner,
         sessions_on_target,
@@ -645,23 +657,36 @@ fn run_hook(
     if let Some(p) = passfile {
         command.env("PGPASSFILE", p);
     }
+    command
+        .env("LIFEBOAT_TARGET_DATABASE", &plan.target_database)
+        .env("LIFEBOAT_TARGET_CONNINFO", &plan.target_server);
+    run_hook_command(name, cmd, &plan.backup, command)
+}
+
+/// Runs hook `cmd` (`name`: pre-restore, post-restore) with `sh -c` through `command`
+/// (a `sh` command carrying the target's variables), adding the backup's; fails when it
+/// does.
+pub(crate) fn run_hook_command(
+    name: &str,
+    cmd: &str,
+    backup: &SnapshotInfo,
+    mut command: std::process::Command,
+) -> Result<()> {
     let status = remove_secret_env(&mut command)
         .arg("-c")
         .arg(cmd)
         .env("LIFEBOAT_HOOK", name)
-        .env("LIFEBOAT_SNAPSHOT_ID", &plan.backup.id)
+        .env("LIFEBOAT_SNAPSHOT_ID", &backup.id)
         .env(
             "LIFEBOAT_SNAPSHOT_TIME",
-            plan.backup.meta.finished_at.to_string(),
+            backup.meta.finished_at.to_string(),
         )
-        .env("LIFEBOAT_SOURCE", &plan.backup.meta.source)
-        .env("LIFEBOAT_KIND", plan.backup.meta.kind.as_str())
+        .env("LIFEBOAT_SOURCE", &backup.meta.source)
+        .env("LIFEBOAT_KIND", backup.meta.kind.as_str())
         .env(
             "LIFEBOAT_DATABASE",
-            plan.backup.meta.database.clone().unwrap_or_default(),
+            backup.meta.database.clone().unwrap_or_default(),
         )
-        .env("LIFEBOAT_TARGET_DATABASE", &plan.target_database)
-        .env("LIFEBOAT_TARGET_CONNINFO", &plan.target_server)
         .stdin(Stdio::null())
         .status()
         .map_err(|e| Error::io(format!("running the {name} hook"), e))?;

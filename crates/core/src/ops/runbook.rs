@@ -426,14 +426,20 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
                 .and_then(|dsn| public_conninfo(dsn, d))
                 .unwrap_or_else(|| format!("dbname={d}"))
         };
+        // a physical restore and a side copy run no configured hook: the steps say what to
+        // run by hand; a logical restore over the database runs them by itself
         let pre = src.hooks.pre_restore.as_deref().map_or_else(
             || "stop the application".to_string(),
-            |h| format!("stop the application (the configured pre-restore hook: `{h}`)"),
+            |h| format!("stop the application (by hand, as the configured pre-restore hook does: `{h}`)"),
         );
-        let post = src.hooks.post_restore.as_deref().map_or_else(
-            || "run migrations, start the application".to_string(),
-            |h| format!("run migrations, start the application (the configured post-restore hook: `{h}`)"),
-        );
+        let in_place_hooks = match (&src.hooks.pre_restore, &src.hooks.post_restore) {
+            (None, None) => "No restore hooks are configured: stop the application before it, and run migrations and start it after it (or pass `--pre-hook` / `--post-hook`).".to_string(),
+            (pre, post) => format!(
+                "It runs the configured hooks around itself (pre-restore: {}; post-restore: {}).",
+                pre.as_deref().map_or_else(|| "none, stop the application first".to_string(), |h| format!("`{h}`")),
+                post.as_deref().map_or_else(|| "none, start the application after it".to_string(), |h| format!("`{h}`")),
+            ),
+        };
         let each_db = |f: &dyn Fn(&str) -> String| -> String {
             dbs.iter()
                 .map(|d| format!("   `{}`\n", f(d)))
@@ -467,7 +473,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
 
 1. Stop writes: {pre}. If the damaged server still runs, push its current WAL segment out so the archive covers the last minutes (as a superuser): `psql {c} -c "select pg_switch_wal()"`. Then `{lb} wal status --source {s}`: no gap, the archiver is not failing, and "recoverable up to … archived T" lies past the target time.
 2. `{lb} restore --kind physical --source {s} --to-dir /var/lib/postgresql/RESTORED --target-time "YYYY-MM-DDTHH:MM:SSZ" --exclusive --start --port 5433`
-3. Check the data on port 5433 (the restore prints how to connect). Then copy the rows back (Scenario 5, with `FROM` the restored server), or make it the primary: {primary_steps}
+3. Check the data on port 5433 (the restore prints how to connect). Then copy the rows back (Scenario 5, with `FROM` the restored server), or make it the primary: stop the damaged server (`systemctl stop postgresql`), then either point the application at port 5433, or stop the restored server, move the damaged data directory aside, move `/var/lib/postgresql/RESTORED` into its place and start the server as before; {primary_steps}
 
 From a logical backup (loses what was written after it):
 "#,
@@ -476,10 +482,9 @@ From a logical backup (loses what was written after it):
         }
         let _ = writeln!(
             m,
-            r#"1. Stop writes: {pre}.
-2. Restore a backup from before the damage next to the damaged database, checked against the backup-time truth. Pick the time: `{lb} restore --list --source {s}` shows each backup's finish time (UTC); `--latest` would bring back a backup taken after the damage.
-{}3. Point the application at the restored database, or replace the original with the same backup:
-{}4. Then: {post}.
+            r#"1. Restore a backup from before the damage next to the damaged database, checked against the backup-time truth (a copy under another name: the application keeps running, no configured hook runs). Pick the time: `{lb} restore --list --source {s}` shows each backup's finish time (UTC); `--latest` would bring back a backup taken after the damage.
+{}2. Check the copy. Then point the application at it, or replace the original with the same backup, in one transaction (a failure leaves the original as it was):
+{}   {in_place_hooks}
 "#,
             each_db(&|d| {
                 format!(
@@ -501,19 +506,15 @@ From a logical backup (loses what was written after it):
             r#"### Scenario 2: host loss
 
 1. Provision a new PostgreSQL server and install lifeboat; put this runbook's configuration on it (see "What you need" above), or use `--repo` as described there.
-   The drills measured the RTO with bulk-load settings; for the same speed, start the new
-   server with `wal_level = minimal`, `archive_mode = off`, `max_wal_senders = 0`,
-   `autovacuum = off`, `max_wal_size = 8GB`, `maintenance_work_mem = 256MB`, and set them
-   back (and restart) once the restore is done, before taking the first base backup.
 2. Check the repository: `{lb} verify --all`"#
         );
         if has_physical {
             let _ = writeln!(
                 m,
-                "3. Restore the whole cluster (every database, roles included) up to the newest archived WAL:\n   `{lb} restore --kind physical --source {s} --to-dir /var/lib/postgresql/15/main --latest --start`\n   Once it is the primary: {primary_steps}\n   Or, logically (each database as of its last dump):"
+                "3. Restore the whole cluster (every database, roles included) up to the newest archived WAL into an empty data directory (a freshly installed Debian server has its own cluster in `/var/lib/postgresql/15/main`: `pg_dropcluster --stop 15 main` first, or pick another directory):\n   `{lb} restore --kind physical --source {s} --to-dir /var/lib/postgresql/15/main --latest --start`\n   The restore prints the newest transaction it replayed: what was written after it is lost. Once it is the primary: {primary_steps}\n   Or, logically (each database as of its last dump; the drills measured the RTO with bulk-load settings: for the same speed, start the new server with `wal_level = minimal`, `archive_mode = off`, `max_wal_senders = 0`, `autovacuum = off`, `max_wal_size = 8GB`, `maintenance_work_mem = 256MB`, and set them back, and restart, once the restore is done, before the first base backup):"
             );
         } else {
-            let _ = writeln!(m, "3. Restore roles and each database onto the new server:");
+            let _ = writeln!(m, "3. Restore roles and each database onto the new server (the drills measured the RTO with bulk-load settings: for the same speed, start the new server with `wal_level = minimal`, `archive_mode = off`, `max_wal_senders = 0`, `autovacuum = off`, `max_wal_size = 8GB`, `maintenance_work_mem = 256MB`, and set them back, and restart, once the restore is done, before the first backup):");
         }
         let _ = writeln!(
             m,
@@ -582,22 +583,28 @@ TO={to}   # the damaged database
 T=schema.table
 ```
 
-A dropped table comes back whole (definition, rows, indexes, constraints):
+A dropped table comes back whole (definition, rows, indexes, constraints), in one transaction: the application sees no table until it is complete, and a failure leaves nothing behind:
 
 ```sh
-pg_dump -d "$FROM" -t "$T" | psql -X -v ON_ERROR_STOP=1 -d "$TO"
+pg_dump -d "$FROM" -t "$T" | psql -X -v ON_ERROR_STOP=1 --single-transaction -d "$TO"
+```
+
+A `DROP TABLE … CASCADE` also dropped the views and the foreign keys of other tables that depended on it, which this does not bring back: compare the two schemas and recreate what is missing:
+
+```sh
+diff <(pg_dump -s -d "$FROM") <(pg_dump -s -d "$TO")
 ```
 
 Deleted rows (the table is still there): bring the old table in beside it, add back every row whose key is gone (rows still there are left as they are), then drop the copy:
 
 ```sh
 psql -X -v ON_ERROR_STOP=1 -d "$FROM" -c "create schema lifeboat_recovered; alter table $T set schema lifeboat_recovered"
-pg_dump -d "$FROM" -n lifeboat_recovered --section=pre-data --section=data --no-owner --no-privileges | psql -X -v ON_ERROR_STOP=1 -d "$TO"
+pg_dump -d "$FROM" -n lifeboat_recovered --section=pre-data --section=data --no-owner --no-privileges | psql -X -v ON_ERROR_STOP=1 --single-transaction -d "$TO"
 psql -X -v ON_ERROR_STOP=1 -d "$TO" -c "insert into $T overriding system value select * from lifeboat_recovered.${{T#*.}} on conflict do nothing"
 psql -X -v ON_ERROR_STOP=1 -d "$TO" -c "drop schema lifeboat_recovered cascade"
 ```
 
-   Each command stops at the first error and changes nothing the live sequences count on. Tables a delete cascaded to: parents first. The insert needs a primary key or unique constraint on the table and the same columns in both (list them instead of `*` if a migration changed them).
+   Each command is one transaction and stops at the first error, leaving the database as it was; none touches the live sequences. The application may keep running. Tables a delete cascaded to: parents first. The insert needs a primary key or unique constraint on the table and the same columns in both (list them instead of `*` if a migration changed them).
 3. Drop `{before_name}` when done: `psql {admin} -c {drop_before}`.
 
 ### Emergency: lifeboat itself is unavailable
@@ -628,7 +635,7 @@ With the repository password in a file: `export RESTIC_PASSWORD_FILE=/path/to/pa
             before_name = side_name(db, "_before"),
             dump_file = sh(&format!("{db}.pgdump")),
             pitr5 = if has_physical {
-                "\n   Rows written after the last logical backup are only in the WAL: restore to a point in time instead (Scenario 1, `--target-time` just before the delete, `--exclusive`, port 5433) and copy from there (`FROM` with `port=5433` and the socket directory the restore printed)."
+                "\n   Rows written after the last logical backup are only in the WAL: restore to a point in time instead (Scenario 1, `--target-time` just before the delete, `--exclusive`, port 5433) and copy from there (`FROM` with `port=5433`, the socket directory the restore printed, and the database's own name: a physical restore keeps it)."
             } else {
                 ""
             },
