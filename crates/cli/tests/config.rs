@@ -229,3 +229,60 @@ fn a_backup_role_that_cannot_read_everything_fails_the_check_before_the_backup_d
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("63"), "{err}");
 }
+
+/// A server whose lock table is small for the number of tables: `config check` says the
+/// logical backup may run out of it, before a nightly backup does; an overwrite restore
+/// that needs more locks than it holds is warned about, in its dry run too.
+#[test]
+fn a_lock_table_too_small_for_the_tables_is_named_before_it_runs_out() {
+    let c = lifeboat_testing::Cluster::start_with(
+        &lifeboat_core::sources::postgres::conn::PgBin::new(None),
+        "max_locks_per_transaction = 10",
+    )
+    .unwrap();
+    // 10 locks × 50 connections: about 500 slots
+    for (db, tables) in [("many", 600), ("few", 200)] {
+        c.sql("postgres", &format!("CREATE DATABASE {db}")).unwrap();
+        for from in (1..=tables).step_by(100) {
+            c.sql(
+                db,
+                &format!(
+                    "DO $$ BEGIN FOR i IN {from}..{} LOOP EXECUTE format('CREATE TABLE t%s (id int)', i); END LOOP; END $$",
+                    from + 99
+                ),
+            )
+            .unwrap();
+        }
+    }
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("many", &c.dsn("many")), ("few", &c.dsn("few"))]);
+    ok(lb(&cfg).arg("init"));
+    let out = ok(lb(&cfg).args(["config", "check"]));
+    let note = out
+        .lines()
+        .find(|l| l.contains("pg_dump locks its 600 tables and sequences"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(note.contains("about 500"), "{note}");
+    assert!(
+        out.contains("raise max_locks_per_transaction to at least 18"),
+        "{out}"
+    );
+    assert!(!out.contains("locks its 200"), "{out}");
+
+    ok(lb(&cfg).args(["backup", "--source", "few", "--kind", "logical"]));
+    c.sql("few", "insert into t1 values (1)").unwrap();
+    let (code, _, err) = run(lb(&cfg).args([
+        "restore",
+        "--latest",
+        "--source",
+        "few",
+        "--clean",
+        "--force",
+        "--dry-run",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("needs roughly 600 locks") && err.contains("about 500"),
+        "{err}"
+    );
+}

@@ -280,6 +280,17 @@ fn drills_fail_and_name_the_failing_check() {
     assert_eq!(code, 10, "{out}\n{err}");
     assert!(out.contains("FAIL table shop.events"), "{out}");
     assert!(err.contains("shop.events"), "{err}");
+    // a sequence set back by a hook: the batch of sequence checks names it
+    let (code, out, err) = run(lb(&cfg).args([
+        "drill",
+        "--hook",
+        "psql -X -q -c \"select setval('shop.orders_id_seq', 1)\"",
+    ]));
+    assert_eq!(code, 10, "{out}\n{err}");
+    assert!(
+        out.contains("sequence shop.orders_id_seq: 1, expected"),
+        "{out}"
+    );
     // the same through psql, the path for servers that cannot write into lifeboat's FIFO
     let (code, out, err) = run(lb(&cfg).env("LIFEBOAT_COPY_VIA_PSQL", "1").args([
         "drill",
@@ -298,6 +309,10 @@ fn drills_fail_and_name_the_failing_check() {
     let out = through(Some("1"));
     assert!(out.contains("read through psql"), "{out}");
     let out = through(None);
+    assert!(
+        out.contains("rows, 4 sequences match"),
+        "the sequences are counted among what was compared: {out}"
+    );
     assert!(out.contains("written by the server into a FIFO"), "{out}");
 
     // the seeds' monthly test: a random backup (only one here, so it must be that one)

@@ -62,6 +62,9 @@ REFRESH MATERIALIZED VIEW app.mood_counts;
 SELECT setval('app.ticket_seq', 5000);
 SELECT lo_from_bytea(0, convert_to(repeat('large object ä ', 5000), 'UTF8'));
 SELECT lo_from_bytea(0, '\x00ff00ff'::bytea);
+-- larger than the comparison's 8 MiB pieces, and an empty one
+SELECT lo_from_bytea(0, convert_to(repeat('lifeboat piece ', 1400000), 'UTF8'));
+SELECT lo_create(0);
 "#;
 
 /// Independent fingerprints of everything a restore must bring back.

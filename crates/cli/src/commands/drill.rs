@@ -104,16 +104,37 @@ impl DrillCmd {
             for p in &report.phases {
                 println!("  phase {:<9} {}", p.name, output::secs(p.secs));
             }
+            // failing tables one per line, but not thousands of them on a terminal: the
+            // report lists every check
+            const TABLES_SHOWN: usize = 20;
+            let failing_tables = report
+                .checks
+                .iter()
+                .filter(|c| c.name.starts_with("table ") && !c.ok)
+                .count();
+            let mut tables_shown = 0;
             for c in report
                 .checks
                 .iter()
                 .filter(|c| !c.name.starts_with("table ") || !c.ok)
             {
+                if c.name.starts_with("table ") {
+                    tables_shown += 1;
+                    if tables_shown > TABLES_SHOWN {
+                        continue;
+                    }
+                }
                 println!(
                     "  {} {}: {}",
                     if c.ok { "ok  " } else { "FAIL" },
                     c.name,
                     c.detail.replace('\n', "\n         ")
+                );
+            }
+            if failing_tables > TABLES_SHOWN {
+                println!(
+                    "  … and {} more failing tables (every check is in the report)",
+                    failing_tables - TABLES_SHOWN
                 );
             }
             let obj = |name: &str, o: &lifeboat_core::ops::drill::Objective| match o.objective_secs

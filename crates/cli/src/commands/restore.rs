@@ -249,6 +249,9 @@ impl RestoreCmd {
         };
         let p = plan(&repo, &src, &opts).map_err(on_target)?;
         output::warn_repository(&repo);
+        if let Some(w) = &p.lock_warning {
+            eprintln!("warning: {w}");
+        }
         if p.configured_hooks_skipped {
             eprintln!(
                 "note: the configured restore hooks do not run for a copy under another name ({:?}): they are for restoring the application's own database; pass --pre-hook / --post-hook to run hooks for this copy",
@@ -357,9 +360,10 @@ impl RestoreCmd {
         }
         if let Some(c) = &report.comparison {
             println!(
-                "verified: {} tables, {} rows match the backup-time counts and hashes",
+                "verified: {} tables, {} rows{} match the backup-time counts and hashes",
                 c.tables.len(),
-                c.rows()
+                c.rows(),
+                c.also_compared()
             );
         }
         Ok(())

@@ -173,7 +173,9 @@ pub fn check_privileges(src: &SourceConfig) -> Result<Vec<PrivilegeProblem>> {
     for db in databases_of(src, &conn)? {
         let row = conn.query(&db, PRIVILEGES_SQL)?;
         let f: Vec<&str> = row.split('|').collect();
-        let [superuser, replication, unreadable, examples, rls, rls_examples] = f[..] else {
+        let [superuser, replication, unreadable, examples, rls, rls_examples, relations, lock_slots, backends] =
+            f[..]
+        else {
             return Err(Error::internal(format!(
                 "unexpected privilege check output: {row}"
             )));
@@ -192,6 +194,24 @@ pub fn check_privileges(src: &SourceConfig) -> Result<Vec<PrivilegeProblem>> {
                 fails_logical: true,
                 problem: format!("database {db:?}: row-level security would filter {n} table(s) for the role, e.g. {rls_examples}"),
                 hint: "ALTER ROLE name BYPASSRLS, or connect as a superuser (never switch the tables' policies off for a backup)".into(),
+            });
+        }
+        // pg_dump holds a lock on every table and sequence until it ends: past the
+        // server's lock table it fails with "out of shared memory" (the table borrows from
+        // spare shared memory, so this is a warning, not a certainty)
+        let (relations, slots, backends): (u64, u64, u64) = (
+            relations.parse().unwrap_or(0),
+            lock_slots.parse().unwrap_or(u64::MAX),
+            backends.parse().unwrap_or(1).max(1),
+        );
+        if relations > slots {
+            out.push(PrivilegeProblem {
+                fails_logical: false,
+                problem: format!("database {db:?}: pg_dump locks its {relations} tables and sequences in one transaction, more than the server's lock table holds (about {slots}: max_locks_per_transaction × (max_connections + max_prepared_transactions)); the logical backup may fail with \"out of shared memory\""),
+                hint: format!(
+                    "raise max_locks_per_transaction to at least {} in postgresql.conf (it needs a restart)",
+                    (relations * 3 / 2).div_ceil(backends)
+                ),
             });
         }
         if !role_checked {
@@ -228,7 +248,10 @@ filtered as (select name from rels, me where relrowsecurity and not (me.rolsuper
   and (relforcerowsecurity or not pg_has_role(relowner, 'USAGE'))) \
 select me.rolsuper, me.rolreplication, \
   (select count(*) from unreadable), coalesce((select string_agg(name, ', ') from (select name from unreadable order by name limit 3) u), ''), \
-  (select count(*) from filtered), coalesce((select string_agg(name, ', ') from (select name from filtered order by name limit 3) f), '') \
+  (select count(*) from filtered), coalesce((select string_agg(name, ', ') from (select name from filtered order by name limit 3) f), ''), \
+  (select count(*) from rels), \
+  current_setting('max_locks_per_transaction')::bigint * (current_setting('max_connections')::bigint + current_setting('max_prepared_transactions')::bigint), \
+  current_setting('max_connections')::bigint + current_setting('max_prepared_transactions')::bigint \
 from me";
 
 /// Backs up `src` into `repo`.

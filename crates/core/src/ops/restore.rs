@@ -125,6 +125,10 @@ pub struct RestorePlan {
     /// Other sessions connected to an existing target database when the plan was made
     /// (`application_name` or user of each): `--clean` has to wait for their locks.
     pub sessions_on_target: Vec<String>,
+    /// An overwrite (one transaction) that likely needs more locks than the target
+    /// server's lock table holds, said before it starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_warning: Option<String>,
 }
 
 /// What a restore did.
@@ -350,6 +354,11 @@ fn plan_inner(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<
     } else {
         Vec::new()
     };
+    let lock_warning = if exists && opts.clean {
+        overwrite_lock_warning(&conn, &backup)?
+    } else {
+        None
+    };
     let globals = if opts.globals {
         Some(globals_for(repo, &backup)?.ok_or_else(|| {
             Error::not_found(format!(
@@ -388,10 +397,46 @@ fn plan_inner(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<
         verify: opts.verify && backup.meta.kind == BackupKind::Logical,
         no_owner: opts.no_owner,
         sessions_on_target,
+        lock_warning,
         target_database: target,
         globals,
         backup,
     })
+}
+
+/// Whether an overwrite of `backup` (one transaction: every object dropped and made again,
+/// each index and large object included, holds a lock until the end) likely exceeds the
+/// lock table of the server `conn` reaches: a rough count from the backup-time truth
+/// (tables three times, for their indexes; sequences and large objects twice) against
+/// `max_locks_per_transaction × (max_connections + max_prepared_transactions)`.
+fn overwrite_lock_warning(conn: &PgConn, backup: &SnapshotInfo) -> Result<Option<String>> {
+    let Some(truth) = &backup.meta.truth else {
+        return Ok(None);
+    };
+    let needed = 3 * truth.tables.len() as u64
+        + 2 * truth.sequences.len() as u64
+        + 2 * truth.large_objects.count;
+    let row = conn.query(
+        "postgres",
+        "select current_setting('max_locks_per_transaction')::bigint, \
+         current_setting('max_connections')::bigint + current_setting('max_prepared_transactions')::bigint",
+    )?;
+    let Some((per, backends)) = row.trim().split_once('|') else {
+        return Ok(None);
+    };
+    let (Ok(per), Ok(backends)) = (per.parse::<u64>(), backends.parse::<u64>()) else {
+        return Ok(None);
+    };
+    let slots = per * backends.max(1);
+    Ok((needed > slots).then(|| {
+        format!(
+            "this overwrite runs as one transaction and needs roughly {needed} locks ({} tables with their indexes, {} sequences, {} large objects), more than the target server's lock table holds (about {slots}: max_locks_per_transaction {per}); it will likely fail with \"out of shared memory\" and change nothing. Raise max_locks_per_transaction to at least {} (it needs a restart), or restore into a new database (--to-database NEW), which is not one transaction, and swap the names",
+            truth.tables.len(),
+            truth.sequences.len(),
+            truth.large_objects.count,
+            needed.div_ceil(backends.max(1)) * 3 / 2
+        )
+    }))
 }
 
 /// The other sessions connected to `db`, each as its application name or else its user.

@@ -39,6 +39,8 @@ pub struct TableCheck {
 pub struct Comparison {
     /// Per table.
     pub tables: Vec<TableCheck>,
+    /// Sequences compared.
+    pub sequences: usize,
     /// Sequences whose value differs: (name, expected, actual).
     pub sequence_mismatches: Vec<(String, i64, i64)>,
     /// Large objects at backup time.
@@ -68,7 +70,26 @@ impl Comparison {
         self.tables.iter().map(|t| t.actual_rows).sum()
     }
 
-    /// A one-line description of the first differences.
+    /// What was compared besides tables: `, 12 sequences, 3 large objects` (empty when
+    /// there were none).
+    #[must_use]
+    pub fn also_compared(&self) -> String {
+        let mut s = String::new();
+        if self.sequences > 0 {
+            s.push_str(&format!(", {} sequences", self.sequences));
+        }
+        if self.large_objects_expected.count > 0 {
+            s.push_str(&format!(
+                ", {} large objects",
+                self.large_objects_expected.count
+            ));
+        }
+        s
+    }
+
+    /// A one-line description of the first differences (the first ten, and how many more:
+    /// thousands of tables differing must not make a line of half a megabyte in the
+    /// audit log).
     #[must_use]
     pub fn describe_failures(&self) -> String {
         let mut parts: Vec<String> = self
@@ -97,7 +118,14 @@ impl Comparison {
                 self.large_objects_actual.count, self.large_objects_expected.count
             ));
         }
-        parts.join("; ")
+        const SHOWN: usize = 10;
+        let more = parts.len().saturating_sub(SHOWN);
+        parts.truncate(SHOWN);
+        let mut line = parts.join("; ");
+        if more > 0 {
+            line.push_str(&format!("; and {more} more (every check is in the report)"));
+        }
+        line
     }
 }
 
@@ -368,32 +396,68 @@ pub fn compare_in_pieces(
         })
         .collect();
 
+    // a few hundred per query: one psql per sequence took 40 s for 3000 of them, and a
+    // single argument may not exceed 128 KiB
     let mut sequence_mismatches = Vec::new();
-    for s in &truth.sequences {
-        let name = format!("{}.{}", ident(&s.schema), ident(&s.name));
-        let v = conn.query(db, &format!("select last_value from {name}"))?;
-        let actual: i64 = v.trim().parse().unwrap_or(i64::MIN);
-        if actual != s.last_value {
-            sequence_mismatches.push((format!("{}.{}", s.schema, s.name), s.last_value, actual));
+    for batch in truth.sequences.chunks(400) {
+        let sql = batch
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                format!(
+                    "select {i}, last_value from {}.{}",
+                    ident(&s.schema),
+                    ident(&s.name)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" union all ");
+        let mut actual = vec![i64::MIN; batch.len()];
+        for line in conn.query(db, &sql)?.lines() {
+            if let Some((i, v)) = line.split_once('|') {
+                if let (Ok(i), Ok(v)) = (i.parse::<usize>(), v.trim().parse::<i64>()) {
+                    if let Some(slot) = actual.get_mut(i) {
+                        *slot = v;
+                    }
+                }
+            }
+        }
+        for (s, actual) in batch.iter().zip(actual) {
+            if actual != s.last_value {
+                sequence_mismatches.push((
+                    format!("{}.{}", s.schema, s.name),
+                    s.last_value,
+                    actual,
+                ));
+            }
         }
     }
 
     let mut large_objects_actual = ObjectTruth::default();
     if truth.large_objects.count > 0 {
-        let mut lines = LoCollector::default();
+        // in pieces, in order (a nested loop over each object's offsets): one value of a
+        // large object over 512 MiB would pass PostgreSQL's 1 GB limit in hex, and whole
+        // objects would be held in memory here
+        let mut lo = LoCollector::default();
         copy_out(
             conn,
             db,
             encoding,
-            "COPY (SELECT oid, lo_get(oid) FROM pg_catalog.pg_largeobject_metadata) TO STDOUT",
-            |b| lines.feed(b),
+            &format!(
+                "COPY (SELECT m.oid, g.off, lo_get(m.oid, g.off, {LO_PIECE}) \
+                 FROM (SELECT oid, lo_lseek64(lo_open(oid, 262144), 0, 2) AS size \
+                       FROM pg_catalog.pg_largeobject_metadata) m, \
+                 LATERAL generate_series(0::bigint, greatest(m.size - 1, 0), {LO_PIECE}) AS g(off)) TO STDOUT"
+            ),
+            |b| lo.feed(b),
         )?;
-        for h in lines.finish()? {
+        for h in lo.finish()? {
             large_objects_actual.add(h);
         }
     }
     Ok(Comparison {
         tables,
+        sequences: truth.sequences.len(),
         sequence_mismatches,
         large_objects_expected: truth.large_objects.clone(),
         large_objects_actual,
@@ -403,43 +467,179 @@ pub fn compare_in_pieces(
     })
 }
 
-/// Hashes `oid \t \\x<hex>` lines the way the archive reader hashes large objects.
+/// Bytes of a large object read per row: 16 MiB of hex text per line.
+const LO_PIECE: i64 = 8 << 20;
+
+/// Hashes `oid \t offset \t \\x<hex>` lines, an object's pieces in order, the way the
+/// archive reader hashes large objects (xxh3-128 of the oid, then the bytes), decoding as
+/// the text streams in: memory stays at one read buffer whatever the objects' sizes.
 #[derive(Default)]
 struct LoCollector {
-    buf: Vec<u8>,
+    /// 0: the oid, 1: the offset, 2: the data of the current line.
+    field: u8,
+    oid: Vec<u8>,
+    offset: Vec<u8>,
+    /// Characters of the `\\x` prefix still to skip.
+    prefix: u8,
+    /// A hex digit waiting for the other half of its byte.
+    half: Option<u8>,
+    decoded: Vec<u8>,
+    /// The object being hashed: oid, bytes so far, hasher.
+    open: Option<(i64, i64, xxhash_rust::xxh3::Xxh3)>,
+    out: Vec<u128>,
+    error: Option<String>,
 }
 
 impl LoCollector {
     fn feed(&mut self, b: &[u8]) {
-        self.buf.extend_from_slice(b);
+        for &c in b {
+            match self.field {
+                0 if c == b'\t' => self.field = 1,
+                0 => self.oid.push(c),
+                1 if c == b'\t' => {
+                    self.start_piece();
+                    self.field = 2;
+                    self.prefix = 3;
+                }
+                1 => self.offset.push(c),
+                _ if c == b'\n' => {
+                    self.end_piece();
+                    self.field = 0;
+                }
+                _ if self.prefix > 0 => self.prefix -= 1,
+                _ => {
+                    let v = match c {
+                        b'0'..=b'9' => c - b'0',
+                        b'a'..=b'f' => c - b'a' + 10,
+                        b'A'..=b'F' => c - b'A' + 10,
+                        _ => {
+                            self.fail("a large object's data is not hex");
+                            continue;
+                        }
+                    };
+                    match self.half.take() {
+                        Some(h) => self.decoded.push(h << 4 | v),
+                        None => self.half = Some(v),
+                    }
+                }
+            }
+        }
+        self.flush();
     }
 
-    fn finish(self) -> Result<Vec<u128>> {
-        let text = String::from_utf8_lossy(&self.buf);
-        let mut out = Vec::new();
-        for line in text.lines().filter(|l| !l.is_empty()) {
-            let (oid, data) = line
-                .split_once('\t')
-                .ok_or_else(|| Error::internal("unexpected large object listing"))?;
-            let oid: i64 = oid
-                .parse()
-                .map_err(|_| Error::internal("bad large object oid"))?;
-            let hex = data.trim_start_matches("\\\\x");
-            let bytes: Vec<u8> = (0..hex.len() / 2)
-                .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
-                .collect();
+    fn fail(&mut self, what: &str) {
+        self.error.get_or_insert_with(|| what.to_string());
+    }
+
+    fn flush(&mut self) {
+        if let Some((_, n, h)) = &mut self.open {
+            h.update(&self.decoded);
+            *n += i64::try_from(self.decoded.len()).unwrap_or(i64::MAX);
+        }
+        self.decoded.clear();
+    }
+
+    fn start_piece(&mut self) {
+        let number = |t: &[u8]| std::str::from_utf8(t).ok()?.parse::<i64>().ok();
+        let (Some(oid), Some(offset)) = (number(&self.oid), number(&self.offset)) else {
+            self.fail("unexpected large object listing");
+            return;
+        };
+        self.oid.clear();
+        self.offset.clear();
+        if offset == 0 {
+            self.close();
             let mut h = xxhash_rust::xxh3::Xxh3::new();
             h.update(&oid.to_le_bytes());
-            h.update(&bytes);
-            out.push(h.digest128());
+            self.open = Some((oid, 0, h));
+        } else if !matches!(&self.open, Some((o, n, _)) if *o == oid && *n == offset) {
+            self.fail("large object pieces out of order");
         }
-        Ok(out)
+    }
+
+    fn end_piece(&mut self) {
+        self.flush();
+        if self.half.take().is_some() {
+            self.fail("a large object's data has an odd number of hex digits");
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some((_, _, h)) = self.open.take() {
+            self.out.push(h.digest128());
+        }
+    }
+
+    fn finish(mut self) -> Result<Vec<u128>> {
+        self.close();
+        match self.error {
+            Some(e) => Err(Error::internal(e)),
+            None => Ok(self.out),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thousands_of_differing_tables_make_a_short_line() {
+        let c = Comparison {
+            tables: (0..4500)
+                .map(|i| TableCheck {
+                    table: format!("tenant_{i}.t"),
+                    expected_rows: 2,
+                    actual_rows: 1,
+                    expected_hash: "a".into(),
+                    actual_hash: "b".into(),
+                    ok: false,
+                })
+                .collect(),
+            sequences: 0,
+            sequence_mismatches: Vec::new(),
+            large_objects_expected: ObjectTruth::default(),
+            large_objects_actual: ObjectTruth::default(),
+            duration_secs: 0.0,
+            read_by_server: false,
+            reads: 4500,
+        };
+        let line = c.describe_failures();
+        assert!(
+            line.starts_with("tenant_0.t: 1 rows, expected 2; "),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("; and 4490 more (every check is in the report)"),
+            "{line}"
+        );
+        assert!(line.len() < 600, "{line}");
+    }
+
+    #[test]
+    fn large_objects_hash_alike_whole_or_in_pieces_however_the_text_is_cut() {
+        let whole = |oid: i64, data: &[u8]| {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            h.update(&oid.to_le_bytes());
+            h.update(data);
+            h.digest128()
+        };
+        // object 7 in two pieces, an empty object 9, object 12 in one
+        let text = "7\t0\t\\\\x0102\n7\t2\t\\\\x03\n9\t0\t\\\\x\n12\t0\t\\\\xff\n";
+        for cut in 1..text.len() {
+            let mut c = LoCollector::default();
+            c.feed(&text.as_bytes()[..cut]);
+            c.feed(&text.as_bytes()[cut..]);
+            assert_eq!(
+                c.finish().unwrap(),
+                vec![whole(7, &[1, 2, 3]), whole(9, &[]), whole(12, &[255])],
+                "cut at {cut}"
+            );
+        }
+        let mut c = LoCollector::default();
+        c.feed(b"7\t0\t\\\\x01\n7\t5\t\\\\x02\n");
+        assert!(c.finish().is_err(), "a gap between pieces");
+    }
 
     fn table(name: &str) -> TableTruth {
         TableTruth {

@@ -558,6 +558,13 @@ pub fn classify_on(stderr: &str, what: &str, server: &Server) -> Error {
             ErrorKind::Postgres,
             "the server ended the connection (pg_terminate_backend, restart or crash); run the backup again",
         )
+    } else if state == Some("53200")
+        || (lower.contains("out of shared memory") && lower.contains("max_locks_per_transaction"))
+    {
+        (
+            ErrorKind::Postgres,
+            "the server's lock table is full: one transaction locks every table and sequence (pg_dump), and an overwrite restore (--clean --force) also every index and large object; raise max_locks_per_transaction in postgresql.conf (it needs a restart), or restore into a new database (--to-database), which is not one transaction; `lifeboat config check` estimates what a backup needs",
+        )
     } else if let Some(hint) = privilege_hint(&lower) {
         (ErrorKind::Postgres, hint)
     } else if state == Some(INSUFFICIENT_PRIVILEGE) {
