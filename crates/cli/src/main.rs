@@ -73,6 +73,11 @@ enum Command {
         #[command(subcommand)]
         cmd: commands::wal::WalCmd,
     },
+    /// Repair the repository: `repair index` rebuilds the index from the pack files there are.
+    Repair {
+        #[command(subcommand)]
+        cmd: commands::repair::RepairCmd,
+    },
     /// The hash-chained audit log of every backup, verify, restore and drill.
     Audit {
         #[command(subcommand)]
@@ -211,6 +216,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             | Command::Drill(_)
             | Command::Audit { .. }
             | Command::Report(_)
+            | Command::Repair { .. }
     );
     let result = dispatch(cli.command, &ctx);
     if writes {
@@ -250,6 +256,7 @@ fn dispatch(command: Command, ctx: &Ctx) -> anyhow::Result<i32> {
         Command::Verify(c) => c.run(ctx),
         Command::Drill(c) => c.run(ctx),
         Command::Audit { cmd } => cmd.run(ctx),
+        Command::Repair { cmd } => cmd.run(ctx),
         Command::Runbook(c) => c.run(ctx),
         Command::Report(c) => c.run(ctx),
     }

@@ -316,6 +316,61 @@ fn an_interrupted_restore_drops_the_database_it_created() {
     assert!(err.contains("dropped database \"copy\""), "{err}");
     ok(lb(&cfg).args(["restore", "--latest", "--to-database", "copy"]));
     assert_eq!(count(&c, "copy", "z"), 600_000);
+
+    // SIGTERM to lifeboat alone (a service manager, `kill PID`) during an overwrite, or
+    // SIGKILL (the OOM killer): its pg_restore must not go on to commit the overwrite
+    c.sql("copy", "update z set t = 'CHANGED' where id = 1")
+        .unwrap();
+    for signal in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGKILL,
+    ] {
+        let child = common::lb_std(&cfg)
+            .args([
+                "restore",
+                "--latest",
+                "--to-database",
+                "copy",
+                "--clean",
+                "--force",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        assert!(
+            common::catch_copy(&c, "public.z", false),
+            "never saw pg_restore loading the table"
+        );
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+        let out = child.wait_with_output().unwrap();
+        if signal == nix::sys::signal::Signal::SIGTERM {
+            assert_eq!(
+                out.status.code(),
+                Some(130),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // whatever of lifeboat's might still run on the server has ended
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while c
+            .sql(
+                "postgres",
+                "select count(*) from pg_stat_activity where application_name = 'lifeboat' and pid <> pg_backend_pid()",
+            )
+            .unwrap()
+            != "0"
+        {
+            assert!(std::time::Instant::now() < deadline, "a restore session stays");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert_eq!(
+            c.sql("copy", "select t from z where id = 1").unwrap(),
+            "CHANGED",
+            "the overwrite interrupted by {signal} committed after all"
+        );
+    }
 }
 
 #[test]
@@ -742,4 +797,49 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// A pack file lost (deleted, gone with a disk): a backup refuses rather than reference its
+/// data and say "backed up"; `repair index` drops it from the index, the next backup stores
+/// the data again and restores, and `verify` keeps naming the backup that lost data.
+#[test]
+fn a_lost_pack_stops_backups_until_the_index_is_repaired() {
+    let (c, ws, cfg) = backed_up(200);
+    let first = list_json(&cfg)[0]["id"].as_str().unwrap().to_string();
+    let mut packs: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(ws.repo_path().join("data"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|f| {
+            let p = f.unwrap().path();
+            (std::fs::metadata(&p).unwrap().len(), p)
+        })
+        .collect();
+    packs.sort();
+    let (_, lost) = packs.pop().expect("a pack");
+    std::fs::remove_file(&lost).unwrap();
+
+    let (code, _, err) = run(lb(&cfg).args(["backup", "--kind", "logical"]));
+    assert_eq!(code, 6, "{err}");
+    assert!(
+        err.contains("pack file(s) that are gone") && err.contains("lifeboat repair index"),
+        "{err}"
+    );
+    assert_eq!(list_json(&cfg).len(), 1, "no backup was added");
+
+    let out = ok(lb(&cfg).args(["repair", "index"]));
+    assert!(out.contains("1 lost pack(s) dropped"), "{out}");
+    let (code, out, _) = run(lb(&cfg).args(["verify", &first]));
+    assert_eq!(code, 6, "the backup that lost data stays damaged: {out}");
+
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    let second = list_json(&cfg)
+        .into_iter()
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .find(|id| *id != first)
+        .expect("the new backup");
+    ok(lb(&cfg).args(["verify", "--read-data", &second]));
+    ok(lb(&cfg).args(["restore", &second, "--to-database", "again"]));
+    assert_eq!(count(&c, "again", "shop.users"), 200);
+    let log = ok(lb(&cfg).args(["audit", "list"]));
+    assert!(log.contains("repair"), "{log}");
 }

@@ -601,6 +601,33 @@ fn a_multi_database_source_needs_database_to_restore_and_has_stats_per_database(
     let report: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(report["database"], "a", "{report}");
     assert_eq!(report["passed"], true, "{report}");
+    // the runbook gives a's measured restore time as a's only, and names b as never drilled
+    let book = ok(lb(&cfg).arg("runbook"));
+    assert!(
+        book.contains("last measured RTO of a logical restore of `a`:"),
+        "{book}"
+    );
+    assert!(
+        book.contains("no passed logical drill, so no measured RTO, for `b`"),
+        "{book}"
+    );
+    // the evidence pack has a line per database
+    let pack: serde_json::Value = serde_json::from_str(&ok(lb(&cfg).args([
+        "--json",
+        "report",
+        "--from",
+        "2020-01-01",
+    ])))
+    .unwrap();
+    let lines = pack["backups"].as_array().expect("backup lines");
+    for db in ["a", "b"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["kind"] == "logical" && l["database"] == db),
+            "{pack}"
+        );
+    }
 
     // stats: one row per database, and growth compares each database with itself (a second
     // backup of unchanged data grows by about nothing; a against b would be several hundred %)

@@ -423,6 +423,16 @@ fn pitr_to_time_lsn_and_restore_point_on_a_local_repository() {
     );
     assert_eq!(r.sql("select pg_is_in_recovery()"), "t");
     drop(r);
+    // a server archiving WAL without archive_timeout: config check says what that loses
+    let out = ok(a.lb().args(["config", "check"]));
+    assert!(
+        out.contains("archive_timeout is 0") && out.contains("set archive_timeout = '60s'"),
+        "{out}"
+    );
+    a.sql("alter system set archive_timeout = '60s'");
+    a.sql("select pg_reload_conf()");
+    let out = ok(a.lb().args(["config", "check"]));
+    assert!(!out.contains("archive_timeout"), "{out}");
     // flags of a logical restore are refused, not ignored
     let (code, _, err) = run(a
         .lb()
@@ -1005,7 +1015,7 @@ fn an_interrupted_base_backup_leaves_no_snapshot_and_a_standalone_one_restores()
             sock: base.clone(),
             port,
         };
-        ok(common::lb_at(&exe, &cfg)
+        let out = ok(common::lb_at(&exe, &cfg)
             .args(["restore", "--kind", "physical", "--latest"])
             .args(extra)
             .args(["--start", "--timeout", "120"])
@@ -1014,10 +1024,15 @@ fn an_interrupted_base_backup_leaves_no_snapshot_and_a_standalone_one_restores()
             .arg("--socket-dir")
             .arg(&base)
             .args(["--port", &port.to_string()]));
-        r
+        (r, out)
     };
-    let r = restore_latest("data", &["--target-immediate"]);
+    let (r, out) = restore_latest("data", &["--target-immediate"]);
     assert_eq!(r.sql("select count(*) from z"), "600000");
+    // nothing committed after the backup: the restore says how recent the data is
+    assert!(
+        out.contains("no transaction committed after the base backup was replayed: the data is as of the backup's end"),
+        "{out}"
+    );
     drop(r);
 
     // archiving switched on only after that backup: the archive begins with the segment
@@ -1059,7 +1074,7 @@ fn an_interrupted_base_backup_leaves_no_snapshot_and_a_standalone_one_restores()
             .expect("chown");
         assert!(status.success());
     }
-    let r = restore_latest("again", &[]);
+    let (r, _) = restore_latest("again", &[]);
     assert_eq!(r.sql("select count(*) from z"), "600100");
 }
 
@@ -1695,6 +1710,9 @@ fn a_push_by_root_leaves_the_archive_to_its_owner() {
         .arg(ws.path().join("none.sock"))
         .arg(&history));
     let dir = ws.repo_path().join("lifeboat-wal/main/00000002");
+    // as private as the repository, not open to every user by a root shell's umask
+    let mode = |p: &std::path::Path| std::fs::metadata(p).expect("mode").mode() & 0o777;
+    assert_eq!(mode(&dir), mode(&ws.repo_path()), "{}", dir.display());
     for p in [dir.clone(), dir.join("00000002.history")] {
         let m = std::fs::metadata(&p).expect("stored");
         assert_eq!(

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod drill;
 pub mod init;
 pub mod list;
+pub mod repair;
 pub mod report;
 pub mod restore;
 pub mod runbook;

@@ -547,6 +547,18 @@ impl RestoreCmd {
                 if let Some(why) = &r.stop_reason {
                     println!("  {why}");
                 }
+                if r.last_transaction.is_none() {
+                    // the first question after a loss is how recent the data is
+                    println!(
+                        "  no transaction committed after the base backup was replayed: the data is as of the backup's end ({}){}",
+                        output::time(report.backup.meta.finished_at),
+                        if matches!(report.target, RecoveryTarget::Latest) {
+                            "; what was written after it never reached the archive"
+                        } else {
+                            ""
+                        }
+                    );
+                }
                 if r.in_recovery {
                     println!("  the server is paused at the target: inspect it, then `select pg_wal_replay_resume()` to promote");
                 }
@@ -684,6 +696,15 @@ fn env_only_secrets(ctx: &Ctx) -> Vec<String> {
 }
 
 /// The restore_command for the restored server: this binary, this configuration.
+/// The archive_command for source `source`'s server: this binary, this configuration
+/// (what a hint shows, ready to paste into postgresql.conf between single quotes).
+pub(crate) fn archive_command(ctx: &Ctx, source: &str) -> anyhow::Result<String> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = invocation(ctx, &shell_quote(&exe.display().to_string()))?;
+    cmd.push_str(&format!(" wal-push --source {} %p", shell_quote(source)));
+    Ok(cmd)
+}
+
 pub(crate) fn restore_command(ctx: &Ctx, source: &str) -> anyhow::Result<String> {
     let exe = std::env::current_exe()?;
     let mut cmd = invocation(ctx, &shell_quote(&exe.display().to_string()))?;

@@ -345,12 +345,17 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
             wal_server,
             wal_socket: socket,
         })?;
-        return verdict(&st, server.ok().as_ref());
+        return verdict(
+            &st,
+            server.ok().as_ref(),
+            &super::restore::archive_command(ctx, &name)?,
+        );
     }
     println!("WAL archive of source {name} at {}", st.location);
     if st.timelines.is_empty() {
         println!(
-            "  nothing archived yet: set archive_command = 'lifeboat wal-push %p' (see the README)"
+            "  nothing archived yet: in postgresql.conf set archive_mode = on and archive_command = '{}' (see the README)",
+            super::restore::archive_command(ctx, &name)?.replace('\'', "''")
         );
     }
     for t in &st.timelines {
@@ -453,7 +458,11 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
             socket.display()
         );
     }
-    verdict(&st, server.ok().as_ref())
+    verdict(
+        &st,
+        server.ok().as_ref(),
+        &super::restore::archive_command(ctx, &name)?,
+    )
 }
 
 fn print_archiver(a: &ArchiverState) {
@@ -494,7 +503,11 @@ fn print_archiver(a: &ArchiverState) {
 
 /// Exit status: a gap after the latest backup, a timeline without its history, an archiver
 /// failing now or switched off on a source with physical backups, is an error.
-fn verdict(st: &wal::WalStatus, archiver: Option<&ArchiverState>) -> anyhow::Result<()> {
+fn verdict(
+    st: &wal::WalStatus,
+    archiver: Option<&ArchiverState>,
+    archive_command: &str,
+) -> anyhow::Result<()> {
     if st.reachable.as_ref().is_some_and(|r| !r.consistent) {
         return Err(lifeboat_core::Error::new(
             ErrorKind::CheckFailed,
@@ -531,7 +544,7 @@ fn verdict(st: &wal::WalStatus, archiver: Option<&ArchiverState>) -> anyhow::Res
             ErrorKind::CheckFailed,
             "the server does not archive WAL (archive_mode = off), and this source has physical backups: nothing after the newest archived segment can be recovered",
         )
-        .hint("in the server: ALTER SYSTEM SET archive_mode = on, archive_command = 'lifeboat wal-push %p' (see the README), then restart it and take a physical backup")
+        .hint(format!("in the server: ALTER SYSTEM SET archive_mode = on; ALTER SYSTEM SET archive_command = '{}'; then restart it and take a physical backup (see the README)", archive_command.replace('\'', "''")))
         .into());
     }
     if let Some(a) = archiver.filter(|a| a.failing) {

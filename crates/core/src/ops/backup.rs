@@ -79,10 +79,30 @@ pub struct FailedBackup {
     pub kind: BackupKind,
     /// Database (none for globals).
     pub database: Option<String>,
-    /// Why (as the error would say).
+    /// Why (as the error would say, with the first line of each cause: "No space left on
+    /// device" is in the cause).
     pub error: String,
+    /// What to do about it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
     /// The error's kind, which chooses the exit code.
     pub error_kind: ErrorKind,
+}
+
+/// `e`'s message followed by the first line of each cause it does not already say.
+fn with_causes(e: &Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let full = c.to_string();
+        let line = crate::error::headline(&full);
+        if !line.is_empty() && !text.contains(line) {
+            text.push_str(": ");
+            text.push_str(line);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl BackupReport {
@@ -97,7 +117,7 @@ impl BackupReport {
     #[must_use]
     pub fn failure(&self) -> Option<Error> {
         let first = self.failed.first()?;
-        Some(Error::new(
+        let e = Error::new(
             first.error_kind,
             format!(
                 "{} of {} backups of source {} failed, the others were written; first: {} {}: {}",
@@ -108,7 +128,11 @@ impl BackupReport {
                 first.database.as_deref().unwrap_or("-"),
                 first.error
             ),
-        ))
+        );
+        Some(match &first.hint {
+            Some(h) => e.hint(h.clone()),
+            None => e,
+        })
     }
 }
 
@@ -173,7 +197,7 @@ pub fn check_privileges(src: &SourceConfig) -> Result<Vec<PrivilegeProblem>> {
     for db in databases_of(src, &conn)? {
         let row = conn.query(&db, PRIVILEGES_SQL)?;
         let f: Vec<&str> = row.split('|').collect();
-        let [superuser, replication, unreadable, examples, rls, rls_examples, relations, lock_slots, backends] =
+        let [superuser, replication, unreadable, examples, rls, rls_examples, relations, lock_slots, backends, archive_mode, archive_timeout] =
             f[..]
         else {
             return Err(Error::internal(format!(
@@ -216,6 +240,9 @@ pub fn check_privileges(src: &SourceConfig) -> Result<Vec<PrivilegeProblem>> {
         }
         if !role_checked {
             role_checked = true;
+            if let Some(p) = archive_timeout_problem(src, archive_mode, archive_timeout) {
+                out.push(p);
+            }
             if superuser != "t" {
                 out.push(PrivilegeProblem {
                     fails_logical: false,
@@ -251,8 +278,43 @@ select me.rolsuper, me.rolreplication, \
   (select count(*) from filtered), coalesce((select string_agg(name, ', ') from (select name from filtered order by name limit 3) f), ''), \
   (select count(*) from rels), \
   current_setting('max_locks_per_transaction')::bigint * (current_setting('max_connections')::bigint + current_setting('max_prepared_transactions')::bigint), \
-  current_setting('max_connections')::bigint + current_setting('max_prepared_transactions')::bigint \
+  current_setting('max_connections')::bigint + current_setting('max_prepared_transactions')::bigint, \
+  current_setting('archive_mode'), (select setting from pg_settings where name = 'archive_timeout') \
 from me";
+
+/// A server that archives WAL but closes a segment only when it is full (16 MiB) leaves the
+/// last minutes of a quiet server in no archive: after a host loss they are gone, whatever
+/// the RPO objective says. `timeout` is `archive_timeout` in seconds.
+fn archive_timeout_problem(
+    src: &SourceConfig,
+    mode: &str,
+    timeout: &str,
+) -> Option<PrivilegeProblem> {
+    if mode == "off" {
+        return None;
+    }
+    let timeout: u64 = timeout.trim().parse().ok()?;
+    let rpo = src
+        .objectives
+        .rpo
+        .as_deref()
+        .and_then(|r| crate::config::parse_duration(r).ok());
+    let problem = match (timeout, rpo) {
+        (0, _) => "the server archives WAL but archive_timeout is 0: a segment is archived only when 16 MB of WAL fill it, so on a quiet server the last minutes (or hours) before a host loss are in no archive".to_string(),
+        (t, Some(r)) if t > r => format!(
+            "archive_timeout is {t} s, longer than the RPO objective ({r} s): a quiet server's last writes can wait that long before they are archived"
+        ),
+        _ => return None,
+    };
+    Some(PrivilegeProblem {
+        fails_logical: false,
+        problem,
+        hint: format!(
+            "set archive_timeout = '{}s' in postgresql.conf (a reload is enough); each forced switch archives a segment that compresses to almost nothing",
+            rpo.map_or(60, |r| r.clamp(30, 300))
+        ),
+    })
+}
 
 /// Backs up `src` into `repo`.
 ///
@@ -326,6 +388,17 @@ pub fn backup(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result<B
 }
 
 fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result<BackupReport> {
+    // deduplication trusts the index: with a pack gone, every backup from now on would
+    // reference its data, say "backed up", and not restore
+    let missing = repo.missing_packs()?;
+    if !missing.is_empty() {
+        return Err(Error::integrity(format!(
+            "the repository's index names {} pack file(s) that are gone (e.g. {}): a backup now would reference their data without storing it",
+            missing.len(),
+            missing[..missing.len().min(3)].join(", ")
+        ))
+        .hint("run `lifeboat repair index` (it drops the lost packs from the index, so the next backup stores that data again), then `lifeboat verify --all` to see which backups lost data"));
+    }
     let conn = PgConn::from_source(src)?;
     let databases = if opts.databases.is_empty() {
         databases_of(src, &conn)?
@@ -378,7 +451,8 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
                         kind,
                         database: (kind != BackupKind::Globals && kind != BackupKind::Physical)
                             .then(|| db.clone()),
-                        error: e.to_string(),
+                        error: with_causes(&e),
+                        hint: e.hint_text().map(str::to_string),
                         error_kind: e.kind(),
                     });
                     first_error.get_or_insert(e);

@@ -279,7 +279,7 @@ fn rpo_point_text(p: &super::drill::RpoPoint) -> String {
 
 /// Text as one Markdown table cell: a table named `<img src=x onerror=…>` is shown, not
 /// rendered, and a `|` or a line break does not end the cell.
-fn md_cell(s: &str) -> String {
+pub(crate) fn md_cell(s: &str) -> String {
     md_text(s).replace('|', "\\|").replace('\n', "<br>")
 }
 

@@ -8,6 +8,7 @@ mod drill_physical;
 pub mod evidence;
 pub mod list;
 pub mod recover;
+pub mod repair;
 pub mod report;
 pub mod restore;
 pub mod runbook;

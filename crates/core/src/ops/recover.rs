@@ -138,7 +138,7 @@ pub struct ReachedPoint {
     pub listen: Option<(PathBuf, u16)>,
     /// Paused at the target: the tables the replayed, unfinished transaction holds
     /// exclusively (`db: schema.table`); a query on them waits until recovery resumes.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub locked: Vec<String>,
 }
 

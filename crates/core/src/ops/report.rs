@@ -18,18 +18,22 @@ use crate::{
         copies::{self, CopyDestination},
         evidence::{drills, DrillSummary},
     },
-    repository::{audit, Repo},
+    repository::{audit, Repo, SnapshotInfo},
     sources::postgres::logical::BackupKind,
     wal::{self, ChainStart, WalStore},
 };
 
-/// Backups of one source and kind in the period.
+/// Backups of one source, kind and database in the period.
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupLine {
     /// Source.
     pub source: String,
     /// Kind.
     pub kind: BackupKind,
+    /// The database, for the kinds that back up one (a source may have several: each is
+    /// its own line, so that one backed up every hour cannot hide another never backed up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
     /// Backups completed.
     pub count: usize,
     /// Newest in the period.
@@ -265,23 +269,27 @@ pub fn evidence_pack(
     to: Timestamp,
 ) -> Result<EvidencePack> {
     let all = repo.backups()?;
-    let mut lines: BTreeMap<(String, BackupKind), BackupLine> = BTreeMap::new();
-    for b in all.iter().filter(|b| within(b.meta.finished_at, from, to)) {
-        let l = lines
-            .entry((b.meta.source.clone(), b.meta.kind))
-            .or_insert_with(|| BackupLine {
-                source: b.meta.source.clone(),
-                kind: b.meta.kind,
-                count: 0,
-                newest: None,
-                logical_bytes: 0,
-                stored_bytes: 0,
-                longest_gap_secs: 0.0,
-            });
-        l.count += 1;
-        l.newest = l.newest.max(Some(b.meta.finished_at));
-        l.logical_bytes += b.meta.logical_bytes;
-        l.stored_bytes += b.meta.stored_bytes;
+    let key = |b: &SnapshotInfo| (b.meta.source.clone(), b.meta.kind, b.meta.database.clone());
+    let mut lines: BTreeMap<(String, BackupKind, Option<String>), BackupLine> = BTreeMap::new();
+    // every database backed up by then has its line, also one with no backup in the
+    // period: that is the finding, not an absence
+    for b in all.iter().filter(|b| b.meta.finished_at <= to) {
+        let l = lines.entry(key(b)).or_insert_with(|| BackupLine {
+            source: b.meta.source.clone(),
+            kind: b.meta.kind,
+            database: b.meta.database.clone(),
+            count: 0,
+            newest: None,
+            logical_bytes: 0,
+            stored_bytes: 0,
+            longest_gap_secs: 0.0,
+        });
+        if within(b.meta.finished_at, from, to) {
+            l.count += 1;
+            l.newest = l.newest.max(Some(b.meta.finished_at));
+            l.logical_bytes += b.meta.logical_bytes;
+            l.stored_bytes += b.meta.stored_bytes;
+        }
     }
     let entries = audit::entries(repo)?;
     // how long the period went without a new backup of each kind it has, from when the
@@ -291,7 +299,9 @@ pub fn evidence_pack(
     for l in lines.values_mut() {
         let mut times: Vec<Timestamp> = all
             .iter()
-            .filter(|b| b.meta.source == l.source && b.meta.kind == l.kind)
+            .filter(|b| {
+                b.meta.source == l.source && b.meta.kind == l.kind && b.meta.database == l.database
+            })
             .map(|b| b.meta.finished_at)
             .filter(|t| *t <= end)
             .collect();
@@ -537,9 +547,9 @@ pub fn markdown(p: &EvidencePack) -> String {
     let _ = writeln!(m, "Backups completed in the period:\n");
     let _ = writeln!(
         m,
-        "| source | kind | backups | newest | longest without a new one | data backed up | stored (after dedup, compression) |"
+        "| source | kind | database | backups | newest | longest without a new one | data backed up | stored (after dedup, compression) |"
     );
-    let _ = writeln!(m, "|---|---|---:|---|---:|---:|---:|");
+    let _ = writeln!(m, "|---|---|---|---:|---|---:|---:|---:|");
     for b in &p.backups {
         // a logical backup is the recovery point when no WAL is archived: a longer
         // stretch than the RPO objective is a finding
@@ -557,17 +567,24 @@ pub fn markdown(p: &EvidencePack) -> String {
         };
         let _ = writeln!(
             m,
-            "| {} | {} | {} | {} | {gap} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {gap} | {} | {} |",
             b.source,
             b.kind,
-            b.count,
+            b.database
+                .as_deref()
+                .map_or_else(|| "-".to_string(), super::evidence::md_cell),
+            if b.count == 0 {
+                "**0**".to_string()
+            } else {
+                b.count.to_string()
+            },
             b.newest.map_or("-".into(), day),
             bytesize::ByteSize::b(b.logical_bytes),
             bytesize::ByteSize::b(b.stored_bytes)
         );
     }
     if p.backups.is_empty() {
-        let _ = writeln!(m, "| — | — | **0** | — | — | — | — |");
+        let _ = writeln!(m, "| — | — | — | **0** | — | — | — | — |");
     }
     let _ = writeln!(
         m,

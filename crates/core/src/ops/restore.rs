@@ -598,14 +598,32 @@ pub fn dump_checked(
         inner: out,
         hasher: xxhash_rust::xxh3::Xxh3::new(),
         bytes: 0,
+        write_error: None,
     };
     let damaged = || {
+        // --before takes a backup finished at or before the time: a second earlier leaves
+        // this one out
+        let earlier = backup
+            .meta
+            .finished_at
+            .checked_sub(jiff::SignedDuration::from_secs(1))
+            .unwrap_or(backup.meta.finished_at)
+            .strftime("%Y-%m-%dT%H:%M:%SZ");
         format!(
-            "the repository is damaged: `lifeboat verify --all --read-data` names every damaged backup; restore an older one (`lifeboat restore --before \"{}\"`) or from an offsite copy",
-            backup.meta.finished_at
+            "the repository is damaged: `lifeboat verify --all --read-data` names every damaged backup; restore an older one (`lifeboat restore --before \"{earlier}\"`) or from an offsite copy"
         )
     };
     indexed.dump(&node, &mut w).map_err(|e| {
+        if let Some(w) = w.write_error.take() {
+            return Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "writing backup {} where it is staged failed: {w}",
+                    backup.short_id()
+                ),
+            )
+            .hint("the backup itself is fine: free space in the scratch directory (--scratch-dir, LIFEBOAT_SCRATCH_DIR or TMPDIR; it needs room for one dump) and run the command again");
+        }
         // rustic's text runs to dozens of lines (context, a bug-report invitation, a
         // backtrace): its first line says what is wrong
         let text = e.to_string();
@@ -631,17 +649,30 @@ struct HashingWriter<W> {
     inner: W,
     hasher: xxhash_rust::xxh3::Xxh3,
     bytes: u64,
+    /// The first write error of `inner` (a full scratch disk): the repository's reader
+    /// reports it as its own failure, which is not what went wrong.
+    write_error: Option<std::io::Error>,
 }
 
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
+        let n = match self.inner.write(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let again = std::io::Error::new(e.kind(), e.to_string());
+                self.write_error.get_or_insert(e);
+                return Err(again);
+            }
+        };
         self.hasher.update(&buf[..n]);
         self.bytes += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+        self.inner.flush().inspect_err(|e| {
+            self.write_error
+                .get_or_insert_with(|| std::io::Error::new(e.kind(), e.to_string()));
+        })
     }
 }
 
@@ -674,12 +705,8 @@ pub(crate) fn run_pg_restore(
     if no_owner {
         cmd.args(["--no-owner", "--no-privileges"]);
     }
-    let out = cmd
-        .arg(dump)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
+    cmd.arg(dump);
+    let out = crate::sources::postgres::cluster::run_client(cmd)
         .map_err(|e| missing_program(&conn.bin().program("pg_restore"), e))?;
     if !out.status.success() {
         return Err(conn.classify(
@@ -951,15 +978,35 @@ fn restore_inner(
         Err(e) => return Err(e),
     };
     let restore_secs = restore_clock.elapsed().as_secs_f64();
+    // a failure from here on comes after the data is in: say so, and that the post-restore
+    // hook (starting the application, say) did not run
+    let after_load = |e: Error| match &plan.post_hook {
+        Some(h) => e.with_note(format!("the post-restore hook did not run: {h}")),
+        None => e,
+    };
     let comparison = if plan.verify {
-        let c = compare(&conn, &plan.target_database, &truth, plan.jobs as usize)?;
+        let c = compare(&conn, &plan.target_database, &truth, plan.jobs as usize).map_err(|e| {
+            after_load(e.with_note(format!(
+                "the backup is restored into {:?}, but its comparison with the backup-time truth could not run",
+                plan.target_database
+            )))
+        })?;
         if !c.ok() {
-            return Err(Error::integrity(format!(
-                "the restored database {:?} differs from the backup: {}",
-                plan.target_database,
-                c.describe_failures()
-            ))
-            .hint("the restore ran but the data is not what was backed up; keep the old database and report this"));
+            let hint = if plan.create_database {
+                "the restore ran but the data is not what was backed up; keep the original database and report this"
+            } else {
+                // over an existing database the original is gone; writes that reached it
+                // during or after the load are the likeliest difference
+                "the database was replaced: if anything wrote to it during or after the restore (the application, with no pre-restore hook stopping it), the differences are those writes; stop it and restore again. Otherwise the data is not what was backed up: report this"
+            };
+            return Err(after_load(
+                Error::integrity(format!(
+                    "the restored database {:?} differs from the backup: {}",
+                    plan.target_database,
+                    c.describe_failures()
+                ))
+                .hint(hint),
+            ));
         }
         Some(c)
     } else {

@@ -64,6 +64,7 @@ fn databases_of(src: &crate::config::SourceConfig, backups: &[SnapshotInfo]) -> 
             dbs.push(d.clone());
         }
     }
+    dbs.sort();
     if dbs.is_empty() {
         dbs.push(
             src.dsn
@@ -389,7 +390,42 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
             .iter()
             .any(|b| b.meta.source == src.name && b.meta.kind == BackupKind::Physical);
         for kind in [BackupKind::Logical, BackupKind::Physical] {
-            if let Some(d) = last_passed(kind) {
+            if kind == BackupKind::Logical && dbs.len() > 1 {
+                // one database's drill says nothing of another's restore time: each its
+                // own, and the ones never drilled named
+                let mut never = Vec::new();
+                for db in &dbs {
+                    let drilled = drills.iter().rev().find(|d| {
+                        d.source == src.name
+                            && d.kind == Some(kind)
+                            && d.passed
+                            && backups
+                                .iter()
+                                .find(|b| b.id == d.backup_id)
+                                .is_some_and(|b| of_db(b, Some(db)))
+                    });
+                    match drilled {
+                        Some(d) => {
+                            let _ = writeln!(
+                                m,
+                                "- last measured RTO of a {kind} restore of `{db}`: {} (drill {} on {}, passed)",
+                                fmt_secs(d.rto_secs),
+                                d.drill,
+                                d.finished_at.strftime("%Y-%m-%d")
+                            );
+                        }
+                        None => never.push(format!("`{db}`")),
+                    }
+                }
+                if !never.is_empty() {
+                    let _ = writeln!(
+                        m,
+                        "- no passed {kind} drill, so no measured RTO, for {}: `{lb} drill --source {} --database NAME`",
+                        never.join(", "),
+                        src.name
+                    );
+                }
+            } else if let Some(d) = last_passed(kind) {
                 let _ = writeln!(
                     m,
                     "- last measured RTO of a {kind} restore: {} (drill {} on {}, passed)",

@@ -176,7 +176,9 @@ fn verify_indexed(
             Some(p) => {
                 bad_packs.insert(p);
             }
-            None => repository_problems.push(text),
+            // rustic's text carries a backtrace and a bug-report invitation: the first line
+            // says what is wrong
+            None => repository_problems.push(crate::error::headline(&text).to_string()),
         }
     }
     let mut verdicts = Vec::new();
@@ -184,14 +186,17 @@ fn verify_indexed(
         let mut problems = BTreeSet::new();
         match indexed.node_from_snapshot_and_path(snap, &b.meta.path) {
             Err(e) => {
-                problems.insert(format!("the dump file is missing from the snapshot: {e}"));
+                let text = e.to_string();
+                problems.insert(format!(
+                    "the dump file is missing from the snapshot: {}",
+                    crate::error::headline(&text)
+                ));
             }
             Ok(node) => {
+                let mut missing = Vec::new();
                 for blob in node.content.iter().flatten() {
                     match indexed.get_index_entry(blob) {
-                        Err(_) => {
-                            problems.insert(format!("data blob {} is missing", blob));
-                        }
+                        Err(_) => missing.push(blob.to_string()),
                         Ok(ie) => {
                             // check errors name packs by the short (8 hex digit) id
                             let pack = ie.pack.to_string();
@@ -199,6 +204,19 @@ fn verify_indexed(
                                 problems.insert(format!("pack {pack} is damaged"));
                             }
                         }
+                    }
+                }
+                // one line, not one per blob: a lost index file leaves hundreds
+                match missing.len() {
+                    0 => {}
+                    1 => {
+                        problems.insert(format!("data blob {} is missing", missing[0]));
+                    }
+                    n => {
+                        problems.insert(format!(
+                            "{n} data blobs are missing from the repository's index (e.g. {}): a pack or an index file is gone",
+                            missing[0]
+                        ));
                     }
                 }
             }

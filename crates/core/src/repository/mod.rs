@@ -265,6 +265,46 @@ impl Repo {
         r
     }
 
+    /// Pack files the index names that the repository no longer holds (deleted, lost with
+    /// a disk), as short ids. A backup would take their blobs as stored and reference data
+    /// that is gone: [`crate::ops::backup::backup`] refuses while there are any.
+    ///
+    /// # Errors
+    ///
+    /// When the packs cannot be listed or an index file cannot be read.
+    pub fn missing_packs(&self) -> Result<Vec<String>> {
+        use rustic_core::repofile::{IndexFile, PackId};
+        self.with_open(|repo| {
+            let present: std::collections::HashSet<PackId> = repo.list::<PackId>()?.collect();
+            let mut missing = std::collections::BTreeSet::new();
+            for file in repo.stream_files::<IndexFile>()? {
+                let (_, index) = file?;
+                for pack in index.packs {
+                    if !present.contains(&pack.id) {
+                        let id = pack.id.to_string();
+                        missing.insert(id[..8.min(id.len())].to_string());
+                    }
+                }
+            }
+            Ok(missing.into_iter().collect())
+        })
+    }
+
+    /// Rebuilds the index from the pack files there are: entries of lost packs go (the
+    /// next backup stores their data again), packs no index names (left by a backup that
+    /// failed on a full disk, or after an index file was lost) are read and indexed. The
+    /// backups that referenced lost data stay damaged; `verify` names them.
+    ///
+    /// # Errors
+    ///
+    /// When the repository cannot be listed, read or written.
+    pub fn repair_index(&self) -> Result<()> {
+        self.with_open(|repo| {
+            repo.repair_index(&rustic_core::RepairIndexOptions::default(), false)?;
+            Ok(())
+        })
+    }
+
     /// Runs `f` on the repository with its full index loaded (to read data).
     ///
     /// # Errors

@@ -539,7 +539,14 @@ fn write_durably(root: &Path, path: &str, fill: &mut Fill<'_>) -> Result<bool> {
         let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        // as private as the repository itself: the umask of a root shell (022) is not
+        // the archiver's (PostgreSQL runs it with 077)
+        let mode = std::fs::metadata(root).map_or(0o700, |m| {
+            std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777
+        });
         for created in missing.iter().rev() {
+            std::fs::set_permissions(created, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                .map_err(|e| Error::io(format!("creating {}", created.display()), e))?;
             // run as root (a history file pushed by hand after a PITR): a directory left
             // to root would stop the PostgreSQL user's archiver at the next segment
             give_to_owner(root, created)?;

@@ -56,6 +56,61 @@ pub(crate) fn kill_group(pgid: i32) {
     );
 }
 
+/// Process groups of client programs whose work must end with lifeboat's (pg_restore over
+/// a database): [`stop_all`] kills them first.
+static CLIENTS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// Runs `cmd` to its end as a client whose work must not outlive lifeboat: in a process
+/// group of its own that [`stop_all`] kills before anything else (an interrupted overwrite
+/// must not commit after lifeboat said it was interrupted), and, where util-linux's
+/// `setpriv` is at hand, killed by the kernel if lifeboat itself is killed.
+pub(crate) fn run_client(mut cmd: Command) -> std::io::Result<std::process::Output> {
+    use std::os::unix::process::CommandExt;
+    let program = Path::new(cmd.get_program());
+    if program.is_absolute() && !program.exists() {
+        // through setpriv it would fail as a program's error, not as a missing program
+        return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+    }
+    let setpriv = Path::new("/usr/bin/setpriv");
+    let mut cmd = if setpriv.exists() {
+        // the death signal is set in the child and kept through the exec of the program
+        let mut wrapped = Command::new(setpriv);
+        wrapped
+            .args(["--pdeathsig", "KILL", "--"])
+            .arg(cmd.get_program());
+        wrapped.args(cmd.get_args());
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => wrapped.env(k, v),
+                None => wrapped.env_remove(k),
+            };
+        }
+        if let Some(d) = cmd.get_current_dir() {
+            wrapped.current_dir(d);
+        }
+        wrapped
+    } else {
+        std::mem::replace(&mut cmd, Command::new("true"))
+    };
+    cmd.process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // held across the spawn: an interrupt in between still finds the client to kill
+    let mut clients = CLIENTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let child = cmd.spawn()?;
+    let pgid = child.id() as i32;
+    clients.push(pgid);
+    drop(clients);
+    let out = child.wait_with_output();
+    if let Ok(mut l) = CLIENTS.lock() {
+        l.retain(|g| *g != pgid);
+    }
+    out
+}
+
 /// Temporary directories to remove when the process is interrupted.
 static TEMP_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
@@ -151,6 +206,18 @@ pub fn stop_all() -> Vec<String> {
     // held to the end: the interrupted operation may fail on the stopped server and the
     // process head for exit while this still removes directories (see [`wait_for_stop_all`])
     let _cleaning = CLEANING.lock();
+    // clients first: a pg_restore over a database must not reach its COMMIT while the
+    // rest is cleaned up (killed, its transaction rolls back)
+    let clients = CLIENTS
+        .lock()
+        .map(|mut l| std::mem::take(&mut *l))
+        .unwrap_or_default();
+    for g in clients {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(g),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
     let drops = DROPS
         .lock()
         .map(|mut l| std::mem::take(&mut *l))
@@ -305,11 +372,16 @@ impl Cluster {
             .output()
             .map_err(|e| missing_program(&initdb, e))?;
         if !out.status.success() {
-            return Err(Error::unavailable(format!(
-                "initdb failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-            .hint("install the PostgreSQL server (Debian: apt-get install postgresql)"));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let hint = if stderr.contains("No space left on device") {
+                format!(
+                    "the disk of {} is full: free space there, or point LIFEBOAT_SCRATCH_DIR (or --scratch-dir) at a disk with room for a copy of the database",
+                    dir.path().parent().unwrap_or(dir.path()).display()
+                )
+            } else {
+                "install the PostgreSQL server (Debian: apt-get install postgresql)".to_string()
+            };
+            return Err(Error::unavailable(format!("initdb failed: {}", stderr.trim())).hint(hint));
         }
         if !conf.is_empty() {
             let path = data.join("postgresql.conf");
