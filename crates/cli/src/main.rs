@@ -222,6 +222,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     if writes {
         hand_over_repository(&ctx);
     }
+    for note in lifeboat_core::sources::postgres::cluster::take_notes() {
+        eprintln!("lifeboat: note: {note}");
+    }
     result
 }
 

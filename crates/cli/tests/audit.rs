@@ -141,19 +141,44 @@ fn a_backup_whose_audit_entry_cannot_be_written_succeeds_and_its_entry_is_parked
         "{err}"
     );
     std::fs::remove_file(&lock).unwrap();
+    // the process adding it was stopped after claiming the file (renamed to `.adding`) and
+    // before the entry was written: the next one adds it all the same
+    let parked_dir = ws.path().join("state/parked-audit");
+    let parked: Vec<std::path::PathBuf> = std::fs::read_dir(&parked_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    let saved = std::fs::read(&parked[0]).unwrap();
+    std::fs::rename(&parked[0], parked[0].with_extension("adding")).unwrap();
     ok(lb(&cfg).args(["verify", "--all"]));
-    let entries: Vec<serde_json::Value> =
-        serde_json::from_str(&ok(lb(&cfg).args(["--json", "audit", "list"]))).unwrap();
-    let late = entries
-        .iter()
-        .find(|e| {
-            e["details"]
-                .as_str()
-                .is_some_and(|d| d.contains("recorded late"))
-        })
-        .unwrap_or_else(|| panic!("{entries:?}"));
-    assert_eq!(late["action"], "backup");
-    assert_eq!(late["outcome"], "ok");
+    let late_entries = || {
+        let entries: Vec<serde_json::Value> =
+            serde_json::from_str(&ok(lb(&cfg).args(["--json", "audit", "list"]))).unwrap();
+        entries
+            .into_iter()
+            .filter(|e| {
+                e["details"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("recorded late"))
+            })
+            .collect::<Vec<_>>()
+    };
+    let late = late_entries();
+    assert_eq!(late.len(), 1, "{late:?}");
+    assert_eq!(late[0]["action"], "backup");
+    assert_eq!(late[0]["outcome"], "ok");
+    // stopped after the entry was written, before the file went: not added twice
+    std::fs::write(parked[0].with_extension("adding"), saved).unwrap();
+    ok(lb(&cfg).args(["verify", "--all"]));
+    assert_eq!(late_entries().len(), 1);
+    let left = std::fs::read_dir(&parked_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json" || x == "adding"))
+        .count();
+    assert_eq!(left, 0);
     ok(lb(&cfg).args(["audit", "verify"]));
 }
 

@@ -423,6 +423,32 @@ fn interrupted_drill_leaves_no_process_or_directory() {
             "still running after the interrupt ({pattern}): {survivors}"
         );
     }
+    // killed outright (kill -9, the OOM killer), nothing cleans up: the next run that uses
+    // the scratch place stops the server and removes the copy, and says so
+    std::fs::remove_file(&marker).unwrap();
+    let mut child = drill_until_its_hook(&cfg, &marker, Some(&scratch));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let running = |pattern: &str| {
+        let procs = std::process::Command::new("pgrep")
+            .args(["-f", pattern])
+            .output()
+            .unwrap();
+        !String::from_utf8_lossy(&procs.stdout).trim().is_empty()
+    };
+    assert!(
+        running(&scratch.display().to_string()),
+        "a killed drill leaves its server running"
+    );
+    let (code, _, err) = run(lb(&cfg).env("LIFEBOAT_SCRATCH_DIR", &scratch).arg("drill"));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("left by a lifeboat run that was killed")
+            && err.contains("its throw-away server stopped"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+    assert!(!running(&scratch.display().to_string()));
 }
 
 #[test]

@@ -135,7 +135,7 @@ fn the_evidence_pack_counts_the_period_and_checks_the_log_against_the_kept_head(
         pack.contains("| app-db | 2h | 24h | 1 | 1 | 1 of 1 | 1 of 1 |"),
         "{pack}"
     );
-    assert!(pack.contains("| app-db | logical | 1 |"), "{pack}");
+    assert!(pack.contains("| app-db | logical | app | 1 |"), "{pack}");
     assert!(pack.contains("- backup: 1 ok, 1 failed"), "{pack}");
     assert!(
         pack.contains("**Failed operations** in the period:\n\n- failed backup:")
@@ -173,7 +173,7 @@ fn the_evidence_pack_counts_the_period_and_checks_the_log_against_the_kept_head(
     let pack = ok(lb(&cfg).arg("report"));
     assert!(
         pack.lines()
-            .any(|l| l.starts_with("| app-db | logical | 1 |")
+            .any(|l| l.starts_with("| app-db | logical | app | 1 |")
                 && l.contains("** (RPO objective 1 s)")),
         "{pack}"
     );

@@ -91,3 +91,66 @@ fn page_ranges_count_every_row_once_and_find_a_change() {
         deleted.describe_failures()
     );
 }
+
+/// Many small tables are read several to one psql: each table's rows and hash are what a
+/// read of that table alone gives (a row that looks like the boundary between two tables
+/// included), and a change is charged to the table that has it.
+#[test]
+fn small_tables_read_in_batches_keep_each_table_apart() {
+    let c = cluster();
+    c.sql("postgres", "CREATE DATABASE many").unwrap();
+    c.sql(
+        "many",
+        r#"DO $$ BEGIN FOR i IN 0..119 LOOP
+             EXECUTE format('CREATE TABLE public.t%s (id int, v text)', i);
+             EXECUTE format('INSERT INTO public.t%s SELECT g, md5((g * %s)::text) FROM generate_series(1, %s) g', i, i + 1, i % 7 + 1);
+           END LOOP; END $$;
+           INSERT INTO public.t0 VALUES (100, E'\\lifeboat-table 3'), (101, E'x\nlifeboat-table 4');"#,
+    )
+    .unwrap();
+    let tables: Vec<TableTruth> = (0..120)
+        .map(|i| {
+            table(
+                "public",
+                &format!("t{i}"),
+                &format!("COPY public.t{i} (id, v) FROM stdin;"),
+            )
+        })
+        .collect();
+    let conn = c.conn();
+    // the truth, table by table: fewer tables at a time than are ever batched
+    let mut truth = Truth {
+        tables: tables.clone(),
+        ..Truth::default()
+    };
+    for (k, chunk) in tables.chunks(40).enumerate() {
+        let part = Truth {
+            tables: chunk.to_vec(),
+            ..Truth::default()
+        };
+        let read = compare_in_pieces(&conn, "many", &part, 2, u64::MAX).unwrap();
+        assert_eq!(read.batched_tables, 0);
+        for (j, r) in read.tables.iter().enumerate() {
+            let t = &mut truth.tables[k * 40 + j];
+            t.rows = r.actual_rows;
+            t.hash.clone_from(&r.actual_hash);
+        }
+    }
+    assert_eq!(
+        truth.tables[0].rows, 3,
+        "the boundary-like rows are rows of t0"
+    );
+
+    let batched = compare_in_pieces(&conn, "many", &truth, 2, u64::MAX).unwrap();
+    assert_eq!(batched.batched_tables, 120);
+    assert!(batched.reads < 10, "{} reads", batched.reads);
+    assert!(batched.ok(), "{}", batched.describe_failures());
+
+    c.sql("many", "UPDATE public.t57 SET v = 'changed' WHERE id = 1")
+        .unwrap();
+    let changed = compare_in_pieces(&conn, "many", &truth, 2, u64::MAX).unwrap();
+    assert_eq!(
+        changed.describe_failures(),
+        format!("public.t57: content differs ({} rows)", 57 % 7 + 1)
+    );
+}

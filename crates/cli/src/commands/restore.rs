@@ -159,7 +159,7 @@ impl RestoreCmd {
             )?;
             output::warn_repository(&repo);
             if ctx.json {
-                return output::json(&backups);
+                return output::backups_json(&backups);
             }
             // newest first: the one a restore most likely wants
             let mut rows = vec![vec![

@@ -360,11 +360,12 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
     }
     for t in &st.timelines {
         println!(
-            "  timeline {}: {} .. {} ({} segments, {} stored){}",
+            "  timeline {}: {} .. {} ({} segment{}, {} stored){}",
             t.timeline,
             t.first,
             t.last,
             t.segments,
+            if t.segments == 1 { "" } else { "s" },
             output::bytes(t.stored_bytes),
             if t.gaps.is_empty() {
                 String::new()

@@ -1060,7 +1060,12 @@ fn truth_checks(
                         } else {
                             "read through psql"
                         },
-                        if c.reads > c.tables.len() {
+                        if c.batched_tables > 0 {
+                            format!(
+                                "; {} small tables several to a read, {} reads",
+                                c.batched_tables, c.reads
+                            )
+                        } else if c.reads > c.tables.len() {
                             format!("; big tables in page ranges, {} reads", c.reads)
                         } else {
                             String::new()

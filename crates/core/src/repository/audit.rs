@@ -231,6 +231,26 @@ fn add_parked(repo: &Repo, locked: bool) {
     let Ok(Some(_turn)) = super::parked::lock() else {
         return;
     };
+    // claimed by a process that was stopped before it removed them (this one holds the
+    // lock, so nobody is adding now): gone if the log has them, parked again if not
+    if let Ok(claimed) = super::parked::claimed_for_repository(repo.location()) {
+        if !claimed.is_empty() {
+            let Ok(log) = entries(repo) else {
+                return;
+            };
+            for (path, p) in claimed {
+                let late = p.late_details();
+                if log
+                    .iter()
+                    .any(|e| e.action == p.action && e.details == late)
+                {
+                    let _ = std::fs::remove_file(&path);
+                } else {
+                    let _ = std::fs::rename(&path, path.with_extension("json"));
+                }
+            }
+        }
+    }
     let Ok(list) = super::parked::for_repository(repo.location()) else {
         return;
     };
@@ -428,6 +448,18 @@ pub fn record_outcome<T>(
             format!("{action} succeeded ({details}), but {e}"),
         )
         .hint("the operation itself is complete; check the repository and run `lifeboat audit verify`")),
+        // a failure that reaches no log must at least be said
+        (Err(e), Err(l)) => Err(e.with_note(format!(
+            "audit: this failure is in no log: {}",
+            crate::error::headline(&l.to_string())
+        ))),
+        (Ok(v), Err(l)) => {
+            repo.notice(format!(
+                "audit: the {action} entry is in no log: {}",
+                crate::error::headline(&l.to_string())
+            ));
+            Ok(v)
+        }
         (result, _) => result,
     }
 }

@@ -240,7 +240,10 @@ fn host_port(endpoint: &str) -> Option<String> {
 pub(crate) fn backends(url: &str, cfg: &RepositoryConfig) -> Result<RepositoryBackends> {
     let mut opts = BackendOptions::default();
     if let Some(mut o) = s3_options(url, cfg)? {
-        o.insert("retry".to_string(), "5".to_string());
+        // a stalled store must fail a command in minutes, not in half an hour: each read
+        // or write of data may wait 60 s for progress, each request is tried 4 times
+        o.insert("retry".to_string(), "3".to_string());
+        o.insert("io_timeout".to_string(), "60".to_string());
         opts.repository = Some("opendal:s3".to_string());
         opts.options = o;
     } else {

@@ -132,6 +132,20 @@ pub fn park(repository: &str, action: &str, ok: bool, details: &str) -> Result<P
 ///
 /// When the directory exists but cannot be read.
 pub fn for_repository(repository: &str) -> Result<Vec<(PathBuf, Parked)>> {
+    files_for(repository, "json")
+}
+
+/// Parked entries for `repository` that an adding process claimed and did not finish
+/// (interrupted between claiming and removing the file): each was added or not.
+///
+/// # Errors
+///
+/// As [`for_repository`].
+pub fn claimed_for_repository(repository: &str) -> Result<Vec<(PathBuf, Parked)>> {
+    files_for(repository, "adding")
+}
+
+fn files_for(repository: &str, extension: &str) -> Result<Vec<(PathBuf, Parked)>> {
     let Some(dir) = dir() else {
         return Ok(Vec::new());
     };
@@ -142,7 +156,7 @@ pub fn for_repository(repository: &str) -> Result<Vec<(PathBuf, Parked)>> {
     };
     let mut out: Vec<(PathBuf, Parked)> = read
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter(|p| p.extension().is_some_and(|x| x == extension))
         .filter_map(|p| {
             let parked: Parked = serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?;
             (parked.repository == repository).then_some((p, parked))

@@ -141,14 +141,17 @@ impl WalStore {
                     // archiver or a replay with nothing in the logs
                     .layer(
                         // a whole segment is one PUT: its I/O may take minutes on a slow
-                        // uplink, so only a stall that long counts
+                        // uplink (16 MiB in 5 minutes is 450 kbit/s), so only a stall that
+                        // long counts; PostgreSQL retries a failed push itself, so a few
+                        // tries here are enough to ride out a blip without holding the
+                        // archiver for an hour
                         opendal::layers::TimeoutLayer::new()
-                            .with_timeout(std::time::Duration::from_secs(120))
-                            .with_io_timeout(std::time::Duration::from_secs(900)),
+                            .with_timeout(std::time::Duration::from_secs(60))
+                            .with_io_timeout(std::time::Duration::from_secs(300)),
                     )
                     .layer(
                         opendal::layers::RetryLayer::new()
-                            .with_max_times(5)
+                            .with_max_times(2)
                             .with_jitter(),
                     );
                 Backend::Remote(

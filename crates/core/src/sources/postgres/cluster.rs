@@ -129,6 +129,16 @@ impl ScratchDir {
     /// When the directory cannot be created.
     pub fn new(prefix: &str, base: Option<&Path>) -> Result<Self> {
         let base = base.map_or_else(scratch_base, Path::to_path_buf);
+        // once per process and place: what a killed run left there goes first
+        if let Ok(mut swept) = SWEPT.lock() {
+            if !swept.contains(&base) {
+                swept.push(base.clone());
+                let said = super::leftovers::sweep(&base);
+                if let Ok(mut n) = NOTES.lock() {
+                    n.extend(said);
+                }
+            }
+        }
         // private: a throw-away cluster trusts whoever reaches its socket here, and staged
         // dumps and globals (role password hashes) are production's data
         let dir = tempfile::Builder::new()
@@ -144,6 +154,7 @@ impl ScratchDir {
         if let Ok(mut l) = TEMP_DIRS.lock() {
             l.push(dir.path().to_path_buf());
         }
+        super::leftovers::mark(dir.path());
         Ok(Self { dir })
     }
 
@@ -160,6 +171,21 @@ impl Drop for ScratchDir {
             l.retain(|p| p != self.dir.path());
         }
     }
+}
+
+/// Scratch places already swept for a killed run's leftovers by this process.
+static SWEPT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// What the sweep removed, for the operator (see [`take_notes`]).
+static NOTES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// What this process cleaned up that an earlier, killed run left behind (scratch
+/// directories, a throw-away server still running), once.
+pub fn take_notes() -> Vec<String> {
+    NOTES
+        .lock()
+        .map(|mut n| std::mem::take(&mut *n))
+        .unwrap_or_default()
 }
 
 /// Where throw-away clusters and staged dumps go: `LIFEBOAT_SCRATCH_DIR`, else the

@@ -6,6 +6,7 @@ pub mod archive;
 pub mod cluster;
 pub mod compare;
 pub mod conn;
+pub(crate) mod leftovers;
 pub mod logical;
 pub mod physical;
 pub mod script;

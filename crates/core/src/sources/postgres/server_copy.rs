@@ -34,10 +34,26 @@ pub(crate) fn copy_command(
     encoding: Option<&str>,
     sql: &str,
 ) -> std::process::Command {
+    let mut cmd = copy_session(conn, db, encoding);
+    cmd.args(["-c", sql]).stdin(Stdio::null());
+    cmd
+}
+
+/// As [`copy_command`], reading its statements from stdin (a script of several `COPY`s).
+pub(crate) fn copy_script_command(
+    conn: &PgConn,
+    db: &str,
+    encoding: Option<&str>,
+) -> std::process::Command {
+    let mut cmd = copy_session(conn, db, encoding);
+    cmd.args(["-f", "-"]).stdin(Stdio::piped());
+    cmd
+}
+
+fn copy_session(conn: &PgConn, db: &str, encoding: Option<&str>) -> std::process::Command {
     let mut cmd = conn.with_options(DUMP_OPTIONS).command("psql", db);
-    cmd.args(["-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-c", sql])
+    cmd.args(["-X", "-q", "-w", "-v", "ON_ERROR_STOP=1"])
         .env_remove("PGTZ")
-        .stdin(Stdio::null())
         .stderr(Stdio::piped());
     if let Some(enc) = encoding {
         cmd.env("PGCLIENTENCODING", enc);
