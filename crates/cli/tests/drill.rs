@@ -440,6 +440,20 @@ fn interrupted_drill_leaves_no_process_or_directory() {
         running(&scratch.display().to_string()),
         "a killed drill leaves its server running"
     );
+    // what looks like leftovers but is not this user's to remove: anyone can make a
+    // `lifeboat-*` directory in a shared temp directory (a symlink to one, or a mark of
+    // another user with a `data` link to a real cluster)
+    let elsewhere = ws.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, scratch.join("lifeboat-link")).unwrap();
+    let planted = scratch.join("lifeboat-planted");
+    std::fs::create_dir(&planted).unwrap();
+    std::fs::write(planted.join(".lifeboat-owner"), "").unwrap();
+    std::os::unix::fs::symlink(c.data_dir(), planted.join("data")).unwrap();
+    if nix::unistd::geteuid().is_root() {
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        nix::unistd::chown(&planted.join(".lifeboat-owner"), Some(nobody.uid), None).unwrap();
+    }
     let (code, _, err) = run(lb(&cfg).env("LIFEBOAT_SCRATCH_DIR", &scratch).arg("drill"));
     assert_eq!(code, 0, "{err}");
     assert!(
@@ -447,8 +461,22 @@ fn interrupted_drill_leaves_no_process_or_directory() {
             && err.contains("its throw-away server stopped"),
         "{err}"
     );
-    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
-    assert!(!running(&scratch.display().to_string()));
+    let mut left: Vec<String> = std::fs::read_dir(&scratch)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    // not root, the planted mark is this user's own: its directory may go, never the
+    // cluster its `data` link points at
+    let expected: &[&str] = if nix::unistd::geteuid().is_root() {
+        &["lifeboat-link", "lifeboat-planted"]
+    } else {
+        &["lifeboat-link"]
+    };
+    assert_eq!(left, expected, "{err}");
+    assert!(!running(&format!("{}/lifeboat-pg", scratch.display())));
+    // the production cluster behind the planted link still answers
+    assert_eq!(c.sql("app", "select 1").unwrap(), "1");
 }
 
 #[test]

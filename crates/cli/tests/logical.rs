@@ -477,6 +477,12 @@ fn two_databases() -> (lifeboat_testing::Cluster, Workspace, std::path::PathBuf)
 #[test]
 fn a_multi_database_source_needs_database_to_restore_and_has_stats_per_database() {
     let (c, _ws, cfg) = two_databases();
+    // one server and pg_dump: their versions are said once for the databases
+    let out = ok(lb(&cfg).args(["config", "check"]));
+    assert!(
+        out.contains("connected: 2 databases (server ") && out.contains("): a, b"),
+        "{out}"
+    );
 
     // one database that cannot be dumped does not keep the others from their backup
     let before = list_json(&cfg).len();

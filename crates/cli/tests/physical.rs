@@ -604,6 +604,23 @@ fn a_missing_segment_is_named_with_the_last_reachable_point() {
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("archive ends at LSN"), "{err}");
     assert!(!err.contains("missing"), "{err}");
+    // a time past the newest archived WAL: the dry run warns that recovery cannot reach it
+    let out = ok(a
+        .lb()
+        .args([
+            "restore",
+            "--kind",
+            "physical",
+            "--target-time",
+            "2099-01-01T00:00:00Z",
+            "--dry-run",
+            "--to-dir",
+        ])
+        .arg(&dir));
+    assert!(
+        out.contains("warning: the target is later than the newest archived WAL"),
+        "{out}"
+    );
 }
 
 #[test]

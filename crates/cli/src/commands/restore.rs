@@ -469,6 +469,14 @@ impl RestoreCmd {
                 "  recovery target: {}; the restore_command answered as the server will run it",
                 describe_target(&p.target)
             );
+            if let (RecoveryTarget::Time(t), Some(archived)) = (&p.target, p.reachable_time) {
+                if *t > archived {
+                    println!(
+                        "warning: the target is later than the newest archived WAL (archived {}): recovery will end before it and fail; push the current segment first (select pg_switch_wal() on the server) or pass --latest",
+                        output::time(archived)
+                    );
+                }
+            }
             println!(
                 "  {}",
                 if p.start {

@@ -161,13 +161,31 @@ pub fn databases_of(src: &SourceConfig, conn: &PgConn) -> Result<Vec<String>> {
 /// the server.
 pub fn check_source(src: &SourceConfig) -> Result<String> {
     let conn = PgConn::from_source(src)?;
-    let mut versions = Vec::new();
+    let mut versions: Vec<(String, String)> = Vec::new();
     for db in databases_of(src, &conn)? {
         let v = conn.server_version_num(&db)?;
         let client = conn.check_client_version(v)?;
-        versions.push(format!("{db} (server {}, pg_dump {client})", v / 10_000));
+        versions.push((db, format!("server {}, pg_dump {client}", v / 10_000)));
     }
-    Ok(versions.join(", "))
+    // one server, one pg_dump: said once, not after each of 25 databases
+    let same = versions.windows(2).all(|w| w[0].1 == w[1].1);
+    Ok(match versions.as_slice() {
+        [(db, v)] => format!("{db} ({v})"),
+        [(_, v), ..] if same => format!(
+            "{} databases ({v}): {}",
+            versions.len(),
+            versions
+                .iter()
+                .map(|(d, _)| d.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ => versions
+            .iter()
+            .map(|(d, v)| format!("{d} ({v})"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
 }
 
 /// Something the source's role may not do that some backup needs.

@@ -508,20 +508,26 @@ pub fn apply_globals(conn: &PgConn, file: &std::path::Path) -> Result<Option<Str
     std::fs::write(&file, script).map_err(|e| Error::io(file.display(), e))?;
     let out = conn
         .command("psql", "postgres")
-        .args(["-X", "-q", "-w", "-f"])
+        // the SQLSTATE with each error: a server answering in German writes FEHLER
+        .args(["-X", "-q", "-w", "-v", "VERBOSITY=verbose", "-f"])
         .arg(&file)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| missing_program(&conn.bin().program("psql"), e))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // a role or tablespace the server has already (42710 duplicate_object) is expected
     let unexpected: Vec<&str> = stderr
         .lines()
-        .filter(|l| l.contains("ERROR") && !l.contains("already exists"))
+        .filter(|l| sqlstate(l).is_some_and(|c| c != "42710"))
         .collect();
     if !out.status.success() || !unexpected.is_empty() {
         return Err(Error::postgres(format!(
             "restoring globals: {}",
-            unexpected.join("; ")
+            if unexpected.is_empty() {
+                stderr.trim().to_string()
+            } else {
+                unexpected.join("; ")
+            }
         )));
     }
     Ok(kept.then_some(me))

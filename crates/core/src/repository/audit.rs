@@ -422,13 +422,18 @@ pub fn record_outcome<T>(
     details: &str,
 ) -> Result<T> {
     let mut parked = None;
+    // neither written nor parked (not a head that could not be published afterwards)
+    let mut unlogged = false;
     let logged = match write_or_park(repo, action, ok, details) {
         Ok(Logged::Written(entry)) => publish_head(repo, &entry),
         Ok(Logged::Parked(why)) => {
             parked = Some(format!("{action}: {why}"));
             Ok(())
         }
-        Err(e) => Err(e),
+        Err(e) => {
+            unlogged = true;
+            Err(e)
+        }
     };
     let result = match (result, parked) {
         // the operation's own error, and where its entry went
@@ -449,11 +454,11 @@ pub fn record_outcome<T>(
         )
         .hint("the operation itself is complete; check the repository and run `lifeboat audit verify`")),
         // a failure that reaches no log must at least be said
-        (Err(e), Err(l)) => Err(e.with_note(format!(
+        (Err(e), Err(l)) if unlogged => Err(e.with_note(format!(
             "audit: this failure is in no log: {}",
             crate::error::headline(&l.to_string())
         ))),
-        (Ok(v), Err(l)) => {
+        (Ok(v), Err(l)) if unlogged => {
             repo.notice(format!(
                 "audit: the {action} entry is in no log: {}",
                 crate::error::headline(&l.to_string())

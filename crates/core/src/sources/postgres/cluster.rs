@@ -60,6 +60,23 @@ pub(crate) fn kill_group(pgid: i32) {
 /// a database): [`stop_all`] kills them first.
 static CLIENTS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
+/// Set by [`stop_all`]: no client starts after the clean-up.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether `setpriv` takes `--pdeathsig` (util-linux 2.33 and later), tried once.
+fn setpriv_has_pdeathsig(setpriv: &Path) -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        Command::new(setpriv)
+            .args(["--pdeathsig", "KILL", "--", "true"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
 /// Runs `cmd` to its end as a client whose work must not outlive lifeboat: in a process
 /// group of its own that [`stop_all`] kills before anything else (an interrupted overwrite
 /// must not commit after lifeboat said it was interrupted), and, where util-linux's
@@ -72,7 +89,7 @@ pub(crate) fn run_client(mut cmd: Command) -> std::io::Result<std::process::Outp
         return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
     }
     let setpriv = Path::new("/usr/bin/setpriv");
-    let mut cmd = if setpriv.exists() {
+    let mut cmd = if setpriv_has_pdeathsig(setpriv) {
         // the death signal is set in the child and kept through the exec of the program
         let mut wrapped = Command::new(setpriv);
         wrapped
@@ -100,6 +117,10 @@ pub(crate) fn run_client(mut cmd: Command) -> std::io::Result<std::process::Outp
     let mut clients = CLIENTS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
+        // the interrupt's clean-up has run: nothing may start after it
+        return Err(std::io::Error::from(std::io::ErrorKind::Interrupted));
+    }
     let child = cmd.spawn()?;
     let pgid = child.id() as i32;
     clients.push(pgid);
@@ -117,6 +138,8 @@ static TEMP_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 /// A temporary directory, removed on drop and by [`stop_all`] when the process is
 /// interrupted (an exiting process runs no destructors).
 pub struct ScratchDir {
+    // declared first: the mark's lock is released before the directory goes
+    _mark: Option<nix::fcntl::Flock<std::fs::File>>,
     dir: tempfile::TempDir,
 }
 
@@ -154,8 +177,10 @@ impl ScratchDir {
         if let Ok(mut l) = TEMP_DIRS.lock() {
             l.push(dir.path().to_path_buf());
         }
-        super::leftovers::mark(dir.path());
-        Ok(Self { dir })
+        Ok(Self {
+            _mark: super::leftovers::mark(dir.path()),
+            dir,
+        })
     }
 
     /// The directory.
@@ -236,7 +261,10 @@ pub fn stop_all() -> Vec<String> {
     // rest is cleaned up (killed, its transaction rolls back)
     let clients = CLIENTS
         .lock()
-        .map(|mut l| std::mem::take(&mut *l))
+        .map(|mut l| {
+            STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
+            std::mem::take(&mut *l)
+        })
         .unwrap_or_default();
     for g in clients {
         let _ = nix::sys::signal::killpg(

@@ -368,6 +368,7 @@ fn read_batch(
     let stdout = child.stdout.take().expect("piped");
     let mut hashers: Vec<LineHasher> = heads.iter().map(|_| LineHasher::default()).collect();
     let mut current: Option<usize> = None;
+    let mut seen = vec![false; heads.len()];
     let mut line: Vec<u8> = Vec::new();
     let drained = std::thread::scope(|s| {
         // written while the output is read: psql blocks on a full stdout otherwise
@@ -387,6 +388,9 @@ fn read_batch(
                             .ok()
                             .and_then(|n| n.trim().parse().ok())
                             .filter(|i: &usize| *i < heads.len());
+                        if let Some(i) = current {
+                            seen[i] = true;
+                        }
                     }
                     None => {
                         if let Some(i) = current {
@@ -407,6 +411,13 @@ fn read_batch(
             &String::from_utf8_lossy(&out.stderr),
             &format!("reading {db:?}"),
         ));
+    }
+    // a table psql never got to must not pass for an empty one
+    if let Some(i) = seen.iter().position(|s| !s) {
+        return Err(Error::internal(format!(
+            "psql ended before it read {} of {db:?}",
+            heads[i]
+        )));
     }
     Ok(hashers.into_iter().map(LineHasher::finish).collect())
 }

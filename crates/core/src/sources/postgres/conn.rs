@@ -592,10 +592,13 @@ pub(crate) fn sqlstate(text: &str) -> Option<&str> {
     text.match_indices(":  ").find_map(|(i, _)| {
         let rest = &text[i + 3..];
         let code = rest.get(..5)?;
+        // a NOTICE (00000) or WARNING (01xxx) before the error has a code too
         (code
             .bytes()
             .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
-            && rest[5..].starts_with(": "))
+            && rest[5..].starts_with(": ")
+            && !code.starts_with("00")
+            && !code.starts_with("01"))
         .then_some(code)
     })
 }
@@ -742,6 +745,11 @@ mod tests {
         );
         assert_eq!(sqlstate("ERROR:  role \"app\" does not exist"), None);
         assert_eq!(sqlstate("NOTICE:  abc: def"), None);
+        assert_eq!(
+            sqlstate("HINWEIS:  00000: x\nFEHLER:  42704: Rolle »a« existiert nicht"),
+            Some("42704"),
+            "a notice's code is not the error's"
+        );
     }
 
     #[test]

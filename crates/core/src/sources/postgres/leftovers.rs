@@ -1,61 +1,49 @@
 //! What a killed lifeboat left behind: scratch directories (a throw-away cluster still
 //! running, a staged dump: copies of production's data) whose creator no longer runs. Each
-//! scratch directory names its creator; the next run that makes one removes the others'
+//! scratch directory holds a mark its creator keeps locked (`flock`) for as long as it
+//! lives; the kernel drops the lock when the process dies, whatever the pid namespace or
+//! `/proc` visibility. The next run that makes a scratch directory removes the others'
 //! leftovers and says so.
+//!
+//! Only what this user made is touched: a mark owned by another user, a directory or a
+//! data directory that is a symlink, is left alone (anyone can create `/tmp/lifeboat-x`).
 
-use std::path::Path;
+use std::{fs::File, os::unix::fs::MetadataExt, path::Path};
 
-/// The file in each scratch directory naming the process that made it.
+use nix::fcntl::{Flock, FlockArg};
+
+/// The file in each scratch directory whose lock says its creator still runs.
 const OWNER_FILE: &str = ".lifeboat-owner";
 
-/// This process as `pid start-time` (start time in clock ticks since boot: a pid reused
-/// by another process does not pass for the creator).
-fn me() -> Option<String> {
-    let pid = std::process::id();
-    Some(format!("{pid} {}", start_time(pid)?))
+/// Marks `dir` as made by this process; the lock lasts as long as the returned value.
+pub(crate) fn mark(dir: &Path) -> Option<Flock<File>> {
+    let file = File::create(dir.join(OWNER_FILE)).ok()?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).ok()
 }
 
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // the command name may hold spaces and parentheses: fields count from the last `)`
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
-}
-
-/// Marks `dir` as made by this process.
-pub(crate) fn mark(dir: &Path) {
-    if let Some(me) = me() {
-        let _ = std::fs::write(dir.join(OWNER_FILE), me);
+/// The mark of `dir`, locked, when its creator is gone and it was made by this user.
+fn orphaned(dir: &Path) -> Option<Flock<File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(dir.join(OWNER_FILE))
+        .ok()?;
+    if file.metadata().ok()?.uid() != me {
+        return None;
     }
+    // held by a live creator: not ours to take
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).ok()
 }
 
-/// Whether the process named in `dir`'s mark is gone (no mark: not ours, left alone).
-fn orphaned(dir: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(dir.join(OWNER_FILE)) else {
-        return false;
-    };
-    let mut f = text.split_whitespace();
-    let (Some(pid), Some(started)) = (
-        f.next().and_then(|p| p.parse::<u32>().ok()),
-        f.next().and_then(|s| s.parse::<u64>().ok()),
-    ) else {
-        return false;
-    };
-    if Path::new(&format!("/proc/{pid}")).exists() {
-        // there, but maybe another process under a reused pid; unreadable (hidepid):
-        // assume it is the creator
-        start_time(pid).is_some_and(|t| t != started)
-    } else {
-        true
-    }
+/// A real directory (not a symlink to one).
+fn real_dir(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_dir())
 }
 
 /// Removes the scratch directories in `base` whose creator is gone, stopping a server still
-/// running in one first; returns a line for each.
+/// running in one first; returns a line for each, also for one that had to stay.
 pub(crate) fn sweep(base: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(base) else {
         return Vec::new();
@@ -63,33 +51,44 @@ pub(crate) fn sweep(base: &Path) -> Vec<String> {
     let mut said = Vec::new();
     for entry in entries.flatten() {
         let dir = entry.path();
-        let ours = entry
+        let named = entry
             .file_name()
             .to_str()
             .is_some_and(|n| n.starts_with("lifeboat-"));
-        if !ours || !dir.is_dir() || !orphaned(&dir) {
+        if !named || !real_dir(&dir) {
             continue;
         }
+        let Some(_gone) = orphaned(&dir) else {
+            continue;
+        };
         let data = dir.join("data");
         let mut stopped = "";
-        if data.join("postmaster.pid").exists() {
+        if real_dir(&data) && data.join("postmaster.pid").exists() {
             // as the server's own user (initdb and postgres refuse root)
             let user = std::fs::metadata(&data).ok().and_then(|m| {
-                let uid = std::os::unix::fs::MetadataExt::uid(&m);
-                (uid != nix::unistd::geteuid().as_raw())
-                    .then(|| nix::unistd::User::from_uid(uid.into()).ok().flatten())
+                (m.uid() != nix::unistd::geteuid().as_raw())
+                    .then(|| nix::unistd::User::from_uid(m.uid().into()).ok().flatten())
                     .flatten()
                     .map(|u| u.name)
             });
-            let _ = super::cluster::pg_ctl_cmd(
-                &super::conn::PgBin::new(None).program("pg_ctl"),
-                user.as_deref(),
-            )
-            .args(["stop", "-m", "immediate", "-w", "-D"])
-            .arg(&data)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
+            let pg_ctl = super::conn::PgBin::new(None).program("pg_ctl");
+            let stop = super::cluster::pg_ctl_cmd(&pg_ctl, user.as_deref())
+                .args(["stop", "-m", "immediate", "-w", "-D"])
+                .arg(&data)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+            if !stop.is_ok_and(|s| s.success()) {
+                // its files stay while it may run: deleting them under a live server
+                // would only hide it
+                said.push(format!(
+                    "a lifeboat run that was killed left a throw-away server in {} that could not be stopped: stop it with `{} -D {} stop -m immediate` as its owner, then remove the directory",
+                    dir.display(),
+                    pg_ctl.display(),
+                    data.display()
+                ));
+                continue;
+            }
             stopped = " (its throw-away server stopped)";
         }
         if std::fs::remove_dir_all(&dir).is_ok() {
