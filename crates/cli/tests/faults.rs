@@ -291,22 +291,23 @@ fn an_interrupted_restore_drops_the_database_it_created() {
     let cfg = ws.local_config(&[("big-db", &c.dsn("big"))]);
     ok(lb(&cfg).arg("init"));
     ok(lb(&cfg).args(["backup", "--kind", "logical"]));
-    let child = common::lb_std(&cfg)
-        .args(["restore", "--latest", "--to-database", "copy"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(
-        common::catch_copy(&c, "public.z", false),
-        "never saw pg_restore loading the table"
-    );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
+    // a restore into "copy" with `extra` flags, sent `signal` while pg_restore loads z
+    let interrupted = |extra: &[&str], signal| {
+        let child = common::lb_std(&cfg)
+            .args(["restore", "--latest", "--to-database", "copy"])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        assert!(
+            common::catch_copy(&c, "public.z", false),
+            "never saw pg_restore loading the table"
+        );
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = interrupted(&[], nix::sys::signal::Signal::SIGINT);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(
@@ -325,25 +326,7 @@ fn an_interrupted_restore_drops_the_database_it_created() {
         nix::sys::signal::Signal::SIGTERM,
         nix::sys::signal::Signal::SIGKILL,
     ] {
-        let child = common::lb_std(&cfg)
-            .args([
-                "restore",
-                "--latest",
-                "--to-database",
-                "copy",
-                "--clean",
-                "--force",
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        assert!(
-            common::catch_copy(&c, "public.z", false),
-            "never saw pg_restore loading the table"
-        );
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = interrupted(&["--clean", "--force"], signal);
         if signal == nix::sys::signal::Signal::SIGTERM {
             assert_eq!(
                 out.status.code(),

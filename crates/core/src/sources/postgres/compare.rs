@@ -158,6 +158,11 @@ fn copy_out(
         .map_err(|e| super::conn::missing_program(&conn.bin().program("psql"), e))?;
     let stdout = child.stdout.take().expect("piped");
     drain(stdout, &mut sink).map_err(|e| Error::io("reading COPY output", e))?;
+    psql_ended(conn, db, child)
+}
+
+/// Waits for a psql that read `db`; its error, classified, when it failed.
+fn psql_ended(conn: &PgConn, db: &str, child: std::process::Child) -> Result<()> {
     let out = child
         .wait_with_output()
         .map_err(|e| Error::io("waiting for psql", e))?;
@@ -403,15 +408,7 @@ fn read_batch(
         })
     });
     drained.map_err(|e| Error::io("reading COPY output", e))?;
-    let out = child
-        .wait_with_output()
-        .map_err(|e| Error::io("waiting for psql", e))?;
-    if !out.status.success() {
-        return Err(conn.classify(
-            &String::from_utf8_lossy(&out.stderr),
-            &format!("reading {db:?}"),
-        ));
-    }
+    psql_ended(conn, db, child)?;
     // a table psql never got to must not pass for an empty one
     if let Some(i) = seen.iter().position(|s| !s) {
         return Err(Error::internal(format!(
