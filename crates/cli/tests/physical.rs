@@ -887,6 +887,19 @@ fn wal_push_is_idempotent_and_refuses_a_conflict() {
     }
     std::fs::write(&seg, &data).expect("segment");
     ok(lb(&cfg).arg("wal-push").arg(&seg));
+    // what a killed push left (its temporary file) goes with the next push once it is an
+    // hour old; a younger one may be a push still running
+    let timeline = ws.repo_path().join("lifeboat-wal/main/00000001");
+    for (name, age) in [(".tmp-killed", 7200), (".tmp-running", 0)] {
+        let f = std::fs::File::create(timeline.join(name)).expect("temp file");
+        f.set_modified(std::time::SystemTime::now() - Duration::from_secs(age))
+            .expect("mtime");
+    }
+    let next = dir.join("000000010000000000000044");
+    std::fs::write(&next, &data).expect("segment");
+    ok(lb(&cfg).arg("wal-push").arg(&next));
+    assert!(!timeline.join(".tmp-killed").exists());
+    assert!(timeline.join(".tmp-running").exists());
     again_and_conflict(&|p| run(lb(&cfg).arg("wal-push").arg(p)), &seg, &mut data);
     data[5] ^= 1;
     std::fs::write(&seg, &data).expect("segment");

@@ -582,7 +582,30 @@ fn write_durably(root: &Path, path: &str, fill: &mut Fill<'_>) -> Result<bool> {
     };
     drop(tmp);
     sync_dir(dir)?;
+    remove_stale_temps(dir);
     Ok(linked)
+}
+
+/// A push that was killed (kill -9, a power cut) leaves its temporary file behind, up to
+/// a segment's size each. One an hour old belongs to no push still running (a push gives up
+/// within minutes): removed by the next push into the same directory. Best effort.
+fn remove_stale_temps(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for e in entries.flatten() {
+        let stale = e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(".tmp-"))
+            && e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < hour_ago);
+        if stale {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Starts writing `len` bytes at `offset` of `file` back to disk without waiting, the way
