@@ -630,6 +630,17 @@ fn a_multi_database_source_needs_database_to_restore_and_has_stats_per_database(
         "2020-01-01",
     ])))
     .unwrap();
+    assert_eq!(
+        pack["undrilled"]["multi"][0],
+        serde_json::json!(["b"]),
+        "{pack}"
+    );
+    let markdown = ok(lb(&cfg).args(["report", "--from", "2020-01-01"]));
+    assert!(
+        markdown
+            .contains("**Not drilled in the period**: 1 of the 2 databases of source multi (b)"),
+        "{markdown}"
+    );
     let lines = pack["backups"].as_array().expect("backup lines");
     for db in ["a", "b"] {
         assert!(

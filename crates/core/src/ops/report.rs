@@ -114,6 +114,11 @@ pub struct EvidencePack {
     pub successes: BTreeMap<String, usize>,
     /// Drills in the period.
     pub drills: Vec<DrillSummary>,
+    /// Per source that backs up several databases, those with logical backups that no
+    /// logical drill of the period restored: one database's drill proves nothing of
+    /// another's restore.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub undrilled: BTreeMap<String, (Vec<String>, usize)>,
     /// Objectives per source (`rto`, `rpo`).
     pub objectives: BTreeMap<String, (Option<String>, Option<String>)>,
     /// WAL archives.
@@ -380,6 +385,35 @@ pub fn evidence_pack(
         .into_iter()
         .filter(|d| within(d.finished_at, from, to))
         .collect();
+    let mut undrilled: BTreeMap<String, (Vec<String>, usize)> = BTreeMap::new();
+    for src in lines
+        .keys()
+        .map(|(s, _, _)| s)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let dbs: std::collections::BTreeSet<&String> = lines
+            .keys()
+            .filter(|(s, k, _)| s == src && *k == BackupKind::Logical)
+            .filter_map(|(_, _, d)| d.as_ref())
+            .collect();
+        if dbs.len() < 2 {
+            continue;
+        }
+        let drilled: std::collections::BTreeSet<&String> = drills
+            .iter()
+            .filter(|d| &d.source == src)
+            .filter_map(|d| all.iter().find(|b| b.id == d.backup_id))
+            .filter_map(|b| b.meta.database.as_ref())
+            .collect();
+        let missing: Vec<String> = dbs
+            .iter()
+            .filter(|d| !drilled.contains(*d))
+            .map(|d| (*d).clone())
+            .collect();
+        if !missing.is_empty() {
+            undrilled.insert(src.clone(), (missing, dbs.len()));
+        }
+    }
     let damaged = damaged_backups(&entries).into_iter().collect();
     let mut wal = Vec::new();
     for src in &config.sources {
@@ -420,6 +454,7 @@ pub fn evidence_pack(
         failures,
         successes,
         drills,
+        undrilled,
         objectives: config
             .sources
             .iter()
@@ -537,6 +572,19 @@ pub fn markdown(p: &EvidencePack) -> String {
             met(|d| d.rpo_met),
             worst(|d| d.rto_secs).map_or("-".into(), secs),
             worst(|d| d.rpo_secs).map_or("-".into(), secs),
+        );
+    }
+
+    for (src, (missing, of)) in &p.undrilled {
+        let _ = writeln!(
+            m,
+            "\n**Not drilled in the period**: {} of the {of} databases of source {src} ({}); each database is its own dump, and its restore is proven only by its own drill.",
+            missing.len(),
+            missing
+                .iter()
+                .map(|d| super::evidence::md_cell(d))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
 
@@ -856,6 +904,7 @@ retention = { last = 7, hourly = 24, daily = 30, weekly = 8, monthly = 12, yearl
             failures: BTreeMap::new(),
             successes: BTreeMap::new(),
             drills: Vec::new(),
+            undrilled: BTreeMap::new(),
             objectives: BTreeMap::new(),
             wal: Vec::new(),
             retention: retention_lines(&config),
