@@ -382,6 +382,17 @@ max_wal_size = 8GB
 checkpoint_timeout = 30min
 maintenance_work_mem = 256MB";
 
+/// A lock table for the throw-away cluster that holds every table, index, sequence and
+/// large object of the backup in one transaction (a migration hook may take them all, as
+/// production allows): PostgreSQL's default fits about 6 400 locks, which a database of a
+/// few thousand tables passes. The cluster runs with 50 connections.
+fn lock_setting(truth: &crate::sources::postgres::truth::Truth) -> String {
+    let objects =
+        2 * truth.tables.len() as u64 + truth.sequences.len() as u64 + truth.large_objects.count;
+    let per = objects.div_ceil(50).max(64);
+    format!("max_locks_per_transaction = {per}")
+}
+
 /// Where a logical drill restores: its own throw-away cluster, or a new database on a
 /// configured scratch server.
 enum Target {
@@ -390,10 +401,17 @@ enum Target {
 }
 
 impl Target {
-    fn start(src: &SourceConfig, bin: &PgBin) -> Result<Self> {
+    fn start(
+        src: &SourceConfig,
+        bin: &PgBin,
+        truth: &crate::sources::postgres::truth::Truth,
+    ) -> Result<Self> {
         match &src.drill.server {
             Some(dsn) => Ok(Self::Server(scratch_server(src, dsn, bin)?)),
-            None => Ok(Self::Cluster(Cluster::start_with(bin, BULK_LOAD)?)),
+            None => Ok(Self::Cluster(Cluster::start_with(
+                bin,
+                &format!("{BULK_LOAD}\n{}", lock_setting(truth)),
+            )?)),
         }
     }
 
@@ -645,7 +663,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
             (fetch(repo, &backup, &dump), begin, Instant::now())
         });
         let target = clock.time(if on_server { "connect" } else { "cluster" }, || {
-            Target::start(src, &bin)
+            Target::start(src, &bin, &truth)
         });
         let (fetched, begin, end) = fetching.join().expect("fetching the dump panicked");
         clock.add_span("fetch", begin, end);
@@ -1397,7 +1415,24 @@ pub fn ensure_passed(report: &DrillReport) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{run_hooks, wrong_kind, BackupKind, HookGroups};
+
+    #[test]
+    fn the_drill_cluster_locks_every_object_of_a_big_schema_in_one_transaction() {
+        use crate::sources::postgres::truth::{TableTruth, Truth};
+        let mut truth = Truth::default();
+        assert_eq!(lock_setting(&truth), "max_locks_per_transaction = 64");
+        let table = TableTruth {
+            schema: "s".into(),
+            table: "t".into(),
+            copy: String::new(),
+            rows: 0,
+            hash: String::new(),
+        };
+        truth.tables = vec![table; 4925];
+        // 4925 tables with an index each: 9850 locks over 50 connections
+        assert_eq!(lock_setting(&truth), "max_locks_per_transaction = 197");
+    }
+    use super::{lock_setting, run_hooks, wrong_kind, BackupKind, HookGroups};
     use crate::sources::postgres::conn::{PgBin, PgConn};
 
     #[test]
