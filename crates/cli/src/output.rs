@@ -117,29 +117,38 @@ pub fn warn_repository(repo: &lifeboat_core::repository::Repo) {
     }
 }
 
-/// Backups as a `--json` listing: each with its per-table truth (rows and hash), without
-/// the `COPY` statement of every table and the database's own statements, which made a
-/// listing of a database with thousands of tables run to megabytes per backup.
-pub fn backups_json(backups: &[lifeboat_core::repository::SnapshotInfo]) -> anyhow::Result<()> {
-    let mut v = serde_json::to_value(backups)?;
-    for b in v.as_array_mut().into_iter().flatten() {
-        let Some(truth) = b
-            .get_mut("truth")
-            .and_then(serde_json::Value::as_object_mut)
-        else {
-            continue;
-        };
-        truth.remove("database_properties");
-        for t in truth
-            .get_mut("tables")
-            .and_then(serde_json::Value::as_array_mut)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(t) = t.as_object_mut() {
-                t.remove("copy");
-            }
-        }
-    }
+/// `value` as `--json` output, each backup-time truth in it with its per-table rows and
+/// hash but without the `COPY` statement of every table and the database's own statements:
+/// for a database with thousands of tables those made megabytes per backup (a listing, a
+/// restore's plan and report).
+pub fn json_slim<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut v = serde_json::to_value(value)?;
+    slim(&mut v);
     json(&v)
+}
+
+fn slim(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(o) => {
+            if let Some(truth) = o
+                .get_mut("truth")
+                .and_then(serde_json::Value::as_object_mut)
+            {
+                truth.remove("database_properties");
+                for t in truth
+                    .get_mut("tables")
+                    .and_then(serde_json::Value::as_array_mut)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(t) = t.as_object_mut() {
+                        t.remove("copy");
+                    }
+                }
+            }
+            o.values_mut().for_each(slim);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(slim),
+        _ => {}
+    }
 }

@@ -44,7 +44,7 @@ impl ListCmd {
         let backups = list(&repo, &filter)?;
         output::warn_repository(&repo);
         if ctx.json {
-            return output::backups_json(&backups);
+            return output::json_slim(&backups);
         }
         let mut rows = vec![vec![
             "ID".into(),

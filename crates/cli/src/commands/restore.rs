@@ -159,7 +159,7 @@ impl RestoreCmd {
             )?;
             output::warn_repository(&repo);
             if ctx.json {
-                return output::backups_json(&backups);
+                return output::json_slim(&backups);
             }
             // newest first: the one a restore most likely wants
             let mut rows = vec![vec![
@@ -275,7 +275,7 @@ impl RestoreCmd {
         }
         if self.dry_run {
             if ctx.json {
-                return output::json(&p);
+                return output::json_slim(&p);
             }
             println!(
                 "would restore backup {} ({} of {:?}, finished {})",
@@ -328,7 +328,7 @@ impl RestoreCmd {
             .map_err(on_target)?;
         output::warn_repository(&repo);
         if ctx.json {
-            return output::json(&report);
+            return output::json_slim(&report);
         }
         println!(
             "restored backup {} into database {:?} in {} (fetch {}, restore {})",
