@@ -210,6 +210,23 @@ impl Error {
     }
 }
 
+/// An error and the first line of each cause it does not already say, on one line
+/// ("error sending request: connection refused"; "… buffer: No space left on device").
+pub fn one_line(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let full = c.to_string();
+        let line = headline(&full);
+        if !line.is_empty() && !out.contains(line) {
+            out.push_str(": ");
+            out.push_str(line);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 /// The text of an error and all its causes, lowercased, for classification; without
 /// backtraces, whose frame names (`Mutex::lock`, `hashbrown`) would mislead it.
 fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {

@@ -703,24 +703,30 @@ fn env_only_secrets(ctx: &Ctx) -> Vec<String> {
     out
 }
 
-/// The restore_command for the restored server: this binary, this configuration.
 /// The archive_command for source `source`'s server: this binary, this configuration
 /// (what a hint shows, ready to paste into postgresql.conf between single quotes).
 pub(crate) fn archive_command(ctx: &Ctx, source: &str) -> anyhow::Result<String> {
-    let exe = std::env::current_exe()?;
-    let mut cmd = invocation(ctx, &shell_quote(&exe.display().to_string()))?;
-    cmd.push_str(&format!(" wal-push --source {} %p", shell_quote(source)));
-    Ok(cmd)
+    this_lifeboat(
+        ctx,
+        &format!("wal-push --source {} %p", shell_quote(source)),
+    )
 }
 
+/// The restore_command for the restored server: this binary, this configuration.
 pub(crate) fn restore_command(ctx: &Ctx, source: &str) -> anyhow::Result<String> {
+    this_lifeboat(
+        ctx,
+        &format!("wal-fetch --source {} %f %p", shell_quote(source)),
+    )
+}
+
+/// This binary with this configuration, then `args`: a command PostgreSQL runs.
+fn this_lifeboat(ctx: &Ctx, args: &str) -> anyhow::Result<String> {
     let exe = std::env::current_exe()?;
-    let mut cmd = invocation(ctx, &shell_quote(&exe.display().to_string()))?;
-    cmd.push_str(&format!(
-        " wal-fetch --source {} %f %p",
-        shell_quote(source)
-    ));
-    Ok(cmd)
+    Ok(format!(
+        "{} {args}",
+        invocation(ctx, &shell_quote(&exe.display().to_string()))?
+    ))
 }
 
 /// `program` with the `--config` and `--repo` this command was given, to print or write

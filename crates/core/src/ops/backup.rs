@@ -89,22 +89,6 @@ pub struct FailedBackup {
     pub error_kind: ErrorKind,
 }
 
-/// `e`'s message followed by the first line of each cause it does not already say.
-fn with_causes(e: &Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        let full = c.to_string();
-        let line = crate::error::headline(&full);
-        if !line.is_empty() && !text.contains(line) {
-            text.push_str(": ");
-            text.push_str(line);
-        }
-        cause = c.source();
-    }
-    text
-}
-
 impl BackupReport {
     /// Whether every backup asked for was written.
     #[must_use]
@@ -469,7 +453,7 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
                         kind,
                         database: (kind != BackupKind::Globals && kind != BackupKind::Physical)
                             .then(|| db.clone()),
-                        error: with_causes(&e),
+                        error: crate::error::one_line(&e),
                         hint: e.hint_text().map(str::to_string),
                         error_kind: e.kind(),
                     });

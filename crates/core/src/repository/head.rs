@@ -245,28 +245,13 @@ fn post(url: &str, body: String) -> std::result::Result<(), String> {
             .send()
             .await
             // reqwest's errors name the URL, credentials included
-            .map_err(|e| causes(&e.without_url()))?;
+            .map_err(|e| crate::error::one_line(&e.without_url()))?;
         if resp.status().is_success() {
             Ok(())
         } else {
             Err(format!("HTTP {}", resp.status()))
         }
     })
-}
-
-/// An error and its causes on one line ("error sending request: connection refused").
-fn causes(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 /// `url` as scheme, host and port only: user name, password, a token in the path or the

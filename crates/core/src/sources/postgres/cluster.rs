@@ -81,7 +81,7 @@ fn setpriv_has_pdeathsig(setpriv: &Path) -> bool {
 /// group of its own that [`stop_all`] kills before anything else (an interrupted overwrite
 /// must not commit after lifeboat said it was interrupted), and, where util-linux's
 /// `setpriv` is at hand, killed by the kernel if lifeboat itself is killed.
-pub(crate) fn run_client(mut cmd: Command) -> std::io::Result<std::process::Output> {
+pub(crate) fn run_client(cmd: Command) -> std::io::Result<std::process::Output> {
     use std::os::unix::process::CommandExt;
     let program = Path::new(cmd.get_program());
     if program.is_absolute() && !program.exists() {
@@ -107,7 +107,7 @@ pub(crate) fn run_client(mut cmd: Command) -> std::io::Result<std::process::Outp
         }
         wrapped
     } else {
-        std::mem::replace(&mut cmd, Command::new("true"))
+        cmd
     };
     cmd.process_group(0)
         .stdin(Stdio::null())
