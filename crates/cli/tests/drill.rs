@@ -488,8 +488,14 @@ fn drill_hooks_from_the_config_see_only_the_drill_and_do_not_outlive_it() {
     let pid_file = ws.path().join("app.pid");
     let chatty = ws.path().join("chatty-done");
     let nobody_file = ws.path().join("nobody.txt");
+    let server_env = ws.path().join("server.env");
     let hooks = [
         format!("env > {}", env_file.display()),
+        // what the throw-away server's processes hold, as a superuser reads it
+        format!(
+            "psql -XAt -c 'create temp table e (l text)' -c \"copy e from program 'env'\" -c 'select l from e' > {}",
+            server_env.display()
+        ),
         // the throw-away cluster trusts whoever reaches its socket: nobody else may
         format!(
             "(stat -c %a \"$PGHOST\"; runuser -u nobody -- psql -X -h \"$PGHOST\" -p \"$PGPORT\" -U postgres -d postgres -Atc 'select 42'; echo \"rc=$?\") > {} 2>&1; true",
@@ -566,6 +572,12 @@ fn drill_hooks_from_the_config_see_only_the_drill_and_do_not_outlive_it() {
         );
     }
     assert!(env.lines().any(|l| l == "PGDATABASE=app"), "{env}");
+    let server = std::fs::read_to_string(&server_env).unwrap();
+    assert!(server.lines().any(|l| l.starts_with("PATH=")), "{server}");
+    assert!(
+        !server.lines().any(|l| l.starts_with("LIFEBOAT_PASSWORD=")),
+        "lifeboat's secret reached the throw-away server: {server}"
+    );
     let nobody = std::fs::read_to_string(&nobody_file).unwrap();
     assert!(nobody.starts_with("700\n"), "{nobody}");
     if nix::unistd::geteuid().is_root() {
@@ -702,6 +714,11 @@ fn a_drill_refuses_another_source_s_backup_and_one_that_cannot_run_is_logged() {
     let (code, _, err) = run(lb(&cfg).args(["drill", "--source", "crm-db", "--kind", "schema"]));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("not a schema one"), "{err}");
+    let (code, _, err) = run(lb(&cfg).args(["drill", "--source", "crm-db", "--pick", "feedbeef"]));
+    assert_eq!(code, 4, "{err}");
+    // mistakes on the command line attempted no drill: the log holds the backup only
+    let log = ok(lb(&cfg).args(["audit", "list"]));
+    assert!(!log.contains("drill"), "{log}");
     // app-db has no backup at all: the drill cannot be carried out, and the log says so
     let (code, _, err) = run(lb(&cfg).args(["drill", "--source", "app-db"]));
     assert_ne!(code, 0, "{err}");
@@ -923,4 +940,98 @@ fn a_drill_server_refusing_the_login_names_drill_server_and_the_cause() {
         "{err}"
     );
     assert!(!err.contains("check password_file"), "{err}");
+}
+
+/// Production has a tablespace. The drill's throw-away cluster cannot have it (its
+/// directory is production's): the roles still apply, the tables land in the default
+/// tablespace, and the drill says the roles were applied (it used to drop them without a
+/// word and restore without owners and grants). A restore onto a server without the
+/// tablespace names `--no-tablespaces`, which works.
+#[test]
+fn a_tablespace_in_production_neither_fails_a_drill_nor_costs_it_the_roles() {
+    let c = cluster();
+    let ts = c.socket_dir().join("ts1");
+    std::fs::create_dir(&ts).unwrap();
+    if nix::unistd::geteuid().is_root() {
+        let pg = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+        nix::unistd::chown(&ts, Some(pg.uid), Some(pg.gid)).unwrap();
+    }
+    sample_db(&c, "app", 30);
+    c.sql("postgres", "CREATE ROLE app_ro NOLOGIN").unwrap();
+    c.sql(
+        "postgres",
+        &format!("CREATE TABLESPACE ts1 LOCATION '{}'", ts.display()),
+    )
+    .unwrap();
+    c.sql(
+        "app",
+        "CREATE TABLE shop.in_ts (id int primary key) TABLESPACE ts1; \
+         INSERT INTO shop.in_ts SELECT generate_series(1, 50); \
+         GRANT SELECT ON shop.in_ts TO app_ro",
+    )
+    .unwrap();
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("app-db", &c.dsn("app"))]);
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--kind", "logical", "--kind", "globals"]));
+    // physical backups of this cluster would be refused: config check says so first
+    let (_, out, err) = run(lb(&cfg).args(["config", "check"]));
+    assert!(
+        out.contains("tablespaces besides pg_default and pg_global (ts1)"),
+        "{out}\n{err}"
+    );
+
+    let out = ok(lb(&cfg).args([
+        "--json",
+        "drill",
+        "--check",
+        "select has_table_privilege('app_ro', 'shop.in_ts', 'select')",
+    ]));
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["passed"], true, "{out}");
+    let roles = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "roles from the globals backup")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(roles["ok"], true, "{out}");
+
+    let other = lifeboat_core::sources::postgres::cluster::Cluster::start(
+        &lifeboat_core::sources::postgres::conn::PgBin::new(None),
+    )
+    .unwrap();
+    let (code, _, err) = run(lb(&cfg).args([
+        "restore",
+        "--latest",
+        "--target-dsn",
+        &other.dsn("postgres"),
+    ]));
+    assert_eq!(code, 8, "{err}");
+    assert!(err.contains("--no-tablespaces"), "{err}");
+    ok(lb(&cfg).args([
+        "restore",
+        "--latest",
+        "--globals",
+        "--no-tablespaces",
+        "--target-dsn",
+        &other.dsn("postgres"),
+    ]));
+    assert_eq!(
+        other
+            .sql("app", "select count(*) from shop.in_ts")
+            .unwrap()
+            .trim(),
+        "50"
+    );
+    assert_eq!(
+        other
+            .sql(
+                "app",
+                "select has_table_privilege('app_ro', 'shop.in_ts', 'select')"
+            )
+            .unwrap()
+            .trim(),
+        "t"
+    );
 }

@@ -512,6 +512,169 @@ fn archived_segments(a: &Archiving) -> Vec<PathBuf> {
     v
 }
 
+/// A second host's configuration names the same source but points at another cluster: its
+/// base backup would become the source's newest, `wal status` would call it recoverable,
+/// and every restore of it would replay the first cluster's WAL and fail.
+#[test]
+fn a_base_backup_of_another_cluster_under_the_same_source_is_refused() {
+    let a = Archiving::start(None, false);
+    a.backup();
+    let other = Cluster::start(&PgBin::new(None)).expect("a second cluster");
+    let cfg2 = a.ws.path().join("second-host.toml");
+    let text = std::fs::read_to_string(&a.cfg).expect("config");
+    let dsn = a.cluster.dsn("postgres");
+    assert!(text.contains(&dsn), "{text}");
+    std::fs::write(&cfg2, text.replace(&dsn, &other.dsn("postgres"))).expect("config");
+    let before = common::list_json(&a.cfg).len();
+    let (code, _, err) = run(lb(&cfg2).args(["backup", "--kind", "physical"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("this server is another cluster (system identifier")
+            && err.contains("source name of its own"),
+        "{err}"
+    );
+    assert_eq!(common::list_json(&a.cfg).len(), before);
+}
+
+/// Files under `dir` with their contents' hashes, to see whether anything wrote there.
+fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                let bytes = std::fs::read(&p).expect("read");
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                std::hash::Hash::hash(&bytes, &mut h);
+                out.push((p, std::hash::Hasher::finish(&h)));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A tablespace created after the newest base backup: replaying its creation would point
+/// the drill's or the restore's copy at production's own tablespace directory (on this host
+/// it exists), and a walkthrough saw a drill corrupt a production table that way. Recovery
+/// stops at that WAL instead, naming the directory and how to recover to just before it.
+#[test]
+fn wal_that_creates_a_tablespace_is_never_replayed_into_productions_directory() {
+    let a = Archiving::start(None, false);
+    a.load(1..=3);
+    a.backup();
+    let ts = a.scratch("tablespace");
+    a.sql(&format!(
+        "create tablespace ts1 location '{}'",
+        ts.display()
+    ));
+    a.sql("create table in_ts (id int primary key, v text) tablespace ts1");
+    a.sql("insert into in_ts select g, 'production' from generate_series(1, 5000) g");
+    a.sql("checkpoint");
+    a.archive_now();
+    let before = fingerprint(&ts);
+    assert!(!before.is_empty());
+
+    let (code, out, err) = run(a.lb().args(["drill", "--kind", "physical"]));
+    assert_ne!(code, 0, "{out}\n{err}");
+    let said = format!("{out}\n{err}");
+    assert!(
+        said.contains(&format!("creates a tablespace in {}", ts.display())),
+        "{said}"
+    );
+
+    let base = a.scratch("restore-ts");
+    let data = base.join("data");
+    let (code, _, err) = run(a
+        .lb()
+        .args(["restore", "--kind", "physical", "--latest", "--start"])
+        .arg("--to-dir")
+        .arg(&data)
+        .arg("--socket-dir")
+        .arg(&base)
+        .args(["--port", &free_port().to_string()]));
+    assert_eq!(code, 8, "{err}");
+    assert!(
+        err.contains("creates a tablespace in") && err.contains("--exclusive"),
+        "{err}"
+    );
+    assert_eq!(
+        fingerprint(&ts),
+        before,
+        "nothing wrote into production's tablespace"
+    );
+
+    // the hint's way out: everything up to the creation
+    let lsn = err
+        .split("--target-lsn ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("the hint names an LSN")
+        .to_string();
+    let (r, _) = restore(&a, "before-ts", &["--target-lsn", &lsn, "--exclusive"]);
+    assert_markers_up_to(&r, 3, "up to the tablespace's creation");
+    drop(r);
+    assert_eq!(fingerprint(&ts), before);
+}
+
+/// The repository's disk fills up while a base backup waits for its WAL: archive_command's
+/// "No space left on device" reaches only the server's log, and the backup, stopped after
+/// archive_timeout, said only that archiving kept failing. It now names the full disk.
+#[test]
+fn a_full_repository_disk_is_named_when_a_base_backup_waits_for_its_wal() {
+    if !common::nix_is_root() {
+        eprintln!("not root: the full-disk case is not exercised");
+        return;
+    }
+    let disk = std::cell::RefCell::new(None);
+    let repo = |ws: &Workspace| {
+        let d = common::SmallDisk::mount(ws.path().join("disk"), "64m");
+        let url = d.0.join("repo").display().to_string();
+        *disk.borrow_mut() = Some(d);
+        format!("url = {url:?}")
+    };
+    let a = Archiving::start(Some(&repo), false);
+    let mut text = std::fs::read_to_string(&a.cfg).expect("config");
+    text.push_str("archive_timeout = \"3s\"\n");
+    std::fs::write(&a.cfg, text).expect("config");
+    a.archive_now();
+    a.backup();
+    // the disk fills up, all but 1 MiB; then 3 MiB of WAL that does not compress
+    let mount = disk.borrow().as_ref().expect("mounted").0.clone();
+    let filler = mount.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let block = vec![0x5a_u8; 1 << 20];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+        let len = f.metadata().expect("size").len();
+        f.set_len(len.saturating_sub(1 << 20)).expect("truncate");
+    }
+    a.sql(
+        "select pg_logical_emit_message(false, 'lifeboat-test', \
+         decode(string_agg(md5(random()::text), ''), 'hex')) from generate_series(1, 200000)",
+    );
+    a.sql("select pg_switch_wal()");
+    let (code, _, err) = run(a.lb().args(["backup", "--kind", "physical"]));
+    // the backup's own writes fail too when they need room (exit 7, the disk named); when
+    // they fit, it waits for its WAL and says why that never came
+    let named = match code {
+        7 => err.contains("No space left"),
+        8 => {
+            err.contains("archive_command keeps failing")
+                && err.contains("less than two WAL segments")
+                && err.contains("free space on the repository's file system")
+        }
+        _ => false,
+    };
+    assert!(named, "{code}: {err}");
+    drop(a);
+}
+
 #[test]
 fn a_missing_segment_is_named_with_the_last_reachable_point() {
     let a = Archiving::start(None, false);
@@ -713,6 +876,17 @@ fn a_second_timeline_is_archived_and_restored() {
         "timeline 2's rows after the branch"
     );
     drop(r2);
+
+    // the original server, still writing on timeline 1 past the branch (an old primary
+    // after a failover): timeline 2's history left it before its base backup would end,
+    // so no restore to the latest timeline could start from it, and none is kept
+    let (code, _, err) = run(a.lb().args(["backup", "--kind", "physical"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("which the archive's newest timeline 2 left at LSN")
+            && err.contains("current primary"),
+        "{err}"
+    );
 
     // the promoted copy becomes the source: a base backup on timeline 2 restores too
     let text = std::fs::read_to_string(&a.cfg).expect("config");

@@ -145,7 +145,9 @@ fn the_evidence_pack_counts_the_period_and_checks_the_log_against_the_kept_head(
     assert!(pack.contains("- verify: 1 ok, 0 failed"), "{pack}");
     assert!(
         pack.lines()
-            .any(|l| l.starts_with(&format!("| {drill_id} |")) && l.contains("passed")),
+            .any(|l| l.starts_with(&format!("| {drill_id} |"))
+                && l.contains("| app-db | app | logical |")
+                && l.contains("passed")),
         "{pack}"
     );
     assert!(

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{count, lb, list_json, ok, run};
+use common::{count, german_locale, lb, list_json, ok, run};
 use lifeboat_testing::{cluster, sample_db, Cluster, Workspace};
 
 #[test]
@@ -100,30 +100,6 @@ fn before_picks_the_backup_finished_by_then_and_configured_hooks_run_for_the_dat
         "the configured pre-hook did not run: {ran}"
     );
     assert!(!ran.contains("as_now"), "{ran}");
-}
-
-/// The name of a German locale, made with `localedef` when this machine has none (the
-/// postgresql package depends on `locales`, which has the sources).
-fn german_locale() -> &'static str {
-    let have = std::process::Command::new("locale")
-        .arg("-a")
-        .output()
-        .expect("locale -a");
-    if !String::from_utf8_lossy(&have.stdout)
-        .lines()
-        .any(|l| l.eq_ignore_ascii_case("de_DE.utf8"))
-    {
-        let made = std::process::Command::new("localedef")
-            .args(["-i", "de_DE", "-f", "UTF-8", "de_DE.UTF-8"])
-            .output()
-            .expect("localedef");
-        assert!(
-            made.status.success(),
-            "this test needs the locale de_DE.UTF-8: run `localedef -i de_DE -f UTF-8 de_DE.UTF-8` as root ({})",
-            String::from_utf8_lossy(&made.stderr)
-        );
-    }
-    "de_DE.UTF-8"
 }
 
 /// Many production servers answer in their operator's language (`lc_messages`). Restoring

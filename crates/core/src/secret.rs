@@ -124,13 +124,30 @@ fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
     Ok(Secret::new(value))
 }
 
+/// How long a `password_command` (or a secret key's command) may take.
+const SECRET_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 fn run_secret_command(cmd: &str, what: &str) -> Result<Secret> {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| Error::io(format!("cannot run the {what} command"), e))?;
+    let mut command = Command::new("sh");
+    command.arg("-c").arg(cmd);
+    // a command that waits for input nobody gives (a passphrase prompt, a hardware key)
+    // would hang every run, an archive_command too, without a word
+    let out = crate::sources::postgres::cluster::run_client_with(
+        command,
+        true,
+        Some(SECRET_COMMAND_TIMEOUT),
+    )
+    .map_err(|e| {
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            Error::unavailable(format!(
+                "the {what} command did not finish within {} s and was stopped",
+                SECRET_COMMAND_TIMEOUT.as_secs()
+            ))
+            .hint("run it by hand: a command that asks for input (a passphrase, a touch of a hardware key) cannot run under lifeboat, which gives it no terminal")
+        } else {
+            Error::io(format!("cannot run the {what} command"), e)
+        }
+    })?;
     if !out.status.success() {
         // stderr of the command may be shown; stdout (the secret) never is
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -175,6 +192,41 @@ pub fn write_private_file(path: &Path, contents: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_past_its_time_is_stopped_with_what_it_started() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pid_file = dir.path().join("pid");
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("sleep 30 & echo $! > {}; wait", pid_file.display()));
+        let err = crate::sources::postgres::cluster::run_client_with(
+            cmd,
+            true,
+            Some(std::time::Duration::from_secs(1)),
+        )
+        .expect_err("stopped");
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        let pid = std::fs::read_to_string(&pid_file).expect("pid");
+        let proc_dir = Path::new("/proc").join(pid.trim());
+        // reparented to init once its shell is gone, then reaped
+        let gone = (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::fs::read_to_string(proc_dir.join("stat")).map_or(true, |s| s.contains(") Z "))
+        });
+        assert!(gone, "the command's child still runs");
+
+        // one that finishes in time hands over what it printed
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg("echo s3cret");
+        let out = crate::sources::postgres::cluster::run_client_with(
+            cmd,
+            true,
+            Some(std::time::Duration::from_secs(30)),
+        )
+        .expect("ran");
+        assert_eq!(out.stdout, b"s3cret\n");
+    }
 
     #[test]
     fn secret_never_prints() {

@@ -993,6 +993,18 @@ impl<S: Open> Repository<S> {
         Ok(())
     }
 
+    /// Save one snapshot and return the id it was stored under (lifeboat patch: a backup
+    /// that lists the repository to find its own snapshot races with other processes
+    /// saving and deleting theirs).
+    ///
+    /// # Errors
+    ///
+    /// * If the file could not be serialized to json or written.
+    pub fn save_snapshot(&self, mut snap: SnapshotFile) -> RusticResult<SnapshotId> {
+        snap.id = SnapshotId::default();
+        Ok(SnapshotId::from(self.dbe().save_file(&snap)?))
+    }
+
     /// Save the given snapshots to the repository.
     ///
     /// # Arguments

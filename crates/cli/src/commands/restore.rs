@@ -67,6 +67,11 @@ pub struct RestoreCmd {
     /// Skip ownership and privileges (when the roles do not exist on the target).
     #[arg(long)]
     no_owner: bool,
+    /// Put every table and index in the target's default tablespace, and leave the
+    /// tablespaces out of --globals (when the target lacks the source's tablespaces, or
+    /// their directories belong to the source on this host).
+    #[arg(long)]
+    no_tablespaces: bool,
     /// Do not compare the restored data with the backup-time truth.
     #[arg(long)]
     no_verify: bool,
@@ -232,6 +237,7 @@ impl RestoreCmd {
             globals: self.globals,
             verify: !self.no_verify,
             no_owner: self.no_owner,
+            no_tablespaces: self.no_tablespaces,
             hooks: Hooks {
                 pre_restore: self.pre_hook.clone(),
                 post_restore: self.post_hook.clone(),
@@ -653,6 +659,7 @@ impl RestoreCmd {
             ("--jobs", self.jobs.is_some()),
             ("--globals", self.globals),
             ("--no-owner", self.no_owner),
+            ("--no-tablespaces", self.no_tablespaces),
             ("--no-verify", self.no_verify),
             ("--scratch-dir", self.scratch_dir.is_some()),
         ]

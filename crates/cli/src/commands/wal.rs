@@ -169,13 +169,17 @@ impl WalFetchCmd {
                     break;
                 }
             }
-            match served {
-                Some(found) => Ok(found),
+            let found = match served {
+                Some(found) => found,
                 None => {
                     let (_repo, store, _) = store(ctx, Some(&name))?;
-                    Ok(wal::fetch(&store, &self.name, &self.dest)?)
+                    wal::fetch(&store, &self.name, &self.dest)?
                 }
+            };
+            if found {
+                wal::refuse_tablespaces(&self.name, &self.dest)?;
             }
+            Ok(found)
         });
         match result {
             Ok(true) => 0,

@@ -190,3 +190,62 @@ pub fn catch_copy(c: &Cluster, table: &str, terminate: bool) -> bool {
     }
     false
 }
+
+/// The name of a German locale, made with `localedef` when this machine has none (the
+/// postgresql package depends on `locales`, which has the sources).
+pub fn german_locale() -> &'static str {
+    let have = std::process::Command::new("locale")
+        .arg("-a")
+        .output()
+        .expect("locale -a");
+    if !String::from_utf8_lossy(&have.stdout)
+        .lines()
+        .any(|l| l.eq_ignore_ascii_case("de_DE.utf8"))
+    {
+        let made = std::process::Command::new("localedef")
+            .args(["-i", "de_DE", "-f", "UTF-8", "de_DE.UTF-8"])
+            .output()
+            .expect("localedef");
+        assert!(
+            made.status.success(),
+            "this test needs the locale de_DE.UTF-8: run `localedef -i de_DE -f UTF-8 de_DE.UTF-8` as root ({})",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    "de_DE.UTF-8"
+}
+
+/// A small tmpfs, unmounted when dropped (also when the test panics).
+pub struct SmallDisk(pub std::path::PathBuf);
+
+impl SmallDisk {
+    pub fn mount(at: std::path::PathBuf, size: &str) -> Self {
+        std::fs::create_dir_all(&at).unwrap();
+        let st = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "lifeboat-test",
+            ])
+            .arg(&at)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount tmpfs");
+        Self(at)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Whether the tests run as root (mounting a small file system needs it).
+pub fn nix_is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}

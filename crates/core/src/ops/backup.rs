@@ -199,7 +199,7 @@ pub fn check_privileges(src: &SourceConfig) -> Result<Vec<PrivilegeProblem>> {
     for db in databases_of(src, &conn)? {
         let row = conn.query(&db, PRIVILEGES_SQL)?;
         let f: Vec<&str> = row.split('|').collect();
-        let [superuser, replication, unreadable, examples, rls, rls_examples, relations, lock_slots, backends, archive_mode, archive_timeout] =
+        let [superuser, replication, unreadable, examples, rls, rls_examples, relations, lock_slots, backends, archive_mode, archive_timeout, tablespaces] =
             f[..]
         else {
             return Err(Error::internal(format!(
@@ -252,6 +252,13 @@ pub fn check_privileges(src: &SourceConfig) -> Result<Vec<PrivilegeProblem>> {
                     hint: "connect as a superuser, or back up with --kind logical --kind schema and keep the roles another way".into(),
                 });
             }
+            if !tablespaces.is_empty() {
+                out.push(PrivilegeProblem {
+                    fails_logical: false,
+                    problem: format!("the cluster has tablespaces besides pg_default and pg_global ({tablespaces}): a physical backup (--kind physical) is refused, since lifeboat backs up no tablespaces"),
+                    hint: "back up the databases logically; restore them with --no-tablespaces where the target lacks the tablespaces".into(),
+                });
+            }
             if replication != "t" && superuser != "t" {
                 out.push(PrivilegeProblem {
                     fails_logical: false,
@@ -281,7 +288,8 @@ select me.rolsuper, me.rolreplication, \
   (select count(*) from rels), \
   current_setting('max_locks_per_transaction')::bigint * (current_setting('max_connections')::bigint + current_setting('max_prepared_transactions')::bigint), \
   current_setting('max_connections')::bigint + current_setting('max_prepared_transactions')::bigint, \
-  current_setting('archive_mode'), (select setting from pg_settings where name = 'archive_timeout') \
+  current_setting('archive_mode'), (select setting from pg_settings where name = 'archive_timeout'), \
+  coalesce((select string_agg(quote_ident(spcname), ', ' order by spcname) from pg_tablespace where spcname not in ('pg_default', 'pg_global')), '') \
 from me";
 
 /// A server that archives WAL but closes a segment only when it is full (16 MiB) leaves the
@@ -505,6 +513,10 @@ where
         // the producer's verdict is about the stream itself (cut short by the archiver,
         // incomplete, empty) and the repository failed: the repository's error is the cause
         (Err(e), Err(p)) if p.kind() == ErrorKind::Integrity => return Err(e),
+        // the store went away or its disk filled: whatever the producer then said (a base
+        // backup waiting minutes for WAL that could not be archived there either) follows
+        // from it
+        (Err(e), Err(_)) if e.kind() == ErrorKind::Unavailable => return Err(e),
         // otherwise the producer's own error explains a repository failure best
         (Err(_), Err(e)) => return Err(e),
         (Err(e), Ok(_)) => return Err(e),
@@ -519,6 +531,31 @@ where
         .hint("no snapshot was kept; check the repository (disk space, permissions) and run the backup again"));
     }
     Ok((snap, outcome))
+}
+
+/// A base backup that waited in vain for its WAL, on a local repository whose file system
+/// is full: wal-push's "No space left on device" reached only the server's log, and the
+/// backup said only that archiving kept failing.
+fn with_wal_space(repo: &Repo, e: Error, segment_size: u64) -> Error {
+    let location = repo.location();
+    if e.kind() != ErrorKind::Postgres
+        || !e.message().contains(physical::WAITED_FOR_ARCHIVING)
+        || crate::repository::is_s3_url(location)
+    {
+        return e;
+    }
+    let Ok(st) = nix::sys::statvfs::statvfs(std::path::Path::new(location)) else {
+        return e;
+    };
+    let free = st.blocks_available().saturating_mul(st.fragment_size());
+    if free >= 2 * segment_size.max(1) {
+        return e;
+    }
+    e.with_note(format!(
+        "the repository's file system ({location}) has {} free, less than two WAL segments: wal-push cannot store the WAL there",
+        bytesize::ByteSize::b(free)
+    ))
+    .hint("free space on the repository's file system (or move the repository), then run the backup again; `lifeboat wal status` shows when archiving has caught up")
 }
 
 fn dump_one(
@@ -540,6 +577,7 @@ fn dump_one(
         .as_deref()
         .map_or(Ok(30 * 60), crate::config::parse_duration)
         .map_err(|e| Error::config(format!("lock_wait_timeout of source {:?}: {e}", src.name)))?;
+    let conn = &conn.with_english_messages(db);
     let mut process = DumpProcess::start_waiting(conn, db, kind, Some(lock_wait))?;
     let stream = process.take_stream().expect("fresh process has its stream");
     let (snap, outcome) = archive_stream(
@@ -603,16 +641,41 @@ fn wal_reaches_store(
     src: &SourceConfig,
     timeline: u32,
     stop_lsn: crate::wal::Lsn,
-    segment_size: u64,
+    facts: &physical::ClusterFacts,
+    archive_timeout: std::time::Duration,
 ) -> Result<()> {
     use crate::wal::{name::SegmentName, WalFile, WalStore};
     let last = SegmentName::containing(
         timeline,
         crate::wal::Lsn(stop_lsn.0.saturating_sub(1)),
-        segment_size,
+        facts.wal_segment_size,
     );
-    if WalStore::new(repo, &src.name)?.contains(&WalFile::Segment(last))? {
-        return Ok(());
+    let store = WalStore::new(repo, &src.name)?;
+    let wanted = WalFile::Segment(last);
+    // a standby's base backup does not wait for archiving: the segment is archived once it
+    // is complete (by the primary, or by the standby itself with archive_mode = always)
+    let deadline = std::time::Instant::now() + archive_timeout;
+    loop {
+        if store.contains(&wanted)? {
+            return Ok(());
+        }
+        if !facts.standby || std::time::Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    if facts.standby {
+        return Err(Error::unavailable(format!(
+            "the base backup was taken from a standby, and the WAL it needs ({last}) did not reach source {:?} of this repository within archive_timeout ({} s){}",
+            src.name,
+            archive_timeout.as_secs(),
+            if facts.archive_mode == "always" {
+                ""
+            } else {
+                "; this standby has archive_mode = on, so it archives nothing itself: the primary must push that segment into the same source"
+            }
+        ))
+        .hint("set archive_mode = always on the standby with the same archive_command (the README's), or give the primary an archive_timeout shorter than this source's (it closes a segment that often); no snapshot was kept"));
     }
     Err(Error::config(format!(
         "the cluster archived the WAL this base backup needs ({last}), but not into source {:?} of this repository: the backup could not be restored",
@@ -624,6 +687,62 @@ fn wal_reaches_store(
     )))
 }
 
+/// Refuses a base backup of another cluster than the source's newest one (a second host's
+/// configuration reusing the source's name): it would become the source's newest backup,
+/// and a restore of it would replay the other cluster's WAL archive and fail.
+fn same_cluster_as_before(repo: &Repo, src: &SourceConfig, system_identifier: &str) -> Result<()> {
+    let earlier = super::list::list(
+        repo,
+        &super::list::ListFilter {
+            source: Some(src.name.clone()),
+            kind: Some(BackupKind::Physical),
+            ..super::list::ListFilter::default()
+        },
+    )?;
+    let Some((id, theirs)) = earlier.iter().rev().find_map(|b| {
+        b.meta
+            .physical
+            .as_ref()
+            .map(|p| (b.short_id(), p.system_identifier.clone()))
+    }) else {
+        return Ok(());
+    };
+    if theirs == system_identifier {
+        return Ok(());
+    }
+    Err(Error::config(format!(
+        "this server is another cluster (system identifier {system_identifier}) than the one source {:?}'s base backups are of ({theirs}, newest {id}): its backup would become the source's newest, and a restore of it would replay the other cluster's WAL",
+        src.name
+    ))
+    .hint("give this server a source name of its own (and its archive_command that name); a cluster made anew (initdb, pg_upgrade) needs a new source name too, since its WAL file names start over"))
+}
+
+/// Refuses a base backup that the archive's newest timeline does not contain: a promoted
+/// standby archived its history file, and this server (the old primary) kept writing on
+/// the timeline that history left. A restore to the latest timeline could not start
+/// from it, and one along this timeline would bring back writes production never had.
+fn on_newest_timeline(
+    repo: &Repo,
+    src: &SourceConfig,
+    timeline: u32,
+    stop_lsn: crate::wal::Lsn,
+) -> Result<()> {
+    let store = crate::wal::WalStore::new(repo, &src.name)?;
+    let Some((newest, history)) = crate::wal::status::newest_history(&store)? else {
+        return Ok(());
+    };
+    match crate::wal::status::left_before(newest, &history, timeline, stop_lsn) {
+        None => Ok(()),
+        Some(switch) => Err(Error::config(format!(
+            "this server is on timeline {timeline}, which the archive's newest timeline {newest} left at LSN {switch} (its history file {newest:08X}.history), before this backup ended at {stop_lsn}: a standby was promoted and this server kept writing after it; the backup could not be restored along timeline {newest}, no snapshot was kept"
+        ))
+        .hint(format!(
+            "point source {:?} at the current primary (the promoted server, on timeline {newest}) and take the base backups there; stop the old primary's writes and its archiving",
+            src.name
+        ))),
+    }
+}
+
 /// Takes a base backup of the cluster `conn` reaches (through database `db`).
 fn physical_one(
     repo: &Repo,
@@ -633,6 +752,7 @@ fn physical_one(
     recovery_point: &str,
 ) -> Result<BackupSummary> {
     let facts = physical::cluster_facts(conn, db)?;
+    same_cluster_as_before(repo, src, &facts.system_identifier)?;
     let client_version = conn.check_client_version(facts.server_version_num)?;
     let started_at = jiff::Timestamp::now();
     let clock = Instant::now();
@@ -659,15 +779,27 @@ fn physical_one(
         move || process.finish(),
         |o| o.0,
         "pg_basebackup",
-    )?;
+    )
+    .map_err(|e| with_wal_space(repo, e, facts.wal_segment_size))?;
     let label_text = tar.backup_label.clone().unwrap_or_default();
     let (timeline, start_lsn, stop_lsn) = tar.wal_range.expect("checked by finish");
     if !wal_included {
-        let found = wal_reaches_store(repo, src, timeline, stop_lsn, facts.wal_segment_size);
+        let found = wal_reaches_store(
+            repo,
+            src,
+            timeline,
+            stop_lsn,
+            &facts,
+            std::time::Duration::from_secs(archive_timeout),
+        );
         if let Err(e) = found {
             repo.discard(&snap)?;
             return Err(e);
         }
+    }
+    if let Err(e) = on_newest_timeline(repo, src, timeline, stop_lsn) {
+        repo.discard(&snap)?;
+        return Err(e);
     }
     let timeline = physical::label_start(&label_text).map_or(timeline, |(t, _)| t);
     let summary = snap.summary.clone().unwrap_or_default();

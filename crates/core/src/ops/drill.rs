@@ -616,7 +616,7 @@ pub(crate) fn of_source(b: SnapshotInfo, src: &SourceConfig) -> Result<SnapshotI
 /// fetched (a damaged backup is a failed *check*, reported in the report).
 pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<DrillReport> {
     let result = carry_out(repo, src, opts);
-    if let Err(e) = &result {
+    if let Some(e) = result.as_ref().err().filter(|e| !is_usage_mistake(e, opts)) {
         // a drill that could not even be carried out is evidence too (a finished one has
         // logged itself when it was sealed)
         let _ = crate::repository::audit::append(
@@ -630,6 +630,17 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
         );
     }
     result
+}
+
+/// A mistake on the command line (a wrong kind, another source's backup, an id that names
+/// no backup): no drill was attempted, so the audit log gets no failed one. A source with
+/// no backup at all is different: the drill was due and could not run.
+fn is_usage_mistake(e: &Error, opts: &DrillOptions) -> bool {
+    match e.kind() {
+        ErrorKind::Config => true,
+        ErrorKind::NotFound => matches!(opts.pick, Pick::Id(_)),
+        _ => false,
+    }
 }
 
 fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<DrillReport> {
@@ -719,7 +730,20 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                 ok: false,
                 detail: e.to_string(),
             }),
-            Ok(with_roles) => {
+            Ok(roles) => {
+                // roles the globals backup could not give are a restore that would go
+                // wrong the same way: owners and grants missing, said, not hidden
+                let with_roles = matches!(roles, Some(Ok(())));
+                if let Some(applied) = &roles {
+                    checks.push(Check {
+                        name: "roles from the globals backup".into(),
+                        ok: applied.is_ok(),
+                        detail: match applied {
+                            Ok(()) => "applied (tablespaces left out: the throw-away cluster keeps everything in its default one)".into(),
+                            Err(e) => format!("{}; the database was restored without owners and grants", crate::error::one_line(e)),
+                        },
+                    });
+                }
                 // indexes and constraints before hooks and checks: comparing while they build
                 // was no faster on two cores (docs/benchmarks.md)
                 let post = clock.time("indexes", || {
@@ -1015,21 +1039,24 @@ fn restore_into(
     database: &str,
     jobs: u32,
     globals_dir: Option<&std::path::Path>,
-) -> Result<bool> {
+) -> Result<Option<Result<()>>> {
     // roles first, so ownership and grants restore as in production; without them the
     // objects are restored without owners and grants rather than failing
     let globals = match globals_dir {
         Some(dir) => globals_for(repo, backup)?.map(|g| (g, dir)),
         None => None,
     };
-    let with_roles = match globals {
+    // the throw-away cluster has none of production's tablespaces (and their directories
+    // are production's): everything goes to its default one
+    let roles = match globals {
         Some((g, scratch)) => {
             let file = scratch.join("globals.sql");
             fetch(repo, &g, &file)?;
-            apply_globals(conn, &file).is_ok()
+            Some(apply_globals(conn, &file, true).map(drop))
         }
-        None => false,
+        None => None,
     };
+    let with_roles = matches!(roles, Some(Ok(())));
     conn.query(
         "postgres",
         &format!(
@@ -1045,7 +1072,7 @@ fn restore_into(
         with_roles,
         &["pre-data", "data"],
     )?;
-    Ok(with_roles)
+    Ok(roles)
 }
 
 /// Every table's row count and content hash against the backup-time truth: one summary
@@ -1121,7 +1148,18 @@ fn pg_restore(
     with_roles: bool,
     sections: &[&str],
 ) -> Result<()> {
-    super::restore::run_pg_restore(conn, dump, database, jobs, false, !with_roles, sections)
+    super::restore::run_pg_restore(
+        conn,
+        dump,
+        database,
+        jobs,
+        false,
+        super::restore::Skip {
+            owner: !with_roles,
+            tablespaces: true,
+        },
+        sections,
+    )
 }
 
 /// Environment variables a hook must not inherit: lifeboat's secrets, and libpq's that

@@ -37,6 +37,11 @@ pub struct DrillSummary {
     /// the drilled backup's kind says).
     #[serde(default)]
     pub kind: Option<BackupKind>,
+    /// The database a logical drill restored (`None` for a physical drill, which restores
+    /// the whole cluster, and in reports stored before lifeboat recorded it here: the
+    /// evidence pack then takes it from the drilled backup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
     /// The audit entry this drill appended (its hash): the evidence pack checks that every
     /// stored report belongs to the log. `None` in older reports, or when the entry could
     /// not be written.
@@ -66,6 +71,7 @@ impl From<&DrillReport> for DrillSummary {
     fn from(r: &DrillReport) -> Self {
         Self {
             kind: Some(r.kind),
+            database: (r.restored == super::drill::Restored::Database).then(|| r.database.clone()),
             drill: r.id.clone(),
             source: r.source.clone(),
             backup_id: r.backup_id.clone(),

@@ -201,8 +201,24 @@ fn select(repo: &Repo, opts: &RecoverOptions) -> Result<SnapshotInfo> {
             ..ListFilter::default()
         },
     )?;
+    // recovery to the latest timeline follows the newest one; a backup its history does
+    // not contain (taken on an old primary after a failover) would fail to recover, so the
+    // newest backup that it does contain is taken
+    let newest = match opts.timeline.as_deref() {
+        None | Some("latest") => {
+            crate::wal::status::newest_history(&WalStore::new(repo, &opts.source)?)?
+        }
+        Some(_) => None,
+    };
+    let on_newest = |b: &SnapshotInfo| match (&newest, &b.meta.physical) {
+        (Some((t, h)), Some(p)) => {
+            crate::wal::status::left_before(*t, h, p.timeline, p.stop_lsn).is_none()
+        }
+        _ => true,
+    };
     let fits = |b: &SnapshotInfo| {
-        opts.before.is_none_or(|t| b.meta.finished_at <= t)
+        on_newest(b)
+            && opts.before.is_none_or(|t| b.meta.finished_at <= t)
             && match (&opts.target, &b.meta.physical) {
                 (RecoveryTarget::Time(t), _) => b.meta.finished_at <= *t,
                 (RecoveryTarget::Lsn(l), Some(p)) => p.stop_lsn <= *l,
@@ -878,7 +894,7 @@ pub(crate) fn start_and_wait(
     let from = std::fs::metadata(log).map_or(0, |m| m.len());
     let bin = PgBin::new(opts.pg_bin_dir.as_deref());
     let pg_ctl = bin.program("pg_ctl");
-    let out = pg_ctl_cmd(&pg_ctl, user)
+    let out = crate::sources::postgres::cluster::pg_ctl_cmd_with_secrets(&pg_ctl, user)
         .args(["start", "-D"])
         .arg(&opts.to_dir)
         .arg("-l")
@@ -1076,6 +1092,12 @@ fn recovery_failed(log: &Path, from: u64, what: &str, target: &RecoveryTarget) -
                 .is_some_and(|r| !r.starts_with(" hint:") && !r.starts_with("   caused by:"))
         })
         .map(str::to_string);
+    // and what it advised (a refused tablespace: recover to a point before it)
+    let fetch_hint = text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("lifeboat wal-fetch: hint: "))
+        .map(str::to_string);
     let fatal = text.lines().rev().find(|l| l.contains("FATAL:")).map(|l| {
         l.split_once("FATAL:")
             .map_or(l, |(_, r)| r)
@@ -1115,6 +1137,8 @@ fn recovery_failed(log: &Path, from: u64, what: &str, target: &RecoveryTarget) -
                 .unwrap_or_default(),
             log.display()
         )
+    } else if let Some(h) = fetch_hint.filter(|_| lifeboat_err.is_some()) {
+        format!("{h}; see {}", log.display())
     } else {
         format!(
             "see {}; `lifeboat wal status` shows the archive's gaps",

@@ -381,10 +381,18 @@ pub fn evidence_pack(
     evidence_problems.extend(repo.unreadable_snapshots().into_iter().map(|(id, why)| {
         format!("snapshot file {id} cannot be read ({why}): whatever it held (a backup, a drill report, an audit entry) is missing from this pack")
     }));
-    let drills: Vec<DrillSummary> = stored
+    let mut drills: Vec<DrillSummary> = stored
         .into_iter()
         .filter(|d| within(d.finished_at, from, to))
         .collect();
+    // reports stored before the summary named the database: the drilled backup does
+    for d in drills.iter_mut().filter(|d| d.database.is_none()) {
+        if let Some(b) = all.iter().find(|b| b.id == d.backup_id) {
+            if b.meta.kind == BackupKind::Logical {
+                d.database.clone_from(&b.meta.database);
+            }
+        }
+    }
     let mut undrilled: BTreeMap<String, (Vec<String>, usize)> = BTreeMap::new();
     for src in lines
         .keys()
@@ -401,9 +409,8 @@ pub fn evidence_pack(
         }
         let drilled: std::collections::BTreeSet<&String> = drills
             .iter()
-            .filter(|d| &d.source == src)
-            .filter_map(|d| all.iter().find(|b| b.id == d.backup_id))
-            .filter_map(|b| b.meta.database.as_ref())
+            .filter(|d| &d.source == src && d.kind != Some(BackupKind::Physical))
+            .filter_map(|d| d.database.as_ref())
             .collect();
         let missing: Vec<String> = dbs
             .iter()
@@ -712,16 +719,21 @@ pub fn markdown(p: &EvidencePack) -> String {
     let _ = writeln!(m, "Restore drills in the period (each restored a backup into a throw-away cluster and checked it):\n");
     let _ = writeln!(
         m,
-        "| drill | finished | source | kind | backup | result | achieved RTO | achieved RPO |"
+        "| drill | finished | source | restored | kind | backup | result | achieved RTO | achieved RPO |"
     );
-    let _ = writeln!(m, "|---|---|---|---|---|---|---:|---:|");
+    let _ = writeln!(m, "|---|---|---|---|---|---|---|---:|---:|");
     for d in &p.drills {
         let _ = writeln!(
             m,
-            "| {} | {} | {} | {} | `{}` | {}{} | {} | {} |",
+            "| {} | {} | {} | {} | {} | `{}` | {}{} | {} | {} |",
             d.drill,
             day(d.finished_at),
             d.source,
+            match (&d.database, d.kind) {
+                (_, Some(BackupKind::Physical)) => "whole cluster".to_string(),
+                (Some(db), _) => super::evidence::md_cell(db),
+                (None, _) => "-".to_string(),
+            },
             d.kind.map_or_else(|| "-".to_string(), |k| k.to_string()),
             &d.backup_id[..8.min(d.backup_id.len())],
             if d.passed { "passed" } else { "**FAILED**" },
@@ -733,7 +745,7 @@ pub fn markdown(p: &EvidencePack) -> String {
         );
     }
     if p.drills.is_empty() {
-        let _ = writeln!(m, "| **no drill in this period** | | | | | | | |");
+        let _ = writeln!(m, "| **no drill in this period** | | | | | | | | |");
     }
     let _ = writeln!(m, "\nEach drill's own report (`lifeboat report --drill ID --format md|html|json`) has its phases, every check and its objectives with margins.");
 
@@ -749,7 +761,7 @@ pub fn markdown(p: &EvidencePack) -> String {
         },
         p.audit.head.as_deref().unwrap_or("-"),
         match (&p.external_head, p.external_head_lags) {
-            (Some(f), Some((kept, last))) if p.audit.ok() => format!("The newest head kept outside the repository in `{}` is entry {kept}, and it is in the log; **entries {} to {last} were never published outside the repository** (publishing their heads failed), so their removal could not be detected from that file.", f.display(), kept + 1),
+            (Some(f), Some((kept, last))) if p.audit.ok() => format!("The newest head kept outside the repository in `{}` is entry {kept}, and it is in the log; **entries {} to {last} were never published to that file** (written by a run whose configuration names no head file or another one, or whose publishing failed), so their removal could not be detected from it.", f.display(), kept + 1),
             (Some(f), None) if p.audit.ok() => format!("It matches the newest head kept outside the repository in `{}`, so no entry was cut off the end either.", f.display()),
             (Some(f), _) => format!("It was compared with the newest head kept outside the repository in `{}`.", f.display()),
             (None, _) => "**No head kept outside the repository was compared** (`[audit] head_file` is not set, or holds nothing readable): entries cut off the end of the log cannot be detected from this pack; compare the head with a copy kept elsewhere (`lifeboat audit verify --expected-head`).".to_string(),
@@ -786,6 +798,7 @@ mod tests {
         DrillSummary {
             drill: id.into(),
             source: "app".into(),
+            database: Some("app".into()),
             backup_id: "ab".repeat(32),
             passed,
             rto_secs: 1.0,

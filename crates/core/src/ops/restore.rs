@@ -63,6 +63,10 @@ pub struct RestoreOptions {
     pub verify: bool,
     /// Restore with `--no-owner --no-privileges` (when the roles do not exist).
     pub no_owner: bool,
+    /// Put every table and index in the target's default tablespace, and leave the
+    /// globals' tablespaces out (when the target lacks the source's tablespaces).
+    #[serde(default)]
+    pub no_tablespaces: bool,
     /// Hooks (override the source's configured hooks).
     pub hooks: Hooks,
     /// Where the dump is staged (default: the system temp directory).
@@ -87,6 +91,7 @@ impl Default for RestoreOptions {
             globals: false,
             verify: true,
             no_owner: false,
+            no_tablespaces: false,
             hooks: Hooks::default(),
             scratch_dir: None,
             dry_run: false,
@@ -122,6 +127,8 @@ pub struct RestorePlan {
     pub verify: bool,
     /// Skip ownership and privileges.
     pub no_owner: bool,
+    /// Everything in the target's default tablespace; no tablespace from the globals.
+    pub no_tablespaces: bool,
     /// Other sessions connected to an existing target database when the plan was made
     /// (`application_name` or user of each): `--clean` has to wait for their locks.
     pub sessions_on_target: Vec<String>,
@@ -396,6 +403,7 @@ fn plan_inner(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<
         configured_hooks_skipped,
         verify: opts.verify && backup.meta.kind == BackupKind::Logical,
         no_owner: opts.no_owner,
+        no_tablespaces: opts.no_tablespaces,
         sessions_on_target,
         lock_warning,
         target_database: target,
@@ -500,10 +508,19 @@ pub fn globals_for(repo: &Repo, backup: &SnapshotInfo) -> Result<Option<Snapshot
 /// # Errors
 ///
 /// [`ErrorKind::Postgres`] naming the unexpected errors.
-pub fn apply_globals(conn: &PgConn, file: &std::path::Path) -> Result<Option<String>> {
+pub fn apply_globals(
+    conn: &PgConn,
+    file: &std::path::Path,
+    no_tablespaces: bool,
+) -> Result<Option<String>> {
     let me = conn.query("postgres", "select current_user")?;
     let script = std::fs::read_to_string(file).map_err(|e| Error::io(file.display(), e))?;
     let (script, kept) = keep_password_of(&script, &me);
+    let script = if no_tablespaces {
+        without_tablespaces(&script)
+    } else {
+        script
+    };
     let file = file.with_extension("applied.sql");
     std::fs::write(&file, script).map_err(|e| Error::io(file.display(), e))?;
     let out = conn
@@ -521,16 +538,43 @@ pub fn apply_globals(conn: &PgConn, file: &std::path::Path) -> Result<Option<Str
         .filter(|l| sqlstate(l).is_some_and(|c| c != "42710"))
         .collect();
     if !out.status.success() || !unexpected.is_empty() {
-        return Err(Error::postgres(format!(
+        let err = Error::postgres(format!(
             "restoring globals: {}",
             if unexpected.is_empty() {
                 stderr.trim().to_string()
             } else {
                 unexpected.join("; ")
             }
-        )));
+        ));
+        // a tablespace's directory is this host's: taken by the source's own tablespace
+        // (55006) or missing on another host (58P01)
+        return Err(
+            if stderr.contains("TABLESPACE") || stderr.contains("tablespace") {
+                err.hint("the target cannot have the source's tablespaces: restore with --no-tablespaces (tables and indexes go to the default tablespace), or create them on the target first")
+            } else {
+                err
+            },
+        );
     }
     Ok(kept.then_some(me))
+}
+
+/// A `pg_dumpall --globals-only` script without its tablespaces (one statement a line).
+fn without_tablespaces(script: &str) -> String {
+    script
+        .lines()
+        .filter(|l| {
+            let on = l.contains(" ON TABLESPACE ");
+            !(l.starts_with("CREATE TABLESPACE ")
+                || l.starts_with("ALTER TABLESPACE ")
+                || l.starts_with("COMMENT ON TABLESPACE ")
+                || (on
+                    && (l.starts_with("GRANT ")
+                        || l.starts_with("REVOKE ")
+                        || l.starts_with("SECURITY LABEL "))))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// `script` without the `PASSWORD '…'` of role `me`'s `ALTER ROLE` line (pg_dumpall writes
@@ -682,6 +726,15 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// What a restore leaves out of the backup.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Skip {
+    /// Owners and grants (`--no-owner --no-privileges`): the roles are not there.
+    pub owner: bool,
+    /// Tablespaces (`--no-tablespaces`): everything goes to the default one.
+    pub tablespaces: bool,
+}
+
 /// `pg_restore` of `sections` (all when empty) of `dump` into `db`.
 ///
 /// # Errors
@@ -693,9 +746,10 @@ pub(crate) fn run_pg_restore(
     db: &str,
     jobs: u32,
     clean: bool,
-    no_owner: bool,
+    skip: Skip,
     sections: &[&str],
 ) -> Result<()> {
+    let conn = &conn.with_english_messages(db);
     let mut cmd = conn.command("pg_restore", db);
     cmd.args(["--no-password", "--exit-on-error"]);
     if !clean {
@@ -708,8 +762,11 @@ pub(crate) fn run_pg_restore(
         // drops and loads stand or fall together (see `restore`)
         cmd.args(["--clean", "--if-exists", "--single-transaction"]);
     }
-    if no_owner {
+    if skip.owner {
         cmd.args(["--no-owner", "--no-privileges"]);
+    }
+    if skip.tablespaces {
+        cmd.arg("--no-tablespaces");
     }
     cmd.arg(dump);
     let out = crate::sources::postgres::cluster::run_client(cmd)
@@ -901,7 +958,7 @@ fn restore_inner(
     }
     let restore_clock = Instant::now();
     let kept_password_of = match &globals_file {
-        Some(g) => apply_globals(&conn, g)?,
+        Some(g) => apply_globals(&conn, g, plan.no_tablespaces)?,
         None => None,
     };
     let truth = plan.backup.meta.truth.clone().unwrap_or_default();
@@ -929,7 +986,10 @@ fn restore_inner(
         &plan.target_database,
         if plan.clean { 1 } else { plan.jobs },
         plan.clean,
-        plan.no_owner,
+        Skip {
+            owner: plan.no_owner,
+            tablespaces: plan.no_tablespaces,
+        },
         &[],
     )
     .map_err(|e| {

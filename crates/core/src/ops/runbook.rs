@@ -476,18 +476,44 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
                 post.as_deref().map_or_else(|| "none, start the application after it".to_string(), |h| format!("`{h}`")),
             ),
         };
-        let each_db = |f: &dyn Fn(&str) -> String| -> String {
-            dbs.iter()
-                .map(|d| format!("   `{}`\n", f(d)))
-                .collect::<String>()
+        // many databases get one shell loop per step instead of a line each (25 databases
+        // made a 100-line runbook); a name the side copy would have to cut keeps its lines
+        let as_loop = dbs.len() > LOOP_FROM
+            && dbs
+                .iter()
+                .all(|d| side_name(d, "_restored") == format!("{d}_restored"));
+        let each_db = |f: &dyn Fn(&str, &str) -> String| -> String {
+            if as_loop {
+                let words = dbs.iter().map(|d| sh(d)).collect::<Vec<_>>().join(" ");
+                let cmd = f(r#"--database="$db""#, r#"--to-database="${db}_restored""#);
+                format!("   `for db in {words}; do {cmd} || echo \"FAILED: $db\" >&2; done`\n")
+            } else {
+                dbs.iter()
+                    .map(|d| {
+                        let cmd = f(
+                            &flag("--database", d),
+                            &flag("--to-database", &side_name(d, "_restored")),
+                        );
+                        format!("   `{cmd}`\n")
+                    })
+                    .collect::<String>()
+            }
         };
         let _ = writeln!(m);
         if dbs.len() > 1 {
             let _ = writeln!(
                 m,
-                "This source backs up {} databases ({}): the logical steps below come once per database.\n",
+                "This source backs up {} databases ({}): the logical steps below {}.\n",
                 dbs.len(),
-                dbs.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", ")
+                dbs.iter()
+                    .map(|d| format!("`{d}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if as_loop {
+                    "loop over all of them (a database that fails is named and the loop goes on)"
+                } else {
+                    "come once per database"
+                }
             );
         }
         let primary_steps = format!(
@@ -522,18 +548,11 @@ From a logical backup (loses what was written after it):
 {}2. Check the copy. Then point the application at it, or replace the original with the same backup, in one transaction (a failure leaves the original as it was):
 {}   {in_place_hooks}
 "#,
-            each_db(&|d| {
-                format!(
-                    "{lb} restore --before \"YYYY-MM-DDTHH:MM:SSZ\" --source {s} {} {}",
-                    flag("--database", d),
-                    flag("--to-database", &side_name(d, "_restored"))
-                )
+            each_db(&|d, side| {
+                format!("{lb} restore --before \"YYYY-MM-DDTHH:MM:SSZ\" --source {s} {d} {side}")
             }),
-            each_db(&|d| {
-                format!(
-                "{lb} restore --before \"YYYY-MM-DDTHH:MM:SSZ\" --source {s} {} --clean --force",
-                flag("--database", d)
-            )
+            each_db(&|d, _| {
+                format!("{lb} restore --before \"YYYY-MM-DDTHH:MM:SSZ\" --source {s} {d} --clean --force")
             }),
         );
         // Scenario 2
@@ -555,9 +574,8 @@ From a logical backup (loses what was written after it):
         let _ = writeln!(
             m,
             "{}   (`--globals` restores the roles first; the role you connect as keeps the new server's password.)\n4. Update the `dsn` of source `{s}`, then `{lb} config check`. Turn archiving on in the new server (`archive_mode = on`, `archive_command` as in the README) and take new backups at once: `{lb} backup --source {s}`{}. `{lb} wal status --source {s}` exits 0 only once WAL is archived again.\n",
-            each_db(&|d| format!(
-                "{lb} restore --latest --source {s} {} --globals --target-dsn \"host=NEW-HOST port=5432 user=postgres\"",
-                flag("--database", d)
+            each_db(&|d, _| format!(
+                "{lb} restore --latest --source {s} {d} --globals --target-dsn \"host=NEW-HOST port=5432 user=postgres\""
             )),
             if has_physical { format!(" and `{lb} backup --source {s} --kind physical`") } else { String::new() },
         );
@@ -588,9 +606,8 @@ From a logical backup (loses what was written after it):
         let _ = writeln!(
             m,
             "{}4. Rotate every secret: database passwords, the repository password (`restic key passwd` on the repository), S3 keys.\n",
-            each_db(&|d| format!(
-                "{lb} restore --before \"YYYY-MM-DDTHH:MM:SSZ\" --source {s} {} --globals --target-dsn \"host=CLEAN-HOST port=5432 user=postgres\"",
-                flag("--database", d)
+            each_db(&|d, _| format!(
+                "{lb} restore --before \"YYYY-MM-DDTHH:MM:SSZ\" --source {s} {d} --globals --target-dsn \"host=CLEAN-HOST port=5432 user=postgres\""
             )),
         );
         // Scenario 4
@@ -691,6 +708,9 @@ With the repository password in a file: `export RESTIC_PASSWORD_FILE=/path/to/pa
         markdown: m,
     })
 }
+
+/// More databases than this in one source get their runbook commands as a shell loop.
+const LOOP_FROM: usize = 3;
 
 /// `db` with `suffix`, its name cut so that the whole stays within PostgreSQL's 63 bytes
 /// (a restore refuses a longer name rather than have the server cut it).

@@ -489,6 +489,8 @@ impl Repo {
     /// # Errors
     ///
     /// When the snapshot cannot be written; the pending snapshot then stays (ignored).
+    /// Once the final snapshot is written the backup is confirmed, even when the pending
+    /// one cannot be deleted.
     pub fn confirm(&self, pending: &SnapshotFile, meta: &BackupMeta) -> Result<String> {
         let mut snap = pending.clone();
         snap.tags = meta.tags();
@@ -496,27 +498,10 @@ impl Repo {
         snap.description =
             Some(serde_json::to_string(meta).map_err(|e| Error::internal(e.to_string()))?);
         self.with_open(|inner| {
-            let before: std::collections::HashSet<SnapshotId> =
-                inner.list::<SnapshotId>()?.collect();
-            inner.save_snapshots(vec![snap.clone()])?;
-            let new: Vec<SnapshotId> = inner
-                .list::<SnapshotId>()?
-                .filter(|id| !before.contains(id))
-                .collect();
-            let id = if new.len() == 1 {
-                new[0]
-            } else {
-                // another process saved snapshots at the same moment: find ours by content
-                inner
-                    .get_snapshots(&new.iter().map(ToString::to_string).collect::<Vec<_>>())?
-                    .into_iter()
-                    .find(|s| s.description == snap.description)
-                    .map(|s| s.id)
-                    .ok_or_else(|| {
-                        Error::internal("the confirmed snapshot is not in the repository")
-                    })?
-            };
-            inner.delete_snapshots(&[pending.id])?;
+            let id = inner.save_snapshot(snap)?;
+            // the backup is stored from here on: a pending snapshot that stays is ignored
+            // (and counted by `stats`), never a reason to call the backup failed
+            let _ = inner.delete_snapshots(&[pending.id]);
             Ok(id.to_hex().as_str().to_string())
         })
     }

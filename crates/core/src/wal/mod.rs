@@ -3,6 +3,7 @@
 
 pub mod archiver;
 pub mod name;
+pub mod records;
 mod seal;
 pub mod spool;
 pub mod status;
@@ -59,6 +60,60 @@ pub fn fetch(store: &WalStore, name: &str, dest: &Path) -> Result<bool> {
     };
     write_file(dest, &data)?;
     Ok(true)
+}
+
+/// Refuses a fetched segment (at `dest`, named `name`) whose WAL creates a tablespace with
+/// a directory of its own (see [`records`]): the file is removed, so recovery stops there
+/// instead of replaying it into a directory that may be the live server's.
+///
+/// # Errors
+///
+/// [`crate::ErrorKind::Config`] naming the directory and where the WAL creates it; a read
+/// error of `dest`.
+pub fn refuse_tablespaces(name: &str, dest: &Path) -> Result<()> {
+    if !matches!(WalFile::parse(name), Ok(WalFile::Segment(_))) {
+        return Ok(());
+    }
+    let data =
+        std::fs::read(dest).map_err(|e| Error::io(format!("reading {}", dest.display()), e))?;
+    // recovery that stops before the creation may read the segment: it never applies it
+    let stops_before = stop_before_lsn(Path::new("postgresql.auto.conf"));
+    let Some(t) = records::tablespace_creations(&data)
+        .into_iter()
+        .find(|t| stops_before.is_none_or(|stop| stop > t.lsn))
+    else {
+        return Ok(());
+    };
+    let _ = std::fs::remove_file(dest);
+    Err(Error::config(format!(
+        "WAL segment {name} creates a tablespace in {} (at LSN {}): replaying it would have the restored server use that directory, on this host possibly the live server's own tablespace, and lifeboat backs up no tablespaces",
+        t.location, t.lsn
+    ))
+    .hint(format!(
+        "recover to a point before it (--target-lsn {} --exclusive, or an earlier --target-time), and back up the databases that use the tablespace logically",
+        t.lsn
+    )))
+}
+
+/// The LSN before which recovery stops, when the server's settings (`auto_conf`, read in
+/// the data directory a `restore_command` runs in) name one: `recovery_target_lsn` with
+/// `recovery_target_inclusive = false`. The last setting of each counts, as for PostgreSQL.
+fn stop_before_lsn(auto_conf: &Path) -> Option<Lsn> {
+    let text = std::fs::read_to_string(auto_conf).ok()?;
+    let value = |key: &str| {
+        text.lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == key).then(|| v.trim().trim_matches('\'').to_string())
+            })
+            .next_back()
+    };
+    let exclusive = value("recovery_target_inclusive")
+        .is_some_and(|v| ["false", "off", "no", "0"].contains(&v.to_ascii_lowercase().as_str()));
+    exclusive
+        .then(|| value("recovery_target_lsn"))
+        .flatten()
+        .and_then(|v| Lsn::parse(&v).ok())
 }
 
 /// Writes `data` to `dest` through a temporary file in the same directory, so that

@@ -254,6 +254,49 @@ pub fn cut_short(
         .collect())
 }
 
+/// A timeline's history: each ancestor timeline and the LSN where the next one began.
+pub type History = Vec<(u32, Lsn)>;
+
+/// The archive's newest timeline and its history, when a history file is archived: what
+/// PostgreSQL's `recovery_target_timeline = 'latest'` recovers to. PostgreSQL takes the
+/// highest timeline with a history file whether or not it descends from the base backup,
+/// and fails when it does not.
+///
+/// # Errors
+///
+/// When the archive cannot be listed or the history file cannot be read.
+pub fn newest_history(store: &WalStore) -> Result<Option<(u32, History)>> {
+    let newest = store
+        .list()?
+        .iter()
+        .filter_map(|w| match w.file {
+            WalFile::TimelineHistory(t) => Some(t),
+            _ => None,
+        })
+        .max();
+    let Some(t) = newest else { return Ok(None) };
+    Ok(read_histories(store, &BTreeSet::from([t]))?
+        .remove(&t)
+        .map(|h| (t, h)))
+}
+
+/// Where the newest timeline (`newest`, with its `history`) left `timeline`, when that was
+/// before `stop`: a base backup on `timeline` that ended at `stop` is then not on the
+/// newest timeline's history, and recovery to the latest timeline cannot start from it (a
+/// backup of an old primary that kept writing after a failover). `None` when the backup
+/// lies on it.
+#[must_use]
+pub fn left_before(newest: u32, history: &[(u32, Lsn)], timeline: u32, stop: Lsn) -> Option<Lsn> {
+    if timeline >= newest {
+        return None;
+    }
+    match history.iter().find(|(p, _)| *p == timeline) {
+        Some((_, switch)) if *switch >= stop => None,
+        Some((_, switch)) => Some(*switch),
+        None => Some(Lsn(0)),
+    }
+}
+
 /// Segments by timeline and number, and the timelines that have a history file.
 fn index_listing(
     listing: &[StoredWal],
@@ -357,6 +400,26 @@ fn reach(
 mod tests {
     use super::*;
     use crate::wal::DEFAULT_SEGMENT_SIZE as SZ;
+
+    #[test]
+    fn a_backup_after_its_timeline_was_left_is_off_the_newest_history() {
+        // timeline 3 branched from 2 at 0/30000000, which branched from 1 at 0/12000000
+        let h = [(1, Lsn(0x1200_0000)), (2, Lsn(0x3000_0000))];
+        assert_eq!(left_before(3, &h, 1, Lsn(0x1100_0000)), None);
+        assert_eq!(left_before(3, &h, 1, Lsn(0x1200_0000)), None);
+        // the old primary kept writing on timeline 1 after the promotion
+        assert_eq!(
+            left_before(3, &h, 1, Lsn(0x1500_0000)),
+            Some(Lsn(0x1200_0000))
+        );
+        assert_eq!(left_before(3, &h, 2, Lsn(0x2000_0000)), None);
+        assert_eq!(left_before(3, &h, 3, Lsn(0x9000_0000)), None);
+        // a timeline the newest does not descend from at all
+        assert_eq!(
+            left_before(5, &[(1, Lsn(0x100))], 4, Lsn(0x50)),
+            Some(Lsn(0))
+        );
+    }
 
     fn stored(tli: u32, n: u64) -> StoredWal {
         StoredWal {

@@ -82,6 +82,16 @@ fn setpriv_has_pdeathsig(setpriv: &Path) -> bool {
 /// must not commit after lifeboat said it was interrupted), and, where util-linux's
 /// `setpriv` is at hand, killed by the kernel if lifeboat itself is killed.
 pub(crate) fn run_client(cmd: Command) -> std::io::Result<std::process::Output> {
+    run_client_with(cmd, false, None)
+}
+
+/// As [`run_client`], also capturing stdout when `stdout`, and killing the client's process
+/// group after `timeout` (the error is then [`std::io::ErrorKind::TimedOut`]).
+pub(crate) fn run_client_with(
+    cmd: Command,
+    stdout: bool,
+    timeout: Option<std::time::Duration>,
+) -> std::io::Result<std::process::Output> {
     use std::os::unix::process::CommandExt;
     let program = Path::new(cmd.get_program());
     if program.is_absolute() && !program.exists() {
@@ -111,7 +121,11 @@ pub(crate) fn run_client(cmd: Command) -> std::io::Result<std::process::Output> 
     };
     cmd.process_group(0)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(if stdout {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stderr(Stdio::piped());
     // held across the spawn: an interrupt in between still finds the client to kill
     let mut clients = CLIENTS
@@ -125,11 +139,54 @@ pub(crate) fn run_client(cmd: Command) -> std::io::Result<std::process::Output> 
     let pgid = child.id() as i32;
     clients.push(pgid);
     drop(clients);
-    let out = child.wait_with_output();
+    let out = match timeout {
+        None => child.wait_with_output(),
+        Some(limit) => wait_within(child, pgid, limit),
+    };
     if let Ok(mut l) = CLIENTS.lock() {
         l.retain(|g| *g != pgid);
     }
     out
+}
+
+/// Waits for `child` (leader of process group `pgid`) at most `limit`, reading its pipes
+/// meanwhile; past it the group is killed.
+fn wait_within(
+    mut child: std::process::Child,
+    pgid: i32,
+    limit: std::time::Duration,
+) -> std::io::Result<std::process::Output> {
+    use std::io::Read;
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = child.wait();
+            return Err(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
 }
 
 /// Temporary directories to remove when the process is interrupted.
@@ -328,8 +385,19 @@ pub fn wait_for_stop_all() {
     drop(CLEANING.lock());
 }
 
-/// `program`, run as OS `user` through `runuser` when one is given.
+/// `program`, run as OS `user` through `runuser` when one is given, without lifeboat's
+/// secrets: a server started this way would hand them to every process it runs, where a
+/// superuser reads them with `COPY ... FROM PROGRAM 'env'` (a drill hook, say).
 pub(crate) fn pg_ctl_cmd(program: &Path, user: Option<&str>) -> Command {
+    let mut c = pg_ctl_cmd_with_secrets(program, user);
+    crate::secret::remove_secret_env(&mut c);
+    c
+}
+
+/// As [`pg_ctl_cmd`], keeping lifeboat's secrets in the environment: only for a restored
+/// server whose `restore_command` (`lifeboat wal-fetch`) may have no other way to open the
+/// repository than the password in this process's environment.
+pub(crate) fn pg_ctl_cmd_with_secrets(program: &Path, user: Option<&str>) -> Command {
     match user {
         Some(u) => {
             let mut c = Command::new("runuser");

@@ -416,6 +416,31 @@ impl PgConn {
             .map_err(|_| Error::postgres(format!("unexpected server_version_num {v:?}")))
     }
 
+    /// This connection with the server's messages in English when the role may choose them
+    /// (`lc_messages` is a superuser setting). pg_dump prints the server's message without
+    /// its SQLSTATE, so a lock timeout or a refused privilege is recognised by its text:
+    /// on a server answering in German every such error was the generic exit 8. Without
+    /// the right, or when the check fails, the connection stays as it is.
+    #[must_use]
+    pub fn with_english_messages(&self, db: &str) -> Self {
+        let Ok(row) = self.query(
+            db,
+            "select current_setting('is_superuser'), current_setting('lc_messages')",
+        ) else {
+            return self.clone();
+        };
+        let (superuser, lc) = row.trim().split_once('|').unwrap_or(("", ""));
+        let lc = lc.to_ascii_lowercase();
+        let english = ["", "c", "posix"].contains(&lc.as_str())
+            || lc.starts_with("c.")
+            || lc.starts_with("en");
+        if superuser == "on" && !english {
+            self.with_options("-c lc_messages=C")
+        } else {
+            self.clone()
+        }
+    }
+
     /// Fails when pg_dump is older than the server (it would refuse to dump); returns
     /// pg_dump's major version.
     ///
@@ -564,6 +589,13 @@ pub fn classify_on(stderr: &str, what: &str, server: &Server) -> Error {
         (
             ErrorKind::Postgres,
             "the server's lock table is full: one transaction locks every table and sequence (pg_dump), and an overwrite restore (--clean --force) also every index and large object; raise max_locks_per_transaction in postgresql.conf (it needs a restart), or restore into a new database (--to-database), which is not one transaction; `lifeboat config check` estimates what a backup needs",
+        )
+    } else if lower.contains("default_tablespace")
+        || (lower.contains("tablespace") && lower.contains("does not exist"))
+    {
+        (
+            ErrorKind::Postgres,
+            "the target server lacks a tablespace the backup's tables use: restore with --no-tablespaces (everything goes to the default tablespace), or create the tablespace on the target first",
         )
     } else if let Some(hint) = privilege_hint(&lower) {
         (ErrorKind::Postgres, hint)

@@ -135,6 +135,11 @@ pub struct ClusterFacts {
     pub wal_segment_size: u64,
     /// Whether WAL archiving is on.
     pub archiving: bool,
+    /// `archive_mode` (`on`, `always` or `off`): a standby archives only with `always`.
+    pub archive_mode: String,
+    /// Whether the server is a standby (in recovery): its base backup does not wait for
+    /// the WAL it needs to be archived.
+    pub standby: bool,
     /// `config_file`, when the role may read it.
     pub config_file: Option<String>,
 }
@@ -152,10 +157,10 @@ pub fn cluster_facts(conn: &PgConn, db: &str) -> Result<ClusterFacts> {
          current_setting('wal_segment_size'), current_setting('archive_mode'), \
          (select count(*) from pg_tablespace where spcname not in ('pg_default', 'pg_global')), \
          (select rolreplication or rolsuper from pg_roles where rolname = current_user), \
-         (select setting from pg_settings where name = 'config_file')",
+         (select setting from pg_settings where name = 'config_file'), pg_is_in_recovery()",
     )?;
     let f: Vec<&str> = row.trim().split('|').collect();
-    if f.len() != 7 {
+    if f.len() != 8 {
         return Err(Error::postgres(format!(
             "unexpected answer {row:?} about the cluster"
         )));
@@ -180,7 +185,9 @@ pub fn cluster_facts(conn: &PgConn, db: &str) -> Result<ClusterFacts> {
         system_identifier: f[1].to_string(),
         wal_segment_size: parse_size(f[2]).unwrap_or(crate::wal::DEFAULT_SEGMENT_SIZE),
         archiving: f[3] != "off",
+        archive_mode: f[3].to_string(),
         config_file: Some(f[6].to_string()).filter(|f| !f.is_empty()),
+        standby: f[7] == "t",
     })
 }
 
@@ -211,6 +218,9 @@ pub struct BaseBackup {
 
 /// Watches a base backup that waits for WAL archiving: PostgreSQL waits for ever when the
 /// archive_command fails, so past the timeout the backup is stopped with the reason.
+/// What a backup stopped by the watchdog says: its WAL never reached the archive.
+pub(crate) const WAITED_FOR_ARCHIVING: &str = "for the WAL this backup needs to be archived";
+
 struct Watchdog {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     verdict: std::sync::Arc<std::sync::Mutex<Option<String>>>,
@@ -248,7 +258,7 @@ impl Watchdog {
                 if since.elapsed() >= timeout {
                     let why = if f.get(1).is_some_and(|w| !w.is_empty()) {
                         format!(
-                            "PostgreSQL waited {}s for the WAL this backup needs to be archived; archive_command keeps failing (last failed: {} at {}, {} failures)",
+                            "PostgreSQL waited {}s {WAITED_FOR_ARCHIVING}; archive_command keeps failing (last failed: {} at {}, {} failures)",
                             timeout.as_secs(),
                             f[1],
                             f.get(2).unwrap_or(&"?"),
@@ -256,7 +266,7 @@ impl Watchdog {
                         )
                     } else {
                         format!(
-                            "PostgreSQL waited {}s for the WAL this backup needs to be archived, and archiving did not catch up",
+                            "PostgreSQL waited {}s {WAITED_FOR_ARCHIVING}, and archiving did not catch up",
                             timeout.as_secs()
                         )
                     };

@@ -1,0 +1,288 @@
+//! Reading a WAL segment's records as far as a restore needs: finding the ones that create
+//! a tablespace. Replaying `CREATE TABLESPACE ... LOCATION '/dir'` makes the restored server
+//! use `/dir` itself; on the production host that is the live server's tablespace, which a
+//! drill or a copy beside production then writes into (a walkthrough saw a drill corrupt a
+//! production table this way). lifeboat backs up no tablespaces, so such WAL is refused.
+//!
+//! Only the framing is read (page headers, record lengths, resource manager and info
+//! bytes), as PostgreSQL lays it out since 9.5: 8 KiB pages, a long page header on a
+//! segment's first page, records 8-byte aligned and free to cross pages.
+
+use super::name::Lsn;
+
+const PAGE: usize = 8192;
+const SHORT_HEADER: usize = 24;
+const LONG_HEADER: usize = 40;
+const XLP_FIRST_IS_CONTRECORD: u16 = 0x0001;
+const XLP_LONG_HEADER: u16 = 0x0002;
+const RECORD_HEADER: usize = 24;
+const RM_XLOG_ID: u8 = 0;
+const XLOG_SWITCH: u8 = 0x40;
+const RM_TBLSPC_ID: u8 = 5;
+const XLOG_TBLSPC_CREATE: u8 = 0x00;
+const RMGR_INFO_MASK: u8 = 0xF0;
+
+/// A `CREATE TABLESPACE` found in WAL: where its record starts, and the directory it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TablespaceCreation {
+    /// The record's position.
+    pub lsn: Lsn,
+    /// The tablespace's directory (`LOCATION`).
+    pub location: String,
+}
+
+/// A segment's record bytes without page headers, addressed from 0 (the first byte after
+/// the segment's long header).
+struct Payload<'a> {
+    seg: &'a [u8],
+    /// Pages whose header says they belong to this segment at their place.
+    pages: usize,
+}
+
+impl Payload<'_> {
+    const FIRST: usize = PAGE - LONG_HEADER;
+    const OTHER: usize = PAGE - SHORT_HEADER;
+
+    fn len(&self) -> usize {
+        match self.pages {
+            0 => 0,
+            n => Self::FIRST + (n - 1) * Self::OTHER,
+        }
+    }
+
+    /// The segment offset of payload byte `at`.
+    fn physical(at: usize) -> usize {
+        if at < Self::FIRST {
+            LONG_HEADER + at
+        } else {
+            let rest = at - Self::FIRST;
+            (1 + rest / Self::OTHER) * PAGE + SHORT_HEADER + rest % Self::OTHER
+        }
+    }
+
+    fn bytes(&self, at: usize, n: usize) -> Option<Vec<u8>> {
+        if at.checked_add(n)? > self.len() {
+            return None;
+        }
+        Some((at..at + n).map(|i| self.seg[Self::physical(i)]).collect())
+    }
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(v)
+}
+
+const fn align(n: usize) -> usize {
+    (n + 7) & !7
+}
+
+/// The tablespaces the records of `segment` (one whole WAL segment, as archived) create
+/// with a directory of their own; in-place ones (an empty `LOCATION`) stay inside the data
+/// directory and are left out. A segment this cannot read gives none.
+#[must_use]
+pub fn tablespace_creations(segment: &[u8]) -> Vec<TablespaceCreation> {
+    let mut found = Vec::new();
+    if segment.len() < PAGE || !segment.len().is_multiple_of(PAGE) {
+        return found;
+    }
+    let info = u16_at(segment, 2);
+    if info & XLP_LONG_HEADER == 0 {
+        return found;
+    }
+    let start = u64_at(segment, 8);
+    // a page written for another place (a recycled file's old contents) ends the records
+    let pages = (0..segment.len() / PAGE)
+        .take_while(|&p| u64_at(segment, p * PAGE + 8) == start + (p * PAGE) as u64)
+        .count();
+    let payload = Payload {
+        seg: segment,
+        pages,
+    };
+    let mut at = 0;
+    if info & XLP_FIRST_IS_CONTRECORD != 0 {
+        at = align(u32_at(segment, 16) as usize);
+    }
+    while let Some(header) = payload.bytes(at, RECORD_HEADER) {
+        let total = u32_at(&header, 0) as usize;
+        if total < RECORD_HEADER {
+            break; // zeros: the end of the WAL written so far
+        }
+        let (info, rmid) = (header[16], header[17]);
+        if rmid == RM_XLOG_ID && info & RMGR_INFO_MASK == XLOG_SWITCH {
+            break; // the rest of the segment is unused
+        }
+        if rmid == RM_TBLSPC_ID && info & RMGR_INFO_MASK == XLOG_TBLSPC_CREATE {
+            if let Some(location) = payload
+                .bytes(at, total)
+                .and_then(|r| create_location(&r[RECORD_HEADER..]))
+            {
+                if !location.is_empty() {
+                    found.push(TablespaceCreation {
+                        lsn: Lsn(start + Payload::physical(at) as u64),
+                        location,
+                    });
+                }
+            }
+        }
+        at += align(total);
+    }
+    found
+}
+
+/// The directory in a tablespace creation's main data (`Oid ts_id; char ts_path[]`),
+/// after the block headers that may precede it.
+fn create_location(mut r: &[u8]) -> Option<String> {
+    let data = loop {
+        let (&id, rest) = r.split_first()?;
+        r = match id {
+            // XLR_BLOCK_ID_DATA_SHORT: a one-byte length, then the data
+            255 => {
+                let (&n, rest) = rest.split_first()?;
+                break rest.get(..usize::from(n))?;
+            }
+            // XLR_BLOCK_ID_DATA_LONG: a four-byte length
+            254 => {
+                let n = u32_at(rest.get(..4)?, 0) as usize;
+                break rest.get(4..4 + n)?;
+            }
+            // the replication origin, the top-level transaction
+            253 => rest.get(2..)?,
+            252 => rest.get(4..)?,
+            _ => return None, // block references: not a tablespace creation
+        };
+    };
+    let path = data.get(4..)?;
+    let end = path.iter().position(|&b| b == 0)?;
+    Some(String::from_utf8_lossy(&path[..end]).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A segment of `pages` pages starting at `start`, its payload `records` laid out as
+    /// PostgreSQL does (page headers interleaved).
+    fn segment(start: u64, pages: usize, records: &[u8]) -> Vec<u8> {
+        let mut seg = vec![0u8; pages * PAGE];
+        for p in 0..pages {
+            let h = p * PAGE;
+            seg[h..h + 2].copy_from_slice(&0xD110u16.to_le_bytes());
+            let info: u16 = if p == 0 { XLP_LONG_HEADER } else { 0 };
+            seg[h + 2..h + 4].copy_from_slice(&info.to_le_bytes());
+            seg[h + 8..h + 16].copy_from_slice(&(start + (p * PAGE) as u64).to_le_bytes());
+        }
+        for (i, b) in records.iter().enumerate() {
+            seg[Payload::physical(i)] = *b;
+        }
+        seg
+    }
+
+    fn record(rmid: u8, info: u8, data: &[u8]) -> Vec<u8> {
+        let mut main = vec![];
+        if data.len() < 256 {
+            main.push(255);
+            main.push(data.len() as u8);
+        } else {
+            main.push(254);
+            main.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        }
+        main.extend_from_slice(data);
+        let total = RECORD_HEADER + main.len();
+        let mut r = vec![0u8; RECORD_HEADER];
+        r[0..4].copy_from_slice(&(total as u32).to_le_bytes());
+        r[16] = info;
+        r[17] = rmid;
+        r.extend_from_slice(&main);
+        r.resize(align(total), 0);
+        r
+    }
+
+    fn create(path: &str) -> Vec<u8> {
+        let mut d = 16_385u32.to_le_bytes().to_vec();
+        d.extend_from_slice(path.as_bytes());
+        d.push(0);
+        record(RM_TBLSPC_ID, XLOG_TBLSPC_CREATE, &d)
+    }
+
+    #[test]
+    fn finds_a_creation_across_a_page_boundary_and_not_other_records() {
+        let start = 0x0300_0000u64;
+        let mut payload = Vec::new();
+        // a drop (info 0x10) is not a creation
+        payload.extend(record(RM_TBLSPC_ID, 0x10, &16_385u32.to_le_bytes()));
+        // other records fill the first page up to 16 bytes before its end, so that the
+        // creation's header is split by the second page's header
+        for _ in 0..112 {
+            payload.extend(record(10, 0x00, &[7u8; 40]));
+        }
+        payload.extend(record(10, 0x00, &[7u8; 14]));
+        assert_eq!(payload.len(), Payload::FIRST - 16);
+        let at = payload.len();
+        payload.extend(create("/srv/pg/ts1"));
+        // an in-place tablespace stays in the data directory
+        payload.extend(create(""));
+        let seg = segment(start, 4, &payload);
+        let found = tablespace_creations(&seg);
+        assert_eq!(
+            found,
+            vec![TablespaceCreation {
+                lsn: Lsn(start + Payload::physical(at) as u64),
+                location: "/srv/pg/ts1".into()
+            }]
+        );
+        assert!(Payload::physical(at) < PAGE && Payload::physical(at + 40) > PAGE);
+    }
+
+    #[test]
+    fn stops_at_a_switch_a_stale_page_and_zeros() {
+        let start = 0x0500_0000u64;
+        let mut payload = record(RM_XLOG_ID, XLOG_SWITCH, &[]);
+        payload.extend(create("/after/switch"));
+        assert!(tablespace_creations(&segment(start, 2, &payload)).is_empty());
+
+        // a creation on a page left from the file's earlier use is not this segment's
+        let mut payload = Vec::new();
+        while payload.len() + 48 <= Payload::FIRST - 40 {
+            payload.extend(record(10, 0, &[1u8; 16]));
+        }
+        payload.extend(record(10, 0, &[1u8; 14]));
+        assert_eq!(payload.len(), Payload::FIRST);
+        payload.extend(create("/stale"));
+        let mut seg = segment(start, 2, &payload);
+        assert_eq!(
+            tablespace_creations(&seg).len(),
+            1,
+            "the second page is read"
+        );
+        seg[PAGE + 8..PAGE + 16].copy_from_slice(&(start - 0x100_0000).to_le_bytes());
+        assert!(tablespace_creations(&seg).is_empty());
+
+        assert!(tablespace_creations(&[0u8; PAGE]).is_empty());
+        assert!(tablespace_creations(&[1u8; 100]).is_empty());
+    }
+
+    #[test]
+    fn a_segment_starting_inside_a_record_skips_its_rest() {
+        let start = 0x0700_0000u64;
+        // 100 bytes of the previous segment's last record, then a creation
+        let mut payload = vec![9u8; 104];
+        payload.extend(create("/srv/ts2"));
+        let mut seg = segment(start, 2, &payload);
+        seg[2..4].copy_from_slice(&(XLP_LONG_HEADER | XLP_FIRST_IS_CONTRECORD).to_le_bytes());
+        seg[16..20].copy_from_slice(&100u32.to_le_bytes());
+        let found = tablespace_creations(&seg);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].location, "/srv/ts2");
+        assert_eq!(found[0].lsn, Lsn(start + (LONG_HEADER + 104) as u64));
+    }
+}
