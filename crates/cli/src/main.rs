@@ -313,7 +313,20 @@ fn park_interrupted() {
     let Some((location, action, what)) = UNDER_WAY.lock().ok().and_then(|mut u| u.take()) else {
         return;
     };
-    let details = format!("{what}: interrupted (Ctrl-C or SIGTERM) before it finished");
+    let stored = lifeboat_core::repository::confirmed_in_this_process();
+    let details = if stored.is_empty() {
+        format!("{what}: interrupted (Ctrl-C or SIGTERM) before it finished")
+    } else {
+        // what is listed as a backup must be in the log, or the log hides a backup
+        format!(
+            "{what}: interrupted (Ctrl-C or SIGTERM) before it finished; stored before the interruption: {}",
+            stored
+                .iter()
+                .map(|id| &id[..8.min(id.len())])
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
     match lifeboat_core::repository::parked::park(&location, &action, false, &details) {
         Ok(_) => eprintln!("lifeboat: the interruption is recorded for the audit log"),
         Err(e) => eprintln!("lifeboat: warning: the interruption could not be recorded: {e}"),

@@ -662,3 +662,80 @@ fn a_configured_head_file_not_there_yet_is_named_the_same_way_and_says_when_it_c
         writable
     );
 }
+
+/// A backup run interrupted after it stored one database's backup: that backup is listed
+/// and restores, so the log must name it (the entry said only "interrupted before it
+/// finished", and the stored backup was in no entry).
+#[test]
+fn an_interrupted_backup_names_what_it_had_stored() {
+    let c = lifeboat_testing::cluster();
+    lifeboat_testing::sample_db(&c, "a", 10);
+    lifeboat_testing::sample_db(&c, "b", 10);
+    let ws = lifeboat_testing::Workspace::new();
+    let cfg = ws.local_config(&[("multi", &c.dsn("postgres"))]);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("databases = [\"a\", \"b\"]\n");
+    std::fs::write(&cfg, text).unwrap();
+    ok(lb(&cfg).arg("init"));
+    // a migration holds one of b's tables: the run stores a, then waits for b
+    let mut holder = std::process::Command::new(
+        lifeboat_core::sources::postgres::conn::PgBin::new(None).program("psql"),
+    )
+    .args(["-X", "-q", "-d", &c.dsn("b"), "-c"])
+    .arg("BEGIN; LOCK TABLE shop.users IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120)")
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let waits = |q: &str| {
+        (0..600).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            c.sql("postgres", q).is_ok_and(|n| n.trim() == "1")
+        })
+    };
+    assert!(waits(
+        "select count(*) from pg_locks l join pg_database d on d.oid = l.database \
+         where d.datname = 'b' and l.mode = 'AccessExclusiveLock' and l.granted"
+    ));
+    let log = ws.path().join("backup.err");
+    let mut run_ = common::lb_std(&cfg)
+        .args(["backup", "--kind", "logical"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let waiting = waits(
+        "select count(*) from pg_stat_activity where datname = 'b' and wait_event_type = 'Lock'",
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(run_.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = run_.wait().unwrap();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(
+        waiting,
+        "the backup of b never waited for the lock: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_eq!(status.code(), Some(130));
+    let stored = common::list_json(&cfg);
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0]["database"], "a");
+    let id = stored[0]["id"].as_str().unwrap()[..8].to_string();
+    // the next operation adds the parked entry
+    ok(lb(&cfg).args(["verify", "--all"]));
+    let entries: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "audit", "list"]))).unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["details"].as_str().is_some_and(|d| {
+                d.contains("interrupted")
+                    && d.contains(&format!("stored before the interruption: {id}"))
+            })),
+        "{entries:?}"
+    );
+}

@@ -23,6 +23,15 @@ fn settings_nothing_acts_on_are_noted_not_passed_as_working() {
     ));
     std::fs::write(&cfg, text).unwrap();
     ok(lb(&cfg).arg("init"));
+    let password_file = ws.path().join("repo.pass");
+    let mode = |m: u32| {
+        std::fs::set_permissions(
+            &password_file,
+            std::os::unix::fs::PermissionsExt::from_mode(m),
+        )
+        .unwrap();
+    };
+    mode(0o640);
 
     let out = ok(lb(&cfg).args(["config", "check"]));
     for (key, says) in [
@@ -55,6 +64,15 @@ fn settings_nothing_acts_on_are_noted_not_passed_as_working() {
             "source.app-db.retention",
             "copies.url"
         ]
+    );
+    // a password file every user of the host may read is named
+    mode(0o644);
+    let out = ok(lb(&cfg).args(["config", "check"]));
+    assert!(
+        out.lines().any(|l| l.starts_with("note")
+            && l.contains("repository.password_file")
+            && l.contains("open to every user")),
+        "{out}"
     );
 }
 

@@ -64,12 +64,21 @@ impl Archiving {
     /// `repository` is the TOML body of `[repository]`, or `None` for a local one; with
     /// `serve`, pushes and fetches go through `lifeboat wal serve`.
     fn start(repository: Option<&dyn Fn(&Workspace) -> String>, serve: bool) -> Self {
+        Self::start_with(repository, serve, "")
+    }
+
+    /// As [`Archiving::start`], with `extra` lines in the server's configuration.
+    fn start_with(
+        repository: Option<&dyn Fn(&Workspace) -> String>,
+        serve: bool,
+        extra: &str,
+    ) -> Self {
         let ws = Workspace::new();
         let cfg = ws.config_path();
         let socket = ws.path().join("wal.sock");
         let exe = common::shared_binary(ws.path());
         let conf = format!(
-            "archive_mode = on\narchive_command = '{} --config {} wal-push --socket {} %p'\nwal_level = replica\n",
+            "archive_mode = on\narchive_command = '{} --config {} wal-push --socket {} %p'\nwal_level = replica\n{extra}",
             exe.display(),
             cfg.display(),
             socket.display()
@@ -512,6 +521,112 @@ fn archived_segments(a: &Archiving) -> Vec<PathBuf> {
     v
 }
 
+/// `program` from PostgreSQL's bin directory, as the user the servers run as.
+fn as_pg_user(program: &str) -> std::process::Command {
+    let path = PgBin::new(None).program(program);
+    match pg_user() {
+        Some(_) => {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        }
+        None => std::process::Command::new(path),
+    }
+}
+
+/// A base backup taken from a hot standby with `archive_mode = on`: the standby archives
+/// nothing and its pg_basebackup does not wait for archiving, so the segment the backup
+/// needs reaches the archive only when the primary closes it. The backup used to look once,
+/// at once, and say the cluster archived elsewhere; it now waits up to archive_timeout.
+#[test]
+fn a_base_backup_from_a_standby_waits_for_the_primary_to_archive_its_wal() {
+    // a standby takes base backups only of WAL written with full-page images
+    let a = Archiving::start_with(None, false, "full_page_writes = on\n");
+    a.load(1..=3);
+    a.archive_now();
+    let base = a.scratch("standby");
+    let data = base.join("data");
+    let port = free_port();
+    let st = as_pg_user("pg_basebackup")
+        .arg("-D")
+        .arg(&data)
+        .args(["-R", "-X", "stream", "-h"])
+        .arg(a.cluster.socket_dir())
+        .args(["-p", &a.cluster.port().to_string(), "-U", "postgres"])
+        .status()
+        .expect("pg_basebackup");
+    assert!(st.success());
+    std::fs::write(
+        data.join("postgresql.auto.conf"),
+        format!(
+            "{}\nport = {port}\nunix_socket_directories = '{}'\nlisten_addresses = ''\narchive_mode = on\n",
+            std::fs::read_to_string(data.join("postgresql.auto.conf")).expect("auto.conf"),
+            base.display()
+        ),
+    )
+    .expect("auto.conf");
+    share(&a.ws);
+    let st = as_pg_user("pg_ctl")
+        .args(["start", "-w", "-D"])
+        .arg(&data)
+        .arg("-l")
+        .arg(base.join("standby.log"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("pg_ctl");
+    assert!(st.success());
+    let standby = Restored {
+        data,
+        sock: base.clone(),
+        port,
+    };
+    assert_eq!(standby.sql("select pg_is_in_recovery()"), "t");
+    let cfg2 = a.ws.path().join("standby.toml");
+    let text = std::fs::read_to_string(&a.cfg).expect("config").replace(
+        &a.cluster.dsn("postgres"),
+        &format!(
+            "host={} port={port} user=postgres dbname=postgres",
+            base.display()
+        ),
+    );
+    std::fs::write(&cfg2, format!("{text}archive_timeout = \"3s\"\n")).expect("config");
+
+    // written after the last switch: the backup ends in a segment not yet archived, and
+    // nothing closes it within 3 s: the wait ends, naming why
+    a.marker(4);
+    let replayed = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        standby.sql("select count(*) from markers") == "4"
+    });
+    assert!(replayed, "the standby did not replay the new row");
+    let (code, _, err) = run(lb(&cfg2).args(["backup", "--kind", "physical"]));
+    assert_eq!(code, 7, "{err}");
+    assert!(
+        err.contains("taken from a standby") && err.contains("archive_mode = always"),
+        "{err}"
+    );
+    // the primary closes it while the backup waits: the backup is kept
+    std::fs::write(
+        &cfg2,
+        std::fs::read_to_string(&cfg2)
+            .expect("config")
+            .replace("archive_timeout = \"3s\"", "archive_timeout = \"120s\""),
+    )
+    .expect("config");
+    let before = common::list_json(&a.cfg).len();
+    a.marker(5);
+    let backup = std::thread::spawn({
+        let cfg2 = cfg2.clone();
+        move || run(lb(&cfg2).args(["backup", "--kind", "physical"]))
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    a.archive_now();
+    let (code, _, err) = backup.join().expect("backup thread");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(common::list_json(&a.cfg).len(), before + 1);
+    drop(standby);
+}
+
 /// A second host's configuration names the same source but points at another cluster: its
 /// base backup would become the source's newest, `wal status` would call it recoverable,
 /// and every restore of it would replay the first cluster's WAL and fail.
@@ -854,6 +969,8 @@ fn backup_then_marker_11(a: &Archiving) -> (String, String) {
 fn a_second_timeline_is_archived_and_restored() {
     let a = Archiving::start(None, false);
     let (first, target) = backup_then_marker_11(&a);
+    // a base backup on timeline 1 after the point timeline 2 will branch at
+    let late = a.backup();
     // PITR to marker 11 with archiving kept: the promoted copy writes timeline 2
     let (r, out) = restore(&a, "tl2", &["--target-time", &target, "--archive"]);
     assert!(out.contains("timeline 2"), "{out}");
@@ -868,6 +985,24 @@ fn a_second_timeline_is_archived_and_restored() {
         .repo_path()
         .join("lifeboat-wal/main/00000002/00000002.history")
         .exists());
+    // the later timeline-1 backup is not on timeline 2's history (as an old primary's after
+    // a failover): status warns, and a restore to the latest timeline starts from the one
+    // before the branch
+    let (_, _, err) = run(a.lb().args(["wal", "status"]));
+    assert!(
+        err.contains(&format!("physical backup {} is on a timeline", &late[..8])),
+        "{err}"
+    );
+    let dry = a.ws.path().join("dry-latest");
+    let out = ok(a
+        .lb()
+        .args(["restore", "--kind", "physical", "--latest", "--dry-run"])
+        .arg("--to-dir")
+        .arg(&dry));
+    assert!(
+        out.contains(&format!("would restore physical backup {}", &first[..8])),
+        "{out}"
+    );
     // the old base backup, replayed along the history file onto timeline 2
     let (r2, _) = restore(&a, "tl2-again", &[&first]);
     assert_eq!(

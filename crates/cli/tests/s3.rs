@@ -269,7 +269,10 @@ fn init_twice_on_s3_refuses() {
     let missing = format!("s3://no-such-bucket-{}/x", std::process::id());
     let (code, _, err) = fails(lifeboat(&ws).args(["--repo", &missing, "list"]));
     assert_eq!(code, 4, "{err}");
-    assert!(!err.contains("create it with `lifeboat init`"), "{err}");
+    assert!(
+        err.contains("the bucket may not exist (create it in the store)"),
+        "{err}"
+    );
     let (code, _, err) = fails(lifeboat(&ws).args(["--repo", &missing, "init"]));
     assert_eq!(code, 4, "{err}");
     assert!(

@@ -124,6 +124,32 @@ fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
     Ok(Secret::new(value))
 }
 
+/// The configured secret files every user of the host may read or change (a permission
+/// bit for others), as `(key, path)`: `config check` names them. A group bit is how the
+/// PostgreSQL user's archive_command is commonly let read them, and stays.
+#[must_use]
+pub fn readable_by_others(config: &crate::config::Config) -> Vec<(String, std::path::PathBuf)> {
+    use std::os::unix::fs::PermissionsExt;
+    let r = &config.repository;
+    let mut files: Vec<(String, &std::path::PathBuf)> = Vec::new();
+    if let Some(f) = &r.password_file {
+        files.push(("repository.password_file".into(), f));
+    }
+    if let Some(f) = &r.secret_access_key_file {
+        files.push(("repository.secret_access_key_file".into(), f));
+    }
+    for src in &config.sources {
+        if let Some(f) = &src.password_file {
+            files.push((format!("source {}: password_file", src.name), f));
+        }
+    }
+    files
+        .into_iter()
+        .filter(|(_, f)| std::fs::metadata(f).is_ok_and(|m| m.permissions().mode() & 0o007 != 0))
+        .map(|(k, f)| (k, f.clone()))
+        .collect()
+}
+
 /// How long a `password_command` (or a secret key's command) may take.
 const SECRET_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 

@@ -139,6 +139,18 @@ impl ConfigCmd {
             record(what, r);
         }
         lines.extend(privilege_notes);
+        for (key, file) in lifeboat_core::secret::readable_by_others(&ctx.config) {
+            lines.push(CheckLine {
+                what: key,
+                ok: true,
+                detail: format!("{} is open to every user of this host", file.display()),
+                note: true,
+                hint: Some(format!(
+                    "chmod o-rwx {} (600, or 640 with a group only lifeboat's users are in)",
+                    file.display()
+                )),
+            });
+        }
         // valid, and printed as such, but nothing acts on them yet: say so
         for d in ctx.config.dormant_settings() {
             lines.push(CheckLine {

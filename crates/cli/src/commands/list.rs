@@ -136,7 +136,10 @@ pub fn stats(ctx: &Ctx) -> anyhow::Result<()> {
             String::new()
         },
         if s.pending > 0 {
-            format!(", {} interrupted backup(s) to clean up", s.pending)
+            format!(
+                ", {} pending snapshot(s) of interrupted backups (ignored; `lifeboat repair index` removes those over a day old)",
+                s.pending
+            )
         } else {
             String::new()
         }

@@ -9,7 +9,8 @@ use crate::{output, Ctx};
 #[derive(Debug, Subcommand)]
 pub enum RepairCmd {
     /// Rebuild the index from the pack files there are: lost packs leave it (the next backup
-    /// stores their data again), packs no index names are read into it.
+    /// stores their data again), packs no index names are read into it; pending snapshots
+    /// of backups interrupted over a day ago are removed.
     Index,
 }
 
@@ -26,15 +27,11 @@ impl RepairCmd {
         output::warn_repository(&repo);
         if ctx.json {
             output::json(&report)?;
-        } else if report.lost_packs.is_empty() {
-            println!("index rebuilt from the pack files; no pack was lost");
         } else {
-            println!(
-                "index rebuilt from the pack files; {} lost pack(s) dropped from it: {}",
-                report.lost_packs.len(),
-                report.lost_packs.join(", ")
-            );
-            println!("the next backup stores their data again; the backups that held data in them stay damaged: `lifeboat verify --all` names them");
+            println!("{}{}", report.summary(), report.pending_note());
+            if !report.lost_packs.is_empty() {
+                println!("the next backup stores their data again; the backups that held data in them stay damaged: `lifeboat verify --all` names them");
+            }
         }
         if !report.still_lost.is_empty() {
             return Err(lifeboat_core::Error::integrity(format!(

@@ -308,7 +308,18 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
     // --json asks the server first, so that what it says was archived is in the listing
     // read after it; text prints the repository's part first (see below)
     let early_server = ctx.json.then(|| archiver(ctx, &name));
-    let mut backups = physical_backups(&repo, &name)?;
+    // a backup the newest timeline's history does not contain (an old primary's, taken
+    // after a failover) is no start for a restore to the latest timeline
+    let (mut backups, off) =
+        wal::status::LatestTimeline::new(&store)?.split(physical_backups(&repo, &name)?)?;
+    if !ctx.json {
+        for b in &off {
+            eprintln!(
+                "warning: physical backup {} is on a timeline the latest timeline left before the backup ended (a backup of an old primary after a failover): no restore to the latest timeline starts from it",
+                b.short_id()
+            );
+        }
+    }
     let latest = backups.pop();
     let phys = latest.as_ref().and_then(|b| b.meta.physical.clone());
     let start = latest

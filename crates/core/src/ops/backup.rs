@@ -728,12 +728,9 @@ fn on_newest_timeline(
     stop_lsn: crate::wal::Lsn,
 ) -> Result<()> {
     let store = crate::wal::WalStore::new(repo, &src.name)?;
-    let Some((newest, history)) = crate::wal::status::newest_history(&store)? else {
-        return Ok(());
-    };
-    match crate::wal::status::left_before(newest, &history, timeline, stop_lsn) {
+    match crate::wal::status::LatestTimeline::new(&store)?.left(timeline, stop_lsn)? {
         None => Ok(()),
-        Some(switch) => Err(Error::config(format!(
+        Some((newest, switch)) => Err(Error::config(format!(
             "this server is on timeline {timeline}, which the archive's newest timeline {newest} left at LSN {switch} (its history file {newest:08X}.history), before this backup ended at {stop_lsn}: a standby was promoted and this server kept writing after it; the backup could not be restored along timeline {newest}, no snapshot was kept"
         ))
         .hint(format!(

@@ -615,8 +615,11 @@ pub(crate) fn of_source(b: SnapshotInfo, src: &SourceConfig) -> Result<SnapshotI
 /// When no backup exists, the throw-away cluster cannot start, or the backup cannot be
 /// fetched (a damaged backup is a failed *check*, reported in the report).
 pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<DrillReport> {
+    if let Some(e) = usage_mistake(repo, src, opts) {
+        return Err(e);
+    }
     let result = carry_out(repo, src, opts);
-    if let Some(e) = result.as_ref().err().filter(|e| !is_usage_mistake(e, opts)) {
+    if let Err(e) = &result {
         // a drill that could not even be carried out is evidence too (a finished one has
         // logged itself when it was sealed)
         let _ = crate::repository::audit::append(
@@ -632,15 +635,52 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
     result
 }
 
-/// A mistake on the command line (a wrong kind, another source's backup, an id that names
-/// no backup): no drill was attempted, so the audit log gets no failed one. A source with
-/// no backup at all is different: the drill was due and could not run.
-fn is_usage_mistake(e: &Error, opts: &DrillOptions) -> bool {
-    match e.kind() {
-        ErrorKind::Config => true,
-        ErrorKind::NotFound => matches!(opts.pick, Pick::Id(_)),
-        _ => false,
+/// A mistake on the command line, found before anything is attempted: a kind no drill
+/// restores, `--pick` with an id that names no backup, or another source's, another
+/// kind's or another database's backup. Such a refusal is no failed drill, and the audit
+/// log gets none; a drill that was due and could not run (no backup at all, a scratch
+/// server that refuses) is logged by [`drill`].
+fn usage_mistake(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Option<Error> {
+    if !matches!(opts.kind, BackupKind::Logical | BackupKind::Physical) {
+        return Some(
+            Error::config(format!(
+                "a drill restores a logical or a physical backup, not a {} one",
+                opts.kind
+            ))
+            .hint("--kind logical (the default) or --kind physical"),
+        );
     }
+    let Pick::Id(id) = &opts.pick else {
+        return None;
+    };
+    let b = match repo.backup(id) {
+        Ok(b) => b,
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Config) => return Some(e),
+        // the repository failed: the drill itself says so, and is logged
+        Err(_) => return None,
+    };
+    let b = match of_source(b, src) {
+        Ok(b) => b,
+        Err(e) => return Some(e),
+    };
+    let fits = match opts.kind {
+        BackupKind::Physical => b.meta.physical.is_some(),
+        _ => b.meta.kind == BackupKind::Logical,
+    };
+    if !fits {
+        return Some(wrong_kind(b.short_id(), b.meta.kind, opts.kind));
+    }
+    let db = opts.database.as_deref();
+    if let Some(db) =
+        db.filter(|db| opts.kind == BackupKind::Logical && b.meta.database.as_deref() != Some(*db))
+    {
+        return Some(Error::config(format!(
+            "backup {} is of database {:?}, not {db:?}",
+            b.short_id(),
+            b.meta.database.as_deref().unwrap_or("-")
+        )));
+    }
+    None
 }
 
 fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<DrillReport> {

@@ -48,6 +48,9 @@ fn pick(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Snapshot
     .into_iter()
     .filter(|b| opts.target_time.is_none_or(|t| b.meta.finished_at <= t))
     .collect();
+    // as a restore: a backup the latest timeline's history does not contain cannot recover
+    let store = crate::wal::WalStore::new(repo, &src.name)?;
+    let (all, _) = crate::wal::status::LatestTimeline::new(&store)?.split(all)?;
     let chosen = match opts.pick {
         Pick::Random => {
             use rand::seq::IndexedRandom;

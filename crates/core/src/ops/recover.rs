@@ -204,28 +204,31 @@ fn select(repo: &Repo, opts: &RecoverOptions) -> Result<SnapshotInfo> {
     // recovery to the latest timeline follows the newest one; a backup its history does
     // not contain (taken on an old primary after a failover) would fail to recover, so the
     // newest backup that it does contain is taken
-    let newest = match opts.timeline.as_deref() {
-        None | Some("latest") => {
-            crate::wal::status::newest_history(&WalStore::new(repo, &opts.source)?)?
-        }
+    let store = WalStore::new(repo, &opts.source)?;
+    let latest = match opts.timeline.as_deref() {
+        None | Some("latest") => Some(crate::wal::status::LatestTimeline::new(&store)?),
         Some(_) => None,
     };
-    let on_newest = |b: &SnapshotInfo| match (&newest, &b.meta.physical) {
-        (Some((t, h)), Some(p)) => {
-            crate::wal::status::left_before(*t, h, p.timeline, p.stop_lsn).is_none()
-        }
-        _ => true,
+    let on_newest = |b: &SnapshotInfo| match (&latest, &b.meta.physical) {
+        (Some(l), Some(p)) => l.left(p.timeline, p.stop_lsn).map(|left| left.is_none()),
+        _ => Ok(true),
     };
     let fits = |b: &SnapshotInfo| {
-        on_newest(b)
-            && opts.before.is_none_or(|t| b.meta.finished_at <= t)
+        opts.before.is_none_or(|t| b.meta.finished_at <= t)
             && match (&opts.target, &b.meta.physical) {
                 (RecoveryTarget::Time(t), _) => b.meta.finished_at <= *t,
                 (RecoveryTarget::Lsn(l), Some(p)) => p.stop_lsn <= *l,
                 _ => true,
             }
     };
-    all.into_iter().rev().find(fits).ok_or_else(|| {
+    let mut chosen = None;
+    for b in all.into_iter().rev().filter(fits) {
+        if on_newest(&b)? {
+            chosen = Some(b);
+            break;
+        }
+    }
+    chosen.ok_or_else(|| {
         Error::not_found(format!(
             "no physical backup of source {:?} can reach {}",
             opts.source,
@@ -377,13 +380,20 @@ fn without_recovery_settings(text: &str) -> String {
     out
 }
 
-/// The settings appended to `postgresql.auto.conf`.
-fn recovery_settings(opts: &RecoverOptions) -> String {
+/// The settings appended to `postgresql.auto.conf`, for a recovery of a base backup that
+/// started at `start` and ended at `stop`.
+fn recovery_settings(opts: &RecoverOptions, start: Lsn, stop: Lsn) -> String {
     let mut s = format!(
         "{BLOCK_BEGIN} at {}\nrestore_command = {}\n",
         Timestamp::now(),
         quote(&opts.restore_command)
     );
+    // for `wal-fetch`, which refuses WAL that would create a tablespace only where this
+    // recovery replays it (see wal::replay_window)
+    s.push_str(&format!("{} {start}\n", wal::REPLAY_FROM));
+    if opts.target == RecoveryTarget::Immediate {
+        s.push_str(&format!("{} {stop}\n", wal::REPLAY_BEFORE));
+    }
     match &opts.target {
         RecoveryTarget::Latest => {}
         RecoveryTarget::Immediate => s.push_str("recovery_target = 'immediate'\n"),
@@ -746,7 +756,8 @@ pub(crate) fn recover_inner(
         .map_err(|e| Error::io(opts.to_dir.display(), e))?;
         let auto = opts.to_dir.join("postgresql.auto.conf");
         let old = std::fs::read_to_string(&auto).unwrap_or_default();
-        let text = without_recovery_settings(&old) + &recovery_settings(opts);
+        let text = without_recovery_settings(&old)
+            + &recovery_settings(opts, phys.start_lsn, phys.stop_lsn);
         std::fs::write(&auto, text).map_err(|e| Error::io(auto.display(), e))?;
         std::fs::write(opts.to_dir.join("recovery.signal"), b"")
             .map_err(|e| Error::io(opts.to_dir.display(), e))?;
@@ -1180,7 +1191,11 @@ mod tests {
             isolate: false,
             hooks: crate::config::Hooks::default(),
         };
-        let s = recovery_settings(&opts);
+        let s = recovery_settings(&opts, Lsn(0x300_0028), Lsn(0x300_0100));
+        assert!(
+            s.contains("# lifeboat: replay starts at LSN 0/3000028\n"),
+            "{s}"
+        );
         assert!(
             s.contains("recovery_target_time = '2026-11-23 14:31:59.000000+00'"),
             "{s}"

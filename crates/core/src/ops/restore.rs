@@ -354,7 +354,12 @@ fn plan_inner(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<
             ErrorKind::TargetNotEmpty,
             format!("database {target:?} exists and is not empty"),
         )
-        .hint("restore into a new database with --to-database NAME, or overwrite it with --clean --force"));
+        .hint(if backup.meta.database.as_deref() == Some(target.as_str()) {
+            "restore into a new database with --to-database NAME, or overwrite it with --clean --force".to_string()
+        } else {
+            // a copy under another name: most often what a killed restore left half-done
+            format!("restore into a new database with --to-database NAME, or overwrite it with --clean --force; if it is what a restore that was killed left (kill -9, a lost session), drop it first: dropdb {}", crate::ops::runbook::sh(&target))
+        }));
     }
     let sessions_on_target = if exists {
         sessions_on(&conn, &target)?

@@ -577,7 +577,11 @@ From a logical backup (loses what was written after it):
             each_db(&|d, _| format!(
                 "{lb} restore --latest --source {s} {d} --globals --target-dsn \"host=NEW-HOST port=5432 user=postgres\""
             )),
-            if has_physical { format!(" and `{lb} backup --source {s} --kind physical`") } else { String::new() },
+            if has_physical {
+                format!(" and, after the physical restore, `{lb} backup --source {s} --kind physical` (a server rebuilt logically is another cluster, whose WAL starts over: lifeboat refuses its base backups under `{s}`; give it a `[[source]]` of its own, and its archive_command that name, for physical backups and WAL)")
+            } else {
+                String::new()
+            },
         );
         // Scenario 3
         let audit_step = match &config.audit.head_file {

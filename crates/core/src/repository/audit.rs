@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Repo, StreamSource, LABEL};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// Tag of audit-entry snapshots.
 pub const AUDIT_TAG: &str = "lifeboat-audit";
@@ -374,12 +374,26 @@ fn local_lock(repo: &Repo) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
     exclusive_lock(&path).map(Some)
 }
 
-/// An exclusive lock on the file at `path`, created when missing; waits for the holder.
+/// How long an appender waits for another to let go of the lock. An append holds it for
+/// seconds; one held this long belongs to a process that was stopped (Ctrl-Z) or hangs,
+/// and waiting on would hang this run, its work already done, without a word.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// An exclusive lock on the file at `path`, created when missing; waits for the holder
+/// up to five minutes.
 ///
 /// # Errors
 ///
-/// When the file can be neither opened nor created, or not locked.
+/// When the file can be neither opened nor created, or not locked; [`ErrorKind::Locked`]
+/// when another process held it all that time.
 pub(crate) fn exclusive_lock(path: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    exclusive_lock_within(path, LOCK_PATIENCE)
+}
+
+fn exclusive_lock_within(
+    path: &std::path::Path,
+    patience: std::time::Duration,
+) -> Result<nix::fcntl::Flock<std::fs::File>> {
     // read-only is enough to lock, and works for every user who may write beside it,
     // whoever created the file
     let file = std::fs::File::open(path)
@@ -391,8 +405,37 @@ pub(crate) fn exclusive_lock(path: &std::path::Path) -> Result<nix::fcntl::Flock
                 .open(path)
         })
         .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| Error::unavailable(format!("locking {}: {e}", path.display())))
+    let deadline = std::time::Instant::now() + patience;
+    let mut file = file;
+    loop {
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                file = f;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                return Err(Error::new(
+                    ErrorKind::Locked,
+                    format!(
+                        "another process has held {} for {} s: a lifeboat run that was stopped (Ctrl-Z) or hangs",
+                        path.display(),
+                        patience.as_secs()
+                    ),
+                )
+                .hint(format!(
+                    "`fuser -v {}` names it: resume or end it",
+                    path.display()
+                )))
+            }
+            Err((_, e)) => {
+                return Err(Error::unavailable(format!(
+                    "locking {}: {e}",
+                    path.display()
+                )))
+            }
+        }
+    }
 }
 
 /// Appends an entry for an operation's `result` and passes the result on. An operation
@@ -641,6 +684,22 @@ pub(crate) fn test_chain(n: u64) -> Vec<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lock_held_too_long_is_named_instead_of_waited_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lifeboat-audit.lock");
+        let held = exclusive_lock(&path).expect("first");
+        let err = exclusive_lock_within(&path, std::time::Duration::from_millis(300))
+            .expect_err("held by another");
+        assert_eq!(err.kind(), ErrorKind::Locked);
+        assert!(
+            err.hint_text().is_some_and(|h| h.contains("fuser -v")),
+            "{err}"
+        );
+        drop(held);
+        exclusive_lock_within(&path, std::time::Duration::from_millis(300)).expect("free again");
+    }
 
     use super::test_chain as chain;
 

@@ -50,6 +50,16 @@ pub const COMPRESSION_LEVEL: i32 = 2;
 /// Where an open repository is kept while an operation has lent it.
 type Slot<'a> = std::sync::MutexGuard<'a, Option<Repository<OpenStatus>>>;
 
+/// Backups this process confirmed, oldest first (full ids): an interrupt's audit entry
+/// names what was stored before it.
+static CONFIRMED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// The backups this process has confirmed so far (full snapshot ids, oldest first).
+#[must_use]
+pub fn confirmed_in_this_process() -> Vec<String> {
+    CONFIRMED.lock().map(|c| c.clone()).unwrap_or_default()
+}
+
 /// An open lifeboat repository.
 pub struct Repo {
     // rustic_core's typestate consumes the repository to index it; the mutex lets `&Repo`
@@ -199,9 +209,15 @@ impl Repo {
         let url = repo_url(cfg)?.to_string();
         let repo = rustic_repo(cfg, pb)?;
         if repo.config_id().map_err(|e| open_error(&url, e))?.is_none() {
+            // on S3 a missing bucket reads as a missing file too (the store's listing
+            // does not tell them apart here): the hint names both
+            let hint = if is_s3_url(&url) {
+                "check [repository] url (bucket and prefix) and endpoint first: the bucket may not exist (create it in the store) or hold no repository under that prefix; `lifeboat init` creates a new, empty repository in an existing bucket, for a first setup only"
+            } else {
+                "check [repository] url (the path) first; `lifeboat init` creates a new, empty repository there, for a first setup only"
+            };
             return Err(
-                Error::not_found(format!("no repository at {}", describe_url(&url)))
-                    .hint("check [repository] url (bucket and prefix, or path) and endpoint first; `lifeboat init` creates a new, empty repository there, for a first setup only"),
+                Error::not_found(format!("no repository at {}", describe_url(&url))).hint(hint),
             );
         }
         let inner = repo
@@ -502,7 +518,11 @@ impl Repo {
             // the backup is stored from here on: a pending snapshot that stays is ignored
             // (and counted by `stats`), never a reason to call the backup failed
             let _ = inner.delete_snapshots(&[pending.id]);
-            Ok(id.to_hex().as_str().to_string())
+            let id = id.to_hex().as_str().to_string();
+            if let Ok(mut c) = CONFIRMED.lock() {
+                c.push(id.clone());
+            }
+            Ok(id)
         })
     }
 

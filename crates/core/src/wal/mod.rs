@@ -76,11 +76,12 @@ pub fn refuse_tablespaces(name: &str, dest: &Path) -> Result<()> {
     }
     let data =
         std::fs::read(dest).map_err(|e| Error::io(format!("reading {}", dest.display()), e))?;
-    // recovery that stops before the creation may read the segment: it never applies it
-    let stops_before = stop_before_lsn(Path::new("postgresql.auto.conf"));
+    // a creation before this recovery's start, or at or after where it stops, is read
+    // but never applied
+    let (from, before) = replay_window(Path::new("postgresql.auto.conf"));
     let Some(t) = records::tablespace_creations(&data)
         .into_iter()
-        .find(|t| stops_before.is_none_or(|stop| stop > t.lsn))
+        .find(|t| from.is_none_or(|f| t.lsn >= f) && before.is_none_or(|b| t.lsn < b))
     else {
         return Ok(());
     };
@@ -90,16 +91,39 @@ pub fn refuse_tablespaces(name: &str, dest: &Path) -> Result<()> {
         t.location, t.lsn
     ))
     .hint(format!(
-        "recover to a point before it (--target-lsn {} --exclusive, or an earlier --target-time), and back up the databases that use the tablespace logically",
+        "a restore can recover everything before it (restore --kind physical --target-lsn {} --exclusive); a physical drill cannot get past it: drill a base backup taken after the tablespace is gone, and back up the databases that use it logically",
         t.lsn
     )))
 }
 
-/// The LSN before which recovery stops, when the server's settings (`auto_conf`, read in
-/// the data directory a `restore_command` runs in) name one: `recovery_target_lsn` with
-/// `recovery_target_inclusive = false`. The last setting of each counts, as for PostgreSQL.
-fn stop_before_lsn(auto_conf: &Path) -> Option<Lsn> {
-    let text = std::fs::read_to_string(auto_conf).ok()?;
+/// The line of a restore's settings that says where its replay starts (the base backup's
+/// start).
+pub const REPLAY_FROM: &str = "# lifeboat: replay starts at LSN";
+/// The line that says where it stops at the latest (`recovery_target = 'immediate'`: the
+/// base backup's end).
+pub const REPLAY_BEFORE: &str = "# lifeboat: replay stops at LSN";
+
+/// The WAL a recovery applies, `[from, before)`, as far as the server's settings
+/// (`auto_conf`, read in the data directory a `restore_command` runs in) say: lifeboat's
+/// own lines, and `recovery_target_lsn` with `recovery_target_inclusive = false`. The last
+/// setting of each counts, as for PostgreSQL.
+fn replay_window(auto_conf: &Path) -> (Option<Lsn>, Option<Lsn>) {
+    let text = std::fs::read_to_string(auto_conf).unwrap_or_default();
+    let marked = |prefix: &str| {
+        text.lines()
+            .filter_map(|l| Lsn::parse(l.strip_prefix(prefix)?).ok())
+            .next_back()
+    };
+    let stops = [stop_before_lsn(&text), marked(REPLAY_BEFORE)]
+        .into_iter()
+        .flatten()
+        .min();
+    (marked(REPLAY_FROM), stops)
+}
+
+/// `recovery_target_lsn`, when recovery stops before it (`recovery_target_inclusive =
+/// false`), from the settings `text`.
+fn stop_before_lsn(text: &str) -> Option<Lsn> {
     let value = |key: &str| {
         text.lines()
             .filter_map(|l| {
@@ -145,4 +169,36 @@ pub fn parse_history(text: &str) -> Vec<(u32, Lsn)> {
             Some((tli, lsn))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_replay_window_comes_from_the_last_settings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("postgresql.auto.conf");
+        assert_eq!(replay_window(&conf), (None, None));
+        std::fs::write(
+            &conf,
+            format!(
+                "recovery_target_lsn = '0/5000000'\n{REPLAY_FROM} 0/2000028\n\
+                 recovery_target_lsn = '0/4000000'\nrecovery_target_inclusive = false\n"
+            ),
+        )
+        .expect("write");
+        assert_eq!(
+            replay_window(&conf),
+            (Some(Lsn(0x200_0028)), Some(Lsn(0x400_0000)))
+        );
+        // an inclusive target replays the record at it: no bound; an immediate one ends at
+        // the backup's end
+        std::fs::write(
+            &conf,
+            format!("recovery_target_lsn = '0/4000000'\n{REPLAY_BEFORE} 0/3000100\n"),
+        )
+        .expect("write");
+        assert_eq!(replay_window(&conf), (None, Some(Lsn(0x300_0100))));
+    }
 }

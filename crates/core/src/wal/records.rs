@@ -88,7 +88,9 @@ const fn align(n: usize) -> usize {
 
 /// The tablespaces the records of `segment` (one whole WAL segment, as archived) create
 /// with a directory of their own; in-place ones (an empty `LOCATION`) stay inside the data
-/// directory and are left out. A segment this cannot read gives none.
+/// directory and are left out. A creation this segment holds only part of is reported with
+/// an unknown location: refusing it is safe, missing it is not. A segment whose first
+/// page is not a WAL segment's gives none.
 #[must_use]
 pub fn tablespace_creations(segment: &[u8]) -> Vec<TablespaceCreation> {
     let mut found = Vec::new();
@@ -110,10 +112,21 @@ pub fn tablespace_creations(segment: &[u8]) -> Vec<TablespaceCreation> {
     };
     let mut at = 0;
     if info & XLP_FIRST_IS_CONTRECORD != 0 {
-        at = align(u32_at(segment, 16) as usize);
+        let rest = u32_at(segment, 16) as usize;
+        found.extend(split_creation(&payload, rest, start));
+        at = align(rest);
     }
-    while let Some(header) = payload.bytes(at, RECORD_HEADER) {
+    while at < payload.len() {
+        // a header cut by the segment's end is read from the next segment's first page
+        let Some(header) = payload.bytes(at, RECORD_HEADER) else {
+            break;
+        };
         let total = u32_at(&header, 0) as usize;
+        // checked first: a header read across into such a page is not this record's
+        if let Some(resume) = abandoned(&payload, at, total.max(RECORD_HEADER)) {
+            at = resume;
+            continue;
+        }
         if total < RECORD_HEADER {
             break; // zeros: the end of the WAL written so far
         }
@@ -122,21 +135,59 @@ pub fn tablespace_creations(segment: &[u8]) -> Vec<TablespaceCreation> {
             break; // the rest of the segment is unused
         }
         if rmid == RM_TBLSPC_ID && info & RMGR_INFO_MASK == XLOG_TBLSPC_CREATE {
-            if let Some(location) = payload
-                .bytes(at, total)
-                .and_then(|r| create_location(&r[RECORD_HEADER..]))
-            {
-                if !location.is_empty() {
-                    found.push(TablespaceCreation {
-                        lsn: Lsn(start + Payload::physical(at) as u64),
-                        location,
-                    });
+            let lsn = Lsn(start + Payload::physical(at) as u64);
+            match payload.bytes(at, total) {
+                Some(r) => {
+                    if let Some(location) = create_location(&r[RECORD_HEADER..]) {
+                        if !location.is_empty() {
+                            found.push(TablespaceCreation { lsn, location });
+                        }
+                    }
                 }
+                None => found.push(TablespaceCreation {
+                    lsn,
+                    location: UNKNOWN_LOCATION.into(),
+                }),
             }
         }
         at += align(total);
     }
     found
+}
+
+/// The location of a creation whose record this segment holds only the start of.
+pub const UNKNOWN_LOCATION: &str = "(a directory named in the next segment)";
+
+/// Where to read on when the record at payload byte `at`, `total` bytes long, runs into a
+/// page that does not continue it: the record was abandoned (a crash in its middle) and
+/// that page starts afresh (PostgreSQL marks it `XLP_FIRST_IS_OVERWRITE_CONTRECORD`).
+fn abandoned(payload: &Payload<'_>, at: usize, total: usize) -> Option<usize> {
+    let first = Payload::physical(at) / PAGE;
+    let last = Payload::physical((at + total - 1).min(payload.len().max(1) - 1)) / PAGE;
+    if last == first || first + 1 >= payload.pages {
+        return None;
+    }
+    let next = first + 1;
+    let continues = u16_at(payload.seg, next * PAGE + 2) & XLP_FIRST_IS_CONTRECORD != 0;
+    (!continues).then_some(Payload::FIRST + (next - 1) * Payload::OTHER)
+}
+
+/// A creation whose record began in the previous segment with its header cut there: a
+/// header starts 8-byte aligned, so 8 or 16 of its 24 bytes were there, and its resource
+/// manager and info bytes are in the `rest` bytes this segment begins with.
+fn split_creation(payload: &Payload<'_>, rest: usize, start: u64) -> Option<TablespaceCreation> {
+    let cont = payload.bytes(0, rest.min(payload.len()))?;
+    [8usize, 16].into_iter().find_map(|before| {
+        let (info, rmid) = (*cont.get(16 - before)?, *cont.get(17 - before)?);
+        if rmid != RM_TBLSPC_ID || info & RMGR_INFO_MASK != XLOG_TBLSPC_CREATE {
+            return None;
+        }
+        let location = create_location(cont.get(RECORD_HEADER - before..)?)?;
+        location.starts_with('/').then(|| TablespaceCreation {
+            lsn: Lsn(start - before as u64),
+            location,
+        })
+    })
 }
 
 /// The directory in a tablespace creation's main data (`Oid ts_id; char ts_path[]`),
@@ -170,21 +221,47 @@ fn create_location(mut r: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
 
-    /// A segment of `pages` pages starting at `start`, its payload `records` laid out as
-    /// PostgreSQL does (page headers interleaved).
-    fn segment(start: u64, pages: usize, records: &[u8]) -> Vec<u8> {
-        let mut seg = vec![0u8; pages * PAGE];
-        for p in 0..pages {
-            let h = p * PAGE;
-            seg[h..h + 2].copy_from_slice(&0xD110u16.to_le_bytes());
-            let info: u16 = if p == 0 { XLP_LONG_HEADER } else { 0 };
-            seg[h + 2..h + 4].copy_from_slice(&info.to_le_bytes());
-            seg[h + 8..h + 16].copy_from_slice(&(start + (p * PAGE) as u64).to_le_bytes());
+    /// Payload laid out as PostgreSQL does: records back to back, each page after the first
+    /// marked as continuing the record that runs into it.
+    #[derive(Default)]
+    struct Wal {
+        payload: Vec<u8>,
+        /// (start, length) of each record.
+        records: Vec<(usize, usize)>,
+    }
+
+    impl Wal {
+        fn push(&mut self, r: Vec<u8>) -> usize {
+            let at = self.payload.len();
+            let total = u32_at(&r, 0) as usize;
+            self.records.push((at, total));
+            self.payload.extend(r);
+            at
         }
-        for (i, b) in records.iter().enumerate() {
-            seg[Payload::physical(i)] = *b;
+
+        fn segment(&self, start: u64, pages: usize) -> Vec<u8> {
+            let mut seg = vec![0u8; pages * PAGE];
+            for p in 0..pages {
+                let h = p * PAGE;
+                seg[h..h + 2].copy_from_slice(&0xD110u16.to_le_bytes());
+                let mut info: u16 = if p == 0 { XLP_LONG_HEADER } else { 0 };
+                if p > 0 {
+                    let b = Payload::FIRST + (p - 1) * Payload::OTHER;
+                    if let Some((s, t)) = self.records.iter().find(|(s, t)| *s < b && b < s + t) {
+                        info |= XLP_FIRST_IS_CONTRECORD;
+                        seg[h + 16..h + 20].copy_from_slice(&((s + t - b) as u32).to_le_bytes());
+                    }
+                }
+                seg[h + 2..h + 4].copy_from_slice(&info.to_le_bytes());
+                seg[h + 8..h + 16].copy_from_slice(&(start + (p * PAGE) as u64).to_le_bytes());
+            }
+            for (i, b) in self.payload.iter().enumerate() {
+                if let Some(at) = seg.get_mut(Payload::physical(i)) {
+                    *at = *b;
+                }
+            }
+            seg
         }
-        seg
     }
 
     fn record(rmid: u8, info: u8, data: &[u8]) -> Vec<u8> {
@@ -214,25 +291,29 @@ mod tests {
         record(RM_TBLSPC_ID, XLOG_TBLSPC_CREATE, &d)
     }
 
+    /// Other records up to `at` in the payload (a multiple of 8, at least 32 past the
+    /// current end).
+    fn fill_to(w: &mut Wal, at: usize) {
+        while w.payload.len() + 72 + 32 <= at {
+            w.push(record(10, 0x00, &[7u8; 40]));
+        }
+        let rest = at - w.payload.len();
+        w.push(record(10, 0x00, &vec![7u8; rest - RECORD_HEADER - 2]));
+        assert_eq!(w.payload.len(), at);
+    }
+
     #[test]
     fn finds_a_creation_across_a_page_boundary_and_not_other_records() {
         let start = 0x0300_0000u64;
-        let mut payload = Vec::new();
+        let mut w = Wal::default();
         // a drop (info 0x10) is not a creation
-        payload.extend(record(RM_TBLSPC_ID, 0x10, &16_385u32.to_le_bytes()));
-        // other records fill the first page up to 16 bytes before its end, so that the
-        // creation's header is split by the second page's header
-        for _ in 0..112 {
-            payload.extend(record(10, 0x00, &[7u8; 40]));
-        }
-        payload.extend(record(10, 0x00, &[7u8; 14]));
-        assert_eq!(payload.len(), Payload::FIRST - 16);
-        let at = payload.len();
-        payload.extend(create("/srv/pg/ts1"));
+        w.push(record(RM_TBLSPC_ID, 0x10, &16_385u32.to_le_bytes()));
+        // the creation's header is split by the second page's header
+        fill_to(&mut w, Payload::FIRST - 16);
+        let at = w.push(create("/srv/pg/ts1"));
         // an in-place tablespace stays in the data directory
-        payload.extend(create(""));
-        let seg = segment(start, 4, &payload);
-        let found = tablespace_creations(&seg);
+        w.push(create(""));
+        let found = tablespace_creations(&w.segment(start, 4));
         assert_eq!(
             found,
             vec![TablespaceCreation {
@@ -246,19 +327,16 @@ mod tests {
     #[test]
     fn stops_at_a_switch_a_stale_page_and_zeros() {
         let start = 0x0500_0000u64;
-        let mut payload = record(RM_XLOG_ID, XLOG_SWITCH, &[]);
-        payload.extend(create("/after/switch"));
-        assert!(tablespace_creations(&segment(start, 2, &payload)).is_empty());
+        let mut w = Wal::default();
+        w.push(record(RM_XLOG_ID, XLOG_SWITCH, &[]));
+        w.push(create("/after/switch"));
+        assert!(tablespace_creations(&w.segment(start, 2)).is_empty());
 
         // a creation on a page left from the file's earlier use is not this segment's
-        let mut payload = Vec::new();
-        while payload.len() + 48 <= Payload::FIRST - 40 {
-            payload.extend(record(10, 0, &[1u8; 16]));
-        }
-        payload.extend(record(10, 0, &[1u8; 14]));
-        assert_eq!(payload.len(), Payload::FIRST);
-        payload.extend(create("/stale"));
-        let mut seg = segment(start, 2, &payload);
+        let mut w = Wal::default();
+        fill_to(&mut w, Payload::FIRST);
+        w.push(create("/stale"));
+        let mut seg = w.segment(start, 2);
         assert_eq!(
             tablespace_creations(&seg).len(),
             1,
@@ -275,14 +353,73 @@ mod tests {
     fn a_segment_starting_inside_a_record_skips_its_rest() {
         let start = 0x0700_0000u64;
         // 100 bytes of the previous segment's last record, then a creation
-        let mut payload = vec![9u8; 104];
-        payload.extend(create("/srv/ts2"));
-        let mut seg = segment(start, 2, &payload);
+        let mut w = Wal {
+            payload: vec![9u8; 104],
+            ..Wal::default()
+        };
+        w.push(create("/srv/ts2"));
+        let mut seg = w.segment(start, 2);
         seg[2..4].copy_from_slice(&(XLP_LONG_HEADER | XLP_FIRST_IS_CONTRECORD).to_le_bytes());
         seg[16..20].copy_from_slice(&100u32.to_le_bytes());
         let found = tablespace_creations(&seg);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].location, "/srv/ts2");
         assert_eq!(found[0].lsn, Lsn(start + (LONG_HEADER + 104) as u64));
+    }
+
+    #[test]
+    fn a_creation_split_between_two_segments_is_found_in_either() {
+        let start = 0x0900_0000u64;
+        let rec = create("/srv/ts3");
+        let total = u32_at(&rec, 0) as usize;
+        // header and data begun at the segment's end, the rest in the next one: the first
+        // segment holds the header, and reports a creation it cannot read whole
+        let mut w = Wal::default();
+        fill_to(&mut w, Payload::FIRST + Payload::OTHER - 32);
+        w.push(rec.clone());
+        let found = tablespace_creations(&w.segment(start, 2));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].location, UNKNOWN_LOCATION);
+
+        // only 8 or 16 bytes of the header in the previous segment: the next one, which
+        // begins with the rest, finds it
+        for before in [8usize, 16] {
+            let mut w = Wal {
+                payload: rec[before..].to_vec(),
+                ..Wal::default()
+            };
+            w.payload.resize(align(total - before), 0);
+            w.records.push((0, total - before));
+            w.push(record(10, 0, &[1u8; 8]));
+            let mut seg = w.segment(start, 1);
+            seg[2..4].copy_from_slice(&(XLP_LONG_HEADER | XLP_FIRST_IS_CONTRECORD).to_le_bytes());
+            seg[16..20].copy_from_slice(&((total - before) as u32).to_le_bytes());
+            let found = tablespace_creations(&seg);
+            assert_eq!(
+                found,
+                vec![TablespaceCreation {
+                    lsn: Lsn(start - before as u64),
+                    location: "/srv/ts3".into()
+                }],
+                "{before} bytes before"
+            );
+        }
+    }
+
+    #[test]
+    fn a_record_abandoned_by_a_crash_does_not_hide_what_follows() {
+        let start = 0x0B00_0000u64;
+        let mut w = Wal::default();
+        fill_to(&mut w, Payload::FIRST - 48);
+        // a record said to be 4000 bytes long, of which only its start was written
+        let mut broken = record(10, 0, &[3u8; 16]);
+        broken[0..4].copy_from_slice(&4000u32.to_le_bytes());
+        w.payload.extend(broken);
+        w.payload.resize(Payload::FIRST, 0);
+        // after the crash the next page starts afresh (no continuation flag)
+        w.push(create("/srv/after-crash"));
+        let found = tablespace_creations(&w.segment(start, 2));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].location, "/srv/after-crash");
     }
 }

@@ -257,27 +257,92 @@ pub fn cut_short(
 /// A timeline's history: each ancestor timeline and the LSN where the next one began.
 pub type History = Vec<(u32, Lsn)>;
 
-/// The archive's newest timeline and its history, when a history file is archived: what
-/// PostgreSQL's `recovery_target_timeline = 'latest'` recovers to. PostgreSQL takes the
-/// highest timeline with a history file whether or not it descends from the base backup,
-/// and fails when it does not.
-///
-/// # Errors
-///
-/// When the archive cannot be listed or the history file cannot be read.
-pub fn newest_history(store: &WalStore) -> Result<Option<(u32, History)>> {
-    let newest = store
-        .list()?
-        .iter()
-        .filter_map(|w| match w.file {
-            WalFile::TimelineHistory(t) => Some(t),
-            _ => None,
+/// The timeline a recovery to `recovery_target_timeline = 'latest'` ends on, and whether a
+/// base backup lies on its history. PostgreSQL probes the timelines after the backup's one
+/// by one and stops at the first without a history file; it then fails when that
+/// timeline's history left the backup's timeline before the backup ended.
+pub struct LatestTimeline<'a> {
+    store: &'a WalStore,
+    listed: BTreeSet<u32>,
+    read: std::cell::RefCell<BTreeMap<u32, History>>,
+}
+
+impl<'a> LatestTimeline<'a> {
+    /// Reads which history files the archive holds.
+    ///
+    /// # Errors
+    ///
+    /// When the archive cannot be listed.
+    pub fn new(store: &'a WalStore) -> Result<Self> {
+        let listed = store
+            .list()?
+            .iter()
+            .filter_map(|w| match w.file {
+                WalFile::TimelineHistory(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        Ok(Self {
+            store,
+            listed,
+            read: std::cell::RefCell::default(),
         })
-        .max();
-    let Some(t) = newest else { return Ok(None) };
-    Ok(read_histories(store, &BTreeSet::from([t]))?
-        .remove(&t)
-        .map(|h| (t, h)))
+    }
+
+    /// `backups` split into those a recovery to the latest timeline can start from and
+    /// those it cannot (see [`LatestTimeline::left`]); a backup without physical metadata
+    /// counts as the former.
+    ///
+    /// # Errors
+    ///
+    /// When a history file cannot be read.
+    pub fn split(
+        &self,
+        backups: Vec<crate::repository::SnapshotInfo>,
+    ) -> Result<(
+        Vec<crate::repository::SnapshotInfo>,
+        Vec<crate::repository::SnapshotInfo>,
+    )> {
+        let (mut on, mut off) = (Vec::new(), Vec::new());
+        for b in backups {
+            let left = match &b.meta.physical {
+                Some(p) => self.left(p.timeline, p.stop_lsn)?.is_some(),
+                None => false,
+            };
+            if left {
+                off.push(b);
+            } else {
+                on.push(b);
+            }
+        }
+        Ok((on, off))
+    }
+
+    /// For a base backup on `timeline` that ended at `stop`: `None` when recovery to the
+    /// latest timeline can start from it, else that timeline and where it left the
+    /// backup's (an old primary's backup, taken after a failover).
+    ///
+    /// # Errors
+    ///
+    /// When a history file cannot be read.
+    pub fn left(&self, timeline: u32, stop: Lsn) -> Result<Option<(u32, Lsn)>> {
+        let mut newest = timeline;
+        while self.listed.contains(&(newest + 1)) {
+            newest += 1;
+        }
+        if newest == timeline {
+            return Ok(None);
+        }
+        if !self.read.borrow().contains_key(&newest) {
+            let h = read_histories(self.store, &BTreeSet::from([newest]))?
+                .remove(&newest)
+                .unwrap_or_default();
+            self.read.borrow_mut().insert(newest, h);
+        }
+        let read = self.read.borrow();
+        let history = read.get(&newest).map_or(&[][..], Vec::as_slice);
+        Ok(left_before(newest, history, timeline, stop).map(|s| (newest, s)))
+    }
 }
 
 /// Where the newest timeline (`newest`, with its `history`) left `timeline`, when that was

@@ -511,11 +511,7 @@ fn remote_error(what: &str, e: &opendal::Error) -> Error {
         // needs; opendal's own text leads with its request context
         _ => match root_cause(e) {
             Some(cause) => Error::unavailable(format!("{what}: the S3 store did not answer: {cause}"))
-                .hint(if what.starts_with("reading") {
-                    "check that the store is up and reachable, and [repository] endpoint; recovery stopped here (start the server again once the store answers: it goes on from where it was)"
-                } else {
-                    "check that the store is up and reachable, and [repository] endpoint; PostgreSQL retries the segment"
-                })
+                .hint("check that the store is up and reachable, and [repository] endpoint (PostgreSQL retries a failed wal-push; a failed wal-fetch stops recovery, which goes on from there when the server is started again)")
                 .source(e.to_string()),
             None => unavailable(what, e),
         },

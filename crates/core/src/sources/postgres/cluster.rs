@@ -182,6 +182,18 @@ fn wait_within(
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
+    // a background child the command left may hold its pipes open: it goes with the
+    // group rather than keep this waiting past the deadline
+    while !(out.is_finished() && err.is_finished()) {
+        if std::time::Instant::now() >= deadline {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     Ok(std::process::Output {
         status,
         stdout: out.join().unwrap_or_default(),
@@ -415,6 +427,9 @@ pub struct Cluster {
     bin: PgBin,
     user: Option<String>,
     running: bool,
+    /// The caller's configuration sets `full_page_writes` (a primary whose standby takes
+    /// base backups needs it on): it is then not switched off for speed.
+    own_full_page_writes: bool,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -520,6 +535,7 @@ impl Cluster {
             bin: bin.clone(),
             user,
             running: false,
+            own_full_page_writes: conf.contains("full_page_writes"),
         };
         cluster.launch()?;
         Ok(cluster)
@@ -531,9 +547,14 @@ impl Cluster {
         for _ in 0..5 {
             self.port = free_port()?;
             let opts = format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=50",
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off{} -c synchronous_commit=off -c max_connections=50",
                 self.port,
-                self.dir.path().display()
+                self.dir.path().display(),
+                if self.own_full_page_writes {
+                    ""
+                } else {
+                    " -c full_page_writes=off"
+                }
             );
             let pg_ctl = self.bin.program("pg_ctl");
             // registered before it starts: an interrupt while `pg_ctl start` waits must stop

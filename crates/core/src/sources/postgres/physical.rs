@@ -216,11 +216,11 @@ pub struct BaseBackup {
     watchdog: Option<Watchdog>,
 }
 
-/// Watches a base backup that waits for WAL archiving: PostgreSQL waits for ever when the
-/// archive_command fails, so past the timeout the backup is stopped with the reason.
 /// What a backup stopped by the watchdog says: its WAL never reached the archive.
 pub(crate) const WAITED_FOR_ARCHIVING: &str = "for the WAL this backup needs to be archived";
 
+/// Watches a base backup that waits for WAL archiving: PostgreSQL waits for ever when the
+/// archive_command fails, so past the timeout the backup is stopped with the reason.
 struct Watchdog {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     verdict: std::sync::Arc<std::sync::Mutex<Option<String>>>,
