@@ -678,25 +678,13 @@ fn an_interrupted_backup_names_what_it_had_stored() {
     std::fs::write(&cfg, text).unwrap();
     ok(lb(&cfg).arg("init"));
     // a migration holds one of b's tables: the run stores a, then waits for b
-    let mut holder = std::process::Command::new(
-        lifeboat_core::sources::postgres::conn::PgBin::new(None).program("psql"),
-    )
-    .args(["-X", "-q", "-d", &c.dsn("b"), "-c"])
-    .arg("BEGIN; LOCK TABLE shop.users IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120)")
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut holder = common::hold_exclusive_lock(&c, "b", "shop.users", 120);
     let waits = |q: &str| {
         (0..600).any(|_| {
             std::thread::sleep(std::time::Duration::from_millis(100));
             c.sql("postgres", q).is_ok_and(|n| n.trim() == "1")
         })
     };
-    assert!(waits(
-        "select count(*) from pg_locks l join pg_database d on d.oid = l.database \
-         where d.datname = 'b' and l.mode = 'AccessExclusiveLock' and l.granted"
-    ));
     let log = ws.path().join("backup.err");
     let mut run_ = common::lb_std(&cfg)
         .args(["backup", "--kind", "logical"])

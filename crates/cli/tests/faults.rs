@@ -647,24 +647,7 @@ fn a_table_locked_by_another_session_fails_the_backup_instead_of_hanging_it() {
     let err = c.sql("app", "select 1/0").unwrap_err();
     assert!(err.to_string().contains("Division"), "not German: {err}");
     // a migration holding an exclusive lock
-    let mut holder = std::process::Command::new(
-        lifeboat_core::sources::postgres::conn::PgBin::new(None).program("psql"),
-    )
-    .args(["-X", "-q", "-d", &c.dsn("app"), "-c"])
-    .arg("BEGIN; LOCK TABLE shop.orders IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60)")
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
-    let locked = (0..100).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        c.sql(
-            "app",
-            "select count(*) from pg_locks where relation = 'shop.orders'::regclass and mode = 'AccessExclusiveLock' and granted",
-        )
-        .is_ok_and(|n| n.trim() == "1")
-    });
-    assert!(locked, "the lock was never taken");
+    let mut holder = common::hold_exclusive_lock(&c, "app", "shop.orders", 60);
     let (code, _, err) = run(lb(&cfg).args(["backup", "--kind", "logical"]));
     // the migration ends (its backend, not only its client)
     c.sql(

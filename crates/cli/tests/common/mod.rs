@@ -249,3 +249,29 @@ pub fn nix_is_root() -> bool {
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false)
 }
+
+/// A session holding an `ACCESS EXCLUSIVE` lock on `table` of `db` (a migration), returned
+/// once the lock is granted; it sleeps with it for `secs`.
+pub fn hold_exclusive_lock(c: &Cluster, db: &str, table: &str, secs: u32) -> std::process::Child {
+    let holder = std::process::Command::new(
+        lifeboat_core::sources::postgres::conn::PgBin::new(None).program("psql"),
+    )
+    .args(["-X", "-q", "-d", &c.dsn(db), "-c"])
+    .arg(format!(
+        "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep({secs})"
+    ))
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .expect("psql");
+    let locked = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        c.sql(
+            db,
+            &format!("select count(*) from pg_locks where relation = '{table}'::regclass and mode = 'AccessExclusiveLock' and granted"),
+        )
+        .is_ok_and(|n| n.trim() == "1")
+    });
+    assert!(locked, "the lock on {table} was never taken");
+    holder
+}
