@@ -60,11 +60,19 @@ impl Payload<'_> {
         }
     }
 
-    fn bytes(&self, at: usize, n: usize) -> Option<Vec<u8>> {
-        if at.checked_add(n)? > self.len() {
-            return None;
+    /// `n` payload bytes from `at`: borrowed when no page header lies between them (most
+    /// records), gathered across page headers otherwise.
+    fn bytes(&self, at: usize, n: usize) -> Option<std::borrow::Cow<'_, [u8]>> {
+        if n == 0 || at.checked_add(n)? > self.len() {
+            return (n == 0).then_some(std::borrow::Cow::Borrowed(&[][..]));
         }
-        Some((at..at + n).map(|i| self.seg[Self::physical(i)]).collect())
+        let (first, last) = (Self::physical(at), Self::physical(at + n - 1));
+        if last - first == n - 1 {
+            return Some(std::borrow::Cow::Borrowed(&self.seg[first..=last]));
+        }
+        Some(std::borrow::Cow::Owned(
+            (at..at + n).map(|i| self.seg[Self::physical(i)]).collect(),
+        ))
     }
 }
 
