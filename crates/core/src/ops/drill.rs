@@ -779,7 +779,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                         name: "roles from the globals backup".into(),
                         ok: applied.is_ok(),
                         detail: match applied {
-                            Ok(()) => "applied (tablespaces left out: the throw-away cluster keeps everything in its default one)".into(),
+                            Ok(()) => "applied (tablespaces, if any, left out: the throw-away cluster keeps everything in its default one)".into(),
                             Err(e) => format!("{}; the database was restored without owners and grants", crate::error::one_line(e)),
                         },
                     });

@@ -507,8 +507,9 @@ pub fn globals_for(repo: &Repo, backup: &SnapshotInfo) -> Result<Option<Snapshot
 /// always does) are expected errors; any other error is reported. The role the restore
 /// connects as keeps its password on the target: the backup's (production's) would lock
 /// the restore out of the server it is writing to, and after a host loss that password
-/// may be gone with the host. Returns that role's name when the script would have set
-/// its password.
+/// may be gone with the host. With `no_tablespaces` the script's tablespaces are left out
+/// (their directories are the source host's). Returns that role's name when the script
+/// would have set its password.
 ///
 /// # Errors
 ///
