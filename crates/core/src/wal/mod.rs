@@ -63,8 +63,9 @@ pub fn fetch(store: &WalStore, name: &str, dest: &Path) -> Result<bool> {
 }
 
 /// Refuses a fetched segment (at `dest`, named `name`) whose WAL creates a tablespace with
-/// a directory of its own (see [`records`]): the file is removed, so recovery stops there
-/// instead of replaying it into a directory that may be the live server's.
+/// a directory of its own (see [`records`]) in a recovery lifeboat set up: the file is
+/// removed, so recovery stops there instead of replaying it into a directory that may be
+/// the live server's.
 ///
 /// # Errors
 ///
@@ -76,12 +77,17 @@ pub fn refuse_tablespaces(name: &str, dest: &Path) -> Result<()> {
     }
     let data =
         std::fs::read(dest).map_err(|e| Error::io(format!("reading {}", dest.display()), e))?;
+    // only a recovery lifeboat set up (a restore, a drill) is guarded: a standby someone
+    // set up with this restore_command, its tablespace directories made for it, replays
+    // the creation as PostgreSQL does
+    let (Some(from), before) = replay_window(Path::new("postgresql.auto.conf")) else {
+        return Ok(());
+    };
     // a creation before this recovery's start, or at or after where it stops, is read
     // but never applied
-    let (from, before) = replay_window(Path::new("postgresql.auto.conf"));
     let Some(t) = records::tablespace_creations(&data)
         .into_iter()
-        .find(|t| from.is_none_or(|f| t.lsn >= f) && before.is_none_or(|b| t.lsn < b))
+        .find(|t| t.lsn >= from && before.is_none_or(|b| t.lsn < b))
     else {
         return Ok(());
     };
