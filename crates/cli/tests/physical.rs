@@ -993,6 +993,24 @@ fn a_second_timeline_is_archived_and_restored() {
         err.contains(&format!("physical backup {} is on a timeline", &late[..8])),
         "{err}"
     );
+    // and the original server, writing on timeline 1 past the branch, is named
+    assert!(
+        err.contains("warning: timeline 1 has WAL archived up to")
+            && err.contains("where timeline 2 branched off it"),
+        "{err}"
+    );
+    // asked for by id, the late backup is refused with the reason, not a missing segment
+    let (code, _, err) = run(a
+        .lb()
+        .args(["restore", "--kind", "physical", "--dry-run", &late])
+        .arg("--to-dir")
+        .arg(a.ws.path().join("dry-late")));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("recovery to the latest timeline cannot start from it")
+            && err.contains("--target-timeline current"),
+        "{err}"
+    );
     let dry = a.ws.path().join("dry-latest");
     let out = ok(a
         .lb()

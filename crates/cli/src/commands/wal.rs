@@ -330,6 +330,14 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
         .as_ref()
         .map_or(wal::DEFAULT_SEGMENT_SIZE, |p| p.wal_segment_size);
     let st = wal::status(&store, start.as_ref(), seg_size)?;
+    if !ctx.json {
+        for k in wal::status::kept_writing(&store, &st.timelines, seg_size)? {
+            eprintln!(
+                "warning: timeline {} has WAL archived up to {}, past LSN {} where timeline {} branched off it: a server kept writing on timeline {} after the promotion (the old primary after a failover?); stop it and its archiving: its writes after the branch are in no restore to the latest timeline",
+                k.timeline, k.last, k.switch, k.child, k.timeline
+            );
+        }
+    }
     // a gap also ends the recovery window of the backups taken before it
     let cut_short = if st.timelines.iter().any(|t| !t.gaps.is_empty()) {
         let older: Vec<ChainStart> = backups

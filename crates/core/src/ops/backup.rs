@@ -794,7 +794,9 @@ fn physical_one(
             return Err(e);
         }
     }
-    if let Err(e) = on_newest_timeline(repo, src, timeline, stop_lsn) {
+    if let Err(e) = on_newest_timeline(repo, src, timeline, stop_lsn)
+        .and_then(|()| physical::no_tablespaces_now(conn, db))
+    {
         repo.discard(&snap)?;
         return Err(e);
     }

@@ -212,7 +212,7 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
         let log = rec.to_dir.join(super::recover::RECOVERY_LOG);
         register(bin.program("pg_ctl"), rec.to_dir.clone(), user_name.clone());
         let replayed = clock.time("replay", || {
-            start_and_wait(&rec, user_name.as_deref(), &log)
+            start_and_wait(&rec, user_name.as_deref(), &log, repo)
         });
         let point = replayed
             .as_ref()

@@ -190,7 +190,21 @@ fn physical_of(b: &SnapshotInfo) -> Result<&PhysicalMeta> {
 fn select(repo: &Repo, opts: &RecoverOptions) -> Result<SnapshotInfo> {
     if let Some(id) = &opts.backup {
         let b = repo.backup(id)?;
-        physical_of(&b)?;
+        let p = physical_of(&b)?;
+        if matches!(opts.timeline.as_deref(), None | Some("latest")) {
+            let store = WalStore::new(repo, &opts.source)?;
+            if let Some((newest, switch)) =
+                crate::wal::status::LatestTimeline::new(&store)?.left(p.timeline, p.stop_lsn)?
+            {
+                return Err(Error::config(format!(
+                    "backup {} is on timeline {}, which timeline {newest} left at LSN {switch}, before the backup ended at {}: recovery to the latest timeline cannot start from it (a backup of an old primary after a failover)",
+                    b.short_id(),
+                    p.timeline,
+                    p.stop_lsn
+                ))
+                .hint("leave out the id (the newest backup on the latest timeline is taken), or pass --target-timeline current to recover along the backup's own timeline, the old primary's writes included"));
+            }
+        }
         return Ok(b);
     }
     let all = list(
@@ -825,7 +839,7 @@ pub(crate) fn recover_inner(
     }
     let replay = Instant::now();
     let log = opts.to_dir.join(RECOVERY_LOG);
-    let reached = start_and_wait(opts, user_name.as_deref(), &log)?;
+    let reached = start_and_wait(opts, user_name.as_deref(), &log, repo)?;
     report.replay_secs = Some(replay.elapsed().as_secs_f64());
     hook(
         "post-restore",
@@ -894,18 +908,37 @@ fn preflight(restore_command: &str, user: Option<&str>) -> Result<()> {
     .hint(format!("{hint}; nothing was written")))
 }
 
+/// Whether the repository's password or S3 secret can come from this process's
+/// environment alone (no file or command configured for it).
+fn secrets_only_in_env(repo: &Repo) -> bool {
+    let r = repo.config();
+    let password = r.password_file.is_none() && r.password_command.is_none();
+    let s3_secret = crate::repository::is_s3_url(repo.location())
+        && r.secret_access_key_file.is_none()
+        && r.secret_access_key_command.is_none();
+    password || s3_secret
+}
+
 /// Starts the restored server and waits until recovery ends (or pauses at the target).
 pub(crate) fn start_and_wait(
     opts: &RecoverOptions,
     user: Option<&str>,
     log: &Path,
+    repo: &Repo,
 ) -> Result<ReachedPoint> {
     // a backup of a restored cluster holds the log of that earlier recovery: only what
     // this start appends is about this recovery
     let from = std::fs::metadata(log).map_or(0, |m| m.len());
     let bin = PgBin::new(opts.pg_bin_dir.as_deref());
     let pg_ctl = bin.program("pg_ctl");
-    let out = crate::sources::postgres::cluster::pg_ctl_cmd_with_secrets(&pg_ctl, user)
+    // the restored server runs `lifeboat wal-fetch`: it keeps lifeboat's secrets only when
+    // that has no file or command to read them from
+    let mut start = if secrets_only_in_env(repo) {
+        crate::sources::postgres::cluster::pg_ctl_cmd_with_secrets(&pg_ctl, user)
+    } else {
+        pg_ctl_cmd(&pg_ctl, user)
+    };
+    let out = start
         .args(["start", "-D"])
         .arg(&opts.to_dir)
         .arg("-l")

@@ -345,6 +345,63 @@ impl<'a> LatestTimeline<'a> {
     }
 }
 
+/// A timeline that kept receiving WAL past the point where a newer one branched off it.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeptWriting {
+    /// The timeline left.
+    pub timeline: u32,
+    /// The timeline that branched off it.
+    pub child: u32,
+    /// Where it branched.
+    pub switch: Lsn,
+    /// The newest segment archived on the timeline left.
+    pub last: String,
+}
+
+/// Timelines whose archived WAL goes on past where a newer timeline branched off them (by
+/// more than the segment holding the branch point): a server kept writing on the old
+/// timeline after a promotion, the old primary after a failover most often. Its writes
+/// after the branch are in no restore to the latest timeline.
+///
+/// # Errors
+///
+/// When the archive cannot be listed or a history file cannot be read.
+pub fn kept_writing(
+    store: &WalStore,
+    timelines: &[TimelineRange],
+    segment_size: u64,
+) -> Result<Vec<KeptWriting>> {
+    let listed: BTreeSet<u32> = store
+        .list()?
+        .iter()
+        .filter_map(|w| match w.file {
+            WalFile::TimelineHistory(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (child, history) in read_histories(store, &listed)? {
+        let Some(&(parent, switch)) = history.last() else {
+            continue;
+        };
+        let Some(range) = timelines.iter().find(|r| r.timeline == parent) else {
+            continue;
+        };
+        let Some(last) = SegmentName::parse(&range.last) else {
+            continue;
+        };
+        if last.number(segment_size) > switch.0 / segment_size {
+            out.push(KeptWriting {
+                timeline: parent,
+                child,
+                switch,
+                last: range.last.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Where the newest timeline (`newest`, with its `history`) left `timeline`, when that was
 /// before `stop`: a base backup on `timeline` that ended at `stop` is then not on the
 /// newest timeline's history, and recovery to the latest timeline cannot start from it (a

@@ -166,11 +166,7 @@ pub fn cluster_facts(conn: &PgConn, db: &str) -> Result<ClusterFacts> {
         )));
     }
     if f[4] != "0" {
-        return Err(Error::config(format!(
-            "the cluster has {} tablespace(s) besides pg_default and pg_global; lifeboat's physical backup covers the main data directory only",
-            f[4]
-        ))
-        .hint("move the objects to pg_default, or back these databases up logically (--kind logical)"));
+        return Err(tablespaces_refused(f[4]));
     }
     if f[5] != "t" {
         return Err(Error::config(
@@ -189,6 +185,33 @@ pub fn cluster_facts(conn: &PgConn, db: &str) -> Result<ClusterFacts> {
         config_file: Some(f[6].to_string()).filter(|f| !f.is_empty()),
         standby: f[7] == "t",
     })
+}
+
+/// The refusal of a cluster with `count` user tablespaces.
+fn tablespaces_refused(count: &str) -> Error {
+    Error::config(format!(
+        "the cluster has {count} tablespace(s) besides pg_default and pg_global; lifeboat's physical backup covers the main data directory only"
+    ))
+    .hint("move the objects to pg_default, or back these databases up logically (--kind logical)")
+}
+
+/// Refuses a base backup during which a tablespace was created: recovery from it would
+/// have to replay the creation (wal-fetch refuses it), so it could never be restored.
+///
+/// # Errors
+///
+/// [`crate::ErrorKind::Config`] as at the start; a connection error.
+pub fn no_tablespaces_now(conn: &PgConn, db: &str) -> Result<()> {
+    let n = conn.query(
+        db,
+        "select count(*) from pg_tablespace where spcname not in ('pg_default', 'pg_global')",
+    )?;
+    match n.trim() {
+        "0" => Ok(()),
+        n => Err(tablespaces_refused(n).with_note(
+            "it was created while the backup ran, which could never be restored: no snapshot was kept",
+        )),
+    }
 }
 
 fn parse_size(s: &str) -> Option<u64> {
