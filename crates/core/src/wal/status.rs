@@ -274,17 +274,9 @@ impl<'a> LatestTimeline<'a> {
     ///
     /// When the archive cannot be listed.
     pub fn new(store: &'a WalStore) -> Result<Self> {
-        let listed = store
-            .list()?
-            .iter()
-            .filter_map(|w| match w.file {
-                WalFile::TimelineHistory(t) => Some(t),
-                _ => None,
-            })
-            .collect();
         Ok(Self {
             store,
-            listed,
+            listed: history_timelines(store)?,
             read: std::cell::RefCell::default(),
         })
     }
@@ -345,6 +337,18 @@ impl<'a> LatestTimeline<'a> {
     }
 }
 
+/// The timelines whose history file the archive holds.
+fn history_timelines(store: &WalStore) -> Result<BTreeSet<u32>> {
+    Ok(store
+        .list()?
+        .iter()
+        .filter_map(|w| match w.file {
+            WalFile::TimelineHistory(t) => Some(t),
+            _ => None,
+        })
+        .collect())
+}
+
 /// A timeline that kept receiving WAL past the point where a newer one branched off it.
 #[derive(Debug, Clone, Serialize)]
 pub struct KeptWriting {
@@ -371,16 +375,8 @@ pub fn kept_writing(
     timelines: &[TimelineRange],
     segment_size: u64,
 ) -> Result<Vec<KeptWriting>> {
-    let listed: BTreeSet<u32> = store
-        .list()?
-        .iter()
-        .filter_map(|w| match w.file {
-            WalFile::TimelineHistory(t) => Some(t),
-            _ => None,
-        })
-        .collect();
     let mut out = Vec::new();
-    for (child, history) in read_histories(store, &listed)? {
+    for (child, history) in read_histories(store, &history_timelines(store)?)? {
         let Some(&(parent, switch)) = history.last() else {
             continue;
         };
