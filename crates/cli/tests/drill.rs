@@ -1009,7 +1009,7 @@ fn a_tablespace_in_production_neither_fails_a_drill_nor_costs_it_the_roles() {
     ]));
     assert_eq!(code, 8, "{err}");
     assert!(err.contains("--no-tablespaces"), "{err}");
-    ok(lb(&cfg).args([
+    let out = ok(lb(&cfg).args([
         "restore",
         "--latest",
         "--globals",
@@ -1017,6 +1017,10 @@ fn a_tablespace_in_production_neither_fails_a_drill_nor_costs_it_the_roles() {
         "--target-dsn",
         &other.dsn("postgres"),
     ]));
+    assert!(
+        out.contains("restored the globals (roles; tablespaces left out)"),
+        "{out}"
+    );
     assert_eq!(
         other
             .sql("app", "select count(*) from shop.in_ts")

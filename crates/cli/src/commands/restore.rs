@@ -346,7 +346,12 @@ impl RestoreCmd {
         );
         if let Some(g) = &report.plan.globals {
             println!(
-                "restored the globals (roles, tablespaces) first, from backup {}",
+                "restored the globals ({}) first, from backup {}",
+                if report.plan.no_tablespaces {
+                    "roles; tablespaces left out"
+                } else {
+                    "roles, tablespaces"
+                },
                 g.short_id()
             );
         }
