@@ -597,6 +597,14 @@ pub fn classify_on(stderr: &str, what: &str, server: &Server) -> Error {
             ErrorKind::Postgres,
             "the target server lacks a tablespace the backup's tables use: restore with --no-tablespaces (everything goes to the default tablespace), or create the tablespace on the target first",
         )
+    } else if lower.contains("role")
+        && lower.contains("does not exist")
+        && !lower.contains("fatal:")
+    {
+        (
+            ErrorKind::Postgres,
+            "the target lacks a role the backup's objects belong to or grant to: add --globals to restore the roles first, or --no-owner so that everything belongs to the restoring role",
+        )
     } else if let Some(hint) = privilege_hint(&lower) {
         (ErrorKind::Postgres, hint)
     } else if state == Some(INSUFFICIENT_PRIVILEGE) {
@@ -849,6 +857,24 @@ mod tests {
         let e = classify("pg_dump: error: connection to server on socket \"/tmp/.s.PGSQL.1\" failed: No such file or directory", "db");
         assert_eq!(e.kind(), ErrorKind::Unavailable);
         assert_eq!(parse_major("150004"), Some(15));
+        // a restore onto a server without the backup's roles says how to bring them
+        let e = classify(
+            "pg_restore: error: could not execute query: ERROR:  role \"app_owner\" does not exist",
+            "pg_restore into \"app\"",
+        );
+        assert!(
+            e.hint_text().is_some_and(|h| h.contains("--globals")),
+            "{e}"
+        );
+        // a login as a role that does not exist is not that
+        let e = classify(
+            "psql: error: connection to server on socket \"/s/.s.PGSQL.5432\" failed: FATAL:  role \"nobody\" does not exist",
+            "db",
+        );
+        assert!(
+            !e.hint_text().is_some_and(|h| h.contains("--globals")),
+            "{e}"
+        );
     }
 
     #[test]
