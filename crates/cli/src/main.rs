@@ -218,6 +218,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             | Command::Report(_)
             | Command::Repair { .. }
     );
+    lifeboat_core::repository::audit::on_lock_wait(|m| eprintln!("lifeboat: {m}"));
     let result = dispatch(cli.command, &ctx);
     if writes {
         hand_over_repository(&ctx);

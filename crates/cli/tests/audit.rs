@@ -727,3 +727,30 @@ fn an_interrupted_backup_names_what_it_had_stored() {
         "{entries:?}"
     );
 }
+
+/// Another process holds the audit log's lock (a run stopped with Ctrl-Z): the run says
+/// what it waits for after a few seconds instead of looking hung, and goes on once the
+/// lock is free.
+#[test]
+fn a_run_waiting_for_the_audit_lock_says_so() {
+    let (_c, ws, cfg) = backed_up(10);
+    let lock = ws.repo_path().join("lifeboat-audit.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .unwrap();
+    let held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(8));
+        drop(held);
+    });
+    let (code, _, err) = run(lb(&cfg).args(["backup", "--kind", "schema"]));
+    release.join().unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("waiting for") && err.contains("lifeboat-audit.lock"),
+        "{err}"
+    );
+}

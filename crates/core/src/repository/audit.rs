@@ -374,6 +374,15 @@ fn local_lock(repo: &Repo) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
     exclusive_lock(&path).map(Some)
 }
 
+/// Told once when an append has waited a few seconds for another process's lock (the CLI
+/// prints it): a wait of minutes without a word looks like a hang.
+static ON_LOCK_WAIT: std::sync::OnceLock<fn(&str)> = std::sync::OnceLock::new();
+
+/// Sets what is told when an append waits for the audit log's lock (once per process).
+pub fn on_lock_wait(tell: fn(&str)) {
+    let _ = ON_LOCK_WAIT.set(tell);
+}
+
 /// How long an appender waits for another to let go of the lock. An append holds it for
 /// seconds; one held this long belongs to a process that was stopped (Ctrl-Z) or hangs,
 /// and waiting on would hang this run, its work already done, without a word.
@@ -405,13 +414,25 @@ fn exclusive_lock_within(
                 .open(path)
         })
         .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    let deadline = std::time::Instant::now() + patience;
+    let began = std::time::Instant::now();
+    let deadline = began + patience;
+    let mut told = false;
     let mut file = file;
     loop {
         match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
             Ok(lock) => return Ok(lock),
             Err((f, nix::errno::Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
                 file = f;
+                if !told && began.elapsed() >= std::time::Duration::from_secs(5) {
+                    told = true;
+                    if let Some(tell) = ON_LOCK_WAIT.get() {
+                        tell(&format!(
+                            "waiting for {}, held by another process (a lifeboat run stopped with Ctrl-Z, or one that hangs? `fuser -v` on it names it); after {} s this run's audit entry is parked instead",
+                            path.display(),
+                            patience.as_secs()
+                        ));
+                    }
+                }
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
             Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
