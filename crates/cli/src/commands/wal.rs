@@ -310,8 +310,8 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
     let early_server = ctx.json.then(|| archiver(ctx, &name));
     // a backup the newest timeline's history does not contain (an old primary's, taken
     // after a failover) is no start for a restore to the latest timeline
-    let (mut backups, off) =
-        wal::status::LatestTimeline::new(&store)?.split(physical_backups(&repo, &name)?)?;
+    let latest_timeline = wal::status::LatestTimeline::new(&store)?;
+    let (mut backups, off) = latest_timeline.split(physical_backups(&repo, &name)?)?;
     if !ctx.json {
         for b in &off {
             eprintln!(
@@ -331,7 +331,7 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
         .map_or(wal::DEFAULT_SEGMENT_SIZE, |p| p.wal_segment_size);
     let st = wal::status(&store, start.as_ref(), seg_size)?;
     if !ctx.json {
-        for k in wal::status::kept_writing(&store, &st.timelines, seg_size)? {
+        for k in latest_timeline.kept_writing(&st.timelines, seg_size)? {
             eprintln!(
                 "warning: timeline {} has WAL archived up to {}, past LSN {} where timeline {} branched off it: a server kept writing on timeline {} after the promotion (the old primary after a failover?); stop it and its archiving: its writes after the branch are in no restore to the latest timeline",
                 k.timeline, k.last, k.switch, k.child, k.timeline

@@ -637,20 +637,19 @@ fn confirm(
 /// repository or source, `/bin/true`) would otherwise leave a snapshot that looks good
 /// and cannot be restored. PostgreSQL has archived that WAL when pg_basebackup returns.
 fn wal_reaches_store(
-    repo: &Repo,
+    store: &crate::wal::WalStore,
     src: &SourceConfig,
     timeline: u32,
     stop_lsn: crate::wal::Lsn,
     facts: &physical::ClusterFacts,
     archive_timeout: std::time::Duration,
 ) -> Result<()> {
-    use crate::wal::{name::SegmentName, WalFile, WalStore};
+    use crate::wal::{name::SegmentName, WalFile};
     let last = SegmentName::containing(
         timeline,
         crate::wal::Lsn(stop_lsn.0.saturating_sub(1)),
         facts.wal_segment_size,
     );
-    let store = WalStore::new(repo, &src.name)?;
     let wanted = WalFile::Segment(last);
     // a standby's base backup does not wait for archiving: the segment is archived once it
     // is complete (by the primary, or by the standby itself with archive_mode = always)
@@ -722,13 +721,12 @@ fn same_cluster_as_before(repo: &Repo, src: &SourceConfig, system_identifier: &s
 /// the timeline that history left. A restore to the latest timeline could not start
 /// from it, and one along this timeline would bring back writes production never had.
 fn on_newest_timeline(
-    repo: &Repo,
+    store: &crate::wal::WalStore,
     src: &SourceConfig,
     timeline: u32,
     stop_lsn: crate::wal::Lsn,
 ) -> Result<()> {
-    let store = crate::wal::WalStore::new(repo, &src.name)?;
-    match crate::wal::status::LatestTimeline::new(&store)?.left(timeline, stop_lsn)? {
+    match crate::wal::status::LatestTimeline::new(store)?.left(timeline, stop_lsn)? {
         None => Ok(()),
         Some((newest, switch)) => Err(Error::config(format!(
             "this server is on timeline {timeline}, which the archive's newest timeline {newest} left at LSN {switch} (its history file {newest:08X}.history), before this backup ended at {stop_lsn}: a standby was promoted and this server kept writing after it; the backup could not be restored along timeline {newest}, no snapshot was kept"
@@ -780,23 +778,23 @@ fn physical_one(
     .map_err(|e| with_wal_space(repo, e, facts.wal_segment_size))?;
     let label_text = tar.backup_label.clone().unwrap_or_default();
     let (timeline, start_lsn, stop_lsn) = tar.wal_range.expect("checked by finish");
-    if !wal_included {
-        let found = wal_reaches_store(
-            repo,
-            src,
-            timeline,
-            stop_lsn,
-            &facts,
-            std::time::Duration::from_secs(archive_timeout),
-        );
-        if let Err(e) = found {
-            repo.discard(&snap)?;
-            return Err(e);
+    // the backup is kept only if it can be restored: its WAL archived here, on the latest
+    // timeline, no tablespace made while it ran
+    let restorable = crate::wal::WalStore::new(repo, &src.name).and_then(|store| {
+        if !wal_included {
+            wal_reaches_store(
+                &store,
+                src,
+                timeline,
+                stop_lsn,
+                &facts,
+                std::time::Duration::from_secs(archive_timeout),
+            )?;
         }
-    }
-    if let Err(e) = on_newest_timeline(repo, src, timeline, stop_lsn)
-        .and_then(|()| physical::no_tablespaces_now(conn, db))
-    {
+        on_newest_timeline(&store, src, timeline, stop_lsn)?;
+        physical::no_tablespaces_now(conn, db)
+    });
+    if let Err(e) = restorable {
         repo.discard(&snap)?;
         return Err(e);
     }

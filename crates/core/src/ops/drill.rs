@@ -318,20 +318,7 @@ fn pick_backup(
         }
     }
     let chosen = match pick {
-        Pick::Id(id) => {
-            let b = of_source(repo.backup(id)?, src)?;
-            if let Some(db) = database.filter(|db| b.meta.database.as_deref() != Some(*db)) {
-                return Err(Error::config(format!(
-                    "backup {} is of database {:?}, not {db:?}",
-                    b.short_id(),
-                    b.meta.database.as_deref().unwrap_or("-")
-                )));
-            }
-            if b.meta.kind != BackupKind::Logical {
-                return Err(wrong_kind(b.short_id(), b.meta.kind, BackupKind::Logical));
-            }
-            b
-        }
+        Pick::Id(id) => by_id(repo, src, id, BackupKind::Logical, database)?,
         Pick::Latest => all.last().cloned().ok_or_else(|| no_backup(src))?,
         Pick::Random => {
             use rand::seq::IndexedRandom;
@@ -653,34 +640,45 @@ fn usage_mistake(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Option
     let Pick::Id(id) = &opts.pick else {
         return None;
     };
-    let b = match repo.backup(id) {
-        Ok(b) => b,
-        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Config) => return Some(e),
-        // the repository failed: the drill itself says so, and is logged
-        Err(_) => return None,
-    };
-    let b = match of_source(b, src) {
-        Ok(b) => b,
-        Err(e) => return Some(e),
-    };
-    let fits = match opts.kind {
+    match by_id(repo, src, id, opts.kind, opts.database.as_deref()) {
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Config) => Some(e),
+        // a repository that failed is the drill's own failure: it says so, and is logged
+        _ => None,
+    }
+}
+
+/// The backup `--pick ID` names, when it fits a drill of `kind` of `src` (and, for a
+/// logical drill, of `database`).
+///
+/// # Errors
+///
+/// [`ErrorKind::NotFound`] for an id that names no backup; [`ErrorKind::Config`] for
+/// another source's, another kind's or another database's backup.
+pub(crate) fn by_id(
+    repo: &Repo,
+    src: &SourceConfig,
+    id: &str,
+    kind: BackupKind,
+    database: Option<&str>,
+) -> Result<SnapshotInfo> {
+    let b = of_source(repo.backup(id)?, src)?;
+    let fits = match kind {
         BackupKind::Physical => b.meta.physical.is_some(),
         _ => b.meta.kind == BackupKind::Logical,
     };
     if !fits {
-        return Some(wrong_kind(b.short_id(), b.meta.kind, opts.kind));
+        return Err(wrong_kind(b.short_id(), b.meta.kind, kind));
     }
-    let db = opts.database.as_deref();
     if let Some(db) =
-        db.filter(|db| opts.kind == BackupKind::Logical && b.meta.database.as_deref() != Some(*db))
+        database.filter(|db| kind == BackupKind::Logical && b.meta.database.as_deref() != Some(*db))
     {
-        return Some(Error::config(format!(
+        return Err(Error::config(format!(
             "backup {} is of database {:?}, not {db:?}",
             b.short_id(),
             b.meta.database.as_deref().unwrap_or("-")
         )));
     }
-    None
+    Ok(b)
 }
 
 fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<DrillReport> {

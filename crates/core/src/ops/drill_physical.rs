@@ -27,15 +27,7 @@ use crate::{
 
 fn pick(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<SnapshotInfo> {
     if let Pick::Id(id) = &opts.pick {
-        let b = super::drill::of_source(repo.backup(id)?, src)?;
-        if b.meta.physical.is_none() {
-            return Err(super::drill::wrong_kind(
-                b.short_id(),
-                b.meta.kind,
-                BackupKind::Physical,
-            ));
-        }
-        return Ok(b);
+        return super::drill::by_id(repo, src, id, BackupKind::Physical, None);
     }
     let all: Vec<SnapshotInfo> = list(
         repo,

@@ -281,6 +281,42 @@ impl<'a> LatestTimeline<'a> {
         })
     }
 
+    /// Timelines whose archived WAL (`timelines`) goes on past where a newer timeline
+    /// branched off them (by more than the segment holding the branch point): a server kept
+    /// writing on the old timeline after a promotion, the old primary after a failover most
+    /// often. Its writes after the branch are in no restore to the latest timeline.
+    ///
+    /// # Errors
+    ///
+    /// When a history file cannot be read.
+    pub fn kept_writing(
+        &self,
+        timelines: &[TimelineRange],
+        segment_size: u64,
+    ) -> Result<Vec<KeptWriting>> {
+        let mut out = Vec::new();
+        for (child, history) in read_histories(self.store, &self.listed)? {
+            let Some(&(parent, switch)) = history.last() else {
+                continue;
+            };
+            let Some(range) = timelines.iter().find(|r| r.timeline == parent) else {
+                continue;
+            };
+            let Some(last) = SegmentName::parse(&range.last) else {
+                continue;
+            };
+            if last.number(segment_size) > switch.0 / segment_size {
+                out.push(KeptWriting {
+                    timeline: parent,
+                    child,
+                    switch,
+                    last: range.last.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// `backups` split into those a recovery to the latest timeline can start from and
     /// those it cannot (see [`LatestTimeline::left`]); a backup without physical metadata
     /// counts as the former.
@@ -362,49 +398,13 @@ pub struct KeptWriting {
     pub last: String,
 }
 
-/// Timelines whose archived WAL goes on past where a newer timeline branched off them (by
-/// more than the segment holding the branch point): a server kept writing on the old
-/// timeline after a promotion, the old primary after a failover most often. Its writes
-/// after the branch are in no restore to the latest timeline.
-///
-/// # Errors
-///
-/// When the archive cannot be listed or a history file cannot be read.
-pub fn kept_writing(
-    store: &WalStore,
-    timelines: &[TimelineRange],
-    segment_size: u64,
-) -> Result<Vec<KeptWriting>> {
-    let mut out = Vec::new();
-    for (child, history) in read_histories(store, &history_timelines(store)?)? {
-        let Some(&(parent, switch)) = history.last() else {
-            continue;
-        };
-        let Some(range) = timelines.iter().find(|r| r.timeline == parent) else {
-            continue;
-        };
-        let Some(last) = SegmentName::parse(&range.last) else {
-            continue;
-        };
-        if last.number(segment_size) > switch.0 / segment_size {
-            out.push(KeptWriting {
-                timeline: parent,
-                child,
-                switch,
-                last: range.last.clone(),
-            });
-        }
-    }
-    Ok(out)
-}
-
 /// Where the newest timeline (`newest`, with its `history`) left `timeline`, when that was
 /// before `stop`: a base backup on `timeline` that ended at `stop` is then not on the
 /// newest timeline's history, and recovery to the latest timeline cannot start from it (a
 /// backup of an old primary that kept writing after a failover). `None` when the backup
 /// lies on it.
 #[must_use]
-pub fn left_before(newest: u32, history: &[(u32, Lsn)], timeline: u32, stop: Lsn) -> Option<Lsn> {
+fn left_before(newest: u32, history: &[(u32, Lsn)], timeline: u32, stop: Lsn) -> Option<Lsn> {
     if timeline >= newest {
         return None;
     }
