@@ -1027,10 +1027,14 @@ fn restore_inner(
             }
         })
     });
-    // from here on the database is whole: an interrupt leaves it (or the error below drops it)
-    crate::sources::postgres::cluster::unregister_drop(&plan.target_database);
+    // the interrupt's clean-up keeps the drop until the database is whole, or dropped here:
+    // an interrupt kills pg_restore, and this failure path then races the clean-up (its
+    // query is refused once the clean-up began, and the process exits under it)
     let properties_not_applied = match loaded {
-        Ok(skipped) => skipped,
+        Ok(skipped) => {
+            crate::sources::postgres::cluster::unregister_drop(&plan.target_database);
+            skipped
+        }
         Err(e) if plan.create_database => {
             // half a database under the name asked for would block the retry ("not
             // empty"): the one this restore created goes again
@@ -1041,13 +1045,19 @@ fn restore_inner(
                     ident(&plan.target_database)
                 ),
             );
+            if dropped.is_ok() {
+                crate::sources::postgres::cluster::unregister_drop(&plan.target_database);
+            }
             let note = match dropped {
                 Ok(_) => format!("the database {:?} this restore created was dropped again", plan.target_database),
                 Err(d) => format!("the database {:?} this restore created is left half restored (dropping it failed: {d}); drop it before retrying", plan.target_database),
             };
             return Err(e.with_note(note));
         }
-        Err(e) => return Err(e),
+        Err(e) => {
+            crate::sources::postgres::cluster::unregister_drop(&plan.target_database);
+            return Err(e);
+        }
     };
     let restore_secs = restore_clock.elapsed().as_secs_f64();
     // a failure from here on comes after the data is in: say so, and that the post-restore
