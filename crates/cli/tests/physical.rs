@@ -1713,6 +1713,55 @@ fn a_cluster_with_a_user_tablespace_is_refused_with_the_reason() {
     assert!(common::list_json(&cfg).is_empty(), "no backup is visible");
 }
 
+/// A tablespace created while a base backup runs puts its creation into the WAL every
+/// restore of that backup must replay, which the WAL guard refuses: such a backup could never
+/// be restored, and being the newest it would hide the older ones. The backup checks again
+/// after pg_basebackup; a wrapper creates the tablespace just as pg_basebackup ends, the
+/// last moment that check must catch.
+#[test]
+fn a_tablespace_created_during_a_base_backup_discards_the_backup() {
+    let a = Archiving::start(None, false);
+    a.load(1..=2);
+    let kept = a.backup();
+    let ts = a.scratch("tablespace");
+    let real = PgBin::new(None);
+    let bin = a.scratch("bin");
+    for entry in std::fs::read_dir(real.program("pg_dump").parent().expect("bin dir")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "pg_basebackup" {
+            std::os::unix::fs::symlink(entry.path(), bin.join(entry.file_name())).unwrap();
+        }
+    }
+    let wrapper = bin.join("pg_basebackup");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n{} \"$@\"\nrc=$?\n{} -XAtqc \"create tablespace during location '{}'\" '{}' >&2 || exit 99\nexit $rc\n",
+            real.program("pg_basebackup").display(),
+            real.program("psql").display(),
+            ts.display(),
+            a.cluster.dsn("postgres"),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cfg = std::fs::read_to_string(&a.cfg).unwrap();
+    cfg.push_str(&format!("pg_bin_dir = {:?}\n", bin.display().to_string()));
+    std::fs::write(&a.cfg, cfg).unwrap();
+
+    let (code, out, err) = run(a.lb().args(["backup", "--kind", "physical"]));
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(
+        err.contains("tablespace") && err.contains("created while the backup ran"),
+        "the refusal says a tablespace appeared during the backup: {err}"
+    );
+    let ids: Vec<String> = common::list_json(&a.cfg)
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, vec![kept], "only the earlier backup is stored");
+}
+
 #[test]
 fn a_failing_archive_command_stops_the_base_backup_with_the_reason() {
     let c = Cluster::start_with(

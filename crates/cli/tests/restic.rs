@@ -71,3 +71,69 @@ fn plain_restic_lists_and_dumps_a_backup() {
         count(&c, "app", "shop.orders")
     );
 }
+
+/// A backup killed before it confirmed leaves a pending snapshot; `repair index` removes the
+/// ones over a day old (no backup runs that long) and keeps a fresh one, which may belong to
+/// a backup still running. restic stands in for the killed backups: it writes snapshots with
+/// the pending tag and a chosen time.
+#[test]
+fn repair_removes_only_day_old_pending_snapshots() {
+    let (_c, ws, cfg) = backed_up(50);
+    let before = list_json(&cfg);
+    let restic = |args: &[&str]| {
+        let out = Command::new("restic")
+            .args(["--no-cache", "-r"])
+            .arg(ws.repo_path())
+            .args(args)
+            .env("RESTIC_PASSWORD", REPO_PASSWORD)
+            .output()
+            .expect("restic is installed by scripts/setup.sh");
+        assert!(
+            out.status.success(),
+            "restic {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let file = ws.path().join("partial.pgdump");
+    std::fs::write(&file, b"half a dump").unwrap();
+    let file = file.to_str().unwrap();
+    let two_days_ago = jiff::Zoned::now()
+        .checked_sub(jiff::SignedDuration::from_hours(49))
+        .unwrap()
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    restic(&[
+        "backup",
+        "--tag",
+        "lifeboat-pending",
+        "--time",
+        &two_days_ago,
+        file,
+    ]);
+    restic(&["backup", "--tag", "lifeboat-pending", file]);
+    let pending = |restic_out: &str| {
+        restic_out
+            .lines()
+            .filter(|l| l.contains("lifeboat-pending"))
+            .count()
+    };
+    assert_eq!(
+        pending(&restic(&["snapshots", "--tag", "lifeboat-pending"])),
+        2
+    );
+
+    let out = ok(lb(&cfg).args(["repair", "index"]));
+    assert!(
+        out.contains("1 pending snapshot(s) of backups interrupted over a day ago removed"),
+        "{out}"
+    );
+    let left = restic(&["snapshots", "--tag", "lifeboat-pending"]);
+    assert_eq!(pending(&left), 1, "{left}");
+    assert!(
+        !left.contains(&two_days_ago[..10]),
+        "the old one went: {left}"
+    );
+    // pending snapshots are never backups, and the stored backups stay as they were
+    assert_eq!(list_json(&cfg), before);
+}
