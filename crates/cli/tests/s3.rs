@@ -270,7 +270,20 @@ fn init_twice_on_s3_refuses() {
     let (code, _, err) = fails(lifeboat(&ws).args(["--repo", &missing, "list"]));
     assert_eq!(code, 4, "{err}");
     assert!(
-        err.contains("the bucket may not exist (create it in the store)"),
+        err.contains(&format!(
+            "no repository at {missing}: the bucket does not exist"
+        )),
+        "{err}"
+    );
+    // the bucket exists, the prefix holds nothing: that is a missing repository, not bucket
+    let (code, _, err) = fails(lifeboat(&ws).args([
+        "--repo",
+        &format!("s3://{}/nothing-here", garage.bucket()),
+        "list",
+    ]));
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("no repository at") && !err.contains("the bucket does not exist"),
         "{err}"
     );
     let (code, _, err) = fails(lifeboat(&ws).args(["--repo", &missing, "init"]));

@@ -139,6 +139,25 @@ fn rustic_repo<P: ProgressBars>(cfg: &RepositoryConfig, pb: P) -> Result<Reposit
     Ok(Repository::new_with_progress(&opts, &backends, pb)?)
 }
 
+/// Whether the store says the bucket of `url` does not exist. The existence check of the
+/// config file is a HEAD request, whose 404 has no body to tell a missing bucket from a
+/// missing file; a GET's error body does.
+fn bucket_missing(url: &str, cfg: &RepositoryConfig) -> bool {
+    let Ok(backends) = backend::backends(url, cfg) else {
+        return false;
+    };
+    match backends
+        .repository()
+        .read_full(rustic_core::FileType::Config, &rustic_core::Id::default())
+    {
+        Ok(_) => false,
+        Err(e) => {
+            let (kind, hint) = crate::error::classify_repository(e.as_ref());
+            kind == ErrorKind::NotFound && hint.is_some_and(|h| h.contains("bucket does not exist"))
+        }
+    }
+}
+
 fn cache_dir() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
@@ -209,8 +228,14 @@ impl Repo {
         let url = repo_url(cfg)?.to_string();
         let repo = rustic_repo(cfg, pb)?;
         if repo.config_id().map_err(|e| open_error(&url, e))?.is_none() {
-            // on S3 a missing bucket reads as a missing file too (the store's listing
-            // does not tell them apart here): the hint names both
+            if is_s3_url(&url) && bucket_missing(&url, cfg) {
+                return Err(Error::not_found(format!(
+                    "no repository at {}: the bucket does not exist",
+                    describe_url(&url)
+                ))
+                .hint("check the bucket in [repository] url and the endpoint (the store may be another one than meant); a new bucket is created in the store, then `lifeboat init` creates a repository in it, for a first setup only"));
+            }
+            // the bucket may still be missing when the store's answer did not say
             let hint = if is_s3_url(&url) {
                 "check [repository] url (bucket and prefix) and endpoint first: the bucket may not exist (create it in the store) or hold no repository under that prefix; `lifeboat init` creates a new, empty repository in an existing bucket, for a first setup only"
             } else {
