@@ -291,6 +291,23 @@ fn drills_fail_and_name_the_failing_check() {
         out.contains("sequence shop.orders_id_seq: 1, expected"),
         "{out}"
     );
+    // the same value, but the next nextval would hand it out again
+    let (code, out, err) = run(lb(&cfg).args([
+        "drill",
+        "--hook",
+        "psql -X -q -c \"select setval('shop.orders_id_seq', last_value, false) from shop.orders_id_seq\"",
+    ]));
+    assert_eq!(code, 10, "{out}\n{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("sequence shop.orders_id_seq:"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let (actual, expected) = line
+        .split_once("sequence shop.orders_id_seq: ")
+        .and_then(|(_, r)| r.split_once(", expected "))
+        .unwrap_or_else(|| panic!("{line}"));
+    let expected = expected.split([';', ' ']).next().unwrap();
+    assert_eq!(actual, format!("{expected} (is_called false)"), "{line}");
     // the same through psql, the path for servers that cannot write into lifeboat's FIFO
     let (code, out, err) = run(lb(&cfg).env("LIFEBOAT_COPY_VIA_PSQL", "1").args([
         "drill",

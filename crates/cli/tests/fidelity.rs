@@ -40,6 +40,10 @@ CREATE TABLE app.audit (id serial PRIMARY KEY, person int, what text, at timesta
 CREATE FUNCTION app.log_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN INSERT INTO app.audit (person, what) VALUES (NEW.id, TG_OP); RETURN NEW; END $$;
 CREATE TRIGGER people_audit AFTER INSERT OR UPDATE ON app.people FOR EACH ROW EXECUTE FUNCTION app.log_change();
+-- printed schema-qualified or not depending on the session's search_path
+CREATE TABLE app.refs (id int PRIMARY KEY, rc regclass, rt regtype, rp regproc, rcfg regconfig);
+INSERT INTO app.refs VALUES (1, 'app.people', 'app.mood', 'app.log_change', 'english'),
+  (2, 'pg_class', 'integer', 'now', 'simple'), (3, 'app.audit', 'app.email', 'app.log_change', NULL);
 CREATE VIEW app.happy_people AS SELECT id, name FROM app.people WHERE mood = 'happy';
 CREATE MATERIALIZED VIEW app.mood_counts AS SELECT mood, count(*) AS n FROM app.people GROUP BY mood;
 ALTER TABLE app.people ENABLE ROW LEVEL SECURITY;
@@ -76,6 +80,7 @@ fn fingerprint(c: &Cluster, db: &str) -> Vec<(String, String)> {
         "app.measurements_2025",
         "app.audit",
         "app.mood_counts",
+        "app.refs",
     ];
     let mut out: Vec<(String, String)> = tables
         .iter()

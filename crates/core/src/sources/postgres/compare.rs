@@ -34,6 +34,15 @@ pub struct TableCheck {
     pub ok: bool,
 }
 
+/// A sequence's state as the comparison reports it.
+fn sequence_state(last_value: i64, is_called: bool) -> String {
+    if is_called {
+        last_value.to_string()
+    } else {
+        format!("{last_value} (is_called false)")
+    }
+}
+
 /// The whole comparison.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
@@ -41,8 +50,9 @@ pub struct Comparison {
     pub tables: Vec<TableCheck>,
     /// Sequences compared.
     pub sequences: usize,
-    /// Sequences whose value differs: (name, expected, actual).
-    pub sequence_mismatches: Vec<(String, i64, i64)>,
+    /// Sequences whose state differs: (name, expected, actual), each `last_value`, with
+    /// ` (is_called false)` when the next `nextval` returns `last_value` itself.
+    pub sequence_mismatches: Vec<(String, String, String)>,
     /// Large objects at backup time.
     pub large_objects_expected: ObjectTruth,
     /// Large objects now.
@@ -534,29 +544,32 @@ pub fn compare_in_pieces(
             .enumerate()
             .map(|(i, s)| {
                 format!(
-                    "select {i}, last_value from {}.{}",
+                    "select {i}, last_value, is_called from {}.{}",
                     ident(&s.schema),
                     ident(&s.name)
                 )
             })
             .collect::<Vec<_>>()
             .join(" union all ");
-        let mut actual = vec![i64::MIN; batch.len()];
+        // is_called counts as much as the value: false means the next nextval returns
+        // last_value itself, true the one after it (a value already handed out)
+        let mut actual = vec![None; batch.len()];
         for line in conn.query(db, &sql)?.lines() {
-            if let Some((i, v)) = line.split_once('|') {
+            let mut f = line.split('|');
+            if let (Some(i), Some(v), Some(called)) = (f.next(), f.next(), f.next()) {
                 if let (Ok(i), Ok(v)) = (i.parse::<usize>(), v.trim().parse::<i64>()) {
                     if let Some(slot) = actual.get_mut(i) {
-                        *slot = v;
+                        *slot = Some((v, called.trim() == "t"));
                     }
                 }
             }
         }
         for (s, actual) in batch.iter().zip(actual) {
-            if actual != s.last_value {
+            if actual != Some((s.last_value, s.is_called)) {
                 sequence_mismatches.push((
                     format!("{}.{}", s.schema, s.name),
-                    s.last_value,
-                    actual,
+                    sequence_state(s.last_value, s.is_called),
+                    actual.map_or_else(|| "missing".to_string(), |(v, c)| sequence_state(v, c)),
                 ));
             }
         }

@@ -21,10 +21,13 @@ use crate::error::{Error, Result};
 
 /// Settings pg_dump uses, so that every value is written as in the dump.
 /// The timeouts are off as in pg_dump's own session: a database's `statement_timeout`
-/// (applied to a restored copy) must not cut a table's read short.
+/// (applied to a restored copy) must not cut a table's read short. The search path is
+/// pg_dump's too (pg_catalog alone), which makes `regclass`, `regtype` and `regproc`
+/// values print schema-qualified as in the dump.
 const DUMP_OPTIONS: &str =
     "-c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c row_security=off \
-     -c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0";
+     -c search_path=pg_catalog -c statement_timeout=0 -c lock_timeout=0 \
+     -c idle_in_transaction_session_timeout=0";
 
 /// psql running one `COPY` statement on `db` with pg_dump's session settings and the dump's
 /// client encoding, so that the text of every value is the text the dump holds.
