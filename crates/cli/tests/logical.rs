@@ -877,3 +877,116 @@ fn a_database_with_an_awkward_name_backs_up_restores_and_its_runbook_commands_ru
         );
     }
 }
+
+/// Every mode under `root`, the root itself included: `d700`, `f600`.
+fn modes_under(root: &std::path::Path) -> std::collections::BTreeSet<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |m: &std::fs::Metadata| {
+        let kind = if m.is_dir() { 'd' } else { 'f' };
+        format!("{kind}{:o}", m.permissions().mode() & 0o777)
+    };
+    let mut out = std::collections::BTreeSet::new();
+    out.insert(mode(&std::fs::metadata(root).unwrap()));
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            out.insert(mode(&m));
+            if m.is_dir() {
+                dirs.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// A repository lifeboat creates is its owner's alone, as restic makes one: its key file
+/// holds the master key, encrypted with the password, which any local user could otherwise
+/// copy and attack offline. One made beforehand for a group of its users (0750) keeps the
+/// group's read bits for everything written into it, the WAL archive included.
+#[test]
+fn a_new_repository_is_private_and_a_shared_one_keeps_its_group() {
+    let (_c, ws, cfg) = backed_up(20);
+    let seg = ws.path().join("000000010000000000000001");
+    std::fs::write(&seg, vec![7u8; 1 << 20]).unwrap();
+    ok(lb(&cfg).arg("wal-push").arg(&seg));
+    let private = modes_under(&ws.repo_path());
+    assert_eq!(
+        private,
+        ["d700", "f600"].map(String::from).into_iter().collect(),
+        "{private:?}"
+    );
+
+    use std::os::unix::fs::PermissionsExt;
+    let shared = ws.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let repo = shared.to_str().unwrap();
+    ok(lb(&cfg).args(["--repo", repo, "init"]));
+    ok(lb(&cfg).args(["--repo", repo, "backup", "--kind", "logical"]));
+    ok(lb(&cfg).args(["--repo", repo, "wal-push"]).arg(&seg));
+    let grouped = modes_under(&shared);
+    assert_eq!(
+        grouped,
+        ["d750", "f640"].map(String::from).into_iter().collect(),
+        "{grouped:?}"
+    );
+}
+
+/// `config check` as another user on a repository root made and keeps for itself, readable
+/// by everyone: it cannot write there (every backup and WAL push would fail) and the key
+/// file is open to the host. Both are said, the first as a failure.
+#[test]
+fn config_check_names_a_repository_it_cannot_write_and_one_open_to_all() {
+    use std::os::unix::fs::PermissionsExt;
+    if nix::unistd::User::from_name("postgres")
+        .ok()
+        .flatten()
+        .is_none()
+        || !nix::unistd::geteuid().is_root()
+    {
+        panic!("this test runs as root with a postgres OS user, as the suite does");
+    }
+    let (_c, ws, cfg) = backed_up(10);
+    let repo = ws.repo_path();
+    let exe = common::shared_binary(ws.path());
+    for (p, mode) in [
+        (ws.path().to_path_buf(), 0o755),
+        (cfg.clone(), 0o644),
+        (ws.path().join("repo.pass"), 0o644),
+    ] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    // the repository as someone would have loosened it, for reading by monitoring
+    let status = std::process::Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&repo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut cmd = std::process::Command::new("runuser");
+    cmd.args(["-u", "postgres", "--"])
+        .arg(&exe)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["config", "check"])
+        .env("LIFEBOAT_STATE_DIR", ws.path().join("state-pg"));
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("FAIL")
+            && l.contains(&format!("this user cannot write into {}", repo.display()))),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("note")
+            && l.contains("is open to every user of this host (mode 755)")),
+        "{text}"
+    );
+    // root, who may write, hears only of the open modes
+    let out = ok(lb(&cfg).args(["config", "check"]));
+    assert!(!out.contains("cannot write"), "{out}");
+    assert!(out.contains("open to every user of this host"), "{out}");
+}

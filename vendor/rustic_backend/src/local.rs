@@ -1,5 +1,6 @@
 use std::{
     fmt::Debug,
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
     fs::{self, File, Metadata},
     io::{Read, Seek, SeekFrom},
     path::{Path, PathBuf},
@@ -27,7 +28,26 @@ pub struct LocalBackend {
     post_delete_command: Option<String>,
 }
 
+/// lifeboat: sets `path`'s mode exactly (the umask may have narrowed it).
+fn set_mode(path: &Path, mode: u32) -> RusticResult<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|err| {
+        RusticError::with_source(
+            ErrorKind::InputOutput,
+            "Failed to set the mode of `{path}`.",
+            err,
+        )
+        .attach_context("path", path.display().to_string())
+    })
+}
+
 impl LocalBackend {
+    /// lifeboat: the modes of new directories and files, from the repository directory's:
+    /// 0700 gives 0700 and 0600, 0750 (a group of the repository's users) 0750 and 0640.
+    fn modes(&self) -> (u32, u32) {
+        let root = fs::metadata(&self.path).map_or(0o700, |m| m.permissions().mode() & 0o777);
+        (root | 0o700, (root | 0o600) & 0o666)
+    }
+
     /// Create a new [`LocalBackend`]
     ///
     /// # Arguments
@@ -410,6 +430,7 @@ impl WriteBackend for LocalBackend {
     /// * If the directory could not be created.
     fn create(&self) -> RusticResult<()> {
         trace!("creating repo at {}", self.path.display());
+        let created = !self.path.exists();
         fs::create_dir_all(&self.path).map_err(|err| {
             RusticError::with_source(
                 ErrorKind::InputOutput,
@@ -418,6 +439,12 @@ impl WriteBackend for LocalBackend {
             )
             .attach_context("path", self.path.display().to_string())
         })?;
+        // lifeboat: a repository this creates is its owner's alone (as restic makes it); one
+        // made beforehand keeps the mode its maker chose, which the files inside follow
+        if created {
+            set_mode(&self.path, 0o700)?;
+        }
+        let dir_mode = self.modes().0;
 
         for tpe in ALL_FILE_TYPES {
             let path = self.path.join(tpe.dirname());
@@ -429,6 +456,7 @@ impl WriteBackend for LocalBackend {
                 )
                 .attach_context("path", path.display().to_string())
             })?;
+            set_mode(&path, dir_mode)?;
         }
 
         for i in 0u8..=255 {
@@ -441,6 +469,7 @@ impl WriteBackend for LocalBackend {
                 )
                 .attach_context("path", path.display().to_string())
             })?;
+            set_mode(&path, dir_mode)?;
         }
         Ok(())
     }
@@ -476,8 +505,10 @@ impl WriteBackend for LocalBackend {
             filename: &Path,
             mut reader: impl Read,
             length: u64,
+            file_mode: u32,
         ) -> RusticResult<()> {
             let mut file = fs::OpenOptions::new()
+                .mode(file_mode)
                 .create(true)
                 .truncate(true)
                 .write(true)
@@ -486,6 +517,17 @@ impl WriteBackend for LocalBackend {
                     RusticError::with_source(
                         ErrorKind::InputOutput,
                         "Failed to open the file `{path}`. Please check the file and try again.",
+                        err,
+                    )
+                    .attach_context("path", filename.to_string_lossy())
+                })?;
+            // lifeboat: exactly the repository's mode, whatever the umask (PostgreSQL runs
+            // its archive_command with 077, which would take a group's read bit away)
+            file.set_permissions(fs::Permissions::from_mode(file_mode))
+                .map_err(|err| {
+                    RusticError::with_source(
+                        ErrorKind::InputOutput,
+                        "Failed to set the mode of the file `{path}`.",
                         err,
                     )
                     .attach_context("path", filename.to_string_lossy())
@@ -525,6 +567,8 @@ impl WriteBackend for LocalBackend {
 
         let parent = self.base_path(tpe, id);
 
+        let (dir_mode, file_mode) = self.modes();
+        let parent_created = !parent.exists();
         // create parent directory if it does not exist
         fs::create_dir_all(&parent)
             .map_err(|err| {
@@ -541,10 +585,14 @@ impl WriteBackend for LocalBackend {
         let filename_tmp = parent.join(Self::filename(tpe, id) + "-tmp-");
         let size = content.size();
         let reader = content.reader();
+        if parent_created {
+            set_mode(&parent, dir_mode)?;
+        }
         match write_local_file(
             &filename_tmp,
             reader,
             size.try_into().expect("size too large for u64"), // should not happen
+            file_mode,
         ) {
             Ok(file) => file,
             Err(err) => {

@@ -75,10 +75,33 @@ impl ConfigCmd {
         let repo = ctx.open();
         let mut first_err = None;
         match repo {
-            Ok(r) => lines.push(CheckLine::of(
-                "repository".into(),
-                &Ok(format!("opened {}", r.location())),
-            )),
+            Ok(r) => {
+                lines.push(CheckLine::of(
+                    "repository".into(),
+                    &Ok(format!("opened {}", r.location())),
+                ));
+                let location = ctx.repo_location().unwrap_or_default();
+                if !lifeboat_core::repository::is_s3_url(&location) {
+                    let root = std::path::Path::new(&location);
+                    for (fails, detail, hint) in
+                        lifeboat_core::repository::owner::access_problems(root)
+                    {
+                        lines.push(CheckLine {
+                            what: "repository".into(),
+                            ok: !fails,
+                            detail,
+                            note: !fails,
+                            hint: Some(hint),
+                        });
+                        if fails && first_err.is_none() {
+                            first_err = Some(anyhow::anyhow!(
+                                "the repository at {} cannot be written by this user",
+                                root.display()
+                            ));
+                        }
+                    }
+                }
+            }
             Err(e) => {
                 let core = e
                     .chain()

@@ -407,11 +407,18 @@ fn exclusive_lock_within(
     // whoever created the file
     let file = std::fs::File::open(path)
         .or_else(|_| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(path)
+            let mode = path.parent().map_or(0o600, super::owner::file_mode);
+            let f = std::os::unix::fs::OpenOptionsExt::mode(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true),
+                mode,
+            )
+            .open(path)?;
+            // exactly, whatever the umask (the archiver's 077 would shut a group out)
+            let _ = f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode));
+            Ok::<_, std::io::Error>(f)
         })
         .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
     let began = std::time::Instant::now();

@@ -19,6 +19,64 @@ fn other_owner(root: &Path) -> Option<(u32, u32)> {
     (meta.uid() != 0).then_some((meta.uid(), meta.gid()))
 }
 
+/// The mode of a file lifeboat writes into the local repository at `root`: the
+/// directory's own decides (0700 gives 0600, 0750 for a group of its users 0640), as for
+/// the files rustic_core writes there (the patched backend, vendor/rustic_backend).
+#[must_use]
+pub fn file_mode(root: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    let root = std::fs::metadata(root).map_or(0o700, |m| m.permissions().mode() & 0o777);
+    (root | 0o600) & 0o666
+}
+
+/// What `config check` says of the local repository at `root` beyond opening it:
+/// `(fails, detail, hint)` for a repository this user cannot write into (every backup and
+/// WAL push would fail) and for one every user of the host may read.
+#[must_use]
+pub fn access_problems(root: &Path) -> Vec<(bool, String, String)> {
+    use nix::unistd::{access, AccessFlags};
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let Ok(meta) = std::fs::metadata(root) else {
+        return out;
+    };
+    let unwritable: Vec<String> = ["", "data", "snapshots", "index", WAL_DIR]
+        .iter()
+        .map(|d| root.join(d))
+        .filter(|d| d.exists() && access(d.as_path(), AccessFlags::W_OK).is_err())
+        .map(|d| d.display().to_string())
+        .collect();
+    if !unwritable.is_empty() {
+        let owner = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(meta.uid()))
+            .ok()
+            .flatten()
+            .map_or_else(|| format!("uid {}", meta.uid()), |u| u.name);
+        out.push((
+            true,
+            format!(
+                "this user cannot write into {}: backups, WAL pushes and audit entries would fail",
+                unwritable.join(", ")
+            ),
+            format!(
+                "run lifeboat as the repository's owner ({owner}), or give a group both share write access (chgrp -R GROUP {0}; chmod -R g+rwX {0}), then restart PostgreSQL if its user just joined the group: a running archiver keeps its old groups",
+                root.display()
+            ),
+        ));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o005 != 0 {
+        out.push((
+            false,
+            format!(
+                "{} is open to every user of this host (mode {mode:o}): its key file holds the master key, encrypted with the repository password, which anyone could copy and attack offline",
+                root.display()
+            ),
+            format!("chmod -R o-rwx {}", root.display()),
+        ));
+    }
+    out
+}
+
 /// Run as root, gives `path` (inside the repository at `root`) to the repository's owner.
 ///
 /// # Errors

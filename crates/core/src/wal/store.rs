@@ -574,6 +574,11 @@ fn write_durably(root: &Path, path: &str, fill: &mut Fill<'_>) -> Result<bool> {
         Ok(())
     })?;
     give_to_owner(root, tmp.path())?;
+    tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(
+            crate::repository::owner::file_mode(root),
+        ))
+        .map_err(failed)?;
     tmp.as_file().sync_all().map_err(failed)?;
     let linked = match std::fs::hard_link(tmp.path(), &target) {
         Ok(()) => true,
