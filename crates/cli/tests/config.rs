@@ -74,6 +74,26 @@ fn settings_nothing_acts_on_are_noted_not_passed_as_working() {
             && l.contains("open to every user")),
         "{out}"
     );
+    // a password in the dsn, in a config file every user may read
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("user=postgres", "user=postgres password=pw-in-dsn");
+    std::fs::write(&cfg, text).unwrap();
+    let config_mode = |m: u32| {
+        std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap();
+    };
+    config_mode(0o644);
+    let out = ok(lb(&cfg).args(["config", "check"]));
+    assert!(
+        out.lines().any(|l| l.starts_with("note")
+            && l.contains("source app-db")
+            && l.contains("its dsn holds a password")),
+        "{out}"
+    );
+    assert!(!out.contains("pw-in-dsn"), "{out}");
+    config_mode(0o600);
+    let out = ok(lb(&cfg).args(["config", "check"]));
+    assert!(!out.contains("its dsn holds a password"), "{out}");
 }
 
 #[test]

@@ -174,6 +174,33 @@ impl ConfigCmd {
                 )),
             });
         }
+        if let Some(file) = ctx.config_path.as_ref().filter(|f| {
+            std::fs::metadata(f).is_ok_and(|m| {
+                std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o007 != 0
+            })
+        }) {
+            for src in &ctx.config.sources {
+                if src
+                    .dsn
+                    .as_deref()
+                    .is_some_and(lifeboat_core::sources::postgres::conn::dsn_has_password)
+                {
+                    lines.push(CheckLine {
+                        what: format!("source {}", src.name),
+                        ok: true,
+                        detail: format!(
+                            "its dsn holds a password, and {} is open to every user of this host",
+                            file.display()
+                        ),
+                        note: true,
+                        hint: Some(format!(
+                            "move the password into a password_file (600) and out of the dsn, or chmod o-rwx {}",
+                            file.display()
+                        )),
+                    });
+                }
+            }
+        }
         // valid, and printed as such, but nothing acts on them yet: say so
         for d in ctx.config.dormant_settings() {
             lines.push(CheckLine {

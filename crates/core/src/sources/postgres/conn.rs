@@ -678,6 +678,12 @@ pub fn public_conninfo(dsn: &str, db: &str) -> Option<String> {
 }
 
 /// Splits a libpq DSN (URI or key/value) into parameters and the password.
+/// Whether `dsn` holds a password (`config check` notes one in a file others may read).
+#[must_use]
+pub fn dsn_has_password(dsn: &str) -> bool {
+    parse_dsn(dsn).is_ok_and(|(_, pw)| pw.is_some())
+}
+
 fn parse_dsn(dsn: &str) -> std::result::Result<(Params, Option<Secret>), String> {
     let mut params = if dsn.starts_with("postgresql://") || dsn.starts_with("postgres://") {
         parse_uri(dsn)?
