@@ -164,3 +164,70 @@ fn rich_schema_round_trips_under_a_new_name() {
         assert_eq!(a, b, "{k} differs after restore");
     }
 }
+
+/// A database comes back with its encoding and locale: one created without them gets the
+/// server's defaults, which sort and compare text differently (or refuse the encoding), and
+/// a drill must create it as a restore does.
+#[test]
+fn a_database_keeps_its_encoding_and_locale() {
+    let c = cluster();
+    c.sql(
+        "postgres",
+        "CREATE DATABASE utf TEMPLATE template0 ENCODING 'UTF8' LOCALE 'C.UTF-8'",
+    )
+    .unwrap();
+    c.sql(
+        "utf",
+        "CREATE TABLE w (t text); INSERT INTO w VALUES ('b'), ('A'), ('a'), ('B'), ('Ä')",
+    )
+    .unwrap();
+    c.sql(
+        "postgres",
+        "CREATE DATABASE latin TEMPLATE template0 ENCODING 'LATIN1' LOCALE 'C'",
+    )
+    .unwrap();
+    c.sql(
+        "latin",
+        "CREATE TABLE n (t text); INSERT INTO n VALUES ('Müller'), ('ñandú ß ÿ')",
+    )
+    .unwrap();
+    let facts = |db: &str| {
+        c.sql(
+            db,
+            "select pg_encoding_to_char(encoding) || ' ' || datcollate || ' ' || datctype from pg_database where datname = current_database()",
+        )
+        .unwrap()
+        .trim()
+        .to_string()
+    };
+    assert_eq!(facts("utf"), "UTF8 C.UTF-8 C.UTF-8");
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("utf-db", &c.dsn("utf")), ("latin-db", &c.dsn("latin"))]);
+    ok(lb(&cfg).arg("init"));
+    for (source, db) in [("utf-db", "utf"), ("latin-db", "latin")] {
+        ok(lb(&cfg).args(["backup", "--kind", "logical", "--source", source]));
+        let copy = format!("{db}_copy");
+        ok(lb(&cfg).args([
+            "restore",
+            "--latest",
+            "--source",
+            source,
+            "--to-database",
+            &copy,
+        ]));
+        assert_eq!(facts(&copy), facts(db), "{db}");
+        if db == "utf" {
+            let sorted = |d: &str| {
+                c.sql(d, "select string_agg(t, ',' order by t) from w")
+                    .unwrap()
+            };
+            assert_eq!(sorted(&copy), sorted(db), "text sorts as in the original");
+        }
+        let check = format!(
+            "select pg_encoding_to_char(encoding) || ' ' || datcollate = '{}' from pg_database where datname = current_database()",
+            facts(db).rsplit_once(' ').unwrap().0
+        );
+        let out = ok(lb(&cfg).args(["drill", "--source", source, "--check", &check]));
+        assert!(out.contains("PASSED"), "{out}");
+    }
+}

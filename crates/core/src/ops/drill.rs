@@ -1095,13 +1095,18 @@ fn restore_into(
         None => None,
     };
     let with_roles = matches!(roles, Some(Ok(())));
+    // with production's encoding and locale, as a restore creates it: a database a
+    // restore could not create must not pass its drill
+    let options =
+        crate::ops::restore::create_options(dump, &backup.meta.truth.clone().unwrap_or_default());
     conn.query(
         "postgres",
         &format!(
-            "CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'",
+            "CREATE DATABASE {} TEMPLATE template0{options}",
             ident(database)
         ),
-    )?;
+    )
+    .map_err(|e| crate::ops::restore::locale_refused(e, &options))?;
     pg_restore(
         conn,
         dump,

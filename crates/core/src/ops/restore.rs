@@ -746,6 +746,39 @@ pub(crate) struct Skip {
 /// # Errors
 ///
 /// The classified pg_restore error.
+/// The encoding and locale clause of a `CREATE DATABASE` for the dump at `dump`: as the
+/// dumped database had them (its archive's `DATABASE` entry), else the encoding the
+/// backup recorded.
+pub(crate) fn create_options(
+    dump: &std::path::Path,
+    truth: &crate::sources::postgres::truth::Truth,
+) -> String {
+    let from_archive = std::fs::File::open(dump)
+        .ok()
+        .and_then(|f| crate::sources::postgres::archive::read_toc(f).ok())
+        .map(|(_, toc)| crate::sources::postgres::archive::create_database_options(&toc))
+        .unwrap_or_default();
+    if from_archive.is_empty() {
+        format!(
+            " ENCODING = {}",
+            literal(truth.encoding.as_deref().unwrap_or("UTF8"))
+        )
+    } else {
+        from_archive
+    }
+}
+
+/// A `CREATE DATABASE` the server refused for the backup's locale: names it and the ways on.
+pub(crate) fn locale_refused(e: Error, options: &str) -> Error {
+    let m = e.message().to_ascii_lowercase();
+    if !(m.contains("locale") || m.contains("collation") || m.contains("encoding")) {
+        return e;
+    }
+    e.hint(format!(
+        "the backed-up database was created with{options}, which this server cannot give a new database: install that locale on the server's host (Debian: dpkg-reconfigure locales, then restart PostgreSQL), or create the database yourself with a locale the server has (createdb -T template0 -E ENCODING --locale=LOCALE NAME) and restore into it with --to-database NAME --clean --force"
+    ))
+}
+
 pub(crate) fn run_pg_restore(
     conn: &PgConn,
     dump: &std::path::Path,
@@ -969,12 +1002,13 @@ fn restore_inner(
     };
     let truth = plan.backup.meta.truth.clone().unwrap_or_default();
     if plan.create_database {
+        let options = create_options(&dump, &truth);
         let sql = format!(
-            "CREATE DATABASE {} TEMPLATE template0 ENCODING {}",
+            "CREATE DATABASE {} TEMPLATE template0{options}",
             ident(&plan.target_database),
-            literal(truth.encoding.as_deref().unwrap_or("UTF8"))
         );
-        conn.query("postgres", &sql)?;
+        conn.query("postgres", &sql)
+            .map_err(|e| locale_refused(e, &options))?;
         // an interrupt (Ctrl-C, SIGTERM) drops it again: half a database under the name
         // asked for would block the retry
         crate::sources::postgres::cluster::register_drop(

@@ -353,6 +353,62 @@ pub fn inspect(input: impl Read) -> Res<Truth> {
     })
 }
 
+/// The encoding and locale options of the dumped database's `CREATE DATABASE` (its
+/// `DATABASE` entry), e.g. ` ENCODING = 'LATIN1' LOCALE_PROVIDER = libc LOCALE = 'C'`: a
+/// database created without them gets the server's default locale, which may refuse the
+/// encoding (LATIN1 under a UTF-8 locale) or sort and compare text differently. The
+/// template and tablespace are left to the restore; empty when the dump has no such entry.
+#[must_use]
+pub fn create_database_options(toc: &[TocEntry]) -> String {
+    const KEPT: [&str; 6] = [
+        "ENCODING",
+        "LOCALE_PROVIDER",
+        "LOCALE",
+        "LC_COLLATE",
+        "LC_CTYPE",
+        "ICU_LOCALE",
+    ];
+    let Some(defn) = toc.iter().find(|e| e.desc == "DATABASE").map(|e| &e.defn) else {
+        return String::new();
+    };
+    let Some((_, rest)) = defn.split_once(" WITH ") else {
+        return String::new();
+    };
+    let mut out = String::new();
+    let mut chars = rest.trim_start().chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let key: String =
+            std::iter::from_fn(|| chars.next_if(|c| c.is_ascii_alphanumeric() || *c == '_'))
+                .collect();
+        if key.is_empty() {
+            break;
+        }
+        while chars.next_if(|c| c.is_whitespace() || *c == '=').is_some() {}
+        let mut value = String::new();
+        if chars.peek() == Some(&'\'') {
+            value.push(chars.next().unwrap_or('\''));
+            while let Some(c) = chars.next() {
+                value.push(c);
+                if c == '\'' {
+                    if chars.peek() == Some(&'\'') {
+                        value.push(chars.next().unwrap_or('\''));
+                    } else {
+                        break;
+                    }
+                }
+            }
+        } else {
+            value =
+                std::iter::from_fn(|| chars.next_if(|c| !c.is_whitespace() && *c != ';')).collect();
+        }
+        if KEPT.contains(&key.to_ascii_uppercase().as_str()) && !value.is_empty() {
+            out.push_str(&format!(" {key} = {value}"));
+        }
+    }
+    out
+}
+
 /// Reads only the header and TOC (cheap: stops before the data).
 ///
 /// # Errors
@@ -365,4 +421,39 @@ pub fn read_toc(input: impl Read) -> Res<(Header, Vec<TocEntry>)> {
         off_size: 8,
     };
     read_head(&mut r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{create_database_options, TocEntry};
+
+    fn database(defn: &str) -> Vec<TocEntry> {
+        vec![TocEntry {
+            dump_id: 1,
+            has_data: false,
+            tag: "app".into(),
+            desc: "DATABASE".into(),
+            defn: defn.into(),
+            copy_stmt: String::new(),
+            namespace: String::new(),
+            owner: "postgres".into(),
+        }]
+    }
+
+    #[test]
+    fn keeps_encoding_and_locale_and_leaves_template_and_tablespace() {
+        assert_eq!(
+            create_database_options(&database(
+                "CREATE DATABASE \"we'ird\" WITH TEMPLATE = template0 ENCODING = 'LATIN1' LOCALE_PROVIDER = libc LOCALE = 'C' TABLESPACE = fast;\n"
+            )),
+            " ENCODING = 'LATIN1' LOCALE_PROVIDER = libc LOCALE = 'C'"
+        );
+        assert_eq!(
+            create_database_options(&database(
+                "CREATE DATABASE de WITH TEMPLATE = template0 ENCODING = 'UTF8' LOCALE_PROVIDER = icu LC_COLLATE = 'de_DE.utf8' LC_CTYPE = 'it''s' ICU_LOCALE = 'de-DE';\n"
+            )),
+            " ENCODING = 'UTF8' LOCALE_PROVIDER = icu LC_COLLATE = 'de_DE.utf8' LC_CTYPE = 'it''s' ICU_LOCALE = 'de-DE'"
+        );
+        assert_eq!(create_database_options(&[]), "");
+    }
 }
