@@ -281,6 +281,31 @@ fn restore_refuses_non_empty_target_and_dry_run_changes_nothing() {
     ok(lb(&cfg).args(["restore", "--latest", "--clean", "--force"]));
     assert!(count(&c, "app", "shop.events") > 0);
 
+    // a large object made since the backup stays, as a table made since would, and is
+    // no difference (pg_restore --clean replaces the backup's objects only); the backup's
+    // own come back
+    c.sql("app", "select lo_from_bytea(4242, 'backed up')")
+        .unwrap();
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    c.sql(
+        "app",
+        "select lo_from_bytea(4343, 'made since'), lo_put(4242, 0, 'CHANGED')",
+    )
+    .unwrap();
+    let out = ok(lb(&cfg).args(["restore", "--latest", "--clean", "--force"]));
+    assert!(
+        out.contains(
+            "note: 1 large object(s) the backup does not have (made since) were left in place"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        c.sql("app", "select convert_from(lo_get(4242), 'UTF8')")
+            .unwrap()
+            .trim(),
+        "backed up"
+    );
+
     // unknown id and empty selection
     let (code, _, err) = run(lb(&cfg).args(["restore", "deadbeef", "--to-database", "x"]));
     assert_eq!(code, 4, "{err}");

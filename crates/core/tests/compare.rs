@@ -47,7 +47,7 @@ fn page_ranges_count_every_row_once_and_find_a_change() {
     };
     let conn = c.conn();
     // the truth as whole-table reads see it
-    let whole = compare_in_pieces(&conn, "pieces", &truth, 1, u64::MAX).unwrap();
+    let whole = compare_in_pieces(&conn, "pieces", &truth, 1, u64::MAX, None).unwrap();
     assert_eq!(whole.reads, 3);
     for (t, read) in truth.tables.iter_mut().zip(&whole.tables) {
         t.rows = read.actual_rows;
@@ -59,7 +59,7 @@ fn page_ranges_count_every_row_once_and_find_a_change() {
         "the parent's rows do not include its child's"
     );
 
-    let cut = compare_in_pieces(&conn, "pieces", &truth, 8, 8192).unwrap();
+    let cut = compare_in_pieces(&conn, "pieces", &truth, 8, 8192, None).unwrap();
     assert!(
         cut.reads > 6,
         "the big tables are read in page ranges ({} reads)",
@@ -73,7 +73,7 @@ fn page_ranges_count_every_row_once_and_find_a_change() {
         "UPDATE ONLY public.big SET v = 'changed' WHERE id = 5999",
     )
     .unwrap();
-    let changed = compare_in_pieces(&conn, "pieces", &truth, 8, 8192).unwrap();
+    let changed = compare_in_pieces(&conn, "pieces", &truth, 8, 8192, None).unwrap();
     assert!(!changed.ok());
     assert_eq!(
         changed.describe_failures(),
@@ -82,7 +82,7 @@ fn page_ranges_count_every_row_once_and_find_a_change() {
     // a deleted row in the first range
     c.sql("pieces", r#"DELETE FROM "we(ird"."t (x)" WHERE id = 1"#)
         .unwrap();
-    let deleted = compare_in_pieces(&conn, "pieces", &truth, 8, 8192).unwrap();
+    let deleted = compare_in_pieces(&conn, "pieces", &truth, 8, 8192, None).unwrap();
     assert!(
         deleted
             .describe_failures()
@@ -128,7 +128,7 @@ fn small_tables_read_in_batches_keep_each_table_apart() {
             tables: chunk.to_vec(),
             ..Truth::default()
         };
-        let read = compare_in_pieces(&conn, "many", &part, 2, u64::MAX).unwrap();
+        let read = compare_in_pieces(&conn, "many", &part, 2, u64::MAX, None).unwrap();
         assert_eq!(read.batched_tables, 0);
         for (j, r) in read.tables.iter().enumerate() {
             let t = &mut truth.tables[k * 40 + j];
@@ -141,14 +141,14 @@ fn small_tables_read_in_batches_keep_each_table_apart() {
         "the boundary-like rows are rows of t0"
     );
 
-    let batched = compare_in_pieces(&conn, "many", &truth, 2, u64::MAX).unwrap();
+    let batched = compare_in_pieces(&conn, "many", &truth, 2, u64::MAX, None).unwrap();
     assert_eq!(batched.batched_tables, 120);
     assert!(batched.reads < 10, "{} reads", batched.reads);
     assert!(batched.ok(), "{}", batched.describe_failures());
 
     c.sql("many", "UPDATE public.t57 SET v = 'changed' WHERE id = 1")
         .unwrap();
-    let changed = compare_in_pieces(&conn, "many", &truth, 2, u64::MAX).unwrap();
+    let changed = compare_in_pieces(&conn, "many", &truth, 2, u64::MAX, None).unwrap();
     assert_eq!(
         changed.describe_failures(),
         format!("public.t57: content differs ({} rows)", 57 % 7 + 1)

@@ -376,6 +376,12 @@ impl RestoreCmd {
                 c.rows(),
                 c.also_compared()
             );
+            if c.large_objects_left > 0 {
+                println!(
+                    "note: {} large object(s) the backup does not have (made since) were left in place, as tables made since are",
+                    c.large_objects_left
+                );
+            }
         }
         Ok(())
     }

@@ -1101,7 +1101,26 @@ fn restore_inner(
         None => e,
     };
     let comparison = if plan.verify {
-        let c = compare(&conn, &plan.target_database, &truth, plan.jobs as usize).map_err(|e| {
+        // an overwrite drops and restores the backup's large objects only (pg_restore
+        // --clean): the others are compared no more than tables made since are
+        let c = if plan.create_database {
+            compare(&conn, &plan.target_database, &truth, plan.jobs as usize)
+        } else {
+            crate::sources::postgres::archive::read_toc(
+                std::fs::File::open(&dump).map_err(|e| Error::io(dump.display(), e))?,
+            )
+            .map_err(|e| Error::integrity(format!("reading the dump's table of contents: {e}")))
+            .and_then(|(_, toc)| {
+                crate::sources::postgres::compare::compare_over(
+                    &conn,
+                    &plan.target_database,
+                    &truth,
+                    plan.jobs as usize,
+                    &crate::sources::postgres::archive::large_object_oids(&toc),
+                )
+            })
+        }
+        .map_err(|e| {
             after_load(e.with_note(format!(
                 "the backup is restored into {:?}, but its comparison with the backup-time truth could not run",
                 plan.target_database

@@ -409,6 +409,15 @@ pub fn create_database_options(toc: &[TocEntry]) -> String {
     out
 }
 
+/// The oids of the archive's large objects (`BLOB` entries, tagged with the oid).
+#[must_use]
+pub fn large_object_oids(toc: &[TocEntry]) -> std::collections::HashSet<i64> {
+    toc.iter()
+        .filter(|e| e.desc == "BLOB")
+        .filter_map(|e| e.tag.trim().parse().ok())
+        .collect()
+}
+
 /// Reads only the header and TOC (cheap: stops before the data).
 ///
 /// # Errors

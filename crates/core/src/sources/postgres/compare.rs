@@ -55,8 +55,11 @@ pub struct Comparison {
     pub sequence_mismatches: Vec<(String, String, String)>,
     /// Large objects at backup time.
     pub large_objects_expected: ObjectTruth,
-    /// Large objects now.
+    /// Large objects now (of the backup's, after an overwrite: see `large_objects_left`).
     pub large_objects_actual: ObjectTruth,
+    /// Large objects an overwrite left in place because the backup does not have them
+    /// (made since, as tables made since are left too): not compared.
+    pub large_objects_left: u64,
     /// Wall time in seconds.
     pub duration_secs: f64,
     /// Every table was read through a FIFO the server wrote, not through psql.
@@ -436,7 +439,23 @@ fn read_batch(
 ///
 /// When the database cannot be read (a difference is not an error: see [`Comparison::ok`]).
 pub fn compare(conn: &PgConn, db: &str, truth: &Truth, jobs: usize) -> Result<Comparison> {
-    compare_in_pieces(conn, db, truth, jobs, MIN_PIECE_BYTES)
+    compare_in_pieces(conn, db, truth, jobs, MIN_PIECE_BYTES, None)
+}
+
+/// As [`compare`] after an overwrite, which leaves large objects the backup does not
+/// have: only those in `backed_up` (oids) are compared, the others counted.
+///
+/// # Errors
+///
+/// As [`compare`].
+pub fn compare_over(
+    conn: &PgConn,
+    db: &str,
+    truth: &Truth,
+    jobs: usize,
+    backed_up: &std::collections::HashSet<i64>,
+) -> Result<Comparison> {
+    compare_in_pieces(conn, db, truth, jobs, MIN_PIECE_BYTES, Some(backed_up))
 }
 
 /// As [`compare`], cutting tables larger than `min_piece` bytes (and larger than a share of
@@ -451,6 +470,7 @@ pub fn compare_in_pieces(
     truth: &Truth,
     jobs: usize,
     min_piece: u64,
+    backed_up: Option<&std::collections::HashSet<i64>>,
 ) -> Result<Comparison> {
     let clock = std::time::Instant::now();
     let next = AtomicUsize::new(0);
@@ -576,7 +596,8 @@ pub fn compare_in_pieces(
     }
 
     let mut large_objects_actual = ObjectTruth::default();
-    if truth.large_objects.count > 0 {
+    let mut large_objects_left = 0;
+    if truth.large_objects.count > 0 || backed_up.is_some() {
         // in pieces, in order (a nested loop over each object's offsets): one value of a
         // large object over 512 MiB would pass PostgreSQL's 1 GB limit in hex, and whole
         // objects would be held in memory here
@@ -593,8 +614,12 @@ pub fn compare_in_pieces(
             ),
             |b| lo.feed(b),
         )?;
-        for h in lo.finish()? {
-            large_objects_actual.add(h);
+        for (oid, h) in lo.finish()? {
+            if backed_up.is_none_or(|b| b.contains(&oid)) {
+                large_objects_actual.add(h);
+            } else {
+                large_objects_left += 1;
+            }
         }
     }
     Ok(Comparison {
@@ -603,6 +628,7 @@ pub fn compare_in_pieces(
         sequence_mismatches,
         large_objects_expected: truth.large_objects.clone(),
         large_objects_actual,
+        large_objects_left,
         duration_secs: clock.elapsed().as_secs_f64(),
         read_by_server: all_by_server.into_inner() && !truth.tables.is_empty(),
         reads: pieces.len(),
@@ -635,7 +661,7 @@ struct LoCollector {
     decoded: Vec<u8>,
     /// The object being hashed: oid, bytes so far, hasher.
     open: Option<(i64, i64, xxhash_rust::xxh3::Xxh3)>,
-    out: Vec<u128>,
+    out: Vec<(i64, u128)>,
     error: Option<String>,
 }
 
@@ -714,12 +740,12 @@ impl LoCollector {
     }
 
     fn close(&mut self) {
-        if let Some((_, _, h)) = self.open.take() {
-            self.out.push(h.digest128());
+        if let Some((oid, _, h)) = self.open.take() {
+            self.out.push((oid, h.digest128()));
         }
     }
 
-    fn finish(mut self) -> Result<Vec<u128>> {
+    fn finish(mut self) -> Result<Vec<(i64, u128)>> {
         self.close();
         match self.error {
             Some(e) => Err(Error::internal(e)),
@@ -749,6 +775,7 @@ mod tests {
             sequence_mismatches: Vec::new(),
             large_objects_expected: ObjectTruth::default(),
             large_objects_actual: ObjectTruth::default(),
+            large_objects_left: 0,
             duration_secs: 0.0,
             read_by_server: false,
             reads: 4500,
