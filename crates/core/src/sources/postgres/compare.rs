@@ -799,7 +799,7 @@ mod tests {
             let mut h = xxhash_rust::xxh3::Xxh3::new();
             h.update(&oid.to_le_bytes());
             h.update(data);
-            h.digest128()
+            (oid, h.digest128())
         };
         // object 7 in two pieces, an empty object 9, object 12 in one
         let text = "7\t0\t\\\\x0102\n7\t2\t\\\\x03\n9\t0\t\\\\x\n12\t0\t\\\\xff\n";
