@@ -641,6 +641,27 @@ fn a_drill_on_a_configured_scratch_server_cleans_up_and_refuses_production() {
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(r["passed"], true, "{out}");
     assert_eq!(r["phases"][0]["name"], "connect", "{out}");
+    // the evidence says where it ran and what a scratch server cannot prove
+    assert!(
+        r["scratch_server"]
+            .as_str()
+            .is_some_and(|s| s.contains("dbname='lifeboat_drill_") && !s.contains("password")),
+        "{out}"
+    );
+    assert!(
+        r["not_checked"][0]
+            .as_str()
+            .is_some_and(|s| s.starts_with("roles, owners and grants")),
+        "{out}"
+    );
+    let md = ok(lb(&cfg).args(["report", "--drill", r["id"].as_str().unwrap()]));
+    assert!(
+        md.contains("in a new database on the scratch server")
+            && !md.contains("on a throw-away PostgreSQL")
+            && !md.contains("isolated cluster")
+            && md.contains("Not checked: roles, owners and grants"),
+        "{md}"
+    );
     assert!(
         r["checks"].as_array().unwrap().iter().any(|c| c["name"]
             .as_str()

@@ -131,6 +131,9 @@ impl DrillCmd {
                     c.detail.replace('\n', "\n         ")
                 );
             }
+            for n in &report.not_checked {
+                println!("  not checked: {n}");
+            }
             if failing_tables > TABLES_SHOWN {
                 println!(
                     "  … and {} more failing tables (every check is in the report)",

@@ -249,6 +249,14 @@ pub struct DrillReport {
     /// Physical drills: where recovery ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reached: Option<super::recover::ReachedPoint>,
+    /// A logical drill on the configured scratch server (`drill.server`): the restored
+    /// database's connection there (no password). `None`: a throw-away cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scratch_server: Option<String>,
+    /// What this drill did not check, and why (a scratch server gets no roles; a physical
+    /// drill without assertions reads no table).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_checked: Vec<String>,
 }
 
 impl DrillReport {
@@ -736,6 +744,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
     } else {
         database.clone()
     };
+    let scratch_server = on_server.then(|| target.conn().conninfo(&restored_db));
     if let Target::Server(c) = &target {
         // an interrupt drops it too: it is this drill's, and only this drill's
         crate::sources::postgres::cluster::register_drop(c.clone(), restored_db.clone());
@@ -902,6 +911,12 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
             kind: BackupKind::Logical,
             target: None,
             reached: None,
+            not_checked: if scratch_server.is_some() {
+                vec!["roles, owners and grants: roles are cluster-wide, so a drill on a scratch server restores without them (no owners, no grants, no policies' roles); a drill in its own throw-away cluster (no drill.server) restores and checks them".into()]
+            } else {
+                Vec::new()
+            },
+            scratch_server,
         },
     );
     seal(repo, opts, report)
@@ -938,6 +953,8 @@ pub(crate) struct Measured {
     pub(crate) kind: BackupKind,
     pub(crate) target: Option<String>,
     pub(crate) reached: Option<super::recover::ReachedPoint>,
+    pub(crate) scratch_server: Option<String>,
+    pub(crate) not_checked: Vec<String>,
 }
 
 /// The checks of the restore itself, logical and physical: when one fails, the drill
@@ -1010,6 +1027,8 @@ pub(crate) fn build_report(src: &SourceConfig, backup: &SnapshotInfo, m: Measure
         kind: m.kind,
         target: m.target,
         reached: m.reached,
+        scratch_server: m.scratch_server,
+        not_checked: m.not_checked,
     }
 }
 

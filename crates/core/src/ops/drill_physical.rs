@@ -326,6 +326,12 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
                 _ => "end of the archive".to_string(),
             }),
             reached,
+            scratch_server: None,
+            not_checked: if src.drill.checks.is_empty() && opts.checks.is_empty() {
+                vec!["table contents: a physical drill proves the base backup and the WAL replay to the target; add --check assertions (or drill the logical backups, which compare every table) to check data".into()]
+            } else {
+                Vec::new()
+            },
         },
     );
     seal(repo, opts, report)

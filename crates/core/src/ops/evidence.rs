@@ -200,8 +200,10 @@ pub fn markdown(r: &DrillReport) -> String {
     );
     let _ = writeln!(
         m,
-        "- drill: {} to {}, throw-away PostgreSQL {}",
-        r.started_at, r.finished_at, r.server_version
+        "- drill: {} to {}, {}",
+        r.started_at,
+        r.finished_at,
+        ran_on(r, |s| format!("`{s}`"))
     );
     if let Some(t) = &r.target {
         let _ = writeln!(m, "- recovery target: {t}");
@@ -252,6 +254,9 @@ pub fn markdown(r: &DrillReport) -> String {
             md_cell(&c.detail)
         );
     }
+    for n in &r.not_checked {
+        let _ = writeln!(m, "\nNot checked: {n}.");
+    }
     let _ = writeln!(
         m,
         "\nEvidence for SOC 2 CC9.1 / A1.3: {}.",
@@ -263,10 +268,25 @@ pub fn markdown(r: &DrillReport) -> String {
     m
 }
 
+/// Where the drill restored: its throw-away cluster, or a new database on the scratch
+/// server (`code` formats its connection).
+fn ran_on(r: &DrillReport, code: impl Fn(&str) -> String) -> String {
+    match &r.scratch_server {
+        Some(s) => format!(
+            "in a new database on the scratch server {} (PostgreSQL {}), dropped afterwards",
+            code(s),
+            r.server_version
+        ),
+        None => format!("on a throw-away PostgreSQL {}", r.server_version),
+    }
+}
+
 /// What the drill's checks proved, by kind: only a logical drill compares every table
 /// with the truth recorded at backup time.
 fn what_was_proven(r: &DrillReport) -> &'static str {
-    if r.kind == BackupKind::Physical {
+    if r.scratch_server.is_some() {
+        "a backup restored into a new database on a scratch server (without production's roles, so without owners and grants) and every table compared with the row counts and content hashes recorded at backup time"
+    } else if r.kind == BackupKind::Physical {
         "a physical backup restored into an isolated cluster, its WAL replayed to the recovery target, and the checks above run on the recovered cluster"
     } else {
         "a backup restored into an isolated cluster and every table compared with the row counts and content hashes recorded at backup time"
@@ -356,10 +376,10 @@ pub fn html(r: &DrillReport) -> String {
 tr.ok td:nth-child(2){{color:#15803d}}tr.bad td{{background:#fee2e2}}.verdict{{font-size:1.4em;font-weight:bold;color:{color}}}svg text{{font-size:12px}}</style></head>
 <body><h1>Restore drill {id}</h1><p class="verdict" id="verdict">{verdict}</p>
 <p>Source <code>{source}</code>, {restored}; backup <code>{backup}</code> finished {bt} ({bytes} bytes).<br>
-Drill ran {st} to {ft} on a throw-away PostgreSQL {ver}.{target}</p>{warning}
+Drill ran {st} to {ft}, {ran_on}.{target}</p>{warning}
 <h2>Objectives</h2><table id="objectives"><tr><th>objective</th><th>achieved</th><th>target</th><th>verdict (margin)</th></tr>{rto}{rpo}</table>{rpo_point}{extra}
 <h2>Phases</h2><svg width="780" height="{height}" role="img" aria-label="phase timeline">{bars}</svg>
-<h2>Checks</h2><table id="checks"><tr><th>check</th><th>result</th><th>detail</th></tr>{rows}</table>
+<h2>Checks</h2><table id="checks"><tr><th>check</th><th>result</th><th>detail</th></tr>{rows}</table>{not_checked}
 <p>Evidence for SOC 2 CC9.1 / A1.3: {proven}.</p>{head}</body></html>
 "#,
         head = r
@@ -370,6 +390,12 @@ Drill ran {st} to {ft} on a throw-away PostgreSQL {ver}.{target}</p>{warning}
                 h = esc(h)
             )),
         proven = what_was_proven(r),
+        not_checked = r
+            .not_checked
+            .iter()
+            .map(|n| format!("<p class=\"not-checked\">Not checked: {}.</p>", esc(n)))
+            .collect::<String>(),
+        ran_on = ran_on(r, |s| format!("<code>{}</code>", esc(s))),
         target = r.target.as_deref().map_or_else(String::new, |t| format!("<br>Recovery target: {}.", esc(t))),
         warning = r.evidence_error.as_deref().map_or_else(String::new, |e| format!(
             "<p id=\"evidence-warning\" class=\"verdict\" style=\"color:#b91c1c;font-size:1em\">Evidence warning: {}</p>",
@@ -385,7 +411,6 @@ Drill ran {st} to {ft} on a throw-away PostgreSQL {ver}.{target}</p>{warning}
         bytes = r.backup_bytes,
         st = r.started_at,
         ft = r.finished_at,
-        ver = esc(&r.server_version),
         rto = objective("RTO", &r.rto),
         rpo = objective("RPO", &r.rpo),
         rpo_point = r.rpo_point.as_ref().map_or_else(String::new, |p| format!(
@@ -530,6 +555,8 @@ mod tests {
             kind,
             target: None,
             reached: None,
+            scratch_server: None,
+            not_checked: Vec::new(),
         }
     }
 
