@@ -196,6 +196,25 @@ fn restore_refuses_non_empty_target_and_dry_run_changes_nothing() {
 
     let (code, _, err) = run(lb(&cfg).args(["restore", "--latest", "--clean"]));
     assert_eq!(code, 2, "{err}");
+    // usage mistakes attempted nothing and are not logged (README, Audit log): --clean
+    // alone, an id that names no backup (with or without --source), in restore and verify
+    for args in [
+        &["restore", "deadbeef", "--to-database", "x"][..],
+        &[
+            "restore",
+            "deadbeef",
+            "--source",
+            "app-db",
+            "--to-database",
+            "x",
+        ],
+        &["verify", "deadbeef"],
+    ] {
+        let (code, _, err) = run(lb(&cfg).args(args));
+        assert_eq!(code, 4, "{args:?}: {err}");
+        assert!(err.contains("no backup with id deadbeef"), "{err}");
+    }
+    assert_eq!(audit_entries(), before + 1);
 
     // a database without tables is not empty when it holds anything a restore would clash with
     for (db, sql) in [

@@ -291,7 +291,17 @@ fn database_is_empty(conn: &PgConn, db: &str) -> Result<bool> {
 /// [`ErrorKind::TargetNotEmpty`] for a non-empty target without `clean` + `force`, and the
 /// errors of [`select`] and of reaching the target server.
 pub fn plan(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<RestorePlan> {
-    let planned = plan_inner(repo, src, opts);
+    // which backup, and flags that contradict each other: a usage mistake attempted
+    // nothing, and is not a refused restore for the audit log
+    let backup = select(repo, opts)?;
+    if backup.meta.kind == BackupKind::Globals {
+        return Err(Error::config(
+            "a globals backup is restored with --globals next to a database backup",
+        )
+        .hint("pick a logical or schema backup; add --globals to restore roles first"));
+    }
+    clean_needs_force(opts)?;
+    let planned = plan_inner(repo, src, opts, backup);
     if let Err(e) = &planned {
         // a refused restore is part of the record too; the refusal is what gets reported
         if !opts.dry_run {
@@ -327,15 +337,12 @@ fn clean_needs_force(opts: &RestoreOptions) -> Result<()> {
     Ok(())
 }
 
-fn plan_inner(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<RestorePlan> {
-    let backup = select(repo, opts)?;
-    if backup.meta.kind == BackupKind::Globals {
-        return Err(Error::config(
-            "a globals backup is restored with --globals next to a database backup",
-        )
-        .hint("pick a logical or schema backup; add --globals to restore roles first"));
-    }
-    clean_needs_force(opts)?;
+fn plan_inner(
+    repo: &Repo,
+    src: &SourceConfig,
+    opts: &RestoreOptions,
+    backup: SnapshotInfo,
+) -> Result<RestorePlan> {
     let original = backup.meta.database.clone().unwrap_or_default();
     let target = opts.to_database.clone().unwrap_or_else(|| original.clone());
     // PostgreSQL would cut a longer name to 63 bytes and create another database than the

@@ -101,7 +101,15 @@ impl VerifyReport {
 /// When the repository cannot be read at all, or an id is unknown. Damage is not an error
 /// here: it is in the report (see [`VerifyReport::ok`]).
 pub fn verify(repo: &Repo, opts: &VerifyOptions) -> Result<VerifyReport> {
-    let result = verify_inner(repo, opts);
+    // an id that names no backup, or a subset that means nothing, attempted nothing: a
+    // usage mistake, not a verification for the audit log
+    let backups: Vec<SnapshotInfo> = opts
+        .ids
+        .iter()
+        .map(|id| repo.backup(id))
+        .collect::<Result<_>>()?;
+    let check = check_options(opts)?;
+    let result = verify_inner(repo, opts, backups, check);
     let details = match &result {
         Ok(r) => format!(
             "{} backup(s){}: {}",
@@ -126,24 +134,32 @@ pub fn verify(repo: &Repo, opts: &VerifyOptions) -> Result<VerifyReport> {
     crate::repository::audit::record_outcome(repo, "verify", result, ok, &details)
 }
 
-fn verify_inner(repo: &Repo, opts: &VerifyOptions) -> Result<VerifyReport> {
-    let backups: Vec<SnapshotInfo> = if opts.ids.is_empty() {
-        repo.backups()?
-    } else {
-        opts.ids
-            .iter()
-            .map(|id| repo.backup(id))
-            .collect::<Result<_>>()?
-    };
-    let read_data = opts.read_data || opts.read_data_subset.is_some();
+/// What rustic_core's check reads, from `opts`.
+fn check_options(opts: &VerifyOptions) -> Result<CheckOptions> {
     let mut check = CheckOptions::default();
-    check.read_data = read_data;
+    check.read_data = opts.read_data || opts.read_data_subset.is_some();
     if let Some(subset) = &opts.read_data_subset {
         check.read_data_subset = subset.parse::<ReadSubsetOption>().map_err(|e| {
             Error::config(format!("--read-data-subset {subset:?}: {e}"))
                 .hint("use a percentage (10%), n/m (1/5) or a size (500MiB)")
         })?;
     }
+    Ok(check)
+}
+
+/// Verifies `backups` (every backup when empty).
+fn verify_inner(
+    repo: &Repo,
+    opts: &VerifyOptions,
+    backups: Vec<SnapshotInfo>,
+    check: CheckOptions,
+) -> Result<VerifyReport> {
+    let backups = if backups.is_empty() {
+        repo.backups()?
+    } else {
+        backups
+    };
+    let read_data = check.read_data;
     let mut report =
         repo.with_indexed(|indexed| verify_indexed(indexed, backups, check, read_data))?;
     report.read_data_subset = opts.read_data_subset.clone();
