@@ -136,6 +136,21 @@ pub struct SourceConfig {
 }
 
 impl SourceConfig {
+    /// The same source pointed at another server (a restore onto a new host): `dsn`
+    /// replaces its DSN, and its `password_file` / `password_command` are dropped. They
+    /// hold the source server's password, which a restore would otherwise offer to the
+    /// other server's owner; that server's password comes from `dsn`, `PGPASSWORD` or
+    /// `~/.pgpass`. Change `dsn` by hand and the production password goes along.
+    #[must_use]
+    pub fn on_server(&self, dsn: &str) -> Self {
+        Self {
+            dsn: Some(dsn.to_string()),
+            password_file: None,
+            password_command: None,
+            ..self.clone()
+        }
+    }
+
     /// A PostgreSQL source with defaults for everything but its name and DSN.
     #[must_use]
     pub fn postgres(name: &str, dsn: &str) -> Self {
@@ -317,6 +332,21 @@ impl Config {
         let cfg = Self::parse_unchecked(text, origin)?;
         cfg.validate(text, origin)?;
         Ok(cfg)
+    }
+
+    /// Validates a configuration built in code as [`Config::parse`] validates a file's
+    /// (schedules, durations, URLs, names): operations take such values as given, and a
+    /// drill, say, judged against an objective that is no duration would have none.
+    /// Errors name the line of the configuration written as TOML.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Config`] for the first invalid value.
+    pub fn check(&self) -> Result<()> {
+        let text = toml::to_string(self).map_err(|e| {
+            Error::config(format!("the configuration cannot be written as TOML: {e}"))
+        })?;
+        self.validate(&text, "configuration built in code")
     }
 
     /// As [`Config::parse`], but a value that parses and fails validation (a schedule, a
@@ -946,5 +976,17 @@ drill = { schedule = "0 5 1 * *", checks = ["select count(*) > 0 from users"] }
         // the message shows the form, not a puzzle about a space character
         let e = parse_duration("10 minutes").unwrap_err();
         assert!(e.contains("\"10m\"") && e.contains("without spaces"), "{e}");
+    }
+
+    #[test]
+    fn another_server_gets_none_of_the_sources_password_settings() {
+        let mut src = SourceConfig::postgres("app", "host=prod user=app");
+        src.password_file = Some("/etc/lifeboat/prod.pass".into());
+        src.password_command = Some("vault read prod".into());
+        src.databases = vec!["app".into()];
+        let other = src.on_server("host=new-db user=postgres");
+        assert_eq!(other.dsn.as_deref(), Some("host=new-db user=postgres"));
+        assert_eq!((other.password_file, other.password_command), (None, None));
+        assert_eq!(other.databases, src.databases);
     }
 }

@@ -39,6 +39,32 @@
 //! ```
 //!
 //! Backing up needs a PostgreSQL server; see [`ops::backup::backup`] and the README.
+//!
+//! # Embedding
+//!
+//! - **Dependencies.** lifeboat-core is built on patched copies of `rustic_core` and
+//!   `rustic_backend` (the repository's `vendor/`, each with a `LIFEBOAT.md` saying what
+//!   changed). A crate depending on lifeboat-core needs the same `[patch.crates-io]`
+//!   entries as lifeboat's workspace `Cargo.toml`, pointing at those directories; use
+//!   [`rustic_core`] through this crate's re-export, which is that exact version.
+//! - **Configuration.** [`config::Config::load`] and [`config::Config::parse`] validate
+//!   what they read; a configuration built in code is validated by
+//!   [`config::Config::check`]. A restore onto another server takes
+//!   [`config::SourceConfig::on_server`], which leaves the source's password behind.
+//! - **Interrupts.** The library installs no signal handlers and never exits the process.
+//!   On SIGINT/SIGTERM the CLI calls [`sources::postgres::cluster::stop_all`] (stops the
+//!   servers and clients lifeboat started and drops databases a restore or drill created
+//!   midway) and then exits: after `stop_all` every later client program fails as
+//!   interrupted, so it ends the process's use of the library, not one operation.
+//!   Cleanup notices (a throw-away server left by a killed run and removed now) are
+//!   collected by [`sources::postgres::cluster::take_notes`].
+//! - **Running as root.** On a local repository that belongs to another user (the
+//!   PostgreSQL user, whose `archive_command` writes into it), call
+//!   [`repository::owner::hand_over`] after an operation that wrote to it, as the CLI
+//!   does, or that user's next WAL push may find root-owned files.
+//! - **Physical restores and drills** replay WAL through PostgreSQL's `restore_command`,
+//!   which must run `lifeboat wal-fetch`: the `lifeboat` binary has to be installed for
+//!   them ([`ops::recover::RecoverOptions::restore_command`]).
 
 pub mod config;
 pub mod demo;
@@ -50,3 +76,6 @@ pub mod sources;
 pub mod wal;
 
 pub use error::{Error, ErrorKind, Result};
+/// The repository library, at the exact (patched) version lifeboat-core is built with:
+/// `Repo::init` and `Repo::open` take its progress bars (`rustic_core::NoProgressBars`).
+pub use rustic_core;

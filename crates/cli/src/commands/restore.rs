@@ -206,7 +206,7 @@ impl RestoreCmd {
             (None, Selector::Id(id)) => repo.backup(id)?.meta.source,
             (None, _) => ctx.source(None)?.name.clone(),
         };
-        let mut src: SourceConfig = match ctx.config.source(&source_name) {
+        let src: SourceConfig = match ctx.config.source(&source_name) {
             Ok(s) => s.clone(),
             // disaster case: no config for the old server, only a target to restore onto
             Err(e) => match &self.target_dsn {
@@ -218,13 +218,10 @@ impl RestoreCmd {
                 }
             },
         };
-        if let Some(dsn) = &self.target_dsn {
-            src.dsn = Some(dsn.clone());
-            // the source's password is for the source's server; handing it to another
-            // server (in PGPASSWORD) would give that server's owner the production password
-            src.password_file = None;
-            src.password_command = None;
-        }
+        let src = match &self.target_dsn {
+            Some(dsn) => src.on_server(dsn),
+            None => src,
+        };
         let opts = RestoreOptions {
             selector,
             source: Some(source_name),

@@ -636,6 +636,20 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
 /// log gets none; a drill that was due and could not run (no backup at all, a scratch
 /// server that refuses) is logged by [`drill`].
 fn usage_mistake(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Option<Error> {
+    // a file's objectives were validated when it was read; a configuration built in code
+    // was not, and an objective that is no duration would judge the drill against nothing
+    for (key, value) in [("rto", &src.objectives.rto), ("rpo", &src.objectives.rpo)] {
+        if let Some(Err(e)) = value.as_deref().map(parse_duration) {
+            return Some(
+                Error::config(format!(
+                    "objectives.{key} of source {:?}: {value:?} is not a duration: {e}",
+                    src.name,
+                    value = value.as_deref().unwrap_or_default()
+                ))
+                .hint("write a duration such as \"2h\", \"30m\" or \"1d\""),
+            );
+        }
+    }
     if !matches!(opts.kind, BackupKind::Logical | BackupKind::Physical) {
         return Some(
             Error::config(format!(

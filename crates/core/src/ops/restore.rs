@@ -136,6 +136,10 @@ pub struct RestorePlan {
     /// server's lock table holds, said before it starts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lock_warning: Option<String>,
+    /// Where the dump is staged ([`RestoreOptions::scratch_dir`]; `None`: the system's
+    /// temporary directory). [`restore`]'s own `scratch_dir` argument wins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scratch_dir: Option<PathBuf>,
 }
 
 /// What a restore did.
@@ -398,6 +402,7 @@ fn plan_inner(
         && (src.hooks.pre_restore.is_some() && opts.hooks.pre_restore.is_none()
             || src.hooks.post_restore.is_some() && opts.hooks.post_restore.is_none());
     Ok(RestorePlan {
+        scratch_dir: opts.scratch_dir.clone(),
         target_server: conn.conninfo(&target),
         create_database: !exists,
         clean: opts.clean,
@@ -961,7 +966,10 @@ pub fn restore(
         plan.target_database,
         plan.target_server
     );
-    let result = restore_inner(repo, src, plan, scratch_dir);
+    let scratch_dir = scratch_dir
+        .map(std::path::Path::to_path_buf)
+        .or_else(|| plan.scratch_dir.clone());
+    let result = restore_inner(repo, src, plan, scratch_dir.as_deref());
     // a failed restore's entry says why, as a failed backup's does
     let details = match &result {
         Ok(_) => details,

@@ -662,14 +662,34 @@ fn is_head(hash: &str, given: &str) -> bool {
         .is_some_and(|h| h.eq_ignore_ascii_case(given))
 }
 
-/// Reads and checks the repository's audit log.
+/// Reads and checks the repository's audit log: the chain, `expected_head` when given, and
+/// the newest head in the head file the repository was opened with
+/// ([`Repo::with_audit`]'s `head_file`), which is what catches entries cut off the end of
+/// the log (as `lifeboat audit verify` does).
 ///
 /// # Errors
 ///
-/// When snapshot files cannot be read.
+/// When snapshot files cannot be read, or the head file exists and cannot be read or
+/// holds no head.
 pub fn verify(repo: &Repo, expected_head: Option<&str>) -> Result<AuditVerdict> {
-    let mut v = verify_entries(&entries(repo)?, expected_head);
+    let entries = entries(repo)?;
+    let mut v = verify_entries(&entries, expected_head);
     v.problems.extend(unreadable_problems(repo));
+    if let Some(file) = repo
+        .audit_config()
+        .head_file
+        .as_ref()
+        .filter(|f| f.exists())
+    {
+        let text = std::fs::read_to_string(file).map_err(|e| Error::io(file.display(), e))?;
+        let head = super::head::newest_in(&text)
+            .ok_or_else(|| Error::config(format!("{} holds no audit head", file.display())))?;
+        for p in verify_entries(&entries, Some(&head)).problems {
+            if !v.problems.contains(&p) {
+                v.problems.push(p);
+            }
+        }
+    }
     Ok(v)
 }
 
