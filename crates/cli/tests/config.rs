@@ -212,9 +212,10 @@ fn a_backup_role_that_cannot_read_everything_fails_the_check_before_the_backup_d
     );
     assert!(
         out.lines()
-            .any(|l| l.starts_with("note") && l.contains("not a superuser")),
+            .any(|l| l.starts_with("note") && l.contains("the role backup may not read pg_authid")),
         "{out}"
     );
+    assert!(out.contains("GRANT pg_read_all_data TO backup"), "{out}");
     // the backup fails as announced, with the same advice
     let (code, _, err) = run(lb(&cfg).args(["backup", "--kind", "logical"]));
     assert_eq!(code, 8, "{err}");
@@ -223,7 +224,8 @@ fn a_backup_role_that_cannot_read_everything_fails_the_check_before_the_backup_d
         "{err}"
     );
 
-    // granted: the logical backup's blockers are gone, the globals note stays
+    // granted: the logical backup's blockers are gone, and pg_read_all_data reads
+    // pg_authid too: the globals backup works without a superuser
     c.sql(
         "app",
         "GRANT pg_read_all_data TO backup; ALTER ROLE backup BYPASSRLS",
@@ -236,12 +238,27 @@ fn a_backup_role_that_cannot_read_everything_fails_the_check_before_the_backup_d
     )
     .unwrap();
     let out = ok(lb(&cfg).args(["config", "check"]));
-    assert!(out.contains("not a superuser"), "{out}");
+    assert!(!out.contains("pg_authid"), "{out}");
     ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    ok(lb(&cfg).args(["backup", "--kind", "globals"]));
 
     // restoring as that role: the objects belong to postgres, so pg_restore fails; the
     // database the restore created goes again, so the retry is not "not empty"
-    c.sql("app", "ALTER ROLE backup CREATEDB").unwrap();
+    c.sql("app", "ALTER ROLE backup CREATEDB CREATEROLE")
+        .unwrap();
+    // roles need a superuser: refused before anything, no role half made
+    let roles = || c.sql("postgres", "select count(*) from pg_roles").unwrap();
+    let before = roles();
+    let (code, _, err) =
+        run(lb(&cfg).args(["restore", "--latest", "--to-database", "copy", "--globals"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(
+            "restoring roles (--globals) needs a superuser on the target, and backup is not one"
+        ),
+        "{err}"
+    );
+    assert_eq!(roles(), before);
     let (code, _, err) = run(lb(&cfg).args(["restore", "--latest", "--to-database", "copy"]));
     assert_eq!(code, 8, "{err}");
     assert!(

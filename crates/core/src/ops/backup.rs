@@ -198,8 +198,9 @@ pub fn check_privileges(src: &SourceConfig) -> Result<Vec<PrivilegeProblem>> {
     let mut role_checked = false;
     for db in databases_of(src, &conn)? {
         let row = conn.query(&db, PRIVILEGES_SQL)?;
-        let f: Vec<&str> = row.split('|').collect();
-        let [superuser, replication, unreadable, examples, rls, rls_examples, relations, lock_slots, backends, archive_mode, archive_timeout, tablespaces] =
+        // the role's name last: a '|' in it stays in it
+        let f: Vec<&str> = row.trim_end_matches('\n').splitn(14, '|').collect();
+        let [superuser, replication, unreadable, examples, rls, rls_examples, relations, lock_slots, backends, archive_mode, archive_timeout, tablespaces, reads_authid, role] =
             f[..]
         else {
             return Err(Error::internal(format!(
@@ -211,7 +212,7 @@ pub fn check_privileges(src: &SourceConfig) -> Result<Vec<PrivilegeProblem>> {
             out.push(PrivilegeProblem {
                 fails_logical: true,
                 problem: format!("database {db:?}: the role cannot read {n} table(s) or sequence(s), e.g. {examples}"),
-                hint: "GRANT pg_read_all_data TO the role (PostgreSQL 14 and later), grant SELECT on them, or connect as a superuser".into(),
+                hint: format!("GRANT pg_read_all_data TO {role} (PostgreSQL 14 and later), grant SELECT on them, or connect as a superuser"),
             });
         }
         let n: u64 = rls.parse().unwrap_or(0);
@@ -219,7 +220,7 @@ pub fn check_privileges(src: &SourceConfig) -> Result<Vec<PrivilegeProblem>> {
             out.push(PrivilegeProblem {
                 fails_logical: true,
                 problem: format!("database {db:?}: row-level security would filter {n} table(s) for the role, e.g. {rls_examples}"),
-                hint: "ALTER ROLE name BYPASSRLS, or connect as a superuser (never switch the tables' policies off for a backup)".into(),
+                hint: format!("ALTER ROLE {role} BYPASSRLS, or connect as a superuser (never switch the tables' policies off for a backup)"),
             });
         }
         // pg_dump holds a lock on every table and sequence until it ends: past the
@@ -245,11 +246,11 @@ pub fn check_privileges(src: &SourceConfig) -> Result<Vec<PrivilegeProblem>> {
             if let Some(p) = archive_timeout_problem(src, archive_mode, archive_timeout) {
                 out.push(p);
             }
-            if superuser != "t" {
+            if reads_authid != "t" {
                 out.push(PrivilegeProblem {
                     fails_logical: false,
-                    problem: "the role is not a superuser: the globals backup (roles with their password hashes, part of a backup without --kind) will fail".into(),
-                    hint: "connect as a superuser, or back up with --kind logical --kind schema and keep the roles another way".into(),
+                    problem: format!("the role {role} may not read pg_authid: the globals backup (roles with their password hashes, part of a backup without --kind) will fail"),
+                    hint: format!("GRANT pg_read_all_data TO {role} (PostgreSQL 14 and later) or connect as a superuser; or back up with --kind logical --kind schema and keep the roles another way"),
                 });
             }
             if !tablespaces.is_empty() {
@@ -263,7 +264,7 @@ pub fn check_privileges(src: &SourceConfig) -> Result<Vec<PrivilegeProblem>> {
                 out.push(PrivilegeProblem {
                     fails_logical: false,
                     problem: "the role has no REPLICATION: a physical backup (--kind physical) will fail".into(),
-                    hint: "ALTER ROLE name REPLICATION (and a replication line in pg_hba.conf), if physical backups are wanted".into(),
+                    hint: format!("ALTER ROLE {role} REPLICATION (and a replication line in pg_hba.conf), if physical backups are wanted"),
                 });
             }
         }
@@ -289,7 +290,8 @@ select me.rolsuper, me.rolreplication, \
   current_setting('max_locks_per_transaction')::bigint * (current_setting('max_connections')::bigint + current_setting('max_prepared_transactions')::bigint), \
   current_setting('max_connections')::bigint + current_setting('max_prepared_transactions')::bigint, \
   current_setting('archive_mode'), (select setting from pg_settings where name = 'archive_timeout'), \
-  coalesce((select string_agg(quote_ident(spcname), ', ' order by spcname) from pg_tablespace where spcname not in ('pg_default', 'pg_global')), '') \
+  coalesce((select string_agg(quote_ident(spcname), ', ' order by spcname) from pg_tablespace where spcname not in ('pg_default', 'pg_global')), ''), \
+  me.rolsuper or has_table_privilege('pg_catalog.pg_authid', 'SELECT'), quote_ident(current_user) \
 from me";
 
 /// A server that archives WAL but closes a segment only when it is full (16 MiB) leaves the

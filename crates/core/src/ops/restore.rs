@@ -359,6 +359,24 @@ fn plan_inner(
         .hint("give a shorter --to-database"));
     }
     let conn = PgConn::from_source(src)?;
+    // roles with their attributes and password hashes can only be made by a superuser: a
+    // lesser role (CREATEROLE) would leave roles half made, without passwords or LOGIN
+    if opts.globals {
+        let me = conn.query(
+            "postgres",
+            "select rolsuper::text || '|' || quote_ident(current_user) from pg_roles where rolname = current_user",
+        )?;
+        if let Some((false, role)) = me
+            .trim()
+            .split_once('|')
+            .map(|(sup, role)| (sup == "true", role.to_string()))
+        {
+            return Err(Error::config(format!(
+                "restoring roles (--globals) needs a superuser on the target, and {role} is not one"
+            ))
+            .hint("restore the roles as a superuser (--target-dsn \"user=postgres ...\"), then the database as this role; or leave out --globals and add --no-owner so that everything belongs to this role"));
+        }
+    }
     let exists = database_exists(&conn, &target)?;
     if exists && !database_is_empty(&conn, &target)? && !(opts.clean && opts.force) {
         return Err(Error::new(

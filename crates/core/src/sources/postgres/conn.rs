@@ -507,17 +507,27 @@ fn auth_hint(lower: &str, server: &Server) -> String {
 }
 
 /// What to do about a privilege PostgreSQL refused, by what was refused (`lower` is the
-/// lower-cased message). The server's own hint (`ALTER TABLE ... NO FORCE ROW LEVEL
-/// SECURITY`) would weaken production; these change only the role lifeboat uses.
-fn privilege_hint(lower: &str) -> Option<&'static str> {
+/// lower-cased message) and what was being done (`what`: a restore's pg_restore, a
+/// comparison reading a restored table, else a backup). The server's own hint (`ALTER
+/// TABLE ... NO FORCE ROW LEVEL SECURITY`) would weaken production; these change only the
+/// role lifeboat uses.
+fn privilege_hint(lower: &str, what: &str) -> Option<&'static str> {
+    let restoring = what.contains("pg_restore into ");
+    let comparing = what.contains("reading \"");
     Some(if lower.contains("pg_authid") {
-        "the globals backup (roles with their password hashes) needs a superuser: give this source a superuser connection, or back up without globals (--kind logical --kind schema)"
+        "the globals backup (roles with their password hashes) reads pg_authid: GRANT pg_read_all_data TO the role (PostgreSQL 14 and later) or connect as a superuser, or back up without globals (--kind logical --kind schema)"
+    } else if (lower.contains("row-level security") || lower.contains("row level security"))
+        && comparing
+    {
+        "the comparison reads every restored row with row-level security off: the restoring role needs BYPASSRLS (ALTER ROLE ... BYPASSRLS) or superuser, also as the tables' owner when FORCE ROW LEVEL SECURITY is on; or skip the comparison with --no-verify"
     } else if lower.contains("row-level security") || lower.contains("row level security") {
-        "a row-level security policy would filter the dump: the backup role needs BYPASSRLS (ALTER ROLE name BYPASSRLS), or connect as the tables' owner or a superuser"
+        "a row-level security policy would filter the dump: the backup role needs BYPASSRLS (ALTER ROLE ... BYPASSRLS) or superuser; owning the tables is not enough where FORCE ROW LEVEL SECURITY is on"
     } else if lower.contains("permission denied to create database") {
-        "the restoring role needs CREATEDB (ALTER ROLE name CREATEDB), or restore through --target-dsn as a role that has it"
+        "the restoring role needs CREATEDB (ALTER ROLE ... CREATEDB), or restore through --target-dsn as a role that has it"
     } else if lower.contains("must be member of role") || lower.contains("must be owner of") {
         "the objects belong to other roles: restore as a superuser (--target-dsn), or add --no-owner so that they belong to the restoring role"
+    } else if lower.contains("permission denied for") && (restoring || comparing) {
+        "the restoring role may not use an object of the backup (a schema or table another role owns): restore as a superuser or as a member of the owning roles (--target-dsn), or with --no-owner so that everything belongs to the restoring role"
     } else if lower.contains("permission denied for") {
         "the role cannot read everything it must: GRANT pg_read_all_data TO it (PostgreSQL 14 and later) for backups, or connect as a superuser; `lifeboat config check` lists what the role may do"
     } else {
@@ -605,7 +615,7 @@ pub fn classify_on(stderr: &str, what: &str, server: &Server) -> Error {
             ErrorKind::Postgres,
             "the target lacks a role the backup's objects belong to or grant to: add --globals to restore the roles first, or --no-owner so that everything belongs to the restoring role",
         )
-    } else if let Some(hint) = privilege_hint(&lower) {
+    } else if let Some(hint) = privilege_hint(&lower, &what) {
         (ErrorKind::Postgres, hint)
     } else if state == Some(INSUFFICIENT_PRIVILEGE) {
         (
@@ -815,6 +825,25 @@ mod tests {
                 .is_some_and(|h| h.contains("config check")),
             "{denied:?}"
         );
+    }
+
+    #[test]
+    fn a_refused_privilege_gets_the_hint_of_what_was_being_done() {
+        let rls = "ERROR:  42501: query would be affected by row-level security policy for table \"secrets\"";
+        let hint =
+            |stderr: &str, what: &str| classify(stderr, what).hint_text().unwrap().to_string();
+        assert!(hint(rls, "pg_dump of \"app\"").contains("the backup role needs BYPASSRLS"));
+        let comparing = hint(rls, "reading \"app_copy\"");
+        assert!(
+            comparing.contains("the restoring role needs BYPASSRLS")
+                && comparing.contains("--no-verify"),
+            "{comparing}"
+        );
+        let denied = "ERROR:  42501: permission denied for schema rpt";
+        assert!(hint(denied, "pg_restore into \"app\"").contains("--no-owner"));
+        assert!(hint(denied, "pg_dump of \"app\"").contains("pg_read_all_data"));
+        let authid = "ERROR:  42501: permission denied for table pg_authid";
+        assert!(hint(authid, "pg_dumpall").contains("pg_read_all_data"));
     }
 
     #[test]
