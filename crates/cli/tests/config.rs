@@ -183,7 +183,10 @@ fn a_backup_role_that_cannot_read_everything_fails_the_check_before_the_backup_d
          CREATE TABLE public.open_t (id int); GRANT SELECT ON public.open_t TO backup;
          CREATE TABLE public.secret (id int);
          CREATE TABLE public.tenant (id int); GRANT SELECT ON public.tenant TO backup;
-         ALTER TABLE public.tenant ENABLE ROW LEVEL SECURITY;",
+         ALTER TABLE public.tenant ENABLE ROW LEVEL SECURITY;
+         CREATE ROLE bystander LOGIN;
+         CREATE FUNCTION public.definer() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'select 1';
+         REVOKE EXECUTE ON FUNCTION public.definer() FROM PUBLIC;",
     )
     .unwrap();
     let ws = Workspace::new();
@@ -274,6 +277,17 @@ fn a_backup_role_that_cannot_read_everything_fails_the_check_before_the_backup_d
         "0"
     );
     let out = ok(lb(&cfg).args(["restore", "--latest", "--to-database", "copy", "--no-owner"]));
+    // no grants, but what production kept from PUBLIC stays kept: a SECURITY DEFINER
+    // function of the restoring role must not be anyone's to run
+    assert!(out.contains("revocation(s) from PUBLIC applied"), "{out}");
+    assert_eq!(
+        c.sql(
+            "copy",
+            "select has_function_privilege('bystander', 'public.definer()', 'EXECUTE')"
+        )
+        .unwrap(),
+        "f"
+    );
     assert!(
         out.contains("note: not applied") && out.contains("log_min_duration_statement"),
         "{out}"

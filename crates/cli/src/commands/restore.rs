@@ -363,6 +363,12 @@ impl RestoreCmd {
         if let Some(role) = &report.kept_password_of {
             println!("note: role {role:?}, which this restore connects as, kept its password on the target; the globals backup's password for it was not applied");
         }
+        if let Some(w) = &report.without_owners {
+            println!(
+                "note: --no-owner: everything belongs to the restoring role; the backup's {} grant(s) to roles were left out, and its {} revocation(s) from PUBLIC applied (nothing production kept from PUBLIC is open to it here)",
+                w.grants_left_out, w.public_revocations_applied
+            );
+        }
         for p in &report.properties_not_applied {
             println!("note: not applied (a role this server lacks, or one the restoring role may not set; --globals, or a superuser, brings it): {p}");
         }

@@ -165,8 +165,57 @@ pub struct RestoreReport {
     /// globals first, or as a superuser, to get them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub properties_not_applied: Vec<String>,
+    /// With `no_owner`: the backup's grants to roles, left out (see
+    /// [`apply_public_revocations`]), and its revocations from PUBLIC, applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub without_owners: Option<WithoutOwners>,
     /// Total seconds.
     pub total_secs: f64,
+}
+
+/// What a `--no-owner` restore did with the backup's privileges.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct WithoutOwners {
+    /// `GRANT` statements of the backup, not restored (they name roles).
+    pub grants_left_out: usize,
+    /// `REVOKE ... FROM PUBLIC` statements of the backup, applied.
+    pub public_revocations_applied: usize,
+}
+
+/// With `--no-owner` pg_restore restores no privileges (their grants name roles the
+/// target may lack), so every object gets PostgreSQL's defaults, and a function production
+/// kept from PUBLIC (a SECURITY DEFINER one above all) would be anyone's to run on the
+/// copy. Those revocations name no role: they are applied to `db`.
+fn apply_public_revocations(
+    conn: &PgConn,
+    dump: &std::path::Path,
+    db: &str,
+) -> Result<WithoutOwners> {
+    let (_, toc) = crate::sources::postgres::archive::read_toc(
+        std::fs::File::open(dump).map_err(|e| Error::io(dump.display(), e))?,
+    )
+    .map_err(|e| Error::integrity(format!("reading the dump's table of contents: {e}")))?;
+    let mut revokes = Vec::new();
+    let mut grants_left_out = 0;
+    for line in toc
+        .iter()
+        .filter(|e| e.desc == "ACL")
+        .flat_map(|e| e.defn.lines())
+        .map(str::trim)
+    {
+        if line.starts_with("REVOKE ") && line.ends_with(" FROM PUBLIC;") {
+            revokes.push(line);
+        } else if line.starts_with("GRANT ") {
+            grants_left_out += 1;
+        }
+    }
+    if !revokes.is_empty() {
+        conn.query(db, &revokes.join("\n"))?;
+    }
+    Ok(WithoutOwners {
+        grants_left_out,
+        public_revocations_applied: revokes.len(),
+    })
 }
 
 /// Picks the backup `opts` selects.
@@ -1093,14 +1142,26 @@ fn restore_inner(
                 e
             }
         })
+    })
+    .and_then(|skipped| {
+        let without_owners = if plan.no_owner {
+            Some(
+                apply_public_revocations(&conn, &dump, &plan.target_database).map_err(|e| {
+                    e.with_note("the backup's revocations from PUBLIC could not be applied: objects production kept from PUBLIC may be open to it on this copy")
+                })?,
+            )
+        } else {
+            None
+        };
+        Ok((skipped, without_owners))
     });
     // the interrupt's clean-up keeps the drop until the database is whole, or dropped here:
     // an interrupt kills pg_restore, and this failure path then races the clean-up (its
     // query is refused once the clean-up began, and the process exits under it)
-    let properties_not_applied = match loaded {
-        Ok(skipped) => {
+    let (properties_not_applied, without_owners) = match loaded {
+        Ok(done) => {
             crate::sources::postgres::cluster::unregister_drop(&plan.target_database);
-            skipped
+            done
         }
         Err(e) if plan.create_database => {
             // half a database under the name asked for would block the retry ("not
@@ -1205,6 +1266,7 @@ fn restore_inner(
     }
     Ok(RestoreReport {
         properties_not_applied,
+        without_owners,
         fetch_secs,
         restore_secs,
         comparison,
