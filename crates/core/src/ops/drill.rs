@@ -1140,6 +1140,14 @@ fn restore_into(
         ),
     )
     .map_err(|e| crate::ops::restore::locale_refused(e, &options))?;
+    if let Some(truth) = &backup.meta.truth {
+        crate::ops::restore::apply_input_settings(
+            conn,
+            truth,
+            backup.meta.database.as_deref().unwrap_or_default(),
+            database,
+        );
+    }
     pg_restore(
         conn,
         dump,

@@ -969,6 +969,20 @@ fn database_properties(
         .collect()
 }
 
+/// Applies the database's `lc_monetary` setting to the new database `target` before its
+/// data is loaded: `money` values are dumped as that locale writes them (`1.234,50 €`) and
+/// read back only under it, as `pg_restore --create` does by setting it first. The other
+/// properties wait until the data is in (see [`apply_database_properties`]), which also
+/// reports this one if it fails here.
+pub(crate) fn apply_input_settings(conn: &PgConn, truth: &Truth, original: &str, target: &str) {
+    for stmt in database_properties(&truth.database_properties, original, target, true) {
+        let lower = stmt.to_ascii_lowercase();
+        if lower.starts_with("alter database ") && lower.contains(" set lc_monetary ") {
+            let _ = conn.query(target, &stmt);
+        }
+    }
+}
+
 /// Applies the database's own properties (see [`database_properties`]) to `target`, one
 /// statement at a time. A statement naming a role this server does not have (a restore onto
 /// a new server without the globals, a drill's throw-away cluster), or one the restoring
@@ -1091,6 +1105,12 @@ fn restore_inner(
         );
         conn.query("postgres", &sql)
             .map_err(|e| locale_refused(e, &options))?;
+        apply_input_settings(
+            &conn,
+            &truth,
+            plan.backup.meta.database.as_deref().unwrap_or_default(),
+            &plan.target_database,
+        );
         // an interrupt (Ctrl-C, SIGTERM) drops it again: half a database under the name
         // asked for would block the retry
         crate::sources::postgres::cluster::register_drop(
