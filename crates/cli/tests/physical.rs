@@ -1363,6 +1363,26 @@ fn an_interrupted_base_backup_leaves_no_snapshot_and_a_standalone_one_restores()
         assert!(err.contains("could not run its restore_command"), "{err}");
         assert!(!other.exists(), "nothing was written");
         std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        // a repository root made is root's alone (0700): its restore_command cannot read
+        // it either, and the error says whose it is and how to share it
+        let other = base.join("private-repo");
+        let (code, _, err) = run(common::lb_at(&exe, &cfg)
+            .args(["restore", "--kind", "physical", "--latest", "--to-dir"])
+            .arg(&other));
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("belongs to root (mode 700), and postgres may not read it")
+                && err.contains("chown -R postgres"),
+            "{err}"
+        );
+        assert!(!other.exists(), "nothing was written");
+        // as the README says: give it to the PostgreSQL user
+        let status = std::process::Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(ws.repo_path())
+            .status()
+            .expect("chown");
+        assert!(status.success());
     }
     // a physical restore of the latest backup into `dir` under base, started
     let restore_latest = |dir: &str, extra: &[&str]| {

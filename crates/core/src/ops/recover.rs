@@ -895,7 +895,11 @@ fn preflight(restore_command: &str, user: Option<&str>) -> Result<()> {
     // lifeboat's own hint, when the command is lifeboat and gave one, knows the cause
     let hint = stderr
         .lines()
-        .find_map(|l| l.trim().strip_prefix("hint:"))
+        .map(str::trim)
+        .find_map(|l| {
+            l.strip_prefix("hint:")
+                .or_else(|| l.strip_prefix("lifeboat wal-fetch: hint:"))
+        })
         .map_or_else(
             || "the configuration, its password file and the repository must be readable by that user (or pass --owner)".to_string(),
             |h| h.trim().to_string(),

@@ -226,6 +226,9 @@ impl Repo {
     /// password, [`ErrorKind::Unavailable`] when the backend cannot be reached.
     pub fn open<P: ProgressBars>(cfg: &RepositoryConfig, password: &Secret, pb: P) -> Result<Self> {
         let url = repo_url(cfg)?.to_string();
+        if !is_s3_url(&url) {
+            owner::readable(std::path::Path::new(&url))?;
+        }
         let repo = rustic_repo(cfg, pb)?;
         if repo.config_id().map_err(|e| open_error(&url, e))?.is_none() {
             if is_s3_url(&url) && bucket_missing(&url, cfg) {

@@ -19,6 +19,40 @@ fn other_owner(root: &Path) -> Option<(u32, u32)> {
     (meta.uid() != 0).then_some((meta.uid(), meta.gid()))
 }
 
+/// Refuses a local repository this user may not read: it would read as "no repository"
+/// (its config file cannot even be seen), though it is there, and the fix is its mode.
+///
+/// # Errors
+///
+/// [`crate::error::ErrorKind::Unavailable`] naming the owner, the mode and the ways on.
+pub fn readable(root: &Path) -> Result<()> {
+    use nix::unistd::{access, AccessFlags};
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(root) else {
+        return Ok(()); // missing: "no repository" says it
+    };
+    if !meta.is_dir() || access(root, AccessFlags::R_OK | AccessFlags::X_OK).is_ok() {
+        return Ok(());
+    }
+    let owner = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(meta.uid()))
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid {}", meta.uid()), |u| u.name);
+    let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid {}", nix::unistd::geteuid()), |u| u.name);
+    Err(Error::unavailable(format!(
+        "the repository at {} belongs to {owner} (mode {:o}), and {me} may not read it",
+        root.display(),
+        meta.permissions().mode() & 0o777
+    ))
+    .hint(format!(
+        "run lifeboat as {owner}, or give the repository to the user that must read it (chown -R {me} {0}), or share it with a group both are in (chgrp -R GROUP {0}; chmod -R g+rX {0}; g+w as well for WAL archiving)",
+        root.display()
+    )))
+}
+
 /// The mode of a file lifeboat writes into the local repository at `root`: the
 /// directory's own decides (0700 gives 0600, 0750 for a group of its users 0640), as for
 /// the files rustic_core writes there (the patched backend, vendor/rustic_backend).
