@@ -1458,6 +1458,8 @@ fn an_interrupted_base_backup_leaves_no_snapshot_and_a_standalone_one_restores()
 #[test]
 fn a_physical_drill_replays_to_a_time_and_names_a_failing_check() {
     let a = Archiving::start(None, false);
+    // its rows are in no base backup and no WAL: the drill says so, not a false alarm
+    a.sql("create unlogged table scratchpad (id int); insert into scratchpad values (1)");
     let (_, target) = backup_then_marker_11(&a);
     let evidence = a.ws.path().join("evidence");
     let out = ok(a
@@ -1479,6 +1481,19 @@ fn a_physical_drill_replays_to_a_time_and_names_a_failing_check() {
     let report: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(report["passed"], true, "{out}");
     assert_eq!(report["kind"], "physical");
+    assert_eq!(
+        report["reached"]["unlogged"],
+        serde_json::json!(["postgres: public.scratchpad"]),
+        "{out}"
+    );
+    assert!(
+        report["not_checked"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n
+                .as_str()
+                .is_some_and(|n| n.contains("1 unlogged table(s) (postgres: public.scratchpad)")))),
+        "{out}"
+    );
     let names: Vec<&str> = report["phases"]
         .as_array()
         .expect("phases")

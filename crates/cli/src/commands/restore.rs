@@ -596,6 +596,13 @@ impl RestoreCmd {
                         r.locked.join(", ")
                     );
                 }
+                if !r.unlogged.is_empty() {
+                    println!(
+                        "note: {} unlogged table(s) came back empty, as after a crash (PostgreSQL keeps their rows in no base backup and no WAL): {}",
+                        r.unlogged.len(),
+                        r.unlogged.join(", ")
+                    );
+                }
                 if let Some(l) = &report.log {
                     println!("  server log: {}", l.display());
                 }

@@ -306,6 +306,21 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
     let production_bytes = PgConn::from_source(src)
         .ok()
         .and_then(|c| cluster_bytes(&c));
+    let not_checked = {
+        let mut n: Vec<String> = Vec::new();
+        if src.drill.checks.is_empty() && opts.checks.is_empty() {
+            n.push("table contents: a physical drill proves the base backup and the WAL replay to the target; add --check assertions (or drill the logical backups, which compare every table) to check data".into());
+        }
+        let unlogged = reached.as_ref().map_or(&[][..], |r| &r.unlogged[..]);
+        if !unlogged.is_empty() {
+            n.push(format!(
+                "the rows of {} unlogged table(s) ({}): PostgreSQL keeps them in no base backup and no WAL, so they come back empty, as after a crash",
+                unlogged.len(),
+                unlogged.join(", ")
+            ));
+        }
+        n
+    };
     let report = build_report(
         src,
         &backup,
@@ -327,11 +342,7 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
             }),
             reached,
             scratch_server: None,
-            not_checked: if src.drill.checks.is_empty() && opts.checks.is_empty() {
-                vec!["table contents: a physical drill proves the base backup and the WAL replay to the target; add --check assertions (or drill the logical backups, which compare every table) to check data".into()]
-            } else {
-                Vec::new()
-            },
+            not_checked,
         },
     );
     seal(repo, opts, report)

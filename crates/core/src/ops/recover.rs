@@ -140,6 +140,10 @@ pub struct ReachedPoint {
     /// exclusively (`db: schema.table`); a query on them waits until recovery resumes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub locked: Vec<String>,
+    /// Unlogged tables (`db: schema.table`): PostgreSQL keeps their rows in no base backup
+    /// and no WAL, so they came back empty, as after a crash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unlogged: Vec<String>,
 }
 
 /// What a physical restore did.
@@ -1058,6 +1062,7 @@ pub(crate) fn start_and_wait(
                         } else {
                             Vec::new()
                         },
+                        unlogged: unlogged_tables(&conn),
                     });
                 }
             }
@@ -1085,6 +1090,31 @@ pub(crate) fn start_and_wait(
 /// ACCESS EXCLUSIVE lock (a `DROP TABLE` paused before its commit), as `db: name`. A query
 /// on one waits until recovery resumes, which an operator inspecting a paused server
 /// takes for a hang.
+/// The unlogged tables of every database the restored server holds (`db: schema.table`).
+fn unlogged_tables(conn: &crate::sources::postgres::conn::PgConn) -> Vec<String> {
+    conn.query(
+        "postgres",
+        "select datname from pg_database where datallowconn and not datistemplate order by 1",
+    )
+    .unwrap_or_default()
+    .lines()
+    .filter(|d| !d.is_empty())
+    .flat_map(|db| {
+        conn.query(
+            db,
+            "select quote_ident(n.nspname) || '.' || quote_ident(c.relname) from pg_class c \
+             join pg_namespace n on n.oid = c.relnamespace \
+             where c.relpersistence = 'u' and c.relkind in ('r', 'p') order by 1",
+        )
+        .unwrap_or_default()
+        .lines()
+        .filter(|t| !t.is_empty())
+        .map(|t| format!("{db}: {t}"))
+        .collect::<Vec<_>>()
+    })
+    .collect()
+}
+
 fn locked_by_replay(conn: &crate::sources::postgres::conn::PgConn) -> Vec<String> {
     const BY_STARTUP: &str = "l.locktype = 'relation' and l.mode = 'AccessExclusiveLock' \
         and l.pid in (select pid from pg_stat_activity where backend_type = 'startup')";
