@@ -124,3 +124,57 @@ fn the_audit_check_compares_with_the_configured_head_file() {
         "{v:?}"
     );
 }
+
+/// Run as root in a repository that belongs to the PostgreSQL user and its group (setgid,
+/// 2750), everything written is that user's at once, with the group's read bit and the
+/// group kept: the library does not hand files over afterwards as the CLI does, and a run
+/// killed midway must not leave root's private files behind.
+#[test]
+fn root_writes_into_a_shared_repository_as_its_owner() {
+    use lifeboat_core::ops::backup::{backup, BackupOptions};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let pg = nix::unistd::User::from_name("postgres")
+        .unwrap()
+        .expect("the suite runs as root with a postgres OS user");
+    assert!(nix::unistd::geteuid().is_root(), "the suite runs as root");
+    let c = lifeboat_testing::cluster();
+    lifeboat_testing::sample_db(&c, "app", 10);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    std::fs::create_dir(&root).unwrap();
+    std::os::unix::fs::chown(&root, Some(pg.uid.as_raw()), Some(pg.gid.as_raw())).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o2750)).unwrap();
+    let cfg = RepositoryConfig {
+        url: Some(root.display().to_string()),
+        ..RepositoryConfig::default()
+    };
+    let password = Secret::new("correct horse battery staple");
+    Repo::init(&cfg, &password, NoProgressBars).unwrap();
+    let repo = Repo::open(&cfg, &password, NoProgressBars).unwrap();
+    let src = SourceConfig::postgres("app-db", &c.dsn("app"));
+    assert!(backup(&repo, &src, &BackupOptions::default()).unwrap().ok());
+    let mut seen = std::collections::BTreeSet::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            assert_eq!(
+                (m.uid(), m.gid()),
+                (pg.uid.as_raw(), pg.gid.as_raw()),
+                "{} is not the repository owner's",
+                e.path().display()
+            );
+            let kind = if m.is_dir() { 'd' } else { 'f' };
+            seen.insert(format!("{kind}{:o}", m.permissions().mode() & 0o7777));
+            if m.is_dir() {
+                dirs.push(e.path());
+            }
+        }
+    }
+    assert_eq!(
+        seen,
+        ["d2750", "f640"].map(String::from).into_iter().collect(),
+        "{seen:?}"
+    );
+}

@@ -42,10 +42,25 @@ fn set_mode(path: &Path, mode: u32) -> RusticResult<()> {
 
 impl LocalBackend {
     /// lifeboat: the modes of new directories and files, from the repository directory's:
-    /// 0700 gives 0700 and 0600, 0750 (a group of the repository's users) 0750 and 0640.
+    /// 0700 gives 0700 and 0600, 2750 (a group of the repository's users, setgid so that
+    /// files keep that group) 2750 and 0640.
     fn modes(&self) -> (u32, u32) {
-        let root = fs::metadata(&self.path).map_or(0o700, |m| m.permissions().mode() & 0o777);
+        let root = fs::metadata(&self.path).map_or(0o700, |m| m.permissions().mode() & 0o2777);
         (root | 0o700, (root | 0o600) & 0o666)
+    }
+
+    /// lifeboat: run as root in a repository that belongs to another user (the PostgreSQL
+    /// user, whose archive_command writes into it), gives `path` to that user at once: a
+    /// root-owned private file would lock that user out if the run ends before lifeboat
+    /// hands everything over. Anyone else cannot change an owner, and need not.
+    fn give_to_owner(&self, path: &Path) {
+        use std::os::unix::fs::MetadataExt;
+        let (Ok(root), Ok(mine)) = (fs::metadata(&self.path), fs::metadata(path)) else {
+            return;
+        };
+        if mine.uid() != root.uid() {
+            let _ = std::os::unix::fs::chown(path, Some(root.uid()), Some(root.gid()));
+        }
     }
 
     /// Create a new [`LocalBackend`]
@@ -457,6 +472,7 @@ impl WriteBackend for LocalBackend {
                 .attach_context("path", path.display().to_string())
             })?;
             set_mode(&path, dir_mode)?;
+            self.give_to_owner(&path);
         }
 
         for i in 0u8..=255 {
@@ -470,6 +486,7 @@ impl WriteBackend for LocalBackend {
                 .attach_context("path", path.display().to_string())
             })?;
             set_mode(&path, dir_mode)?;
+            self.give_to_owner(&path);
         }
         Ok(())
     }
@@ -587,6 +604,7 @@ impl WriteBackend for LocalBackend {
         let reader = content.reader();
         if parent_created {
             set_mode(&parent, dir_mode)?;
+            self.give_to_owner(&parent);
         }
         match write_local_file(
             &filename_tmp,
@@ -601,6 +619,7 @@ impl WriteBackend for LocalBackend {
                 return Err(err);
             }
         }
+        self.give_to_owner(&filename_tmp);
         // rename temporary file to real file
         fs::rename(&filename_tmp, &filename).map_err(|err| {
             RusticError::with_source(

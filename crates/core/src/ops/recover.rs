@@ -1086,10 +1086,6 @@ pub(crate) fn start_and_wait(
     }
 }
 
-/// The tables, views and sequences that the transaction replay stopped in holds with an
-/// ACCESS EXCLUSIVE lock (a `DROP TABLE` paused before its commit), as `db: name`. A query
-/// on one waits until recovery resumes, which an operator inspecting a paused server
-/// takes for a hang.
 /// The unlogged tables of every database the restored server holds (`db: schema.table`).
 fn unlogged_tables(conn: &crate::sources::postgres::conn::PgConn) -> Vec<String> {
     conn.query(
@@ -1115,6 +1111,10 @@ fn unlogged_tables(conn: &crate::sources::postgres::conn::PgConn) -> Vec<String>
     .collect()
 }
 
+/// The tables, views and sequences that the transaction replay stopped in holds with an
+/// ACCESS EXCLUSIVE lock (a `DROP TABLE` paused before its commit), as `db: name`. A query
+/// on one waits until recovery resumes, which an operator inspecting a paused server
+/// takes for a hang.
 fn locked_by_replay(conn: &crate::sources::postgres::conn::PgConn) -> Vec<String> {
     const BY_STARTUP: &str = "l.locktype = 'relation' and l.mode = 'AccessExclusiveLock' \
         and l.pid in (select pid from pg_stat_activity where backend_type = 'startup')";

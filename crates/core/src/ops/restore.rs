@@ -197,9 +197,11 @@ fn apply_public_revocations(
     .map_err(|e| Error::integrity(format!("reading the dump's table of contents: {e}")))?;
     let mut revokes = Vec::new();
     let mut grants_left_out = 0;
+    // the database's own ACL names the original database and is applied, renamed, with
+    // its other properties (see `apply_database_properties`)
     for line in toc
         .iter()
-        .filter(|e| e.desc == "ACL")
+        .filter(|e| e.desc == "ACL" && !e.tag.starts_with("DATABASE "))
         .flat_map(|e| e.defn.lines())
         .map(str::trim)
     {
@@ -820,11 +822,6 @@ pub(crate) struct Skip {
     pub tablespaces: bool,
 }
 
-/// `pg_restore` of `sections` (all when empty) of `dump` into `db`.
-///
-/// # Errors
-///
-/// The classified pg_restore error.
 /// The encoding and locale clause of a `CREATE DATABASE` for the dump at `dump`: as the
 /// dumped database had them (its archive's `DATABASE` entry), else the encoding the
 /// backup recorded.
@@ -854,10 +851,15 @@ pub(crate) fn locale_refused(e: Error, options: &str) -> Error {
         return e;
     }
     e.hint(format!(
-        "the backed-up database was created with{options}, which this server cannot give a new database: install that locale on the server's host (Debian: dpkg-reconfigure locales, then restart PostgreSQL), or create the database yourself with a locale the server has (createdb -T template0 -E ENCODING --locale=LOCALE NAME) and restore into it with --to-database NAME --clean --force"
+        "the backed-up database was created with{options}, which this server cannot give a new database: install that locale on the server's host (Debian: dpkg-reconfigure locales, then restart PostgreSQL), or create the database yourself with a locale the server has (createdb -T template0 -E ENCODING --locale=LOCALE NAME) and restore into it with --to-database NAME"
     ))
 }
 
+/// `pg_restore` of `sections` (all when empty) of `dump` into `db`.
+///
+/// # Errors
+///
+/// The classified pg_restore error.
 pub(crate) fn run_pg_restore(
     conn: &PgConn,
     dump: &std::path::Path,
@@ -1105,17 +1107,21 @@ fn restore_inner(
         );
         conn.query("postgres", &sql)
             .map_err(|e| locale_refused(e, &options))?;
-        apply_input_settings(
-            &conn,
-            &truth,
-            plan.backup.meta.database.as_deref().unwrap_or_default(),
-            &plan.target_database,
-        );
         // an interrupt (Ctrl-C, SIGTERM) drops it again: half a database under the name
         // asked for would block the retry
         crate::sources::postgres::cluster::register_drop(
             conn.clone(),
             plan.target_database.clone(),
+        );
+    }
+    // a new database, or an empty one made for this restore: its money values are read
+    // under its lc_monetary (an overwrite's database has its own settings already)
+    if !plan.clean {
+        apply_input_settings(
+            &conn,
+            &truth,
+            plan.backup.meta.database.as_deref().unwrap_or_default(),
+            &plan.target_database,
         );
     }
     let original = plan.backup.meta.database.clone().unwrap_or_default();

@@ -416,8 +416,13 @@ fn exclusive_lock_within(
                 mode,
             )
             .open(path)?;
-            // exactly, whatever the umask (the archiver's 077 would shut a group out)
+            // exactly, whatever the umask (the archiver's 077 would shut a group out), and
+            // the repository owner's at once when root made it: a run killed before it
+            // hands everything over must not lock that user out
             let _ = f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode));
+            if let Some(root) = path.parent() {
+                let _ = super::owner::give_to_owner(root, path);
+            }
             Ok::<_, std::io::Error>(f)
         })
         .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;

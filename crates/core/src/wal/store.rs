@@ -545,7 +545,7 @@ fn write_durably(root: &Path, path: &str, fill: &mut Fill<'_>) -> Result<bool> {
         // as private as the repository itself: the umask of a root shell (022) is not
         // the archiver's (PostgreSQL runs it with 077)
         let mode = std::fs::metadata(root).map_or(0o700, |m| {
-            std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777
+            std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o2777
         });
         for created in missing.iter().rev() {
             std::fs::set_permissions(created, std::os::unix::fs::PermissionsExt::from_mode(mode))

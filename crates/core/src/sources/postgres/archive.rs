@@ -360,18 +360,36 @@ pub fn inspect(input: impl Read) -> Res<Truth> {
 /// template and tablespace are left to the restore; empty when the dump has no such entry.
 #[must_use]
 pub fn create_database_options(toc: &[TocEntry]) -> String {
-    const KEPT: [&str; 6] = [
+    const KEPT: [&str; 8] = [
         "ENCODING",
         "LOCALE_PROVIDER",
         "LOCALE",
         "LC_COLLATE",
         "LC_CTYPE",
         "ICU_LOCALE",
+        "ICU_RULES",
+        "BUILTIN_LOCALE",
     ];
     let Some(defn) = toc.iter().find(|e| e.desc == "DATABASE").map(|e| &e.defn) else {
         return String::new();
     };
-    let Some((_, rest)) = defn.split_once(" WITH ") else {
+    // past the name, which may be quoted and hold anything, " WITH " included
+    let Some(named) = defn.trim_start().strip_prefix("CREATE DATABASE ") else {
+        return String::new();
+    };
+    let after_name = if let Some(quoted) = named.strip_prefix('"') {
+        let mut rest = quoted;
+        loop {
+            match rest.find('"') {
+                Some(i) if rest[i + 1..].starts_with('"') => rest = &rest[i + 2..],
+                Some(i) => break &rest[i + 1..],
+                None => return String::new(),
+            }
+        }
+    } else {
+        named.split_once(' ').map_or("", |(_, r)| r)
+    };
+    let Some(rest) = after_name.trim_start().strip_prefix("WITH ") else {
         return String::new();
     };
     let mut out = String::new();
@@ -409,12 +427,14 @@ pub fn create_database_options(toc: &[TocEntry]) -> String {
     out
 }
 
-/// The oids of the archive's large objects (`BLOB` entries, tagged with the oid).
+/// The oids of the archive's large objects: each `lo_create('OID')` of its `BLOB` entries
+/// (one per object up to pg_dump 16) and `BLOB METADATA` entries (pg_dump 17 groups them).
 #[must_use]
 pub fn large_object_oids(toc: &[TocEntry]) -> std::collections::HashSet<i64> {
     toc.iter()
-        .filter(|e| e.desc == "BLOB")
-        .filter_map(|e| e.tag.trim().parse().ok())
+        .filter(|e| e.desc == "BLOB" || e.desc == "BLOB METADATA")
+        .flat_map(|e| e.defn.split("lo_create('").skip(1))
+        .filter_map(|rest| rest.split('\'').next()?.parse().ok())
         .collect()
 }
 
@@ -464,5 +484,26 @@ mod tests {
             " ENCODING = 'UTF8' LOCALE_PROVIDER = icu LC_COLLATE = 'de_DE.utf8' LC_CTYPE = 'it''s' ICU_LOCALE = 'de-DE'"
         );
         assert_eq!(create_database_options(&[]), "");
+        // a quoted name holding what the options look like
+        assert_eq!(
+            create_database_options(&database(
+                "CREATE DATABASE \"A WITH \"\"B\"\" = 'x'\" WITH TEMPLATE = template0 ENCODING = 'LATIN1' LOCALE = 'C';\n"
+            )),
+            " ENCODING = 'LATIN1' LOCALE = 'C'"
+        );
+    }
+
+    #[test]
+    fn large_objects_are_found_one_by_one_and_grouped() {
+        let mut toc = database("");
+        toc[0].desc = "BLOB".into();
+        toc[0].defn = "SELECT pg_catalog.lo_create('17742');\n".into();
+        let mut grouped = toc[0].clone();
+        grouped.desc = "BLOB METADATA".into();
+        grouped.defn =
+            "SELECT pg_catalog.lo_create('20001');\nSELECT pg_catalog.lo_create('20002');\n".into();
+        toc.push(grouped);
+        let oids = super::large_object_oids(&toc);
+        assert_eq!(oids, [17742, 20001, 20002].into_iter().collect());
     }
 }

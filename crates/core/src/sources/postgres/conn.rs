@@ -554,6 +554,7 @@ pub fn classify_on(stderr: &str, what: &str, server: &Server) -> Error {
         Server::DrillServer(source) => format!("drill.server of source {source:?}: {what}"),
     };
     let auth_hint;
+    let refresh_hint;
     let (kind, hint) = if lower.contains("password authentication failed")
         || lower.contains("no password supplied")
         || lower.contains("authentication failed")
@@ -607,6 +608,15 @@ pub fn classify_on(stderr: &str, what: &str, server: &Server) -> Error {
             ErrorKind::Postgres,
             "the target server lacks a tablespace the backup's tables use: restore with --no-tablespaces (everything goes to the default tablespace), or create the tablespace on the target first",
         )
+    } else if let Some(view) = stderr.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("Command was: REFRESH MATERIALIZED VIEW ")
+            .map(|v| v.trim_end_matches(';'))
+    }) {
+        refresh_hint = format!(
+            "every table's data was loaded, but materialized view {view} could not be refreshed. Most often a function it calls names a table without its schema, which the restore's empty search_path cannot find: fix that function in production (schema-qualify the table, or ALTER FUNCTION ... SET search_path = public) so the next backup restores; to get this backup's data back now, restore it by hand as in the README's \"Emergency restore without lifeboat\" (pg_restore goes on past the view and reports it)"
+        );
+        (ErrorKind::Postgres, refresh_hint.as_str())
     } else if lower.contains("role")
         && lower.contains("does not exist")
         && !lower.contains("fatal:")
@@ -687,13 +697,13 @@ pub fn public_conninfo(dsn: &str, db: &str) -> Option<String> {
     Some(parts.join(" "))
 }
 
-/// Splits a libpq DSN (URI or key/value) into parameters and the password.
 /// Whether `dsn` holds a password (`config check` notes one in a file others may read).
 #[must_use]
 pub fn dsn_has_password(dsn: &str) -> bool {
     parse_dsn(dsn).is_ok_and(|(_, pw)| pw.is_some())
 }
 
+/// Splits a libpq DSN (URI or key/value) into parameters and the password.
 fn parse_dsn(dsn: &str) -> std::result::Result<(Params, Option<Secret>), String> {
     let mut params = if dsn.starts_with("postgresql://") || dsn.starts_with("postgres://") {
         parse_uri(dsn)?
@@ -824,6 +834,18 @@ mod tests {
                 .hint_text()
                 .is_some_and(|h| h.contains("config check")),
             "{denied:?}"
+        );
+    }
+
+    #[test]
+    fn a_view_that_cannot_be_refreshed_is_named_with_the_usual_cause() {
+        let stderr = "pg_restore: error: could not execute query: ERROR:  42P01: relation \"animals\" does not exist\nLINE 1: select count(*)::int from animals\nQUERY:  select count(*)::int from animals\nCONTEXT:  SQL function \"f\" during startup\nCommand was: REFRESH MATERIALIZED VIEW public.mv_f;\n";
+        let e = classify(stderr, "pg_restore into \"edge_r3\"");
+        let hint = e.hint_text().unwrap();
+        assert!(
+            hint.contains("materialized view public.mv_f could not be refreshed")
+                && hint.contains("search_path"),
+            "{hint}"
         );
     }
 
