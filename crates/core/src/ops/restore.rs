@@ -166,7 +166,7 @@ pub struct RestoreReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub properties_not_applied: Vec<String>,
     /// With `no_owner`: the backup's grants to roles, left out (see
-    /// [`apply_public_revocations`]), and its revocations from PUBLIC, applied.
+    /// `--no-owner` in the README), and its revocations from PUBLIC, applied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub without_owners: Option<WithoutOwners>,
     /// Total seconds.
