@@ -222,6 +222,10 @@ fn a_backup_role_that_cannot_read_everything_fails_the_check_before_the_backup_d
     // the backup fails as announced, with the same advice
     let (code, _, err) = run(lb(&cfg).args(["backup", "--kind", "logical"]));
     assert_eq!(code, 8, "{err}");
+    // every kind failing: each is named, not the first alone
+    let (code, _, both) = run(lb(&cfg).args(["backup", "--kind", "logical", "--kind", "globals"]));
+    assert_ne!(code, 0, "{both}");
+    assert!(both.contains("the globals backup failed too"), "{both}");
     assert!(
         err.contains("pg_read_all_data") || err.contains("BYPASSRLS"),
         "{err}"

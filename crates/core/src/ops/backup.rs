@@ -475,7 +475,20 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
     match first_error {
         // nothing written: the error as it is, with its hint (an unreachable server, a
         // refused password)
-        Some(e) if report.backups.is_empty() => Err(e),
+        // (the others named too: the audit log and --json keep only this error)
+        Some(e) if report.backups.is_empty() => {
+            Err(report.failed.iter().skip(1).fold(e, |e, f| {
+                e.with_note(format!(
+                    "the {} backup{} failed too: {}",
+                    f.kind,
+                    f.database
+                        .as_deref()
+                        .map(|d| format!(" of {d:?}"))
+                        .unwrap_or_default(),
+                    f.error
+                ))
+            }))
+        }
         _ => Ok(report),
     }
 }
