@@ -54,8 +54,10 @@
 //! - **Interrupts.** The library installs no signal handlers and never exits the process.
 //!   On SIGINT/SIGTERM the CLI calls [`sources::postgres::cluster::stop_all`] (stops the
 //!   servers and clients lifeboat started and drops databases a restore or drill created
-//!   midway) and then exits: after `stop_all` every later client program fails as
-//!   interrupted, so it ends the process's use of the library, not one operation.
+//!   midway) and then exits. A program that cancels one operation this way gets it back
+//!   as an error (a drill stopped so is no failed drill in the evidence or the audit log)
+//!   and calls [`sources::postgres::cluster::resume_after_stop`] before the next one: until
+//!   then no client program starts.
 //!   Cleanup notices (a throw-away server left by a killed run and removed now) are
 //!   collected by [`sources::postgres::cluster::take_notes`].
 //! - **Running as root.** On a local repository that belongs to another user (the

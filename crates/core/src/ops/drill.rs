@@ -614,7 +614,8 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
         return Err(e);
     }
     let result = carry_out(repo, src, opts);
-    if let Err(e) = &result {
+    let interrupted = crate::sources::postgres::cluster::interrupted();
+    if let (Err(e), false) = (&result, interrupted) {
         // a drill that could not even be carried out is evidence too (a finished one has
         // logged itself when it was sealed)
         let _ = crate::repository::audit::append(
@@ -1052,6 +1053,14 @@ pub(crate) fn seal(
     opts: &DrillOptions,
     mut report: DrillReport,
 ) -> Result<DrillReport> {
+    // a drill an operator stopped proved nothing either way: no failed drill in the
+    // evidence (the CLI's interrupt handler logs the interruption itself)
+    if crate::sources::postgres::cluster::interrupted() {
+        return Err(Error::unavailable(format!(
+            "drill {} was interrupted: not stored as evidence",
+            report.id
+        )));
+    }
     let details = format!(
         "{} of {} backup {} ({:?}): {}; RTO {:.1}s, RPO {:.0}s",
         report.id,

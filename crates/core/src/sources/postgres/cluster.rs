@@ -318,6 +318,21 @@ fn stop_server(pg_ctl: &Path, data: &Path, user: Option<&str>, mode: &str) {
         .status();
 }
 
+/// Whether [`stop_all`] has run: an operation under way was interrupted, and no client
+/// program starts until [`resume_after_stop`].
+#[must_use]
+pub fn interrupted() -> bool {
+    STOPPING.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Lets client programs start again after [`stop_all`], for a program that cancelled one
+/// operation and goes on with others (the CLI exits instead). Call it once the interrupted
+/// operation has returned.
+pub fn resume_after_stop() {
+    let _cleaning = CLEANING.lock();
+    STOPPING.store(false, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Stops every cluster this process started, drops the databases it created and had not
 /// finished, and removes its scratch directories (for signal handlers). Returns what the
 /// operator must be told: each database dropped, or left because the drop failed.

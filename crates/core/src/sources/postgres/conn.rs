@@ -77,6 +77,14 @@ fn newest_debian_bin_dir() -> Option<PathBuf> {
 
 /// Error for a client program that cannot be started.
 pub(crate) fn missing_program(path: &Path, err: std::io::Error) -> Error {
+    if err.kind() == std::io::ErrorKind::Interrupted {
+        // not a missing program: an interrupt stopped everything (see `cluster::stop_all`)
+        return Error::unavailable(format!(
+            "{} was not started: the operation was interrupted",
+            path.display()
+        ))
+        .source(err);
+    }
     Error::unavailable(format!("cannot run {}: {err}", path.display()))
         .hint("install the PostgreSQL client programs (Debian: apt-get install postgresql-client) or set pg_bin_dir")
         .source(err)
