@@ -643,6 +643,8 @@ pub fn classify_on(stderr: &str, what: &str, server: &Server) -> Error {
     } else {
         (ErrorKind::Postgres, "see the PostgreSQL message above")
     };
+    // a program's own messages start with its name: said once
+    let detail = detail.strip_prefix(&format!("{what}: ")).unwrap_or(&detail);
     Error::new(kind, format!("{what}: {detail}")).hint(hint)
 }
 
@@ -842,6 +844,18 @@ mod tests {
                 .hint_text()
                 .is_some_and(|h| h.contains("config check")),
             "{denied:?}"
+        );
+    }
+
+    #[test]
+    fn a_programs_name_is_said_once() {
+        let e = classify(
+            "pg_basebackup: error: could not connect to server",
+            "pg_basebackup",
+        );
+        assert!(
+            e.message().starts_with("pg_basebackup: error: could not"),
+            "{e}"
         );
     }
 
