@@ -1361,6 +1361,10 @@ fn an_interrupted_base_backup_leaves_no_snapshot_and_a_standalone_one_restores()
             .arg(&other));
         assert_eq!(code, 2, "{err}");
         assert!(err.contains("could not run its restore_command"), "{err}");
+        assert!(
+            err.contains("readable by this user"),
+            "the hint is for an unreadable file, not a missing one: {err}"
+        );
         assert!(!other.exists(), "nothing was written");
         std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         // a repository root made is root's alone (0700): its restore_command cannot read

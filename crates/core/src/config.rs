@@ -465,8 +465,18 @@ impl Config {
         };
         let Some(p) = chosen else { return Ok(None) };
         let text = std::fs::read_to_string(&p).map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                // there, but not for this user: the PostgreSQL user running archive_command,
+                // most often, on a file only root may read
+                format!(
+                    "make {} readable by this user (chmod 640 and a group it is in, or chown it to that user); archive_command and restore_command run as the PostgreSQL user",
+                    p.display()
+                )
+            } else {
+                "pass --config PATH or create lifeboat.toml (see the README)".to_string()
+            };
             Error::config(format!("cannot read configuration {}: {e}", p.display()))
-                .hint("pass --config PATH or create lifeboat.toml (see the README)")
+                .hint(hint)
                 .source(e)
         })?;
         let origin = p.display().to_string();
