@@ -3,16 +3,16 @@
 //! log, and after `resume_after_stop` the library works again. (Its own test binary:
 //! `stop_all` stops every server and client of the process.)
 
+mod common;
+
 use lifeboat_core::{
-    config::{RepositoryConfig, SourceConfig},
+    config::SourceConfig,
     ops::{
         backup::{backup, BackupOptions},
         drill::{drill, DrillOptions},
         verify::{verify, VerifyOptions},
     },
-    repository::{audit, Repo},
-    rustic_core::NoProgressBars,
-    secret::Secret,
+    repository::audit,
     sources::postgres::cluster,
 };
 
@@ -21,13 +21,7 @@ fn a_cancelled_drill_is_an_error_not_evidence_and_the_library_goes_on() {
     let c = lifeboat_testing::cluster();
     lifeboat_testing::sample_db(&c, "app", 20);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = RepositoryConfig {
-        url: Some(dir.path().join("repo").display().to_string()),
-        ..RepositoryConfig::default()
-    };
-    let password = Secret::new("correct horse battery staple");
-    Repo::init(&cfg, &password, NoProgressBars).unwrap();
-    let repo = Repo::open(&cfg, &password, NoProgressBars).unwrap();
+    let repo = common::new_repo(&dir.path().join("repo"));
     let src = SourceConfig::postgres("app-db", &c.dsn("app"));
     assert!(backup(&repo, &src, &BackupOptions::default()).unwrap().ok());
     let entries_before = audit::entries(&repo).unwrap().len();

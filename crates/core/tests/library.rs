@@ -2,12 +2,11 @@
 //! caught: a configuration built in code is checked on request, and a drill refuses an
 //! objective that is no duration instead of judging against none.
 
+mod common;
+
 use lifeboat_core::{
-    config::{Config, RepositoryConfig, SourceConfig},
+    config::{Config, SourceConfig},
     ops::drill::{drill, DrillOptions},
-    repository::Repo,
-    rustic_core::NoProgressBars,
-    secret::Secret,
     ErrorKind,
 };
 
@@ -31,13 +30,7 @@ fn a_configuration_built_in_code_is_checked_like_a_file() {
 #[test]
 fn a_drill_refuses_an_objective_that_is_no_duration_before_anything() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = RepositoryConfig {
-        url: Some(dir.path().join("repo").display().to_string()),
-        ..RepositoryConfig::default()
-    };
-    let password = Secret::new("correct horse battery staple");
-    Repo::init(&cfg, &password, NoProgressBars).unwrap();
-    let repo = Repo::open(&cfg, &password, NoProgressBars).unwrap();
+    let repo = common::new_repo(&dir.path().join("repo"));
     let e = drill(&repo, &source_with_rto("1 hour"), &DrillOptions::default()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     assert!(
@@ -63,13 +56,7 @@ fn a_restore_stages_its_dump_where_its_options_say() {
     let c = lifeboat_testing::cluster();
     lifeboat_testing::sample_db(&c, "app", 20);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = RepositoryConfig {
-        url: Some(dir.path().join("repo").display().to_string()),
-        ..RepositoryConfig::default()
-    };
-    let password = Secret::new("correct horse battery staple");
-    Repo::init(&cfg, &password, NoProgressBars).unwrap();
-    let repo = Repo::open(&cfg, &password, NoProgressBars).unwrap();
+    let repo = common::new_repo(&dir.path().join("repo"));
     let src = SourceConfig::postgres("app-db", &c.dsn("app"));
     assert!(backup(&repo, &src, &BackupOptions::default()).unwrap().ok());
     let opts = RestoreOptions {
@@ -97,19 +84,11 @@ fn a_restore_stages_its_dump_where_its_options_say() {
 fn the_audit_check_compares_with_the_configured_head_file() {
     use lifeboat_core::{config::AuditConfig, ops::verify, repository::audit};
     let dir = tempfile::tempdir().unwrap();
-    let cfg = RepositoryConfig {
-        url: Some(dir.path().join("repo").display().to_string()),
-        ..RepositoryConfig::default()
-    };
-    let password = Secret::new("correct horse battery staple");
-    Repo::init(&cfg, &password, NoProgressBars).unwrap();
     let head_file = dir.path().join("audit.head");
-    let repo = Repo::open(&cfg, &password, NoProgressBars)
-        .unwrap()
-        .with_audit(AuditConfig {
-            head_file: Some(head_file.clone()),
-            ..AuditConfig::default()
-        });
+    let repo = common::new_repo(&dir.path().join("repo")).with_audit(AuditConfig {
+        head_file: Some(head_file.clone()),
+        ..AuditConfig::default()
+    });
     verify::verify(&repo, &verify::VerifyOptions::default()).unwrap();
     assert!(head_file.exists(), "the entry's head was published");
     assert!(audit::verify(&repo, None).unwrap().ok());
@@ -144,13 +123,7 @@ fn root_writes_into_a_shared_repository_as_its_owner() {
     std::fs::create_dir(&root).unwrap();
     std::os::unix::fs::chown(&root, Some(pg.uid.as_raw()), Some(pg.gid.as_raw())).unwrap();
     std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o2750)).unwrap();
-    let cfg = RepositoryConfig {
-        url: Some(root.display().to_string()),
-        ..RepositoryConfig::default()
-    };
-    let password = Secret::new("correct horse battery staple");
-    Repo::init(&cfg, &password, NoProgressBars).unwrap();
-    let repo = Repo::open(&cfg, &password, NoProgressBars).unwrap();
+    let repo = common::new_repo(&root);
     let src = SourceConfig::postgres("app-db", &c.dsn("app"));
     assert!(backup(&repo, &src, &BackupOptions::default()).unwrap().ok());
     let mut seen = std::collections::BTreeSet::new();

@@ -1086,29 +1086,37 @@ pub(crate) fn start_and_wait(
     }
 }
 
-/// The unlogged tables of every database the restored server holds (`db: schema.table`).
-fn unlogged_tables(conn: &crate::sources::postgres::conn::PgConn) -> Vec<String> {
-    conn.query(
-        "postgres",
-        "select datname from pg_database where datallowconn and not datistemplate order by 1",
-    )
-    .unwrap_or_default()
-    .lines()
-    .filter(|d| !d.is_empty())
-    .flat_map(|db| {
-        conn.query(
-            db,
-            "select quote_ident(n.nspname) || '.' || quote_ident(c.relname) from pg_class c \
-             join pg_namespace n on n.oid = c.relnamespace \
-             where c.relpersistence = 'u' and c.relkind in ('r', 'p') order by 1",
-        )
+/// `names` (one per line) of each database `databases` lists (one per line, run in
+/// `postgres`), as `db: name`; a query that fails counts as none.
+fn per_database(
+    conn: &crate::sources::postgres::conn::PgConn,
+    databases: &str,
+    names: &str,
+) -> Vec<String> {
+    conn.query("postgres", databases)
         .unwrap_or_default()
         .lines()
-        .filter(|t| !t.is_empty())
-        .map(|t| format!("{db}: {t}"))
-        .collect::<Vec<_>>()
-    })
-    .collect()
+        .filter(|d| !d.is_empty())
+        .flat_map(|db| {
+            conn.query(db, names)
+                .unwrap_or_default()
+                .lines()
+                .filter(|t| !t.is_empty())
+                .map(|t| format!("{db}: {t}"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The unlogged tables of every database the restored server holds (`db: schema.table`).
+fn unlogged_tables(conn: &crate::sources::postgres::conn::PgConn) -> Vec<String> {
+    per_database(
+        conn,
+        "select datname from pg_database where datallowconn and not datistemplate order by 1",
+        "select quote_ident(n.nspname) || '.' || quote_ident(c.relname) from pg_class c \
+         join pg_namespace n on n.oid = c.relnamespace \
+         where c.relpersistence = 'u' and c.relkind in ('r', 'p') order by 1",
+    )
 }
 
 /// The tables, views and sequences that the transaction replay stopped in holds with an
@@ -1118,32 +1126,17 @@ fn unlogged_tables(conn: &crate::sources::postgres::conn::PgConn) -> Vec<String>
 fn locked_by_replay(conn: &crate::sources::postgres::conn::PgConn) -> Vec<String> {
     const BY_STARTUP: &str = "l.locktype = 'relation' and l.mode = 'AccessExclusiveLock' \
         and l.pid in (select pid from pg_stat_activity where backend_type = 'startup')";
-    let dbs = conn
-        .query(
-            "postgres",
-            &format!(
-                "select distinct d.datname from pg_locks l join pg_database d on d.oid = l.database where {BY_STARTUP} order by 1"
-            ),
-        )
-        .unwrap_or_default();
-    dbs.lines()
-        .filter(|d| !d.is_empty())
-        .flat_map(|db| {
-            conn.query(
-                db,
-                &format!(
-                    "select c.oid::regclass::text from pg_locks l join pg_class c on c.oid = l.relation \
-                     where l.database = (select oid from pg_database where datname = current_database()) \
-                     and c.relkind in ('r', 'p', 'v', 'm', 'S', 'f') and {BY_STARTUP} order by 1"
-                ),
-            )
-            .unwrap_or_default()
-            .lines()
-            .filter(|t| !t.is_empty())
-            .map(|t| format!("{db}: {t}"))
-            .collect::<Vec<_>>()
-        })
-        .collect()
+    per_database(
+        conn,
+        &format!(
+            "select distinct d.datname from pg_locks l join pg_database d on d.oid = l.database where {BY_STARTUP} order by 1"
+        ),
+        &format!(
+            "select c.oid::regclass::text from pg_locks l join pg_class c on c.oid = l.relation \
+             where l.database = (select oid from pg_database where datname = current_database()) \
+             and c.relkind in ('r', 'p', 'v', 'm', 'S', 'f') and {BY_STARTUP} order by 1"
+        ),
+    )
 }
 
 /// What the server wrote to `log` after its first `from` bytes.
