@@ -166,6 +166,34 @@ fn the_drill_server_is_connected_to_as_a_drill_would() {
         .unwrap();
     ok(lb(&cfg).args(["config", "check"]));
 
+    // production forces row-level security on a table and a policy names a role the
+    // scratch server lacks: a drill there (without production's roles) would fail
+    prod.sql(
+        "postgres",
+        "create role app_reader nologin; create table guarded (id int);
+         alter table guarded enable row level security; alter table guarded force row level security;
+         create policy readers on guarded to app_reader using (true)",
+    )
+    .unwrap();
+    let (code, out, _) = run(lb(&cfg).args(["config", "check"]));
+    assert_eq!(code, 2, "{out}");
+    let fail = out
+        .lines()
+        .find(|l| l.starts_with("FAIL") && l.contains("drill.server of app-db"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        fail.contains("1 table(s) of database \"postgres\" force row-level security, which role driller may not bypass there (ALTER ROLE driller BYPASSRLS)")
+            && fail.contains("name role(s) the scratch server lacks: app_reader"),
+        "{fail}"
+    );
+    scratch
+        .sql(
+            "postgres",
+            "alter role driller bypassrls; create role app_reader nologin",
+        )
+        .unwrap();
+    ok(lb(&cfg).args(["config", "check"]));
+
     // production as the scratch server: refused as the drill refuses it
     with_server(&prod.dsn("postgres"));
     let (code, out, _) = run(lb(&cfg).args(["config", "check"]));

@@ -447,10 +447,75 @@ pub fn check_scratch_server(src: &SourceConfig) -> Result<Option<String>> {
     let bin = PgBin::new(src.pg_bin_dir.as_deref());
     let conn = scratch_server(src, dsn, &bin)?;
     let version = conn.server_version_num("postgres")?;
+    let needs = scratch_needs(src, &conn);
+    if !needs.is_empty() {
+        return Err(Error::config(format!(
+            "drills on drill.server of source {:?} will fail: {}",
+            src.name,
+            needs.join("; ")
+        ))
+        .hint("a drill there restores without production's roles (they are cluster-wide): give its role what is named, on the scratch server, or drop drill.server to drill in a throw-away cluster, which gets the roles"));
+    }
     Ok(Some(format!(
         "connected: server {}, not the production cluster",
         version / 10_000
     )))
+}
+
+/// What a drill on the scratch server `scratch` would lack for `src`'s databases, which a
+/// restore there gets without production's roles: to bypass row-level security its tables
+/// force (the checks read every row), and the roles their policies name (a policy `TO
+/// app` is restored only where `app` exists). Empty when production cannot be asked.
+fn scratch_needs(src: &SourceConfig, scratch: &PgConn) -> Vec<String> {
+    let Ok(source) = PgConn::from_source(src) else {
+        return Vec::new();
+    };
+    let Ok(databases) = crate::ops::backup::databases_of(src, &source) else {
+        return Vec::new();
+    };
+    let me = scratch
+        .query(
+            "postgres",
+            "select (rolsuper or rolbypassrls)::text || '|' || quote_ident(current_user) from pg_roles where rolname = current_user",
+        )
+        .unwrap_or_default();
+    let (bypasses, role) = me
+        .trim()
+        .split_once('|')
+        .map_or((true, String::new()), |(b, r)| (b == "true", r.to_string()));
+    let roles_there: std::collections::HashSet<String> = scratch
+        .query("postgres", "select rolname from pg_roles")
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut needs = Vec::new();
+    for db in databases {
+        let Ok(row) = source.query(
+            &db,
+            "select (select count(*) from pg_class where relforcerowsecurity) || '|' || \
+             coalesce((select string_agg(distinct r, ',' order by r) from pg_policies, unnest(roles) r where r <> 'public'), '')",
+        ) else {
+            continue;
+        };
+        let (forced, policy_roles) = row.trim().split_once('|').unwrap_or(("0", ""));
+        if forced != "0" && !bypasses {
+            needs.push(format!(
+                "{forced} table(s) of database {db:?} force row-level security, which role {role} may not bypass there (ALTER ROLE {role} BYPASSRLS)"
+            ));
+        }
+        let missing: Vec<&str> = policy_roles
+            .split(',')
+            .filter(|r| !r.is_empty() && !roles_there.contains(*r))
+            .collect();
+        if !missing.is_empty() {
+            needs.push(format!(
+                "policies of database {db:?} name role(s) the scratch server lacks: {} (CREATE ROLE ... NOLOGIN there)",
+                missing.join(", ")
+            ));
+        }
+    }
+    needs
 }
 
 /// Connects to the scratch server `dsn` for a drill of `src`: never production.
