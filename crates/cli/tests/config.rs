@@ -247,6 +247,22 @@ fn a_backup_role_that_cannot_read_everything_fails_the_check_before_the_backup_d
         "{out}"
     );
     assert!(out.contains("GRANT pg_read_all_data TO backup"), "{out}");
+    // a source scheduled for physical backups only may read no table: notes, no failure
+    let logical_cfg = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{logical_cfg}schedule = {{ physical = \"0 1 * * 0\" }}\n"),
+    )
+    .unwrap();
+    let out = ok(lb(&cfg).args(["config", "check"]));
+    assert!(
+        out.lines().any(|l| l.starts_with("note")
+            && l.contains("public.secret")
+            && l.contains("the schedule takes physical backups only")),
+        "{out}"
+    );
+    std::fs::write(&cfg, logical_cfg).unwrap();
+
     // the backup fails as announced, with the same advice
     let (code, _, err) = run(lb(&cfg).args(["backup", "--kind", "logical"]));
     assert_eq!(code, 8, "{err}");

@@ -212,6 +212,18 @@ pub struct Schedule {
     pub physical: Option<String>,
 }
 
+impl Schedule {
+    /// Only physical base backups are scheduled: a source backed up by a role with
+    /// REPLICATION alone, which may read no table.
+    #[must_use]
+    pub const fn physical_only(&self) -> bool {
+        self.physical.is_some()
+            && self.logical.is_none()
+            && self.schema.is_none()
+            && self.globals.is_none()
+    }
+}
+
 /// Retention policy (the seeds: daily 30, monthly 12, yearly 7, schema-only 90 days).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(

@@ -136,8 +136,11 @@ impl ConfigCmd {
             } else {
                 Vec::new()
             };
+            // a source scheduled for physical backups only may use a role that reads no
+            // table: what would stop a logical backup is a note for it, not a failure
+            let physical_only = src.schedule.physical_only();
             for p in problems {
-                if p.fails_logical {
+                if p.fails_logical && !physical_only {
                     record(
                         format!("privileges of {}", src.name),
                         Err(lifeboat_core::Error::postgres(p.problem).hint(p.hint)),
@@ -146,7 +149,11 @@ impl ConfigCmd {
                     privilege_notes.push(CheckLine {
                         what: format!("privileges of {}", src.name),
                         ok: true,
-                        detail: p.problem,
+                        detail: if p.fails_logical {
+                            format!("{} (a logical backup by hand would fail; the schedule takes physical backups only)", p.problem)
+                        } else {
+                            p.problem
+                        },
                         note: true,
                         hint: Some(p.hint),
                     });
