@@ -34,23 +34,25 @@ pub fn readable(root: &Path) -> Result<()> {
     if !meta.is_dir() || access(root, AccessFlags::R_OK | AccessFlags::X_OK).is_ok() {
         return Ok(());
     }
-    let owner = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(meta.uid()))
-        .ok()
-        .flatten()
-        .map_or_else(|| format!("uid {}", meta.uid()), |u| u.name);
-    let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
-        .ok()
-        .flatten()
-        .map_or_else(|| format!("uid {}", nix::unistd::geteuid()), |u| u.name);
+    let owner = user_name(meta.uid());
+    let me = user_name(nix::unistd::geteuid().as_raw());
     Err(Error::unavailable(format!(
         "the repository at {} belongs to {owner} (mode {:o}), and {me} may not read it",
         root.display(),
         meta.permissions().mode() & 0o777
     ))
     .hint(format!(
-        "run lifeboat as {owner}, or give the repository to the user that must read it (chown -R {me} {0}), or share it with a group both are in (chgrp -R GROUP {0}; chmod -R g+rX {0}; g+w as well for WAL archiving)",
+        "run lifeboat as {owner}, or give the repository to the user that must read it (chown -R {me} {0}), or share it with a group both are in (chgrp -R GROUP {0}; chmod -R g+rwX {0}; find {0} -type d -exec chmod g+s {{}} +, so that new files keep the group)",
         root.display()
     )))
+}
+
+/// The name of the user `uid`, else `uid N`.
+fn user_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid {uid}"), |u| u.name)
 }
 
 /// The mode of a file lifeboat writes into the local repository at `root`: the
@@ -81,10 +83,7 @@ pub fn access_problems(root: &Path) -> Vec<(bool, String, String)> {
         .map(|d| d.display().to_string())
         .collect();
     if !unwritable.is_empty() {
-        let owner = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(meta.uid()))
-            .ok()
-            .flatten()
-            .map_or_else(|| format!("uid {}", meta.uid()), |u| u.name);
+        let owner = user_name(meta.uid());
         out.push((
             true,
             format!(
@@ -92,7 +91,7 @@ pub fn access_problems(root: &Path) -> Vec<(bool, String, String)> {
                 unwritable.join(", ")
             ),
             format!(
-                "run lifeboat as the repository's owner ({owner}), or give a group both share write access (chgrp -R GROUP {0}; chmod -R g+rwX {0}), then restart PostgreSQL if its user just joined the group: a running archiver keeps its old groups",
+                "run lifeboat as the repository's owner ({owner}), or give a group both share write access (chgrp -R GROUP {0}; chmod -R g+rwX {0}; find {0} -type d -exec chmod g+s {{}} +), then restart PostgreSQL if its user just joined the group: a running archiver keeps its old groups",
                 root.display()
             ),
         ));
