@@ -319,17 +319,24 @@ impl Repo {
     pub fn missing_packs(&self) -> Result<Vec<String>> {
         use rustic_core::repofile::{IndexFile, PackId};
         self.with_open(|repo| {
-            let present: std::collections::HashSet<PackId> = repo.list::<PackId>()?.collect();
-            let mut missing = std::collections::BTreeSet::new();
+            // the index files first, then the packs: a backup running beside this one
+            // writes a pack before the index naming it, so every pack an index read here
+            // names is listed after it (in the other order, a pack and its index written
+            // in between read as a lost pack, and a backup started together was refused)
+            let mut named = Vec::new();
             for file in repo.stream_files::<IndexFile>()? {
                 let (_, index) = file?;
-                for pack in index.packs {
-                    if !present.contains(&pack.id) {
-                        let id = pack.id.to_string();
-                        missing.insert(id[..8.min(id.len())].to_string());
-                    }
-                }
+                named.extend(index.packs.into_iter().map(|p| p.id));
             }
+            let present: std::collections::HashSet<PackId> = repo.list::<PackId>()?.collect();
+            let missing: std::collections::BTreeSet<String> = named
+                .into_iter()
+                .filter(|id| !present.contains(id))
+                .map(|id| {
+                    let id = id.to_string();
+                    id[..8.min(id.len())].to_string()
+                })
+                .collect();
             Ok(missing.into_iter().collect())
         })
     }
