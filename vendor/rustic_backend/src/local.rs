@@ -603,7 +603,9 @@ impl WriteBackend for LocalBackend {
         let size = content.size();
         let reader = content.reader();
         if parent_created {
-            set_mode(&parent, dir_mode)?;
+            // best effort: another writer may have made it at the same moment, and only
+            // its owner may change its mode
+            let _ = set_mode(&parent, dir_mode);
             self.give_to_owner(&parent);
         }
         match write_local_file(
