@@ -6,9 +6,7 @@
 mod common;
 
 use lifeboat_core::{
-    config::SourceConfig,
     ops::{
-        backup::{backup, BackupOptions},
         drill::{drill, DrillOptions},
         verify::{verify, VerifyOptions},
     },
@@ -18,12 +16,8 @@ use lifeboat_core::{
 
 #[test]
 fn a_cancelled_drill_is_an_error_not_evidence_and_the_library_goes_on() {
-    let c = lifeboat_testing::cluster();
-    lifeboat_testing::sample_db(&c, "app", 20);
     let dir = tempfile::tempdir().unwrap();
-    let repo = common::new_repo(&dir.path().join("repo"));
-    let src = SourceConfig::postgres("app-db", &c.dsn("app"));
-    assert!(backup(&repo, &src, &BackupOptions::default()).unwrap().ok());
+    let (_c, repo, src) = common::backed_up(dir.path());
     let entries_before = audit::entries(&repo).unwrap().len();
 
     let marker = dir.path().join("hook-started");

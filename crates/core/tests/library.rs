@@ -49,16 +49,9 @@ fn a_drill_refuses_an_objective_that_is_no_duration_before_anything() {
 /// directory (possibly a disk too small for the dump) without a word.
 #[test]
 fn a_restore_stages_its_dump_where_its_options_say() {
-    use lifeboat_core::ops::{
-        backup::{backup, BackupOptions},
-        restore::{plan, restore, RestoreOptions, Selector},
-    };
-    let c = lifeboat_testing::cluster();
-    lifeboat_testing::sample_db(&c, "app", 20);
+    use lifeboat_core::ops::restore::{plan, restore, RestoreOptions, Selector};
     let dir = tempfile::tempdir().unwrap();
-    let repo = common::new_repo(&dir.path().join("repo"));
-    let src = SourceConfig::postgres("app-db", &c.dsn("app"));
-    assert!(backup(&repo, &src, &BackupOptions::default()).unwrap().ok());
+    let (_c, repo, src) = common::backed_up(dir.path());
     let opts = RestoreOptions {
         selector: Selector::Latest,
         source: Some("app-db".into()),

@@ -22,3 +22,23 @@ pub fn new_repo(path: &std::path::Path) -> Repo {
     Repo::init(&cfg, &password, NoProgressBars).expect("init");
     Repo::open(&cfg, &password, NoProgressBars).expect("open")
 }
+
+/// A throw-away cluster with a small shop database `app`, its source `app-db`, and a
+/// repository at `dir/repo` holding one backup of it.
+pub fn backed_up(
+    dir: &std::path::Path,
+) -> (
+    lifeboat_testing::Cluster,
+    Repo,
+    lifeboat_core::config::SourceConfig,
+) {
+    use lifeboat_core::ops::backup::{backup, BackupOptions};
+    let c = lifeboat_testing::cluster();
+    lifeboat_testing::sample_db(&c, "app", 20);
+    let repo = new_repo(&dir.join("repo"));
+    let src = lifeboat_core::config::SourceConfig::postgres("app-db", &c.dsn("app"));
+    assert!(backup(&repo, &src, &BackupOptions::default())
+        .expect("backup")
+        .ok());
+    (c, repo, src)
+}
