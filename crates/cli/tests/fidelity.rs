@@ -261,3 +261,73 @@ fn money_restores_under_the_databases_own_lc_monetary() {
     let out = ok(lb(&cfg).arg("drill"));
     assert!(out.contains("PASSED"), "{out}");
 }
+
+/// pg_dump's classic trap: a materialized view over a function that names its table
+/// without a schema cannot be refreshed under the restore's empty search_path. The restore
+/// fails naming the view and the cause, and drops what it created; with `--keep-going` it
+/// goes past it, keeps the database with every table (compared and matching), and still
+/// fails, naming the error.
+#[test]
+fn a_view_that_cannot_be_refreshed_fails_the_restore_unless_it_keeps_going() {
+    let c = cluster();
+    c.sql("postgres", "CREATE DATABASE zoo").unwrap();
+    c.sql(
+        "zoo",
+        "CREATE TABLE animals (id int); INSERT INTO animals SELECT generate_series(1, 40);
+         CREATE FUNCTION animal_count() RETURNS int LANGUAGE sql AS 'select count(*)::int from animals';
+         CREATE MATERIALIZED VIEW census AS SELECT animal_count() AS n;",
+    )
+    .unwrap();
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("zoo-db", &c.dsn("zoo"))]);
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    let exists = |db: &str| {
+        c.sql(
+            "postgres",
+            &format!("select count(*) from pg_database where datname = '{db}'"),
+        )
+        .unwrap()
+        .trim()
+            == "1"
+    };
+
+    let (code, _, err) =
+        common::run(lb(&cfg).args(["restore", "--latest", "--to-database", "zoo_a"]));
+    assert_eq!(code, 8, "{err}");
+    assert!(
+        err.contains("materialized view public.census could not be refreshed")
+            && err.contains("search_path"),
+        "{err}"
+    );
+    assert!(!exists("zoo_a"), "the half restore is dropped");
+
+    let (code, _, err) = common::run(lb(&cfg).args([
+        "restore",
+        "--latest",
+        "--to-database",
+        "zoo_b",
+        "--keep-going",
+    ]));
+    assert_eq!(code, 8, "{err}");
+    assert!(
+        err.contains("with 1 error(s) pg_restore went past (--keep-going)")
+            && err.contains("animals")
+            && err.contains("every table matches the backup")
+            && err.contains("the database is kept"),
+        "{err}"
+    );
+    assert!(exists("zoo_b"));
+    assert_eq!(
+        c.sql("zoo_b", "select count(*) from animals")
+            .unwrap()
+            .trim(),
+        "40"
+    );
+
+    // an overwrite is one transaction: whole or nothing
+    let (code, _, err) =
+        common::run(lb(&cfg).args(["restore", "--latest", "--clean", "--force", "--keep-going"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--keep-going cannot go with --clean"), "{err}");
+}

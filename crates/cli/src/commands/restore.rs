@@ -72,6 +72,11 @@ pub struct RestoreCmd {
     /// their directories belong to the source on this host).
     #[arg(long)]
     no_tablespaces: bool,
+    /// Go on past objects that fail to restore, as plain pg_restore does, and keep the
+    /// new database with everything that loaded (the restore still fails, naming them);
+    /// not with --clean.
+    #[arg(long)]
+    keep_going: bool,
     /// Do not compare the restored data with the backup-time truth.
     #[arg(long)]
     no_verify: bool,
@@ -235,6 +240,7 @@ impl RestoreCmd {
             verify: !self.no_verify,
             no_owner: self.no_owner,
             no_tablespaces: self.no_tablespaces,
+            keep_going: self.keep_going,
             hooks: Hooks {
                 pre_restore: self.pre_hook.clone(),
                 post_restore: self.post_hook.clone(),
@@ -682,6 +688,7 @@ impl RestoreCmd {
             ("--no-owner", self.no_owner),
             ("--no-tablespaces", self.no_tablespaces),
             ("--no-verify", self.no_verify),
+            ("--keep-going", self.keep_going),
             ("--scratch-dir", self.scratch_dir.is_some()),
         ]
         .into_iter()

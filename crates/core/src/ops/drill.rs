@@ -1315,9 +1315,11 @@ fn pg_restore(
         super::restore::Skip {
             owner: !with_roles,
             tablespaces: true,
+            failing: false,
         },
         sections,
     )
+    .map(drop)
 }
 
 /// Environment variables a hook must not inherit: lifeboat's secrets, and libpq's that

@@ -67,6 +67,11 @@ pub struct RestoreOptions {
     /// globals' tablespaces out (when the target lacks the source's tablespaces).
     #[serde(default)]
     pub no_tablespaces: bool,
+    /// pg_restore goes on past objects that fail, as plain pg_restore does, and a new
+    /// database is kept with everything that loaded (the restore still fails, naming the
+    /// errors); not with `clean`, which is one transaction.
+    #[serde(default)]
+    pub keep_going: bool,
     /// Hooks (override the source's configured hooks).
     pub hooks: Hooks,
     /// Where the dump is staged (default: the system temp directory).
@@ -92,6 +97,7 @@ impl Default for RestoreOptions {
             verify: true,
             no_owner: false,
             no_tablespaces: false,
+            keep_going: false,
             hooks: Hooks::default(),
             scratch_dir: None,
             dry_run: false,
@@ -129,6 +135,8 @@ pub struct RestorePlan {
     pub no_owner: bool,
     /// Everything in the target's default tablespace; no tablespace from the globals.
     pub no_tablespaces: bool,
+    /// pg_restore goes on past failing objects; the database is kept.
+    pub keep_going: bool,
     /// Other sessions connected to an existing target database when the plan was made
     /// (`application_name` or user of each): `--clean` has to wait for their locks.
     pub sessions_on_target: Vec<String>,
@@ -218,6 +226,30 @@ fn apply_public_revocations(
         grants_left_out,
         public_revocations_applied: revokes.len(),
     })
+}
+
+/// A `--keep-going` restore that went past failing objects: it failed, and says what
+/// failed, what the comparison found, and that the database stays.
+fn kept_with_errors(db: &str, errors: &[String], comparison: Option<&Comparison>) -> Error {
+    const SHOWN: usize = 5;
+    let mut listed = errors[..errors.len().min(SHOWN)].join("; ");
+    if errors.len() > SHOWN {
+        listed.push_str(&format!("; and {} more", errors.len() - SHOWN));
+    }
+    let compared = match comparison {
+        Some(c) if c.ok() => format!(
+            "; every table matches the backup ({} tables, {} rows)",
+            c.tables.len(),
+            c.rows()
+        ),
+        Some(c) => format!("; differences from the backup: {}", c.describe_failures()),
+        None => String::new(),
+    };
+    Error::postgres(format!(
+        "restored into {db:?} with {} error(s) pg_restore went past (--keep-going): {listed}{compared}; the database is kept with everything that loaded",
+        errors.len()
+    ))
+    .hint("fix what the errors name in production (a function's search_path, a missing extension or role) so the next backup restores whole; the post-restore hook did not run")
 }
 
 /// Picks the backup `opts` selects.
@@ -356,6 +388,12 @@ pub fn plan(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<Re
         .hint("pick a logical or schema backup; add --globals to restore roles first"));
     }
     clean_needs_force(opts)?;
+    if opts.keep_going && opts.clean {
+        return Err(Error::config(
+            "--keep-going cannot go with --clean: an overwrite is one transaction, whole or nothing",
+        )
+        .hint("restore into a new database with --to-database NAME --keep-going, then swap it in"));
+    }
     let planned = plan_inner(repo, src, opts, backup);
     if let Err(e) = &planned {
         // a refused restore is part of the record too; the refusal is what gets reported
@@ -490,6 +528,7 @@ fn plan_inner(
         verify: opts.verify && backup.meta.kind == BackupKind::Logical,
         no_owner: opts.no_owner,
         no_tablespaces: opts.no_tablespaces,
+        keep_going: opts.keep_going,
         sessions_on_target,
         lock_warning,
         target_database: target,
@@ -820,6 +859,8 @@ pub(crate) struct Skip {
     pub owner: bool,
     /// Tablespaces (`--no-tablespaces`): everything goes to the default one.
     pub tablespaces: bool,
+    /// Objects that fail to restore: pg_restore goes on past them (`--keep-going`).
+    pub failing: bool,
 }
 
 /// The encoding and locale clause of a `CREATE DATABASE` for the dump at `dump`: as the
@@ -855,7 +896,8 @@ pub(crate) fn locale_refused(e: Error, options: &str) -> Error {
     ))
 }
 
-/// `pg_restore` of `sections` (all when empty) of `dump` into `db`.
+/// `pg_restore` of `sections` (all when empty) of `dump` into `db`; with `skip.failing`,
+/// the errors it went past (the first line of each).
 ///
 /// # Errors
 ///
@@ -868,10 +910,13 @@ pub(crate) fn run_pg_restore(
     clean: bool,
     skip: Skip,
     sections: &[&str],
-) -> Result<()> {
+) -> Result<Vec<String>> {
     let conn = &conn.with_english_messages(db);
     let mut cmd = conn.command("pg_restore", db);
-    cmd.args(["--no-password", "--exit-on-error"]);
+    cmd.arg("--no-password");
+    if !skip.failing {
+        cmd.arg("--exit-on-error");
+    }
     if !clean {
         cmd.arg(format!("--jobs={}", jobs.max(1)));
     }
@@ -891,13 +936,23 @@ pub(crate) fn run_pg_restore(
     cmd.arg(dump);
     let out = crate::sources::postgres::cluster::run_client(cmd)
         .map_err(|e| missing_program(&conn.bin().program("pg_restore"), e))?;
-    if !out.status.success() {
-        return Err(conn.classify(
-            &String::from_utf8_lossy(&out.stderr),
-            &format!("pg_restore into {db:?}"),
-        ));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        return Ok(Vec::new());
     }
-    Ok(())
+    // gone past: each failure's first line, if pg_restore got to the end ("errors ignored")
+    if skip.failing && stderr.contains("errors ignored on restore") {
+        return Ok(stderr
+            .lines()
+            .filter(|l| l.contains("error:") && !l.contains("errors ignored on restore"))
+            .map(|l| {
+                l.trim()
+                    .trim_start_matches("pg_restore: error: ")
+                    .to_string()
+            })
+            .collect());
+    }
+    Err(conn.classify(&stderr, &format!("pg_restore into {db:?}")))
 }
 
 /// Runs a restore hook; `passfile` is a password file for the target server (see
@@ -1137,6 +1192,7 @@ fn restore_inner(
         Skip {
             owner: plan.no_owner,
             tablespaces: plan.no_tablespaces,
+            failing: plan.keep_going,
         },
         &[],
     )
@@ -1152,7 +1208,7 @@ fn restore_inner(
             e
         }
     })
-    .and_then(|()| {
+    .and_then(|gone_past| {
         apply_database_properties(
             &conn,
             &truth,
@@ -1160,6 +1216,7 @@ fn restore_inner(
             &plan.target_database,
             plan.no_owner,
         )
+        .map(|skipped| (skipped, gone_past))
         .map_err(|e| {
             if plan.clean {
                 // the one transaction has committed by now
@@ -1169,7 +1226,7 @@ fn restore_inner(
             }
         })
     })
-    .and_then(|skipped| {
+    .and_then(|(skipped, gone_past)| {
         let without_owners = if plan.no_owner {
             Some(
                 apply_public_revocations(&conn, &dump, &plan.target_database).map_err(|e| {
@@ -1179,12 +1236,12 @@ fn restore_inner(
         } else {
             None
         };
-        Ok((skipped, without_owners))
+        Ok((skipped, without_owners, gone_past))
     });
     // the interrupt's clean-up keeps the drop until the database is whole, or dropped here:
     // an interrupt kills pg_restore, and this failure path then races the clean-up (its
     // query is refused once the clean-up began, and the process exits under it)
-    let (properties_not_applied, without_owners) = match loaded {
+    let (properties_not_applied, without_owners, gone_past) = match loaded {
         Ok(done) => {
             crate::sources::postgres::cluster::unregister_drop(&plan.target_database);
             done
@@ -1246,6 +1303,13 @@ fn restore_inner(
                 plan.target_database
             )))
         })?;
+        if !gone_past.is_empty() {
+            return Err(kept_with_errors(
+                &plan.target_database,
+                &gone_past,
+                Some(&c),
+            ));
+        }
         if !c.ok() {
             let hint = if plan.create_database {
                 "the restore ran but the data is not what was backed up; keep the original database and report this"
@@ -1267,6 +1331,9 @@ fn restore_inner(
     } else {
         None
     };
+    if !gone_past.is_empty() {
+        return Err(kept_with_errors(&plan.target_database, &gone_past, None));
+    }
     if let Some(h) = &plan.post_hook {
         // the data is in place by now: the error must say so, or the operator cannot
         // tell a failed restore from a failed hook

@@ -622,7 +622,7 @@ pub fn classify_on(stderr: &str, what: &str, server: &Server) -> Error {
             .map(|v| v.trim_end_matches(';'))
     }) {
         refresh_hint = format!(
-            "every table's data was loaded, but materialized view {view} could not be refreshed. Most often a function it calls names a table without its schema, which the restore's empty search_path cannot find: fix that function in production (schema-qualify the table, or ALTER FUNCTION ... SET search_path = public) so the next backup restores; to get this backup's data back now, restore it by hand as in the README's \"Emergency restore without lifeboat\" (pg_restore goes on past the view and reports it)"
+            "every table's data was loaded, but materialized view {view} could not be refreshed. Most often a function it calls names a table without its schema, which the restore's empty search_path cannot find: fix that function in production (schema-qualify the table, or ALTER FUNCTION ... SET search_path = public) so the next backup restores; to get this backup's data back now, restore it into a new database with --keep-going, which goes past the view and keeps everything that loaded"
         );
         (ErrorKind::Postgres, refresh_hint.as_str())
     } else if lower.contains("role")
