@@ -1213,7 +1213,7 @@ fn restore_into(
             ident(database)
         ),
     )
-    .map_err(|e| crate::ops::restore::locale_refused(e, &options))?;
+    .map_err(|e| crate::ops::restore::create_refused(&e, database, &options))?;
     if let Some(truth) = &backup.meta.truth {
         crate::ops::restore::apply_input_settings(
             conn,

@@ -885,13 +885,23 @@ pub(crate) fn create_options(
     }
 }
 
-/// A `CREATE DATABASE` the server refused for the backup's locale: names it and the ways on.
-pub(crate) fn locale_refused(e: Error, options: &str) -> Error {
-    let m = e.message().to_ascii_lowercase();
+/// A `CREATE DATABASE` of `target` the server refused: said as such (not as a fault of
+/// the `postgres` database the statement ran in), and for the backup's locale with the
+/// ways on.
+pub(crate) fn create_refused(e: &Error, target: &str, options: &str) -> Error {
+    let detail = e
+        .message()
+        .strip_prefix("database \"postgres\": ")
+        .unwrap_or(e.message());
+    let out = Error::new(e.kind(), format!("creating database {target:?}: {detail}"));
+    let m = detail.to_ascii_lowercase();
     if !(m.contains("locale") || m.contains("collation") || m.contains("encoding")) {
-        return e;
+        return match e.hint_text() {
+            Some(h) => out.hint(h),
+            None => out,
+        };
     }
-    e.hint(format!(
+    out.hint(format!(
         "the backed-up database was created with{options}, which this server cannot give a new database: install that locale on the server's host (Debian: dpkg-reconfigure locales, then restart PostgreSQL), or create the database yourself with a locale the server has (createdb -T template0 -E ENCODING --locale=LOCALE NAME) and restore into it with --to-database NAME"
     ))
 }
@@ -1161,7 +1171,7 @@ fn restore_inner(
             ident(&plan.target_database),
         );
         conn.query("postgres", &sql)
-            .map_err(|e| locale_refused(e, &options))?;
+            .map_err(|e| create_refused(&e, &plan.target_database, &options))?;
         // an interrupt (Ctrl-C, SIGTERM) drops it again: half a database under the name
         // asked for would block the retry
         crate::sources::postgres::cluster::register_drop(
@@ -1373,6 +1383,30 @@ fn restore_inner(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_create_database_names_the_database_and_for_a_locale_the_ways_on() {
+        let e = Error::postgres(
+            "database \"postgres\": ERROR:  22023: encoding \"LATIN1\" does not match locale \"C.UTF-8\"",
+        );
+        let r = create_refused(&e, "latin_r", " ENCODING = 'LATIN1' LOCALE = 'C'");
+        assert!(
+            r.message()
+                .starts_with("creating database \"latin_r\": ERROR:  22023"),
+            "{r}"
+        );
+        assert!(
+            r.hint_text()
+                .is_some_and(|h| h.contains("install that locale")
+                    && h.contains("ENCODING = 'LATIN1' LOCALE = 'C'")),
+            "{r:?}"
+        );
+        let other =
+            Error::postgres("database \"postgres\": ERROR:  permission denied to create database")
+                .hint("the restoring role needs CREATEDB");
+        let r = create_refused(&other, "x", "");
+        assert_eq!(r.hint_text(), Some("the restoring role needs CREATEDB"));
+    }
 
     #[test]
     fn the_connecting_role_keeps_its_password() {
