@@ -103,12 +103,23 @@ fn drill_passes_and_writes_evidence() {
         std::fs::set_permissions(ws.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o777)).unwrap();
     }
+    let pghost = ws.path().join("pghost");
     let out = ok(lb(&cfg)
         .args(["--json", "drill", "--report-dir"])
         .arg(&evidence)
-        .env("LIFEBOAT_SCRATCH_DIR", &scratch));
+        .arg("--scratch-dir")
+        .arg(&scratch)
+        .arg("--hook")
+        .arg(format!("echo \"$PGHOST\" > {}", pghost.display())));
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(r["passed"], true, "{out}");
+    // the throw-away server ran there (its socket directory is in it), and left nothing
+    assert!(
+        std::fs::read_to_string(&pghost)
+            .unwrap()
+            .starts_with(&scratch.display().to_string()),
+        "{out}"
+    );
     let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().collect();
     assert!(left.is_empty(), "the drill left {left:?} behind");
     assert_eq!(r["rto"]["objective_secs"], 7200.0);

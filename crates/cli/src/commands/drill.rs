@@ -40,6 +40,10 @@ pub struct DrillCmd {
     /// Physical drills: recover to this time (default: the end of the archive).
     #[arg(long, value_parser = super::parse_time)]
     target_time: Option<jiff::Timestamp>,
+    /// Where the throw-away cluster and the fetched backup go: a disk with room for the
+    /// restored database [default: $LIFEBOAT_SCRATCH_DIR, else the system temp directory].
+    #[arg(long)]
+    scratch_dir: Option<PathBuf>,
 }
 
 impl DrillCmd {
@@ -64,6 +68,7 @@ impl DrillCmd {
                 .then(|| super::restore::restore_command(ctx, &src.name))
                 .transpose()?,
             database: self.database.clone(),
+            scratch_dir: self.scratch_dir.clone(),
         };
         if self.target_time.is_some() && self.kind != BackupKind::Physical {
             return Err(

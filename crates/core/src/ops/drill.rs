@@ -70,6 +70,10 @@ pub struct DrillOptions {
     /// Logical drills of a source with several databases: which one (each is its own dump).
     #[serde(default)]
     pub database: Option<String>,
+    /// Where the throw-away cluster and the fetched backup go (it needs room for the
+    /// restored database); `None`: `LIFEBOAT_SCRATCH_DIR`, else the system temp directory.
+    #[serde(default)]
+    pub scratch_dir: Option<PathBuf>,
 }
 
 const fn logical() -> BackupKind {
@@ -84,6 +88,7 @@ impl Default for DrillOptions {
             hooks: Vec::new(),
             jobs: 2,
             report_dir: None,
+            scratch_dir: None,
             kind: BackupKind::Logical,
             target_time: None,
             restore_command: None,
@@ -400,12 +405,14 @@ impl Target {
         src: &SourceConfig,
         bin: &PgBin,
         truth: &crate::sources::postgres::truth::Truth,
+        base: Option<&std::path::Path>,
     ) -> Result<Self> {
         match &src.drill.server {
             Some(dsn) => Ok(Self::Server(scratch_server(src, dsn, bin)?)),
-            None => Ok(Self::Cluster(Cluster::start_with(
+            None => Ok(Self::Cluster(Cluster::start_in(
                 bin,
                 &format!("{BULK_LOAD}\n{}", lock_setting(truth)),
+                base,
             )?)),
         }
     }
@@ -790,7 +797,10 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
 
     let bin = PgBin::new(src.pg_bin_dir.as_deref());
     let on_server = src.drill.server.is_some();
-    let scratch = crate::sources::postgres::cluster::ScratchDir::new("lifeboat-drill-", None)?;
+    let scratch = crate::sources::postgres::cluster::ScratchDir::new(
+        "lifeboat-drill-",
+        opts.scratch_dir.as_deref(),
+    )?;
     let dump = scratch.path().join("dump.pgdump");
     // the dump is fetched while the throw-away cluster starts: one decrypts and decompresses,
     // the other mostly waits for initdb's and the server's files to be written
@@ -800,7 +810,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
             (fetch(repo, &backup, &dump), begin, Instant::now())
         });
         let target = clock.time(if on_server { "connect" } else { "cluster" }, || {
-            Target::start(src, &bin, &truth)
+            Target::start(src, &bin, &truth, opts.scratch_dir.as_deref())
         });
         let (fetched, begin, end) = fetching.join().expect("fetching the dump panicked");
         clock.add_span("fetch", begin, end);

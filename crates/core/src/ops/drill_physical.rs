@@ -124,7 +124,7 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
     })?;
     let store = WalStore::new(repo, &src.name)?;
     let bin = PgBin::new(src.pg_bin_dir.as_deref());
-    let scratch = ScratchDir::new("lifeboat-drill-", None)?;
+    let scratch = ScratchDir::new("lifeboat-drill-", opts.scratch_dir.as_deref())?;
     let target = opts
         .target_time
         .map_or(RecoveryTarget::Latest, RecoveryTarget::Time);

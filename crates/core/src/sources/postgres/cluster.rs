@@ -490,8 +490,18 @@ impl Cluster {
     ///
     /// As [`Cluster::start`].
     pub fn start_with(bin: &PgBin, conf: &str) -> Result<Self> {
+        Self::start_in(bin, conf, None)
+    }
+
+    /// As [`Cluster::start_with`], in a new directory under `base` (else
+    /// `LIFEBOAT_SCRATCH_DIR`, else the system temp directory).
+    ///
+    /// # Errors
+    ///
+    /// As [`Cluster::start`].
+    pub fn start_in(bin: &PgBin, conf: &str, base: Option<&Path>) -> Result<Self> {
         let user = run_as();
-        let dir = ScratchDir::new("lifeboat-pg-", None)?;
+        let dir = ScratchDir::new("lifeboat-pg-", base)?;
         if let Some(u) = &user {
             let pw = nix::unistd::User::from_name(u)
                 .ok()
