@@ -33,7 +33,7 @@ pub struct BackupVerdict {
     /// Source.
     pub source: String,
     /// Kind.
-    pub kind: String,
+    pub kind: crate::sources::postgres::logical::BackupKind,
     /// Database.
     pub database: Option<String>,
     /// Good or not.
@@ -240,7 +240,7 @@ fn verify_indexed(
         verdicts.push(BackupVerdict {
             id: b.id.clone(),
             source: b.meta.source.clone(),
-            kind: b.meta.kind.to_string(),
+            kind: b.meta.kind,
             database: b.meta.database.clone(),
             ok: problems.is_empty(),
             problems: problems.into_iter().collect(),
