@@ -78,7 +78,7 @@ pub mod sources;
 pub mod wal;
 
 pub use error::{Error, ErrorKind, Result};
-pub use sources::postgres::logical::BackupKind;
 /// The repository library, at the exact (patched) version lifeboat-core is built with:
 /// `Repo::init` and `Repo::open` take its progress bars (`rustic_core::NoProgressBars`).
 pub use rustic_core;
+pub use sources::postgres::logical::BackupKind;
