@@ -1214,8 +1214,11 @@ fn restore_into(
     let with_roles = matches!(roles, Some(Ok(())));
     // with production's encoding and locale, as a restore creates it: a database a
     // restore could not create must not pass its drill
-    let options =
-        crate::ops::restore::create_options(dump, &backup.meta.truth.clone().unwrap_or_default());
+    let toc = crate::ops::restore::dump_toc(dump).ok();
+    let options = crate::ops::restore::create_options(
+        toc.as_deref(),
+        &backup.meta.truth.clone().unwrap_or_default(),
+    );
     conn.query(
         "postgres",
         &format!(

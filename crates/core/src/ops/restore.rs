@@ -18,6 +18,7 @@ use crate::{
     repository::{Repo, SnapshotInfo},
     secret::remove_secret_env,
     sources::postgres::{
+        archive::TocEntry,
         compare::{compare, ident, literal, Comparison},
         conn::{missing_program, sqlstate, PgConn, INSUFFICIENT_PRIVILEGE, UNDEFINED_OBJECT},
         logical::BackupKind,
@@ -194,15 +195,7 @@ pub struct WithoutOwners {
 /// target may lack), so every object gets PostgreSQL's defaults, and a function production
 /// kept from PUBLIC (a SECURITY DEFINER one above all) would be anyone's to run on the
 /// copy. Those revocations name no role: they are applied to `db`.
-fn apply_public_revocations(
-    conn: &PgConn,
-    dump: &std::path::Path,
-    db: &str,
-) -> Result<WithoutOwners> {
-    let (_, toc) = crate::sources::postgres::archive::read_toc(
-        std::fs::File::open(dump).map_err(|e| Error::io(dump.display(), e))?,
-    )
-    .map_err(|e| Error::integrity(format!("reading the dump's table of contents: {e}")))?;
+fn apply_public_revocations(conn: &PgConn, toc: &[TocEntry], db: &str) -> Result<WithoutOwners> {
     let mut revokes = Vec::new();
     let mut grants_left_out = 0;
     // the database's own ACL names the original database and is applied, renamed, with
@@ -249,7 +242,7 @@ fn kept_with_errors(db: &str, errors: &[String], comparison: Option<&Comparison>
         "restored into {db:?} with {} error(s) pg_restore went past (--keep-going): {listed}{compared}; the database is kept with everything that loaded",
         errors.len()
     ))
-    .hint("fix what the errors name in production (a function's search_path, a missing extension or role) so the next backup restores whole; the post-restore hook did not run")
+    .hint("fix what the errors name in production (a function's search_path, a missing extension or role) so the next backup restores whole")
 }
 
 /// Picks the backup `opts` selects.
@@ -863,17 +856,27 @@ pub(crate) struct Skip {
     pub failing: bool,
 }
 
-/// The encoding and locale clause of a `CREATE DATABASE` for the dump at `dump`: as the
-/// dumped database had them (its archive's `DATABASE` entry), else the encoding the
-/// backup recorded.
+/// The table of contents of the fetched dump at `dump` (header and TOC only: cheap).
+///
+/// # Errors
+///
+/// [`ErrorKind::Integrity`] when it cannot be read.
+pub(crate) fn dump_toc(dump: &std::path::Path) -> Result<Vec<TocEntry>> {
+    let file = std::fs::File::open(dump).map_err(|e| Error::io(dump.display(), e))?;
+    crate::sources::postgres::archive::read_toc(file)
+        .map(|(_, toc)| toc)
+        .map_err(|e| Error::integrity(format!("reading the dump's table of contents: {e}")))
+}
+
+/// The encoding and locale clause of a `CREATE DATABASE` for the dump whose table of
+/// contents is `toc`: as the dumped database had them (its `DATABASE` entry), else the
+/// encoding the backup recorded.
 pub(crate) fn create_options(
-    dump: &std::path::Path,
+    toc: Option<&[TocEntry]>,
     truth: &crate::sources::postgres::truth::Truth,
 ) -> String {
-    let from_archive = std::fs::File::open(dump)
-        .ok()
-        .and_then(|f| crate::sources::postgres::archive::read_toc(f).ok())
-        .map(|(_, toc)| crate::sources::postgres::archive::create_database_options(&toc))
+    let from_archive = toc
+        .map(crate::sources::postgres::archive::create_database_options)
         .unwrap_or_default();
     if from_archive.is_empty() {
         format!(
@@ -1164,8 +1167,15 @@ fn restore_inner(
         None => None,
     };
     let truth = plan.backup.meta.truth.clone().unwrap_or_default();
+    // read once: the new database's locale, an overwrite's large objects and a
+    // --no-owner restore's revocations come from it
+    let toc = dump_toc(&dump);
+    let toc_or_err = || {
+        toc.as_deref()
+            .map_err(|e| Error::new(e.kind(), e.message()))
+    };
     if plan.create_database {
-        let options = create_options(&dump, &truth);
+        let options = create_options(toc.as_deref().ok(), &truth);
         let sql = format!(
             "CREATE DATABASE {} TEMPLATE template0{options}",
             ident(&plan.target_database),
@@ -1239,7 +1249,7 @@ fn restore_inner(
     .and_then(|(skipped, gone_past)| {
         let without_owners = if plan.no_owner {
             Some(
-                apply_public_revocations(&conn, &dump, &plan.target_database).map_err(|e| {
+                toc_or_err().and_then(|toc| apply_public_revocations(&conn, toc, &plan.target_database)).map_err(|e| {
                     e.with_note("the backup's revocations from PUBLIC could not be applied: objects production kept from PUBLIC may be open to it on this copy")
                 })?,
             )
@@ -1293,17 +1303,13 @@ fn restore_inner(
         let c = if plan.create_database {
             compare(&conn, &plan.target_database, &truth, plan.jobs as usize)
         } else {
-            crate::sources::postgres::archive::read_toc(
-                std::fs::File::open(&dump).map_err(|e| Error::io(dump.display(), e))?,
-            )
-            .map_err(|e| Error::integrity(format!("reading the dump's table of contents: {e}")))
-            .and_then(|(_, toc)| {
+            toc_or_err().and_then(|toc| {
                 crate::sources::postgres::compare::compare_over(
                     &conn,
                     &plan.target_database,
                     &truth,
                     plan.jobs as usize,
-                    &crate::sources::postgres::archive::large_object_oids(&toc),
+                    &crate::sources::postgres::archive::large_object_oids(toc),
                 )
             })
         }
@@ -1314,11 +1320,11 @@ fn restore_inner(
             )))
         })?;
         if !gone_past.is_empty() {
-            return Err(kept_with_errors(
+            return Err(after_load(kept_with_errors(
                 &plan.target_database,
                 &gone_past,
                 Some(&c),
-            ));
+            )));
         }
         if !c.ok() {
             let hint = if plan.create_database {
@@ -1342,7 +1348,11 @@ fn restore_inner(
         None
     };
     if !gone_past.is_empty() {
-        return Err(kept_with_errors(&plan.target_database, &gone_past, None));
+        return Err(after_load(kept_with_errors(
+            &plan.target_database,
+            &gone_past,
+            None,
+        )));
     }
     if let Some(h) = &plan.post_hook {
         // the data is in place by now: the error must say so, or the operator cannot
