@@ -160,11 +160,9 @@ pub fn publish_head(repo: &Repo, entry: &Entry) -> Result<()> {
 ///
 /// Two processes appending at once (a backup and a drill, two cron jobs) would both
 /// extend the same head and fork the chain, which `audit verify` could only call
-/// tampering. On a local repository an exclusive lock on `lifeboat-audit.lock` in the
-/// repository directory orders them. On S3, which has no lock, each appender reads the log
-/// again after writing: its entry stays if it is alone at its place and the entry it
-/// follows is still there, or if another entry already follows it; otherwise it withdraws
-/// the entry and tries again after a random pause.
+/// tampering, so appenders take turns: on a local repository by an exclusive lock on
+/// `lifeboat-audit.lock` in the repository directory, on S3 by lock objects under
+/// `lifeboat-audit-lock/` (see `s3_turn`).
 ///
 /// # Errors
 ///
@@ -188,9 +186,9 @@ enum Logged {
 /// it could be neither written nor parked.
 fn write_or_park(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Logged> {
     let (user, host) = current_actor();
-    let written = local_lock(repo).and_then(|lock| {
-        add_parked(repo, lock.is_some());
-        write_one(repo, lock.is_some(), action, ok, details, &user, &host)
+    let written = take_turn(repo, &user, &host).and_then(|_turn| {
+        add_parked(repo);
+        write_one(repo, action, ok, details, &user, &host)
     });
     match written {
         Ok(entry) => Ok(Logged::Written(entry)),
@@ -225,9 +223,9 @@ fn park_note(e: Error, parked: Result<std::path::PathBuf>) -> Error {
     }
 }
 
-/// Adds the entries parked for this repository before a new one, oldest first. Best
-/// effort: what cannot be added stays parked for the next operation.
-fn add_parked(repo: &Repo, locked: bool) {
+/// Adds the entries parked for this repository before a new one, oldest first, in the
+/// caller's turn. Best effort: what cannot be added stays parked for the next operation.
+fn add_parked(repo: &Repo) {
     let Ok(Some(_turn)) = super::parked::lock() else {
         return;
     };
@@ -262,7 +260,7 @@ fn add_parked(repo: &Repo, locked: bool) {
             return;
         }
         let late = p.late_details();
-        if write_one(repo, locked, &p.action, p.ok, &late, &p.user, &p.host).is_err() {
+        if write_one(repo, &p.action, p.ok, &late, &p.user, &p.host).is_err() {
             let _ = std::fs::rename(&claimed, &path);
             return;
         }
@@ -270,81 +268,36 @@ fn add_parked(repo: &Repo, locked: bool) {
     }
 }
 
-/// Appends one entry (see [`write`]); `locked` when appenders take turns.
+/// Appends one entry after the head, in the caller's turn (see [`write`]).
 fn write_one(
     repo: &Repo,
-    locked: bool,
     action: &str,
     ok: bool,
     details: &str,
     user: &str,
     host: &str,
 ) -> Result<Entry> {
-    for attempt in 1..=WRITE_ATTEMPTS {
-        let head = entries(repo)?.pop();
-        let mut entry = Entry {
-            seq: head.as_ref().map_or(1, |h| h.seq + 1),
-            time: Timestamp::now(),
-            action: action.to_string(),
-            outcome: if ok { "ok" } else { "failed" }.to_string(),
-            details: details.to_string(),
-            user: Some(user.to_string()),
-            host: Some(host.to_string()),
-            prev: head.map_or_else(|| GENESIS.to_string(), |h| h.hash),
-            hash: String::new(),
-        };
-        entry.hash = entry.compute_hash();
-        let id = store(repo, &entry).map_err(|e| {
-            Error::new(
-                e.kind(),
-                format!("its audit entry could not be written: {e}"),
-            )
-        })?;
-        if locked {
-            // appenders take turns: nobody can have written beside it
-            return Ok(entry);
-        }
-        let withdraw = || repo.with_open(|r| Ok(r.delete_snapshots(&[id])?));
-        let all = match entries(repo) {
-            Ok(all) => all,
-            Err(e) => {
-                // unchecked, it may be a rival: better absent (the caller reports it)
-                let _ = withdraw();
-                return Err(e);
-            }
-        };
-        // an entry stays when it is alone at its place and the entry it follows is still
-        // there (a concurrent appender may have withdrawn it); or when another appender
-        // has already built on it (then the rival must go, which its own check sees).
-        // Anomalies older than this append (a damaged log) are `audit verify`'s to report,
-        // not a reason to stop logging.
-        let rival = all
-            .iter()
-            .any(|e| e.seq == entry.seq && e.hash != entry.hash);
-        let built_on = all
-            .iter()
-            .any(|e| e.seq == entry.seq + 1 && e.prev == entry.hash);
-        let follows = if entry.seq == 1 {
-            entry.prev == GENESIS
-        } else {
-            all.iter()
-                .any(|e| e.seq + 1 == entry.seq && e.hash == entry.prev)
-        };
-        if built_on || (!rival && follows) {
-            return Ok(entry);
-        }
-        withdraw()?;
-        let pause = rand::random::<u64>() % (100 * u64::from(attempt)) + 20;
-        std::thread::sleep(std::time::Duration::from_millis(pause));
-    }
-    Err(Error::unavailable(format!(
-        "its audit entry could not be written: other processes kept appending at the same time ({WRITE_ATTEMPTS} attempts)"
-    ))
-    .hint("run it again"))
+    let head = entries(repo)?.pop();
+    let mut entry = Entry {
+        seq: head.as_ref().map_or(1, |h| h.seq + 1),
+        time: Timestamp::now(),
+        action: action.to_string(),
+        outcome: if ok { "ok" } else { "failed" }.to_string(),
+        details: details.to_string(),
+        user: Some(user.to_string()),
+        host: Some(host.to_string()),
+        prev: head.map_or_else(|| GENESIS.to_string(), |h| h.hash),
+        hash: String::new(),
+    };
+    entry.hash = entry.compute_hash();
+    store(repo, &entry).map_err(|e| {
+        Error::new(
+            e.kind(),
+            format!("its audit entry could not be written: {e}"),
+        )
+    })?;
+    Ok(entry)
 }
-
-/// Attempts of [`write`] to append without a rival entry.
-const WRITE_ATTEMPTS: u32 = 8;
 
 /// Writes `entry` as its snapshot and returns the snapshot's id.
 fn store(repo: &Repo, entry: &Entry) -> Result<rustic_core::repofile::SnapshotId> {
@@ -365,13 +318,33 @@ fn store(repo: &Repo, entry: &Entry) -> Result<rustic_core::repofile::SnapshotId
     })
 }
 
-/// The exclusive lock that orders appenders on a local repository (`None` on S3).
-fn local_lock(repo: &Repo) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
-    if super::backend::is_s3_url(repo.location()) {
-        return Ok(None);
+/// What orders appenders, held until dropped.
+enum Turn {
+    /// The exclusive lock on `lifeboat-audit.lock` of a local repository.
+    Local(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>),
+    /// A lock object of an S3 repository.
+    S3(#[allow(dead_code)] super::s3_turn::S3Turn),
+}
+
+/// Takes this process's turn to append to the log of `repo`, as `user`@`host`.
+fn take_turn(repo: &Repo, user: &str, host: &str) -> Result<Turn> {
+    let cfg = repo.config();
+    let Some(opts) = super::backend::s3_options(super::repo_url(cfg)?, cfg)? else {
+        let path = std::path::Path::new(repo.location()).join("lifeboat-audit.lock");
+        return exclusive_lock(&path).map(Turn::Local);
+    };
+    let op = super::backend::s3_operator(
+        opts,
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_secs(30),
+        2,
+    )
+    .map_err(|e| Error::unavailable(format!("cannot set up the S3 client: {e}")))?;
+    let turn = super::s3_turn::take(op, user, host, LOCK_PATIENCE, ON_LOCK_WAIT.get().copied())?;
+    for removed in &turn.removed {
+        repo.notice(removed.clone());
     }
-    let path = std::path::Path::new(repo.location()).join("lifeboat-audit.lock");
-    exclusive_lock(&path).map(Some)
+    Ok(Turn::S3(turn))
 }
 
 /// Told once when an append has waited a few seconds for another process's lock (the CLI

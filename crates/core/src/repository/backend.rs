@@ -28,6 +28,42 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// The tokio runtime under opendal's blocking S3 clients (one per process).
+fn s3_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime for the S3 client")
+    })
+}
+
+/// A blocking S3 client for `opts` (see [`s3_options`]) that fails a request stalled for
+/// `timeout` (`io_timeout` for each read or write of its body) and retries a failed one
+/// `retries` times: a stalled connection must fail rather than hang with nothing in the logs.
+pub(crate) fn s3_operator(
+    opts: BTreeMap<String, String>,
+    timeout: std::time::Duration,
+    io_timeout: std::time::Duration,
+    retries: usize,
+) -> std::result::Result<opendal::blocking::Operator, opendal::Error> {
+    let _guard = s3_runtime().enter();
+    let op = opendal::Operator::via_iter("s3", opts)?
+        .layer(
+            opendal::layers::TimeoutLayer::new()
+                .with_timeout(timeout)
+                .with_io_timeout(io_timeout),
+        )
+        .layer(
+            opendal::layers::RetryLayer::new()
+                .with_max_times(retries)
+                .with_jitter(),
+        );
+    opendal::blocking::Operator::new(op)
+}
+
 /// The opendal S3 options for `url`, or `None` when it is not an S3 URL.
 pub(crate) fn s3_options(
     url: &str,

@@ -11,6 +11,7 @@ pub mod head;
 pub mod meta;
 pub mod owner;
 pub mod parked;
+mod s3_turn;
 pub mod signing;
 mod source;
 
@@ -389,8 +390,7 @@ impl Repo {
     }
 
     /// Every snapshot file. A snapshot deleted between the listing and the reading (a
-    /// pending backup discarded, an audit entry withdrawn by a concurrent appender on S3)
-    /// makes the reading fail: it is listed again, a few times.
+    /// pending backup discarded, a concurrent prune) makes the reading fail: it is listed again, a few times.
     ///
     /// # Errors
     ///
@@ -402,7 +402,7 @@ impl Repo {
             match self.with_open(|r| Ok(r.get_all_snapshots()?)) {
                 Err(_) if attempt < 3 => {
                     // a snapshot deleted between listing and reading (a concurrent prune or
-                    // a withdrawn audit entry): the next listing no longer has it
+                    // a discarded pending backup): the next listing no longer has it
                     std::thread::sleep(std::time::Duration::from_millis(50 * attempt));
                 }
                 Err(e) => return self.snapshots_one_by_one(e),

@@ -10,7 +10,6 @@
 use std::{
     io::Write,
     path::{Path, PathBuf},
-    sync::OnceLock,
 };
 
 use aes256ctr_poly1305aes::{
@@ -82,17 +81,6 @@ impl std::fmt::Debug for WalStore {
     }
 }
 
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("tokio runtime for the S3 client")
-    })
-}
-
 fn valid_source(source: &str) -> bool {
     !source.is_empty()
         && !source.starts_with('.')
@@ -133,32 +121,19 @@ impl WalStore {
         let cipher = Aes256CtrPoly1305Aes::new(aes256ctr_poly1305aes::Key::from_slice(&key));
         let url = repo_url(cfg)?;
         let backend = match backend::s3_options(url, cfg)? {
-            Some(opts) => {
-                let _guard = runtime().enter();
-                let op = opendal::Operator::via_iter("s3", opts)
-                    .map_err(|e| unavailable("cannot set up the S3 client", e))?
-                    // a stalled connection must fail (and be retried) rather than hang the
-                    // archiver or a replay with nothing in the logs
-                    .layer(
-                        // a whole segment is one PUT: its I/O may take minutes on a slow
-                        // uplink (16 MiB in 5 minutes is 450 kbit/s), so only a stall that
-                        // long counts; PostgreSQL retries a failed push itself, so a few
-                        // tries here are enough to ride out a blip without holding the
-                        // archiver for an hour
-                        opendal::layers::TimeoutLayer::new()
-                            .with_timeout(std::time::Duration::from_secs(60))
-                            .with_io_timeout(std::time::Duration::from_secs(300)),
-                    )
-                    .layer(
-                        opendal::layers::RetryLayer::new()
-                            .with_max_times(2)
-                            .with_jitter(),
-                    );
-                Backend::Remote(
-                    opendal::blocking::Operator::new(op)
-                        .map_err(|e| unavailable("cannot set up the S3 client", e))?,
+            // a whole segment is one PUT: its I/O may take minutes on a slow uplink (16 MiB
+            // in 5 minutes is 450 kbit/s), so only a stall that long counts; PostgreSQL
+            // retries a failed push itself, so a few tries here are enough to ride out a
+            // blip without holding the archiver for an hour
+            Some(opts) => Backend::Remote(
+                backend::s3_operator(
+                    opts,
+                    std::time::Duration::from_secs(60),
+                    std::time::Duration::from_secs(300),
+                    2,
                 )
-            }
+                .map_err(|e| unavailable("cannot set up the S3 client", e))?,
+            ),
             None => Backend::Local(PathBuf::from(url)),
         };
         let prefix = format!("{WAL_DIR}/{source}");
