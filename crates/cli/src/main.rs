@@ -154,9 +154,58 @@ impl Ctx {
         })
     }
 
+    /// The source an operation that needs no connection to it is about (a drill, `wal
+    /// status`): the configured one, or on a host without a configuration (`--repo` after a
+    /// host loss) one that the repository's backups name, known by its name only.
+    fn source_in_repository(&self, name: Option<&str>) -> anyhow::Result<SourceConfig> {
+        if self.config_path.is_some()
+            || !self.config.sources.is_empty()
+            || self.repo_override.is_none()
+        {
+            return Ok(self.source(name)?.clone());
+        }
+        let names: std::collections::BTreeSet<String> = self
+            .open()?
+            .backups()?
+            .into_iter()
+            .map(|b| b.meta.source)
+            .collect();
+        let listed = || names.iter().cloned().collect::<Vec<_>>().join(", ");
+        match name {
+            Some(n) if names.contains(n) => Ok(SourceConfig::named(n)),
+            Some(n) => Err(Error::not_found(format!(
+                "no configuration here, and the repository has no backups of a source named {n:?}"
+            ))
+            .hint(if names.is_empty() {
+                "the repository holds no backups".to_string()
+            } else {
+                format!("its backups name: {}", listed())
+            })
+            .into()),
+            None => match names.len() {
+                1 => Ok(SourceConfig::named(names.iter().next().map_or("", String::as_str))),
+                0 => Err(Error::not_found("the repository holds no backups").into()),
+                _ => Err(Error::config(
+                    "no configuration here, and the repository holds backups of several sources: which one?",
+                )
+                .hint(format!("pass --source with one of: {}", listed()))
+                .into()),
+            },
+        }
+    }
+
     /// The named source, or the only one.
     fn source(&self, name: Option<&str>) -> anyhow::Result<&SourceConfig> {
         match name {
+            Some(n) if self.config_path.is_none() && self.config.sources.is_empty() => {
+                Err(Error::not_found(format!(
+                    "no configuration file here, so no source named {n:?} with a connection"
+                ))
+                .hint(format!(
+                    "write a lifeboat.toml with the [repository] and a [[source]] named {n:?} with its dsn (see the README's Configuration), then pass --config FILE"
+                ))
+                .into())
+            }
             Some(n) => Ok(self.config.source(n)?),
             None => match self.config.sources.as_slice() {
                 [only] => Ok(only),

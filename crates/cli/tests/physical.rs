@@ -1582,6 +1582,9 @@ fn a_backup_without_its_configuration_restores_and_its_drill_copy_is_isolated() 
     for f in ["postgresql.conf", "pg_hba.conf", "pg_ident.conf"] {
         std::fs::remove_file(a.cluster.data_dir().join(f)).expect("remove a configuration file");
     }
+    // the lost host's socket directory, which the new host does not have (the running
+    // server keeps its own until a restart)
+    a.sql("alter system set unix_socket_directories = '/nonexistent/lost-host/run'");
     a.marker(1);
     a.backup();
     a.marker(2);
@@ -1689,6 +1692,99 @@ fn a_backup_without_its_configuration_restores_and_its_drill_copy_is_isolated() 
         .arg(bare.join("data"));
     let out = ok(&mut cmd);
     assert!(out.contains("the restore_command answered"), "{out}");
+
+    // ... and the rest of what the on-call needs from there, with the repository alone
+    let host_lost = |args: &[&str]| {
+        let mut cmd = assert_cmd::Command::new(&a.exe);
+        cmd.current_dir("/")
+            .env("LIFEBOAT_PASSWORD", lifeboat_testing::REPO_PASSWORD)
+            .env_remove("LIFEBOAT_CONFIG")
+            .arg("--repo")
+            .arg(a.ws.repo_path())
+            .args(args);
+        cmd
+    };
+    // the evidence pack finds the WAL archive the repository holds
+    let pack: serde_json::Value =
+        serde_json::from_str(&ok(&mut host_lost(&["--json", "report"]))).expect("json");
+    assert!(
+        pack["wal"].as_array().is_some_and(|w| w
+            .iter()
+            .any(|l| l["source"] == "main" && l["segments"].as_u64() > Some(0))),
+        "{pack}"
+    );
+    // the only source the repository names is the one meant, for a drill and `wal status`
+    let out = ok(&mut host_lost(&[
+        "--json",
+        "drill",
+        "--kind",
+        "physical",
+        "--check",
+        "select count(*) = 2 from markers",
+    ]));
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(report["passed"], true, "{out}");
+    let out = ok(&mut host_lost(&["wal", "status"]));
+    assert!(out.contains("main"), "{out}");
+    // a backup needs the connection a configuration holds, and says so
+    let (code, _, err) = common::run(&mut host_lost(&["backup", "--source", "main"]));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("no configuration file here")
+            && err.contains("[[source]] named \"main\" with its dsn"),
+        "{err}"
+    );
+    // the runbook written there covers the source and carries the audit head
+    let book = ok(&mut host_lost(&["runbook"]));
+    assert!(
+        book.contains("## Source `main`") && book.contains("audit verify --expected-head "),
+        "{book}"
+    );
+    // restored and started there: the lost host's socket directory is replaced
+    let again = a.scratch("host-lost");
+    let port = free_port();
+    let out = ok(&mut host_lost(&[
+        "restore",
+        "--kind",
+        "physical",
+        "--source",
+        "main",
+        "--latest",
+        "--start",
+        "--timeout",
+        "60",
+        "--port",
+        &port.to_string(),
+        "--to-dir",
+        &again.join("data").display().to_string(),
+    ]));
+    let here = if Path::new("/var/run/postgresql").is_dir() {
+        PathBuf::from("/var/run/postgresql")
+    } else {
+        PathBuf::from("/tmp")
+    };
+    assert!(
+        out.contains(
+            "the backup's socket directory /nonexistent/lost-host/run is not on this host"
+        ) && out.contains(&format!("connect: psql -h {} -p {port}", here.display())),
+        "{out}"
+    );
+    let r = Restored {
+        data: again.join("data"),
+        sock: here,
+        port,
+    };
+    // the written pg_hba.conf lets the server's own OS user in (peer)
+    let count = lifeboat_core::sources::postgres::conn::PgConn::local(
+        &r.sock,
+        r.port,
+        "postgres",
+        PgBin::new(None),
+    )
+    .run_as(pg_user().map(|u| u.name).as_deref())
+    .query("postgres", "select count(*) from markers")
+    .expect("query the server restored on the new host");
+    assert_eq!(count.trim(), "2");
 }
 
 #[test]

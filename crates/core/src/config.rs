@@ -172,6 +172,17 @@ impl SourceConfig {
         }
     }
 
+    /// A source known only by its name, without a connection: on a host without the
+    /// configuration (after a host loss) its backups and WAL archive are found by the name,
+    /// and a drill, a restore onto a given server or `wal status` need nothing more.
+    #[must_use]
+    pub fn named(name: &str) -> Self {
+        Self {
+            dsn: None,
+            ..Self::postgres(name, "")
+        }
+    }
+
     /// Where the PostgreSQL password comes from, if configured.
     #[must_use]
     pub fn password_source(&self) -> Option<SecretSource> {

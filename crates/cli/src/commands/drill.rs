@@ -49,7 +49,8 @@ pub struct DrillCmd {
 impl DrillCmd {
     /// Runs the drill; exits 10 when it fails.
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
-        let src = ctx.source(self.source.as_deref())?;
+        let src = ctx.source_in_repository(self.source.as_deref())?;
+        let src = &src;
         let repo = ctx.open_logged("drill", &format!("source {}", src.name))?;
         let pick = match self.pick.as_str() {
             "latest" => Pick::Latest,

@@ -209,7 +209,7 @@ impl RestoreCmd {
         let source_name = match (&self.source, &selector) {
             (Some(s), _) => s.clone(),
             (None, Selector::Id(id)) => repo.backup(id)?.meta.source,
-            (None, _) => ctx.source(None)?.name.clone(),
+            (None, _) => ctx.source_in_repository(None)?.name,
         };
         let src: SourceConfig = match ctx.config.source(&source_name) {
             Ok(s) => s.clone(),
@@ -429,7 +429,7 @@ impl RestoreCmd {
         let source = match (&self.source, &self.id) {
             (Some(s), _) => s.clone(),
             (None, Some(id)) => repo.backup(id)?.meta.source,
-            (None, None) => ctx.source(None)?.name.clone(),
+            (None, None) => ctx.source_in_repository(None)?.name,
         };
         let store = WalStore::new(repo, &source)?;
         let opts = RecoverOptions {
@@ -564,6 +564,17 @@ impl RestoreCmd {
                     .unwrap_or_default()
             );
         }
+        if let Some(m) = &report.moved_socket {
+            println!(
+                "  the backup's socket directory {} is not on this host: the server's socket is in {} instead (set in postgresql.auto.conf; --socket-dir chooses another)",
+                m.missing
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                m.to.display()
+            );
+        }
         match (&report.reached, &report.start_hint) {
             (Some(r), _) => {
                 println!(
@@ -658,12 +669,27 @@ impl RestoreCmd {
             };
             println!("note: WAL archiving is off in the restored server (archive_mode = off in its postgresql.auto.conf, which overrides postgresql.conf).");
             println!("  When it becomes the primary (and only then: the history file sends every later recovery onto its timeline):");
-            println!("  1. in it: ALTER SYSTEM SET archive_mode = on; then restart it");
+            match report.archive_command.as_deref().map(lost_config) {
+                Some(Some(path)) => println!(
+                    "  1. its archive_command runs lifeboat with --config {path}, which is not on this host: write this host's configuration there (or ALTER SYSTEM SET archive_command to one that works here); then in it: ALTER SYSTEM SET archive_mode = on; then restart it"
+                ),
+                Some(None) => println!(
+                    "  1. in it: ALTER SYSTEM SET archive_mode = on; then restart it   (its archive_command: {})",
+                    report.archive_command.as_deref().unwrap_or_default()
+                ),
+                None => println!(
+                    "  1. in it: ALTER SYSTEM SET archive_command = '{lb} wal-push --source {source} %p' (the backup sets none); ALTER SYSTEM SET archive_mode = on; then restart it"
+                ),
+            }
             println!(
                 "  2. {lb} wal-push --source {source} {}   (PostgreSQL archives a new timeline's history only if archiving was on when it was promoted){which}",
                 shell_quote(&report.to_dir.join("pg_wal").join(&history).display().to_string())
             );
-            println!("  3. point source {source}'s dsn at it, then {lb} backup --source {source} --kind physical   (its first base backup: until then no recovery reaches past the promotion)");
+            if ctx.config_path.is_some() {
+                println!("  3. point source {source}'s dsn at it, then {lb} backup --source {source} --kind physical   (its first base backup: until then no recovery reaches past the promotion)");
+            } else {
+                println!("  3. write a lifeboat.toml with the [repository] and a [[source]] named {source} whose dsn reaches it (see the README), then lifeboat --config FILE backup --source {source} --kind physical   (its first base backup: until then no recovery reaches past the promotion)");
+            }
         }
         for warning in env_only_secrets(ctx) {
             println!("warning: {warning}");
@@ -720,9 +746,16 @@ impl RestoreCmd {
 fn env_only_secrets(ctx: &Ctx) -> Vec<String> {
     let repo = ctx.repo_config();
     let set = |v: &str| std::env::var_os(v).is_some_and(|x| !x.is_empty());
+    // on a host without a configuration (after a host loss) there is no file to set it in
+    let fix = |key: &str| {
+        match &ctx.config_path {
+        Some(_) => format!("set [repository] {key}"),
+        None => format!("write a lifeboat.toml whose [repository] has the url and {key} (a file the server's OS user can read), and restore with --config FILE"),
+    }
+    };
     let mut out = Vec::new();
     if set("LIFEBOAT_PASSWORD") && repo.password_file.is_none() && repo.password_command.is_none() {
-        out.push("the restore_command reads the repository password from LIFEBOAT_PASSWORD in this environment only: a server started without it cannot fetch WAL; set [repository] password_file".to_string());
+        out.push(format!("the restore_command reads the repository password from LIFEBOAT_PASSWORD in this environment only: a server started without it cannot fetch WAL; {}", fix("password_file")));
     }
     let s3 = repo
         .url
@@ -733,7 +766,7 @@ fn env_only_secrets(ctx: &Ctx) -> Vec<String> {
         && repo.secret_access_key_file.is_none()
         && repo.secret_access_key_command.is_none()
     {
-        out.push("the restore_command reads the S3 secret from AWS_SECRET_ACCESS_KEY in this environment only: a server started without it cannot fetch WAL; set [repository] secret_access_key_file".to_string());
+        out.push(format!("the restore_command reads the S3 secret from AWS_SECRET_ACCESS_KEY in this environment only: a server started without it cannot fetch WAL; {}", fix("secret_access_key_file")));
     }
     out
 }
@@ -766,6 +799,22 @@ fn this_lifeboat(ctx: &Ctx, args: &str) -> anyhow::Result<String> {
 
 /// `program` with the `--config` and `--repo` this command was given, to print or write
 /// as a later command line.
+/// The configuration file an `archive_command` gives lifeboat (`--config PATH`), when it
+/// does not exist on this host: a cluster restored after a host loss archives with the lost
+/// host's command.
+fn lost_config(command: &str) -> Option<String> {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let path = words.iter().enumerate().find_map(|(i, w)| {
+        w.strip_prefix("--config=").or_else(|| {
+            (*w == "--config")
+                .then(|| words.get(i + 1).copied())
+                .flatten()
+        })
+    })?;
+    let path = path.trim_matches(|c| c == '\'' || c == '"');
+    (!std::path::Path::new(path).exists()).then(|| path.to_string())
+}
+
 fn invocation(ctx: &Ctx, program: &str) -> anyhow::Result<String> {
     let mut cmd = program.to_string();
     if let Some(p) = &ctx.config_path {

@@ -90,7 +90,7 @@ fn source_name(ctx: &Ctx, source: Option<&str>) -> anyhow::Result<String> {
         Some(n) if ctx.config.sources.is_empty() && ctx.repo_override.is_some() => {
             Ok(n.to_string())
         }
-        _ => Ok(ctx.source(source)?.name.clone()),
+        _ => Ok(ctx.source_in_repository(source)?.name),
     }
 }
 

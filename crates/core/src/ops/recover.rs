@@ -177,6 +177,23 @@ pub struct RecoverReport {
     /// directory, as Debian's packages do) and the restore wrote, minimal.
     #[serde(default)]
     pub config_written: Vec<String>,
+    /// The backup's socket directories that do not exist on this host (it was restored
+    /// elsewhere, after a host loss), and where the server's socket went instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_socket: Option<MovedSocket>,
+    /// The restored configuration's `archive_command` (what archiving runs once it is
+    /// turned back on), when it sets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_command: Option<String>,
+}
+
+/// Where a restored server's socket went because the backup's directory is not on this host.
+#[derive(Debug, Clone, Serialize)]
+pub struct MovedSocket {
+    /// The directories the backup's configuration names, missing here.
+    pub missing: Vec<PathBuf>,
+    /// The directory used instead.
+    pub to: PathBuf,
 }
 
 fn physical_of(b: &SnapshotInfo) -> Result<&PhysicalMeta> {
@@ -368,6 +385,115 @@ fn check_archive(
 
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The value the restored configuration in `dir` gives `name`: `postgresql.conf`, then
+/// `postgresql.auto.conf` (which overrides it); `include` directives are not followed.
+fn conf_setting(dir: &Path, name: &str) -> Option<String> {
+    let mut value = None;
+    for file in ["postgresql.conf", "postgresql.auto.conf"] {
+        let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
+            continue;
+        };
+        for line in text.lines() {
+            if let Some(v) = conf_line(line, name) {
+                value = Some(v);
+            }
+        }
+    }
+    value
+}
+
+/// The value of `name` on one configuration line (`name = 'value'  # comment`, the `=`
+/// optional, the name in any case), `None` when the line sets something else.
+fn conf_line(line: &str, name: &str) -> Option<String> {
+    let line = line.trim_start();
+    let key_end = line
+        .find(|c: char| c == '=' || c.is_whitespace())
+        .unwrap_or(line.len());
+    if !line[..key_end].eq_ignore_ascii_case(name) {
+        return None;
+    }
+    let rest = line[key_end..].trim_start();
+    let rest = rest.strip_prefix('=').unwrap_or(rest).trim_start();
+    if let Some(quoted) = rest.strip_prefix('\'') {
+        let mut value = String::new();
+        let mut chars = quoted.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\'' if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                    value.push('\'');
+                }
+                '\'' => return Some(value),
+                '\\' => {
+                    if let Some(next) = chars.next() {
+                        value.push(next);
+                    }
+                }
+                c => value.push(c),
+            }
+        }
+        return None;
+    }
+    let value = rest.split('#').next().unwrap_or("").trim();
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+/// The socket directories of the restored configuration in `dir` that are not on this
+/// host: PostgreSQL will not start without them.
+fn missing_socket_dirs(dir: &Path) -> Vec<PathBuf> {
+    conf_setting(dir, "unix_socket_directories")
+        .map(|v| {
+            directory_list(&v)
+                .into_iter()
+                .map(PathBuf::from)
+                .filter(|d| d.is_absolute() && !d.is_dir())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The directories of a list setting as PostgreSQL splits it: separated by commas, each
+/// trimmed, and double-quoted (`""` for a quote) when ALTER SYSTEM wrote it.
+fn directory_list(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = value.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut item = String::new();
+        if chars.next_if_eq(&'"').is_some() {
+            while let Some(c) = chars.next() {
+                if c == '"' && chars.next_if_eq(&'"').is_none() {
+                    break;
+                }
+                item.push(c);
+            }
+            while chars.next_if(|c| *c != ',').is_some() {}
+        } else {
+            while let Some(c) = chars.next_if(|c| *c != ',') {
+                item.push(c);
+            }
+            item = item.trim_end().to_string();
+        }
+        if !item.is_empty() {
+            out.push(item);
+        }
+        if chars.next().is_none() {
+            return out;
+        }
+    }
+}
+
+/// Where the socket goes when the backup's directory is not on this host: where this
+/// host's packaged PostgreSQL and psql look (Debian's), else PostgreSQL's own default.
+fn socket_dir_here() -> PathBuf {
+    let debian = Path::new("/var/run/postgresql");
+    if debian.is_dir() {
+        debian.to_path_buf()
+    } else {
+        PathBuf::from("/tmp")
+    }
 }
 
 const BLOCK_BEGIN: &str = "# lifeboat restore: begin";
@@ -765,6 +891,7 @@ pub(crate) fn recover_inner(
     let clock = Instant::now();
     let created = !opts.to_dir.exists();
     let mut written = Vec::new();
+    let mut moved_socket = None;
     std::fs::create_dir_all(&opts.to_dir).map_err(|e| Error::io(opts.to_dir.display(), e))?;
     let unpacked = unpack(repo, &backup, &opts.to_dir).and_then(|()| {
         std::fs::set_permissions(
@@ -774,8 +901,23 @@ pub(crate) fn recover_inner(
         .map_err(|e| Error::io(opts.to_dir.display(), e))?;
         let auto = opts.to_dir.join("postgresql.auto.conf");
         let old = std::fs::read_to_string(&auto).unwrap_or_default();
-        let text = without_recovery_settings(&old)
-            + &recovery_settings(opts, phys.start_lsn, phys.stop_lsn);
+        // restored on another host: the backup's socket directory may not exist here, and
+        // the server would not start (at 03:00, after the whole unpack)
+        let missing = if opts.socket_dir.is_none() {
+            missing_socket_dirs(&opts.to_dir)
+        } else {
+            Vec::new()
+        };
+        let settings = if missing.is_empty() {
+            recovery_settings(opts, phys.start_lsn, phys.stop_lsn)
+        } else {
+            let to = socket_dir_here();
+            let mut here = opts.clone();
+            here.socket_dir = Some(to.clone());
+            moved_socket = Some(MovedSocket { missing, to });
+            recovery_settings(&here, phys.start_lsn, phys.stop_lsn)
+        };
+        let text = without_recovery_settings(&old) + &settings;
         std::fs::write(&auto, text).map_err(|e| Error::io(auto.display(), e))?;
         std::fs::write(opts.to_dir.join("recovery.signal"), b"")
             .map_err(|e| Error::io(opts.to_dir.display(), e))?;
@@ -824,6 +966,8 @@ pub(crate) fn recover_inner(
         start_hint: None,
         owner: user_name.clone(),
         config_written: written,
+        moved_socket,
+        archive_command: conf_setting(&opts.to_dir, "archive_command").filter(|c| !c.is_empty()),
     };
     if !opts.start {
         let prefix = user_name
@@ -1228,6 +1372,57 @@ fn recovery_failed(log: &Path, from: u64, what: &str, target: &RecoveryTarget) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configuration_lines_are_read_as_postgres_reads_them() {
+        let v = |line: &str| conf_line(line, "unix_socket_directories");
+        assert_eq!(
+            v("unix_socket_directories = '/a, /b'  # two"),
+            Some("/a, /b".into())
+        );
+        assert_eq!(
+            v("  UNIX_SOCKET_DIRECTORIES='/it''s'"),
+            Some("/it's".into())
+        );
+        assert_eq!(v(r"unix_socket_directories '/x\\y'"), Some(r"/x\y".into()));
+        assert_eq!(
+            v("unix_socket_directories = /bare # c"),
+            Some("/bare".into())
+        );
+        assert_eq!(v("#unix_socket_directories = '/commented'"), None);
+        assert_eq!(v("unix_socket_directories_x = '/other'"), None);
+        assert_eq!(v("unix_socket_directories = ''"), Some(String::new()));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let there = dir.path().join("sock");
+        std::fs::create_dir(&there).expect("mkdir");
+        std::fs::write(
+            dir.path().join("postgresql.conf"),
+            "unix_socket_directories = '/gone/with/the/host'\n",
+        )
+        .expect("conf");
+        assert_eq!(
+            missing_socket_dirs(dir.path()),
+            vec![PathBuf::from("/gone/with/the/host")]
+        );
+        assert_eq!(
+            directory_list(r#" /a , "/b, with ""comma""" ,/c"#),
+            ["/a", r#"/b, with "comma""#, "/c"]
+        );
+        // postgresql.auto.conf overrides postgresql.conf, as ALTER SYSTEM writes a list
+        std::fs::write(
+            dir.path().join("postgresql.auto.conf"),
+            format!(
+                "unix_socket_directories = '\"{}\", \"/gone/too\"'\n",
+                there.display()
+            ),
+        )
+        .expect("auto");
+        assert_eq!(
+            missing_socket_dirs(dir.path()),
+            vec![PathBuf::from("/gone/too")]
+        );
+    }
 
     #[test]
     fn settings_for_a_time_target() {

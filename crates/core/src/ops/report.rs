@@ -423,14 +423,22 @@ pub fn evidence_pack(
     }
     let damaged = damaged_backups(&entries).into_iter().collect();
     let mut wal = Vec::new();
-    for src in &config.sources {
-        let Ok(store) = WalStore::new(repo, &src.name) else {
+    // the configured sources and those the repository's backups name: a pack made where
+    // the configuration is lost (a recovery host) must not say there is no archive
+    let names: std::collections::BTreeSet<&str> = config
+        .sources
+        .iter()
+        .map(|s| s.name.as_str())
+        .chain(all.iter().map(|b| b.meta.source.as_str()))
+        .collect();
+    for name in names {
+        let Ok(store) = WalStore::new(repo, name) else {
             continue;
         };
         let latest = all
             .iter()
             .rev()
-            .find(|b| b.meta.source == src.name && b.meta.kind == BackupKind::Physical);
+            .find(|b| b.meta.source == name && b.meta.kind == BackupKind::Physical);
         let start = latest.and_then(|b| {
             b.meta
                 .physical
@@ -445,7 +453,7 @@ pub fn evidence_pack(
             continue;
         }
         wal.push(WalLine {
-            source: src.name.clone(),
+            source: name.to_string(),
             segments: st.timelines.iter().map(|t| t.segments).sum(),
             gaps: st.timelines.iter().map(|t| t.gaps.len()).sum(),
             newest_archived_at: st.newest_archived_at,

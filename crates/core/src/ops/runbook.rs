@@ -93,22 +93,39 @@ fn restic_repository(location: &str, r: &crate::config::RepositoryConfig) -> Str
     let endpoint = r
         .endpoint
         .clone()
-        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+        .or_else(|| env_setting(&["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]))
         .unwrap_or_else(|| "https://s3.amazonaws.com".to_string());
     let mut out = format!(
         "s3:{}/{}",
         endpoint.trim_end_matches('/'),
         rest.trim_matches('/')
     );
-    if let Some(region) = &r.region {
+    if let Some(region) = r
+        .region
+        .clone()
+        .or_else(|| env_setting(&["AWS_REGION", "AWS_DEFAULT_REGION"]))
+    {
         out.push_str(&format!(" -o s3.region={region}"));
     }
     out
 }
 
+/// The first of the environment variables `names` that is set and not empty (S3 endpoint
+/// and region are no secrets).
+fn env_setting(names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+}
+
 /// What the reader needs that this host may not have: the repository, its password,
 /// and what the configuration held, so the steps work without it (`--repo`).
-fn what_you_need(config: &Config, repo: &Repo, config_hint: &str) -> String {
+fn what_you_need(
+    config: &Config,
+    sources: &[crate::config::SourceConfig],
+    repo: &Repo,
+    config_hint: &str,
+) -> String {
     let mut m = String::from("## What you need\n\n");
     let _ = writeln!(m, "- the repository: `{}`", repo.location());
     let r = &config.repository;
@@ -116,8 +133,14 @@ fn what_you_need(config: &Config, repo: &Repo, config_hint: &str) -> String {
         let _ = writeln!(
             m,
             "  - S3 endpoint `{}`, region `{}`, access key id `{}`, and the secret key ({})",
-            r.endpoint.as_deref().unwrap_or("AWS_ENDPOINT_URL or AWS"),
-            r.region.as_deref().unwrap_or("AWS_REGION or us-east-1"),
+            r.endpoint
+                .clone()
+                .or_else(|| env_setting(&["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]))
+                .unwrap_or_else(|| "AWS's own".to_string()),
+            r.region
+                .clone()
+                .or_else(|| env_setting(&["AWS_REGION", "AWS_DEFAULT_REGION"]))
+                .unwrap_or_else(|| "us-east-1".to_string()),
             r.access_key_id.as_deref().unwrap_or("AWS_ACCESS_KEY_ID"),
             r.secret_access_key_file.as_ref().map_or_else(
                 || "`AWS_SECRET_ACCESS_KEY`".to_string(),
@@ -143,7 +166,8 @@ fn what_you_need(config: &Config, repo: &Repo, config_hint: &str) -> String {
             format!("; the configuration (`{config_hint}`)")
         }
     );
-    for src in &config.sources {
+    for src in sources {
+        let configured = config.sources.iter().any(|c| c.name == src.name);
         let _ = writeln!(
             m,
             "- source `{}`: connection `{}`{}{}",
@@ -153,7 +177,11 @@ fn what_you_need(config: &Config, repo: &Repo, config_hint: &str) -> String {
                 .and_then(|d| {
                     public_conninfo(d, &dsn_database(d).unwrap_or_else(|| "postgres".into()))
                 })
-                .unwrap_or_else(|| "from the PG* environment variables".to_string()),
+                .unwrap_or_else(|| if configured {
+                    "from the PG* environment variables".to_string()
+                } else {
+                    "unknown here (not configured where this runbook was written)".to_string()
+                }),
             if src.databases.is_empty() {
                 String::new()
             } else {
@@ -168,7 +196,8 @@ fn what_you_need(config: &Config, repo: &Repo, config_hint: &str) -> String {
     let _ = writeln!(
         m,
         "\nWithout the configuration file (lost with the host): every command below works as \
-         `lifeboat --repo {} …` with `--source NAME`, the repository password in `LIFEBOAT_PASSWORD`{}.\n",
+         `lifeboat --repo {} …` with `--source NAME`, the repository password in `LIFEBOAT_PASSWORD`{}; \
+         only a new backup needs a configuration again (a `lifeboat.toml` with the `[repository]` and the source's `dsn`, see lifeboat's README).\n",
         repo.location(),
         if crate::repository::is_s3_url(repo.location()) {
             " and the S3 credentials in `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (endpoint `AWS_ENDPOINT_URL`, region `AWS_REGION`)"
@@ -261,7 +290,8 @@ pub struct SourceState {
 /// When the repository cannot be read.
 pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runbook> {
     let backups = repo.backups()?;
-    let damaged = super::report::damaged_backups(&crate::repository::audit::entries(repo)?);
+    let log = crate::repository::audit::entries(repo)?;
+    let damaged = super::report::damaged_backups(&log);
     let mut drills = drills(repo)?;
     // reports stored before the summary carried the kind: the drilled backup has it
     for d in &mut drills {
@@ -277,6 +307,15 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
     } else {
         format!("lifeboat {config_hint}")
     };
+    // the head as of now, printed with the runbook: a copy that lives off the systems
+    let head_now = log.last().map(|e| {
+        format!(
+            "`{lb} audit verify --expected-head {}` (the head when this runbook was written: entry {}, {}; a newer head, from your newest evidence report, also covers what came after)",
+            &e.hash[..16.min(e.hash.len())],
+            e.seq,
+            e.time.strftime("%Y-%m-%d %H:%M UTC"),
+        )
+    });
     // looked at once: a local destination's contents are read from disk
     let destinations = copies::destinations(config);
     let generated_at = Timestamp::now();
@@ -290,8 +329,16 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
         generated_at.strftime("%Y-%m-%d %H:%M UTC"),
         repo.location()
     );
-    m.push_str(&what_you_need(config, repo, config_hint));
-    for src in &config.sources {
+    // the configured sources, then those only the repository's backups name (a runbook
+    // written where the configuration is lost still covers them)
+    let mut sources = config.sources.clone();
+    for b in &backups {
+        if !sources.iter().any(|s| s.name == b.meta.source) {
+            sources.push(crate::config::SourceConfig::named(&b.meta.source));
+        }
+    }
+    m.push_str(&what_you_need(config, &sources, repo, config_hint));
+    for src in &sources {
         let mut state = SourceState {
             source: src.name.clone(),
             latest: BTreeMap::new(),
@@ -586,12 +633,18 @@ From a logical backup (loses what was written after it):
         // Scenario 3
         let audit_step = match &config.audit.head_file {
             Some(f) => format!(
-                "`{lb} audit verify` (compares the log with the head file `{}` kept outside the repository: newest entries removed or the log replaced shows as BROKEN; from a machine without that file, pass a copy of it with `--head-file`)",
-                f.display()
+                "`{lb} audit verify` (compares the log with the head file `{}` kept outside the repository: newest entries removed or the log replaced shows as BROKEN; from a machine without that file, pass a copy of it with `--head-file`, or run {})",
+                f.display(),
+                head_now.as_deref().unwrap_or("it with `--expected-head H`, H the audit head printed in the newest evidence report you kept")
             ),
-            None => format!(
-                "`{lb} audit verify --expected-head H` with H the audit head printed in the newest evidence report you kept outside the repository (no `[audit] head_file` is configured, so without H removed newest entries cannot be seen)"
-            ),
+            None => match &head_now {
+                Some(h) => format!(
+                    "{h}; no `[audit] head_file` is configured, so without a head kept off the systems removed newest entries cannot be seen"
+                ),
+                None => format!(
+                    "`{lb} audit verify --expected-head H` with H the audit head printed in the newest evidence report you kept outside the repository (no `[audit] head_file` is configured, so without H removed newest entries cannot be seen)"
+                ),
+            },
         };
         let _ = writeln!(
             m,
@@ -698,10 +751,20 @@ With the repository password in a file: `export RESTIC_PASSWORD_FILE=/path/to/pa
             },
         );
     }
-    if config.sources.is_empty() {
+    if sources.is_empty() {
         let _ = writeln!(
             m,
             "No `[[source]]` is configured: add one to get per-source procedures."
+        );
+    } else if sources.len() > config.sources.len() {
+        let _ = writeln!(
+            m,
+            "Written without the configuration of {}: the procedures come from the repository's backups; connections, objectives and hooks were not known.",
+            sources[config.sources.len()..]
+                .iter()
+                .map(|s| format!("`{}`", s.name))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(Runbook {
