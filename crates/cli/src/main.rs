@@ -363,6 +363,20 @@ fn park_interrupted() {
     let Some((location, action, what)) = UNDER_WAY.lock().ok().and_then(|mut u| u.take()) else {
         return;
     };
+    // an operation logging its outcome finishes that first: logged as done, it is not
+    // logged again as interrupted
+    let logged =
+        match lifeboat_core::repository::audit::outcome_logged(std::time::Duration::from_secs(1)) {
+            Some(logged) => logged,
+            None => {
+                eprintln!("lifeboat: finishing the audit entry before stopping");
+                lifeboat_core::repository::audit::outcome_logged(std::time::Duration::from_secs(60))
+                    .unwrap_or(false)
+            }
+        };
+    if logged {
+        return;
+    }
     let stored = lifeboat_core::repository::confirmed_in_this_process();
     let details = if stored.is_empty() {
         format!("{what}: interrupted (Ctrl-C or SIGTERM) before it finished")

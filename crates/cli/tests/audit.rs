@@ -388,9 +388,11 @@ fn a_signed_head_proves_the_log_and_catches_a_rewrite() {
     assert_eq!(code, 6, "{err}");
 }
 
-/// A one-thread HTTP server on 127.0.0.1 that answers 200 and hands over each request
-/// (request line and body).
-fn evidence_service() -> (u16, std::sync::mpsc::Receiver<(String, String)>) {
+/// A one-thread HTTP server on 127.0.0.1 that hands over each request (request line and
+/// body) and answers 200 `delay` later.
+fn evidence_service(
+    delay: std::time::Duration,
+) -> (u16, std::sync::mpsc::Receiver<(String, String)>) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -418,12 +420,13 @@ fn evidence_service() -> (u16, std::sync::mpsc::Receiver<(String, String)>) {
             }
             let mut body = vec![0u8; length];
             reader.read_exact(&mut body).unwrap();
+            let gone = tx
+                .send((request.trim().to_string(), String::from_utf8(body).unwrap()))
+                .is_err();
+            std::thread::sleep(delay);
             let _ = stream
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            if tx
-                .send((request.trim().to_string(), String::from_utf8(body).unwrap()))
-                .is_err()
-            {
+            if gone {
                 return;
             }
         }
@@ -444,7 +447,7 @@ fn every_new_head_is_published_outside_the_repository() {
     let outside = ws.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     let head_file = outside.join("audit.heads");
-    let (port, requests) = evidence_service();
+    let (port, requests) = evidence_service(std::time::Duration::ZERO);
     let base = std::fs::read_to_string(&cfg).unwrap();
     let with_audit = |url: &str| {
         std::fs::write(
@@ -660,6 +663,54 @@ fn a_configured_head_file_not_there_yet_is_named_the_same_way_and_says_when_it_c
     assert_eq!(
         detail(&ok(lb(&cfg).args(["--json", "config", "check"]))),
         writable
+    );
+}
+
+/// A service stop (SIGTERM) while a finished operation publishes its audit head: the
+/// operation is in the log once, as done. It was also parked as "interrupted", which for
+/// a drill made the evidence pack cry tampering over a report never stored.
+#[test]
+fn an_interrupt_while_the_outcome_is_logged_does_not_log_it_twice() {
+    let (_c, _ws, cfg) = backed_up(10);
+    let (port, requests) = evidence_service(std::time::Duration::from_secs(4));
+    let base = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{base}\n[audit]\nhead_url = \"http://127.0.0.1:{port}/head\"\n"),
+    )
+    .unwrap();
+    let entries = || -> Vec<serde_json::Value> {
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "audit", "list"]))).unwrap()
+    };
+    let before = entries().len();
+    let mut verify = common::lb_std(&cfg)
+        .env("NO_PROXY", "127.0.0.1")
+        .args(["verify", "--all"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // its entry is written and the head is on its way out
+    requests
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the head was published");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(verify.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    verify.wait().unwrap();
+    // anything parked goes in with the next operation
+    ok(lb(&cfg)
+        .env("NO_PROXY", "127.0.0.1")
+        .args(["verify", "--all"]));
+    let log = entries();
+    let added: Vec<&serde_json::Value> = log[before..].iter().collect();
+    assert_eq!(added.len(), 2, "one entry per verify: {added:?}");
+    assert!(
+        added.iter().all(|e| e["outcome"] == "ok"
+            && !e["details"].as_str().unwrap_or("").contains("interrupted")),
+        "{added:?}"
     );
 }
 

@@ -669,16 +669,30 @@ impl RestoreCmd {
             };
             println!("note: WAL archiving is off in the restored server (archive_mode = off in its postgresql.auto.conf, which overrides postgresql.conf).");
             println!("  When it becomes the primary (and only then: the history file sends every later recovery onto its timeline):");
-            match report.archive_command.as_deref().map(lost_config) {
+            // what to archive with here: this configuration, or one still to be written
+            let push = if ctx.config_path.is_some() {
+                format!("{lb} wal-push --source {source} %p")
+            } else {
+                format!("lifeboat --config FILE wal-push --source {source} %p")
+            };
+            let set_push = format!(
+                "ALTER SYSTEM SET archive_command = '{}'",
+                push.replace('\'', "''")
+            );
+            match report
+                .archive_command
+                .as_deref()
+                .map(|c| lost_config(c, &report.to_dir))
+            {
                 Some(Some(path)) => println!(
-                    "  1. its archive_command runs lifeboat with --config {path}, which is not on this host: write this host's configuration there (or ALTER SYSTEM SET archive_command to one that works here); then in it: ALTER SYSTEM SET archive_mode = on; then restart it"
+                    "  1. its archive_command runs lifeboat with the configuration {path}, which is not on this host: write this host's configuration there, or in it: {set_push}; then ALTER SYSTEM SET archive_mode = on; then restart it"
                 ),
                 Some(None) => println!(
                     "  1. in it: ALTER SYSTEM SET archive_mode = on; then restart it   (its archive_command: {})",
                     report.archive_command.as_deref().unwrap_or_default()
                 ),
                 None => println!(
-                    "  1. in it: ALTER SYSTEM SET archive_command = '{lb} wal-push --source {source} %p' (the backup sets none); ALTER SYSTEM SET archive_mode = on; then restart it"
+                    "  1. in it: {set_push} (the restored data directory sets none); ALTER SYSTEM SET archive_mode = on; then restart it"
                 ),
             }
             println!(
@@ -797,24 +811,92 @@ fn this_lifeboat(ctx: &Ctx, args: &str) -> anyhow::Result<String> {
     ))
 }
 
-/// `program` with the `--config` and `--repo` this command was given, to print or write
-/// as a later command line.
-/// The configuration file an `archive_command` gives lifeboat (`--config PATH`), when it
-/// does not exist on this host: a cluster restored after a host loss archives with the lost
-/// host's command.
-fn lost_config(command: &str) -> Option<String> {
-    let words: Vec<&str> = command.split_whitespace().collect();
-    let path = words.iter().enumerate().find_map(|(i, w)| {
-        w.strip_prefix("--config=").or_else(|| {
-            (*w == "--config")
-                .then(|| words.get(i + 1).copied())
-                .flatten()
-        })
-    })?;
-    let path = path.trim_matches(|c| c == '\'' || c == '"');
-    (!std::path::Path::new(path).exists()).then(|| path.to_string())
+/// The configuration file the lifeboat in an `archive_command` reads (`--config PATH`,
+/// `LIFEBOAT_CONFIG=PATH`, else the default places), when it is not on this host: a
+/// cluster restored after a host loss archives with the lost host's command. The archiver
+/// runs in the data directory `data_dir`, against which a relative path counts.
+fn lost_config(command: &str, data_dir: &std::path::Path) -> Option<String> {
+    let words = shell_words(command);
+    if !words.iter().any(|w| {
+        std::path::Path::new(w)
+            .file_name()
+            .is_some_and(|n| n == "lifeboat")
+    }) {
+        return None;
+    }
+    let given = words.iter().enumerate().find_map(|(i, w)| {
+        w.strip_prefix("--config=")
+            .or_else(|| w.strip_prefix("LIFEBOAT_CONFIG="))
+            .or_else(|| {
+                (w == "--config")
+                    .then(|| words.get(i + 1).map(String::as_str))
+                    .flatten()
+            })
+    });
+    let repo_given = words.iter().any(|w| {
+        w == "--repo" || w.starts_with("--repo=") || w.starts_with("LIFEBOAT_REPOSITORY=")
+    });
+    let candidates: Vec<std::path::PathBuf> = match given {
+        Some(p) => vec![data_dir.join(p)],
+        None if repo_given => return None,
+        None => lifeboat_core::config::DEFAULT_CONFIG_PATHS
+            .iter()
+            .map(|p| data_dir.join(p))
+            .collect(),
+    };
+    if candidates.iter().any(|c| c.exists()) {
+        return None;
+    }
+    Some(match given {
+        Some(p) => p.to_string(),
+        None => format!(
+            "{} (its default; none of {} is here)",
+            lifeboat_core::config::DEFAULT_CONFIG_PATHS[1],
+            lifeboat_core::config::DEFAULT_CONFIG_PATHS.join(", ")
+        ),
+    })
 }
 
+/// The words of a command line as `sh` splits simple ones: whitespace outside quotes,
+/// quotes removed, a backslash escaping the next character outside single quotes.
+fn shell_words(command: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    let mut chars = command.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some('"') | None, '\\') => {
+                word.extend(chars.next());
+                in_word = true;
+            }
+            (Some(_), c) => word.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
+}
+
+/// `program` with the `--config` and `--repo` this command was given, to print or write
+/// as a later command line.
 fn invocation(ctx: &Ctx, program: &str) -> anyhow::Result<String> {
     let mut cmd = program.to_string();
     if let Some(p) = &ctx.config_path {
@@ -836,5 +918,59 @@ fn shell_quote(s: &str) -> String {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_configuration_is_found_in_every_form_of_archive_command() {
+        let here = tempfile::tempdir().expect("tempdir");
+        let data = here.path().join("data");
+        std::fs::create_dir(&data).expect("data dir");
+        let kept = here.path().join("kept lifeboat.toml");
+        std::fs::write(&kept, "").expect("config");
+        let lost = |cmd: &str| lost_config(cmd, &data);
+        assert_eq!(
+            lost("/usr/bin/lifeboat --config /gone/lifeboat.toml wal-push %p"),
+            Some("/gone/lifeboat.toml".into())
+        );
+        assert_eq!(
+            lost("lifeboat --config=/gone/x.toml wal-push %p"),
+            Some("/gone/x.toml".into())
+        );
+        assert_eq!(
+            lost("LIFEBOAT_CONFIG=/gone/y.toml lifeboat wal-push %p"),
+            Some("/gone/y.toml".into())
+        );
+        // quoted, with a space, and present: nothing to say
+        assert_eq!(
+            lost(&format!(
+                "lifeboat --config '{}' wal-push %p",
+                kept.display()
+            )),
+            None
+        );
+        // relative to the data directory, where the archiver runs
+        std::fs::write(data.join("here.toml"), "").expect("config");
+        assert_eq!(lost("lifeboat --config here.toml wal-push %p"), None);
+        assert_eq!(
+            lost("lifeboat --config there.toml wal-push %p"),
+            Some("there.toml".into())
+        );
+        // no --config: the default places
+        if !std::path::Path::new("/etc/lifeboat/lifeboat.toml").exists() {
+            assert!(lost("lifeboat wal-push %p")
+                .is_some_and(|m| m.contains("/etc/lifeboat/lifeboat.toml (its default")));
+        }
+        // --repo needs no file; another program is none of lifeboat's business
+        assert_eq!(lost("lifeboat --repo s3://b/p wal-push %p"), None);
+        assert_eq!(lost("cp %p /archive/%f"), None);
+        assert_eq!(
+            shell_words(r#"a 'b c' "d \"e\"" f\ g"#),
+            ["a", "b c", r#"d "e""#, "f g"]
+        );
     }
 }

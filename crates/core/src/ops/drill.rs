@@ -1123,11 +1123,7 @@ pub(crate) fn build_report(src: &SourceConfig, backup: &SnapshotInfo, m: Measure
 }
 
 /// Appends the drill to the audit log, writes and stores the evidence.
-pub(crate) fn seal(
-    repo: &Repo,
-    opts: &DrillOptions,
-    mut report: DrillReport,
-) -> Result<DrillReport> {
+pub(crate) fn seal(repo: &Repo, opts: &DrillOptions, report: DrillReport) -> Result<DrillReport> {
     // a drill an operator stopped proved nothing either way: no failed drill in the
     // evidence (the CLI's interrupt handler logs the interruption itself)
     if crate::sources::postgres::cluster::interrupted() {
@@ -1150,8 +1146,20 @@ pub(crate) fn seal(
         report.rto.achieved_secs,
         report.rpo.achieved_secs
     );
+    // the entry and the report it names are one step for an interrupt (see
+    // audit::logging_outcome): never a logged drill without its report
+    crate::repository::audit::logging_outcome(|| seal_logged(repo, opts, report, &details))
+}
+
+/// [`seal`]'s logging: the entry, the head, the report.
+fn seal_logged(
+    repo: &Repo,
+    opts: &DrillOptions,
+    mut report: DrillReport,
+    details: &str,
+) -> Result<DrillReport> {
     // the report carries the log's head, so cutting the newest entries off is detectable
-    match crate::repository::audit::write(repo, "drill", report.passed, &details) {
+    match crate::repository::audit::write(repo, "drill", report.passed, details) {
         Ok(entry) => {
             if let Err(e) = crate::repository::audit::publish_head(repo, &entry) {
                 report.evidence_error = Some(e.to_string());

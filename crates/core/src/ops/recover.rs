@@ -426,11 +426,25 @@ fn conf_line(line: &str, name: &str) -> Option<String> {
                     value.push('\'');
                 }
                 '\'' => return Some(value),
-                '\\' => {
-                    if let Some(next) = chars.next() {
-                        value.push(next);
+                '\\' => match chars.next() {
+                    Some('b') => value.push('\u{8}'),
+                    Some('f') => value.push('\u{c}'),
+                    Some('n') => value.push('\n'),
+                    Some('r') => value.push('\r'),
+                    Some('t') => value.push('\t'),
+                    Some(d @ '0'..='7') => {
+                        let mut code = d.to_digit(8).unwrap_or(0);
+                        for _ in 0..2 {
+                            match chars.next_if(|c| ('0'..='7').contains(c)) {
+                                Some(c) => code = code * 8 + c.to_digit(8).unwrap_or(0),
+                                None => break,
+                            }
+                        }
+                        value.extend(char::from_u32(code));
                     }
-                }
+                    Some(next) => value.push(next),
+                    None => {}
+                },
                 c => value.push(c),
             }
         }
@@ -487,13 +501,64 @@ fn directory_list(value: &str) -> Vec<String> {
 
 /// Where the socket goes when the backup's directory is not on this host: where this
 /// host's packaged PostgreSQL and psql look (Debian's), else PostgreSQL's own default.
-fn socket_dir_here() -> PathBuf {
+fn socket_dir_here(owner: Option<&nix::unistd::User>) -> PathBuf {
     let debian = Path::new("/var/run/postgresql");
-    if debian.is_dir() {
+    let writable = match owner {
+        // the server runs as `owner`: the directory must let that user in
+        Some(u) => std::fs::metadata(debian).is_ok_and(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.is_dir()
+                && (m.uid() == u.uid.as_raw()
+                    || (m.gid() == u.gid.as_raw() && m.mode() & 0o020 != 0)
+                    || m.mode() & 0o002 != 0)
+        }),
+        None => {
+            debian.is_dir() && nix::unistd::access(debian, nix::unistd::AccessFlags::W_OK).is_ok()
+        }
+    };
+    if writable {
         debian.to_path_buf()
     } else {
         PathBuf::from("/tmp")
     }
+}
+
+/// `command` with the values of its environment assignments (`PGPASSWORD=...`) left out:
+/// an archive_command may carry a secret, and a restore's output ends up in tickets.
+pub(crate) fn redact_assignments(command: &str) -> String {
+    let mut out = String::with_capacity(command.len());
+    let mut chars = command.chars().peekable();
+    let mut at_word = true;
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if at_word && (c.is_ascii_alphabetic() || c == '_') {
+            let mut name = String::from(c);
+            while let Some(n) = chars.next_if(|n| n.is_ascii_alphanumeric() || *n == '_') {
+                name.push(n);
+                out.push(n);
+            }
+            if chars.next_if_eq(&'=').is_some() {
+                out.push('=');
+                if matches!(name.as_str(), "LIFEBOAT_CONFIG" | "LIFEBOAT_REPOSITORY") {
+                    continue;
+                }
+                out.push('…');
+                // the value: up to whitespace outside quotes
+                let mut quote = None;
+                while let Some(v) = chars.next_if(|v| quote.is_some() || !v.is_whitespace()) {
+                    match (quote, v) {
+                        (None, '\'' | '"') => quote = Some(v),
+                        (Some(q), v) if v == q => quote = None,
+                        _ => {}
+                    }
+                }
+            }
+            at_word = false;
+            continue;
+        }
+        at_word = c.is_whitespace() || c == ';' || c == '&' || c == '|';
+    }
+    out
 }
 
 const BLOCK_BEGIN: &str = "# lifeboat restore: begin";
@@ -901,6 +966,9 @@ pub(crate) fn recover_inner(
         .map_err(|e| Error::io(opts.to_dir.display(), e))?;
         let auto = opts.to_dir.join("postgresql.auto.conf");
         let old = std::fs::read_to_string(&auto).unwrap_or_default();
+        // the backup's own settings, without an earlier restore's (read below)
+        let kept = without_recovery_settings(&old);
+        std::fs::write(&auto, &kept).map_err(|e| Error::io(auto.display(), e))?;
         // restored on another host: the backup's socket directory may not exist here, and
         // the server would not start (at 03:00, after the whole unpack)
         let missing = if opts.socket_dir.is_none() {
@@ -911,13 +979,13 @@ pub(crate) fn recover_inner(
         let settings = if missing.is_empty() {
             recovery_settings(opts, phys.start_lsn, phys.stop_lsn)
         } else {
-            let to = socket_dir_here();
+            let to = socket_dir_here(user.as_ref());
             let mut here = opts.clone();
             here.socket_dir = Some(to.clone());
             moved_socket = Some(MovedSocket { missing, to });
             recovery_settings(&here, phys.start_lsn, phys.stop_lsn)
         };
-        let text = without_recovery_settings(&old) + &settings;
+        let text = kept + &settings;
         std::fs::write(&auto, text).map_err(|e| Error::io(auto.display(), e))?;
         std::fs::write(opts.to_dir.join("recovery.signal"), b"")
             .map_err(|e| Error::io(opts.to_dir.display(), e))?;
@@ -967,7 +1035,9 @@ pub(crate) fn recover_inner(
         owner: user_name.clone(),
         config_written: written,
         moved_socket,
-        archive_command: conf_setting(&opts.to_dir, "archive_command").filter(|c| !c.is_empty()),
+        archive_command: conf_setting(&opts.to_dir, "archive_command")
+            .filter(|c| !c.is_empty())
+            .map(|c| redact_assignments(&c)),
     };
     if !opts.start {
         let prefix = user_name
@@ -1392,6 +1462,18 @@ mod tests {
         assert_eq!(v("#unix_socket_directories = '/commented'"), None);
         assert_eq!(v("unix_socket_directories_x = '/other'"), None);
         assert_eq!(v("unix_socket_directories = ''"), Some(String::new()));
+        assert_eq!(
+            v(r"unix_socket_directories = 'a\tb\101\n'"),
+            Some("a\tbA\n".into())
+        );
+        assert_eq!(
+            redact_assignments("PGPASSWORD='s3 cret' AWS_SECRET_ACCESS_KEY=abc LIFEBOAT_CONFIG=/etc/lb.toml lifeboat wal-push %p"),
+            "PGPASSWORD=… AWS_SECRET_ACCESS_KEY=… LIFEBOAT_CONFIG=/etc/lb.toml lifeboat wal-push %p"
+        );
+        assert_eq!(
+            redact_assignments("test ! -f /x/%f && env TOKEN=\"a b\" cp %p /x/%f"),
+            "test ! -f /x/%f && env TOKEN=… cp %p /x/%f"
+        );
 
         let dir = tempfile::tempdir().expect("tempdir");
         let there = dir.path().join("sock");

@@ -307,15 +307,19 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
     } else {
         format!("lifeboat {config_hint}")
     };
-    // the head as of now, printed with the runbook: a copy that lives off the systems
-    let head_now = log.last().map(|e| {
-        format!(
-            "`{lb} audit verify --expected-head {}` (the head when this runbook was written: entry {}, {}; a newer head, from your newest evidence report, also covers what came after)",
-            &e.hash[..16.min(e.hash.len())],
-            e.seq,
-            e.time.strftime("%Y-%m-%d %H:%M UTC"),
-        )
-    });
+    // the head as of now, printed with the runbook: a copy that lives off the systems;
+    // only from a log that verifies (a broken one would be checked against itself)
+    let head_now = log
+        .last()
+        .filter(|_| crate::repository::audit::verify_entries(&log, None).ok())
+        .map(|e| {
+            format!(
+                "`{lb} audit verify --expected-head {}` (the head when this runbook was written, when the log verified intact: entry {}, {}; a newer head, from your newest evidence report, also covers what came after)",
+                e.hash.get(..16).unwrap_or(&e.hash),
+                e.seq,
+                e.time.strftime("%Y-%m-%d %H:%M UTC"),
+            )
+        });
     // looked at once: a local destination's contents are read from disk
     let destinations = copies::destinations(config);
     let generated_at = Timestamp::now();
@@ -329,12 +333,14 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
         generated_at.strftime("%Y-%m-%d %H:%M UTC"),
         repo.location()
     );
-    // the configured sources, then those only the repository's backups name (a runbook
-    // written where the configuration is lost still covers them)
+    // the configured sources; without any (a runbook written where the configuration is
+    // lost), those the repository's backups name
     let mut sources = config.sources.clone();
-    for b in &backups {
-        if !sources.iter().any(|s| s.name == b.meta.source) {
-            sources.push(crate::config::SourceConfig::named(&b.meta.source));
+    if sources.is_empty() {
+        for b in &backups {
+            if !sources.iter().any(|s| s.name == b.meta.source) {
+                sources.push(crate::config::SourceConfig::named(&b.meta.source));
+            }
         }
     }
     m.push_str(&what_you_need(config, &sources, repo, config_hint));
@@ -756,15 +762,10 @@ With the repository password in a file: `export RESTIC_PASSWORD_FILE=/path/to/pa
             m,
             "No `[[source]]` is configured: add one to get per-source procedures."
         );
-    } else if sources.len() > config.sources.len() {
+    } else if config.sources.is_empty() {
         let _ = writeln!(
             m,
-            "Written without the configuration of {}: the procedures come from the repository's backups; connections, objectives and hooks were not known.",
-            sources[config.sources.len()..]
-                .iter()
-                .map(|s| format!("`{}`", s.name))
-                .collect::<Vec<_>>()
-                .join(", ")
+            "Written without a configuration: the procedures come from the repository's backups; connections, objectives and hooks were not known."
         );
     }
     Ok(Runbook {

@@ -137,9 +137,45 @@ pub fn entries(repo: &Repo) -> Result<Vec<Entry>> {
 /// When the log cannot be read or the entry cannot be written; when the entry was written
 /// but its head could not be published ([`crate::ErrorKind::Unavailable`]).
 pub fn append(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Entry> {
-    let entry = write(repo, action, ok, details)?;
-    publish_head(repo, &entry)?;
-    Ok(entry)
+    logging_outcome(|| {
+        let entry = write(repo, action, ok, details)?;
+        publish_head(repo, &entry)?;
+        Ok(entry)
+    })
+}
+
+/// Whether this process has logged its operation's outcome (`true` once it has).
+static OUTCOME: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+
+/// Runs `log`, which logs the operation's outcome (its entry, the head, and what the entry
+/// names, such as a drill's report), as one step an interrupt does not split: an
+/// interrupt handler asks [`outcome_logged`] first, which waits for it, so that an
+/// operation is never in the log both as done and as interrupted.
+pub fn logging_outcome<T>(log: impl FnOnce() -> T) -> T {
+    let mut logged = OUTCOME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let out = log();
+    *logged = true;
+    out
+}
+
+/// Whether this process's operation has logged its outcome, for an interrupt handler
+/// deciding whether to log an interruption: waits up to `patience` while the outcome is
+/// being logged, `None` when it still is then.
+#[must_use]
+pub fn outcome_logged(patience: std::time::Duration) -> Option<bool> {
+    let until = std::time::Instant::now() + patience;
+    loop {
+        match OUTCOME.try_lock() {
+            Ok(logged) => return Some(*logged),
+            Err(std::sync::TryLockError::Poisoned(p)) => return Some(*p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) if std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        }
+    }
 }
 
 /// Publishes `entry`'s head to the places configured in `[audit]` (see [`super::head`]).
@@ -186,9 +222,9 @@ enum Logged {
 /// it could be neither written nor parked.
 fn write_or_park(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Logged> {
     let (user, host) = current_actor();
-    let written = take_turn(repo, &user, &host).and_then(|_turn| {
-        add_parked(repo);
-        write_one(repo, action, ok, details, &user, &host)
+    let written = take_turn(repo, &user, &host).and_then(|turn| {
+        add_parked(repo, &turn);
+        write_one(repo, &turn, action, ok, details, &user, &host)
     });
     match written {
         Ok(entry) => Ok(Logged::Written(entry)),
@@ -225,7 +261,7 @@ fn park_note(e: Error, parked: Result<std::path::PathBuf>) -> Error {
 
 /// Adds the entries parked for this repository before a new one, oldest first, in the
 /// caller's turn. Best effort: what cannot be added stays parked for the next operation.
-fn add_parked(repo: &Repo) {
+fn add_parked(repo: &Repo, turn: &Turn) {
     let Ok(Some(_turn)) = super::parked::lock() else {
         return;
     };
@@ -260,7 +296,7 @@ fn add_parked(repo: &Repo) {
             return;
         }
         let late = p.late_details();
-        if write_one(repo, &p.action, p.ok, &late, &p.user, &p.host).is_err() {
+        if write_one(repo, turn, &p.action, p.ok, &late, &p.user, &p.host).is_err() {
             let _ = std::fs::rename(&claimed, &path);
             return;
         }
@@ -271,6 +307,7 @@ fn add_parked(repo: &Repo) {
 /// Appends one entry after the head, in the caller's turn (see [`write`]).
 fn write_one(
     repo: &Repo,
+    turn: &Turn,
     action: &str,
     ok: bool,
     details: &str,
@@ -290,6 +327,7 @@ fn write_one(
         hash: String::new(),
     };
     entry.hash = entry.compute_hash();
+    turn.confirm()?;
     store(repo, &entry).map_err(|e| {
         Error::new(
             e.kind(),
@@ -326,6 +364,26 @@ enum Turn {
     S3(#[allow(dead_code)] super::s3_turn::S3Turn),
 }
 
+impl Turn {
+    /// Fails when this turn was taken over: on S3 another process removes a lock it has
+    /// seen for the whole patience (this run was stopped or hung that long) and appends
+    /// itself, and an entry written now would fork the chain.
+    fn confirm(&self) -> Result<()> {
+        match self {
+            Self::Local(_) => Ok(()),
+            Self::S3(turn) if turn.still_held()? => Ok(()),
+            Self::S3(_) => Err(Error::new(
+                ErrorKind::Locked,
+                format!(
+                    "this run's turn to append to the audit log was taken over: it held it for more than {} s (stopped or hung), and another run removed its lock as stale",
+                    LOCK_PATIENCE.as_secs()
+                ),
+            )
+            .hint("nothing to do: the entry is parked and goes into the log with the next operation")),
+        }
+    }
+}
+
 /// Takes this process's turn to append to the log of `repo`, as `user`@`host`.
 fn take_turn(repo: &Repo, user: &str, host: &str) -> Result<Turn> {
     let cfg = repo.config();
@@ -333,11 +391,13 @@ fn take_turn(repo: &Repo, user: &str, host: &str) -> Result<Turn> {
         let path = std::path::Path::new(repo.location()).join("lifeboat-audit.lock");
         return exclusive_lock(&path).map(Turn::Local);
     };
+    // bounded like the repository's own requests (README: 30 s, 60 s without progress,
+    // tried four times)
     let op = super::backend::s3_operator(
         opts,
         std::time::Duration::from_secs(30),
-        std::time::Duration::from_secs(30),
-        2,
+        std::time::Duration::from_secs(60),
+        3,
     )
     .map_err(|e| Error::unavailable(format!("cannot set up the S3 client: {e}")))?;
     let turn = super::s3_turn::take(op, user, host, LOCK_PATIENCE, ON_LOCK_WAIT.get().copied())?;
@@ -473,7 +533,7 @@ pub fn record_outcome<T>(
     let mut parked = None;
     // neither written nor parked (not a head that could not be published afterwards)
     let mut unlogged = false;
-    let logged = match write_or_park(repo, action, ok, details) {
+    let logged = logging_outcome(|| match write_or_park(repo, action, ok, details) {
         Ok(Logged::Written(entry)) => publish_head(repo, &entry),
         Ok(Logged::Parked(why)) => {
             parked = Some(format!("{action}: {why}"));
@@ -483,7 +543,7 @@ pub fn record_outcome<T>(
             unlogged = true;
             Err(e)
         }
-    };
+    });
     let result = match (result, parked) {
         // the operation's own error, and where its entry went
         (Err(e), Some(note)) => Err(e.with_note(format!("audit: {note}"))),

@@ -28,9 +28,33 @@ struct Holder {
     host: String,
     pid: u32,
     time: Timestamp,
+    /// This boot of the host (`/proc/sys/kernel/random/boot_id`): a pid of another boot
+    /// says nothing about a process now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    boot: Option<String>,
+    /// The pid namespace (`/proc/self/ns/pid`): containers sharing the host's name have
+    /// their own pids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pid_ns: Option<String>,
 }
 
 impl Holder {
+    /// This process, as `user`@`host`.
+    fn me(user: &str, host: &str) -> Self {
+        Self {
+            user: user.to_string(),
+            host: host.to_string(),
+            pid: std::process::id(),
+            time: Timestamp::now(),
+            boot: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .ok()
+                .map(|b| b.trim().to_string()),
+            pid_ns: std::fs::read_link("/proc/self/ns/pid")
+                .ok()
+                .map(|p| p.display().to_string()),
+        }
+    }
+
     fn describe(&self) -> String {
         format!(
             "{}@{} (pid {}) since {}",
@@ -41,9 +65,14 @@ impl Holder {
         )
     }
 
-    /// Whether the holder is a process of this host that no longer runs.
-    fn died_here(&self, host: &str) -> bool {
-        self.host == host
+    /// Whether the holder is a process of this host, this boot and this pid namespace
+    /// (`me`) that no longer runs. Anything less certain waits for the patience.
+    fn died_here(&self, me: &Self) -> bool {
+        self.host == me.host
+            && self.boot.is_some()
+            && self.boot == me.boot
+            && self.pid_ns.is_some()
+            && self.pid_ns == me.pid_ns
             && i32::try_from(self.pid).is_ok_and(|pid| {
                 nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
                     == Err(nix::errno::Errno::ESRCH)
@@ -58,6 +87,19 @@ pub(crate) struct S3Turn {
     path: String,
     /// Locks of others this turn removed, each with why.
     pub(crate) removed: Vec<String>,
+}
+
+impl S3Turn {
+    /// Whether this turn's lock object is still there: another process removes it as
+    /// stale once it has seen it for the whole patience (this one was stopped or hung),
+    /// and then takes the turn itself.
+    pub(crate) fn still_held(&self) -> Result<bool> {
+        match self.op.stat(&self.path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(s3_error("looking for the audit log's lock", &e)),
+        }
+    }
 }
 
 impl Drop for S3Turn {
@@ -94,52 +136,52 @@ pub(crate) fn take(
     patience: Duration,
     tell: Option<fn(&str)>,
 ) -> Result<S3Turn> {
-    let path = format!("{LOCK_DIR}/{:032x}.json", rand::random::<u128>());
     let began = Instant::now();
+    // how long each other lock has been there without a break: a waiter's lock comes and
+    // goes under a new name at each attempt, only a holder's stays
     let mut seen: std::collections::HashMap<String, Instant> = std::collections::HashMap::new();
     let mut removed = Vec::new();
     let mut told = false;
     let mut attempt = 0u64;
     loop {
         attempt += 1;
-        let me = Holder {
-            user: user.to_string(),
-            host: host.to_string(),
-            pid: std::process::id(),
-            time: Timestamp::now(),
-        };
+        let me = Holder::me(user, host);
         let body = serde_json::to_vec(&me).map_err(|e| Error::internal(e.to_string()))?;
+        let path = format!("{LOCK_DIR}/{:032x}.json", rand::random::<u128>());
         op.write(&path, body)
             .map_err(|e| s3_error("writing the audit log's lock", &e))?;
+        // from here on, an error or a step back removes this attempt's lock
         let turn = S3Turn {
             op: op.clone(),
             path: path.clone(),
             removed: Vec::new(),
         };
-        let mut others = Vec::new();
-        let listed = op
+        let listed: Vec<String> = op
             .list(&format!("{LOCK_DIR}/"))
-            .map_err(|e| s3_error("listing the audit log's locks", &e))?;
-        for entry in listed {
-            let other = entry.path();
-            if other == path || !other.ends_with(".json") {
-                continue;
-            }
+            .map_err(|e| s3_error("listing the audit log's locks", &e))?
+            .into_iter()
+            .map(|e| e.path().to_string())
+            .filter(|p| *p != path && p.ends_with(".json"))
+            .collect();
+        seen.retain(|p, _| listed.contains(p));
+        let mut others = Vec::new();
+        let mut cleared = false;
+        for other in &listed {
             let holder = match op.read(other) {
                 Ok(b) => serde_json::from_slice::<Holder>(&b.to_vec()).ok(),
                 // let go of since it was listed
                 Err(e) if e.kind() == opendal::ErrorKind::NotFound => continue,
                 Err(e) => return Err(s3_error("reading the audit log's locks", &e)),
             };
-            let first_seen = *seen.entry(other.to_string()).or_insert_with(Instant::now);
+            let first_seen = *seen.entry(other.clone()).or_insert_with(Instant::now);
             let who = holder
                 .as_ref()
                 .map_or_else(|| format!("{other} (unreadable)"), Holder::describe);
-            let why = if holder.as_ref().is_some_and(|h| h.died_here(host)) {
+            let why = if holder.as_ref().is_some_and(|h| h.died_here(&me)) {
                 Some(format!("left by {who}, a process that no longer runs"))
             } else if first_seen.elapsed() >= patience {
                 Some(format!(
-                    "held by {who} for more than {} s: a run stopped (Ctrl-Z), hung or killed",
+                    "held by {who}, seen for more than {} s: a run stopped (Ctrl-Z), hung or killed",
                     patience.as_secs()
                 ))
             } else {
@@ -152,17 +194,24 @@ pub(crate) fn take(
                         Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}
                         Err(e) => return Err(s3_error("removing a stale audit lock", &e)),
                     }
+                    seen.remove(other);
                     removed.push(format!("removed the audit lock {other}, {why}"));
+                    cleared = true;
                 }
                 None => others.push(who),
             }
         }
-        if others.is_empty() {
+        if others.is_empty() && !cleared {
             let mut turn = turn;
             turn.removed = removed;
             return Ok(turn);
         }
         drop(turn);
+        if cleared {
+            // others waiting behind the same stale lock clear it too: whoever takes the
+            // turn takes it in a pass that removed nothing, where two always see each other
+            continue;
+        }
         if began.elapsed() >= patience * 2 {
             return Err(Error::new(
                 ErrorKind::Locked,
@@ -178,7 +227,7 @@ pub(crate) fn take(
             told = true;
             if let Some(tell) = tell {
                 tell(&format!(
-                    "waiting for the audit log's turn, held by {}; a lock held {} s is removed as stale",
+                    "waiting for the audit log's turn, held by {}; a lock seen for {} s is removed as stale",
                     others.join(", "),
                     patience.as_secs()
                 ));
@@ -229,16 +278,22 @@ mod tests {
             .collect()
     }
 
+    /// A lock as a process `pid` of this boot and pid namespace on `host` writes it.
     fn plant(op: &opendal::blocking::Operator, name: &str, host: &str, pid: u32) {
-        let holder = Holder {
-            user: "someone".into(),
-            host: host.into(),
-            pid,
-            time: Timestamp::now(),
-        };
+        plant_holder(
+            op,
+            name,
+            &Holder {
+                pid,
+                ..Holder::me("someone", host)
+            },
+        );
+    }
+
+    fn plant_holder(op: &opendal::blocking::Operator, name: &str, holder: &Holder) {
         op.write(
             &format!("{LOCK_DIR}/{name}.json"),
-            serde_json::to_vec(&holder).expect("json"),
+            serde_json::to_vec(holder).expect("json"),
         )
         .expect("write");
     }
@@ -291,6 +346,92 @@ mod tests {
         );
         drop(turn);
         assert_eq!(locks(&op), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_dead_pid_of_another_pid_namespace_or_boot_proves_nothing() {
+        let garage = Garage::start();
+        let op = operator(&garage, "/ns");
+        let mut child = std::process::Command::new("true").spawn().expect("true");
+        let dead = child.id();
+        child.wait().expect("wait");
+        let here = Holder {
+            pid: dead,
+            ..Holder::me("someone", "here")
+        };
+        assert!(here.pid_ns.is_some() && here.boot.is_some(), "{here:?}");
+        plant_holder(
+            &op,
+            "container",
+            &Holder {
+                pid_ns: Some("pid:[1]".into()),
+                ..here.clone()
+            },
+        );
+        plant_holder(
+            &op,
+            "before-reboot",
+            &Holder {
+                boot: Some("another-boot".into()),
+                ..here
+            },
+        );
+        let turn = take(op.clone(), "me", "here", Duration::from_secs(1), None).expect("turn");
+        assert_eq!(turn.removed.len(), 2, "{:?}", turn.removed);
+        assert!(
+            turn.removed
+                .iter()
+                .all(|r| r.contains("seen for more than 1 s")),
+            "only the patience removed them: {:?}",
+            turn.removed
+        );
+    }
+
+    #[test]
+    fn waiters_behind_a_stopped_holder_take_the_turn_one_at_a_time() {
+        let garage = Garage::start();
+        let op = operator(&garage, "/stopped");
+        // a holder on another host that stopped (Ctrl-Z) and never lets go
+        plant(&op, "stopped", "another-host", 1);
+        let inside = AtomicUsize::new(0);
+        let turns = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    for _ in 0..2 {
+                        let turn = take(op.clone(), "me", "here", Duration::from_secs(1), None)
+                            .expect("turn");
+                        assert_eq!(
+                            inside.fetch_add(1, Ordering::SeqCst),
+                            0,
+                            "two turns at once"
+                        );
+                        std::thread::sleep(Duration::from_millis(50));
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        turns.fetch_add(1, Ordering::SeqCst);
+                        drop(turn);
+                    }
+                });
+            }
+        });
+        assert_eq!(turns.load(Ordering::SeqCst), 6);
+        assert_eq!(
+            locks(&op),
+            Vec::<String>::new(),
+            "the stale lock is gone too"
+        );
+    }
+
+    #[test]
+    fn a_turn_whose_lock_was_removed_knows_it() {
+        let garage = Garage::start();
+        let op = operator(&garage, "/taken");
+        let turn = take(op.clone(), "me", "here", Duration::from_secs(300), None).expect("turn");
+        assert!(turn.still_held().expect("stat"));
+        for lock in locks(&op) {
+            op.delete(&lock).expect("remove it as a waiter would");
+        }
+        assert!(!turn.still_held().expect("stat"));
     }
 
     #[test]
