@@ -379,11 +379,11 @@ fn park_interrupted() {
     }
     let stored = lifeboat_core::repository::confirmed_in_this_process();
     let details = if stored.is_empty() {
-        format!("{what}: interrupted (Ctrl-C or SIGTERM) before it finished")
+        format!("{what}: interrupted (Ctrl-C, SIGTERM, or SIGHUP from a closed terminal) before it finished")
     } else {
         // what is listed as a backup must be in the log, or the log hides a backup
         format!(
-            "{what}: interrupted (Ctrl-C or SIGTERM) before it finished; stored before the interruption: {}",
+            "{what}: interrupted (Ctrl-C, SIGTERM, or SIGHUP from a closed terminal) before it finished; stored before the interruption: {}",
             stored
                 .iter()
                 .map(|id| &id[..8.min(id.len())])

@@ -673,6 +673,12 @@ fn a_drill_on_a_configured_scratch_server_cleans_up_and_refuses_production() {
             && md.contains("Not checked: roles, owners and grants"),
         "{md}"
     );
+    // and so does the evidence pack
+    let pack = ok(lb(&cfg).arg("report"));
+    assert!(
+        pack.contains("(on the scratch server: roles, owners and grants not checked)"),
+        "{pack}"
+    );
     assert!(
         r["checks"].as_array().unwrap().iter().any(|c| c["name"]
             .as_str()

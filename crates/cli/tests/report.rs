@@ -400,3 +400,38 @@ fn the_runbooks_accidental_delete_commands_bring_rows_and_tables_back_as_written
         "1"
     );
 }
+
+/// A backup stored by a run that could not log it (killed by the OOM killer in the field;
+/// here, its entry parked because the log could not be written): the pack names it until
+/// its entry is in the log.
+#[test]
+fn the_pack_names_backups_that_no_audit_entry_names() {
+    let (_c, ws, cfg) = backed_up(10);
+    let pack = || -> serde_json::Value {
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "report"]))).unwrap()
+    };
+    assert!(pack().get("unlogged_backups").is_none(), "all logged");
+    // the audit lock cannot be made: the next backup's entry is parked on this host
+    let lock = ws.repo_path().join("lifeboat-audit.lock");
+    let _ = std::fs::remove_file(&lock);
+    std::os::unix::fs::symlink(ws.path().join("no/such/dir"), &lock).unwrap();
+    let out = ok(lb(&cfg).args(["--json", "backup", "--kind", "logical"]));
+    let stored: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = stored["backups"][0]["id"]
+        .as_str()
+        .expect("stored id")
+        .to_string();
+    let unlogged = pack();
+    assert!(
+        unlogged["unlogged_backups"]
+            .as_array()
+            .is_some_and(|u| u.len() == 1 && u[0].as_str().unwrap().starts_with(&id[..8])),
+        "{unlogged}"
+    );
+    let md = ok(lb(&cfg).arg("report"));
+    assert!(md.contains("**In no audit entry**: 1 backup(s)"), "{md}");
+    // once the log can be written, the parked entry goes in and the pack is whole again
+    std::fs::remove_file(&lock).unwrap();
+    ok(lb(&cfg).args(["verify", "--all"]));
+    assert!(pack().get("unlogged_backups").is_none(), "{}", pack());
+}

@@ -336,18 +336,19 @@ impl ReadBackend for OpenDALBackend {
                 RusticError::with_source(ErrorKind::Backend, "Listing failed for `{type}`", err)
                     .attach_context("type", tpe.to_string())
             })?;
-        Ok(lister
-            .filter_map(|r| {
-                let entry = r
-                    .inspect_err(|err| error!("error listing {tpe}: {err}"))
-                    .ok()?;
-                let metadata = entry.metadata();
-                if !metadata.is_file() {
-                    return None;
-                }
-                Id::parse_some(entry.name(), tpe)
-            })
-            .collect())
+        // lifeboat: an error midway fails the listing; a short listing would read as
+        // missing files (packs "gone", a stale audit head)
+        let mut ids = Vec::new();
+        for r in lister {
+            let entry = r.map_err(|err| {
+                RusticError::with_source(ErrorKind::Backend, "Listing failed for `{type}`", err)
+                    .attach_context("type", tpe.to_string())
+            })?;
+            if entry.metadata().is_file() {
+                ids.extend(Id::parse_some(entry.name(), tpe));
+            }
+        }
+        Ok(ids)
     }
 
     /// Lists all files with their size of the given type.
@@ -392,21 +393,22 @@ impl ReadBackend for OpenDALBackend {
                 RusticError::with_source(ErrorKind::Backend, "Listing failed for `{type}`", err)
                     .attach_context("type", tpe.to_string())
             })?;
-        let entries = lister
-            .filter_map(|r| {
-                let entry = r
-                    .inspect_err(|err| error!("error listing {tpe}: {err}"))
-                    .ok()?;
-                let metadata = entry.metadata();
-                if !metadata.is_file() {
-                    return None;
-                }
-                let name = entry.name();
-                let id = Id::parse_some(name, tpe)?;
-                let length = length(metadata, name, tpe)?;
-                Some((id, length))
-            })
-            .collect();
+        // lifeboat: an error midway fails the listing (see `list`)
+        let mut entries = Vec::new();
+        for r in lister {
+            let entry = r.map_err(|err| {
+                RusticError::with_source(ErrorKind::Backend, "Listing failed for `{type}`", err)
+                    .attach_context("type", tpe.to_string())
+            })?;
+            let metadata = entry.metadata();
+            if !metadata.is_file() {
+                continue;
+            }
+            let name = entry.name();
+            if let Some(id) = Id::parse_some(name, tpe) {
+                entries.extend(length(metadata, name, tpe).map(|length| (id, length)));
+            }
+        }
         Ok(entries)
     }
 

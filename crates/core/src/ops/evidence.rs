@@ -65,6 +65,10 @@ pub struct DrillSummary {
     /// The restore did not complete: its times are a failure's, not an achieved RTO/RPO.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub not_achieved: bool,
+    /// Restored on a configured scratch server (`drill.server`), not into a throw-away
+    /// cluster: without production's roles, owners and grants were not checked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_scratch_server: bool,
 }
 
 impl From<&DrillReport> for DrillSummary {
@@ -86,6 +90,7 @@ impl From<&DrillReport> for DrillSummary {
             rpo_met: r.rpo.objective_secs.map(|_| r.rpo.met),
             evidence_error: r.evidence_error.clone(),
             not_achieved: r.rto.not_achieved,
+            on_scratch_server: r.scratch_server.is_some(),
         }
     }
 }

@@ -110,6 +110,10 @@ pub struct EvidencePack {
     pub backups: Vec<BackupLine>,
     /// Failed operations from the audit log, per action (`backup`, `verify`, ...).
     pub failures: BTreeMap<String, Vec<String>>,
+    /// Backups of the period that no audit entry names (`id source kind database`): a run
+    /// killed (`kill -9`, the OOM killer) after it stored them and before it could log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unlogged_backups: Vec<String>,
     /// Successful operations from the audit log, per action.
     pub successes: BTreeMap<String, usize>,
     /// Drills in the period.
@@ -297,6 +301,26 @@ pub fn evidence_pack(
         }
     }
     let entries = audit::entries(repo)?;
+    // a backup is logged by its id's first 8 digits, done or interrupted
+    let unlogged_backups: Vec<String> = all
+        .iter()
+        .filter(|b| within(b.meta.finished_at, from, to))
+        .filter(|b| {
+            let short = b.id.get(..8).unwrap_or(&b.id);
+            !entries
+                .iter()
+                .any(|e| e.action == "backup" && e.details.contains(short))
+        })
+        .map(|b| {
+            format!(
+                "{} {} {} {}",
+                b.id.get(..8).unwrap_or(&b.id),
+                b.meta.source,
+                b.meta.kind,
+                b.meta.database.as_deref().unwrap_or("-")
+            )
+        })
+        .collect();
     // how long the period went without a new backup of each kind it has, from when the
     // repository's log begins (nothing before it could have been backed up here)
     let start = entries.first().map_or(from, |e| e.time.max(from));
@@ -474,6 +498,7 @@ pub fn evidence_pack(
         repository: repo.location().to_string(),
         backups: lines.into_values().collect(),
         failures,
+        unlogged_backups,
         successes,
         drills,
         undrilled,
@@ -656,6 +681,18 @@ pub fn markdown(p: &EvidencePack) -> String {
     if p.backups.is_empty() {
         let _ = writeln!(m, "| — | — | — | **0** | — | — | — | — |");
     }
+    if !p.unlogged_backups.is_empty() {
+        let _ = writeln!(
+            m,
+            "\n**In no audit entry**: {} backup(s) of the period are in the repository but in no entry of the log ({}): a run killed (`kill -9`, the OOM killer) after storing them and before it could log, or entries removed. They are counted above; `lifeboat verify ID` checks one.",
+            p.unlogged_backups.len(),
+            p.unlogged_backups
+                .iter()
+                .map(|b| format!("`{b}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let _ = writeln!(
         m,
         "\nOperations recorded in the audit log (successful / failed):\n"
@@ -731,7 +768,7 @@ pub fn markdown(p: &EvidencePack) -> String {
     }
 
     let _ = writeln!(m, "\n## A1.3 — recovery plan testing\n");
-    let _ = writeln!(m, "Restore drills in the period (each restored a backup into a throw-away cluster and checked it):\n");
+    let _ = writeln!(m, "Restore drills in the period (each restored a backup into a throw-away cluster, or where marked into a new database on the configured scratch server, and checked it):\n");
     let _ = writeln!(
         m,
         "| drill | finished | source | restored | kind | backup | result | achieved RTO | achieved RPO |"
@@ -746,6 +783,10 @@ pub fn markdown(p: &EvidencePack) -> String {
             d.source,
             match (&d.database, d.kind) {
                 (_, Some(BackupKind::Physical)) => "whole cluster".to_string(),
+                (Some(db), _) if d.on_scratch_server => format!(
+                    "{} (on the scratch server: roles, owners and grants not checked)",
+                    super::evidence::md_cell(db)
+                ),
                 (Some(db), _) => super::evidence::md_cell(db),
                 (None, _) => "-".to_string(),
             },
@@ -827,6 +868,7 @@ mod tests {
             rpo_met: None,
             evidence_error: None,
             not_achieved: false,
+            on_scratch_server: false,
         }
     }
 
@@ -930,6 +972,7 @@ retention = { last = 7, hourly = 24, daily = 30, weekly = 8, monthly = 12, yearl
             repository: "/r".into(),
             backups: Vec::new(),
             failures: BTreeMap::new(),
+            unlogged_backups: Vec::new(),
             successes: BTreeMap::new(),
             drills: Vec::new(),
             undrilled: BTreeMap::new(),

@@ -87,7 +87,7 @@ pub fn park(repository: &str, action: &str, ok: bool, details: &str) -> Result<P
     })?;
     let (user, host) = super::audit::current_actor();
     let entry = Parked {
-        repository: repository.to_string(),
+        repository: same_place(repository),
         time: Timestamp::now(),
         action: action.to_string(),
         ok,
@@ -145,6 +145,23 @@ pub fn claimed_for_repository(repository: &str) -> Result<Vec<(PathBuf, Parked)>
     files_for(repository, "adding")
 }
 
+/// The repository's location as every spelling of it names it: a local path absolute,
+/// without `.`/`..`, symbolic links or a trailing slash (`--repo repo/` from one directory,
+/// the configured absolute path from another); an S3 URL without a trailing slash.
+fn same_place(repository: &str) -> String {
+    if super::backend::is_s3_url(repository) {
+        return repository.trim_end_matches('/').to_string();
+    }
+    let path = Path::new(repository);
+    std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .map_or_else(
+            |_| repository.to_string(),
+            // rebuilt from its parts: no trailing slash, no `.`
+            |p| p.components().collect::<PathBuf>().display().to_string(),
+        )
+}
+
 fn files_for(repository: &str, extension: &str) -> Result<Vec<(PathBuf, Parked)>> {
     let Some(dir) = dir() else {
         return Ok(Vec::new());
@@ -159,7 +176,7 @@ fn files_for(repository: &str, extension: &str) -> Result<Vec<(PathBuf, Parked)>
         .filter(|p| p.extension().is_some_and(|x| x == extension))
         .filter_map(|p| {
             let parked: Parked = serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?;
-            (parked.repository == repository).then_some((p, parked))
+            (same_place(&parked.repository) == same_place(repository)).then_some((p, parked))
         })
         .collect();
     out.sort_by_key(|(p, e)| (e.time, p.clone()));
@@ -183,6 +200,16 @@ pub fn lock() -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
 mod tests {
     use super::*;
 
+    /// `path` relative to `base` (both absolute), with as many `..` as it takes.
+    fn pathdiff(path: &Path, base: &Path) -> String {
+        let depth = base.components().count() - 1;
+        format!(
+            "{}{}",
+            "../".repeat(depth),
+            path.display().to_string().trim_start_matches('/')
+        )
+    }
+
     #[test]
     fn parked_entries_are_kept_per_repository_oldest_first() {
         let tmp = tempfile::tempdir().unwrap();
@@ -203,6 +230,21 @@ mod tests {
         assert!(got[1].1.ok);
         assert!(got[0].1.late_details().starts_with("first [at "));
         assert_eq!(for_repository("/srv/b").unwrap()[0].0, b);
+        // other spellings of the same place: a trailing slash, a relative path, a link
+        assert_eq!(for_repository("s3://b/a/").unwrap().len(), 2);
+        assert_eq!(for_repository("/srv/b/").unwrap()[0].0, b);
+        let repo = tmp.path().join("repo");
+        std::fs::create_dir(&repo).unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&repo, &link).unwrap();
+        let here = park(&format!("{}/", link.display()), "verify", false, "by link").unwrap();
+        assert_eq!(
+            for_repository(&repo.display().to_string()).unwrap()[0].0,
+            here
+        );
+        let cwd = std::env::current_dir().unwrap();
+        let relative = pathdiff(&repo, &cwd);
+        assert_eq!(for_repository(&relative).unwrap()[0].0, here);
         assert!(lock().unwrap().is_some());
         match before {
             Some(v) => std::env::set_var("LIFEBOAT_STATE_DIR", v),
