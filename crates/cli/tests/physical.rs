@@ -1670,30 +1670,7 @@ fn a_backup_without_its_configuration_restores_and_its_drill_copy_is_isolated() 
         "{out}"
     );
 
-    // after a host loss there is no configuration, only the repository (`--repo`): the
-    // restore_command finds the archive by the source's name
-    let bare = a.scratch("no-config");
-    let mut cmd = assert_cmd::Command::new(&a.exe);
-    cmd.current_dir("/")
-        .env("LIFEBOAT_PASSWORD", lifeboat_testing::REPO_PASSWORD)
-        .env_remove("LIFEBOAT_CONFIG")
-        .arg("--repo")
-        .arg(a.ws.repo_path())
-        .args([
-            "restore",
-            "--kind",
-            "physical",
-            "--source",
-            "main",
-            "--latest",
-            "--dry-run",
-        ])
-        .arg("--to-dir")
-        .arg(bare.join("data"));
-    let out = ok(&mut cmd);
-    assert!(out.contains("the restore_command answered"), "{out}");
-
-    // ... and the rest of what the on-call needs from there, with the repository alone
+    // after a host loss there is no configuration, only the repository (`--repo`)
     let host_lost = |args: &[&str]| {
         let mut cmd = assert_cmd::Command::new(&a.exe);
         cmd.current_dir("/")
@@ -1704,6 +1681,22 @@ fn a_backup_without_its_configuration_restores_and_its_drill_copy_is_isolated() 
             .args(args);
         cmd
     };
+    // the restore_command finds the archive by the source's name
+    let bare = a.scratch("no-config");
+    let out = ok(&mut host_lost(&[
+        "restore",
+        "--kind",
+        "physical",
+        "--source",
+        "main",
+        "--latest",
+        "--dry-run",
+        "--to-dir",
+        &bare.join("data").display().to_string(),
+    ]));
+    assert!(out.contains("the restore_command answered"), "{out}");
+
+    // ... and the rest of what the on-call needs from there, with the repository alone
     // the evidence pack finds the WAL archive the repository holds
     let pack: serde_json::Value =
         serde_json::from_str(&ok(&mut host_lost(&["--json", "report"]))).expect("json");
