@@ -583,6 +583,11 @@ pub fn markdown(p: &EvidencePack) -> String {
                     n.to_string()
                 }
                 (Some(r), Some(n)) => format!("{} (now {n})", secs(r)),
+                // no source configured at all: a pack made where the configuration is
+                // lost (a recovery host), which says nothing of the objectives now
+                (Some(r), None) if p.objectives.is_empty() => {
+                    format!("{} (not configured where this pack was made)", secs(r))
+                }
                 (Some(r), None) => format!("{} (now not set)", secs(r)),
                 (None, Some(n)) => n.to_string(),
                 (None, None) => "not set".to_string(),
@@ -1003,6 +1008,19 @@ retention = { last = 7, hourly = 24, daily = 30, weekly = 8, monthly = 12, yearl
         );
         let json = serde_json::to_value(&pack).unwrap();
         assert_eq!(json["retention"][0]["enforced"], false, "{json}");
+        // made without any configured source: a drill's objective is not "now not set"
+        let mut drilled = summary("d1", true, None);
+        drilled.finished_at = now;
+        drilled.rto_objective_secs = Some(3600.0);
+        let bare = EvidencePack {
+            drills: vec![drilled],
+            ..pack
+        };
+        let m = markdown(&bare);
+        assert!(
+            m.contains("(not configured where this pack was made)") && !m.contains("now not set"),
+            "{m}"
+        );
         assert_eq!(json["retention"][0]["configured"]["weekly"], 8, "{json}");
         assert_eq!(json["copies"][0]["copies_made"], 0, "{json}");
         assert_eq!(json["copies"][0]["holds_repository"], false, "{json}");
