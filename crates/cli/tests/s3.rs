@@ -600,3 +600,98 @@ fn credentials_come_from_an_aws_profile_when_no_key_is_configured() {
         "{err}"
     );
 }
+
+/// An HTTP proxy on 127.0.0.1 in front of `upstream` (`host:port`) that answers 500 to
+/// every request whose request line contains all of `fail` (a store failing one kind of
+/// request), and passes the others on, each over a connection of its own.
+fn failing_proxy(upstream: String, fail: &'static [&'static str]) -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let upstream = upstream.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(client.try_clone().unwrap());
+                let mut client = client;
+                loop {
+                    let mut head = Vec::new();
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        if !lower.starts_with("connection:") {
+                            head.push(line);
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    if fail.iter().all(|f| head[0].contains(f)) {
+                        let xml =
+                            "<Error><Code>InternalError</Code><Message>injected</Message></Error>";
+                        let _ = write!(
+                            client,
+                            "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/xml\r\ncontent-length: {}\r\n\r\n{xml}",
+                            xml.len()
+                        );
+                        continue;
+                    }
+                    let Ok(mut up) = std::net::TcpStream::connect(&upstream) else {
+                        return;
+                    };
+                    head.push("connection: close\r\n\r\n".into());
+                    let mut answer = Vec::new();
+                    if up.write_all(head.concat().as_bytes()).is_err()
+                        || up.write_all(&body).is_err()
+                        || up.read_to_end(&mut answer).is_err()
+                        || client.write_all(&answer).is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The store fails while a backup lists the pack files: that is an unreachable store,
+/// not a repository whose packs are gone (a listing that failed midway read as a short
+/// one, and every pack of the index was called lost, exit 6, "run lifeboat repair index").
+#[test]
+fn a_listing_the_store_fails_is_no_lost_pack() {
+    let garage = Garage::start();
+    let c = cluster();
+    sample_db(&c, "app", 50);
+    let ws = s3_workspace(&garage, "listing", &[("app-db", &c.dsn("app"))]);
+    ok(lifeboat(&ws).arg("init"));
+    ok(lifeboat(&ws).args(["backup", "--kind", "logical"]));
+    let upstream = garage.endpoint().trim_start_matches("http://").to_string();
+    let port = failing_proxy(upstream.clone(), &["list-type=2", "data"]);
+    let text = std::fs::read_to_string(ws.config_path()).unwrap();
+    std::fs::write(
+        ws.config_path(),
+        text.replace(&upstream, &format!("127.0.0.1:{port}")),
+    )
+    .unwrap();
+    let (code, _, err) = fails(lifeboat(&ws).args(["backup", "--kind", "logical"]));
+    assert!(
+        code != 6 && !err.contains("gone") && !err.contains("repair index"),
+        "{code}: {err}"
+    );
+    assert_eq!(code, 7, "the store is named unavailable: {err}");
+    // through the proxy, everything else works
+    let out = ok(lifeboat(&ws).arg("list"));
+    assert!(out.contains("logical"), "{out}");
+}
