@@ -378,8 +378,7 @@ impl Turn {
                     "this run's turn to append to the audit log was taken over: it held it for more than {} s (stopped or hung), and another run removed its lock as stale",
                     LOCK_PATIENCE.as_secs()
                 ),
-            )
-            .hint("nothing to do: the entry is parked and goes into the log with the next operation")),
+            )),
         }
     }
 }
