@@ -2075,15 +2075,18 @@ fn a_backlog_is_pushed_ahead_and_checked_when_postgres_asks_for_it() {
         "a segment pushed ahead is reported as stored: {err}"
     );
     wait_for(3);
-    let log = std::fs::read_to_string(ws.path().join("serve.log")).expect("log");
+    // the server logs a push once it is stored: the file may be there a moment before
+    let serve_log = || std::fs::read_to_string(ws.path().join("serve.log")).expect("log");
+    let ahead = |n: u32| format!("AHEAD {}: OK stored", pg_wal.join(name(n)).display());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(serve_log().contains(&ahead(2)) && serve_log().contains(&ahead(3)))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = serve_log();
     for n in [2, 3] {
-        assert!(
-            log.contains(&format!(
-                "AHEAD {}: OK stored",
-                pg_wal.join(name(n)).display()
-            )),
-            "{log}"
-        );
+        assert!(log.contains(&ahead(n)), "{log}");
     }
     assert!(!log.contains("bad request"), "{log}");
 
