@@ -584,7 +584,14 @@ fn the_head_as_verify_prints_it_is_an_expected_head_and_a_shorter_one_a_usage_er
         .unwrap()
         .to_string();
     assert_eq!(printed.len(), 16, "{out}");
-    ok(lb(&cfg).args(["audit", "verify", "--expected-head", &printed]));
+    let out = ok(lb(&cfg).args(["audit", "verify", "--expected-head", &printed]));
+    // it says what it compared with, not only "intact"
+    assert!(
+        out.contains(&format!(
+            "compared with the expected head {printed}: it is entry 2, the log's head"
+        )),
+        "{out}"
+    );
 
     for short in [&printed[..12], "zzzzzzzzzzzzzzzz"] {
         let (code, out, err) = run(lb(&cfg).args(["audit", "verify", "--expected-head", short]));
@@ -802,6 +809,36 @@ fn a_run_waiting_for_the_audit_lock_says_so() {
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains("waiting for") && err.contains("lifeboat-audit.lock"),
+        "{err}"
+    );
+
+    // stopped (SIGTERM) while it waits: nothing of its entry is written, so it parks the
+    // interruption at once instead of waiting for an entry that cannot come
+    let file = std::fs::OpenOptions::new().read(true).open(&lock).unwrap();
+    let held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let log = ws.path().join("waiting.err");
+    let mut waiting = common::lb_std(&cfg)
+        .args(["verify", "--all"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let said = (0..600).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("waiting for"))
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(waiting.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = waiting.wait().unwrap();
+    drop(held);
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(said, "{err}");
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(
+        !err.contains("finishing the audit entry") && err.contains("parked"),
         "{err}"
     );
 }

@@ -1730,7 +1730,11 @@ fn a_backup_without_its_configuration_restores_and_its_drill_copy_is_isolated() 
     // the runbook written there covers the source and carries the audit head
     let book = ok(&mut host_lost(&["runbook"]));
     assert!(
-        book.contains("## Source `main`") && book.contains("audit verify --expected-head "),
+        book.contains("## Source `main`")
+            && book.contains("audit verify --expected-head ")
+            && book.contains(
+                "Write a `lifeboat.toml` with the `[repository]` and a `[[source]]` named `main`"
+            ),
         "{book}"
     );
     // restored and started there: the lost host's socket directory is replaced

@@ -207,9 +207,16 @@ impl AuditCmd {
                         Some((f, e.seq))
                     })
                     .collect();
+                // the head given on the command line, and the entry it names
+                let expected = expected_head.as_deref().and_then(|h| {
+                    entries
+                        .iter()
+                        .find(|e| e.hash.starts_with(h))
+                        .map(|e| (h, e.seq))
+                });
                 if ctx.json {
                     let mut value = serde_json::to_value(&v)?;
-                    value["compared_with"] = compared
+                    let mut with: Vec<serde_json::Value> = compared
                         .iter()
                         .map(|(f, seq)| {
                             serde_json::json!({
@@ -221,6 +228,15 @@ impl AuditCmd {
                             })
                         })
                         .collect();
+                    if let Some((h, seq)) = expected {
+                        with.push(serde_json::json!({
+                            "expected_head": h,
+                            "entry": seq,
+                            "log_head_entry": last,
+                            "newer_entries": last - seq,
+                        }));
+                    }
+                    value["compared_with"] = with.into();
                     output::json(&value)?;
                 } else {
                     for p in &v.problems {
@@ -254,6 +270,17 @@ impl AuditCmd {
                                 "  compared with {}: its newest head is entry {seq}, the log's head",
                                 f.display()
                             );
+                        }
+                    }
+                    if let Some((h, seq)) = expected {
+                        if seq < last {
+                            println!(
+                                "  compared with the expected head {h}: it is entry {seq} of {last}; the {} newer entr{} came after it",
+                                last - seq,
+                                if last - seq == 1 { "y" } else { "ies" }
+                            );
+                        } else {
+                            println!("  compared with the expected head {h}: it is entry {seq}, the log's head");
                         }
                     }
                     if heads.is_empty() && expected_head.is_none() && v.signed_heads_verified == 0 {

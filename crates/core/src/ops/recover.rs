@@ -556,7 +556,9 @@ pub(crate) fn redact_assignments(command: &str) -> String {
             at_word = false;
             continue;
         }
-        at_word = c.is_whitespace() || c == ';' || c == '&' || c == '|';
+        // a word starts after a blank, an operator, or a quote or parenthesis that opens
+        // a command of its own (`sh -c 'PGPASSWORD=... cmd'`)
+        at_word = c.is_whitespace() || matches!(c, ';' | '&' | '|' | '\'' | '"' | '(' | '`');
     }
     out
 }
@@ -1469,6 +1471,10 @@ mod tests {
         assert_eq!(
             redact_assignments("PGPASSWORD='s3 cret' AWS_SECRET_ACCESS_KEY=abc LIFEBOAT_CONFIG=/etc/lb.toml lifeboat wal-push %p"),
             "PGPASSWORD=… AWS_SECRET_ACCESS_KEY=… LIFEBOAT_CONFIG=/etc/lb.toml lifeboat wal-push %p"
+        );
+        assert_eq!(
+            redact_assignments("sh -c 'PGPASSWORD=topsecret1 lifeboat wal-push \"$1\"' _ %p"),
+            "sh -c 'PGPASSWORD=… lifeboat wal-push \"$1\"' _ %p"
         );
         assert_eq!(
             redact_assignments("test ! -f /x/%f && env TOKEN=\"a b\" cp %p /x/%f"),

@@ -170,6 +170,12 @@ pub fn outcome_logged(patience: std::time::Duration) -> Option<bool> {
         match OUTCOME.try_lock() {
             Ok(logged) => return Some(*logged),
             Err(std::sync::TryLockError::Poisoned(p)) => return Some(*p.into_inner()),
+            // still waiting for its turn: nothing written, nothing to wait for
+            Err(std::sync::TryLockError::WouldBlock)
+                if WAITING_FOR_TURN.load(std::sync::atomic::Ordering::SeqCst) =>
+            {
+                return Some(false)
+            }
             Err(std::sync::TryLockError::WouldBlock) if std::time::Instant::now() < until => {
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
@@ -314,7 +320,7 @@ fn write_one(
     user: &str,
     host: &str,
 ) -> Result<Entry> {
-    let head = entries(repo)?.pop();
+    let head = settled_head(repo)?;
     let mut entry = Entry {
         seq: head.as_ref().map_or(1, |h| h.seq + 1),
         time: Timestamp::now(),
@@ -328,13 +334,45 @@ fn write_one(
     };
     entry.hash = entry.compute_hash();
     turn.confirm()?;
-    store(repo, &entry).map_err(|e| {
+    let id = store(repo, &entry).map_err(|e| {
         Error::new(
             e.kind(),
             format!("its audit entry could not be written: {e}"),
         )
     })?;
+    // stopped while it stored (Ctrl-Z, a paused VM) for longer than the patience: another
+    // run may have taken the turn and appended at the same place meanwhile
+    if let Err(taken) = turn.confirm() {
+        let all = entries(repo)?;
+        let rival = all
+            .iter()
+            .any(|e| e.seq == entry.seq && e.hash != entry.hash);
+        let built_on = all
+            .iter()
+            .any(|e| e.seq == entry.seq + 1 && e.prev == entry.hash);
+        if rival && !built_on {
+            // the other run's entry is the chain's: this one goes, and is parked instead
+            repo.with_open(|r| Ok(r.delete_snapshots(&[id])?))?;
+            return Err(taken);
+        }
+    }
     Ok(entry)
+}
+
+/// The entry to append after: the newest. Two at the newest place are a run withdrawing
+/// its entry (see [`write_one`]), which takes a moment; a fork older than that is `audit
+/// verify`'s to report, and the append goes on after one of them.
+fn settled_head(repo: &Repo) -> Result<Option<Entry>> {
+    let mut all = entries(repo)?;
+    for _ in 0..5 {
+        let top = all.last().map(|e| e.seq);
+        if all.iter().filter(|e| Some(e.seq) == top).count() < 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        all = entries(repo)?;
+    }
+    Ok(all.pop())
 }
 
 /// Writes `entry` as its snapshot and returns the snapshot's id.
@@ -383,8 +421,19 @@ impl Turn {
     }
 }
 
+/// Whether this process is waiting for its turn (nothing of its outcome is written yet:
+/// an interrupt need not wait for it).
+static WAITING_FOR_TURN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Takes this process's turn to append to the log of `repo`, as `user`@`host`.
 fn take_turn(repo: &Repo, user: &str, host: &str) -> Result<Turn> {
+    WAITING_FOR_TURN.store(true, std::sync::atomic::Ordering::SeqCst);
+    let turn = take_turn_waiting(repo, user, host);
+    WAITING_FOR_TURN.store(false, std::sync::atomic::Ordering::SeqCst);
+    turn
+}
+
+fn take_turn_waiting(repo: &Repo, user: &str, host: &str) -> Result<Turn> {
     let cfg = repo.config();
     let Some(opts) = super::backend::s3_options(super::repo_url(cfg)?, cfg)? else {
         let path = std::path::Path::new(repo.location()).join("lifeboat-audit.lock");

@@ -35,19 +35,41 @@ pub fn line(entry: &Entry) -> String {
     )
 }
 
-/// The newest head in a head file: the hash on its last line that has one (a file holding
-/// just a hash, as older versions wrote, works too). A head is what `--expected-head`
+/// The newest head in a head file: of the lines lifeboat writes (`seq hash ...`), the
+/// highest place's hash, as runs publish in the order they finish; a bare hash on the last
+/// line (written by hand, or by older versions) counts as it is. A head is what `--expected-head`
 /// takes ([`super::audit::check_head`]): the full hash, or at least the 16 digits `audit
 /// verify` prints, so a head copied from its output by hand counts the same.
 #[must_use]
 pub fn newest_in(text: &str) -> Option<String> {
+    // `seq hash ...` as lifeboat writes it
+    let numbered = |l: &str| {
+        let mut words = l.split_whitespace();
+        let seq = words.next()?.parse::<u64>().ok()?;
+        let hash = words
+            .next()
+            .filter(|w| super::audit::check_head(w).is_ok())?;
+        Some((seq, hash.to_string()))
+    };
     // a last line cut short by a crash is skipped for the one before, unless enough of
     // its hash was written to name the entry
-    text.lines().rev().find_map(|l| {
+    let last = text.lines().rev().find(|l| {
         l.split_whitespace()
+            .any(|w| super::audit::check_head(w).is_ok())
+    })?;
+    if numbered(last).is_none() {
+        // a bare head, written down by hand or by an older version
+        return last
+            .split_whitespace()
             .find(|w| super::audit::check_head(w).is_ok())
-            .map(str::to_string)
-    })
+            .map(str::to_string);
+    }
+    // the highest place, not the last line: two runs publish in the order they finish,
+    // not the order they appended
+    text.lines()
+        .filter_map(numbered)
+        .max_by_key(|(seq, _)| *seq)
+        .map(|(_, hash)| hash)
 }
 
 /// Appends `entry`'s line to `path`, durably.
@@ -279,7 +301,7 @@ mod tests {
             "1 {a} 2026-11-24T01:00:00Z backup ok\n2 {b} 2026-11-24T02:00:00Z drill ok\n\n"
         );
         assert_eq!(newest_in(&text), Some(b.clone()));
-        assert_eq!(newest_in(&format!("{a}\n")), Some(a));
+        assert_eq!(newest_in(&format!("{a}\n")), Some(a.clone()));
         assert_eq!(newest_in("nothing here\n"), None);
         // a head as `audit verify` prints it, written down by hand
         assert_eq!(
@@ -288,6 +310,15 @@ mod tests {
         );
         // a torn last line: the one before counts
         assert_eq!(newest_in(&format!("{text}3 bbbb")), Some(b.clone()));
+        // published out of order (a run paused between its append and its publishing):
+        // the highest place counts
+        let c = "c".repeat(64);
+        assert_eq!(
+            newest_in(&format!(
+                "1 {a} 2026-11-24T01:00:00Z backup ok\n3 {c} 2026-11-24T03:00:00Z verify ok\n2 {b} 2026-11-24T02:00:00Z drill ok\n"
+            )),
+            Some(c)
+        );
     }
 
     #[test]
