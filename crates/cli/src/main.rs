@@ -130,6 +130,7 @@ impl Ctx {
             if let Ok(mut u) = UNDER_WAY.lock() {
                 *u = Some((repo.location().to_string(), action.into(), what.into()));
             }
+            lifeboat_core::repository::audit::outcome_pending();
         }
         opened.inspect_err(|e| {
             let kind = e

@@ -160,6 +160,14 @@ pub fn logging_outcome<T>(log: impl FnOnce() -> T) -> T {
     out
 }
 
+/// Marks a new operation under way whose outcome is not logged yet (a process that runs
+/// several, as the demo does).
+pub fn outcome_pending() {
+    *OUTCOME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = false;
+}
+
 /// Whether this process's operation has logged its outcome, for an interrupt handler
 /// deciding whether to log an interruption: waits up to `patience` while the outcome is
 /// being logged, `None` when it still is then.
