@@ -207,21 +207,26 @@ pub(crate) fn take(
             return Ok(turn);
         }
         drop(turn);
-        if cleared {
-            // others waiting behind the same stale lock clear it too: whoever takes the
-            // turn takes it in a pass that removed nothing, where two always see each other
-            continue;
-        }
+        // bounded whatever happens, also when stale locks keep coming
         if began.elapsed() >= patience * 2 {
             return Err(Error::new(
                 ErrorKind::Locked,
                 format!(
                     "other processes kept the audit log's turn for {} s (last {})",
                     began.elapsed().as_secs(),
-                    others.join(", ")
+                    if others.is_empty() {
+                        "locks removed as stale".to_string()
+                    } else {
+                        others.join(", ")
+                    }
                 ),
             )
             .hint("lifeboat runs that keep going at once? run it again later"));
+        }
+        if cleared {
+            // others waiting behind the same stale lock clear it too: whoever takes the
+            // turn takes it in a pass that removed nothing, where two always see each other
+            continue;
         }
         if !told && began.elapsed() >= Duration::from_secs(5) {
             told = true;
@@ -386,12 +391,12 @@ mod tests {
                 ..here
             },
         );
-        let turn = take(op.clone(), "me", "here", Duration::from_secs(1), None).expect("turn");
+        let turn = take(op.clone(), "me", "here", Duration::from_secs(3), None).expect("turn");
         assert_eq!(turn.removed.len(), 2, "{:?}", turn.removed);
         assert!(
             turn.removed
                 .iter()
-                .all(|r| r.contains("seen for more than 1 s")),
+                .all(|r| r.contains("seen for more than 3 s")),
             "only the patience removed them: {:?}",
             turn.removed
         );
@@ -403,7 +408,7 @@ mod tests {
         let op = operator(&garage, "/stopped");
         // a holder on another host that stopped (Ctrl-Z) and never lets go
         plant(&op, "stopped", "another-host", 1);
-        assert_eq!(contend(&op, 3, 2, Duration::from_secs(1)), 6);
+        assert_eq!(contend(&op, 3, 2, Duration::from_secs(3)), 6);
         assert_eq!(
             locks(&op),
             Vec::<String>::new(),
@@ -431,11 +436,11 @@ mod tests {
         plant(&op, "alive", "here", std::process::id());
         plant(&op, "elsewhere", "another-host", 1);
         let began = Instant::now();
-        let turn = take(op.clone(), "me", "here", Duration::from_secs(2), None).expect("turn");
-        assert!(began.elapsed() >= Duration::from_secs(2), "it waited");
+        let turn = take(op.clone(), "me", "here", Duration::from_secs(3), None).expect("turn");
+        assert!(began.elapsed() >= Duration::from_secs(3), "it waited");
         assert_eq!(turn.removed.len(), 2, "{:?}", turn.removed);
         assert!(
-            turn.removed.iter().all(|r| r.contains("for more than 2 s")),
+            turn.removed.iter().all(|r| r.contains("for more than 3 s")),
             "{:?}",
             turn.removed
         );
@@ -456,13 +461,14 @@ mod tests {
                 let mut n = 0;
                 plant(&op, "busy-0", "here", std::process::id());
                 while !stop.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(200));
+                    // each lock far shorter-lived than the patience, also on a loaded machine
+                    std::thread::sleep(Duration::from_millis(100));
                     n += 1;
                     plant(&op, &format!("busy-{n}"), "here", std::process::id());
                     let _ = op.delete(&format!("{LOCK_DIR}/busy-{}.json", n - 1));
                 }
             });
-            let e = take(op.clone(), "me", "here", Duration::from_secs(1), None)
+            let e = take(op.clone(), "me", "here", Duration::from_secs(5), None)
                 .err()
                 .expect("locked");
             stop.store(true, Ordering::SeqCst);
