@@ -455,11 +455,12 @@ mod tests {
         let garage = Garage::start();
         let op = operator(&garage, "/kept");
         let stop = std::sync::atomic::AtomicBool::new(false);
+        // there before the taker looks
+        plant(&op, "busy-0", "here", std::process::id());
         std::thread::scope(|s| {
             // runs that keep coming, each taking over before the last lets go
             s.spawn(|| {
                 let mut n = 0;
-                plant(&op, "busy-0", "here", std::process::id());
                 while !stop.load(Ordering::SeqCst) {
                     // each lock far shorter-lived than the patience, also on a loaded machine
                     std::thread::sleep(Duration::from_millis(100));
@@ -468,10 +469,10 @@ mod tests {
                     let _ = op.delete(&format!("{LOCK_DIR}/busy-{}.json", n - 1));
                 }
             });
-            let e = take(op.clone(), "me", "here", Duration::from_secs(5), None)
-                .err()
-                .expect("locked");
+            let taken = take(op.clone(), "me", "here", Duration::from_secs(5), None);
+            // the runs stop whatever the outcome, or a failure here would hang the test
             stop.store(true, Ordering::SeqCst);
+            let e = taken.err().expect("locked");
             assert_eq!(e.kind(), ErrorKind::Locked, "{e}");
             assert!(e.to_string().contains("someone@here"), "{e}");
         });
