@@ -626,15 +626,15 @@ From a logical backup (loses what was written after it):
         }
         let _ = writeln!(
             m,
-            "{}   (`--globals` restores the roles first; the role you connect as keeps the new server's password.)\n4. {}, then `{lb} config check`. Turn archiving on in the new server (`archive_mode = on`, `archive_command` as in the README) and take new backups at once: `{lb} backup --source {s}`{}. `{lb} wal status --source {s}` exits 0 only once WAL is archived again.\n",
+            "{}   (`--globals` restores the roles first; the role you connect as keeps the new server's password.)\n4. {}. Turn archiving on in the new server (`archive_mode = on`, `archive_command` as in the README) and take new backups at once: `{lb} backup --source {s}`{}. `{lb} wal status --source {s}` exits 0 only once WAL is archived again.\n",
             each_db(&|d, _| format!(
                 "{lb} restore --latest --source {s} {d} --globals --target-dsn \"host=NEW-HOST port=5432 user=postgres\""
             )),
             if config.sources.is_empty() {
                 // written without a configuration: the commands after this need one
-                format!("Write a `lifeboat.toml` with the `[repository]` and a `[[source]]` named `{s}` whose `dsn` reaches the new server (see lifeboat's README), and run the commands below with `--config FILE` instead of `--repo`")
+                format!("Write a `lifeboat.toml` with the `[repository]` and a `[[source]]` named `{s}` whose `dsn` reaches the new server (see lifeboat's README), then `lifeboat --config FILE config check`, and run the commands below with `--config FILE` instead of `--repo`")
             } else {
-                format!("Update the `dsn` of source `{s}`")
+                format!("Update the `dsn` of source `{s}`, then `{lb} config check`")
             },
             if has_physical {
                 format!(" and, after the physical restore, `{lb} backup --source {s} --kind physical` (a server rebuilt logically is another cluster, whose WAL starts over: lifeboat refuses its base backups under `{s}`; give it a `[[source]]` of its own, and its archive_command that name, for physical backups and WAL)")
