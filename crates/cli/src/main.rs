@@ -155,22 +155,50 @@ impl Ctx {
         })
     }
 
+    /// Whether sources come from the repository's backups: `--repo` given and no source
+    /// configured (a new host after a host loss).
+    fn source_from_repository(&self) -> bool {
+        self.config.sources.is_empty() && self.repo_override.is_some()
+    }
+
+    /// The source and the repository, opened once by `open` (given the source's name, or
+    /// what stands for it when only the repository can name it).
+    fn source_and_repo(
+        &self,
+        name: Option<&str>,
+        open: impl FnOnce(&str) -> anyhow::Result<Repo>,
+    ) -> anyhow::Result<(SourceConfig, Repo)> {
+        if self.source_from_repository() {
+            let repo = open(name.unwrap_or("named by the repository's backups"))?;
+            let src = self.source_in_repository(name, Some(&repo))?;
+            return Ok((src, repo));
+        }
+        let src = self.source(name)?.clone();
+        let repo = open(&src.name)?;
+        Ok((src, repo))
+    }
+
     /// The source an operation that needs no connection to it is about (a drill, `wal
     /// status`): the configured one, or on a host without a configuration (`--repo` after a
     /// host loss) one that the repository's backups name, known by its name only.
-    fn source_in_repository(&self, name: Option<&str>) -> anyhow::Result<SourceConfig> {
-        if self.config_path.is_some()
-            || !self.config.sources.is_empty()
-            || self.repo_override.is_none()
-        {
+    fn source_in_repository(
+        &self,
+        name: Option<&str>,
+        repo: Option<&Repo>,
+    ) -> anyhow::Result<SourceConfig> {
+        if !self.source_from_repository() {
             return Ok(self.source(name)?.clone());
         }
-        let names: std::collections::BTreeSet<String> = self
-            .open()?
-            .backups()?
-            .into_iter()
-            .map(|b| b.meta.source)
-            .collect();
+        let opened;
+        let repo = match repo {
+            Some(r) => r,
+            None => {
+                opened = self.open()?;
+                &opened
+            }
+        };
+        let names: std::collections::BTreeSet<String> =
+            repo.backups()?.into_iter().map(|b| b.meta.source).collect();
         let listed = || names.iter().cloned().collect::<Vec<_>>().join(", ");
         match name {
             Some(n) if names.contains(n) => Ok(SourceConfig::named(n)),

@@ -49,9 +49,10 @@ pub struct DrillCmd {
 impl DrillCmd {
     /// Runs the drill; exits 10 when it fails.
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
-        let src = ctx.source_in_repository(self.source.as_deref())?;
+        let (src, repo) = ctx.source_and_repo(self.source.as_deref(), |name| {
+            ctx.open_logged("drill", &format!("source {name}"))
+        })?;
         let src = &src;
-        let repo = ctx.open_logged("drill", &format!("source {}", src.name))?;
         let pick = match self.pick.as_str() {
             "latest" => Pick::Latest,
             "random" => Pick::Random,

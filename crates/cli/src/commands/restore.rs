@@ -209,7 +209,7 @@ impl RestoreCmd {
         let source_name = match (&self.source, &selector) {
             (Some(s), _) => s.clone(),
             (None, Selector::Id(id)) => repo.backup(id)?.meta.source,
-            (None, _) => ctx.source_in_repository(None)?.name,
+            (None, _) => ctx.source_in_repository(None, Some(&repo))?.name,
         };
         let src: SourceConfig = match ctx.config.source(&source_name) {
             Ok(s) => s.clone(),
@@ -429,7 +429,7 @@ impl RestoreCmd {
         let source = match (&self.source, &self.id) {
             (Some(s), _) => s.clone(),
             (None, Some(id)) => repo.backup(id)?.meta.source,
-            (None, None) => ctx.source_in_repository(None)?.name,
+            (None, None) => ctx.source_in_repository(None, Some(repo))?.name,
         };
         let store = WalStore::new(repo, &source)?;
         let opts = RecoverOptions {

@@ -77,8 +77,13 @@ fn store(
     ctx: &Ctx,
     source: Option<&str>,
 ) -> anyhow::Result<(lifeboat_core::repository::Repo, WalStore, String)> {
-    let name = source_name(ctx, source)?;
-    let repo = ctx.open()?;
+    // the repository names the source only when asked: it is opened once for both
+    let (name, repo) = if source.is_none() && ctx.source_from_repository() {
+        let repo = ctx.open()?;
+        (ctx.source_in_repository(None, Some(&repo))?.name, repo)
+    } else {
+        (source_name(ctx, source)?, ctx.open()?)
+    };
     let store = WalStore::new(&repo, &name)?;
     Ok((repo, store, name))
 }
@@ -87,10 +92,8 @@ fn store(
 /// server's restore_command after a host loss) the name alone finds the archive.
 fn source_name(ctx: &Ctx, source: Option<&str>) -> anyhow::Result<String> {
     match source {
-        Some(n) if ctx.config.sources.is_empty() && ctx.repo_override.is_some() => {
-            Ok(n.to_string())
-        }
-        _ => Ok(ctx.source_in_repository(source)?.name),
+        Some(n) if ctx.source_from_repository() => Ok(n.to_string()),
+        _ => Ok(ctx.source_in_repository(source, None)?.name),
     }
 }
 
