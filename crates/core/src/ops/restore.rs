@@ -678,22 +678,34 @@ pub fn apply_globals(
     Ok(kept.then_some(me))
 }
 
-/// A `pg_dumpall --globals-only` script without its tablespaces (one statement a line).
+/// A `pg_dumpall --globals-only` script without its tablespaces. A statement starts on a
+/// line of its own; only a string literal (a comment's text) goes on over more lines, so a
+/// statement ends at the first line end outside quotes.
 fn without_tablespaces(script: &str) -> String {
-    script
-        .lines()
-        .filter(|l| {
+    let mut out = String::with_capacity(script.len());
+    let mut in_literal = false;
+    let mut dropping = false;
+    for l in script.lines() {
+        if !in_literal {
             let on = l.contains(" ON TABLESPACE ");
-            !(l.starts_with("CREATE TABLESPACE ")
+            dropping = l.starts_with("CREATE TABLESPACE ")
                 || l.starts_with("ALTER TABLESPACE ")
                 || l.starts_with("COMMENT ON TABLESPACE ")
                 || (on
                     && (l.starts_with("GRANT ")
                         || l.starts_with("REVOKE ")
-                        || l.starts_with("SECURITY LABEL "))))
-        })
-        .map(|l| format!("{l}\n"))
-        .collect()
+                        || l.starts_with("SECURITY LABEL ")));
+        }
+        // a quote inside a literal is doubled, so an odd count opens or closes one
+        if l.matches('\'').count() % 2 == 1 {
+            in_literal = !in_literal;
+        }
+        if !dropping {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// `script` without the `PASSWORD '…'` of role `me`'s `ALTER ROLE` line (pg_dumpall writes
@@ -1392,6 +1404,23 @@ fn restore_inner(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_tablespace_statement_is_left_out_with_all_its_lines() {
+        let script = "CREATE ROLE app;\n\
+            CREATE TABLESPACE fast OWNER app LOCATION '/srv/fast';\n\
+            COMMENT ON TABLESPACE fast IS 'SSDs;\n\
+            it''s the\n\
+            CREATE TABLESPACE x';\n\
+            COMMENT ON ROLE app IS 'two\n\
+            lines';\n\
+            GRANT CREATE ON TABLESPACE fast TO app;\n\
+            ALTER ROLE app SET search_path = 'a';\n";
+        assert_eq!(
+            super::without_tablespaces(script),
+            "CREATE ROLE app;\nCOMMENT ON ROLE app IS 'two\nlines';\nALTER ROLE app SET search_path = 'a';\n"
+        );
+    }
+
     use super::*;
 
     #[test]
