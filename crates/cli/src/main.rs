@@ -17,7 +17,7 @@ use crate::progress::Bars;
 
 /// Disaster recovery for PostgreSQL that you can prove.
 #[derive(Debug, Parser)]
-#[command(name = "lifeboat", version, about, long_about = None)]
+#[command(name = "lifeboat", version = lifeboat_core::VERSION, about, long_about = None)]
 struct Cli {
     /// Configuration file (default: ./lifeboat.toml, then /etc/lifeboat/lifeboat.toml).
     #[arg(long, global = true, env = "LIFEBOAT_CONFIG")]

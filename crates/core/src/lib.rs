@@ -78,6 +78,10 @@ pub mod sources;
 pub mod wal;
 
 pub use error::{Error, ErrorKind, Result};
+
+/// This lifeboat's version and the commit it was built from (`0.1.0 (a85ac2d3f1
+/// 2026-12-06)`; the version alone when built without git).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), env!("LIFEBOAT_BUILD"));
 /// The repository library, at the exact (patched) version lifeboat-core is built with:
 /// `Repo::init` and `Repo::open` take its progress bars (`rustic_core::NoProgressBars`).
 pub use rustic_core;

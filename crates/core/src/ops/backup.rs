@@ -622,6 +622,7 @@ fn dump_one(
         truth: outcome.truth,
         recovery_point: Some(recovery_point.to_string()),
         physical: None,
+        written_by: Some(crate::VERSION.to_string()),
     };
     confirm(repo, &snap, &meta, clock)
 }
@@ -843,6 +844,7 @@ fn physical_one(
             files: tar.files,
             config_file: facts.config_file.clone(),
         }),
+        written_by: Some(crate::VERSION.to_string()),
     };
     confirm(repo, &snap, &meta, clock)
 }

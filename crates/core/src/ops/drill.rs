@@ -262,6 +262,10 @@ pub struct DrillReport {
     /// drill without assertions reads no table).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_checked: Vec<String>,
+    /// The lifeboat that ran the drill ([`crate::VERSION`]; absent in reports made before
+    /// lifeboat recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_by: Option<String>,
 }
 
 impl DrillReport {
@@ -1119,6 +1123,7 @@ pub(crate) fn build_report(src: &SourceConfig, backup: &SnapshotInfo, m: Measure
         reached: m.reached,
         scratch_server: m.scratch_server,
         not_checked: m.not_checked,
+        written_by: Some(crate::VERSION.to_string()),
     }
 }
 

@@ -276,14 +276,19 @@ pub fn markdown(r: &DrillReport) -> String {
 /// Where the drill restored: its throw-away cluster, or a new database on the scratch
 /// server (`code` formats its connection).
 fn ran_on(r: &DrillReport, code: impl Fn(&str) -> String) -> String {
-    match &r.scratch_server {
+    let by = r
+        .written_by
+        .as_deref()
+        .map_or_else(String::new, |v| format!(", run by lifeboat {v}"));
+    let place = match &r.scratch_server {
         Some(s) => format!(
             "in a new database on the scratch server {} (PostgreSQL {}), dropped afterwards",
             code(s),
             r.server_version
         ),
         None => format!("on a throw-away PostgreSQL {}", r.server_version),
-    }
+    };
+    format!("{place}{by}")
 }
 
 /// What the drill's checks proved, by kind: only a logical drill compares every table
@@ -562,6 +567,7 @@ mod tests {
             reached: None,
             scratch_server: None,
             not_checked: Vec::new(),
+            written_by: Some("0.1.0 (0123456789 2026-12-06)".into()),
         }
     }
 

@@ -852,6 +852,7 @@ mod tests {
             host: None,
             prev: String::new(),
             hash: format!("{seq:064x}"),
+            extra: Default::default(),
         }
     }
 

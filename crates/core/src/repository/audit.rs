@@ -46,8 +46,13 @@ pub struct Entry {
     pub host: Option<String>,
     /// Hash of the previous entry ([`GENESIS`] for the first).
     pub prev: String,
-    /// SHA-256 over the fields above.
+    /// SHA-256 over the fields above and [`Entry::extra`].
     pub hash: String,
+    /// Fields this version does not know, written by a newer lifeboat: kept as they are
+    /// and hashed by the rule in [`Entry::compute_hash`], so that an older lifeboat checks
+    /// entries from a newer one instead of calling them edited.
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl Entry {
@@ -65,9 +70,15 @@ impl Entry {
         ];
         // entries written before the actor was recorded keep their six fields, so their
         // hashes still verify; dropping the actor from a newer entry changes its hash
-        if self.user.is_some() || self.host.is_some() {
+        if self.user.is_some() || self.host.is_some() || !self.extra.is_empty() {
             fields.push(self.user.clone().unwrap_or_default());
             fields.push(self.host.clone().unwrap_or_default());
+        }
+        // a field added later is hashed as its name and its compact JSON, in name order:
+        // the rule every later version keeps for what it adds
+        for (name, value) in &self.extra {
+            fields.push(name.clone());
+            fields.push(value.to_string());
         }
         // length-prefixed fields: no two different entries serialise the same
         for field in fields {
@@ -339,6 +350,7 @@ fn write_one(
         host: Some(host.to_string()),
         prev: head.map_or_else(|| GENESIS.to_string(), |h| h.hash),
         hash: String::new(),
+        extra: Default::default(),
     };
     entry.hash = entry.compute_hash();
     turn.confirm()?;
@@ -674,10 +686,19 @@ pub fn verify_entries(entries: &[Entry], expected_head: Option<&str>) -> AuditVe
                 problems.push(format!("entry {} appears twice or out of order", e.seq));
             }
         }
-        if e.compute_hash() != e.hash {
+        if e.compute_hash() != e.hash && e.extra.is_empty() {
             problems.push(format!(
                 "entry {} ({} at {}) was edited: its hash does not match",
                 e.seq, e.action, e.time
+            ));
+        } else if e.compute_hash() != e.hash {
+            problems.push(format!(
+                "entry {} ({} at {}) does not match its hash, and it has fields this lifeboat ({}) does not know ({}): check the log with the lifeboat that wrote it; if that one also finds it edited, it was",
+                e.seq,
+                e.action,
+                e.time,
+                crate::VERSION,
+                e.extra.keys().cloned().collect::<Vec<_>>().join(", ")
             ));
         }
         if e.prev != prev_hash {
@@ -816,6 +837,7 @@ pub(crate) fn test_chain(n: u64) -> Vec<Entry> {
                 .last()
                 .map_or_else(|| GENESIS.to_string(), |p| p.hash.clone()),
             hash: String::new(),
+            extra: Default::default(),
         };
         e.hash = e.compute_hash();
         out.push(e);
@@ -826,6 +848,36 @@ pub(crate) fn test_chain(n: u64) -> Vec<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_entry_with_fields_added_later_verifies_and_keeps_them() {
+        let mut chain = test_chain(3);
+        // as a newer lifeboat would write entry 3: a field this one does not know
+        let mut newer: serde_json::Value = serde_json::to_value(&chain[2]).expect("json");
+        newer["signed_by"] = serde_json::json!({"key": "ops", "n": 2});
+        newer["hash"] = serde_json::Value::String(String::new());
+        let mut e: Entry = serde_json::from_value(newer).expect("entry");
+        e.hash = e.compute_hash();
+        assert_ne!(e.hash, chain[2].hash, "the new field is hashed");
+        // stored and read back by this version, it keeps the field and verifies
+        let read: Entry =
+            serde_json::from_str(&serde_json::to_string(&e).expect("json")).expect("entry");
+        assert_eq!(read.extra["signed_by"]["key"], "ops");
+        chain[2] = read;
+        assert!(verify_entries(&chain, None).ok());
+        // an edit of the new field is found, and named as what it may be
+        chain[2]
+            .extra
+            .insert("signed_by".into(), serde_json::json!("someone else"));
+        let verdict = verify_entries(&chain, None);
+        assert!(
+            verdict.problems.len() == 1
+                && verdict.problems[0].contains("fields this lifeboat")
+                && verdict.problems[0].contains("signed_by"),
+            "{:?}",
+            verdict.problems
+        );
+    }
 
     #[test]
     fn a_lock_held_too_long_is_named_instead_of_waited_for() {

@@ -345,6 +345,7 @@ mod tests {
             host: None,
             prev: "a".repeat(64),
             hash: "c".repeat(64),
+            extra: Default::default(),
         };
         append_line(&path, &entry).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();

@@ -49,6 +49,10 @@ pub struct BackupMeta {
     /// LSNs, timeline and cluster identity of a physical backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub physical: Option<PhysicalMeta>,
+    /// The lifeboat that took it ([`crate::VERSION`]; absent in backups taken before
+    /// lifeboat recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_by: Option<String>,
 }
 
 impl BackupMeta {

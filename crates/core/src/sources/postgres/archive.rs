@@ -350,6 +350,7 @@ pub fn inspect(input: impl Read) -> Res<Truth> {
         database_properties,
         // set by the dump's caller, which chose the session
         session: None,
+        extra: Default::default(),
     })
 }
 

@@ -200,6 +200,11 @@ pub struct Truth {
     /// dumped with the database's own time zone and bytea format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
+    /// Fields a newer lifeboat recorded that this one does not know. They may change what
+    /// the hashes mean (as `session` did), so a comparison refuses to judge such a truth
+    /// rather than call a faithful restore different.
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl Truth {
