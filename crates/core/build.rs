@@ -20,14 +20,15 @@ fn main() {
             .ok()
             .and_then(|h| h.strip_prefix("ref: ").map(|r| r.trim().to_string()))
         {
-            println!(
-                "cargo:rerun-if-changed={}",
-                Path::new(&dir).join(branch).display()
-            );
-            println!(
-                "cargo:rerun-if-changed={}",
-                Path::new(&dir).join("packed-refs").display()
-            );
+            // a path that does not exist would rebuild on every run
+            for file in [
+                Path::new(&dir).join(branch),
+                Path::new(&dir).join("packed-refs"),
+            ] {
+                if file.exists() {
+                    println!("cargo:rerun-if-changed={}", file.display());
+                }
+            }
         }
     }
     // built from a source package without git: the version number alone
