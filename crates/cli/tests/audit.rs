@@ -209,6 +209,19 @@ fn operations_are_logged_and_tampering_is_detected() {
     }
     let listed = ok(lb(&cfg).args(["audit", "list"]));
     assert!(listed.contains(&format!("@{host})")), "{listed}");
+    // a long log is narrowed: by action, to the newest, to failures, by time
+    let seqs = |args: &[&str]| -> Vec<u64> {
+        let listed: Vec<serde_json::Value> =
+            serde_json::from_str(&ok(lb(&cfg).args(["--json", "audit", "list"]).args(args)))
+                .unwrap();
+        listed.iter().map(|e| e["seq"].as_u64().unwrap()).collect()
+    };
+    assert_eq!(seqs(&["--action", "verify"]), [2]);
+    assert_eq!(seqs(&["--last", "2"]), [3, 4]);
+    assert_eq!(seqs(&["--failed"]), Vec::<u64>::new());
+    let third = entries[2]["time"].as_str().unwrap();
+    assert_eq!(seqs(&["--since", third]), [3, 4]);
+    assert_eq!(seqs(&["--until", third, "--last", "1"]), [3]);
     let head_file = ws.path().join("audit.head");
     let out = ok(lb(&cfg)
         .args(["audit", "verify", "--head-file"])

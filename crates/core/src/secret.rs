@@ -107,7 +107,7 @@ fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
         match e.kind() {
             // a path in the configuration that leads nowhere is a configuration mistake
             std::io::ErrorKind::NotFound => Error::config(format!("{msg}: it does not exist"))
-                .hint("fix the path in the configuration, or create the file with the secret on one line (chmod 600)"),
+                .hint("fix the path in the configuration (a relative one is taken from the configuration file's directory, not the working directory), or create the file with the secret on one line (chmod 600)"),
             std::io::ErrorKind::PermissionDenied => Error::io(msg, e).hint(
                 "make it readable by the user lifeboat runs as (for archive_command and restore_command: the PostgreSQL server's user), and by no one else",
             ),

@@ -13,8 +13,25 @@ use crate::{output, Ctx};
 /// Audit-log commands.
 #[derive(Debug, Subcommand)]
 pub enum AuditCmd {
-    /// Print the audit log, oldest first.
-    List,
+    /// Print the audit log, oldest first (filters narrow it; the chain is checked by
+    /// `verify`, whole).
+    List {
+        /// Only the newest N entries (after the other filters).
+        #[arg(long, value_name = "N")]
+        last: Option<usize>,
+        /// Only entries of this action (backup, verify, restore, drill, ...).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only failed entries.
+        #[arg(long)]
+        failed: bool,
+        /// Only entries written at or after this time (a bare date: from the start of that day).
+        #[arg(long, value_parser = super::parse_time)]
+        since: Option<jiff::Timestamp>,
+        /// Only entries written at or before this time (a bare date: to the end of that day).
+        #[arg(long, value_parser = super::parse_time_end)]
+        until: Option<jiff::Timestamp>,
+    },
     /// Check the hash chain: names every edited, removed or reordered entry.
     Verify {
         /// Head hash recorded earlier (e.g. from a drill report), in full or its first 16 or
@@ -103,20 +120,39 @@ impl AuditCmd {
                 }
                 Ok(())
             }
-            Self::List => {
-                let entries = audit::entries(&repo)?;
+            Self::List {
+                last,
+                action,
+                failed,
+                since,
+                until,
+            } => {
+                let mut entries: Vec<audit::Entry> = audit::entries(&repo)?
+                    .into_iter()
+                    .filter(|e| action.as_ref().is_none_or(|a| &e.action == a))
+                    .filter(|e| !failed || e.outcome != "ok")
+                    .filter(|e| since.is_none_or(|t| e.time >= t))
+                    .filter(|e| until.is_none_or(|t| e.time <= t))
+                    .collect();
+                if let Some(n) = last {
+                    entries.drain(..entries.len().saturating_sub(*n));
+                }
                 if ctx.json {
                     return output::json(&entries);
                 }
                 for e in &entries {
+                    // entries from before lifeboat recorded who ran them say nothing of it
+                    let by = match e.actor().as_str() {
+                        "-" => String::new(),
+                        who => format!("  (by {who})"),
+                    };
                     println!(
-                        "{:>5}  {}  {:<8} {:<6} {}  (by {})",
+                        "{:>5}  {}  {:<8} {:<6} {}{by}",
                         e.seq,
                         output::time(e.time),
                         e.action,
                         e.outcome,
                         e.details,
-                        e.actor()
                     );
                 }
                 Ok(())

@@ -52,6 +52,7 @@ impl RunbookCmd {
                         &serde_json::json!({ "written_to": p, "what": "runbook" }),
                     );
                 }
+                println!("runbook written to {}", p.display());
             }
             None => crate::output::document(&text),
         }

@@ -521,9 +521,20 @@ fn print_archiver(a: &ArchiverState) {
             a.failed_count
         );
     } else {
+        // a count since the statistics were reset says nothing of now: when was the last
+        let failures = match (a.failed_count, &a.last_failed_at) {
+            (0, _) => "no failures".to_string(),
+            (n, Some(t)) => format!(
+                "not failing now ({n} failure(s) since the statistics were reset, the last {} ago)",
+                ago(t)
+            ),
+            (n, None) => {
+                format!("not failing now ({n} failure(s) since the statistics were reset)")
+            }
+        };
         println!(
-            "archiver (server): archive_mode {}, {last_ok}, {} failures{waiting}",
-            a.archive_mode, a.failed_count
+            "archiver (server): archive_mode {}, {last_ok}, {failures}{waiting}",
+            a.archive_mode
         );
     }
 }
