@@ -194,6 +194,25 @@ fn restore_refuses_non_empty_target_and_dry_run_changes_nothing() {
     // while a real one is logged
     assert_eq!(audit_entries(), before + 1);
 
+    // a recovery target without --kind physical is refused, not ignored: the last dump
+    // restored "successfully" is not the point in time asked for
+    let (code, _, err) = run(lb(&cfg).args([
+        "restore",
+        "--latest",
+        "--target-time",
+        "2026-12-06 19:18",
+        "--exclusive",
+        "--to-database",
+        "pitr",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--target-time, --exclusive only apply to a physical restore")
+            && err.contains("--kind physical"),
+        "{err}"
+    );
+    assert_eq!(audit_entries(), before + 1);
+
     let (code, _, err) = run(lb(&cfg).args(["restore", "--latest", "--clean"]));
     assert_eq!(code, 2, "{err}");
     // usage mistakes attempted nothing and are not logged (README, Audit log): --clean

@@ -19,14 +19,75 @@ pub mod wal;
 /// date and time (`2026-11-23 02:00`, `2026-11-23`). A bare date means the start of that day
 /// (for `--since`, `--from`, `restore --before`).
 pub fn parse_time(s: &str) -> Result<jiff::Timestamp, String> {
-    parse_time_in(s, &jiff::tz::TimeZone::system(), DayEdge::Start)
+    parse_time_here(s, DayEdge::Start)
+}
+
+/// [`parse_time_in`] this machine's time zone, which a time that names its own zone or
+/// offset does not need (and a broken `TZ` then does not stop).
+fn parse_time_here(s: &str, edge: DayEdge) -> Result<jiff::Timestamp, String> {
+    match local_zone() {
+        Ok(tz) => parse_time_in(s, &tz, edge),
+        Err(e) => {
+            let in_utc = parse_time_in(s, &jiff::tz::TimeZone::UTC, edge);
+            let elsewhere = parse_time_in(s, &jiff::tz::TimeZone::fixed(jiff::tz::offset(5)), edge);
+            match (in_utc, elsewhere) {
+                (Ok(a), Ok(b)) if a == b => Ok(a),
+                _ => Err(e),
+            }
+        }
+    }
+}
+
+/// This machine's time zone. A `TZ` that names no zone is an error, not UTC: a time read
+/// in the wrong zone restores the wrong hour.
+fn local_zone() -> Result<jiff::tz::TimeZone, String> {
+    match std::env::var("TZ") {
+        Ok(v) if !v.is_empty() => jiff::tz::TimeZone::try_system().map_err(|e| {
+            format!(
+                "TZ={v:?} is not a time zone this machine knows ({e}): fix TZ (e.g. TZ=Europe/Berlin), or give the time with its offset (2026-11-23T02:00:00+01:00) or in UTC"
+            )
+        }),
+        _ => Ok(jiff::tz::TimeZone::system()),
+    }
+}
+
+/// `dt` in `tz`, refusing a local time that the zone skips (clocks going forward) or has
+/// twice (clocks going back), with the readings there are: guessing one of two hours
+/// restores the wrong one without a word.
+fn zoned(
+    dt: jiff::civil::DateTime,
+    tz: &jiff::tz::TimeZone,
+    given: &str,
+) -> Result<jiff::Timestamp, String> {
+    use jiff::tz::AmbiguousOffset;
+    let zone = tz.iana_name().unwrap_or("this machine's time zone");
+    let reading = |o: jiff::tz::Offset| {
+        o.to_timestamp(dt)
+            .map(|t| format!("\"{} {o}\" ({t})", dt.strftime("%Y-%m-%d %H:%M:%S%.f")))
+            .unwrap_or_default()
+    };
+    match tz.to_ambiguous_zoned(dt).offset() {
+        AmbiguousOffset::Unambiguous { offset } => {
+            offset.to_timestamp(dt).map_err(|e| e.to_string())
+        }
+        AmbiguousOffset::Gap { before, after } => Err(format!(
+            "{given:?} does not exist in {zone}: the clocks jumped from {before} to {after} over it; give the offset you mean: {} or {}",
+            reading(before),
+            reading(after)
+        )),
+        AmbiguousOffset::Fold { before, after } => Err(format!(
+            "{given:?} happened twice in {zone}: the clocks went back from {before} to {after}; give the offset you mean: {} (the first) or {} (the second)",
+            reading(before),
+            reading(after)
+        )),
+    }
 }
 
 /// Like [`parse_time`], for the end of a period (`--until`, `--to`): a bare date means the
 /// end of that day (its last nanosecond, 23:59:59.999999999), because the bounds are compared
 /// inclusively and `--until 2026-12-05` must keep the backups of 5 December.
 pub fn parse_time_end(s: &str) -> Result<jiff::Timestamp, String> {
-    parse_time_in(s, &jiff::tz::TimeZone::system(), DayEdge::End)
+    parse_time_here(s, DayEdge::End)
 }
 
 /// Which instant of its day a bare date stands for.
@@ -42,14 +103,27 @@ fn parse_time_in(
     tz: &jiff::tz::TimeZone,
     edge: DayEdge,
 ) -> Result<jiff::Timestamp, String> {
+    let given = s;
+    let s = s.trim();
     if let Ok(t) = s.parse::<jiff::Timestamp>() {
         return Ok(t);
     }
     // as PostgreSQL writes times in its log (`2026-12-06 08:22:46.303 UTC`, log_timezone
     // UTC) or with a zone name: the time an operator copies from the log at 03:00
-    if let Some((local, zone)) = s.trim().rsplit_once(' ') {
+    if let Some((local, zone)) = s.rsplit_once(' ') {
+        // an offset after a space (`2026-12-06 20:17:50 +01:00`)
+        if zone.starts_with(['+', '-']) {
+            if let Ok(t) = format!("{}{zone}", local.trim()).parse::<jiff::Timestamp>() {
+                return Ok(t);
+            }
+        }
         let zone = match zone {
-            "UTC" | "GMT" | "Z" => Some(jiff::tz::TimeZone::UTC),
+            z if ["UTC", "GMT", "Z"]
+                .iter()
+                .any(|u| z.eq_ignore_ascii_case(u)) =>
+            {
+                Some(jiff::tz::TimeZone::UTC)
+            }
             name if name.contains('/') => jiff::tz::TimeZone::get(name).ok(),
             _ => None,
         };
@@ -59,20 +133,14 @@ fn parse_time_in(
                 .replace(' ', "T")
                 .parse::<jiff::civil::DateTime>()
             {
-                return dt
-                    .to_zoned(zone)
-                    .map(|z| z.timestamp())
-                    .map_err(|e| e.to_string());
+                return zoned(dt, &zone, given);
             }
         }
     }
     // a bare date first: jiff also reads "2026-11-23" as a DateTime (at midnight), which
     // would make every date the start of its day
-    let bare = !s.trim().contains(['T', 't', ' ', ':']);
-    if let Some(d) = bare
-        .then(|| s.trim().parse::<jiff::civil::Date>().ok())
-        .flatten()
-    {
+    let bare = !s.contains(['T', 't', ' ', ':']);
+    if let Some(d) = bare.then(|| s.parse::<jiff::civil::Date>().ok()).flatten() {
         let start = d.to_zoned(tz.clone()).map_err(|e| e.to_string())?;
         let z = match edge {
             DayEdge::Start => Ok(start),
@@ -81,13 +149,10 @@ fn parse_time_in(
         return z.map(|z| z.timestamp()).map_err(|e| e.to_string());
     }
     if let Ok(dt) = s.replace(' ', "T").parse::<jiff::civil::DateTime>() {
-        return dt
-            .to_zoned(tz.clone())
-            .map(|z| z.timestamp())
-            .map_err(|e| e.to_string());
+        return zoned(dt, tz, given);
     }
     Err(format!(
-        "{s:?} is not a time: use 2026-11-23T02:00:00Z, \"2026-11-23 02:00:00.123+01\", \"2026-11-23 02:00 UTC\", \"2026-11-23 02:00 Europe/Berlin\", \"2026-11-23 02:00\" (this machine's time zone) or 2026-11-23"
+        "{given:?} is not a time: use 2026-11-23T02:00:00Z, \"2026-11-23 02:00:00.123+01\", \"2026-11-23 02:00 UTC\", \"2026-11-23 02:00 Europe/Berlin\", \"2026-11-23 02:00\" (this machine's time zone) or 2026-11-23"
     ))
 }
 
@@ -169,6 +234,50 @@ mod tests {
             assert_eq!(
                 parse_time_in("2026-12-05T00:00:00Z", &TimeZone::UTC, edge).unwrap(),
                 ts("2026-12-05T00:00:00Z")
+            );
+        }
+    }
+
+    #[test]
+    fn a_local_time_the_clocks_skip_or_repeat_is_refused_with_both_readings() {
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        let e = parse_time_in("2026-10-25 02:30", &berlin, DayEdge::Start).unwrap_err();
+        assert!(
+            e.contains("happened twice in Europe/Berlin")
+                && e.contains("\"2026-10-25 02:30:00 +02\" (2026-10-25T00:30:00Z)")
+                && e.contains("\"2026-10-25 02:30:00 +01\" (2026-10-25T01:30:00Z)"),
+            "{e}"
+        );
+        let e = parse_time_in(
+            "2026-03-29 02:30 Europe/Berlin",
+            &TimeZone::UTC,
+            DayEdge::Start,
+        )
+        .unwrap_err();
+        assert!(e.contains("does not exist in Europe/Berlin"), "{e}");
+        // each reading it offers is accepted as given
+        assert_eq!(
+            parse_time_in("2026-10-25 02:30:00 +01", &berlin, DayEdge::Start).unwrap(),
+            ts("2026-10-25T01:30:00Z")
+        );
+        // the hour after is not in doubt
+        assert_eq!(
+            parse_time_in("2026-10-25 03:30", &berlin, DayEdge::Start).unwrap(),
+            ts("2026-10-25T02:30:00Z")
+        );
+    }
+
+    #[test]
+    fn spaces_and_case_as_people_type_them() {
+        for (text, want) in [
+            ("2026-12-06 19:17 ", "2026-12-06T19:17:00Z"),
+            ("2026-12-06 19:17 utc", "2026-12-06T19:17:00Z"),
+            ("2026-12-06 20:17:50 +01:00", "2026-12-06T19:17:50Z"),
+        ] {
+            assert_eq!(
+                parse_time_in(text, &TimeZone::UTC, DayEdge::Start).unwrap(),
+                ts(want),
+                "{text}"
             );
         }
     }

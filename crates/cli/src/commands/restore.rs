@@ -151,6 +151,11 @@ struct PhysicalArgs {
 impl RestoreCmd {
     /// Plans, then restores (or prints the plan).
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        let physical = self.kind == BackupKind::Physical || self.physical.to_dir.is_some();
+        if !self.list && !physical {
+            // before the password is asked for: a usage mistake, not a restore
+            self.refuse_physical_flags()?;
+        }
         // a listing or a plan is not logged; a restore that could not even start is
         let repo = if self.list || self.dry_run {
             ctx.open()?
@@ -191,7 +196,7 @@ impl RestoreCmd {
             output::table(&rows);
             return Ok(());
         }
-        if self.kind == BackupKind::Physical || self.physical.to_dir.is_some() {
+        if physical {
             return self.run_physical(ctx, &repo);
         }
         let selector = match (&self.id, self.latest, self.before) {
@@ -542,6 +547,11 @@ impl RestoreCmd {
                 println!("  ran the {name} hook: {h}");
             }
         }
+        // the target as it was understood, in UTC: a local time read otherwise shows here
+        println!(
+            "  recovery target: {}",
+            lifeboat_core::ops::recover::describe_target(&opts.target)
+        );
         println!(
             "  the archive reaches {}{}",
             report.reachable_lsn,
@@ -742,6 +752,41 @@ impl RestoreCmd {
             given.join(", ")
         ))
         .hint("leave them out, or restore a logical backup (--kind logical) to pick a database")
+        .into())
+    }
+
+    /// A logical restore brings back a dump as it was when it was taken: a recovery target
+    /// or a server flag would be ignored, and an operator who forgot `--kind physical` at
+    /// 03:00 would get the last dump, reported as a success, instead of the point asked for.
+    fn refuse_physical_flags(&self) -> anyhow::Result<()> {
+        let a = &self.physical;
+        let given: Vec<&str> = [
+            ("--target-time", a.target_time.is_some()),
+            ("--target-lsn", a.target_lsn.is_some()),
+            ("--target-xid", a.target_xid.is_some()),
+            ("--target-name", a.target_name.is_some()),
+            ("--target-immediate", a.target_immediate),
+            ("--exclusive", a.exclusive),
+            ("--target-timeline", a.target_timeline.is_some()),
+            ("--target-action", a.target_action != "promote"),
+            ("--start", a.start),
+            ("--port", a.port.is_some()),
+            ("--socket-dir", a.socket_dir.is_some()),
+            ("--owner", a.owner.is_some()),
+            ("--archive", a.archive),
+            ("--timeout", a.timeout != 0),
+        ]
+        .into_iter()
+        .filter_map(|(flag, set)| set.then_some(flag))
+        .collect();
+        if given.is_empty() {
+            return Ok(());
+        }
+        Err(Error::config(format!(
+            "{} only apply to a physical restore (point-in-time recovery); a logical restore brings back a dump as it was taken",
+            given.join(", ")
+        ))
+        .hint("add --kind physical and --to-dir DIR to recover the cluster to that point, or leave them out to restore a dump (`lifeboat restore --list` shows the dumps and when they were taken)")
         .into())
     }
 

@@ -218,16 +218,12 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
                 let seg = phys.wal_segment_size;
                 let at_target = match &target {
                     RecoveryTarget::Time(t) => {
+                        // read in UTC and ISO form (see `recover`); a time that does not
+                        // read is not taken as being before the target
                         p.stop_reason.is_some()
                             && p.last_transaction
                                 .as_deref()
-                                .and_then(|s| {
-                                    s.replace(' ', "T")
-                                        .replacen("+00", "Z", 1)
-                                        .parse::<Timestamp>()
-                                        .ok()
-                                })
-                                .is_none_or(|last| last <= *t)
+                                .is_none_or(|s| s.parse::<Timestamp>().is_ok_and(|last| last <= *t))
                     }
                     _ => Lsn::parse(&report.reachable_lsn).is_ok_and(|end| lsn.0 + seg >= end.0),
                 };

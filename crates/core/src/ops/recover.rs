@@ -1238,7 +1238,10 @@ pub(crate) fn start_and_wait(
         // postgres peer`) lets that one in
         let conn =
             crate::sources::postgres::conn::PgConn::local(&socket, port, "postgres", bin.clone())
-                .run_as(user.filter(|_| nix::unistd::geteuid().is_root()));
+                .run_as(user.filter(|_| nix::unistd::geteuid().is_root()))
+                // times in one form whatever the restored server's settings (a German
+                // DateStyle, a New York zone): reports and the drill's check read them
+                .with_options("-c TimeZone=UTC -c DateStyle=ISO");
         let state = conn.query(
             "postgres",
             "select pg_is_in_recovery(), pg_last_wal_replay_lsn(), pg_last_xact_replay_timestamp(), \
@@ -1268,7 +1271,11 @@ pub(crate) fn start_and_wait(
                     let in_recovery = f[0] == "t";
                     return Ok(ReachedPoint {
                         lsn: Some(f[1].to_string()).filter(|s| !s.is_empty()),
-                        last_transaction: Some(f[2].to_string()).filter(|s| !s.is_empty()),
+                        // RFC 3339 in UTC, as every other time lifeboat writes
+                        last_transaction: Some(f[2]).filter(|s| !s.is_empty()).map(|s| {
+                            s.parse::<jiff::Timestamp>()
+                                .map_or_else(|_| s.to_string(), |t| t.to_string())
+                        }),
                         stop_reason,
                         timeline,
                         in_recovery,
@@ -1416,7 +1423,17 @@ fn recovery_failed(log: &Path, from: u64, what: &str, target: &RecoveryTarget) -
         "another server already listens on that port or socket (the original, most likely): pass --port (and --socket-dir) to run the restored one beside it".to_string()
     } else if ended_early && matches!(target, RecoveryTarget::Name(_) | RecoveryTarget::Xid(_)) {
         format!("the target may lie before this base backup: pass --before TIME (when the target was made) or an older backup id; see {}", log.display())
-    } else if ended_early && matches!(target, RecoveryTarget::Time(_) | RecoveryTarget::Lsn(_)) {
+    } else if ended_early && matches!(target, RecoveryTarget::Time(_)) {
+        // PostgreSQL stops at a time only on a transaction that ended after it: an archive
+        // of a quiet database can reach past the target and still not stop there
+        format!(
+            "no transaction in the archived WAL ended after the target{}, and PostgreSQL stops at a time only on one that did: if nothing was written since, --latest restores the same data; if something was, it is not archived yet (on the server: select pg_switch_wal()); see {}",
+            last_commit
+                .map(|t| format!(" (the last committed at {t})"))
+                .unwrap_or_default(),
+            log.display()
+        )
+    } else if ended_early && matches!(target, RecoveryTarget::Lsn(_)) {
         format!(
             "the target lies past the newest WAL in the archive{}: nothing written after that was archived; pass --latest to recover all of it, or an earlier target; see {}",
             last_commit

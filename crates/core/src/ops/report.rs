@@ -535,11 +535,14 @@ fn secs(s: f64) -> String {
 pub fn markdown(p: &EvidencePack) -> String {
     let day = |t: Timestamp| t.strftime("%Y-%m-%d %H:%M UTC").to_string();
     let mut m = String::new();
+    // to the second: a period that ends at 23:59:59 must not read as one that ends a
+    // minute early
+    let bound = |t: Timestamp| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
     let _ = writeln!(
         m,
         "# Backup and recovery evidence, {} to {}\n",
-        day(p.from),
-        day(p.to)
+        bound(p.from),
+        bound(p.to)
     );
     if !p.ok() {
         let _ = writeln!(
