@@ -591,6 +591,45 @@ fn a_multi_database_source_needs_database_to_restore_and_has_stats_per_database(
         "{last}"
     );
 
+    // a backup given by id is restored only as what it is: another database, kind or
+    // source named beside it is refused (it restored one source's dump over another's)
+    let of_a = list_json(&cfg)
+        .into_iter()
+        .find(|b| b["kind"] == "logical" && b["database"] == "a")
+        .expect("a logical backup of a");
+    let id = of_a["id"].as_str().unwrap()[..8].to_string();
+    let elsewhere = c.dsn("postgres");
+    for (extra, says) in [
+        (vec!["--database", "b"], "is of database \"a\", not \"b\""),
+        (vec!["--kind", "schema"], "is a logical backup, not schema"),
+        // another source, on a server of its own
+        (
+            vec!["--source", "other", "--target-dsn", &elsewhere],
+            "is a backup of source \"multi\", not of \"other\"",
+        ),
+    ] {
+        let (code, _, err) = run(lb(&cfg)
+            .args(["restore", &id, "--to-database", "copy_a", "--dry-run"])
+            .args(&extra));
+        assert_eq!(code, 2, "{extra:?}: {err}");
+        assert!(err.contains(says), "{extra:?}: {err}");
+    }
+    // named alike, it goes ahead, and the plan names the backup's source
+    let out = ok(lb(&cfg).args([
+        "restore",
+        &id,
+        "--source",
+        "multi",
+        "--database",
+        "a",
+        "--kind",
+        "logical",
+        "--to-database",
+        "copy_a",
+        "--dry-run",
+    ]));
+    assert!(out.contains("(source multi, logical of \"a\""), "{out}");
+
     for kind in ["logical", "schema"] {
         let (code, _, err) = run(lb(&cfg).args([
             "restore",

@@ -39,8 +39,9 @@ pub struct RestoreCmd {
     #[arg(long, short)]
     source: Option<String>,
     /// Kind: logical (the full dump) or schema (no data); physical: see below.
-    #[arg(long, short, default_value = "logical")]
-    kind: BackupKind,
+    /// [default: logical]
+    #[arg(long, short)]
+    kind: Option<BackupKind>,
     /// Which database of the source (required when its backups cover several).
     #[arg(long, short)]
     database: Option<String>,
@@ -151,7 +152,7 @@ struct PhysicalArgs {
 impl RestoreCmd {
     /// Plans, then restores (or prints the plan).
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
-        let physical = self.kind == BackupKind::Physical || self.physical.to_dir.is_some();
+        let physical = self.kind == Some(BackupKind::Physical) || self.physical.to_dir.is_some();
         if !self.list && !physical {
             // before the password is asked for: a usage mistake, not a restore
             self.refuse_physical_flags()?;
@@ -167,7 +168,7 @@ impl RestoreCmd {
                 &repo,
                 &ListFilter {
                     source: self.source.clone(),
-                    kind: Some(self.kind),
+                    kind: Some(self.kind.unwrap_or(BackupKind::Logical)),
                     database: self.database.clone(),
                     ..ListFilter::default()
                 },
@@ -211,6 +212,19 @@ impl RestoreCmd {
                 )
             }
         };
+        if let (Some(kind), Selector::Id(id)) = (self.kind, &selector) {
+            // a kind given with an id must be the backup's: it is not a filter here
+            let b = repo.backup(id)?;
+            if b.meta.kind != kind {
+                return Err(Error::config(format!(
+                    "backup {} is a {} backup, not {kind}",
+                    b.short_id(),
+                    b.meta.kind
+                ))
+                .hint("leave --kind out (the backup names its kind), or give a backup of that kind: `lifeboat restore --list --kind KIND`")
+                .into());
+            }
+        }
         let source_name = match (&self.source, &selector) {
             (Some(s), _) => s.clone(),
             (None, Selector::Id(id)) => repo.backup(id)?.meta.source,
@@ -235,7 +249,7 @@ impl RestoreCmd {
         let opts = RestoreOptions {
             selector,
             source: Some(source_name),
-            kind: self.kind,
+            kind: self.kind.unwrap_or(BackupKind::Logical),
             database: self.database.clone(),
             to_database: self.to_database.clone(),
             clean: self.clean,
@@ -292,8 +306,9 @@ impl RestoreCmd {
                 return output::json_slim(&p);
             }
             println!(
-                "would restore backup {} ({} of {:?}, finished {})",
+                "would restore backup {} (source {}, {} of {:?}, finished {})",
                 p.backup.short_id(),
+                p.backup.meta.source,
                 p.backup.meta.kind,
                 p.backup.meta.database.as_deref().unwrap_or("-"),
                 output::time(p.backup.meta.finished_at)

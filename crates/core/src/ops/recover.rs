@@ -210,7 +210,7 @@ fn physical_of(b: &SnapshotInfo) -> Result<&PhysicalMeta> {
 /// Picks the base backup: the given id, or the newest that ends before the target.
 fn select(repo: &Repo, opts: &RecoverOptions) -> Result<SnapshotInfo> {
     if let Some(id) = &opts.backup {
-        let b = repo.backup(id)?;
+        let b = super::restore::of_source(repo.backup(id)?, Some(&opts.source))?;
         let p = physical_of(&b)?;
         if matches!(opts.timeline.as_deref(), None | Some("latest")) {
             let store = WalStore::new(repo, &opts.source)?;

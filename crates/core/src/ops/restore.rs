@@ -253,7 +253,23 @@ fn kept_with_errors(db: &str, errors: &[String], comparison: Option<&Comparison>
 /// given and the matching backups are of several databases.
 pub fn select(repo: &Repo, opts: &RestoreOptions) -> Result<SnapshotInfo> {
     if let Selector::Id(id) = &opts.selector {
-        return repo.backup(id);
+        let b = of_source(repo.backup(id)?, opts.source.as_deref())?;
+        if let Some(db) = opts
+            .database
+            .as_deref()
+            .filter(|d| b.meta.database.as_deref() != Some(*d))
+        {
+            return Err(Error::config(format!(
+                "backup {} is of database {}, not {db:?}",
+                b.short_id(),
+                b.meta
+                    .database
+                    .as_deref()
+                    .map_or_else(|| "none (the cluster's roles)".to_string(), |d| format!("{d:?}"))
+            ))
+            .hint("leave --database out (the backup names its database), or give a backup of that database: `lifeboat restore --list --database NAME`"));
+        }
+        return Ok(b);
     }
     let source = opts.source.clone().ok_or_else(|| {
         Error::config("which source? --latest and --before need --source NAME")
@@ -582,6 +598,28 @@ fn sessions_on(conn: &PgConn, db: &str) -> Result<Vec<String>> {
         .map(str::to_string)
         .filter(|l| !l.is_empty())
         .collect())
+}
+
+/// `b`, when it is a backup of `source` (or no source was named): a backup picked by id
+/// restored with another source's connection and hooks would overwrite that source's
+/// database with this one's data.
+///
+/// # Errors
+///
+/// [`ErrorKind::Config`] naming the backup's own source.
+pub(crate) fn of_source(b: SnapshotInfo, source: Option<&str>) -> Result<SnapshotInfo> {
+    match source {
+        Some(s) if s != b.meta.source => Err(Error::config(format!(
+            "backup {} is a backup of source {:?}, not of {s:?}",
+            b.short_id(),
+            b.meta.source
+        ))
+        .hint(format!(
+            "leave --source out (the backup names its source, {0}), or give a backup of {s}: `lifeboat restore --list --source {s}`",
+            b.meta.source
+        ))),
+        _ => Ok(b),
+    }
 }
 
 /// The globals (roles, tablespaces) backup that goes with `backup`: the one of the same

@@ -586,7 +586,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
                 m,
                 r#"Point in time (loses least: every transaction up to the second before the damage), from the physical backups and the WAL archive:
 
-1. Stop writes: {pre}. If the damaged server still runs, push its current WAL segment out so the archive covers the last minutes (as a superuser): `psql {c} -c "select pg_switch_wal()"`. Then `{lb} wal status --source {s}`: no gap, the archiver is not failing, and "recoverable up to … archived T" lies past the target time.
+1. Stop writes: {pre}. If the damaged server still runs, push its current WAL segment out so the archive covers the last minutes (as a superuser): `psql {c} -c "select pg_switch_wal()"`. Then `{lb} wal status --source {s}`: no gap, the archiver is not failing, and "recoverable up to … archived T" lies past the target time (PostgreSQL stops at a time only on a transaction that ended after it: if the database wrote nothing since the target, restore with `--latest` instead).
 2. `{lb} restore --kind physical --source {s} --to-dir /var/lib/postgresql/RESTORED --target-time "YYYY-MM-DDTHH:MM:SSZ" --exclusive --start --port 5433`
 3. Check the data on port 5433 (the restore prints how to connect). Then copy the rows back (Scenario 5, with `FROM` the restored server), or make it the primary: stop the damaged server (`systemctl stop postgresql`), then either point the application at port 5433, or stop the restored server, move the damaged data directory aside, move `/var/lib/postgresql/RESTORED` into its place and start the server as before; {primary_steps}
 
