@@ -614,6 +614,19 @@ fn a_multi_database_source_needs_database_to_restore_and_has_stats_per_database(
         assert_eq!(code, 2, "{extra:?}: {err}");
         assert!(err.contains(says), "{extra:?}: {err}");
     }
+    // a drill of a source of several databases needs one: a usage mistake, not logged
+    let logged = || {
+        serde_json::from_str::<Vec<serde_json::Value>>(&ok(
+            lb(&cfg).args(["--json", "audit", "list"])
+        ))
+        .unwrap()
+        .len()
+    };
+    let before = logged();
+    let (code, _, err) = run(lb(&cfg).args(["drill", "--pick", "random"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("backs up several databases (a, b)"), "{err}");
+    assert_eq!(logged(), before, "a refused drill is no failed drill");
     // named alike, it goes ahead, and the plan names the backup's source
     let out = ok(lb(&cfg).args([
         "restore",

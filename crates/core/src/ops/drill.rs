@@ -298,6 +298,20 @@ impl DrillReport {
     }
 }
 
+/// Each database is its own dump: drilling one of several and calling the source proven
+/// would hide the others.
+fn several_databases(src: &SourceConfig, logical: &[SnapshotInfo]) -> Option<Error> {
+    let dbs = super::list::databases_in(logical);
+    (dbs.len() > 1).then(|| {
+        Error::config(format!(
+            "source {:?} backs up several databases ({}): a drill restores one",
+            src.name,
+            dbs.join(", ")
+        ))
+        .hint("give --database NAME, and drill each database")
+    })
+}
+
 fn pick_backup(
     repo: &Repo,
     src: &SourceConfig,
@@ -322,16 +336,8 @@ fn pick_backup(
             .hint("`lifeboat list --kind logical` shows the databases backed up"));
         }
     } else if !matches!(pick, Pick::Id(_)) {
-        // each database is its own dump: drilling one and calling the source proven
-        // would hide the others
-        let dbs = super::list::databases_in(&all);
-        if dbs.len() > 1 {
-            return Err(Error::config(format!(
-                "source {:?} backs up several databases ({}): a drill restores one",
-                src.name,
-                dbs.join(", ")
-            ))
-            .hint("give --database NAME, and drill each database"));
+        if let Some(e) = several_databases(src, &all) {
+            return Err(e);
         }
     }
     let chosen = match pick {
@@ -709,7 +715,7 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
 
 /// A mistake on the command line, found before anything is attempted: a kind no drill
 /// restores, `--pick` with an id that names no backup, or another source's, another
-/// kind's or another database's backup. Such a refusal is no failed drill, and the audit
+/// kind's or another database's backup, no `--database` for a source of several. Such a refusal is no failed drill, and the audit
 /// log gets none; a drill that was due and could not run (no backup at all, a scratch
 /// server that refuses) is logged by [`drill`].
 fn usage_mistake(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Option<Error> {
@@ -737,7 +743,19 @@ fn usage_mistake(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Option
         );
     }
     let Pick::Id(id) = &opts.pick else {
-        return None;
+        if opts.kind != BackupKind::Logical || opts.database.is_some() {
+            return None;
+        }
+        let logical = list(
+            repo,
+            &ListFilter {
+                source: Some(src.name.clone()),
+                kind: Some(BackupKind::Logical),
+                ..ListFilter::default()
+            },
+        )
+        .ok()?;
+        return several_databases(src, &logical);
     };
     match by_id(repo, src, id, opts.kind, opts.database.as_deref()) {
         Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Config) => Some(e),
