@@ -1,5 +1,20 @@
 //! The `lifeboat` binary: parses arguments, calls lifeboat-core, prints results.
 
+// `print!` and its kin without std's panic when the stream cannot be written (stdout into a
+// cron log on a full disk): that output is lost, and the exit code still says how the
+// operation went, instead of 101 for a backup that was stored
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::output::write_out(format_args!($($arg)*)) };
+}
+macro_rules! println {
+    () => { $crate::output::write_out(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::output::write_out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+macro_rules! eprintln {
+    () => { $crate::output::write_err(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::output::write_err(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 mod commands;
 mod output;
 mod progress;
@@ -442,6 +457,17 @@ pub fn on_stop(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
 }
 
 fn main() {
+    // a working directory that was removed (a deploy replaced the release directory under
+    // a systemd unit) holds nothing a path could reach, and PostgreSQL's programs refuse to
+    // run in one ("could not identify current directory"): run from / instead
+    if std::env::current_dir().is_err() && std::env::set_current_dir("/").is_ok() {
+        eprintln!("lifeboat: note: the working directory no longer exists; running from /");
+    }
+    // never make a file or directory others may write (umask 000 under some service
+    // managers): the audit head file and the public key are trust anchors outside the
+    // repository; a group may still write where the umask lets it (a shared repository)
+    let umask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    nix::sys::stat::umask(umask | nix::sys::stat::Mode::S_IWOTH);
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -14,6 +14,29 @@ pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes to stdout; a stream that cannot take it (a full disk) loses the text, nothing
+/// else (see the `println!` of this crate).
+pub fn write_out(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_fmt(args);
+}
+
+/// [`write_out`] for stderr.
+pub fn write_err(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_fmt(args);
+}
+
+/// Writes a document to the file `-o` named, saying which file failed and how (a missing
+/// directory, no permission) rather than a bare OS error.
+pub fn write_file(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).map_err(|e| {
+        lifeboat_core::Error::io(format!("cannot write {}", path.display()), e)
+            .hint("give -o a path in an existing directory this user may write")
+            .into()
+    })
+}
+
 /// Prints a whole document (JSON, Markdown) on stdout.
 pub fn document(text: &str) {
     PRINTED.store(true, Ordering::Relaxed);

@@ -271,6 +271,22 @@ fn drill_passes_and_writes_evidence() {
         assert!(evidence.join(format!("{id}.json")).exists(), "{id}");
     }
     ok(lb(&cfg).arg("report"));
+    // a report directory that cannot be made fails the job that collects the files, and
+    // names no files that are not there
+    let blocked = ws.path().join("a-file");
+    std::fs::write(&blocked, "").unwrap();
+    let (code, out, err) = run(lb(&cfg)
+        .args(["drill", "--report-dir"])
+        .arg(blocked.join("evidence"))
+        .arg("--scratch-dir")
+        .arg(&scratch));
+    assert_eq!(code, 7, "{out}{err}");
+    assert!(
+        out.contains("PASSED")
+            && !out.contains("  evidence: ")
+            && err.contains("its report files could not be written"),
+        "{out}{err}"
+    );
 }
 
 #[test]

@@ -6,7 +6,8 @@ mod common;
 use std::{io::Write, os::unix::fs::PermissionsExt};
 
 use common::{
-    backed_up, count, db_exists, german_locale, lb, list_json, nix_is_root, ok, run, SmallDisk,
+    backed_up, count, db_exists, german_locale, lb, lb_std, list_json, nix_is_root, ok, run,
+    SmallDisk,
 };
 use lifeboat_testing::{cluster, sample_db, Workspace, REPO_PASSWORD};
 
@@ -824,4 +825,72 @@ fn backups_started_together_all_succeed_and_leave_nothing_pending() {
     assert_eq!(list_json(&cfg).len(), before + runs);
     let stats = ok(lb(&cfg).arg("stats"));
     assert!(!stats.contains("interrupted backup"), "{stats}");
+}
+
+/// What cron, systemd and containers do to a process: a working directory a deploy removed,
+/// stdout into a log on a full disk, umask 000.
+#[test]
+fn a_removed_working_directory_a_full_disk_and_an_open_umask() {
+    let (_c, ws, cfg) = backed_up(20);
+    let exe = assert_cmd::cargo::cargo_bin("lifeboat");
+    // lifeboat run by `sh -c SCRIPT` (which ends in `exec "$@"`), as lb() runs it
+    let through_sh = |script: &str, args: &[&std::ffi::OsStr]| {
+        let c = lb_std(&cfg);
+        let mut sh = std::process::Command::new("sh");
+        sh.args(["-c", script, "sh"])
+            .args(args)
+            .arg(&exe)
+            .args(c.get_args())
+            .envs(c.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+        for (k, v) in c.get_envs() {
+            if v.is_none() {
+                sh.env_remove(k);
+            }
+        }
+        sh
+    };
+    // pg_dumpall (like initdb and pg_ctl) refuses to run in a directory that is gone
+    let gone = ws.path().join("release-1");
+    std::fs::create_dir(&gone).unwrap();
+    let out = through_sh(
+        r#"cd "$1" && rmdir "$1" && shift && exec "$@""#,
+        &[gone.as_os_str()],
+    )
+    .args(["backup", "--kind", "globals"])
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("the working directory no longer exists"),
+        "{err}"
+    );
+
+    // a summary that cannot be written is lost, not a panic (101) over a stored backup
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = lb_std(&cfg).arg("list").stdout(full).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // files for people outside the repository are never world-writable
+    let book = ws.path().join("runbook.md");
+    let out = through_sh(r#"umask 000 && exec "$@""#, &[])
+        .args(["runbook", "-o"])
+        .arg(&book)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::metadata(&book).unwrap().permissions().mode();
+    assert_eq!(mode & 0o002, 0, "runbook mode {mode:o}");
 }

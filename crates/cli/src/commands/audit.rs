@@ -101,7 +101,7 @@ impl AuditCmd {
                 let text = serde_json::to_string_pretty(&statement)?;
                 match output {
                     Some(p) => {
-                        std::fs::write(p, format!("{text}\n"))?;
+                        output::write_file(p, &format!("{text}\n"))?;
                         if ctx.json {
                             return output::json(&serde_json::json!({
                                 "written_to": p,

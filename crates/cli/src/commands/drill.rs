@@ -84,6 +84,11 @@ impl DrillCmd {
             .spinning(&format!("drilling source {}", src.name), || {
                 drill(&repo, src, &opts)
             })?;
+        let files_written = || {
+            self.report_dir
+                .as_ref()
+                .is_none_or(|d| d.join(format!("{}.json", report.id)).exists())
+        };
         if ctx.json {
             output::json(&report)?;
         } else {
@@ -186,7 +191,7 @@ impl DrillCmd {
             if let Some(e) = &report.evidence_error {
                 println!("  warning: {e}");
             }
-            if let Some(d) = &self.report_dir {
+            if let Some(d) = self.report_dir.as_ref().filter(|_| files_written()) {
                 println!(
                     "  evidence: {}/{}.{{json,md,html}} (also stored in the repository)",
                     d.display(),
@@ -194,6 +199,23 @@ impl DrillCmd {
                 );
             }
         }
-        Ok(ensure_passed(&report)?)
+        ensure_passed(&report)?;
+        match &self.report_dir {
+            // a job that collects the files must not take their absence for success
+            Some(d) if !files_written() => Err(lifeboat_core::Error::new(
+                lifeboat_core::ErrorKind::Unavailable,
+                format!(
+                    "drill {} ran, but its report files could not be written to {}",
+                    report.id,
+                    d.display()
+                ),
+            )
+            .hint(format!(
+                "make the directory writable for this user; the report is stored in the repository: `lifeboat report --drill {} -o FILE`",
+                report.id
+            ))
+            .into()),
+            _ => Ok(()),
+        }
     }
 }

@@ -79,7 +79,7 @@ impl ReportCmd {
     fn emit(&self, text: &str, what: &str, json: bool) -> anyhow::Result<()> {
         match &self.output {
             Some(p) => {
-                std::fs::write(p, text)?;
+                crate::output::write_file(p, text)?;
                 if json {
                     // stdout stays one JSON document; the pack itself is in the file
                     return output::json(&serde_json::json!({ "written_to": p, "what": what }));

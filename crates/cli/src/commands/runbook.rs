@@ -45,7 +45,7 @@ impl RunbookCmd {
         };
         match &self.output {
             Some(p) => {
-                std::fs::write(p, text)?;
+                crate::output::write_file(p, &text)?;
                 if ctx.json {
                     // stdout stays one JSON document, as `report -o` does
                     return crate::output::json(
