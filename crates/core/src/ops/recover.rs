@@ -789,7 +789,15 @@ fn unpack_entries<R: std::io::Read>(
 ) -> std::io::Result<()> {
     use std::io::{Read, Write};
     let mut buf = vec![0u8; 1 << 20];
+    // an interrupt removes the directory: writing on would refill it while it goes
+    let stop = || {
+        crate::sources::postgres::cluster::interrupted()
+            .then(|| std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted"))
+    };
     for entry in archive.entries()? {
+        if let Some(e) = stop() {
+            return Err(e);
+        }
         let mut entry = entry?;
         let path = entry.path()?.into_owned();
         let safe = path.is_relative()
@@ -816,6 +824,9 @@ fn unpack_entries<R: std::io::Read>(
             let n = entry.read(&mut buf)?;
             if n == 0 {
                 break;
+            }
+            if let Some(e) = stop() {
+                return Err(e);
             }
             file.write_all(&buf[..n])?;
         }

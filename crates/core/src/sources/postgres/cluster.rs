@@ -388,7 +388,7 @@ pub fn stop_all() -> Vec<String> {
         .map(|mut l| std::mem::take(&mut *l))
         .unwrap_or_default();
     for d in dirs {
-        let _ = std::fs::remove_dir_all(d);
+        super::leftovers::remove(&d);
     }
     // hooks last: a killed hook lets the interrupted operation go on to its next step
     // (which would write into the directories just removed) until the process exits

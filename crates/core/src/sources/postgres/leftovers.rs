@@ -21,6 +21,43 @@ pub(crate) fn mark(dir: &Path) -> Option<Flock<File>> {
     Flock::lock(file, FlockArg::LockExclusiveNonblock).ok()
 }
 
+/// Removes this process's scratch directory `dir` (after an interrupt), its mark last:
+/// a thread still unpacking into it adds files while they go, and a directory left
+/// without its mark would be no one's to sweep. Tries for a few seconds; what stays keeps
+/// the mark, which the next run's [`sweep`] finds once this process is gone.
+pub(crate) fn remove(dir: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    // empty twice in a row, a moment apart: a writer between two files is not done
+    let mut clean_passes = 0;
+    loop {
+        let mut left = false;
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                if entry.file_name() == OWNER_FILE {
+                    continue;
+                }
+                let p = entry.path();
+                let _ = if real_dir(&p) {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+                left = true;
+            }
+        }
+        clean_passes = if left { 0 } else { clean_passes + 1 };
+        if clean_passes == 2 || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = std::fs::remove_file(dir.join(OWNER_FILE));
+    if std::fs::remove_dir(dir).is_err() {
+        // something came back after all: a mark again, for the next run's sweep
+        let _ = File::create(dir.join(OWNER_FILE));
+    }
+}
+
 /// The mark of `dir`, locked, when its creator is gone and it was made by this user.
 fn orphaned(dir: &Path) -> Option<Flock<File>> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -99,4 +136,34 @@ pub(crate) fn sweep(base: &Path) -> Vec<String> {
         }
     }
     said
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{remove, OWNER_FILE};
+
+    #[test]
+    fn a_scratch_directory_still_being_written_is_removed_whole() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("lifeboat-drill-x");
+        std::fs::create_dir_all(dir.join("data/base")).unwrap();
+        std::fs::write(dir.join(OWNER_FILE), "").unwrap();
+        // an unpacking thread that goes on for a while after the interrupt
+        let writing = dir.join("data/base");
+        let writer = std::thread::spawn(move || {
+            for i in 0..200 {
+                let _ = std::fs::create_dir_all(&writing);
+                let _ = std::fs::write(writing.join(format!("{i}")), [0u8; 4096]);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        remove(&dir);
+        writer.join().unwrap();
+        assert!(
+            !dir.exists(),
+            "left: {:?}",
+            std::fs::read_dir(&dir).map(|d| d.count())
+        );
+    }
 }
