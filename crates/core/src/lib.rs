@@ -79,6 +79,25 @@ pub mod wal;
 
 pub use error::{Error, ErrorKind, Result};
 
+/// This user's home directory: `HOME`, else the user database's entry (cron, systemd
+/// units and `env -i` leave `HOME` unset; libpq looks there too), when it exists.
+#[must_use]
+pub fn home_dir() -> Option<std::path::PathBuf> {
+    home_dir_from(std::env::var_os("HOME"))
+}
+
+fn home_dir_from(home: Option<std::ffi::OsString>) -> Option<std::path::PathBuf> {
+    home.filter(|h| !h.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::geteuid())
+                .ok()
+                .flatten()
+                .map(|u| u.dir)
+                .filter(|d| d.is_dir() && d != std::path::Path::new("/"))
+        })
+}
+
 /// This lifeboat's version and the commit it was built from (`0.1.0 (a85ac2d3f1
 /// 2026-12-06)`; the version alone when built without git).
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), env!("LIFEBOAT_BUILD"));
@@ -86,3 +105,28 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), env!("LIFEBOAT_BUIL
 /// `Repo::init` and `Repo::open` take its progress bars (`rustic_core::NoProgressBars`).
 pub use rustic_core;
 pub use sources::postgres::logical::BackupKind;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn without_home_the_user_database_gives_it() {
+        let mine = nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .unwrap()
+            .unwrap()
+            .dir;
+        let found = super::home_dir_from(None);
+        if mine.is_dir() && mine != std::path::Path::new("/") {
+            assert_eq!(found, Some(mine));
+        } else {
+            assert_eq!(found, None);
+        }
+        assert_eq!(
+            super::home_dir_from(Some("/srv/x".into())),
+            Some("/srv/x".into())
+        );
+        assert_eq!(
+            super::home_dir_from(Some("".into())),
+            super::home_dir_from(None)
+        );
+    }
+}

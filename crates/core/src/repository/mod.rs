@@ -161,10 +161,14 @@ fn bucket_missing(url: &str, cfg: &RepositoryConfig) -> bool {
 
 fn cache_dir() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("lifeboat")
+        .or_else(|| crate::home_dir().map(|h| h.join(".cache")))
+        .map_or_else(
+            // no home: one directory per user, never one that another user made first
+            || std::env::temp_dir().join(format!("lifeboat-cache-{}", nix::unistd::geteuid())),
+            |d| d.join("lifeboat"),
+        )
 }
 
 impl Repo {

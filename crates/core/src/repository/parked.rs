@@ -65,7 +65,7 @@ pub fn state_dir() -> Option<PathBuf> {
         return Some(PathBuf::from("/var/lib/lifeboat"));
     }
     var("XDG_STATE_HOME")
-        .or_else(|| var("HOME").map(|h| h.join(".local/state")))
+        .or_else(|| crate::home_dir().map(|h| h.join(".local/state")))
         .map(|d| d.join("lifeboat"))
 }
 
@@ -83,7 +83,7 @@ pub fn dir() -> Option<PathBuf> {
 pub fn park(repository: &str, action: &str, ok: bool, details: &str) -> Result<PathBuf> {
     let dir = dir().ok_or_else(|| {
         Error::config("no state directory to park the audit entry in")
-            .hint("set LIFEBOAT_STATE_DIR or HOME")
+            .hint("set LIFEBOAT_STATE_DIR (or HOME) for lifeboat: where an audit entry the repository could not take waits for the next run")
     })?;
     let (user, host) = super::audit::current_actor();
     let entry = Parked {
