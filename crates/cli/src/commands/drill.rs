@@ -104,7 +104,7 @@ impl DrillCmd {
                 if report.kind == BackupKind::Physical {
                     format!("the cluster of source {}", report.source)
                 } else {
-                    format!("{:?}", report.database)
+                    format!("{:?} of source {}", report.database, report.source)
                 },
                 output::time(report.backup_finished_at),
                 report

@@ -52,8 +52,9 @@ impl VerifyCmd {
         } else {
             for b in &report.backups {
                 let what = format!(
-                    "{} {} {}",
+                    "{} {} {} {}",
                     &b.id[..8],
+                    b.source,
                     b.kind,
                     b.database.as_deref().unwrap_or("-")
                 );

@@ -1155,12 +1155,15 @@ pub(crate) fn seal(repo: &Repo, opts: &DrillOptions, report: DrillReport) -> Res
             report.id
         )));
     }
+    // the id first (the evidence pack finds the entry by it), then the source: two
+    // sources may both have a database "app"
     let details = format!(
-        "{} of {} backup {} ({:?}): {}; RTO {:.1}s, RPO {:.0}s",
+        "{} of {} backup {} ({:?}) of source {}: {}; RTO {:.1}s, RPO {:.0}s",
         report.id,
         report.kind,
         &report.backup_id[..8],
         report.database,
+        report.source,
         if report.passed {
             "passed".to_string()
         } else {

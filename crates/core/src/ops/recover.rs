@@ -850,7 +850,8 @@ pub fn recover(repo: &Repo, store: &WalStore, opts: &RecoverOptions) -> Result<R
     let result = recover_inner(repo, store, opts);
     let details = match &result {
         Ok(r) => format!(
-            "physical backup {} into {} up to {}{}",
+            "source {}: physical backup {} into {} up to {}{}",
+            r.backup.meta.source,
             r.backup.short_id(),
             r.to_dir.display(),
             describe_target(&r.target),
@@ -860,7 +861,11 @@ pub fn recover(repo: &Repo, store: &WalStore, opts: &RecoverOptions) -> Result<R
                 .map(|l| format!(", reached {l}"))
                 .unwrap_or_default()
         ),
-        Err(e) => format!("physical restore into {}: {e}", opts.to_dir.display()),
+        Err(e) => format!(
+            "source {}: physical restore into {}: {e}",
+            opts.source,
+            opts.to_dir.display()
+        ),
     };
     crate::repository::audit::record(repo, "restore", result, &details)
 }

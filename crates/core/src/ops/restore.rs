@@ -1161,7 +1161,8 @@ pub fn restore(
     scratch_dir: Option<&std::path::Path>,
 ) -> Result<RestoreReport> {
     let details = format!(
-        "backup {} of {:?} into database {:?} ({})",
+        "source {}: backup {} of {:?} into database {:?} ({})",
+        plan.backup.meta.source,
         plan.backup.short_id(),
         plan.backup.meta.database.as_deref().unwrap_or("-"),
         plan.target_database,
