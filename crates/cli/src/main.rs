@@ -188,9 +188,35 @@ impl Ctx {
             let src = self.source_in_repository(name, Some(&repo))?;
             return Ok((src, repo));
         }
-        let src = self.source(name)?.clone();
-        let repo = open(&src.name)?;
-        Ok((src, repo))
+        match (self.source(name), name) {
+            (Ok(src), _) => {
+                let src = src.clone();
+                let repo = open(&src.name)?;
+                Ok((src, repo))
+            }
+            (Err(e), Some(n)) => {
+                let repo = open(n)?;
+                let src = self.unconfigured(n, &repo).ok_or(e)?;
+                Ok((src, repo))
+            }
+            (Err(e), None) => Err(e),
+        }
+    }
+
+    /// A source the configuration no longer names (renamed, removed) whose backups the
+    /// repository still holds: it is drilled, restored and its WAL read by name, without
+    /// a connection, objectives, checks or hooks, and said so.
+    fn unconfigured(&self, name: &str, repo: &Repo) -> Option<SourceConfig> {
+        if self.config.sources.iter().any(|s| s.name == name) {
+            return None;
+        }
+        let backups = repo.backups().ok()?;
+        backups.iter().any(|b| b.meta.source == name).then(|| {
+            eprintln!(
+                "lifeboat: note: source {name:?} is not in the configuration; using its backups in the repository (no connection, objectives, checks or hooks from the configuration)"
+            );
+            SourceConfig::named(name)
+        })
     }
 
     /// The source an operation that needs no connection to it is about (a drill, `wal
@@ -202,39 +228,51 @@ impl Ctx {
         repo: Option<&Repo>,
     ) -> anyhow::Result<SourceConfig> {
         if !self.source_from_repository() {
-            return Ok(self.source(name)?.clone());
+            return match (self.source(name), name) {
+                (Ok(src), _) => Ok(src.clone()),
+                (Err(e), Some(n)) => self
+                    .with_repo(repo, |r| Ok(self.unconfigured(n, r)))?
+                    .ok_or(e),
+                (Err(e), None) => Err(e),
+            };
         }
-        let opened;
-        let repo = match repo {
-            Some(r) => r,
-            None => {
-                opened = self.open()?;
-                &opened
-            }
-        };
-        let names: std::collections::BTreeSet<String> =
-            repo.backups()?.into_iter().map(|b| b.meta.source).collect();
-        let listed = || names.iter().cloned().collect::<Vec<_>>().join(", ");
-        match name {
-            Some(n) if names.contains(n) => Ok(SourceConfig::named(n)),
-            Some(n) => Err(Error::not_found(format!(
-                "no configuration here, and the repository has no backups of a source named {n:?}"
-            ))
-            .hint(if names.is_empty() {
-                "the repository holds no backups".to_string()
-            } else {
-                format!("its backups name: {}", listed())
-            })
-            .into()),
-            None => match names.len() {
-                1 => Ok(SourceConfig::named(names.iter().next().map_or("", String::as_str))),
-                0 => Err(Error::not_found("the repository holds no backups").into()),
-                _ => Err(Error::config(
-                    "no configuration here, and the repository holds backups of several sources: which one?",
-                )
-                .hint(format!("pass --source with one of: {}", listed()))
+        self.with_repo(repo, |repo| {
+            let names: std::collections::BTreeSet<String> =
+                repo.backups()?.into_iter().map(|b| b.meta.source).collect();
+            let listed = || names.iter().cloned().collect::<Vec<_>>().join(", ");
+            match name {
+                Some(n) if names.contains(n) => Ok(SourceConfig::named(n)),
+                Some(n) => Err(Error::not_found(format!(
+                    "no configuration here, and the repository has no backups of a source named {n:?}"
+                ))
+                .hint(if names.is_empty() {
+                    "the repository holds no backups".to_string()
+                } else {
+                    format!("its backups name: {}", listed())
+                })
                 .into()),
-            },
+                None => match names.len() {
+                    1 => Ok(SourceConfig::named(names.iter().next().map_or("", String::as_str))),
+                    0 => Err(Error::not_found("the repository holds no backups").into()),
+                    _ => Err(Error::config(
+                        "no configuration here, and the repository holds backups of several sources: which one?",
+                    )
+                    .hint(format!("pass --source with one of: {}", listed()))
+                    .into()),
+                },
+            }
+        })
+    }
+
+    /// `f` on `repo`, or on the repository opened now when none is given.
+    fn with_repo<T>(
+        &self,
+        repo: Option<&Repo>,
+        f: impl FnOnce(&Repo) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        match repo {
+            Some(r) => f(r),
+            None => f(&self.open()?),
         }
     }
 

@@ -1105,3 +1105,28 @@ fn config_check_names_a_repository_it_cannot_write_and_one_open_to_all() {
     assert!(!out.contains("cannot write"), "{out}");
     assert!(out.contains("open to every user of this host"), "{out}");
 }
+
+/// A source renamed or removed in the configuration keeps its backups: they are still
+/// drilled and restored by name, and the runbook lists them.
+#[test]
+fn a_source_no_longer_configured_keeps_its_backups_in_reach() {
+    let (_c, _ws, cfg) = backed_up(20);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("name = \"app-db\""), "{text}");
+    std::fs::write(&cfg, text.replace("name = \"app-db\"", "name = \"app-eu\"")).unwrap();
+    let (code, out, err) = run(lb(&cfg).args(["drill", "--source", "app-db"]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("PASSED") && err.contains("source \"app-db\" is not in the configuration"),
+        "{out}{err}"
+    );
+    let book = ok(lb(&cfg).arg("runbook"));
+    assert!(
+        book.contains("## Backups of sources not in the configuration")
+            && book.contains("- `app-db`: 1 backup(s)"),
+        "{book}"
+    );
+    // a name the repository does not know either is still an error
+    let (code, _, err) = run(lb(&cfg).args(["drill", "--source", "nowhere"]));
+    assert_eq!(code, 4, "{err}");
+}

@@ -763,6 +763,7 @@ With the repository password in a file: `export RESTIC_PASSWORD_FILE=/path/to/pa
             },
         );
     }
+    m.push_str(&unconfigured_sources(&backups, &sources, &lb));
     if sources.is_empty() {
         let _ = writeln!(
             m,
@@ -794,6 +795,46 @@ fn side_name(db: &str, suffix: &str) -> String {
         keep -= 1;
     }
     format!("{}{suffix}", &db[..keep])
+}
+
+/// Backups of sources the configuration no longer names (renamed, removed): the only
+/// copies of what those servers held, which a runbook must not leave out.
+fn unconfigured_sources(
+    backups: &[crate::repository::SnapshotInfo],
+    sources: &[crate::config::SourceConfig],
+    lb: &str,
+) -> String {
+    let mut by_source: BTreeMap<&str, Vec<&crate::repository::SnapshotInfo>> = BTreeMap::new();
+    for b in backups {
+        if !sources.iter().any(|s| s.name == b.meta.source) {
+            by_source.entry(&b.meta.source).or_default().push(b);
+        }
+    }
+    if by_source.is_empty() {
+        return String::new();
+    }
+    let mut m = String::from("## Backups of sources not in the configuration
+
+The repository holds backups of sources the configuration no longer names (renamed or removed): lifeboat restores and drills them by name, without a connection, objectives or hooks from the configuration.
+
+");
+    for (name, list) in by_source {
+        let s = sh(name);
+        let newest = list.iter().map(|b| b.meta.finished_at).max();
+        let _ = writeln!(
+            m,
+            "- `{name}`: {} backup(s), the newest {}. List them: `{lb} restore --list --source {s}`; restore a database onto a server of your choice: `{lb} restore --latest --source {s} --database DB --target-dsn \"host=HOST port=5432 user=postgres\"`{}; drill: `{lb} drill --source {s} --database DB`.",
+            list.len(),
+            newest.map_or_else(String::new, |t| t.strftime("%Y-%m-%d %H:%M UTC").to_string()),
+            if list.iter().any(|b| b.meta.kind == BackupKind::Physical) {
+                format!("; the whole cluster: `{lb} restore --kind physical --source {s} --to-dir DIR --latest`")
+            } else {
+                String::new()
+            }
+        );
+    }
+    m.push('\n');
+    m
 }
 
 /// `v` as one shell word: as it is when only safe characters, else in single quotes.
