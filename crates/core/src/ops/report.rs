@@ -688,7 +688,20 @@ pub fn markdown(p: &EvidencePack) -> String {
             bytesize::ByteSize::b(b.stored_bytes)
         );
     }
-    if p.backups.is_empty() {
+    // a source with objectives and not one backup is the finding, not an absence
+    let without: Vec<&String> = p
+        .objectives
+        .keys()
+        .filter(|s| !p.backups.iter().any(|b| &b.source == *s))
+        .collect();
+    for s in &without {
+        let _ = writeln!(
+            m,
+            "| {} | — | — | **0** (none ever) | — | — | — | — |",
+            super::evidence::md_cell(s)
+        );
+    }
+    if p.backups.is_empty() && without.is_empty() {
         let _ = writeln!(m, "| — | — | — | **0** | — | — | — | — |");
     }
     if !p.unlogged_backups.is_empty() {
@@ -1016,6 +1029,12 @@ retention = { last = 7, hourly = 24, daily = 30, weekly = 8, monthly = 12, yearl
             damaged: Vec::new(),
             log_begins: None,
         };
+        // a configured source without a single backup is a row of its own
+        let m = markdown(&EvidencePack {
+            objectives: BTreeMap::from([("newsrc".to_string(), (Some("1h".into()), None))]),
+            ..pack.clone()
+        });
+        assert!(m.contains("| newsrc | — | — | **0** (none ever) |"), "{m}");
         let m = markdown(&pack);
         assert!(
             m.contains(
