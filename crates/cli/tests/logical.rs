@@ -800,6 +800,19 @@ fn a_multi_database_source_needs_database_to_restore_and_has_stats_per_database(
         table.lines().next().unwrap().contains("DATABASE"),
         "{table}"
     );
+    // a database taken out of `databases` is left out of the runbook's steps, and named
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("databases = [\"a\", \"b\"]", "databases = [\"a\"]"),
+    )
+    .unwrap();
+    let book = ok(lb(&cfg).arg("runbook"));
+    assert!(
+        book.contains("no longer in its `databases`") && book.contains("`b`"),
+        "{book}"
+    );
+    assert!(!book.contains("--database b "), "{book}");
 }
 
 #[test]

@@ -50,13 +50,11 @@ fn proven(
 /// the configured ones, else the DSN's, else a placeholder.
 fn databases_of(src: &crate::config::SourceConfig, backups: &[SnapshotInfo]) -> Vec<String> {
     let mut dbs: Vec<String> = Vec::new();
-    for b in backups.iter().rev() {
-        if b.meta.source == src.name && b.meta.kind == BackupKind::Logical {
-            if let Some(d) = &b.meta.database {
-                if !dbs.contains(d) {
-                    dbs.push(d.clone());
-                }
-            }
+    // a configured list is what is meant now: a database taken out of it was dropped on
+    // purpose, and a loop over "every database" would create it again
+    for d in backed_up_databases(src, backups) {
+        if src.databases.is_empty() && !dbs.contains(&d) {
+            dbs.push(d);
         }
     }
     for d in &src.databases {
@@ -368,6 +366,17 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
         // per database for the kinds that are per database: a multi-database source's
         // newest backup is of whichever database finished last
         let dbs = databases_of(src, &backups);
+        let dropped: Vec<String> = backed_up_databases(src, &backups)
+            .into_iter()
+            .filter(|d| !dbs.contains(d))
+            .collect();
+        if !dropped.is_empty() {
+            let _ = writeln!(
+                m,
+                "- backups of databases no longer in its `databases` (left out of the steps below; restore one by name with `--database`): {}",
+                dropped.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", ")
+            );
+        }
         let mut rows: Vec<(BackupKind, Option<&str>)> = Vec::new();
         for kind in BackupKind::ALL.into_iter().chain([BackupKind::Physical]) {
             let per_db = matches!(kind, BackupKind::Logical | BackupKind::Schema);
@@ -795,6 +804,21 @@ fn side_name(db: &str, suffix: &str) -> String {
         keep -= 1;
     }
     format!("{}{suffix}", &db[..keep])
+}
+
+/// The databases `src`'s logical backups name, newest first.
+fn backed_up_databases(src: &crate::config::SourceConfig, backups: &[SnapshotInfo]) -> Vec<String> {
+    let mut dbs: Vec<String> = Vec::new();
+    for b in backups.iter().rev() {
+        if b.meta.source == src.name && b.meta.kind == BackupKind::Logical {
+            if let Some(d) = &b.meta.database {
+                if !dbs.contains(d) {
+                    dbs.push(d.clone());
+                }
+            }
+        }
+    }
+    dbs
 }
 
 /// Backups of sources the configuration no longer names (renamed, removed): the only
