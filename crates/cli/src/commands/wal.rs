@@ -412,7 +412,7 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
     }
     match &st.reachable {
         None => {
-            println!("  no physical backup yet: `lifeboat backup --kind physical` starts the chain")
+            println!("  no physical backup yet: `lifeboat backup --source {name} --kind physical` starts the chain")
         }
         Some(r) if !r.consistent => {
             let p = phys

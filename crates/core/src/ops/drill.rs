@@ -379,7 +379,10 @@ fn no_backup(src: &SourceConfig) -> Error {
         "source {:?} has no logical backup to drill",
         src.name
     ))
-    .hint("take one with `lifeboat backup --kind logical`")
+    .hint(format!(
+        "take one with `lifeboat backup --source {} --kind logical`",
+        src.name
+    ))
 }
 
 /// Settings of a logical drill's throw-away cluster: those a bulk restore should run with

@@ -58,7 +58,10 @@ fn pick(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Snapshot
                 .map(|t| format!(" finished before {t}"))
                 .unwrap_or_default()
         ))
-        .hint("take one with `lifeboat backup --kind physical`")
+        .hint(format!(
+            "take one with `lifeboat backup --source {} --kind physical`",
+            src.name
+        ))
     })
 }
 

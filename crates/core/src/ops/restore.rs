@@ -504,7 +504,10 @@ fn plan_inner(
                 "no globals backup of source {:?}",
                 backup.meta.source
             ))
-            .hint("take one with `lifeboat backup --kind globals`, or restore without --globals")
+            .hint(format!(
+                "take one with `lifeboat backup --source {} --kind globals`, or restore without --globals",
+                backup.meta.source
+            ))
         })?)
     } else {
         None
