@@ -242,6 +242,7 @@ impl ScratchDir {
                     format!("creating a scratch directory in {}", base.display()),
                     e,
                 )
+                .hint("the place is --scratch-dir, else LIFEBOAT_SCRATCH_DIR, else TMPDIR, else /tmp: make it an existing directory this user may write, on a disk with room for the restored database")
             })?;
         if let Ok(mut l) = TEMP_DIRS.lock() {
             l.push(dir.path().to_path_buf());

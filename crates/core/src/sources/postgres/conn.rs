@@ -459,8 +459,21 @@ impl PgConn {
         let client = self.bin.major_version()?;
         let server = server_version_num / 10_000;
         if client < server {
+            let used = self.bin.program("pg_dump");
+            let chosen_by = match &self.bin.dir {
+                // set by the configuration or the environment, or found by lifeboat
+                Some(d)
+                    if std::env::var_os("LIFEBOAT_PG_BIN")
+                        .is_some_and(|v| d == std::path::Path::new(&v)) =>
+                {
+                    " (LIFEBOAT_PG_BIN)".to_string()
+                }
+                Some(_) => String::new(),
+                None => " (the first on PATH)".to_string(),
+            };
             return Err(Error::config(format!(
-                "pg_dump {client} cannot dump a PostgreSQL {server} server"
+                "pg_dump {client} ({}{chosen_by}) cannot dump a PostgreSQL {server} server",
+                used.display()
             ))
             .hint(format!(
                 "install postgresql-client-{server} and set pg_bin_dir (or LIFEBOAT_PG_BIN) to its bin directory"
