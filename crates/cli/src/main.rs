@@ -546,22 +546,6 @@ fn main() {
         eprintln!("interrupted");
         std::process::exit(130);
     });
-    // `lifeboat wal status | head -3`: the reader left; stop quietly as a tool killed by
-    // SIGPIPE does (141), not with a panic and exit 101
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let payload = info.payload();
-        let msg = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or_default();
-        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
-            let _ = lifeboat_core::sources::postgres::cluster::stop_all();
-            std::process::exit(141);
-        }
-        default(info);
-    }));
     let fetching = matches!(cli.command, Command::WalFetch(_));
     let json = cli.json;
     if fetching {

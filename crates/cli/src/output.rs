@@ -18,7 +18,14 @@ pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
 /// else (see the `println!` of this crate).
 pub fn write_out(args: std::fmt::Arguments) {
     use std::io::Write;
-    let _ = std::io::stdout().lock().write_fmt(args);
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            // `lifeboat wal status | head -3`: the reader left; stop quietly as a tool
+            // killed by SIGPIPE does (141)
+            let _ = lifeboat_core::sources::postgres::cluster::stop_all();
+            std::process::exit(141);
+        }
+    }
 }
 
 /// [`write_out`] for stderr.
