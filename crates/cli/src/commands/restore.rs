@@ -742,7 +742,7 @@ impl RestoreCmd {
     /// choose a database or a way of loading one would be ignored, which an operator
     /// must not find out afterwards.
     fn refuse_logical_flags(&self) -> anyhow::Result<()> {
-        let given: Vec<&str> = [
+        let given = flags_given(&[
             ("--to-database", self.to_database.is_some()),
             ("--target-dsn", self.target_dsn.is_some()),
             ("--database", self.database.is_some()),
@@ -755,16 +755,12 @@ impl RestoreCmd {
             ("--no-verify", self.no_verify),
             ("--keep-going", self.keep_going),
             ("--scratch-dir", self.scratch_dir.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(flag, set)| set.then_some(flag))
-        .collect();
-        if given.is_empty() {
+        ]);
+        let Some(given) = given else {
             return Ok(());
-        }
+        };
         Err(Error::config(format!(
-            "{} only apply to a logical restore; a physical restore brings back the whole cluster into --to-dir",
-            given.join(", ")
+            "{given} only apply to a logical restore; a physical restore brings back the whole cluster into --to-dir"
         ))
         .hint("leave them out, or restore a logical backup (--kind logical) to pick a database")
         .into())
@@ -775,7 +771,7 @@ impl RestoreCmd {
     /// 03:00 would get the last dump, reported as a success, instead of the point asked for.
     fn refuse_physical_flags(&self) -> anyhow::Result<()> {
         let a = &self.physical;
-        let given: Vec<&str> = [
+        let given = flags_given(&[
             ("--target-time", a.target_time.is_some()),
             ("--target-lsn", a.target_lsn.is_some()),
             ("--target-xid", a.target_xid.is_some()),
@@ -790,16 +786,12 @@ impl RestoreCmd {
             ("--owner", a.owner.is_some()),
             ("--archive", a.archive),
             ("--timeout", a.timeout != 0),
-        ]
-        .into_iter()
-        .filter_map(|(flag, set)| set.then_some(flag))
-        .collect();
-        if given.is_empty() {
+        ]);
+        let Some(given) = given else {
             return Ok(());
-        }
+        };
         Err(Error::config(format!(
-            "{} only apply to a physical restore (point-in-time recovery); a logical restore brings back a dump as it was taken",
-            given.join(", ")
+            "{given} only apply to a physical restore (point-in-time recovery); a logical restore brings back a dump as it was taken"
         ))
         .hint("add --kind physical and --to-dir DIR to recover the cluster to that point, or leave them out to restore a dump (`lifeboat restore --list` shows the dumps and when they were taken)")
         .into())
@@ -812,6 +804,15 @@ impl RestoreCmd {
             println!("note: without --port the restored server listens on the original's port; pass --port to run it beside a running original");
         }
     }
+}
+
+/// The flags of `flags` that were given, named in a list (none: `None`).
+fn flags_given(flags: &[(&str, bool)]) -> Option<String> {
+    let given: Vec<&str> = flags
+        .iter()
+        .filter_map(|(flag, set)| set.then_some(*flag))
+        .collect();
+    (!given.is_empty()).then(|| given.join(", "))
 }
 
 /// Secrets the restored server's restore_command finds only in this process's
