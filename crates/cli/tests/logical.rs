@@ -1142,4 +1142,14 @@ fn a_source_no_longer_configured_keeps_its_backups_in_reach() {
     // a name the repository does not know either is still an error
     let (code, _, err) = run(lb(&cfg).args(["drill", "--source", "nowhere"]));
     assert_eq!(code, 4, "{err}");
+    // writing stays with configured sources: WAL pushed under a name this host does not
+    // configure would land in another server's archive
+    let (code, _, err) = run(lb(&cfg).args([
+        "wal-push",
+        "--source",
+        "app-db",
+        "/nonexistent/000000010000000000000001",
+    ]));
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("no source named \"app-db\""), "{err}");
 }

@@ -76,23 +76,39 @@ pub enum WalCmd {
 fn store(
     ctx: &Ctx,
     source: Option<&str>,
+    writing: bool,
 ) -> anyhow::Result<(lifeboat_core::repository::Repo, WalStore, String)> {
     // the repository names the source only when asked: it is opened once for both
     let (name, repo) = if source.is_none() && ctx.source_from_repository() {
         let repo = ctx.open()?;
         (ctx.source_in_repository(None, Some(&repo))?.name, repo)
     } else {
-        (source_name(ctx, source)?, ctx.open()?)
+        let name = source_name(ctx, source, writing)?;
+        (name, ctx.open()?)
     };
     let store = WalStore::new(&repo, &name)?;
     Ok((repo, store, name))
 }
 
+/// The archive of `name`, a source already found by [`source_name`].
+fn store_named(
+    ctx: &Ctx,
+    name: &str,
+) -> anyhow::Result<(lifeboat_core::repository::Repo, WalStore)> {
+    let repo = ctx.open()?;
+    let store = WalStore::new(&repo, name)?;
+    Ok((repo, store))
+}
+
 /// The source whose WAL archive is meant. With `--repo` and no configuration (a restored
-/// server's restore_command after a host loss) the name alone finds the archive.
-fn source_name(ctx: &Ctx, source: Option<&str>) -> anyhow::Result<String> {
+/// server's restore_command after a host loss) the name alone finds the archive. Reading
+/// (fetch, status) also finds a source the configuration no longer names by its backups;
+/// writing (push, serve) takes only a configured one: a name copied from another host's
+/// archive_command must not fill that host's archive with this server's WAL.
+fn source_name(ctx: &Ctx, source: Option<&str>, writing: bool) -> anyhow::Result<String> {
     match source {
         Some(n) if ctx.source_from_repository() => Ok(n.to_string()),
+        _ if writing && !ctx.source_from_repository() => Ok(ctx.source(source)?.name.clone()),
         _ => Ok(ctx.source_in_repository(source, None)?.name),
     }
 }
@@ -130,7 +146,7 @@ fn legacy_note(socket: &Path, source: &str) {
 impl WalPushCmd {
     /// Pushes and returns once the file is durable.
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
-        let name = source_name(ctx, self.source.as_deref())?;
+        let name = source_name(ctx, self.source.as_deref(), true)?;
         let mut served = None;
         for socket in sockets(ctx, &name, self.socket.as_deref()) {
             served = spool::client_push(&socket, &self.path)?;
@@ -142,7 +158,7 @@ impl WalPushCmd {
         let outcome = match served {
             Some(o) => o,
             None => {
-                let (_repo, store, _) = store(ctx, Some(&name))?;
+                let (_repo, store) = store_named(ctx, &name)?;
                 wal::push(&store, &self.path)?.1
             }
         };
@@ -163,7 +179,7 @@ pub const FETCH_FATAL_EXIT: i32 = 126;
 impl WalFetchCmd {
     /// Fetches; returns the process exit code.
     pub fn run(&self, ctx: &Ctx) -> i32 {
-        let result = source_name(ctx, self.source.as_deref()).and_then(|name| {
+        let result = source_name(ctx, self.source.as_deref(), false).and_then(|name| {
             let mut served = None;
             for socket in sockets(ctx, &name, self.socket.as_deref()) {
                 served = spool::client_fetch(&socket, &self.name, &self.dest)?;
@@ -175,7 +191,7 @@ impl WalFetchCmd {
             let found = match served {
                 Some(found) => found,
                 None => {
-                    let (_repo, store, _) = store(ctx, Some(&name))?;
+                    let (_repo, store) = store_named(ctx, &name)?;
                     wal::fetch(&store, &self.name, &self.dest)?
                 }
             };
@@ -290,13 +306,13 @@ fn archiver(ctx: &Ctx, name: &str) -> lifeboat_core::Result<ArchiverState> {
 }
 
 fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Result<()> {
-    let (repo, store, name) = match store(ctx, source) {
+    let (repo, store, name) = match store(ctx, source, false) {
         Ok(opened) => opened,
         Err(e) => {
             // the repository does not answer: what the server says is what the operator
             // needs now (is archiving failing, how much WAL waits in pg_wal)
             if !ctx.json {
-                if let Ok(name) = source_name(ctx, source) {
+                if let Ok(name) = source_name(ctx, source, false) {
                     if let Ok(a) = archiver(ctx, &name) {
                         println!(
                             "WAL archive of source {name}: the repository cannot be read (below)"
@@ -601,7 +617,7 @@ fn verdict(
 }
 
 fn serve(ctx: &Ctx, source: Option<&str>, socket: Option<PathBuf>) -> anyhow::Result<()> {
-    let (repo, store, name) = store(ctx, source)?;
+    let (repo, store, name) = store(ctx, source, true)?;
     let seg_size = latest_physical(&repo, &name)?
         .and_then(|b| b.meta.physical.map(|p| p.wal_segment_size))
         .unwrap_or(wal::DEFAULT_SEGMENT_SIZE);
