@@ -496,10 +496,12 @@ pub fn on_stop(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
 
 fn main() {
     // a working directory that was removed (a deploy replaced the release directory under
-    // a systemd unit) holds nothing a path could reach, and PostgreSQL's programs refuse to
-    // run in one ("could not identify current directory"): run from / instead
-    if std::env::current_dir().is_err() && std::env::set_current_dir("/").is_ok() {
-        eprintln!("lifeboat: note: the working directory no longer exists; running from /");
+    // a systemd unit): PostgreSQL's programs run from / (they refuse a removed one), and a
+    // relative path given here still fails instead of meaning one under /
+    if std::env::current_dir().is_err() {
+        eprintln!(
+            "lifeboat: note: the working directory no longer exists; PostgreSQL's programs run from /"
+        );
     }
     // never make a file or directory others may write (umask 000 under some service
     // managers): the audit head file and the public key are trust anchors outside the
@@ -572,6 +574,11 @@ fn main() {
         std::process::exit(130);
     }
     match result {
+        Ok(0) if output::output_lost() => {
+            // the operation succeeded; what it printed did not arrive whole
+            eprintln!("lifeboat: the output could not be written in full (the operation itself succeeded)");
+            std::process::exit(ErrorKind::Unavailable.exit_code());
+        }
         Ok(0) => {}
         Ok(code) => std::process::exit(code),
         Err(e) => {

@@ -25,7 +25,21 @@ pub fn write_out(args: std::fmt::Arguments) {
             let _ = lifeboat_core::sources::postgres::cluster::stop_all();
             std::process::exit(141);
         }
+        OUTPUT_LOST.store(true, Ordering::Relaxed);
     }
+}
+
+/// Set when stdout refused some output (see [`write_out`]).
+static OUTPUT_LOST: AtomicBool = AtomicBool::new(false);
+
+/// Whether some output could not be written: `lifeboat list --json > file` on a full
+/// disk must not exit 0 with a cut-off file.
+pub fn output_lost() -> bool {
+    // what is still buffered (a document without a final newline) goes out now
+    if std::io::Write::flush(&mut std::io::stdout()).is_err() {
+        OUTPUT_LOST.store(true, Ordering::Relaxed);
+    }
+    OUTPUT_LOST.load(Ordering::Relaxed)
 }
 
 /// [`write_out`] for stderr.

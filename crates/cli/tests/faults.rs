@@ -866,18 +866,34 @@ fn a_removed_working_directory_a_full_disk_and_an_open_umask() {
         "{err}"
     );
 
-    // a summary that cannot be written is lost, not a panic (101) over a stored backup
-    let full = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
+    // a summary that cannot be written is lost, not a panic (101) over a stored backup;
+    // the exit code says the output did not arrive
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let before = list_json(&cfg).len();
+    let out = lb_std(&cfg)
+        .args(["backup", "--kind", "schema"])
+        .stdout(full())
+        .output()
         .unwrap();
-    let out = lb_std(&cfg).arg("list").stdout(full).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{err}");
+    assert!(
+        err.contains("the output could not be written in full (the operation itself succeeded)")
+            && !err.contains("panicked"),
+        "{err}"
     );
+    assert_eq!(list_json(&cfg).len(), before + 1, "the backup was stored");
+    let out = lb_std(&cfg)
+        .args(["--json", "list"])
+        .stdout(full())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7));
 
     // files for people outside the repository are never world-writable
     let book = ws.path().join("runbook.md");

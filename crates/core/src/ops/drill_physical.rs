@@ -80,7 +80,9 @@ fn verify_manifest(
     dir: &std::path::Path,
     written: &[String],
 ) -> std::result::Result<String, String> {
-    let mut cmd = std::process::Command::new(bin.program("pg_verifybackup"));
+    let mut cmd = crate::sources::postgres::cluster::from_live_dir(std::process::Command::new(
+        bin.program("pg_verifybackup"),
+    ));
     cmd.args(["--no-parse-wal", "--quiet"]);
     // the files the restore added, which the manifest rightly does not list
     for name in written

@@ -426,14 +426,25 @@ pub(crate) fn pg_ctl_cmd(program: &Path, user: Option<&str>) -> Command {
 /// server whose `restore_command` (`lifeboat wal-fetch`) may have no other way to open the
 /// repository than the password in this process's environment.
 pub(crate) fn pg_ctl_cmd_with_secrets(program: &Path, user: Option<&str>) -> Command {
-    match user {
+    from_live_dir(match user {
         Some(u) => {
             let mut c = Command::new("runuser");
             c.args(["-u", u, "--"]).arg(program);
             c
         }
         None => Command::new(program),
+    })
+}
+
+/// `c`, run from `/` when lifeboat's working directory was removed (a deploy replaced
+/// the release directory under a service): PostgreSQL's programs refuse to run there
+/// ("could not identify current directory"). lifeboat itself stays put, so a relative
+/// path it was given still fails rather than meaning one under `/`.
+pub(crate) fn from_live_dir(mut c: Command) -> Command {
+    if std::env::current_dir().is_err() {
+        c.current_dir("/");
     }
+    c
 }
 
 /// A running throw-away cluster.

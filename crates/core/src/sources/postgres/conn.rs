@@ -50,10 +50,12 @@ impl PgBin {
     ///
     /// [`ErrorKind::Unavailable`] when pg_dump cannot be run.
     pub fn major_version(&self) -> Result<u32> {
-        let out = remove_secret_env(&mut Command::new(self.program("pg_dump")))
-            .arg("--version")
-            .output()
-            .map_err(|e| missing_program(&self.program("pg_dump"), e))?;
+        let out = remove_secret_env(&mut super::cluster::from_live_dir(Command::new(
+            self.program("pg_dump"),
+        )))
+        .arg("--version")
+        .output()
+        .map_err(|e| missing_program(&self.program("pg_dump"), e))?;
         let text = String::from_utf8_lossy(&out.stdout);
         parse_major(text.split_whitespace().last().unwrap_or("")).ok_or_else(|| {
             Error::postgres(format!("cannot read the pg_dump version from {text:?}"))
