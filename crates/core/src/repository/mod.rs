@@ -132,10 +132,9 @@ fn rustic_repo<P: ProgressBars>(cfg: &RepositoryConfig, pb: P) -> Result<Reposit
     let url = repo_url(cfg)?;
     let backends = backend::backends(url, cfg)?;
     let mut opts = RepositoryOptions::default();
-    if is_s3_url(url) {
-        opts.cache_dir = Some(cache_dir());
-    } else {
-        opts.no_cache = true;
+    match cache_dir().filter(|_| is_s3_url(url)) {
+        Some(dir) => opts.cache_dir = Some(dir),
+        None => opts.no_cache = true,
     }
     Ok(Repository::new_with_progress(&opts, &backends, pb)?)
 }
@@ -159,16 +158,26 @@ fn bucket_missing(url: &str, cfg: &RepositoryConfig) -> bool {
     }
 }
 
-fn cache_dir() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
+/// The S3 cache: `$XDG_CACHE_HOME/lifeboat`, else `~/.cache/lifeboat`; without a home,
+/// one directory of this user's in the temp directory, used only when it is a real
+/// directory this user owns and no one else may enter (anyone can create a name in /tmp
+/// first, as a symlink or open to all): else no cache.
+fn cache_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .or_else(|| crate::home_dir().map(|h| h.join(".cache")))
-        .map_or_else(
-            // no home: one directory per user, never one that another user made first
-            || std::env::temp_dir().join(format!("lifeboat-cache-{}", nix::unistd::geteuid())),
-            |d| d.join("lifeboat"),
-        )
+    {
+        return Some(d.join("lifeboat"));
+    }
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let dir = std::env::temp_dir().join(format!("lifeboat-cache-{}", nix::unistd::geteuid()));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    let m = std::fs::symlink_metadata(&dir).ok()?;
+    (m.file_type().is_dir()
+        && m.uid() == nix::unistd::geteuid().as_raw()
+        && m.mode() & 0o077 == 0)
+        .then_some(dir)
 }
 
 impl Repo {
