@@ -45,8 +45,9 @@ impl LocalBackend {
     /// 0700 gives 0700 and 0600, 2750 (a group of the repository's users, setgid so that
     /// files keep that group) 2750 and 0640.
     fn modes(&self) -> (u32, u32) {
-        let root = fs::metadata(&self.path).map_or(0o700, |m| m.permissions().mode() & 0o2777);
-        (root | 0o700, (root | 0o600) & 0o666)
+        // never writable by all, even under a directory that is (made under umask 000)
+        let root = fs::metadata(&self.path).map_or(0o700, |m| m.permissions().mode() & 0o2775);
+        (root | 0o700, (root | 0o600) & 0o664)
     }
 
     /// lifeboat: run as root in a repository that belongs to another user (the PostgreSQL

@@ -62,7 +62,8 @@ fn user_name(uid: u32) -> String {
 pub fn file_mode(root: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     let root = std::fs::metadata(root).map_or(0o700, |m| m.permissions().mode() & 0o777);
-    (root | 0o600) & 0o666
+    // never writable by all, even in a directory that is (made under umask 000)
+    (root | 0o600) & 0o664
 }
 
 /// What `config check` says of the local repository at `root` beyond opening it:

@@ -520,7 +520,8 @@ fn write_durably(root: &Path, path: &str, fill: &mut Fill<'_>) -> Result<bool> {
         // as private as the repository itself: the umask of a root shell (022) is not
         // the archiver's (PostgreSQL runs it with 077)
         let mode = std::fs::metadata(root).map_or(0o700, |m| {
-            std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o2777
+            // never writable by all (a repository directory made under umask 000)
+            std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o2775
         });
         for created in missing.iter().rev() {
             std::fs::set_permissions(created, std::os::unix::fs::PermissionsExt::from_mode(mode))
