@@ -1060,6 +1060,27 @@ fn a_new_repository_is_private_and_a_shared_one_keeps_its_group() {
         ["d750", "f640"].map(String::from).into_iter().collect(),
         "{grouped:?}"
     );
+
+    // a repository directory open to all (made under umask 000): nothing in it is writable
+    // by all
+    let open = ws.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let repo = open.to_str().unwrap();
+    ok(lb(&cfg).args(["--repo", repo, "init"]));
+    ok(lb(&cfg).args(["--repo", repo, "backup", "--kind", "logical"]));
+    ok(lb(&cfg).args(["--repo", repo, "wal-push"]).arg(&seg));
+    // the root as the test made it aside, so that a 0777 below it would show
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let modes = modes_under(&open);
+    assert_eq!(
+        modes,
+        ["d700", "d775", "f664"]
+            .map(String::from)
+            .into_iter()
+            .collect(),
+        "{modes:?}"
+    );
 }
 
 /// `config check` as another user on a repository root made and keeps for itself, readable

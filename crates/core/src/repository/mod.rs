@@ -174,9 +174,7 @@ fn cache_dir() -> Option<PathBuf> {
     let dir = std::env::temp_dir().join(format!("lifeboat-cache-{}", nix::unistd::geteuid()));
     let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
     let m = std::fs::symlink_metadata(&dir).ok()?;
-    (m.file_type().is_dir()
-        && m.uid() == nix::unistd::geteuid().as_raw()
-        && m.mode() & 0o077 == 0)
+    (m.file_type().is_dir() && m.uid() == nix::unistd::geteuid().as_raw() && m.mode() & 0o077 == 0)
         .then_some(dir)
 }
 
