@@ -688,7 +688,8 @@ pub fn markdown(p: &EvidencePack) -> String {
             bytesize::ByteSize::b(b.stored_bytes)
         );
     }
-    // a source with objectives and not one backup is the finding, not an absence
+    // a configured source without a backup up to the period's end is the finding, not an
+    // absence
     let without: Vec<&String> = p
         .objectives
         .keys()
@@ -697,7 +698,7 @@ pub fn markdown(p: &EvidencePack) -> String {
     for s in &without {
         let _ = writeln!(
             m,
-            "| {} | — | — | **0** (none ever) | — | — | — | — |",
+            "| {} | — | — | **0** | — | — | — | — |",
             super::evidence::md_cell(s)
         );
     }
@@ -1034,7 +1035,7 @@ retention = { last = 7, hourly = 24, daily = 30, weekly = 8, monthly = 12, yearl
             objectives: BTreeMap::from([("newsrc".to_string(), (Some("1h".into()), None))]),
             ..pack.clone()
         });
-        assert!(m.contains("| newsrc | — | — | **0** (none ever) |"), "{m}");
+        assert!(m.contains("| newsrc | — | — | **0** |"), "{m}");
         let m = markdown(&pack);
         assert!(
             m.contains(
