@@ -397,6 +397,22 @@ pub fn plan(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<Re
         .hint("pick a logical or schema backup; add --globals to restore roles first"));
     }
     clean_needs_force(opts)?;
+    if let Some(fields) = backup
+        .meta
+        .truth
+        .as_ref()
+        .filter(|_| opts.verify && backup.meta.kind == BackupKind::Logical)
+        .and_then(crate::sources::postgres::truth::Truth::unknown_fields)
+    {
+        // said before hours of loading, not after
+        return Err(Error::config(format!(
+            "backup {} was taken by a newer lifeboat ({}): its backup-time truth has fields this one ({}) does not know ({fields}), so the restore could not be checked",
+            backup.short_id(),
+            backup.meta.written_by.as_deref().unwrap_or("version not recorded"),
+            crate::VERSION
+        ))
+        .hint("restore with a lifeboat at least as new as that one, or pass --no-verify to restore without the check"));
+    }
     if opts.keep_going && opts.clean {
         return Err(Error::config(
             "--keep-going cannot go with --clean: an overwrite is one transaction, whole or nothing",

@@ -472,11 +472,10 @@ pub fn compare_in_pieces(
     min_piece: u64,
     backed_up: Option<&std::collections::HashSet<i64>>,
 ) -> Result<Comparison> {
-    if !truth.extra.is_empty() {
+    if let Some(fields) = truth.unknown_fields() {
         return Err(Error::config(format!(
-            "the backup-time truth was recorded by a newer lifeboat: it has fields this one ({}) does not know ({}), which may change what its hashes mean",
+            "the backup-time truth was recorded by a newer lifeboat: it has fields this one ({}) does not know ({fields}), which may change what its hashes mean",
             crate::VERSION,
-            truth.extra.keys().cloned().collect::<Vec<_>>().join(", ")
         ))
         .hint("compare with a lifeboat at least as new as the one that took the backup (`lifeboat list --json` shows it as written_by)"));
     }

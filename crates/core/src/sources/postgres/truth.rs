@@ -208,6 +208,12 @@ pub struct Truth {
 }
 
 impl Truth {
+    /// The fields a newer lifeboat recorded that this one does not know, named in a list.
+    #[must_use]
+    pub fn unknown_fields(&self) -> Option<String> {
+        (!self.extra.is_empty()).then(|| self.extra.keys().cloned().collect::<Vec<_>>().join(", "))
+    }
+
     /// Total rows over all tables.
     #[must_use]
     pub fn total_rows(&self) -> u64 {
