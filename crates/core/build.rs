@@ -12,8 +12,12 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn main() {
-    // a new commit moves HEAD or the branch it names
-    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+    // a new commit moves HEAD or the branch it names; in a worktree the branches live in
+    // the common directory (given relative to here by older git)
+    if let (Some(dir), Some(common)) = (
+        git(&["rev-parse", "--absolute-git-dir"]),
+        git(&["rev-parse", "--git-common-dir"]).and_then(|c| std::fs::canonicalize(c).ok()),
+    ) {
         let head = Path::new(&dir).join("HEAD");
         println!("cargo:rerun-if-changed={}", head.display());
         if let Some(branch) = std::fs::read_to_string(&head)
@@ -21,10 +25,7 @@ fn main() {
             .and_then(|h| h.strip_prefix("ref: ").map(|r| r.trim().to_string()))
         {
             // a path that does not exist would rebuild on every run
-            for file in [
-                Path::new(&dir).join(branch),
-                Path::new(&dir).join("packed-refs"),
-            ] {
+            for file in [common.join(branch), common.join("packed-refs")] {
                 if file.exists() {
                     println!("cargo:rerun-if-changed={}", file.display());
                 }
@@ -32,7 +33,14 @@ fn main() {
         }
     }
     // built from a source package without git: the version number alone
-    let commit = git(&["log", "-1", "--format=%h %cs", "--abbrev=10"])
-        .map_or_else(String::new, |c| format!(" ({c})"));
+    // %cd with a short date: %cs needs git 2.25
+    let commit = git(&[
+        "log",
+        "-1",
+        "--format=%h %cd",
+        "--date=short",
+        "--abbrev=10",
+    ])
+    .map_or_else(String::new, |c| format!(" ({c})"));
     println!("cargo:rustc-env=LIFEBOAT_BUILD={commit}");
 }

@@ -74,11 +74,12 @@ impl Entry {
             fields.push(self.user.clone().unwrap_or_default());
             fields.push(self.host.clone().unwrap_or_default());
         }
-        // a field added later is hashed as its name and its compact JSON, in name order:
-        // the rule every later version keeps for what it adds
+        // a field added later is hashed as its name and its compact JSON with every
+        // object's keys in order, fields in name order: the rule every later version
+        // keeps for what it adds
         for (name, value) in &self.extra {
             fields.push(name.clone());
-            fields.push(value.to_string());
+            fields.push(canonical(value).to_string());
         }
         // length-prefixed fields: no two different entries serialise the same
         for field in fields {
@@ -99,6 +100,23 @@ impl Entry {
                 h.as_deref().unwrap_or("?")
             ),
         }
+    }
+}
+
+/// `v` with every object's keys in order, whatever order serde_json keeps them in.
+fn canonical(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            serde_json::Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), canonical(&m[k])))
+                    .collect(),
+            )
+        }
+        serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(canonical).collect()),
+        other => other.clone(),
     }
 }
 
