@@ -110,16 +110,13 @@ pub use sources::postgres::logical::BackupKind;
 mod tests {
     #[test]
     fn without_home_the_user_database_gives_it() {
+        // a uid without an entry (a container's arbitrary uid) has no home to find
         let mine = nix::unistd::User::from_uid(nix::unistd::geteuid())
-            .unwrap()
-            .unwrap()
-            .dir;
-        let found = super::home_dir_from(None);
-        if mine.is_dir() && mine != std::path::Path::new("/") {
-            assert_eq!(found, Some(mine));
-        } else {
-            assert_eq!(found, None);
-        }
+            .ok()
+            .flatten()
+            .map(|u| u.dir)
+            .filter(|d| d.is_dir() && d != std::path::Path::new("/"));
+        assert_eq!(super::home_dir_from(None), mine);
         assert_eq!(
             super::home_dir_from(Some("/srv/x".into())),
             Some("/srv/x".into())

@@ -144,20 +144,27 @@ mod tests {
 
     #[test]
     fn a_scratch_directory_still_being_written_is_removed_whole() {
+        use std::sync::atomic::{AtomicBool, Ordering};
         let base = tempfile::tempdir().unwrap();
         let dir = base.path().join("lifeboat-drill-x");
         std::fs::create_dir_all(dir.join("data/base")).unwrap();
         std::fs::write(dir.join(OWNER_FILE), "").unwrap();
-        // an unpacking thread that goes on for a while after the interrupt
+        // an unpacking thread that writes until it sees the interrupt (as the unpack checks
+        // before each file and each write), removal starting as the interrupt comes
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
         let writing = dir.join("data/base");
-        let writer = std::thread::spawn(move || {
-            for i in 0..200 {
-                let _ = std::fs::create_dir_all(&writing);
-                let _ = std::fs::write(writing.join(format!("{i}")), [0u8; 4096]);
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-        });
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        let writer = {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let _ = std::fs::write(writing.join(format!("{i}")), [0u8; 4096]);
+                    i += 1;
+                }
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        stop.store(true, Ordering::SeqCst);
         remove(&dir);
         writer.join().unwrap();
         assert!(
