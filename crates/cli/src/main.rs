@@ -561,9 +561,13 @@ fn main() {
         }));
     }
     let result = run(cli);
-    if let Ok(mut u) = UNDER_WAY.lock() {
-        // finished (and logged): a late signal interrupts nothing
-        u.take();
+    // finished (and logged): a late signal interrupts nothing; but an operation that an
+    // interrupt cut short stays under way for the handler to park, however long the
+    // handler's clean-up (stopping servers, removing a restored cluster) takes
+    if !INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        if let Ok(mut u) = UNDER_WAY.lock() {
+            u.take();
+        }
     }
     // an interrupt's clean-up may still be removing what the command started
     lifeboat_core::sources::postgres::cluster::wait_for_stop_all();

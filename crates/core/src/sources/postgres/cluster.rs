@@ -209,7 +209,9 @@ static TEMP_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 pub struct ScratchDir {
     // declared first: the mark's lock is released before the directory goes
     _mark: Option<nix::fcntl::Flock<std::fs::File>>,
-    dir: tempfile::TempDir,
+    // removed by [`Drop`] with its mark last, never by TempDir's own removal, which takes
+    // the mark first: racing an interrupt's clean-up, it left data files and no mark
+    dir: PathBuf,
 }
 
 impl ScratchDir {
@@ -244,11 +246,12 @@ impl ScratchDir {
                 )
                 .hint("the place is --scratch-dir, else LIFEBOAT_SCRATCH_DIR, else TMPDIR, else /tmp: make it an existing directory this user may write, on a disk with room for the restored database")
             })?;
+        let dir = dir.keep();
         if let Ok(mut l) = TEMP_DIRS.lock() {
-            l.push(dir.path().to_path_buf());
+            l.push(dir.clone());
         }
         Ok(Self {
-            _mark: super::leftovers::mark(dir.path()),
+            _mark: super::leftovers::mark(&dir),
             dir,
         })
     }
@@ -256,15 +259,16 @@ impl ScratchDir {
     /// The directory.
     #[must_use]
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.dir
     }
 }
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {
         if let Ok(mut l) = TEMP_DIRS.lock() {
-            l.retain(|p| p != self.dir.path());
+            l.retain(|p| p != &self.dir);
         }
+        super::leftovers::remove(&self.dir);
     }
 }
 

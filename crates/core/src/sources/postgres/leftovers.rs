@@ -26,30 +26,42 @@ pub(crate) fn mark(dir: &Path) -> Option<Flock<File>> {
 /// without its mark would be no one's to sweep. Tries for a few seconds; what stays keeps
 /// the mark, which the next run's [`sweep`] finds once this process is gone.
 pub(crate) fn remove(dir: &Path) {
+    // one remover at a time (an interrupt's clean-up and the interrupted operation's own):
+    // each takes the mark last, and neither leaves the other a directory without one
+    static REMOVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = REMOVING.lock();
+    if !real_dir(dir) {
+        return;
+    }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    // empty twice in a row, a moment apart: a writer between two files is not done
+    // after an interrupt, empty twice in a row a moment apart: the interrupted operation
+    // may still be between two files; otherwise once, at once
+    let interrupted = super::cluster::interrupted();
     let mut clean_passes = 0;
     loop {
-        let mut left = false;
+        let (mut seen, mut failed) = (false, false);
         if let Ok(entries) = std::fs::read_dir(dir) {
             for entry in entries.flatten() {
                 if entry.file_name() == OWNER_FILE {
                     continue;
                 }
                 let p = entry.path();
-                let _ = if real_dir(&p) {
+                let gone = if real_dir(&p) {
                     std::fs::remove_dir_all(&p)
                 } else {
                     std::fs::remove_file(&p)
                 };
-                left = true;
+                seen = true;
+                failed |= gone.is_err();
             }
         }
-        clean_passes = if left { 0 } else { clean_passes + 1 };
-        if clean_passes == 2 || std::time::Instant::now() > deadline {
+        clean_passes = if seen { 0 } else { clean_passes + 1 };
+        if clean_passes == if interrupted { 2 } else { 1 } || std::time::Instant::now() > deadline {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        if failed || interrupted {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
     let _ = std::fs::remove_file(dir.join(OWNER_FILE));
     if std::fs::remove_dir(dir).is_err() {
