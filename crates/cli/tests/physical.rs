@@ -442,6 +442,23 @@ fn pitr_to_time_lsn_and_restore_point_on_a_local_repository() {
     a.sql("select pg_reload_conf()");
     let out = ok(a.lb().args(["config", "check"]));
     assert!(!out.contains("archive_timeout"), "{out}");
+    // a physical backup's id given to a logical restore is refused before anything runs
+    // (the pre-restore hook would have stopped the application for nothing)
+    let hooked = a.ws.path().join("pre-hook-ran");
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(a.lb().args(["--json", "list", "--kind", "physical"])))
+            .expect("json");
+    let physical = listed[0]["id"].as_str().expect("id")[..8].to_string();
+    let (code, _, err) = run(a
+        .lb()
+        .args(["restore", &physical, "--to-database", "zz", "--pre-hook"])
+        .arg(format!("touch {}", hooked.display())));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("is a physical backup") && err.contains("--kind physical --to-dir"),
+        "{err}"
+    );
+    assert!(!hooked.exists(), "the pre-restore hook ran");
     // flags of a logical restore are refused, not ignored
     let (code, _, err) = run(a
         .lb()

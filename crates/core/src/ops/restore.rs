@@ -390,6 +390,18 @@ pub fn plan(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<Re
     // which backup, and flags that contradict each other: a usage mistake attempted
     // nothing, and is not a refused restore for the audit log
     let backup = select(repo, opts)?;
+    if backup.meta.kind == BackupKind::Physical {
+        // picked by id: its tar is no dump, and the pre-restore hook must not stop the
+        // application for a restore that cannot run
+        return Err(Error::config(format!(
+            "backup {} is a physical backup: it restores the whole cluster into a directory",
+            backup.short_id()
+        ))
+        .hint(format!(
+            "lifeboat restore {} --kind physical --to-dir DIR (see the README's point-in-time recovery)",
+            backup.short_id()
+        )));
+    }
     if backup.meta.kind == BackupKind::Globals {
         return Err(Error::config(
             "a globals backup is restored with --globals next to a database backup",
