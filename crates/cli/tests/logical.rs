@@ -813,6 +813,15 @@ fn a_multi_database_source_needs_database_to_restore_and_has_stats_per_database(
         "{book}"
     );
     assert!(!book.contains("--database b "), "{book}");
+    // the latest logical backup named is the configured database's, not b's (the newest)
+    let latest: Vec<&str> = book
+        .lines()
+        .filter(|l| l.starts_with("- latest logical backup"))
+        .collect();
+    assert!(
+        !latest.is_empty() && latest.iter().all(|l| l.contains("of `a`")),
+        "{latest:?}"
+    );
 }
 
 #[test]

@@ -380,7 +380,8 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
         let mut rows: Vec<(BackupKind, Option<&str>)> = Vec::new();
         for kind in BackupKind::ALL.into_iter().chain([BackupKind::Physical]) {
             let per_db = matches!(kind, BackupKind::Logical | BackupKind::Schema);
-            if per_db && dbs.len() > 1 {
+            // one database configured and others backed up before: its own, by name
+            if per_db && (dbs.len() > 1 || !dropped.is_empty()) {
                 rows.extend(dbs.iter().map(|d| (kind, Some(d.as_str()))));
             } else {
                 rows.push((kind, None));
@@ -452,7 +453,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
             .iter()
             .any(|b| b.meta.source == src.name && b.meta.kind == BackupKind::Physical);
         for kind in [BackupKind::Logical, BackupKind::Physical] {
-            if kind == BackupKind::Logical && dbs.len() > 1 {
+            if kind == BackupKind::Logical && (dbs.len() > 1 || !dropped.is_empty()) {
                 // one database's drill says nothing of another's restore time: each its
                 // own, and the ones never drilled named
                 let mut never = Vec::new();
