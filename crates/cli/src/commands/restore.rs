@@ -426,7 +426,10 @@ impl RestoreCmd {
             Error::config("a physical restore needs --to-dir DIR (a new or empty directory)")
                 .hint("the whole cluster is unpacked there, e.g. --to-dir /var/lib/postgresql/15/restored; add --dry-run first to see the plan")
         })?;
-        let to_dir = std::path::absolute(&to_dir)?;
+        let to_dir = std::path::absolute(&to_dir).map_err(|e| {
+            Error::io(format!("finding where --to-dir {} is", to_dir.display()), e)
+                .hint("the working directory no longer exists: give --to-dir as an absolute path")
+        })?;
         let target = if let Some(t) = a.target_time {
             RecoveryTarget::Time(t)
         } else if let Some(l) = &a.target_lsn {

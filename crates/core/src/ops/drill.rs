@@ -355,16 +355,21 @@ fn pick_backup(
 
 /// The refusal of `--pick ID` naming a backup of `kind` for a drill of `drill_kind`, with
 /// the flag that makes it work.
-pub(crate) fn wrong_kind(short_id: &str, kind: BackupKind, drill_kind: BackupKind) -> Error {
+pub(crate) fn wrong_kind(
+    short_id: &str,
+    kind: BackupKind,
+    drill_kind: BackupKind,
+    source: &str,
+) -> Error {
     let e = Error::config(format!(
         "backup {short_id} is a {kind} backup, not a {drill_kind} one"
     ));
     match (kind, drill_kind) {
         (BackupKind::Physical, _) => {
-            e.hint(format!("add --kind physical to drill it (a base backup restored with WAL replay): `lifeboat drill --kind physical --pick {short_id}`"))
+            e.hint(format!("add --kind physical to drill it (a base backup restored with WAL replay): `lifeboat drill --source {source} --kind physical --pick {short_id}`"))
         }
         (BackupKind::Logical, _) => e.hint(format!(
-            "drop --kind physical to drill it: `lifeboat drill --pick {short_id}`"
+            "drop --kind physical to drill it: `lifeboat drill --source {source} --pick {short_id}`"
         )),
         // schema-only and globals backups hold no rows to restore and check
         (_, BackupKind::Physical) => {
@@ -787,7 +792,7 @@ pub(crate) fn by_id(
         _ => b.meta.kind == BackupKind::Logical,
     };
     if !fits {
-        return Err(wrong_kind(b.short_id(), b.meta.kind, kind));
+        return Err(wrong_kind(b.short_id(), b.meta.kind, kind, &b.meta.source));
     }
     if let Some(db) =
         database.filter(|db| kind == BackupKind::Logical && b.meta.database.as_deref() != Some(*db))
@@ -1717,17 +1722,18 @@ mod tests {
 
     #[test]
     fn picking_a_backup_of_another_kind_names_the_flag() {
-        let e = wrong_kind("3f2a9c1e", BackupKind::Physical, BackupKind::Logical);
+        let e = wrong_kind("3f2a9c1e", BackupKind::Physical, BackupKind::Logical, "app");
         assert_eq!(
             e.message(),
             "backup 3f2a9c1e is a physical backup, not a logical one"
         );
         assert!(
             e.hint_text()
-                .is_some_and(|h| h.contains("add --kind physical")),
+                .is_some_and(|h| h.contains("add --kind physical")
+                    && h.contains("`lifeboat drill --source app --kind physical --pick 3f2a9c1e`")),
             "{e:?}"
         );
-        let e = wrong_kind("3f2a9c1e", BackupKind::Logical, BackupKind::Physical);
+        let e = wrong_kind("3f2a9c1e", BackupKind::Logical, BackupKind::Physical, "app");
         assert!(
             e.hint_text()
                 .is_some_and(|h| h.contains("drop --kind physical")),
@@ -1735,7 +1741,7 @@ mod tests {
         );
         for kind in [BackupKind::Schema, BackupKind::Globals] {
             for drill in [BackupKind::Logical, BackupKind::Physical] {
-                let e = wrong_kind("3f2a9c1e", kind, drill);
+                let e = wrong_kind("3f2a9c1e", kind, drill, "app");
                 assert!(
                     e.hint_text().is_some_and(|h| h.contains("pick a")),
                     "{kind} in a {drill} drill: {e:?}"
