@@ -836,6 +836,24 @@ fn unpack_entries<R: std::io::Read>(
     Ok(())
 }
 
+/// `text` from the server's log with its time (the whole of it, or after its last
+/// ", time ") in UTC as lifeboat prints times: the log writes them in `log_timezone`.
+fn in_utc(text: &str) -> String {
+    let utc = |t: &str| {
+        t.trim()
+            .parse::<jiff::Timestamp>()
+            .ok()
+            .map(|t| t.to_string())
+    };
+    if let Some(t) = utc(text) {
+        return t;
+    }
+    match text.rsplit_once(", time ") {
+        Some((head, t)) => utc(t).map_or_else(|| text.to_string(), |t| format!("{head}, time {t}")),
+        None => text.to_string(),
+    }
+}
+
 /// The restored server's log, in its data directory.
 pub(crate) const RECOVERY_LOG: &str = "recovery.log";
 
@@ -1215,7 +1233,7 @@ pub(crate) fn start_and_wait(
         let text = log_since(log, from);
         let stop_reason = text.lines().rev().find_map(|l| {
             l.split_once("LOG:  recovery stopping")
-                .map(|(_, r)| format!("recovery stopping{r}"))
+                .map(|(_, r)| in_utc(&format!("recovery stopping{r}")))
         });
         if !running {
             if opts.action == TargetAction::Shutdown && stop_reason.is_some() {
@@ -1431,7 +1449,7 @@ fn recovery_failed(log: &Path, from: u64, what: &str, target: &RecoveryTarget) -
     // PostgreSQL says how far the WAL it had went
     let last_commit = text.lines().rev().find_map(|l| {
         l.split_once("last completed transaction was at log time ")
-            .map(|(_, t)| t.trim().to_string())
+            .map(|(_, t)| in_utc(t.trim()))
     });
     let port_taken = text.contains("already exists") && text.contains("lock file")
         || text.contains("Address already in use");
@@ -1477,6 +1495,23 @@ fn recovery_failed(log: &Path, from: u64, what: &str, target: &RecoveryTarget) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_from_the_server_log_are_printed_in_utc() {
+        assert_eq!(
+            super::in_utc("recovery stopping before commit of transaction 733, time 2026-12-06 15:31:42.442952-05"),
+            "recovery stopping before commit of transaction 733, time 2026-12-06T20:31:42.442952Z"
+        );
+        assert_eq!(
+            super::in_utc("2026-12-06 15:31:34.687976-05"),
+            "2026-12-06T20:31:34.687976Z"
+        );
+        // what does not read as a time stays as the server wrote it
+        assert_eq!(
+            super::in_utc("recovery stopping at restore point \"x\", time EST"),
+            "recovery stopping at restore point \"x\", time EST"
+        );
+    }
 
     #[test]
     fn configuration_lines_are_read_as_postgres_reads_them() {
