@@ -222,6 +222,22 @@ fn operations_are_logged_and_tampering_is_detected() {
     let third = entries[2]["time"].as_str().unwrap();
     assert_eq!(seqs(&["--since", third]), [3, 4]);
     assert_eq!(seqs(&["--until", third, "--last", "1"]), [3]);
+    // a typo or a reversed period is said, not an empty list
+    let (code, _, err) = run(lb(&cfg).args(["audit", "list", "--action", "Drill"]));
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("its actions: backup, drill, restore, verify"),
+        "{err}"
+    );
+    let (code, _, err) = run(lb(&cfg).args([
+        "audit",
+        "list",
+        "--since",
+        "2026-12-07",
+        "--until",
+        "2026-12-06",
+    ]));
+    assert_eq!(code, 2, "{err}");
     let head_file = ws.path().join("audit.head");
     let out = ok(lb(&cfg)
         .args(["audit", "verify", "--head-file"])

@@ -127,7 +127,31 @@ impl AuditCmd {
                 since,
                 until,
             } => {
-                let mut entries: Vec<audit::Entry> = audit::entries(&repo)?
+                if let (Some(a), Some(b)) = (since, until) {
+                    if a > b {
+                        return Err(
+                            Error::config(format!("--since ({a}) is after --until ({b})"))
+                                .hint("swap them")
+                                .into(),
+                        );
+                    }
+                }
+                let all = audit::entries(&repo)?;
+                if let Some(a) = action
+                    .as_ref()
+                    .filter(|a| !all.iter().any(|e| &e.action == *a))
+                {
+                    // a typo must not read as "none of those"
+                    let mut known: Vec<&str> = all.iter().map(|e| e.action.as_str()).collect();
+                    known.sort_unstable();
+                    known.dedup();
+                    return Err(
+                        Error::not_found(format!("the audit log has no {a:?} entries"))
+                            .hint(format!("its actions: {}", known.join(", ")))
+                            .into(),
+                    );
+                }
+                let mut entries: Vec<audit::Entry> = all
                     .into_iter()
                     .filter(|e| action.as_ref().is_none_or(|a| &e.action == a))
                     .filter(|e| !failed || e.outcome != "ok")

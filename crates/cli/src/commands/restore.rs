@@ -763,7 +763,8 @@ impl RestoreCmd {
             return Ok(());
         };
         Err(Error::config(format!(
-            "{given} only apply to a logical restore; a physical restore brings back the whole cluster into --to-dir"
+            "{given} only {} to a logical restore; a physical restore brings back the whole cluster into --to-dir",
+            agree(&given)
         ))
         .hint("leave them out, or restore a logical backup (--kind logical) to pick a database")
         .into())
@@ -794,7 +795,8 @@ impl RestoreCmd {
             return Ok(());
         };
         Err(Error::config(format!(
-            "{given} only apply to a physical restore (point-in-time recovery); a logical restore brings back a dump as it was taken"
+            "{given} only {} to a physical restore (point-in-time recovery); a logical restore brings back a dump as it was taken",
+            agree(&given)
         ))
         .hint("add --kind physical and --to-dir DIR to recover the cluster to that point, or leave them out to restore a dump (`lifeboat restore --list` shows the dumps and when they were taken)")
         .into())
@@ -806,6 +808,15 @@ impl RestoreCmd {
         if self.physical.port.is_none() {
             println!("note: without --port the restored server listens on the original's port; pass --port to run it beside a running original");
         }
+    }
+}
+
+/// "apply" for a list of flags, "applies" for one.
+fn agree(flags: &str) -> &'static str {
+    if flags.contains(", ") {
+        "apply"
+    } else {
+        "applies"
     }
 }
 
