@@ -219,6 +219,15 @@ impl AuditCmd {
                             "note: {} does not exist yet: nothing to compare with; it is created with the current head once the chain checks out",
                             f.display()
                         );
+                    } else if f
+                        .parent()
+                        .is_some_and(|d| !d.as_os_str().is_empty() && !d.is_dir())
+                    {
+                        // the next entry could not create it: said now, not by a failing backup
+                        eprintln!(
+                            "warning: {} (audit.head_file) does not exist, and neither does its directory: the next audit entry cannot create it (and its operation will exit 7); create the directory, writable by the user lifeboat runs as",
+                            f.display()
+                        );
                     } else {
                         eprintln!(
                             "note: {} (audit.head_file) does not exist yet: nothing to compare with; `audit verify` does not write it: \
