@@ -799,6 +799,12 @@ fn a_drill_refuses_another_source_s_backup_and_one_that_cannot_run_is_logged() {
         last.contains("drill") && last.contains("failed") && last.contains("not carried out"),
         "{log}"
     );
+    // without --source, the id names its source among several
+    let out = ok(lb(&cfg).args(["drill", "--pick", &crm]));
+    assert!(
+        out.contains("PASSED") && out.contains("of source crm-db"),
+        "{out}"
+    );
 }
 
 #[test]

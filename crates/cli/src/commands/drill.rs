@@ -49,9 +49,18 @@ pub struct DrillCmd {
 impl DrillCmd {
     /// Runs the drill; exits 10 when it fails.
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
-        let (src, repo) = ctx.source_and_repo(self.source.as_deref(), |name| {
-            ctx.open_logged("drill", &format!("source {name}"))
-        })?;
+        // `--pick ID` names its source, as `restore ID` does, when several are configured
+        let by_id = match (&self.source, self.pick.as_str()) {
+            (None, "latest" | "random") => None,
+            (None, id) if ctx.config.sources.len() > 1 => {
+                Some(ctx.with_repo(None, |r| Ok(r.backup(id)?.meta.source))?)
+            }
+            _ => None,
+        };
+        let (src, repo) = ctx
+            .source_and_repo(self.source.as_deref().or(by_id.as_deref()), |name| {
+                ctx.open_logged("drill", &format!("source {name}"))
+            })?;
         let src = &src;
         let pick = match self.pick.as_str() {
             "latest" => Pick::Latest,
