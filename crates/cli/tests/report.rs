@@ -219,6 +219,18 @@ fn the_evidence_pack_counts_the_period_and_checks_the_log_against_the_kept_head(
     // a period before any of it holds nothing, and says so
     let empty = ok(lb(&cfg).args(["report", "--from", "2001-01-01", "--to", "2001-12-31"]));
     assert!(empty.contains("**no drill in this period**"), "{empty}");
+    // dates without a zone are this machine's: the pack says how it was asked for
+    assert!(
+        empty.contains("Period as asked for: `--from 2001-01-01 --to 2001-12-31`, read in "),
+        "{empty}"
+    );
+    let exact = ok(lb(&cfg).args([
+        "report",
+        "--from",
+        "2001-01-01T00:00:00Z",
+        "--to=2001-12-31T23:59:59Z",
+    ]));
+    assert!(!exact.contains("Period as asked for"), "{exact}");
     assert!(empty.contains("| — | — | **0** |"), "{empty}");
     assert!(
         pack.contains("This repository's audit log begins at")

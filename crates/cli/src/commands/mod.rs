@@ -90,6 +90,19 @@ pub fn parse_time_end(s: &str) -> Result<jiff::Timestamp, String> {
     parse_time_here(s, DayEdge::End)
 }
 
+/// Whether `s` is read in this machine's time zone (a bare date or a local time), not in
+/// one it names.
+pub fn reads_local(s: &str) -> bool {
+    let here = |tz| parse_time_in(s, &tz, DayEdge::Start);
+    match (
+        here(jiff::tz::TimeZone::UTC),
+        here(jiff::tz::TimeZone::fixed(jiff::tz::offset(5))),
+    ) {
+        (Ok(a), Ok(b)) => a != b,
+        _ => false,
+    }
+}
+
 /// Which instant of its day a bare date stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DayEdge {
@@ -279,6 +292,21 @@ mod tests {
                 ts(want),
                 "{text}"
             );
+        }
+    }
+
+    #[test]
+    fn times_without_a_zone_are_read_locally() {
+        for (text, local) in [
+            ("2026-12-01", true),
+            ("2026-12-01 02:00", true),
+            ("2026-12-01T02:00:00Z", false),
+            ("2026-12-01 02:00 UTC", false),
+            ("2026-12-01 02:00:00+01", false),
+            ("2026-12-01 02:00 Europe/Berlin", false),
+            ("yesterday", false),
+        ] {
+            assert_eq!(super::reads_local(text), local, "{text}");
         }
     }
 

@@ -18,6 +18,7 @@ pub struct ReportCmd {
     /// `--from 2026-07-01 --to 2026-09-30` covers the whole of 30 September).
     #[arg(long, value_parser = parse_time_end)]
     to: Option<jiff::Timestamp>,
+
     /// Write the Markdown here instead of stdout.
     #[arg(long, short)]
     output: Option<PathBuf>,
@@ -54,7 +55,8 @@ impl ReportCmd {
                 .into());
         }
         let repo = ctx.open()?;
-        let pack = evidence_pack(&repo, &ctx.config, from, to)?;
+        let mut pack = evidence_pack(&repo, &ctx.config, from, to)?;
+        pack.asked = period_asked();
         output::warn_repository(&repo);
         let text = if ctx.json {
             serde_json::to_string_pretty(&pack)? + "\n"
@@ -90,4 +92,35 @@ impl ReportCmd {
         }
         Ok(())
     }
+}
+
+/// `--from` and `--to` as they were typed, when one of them was read in this machine's
+/// time zone: the same dates cover another period on a host in another zone.
+fn period_asked() -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    let given = |flag: &str| {
+        args.iter().enumerate().find_map(|(i, a)| {
+            a.strip_prefix(&format!("{flag}="))
+                .map(str::to_string)
+                .or_else(|| (a == flag).then(|| args.get(i + 1).cloned()).flatten())
+        })
+    };
+    let (from, to) = (given("--from"), given("--to"));
+    let local = [&from, &to]
+        .into_iter()
+        .flatten()
+        .any(|t| super::reads_local(t));
+    local.then(|| {
+        let shown = [("--from", &from), ("--to", &to)]
+            .into_iter()
+            .filter_map(|(f, v)| v.as_ref().map(|v| format!("{f} {v}")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        format!(
+            "`{shown}`, read in {}",
+            jiff::tz::TimeZone::system()
+                .iana_name()
+                .unwrap_or("this machine's time zone")
+        )
+    })
 }

@@ -98,6 +98,10 @@ fn retention_lines(config: &Config) -> Vec<RetentionLine> {
 /// The evidence pack.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvidencePack {
+    /// The period as the one who asked for it typed it, when it was read in their
+    /// machine's time zone (set by the CLI): the same dates are another period elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked: Option<String>,
     /// Period start.
     pub from: Timestamp,
     /// Period end.
@@ -494,6 +498,7 @@ pub fn evidence_pack(
         });
     }
     Ok(EvidencePack {
+        asked: None,
         from,
         to,
         generated_at: Timestamp::now(),
@@ -544,6 +549,9 @@ pub fn markdown(p: &EvidencePack) -> String {
         bound(p.from),
         bound(p.to)
     );
+    if let Some(a) = &p.asked {
+        let _ = writeln!(m, "Period as asked for: {a}.\n");
+    }
     if !p.ok() {
         let _ = writeln!(
             m,
@@ -1009,6 +1017,7 @@ retention = { last = 7, hourly = 24, daily = 30, weekly = 8, monthly = 12, yearl
         let config = Config::parse(text, "lifeboat.toml").unwrap();
         let now = Timestamp::now();
         let pack = EvidencePack {
+            asked: None,
             from: now,
             to: now,
             generated_at: now,
