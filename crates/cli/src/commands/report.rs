@@ -97,7 +97,10 @@ impl ReportCmd {
 /// `--from` and `--to` as they were typed, when one of them was read in this machine's
 /// time zone: the same dates cover another period on a host in another zone.
 fn period_asked() -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
+    // args_os: a path that is not UTF-8 (`-o`) must not panic here
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let given = |flag: &str| {
         args.iter().enumerate().find_map(|(i, a)| {
             a.strip_prefix(&format!("{flag}="))
