@@ -12,12 +12,12 @@ use crate::{output, Ctx};
 #[derive(Debug, Args)]
 pub struct ReportCmd {
     /// Start of the period (default: 90 days before --to; a bare date: the start of that day).
-    #[arg(long, value_parser = parse_time)]
-    from: Option<jiff::Timestamp>,
+    #[arg(long, value_parser = |s: &str| parse_time(s).map(|at| (at, s.to_string())))]
+    from: Option<(jiff::Timestamp, String)>,
     /// End of the period, included (default: now; a bare date: the end of that day, so
     /// `--from 2026-07-01 --to 2026-09-30` covers the whole of 30 September).
-    #[arg(long, value_parser = parse_time_end)]
-    to: Option<jiff::Timestamp>,
+    #[arg(long, value_parser = |s: &str| parse_time_end(s).map(|at| (at, s.to_string())))]
+    to: Option<(jiff::Timestamp, String)>,
 
     /// Write the Markdown here instead of stdout.
     #[arg(long, short)]
@@ -44,9 +44,9 @@ impl ReportCmd {
             };
             return self.emit(&text, "drill report", ctx.json);
         }
-        let to = self.to.unwrap_or_else(jiff::Timestamp::now);
-        let from = match self.from {
-            Some(f) => f,
+        let to = self.to.as_ref().map_or_else(jiff::Timestamp::now, |t| t.0);
+        let from = match &self.from {
+            Some(f) => f.0,
             None => to.checked_sub(jiff::SignedDuration::from_hours(24 * 90))?,
         };
         if from > to {
@@ -56,7 +56,10 @@ impl ReportCmd {
         }
         let repo = ctx.open()?;
         let mut pack = evidence_pack(&repo, &ctx.config, from, to)?;
-        pack.asked = period_asked();
+        pack.asked = period_asked(
+            self.from.as_ref().map(|f| f.1.as_str()),
+            self.to.as_ref().map(|t| t.1.as_str()),
+        );
         output::warn_repository(&repo);
         let text = if ctx.json {
             serde_json::to_string_pretty(&pack)? + "\n"
@@ -96,27 +99,12 @@ impl ReportCmd {
 
 /// `--from` and `--to` as they were typed, when one of them was read in this machine's
 /// time zone: the same dates cover another period on a host in another zone.
-fn period_asked() -> Option<String> {
-    // args_os: a path that is not UTF-8 (`-o`) must not panic here
-    let args: Vec<String> = std::env::args_os()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    let given = |flag: &str| {
-        args.iter().enumerate().find_map(|(i, a)| {
-            a.strip_prefix(&format!("{flag}="))
-                .map(str::to_string)
-                .or_else(|| (a == flag).then(|| args.get(i + 1).cloned()).flatten())
-        })
-    };
-    let (from, to) = (given("--from"), given("--to"));
-    let local = [&from, &to]
-        .into_iter()
-        .flatten()
-        .any(|t| super::reads_local(t));
+fn period_asked(from: Option<&str>, to: Option<&str>) -> Option<String> {
+    let local = [from, to].into_iter().flatten().any(super::reads_local);
     local.then(|| {
-        let shown = [("--from", &from), ("--to", &to)]
+        let shown = [("--from", from), ("--to", to)]
             .into_iter()
-            .filter_map(|(f, v)| v.as_ref().map(|v| format!("{f} {v}")))
+            .filter_map(|(f, v)| v.map(|v| format!("{f} {v}")))
             .collect::<Vec<_>>()
             .join(" ");
         format!(
