@@ -142,10 +142,7 @@ impl Ctx {
     fn open_logged(&self, action: &str, what: &str) -> anyhow::Result<Repo> {
         let opened = self.open();
         if let Ok(repo) = &opened {
-            if let Ok(mut u) = UNDER_WAY.lock() {
-                *u = Some((repo.location().to_string(), action.into(), what.into()));
-            }
-            lifeboat_core::repository::audit::outcome_pending();
+            Self::logged(repo, action, what);
         }
         opened.inspect_err(|e| {
             let kind = e
@@ -168,6 +165,15 @@ impl Ctx {
                 Err(pe) => eprintln!("lifeboat: warning: this failure could not be parked for the audit log either: {pe}"),
             }
         })
+    }
+
+    /// Marks `repo`, opened with [`Ctx::open`], as used by an operation the audit log
+    /// records (what [`Ctx::open_logged`] does once it has opened it).
+    fn logged(repo: &Repo, action: &str, what: &str) {
+        if let Ok(mut u) = UNDER_WAY.lock() {
+            *u = Some((repo.location().to_string(), action.into(), what.into()));
+        }
+        lifeboat_core::repository::audit::outcome_pending();
     }
 
     /// Whether sources come from the repository's backups: `--repo` given and no source

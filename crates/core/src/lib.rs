@@ -110,13 +110,23 @@ pub use sources::postgres::logical::BackupKind;
 mod tests {
     #[test]
     fn without_home_the_user_database_gives_it() {
-        // a uid without an entry (a container's arbitrary uid) has no home to find
-        let mine = nix::unistd::User::from_uid(nix::unistd::geteuid())
-            .ok()
-            .flatten()
-            .map(|u| u.dir)
+        // the user database read by another program: a uid without an entry (a
+        // container's arbitrary uid) or whose home is missing or `/` has no home to find
+        let uid = nix::unistd::geteuid().to_string();
+        let entry = std::process::Command::new("getent")
+            .args(["passwd", &uid])
+            .output()
+            .expect("getent runs");
+        let mine = String::from_utf8_lossy(&entry.stdout)
+            .trim_end()
+            .split(':')
+            .nth(5)
+            .map(std::path::PathBuf::from)
             .filter(|d| d.is_dir() && d != std::path::Path::new("/"));
         assert_eq!(super::home_dir_from(None), mine);
+        if uid == "0" && std::path::Path::new("/root").is_dir() {
+            assert_eq!(super::home_dir_from(None), Some("/root".into()));
+        }
         assert_eq!(
             super::home_dir_from(Some("/srv/x".into())),
             Some("/srv/x".into())

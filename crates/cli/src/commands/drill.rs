@@ -50,17 +50,27 @@ impl DrillCmd {
     /// Runs the drill; exits 10 when it fails.
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
         // `--pick ID` names its source, as `restore ID` does, when several are configured
-        let by_id = match (&self.source, self.pick.as_str()) {
-            (None, "latest" | "random") => None,
+        // (the repository opened once: the key derivation is a fixed cost of every open; an
+        // id that names no backup is a usage mistake, not a failed drill for the log)
+        let (by_id, opened) = match (&self.source, self.pick.as_str()) {
+            (None, "latest" | "random") => (None, None),
             (None, id) if ctx.config.sources.len() > 1 => {
-                Some(ctx.with_repo(None, |r| Ok(r.backup(id)?.meta.source))?)
+                let repo = ctx.open()?;
+                let source = repo.backup(id)?.meta.source;
+                (Some(source), Some(repo))
             }
-            _ => None,
+            _ => (None, None),
         };
-        let (src, repo) = ctx
-            .source_and_repo(self.source.as_deref().or(by_id.as_deref()), |name| {
-                ctx.open_logged("drill", &format!("source {name}"))
-            })?;
+        let (src, repo) = ctx.source_and_repo(
+            self.source.as_deref().or(by_id.as_deref()),
+            |name| match opened {
+                Some(repo) => {
+                    Ctx::logged(&repo, "drill", &format!("source {name}"));
+                    Ok(repo)
+                }
+                None => ctx.open_logged("drill", &format!("source {name}")),
+            },
+        )?;
         let src = &src;
         let pick = match self.pick.as_str() {
             "latest" => Pick::Latest,

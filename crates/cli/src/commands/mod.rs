@@ -27,15 +27,25 @@ pub fn parse_time(s: &str) -> Result<jiff::Timestamp, String> {
 fn parse_time_here(s: &str, edge: DayEdge) -> Result<jiff::Timestamp, String> {
     match local_zone() {
         Ok(tz) => parse_time_in(s, &tz, edge),
-        Err(e) => {
-            let in_utc = parse_time_in(s, &jiff::tz::TimeZone::UTC, edge);
-            let elsewhere = parse_time_in(s, &jiff::tz::TimeZone::fixed(jiff::tz::offset(5)), edge);
-            match (in_utc, elsewhere) {
-                (Ok(a), Ok(b)) if a == b => Ok(a),
-                _ => Err(e),
-            }
-        }
+        Err(e) => match read_in_two_zones(s, edge) {
+            (Ok(a), Ok(b)) if a == b => Ok(a),
+            _ => Err(e),
+        },
     }
+}
+
+/// `s` read in UTC and at +05:00: the same instant when `s` names its own zone or offset.
+fn read_in_two_zones(
+    s: &str,
+    edge: DayEdge,
+) -> (
+    Result<jiff::Timestamp, String>,
+    Result<jiff::Timestamp, String>,
+) {
+    (
+        parse_time_in(s, &jiff::tz::TimeZone::UTC, edge),
+        parse_time_in(s, &jiff::tz::TimeZone::fixed(jiff::tz::offset(5)), edge),
+    )
 }
 
 /// This machine's time zone. A `TZ` that names no zone is an error, not UTC: a time read
@@ -93,14 +103,7 @@ pub fn parse_time_end(s: &str) -> Result<jiff::Timestamp, String> {
 /// Whether `s` is read in this machine's time zone (a bare date or a local time), not in
 /// one it names.
 pub fn reads_local(s: &str) -> bool {
-    let here = |tz| parse_time_in(s, &tz, DayEdge::Start);
-    match (
-        here(jiff::tz::TimeZone::UTC),
-        here(jiff::tz::TimeZone::fixed(jiff::tz::offset(5))),
-    ) {
-        (Ok(a), Ok(b)) => a != b,
-        _ => false,
-    }
+    matches!(read_in_two_zones(s, DayEdge::Start), (Ok(a), Ok(b)) if a != b)
 }
 
 /// Which instant of its day a bare date stands for.
