@@ -794,6 +794,10 @@ fn unpack_entries<R: std::io::Read>(
         crate::sources::postgres::cluster::interrupted()
             .then(|| std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted"))
     };
+    // a link unpacked earlier could lead a later file's path out of `dir` (a base backup
+    // has none, tablespaces are refused; a forged one could): from then on every member
+    // goes through the tar crate's checks
+    let mut linked = false;
     for entry in archive.entries()? {
         if let Some(e) = stop() {
             return Err(e);
@@ -807,7 +811,9 @@ fn unpack_entries<R: std::io::Read>(
                     std::path::Component::Normal(_) | std::path::Component::CurDir
                 )
             });
-        if !entry.header().entry_type().is_file() || !safe {
+        let kind = entry.header().entry_type();
+        linked |= kind.is_symlink() || kind.is_hard_link();
+        if !kind.is_file() || !safe || linked {
             entry.set_preserve_permissions(true);
             entry.unpack_in(dir)?;
             continue;
@@ -1495,6 +1501,38 @@ fn recovery_failed(log: &Path, from: u64, what: &str, target: &RecoveryTarget) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_behind_a_link_is_not_written_outside_the_directory() {
+        let work = tempfile::tempdir().unwrap();
+        let (dir, outside) = (work.path().join("data"), work.path().join("outside"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_size(0);
+        tar.append_link(&mut link, "base", &outside).unwrap();
+        let mut file = tar::Header::new_gnu();
+        file.set_size(4);
+        file.set_mode(0o600);
+        tar.append_data(&mut file, "base/PG_VERSION", &b"15\n\n"[..])
+            .unwrap();
+        let bytes = tar.into_inner().unwrap();
+        let unpacked = unpack_entries(&mut tar::Archive::new(&bytes[..]), &dir);
+        assert!(unpacked.is_err(), "{unpacked:?}");
+        assert!(!outside.join("PG_VERSION").exists());
+        // without the link the same member is written where it belongs
+        let mut tar = tar::Builder::new(Vec::new());
+        tar.append_data(&mut file, "base/PG_VERSION", &b"15\n\n"[..])
+            .unwrap();
+        let bytes = tar.into_inner().unwrap();
+        unpack_entries(&mut tar::Archive::new(&bytes[..]), &dir).unwrap();
+        assert_eq!(
+            std::fs::read(dir.join("base/PG_VERSION")).unwrap(),
+            b"15\n\n"
+        );
+    }
 
     #[test]
     fn times_from_the_server_log_are_printed_in_utc() {
