@@ -191,6 +191,30 @@ fn a_database_keeps_its_encoding_and_locale() {
         "CREATE TABLE n (t text); INSERT INTO n VALUES ('Müller'), ('ñandú ß ÿ')",
     )
     .unwrap();
+    // names and settings in LATIN1 (sent as UTF-8, stored as Latin-1 bytes): read as
+    // UTF-8 with replacement characters, the two tables were one name, neither could be
+    // read back, and the restored database's search_path named a schema that is not there
+    let in_utf8 = |db: &str, q: &str| c.conn().query_in(db, q, Some("UTF8")).unwrap();
+    in_utf8(
+        "latin",
+        "CREATE SCHEMA \"Größe\";
+         CREATE TABLE \"Größe\".\"Bestellungen_Größe\" AS SELECT generate_series(1, 5) AS n;
+         CREATE TABLE \"Größe\".\"Bestellungen_Gräße\" AS SELECT generate_series(1, 2) AS n;
+         ALTER DATABASE latin SET search_path TO \"Größe\", public;
+         COMMENT ON DATABASE latin IS 'Änderung à la carte'",
+    );
+    let properties = |db: &str| {
+        in_utf8(
+            db,
+            "select s.setconfig::text || ' ' || shobj_description(d.oid, 'pg_database') \
+             from pg_database d join pg_db_role_setting s on s.setdatabase = d.oid \
+             where d.datname = current_database()",
+        )
+    };
+    assert_eq!(
+        properties("latin"),
+        "{\"search_path=\\\"Größe\\\", public\"} Änderung à la carte"
+    );
     let facts = |db: &str| {
         c.sql(
             db,
@@ -216,6 +240,14 @@ fn a_database_keeps_its_encoding_and_locale() {
             &copy,
         ]));
         assert_eq!(facts(&copy), facts(db), "{db}");
+        if db == "latin" {
+            assert_eq!(properties(&copy), properties(db));
+            // the restored search_path finds the schema
+            assert_eq!(
+                in_utf8(&copy, "select count(*) from \"Bestellungen_Größe\""),
+                "5"
+            );
+        }
         if db == "utf" {
             let sorted = |d: &str| {
                 c.sql(d, "select string_agg(t, ',' order by t) from w")

@@ -392,7 +392,7 @@ fn quote(s: &str) -> String {
 fn conf_setting(dir: &Path, name: &str) -> Option<String> {
     let mut value = None;
     for file in ["postgresql.conf", "postgresql.auto.conf"] {
-        let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
+        let Ok(text) = crate::sources::postgres::text::read_file(&dir.join(file)) else {
             continue;
         };
         for line in text.lines() {
@@ -1007,10 +1007,17 @@ pub(crate) fn recover_inner(
         )
         .map_err(|e| Error::io(opts.to_dir.display(), e))?;
         let auto = opts.to_dir.join("postgresql.auto.conf");
-        let old = std::fs::read_to_string(&auto).unwrap_or_default();
+        // (a file that is not UTF-8, a setting written in LATIN1, was read as empty and
+        // the restored server lost every ALTER SYSTEM setting)
+        let old = match crate::sources::postgres::text::read_file(&auto) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(Error::io(auto.display(), e)),
+        };
         // the backup's own settings, without an earlier restore's (read below)
         let kept = without_recovery_settings(&old);
-        std::fs::write(&auto, &kept).map_err(|e| Error::io(auto.display(), e))?;
+        crate::sources::postgres::text::write_file(&auto, &kept)
+            .map_err(|e| Error::io(auto.display(), e))?;
         // restored on another host: the backup's socket directory may not exist here, and
         // the server would not start (at 03:00, after the whole unpack)
         let missing = if opts.socket_dir.is_none() {
@@ -1028,7 +1035,8 @@ pub(crate) fn recover_inner(
             recovery_settings(&here, phys.start_lsn, phys.stop_lsn)
         };
         let text = kept + &settings;
-        std::fs::write(&auto, text).map_err(|e| Error::io(auto.display(), e))?;
+        crate::sources::postgres::text::write_file(&auto, &text)
+            .map_err(|e| Error::io(auto.display(), e))?;
         std::fs::write(opts.to_dir.join("recovery.signal"), b"")
             .map_err(|e| Error::io(opts.to_dir.display(), e))?;
         // a standby.signal from the source would turn this into a replica

@@ -702,7 +702,10 @@ pub fn apply_globals(
     no_tablespaces: bool,
 ) -> Result<Option<String>> {
     let me = conn.query("postgres", "select current_user")?;
-    let script = std::fs::read_to_string(file).map_err(|e| Error::io(file.display(), e))?;
+    // in the encoding pg_dumpall names at its top: any bytes (a SQL_ASCII role name)
+    let script = std::fs::read(file)
+        .map(|b| crate::sources::postgres::text::decode(&b))
+        .map_err(|e| Error::io(file.display(), e))?;
     let (script, kept) = keep_password_of(&script, &me);
     let script = if no_tablespaces {
         without_tablespaces(&script)
@@ -710,7 +713,8 @@ pub fn apply_globals(
         script
     };
     let file = file.with_extension("applied.sql");
-    std::fs::write(&file, script).map_err(|e| Error::io(file.display(), e))?;
+    std::fs::write(&file, crate::sources::postgres::text::encode(&script))
+        .map_err(|e| Error::io(file.display(), e))?;
     let out = conn
         .command("psql", "postgres")
         // the SQLSTATE with each error: a server answering in German writes FEHLER
@@ -1129,7 +1133,7 @@ pub(crate) fn apply_input_settings(conn: &PgConn, truth: &Truth, original: &str,
     for stmt in database_properties(&truth.database_properties, original, target, true) {
         let lower = stmt.to_ascii_lowercase();
         if lower.starts_with("alter database ") && lower.contains(" set lc_monetary ") {
-            let _ = conn.query(target, &stmt);
+            let _ = conn.query_in(target, &stmt, truth.encoding.as_deref());
         }
     }
 }
@@ -1154,7 +1158,8 @@ pub(crate) fn apply_database_properties(
     // a `default_transaction_read_only = on` applied first must not stop the rest
     let conn = conn.with_options("-c default_transaction_read_only=off -c statement_timeout=0");
     for stmt in database_properties(&truth.database_properties, original, target, no_owner) {
-        if let Err(e) = conn.query(target, &stmt) {
+        // in the dump's encoding: its names and values as the dump holds them
+        if let Err(e) = conn.query_in(target, &stmt, truth.encoding.as_deref()) {
             let text = e.to_string();
             let state = sqlstate(&text);
             let missing_role = state == Some(UNDEFINED_OBJECT)

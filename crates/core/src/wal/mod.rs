@@ -114,7 +114,7 @@ pub const REPLAY_BEFORE: &str = "# lifeboat: replay stops at LSN";
 /// own lines, and `recovery_target_lsn` with `recovery_target_inclusive = false`. The last
 /// setting of each counts, as for PostgreSQL.
 fn replay_window(auto_conf: &Path) -> (Option<Lsn>, Option<Lsn>) {
-    let text = std::fs::read_to_string(auto_conf).unwrap_or_default();
+    let text = crate::sources::postgres::text::read_file(auto_conf).unwrap_or_default();
     let marked = |prefix: &str| {
         text.lines()
             .filter_map(|l| Lsn::parse(l.strip_prefix(prefix)?).ok())

@@ -111,7 +111,8 @@ impl<R: Read> Reader<R> {
         }
         let mut buf = vec![0u8; len];
         self.inner.read_exact(&mut buf)?;
-        Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
+        // in the database's encoding: kept byte for byte (see `text`)
+        Ok(Some(super::text::decode(&buf)))
     }
 
     fn skip(&mut self, n: usize) -> Res<()> {

@@ -203,16 +203,18 @@ type Sizes = std::collections::HashMap<(String, String), (u64, u64)>;
 /// The sizes of the tables of `db`, and whether the server reads a page range without
 /// scanning the whole table (PostgreSQL 14's TID range scan). `None` when the catalog
 /// cannot be read.
-fn table_sizes(conn: &PgConn, db: &str) -> Option<(Sizes, bool)> {
+fn table_sizes(conn: &PgConn, db: &str, encoding: Option<&str>) -> Option<(Sizes, bool)> {
     // one catalog query whatever the number of tables (a list of names could outgrow argv)
     let out = conn
-        .query(
+        .query_in(
             db,
             "select n.nspname || chr(9) || c.relname || chr(9) || pg_table_size(c.oid) \
              || chr(9) || pg_relation_size(c.oid, 'main') / current_setting('block_size')::int \
              || chr(9) || (current_setting('server_version_num')::int >= 140000) \
              from pg_class c join pg_namespace n on n.oid = c.relnamespace \
              where c.relkind in ('r', 'p', 'm')",
+            // the names as the truth holds them
+            encoding,
         )
         .ok()?;
     let mut ranges = false;
@@ -392,7 +394,7 @@ fn read_batch(
         // written while the output is read: psql blocks on a full stdout otherwise
         s.spawn(move || {
             let mut stdin = stdin;
-            let _ = std::io::Write::write_all(&mut stdin, script.as_bytes());
+            let _ = std::io::Write::write_all(&mut stdin, &super::text::encode(&script));
         });
         drain(stdout, &mut |b: &[u8]| {
             for piece in b.split_inclusive(|c| *c == b'\n') {
@@ -487,7 +489,12 @@ pub fn compare_in_pieces(
     let conn = session_conn.as_ref().unwrap_or(conn);
     let jobs = jobs.max(1);
     let pieces = work(
-        plan(&truth.tables, table_sizes(conn, db), jobs, min_piece),
+        plan(
+            &truth.tables,
+            table_sizes(conn, db, encoding),
+            jobs,
+            min_piece,
+        ),
         jobs,
     );
     let all_by_server = std::sync::atomic::AtomicBool::new(true);
@@ -581,7 +588,7 @@ pub fn compare_in_pieces(
         // is_called counts as much as the value: false means the next nextval returns
         // last_value itself, true the one after it (a value already handed out)
         let mut actual = vec![None; batch.len()];
-        for line in conn.query(db, &sql)?.lines() {
+        for line in conn.query_in(db, &sql, encoding)?.lines() {
             let mut f = line.split('|');
             if let (Some(i), Some(v), Some(called)) = (f.next(), f.next(), f.next()) {
                 if let (Ok(i), Ok(v)) = (i.parse::<usize>(), v.trim().parse::<i64>()) {

@@ -386,8 +386,23 @@ impl PgConn {
     ///
     /// A classified error ([`ErrorKind::Auth`], [`ErrorKind::Unavailable`], ...) from psql's stderr.
     pub fn query(&self, db: &str, sql: &str) -> Result<String> {
-        let out = self
-            .command("psql", db)
+        self.query_in(db, sql, None)
+    }
+
+    /// [`PgConn::query`] with the session in `encoding` (a dump's), `sql` sent and the
+    /// output read byte for byte as [`super::text`] keeps such text: a name from a LATIN1
+    /// dump reaches the server as the bytes the dump holds. Without an encoding the
+    /// session's is the database's own.
+    ///
+    /// # Errors
+    ///
+    /// As [`PgConn::query`].
+    pub fn query_in(&self, db: &str, sql: &str, encoding: Option<&str>) -> Result<String> {
+        let mut cmd = self.command("psql", db);
+        if let Some(enc) = encoding {
+            cmd.env("PGCLIENTENCODING", enc);
+        }
+        let out = cmd
             .args([
                 "-X",
                 "-A",
@@ -400,8 +415,8 @@ impl PgConn {
                 "-v",
                 "VERBOSITY=verbose",
                 "-c",
-                sql,
             ])
+            .arg(super::text::arg(sql))
             .stdin(Stdio::null())
             .output()
             .map_err(|e| missing_program(&self.bin.program("psql"), e))?;
@@ -411,7 +426,7 @@ impl PgConn {
                 &format!("database {db:?}"),
             ));
         }
-        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+        Ok(super::text::decode(&out.stdout).trim_end().to_string())
     }
 
     /// Checks that the server answers and returns its version number (e.g. 150004).

@@ -12,4 +12,5 @@ pub mod physical;
 pub mod script;
 pub(crate) mod server_copy;
 pub mod stream;
+pub mod text;
 pub mod truth;

@@ -38,7 +38,9 @@ pub(crate) fn copy_command(
     sql: &str,
 ) -> std::process::Command {
     let mut cmd = copy_session(conn, db, encoding);
-    cmd.args(["-c", sql]).stdin(Stdio::null());
+    cmd.arg("-c")
+        .arg(super::text::arg(sql))
+        .stdin(Stdio::null());
     cmd
 }
 

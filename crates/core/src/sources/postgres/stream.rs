@@ -268,11 +268,13 @@ impl<T: Send + 'static> ChildStream<T> {
         enlarge_pipe(&stdout);
         let mut stderr_pipe = child.stderr.take().expect("stderr is piped");
         let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = (&mut stderr_pipe).take(64 * 1024).read_to_string(&mut s);
+            // as bytes: the server's message quotes names in the database's encoding
+            // (LATIN1), and text that is not UTF-8 would have lost the whole message
+            let mut b = Vec::new();
+            let _ = (&mut stderr_pipe).take(64 * 1024).read_to_end(&mut b);
             // drain the rest so the child never blocks on a full stderr pipe
             let _ = std::io::copy(&mut stderr_pipe, &mut std::io::sink());
-            s
+            String::from_utf8_lossy(&b).into_owned()
         });
         let state = Arc::new(Mutex::new(StreamState::default()));
         let (inspect_tx, inspector) = match inspect {
