@@ -522,26 +522,36 @@ fn main() {
             // args_os: a non-UTF-8 argument must not panic here (exit 101 = "not archived")
             let fetching = std::env::args_os().any(|a| a == "wal-fetch");
             let _ = e.print();
+            let code = if fetching && e.use_stderr() {
+                commands::wal::FETCH_FATAL_EXIT
+            } else {
+                e.exit_code()
+            };
             if e.use_stderr() && std::env::args_os().any(|a| a == "--json") {
+                // the whole message up to the usage line: "required arguments were not
+                // provided:" alone does not say which
                 let text = e.to_string();
-                let first = text.lines().next().unwrap_or_default();
+                let message = text
+                    .lines()
+                    .take_while(|l| !l.starts_with("Usage:"))
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 output::json_error(
                     &kind_name(ErrorKind::Config),
-                    e.exit_code(),
-                    first.trim_start_matches("error: "),
+                    code,
+                    message.trim_start_matches("error: "),
                     &[],
                     Some("see `lifeboat --help`, or `lifeboat COMMAND --help`"),
                 );
             }
-            std::process::exit(if fetching && e.use_stderr() {
-                commands::wal::FETCH_FATAL_EXIT
-            } else {
-                e.exit_code()
-            });
+            std::process::exit(code);
         }
     };
     // Ctrl-C: stop throw-away servers this process started, then leave
-    let _ = ctrlc::set_handler(|| {
+    let json_wanted = cli.json;
+    let _ = ctrlc::set_handler(move || {
         if let Some(flag) = STOP.lock().ok().and_then(|s| s.clone()) {
             flag.store(true, std::sync::atomic::Ordering::Relaxed);
             return;
@@ -552,6 +562,16 @@ fn main() {
         }
         park_interrupted();
         eprintln!("interrupted");
+        if json_wanted {
+            // a script reading stdout gets its one document on this path too
+            output::json_error(
+                "interrupted",
+                130,
+                "interrupted by a signal (SIGINT, SIGTERM or SIGHUP)",
+                &[],
+                Some("what it had started is stopped; run it again (an interrupted operation is in the audit log)"),
+            );
+        }
         std::process::exit(130);
     });
     let fetching = matches!(cli.command, Command::WalFetch(_));

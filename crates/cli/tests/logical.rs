@@ -369,16 +369,25 @@ fn hooks_receive_the_snapshot_and_a_failing_pre_hook_stops_the_restore() {
         "psql -X -A -t -d \"$LIFEBOAT_TARGET_CONNINFO\" -c 'select count(*) from shop.users' | sed 's/^/post /' >> {}",
         log.display()
     );
-    ok(lb(&cfg).args([
+    // what the hooks print goes to stderr: stdout is one JSON document
+    let (code, out, err) = run(lb(&cfg).args([
+        "--json",
         "restore",
         "--latest",
         "--to-database",
         "hooked",
         "--pre-hook",
-        &pre,
+        &format!("echo pre-hook says hi; {pre}"),
         "--post-hook",
-        &post,
+        &format!("echo running migrations; {post}"),
     ]));
+    assert_eq!(code, 0, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).expect(&out);
+    assert_eq!(doc["plan"]["target_database"], "hooked", "{out}");
+    assert!(
+        err.contains("pre-hook says hi") && err.contains("running migrations"),
+        "{err}"
+    );
     let text = std::fs::read_to_string(&log).unwrap();
     let id = list_json(&cfg)[0]["id"].as_str().unwrap().to_string();
     assert!(text.contains(&format!("pre {id} hooked")), "{text}");

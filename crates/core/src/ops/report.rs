@@ -359,9 +359,11 @@ pub fn evidence_pack(
     // what can be read of it: a missing, unreadable or empty file is a finding, not a
     // reason to withhold the pack
     let mut head_problem = None;
+    let mut rewritten = Vec::new();
     let kept_head = match &external_head {
         Some(f) => match std::fs::read_to_string(f) {
             Ok(text) => {
+                rewritten = crate::repository::head::rewritten(&text, &entries);
                 let h = crate::repository::head::newest_in(&text);
                 if h.is_none() && !entries.is_empty() {
                     head_problem =
@@ -383,6 +385,7 @@ pub fn evidence_pack(
     };
     let mut audit = audit::verify_entries(&entries, kept_head.as_deref());
     audit.problems.extend(head_problem);
+    audit.problems.extend(rewritten);
     let external_head = external_head.filter(|_| kept_head.is_some());
     // a head file behind the log: the entries after it were never published outside
     let external_head_lags = kept_head.as_deref().and_then(|h| {

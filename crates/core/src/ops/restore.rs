@@ -1080,7 +1080,8 @@ pub(crate) fn run_hook_command(
     backup: &SnapshotInfo,
     mut command: std::process::Command,
 ) -> Result<()> {
-    let status = remove_secret_env(&mut command)
+    use std::os::{fd::AsFd, unix::process::CommandExt};
+    let mut child = remove_secret_env(&mut command)
         .arg("-c")
         .arg(cmd)
         .env("LIFEBOAT_HOOK", name)
@@ -1096,8 +1097,24 @@ pub(crate) fn run_hook_command(
             backup.meta.database.clone().unwrap_or_default(),
         )
         .stdin(Stdio::null())
-        .status()
+        // its output on stderr: stdout is lifeboat's, one JSON document with --json
+        .stdout(
+            std::io::stderr()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_or_else(|_| Stdio::null(), Stdio::from),
+        )
+        // its own group, stopped with lifeboat when it is interrupted while the hook runs
+        // (a migration must not go on unsupervised); what it leaves running once done
+        // (the application it started) stays
+        .process_group(0)
+        .spawn()
         .map_err(|e| Error::io(format!("running the {name} hook"), e))?;
+    let pgid = child.id() as i32;
+    crate::sources::postgres::cluster::register_group(pgid);
+    let status = child.wait();
+    crate::sources::postgres::cluster::forget_group(pgid);
+    let status = status.map_err(|e| Error::io(format!("running the {name} hook"), e))?;
     if !status.success() {
         return Err(Error::new(
             ErrorKind::CheckFailed,

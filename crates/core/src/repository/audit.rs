@@ -817,7 +817,11 @@ pub fn verify(repo: &Repo, expected_head: Option<&str>) -> Result<AuditVerdict> 
         let text = std::fs::read_to_string(file).map_err(|e| Error::io(file.display(), e))?;
         let head = super::head::newest_in(&text)
             .ok_or_else(|| Error::config(format!("{} holds no audit head", file.display())))?;
-        for p in verify_entries(&entries, Some(&head)).problems {
+        for p in verify_entries(&entries, Some(&head))
+            .problems
+            .into_iter()
+            .chain(super::head::rewritten(&text, &entries))
+        {
             if !v.problems.contains(&p) {
                 v.problems.push(p);
             }

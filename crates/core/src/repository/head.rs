@@ -42,22 +42,13 @@ pub fn line(entry: &Entry) -> String {
 /// verify` prints, so a head copied from its output by hand counts the same.
 #[must_use]
 pub fn newest_in(text: &str) -> Option<String> {
-    // `seq hash ...` as lifeboat writes it
-    let numbered = |l: &str| {
-        let mut words = l.split_whitespace();
-        let seq = words.next()?.parse::<u64>().ok()?;
-        let hash = words
-            .next()
-            .filter(|w| super::audit::check_head(w).is_ok())?;
-        Some((seq, hash.to_string()))
-    };
     // a last line cut short by a crash is skipped for the one before, unless enough of
     // its hash was written to name the entry
     let last = text.lines().rev().find(|l| {
         l.split_whitespace()
             .any(|w| super::audit::check_head(w).is_ok())
     })?;
-    if numbered(last).is_none() {
+    if numbered_in(last).is_empty() {
         // a bare head, written down by hand or by an older version
         return last
             .split_whitespace()
@@ -66,10 +57,62 @@ pub fn newest_in(text: &str) -> Option<String> {
     }
     // the highest place, not the last line: two runs publish in the order they finish,
     // not the order they appended
-    text.lines()
-        .filter_map(numbered)
+    numbered_in(text)
+        .into_iter()
         .max_by_key(|(seq, _)| *seq)
         .map(|(_, hash)| hash)
+}
+
+/// Every `seq hash` line lifeboat wrote in a head file, in file order.
+#[must_use]
+pub fn numbered_in(text: &str) -> Vec<(u64, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let seq = words.next()?.parse::<u64>().ok()?;
+            let hash = words
+                .next()
+                .filter(|w| super::audit::check_head(w).is_ok())?;
+            Some((seq, hash.to_string()))
+        })
+        .collect()
+}
+
+/// What the head file's lines say against the log `entries` beyond its newest head: a
+/// line whose entry the log holds with another hash. The newest line alone let a log
+/// replaced by an older copy (or another repository) pass once it had grown back to that
+/// entry: its runs append their own lines, and the highest number was theirs.
+#[must_use]
+pub fn rewritten(text: &str, entries: &[Entry]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut first: Option<(u64, String, String)> = None;
+    let mut count = 0;
+    for (seq, hash) in numbered_in(text) {
+        let Some(e) = entries.iter().find(|e| e.seq == seq) else {
+            continue;
+        };
+        if !e
+            .hash
+            .to_ascii_lowercase()
+            .starts_with(&hash.to_ascii_lowercase())
+        {
+            count += 1;
+            first.get_or_insert((seq, hash, e.hash.clone()));
+        }
+    }
+    if let Some((seq, kept, log)) = first {
+        out.push(format!(
+            "the audit head file recorded entry {seq} as {}, but the log's entry {seq} is {}{}: the log was replaced or rewritten after that line was written (an older copy of the repository, or another one)",
+            &kept[..16.min(kept.len())],
+            &log[..16.min(log.len())],
+            if count > 1 {
+                format!(" ({count} lines of the file disagree with the log)")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    out
 }
 
 /// Appends `entry`'s line to `path`, durably.
@@ -292,6 +335,34 @@ fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_grown_back_over_a_rollback_disagrees_with_the_file() {
+        let old = super::super::audit::test_chain(8);
+        // the log rolled back to entry 4, then four new runs: entries 5..8 again, others
+        let mut new: Vec<Entry> = old[..4].to_vec();
+        for seq in 5..=8 {
+            let mut e = old[seq - 1].clone();
+            e.details = format!("after the rollback {seq}");
+            e.prev = new.last().expect("entry").hash.clone();
+            e.hash = e.compute_hash();
+            new.push(e);
+        }
+        let text: String = old.iter().chain(&new[4..]).map(line).collect();
+        // the newest line is the new log's own: alone it found nothing
+        assert_eq!(newest_in(&text).as_deref(), Some(new[7].hash.as_str()));
+        let found = rewritten(&text, &new);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("entry 5 as"), "{found:?}");
+        assert!(found[0].contains("4 lines"), "{found:?}");
+        // a file written by the log itself agrees, with short heads too
+        let own: String = new
+            .iter()
+            .map(|e| format!("{} {}\n", e.seq, &e.hash[..16]))
+            .collect();
+        assert!(rewritten(&own, &new).is_empty());
+        assert!(rewritten(&text, &old).len() == 1);
+    }
 
     #[test]
     fn newest_head_is_the_last_line() {

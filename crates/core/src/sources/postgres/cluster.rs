@@ -44,6 +44,14 @@ pub(crate) fn register_group(pgid: i32) {
     }
 }
 
+/// Forgets process group `pgid` without killing it: a restore's post-hook that started
+/// the application in the background leaves it running.
+pub(crate) fn forget_group(pgid: i32) {
+    if let Ok(mut l) = GROUPS.lock() {
+        l.retain(|g| *g != pgid);
+    }
+}
+
 /// Kills process group `pgid` and forgets it: what a hook left running (an application it
 /// started in the background) must not outlive the drill.
 pub(crate) fn kill_group(pgid: i32) {
