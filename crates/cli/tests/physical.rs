@@ -1578,6 +1578,14 @@ fn a_physical_drill_replays_to_a_time_and_names_a_failing_check() {
         out.contains("FAIL assert: select count(*) = 12 from markers"),
         "{out}"
     );
+    // the assertions run in the database given (they ran in the source's first, whatever
+    // --database said)
+    let out = ok(a
+        .lb()
+        .args(["drill", "--kind", "physical", "--target-time", &target])
+        .args(["--database", "template1"])
+        .args(["--check", "select current_database() = 'template1'"]));
+    assert!(out.contains("PASSED"), "{out}");
     // nothing is left running: only the archiving cluster answers
     let leftovers = std::process::Command::new("pgrep")
         .args(["-f", "lifeboat-drill-"])

@@ -34,7 +34,8 @@ pub struct DrillCmd {
     /// logical (restore a dump) or physical (a base backup plus WAL replay).
     #[arg(long, short, default_value = "logical")]
     kind: BackupKind,
-    /// Logical drills of a source with several databases: the database to drill.
+    /// Logical drills of a source with several databases: the database to drill; physical
+    /// drills: the database the assertions and hooks run in (default: the source's first).
     #[arg(long)]
     database: Option<String>,
     /// Physical drills: recover to this time (default: the end of the archive).

@@ -93,7 +93,7 @@ impl VerifyCmd {
                 ErrorKind::Integrity,
                 format!("damaged: {}", if names.is_empty() { "repository".to_string() } else { names.join(", ") }),
             )
-            .hint("restore from an older backup or an offsite copy; do not prune until this is understood")
+            .hint("restore from an older backup or an offsite copy; a pack named damaged would be reused by every later backup: move its file out of the repository's data/ directory, then `lifeboat repair index` (README: A lost pack file)")
             .into())
         }
     }

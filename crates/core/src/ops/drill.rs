@@ -67,7 +67,8 @@ pub struct DrillOptions {
     /// for this source; the CLI fills it in).
     #[serde(default)]
     pub restore_command: Option<String>,
-    /// Logical drills of a source with several databases: which one (each is its own dump).
+    /// Logical drills of a source with several databases: which one (each is its own dump);
+    /// physical drills: the database the assertions and hooks run in.
     #[serde(default)]
     pub database: Option<String>,
     /// Where the throw-away cluster and the fetched backup go (it needs room for the

@@ -167,12 +167,13 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
     // the backup's version until the recovered server can say its own
     let mut server_version = backup.meta.server_version_num.to_string();
     let mut reachable_time = None;
-    // the database the source names (its list, else its DSN), where assertions and hooks
-    // run; the cluster's own `postgres` only when the source names none
-    let database = src
-        .databases
-        .first()
-        .cloned()
+    // the database given (`--database`), else the one the source names (its list, else
+    // its DSN), where assertions and hooks run; the cluster's own `postgres` only when
+    // none is named
+    let database = opts
+        .database
+        .clone()
+        .or_else(|| src.databases.first().cloned())
         .or_else(|| PgConn::from_source(src).ok()?.default_database())
         .unwrap_or_else(|| "postgres".to_string());
 

@@ -684,7 +684,7 @@ From a logical backup (loses what was written after it):
         }
         let _ = writeln!(
             m,
-            "{}4. Rotate every secret: database passwords, the repository password (`restic key passwd` on the repository), S3 keys.\n",
+            "{}4. Rotate every secret: database passwords, S3 keys, and the repository: a new password on the same repository (`restic key passwd`) does not lock out whoever read the old one (every key opens the same master key), so start a new repository (`lifeboat init` elsewhere) for the backups from now on and keep this one read-only.\n",
             each_db(&|d, _| format!(
                 "{lb} restore --before \"YYYY-MM-DDTHH:MM:SSZ\" --source {s} {d} --globals --target-dsn \"host=CLEAN-HOST port=5432 user=postgres\""
             )),
