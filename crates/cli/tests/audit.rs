@@ -871,3 +871,73 @@ fn a_run_waiting_for_the_audit_lock_says_so() {
         "{err}"
     );
 }
+
+/// What an attacker holding the repository does to hide their tracks: delete the newest
+/// backups, or put an older copy of the repository back. The log records every backup;
+/// the head file, kept elsewhere, every head. Both must say so, also after new runs.
+#[test]
+fn a_backup_deleted_by_hand_and_a_rolled_back_log_are_found() {
+    let (_c, ws, cfg) = backed_up(20);
+    let head_file = ws.path().join("outside.heads");
+    let base = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "{base}\n[audit]\nhead_file = {:?}\n",
+            head_file.display().to_string()
+        ),
+    )
+    .unwrap();
+    ok(lb(&cfg).args(["backup", "--kind", "globals"]));
+    let old = ws.path().join("repo-two-days-ago");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(ws.repo_path())
+        .arg(&old)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    ok(lb(&cfg).args(["backup", "--kind", "globals"]));
+    ok(lb(&cfg).args(["backup", "--kind", "globals"]));
+    ok(lb(&cfg).args(["audit", "verify"]));
+
+    // the newest backup's snapshot file removed, as `restic forget` or `rm` would
+    let newest = common::list_json(&cfg)
+        .last()
+        .and_then(|b| b["id"].as_str().map(str::to_string))
+        .unwrap();
+    let file = ws.repo_path().join("snapshots").join(&newest);
+    let aside = ws.path().join("aside");
+    std::fs::rename(&file, &aside).unwrap();
+    let (code, out, err) = run(lb(&cfg).args(["audit", "verify"]));
+    assert_eq!(code, 6, "{out}{err}");
+    let both = format!("{out}{err}");
+    assert!(
+        both.contains("no longer in the repository") && both.contains(&newest[..8]),
+        "{both}"
+    );
+    // and `verify --all`, which checked "every backup" there was
+    let (code, out, err) = run(lb(&cfg).args(["verify", "--all"]));
+    assert_eq!(code, 6, "{out}{err}");
+    assert!(
+        out.contains("no longer in the repository") && out.contains(&newest[..8]),
+        "{out}"
+    );
+    std::fs::rename(&aside, &file).unwrap();
+    ok(lb(&cfg).args(["audit", "verify"]));
+    ok(lb(&cfg).args(["verify", "--all"]));
+
+    // the repository rolled back two entries, then two new runs: the log has grown back
+    // to the newest line's number, and those lines are its own
+    std::fs::remove_dir_all(ws.repo_path()).unwrap();
+    std::fs::rename(&old, ws.repo_path()).unwrap();
+    ok(lb(&cfg).args(["backup", "--kind", "globals"]));
+    ok(lb(&cfg).args(["backup", "--kind", "globals"]));
+    let (code, out, err) = run(lb(&cfg).args(["audit", "verify"]));
+    assert_eq!(code, 6, "{out}{err}");
+    let both = format!("{out}{err}");
+    assert!(
+        both.contains("the audit head file recorded entry 3 as"),
+        "{both}"
+    );
+}

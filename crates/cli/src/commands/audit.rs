@@ -199,6 +199,8 @@ impl AuditCmd {
                     files.push((f, false));
                 }
                 let mut heads: Vec<(String, std::path::PathBuf)> = Vec::new();
+                // every line of each file is checked against the log, not only the newest
+                let mut texts: Vec<String> = Vec::new();
                 // the newest head in the file named here, to append only what is new
                 let mut from_given = None;
                 for (f, given) in &files {
@@ -212,6 +214,7 @@ impl AuditCmd {
                             from_given = Some(h.clone());
                         }
                         heads.push((h, f.clone()));
+                        texts.push(text);
                     } else if *given {
                         // say when the file will get its first head: this verify writes
                         // one only into a file named on the command line
@@ -240,12 +243,17 @@ impl AuditCmd {
                 // each head given (on the command line, in the file) is checked
                 let entries = audit::entries(&repo)?;
                 let mut v = audit::verify_entries(&entries, expected_head.as_deref());
+                v.problems
+                    .extend(audit::backups_gone_from(&repo, &entries)?);
                 v.problems.extend(audit::unreadable_problems(&repo));
-                for (h, _) in &heads {
-                    for p in audit::verify_entries(&entries, Some(h)).problems {
-                        if !v.problems.contains(&p) {
-                            v.problems.push(p);
-                        }
+                let rewritten = texts.iter().flat_map(|t| head::rewritten(t, &entries));
+                for p in heads
+                    .iter()
+                    .flat_map(|(h, _)| audit::verify_entries(&entries, Some(h)).problems)
+                    .chain(rewritten)
+                {
+                    if !v.problems.contains(&p) {
+                        v.problems.push(p);
                     }
                 }
                 if let (Some(statement), Some(key)) = (signed, public_key) {

@@ -409,9 +409,22 @@ pub fn evidence_pack(
     }
     let stored = drills(repo)?;
     let mut evidence_problems = check_drills(&stored, &entries, from, to);
+    let unreadable = repo.unreadable_snapshots();
+    // backups of the period the log records and the repository no longer holds
+    let in_period: Vec<audit::Entry> = entries
+        .iter()
+        .filter(|e| within(e.time, from, to))
+        .cloned()
+        .collect();
+    evidence_problems.extend(audit::gone_backups(
+        &in_period,
+        all.iter()
+            .map(|b| b.id.as_str())
+            .chain(unreadable.iter().map(|(id, _)| id.as_str())),
+    ));
     // a snapshot file that cannot be read held a backup, a drill report or an audit entry
     // this pack cannot show: the pack is incomplete, and says so
-    evidence_problems.extend(repo.unreadable_snapshots().into_iter().map(|(id, why)| {
+    evidence_problems.extend(unreadable.into_iter().map(|(id, why)| {
         format!("snapshot file {id} cannot be read ({why}): whatever it held (a backup, a drill report, an audit entry) is missing from this pack")
     }));
     let mut drills: Vec<DrillSummary> = stored

@@ -154,15 +154,28 @@ fn verify_inner(
     backups: Vec<SnapshotInfo>,
     check: CheckOptions,
 ) -> Result<VerifyReport> {
-    let backups = if backups.is_empty() {
-        repo.backups()?
+    let every = backups.is_empty();
+    let backups = if every { repo.backups()? } else { backups };
+    // every backup: also those the log records that are no longer there ("0 backup(s)
+    // checked: all intact" after someone deleted them all)
+    let gone = if every {
+        let entries = crate::repository::audit::entries(repo)?;
+        let unreadable = repo.unreadable_snapshots();
+        crate::repository::audit::gone_backups(
+            &entries,
+            backups
+                .iter()
+                .map(|b| b.id.as_str())
+                .chain(unreadable.iter().map(|(id, _)| id.as_str())),
+        )
     } else {
-        backups
+        Vec::new()
     };
     let read_data = check.read_data;
     let mut report =
         repo.with_indexed(|indexed| verify_indexed(indexed, backups, check, read_data))?;
     report.read_data_subset = opts.read_data_subset.clone();
+    report.repository_problems.extend(gone);
     report
         .repository_problems
         .extend(repo.unreadable_snapshots().into_iter().map(|(id, why)| {

@@ -807,6 +807,7 @@ fn is_head(hash: &str, given: &str) -> bool {
 pub fn verify(repo: &Repo, expected_head: Option<&str>) -> Result<AuditVerdict> {
     let entries = entries(repo)?;
     let mut v = verify_entries(&entries, expected_head);
+    v.problems.extend(backups_gone_from(repo, &entries)?);
     v.problems.extend(unreadable_problems(repo));
     if let Some(file) = repo
         .audit_config()
@@ -828,6 +829,82 @@ pub fn verify(repo: &Repo, expected_head: Option<&str>) -> Result<AuditVerdict> 
         }
     }
     Ok(v)
+}
+
+/// The backups a successful `backup` entry records (`1234abcd logical app (N bytes)` in
+/// its details): short id, kind and database.
+fn backups_recorded(e: &Entry) -> Vec<(&str, &str, &str)> {
+    if e.action != "backup" || e.outcome != "ok" {
+        return Vec::new();
+    }
+    let stored = e.details.split("; failed: ").next().unwrap_or_default();
+    let Some((_, list)) = stored.split_once(": ") else {
+        return Vec::new();
+    };
+    let words: Vec<&str> = list.split(' ').collect();
+    words
+        .windows(3)
+        .filter(|w| {
+            w[0].len() == 8
+                && w[0].bytes().all(|b| b.is_ascii_hexdigit())
+                && ["logical", "schema", "globals", "physical"].contains(&w[1])
+        })
+        .map(|w| (w[0], w[1], w[2]))
+        .collect()
+}
+
+/// Backups the log records as stored that the repository no longer holds (`held`: the
+/// ids of the backups there are, and of snapshot files that cannot be read). lifeboat
+/// never deletes a backup, so one that is gone was deleted by hand (`restic forget`, `rm`)
+/// or by someone who wanted it gone: nothing else would say so, `list` simply shows fewer.
+#[must_use]
+pub fn gone_backups<'a>(entries: &[Entry], held: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let held: std::collections::HashSet<&str> = held.map(|id| &id[..8.min(id.len())]).collect();
+    let gone: Vec<String> = entries
+        .iter()
+        .flat_map(|e| {
+            backups_recorded(e)
+                .into_iter()
+                .filter(|(id, _, _)| !held.contains(id))
+                .map(move |(id, kind, db)| {
+                    format!(
+                        "{id} ({kind}{}, entry {} at {})",
+                        if db == "-" {
+                            String::new()
+                        } else {
+                            format!(" of {db}")
+                        },
+                        e.seq,
+                        e.time.strftime("%Y-%m-%d %H:%M:%S UTC")
+                    )
+                })
+        })
+        .collect();
+    match gone.len() {
+        0 => Vec::new(),
+        n => vec![format!(
+            "{n} backup(s) the audit log records as stored are no longer in the repository: {}{}; lifeboat never deletes a backup, so they were deleted by hand or by someone who wanted them gone",
+            gone.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+            if n > 5 { format!(" and {} more", n - 5) } else { String::new() }
+        )],
+    }
+}
+
+/// [`gone_backups`] of `entries` against the backups `repo` holds now.
+///
+/// # Errors
+///
+/// When the snapshots cannot be listed.
+pub fn backups_gone_from(repo: &Repo, entries: &[Entry]) -> Result<Vec<String>> {
+    let backups = repo.backups()?;
+    let unreadable = repo.unreadable_snapshots();
+    Ok(gone_backups(
+        entries,
+        backups
+            .iter()
+            .map(|b| b.id.as_str())
+            .chain(unreadable.iter().map(|(id, _)| id.as_str())),
+    ))
 }
 
 /// Snapshot files the last listing could not read, as problems of the log: one may have
