@@ -2443,3 +2443,46 @@ fn a_served_push_on_s3_pushes_ahead_refuses_a_conflict_and_fetches() {
         "{err}"
     );
 }
+
+/// A socket given by hand (`--socket`, `LIFEBOAT_WAL_SOCKET`) whose server serves another
+/// repository: the request names its archive, the server refuses it, and the client
+/// pushes into its own configuration's repository alone. It used to land in the server's.
+#[test]
+fn a_server_of_another_repository_is_not_used_through_a_given_socket() {
+    let (ws_a, cfg_a) = wal_only_repository();
+    let (ws_b, cfg_b) = wal_only_repository();
+    let socket = ws_a.path().join("wal.sock");
+    let mut server = Server::start(&ws_a, &cfg_a, &socket);
+    let seg = ws_b.path().join("000000010000000000000003");
+    std::fs::write(&seg, common::noise(1 << 20, 0x5EED)).expect("segment");
+    let (code, _, err) = run(lb(&cfg_b)
+        .arg("wal-push")
+        .arg("--socket")
+        .arg(&socket)
+        .arg(&seg));
+    let fetched = ws_b.path().join("fetched");
+    let (fetch_code, _, fetch_err) = run(lb(&cfg_b)
+        .arg("wal-fetch")
+        .arg("--socket")
+        .arg(&socket)
+        .arg("000000010000000000000003")
+        .arg(&fetched));
+    server.terminate();
+    server.wait_for_exit(Duration::from_secs(10));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("ignoring the WAL server"), "{err}");
+    let object = "lifeboat-wal/main/00000001/000000010000000000000003";
+    assert!(
+        ws_b.repo_path().join(object).exists(),
+        "in its own repository"
+    );
+    assert!(
+        !ws_a.repo_path().join(object).exists(),
+        "not in the server's"
+    );
+    assert_eq!(fetch_code, 0, "{fetch_err}");
+    assert_eq!(
+        std::fs::read(&fetched).expect("fetched"),
+        std::fs::read(&seg).expect("segment")
+    );
+}

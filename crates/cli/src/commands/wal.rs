@@ -133,6 +133,12 @@ fn sockets(ctx: &Ctx, source: &str, given: Option<&Path>) -> Vec<PathBuf> {
     }
 }
 
+/// What a request to a `wal serve` names (see [`spool::archive_key`]): the source and this
+/// configuration's repository.
+fn archive_key(ctx: &Ctx, source: &str) -> String {
+    spool::archive_key(source, &ctx.repo_location().unwrap_or_default())
+}
+
 /// Says so when the server answered on the older socket name.
 fn legacy_note(socket: &Path, source: &str) {
     if socket == spool::legacy_socket(source) {
@@ -149,7 +155,7 @@ impl WalPushCmd {
         let name = source_name(ctx, self.source.as_deref(), true)?;
         let mut served = None;
         for socket in sockets(ctx, &name, self.socket.as_deref()) {
-            served = spool::client_push(&socket, &self.path)?;
+            served = spool::client_push(&socket, &archive_key(ctx, &name), &self.path)?;
             if served.is_some() {
                 legacy_note(&socket, &name);
                 break;
@@ -182,7 +188,8 @@ impl WalFetchCmd {
         let result = source_name(ctx, self.source.as_deref(), false).and_then(|name| {
             let mut served = None;
             for socket in sockets(ctx, &name, self.socket.as_deref()) {
-                served = spool::client_fetch(&socket, &self.name, &self.dest)?;
+                served =
+                    spool::client_fetch(&socket, &archive_key(ctx, &name), &self.name, &self.dest)?;
                 if served.is_some() {
                     legacy_note(&socket, &name);
                     break;
@@ -634,6 +641,6 @@ fn serve(ctx: &Ctx, source: Option<&str>, socket: Option<PathBuf>) -> anyhow::Re
             socket.display()
         );
     }
-    spool::serve(store, &socket, seg_size, &stop)?;
+    spool::serve(store, &archive_key(ctx, &name), &socket, seg_size, &stop)?;
     Ok(())
 }

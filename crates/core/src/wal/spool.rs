@@ -67,10 +67,19 @@ fn journal(line: std::fmt::Arguments<'_>) {
 /// repository.
 #[must_use]
 pub fn default_socket(source: &str, repository: &str) -> PathBuf {
-    default_socket_dir().join(format!(
-        "wal-{source}-{:08x}.sock",
+    default_socket_dir().join(format!("wal-{}.sock", archive_key(source, repository)))
+}
+
+/// Which archive a server serves and a request means: the source and a hash of the
+/// repository's location (`main-1a2b3c4d`). A request names it, and a server of another
+/// archive refuses it: a socket given by hand (`--socket`, `LIFEBOAT_WAL_SOCKET`) must not
+/// put one repository's WAL into another's.
+#[must_use]
+pub fn archive_key(source: &str, repository: &str) -> String {
+    format!(
+        "{source}-{:08x}",
         xxhash_rust::xxh3::xxh3_64(canonical_location(repository).as_bytes()) as u32
-    ))
+    )
 }
 
 /// The socket name of versions before 2026-12-05 (`wal-<source>.sock`, not tied to a
@@ -186,6 +195,8 @@ struct Ahead {
 
 struct Server {
     store: WalStore,
+    /// [`archive_key`] of what it serves.
+    key: String,
     cache: Cache,
     ahead: Ahead,
     segment_size: u64,
@@ -423,10 +434,23 @@ impl Server {
 
     fn answer(self: &Arc<Self>, line: &str) -> String {
         let err = reply_error;
-        let mut parts = line.splitn(3, ' ');
-        match (parts.next(), parts.next(), parts.next()) {
-            (Some("PUSH"), Some(_), _) => {
-                let path = Path::new(&line[5..]);
+        let (head, line) = line.split_once(' ').unwrap_or((line, ""));
+        let (verb, key) = match head.split_once('@') {
+            Some((verb, key)) => (verb, Some(key)),
+            None => (head, None),
+        };
+        if let Some(key) = key.filter(|k| *k != self.key) {
+            return format!(
+                "ERR {} {OTHER_ARCHIVE} {} ({}), not {key}{HINT_SEP}the socket given (--socket, LIFEBOAT_WAL_SOCKET) belongs to another source or repository: give this one's, or leave it out",
+                ErrorKind::Config.exit_code(),
+                self.key,
+                self.store.location()
+            );
+        }
+        let mut parts = line.splitn(2, ' ');
+        match (verb, parts.next().filter(|p| !p.is_empty()), parts.next()) {
+            ("PUSH", Some(_), _) => {
+                let path = Path::new(line);
                 self.push_ahead(path);
                 if let Some(outcome) = self.pushed_ahead(path) {
                     return outcome_reply(outcome);
@@ -436,7 +460,7 @@ impl Server {
                     Err(e) => err(&e),
                 }
             }
-            (Some("FETCH"), Some(name), Some(dest)) => {
+            ("FETCH", Some(name), Some(dest)) => {
                 let file = match WalFile::parse(name) {
                     Ok(f) => f,
                     Err(e) => return err(&e),
@@ -486,7 +510,13 @@ const HINT_SEP: &str = "\thint: ";
 /// # Errors
 ///
 /// When the socket cannot be created (another server may be running).
-pub fn serve(store: WalStore, socket: &Path, segment_size: u64, stop: &AtomicBool) -> Result<()> {
+pub fn serve(
+    store: WalStore,
+    key: &str,
+    socket: &Path,
+    segment_size: u64,
+    stop: &AtomicBool,
+) -> Result<()> {
     if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
         prepare_socket_dir(dir)?;
     }
@@ -516,6 +546,7 @@ pub fn serve(store: WalStore, socket: &Path, segment_size: u64, stop: &AtomicBoo
         .map_err(|e| io("configuring the socket", e))?;
     let server = Arc::new(Server {
         store,
+        key: key.to_string(),
         cache: Cache::default(),
         ahead: Ahead::default(),
         segment_size,
@@ -613,6 +644,36 @@ fn request(socket: &Path, line: &str) -> Result<Option<String>> {
     Ok(Some(reply.trim_end().to_string()))
 }
 
+/// `VERB@KEY ARGS`, naming the archive meant; a server from before such requests
+/// (running since an upgrade) answers "bad request", and gets `VERB ARGS` as before.
+fn keyed_request(socket: &Path, verb: &str, key: &str, args: &str) -> Result<Option<String>> {
+    let reply = request(socket, &format!("{verb}@{key} {args}"))?;
+    let refused = format!("ERR {} {OTHER_ARCHIVE}", ErrorKind::Config.exit_code());
+    match reply {
+        Some(r) if r == format!("ERR {} bad request", ErrorKind::Config.exit_code()) => {
+            request(socket, &format!("{verb} {args}"))
+        }
+        // this configuration's own repository is what the command is for: it works alone,
+        // as without a server (failing would stop PostgreSQL's archiving)
+        Some(r) if r.starts_with(&refused) => {
+            let said = r[refused.len()..]
+                .split(HINT_SEP)
+                .next()
+                .unwrap_or_default();
+            let _ = writeln!(
+                std::io::stderr(),
+                "lifeboat: ignoring the WAL server on {}: it serves archive{said}, not this configuration's {key}; working without it",
+                socket.display()
+            );
+            Ok(None)
+        }
+        other => Ok(other),
+    }
+}
+
+/// The start of a server's refusal of a request for another archive.
+const OTHER_ARCHIVE: &str = "this WAL server serves archive";
+
 fn server_error(reply: &str) -> Error {
     let rest = reply.strip_prefix("ERR ").unwrap_or(reply);
     let (code, msg) = rest.split_once(' ').unwrap_or(("1", rest));
@@ -628,9 +689,9 @@ fn server_error(reply: &str) -> Error {
 /// # Errors
 ///
 /// The server's error.
-pub fn client_push(socket: &Path, path: &Path) -> Result<Option<PutOutcome>> {
+pub fn client_push(socket: &Path, key: &str, path: &Path) -> Result<Option<PutOutcome>> {
     let abs = std::path::absolute(path).map_err(|e| Error::io(path.display(), e))?;
-    match request(socket, &format!("PUSH {}", abs.display()))? {
+    match keyed_request(socket, "PUSH", key, &abs.display().to_string())? {
         None => Ok(None),
         Some(r) if r == "OK stored" => Ok(Some(PutOutcome::Stored)),
         Some(r) if r == "OK present" => Ok(Some(PutOutcome::AlreadyPresent)),
@@ -643,9 +704,9 @@ pub fn client_push(socket: &Path, path: &Path) -> Result<Option<PutOutcome>> {
 /// # Errors
 ///
 /// The server's error.
-pub fn client_fetch(socket: &Path, name: &str, dest: &Path) -> Result<Option<bool>> {
+pub fn client_fetch(socket: &Path, key: &str, name: &str, dest: &Path) -> Result<Option<bool>> {
     let abs = std::path::absolute(dest).map_err(|e| Error::io(dest.display(), e))?;
-    match request(socket, &format!("FETCH {name} {}", abs.display()))? {
+    match keyed_request(socket, "FETCH", key, &format!("{name} {}", abs.display()))? {
         None => Ok(None),
         Some(r) if r == "OK found" => Ok(Some(true)),
         Some(r) if r == "OK missing" => Ok(Some(false)),
