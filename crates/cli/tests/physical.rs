@@ -2486,3 +2486,33 @@ fn a_server_of_another_repository_is_not_used_through_a_given_socket() {
         std::fs::read(&seg).expect("segment")
     );
 }
+
+/// The newest segments deleted from the archive (or a repository rolled back, or a server
+/// archiving into another one) leave no gap to see: the archive just ends earlier. The
+/// server knows what it archived last, and `wal status` holds the two together.
+#[test]
+fn newest_segments_gone_from_the_archive_are_noticed_from_the_server() {
+    let a = Archiving::start(None, false);
+    a.load(1..=3);
+    a.backup();
+    a.load(4..=10);
+    a.archive_now();
+    ok(a.lb().args(["wal", "status"]));
+    let segs = archived_segments(&a);
+    let newest = segs.last().expect("segments");
+    let name = newest
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("name")
+        .to_string();
+    std::fs::remove_file(newest).expect("remove the newest segment");
+    let (code, out, err) = run(a.lb().args(["wal", "status"]));
+    assert_eq!(code, 10, "{out}{err}");
+    assert!(
+        err.contains(&format!("the server says it archived {name}"))
+            && err.contains("does not hold it"),
+        "{err}"
+    );
+    let (code, out, _) = run(a.lb().args(["--json", "wal", "status"]));
+    assert_eq!(code, 10, "{out}");
+}

@@ -396,6 +396,7 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
         })?;
         return verdict(
             &st,
+            &store,
             server.ok().as_ref(),
             &super::restore::archive_command(ctx, &name)?,
         );
@@ -510,6 +511,7 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
     }
     verdict(
         &st,
+        &store,
         server.ok().as_ref(),
         &super::restore::archive_command(ctx, &name)?,
     )
@@ -566,6 +568,7 @@ fn print_archiver(a: &ArchiverState) {
 /// failing now or switched off on a source with physical backups, is an error.
 fn verdict(
     st: &wal::WalStatus,
+    store: &WalStore,
     archiver: Option<&ArchiverState>,
     archive_command: &str,
 ) -> anyhow::Result<()> {
@@ -608,6 +611,9 @@ fn verdict(
         .hint(format!("in the server: ALTER SYSTEM SET archive_mode = on; ALTER SYSTEM SET archive_command = '{}'; then restart it and take a physical backup (see the README)", archive_command.replace('\'', "''")))
         .into());
     }
+    if let Some(e) = archiver.and_then(|a| archived_elsewhere(store, st, a)) {
+        return Err(e.into());
+    }
     if let Some(a) = archiver.filter(|a| a.failing) {
         return Err(lifeboat_core::Error::new(
             ErrorKind::CheckFailed,
@@ -621,6 +627,38 @@ fn verdict(
         .into());
     }
     Ok(())
+}
+
+/// The segment the server last archived, when the archive does not hold it: WAL
+/// archived since is gone from the repository (deleted, the repository replaced by an
+/// older copy), or the server archives into another repository. Listed once more before
+/// saying so: the server may have archived it after the listing.
+fn archived_elsewhere(
+    store: &WalStore,
+    st: &wal::WalStatus,
+    a: &ArchiverState,
+) -> Option<lifeboat_core::Error> {
+    let last = a.last_archived_wal.as_deref()?;
+    // segments only: not a history or backup label file
+    if last.len() != 24 || !last.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let held =
+        |listing: &[wal::store::StoredWal]| listing.iter().any(|w| w.file.to_string() == last);
+    if held(&store.list().ok()?) {
+        return None;
+    }
+    Some(
+        lifeboat_core::Error::new(
+            ErrorKind::CheckFailed,
+            format!(
+                "the server says it archived {last}, but the archive at {} does not hold it (its newest: {}): WAL archived since was deleted from the repository, the repository was replaced by an older copy, or the server archives into another repository",
+                st.location,
+                st.newest.as_deref().unwrap_or("none")
+            ),
+        )
+        .hint("compare the server's archive_command with this configuration (`SHOW archive_command`); `lifeboat audit verify` shows a repository that was rolled back or replaced; then take a physical backup (`lifeboat backup --kind physical`) so the chain restarts"),
+    )
 }
 
 fn serve(ctx: &Ctx, source: Option<&str>, socket: Option<PathBuf>) -> anyhow::Result<()> {
