@@ -581,6 +581,16 @@ fn every_new_head_is_published_outside_the_repository() {
     );
     assert!(err.contains(&format!("127.0.0.1:{dead}")), "{err}");
     assert!(!err.contains("s3cret") && !out.contains("s3cret"), "{err}");
+    // a drill too: it passed, and its evidence is incomplete (it exited 0 and only the
+    // report said so)
+    let (code, out, err) = run(lb(&cfg).arg("drill"));
+    assert_eq!(code, 7, "{out}{err}");
+    assert!(out.contains("PASSED"), "{out}");
+    assert!(
+        err.contains("passed, but its evidence is incomplete"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret") && !out.contains("s3cret"), "{err}");
 
     // a URL that is not http(s) is a config error naming the key
     with_audit("ftp://127.0.0.1/head");

@@ -235,7 +235,17 @@ impl DrillCmd {
                 report.id
             ))
             .into()),
-            _ => Ok(()),
+            // as a backup whose head could not be published exits 7: a job must not take
+            // a drill whose evidence is incomplete for a proven one
+            _ => match &report.evidence_error {
+                Some(e) => Err(lifeboat_core::Error::new(
+                    lifeboat_core::ErrorKind::Unavailable,
+                    format!("drill {} passed, but its evidence is incomplete: {e}", report.id),
+                )
+                .hint("fix what the message names (the audit head's places, the repository); the drill's verdict stands, the next drill writes complete evidence")
+                .into()),
+                None => Ok(()),
+            },
         }
     }
 }
