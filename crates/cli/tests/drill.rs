@@ -225,6 +225,19 @@ fn drill_passes_and_writes_evidence() {
     }
     let (code, _, err) = run(lb(&cfg).args(["report", "--drill", "drill-19990101T000000Z"]));
     assert_eq!(code, 4, "{err}");
+    // --json with --format html: the file gets HTML, stdout its JSON acknowledgement (the
+    // file got JSON); without a file the two are a usage mistake
+    let ack = ok(lb(&cfg)
+        .args(["--json", "report", "--drill", id, "--format", "html", "-o"])
+        .arg(&again));
+    assert!(ack.contains("written_to"), "{ack}");
+    assert!(std::fs::read_to_string(&again)
+        .unwrap()
+        .contains(r#"id="verdict">PASSED<"#));
+    let (code, out, err) =
+        run(lb(&cfg).args(["--json", "report", "--drill", id, "--format", "html"]));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("--format html and --json"), "{err}");
 
     // the runbook names the latest backup and the drill's measured RTO
     let book = ok(lb(&cfg).arg("runbook"));

@@ -37,9 +37,24 @@ impl ReportCmd {
         if let Some(id) = &self.drill {
             let repo = ctx.open()?;
             let report = lifeboat_core::ops::evidence::load(&repo, id)?;
-            let text = match (ctx.json, self.format.as_deref().unwrap_or("md")) {
-                (true, _) | (_, "json") => serde_json::to_string_pretty(&report)? + "\n",
-                (_, "html") => lifeboat_core::ops::evidence::html(&report),
+            // --json is stdout's form: a --format given for the file (-o) is honoured
+            let format = match (self.format.as_deref(), ctx.json) {
+                (Some(f @ ("md" | "html")), true) if self.output.is_none() => {
+                    return Err(lifeboat_core::Error::config(format!(
+                        "--format {f} and --json both name what stdout gets"
+                    ))
+                    .hint(format!(
+                        "write the {f} report to a file with -o FILE (stdout then gets a JSON acknowledgement), or leave --json out"
+                    ))
+                    .into());
+                }
+                (Some(f), _) => f,
+                (None, true) => "json",
+                (None, false) => "md",
+            };
+            let text = match format {
+                "json" => serde_json::to_string_pretty(&report)? + "\n",
+                "html" => lifeboat_core::ops::evidence::html(&report),
                 _ => lifeboat_core::ops::evidence::markdown(&report),
             };
             return self.emit(&text, "drill report", ctx.json);
