@@ -403,3 +403,27 @@ fn a_lock_table_too_small_for_the_tables_is_named_before_it_runs_out() {
         "{err}"
     );
 }
+
+/// A repository directory made beforehand (`mkdir`, 0755) keeps its mode, and the key file
+/// in it is readable by every user: `init` says so when it creates the repository.
+#[test]
+fn init_into_a_directory_every_user_may_read_warns() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[]);
+    std::fs::create_dir_all(ws.repo_path()).unwrap();
+    std::fs::set_permissions(ws.repo_path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, _, err) = run(lb(&cfg).arg("init"));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("is open to every user of this host (mode 755)")
+            && err.contains("chmod -R o-rwx"),
+        "{err}"
+    );
+    // a private one: nothing to say
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[]);
+    let (code, _, err) = run(lb(&cfg).arg("init"));
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("open to every user"), "{err}");
+}

@@ -713,25 +713,28 @@ From a logical backup (loses what was written after it):
 FROM={from}   # the copy from before the delete
 TO={to}   # the damaged database
 T=schema.table
+set -o pipefail   # a failing pg_dump fails the pipeline, not only psql
 ```
+
+`-E UTF8` below: the table's name is matched and the rows are written in UTF-8 whatever the database's encoding (a LATIN1 database's `Größe` typed in a UTF-8 terminal matches nothing otherwise).
 
 A dropped table comes back whole (definition, rows, indexes, constraints), in one transaction: the application sees no table until it is complete, and a failure leaves nothing behind:
 
 ```sh
-pg_dump -d "$FROM" -t "$T" | psql -X -v ON_ERROR_STOP=1 --single-transaction -d "$TO"
+pg_dump -E UTF8 -d "$FROM" -t "$T" | psql -X -v ON_ERROR_STOP=1 --single-transaction -d "$TO"
 ```
 
 A `DROP TABLE … CASCADE` also dropped the views and the foreign keys of other tables that depended on it, which this does not bring back: compare the two schemas and recreate what is missing:
 
 ```sh
-diff <(pg_dump -s -d "$FROM") <(pg_dump -s -d "$TO")
+diff <(pg_dump -E UTF8 -s -d "$FROM") <(pg_dump -E UTF8 -s -d "$TO")
 ```
 
 Deleted rows (the table is still there): bring the old table in beside it, add back every row whose key is gone (rows still there are left as they are), then drop the copy:
 
 ```sh
 psql -X -v ON_ERROR_STOP=1 -d "$FROM" -c "create schema lifeboat_recovered; alter table $T set schema lifeboat_recovered"
-pg_dump -d "$FROM" -n lifeboat_recovered --section=pre-data --section=data --no-owner --no-privileges | psql -X -v ON_ERROR_STOP=1 --single-transaction -d "$TO"
+pg_dump -E UTF8 -d "$FROM" -n lifeboat_recovered --section=pre-data --section=data --no-owner --no-privileges | psql -X -v ON_ERROR_STOP=1 --single-transaction -d "$TO"
 psql -X -v ON_ERROR_STOP=1 -d "$TO" -c "insert into $T overriding system value select * from lifeboat_recovered.${{T#*.}} on conflict do nothing"
 psql -X -v ON_ERROR_STOP=1 -d "$TO" -c "drop schema lifeboat_recovered cascade"
 ```
