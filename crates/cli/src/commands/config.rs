@@ -55,7 +55,7 @@ fn failed(first: &anyhow::Error, count: usize) -> anyhow::Error {
         );
     lifeboat_core::Error::new(
         kind,
-        format!("{count} check(s) failed: see the FAIL lines above"),
+        format!("{count} check(s) failed: see the FAIL lines above (with --json: the checks whose ok is false)"),
     )
     .into()
 }

@@ -268,6 +268,7 @@ fn check_file(path: &Path) -> Result<String> {
                     "audit.head_file: {} is not writable: {e}",
                     path.display()
                 ))
+                .hint("make it writable for the user lifeboat runs as (each new audit entry appends a line), or point [audit] head_file at another file")
             });
     }
     let dir = path
@@ -288,6 +289,7 @@ fn check_file(path: &Path) -> Result<String> {
                 path.display(),
                 dir.display()
             ))
+            .hint("create the directory, writable by the user lifeboat runs as, or point [audit] head_file elsewhere")
         })
 }
 
