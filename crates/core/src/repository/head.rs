@@ -149,6 +149,41 @@ pub fn append_line(path: &Path, entry: &Entry) -> Result<()> {
         .map_err(|e| Error::io(what(), e))
 }
 
+/// A line near the end of the head file that records `entry`'s place with another hash:
+/// the log went back (an older copy of the repository, another repository) and this run
+/// wrote its entry in a place the file already holds. Only the last 64 KiB are read (the
+/// file grows with every entry); `audit verify` reads it all.
+fn recorded_otherwise(path: &Path, entry: &Entry) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    const TAIL: u64 = 64 << 10;
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(TAIL))).ok()?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail).ok()?;
+    let text = String::from_utf8_lossy(&tail);
+    // a first line cut by the seek is no line
+    let text = match text.split_once('\n') {
+        Some((_, rest)) if len > TAIL => rest,
+        _ => &text,
+    };
+    let (_, other) = numbered_in(text).into_iter().find(|(seq, hash)| {
+        *seq == entry.seq
+            && !entry
+                .hash
+                .to_ascii_lowercase()
+                .starts_with(&hash.to_ascii_lowercase())
+    })?;
+    Some(format!(
+        "the audit head file {} already records entry {} as {}, and this run wrote entry {} as {}: the repository's audit log went back (an older copy of the repository was put in place, or this is another repository)",
+        path.display(),
+        entry.seq,
+        &other[..16.min(other.len())],
+        entry.seq,
+        &entry.hash[..16.min(entry.hash.len())]
+    ))
+}
+
 fn last_byte(path: &Path) -> Option<u8> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = std::fs::File::open(path).ok()?;
@@ -167,9 +202,11 @@ fn last_byte(path: &Path) -> Option<u8> {
 pub fn publish(cfg: &AuditConfig, repository: &str, entry: &Entry) -> Result<()> {
     // every place is tried: one that is down must not keep the head from the others
     let mut failed = Vec::new();
+    let mut conflict = None;
     if let Some(path) = &cfg.head_file {
-        if let Err(e) = append_line(path, entry) {
-            failed.push(e.to_string());
+        match append_line(path, entry) {
+            Ok(()) => conflict = recorded_otherwise(path, entry),
+            Err(e) => failed.push(e.to_string()),
         }
     }
     if let Some(url) = &cfg.head_url {
@@ -188,6 +225,12 @@ pub fn publish(cfg: &AuditConfig, repository: &str, entry: &Entry) -> Result<()>
                 redact(url)
             ));
         }
+    }
+    if let Some(c) = conflict {
+        failed.insert(0, c);
+        return Err(Error::integrity(failed.join("; ")).hint(
+            "run `lifeboat audit verify` (it checks every line of the head file against the log); a repository rolled back or replaced needs the incident runbook, not another backup",
+        ));
     }
     if failed.is_empty() {
         Ok(())
