@@ -305,7 +305,9 @@ impl PgConn {
     pub fn command(&self, program: &str, db: &str) -> Command {
         let mut cmd =
             super::cluster::pg_ctl_cmd(&self.bin.program(program), self.run_as.as_deref());
-        cmd.arg("-d").arg(self.conninfo(db));
+        // a database name read from the server keeps its bytes (see `text`): a SQL_ASCII
+        // cluster's database named in Latin-1 is reached by those bytes
+        cmd.arg("-d").arg(super::text::arg(&self.conninfo(db)));
         self.apply_env(&mut cmd);
         cmd
     }
