@@ -131,7 +131,24 @@ impl Ctx {
         // say "no repository" (or "no configuration file") before asking for its password
         self.repo_location()?;
         let password = cfg.password_source().resolve("repository password")?;
-        Ok(Repo::open(&cfg, &password, self.bars)?.with_audit(self.config.audit.clone()))
+        Ok(Repo::open(&cfg, &password, self.bars)?.with_audit(self.audit_config()))
+    }
+
+    /// `[audit]` when the repository used is the configured one. The head file and URL
+    /// keep that repository's heads: another's (`--repo` to an offsite copy during an
+    /// incident) would put lines there that disagree with its log, which `audit verify`
+    /// takes for a log that went back.
+    fn audit_config(&self) -> lifeboat_core::config::AuditConfig {
+        let configured = lifeboat_core::repository::repo_url_from(&self.config.repository, true)
+            .map(|u| u.trim_end_matches('/').to_string());
+        let used = self
+            .repo_location()
+            .map(|u| u.trim_end_matches('/').to_string());
+        match (configured, used) {
+            (Ok(c), Ok(u)) if c == u => self.config.audit.clone(),
+            _ if self.repo_override.is_none() => self.config.audit.clone(),
+            _ => lifeboat_core::config::AuditConfig::default(),
+        }
     }
 
     /// Opens the repository for an operation the audit log records. When it cannot be

@@ -564,6 +564,9 @@ fn every_new_head_is_published_outside_the_repository() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = closed.local_addr().unwrap().port();
     drop(closed);
+    // (with a new head file: the old one still says the log was cut, which `verify --all`
+    // now reports first, exit 6)
+    std::fs::remove_file(&head_file).unwrap();
     with_audit(&format!("http://127.0.0.1:{dead}/head?token=s3cret"));
     let (code, out, err) = run(lb(&cfg).args(["config", "check"]));
     assert_eq!(code, 7, "{out}{err}");
@@ -933,9 +936,29 @@ fn a_backup_deleted_by_hand_and_a_rolled_back_log_are_found() {
         out.contains("no longer in the repository") && out.contains(&newest[..8]),
         "{out}"
     );
-    std::fs::rename(&aside, &file).unwrap();
+    // deleted on purpose: recorded, with the reason, and no longer named; an id that is
+    // not gone is refused
+    let (code, _, err) = run(lb(&cfg).args(["audit", "deleted", "deadbeef", "--reason", "x"]));
+    assert_eq!(code, 2, "{err}");
+    ok(lb(&cfg).args([
+        "audit",
+        "deleted",
+        &newest[..8],
+        "--reason",
+        "erasure request 42",
+    ]));
     ok(lb(&cfg).args(["audit", "verify"]));
     ok(lb(&cfg).args(["verify", "--all"]));
+    let listed = ok(lb(&cfg).args(["audit", "list", "--action", "deleted"]));
+    assert!(
+        listed.contains(&format!(
+            "backups {} deleted on purpose: erasure request 42",
+            &newest[..8]
+        )),
+        "{listed}"
+    );
+    std::fs::rename(&aside, &file).unwrap();
+    ok(lb(&cfg).args(["audit", "verify"]));
 
     // the repository rolled back two entries, then two new runs: the log has grown back
     // to the newest line's number, and those lines are its own
@@ -956,5 +979,12 @@ fn a_backup_deleted_by_hand_and_a_rolled_back_log_are_found() {
     assert!(
         both.contains("the audit head file recorded entry 3 as"),
         "{both}"
+    );
+    // `verify --all`, which checks every backup, names it too
+    let (code, out, err) = run(lb(&cfg).args(["verify", "--all"]));
+    assert_eq!(code, 6, "{out}{err}");
+    assert!(
+        out.contains("the audit head file recorded entry 3 as"),
+        "{out}"
     );
 }

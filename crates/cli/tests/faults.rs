@@ -910,3 +910,54 @@ fn a_removed_working_directory_a_full_disk_and_an_open_umask() {
     let mode = std::fs::metadata(&book).unwrap().permissions().mode();
     assert_eq!(mode & 0o002, 0, "runbook mode {mode:o}");
 }
+
+/// SIGTERM while a restore's pre-hook runs (`timeout`, a service stop): lifeboat exits 130
+/// with its JSON error document, and the hook goes with it instead of running on alone
+/// (it used to finish its work after lifeboat had said "interrupted").
+#[test]
+fn a_restore_hook_is_stopped_with_an_interrupted_restore() {
+    let (_c, ws, cfg) = common::backed_up(20);
+    let marker = ws.path().join("hook-finished");
+    let started = ws.path().join("hook-started");
+    let child = common::lb_std(&cfg)
+        .args([
+            "--json",
+            "restore",
+            "--latest",
+            "--to-database",
+            "hooked",
+            "--pre-hook",
+        ])
+        .arg(format!(
+            "touch {}; sleep 4; touch {}",
+            started.display(),
+            marker.display()
+        ))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hook never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["error"]["kind"], "interrupted", "{doc}");
+    assert_eq!(doc["error"]["exit_code"], 130, "{doc}");
+    // the hook would have finished 4 s after it started
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    assert!(!marker.exists(), "the hook ran on after the interrupt");
+}

@@ -64,6 +64,16 @@ pub enum AuditCmd {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Record that backups the log lists as gone (`audit verify` names them) were deleted
+    /// on purpose: the checks stop naming them, and the entry keeps who and why.
+    Deleted {
+        /// Ids of the gone backups (8 hex digits or more).
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Why they were deleted (an erasure request, a backup taken by mistake).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 impl AuditCmd {
@@ -96,6 +106,14 @@ impl AuditCmd {
         let repo = ctx.open()?;
         match self {
             Self::Keygen { .. } => unreachable!("handled above"),
+            Self::Deleted { ids, reason } => {
+                let entry = audit::record_deleted(&repo, ids, reason)?;
+                if ctx.json {
+                    return output::json(&entry);
+                }
+                println!("recorded as entry {}: {}", entry.seq, entry.details);
+                Ok(())
+            }
             Self::Sign { key, output } => {
                 let statement = signing::sign(&repo, key)?;
                 let text = serde_json::to_string_pretty(&statement)?;
@@ -190,7 +208,7 @@ impl AuditCmd {
                 // the head file named here and the configured one, both: comparing with a
                 // head kept outside the repository is what catches entries cut off the end,
                 // and naming another file must not skip the one the configuration keeps
-                let configured = ctx.config.audit.head_file.clone();
+                let configured = ctx.audit_config().head_file;
                 let mut files: Vec<(std::path::PathBuf, bool)> = Vec::new();
                 if let Some(f) = head_file {
                     files.push((f.clone(), true));

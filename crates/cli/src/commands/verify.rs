@@ -89,6 +89,20 @@ impl VerifyCmd {
                 .iter()
                 .map(|b| b.id[..8].to_string())
                 .collect();
+            let packs = report
+                .repository_problems
+                .iter()
+                .any(|p| p.contains("pack ") || p.contains("snapshot file"));
+            if names.is_empty() && !packs {
+                // nothing damaged: backups are missing or the log went back, which no
+                // repair brings back
+                return Err(Error::new(
+                    ErrorKind::Integrity,
+                    "the repository does not hold what its audit log (or the head file kept outside it) records",
+                )
+                .hint("`lifeboat audit verify` names each; backups deleted on purpose are recorded with `lifeboat audit deleted ID... --reason \"...\"`; otherwise treat it as an incident (README: An attacker on the database host) and take new backups")
+                .into());
+            }
             Err(Error::new(
                 ErrorKind::Integrity,
                 format!("damaged: {}", if names.is_empty() { "repository".to_string() } else { names.join(", ") }),

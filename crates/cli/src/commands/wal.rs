@@ -611,7 +611,12 @@ fn verdict(
         .hint(format!("in the server: ALTER SYSTEM SET archive_mode = on; ALTER SYSTEM SET archive_command = '{}'; then restart it and take a physical backup (see the README)", archive_command.replace('\'', "''")))
         .into());
     }
-    if let Some(e) = archiver.and_then(|a| archived_elsewhere(store, st, a)) {
+    // (for a source that archives here: one with logical backups only, or a second source
+    // on a cluster that archives elsewhere, is not this archive's)
+    if let Some(e) = archiver
+        .filter(|_| st.reachable.is_some() && !st.timelines.is_empty())
+        .and_then(|a| archived_elsewhere(store, st, a))
+    {
         return Err(e.into());
     }
     if let Some(a) = archiver.filter(|a| a.failing) {
@@ -643,9 +648,23 @@ fn archived_elsewhere(
     if last.len() != 24 || !last.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    let held =
-        |listing: &[wal::store::StoredWal]| listing.iter().any(|w| w.file.to_string() == last);
-    if held(&store.list().ok()?) {
+    // in the listing `st` was made from: within its timeline's range and in no gap
+    let listed = st.timelines.iter().any(|t| {
+        last.get(..8) == t.first.get(..8)
+            && t.first.as_str() <= last
+            && last <= t.last.as_str()
+            && !t
+                .gaps
+                .iter()
+                .any(|(a, b)| a.as_str() <= last && last <= b.as_str())
+    });
+    if listed
+        || store
+            .list()
+            .ok()?
+            .iter()
+            .any(|w| w.file.to_string() == last)
+    {
         return None;
     }
     Some(

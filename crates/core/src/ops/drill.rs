@@ -908,7 +908,11 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                         ok: applied.is_ok(),
                         detail: match applied {
                             Ok(()) => "applied (tablespaces, if any, left out: the throw-away cluster keeps everything in its default one)".into(),
-                            Err(e) => format!("{}; the database was restored without owners and grants", crate::error::one_line(e)),
+                            Err(e) => format!(
+                                "{}; the database was restored without owners and grants{}",
+                                crate::error::one_line(e),
+                                e.hint_text().map(|h| format!(" ({h})")).unwrap_or_default()
+                            ),
                         },
                     });
                 }

@@ -270,7 +270,9 @@ fn within(t: Timestamp, from: Timestamp, to: Timestamp) -> bool {
     t >= from && t <= to
 }
 
-/// Builds the pack for `[from, to]`.
+/// Builds the pack for `[from, to]`. The audit log is compared with the head file of the
+/// repository's own audit settings ([`Repo::with_audit`]), not `config`'s: a repository
+/// opened with `--repo` is not the one `config` keeps heads for.
 ///
 /// # Errors
 ///
@@ -355,7 +357,7 @@ pub fn evidence_pack(
         l.longest_gap_secs = longest.max(end.duration_since(last).as_secs_f64());
     }
     // the head kept outside the repository is what catches entries cut off the end
-    let external_head = config.audit.head_file.clone();
+    let external_head = repo.audit_config().head_file.clone();
     // what can be read of it: a missing, unreadable or empty file is a finding, not a
     // reason to withhold the pack
     let mut head_problem = None;
@@ -416,12 +418,18 @@ pub fn evidence_pack(
         .filter(|e| within(e.time, from, to))
         .cloned()
         .collect();
-    evidence_problems.extend(audit::gone_backups(
+    let mut gone = audit::gone_backups(
         &in_period,
         all.iter()
             .map(|b| b.id.as_str())
             .chain(unreadable.iter().map(|(id, _)| id.as_str())),
-    ));
+    );
+    if !gone.is_empty() {
+        // the backups were listed before the log was read: one that finished in between
+        // has its entry and was not listed; the log's entries are all in a listing now
+        gone = audit::backups_gone_from(repo, &in_period)?;
+    }
+    evidence_problems.extend(gone);
     // a snapshot file that cannot be read held a backup, a drill report or an audit entry
     // this pack cannot show: the pack is incomplete, and says so
     evidence_problems.extend(unreadable.into_iter().map(|(id, why)| {

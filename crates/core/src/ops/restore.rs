@@ -740,11 +740,16 @@ pub fn apply_globals(
         ));
         // a tablespace's directory is this host's: taken by the source's own tablespace
         // (55006) or missing on another host (58P01)
+        // 22021 invalid byte sequence: role names in bytes that are not UTF-8 (a SQL_ASCII
+        // cluster's, written by a Latin-1 client) cannot go into a UTF-8 server
+        let not_utf8 = unexpected.iter().any(|l| sqlstate(l) == Some("22021"));
         return Err(
             if stderr.contains("TABLESPACE") || stderr.contains("tablespace") {
                 err.hint("the target cannot have the source's tablespaces: restore with --no-tablespaces (tables and indexes go to the default tablespace), or create them on the target first")
+            } else if not_utf8 {
+                err.hint("the backup's role names are not UTF-8 (a SQL_ASCII cluster) and this server's encoding is UTF-8: restore the globals onto a server created with `initdb -E SQL_ASCII`, or rename those roles in production (a drill: set drill.server to such a server)")
             } else {
-                err
+                err.hint("see the lines above; the globals script is pg_dumpall's, restore it by hand with psql to go on")
             },
         );
     }
@@ -1080,8 +1085,9 @@ pub(crate) fn run_hook_command(
     backup: &SnapshotInfo,
     mut command: std::process::Command,
 ) -> Result<()> {
+    use std::io::IsTerminal;
     use std::os::{fd::AsFd, unix::process::CommandExt};
-    let mut child = remove_secret_env(&mut command)
+    remove_secret_env(&mut command)
         .arg("-c")
         .arg(cmd)
         .env("LIFEBOAT_HOOK", name)
@@ -1103,17 +1109,31 @@ pub(crate) fn run_hook_command(
                 .as_fd()
                 .try_clone_to_owned()
                 .map_or_else(|_| Stdio::null(), Stdio::from),
-        )
-        // its own group, stopped with lifeboat when it is interrupted while the hook runs
-        // (a migration must not go on unsupervised); what it leaves running once done
-        // (the application it started) stays
-        .process_group(0)
+        );
+    // without a terminal (cron, a service, automation), in its own group, stopped with
+    // lifeboat when a SIGTERM interrupts it while the hook runs (a migration must not go
+    // on unsupervised); what it leaves running once done (the application it started)
+    // stays. At a terminal it stays in lifeboat's group: Ctrl-C reaches it directly, and
+    // a prompt (sudo) can read the terminal, which a background group could not
+    let own_group = !(std::io::stdin().is_terminal() || std::io::stderr().is_terminal());
+    if own_group {
+        command.process_group(0);
+    }
+    let mut child = command
         .spawn()
         .map_err(|e| Error::io(format!("running the {name} hook"), e))?;
     let pgid = child.id() as i32;
-    crate::sources::postgres::cluster::register_group(pgid);
+    if own_group {
+        crate::sources::postgres::cluster::register_group(pgid);
+        // an interrupt just before it was registered has already cleaned up
+        if crate::sources::postgres::cluster::interrupted() {
+            crate::sources::postgres::cluster::kill_group(pgid);
+        }
+    }
     let status = child.wait();
-    crate::sources::postgres::cluster::forget_group(pgid);
+    if own_group {
+        crate::sources::postgres::cluster::forget_group(pgid);
+    }
     let status = status.map_err(|e| Error::io(format!("running the {name} hook"), e))?;
     if !status.success() {
         return Err(Error::new(

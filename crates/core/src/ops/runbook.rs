@@ -714,9 +714,10 @@ FROM={from}   # the copy from before the delete
 TO={to}   # the damaged database
 T=schema.table
 set -o pipefail   # a failing pg_dump fails the pipeline, not only psql
+export PGCLIENTENCODING=UTF8   # names as typed here, whatever the database's encoding
 ```
 
-`-E UTF8` below: the table's name is matched and the rows are written in UTF-8 whatever the database's encoding (a LATIN1 database's `Größe` typed in a UTF-8 terminal matches nothing otherwise).
+`-E UTF8` and `PGCLIENTENCODING`: the table's name is matched and the rows are written in UTF-8 whatever the database's encoding (a LATIN1 database's `Größe` typed in a UTF-8 terminal matches nothing otherwise, also in a script or over ssh, where psql does not take the terminal's encoding).
 
 A dropped table comes back whole (definition, rows, indexes, constraints), in one transaction: the application sees no table until it is complete, and a failure leaves nothing behind:
 

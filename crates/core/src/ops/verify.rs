@@ -117,6 +117,8 @@ pub fn verify(repo: &Repo, opts: &VerifyOptions) -> Result<VerifyReport> {
             if r.read_data { ", data read" } else { "" },
             if r.ok() {
                 "all intact".to_string()
+            } else if r.damaged().is_empty() {
+                r.repository_problems.join("; ")
             } else {
                 format!(
                     "damaged {}",
@@ -155,19 +157,28 @@ fn verify_inner(
     check: CheckOptions,
 ) -> Result<VerifyReport> {
     let every = backups.is_empty();
-    let backups = if every { repo.backups()? } else { backups };
     // every backup: also those the log records that are no longer there ("0 backup(s)
-    // checked: all intact" after someone deleted them all)
-    let gone = if every {
-        let entries = crate::repository::audit::entries(repo)?;
+    // checked: all intact" after someone deleted them all). The log first: a backup
+    // saves its snapshot before its entry, so one finishing meanwhile is in the listing
+    let entries = if every {
+        Some(crate::repository::audit::entries(repo)?)
+    } else {
+        None
+    };
+    let backups = if every { repo.backups()? } else { backups };
+    let gone = if let Some(entries) = entries {
+        // and a log that went back (rolled back to an older copy, replaced): the backups of
+        // the lost entries would be named nowhere else
+        let mut problems = crate::repository::audit::head_file_problems(repo, &entries)?;
         let unreadable = repo.unreadable_snapshots();
-        crate::repository::audit::gone_backups(
+        problems.extend(crate::repository::audit::gone_backups(
             &entries,
             backups
                 .iter()
                 .map(|b| b.id.as_str())
                 .chain(unreadable.iter().map(|(id, _)| id.as_str())),
-        )
+        ));
+        problems
     } else {
         Vec::new()
     };

@@ -807,34 +807,48 @@ fn is_head(hash: &str, given: &str) -> bool {
 pub fn verify(repo: &Repo, expected_head: Option<&str>) -> Result<AuditVerdict> {
     let entries = entries(repo)?;
     let mut v = verify_entries(&entries, expected_head);
-    v.problems.extend(backups_gone_from(repo, &entries)?);
     v.problems.extend(unreadable_problems(repo));
-    if let Some(file) = repo
-        .audit_config()
-        .head_file
-        .as_ref()
-        .filter(|f| f.exists())
-    {
-        let text = std::fs::read_to_string(file).map_err(|e| Error::io(file.display(), e))?;
-        let head = super::head::newest_in(&text)
-            .ok_or_else(|| Error::config(format!("{} holds no audit head", file.display())))?;
-        for p in verify_entries(&entries, Some(&head))
-            .problems
-            .into_iter()
-            .chain(super::head::rewritten(&text, &entries))
-        {
-            if !v.problems.contains(&p) {
-                v.problems.push(p);
-            }
+    for p in head_file_problems(repo, &entries)? {
+        if !v.problems.contains(&p) {
+            v.problems.push(p);
         }
     }
     Ok(v)
 }
 
+/// What the configured head file ([`Repo::with_audit`]) says against the log `entries`:
+/// entries cut off its end (the file's newest head is not in it), and lines whose place the
+/// log holds with another hash (a log that went back and grew again). Empty without a head
+/// file, or when it does not exist yet.
+///
+/// # Errors
+///
+/// When the file cannot be read or holds no head.
+pub fn head_file_problems(repo: &Repo, entries: &[Entry]) -> Result<Vec<String>> {
+    let Some(file) = repo
+        .audit_config()
+        .head_file
+        .as_ref()
+        .filter(|f| f.exists())
+    else {
+        return Ok(Vec::new());
+    };
+    let text = std::fs::read_to_string(file).map_err(|e| Error::io(file.display(), e))?;
+    let head = super::head::newest_in(&text)
+        .ok_or_else(|| Error::config(format!("{} holds no audit head", file.display())))?;
+    let mut out = verify_entries(entries, Some(&head)).problems;
+    // the chain's own problems are said by the caller; these are the file's
+    let own = verify_entries(entries, None).problems;
+    out.retain(|p| !own.contains(p));
+    out.extend(super::head::rewritten(&text, entries));
+    Ok(out)
+}
+
 /// The backups a successful `backup` entry records (`1234abcd logical app (N bytes)` in
 /// its details): short id, kind and database.
 fn backups_recorded(e: &Entry) -> Vec<(&str, &str, &str)> {
-    if e.action != "backup" || e.outcome != "ok" {
+    // a run with some dumps failed is logged as failed, and stored the others
+    if e.action != "backup" {
         return Vec::new();
     }
     let stored = e.details.split("; failed: ").next().unwrap_or_default();
@@ -859,7 +873,9 @@ fn backups_recorded(e: &Entry) -> Vec<(&str, &str, &str)> {
 /// or by someone who wanted it gone: nothing else would say so, `list` simply shows fewer.
 #[must_use]
 pub fn gone_backups<'a>(entries: &[Entry], held: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let held: std::collections::HashSet<&str> = held.map(|id| &id[..8.min(id.len())]).collect();
+    let mut held: std::collections::HashSet<&str> = held.map(|id| &id[..8.min(id.len())]).collect();
+    // and those an operator recorded as deleted on purpose (`lifeboat audit deleted`)
+    held.extend(entries.iter().flat_map(deleted_on_purpose));
     let gone: Vec<String> = entries
         .iter()
         .flat_map(|e| {
@@ -883,11 +899,81 @@ pub fn gone_backups<'a>(entries: &[Entry], held: impl Iterator<Item = &'a str>) 
     match gone.len() {
         0 => Vec::new(),
         n => vec![format!(
-            "{n} backup(s) the audit log records as stored are no longer in the repository: {}{}; lifeboat never deletes a backup, so they were deleted by hand or by someone who wanted them gone",
+            "{n} backup(s) the audit log records as stored are no longer in the repository: {}{}; lifeboat never deletes a backup, so they were deleted by hand or by someone who wanted them gone (if on purpose, record it: `lifeboat audit deleted ID... --reason \"...\"`)",
             gone.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
             if n > 5 { format!(" and {} more", n - 5) } else { String::new() }
         )],
     }
+}
+
+/// The action of an entry recording backups deleted on purpose.
+pub const DELETED: &str = "deleted";
+
+/// What an entry of [`DELETED`] names: `backups 1234abcd, 5678abcd deleted on purpose: ...`.
+fn deleted_on_purpose(e: &Entry) -> Vec<&str> {
+    if e.action != DELETED || e.outcome != "ok" {
+        return Vec::new();
+    }
+    e.details
+        .strip_prefix("backups ")
+        .and_then(|r| r.split_once(" deleted on purpose"))
+        .map(|(ids, _)| ids.split(", ").collect())
+        .unwrap_or_default()
+}
+
+/// Records in the log that `ids` (backups it records as stored, no longer in the
+/// repository) were deleted on purpose, with `reason`: the checks that name gone backups
+/// stop naming them, and the entry says who did it and why.
+///
+/// # Errors
+///
+/// [`crate::ErrorKind::Config`] for an id that is not one of the gone backups; the log's
+/// errors.
+pub fn record_deleted(repo: &Repo, ids: &[String], reason: &str) -> Result<Entry> {
+    let entries = entries(repo)?;
+    let backups = repo.backups()?;
+    let unreadable = repo.unreadable_snapshots();
+    let held: std::collections::HashSet<&str> = backups
+        .iter()
+        .map(|b| &b.id[..8])
+        .chain(unreadable.iter().map(|(id, _)| &id[..8.min(id.len())]))
+        .chain(entries.iter().flat_map(deleted_on_purpose))
+        .collect();
+    let gone: Vec<&str> = entries
+        .iter()
+        .flat_map(backups_recorded)
+        .map(|(id, _, _)| id)
+        .filter(|id| !held.contains(id))
+        .collect();
+    let mut named = Vec::new();
+    for id in ids {
+        let short = id.get(..8).unwrap_or(id);
+        match gone.iter().find(|g| **g == short) {
+            Some(g) => named.push(*g),
+            None => {
+                return Err(Error::config(format!(
+                    "{id} is not a backup the audit log records as stored and the repository no longer holds"
+                ))
+                .hint("`lifeboat audit verify` names the gone backups; give their ids (8 hex digits or more)"))
+            }
+        }
+    }
+    if reason.trim().is_empty() {
+        return Err(Error::config("--reason is empty").hint("say why they were deleted (an erasure request, a backup taken by mistake): the entry is evidence"));
+    }
+    named.dedup();
+    let entry = write(
+        repo,
+        DELETED,
+        true,
+        &format!(
+            "backups {} deleted on purpose: {}",
+            named.join(", "),
+            reason.trim().replace('\n', " ")
+        ),
+    )?;
+    publish_head(repo, &entry)?;
+    Ok(entry)
 }
 
 /// [`gone_backups`] of `entries` against the backups `repo` holds now.

@@ -87,14 +87,22 @@ pub fn rewritten(text: &str, entries: &[Entry]) -> Vec<String> {
     let mut out = Vec::new();
     let mut first: Option<(u64, String, String)> = None;
     let mut count = 0;
+    // the entries are in seq order: each line's are found by halving, not a scan (a head
+    // file of years has as many lines as the log entries)
     for (seq, hash) in numbered_in(text) {
-        let Some(e) = entries.iter().find(|e| e.seq == seq) else {
+        let from = entries.partition_point(|e| e.seq < seq);
+        let at: Vec<&Entry> = entries[from..]
+            .iter()
+            .take_while(|e| e.seq == seq)
+            .collect();
+        let Some(e) = at.first() else {
             continue;
         };
-        if !e
-            .hash
-            .to_ascii_lowercase()
-            .starts_with(&hash.to_ascii_lowercase())
+        // a fork leaves two entries at one place: either may be the line's
+        let hash_lower = hash.to_ascii_lowercase();
+        if !at
+            .iter()
+            .any(|e| e.hash.to_ascii_lowercase().starts_with(&hash_lower))
         {
             count += 1;
             first.get_or_insert((seq, hash, e.hash.clone()));
@@ -167,21 +175,45 @@ fn recorded_otherwise(path: &Path, entry: &Entry) -> Option<String> {
         Some((_, rest)) if len > TAIL => rest,
         _ => &text,
     };
-    let (_, other) = numbered_in(text).into_iter().find(|(seq, hash)| {
-        *seq == entry.seq
-            && !entry
-                .hash
-                .to_ascii_lowercase()
-                .starts_with(&hash.to_ascii_lowercase())
-    })?;
-    Some(format!(
-        "the audit head file {} already records entry {} as {}, and this run wrote entry {} as {}: the repository's audit log went back (an older copy of the repository was put in place, or this is another repository)",
-        path.display(),
-        entry.seq,
-        &other[..16.min(other.len())],
-        entry.seq,
-        &entry.hash[..16.min(entry.hash.len())]
-    ))
+    let lines = numbered_in(text);
+    let same = |a: &str, b: &str| {
+        let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
+        a.starts_with(&b) || b.starts_with(&a)
+    };
+    let short = |h: &str| h[..16.min(h.len())].to_string();
+    if let Some((_, other)) = lines
+        .iter()
+        .find(|(seq, hash)| *seq == entry.seq && !same(&entry.hash, hash))
+    {
+        return Some(format!(
+            "the audit head file {} already records entry {} as {}, and this run wrote entry {} as {}: the repository's audit log went back (an older copy of the repository was put in place, or this is another repository), or two runs wrote the same place (a fork, which `audit verify` names)",
+            path.display(),
+            entry.seq,
+            short(other),
+            entry.seq,
+            short(&entry.hash)
+        ));
+    }
+    // and later runs, once the log has grown past the file's newest line: the places it
+    // records twice (the earlier runs' lines beside the original ones) stay in the tail
+    let mut first: std::collections::HashMap<u64, &str> = std::collections::HashMap::new();
+    for (seq, hash) in &lines {
+        match first.get(seq) {
+            Some(h) if !same(h, hash) => {
+                return Some(format!(
+                    "the audit head file {} records entry {seq} twice, as {} and as {}: the repository's audit log went back since (an older copy of the repository was put in place, or this is another repository), or two runs wrote the same place (a fork, which `audit verify` names)",
+                    path.display(),
+                    short(h),
+                    short(hash)
+                ))
+            }
+            Some(_) => {}
+            None => {
+                first.insert(*seq, hash);
+            }
+        }
+    }
+    None
 }
 
 fn last_byte(path: &Path) -> Option<u8> {
@@ -407,6 +439,36 @@ mod tests {
             .collect();
         assert!(rewritten(&own, &new).is_empty());
         assert!(rewritten(&text, &old).len() == 1);
+    }
+
+    #[test]
+    fn every_run_after_a_rollback_finds_the_file_disagreeing() {
+        let old = super::super::audit::test_chain(4);
+        let mut new: Vec<Entry> = old[..2].to_vec();
+        for seq in 3..=6 {
+            let mut e = old[0].clone();
+            e.seq = seq;
+            e.details = format!("after the rollback {seq}");
+            e.prev = new.last().expect("entry").hash.clone();
+            e.hash = e.compute_hash();
+            new.push(e);
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("heads");
+        std::fs::write(&path, old.iter().map(line).collect::<String>()).expect("write");
+        // each later run appends its line and must still see the disagreement, also once
+        // the log has passed the file's newest original line (entry 4)
+        for e in &new[2..] {
+            append_line(&path, e).expect("append");
+            let found = recorded_otherwise(&path, e);
+            assert!(found.is_some(), "entry {} passed", e.seq);
+        }
+        // a file that agrees with its log says nothing, also with a line repeated
+        let clean = dir.path().join("clean");
+        for e in old.iter().chain(&old[3..]) {
+            append_line(&clean, e).expect("append");
+            assert_eq!(recorded_otherwise(&clean, e), None);
+        }
     }
 
     #[test]

@@ -656,10 +656,12 @@ fn keyed_request(socket: &Path, verb: &str, key: &str, args: &str) -> Result<Opt
         // this configuration's own repository is what the command is for: it works alone,
         // as without a server (failing would stop PostgreSQL's archiving)
         Some(r) if r.starts_with(&refused) => {
+            // " KEY (location), not OTHER" from the server: what it serves
             let said = r[refused.len()..]
                 .split(HINT_SEP)
                 .next()
                 .unwrap_or_default();
+            let said = said.split(", not ").next().unwrap_or(said);
             let _ = writeln!(
                 std::io::stderr(),
                 "lifeboat: ignoring the WAL server on {}: it serves archive{said}, not this configuration's {key}; working without it",

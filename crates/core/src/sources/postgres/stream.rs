@@ -274,7 +274,8 @@ impl<T: Send + 'static> ChildStream<T> {
             let _ = (&mut stderr_pipe).take(64 * 1024).read_to_end(&mut b);
             // drain the rest so the child never blocks on a full stderr pipe
             let _ = std::io::copy(&mut stderr_pipe, &mut std::io::sink());
-            String::from_utf8_lossy(&b).into_owned()
+            // two names that differ only in such bytes stay two (see `text`)
+            super::text::decode(&b)
         });
         let state = Arc::new(Mutex::new(StreamState::default()));
         let (inspect_tx, inspector) = match inspect {
