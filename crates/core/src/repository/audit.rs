@@ -844,8 +844,8 @@ pub fn head_file_problems(repo: &Repo, entries: &[Entry]) -> Result<Vec<String>>
     Ok(out)
 }
 
-/// The backups a successful `backup` entry records (`1234abcd logical app (N bytes)` in
-/// its details): short id, kind and database.
+/// The backups a `backup` entry records as stored (`1234abcd logical app (N bytes)` in its
+/// details, before any `; failed: ` part): short id, kind and database.
 fn backups_recorded(e: &Entry) -> Vec<(&str, &str, &str)> {
     // a run with some dumps failed is logged as failed, and stored the others
     if e.action != "backup" {
@@ -947,7 +947,8 @@ pub fn record_deleted(repo: &Repo, ids: &[String], reason: &str) -> Result<Entry
         .collect();
     let mut named = Vec::new();
     for id in ids {
-        let short = id.get(..8).unwrap_or(id);
+        let id = id.to_ascii_lowercase();
+        let short = id.get(..8).unwrap_or(&id);
         match gone.iter().find(|g| **g == short) {
             Some(g) => named.push(*g),
             None => {
