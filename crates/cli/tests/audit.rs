@@ -949,6 +949,17 @@ fn a_backup_deleted_by_hand_and_a_rolled_back_log_are_found() {
     ]));
     ok(lb(&cfg).args(["audit", "verify"]));
     ok(lb(&cfg).args(["verify", "--all"]));
+    // an evidence pack of a period that ends before the deletion was recorded does not
+    // name it either
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&ok(
+        lb(&cfg).args(["--json", "audit", "list", "--action", "backup"])
+    ))
+    .unwrap();
+    let stored_at = entries.last().unwrap()["time"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(lb(&cfg).args(["report", "--to", &stored_at]));
     let listed = ok(lb(&cfg).args(["audit", "list", "--action", "deleted"]));
     assert!(
         listed.contains(&format!(

@@ -87,7 +87,8 @@ pub struct RestoreCmd {
     /// Shell command run after a successful restore (migrations, start the application).
     #[arg(long)]
     post_hook: Option<String>,
-    /// Directory for the staged dump (default: the system temp directory).
+    /// Directory for the staged dump [default: $LIFEBOAT_SCRATCH_DIR, else the system temp
+    /// directory].
     #[arg(long)]
     scratch_dir: Option<PathBuf>,
     /// Print the plan and change nothing (a refusal is not written to the audit log).
@@ -495,6 +496,10 @@ impl RestoreCmd {
         if self.dry_run {
             let p = plan_recovery(repo, &store, &opts)?;
             if ctx.json {
+                // stdout is the plan; what the text adds as warnings goes to stderr
+                for warning in env_only_secrets(ctx) {
+                    eprintln!("warning: {warning}");
+                }
                 return output::json(&p);
             }
             println!(
@@ -548,6 +553,12 @@ impl RestoreCmd {
             .spinning("restoring the base backup", || recover(repo, &store, &opts))?;
         output::warn_repository(repo);
         if ctx.json {
+            if !opts.keep_archiving {
+                eprintln!("note: WAL archiving is off in the restored server (archive_mode = off in its postgresql.auto.conf); when it becomes the primary, turn it on, push its timeline's history file and take a base backup (the restore without --json prints the commands)");
+            }
+            for warning in env_only_secrets(ctx) {
+                eprintln!("warning: {warning}");
+            }
             return output::json(&report);
         }
         println!(

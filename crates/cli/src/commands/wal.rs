@@ -51,7 +51,9 @@ pub struct WalFetchCmd {
 pub enum WalCmd {
     /// Archived range per timeline, gaps, newest segment and its age, the live RPO; and
     /// from the server (when reachable) whether archive_command is failing now and how
-    /// many segments wait. Exits 10 on a gap or a failing archiver.
+    /// many segments wait. Exits 10 on a gap after the latest base backup, a latest backup
+    /// that cannot be restored, a failing or switched-off archiver, a timeline without its
+    /// history file, or the server's last archived segment missing from the archive.
     Status {
         /// Source (default: the only one).
         #[arg(long, short)]

@@ -412,10 +412,11 @@ pub fn evidence_pack(
     let stored = drills(repo)?;
     let mut evidence_problems = check_drills(&stored, &entries, from, to);
     let unreadable = repo.unreadable_snapshots();
-    // backups of the period the log records and the repository no longer holds
+    // backups of the period the log records and the repository no longer holds (those
+    // recorded as deleted on purpose, also after the period, are not named)
     let in_period: Vec<audit::Entry> = entries
         .iter()
-        .filter(|e| within(e.time, from, to))
+        .filter(|e| within(e.time, from, to) || e.action == audit::DELETED)
         .cloned()
         .collect();
     let mut gone = audit::gone_backups(
