@@ -363,3 +363,54 @@ fn a_view_that_cannot_be_refreshed_fails_the_restore_unless_it_keeps_going() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--keep-going cannot go with --clean"), "{err}");
 }
+
+/// A SQL_ASCII cluster whose roles were named by a Latin-1 client (`Jürgen` as the bytes
+/// 4a fc 72 67 65 6e): its drill restores them into a cluster of its own encoding, and the
+/// restored table keeps its owner. A UTF-8 throw-away cluster refused the role names, and
+/// every drill of such a cluster failed its roles check.
+#[test]
+fn a_sql_ascii_cluster_with_roles_named_in_latin1_is_drilled_with_its_roles() {
+    let c = Cluster::start_encoded(
+        &lifeboat_core::sources::postgres::conn::PgBin::new(None),
+        "",
+        None,
+        "SQL_ASCII",
+    )
+    .unwrap();
+    // U+F7FC is how lifeboat keeps the byte 0xFC: sent back, it is that byte
+    let role = "J\u{f7fc}rgen";
+    c.sql("postgres", &format!("CREATE ROLE \"{role}\""))
+        .unwrap();
+    c.sql("postgres", "CREATE DATABASE app").unwrap();
+    c.sql(
+        "app",
+        &format!(
+            "CREATE TABLE t AS SELECT generate_series(1, 10) AS n; ALTER TABLE t OWNER TO \"{role}\""
+        ),
+    )
+    .unwrap();
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("old", &c.dsn("app"))]);
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).arg("backup"));
+    let out = ok(lb(&cfg).args([
+        "drill",
+        "--check",
+        "select pg_get_userbyid(relowner)::bytea = '\\x4afc7267656e'::bytea from pg_class where relname = 't'",
+    ]));
+    assert!(out.contains("PASSED"), "{out}");
+    assert!(out.contains("ok   roles from the globals backup"), "{out}");
+    // a restore of those roles onto a UTF-8 server cannot hold them, and says what to do
+    let utf8 = cluster();
+    let (code, _, err) = common::run(lb(&cfg).args([
+        "restore",
+        "--latest",
+        "--globals",
+        "--to-database",
+        "app",
+        "--target-dsn",
+        &utf8.dsn("postgres"),
+    ]));
+    assert_eq!(code, 8, "{err}");
+    assert!(err.contains("initdb -E SQL_ASCII"), "{err}");
+}

@@ -425,13 +425,15 @@ impl Target {
         bin: &PgBin,
         truth: &crate::sources::postgres::truth::Truth,
         base: Option<&std::path::Path>,
+        encoding: &str,
     ) -> Result<Self> {
         match &src.drill.server {
             Some(dsn) => Ok(Self::Server(scratch_server(src, dsn, bin)?)),
-            None => Ok(Self::Cluster(Cluster::start_in(
+            None => Ok(Self::Cluster(Cluster::start_encoded(
                 bin,
                 &format!("{BULK_LOAD}\n{}", lock_setting(truth)),
                 base,
+                encoding,
             )?)),
         }
     }
@@ -833,6 +835,14 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
         opts.scratch_dir.as_deref(),
     )?;
     let dump = scratch.path().join("dump.pgdump");
+    // production's roles come from its globals backup, fetched first (it is small): a
+    // SQL_ASCII cluster's role names may be bytes a UTF-8 cluster refuses, so the drill's
+    // cluster is then SQL_ASCII too (its database still gets the dump's own encoding)
+    let encoding = if on_server {
+        "UTF8"
+    } else {
+        globals_encoding(repo, &backup, scratch.path())
+    };
     // the dump is fetched while the throw-away cluster starts: one decrypts and decompresses,
     // the other mostly waits for initdb's and the server's files to be written
     let (target, fetched) = std::thread::scope(|s| {
@@ -841,7 +851,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
             (fetch(repo, &backup, &dump), begin, Instant::now())
         });
         let target = clock.time(if on_server { "connect" } else { "cluster" }, || {
-            Target::start(src, &bin, &truth, opts.scratch_dir.as_deref())
+            Target::start(src, &bin, &truth, opts.scratch_dir.as_deref(), encoding)
         });
         let (fetched, begin, end) = fetching.join().expect("fetching the dump panicked");
         clock.add_span("fetch", begin, end);
@@ -1233,6 +1243,36 @@ fn add_evidence_error(report: &mut DrillReport, error: String) {
     });
 }
 
+/// Where a logical drill keeps the globals backup it applies, in its scratch directory.
+const GLOBALS_FILE: &str = "globals.sql";
+
+/// The encoding the drill's cluster is initialised in: `SQL_ASCII` when the globals backup
+/// of `backup` was written by a SQL_ASCII cluster (pg_dumpall's `SET client_encoding`),
+/// else UTF-8. The globals are fetched into `scratch` on the way; any failure leaves the
+/// choice at UTF-8 (the restore then fetches them itself, and says what went wrong).
+fn globals_encoding(repo: &Repo, backup: &SnapshotInfo, scratch: &std::path::Path) -> &'static str {
+    let file = scratch.join(GLOBALS_FILE);
+    let fetched = globals_for(repo, backup)
+        .ok()
+        .flatten()
+        .is_some_and(|g| fetch(repo, &g, &file).is_ok());
+    if !fetched {
+        let _ = std::fs::remove_file(&file);
+        return "UTF8";
+    }
+    let text = std::fs::read(&file).unwrap_or_default();
+    let head = String::from_utf8_lossy(&text[..text.len().min(4096)]).into_owned();
+    let sql_ascii = head.lines().any(|l| {
+        l.trim()
+            .eq_ignore_ascii_case("SET client_encoding = 'SQL_ASCII';")
+    });
+    if sql_ascii {
+        "SQL_ASCII"
+    } else {
+        "UTF8"
+    }
+}
+
 fn restore_into(
     repo: &Repo,
     backup: &SnapshotInfo,
@@ -1244,17 +1284,21 @@ fn restore_into(
 ) -> Result<Option<Result<()>>> {
     // roles first, so ownership and grants restore as in production; without them the
     // objects are restored without owners and grants rather than failing
-    let globals = match globals_dir {
-        Some(dir) => globals_for(repo, backup)?.map(|g| (g, dir)),
-        None => None,
-    };
     // the throw-away cluster has none of production's tablespaces (and their directories
     // are production's): everything goes to its default one
-    let roles = match globals {
-        Some((g, scratch)) => {
-            let file = scratch.join("globals.sql");
-            fetch(repo, &g, &file)?;
-            Some(apply_globals(conn, &file, true).map(drop))
+    let roles = match globals_dir {
+        Some(dir) => {
+            let file = dir.join(GLOBALS_FILE);
+            // fetched before the cluster started (see `globals_encoding`), else now
+            let have = file.exists()
+                || match globals_for(repo, backup)? {
+                    Some(g) => {
+                        fetch(repo, &g, &file)?;
+                        true
+                    }
+                    None => false,
+                };
+            have.then(|| apply_globals(conn, &file, true).map(drop))
         }
         None => None,
     };

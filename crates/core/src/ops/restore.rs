@@ -747,7 +747,7 @@ pub fn apply_globals(
             if stderr.contains("TABLESPACE") || stderr.contains("tablespace") {
                 err.hint("the target cannot have the source's tablespaces: restore with --no-tablespaces (tables and indexes go to the default tablespace), or create them on the target first")
             } else if not_utf8 {
-                err.hint("the backup's role names are not UTF-8 (a SQL_ASCII cluster) and this server's encoding is UTF-8: restore the globals onto a server created with `initdb -E SQL_ASCII`, or rename those roles in production (a drill: set drill.server to such a server)")
+                err.hint("the backup's role names are not UTF-8 (a SQL_ASCII cluster) and this server's encoding is UTF-8: restore the globals onto a server created with `initdb -E SQL_ASCII`, or rename those roles in production")
             } else {
                 err.hint("see the lines above; the globals script is pg_dumpall's, restore it by hand with psql to go on")
             },

@@ -524,6 +524,21 @@ impl Cluster {
     ///
     /// As [`Cluster::start`].
     pub fn start_in(bin: &PgBin, conf: &str, base: Option<&Path>) -> Result<Self> {
+        Self::start_encoded(bin, conf, base, "UTF8")
+    }
+
+    /// As [`Cluster::start_in`], the cluster initialised in `encoding` (`SQL_ASCII` for a
+    /// drill of a cluster whose role names are bytes that are not UTF-8, as production's).
+    ///
+    /// # Errors
+    ///
+    /// As [`Cluster::start`].
+    pub fn start_encoded(
+        bin: &PgBin,
+        conf: &str,
+        base: Option<&Path>,
+        encoding: &str,
+    ) -> Result<Self> {
         let user = run_as();
         let dir = ScratchDir::new("lifeboat-pg-", base)?;
         if let Some(u) = &user {
@@ -550,7 +565,7 @@ impl Cluster {
                 "--auth-local=trust",
                 "--auth-host=scram-sha-256",
                 "-E",
-                "UTF8",
+                encoding,
                 "--locale=C",
                 "--no-sync",
             ])
