@@ -144,10 +144,21 @@ impl Ctx {
         let used = self
             .repo_location()
             .map(|u| u.trim_end_matches('/').to_string());
+        // (dropped only when the configuration names a repository and this is another:
+        // one given only by LIFEBOAT_REPOSITORY or --repo is the one [audit] is for)
+        let canonical = |u: &str| {
+            std::fs::canonicalize(u).map_or_else(|_| u.to_string(), |p| p.display().to_string())
+        };
         match (configured, used) {
-            (Ok(c), Ok(u)) if c == u => self.config.audit.clone(),
-            _ if self.repo_override.is_none() => self.config.audit.clone(),
-            _ => lifeboat_core::config::AuditConfig::default(),
+            (Ok(c), Ok(u)) if self.repo_override.is_some() && canonical(&c) != canonical(&u) => {
+                if self.config.audit.head_file.is_some() || self.config.audit.head_url.is_some() {
+                    eprintln!(
+                        "note: [audit] head_file/head_url keep the heads of {c}, not of this repository ({u}): its heads are not published there"
+                    );
+                }
+                lifeboat_core::config::AuditConfig::default()
+            }
+            _ => self.config.audit.clone(),
         }
     }
 

@@ -947,7 +947,11 @@ fn a_backup_deleted_by_hand_and_a_rolled_back_log_are_found() {
         "--reason",
         "erasure request 42",
     ]));
-    ok(lb(&cfg).args(["audit", "verify"]));
+    let out = ok(lb(&cfg).args(["audit", "verify"]));
+    assert!(
+        out.contains("recorded as deleted on purpose") && out.contains("erasure request 42"),
+        "{out}"
+    );
     ok(lb(&cfg).args(["verify", "--all"]));
     // an evidence pack of a period that ends before the deletion was recorded does not
     // name it either

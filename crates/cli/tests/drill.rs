@@ -134,6 +134,7 @@ fn drill_passes_and_writes_evidence() {
     assert_eq!(
         phases,
         [
+            "globals",
             "cluster",
             "fetch",
             "restore",

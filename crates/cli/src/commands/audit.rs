@@ -353,6 +353,11 @@ impl AuditCmd {
                             ),
                         }
                     );
+                    // backups the checks no longer name because an entry says they were
+                    // deleted on purpose: shown, since anyone with the password can write one
+                    for d in audit::recorded_deletions(&entries) {
+                        println!("  recorded as deleted on purpose: {d}");
+                    }
                     for (f, seq) in &compared {
                         if *seq < last {
                             println!(

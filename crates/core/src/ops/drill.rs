@@ -841,7 +841,9 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
     let encoding = if on_server {
         "UTF8"
     } else {
-        globals_encoding(repo, &backup, scratch.path())
+        clock.time("globals", || {
+            globals_encoding(repo, &backup, scratch.path())
+        })
     };
     // the dump is fetched while the throw-away cluster starts: one decrypts and decompresses,
     // the other mostly waits for initdb's and the server's files to be written
@@ -1001,7 +1003,8 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
 
     // the fetch overlaps the throw-away cluster's start, which a real restore onto an
     // existing server does not wait for: count the fetch itself, then everything after it
-    let rto_secs = clock.secs_of(&["fetch"])
+    // (the globals, fetched first to pick the cluster's encoding, a restore fetches too)
+    let rto_secs = clock.secs_of(&["globals", "fetch"])
         + clock.span_of(&["restore", "indexes", "hooks", "checks", "assertions"]);
     let newest = newest_of_database(&all, &backup);
     let rpo_point = RpoPoint {
@@ -1262,10 +1265,13 @@ fn globals_encoding(repo: &Repo, backup: &SnapshotInfo, scratch: &std::path::Pat
     }
     let text = std::fs::read(&file).unwrap_or_default();
     let head = String::from_utf8_lossy(&text[..text.len().min(4096)]).into_owned();
-    let sql_ascii = head.lines().any(|l| {
-        l.trim()
-            .eq_ignore_ascii_case("SET client_encoding = 'SQL_ASCII';")
-    });
+    // or a script that is not UTF-8 whatever it says (dumped with PGCLIENTENCODING set
+    // through a UTF-8 database of such a cluster)
+    let sql_ascii = std::str::from_utf8(&text).is_err()
+        || head.lines().any(|l| {
+            l.trim()
+                .eq_ignore_ascii_case("SET client_encoding = 'SQL_ASCII';")
+        });
     if sql_ascii {
         "SQL_ASCII"
     } else {

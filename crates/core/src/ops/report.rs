@@ -306,6 +306,13 @@ pub fn evidence_pack(
             l.stored_bytes += b.meta.stored_bytes;
         }
     }
+    // the head file before the log: a run finishing in between appends to both, and the
+    // file must not name an entry the log read before it has not got yet
+    let kept_text = repo
+        .audit_config()
+        .head_file
+        .as_ref()
+        .map(std::fs::read_to_string);
     let entries = audit::entries(repo)?;
     // a backup is logged by its id's first 8 digits, done or interrupted: every run of 8
     // hex digits a backup entry names, gathered once (a year of hourly backups and their
@@ -362,8 +369,8 @@ pub fn evidence_pack(
     // reason to withhold the pack
     let mut head_problem = None;
     let mut rewritten = Vec::new();
-    let kept_head = match &external_head {
-        Some(f) => match std::fs::read_to_string(f) {
+    let kept_head = match (&external_head, kept_text) {
+        (Some(f), Some(read)) => match read {
             Ok(text) => {
                 rewritten = crate::repository::head::rewritten(&text, &entries);
                 let h = crate::repository::head::newest_in(&text);
@@ -383,7 +390,7 @@ pub fn evidence_pack(
                 None
             }
         },
-        None => None,
+        _ => None,
     };
     let mut audit = audit::verify_entries(&entries, kept_head.as_deref());
     audit.problems.extend(head_problem);

@@ -653,7 +653,8 @@ From a logical backup (loses what was written after it):
             },
         );
         // Scenario 3
-        let audit_step = match &config.audit.head_file {
+        // the repository's own audit settings: `--repo` to another one has no head file
+        let audit_step = match &repo.audit_config().head_file {
             Some(f) => format!(
                 "`{lb} audit verify` (compares the log with the head file `{}` kept outside the repository: newest entries removed or the log replaced shows as BROKEN; from a machine without that file, pass a copy of it with `--head-file`, or run {})",
                 f.display(),

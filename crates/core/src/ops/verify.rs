@@ -160,6 +160,13 @@ fn verify_inner(
     // every backup: also those the log records that are no longer there ("0 backup(s)
     // checked: all intact" after someone deleted them all). The log first: a backup
     // saves its snapshot before its entry, so one finishing meanwhile is in the listing
+    // (the head file before the log, as `audit verify` reads them: a backup finishing
+    // meanwhile appends to both)
+    let kept = if every {
+        Some(crate::repository::audit::head_file_text(repo))
+    } else {
+        None
+    };
     let entries = if every {
         Some(crate::repository::audit::entries(repo)?)
     } else {
@@ -169,7 +176,15 @@ fn verify_inner(
     let gone = if let Some(entries) = entries {
         // and a log that went back (rolled back to an older copy, replaced): the backups of
         // the lost entries would be named nowhere else
-        let mut problems = crate::repository::audit::head_file_problems(repo, &entries)?;
+        // a head file that cannot be read or holds no head is a finding, not a reason
+        // to check no data
+        let mut problems = match kept.expect("read with the entries") {
+            Ok(text) => {
+                crate::repository::audit::head_file_problems(repo, text.as_deref(), &entries)
+                    .unwrap_or_else(|e| vec![e.to_string()])
+            }
+            Err(e) => vec![e.to_string()],
+        };
         let unreadable = repo.unreadable_snapshots();
         problems.extend(crate::repository::audit::gone_backups(
             &entries,

@@ -805,10 +805,13 @@ fn is_head(hash: &str, given: &str) -> bool {
 /// When snapshot files cannot be read, or the head file exists and cannot be read or
 /// holds no head.
 pub fn verify(repo: &Repo, expected_head: Option<&str>) -> Result<AuditVerdict> {
+    // the head file before the log: a run finishing in between appends to both, and the
+    // file must not be newer than the log it is compared with
+    let kept = head_file_text(repo)?;
     let entries = entries(repo)?;
     let mut v = verify_entries(&entries, expected_head);
     v.problems.extend(unreadable_problems(repo));
-    for p in head_file_problems(repo, &entries)? {
+    for p in head_file_problems(repo, kept.as_deref(), &entries)? {
         if !v.problems.contains(&p) {
             v.problems.push(p);
         }
@@ -824,24 +827,42 @@ pub fn verify(repo: &Repo, expected_head: Option<&str>) -> Result<AuditVerdict> 
 /// # Errors
 ///
 /// When the file cannot be read or holds no head.
-pub fn head_file_problems(repo: &Repo, entries: &[Entry]) -> Result<Vec<String>> {
-    let Some(file) = repo
-        .audit_config()
-        .head_file
-        .as_ref()
-        .filter(|f| f.exists())
-    else {
+pub fn head_file_problems(
+    repo: &Repo,
+    text: Option<&str>,
+    entries: &[Entry],
+) -> Result<Vec<String>> {
+    let (Some(file), Some(text)) = (repo.audit_config().head_file.as_ref(), text) else {
         return Ok(Vec::new());
     };
-    let text = std::fs::read_to_string(file).map_err(|e| Error::io(file.display(), e))?;
-    let head = super::head::newest_in(&text)
+    let head = super::head::newest_in(text)
         .ok_or_else(|| Error::config(format!("{} holds no audit head", file.display())))?;
     let mut out = verify_entries(entries, Some(&head)).problems;
     // the chain's own problems are said by the caller; these are the file's
     let own = verify_entries(entries, None).problems;
     out.retain(|p| !own.contains(p));
-    out.extend(super::head::rewritten(&text, entries));
+    out.extend(super::head::rewritten(text, entries));
     Ok(out)
+}
+
+/// The configured head file's text ([`Repo::with_audit`]), read before the log it is
+/// compared with ([`head_file_problems`]); `None` without one or before it exists.
+///
+/// # Errors
+///
+/// When it exists and cannot be read.
+pub fn head_file_text(repo: &Repo) -> Result<Option<String>> {
+    match repo
+        .audit_config()
+        .head_file
+        .as_ref()
+        .filter(|f| f.exists())
+    {
+        Some(f) => std::fs::read_to_string(f)
+            .map(Some)
+            .map_err(|e| Error::io(f.display(), e)),
+        None => Ok(None),
+    }
 }
 
 /// The backups a `backup` entry records as stored (`1234abcd logical app (N bytes)` in its
@@ -904,6 +925,25 @@ pub fn gone_backups<'a>(entries: &[Entry], held: impl Iterator<Item = &'a str>) 
             if n > 5 { format!(" and {} more", n - 5) } else { String::new() }
         )],
     }
+}
+
+/// The backups recorded as deleted on purpose, with the entry that says so: what `audit
+/// verify` shows beside its verdict (such an entry is evidence to review, not a clearance).
+#[must_use]
+pub fn recorded_deletions(entries: &[Entry]) -> Vec<String> {
+    entries
+        .iter()
+        .filter(|e| !deleted_on_purpose(e).is_empty())
+        .map(|e| {
+            format!(
+                "entry {} at {} by {}: {}",
+                e.seq,
+                e.time.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                e.actor(),
+                e.details
+            )
+        })
+        .collect()
 }
 
 /// The action of an entry recording backups deleted on purpose.

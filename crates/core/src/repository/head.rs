@@ -261,7 +261,7 @@ pub fn publish(cfg: &AuditConfig, repository: &str, entry: &Entry) -> Result<()>
     if let Some(c) = conflict {
         failed.insert(0, c);
         return Err(Error::integrity(failed.join("; ")).hint(
-            "run `lifeboat audit verify` (it checks every line of the head file against the log); a repository rolled back or replaced needs the incident runbook, not another backup",
+            "run `lifeboat audit verify` (it checks every line of the head file against the log); a repository rolled back or replaced needs the incident runbook, not another backup. Once understood (a repository put back from a copy on purpose, a fork), move the head file aside as evidence: the next entry starts a new one",
         ));
     }
     if failed.is_empty() {
