@@ -208,7 +208,8 @@ impl AuditCmd {
                 // the head file named here and the configured one, both: comparing with a
                 // head kept outside the repository is what catches entries cut off the end,
                 // and naming another file must not skip the one the configuration keeps
-                let configured = ctx.audit_config().head_file;
+                // (the repository's own settings: `Ctx::open` chose them, and said so)
+                let configured = repo.audit_config().head_file.clone();
                 let mut files: Vec<(std::path::PathBuf, bool)> = Vec::new();
                 if let Some(f) = head_file {
                     files.push((f.clone(), true));

@@ -894,27 +894,20 @@ fn backups_recorded(e: &Entry) -> Vec<(&str, &str, &str)> {
 /// or by someone who wanted it gone: nothing else would say so, `list` simply shows fewer.
 #[must_use]
 pub fn gone_backups<'a>(entries: &[Entry], held: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let mut held: std::collections::HashSet<&str> = held.map(|id| &id[..8.min(id.len())]).collect();
-    // and those an operator recorded as deleted on purpose (`lifeboat audit deleted`)
-    held.extend(entries.iter().flat_map(deleted_on_purpose));
-    let gone: Vec<String> = entries
-        .iter()
-        .flat_map(|e| {
-            backups_recorded(e)
-                .into_iter()
-                .filter(|(id, _, _)| !held.contains(id))
-                .map(move |(id, kind, db)| {
-                    format!(
-                        "{id} ({kind}{}, entry {} at {})",
-                        if db == "-" {
-                            String::new()
-                        } else {
-                            format!(" of {db}")
-                        },
-                        e.seq,
-                        e.time.strftime("%Y-%m-%d %H:%M:%S UTC")
-                    )
-                })
+    let held: std::collections::HashSet<&str> = held.map(short_id).collect();
+    let gone: Vec<String> = gone_recorded(entries, &held)
+        .into_iter()
+        .map(|(e, id, kind, db)| {
+            format!(
+                "{id} ({kind}{}, entry {} at {})",
+                if db == "-" {
+                    String::new()
+                } else {
+                    format!(" of {db}")
+                },
+                e.seq,
+                e.time.strftime("%Y-%m-%d %H:%M:%S UTC")
+            )
         })
         .collect();
     match gone.len() {
@@ -925,6 +918,31 @@ pub fn gone_backups<'a>(entries: &[Entry], held: impl Iterator<Item = &'a str>) 
             if n > 5 { format!(" and {} more", n - 5) } else { String::new() }
         )],
     }
+}
+
+/// The first 8 digits of a backup id, as the log records it.
+fn short_id(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+/// The backups `entries` record as stored whose short id is not in `held` (the backups
+/// there are) and that no entry records as deleted on purpose (`lifeboat audit deleted`),
+/// each with the entry that recorded it, its kind and database.
+fn gone_recorded<'e>(
+    entries: &'e [Entry],
+    held: &std::collections::HashSet<&str>,
+) -> Vec<(&'e Entry, &'e str, &'e str, &'e str)> {
+    let deleted: std::collections::HashSet<&str> =
+        entries.iter().flat_map(deleted_on_purpose).collect();
+    entries
+        .iter()
+        .flat_map(|e| {
+            backups_recorded(e)
+                .into_iter()
+                .map(move |(id, kind, db)| (e, id, kind, db))
+        })
+        .filter(|(_, id, _, _)| !held.contains(id) && !deleted.contains(id))
+        .collect()
 }
 
 /// The backups recorded as deleted on purpose, with the entry that says so: what `audit
@@ -975,21 +993,17 @@ pub fn record_deleted(repo: &Repo, ids: &[String], reason: &str) -> Result<Entry
     let unreadable = repo.unreadable_snapshots();
     let held: std::collections::HashSet<&str> = backups
         .iter()
-        .map(|b| &b.id[..8])
-        .chain(unreadable.iter().map(|(id, _)| &id[..8.min(id.len())]))
-        .chain(entries.iter().flat_map(deleted_on_purpose))
+        .map(|b| short_id(&b.id))
+        .chain(unreadable.iter().map(|(id, _)| short_id(id)))
         .collect();
-    let gone: Vec<&str> = entries
-        .iter()
-        .flat_map(backups_recorded)
-        .map(|(id, _, _)| id)
-        .filter(|id| !held.contains(id))
+    let gone: Vec<&str> = gone_recorded(&entries, &held)
+        .into_iter()
+        .map(|(_, id, _, _)| id)
         .collect();
     let mut named = Vec::new();
     for id in ids {
         let id = id.to_ascii_lowercase();
-        let short = id.get(..8).unwrap_or(&id);
-        match gone.iter().find(|g| **g == short) {
+        match gone.iter().find(|g| **g == short_id(&id)) {
             Some(g) => named.push(*g),
             None => {
                 return Err(Error::config(format!(

@@ -99,11 +99,7 @@ pub fn rewritten(text: &str, entries: &[Entry]) -> Vec<String> {
             continue;
         };
         // a fork leaves two entries at one place: either may be the line's
-        let hash_lower = hash.to_ascii_lowercase();
-        if !at
-            .iter()
-            .any(|e| e.hash.to_ascii_lowercase().starts_with(&hash_lower))
-        {
+        if !at.iter().any(|e| same_head(&e.hash, &hash)) {
             count += 1;
             first.get_or_insert((seq, hash, e.hash.clone()));
         }
@@ -121,6 +117,13 @@ pub fn rewritten(text: &str, entries: &[Entry]) -> Vec<String> {
         ));
     }
     out
+}
+
+/// Whether two heads name one entry: the same hash, or one the start of the other (a line
+/// may hold the 16 digits `audit verify` prints), in any case.
+fn same_head(a: &str, b: &str) -> bool {
+    let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
+    a.starts_with(&b) || b.starts_with(&a)
 }
 
 /// Appends `entry`'s line to `path`, durably.
@@ -176,14 +179,10 @@ fn recorded_otherwise(path: &Path, entry: &Entry) -> Option<String> {
         _ => &text,
     };
     let lines = numbered_in(text);
-    let same = |a: &str, b: &str| {
-        let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
-        a.starts_with(&b) || b.starts_with(&a)
-    };
     let short = |h: &str| h[..16.min(h.len())].to_string();
     if let Some((_, other)) = lines
         .iter()
-        .find(|(seq, hash)| *seq == entry.seq && !same(&entry.hash, hash))
+        .find(|(seq, hash)| *seq == entry.seq && !same_head(&entry.hash, hash))
     {
         return Some(format!(
             "the audit head file {} already records entry {} as {}, and this run wrote entry {} as {}: the repository's audit log went back (an older copy of the repository was put in place, or this is another repository), or two runs wrote the same place (a fork, which `audit verify` names)",
@@ -199,7 +198,7 @@ fn recorded_otherwise(path: &Path, entry: &Entry) -> Option<String> {
     let mut first: std::collections::HashMap<u64, &str> = std::collections::HashMap::new();
     for (seq, hash) in &lines {
         match first.get(seq) {
-            Some(h) if !same(h, hash) => {
+            Some(h) if !same_head(h, hash) => {
                 return Some(format!(
                     "the audit head file {} records entry {seq} twice, as {} and as {}: the repository's audit log went back since (an older copy of the repository was put in place, or this is another repository), or two runs wrote the same place (a fork, which `audit verify` names)",
                     path.display(),
