@@ -502,7 +502,7 @@ fn park_interrupted() {
             "{what}: interrupted (Ctrl-C, SIGTERM, or SIGHUP from a closed terminal) before it finished; stored before the interruption: {}",
             stored
                 .iter()
-                .map(|id| &id[..8.min(id.len())])
+                .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(", ")
         )

@@ -822,9 +822,22 @@ fn an_interrupted_backup_names_what_it_had_stored() {
             .iter()
             .any(|e| e["details"].as_str().is_some_and(|d| {
                 d.contains("interrupted")
-                    && d.contains(&format!("stored before the interruption: {id}"))
+                    && d.contains(&format!("stored before the interruption: {id} logical a"))
             })),
         "{entries:?}"
+    );
+    // so that a backup stored before an interruption and deleted later is named too
+    let full = stored[0]["id"].as_str().unwrap();
+    std::fs::rename(
+        ws.repo_path().join("snapshots").join(full),
+        ws.path().join("aside"),
+    )
+    .unwrap();
+    let (code, out, err) = run(lb(&cfg).args(["audit", "verify"]));
+    assert_eq!(code, 6, "{out}{err}");
+    assert!(
+        format!("{out}{err}").contains(&format!("{id} (logical of a")),
+        "{out}{err}"
     );
 }
 
@@ -935,6 +948,23 @@ fn a_backup_deleted_by_hand_and_a_rolled_back_log_are_found() {
     assert!(
         out.contains("no longer in the repository") && out.contains(&newest[..8]),
         "{out}"
+    );
+    // nothing is damaged, so no repair is suggested; automation sees it as history
+    assert!(err.contains("does not hold what its audit log"), "{err}");
+    let (code, out, _) = run(lb(&cfg).args(["--json", "verify", "--all"]));
+    assert_eq!(code, 6, "{out}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        doc["repository_problems"].as_array().unwrap().len(),
+        0,
+        "{doc}"
+    );
+    assert!(
+        doc["history_problems"][0]
+            .as_str()
+            .unwrap()
+            .contains(&newest[..8]),
+        "{doc}"
     );
     // deleted on purpose: recorded, with the reason, and no longer named; an id that is
     // not gone is refused

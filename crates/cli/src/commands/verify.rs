@@ -67,6 +67,9 @@ impl VerifyCmd {
             for p in &report.repository_problems {
                 println!("DAMAGED  repository: {p}");
             }
+            for p in &report.history_problems {
+                println!("MISSING  {p}");
+            }
             println!(
                 "{} backup(s) checked{}",
                 report.backups.len(),
@@ -89,11 +92,7 @@ impl VerifyCmd {
                 .iter()
                 .map(|b| b.id[..8].to_string())
                 .collect();
-            let packs = report
-                .repository_problems
-                .iter()
-                .any(|p| p.contains("pack ") || p.contains("snapshot file"));
-            if names.is_empty() && !packs {
+            if names.is_empty() && report.repository_problems.is_empty() {
                 // nothing damaged: backups are missing or the log went back, which no
                 // repair brings back
                 return Err(Error::new(

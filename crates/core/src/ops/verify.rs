@@ -52,15 +52,22 @@ pub struct VerifyReport {
     pub read_data_subset: Option<String>,
     /// Per backup.
     pub backups: Vec<BackupVerdict>,
-    /// Repository-level problems not tied to a backup.
+    /// Repository-level damage not tied to a backup (a damaged pack holding only trees, a
+    /// snapshot file that cannot be read, what the check found elsewhere).
     pub repository_problems: Vec<String>,
+    /// With every backup verified: what the audit log (or the head file kept outside the
+    /// repository) records that the repository no longer holds — backups gone, a log that
+    /// went back. No repair brings these back.
+    pub history_problems: Vec<String>,
 }
 
 impl VerifyReport {
     /// No problem anywhere.
     #[must_use]
     pub fn ok(&self) -> bool {
-        self.backups.iter().all(|b| b.ok) && self.repository_problems.is_empty()
+        self.backups.iter().all(|b| b.ok)
+            && self.repository_problems.is_empty()
+            && self.history_problems.is_empty()
     }
 
     /// Backups with problems.
@@ -118,7 +125,12 @@ pub fn verify(repo: &Repo, opts: &VerifyOptions) -> Result<VerifyReport> {
             if r.ok() {
                 "all intact".to_string()
             } else if r.damaged().is_empty() {
-                r.repository_problems.join("; ")
+                r.repository_problems
+                    .iter()
+                    .chain(&r.history_problems)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
             } else {
                 format!(
                     "damaged {}",
@@ -201,7 +213,7 @@ fn verify_inner(
     let mut report =
         repo.with_indexed(|indexed| verify_indexed(indexed, backups, check, read_data))?;
     report.read_data_subset = opts.read_data_subset.clone();
-    report.repository_problems.extend(gone);
+    report.history_problems = gone;
     report
         .repository_problems
         .extend(repo.unreadable_snapshots().into_iter().map(|(id, why)| {
@@ -298,6 +310,7 @@ fn verify_indexed(
         read_data_subset: None,
         backups: verdicts,
         repository_problems,
+        history_problems: Vec::new(),
     })
 }
 

@@ -866,7 +866,8 @@ pub fn head_file_text(repo: &Repo) -> Result<Option<String>> {
 }
 
 /// The backups a `backup` entry records as stored (`1234abcd logical app (N bytes)` in its
-/// details, before any `; failed: ` part): short id, kind and database.
+/// details, before any `; failed: ` part; `1234abcd logical app, …` after an
+/// interruption): short id, kind and database.
 fn backups_recorded(e: &Entry) -> Vec<(&str, &str, &str)> {
     // a run with some dumps failed is logged as failed, and stored the others
     if e.action != "backup" {
@@ -884,7 +885,7 @@ fn backups_recorded(e: &Entry) -> Vec<(&str, &str, &str)> {
                 && w[0].bytes().all(|b| b.is_ascii_hexdigit())
                 && ["logical", "schema", "globals", "physical"].contains(&w[1])
         })
-        .map(|w| (w[0], w[1], w[2]))
+        .map(|w| (w[0], w[1], w[2].trim_end_matches(',')))
         .collect()
 }
 

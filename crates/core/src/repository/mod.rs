@@ -51,13 +51,38 @@ pub const COMPRESSION_LEVEL: i32 = 2;
 /// Where an open repository is kept while an operation has lent it.
 type Slot<'a> = std::sync::MutexGuard<'a, Option<Repository<OpenStatus>>>;
 
-/// Backups this process confirmed, oldest first (full ids): an interrupt's audit entry
-/// names what was stored before it.
-static CONFIRMED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+/// Backups this process confirmed, oldest first: an interrupt's audit entry names what
+/// was stored before it.
+static CONFIRMED: std::sync::Mutex<Vec<Confirmed>> = std::sync::Mutex::new(Vec::new());
 
-/// The backups this process has confirmed so far (full snapshot ids, oldest first).
+/// A backup this process confirmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirmed {
+    /// Full snapshot id.
+    pub id: String,
+    /// Its kind.
+    pub kind: crate::sources::postgres::logical::BackupKind,
+    /// Its database (none for globals and physical backups).
+    pub database: Option<String>,
+}
+
+impl std::fmt::Display for Confirmed {
+    /// As a `backup` audit entry records it (`1234abcd logical app`), so that the checks
+    /// for backups gone from the repository read both alike.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {}",
+            &self.id[..8.min(self.id.len())],
+            self.kind,
+            self.database.as_deref().unwrap_or("-")
+        )
+    }
+}
+
+/// The backups this process has confirmed so far, oldest first.
 #[must_use]
-pub fn confirmed_in_this_process() -> Vec<String> {
+pub fn confirmed_in_this_process() -> Vec<Confirmed> {
     CONFIRMED.lock().map(|c| c.clone()).unwrap_or_default()
 }
 
@@ -566,7 +591,11 @@ impl Repo {
             let _ = inner.delete_snapshots(&[pending.id]);
             let id = id.to_hex().as_str().to_string();
             if let Ok(mut c) = CONFIRMED.lock() {
-                c.push(id.clone());
+                c.push(Confirmed {
+                    id: id.clone(),
+                    kind: meta.kind,
+                    database: meta.database.clone(),
+                });
             }
             Ok(id)
         })
