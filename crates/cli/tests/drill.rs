@@ -865,6 +865,41 @@ fn a_missed_objective_fails_the_drill_with_its_margin() {
     );
 }
 
+/// Applications keep tables in the `postgres` database too (pgbench does): its drill
+/// replaces the throw-away cluster's own `postgres` database instead of failing on it,
+/// and finds a row deleted before the backup missing.
+#[test]
+fn the_postgres_database_itself_is_drilled() {
+    let c = cluster();
+    c.sql(
+        "postgres",
+        "CREATE TABLE accounts (id int primary key, owner text);
+         INSERT INTO accounts SELECT g, 'owner ' || g FROM generate_series(1, 500) g;
+         COMMENT ON DATABASE postgres IS 'the app lives here';",
+    )
+    .unwrap();
+    let ws = Workspace::new();
+    let cfg = drill_config(&ws, &c.dsn("postgres"), "");
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    let out = ok(lb(&cfg).args([
+        "--json",
+        "drill",
+        "--check",
+        "select count(*) = 500 from accounts",
+    ]));
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["passed"], true, "{r}");
+    assert_eq!(r["database"], "postgres");
+    let tables = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|ch| ch["name"] == "table public.accounts")
+        .unwrap_or_else(|| panic!("no check of public.accounts: {r}"));
+    assert_eq!(tables["ok"], true, "{r}");
+}
+
 /// The newest logical backup of `db` in the repository: its id and finish time.
 fn newest_of(cfg: &std::path::Path, db: &str) -> (String, jiff::Timestamp) {
     let out = ok(lb(cfg).args(["--json", "list", "--kind", "logical"]));

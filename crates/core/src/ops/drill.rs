@@ -447,7 +447,7 @@ impl Target {
 
     fn teardown(&mut self, db: &str) {
         match self {
-            Self::Cluster(c) => c.stop(),
+            Self::Cluster(c) => c.discard(),
             Self::Server(c) => {
                 let _ = c.query(
                     "postgres",
@@ -1279,6 +1279,10 @@ fn globals_encoding(repo: &Repo, backup: &SnapshotInfo, scratch: &std::path::Pat
     }
 }
 
+/// Creates `database` through `conn` and restores the dump's schema and data into it;
+/// `globals_dir` is the drill's scratch directory when the drill restores into its own
+/// cluster (which gets production's roles), `None` on a shared scratch server. Returns
+/// whether the roles were applied (`None`: none to apply).
 fn restore_into(
     repo: &Repo,
     backup: &SnapshotInfo,
@@ -1316,8 +1320,18 @@ fn restore_into(
         toc.as_deref(),
         &backup.meta.truth.clone().unwrap_or_default(),
     );
+    // initdb made a `postgres` database, and applications (pgbench's tables, say) keep
+    // their data there too: in the drill's own cluster (the one given the globals) the
+    // backup replaces it, created as production's was
+    let own_cluster = globals_dir.is_some();
+    let maintenance = if own_cluster && database == "postgres" {
+        conn.query("template1", "DROP DATABASE postgres WITH (FORCE)")?;
+        "template1"
+    } else {
+        "postgres"
+    };
     conn.query(
-        "postgres",
+        maintenance,
         &format!(
             "CREATE DATABASE {} TEMPLATE template0{options}",
             ident(database)

@@ -706,6 +706,17 @@ impl Cluster {
 
     /// Stops the server (fast mode) and forgets it.
     pub fn stop(&mut self) {
+        self.stop_in("fast");
+    }
+
+    /// Stops the server without its shutdown checkpoint (immediate mode) and forgets it:
+    /// for a throw-away cluster whose files are removed next, where writing its dirty
+    /// buffers out first would only be thrown away.
+    pub fn discard(&mut self) {
+        self.stop_in("immediate");
+    }
+
+    fn stop_in(&mut self, mode: &str) {
         if !self.running {
             return;
         }
@@ -713,7 +724,7 @@ impl Cluster {
             &self.bin.program("pg_ctl"),
             &self.data_dir(),
             self.user.as_deref(),
-            "fast",
+            mode,
         );
         self.running = false;
         if let Ok(mut l) = RUNNING.lock() {
