@@ -336,10 +336,16 @@ pub struct DrillConfig {
     /// instead of a throw-away cluster: each drill restores into its own new database there
     /// and drops it afterwards. Never the production server.
     pub server: Option<String>,
-    /// Shell commands run against the restored database before the checks (migrations,
-    /// starting the application, probing its health URL); `--hook` adds more.
+    /// Shell commands run against the restored database once its data has been compared
+    /// with the backup (migrations, starting the application, probing its health URL), then
+    /// the SQL assertions; `--hook` adds more. A hook that fails stops the ones after it.
     #[serde(default)]
     pub hooks: Vec<String>,
+    /// Shell commands run against the restored copy before its data is compared with the
+    /// backup: what they change fails the drill (a fault injected on purpose, to show the
+    /// drill catches it); `--hook-before-checks` adds more.
+    #[serde(default)]
+    pub hooks_before_checks: Vec<String>,
     /// How long one hook may run before it is killed and fails (default 10m).
     pub hook_timeout: Option<String>,
 }

@@ -22,9 +22,16 @@ pub struct DrillCmd {
     /// Extra SQL assertion that must return true (repeatable; added to drill.checks).
     #[arg(long = "check")]
     checks: Vec<String>,
-    /// Shell command run against the restored database before the checks (repeatable).
+    /// Shell command run against the restored database after its data was compared with
+    /// the backup, before the assertions: migrations, starting the application, a health
+    /// probe (repeatable; added to drill.hooks; a failing one stops those after it).
     #[arg(long = "hook")]
     hooks: Vec<String>,
+    /// Shell command run against the restored copy before its data is compared with the
+    /// backup, so that what it changes fails the drill (repeatable; added to
+    /// drill.hooks_before_checks): a fault injected to show the drill catches it.
+    #[arg(long = "hook-before-checks")]
+    hooks_before_checks: Vec<String>,
     /// Parallel restore jobs and table checks.
     #[arg(long, short, default_value_t = 2)]
     jobs: u32,
@@ -82,6 +89,7 @@ impl DrillCmd {
             pick,
             checks: self.checks.clone(),
             hooks: self.hooks.clone(),
+            hooks_before_checks: self.hooks_before_checks.clone(),
             jobs: self.jobs,
             report_dir: self.report_dir.clone(),
             kind: self.kind,

@@ -50,9 +50,16 @@ pub struct DrillOptions {
     pub pick: Pick,
     /// Extra SQL assertions (added to the source's `drill.checks`).
     pub checks: Vec<String>,
-    /// Shell commands run against the restored database before the checks (migrations,
-    /// an application smoke test); they get `LIFEBOAT_DRILL_CONNINFO` and `PG*` variables.
+    /// Shell commands run against the restored database after its data was compared with
+    /// the backup (migrations, an application smoke test), before the SQL assertions;
+    /// added to the source's `drill.hooks`. They get `LIFEBOAT_DRILL_CONNINFO` and `PG*`
+    /// variables.
     pub hooks: Vec<String>,
+    /// Shell commands run against the restored copy before its data is compared with the
+    /// backup (added to the source's `drill.hooks_before_checks`): what they change fails
+    /// the drill.
+    #[serde(default)]
+    pub hooks_before_checks: Vec<String>,
     /// pg_restore jobs and parallel table checks.
     pub jobs: u32,
     /// Also write the report files here.
@@ -87,6 +94,7 @@ impl Default for DrillOptions {
             pick: Pick::Latest,
             checks: Vec::new(),
             hooks: Vec::new(),
+            hooks_before_checks: Vec::new(),
             jobs: 2,
             report_dir: None,
             scratch_dir: None,
@@ -222,7 +230,7 @@ pub struct DrillReport {
     pub phases: Vec<Phase>,
     /// Checks in order.
     pub checks: Vec<Check>,
-    /// Achieved RTO: fetch + restore + hooks + checks on this path.
+    /// Achieved RTO: fetch + restore + checks + hooks + assertions on this path.
     pub rto: Objective,
     /// Achieved RPO: from the newest recoverable point (logical: the newest backup of the
     /// drilled database, whichever backup was drilled; physical: the newest archived WAL)
@@ -954,9 +962,19 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                         None => Ok(()),
                     }
                 });
-                if post.is_ok() {
-                    let hooks = clock.time("hooks", || {
-                        run_source_hooks(src, opts, &conn, &restored_db, &mut groups)
+                // hooks that change the copy on purpose before it is compared; the others
+                // (a migration rewrites alembic_version, an application writes its
+                // sessions) after, so that their changes are not taken for a bad backup
+                let early: Vec<String> = src
+                    .drill
+                    .hooks_before_checks
+                    .iter()
+                    .chain(&opts.hooks_before_checks)
+                    .cloned()
+                    .collect();
+                if post.is_ok() && !early.is_empty() {
+                    let hooks = clock.time("hooks before checks", || {
+                        run_hooks(&conn, &restored_db, &early, hook_timeout(src), &mut groups)
                     });
                     checks.extend(hooks);
                 }
@@ -975,6 +993,10 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                 });
                 checks.extend(compared);
                 if post.is_ok() {
+                    let hooks = clock.time("hooks", || {
+                        run_source_hooks(src, opts, &conn, &restored_db, &mut groups)
+                    });
+                    checks.extend(hooks);
                     restored_bytes = conn
                         .query(
                             &restored_db,
@@ -1487,20 +1509,23 @@ pub(crate) fn run_source_hooks(
     groups: &mut HookGroups,
 ) -> Vec<Check> {
     let hooks: Vec<String> = src.drill.hooks.iter().chain(&opts.hooks).cloned().collect();
-    let timeout = src
-        .drill
+    run_hooks(conn, database, &hooks, hook_timeout(src), groups)
+}
+
+/// How long one of `src`'s drill hooks may run (`drill.hook_timeout`).
+pub(crate) fn hook_timeout(src: &SourceConfig) -> u64 {
+    src.drill
         .hook_timeout
         .as_deref()
         .and_then(|t| crate::config::parse_duration(t).ok())
-        .unwrap_or(HOOK_TIMEOUT_SECS);
-    run_hooks(conn, database, &hooks, timeout, groups)
+        .unwrap_or(HOOK_TIMEOUT_SECS)
 }
 
 /// Runs `hooks` one after the other against `database` on the server `conn` reaches, each
 /// in a process group of its own, with `PGHOST`, `PGPORT`, `PGUSER` (those `conn` names),
 /// `PGDATABASE` and the scratch server's password set, and libpq's environment scrubbed
 /// (see [`scrub`]); a hook still running after `timeout_secs` is killed and fails.
-fn run_hooks(
+pub(crate) fn run_hooks(
     conn: &PgConn,
     database: &str,
     hooks: &[String],
@@ -1508,77 +1533,93 @@ fn run_hooks(
     groups: &mut HookGroups,
 ) -> Vec<Check> {
     use std::os::unix::process::CommandExt;
-    hooks
-        .iter()
-        .map(|h| {
-            let name = format!("hook: {h}");
-            let mut cmd = std::process::Command::new("sh");
-            cmd.arg("-c").arg(h);
-            scrub(&mut cmd);
-            conn.apply_env(&mut cmd);
-            // what the connection names; the rest is libpq's default, as for lifeboat
-            for (var, param) in [("PGHOST", "host"), ("PGPORT", "port"), ("PGUSER", "user")] {
-                if let Some(v) = conn.param(param) {
-                    cmd.env(var, v);
-                }
+    let mut run_one = |h: &String| {
+        let name = format!("hook: {h}");
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c").arg(h);
+        scrub(&mut cmd);
+        conn.apply_env(&mut cmd);
+        // what the connection names; the rest is libpq's default, as for lifeboat
+        for (var, param) in [("PGHOST", "host"), ("PGPORT", "port"), ("PGUSER", "user")] {
+            if let Some(v) = conn.param(param) {
+                cmd.env(var, v);
             }
-            // stdout and stderr in one pipe, in the order written: a failing migration's
-            // story is often on stdout
-            let pipe = std::io::pipe().and_then(|(r, w)| Ok((r, w.try_clone()?, w)));
-            let (out_reader, out_writer, err_writer) = match pipe {
-                Ok(p) => p,
-                Err(e) => {
-                    return Check {
-                        name,
-                        ok: false,
-                        detail: format!("cannot make a pipe: {e}"),
-                    }
-                }
-            };
-            cmd.env("LIFEBOAT_DRILL_CONNINFO", conn.conninfo(database))
-                .env("PGDATABASE", database)
-                .stdin(Stdio::null())
-                .stdout(out_writer)
-                .stderr(err_writer)
-                .process_group(0);
-            let spawned = cmd.spawn();
-            // the command holds the pipe's write ends: only the hook may keep it open
-            drop(cmd);
-            let child = match spawned {
-                Ok(c) => c,
-                Err(e) => {
-                    return Check {
-                        name,
-                        ok: false,
-                        detail: format!("cannot run sh: {e}"),
-                    }
-                }
-            };
-            crate::sources::postgres::cluster::register_group(child.id() as i32);
-            let output = OutputTail::read(out_reader);
-            let waited = wait_with_timeout(&child, Duration::from_secs(timeout_secs));
-            groups.0.push(child);
-            match waited {
-                // what a probe said is evidence too (a count, a health answer), not only
-                // what a failing hook said
-                Ok(None) => Check {
-                    name,
-                    ok: true,
-                    detail: format!("exit 0{}", last_lines(&output.text())),
-                },
-                Ok(Some(status)) => Check {
+        }
+        // stdout and stderr in one pipe, in the order written: a failing migration's
+        // story is often on stdout
+        let pipe = std::io::pipe().and_then(|(r, w)| Ok((r, w.try_clone()?, w)));
+        let (out_reader, out_writer, err_writer) = match pipe {
+            Ok(p) => p,
+            Err(e) => {
+                return Check {
                     name,
                     ok: false,
-                    detail: format!("{status}{}", last_lines(&output.text())),
-                },
-                Err(detail) => Check {
+                    detail: format!("cannot make a pipe: {e}"),
+                }
+            }
+        };
+        cmd.env("LIFEBOAT_DRILL_CONNINFO", conn.conninfo(database))
+            .env("PGDATABASE", database)
+            .stdin(Stdio::null())
+            .stdout(out_writer)
+            .stderr(err_writer)
+            .process_group(0);
+        let spawned = cmd.spawn();
+        // the command holds the pipe's write ends: only the hook may keep it open
+        drop(cmd);
+        let child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                return Check {
                     name,
                     ok: false,
-                    detail,
-                },
+                    detail: format!("cannot run sh: {e}"),
+                }
             }
-        })
-        .collect()
+        };
+        crate::sources::postgres::cluster::register_group(child.id() as i32);
+        let output = OutputTail::read(out_reader);
+        let waited = wait_with_timeout(&child, Duration::from_secs(timeout_secs));
+        groups.0.push(child);
+        match waited {
+            // what a probe said is evidence too (a count, a health answer), not only
+            // what a failing hook said
+            Ok(None) => Check {
+                name,
+                ok: true,
+                detail: format!("exit 0{}", last_lines(&output.text())),
+            },
+            Ok(Some(status)) => Check {
+                name,
+                ok: false,
+                detail: format!("{status}{}", last_lines(&output.text())),
+            },
+            // what it said before it hung tells where it hangs
+            Err(detail) => Check {
+                name,
+                ok: false,
+                detail: format!("{detail}{}", last_lines(&output.text())),
+            },
+        }
+    };
+    // as a script with `set -e`: the application is not started on a failed migration
+    let mut checks = Vec::new();
+    for (i, h) in hooks.iter().enumerate() {
+        let mut check = run_one(h);
+        let failed = !check.ok;
+        let left = hooks.len() - i - 1;
+        if failed && left > 0 {
+            check.detail = format!(
+                "{}\n({left} later hook(s) not run after this one failed)",
+                check.detail
+            );
+        }
+        checks.push(check);
+        if failed {
+            break;
+        }
+    }
+    checks
 }
 
 /// The last lines a hook wrote, for its check's detail (one line per line).

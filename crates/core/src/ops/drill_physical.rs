@@ -7,8 +7,8 @@ use jiff::Timestamp;
 
 use super::{
     drill::{
-        assertion, build_report, rpo_secs, run_source_hooks, seal, Check, Clock, DrillOptions,
-        DrillReport, HookGroups, Measured, Pick, RpoPoint,
+        assertion, build_report, hook_timeout, rpo_secs, run_hooks, seal, Check, Clock,
+        DrillOptions, DrillReport, HookGroups, Measured, Pick, RpoPoint,
     },
     list::{list, ListFilter},
     recover::{owner, recover_inner, start_and_wait, RecoverOptions, RecoveryTarget, TargetAction},
@@ -263,8 +263,19 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
             if let Ok(v) = conn.query("postgres", "show server_version") {
                 server_version = v.trim().to_string();
             }
+            // no table is compared with a truth here: the hooks before checks are only
+            // the first hooks
             let hooks = clock.time("hooks", || {
-                run_source_hooks(src, opts, &conn, &database, &mut groups)
+                let hooks: Vec<String> = src
+                    .drill
+                    .hooks_before_checks
+                    .iter()
+                    .chain(&opts.hooks_before_checks)
+                    .chain(&src.drill.hooks)
+                    .chain(&opts.hooks)
+                    .cloned()
+                    .collect();
+                run_hooks(&conn, &database, &hooks, hook_timeout(src), &mut groups)
             });
             checks.extend(hooks);
             clock.time("checks", || {
