@@ -1205,8 +1205,9 @@ pub(crate) fn seal(repo: &Repo, opts: &DrillOptions, report: DrillReport) -> Res
     }
     // the id first (the evidence pack finds the entry by it), then the source: two
     // sources may both have a database "app"
+    // one line per entry: a hook's output is several
     let details = format!(
-        "{} of {} backup {} ({:?}) of source {}: {}; RTO {:.1}s, RPO {:.0}s",
+        "{} of {} backup {} ({:?}) of source {}: {}{}",
         report.id,
         report.kind,
         &report.backup_id[..8],
@@ -1215,10 +1216,16 @@ pub(crate) fn seal(repo: &Repo, opts: &DrillOptions, report: DrillReport) -> Res
         if report.passed {
             "passed".to_string()
         } else {
-            format!("failed: {}", report.failures().join("; "))
+            format!("failed: {}", report.failures().join("; ")).replace('\n', " | ")
         },
-        report.rto.achieved_secs,
-        report.rpo.achieved_secs
+        if report.rto.not_achieved {
+            String::new()
+        } else {
+            format!(
+                "; RTO {:.1}s, RPO {:.0}s",
+                report.rto.achieved_secs, report.rpo.achieved_secs
+            )
+        }
     );
     // the entry and the report it names are one step for an interrupt (see
     // audit::logging_outcome): never a logged drill without its report

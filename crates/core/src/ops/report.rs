@@ -599,7 +599,7 @@ pub fn markdown(p: &EvidencePack) -> String {
     let _ = writeln!(m, "## CC9.1 — risk mitigation for business disruption\n");
     let _ = writeln!(
         m,
-        "Recovery objectives per source, and whether the drills of the period met them (objectives as each drill recorded them; the configuration's current value in brackets where it differs):\n"
+        "Recovery objectives per source, and whether the drills of the period met them (objectives as the drills recorded them, each one they were judged against when it changed in the period; the configuration's current value in brackets where it differs):\n"
     );
     let _ = writeln!(m, "| source | RTO objective | RPO objective | drills | passed | RTO met | RPO met | worst achieved RTO | worst achieved RPO |");
     let _ = writeln!(m, "|---|---|---|---:|---:|---:|---:|---:|---:|");
@@ -620,25 +620,49 @@ pub fn markdown(p: &EvidencePack) -> String {
                 .map(|d| f(d))
                 .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))))
         };
-        // the newest drill's objective, and the configuration's when it is another
-        let objective = |recorded: Option<f64>, now: Option<&str>| {
+        // every objective the period's drills were judged against, oldest first (the
+        // counts of met objectives mix them when it changed), and the configuration's
+        // when it is another
+        let recorded = |f: fn(&DrillSummary) -> Option<f64>| {
+            let mut seen: Vec<f64> = Vec::new();
+            for v in ds.iter().filter_map(|d| f(d)) {
+                if !seen.iter().any(|s| (s - v).abs() < 0.5) {
+                    seen.push(v);
+                }
+            }
+            seen
+        };
+        let objective = |recorded: Vec<f64>, now: Option<&str>| {
             let now_secs = now.and_then(|n| crate::config::parse_duration(n).ok());
-            match (recorded, now) {
-                (Some(r), Some(n)) if now_secs.is_some_and(|x| (x as f64 - r).abs() < 0.5) => {
+            let newest = recorded.last().copied();
+            let list = recorded
+                .iter()
+                .map(|r| secs(*r))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let changed = if recorded.len() > 1 {
+                "changed in the period; "
+            } else {
+                ""
+            };
+            match (newest, now) {
+                (Some(r), Some(n))
+                    if recorded.len() == 1
+                        && now_secs.is_some_and(|x| (x as f64 - r).abs() < 0.5) =>
+                {
                     n.to_string()
                 }
-                (Some(r), Some(n)) => format!("{} (now {n})", secs(r)),
+                (Some(_), Some(n)) => format!("{list} ({changed}now {n})"),
                 // no source configured at all: a pack made where the configuration is
                 // lost (a recovery host), which says nothing of the objectives now
-                (Some(r), None) if p.objectives.is_empty() => {
-                    format!("{} (not configured where this pack was made)", secs(r))
+                (Some(_), None) if p.objectives.is_empty() => {
+                    format!("{list} ({changed}not configured where this pack was made)")
                 }
-                (Some(r), None) => format!("{} (now not set)", secs(r)),
+                (Some(_), None) => format!("{list} ({changed}now not set)"),
                 (None, Some(n)) => n.to_string(),
                 (None, None) => "not set".to_string(),
             }
         };
-        let newest = ds.last();
         let met = |f: fn(&DrillSummary) -> Option<bool>| {
             let judged: Vec<bool> = ds.iter().filter_map(|d| f(d)).collect();
             if judged.is_empty() {
@@ -655,14 +679,8 @@ pub fn markdown(p: &EvidencePack) -> String {
         let _ = writeln!(
             m,
             "| {src} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            objective(
-                newest.and_then(|d| d.rto_objective_secs),
-                rto_now.as_deref()
-            ),
-            objective(
-                newest.and_then(|d| d.rpo_objective_secs),
-                rpo_now.as_deref()
-            ),
+            objective(recorded(|d| d.rto_objective_secs), rto_now.as_deref()),
+            objective(recorded(|d| d.rpo_objective_secs), rpo_now.as_deref()),
             ds.len(),
             ds.iter().filter(|d| d.passed).count(),
             met(|d| d.rto_met),
@@ -860,8 +878,18 @@ pub fn markdown(p: &EvidencePack) -> String {
             d.evidence_error.as_ref().map_or_else(String::new, |_| {
                 " (evidence not published outside the repository)".to_string()
             }),
-            secs(d.rto_secs),
-            secs(d.rpo_secs)
+            // a restore that did not complete achieved no time (its RTO would be a
+            // short time to failure)
+            if d.not_achieved {
+                "not achieved".to_string()
+            } else {
+                secs(d.rto_secs)
+            },
+            if d.not_achieved {
+                "not achieved".to_string()
+            } else {
+                secs(d.rpo_secs)
+            }
         );
     }
     if p.drills.is_empty() {
@@ -1098,14 +1126,36 @@ retention = { last = 7, hourly = 24, daily = 30, weekly = 8, monthly = 12, yearl
         drilled.finished_at = now;
         drilled.rto_objective_secs = Some(3600.0);
         let bare = EvidencePack {
-            drills: vec![drilled],
-            ..pack
+            drills: vec![drilled.clone()],
+            ..pack.clone()
         };
         let m = markdown(&bare);
         assert!(
             m.contains("(not configured where this pack was made)") && !m.contains("now not set"),
             "{m}"
         );
+        // objectives changed in the period: each one the drills were judged against; a
+        // drill whose restore failed shows no achieved time
+        let mut failed = summary("d2", false, None);
+        failed.finished_at = now;
+        failed.rto_objective_secs = Some(8.0);
+        failed.rto_secs = 11.0;
+        failed.not_achieved = true;
+        let changed = EvidencePack {
+            drills: vec![drilled, failed],
+            objectives: BTreeMap::from([("app".to_string(), (Some("8s".into()), None))]),
+            ..pack
+        };
+        let m = markdown(&changed);
+        assert!(
+            m.contains("| app | 60 min, 8 s (changed in the period; now 8s) |"),
+            "{m}"
+        );
+        assert!(
+            m.contains("| **FAILED** | not achieved | not achieved |"),
+            "{m}"
+        );
+        assert!(!m.contains("| 11 s |"), "{m}");
         assert_eq!(json["retention"][0]["configured"]["weekly"], 8, "{json}");
         assert_eq!(json["copies"][0]["copies_made"], 0, "{json}");
         assert_eq!(json["copies"][0]["holds_repository"], false, "{json}");

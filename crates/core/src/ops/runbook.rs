@@ -508,8 +508,16 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
                 d.drill,
                 d.finished_at.strftime("%Y-%m-%d"),
                 if d.passed { "passed" } else { "**FAILED**" },
-                fmt_secs(d.rto_secs),
-                fmt_secs(d.rpo_secs)
+                if d.not_achieved {
+                    "not achieved (the restore did not complete)".to_string()
+                } else {
+                    fmt_secs(d.rto_secs)
+                },
+                if d.not_achieved {
+                    "not achieved".to_string()
+                } else {
+                    fmt_secs(d.rpo_secs)
+                }
             ),
             None => writeln!(
                 m,
