@@ -233,7 +233,50 @@ fn restore_refuses_non_empty_target_and_dry_run_changes_nothing() {
         assert_eq!(code, 4, "{args:?}: {err}");
         assert!(err.contains("no backup with id deadbeef"), "{err}");
     }
+    // nor are names PostgreSQL cannot take, and --to-dir with a dump's kind (it did a
+    // physical restore)
+    let long = "x".repeat(70);
+    for (args, said) in [
+        (
+            &["restore", "--latest", "--to-database", ""][..],
+            "--to-database is empty",
+        ),
+        (
+            &["restore", "--latest", "--to-database", &long],
+            "PostgreSQL allows 63",
+        ),
+        (
+            &[
+                "restore",
+                "--latest",
+                "--kind",
+                "logical",
+                "--to-dir",
+                "/nonexistent/x",
+            ],
+            "--to-dir restores a physical backup, not a logical one",
+        ),
+    ] {
+        let (code, _, err) = run(lb(&cfg).args(args));
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(said), "{args:?}: {err}");
+    }
     assert_eq!(audit_entries(), before + 1);
+    // a template: every database created afterwards would hold the restored tables
+    for db in ["template1", "template0"] {
+        let (code, _, err) = run(lb(&cfg).args(["restore", "--latest", "--to-database", db]));
+        assert_eq!(code, 2, "{db}: {err}");
+        assert!(err.contains("is a template"), "{db}: {err}");
+    }
+    assert_eq!(
+        c.sql(
+            "template1",
+            "select count(*) from pg_tables where schemaname = 'shop'"
+        )
+        .unwrap(),
+        "0"
+    );
+    let before = audit_entries();
 
     // a database without tables is not empty when it holds anything a restore would clash with
     for (db, sql) in [

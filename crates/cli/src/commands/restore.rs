@@ -153,6 +153,18 @@ struct PhysicalArgs {
 impl RestoreCmd {
     /// Plans, then restores (or prints the plan).
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        if let (Some(kind), Some(_)) = (self.kind, &self.physical.to_dir) {
+            if kind != BackupKind::Physical {
+                // a cluster-sized directory written for a dump asked for: refused first
+                return Err(lifeboat_core::Error::config(format!(
+                    "--to-dir restores a physical backup, not a {kind} one"
+                ))
+                .hint(format!(
+                    "a {kind} backup is restored into a database: --to-database NAME (or --target-dsn); for the whole cluster into a directory, --kind physical --to-dir DIR"
+                ))
+                .into());
+            }
+        }
         let physical = self.kind == Some(BackupKind::Physical) || self.physical.to_dir.is_some();
         if !self.list && !physical {
             // before the password is asked for: a usage mistake, not a restore

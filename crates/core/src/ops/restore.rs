@@ -409,6 +409,7 @@ pub fn plan(repo: &Repo, src: &SourceConfig, opts: &RestoreOptions) -> Result<Re
         .hint("pick a logical or schema backup; add --globals to restore roles first"));
     }
     clean_needs_force(opts)?;
+    target_name(opts)?;
     if let Some(fields) = backup
         .meta
         .truth
@@ -456,6 +457,34 @@ pub fn on_target_server(e: Error) -> Error {
     }
 }
 
+/// A `--to-database` PostgreSQL cannot take as given: empty, or longer than 63 bytes
+/// (PostgreSQL would cut it and create another database than the one named, which a
+/// second run then finds "not empty").
+fn target_name(opts: &RestoreOptions) -> Result<()> {
+    match &opts.to_database {
+        Some(t) if t.is_empty() => {
+            Err(Error::config("--to-database is empty").hint("give the new database's name"))
+        }
+        Some(t) if t.len() > 63 => Err(Error::config(format!(
+            "database name {t:?} is {} bytes long; PostgreSQL allows 63",
+            t.len()
+        ))
+        .hint("give a shorter --to-database")),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `db` is a template database (`template1`, `template0`, or one marked so).
+fn database_is_template(conn: &PgConn, db: &str) -> Result<bool> {
+    Ok(conn.query(
+        "postgres",
+        &format!(
+            "select 1 from pg_database where datname = {} and datistemplate",
+            literal(db)
+        ),
+    )? == "1")
+}
+
 /// `--clean` alone is refused: dropping objects in a database must be asked for twice.
 fn clean_needs_force(opts: &RestoreOptions) -> Result<()> {
     if opts.clean && !opts.force {
@@ -475,16 +504,14 @@ fn plan_inner(
 ) -> Result<RestorePlan> {
     let original = backup.meta.database.clone().unwrap_or_default();
     let target = opts.to_database.clone().unwrap_or_else(|| original.clone());
-    // PostgreSQL would cut a longer name to 63 bytes and create another database than the
-    // one named, which a second run then finds "not empty"
-    if target.len() > 63 {
-        return Err(Error::config(format!(
-            "database name {target:?} is {} bytes long; PostgreSQL allows 63",
-            target.len()
-        ))
-        .hint("give a shorter --to-database"));
-    }
     let conn = PgConn::from_source(src)?;
+    // every database created afterwards would be born with the restored tables
+    if database_is_template(&conn, &target)? {
+        return Err(Error::config(format!(
+            "database {target:?} is a template: every database created from it afterwards would hold what is restored into it"
+        ))
+        .hint("restore into a new database with --to-database NAME"));
+    }
     // roles with their attributes and password hashes can only be made by a superuser: a
     // lesser role (CREATEROLE) would leave roles half made, without passwords or LOGIN
     if opts.globals {
