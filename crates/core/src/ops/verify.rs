@@ -153,12 +153,60 @@ fn check_options(opts: &VerifyOptions) -> Result<CheckOptions> {
     let mut check = CheckOptions::default();
     check.read_data = opts.read_data || opts.read_data_subset.is_some();
     if let Some(subset) = &opts.read_data_subset {
-        check.read_data_subset = subset.parse::<ReadSubsetOption>().map_err(|e| {
-            Error::config(format!("--read-data-subset {subset:?}: {e}"))
-                .hint("use a percentage (10%), n/m (1/5) or a size (500MiB)")
-        })?;
+        let refused = |why: &str| {
+            Error::config(format!("--read-data-subset {subset:?} {why}")).hint(
+                "use a percentage above 0 and at most 100 (10%), n/m with 1 <= n <= m (1/5: the first of five runs that together read every pack), or a size (500MiB)",
+            )
+        };
+        // as restic takes n/m: rustic takes n modulo m, and divides by a zero m
+        if let Some((n, m)) = subset.split_once('/') {
+            let (n, m) = (n.trim().parse::<u32>(), m.trim().parse::<u32>());
+            if m == Ok(0) || matches!((n, m), (Ok(n), Ok(m)) if n == 0 || n > m) {
+                return Err(refused(
+                    "names no part of the packs (n/m needs 1 <= n <= m)",
+                ));
+            }
+        }
+        // rustic's own message is a page long
+        let parsed = subset
+            .parse::<ReadSubsetOption>()
+            .map_err(|_| refused("is not a subset"))?;
+        match parsed {
+            ReadSubsetOption::Percentage(p) if !(p > 0.0 && p <= 100.0) => {
+                return Err(refused("is no percentage of the packs to read"))
+            }
+            ReadSubsetOption::Size(0) => return Err(refused("reads nothing")),
+            _ => {}
+        }
+        check.read_data_subset = parsed;
     }
     Ok(check)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_options, VerifyOptions};
+
+    #[test]
+    fn a_subset_that_reads_nothing_or_divides_by_zero_is_refused() {
+        let with = |s: &str| {
+            check_options(&VerifyOptions {
+                read_data_subset: Some(s.into()),
+                ..VerifyOptions::default()
+            })
+        };
+        for bad in ["1/0", "0/5", "6/5", "0%", "150%", "-5%", "abc", "0"] {
+            let e = with(bad).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Config, "{bad}");
+            assert!(
+                !e.to_string().contains("Backtrace") && e.to_string().contains(bad),
+                "{bad}: {e}"
+            );
+        }
+        for good in ["10%", "100%", "1/5", "5/5", "500MiB"] {
+            assert!(with(good).is_ok_and(|c| c.read_data), "{good}");
+        }
+    }
 }
 
 /// Verifies `backups` (every backup when empty).
