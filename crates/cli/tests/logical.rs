@@ -256,6 +256,24 @@ fn restore_refuses_non_empty_target_and_dry_run_changes_nothing() {
             ],
             "--to-dir restores a physical backup, not a logical one",
         ),
+        (
+            &["restore", "--latest", "--to-database", "j", "--jobs", "0"],
+            "1..=64",
+        ),
+        // more than the server has free (the test cluster allows 50): the application
+        // would find none left
+        (
+            &[
+                "restore",
+                "--latest",
+                "--to-database",
+                "j",
+                "--jobs",
+                "64",
+                "--dry-run",
+            ],
+            "which has",
+        ),
     ] {
         let (code, _, err) = run(lb(&cfg).args(args));
         assert_eq!(code, 2, "{args:?}: {err}");

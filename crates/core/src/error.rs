@@ -188,12 +188,19 @@ impl Error {
 
     /// Wraps an I/O error on `what` (a path or an object name).
     pub fn io(what: impl fmt::Display, err: std::io::Error) -> Self {
-        let kind = if err.kind() == std::io::ErrorKind::NotFound {
-            ErrorKind::NotFound
-        } else {
-            ErrorKind::Unavailable
+        let kind = match err.kind() {
+            std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+            // a path given where a file (or a directory) belongs: the caller's mistake
+            std::io::ErrorKind::IsADirectory | std::io::ErrorKind::NotADirectory => {
+                ErrorKind::Config
+            }
+            _ => ErrorKind::Unavailable,
         };
         let hint = match err.kind() {
+            std::io::ErrorKind::IsADirectory => Some("name a file, not a directory"),
+            std::io::ErrorKind::NotADirectory => {
+                Some("the path, or a part of it, is a file where a directory belongs")
+            }
             std::io::ErrorKind::PermissionDenied => {
                 Some("check the owner and mode of the path, or run lifeboat as a user that may write there")
             }

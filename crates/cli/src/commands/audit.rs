@@ -224,7 +224,8 @@ impl AuditCmd {
                 let mut from_given = None;
                 for (f, given) in &files {
                     if f.exists() {
-                        let text = std::fs::read_to_string(f)?;
+                        let text = std::fs::read_to_string(f)
+                            .map_err(|e| Error::io(format!("reading {}", f.display()), e))?;
                         let h = head::newest_in(&text).ok_or_else(|| {
                             Error::config(format!("{} holds no audit head", f.display()))
                                 .hint("it should end with a line `SEQ HASH TIME ACTION OUTCOME` or a bare hash (at least its first 16 hex digits)")
@@ -276,7 +277,12 @@ impl AuditCmd {
                     }
                 }
                 if let (Some(statement), Some(key)) = (signed, public_key) {
-                    let text = std::fs::read_to_string(statement)?;
+                    let text = std::fs::read_to_string(statement).map_err(|e| {
+                        Error::io(
+                            format!("reading the signed head {}", statement.display()),
+                            e,
+                        )
+                    })?;
                     let statement: signing::SignedHead =
                         serde_json::from_str(&text).map_err(|e| {
                             Error::config(format!(

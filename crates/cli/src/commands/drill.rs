@@ -32,8 +32,8 @@ pub struct DrillCmd {
     /// drill.hooks_before_checks): a fault injected to show the drill catches it.
     #[arg(long = "hook-before-checks")]
     hooks_before_checks: Vec<String>,
-    /// Parallel restore jobs and table checks.
-    #[arg(long, short, default_value_t = 2)]
+    /// Parallel restore jobs and table checks, 1 to 32.
+    #[arg(long, short, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=32))]
     jobs: u32,
     /// Also write the report as JSON, Markdown and HTML into this directory.
     #[arg(long)]

@@ -58,8 +58,9 @@ pub struct RestoreCmd {
     /// With --clean: restore over an existing, non-empty database (alone it does nothing).
     #[arg(long)]
     force: bool,
-    /// Parallel pg_restore jobs [default: 2].
-    #[arg(long, short)]
+    /// Parallel pg_restore jobs and table checks, 1 to 64 (each takes a connection of the
+    /// target server) [default: 2].
+    #[arg(long, short, value_parser = clap::value_parser!(u32).range(1..=64))]
     jobs: Option<u32>,
     /// Restore roles and tablespaces (the source's globals backup) first; they are never
     /// restored without this flag.

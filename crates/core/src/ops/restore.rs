@@ -474,6 +474,24 @@ fn target_name(opts: &RestoreOptions) -> Result<()> {
     }
 }
 
+/// Refuses `jobs` connections (and lifeboat's own) that the target server has no free slots
+/// for: pg_restore would take the last ones, and the application could not connect.
+fn free_connections_for(conn: &PgConn, jobs: u32) -> Result<()> {
+    let free = conn.query(
+        "postgres",
+        "select current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int - (select count(*) from pg_stat_activity where backend_type = 'client backend')",
+    )?;
+    match free.trim().parse::<i64>() {
+        Ok(free) if i64::from(jobs) + 1 > free => Err(Error::config(format!(
+            "--jobs {jobs} needs {} connections to the target server, which has {} free (max_connections less those in use and reserved)",
+            jobs + 1,
+            free.max(0)
+        ))
+        .hint("give fewer --jobs; the application needs its connections too")),
+        _ => Ok(()),
+    }
+}
+
 /// Whether `db` is a template database (`template1`, `template0`, or one marked so).
 fn database_is_template(conn: &PgConn, db: &str) -> Result<bool> {
     Ok(conn.query(
@@ -530,6 +548,7 @@ fn plan_inner(
             .hint("restore the roles as a superuser (--target-dsn \"user=postgres ...\"), then the database as this role; or leave out --globals and add --no-owner so that everything belongs to this role"));
         }
     }
+    free_connections_for(&conn, opts.jobs.max(1))?;
     let exists = database_exists(&conn, &target)?;
     if exists && !database_is_empty(&conn, &target)? && !(opts.clean && opts.force) {
         return Err(Error::new(
