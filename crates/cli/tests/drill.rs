@@ -332,6 +332,22 @@ fn drills_fail_and_name_the_failing_check() {
         "select v = 'b2' from shop.alembic_version",
     ]));
     assert!(out.contains("PASSED"), "{out}");
+    // mistakes said before the restore, not after it: an empty assertion, a report
+    // directory that is a file
+    let file = ws.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    for (args, said) in [
+        (vec!["drill", "--check", " "], "an assertion is empty"),
+        (
+            vec!["drill", "--report-dir", file.to_str().unwrap()],
+            "is not a directory",
+        ),
+    ] {
+        let (code, out, err) = run(lb(&cfg).args(&args));
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.contains(said), "{args:?}: {err}");
+        assert!(!err.contains("drill-"), "no drill ran: {err}");
+    }
     // a failing hook stops the hooks after it: no application on a failed migration
     let started = ws.path().join("app-started");
     let (code, out, err) = run(lb(&cfg).args([
@@ -692,12 +708,18 @@ fn drill_hooks_from_the_config_see_only_the_drill_and_do_not_outlive_it() {
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(&cfg, text + "\n").unwrap();
-    let (code, out, err) = run(lb(&cfg).arg("drill"));
+    // and an assertion that never returns is cancelled at the same timeout
+    let (code, out, err) =
+        run(lb(&cfg).args(["drill", "--check", "select pg_sleep(60) is not null"]));
     assert_eq!(code, 10, "the endless hook fails the drill: {out}{err}");
     assert!(
         out.contains("FAIL hook: echo hanging")
             && out.contains("still running after 3s")
             && out.contains("hanging at step 2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("FAIL assert: select pg_sleep(60)") && out.contains("statement timeout"),
         "{out}"
     );
 }

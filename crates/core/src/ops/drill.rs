@@ -752,6 +752,10 @@ fn usage_mistake(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Option
             );
         }
     }
+    // said now, not after an hour of restoring
+    if let Some(e) = empty_command(src, opts).or_else(|| report_dir_unusable(opts)) {
+        return Some(e);
+    }
     if !matches!(opts.kind, BackupKind::Logical | BackupKind::Physical) {
         return Some(
             Error::config(format!(
@@ -781,6 +785,55 @@ fn usage_mistake(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Option
         // a repository that failed is the drill's own failure: it says so, and is logged
         _ => None,
     }
+}
+
+/// An empty assertion or hook (`--check ""`): it would fail the drill at its end.
+fn empty_command(src: &SourceConfig, opts: &DrillOptions) -> Option<Error> {
+    let assertions = src.drill.checks.iter().chain(&opts.checks);
+    let hooks = (src.drill.hooks.iter().chain(&opts.hooks)).chain(
+        src.drill
+            .hooks_before_checks
+            .iter()
+            .chain(&opts.hooks_before_checks),
+    );
+    if assertions.clone().any(|c| c.trim().is_empty()) {
+        return Some(
+            Error::config("an assertion is empty").hint(
+                "give SQL that returns true, e.g. --check \"select count(*) > 0 from users\"",
+            ),
+        );
+    }
+    hooks.clone().any(|h| h.trim().is_empty()).then(|| {
+        Error::config("a hook is empty").hint("give the shell command to run, or leave it out")
+    })
+}
+
+/// A `--report-dir` the report could not be written into (a file, a directory that
+/// cannot be made): the drill would run to its end and then fail to keep its evidence.
+fn report_dir_unusable(opts: &DrillOptions) -> Option<Error> {
+    let dir = opts.report_dir.as_ref()?;
+    if dir.exists() && !dir.is_dir() {
+        return Some(
+            Error::config(format!("--report-dir {} is not a directory", dir.display()))
+                .hint("name a directory (it is created when missing)"),
+        );
+    }
+    // the nearest existing ancestor must be a directory
+    let mut up = dir.parent();
+    while let Some(p) = up.filter(|p| !p.as_os_str().is_empty()) {
+        if p.exists() {
+            return (!p.is_dir()).then(|| {
+                Error::config(format!(
+                    "--report-dir {}: {} is not a directory",
+                    dir.display(),
+                    p.display()
+                ))
+                .hint("name a directory (it is created when missing)")
+            });
+        }
+        up = p.parent();
+    }
+    None
 }
 
 /// The backup `--pick ID` names, when it fits a drill of `kind` of `src` (and, for a
@@ -1006,7 +1059,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                         .and_then(|s| s.trim().parse::<u64>().ok());
                     clock.time("assertions", || {
                         for sql in src.drill.checks.iter().chain(&opts.checks) {
-                            checks.push(assertion(&conn, &restored_db, sql));
+                            checks.push(assertion(&conn, &restored_db, sql, hook_timeout(src)));
                         }
                     });
                 }
@@ -1749,9 +1802,13 @@ fn wait_with_timeout(
     }
 }
 
-pub(crate) fn assertion(conn: &PgConn, database: &str, sql: &str) -> Check {
+/// Runs assertion `sql` in `database`; one still running after `timeout_secs` (waiting
+/// for a lock a hook's application holds, a query too slow) is cancelled and fails.
+pub(crate) fn assertion(conn: &PgConn, database: &str, sql: &str, timeout_secs: u64) -> Check {
     let name = format!("assert: {sql}");
-    match conn.query(database, sql) {
+    // one query string: psql prints the result of its last statement
+    let timed = format!("SET statement_timeout = '{timeout_secs}s'; {sql}");
+    match conn.query(database, &timed) {
         Ok(v) if v.trim() == "t" => Check {
             name,
             ok: true,
@@ -1760,7 +1817,7 @@ pub(crate) fn assertion(conn: &PgConn, database: &str, sql: &str) -> Check {
         Ok(v) => Check {
             name,
             ok: false,
-            detail: format!("returned {:?}, expected true", v.trim()),
+            detail: format!("returned {}, expected true", returned(v.trim())),
         },
         Err(e) => Check {
             name,
@@ -1768,6 +1825,25 @@ pub(crate) fn assertion(conn: &PgConn, database: &str, sql: &str) -> Check {
             detail: e.to_string(),
         },
     }
+}
+
+/// What an assertion returned, as much as a report holds: a mistaken `delete ...
+/// returning` returns a line per row.
+fn returned(v: &str) -> String {
+    const LINES: usize = 5;
+    let lines: Vec<&str> = v.lines().collect();
+    if lines.len() <= LINES {
+        return format!("{:?}", v.chars().take(500).collect::<String>());
+    }
+    format!(
+        "{} rows ({} ...)",
+        lines.len(),
+        lines[..LINES]
+            .iter()
+            .map(|l| format!("{:?}", l.chars().take(100).collect::<String>()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// Turns a failed drill into an error carrying its failures (for exit codes).
@@ -1785,6 +1861,15 @@ pub fn ensure_passed(report: &DrillReport) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_assertion_returning_many_rows_is_shown_in_short() {
+        let many = vec!["t"; 4380].join("\n");
+        let shown = super::returned(&many);
+        assert!(shown.starts_with("4380 rows (\"t\", \"t\""), "{shown}");
+        assert!(shown.len() < 100, "{shown}");
+        assert_eq!(super::returned("f"), "\"f\"");
+    }
 
     #[test]
     fn the_drill_cluster_locks_every_object_of_a_big_schema_in_one_transaction() {

@@ -280,7 +280,7 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
             checks.extend(hooks);
             clock.time("checks", || {
                 for sql in src.drill.checks.iter().chain(&opts.checks) {
-                    checks.push(assertion(&conn, &database, sql));
+                    checks.push(assertion(&conn, &database, sql, hook_timeout(src)));
                 }
             });
         }
