@@ -364,6 +364,14 @@ fn pitr_under_load(a: &Archiving) {
         out.contains(&second[..8]),
         "--latest uses the newest backup:\n{out}"
     );
+    // without a `wal serve` named, the restore served the archive to its recovery itself
+    // (one repository opening, not one per segment), also as root to a server running as
+    // postgres
+    let served = out.lines().any(|l| {
+        l.contains("WAL file(s) served to the recovery by this lifeboat")
+            && !l.trim_start().starts_with("0 ")
+    });
+    assert_eq!(served, a.server.is_none(), "{out}");
     assert_markers_up_to(&r, 50, "end of archive");
     drop(r);
 
@@ -2515,4 +2523,97 @@ fn newest_segments_gone_from_the_archive_are_noticed_from_the_server() {
     );
     let (code, out, _) = run(a.lb().args(["--json", "wal", "status"]));
     assert_eq!(code, 10, "{out}");
+}
+
+/// A root lifeboat serving a restored server's recovery (as `restore --kind physical
+/// --start` does when the server runs as another user) hands that user WAL, and nothing
+/// else: it never writes or reads a path the other user names, so a push of a file only
+/// root may read is not served (the client works alone, and fails on the file as that
+/// user), and a fetch arrives as the client's own file.
+#[test]
+fn a_recovery_served_as_root_gives_the_server_s_user_wal_and_nothing_else() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not root: a server for another user needs root; nothing to check here");
+        return;
+    }
+    let (ws, cfg) = wal_only_repository();
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let dir = ws.path().join("pg_wal");
+    std::fs::create_dir_all(&dir).unwrap();
+    let seg = dir.join("000000010000000000000042");
+    let data: Vec<u8> = (0..16u32 << 20).map(|i| (i * 31 % 251) as u8).collect();
+    std::fs::write(&seg, &data).unwrap();
+    ok(lb(&cfg).arg("wal-push").arg(&seg));
+
+    let repo = lifeboat_core::repository::Repo::open(
+        &lifeboat_core::config::RepositoryConfig {
+            url: Some(ws.repo_path().display().to_string()),
+            ..Default::default()
+        },
+        &lifeboat_core::secret::Secret::new(lifeboat_testing::REPO_PASSWORD),
+        rustic_core::NoProgressBars,
+    )
+    .unwrap();
+    let store = lifeboat_core::wal::WalStore::new(&repo, "main").unwrap();
+    let key = lifeboat_core::wal::spool::archive_key("main", repo.location());
+    let serving = lifeboat_core::wal::spool::Serving::start(
+        store,
+        &key,
+        16 << 20,
+        Some((nobody.uid.as_raw(), nobody.gid.as_raw())),
+    )
+    .unwrap();
+    // where nobody may write, reached through directories nobody may enter
+    let theirs = tempfile::Builder::new()
+        .prefix("lifeboat-guest-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    nix::unistd::chown(theirs.path(), Some(nobody.uid), Some(nobody.gid)).unwrap();
+    let as_nobody = |args: &[&str], file: &Path| {
+        let mut cmd = std::process::Command::new("runuser");
+        cmd.args(["-u", "nobody", "--"])
+            .arg(assert_cmd::cargo::cargo_bin("lifeboat"))
+            .arg("--repo")
+            .arg(ws.repo_path())
+            .args(args)
+            .arg("--socket")
+            .arg(serving.socket())
+            .arg(file)
+            .current_dir("/")
+            .env_remove("LIFEBOAT_PASSWORD");
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let got = theirs.path().join("000000010000000000000042");
+    let (code, err) = as_nobody(
+        &["wal-fetch", "--source", "main", "000000010000000000000042"],
+        &got,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(std::fs::read(&got).unwrap() == data);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&got).unwrap().uid(), nobody.uid.as_raw());
+    assert_eq!(serving.served(), 1);
+
+    // a file only root may read, named as WAL: the server does not push it for nobody
+    let secret = dir.join("000000010000000000000043");
+    std::fs::write(&secret, vec![7u8; 16 << 20]).unwrap();
+    let (code, err) = as_nobody(&["wal-push", "--source", "main"], &secret);
+    assert_ne!(code, 0, "{err}");
+    // nor does a fetch write where nobody may not, on root's behalf
+    let planted = Path::new("/root/lifeboat-guest-planted");
+    let (code, err) = as_nobody(
+        &["wal-fetch", "--source", "main", "000000010000000000000042"],
+        planted,
+    );
+    assert_ne!(code, 0, "{err}");
+    assert!(!planted.exists(), "root wrote where nobody asked");
+    drop(serving);
+    let (code, _, _) = run(lb(&cfg)
+        .args(["wal-fetch", "000000010000000000000043"])
+        .arg(ws.path().join("leaked")));
+    assert_eq!(code, 4, "the root-only file reached the archive");
 }

@@ -641,6 +641,12 @@ impl RestoreCmd {
                         .map(|t| format!(", timeline {t}"))
                         .unwrap_or_default()
                 );
+                if r.wal_served > 0 {
+                    println!(
+                        "  {} WAL file(s) served to the recovery by this lifeboat (the repository opened once)",
+                        r.wal_served
+                    );
+                }
                 if let Some(why) = &r.stop_reason {
                     println!("  {why}");
                 }

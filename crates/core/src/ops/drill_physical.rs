@@ -210,7 +210,13 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
         let log = rec.to_dir.join(super::recover::RECOVERY_LOG);
         register(bin.program("pg_ctl"), rec.to_dir.clone(), user_name.clone());
         let replayed = clock.time("replay", || {
-            start_and_wait(&rec, user_name.as_deref(), &log, repo)
+            start_and_wait(
+                &rec,
+                user_name.as_deref(),
+                &log,
+                repo,
+                phys.wal_segment_size,
+            )
         });
         let point = replayed
             .as_ref()
@@ -234,7 +240,7 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
                     _ => Lsn::parse(&report.reachable_lsn).is_ok_and(|end| lsn.0 + seg >= end.0),
                 };
                 let text = format!(
-                    "reached LSN {}{}{}",
+                    "reached LSN {}{}{}; {} WAL file(s) served by the drill itself",
                     p.lsn.as_deref().unwrap_or("?"),
                     p.last_transaction
                         .as_deref()
@@ -243,7 +249,8 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
                     p.stop_reason
                         .as_deref()
                         .map(|r| format!(" ({r})"))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    p.wal_served
                 );
                 if lsn < phys.stop_lsn {
                     Err(format!("{text}: before the backup's end {}", phys.stop_lsn))

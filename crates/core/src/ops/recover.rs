@@ -144,6 +144,10 @@ pub struct ReachedPoint {
     /// and no WAL, so they came back empty, as after a crash.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unlogged: Vec<String>,
+    /// WAL files lifeboat handed to the recovery itself (see [`wal::spool::Serving`]);
+    /// the others, if any, each `wal-fetch` fetched alone.
+    #[serde(default)]
+    pub wal_served: u64,
 }
 
 /// What a physical restore did.
@@ -1107,7 +1111,18 @@ pub(crate) fn recover_inner(
     }
     let replay = Instant::now();
     let log = opts.to_dir.join(RECOVERY_LOG);
-    let reached = start_and_wait(opts, user_name.as_deref(), &log, repo)?;
+    let reached = start_and_wait(
+        opts,
+        user_name.as_deref(),
+        &log,
+        repo,
+        report
+            .backup
+            .meta
+            .physical
+            .as_ref()
+            .map_or(wal::DEFAULT_SEGMENT_SIZE, |p| p.wal_segment_size),
+    )?;
     report.replay_secs = Some(replay.elapsed().as_secs_f64());
     hook(
         "post-restore",
@@ -1197,6 +1212,51 @@ pub(crate) fn start_and_wait(
     user: Option<&str>,
     log: &Path,
     repo: &Repo,
+    segment_size: u64,
+) -> Result<ReachedPoint> {
+    let serving = serve_recovery(repo, opts, user, segment_size);
+    let reached = start_and_wait_inner(
+        opts,
+        user,
+        log,
+        repo,
+        serving.as_ref().map(wal::spool::Serving::socket),
+    );
+    reached.map(|mut r| {
+        r.wal_served = serving.as_ref().map_or(0, wal::spool::Serving::served);
+        r
+    })
+}
+
+/// lifeboat itself serving the archive to the recovery it waits for: each `wal-fetch`
+/// would otherwise derive the repository key and open the repository, about a second a
+/// segment (a week of WAL, hours). `None` when it cannot (each `wal-fetch` then works
+/// alone, as after lifeboat has gone).
+fn serve_recovery(
+    repo: &Repo,
+    opts: &RecoverOptions,
+    user: Option<&str>,
+    segment_size: u64,
+) -> Option<wal::spool::Serving> {
+    // a server the operator named is the one the restored server inherits
+    if std::env::var_os("LIFEBOAT_WAL_SOCKET").is_some() {
+        return None;
+    }
+    let store = WalStore::new(repo, &opts.source).ok()?;
+    let guest = user
+        .filter(|_| nix::unistd::geteuid().is_root())
+        .and_then(|u| nix::unistd::User::from_name(u).ok().flatten())
+        .map(|u| (u.uid.as_raw(), u.gid.as_raw()));
+    let key = wal::spool::archive_key(&opts.source, repo.location());
+    wal::spool::Serving::start(store, &key, segment_size, guest).ok()
+}
+
+fn start_and_wait_inner(
+    opts: &RecoverOptions,
+    user: Option<&str>,
+    log: &Path,
+    repo: &Repo,
+    wal_socket: Option<&Path>,
 ) -> Result<ReachedPoint> {
     // a backup of a restored cluster holds the log of that earlier recovery: only what
     // this start appends is about this recovery
@@ -1210,6 +1270,9 @@ pub(crate) fn start_and_wait(
     } else {
         pg_ctl_cmd(&pg_ctl, user)
     };
+    if let Some(s) = wal_socket {
+        start.env("LIFEBOAT_WAL_SOCKET", s);
+    }
     let out = start
         .args(["start", "-D"])
         .arg(&opts.to_dir)
@@ -1334,6 +1397,7 @@ pub(crate) fn start_and_wait(
                             Vec::new()
                         },
                         unlogged: unlogged_tables(&conn),
+                        wal_served: 0,
                     });
                 }
             }

@@ -183,32 +183,6 @@ fn check_options(opts: &VerifyOptions) -> Result<CheckOptions> {
     Ok(check)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::{check_options, VerifyOptions};
-
-    #[test]
-    fn a_subset_that_reads_nothing_or_divides_by_zero_is_refused() {
-        let with = |s: &str| {
-            check_options(&VerifyOptions {
-                read_data_subset: Some(s.into()),
-                ..VerifyOptions::default()
-            })
-        };
-        for bad in ["1/0", "0/5", "6/5", "0%", "150%", "-5%", "abc", "0"] {
-            let e = with(bad).unwrap_err();
-            assert_eq!(e.kind(), crate::ErrorKind::Config, "{bad}");
-            assert!(
-                !e.to_string().contains("Backtrace") && e.to_string().contains(bad),
-                "{bad}: {e}"
-            );
-        }
-        for good in ["10%", "100%", "1/5", "5/5", "500MiB"] {
-            assert!(with(good).is_ok_and(|c| c.read_data), "{good}");
-        }
-    }
-}
-
 /// Verifies `backups` (every backup when empty).
 fn verify_inner(
     repo: &Repo,
@@ -367,4 +341,30 @@ fn pack_of(text: &str) -> Option<String> {
     let after = text.split_once("pack ")?.1;
     let word: String = after.chars().take_while(char::is_ascii_hexdigit).collect();
     (word.len() == 8).then_some(word)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_options, VerifyOptions};
+
+    #[test]
+    fn a_subset_that_reads_nothing_or_divides_by_zero_is_refused() {
+        let with = |s: &str| {
+            check_options(&VerifyOptions {
+                read_data_subset: Some(s.into()),
+                ..VerifyOptions::default()
+            })
+        };
+        for bad in ["1/0", "0/5", "6/5", "0%", "150%", "-5%", "abc", "0"] {
+            let e = with(bad).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Config, "{bad}");
+            assert!(
+                !e.to_string().contains("Backtrace") && e.to_string().contains(bad),
+                "{bad}: {e}"
+            );
+        }
+        for good in ["10%", "100%", "1/5", "5/5", "500MiB"] {
+            assert!(with(good).is_ok_and(|c| c.read_data), "{good}");
+        }
+    }
 }

@@ -200,6 +200,13 @@ struct Server {
     cache: Cache,
     ahead: Ahead,
     segment_size: u64,
+    /// Another user it answers besides its own and root: the OS user of a restored server
+    /// that a root lifeboat serves during its recovery ([`Serving`]).
+    guest_uid: Option<u32>,
+    /// Writes a journal line per request (a service's log); not inside another command.
+    journal: bool,
+    /// Segments handed out (`OK found`).
+    served: std::sync::atomic::AtomicU64,
 }
 
 /// The push-ahead table, also after a thread panicked while holding it: its entries stay
@@ -405,7 +412,10 @@ impl Server {
     fn handle(self: &Arc<Self>, stream: UnixStream) {
         // only this user (or root) may hand over or ask for WAL, whatever the socket's
         // directory permissions are
-        if !peer_is_trusted(&stream).is_ok_and(|(_, trusted)| trusted) {
+        let (trusted, guest) = peer_is_trusted(&stream).map_or((false, false), |(uid, t)| {
+            (t, !t && Some(uid) == self.guest_uid)
+        });
+        if !trusted && !guest {
             let _ = (&stream).write_all(
                 format!(
                     "ERR {} this WAL server serves its own user only\n",
@@ -423,13 +433,53 @@ impl Server {
         }
         let request = line.trim_end();
         let clock = std::time::Instant::now();
+        if guest {
+            let (reply, data) = self.answer_guest(request);
+            let mut out = format!("{reply}\n").into_bytes();
+            let _ = (&stream).write_all(&out);
+            if let Some(d) = data {
+                out.clear();
+                let _ = (&stream).write_all(&d);
+            }
+            return;
+        }
         let reply = self.answer(request);
         let ms = clock.elapsed().as_secs_f64() * 1000.0;
         // one line per request: the service's journal shows what was archived and served,
         // written before the answer so that it is there once the client has its answer
         let what = request.split(' ').take(2).collect::<Vec<_>>().join(" ");
-        journal(format_args!("{what}: {reply} ({ms:.1} ms)"));
+        if self.journal {
+            journal(format_args!("{what}: {reply} ({ms:.1} ms)"));
+        }
         let _ = (&stream).write_all(format!("{reply}\n").as_bytes());
+    }
+
+    /// A request of the guest user ([`Serving`]), answered without touching a path it
+    /// names: a root server writing or reading where another user says would hand that
+    /// user root's reach. A fetch gets the data in the reply (`OK data <length>`, then the
+    /// bytes), which the client writes itself; anything else, or another archive, gets
+    /// `OK alone` (the client then works without the server).
+    fn answer_guest(self: &Arc<Self>, line: &str) -> (String, Option<Arc<Vec<u8>>>) {
+        let alone = || ("OK alone".to_string(), None);
+        let (head, rest) = line.split_once(' ').unwrap_or((line, ""));
+        let Some(("FETCH", key)) = head.split_once('@') else {
+            return alone();
+        };
+        if key != self.key {
+            return alone();
+        }
+        let file = match WalFile::parse(rest.split(' ').next().unwrap_or_default()) {
+            Ok(f) => f,
+            Err(e) => return (reply_error(&e), None),
+        };
+        match self.fetch(file) {
+            Ok(None) => ("OK missing".into(), None),
+            Ok(Some(data)) => {
+                self.served.fetch_add(1, Ordering::Relaxed);
+                (format!("OK data {}", data.len()), Some(data))
+            }
+            Err(reply) => (reply, None),
+        }
     }
 
     fn answer(self: &Arc<Self>, line: &str) -> String {
@@ -468,7 +518,10 @@ impl Server {
                 match self.fetch(file) {
                     Ok(None) => "OK missing".into(),
                     Ok(Some(data)) => match super::write_file(Path::new(dest), &data) {
-                        Ok(()) => "OK found".into(),
+                        Ok(()) => {
+                            self.served.fetch_add(1, Ordering::Relaxed);
+                            "OK found".into()
+                        }
                         Err(e) => err(&e),
                     },
                     Err(reply) => reply,
@@ -517,6 +570,35 @@ pub fn serve(
     segment_size: u64,
     stop: &AtomicBool,
 ) -> Result<()> {
+    let listener = listen(socket)?;
+    let server = Server::new(store, key, segment_size, None, true);
+    run(&listener, &server, socket, stop);
+    Ok(())
+}
+
+impl Server {
+    fn new(
+        store: WalStore,
+        key: &str,
+        segment_size: u64,
+        guest_uid: Option<u32>,
+        journal: bool,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            key: key.to_string(),
+            cache: Cache::default(),
+            ahead: Ahead::default(),
+            segment_size,
+            guest_uid,
+            journal,
+            served: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+}
+
+/// Listens on `socket`, in a directory fit for it (see [`prepare_socket_dir`]).
+fn listen(socket: &Path) -> Result<UnixListener> {
     if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
         prepare_socket_dir(dir)?;
     }
@@ -544,19 +626,18 @@ pub fn serve(
     listener
         .set_nonblocking(true)
         .map_err(|e| io("configuring the socket", e))?;
-    let server = Arc::new(Server {
-        store,
-        key: key.to_string(),
-        cache: Cache::default(),
-        ahead: Ahead::default(),
-        segment_size,
-    });
+    Ok(listener)
+}
+
+/// Answers on `listener` until `stop` is set, then removes `socket` and lets the requests
+/// under way finish.
+fn run(listener: &UnixListener, server: &Arc<Server>, socket: &Path, stop: &AtomicBool) {
     let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
                 let _ = stream.set_nonblocking(false);
-                let s = Arc::clone(&server);
+                let s = Arc::clone(server);
                 let busy = Arc::clone(&busy);
                 busy.fetch_add(1, Ordering::SeqCst);
                 std::thread::spawn(move || {
@@ -571,7 +652,7 @@ pub fn serve(
                     s.handle(stream);
                 });
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait_readable(&listener),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait_readable(listener),
             // out of file descriptors, a client gone before it was accepted, a signal: the
             // server stays up (PostgreSQL would otherwise fall back to slow pushes)
             Err(e) => {
@@ -587,7 +668,100 @@ pub fn serve(
     while busy.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(())
+}
+
+/// lifeboat serving the WAL archive to a server it restored, for as long as that server's
+/// recovery runs: each `wal-fetch` the restore_command starts hands its segment over here
+/// ([`Serving::socket`], given to the server as `LIFEBOAT_WAL_SOCKET`) instead of deriving
+/// the repository key and opening the repository (about a second a segment), with read-ahead
+/// as `wal serve` does. The socket is in a private directory of its own; stopped and
+/// removed on drop. Without it (lifeboat gone) a `wal-fetch` works alone.
+pub struct Serving {
+    stop: Arc<AtomicBool>,
+    server: Arc<Server>,
+    socket: PathBuf,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Serving {
+    /// Starts serving `store` (of archive `key`) to this user, root, and `guest` (the uid
+    /// and gid the restored server runs as, when that is another user).
+    ///
+    /// # Errors
+    ///
+    /// When the directory or the socket cannot be made.
+    pub fn start(
+        store: WalStore,
+        key: &str,
+        segment_size: u64,
+        guest: Option<(u32, u32)>,
+    ) -> Result<Self> {
+        // short: a socket path holds at most 107 bytes, and TMPDIR may be long
+        let base = Path::new("/tmp");
+        let base = if base.is_dir() {
+            base.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("lifeboat-wal-")
+            .tempdir_in(&base)
+            .map_err(|e| {
+                io(
+                    &format!("creating a socket directory in {}", base.display()),
+                    e,
+                )
+            })?;
+        let socket = dir.path().join("wal.sock");
+        let listener = listen(&socket)?;
+        if let Some((uid, gid)) = guest {
+            // the restored server's user must reach the socket: its directory and the
+            // socket itself become that user's (root still reaches both)
+            let owner = (
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+            );
+            for p in [dir.path(), socket.as_path()] {
+                nix::unistd::chown(p, owner.0, owner.1)
+                    .map_err(|e| io(&format!("giving {} to uid {uid}", p.display()), e))?;
+            }
+        }
+        let server = Server::new(store, key, segment_size, guest.map(|g| g.0), false);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (server, stop, socket) = (Arc::clone(&server), Arc::clone(&stop), socket.clone());
+            std::thread::spawn(move || run(&listener, &server, &socket, &stop))
+        };
+        Ok(Self {
+            stop,
+            server,
+            socket,
+            thread: Some(thread),
+            _dir: dir,
+        })
+    }
+
+    /// The socket to give the restored server (`LIFEBOAT_WAL_SOCKET`).
+    #[must_use]
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Segments handed out so far.
+    #[must_use]
+    pub fn served(&self) -> u64 {
+        self.server.served.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// How long a stopping server waits for the requests under way.
@@ -609,7 +783,7 @@ fn wait_readable(listener: &UnixListener) {
 const STOP_CHECK: Duration = Duration::from_millis(200);
 
 /// Sends one request; `None` when no server listens (the caller works alone then).
-fn request(socket: &Path, line: &str) -> Result<Option<String>> {
+fn request(socket: &Path, line: &str) -> Result<Option<(String, BufReader<UnixStream>)>> {
     let Ok(stream) = UnixStream::connect(socket) else {
         return Ok(None);
     };
@@ -632,7 +806,8 @@ fn request(socket: &Path, line: &str) -> Result<Option<String>> {
         .write_all(format!("{line}\n").as_bytes())
         .map_err(|e| io("talking to the WAL server", e))?;
     let mut reply = String::new();
-    BufReader::new(&stream)
+    let mut reader = BufReader::new(stream);
+    reader
         .read_line(&mut reply)
         .map_err(|e| io("talking to the WAL server", e))?;
     if reply.is_empty() {
@@ -641,21 +816,28 @@ fn request(socket: &Path, line: &str) -> Result<Option<String>> {
                 .hint("see the output of `lifeboat wal serve`"),
         );
     }
-    Ok(Some(reply.trim_end().to_string()))
+    Ok(Some((reply.trim_end().to_string(), reader)))
 }
 
 /// `VERB@KEY ARGS`, naming the archive meant; a server from before such requests
 /// (running since an upgrade) answers "bad request", and gets `VERB ARGS` as before.
-fn keyed_request(socket: &Path, verb: &str, key: &str, args: &str) -> Result<Option<String>> {
+fn keyed_request(
+    socket: &Path,
+    verb: &str,
+    key: &str,
+    args: &str,
+) -> Result<Option<(String, BufReader<UnixStream>)>> {
     let reply = request(socket, &format!("{verb}@{key} {args}"))?;
     let refused = format!("ERR {} {OTHER_ARCHIVE}", ErrorKind::Config.exit_code());
     match reply {
-        Some(r) if r == format!("ERR {} bad request", ErrorKind::Config.exit_code()) => {
+        Some((r, _)) if r == format!("ERR {} bad request", ErrorKind::Config.exit_code()) => {
             request(socket, &format!("{verb} {args}"))
         }
+        // a server serving another user's recovery only fetches for it
+        Some((r, _)) if r == "OK alone" => Ok(None),
         // this configuration's own repository is what the command is for: it works alone,
         // as without a server (failing would stop PostgreSQL's archiving)
-        Some(r) if r.starts_with(&refused) => {
+        Some((r, _)) if r.starts_with(&refused) => {
             // " KEY (location), not OTHER" from the server: what it serves
             let said = r[refused.len()..]
                 .split(HINT_SEP)
@@ -693,7 +875,7 @@ fn server_error(reply: &str) -> Error {
 /// The server's error.
 pub fn client_push(socket: &Path, key: &str, path: &Path) -> Result<Option<PutOutcome>> {
     let abs = std::path::absolute(path).map_err(|e| Error::io(path.display(), e))?;
-    match keyed_request(socket, "PUSH", key, &abs.display().to_string())? {
+    match keyed_request(socket, "PUSH", key, &abs.display().to_string())?.map(|(r, _)| r) {
         None => Ok(None),
         Some(r) if r == "OK stored" => Ok(Some(PutOutcome::Stored)),
         Some(r) if r == "OK present" => Ok(Some(PutOutcome::AlreadyPresent)),
@@ -710,9 +892,20 @@ pub fn client_fetch(socket: &Path, key: &str, name: &str, dest: &Path) -> Result
     let abs = std::path::absolute(dest).map_err(|e| Error::io(dest.display(), e))?;
     match keyed_request(socket, "FETCH", key, &format!("{name} {}", abs.display()))? {
         None => Ok(None),
-        Some(r) if r == "OK found" => Ok(Some(true)),
-        Some(r) if r == "OK missing" => Ok(Some(false)),
-        Some(r) => Err(server_error(&r)),
+        Some((r, _)) if r == "OK found" => Ok(Some(true)),
+        Some((r, _)) if r == "OK missing" => Ok(Some(false)),
+        // served to another user than the server's: the data comes in the reply
+        Some((r, mut reader)) if r.starts_with("OK data ") => {
+            let len: usize = r["OK data ".len()..]
+                .parse()
+                .map_err(|_| Error::unavailable(format!("the WAL server answered {r:?}")))?;
+            let mut data = vec![0u8; len];
+            std::io::Read::read_exact(&mut reader, &mut data)
+                .map_err(|e| io("reading a WAL file from the WAL server", e))?;
+            super::write_file(&abs, &data)?;
+            Ok(Some(true))
+        }
+        Some((r, _)) => Err(server_error(&r)),
     }
 }
 
