@@ -318,6 +318,48 @@ fn an_interrupted_restore_drops_the_database_it_created() {
         "the half-restored database is left behind: {err}"
     );
     assert!(err.contains("dropped database \"copy\""), "{err}");
+
+    // Ctrl-C pressed again and again at a terminal (SIGINT to the whole process group):
+    // the cleanup's own DROP DATABASE is not cancelled by the later ones
+    let child = {
+        use std::os::unix::process::CommandExt;
+        common::lb_std(&cfg)
+            .args(["restore", "--latest", "--to-database", "copy"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    assert!(
+        common::catch_copy(&c, "public.z", false),
+        "never saw pg_restore loading the table"
+    );
+    let group = nix::unistd::Pid::from_raw(-(child.id() as i32));
+    let pressing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let presser = {
+        let pressing = std::sync::Arc::clone(&pressing);
+        std::thread::spawn(move || {
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while pressing.load(std::sync::atomic::Ordering::SeqCst)
+                && std::time::Instant::now() < until
+            {
+                let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGINT);
+                std::thread::sleep(std::time::Duration::from_millis(15));
+            }
+        })
+    };
+    let out = child.wait_with_output().unwrap();
+    pressing.store(false, std::sync::atomic::Ordering::SeqCst);
+    presser.join().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(!db_exists(&c, "copy"), "left behind: {err}");
+    assert!(
+        err.contains("dropped database \"copy\"") && !err.contains("left unfinished"),
+        "{err}"
+    );
+
     ok(lb(&cfg).args(["restore", "--latest", "--to-database", "copy"]));
     assert_eq!(count(&c, "copy", "z"), 600_000);
 

@@ -381,12 +381,23 @@ pub fn stop_all() -> Vec<String> {
                 super::compare::ident(&db)
             ),
         );
+        // a drop that failed may still have happened (its answer lost)
+        let gone = dropped.is_ok()
+            || conn
+                .query(
+                    "postgres",
+                    &format!(
+                        "select count(*) from pg_database where datname = {}",
+                        super::compare::literal(&db)
+                    ),
+                )
+                .is_ok_and(|n| n.trim() == "0");
         said.push(match dropped {
-            Ok(_) => format!("dropped database {db:?}, which this run created and had not finished"),
-            Err(e) => format!(
+            Err(e) if !gone => format!(
                 "database {db:?}, which this run created, is left unfinished (dropping it failed: {}); drop it before retrying",
                 crate::error::headline(&e.to_string())
             ),
+            _ => format!("dropped database {db:?}, which this run created and had not finished"),
         });
     }
     let list = RUNNING

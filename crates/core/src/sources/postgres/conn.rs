@@ -404,6 +404,12 @@ impl PgConn {
         if let Some(enc) = encoding {
             cmd.env("PGCLIENTENCODING", enc);
         }
+        if super::cluster::interrupted() {
+            // cleaning up after an interrupt (dropping a database this run made): a second
+            // Ctrl-C at the terminal must not cancel that too
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
         let out = cmd
             .args([
                 "-X",
