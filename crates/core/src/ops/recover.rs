@@ -1004,6 +1004,7 @@ pub(crate) fn recover_inner(
     let mut written = Vec::new();
     let mut moved_socket = None;
     std::fs::create_dir_all(&opts.to_dir).map_err(|e| Error::io(opts.to_dir.display(), e))?;
+    let filling = crate::sources::postgres::cluster::filling(&opts.to_dir, created);
     let unpacked = unpack(repo, &backup, &opts.to_dir).and_then(|()| {
         std::fs::set_permissions(
             &opts.to_dir,
@@ -1056,20 +1057,9 @@ pub(crate) fn recover_inner(
         }
         Ok(())
     });
+    drop(filling);
     if let Err(e) = unpacked {
-        // never leave a half-written data directory that looks usable
-        if created {
-            let _ = std::fs::remove_dir_all(&opts.to_dir);
-        } else if let Ok(d) = std::fs::read_dir(&opts.to_dir) {
-            for entry in d.flatten() {
-                let p = entry.path();
-                let _ = if p.is_dir() {
-                    std::fs::remove_dir_all(&p)
-                } else {
-                    std::fs::remove_file(&p)
-                };
-            }
-        }
+        crate::sources::postgres::cluster::clear_dir(&opts.to_dir, created);
         return Err(e);
     }
     let fetch_secs = clock.elapsed().as_secs_f64();

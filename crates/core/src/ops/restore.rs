@@ -1373,6 +1373,12 @@ fn restore_inner(
     // over an existing database, drops, objects and rows go in one transaction: a drop
     // that something made since the backup blocks, a failure midway or an interrupt leaves
     // the database as it was (one transaction cannot use parallel jobs)
+    let as_it_was = plan.clean.then(|| {
+        crate::sources::postgres::cluster::say_on_stop(format!(
+            "database {:?} is as it was: the overwrite ran as one transaction, and stopping it rolled that back",
+            plan.target_database
+        ))
+    });
     let loaded = run_pg_restore(
         &conn,
         &dump,
@@ -1388,17 +1394,17 @@ fn restore_inner(
     )
     .map_err(|e| {
         if plan.clean {
-            e.with_note(
-                format!(
-                    "the restore ran as one transaction, so database {:?} is as it was",
-                    plan.target_database
-                ),
-            )
+            e.with_note(format!(
+                "the restore ran as one transaction, so database {:?} is as it was",
+                plan.target_database
+            ))
         } else {
             e
         }
-    })
-    .and_then(|gone_past| {
+    });
+    // pg_restore has ended: committed, or rolled back
+    drop(as_it_was);
+    let loaded = loaded.and_then(|gone_past| {
         apply_database_properties(
             &conn,
             &truth,

@@ -212,6 +212,74 @@ fn wait_within(
 /// Temporary directories to remove when the process is interrupted.
 static TEMP_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
+/// Directories being filled (a physical restore's `--to-dir`), and whether this run created
+/// them: an interrupt removes or empties them, as a failure does, so that a retry is not
+/// refused "not empty" by a half-written data directory.
+static FILLING: Mutex<Vec<(PathBuf, bool)>> = Mutex::new(Vec::new());
+
+/// What an interrupt must tell the operator besides what it cleaned up (an overwrite
+/// that ran as one transaction left the database as it was), while the guard lives.
+static SAY_ON_STOP: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::new());
+
+/// Has [`stop_all`] say `line` if it runs before the guard is dropped.
+#[must_use]
+pub fn say_on_stop(line: String) -> SayOnStop {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Ok(mut l) = SAY_ON_STOP.lock() {
+        l.push((id, line));
+    }
+    SayOnStop(id)
+}
+
+/// See [`say_on_stop`].
+pub struct SayOnStop(u64);
+
+impl Drop for SayOnStop {
+    fn drop(&mut self) {
+        if let Ok(mut l) = SAY_ON_STOP.lock() {
+            l.retain(|(id, _)| *id != self.0);
+        }
+    }
+}
+
+/// Registers `dir` as being filled until the guard is dropped (see [`FILLING`]).
+#[must_use]
+pub fn filling(dir: &Path, created: bool) -> Filling {
+    if let Ok(mut l) = FILLING.lock() {
+        l.push((dir.to_path_buf(), created));
+    }
+    Filling(dir.to_path_buf())
+}
+
+/// See [`filling`].
+pub struct Filling(PathBuf);
+
+impl Drop for Filling {
+    fn drop(&mut self) {
+        if let Ok(mut l) = FILLING.lock() {
+            l.retain(|(d, _)| d != &self.0);
+        }
+    }
+}
+
+/// Removes `dir` when this run `created` it, else what is in it: never a half-written data
+/// directory that looks usable.
+pub fn clear_dir(dir: &Path, created: bool) {
+    if created {
+        let _ = std::fs::remove_dir_all(dir);
+    } else if let Ok(d) = std::fs::read_dir(dir) {
+        for entry in d.flatten() {
+            let p = entry.path();
+            let _ = if p.is_dir() && !p.is_symlink() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+        }
+    }
+}
+
 /// A temporary directory, removed on drop and by [`stop_all`] when the process is
 /// interrupted (an exiting process runs no destructors).
 pub struct ScratchDir {
@@ -406,6 +474,26 @@ pub fn stop_all() -> Vec<String> {
         .unwrap_or_default();
     for (pg_ctl, data, user) in list {
         stop_server(&pg_ctl, &data, user.as_deref(), "immediate");
+    }
+    said.extend(
+        SAY_ON_STOP
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, line)| line),
+    );
+    let filling = FILLING
+        .lock()
+        .map(|mut l| std::mem::take(&mut *l))
+        .unwrap_or_default();
+    for (dir, created) in filling {
+        clear_dir(&dir, created);
+        said.push(format!(
+            "{} {}, which this run had begun to fill",
+            if created { "removed" } else { "emptied" },
+            dir.display()
+        ));
     }
     let dirs = TEMP_DIRS
         .lock()
