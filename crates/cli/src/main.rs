@@ -204,6 +204,16 @@ impl Ctx {
         lifeboat_core::repository::audit::outcome_pending();
     }
 
+    /// Names the operation under way more closely once it is known (which backup, where
+    /// to), for the entry an interrupt parks.
+    fn under_way_is(what: String) {
+        if let Ok(mut u) = UNDER_WAY.lock() {
+            if let Some(under_way) = u.as_mut() {
+                under_way.2 = what;
+            }
+        }
+    }
+
     /// Whether sources come from the repository's backups: `--repo` given and no source
     /// configured (a new host after a host loss).
     fn source_from_repository(&self) -> bool {

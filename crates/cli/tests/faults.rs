@@ -362,6 +362,26 @@ fn an_interrupted_restore_drops_the_database_it_created() {
 
     ok(lb(&cfg).args(["restore", "--latest", "--to-database", "copy"]));
     assert_eq!(count(&c, "copy", "z"), 600_000);
+    // the audit log says which restore was interrupted, and what a finished one did
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&ok(
+        lb(&cfg).args(["--json", "audit", "list", "--action", "restore"])
+    ))
+    .unwrap();
+    let details: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["details"].as_str())
+        .collect();
+    assert!(
+        details.iter().any(|d| d.contains("interrupted")
+            && d.contains("restore of backup")
+            && d.contains("into database \"copy\"")),
+        "{details:#?}"
+    );
+    assert!(
+        details.iter().any(|d| d.contains("restored in")
+            && d.contains("verified against the backup-time truth: 1 tables")),
+        "{details:#?}"
+    );
 
     // SIGTERM to lifeboat alone (a service manager, `kill PID`) during an overwrite, or
     // SIGKILL (the OOM killer): its pg_restore must not go on to commit the overwrite

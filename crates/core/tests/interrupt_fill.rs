@@ -29,8 +29,11 @@ fn an_interrupt_removes_or_empties_the_directory_being_filled() {
     assert_eq!(std::fs::read_dir(&given).unwrap().count(), 0, "{said:?}");
     assert!(finished.join("PG_VERSION").exists());
     assert!(
-        said.iter().any(|l| l.starts_with("removed ") && l.contains("made"))
-            && said.iter().any(|l| l.starts_with("emptied ") && l.contains("given")),
+        said.iter()
+            .any(|l| l.starts_with("removed ") && l.contains("made"))
+            && said
+                .iter()
+                .any(|l| l.starts_with("emptied ") && l.contains("given")),
         "{said:?}"
     );
 }

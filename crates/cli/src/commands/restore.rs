@@ -290,6 +290,14 @@ impl RestoreCmd {
             }
         };
         let p = plan(&repo, &src, &opts).map_err(on_target)?;
+        Ctx::under_way_is(format!(
+            "restore of backup {} ({} of {:?}, source {}) into database {:?}",
+            p.backup.short_id(),
+            p.backup.meta.kind,
+            p.backup.meta.database.as_deref().unwrap_or("-"),
+            p.backup.meta.source,
+            p.target_database
+        ));
         output::warn_repository(&repo);
         if let Some(w) = &p.lock_warning {
             eprintln!("warning: {w}");
@@ -561,6 +569,11 @@ impl RestoreCmd {
             println!("dry run: nothing was written");
             return Ok(());
         }
+        Ctx::under_way_is(format!(
+            "physical restore of source {} into {}",
+            opts.source,
+            opts.to_dir.display()
+        ));
         let report = ctx
             .bars
             .spinning("restoring the base backup", || recover(repo, &store, &opts))?;

@@ -1290,11 +1290,39 @@ pub fn restore(
     let scratch_dir = scratch_dir
         .map(std::path::Path::to_path_buf)
         .or_else(|| plan.scratch_dir.clone());
+    let hooks = [("pre-hook", &plan.pre_hook), ("post-hook", &plan.post_hook)]
+        .iter()
+        .filter_map(|(what, h)| h.as_ref().map(|h| format!("{what} {h:?}")))
+        .collect::<Vec<_>>();
+    let hooks = if hooks.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", hooks.join(", "))
+    };
     let result = restore_inner(repo, src, plan, scratch_dir.as_deref());
-    // a failed restore's entry says why, as a failed backup's does
+    // what an incident record needs: how long it took, and whether it was checked; a
+    // failed restore's entry says why, as a failed backup's does
     let details = match &result {
-        Ok(_) => details,
-        Err(e) => format!("{details}: {}", e.message()),
+        Ok(r) => format!(
+            "{details}: restored in {:.1}s (fetch {:.1}s, restore {:.1}s); {}{}{hooks}",
+            r.total_secs,
+            r.fetch_secs,
+            r.restore_secs,
+            match &r.comparison {
+                Some(c) => format!(
+                    "verified against the backup-time truth: {} tables, {} sequences",
+                    c.tables.len(),
+                    c.sequences
+                ),
+                None => "not compared with a backup-time truth".to_string(),
+            },
+            if r.globals_restored {
+                "; roles restored first (--globals)"
+            } else {
+                ""
+            }
+        ),
+        Err(e) => format!("{details}: {}{hooks}", e.message()),
     };
     crate::repository::audit::record(repo, "restore", result, &details)
 }
