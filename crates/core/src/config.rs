@@ -623,10 +623,14 @@ impl Config {
                     let fits =
                         |secs: u64| key != "lock_wait_timeout" || secs <= i32::MAX as u64 / 1000;
                     parse_duration(v).and_then(|secs| {
-                        if fits(secs) {
-                            Ok(secs)
-                        } else {
+                        if !fits(secs) {
                             Err(format!("{v:?} is longer than PostgreSQL's limit of 24 days; use \"0s\" to wait for ever"))
+                        } else if secs == 0 && key.starts_with("objectives.") {
+                            // no restore takes no time, and no backup is taken this instant:
+                            // every drill would fail
+                            Err(format!("{v:?} is an objective no drill can meet; give the longest loss (rpo) or outage (rto) you accept, e.g. \"1h\""))
+                        } else {
+                            Ok(secs)
                         }
                     }).map_err(|e| {
                         Error::config(format!(
@@ -1004,6 +1008,12 @@ drill = { schedule = "0 5 1 * *", checks = ["select count(*) > 0 from users"] }
             "[[source]]\nname = \"a\"\nkind = \"postgres\"\nobjectives = { rpo = \"soon\" }\n";
         let m = Config::parse(text, "c").unwrap_err().to_string();
         assert!(m.contains("objectives.rpo") && m.contains("c:4"), "{m}");
+        let text = "[[source]]\nname = \"a\"\nkind = \"postgres\"\nobjectives = { rto = \"0s\" }\n";
+        let m = Config::parse(text, "c").unwrap_err().to_string();
+        assert!(
+            m.contains("objectives.rto") && m.contains("no drill can meet"),
+            "{m}"
+        );
     }
 
     #[test]

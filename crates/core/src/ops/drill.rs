@@ -293,13 +293,13 @@ impl DrillReport {
         }
         if !self.rto.met {
             out.push(format!(
-                "RTO missed by {:.0}s",
+                "RTO missed by {:.1}s",
                 -self.rto.margin_secs.unwrap_or(0.0)
             ));
         }
         if !self.rpo.met {
             out.push(format!(
-                "RPO missed by {:.0}s",
+                "RPO missed by {:.1}s",
                 -self.rpo.margin_secs.unwrap_or(0.0)
             ));
         }
@@ -1179,6 +1179,27 @@ const RESTORE_STEPS: [&str; 4] = [
     "WAL replay reached the target",
 ];
 
+/// The RTO at production's size: restore work grows with the data, so it is scaled by
+/// production / restored; hooks and assertions take what they take (a hook killed at its
+/// 30 s timeout is no 32 s at production's size).
+fn extrapolate(m: &Measured) -> Option<f64> {
+    let (prod, here) = (m.production_bytes?, m.restored_bytes?);
+    if here == 0 {
+        return None;
+    }
+    let fixed: f64 = m
+        .phases
+        .iter()
+        .filter(|p| {
+            ["hooks", "hooks before checks", "assertions"].contains(&p.name.as_str())
+                || (m.kind == BackupKind::Physical && p.name == "checks")
+        })
+        .map(|p| p.secs)
+        .sum();
+    let fixed = fixed.min(m.rto_secs);
+    Some((m.rto_secs - fixed) * prod as f64 / here as f64 + fixed)
+}
+
 /// Judges `m` against `src`'s objectives: the report before it is sealed.
 pub(crate) fn build_report(src: &SourceConfig, backup: &SnapshotInfo, m: Measured) -> DrillReport {
     let mut rto = Objective::new(m.rto_secs, src.objectives.rto.as_deref());
@@ -1194,11 +1215,7 @@ pub(crate) fn build_report(src: &SourceConfig, backup: &SnapshotInfo, m: Measure
             o.met = false;
         }
     }
-    // restore work grows with the data's size: scale the achieved RTO by production / restored
-    let extrapolated_rto_secs = match (m.production_bytes, m.restored_bytes) {
-        (Some(prod), Some(here)) if here > 0 => Some(m.rto_secs * prod as f64 / here as f64),
-        _ => None,
-    };
+    let extrapolated_rto_secs = extrapolate(&m);
     let extrapolation_misses_rto = match (extrapolated_rto_secs, rto.objective_secs) {
         (Some(e), Some(o)) => e > o,
         _ => false,
@@ -1861,6 +1878,46 @@ pub fn ensure_passed(report: &DrillReport) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_the_restore_work_is_scaled_to_production_s_size() {
+        let phase = |name: &str, secs: f64| super::Phase {
+            name: name.into(),
+            start_secs: 0.0,
+            secs,
+        };
+        let m = super::Measured {
+            database: "app".into(),
+            started_at: jiff::Timestamp::now(),
+            server_version: String::new(),
+            phases: vec![
+                phase("fetch", 1.0),
+                phase("restore", 2.0),
+                phase("checks", 1.0),
+                phase("hooks", 30.0),
+                phase("assertions", 0.5),
+            ],
+            checks: Vec::new(),
+            rto_secs: 34.5,
+            rpo_secs: 0.0,
+            rpo_point: None,
+            production_bytes: Some(10_000),
+            restored_bytes: Some(1_000),
+            kind: BackupKind::Logical,
+            target: None,
+            reached: None,
+            scratch_server: None,
+            not_checked: Vec::new(),
+        };
+        // 4 s of restore work ten times over, 30.5 s of hooks and assertions once
+        let e = super::extrapolate(&m).unwrap();
+        assert!((e - 70.5).abs() < 1e-9, "{e}");
+        let unknown = super::Measured {
+            production_bytes: None,
+            ..m
+        };
+        assert!(super::extrapolate(&unknown).is_none());
+    }
 
     #[test]
     fn an_assertion_returning_many_rows_is_shown_in_short() {

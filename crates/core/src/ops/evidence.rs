@@ -69,6 +69,10 @@ pub struct DrillSummary {
     /// cluster: without production's roles, owners and grants were not checked.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub on_scratch_server: bool,
+    /// The restore time extrapolated to production's size misses the RTO objective (the
+    /// drill itself may have passed: it measured a smaller database).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub extrapolation_misses_rto: bool,
 }
 
 impl From<&DrillReport> for DrillSummary {
@@ -91,6 +95,7 @@ impl From<&DrillReport> for DrillSummary {
             evidence_error: r.evidence_error.clone(),
             not_achieved: r.rto.not_achieved,
             on_scratch_server: r.scratch_server.is_some(),
+            extrapolation_misses_rto: r.extrapolation_misses_rto,
         }
     }
 }

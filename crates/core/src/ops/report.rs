@@ -859,7 +859,7 @@ pub fn markdown(p: &EvidencePack) -> String {
     for d in &p.drills {
         let _ = writeln!(
             m,
-            "| {} | {} | {} | {} | {} | `{}` | {}{} | {} | {} |",
+            "| {} | {} | {} | {} | {} | `{}` | {}{}{} | {} | {} |",
             d.drill,
             day(d.finished_at),
             d.source,
@@ -875,6 +875,11 @@ pub fn markdown(p: &EvidencePack) -> String {
             d.kind.map_or_else(|| "-".to_string(), |k| k.to_string()),
             &d.backup_id[..8.min(d.backup_id.len())],
             if d.passed { "passed" } else { "**FAILED**" },
+            if d.extrapolation_misses_rto {
+                " (**at production's size the restore would miss the RTO**)"
+            } else {
+                ""
+            },
             d.evidence_error.as_ref().map_or_else(String::new, |_| {
                 " (evidence not published outside the repository)".to_string()
             }),
@@ -980,6 +985,7 @@ mod tests {
             evidence_error: None,
             not_achieved: false,
             on_scratch_server: false,
+            extrapolation_misses_rto: false,
         }
     }
 
@@ -1156,6 +1162,17 @@ retention = { last = 7, hourly = 24, daily = 30, weekly = 8, monthly = 12, yearl
             "{m}"
         );
         assert!(!m.contains("| 11 s |"), "{m}");
+        let mut estimate = summary("d3", true, None);
+        estimate.finished_at = now;
+        estimate.extrapolation_misses_rto = true;
+        let m = markdown(&EvidencePack {
+            drills: vec![estimate],
+            ..changed
+        });
+        assert!(
+            m.contains("| passed (**at production's size the restore would miss the RTO**) |"),
+            "{m}"
+        );
         assert_eq!(json["retention"][0]["configured"]["weekly"], 8, "{json}");
         assert_eq!(json["copies"][0]["copies_made"], 0, "{json}");
         assert_eq!(json["copies"][0]["holds_repository"], false, "{json}");
