@@ -415,8 +415,30 @@ fn drills_fail_and_name_the_failing_check() {
     );
     assert!(out.contains("written by the server into a FIFO"), "{out}");
 
+    // within a window: none finished then is said, not another one drilled
+    let (code, out, err) = run(lb(&cfg).args([
+        "drill",
+        "--pick",
+        "random",
+        "--since",
+        "2000-01-01",
+        "--until",
+        "2000-01-31",
+    ]));
+    assert_eq!(code, 4, "{out}{err}");
+    assert!(
+        err.contains("no logical backup to drill finished between 2000-01-01 00:00:00 UTC and 2000-01-31 23:59:59"),
+        "{err}"
+    );
     // the seeds' monthly test: a random backup (only one here, so it must be that one)
-    let out = ok(lb(&cfg).args(["--json", "drill", "--pick", "random"]));
+    let out = ok(lb(&cfg).args([
+        "--json",
+        "drill",
+        "--pick",
+        "random",
+        "--since",
+        "2000-01-01",
+    ]));
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
     let only = list_ids(&cfg);
     assert_eq!(r["backup_id"].as_str().unwrap(), only[0], "{out}");

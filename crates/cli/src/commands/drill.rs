@@ -32,6 +32,14 @@ pub struct DrillCmd {
     /// drill.hooks_before_checks): a fault injected to show the drill catches it.
     #[arg(long = "hook-before-checks")]
     hooks_before_checks: Vec<String>,
+    /// With --pick random or latest: only backups finished at or after this time (a bare
+    /// date: from the start of that day), e.g. the seeds' "random backup of last month".
+    #[arg(long, value_parser = super::parse_time)]
+    since: Option<jiff::Timestamp>,
+    /// With --pick random or latest: only backups finished at or before this time (a bare
+    /// date: to the end of that day).
+    #[arg(long, value_parser = super::parse_time_end)]
+    until: Option<jiff::Timestamp>,
     /// Parallel restore jobs and table checks, 1 to 32.
     #[arg(long, short, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=32))]
     jobs: u32,
@@ -90,6 +98,8 @@ impl DrillCmd {
             checks: self.checks.clone(),
             hooks: self.hooks.clone(),
             hooks_before_checks: self.hooks_before_checks.clone(),
+            since: self.since,
+            until: self.until,
             jobs: self.jobs,
             report_dir: self.report_dir.clone(),
             kind: self.kind,
@@ -100,6 +110,22 @@ impl DrillCmd {
             database: self.database.clone(),
             scratch_dir: self.scratch_dir.clone(),
         };
+        if matches!(opts.pick, Pick::Id(_)) && (self.since.is_some() || self.until.is_some()) {
+            return Err(lifeboat_core::Error::config(
+                "--since and --until choose among backups; --pick ID names one",
+            )
+            .hint("leave out --since/--until, or use --pick random or latest")
+            .into());
+        }
+        if let (Some(since), Some(until)) = (self.since, self.until) {
+            if since > until {
+                return Err(lifeboat_core::Error::config(format!(
+                    "--since ({since}) is after --until ({until})"
+                ))
+                .hint("swap them")
+                .into());
+            }
+        }
         if self.target_time.is_some() && self.kind != BackupKind::Physical {
             return Err(
                 lifeboat_core::Error::config("--target-time is for physical drills")

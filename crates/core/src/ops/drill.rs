@@ -60,6 +60,13 @@ pub struct DrillOptions {
     /// the drill.
     #[serde(default)]
     pub hooks_before_checks: Vec<String>,
+    /// `Pick::Latest` and `Pick::Random` choose among the backups finished at or after
+    /// this time.
+    #[serde(default)]
+    pub since: Option<Timestamp>,
+    /// ... and at or before this one.
+    #[serde(default)]
+    pub until: Option<Timestamp>,
     /// pg_restore jobs and parallel table checks.
     pub jobs: u32,
     /// Also write the report files here.
@@ -95,6 +102,8 @@ impl Default for DrillOptions {
             checks: Vec::new(),
             hooks: Vec::new(),
             hooks_before_checks: Vec::new(),
+            since: None,
+            until: None,
             jobs: 2,
             report_dir: None,
             scratch_dir: None,
@@ -324,9 +333,9 @@ fn several_databases(src: &SourceConfig, logical: &[SnapshotInfo]) -> Option<Err
 fn pick_backup(
     repo: &Repo,
     src: &SourceConfig,
-    pick: &Pick,
-    database: Option<&str>,
+    opts: &DrillOptions,
 ) -> Result<(SnapshotInfo, Vec<SnapshotInfo>)> {
+    let (pick, database) = (&opts.pick, opts.database.as_deref());
     let mut all = list(
         repo,
         &ListFilter {
@@ -349,17 +358,46 @@ fn pick_backup(
             return Err(e);
         }
     }
-    let chosen = match pick {
+    // `all` stays whole: the RPO is measured to the newest backup, whichever is drilled
+    let window = in_window(all.clone(), opts);
+    let missing = || {
+        let e = no_backup(src);
+        let hint = e.hint_text().unwrap_or_default().to_string();
+        Error::not_found(format!("{}{}", e.message(), window_text(opts))).hint(hint)
+    };
+    let chosen = match &opts.pick {
         Pick::Id(id) => by_id(repo, src, id, BackupKind::Logical, database)?,
-        Pick::Latest => all.last().cloned().ok_or_else(|| no_backup(src))?,
+        Pick::Latest => window.last().cloned().ok_or_else(missing)?,
         Pick::Random => {
             use rand::seq::IndexedRandom;
-            all.choose(&mut rand::rng())
+            window
+                .choose(&mut rand::rng())
                 .cloned()
-                .ok_or_else(|| no_backup(src))?
+                .ok_or_else(missing)?
         }
     };
     Ok((chosen, all))
+}
+
+/// The backups of `all` finished within `opts.since` .. `opts.until`.
+pub(crate) fn in_window(all: Vec<SnapshotInfo>, opts: &DrillOptions) -> Vec<SnapshotInfo> {
+    all.into_iter()
+        .filter(|b| {
+            opts.since.is_none_or(|t| b.meta.finished_at >= t)
+                && opts.until.is_none_or(|t| b.meta.finished_at <= t)
+        })
+        .collect()
+}
+
+/// ` finished between … and …` for an error, when a window was given.
+pub(crate) fn window_text(opts: &DrillOptions) -> String {
+    let t = |t: Timestamp| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
+    match (opts.since, opts.until) {
+        (None, None) => String::new(),
+        (Some(a), None) => format!(" finished since {}", t(a)),
+        (None, Some(b)) => format!(" finished by {}", t(b)),
+        (Some(a), Some(b)) => format!(" finished between {} and {}", t(a), t(b)),
+    }
 }
 
 /// The refusal of `--pick ID` naming a backup of `kind` for a drill of `drill_kind`, with
@@ -883,7 +921,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
     }
     let started_at = Timestamp::now();
     let mut clock = Clock::new();
-    let (backup, all) = pick_backup(repo, src, &opts.pick, opts.database.as_deref())?;
+    let (backup, all) = pick_backup(repo, src, opts)?;
     let database = backup.meta.database.clone().unwrap_or_default();
     let truth = backup.meta.truth.clone().unwrap_or_default();
     let mut checks = Vec::new();

@@ -40,6 +40,7 @@ fn pick(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Snapshot
     .into_iter()
     .filter(|b| opts.target_time.is_none_or(|t| b.meta.finished_at <= t))
     .collect();
+    let all = super::drill::in_window(all, opts);
     // as a restore: a backup the latest timeline's history does not contain cannot recover
     let store = crate::wal::WalStore::new(repo, &src.name)?;
     let (all, _) = crate::wal::status::LatestTimeline::new(&store)?.split(all)?;
@@ -52,11 +53,12 @@ fn pick(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Snapshot
     };
     chosen.ok_or_else(|| {
         Error::not_found(format!(
-            "source {:?} has no physical backup{} to drill",
+            "source {:?} has no physical backup{}{} to drill",
             src.name,
             opts.target_time
                 .map(|t| format!(" finished before {t}"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            super::drill::window_text(opts)
         ))
         .hint(format!(
             "take one with `lifeboat backup --source {} --kind physical`",
