@@ -38,6 +38,31 @@ fn list_filters_and_stats_need_no_data_pack() {
 
     let crm = listed(&cfg, &["--source", "crm-db"]);
     assert_eq!(crm.len(), 3, "logical, schema, globals: {crm:?}");
+    // a name that names nothing is a typo, not "no backups"
+    for (args, said) in [
+        (&["list", "--source", "crm"][..], "no source named \"crm\""),
+        (
+            &["list", "--database", "apps"],
+            "databases backed up: app, crm",
+        ),
+        (
+            &[
+                "restore",
+                "--list",
+                "--source",
+                "app-db",
+                "--database",
+                "crm",
+            ],
+            "no backup of a database named \"crm\" from source \"app-db\"",
+        ),
+    ] {
+        let (code, _, err) = common::run(lb(&cfg).args(args));
+        assert_eq!(code, 4, "{args:?}: {err}");
+        assert!(err.contains(said), "{args:?}: {err}");
+    }
+    // a known name with nothing in the window is an empty listing
+    assert!(listed(&cfg, &["--source", "crm-db", "--until", "2000-01-01"]).is_empty());
     assert!(crm.iter().all(|b| b["source"] == "crm-db"));
     let logical = listed(&cfg, &["--kind", "logical"]);
     assert_eq!(logical.len(), 3, "{logical:?}");
@@ -58,10 +83,10 @@ fn list_filters_and_stats_need_no_data_pack() {
         that_day.iter().any(|b| b["id"] == before[0]["id"]),
         "--since {day} --until {day}: {that_day:?}"
     );
-    assert_eq!(
-        listed(&cfg, &["--source", "app-db", "--database", "crm"]).len(),
-        0
-    );
+    // filters combine: crm is another source's database
+    let (code, _, err) =
+        common::run(lb(&cfg).args(["list", "--source", "app-db", "--database", "crm"]));
+    assert_eq!(code, 4, "{err}");
 
     let stats: serde_json::Value =
         serde_json::from_str(&ok(lb(&cfg).args(["--json", "stats"]))).unwrap();

@@ -30,6 +30,70 @@ pub struct ListCmd {
     until: Option<jiff::Timestamp>,
 }
 
+/// A `--source` or `--database` that names nothing, neither configured nor in any backup
+/// of the repository: a typo, which an empty listing would pass off as "no backups".
+pub(crate) fn unknown_name(
+    ctx: &Ctx,
+    repo: &lifeboat_core::repository::Repo,
+    source: Option<&str>,
+    database: Option<&str>,
+) -> anyhow::Result<Option<lifeboat_core::Error>> {
+    if source.is_none() && database.is_none() {
+        return Ok(None);
+    }
+    let all = list(repo, &ListFilter::default())?;
+    if let Some(s) = source {
+        let configured = ctx.config.sources.iter().any(|c| c.name == s);
+        if !configured && !all.iter().any(|b| b.meta.source == s) {
+            let mut known: Vec<&str> = ctx.config.sources.iter().map(|c| c.name.as_str()).collect();
+            known.extend(all.iter().map(|b| b.meta.source.as_str()));
+            known.sort_unstable();
+            known.dedup();
+            return Ok(Some(
+                lifeboat_core::Error::not_found(format!(
+                    "no source named {s:?}, in the configuration or in the repository's backups"
+                ))
+                .hint(if known.is_empty() {
+                    "the repository holds no backups yet".to_string()
+                } else {
+                    format!("sources: {}", known.join(", "))
+                }),
+            ));
+        }
+    }
+    if let Some(d) = database {
+        let of_source = all
+            .iter()
+            .filter(|b| source.is_none_or(|s| b.meta.source == s))
+            .collect::<Vec<_>>();
+        if !of_source
+            .iter()
+            .any(|b| b.meta.database.as_deref() == Some(d))
+        {
+            let mut known: Vec<&str> = of_source
+                .iter()
+                .filter_map(|b| b.meta.database.as_deref())
+                .collect();
+            known.sort_unstable();
+            known.dedup();
+            return Ok(Some(
+                lifeboat_core::Error::not_found(format!(
+                    "no backup of a database named {d:?}{}",
+                    source
+                        .map(|s| format!(" from source {s:?}"))
+                        .unwrap_or_default()
+                ))
+                .hint(if known.is_empty() {
+                    "no database backups yet".to_string()
+                } else {
+                    format!("databases backed up: {}", known.join(", "))
+                }),
+            ));
+        }
+    }
+    Ok(None)
+}
+
 impl ListCmd {
     /// Prints the matching backups, oldest first.
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
@@ -52,6 +116,13 @@ impl ListCmd {
             until: self.until,
         };
         let backups = list(&repo, &filter)?;
+        if backups.is_empty() {
+            if let Some(e) =
+                unknown_name(ctx, &repo, self.source.as_deref(), self.database.as_deref())?
+            {
+                return Err(e.into());
+            }
+        }
         output::warn_repository(&repo);
         if ctx.json {
             return output::json_slim(&backups);

@@ -187,6 +187,16 @@ impl RestoreCmd {
                     ..ListFilter::default()
                 },
             )?;
+            if backups.is_empty() {
+                if let Some(e) = super::list::unknown_name(
+                    ctx,
+                    &repo,
+                    self.source.as_deref(),
+                    self.database.as_deref(),
+                )? {
+                    return Err(e.into());
+                }
+            }
             output::warn_repository(&repo);
             if ctx.json {
                 return output::json_slim(&backups);
