@@ -260,6 +260,14 @@ fn restore_refuses_non_empty_target_and_dry_run_changes_nothing() {
             &["restore", "--latest", "--to-database", "j", "--jobs", "0"],
             "1..=64",
         ),
+        (
+            &["restore", "--list", "--latest"],
+            "--list lists the backups",
+        ),
+        (
+            &["backup", "--kind", "physical", "--database", "app"],
+            "a physical backup holds the whole cluster",
+        ),
         // more than the server has free (the test cluster allows 50): the application
         // would find none left
         (

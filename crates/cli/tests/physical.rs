@@ -478,6 +478,39 @@ fn pitr_to_time_lsn_and_restore_point_on_a_local_repository() {
         err.contains("--to-database, --jobs only apply to a logical restore"),
         "{err}"
     );
+    // flags that would be dropped or fail only after the unpack are refused before it
+    for (extra, code_wanted, said) in [
+        (
+            &["--target-lsn", "0/1", "--latest"][..],
+            2,
+            "--latest recovers to the end",
+        ),
+        (
+            &["--latest", "--exclusive"],
+            2,
+            "--exclusive stops just before",
+        ),
+        (&["--target-name", ""], 2, "--target-name is empty"),
+        (
+            &["--latest", "--socket-dir", "/nonexistent/s"],
+            2,
+            "is not a directory",
+        ),
+        (&["--latest", "--port", "0"], 2, "0 is not in 1..=65535"),
+        (
+            &["--latest", "--target-timeline", "7"],
+            4,
+            "timeline 7 is not in the archive",
+        ),
+    ] {
+        let (code, _, err) = run(a
+            .lb()
+            .args(["restore", "--kind", "physical", "--dry-run", "--to-dir"])
+            .arg(a.scratch("refused-early").join("data"))
+            .args(extra));
+        assert_eq!(code, code_wanted, "{extra:?}: {err}");
+        assert!(err.contains(said), "{extra:?}: {err}");
+    }
     let served = std::fs::read_to_string(a.ws.path().join("serve.log")).expect("server log");
     assert!(
         served.contains("PUSH") && served.contains("OK stored"),

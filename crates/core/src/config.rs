@@ -571,6 +571,31 @@ impl Config {
 
     fn validate(&self, text: &str, origin: &str) -> Result<()> {
         let at = |needle: &str| text.find(needle).map(|i| line_col(text, i).0).unwrap_or(0);
+        // one of them would be used without a word: which one is meant?
+        let both = |file: &Option<PathBuf>, command: &Option<String>, line: usize, what: &str| {
+            if file.is_some() && command.is_some() {
+                Err(Error::config(format!(
+                    "{origin}:{line}: {what} has both password_file and password_command"
+                ))
+                .hint("keep the one that gives the password, and remove the other"))
+            } else {
+                Ok(())
+            }
+        };
+        both(
+            &self.repository.password_file,
+            &self.repository.password_command,
+            key_line(text, "[repository]", 0, "password_command"),
+            "[repository]",
+        )?;
+        for (i, s) in self.sources.iter().enumerate() {
+            both(
+                &s.password_file,
+                &s.password_command,
+                key_line(text, "[[source]]", i, "password_command"),
+                &format!("source {:?}", s.name),
+            )?;
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, s) in self.sources.iter().enumerate() {
             let key_line = |key: &str| key_line(text, "[[source]]", i, key);
@@ -1000,6 +1025,20 @@ drill = { schedule = "0 5 1 * *", checks = ["select count(*) > 0 from users"] }
             m.contains("c:2: repository.url") && m.contains("no bucket"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn a_password_file_and_command_together_are_refused() {
+        let text =
+            "[repository]\nurl = \"/r\"\npassword_file = \"/p\"\npassword_command = \"pass x\"\n";
+        let m = Config::parse(text, "c").unwrap_err().to_string();
+        assert!(
+            m.contains("c:4") && m.contains("both password_file and password_command"),
+            "{m}"
+        );
+        let text = "[[source]]\nname = \"a\"\nkind = \"postgres\"\npassword_file = \"/p\"\npassword_command = \"x\"\n";
+        let m = Config::parse(text, "c").unwrap_err().to_string();
+        assert!(m.contains("source \"a\" has both"), "{m}");
     }
 
     #[test]

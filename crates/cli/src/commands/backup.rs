@@ -27,6 +27,13 @@ impl BackupCmd {
     /// Runs the backup and prints a summary.
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
         let src = ctx.source(self.source.as_deref())?;
+        if !self.database.is_empty() && self.kind == [BackupKind::Physical] {
+            return Err(lifeboat_core::Error::config(
+                "--database picks the databases to dump; a physical backup holds the whole cluster",
+            )
+            .hint("leave out --database for --kind physical")
+            .into());
+        }
         let repo = ctx.open_logged("backup", &format!("source {}", src.name))?;
         let opts = BackupOptions {
             kinds: self.kind.clone(),

@@ -134,7 +134,7 @@ struct PhysicalArgs {
     #[arg(long)]
     start: bool,
     /// Port for the restored server (default: the backed-up setting).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     port: Option<u16>,
     /// Unix socket directory for the restored server.
     #[arg(long)]
@@ -165,6 +165,13 @@ impl RestoreCmd {
                 ))
                 .into());
             }
+        }
+        if self.list && (self.id.is_some() || self.latest || self.before.is_some()) {
+            return Err(lifeboat_core::Error::config(
+                "--list lists the backups a restore can take; it takes no backup id, --latest or --before",
+            )
+            .hint("leave --list out to restore that backup, or narrow the list with --source, --database and --kind")
+            .into());
         }
         let physical = self.kind == Some(BackupKind::Physical) || self.physical.to_dir.is_some();
         if !self.list && !physical {
@@ -462,6 +469,45 @@ impl RestoreCmd {
             Error::io(format!("finding where --to-dir {} is", to_dir.display()), e)
                 .hint("the working directory no longer exists: give --to-dir as an absolute path")
         })?;
+        let targeted = a.target_time.is_some()
+            || a.target_lsn.is_some()
+            || a.target_xid.is_some()
+            || a.target_name.is_some()
+            || a.target_immediate;
+        // each of these would be dropped without a word
+        if targeted && self.latest {
+            return Err(Error::config(
+                "--latest recovers to the end of the archive, and a --target-* stops before it: give one of them",
+            )
+            .hint("to pick the newest base backup and stop at the target, leave out --latest (the newest backup before the target is taken)")
+            .into());
+        }
+        if a.exclusive
+            && a.target_time.is_none()
+            && a.target_lsn.is_none()
+            && a.target_xid.is_none()
+        {
+            return Err(Error::config(
+                "--exclusive stops just before a --target-time, --target-lsn or --target-xid, and none is given",
+            )
+            .hint("leave out --exclusive, or give the target it should stop before")
+            .into());
+        }
+        if a.target_name
+            .as_deref()
+            .is_some_and(|n| n.trim().is_empty())
+        {
+            return Err(Error::config("--target-name is empty")
+                .hint("give the name the restore point was made with (`select pg_create_restore_point('name')`)")
+                .into());
+        }
+        if let Some(d) = a.socket_dir.as_ref().filter(|d| !d.is_dir()) {
+            return Err(
+                Error::config(format!("--socket-dir {} is not a directory", d.display()))
+                    .hint("create it (writable by the restored server's user), or leave it out")
+                    .into(),
+            );
+        }
         let target = if let Some(t) = a.target_time {
             RecoveryTarget::Time(t)
         } else if let Some(l) = &a.target_lsn {

@@ -328,6 +328,23 @@ fn check_archive(
         ..ChainStart::of_backup(&backup.id, phys)
     };
     let st = wal::status(store, Some(&start), phys.wal_segment_size)?;
+    // a timeline that is neither the backup's nor archived: PostgreSQL would refuse it only
+    // after the whole unpack
+    if let Some(n) = start.target_timeline.filter(|n| *n != phys.timeline) {
+        if !st.timelines.iter().any(|t| t.timeline == n) {
+            return Err(Error::not_found(format!(
+                "timeline {n} is not in the archive (archived: {}; backup {} is on timeline {})",
+                st.timelines
+                    .iter()
+                    .map(|t| t.timeline.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                backup.short_id(),
+                phys.timeline
+            ))
+            .hint("give a timeline `lifeboat wal status` lists, or leave --target-timeline out to follow the latest"));
+        }
+    }
     let reach = st.reachable.expect("a chain start was given");
     let seg = |l: Lsn| SegmentName::containing(phys.timeline, l, phys.wal_segment_size);
     if !phys.wal_included && reach.until_lsn < phys.stop_lsn {
