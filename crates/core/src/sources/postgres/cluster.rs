@@ -243,7 +243,8 @@ impl Drop for SayOnStop {
     }
 }
 
-/// Registers `dir` as being filled until the guard is dropped (see [`FILLING`]).
+/// Registers `dir` as being filled until the guard is dropped: an interrupt removes it (when
+/// `created`) or empties it, as a failure does.
 #[must_use]
 pub fn filling(dir: &Path, created: bool) -> Filling {
     if let Ok(mut l) = FILLING.lock() {
