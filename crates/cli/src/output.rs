@@ -18,7 +18,9 @@ pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
 /// else (see the `println!` of this crate).
 pub fn write_out(args: std::fmt::Arguments) {
     use std::io::Write;
-    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+    let mut written = Ok(());
+    crate::progress::print_above(|| written = std::io::stdout().lock().write_fmt(args));
+    if let Err(e) = written {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             // `lifeboat wal status | head -3`: the reader left; stop quietly as a tool
             // killed by SIGPIPE does (141)
@@ -45,7 +47,9 @@ pub fn output_lost() -> bool {
 /// [`write_out`] for stderr.
 pub fn write_err(args: std::fmt::Arguments) {
     use std::io::Write;
-    let _ = std::io::stderr().lock().write_fmt(args);
+    crate::progress::print_above(|| {
+        let _ = std::io::stderr().lock().write_fmt(args);
+    });
 }
 
 /// Writes a document to the file `-o` named, saying which file failed and how (a missing

@@ -1,15 +1,96 @@
-//! Terminal progress for rustic_core's operations: indicatif bars on a terminal, nothing
-//! when output is piped or `--json` is given.
+//! Terminal progress for rustic_core's operations and lifeboat's own steps: indicatif bars
+//! on a terminal, nothing when output is piped or `--json` is given.
+//!
+//! Every bar is drawn by one [`MultiProgress`], so that a spinner and rustic's bars never
+//! draw over each other, and lifeboat's own lines (see [`print_above`]) go above them.
+//! Next to each bar stands what the library says it is doing now
+//! ([`lifeboat_core::status`]); while another process writes to the terminal (a restore
+//! hook) nothing is drawn.
 
-use std::time::Duration;
+use std::{
+    sync::{Mutex, OnceLock},
+    time::Duration,
+};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rustic_core::{Progress, ProgressBars, ProgressType, RusticProgress};
 
 /// Chooses bars or silence once, at start-up.
 #[derive(Debug, Clone, Copy)]
 pub struct Bars {
     visible: bool,
+}
+
+/// The bars on screen, each with its own words (the status is added to them).
+struct Shown {
+    multi: MultiProgress,
+    bars: Mutex<Vec<(ProgressBar, String)>>,
+}
+
+static SHOWN: OnceLock<Shown> = OnceLock::new();
+
+/// Hides the display while other processes write to the terminal, shows it again after.
+fn others_writing(writing: bool) {
+    if let Some(s) = SHOWN.get() {
+        if writing {
+            let _ = s.multi.clear();
+            s.multi.set_draw_target(ProgressDrawTarget::hidden());
+        } else {
+            s.multi.set_draw_target(ProgressDrawTarget::stderr());
+        }
+    }
+}
+
+/// The display, started with its refresher on first use.
+fn shown() -> &'static Shown {
+    SHOWN.get_or_init(|| {
+        lifeboat_core::status::set_display(others_writing);
+        std::thread::spawn(refresh);
+        Shown {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: Mutex::new(Vec::new()),
+        }
+    })
+}
+
+/// Puts the library's status next to each bar.
+fn refresh() {
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let Some(s) = SHOWN.get() else { continue };
+        let now = lifeboat_core::status::now();
+        if let Ok(mut bars) = s.bars.lock() {
+            bars.retain(|(pb, _)| !pb.is_finished());
+            for (pb, words) in bars.iter() {
+                pb.set_message(match (&now, words.is_empty()) {
+                    (Some(n), true) => n.clone(),
+                    (Some(n), false) => format!("{words}: {n}"),
+                    (None, _) => words.clone(),
+                });
+            }
+        }
+    }
+}
+
+/// Writes lifeboat's own output with the bars, if any, out of the way: a line printed
+/// while a spinner turns would otherwise be drawn over (or leave a stale frame above it).
+pub fn print_above(write: impl FnOnce()) {
+    match SHOWN.get() {
+        Some(s) if !lifeboat_core::status::others_are_writing() => s.multi.suspend(write),
+        _ => write(),
+    }
+}
+
+/// Adds `pb` to the display, its message `words` and the status.
+fn show(pb: ProgressBar, words: &str) -> ProgressBar {
+    let s = shown();
+    let pb = s.multi.add(pb);
+    pb.set_message(words.to_string());
+    if let Ok(mut bars) = s.bars.lock() {
+        bars.push((pb.clone(), words.to_string()));
+    }
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
 }
 
 impl Bars {
@@ -30,12 +111,12 @@ impl Bars {
     pub fn spinner(self, msg: &str) -> Option<ProgressBar> {
         self.visible.then(|| {
             let pb = ProgressBar::new_spinner();
+            // to the second: "2m" for 90 s read as stalled next to a summary of "1m30s"
             pb.set_style(
-                ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("template"),
+                ProgressStyle::with_template("{spinner} {elapsed_precise} {wide_msg}")
+                    .expect("template"),
             );
-            pb.set_message(msg.to_string());
-            pb.enable_steady_tick(Duration::from_millis(120));
-            pb
+            show(pb, msg)
         })
     }
 
@@ -51,41 +132,70 @@ impl Bars {
 }
 
 #[derive(Debug)]
-struct Bar(ProgressBar);
+struct Bar {
+    pb: ProgressBar,
+    kind: ProgressType,
+}
 
 impl RusticProgress for Bar {
     fn is_hidden(&self) -> bool {
         false
     }
     fn set_length(&self, len: u64) {
-        self.0.set_length(len);
+        self.pb.set_length(len);
+        // a known total (the packs `verify --read-data` reads): how far, and how long left
+        if len > 0 {
+            let template = match self.kind {
+                ProgressType::Bytes => Some(
+                    "{spinner} {prefix:20} {percent:>3}% {bytes}/{total_bytes} at {bytes_per_sec}, {eta} left {wide_msg}",
+                ),
+                ProgressType::Counter => {
+                    Some("{spinner} {prefix:20} {pos}/{len} {elapsed_precise} {wide_msg}")
+                }
+                ProgressType::Spinner => None,
+            };
+            if let Some(t) = template {
+                self.pb
+                    .set_style(ProgressStyle::with_template(t).expect("template"));
+            }
+        }
     }
     fn set_title(&self, title: &str) {
-        self.0.set_prefix(title.to_string());
+        self.pb.set_prefix(title.to_string());
     }
     fn inc(&self, inc: u64) {
-        self.0.inc(inc);
+        self.pb.inc(inc);
     }
     fn finish(&self) {
-        self.0.finish_and_clear();
+        self.pb.finish_and_clear();
     }
 }
 
 impl ProgressBars for Bars {
     fn progress(&self, progress_type: ProgressType, prefix: &str) -> Progress {
-        if !self.visible {
+        // rustic's bars for lifeboat's incidental writes (a pending snapshot replaced, a
+        // report stored after the work): not the step the operator waits for
+        let incidental = prefix.starts_with("removing snapshots")
+            || (prefix.starts_with("backing up") && lifeboat_core::status::now().is_none());
+        if !self.visible || incidental {
             return Progress::hidden();
         }
         let template = match progress_type {
-            ProgressType::Spinner => "{spinner} {prefix:20} {elapsed}",
-            ProgressType::Counter => "{spinner} {prefix:20} {pos}/{len} {elapsed}",
+            ProgressType::Spinner => "{spinner} {prefix:20} {elapsed_precise} {wide_msg}",
+            ProgressType::Counter => {
+                "{spinner} {prefix:20} {pos}/{len} {elapsed_precise} {wide_msg}"
+            }
             // the length of a dump stream is unknown: show bytes and throughput
-            ProgressType::Bytes => "{spinner} {prefix:20} {bytes} at {bytes_per_sec} {elapsed}",
+            ProgressType::Bytes => {
+                "{spinner} {prefix:20} {bytes} at {bytes_per_sec} {elapsed_precise} {wide_msg}"
+            }
         };
         let pb = ProgressBar::new(0);
         pb.set_style(ProgressStyle::with_template(template).expect("template"));
         pb.set_prefix(prefix.to_string());
-        pb.enable_steady_tick(Duration::from_millis(120));
-        Progress::new(Bar(pb))
+        Progress::new(Bar {
+            pb: show(pb, ""),
+            kind: progress_type,
+        })
     }
 }

@@ -75,6 +75,7 @@ pub mod ops;
 pub mod repository;
 pub mod secret;
 pub mod sources;
+pub mod status;
 pub mod wal;
 
 pub use error::{Error, ErrorKind, Result};

@@ -167,8 +167,14 @@ impl DrillCmd {
                     .map(|t| format!("; recovered to {t}"))
                     .unwrap_or_default()
             );
+            let width = report
+                .phases
+                .iter()
+                .map(|p| p.name.len())
+                .max()
+                .unwrap_or(0);
             for p in &report.phases {
-                println!("  phase {:<9} {}", p.name, output::secs(p.secs));
+                println!("  phase {:<width$} {}", p.name, output::secs(p.secs));
             }
             // failing tables one per line, but not thousands of them on a terminal: the
             // report lists every check

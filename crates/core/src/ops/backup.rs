@@ -448,6 +448,12 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
             databases.clone()
         };
         for db in &dbs {
+            let _doing = crate::status::doing(match kind {
+                BackupKind::Physical => "base backup of the whole cluster".to_string(),
+                BackupKind::Globals => "roles and tablespaces (globals)".to_string(),
+                BackupKind::Schema => format!("schema of {db:?}"),
+                BackupKind::Logical => format!("dump of {db:?}"),
+            });
             let one = if kind == BackupKind::Physical {
                 physical_one(repo, src, &conn, db, &recovery_point)
             } else {

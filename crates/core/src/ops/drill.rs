@@ -677,7 +677,9 @@ impl Clock {
 
     pub(crate) fn time<T>(&mut self, name: &str, f: impl FnOnce() -> T) -> T {
         let begin = Instant::now();
+        let doing = crate::status::doing(phase_words(name));
         let out = f();
+        drop(doing);
         self.phases.push(Phase {
             name: name.to_string(),
             start_secs: (begin - self.start).as_secs_f64(),
@@ -949,6 +951,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
     let (target, fetched) = std::thread::scope(|s| {
         let fetching = s.spawn(|| {
             let begin = Instant::now();
+            let _doing = crate::status::doing(phase_words("fetch"));
             (fetch(repo, &backup, &dump), begin, Instant::now())
         });
         let target = clock.time(if on_server { "connect" } else { "cluster" }, || {
@@ -1303,6 +1306,7 @@ pub(crate) fn build_report(src: &SourceConfig, backup: &SnapshotInfo, m: Measure
 
 /// Appends the drill to the audit log, writes and stores the evidence.
 pub(crate) fn seal(repo: &Repo, opts: &DrillOptions, report: DrillReport) -> Result<DrillReport> {
+    let _doing = crate::status::doing("storing the report and its audit entry");
     // a drill an operator stopped proved nothing either way: no failed drill in the
     // evidence (the CLI's interrupt handler logs the interruption itself)
     if crate::sources::postgres::cluster::interrupted() {
@@ -1614,6 +1618,25 @@ impl Drop for HookGroups {
 
 /// How long a hook may run, unless the source's `drill.hook_timeout` says otherwise.
 const HOOK_TIMEOUT_SECS: u64 = 600;
+
+/// A phase's name as a progress display says it.
+pub(crate) fn phase_words(name: &str) -> String {
+    match name {
+        "globals" => "fetching the globals backup",
+        "cluster" => "starting the throw-away cluster",
+        "fetch" => "fetching the backup",
+        "restore" => "restoring schema and data (pg_restore)",
+        "indexes" => "building indexes and constraints",
+        "checks" => "comparing every table with the backup-time truth",
+        "hooks before checks" | "hooks" => "running hooks",
+        "assertions" => "running assertions",
+        "verify" => "checking every file against backup_manifest",
+        "replay" => "replaying WAL",
+        "teardown" => "removing the throw-away cluster",
+        other => other,
+    }
+    .to_string()
+}
 
 /// Runs the source's `drill.hooks`, then the drill's own (see [`run_hooks`]).
 pub(crate) fn run_source_hooks(

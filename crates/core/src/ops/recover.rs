@@ -1022,6 +1022,7 @@ pub(crate) fn recover_inner(
     let mut moved_socket = None;
     std::fs::create_dir_all(&opts.to_dir).map_err(|e| Error::io(opts.to_dir.display(), e))?;
     let filling = crate::sources::postgres::cluster::filling(&opts.to_dir, created);
+    let unpacking = crate::status::doing("unpacking the base backup");
     let unpacked = unpack(repo, &backup, &opts.to_dir).and_then(|()| {
         std::fs::set_permissions(
             &opts.to_dir,
@@ -1074,7 +1075,7 @@ pub(crate) fn recover_inner(
         }
         Ok(())
     });
-    drop(filling);
+    drop((filling, unpacking));
     if let Err(e) = unpacked {
         crate::sources::postgres::cluster::clear_dir(&opts.to_dir, created);
         return Err(e);
@@ -1303,6 +1304,7 @@ fn start_and_wait_inner(
         forget_start_options(&opts.to_dir);
     }
     let mut last_error: Option<String> = None;
+    let replaying = crate::status::doing("starting the restored server to replay WAL");
     let deadline =
         (opts.timeout_secs > 0).then(|| Instant::now() + Duration::from_secs(opts.timeout_secs));
     loop {
@@ -1374,6 +1376,9 @@ fn start_and_wait_inner(
         };
         if let Some(row) = row {
             let f: Vec<&str> = row.trim().split('|').collect();
+            if let Some(lsn) = f.get(1).filter(|l| !l.is_empty()) {
+                replaying.say(format!("replaying WAL: at {lsn}"));
+            }
             if f.len() == 5 {
                 let done = f[0] == "f" || f[3] == "paused";
                 if done {

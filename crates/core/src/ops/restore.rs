@@ -1165,22 +1165,26 @@ pub(crate) fn run_hook_command(
     if own_group {
         command.process_group(0);
     }
-    let mut child = command
-        .spawn()
-        .map_err(|e| Error::io(format!("running the {name} hook"), e))?;
-    let pgid = child.id() as i32;
-    if own_group {
-        crate::sources::postgres::cluster::register_group(pgid);
-        // an interrupt just before it was registered has already cleaned up
-        if crate::sources::postgres::cluster::interrupted() {
-            crate::sources::postgres::cluster::kill_group(pgid);
+    // its output goes to the terminal: no progress display is drawn over it meanwhile
+    let status = crate::status::others_writing(|| {
+        let _doing = crate::status::doing(format!("running the {name} hook"));
+        let mut child = command
+            .spawn()
+            .map_err(|e| Error::io(format!("running the {name} hook"), e))?;
+        let pgid = child.id() as i32;
+        if own_group {
+            crate::sources::postgres::cluster::register_group(pgid);
+            // an interrupt just before it was registered has already cleaned up
+            if crate::sources::postgres::cluster::interrupted() {
+                crate::sources::postgres::cluster::kill_group(pgid);
+            }
         }
-    }
-    let status = child.wait();
-    if own_group {
-        crate::sources::postgres::cluster::forget_group(pgid);
-    }
-    let status = status.map_err(|e| Error::io(format!("running the {name} hook"), e))?;
+        let status = child.wait();
+        if own_group {
+            crate::sources::postgres::cluster::forget_group(pgid);
+        }
+        status.map_err(|e| Error::io(format!("running the {name} hook"), e))
+    })?;
     if !status.success() {
         return Err(Error::new(
             ErrorKind::CheckFailed,
@@ -1338,7 +1342,9 @@ fn restore_inner(
     let scratch =
         crate::sources::postgres::cluster::ScratchDir::new("lifeboat-restore-", scratch_dir)?;
     let dump = scratch.path().join("dump.pgdump");
+    let doing = crate::status::doing("fetching the backup");
     fetch(repo, &plan.backup, &dump)?;
+    drop(doing);
     let globals_file = match &plan.globals {
         Some(g) => {
             let p = scratch.path().join("globals.sql");
@@ -1360,6 +1366,11 @@ fn restore_inner(
         run_hook("pre-restore", h, &plan, passfile.as_deref())?;
     }
     let restore_clock = Instant::now();
+    let restoring = crate::status::doing(format!(
+        "restoring into {:?} (pg_restore{})",
+        plan.target_database,
+        if plan.clean { ", one transaction" } else { "" }
+    ));
     let kept_password_of = match &globals_file {
         Some(g) => apply_globals(&conn, g, plan.no_tablespaces)?,
         None => None,
@@ -1501,6 +1512,10 @@ fn restore_inner(
         Some(h) => e.with_note(format!("the post-restore hook did not run: {h}")),
         None => e,
     };
+    drop(restoring);
+    let _comparing = plan
+        .verify
+        .then(|| crate::status::doing("comparing every table with the backup-time truth"));
     let comparison = if plan.verify {
         // an overwrite drops and restores the backup's large objects only (pg_restore
         // --clean): the others are compared no more than tables made since are

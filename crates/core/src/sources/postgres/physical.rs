@@ -258,6 +258,8 @@ impl Watchdog {
         let (stop2, verdict2) = (Arc::clone(&stop), Arc::clone(&verdict));
         let handle = std::thread::spawn(move || {
             let mut waiting_since: Option<std::time::Instant> = None;
+            // said while PostgreSQL waits: a bar whose rate falls to nothing reads as hung
+            let mut doing: Option<crate::status::Doing> = None;
             while !stop2.load(Ordering::Relaxed) {
                 std::thread::sleep(std::time::Duration::from_secs(1));
                 let Ok(row) = conn.query(
@@ -275,9 +277,24 @@ impl Watchdog {
                         .starts_with("waiting for wal archiving")
                 }) {
                     waiting_since = None;
+                    doing = None;
                     continue;
                 }
                 let since = *waiting_since.get_or_insert_with(std::time::Instant::now);
+                let words = format!(
+                    "waiting for PostgreSQL to archive the WAL this backup needs ({}s of {}s{})",
+                    since.elapsed().as_secs(),
+                    timeout.as_secs(),
+                    match f.get(3).and_then(|n| n.trim().parse::<u64>().ok()) {
+                        Some(n) if n > 0 && f.get(1).is_some_and(|w| !w.is_empty()) =>
+                            format!("; pg_stat_archiver counts {n} failures"),
+                        _ => String::new(),
+                    }
+                );
+                match &doing {
+                    Some(d) => d.say(words),
+                    None => doing = Some(crate::status::doing(words)),
+                }
                 if since.elapsed() >= timeout {
                     let why = if f.get(1).is_some_and(|w| !w.is_empty()) {
                         format!(
