@@ -285,13 +285,23 @@ fn drill_passes_and_writes_evidence() {
         assert!(evidence.join(format!("{id}.json")).exists(), "{id}");
     }
     ok(lb(&cfg).arg("report"));
-    // a report directory that cannot be made fails the job that collects the files, and
+    // a report directory under a file is refused before the drill; one that cannot be
+    // made (not even by root: /proc) fails the job that collects the files after it, and
     // names no files that are not there
     let blocked = ws.path().join("a-file");
     std::fs::write(&blocked, "").unwrap();
     let (code, out, err) = run(lb(&cfg)
         .args(["drill", "--report-dir"])
         .arg(blocked.join("evidence"))
+        .arg("--scratch-dir")
+        .arg(&scratch));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("is not a directory") && !out.contains("drill-"),
+        "{out}{err}"
+    );
+    let (code, out, err) = run(lb(&cfg)
+        .args(["drill", "--report-dir", "/proc/lifeboat-evidence"])
         .arg("--scratch-dir")
         .arg(&scratch));
     assert_eq!(code, 7, "{out}{err}");
