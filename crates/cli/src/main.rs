@@ -35,16 +35,16 @@ use crate::progress::Bars;
 #[command(name = "lifeboat", version = lifeboat_core::VERSION, about, long_about = None)]
 struct Cli {
     /// Configuration file (default: ./lifeboat.toml, then /etc/lifeboat/lifeboat.toml).
-    #[arg(long, global = true, env = "LIFEBOAT_CONFIG")]
+    #[arg(long, global = true, help_heading = "Global options", env = "LIFEBOAT_CONFIG")]
     config: Option<PathBuf>,
     /// Repository URL, overriding `[repository] url`: a directory or s3://bucket/prefix.
-    #[arg(long, global = true, env = "LIFEBOAT_REPOSITORY")]
+    #[arg(long, global = true, help_heading = "Global options", env = "LIFEBOAT_REPOSITORY")]
     repo: Option<String>,
     /// Print results as JSON (no progress display).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     json: bool,
     /// No progress display.
-    #[arg(long, short, global = true)]
+    #[arg(long, short, global = true, help_heading = "Global options")]
     quiet: bool,
     #[command(subcommand)]
     command: Command,
@@ -62,16 +62,40 @@ enum Command {
         cmd: commands::config::ConfigCmd,
     },
     /// Back up a source: logical dump, schema-only dump, globals, or a physical base backup.
+    #[command(after_help = "Examples:
+  lifeboat backup                                  every logical kind of the only source
+  lifeboat backup --source app-db --kind logical   the full dump alone
+  lifeboat backup --kind physical                  a base backup (with WAL archiving: PITR)")]
     Backup(commands::backup::BackupCmd),
     /// List backups.
     List(commands::list::ListCmd),
     /// Per-source statistics: count, last success, sizes, growth.
     Stats,
     /// Restore a backup into a database, or a physical backup (to a point in time) into a directory.
+    ///
+    /// Give one of: a backup ID, --latest, --before TIME, or --list to see the choices.
+    #[command(after_help = "Examples:
+  lifeboat restore --list                                     what can be restored
+  lifeboat restore --latest --to-database app_check           a copy next to production
+  lifeboat restore --latest --clean --force                   over the database itself
+  lifeboat restore --before \"2026-11-23 14:00\" --to-database app_1400 --dry-run
+  lifeboat restore --kind physical --to-dir /var/lib/postgresql/15/restored \\
+      --target-time \"2026-11-23 14:31:59\" --start --port 5433   point in time")]
     Restore(Box<commands::restore::RestoreCmd>),
     /// Check that backups are intact.
+    ///
+    /// Give backup IDs or --all.
+    #[command(after_help = "Examples:
+  lifeboat verify --all                        every blob of every backup is there
+  lifeboat verify --all --read-data            ... and decrypts and hashes correctly
+  lifeboat verify --all --read-data-subset 1/4 a quarter of the packs (four runs read all)")]
     Verify(commands::verify::VerifyCmd),
     /// Restore a backup into a throw-away cluster, check it, measure RTO/RPO, keep evidence.
+    #[command(after_help = "Examples:
+  lifeboat drill                                     the newest logical backup
+  lifeboat drill --pick random --since 2026-11-01 --until 2026-11-30 --report-dir /var/lib/lifeboat/evidence
+  lifeboat drill --check \"select count(*) > 0 from users\" --hook \"alembic upgrade head\"
+  lifeboat drill --kind physical --target-time \"2026-11-23 14:31:59\"")]
     Drill(commands::drill::DrillCmd),
     /// The evidence pack for an audit period (SOC 2 CC9.1 / A1.2 / A1.3).
     Report(commands::report::ReportCmd),

@@ -51,7 +51,7 @@ pub struct DrillCmd {
     kind: BackupKind,
     /// Logical drills of a source with several databases: the database to drill; physical
     /// drills: the database the assertions and hooks run in (default: the source's first).
-    #[arg(long)]
+    #[arg(long, short)]
     database: Option<String>,
     /// Physical drills: recover to this time (default: the end of the archive).
     #[arg(long, value_parser = super::parse_time)]
