@@ -35,10 +35,20 @@ use crate::progress::Bars;
 #[command(name = "lifeboat", version = lifeboat_core::VERSION, about, long_about = None)]
 struct Cli {
     /// Configuration file (default: ./lifeboat.toml, then /etc/lifeboat/lifeboat.toml).
-    #[arg(long, global = true, help_heading = "Global options", env = "LIFEBOAT_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "LIFEBOAT_CONFIG"
+    )]
     config: Option<PathBuf>,
     /// Repository URL, overriding `[repository] url`: a directory or s3://bucket/prefix.
-    #[arg(long, global = true, help_heading = "Global options", env = "LIFEBOAT_REPOSITORY")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "LIFEBOAT_REPOSITORY"
+    )]
     repo: Option<String>,
     /// Print results as JSON (no progress display).
     #[arg(long, global = true, help_heading = "Global options")]

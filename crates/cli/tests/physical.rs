@@ -1627,6 +1627,16 @@ fn a_physical_drill_replays_to_a_time_and_names_a_failing_check() {
         .args(["--database", "template1"])
         .args(["--check", "select current_database() = 'template1'"]));
     assert!(out.contains("PASSED"), "{out}");
+    // a time past the archive's end: the drill fails, and says what to do instead
+    let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)).to_string();
+    let (code, out, _) = run(a
+        .lb()
+        .args(["drill", "--kind", "physical", "--target-time", &later]));
+    assert_eq!(code, 10, "{out}");
+    assert!(
+        out.contains("before the target") && out.contains("drill without --target-time"),
+        "{out}"
+    );
     // nothing is left running: only the archiving cluster answers
     let leftovers = std::process::Command::new("pgrep")
         .args(["-f", "lifeboat-drill-"])

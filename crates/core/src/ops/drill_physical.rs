@@ -222,7 +222,31 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
         });
         let point = replayed
             .as_ref()
-            .map_err(ToString::to_string)
+            .map_err(|e| {
+                let text = e.to_string();
+                // the archive ends before the time asked for: what is there was recoverable,
+                // the point asked for is not (yet)
+                match (&target, report.reachable_time) {
+                    (RecoveryTarget::Time(t), Some(end))
+                        if text.contains("recovery ended before configured recovery target")
+                            && end < *t =>
+                    {
+                        format!(
+                            "{text} (the archive ends at {}, LSN {}, before the target {t}: drill without --target-time to recover to the end of the archive, or with a time within it)",
+                            end.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                            report.reachable_lsn
+                        )
+                    }
+                    (RecoveryTarget::Time(t), _)
+                        if text.contains("recovery ended before configured recovery target") =>
+                    {
+                        format!(
+                            "{text} (PostgreSQL stops at a time only on a transaction that ended after it, and the archive holds none after {t}: nothing was written then; drill without --target-time to recover to the end of the archive)"
+                        )
+                    }
+                    _ => text,
+                }
+            })
             .and_then(|p| {
                 let lsn = p
                     .lsn
