@@ -876,6 +876,28 @@ fn a_drill_on_a_configured_scratch_server_cleans_up_and_refuses_production() {
         "0",
         "the interrupted drill dropped its database"
     );
+
+    // one killed outright (kill -9) cannot; the next drill from this host drops it
+    let marker = ws.path().join("hook-started-again");
+    let mut child = drill_until_its_hook(&cfg, &marker, None);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let count = || {
+        scratch
+            .sql(
+                "postgres",
+                "select count(*) from pg_database where datname like 'lifeboat_drill_%'",
+            )
+            .unwrap()
+    };
+    assert_eq!(count().trim(), "1", "kill -9 leaves the copy");
+    let (code, out, err) = run(lb(&cfg).arg("drill"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("on the drill server, left by a drill from this host that was killed"),
+        "{err}"
+    );
+    assert_eq!(count().trim(), "0");
 }
 
 #[test]

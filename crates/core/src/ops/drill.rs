@@ -643,6 +643,66 @@ fn scratch_server(src: &SourceConfig, dsn: &str, bin: &PgBin) -> Result<PgConn> 
     Ok(conn)
 }
 
+/// Eight hex digits naming this host in a scratch database's name.
+fn host_tag() -> String {
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("{:08x}", xxhash_rust::xxh3::xxh3_64(host.as_bytes()) as u32)
+}
+
+/// Drops the `lifeboat_drill_*` databases on the scratch server that a drill from this
+/// host left when it was killed outright (its process is gone), and names the others
+/// older than a day that no drill is using (another host's, or from before the names
+/// said whose): a full copy of production left there is a finding, not clutter.
+fn sweep_scratch_server(conn: &PgConn) {
+    let Ok(rows) = conn.query(
+        "postgres",
+        "select datname || '|' || (select count(*) from pg_stat_activity a where a.datname = d.datname) \
+         from pg_database d where datname like 'lifeboat\\_drill\\_%'",
+    ) else {
+        return;
+    };
+    let mine = host_tag();
+    let cutoff = Timestamp::now() - jiff::SignedDuration::from_hours(24);
+    for row in rows.lines() {
+        let Some((db, sessions)) = row.rsplit_once('|') else {
+            continue;
+        };
+        let parts: Vec<&str> = db.split('_').collect();
+        // lifeboat, drill, time, host, pid, random
+        let (time, host, pid) = match parts.as_slice() {
+            ["lifeboat", "drill", t, h, p, _] => (*t, Some(*h), p.parse::<i32>().ok()),
+            ["lifeboat", "drill", t, _] => (*t, None, None),
+            _ => continue,
+        };
+        let dead = |pid: i32| {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                .is_err_and(|e| e == nix::errno::Errno::ESRCH)
+        };
+        if host == Some(mine.as_str()) && pid.is_some_and(dead) {
+            let dropped = conn.query(
+                "postgres",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(db)),
+            );
+            crate::sources::postgres::cluster::note(match dropped {
+                Ok(_) => format!("dropped {db} on the drill server, left by a drill from this host that was killed"),
+                Err(e) => format!("{db} on the drill server was left by a drill from this host that was killed, and could not be dropped: {}", crate::error::headline(&e.to_string())),
+            });
+            continue;
+        }
+        let old = jiff::civil::DateTime::strptime("%Y%m%d%H%M%S", time)
+            .ok()
+            .and_then(|t| t.to_zoned(jiff::tz::TimeZone::UTC).ok())
+            .is_some_and(|t| t.timestamp() < cutoff);
+        if old && sessions.trim() == "0" {
+            crate::sources::postgres::cluster::note(format!(
+                "{db} on the drill server is more than a day old and unused: a copy of production left by a drill that was killed on another host (or by an older lifeboat); drop it there"
+            ));
+        }
+    }
+}
+
 pub(crate) struct Clock {
     pub(crate) start: Instant,
     pub(crate) phases: Vec<Phase>,
@@ -968,12 +1028,17 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
         .query("postgres", "show server_version")?
         .trim()
         .to_string();
-    // on a shared scratch server the restored copy gets a name of its own
+    // on a shared scratch server the restored copy gets a name of its own, which says
+    // which host and process made it (a run killed outright leaves it: the next drill
+    // from this host drops it)
     let restored_db = if on_server {
+        sweep_scratch_server(&target.conn());
         // the random part keeps two drills started in the same second apart
         format!(
-            "lifeboat_drill_{}_{:06x}",
+            "lifeboat_drill_{}_{}_{}_{:06x}",
             started_at.strftime("%Y%m%d%H%M%S"),
+            host_tag(),
+            std::process::id(),
             rand::random::<u32>() & 0xff_ffff
         )
     } else {

@@ -355,6 +355,13 @@ static SWEPT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 /// What the sweep removed, for the operator (see [`take_notes`]).
 static NOTES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
+/// Adds to what [`take_notes`] tells the operator.
+pub(crate) fn note(line: String) {
+    if let Ok(mut n) = NOTES.lock() {
+        n.push(line);
+    }
+}
+
 /// What this process cleaned up that an earlier, killed run left behind (scratch
 /// directories, a throw-away server still running), once.
 pub fn take_notes() -> Vec<String> {
