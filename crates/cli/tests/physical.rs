@@ -2612,10 +2612,13 @@ fn a_recovery_served_as_root_gives_the_server_s_user_wal_and_nothing_else() {
         .tempdir_in("/tmp")
         .unwrap();
     nix::unistd::chown(theirs.path(), Some(nobody.uid), Some(nobody.gid)).unwrap();
+    // the test binary may be where nobody cannot reach it (CI's target under /root)
+    std::fs::set_permissions(ws.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = common::shared_binary(ws.path());
     let as_nobody = |args: &[&str], file: &Path| {
         let mut cmd = std::process::Command::new("runuser");
         cmd.args(["-u", "nobody", "--"])
-            .arg(assert_cmd::cargo::cargo_bin("lifeboat"))
+            .arg(&exe)
             .arg("--repo")
             .arg(ws.repo_path())
             .args(args)
@@ -2644,6 +2647,7 @@ fn a_recovery_served_as_root_gives_the_server_s_user_wal_and_nothing_else() {
     // a file only root may read, named as WAL: the server does not push it for nobody
     let secret = dir.join("000000010000000000000043");
     std::fs::write(&secret, vec![7u8; 16 << 20]).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     let (code, err) = as_nobody(&["wal-push", "--source", "main"], &secret);
     assert_ne!(code, 0, "{err}");
     // nor does a fetch write where nobody may not, on root's behalf
