@@ -469,17 +469,15 @@ impl RestoreCmd {
             Error::io(format!("finding where --to-dir {} is", to_dir.display()), e)
                 .hint("the working directory no longer exists: give --to-dir as an absolute path")
         })?;
-        let targeted = a.target_time.is_some()
-            || a.target_lsn.is_some()
-            || a.target_xid.is_some()
-            || a.target_name.is_some()
-            || a.target_immediate;
-        // each of these would be dropped without a word
+        // each of these would be dropped without a word: a time, LSN or transaction picks
+        // the newest backup before it (--latest names the newest backup, and with
+        // --target-immediate or --target-name that is what it means)
+        let targeted = a.target_time.is_some() || a.target_lsn.is_some() || a.target_xid.is_some();
         if targeted && self.latest {
             return Err(Error::config(
-                "--latest recovers to the end of the archive, and a --target-* stops before it: give one of them",
+                "--latest recovers to the end of the archive, and --target-time, --target-lsn or --target-xid stops before it: give one of them",
             )
-            .hint("to pick the newest base backup and stop at the target, leave out --latest (the newest backup before the target is taken)")
+            .hint("to stop at the target, leave out --latest (the newest backup before the target is taken)")
             .into());
         }
         if a.exclusive
