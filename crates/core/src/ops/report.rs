@@ -154,6 +154,9 @@ pub struct EvidencePack {
     pub evidence_problems: Vec<String>,
     /// Backups a `verify` of the period or before found damaged (short ids, with when).
     pub damaged: Vec<(String, Timestamp)>,
+    /// Each `verify` of the period, from the audit log: when, how much, what it read.
+    #[serde(default)]
+    pub verifications: Vec<VerificationLine>,
     /// When the repository's audit log begins (its first entry): nothing before it can be
     /// shown from this repository.
     pub log_begins: Option<Timestamp>,
@@ -246,6 +249,54 @@ fn check_drills(
         }
     }
     problems
+}
+
+/// One `verify` run, as its audit entry records it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerificationLine {
+    /// When it ended.
+    pub time: Timestamp,
+    /// Backups checked (`None` when the entry does not say: an interrupted run).
+    pub backups: Option<u64>,
+    /// `structure` (every blob present), `data` (every pack read and checked) or `subset`
+    /// (a part of the packs read).
+    pub depth: &'static str,
+    /// Whether it found everything intact.
+    pub ok: bool,
+    /// Its entry's words after the counts: `all intact`, or what was damaged.
+    pub finding: String,
+}
+
+/// The `verify` entries of the period as lines.
+fn verification_lines(
+    entries: &[audit::Entry],
+    from: Timestamp,
+    to: Timestamp,
+) -> Vec<VerificationLine> {
+    entries
+        .iter()
+        .filter(|e| e.action == "verify" && within(e.time, from, to))
+        .map(|e| {
+            let (head, finding) = e.details.split_once(": ").unwrap_or(("", &e.details));
+            VerificationLine {
+                time: e.time,
+                backups: head
+                    .split(' ')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|_| head.contains("backup(s)")),
+                depth: if head.contains("data read for a subset") {
+                    "subset"
+                } else if head.contains("data read") {
+                    "data"
+                } else {
+                    "structure"
+                },
+                ok: e.outcome == "ok",
+                finding: finding.to_string(),
+            }
+        })
+        .collect()
 }
 
 /// Backups named damaged by `verify` entries of the log (short ids), with the newest time.
@@ -558,6 +609,7 @@ pub fn evidence_pack(
         external_head,
         external_head_lags,
         evidence_problems,
+        verifications: verification_lines(&entries, from, to),
         damaged,
         log_begins: entries.first().map(|e| e.time),
     })
@@ -796,6 +848,31 @@ pub fn markdown(p: &EvidencePack) -> String {
     for (a, list) in &p.failures {
         for f in list {
             let _ = writeln!(m, "- failed {a}: {}", super::evidence::md_text(f));
+        }
+    }
+    let _ = writeln!(m, "\nVerifications of the backups in the period (`lifeboat verify`: structure = every piece of every backup is there; data = every pack read, decrypted and its hash checked):\n");
+    if p.verifications.is_empty() {
+        let _ = writeln!(m, "- **none**: no backup was verified in this period");
+    } else {
+        let _ = writeln!(m, "| when | backups | depth | result |");
+        let _ = writeln!(m, "|---|---:|---|---|");
+        for v in &p.verifications {
+            let _ = writeln!(
+                m,
+                "| {} | {} | {} | {} |",
+                v.time.strftime("%Y-%m-%d %H:%M UTC"),
+                v.backups.map_or("-".to_string(), |n| n.to_string()),
+                match v.depth {
+                    "data" => "data read",
+                    "subset" => "data read, a subset of the packs",
+                    _ => "structure",
+                },
+                if v.ok {
+                    super::evidence::md_cell(&v.finding)
+                } else {
+                    format!("**{}**", super::evidence::md_cell(&v.finding))
+                }
+            );
         }
     }
     if !p.damaged.is_empty() {
@@ -1055,6 +1132,40 @@ mod tests {
     }
 
     #[test]
+    fn each_verification_of_the_period_is_a_line_with_its_depth() {
+        let entries = vec![
+            entry(1, "verify", "ok", "3 backup(s): all intact"),
+            entry(2, "verify", "ok", "4 backup(s), data read: all intact"),
+            entry(
+                3,
+                "verify",
+                "failed",
+                "4 backup(s), data read for a subset of the packs (1/4): damaged e130108a",
+            ),
+            entry(4, "backup", "ok", "source app: ..."),
+        ];
+        let (from, to) = (
+            "2026-12-01T00:00:00Z".parse().unwrap(),
+            "2026-12-31T00:00:00Z".parse().unwrap(),
+        );
+        let lines = verification_lines(&entries, from, to);
+        let got: Vec<(Option<u64>, &str, bool, &str)> = lines
+            .iter()
+            .map(|l| (l.backups, l.depth, l.ok, l.finding.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some(3), "structure", true, "all intact"),
+                (Some(4), "data", true, "all intact"),
+                (Some(4), "subset", false, "damaged e130108a"),
+            ]
+        );
+        let late = "2027-01-01T00:00:00Z".parse().unwrap();
+        assert!(verification_lines(&entries, late, late).is_empty());
+    }
+
+    #[test]
     fn verify_entries_name_the_damaged_backups() {
         let entries = vec![
             entry(
@@ -1103,6 +1214,7 @@ retention = { last = 7, hourly = 24, daily = 30, weekly = 8, monthly = 12, yearl
             external_head_lags: None,
             evidence_problems: Vec::new(),
             damaged: Vec::new(),
+            verifications: Vec::new(),
             log_begins: None,
         };
         // a configured source without a single backup is a row of its own

@@ -121,7 +121,11 @@ pub fn verify(repo: &Repo, opts: &VerifyOptions) -> Result<VerifyReport> {
         Ok(r) => format!(
             "{} backup(s){}: {}",
             r.backups.len(),
-            if r.read_data { ", data read" } else { "" },
+            match (&r.read_data_subset, r.read_data) {
+                (Some(s), _) => format!(", data read for a subset of the packs ({s})"),
+                (None, true) => ", data read".to_string(),
+                (None, false) => String::new(),
+            },
             if r.ok() {
                 "all intact".to_string()
             } else if r.damaged().is_empty() {
