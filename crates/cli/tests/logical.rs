@@ -522,7 +522,23 @@ fn globals_are_restored_when_asked() {
     // production's superuser has a password, which the globals backup carries
     c.sql("postgres", "ALTER ROLE postgres PASSWORD 'production-pw'")
         .unwrap();
-    ok(lb(&cfg).arg("backup"));
+    let newest: serde_json::Value =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "backup"]))).unwrap();
+    // what the job just made, and only that: the three backups of the second run
+    let checked: serde_json::Value =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "verify", "--latest"]))).unwrap();
+    let ids = |v: &serde_json::Value| {
+        let mut ids: Vec<String> = v["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&checked), ids(&newest), "{checked}");
+    assert_eq!(ids(&checked).len(), 3);
     // a fresh server has no such role: restoring there needs the globals first; it is
     // reached over TCP with its own password, which the restore must not replace
     let target = cluster();

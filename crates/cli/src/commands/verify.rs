@@ -16,6 +16,13 @@ pub struct VerifyCmd {
     /// Check every backup.
     #[arg(long, conflicts_with = "ids")]
     all: bool,
+    /// Check the backups of the newest run (of each source, or of --source): what a
+    /// backup job just made.
+    #[arg(long, conflicts_with_all = ["ids", "all"])]
+    latest: bool,
+    /// With --latest: only this source's newest run.
+    #[arg(long, short, requires = "latest")]
+    source: Option<String>,
     /// Read every pack and check that it decrypts and hashes correctly.
     #[arg(long)]
     read_data: bool,
@@ -24,24 +31,77 @@ pub struct VerifyCmd {
     read_data_subset: Option<String>,
 }
 
+/// The ids of the backups of each source's newest run (its newest recovery point), or of
+/// `source`'s.
+fn newest_run(
+    repo: &lifeboat_core::repository::Repo,
+    source: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
+    use lifeboat_core::ops::list::{list, ListFilter};
+    let all = list(
+        repo,
+        &ListFilter {
+            source: source.map(str::to_string),
+            ..ListFilter::default()
+        },
+    )?;
+    // a run's backups share its recovery point (a backup from before lifeboat recorded
+    // it is a run of its own)
+    let run = |b: &lifeboat_core::repository::SnapshotInfo| {
+        b.meta
+            .recovery_point
+            .clone()
+            .unwrap_or_else(|| b.meta.finished_at.strftime("%Y%m%dT%H%M%SZ").to_string())
+    };
+    let mut newest: std::collections::BTreeMap<&str, String> = std::collections::BTreeMap::new();
+    for b in &all {
+        let point = newest.entry(b.meta.source.as_str()).or_default();
+        let this = run(b);
+        if this > *point {
+            *point = this;
+        }
+    }
+    let ids: Vec<String> = all
+        .iter()
+        .filter(|b| newest.get(b.meta.source.as_str()) == Some(&run(b)))
+        .map(|b| b.id.clone())
+        .collect();
+    if ids.is_empty() {
+        return Err(lifeboat_core::Error::not_found(match source {
+            Some(s) => format!("source {s:?} has no backup to verify"),
+            None => "the repository holds no backup to verify".to_string(),
+        })
+        .hint("`lifeboat list` shows the backups")
+        .into());
+    }
+    Ok(ids)
+}
+
 impl VerifyCmd {
     /// Verifies and fails (exit 6) when anything is damaged.
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
-        if self.ids.is_empty() && !self.all {
+        if self.ids.is_empty() && !self.all && !self.latest {
             return Err(Error::config("which backups? no backup ids given")
-                .hint("give backup ids or --all (`lifeboat list` shows the ids)")
+                .hint("give backup ids, --latest (the newest run) or --all (`lifeboat list` shows the ids)")
                 .into());
         }
         let what = if self.all {
             "all backups".to_string()
+        } else if self.latest {
+            "the newest run's backups".to_string()
         } else {
             format!("backup(s) {}", self.ids.join(", "))
         };
         let repo = ctx.open_logged("verify", &what)?;
+        let ids = if self.latest {
+            newest_run(&repo, self.source.as_deref())?
+        } else {
+            self.ids.clone()
+        };
         let report = verify(
             &repo,
             &VerifyOptions {
-                ids: self.ids.clone(),
+                ids,
                 read_data: self.read_data,
                 read_data_subset: self.read_data_subset.clone(),
             },
