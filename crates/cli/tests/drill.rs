@@ -984,6 +984,19 @@ fn a_missed_objective_fails_the_drill_with_its_margin() {
         html.contains("audit-head"),
         "the HTML carries the audit head"
     );
+    // the dumps' own RPO (a plan's "database: 24 h with daily dumps, WAL: 1 h"): logical
+    // drills are judged against it, not against the WAL archive's
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "objectives = { rto = \"2h\", rpo = \"1s\" }",
+        "objectives = { rto = \"2h\", rpo = \"1s\", logical_rpo = \"1h\" }",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let out = ok(lb(&cfg).args(["--json", "drill"]));
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["rpo"]["objective_secs"], 3600.0, "{out}");
+    assert_eq!(r["passed"], true, "{out}");
+    let book = ok(lb(&cfg).arg("runbook"));
+    assert!(book.contains("RPO 1s (logical dumps: 1h)"), "{book}");
 }
 
 /// Applications keep tables in the `postgres` database too (pgbench does): its drill

@@ -321,6 +321,22 @@ pub struct Objectives {
     pub rpo: Option<String>,
     /// Recovery time objective.
     pub rto: Option<String>,
+    /// The recovery point objective of the logical dumps alone, when it is another than
+    /// `rpo` (a plan's "database: 24 h with daily dumps, transaction logs: 1 h with WAL
+    /// archiving"): logical drills are judged against it, physical ones against `rpo`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logical_rpo: Option<String>,
+}
+
+impl Objectives {
+    /// The RPO objective a drill of `kind` is judged against.
+    #[must_use]
+    pub fn rpo_for(&self, kind: crate::sources::postgres::logical::BackupKind) -> Option<&str> {
+        match kind {
+            crate::sources::postgres::logical::BackupKind::Physical => self.rpo.as_deref(),
+            _ => self.logical_rpo.as_deref().or(self.rpo.as_deref()),
+        }
+    }
 }
 
 /// Restore drill settings.
@@ -639,6 +655,7 @@ impl Config {
             for (key, value) in [
                 ("objectives.rpo", &s.objectives.rpo),
                 ("objectives.rto", &s.objectives.rto),
+                ("objectives.logical_rpo", &s.objectives.logical_rpo),
                 ("archive_timeout", &s.archive_timeout),
                 ("lock_wait_timeout", &s.lock_wait_timeout),
                 ("drill.hook_timeout", &s.drill.hook_timeout),

@@ -840,7 +840,11 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
 fn usage_mistake(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Option<Error> {
     // a file's objectives were validated when it was read; a configuration built in code
     // was not, and an objective that is no duration would judge the drill against nothing
-    for (key, value) in [("rto", &src.objectives.rto), ("rpo", &src.objectives.rpo)] {
+    for (key, value) in [
+        ("rto", &src.objectives.rto),
+        ("rpo", &src.objectives.rpo),
+        ("logical_rpo", &src.objectives.logical_rpo),
+    ] {
         if let Some(Err(e)) = value.as_deref().map(parse_duration) {
             return Some(
                 Error::config(format!(
@@ -1309,7 +1313,7 @@ fn extrapolate(m: &Measured) -> Option<f64> {
 /// Judges `m` against `src`'s objectives: the report before it is sealed.
 pub(crate) fn build_report(src: &SourceConfig, backup: &SnapshotInfo, m: Measured) -> DrillReport {
     let mut rto = Objective::new(m.rto_secs, src.objectives.rto.as_deref());
-    let mut rpo = Objective::new(m.rpo_secs, src.objectives.rpo.as_deref());
+    let mut rpo = Objective::new(m.rpo_secs, src.objectives.rpo_for(m.kind));
     // a restore that failed achieved no recovery time and recovered no point in time:
     // its seconds are those of a failure, not a measured RTO to compare
     if m.checks

@@ -129,6 +129,9 @@ pub struct EvidencePack {
     pub undrilled: BTreeMap<String, (Vec<String>, usize)>,
     /// Objectives per source (`rto`, `rpo`).
     pub objectives: BTreeMap<String, (Option<String>, Option<String>)>,
+    /// Per source that sets one, the RPO objective of its logical dumps (`logical_rpo`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub logical_rpo: BTreeMap<String, String>,
     /// WAL archives.
     pub wal: Vec<WalLine>,
     /// Configured retention per source that has one; lifeboat does not prune yet, so
@@ -602,6 +605,11 @@ pub fn evidence_pack(
                 )
             })
             .collect(),
+        logical_rpo: config
+            .sources
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.objectives.logical_rpo.clone()?)))
+            .collect(),
         wal,
         retention: retention_lines(config),
         copies: copies::destinations(config),
@@ -663,83 +671,108 @@ pub fn markdown(p: &EvidencePack) -> String {
     sources.sort();
     sources.dedup();
     for src in sources {
-        let (rto_now, rpo_now) = p.objectives.get(src).cloned().unwrap_or_default();
-        let ds: Vec<&DrillSummary> = p.drills.iter().filter(|d| &d.source == src).collect();
-        let worst = |f: fn(&DrillSummary) -> f64| {
-            // a drill whose restore failed achieved no time to compare
-            ds.iter()
-                .filter(|d| !d.not_achieved)
-                .map(|d| f(d))
-                .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))))
-        };
-        // every objective the period's drills were judged against, oldest first (the
-        // counts of met objectives mix them when it changed), and the configuration's
-        // when it is another
-        let recorded = |f: fn(&DrillSummary) -> Option<f64>| {
-            let mut seen: Vec<f64> = Vec::new();
-            for v in ds.iter().filter_map(|d| f(d)) {
-                if !seen.iter().any(|s| (s - v).abs() < 0.5) {
-                    seen.push(v);
-                }
-            }
-            seen
-        };
-        let objective = |recorded: Vec<f64>, now: Option<&str>| {
-            let now_secs = now.and_then(|n| crate::config::parse_duration(n).ok());
-            let newest = recorded.last().copied();
-            let list = recorded
+        let (rto_now, rpo_any) = p.objectives.get(src).cloned().unwrap_or_default();
+        let of_source: Vec<&DrillSummary> = p.drills.iter().filter(|d| &d.source == src).collect();
+        // logical and physical drills are judged against their own RPO (`logical_rpo`): a
+        // row each when the period has both, so that no count mixes them
+        let mut kinds: Vec<Option<BackupKind>> = of_source.iter().map(|d| d.kind).collect();
+        kinds.sort_by_key(|k| k.map(|k| k.to_string()));
+        kinds.dedup();
+        let split = kinds.len() > 1;
+        for kind in if split { kinds } else { vec![None] } {
+            let ds: Vec<&DrillSummary> = of_source
                 .iter()
-                .map(|r| secs(*r))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let changed = if recorded.len() > 1 {
-                "changed in the period; "
-            } else {
-                ""
+                .copied()
+                .filter(|d| !split || d.kind == kind)
+                .collect();
+            let label = match kind {
+                Some(k) if split => format!("{src} ({k} drills)"),
+                _ => src.to_string(),
             };
-            match (newest, now) {
-                (Some(r), Some(n))
-                    if recorded.len() == 1
-                        && now_secs.is_some_and(|x| (x as f64 - r).abs() < 0.5) =>
-                {
-                    n.to_string()
+            let logical_rpo = p.logical_rpo.get(src.as_str());
+            let rpo_now = match (
+                kind.or_else(|| ds.first().and_then(|d| d.kind)),
+                logical_rpo,
+            ) {
+                (Some(BackupKind::Physical), _) | (_, None) => rpo_any.clone(),
+                (_, Some(l)) => Some(l.clone()),
+            };
+            let worst = |f: fn(&DrillSummary) -> f64| {
+                // a drill whose restore failed achieved no time to compare
+                ds.iter()
+                    .filter(|d| !d.not_achieved)
+                    .map(|d| f(d))
+                    .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))))
+            };
+            // every objective the period's drills were judged against, oldest first (the
+            // counts of met objectives mix them when it changed), and the configuration's
+            // when it is another
+            let recorded = |f: fn(&DrillSummary) -> Option<f64>| {
+                let mut seen: Vec<f64> = Vec::new();
+                for v in ds.iter().filter_map(|d| f(d)) {
+                    if !seen.iter().any(|s| (s - v).abs() < 0.5) {
+                        seen.push(v);
+                    }
                 }
-                (Some(_), Some(n)) => format!("{list} ({changed}now {n})"),
-                // no source configured at all: a pack made where the configuration is
-                // lost (a recovery host), which says nothing of the objectives now
-                (Some(_), None) if p.objectives.is_empty() => {
-                    format!("{list} ({changed}not configured where this pack was made)")
-                }
-                (Some(_), None) => format!("{list} ({changed}now not set)"),
-                (None, Some(n)) => n.to_string(),
-                (None, None) => "not set".to_string(),
-            }
-        };
-        let met = |f: fn(&DrillSummary) -> Option<bool>| {
-            let judged: Vec<bool> = ds.iter().filter_map(|d| f(d)).collect();
-            if judged.is_empty() {
-                "-".to_string()
-            } else {
-                let n = judged.iter().filter(|m| **m).count();
-                if n == judged.len() {
-                    format!("{n} of {}", judged.len())
+                seen
+            };
+            let objective = |recorded: Vec<f64>, now: Option<&str>| {
+                let now_secs = now.and_then(|n| crate::config::parse_duration(n).ok());
+                let newest = recorded.last().copied();
+                let list = recorded
+                    .iter()
+                    .map(|r| secs(*r))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let changed = if recorded.len() > 1 {
+                    "changed in the period; "
                 } else {
-                    format!("**{n} of {}**", judged.len())
+                    ""
+                };
+                match (newest, now) {
+                    (Some(r), Some(n))
+                        if recorded.len() == 1
+                            && now_secs.is_some_and(|x| (x as f64 - r).abs() < 0.5) =>
+                    {
+                        n.to_string()
+                    }
+                    (Some(_), Some(n)) => format!("{list} ({changed}now {n})"),
+                    // no source configured at all: a pack made where the configuration is
+                    // lost (a recovery host), which says nothing of the objectives now
+                    (Some(_), None) if p.objectives.is_empty() => {
+                        format!("{list} ({changed}not configured where this pack was made)")
+                    }
+                    (Some(_), None) => format!("{list} ({changed}now not set)"),
+                    (None, Some(n)) => n.to_string(),
+                    (None, None) => "not set".to_string(),
                 }
-            }
-        };
-        let _ = writeln!(
-            m,
-            "| {src} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            objective(recorded(|d| d.rto_objective_secs), rto_now.as_deref()),
-            objective(recorded(|d| d.rpo_objective_secs), rpo_now.as_deref()),
-            ds.len(),
-            ds.iter().filter(|d| d.passed).count(),
-            met(|d| d.rto_met),
-            met(|d| d.rpo_met),
-            worst(|d| d.rto_secs).map_or("-".into(), secs),
-            worst(|d| d.rpo_secs).map_or("-".into(), secs),
-        );
+            };
+            let met = |f: fn(&DrillSummary) -> Option<bool>| {
+                let judged: Vec<bool> = ds.iter().filter_map(|d| f(d)).collect();
+                if judged.is_empty() {
+                    "-".to_string()
+                } else {
+                    let n = judged.iter().filter(|m| **m).count();
+                    if n == judged.len() {
+                        format!("{n} of {}", judged.len())
+                    } else {
+                        format!("**{n} of {}**", judged.len())
+                    }
+                }
+            };
+            let _ = writeln!(
+                m,
+                "| {label} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                objective(recorded(|d| d.rto_objective_secs), rto_now.as_deref()),
+                objective(recorded(|d| d.rpo_objective_secs), rpo_now.as_deref()),
+                ds.len(),
+                ds.iter().filter(|d| d.passed).count(),
+                met(|d| d.rto_met),
+                met(|d| d.rpo_met),
+                worst(|d| d.rto_secs).map_or("-".into(), secs),
+                worst(|d| d.rpo_secs).map_or("-".into(), secs),
+            );
+        }
     }
 
     for (src, (missing, of)) in &p.undrilled {
@@ -769,9 +802,14 @@ pub fn markdown(p: &EvidencePack) -> String {
         // a logical backup is the recovery point when no WAL is archived: a longer
         // stretch than the RPO objective is a finding
         let rpo = p
-            .objectives
+            .logical_rpo
             .get(&b.source)
-            .and_then(|(_, rpo)| rpo.as_deref())
+            .map(String::as_str)
+            .or_else(|| {
+                p.objectives
+                    .get(&b.source)
+                    .and_then(|(_, rpo)| rpo.as_deref())
+            })
             .and_then(|r| crate::config::parse_duration(r).ok());
         let gap = secs(b.longest_gap_secs);
         let gap = match rpo {
@@ -1166,6 +1204,56 @@ mod tests {
     }
 
     #[test]
+    fn logical_and_physical_drills_with_their_own_rpo_get_a_row_each() {
+        let text = "[[source]]\nname = \"app\"\nkind = \"postgres\"\nobjectives = { rto = \"2h\", rpo = \"1h\", logical_rpo = \"24h\" }\n";
+        let config = Config::parse(text, "c").unwrap();
+        let now = Timestamp::now();
+        let drill = |id: &str, kind: BackupKind, rpo: f64| {
+            let mut d = summary(id, true, None);
+            d.finished_at = now;
+            d.kind = Some(kind);
+            d.rpo_objective_secs = Some(rpo);
+            d.rpo_met = Some(true);
+            d
+        };
+        let pack = EvidencePack {
+            asked: None,
+            from: now,
+            to: now,
+            generated_at: now,
+            repository: "/r".into(),
+            backups: Vec::new(),
+            failures: BTreeMap::new(),
+            unlogged_backups: Vec::new(),
+            successes: BTreeMap::new(),
+            drills: vec![
+                drill("d1", BackupKind::Logical, 86400.0),
+                drill("d2", BackupKind::Physical, 3600.0),
+            ],
+            undrilled: BTreeMap::new(),
+            objectives: BTreeMap::from([(
+                "app".to_string(),
+                (Some("2h".into()), Some("1h".into())),
+            )]),
+            logical_rpo: BTreeMap::from([("app".to_string(), "24h".to_string())]),
+            wal: Vec::new(),
+            retention: retention_lines(&config),
+            copies: copies::destinations(&config),
+            audit: audit::verify_entries(&[], None),
+            external_head: None,
+            external_head_lags: None,
+            evidence_problems: Vec::new(),
+            damaged: Vec::new(),
+            verifications: Vec::new(),
+            log_begins: None,
+        };
+        let m = markdown(&pack);
+        assert!(m.contains("| app (logical drills) | 2h | 24h | 1 |"), "{m}");
+        assert!(m.contains("| app (physical drills) | 2h | 1h | 1 |"), "{m}");
+        assert!(!m.contains("(changed in the period"), "{m}");
+    }
+
+    #[test]
     fn verify_entries_name_the_damaged_backups() {
         let entries = vec![
             entry(
@@ -1206,6 +1294,7 @@ retention = { last = 7, hourly = 24, daily = 30, weekly = 8, monthly = 12, yearl
             drills: Vec::new(),
             undrilled: BTreeMap::new(),
             objectives: BTreeMap::new(),
+            logical_rpo: BTreeMap::new(),
             wal: Vec::new(),
             retention: retention_lines(&config),
             copies: copies::destinations(&config),

@@ -351,9 +351,14 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
         };
         let _ = writeln!(m, "## Source `{}`\n", src.name);
         let objectives = format!(
-            "objectives: RTO {}, RPO {}",
+            "objectives: RTO {}, RPO {}{}",
             src.objectives.rto.as_deref().unwrap_or("not set"),
-            src.objectives.rpo.as_deref().unwrap_or("not set")
+            src.objectives.rpo.as_deref().unwrap_or("not set"),
+            src.objectives
+                .logical_rpo
+                .as_deref()
+                .map(|r| format!(" (logical dumps: {r})"))
+                .unwrap_or_default()
         );
         let _ = writeln!(m, "- {objectives}");
         // the newest passed drill of this source and kind
