@@ -171,6 +171,16 @@ impl RusticProgress for Bar {
     }
 }
 
+/// A bar rustic drops without finishing it (an error path) goes too, instead of turning
+/// under every later line until the process ends.
+impl Drop for Bar {
+    fn drop(&mut self) {
+        if !self.pb.is_finished() {
+            self.pb.finish_and_clear();
+        }
+    }
+}
+
 impl ProgressBars for Bars {
     fn progress(&self, progress_type: ProgressType, prefix: &str) -> Progress {
         // rustic's bars for lifeboat's incidental writes (a pending snapshot replaced, a

@@ -373,6 +373,19 @@ fn drills_fail_and_name_the_failing_check() {
         "{out}"
     );
     assert!(!started.exists(), "the hook after a failed one ran");
+    // also when the failed one ran before the checks
+    let (code, out, err) = run(lb(&cfg).args([
+        "drill",
+        "--hook-before-checks",
+        "exit 3",
+        "--hook",
+        &format!("touch {}", started.display()),
+    ]));
+    assert_eq!(code, 10, "{out}\n{err}");
+    assert!(
+        !started.exists(),
+        "a hook ran after a failed one before the checks"
+    );
     // a sequence set back by a hook: the batch of sequence checks names it
     let (code, out, err) = run(lb(&cfg).args([
         "drill",

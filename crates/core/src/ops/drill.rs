@@ -643,12 +643,23 @@ fn scratch_server(src: &SourceConfig, dsn: &str, bin: &PgBin) -> Result<PgConn> 
     Ok(conn)
 }
 
-/// Eight hex digits naming this host in a scratch database's name.
+/// Eight hex digits naming where this process's pid means something: the machine, this
+/// boot of it and the pid namespace (cloned hosts share a hostname, containers on one host
+/// a machine id): only there does a pid that is gone prove a drill was killed.
 fn host_tag() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let pid_ns = std::fs::read_link("/proc/self/ns/pid")
+        .map(|l| l.display().to_string())
+        .unwrap_or_default();
     let host = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
-    format!("{:08x}", xxhash_rust::xxh3::xxh3_64(host.as_bytes()) as u32)
+    let me = format!(
+        "{}|{}|{pid_ns}|{host}",
+        read("/etc/machine-id").trim(),
+        read("/proc/sys/kernel/random/boot_id").trim()
+    );
+    format!("{:08x}", xxhash_rust::xxh3::xxh3_64(me.as_bytes()) as u32)
 }
 
 /// Drops the `lifeboat_drill_*` databases on the scratch server that a drill from this
@@ -680,10 +691,12 @@ fn sweep_scratch_server(conn: &PgConn) {
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
                 .is_err_and(|e| e == nix::errno::Errno::ESRCH)
         };
-        if host == Some(mine.as_str()) && pid.is_some_and(dead) {
+        // no session on it either: a drill whose process is gone uses it no more (and a
+        // plain DROP refuses one that is in use after all)
+        if host == Some(mine.as_str()) && pid.is_some_and(dead) && sessions.trim() == "0" {
             let dropped = conn.query(
                 "postgres",
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(db)),
+                &format!("DROP DATABASE IF EXISTS {}", ident(db)),
             );
             crate::sources::postgres::cluster::note(match dropped {
                 Ok(_) => format!("dropped {db} on the drill server, left by a drill from this host that was killed"),
@@ -1135,10 +1148,12 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                     .chain(&opts.hooks_before_checks)
                     .cloned()
                     .collect();
+                let mut early_failed = false;
                 if post.is_ok() && !early.is_empty() {
                     let hooks = clock.time("hooks before checks", || {
                         run_hooks(&conn, &restored_db, &early, hook_timeout(src), &mut groups)
                     });
+                    early_failed = hooks.iter().any(|c| !c.ok);
                     checks.extend(hooks);
                 }
                 let compared = clock.time("checks", || {
@@ -1156,8 +1171,13 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                 });
                 checks.extend(compared);
                 if post.is_ok() {
+                    // a failed hook stops the ones after it, whichever list they are in
                     let hooks = clock.time("hooks", || {
-                        run_source_hooks(src, opts, &conn, &restored_db, &mut groups)
+                        if early_failed {
+                            Vec::new()
+                        } else {
+                            run_source_hooks(src, opts, &conn, &restored_db, &mut groups)
+                        }
                     });
                     checks.extend(hooks);
                     restored_bytes = conn
@@ -1953,9 +1973,9 @@ fn wait_with_timeout(
 /// for a lock a hook's application holds, a query too slow) is cancelled and fails.
 pub(crate) fn assertion(conn: &PgConn, database: &str, sql: &str, timeout_secs: u64) -> Check {
     let name = format!("assert: {sql}");
-    // one query string: psql prints the result of its last statement
-    let timed = format!("SET statement_timeout = '{timeout_secs}s'; {sql}");
-    match conn.query(database, &timed) {
+    // the session's setting, not a statement before it: the assertion runs as written
+    let timed = conn.with_options(&format!("-c statement_timeout={timeout_secs}s"));
+    match timed.query(database, sql) {
         Ok(v) if v.trim() == "t" => Check {
             name,
             ok: true,

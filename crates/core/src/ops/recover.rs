@@ -1246,8 +1246,10 @@ fn serve_recovery(
     user: Option<&str>,
     segment_size: u64,
 ) -> Option<wal::spool::Serving> {
-    // a server the operator named is the one the restored server inherits
-    if std::env::var_os("LIFEBOAT_WAL_SOCKET").is_some() {
+    // a server the operator named is the one the restored server inherits; and one that
+    // keeps archiving would keep the socket in its environment after promotion, its
+    // pushes missing the operator's `wal serve` for good
+    if std::env::var_os("LIFEBOAT_WAL_SOCKET").is_some() || opts.keep_archiving {
         return None;
     }
     let store = WalStore::new(repo, &opts.source).ok()?;

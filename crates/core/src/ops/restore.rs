@@ -479,7 +479,10 @@ fn target_name(opts: &RestoreOptions) -> Result<()> {
 fn free_connections_for(conn: &PgConn, jobs: u32) -> Result<()> {
     let free = conn.query(
         "postgres",
-        "select current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int - (select count(*) from pg_stat_activity where backend_type = 'client backend')",
+        // another role's sessions show without their backend_type to a role without
+        // pg_read_all_stats: counted as the clients they most likely are; this one is
+        // lifeboat's own, counted below
+        "select current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int - (select count(*) from pg_stat_activity where coalesce(backend_type, 'client backend') = 'client backend' and pid <> pg_backend_pid())",
     )?;
     match free.trim().parse::<i64>() {
         Ok(free) if i64::from(jobs) + 1 > free => Err(Error::config(format!(
@@ -1294,14 +1297,16 @@ pub fn restore(
     let scratch_dir = scratch_dir
         .map(std::path::Path::to_path_buf)
         .or_else(|| plan.scratch_dir.clone());
+    // which ran, not their command lines: those may hold a token, and the log keeps
+    // everything for ever
     let hooks = [("pre-hook", &plan.pre_hook), ("post-hook", &plan.post_hook)]
         .iter()
-        .filter_map(|(what, h)| h.as_ref().map(|h| format!("{what} {h:?}")))
+        .filter_map(|(what, h)| h.as_ref().map(|_| (*what).to_string()))
         .collect::<Vec<_>>();
     let hooks = if hooks.is_empty() {
         String::new()
     } else {
-        format!("; {}", hooks.join(", "))
+        format!("; with its {}", hooks.join(" and "))
     };
     let result = restore_inner(repo, src, plan, scratch_dir.as_deref());
     // what an incident record needs: how long it took, and whether it was checked; a

@@ -207,7 +207,12 @@ struct Server {
     journal: bool,
     /// Segments handed out (`OK found`).
     served: std::sync::atomic::AtomicU64,
+    /// Guest connections open now (at most [`MAX_GUESTS`]).
+    guests: std::sync::atomic::AtomicUsize,
 }
+
+/// Guest connections served at once: PostgreSQL's recovery fetches one file at a time.
+const MAX_GUESTS: usize = 8;
 
 /// The push-ahead table, also after a thread panicked while holding it: its entries stay
 /// valid (each is replaced whole), so a poisoned lock must not stop every later push.
@@ -370,11 +375,13 @@ impl Server {
             ),
         );
         self.ahead.done.notify_all();
-        journal(format_args!(
-            "AHEAD {}: {reply} ({:.1} ms)",
-            path.display(),
-            clock.elapsed().as_secs_f64() * 1000.0
-        ));
+        if self.journal {
+            journal(format_args!(
+                "AHEAD {}: {reply} ({:.1} ms)",
+                path.display(),
+                clock.elapsed().as_secs_f64() * 1000.0
+            ));
+        }
     }
 
     /// The answer for a push of `path` that was pushed ahead, waiting for it if it is still
@@ -425,6 +432,10 @@ impl Server {
             );
             return;
         }
+        if guest {
+            self.handle_guest(&stream);
+            return;
+        }
         let mut reader = BufReader::new(&stream);
         let mut line = String::new();
         // nothing sent: a probe (`wal status` asking whether a server answers), not a request
@@ -433,16 +444,6 @@ impl Server {
         }
         let request = line.trim_end();
         let clock = std::time::Instant::now();
-        if guest {
-            let (reply, data) = self.answer_guest(request);
-            let mut out = format!("{reply}\n").into_bytes();
-            let _ = (&stream).write_all(&out);
-            if let Some(d) = data {
-                out.clear();
-                let _ = (&stream).write_all(&d);
-            }
-            return;
-        }
         let reply = self.answer(request);
         let ms = clock.elapsed().as_secs_f64() * 1000.0;
         // one line per request: the service's journal shows what was archived and served,
@@ -452,6 +453,43 @@ impl Server {
             journal(format_args!("{what}: {reply} ({ms:.1} ms)"));
         }
         let _ = (&stream).write_all(format!("{reply}\n").as_bytes());
+    }
+
+    /// A connection of the guest user ([`Serving`]): a request line of a few KiB read
+    /// within seconds, a few such connections at a time; another user must not be able to
+    /// hold a root process's memory or threads.
+    fn handle_guest(self: &Arc<Self>, stream: &UnixStream) {
+        use std::io::Read;
+        if self.guests.fetch_add(1, Ordering::SeqCst) >= MAX_GUESTS {
+            self.guests.fetch_sub(1, Ordering::SeqCst);
+            let _ = (&*stream).write_all(b"OK alone\n");
+            return;
+        }
+        struct Left<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Left<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let _left = Left(&self.guests);
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(600)));
+        let mut line = String::new();
+        if !BufReader::new(stream.take(4096))
+            .read_line(&mut line)
+            .is_ok_and(|n| n > 0 && line.ends_with('\n'))
+        {
+            return;
+        }
+        let (reply, data) = self.answer_guest(line.trim_end());
+        if (&*stream)
+            .write_all(format!("{reply}\n").as_bytes())
+            .is_ok()
+        {
+            if let Some(d) = data {
+                let _ = (&*stream).write_all(&d);
+            }
+        }
     }
 
     /// A request of the guest user ([`Serving`]), answered without touching a path it
@@ -593,6 +631,7 @@ impl Server {
             guest_uid,
             journal,
             served: std::sync::atomic::AtomicU64::new(0),
+            guests: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 }
@@ -640,15 +679,18 @@ fn run(listener: &UnixListener, server: &Arc<Server>, socket: &Path, stop: &Atom
                 let s = Arc::clone(server);
                 let busy = Arc::clone(&busy);
                 busy.fetch_add(1, Ordering::SeqCst);
-                std::thread::spawn(move || {
-                    // counted down even if the handler panics
-                    struct Done(Arc<std::sync::atomic::AtomicUsize>);
-                    impl Drop for Done {
-                        fn drop(&mut self) {
-                            self.0.fetch_sub(1, Ordering::SeqCst);
-                        }
+                // counted down even if the handler panics, or never runs
+                struct Done(Arc<std::sync::atomic::AtomicUsize>);
+                impl Drop for Done {
+                    fn drop(&mut self) {
+                        self.0.fetch_sub(1, Ordering::SeqCst);
                     }
-                    let _done = Done(busy);
+                }
+                let done = Done(busy);
+                // a thread the system refuses (out of threads) drops this connection,
+                // not the server
+                let _ = std::thread::Builder::new().spawn(move || {
+                    let _done = done;
                     s.handle(stream);
                 });
             }
@@ -656,7 +698,9 @@ fn run(listener: &UnixListener, server: &Arc<Server>, socket: &Path, stop: &Atom
             // out of file descriptors, a client gone before it was accepted, a signal: the
             // server stays up (PostgreSQL would otherwise fall back to slow pushes)
             Err(e) => {
-                journal(format_args!("accepting a connection failed: {e}; going on"));
+                if server.journal {
+                    journal(format_args!("accepting a connection failed: {e}; going on"));
+                }
                 std::thread::sleep(STOP_CHECK);
             }
         }
@@ -716,16 +760,19 @@ impl Serving {
         let socket = dir.path().join("wal.sock");
         let listener = listen(&socket)?;
         if let Some((uid, gid)) = guest {
-            // the restored server's user must reach the socket: its directory and the
-            // socket itself become that user's (root still reaches both)
-            let owner = (
+            // the restored server's user must reach the socket: it may pass through the
+            // directory, which stays this user's (a directory of its own in /tmp could be
+            // renamed away and replaced by a link under root's feet), and the socket is
+            // its own
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))
+                .map_err(|e| io(&format!("opening {} to uid {uid}", dir.path().display()), e))?;
+            nix::unistd::chown(
+                &socket,
                 Some(nix::unistd::Uid::from_raw(uid)),
                 Some(nix::unistd::Gid::from_raw(gid)),
-            );
-            for p in [dir.path(), socket.as_path()] {
-                nix::unistd::chown(p, owner.0, owner.1)
-                    .map_err(|e| io(&format!("giving {} to uid {uid}", p.display()), e))?;
-            }
+            )
+            .map_err(|e| io(&format!("giving {} to uid {uid}", socket.display()), e))?;
         }
         let server = Server::new(store, key, segment_size, guest.map(|g| g.0), false);
         let stop = Arc::new(AtomicBool::new(false));
@@ -896,9 +943,12 @@ pub fn client_fetch(socket: &Path, key: &str, name: &str, dest: &Path) -> Result
         Some((r, _)) if r == "OK missing" => Ok(Some(false)),
         // served to another user than the server's: the data comes in the reply
         Some((r, mut reader)) if r.starts_with("OK data ") => {
+            // no WAL file is larger than PostgreSQL's largest segment
             let len: usize = r["OK data ".len()..]
                 .parse()
-                .map_err(|_| Error::unavailable(format!("the WAL server answered {r:?}")))?;
+                .ok()
+                .filter(|n| *n <= 1 << 30)
+                .ok_or_else(|| Error::unavailable(format!("the WAL server answered {r:?}")))?;
             let mut data = vec![0u8; len];
             std::io::Read::read_exact(&mut reader, &mut data)
                 .map_err(|e| io("reading a WAL file from the WAL server", e))?;

@@ -491,10 +491,16 @@ pub fn stop_all() -> Vec<String> {
             .into_iter()
             .map(|(_, line)| line),
     );
-    let filling = FILLING
-        .lock()
-        .map(|mut l| std::mem::take(&mut *l))
-        .unwrap_or_default();
+    // the unpack stops at its next file once it sees the interrupt: wait for it (a while)
+    // so that nothing is written into the directory after it was cleared
+    let filling = FILLING.lock().map(|l| l.clone()).unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !filling.is_empty()
+        && std::time::Instant::now() < deadline
+        && FILLING.lock().is_ok_and(|l| !l.is_empty())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     for (dir, created) in filling {
         clear_dir(&dir, created);
         said.push(format!(
