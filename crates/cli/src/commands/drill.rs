@@ -117,15 +117,7 @@ impl DrillCmd {
             .hint("leave out --since/--until, or use --pick random or latest")
             .into());
         }
-        if let (Some(since), Some(until)) = (self.since, self.until) {
-            if since > until {
-                return Err(lifeboat_core::Error::config(format!(
-                    "--since ({since}) is after --until ({until})"
-                ))
-                .hint("swap them")
-                .into());
-            }
-        }
+        super::since_before_until(self.since, self.until)?;
         if self.target_time.is_some() && self.kind != BackupKind::Physical {
             return Err(
                 lifeboat_core::Error::config("--target-time is for physical drills")

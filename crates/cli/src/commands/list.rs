@@ -97,16 +97,7 @@ pub(crate) fn unknown_name(
 impl ListCmd {
     /// Prints the matching backups, oldest first.
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
-        if let (Some(since), Some(until)) = (self.since, self.until) {
-            if since > until {
-                // an empty list would read as "no backups then"
-                return Err(lifeboat_core::Error::config(format!(
-                    "--since ({since}) is after --until ({until})"
-                ))
-                .hint("swap them")
-                .into());
-            }
-        }
+        super::since_before_until(self.since, self.until)?;
         let repo = ctx.open()?;
         let filter = ListFilter {
             source: self.source.clone(),

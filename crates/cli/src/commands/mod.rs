@@ -93,6 +93,25 @@ fn zoned(
     }
 }
 
+/// Refuses `--since` after `--until`: an empty result would read as "nothing then".
+///
+/// # Errors
+///
+/// A configuration error saying so.
+pub fn since_before_until(
+    since: Option<jiff::Timestamp>,
+    until: Option<jiff::Timestamp>,
+) -> anyhow::Result<()> {
+    match (since, until) {
+        (Some(since), Some(until)) if since > until => Err(lifeboat_core::Error::config(format!(
+            "--since ({since}) is after --until ({until})"
+        ))
+        .hint("swap them")
+        .into()),
+        _ => Ok(()),
+    }
+}
+
 /// Like [`parse_time`], for the end of a period (`--until`, `--to`): a bare date means the
 /// end of that day (its last nanosecond, 23:59:59.999999999), because the bounds are compared
 /// inclusively and `--until 2026-12-05` must keep the backups of 5 December.

@@ -75,6 +75,29 @@ pub struct DrillSummary {
     pub extrapolation_misses_rto: bool,
 }
 
+impl DrillSummary {
+    /// The achieved RTO in words, or `not achieved` for a restore that did not complete
+    /// (its seconds are a failure's, not a recovery time).
+    #[must_use]
+    pub fn rto_words(&self) -> String {
+        self.achieved(self.rto_secs)
+    }
+
+    /// The achieved RPO in words, as [`DrillSummary::rto_words`].
+    #[must_use]
+    pub fn rpo_words(&self) -> String {
+        self.achieved(self.rpo_secs)
+    }
+
+    fn achieved(&self, secs: f64) -> String {
+        if self.not_achieved {
+            "not achieved".to_string()
+        } else {
+            human_secs(secs, 0)
+        }
+    }
+}
+
 impl From<&DrillReport> for DrillSummary {
     fn from(r: &DrillReport) -> Self {
         Self {

@@ -998,18 +998,8 @@ pub fn markdown(p: &EvidencePack) -> String {
             d.evidence_error.as_ref().map_or_else(String::new, |_| {
                 " (evidence not published outside the repository)".to_string()
             }),
-            // a restore that did not complete achieved no time (its RTO would be a
-            // short time to failure)
-            if d.not_achieved {
-                "not achieved".to_string()
-            } else {
-                secs(d.rto_secs)
-            },
-            if d.not_achieved {
-                "not achieved".to_string()
-            } else {
-                secs(d.rpo_secs)
-            }
+            d.rto_words(),
+            d.rpo_words()
         );
     }
     if p.drills.is_empty() {
@@ -1078,6 +1068,35 @@ mod tests {
             prev: String::new(),
             hash: format!("{seq:064x}"),
             extra: Default::default(),
+        }
+    }
+
+    /// A pack of nothing for `config`, made `now`.
+    fn empty_pack(config: &Config, now: Timestamp) -> EvidencePack {
+        EvidencePack {
+            asked: None,
+            from: now,
+            to: now,
+            generated_at: now,
+            repository: "/r".into(),
+            backups: Vec::new(),
+            failures: BTreeMap::new(),
+            unlogged_backups: Vec::new(),
+            successes: BTreeMap::new(),
+            drills: Vec::new(),
+            undrilled: BTreeMap::new(),
+            objectives: BTreeMap::new(),
+            logical_rpo: BTreeMap::new(),
+            wal: Vec::new(),
+            retention: retention_lines(config),
+            copies: copies::destinations(config),
+            audit: audit::verify_entries(&[], None),
+            external_head: None,
+            external_head_lags: None,
+            evidence_problems: Vec::new(),
+            damaged: Vec::new(),
+            verifications: Vec::new(),
+            log_begins: None,
         }
     }
 
@@ -1217,35 +1236,16 @@ mod tests {
             d
         };
         let pack = EvidencePack {
-            asked: None,
-            from: now,
-            to: now,
-            generated_at: now,
-            repository: "/r".into(),
-            backups: Vec::new(),
-            failures: BTreeMap::new(),
-            unlogged_backups: Vec::new(),
-            successes: BTreeMap::new(),
             drills: vec![
                 drill("d1", BackupKind::Logical, 86400.0),
                 drill("d2", BackupKind::Physical, 3600.0),
             ],
-            undrilled: BTreeMap::new(),
             objectives: BTreeMap::from([(
                 "app".to_string(),
                 (Some("2h".into()), Some("1h".into())),
             )]),
             logical_rpo: BTreeMap::from([("app".to_string(), "24h".to_string())]),
-            wal: Vec::new(),
-            retention: retention_lines(&config),
-            copies: copies::destinations(&config),
-            audit: audit::verify_entries(&[], None),
-            external_head: None,
-            external_head_lags: None,
-            evidence_problems: Vec::new(),
-            damaged: Vec::new(),
-            verifications: Vec::new(),
-            log_begins: None,
+            ..empty_pack(&config, now)
         };
         let m = markdown(&pack);
         assert!(m.contains("| app (logical drills) | 2h | 24h | 1 |"), "{m}");
@@ -1281,31 +1281,7 @@ retention = { last = 7, hourly = 24, daily = 30, weekly = 8, monthly = 12, yearl
 "#;
         let config = Config::parse(text, "lifeboat.toml").unwrap();
         let now = Timestamp::now();
-        let pack = EvidencePack {
-            asked: None,
-            from: now,
-            to: now,
-            generated_at: now,
-            repository: "/r".into(),
-            backups: Vec::new(),
-            failures: BTreeMap::new(),
-            unlogged_backups: Vec::new(),
-            successes: BTreeMap::new(),
-            drills: Vec::new(),
-            undrilled: BTreeMap::new(),
-            objectives: BTreeMap::new(),
-            logical_rpo: BTreeMap::new(),
-            wal: Vec::new(),
-            retention: retention_lines(&config),
-            copies: copies::destinations(&config),
-            audit: audit::verify_entries(&[], None),
-            external_head: None,
-            external_head_lags: None,
-            evidence_problems: Vec::new(),
-            damaged: Vec::new(),
-            verifications: Vec::new(),
-            log_begins: None,
-        };
+        let pack = empty_pack(&config, now);
         // a configured source without a single backup is a row of its own
         let m = markdown(&EvidencePack {
             objectives: BTreeMap::from([("newsrc".to_string(), (Some("1h".into()), None))]),

@@ -513,16 +513,8 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
                 d.drill,
                 d.finished_at.strftime("%Y-%m-%d"),
                 if d.passed { "passed" } else { "**FAILED**" },
-                if d.not_achieved {
-                    "not achieved (the restore did not complete)".to_string()
-                } else {
-                    fmt_secs(d.rto_secs)
-                },
-                if d.not_achieved {
-                    "not achieved".to_string()
-                } else {
-                    fmt_secs(d.rpo_secs)
-                }
+                d.rto_words(),
+                d.rpo_words()
             ),
             None => writeln!(
                 m,
