@@ -142,7 +142,7 @@ pub(crate) fn sweep(base: &Path) -> Vec<String> {
         }
         if std::fs::remove_dir_all(&dir).is_ok() {
             said.push(format!(
-                "removed {}{stopped}, left by a lifeboat run that was killed",
+                "removed {}{stopped}, left by a lifeboat run that ended before it could remove it (killed, or interrupted while it was still writing there)",
                 dir.display()
             ));
         }
