@@ -160,6 +160,11 @@ pub struct EvidencePack {
     /// Each `verify` of the period, from the audit log: when, how much, what it read.
     #[serde(default)]
     pub verifications: Vec<VerificationLine>,
+    /// Each restore of the period, from the audit log (`time`, `ok`, its entry's words:
+    /// which backup, where to, how long, whether it was verified): the recoveries done,
+    /// drills aside.
+    #[serde(default)]
+    pub restores: Vec<(Timestamp, bool, String)>,
     /// When the repository's audit log begins (its first entry): nothing before it can be
     /// shown from this repository.
     pub log_begins: Option<Timestamp>,
@@ -618,6 +623,11 @@ pub fn evidence_pack(
         external_head_lags,
         evidence_problems,
         verifications: verification_lines(&entries, from, to),
+        restores: entries
+            .iter()
+            .filter(|e| e.action == "restore" && within(e.time, from, to))
+            .map(|e| (e.time, e.outcome == "ok", e.details.clone()))
+            .collect(),
         damaged,
         log_begins: entries.first().map(|e| e.time),
     })
@@ -913,6 +923,18 @@ pub fn markdown(p: &EvidencePack) -> String {
             );
         }
     }
+    if !p.restores.is_empty() {
+        let _ = writeln!(m, "\nRestores in the period (drills aside):\n");
+        for (t, ok, details) in &p.restores {
+            let _ = writeln!(
+                m,
+                "- {} {}: {}",
+                t.strftime("%Y-%m-%d %H:%M UTC"),
+                if *ok { "restored" } else { "**failed**" },
+                super::evidence::md_text(details)
+            );
+        }
+    }
     if !p.damaged.is_empty() {
         let _ = writeln!(
             m,
@@ -1096,6 +1118,7 @@ mod tests {
             evidence_problems: Vec::new(),
             damaged: Vec::new(),
             verifications: Vec::new(),
+            restores: Vec::new(),
             log_begins: None,
         }
     }
@@ -1251,6 +1274,27 @@ mod tests {
         assert!(m.contains("| app (logical drills) | 2h | 24h | 1 |"), "{m}");
         assert!(m.contains("| app (physical drills) | 2h | 1h | 1 |"), "{m}");
         assert!(!m.contains("(changed in the period"), "{m}");
+    }
+
+    #[test]
+    fn restores_of_the_period_are_listed_with_their_entry() {
+        let config = Config::parse("", "c").unwrap();
+        let now = Timestamp::now();
+        let pack = EvidencePack {
+            restores: vec![
+                (now, true, "source app: backup 1234abcd of \"app\" into database \"app_check\" (...): restored in 3.0s".into()),
+                (now, false, "restore of backup 1234abcd: interrupted".into()),
+            ],
+            ..empty_pack(&config, now)
+        };
+        let m = markdown(&pack);
+        assert!(m.contains("Restores in the period"), "{m}");
+        assert!(m.contains(" restored: source app: backup 1234abcd"), "{m}");
+        assert!(
+            m.contains(" **failed**: restore of backup 1234abcd: interrupted"),
+            "{m}"
+        );
+        assert!(!markdown(&empty_pack(&config, now)).contains("Restores in the period"));
     }
 
     #[test]
