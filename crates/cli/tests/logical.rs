@@ -838,6 +838,11 @@ fn a_multi_database_source_needs_database_to_restore_and_has_stats_per_database(
         book.contains("no passed logical drill, so no measured RTO, for `b`"),
         "{book}"
     );
+    assert!(
+        book.contains("- all databases one after the other (a host loss): ")
+            && book.contains(" and the databases never drilled"),
+        "{book}"
+    );
     // the evidence pack has a line per database
     let pack: serde_json::Value = serde_json::from_str(&ok(lb(&cfg).args([
         "--json",

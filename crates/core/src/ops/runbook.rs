@@ -462,6 +462,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
                 // one database's drill says nothing of another's restore time: each its
                 // own, and the ones never drilled named
                 let mut never = Vec::new();
+                let mut total = 0.0;
                 for db in &dbs {
                     let drilled = drills.iter().rev().find(|d| {
                         d.source == src.name
@@ -474,6 +475,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
                     });
                     match drilled {
                         Some(d) => {
+                            total += d.rto_secs;
                             let _ = writeln!(
                                 m,
                                 "- last measured RTO of a {kind} restore of `{db}`: {} (drill {} on {}, passed)",
@@ -484,6 +486,19 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
                         }
                         None => never.push(format!("`{db}`")),
                     }
+                }
+                // a host loss restores them one after the other: their times add up
+                if dbs.len() > 1 && never.len() < dbs.len() {
+                    let _ = writeln!(
+                        m,
+                        "- all databases one after the other (a host loss): {}{}",
+                        fmt_secs(total),
+                        if never.is_empty() {
+                            String::new()
+                        } else {
+                            " and the databases never drilled".to_string()
+                        }
+                    );
                 }
                 if !never.is_empty() {
                     let _ = writeln!(
