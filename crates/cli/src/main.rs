@@ -629,6 +629,7 @@ fn main() {
             return;
         }
         INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+        progress::clear_for_exit();
         for line in lifeboat_core::sources::postgres::cluster::stop_all() {
             eprintln!("lifeboat: {line}");
         }

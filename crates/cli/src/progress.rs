@@ -72,6 +72,31 @@ fn refresh() {
     }
 }
 
+/// Takes every bar off the terminal for good: an interrupt's messages and the shell's
+/// prompt come after it, never after a last frame.
+pub fn clear_for_exit() {
+    if let Some(s) = SHOWN.get() {
+        if let Ok(bars) = s.bars.lock() {
+            for (pb, _) in bars.iter() {
+                pb.finish_and_clear();
+            }
+        }
+        let _ = s.multi.clear();
+        s.multi.set_draw_target(ProgressDrawTarget::hidden());
+    }
+}
+
+/// Whether one of lifeboat's own spinners is turning (it says the step; rustic's bars for
+/// the repository work under it would only flicker below).
+fn spinner_turning() -> bool {
+    SHOWN.get().is_some_and(|s| {
+        s.bars.lock().is_ok_and(|b| {
+            b.iter()
+                .any(|(pb, words)| !words.is_empty() && !pb.is_finished())
+        })
+    })
+}
+
 /// Writes lifeboat's own output with the bars, if any, out of the way: a line printed
 /// while a spinner turns would otherwise be drawn over (or leave a stale frame above it).
 pub fn print_above(write: impl FnOnce()) {
@@ -186,7 +211,8 @@ impl ProgressBars for Bars {
         // rustic's bars for lifeboat's incidental writes (a pending snapshot replaced, a
         // report stored after the work): not the step the operator waits for
         let incidental = prefix.starts_with("removing snapshots")
-            || (prefix.starts_with("backing up") && lifeboat_core::status::now().is_none());
+            || (prefix.starts_with("backing up") && lifeboat_core::status::now().is_none())
+            || spinner_turning();
         if !self.visible || incidental {
             return Progress::hidden();
         }

@@ -386,6 +386,11 @@ fn drills_fail_and_name_the_failing_check() {
         !started.exists(),
         "a hook ran after a failed one before the checks"
     );
+    assert!(
+        out.contains("FAIL hook before checks: exit 3")
+            && out.contains("the 1 hook(s) after the checks were not run either"),
+        "{out}"
+    );
     // a sequence set back by a hook: the batch of sequence checks names it
     let (code, out, err) = run(lb(&cfg).args([
         "drill",

@@ -94,6 +94,9 @@ impl VerifyCmd {
         };
         let repo = ctx.open_logged("verify", &what)?;
         let ids = if self.latest {
+            if let Some(e) = super::list::unknown_name(ctx, &repo, self.source.as_deref(), None)? {
+                return Err(e.into());
+            }
             newest_run(&repo, self.source.as_deref())?
         } else {
             self.ids.clone()

@@ -120,9 +120,21 @@ fn source_name(ctx: &Ctx, source: Option<&str>, writing: bool) -> anyhow::Result
 /// server still running from before an upgrade keeps serving; without any repository
 /// location only that older name.
 fn sockets(ctx: &Ctx, source: &str, given: Option<&Path>) -> Vec<PathBuf> {
+    // one given that is gone (the restore that served a recovery has ended, its socket
+    // still in the restored server's environment) leaves the default ones to try
+    let mut first = Vec::new();
     if let Some(s) = given {
-        return vec![s.to_path_buf()];
+        if s.exists() {
+            return vec![s.to_path_buf()];
+        }
+        first.push(s.to_path_buf());
     }
+    first.extend(default_sockets(ctx, source));
+    first
+}
+
+/// The default sockets of `source`'s `wal serve` (see [`sockets`]).
+fn default_sockets(ctx: &Ctx, source: &str) -> Vec<PathBuf> {
     match ctx.repo_location() {
         Ok(location) => {
             let mut v = vec![spool::default_socket(source, &location)];

@@ -1148,17 +1148,6 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                     .chain(&opts.hooks_before_checks)
                     .cloned()
                     .collect();
-                let mut early_failed = false;
-                if post.is_ok() && !early.is_empty() {
-                    let hooks = clock.time("hooks before checks", || {
-                        run_hooks(&conn, &restored_db, &early, hook_timeout(src), &mut groups)
-                    });
-                    early_failed = hooks.iter().any(|c| !c.ok);
-                    checks.extend(hooks);
-                }
-                let compared = clock.time("checks", || {
-                    truth_checks(&conn, &restored_db, &truth, opts.jobs)
-                });
                 checks.push(Check {
                     name: "pg_restore".into(),
                     ok: post.is_ok(),
@@ -1168,6 +1157,27 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                         }
                         Err(e) => e.to_string(),
                     },
+                });
+                let mut early_failed = false;
+                if post.is_ok() && !early.is_empty() {
+                    let mut hooks = clock.time("hooks before checks", || {
+                        run_hooks(&conn, &restored_db, &early, hook_timeout(src), &mut groups)
+                    });
+                    for h in &mut hooks {
+                        h.name = h.name.replacen("hook: ", "hook before checks: ", 1);
+                    }
+                    early_failed = hooks.iter().any(|c| !c.ok);
+                    let later = src.drill.hooks.len() + opts.hooks.len();
+                    if let (true, Some(last), true) = (early_failed, hooks.last_mut(), later > 0) {
+                        last.detail = format!(
+                            "{}\n(the {later} hook(s) after the checks were not run either)",
+                            last.detail
+                        );
+                    }
+                    checks.extend(hooks);
+                }
+                let compared = clock.time("checks", || {
+                    truth_checks(&conn, &restored_db, &truth, opts.jobs)
                 });
                 checks.extend(compared);
                 if post.is_ok() {

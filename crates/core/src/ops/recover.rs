@@ -895,7 +895,7 @@ pub fn recover(repo: &Repo, store: &WalStore, opts: &RecoverOptions) -> Result<R
     let result = recover_inner(repo, store, opts);
     let details = match &result {
         Ok(r) => format!(
-            "source {}: physical backup {} into {} up to {}{}",
+            "source {}: physical backup {} into {} up to {}{}; unpacked in {:.1}s{}",
             r.backup.meta.source,
             r.backup.short_id(),
             r.to_dir.display(),
@@ -904,7 +904,15 @@ pub fn recover(repo: &Repo, store: &WalStore, opts: &RecoverOptions) -> Result<R
                 .as_ref()
                 .and_then(|p| p.lsn.clone())
                 .map(|l| format!(", reached {l}"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            r.fetch_secs,
+            match (r.replay_secs, &r.reached) {
+                (Some(secs), Some(p)) => format!(
+                    ", WAL replayed in {secs:.1}s ({} file(s) served by lifeboat)",
+                    p.wal_served
+                ),
+                _ => ", not started".to_string(),
+            }
         ),
         Err(e) => format!(
             "source {}: physical restore into {}: {e}",
@@ -1246,10 +1254,10 @@ fn serve_recovery(
     user: Option<&str>,
     segment_size: u64,
 ) -> Option<wal::spool::Serving> {
-    // a server the operator named is the one the restored server inherits; and one that
-    // keeps archiving would keep the socket in its environment after promotion, its
-    // pushes missing the operator's `wal serve` for good
-    if std::env::var_os("LIFEBOAT_WAL_SOCKET").is_some() || opts.keep_archiving {
+    // a server the operator named is the one the restored server inherits (a promoted
+    // server keeps the socket given here in its environment: once it is gone, its
+    // `wal-push` turns to the default socket of `wal serve`)
+    if std::env::var("LIFEBOAT_WAL_SOCKET").is_ok_and(|s| std::path::Path::new(&s).exists()) {
         return None;
     }
     let store = WalStore::new(repo, &opts.source).ok()?;

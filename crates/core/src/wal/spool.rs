@@ -460,9 +460,22 @@ impl Server {
     /// hold a root process's memory or threads.
     fn handle_guest(self: &Arc<Self>, stream: &UnixStream) {
         use std::io::Read;
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(60)));
+        let read_request = || {
+            let mut line = String::new();
+            BufReader::new(stream.take(4096))
+                .read_line(&mut line)
+                .is_ok_and(|n| n > 0 && line.ends_with('\n'))
+                .then_some(line)
+        };
         if self.guests.fetch_add(1, Ordering::SeqCst) >= MAX_GUESTS {
             self.guests.fetch_sub(1, Ordering::SeqCst);
-            let _ = (&*stream).write_all(b"OK alone\n");
+            // read first: a client still writing its request takes an early close for a
+            // broken server, not for "work alone"
+            if read_request().is_some() {
+                let _ = (&*stream).write_all(b"OK alone\n");
+            }
             return;
         }
         struct Left<'a>(&'a std::sync::atomic::AtomicUsize);
@@ -472,15 +485,9 @@ impl Server {
             }
         }
         let _left = Left(&self.guests);
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-        let _ = stream.set_write_timeout(Some(Duration::from_secs(600)));
-        let mut line = String::new();
-        if !BufReader::new(stream.take(4096))
-            .read_line(&mut line)
-            .is_ok_and(|n| n > 0 && line.ends_with('\n'))
-        {
+        let Some(line) = read_request() else {
             return;
-        }
+        };
         let (reply, data) = self.answer_guest(line.trim_end());
         if (&*stream)
             .write_all(format!("{reply}\n").as_bytes())
@@ -708,7 +715,13 @@ fn run(listener: &UnixListener, server: &Arc<Server>, socket: &Path, stop: &Atom
     // no new requests; the ones under way finish (a fetch cut off would stop a recovery,
     // a push cut off would leave a temporary file), for a while
     let _ = std::fs::remove_file(socket);
-    let deadline = std::time::Instant::now() + DRAIN;
+    // a recovery that is over needs no fetch finished; a service's pushes do
+    let deadline = std::time::Instant::now()
+        + if server.guest_uid.is_some() || !server.journal {
+            Duration::from_secs(2)
+        } else {
+            DRAIN
+        };
     while busy.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -849,9 +862,20 @@ fn request(socket: &Path, line: &str) -> Result<Option<(String, BufReader<UnixSt
         );
         return Ok(None);
     }
-    (&stream)
-        .write_all(format!("{line}\n").as_bytes())
-        .map_err(|e| io("talking to the WAL server", e))?;
+    // a server that closed before it took the request (busy, stopping) did nothing of
+    // it: working alone is safe, where failing would stop PostgreSQL's recovery
+    match (&stream).write_all(format!("{line}\n").as_bytes()) {
+        Ok(()) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(io("talking to the WAL server", e)),
+    }
     let mut reply = String::new();
     let mut reader = BufReader::new(stream);
     reader
