@@ -455,7 +455,8 @@ fn drills_fail_and_name_the_failing_check() {
     ]));
     assert_eq!(code, 4, "{out}{err}");
     assert!(
-        err.contains("no logical backup to drill finished between 2000-01-01 00:00:00 UTC and 2000-01-31 23:59:59"),
+        err.contains("no logical backup to drill finished between 2000-01-01 00:00:00 UTC and 2000-01-31 23:59:59")
+            && err.contains("widen --since/--until"),
         "{err}"
     );
     // the seeds' monthly test: a random backup (only one here, so it must be that one)

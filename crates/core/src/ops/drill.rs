@@ -362,7 +362,11 @@ fn pick_backup(
     let window = in_window(all.clone(), opts);
     let missing = || {
         let e = no_backup(src);
-        let hint = e.hint_text().unwrap_or_default().to_string();
+        let hint = if opts.since.is_some() || opts.until.is_some() {
+            "widen --since/--until (`lifeboat list --kind logical` shows when the backups were taken)".to_string()
+        } else {
+            e.hint_text().unwrap_or_default().to_string()
+        };
         Error::not_found(format!("{}{}", e.message(), window_text(opts))).hint(hint)
     };
     let chosen = match &opts.pick {
