@@ -102,7 +102,10 @@ fn verify_without_ids_says_what_to_give() {
     std::fs::write(&cfg, "").unwrap();
     let (code, _, err) = run(lb(&cfg).arg("verify"));
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("hint: give backup ids or --all"), "{err}");
+    assert!(
+        err.contains("hint: give backup ids, --latest (the newest run) or --all"),
+        "{err}"
+    );
 }
 
 #[test]
