@@ -18,8 +18,14 @@ pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
 /// else (see the `println!` of this crate).
 pub fn write_out(args: std::fmt::Arguments) {
     use std::io::Write;
+    // only a terminal shares its screen with the bars: a pipe is written without holding
+    // the display (a reader that stalls must not keep an interrupt from clearing it)
     let mut written = Ok(());
-    crate::progress::print_above(|| written = std::io::stdout().lock().write_fmt(args));
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        crate::progress::print_above(|| written = std::io::stdout().lock().write_fmt(args));
+    } else {
+        written = std::io::stdout().lock().write_fmt(args);
+    }
     if let Err(e) = written {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             // `lifeboat wal status | head -3`: the reader left; stop quietly as a tool
