@@ -29,13 +29,17 @@ struct Shown {
 
 static SHOWN: OnceLock<Shown> = OnceLock::new();
 
+/// Set by [`clear_for_exit`]: the display stays off (a hook that ends during the
+/// interrupt's clean-up must not bring it back).
+static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Hides the display while other processes write to the terminal, shows it again after.
 fn others_writing(writing: bool) {
     if let Some(s) = SHOWN.get() {
         if writing {
             let _ = s.multi.clear();
             s.multi.set_draw_target(ProgressDrawTarget::hidden());
-        } else {
+        } else if !EXITING.load(std::sync::atomic::Ordering::SeqCst) {
             s.multi.set_draw_target(ProgressDrawTarget::stderr());
         }
     }
@@ -75,6 +79,7 @@ fn refresh() {
 /// Takes every bar off the terminal for good: an interrupt's messages and the shell's
 /// prompt come after it, never after a last frame.
 pub fn clear_for_exit() {
+    EXITING.store(true, std::sync::atomic::Ordering::SeqCst);
     if let Some(s) = SHOWN.get() {
         if let Ok(bars) = s.bars.lock() {
             for (pb, _) in bars.iter() {
