@@ -480,11 +480,7 @@ impl RestoreCmd {
             .hint("to stop at the target, leave out --latest (the newest backup before the target is taken)")
             .into());
         }
-        if a.exclusive
-            && a.target_time.is_none()
-            && a.target_lsn.is_none()
-            && a.target_xid.is_none()
-        {
+        if a.exclusive && !targeted {
             return Err(Error::config(
                 "--exclusive stops just before a --target-time, --target-lsn or --target-xid, and none is given",
             )

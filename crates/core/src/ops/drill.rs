@@ -670,7 +670,7 @@ fn host_tag() -> String {
 /// host left when it was killed outright (its process is gone), and names the others
 /// older than a day that no drill is using (another host's, or from before the names
 /// said whose): a full copy of production left there is a finding, not clutter.
-fn sweep_scratch_server(conn: &PgConn) {
+fn sweep_scratch_server(conn: &PgConn, mine: &str) {
     let Ok(rows) = conn.query(
         "postgres",
         "select datname || '|' || (select count(*) from pg_stat_activity a where a.datname = d.datname) \
@@ -678,7 +678,6 @@ fn sweep_scratch_server(conn: &PgConn) {
     ) else {
         return;
     };
-    let mine = host_tag();
     let cutoff = Timestamp::now() - jiff::SignedDuration::from_hours(24);
     for row in rows.lines() {
         let Some((db, sessions)) = row.rsplit_once('|') else {
@@ -697,7 +696,7 @@ fn sweep_scratch_server(conn: &PgConn) {
         };
         // no session on it either: a drill whose process is gone uses it no more (and a
         // plain DROP refuses one that is in use after all)
-        if host == Some(mine.as_str()) && pid.is_some_and(dead) && sessions.trim() == "0" {
+        if host == Some(mine) && pid.is_some_and(dead) && sessions.trim() == "0" {
             let dropped = conn.query(
                 "postgres",
                 &format!("DROP DATABASE IF EXISTS {}", ident(db)),
@@ -910,23 +909,26 @@ fn usage_mistake(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Option
 
 /// An empty assertion or hook (`--check ""`): it would fail the drill at its end.
 fn empty_command(src: &SourceConfig, opts: &DrillOptions) -> Option<Error> {
-    let assertions = src.drill.checks.iter().chain(&opts.checks);
-    let hooks = (src.drill.hooks.iter().chain(&opts.hooks)).chain(
-        src.drill
-            .hooks_before_checks
-            .iter()
-            .chain(&opts.hooks_before_checks),
-    );
-    if assertions.clone().any(|c| c.trim().is_empty()) {
+    if src
+        .drill
+        .checks
+        .iter()
+        .chain(&opts.checks)
+        .any(|c| c.trim().is_empty())
+    {
         return Some(
             Error::config("an assertion is empty").hint(
                 "give SQL that returns true, e.g. --check \"select count(*) > 0 from users\"",
             ),
         );
     }
-    hooks.clone().any(|h| h.trim().is_empty()).then(|| {
-        Error::config("a hook is empty").hint("give the shell command to run, or leave it out")
-    })
+    hooks_before(src, opts)
+        .iter()
+        .chain(&hooks_after(src, opts))
+        .any(|h| h.trim().is_empty())
+        .then(|| {
+            Error::config("a hook is empty").hint("give the shell command to run, or leave it out")
+        })
 }
 
 /// A `--report-dir` the report could not be written into (a file, a directory that
@@ -1053,12 +1055,13 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
     // which host and process made it (a run killed outright leaves it: the next drill
     // from this host drops it)
     let restored_db = if on_server {
-        sweep_scratch_server(&target.conn());
+        let tag = host_tag();
+        sweep_scratch_server(&target.conn(), &tag);
         // the random part keeps two drills started in the same second apart
         format!(
             "lifeboat_drill_{}_{}_{}_{:06x}",
             started_at.strftime("%Y%m%d%H%M%S"),
-            host_tag(),
+            tag,
             std::process::id(),
             rand::random::<u32>() & 0xff_ffff
         )
@@ -1145,13 +1148,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                 // hooks that change the copy on purpose before it is compared; the others
                 // (a migration rewrites alembic_version, an application writes its
                 // sessions) after, so that their changes are not taken for a bad backup
-                let early: Vec<String> = src
-                    .drill
-                    .hooks_before_checks
-                    .iter()
-                    .chain(&opts.hooks_before_checks)
-                    .cloned()
-                    .collect();
+                let early = hooks_before(src, opts);
                 checks.push(Check {
                     name: "pg_restore".into(),
                     ok: post.is_ok(),
@@ -1165,13 +1162,16 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                 let mut early_failed = false;
                 if post.is_ok() && !early.is_empty() {
                     let mut hooks = clock.time("hooks before checks", || {
-                        run_hooks(&conn, &restored_db, &early, hook_timeout(src), &mut groups)
+                        run_hooks(
+                            &conn,
+                            &restored_db,
+                            ("hook before checks", &early),
+                            hook_timeout(src),
+                            &mut groups,
+                        )
                     });
-                    for h in &mut hooks {
-                        h.name = h.name.replacen("hook: ", "hook before checks: ", 1);
-                    }
                     early_failed = hooks.iter().any(|c| !c.ok);
-                    let later = src.drill.hooks.len() + opts.hooks.len();
+                    let later = hooks_after(src, opts).len();
                     if let (true, Some(last), true) = (early_failed, hooks.last_mut(), later > 0) {
                         last.detail = format!(
                             "{}\n(the {later} hook(s) after the checks were not run either)",
@@ -1741,7 +1741,21 @@ pub(crate) fn phase_words(name: &str) -> String {
     .to_string()
 }
 
-/// Runs the source's `drill.hooks`, then the drill's own (see [`run_hooks`]).
+/// The hooks run before the comparison with the backup: the source's
+/// `drill.hooks_before_checks`, then the drill's own.
+pub(crate) fn hooks_before(src: &SourceConfig, opts: &DrillOptions) -> Vec<String> {
+    (src.drill.hooks_before_checks.iter())
+        .chain(&opts.hooks_before_checks)
+        .cloned()
+        .collect()
+}
+
+/// The hooks run after it: the source's `drill.hooks`, then the drill's own.
+pub(crate) fn hooks_after(src: &SourceConfig, opts: &DrillOptions) -> Vec<String> {
+    src.drill.hooks.iter().chain(&opts.hooks).cloned().collect()
+}
+
+/// Runs [`hooks_after`] (see [`run_hooks`]).
 pub(crate) fn run_source_hooks(
     src: &SourceConfig,
     opts: &DrillOptions,
@@ -1749,8 +1763,8 @@ pub(crate) fn run_source_hooks(
     database: &str,
     groups: &mut HookGroups,
 ) -> Vec<Check> {
-    let hooks: Vec<String> = src.drill.hooks.iter().chain(&opts.hooks).cloned().collect();
-    run_hooks(conn, database, &hooks, hook_timeout(src), groups)
+    let hooks = hooks_after(src, opts);
+    run_hooks(conn, database, ("hook", &hooks), hook_timeout(src), groups)
 }
 
 /// How long one of `src`'s drill hooks may run (`drill.hook_timeout`).
@@ -1762,20 +1776,21 @@ pub(crate) fn hook_timeout(src: &SourceConfig) -> u64 {
         .unwrap_or(HOOK_TIMEOUT_SECS)
 }
 
-/// Runs `hooks` one after the other against `database` on the server `conn` reaches, each
+/// Runs `hooks` (each check named `<label>: <command>`) one after the other against
+/// `database` on the server `conn` reaches, each
 /// in a process group of its own, with `PGHOST`, `PGPORT`, `PGUSER` (those `conn` names),
 /// `PGDATABASE` and the scratch server's password set, and libpq's environment scrubbed
 /// (see [`scrub`]); a hook still running after `timeout_secs` is killed and fails.
 pub(crate) fn run_hooks(
     conn: &PgConn,
     database: &str,
-    hooks: &[String],
+    (label, hooks): (&str, &[String]),
     timeout_secs: u64,
     groups: &mut HookGroups,
 ) -> Vec<Check> {
     use std::os::unix::process::CommandExt;
     let mut run_one = |h: &String| {
-        let name = format!("hook: {h}");
+        let name = format!("{label}: {h}");
         let mut cmd = std::process::Command::new("sh");
         cmd.arg("-c").arg(h);
         scrub(&mut cmd);
@@ -2124,11 +2139,14 @@ mod tests {
         let checks = run_hooks(
             &conn,
             "app",
-            &[
-                "echo 2".to_string(),
-                "seq 1 25; echo done >&2".to_string(),
-                "true".to_string(),
-            ],
+            (
+                "hook",
+                &[
+                    "echo 2".to_string(),
+                    "seq 1 25; echo done >&2".to_string(),
+                    "true".to_string(),
+                ],
+            ),
             10,
             &mut groups,
         );

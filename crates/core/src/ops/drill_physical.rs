@@ -7,8 +7,8 @@ use jiff::Timestamp;
 
 use super::{
     drill::{
-        assertion, build_report, hook_timeout, rpo_secs, run_hooks, seal, Check, Clock,
-        DrillOptions, DrillReport, HookGroups, Measured, Pick, RpoPoint,
+        assertion, build_report, hook_timeout, hooks_after, hooks_before, rpo_secs, run_hooks,
+        seal, Check, Clock, DrillOptions, DrillReport, HookGroups, Measured, Pick, RpoPoint,
     },
     list::{list, ListFilter},
     recover::{owner, recover_inner, start_and_wait, RecoverOptions, RecoveryTarget, TargetAction},
@@ -299,16 +299,15 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
             // no table is compared with a truth here: the hooks before checks are only
             // the first hooks
             let hooks = clock.time("hooks", || {
-                let hooks: Vec<String> = src
-                    .drill
-                    .hooks_before_checks
-                    .iter()
-                    .chain(&opts.hooks_before_checks)
-                    .chain(&src.drill.hooks)
-                    .chain(&opts.hooks)
-                    .cloned()
-                    .collect();
-                run_hooks(&conn, &database, &hooks, hook_timeout(src), &mut groups)
+                let mut hooks = hooks_before(src, opts);
+                hooks.extend(hooks_after(src, opts));
+                run_hooks(
+                    &conn,
+                    &database,
+                    ("hook", &hooks),
+                    hook_timeout(src),
+                    &mut groups,
+                )
             });
             checks.extend(hooks);
             clock.time("checks", || {

@@ -346,11 +346,20 @@ fn quoted(names: &[&str]) -> String {
         .join(", ")
 }
 
-fn database_exists(conn: &PgConn, db: &str) -> Result<bool> {
-    Ok(conn.query(
+/// Whether `db` exists on the server, and whether it is a template database
+/// (`template1`, `template0`, or one marked so): `None` when it does not exist.
+fn database_state(conn: &PgConn, db: &str) -> Result<Option<bool>> {
+    let row = conn.query(
         "postgres",
-        &format!("select 1 from pg_database where datname = {}", literal(db)),
-    )? == "1")
+        &format!(
+            "select datistemplate from pg_database where datname = {}",
+            literal(db)
+        ),
+    )?;
+    Ok(match row.trim() {
+        "" => None,
+        t => Some(t == "t"),
+    })
 }
 
 /// Counts what a fresh `CREATE DATABASE` does not hold: relations, types, functions and a
@@ -495,17 +504,6 @@ fn free_connections_for(conn: &PgConn, jobs: u32) -> Result<()> {
     }
 }
 
-/// Whether `db` is a template database (`template1`, `template0`, or one marked so).
-fn database_is_template(conn: &PgConn, db: &str) -> Result<bool> {
-    Ok(conn.query(
-        "postgres",
-        &format!(
-            "select 1 from pg_database where datname = {} and datistemplate",
-            literal(db)
-        ),
-    )? == "1")
-}
-
 /// `--clean` alone is refused: dropping objects in a database must be asked for twice.
 fn clean_needs_force(opts: &RestoreOptions) -> Result<()> {
     if opts.clean && !opts.force {
@@ -526,8 +524,9 @@ fn plan_inner(
     let original = backup.meta.database.clone().unwrap_or_default();
     let target = opts.to_database.clone().unwrap_or_else(|| original.clone());
     let conn = PgConn::from_source(src)?;
+    let state = database_state(&conn, &target)?;
     // every database created afterwards would be born with the restored tables
-    if database_is_template(&conn, &target)? {
+    if state == Some(true) {
         return Err(Error::config(format!(
             "database {target:?} is a template: every database created from it afterwards would hold what is restored into it"
         ))
@@ -552,7 +551,7 @@ fn plan_inner(
         }
     }
     free_connections_for(&conn, opts.jobs.max(1))?;
-    let exists = database_exists(&conn, &target)?;
+    let exists = state.is_some();
     if exists && !database_is_empty(&conn, &target)? && !(opts.clean && opts.force) {
         return Err(Error::new(
             ErrorKind::TargetNotEmpty,
@@ -1520,7 +1519,7 @@ fn restore_inner(
     drop(restoring);
     let _comparing = plan
         .verify
-        .then(|| crate::status::doing("comparing every table with the backup-time truth"));
+        .then(|| crate::status::doing(super::drill::phase_words("checks")));
     let comparison = if plan.verify {
         // an overwrite drops and restores the backup's large objects only (pg_restore
         // --clean): the others are compared no more than tables made since are
