@@ -1046,7 +1046,18 @@ fn a_second_timeline_is_archived_and_restored() {
     // the later timeline-1 backup is not on timeline 2's history (as an old primary's after
     // a failover): status warns, and a restore to the latest timeline starts from the one
     // before the branch
-    let (_, _, err) = run(a.lb().args(["wal", "status"]));
+    let (code, out, err) = run(a.lb().args(["wal", "status"]));
+    // the source's server is still on timeline 1: what status calls recoverable is the
+    // copy's history, and it fails saying so
+    assert_eq!(code, 10, "{out}{err}");
+    assert!(
+        err.contains("writes on timeline 1, but the archive's newest timeline 2 left timeline 1")
+            && err.contains("--target-timeline current"),
+        "{err}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&run(a.lb().args(["--json", "wal", "status"])).1).expect("json");
+    assert_eq!(v["archiver"]["timeline"], 1, "{v}");
     assert!(
         err.contains(&format!("physical backup {} is on a timeline", &late[..8])),
         "{err}"
@@ -1176,8 +1187,10 @@ fn a_second_timeline_is_archived_and_restored() {
         "rows written on timeline 2 after its base backup; log:\n{}",
         std::fs::read_to_string(r3.data.join("recovery.log")).unwrap_or_default()
     );
-    // wal status shows both timelines, and the newest backup's chain along timeline 2
-    let out = ok(a.lb().args(["wal", "status"]));
+    // wal status shows both timelines, and the newest backup's chain along timeline 2 (and
+    // fails: the source's server is the one left on timeline 1)
+    let (code, out, err) = run(a.lb().args(["wal", "status"]));
+    assert_eq!(code, 10, "{out}{err}");
     assert!(
         out.contains("timeline 1:") && out.contains("timeline 2:"),
         "{out}"
@@ -1231,7 +1244,11 @@ fn a_second_timeline_is_archived_and_restored() {
         serde_json::from_str(&run(a.lb().args(["--json", "wal", "status"])).1).expect("json");
     assert_eq!(v["without_history"][0], 2, "{v}");
     std::fs::rename(&aside, &history).expect("put it back");
-    ok(a.lb().args(["wal", "status"]));
+    let (code, out, err) = run(a.lb().args(["wal", "status"]));
+    assert!(!out.contains("but no 00000002.history"), "{out}");
+    // the source is still the server left on timeline 1
+    assert_eq!(code, 10, "{out}{err}");
+    assert!(err.contains("writes on timeline 1"), "{err}");
 }
 
 /// A new local repository whose source has no reachable server: for WAL pushed by hand.

@@ -373,8 +373,8 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
     if !ctx.json {
         for k in latest_timeline.kept_writing(&st.timelines, seg_size)? {
             eprintln!(
-                "warning: timeline {} has WAL archived up to {}, past LSN {} where timeline {} branched off it: a server kept writing on timeline {} after the promotion (the old primary after a failover?); stop it and its archiving: its writes after the branch are in no restore to the latest timeline",
-                k.timeline, k.last, k.switch, k.child, k.timeline
+                "warning: timeline {} has WAL archived up to {}, past LSN {} where timeline {} branched off it: a server kept writing on timeline {} after the promotion (the old primary after a failover, or production while a restored copy promoted on timeline {} archives here); its writes after the branch are in no restore to the latest timeline",
+                k.timeline, k.last, k.switch, k.child, k.timeline, k.child
             );
         }
     }
@@ -411,8 +411,9 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
         return verdict(
             &st,
             &store,
+            &latest_timeline,
             server.ok().as_ref(),
-            &super::restore::archive_command(ctx, &name)?,
+            (&name, &super::restore::archive_command(ctx, &name)?),
         );
     }
     println!("WAL archive of source {name} at {}", st.location);
@@ -526,8 +527,9 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
     verdict(
         &st,
         &store,
+        &latest_timeline,
         server.ok().as_ref(),
-        &super::restore::archive_command(ctx, &name)?,
+        (&name, &super::restore::archive_command(ctx, &name)?),
     )
 }
 
@@ -583,8 +585,9 @@ fn print_archiver(a: &ArchiverState) {
 fn verdict(
     st: &wal::WalStatus,
     store: &WalStore,
+    latest_timeline: &wal::status::LatestTimeline,
     archiver: Option<&ArchiverState>,
-    archive_command: &str,
+    (name, archive_command): (&str, &str),
 ) -> anyhow::Result<()> {
     if st.reachable.as_ref().is_some_and(|r| !r.consistent) {
         return Err(lifeboat_core::Error::new(
@@ -611,6 +614,22 @@ fn verdict(
         )
         .hint("push the history file from the promoted server's pg_wal with `lifeboat wal-push`, then take a physical backup")
         .into());
+    }
+    // the archive's newest timeline is not the server's: what the lines above call
+    // recoverable is another server's history
+    if let Some(server_tl) = archiver.and_then(|a| a.timeline) {
+        if let Some((newest, switch)) = latest_timeline.left(server_tl, wal::Lsn(u64::MAX))? {
+            return Err(lifeboat_core::Error::new(
+                ErrorKind::CheckFailed,
+                format!(
+                    "the server of source {name} writes on timeline {server_tl}, but the archive's newest timeline {newest} left timeline {server_tl} at LSN {switch}: a restore to the latest point follows timeline {newest}, not this server's writes since then"
+                ),
+            )
+            .hint(format!(
+                "if this server is the primary, a restored copy promoted on timeline {newest} archives into this repository: stop its archiving (on the copy: ALTER SYSTEM SET archive_mode = off; then restart it), and restore this server's history with `--target-timeline current`; if a failover promoted another server, point source {name} at it and stop this one"
+            ))
+            .into());
+        }
     }
     // archiving was set up (the archive holds WAL) and the server no longer does it; a
     // source that takes standalone base backups only never archived, and is not alarmed

@@ -33,6 +33,8 @@ pub struct ArchiverState {
     pub waiting: Option<u64>,
     /// The archiver's latest attempt failed: archive_command is failing now.
     pub failing: bool,
+    /// The timeline the server writes WAL on now; `None` on a standby (in recovery).
+    pub timeline: Option<u32>,
 }
 
 /// An empty field is no time; one that does not parse is an error, not a hidden failure.
@@ -65,12 +67,15 @@ pub fn archiver_state(conn: &PgConn, db: &str) -> Result<ArchiverState> {
              coalesce(last_archived_wal, ''), \
              coalesce(to_char(last_archived_time at time zone 'UTC', {UTC}), ''), \
              failed_count, coalesce(last_failed_wal, ''), \
-             coalesce(to_char(last_failed_time at time zone 'UTC', {UTC}), '') \
+             coalesce(to_char(last_failed_time at time zone 'UTC', {UTC}), ''), \
+             case when pg_is_in_recovery() then '' \
+             else pg_walfile_name(pg_current_wal_lsn()) end \
              from pg_stat_archiver"
         ),
     )?;
     let f: Vec<&str> = row.trim().split('|').collect();
-    let [mode, archived, last_ok, last_ok_at, failed, last_bad, last_bad_at] = f[..] else {
+    let [mode, archived, last_ok, last_ok_at, failed, last_bad, last_bad_at, current] = f[..]
+    else {
         return Err(Error::postgres(format!(
             "unexpected answer from pg_stat_archiver: {row:?}"
         )));
@@ -111,6 +116,10 @@ pub fn archiver_state(conn: &PgConn, db: &str) -> Result<ArchiverState> {
         last_failed_wal: text(last_bad),
         last_failed_at,
         waiting,
+        // the first eight hex digits of a WAL file's name are its timeline
+        timeline: current
+            .get(..8)
+            .and_then(|t| u32::from_str_radix(t, 16).ok()),
     })
 }
 
