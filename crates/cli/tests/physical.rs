@@ -2585,6 +2585,27 @@ fn newest_segments_gone_from_the_archive_are_noticed_from_the_server() {
     assert_eq!(code, 10, "{out}");
 }
 
+/// A guest of a served recovery testing its limits (perl: in every Debian's perl-base);
+/// prints what each request got back, `[]` for a connection closed without an answer.
+const GUEST_LIMITS: &str = r#"
+my ($path, $key) = @ARGV;
+$| = 1;
+# a connection the server closed: the write fails, the read gets nothing
+$SIG{PIPE} = 'IGNORE';
+sub conn { IO::Socket::UNIX->new(Type => SOCK_STREAM(), Peer => $path) or die "connect: $!" }
+sub ask { my ($s, $what) = @_; print $s $what; my $r = <$s> // ''; chomp $r; return $r }
+my $idle = conn();
+my $since = time;
+my @held = map { conn() } 1 .. 7;
+print "ninth: [", ask(conn(), "FETCH\@$key 000000010000000000000042\n"), "]\n";
+close $_ for @held;
+print "oversize: [", ask(conn(), "FETCH\@$key " . ("0" x 5000)), "]\n";
+print "push: [", ask(conn(), "PUSH\@$key /etc/shadow\n"), "]\n";
+print "other archive: [", ask(conn(), "FETCH\@other 000000010000000000000042\n"), "]\n";
+sleep 1 while time - $since < 12;
+print "idle: [", ask($idle, "FETCH\@$key 000000010000000000000042\n"), "]\n";
+"#;
+
 /// A root lifeboat serving a restored server's recovery (as `restore --kind physical
 /// --start` does when the server runs as another user) hands that user WAL, and nothing
 /// else: it never writes or reads a path the other user names, so a push of a file only
@@ -2675,6 +2696,62 @@ fn a_recovery_served_as_root_gives_the_server_s_user_wal_and_nothing_else() {
     );
     assert_ne!(code, 0, "{err}");
     assert!(!planted.exists(), "root wrote where nobody asked");
+
+    // nobody cannot hold the root server's threads or memory: an idle connection is
+    // dropped after 10 s, a request line of more than 4 KiB is not read, at most 8
+    // connections are served at once (the ninth is told to work alone), and anything but a
+    // fetch of this archive is answered with `OK alone`
+    let key = lifeboat_core::wal::spool::archive_key("main", &ws.repo_path().display().to_string());
+    let before = serving.served();
+    let out = std::process::Command::new("runuser")
+        .args([
+            "-u",
+            "nobody",
+            "--",
+            "perl",
+            "-MIO::Socket::UNIX",
+            "-e",
+            GUEST_LIMITS,
+        ])
+        .arg(serving.socket())
+        .arg(&key)
+        .current_dir("/")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "ninth: [OK alone]",
+        "oversize: []",
+        "push: [OK alone]",
+        "other archive: [OK alone]",
+        "idle: []",
+    ] {
+        assert!(said.contains(line), "{line:?} missing from:\n{said}");
+    }
+    // once those connections are gone, nobody is served again (the server may take a
+    // moment to see the last ones close)
+    let again = theirs.path().join("again");
+    let served = (0..50).any(|_| {
+        let (code, _) = as_nobody(
+            &["wal-fetch", "--source", "main", "000000010000000000000042"],
+            &again,
+        );
+        code == 0 || {
+            std::thread::sleep(Duration::from_millis(100));
+            false
+        }
+    });
+    assert!(served, "nobody was not served after the limits test");
+    assert_eq!(
+        serving.served(),
+        before + 1,
+        "only the last fetch was served"
+    );
     drop(serving);
     let (code, _, _) = run(lb(&cfg)
         .args(["wal-fetch", "000000010000000000000043"])

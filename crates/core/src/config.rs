@@ -812,6 +812,16 @@ pub fn parse_duration(s: &str) -> std::result::Result<u64, String> {
     if s.is_empty() {
         return Err("empty duration".into());
     }
+    if s.ends_with("ms") && s[..s.len() - 2].bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{s:?}: durations count whole seconds, not milliseconds; write \"1s\" or more"
+        ));
+    }
+    if s.contains(['.', ',']) {
+        return Err(format!(
+            "{s:?}: durations take whole numbers; write a fraction with a smaller unit, like \"1h30m\" for an hour and a half"
+        ));
+    }
     let mut total = 0u64;
     let mut num = String::new();
     for c in s.chars() {
@@ -1078,6 +1088,13 @@ drill = { schedule = "0 5 1 * *", checks = ["select count(*) > 0 from users"] }
         assert_eq!(parse_duration("7d").unwrap(), 7 * 86400);
         assert!(parse_duration("12").is_err());
         assert!(parse_duration("3y").is_err());
+        assert!(parse_duration("500ms")
+            .unwrap_err()
+            .contains("not milliseconds"));
+        assert!(parse_duration("0ms")
+            .unwrap_err()
+            .contains("not milliseconds"));
+        assert!(parse_duration("1.5h").unwrap_err().contains("\"1h30m\""));
         // the message shows the form, not a puzzle about a space character
         let e = parse_duration("10 minutes").unwrap_err();
         assert!(e.contains("\"10m\"") && e.contains("without spaces"), "{e}");
