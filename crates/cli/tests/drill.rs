@@ -867,7 +867,50 @@ fn a_drill_on_a_configured_scratch_server_cleans_up_and_refuses_production() {
     std::fs::write(&bad_cfg, body).unwrap();
     let (code, _, err) = run(lb(&bad_cfg).arg("drill"));
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("production cannot be reached"), "{err}");
+    assert!(
+        err.contains("is at the production server's address")
+            && err.contains("system identifier could not be read"),
+        "{err}"
+    );
+
+    // a least-privilege source role that may connect to its own database only, and
+    // production spelled another way as the scratch server (the socket directory with a
+    // trailing `/.`): production's identity is read through the source's database, and the
+    // drill is refused
+    prod.sql(
+        "postgres",
+        "create role limited login;
+         revoke connect on database postgres from public;
+         revoke connect on database template1 from public",
+    )
+    .unwrap();
+    let prod_dsn = prod.dsn("postgres");
+    let host = prod_dsn
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("host="))
+        .unwrap()
+        .to_string();
+    let body = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(
+            &scratch.dsn("postgres"),
+            &prod_dsn.replace(&format!("host={host}"), &format!("host={host}/.")),
+        )
+        .replace(
+            &prod.dsn("app"),
+            &prod.dsn("app").replace("user=postgres", "user=limited"),
+        );
+    std::fs::write(&bad_cfg, body).unwrap();
+    let (code, _, err) = run(lb(&bad_cfg).arg("drill"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is the production cluster itself"), "{err}");
+    prod.sql(
+        "postgres",
+        "grant connect on database postgres to public;
+         grant connect on database template1 to public;
+         drop role limited",
+    )
+    .unwrap();
 
     // an interrupted drill drops its database on the scratch server
     let marker = ws.path().join("hook-started");
@@ -910,6 +953,30 @@ fn a_drill_on_a_configured_scratch_server_cleans_up_and_refuses_production() {
             .unwrap()
     };
     assert_eq!(count().trim(), "1", "kill -9 leaves the copy");
+    // taken over by someone to look into (another owner): not the drill's to drop
+    let left_db = scratch
+        .sql(
+            "postgres",
+            "select datname from pg_database where datname like 'lifeboat_drill_%'",
+        )
+        .unwrap()
+        .trim()
+        .to_string();
+    let owner = |who: &str| {
+        scratch
+            .sql(
+                "postgres",
+                &format!("alter database {left_db} owner to {who}"),
+            )
+            .unwrap();
+    };
+    scratch.sql("postgres", "create role investigator").unwrap();
+    owner("investigator");
+    let (code, out, err) = run(lb(&cfg).arg("drill"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!err.contains("dropped lifeboat_drill_"), "{err}");
+    assert_eq!(count().trim(), "1", "another owner's copy was dropped");
+    owner("postgres");
     let (code, out, err) = run(lb(&cfg).arg("drill"));
     assert_eq!(code, 0, "{out}{err}");
     assert!(

@@ -500,7 +500,7 @@ impl Target {
             Self::Cluster(c) => c.discard(),
             Self::Server(c) => {
                 let _ = c.query(
-                    "postgres",
+                    c.maintenance_db(),
                     &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(db)),
                 );
                 // dropped: the interrupt handler has nothing left to drop
@@ -524,7 +524,7 @@ pub fn check_scratch_server(src: &SourceConfig) -> Result<Option<String>> {
     };
     let bin = PgBin::new(src.pg_bin_dir.as_deref());
     let conn = scratch_server(src, dsn, &bin)?;
-    let version = conn.server_version_num("postgres")?;
+    let version = conn.server_version_num(conn.maintenance_db())?;
     let needs = scratch_needs(src, &conn);
     if !needs.is_empty() {
         return Err(Error::config(format!(
@@ -553,7 +553,7 @@ fn scratch_needs(src: &SourceConfig, scratch: &PgConn) -> Vec<String> {
     };
     let me = scratch
         .query(
-            "postgres",
+            scratch.maintenance_db(),
             "select (rolsuper or rolbypassrls)::text || '|' || quote_ident(current_user) from pg_roles where rolname = current_user",
         )
         .unwrap_or_default();
@@ -562,7 +562,7 @@ fn scratch_needs(src: &SourceConfig, scratch: &PgConn) -> Vec<String> {
         .split_once('|')
         .map_or((true, String::new()), |(b, r)| (b == "true", r.to_string()));
     let roles_there: std::collections::HashSet<String> = scratch
-        .query("postgres", "select rolname from pg_roles")
+        .query(scratch.maintenance_db(), "select rolname from pg_roles")
         .unwrap_or_default()
         .lines()
         .map(str::to_string)
@@ -602,13 +602,13 @@ fn scratch_server(src: &SourceConfig, dsn: &str, bin: &PgBin) -> Result<PgConn> 
     let conn = PgConn::from_dsn(dsn, bin.clone())
         .map_err(|e| e.hint("fix drill.server in the configuration"))?
         .server(Server::DrillServer(src.name.clone()));
-    let scratch_id = conn.system_identifier()?;
+    let scratch_id = conn.system_identifier(&[])?;
     // never drill on production: same system identifier = same cluster
     // production's address from its DSN alone: its password may not be resolvable
     // on the host that runs drills, which is no reason to refuse one
     let source = PgConn::from_source(src)
         .or_else(|e| PgConn::from_dsn(src.dsn.as_deref().ok_or(e)?, bin.clone()))?;
-    match source.system_identifier() {
+    match source.system_identifier(&src.databases) {
         Ok(id) if id == scratch_id => {
             return Err(Error::config(format!(
                 "drill.server of source {:?} is the production cluster itself",
@@ -619,10 +619,11 @@ fn scratch_server(src: &SourceConfig, dsn: &str, bin: &PgBin) -> Result<PgConn> 
         Ok(_) => {}
         // production does not answer, so its identity cannot be compared: at least the
         // scratch server must not be where the source points
-        Err(_) if same_endpoint(&source, &conn) => {
+        Err(e) if same_endpoint(&source, &conn) => {
             return Err(Error::config(format!(
-                "drill.server of source {:?} has the production server's host and port, and production cannot be reached to tell them apart",
-                src.name
+                "drill.server of source {:?} is at the production server's address, and production's system identifier could not be read to tell them apart ({})",
+                src.name,
+                e.to_string().lines().next().unwrap_or_default()
             ))
             .hint("point drill.server at a separate scratch server, or drill when production answers"));
         }
@@ -631,7 +632,7 @@ fn scratch_server(src: &SourceConfig, dsn: &str, bin: &PgBin) -> Result<PgConn> 
     // a drill restores into a new database there: without the right to create one it
     // would fail only after fetching the whole backup
     let may = conn.query(
-        "postgres",
+        conn.maintenance_db(),
         "select (rolsuper or rolcreatedb)::text || '|' || current_user from pg_roles where rolname = current_user",
     )?;
     if let Some(("false", role)) = may.split_once('|') {
@@ -672,8 +673,9 @@ fn host_tag() -> String {
 /// said whose): a full copy of production left there is a finding, not clutter.
 fn sweep_scratch_server(conn: &PgConn, mine: &str) {
     let Ok(rows) = conn.query(
-        "postgres",
-        "select datname || '|' || (select count(*) from pg_stat_activity a where a.datname = d.datname) \
+        conn.maintenance_db(),
+        "select datname || '|' || (pg_get_userbyid(datdba) = current_user) || '|' || \
+         (select count(*) from pg_stat_activity a where a.datname = d.datname) \
          from pg_database d where datname like 'lifeboat\\_drill\\_%'",
     ) else {
         return;
@@ -681,6 +683,9 @@ fn sweep_scratch_server(conn: &PgConn, mine: &str) {
     let cutoff = Timestamp::now() - jiff::SignedDuration::from_hours(24);
     for row in rows.lines() {
         let Some((db, sessions)) = row.rsplit_once('|') else {
+            continue;
+        };
+        let Some((db, ours)) = db.rsplit_once('|') else {
             continue;
         };
         let parts: Vec<&str> = db.split('_').collect();
@@ -696,9 +701,11 @@ fn sweep_scratch_server(conn: &PgConn, mine: &str) {
         };
         // no session on it either: a drill whose process is gone uses it no more (and a
         // plain DROP refuses one that is in use after all)
-        if host == Some(mine) && pid.is_some_and(dead) && sessions.trim() == "0" {
+        // and still the drill role's: a copy someone took over (ALTER DATABASE ... OWNER
+        // TO) to look into is theirs now
+        if host == Some(mine) && pid.is_some_and(dead) && sessions.trim() == "0" && ours == "true" {
             let dropped = conn.query(
-                "postgres",
+                conn.maintenance_db(),
                 &format!("DROP DATABASE IF EXISTS {}", ident(db)),
             );
             crate::sources::postgres::cluster::note(match dropped {
@@ -713,7 +720,7 @@ fn sweep_scratch_server(conn: &PgConn, mine: &str) {
             .is_some_and(|t| t.timestamp() < cutoff);
         if old && sessions.trim() == "0" {
             crate::sources::postgres::cluster::note(format!(
-                "{db} on the drill server is more than a day old and unused: a copy of production left by a drill that was killed on another host (or by an older lifeboat); drop it there"
+                "{db} on the drill server is more than a day old and unused: a copy of production left by a drill that was killed (on another host, before this host restarted, or by an older lifeboat), or taken over by someone; drop it there when nobody needs it"
             ));
         }
     }
@@ -795,13 +802,30 @@ impl Clock {
 
 /// Whether two connections name the same server (host or socket directory, and port).
 fn same_endpoint(a: &PgConn, b: &PgConn) -> bool {
-    let at = |c: &PgConn| {
-        (
-            c.param("host").unwrap_or("").to_string(),
-            c.param("port").unwrap_or("5432").to_string(),
-        )
+    let port = |c: &PgConn| c.param("port").unwrap_or("5432").to_string();
+    if port(a) != port(b) {
+        return false;
+    }
+    // one server under several names: `localhost` and 127.0.0.1, a host name and its
+    // address, an empty host and the default socket directory; any address in common
+    // counts as the same server
+    let places = |c: &PgConn| -> Vec<String> {
+        let host = c
+            .param("hostaddr")
+            .or_else(|| c.param("host"))
+            .unwrap_or("")
+            .to_string();
+        if host.is_empty() || host.starts_with('/') || host.starts_with('@') {
+            return vec!["(local socket)".to_string(), host];
+        }
+        let mut out = vec![host.clone()];
+        if let Ok(addrs) = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 0)) {
+            out.extend(addrs.map(|a| a.ip().to_string()));
+        }
+        out
     };
-    at(a) == at(b)
+    let theirs = places(b);
+    places(a).iter().any(|p| theirs.contains(p))
 }
 
 /// `b`, when it is a backup of `src`: a drill judges a backup by its source's objectives
@@ -1048,7 +1072,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
     let mut groups = HookGroups::default();
     let server_version = target
         .conn()
-        .query("postgres", "show server_version")?
+        .query(target.conn().maintenance_db(), "show server_version")?
         .trim()
         .to_string();
     // on a shared scratch server the restored copy gets a name of its own, which says
@@ -1572,7 +1596,7 @@ fn restore_into(
         conn.query("template1", "DROP DATABASE postgres WITH (FORCE)")?;
         "template1"
     } else {
-        "postgres"
+        conn.maintenance_db()
     };
     conn.query(
         maintenance,
@@ -2057,6 +2081,27 @@ pub fn ensure_passed(report: &DrillReport) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn one_server_under_two_names_is_one_endpoint() {
+        use crate::sources::postgres::conn::{PgBin, PgConn};
+        let at = |dsn: &str| PgConn::from_dsn(dsn, PgBin::default()).unwrap();
+        let same = |a: &str, b: &str| super::same_endpoint(&at(a), &at(b));
+        assert!(same("host=localhost port=5433", "host=127.0.0.1 port=5433"));
+        assert!(same(
+            "host=127.0.0.1 port=5433 dbname=a",
+            "hostaddr=127.0.0.1 port=5433"
+        ));
+        assert!(same("host=/var/run/postgresql", "port=5432"));
+        assert!(!same(
+            "host=localhost port=5433",
+            "host=localhost port=5434"
+        ));
+        assert!(!same(
+            "host=127.0.0.2 port=5432",
+            "host=127.0.0.1 port=5432"
+        ));
+    }
 
     #[test]
     fn only_the_restore_work_is_scaled_to_production_s_size() {

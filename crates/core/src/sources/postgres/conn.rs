@@ -180,14 +180,43 @@ impl PgConn {
     /// # Errors
     ///
     /// As [`PgConn::query`].
-    pub fn system_identifier(&self) -> Result<String> {
-        Ok(self
-            .query(
-                "postgres",
-                "select system_identifier from pg_control_system()",
-            )?
-            .trim()
-            .to_string())
+    pub fn system_identifier(&self, databases: &[String]) -> Result<String> {
+        // any database answers for the cluster: a least-privilege role may reach only its
+        // own (CONNECT on `postgres` revoked, pg_hba.conf naming one database)
+        let mut tried: Vec<&str> = Vec::new();
+        let mut first_error = None;
+        for db in self
+            .default_db
+            .iter()
+            .chain(databases)
+            .map(String::as_str)
+            .chain(["postgres", "template1"])
+        {
+            if tried.contains(&db) {
+                continue;
+            }
+            tried.push(db);
+            match self.query(db, "select system_identifier from pg_control_system()") {
+                Ok(id) => return Ok(id.trim().to_string()),
+                // a server that does not answer at all answers no other database either
+                Err(e) if e.kind() == crate::ErrorKind::Unavailable => return Err(e),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.expect("at least one database was tried"))
+    }
+
+    /// The database to connect to for work on the server as a whole (creating and
+    /// dropping databases): `postgres`, or on a drill's scratch server the database its
+    /// DSN names (a shared server may close `postgres` to the drill's role).
+    #[must_use]
+    pub fn maintenance_db(&self) -> &str {
+        match (&self.server, &self.default_db) {
+            (Server::DrillServer(_), Some(db)) => db,
+            _ => "postgres",
+        }
     }
 
     /// A connection to a local server by socket directory and port.
@@ -572,6 +601,8 @@ fn privilege_hint(lower: &str, what: &str) -> Option<&'static str> {
         "the restoring role needs CREATEDB (ALTER ROLE ... CREATEDB), or restore through --target-dsn as a role that has it"
     } else if lower.contains("must be member of role") || lower.contains("must be owner of") {
         "the objects belong to other roles: restore as a superuser (--target-dsn), or add --no-owner so that they belong to the restoring role"
+    } else if lower.contains("permission denied for database") {
+        "the role may not connect to that database (GRANT CONNECT ON DATABASE ... TO the role); for work on the server as a whole lifeboat connects to `postgres`, or on a drill.server to the database its DSN names (dbname=...)"
     } else if lower.contains("permission denied for") && (restoring || comparing) {
         "the restoring role may not use an object of the backup (a schema or table another role owns): restore as a superuser or as a member of the owning roles (--target-dsn), or with --no-owner so that everything belongs to the restoring role"
     } else if lower.contains("permission denied for") {
@@ -924,6 +955,8 @@ mod tests {
         let denied = "ERROR:  42501: permission denied for schema rpt";
         assert!(hint(denied, "pg_restore into \"app\"").contains("--no-owner"));
         assert!(hint(denied, "pg_dump of \"app\"").contains("pg_read_all_data"));
+        let no_connect = "FATAL:  permission denied for database \"postgres\"\nDETAIL:  User does not have CONNECT privilege.";
+        assert!(hint(no_connect, "psql").contains("GRANT CONNECT ON DATABASE"));
         let authid = "ERROR:  42501: permission denied for table pg_authid";
         assert!(hint(authid, "pg_dumpall").contains("pg_read_all_data"));
     }
