@@ -314,9 +314,12 @@ fn operations_are_logged_and_tampering_is_detected() {
     assert!(out.contains("entries 3 to 3 are missing"), "{out}");
 
     // a log already damaged at its head (two entries at one place) does not stop logging:
-    // the next operation still succeeds, and `audit verify` keeps naming the damage
-    let entries: Vec<serde_json::Value> =
-        serde_json::from_str(&ok(lb(&cfg).args(["--json", "audit", "list"]))).unwrap();
+    // the next operation still runs and is logged, `verify --all` names the damage with the
+    // backups' verdicts, and `audit verify` keeps naming it
+    let listed = || -> Vec<serde_json::Value> {
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "audit", "list"]))).unwrap()
+    };
+    let entries = listed();
     let newest = entries.last().unwrap()["seq"].as_u64().unwrap();
     forge(
         &ws,
@@ -324,7 +327,17 @@ fn operations_are_logged_and_tampering_is_detected() {
         Some(&|v: &mut serde_json::Value| v["details"] = "a rival".into()),
         false,
     );
-    ok(lb(&cfg).args(["verify", "--all"]));
+    let (code, out, err) = run(lb(&cfg).args(["verify", "--all"]));
+    assert_eq!(code, 6, "{out}{err}");
+    assert!(
+        out.contains("AUDIT    audit log: entries 3 to 3 are missing") && out.contains("ok       "),
+        "{out}"
+    );
+    assert_eq!(
+        listed().len(),
+        entries.len() + 2,
+        "the verify was not logged"
+    );
     let (code, _, _) = run(lb(&cfg).args(["audit", "verify"]));
     assert_eq!(code, 6);
 }

@@ -692,6 +692,71 @@ fn flipped_byte_in_a_pack_is_named_and_refused() {
     assert!(out.contains("DAMAGED"), "{out}");
 }
 
+/// The repository's config file damaged or deleted: said as what it is, with what to do
+/// (not "run verify", which cannot open the repository either, nor "no repository here").
+#[test]
+fn a_damaged_or_missing_repository_config_is_named() {
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("main", "host=/nonexistent dbname=x")]);
+    ok(lb(&cfg).arg("init"));
+    let config = ws.repo_path().join("config");
+    let good = std::fs::read(&config).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x01;
+    std::fs::write(&config, &bad).unwrap();
+    let (code, _, err) = run(lb(&cfg).arg("list"));
+    assert_eq!(code, 6, "{err}");
+    assert!(
+        err.contains("config file is damaged or was replaced") && !err.contains("lifeboat verify"),
+        "{err}"
+    );
+    std::fs::remove_file(&config).unwrap();
+    let (code, _, err) = run(lb(&cfg).arg("list"));
+    assert_eq!(code, 6, "{err}");
+    assert!(
+        err.contains("has no config file, though its keys, data and snapshots are there"),
+        "{err}"
+    );
+    std::fs::write(&config, &good).unwrap();
+    ok(lb(&cfg).arg("list"));
+}
+
+/// A backup deleted from the repository (an attacker's `restic forget`) leaves its packs in
+/// the index, and the next backup deduplicates against them: `verify --all --read-data`
+/// reads them too, and names a damaged one before a backup reuses it.
+#[test]
+fn a_damaged_pack_no_backup_uses_is_named_before_a_backup_reuses_it() {
+    let (_c, ws, cfg) = backed_up(800);
+    let id = list_json(&cfg)[0]["id"].as_str().unwrap().to_string();
+    std::fs::remove_file(ws.repo_path().join("snapshots").join(&id)).unwrap();
+    let mut packs: Vec<(u64, std::path::PathBuf)> = walk(&ws.repo_path().join("data"))
+        .into_iter()
+        .map(|p| (std::fs::metadata(&p).unwrap().len(), p))
+        .collect();
+    packs.sort();
+    let (len, pack) = packs.pop().expect("a data pack");
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[(len / 3) as usize] ^= 0x40;
+    std::fs::write(&pack, bytes).unwrap();
+    let short = pack.file_name().unwrap().to_str().unwrap()[..8].to_string();
+
+    let (code, out, err) = run(lb(&cfg).args(["verify", "--all", "--read-data"]));
+    assert_eq!(code, 6, "{out}\n{err}");
+    assert!(
+        format!("{out}{err}").contains(&format!(
+            "pack {short} is damaged (no backup checked reads its data"
+        )),
+        "{out}\n{err}"
+    );
+    // as the README says: move it out, repair the index, and the next backup stores the
+    // data again instead of reusing the damaged copy
+    std::fs::rename(&pack, ws.path().join("damaged-pack")).unwrap();
+    ok(lb(&cfg).args(["repair", "index"]));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    ok(lb(&cfg).args(["verify", "--latest", "--read-data"]));
+}
+
 #[test]
 fn a_table_locked_by_another_session_fails_the_backup_instead_of_hanging_it() {
     let (c, _ws, cfg) = backed_up(20);

@@ -265,6 +265,8 @@ impl AuditCmd {
                 let mut v = audit::verify_entries(&entries, expected_head.as_deref());
                 v.problems
                     .extend(audit::backups_gone_from(&repo, &entries)?);
+                v.problems
+                    .extend(audit::unlogged_problems(&repo, &entries, &repo.backups()?)?);
                 v.problems.extend(audit::unreadable_problems(&repo));
                 let rewritten = texts.iter().flat_map(|t| head::rewritten(t, &entries));
                 for p in heads

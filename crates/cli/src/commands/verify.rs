@@ -131,7 +131,13 @@ impl VerifyCmd {
                 println!("DAMAGED  repository: {p}");
             }
             for p in &report.history_problems {
-                println!("MISSING  {p}");
+                // a backup gone, or the log's own record broken or missing a backup
+                let label = if p.contains("no longer in the repository") {
+                    "MISSING"
+                } else {
+                    "AUDIT  "
+                };
+                println!("{label}  {p}");
             }
             println!(
                 "{} backup(s) checked{}",

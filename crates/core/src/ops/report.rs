@@ -376,11 +376,7 @@ pub fn evidence_pack(
     // a backup is logged by its id's first 8 digits, done or interrupted: every run of 8
     // hex digits a backup entry names, gathered once (a year of hourly backups and their
     // entries made a search of every entry for every backup slow)
-    let logged: std::collections::HashSet<&str> = entries
-        .iter()
-        .filter(|e| e.action == "backup")
-        .flat_map(|e| hex_words(&e.details))
-        .collect();
+    let logged = audit::logged_backup_ids(&entries);
     let unlogged_backups: Vec<String> = all
         .iter()
         .filter(|b| within(b.meta.finished_at, from, to))
@@ -1056,26 +1052,27 @@ pub fn markdown(p: &EvidencePack) -> String {
     m
 }
 
-/// The first 8 digits of every run of at least 8 hex digits in `text` (how entries name
-/// snapshots: `7c1d03aa`, or a whole id).
-fn hex_words(text: &str) -> impl Iterator<Item = &str> {
-    text.split(|c: char| !c.is_ascii_hexdigit())
-        .filter(|w| w.len() >= 8)
-        .map(|w| &w[..8])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn backup_entries_name_snapshots_by_their_first_eight_digits() {
-        let words: Vec<&str> = super::hex_words(
-            "source main recovery point 20261206T0100Z: 7c1d03aa logical app (12 bytes), \
-             interrupted 0123456789abcdef0123 physical; fe12",
-        )
-        .collect();
-        assert_eq!(words, ["20261206", "7c1d03aa", "01234567"]);
+        let entries = [
+            entry(
+                1,
+                "backup",
+                "ok",
+                "source main recovery point 20261206T0100Z: 7c1d03aa logical app (12 bytes), \
+                 interrupted 0123456789abcdef0123 physical; fe12",
+            ),
+            entry(2, "verify", "ok", "89abcdef checked"),
+        ];
+        let words = audit::logged_backup_ids(&entries);
+        assert_eq!(
+            words,
+            ["20261206", "7c1d03aa", "01234567"].into_iter().collect()
+        );
     }
 
     fn entry(seq: u64, action: &str, outcome: &str, details: &str) -> audit::Entry {

@@ -916,8 +916,18 @@ pub fn dump_checked(
             .checked_sub(jiff::SignedDuration::from_secs(1))
             .unwrap_or(backup.meta.finished_at)
             .strftime("%Y-%m-%dT%H:%M:%SZ");
+        // the same kind of backup, of the same source and database: a physical one is
+        // replaced by an older physical one (a point in time still reaches past it)
+        let same = match (backup.meta.kind, backup.meta.database.as_deref()) {
+            (BackupKind::Physical, _) => " --kind physical --to-dir DIR".to_string(),
+            (kind, Some(db)) => {
+                format!(" --kind {kind} --database {}", crate::ops::runbook::sh(db))
+            }
+            (kind, None) => format!(" --kind {kind}"),
+        };
         format!(
-            "the repository is damaged: `lifeboat verify --all --read-data` names every damaged backup; restore an older one (`lifeboat restore --before \"{earlier}\"`) or from an offsite copy"
+            "the repository is damaged: `lifeboat verify --all --read-data` names every damaged backup; restore an older one (`lifeboat restore --source {}{same} --before \"{earlier}\"`, with your target options) or from an offsite copy",
+            crate::ops::runbook::sh(&backup.meta.source)
         )
     };
     indexed.dump(&node, &mut w).map_err(|e| {

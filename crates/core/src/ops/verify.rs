@@ -223,6 +223,17 @@ fn verify_inner(
             }
             Err(e) => vec![e.to_string()],
         };
+        // the chain's own breaks (entries edited, removed, reordered): the backups of
+        // removed entries are named nowhere else
+        problems.extend(
+            crate::repository::audit::verify_entries(&entries, None)
+                .problems
+                .into_iter()
+                .map(|p| format!("audit log: {p}")),
+        );
+        problems.extend(crate::repository::audit::unlogged_problems(
+            repo, &entries, &backups,
+        )?);
         let unreadable = repo.unreadable_snapshots();
         problems.extend(crate::repository::audit::gone_backups(
             &entries,
@@ -236,6 +247,9 @@ fn verify_inner(
         Vec::new()
     };
     let read_data = check.read_data;
+    // every backup: every pack too, also those no backup uses now (a forgotten backup's):
+    // the next backup reuses their blobs, and would be the first to find them damaged
+    let check = check.read_unused_packs(every && read_data);
     let mut report =
         repo.with_indexed(|indexed| verify_indexed(indexed, backups, check, read_data))?;
     report.read_data_subset = opts.read_data_subset.clone();
@@ -323,14 +337,24 @@ fn verify_indexed(
             problems: problems.into_iter().collect(),
         });
     }
-    // a damaged pack holding only tree blobs still breaks the backups: report it
-    if !bad_packs.is_empty() && verdicts.iter().all(|v| v.ok) {
-        repository_problems.extend(
-            bad_packs
-                .iter()
-                .map(|p| format!("pack {} is damaged", &p[..8.min(p.len())])),
-        );
-    }
+    // a damaged pack no backup's dump uses (tree blobs, a forgotten backup's data, which
+    // the next backup would reuse) is still a damage: named on its own
+    let mut unnamed: Vec<&String> = bad_packs
+        .iter()
+        .filter(|p| {
+            let named = format!("pack {p} is damaged");
+            !verdicts.iter().any(|v| v.problems.contains(&named))
+        })
+        .collect();
+    unnamed.sort();
+    repository_problems.extend(unnamed.into_iter().map(|p| {
+        format!(
+            "pack {} is damaged (no backup checked reads its data; a later backup would reuse it): move data/{}/{}… out of the repository and run `lifeboat repair index`",
+            &p[..8.min(p.len())],
+            &p[..2.min(p.len())],
+            &p[..8.min(p.len())]
+        )
+    }));
     Ok(VerifyReport {
         read_data,
         read_data_subset: None,

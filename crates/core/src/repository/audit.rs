@@ -1049,6 +1049,78 @@ pub fn backups_gone_from(repo: &Repo, entries: &[Entry]) -> Result<Vec<String>> 
     ))
 }
 
+/// The short ids of the backups `entries` name (a backup entry names each by its id's
+/// first 8 digits, done or interrupted).
+#[must_use]
+pub fn logged_backup_ids(entries: &[Entry]) -> std::collections::HashSet<&str> {
+    entries
+        .iter()
+        .filter(|e| e.action == "backup")
+        .flat_map(|e| short_ids_in(&e.details))
+        .collect()
+}
+
+/// The first 8 digits of every run of at least 8 hex digits in `text` (how entries name
+/// backups: `7c1d03aa`, or a whole id).
+fn short_ids_in(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !c.is_ascii_hexdigit())
+        .filter(|w| w.len() >= 8)
+        .map(|w| &w[..8])
+}
+
+/// Backups in the repository that no entry of the log names: a run killed after storing
+/// one and before it could log, entries removed, or a backup written into the repository
+/// by someone else with its password. The log is read again before one is named: a
+/// backup saves its snapshot before its entry, and may have finished meanwhile.
+///
+/// # Errors
+///
+/// When the log cannot be read again.
+pub fn unlogged_problems(
+    repo: &Repo,
+    entries: &[Entry],
+    backups: &[crate::repository::SnapshotInfo],
+) -> Result<Vec<String>> {
+    // entries parked on this host (the repository could not be written then) are logged
+    // too, late: the next operation that writes adds them
+    let parked: Vec<super::parked::Parked> = super::parked::for_repository(repo.location())
+        .into_iter()
+        .chain(super::parked::claimed_for_repository(repo.location()))
+        .flatten()
+        .map(|(_, p)| p)
+        .filter(|p| p.action == "backup")
+        .collect();
+    let unlogged = |entries: &[Entry]| -> Vec<String> {
+        let mut logged = logged_backup_ids(entries);
+        logged.extend(parked.iter().flat_map(|p| short_ids_in(&p.details)));
+        backups
+            .iter()
+            .filter(|b| !logged.contains(short_id(&b.id)))
+            .map(|b| {
+                format!(
+                    "{} ({} {}, {})",
+                    short_id(&b.id),
+                    b.meta.kind,
+                    b.meta.database.as_deref().unwrap_or("-"),
+                    b.meta.finished_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+                )
+            })
+            .collect()
+    };
+    let mut found = unlogged(entries);
+    if !found.is_empty() {
+        found = unlogged(&self::entries(repo)?);
+    }
+    Ok(match found.len() {
+        0 => Vec::new(),
+        n => vec![format!(
+            "{n} backup(s) in the repository are in no entry of the audit log: {}{}; a run killed after storing them and before it could log, entries removed, or backups written into the repository by someone else with its password: check their times and contents before restoring one",
+            found.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+            if n > 5 { format!(" and {} more", n - 5) } else { String::new() }
+        )],
+    })
+}
+
 /// Snapshot files the last listing could not read, as problems of the log: one may have
 /// held an entry, which the chain cannot be checked without.
 #[must_use]

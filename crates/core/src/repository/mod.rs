@@ -276,6 +276,20 @@ impl Repo {
                 .hint("check the bucket in [repository] url and the endpoint (the store may be another one than meant); a new bucket is created in the store, then `lifeboat init` creates a repository in it, for a first setup only"));
             }
             // the bucket may still be missing when the store's answer did not say
+            // a repository whose config file alone is gone: not a wrong url
+            if !is_s3_url(&url) {
+                let dir = std::path::Path::new(&url);
+                if ["keys", "data", "snapshots"]
+                    .iter()
+                    .all(|d| dir.join(d).is_dir())
+                {
+                    return Err(Error::integrity(format!(
+                        "the repository at {} has no config file, though its keys, data and snapshots are there: it was deleted or lost",
+                        describe_url(&url)
+                    ))
+                    .hint("put back `config` from a copy of the repository (an offsite copy, a backup of its disk); `lifeboat init` refuses a directory that is not empty, and a new repository could not read these backups"));
+                }
+            }
             let hint = if is_s3_url(&url) {
                 "check [repository] url (bucket and prefix) and endpoint first: the bucket may not exist (create it in the store) or hold no repository under that prefix; `lifeboat init` creates a new, empty repository in an existing bucket, for a first setup only"
             } else {
@@ -621,12 +635,18 @@ fn init_error(url: &str, e: Box<rustic_core::RusticError>) -> Error {
 }
 
 fn open_error(url: &str, e: Box<rustic_core::RusticError>) -> Error {
-    describe(
+    let err = describe(
         url,
         "cannot open the repository at",
         e,
         "check the repository url, the network and the S3 credentials",
-    )
+    );
+    // the repository's own config file does not decrypt: no backup check can run before
+    // it is put back, so `verify` would only say this again
+    if err.kind() == ErrorKind::Integrity && err.to_string().contains("Config") {
+        return err.hint("the repository's config file is damaged or was replaced: put back `config` from a copy of the repository (an offsite copy, a backup of its disk); nothing else can be checked before");
+    }
+    err
 }
 
 /// A repository error naming the URL, classified from the whole cause chain, cause kept.

@@ -200,6 +200,11 @@ pub struct CheckOptions {
         clap(long, default_value = "all", requires = "read_data")
     )]
     pub read_data_subset: ReadSubsetOption,
+
+    /// With `read_data`, also read the packs no checked tree uses (lifeboat: a pack of a
+    /// forgotten snapshot stays in the index, and a later backup deduplicates against it)
+    #[cfg_attr(feature = "clap", clap(skip))]
+    pub read_unused_packs: bool,
 }
 
 /// Runs the `check` command
@@ -290,7 +295,7 @@ pub(crate) fn check_repository<S: Open>(
             .into_index()
             .into_iter()
             .filter(|p| !missing_packs.contains_key(&p.id))
-            .filter(|p| packs.contains(&p.id));
+            .filter(|p| opts.read_unused_packs || packs.contains(&p.id));
 
         debug!("using read-data-subset {:?}", opts.read_data_subset);
         let packs = opts.read_data_subset.apply(packs);
