@@ -1251,6 +1251,51 @@ fn a_second_timeline_is_archived_and_restored() {
     assert!(err.contains("writes on timeline 1"), "{err}");
 }
 
+/// A copy promoted without archiving, whose history file alone was pushed (the README's
+/// step, before its first segment is archived): a restore to the latest timeline follows
+/// it, and PostgreSQL, not finding timeline 2's segments, asks for timeline 1's past the
+/// branch. They are withheld: the restore ends before the branch, without production's
+/// writes after it (the bad migration the first restore undid).
+#[test]
+fn a_newer_timeline_not_archived_yet_is_not_filled_with_the_old_one() {
+    let a = Archiving::start(None, false);
+    a.load(1..=5);
+    let first = a.backup();
+    // the branch below lies in a later segment than the backup's end
+    a.archive_now();
+    a.load(6..=10);
+    let t = a.marker(11);
+    std::thread::sleep(Duration::from_millis(300));
+    a.load(12..=15);
+    a.archive_now();
+    let at: jiff::Timestamp = t.parse().expect("time");
+    let target = (at + jiff::SignedDuration::from_millis(150)).to_string();
+    let (r, out) = restore(&a, "tl2", &["--target-time", &target]);
+    assert!(out.contains("timeline 2"), "{out}");
+    assert_markers_up_to(&r, 11, "the copy");
+    ok(a.lb()
+        .args(["wal-push", "--source", "main"])
+        .arg(r.data.join("pg_wal/00000002.history")));
+    drop(r);
+    // production, still on timeline 1, goes on writing past the branch
+    a.load(16..=20);
+    a.archive_now();
+    let (r2, out) = restore(&a, "latest", &["--latest"]);
+    assert!(out.contains(&first[..8]), "{out}");
+    let (_, newest) = r2.markers();
+    assert!(
+        newest <= 11,
+        "timeline 1's rows after the branch were replayed (newest marker {newest}): {out}\n{}",
+        std::fs::read_to_string(r2.data.join("recovery.log")).unwrap_or_default()
+    );
+    assert!(
+        std::fs::read_to_string(r2.data.join("recovery.log"))
+            .unwrap_or_default()
+            .contains("where timeline 2 branched off it: not handed out"),
+        "{out}"
+    );
+}
+
 /// A new local repository whose source has no reachable server: for WAL pushed by hand.
 fn wal_only_repository() -> (Workspace, PathBuf) {
     let ws = Workspace::new();

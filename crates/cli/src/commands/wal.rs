@@ -40,6 +40,16 @@ pub struct WalFetchCmd {
     /// Socket of `lifeboat wal serve` (default: /tmp/lifeboat-UID/wal-SOURCE-REPOHASH.sock).
     #[arg(long, env = "LIFEBOAT_WAL_SOCKET")]
     socket: Option<PathBuf>,
+    /// The timeline the recovery follows (what `restore --kind physical` writes): a
+    /// segment of an older timeline at or past the point where this timeline's history
+    /// left it is not handed out (PostgreSQL asks for one only when the newer timeline's
+    /// copy is not archived yet, and would replay the old timeline's writes after the
+    /// branch).
+    #[arg(long, value_name = "N")]
+    timeline: Option<u32>,
+    /// The cluster's WAL segment size in bytes (with --timeline; default 16 MiB).
+    #[arg(long, value_name = "BYTES", default_value_t = wal::DEFAULT_SEGMENT_SIZE)]
+    segment_size: u64,
     /// Name of the WAL file (`%f`).
     name: String,
     /// Where PostgreSQL wants it (`%p`).
@@ -197,25 +207,64 @@ impl WalPushCmd {
 pub const FETCH_FATAL_EXIT: i32 = 126;
 
 impl WalFetchCmd {
+    /// With `--timeline`: `(followed timeline, the segment's timeline, where the followed
+    /// timeline's history left it)` when the asked-for segment lies past that point.
+    fn past_branch(
+        &self,
+        fetch: &mut impl FnMut(&str, &Path) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<Option<(u32, u32, wal::Lsn)>> {
+        let (Some(follow), Some(seg)) = (self.timeline, SegmentName::parse(&self.name)) else {
+            return Ok(None);
+        };
+        if seg.timeline >= follow {
+            return Ok(None);
+        }
+        // beside where PostgreSQL wants the segment: a directory its user may write
+        let tmp = self
+            .dest
+            .with_file_name(format!(".lifeboat-fetch-{follow:08X}.history"));
+        let found = fetch(&format!("{follow:08X}.history"), &tmp)?;
+        let history = std::fs::read_to_string(&tmp).unwrap_or_default();
+        let _ = std::fs::remove_file(&tmp);
+        if !found {
+            return Ok(None);
+        }
+        Ok(
+            wal::status::past_branch(&history, follow, &seg, self.segment_size)
+                .map(|switch| (follow, seg.timeline, switch)),
+        )
+    }
+
     /// Fetches; returns the process exit code.
     pub fn run(&self, ctx: &Ctx) -> i32 {
+        let mut withheld = false;
         let result = source_name(ctx, self.source.as_deref(), false).and_then(|name| {
-            let mut served = None;
-            for socket in sockets(ctx, &name, self.socket.as_deref()) {
-                served =
-                    spool::client_fetch(&socket, &archive_key(ctx, &name), &self.name, &self.dest)?;
-                if served.is_some() {
-                    legacy_note(&socket, &name);
-                    break;
+            // through a `wal serve` when one answers, else from the repository, opened once
+            let mut opened = None;
+            let mut fetch = |file: &str, dest: &Path| -> anyhow::Result<bool> {
+                for socket in sockets(ctx, &name, self.socket.as_deref()) {
+                    if let Some(found) =
+                        spool::client_fetch(&socket, &archive_key(ctx, &name), file, dest)?
+                    {
+                        legacy_note(&socket, &name);
+                        return Ok(found);
+                    }
                 }
-            }
-            let found = match served {
-                Some(found) => found,
-                None => {
-                    let (_repo, store) = store_named(ctx, &name)?;
-                    wal::fetch(&store, &self.name, &self.dest)?
+                if opened.is_none() {
+                    opened = Some(store_named(ctx, &name)?);
                 }
+                let (_repo, store) = opened.as_ref().expect("opened above");
+                Ok(wal::fetch(store, file, dest)?)
             };
+            if let Some((follow, tli, switch)) = self.past_branch(&mut fetch)? {
+                eprintln!(
+                    "lifeboat wal-fetch: {} is timeline {tli}'s, past LSN {switch} where timeline {follow} branched off it: not handed out, so that recovery does not replay timeline {tli}'s writes after the branch; timeline {follow}'s own copy is not in the archive yet (on the server promoted to timeline {follow}: select pg_switch_wal(), then restore again); recovery ends before the branch",
+                    self.name
+                );
+                withheld = true;
+                return Ok(false);
+            }
+            let found = fetch(&self.name, &self.dest)?;
             if found {
                 wal::refuse_tablespaces(&self.name, &self.dest)?;
             }
@@ -225,7 +274,7 @@ impl WalFetchCmd {
             Ok(true) => 0,
             Ok(false) => {
                 // history files are probed routinely; only a missing segment is news
-                if !self.name.ends_with(".history") {
+                if !self.name.ends_with(".history") && !withheld {
                     eprintln!("lifeboat wal-fetch: {} is not in the archive", self.name);
                 }
                 ErrorKind::NotFound.exit_code()

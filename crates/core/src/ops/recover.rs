@@ -1007,6 +1007,10 @@ pub(crate) fn recover_inner(
     probe
         .join()
         .map_err(|_| Error::internal("the restore_command probe panicked"))??;
+    let opts = &RecoverOptions {
+        restore_command: following(&opts.restore_command, reach.timeline, phys.wal_segment_size),
+        ..opts.clone()
+    };
     let hooked = backup.clone();
     let hook = |name: &str, cmd: &Option<String>, listen: Option<&(PathBuf, u16)>| {
         let Some(cmd) = cmd else { return Ok(()) };
@@ -1155,6 +1159,23 @@ pub(crate) fn recover_inner(
 /// must not restore again, only finish what the hook did not.
 fn post_hook_note(e: Error) -> Error {
     e.with_note("the restore itself succeeded: the data directory is in place")
+}
+
+/// `restore_command`, when it is lifeboat's `wal-fetch`, told which timeline the recovery
+/// follows (`--timeline`): it then withholds an older timeline's segment past the branch,
+/// which PostgreSQL asks for when the followed timeline's copy is not archived yet (and
+/// would replay the old timeline's writes after the branch). Another command is kept.
+fn following(restore_command: &str, timeline: u32, segment_size: u64) -> String {
+    let words: Vec<&str> = restore_command.split_whitespace().collect();
+    if !words.contains(&"wal-fetch") || words.contains(&"--timeline") {
+        return restore_command.to_string();
+    }
+    let size = if segment_size == wal::DEFAULT_SEGMENT_SIZE {
+        String::new()
+    } else {
+        format!(" --segment-size {segment_size}")
+    };
+    format!("{restore_command} --timeline {timeline}{size}")
 }
 
 /// Runs the restore_command as the server will (same user) for a file that never exists:

@@ -46,6 +46,31 @@ pub struct Reachable {
     /// Whether the chain reaches the backup's end ([`ChainStart::stop_lsn`]): without
     /// that WAL the backup cannot be restored at all.
     pub consistent: bool,
+    /// The timeline the chain ends on: the one a recovery from the backup follows.
+    pub timeline: u32,
+}
+
+/// For a recovery following timeline `follow`, whose history file reads `history`: where
+/// that history left the timeline of `segment`, when `segment` starts at or past that
+/// point. PostgreSQL asks for such a file only when the newer timeline's copy of it is
+/// not in the archive (not archived yet), and would then replay the old timeline's writes
+/// after the branch as if they were the newer timeline's. `None` when the segment is on
+/// the recovery's path.
+#[must_use]
+pub fn past_branch(
+    history: &str,
+    follow: u32,
+    segment: &SegmentName,
+    segment_size: u64,
+) -> Option<Lsn> {
+    if segment.timeline >= follow {
+        return None;
+    }
+    parse_history(history)
+        .into_iter()
+        .find(|(tli, _)| *tli == segment.timeline)
+        .map(|(_, switch)| switch)
+        .filter(|switch| segment.number(segment_size) >= switch.0 / segment_size)
 }
 
 /// The state of the WAL archive.
@@ -459,6 +484,7 @@ fn reach(
     segment_size: u64,
 ) -> Reachable {
     let path = timeline_path(start, histories, segment_size);
+    let timeline = path.last().map_or(start.timeline, |(tli, _, _)| *tli);
     let mut last: Option<(u32, u64)> = None;
     let mut blocked = None;
     // segments the backup carries itself
@@ -511,6 +537,7 @@ fn reach(
             .filter(|_| later_exists)
             .map(|(tli, n)| SegmentName::from_number(tli, n, segment_size).to_string()),
         consistent: start.stop_lsn.is_none_or(|s| until_lsn >= s),
+        timeline,
     }
 }
 
@@ -518,6 +545,24 @@ fn reach(
 mod tests {
     use super::*;
     use crate::wal::DEFAULT_SEGMENT_SIZE as SZ;
+
+    #[test]
+    fn an_older_timeline_s_segment_past_the_branch_is_not_on_the_path() {
+        // timeline 3 branched from 2 at 0/30000100, which branched from 1 at 0/170053C0
+        let history =
+            "1\t0/170053C0\tno recovery target specified\n2\t0/30000100\tbefore 2000-01-01\n";
+        let seg = |tli: u32, n: u64| SegmentName::from_number(tli, n, SZ);
+        let past = |tli, n| past_branch(history, 3, &seg(tli, n), SZ);
+        assert_eq!(past(1, 0x16), None, "before the branch");
+        assert_eq!(past(1, 0x17), Some(Lsn(0x1700_53C0)), "holds the branch");
+        assert_eq!(past(1, 0x18), Some(Lsn(0x1700_53C0)));
+        assert_eq!(past(2, 0x2F), None);
+        assert_eq!(past(2, 0x30), Some(Lsn(0x3000_0100)));
+        assert_eq!(past(3, 0x90), None, "the followed timeline itself");
+        assert_eq!(past(4, 0x90), None, "a newer one");
+        // recovery following timeline 1 takes all of it
+        assert_eq!(past_branch("", 1, &seg(1, 0x90), SZ), None);
+    }
 
     #[test]
     fn a_backup_after_its_timeline_was_left_is_off_the_newest_history() {
