@@ -1296,6 +1296,82 @@ fn a_newer_timeline_not_archived_yet_is_not_filled_with_the_old_one() {
     );
 }
 
+/// Ctrl-C while the restored server replays WAL: the server is stopped (it would otherwise
+/// fetch on alone, replay to the end and promote itself, unattended), lifeboat says what it
+/// left, and the socket directory it served WAL from is gone.
+#[test]
+fn an_interrupted_recovery_stops_the_restored_server() {
+    use std::os::unix::net::UnixListener;
+    let a = Archiving::start(None, false);
+    a.load(1..=5);
+    a.backup();
+    a.load(6..=10);
+    a.archive_now();
+    // a WAL server that answers the restore's probe of its restore_command (a file that is
+    // not there), then takes every request and never answers: the replay waits on it
+    let hang = a.ws.path().join("hang");
+    std::fs::create_dir_all(&hang).unwrap();
+    std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = hang.join("wal.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let held = std::sync::Arc::clone(&held);
+        std::thread::spawn(move || {
+            let mut probed = false;
+            for s in listener.incoming().flatten() {
+                if !probed {
+                    use std::io::{BufRead, Write};
+                    let mut line = String::new();
+                    let _ = std::io::BufReader::new(&s).read_line(&mut line);
+                    let _ = (&s).write_all(b"OK missing\n");
+                    probed = true;
+                    continue;
+                }
+                held.lock().unwrap().push(s);
+            }
+        });
+    }
+    let base = a.scratch("interrupted");
+    let data = base.join("data");
+    let mut child = common::std_at(&a.exe, &a.cfg)
+        .args(["restore", "--kind", "physical", "--start", "--latest"])
+        .arg("--to-dir")
+        .arg(&data)
+        .arg("--socket-dir")
+        .arg(&base)
+        .args(["--port", &free_port().to_string()])
+        .env("LIFEBOAT_WAL_SOCKET", &socket)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while held.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the replay never asked for WAL");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        data.join("postmaster.pid").exists(),
+        "the server is not running"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("stopped the restored server in"), "{err}");
+    held.lock().unwrap().clear();
+    assert!(
+        !data.join("postmaster.pid").exists(),
+        "the restored server runs on after the interrupt"
+    );
+}
+
 /// A new local repository whose source has no reachable server: for WAL pushed by hand.
 fn wal_only_repository() -> (Workspace, PathBuf) {
     let ws = Workspace::new();

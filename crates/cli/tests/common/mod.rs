@@ -21,7 +21,8 @@ pub fn lb_std(config: &Path) -> std::process::Command {
     std_at(&assert_cmd::cargo::cargo_bin("lifeboat"), config)
 }
 
-fn std_at(bin: &Path, config: &Path) -> std::process::Command {
+/// As [`lb_at`], as a `std` command.
+pub fn std_at(bin: &Path, config: &Path) -> std::process::Command {
     let mut c = std::process::Command::new(bin);
     c.arg("--config").arg(config);
     // parked audit entries stay with the test's files, not in /var/lib/lifeboat

@@ -1252,6 +1252,21 @@ pub(crate) fn start_and_wait(
     segment_size: u64,
 ) -> Result<ReachedPoint> {
     let serving = serve_recovery(repo, opts, user, segment_size);
+    // interrupted, the server must not replay on and promote itself unattended (it would
+    // fetch alone once lifeboat is gone): stopped then, as a drill's is
+    let pg_ctl = PgBin::new(opts.pg_bin_dir.as_deref()).program("pg_ctl");
+    crate::sources::postgres::cluster::register(
+        pg_ctl,
+        opts.to_dir.clone(),
+        user.map(str::to_string),
+    );
+    let _said = (!opts.isolate).then(|| {
+        crate::sources::postgres::cluster::say_on_stop(format!(
+            "stopped the restored server in {}, which was replaying WAL; the directory holds the restore, part-replayed: start it to go on (`pg_ctl start -D {}`, as its owner), or remove it and restore again",
+            opts.to_dir.display(),
+            opts.to_dir.display()
+        ))
+    });
     let reached = start_and_wait_inner(
         opts,
         user,
@@ -1259,6 +1274,7 @@ pub(crate) fn start_and_wait(
         repo,
         serving.as_ref().map(wal::spool::Serving::socket),
     );
+    crate::sources::postgres::cluster::forget_registered(&opts.to_dir);
     reached.map(|mut r| {
         r.wal_served = serving.as_ref().map_or(0, wal::spool::Serving::served);
         r

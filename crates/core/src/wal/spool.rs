@@ -738,7 +738,7 @@ pub struct Serving {
     server: Arc<Server>,
     socket: PathBuf,
     thread: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Serving {
@@ -788,6 +788,8 @@ impl Serving {
             .map_err(|e| io(&format!("giving {} to uid {uid}", socket.display()), e))?;
         }
         let server = Server::new(store, key, segment_size, guest.map(|g| g.0), false);
+        // an interrupt ends the process without dropping this: the directory goes then
+        crate::sources::postgres::cluster::remove_on_stop(dir.path());
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (server, stop, socket) = (Arc::clone(&server), Arc::clone(&stop), socket.clone());
@@ -798,7 +800,7 @@ impl Serving {
             server,
             socket,
             thread: Some(thread),
-            _dir: dir,
+            dir,
         })
     }
 
@@ -821,6 +823,7 @@ impl Drop for Serving {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        crate::sources::postgres::cluster::forget_temp_dir(self.dir.path());
     }
 }
 

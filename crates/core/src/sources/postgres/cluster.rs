@@ -386,6 +386,31 @@ pub(crate) fn register(pg_ctl: PathBuf, data: PathBuf, user: Option<String>) {
     }
 }
 
+/// Forgets the newest registration of the server in `data` without stopping it: a
+/// restored server that runs on once its recovery is over.
+pub(crate) fn forget_registered(data: &Path) {
+    if let Ok(mut l) = RUNNING.lock() {
+        if let Some(i) = l.iter().rposition(|(_, d, _)| d == data) {
+            l.remove(i);
+        }
+    }
+}
+
+/// Has `dir` (a private directory of this process's, such as a WAL server's socket
+/// directory) removed if the process is interrupted; [`forget_temp_dir`] once it is gone.
+pub(crate) fn remove_on_stop(dir: &Path) {
+    if let Ok(mut l) = TEMP_DIRS.lock() {
+        l.push(dir.to_path_buf());
+    }
+}
+
+/// See [`remove_on_stop`].
+pub(crate) fn forget_temp_dir(dir: &Path) {
+    if let Ok(mut l) = TEMP_DIRS.lock() {
+        l.retain(|p| p != dir);
+    }
+}
+
 /// Stops (immediately) a server registered with [`register`] and forgets it.
 pub(crate) fn stop_registered(data: &Path) {
     let entry = RUNNING.lock().ok().and_then(|mut l| {
@@ -430,6 +455,15 @@ pub fn stop_all() -> Vec<String> {
     // held to the end: the interrupted operation may fail on the stopped server and the
     // process head for exit while this still removes directories (see [`wait_for_stop_all`])
     let _cleaning = CLEANING.lock();
+    // what to say is taken now: the interrupted operation, failing on what is stopped
+    // below, drops its guards meanwhile
+    let say: Vec<String> = SAY_ON_STOP
+        .lock()
+        .map(|mut l| std::mem::take(&mut *l))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, line)| line)
+        .collect();
     // clients first: a pg_restore over a database must not reach its COMMIT while the
     // rest is cleaned up (killed, its transaction rolls back)
     let clients = CLIENTS
@@ -451,7 +485,7 @@ pub fn stop_all() -> Vec<String> {
         .unwrap_or_default();
     for (conn, db) in drops {
         let dropped = conn.query(
-            "postgres",
+            conn.maintenance_db(),
             &format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 super::compare::ident(&db)
@@ -483,14 +517,7 @@ pub fn stop_all() -> Vec<String> {
     for (pg_ctl, data, user) in list {
         stop_server(&pg_ctl, &data, user.as_deref(), "immediate");
     }
-    said.extend(
-        SAY_ON_STOP
-            .lock()
-            .map(|mut l| std::mem::take(&mut *l))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(_, line)| line),
-    );
+    said.extend(say);
     // the unpack stops at its next file once it sees the interrupt: wait for it (a while)
     // so that nothing is written into the directory after it was cleared
     let filling = FILLING.lock().map(|l| l.clone()).unwrap_or_default();
