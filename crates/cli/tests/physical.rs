@@ -1335,7 +1335,7 @@ fn an_interrupted_recovery_stops_the_restored_server() {
     }
     let base = a.scratch("interrupted");
     let data = base.join("data");
-    let mut child = common::std_at(&a.exe, &a.cfg)
+    let child = common::std_at(&a.exe, &a.cfg)
         .args(["restore", "--kind", "physical", "--start", "--latest"])
         .arg("--to-dir")
         .arg(&data)
