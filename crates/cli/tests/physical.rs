@@ -901,6 +901,20 @@ fn a_missing_segment_is_named_with_the_last_reachable_point() {
     );
     assert!(err.contains("can reach only LSN"), "{err}");
     assert!(!dir.exists(), "nothing was written");
+    // the hint's target works as written: the last record before the gap (the end of the
+    // last segment is no target: no record starts there)
+    let lsn = err
+        .split("restore up to the gap with --target-lsn ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no target in the hint: {err}"))
+        .to_string();
+    let (r, out) = restore(&a, "to-the-gap", &["--target-lsn", &lsn]);
+    assert!(out.contains("reached LSN"), "{out}");
+    let (count, newest) = r.markers();
+    assert_eq!(count, newest, "markers 1..={newest}, none missing");
+    assert!(newest >= 3, "the backup's own rows at least: {newest}");
+    drop(r);
 
     // a backup after the gap restarts the chain: status is good again, and names the
     // older backup whose recovery now stops at the gap

@@ -379,8 +379,8 @@ fn check_archive(
             describe_target(target)
         ))
         .hint(format!(
-            "the WAL up to the target is not archived yet: on the server, `SELECT pg_switch_wal()` hands the current segment to archive_command; check `lifeboat wal status`, or restore up to --target-lsn {}",
-            reach.until_lsn
+            "the WAL up to the target is not archived yet: on the server, `SELECT pg_switch_wal()` hands the current segment to archive_command; check `lifeboat wal status`, or restore up to --target-lsn {} (the last record the archive holds whole)",
+            reachable_target(store, &reach)
         )));
     }
     if short {
@@ -397,11 +397,21 @@ fn check_archive(
             describe_target(target)
         ))
         .hint(format!(
-            "restore up to the gap with --target-lsn {}, or find the segment (the server's pg_wal, another copy of the archive) and push it with `lifeboat wal-push`",
-            reach.until_lsn
+            "restore up to the gap with --target-lsn {} (the last record before it), or find the segment (the server's pg_wal, another copy of the archive) and push it with `lifeboat wal-push`",
+            reachable_target(store, &reach)
         )));
     }
     Ok(reach)
+}
+
+/// The start of the last record the reachable segments hold whole: an inclusive
+/// `--target-lsn` recovery reaches (the end of the last segment is none, since no record
+/// starts there and the next segment is missing). That end when the segment cannot be read.
+fn reachable_target(store: &WalStore, reach: &wal::Reachable) -> Lsn {
+    SegmentName::parse(&reach.last_segment)
+        .and_then(|s| store.get(&wal::WalFile::Segment(s)).ok().flatten())
+        .and_then(|bytes| wal::records::last_whole_record(&bytes))
+        .unwrap_or(reach.until_lsn)
 }
 
 fn quote(s: &str) -> String {

@@ -102,12 +102,74 @@ const fn align(n: usize) -> usize {
 #[must_use]
 pub fn tablespace_creations(segment: &[u8]) -> Vec<TablespaceCreation> {
     let mut found = Vec::new();
+    each_record(segment, |payload, start, rec| match rec {
+        Record::Continued(rest) => found.extend(split_creation(payload, rest, start)),
+        Record::Whole {
+            at,
+            total,
+            info,
+            rmid,
+        } => {
+            if rmid == RM_TBLSPC_ID && info & RMGR_INFO_MASK == XLOG_TBLSPC_CREATE {
+                let lsn = Lsn(start + Payload::physical(at) as u64);
+                match payload.bytes(at, total) {
+                    Some(r) => {
+                        if let Some(location) = create_location(&r[RECORD_HEADER..]) {
+                            if !location.is_empty() {
+                                found.push(TablespaceCreation { lsn, location });
+                            }
+                        }
+                    }
+                    None => found.push(TablespaceCreation {
+                        lsn,
+                        location: UNKNOWN_LOCATION.into(),
+                    }),
+                }
+            }
+        }
+    });
+    found
+}
+
+/// Where the last record that starts and ends in `segment` (one whole WAL segment, as
+/// archived) starts: a recovery target (`--target-lsn`, inclusive) that the segment alone
+/// lets recovery reach, when the next segment is missing (a segment's end is not one: no
+/// record starts there). `None` when no record does.
+#[must_use]
+pub fn last_whole_record(segment: &[u8]) -> Option<Lsn> {
+    let mut last = None;
+    each_record(segment, |payload, start, rec| {
+        if let Record::Whole { at, total, .. } = rec {
+            if payload.bytes(at, total).is_some() {
+                last = Some(Lsn(start + Payload::physical(at) as u64));
+            }
+        }
+    });
+    last
+}
+
+/// What [`each_record`] shows of a record.
+enum Record {
+    /// The segment begins with the rest (this many bytes) of a record begun before it.
+    Continued(usize),
+    /// A record beginning at payload byte `at`, `total` bytes long (it may run on into the
+    /// next segment), of resource manager `rmid` with `info`.
+    Whole {
+        at: usize,
+        total: usize,
+        info: u8,
+        rmid: u8,
+    },
+}
+
+/// Walks the records of `segment` in order, with the segment's payload and start LSN.
+fn each_record(segment: &[u8], mut visit: impl FnMut(&Payload<'_>, u64, Record)) {
     if segment.len() < PAGE || !segment.len().is_multiple_of(PAGE) {
-        return found;
+        return;
     }
     let info = u16_at(segment, 2);
     if info & XLP_LONG_HEADER == 0 {
-        return found;
+        return;
     }
     let start = u64_at(segment, 8);
     // a page written for another place (a recycled file's old contents) ends the records
@@ -121,7 +183,7 @@ pub fn tablespace_creations(segment: &[u8]) -> Vec<TablespaceCreation> {
     let mut at = 0;
     if info & XLP_FIRST_IS_CONTRECORD != 0 {
         let rest = u32_at(segment, 16) as usize;
-        found.extend(split_creation(&payload, rest, start));
+        visit(&payload, start, Record::Continued(rest));
         at = align(rest);
     }
     while at < payload.len() {
@@ -139,28 +201,21 @@ pub fn tablespace_creations(segment: &[u8]) -> Vec<TablespaceCreation> {
             break; // zeros: the end of the WAL written so far
         }
         let (info, rmid) = (header[16], header[17]);
+        visit(
+            &payload,
+            start,
+            Record::Whole {
+                at,
+                total,
+                info,
+                rmid,
+            },
+        );
         if rmid == RM_XLOG_ID && info & RMGR_INFO_MASK == XLOG_SWITCH {
             break; // the rest of the segment is unused
         }
-        if rmid == RM_TBLSPC_ID && info & RMGR_INFO_MASK == XLOG_TBLSPC_CREATE {
-            let lsn = Lsn(start + Payload::physical(at) as u64);
-            match payload.bytes(at, total) {
-                Some(r) => {
-                    if let Some(location) = create_location(&r[RECORD_HEADER..]) {
-                        if !location.is_empty() {
-                            found.push(TablespaceCreation { lsn, location });
-                        }
-                    }
-                }
-                None => found.push(TablespaceCreation {
-                    lsn,
-                    location: UNKNOWN_LOCATION.into(),
-                }),
-            }
-        }
         at += align(total);
     }
-    found
 }
 
 /// The location of a creation whose record this segment holds only the start of.
@@ -330,6 +385,31 @@ mod tests {
             }]
         );
         assert!(Payload::physical(at) < PAGE && Payload::physical(at + 40) > PAGE);
+    }
+
+    #[test]
+    fn the_last_whole_record_is_a_target_the_segment_reaches() {
+        let start = 0x1300_0000u64;
+        let mut w = Wal::default();
+        w.push(record(10, 0x00, &[7u8; 40]));
+        let switch = w.push(record(RM_XLOG_ID, XLOG_SWITCH, &[]));
+        w.push(record(10, 0x00, &[7u8; 40]));
+        assert_eq!(
+            last_whole_record(&w.segment(start, 2)),
+            Some(Lsn(start + Payload::physical(switch) as u64)),
+            "the switch ends the segment's records"
+        );
+        // without a switch: the last record that ends in the segment, not one running on
+        let mut w = Wal::default();
+        let whole = w.push(record(10, 0x00, &[7u8; 40]));
+        fill_to(&mut w, Payload::FIRST + Payload::OTHER - 104);
+        let before_last = w.payload.len();
+        w.push(record(10, 0x00, &[7u8; 200]));
+        let seg = w.segment(start, 2);
+        let last = last_whole_record(&seg).expect("a record");
+        assert!(last.0 < start + Payload::physical(before_last) as u64);
+        assert!(last.0 > start + Payload::physical(whole) as u64);
+        assert_eq!(last_whole_record(&[0u8; PAGE]), None);
     }
 
     #[test]
