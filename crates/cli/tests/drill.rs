@@ -912,6 +912,30 @@ fn a_drill_on_a_configured_scratch_server_cleans_up_and_refuses_production() {
     )
     .unwrap();
 
+    // a drill role whose connection limit leaves no room for the restore's jobs: the
+    // drill cannot be carried out (exit 7), which says nothing about the backup
+    scratch
+        .sql(
+            "postgres",
+            "create role busy login createdb bypassrls connection limit 2",
+        )
+        .unwrap();
+    let body = std::fs::read_to_string(&cfg).unwrap().replace(
+        &scratch.dsn("postgres"),
+        &scratch
+            .dsn("postgres")
+            .replace("user=postgres", "user=busy"),
+    );
+    std::fs::write(&bad_cfg, body).unwrap();
+    let (code, _, err) = run(lb(&bad_cfg).arg("drill"));
+    assert_eq!(code, 7, "{err}");
+    assert!(
+        err.contains("CONNECTION LIMIT") && err.contains("drill.server of source"),
+        "{err}"
+    );
+    let (code, _, err) = run(lb(&bad_cfg).args(["drill", "--jobs", "1"]));
+    assert_eq!(code, 0, "one job fits: {err}");
+
     // an interrupted drill drops its database on the scratch server
     let marker = ws.path().join("hook-started");
     let child = drill_until_its_hook(&cfg, &marker, None);

@@ -1072,6 +1072,8 @@ fn a_second_timeline_is_archived_and_restored() {
     let v: serde_json::Value =
         serde_json::from_str(&run(a.lb().args(["--json", "wal", "status"])).1).expect("json");
     assert_eq!(v["archiver"]["timeline"], 1, "{v}");
+    assert_eq!(v["kept_writing"][0]["timeline"], 1, "{v}");
+    assert_eq!(v["kept_writing"][0]["child"], 2, "{v}");
     assert!(
         err.contains(&format!("physical backup {} is on a timeline", &late[..8])),
         "{err}"

@@ -355,6 +355,9 @@ struct StatusJson<'a> {
     archive: &'a wal::WalStatus,
     /// Older physical backups whose recovery stops at a gap (or cannot become consistent).
     cut_short: &'a [wal::Reachable],
+    /// Timelines archived on past where a newer timeline branched off them (a server that
+    /// kept writing after a promotion): those writes are in no restore to the latest.
+    kept_writing: &'a [wal::status::KeptWriting],
     /// The server's archiver; `None` when the server did not answer.
     archiver: Option<&'a ArchiverState>,
     /// Why the server's archiver could not be read.
@@ -419,8 +422,9 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
         .as_ref()
         .map_or(wal::DEFAULT_SEGMENT_SIZE, |p| p.wal_segment_size);
     let st = wal::status(&store, start.as_ref(), seg_size)?;
+    let kept_writing = latest_timeline.kept_writing(&st.timelines, seg_size)?;
     if !ctx.json {
-        for k in latest_timeline.kept_writing(&st.timelines, seg_size)? {
+        for k in &kept_writing {
             eprintln!(
                 "warning: timeline {} has WAL archived up to {}, past LSN {} where timeline {} branched off it: a server kept writing on timeline {} after the promotion (the old primary after a failover, or production while a restored copy promoted on timeline {} archives here); its writes after the branch are in no restore to the latest timeline",
                 k.timeline, k.last, k.switch, k.child, k.timeline, k.child
@@ -452,6 +456,7 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
         output::json(&StatusJson {
             archive: &st,
             cut_short: &cut_short,
+            kept_writing: &kept_writing,
             archiver: server.as_ref().ok(),
             archiver_error: server.as_ref().err().map(ToString::to_string),
             wal_server,

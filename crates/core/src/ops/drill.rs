@@ -474,11 +474,23 @@ impl Target {
         src: &SourceConfig,
         bin: &PgBin,
         truth: &crate::sources::postgres::truth::Truth,
-        base: Option<&std::path::Path>,
+        (base, jobs): (Option<&std::path::Path>, u32),
         encoding: &str,
     ) -> Result<Self> {
         match &src.drill.server {
-            Some(dsn) => Ok(Self::Server(scratch_server(src, dsn, bin)?)),
+            Some(dsn) => {
+                let conn = scratch_server(src, dsn, bin)?;
+                // a shared server without the connections the restore needs: the drill
+                // cannot be carried out, which proves nothing about the backup
+                crate::ops::restore::free_connections_for(&conn, jobs).map_err(|e| {
+                    Error::new(
+                        crate::ErrorKind::Unavailable,
+                        format!("drill.server of source {:?}: {}", src.name, e.message()),
+                    )
+                    .hint("drill when the scratch server has connections to spare, with fewer --jobs, or raise the drill role's CONNECTION LIMIT there")
+                })?;
+                Ok(Self::Server(conn))
+            }
             None => Ok(Self::Cluster(Cluster::start_encoded(
                 bin,
                 &format!("{BULK_LOAD}\n{}", lock_setting(truth)),
@@ -1062,7 +1074,13 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
             (fetch(repo, &backup, &dump), begin, Instant::now())
         });
         let target = clock.time(if on_server { "connect" } else { "cluster" }, || {
-            Target::start(src, &bin, &truth, opts.scratch_dir.as_deref(), encoding)
+            Target::start(
+                src,
+                &bin,
+                &truth,
+                (opts.scratch_dir.as_deref(), opts.jobs),
+                encoding,
+            )
         });
         let (fetched, begin, end) = fetching.join().expect("fetching the dump panicked");
         clock.add_span("fetch", begin, end);
@@ -1177,9 +1195,20 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                     name: "pg_restore".into(),
                     ok: post.is_ok(),
                     detail: match &post {
-                        Ok(()) => {
-                            format!("database {restored_db:?} restored with {} jobs", opts.jobs)
-                        }
+                        Ok(()) => format!(
+                            "database {restored_db:?} restored with {} jobs{}",
+                            opts.jobs,
+                            if on_server {
+                                let c = target.conn();
+                                format!(
+                                    " on the scratch server (drill.server: host {}, port {})",
+                                    c.param("host").unwrap_or("default"),
+                                    c.param("port").unwrap_or("5432")
+                                )
+                            } else {
+                                String::new()
+                            }
+                        ),
                         Err(e) => e.to_string(),
                     },
                 });

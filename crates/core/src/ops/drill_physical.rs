@@ -132,6 +132,13 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
     let store = WalStore::new(repo, &src.name)?;
     let bin = PgBin::new(src.pg_bin_dir.as_deref());
     let scratch = ScratchDir::new("lifeboat-drill-", opts.scratch_dir.as_deref())?;
+    if src.drill.server.is_some() {
+        // whoever set drill.server may have meant to keep drills off this host
+        crate::sources::postgres::cluster::note(format!(
+            "drill.server is for logical drills: this physical drill restores the whole cluster into a throw-away server on this host, in {}",
+            scratch.path().display()
+        ));
+    }
     let target = opts
         .target_time
         .map_or(RecoveryTarget::Latest, RecoveryTarget::Time);

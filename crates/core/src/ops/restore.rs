@@ -485,17 +485,21 @@ fn target_name(opts: &RestoreOptions) -> Result<()> {
 
 /// Refuses `jobs` connections (and lifeboat's own) that the target server has no free slots
 /// for: pg_restore would take the last ones, and the application could not connect.
-fn free_connections_for(conn: &PgConn, jobs: u32) -> Result<()> {
+pub(crate) fn free_connections_for(conn: &PgConn, jobs: u32) -> Result<()> {
     let free = conn.query(
-        "postgres",
+        conn.maintenance_db(),
         // another role's sessions show without their backend_type to a role without
         // pg_read_all_stats: counted as the clients they most likely are; this one is
-        // lifeboat's own, counted below
-        "select current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int - (select count(*) from pg_stat_activity where coalesce(backend_type, 'client backend') = 'client backend' and pid <> pg_backend_pid())",
+        // lifeboat's own, counted below; and the role's own connection limit
+        "select least(\
+           current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int \
+             - (select count(*) from pg_stat_activity where coalesce(backend_type, 'client backend') = 'client backend' and pid <> pg_backend_pid()), \
+           coalesce((select nullif(rolconnlimit, -1) from pg_roles where rolname = current_user and not rolsuper) \
+             - (select count(*) from pg_stat_activity where usename = current_user and pid <> pg_backend_pid()), 2147483647))",
     )?;
     match free.trim().parse::<i64>() {
         Ok(free) if i64::from(jobs) + 1 > free => Err(Error::config(format!(
-            "--jobs {jobs} needs {} connections to the target server, which has {} free (max_connections less those in use and reserved)",
+            "--jobs {jobs} needs {} connections to the target server, which has {} free (max_connections less those in use and reserved, or the role's CONNECTION LIMIT less its sessions)",
             jobs + 1,
             free.max(0)
         ))
