@@ -562,6 +562,24 @@ fn every_new_head_is_published_outside_the_repository() {
         .arg(&head_file));
     assert_eq!(code, 6, "{out}{err}");
     assert!(out.contains("expected head"), "{out}");
+    // and what the cut-off entry was, as the file recorded it
+    let third = &entries[2];
+    assert!(
+        out.contains("recorded 1 entry the log no longer holds: 3 (")
+            && out.contains(&format!(
+                "{} {})",
+                third["action"].as_str().unwrap(),
+                third["outcome"].as_str().unwrap()
+            )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "compared with {}: its newest head is not in the log",
+            head_file.display()
+        )),
+        "{out}"
+    );
     // naming another head file (a new one, which has nothing to compare with yet) still
     // compares with the configured one, and trusts nothing into the new file
     let other = ws.path().join("elsewhere.head");

@@ -268,7 +268,11 @@ impl AuditCmd {
                 v.problems
                     .extend(audit::unlogged_problems(&repo, &entries, &repo.backups()?)?);
                 v.problems.extend(audit::unreadable_problems(&repo));
-                let rewritten = texts.iter().flat_map(|t| head::rewritten(t, &entries));
+                let rewritten = texts.iter().flat_map(|t| {
+                    let mut said = head::rewritten(t, &entries);
+                    said.extend(head::gone_from_log(t, &entries));
+                    said
+                });
                 for p in heads
                     .iter()
                     .flat_map(|(h, _)| audit::verify_entries(&entries, Some(h)).problems)
@@ -304,11 +308,12 @@ impl AuditCmd {
                 // what the end of the log was compared with: without it, entries cut off
                 // the end cannot be seen
                 let last = entries.last().map_or(0, |e| e.seq);
-                let compared: Vec<(&std::path::PathBuf, u64)> = heads
+                // (`None`: its head is not in the log, cut off or rewritten, said above)
+                let compared: Vec<(&std::path::PathBuf, Option<u64>)> = heads
                     .iter()
-                    .filter_map(|(h, f)| {
-                        let e = entries.iter().find(|e| e.hash.starts_with(h.as_str()))?;
-                        Some((f, e.seq))
+                    .map(|(h, f)| {
+                        let e = entries.iter().find(|e| e.hash.starts_with(h.as_str()));
+                        (f, e.map(|e| e.seq))
                     })
                     .collect();
                 // the head given on the command line, and the entry it names
@@ -322,14 +327,20 @@ impl AuditCmd {
                     let mut value = serde_json::to_value(&v)?;
                     let mut with: Vec<serde_json::Value> = compared
                         .iter()
-                        .map(|(f, seq)| {
-                            serde_json::json!({
+                        .map(|(f, seq)| match seq {
+                            Some(seq) => serde_json::json!({
                                 "file": f,
                                 "entry": seq,
                                 "log_head_entry": last,
                                 // entries after it were never published there
                                 "unpublished": last - seq,
-                            })
+                            }),
+                            None => serde_json::json!({
+                                "file": f,
+                                "entry": null,
+                                "log_head_entry": last,
+                                "head_not_in_log": true,
+                            }),
                         })
                         .collect();
                     if let Some((h, seq)) = expected {
@@ -351,7 +362,14 @@ impl AuditCmd {
                         v.entries,
                         v.head.as_deref().map_or("-", |h| &h[..16]),
                         match (v.ok(), v.signed_heads_verified) {
-                            (false, _) => String::new(),
+                            (false, 0) => String::new(),
+                            (false, 1) => {
+                                ": 1 signed head verified: the log up to that entry is authentic"
+                                    .to_string()
+                            }
+                            (false, n) => format!(
+                                ": {n} signed heads verified: the log up to the newest of them is authentic"
+                            ),
                             (true, 0) => ": chain intact".to_string(),
                             (true, 1) => {
                                 ": chain intact, 1 signed head verified (signature checked with the public key)"
@@ -368,6 +386,13 @@ impl AuditCmd {
                         println!("  recorded as deleted on purpose: {d}");
                     }
                     for (f, seq) in &compared {
+                        let Some(seq) = seq else {
+                            println!(
+                                "  compared with {}: its newest head is not in the log (see above)",
+                                f.display()
+                            );
+                            continue;
+                        };
                         if *seq < last {
                             println!(
                                 "  compared with {}: its newest head is entry {seq} of {last}; entries {} to {last} were never published there",

@@ -842,6 +842,7 @@ pub fn head_file_problems(
     let own = verify_entries(entries, None).problems;
     out.retain(|p| !own.contains(p));
     out.extend(super::head::rewritten(text, entries));
+    out.extend(super::head::gone_from_log(text, entries));
     Ok(out)
 }
 

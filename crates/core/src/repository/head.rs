@@ -119,6 +119,37 @@ pub fn rewritten(text: &str, entries: &[Entry]) -> Vec<String> {
     out
 }
 
+/// The head file's lines for entries the log no longer holds (removed from the middle or
+/// cut off its end), with what each line recorded: when, which operation, its outcome.
+/// What the chain says ("entries 5 to 5 are missing") does not say what they were.
+#[must_use]
+pub fn gone_from_log(text: &str, entries: &[Entry]) -> Vec<String> {
+    let held: std::collections::HashSet<u64> = entries.iter().map(|e| e.seq).collect();
+    let mut seen = std::collections::HashSet::new();
+    let gone: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let seq = words.first()?.parse::<u64>().ok()?;
+            (words.len() >= 5 && !held.contains(&seq) && seen.insert(seq))
+                .then(|| format!("{seq} ({} {} {})", words[2], words[3], words[4]))
+        })
+        .collect();
+    match gone.len() {
+        0 => Vec::new(),
+        n => vec![format!(
+            "the audit head file recorded {n} entr{} the log no longer holds: {}{}",
+            if n == 1 { "y" } else { "ies" },
+            gone.iter().take(8).cloned().collect::<Vec<_>>().join(", "),
+            if n > 8 {
+                format!(" and {} more", n - 8)
+            } else {
+                String::new()
+            }
+        )],
+    }
+}
+
 /// Whether two heads name one entry: the same hash, or one the start of the other (a line
 /// may hold the 16 digits `audit verify` prints), in any case.
 fn same_head(a: &str, b: &str) -> bool {
@@ -411,6 +442,27 @@ fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_file_says_what_entries_removed_from_the_log_were() {
+        let chain = super::super::audit::test_chain(8);
+        let text: String = chain.iter().map(line).collect();
+        assert!(gone_from_log(&text, &chain).is_empty());
+        let kept: Vec<Entry> = chain
+            .iter()
+            .filter(|e| e.seq != 5 && e.seq != 8)
+            .cloned()
+            .collect();
+        let said = gone_from_log(&text, &kept);
+        assert_eq!(said.len(), 1, "{said:?}");
+        let e5 = &chain[4];
+        assert!(
+            said[0].contains("recorded 2 entries the log no longer holds")
+                && said[0].contains(&format!("5 ({} {} {})", e5.time, e5.action, e5.outcome))
+                && said[0].contains("8 ("),
+            "{said:?}"
+        );
+    }
 
     #[test]
     fn a_log_grown_back_over_a_rollback_disagrees_with_the_file() {
