@@ -344,6 +344,10 @@ fn pitr_under_load(a: &Archiving) {
         "the backup before the target is used:\n{out}"
     );
     assert!(out.contains("reached LSN"), "{out}");
+    assert!(
+        out.contains(", inclusive (stops just after it)"),
+        "the target says which side of it recovery stops: {out}"
+    );
     assert_markers_up_to(&r, 21, "target time");
     drop(r);
 

@@ -591,8 +591,9 @@ impl RestoreCmd {
                     .unwrap_or_default()
             );
             println!(
-                "  recovery target: {}; the restore_command answered as the server will run it",
-                describe_target(&p.target)
+                "  recovery target: {}{}; the restore_command answered as the server will run it",
+                describe_target(&p.target),
+                inclusion(&p.target, self.physical.exclusive)
             );
             if let (RecoveryTarget::Time(t), Some(archived)) = (&p.target, p.reachable_time) {
                 if *t > archived {
@@ -654,8 +655,9 @@ impl RestoreCmd {
         }
         // the target as it was understood, in UTC: a local time read otherwise shows here
         println!(
-            "  recovery target: {}",
-            lifeboat_core::ops::recover::describe_target(&opts.target)
+            "  recovery target: {}{}",
+            lifeboat_core::ops::recover::describe_target(&opts.target),
+            inclusion(&opts.target, !opts.inclusive)
         );
         println!(
             "  the archive reaches {}{}",
@@ -960,6 +962,15 @@ pub(crate) fn archive_command(ctx: &Ctx, source: &str) -> anyhow::Result<String>
         ctx,
         &format!("wal-push --source {} %p", shell_quote(source)),
     )
+}
+
+/// Whether recovery stops after or before a target that has a position of its own.
+fn inclusion(target: &RecoveryTarget, exclusive: bool) -> &'static str {
+    match (target, exclusive) {
+        (RecoveryTarget::Latest | RecoveryTarget::Immediate | RecoveryTarget::Name(_), _) => "",
+        (_, false) => ", inclusive (stops just after it)",
+        (_, true) => ", exclusive (stops just before it)",
+    }
 }
 
 /// The restore_command for the restored server: this binary, this configuration.
