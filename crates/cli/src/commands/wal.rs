@@ -501,7 +501,7 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
         }
     }
     if let (Some(n), Some(age)) = (&st.newest, st.newest_age_secs) {
-        println!("  newest: {n}, archived {} ago", output::secs(age));
+        println!("  last archived: {n}, {} ago", output::secs(age));
     }
     match &st.reachable {
         None => {
