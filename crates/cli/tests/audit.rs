@@ -59,6 +59,76 @@ fn forge(ws: &Workspace, seq: u64, edit: Option<&dyn Fn(&mut serde_json::Value)>
     .unwrap();
 }
 
+/// A backup written into the repository by someone with its password (here: a copy of a
+/// real one, dated later) is in no audit entry: `verify --all` and `audit verify` name it
+/// without failing, and a restore that picks by time refuses it; by its id it restores.
+#[test]
+fn a_backup_no_audit_entry_records_is_named_and_not_picked_by_time() {
+    let (_c, ws, cfg) = backed_up(50);
+    let real = common::list_json(&cfg)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let repo = open(&ws);
+    repo.with_open(|r| {
+        let snap = r
+            .get_all_snapshots()?
+            .into_iter()
+            .find(|s| real.starts_with(s.id.to_string().as_str()))
+            .expect("the backup");
+        let mut planted = snap.clone();
+        let mut meta: serde_json::Value =
+            serde_json::from_str(snap.description.as_deref().unwrap()).unwrap();
+        let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60)).to_string();
+        meta["finished_at"] = later.clone().into();
+        meta["started_at"] = later.into();
+        planted.description = Some(meta.to_string());
+        planted.time = jiff::Zoned::now() + jiff::SignedDuration::from_secs(60);
+        r.save_snapshots(vec![planted])?;
+        Ok(())
+    })
+    .unwrap();
+    let listed = common::list_json(&cfg);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let planted = listed
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .find(|id| *id != real)
+        .unwrap();
+    let out = ok(lb(&cfg).args(["verify", "--all"]));
+    assert!(
+        out.contains(&format!(
+            "NOTE     1 backup(s) in the repository are in no entry of the audit log: {}",
+            &planted[..8]
+        )),
+        "{out}"
+    );
+    let (code, out, _) = run(lb(&cfg).args(["--json", "audit", "verify"]));
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        v["unlogged_backups"][0]
+            .as_str()
+            .is_some_and(|s| s.starts_with(&planted[..8])),
+        "{v}"
+    );
+    let (code, _, err) = run(lb(&cfg).args([
+        "restore",
+        "--latest",
+        "--source",
+        "app-db",
+        "--to-database",
+        "picked",
+    ]));
+    assert_eq!(code, 6, "{err}");
+    assert!(
+        err.contains("the one picked, is in no entry of the audit log")
+            && err.contains(&format!("give its id ({})", &planted[..8])),
+        "{err}"
+    );
+    ok(lb(&cfg).args(["restore", &planted, "--to-database", "by_id"]));
+}
+
 #[test]
 fn failures_that_cannot_reach_the_log_are_parked_and_added_later() {
     let (_c, ws, cfg) = backed_up(50);

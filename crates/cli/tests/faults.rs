@@ -745,7 +745,7 @@ fn a_damaged_pack_no_backup_uses_is_named_before_a_backup_reuses_it() {
     assert_eq!(code, 6, "{out}\n{err}");
     assert!(
         format!("{out}{err}").contains(&format!(
-            "pack {short} is damaged (no backup checked reads its data"
+            "pack {short} is damaged; no dump checked reads from it"
         )),
         "{out}\n{err}"
     );

@@ -265,8 +265,7 @@ impl AuditCmd {
                 let mut v = audit::verify_entries(&entries, expected_head.as_deref());
                 v.problems
                     .extend(audit::backups_gone_from(&repo, &entries)?);
-                v.problems
-                    .extend(audit::unlogged_problems(&repo, &entries, &repo.backups()?)?);
+                let unlogged = audit::unlogged_backups(&repo, &entries, &repo.backups()?)?;
                 v.problems.extend(audit::unreadable_problems(&repo));
                 let rewritten = texts.iter().flat_map(|t| {
                     let mut said = head::rewritten(t, &entries);
@@ -352,6 +351,7 @@ impl AuditCmd {
                         }));
                     }
                     value["compared_with"] = with.into();
+                    value["unlogged_backups"] = unlogged.clone().into();
                     output::json(&value)?;
                 } else {
                     for p in &v.problems {
@@ -384,6 +384,9 @@ impl AuditCmd {
                     // deleted on purpose: shown, since anyone with the password can write one
                     for d in audit::recorded_deletions(&entries) {
                         println!("  recorded as deleted on purpose: {d}");
+                    }
+                    if let Some(note) = audit::unlogged_note(&unlogged) {
+                        println!("  note: {note}");
                     }
                     for (f, seq) in &compared {
                         let Some(seq) = seq else {

@@ -130,6 +130,11 @@ impl VerifyCmd {
             for p in &report.repository_problems {
                 println!("DAMAGED  repository: {p}");
             }
+            if let Some(note) =
+                lifeboat_core::repository::audit::unlogged_note(&report.unlogged_backups)
+            {
+                println!("NOTE     {note}");
+            }
             for p in &report.history_problems {
                 // a backup gone, or the log's own record broken or missing a backup
                 let label = if p.contains("no longer in the repository") {

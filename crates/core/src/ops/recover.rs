@@ -267,14 +267,16 @@ fn select(repo: &Repo, opts: &RecoverOptions) -> Result<SnapshotInfo> {
             break;
         }
     }
-    chosen.ok_or_else(|| {
+    let chosen = chosen.ok_or_else(|| {
         Error::not_found(format!(
             "no physical backup of source {:?} can reach {}",
             opts.source,
             describe_target(&opts.target)
         ))
         .hint("a point-in-time restore starts from a base backup finished before the target: `lifeboat list --kind physical`")
-    })
+    })?;
+    crate::repository::audit::refuse_unlogged_pick(repo, &chosen)?;
+    Ok(chosen)
 }
 
 /// A recovery target in words.

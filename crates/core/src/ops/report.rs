@@ -318,7 +318,12 @@ pub fn damaged_backups(entries: &[audit::Entry]) -> BTreeMap<String, Timestamp> 
         let Some(list) = e.details.split_once("damaged ").map(|(_, l)| l) else {
             continue;
         };
-        for id in list.split(", ").map(str::trim).filter(|i| !i.is_empty()) {
+        // only backup ids (8 hex digits): a repository problem's text may say "damaged" too
+        for id in list
+            .split(", ")
+            .map(str::trim)
+            .filter(|i| i.len() == 8 && i.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
             out.insert(id.to_string(), e.time);
         }
     }
@@ -1304,6 +1309,13 @@ mod tests {
                 "3 backup(s), data read: damaged e130108a, 77f6e698",
             ),
             entry(2, "verify", "ok", "3 backup(s): all intact"),
+            // a repository problem's own words are no backup ids
+            entry(
+                3,
+                "verify",
+                "failed",
+                "2 backup(s), data read: pack e0df3f2e is damaged (no backup's dump checked uses it), move data/e0/e0df3f2e… out; 1 backup(s) the audit log records as stored are no longer in the repository: 38c73584 (logical of app, entry 21 at 2026-12-07 04:35:53 UTC)",
+            ),
         ];
         let d = damaged_backups(&entries);
         assert_eq!(d.keys().collect::<Vec<_>>(), ["77f6e698", "e130108a"]);

@@ -300,6 +300,7 @@ pub fn select(repo: &Repo, opts: &RestoreOptions) -> Result<SnapshotInfo> {
         }
     }
     if let Some(found) = matching.pop() {
+        crate::repository::audit::refuse_unlogged_pick(repo, &found)?;
         return Ok(found);
     }
     let mut hint = "`lifeboat list` shows what the repository holds".to_string();

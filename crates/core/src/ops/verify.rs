@@ -59,6 +59,9 @@ pub struct VerifyReport {
     /// repository) records that the repository no longer holds — backups gone, a log that
     /// went back. No repair brings these back.
     pub history_problems: Vec<String>,
+    /// With every backup verified: backups no audit entry records (see
+    /// [`crate::repository::audit::unlogged_backups`]); not damage, and not in [`Self::ok`].
+    pub unlogged_backups: Vec<String>,
 }
 
 impl VerifyReport {
@@ -211,7 +214,7 @@ fn verify_inner(
         None
     };
     let backups = if every { repo.backups()? } else { backups };
-    let gone = if let Some(entries) = entries {
+    let (gone, unlogged) = if let Some(entries) = entries {
         // and a log that went back (rolled back to an older copy, replaced): the backups of
         // the lost entries would be named nowhere else
         // a head file that cannot be read or holds no head is a finding, not a reason
@@ -231,9 +234,6 @@ fn verify_inner(
                 .into_iter()
                 .map(|p| format!("audit log: {p}")),
         );
-        problems.extend(crate::repository::audit::unlogged_problems(
-            repo, &entries, &backups,
-        )?);
         let unreadable = repo.unreadable_snapshots();
         problems.extend(crate::repository::audit::gone_backups(
             &entries,
@@ -242,9 +242,10 @@ fn verify_inner(
                 .map(|b| b.id.as_str())
                 .chain(unreadable.iter().map(|(id, _)| id.as_str())),
         ));
-        problems
+        let unlogged = crate::repository::audit::unlogged_backups(repo, &entries, &backups)?;
+        (problems, unlogged)
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     let read_data = check.read_data;
     // every backup: every pack too, also those no backup uses now (a forgotten backup's):
@@ -254,6 +255,7 @@ fn verify_inner(
         repo.with_indexed(|indexed| verify_indexed(indexed, backups, check, read_data))?;
     report.read_data_subset = opts.read_data_subset.clone();
     report.history_problems = gone;
+    report.unlogged_backups = unlogged;
     report
         .repository_problems
         .extend(repo.unreadable_snapshots().into_iter().map(|(id, why)| {
@@ -349,7 +351,7 @@ fn verify_indexed(
     unnamed.sort();
     repository_problems.extend(unnamed.into_iter().map(|p| {
         format!(
-            "pack {} is damaged (no backup checked reads its data; a later backup would reuse it): move data/{}/{}… out of the repository and run `lifeboat repair index`",
+            "pack {} is damaged; no dump checked reads from it (it holds backups' directory data, or data of a backup no longer listed, which a later backup would reuse): see the README, \"A lost pack file\" (data/{}/{}…)",
             &p[..8.min(p.len())],
             &p[..2.min(p.len())],
             &p[..8.min(p.len())]
@@ -361,6 +363,7 @@ fn verify_indexed(
         backups: verdicts,
         repository_problems,
         history_problems: Vec::new(),
+        unlogged_backups: Vec::new(),
     })
 }
 

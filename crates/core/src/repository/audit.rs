@@ -1069,15 +1069,17 @@ fn short_ids_in(text: &str) -> impl Iterator<Item = &str> {
         .map(|w| &w[..8])
 }
 
-/// Backups in the repository that no entry of the log names: a run killed after storing
-/// one and before it could log, entries removed, or a backup written into the repository
-/// by someone else with its password. The log is read again before one is named: a
-/// backup saves its snapshot before its entry, and may have finished meanwhile.
+/// Backups in the repository that no entry of the log names (`ID (kind db, time)` each): a
+/// run still under way (a backup of several databases logs once, at its end), a run
+/// killed after storing one and before it could log, entries removed, or a backup written
+/// into the repository by someone else with its password. Reported beside a verdict, not
+/// as damage: the first two are no fault, and nothing can acknowledge them. The log is
+/// read again before one is named.
 ///
 /// # Errors
 ///
 /// When the log cannot be read again.
-pub fn unlogged_problems(
+pub fn unlogged_backups(
     repo: &Repo,
     entries: &[Entry],
     backups: &[crate::repository::SnapshotInfo],
@@ -1094,8 +1096,13 @@ pub fn unlogged_problems(
     let unlogged = |entries: &[Entry]| -> Vec<String> {
         let mut logged = logged_backup_ids(entries);
         logged.extend(parked.iter().flat_map(|p| short_ids_in(&p.details)));
+        // a backup from before the log began (an older lifeboat) is in none
+        let Some(began) = entries.first().map(|e| e.time) else {
+            return Vec::new();
+        };
         backups
             .iter()
+            .filter(|b| b.meta.finished_at >= began)
             .filter(|b| !logged.contains(short_id(&b.id)))
             .map(|b| {
                 format!(
@@ -1108,17 +1115,48 @@ pub fn unlogged_problems(
             })
             .collect()
     };
-    let mut found = unlogged(entries);
-    if !found.is_empty() {
-        found = unlogged(&self::entries(repo)?);
+    let found = unlogged(entries);
+    if found.is_empty() {
+        return Ok(found);
     }
-    Ok(match found.len() {
-        0 => Vec::new(),
-        n => vec![format!(
-            "{n} backup(s) in the repository are in no entry of the audit log: {}{}; a run killed after storing them and before it could log, entries removed, or backups written into the repository by someone else with its password: check their times and contents before restoring one",
-            found.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+    Ok(unlogged(&self::entries(repo)?))
+}
+
+/// Refuses `backup`, picked for a restore by time (`--latest`, `--before`, a recovery
+/// target), when no entry of the audit log records it: a backup written into the
+/// repository by someone else is newer than the real ones, and would be picked first.
+/// Given by its id, it is restored.
+///
+/// # Errors
+///
+/// [`crate::ErrorKind::Integrity`] for such a backup; the log's read error.
+pub fn refuse_unlogged_pick(repo: &Repo, backup: &crate::repository::SnapshotInfo) -> Result<()> {
+    let entries = entries(repo)?;
+    let Some(what) = unlogged_backups(repo, &entries, std::slice::from_ref(backup))?
+        .into_iter()
+        .next()
+    else {
+        return Ok(());
+    };
+    let short = short_id(&backup.id);
+    Err(Error::integrity(format!(
+        "backup {what}, the one picked, is in no entry of the audit log: a backup run still under way, one killed before it could log, or a backup written into the repository by someone else with its password"
+    ))
+    .hint(format!(
+        "check it (`lifeboat audit verify`, `lifeboat list`); to restore it all the same, give its id ({short}) instead of --latest/--before, or pick an older backup with --before"
+    )))
+}
+
+/// What to say of [`unlogged_backups`]; `None` when there are none.
+#[must_use]
+pub fn unlogged_note(unlogged: &[String]) -> Option<String> {
+    let n = unlogged.len();
+    (n > 0).then(|| {
+        format!(
+            "{n} backup(s) in the repository are in no entry of the audit log: {}{}; a backup run still under way, one killed before it could log, entries removed, or backups written into the repository by someone else with its password: check their times and contents before restoring one",
+            unlogged.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
             if n > 5 { format!(" and {} more", n - 5) } else { String::new() }
-        )],
+        )
     })
 }
 

@@ -151,7 +151,24 @@ fn verify_signed_entries(
             .hint("the statement was changed, or signed with another key")
         })?;
     let mut verdict = audit::verify_entries(entries, Some(&statement.head));
-    verdict.signed_heads_verified = 1;
+    // a valid signature proves the log only while the signed entry is still in it and the
+    // chain up to it is intact: a log rewritten and re-hashed after it must not count
+    let signed_prefix_intact = entries
+        .iter()
+        .position(|e| e.hash == statement.head)
+        .is_some_and(|i| {
+            audit::verify_entries(&entries[..=i], Some(&statement.head))
+                .problems
+                .is_empty()
+        });
+    verdict.signed_heads_verified = usize::from(signed_prefix_intact);
+    if !signed_prefix_intact {
+        verdict.problems.push(format!(
+            "the signed head {} (entry {}) has a valid signature, but the log no longer matches it up to that entry",
+            &statement.head[..16.min(statement.head.len())],
+            statement.entries
+        ));
+    }
     Ok(verdict)
 }
 
@@ -187,6 +204,31 @@ mod tests {
             audit::verify_entries(&entries, None).signed_heads_verified,
             0
         );
+    }
+
+    #[test]
+    fn a_signed_head_of_a_rewritten_log_is_not_counted() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let public = hex(key.verifying_key().as_bytes());
+        let entries = chain(4);
+        let statement = signed(&key, &entries[..3]);
+        // entry 2 edited, and the whole log re-hashed from there: a self-consistent chain
+        let mut forged = entries.clone();
+        forged[1].details = "nothing to see".into();
+        for i in 1..forged.len() {
+            forged[i].prev = forged[i - 1].hash.clone();
+            forged[i].hash = forged[i].compute_hash();
+        }
+        assert!(audit::verify_entries(&forged, None).ok());
+        let v = verify_signed_entries(&forged, &statement, &public).unwrap();
+        assert_eq!(v.signed_heads_verified, 0);
+        assert!(!v.ok());
+        // an edit after the signed entry leaves the signed part authentic
+        let mut later = entries.clone();
+        later[3].details = "edited after the signature".into();
+        let v = verify_signed_entries(&later, &statement, &public).unwrap();
+        assert_eq!(v.signed_heads_verified, 1);
+        assert!(!v.ok(), "the edit is still a problem");
     }
 
     #[test]
