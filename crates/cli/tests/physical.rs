@@ -1070,7 +1070,7 @@ fn a_second_timeline_is_archived_and_restored() {
     assert_eq!(code, 10, "{out}{err}");
     assert!(
         err.contains("writes on timeline 1, but the archive's newest timeline 2 left timeline 1")
-            && err.contains("--target-timeline current"),
+            && err.contains("--target-timeline 1`"),
         "{err}"
     );
     let v: serde_json::Value =

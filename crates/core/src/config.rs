@@ -819,7 +819,7 @@ pub fn parse_duration(s: &str) -> std::result::Result<u64, String> {
     }
     if s.contains(['.', ',']) {
         return Err(format!(
-            "{s:?}: durations take whole numbers; write a fraction with a smaller unit, like \"1h30m\" for an hour and a half"
+            "{s:?}: durations take whole numbers, and count whole seconds; write a fraction with a smaller unit, like \"1h30m\" for an hour and a half, and at least \"1s\""
         ));
     }
     let mut total = 0u64;

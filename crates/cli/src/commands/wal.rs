@@ -220,9 +220,10 @@ impl WalFetchCmd {
             return Ok(None);
         }
         // beside where PostgreSQL wants the segment: a directory its user may write
-        let tmp = self
-            .dest
-            .with_file_name(format!(".lifeboat-fetch-{follow:08X}.history"));
+        let tmp = self.dest.with_file_name(format!(
+            ".lifeboat-fetch-{follow:08X}-{}.history",
+            std::process::id()
+        ));
         let found = fetch(&format!("{follow:08X}.history"), &tmp)?;
         let history = std::fs::read_to_string(&tmp).unwrap_or_default();
         let _ = std::fs::remove_file(&tmp);
@@ -675,12 +676,18 @@ fn verdict(
         if let Some((newest, switch)) = latest_timeline.left(server_tl, wal::Lsn(u64::MAX))? {
             return Err(lifeboat_core::Error::new(
                 ErrorKind::CheckFailed,
-                format!(
-                    "the server of source {name} writes on timeline {server_tl}, but the archive's newest timeline {newest} left timeline {server_tl} at LSN {switch}: a restore to the latest point follows timeline {newest}, not this server's writes since then"
-                ),
+                if switch.0 == 0 {
+                    format!(
+                        "the server of source {name} writes on timeline {server_tl}, but the archive's newest timeline {newest} does not descend from it: a restore to the latest point follows timeline {newest}, not this server's writes"
+                    )
+                } else {
+                    format!(
+                        "the server of source {name} writes on timeline {server_tl}, but the archive's newest timeline {newest} left timeline {server_tl} at LSN {switch}: a restore to the latest point follows timeline {newest}, not this server's writes since then"
+                    )
+                },
             )
             .hint(format!(
-                "if this server is the primary, a restored copy promoted on timeline {newest} archives into this repository: stop its archiving (on the copy: ALTER SYSTEM SET archive_mode = off; then restart it), and restore this server's history with `--target-timeline current`; if a failover promoted another server, point source {name} at it and stop this one"
+                "if this server is the primary, a restored copy promoted on timeline {newest} archives into this repository: stop its archiving (on the copy: ALTER SYSTEM SET archive_mode = off; then restart it), and restore this server's history with `--target-timeline {server_tl}`; if a failover promoted another server, point source {name} at it and stop this one"
             ))
             .into());
         }

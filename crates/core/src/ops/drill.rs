@@ -482,13 +482,20 @@ impl Target {
                 let conn = scratch_server(src, dsn, bin)?;
                 // a shared server without the connections the restore needs: the drill
                 // cannot be carried out, which proves nothing about the backup
-                crate::ops::restore::free_connections_for(&conn, jobs).map_err(|e| {
-                    Error::new(
+                if let Some(short) = crate::ops::restore::connections_short(&conn, jobs)? {
+                    return Err(Error::new(
                         crate::ErrorKind::Unavailable,
-                        format!("drill.server of source {:?}: {}", src.name, e.message()),
+                        format!(
+                            "drill.server of source {:?}: a drill with {jobs} job(s) needs {short}",
+                            src.name
+                        ),
                     )
-                    .hint("drill when the scratch server has connections to spare, with fewer --jobs, or raise the drill role's CONNECTION LIMIT there")
-                })?;
+                    .hint(if jobs > 1 {
+                        "drill when the scratch server has connections to spare, with fewer --jobs, or raise the drill role's CONNECTION LIMIT there"
+                    } else {
+                        "drill when the scratch server has connections to spare, or raise the drill role's CONNECTION LIMIT there (a drill needs at least 2)"
+                    }));
+                }
                 Ok(Self::Server(conn))
             }
             None => Ok(Self::Cluster(Cluster::start_encoded(
@@ -537,6 +544,16 @@ pub fn check_scratch_server(src: &SourceConfig) -> Result<Option<String>> {
     let bin = PgBin::new(src.pg_bin_dir.as_deref());
     let conn = scratch_server(src, dsn, &bin)?;
     let version = conn.server_version_num(conn.maintenance_db())?;
+    if let Some(short) = crate::ops::restore::connections_short(&conn, 1)? {
+        return Err(Error::new(
+            crate::ErrorKind::Unavailable,
+            format!(
+                "drills on drill.server of source {:?} cannot run now: one job needs {short}",
+                src.name
+            ),
+        )
+        .hint("raise the drill role's CONNECTION LIMIT there, or free connections on the scratch server"));
+    }
     let needs = scratch_needs(src, &conn);
     if !needs.is_empty() {
         return Err(Error::config(format!(
@@ -614,12 +631,25 @@ fn scratch_server(src: &SourceConfig, dsn: &str, bin: &PgBin) -> Result<PgConn> 
     let conn = PgConn::from_dsn(dsn, bin.clone())
         .map_err(|e| e.hint("fix drill.server in the configuration"))?
         .server(Server::DrillServer(src.name.clone()));
-    let scratch_id = conn.system_identifier(&[])?;
     // never drill on production: same system identifier = same cluster
     // production's address from its DSN alone: its password may not be resolvable
     // on the host that runs drills, which is no reason to refuse one
     let source = PgConn::from_source(src)
         .or_else(|e| PgConn::from_dsn(src.dsn.as_deref().ok_or(e)?, bin.clone()))?;
+    let scratch_id = match conn.system_identifier(&[]) {
+        Ok(id) => id,
+        // refused there: at production's address, that is said first (a hint to grant
+        // the drill role more would be one to grant it on production)
+        Err(e) if same_endpoint(&source, &conn) => {
+            return Err(Error::config(format!(
+                "drill.server of source {:?} is at the production server's address (and refused lifeboat: {})",
+                src.name,
+                e.to_string().lines().next().unwrap_or_default()
+            ))
+            .hint("point drill.server at a separate scratch server, or remove it to use a throw-away cluster"));
+        }
+        Err(e) => return Err(e),
+    };
     match source.system_identifier(&src.databases) {
         Ok(id) if id == scratch_id => {
             return Err(Error::config(format!(
@@ -819,8 +849,9 @@ fn same_endpoint(a: &PgConn, b: &PgConn) -> bool {
         return false;
     }
     // one server under several names: `localhost` and 127.0.0.1, a host name and its
-    // address, an empty host and the default socket directory; any address in common
-    // counts as the same server
+    // address, a socket directory and the loopback address; any place in common counts as
+    // the same server (this decides only when production cannot be asked who it is, and
+    // then refusing a scratch server on this host is the safe side)
     let places = |c: &PgConn| -> Vec<String> {
         let host = c
             .param("hostaddr")
@@ -828,11 +859,16 @@ fn same_endpoint(a: &PgConn, b: &PgConn) -> bool {
             .unwrap_or("")
             .to_string();
         if host.is_empty() || host.starts_with('/') || host.starts_with('@') {
-            return vec!["(local socket)".to_string(), host];
+            return vec!["(this host)".to_string(), host];
         }
         let mut out = vec![host.clone()];
         if let Ok(addrs) = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 0)) {
-            out.extend(addrs.map(|a| a.ip().to_string()));
+            for a in addrs {
+                if a.ip().is_loopback() {
+                    out.push("(this host)".to_string());
+                }
+                out.push(a.ip().to_string());
+            }
         }
         out
     };
@@ -2122,12 +2158,17 @@ mod tests {
             "hostaddr=127.0.0.1 port=5433"
         ));
         assert!(same("host=/var/run/postgresql", "port=5432"));
+        assert!(same("host=/var/run/postgresql", "host=localhost"));
         assert!(!same(
             "host=localhost port=5433",
             "host=localhost port=5434"
         ));
         assert!(!same(
-            "host=127.0.0.2 port=5432",
+            "host=192.0.2.2 port=5432",
+            "host=192.0.2.1 port=5432"
+        ));
+        assert!(!same(
+            "host=192.0.2.1 port=5432",
             "host=127.0.0.1 port=5432"
         ));
     }

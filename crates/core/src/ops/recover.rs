@@ -382,7 +382,7 @@ fn check_archive(
         ))
         .hint(format!(
             "the WAL up to the target is not archived yet: on the server, `SELECT pg_switch_wal()` hands the current segment to archive_command; check `lifeboat wal status`, or restore up to --target-lsn {} (the last record the archive holds whole)",
-            reachable_target(store, &reach)
+            reachable_target(store, &reach, phys.stop_lsn)
         )));
     }
     if short {
@@ -400,8 +400,18 @@ fn check_archive(
         ))
         .hint(format!(
             "restore up to the gap with --target-lsn {} (the last record before it), or find the segment (the server's pg_wal, another copy of the archive) and push it with `lifeboat wal-push`",
-            reachable_target(store, &reach)
+            reachable_target(store, &reach, phys.stop_lsn)
         )));
+    }
+    // the followed timeline has no segment in the archive yet (its history file alone was
+    // pushed): recovery ends at its branch point, and wal-fetch withholds the old
+    // timeline's WAL past it; said here, not only in the server's log
+    if SegmentName::parse(&reach.last_segment).is_some_and(|s| s.timeline < reach.timeline) {
+        crate::sources::postgres::cluster::note(format!(
+            "timeline {t}, the newest, which recovery follows, has no segment after its branch in the archive yet: recovery ends at LSN {} at the latest, before the branch (on the server promoted to timeline {t}: select pg_switch_wal(), then restore again to include its writes)",
+            reach.until_lsn,
+            t = reach.timeline
+        ));
     }
     Ok(reach)
 }
@@ -409,11 +419,12 @@ fn check_archive(
 /// The start of the last record the reachable segments hold whole: an inclusive
 /// `--target-lsn` recovery reaches (the end of the last segment is none, since no record
 /// starts there and the next segment is missing). That end when the segment cannot be read.
-fn reachable_target(store: &WalStore, reach: &wal::Reachable) -> Lsn {
+fn reachable_target(store: &WalStore, reach: &wal::Reachable, backup_end: Lsn) -> Lsn {
     SegmentName::parse(&reach.last_segment)
         .and_then(|s| store.get(&wal::WalFile::Segment(s)).ok().flatten())
         .and_then(|bytes| wal::records::last_whole_record(&bytes))
-        .unwrap_or(reach.until_lsn)
+        // never before the backup's end: recovery cannot stop before it is consistent
+        .map_or(reach.until_lsn, |l| l.max(backup_end))
 }
 
 fn quote(s: &str) -> String {
@@ -1357,6 +1368,14 @@ fn start_and_wait_inner(
             from,
             "the restored server did not start",
             &opts.target,
+        ));
+    }
+    // interrupted while it started: the clean-up found no server to stop yet
+    if crate::sources::postgres::cluster::interrupted() {
+        crate::sources::postgres::cluster::stop_now(&pg_ctl, &opts.to_dir, user);
+        return Err(Error::new(
+            ErrorKind::Unavailable,
+            "interrupted while the restored server started; it was stopped",
         ));
     }
     if !opts.isolate {

@@ -486,7 +486,21 @@ fn target_name(opts: &RestoreOptions) -> Result<()> {
 
 /// Refuses `jobs` connections (and lifeboat's own) that the target server has no free slots
 /// for: pg_restore would take the last ones, and the application could not connect.
-pub(crate) fn free_connections_for(conn: &PgConn, jobs: u32) -> Result<()> {
+fn free_connections_for(conn: &PgConn, jobs: u32) -> Result<()> {
+    match connections_short(conn, jobs)? {
+        Some(short) => Err(Error::config(format!("--jobs {jobs} needs {short}"))
+            .hint("give fewer --jobs; the application needs its connections too")),
+        None => Ok(()),
+    }
+}
+
+/// `N connections to the target server, which has M free (...)` when `jobs` pg_restore
+/// jobs and lifeboat's own session do not fit; `None` when they do.
+///
+/// # Errors
+///
+/// When the server cannot be asked.
+pub(crate) fn connections_short(conn: &PgConn, jobs: u32) -> Result<Option<String>> {
     let free = conn.query(
         conn.maintenance_db(),
         // another role's sessions show without their backend_type to a role without
@@ -498,15 +512,14 @@ pub(crate) fn free_connections_for(conn: &PgConn, jobs: u32) -> Result<()> {
            coalesce((select nullif(rolconnlimit, -1) from pg_roles where rolname = current_user and not rolsuper) \
              - (select count(*) from pg_stat_activity where usename = current_user and pid <> pg_backend_pid()), 2147483647))",
     )?;
-    match free.trim().parse::<i64>() {
-        Ok(free) if i64::from(jobs) + 1 > free => Err(Error::config(format!(
-            "--jobs {jobs} needs {} connections to the target server, which has {} free (max_connections less those in use and reserved, or the role's CONNECTION LIMIT less its sessions)",
+    Ok(match free.trim().parse::<i64>() {
+        Ok(free) if i64::from(jobs) + 1 > free => Some(format!(
+            "{} connections to the target server, which has {} free (max_connections less those in use and reserved, or the role's CONNECTION LIMIT less its sessions)",
             jobs + 1,
             free.max(0)
-        ))
-        .hint("give fewer --jobs; the application needs its connections too")),
-        _ => Ok(()),
-    }
+        )),
+        _ => None,
+    })
 }
 
 /// `--clean` alone is refused: dropping objects in a database must be asked for twice.

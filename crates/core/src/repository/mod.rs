@@ -643,7 +643,7 @@ fn open_error(url: &str, e: Box<rustic_core::RusticError>) -> Error {
     );
     // the repository's own config file does not decrypt: no backup check can run before
     // it is put back, so `verify` would only say this again
-    if err.kind() == ErrorKind::Integrity && err.to_string().contains("Config") {
+    if err.kind() == ErrorKind::Integrity && err.to_string().contains("Config:0") {
         return err.hint("the repository's config file is damaged or was replaced: put back `config` from a copy of the repository (an offsite copy, a backup of its disk); nothing else can be checked before");
     }
     err

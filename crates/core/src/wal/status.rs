@@ -157,11 +157,18 @@ fn timeline_path(
             .get(&t)
             .filter(|h| descends(h))
             .map(|h| (t, h.clone())),
-        None => histories
-            .iter()
-            .rev()
-            .find(|(tli, h)| **tli > start.timeline && descends(h))
-            .map(|(tli, h)| (*tli, h.clone())),
+        // as PostgreSQL finds the latest: the timelines after the backup's, one by one, up
+        // to the first without a history file
+        None => {
+            let mut newest = start.timeline;
+            while histories.contains_key(&(newest + 1)) {
+                newest += 1;
+            }
+            histories
+                .get(&newest)
+                .filter(|h| newest > start.timeline && descends(h))
+                .map(|h| (newest, h.clone()))
+        }
     };
     let first = start.start_lsn.0 / segment_size;
     let Some((target, history)) = target else {

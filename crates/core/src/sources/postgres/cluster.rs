@@ -422,6 +422,12 @@ pub(crate) fn stop_registered(data: &Path) {
     }
 }
 
+/// Stops the server in `data` at once (`pg_ctl stop -m immediate`), as `user`: one that
+/// started after an interrupt's clean-up had already run.
+pub(crate) fn stop_now(pg_ctl: &Path, data: &Path, user: Option<&str>) {
+    stop_server(pg_ctl, data, user, "immediate");
+}
+
 /// `pg_ctl stop -m MODE -w` on `data`, as `user`; errors are ignored (it may be stopped).
 fn stop_server(pg_ctl: &Path, data: &Path, user: Option<&str>, mode: &str) {
     let _ = pg_ctl_cmd(pg_ctl, user)
@@ -495,7 +501,7 @@ pub fn stop_all() -> Vec<String> {
         let gone = dropped.is_ok()
             || conn
                 .query(
-                    "postgres",
+                    conn.maintenance_db(),
                     &format!(
                         "select count(*) from pg_database where datname = {}",
                         super::compare::literal(&db)

@@ -653,7 +653,10 @@ pub fn classify_on(stderr: &str, what: &str, server: &Server) -> Error {
     {
         (
             ErrorKind::NotFound,
-            "check the database name (source.databases or the dsn)",
+            match server {
+                Server::Source => "check the database name (source.databases or the dsn)",
+                Server::DrillServer(_) => "check the database name in drill.server's DSN (dbname=...; without one lifeboat connects to `postgres` there)",
+            },
         )
     } else if state == Some("55P03")
         || lower.contains("could not obtain lock")
