@@ -1300,6 +1300,25 @@ fn a_newer_timeline_not_archived_yet_is_not_filled_with_the_old_one() {
     // production, still on timeline 1, goes on writing past the branch
     a.load(16..=20);
     a.archive_now();
+    // the plan says so before anything is written
+    let (code, out, err) = run(a
+        .lb()
+        .args([
+            "restore",
+            "--kind",
+            "physical",
+            "--latest",
+            "--dry-run",
+            "--to-dir",
+        ])
+        .arg(a.ws.path().join("dry-latest")));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains(
+            "timeline 2, the newest, which recovery follows, has no segment after its branch"
+        ),
+        "{err}"
+    );
     let (r2, out) = restore(&a, "latest", &["--latest"]);
     assert!(out.contains(&first[..8]), "{out}");
     let (_, newest) = r2.markers();
