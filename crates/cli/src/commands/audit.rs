@@ -266,6 +266,12 @@ impl AuditCmd {
                 v.problems
                     .extend(audit::backups_gone_from(&repo, &entries)?);
                 let unlogged = audit::unlogged_backups(&repo, &entries, &repo.backups()?)?;
+                let mut unpublished: Vec<u64> = texts
+                    .iter()
+                    .flat_map(|t| head::unpublished_between(t, &entries))
+                    .collect();
+                unpublished.sort_unstable();
+                unpublished.dedup();
                 v.problems.extend(audit::unreadable_problems(&repo));
                 let rewritten = texts.iter().flat_map(|t| {
                     let mut said = head::rewritten(t, &entries);
@@ -352,6 +358,7 @@ impl AuditCmd {
                     }
                     value["compared_with"] = with.into();
                     value["unlogged_backups"] = unlogged.clone().into();
+                    value["unpublished_entries"] = unpublished.clone().into();
                     output::json(&value)?;
                 } else {
                     for p in &v.problems {
@@ -387,6 +394,19 @@ impl AuditCmd {
                     }
                     if let Some(note) = audit::unlogged_note(&unlogged) {
                         println!("  note: {note}");
+                    }
+                    if !unpublished.is_empty() {
+                        println!(
+                            "  note: entr{} {} of the log {} no line in the head file, between lines it has: written by a run configured without it (`--repo`, another host's configuration) or by someone else with the password; `lifeboat audit list` shows what {} recorded",
+                            if unpublished.len() == 1 { "y" } else { "ies" },
+                            unpublished
+                                .iter()
+                                .map(u64::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            if unpublished.len() == 1 { "has" } else { "have" },
+                            if unpublished.len() == 1 { "it" } else { "they" }
+                        );
                     }
                     for (f, seq) in &compared {
                         let Some(seq) = seq else {

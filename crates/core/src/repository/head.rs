@@ -150,6 +150,24 @@ pub fn gone_from_log(text: &str, entries: &[Entry]) -> Vec<String> {
     }
 }
 
+/// Entries of the log between the head file's first and newest lines that the file has no
+/// line for: written by a run configured without the file (`--repo`, another host's
+/// configuration), or by someone with the repository's password. Not damage; worth a look
+/// (`lifeboat audit list`).
+#[must_use]
+pub fn unpublished_between(text: &str, entries: &[Entry]) -> Vec<u64> {
+    let lines: std::collections::HashSet<u64> =
+        numbered_in(text).into_iter().map(|(seq, _)| seq).collect();
+    let (Some(first), Some(last)) = (lines.iter().min(), lines.iter().max()) else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .map(|e| e.seq)
+        .filter(|s| s > first && s < last && !lines.contains(s))
+        .collect()
+}
+
 /// Whether two heads name one entry: the same hash, or one the start of the other (a line
 /// may hold the 16 digits `audit verify` prints), in any case.
 fn same_head(a: &str, b: &str) -> bool {
@@ -442,6 +460,19 @@ fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_the_file_never_got_between_its_lines_are_named() {
+        let chain = super::super::audit::test_chain(6);
+        let text: String = chain
+            .iter()
+            .filter(|e| e.seq != 3 && e.seq != 6)
+            .map(line)
+            .collect();
+        // 3 lies between the file's lines; 6 is after its newest (said elsewhere)
+        assert_eq!(unpublished_between(&text, &chain), vec![3]);
+        assert!(unpublished_between("", &chain).is_empty());
+    }
 
     #[test]
     fn the_file_says_what_entries_removed_from_the_log_were() {
