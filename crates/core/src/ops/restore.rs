@@ -944,7 +944,7 @@ pub fn dump_checked(
             (kind, None) => format!(" --kind {kind}"),
         };
         format!(
-            "the repository is damaged: `lifeboat verify --all --read-data` names every damaged backup; restore an older one (`lifeboat restore --source {}{same} --before \"{earlier}\"`, with your target options) or from an offsite copy",
+            "the repository is damaged: `lifeboat verify --all --read-data` names every damaged backup; restore an older one (`lifeboat restore --source {}{same} --before \"{earlier}\"`, with your other options but not --latest or an id) or from an offsite copy",
             crate::ops::runbook::sh(&backup.meta.source)
         )
     };
