@@ -1336,8 +1336,9 @@ fn a_newer_timeline_not_archived_yet_is_not_filled_with_the_old_one() {
 }
 
 /// Ctrl-C while the restored server replays WAL: the server is stopped (it would otherwise
-/// fetch on alone, replay to the end and promote itself, unattended), lifeboat says what it
-/// left, and the socket directory it served WAL from is gone.
+/// fetch on alone, replay to the end and promote itself, unattended), and lifeboat says
+/// what it left. (That the socket directory of lifeboat's own WAL server goes too is
+/// checked in crates/core/tests/interrupt_serving.rs: here a hanging server stands in.)
 #[test]
 fn an_interrupted_recovery_stops_the_restored_server() {
     use std::os::unix::net::UnixListener;
