@@ -694,7 +694,7 @@ From a logical backup (loses what was written after it):
             r#"### Scenario 3: ransomware or a compromised host
 
 1. Isolate the systems; do not run lifeboat from a compromised host. Keep a copy of the repository as it is now (`cp -a`, or a copy of the bucket), and of the audit head file: evidence, and what to go back to (`verify` appends an audit entry).
-2. From a clean machine: {audit_step}; if you sign heads, also `{lb} audit verify --signed STATEMENT --public-key KEY` with the newest signed head you kept (everything up to it is authentic). Then `{lb} verify --all --read-data`: every backup's data decrypts and hashes correctly, every pack is read (also those no backup uses, which the next backup would reuse), and it names backups the log records that are gone and backups no entry records (written into the repository by someone else: do not restore those).{wal_step}
+2. From a clean machine: {audit_step}; if you sign heads, also `{lb} audit verify --signed STATEMENT --public-key KEY` with the newest signed head you kept (everything up to it is authentic). Then `{lb} verify --all --read-data`: every backup's data decrypts and hashes correctly, every pack is read (also those no backup uses, which the next backup would reuse), and it names backups the log records that are gone, and (NOTE) backups no entry records (written into the repository by someone else: a restore by --latest or --before refuses them; do not restore one by its id unless you know where it came from).{wal_step}
 3. Restore from before the compromise onto clean infrastructure:"#,
             wal_step = if has_physical {
                 format!(" `{lb} wal status --source {s}` names WAL deleted from the archive (the last point reachable before it).")
