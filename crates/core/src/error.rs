@@ -299,7 +299,7 @@ pub(crate) fn classify_repository(
         || lower.contains("no suitable key")
         || lower.contains("incorrect password")
     {
-        (ErrorKind::Auth, Some("the repository password is wrong: check LIFEBOAT_PASSWORD, password_file or password_command"))
+        (ErrorKind::Auth, Some("the repository password is wrong: check LIFEBOAT_PASSWORD, password_file or password_command (if it worked before and nothing changed here, someone may have changed the repository's keys: `restic -r REPO key list` with a password that still works, or an offsite copy)"))
     } else if lower.contains("no space left") || lower.contains("quota") {
         (
             ErrorKind::Unavailable,
