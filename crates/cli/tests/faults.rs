@@ -617,6 +617,23 @@ fn repository_disk_full_during_a_wal_push_leaves_nothing() {
     assert!(std::fs::read(&back).expect("fetched") == vec![0u8; 16 << 20]);
 }
 
+/// Flips one byte of the biggest pack (it holds the dump's data); returns it, and the
+/// other packs with their sizes, smallest first.
+fn flip_a_byte_of_the_biggest_pack(
+    ws: &Workspace,
+) -> (std::path::PathBuf, Vec<(u64, std::path::PathBuf)>) {
+    let mut packs: Vec<(u64, std::path::PathBuf)> = walk(&ws.repo_path().join("data"))
+        .into_iter()
+        .map(|p| (std::fs::metadata(&p).unwrap().len(), p))
+        .collect();
+    packs.sort();
+    let (len, pack) = packs.pop().expect("a data pack");
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[(len / 3) as usize] ^= 0x40;
+    std::fs::write(&pack, bytes).unwrap();
+    (pack, packs)
+}
+
 #[test]
 fn flipped_byte_in_a_pack_is_named_and_refused() {
     let (c, ws, cfg) = backed_up(800);
@@ -631,16 +648,7 @@ fn flipped_byte_in_a_pack_is_named_and_refused() {
         .unwrap()
         .to_string();
     ok(lb(&cfg).args(["verify", "--all", "--read-data"]));
-    // the biggest pack holds the dump's data
-    let mut packs: Vec<(u64, std::path::PathBuf)> = walk(&ws.repo_path().join("data"))
-        .into_iter()
-        .map(|p| (std::fs::metadata(&p).unwrap().len(), p))
-        .collect();
-    packs.sort();
-    let (len, pack) = packs.pop().expect("a data pack");
-    let mut bytes = std::fs::read(&pack).unwrap();
-    bytes[(len / 3) as usize] ^= 0x40;
-    std::fs::write(&pack, bytes).unwrap();
+    let (_, packs) = flip_a_byte_of_the_biggest_pack(&ws);
 
     let (code, out, err) = run(lb(&cfg).args(["verify", "--all", "--read-data"]));
     assert_eq!(code, 6, "{out}\n{err}");
@@ -730,15 +738,7 @@ fn a_damaged_pack_no_backup_uses_is_named_before_a_backup_reuses_it() {
     let (_c, ws, cfg) = backed_up(800);
     let id = list_json(&cfg)[0]["id"].as_str().unwrap().to_string();
     std::fs::remove_file(ws.repo_path().join("snapshots").join(&id)).unwrap();
-    let mut packs: Vec<(u64, std::path::PathBuf)> = walk(&ws.repo_path().join("data"))
-        .into_iter()
-        .map(|p| (std::fs::metadata(&p).unwrap().len(), p))
-        .collect();
-    packs.sort();
-    let (len, pack) = packs.pop().expect("a data pack");
-    let mut bytes = std::fs::read(&pack).unwrap();
-    bytes[(len / 3) as usize] ^= 0x40;
-    std::fs::write(&pack, bytes).unwrap();
+    let (pack, _) = flip_a_byte_of_the_biggest_pack(&ws);
     let short = pack.file_name().unwrap().to_str().unwrap()[..8].to_string();
 
     let (code, out, err) = run(lb(&cfg).args(["verify", "--all", "--read-data"]));
