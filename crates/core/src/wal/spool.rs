@@ -214,6 +214,17 @@ struct Server {
 /// Guest connections served at once: PostgreSQL's recovery fetches one file at a time.
 const MAX_GUESTS: usize = 8;
 
+/// Who a connection is from ([`Server::admit`]).
+#[derive(Clone, Copy)]
+enum Admitted {
+    /// This user or root.
+    Own,
+    /// The guest user ([`Serving`]); past the limit it is told to work alone.
+    Guest { over_limit: bool },
+    /// Anyone else: refused.
+    Stranger,
+}
+
 /// The push-ahead table, also after a thread panicked while holding it: its entries stay
 /// valid (each is replaced whole), so a poisoned lock must not stop every later push.
 fn lock_ahead(
@@ -416,25 +427,50 @@ impl Server {
         (data.len() as u64 == pushed.size && digest == pushed.digest).then_some(pushed.outcome)
     }
 
-    fn handle(self: &Arc<Self>, stream: UnixStream) {
+    /// Who is at the other end of a connection just accepted. A guest's place among the
+    /// [`MAX_GUESTS`] is taken here, in the order connections arrive (counted in each
+    /// connection's own thread, a ninth could overtake the eighth).
+    fn admit(&self, stream: &UnixStream) -> Admitted {
         // only this user (or root) may hand over or ask for WAL, whatever the socket's
         // directory permissions are
-        let (trusted, guest) = peer_is_trusted(&stream).map_or((false, false), |(uid, t)| {
-            (t, !t && Some(uid) == self.guest_uid)
-        });
-        if !trusted && !guest {
-            let _ = (&stream).write_all(
-                format!(
-                    "ERR {} this WAL server serves its own user only\n",
-                    ErrorKind::Auth.exit_code()
-                )
-                .as_bytes(),
-            );
-            return;
+        match peer_is_trusted(stream) {
+            Ok((_, true)) => Admitted::Own,
+            Ok((uid, false)) if Some(uid) == self.guest_uid => {
+                let over_limit = self.guests.fetch_add(1, Ordering::SeqCst) >= MAX_GUESTS;
+                if over_limit {
+                    // told to work alone, it holds no place
+                    self.guests.fetch_sub(1, Ordering::SeqCst);
+                }
+                Admitted::Guest { over_limit }
+            }
+            _ => Admitted::Stranger,
         }
-        if guest {
-            self.handle_guest(&stream);
-            return;
+    }
+
+    fn handle(self: &Arc<Self>, stream: UnixStream, admitted: Admitted) {
+        match admitted {
+            Admitted::Stranger => {
+                let _ = (&stream).write_all(
+                    format!(
+                        "ERR {} this WAL server serves its own user only\n",
+                        ErrorKind::Auth.exit_code()
+                    )
+                    .as_bytes(),
+                );
+                return;
+            }
+            Admitted::Guest { over_limit } => {
+                struct Left<'a>(&'a std::sync::atomic::AtomicUsize);
+                impl Drop for Left<'_> {
+                    fn drop(&mut self) {
+                        self.0.fetch_sub(1, Ordering::SeqCst);
+                    }
+                }
+                let _left = (!over_limit).then(|| Left(&self.guests));
+                self.handle_guest(&stream, over_limit);
+                return;
+            }
+            Admitted::Own => {}
         }
         let mut reader = BufReader::new(&stream);
         let mut line = String::new();
@@ -458,7 +494,7 @@ impl Server {
     /// A connection of the guest user ([`Serving`]): a request line of a few KiB read
     /// within seconds, a few such connections at a time; another user must not be able to
     /// hold a root process's memory or threads.
-    fn handle_guest(self: &Arc<Self>, stream: &UnixStream) {
+    fn handle_guest(self: &Arc<Self>, stream: &UnixStream, over_limit: bool) {
         use std::io::Read;
         let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
         let _ = stream.set_write_timeout(Some(Duration::from_secs(60)));
@@ -469,8 +505,7 @@ impl Server {
                 .is_ok_and(|n| n > 0 && line.ends_with('\n'))
                 .then_some(line)
         };
-        if self.guests.fetch_add(1, Ordering::SeqCst) >= MAX_GUESTS {
-            self.guests.fetch_sub(1, Ordering::SeqCst);
+        if over_limit {
             // read first: a client still writing its request takes an early close for a
             // broken server, not for "work alone"
             if read_request().is_some() {
@@ -478,13 +513,6 @@ impl Server {
             }
             return;
         }
-        struct Left<'a>(&'a std::sync::atomic::AtomicUsize);
-        impl Drop for Left<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-        let _left = Left(&self.guests);
         let Some(line) = read_request() else {
             return;
         };
@@ -694,12 +722,21 @@ fn run(listener: &UnixListener, server: &Arc<Server>, socket: &Path, stop: &Atom
                     }
                 }
                 let done = Done(busy);
+                let admitted = s.admit(&stream);
                 // a thread the system refuses (out of threads) drops this connection,
-                // not the server
-                let _ = std::thread::Builder::new().spawn(move || {
-                    let _done = done;
-                    s.handle(stream);
+                // not the server (and gives back a guest's place)
+                let spawned = std::thread::Builder::new().spawn({
+                    let s = Arc::clone(&s);
+                    move || {
+                        let _done = done;
+                        s.handle(stream, admitted);
+                    }
                 });
+                if spawned.is_err() {
+                    if let Admitted::Guest { over_limit: false } = admitted {
+                        s.guests.fetch_sub(1, Ordering::SeqCst);
+                    }
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait_readable(listener),
             // out of file descriptors, a client gone before it was accepted, a signal: the
