@@ -59,9 +59,10 @@ fn forge(ws: &Workspace, seq: u64, edit: Option<&dyn Fn(&mut serde_json::Value)>
     .unwrap();
 }
 
-/// A backup written into the repository by someone with its password (here: a copy of a
-/// real one, dated later) is in no audit entry: `verify --all` and `audit verify` name it
-/// without failing, and a restore that picks by time refuses it; by its id it restores.
+/// A backup written into the repository outside lifeboat (here: a copy of a real one,
+/// dated later) is in no audit entry: `verify --all` and `audit verify` name it without
+/// failing, and a restore that picks by time leaves it out, saying so; by its id it
+/// restores.
 #[test]
 fn a_backup_no_audit_entry_records_is_named_and_not_picked_by_time() {
     let (_c, ws, cfg) = backed_up(50);
@@ -112,7 +113,7 @@ fn a_backup_no_audit_entry_records_is_named_and_not_picked_by_time() {
             .is_some_and(|s| s.starts_with(&planted[..8])),
         "{v}"
     );
-    let (code, _, err) = run(lb(&cfg).args([
+    let (code, out, err) = run(lb(&cfg).args([
         "restore",
         "--latest",
         "--source",
@@ -120,11 +121,15 @@ fn a_backup_no_audit_entry_records_is_named_and_not_picked_by_time() {
         "--to-database",
         "picked",
     ]));
-    assert_eq!(code, 6, "{err}");
+    assert_eq!(code, 0, "{out}{err}");
     assert!(
-        err.contains("the one picked, is in no entry of the audit log")
-            && err.contains(&format!("give its id ({})", &planted[..8])),
+        err.contains(&format!("backup {} (logical app", &planted[..8]))
+            && err.contains("left out of this pick; give its id to use it"),
         "{err}"
+    );
+    assert!(
+        out.contains(&format!("restored backup {}", &real[..8])),
+        "{out}"
     );
     ok(lb(&cfg).args(["restore", &planted, "--to-database", "by_id"]));
 }

@@ -358,8 +358,12 @@ fn pick_backup(
             return Err(e);
         }
     }
-    // `all` stays whole: the RPO is measured to the newest backup, whichever is drilled
-    let window = in_window(all.clone(), opts);
+    // `all` stays whole: the RPO is measured to the newest backup, whichever is drilled;
+    // a backup written outside lifeboat is not picked
+    let window = in_window(
+        crate::repository::audit::logged_only(repo, all.clone())?,
+        opts,
+    );
     let missing = || {
         let e = no_backup(src);
         let hint = if opts.since.is_some() || opts.until.is_some() {

@@ -40,7 +40,7 @@ fn pick(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Snapshot
     .into_iter()
     .filter(|b| opts.target_time.is_none_or(|t| b.meta.finished_at <= t))
     .collect();
-    let all = super::drill::in_window(all, opts);
+    let all = super::drill::in_window(crate::repository::audit::logged_only(repo, all)?, opts);
     // as a restore: a backup the latest timeline's history does not contain cannot recover
     let store = crate::wal::WalStore::new(repo, &src.name)?;
     let (all, _) = crate::wal::status::LatestTimeline::new(&store)?.split(all)?;

@@ -232,13 +232,16 @@ fn select(repo: &Repo, opts: &RecoverOptions) -> Result<SnapshotInfo> {
         }
         return Ok(b);
     }
-    let all = list(
+    let all = crate::repository::audit::logged_only(
         repo,
-        &ListFilter {
-            source: Some(opts.source.clone()),
-            kind: Some(BackupKind::Physical),
-            ..ListFilter::default()
-        },
+        list(
+            repo,
+            &ListFilter {
+                source: Some(opts.source.clone()),
+                kind: Some(BackupKind::Physical),
+                ..ListFilter::default()
+            },
+        )?,
     )?;
     // recovery to the latest timeline follows the newest one; a backup its history does
     // not contain (taken on an old primary after a failover) would fail to recover, so the
@@ -275,7 +278,6 @@ fn select(repo: &Repo, opts: &RecoverOptions) -> Result<SnapshotInfo> {
         ))
         .hint("a point-in-time restore starts from a base backup finished before the target: `lifeboat list --kind physical`")
     })?;
-    crate::repository::audit::refuse_unlogged_pick(repo, &chosen)?;
     Ok(chosen)
 }
 

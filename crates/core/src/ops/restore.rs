@@ -285,7 +285,7 @@ pub fn select(repo: &Repo, opts: &RestoreOptions) -> Result<SnapshotInfo> {
         },
         ..ListFilter::default()
     };
-    let mut matching = list(repo, &filter)?;
+    let mut matching = crate::repository::audit::logged_only(repo, list(repo, &filter)?)?;
     if opts.database.is_none() {
         // the newest backup of a multi-database source is of whichever database finished
         // last: restoring it unasked would bring back the wrong data
@@ -300,7 +300,6 @@ pub fn select(repo: &Repo, opts: &RestoreOptions) -> Result<SnapshotInfo> {
         }
     }
     if let Some(found) = matching.pop() {
-        crate::repository::audit::refuse_unlogged_pick(repo, &found)?;
         return Ok(found);
     }
     let mut hint = "`lifeboat list` shows what the repository holds".to_string();
@@ -726,20 +725,24 @@ pub(crate) fn of_source(b: SnapshotInfo, source: Option<&str>) -> Result<Snapsho
 ///
 /// When the repository cannot be listed.
 pub fn globals_for(repo: &Repo, backup: &SnapshotInfo) -> Result<Option<SnapshotInfo>> {
-    let candidates = list(
+    // a roles script written into the repository outside lifeboat would run as superuser
+    let candidates = crate::repository::audit::logged_only(
         repo,
-        &ListFilter {
-            source: Some(backup.meta.source.clone()),
-            kind: Some(BackupKind::Globals),
-            until: Some(
-                backup
-                    .meta
-                    .finished_at
-                    .checked_add(jiff::SignedDuration::from_hours(1))
-                    .unwrap_or(backup.meta.finished_at),
-            ),
-            ..ListFilter::default()
-        },
+        list(
+            repo,
+            &ListFilter {
+                source: Some(backup.meta.source.clone()),
+                kind: Some(BackupKind::Globals),
+                until: Some(
+                    backup
+                        .meta
+                        .finished_at
+                        .checked_add(jiff::SignedDuration::from_hours(1))
+                        .unwrap_or(backup.meta.finished_at),
+                ),
+                ..ListFilter::default()
+            },
+        )?,
     )?;
     let same_point = candidates
         .iter()

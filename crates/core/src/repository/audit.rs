@@ -1069,21 +1069,27 @@ fn short_ids_in(text: &str) -> impl Iterator<Item = &str> {
         .map(|w| &w[..8])
 }
 
-/// Backups in the repository that no entry of the log names (`ID (kind db, time)` each): a
-/// run still under way (a backup of several databases logs once, at its end), a run
-/// killed after storing one and before it could log, entries removed, or a backup written
-/// into the repository by someone else with its password. Reported beside a verdict, not
-/// as damage: the first two are no fault, and nothing can acknowledge them. The log is
-/// read again before one is named.
-///
-/// # Errors
-///
-/// When the log cannot be read again.
-pub fn unlogged_backups(
+/// The entries from the first as long as the chain holds (each in its place, its hash
+/// its own, following the one before): what a check of whether a backup was logged may
+/// trust. An entry forged after a break, or the rest of a forked log, is not.
+fn intact_prefix(entries: &[Entry]) -> &[Entry] {
+    let mut prev = GENESIS;
+    for (i, e) in entries.iter().enumerate() {
+        if e.seq != i as u64 + 1 || e.prev != prev || e.compute_hash() != e.hash {
+            return &entries[..i];
+        }
+        prev = &e.hash;
+    }
+    entries
+}
+
+/// Which of `backups` no entry of the log records (their places in `backups`): see
+/// [`unlogged_backups`].
+fn unlogged_places(
     repo: &Repo,
     entries: &[Entry],
     backups: &[crate::repository::SnapshotInfo],
-) -> Result<Vec<String>> {
+) -> Result<Vec<usize>> {
     // entries parked on this host (the repository could not be written then) are logged
     // too, late: the next operation that writes adds them
     let parked: Vec<super::parked::Parked> = super::parked::for_repository(repo.location())
@@ -1093,7 +1099,8 @@ pub fn unlogged_backups(
         .map(|(_, p)| p)
         .filter(|p| p.action == "backup")
         .collect();
-    let unlogged = |entries: &[Entry]| -> Vec<String> {
+    let unlogged = |entries: &[Entry]| -> Vec<usize> {
+        let entries = intact_prefix(entries);
         let mut logged = logged_backup_ids(entries);
         logged.extend(parked.iter().flat_map(|p| short_ids_in(&p.details)));
         // a backup from before the log began (an older lifeboat) is in none
@@ -1102,49 +1109,82 @@ pub fn unlogged_backups(
         };
         backups
             .iter()
-            .filter(|b| b.meta.finished_at >= began)
-            .filter(|b| !logged.contains(short_id(&b.id)))
-            .map(|b| {
-                format!(
-                    "{} ({} {}, {})",
-                    short_id(&b.id),
-                    b.meta.kind,
-                    b.meta.database.as_deref().unwrap_or("-"),
-                    b.meta.finished_at.strftime("%Y-%m-%d %H:%M:%S UTC")
-                )
-            })
+            .enumerate()
+            .filter(|(_, b)| b.meta.finished_at >= began)
+            .filter(|(_, b)| !logged.contains(short_id(&b.id)))
+            .map(|(i, _)| i)
             .collect()
     };
     let found = unlogged(entries);
     if found.is_empty() {
         return Ok(found);
     }
+    // read again: a backup saves its snapshot before its entry
     Ok(unlogged(&self::entries(repo)?))
 }
 
-/// Refuses `backup`, picked for a restore by time (`--latest`, `--before`, a recovery
-/// target), when no entry of the audit log records it: a backup written into the
-/// repository by someone else is newer than the real ones, and would be picked first.
-/// Given by its id, it is restored.
+/// `ID (kind db, time)` of a backup, as notes about unlogged backups name it.
+fn described(b: &crate::repository::SnapshotInfo) -> String {
+    format!(
+        "{} ({} {}, {})",
+        short_id(&b.id),
+        b.meta.kind,
+        b.meta.database.as_deref().unwrap_or("-"),
+        b.meta.finished_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    )
+}
+
+/// Backups in the repository that no entry of the log names (`ID (kind db, time)` each),
+/// counting only the log's intact chain from its start: a run still under way (a backup
+/// of several databases logs once, at its end), a run killed after storing one and before
+/// it could log, entries removed, or a backup written into the repository outside lifeboat
+/// (restic, a copied snapshot). Reported beside a verdict, not as damage: the first two
+/// are no fault. Someone who runs lifeboat itself with the password logs what they write;
+/// the head file kept outside the repository is what shows such entries.
 ///
 /// # Errors
 ///
-/// [`crate::ErrorKind::Integrity`] for such a backup; the log's read error.
-pub fn refuse_unlogged_pick(repo: &Repo, backup: &crate::repository::SnapshotInfo) -> Result<()> {
-    let entries = entries(repo)?;
-    let Some(what) = unlogged_backups(repo, &entries, std::slice::from_ref(backup))?
+/// When the log cannot be read again.
+pub fn unlogged_backups(
+    repo: &Repo,
+    entries: &[Entry],
+    backups: &[crate::repository::SnapshotInfo],
+) -> Result<Vec<String>> {
+    Ok(unlogged_places(repo, entries, backups)?
         .into_iter()
-        .next()
-    else {
-        return Ok(());
-    };
-    let short = short_id(&backup.id);
-    Err(Error::integrity(format!(
-        "backup {what}, the one picked, is in no entry of the audit log: a backup run still under way, one killed before it could log, or a backup written into the repository by someone else with its password"
-    ))
-    .hint(format!(
-        "check it (`lifeboat audit verify`, `lifeboat list`); to restore it all the same, give its id ({short}) instead of --latest/--before, or pick an older backup with --before"
-    )))
+        .map(|i| described(&backups[i]))
+        .collect())
+}
+
+/// `backups` (oldest first) without those no entry of the audit log records, for a pick
+/// by time (`--latest`, `--before`, a drill's latest or random, the globals beside a
+/// restore): a backup written into the repository outside lifeboat is newer than the real
+/// ones and would be picked first. Each one left out is noted for the operator (a run
+/// still under way is one: given by its id, a backup is used all the same).
+///
+/// # Errors
+///
+/// When the log cannot be read.
+pub fn logged_only(
+    repo: &Repo,
+    backups: Vec<crate::repository::SnapshotInfo>,
+) -> Result<Vec<crate::repository::SnapshotInfo>> {
+    let places = unlogged_places(repo, &entries(repo)?, &backups)?;
+    if places.is_empty() {
+        return Ok(backups);
+    }
+    let mut kept = Vec::with_capacity(backups.len());
+    for (i, b) in backups.into_iter().enumerate() {
+        if places.contains(&i) {
+            crate::sources::postgres::cluster::note(format!(
+                "backup {} is in no entry of the audit log (a backup run still under way, one killed before it could log, or written into the repository outside lifeboat): left out of this pick; give its id to use it all the same",
+                described(&b)
+            ));
+        } else {
+            kept.push(b);
+        }
+    }
+    Ok(kept)
 }
 
 /// What to say of [`unlogged_backups`]; `None` when there are none.
