@@ -598,7 +598,7 @@ impl RestoreCmd {
             if let (RecoveryTarget::Time(t), Some(archived)) = (&p.target, p.reachable_time) {
                 if *t > archived {
                     println!(
-                        "warning: the target is later than the newest archived WAL (archived {}): recovery will end before it and fail; push the current segment first (select pg_switch_wal() on the server) or pass --latest",
+                        "warning: the target is later than the newest archived WAL (archived {}): recovery will end before it and fail; push the current segment first (select pg_switch_wal() on the server; if `lifeboat wal status` names segments missing from the archive, they were archived and are gone) or pass --latest",
                         output::time(archived)
                     );
                 }

@@ -644,6 +644,29 @@ fn verdict(
     archiver: Option<&ArchiverState>,
     (name, archive_command): (&str, &str),
 ) -> anyhow::Result<()> {
+    // the archive's newest timeline is not the server's: what the lines above call
+    // recoverable is another server's history (said first: a gap or backup hint above is
+    // about that other history, and a base backup of this server would be refused)
+    if let Some(server_tl) = archiver.and_then(|a| a.timeline) {
+        if let Some((newest, switch)) = latest_timeline.left(server_tl, wal::Lsn(u64::MAX))? {
+            return Err(lifeboat_core::Error::new(
+                ErrorKind::CheckFailed,
+                if switch.0 == 0 {
+                    format!(
+                        "the server of source {name} writes on timeline {server_tl}, but the archive's newest timeline {newest} does not descend from it: a restore to the latest point follows timeline {newest}, not this server's writes"
+                    )
+                } else {
+                    format!(
+                        "the server of source {name} writes on timeline {server_tl}, but the archive's newest timeline {newest} left timeline {server_tl} at LSN {switch}: a restore to the latest point follows timeline {newest}, not this server's writes since then"
+                    )
+                },
+            )
+            .hint(format!(
+                "if this server is the primary, a restored copy promoted on timeline {newest} archives into this repository: stop its archiving (on the copy: ALTER SYSTEM SET archive_mode = off; then restart it), and restore this server's history with `--target-timeline {server_tl}`; if a failover promoted another server, point source {name} at it and stop this one"
+            ))
+            .into());
+        }
+    }
     if st.reachable.as_ref().is_some_and(|r| !r.consistent) {
         return Err(lifeboat_core::Error::new(
             ErrorKind::CheckFailed,
@@ -669,28 +692,6 @@ fn verdict(
         )
         .hint("push the history file from the promoted server's pg_wal with `lifeboat wal-push`, then take a physical backup")
         .into());
-    }
-    // the archive's newest timeline is not the server's: what the lines above call
-    // recoverable is another server's history
-    if let Some(server_tl) = archiver.and_then(|a| a.timeline) {
-        if let Some((newest, switch)) = latest_timeline.left(server_tl, wal::Lsn(u64::MAX))? {
-            return Err(lifeboat_core::Error::new(
-                ErrorKind::CheckFailed,
-                if switch.0 == 0 {
-                    format!(
-                        "the server of source {name} writes on timeline {server_tl}, but the archive's newest timeline {newest} does not descend from it: a restore to the latest point follows timeline {newest}, not this server's writes"
-                    )
-                } else {
-                    format!(
-                        "the server of source {name} writes on timeline {server_tl}, but the archive's newest timeline {newest} left timeline {server_tl} at LSN {switch}: a restore to the latest point follows timeline {newest}, not this server's writes since then"
-                    )
-                },
-            )
-            .hint(format!(
-                "if this server is the primary, a restored copy promoted on timeline {newest} archives into this repository: stop its archiving (on the copy: ALTER SYSTEM SET archive_mode = off; then restart it), and restore this server's history with `--target-timeline {server_tl}`; if a failover promoted another server, point source {name} at it and stop this one"
-            ))
-            .into());
-        }
     }
     // archiving was set up (the archive holds WAL) and the server no longer does it; a
     // source that takes standalone base backups only never archived, and is not alarmed

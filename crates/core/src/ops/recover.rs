@@ -410,7 +410,7 @@ fn check_archive(
     // timeline's WAL past it; said here, not only in the server's log
     if SegmentName::parse(&reach.last_segment).is_some_and(|s| s.timeline < reach.timeline) {
         crate::sources::postgres::cluster::note(format!(
-            "timeline {t}, the newest, which recovery follows, has no segment after its branch in the archive yet: recovery ends at LSN {} at the latest, before the branch (on the server promoted to timeline {t}: select pg_switch_wal(), then restore again to include its writes)",
+            "timeline {t}, which recovery follows, has no segment after its branch in the archive yet: recovery ends at LSN {} at the latest, before the branch; to include what was written on timeline {t}: on the server promoted to it, turn archiving on (archive_mode = on and a restart: a restore leaves it off) and run select pg_switch_wal(), or push its segments from its pg_wal with `lifeboat wal-push`; then restore again",
             reach.until_lsn,
             t = reach.timeline
         ));
@@ -1364,20 +1364,21 @@ fn start_and_wait_inner(
         .stdout(Stdio::null())
         .output()
         .map_err(|e| missing_program(&pg_ctl, e))?;
+    // interrupted while it started (a library caller goes on after `stop_all`): the
+    // clean-up may have found no server to stop yet
+    if crate::sources::postgres::cluster::interrupted() {
+        crate::sources::postgres::cluster::stop_now(&pg_ctl, &opts.to_dir, user);
+        return Err(Error::new(
+            ErrorKind::Unavailable,
+            "interrupted while the restored server started; it was stopped",
+        ));
+    }
     if !out.status.success() {
         return Err(recovery_failed(
             log,
             from,
             "the restored server did not start",
             &opts.target,
-        ));
-    }
-    // interrupted while it started: the clean-up found no server to stop yet
-    if crate::sources::postgres::cluster::interrupted() {
-        crate::sources::postgres::cluster::stop_now(&pg_ctl, &opts.to_dir, user);
-        return Err(Error::new(
-            ErrorKind::Unavailable,
-            "interrupted while the restored server started; it was stopped",
         ));
     }
     if !opts.isolate {

@@ -521,6 +521,16 @@ pub fn stop_all() -> Vec<String> {
         .map(|mut l| std::mem::take(&mut *l))
         .unwrap_or_default();
     for (pg_ctl, data, user) in list {
+        let pid_file = data.join("postmaster.pid");
+        if !pid_file.exists() {
+            // one being started right now (`pg_ctl start` under way, its postmaster not
+            // yet written down) would start after this and run on unattended: wait a
+            // moment for it to appear
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+            while !pid_file.exists() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
         stop_server(&pg_ctl, &data, user.as_deref(), "immediate");
     }
     said.extend(say);

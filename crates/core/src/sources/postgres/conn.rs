@@ -648,6 +648,14 @@ pub fn classify_on(stderr: &str, what: &str, server: &Server) -> Error {
             ErrorKind::Unavailable,
             "the PostgreSQL server cannot be reached: check host and port in the dsn and that the server is running",
         )
+    } else if state == Some("53300")
+        || lower.contains("too many connections")
+        || lower.contains("remaining connection slots are reserved")
+    {
+        (
+            ErrorKind::Unavailable,
+            "the server has no connection to spare for this role (max_connections, or the role's CONNECTION LIMIT): try again when it has, or raise the limit",
+        )
     } else if state == Some("3D000")
         || (lower.contains("does not exist") && lower.contains("database"))
     {
@@ -958,6 +966,12 @@ mod tests {
         let denied = "ERROR:  42501: permission denied for schema rpt";
         assert!(hint(denied, "pg_restore into \"app\"").contains("--no-owner"));
         assert!(hint(denied, "pg_dump of \"app\"").contains("pg_read_all_data"));
+        let full = classify(
+            "psql: error: FATAL:  too many connections for role \"drill\"",
+            "psql",
+        );
+        assert_eq!(full.kind(), ErrorKind::Unavailable);
+        assert!(full.hint_text().unwrap().contains("CONNECTION LIMIT"));
         let no_connect = "FATAL:  permission denied for database \"postgres\"\nDETAIL:  User does not have CONNECT privilege.";
         assert!(hint(no_connect, "psql").contains("GRANT CONNECT ON DATABASE"));
         let authid = "ERROR:  42501: permission denied for table pg_authid";
