@@ -422,10 +422,15 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
     } else {
         opts.kinds.clone()
     };
+    // to the millisecond: two runs started within one second (a job and a retry, a
+    // small database) are two runs, not one
     let recovery_point = opts.recovery_point.clone().unwrap_or_else(|| {
-        jiff::Timestamp::now()
-            .strftime("%Y%m%dT%H%M%SZ")
-            .to_string()
+        let now = jiff::Timestamp::now();
+        format!(
+            "{}.{:03}Z",
+            now.strftime("%Y%m%dT%H%M%S"),
+            now.subsec_millisecond()
+        )
     });
     let mut report = BackupReport {
         source: src.name.clone(),
