@@ -270,15 +270,14 @@ fn select(repo: &Repo, opts: &RecoverOptions) -> Result<SnapshotInfo> {
             break;
         }
     }
-    let chosen = chosen.ok_or_else(|| {
+    chosen.ok_or_else(|| {
         Error::not_found(format!(
             "no physical backup of source {:?} can reach {}",
             opts.source,
             describe_target(&opts.target)
         ))
         .hint("a point-in-time restore starts from a base backup finished before the target: `lifeboat list --kind physical`")
-    })?;
-    Ok(chosen)
+    })
 }
 
 /// A recovery target in words.
