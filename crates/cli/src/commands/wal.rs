@@ -259,7 +259,7 @@ impl WalFetchCmd {
             };
             if let Some((follow, tli, switch)) = self.past_branch(&mut fetch)? {
                 eprintln!(
-                    "lifeboat wal-fetch: {} is timeline {tli}'s, past LSN {switch} where timeline {follow} branched off it: not handed out, so that recovery does not replay timeline {tli}'s writes after the branch; timeline {follow}'s own copy is not in the archive yet (on the server promoted to timeline {follow}: select pg_switch_wal(), then restore again); recovery ends before the branch",
+                    "lifeboat wal-fetch: {} is timeline {tli}'s, past LSN {switch} where timeline {follow} branched off it: not handed out, so that recovery does not replay timeline {tli}'s writes after the branch; timeline {follow}'s own copy is not in the archive yet (on the server promoted to timeline {follow}: archiving on, then select pg_switch_wal(); then restore again); recovery ends before the branch",
                     self.name
                 );
                 withheld = true;
