@@ -440,7 +440,7 @@ impl AuditCmd {
                             println!("  compared with the expected head {h}: it is entry {seq}, the log's head");
                         }
                     }
-                    if heads.is_empty() && expected_head.is_none() && v.signed_heads_verified == 0 {
+                    if heads.is_empty() && expected_head.is_none() && signed.is_none() {
                         println!("  compared with no head kept outside the repository: entries cut off the end cannot be seen (configure [audit] head_file, or pass --head-file / --expected-head)");
                     }
                 }
