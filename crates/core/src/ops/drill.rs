@@ -640,17 +640,25 @@ fn scratch_server(src: &SourceConfig, dsn: &str, bin: &PgBin) -> Result<PgConn> 
     // on the host that runs drills, which is no reason to refuse one
     let source = PgConn::from_source(src)
         .or_else(|e| PgConn::from_dsn(src.dsn.as_deref().ok_or(e)?, bin.clone()))?;
+    // a scratch server at production's address whose identity cannot settle it
+    let at_production = |why: &str, e: &Error, hint: &str| {
+        Error::config(format!(
+            "drill.server of source {:?} is at the production server's address{why} ({})",
+            src.name,
+            e.to_string().lines().next().unwrap_or_default()
+        ))
+        .hint(hint.to_string())
+    };
     let scratch_id = match conn.system_identifier(&[]) {
         Ok(id) => id,
         // refused there: at production's address, that is said first (a hint to grant
         // the drill role more would be one to grant it on production)
         Err(e) if same_endpoint(&source, &conn) => {
-            return Err(Error::config(format!(
-                "drill.server of source {:?} is at the production server's address (and refused lifeboat: {})",
-                src.name,
-                e.to_string().lines().next().unwrap_or_default()
-            ))
-            .hint("point drill.server at a separate scratch server, or remove it to use a throw-away cluster"));
+            return Err(at_production(
+                ", and refused lifeboat",
+                &e,
+                "point drill.server at a separate scratch server, or remove it to use a throw-away cluster",
+            ));
         }
         Err(e) => return Err(e),
     };
@@ -666,12 +674,11 @@ fn scratch_server(src: &SourceConfig, dsn: &str, bin: &PgBin) -> Result<PgConn> 
         // production does not answer, so its identity cannot be compared: at least the
         // scratch server must not be where the source points
         Err(e) if same_endpoint(&source, &conn) => {
-            return Err(Error::config(format!(
-                "drill.server of source {:?} is at the production server's address, and production's system identifier could not be read to tell them apart ({})",
-                src.name,
-                e.to_string().lines().next().unwrap_or_default()
-            ))
-            .hint("point drill.server at a separate scratch server, or drill when production answers"));
+            return Err(at_production(
+                ", and production's system identifier could not be read to tell them apart",
+                &e,
+                "point drill.server at a separate scratch server, or drill when production answers",
+            ));
         }
         Err(_) => {}
     }
