@@ -1110,6 +1110,26 @@ fn a_second_timeline_is_archived_and_restored() {
         out.contains(&format!("would restore physical backup {}", &first[..8])),
         "{out}"
     );
+    // the plan names the restore_command the server will run: told to follow timeline 2
+    let plan: serde_json::Value = serde_json::from_str(&ok(a
+        .lb()
+        .args([
+            "--json",
+            "restore",
+            "--kind",
+            "physical",
+            "--latest",
+            "--dry-run",
+        ])
+        .arg("--to-dir")
+        .arg(&dry)))
+    .expect("json plan");
+    assert!(
+        plan["restore_command"]
+            .as_str()
+            .is_some_and(|c| c.ends_with("--timeline 2")),
+        "{plan}"
+    );
     // the old base backup, replayed along the history file onto timeline 2
     let (r2, _) = restore(&a, "tl2-again", &[&first]);
     assert_eq!(

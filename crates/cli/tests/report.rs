@@ -437,7 +437,12 @@ fn the_pack_names_backups_that_no_audit_entry_names() {
     assert!(
         unlogged["unlogged_backups"]
             .as_array()
-            .is_some_and(|u| u.len() == 1 && u[0].as_str().unwrap().starts_with(&id[..8])),
+            .is_some_and(|u| u.len() == 1
+                && u[0].as_str().unwrap().starts_with(&id[..8])
+                && u[0]
+                    .as_str()
+                    .unwrap()
+                    .contains("its entry is parked on this host")),
         "{unlogged}"
     );
     let md = ok(lb(&cfg).arg("report"));

@@ -979,7 +979,7 @@ pub struct RecoverPlan {
 /// As [`recover`] before it writes anything.
 pub fn plan_recovery(repo: &Repo, store: &WalStore, opts: &RecoverOptions) -> Result<RecoverPlan> {
     check_empty(&opts.to_dir)?;
-    let (backup, _, reach) = locate(repo, store, opts)?;
+    let (backup, phys, reach) = locate(repo, store, opts)?;
     let owner = owner(opts)?.map(|u| u.name);
     preflight(&opts.restore_command, owner.as_deref())?;
     Ok(RecoverPlan {
@@ -988,7 +988,8 @@ pub fn plan_recovery(repo: &Repo, store: &WalStore, opts: &RecoverOptions) -> Re
         target: opts.target.clone(),
         reachable_lsn: reach.until_lsn.to_string(),
         reachable_time: reach.until_time,
-        restore_command: opts.restore_command.clone(),
+        // what the restored server will run, as `recover` writes it
+        restore_command: following(&opts.restore_command, reach.timeline, phys.wal_segment_size),
         owner,
         start: opts.start,
         port: opts.port,

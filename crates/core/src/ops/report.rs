@@ -378,21 +378,24 @@ pub fn evidence_pack(
         .as_ref()
         .map(std::fs::read_to_string);
     let entries = audit::entries(repo)?;
-    // a backup is logged by its id's first 8 digits, done or interrupted: every run of 8
-    // hex digits a backup entry names, gathered once (a year of hourly backups and their
-    // entries made a search of every entry for every backup slow)
-    let logged = audit::logged_backup_ids(&entries);
-    let unlogged_backups: Vec<String> = all
-        .iter()
-        .filter(|b| within(b.meta.finished_at, from, to))
-        .filter(|b| !logged.contains(b.id.get(..8).unwrap_or(&b.id)))
-        .map(|b| {
+    // as `verify --all` counts them (the log's intact chain, from when it began); one whose
+    // entry waits parked on this host is named with that
+    let unlogged_backups: Vec<String> = audit::not_in_log(repo, &entries, &all)?
+        .into_iter()
+        .map(|(i, parked)| (&all[i], parked))
+        .filter(|(b, _)| within(b.meta.finished_at, from, to))
+        .map(|(b, parked)| {
             format!(
-                "{} {} {} {}",
+                "{} {} {} {}{}",
                 b.id.get(..8).unwrap_or(&b.id),
                 b.meta.source,
                 b.meta.kind,
-                b.meta.database.as_deref().unwrap_or("-")
+                b.meta.database.as_deref().unwrap_or("-"),
+                if parked {
+                    " (its entry is parked on this host: the next lifeboat operation that can write to the repository adds it)"
+                } else {
+                    ""
+                }
             )
         })
         .collect();
@@ -867,7 +870,7 @@ pub fn markdown(p: &EvidencePack) -> String {
     if !p.unlogged_backups.is_empty() {
         let _ = writeln!(
             m,
-            "\n**In no audit entry**: {} backup(s) of the period are in the repository but in no entry of the log ({}): a run killed (`kill -9`, the OOM killer) after storing them and before it could log, or entries removed. They are counted above; `lifeboat verify ID` checks one.",
+            "\n**In no audit entry**: {} backup(s) of the period are in the repository but in no entry of the log ({}): an entry parked on this host and not added yet (it says so), a run killed (`kill -9`, the OOM killer) after storing them and before it could log, entries removed, or backups written into the repository outside lifeboat. They are counted above; `lifeboat verify ID` checks one, `lifeboat audit verify` checks the log.",
             p.unlogged_backups.len(),
             p.unlogged_backups
                 .iter()

@@ -1090,6 +1090,21 @@ fn unlogged_places(
     entries: &[Entry],
     backups: &[crate::repository::SnapshotInfo],
 ) -> Result<Vec<usize>> {
+    Ok(not_in_log(repo, entries, backups)?
+        .into_iter()
+        .filter(|(_, parked)| !parked)
+        .map(|(i, _)| i)
+        .collect())
+}
+
+/// Which of `backups` (their places) no entry of the log's intact chain records, each
+/// with whether an entry parked on this host names it (logged late, by the next operation
+/// that can write: lifeboat's own picks count it as logged, an evidence pack says which).
+pub(crate) fn not_in_log(
+    repo: &Repo,
+    entries: &[Entry],
+    backups: &[crate::repository::SnapshotInfo],
+) -> Result<Vec<(usize, bool)>> {
     // entries parked on this host (the repository could not be written then) are logged
     // too, late: the next operation that writes adds them
     let parked: Vec<super::parked::Parked> = super::parked::for_repository(repo.location())
@@ -1099,10 +1114,13 @@ fn unlogged_places(
         .map(|(_, p)| p)
         .filter(|p| p.action == "backup")
         .collect();
-    let unlogged = |entries: &[Entry]| -> Vec<usize> {
+    let in_parked: std::collections::HashSet<&str> = parked
+        .iter()
+        .flat_map(|p| short_ids_in(&p.details))
+        .collect();
+    let unlogged = |entries: &[Entry]| -> Vec<(usize, bool)> {
         let entries = intact_prefix(entries);
-        let mut logged = logged_backup_ids(entries);
-        logged.extend(parked.iter().flat_map(|p| short_ids_in(&p.details)));
+        let logged = logged_backup_ids(entries);
         // a backup from before the log began (an older lifeboat) is in none
         let Some(began) = entries.first().map(|e| e.time) else {
             return Vec::new();
@@ -1112,7 +1130,7 @@ fn unlogged_places(
             .enumerate()
             .filter(|(_, b)| b.meta.finished_at >= began)
             .filter(|(_, b)| !logged.contains(short_id(&b.id)))
-            .map(|(i, _)| i)
+            .map(|(i, b)| (i, in_parked.contains(short_id(&b.id))))
             .collect()
     };
     let found = unlogged(entries);
