@@ -132,6 +132,55 @@ fn a_backup_no_audit_entry_records_is_named_and_not_picked_by_time() {
         "{out}"
     );
     ok(lb(&cfg).args(["restore", &planted, "--to-database", "by_id"]));
+
+    // checked and kept: adopted, with the reason; a logged backup or an empty reason is
+    // refused, and nothing is written then
+    let entries = || -> usize {
+        serde_json::from_str::<Vec<serde_json::Value>>(&ok(
+            lb(&cfg).args(["--json", "audit", "list"])
+        ))
+        .unwrap()
+        .len()
+    };
+    let before = entries();
+    let (code, _, err) = run(lb(&cfg).args(["audit", "adopt", &real, "--reason", "x"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no audit entry records"), "{err}");
+    let (code, _, err) = run(lb(&cfg).args(["audit", "adopt", &planted, "--reason", " "]));
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(entries(), before, "a refused adoption writes no entry");
+    ok(lb(&cfg).args([
+        "audit",
+        "adopt",
+        &planted[..8],
+        "--reason",
+        "verify --read-data passed, written by the migration job",
+    ]));
+    let out = ok(lb(&cfg).args(["verify", "--all"]));
+    assert!(!out.contains("in no entry of the audit log"), "{out}");
+    let out = ok(lb(&cfg).args(["audit", "verify"]));
+    assert!(
+        out.contains(&format!(
+            "adopted without a backup entry: entry {}",
+            before + 1
+        )) && out.contains("written by the migration job"),
+        "{out}"
+    );
+    // a pick by time takes it now
+    let (code, out, err) = run(lb(&cfg).args([
+        "restore",
+        "--latest",
+        "--source",
+        "app-db",
+        "--to-database",
+        "picked_again",
+    ]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("restored backup {}", &planted[..8])),
+        "{out}"
+    );
+    assert!(!err.contains("left out of this pick"), "{err}");
 }
 
 #[test]

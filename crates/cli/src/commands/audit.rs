@@ -74,6 +74,18 @@ pub enum AuditCmd {
         #[arg(long)]
         reason: String,
     },
+    /// Record that backups no audit entry records (`verify --all` names them) were checked
+    /// and are the repository's own: picks by time may take them again, the checks stop
+    /// naming them, and the entry keeps who and why.
+    Adopt {
+        /// Ids of those backups (8 hex digits or more).
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// How they were checked and why they are kept (e.g. `verify --read-data` passed,
+        /// a run killed by the OOM killer).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 impl AuditCmd {
@@ -106,8 +118,12 @@ impl AuditCmd {
         let repo = ctx.open()?;
         match self {
             Self::Keygen { .. } => unreachable!("handled above"),
-            Self::Deleted { ids, reason } => {
-                let entry = audit::record_deleted(&repo, ids, reason)?;
+            Self::Deleted { ids, reason } | Self::Adopt { ids, reason } => {
+                let entry = if matches!(self, Self::Adopt { .. }) {
+                    audit::record_adopted(&repo, ids, reason)?
+                } else {
+                    audit::record_deleted(&repo, ids, reason)?
+                };
                 if ctx.json {
                     return output::json(&entry);
                 }
@@ -391,6 +407,9 @@ impl AuditCmd {
                     // deleted on purpose: shown, since anyone with the password can write one
                     for d in audit::recorded_deletions(&entries) {
                         println!("  recorded as deleted on purpose: {d}");
+                    }
+                    for a in audit::recorded_adoptions(&entries) {
+                        println!("  adopted without a backup entry: {a}");
                     }
                     if let Some(note) = audit::unlogged_note(&unlogged) {
                         println!("  note: {note}");

@@ -870,12 +870,23 @@ pub fn head_file_text(repo: &Repo) -> Result<Option<String>> {
 /// details, before any `; failed: ` part; `1234abcd logical app, …` after an
 /// interruption): short id, kind and database.
 fn backups_recorded(e: &Entry) -> Vec<(&str, &str, &str)> {
-    // a run with some dumps failed is logged as failed, and stored the others
-    if e.action != "backup" {
-        return Vec::new();
-    }
-    let stored = e.details.split("; failed: ").next().unwrap_or_default();
-    let Some((_, list)) = stored.split_once(": ") else {
+    let list = match e.action.as_str() {
+        // a run with some dumps failed is logged as failed, and stored the others
+        "backup" => e
+            .details
+            .split("; failed: ")
+            .next()
+            .unwrap_or_default()
+            .split_once(": ")
+            .map(|(_, list)| list),
+        ADOPTED if e.outcome == "ok" => e
+            .details
+            .strip_prefix("backups ")
+            .and_then(|r| r.split_once(" adopted: "))
+            .map(|(list, _)| list),
+        _ => None,
+    };
+    let Some(list) = list else {
         return Vec::new();
     };
     let words: Vec<&str> = list.split(' ').collect();
@@ -951,9 +962,23 @@ fn gone_recorded<'e>(
 /// verify` shows beside its verdict (such an entry is evidence to review, not a clearance).
 #[must_use]
 pub fn recorded_deletions(entries: &[Entry]) -> Vec<String> {
+    recorded_where(entries, |e| !deleted_on_purpose(e).is_empty())
+}
+
+/// The entries adopting backups no backup entry recorded (`lifeboat audit adopt`), shown
+/// beside `audit verify`'s verdict like [`recorded_deletions`]: the adoption is evidence
+/// to review too.
+#[must_use]
+pub fn recorded_adoptions(entries: &[Entry]) -> Vec<String> {
+    recorded_where(entries, |e| {
+        e.action == ADOPTED && !backups_recorded(e).is_empty()
+    })
+}
+
+fn recorded_where(entries: &[Entry], which: impl Fn(&Entry) -> bool) -> Vec<String> {
     entries
         .iter()
-        .filter(|e| !deleted_on_purpose(e).is_empty())
+        .filter(|e| which(e))
         .map(|e| {
             format!(
                 "entry {} at {} by {}: {}",
@@ -1033,6 +1058,66 @@ pub fn record_deleted(repo: &Repo, ids: &[String], reason: &str) -> Result<Entry
     Ok(entry)
 }
 
+/// The action of an entry recording backups in no backup entry taken as the
+/// repository's own after a check (a run killed before it could log, a backup written
+/// with restic on purpose).
+pub const ADOPTED: &str = "adopted";
+
+/// Records in the log that `ids` (backups in the repository no entry records, as
+/// `verify --all` names them) were checked and are the repository's own, with `reason`:
+/// from then on they are counted as logged (a pick by time may take them, the checks stop
+/// naming them), and the entry says who took them and why.
+///
+/// # Errors
+///
+/// [`crate::ErrorKind::Config`] for an id that is not one of those backups, or an empty
+/// reason; the log's errors.
+pub fn record_adopted(repo: &Repo, ids: &[String], reason: &str) -> Result<Entry> {
+    let entries = entries(repo)?;
+    let backups = repo.backups()?;
+    let unlogged: Vec<&crate::repository::SnapshotInfo> =
+        unlogged_places(repo, &entries, &backups)?
+            .into_iter()
+            .map(|i| &backups[i])
+            .collect();
+    let mut named = Vec::new();
+    for id in ids {
+        let id = id.to_ascii_lowercase();
+        match unlogged.iter().find(|u| short_id(&u.id) == short_id(&id)) {
+            // as a backup entry names it: id, kind, database
+            Some(u) => named.push(format!(
+                "{} {} {}",
+                short_id(&u.id),
+                u.meta.kind,
+                u.meta.database.as_deref().unwrap_or("-")
+            )),
+            None => {
+                return Err(Error::config(format!(
+                    "{id} is not a backup in the repository that no audit entry records"
+                ))
+                .hint("`lifeboat verify --all` names those backups; give their ids (8 hex digits or more)"))
+            }
+        }
+    }
+    if reason.trim().is_empty() {
+        return Err(Error::config("--reason is empty").hint("say how they were checked and why they are kept (e.g. `verify --read-data` passed; a run killed by the OOM killer): the entry is evidence"));
+    }
+    named.sort_unstable();
+    named.dedup();
+    let entry = write(
+        repo,
+        ADOPTED,
+        true,
+        &format!(
+            "backups {} adopted: {}",
+            named.join(", "),
+            reason.trim().replace('\n', " ")
+        ),
+    )?;
+    publish_head(repo, &entry)?;
+    Ok(entry)
+}
+
 /// [`gone_backups`] of `entries` against the backups `repo` holds now.
 ///
 /// # Errors
@@ -1058,6 +1143,12 @@ pub fn logged_backup_ids(entries: &[Entry]) -> std::collections::HashSet<&str> {
         .iter()
         .filter(|e| e.action == "backup")
         .flat_map(|e| short_ids_in(&e.details))
+        .chain(
+            entries
+                .iter()
+                .filter(|e| e.action == ADOPTED)
+                .flat_map(|e| backups_recorded(e).into_iter().map(|(id, _, _)| id)),
+        )
         .collect()
 }
 
@@ -1195,7 +1286,7 @@ pub fn logged_only(
     for (i, b) in backups.into_iter().enumerate() {
         if places.contains(&i) {
             crate::sources::postgres::cluster::note(format!(
-                "backup {} is in no entry of the audit log (a backup run still under way, one killed before it could log, or written into the repository outside lifeboat): left out of this pick; give its id to use it all the same",
+                "backup {} is in no entry of the audit log (a backup run still under way, one killed before it could log, or written into the repository outside lifeboat): left out of this pick; give its id to use it all the same (or, once checked, `lifeboat audit adopt ID --reason \"...\"`)",
                 described(&b)
             ));
         } else {
@@ -1211,7 +1302,7 @@ pub fn unlogged_note(unlogged: &[String]) -> Option<String> {
     let n = unlogged.len();
     (n > 0).then(|| {
         format!(
-            "{n} backup(s) in the repository are in no entry of the audit log: {}{}; a backup run still under way, one killed before it could log, entries removed, or backups written into the repository by someone else with its password: check their times and contents before restoring one",
+            "{n} backup(s) in the repository are in no entry of the audit log: {}{}; a backup run still under way, one killed before it could log, entries removed, or backups written into the repository by someone else with its password: check their times and contents before restoring one (`lifeboat audit adopt ID... --reason \"...\"` records the ones you keep as the repository's own)",
             unlogged.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
             if n > 5 { format!(" and {} more", n - 5) } else { String::new() }
         )
