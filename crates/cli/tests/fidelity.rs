@@ -69,6 +69,15 @@ SELECT lo_from_bytea(0, '\x00ff00ff'::bytea);
 -- larger than the comparison's 8 MiB pieces, and an empty one
 SELECT lo_from_bytea(0, convert_to(repeat('lifeboat piece ', 1400000), 'UTF8'));
 SELECT lo_create(0);
+-- a function production keeps from PUBLIC (a --no-owner restore applies that itself), and
+-- a DDL log written by an event trigger: a restore's own statements must not add to it
+CREATE FUNCTION app.definer() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'select 1';
+REVOKE EXECUTE ON FUNCTION app.definer() FROM PUBLIC;
+CREATE TABLE app.ddl_log (id serial PRIMARY KEY, tag text);
+CREATE FUNCTION app.log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO app.ddl_log (tag) VALUES (tg_tag); END $$;
+CREATE EVENT TRIGGER log_ddl ON ddl_command_end EXECUTE FUNCTION app.log_ddl();
+CREATE TABLE app.after_the_trigger (id int);
 "#;
 
 /// Independent fingerprints of everything a restore must bring back.
@@ -81,6 +90,7 @@ fn fingerprint(c: &Cluster, db: &str) -> Vec<(String, String)> {
         "app.audit",
         "app.mood_counts",
         "app.refs",
+        "app.ddl_log",
     ];
     let mut out: Vec<(String, String)> = tables
         .iter()
@@ -163,6 +173,29 @@ fn rich_schema_round_trips_under_a_new_name() {
     for ((k, a), (_, b)) in before.iter().zip(&after) {
         assert_eq!(a, b, "{k} differs after restore");
     }
+    // without owners, lifeboat applies production's revocations from PUBLIC itself after
+    // pg_restore, when the event trigger exists: they must not fire it
+    let out = ok(lb(&cfg).args([
+        "restore",
+        "--latest",
+        "--to-database",
+        "rich_bare",
+        "--no-owner",
+    ]));
+    assert!(out.contains("revocation(s) from PUBLIC applied"), "{out}");
+    assert_eq!(
+        c.sql("rich_bare", "select count(*) from app.ddl_log")
+            .unwrap(),
+        c.sql("rich", "select count(*) from app.ddl_log").unwrap()
+    );
+    assert_eq!(
+        c.sql(
+            "rich_bare",
+            "select has_function_privilege('fid_reader', 'app.definer()', 'EXECUTE')"
+        )
+        .unwrap(),
+        "f"
+    );
 }
 
 /// A database comes back with its encoding and locale: one created without them gets the

@@ -1471,6 +1471,16 @@ fn wal_push_is_idempotent_and_refuses_a_conflict() {
     // what a killed push left (its temporary file) goes with the next push once it is an
     // hour old; a younger one may be a push still running
     let timeline = ws.repo_path().join("lifeboat-wal/main/00000001");
+    // a push killed between making the timeline's directory and setting its mode left the
+    // umask's (a root shell's 0755): the next push gives it the repository's
+    let mode = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).expect("mode").permissions().mode() & 0o7777
+    };
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&timeline, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
     for (name, age) in [(".tmp-killed", 7200), (".tmp-running", 0)] {
         let f = std::fs::File::create(timeline.join(name)).expect("temp file");
         f.set_modified(std::time::SystemTime::now() - Duration::from_secs(age))
@@ -1481,6 +1491,7 @@ fn wal_push_is_idempotent_and_refuses_a_conflict() {
     ok(lb(&cfg).arg("wal-push").arg(&next));
     assert!(!timeline.join(".tmp-killed").exists());
     assert!(timeline.join(".tmp-running").exists());
+    assert_eq!(mode(&timeline), mode(&ws.repo_path()) & 0o2775);
     again_and_conflict(&|p| run(lb(&cfg).arg("wal-push").arg(p)), &seg, &mut data);
     data[5] ^= 1;
     std::fs::write(&seg, &data).expect("segment");

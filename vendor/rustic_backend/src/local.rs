@@ -29,6 +29,20 @@ pub struct LocalBackend {
 }
 
 /// lifeboat: sets `path`'s mode exactly (the umask may have narrowed it).
+/// lifeboat: fsync of a directory, so that the names created in it are on disk.
+fn sync_dir(dir: &Path) -> RusticResult<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|err| {
+            RusticError::with_source(
+                ErrorKind::InputOutput,
+                "Failed to sync the directory `{path}` to disk. Please check the file system and try again.",
+                err,
+            )
+            .attach_context("path", dir.display().to_string())
+        })
+}
+
 fn set_mode(path: &Path, mode: u32) -> RusticResult<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|err| {
         RusticError::with_source(
@@ -634,6 +648,14 @@ impl WriteBackend for LocalBackend {
             .attach_context("path", filename.display().to_string())
             .ask_report()
         })?;
+        // lifeboat: the rename is on disk only once its directory is (as restic's local
+        // backend does): a backup id reported, or an audit entry whose hash went to a head
+        // file kept elsewhere, must not vanish in a power cut; a directory made here must
+        // be in its parent too
+        sync_dir(&parent)?;
+        if parent_created && let Some(grand) = parent.parent() {
+            sync_dir(grand)?;
+        }
 
         if let Some(command) = &self.post_create_command
             && let Err(err) = Self::call_command(tpe, id, &filename, command)

@@ -213,7 +213,18 @@ fn apply_public_revocations(conn: &PgConn, toc: &[TocEntry], db: &str) -> Result
         }
     }
     if !revokes.is_empty() {
-        conn.query(db, &revokes.join("\n"))?;
+        // pg_restore creates event triggers last so that its own DDL fires none; these
+        // statements come after, and an application's DDL-log trigger would log them (a
+        // row production never had, and a comparison that fails). A superuser (the only
+        // kind that can have restored an event trigger) runs them as a replica session,
+        // for which ordinary event triggers do not fire.
+        conn.query(
+            db,
+            &format!(
+                "SELECT set_config('session_replication_role', 'replica', false) WHERE (SELECT rolsuper FROM pg_roles WHERE rolname = current_user);\n{}",
+                revokes.join("\n")
+            ),
+        )?;
     }
     Ok(WithoutOwners {
         grants_left_out,

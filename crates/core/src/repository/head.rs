@@ -206,7 +206,18 @@ pub fn append_line(path: &Path, entry: &Entry) -> Result<()> {
     };
     f.write_all(text.as_bytes())
         .and_then(|()| f.sync_data())
-        .map_err(|e| Error::io(what(), e))
+        .map_err(|e| Error::io(what(), e))?;
+    // a file made now is on disk only once its directory is
+    if new {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(what(), e))?;
+    }
+    Ok(())
 }
 
 /// A line near the end of the head file that records `entry`'s place with another hash:

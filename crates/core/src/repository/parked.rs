@@ -96,7 +96,15 @@ pub fn park(repository: &str, action: &str, ok: bool, details: &str) -> Result<P
         host,
     };
     let what = |p: &Path| format!("parking the audit entry in {}", p.display());
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(what(&dir), e))?;
+    if !dir.exists() {
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(what(&dir), e))?;
+        // the directory's own name must be on disk for the entry in it to be
+        if let Some(parent) = dir.parent() {
+            std::fs::File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io(what(&dir), e))?;
+        }
+    }
     let name = format!(
         "{}-{}-{:08x}.json",
         entry.time.as_nanosecond(),

@@ -278,7 +278,14 @@ impl WalStore {
         let path = self.object_path(file);
         let checking = format!("checking whether {path} is already archived");
         if let Some(existing) = self.read_raw_as(&path, &checking)? {
-            return self.compare_existing(file, data.len(), sum, &existing);
+            let outcome = self.compare_existing(file, data.len(), sum, &existing)?;
+            // a push killed after its link and before its fsyncs (or whose directory
+            // fsync failed) left a name that may live only in the page cache: PostgreSQL
+            // recycles the segment on this answer, so it must be on disk first
+            if let Backend::Local(root) = &self.backend {
+                make_durable(root, &path)?;
+            }
+            return Ok(outcome);
         }
         match &self.backend {
             Backend::Local(root) => {
@@ -511,7 +518,9 @@ type Fill<'a> = dyn FnMut(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> + '
 fn write_durably(root: &Path, path: &str, fill: &mut Fill<'_>) -> Result<bool> {
     let target = root.join(path);
     let dir = target.parent().expect("object paths have a directory");
-    if !dir.exists() {
+    if dir.exists() {
+        set_modes_left_behind(root, dir)?;
+    } else {
         // every directory created here must be durable in its parent, or the first push
         // into a new repository (or timeline) could vanish in a crash after answering
         let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
@@ -519,10 +528,7 @@ fn write_durably(root: &Path, path: &str, fill: &mut Fill<'_>) -> Result<bool> {
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         // as private as the repository itself: the umask of a root shell (022) is not
         // the archiver's (PostgreSQL runs it with 077)
-        let mode = std::fs::metadata(root).map_or(0o700, |m| {
-            // never writable by all (a repository directory made under umask 000)
-            std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o2775
-        });
+        let mode = dir_mode(root);
         for created in missing.iter().rev() {
             std::fs::set_permissions(created, std::os::unix::fs::PermissionsExt::from_mode(mode))
                 .map_err(|e| Error::io(format!("creating {}", created.display()), e))?;
@@ -567,6 +573,37 @@ fn write_durably(root: &Path, path: &str, fill: &mut Fill<'_>) -> Result<bool> {
     Ok(linked)
 }
 
+/// The mode of a directory made in the archive: the repository directory's, never
+/// writable by all (a repository directory made under umask 000).
+fn dir_mode(root: &Path) -> u32 {
+    std::fs::metadata(root).map_or(0o700, |m| {
+        std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o2775
+    })
+}
+
+/// A push killed between making a directory and setting its mode left it with the
+/// process's umask (0700 under PostgreSQL, so an operators' group lost the timeline):
+/// `dir` and its parents up to `root` get the mode they should have had, and their owner.
+fn set_modes_left_behind(root: &Path, dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = dir_mode(root);
+    for d in dir
+        .ancestors()
+        .take_while(|d| *d != root && d.starts_with(root))
+    {
+        let Ok(meta) = std::fs::metadata(d) else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o7777 != mode {
+            // best effort: only the owner (or root) may change it
+            if std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode)).is_ok() {
+                give_to_owner(root, d)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A push that was killed (kill -9, a power cut) leaves its temporary file behind, up to
 /// a segment's size each. One an hour old belongs to no push still running (a push gives up
 /// within minutes): removed by the next push into the same directory. Best effort.
@@ -603,6 +640,21 @@ fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
         len,
         nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
     );
+}
+
+/// fsync of the file at `root/path` and of every directory from its own up to `root`.
+fn make_durable(root: &Path, path: &str) -> Result<()> {
+    let target = root.join(path);
+    std::fs::File::open(&target)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(format!("syncing {}", target.display()), e))?;
+    for dir in target.ancestors().skip(1) {
+        sync_dir(dir)?;
+        if dir == root {
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
