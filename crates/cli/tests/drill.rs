@@ -779,6 +779,21 @@ fn drill_hooks_from_the_config_see_only_the_drill_and_do_not_outlive_it() {
 fn a_drill_on_a_configured_scratch_server_cleans_up_and_refuses_production() {
     let prod = cluster();
     sample_db(&prod, "app", 120);
+    // an application's DDL log, kept by an event trigger: what the drill does to its copy
+    // after pg_restore (a revocation, a setting) must not write to it
+    prod.sql(
+        "app",
+        "CREATE FUNCTION shop.definer() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'select 1';
+         REVOKE EXECUTE ON FUNCTION shop.definer() FROM PUBLIC;
+         CREATE MATERIALIZED VIEW shop.user_count AS SELECT count(*) AS n FROM shop.users;
+         CREATE TABLE shop.ddl_log (id serial PRIMARY KEY, tag text);
+         CREATE FUNCTION shop.log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
+         BEGIN INSERT INTO shop.ddl_log (tag) VALUES (tg_tag); END $$;
+         CREATE EVENT TRIGGER log_ddl ON ddl_command_end EXECUTE FUNCTION shop.log_ddl();
+         ALTER DATABASE app SET search_path TO shop, public;
+         CREATE TABLE shop.after_the_trigger (id int);",
+    )
+    .unwrap();
     let scratch = cluster();
     let ws = Workspace::new();
     let cfg = drill_config(
@@ -800,6 +815,11 @@ fn a_drill_on_a_configured_scratch_server_cleans_up_and_refuses_production() {
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(r["passed"], true, "{out}");
     assert_eq!(r["phases"][0]["name"], "connect", "{out}");
+    // as a superuser there, the event trigger is restored (and fired by nothing after)
+    assert!(
+        !out.contains("event trigger(s)") && out.contains("definitions: the checks compare"),
+        "{out}"
+    );
     // the evidence says where it ran and what a scratch server cannot prove
     assert!(
         r["scratch_server"]
@@ -933,8 +953,18 @@ fn a_drill_on_a_configured_scratch_server_cleans_up_and_refuses_production() {
         err.contains("CONNECTION LIMIT") && err.contains("drill.server of source"),
         "{err}"
     );
-    let (code, _, err) = run(lb(&bad_cfg).args(["drill", "--jobs", "1"]));
+    let (code, out, err) = run(lb(&bad_cfg).args(["--json", "drill", "--jobs", "1"]));
     assert_eq!(code, 0, "one job fits: {err}");
+    // production's event trigger needs a superuser, which busy is not: left out, said
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        r["not_checked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().starts_with("1 event trigger(s)")),
+        "{out}"
+    );
 
     // an interrupted drill drops its database on the scratch server
     let marker = ws.path().join("hook-started");

@@ -1034,6 +1034,54 @@ pub(crate) struct Skip {
     pub tablespaces: bool,
     /// Objects that fail to restore: pg_restore goes on past them (`--keep-going`).
     pub failing: bool,
+    /// Event triggers (only a superuser may create one): left out of the restore's list.
+    pub event_triggers: bool,
+}
+
+/// How many event triggers the dump at `dump` holds.
+pub(crate) fn event_triggers_in(dump: &std::path::Path) -> usize {
+    dump_toc(dump).map_or(0, |toc| {
+        toc.iter().filter(|e| e.desc == "EVENT TRIGGER").count()
+    })
+}
+
+/// `pg_restore -l` of `dump` without its event triggers, written to a file next to it
+/// for `pg_restore -L`.
+fn list_without_event_triggers(
+    conn: &PgConn,
+    db: &str,
+    dump: &std::path::Path,
+) -> Result<tempfile::NamedTempFile> {
+    let mut cmd = conn.command("pg_restore", db);
+    cmd.arg("--list").arg(dump);
+    let out = crate::sources::postgres::cluster::run_client(cmd)
+        .map_err(|e| missing_program(&conn.bin().program("pg_restore"), e))?;
+    if !out.status.success() {
+        return Err(conn.classify(
+            &String::from_utf8_lossy(&out.stderr),
+            "listing the dump's contents",
+        ));
+    }
+    // `ID; TABLEOID OID DESC SCHEMA NAME OWNER`: the description follows the two numbers
+    let kept: Vec<&[u8]> = out
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| {
+            l.starts_with(b";")
+                || !l
+                    .splitn(4, |b| *b == b' ')
+                    .nth(3)
+                    .is_some_and(|rest| rest.starts_with(b"EVENT TRIGGER "))
+        })
+        .collect();
+    let dir = dump.parent().unwrap_or(std::path::Path::new("."));
+    let mut file = tempfile::Builder::new()
+        .prefix(".lifeboat-list-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir.display(), e))?;
+    std::io::Write::write_all(&mut file, &kept.join(&b'\n'))
+        .map_err(|e| Error::io(file.path().display(), e))?;
+    Ok(file)
 }
 
 /// The table of contents of the fetched dump at `dump` (header and TOC only: cheap).
@@ -1105,6 +1153,16 @@ pub(crate) fn run_pg_restore(
     sections: &[&str],
 ) -> Result<Vec<String>> {
     let conn = &conn.with_english_messages(db);
+    // pg_restore creates event triggers near the end, and then refreshes materialized
+    // views, which fires them: an application's DDL-log trigger would log a row
+    // production never had (and the comparison would fail). As a replica session, which
+    // only a superuser may set (and only a superuser can have restored an event trigger),
+    // ordinary event triggers do not fire; tables get their triggers after their data.
+    let conn = &if !skip.event_triggers && event_triggers_in(dump) > 0 && conn.is_superuser(db) {
+        conn.with_options("-c session_replication_role=replica")
+    } else {
+        conn.clone()
+    };
     let mut cmd = conn.command("pg_restore", db);
     cmd.arg("--no-password");
     if !skip.failing {
@@ -1125,6 +1183,14 @@ pub(crate) fn run_pg_restore(
     }
     if skip.tablespaces {
         cmd.arg("--no-tablespaces");
+    }
+    let list = if skip.event_triggers {
+        Some(list_without_event_triggers(conn, db, dump)?)
+    } else {
+        None
+    };
+    if let Some(l) = &list {
+        cmd.arg("--use-list").arg(l.path());
     }
     cmd.arg(dump);
     let out = crate::sources::postgres::cluster::run_client(cmd)
@@ -1474,13 +1540,24 @@ fn restore_inner(
             owner: plan.no_owner,
             tablespaces: plan.no_tablespaces,
             failing: plan.keep_going,
+            event_triggers: false,
         },
         &[],
     )
     .map_err(|e| {
-        if plan.clean {
-            e.with_note(format!(
-                "the restore ran as one transaction, so database {:?} is as it was",
+        if !plan.clean {
+            return e;
+        }
+        // pg_restore's --clean drops each partition's copy of a partitioned table's
+        // primary key on its own, which PostgreSQL refuses (PostgreSQL 15 and 16)
+        let partitions = e.message().contains("cannot drop inherited constraint");
+        let e = e.with_note(format!(
+            "the restore ran as one transaction, so database {:?} is as it was",
+            plan.target_database
+        ));
+        if partitions {
+            e.hint(format!(
+                "pg_restore --clean cannot replace a partitioned table whose partitions inherit its key; restore into a new database instead (--to-database {0}_restored), check it, then swap the names (ALTER DATABASE {0} RENAME TO {0}_old; ALTER DATABASE {0}_restored RENAME TO {0}) while the application is stopped",
                 plan.target_database
             ))
         } else {

@@ -478,6 +478,13 @@ impl PgConn {
             .map_err(|_| Error::postgres(format!("unexpected server_version_num {v:?}")))
     }
 
+    /// Whether the role is a superuser in `db` (false when that cannot be asked).
+    #[must_use]
+    pub fn is_superuser(&self, db: &str) -> bool {
+        self.query(db, "select current_setting('is_superuser')")
+            .is_ok_and(|r| r.trim() == "on")
+    }
+
     /// This connection with the server's messages in English when the role may choose them
     /// (`lc_messages` is a superuser setting). pg_dump prints the server's message without
     /// its SQLSTATE, so a lock timeout or a refused privilege is recognised by its text:
