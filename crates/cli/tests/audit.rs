@@ -186,6 +186,18 @@ fn a_backup_no_audit_entry_records_is_named_and_not_picked_by_time() {
 #[test]
 fn failures_that_cannot_reach_the_log_are_parked_and_added_later() {
     let (_c, ws, cfg) = backed_up(50);
+    // with a head file kept outside, which has lines from here on
+    let head_file = ws.path().join("audit.heads");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "{text}\n[audit]\nhead_file = {:?}\n",
+            head_file.display().to_string()
+        ),
+    )
+    .unwrap();
+    ok(lb(&cfg).args(["verify", "--latest"]));
     // the repository refuses the password: the backup cannot log its failure there
     let (code, _, err) = run(lb(&cfg)
         .env("LIFEBOAT_PASSWORD", "not-the-password")
@@ -227,9 +239,14 @@ fn failures_that_cannot_reach_the_log_are_parked_and_added_later() {
         .collect();
     assert_eq!(
         actions,
-        [("backup", "ok"), ("backup", "failed"), ("verify", "ok")]
+        [
+            ("backup", "ok"),
+            ("verify", "ok"),
+            ("backup", "failed"),
+            ("verify", "ok")
+        ]
     );
-    let late = entries[1]["details"].as_str().unwrap();
+    let late = entries[2]["details"].as_str().unwrap();
     assert!(
         late.contains("recorded late")
             && late.contains("source app-db")
@@ -237,7 +254,13 @@ fn failures_that_cannot_reach_the_log_are_parked_and_added_later() {
         "{late}"
     );
     assert!(!late.contains("not-the-password"), "{late}");
-    ok(lb(&cfg).args(["audit", "verify"]));
+    // the late entry has its line in the head file: nothing written by someone else
+    let out = ok(lb(&cfg).args(["audit", "verify"]));
+    assert!(!out.contains("no line in the head file"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&head_file).unwrap().lines().count(),
+        3
+    );
     // the evidence pack counts it with the failed backups
     let pack: serde_json::Value =
         serde_json::from_str(&ok(lb(&cfg).args(["--json", "report"]))).unwrap();

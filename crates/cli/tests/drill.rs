@@ -868,6 +868,27 @@ fn a_drill_on_a_configured_scratch_server_cleans_up_and_refuses_production() {
         "120"
     );
 
+    // its password in its DSN, in a configuration every user may read: named, not shown
+    let open_cfg = ws.path().join("open.toml");
+    let body = std::fs::read_to_string(&cfg).unwrap().replace(
+        &scratch.dsn("postgres"),
+        &format!("{} password=pw-of-scratch", scratch.dsn("postgres")),
+    );
+    std::fs::write(&open_cfg, body).unwrap();
+    std::fs::set_permissions(
+        &open_cfg,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let out = ok(lb(&open_cfg).args(["config", "check"]));
+    assert!(
+        out.lines().any(|l| l.starts_with("note")
+            && l.contains("drill.server of source app-db")
+            && l.contains("its DSN holds a password")),
+        "{out}"
+    );
+    assert!(!out.contains("pw-of-scratch"), "{out}");
+
     // drill.server pointing at production itself is refused before anything happens
     let bad_cfg = ws.path().join("bad.toml");
     let body = std::fs::read_to_string(&cfg)

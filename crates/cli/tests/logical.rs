@@ -1249,6 +1249,74 @@ fn config_check_names_a_repository_it_cannot_write_and_one_open_to_all() {
     assert!(out.contains("open to every user of this host"), "{out}");
 }
 
+/// Key files another user wrote into the repository (`restic key add` run as root makes
+/// them root's, mode 0400): the repository's own user still opens it with its key, and
+/// only when no key fits is the unreadable file what the error names.
+#[test]
+fn key_files_this_user_cannot_read_do_not_stop_the_key_that_fits() {
+    use std::os::unix::fs::PermissionsExt;
+    let pg = nix::unistd::User::from_name("postgres")
+        .ok()
+        .flatten()
+        .expect("the suite runs as root with a postgres OS user");
+    let (_c, ws, cfg) = backed_up(10);
+    let repo = ws.repo_path();
+    let exe = common::shared_binary(ws.path());
+    for (p, mode) in [
+        (ws.path().to_path_buf(), 0o755),
+        (cfg.clone(), 0o644),
+        (ws.path().join("repo.pass"), 0o644),
+    ] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let status = std::process::Command::new("chown")
+        .args(["-R", &format!("{}:{}", pg.uid, pg.gid)])
+        .arg(&repo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // copies of the key under other names, root's: listed before the real one or after
+    // it, as the directory happens to order them
+    let keys = repo.join("keys");
+    let key = std::fs::read_dir(&keys)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for i in 0..19u8 {
+        let copy = keys.join(format!("{:064x}", u128::from(i) + 0xf00d));
+        std::fs::copy(&key, &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o400)).unwrap();
+    }
+    let as_pg = |password: Option<&str>| {
+        let mut cmd = std::process::Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"])
+            .arg(&exe)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["list"])
+            .env("LIFEBOAT_STATE_DIR", ws.path().join("state-pg"));
+        if let Some(p) = password {
+            cmd.env("LIFEBOAT_PASSWORD", p);
+        }
+        cmd.output().unwrap()
+    };
+    let out = as_pg(None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = as_pg(Some("not-the-password"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{err}");
+    assert!(
+        err.contains("Permission denied") && err.contains("restic key add"),
+        "{err}"
+    );
+}
+
 /// A source renamed or removed in the configuration keeps its backups: they are still
 /// drilled and restored by name, and the runbook lists them.
 #[test]

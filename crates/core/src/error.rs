@@ -293,7 +293,7 @@ pub(crate) fn classify_repository(
     } else if lower.contains("permission denied") || lower.contains("read-only file system") {
         (
             ErrorKind::Unavailable,
-            Some("check that the repository path is writable by this user"),
+            Some("this user may not read or write something in the repository: check the repository path, and files another user made there (`restic key add` or `restic` run as root leaves root's files, a key file among them): `find REPO ! -user OWNER` lists them; give them to the repository's owner (chown) or run as the user that owns them"),
         )
     } else if lower.contains("wrong password")
         || lower.contains("no suitable key")

@@ -186,12 +186,9 @@ impl ConfigCmd {
                 std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o007 != 0
             })
         }) {
+            let has_password = lifeboat_core::sources::postgres::conn::dsn_has_password;
             for src in &ctx.config.sources {
-                if src
-                    .dsn
-                    .as_deref()
-                    .is_some_and(lifeboat_core::sources::postgres::conn::dsn_has_password)
-                {
+                if src.dsn.as_deref().is_some_and(has_password) {
                     lines.push(CheckLine {
                         what: format!("source {}", src.name),
                         ok: true,
@@ -202,6 +199,22 @@ impl ConfigCmd {
                         note: true,
                         hint: Some(format!(
                             "move the password into a password_file (600) and out of the dsn, or chmod o-rwx {}",
+                            file.display()
+                        )),
+                    });
+                }
+                // the scratch server's own credentials, in the same file
+                if src.drill.server.as_deref().is_some_and(has_password) {
+                    lines.push(CheckLine {
+                        what: format!("drill.server of source {}", src.name),
+                        ok: true,
+                        detail: format!(
+                            "its DSN holds a password, and {} is open to every user of this host",
+                            file.display()
+                        ),
+                        note: true,
+                        hint: Some(format!(
+                            "chmod o-rwx {}, or take the password out of the DSN and give it in ~/.pgpass (600) of the user drills run as",
                             file.display()
                         )),
                     });

@@ -471,7 +471,7 @@ pub fn on_target_server(e: Error) -> Error {
     let os_user =
         crate::sources::postgres::conn::os_user_method(&e.message().to_lowercase()).is_some();
     if e.kind() == ErrorKind::Auth && !os_user {
-        e.hint("the target server refused the password: give that server's password in the --target-dsn (postgresql://user:PASSWORD@host/db, or password=...), in PGPASSWORD, or in ~/.pgpass for that server; the source's password_file / password_command is never sent to another server")
+        e.hint("the target server refused the password: give that server's password in PGPASSWORD or in ~/.pgpass for that server (in --target-dsn it would be on the command line, which every user of this host can read with ps); the source's password_file / password_command is never sent to another server")
     } else {
         e
     }

@@ -339,9 +339,17 @@ fn add_parked(repo: &Repo, turn: &Turn) {
             return;
         }
         let late = p.late_details();
-        if write_one(repo, turn, &p.action, p.ok, &late, &p.user, &p.host).is_err() {
-            let _ = std::fs::rename(&claimed, &path);
-            return;
+        match write_one(repo, turn, &p.action, p.ok, &late, &p.user, &p.host) {
+            // its line in the head file too, before the entry that follows it: without
+            // it `audit verify` took the late entry for one written by someone else
+            // (best effort: the caller's own entry reports a head that cannot be kept)
+            Ok(entry) => {
+                let _ = publish_head(repo, &entry);
+            }
+            Err(_) => {
+                let _ = std::fs::rename(&claimed, &path);
+                return;
+            }
         }
         let _ = std::fs::remove_file(&claimed);
     }

@@ -409,12 +409,21 @@ pub(crate) fn find_key_in_backend<B: ReadBackend>(
     if let Some(id) = hint {
         Ok((key_from_backend(be, id, passwd)?, *id))
     } else {
+        // lifeboat: a key file this user cannot read (`restic key add` run as root writes
+        // one root's, mode 0400) does not stop the search for the key that fits; its error
+        // is returned only when no key fits
+        let mut unreadable = None;
         for id in be.list(FileType::Key)? {
             match key_from_backend(be, &id.into(), passwd) {
                 Ok(key) => return Ok((key, KeyId(id))),
                 Err(err) if err.is_code("C001") => {}
-                Err(err) => return Err(err),
+                Err(err) => {
+                    let _ = unreadable.get_or_insert(err);
+                }
             }
+        }
+        if let Some(err) = unreadable {
+            return Err(err);
         }
 
         Err(RusticError::new(
