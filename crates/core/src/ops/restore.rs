@@ -235,11 +235,7 @@ fn apply_public_revocations(conn: &PgConn, toc: &[TocEntry], db: &str) -> Result
 /// A `--keep-going` restore that went past failing objects: it failed, and says what
 /// failed, what the comparison found, and that the database stays.
 fn kept_with_errors(db: &str, errors: &[String], comparison: Option<&Comparison>) -> Error {
-    const SHOWN: usize = 5;
-    let mut listed = errors[..errors.len().min(SHOWN)].join("; ");
-    if errors.len() > SHOWN {
-        listed.push_str(&format!("; and {} more", errors.len() - SHOWN));
-    }
+    let listed = went_past(errors);
     let compared = match comparison {
         Some(c) if c.ok() => format!(
             "; every table matches the backup ({} tables, {} rows)",
@@ -253,7 +249,26 @@ fn kept_with_errors(db: &str, errors: &[String], comparison: Option<&Comparison>
         "restored into {db:?} with {} error(s) pg_restore went past (--keep-going): {listed}{compared}; the database is kept with everything that loaded",
         errors.len()
     ))
-    .hint("fix what the errors name in production (a function's search_path, a missing extension or role) so the next backup restores whole")
+    .hint("fix what the errors name, in production (a function's search_path) or on the target (a missing role or extension, or a privilege the restoring role lacks: creating some extensions and event triggers needs a superuser), so that the backup restores whole")
+}
+
+/// The first of the `errors` pg_restore went past, for a message; each of the others is
+/// a note of its own at the end of the command (none is lost to a long message).
+fn went_past(errors: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut listed = errors[..errors.len().min(SHOWN)].join("; ");
+    if errors.len() > SHOWN {
+        listed.push_str(&format!(
+            "; and {} more (each in a note below)",
+            errors.len() - SHOWN
+        ));
+        for e in &errors[SHOWN..] {
+            crate::sources::postgres::cluster::note(format!(
+                "pg_restore went past (--keep-going): {e}"
+            ));
+        }
+    }
+    listed
 }
 
 /// Picks the backup `opts` selects.
@@ -1656,10 +1671,20 @@ fn restore_inner(
             })
         }
         .map_err(|e| {
-            after_load(e.with_note(format!(
+            let e = e.with_note(format!(
                 "the backup is restored into {:?}, but its comparison with the backup-time truth could not run",
                 plan.target_database
-            )))
+            ));
+            // what pg_restore went past is said all the same
+            after_load(if gone_past.is_empty() {
+                e
+            } else {
+                e.with_note(format!(
+                    "pg_restore went past {} error(s) (--keep-going): {}",
+                    gone_past.len(),
+                    went_past(&gone_past)
+                ))
+            })
         })?;
         if !gone_past.is_empty() {
             return Err(after_load(kept_with_errors(
