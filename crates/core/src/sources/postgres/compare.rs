@@ -123,16 +123,35 @@ impl Comparison {
                 }
             })
             .collect();
-        parts.extend(
-            self.sequence_mismatches
-                .iter()
-                .map(|(n, e, a)| format!("sequence {n}: {a}, expected {e}")),
-        );
-        if self.large_objects_expected != self.large_objects_actual {
-            parts.push(format!(
-                "large objects: {} now, {} at backup time (or content differs)",
-                self.large_objects_actual.count, self.large_objects_expected.count
-            ));
+        // `777` against `777 (is_called false)` reads as no difference: both said
+        let explicit = |s: &str| {
+            if s.contains("(is_called") {
+                s.to_string()
+            } else {
+                format!("{s} (is_called true)")
+            }
+        };
+        parts.extend(self.sequence_mismatches.iter().map(|(n, e, a)| {
+            if e.contains("(is_called") == a.contains("(is_called") {
+                format!("sequence {n}: {a}, expected {e}")
+            } else {
+                format!("sequence {n}: {}, expected {}", explicit(a), explicit(e))
+            }
+        }));
+        let (now, then) = (&self.large_objects_actual, &self.large_objects_expected);
+        if now != then {
+            parts.push(if now.count == then.count {
+                // one hash over all of them is recorded, so which one changed is not known
+                format!(
+                    "large objects: {} now as at backup time, but their content differs",
+                    now.count
+                )
+            } else {
+                format!(
+                    "large objects: {} now, {} at backup time",
+                    now.count, then.count
+                )
+            });
         }
         const SHOWN: usize = 10;
         let more = parts.len().saturating_sub(SHOWN);
@@ -832,6 +851,42 @@ mod tests {
             "{line}"
         );
         assert!(line.len() < 600, "{line}");
+    }
+
+    #[test]
+    fn differences_in_what_is_not_a_number_are_said_in_words() {
+        let objects = |count, hash: &str| ObjectTruth {
+            count,
+            hash: hash.into(),
+        };
+        let mut c = Comparison {
+            tables: Vec::new(),
+            sequences: 1,
+            sequence_mismatches: vec![(
+                "public.s".into(),
+                sequence_state(777, false),
+                sequence_state(777, true),
+            )],
+            large_objects_expected: objects(4, "a"),
+            large_objects_actual: objects(4, "b"),
+            large_objects_left: 0,
+            duration_secs: 0.0,
+            read_by_server: false,
+            reads: 0,
+            batched_tables: 0,
+        };
+        assert_eq!(
+            c.describe_failures(),
+            "sequence public.s: 777 (is_called true), expected 777 (is_called false); \
+             large objects: 4 now as at backup time, but their content differs"
+        );
+        c.large_objects_actual = objects(3, "b");
+        c.sequence_mismatches[0].2 = sequence_state(778, true);
+        c.sequence_mismatches[0].1 = sequence_state(777, true);
+        assert_eq!(
+            c.describe_failures(),
+            "sequence public.s: 778, expected 777; large objects: 3 now, 4 at backup time"
+        );
     }
 
     #[test]
