@@ -1456,6 +1456,45 @@ fn again_and_conflict(push: &dyn Fn(&Path) -> (i32, String, String), seg: &Path,
     assert!(err.contains("hint: two clusters may be archiving"), "{err}");
 }
 
+/// A server that answers but refuses the login (a password rotated, the configuration
+/// not yet): `wal status` prints what the archive holds and exits 3, since the checks
+/// that ask the server did not run.
+#[test]
+fn wal_status_fails_when_the_server_refuses_the_login() {
+    let c = lifeboat_testing::cluster();
+    std::fs::write(
+        c.data_dir().join("pg_hba.conf"),
+        "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+    )
+    .unwrap();
+    c.sql(
+        "postgres",
+        "ALTER ROLE postgres PASSWORD 'rotated-pw'; select pg_reload_conf()",
+    )
+    .unwrap();
+    let ws = Workspace::new();
+    let dsn = format!(
+        "host=127.0.0.1 port={} user=postgres password=before-rotation dbname=postgres",
+        c.port()
+    );
+    let cfg = ws.local_config(&[("main", &dsn)]);
+    ok(lb(&cfg).arg("init"));
+    let seg = ws.path().join("000000010000000000000001");
+    std::fs::write(&seg, vec![0u8; 16 << 20]).unwrap();
+    ok(lb(&cfg).arg("wal-push").arg(&seg));
+    let (code, out, err) = run(lb(&cfg).args(["wal", "status"]));
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(out.contains("timeline 1:"), "{out}");
+    assert!(
+        err.contains("the server refused lifeboat's login")
+            && err.contains("password authentication failed"),
+        "{err}"
+    );
+    assert!(!err.contains("before-rotation"), "{err}");
+    let (code, _, _) = run(lb(&cfg).args(["--json", "wal", "status"]));
+    assert_eq!(code, 3);
+}
+
 #[test]
 fn wal_push_is_idempotent_and_refuses_a_conflict() {
     let (ws, cfg) = wal_only_repository();

@@ -463,13 +463,15 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
             wal_server,
             wal_socket: socket,
         })?;
+        let refused = refused_login(&server);
         return verdict(
             &st,
             &store,
             &latest_timeline,
             server.ok().as_ref(),
             (&name, &super::restore::archive_command(ctx, &name)?),
-        );
+        )
+        .and_then(|()| refused);
     }
     println!("WAL archive of source {name} at {}", st.location);
     if st.timelines.is_empty() {
@@ -579,6 +581,7 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
             socket.display()
         );
     }
+    let refused = refused_login(&server);
     verdict(
         &st,
         &store,
@@ -586,6 +589,29 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
         server.ok().as_ref(),
         (&name, &super::restore::archive_command(ctx, &name)?),
     )
+    .and_then(|()| refused)
+}
+
+/// A server that answers and refuses lifeboat's login is not a server that is down: the
+/// checks that need it (a failing archive_command, the segment it archived last) did not
+/// run, and monitoring must hear of that (exit 3), or a forgotten password rotation
+/// would switch them off silently.
+fn refused_login(server: &lifeboat_core::Result<ArchiverState>) -> anyhow::Result<()> {
+    match server {
+        Err(e) if e.kind() == ErrorKind::Auth => Err(anyhow::Error::from(
+            lifeboat_core::Error::new(
+                ErrorKind::Auth,
+                format!(
+                    "the server refused lifeboat's login, so the checks that ask it (a failing archive_command, the segment it archived last) did not run: {}",
+                    e.to_string().lines().next().unwrap_or_default()
+                ),
+            )
+            .hint(e.hint_text().unwrap_or(
+                "check the source's password (password_file, password_command or its dsn)",
+            )),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn print_archiver(a: &ArchiverState) {

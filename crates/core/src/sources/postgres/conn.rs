@@ -583,7 +583,7 @@ fn auth_hint(lower: &str, server: &Server) -> String {
                 Server::DrillServer(_) => "drill.server",
             }
         ),
-        (None, Server::Source) => "the PostgreSQL password was refused: check password_file / password_command of the source, PGPASSWORD or ~/.pgpass".to_string(),
+        (None, Server::Source) => "the PostgreSQL password was refused: check the source's password (its password_file or password_command, a password in its dsn, PGPASSWORD or ~/.pgpass, whichever gives it; after a rotation, the one not yet changed)".to_string(),
         (None, Server::DrillServer(_)) => "the drill server refused the password: give that server's password in drill.server (password=... or postgresql://user:PASSWORD@host/db), in PGPASSWORD or in ~/.pgpass for that server; the source's password_file / password_command is never sent to it".to_string(),
     }
 }
