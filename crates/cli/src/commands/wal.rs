@@ -471,7 +471,7 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
             server.ok().as_ref(),
             (&name, &super::restore::archive_command(ctx, &name)?),
         )
-        .and_then(|()| refused);
+        .and(refused);
     }
     println!("WAL archive of source {name} at {}", st.location);
     if st.timelines.is_empty() {
@@ -589,7 +589,7 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
         server.ok().as_ref(),
         (&name, &super::restore::archive_command(ctx, &name)?),
     )
-    .and_then(|()| refused)
+    .and(refused)
 }
 
 /// A server that answers and refuses lifeboat's login is not a server that is down: the
