@@ -331,6 +331,26 @@ fn drills_fail_and_name_the_failing_check() {
     assert_eq!(code, 10, "{out}\n{err}");
     assert!(out.contains("FAIL table shop.events"), "{out}");
     assert!(err.contains("shop.events"), "{err}");
+    // the rows all there, the definitions not: an index gone, a grant given, a comment
+    // changed on the restored copy
+    let (code, out, err) = run(lb(&cfg).args([
+        "drill",
+        "--hook-before-checks",
+        "psql -X -q -c 'drop index shop.orders_user_idx; alter table shop.users alter column name set default $$x$$; comment on table shop.events is $$changed$$'",
+    ]));
+    assert_eq!(code, 10, "{out}\n{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("definitions vs the backup"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.starts_with("  FAIL")
+            && line.contains("missing from the restored copy: INDEX shop.orders_user_idx")
+            && line.contains("not in the backup: COMMENT shop.TABLE events")
+            && line.contains("defined differently: TABLE shop.users"),
+        "{line}"
+    );
+    assert!(out.contains("ok   row counts and content hashes"), "{out}");
     // a migration writes data (alembic rewrites alembic_version) after the comparison, and
     // is no bad backup; the assertions see the migrated copy
     let migrate = "psql -X -q -c 'create table shop.alembic_version (v text); insert into shop.alembic_version values ($$b2$$); update shop.users set name = upper(name)'";
@@ -825,7 +845,12 @@ fn a_drill_on_a_configured_scratch_server_cleans_up_and_refuses_production() {
     assert_eq!(r["phases"][0]["name"], "connect", "{out}");
     // as a superuser there, the event trigger is restored (and fired by nothing after)
     assert!(
-        !out.contains("event trigger(s)") && out.contains("definitions: the checks compare"),
+        !out.contains("event trigger(s)")
+            && r["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["name"] == "definitions vs the backup" && c["ok"] == true),
         "{out}"
     );
     // the evidence says where it ran and what a scratch server cannot prove

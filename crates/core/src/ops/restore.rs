@@ -1069,7 +1069,7 @@ fn list_without_event_triggers(
 ) -> Result<tempfile::NamedTempFile> {
     let mut cmd = conn.command("pg_restore", db);
     cmd.arg("--list").arg(dump);
-    let out = crate::sources::postgres::cluster::run_client(cmd)
+    let out = crate::sources::postgres::cluster::run_client_with(cmd, true, None)
         .map_err(|e| missing_program(&conn.bin().program("pg_restore"), e))?;
     if !out.status.success() {
         return Err(conn.classify(
@@ -1078,6 +1078,16 @@ fn list_without_event_triggers(
         ));
     }
     // `ID; TABLEOID OID DESC SCHEMA NAME OWNER`: the description follows the two numbers
+    if !out
+        .stdout
+        .windows(6)
+        .any(|w| w == b"\n; Arc" || w == b"; Arch")
+    {
+        // an empty list would restore nothing, and say nothing
+        return Err(Error::internal(
+            "pg_restore --list printed no table of contents",
+        ));
+    }
     let kept: Vec<&[u8]> = out
         .stdout
         .split(|b| *b == b'\n')
