@@ -1312,7 +1312,9 @@ fn key_files_this_user_cannot_read_do_not_stop_the_key_that_fits() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(7), "{err}");
     assert!(
-        err.contains("Permission denied") && err.contains("restic key add"),
+        err.contains(": permission denied")
+            && err.contains("Permission denied")
+            && err.contains("restic key add"),
         "{err}"
     );
 }

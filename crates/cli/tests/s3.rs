@@ -342,6 +342,12 @@ fn assert_wrong_secret_refused(garage: &Garage, ws: &Workspace, args: &[&str], u
         !stderr.contains("We believe this is a bug"),
         "{what} calls a wrong S3 secret a rustic bug:\n{stderr}"
     );
+    // rustic's reading of a refused request ("path `config` does not exist") would
+    // contradict it
+    assert!(
+        !error_lines.contains("does not exist"),
+        "{what} says something is missing:\n{stderr}"
+    );
     // exit 4 means "not found": it would send the user looking for a missing repository
     assert_ne!(code, 4, "{what} exits 4 (not found):\n{stderr}");
 }

@@ -657,7 +657,7 @@ fn describe(url: &str, what: &str, e: Box<rustic_core::RusticError>, fallback_hi
             "access denied by the storage (403 forbidden)".to_string()
         }
         ErrorKind::Auth => "wrong password".to_string(),
-        ErrorKind::Unavailable if hint.is_some_and(|h| h.contains("writable")) => {
+        ErrorKind::Unavailable if hint.is_some_and(|h| h.contains("may not read or write")) => {
             "permission denied".to_string()
         }
         ErrorKind::Config if hint.is_some_and(|h| h.contains("(400)")) => {
@@ -676,9 +676,15 @@ fn describe(url: &str, what: &str, e: Box<rustic_core::RusticError>, fallback_hi
     } else {
         format!("{what} {}: {detail}", describe_url(url))
     };
-    Error::new(kind, message)
-        .hint(hint.unwrap_or(fallback_hint))
-        .source(e)
+    let refused = detail.contains("(403 forbidden)");
+    let err = Error::new(kind, message).hint(hint.unwrap_or(fallback_hint));
+    // a refused credential reaches rustic as "path `config` does not exist": as a cause
+    // under "access denied" it contradicts the message
+    if refused {
+        err
+    } else {
+        err.source(e)
+    }
 }
 
 #[cfg(test)]
