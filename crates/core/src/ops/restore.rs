@@ -1627,6 +1627,18 @@ fn restore_inner(
     let (properties_not_applied, without_owners, gone_past) = match loaded {
         Ok(done) => {
             crate::sources::postgres::cluster::unregister_drop(&plan.target_database);
+            // a dump holds a materialized view's query, not its rows: a view production
+            // had not refreshed lately differs on the copy
+            let refreshed = toc.as_deref().map_or(0, |t| {
+                t.iter()
+                    .filter(|e| e.desc == "MATERIALIZED VIEW DATA")
+                    .count()
+            });
+            if refreshed > 0 {
+                crate::sources::postgres::cluster::note(format!(
+                    "{refreshed} materialized view(s) were refreshed from the restored tables: their rows are as of now, which differs from production's where production had not refreshed them since their tables changed (they are not compared)"
+                ));
+            }
             done
         }
         Err(e) if plan.create_database => {
