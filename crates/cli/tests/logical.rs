@@ -1192,12 +1192,24 @@ fn a_new_repository_is_private_and_a_shared_one_keeps_its_group() {
     );
 }
 
+/// The workspace, its configuration and password file readable by another user (the
+/// PostgreSQL user a test runs lifeboat as).
+fn readable_by_others(ws: &Workspace, cfg: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for (p, mode) in [
+        (ws.path().to_path_buf(), 0o755),
+        (cfg.to_path_buf(), 0o644),
+        (ws.path().join("repo.pass"), 0o644),
+    ] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
 /// `config check` as another user on a repository root made and keeps for itself, readable
 /// by everyone: it cannot write there (every backup and WAL push would fail) and the key
 /// file is open to the host. Both are said, the first as a failure.
 #[test]
 fn config_check_names_a_repository_it_cannot_write_and_one_open_to_all() {
-    use std::os::unix::fs::PermissionsExt;
     if nix::unistd::User::from_name("postgres")
         .ok()
         .flatten()
@@ -1209,13 +1221,7 @@ fn config_check_names_a_repository_it_cannot_write_and_one_open_to_all() {
     let (_c, ws, cfg) = backed_up(10);
     let repo = ws.repo_path();
     let exe = common::shared_binary(ws.path());
-    for (p, mode) in [
-        (ws.path().to_path_buf(), 0o755),
-        (cfg.clone(), 0o644),
-        (ws.path().join("repo.pass"), 0o644),
-    ] {
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-    }
+    readable_by_others(&ws, &cfg);
     // the repository as someone would have loosened it, for reading by monitoring
     let status = std::process::Command::new("chmod")
         .args(["-R", "a+rX"])
@@ -1262,13 +1268,7 @@ fn key_files_this_user_cannot_read_do_not_stop_the_key_that_fits() {
     let (_c, ws, cfg) = backed_up(10);
     let repo = ws.repo_path();
     let exe = common::shared_binary(ws.path());
-    for (p, mode) in [
-        (ws.path().to_path_buf(), 0o755),
-        (cfg.clone(), 0o644),
-        (ws.path().join("repo.pass"), 0o644),
-    ] {
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-    }
+    readable_by_others(&ws, &cfg);
     let status = std::process::Command::new("chown")
         .args(["-R", &format!("{}:{}", pg.uid, pg.gid)])
         .arg(&repo)

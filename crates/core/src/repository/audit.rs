@@ -1031,34 +1031,69 @@ pub fn record_deleted(repo: &Repo, ids: &[String], reason: &str) -> Result<Entry
         .map(|b| short_id(&b.id))
         .chain(unreadable.iter().map(|(id, _)| short_id(id)))
         .collect();
-    let gone: Vec<&str> = gone_recorded(&entries, &held)
+    let gone: Vec<(&str, String)> = gone_recorded(&entries, &held)
         .into_iter()
-        .map(|(_, id, _, _)| id)
+        .map(|(_, id, _, _)| (id, id.to_string()))
         .collect();
+    record_named(
+        repo,
+        Named {
+            action: DELETED,
+            verb: "deleted on purpose",
+            candidates: &gone,
+            not_one:
+                "is not a backup the audit log records as stored and the repository no longer holds",
+            which: "`lifeboat audit verify` names the gone backups",
+            why: "say why they were deleted (an erasure request, a backup taken by mistake)",
+        },
+        ids,
+        reason,
+    )
+}
+
+/// An entry naming backups: what it records, of which backups, and what to say when an
+/// id or the reason is wrong.
+struct Named<'a> {
+    action: &'a str,
+    verb: &'a str,
+    /// (short id, as the entry names it) of the backups it may name.
+    candidates: &'a [(&'a str, String)],
+    not_one: &'a str,
+    which: &'a str,
+    why: &'a str,
+}
+
+/// Writes (and publishes) an entry `backups A, B VERB: reason` naming those of
+/// `n.candidates` that `ids` give.
+fn record_named(repo: &Repo, n: Named<'_>, ids: &[String], reason: &str) -> Result<Entry> {
     let mut named = Vec::new();
     for id in ids {
         let id = id.to_ascii_lowercase();
-        match gone.iter().find(|g| **g == short_id(&id)) {
-            Some(g) => named.push(*g),
+        match n.candidates.iter().find(|(c, _)| *c == short_id(&id)) {
+            Some((_, as_named)) => named.push(as_named.as_str()),
             None => {
-                return Err(Error::config(format!(
-                    "{id} is not a backup the audit log records as stored and the repository no longer holds"
-                ))
-                .hint("`lifeboat audit verify` names the gone backups; give their ids (8 hex digits or more)"))
+                return Err(Error::config(format!("{id} {}", n.not_one)).hint(format!(
+                    "{}; give their ids (8 hex digits or more)",
+                    n.which
+                )))
             }
         }
     }
     if reason.trim().is_empty() {
-        return Err(Error::config("--reason is empty").hint("say why they were deleted (an erasure request, a backup taken by mistake): the entry is evidence"));
+        return Err(
+            Error::config("--reason is empty").hint(format!("{}: the entry is evidence", n.why))
+        );
     }
+    named.sort_unstable();
     named.dedup();
     let entry = write(
         repo,
-        DELETED,
+        n.action,
         true,
         &format!(
-            "backups {} deleted on purpose: {}",
+            "backups {} {}: {}",
             named.join(", "),
+            n.verb,
             reason.trim().replace('\n', " ")
         ),
     )?;
@@ -1083,47 +1118,29 @@ pub const ADOPTED: &str = "adopted";
 pub fn record_adopted(repo: &Repo, ids: &[String], reason: &str) -> Result<Entry> {
     let entries = entries(repo)?;
     let backups = repo.backups()?;
-    let unlogged: Vec<&crate::repository::SnapshotInfo> =
-        unlogged_places(repo, &entries, &backups)?
-            .into_iter()
-            .map(|i| &backups[i])
-            .collect();
-    let mut named = Vec::new();
-    for id in ids {
-        let id = id.to_ascii_lowercase();
-        match unlogged.iter().find(|u| short_id(&u.id) == short_id(&id)) {
-            // as a backup entry names it: id, kind, database
-            Some(u) => named.push(format!(
-                "{} {} {}",
-                short_id(&u.id),
-                u.meta.kind,
-                u.meta.database.as_deref().unwrap_or("-")
-            )),
-            None => {
-                return Err(Error::config(format!(
-                    "{id} is not a backup in the repository that no audit entry records"
-                ))
-                .hint("`lifeboat verify --all` names those backups; give their ids (8 hex digits or more)"))
-            }
-        }
-    }
-    if reason.trim().is_empty() {
-        return Err(Error::config("--reason is empty").hint("say how they were checked and why they are kept (e.g. `verify --read-data` passed; a run killed by the OOM killer): the entry is evidence"));
-    }
-    named.sort_unstable();
-    named.dedup();
-    let entry = write(
+    // as a backup entry names each: id, kind, database
+    let unlogged: Vec<(&str, String)> = unlogged_places(repo, &entries, &backups)?
+        .into_iter()
+        .map(|i| {
+            let b = &backups[i];
+            let id = short_id(&b.id);
+            let db = b.meta.database.as_deref().unwrap_or("-");
+            (id, format!("{id} {} {db}", b.meta.kind))
+        })
+        .collect();
+    record_named(
         repo,
-        ADOPTED,
-        true,
-        &format!(
-            "backups {} adopted: {}",
-            named.join(", "),
-            reason.trim().replace('\n', " ")
-        ),
-    )?;
-    publish_head(repo, &entry)?;
-    Ok(entry)
+        Named {
+            action: ADOPTED,
+            verb: "adopted",
+            candidates: &unlogged,
+            not_one: "is not a backup in the repository that no audit entry records",
+            which: "`lifeboat verify --all` names those backups",
+            why: "say how they were checked and why they are kept (e.g. `verify --read-data` passed; a run killed by the OOM killer)",
+        },
+        ids,
+        reason,
+    )
 }
 
 /// [`gone_backups`] of `entries` against the backups `repo` holds now.
