@@ -818,6 +818,7 @@ fn a_drill_on_a_configured_scratch_server_cleans_up_and_refuses_production() {
          CREATE FUNCTION shop.log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
          BEGIN INSERT INTO shop.ddl_log (tag) VALUES (tg_tag); END $$;
          CREATE EVENT TRIGGER log_ddl ON ddl_command_end EXECUTE FUNCTION shop.log_ddl();
+         COMMENT ON EVENT TRIGGER log_ddl IS 'every DDL statement, logged';
          ALTER DATABASE app SET search_path TO shop, public;
          CREATE TABLE shop.after_the_trigger (id int);",
     )

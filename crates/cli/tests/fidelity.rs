@@ -403,6 +403,11 @@ fn a_view_that_cannot_be_refreshed_fails_the_restore_unless_it_keeps_going() {
             && err.contains("the database is kept"),
         "{err}"
     );
+    // the views that failed were not refreshed, and no note says they were
+    assert!(
+        !err.contains("materialized view(s) were refreshed"),
+        "{err}"
+    );
     // the sixth is not cut off: a note of its own
     assert!(
         err.contains("and 1 more (each in a note below)")

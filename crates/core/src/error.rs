@@ -290,16 +290,18 @@ pub(crate) fn classify_repository(
             ErrorKind::Config,
             Some("the storage rejected the request as malformed (400), most often a wrong region: check [repository] region (or AWS_REGION) and endpoint"),
         )
-    } else if lower.contains("permission denied") || lower.contains("read-only file system") {
-        (
-            ErrorKind::Unavailable,
-            Some("this user may not read or write something in the repository: check the repository path, and files another user made there (`restic key add` or `restic` run as root leaves root's files, a key file among them): `find REPO ! -user OWNER` lists them; give them to the repository's owner (chown) or run as the user that owns them"),
-        )
+    } else if lower.contains("no suitable key") && lower.contains("could not be read") {
+        (ErrorKind::Auth, Some("the password fits no key file this user can read: check LIFEBOAT_PASSWORD, password_file or password_command, and the key files under keys/ in the repository that belong to another user (`restic key add` run as root makes them root's, mode 0400): give them to the repository's owner (chown), or run as the user that owns them"))
     } else if lower.contains("wrong password")
         || lower.contains("no suitable key")
         || lower.contains("incorrect password")
     {
         (ErrorKind::Auth, Some("the repository password is wrong: check LIFEBOAT_PASSWORD, password_file or password_command (if it worked before and nothing changed here, someone may have changed the repository's keys: `restic -r REPO key list` with a password that still works, or an offsite copy)"))
+    } else if lower.contains("permission denied") || lower.contains("read-only file system") {
+        (
+            ErrorKind::Unavailable,
+            Some("this user may not read or write something in the repository: check the repository path, and files another user made there (`restic key add` or `restic` run as root leaves root's files, a key file among them): `find REPO ! -user OWNER` lists them; give them to the repository's owner (chown) or run as the user that owns them"),
+        )
     } else if lower.contains("no space left") || lower.contains("quota") {
         (
             ErrorKind::Unavailable,

@@ -1172,6 +1172,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
     });
     let mut skipped_event_triggers = 0;
     let mut definitions_unchecked = None;
+    let mut restored_with_roles = true;
     if fetched.is_ok() {
         let conn = target.conn();
         let restored = clock.time("restore", || {
@@ -1196,6 +1197,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                 // roles the globals backup could not give are a restore that would go
                 // wrong the same way: owners and grants missing, said, not hidden
                 let with_roles = matches!(roles, Some(Ok(())));
+                restored_with_roles = with_roles;
                 // only a superuser may create an event trigger: on a scratch server as
                 // another role, they are left out (and said so) rather than failing
                 skipped_event_triggers = if on_server && !conn.is_superuser(conn.maintenance_db()) {
@@ -1412,6 +1414,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
             reached: None,
             not_checked: not_checked(
                 scratch_server.is_some(),
+                restored_with_roles,
                 skipped_event_triggers,
                 definitions_unchecked,
             ),
@@ -1424,12 +1427,15 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
 /// What a logical drill's checks did not cover, for its report.
 fn not_checked(
     on_server: bool,
+    with_roles: bool,
     skipped_event_triggers: usize,
     definitions_unchecked: Option<String>,
 ) -> Vec<String> {
     let mut out = Vec::new();
     if on_server {
         out.push("roles, owners and grants: roles are cluster-wide, so a drill on a scratch server restores without them (no owners, no grants, no policies' roles); a drill in its own throw-away cluster (no drill.server) restores them".into());
+    } else if !with_roles {
+        out.push("owners and grants: no roles from a globals backup were applied (back up with --kind globals too), so the drill restored without production's roles and did not compare owners and grants".into());
     }
     if skipped_event_triggers > 0 {
         out.push(format!(

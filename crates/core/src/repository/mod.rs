@@ -649,6 +649,42 @@ fn open_error(url: &str, e: Box<rustic_core::RusticError>) -> Error {
     err
 }
 
+/// `; unreadable: keys/ID (owner root), ...` for the key files of the local repository at
+/// `url` this process cannot open, empty when there are none (or it is not local).
+fn keys_unreadable_here(url: &str) -> String {
+    use std::os::unix::fs::MetadataExt;
+    if is_s3_url(url) {
+        return String::new();
+    }
+    let Ok(dir) = std::fs::read_dir(std::path::Path::new(url).join("keys")) else {
+        return String::new();
+    };
+    let named: Vec<String> = dir
+        .flatten()
+        .filter(|e| {
+            std::fs::File::open(e.path())
+                .is_err_and(|err| err.kind() == std::io::ErrorKind::PermissionDenied)
+        })
+        .map(|e| {
+            let owner = e
+                .metadata()
+                .ok()
+                .and_then(|m| {
+                    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(m.uid()))
+                        .ok()
+                        .flatten()
+                })
+                .map_or_else(|| "another user".to_string(), |u| u.name);
+            format!("keys/{} (owner {owner})", e.file_name().to_string_lossy())
+        })
+        .collect();
+    if named.is_empty() {
+        String::new()
+    } else {
+        format!("; this user cannot read {}", named.join(", "))
+    }
+}
+
 /// A repository error naming the URL, classified from the whole cause chain, cause kept.
 fn describe(url: &str, what: &str, e: Box<rustic_core::RusticError>, fallback_hint: &str) -> Error {
     let (kind, hint) = crate::error::classify_repository(e.as_ref());
@@ -671,7 +707,14 @@ fn describe(url: &str, what: &str, e: Box<rustic_core::RusticError>, fallback_hi
             l => l.to_string(),
         },
     };
-    let message = if kind == ErrorKind::Auth && detail == "wrong password" {
+    let unreadable_keys = hint.is_some_and(|h| h.contains("fits no key file this user can read"));
+    let message = if unreadable_keys {
+        format!(
+            "the password fits no key file this user can read in the repository at {}{}",
+            describe_url(url),
+            keys_unreadable_here(url)
+        )
+    } else if kind == ErrorKind::Auth && detail == "wrong password" {
         format!("wrong password for the repository at {}", describe_url(url))
     } else {
         format!("{what} {}: {detail}", describe_url(url))

@@ -423,7 +423,14 @@ pub(crate) fn find_key_in_backend<B: ReadBackend>(
             }
         }
         if let Some(err) = unreadable {
-            return Err(err);
+            // the password fits none of the keys this user can read: wrong, or its key is
+            // in a file it cannot read; said as a wrong password, naming both
+            return Err(RusticError::with_source(
+                ErrorKind::Credentials,
+                "No suitable key found for the given password among the key files this user can read; some key files could not be read, and the key may be in one of them.",
+                err,
+            )
+            .attach_error_code("C002"));
         }
 
         Err(RusticError::new(
