@@ -145,7 +145,13 @@ fn a_backup_no_audit_entry_records_is_named_and_not_picked_by_time() {
     let before = entries();
     let (code, _, err) = run(lb(&cfg).args(["audit", "adopt", &real, "--reason", "x"]));
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("no audit entry records"), "{err}");
+    assert!(err.contains("is already in the audit log"), "{err}");
+    let (code, _, err) = run(lb(&cfg).args(["audit", "adopt", "deadbeef", "--reason", "x"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no backup in the repository has the id deadbeef"),
+        "{err}"
+    );
     let (code, _, err) = run(lb(&cfg).args(["audit", "adopt", &planted, "--reason", " "]));
     assert_eq!(code, 2, "{err}");
     assert_eq!(entries(), before, "a refused adoption writes no entry");
@@ -166,6 +172,21 @@ fn a_backup_no_audit_entry_records_is_named_and_not_picked_by_time() {
         )) && out.contains("written by the migration job"),
         "{out}"
     );
+    // the evidence pack names the adoption, with who and why
+    let pack: serde_json::Value =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "report"]))).unwrap();
+    assert!(
+        pack["recorded_by_hand"]
+            .as_array()
+            .is_some_and(|r| r.len() == 1
+                && r[0]
+                    .as_str()
+                    .unwrap()
+                    .contains("written by the migration job")
+                && r[0].as_str().unwrap().contains(&planted[..8])),
+        "{pack}"
+    );
+    assert!(pack.get("unlogged_backups").is_none(), "{pack}");
     // a pick by time takes it now
     let (code, out, err) = run(lb(&cfg).args([
         "restore",

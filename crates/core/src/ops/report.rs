@@ -118,6 +118,11 @@ pub struct EvidencePack {
     /// killed (`kill -9`, the OOM killer) after it stored them and before it could log.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unlogged_backups: Vec<String>,
+    /// Entries of the period recording backups deleted on purpose (`audit deleted`) or
+    /// adopted without a backup entry (`audit adopt`), each with when, who and why:
+    /// anyone with the repository password can write one, so they are evidence to review.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recorded_by_hand: Vec<String>,
     /// Successful operations from the audit log, per action.
     pub successes: BTreeMap<String, usize>,
     /// Drills in the period.
@@ -380,6 +385,15 @@ pub fn evidence_pack(
     let entries = audit::entries(repo)?;
     // as `verify --all` counts them (the log's intact chain, from when it began); one whose
     // entry waits parked on this host is named with that
+    let of_period: Vec<audit::Entry> = entries
+        .iter()
+        .filter(|e| within(e.time, from, to))
+        .cloned()
+        .collect();
+    let recorded_by_hand: Vec<String> = audit::recorded_deletions(&of_period)
+        .into_iter()
+        .chain(audit::recorded_adoptions(&of_period))
+        .collect();
     let unlogged_backups: Vec<String> = audit::not_in_log(repo, &entries, &all)?
         .into_iter()
         .map(|(i, parked)| (&all[i], parked))
@@ -392,7 +406,7 @@ pub fn evidence_pack(
                 b.meta.kind,
                 b.meta.database.as_deref().unwrap_or("-"),
                 if parked {
-                    " (its entry is parked on this host: the next lifeboat operation that can write to the repository adds it)"
+                    " (its entry is parked on this host: the next backup, verify, restore or drill on this host that can write to the repository adds it)"
                 } else {
                     ""
                 }
@@ -601,6 +615,7 @@ pub fn evidence_pack(
         backups: lines.into_values().collect(),
         failures,
         unlogged_backups,
+        recorded_by_hand,
         successes,
         drills,
         undrilled,
@@ -867,6 +882,15 @@ pub fn markdown(p: &EvidencePack) -> String {
     if p.backups.is_empty() && without.is_empty() {
         let _ = writeln!(m, "| — | — | — | **0** | — | — | — | — |");
     }
+    if !p.recorded_by_hand.is_empty() {
+        let _ = writeln!(
+            m,
+            "\n**Recorded by hand** (backups deleted on purpose with `audit deleted`, or taken as the repository's own with `audit adopt`; anyone with the repository password can write such an entry, so review each):\n"
+        );
+        for r in &p.recorded_by_hand {
+            let _ = writeln!(m, "- {}", super::evidence::md_cell(r));
+        }
+    }
     if !p.unlogged_backups.is_empty() {
         let _ = writeln!(
             m,
@@ -1109,6 +1133,7 @@ mod tests {
             backups: Vec::new(),
             failures: BTreeMap::new(),
             unlogged_backups: Vec::new(),
+            recorded_by_hand: Vec::new(),
             successes: BTreeMap::new(),
             drills: Vec::new(),
             undrilled: BTreeMap::new(),

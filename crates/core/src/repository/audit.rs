@@ -1117,11 +1117,43 @@ pub const ADOPTED: &str = "adopted";
 /// reason; the log's errors.
 pub fn record_adopted(repo: &Repo, ids: &[String], reason: &str) -> Result<Entry> {
     let entries = entries(repo)?;
+    // an adoption appended after a break would not count: only the intact chain does
+    let intact = intact_prefix(&entries).len();
+    if intact < entries.len() {
+        return Err(Error::integrity(format!(
+            "the audit chain breaks after entry {intact}: an adoption written after the break would not count"
+        ))
+        .hint("`lifeboat audit verify` says what broke it; deal with that first"));
+    }
     let backups = repo.backups()?;
+    let missing = not_in_log(repo, &entries, &backups)?;
+    // the ids that are not candidates, said for what they are
+    for id in ids {
+        let short = id.get(..8).unwrap_or(id).to_ascii_lowercase();
+        let place = backups.iter().position(|b| short_id(&b.id) == short);
+        let why = match place {
+            None => Some(format!("no backup in the repository has the id {id}")),
+            Some(i) => match missing.iter().find(|(m, _)| *m == i) {
+                None => Some(format!(
+                    "backup {short} is already in the audit log: nothing to adopt"
+                )),
+                Some((_, true)) => Some(format!(
+                    "backup {short} has its entry parked on this host: the next backup, verify, restore or drill adds it to the log (`lifeboat verify --latest`), nothing to adopt"
+                )),
+                Some((_, false)) => None,
+            },
+        };
+        if let Some(why) = why {
+            return Err(Error::config(why).hint(
+                "`lifeboat verify --all` names the backups in no audit entry; give their ids (8 hex digits or more)",
+            ));
+        }
+    }
     // as a backup entry names each: id, kind, database
-    let unlogged: Vec<(&str, String)> = unlogged_places(repo, &entries, &backups)?
+    let unlogged: Vec<(&str, String)> = missing
         .into_iter()
-        .map(|i| {
+        .filter(|(_, parked)| !parked)
+        .map(|(i, _)| {
             let b = &backups[i];
             let id = short_id(&b.id);
             let db = b.meta.database.as_deref().unwrap_or("-");
