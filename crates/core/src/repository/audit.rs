@@ -317,10 +317,12 @@ fn add_parked(repo: &Repo, turn: &Turn) {
             };
             for (path, p) in claimed {
                 let late = p.late_details();
-                if log
+                if let Some(e) = log
                     .iter()
-                    .any(|e| e.action == p.action && e.details == late)
+                    .find(|e| e.action == p.action && e.details == late)
                 {
+                    // that process may have been stopped before it wrote the head line
+                    publish_late(repo, e);
                     let _ = std::fs::remove_file(&path);
                 } else {
                     let _ = std::fs::rename(&path, path.with_extension("json"));
@@ -343,9 +345,7 @@ fn add_parked(repo: &Repo, turn: &Turn) {
             // its line in the head file too, before the entry that follows it: without
             // it `audit verify` took the late entry for one written by someone else
             // (best effort: the caller's own entry reports a head that cannot be kept)
-            Ok(entry) => {
-                let _ = publish_head(repo, &entry);
-            }
+            Ok(entry) => publish_late(repo, &entry),
             Err(_) => {
                 let _ = std::fs::rename(&claimed, &path);
                 return;
@@ -353,6 +353,24 @@ fn add_parked(repo: &Repo, turn: &Turn) {
         }
         let _ = std::fs::remove_file(&claimed);
     }
+}
+
+/// The head-file line of an entry added late, in the caller's turn: the file only (a
+/// `head_url` that is down would hold the turn for its timeout per entry; the caller's
+/// own entry, published after the turn, sends the newest head there), and not twice.
+/// Best effort: the caller's own entry reports a head file that cannot be written.
+fn publish_late(repo: &Repo, entry: &Entry) {
+    let cfg = crate::config::AuditConfig {
+        head_url: None,
+        ..repo.audit_config().clone()
+    };
+    let Some(file) = &cfg.head_file else {
+        return;
+    };
+    if std::fs::read_to_string(file).is_ok_and(|t| t.contains(&entry.hash)) {
+        return;
+    }
+    let _ = super::head::publish(&cfg, repo.location(), entry);
 }
 
 /// Appends one entry after the head, in the caller's turn (see [`write`]).

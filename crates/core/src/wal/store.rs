@@ -520,6 +520,11 @@ fn write_durably(root: &Path, path: &str, fill: &mut Fill<'_>) -> Result<bool> {
     let dir = target.parent().expect("object paths have a directory");
     if dir.exists() {
         set_modes_left_behind(root, dir)?;
+        // made by a push killed before it synced the directory into its parent: synced
+        // now (a clean directory's fsync costs next to nothing)
+        for parent in dir.ancestors().skip(1).take_while(|d| d.starts_with(root)) {
+            sync_dir(parent)?;
+        }
     } else {
         // every directory created here must be durable in its parent, or the first push
         // into a new repository (or timeline) could vanish in a crash after answering
