@@ -71,6 +71,15 @@ fn interrupt_with(mut child: std::process::Child, signal: nix::sys::signal::Sign
 fn drill_passes_and_writes_evidence() {
     let c = cluster();
     sample_db(&c, "app", 400);
+    // definitions holding timestamptz and bytea constants, which pg_dump writes in its
+    // session's time zone and bytea_output: the drill's comparison of definitions must
+    // read them as the backup did
+    c.sql(
+        "app",
+        "CREATE TABLE shop.ticks (at timestamptz NOT NULL DEFAULT '2024-06-01 14:00:00+02', b bytea DEFAULT '\\x00ff5c'::bytea CHECK (b <> '\\xdead'::bytea)) PARTITION BY RANGE (at);
+         CREATE TABLE shop.ticks_2024 PARTITION OF shop.ticks FOR VALUES FROM ('2024-01-01 00:00+00') TO ('2025-01-01 00:00+00');",
+    )
+    .unwrap();
     // production's own session settings: the text of timestamptz and bytea values depends
     // on the first two (the truth must not), the checks rely on the search_path, and a
     // comment holds what a naive statement split would cut
@@ -113,6 +122,14 @@ fn drill_passes_and_writes_evidence() {
         .arg(format!("echo \"$PGHOST\" > {}", pghost.display())));
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(r["passed"], true, "{out}");
+    assert!(
+        r["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "definitions vs the backup" && c["ok"] == true),
+        "{out}"
+    );
     // the throw-away server ran there (its socket directory is in it), and left nothing
     assert!(
         std::fs::read_to_string(&pghost)
@@ -346,7 +363,7 @@ fn drills_fail_and_name_the_failing_check() {
     assert!(
         line.starts_with("  FAIL")
             && line.contains("missing from the restored copy: INDEX shop.orders_user_idx")
-            && line.contains("not in the backup: COMMENT shop.TABLE events")
+            && line.contains("not in the backup: COMMENT TABLE events (schema shop)")
             && line.contains("defined differently: TABLE shop.users"),
         "{line}"
     );
@@ -819,6 +836,10 @@ fn a_drill_on_a_configured_scratch_server_cleans_up_and_refuses_production() {
          BEGIN INSERT INTO shop.ddl_log (tag) VALUES (tg_tag); END $$;
          CREATE EVENT TRIGGER log_ddl ON ddl_command_end EXECUTE FUNCTION shop.log_ddl();
          COMMENT ON EVENT TRIGGER log_ddl IS 'every DDL statement, logged';
+         -- as in a database upgraded from PostgreSQL 14: public owned by a role, which a
+         -- drill without production's roles does not have
+         CREATE ROLE app_owner;
+         ALTER SCHEMA public OWNER TO app_owner;
          ALTER DATABASE app SET search_path TO shop, public;
          CREATE TABLE shop.after_the_trigger (id int);",
     )

@@ -236,7 +236,7 @@ pub fn one_line(e: &dyn std::error::Error) -> String {
 
 /// The text of an error and all its causes, lowercased, for classification; without
 /// backtraces, whose frame names (`Mutex::lock`, `hashbrown`) would mislead it.
-fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = String::new();
     let mut cur = Some(err);
     while let Some(e) = cur {
@@ -266,7 +266,12 @@ pub(crate) fn classify_repository(
     err: &(dyn std::error::Error + 'static),
 ) -> (ErrorKind, Option<&'static str>) {
     let lower = chain_text(err);
-    if lower.contains("permissiondenied")
+    if lower.contains("requesttimetooskewed") {
+        (
+            ErrorKind::Auth,
+            Some("the storage refused the request because this host's clock differs from its own by more than S3 allows (15 minutes): set the clock right (NTP, `timedatectl`), not the credentials"),
+        )
+    } else if lower.contains("permissiondenied")
         || lower.contains("status: 403")
         || lower.contains("forbidden")
         || lower.contains("signaturedoesnotmatch")
@@ -403,6 +408,20 @@ mod tests {
         codes.sort_unstable();
         codes.dedup();
         assert_eq!(codes.len(), ErrorKind::ALL.len());
+    }
+
+    #[test]
+    fn a_skewed_clock_is_not_called_a_wrong_secret() {
+        let skewed = std::io::Error::other(
+            "S3 error: status: 403, code: RequestTimeTooSkewed, the difference between the request time and the server's time is too large",
+        );
+        let (kind, hint) = classify_repository(&skewed);
+        assert_eq!(kind, ErrorKind::Auth);
+        assert!(hint.is_some_and(|h| h.contains("clock")), "{hint:?}");
+        let refused = std::io::Error::other("S3 error: status: 403, code: SignatureDoesNotMatch");
+        assert!(classify_repository(&refused)
+            .1
+            .is_some_and(|h| h.contains("access_key_id")));
     }
 
     #[test]

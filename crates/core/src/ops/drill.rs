@@ -1479,7 +1479,17 @@ fn definitions_check(
     let toc = crate::ops::restore::dump_toc(dump)
         .map_err(|e| format!("definitions: the backup's table of contents: {e}"))?;
     Ok(
-        match crate::sources::postgres::definitions::compare(conn, db, &toc, scope) {
+        match crate::sources::postgres::definitions::compare(
+            conn,
+            db,
+            &toc,
+            scope,
+            backup
+                .meta
+                .truth
+                .as_ref()
+                .and_then(|t| t.session.as_deref()),
+        ) {
             Ok(d) => Check {
                 name: "definitions vs the backup".into(),
                 ok: d.ok(),

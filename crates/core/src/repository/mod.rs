@@ -689,8 +689,24 @@ fn keys_unreadable_here(url: &str) -> String {
 fn describe(url: &str, what: &str, e: Box<rustic_core::RusticError>, fallback_hint: &str) -> Error {
     let (kind, hint) = crate::error::classify_repository(e.as_ref());
     let detail = match kind {
-        ErrorKind::Auth if hint.is_some_and(|h| h.contains("403")) => {
-            "access denied by the storage (403 forbidden)".to_string()
+        ErrorKind::Auth if hint.is_some_and(|h| h.contains("403") || h.contains("clock")) => {
+            // the store's own reason, when it gave one: a skewed clock or a bucket policy
+            // is not a wrong secret
+            let chain = crate::error::chain_text(e.as_ref());
+            let code = [
+                "SignatureDoesNotMatch",
+                "InvalidAccessKeyId",
+                "AccessDenied",
+                "RequestTimeTooSkewed",
+                "ExpiredToken",
+                "InvalidToken",
+            ]
+            .into_iter()
+            .find(|c| chain.contains(&c.to_ascii_lowercase()));
+            match code {
+                Some(c) => format!("access denied by the storage (403 forbidden: {c})"),
+                None => "access denied by the storage (403 forbidden)".to_string(),
+            }
         }
         ErrorKind::Auth => "wrong password".to_string(),
         ErrorKind::Unavailable if hint.is_some_and(|h| h.contains("may not read or write")) => {
@@ -719,7 +735,7 @@ fn describe(url: &str, what: &str, e: Box<rustic_core::RusticError>, fallback_hi
     } else {
         format!("{what} {}: {detail}", describe_url(url))
     };
-    let refused = detail.contains("(403 forbidden)");
+    let refused = detail.contains("403 forbidden");
     let err = Error::new(kind, message).hint(hint.unwrap_or(fallback_hint));
     // a refused credential reaches rustic as "path `config` does not exist": as a cause
     // under "access denied" it contradicts the message

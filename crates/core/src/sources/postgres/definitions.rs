@@ -34,6 +34,9 @@ pub struct DefinitionCheck {
     pub extra: Vec<String>,
     /// In both, defined (or owned) differently.
     pub changed: Vec<String>,
+    /// For the first few of `changed`, where: the first line that differs on each side.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub how: Vec<String>,
 }
 
 impl DefinitionCheck {
@@ -68,6 +71,9 @@ impl DefinitionCheck {
             }
             parts.push(format!("{what}: {named}"));
         }
+        if let Some(first) = self.how.first() {
+            parts.push(format!("first difference: {first}"));
+        }
         parts.join("; ")
     }
 }
@@ -88,6 +94,15 @@ const NOT_DEFINITIONS: &[&str] = &[
     "SEARCHPATH",
 ];
 
+/// Kinds whose entry names the object they are on (`COMMENT` ... `TABLE people`).
+const ON_ANOTHER: &[&str] = &[
+    "COMMENT",
+    "ACL",
+    "SECURITY LABEL",
+    "DEFAULT ACL",
+    "PUBLICATION TABLE",
+];
+
 /// The definitions of `toc` in `scope`, by kind, schema and name.
 fn definitions(toc: &[TocEntry], scope: Scope) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -100,13 +115,29 @@ fn definitions(toc: &[TocEntry], scope: Scope) -> BTreeMap<String, Vec<String>> 
             && (scope.privileges || (e.desc != "ACL" && e.desc != "DEFAULT ACL"))
             && (scope.event_triggers
                 || (e.desc != "EVENT TRIGGER" && !e.tag.starts_with("EVENT TRIGGER ")));
-        if !kept {
+        // without owners compared, an entry that only sets one (the public schema of a
+        // database upgraded from PostgreSQL 14, owned by its owner, not pg_database_owner)
+        let only_owner = !e.defn.trim().is_empty()
+            && e.defn.lines().all(|l| {
+                l.trim().is_empty() || (l.starts_with("ALTER ") && l.contains(" OWNER TO "))
+            });
+        // (its entry says only `-- *not* creating schema, since initdb creates it`)
+        let bare_public = e.desc == "SCHEMA"
+            && e.tag == "public"
+            && e.defn
+                .lines()
+                .all(|l| l.trim().is_empty() || l.trim_start().starts_with("--"));
+        if !kept || (!scope.owners && (only_owner || bare_public)) {
             continue;
         }
-        let name = if e.namespace.is_empty() || e.namespace == "-" {
-            format!("{} {}", e.desc, e.tag)
-        } else {
-            format!("{} {}.{}", e.desc, e.namespace, e.tag)
+        let schema = (!e.namespace.is_empty() && e.namespace != "-").then_some(&e.namespace);
+        // a comment's or grant's name says what it is on (`TABLE people`)
+        let name = match schema {
+            Some(ns) if ON_ANOTHER.contains(&e.desc.as_str()) => {
+                format!("{} {} (schema {ns})", e.desc, e.tag)
+            }
+            Some(ns) => format!("{} {ns}.{}", e.desc, e.tag),
+            None => format!("{} {}", e.desc, e.tag),
         };
         let mut value = e.defn.trim().to_string();
         if scope.owners && !e.owner.is_empty() {
@@ -121,7 +152,9 @@ fn definitions(toc: &[TocEntry], scope: Scope) -> BTreeMap<String, Vec<String>> 
 }
 
 /// Compares `backup` (the dump's table of contents) with what `pg_dump --schema-only`
-/// finds in `db` through `conn` now.
+/// finds in `db` through `conn` now, in the session the backup's pg_dump had (`session`,
+/// its `-c` options: a `timestamptz` or `bytea` constant in a partition bound, a default
+/// or a check is written in that session's time zone and `bytea_output`).
 ///
 /// # Errors
 ///
@@ -131,8 +164,14 @@ pub fn compare(
     db: &str,
     backup: &[TocEntry],
     scope: Scope,
+    session: Option<&str>,
 ) -> Result<DefinitionCheck> {
-    let mut cmd = conn.command("pg_dump", db);
+    let mut cmd = match session {
+        Some(options) => conn.with_options(options).command("pg_dump", db),
+        None => conn.command("pg_dump", db),
+    };
+    // libpq would send it after the options, and it would win
+    cmd.env_remove("PGTZ");
     cmd.args([
         "--schema-only",
         "--format=custom",
@@ -169,7 +208,12 @@ fn differences(
     for (name, defs) in backup {
         match restored.get(name) {
             None => check.missing.push(name.clone()),
-            Some(r) if r != defs => check.changed.push(name.clone()),
+            Some(r) if r != defs => {
+                if check.how.len() < 3 {
+                    check.how.push(first_difference(name, defs, r));
+                }
+                check.changed.push(name.clone());
+            }
             Some(_) => {}
         }
     }
@@ -179,6 +223,32 @@ fn differences(
         .cloned()
         .collect();
     check
+}
+
+/// `NAME: the backup has `A`, the copy `B`` for the first line that differs.
+fn first_difference(name: &str, backup: &[String], restored: &[String]) -> String {
+    let (a, b) = (backup.join("\n"), restored.join("\n"));
+    let mut lines = a.lines().zip(b.lines());
+    let (x, y) = lines.find(|(x, y)| x != y).unwrap_or_else(|| {
+        // one is longer: its next line
+        let n = a.lines().count().min(b.lines().count());
+        (
+            a.lines().nth(n).unwrap_or(""),
+            b.lines().nth(n).unwrap_or(""),
+        )
+    });
+    let short = |s: &str| {
+        let s = s.trim();
+        match s.char_indices().nth(160) {
+            Some((i, _)) => format!("{}...", &s[..i]),
+            None => s.to_string(),
+        }
+    };
+    format!(
+        "{name}: the backup has `{}`, the copy `{}`",
+        short(x),
+        short(y)
+    )
 }
 
 #[cfg(test)]
@@ -264,7 +334,18 @@ mod tests {
         let d = differences(&definitions(&backup, all), &definitions(&restored, all));
         assert_eq!(d.missing, ["POLICY app.people readers"]);
         assert_eq!(d.extra, ["INDEX app.people_idx"]);
-        assert_eq!(d.changed, ["ACL app.TABLE people", "TABLE app.people"]);
+        assert_eq!(
+            d.changed,
+            ["ACL TABLE people (schema app)", "TABLE app.people"]
+        );
+        assert_eq!(
+            d.how[0],
+            "ACL TABLE people (schema app): the backup has `GRANT SELECT ON TABLE app.people TO r;`, the copy `GRANT SELECT ON TABLE app.people TO other;`"
+        );
+        assert_eq!(
+            d.how[1],
+            "TABLE app.people: the backup has `-- owner app`, the copy `-- owner drill`"
+        );
         assert!(
             d.describe()
                 .starts_with("missing from the restored copy: POLICY app.people readers; "),
@@ -279,8 +360,17 @@ mod tests {
             privileges: false,
             event_triggers: false,
         };
+        let mut backup = backup;
+        // the public schema of a database upgraded from PostgreSQL 14, owned by its owner
+        backup.push(entry(
+            "SCHEMA",
+            "",
+            "public",
+            "-- *not* creating schema, since initdb creates it\n",
+            "app",
+        ));
         let mut restored = backup.clone();
-        restored.retain(|e| e.desc != "ACL" && e.desc != "EVENT TRIGGER");
+        restored.retain(|e| e.desc != "ACL" && e.desc != "EVENT TRIGGER" && e.desc != "SCHEMA");
         restored[0].owner = "drill".into();
         let d = differences(&definitions(&backup, bare), &definitions(&restored, bare));
         assert!(d.ok(), "{d:?}");
