@@ -522,10 +522,12 @@ impl Target {
         match self {
             Self::Cluster(c) => c.discard(),
             Self::Server(c) => {
-                let _ = c.query(
-                    c.maintenance_db(),
-                    &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(db)),
-                );
+                if let Err(e) = crate::sources::postgres::cluster::drop_copy(c, db, true) {
+                    crate::sources::postgres::cluster::note(format!(
+                        "{db} on the drill server could not be dropped: {}; drop it there",
+                        crate::error::headline(&e.to_string())
+                    ));
+                }
                 // dropped: the interrupt handler has nothing left to drop
                 crate::sources::postgres::cluster::unregister_drop(db);
             }
@@ -757,10 +759,7 @@ fn sweep_scratch_server(conn: &PgConn, mine: &str) {
         // and still the drill role's: a copy someone took over (ALTER DATABASE ... OWNER
         // TO) to look into is theirs now
         if host == Some(mine) && pid.is_some_and(dead) && sessions.trim() == "0" && ours == "true" {
-            let dropped = conn.query(
-                conn.maintenance_db(),
-                &format!("DROP DATABASE IF EXISTS {}", ident(db)),
-            );
+            let dropped = crate::sources::postgres::cluster::drop_copy(conn, db, false);
             crate::sources::postgres::cluster::note(match dropped {
                 Ok(_) => format!("dropped {db} on the drill server, left by a drill from this host that was killed"),
                 Err(e) => format!("{db} on the drill server was left by a drill from this host that was killed, and could not be dropped: {}", crate::error::headline(&e.to_string())),
@@ -1439,7 +1438,7 @@ fn not_checked(
     }
     if skipped_event_triggers > 0 {
         out.push(format!(
-            "{skipped_event_triggers} event trigger(s): only a superuser may create one, and the drill's role on the scratch server is not one, so they were left out of the restore"
+            "{skipped_event_triggers} event trigger(s) or subscription(s): only a superuser may create one, and the drill's role on the scratch server is not one, so they were left out of the restore"
         ));
     }
     if let Some(why) = definitions_unchecked {

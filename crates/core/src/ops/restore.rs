@@ -1049,19 +1049,23 @@ pub(crate) struct Skip {
     pub tablespaces: bool,
     /// Objects that fail to restore: pg_restore goes on past them (`--keep-going`).
     pub failing: bool,
-    /// Event triggers (only a superuser may create one): left out of the restore's list.
+    /// Event triggers and subscriptions (only a superuser may create one): left out of
+    /// the restore's list.
     pub event_triggers: bool,
 }
 
-/// How many event triggers the dump at `dump` holds.
+/// How many event triggers and subscriptions the dump at `dump` holds.
 pub(crate) fn event_triggers_in(dump: &std::path::Path) -> usize {
+    use crate::sources::postgres::definitions::SUPERUSER_ONLY;
     dump_toc(dump).map_or(0, |toc| {
-        toc.iter().filter(|e| e.desc == "EVENT TRIGGER").count()
+        toc.iter()
+            .filter(|e| SUPERUSER_ONLY.contains(&e.desc.as_str()))
+            .count()
     })
 }
 
-/// `pg_restore -l` of `dump` without its event triggers, written to a file next to it
-/// for `pg_restore -L`.
+/// `pg_restore -l` of `dump` without its event triggers and subscriptions, written to a
+/// file next to it for `pg_restore -L`.
 fn list_without_event_triggers(
     conn: &PgConn,
     db: &str,
@@ -1092,13 +1096,18 @@ fn list_without_event_triggers(
         .stdout
         .split(|b| *b == b'\n')
         .filter(|l| {
-            // the trigger, and its comment or security label (which pg_restore -L
-            // would apply to a trigger that is not there, and fail)
+            // the object, and its comment or security label (which pg_restore -L
+            // would apply to an object that is not there, and fail)
             l.starts_with(b";")
                 || !l.splitn(4, |b| *b == b' ').nth(3).is_some_and(|rest| {
-                    rest.starts_with(b"EVENT TRIGGER ")
-                        || rest.starts_with(b"COMMENT - EVENT TRIGGER ")
-                        || rest.starts_with(b"SECURITY LABEL - EVENT TRIGGER ")
+                    let rest = String::from_utf8_lossy(rest);
+                    crate::sources::postgres::definitions::SUPERUSER_ONLY
+                        .iter()
+                        .any(|kind| {
+                            rest.starts_with(&format!("{kind} "))
+                                || rest.starts_with(&format!("COMMENT - {kind} "))
+                                || rest.starts_with(&format!("SECURITY LABEL - {kind} "))
+                        })
                 })
         })
         .collect();

@@ -490,13 +490,7 @@ pub fn stop_all() -> Vec<String> {
         .map(|mut l| std::mem::take(&mut *l))
         .unwrap_or_default();
     for (conn, db) in drops {
-        let dropped = conn.query(
-            conn.maintenance_db(),
-            &format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                super::compare::ident(&db)
-            ),
-        );
+        let dropped = drop_copy(&conn, &db, true);
         // a drop that failed may still have happened (its answer lost)
         let gone = dropped.is_ok()
             || conn
@@ -894,4 +888,33 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Drops a drill's copy `db` through `conn` (`WITH (FORCE)` when `force`). A subscription
+/// restored into it (disabled, as pg_restore makes them) would stop the drop, and a plain
+/// `DROP SUBSCRIPTION` would connect to production's publisher and drop its slot: each is
+/// first detached from its slot, then dropped, without connecting anywhere.
+///
+/// # Errors
+///
+/// The drop's error.
+pub(crate) fn drop_copy(conn: &PgConn, db: &str, force: bool) -> Result<String> {
+    let _ = conn.query(
+        db,
+        "DO $lifeboat$ DECLARE s record; BEGIN \
+         FOR s IN SELECT subname FROM pg_catalog.pg_subscription \
+           WHERE subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) LOOP \
+           EXECUTE format('ALTER SUBSCRIPTION %I DISABLE', s.subname); \
+           EXECUTE format('ALTER SUBSCRIPTION %I SET (slot_name = NONE)', s.subname); \
+           EXECUTE format('DROP SUBSCRIPTION %I', s.subname); \
+         END LOOP; END $lifeboat$",
+    );
+    conn.query(
+        conn.maintenance_db(),
+        &format!(
+            "DROP DATABASE IF EXISTS {}{}",
+            super::compare::ident(db),
+            if force { " WITH (FORCE)" } else { "" }
+        ),
+    )
 }

@@ -19,7 +19,7 @@ pub struct Scope {
     pub owners: bool,
     /// Grants were restored: compare them (`ACL`, `DEFAULT ACL`).
     pub privileges: bool,
-    /// Event triggers were restored.
+    /// Event triggers and subscriptions were restored ([`SUPERUSER_ONLY`]).
     pub event_triggers: bool,
 }
 
@@ -94,6 +94,9 @@ const NOT_DEFINITIONS: &[&str] = &[
     "SEARCHPATH",
 ];
 
+/// Kinds only a superuser may create: a restore by another role leaves them out.
+pub const SUPERUSER_ONLY: &[&str] = &["EVENT TRIGGER", "SUBSCRIPTION"];
+
 /// Kinds whose entry names the object they are on (`COMMENT` ... `TABLE people`).
 const ON_ANOTHER: &[&str] = &[
     "COMMENT",
@@ -114,7 +117,9 @@ fn definitions(toc: &[TocEntry], scope: Scope) -> BTreeMap<String, Vec<String>> 
             && !e.tag.starts_with("LARGE OBJECT ")
             && (scope.privileges || (e.desc != "ACL" && e.desc != "DEFAULT ACL"))
             && (scope.event_triggers
-                || (e.desc != "EVENT TRIGGER" && !e.tag.starts_with("EVENT TRIGGER ")));
+                || !SUPERUSER_ONLY
+                    .iter()
+                    .any(|k| e.desc == *k || e.tag.starts_with(&format!("{k} "))));
         // without owners compared, an entry that only sets one (the public schema of a
         // database upgraded from PostgreSQL 14, owned by its owner, not pg_database_owner)
         let only_owner = !e.defn.trim().is_empty()
