@@ -1519,3 +1519,30 @@ fn a_tablespace_in_production_neither_fails_a_drill_nor_costs_it_the_roles() {
         "t"
     );
 }
+
+/// A policy naming a role, and no globals backup to give the drill's cluster that role:
+/// the restore fails, and the drill says how to give it the roles.
+#[test]
+fn a_drill_without_the_roles_its_policies_name_says_to_back_them_up() {
+    let c = cluster();
+    sample_db(&c, "app", 20);
+    c.sql(
+        "app",
+        "CREATE ROLE reader NOLOGIN; CREATE POLICY readers ON shop.users FOR SELECT TO reader USING (true)",
+    )
+    .unwrap();
+    let ws = Workspace::new();
+    let cfg = drill_config(&ws, &c.dsn("app"), "");
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    let (code, out, err) = run(lb(&cfg).arg("drill"));
+    assert_eq!(code, 10, "{out}{err}");
+    assert!(
+        out.contains("role \"reader\" does not exist")
+            && out.contains("back up with --kind globals too"),
+        "{out}"
+    );
+    // with the roles backed up, the drill restores them and passes
+    ok(lb(&cfg).args(["backup", "--kind", "globals"]));
+    ok(lb(&cfg).arg("drill"));
+}

@@ -1190,7 +1190,10 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
             Err(e) => checks.push(Check {
                 name: "pg_restore".into(),
                 ok: false,
-                detail: e.to_string(),
+                detail: match missing_role_note(&e.to_string(), on_server) {
+                    Some(note) => format!("{e} ({note})"),
+                    None => e.to_string(),
+                },
             }),
             Ok(roles) => {
                 // roles the globals backup could not give are a restore that would go
@@ -1421,6 +1424,19 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
         },
     );
     seal(repo, opts, report)
+}
+
+/// What to do about a role the drill's restore lacked (a policy or user mapping naming
+/// it): a drill gets production's roles from a globals backup, in its own cluster only.
+fn missing_role_note(error: &str, on_server: bool) -> Option<&'static str> {
+    if !(error.contains("role \"") && error.contains("does not exist")) {
+        return None;
+    }
+    Some(if on_server {
+        "a drill on a scratch server restores without production's roles: create the roles its policies and user mappings name there (CREATE ROLE ... NOLOGIN), or drill in a throw-away cluster"
+    } else {
+        "the drill restores production's roles from the source's globals backup: back up with --kind globals too (`lifeboat backup` without --kind takes it)"
+    })
 }
 
 /// What a logical drill's checks did not cover, for its report.
