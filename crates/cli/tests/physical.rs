@@ -1107,7 +1107,10 @@ fn a_second_timeline_is_archived_and_restored() {
         .arg("--to-dir")
         .arg(&dry));
     assert!(
-        out.contains(&format!("would restore physical backup {}", &first[..8])),
+        out.contains(&format!("would restore physical backup {}", &first[..8]))
+            && out
+                .lines()
+                .any(|l| l.starts_with("  restore_command: ") && l.ends_with("--timeline 2")),
         "{out}"
     );
     // the plan names the restore_command the server will run: told to follow timeline 2

@@ -595,6 +595,7 @@ impl RestoreCmd {
                 describe_target(&p.target),
                 inclusion(&p.target, self.physical.exclusive)
             );
+            println!("  restore_command: {}", p.restore_command);
             if let (RecoveryTarget::Time(t), Some(archived)) = (&p.target, p.reachable_time) {
                 if *t > archived {
                     println!(
