@@ -204,20 +204,26 @@ fn a_backup_no_audit_entry_records_is_named_and_not_picked_by_time() {
     assert!(!err.contains("left out of this pick"), "{err}");
 }
 
-#[test]
-fn failures_that_cannot_reach_the_log_are_parked_and_added_later() {
-    let (_c, ws, cfg) = backed_up(50);
-    // with a head file kept outside, which has lines from here on
-    let head_file = ws.path().join("audit.heads");
-    let text = std::fs::read_to_string(&cfg).unwrap();
+/// Adds `[audit] head_file` (named `name` in the workspace) to the configuration.
+fn with_head_file(ws: &Workspace, cfg: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let head_file = ws.path().join(name);
+    let text = std::fs::read_to_string(cfg).unwrap();
     std::fs::write(
-        &cfg,
+        cfg,
         format!(
             "{text}\n[audit]\nhead_file = {:?}\n",
             head_file.display().to_string()
         ),
     )
     .unwrap();
+    head_file
+}
+
+#[test]
+fn failures_that_cannot_reach_the_log_are_parked_and_added_later() {
+    let (_c, ws, cfg) = backed_up(50);
+    // with a head file kept outside, which has lines from here on
+    let head_file = with_head_file(&ws, &cfg, "audit.heads");
     ok(lb(&cfg).args(["verify", "--latest"]));
     // the repository refuses the password: the backup cannot log its failure there
     let (code, _, err) = run(lb(&cfg)
@@ -1103,16 +1109,7 @@ fn a_run_waiting_for_the_audit_lock_says_so() {
 #[test]
 fn a_backup_deleted_by_hand_and_a_rolled_back_log_are_found() {
     let (_c, ws, cfg) = backed_up(20);
-    let head_file = ws.path().join("outside.heads");
-    let base = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(
-        &cfg,
-        format!(
-            "{base}\n[audit]\nhead_file = {:?}\n",
-            head_file.display().to_string()
-        ),
-    )
-    .unwrap();
+    with_head_file(&ws, &cfg, "outside.heads");
     ok(lb(&cfg).args(["backup", "--kind", "globals"]));
     let old = ws.path().join("repo-two-days-ago");
     let copied = std::process::Command::new("cp")
