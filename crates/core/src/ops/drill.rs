@@ -1270,7 +1270,10 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                                 String::new()
                             }
                         ),
-                        Err(e) => e.to_string(),
+                        Err(e) => match missing_role_note(&e.to_string(), on_server) {
+                            Some(note) => format!("{e} ({note})"),
+                            None => e.to_string(),
+                        },
                     },
                 });
                 let mut early_failed = false;
