@@ -653,11 +653,12 @@ fn make_durable(root: &Path, path: &str) -> Result<()> {
     std::fs::File::open(&target)
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::io(format!("syncing {}", target.display()), e))?;
-    for dir in target.ancestors().skip(1) {
+    for dir in target
+        .ancestors()
+        .skip(1)
+        .take_while(|d| d.starts_with(root))
+    {
         sync_dir(dir)?;
-        if dir == root {
-            break;
-        }
     }
     Ok(())
 }

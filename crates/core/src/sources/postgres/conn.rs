@@ -1089,10 +1089,9 @@ mod tests {
         // a source's server keeps the source's password settings in its hint
         let e = on(Server::Source);
         assert!(e.message().starts_with("database \"postgres\": "));
-        assert!(e
-            .hint_text()
-            .unwrap()
-            .contains("password_file / password_command of the source"));
+        assert!(e.hint_text().unwrap().contains(
+            "the source's password (its password_file or password_command, a password in its dsn"
+        ));
         assert_eq!(parse_major("15.4"), Some(15));
     }
 }
