@@ -1544,7 +1544,7 @@ fn a_drill_without_the_roles_its_policies_name_says_to_back_them_up() {
         .unwrap_or_else(|| panic!("{out}"));
     assert!(
         failed.contains("role \"reader\" does not exist")
-            && failed.contains("back up with --kind globals too"),
+            && failed.contains("take a new backup of every kind"),
         "{failed}"
     );
     // with the roles backed up, the drill restores them and passes

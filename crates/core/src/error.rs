@@ -295,7 +295,10 @@ pub(crate) fn classify_repository(
             ErrorKind::Config,
             Some("the storage rejected the request as malformed (400), most often a wrong region: check [repository] region (or AWS_REGION) and endpoint"),
         )
-    } else if lower.contains("no suitable key") && lower.contains("could not be read") {
+    } else if lower.contains("no suitable key")
+        && lower.contains("could not be read")
+        && lower.contains("permission denied")
+    {
         (ErrorKind::Auth, Some("the password fits no key file this user can read: check LIFEBOAT_PASSWORD, password_file or password_command, and the key files under keys/ in the repository that belong to another user (`restic key add` run as root makes them root's, mode 0400): give them to the repository's owner (chown), or run as the user that owns them"))
     } else if lower.contains("wrong password")
         || lower.contains("no suitable key")

@@ -1657,12 +1657,12 @@ fn restore_inner(
         Err(e) if plan.create_database => {
             // half a database under the name asked for would block the retry ("not
             // empty"): the one this restore created goes again
-            let dropped = conn.query(
+            // (a subscription restored into it is detached from production's slot first)
+            let dropped = crate::sources::postgres::cluster::drop_copy_from(
+                &conn,
                 "postgres",
-                &format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    ident(&plan.target_database)
-                ),
+                &plan.target_database,
+                true,
             );
             if dropped.is_ok() {
                 crate::sources::postgres::cluster::unregister_drop(&plan.target_database);

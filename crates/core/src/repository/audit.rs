@@ -1152,8 +1152,13 @@ pub fn record_adopted(repo: &Repo, ids: &[String], reason: &str) -> Result<Entry
         let why = match place {
             None => Some(format!("no backup in the repository has the id {id}")),
             Some(i) => match missing.iter().find(|(m, _)| *m == i) {
+                None if logged_backup_ids(intact_prefix(&entries)).contains(short.as_str()) => {
+                    Some(format!(
+                        "backup {short} is already in the audit log: nothing to adopt"
+                    ))
+                }
                 None => Some(format!(
-                    "backup {short} is already in the audit log: nothing to adopt"
+                    "backup {short} was made before the audit log began (an older lifeboat): nothing to adopt"
                 )),
                 Some((_, true)) => Some(format!(
                     "backup {short} has its entry parked on this host: the next backup, verify, restore or drill adds it to the log (`lifeboat verify --latest`), nothing to adopt"

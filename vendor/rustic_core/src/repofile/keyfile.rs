@@ -401,6 +401,21 @@ pub(crate) fn key_from_backend<B: ReadBackend>(
 /// # Returns
 ///
 /// The found key
+/// lifeboat: whether `err` is, or was caused by, a refused permission (a key file another
+/// user owns); other errors (a timeout, a damaged file) still stop the search.
+fn permission_denied(err: &RusticError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 pub(crate) fn find_key_in_backend<B: ReadBackend>(
     be: &B,
     passwd: &impl AsRef<[u8]>,
@@ -417,9 +432,10 @@ pub(crate) fn find_key_in_backend<B: ReadBackend>(
             match key_from_backend(be, &id.into(), passwd) {
                 Ok(key) => return Ok((key, KeyId(id))),
                 Err(err) if err.is_code("C001") => {}
-                Err(err) => {
+                Err(err) if permission_denied(&err) => {
                     let _ = unreadable.get_or_insert(err);
                 }
+                Err(err) => return Err(err),
             }
         }
         if let Some(err) = unreadable {

@@ -899,7 +899,23 @@ impl Drop for Cluster {
 ///
 /// The drop's error.
 pub(crate) fn drop_copy(conn: &PgConn, db: &str, force: bool) -> Result<String> {
-    let _ = conn.query(
+    drop_copy_from(conn, conn.maintenance_db(), db, force)
+}
+
+/// [`drop_copy`], dropping it from database `from`.
+///
+/// # Errors
+///
+/// The drop's error.
+pub(crate) fn drop_copy_from(conn: &PgConn, from: &str, db: &str, force: bool) -> Result<String> {
+    // production's read-only default or statement timeout, restored onto the copy, must
+    // not stop it, nor an event trigger that blocks DDL; the replica session needs a
+    // superuser, as a subscription does (another role's copy has none, and this fails)
+    let detached = conn
+        .with_options(
+            "-c default_transaction_read_only=off -c statement_timeout=0 -c session_replication_role=replica",
+        )
+        .query(
         db,
         "DO $lifeboat$ DECLARE s record; BEGIN \
          FOR s IN SELECT subname FROM pg_catalog.pg_subscription \
@@ -910,11 +926,18 @@ pub(crate) fn drop_copy(conn: &PgConn, db: &str, force: bool) -> Result<String> 
          END LOOP; END $lifeboat$",
     );
     conn.query(
-        conn.maintenance_db(),
+        from,
         &format!(
             "DROP DATABASE IF EXISTS {}{}",
             super::compare::ident(db),
             if force { " WITH (FORCE)" } else { "" }
         ),
     )
+    .map_err(|e| match detached {
+        Err(d) if e.message().contains("subscription") => e.with_note(format!(
+            "its subscriptions could not be detached first ({}): in it, for each, run ALTER SUBSCRIPTION s DISABLE; ALTER SUBSCRIPTION s SET (slot_name = NONE); DROP SUBSCRIPTION s; then drop it (a plain DROP SUBSCRIPTION would drop production's replication slot on the publisher)",
+            crate::error::headline(&d.to_string())
+        )),
+        _ => e,
+    })
 }

@@ -120,19 +120,15 @@ fn definitions(toc: &[TocEntry], scope: Scope) -> BTreeMap<String, Vec<String>> 
                 || !SUPERUSER_ONLY
                     .iter()
                     .any(|k| e.desc == *k || e.tag.starts_with(&format!("{k} "))));
-        // without owners compared, an entry that only sets one (the public schema of a
-        // database upgraded from PostgreSQL 14, owned by its owner, not pg_database_owner)
-        let only_owner = !e.defn.trim().is_empty()
-            && e.defn.lines().all(|l| {
-                l.trim().is_empty() || (l.starts_with("ALTER ") && l.contains(" OWNER TO "))
-            });
-        // (its entry says only `-- *not* creating schema, since initdb creates it`)
+        // without owners compared, the public schema of a database upgraded from
+        // PostgreSQL 14 (owned by its owner, not pg_database_owner) is an entry only for its
+        // owner: it says only `-- *not* creating schema, since initdb creates it`
         let bare_public = e.desc == "SCHEMA"
             && e.tag == "public"
             && e.defn
                 .lines()
                 .all(|l| l.trim().is_empty() || l.trim_start().starts_with("--"));
-        if !kept || (!scope.owners && (only_owner || bare_public)) {
+        if !kept || (!scope.owners && bare_public) {
             continue;
         }
         let schema = (!e.namespace.is_empty() && e.namespace != "-").then_some(&e.namespace);
