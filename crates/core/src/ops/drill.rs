@@ -1169,7 +1169,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
             Err(e) => e.to_string(),
         },
     });
-    let mut skipped_event_triggers = 0;
+    let mut skipped_superuser_only = 0;
     let mut definitions_unchecked = None;
     let mut restored_with_roles = true;
     if fetched.is_ok() {
@@ -1190,10 +1190,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
             Err(e) => checks.push(Check {
                 name: "pg_restore".into(),
                 ok: false,
-                detail: match missing_role_note(&e.to_string(), on_server) {
-                    Some(note) => format!("{e} ({note})"),
-                    None => e.to_string(),
-                },
+                detail: restore_failure(&e, on_server),
             }),
             Ok(roles) => {
                 // roles the globals backup could not give are a restore that would go
@@ -1202,8 +1199,8 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                 restored_with_roles = with_roles;
                 // only a superuser may create an event trigger: on a scratch server as
                 // another role, they are left out (and said so) rather than failing
-                skipped_event_triggers = if on_server && !conn.is_superuser(conn.maintenance_db()) {
-                    super::restore::event_triggers_in(&dump)
+                skipped_superuser_only = if on_server && !conn.is_superuser(conn.maintenance_db()) {
+                    super::restore::superuser_only_in(&dump)
                 } else {
                     0
                 };
@@ -1231,7 +1228,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                         opts.jobs,
                         with_roles,
                         &["post-data"],
-                        skipped_event_triggers == 0,
+                        skipped_superuser_only == 0,
                     )?;
                     // the database's own settings (search_path for the checks and hooks)
                     // last, as a restore applies them: one such as
@@ -1270,10 +1267,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                                 String::new()
                             }
                         ),
-                        Err(e) => match missing_role_note(&e.to_string(), on_server) {
-                            Some(note) => format!("{e} ({note})"),
-                            None => e.to_string(),
-                        },
+                        Err(e) => restore_failure(e, on_server),
                     },
                 });
                 let mut early_failed = false;
@@ -1298,9 +1292,8 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                     checks.extend(hooks);
                 }
                 let scope = crate::sources::postgres::definitions::Scope {
-                    owners: with_roles,
-                    privileges: with_roles,
-                    event_triggers: skipped_event_triggers == 0,
+                    roles: with_roles,
+                    superuser_only: skipped_superuser_only == 0,
                 };
                 // the definitions beside the rows: pg_dump --schema-only is mostly the
                 // server's catalog, light next to reading every table
@@ -1420,7 +1413,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
             not_checked: not_checked(
                 scratch_server.is_some(),
                 restored_with_roles,
-                skipped_event_triggers,
+                skipped_superuser_only,
                 definitions_unchecked,
             ),
             scratch_server,
@@ -1429,35 +1422,38 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
     seal(repo, opts, report)
 }
 
-/// What to do about a role the drill's restore lacked (a policy or user mapping naming
-/// it): a drill gets production's roles from a globals backup, in its own cluster only.
-fn missing_role_note(error: &str, on_server: bool) -> Option<&'static str> {
+/// A failed restore's check detail: the error, and for a role the restore lacked (a
+/// policy or user mapping naming it) where a drill gets roles from: a globals backup, in
+/// its own cluster only.
+fn restore_failure(e: &Error, on_server: bool) -> String {
+    let error = e.to_string();
     if !(error.contains("role \"") && error.contains("does not exist")) {
-        return None;
+        return error;
     }
-    Some(if on_server {
+    let note = if on_server {
         "a drill on a scratch server restores without production's roles: create the roles its policies and user mappings name there (CREATE ROLE ... NOLOGIN), or drill in a throw-away cluster"
     } else {
         "the drill restores production's roles from the source's globals backup taken with the dump (within an hour of it): take a new backup of every kind (`lifeboat backup` without --kind), then drill again"
-    })
+    };
+    format!("{error} ({note})")
 }
 
 /// What a logical drill's checks did not cover, for its report.
 fn not_checked(
     on_server: bool,
     with_roles: bool,
-    skipped_event_triggers: usize,
+    skipped_superuser_only: usize,
     definitions_unchecked: Option<String>,
 ) -> Vec<String> {
     let mut out = Vec::new();
     if on_server {
         out.push("roles, owners and grants: roles are cluster-wide, so a drill on a scratch server restores without them (no owners, no grants, no policies' roles); a drill in its own throw-away cluster (no drill.server) restores them".into());
     } else if !with_roles {
-        out.push("owners and grants: no roles from a globals backup were applied (back up with --kind globals too), so the drill restored without production's roles and did not compare owners and grants".into());
+        out.push("owners and grants: no roles from a globals backup were applied (take a backup of every kind: `lifeboat backup` without --kind), so the drill restored without production's roles and did not compare owners and grants".into());
     }
-    if skipped_event_triggers > 0 {
+    if skipped_superuser_only > 0 {
         out.push(format!(
-            "{skipped_event_triggers} event trigger(s) or subscription(s): only a superuser may create one, and the drill's role on the scratch server is not one, so they were left out of the restore"
+            "{skipped_superuser_only} event trigger(s) or subscription(s): only a superuser may create one, and the drill's role on the scratch server is not one, so they were left out of the restore"
         ));
     }
     if let Some(why) = definitions_unchecked {
@@ -1921,7 +1917,8 @@ fn truth_checks(
     }
 }
 
-/// Runs `pg_restore` for `sections` of `dump` into the drill database.
+/// Runs `pg_restore` for `sections` of `dump` into the drill database, with the objects
+/// only a superuser may create when `with_superuser_only`.
 fn pg_restore(
     conn: &PgConn,
     dump: &std::path::Path,
@@ -1929,7 +1926,7 @@ fn pg_restore(
     jobs: u32,
     with_roles: bool,
     sections: &[&str],
-    event_triggers: bool,
+    with_superuser_only: bool,
 ) -> Result<()> {
     super::restore::run_pg_restore(
         conn,
@@ -1941,7 +1938,7 @@ fn pg_restore(
             owner: !with_roles,
             tablespaces: true,
             failing: false,
-            event_triggers: !event_triggers,
+            superuser_only: !with_superuser_only,
         },
         sections,
     )

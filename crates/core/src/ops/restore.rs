@@ -215,16 +215,9 @@ fn apply_public_revocations(conn: &PgConn, toc: &[TocEntry], db: &str) -> Result
     if !revokes.is_empty() {
         // pg_restore creates event triggers last so that its own DDL fires none; these
         // statements come after, and an application's DDL-log trigger would log them (a
-        // row production never had, and a comparison that fails). A superuser (the only
-        // kind that can have restored an event trigger) runs them as a replica session,
-        // for which ordinary event triggers do not fire.
-        conn.query(
-            db,
-            &format!(
-                "SELECT set_config('session_replication_role', 'replica', false) WHERE (SELECT rolsuper FROM pg_roles WHERE rolname = current_user);\n{}",
-                revokes.join("\n")
-            ),
-        )?;
+        // row production never had, and a comparison that fails)
+        conn.quiet_for_event_triggers(db)
+            .query(db, &revokes.join("\n"))?;
     }
     Ok(WithoutOwners {
         grants_left_out,
@@ -1051,11 +1044,11 @@ pub(crate) struct Skip {
     pub failing: bool,
     /// Event triggers and subscriptions (only a superuser may create one): left out of
     /// the restore's list.
-    pub event_triggers: bool,
+    pub superuser_only: bool,
 }
 
 /// How many event triggers and subscriptions the dump at `dump` holds.
-pub(crate) fn event_triggers_in(dump: &std::path::Path) -> usize {
+pub(crate) fn superuser_only_in(dump: &std::path::Path) -> usize {
     use crate::sources::postgres::definitions::SUPERUSER_ONLY;
     dump_toc(dump).map_or(0, |toc| {
         toc.iter()
@@ -1066,7 +1059,7 @@ pub(crate) fn event_triggers_in(dump: &std::path::Path) -> usize {
 
 /// `pg_restore -l` of `dump` without its event triggers and subscriptions, written to a
 /// file next to it for `pg_restore -L`.
-fn list_without_event_triggers(
+fn list_without_superuser_only(
     conn: &PgConn,
     db: &str,
     dump: &std::path::Path,
@@ -1082,33 +1075,33 @@ fn list_without_event_triggers(
         ));
     }
     // `ID; TABLEOID OID DESC SCHEMA NAME OWNER`: the description follows the two numbers
-    if !out
-        .stdout
-        .windows(6)
-        .any(|w| w == b"\n; Arc" || w == b"; Arch")
-    {
+    if out.stdout.is_empty() {
         // an empty list would restore nothing, and say nothing
         return Err(Error::internal(
             "pg_restore --list printed no table of contents",
         ));
     }
+    // the object, and its comment or security label (which pg_restore -L would apply to
+    // an object that is not there, and fail)
+    let left_out: Vec<String> = crate::sources::postgres::definitions::SUPERUSER_ONLY
+        .iter()
+        .flat_map(|kind| {
+            [
+                format!("{kind} "),
+                format!("COMMENT - {kind} "),
+                format!("SECURITY LABEL - {kind} "),
+            ]
+        })
+        .collect();
     let kept: Vec<&[u8]> = out
         .stdout
         .split(|b| *b == b'\n')
         .filter(|l| {
-            // the object, and its comment or security label (which pg_restore -L
-            // would apply to an object that is not there, and fail)
             l.starts_with(b";")
-                || !l.splitn(4, |b| *b == b' ').nth(3).is_some_and(|rest| {
-                    let rest = String::from_utf8_lossy(rest);
-                    crate::sources::postgres::definitions::SUPERUSER_ONLY
-                        .iter()
-                        .any(|kind| {
-                            rest.starts_with(&format!("{kind} "))
-                                || rest.starts_with(&format!("COMMENT - {kind} "))
-                                || rest.starts_with(&format!("SECURITY LABEL - {kind} "))
-                        })
-                })
+                || !l
+                    .splitn(4, |b| *b == b' ')
+                    .nth(3)
+                    .is_some_and(|rest| left_out.iter().any(|p| rest.starts_with(p.as_bytes())))
         })
         .collect();
     let dir = dump.parent().unwrap_or(std::path::Path::new("."));
@@ -1192,11 +1185,10 @@ pub(crate) fn run_pg_restore(
     let conn = &conn.with_english_messages(db);
     // pg_restore creates event triggers near the end, and then refreshes materialized
     // views, which fires them: an application's DDL-log trigger would log a row
-    // production never had (and the comparison would fail). As a replica session, which
-    // only a superuser may set (and only a superuser can have restored an event trigger),
-    // ordinary event triggers do not fire; tables get their triggers after their data.
-    let conn = &if !skip.event_triggers && event_triggers_in(dump) > 0 && conn.is_superuser(db) {
-        conn.with_options("-c session_replication_role=replica")
+    // production never had (and the comparison would fail); tables get their own
+    // triggers after their data, so a replica session changes nothing else
+    let conn = &if !skip.superuser_only && superuser_only_in(dump) > 0 {
+        conn.quiet_for_event_triggers(db)
     } else {
         conn.clone()
     };
@@ -1221,8 +1213,8 @@ pub(crate) fn run_pg_restore(
     if skip.tablespaces {
         cmd.arg("--no-tablespaces");
     }
-    let list = if skip.event_triggers {
-        Some(list_without_event_triggers(conn, db, dump)?)
+    let list = if skip.superuser_only {
+        Some(list_without_superuser_only(conn, db, dump)?)
     } else {
         None
     };
@@ -1577,7 +1569,7 @@ fn restore_inner(
             owner: plan.no_owner,
             tablespaces: plan.no_tablespaces,
             failing: plan.keep_going,
-            event_triggers: false,
+            superuser_only: false,
         },
         &[],
     )

@@ -1145,6 +1145,7 @@ pub fn record_adopted(repo: &Repo, ids: &[String], reason: &str) -> Result<Entry
     }
     let backups = repo.backups()?;
     let missing = not_in_log(repo, &entries, &backups)?;
+    let logged = logged_backup_ids(intact_prefix(&entries));
     // the ids that are not candidates, said for what they are
     for id in ids {
         let short = id.get(..8).unwrap_or(id).to_ascii_lowercase();
@@ -1152,7 +1153,7 @@ pub fn record_adopted(repo: &Repo, ids: &[String], reason: &str) -> Result<Entry
         let why = match place {
             None => Some(format!("no backup in the repository has the id {id}")),
             Some(i) => match missing.iter().find(|(m, _)| *m == i) {
-                None if logged_backup_ids(intact_prefix(&entries)).contains(short.as_str()) => {
+                None if logged.contains(short.as_str()) => {
                     Some(format!(
                         "backup {short} is already in the audit log: nothing to adopt"
                     ))

@@ -213,9 +213,7 @@ pub fn append_line(path: &Path, entry: &Entry) -> Result<()> {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io(what(), e))?;
+        crate::wal::store::sync_dir(dir)?;
     }
     Ok(())
 }

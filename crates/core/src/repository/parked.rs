@@ -100,9 +100,7 @@ pub fn park(repository: &str, action: &str, ok: bool, details: &str) -> Result<P
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(what(&dir), e))?;
         // the directory's own name must be on disk for the entry in it to be
         if let Some(parent) = dir.parent() {
-            std::fs::File::open(parent)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| Error::io(what(&dir), e))?;
+            crate::wal::store::sync_dir(parent)?;
         }
     }
     let name = format!(

@@ -663,7 +663,12 @@ fn make_durable(root: &Path, path: &str) -> Result<()> {
     Ok(())
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+/// fsync of a directory, so that the names made in it are on disk.
+///
+/// # Errors
+///
+/// When it cannot be opened or synced.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))

@@ -485,6 +485,19 @@ impl PgConn {
             .is_ok_and(|r| r.trim() == "on")
     }
 
+    /// This connection as a replica session when its role is a superuser in `db` (the only
+    /// kind that can have restored an event trigger): ordinary event triggers do not fire
+    /// for its statements, so an application's DDL log records nothing a restore does.
+    /// Another role's connection stays as it is.
+    #[must_use]
+    pub fn quiet_for_event_triggers(&self, db: &str) -> Self {
+        if self.is_superuser(db) {
+            self.with_options("-c session_replication_role=replica")
+        } else {
+            self.clone()
+        }
+    }
+
     /// This connection with the server's messages in English when the role may choose them
     /// (`lc_messages` is a superuser setting). pg_dump prints the server's message without
     /// its SQLSTATE, so a lock timeout or a refused privilege is recognised by its text:

@@ -15,12 +15,11 @@ use crate::error::{Error, Result};
 /// What a definition comparison leaves out of both sides.
 #[derive(Debug, Clone, Copy)]
 pub struct Scope {
-    /// Owners were restored (production's roles exist): compare them.
-    pub owners: bool,
-    /// Grants were restored: compare them (`ACL`, `DEFAULT ACL`).
-    pub privileges: bool,
+    /// Production's roles were restored, and with them owners and grants (`ACL`,
+    /// `DEFAULT ACL`): compare those.
+    pub roles: bool,
     /// Event triggers and subscriptions were restored ([`SUPERUSER_ONLY`]).
-    pub event_triggers: bool,
+    pub superuser_only: bool,
 }
 
 /// The outcome: objects compared, and those that differ (`KIND schema.name` each).
@@ -115,8 +114,8 @@ fn definitions(toc: &[TocEntry], scope: Scope) -> BTreeMap<String, Vec<String>> 
             // (their contents are the data checks')
             && !e.tag.starts_with("DATABASE ")
             && !e.tag.starts_with("LARGE OBJECT ")
-            && (scope.privileges || (e.desc != "ACL" && e.desc != "DEFAULT ACL"))
-            && (scope.event_triggers
+            && (scope.roles || (e.desc != "ACL" && e.desc != "DEFAULT ACL"))
+            && (scope.superuser_only
                 || !SUPERUSER_ONLY
                     .iter()
                     .any(|k| e.desc == *k || e.tag.starts_with(&format!("{k} "))));
@@ -128,7 +127,7 @@ fn definitions(toc: &[TocEntry], scope: Scope) -> BTreeMap<String, Vec<String>> 
             && e.defn
                 .lines()
                 .all(|l| l.trim().is_empty() || l.trim_start().starts_with("--"));
-        if !kept || (!scope.owners && bare_public) {
+        if !kept || (!scope.roles && bare_public) {
             continue;
         }
         let schema = (!e.namespace.is_empty() && e.namespace != "-").then_some(&e.namespace);
@@ -141,7 +140,7 @@ fn definitions(toc: &[TocEntry], scope: Scope) -> BTreeMap<String, Vec<String>> 
             None => format!("{} {}", e.desc, e.tag),
         };
         let mut value = e.defn.trim().to_string();
-        if scope.owners && !e.owner.is_empty() {
+        if scope.roles && !e.owner.is_empty() {
             value.push_str(&format!("\n-- owner {}", e.owner));
         }
         out.entry(name).or_default().push(value);
@@ -272,9 +271,8 @@ mod tests {
     #[test]
     fn objects_are_matched_by_kind_and_name_and_data_is_left_out() {
         let all = Scope {
-            owners: true,
-            privileges: true,
-            event_triggers: true,
+            roles: true,
+            superuser_only: true,
         };
         let backup = vec![
             entry(
@@ -357,9 +355,8 @@ mod tests {
         // without roles on the target: owners and grants are not compared, nor event
         // triggers a role that is not a superuser could not restore
         let bare = Scope {
-            owners: false,
-            privileges: false,
-            event_triggers: false,
+            roles: false,
+            superuser_only: false,
         };
         let mut backup = backup;
         // the public schema of a database upgraded from PostgreSQL 14, owned by its owner
