@@ -337,6 +337,54 @@ fn money_restores_under_the_databases_own_lc_monetary() {
     assert!(out.contains("PASSED"), "{out}");
 }
 
+/// The same with `lc_monetary` set for the whole cluster (postgresql.conf), where pg_dump
+/// records nothing: the backup records it beside the truth, and a drill's throw-away
+/// cluster and a restore onto another server (whose own setting is C) read the money
+/// values under it, default expressions included.
+#[test]
+fn money_restores_under_the_clusters_lc_monetary() {
+    let c = Cluster::start_with(
+        &lifeboat_core::sources::postgres::conn::PgBin::new(None),
+        "lc_monetary = 'de_DE.utf8'",
+    )
+    .unwrap();
+    c.sql("postgres", "CREATE DATABASE till").unwrap();
+    c.sql(
+        "till",
+        "CREATE TABLE sales (id int, amount money DEFAULT 12.5, history money[]);
+         INSERT INTO sales VALUES (1, 1234.5, ARRAY[1.5::numeric::money, 2::numeric::money]), (2, 0.99, NULL);
+         INSERT INTO sales (id) VALUES (3)",
+    )
+    .unwrap();
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("till-db", &c.dsn("till"))]);
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    let out = ok(lb(&cfg).arg("drill"));
+    assert!(out.contains("PASSED"), "{out}");
+
+    let other = cluster();
+    ok(lb(&cfg).args([
+        "restore",
+        "--latest",
+        "--target-dsn",
+        &other.dsn("postgres"),
+        "--to-database",
+        "till_copy",
+    ]));
+    let sum = |c: &Cluster, db: &str| {
+        c.sql(
+            db,
+            "select sum(amount)::numeric, sum(history[1])::numeric from sales",
+        )
+        .unwrap()
+        .trim()
+        .to_string()
+    };
+    assert_eq!(sum(&other, "till_copy"), sum(&c, "till"));
+    assert_eq!(sum(&other, "till_copy"), "1247.99|1.50");
+}
+
 /// pg_dump's classic trap: a materialized view over a function that names its table
 /// without a schema cannot be refreshed under the restore's empty search_path. The restore
 /// fails naming the view and the cause, and drops what it created; with `--keep-going` it

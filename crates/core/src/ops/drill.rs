@@ -1173,18 +1173,22 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
     let mut definitions_unchecked = None;
     let mut restored_with_roles = true;
     if fetched.is_ok() {
-        let conn = target.conn();
-        let restored = clock.time("restore", || {
-            restore_into(
-                repo,
-                &backup,
-                &conn,
-                &dump,
-                &restored_db,
-                opts.jobs,
-                // roles are cluster-wide: a shared scratch server does not get production's
-                (!on_server).then(|| scratch.path()),
-            )
+        // the dump's money values are read in the locale they were written in
+        let money = super::restore::money_session(&target.conn(), backup.meta.truth.as_ref());
+        let conn = money.as_ref().map_or_else(|_| target.conn(), Clone::clone);
+        let restored = money.and_then(|_| {
+            clock.time("restore", || {
+                restore_into(
+                    repo,
+                    &backup,
+                    &conn,
+                    &dump,
+                    &restored_db,
+                    opts.jobs,
+                    // roles are cluster-wide: a shared scratch server does not get production's
+                    (!on_server).then(|| scratch.path()),
+                )
+            })
         });
         match restored {
             Err(e) => checks.push(Check {
@@ -1487,13 +1491,22 @@ fn definitions_check(
     );
     // dumped in production's own time zone and bytea format (lifeboat before it fixed
     // them): timestamptz and bytea constants would read as changes
-    let Some(session) = backup.meta.truth.as_ref().and_then(|t| t.session.clone()) else {
+    let Some(mut session) = backup.meta.truth.as_ref().and_then(|t| t.session.clone()) else {
         return Err("definitions: the backup was taken by an older lifeboat in production's own session settings (time zone, bytea format), which this drill cannot reproduce; the checks compared the data only".into());
     };
     if here != made_by || server != made_on {
         return Err(format!(
             "definitions: the backup was made by pg_dump {made_by} from PostgreSQL {made_on}, and this drill has pg_dump {here} and PostgreSQL {server}, which write some definitions in other words; the checks compared the data only"
         ));
+    }
+    // `money` defaults are written in the dump's lc_monetary
+    if let Some(money) = backup
+        .meta
+        .truth
+        .as_ref()
+        .and_then(crate::sources::postgres::truth::Truth::money_options)
+    {
+        session = format!("{session} {money}");
     }
     let toc = crate::ops::restore::dump_toc(dump)
         .map_err(|e| format!("definitions: the backup's table of contents: {e}"))?;

@@ -1364,6 +1364,34 @@ pub(crate) fn apply_input_settings(conn: &PgConn, truth: &Truth, original: &str,
     }
 }
 
+/// `conn` in the session a dump's `money` values need ([`Truth::lc_monetary`]), tried on
+/// the server once.
+///
+/// # Errors
+///
+/// [`crate::ErrorKind::Config`] when the server lacks that locale (it would refuse or
+/// misread the values), naming it; the server's own error when it cannot be reached.
+pub(crate) fn money_session(conn: &PgConn, truth: Option<&Truth>) -> Result<PgConn> {
+    let (Some(options), Some(lc)) = (
+        truth.and_then(Truth::money_options),
+        truth.and_then(|t| t.lc_monetary.as_deref()),
+    ) else {
+        return Ok(conn.clone());
+    };
+    let with = conn.with_options(&options);
+    match with.query(conn.maintenance_db(), "select 1") {
+        Ok(_) => Ok(with),
+        Err(e) if e.message().contains("lc_monetary") => Err(Error::config(format!(
+            "the backup's money values are written as locale {lc:?} writes them (the source's lc_monetary), and this server cannot use that locale: {}",
+            crate::error::one_line(&e)
+        ))
+        .hint(format!(
+            "install locale {lc:?} on the server's host (Debian: dpkg-reconfigure locales), restart PostgreSQL, and run this again"
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
 /// Applies the database's own properties (see [`database_properties`]) to `target`, one
 /// statement at a time. A statement naming a role this server does not have (a restore onto
 /// a new server without the globals, a drill's throw-away cluster), or one the restoring
@@ -1479,7 +1507,9 @@ fn restore_inner(
     scratch_dir: Option<&std::path::Path>,
 ) -> Result<RestoreReport> {
     let clock = Instant::now();
-    let conn = PgConn::from_source(src)?;
+    // before the pre-hook stops anything: a server that cannot read the dump's money
+    // values is known now
+    let conn = money_session(&PgConn::from_source(src)?, plan.backup.meta.truth.as_ref())?;
     let scratch =
         crate::sources::postgres::cluster::ScratchDir::new("lifeboat-restore-", scratch_dir)?;
     let dump = scratch.path().join("dump.pgdump");

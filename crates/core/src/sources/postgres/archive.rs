@@ -351,6 +351,7 @@ pub fn inspect(input: impl Read) -> Res<Truth> {
         database_properties,
         // set by the dump's caller, which chose the session
         session: None,
+        lc_monetary: None,
         extra: Default::default(),
     })
 }

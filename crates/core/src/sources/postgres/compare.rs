@@ -503,8 +503,13 @@ pub fn compare_in_pieces(
     let clock = std::time::Instant::now();
     let next = AtomicUsize::new(0);
     let encoding = truth.encoding.as_deref();
-    // the dump's time zone and bytea format (see `Truth::session`)
-    let session_conn = truth.session.as_deref().map(|s| conn.with_options(s));
+    // the dump's time zone and bytea format (see `Truth::session`), and its money format
+    let options = [truth.session.clone(), truth.money_options()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let session_conn = (!options.is_empty()).then(|| conn.with_options(&options));
     let conn = session_conn.as_ref().unwrap_or(conn);
     let jobs = jobs.max(1);
     let pieces = work(

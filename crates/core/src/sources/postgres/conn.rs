@@ -778,6 +778,20 @@ fn pgpass_escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace(':', "\\:")
 }
 
+/// A value inside libpq's `options` (`-c name=value`): the server splits them at
+/// whitespace, so a backslash escapes each space and each backslash.
+#[must_use]
+pub fn option_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        if c == '\\' || c.is_whitespace() {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn quote(v: &str) -> String {
     let escaped = v.replace('\\', "\\\\").replace('\'', "\\'");
     format!("'{escaped}'")
@@ -908,6 +922,13 @@ fn parse_kv(dsn: &str) -> std::result::Result<Vec<(String, String)>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn option_values_keep_their_spaces_and_backslashes() {
+        assert_eq!(option_value("de_DE.utf8"), "de_DE.utf8");
+        assert_eq!(option_value("German Germany"), "German\\ Germany");
+        assert_eq!(option_value("a\\b\tc"), "a\\\\b\\\tc");
+    }
 
     #[test]
     fn sqlstate_is_read_whatever_the_server_language() {

@@ -85,6 +85,9 @@ impl std::fmt::Display for BackupKind {
 /// A running pg_dump / pg_dumpall and what is learned from its output.
 pub struct DumpProcess {
     inner: ChildStream<Truth>,
+    /// The session's `lc_monetary` when the database stores `money` (see
+    /// [`Truth::lc_monetary`]).
+    lc_monetary: Option<String>,
     /// Database (or `"globals"`) being dumped.
     pub database: String,
     /// Kind of dump.
@@ -128,6 +131,7 @@ impl DumpProcess {
         kind: BackupKind,
         lock_wait_secs: Option<u64>,
     ) -> Result<Self> {
+        let mut lc_monetary = None;
         let (program, cmd) = match kind {
             BackupKind::Globals => {
                 let mut c = conn.command("pg_dumpall", database);
@@ -140,6 +144,7 @@ impl DumpProcess {
                 ))
             }
             BackupKind::Logical | BackupKind::Schema => {
+                lc_monetary = money_locale(conn, database);
                 let mut c = conn.with_options(DUMP_SESSION).command("pg_dump", database);
                 // libpq would send it after the options, and it would win
                 c.env_remove("PGTZ");
@@ -159,6 +164,7 @@ impl DumpProcess {
             ChildStream::spawn(cmd, program, format!("{program} of {database:?}"), inspect)?;
         Ok(Self {
             inner,
+            lc_monetary,
             database: database.to_string(),
             kind,
         })
@@ -182,10 +188,31 @@ impl DumpProcess {
             stream_hash: out.stream_hash,
             truth: out.inspected.map(|mut t| {
                 t.session = Some(DUMP_SESSION.to_string());
+                t.lc_monetary = self.lc_monetary;
                 t
             }),
         })
     }
+}
+
+/// `money` in a table's, a materialized view's or a composite type's column, directly, as
+/// an array or under a domain.
+const MONEY_SQL: &str = "select current_setting('lc_monetary') where exists (
+  select 1 from pg_attribute a join pg_class c on c.oid = a.attrelid
+  join pg_type t on t.oid = a.atttypid
+  where a.attnum > 0 and not a.attisdropped and c.relkind in ('r', 'p', 'm', 'c')
+    and 'money'::regtype in (t.oid, t.typelem, t.typbasetype))";
+
+/// The `lc_monetary` pg_dump will write `database`'s money values in, when it has any.
+/// The setting may come from the server's configuration or the role, which the dump does
+/// not record. A failed query leaves it unrecorded: pg_dump then reports the connection.
+fn money_locale(conn: &PgConn, database: &str) -> Option<String> {
+    let out = conn
+        .with_options(DUMP_SESSION)
+        .query(database, MONEY_SQL)
+        .ok()?;
+    let lc = out.trim();
+    (!lc.is_empty()).then(|| lc.to_string())
 }
 
 /// Settings of every dump session besides pg_dump's own. The text of a `timestamptz` and

@@ -200,6 +200,13 @@ pub struct Truth {
     /// dumped with the database's own time zone and bytea format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
+    /// The dump session's `lc_monetary`, recorded when the database stores `money`: pg_dump
+    /// writes those values (and `money` defaults) as that locale does (`1.234,50 €`) and
+    /// records the setting only when the database itself sets it, not when the server's
+    /// configuration or the dumping role does. A restore, a drill and a comparison read
+    /// them under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lc_monetary: Option<String>,
     /// Fields a newer lifeboat recorded that this one does not know. They may change what
     /// the hashes mean (as `session` did), so a comparison refuses to judge such a truth
     /// rather than call a faithful restore different.
@@ -212,6 +219,14 @@ impl Truth {
     #[must_use]
     pub fn unknown_fields(&self) -> Option<String> {
         (!self.extra.is_empty()).then(|| self.extra.keys().cloned().collect::<Vec<_>>().join(", "))
+    }
+
+    /// `-c lc_monetary=...` for a session that reads or writes the dump's `money` values.
+    #[must_use]
+    pub fn money_options(&self) -> Option<String> {
+        self.lc_monetary
+            .as_deref()
+            .map(|lc| format!("-c lc_monetary={}", super::conn::option_value(lc)))
     }
 
     /// Total rows over all tables.
