@@ -367,9 +367,10 @@ pub fn backup(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result<B
             r.recovery_point,
             r.backups
                 .iter()
+                // whole ids: 8 digits could be forged to fit (see `audit::LoggedIds`)
                 .map(|b| format!(
                     "{} {} {} ({} bytes)",
-                    &b.id[..8],
+                    b.id,
                     b.kind,
                     b.database.as_deref().unwrap_or("-"),
                     b.logical_bytes

@@ -1100,11 +1100,30 @@ mod tests {
             ),
             entry(2, "verify", "ok", "89abcdef checked"),
         ];
-        let words = audit::logged_backup_ids(&entries);
-        assert_eq!(
-            words,
-            ["20261206", "7c1d03aa", "01234567"].into_iter().collect()
-        );
+        let logged = audit::logged_backup_ids(&entries);
+        for named in ["7c1d03aa", "01234567"] {
+            assert!(
+                logged.names(&format!("{named}{}", "5".repeat(56))),
+                "{named}"
+            );
+        }
+        assert!(!logged.names(&"89abcdef".repeat(8)));
+        assert!(!logged.names(&"fe12".repeat(16)));
+    }
+
+    #[test]
+    fn a_whole_id_names_that_backup_alone() {
+        let whole = format!("7c1d03aa{}", "0".repeat(56));
+        let entries = [entry(
+            1,
+            "backup",
+            "ok",
+            &format!("source main recovery point 20261206T0100Z: {whole} logical app (12 bytes)"),
+        )];
+        let logged = audit::logged_backup_ids(&entries);
+        assert!(logged.names(&whole));
+        // the same first 8 digits: what a forger would aim for
+        assert!(!logged.names(&format!("7c1d03aa{}", "1".repeat(56))));
     }
 
     fn entry(seq: u64, action: &str, outcome: &str, details: &str) -> audit::Entry {

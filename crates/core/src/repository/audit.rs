@@ -919,7 +919,7 @@ fn backups_recorded(e: &Entry) -> Vec<(&str, &str, &str)> {
     words
         .windows(3)
         .filter(|w| {
-            w[0].len() == 8
+            (w[0].len() == 8 || w[0].len() == ID_LEN)
                 && w[0].bytes().all(|b| b.is_ascii_hexdigit())
                 && ["logical", "schema", "globals", "physical"].contains(&w[1])
         })
@@ -933,12 +933,13 @@ fn backups_recorded(e: &Entry) -> Vec<(&str, &str, &str)> {
 /// or by someone who wanted it gone: nothing else would say so, `list` simply shows fewer.
 #[must_use]
 pub fn gone_backups<'a>(entries: &[Entry], held: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let held: std::collections::HashSet<&str> = held.map(short_id).collect();
+    let held = Held::of(held);
     let gone: Vec<String> = gone_recorded(entries, &held)
         .into_iter()
         .map(|(e, id, kind, db)| {
             format!(
-                "{id} ({kind}{}, entry {} at {})",
+                "{} ({kind}{}, entry {} at {})",
+                short_id(id),
                 if db == "-" {
                     String::new()
                 } else {
@@ -959,9 +960,68 @@ pub fn gone_backups<'a>(entries: &[Entry], held: impl Iterator<Item = &'a str>) 
     }
 }
 
-/// The first 8 digits of a backup id, as the log records it.
+/// The first 8 digits of a backup id, as entries written before session 21 name it.
 fn short_id(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
+}
+
+/// Hex digits in a whole backup (snapshot) id.
+const ID_LEN: usize = 64;
+
+/// Backup ids as the log names them: whole, or (entries written before session 21) by
+/// their first 8 digits. A whole id names that backup alone; 8 digits name any backup
+/// whose id begins with them, and someone with the repository's password could make a
+/// snapshot to fit in a few CPU hours (2^32 tries of its hash), which would then pass
+/// for a logged backup.
+#[derive(Debug, Default)]
+pub struct LoggedIds<'a> {
+    whole: std::collections::HashSet<&'a str>,
+    short: std::collections::HashSet<&'a str>,
+}
+
+impl LoggedIds<'_> {
+    /// Whether the log names the backup whose whole id is `id`.
+    #[must_use]
+    pub fn names(&self, id: &str) -> bool {
+        self.whole.contains(id) || self.short.contains(short_id(id))
+    }
+}
+
+impl<'a> FromIterator<&'a str> for LoggedIds<'a> {
+    fn from_iter<I: IntoIterator<Item = &'a str>>(ids: I) -> Self {
+        let mut out = Self::default();
+        for id in ids {
+            if id.len() == ID_LEN {
+                out.whole.insert(id);
+            } else {
+                out.short.insert(short_id(id));
+            }
+        }
+        out
+    }
+}
+
+/// The backups a repository holds (whole ids), asked whether it holds one as an entry
+/// names it (whole, or by its first 8 digits).
+struct Held<'a> {
+    whole: std::collections::HashSet<&'a str>,
+    short: std::collections::HashSet<&'a str>,
+}
+
+impl<'a> Held<'a> {
+    fn of(ids: impl Iterator<Item = &'a str>) -> Self {
+        let whole: std::collections::HashSet<&str> = ids.collect();
+        let short = whole.iter().map(|id| short_id(id)).collect();
+        Self { whole, short }
+    }
+
+    fn holds(&self, named: &str) -> bool {
+        if named.len() == ID_LEN {
+            self.whole.contains(named)
+        } else {
+            self.short.contains(named)
+        }
+    }
 }
 
 /// The backups `entries` record as stored whose short id is not in `held` (the backups
@@ -969,7 +1029,7 @@ fn short_id(id: &str) -> &str {
 /// each with the entry that recorded it, its kind and database.
 fn gone_recorded<'e>(
     entries: &'e [Entry],
-    held: &std::collections::HashSet<&str>,
+    held: &Held<'_>,
 ) -> Vec<(&'e Entry, &'e str, &'e str, &'e str)> {
     let deleted: std::collections::HashSet<&str> =
         entries.iter().flat_map(deleted_on_purpose).collect();
@@ -980,7 +1040,7 @@ fn gone_recorded<'e>(
                 .into_iter()
                 .map(move |(id, kind, db)| (e, id, kind, db))
         })
-        .filter(|(_, id, _, _)| !held.contains(id) && !deleted.contains(id))
+        .filter(|(_, id, _, _)| !held.holds(id) && !deleted.contains(id))
         .collect()
 }
 
@@ -1044,11 +1104,12 @@ pub fn record_deleted(repo: &Repo, ids: &[String], reason: &str) -> Result<Entry
     let entries = entries(repo)?;
     let backups = repo.backups()?;
     let unreadable = repo.unreadable_snapshots();
-    let held: std::collections::HashSet<&str> = backups
-        .iter()
-        .map(|b| short_id(&b.id))
-        .chain(unreadable.iter().map(|(id, _)| short_id(id)))
-        .collect();
+    let held = Held::of(
+        backups
+            .iter()
+            .map(|b| b.id.as_str())
+            .chain(unreadable.iter().map(|(id, _)| id.as_str())),
+    );
     let gone: Vec<(&str, String)> = gone_recorded(&entries, &held)
         .into_iter()
         .map(|(_, id, _, _)| (id, id.to_string()))
@@ -1074,7 +1135,7 @@ pub fn record_deleted(repo: &Repo, ids: &[String], reason: &str) -> Result<Entry
 struct Named<'a> {
     action: &'a str,
     verb: &'a str,
-    /// (short id, as the entry names it) of the backups it may name.
+    /// (id as the log names it, as this entry will) of the backups it may name.
     candidates: &'a [(&'a str, String)],
     not_one: &'a str,
     which: &'a str,
@@ -1087,7 +1148,9 @@ fn record_named(repo: &Repo, n: Named<'_>, ids: &[String], reason: &str) -> Resu
     let mut named = Vec::new();
     for id in ids {
         let id = id.to_ascii_lowercase();
-        match n.candidates.iter().find(|(c, _)| *c == short_id(&id)) {
+        // 8 digits or more of a whole id, or an id an older entry names by 8 digits
+        let fits = |c: &str| id.len() >= 8 && (c.starts_with(&id) || id.starts_with(c));
+        match n.candidates.iter().find(|(c, _)| fits(c)) {
             Some((_, as_named)) => named.push(as_named.as_str()),
             None => {
                 return Err(Error::config(format!("{id} {}", n.not_one)).hint(format!(
@@ -1148,12 +1211,15 @@ pub fn record_adopted(repo: &Repo, ids: &[String], reason: &str) -> Result<Entry
     let logged = logged_backup_ids(intact_prefix(&entries));
     // the ids that are not candidates, said for what they are
     for id in ids {
-        let short = id.get(..8).unwrap_or(id).to_ascii_lowercase();
-        let place = backups.iter().position(|b| short_id(&b.id) == short);
+        let given = id.to_ascii_lowercase();
+        let short = short_id(&given);
+        let place = backups
+            .iter()
+            .position(|b| given.len() >= 8 && b.id.starts_with(&given));
         let why = match place {
             None => Some(format!("no backup in the repository has the id {id}")),
             Some(i) => match missing.iter().find(|(m, _)| *m == i) {
-                None if logged.contains(short.as_str()) => {
+                None if logged.names(&backups[i].id) => {
                     Some(format!(
                         "backup {short} is already in the audit log: nothing to adopt"
                     ))
@@ -1179,9 +1245,8 @@ pub fn record_adopted(repo: &Repo, ids: &[String], reason: &str) -> Result<Entry
         .filter(|(_, parked)| !parked)
         .map(|(i, _)| {
             let b = &backups[i];
-            let id = short_id(&b.id);
             let db = b.meta.database.as_deref().unwrap_or("-");
-            (id, format!("{id} {} {db}", b.meta.kind))
+            (b.id.as_str(), format!("{} {} {db}", b.id, b.meta.kind))
         })
         .collect();
     record_named(
@@ -1216,14 +1281,13 @@ pub fn backups_gone_from(repo: &Repo, entries: &[Entry]) -> Result<Vec<String>> 
     ))
 }
 
-/// The short ids of the backups `entries` name (a backup entry names each by its id's
-/// first 8 digits, done or interrupted).
+/// The backups `entries` name (a backup entry names each, done or interrupted).
 #[must_use]
-pub fn logged_backup_ids(entries: &[Entry]) -> std::collections::HashSet<&str> {
+pub fn logged_backup_ids(entries: &[Entry]) -> LoggedIds<'_> {
     entries
         .iter()
         .filter(|e| e.action == "backup")
-        .flat_map(|e| short_ids_in(&e.details))
+        .flat_map(|e| ids_in(&e.details))
         .chain(
             entries
                 .iter()
@@ -1233,12 +1297,12 @@ pub fn logged_backup_ids(entries: &[Entry]) -> std::collections::HashSet<&str> {
         .collect()
 }
 
-/// The first 8 digits of every run of at least 8 hex digits in `text` (how entries name
-/// backups: `7c1d03aa`, or a whole id).
-fn short_ids_in(text: &str) -> impl Iterator<Item = &str> {
+/// Every run of at least 8 hex digits in `text` (how entries name backups: a whole id,
+/// or `7c1d03aa` in older ones): a whole id as it is, any other by its first 8 digits.
+fn ids_in(text: &str) -> impl Iterator<Item = &str> {
     text.split(|c: char| !c.is_ascii_hexdigit())
         .filter(|w| w.len() >= 8)
-        .map(|w| &w[..8])
+        .map(|w| if w.len() == ID_LEN { w } else { &w[..8] })
 }
 
 /// The entries from the first as long as the chain holds (each in its place, its hash
@@ -1286,10 +1350,7 @@ pub(crate) fn not_in_log(
         .map(|(_, p)| p)
         .filter(|p| p.action == "backup")
         .collect();
-    let in_parked: std::collections::HashSet<&str> = parked
-        .iter()
-        .flat_map(|p| short_ids_in(&p.details))
-        .collect();
+    let in_parked: LoggedIds<'_> = parked.iter().flat_map(|p| ids_in(&p.details)).collect();
     let unlogged = |entries: &[Entry]| -> Vec<(usize, bool)> {
         let entries = intact_prefix(entries);
         let logged = logged_backup_ids(entries);
@@ -1301,8 +1362,8 @@ pub(crate) fn not_in_log(
             .iter()
             .enumerate()
             .filter(|(_, b)| b.meta.finished_at >= began)
-            .filter(|(_, b)| !logged.contains(short_id(&b.id)))
-            .map(|(i, b)| (i, in_parked.contains(short_id(&b.id))))
+            .filter(|(_, b)| !logged.names(&b.id))
+            .map(|(i, b)| (i, in_parked.names(&b.id)))
             .collect()
     };
     let found = unlogged(entries);
