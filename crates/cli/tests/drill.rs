@@ -104,8 +104,9 @@ fn drill_passes_and_writes_evidence() {
     // and the operator's shell a fourth
     ok(lb(&cfg).env("PGTZ", "America/St_Johns").arg("backup"));
     let evidence = ws.path().join("evidence");
-    // the throw-away cluster and the fetched dump go here (reachable by the cluster's user)
-    let scratch = ws.path().join("scratch");
+    // the throw-away cluster and the fetched dump go here (reachable by the cluster's
+    // user); pg_ctl hands the socket directory to a shell, which must see one word
+    let scratch = ws.path().join("scr 'atch");
     std::fs::create_dir(&scratch).unwrap();
     {
         use std::os::unix::fs::PermissionsExt;
@@ -139,6 +140,16 @@ fn drill_passes_and_writes_evidence() {
     );
     let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().collect();
     assert!(left.is_empty(), "the drill left {left:?} behind");
+    // one that shell would expand is refused, and what it says never runs
+    let pwned = ws.path().join("pwned");
+    let evil = ws.path().join(format!("s$(touch {})", pwned.display()));
+    std::fs::create_dir_all(&evil).unwrap();
+    let (code, _, err) = run(lb(&cfg).arg("drill").arg("--scratch-dir").arg(&evil));
+    assert!(
+        code != 0 && err.contains("pg_ctl hands to a shell"),
+        "{err}"
+    );
+    assert!(!pwned.exists());
     assert_eq!(r["rto"]["objective_secs"], 7200.0);
     assert_eq!(r["rto"]["met"], true);
     assert!(r["rpo"]["achieved_secs"].as_f64().unwrap() < 3600.0);

@@ -556,6 +556,79 @@ fn pitr_to_time_lsn_and_restore_point_on_a_local_repository() {
     );
 }
 
+/// Paths and names that shells and PostgreSQL's configuration file read specially: a
+/// configuration in a directory with a space, `'`, `%` and `\` (the restore_command
+/// PostgreSQL runs names it), a data directory and socket directory with a space and `'`,
+/// a restore point with a backslash, and a hook that connects through the socket. A data
+/// directory with `$(...)` in its path is refused before anything is written, and the
+/// command in it never runs.
+#[test]
+fn odd_paths_and_names_reach_postgresql_as_they_are() {
+    let a = Archiving::start(None, false);
+    a.marker(1);
+    a.backup();
+    a.marker(2);
+    a.sql(r"select pg_create_restore_point(E'it''s a\\tb')");
+    a.marker(3);
+    a.archive_now();
+    let odd = a.ws.path().join(r"c'fg 100%f \x");
+    std::fs::create_dir_all(&odd).unwrap();
+    let cfg = odd.join("lifeboat.toml");
+    std::fs::copy(&a.cfg, &cfg).unwrap();
+    let base = a.scratch("re'stored dir");
+    let port = free_port();
+    let said = a.ws.path().join("hook.out");
+    let out = ok(common::lb_at(&a.exe, &cfg)
+        .args([
+            "restore", "--kind", "physical", "--source", "main", "--start",
+        ])
+        .arg("--to-dir")
+        .arg(base.join("da ta"))
+        .arg("--socket-dir")
+        .arg(&base)
+        .args(["--port", &port.to_string()])
+        .args(["--target-name", r"it's a\tb"])
+        .arg("--post-hook")
+        .arg(format!(
+            "psql -XAtc 'select count(*) from markers' \"$LIFEBOAT_TARGET_CONNINFO\" > {}",
+            said.display()
+        )));
+    let r = Restored {
+        data: base.join("da ta"),
+        sock: base.clone(),
+        port,
+    };
+    assert_eq!(r.markers(), (2, 2), "{out}");
+    assert_eq!(std::fs::read_to_string(&said).unwrap().trim(), "2");
+    // pasted as printed, the stop command names the directory
+    assert!(
+        out.contains(&format!(
+            "-D '{}' stop",
+            base.join("da ta")
+                .display()
+                .to_string()
+                .replace('\'', r"'\''")
+        )),
+        "{out}"
+    );
+    drop(r);
+
+    let pwned = a.ws.path().join("pwned");
+    let evil = a.scratch(&format!("r$(touch {})", pwned.display()));
+    let (code, _, err) = common::run(
+        a.lb()
+            .args([
+                "restore", "--kind", "physical", "--source", "main", "--start",
+            ])
+            .arg("--latest")
+            .arg("--to-dir")
+            .arg(evil.join("data")),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("pg_ctl hands to a shell"), "{err}");
+    assert!(!evil.join("data").exists() && !pwned.exists());
+}
+
 #[test]
 fn pitr_on_s3() {
     let g = Garage::start();

@@ -366,6 +366,25 @@ pub struct DrillConfig {
     pub hook_timeout: Option<String>,
 }
 
+/// What a source name may be, said in a hint.
+pub const SOURCE_NAME_RULE: &str =
+    "use letters, digits, '-', '_' or '.', starting with a letter, digit or '_', at most 100 characters";
+
+/// Whether `name` can name a source everywhere it goes: a snapshot tag, a directory of the
+/// WAL archive (no `.`/`..`, not too long for a file name), and a word in an
+/// `archive_command` (no leading `-`, which would read as an option).
+#[must_use]
+pub fn valid_source_name(name: &str) -> bool {
+    name.len() <= 100
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 impl Config {
     /// Parses TOML text; `origin` names the file in errors.
     ///
@@ -616,17 +635,12 @@ impl Config {
         for (i, s) in self.sources.iter().enumerate() {
             let key_line = |key: &str| key_line(text, "[[source]]", i, key);
             let line = key_line("name");
-            if s.name.is_empty()
-                || !s
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-            {
+            if !valid_source_name(&s.name) {
                 return Err(Error::config(format!(
                     "{origin}:{line}: source.name {:?} is not valid",
                     s.name
                 ))
-                .hint("use letters, digits, '-', '_' or '.'"));
+                .hint(SOURCE_NAME_RULE));
             }
             if !seen.insert(&s.name) {
                 return Err(Error::config(format!(
@@ -962,6 +976,27 @@ drill = { schedule = "0 5 1 * *", checks = ["select count(*) > 0 from users"] }
         let m = e.to_string();
         assert!(m.contains("lb.toml:3"), "{m}");
         assert!(m.contains("pasword_file"), "{m}");
+    }
+
+    #[test]
+    fn source_names_fit_everywhere_they_go() {
+        for ok in ["main", "app-db_2.eu", "_x", "9"] {
+            assert!(valid_source_name(ok), "{ok}");
+        }
+        let long = "a".repeat(101);
+        for bad in [
+            "",
+            ".",
+            "..",
+            ".hidden",
+            "-lead",
+            "a/b",
+            "a b",
+            "ünï",
+            long.as_str(),
+        ] {
+            assert!(!valid_source_name(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -750,18 +750,21 @@ impl RestoreCmd {
                 if let Some((socket, port)) = &r.listen {
                     println!(
                         "  connect: psql -h {} -p {port} -U postgres    stop: {}{} -D {} stop",
-                        socket.display(),
+                        shell_quote(&socket.display().to_string()),
                         report
                             .owner
                             .as_deref()
                             .map(|u| format!("runuser -u {u} -- "))
                             .unwrap_or_default(),
-                        lifeboat_core::sources::postgres::conn::PgBin::new(
-                            opts.pg_bin_dir.as_deref()
-                        )
-                        .program("pg_ctl")
-                        .display(),
-                        report.to_dir.display()
+                        shell_quote(
+                            &lifeboat_core::sources::postgres::conn::PgBin::new(
+                                opts.pg_bin_dir.as_deref()
+                            )
+                            .program("pg_ctl")
+                            .display()
+                            .to_string()
+                        ),
+                        shell_quote(&report.to_dir.display().to_string())
                     );
                 }
             }
@@ -982,12 +985,13 @@ pub(crate) fn restore_command(ctx: &Ctx, source: &str) -> anyhow::Result<String>
     )
 }
 
-/// This binary with this configuration, then `args`: a command PostgreSQL runs.
+/// This binary with this configuration, then `args`: a command PostgreSQL runs, which
+/// replaces `%f`, `%p` and `%r` in it, so a `%` in a path is written `%%`.
 fn this_lifeboat(ctx: &Ctx, args: &str) -> anyhow::Result<String> {
     let exe = std::env::current_exe()?;
     Ok(format!(
         "{} {args}",
-        invocation(ctx, &shell_quote(&exe.display().to_string()))?
+        invocation(ctx, &shell_quote(&exe.display().to_string()))?.replace('%', "%%")
     ))
 }
 
@@ -1086,20 +1090,18 @@ fn invocation(ctx: &Ctx, program: &str) -> anyhow::Result<String> {
         ));
     }
     if let Some(r) = &ctx.repo_override {
-        cmd.push_str(&format!(" --repo {}", shell_quote(r)));
+        // the server runs it in its data directory: a relative path would name another
+        let r = if lifeboat_core::repository::is_s3_url(r) {
+            r.clone()
+        } else {
+            std::path::absolute(r)?.display().to_string()
+        };
+        cmd.push_str(&format!(" --repo {}", shell_quote(&r)));
     }
     Ok(cmd)
 }
 
-fn shell_quote(s: &str) -> String {
-    if s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"/._-=:".contains(&b))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
-}
+use lifeboat_core::sources::postgres::cluster::shell_quote;
 
 #[cfg(test)]
 mod tests {

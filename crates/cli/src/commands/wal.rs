@@ -225,11 +225,17 @@ impl WalFetchCmd {
             std::process::id()
         ));
         let found = fetch(&format!("{follow:08X}.history"), &tmp)?;
-        let history = std::fs::read_to_string(&tmp).unwrap_or_default();
+        // bytes, not text: a reason line may hold a restore point's name in LATIN1, and an
+        // unread history would hand out the segment past the branch
+        let history = found.then(|| std::fs::read(&tmp));
         let _ = std::fs::remove_file(&tmp);
-        if !found {
-            return Ok(None);
-        }
+        let history = match history {
+            None => return Ok(None),
+            Some(read) => String::from_utf8_lossy(
+                &read.map_err(|e| lifeboat_core::Error::io(tmp.display(), e))?,
+            )
+            .into_owned(),
+        };
         Ok(
             wal::status::past_branch(&history, follow, &seg, self.segment_size)
                 .map(|switch| (follow, seg.timeline, switch)),
@@ -476,8 +482,8 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
     println!("WAL archive of source {name} at {}", st.location);
     if st.timelines.is_empty() {
         println!(
-            "  nothing archived yet: in postgresql.conf set archive_mode = on and archive_command = '{}' (see the README)",
-            super::restore::archive_command(ctx, &name)?.replace('\'', "''")
+            "  nothing archived yet: in postgresql.conf set archive_mode = on and archive_command = {} (see the README)",
+            lifeboat_core::ops::recover::conf_quote(&super::restore::archive_command(ctx, &name)?)
         );
     }
     for t in &st.timelines {

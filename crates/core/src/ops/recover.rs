@@ -310,6 +310,19 @@ fn check_empty(dir: &Path) -> Result<()> {
     }
 }
 
+/// A `--target-timeline` number. PostgreSQL reads the setting as C does (`010` is octal
+/// 8, `0x10` hex 16), lifeboat in decimal: a leading zero (a timeline copied from a file
+/// name, `00000010`) would have the two follow different timelines, so it is refused.
+fn timeline_number(n: &str) -> Result<u32> {
+    match n.parse::<u32>() {
+        Ok(t) if t > 0 && !n.starts_with('0') && !n.starts_with('+') => Ok(t),
+        _ => Err(Error::config(format!(
+            "--target-timeline {n:?} is not a timeline: give latest, current or a number"
+        ))
+        .hint("in decimal, without leading zeros: timeline 00000010 of a WAL file name (hex) is --target-timeline 16")),
+    }
+}
+
 /// Checks the archive can carry the backup to the target; returns the chain's reach.
 fn check_archive(
     store: &WalStore,
@@ -322,11 +335,7 @@ fn check_archive(
         target_timeline: match timeline.map(str::trim) {
             None | Some("latest") => None,
             Some("current") => Some(phys.timeline),
-            Some(n) => Some(n.parse().map_err(|_| {
-                Error::config(format!(
-                    "--target-timeline {n:?} is not a timeline: give latest, current or a number"
-                ))
-            })?),
+            Some(n) => Some(timeline_number(n)?),
         },
         ..ChainStart::of_backup(&backup.id, phys)
     };
@@ -429,7 +438,14 @@ fn reachable_target(store: &WalStore, reach: &wal::Reachable, backup_end: Lsn) -
 }
 
 fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+    conf_quote(s)
+}
+
+/// `s` as a quoted value in a PostgreSQL configuration file: `'` doubled, and `\\`
+/// doubled too, since the file's strings read a backslash as an escape (`\\t` is a tab).
+#[must_use]
+pub fn conf_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 /// The value the restored configuration in `dir` gives `name`: `postgresql.conf`, then
@@ -669,7 +685,7 @@ fn recovery_settings(opts: &RecoverOptions, start: Lsn, stop: Lsn) -> String {
     }
     s.push_str(&format!(
         "recovery_target_timeline = {}\nrecovery_target_action = '{}'\n",
-        quote(opts.timeline.as_deref().unwrap_or("latest")),
+        quote(opts.timeline.as_deref().map_or("latest", str::trim)),
         opts.action.as_str()
     ));
     if !opts.keep_archiving {
@@ -698,9 +714,12 @@ pub(crate) const ISOLATED_HBA: &str = "lifeboat-drill-hba.conf";
 fn start_options(opts: &RecoverOptions) -> String {
     let mut o = String::from("-c logging_collector=off");
     if opts.isolate {
+        // pg_ctl hands these options to a shell
         o.push_str(&format!(
-            " -c listen_addresses='' -c max_logical_replication_workers=0 -c hba_file='{}'",
-            opts.to_dir.join(ISOLATED_HBA).display()
+            " -c listen_addresses='' -c max_logical_replication_workers=0 -c hba_file={}",
+            crate::sources::postgres::cluster::shell_quote(
+                &opts.to_dir.join(ISOLATED_HBA).display().to_string()
+            )
         ));
     }
     o
@@ -789,8 +808,16 @@ fn chown_tree(dir: &Path, user: &nix::unistd::User) -> Result<()> {
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
             chown_tree(&path, user)?;
         } else {
-            nix::unistd::chown(&path, Some(user.uid), Some(user.gid))
-                .map_err(|e| Error::unavailable(format!("chown {}: {e}", path.display())))?;
+            // the link itself: chown follows a link, and a base backup may hold one to a
+            // file outside (a `server.key` linked to /etc/ssl), which must keep its owner
+            nix::unistd::fchownat(
+                nix::fcntl::AT_FDCWD,
+                &path,
+                Some(user.uid),
+                Some(user.gid),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| Error::unavailable(format!("chown {}: {e}", path.display())))?;
         }
     }
     Ok(())
@@ -979,6 +1006,7 @@ pub struct RecoverPlan {
 /// As [`recover`] before it writes anything.
 pub fn plan_recovery(repo: &Repo, store: &WalStore, opts: &RecoverOptions) -> Result<RecoverPlan> {
     check_empty(&opts.to_dir)?;
+    crate::sources::postgres::cluster::check_pg_ctl_path(&opts.to_dir, "the target directory")?;
     let (backup, phys, reach) = locate(repo, store, opts)?;
     let owner = owner(opts)?.map(|u| u.name);
     preflight(&opts.restore_command, owner.as_deref())?;
@@ -1020,6 +1048,7 @@ pub(crate) fn recover_inner(
     opts: &RecoverOptions,
 ) -> Result<RecoverReport> {
     check_empty(&opts.to_dir)?;
+    crate::sources::postgres::cluster::check_pg_ctl_path(&opts.to_dir, "the target directory")?;
     // the restore_command probe (a process that opens the repository) runs while the backup
     // and the archive are looked up
     let user = owner(opts)?;
@@ -1046,7 +1075,7 @@ pub(crate) fn recover_inner(
                 "LIFEBOAT_TARGET_CONNINFO",
                 format!(
                     "host={} port={port} user=postgres dbname=postgres",
-                    socket.display()
+                    crate::sources::postgres::conn::conninfo_value(&socket.display().to_string())
                 ),
             );
         }
@@ -1143,13 +1172,13 @@ pub(crate) fn recover_inner(
             .as_deref()
             .map(|u| format!("runuser -u {u} -- "))
             .unwrap_or_default();
+        let word =
+            |p: &Path| crate::sources::postgres::cluster::shell_quote(&p.display().to_string());
         report.start_hint = Some(format!(
-            "{prefix}{} -D {} -l {}/{RECOVERY_LOG} start",
-            PgBin::new(opts.pg_bin_dir.as_deref())
-                .program("pg_ctl")
-                .display(),
-            opts.to_dir.display(),
-            opts.to_dir.display()
+            "{prefix}{} -D {} -l {} start",
+            word(&PgBin::new(opts.pg_bin_dir.as_deref()).program("pg_ctl")),
+            word(&opts.to_dir),
+            word(&opts.to_dir.join(RECOVERY_LOG))
         ));
         hook("post-restore", &opts.hooks.post_restore, None).map_err(post_hook_note)?;
         return Ok(report);
@@ -1203,13 +1232,38 @@ fn following(restore_command: &str, timeline: u32, segment_size: u64) -> String 
     format!("{restore_command} --timeline {timeline}{size}")
 }
 
+/// `command` with `%f` and `%p` replaced as PostgreSQL replaces them, `%%` read as `%`.
+fn substitute(command: &str, f: &str, p: &str) -> String {
+    let mut out = String::with_capacity(command.len());
+    let mut chars = command.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('f') => out.push_str(f),
+            Some('p') => out.push_str(p),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
 /// Runs the restore_command as the server will (same user) for a file that never exists:
 /// it must answer "not in the archive" (exit 4). Anything else (an unreadable config or
 /// password file, a wrong path) would stop recovery later, after the long unpack.
 fn preflight(restore_command: &str, user: Option<&str>) -> Result<()> {
-    let probe = restore_command
-        .replace("%f", "00000000.history")
-        .replace("%p", "/nonexistent/lifeboat-probe");
+    let probe = substitute(
+        restore_command,
+        "00000000.history",
+        "/nonexistent/lifeboat-probe",
+    );
     let mut cmd = match user {
         Some(u) if nix::unistd::geteuid().is_root() => {
             let mut c = std::process::Command::new("runuser");
@@ -1666,6 +1720,27 @@ fn recovery_failed(log: &Path, from: u64, what: &str, target: &RecoveryTarget) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timeline_is_a_decimal_number_without_leading_zeros() {
+        assert_eq!(timeline_number("16").unwrap(), 16);
+        for bad in ["00000010", "010", "0x10", "+3", "0", "-1", "ten"] {
+            assert!(timeline_number(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn configuration_values_keep_quotes_and_backslashes() {
+        assert_eq!(conf_quote(r"it's a\tb"), r"'it''s a\\tb'");
+    }
+
+    #[test]
+    fn percent_signs_are_read_as_postgresql_reads_them() {
+        assert_eq!(
+            substitute("lb --config '/a/100%%f' wal-fetch %f %p %r", "F", "P"),
+            "lb --config '/a/100%f' wal-fetch F P %r"
+        );
+    }
 
     #[test]
     fn a_member_behind_a_link_is_not_written_outside_the_directory() {

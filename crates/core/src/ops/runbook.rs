@@ -196,7 +196,7 @@ fn what_you_need(
         "\nWithout the configuration file (lost with the host): every command below works as \
          `lifeboat --repo {} …` with `--source NAME`, the repository password in `LIFEBOAT_PASSWORD`{}; \
          only a new backup needs a configuration again (a `lifeboat.toml` with the `[repository]` and the source's `dsn`, see lifeboat's README).\n",
-        repo.location(),
+        sh(repo.location()),
         if crate::repository::is_s3_url(repo.location()) {
             " and the S3 credentials in `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (endpoint `AWS_ENDPOINT_URL`, region `AWS_REGION`)"
         } else {
@@ -230,7 +230,7 @@ fn region_loss(copies: &[CopyDestination], lb: &str) -> String {
          lifeboat's metadata and the WAL archive). Know which one does before you need it.\n",
     );
     for c in copies {
-        let d = &c.destination;
+        let d = &sh(&c.destination);
         let there = match c.holds_repository {
             Some(true) => format!(
                 "a repository is there now; `{lb} --repo {d} list` shows how recent its backups are"
@@ -773,7 +773,7 @@ psql -X -v ON_ERROR_STOP=1 -d "$TO" -c "drop schema lifeboat_recovered cascade"
 
 With the repository password in a file: `export RESTIC_PASSWORD_FILE=/path/to/password`{s3_env}. `restic -r {repo} snapshots --tag source={s}` lists the backups; `restic -r {repo} dump ID {dump_path} > {dump_file}`, then `createdb NEWDB` and `pg_restore -j 2 -d NEWDB {dump_file}`.
 "#,
-            repo = restic_repository(repo.location(), &config.repository),
+            repo = sh(&restic_repository(repo.location(), &config.repository)),
             s3_env = if crate::repository::is_s3_url(repo.location()) {
                 " and the S3 keys: `export AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=…`"
             } else {
@@ -795,7 +795,12 @@ With the repository password in a file: `export RESTIC_PASSWORD_FILE=/path/to/pa
                 ident(&side_name(db, "_before"))
             )),
             before_name = side_name(db, "_before"),
-            dump_file = sh(&format!("{db}.pgdump")),
+            // `./`: a name starting with `-` would be read as an option
+            dump_file = sh(&if db.starts_with('-') {
+                format!("./{db}.pgdump")
+            } else {
+                format!("{db}.pgdump")
+            }),
             pitr5 = if has_physical {
                 "\n   Rows written after the last logical backup are only in the WAL: restore to a point in time instead (Scenario 1, `--target-time` just before the delete, `--exclusive`, port 5433) and copy from there (`FROM` with `port=5433`, the socket directory the restore printed, and the database's own name: a physical restore keeps it)."
             } else {
@@ -895,12 +900,7 @@ The repository holds backups of sources the configuration no longer names (renam
 /// `v` as one shell word: as it is when only safe characters, else in single quotes.
 #[must_use]
 pub fn sh(v: &str) -> String {
-    let safe = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
-    if !v.is_empty() && v.chars().all(safe) {
-        v.to_string()
-    } else {
-        format!("'{}'", v.replace('\'', r"'\''"))
-    }
+    crate::sources::postgres::cluster::shell_quote(v)
 }
 
 /// `--flag value` for the shell; `--flag=value` when the value starts with `-`, which a

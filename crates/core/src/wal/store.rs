@@ -81,14 +81,6 @@ impl std::fmt::Debug for WalStore {
     }
 }
 
-fn valid_source(source: &str) -> bool {
-    !source.is_empty()
-        && !source.starts_with('.')
-        && source
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
 fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
     Error::unavailable(format!("{what}: {e}"))
         .hint("check that the repository is reachable and writable")
@@ -103,10 +95,10 @@ impl WalStore {
     /// the S3 client cannot be built.
     pub fn new(repo: &Repo, source: &str) -> Result<Self> {
         let cfg = repo.config();
-        if !valid_source(source) {
+        if !crate::config::valid_source_name(source) {
             return Err(
                 Error::config(format!("source name {source:?} cannot name a WAL archive"))
-                    .hint("use letters, digits, '-', '_' and '.' in source names"),
+                    .hint(crate::config::SOURCE_NAME_RULE),
             );
         }
         let key = repo.with_open(|r| Ok(r.key()))?;

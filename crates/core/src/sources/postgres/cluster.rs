@@ -575,6 +575,39 @@ pub fn wait_for_stop_all() {
     drop(CLEANING.lock());
 }
 
+/// `s` as one word for `/bin/sh`: as it is when only safe characters, else between single
+/// quotes.
+#[must_use]
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-=:@+,%".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// Refuses a directory `pg_ctl start` cannot be given safely: it runs the server through
+/// `/bin/sh -c` with the data directory and log file between double quotes, where `$`, a
+/// backquote, `"` and `\` keep their meaning (a path could run commands, or name another
+/// directory). `what` names the directory in the error.
+///
+/// # Errors
+///
+/// [`crate::ErrorKind::Config`] naming the character.
+pub fn check_pg_ctl_path(dir: &Path, what: &str) -> Result<()> {
+    let text = dir.display().to_string();
+    match text.chars().find(|c| matches!(c, '$' | '`' | '"' | '\\' | '\n')) {
+        None => Ok(()),
+        Some(c) => Err(Error::config(format!(
+            "{what} {text:?} has {c:?} in its path, which pg_ctl hands to a shell that would expand it (PostgreSQL cannot be started there safely)"
+        ))
+        .hint("choose a directory whose path has no $, `, \", \\ or line break")),
+    }
+}
+
 /// `program`, run as OS `user` through `runuser` when one is given, without lifeboat's
 /// secrets: a server started this way would hand them to every process it runs, where a
 /// superuser reads them with `COPY ... FROM PROGRAM 'env'` (a drill hook, say).
@@ -691,6 +724,7 @@ impl Cluster {
     ) -> Result<Self> {
         let user = run_as();
         let dir = ScratchDir::new("lifeboat-pg-", base)?;
+        check_pg_ctl_path(dir.path(), "the throw-away cluster's directory")?;
         if let Some(u) = &user {
             let pw = nix::unistd::User::from_name(u)
                 .ok()
@@ -763,7 +797,8 @@ impl Cluster {
             let opts = format!(
                 "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off{} -c synchronous_commit=off -c max_connections=50",
                 self.port,
-                self.dir.path().display(),
+                // pg_ctl hands these options to a shell
+                shell_quote(&self.dir.path().display().to_string()),
                 if self.own_full_page_writes {
                     ""
                 } else {

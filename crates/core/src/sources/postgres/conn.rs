@@ -792,6 +792,12 @@ pub fn option_value(v: &str) -> String {
     out
 }
 
+/// `v` as a conninfo value: between single quotes, `\\` and `'` escaped.
+#[must_use]
+pub fn conninfo_value(v: &str) -> String {
+    quote(v)
+}
+
 fn quote(v: &str) -> String {
     let escaped = v.replace('\\', "\\\\").replace('\'', "\\'");
     format!("'{escaped}'")
