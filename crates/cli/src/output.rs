@@ -137,23 +137,36 @@ pub fn time(t: jiff::Timestamp) -> String {
 
 /// Prints rows as columns separated by two spaces, the first row being the header.
 pub fn table(rows: &[Vec<String>]) {
-    let Some(first) = rows.first() else { return };
+    for line in table_lines(rows) {
+        println!("{line}");
+    }
+}
+
+/// The lines [`table`] prints: columns as wide as a terminal shows them (an emoji or a
+/// CJK character takes two cells, a combining mark none).
+fn table_lines(rows: &[Vec<String>]) -> Vec<String> {
+    use unicode_width::UnicodeWidthStr;
+    let Some(first) = rows.first() else {
+        return Vec::new();
+    };
     let widths: Vec<usize> = (0..first.len())
         .map(|i| {
             rows.iter()
-                .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
+                .map(|r| r.get(i).map_or(0, |c| c.width()))
                 .max()
                 .unwrap_or(0)
         })
         .collect();
-    for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect();
-        println!("{}", line.join("  ").trim_end());
-    }
+    rows.iter()
+        .map(|r| {
+            let line: Vec<String> = r
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("{c}{}", " ".repeat(widths[i].saturating_sub(c.width()))))
+                .collect();
+            line.join("  ").trim_end().to_string()
+        })
+        .collect()
 }
 
 /// Warns on stderr about snapshot files the repository could not read (the listing goes on
@@ -204,5 +217,31 @@ fn slim(v: &mut serde_json::Value) {
         }
         serde_json::Value::Array(a) => a.iter_mut().for_each(slim),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wide_characters_keep_the_columns_straight() {
+        let rows = vec![
+            vec!["db".to_string(), "kind".to_string()],
+            vec!["🚀 launch".to_string(), "logical".to_string()],
+            vec!["shop".to_string(), "schema".to_string()],
+        ];
+        let lines = table_lines(&rows);
+        let column = |l: &str| {
+            use unicode_width::UnicodeWidthStr;
+            l[..l
+                .find("  k")
+                .or_else(|| l.find("  l"))
+                .or_else(|| l.find("  s"))
+                .unwrap()]
+                .width()
+        };
+        assert_eq!(column(&lines[0]), column(&lines[1]), "{lines:?}");
+        assert_eq!(column(&lines[1]), column(&lines[2]), "{lines:?}");
     }
 }
