@@ -404,6 +404,7 @@ fn a_view_that_cannot_be_refreshed_fails_the_restore_unless_it_keeps_going() {
          CREATE MATERIALIZED VIEW census_4 AS SELECT animal_count() AS n;
          CREATE MATERIALIZED VIEW census_5 AS SELECT animal_count() AS n;
          CREATE MATERIALIZED VIEW census_6 AS SELECT animal_count() AS n;
+         CREATE MATERIALIZED VIEW headcount AS SELECT count(*) AS n FROM public.animals;
          CREATE TABLE keepers (id int); INSERT INTO keepers VALUES (1);
          ALTER TABLE keepers ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
          CREATE POLICY everyone ON keepers USING (true);
@@ -458,9 +459,9 @@ fn a_view_that_cannot_be_refreshed_fails_the_restore_unless_it_keeps_going() {
             && err.contains("the database is kept"),
         "{err}"
     );
-    // the views that failed were not refreshed, and no note says they were
+    // the views that failed were not refreshed, and the note counts only the one that was
     assert!(
-        !err.contains("materialized view(s) were refreshed"),
+        err.contains("note: 1 materialized view(s) were refreshed"),
         "{err}"
     );
     // the sixth is not cut off: a note of its own

@@ -1668,8 +1668,20 @@ fn restore_inner(
                     .filter(|e| e.desc == "MATERIALIZED VIEW DATA")
                     .count()
             });
-            // (with --keep-going, a view that failed to refresh is among the errors)
-            if refreshed > 0 && done.2.is_empty() {
+            // with --keep-going, a view that failed to refresh is among the errors and
+            // stays unpopulated: the server says how many were
+            let refreshed = if refreshed > 0 && !done.2.is_empty() {
+                conn.query(
+                    &plan.target_database,
+                    "select count(*) from pg_matviews where ispopulated",
+                )
+                .ok()
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0)
+            } else {
+                refreshed
+            };
+            if refreshed > 0 {
                 crate::sources::postgres::cluster::note(format!(
                     "{refreshed} materialized view(s) were refreshed from the restored tables: their rows are as of now, which differs from production's where production had not refreshed them since their tables changed (they are not compared)"
                 ));
