@@ -83,27 +83,27 @@ fn dsn_database(dsn: &str) -> Option<String> {
 
 /// The repository as plain restic names it (with options): S3 as
 /// `s3:ENDPOINT/BUCKET/PREFIX`, since restic reads `s3://bucket` as a host name and ignores
-/// `AWS_ENDPOINT_URL`.
+/// `AWS_ENDPOINT_URL`. Each word shell-quoted, ready to paste.
 fn restic_repository(location: &str, r: &crate::config::RepositoryConfig) -> String {
     let Some(rest) = location.strip_prefix("s3://") else {
-        return location.to_string();
+        return sh(location);
     };
     let endpoint = r
         .endpoint
         .clone()
         .or_else(|| env_setting(&["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]))
         .unwrap_or_else(|| "https://s3.amazonaws.com".to_string());
-    let mut out = format!(
+    let mut out = sh(&format!(
         "s3:{}/{}",
         endpoint.trim_end_matches('/'),
         rest.trim_matches('/')
-    );
+    ));
     if let Some(region) = r
         .region
         .clone()
         .or_else(|| env_setting(&["AWS_REGION", "AWS_DEFAULT_REGION"]))
     {
-        out.push_str(&format!(" -o s3.region={region}"));
+        out.push_str(&format!(" -o {}", sh(&format!("s3.region={region}"))));
     }
     out
 }
@@ -773,7 +773,7 @@ psql -X -v ON_ERROR_STOP=1 -d "$TO" -c "drop schema lifeboat_recovered cascade"
 
 With the repository password in a file: `export RESTIC_PASSWORD_FILE=/path/to/password`{s3_env}. `restic -r {repo} snapshots --tag source={s}` lists the backups; `restic -r {repo} dump ID {dump_path} > {dump_file}`, then `createdb NEWDB` and `pg_restore -j 2 -d NEWDB {dump_file}`.
 "#,
-            repo = sh(&restic_repository(repo.location(), &config.repository)),
+            repo = restic_repository(repo.location(), &config.repository),
             s3_env = if crate::repository::is_s3_url(repo.location()) {
                 " and the S3 keys: `export AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=…`"
             } else {
@@ -916,6 +916,23 @@ fn flag(name: &str, v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_restic_repository_pastes_as_words_of_its_own() {
+        let r = crate::config::RepositoryConfig {
+            endpoint: Some("http://127.0.0.1:3900".into()),
+            region: Some("garage".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            restic_repository("s3://dr/app", &r),
+            "s3:http://127.0.0.1:3900/dr/app -o s3.region=garage"
+        );
+        assert_eq!(
+            restic_repository("/srv/rp$(touch x) it's", &r),
+            r"'/srv/rp$(touch x) it'\''s'"
+        );
+    }
 
     #[test]
     fn side_databases_keep_within_63_bytes() {
