@@ -425,10 +425,25 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
         .as_ref()
         .zip(phys.as_ref())
         .map(|(b, p)| ChainStart::of_backup(&b.id, p));
-    let seg_size = phys
+    let mut seg_size = phys
         .as_ref()
         .map_or(wal::DEFAULT_SEGMENT_SIZE, |p| p.wal_segment_size);
-    let st = wal::status(&store, start.as_ref(), seg_size)?;
+    let mut st = wal::status(&store, start.as_ref(), seg_size)?;
+    // no base backup to say the segment size (archiving began before the first one): the
+    // newest segment says it, else a cluster with 64 MiB segments shows gaps that are none
+    if phys.is_none() {
+        if let Some(size) = st
+            .newest
+            .as_deref()
+            .map(|n| wal::segment_size_of(&store, n))
+            .transpose()?
+            .flatten()
+            .filter(|s| *s != seg_size)
+        {
+            seg_size = size;
+            st = wal::status(&store, start.as_ref(), seg_size)?;
+        }
+    }
     let kept_writing = latest_timeline.kept_writing(&st.timelines, seg_size)?;
     if !ctx.json {
         for k in &kept_writing {

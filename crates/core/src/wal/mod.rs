@@ -164,6 +164,39 @@ pub(crate) fn write_file(dest: &Path, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The WAL segment size the archived segment `name` was written with, read from its first
+/// page's long header (`xlp_seg_size`): what `wal status` and `wal serve` go by when no
+/// base backup says it (archiving turned on before the first one). `None` when the file
+/// is not there or not a segment with such a header.
+///
+/// # Errors
+///
+/// When the archive cannot be read.
+pub fn segment_size_of(store: &WalStore, name: &str) -> Result<Option<u64>> {
+    let Ok(file) = WalFile::parse(name) else {
+        return Ok(None);
+    };
+    if !matches!(file, WalFile::Segment(_)) {
+        return Ok(None);
+    }
+    Ok(store
+        .get(&file)?
+        .and_then(|bytes| long_header_segment_size(&bytes)))
+}
+
+/// `xlp_seg_size` of a segment's first page when it has the long header
+/// (`XLP_LONG_HEADER` in `xlp_info`) and names a size PostgreSQL allows (1 MiB..1 GiB, a
+/// power of two).
+fn long_header_segment_size(page: &[u8]) -> Option<u64> {
+    const XLP_LONG_HEADER: u16 = 0x0002;
+    let info = u16::from_le_bytes(page.get(2..4)?.try_into().ok()?);
+    if info & XLP_LONG_HEADER == 0 {
+        return None;
+    }
+    let size = u64::from(u32::from_le_bytes(page.get(32..36)?.try_into().ok()?));
+    ((1 << 20..=1 << 30).contains(&size) && size.is_power_of_two()).then_some(size)
+}
+
 /// Parses a timeline history file: `(parent timeline, switch LSN)` per line.
 #[must_use]
 pub fn parse_history(text: &str) -> Vec<(u32, Lsn)> {
@@ -180,6 +213,22 @@ pub fn parse_history(text: &str) -> Vec<(u32, Lsn)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_segments_long_header_names_its_size() {
+        let mut page = vec![0u8; 64];
+        page[0..2].copy_from_slice(&0xD110u16.to_le_bytes());
+        page[2..4].copy_from_slice(&0x0002u16.to_le_bytes());
+        page[32..36].copy_from_slice(&(64u32 << 20).to_le_bytes());
+        assert_eq!(long_header_segment_size(&page), Some(64 << 20));
+        // a continuation page, a size PostgreSQL does not allow, a short file
+        let mut short = page.clone();
+        short[2..4].copy_from_slice(&0u16.to_le_bytes());
+        assert_eq!(long_header_segment_size(&short), None);
+        page[32..36].copy_from_slice(&(3u32 << 20).to_le_bytes());
+        assert_eq!(long_header_segment_size(&page), None);
+        assert_eq!(long_header_segment_size(&page[..20]), None);
+    }
 
     #[test]
     fn the_replay_window_comes_from_the_last_settings() {
