@@ -1372,6 +1372,43 @@ fn a_successful_hook_s_output_is_kept_in_the_report() {
     );
 }
 
+/// `pg_dump --schema-only` of a drill's copy locks every table in one transaction: a
+/// scratch server with a smaller lock table than production's runs out of it, which says
+/// nothing about the backup. The drill passes on its data checks and says the
+/// definitions were not compared, and why.
+#[test]
+fn a_scratch_server_short_of_locks_leaves_the_definitions_unchecked_and_says_why() {
+    let prod = cluster();
+    prod.sql("postgres", "CREATE DATABASE many").unwrap();
+    prod.sql(
+        "many",
+        "DO $$ BEGIN FOR i IN 1..2000 LOOP EXECUTE format('CREATE TABLE t%s (id int)', i); END LOOP; END $$",
+    )
+    .unwrap();
+    let scratch = lifeboat_testing::Cluster::start_with(
+        &lifeboat_core::sources::postgres::conn::PgBin::new(None),
+        "max_locks_per_transaction = 10",
+    )
+    .unwrap();
+    let ws = Workspace::new();
+    let cfg = drill_config(
+        &ws,
+        &prod.dsn("many"),
+        &format!("drill = {{ server = {:?} }}\n", scratch.dsn("postgres")),
+    );
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    let out = ok(lb(&cfg).args(["drill", "--jobs", "1"]));
+    assert!(
+        out.contains("PASSED")
+            && out.contains(
+                "definitions: pg_dump --schema-only of the copy ran out of the server's lock table"
+            )
+            && out.contains("raise max_locks_per_transaction"),
+        "{out}"
+    );
+}
+
 #[test]
 fn a_drill_server_refusing_the_login_names_drill_server_and_the_cause() {
     let c = cluster();
