@@ -559,6 +559,34 @@ fn drills_fail_and_name_the_failing_check() {
         out.contains("RTO NOT ACHIEVED") && out.contains("RPO NOT ACHIEVED"),
         "{out}"
     );
+    // its report, rendered again, is evidence of a failed restore test and claims no
+    // comparison, nor the limits of checks, that never ran
+    let drills: Vec<serde_json::Value> = serde_json::from_str(&ok(lb(&cfg).args([
+        "--json", "audit", "list", "--action", "drill", "--last", "1",
+    ])))
+    .unwrap();
+    let id = drills[0]["details"]
+        .as_str()
+        .and_then(|d| d.split(' ').next())
+        .unwrap()
+        .to_string();
+    let md = ok(lb(&cfg).args(["report", "--drill", &id]));
+    let page = ok(lb(&cfg).args(["report", "--drill", &id, "--format", "html"]));
+    for text in [&md, &page] {
+        assert!(
+            text.contains("Evidence for SOC 2 CC9.1 / A1.3 of a failed restore test: the restore did not complete")
+                && !text.contains("content hashes")
+                && !text.contains("Not checked"),
+            "{text}"
+        );
+    }
+    assert!(page.contains("<td>RTO</td><td>not achieved</td>"), "{page}");
+    let json: serde_json::Value = serde_json::from_str(&ok(
+        lb(&cfg).args(["report", "--drill", &id, "--format", "json"])
+    ))
+    .unwrap();
+    assert!(json["rto"]["margin_secs"].is_null(), "{json}");
+    assert_eq!(json["rto"]["not_achieved"], true, "{json}");
     assert_eq!(
         c.sql("app", "select count(*) from shop.users").unwrap(),
         "300"

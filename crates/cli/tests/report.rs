@@ -452,3 +452,154 @@ fn the_pack_names_backups_that_no_audit_entry_names() {
     ok(lb(&cfg).args(["verify", "--all"]));
     assert!(pack().get("unlogged_backups").is_none(), "{}", pack());
 }
+
+/// The repository at `ws`, opened through the library.
+fn open(ws: &Workspace) -> lifeboat_core::repository::Repo {
+    let cfg = lifeboat_core::config::RepositoryConfig {
+        url: Some(ws.repo_path().display().to_string()),
+        ..lifeboat_core::config::RepositoryConfig::default()
+    };
+    lifeboat_core::repository::Repo::open(
+        &cfg,
+        &lifeboat_core::secret::Secret::new(lifeboat_testing::REPO_PASSWORD),
+        rustic_core::NoProgressBars,
+    )
+    .unwrap()
+}
+
+/// Rewrites the audit log as someone with the repository password could: entry 1's
+/// details changed, and every hash from there computed again, so the chain verifies.
+fn rewrite_and_rehash(ws: &Workspace) {
+    use lifeboat_core::repository::audit::{Entry, AUDIT_TAG};
+    open(ws)
+        .with_open(|r| {
+            let mut snaps: Vec<(rustic_core::repofile::SnapshotFile, Entry)> = r
+                .get_all_snapshots()?
+                .into_iter()
+                .filter(|s| s.tags.contains(AUDIT_TAG))
+                .map(|s| {
+                    let e: Entry = serde_json::from_str(s.description.as_deref().unwrap()).unwrap();
+                    (s, e)
+                })
+                .collect();
+            snaps.sort_by_key(|(_, e)| e.seq);
+            let mut prev = lifeboat_core::repository::audit::GENESIS.to_string();
+            for (snap, mut e) in snaps {
+                if e.seq == 1 {
+                    e.details = e.details.replace("(12 bytes)", "(13 bytes)");
+                }
+                e.prev.clone_from(&prev);
+                e.hash = e.compute_hash();
+                prev.clone_from(&e.hash);
+                let mut forged = snap.clone();
+                forged.description = Some(serde_json::to_string(&e).unwrap());
+                r.save_snapshots(vec![forged])?;
+                r.delete_snapshots(&[snap.id])?;
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// What the pack and `audit verify` make of the log's own record (no PostgreSQL: the
+/// entries and the drill report are written through the library): a backup completed and
+/// deleted since is still counted, and said apart from the drill reports; a log rewritten
+/// with its hashes computed again is caught by the drill report that names the old head.
+#[test]
+fn the_pack_counts_deleted_backups_and_a_rehashed_log_is_caught_by_its_drill_reports() {
+    use lifeboat_core::repository::audit;
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("app", "host=/nonexistent dbname=app")]);
+    ok(lb(&cfg).arg("init"));
+    let repo = open(&ws);
+    let id = "ab".repeat(32);
+    audit::append(
+        &repo,
+        "backup",
+        true,
+        &format!("source app recovery point 20261205T1000Z: {id} logical app (12 bytes)"),
+    )
+    .unwrap();
+    // the log records a backup the repository does not hold: counted, and named under
+    // its own heading, not the drill reports'
+    let (code, pack, _) = run(lb(&cfg).arg("report"));
+    assert_eq!(code, 6, "{pack}");
+    assert!(
+        pack.contains("| app | logical | app | 1 (1 no longer in the repository: 1 **gone without a record**) |"),
+        "{pack}"
+    );
+    assert!(
+        pack.contains("The repository **does not hold everything the audit log records**")
+            && !pack.contains("do not match the audit log"),
+        "{pack}"
+    );
+    ok(lb(&cfg).args(["audit", "deleted", &id[..8], "--reason", "erasure request"]));
+    let pack = ok(lb(&cfg).arg("report"));
+    assert!(
+        pack.contains("| app | logical | app | 1 (1 no longer in the repository: 1 deleted on purpose (`audit deleted`)) |"),
+        "{pack}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "report"]))).unwrap();
+    assert_eq!(json["backups"][0]["count"], 1, "{json}");
+    assert_eq!(json["backups"][0]["no_longer_held"], 1, "{json}");
+    assert_eq!(json["backups"][0]["deleted_on_purpose"], 1, "{json}");
+
+    // a drill, its entry and its report naming that entry's hash
+    let drill_id = "drill-20261205T100000Z-0a0b";
+    let entry = audit::append(
+        &repo,
+        "drill",
+        true,
+        &format!(
+            "{drill_id} of logical backup {} (\"app\") of source app: passed",
+            &id[..8]
+        ),
+    )
+    .unwrap();
+    let now = jiff::Timestamp::now().to_string();
+    let objective = serde_json::json!({"achieved_secs": 1.0, "objective_secs": null, "met": true, "margin_secs": null});
+    let report: lifeboat_core::ops::drill::DrillReport =
+        serde_json::from_value(serde_json::json!({
+            "id": drill_id, "source": "app", "backup_id": id, "database": "app",
+            "backup_finished_at": now, "backup_bytes": 12, "started_at": now, "finished_at": now,
+            "server_version": "17", "phases": [], "checks": [], "rto": objective, "rpo": objective,
+            "extrapolated_rto_secs": null, "production_bytes": null, "restored_bytes": null,
+            "extrapolation_misses_rto": false, "passed": true, "audit_head": entry.hash,
+        }))
+        .unwrap();
+    lifeboat_core::ops::evidence::store(&repo, &report).unwrap();
+    ok(lb(&cfg).args(["audit", "verify"]));
+    let pack = ok(lb(&cfg).arg("report"));
+    assert!(
+        pack.contains("verifies (no entry edited, removed or reordered)"),
+        "{pack}"
+    );
+
+    rewrite_and_rehash(&ws);
+    let (code, out, err) = run(lb(&cfg).args(["audit", "verify"]));
+    assert_eq!(code, 6, "{out}{err}");
+    assert!(
+        out.contains(&format!("drill report {drill_id}"))
+            && out.contains(&format!(
+                "names audit head {}…, which is not in the log",
+                &entry.hash[..16]
+            )),
+        "{out}"
+    );
+    let (code, pack, _) = run(lb(&cfg).arg("report"));
+    assert_eq!(code, 6, "{pack}");
+    assert!(
+        !pack.contains("no entry edited")
+            && pack.contains("is consistent in itself, but **1 drill report(s) name an audit head that is not in the log**"),
+        "{pack}"
+    );
+
+    // a zone abbreviation is refused for what it is
+    let (code, _, err) = run(lb(&cfg).args(["report", "--from", "2026-12-07 10:21 CET"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("abbreviations are ambiguous") && err.contains("Europe/Berlin"),
+        "{err}"
+    );
+}

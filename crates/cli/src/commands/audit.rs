@@ -289,6 +289,14 @@ impl AuditCmd {
                 unpublished.sort_unstable();
                 unpublished.dedup();
                 v.problems.extend(audit::unreadable_problems(&repo));
+                // a log rewritten with its hashes computed again verifies as a chain; the
+                // drill reports stored in the repository still name the old heads
+                let stored_drills = lifeboat_core::ops::evidence::drills(&repo)?;
+                v.problems
+                    .extend(lifeboat_core::ops::report::drill_heads_not_in_log(
+                        &stored_drills,
+                        &entries,
+                    ));
                 let rewritten = texts.iter().flat_map(|t| {
                     let mut said = head::rewritten(t, &entries);
                     said.extend(head::gone_from_log(t, &entries));

@@ -186,6 +186,23 @@ fn parse_time_in(
     if let Ok(dt) = s.replace(' ', "T").parse::<jiff::civil::DateTime>() {
         return zoned(dt, tz, given);
     }
+    // a zone abbreviation (`CET`, `EST`, `IST`): several zones share most of them
+    if let Some((local, abbr)) = s.rsplit_once(' ') {
+        if (2..=5).contains(&abbr.len())
+            && abbr.bytes().all(|b| b.is_ascii_alphabetic())
+            && !["AM", "PM"].iter().any(|h| abbr.eq_ignore_ascii_case(h))
+            && local
+                .trim()
+                .replace(' ', "T")
+                .parse::<jiff::civil::DateTime>()
+                .is_ok()
+        {
+            return Err(format!(
+                "{given:?} names its time zone by the abbreviation {abbr:?}, which is refused because abbreviations are ambiguous (CST is US Central, China and Cuba time; IST India, Ireland and Israel): give the zone's name (\"{local} Europe/Berlin\"), its offset (\"{local}+01\"), UTC (\"{local} UTC\"), or no zone for this machine's",
+                local = local.trim()
+            ));
+        }
+    }
     Err(format!(
         "{given:?} is not a time: use 2026-11-23T02:00:00Z, \"2026-11-23 02:00:00.123+01\", \"2026-11-23 02:00 UTC\", \"2026-11-23 02:00 Europe/Berlin\", \"2026-11-23 02:00\" (this machine's time zone) or 2026-11-23"
     ))
@@ -329,6 +346,33 @@ mod tests {
             ("yesterday", false),
         ] {
             assert_eq!(super::reads_local(text), local, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_zone_abbreviation_is_refused_as_ambiguous_with_the_forms_that_work() {
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        for text in ["2026-12-07 10:21 CET", "2026-12-07 10:21:00 est"] {
+            let e = parse_time_in(text, &berlin, DayEdge::Start).unwrap_err();
+            assert!(
+                e.contains("refused because abbreviations are ambiguous")
+                    && e.contains(" Europe/Berlin\"")
+                    && e.contains("+01\"")
+                    && !e.contains("is not a time"),
+                "{e}"
+            );
+        }
+        // each form it offers is read
+        for text in [
+            "2026-12-07 10:21 Europe/Berlin",
+            "2026-12-07 10:21+01",
+            "2026-12-07 09:21 UTC",
+        ] {
+            assert_eq!(
+                parse_time_in(text, &TimeZone::UTC, DayEdge::Start).unwrap(),
+                ts("2026-12-07T09:21:00Z"),
+                "{text}"
+            );
         }
     }
 

@@ -146,7 +146,8 @@ pub struct Objective {
     pub objective_secs: Option<f64>,
     /// Met (true when no objective is configured).
     pub met: bool,
-    /// Objective minus achieved, in seconds (negative: missed by that much).
+    /// Objective minus achieved, in seconds (negative: missed by that much); `None`
+    /// without an objective, or when nothing was achieved (`not_achieved`).
     pub margin_secs: Option<f64>,
     /// The restore did not complete, so nothing was achieved: the time measured is that of
     /// a failure (`met` is false).
@@ -1580,7 +1581,7 @@ pub(crate) struct Measured {
 
 /// The checks of the restore itself, logical and physical: when one fails, the drill
 /// recovered nothing.
-const RESTORE_STEPS: [&str; 4] = [
+pub(crate) const RESTORE_STEPS: [&str; 4] = [
     "backup readable and intact",
     "pg_restore",
     "base backup restored (stream hash, WAL chain to the target)",
@@ -1621,6 +1622,8 @@ pub(crate) fn build_report(src: &SourceConfig, backup: &SnapshotInfo, m: Measure
         for o in [&mut rto, &mut rpo] {
             o.not_achieved = true;
             o.met = false;
+            // no recovery time to compare with the objective: no margin either
+            o.margin_secs = None;
         }
     }
     let extrapolated_rto_secs = extrapolate(&m);

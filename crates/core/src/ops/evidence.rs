@@ -93,7 +93,7 @@ impl DrillSummary {
         if self.not_achieved {
             "not achieved".to_string()
         } else {
-            human_secs(secs, 0)
+            pack_secs(secs)
         }
     }
 }
@@ -152,6 +152,17 @@ pub(crate) fn human_secs(s: f64, digits: usize) -> String {
         format!("{:.digits$} min", s / 60.0)
     } else {
         format!("{:.1} h", s / 3600.0)
+    }
+}
+
+/// A duration in the evidence pack: as [`human_secs`] in whole units, but with one
+/// decimal under 10 s (as the drill's own report has it), so that a 0.4 s RTO does not
+/// read as "0 s"; a whole number of seconds (an objective) stays whole.
+pub(crate) fn pack_secs(s: f64) -> String {
+    if s < 10.0 && s.fract() != 0.0 {
+        format!("{s:.1} s")
+    } else {
+        human_secs(s, 0)
     }
 }
 
@@ -287,14 +298,11 @@ pub fn markdown(r: &DrillReport) -> String {
             md_cell(&c.detail)
         );
     }
-    for n in &r.not_checked {
+    // the limits of checks that never ran are no finding
+    for n in r.not_checked.iter().filter(|_| restore_completed(r)) {
         let _ = writeln!(m, "\nNot checked: {n}.");
     }
-    let _ = writeln!(
-        m,
-        "\nEvidence for SOC 2 CC9.1 / A1.3: {}.",
-        what_was_proven(r)
-    );
+    let _ = writeln!(m, "\n{}", md_text(&evidence_statement(r)));
     if let Some(h) = &r.audit_head {
         let _ = writeln!(m, "\nAudit log head after this drill: `{h}` (`lifeboat audit verify --expected-head {h}` checks that the log still holds every entry up to this drill).");
     }
@@ -317,6 +325,32 @@ fn ran_on(r: &DrillReport, code: impl Fn(&str) -> String) -> String {
         None => format!("on a throw-away PostgreSQL {}", r.server_version),
     };
     format!("{place}{by}")
+}
+
+/// Whether the restore itself completed. One that did not (the backup could not be read,
+/// pg_restore or the WAL replay failed) compared and checked nothing: its report must not
+/// claim the comparison, nor list the limits of checks that never ran.
+fn restore_completed(r: &DrillReport) -> bool {
+    !r.rto.not_achieved
+        && !r
+            .checks
+            .iter()
+            .any(|c| !c.ok && super::drill::RESTORE_STEPS.contains(&c.name.as_str()))
+}
+
+/// The report's closing sentence: what the drill is evidence of. A failed drill is
+/// evidence too, of a failed restore test, and claims only what ran.
+fn evidence_statement(r: &DrillReport) -> String {
+    if r.passed {
+        format!("Evidence for SOC 2 CC9.1 / A1.3: {}.", what_was_proven(r))
+    } else if restore_completed(r) {
+        format!(
+            "Evidence for SOC 2 CC9.1 / A1.3 of a failed restore test: {}; the failures above are what it found.",
+            what_was_proven(r)
+        )
+    } else {
+        "Evidence for SOC 2 CC9.1 / A1.3 of a failed restore test: the restore did not complete (the failed check above says why), so nothing was compared with the backup or checked, and no recovery time was achieved.".to_string()
+    }
 }
 
 /// What the drill's checks proved, by kind: only a logical drill compares every table
@@ -400,7 +434,12 @@ pub fn html(r: &DrillReport) -> String {
         format!(
             "<tr class=\"{}\"><td>{name}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             if o.met { "ok" } else { "bad" },
-            esc(&secs(o.achieved_secs)),
+            // a failure's seconds are no recovery time
+            if o.not_achieved {
+                "not achieved".to_string()
+            } else {
+                esc(&secs(o.achieved_secs))
+            },
             o.objective_secs
                 .map_or_else(|| "—".to_string(), |s| esc(&secs(s))),
             esc(&o
@@ -418,7 +457,7 @@ Drill ran {st} to {ft}, {ran_on}.{target}</p>{warning}
 <h2>Objectives</h2><table id="objectives"><tr><th>objective</th><th>achieved</th><th>target</th><th>verdict (margin)</th></tr>{rto}{rpo}</table>{rpo_point}{extra}
 <h2>Phases</h2><svg width="780" height="{height}" role="img" aria-label="phase timeline">{bars}</svg>
 <h2>Checks</h2><table id="checks"><tr><th>check</th><th>result</th><th>detail</th></tr>{rows}</table>{not_checked}
-<p>Evidence for SOC 2 CC9.1 / A1.3: {proven}.</p>{head}</body></html>
+<p id="evidence">{proven}</p>{head}</body></html>
 "#,
         head = r
             .audit_head
@@ -427,10 +466,11 @@ Drill ran {st} to {ft}, {ran_on}.{target}</p>{warning}
                 "<p id=\"audit-head\">Audit log head after this drill: <code>{h}</code> (<code>lifeboat audit verify --expected-head {h}</code> checks that the log still holds every entry up to this drill)</p>",
                 h = esc(h)
             )),
-        proven = what_was_proven(r),
+        proven = esc(&evidence_statement(r)),
         not_checked = r
             .not_checked
             .iter()
+            .filter(|_| restore_completed(r))
             .map(|n| format!("<p class=\"not-checked\">Not checked: {}.</p>", esc(n)))
             .collect::<String>(),
         ran_on = ran_on(r, |s| format!("<code>{}</code>", esc(s))),
@@ -691,6 +731,51 @@ mod tests {
             "{md}"
         );
         assert!(!md.contains("evidence warning"), "{md}");
+    }
+
+    #[test]
+    fn a_failed_drill_is_evidence_of_a_failed_test_and_claims_no_check_that_did_not_run() {
+        // the backup could not be read: nothing was restored, compared or achieved
+        let mut r = report(BackupKind::Logical);
+        r.passed = false;
+        r.checks = vec![Check {
+            name: "backup readable and intact".into(),
+            ok: false,
+            detail: "pack 1234 is damaged".into(),
+        }];
+        for o in [&mut r.rto, &mut r.rpo] {
+            o.not_achieved = true;
+            o.met = false;
+            o.margin_secs = None;
+        }
+        r.not_checked = vec!["the rows of materialized views (their contents are checked)".into()];
+        let md = markdown(&r);
+        let page = html(&r);
+        for text in [&md, &page] {
+            assert!(
+                text.contains("Evidence for SOC 2 CC9.1 / A1.3 of a failed restore test: the restore did not complete"),
+                "{text}"
+            );
+            assert!(!text.contains("content hashes"), "{text}");
+            assert!(!text.contains("Not checked"), "{text}");
+        }
+        // the objectives table shows no failure's seconds as an achieved time
+        assert!(page.contains("<td>RTO</td><td>not achieved</td>"), "{page}");
+        // a restore that completed and then failed a check: the comparison ran
+        let mut r = report(BackupKind::Logical);
+        r.passed = false;
+        r.checks[0].ok = false;
+        r.not_checked = vec!["owners and grants".into()];
+        let md = markdown(&r);
+        assert!(
+            md.contains("of a failed restore test: a backup restored into an isolated cluster and every table compared")
+                && md.contains("Not checked: owners and grants."),
+            "{md}"
+        );
+        // a passed one says what it proved, as before
+        assert!(markdown(&report(BackupKind::Logical)).contains(
+            "Evidence for SOC 2 CC9.1 / A1.3: a backup restored into an isolated cluster"
+        ));
     }
 
     #[test]

@@ -34,8 +34,17 @@ pub struct BackupLine {
     /// its own line, so that one backed up every hour cannot hide another never backed up).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
-    /// Backups completed.
+    /// Backups completed: those the repository holds, and those the audit log records as
+    /// stored that it no longer holds (`no_longer_held`).
     pub count: usize,
+    /// Of `count`, backups the audit log records as completed in the period that the
+    /// repository no longer holds (deleted since: their bytes are not in the sums).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub no_longer_held: usize,
+    /// Of `no_longer_held`, those an entry records as deleted on purpose (`audit deleted`);
+    /// the others are gone without one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deleted_on_purpose: usize,
     /// Newest in the period.
     pub newest: Option<Timestamp>,
     /// Bytes of the streams.
@@ -45,6 +54,62 @@ pub struct BackupLine {
     /// The longest stretch of the period with no newer backup of this kind (from the
     /// newest one before it, between backups, and up to the period's end or now).
     pub longest_gap_secs: f64,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The key of a [`BackupLine`]: source, kind, database.
+type LineKey = (String, BackupKind, Option<String>);
+
+/// An empty line for `key`.
+fn line_of(key: &LineKey) -> BackupLine {
+    BackupLine {
+        source: key.0.clone(),
+        kind: key.1,
+        database: key.2.clone(),
+        count: 0,
+        no_longer_held: 0,
+        deleted_on_purpose: 0,
+        newest: None,
+        logical_bytes: 0,
+        stored_bytes: 0,
+        longest_gap_secs: 0.0,
+    }
+}
+
+/// Counts into `lines` the backups of `logged` (the log's backup entries) completed in
+/// `[from, to]` that the repository no longer holds (`held` says which it does): deleted
+/// since, they were still completed in the period. Returns, per line, when each such
+/// backup up to `to` completed (for the stretches without a new backup).
+fn count_no_longer_held(
+    lines: &mut BTreeMap<LineKey, BackupLine>,
+    logged: &[audit::LoggedBackup],
+    held: impl Fn(&str) -> bool,
+    from: Timestamp,
+    to: Timestamp,
+) -> BTreeMap<LineKey, Vec<Timestamp>> {
+    let mut times: BTreeMap<LineKey, Vec<Timestamp>> = BTreeMap::new();
+    for b in logged.iter().filter(|b| b.at <= to && !held(&b.id)) {
+        let Ok(kind) = b.kind.parse::<BackupKind>() else {
+            continue;
+        };
+        let key = (
+            b.source.clone(),
+            kind,
+            (b.database != "-").then(|| b.database.clone()),
+        );
+        let l = lines.entry(key.clone()).or_insert_with(|| line_of(&key));
+        if within(b.at, from, to) {
+            l.count += 1;
+            l.no_longer_held += 1;
+            l.deleted_on_purpose += usize::from(b.deleted_on_purpose);
+            l.newest = l.newest.max(Some(b.at));
+        }
+        times.entry(key).or_default().push(b.at);
+    }
+    times
 }
 
 /// The WAL archive of a source as of the report.
@@ -158,10 +223,26 @@ pub struct EvidencePack {
     pub external_head_lags: Option<(u64, u64)>,
     /// Drill reports and drill audit entries that do not match: a report without its
     /// entry (not written by a drill of this log), an entry without its report (removed),
-    /// a verdict that differs. Empty when they agree.
+    /// a verdict that differs. Empty when they agree. After them, backups the log records
+    /// that the repository no longer holds, and snapshot files that cannot be read.
     pub evidence_problems: Vec<String>,
-    /// Backups a `verify` of the period or before found damaged (short ids, with when).
+    /// How many of `evidence_problems` (the first) are about drill reports, so that the
+    /// others are not shown under the drill reports' heading.
+    #[serde(skip)]
+    pub drill_mismatches: usize,
+    /// Stored drill reports (of any period) whose audit head is no entry of the log: the
+    /// log was rewritten with its hashes computed again, or the reports were altered.
+    /// Either way the chain verifying does not show that no entry was edited.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drill_heads_not_in_log: Vec<String>,
+    /// Backups a `verify` of the period or before found damaged (short ids, with when)
+    /// that no later check up to the period's end found intact.
     pub damaged: Vec<(String, Timestamp)>,
+    /// Backups a `verify` up to the period's end found damaged and a later check (a
+    /// `verify` reading their data, a passed drill, a verified restore) found intact
+    /// again, before the period's end: the history an auditor should see.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub intact_again: Vec<IntactAgain>,
     /// Each `verify` of the period, from the audit log: when, how much, what it read.
     #[serde(default)]
     pub verifications: Vec<VerificationLine>,
@@ -180,7 +261,9 @@ impl EvidencePack {
     /// match it.
     #[must_use]
     pub fn ok(&self) -> bool {
-        self.audit.ok() && self.evidence_problems.is_empty()
+        self.audit.ok()
+            && self.evidence_problems.is_empty()
+            && self.drill_heads_not_in_log.is_empty()
     }
 
     /// What keeps the pack from verifying: the audit chain's problems, then the drill
@@ -191,6 +274,7 @@ impl EvidencePack {
             .problems
             .iter()
             .chain(&self.evidence_problems)
+            .chain(&self.drill_heads_not_in_log)
             .cloned()
             .collect::<Vec<_>>()
             .join("; ")
@@ -244,7 +328,7 @@ fn check_drills(
     }
     for e in entries
         .iter()
-        .filter(|e| e.action == "drill" && within(e.time, from, to))
+        .filter(|e| e.action == "drill" && within(e.happened_at(), from, to))
     {
         let Some(id) = e
             .details
@@ -262,6 +346,30 @@ fn check_drills(
         }
     }
     problems
+}
+
+/// The stored drill reports whose audit head (the hash of the entry their drill
+/// appended) is not the hash of any entry of `entries`. A log rewritten with every hash
+/// computed again verifies as a chain, and matches a head file rewritten with it; the
+/// reports, written when each drill ran, still name the old hashes. `lifeboat report` and
+/// `lifeboat audit verify` both check it.
+#[must_use]
+pub fn drill_heads_not_in_log(drills: &[DrillSummary], entries: &[audit::Entry]) -> Vec<String> {
+    let hashes: std::collections::HashSet<&str> = entries.iter().map(|e| e.hash.as_str()).collect();
+    drills
+        .iter()
+        .filter_map(|d| {
+            let h = d.audit_head.as_deref()?;
+            (!hashes.contains(h)).then(|| {
+                format!(
+                    "drill report {} ({}) names audit head {}…, which is not in the log: the log was rewritten and its hashes computed again (entries edited, removed or reordered), or the report was altered",
+                    d.drill,
+                    d.finished_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                    &h[..16.min(h.len())]
+                )
+            })
+        })
+        .collect()
 }
 
 /// One `verify` run, as its audit entry records it.
@@ -288,11 +396,11 @@ fn verification_lines(
 ) -> Vec<VerificationLine> {
     entries
         .iter()
-        .filter(|e| e.action == "verify" && within(e.time, from, to))
+        .filter(|e| e.action == "verify" && within(e.happened_at(), from, to))
         .map(|e| {
             let (head, finding) = e.details.split_once(": ").unwrap_or(("", &e.details));
             VerificationLine {
-                time: e.time,
+                time: e.happened_at(),
                 backups: head
                     .split(' ')
                     .next()
@@ -312,27 +420,155 @@ fn verification_lines(
         .collect()
 }
 
-/// Backups named damaged by `verify` entries of the log (short ids), with the newest time.
+/// A backup a `verify` found damaged that a later check found intact again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IntactAgain {
+    /// The backup (short id, as the verify entry names it).
+    pub id: String,
+    /// When a verification found it damaged (the newest such, before it was found intact).
+    pub damaged_at: Timestamp,
+    /// When it was found intact again.
+    pub intact_at: Timestamp,
+    /// What found it intact: `verify reading its data`, `drill`, `verified restore`.
+    pub by: String,
+}
+
+/// What the log says of damaged backups up to `to` (by when each operation happened):
+/// those a `verify` found damaged and nothing found intact since (short id, when found
+/// damaged), and those a later data-reading `verify`, passed drill or verified restore
+/// found intact again. A check after `to` does not count: the pack is of its period.
 #[must_use]
-pub fn damaged_backups(entries: &[audit::Entry]) -> BTreeMap<String, Timestamp> {
-    let mut out = BTreeMap::new();
-    for e in entries
-        .iter()
-        .filter(|e| e.action == "verify" && e.outcome != "ok")
-    {
-        let Some(list) = e.details.split_once("damaged ").map(|(_, l)| l) else {
+pub fn damage_history(
+    entries: &[audit::Entry],
+    to: Timestamp,
+) -> (BTreeMap<String, Timestamp>, Vec<IntactAgain>) {
+    let mut ordered: Vec<&audit::Entry> =
+        entries.iter().filter(|e| e.happened_at() <= to).collect();
+    ordered.sort_by_key(|e| e.happened_at());
+    let mut damaged: BTreeMap<String, Timestamp> = BTreeMap::new();
+    let mut intact: Vec<IntactAgain> = Vec::new();
+    for e in ordered {
+        let at = e.happened_at();
+        if e.action == "verify" && e.outcome != "ok" {
+            for id in damaged_in(e) {
+                damaged.insert(id.to_string(), at);
+                intact.retain(|i| i.id != id);
+            }
+            continue;
+        }
+        let Some((found, by)) = found_intact(e) else {
             continue;
         };
-        // only backup ids (8 hex digits): a repository problem's text may say "damaged" too
-        for id in list
-            .split(", ")
-            .map(str::trim)
-            .filter(|i| i.len() == 8 && i.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
-            out.insert(id.to_string(), e.time);
+        let cleared: Vec<String> = damaged
+            .keys()
+            .filter(|id| match &found {
+                Found::Every => true,
+                Found::Ids(ids) => ids.iter().any(|i| i.starts_with(id.as_str())),
+            })
+            .cloned()
+            .collect();
+        for id in cleared {
+            let damaged_at = damaged.remove(&id).expect("listed");
+            intact.push(IntactAgain {
+                id,
+                damaged_at,
+                intact_at: at,
+                by: by.to_string(),
+            });
         }
     }
-    out
+    (damaged, intact)
+}
+
+/// Backups damaged in the log as of now (short ids, with when a `verify` found them
+/// damaged): see [`damage_history`].
+#[must_use]
+pub fn damaged_backups(entries: &[audit::Entry]) -> BTreeMap<String, Timestamp> {
+    damage_history(entries, Timestamp::MAX).0
+}
+
+/// The backup ids a failed `verify` entry names damaged.
+fn damaged_in(e: &audit::Entry) -> Vec<&str> {
+    let Some(list) = e.own_details().split_once("damaged ").map(|(_, l)| l) else {
+        return Vec::new();
+    };
+    // only backup ids (8 hex digits): a repository problem's text may say "damaged" too
+    list.split(", ")
+        .map(str::trim)
+        .filter(|i| i.len() == 8 && i.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect()
+}
+
+/// Which backups a check found intact.
+enum Found<'a> {
+    /// Every backup in the repository.
+    Every,
+    /// These (whole or short ids).
+    Ids(Vec<&'a str>),
+}
+
+/// The backups an entry shows intact by reading their data, and how: a passed `verify`
+/// that read all the data of the backups it names (or of every backup), a passed drill,
+/// a restore verified against the backup-time truth. A verify of structure only, or of a
+/// subset of the packs, did not read the damaged data, and entries that do not say which
+/// backups they read (written before lifeboat named them) show nothing.
+fn found_intact(e: &audit::Entry) -> Option<(Found<'_>, &'static str)> {
+    if e.outcome != "ok" {
+        return None;
+    }
+    let details = e.own_details();
+    let backup_after = |marker: &str| {
+        details
+            .split_once(marker)
+            .and_then(|(_, rest)| rest.split([' ', ',', ':', ';']).next())
+            .filter(|id| id.len() >= 8 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    match e.action.as_str() {
+        "verify" => {
+            let head = details.split_once(": ")?.0;
+            if !head.contains(", data read") || head.contains("data read for a subset") {
+                return None;
+            }
+            let scope = head.split_once(" (")?.1.split_once(')')?.0;
+            let found = if scope == audit::VERIFIED_EVERY {
+                Found::Every
+            } else {
+                Found::Ids(scope.split(", ").collect())
+            };
+            Some((found, "verify reading its data"))
+        }
+        "drill" => Some((Found::Ids(vec![backup_after(" backup ")?]), "drill")),
+        "restore" if details.contains("verified against the backup-time truth") => Some((
+            Found::Ids(vec![backup_after(": backup ")?]),
+            "verified restore",
+        )),
+        _ => None,
+    }
+}
+
+/// The successful operations of `[from, to]` counted per action, and the failed ones
+/// listed (when, what, by whom), by when each happened: an entry parked through an outage
+/// at the period's end and added in the next one belongs to this one.
+fn operations(
+    entries: &[audit::Entry],
+    from: Timestamp,
+    to: Timestamp,
+) -> (BTreeMap<String, usize>, BTreeMap<String, Vec<String>>) {
+    let mut failures: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut successes: BTreeMap<String, usize> = BTreeMap::new();
+    for e in entries.iter().filter(|e| within(e.happened_at(), from, to)) {
+        if e.outcome == "ok" {
+            *successes.entry(e.action.clone()).or_default() += 1;
+        } else {
+            failures.entry(e.action.clone()).or_default().push(format!(
+                "{}: {} (by {})",
+                e.happened_at().strftime("%Y-%m-%d %H:%M:%S UTC"),
+                e.details,
+                e.actor()
+            ));
+        }
+    }
+    (successes, failures)
 }
 
 fn within(t: Timestamp, from: Timestamp, to: Timestamp) -> bool {
@@ -354,20 +590,11 @@ pub fn evidence_pack(
 ) -> Result<EvidencePack> {
     let all = repo.backups()?;
     let key = |b: &SnapshotInfo| (b.meta.source.clone(), b.meta.kind, b.meta.database.clone());
-    let mut lines: BTreeMap<(String, BackupKind, Option<String>), BackupLine> = BTreeMap::new();
+    let mut lines: BTreeMap<LineKey, BackupLine> = BTreeMap::new();
     // every database backed up by then has its line, also one with no backup in the
     // period: that is the finding, not an absence
     for b in all.iter().filter(|b| b.meta.finished_at <= to) {
-        let l = lines.entry(key(b)).or_insert_with(|| BackupLine {
-            source: b.meta.source.clone(),
-            kind: b.meta.kind,
-            database: b.meta.database.clone(),
-            count: 0,
-            newest: None,
-            logical_bytes: 0,
-            stored_bytes: 0,
-            longest_gap_secs: 0.0,
-        });
+        let l = lines.entry(key(b)).or_insert_with(|| line_of(&key(b)));
         if within(b.meta.finished_at, from, to) {
             l.count += 1;
             l.newest = l.newest.max(Some(b.meta.finished_at));
@@ -383,11 +610,22 @@ pub fn evidence_pack(
         .as_ref()
         .map(std::fs::read_to_string);
     let entries = audit::entries(repo)?;
+    let unreadable = repo.unreadable_snapshots();
+    // a backup the log records and the repository no longer holds was still completed
+    // (a snapshot file that cannot be read is named as such below, not as gone)
+    let held = |id: &str| {
+        all.iter()
+            .map(|b| b.id.as_str())
+            .chain(unreadable.iter().map(|(id, _)| id.as_str()))
+            .any(|h| h == id || (id.len() < h.len() && h.starts_with(id)))
+    };
+    let gone_times =
+        count_no_longer_held(&mut lines, &audit::logged_backups(&entries), held, from, to);
     // as `verify --all` counts them (the log's intact chain, from when it began); one whose
     // entry waits parked on this host is named with that
     let of_period: Vec<audit::Entry> = entries
         .iter()
-        .filter(|e| within(e.time, from, to))
+        .filter(|e| within(e.happened_at(), from, to))
         .cloned()
         .collect();
     let recorded_by_hand: Vec<String> = audit::recorded_deletions(&of_period)
@@ -424,6 +662,13 @@ pub fn evidence_pack(
                 b.meta.source == l.source && b.meta.kind == l.kind && b.meta.database == l.database
             })
             .map(|b| b.meta.finished_at)
+            .chain(
+                gone_times
+                    .get(&(l.source.clone(), l.kind, l.database.clone()))
+                    .into_iter()
+                    .flatten()
+                    .copied(),
+            )
             .filter(|t| *t <= end)
             .collect();
         times.sort();
@@ -479,28 +724,16 @@ pub fn evidence_pack(
         let last = entries.last()?;
         (at.seq < last.seq).then_some((at.seq, last.seq))
     });
-    let mut failures: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut successes: BTreeMap<String, usize> = BTreeMap::new();
-    for e in entries.iter().filter(|e| within(e.time, from, to)) {
-        if e.outcome == "ok" {
-            *successes.entry(e.action.clone()).or_default() += 1;
-        } else {
-            failures.entry(e.action.clone()).or_default().push(format!(
-                "{}: {} (by {})",
-                e.time.strftime("%Y-%m-%d %H:%M:%S UTC"),
-                e.details,
-                e.actor()
-            ));
-        }
-    }
+    let (successes, failures) = operations(&entries, from, to);
     let stored = drills(repo)?;
     let mut evidence_problems = check_drills(&stored, &entries, from, to);
-    let unreadable = repo.unreadable_snapshots();
+    let drill_mismatches = evidence_problems.len();
+    let drill_heads_not_in_log = drill_heads_not_in_log(&stored, &entries);
     // backups of the period the log records and the repository no longer holds (those
     // recorded as deleted on purpose, also after the period, are not named)
     let in_period: Vec<audit::Entry> = entries
         .iter()
-        .filter(|e| within(e.time, from, to) || e.action == audit::DELETED)
+        .filter(|e| within(e.happened_at(), from, to) || e.action == audit::DELETED)
         .cloned()
         .collect();
     let mut gone = audit::gone_backups(
@@ -560,7 +793,7 @@ pub fn evidence_pack(
             undrilled.insert(src.clone(), (missing, dbs.len()));
         }
     }
-    let damaged = damaged_backups(&entries).into_iter().collect();
+    let (damaged, intact_again) = damage_history(&entries, to);
     let mut wal = Vec::new();
     // the configured sources and those the repository's backups name: a pack made where
     // the configuration is lost (a recovery host) must not say there is no archive
@@ -641,19 +874,35 @@ pub fn evidence_pack(
         external_head,
         external_head_lags,
         evidence_problems,
+        drill_mismatches,
+        drill_heads_not_in_log,
         verifications: verification_lines(&entries, from, to),
         restores: entries
             .iter()
-            .filter(|e| e.action == "restore" && within(e.time, from, to))
-            .map(|e| (e.time, e.outcome == "ok", e.details.clone()))
+            .filter(|e| e.action == "restore" && within(e.happened_at(), from, to))
+            .map(|e| (e.happened_at(), e.outcome == "ok", e.details.clone()))
             .collect(),
-        damaged,
+        damaged: damaged.into_iter().collect(),
+        intact_again,
         log_begins: entries.first().map(|e| e.time),
     })
 }
 
 fn secs(s: f64) -> String {
-    super::evidence::human_secs(s, 0)
+    super::evidence::pack_secs(s)
+}
+
+/// `2 no longer in the repository: 1 deleted on purpose, 1 gone without a record`.
+fn no_longer_held_words(gone: usize, on_purpose: usize) -> String {
+    let parts: Vec<String> = [
+        (on_purpose, "deleted on purpose (`audit deleted`)"),
+        (gone - on_purpose, "**gone without a record**"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    format!("{gone} no longer in the repository: {}", parts.join(", "))
 }
 
 /// The pack as Markdown, one section per criterion.
@@ -821,7 +1070,7 @@ pub fn markdown(p: &EvidencePack) -> String {
         m,
         "\n## A1.2 — backup processes and recovery infrastructure\n"
     );
-    let _ = writeln!(m, "Backups completed in the period:\n");
+    let _ = writeln!(m, "Backups completed in the period (those the repository holds, and those the audit log records that it no longer holds; the sizes are of those it holds):\n");
     let _ = writeln!(
         m,
         "| source | kind | database | backups | newest | longest without a new one | data backed up | stored (after dedup, compression) |"
@@ -855,10 +1104,10 @@ pub fn markdown(p: &EvidencePack) -> String {
             b.database
                 .as_deref()
                 .map_or_else(|| "-".to_string(), super::evidence::md_cell),
-            if b.count == 0 {
-                "**0**".to_string()
-            } else {
-                b.count.to_string()
+            match (b.count, b.no_longer_held) {
+                (0, _) => "**0**".to_string(),
+                (n, 0) => n.to_string(),
+                (n, gone) => format!("{n} ({})", no_longer_held_words(gone, b.deleted_on_purpose)),
             },
             b.newest.map_or("-".into(), day),
             bytesize::ByteSize::b(b.logical_bytes),
@@ -910,6 +1159,9 @@ pub fn markdown(p: &EvidencePack) -> String {
     let mut actions: Vec<&String> = p.successes.keys().chain(p.failures.keys()).collect();
     actions.sort();
     actions.dedup();
+    if actions.is_empty() {
+        let _ = writeln!(m, "- none");
+    }
     for a in actions {
         let _ = writeln!(
             m,
@@ -966,10 +1218,27 @@ pub fn markdown(p: &EvidencePack) -> String {
     if !p.damaged.is_empty() {
         let _ = writeln!(
             m,
-            "\nBackups a verification found **damaged** (do not restore them; restore an older one): {}",
+            "\nBackups a verification found **damaged**, and no check found intact since by the period's end (do not restore them; restore an older one): {}",
             p.damaged
                 .iter()
                 .map(|(id, t)| format!("`{id}` ({})", day(*t)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if !p.intact_again.is_empty() {
+        let _ = writeln!(
+            m,
+            "\nBackups found damaged, then intact again: {}",
+            p.intact_again
+                .iter()
+                .map(|i| format!(
+                    "`{}` (found damaged {}, found intact again {} by a {})",
+                    i.id,
+                    day(i.damaged_at),
+                    day(i.intact_at),
+                    i.by
+                ))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -1062,22 +1331,41 @@ pub fn markdown(p: &EvidencePack) -> String {
         m,
         "The audit log holds {} entries; its hash chain {}. Head hash: `{}`. {}",
         p.audit.entries,
-        if p.audit.ok() {
+        if p.audit.ok() && p.drill_heads_not_in_log.is_empty() {
             "verifies (no entry edited, removed or reordered)".to_string()
+        } else if p.audit.ok() {
+            format!(
+                "is consistent in itself, but **{} drill report(s) name an audit head that is not in the log**: the log was rewritten and its hashes computed again, or those reports were altered, so the chain does not show that no entry was edited: {}",
+                p.drill_heads_not_in_log.len(),
+                p.drill_heads_not_in_log.join("; ")
+            )
         } else {
             format!("**does not verify**: {}", p.audit.problems.join("; "))
         },
         p.audit.head.as_deref().unwrap_or("-"),
         match (&p.external_head, p.external_head_lags) {
             (Some(f), Some((kept, last))) if p.audit.ok() => format!("The newest head kept outside the repository in `{}` is entry {kept}, and it is in the log; **entries {} to {last} were never published to that file** (written by a run whose configuration names no head file or another one, or whose publishing failed), so their removal could not be detected from it.", f.display(), kept + 1),
-            (Some(f), None) if p.audit.ok() => format!("It matches the newest head kept outside the repository in `{}`, so no entry was cut off the end either.", f.display()),
+            (Some(f), None) if p.audit.ok() && p.drill_heads_not_in_log.is_empty() => format!("It matches the newest head kept outside the repository in `{}`, so no entry was cut off the end either.", f.display()),
+            (Some(f), None) if p.audit.ok() => format!("It matches the newest head kept outside the repository in `{}`.", f.display()),
             (Some(f), _) => format!("It was compared with the newest head kept outside the repository in `{}`.", f.display()),
             (None, _) => "**No head kept outside the repository was compared** (`[audit] head_file` is not set, or holds nothing readable): entries cut off the end of the log cannot be detected from this pack; compare the head with a copy kept elsewhere (`lifeboat audit verify --expected-head`).".to_string(),
         }
     );
-    if !p.evidence_problems.is_empty() {
+    let (drills, held) = p
+        .evidence_problems
+        .split_at(p.drill_mismatches.min(p.evidence_problems.len()));
+    if !drills.is_empty() {
         let _ = writeln!(m, "\nThe drill reports **do not match the audit log**:\n");
-        for e in &p.evidence_problems {
+        for e in drills {
+            let _ = writeln!(m, "- {e}");
+        }
+    }
+    if !held.is_empty() {
+        let _ = writeln!(
+            m,
+            "\nThe repository **does not hold everything the audit log records**, or cannot read all of it:\n"
+        );
+        for e in held {
             let _ = writeln!(m, "- {e}");
         }
     }
@@ -1127,9 +1415,13 @@ mod tests {
     }
 
     fn entry(seq: u64, action: &str, outcome: &str, details: &str) -> audit::Entry {
+        entry_at(seq, "2026-12-05T10:00:00Z", action, outcome, details)
+    }
+
+    fn entry_at(seq: u64, time: &str, action: &str, outcome: &str, details: &str) -> audit::Entry {
         audit::Entry {
             seq,
-            time: "2026-12-05T10:00:00Z".parse().unwrap(),
+            time: time.parse().unwrap(),
             action: action.into(),
             outcome: outcome.into(),
             details: details.into(),
@@ -1165,7 +1457,10 @@ mod tests {
             external_head: None,
             external_head_lags: None,
             evidence_problems: Vec::new(),
+            drill_mismatches: 0,
+            drill_heads_not_in_log: Vec::new(),
             damaged: Vec::new(),
+            intact_again: Vec::new(),
             verifications: Vec::new(),
             restores: Vec::new(),
             log_begins: None,
@@ -1366,6 +1661,309 @@ mod tests {
         ];
         let d = damaged_backups(&entries);
         assert_eq!(d.keys().collect::<Vec<_>>(), ["77f6e698", "e130108a"]);
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn damage_counts_up_to_the_periods_end_and_a_later_check_that_read_it_clears_it() {
+        let whole = |short: &str| format!("{short}{}", "0".repeat(56));
+        let entries = vec![
+            entry_at(1, "2026-12-05T10:00:00Z", "verify", "failed", "3 backup(s), data read: damaged e130108a, 77f6e698"),
+            // structure only, or a subset: the damaged data was not read
+            entry_at(2, "2026-12-06T10:00:00Z", "verify", "ok", &format!("3 backup(s) ({}): all intact", audit::VERIFIED_EVERY)),
+            entry_at(3, "2026-12-06T11:00:00Z", "verify", "ok", &format!("3 backup(s) ({}), data read for a subset of the packs (1/4): all intact", audit::VERIFIED_EVERY)),
+            // an entry from before lifeboat named what it read says nothing of e130108a
+            entry_at(4, "2026-12-06T12:00:00Z", "verify", "ok", "1 backup(s), data read: all intact"),
+            entry_at(5, "2026-12-07T10:00:00Z", "verify", "ok", &format!("1 backup(s) ({}), data read: all intact", whole("e130108a"))),
+            entry_at(6, "2026-12-09T10:00:00Z", "drill", "ok", "drill-20261209T100000Z-0a0b of logical backup 77f6e698 (\"app\") of source app: passed"),
+        ];
+        // a period that ends before the damage was found knows nothing of it
+        let (damaged, again) = damage_history(&entries, ts("2026-12-04T00:00:00Z"));
+        assert!(
+            damaged.is_empty() && again.is_empty(),
+            "{damaged:?} {again:?}"
+        );
+        // after the checks that did not read it, both are still damaged
+        let (damaged, _) = damage_history(&entries, ts("2026-12-06T23:00:00Z"));
+        assert_eq!(damaged.keys().collect::<Vec<_>>(), ["77f6e698", "e130108a"]);
+        // the verify that read e130108a's data found it intact; the drill of 77f6e698
+        // came after the period's end
+        let (damaged, again) = damage_history(&entries, ts("2026-12-08T00:00:00Z"));
+        assert_eq!(damaged.keys().collect::<Vec<_>>(), ["77f6e698"]);
+        assert_eq!(
+            again,
+            [IntactAgain {
+                id: "e130108a".into(),
+                damaged_at: ts("2026-12-05T10:00:00Z"),
+                intact_at: ts("2026-12-07T10:00:00Z"),
+                by: "verify reading its data".into(),
+            }]
+        );
+        let (damaged, again) = damage_history(&entries, ts("2026-12-31T00:00:00Z"));
+        assert!(damaged.is_empty(), "{damaged:?}");
+        assert_eq!(again[1].by, "drill");
+        assert!(damaged_backups(&entries).is_empty());
+        // found damaged again later: listed again, with the newer time
+        let mut more = entries.clone();
+        more.push(entry_at(
+            7,
+            "2026-12-10T10:00:00Z",
+            "verify",
+            "failed",
+            "2 backup(s), data read: damaged 77f6e698",
+        ));
+        // and a verified restore of it clears it; an unverified one does not
+        more.push(entry_at(8, "2026-12-11T10:00:00Z", "restore", "ok", "source app: backup 77f6e698 of \"app\" into database \"x\" (local): restored in 3.0s (fetch 1.0s, restore 2.0s); not compared with a backup-time truth"));
+        let (damaged, _) = damage_history(&more, ts("2026-12-11T23:00:00Z"));
+        assert_eq!(damaged.get("77f6e698"), Some(&ts("2026-12-10T10:00:00Z")));
+        more.push(entry_at(9, "2026-12-12T10:00:00Z", "restore", "ok", "source app: backup 77f6e698 of \"app\" into database \"x\" (local): restored in 3.0s (fetch 1.0s, restore 2.0s); verified against the backup-time truth: 3 tables, 1 sequences"));
+        let (damaged, again) = damage_history(&more, ts("2026-12-31T00:00:00Z"));
+        assert!(damaged.is_empty(), "{damaged:?}");
+        assert_eq!(
+            again.last().map(|i| i.by.as_str()),
+            Some("verified restore")
+        );
+        // the pack says both
+        let config = Config::parse("", "c").unwrap();
+        let m = markdown(&EvidencePack {
+            damaged: vec![("77f6e698".into(), ts("2026-12-10T10:00:00Z"))],
+            intact_again: again[..1].to_vec(),
+            ..empty_pack(&config, ts("2026-12-31T00:00:00Z"))
+        });
+        assert!(
+            m.contains("found **damaged**, and no check found intact since by the period's end")
+                && m.contains("`e130108a` (found damaged 2026-12-05 10:00 UTC, found intact again 2026-12-07 10:00 UTC by a verify reading its data)"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn an_entry_recorded_late_belongs_to_the_period_it_happened_in() {
+        let parked = |time: &str, action: &str, ok: bool, details: &str| {
+            crate::repository::parked::Parked {
+                repository: "/r".into(),
+                time: ts(time),
+                action: action.into(),
+                ok,
+                details: details.into(),
+                user: "u".into(),
+                host: "h".into(),
+            }
+            .late_details()
+        };
+        // the repository could not be written from 23:50 to past midnight: the failed
+        // backup and the verify were added by the first run of January
+        let entries = vec![
+            entry_at(
+                1,
+                "2026-12-31T12:00:00Z",
+                "backup",
+                "ok",
+                "source app recovery point 20261231T1200Z: x",
+            ),
+            entry_at(
+                2,
+                "2027-01-01T00:10:00Z",
+                "backup",
+                "failed",
+                &parked(
+                    "2026-12-31T23:55:00Z",
+                    "backup",
+                    false,
+                    "source app: the repository is unavailable",
+                ),
+            ),
+            entry_at(
+                3,
+                "2027-01-01T00:10:01Z",
+                "verify",
+                "failed",
+                &parked(
+                    "2026-12-31T23:56:00Z",
+                    "verify",
+                    false,
+                    "1 backup(s), data read: damaged e130108a",
+                ),
+            ),
+            entry_at(
+                4,
+                "2027-01-01T00:10:02Z",
+                "backup",
+                "ok",
+                "source app recovery point 20270101T0010Z: y",
+            ),
+        ];
+        let december = (ts("2026-12-01T00:00:00Z"), ts("2026-12-31T23:59:59Z"));
+        let january = (ts("2027-01-01T00:00:00Z"), ts("2027-01-31T23:59:59Z"));
+        let (ok, failed) = operations(&entries, december.0, december.1);
+        assert_eq!(ok.get("backup"), Some(&1));
+        assert_eq!(failed["backup"].len(), 1, "{failed:?}");
+        assert!(
+            failed["backup"][0].starts_with("2026-12-31 23:55:00 UTC: "),
+            "{failed:?}"
+        );
+        assert_eq!(failed["verify"].len(), 1, "{failed:?}");
+        let (ok, failed) = operations(&entries, january.0, january.1);
+        assert_eq!(ok.get("backup"), Some(&1));
+        assert!(failed.is_empty(), "{failed:?}");
+        // the verify of December, with its finding read without the late note
+        let lines = verification_lines(&entries, december.0, december.1);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].time, ts("2026-12-31T23:56:00Z"));
+        assert!(verification_lines(&entries, january.0, january.1).is_empty());
+        let (damaged, _) = damage_history(&entries, december.1);
+        assert_eq!(damaged.get("e130108a"), Some(&ts("2026-12-31T23:56:00Z")));
+    }
+
+    #[test]
+    fn backups_completed_in_the_period_count_those_deleted_since() {
+        let whole = |c: char| c.to_string().repeat(64);
+        let entries = vec![
+            entry_at(1, "2026-11-20T10:00:00Z", "backup", "ok", &format!("source app recovery point 20261120T1000Z: {} logical app (12 bytes)", whole('a'))),
+            entry_at(2, "2026-12-05T10:00:00Z", "backup", "ok", &format!("source app recovery point 20261205T1000Z: {} logical app (12 bytes), {} globals - (3 bytes)", whole('b'), whole('c'))),
+            // an older entry names its backup by 8 digits
+            entry_at(3, "2026-12-06T10:00:00Z", "backup", "ok", "source app recovery point 20261206T1000Z: dddddddd logical app (12 bytes)"),
+            entry_at(4, "2026-12-07T10:00:00Z", "backup", "ok", &format!("source app recovery point 20261207T1000Z: {} logical app (12 bytes)", whole('e'))),
+            entry_at(5, "2026-12-20T10:00:00Z", audit::DELETED, "ok", &format!("backups {} deleted on purpose: erasure request", whole('b'))),
+        ];
+        let logged = audit::logged_backups(&entries);
+        assert_eq!(logged.len(), 5, "{logged:?}");
+        assert!(logged[1].deleted_on_purpose && !logged[3].deleted_on_purpose);
+        // the repository holds the November one, the globals and the 8-digit one's backup
+        let held = |id: &str| {
+            [
+                whole('a'),
+                whole('c'),
+                format!("dddddddd{}", "1".repeat(56)),
+            ]
+            .iter()
+            .any(|h| h == id || (id.len() < 64 && h.starts_with(id)))
+        };
+        let mut lines = BTreeMap::new();
+        let times = count_no_longer_held(
+            &mut lines,
+            &logged,
+            held,
+            ts("2026-12-01T00:00:00Z"),
+            ts("2026-12-31T00:00:00Z"),
+        );
+        let app = (
+            "app".to_string(),
+            BackupKind::Logical,
+            Some("app".to_string()),
+        );
+        let l = &lines[&app];
+        assert_eq!(
+            (l.count, l.no_longer_held, l.deleted_on_purpose),
+            (2, 2, 1),
+            "{l:?}"
+        );
+        assert_eq!(l.newest, Some(ts("2026-12-07T10:00:00Z")));
+        assert_eq!(times[&app].len(), 2);
+        assert!(!lines.contains_key(&("app".to_string(), BackupKind::Globals, None)));
+        // a period before both: no count, but the line is there to say 0 later
+        let mut before = BTreeMap::new();
+        count_no_longer_held(
+            &mut before,
+            &logged,
+            held,
+            ts("2026-01-01T00:00:00Z"),
+            ts("2026-11-30T00:00:00Z"),
+        );
+        assert!(before.is_empty(), "{before:?}");
+        let config = Config::parse("", "c").unwrap();
+        let m = markdown(&EvidencePack {
+            backups: lines.into_values().collect(),
+            ..empty_pack(&config, ts("2026-12-31T00:00:00Z"))
+        });
+        assert!(
+            m.contains("| app | logical | app | 2 (2 no longer in the repository: 1 deleted on purpose (`audit deleted`), 1 **gone without a record**) |"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn the_integrity_section_claims_no_unedited_log_when_a_drill_names_a_head_not_in_it() {
+        let entries = vec![entry(
+            1,
+            "drill",
+            "ok",
+            "drill-A of logical backup 1234abcd (\"app\"): passed",
+        )];
+        let config = Config::parse("", "c").unwrap();
+        let now = ts("2026-12-31T00:00:00Z");
+        // (the test entries' hashes are made up: the chain of none verifies)
+        let pack = empty_pack(&config, now);
+        assert!(markdown(&pack).contains("verifies (no entry edited, removed or reordered)"));
+        // the log was rewritten and rehashed: entry 1 has another hash than drill A saw
+        let stored = [summary("drill-A", true, Some(99))];
+        let heads = drill_heads_not_in_log(&stored, &entries);
+        assert_eq!(heads.len(), 1, "{heads:?}");
+        assert!(drill_heads_not_in_log(&[summary("drill-A", true, Some(1))], &entries).is_empty());
+        let rewritten = EvidencePack {
+            drill_heads_not_in_log: heads,
+            ..pack
+        };
+        assert!(!rewritten.ok());
+        let m = markdown(&rewritten);
+        assert!(!m.contains("no entry edited"), "{m}");
+        assert!(
+            m.contains("is consistent in itself, but **1 drill report(s) name an audit head that is not in the log**"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn backups_gone_from_the_repository_have_their_own_heading() {
+        let config = Config::parse("", "c").unwrap();
+        let now = ts("2026-12-31T00:00:00Z");
+        let gone = "1 backup(s) the audit log records as stored are no longer in the repository: 38c73584 (logical of app, entry 21 at 2026-12-07 04:35:53 UTC)";
+        let m = markdown(&EvidencePack {
+            evidence_problems: vec![gone.into()],
+            drill_mismatches: 0,
+            ..empty_pack(&config, now)
+        });
+        assert!(!m.contains("drill reports **do not match"), "{m}");
+        assert!(
+            m.contains(&format!("The repository **does not hold everything the audit log records**, or cannot read all of it:\n\n- {gone}")),
+            "{m}"
+        );
+        let m = markdown(&EvidencePack {
+            evidence_problems: vec![
+                "drill report d (passed) has no entry in the audit log".into(),
+                gone.into(),
+            ],
+            drill_mismatches: 1,
+            ..empty_pack(&config, now)
+        });
+        assert!(
+            m.contains("do not match the audit log**:\n\n- drill report d (passed) has no entry in the audit log\n\nThe repository **does not hold"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn short_times_keep_a_decimal_and_an_empty_log_says_none() {
+        let config = Config::parse("", "c").unwrap();
+        let now = Timestamp::now();
+        let mut quick = summary("d1", true, None);
+        quick.finished_at = now;
+        quick.rto_secs = 0.4;
+        quick.rpo_secs = 1.26;
+        let m = markdown(&EvidencePack {
+            drills: vec![quick],
+            ..empty_pack(&config, now)
+        });
+        assert!(m.contains("| 0.4 s | 1.3 s |"), "{m}");
+        assert!(
+            m.contains("Operations recorded in the audit log (successful / failed):\n\n- none\n"),
+            "{m}"
+        );
+        assert_eq!(secs(8.0), "8 s");
+        assert_eq!(secs(45.0), "45 s");
     }
 
     #[test]

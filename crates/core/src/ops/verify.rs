@@ -122,8 +122,18 @@ pub fn verify(repo: &Repo, opts: &VerifyOptions) -> Result<VerifyReport> {
     let result = verify_inner(repo, opts, backups, check);
     let details = match &result {
         Ok(r) => format!(
-            "{} backup(s){}: {}",
+            "{} backup(s) ({}){}: {}",
             r.backups.len(),
+            // which: a later pack tells a backup found damaged and then read intact
+            if opts.ids.is_empty() {
+                crate::repository::audit::VERIFIED_EVERY.to_string()
+            } else {
+                r.backups
+                    .iter()
+                    .map(|b| b.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
             match (&r.read_data_subset, r.read_data) {
                 (Some(s), _) => format!(", data read for a subset of the packs ({s})"),
                 (None, true) => ", data read".to_string(),

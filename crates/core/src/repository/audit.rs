@@ -89,6 +89,22 @@ impl Entry {
         format!("{:x}", h.finalize())
     }
 
+    /// When the operation happened: the time an entry added late says (one parked while
+    /// the repository could not be written, see [`super::parked::Parked::late_details`]),
+    /// else when it was written. What a period is about: an outage at a period's end must
+    /// not move its failures into the next one.
+    #[must_use]
+    pub fn happened_at(&self) -> Timestamp {
+        super::parked::late_time(&self.details).unwrap_or(self.time)
+    }
+
+    /// The details without the note an entry added late carries (`[at …, recorded late
+    /// …]`): what the operation itself wrote, for readers that parse it.
+    #[must_use]
+    pub fn own_details(&self) -> &str {
+        super::parked::without_late_note(&self.details)
+    }
+
     /// `user@host`, or `-` for an entry written before lifeboat recorded who ran it.
     #[must_use]
     pub fn actor(&self) -> String {
@@ -899,7 +915,7 @@ fn backups_recorded(e: &Entry) -> Vec<(&str, &str, &str)> {
     let list = match e.action.as_str() {
         // a run with some dumps failed is logged as failed, and stored the others
         "backup" => e
-            .details
+            .own_details()
             .split("; failed: ")
             .next()
             .unwrap_or_default()
@@ -1044,6 +1060,56 @@ fn gone_recorded<'e>(
         .collect()
 }
 
+/// A backup a `backup` entry records as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedBackup {
+    /// When the backup run ended ([`Entry::happened_at`] of its entry).
+    pub at: Timestamp,
+    /// The source the entry names.
+    pub source: String,
+    /// The id as the entry names it: whole, or 8 hex digits in entries written before
+    /// session 21.
+    pub id: String,
+    /// `logical`, `schema`, `globals`, `physical`.
+    pub kind: String,
+    /// The database, `-` for the kinds without one.
+    pub database: String,
+    /// Recorded as deleted on purpose (`lifeboat audit deleted`) by any entry of the log.
+    pub deleted_on_purpose: bool,
+}
+
+/// Every backup the `backup` entries of `entries` record as stored, oldest first: what
+/// was completed, also when the repository no longer holds it.
+#[must_use]
+pub fn logged_backups(entries: &[Entry]) -> Vec<LoggedBackup> {
+    let deleted: std::collections::HashSet<&str> =
+        entries.iter().flat_map(deleted_on_purpose).collect();
+    entries
+        .iter()
+        .filter(|e| e.action == "backup")
+        .flat_map(|e| {
+            // `source NAME recovery point …: …` (`source NAME: error` stored nothing)
+            let source = e
+                .details
+                .strip_prefix("source ")
+                .and_then(|r| r.split_once(" recovery point "))
+                .map(|(s, _)| s.to_string())
+                .unwrap_or_default();
+            let deleted = &deleted;
+            backups_recorded(e)
+                .into_iter()
+                .map(move |(id, kind, db)| LoggedBackup {
+                    at: e.happened_at(),
+                    source: source.clone(),
+                    id: id.to_string(),
+                    kind: kind.to_string(),
+                    database: db.to_string(),
+                    deleted_on_purpose: deleted.contains(id),
+                })
+        })
+        .collect()
+}
+
 /// The backups recorded as deleted on purpose, with the entry that says so: what `audit
 /// verify` shows beside its verdict (such an entry is evidence to review, not a clearance).
 #[must_use]
@@ -1076,6 +1142,11 @@ fn recorded_where(entries: &[Entry], which: impl Fn(&Entry) -> bool) -> Vec<Stri
         })
         .collect()
 }
+
+/// What a `verify` entry says it checked when it checked every backup (`3 backup(s)
+/// (every backup in the repository), data read: all intact`); one of given backups names
+/// their whole ids there instead.
+pub const VERIFIED_EVERY: &str = "every backup in the repository";
 
 /// The action of an entry recording backups deleted on purpose.
 pub const DELETED: &str = "deleted";

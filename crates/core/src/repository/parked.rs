@@ -43,10 +43,33 @@ impl Parked {
     pub fn late_details(&self) -> String {
         // the details first, as in every entry: readers match a drill's entry by its id
         format!(
-            "{} [at {}, recorded late by the next operation that could write to the repository]",
+            "{} [at {}{LATE_NOTE}",
             self.details,
             self.time.strftime("%Y-%m-%d %H:%M:%S UTC")
         )
+    }
+}
+
+/// What [`Parked::late_details`] adds after an entry's own details.
+const LATE_NOTE: &str = ", recorded late by the next operation that could write to the repository]";
+
+/// The time an entry's details say it happened when it was added late (`[at 2026-12-07
+/// 04:35:53 UTC, recorded late …]`); `None` for any other entry.
+#[must_use]
+pub fn late_time(details: &str) -> Option<Timestamp> {
+    let at = details.strip_suffix(LATE_NOTE)?.rsplit_once(" [at ")?.1;
+    format!("{}Z", at.strip_suffix(" UTC")?.replace(' ', "T"))
+        .parse()
+        .ok()
+}
+
+/// `details` without the note [`Parked::late_details`] adds (as they are, for any other
+/// entry).
+#[must_use]
+pub fn without_late_note(details: &str) -> &str {
+    match late_time(details) {
+        Some(_) => details.rsplit_once(" [at ").map_or(details, |(own, _)| own),
+        None => details,
     }
 }
 
@@ -235,6 +258,15 @@ mod tests {
         assert_eq!(got[0].1.details, "first");
         assert!(got[1].1.ok);
         assert!(got[0].1.late_details().starts_with("first [at "));
+        // read back: when it happened, to the second, and its own words
+        let late = got[0].1.late_details();
+        assert_eq!(
+            late_time(&late).map(|t| t.as_second()),
+            Some(got[0].1.time.as_second())
+        );
+        assert_eq!(without_late_note(&late), "first");
+        assert_eq!(late_time("first"), None);
+        assert_eq!(without_late_note("damaged e130108a"), "damaged e130108a");
         assert_eq!(for_repository("/srv/b").unwrap()[0].0, b);
         // other spellings of the same place: a trailing slash, a relative path, a link
         assert_eq!(for_repository("s3://b/a/").unwrap().len(), 2);
