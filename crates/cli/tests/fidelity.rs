@@ -383,6 +383,22 @@ fn money_restores_under_the_clusters_lc_monetary() {
     };
     assert_eq!(sum(&other, "till_copy"), sum(&c, "till"));
     assert_eq!(sum(&other, "till_copy"), "1247.99|1.50");
+
+    // money only under a domain over an array of it: found all the same
+    c.sql("postgres", "CREATE DATABASE till2").unwrap();
+    c.sql(
+        "till2",
+        "CREATE DOMAIN prices AS money[]; CREATE TABLE quotes (p prices);
+         INSERT INTO quotes VALUES (ARRAY[7.25::numeric::money])",
+    )
+    .unwrap();
+    let cfg2 = ws.local_config(&[("till2-db", &c.dsn("till2"))]);
+    ok(lb(&cfg2).args(["backup", "--kind", "logical"]));
+    let listed = ok(lb(&cfg2).args(["--json", "list", "--source", "till2-db"]));
+    assert!(
+        listed.contains("\"lc_monetary\": \"de_DE.utf8\""),
+        "{listed}"
+    );
 }
 
 /// pg_dump's classic trap: a materialized view over a function that names its table

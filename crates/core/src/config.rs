@@ -640,7 +640,7 @@ impl Config {
                     "{origin}:{line}: source.name {:?} is not valid",
                     s.name
                 ))
-                .hint(SOURCE_NAME_RULE));
+                .hint(format!("{SOURCE_NAME_RULE}; a source renamed keeps its backups and WAL under the old name (`restore`, `drill`, `wal-fetch` and `wal status` take it with --source)")));
             }
             if !seen.insert(&s.name) {
                 return Err(Error::config(format!(

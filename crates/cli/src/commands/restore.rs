@@ -797,8 +797,9 @@ impl RestoreCmd {
             println!("note: WAL archiving is off in the restored server (archive_mode = off in its postgresql.auto.conf, which overrides postgresql.conf).");
             println!("  When it becomes the primary (and only then: the history file sends every later recovery onto its timeline):");
             // what to archive with here: this configuration, or one still to be written
+            // PostgreSQL replaces `%x` in it: a `%` in a path is written `%%`
             let push = if ctx.config_path.is_some() {
-                format!("{lb} wal-push --source {source} %p")
+                format!("{} wal-push --source {source} %p", lb.replace('%', "%%"))
             } else {
                 format!("lifeboat --config FILE wal-push --source {source} %p")
             };
@@ -1020,7 +1021,9 @@ fn lost_config(command: &str, data_dir: &std::path::Path) -> Option<String> {
     let repo_given = words.iter().any(|w| {
         w == "--repo" || w.starts_with("--repo=") || w.starts_with("LIFEBOAT_REPOSITORY=")
     });
-    let candidates: Vec<std::path::PathBuf> = match given {
+    // PostgreSQL reads `%%` in the command as `%`
+    let given = given.map(|p| p.replace("%%", "%"));
+    let candidates: Vec<std::path::PathBuf> = match &given {
         Some(p) => vec![data_dir.join(p)],
         None if repo_given => return None,
         None => lifeboat_core::config::DEFAULT_CONFIG_PATHS
@@ -1032,7 +1035,7 @@ fn lost_config(command: &str, data_dir: &std::path::Path) -> Option<String> {
         return None;
     }
     Some(match given {
-        Some(p) => p.to_string(),
+        Some(p) => p,
         None => format!(
             "{} (its default; none of {} is here)",
             lifeboat_core::config::DEFAULT_CONFIG_PATHS[1],
@@ -1132,6 +1135,15 @@ mod tests {
             lost(&format!(
                 "lifeboat --config '{}' wal-push %p",
                 kept.display()
+            )),
+            None
+        );
+        // a `%` in its path, written `%%` for PostgreSQL
+        std::fs::write(here.path().join("100%f.toml"), "").expect("config");
+        assert_eq!(
+            lost(&format!(
+                "lifeboat --config {}/100%%f.toml wal-push %p",
+                here.path().display()
             )),
             None
         );

@@ -432,12 +432,11 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
     // no base backup to say the segment size (archiving began before the first one): the
     // newest segment says it, else a cluster with 64 MiB segments shows gaps that are none
     if phys.is_none() {
+        // a segment that cannot be read is for the status to report, not a reason to fail
         if let Some(size) = st
             .newest
             .as_deref()
-            .map(|n| wal::segment_size_of(&store, n))
-            .transpose()?
-            .flatten()
+            .and_then(|n| wal::segment_size_of(&store, n).ok().flatten())
             .filter(|s| *s != seg_size)
         {
             seg_size = size;

@@ -100,8 +100,10 @@ fn count_no_longer_held(
             kind,
             (b.database != "-").then(|| b.database.clone()),
         );
-        let l = lines.entry(key.clone()).or_insert_with(|| line_of(&key));
+        // a line only for a backup of the period: one deleted long ago (a dropped
+        // database's, an erasure request) would otherwise show a 0 in every later pack
         if within(b.at, from, to) {
+            let l = lines.entry(key.clone()).or_insert_with(|| line_of(&key));
             l.count += 1;
             l.no_longer_held += 1;
             l.deleted_on_purpose += usize::from(b.deleted_on_purpose);
@@ -318,7 +320,7 @@ fn check_drills(
                     problems.push(format!(
                         "drill report {} names audit entry {}…, but its entry in the log is {} ({}…)",
                         d.drill,
-                        &h[..16.min(h.len())],
+                        h.get(..16).unwrap_or(h),
                         e.seq,
                         &e.hash[..16]
                     ));
@@ -365,7 +367,7 @@ pub fn drill_heads_not_in_log(drills: &[DrillSummary], entries: &[audit::Entry])
                     "drill report {} ({}) names audit head {}…, which is not in the log: the log was rewritten and its hashes computed again (entries edited, removed or reordered), or the report was altered",
                     d.drill,
                     d.finished_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
-                    &h[..16.min(h.len())]
+                    h.get(..16).unwrap_or(h)
                 )
             })
         })
@@ -398,7 +400,8 @@ fn verification_lines(
         .iter()
         .filter(|e| e.action == "verify" && within(e.happened_at(), from, to))
         .map(|e| {
-            let (head, finding) = e.details.split_once(": ").unwrap_or(("", &e.details));
+            let details = e.own_details();
+            let (head, finding) = details.split_once(": ").unwrap_or(("", details));
             VerificationLine {
                 time: e.happened_at(),
                 backups: head
@@ -447,8 +450,11 @@ pub fn damage_history(
     ordered.sort_by_key(|e| e.happened_at());
     let mut damaged: BTreeMap<String, Timestamp> = BTreeMap::new();
     let mut intact: Vec<IntactAgain> = Vec::new();
+    // deleted on purpose by then: a verify of every backup did not read those
+    let mut deleted: Vec<&str> = Vec::new();
     for e in ordered {
         let at = e.happened_at();
+        deleted.extend(audit::deleted_on_purpose(e));
         if e.action == "verify" && e.outcome != "ok" {
             for id in damaged_in(e) {
                 damaged.insert(id.to_string(), at);
@@ -462,7 +468,9 @@ pub fn damage_history(
         let cleared: Vec<String> = damaged
             .keys()
             .filter(|id| match &found {
-                Found::Every => true,
+                Found::Every => !deleted
+                    .iter()
+                    .any(|d| d.starts_with(id.as_str()) || id.starts_with(d)),
                 Found::Ids(ids) => ids.iter().any(|i| i.starts_with(id.as_str())),
             })
             .cloned()
@@ -613,14 +621,18 @@ pub fn evidence_pack(
     let unreadable = repo.unreadable_snapshots();
     // a backup the log records and the repository no longer holds was still completed
     // (a snapshot file that cannot be read is named as such below, not as gone)
-    let held = |id: &str| {
+    let held = audit::Held::of(
         all.iter()
             .map(|b| b.id.as_str())
-            .chain(unreadable.iter().map(|(id, _)| id.as_str()))
-            .any(|h| h == id || (id.len() < h.len() && h.starts_with(id)))
-    };
-    let gone_times =
-        count_no_longer_held(&mut lines, &audit::logged_backups(&entries), held, from, to);
+            .chain(unreadable.iter().map(|(id, _)| id.as_str())),
+    );
+    let gone_times = count_no_longer_held(
+        &mut lines,
+        &audit::logged_backups(&entries),
+        |id| held.holds(id),
+        from,
+        to,
+    );
     // as `verify --all` counts them (the log's intact chain, from when it began); one whose
     // entry waits parked on this host is named with that
     let of_period: Vec<audit::Entry> = entries
@@ -1410,8 +1422,9 @@ mod tests {
         )];
         let logged = audit::logged_backup_ids(&entries);
         assert!(logged.names(&whole));
-        // the same first 8 digits: what a forger would aim for
+        // the same first 8 digits, or the recovery point's: what a forger would aim for
         assert!(!logged.names(&format!("7c1d03aa{}", "1".repeat(56))));
+        assert!(!logged.names(&format!("20261206{}", "1".repeat(56))));
     }
 
     fn entry(seq: u64, action: &str, outcome: &str, details: &str) -> audit::Entry {
@@ -1726,6 +1739,38 @@ mod tests {
             again.last().map(|i| i.by.as_str()),
             Some("verified restore")
         );
+        // deleted on purpose, then a verify of every backup: that verify did not read it
+        let mut gone = vec![
+            entry_at(
+                1,
+                "2026-12-05T10:00:00Z",
+                "verify",
+                "failed",
+                "2 backup(s), data read: damaged e130108a",
+            ),
+            entry_at(
+                2,
+                "2026-12-05T11:00:00Z",
+                audit::DELETED,
+                "ok",
+                &format!("backups {} deleted on purpose: damaged", whole("e130108a")),
+            ),
+            entry_at(
+                3,
+                "2026-12-05T12:00:00Z",
+                "verify",
+                "ok",
+                &format!(
+                    "1 backup(s) ({}), data read: all intact",
+                    audit::VERIFIED_EVERY
+                ),
+            ),
+        ];
+        let (_, cleared) = damage_history(&gone, ts("2026-12-31T00:00:00Z"));
+        assert!(cleared.is_empty(), "{cleared:?}");
+        gone.remove(1);
+        let (_, cleared) = damage_history(&gone, ts("2026-12-31T00:00:00Z"));
+        assert_eq!(cleared.len(), 1, "{cleared:?}");
         // the pack says both
         let config = Config::parse("", "c").unwrap();
         let m = markdown(&EvidencePack {
@@ -1813,6 +1858,7 @@ mod tests {
         let lines = verification_lines(&entries, december.0, december.1);
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0].time, ts("2026-12-31T23:56:00Z"));
+        assert_eq!(lines[0].finding, "damaged e130108a");
         assert!(verification_lines(&entries, january.0, january.1).is_empty());
         let (damaged, _) = damage_history(&entries, december.1);
         assert_eq!(damaged.get("e130108a"), Some(&ts("2026-12-31T23:56:00Z")));
@@ -1833,20 +1879,17 @@ mod tests {
         assert_eq!(logged.len(), 5, "{logged:?}");
         assert!(logged[1].deleted_on_purpose && !logged[3].deleted_on_purpose);
         // the repository holds the November one, the globals and the 8-digit one's backup
-        let held = |id: &str| {
-            [
-                whole('a'),
-                whole('c'),
-                format!("dddddddd{}", "1".repeat(56)),
-            ]
-            .iter()
-            .any(|h| h == id || (id.len() < 64 && h.starts_with(id)))
-        };
+        let there = [
+            whole('a'),
+            whole('c'),
+            format!("dddddddd{}", "1".repeat(56)),
+        ];
+        let held = audit::Held::of(there.iter().map(String::as_str));
         let mut lines = BTreeMap::new();
         let times = count_no_longer_held(
             &mut lines,
             &logged,
-            held,
+            |id| held.holds(id),
             ts("2026-12-01T00:00:00Z"),
             ts("2026-12-31T00:00:00Z"),
         );
@@ -1864,16 +1907,27 @@ mod tests {
         assert_eq!(l.newest, Some(ts("2026-12-07T10:00:00Z")));
         assert_eq!(times[&app].len(), 2);
         assert!(!lines.contains_key(&("app".to_string(), BackupKind::Globals, None)));
-        // a period before both: no count, but the line is there to say 0 later
+        // a period before both: no line
         let mut before = BTreeMap::new();
         count_no_longer_held(
             &mut before,
             &logged,
-            held,
+            |id| held.holds(id),
             ts("2026-01-01T00:00:00Z"),
             ts("2026-11-30T00:00:00Z"),
         );
         assert!(before.is_empty(), "{before:?}");
+        // nor a period after them: a database whose backups were deleted long ago does
+        // not come back as a 0 in every later pack
+        let mut after = BTreeMap::new();
+        count_no_longer_held(
+            &mut after,
+            &logged,
+            |id| held.holds(id),
+            ts("2027-01-01T00:00:00Z"),
+            ts("2027-01-31T00:00:00Z"),
+        );
+        assert!(after.is_empty(), "{after:?}");
         let config = Config::parse("", "c").unwrap();
         let m = markdown(&EvidencePack {
             backups: lines.into_values().collect(),

@@ -1019,19 +1019,22 @@ impl<'a> FromIterator<&'a str> for LoggedIds<'a> {
 
 /// The backups a repository holds (whole ids), asked whether it holds one as an entry
 /// names it (whole, or by its first 8 digits).
-struct Held<'a> {
+pub struct Held<'a> {
     whole: std::collections::HashSet<&'a str>,
     short: std::collections::HashSet<&'a str>,
 }
 
 impl<'a> Held<'a> {
-    fn of(ids: impl Iterator<Item = &'a str>) -> Self {
+    /// The backups with whole ids `ids`.
+    pub fn of(ids: impl Iterator<Item = &'a str>) -> Self {
         let whole: std::collections::HashSet<&str> = ids.collect();
         let short = whole.iter().map(|id| short_id(id)).collect();
         Self { whole, short }
     }
 
-    fn holds(&self, named: &str) -> bool {
+    /// Whether one of them is the backup an entry names `named` (whole, or 8 digits).
+    #[must_use]
+    pub fn holds(&self, named: &str) -> bool {
         if named.len() == ID_LEN {
             self.whole.contains(named)
         } else {
@@ -1151,8 +1154,10 @@ pub const VERIFIED_EVERY: &str = "every backup in the repository";
 /// The action of an entry recording backups deleted on purpose.
 pub const DELETED: &str = "deleted";
 
-/// What an entry of [`DELETED`] names: `backups 1234abcd, 5678abcd deleted on purpose: ...`.
-fn deleted_on_purpose(e: &Entry) -> Vec<&str> {
+/// What an entry of [`DELETED`] names: `backups 1234abcd, 5678abcd deleted on purpose: ...`
+/// (whole ids since session 21); nothing for any other entry.
+#[must_use]
+pub fn deleted_on_purpose(e: &Entry) -> Vec<&str> {
     if e.action != DELETED || e.outcome != "ok" {
         return Vec::new();
     }
@@ -1368,12 +1373,18 @@ pub fn logged_backup_ids(entries: &[Entry]) -> LoggedIds<'_> {
         .collect()
 }
 
-/// Every run of at least 8 hex digits in `text` (how entries name backups: a whole id,
-/// or `7c1d03aa` in older ones): a whole id as it is, any other by its first 8 digits.
-fn ids_in(text: &str) -> impl Iterator<Item = &str> {
-    text.split(|c: char| !c.is_ascii_hexdigit())
-        .filter(|w| w.len() >= 8)
-        .map(|w| if w.len() == ID_LEN { w } else { &w[..8] })
+/// The backup ids `text` names: its whole ids (64 hex digits) when it has any, as every
+/// entry written since session 21 does; else, as older entries name backups (`7c1d03aa`),
+/// the first 8 digits of every run of at least 8. An entry with whole ids names nothing
+/// by 8 digits: its `recovery point 20261207T…` would otherwise pass any snapshot whose
+/// id was made to begin `20261207`.
+fn ids_in(text: &str) -> Vec<&str> {
+    let runs = || text.split(|c: char| !c.is_ascii_hexdigit());
+    if runs().any(|w| w.len() == ID_LEN) {
+        runs().filter(|w| w.len() == ID_LEN).collect()
+    } else {
+        runs().filter(|w| w.len() >= 8).map(|w| &w[..8]).collect()
+    }
 }
 
 /// The entries from the first as long as the chain holds (each in its place, its hash

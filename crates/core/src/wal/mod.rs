@@ -165,8 +165,8 @@ pub(crate) fn write_file(dest: &Path, data: &[u8]) -> Result<()> {
 }
 
 /// The WAL segment size the archived segment `name` was written with, read from its first
-/// page's long header (`xlp_seg_size`): what `wal status` and `wal serve` go by when no
-/// base backup says it (archiving turned on before the first one). `None` when the file
+/// page's long header (`xlp_seg_size`): what `wal status` goes by when no base backup
+/// says it (archiving turned on before the first one). `None` when the file
 /// is not there or not a segment with such a header.
 ///
 /// # Errors

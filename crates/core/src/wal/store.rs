@@ -95,7 +95,14 @@ impl WalStore {
     /// the S3 client cannot be built.
     pub fn new(repo: &Repo, source: &str) -> Result<Self> {
         let cfg = repo.config();
-        if !crate::config::valid_source_name(source) {
+        // the rule before `config::valid_source_name` (which new configurations follow):
+        // an archive a source so named already has stays readable
+        let readable = !source.is_empty()
+            && !source.starts_with('.')
+            && source
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !readable {
             return Err(
                 Error::config(format!("source name {source:?} cannot name a WAL archive"))
                     .hint(crate::config::SOURCE_NAME_RULE),

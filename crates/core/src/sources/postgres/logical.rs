@@ -195,24 +195,39 @@ impl DumpProcess {
     }
 }
 
-/// `money` in a table's, a materialized view's or a composite type's column, directly, as
-/// an array or under a domain.
-const MONEY_SQL: &str = "select current_setting('lc_monetary') where exists (
+/// `money` in a column of a table, a materialized view or a composite type: directly, or
+/// under any nesting of domains, arrays, ranges and multiranges.
+const MONEY_SQL: &str = "with recursive m(oid) as (
+  select 'money'::regtype::oid
+  union
+  select t.oid from pg_type t
+    left join pg_range r on r.rngtypid = t.oid
+    left join pg_range mr on mr.rngmultitypid = t.oid
+    join m on m.oid in (t.typbasetype, t.typelem, r.rngsubtype, mr.rngtypid)
+)
+select current_setting('lc_monetary') where exists (
   select 1 from pg_attribute a join pg_class c on c.oid = a.attrelid
-  join pg_type t on t.oid = a.atttypid
   where a.attnum > 0 and not a.attisdropped and c.relkind in ('r', 'p', 'm', 'c')
-    and 'money'::regtype in (t.oid, t.typelem, t.typbasetype))";
+    and a.atttypid in (select oid from m))";
 
 /// The `lc_monetary` pg_dump will write `database`'s money values in, when it has any.
 /// The setting may come from the server's configuration or the role, which the dump does
-/// not record. A failed query leaves it unrecorded: pg_dump then reports the connection.
+/// not record. A failed query leaves it unrecorded, said in a note (pg_dump reports a
+/// connection that fails).
 fn money_locale(conn: &PgConn, database: &str) -> Option<String> {
-    let out = conn
-        .with_options(DUMP_SESSION)
-        .query(database, MONEY_SQL)
-        .ok()?;
-    let lc = out.trim();
-    (!lc.is_empty()).then(|| lc.to_string())
+    match conn.with_options(DUMP_SESSION).query(database, MONEY_SQL) {
+        Ok(out) => {
+            let lc = out.trim();
+            (!lc.is_empty()).then(|| lc.to_string())
+        }
+        Err(e) => {
+            super::cluster::note(format!(
+                "could not ask whether database {database:?} stores money values ({}): the backup does not record the lc_monetary they are written in, and a server with another one would read them wrongly",
+                crate::error::one_line(&e)
+            ));
+            None
+        }
+    }
 }
 
 /// Settings of every dump session besides pg_dump's own. The text of a `timestamptz` and
