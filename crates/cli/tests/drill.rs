@@ -150,6 +150,14 @@ fn drill_passes_and_writes_evidence() {
         "{err}"
     );
     assert!(!pwned.exists());
+    // one with a comma no client could reach: refused too
+    let comma = ws.path().join("scr,atch");
+    std::fs::create_dir(&comma).unwrap();
+    let (code, _, err) = run(lb(&cfg).arg("drill").arg("--scratch-dir").arg(&comma));
+    assert!(
+        code != 0 && err.contains("has a comma in its path"),
+        "{err}"
+    );
     assert_eq!(r["rto"]["objective_secs"], 7200.0);
     assert_eq!(r["rto"]["met"], true);
     assert!(r["rpo"]["achieved_secs"].as_f64().unwrap() < 3600.0);
@@ -559,6 +567,8 @@ fn drills_fail_and_name_the_failing_check() {
         out.contains("RTO NOT ACHIEVED") && out.contains("RPO NOT ACHIEVED"),
         "{out}"
     );
+    // nor did any check run whose limits the terminal would name
+    assert!(!out.contains("not checked:"), "{out}");
     // its report, rendered again, is evidence of a failed restore test and claims no
     // comparison, nor the limits of checks, that never ran
     let drills: Vec<serde_json::Value> = serde_json::from_str(&ok(lb(&cfg).args([

@@ -558,7 +558,8 @@ fn pitr_to_time_lsn_and_restore_point_on_a_local_repository() {
 
 /// Paths and names that shells and PostgreSQL's configuration file read specially: a
 /// configuration in a directory with a space, `'`, `%` and `\` (the restore_command
-/// PostgreSQL runs names it), a data directory and socket directory with a space and `'`,
+/// PostgreSQL runs names it), a data directory and socket directory with a space and `'`
+/// (a socket directory with a comma, which no client could reach, is refused up front),
 /// a restore point with a backslash, and a hook that connects through the socket. A data
 /// directory with `$(...)` in its path is refused before anything is written, and the
 /// command in it never runs.
@@ -627,6 +628,20 @@ fn odd_paths_and_names_reach_postgresql_as_they_are() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("pg_ctl hands to a shell"), "{err}");
     assert!(!evil.join("data").exists() && !pwned.exists());
+    let (code, _, err) = common::run(
+        a.lb()
+            .args([
+                "restore", "--kind", "physical", "--source", "main", "--start",
+            ])
+            .arg("--latest")
+            .arg("--to-dir")
+            .arg(base.join("again"))
+            .arg("--socket-dir")
+            .arg(a.scratch("so,ck")),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("has a comma in its path"), "{err}");
+    assert!(!base.join("again").exists());
 }
 
 #[test]

@@ -599,7 +599,8 @@ fn the_pack_counts_deleted_backups_and_a_rehashed_log_is_caught_by_its_drill_rep
     let (code, _, err) = run(lb(&cfg).args(["report", "--from", "2026-12-07 10:21 CET"]));
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("abbreviations are ambiguous") && err.contains("Europe/Berlin"),
+        err.contains("abbreviations are refused because they are ambiguous")
+            && err.contains("Europe/Berlin"),
         "{err}"
     );
 }

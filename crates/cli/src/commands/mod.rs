@@ -197,9 +197,15 @@ fn parse_time_in(
                 .parse::<jiff::civil::DateTime>()
                 .is_ok()
         {
+            // a bare date takes an offset only after a time of day
+            let local = local.trim();
+            let local = if local.contains(':') {
+                local.to_string()
+            } else {
+                format!("{local} 00:00")
+            };
             return Err(format!(
-                "{given:?} names its time zone by the abbreviation {abbr:?}, which is refused because abbreviations are ambiguous (CST is US Central, China and Cuba time; IST India, Ireland and Israel): give the zone's name (\"{local} Europe/Berlin\"), its offset (\"{local}+01\"), UTC (\"{local} UTC\"), or no zone for this machine's",
-                local = local.trim()
+                "{given:?} names a time zone by {abbr:?}, an abbreviation or none lifeboat knows, and abbreviations are refused because they are ambiguous (CST is US Central, China and Cuba time; IST India, Ireland and Israel): give the zone's name (\"{local} Europe/Berlin\"), its offset (\"{local}+01\"), UTC (\"{local} UTC\"), or no zone for this machine's own time zone (\"{local}\")"
             ));
         }
     }
@@ -355,14 +361,32 @@ mod tests {
         for text in ["2026-12-07 10:21 CET", "2026-12-07 10:21:00 est"] {
             let e = parse_time_in(text, &berlin, DayEdge::Start).unwrap_err();
             assert!(
-                e.contains("refused because abbreviations are ambiguous")
+                e.contains("abbreviations are refused because they are ambiguous")
                     && e.contains(" Europe/Berlin\"")
                     && e.contains("+01\"")
                     && !e.contains("is not a time"),
                 "{e}"
             );
         }
-        // each form it offers is read
+        // each form the message offers is read, a bare date's too
+        for text in ["2026-12-07 10:21 CET", "2026-12-07 CET"] {
+            let e = parse_time_in(text, &berlin, DayEdge::Start).unwrap_err();
+            let offered: Vec<&str> = e
+                .split_once("give ")
+                .unwrap()
+                .1
+                .split('"')
+                .skip(1)
+                .step_by(2)
+                .collect();
+            assert_eq!(offered.len(), 4, "{e}");
+            for form in offered {
+                assert!(
+                    parse_time_in(form, &berlin, DayEdge::Start).is_ok(),
+                    "{form}: {e}"
+                );
+            }
+        }
         for text in [
             "2026-12-07 10:21 Europe/Berlin",
             "2026-12-07 10:21+01",

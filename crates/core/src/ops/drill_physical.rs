@@ -132,6 +132,16 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
     let store = WalStore::new(repo, &src.name)?;
     let bin = PgBin::new(src.pg_bin_dir.as_deref());
     let scratch = ScratchDir::new("lifeboat-drill-", opts.scratch_dir.as_deref())?;
+    // a directory pg_ctl cannot be given is the configuration's fault, not the backup's:
+    // refused here, before it could become a failed drill of a good backup
+    crate::sources::postgres::cluster::check_pg_ctl_path(
+        scratch.path(),
+        "the drill's scratch directory",
+    )?;
+    crate::sources::postgres::cluster::check_socket_dir(
+        scratch.path(),
+        "the drill's scratch directory",
+    )?;
     if src.drill.server.is_some() {
         // whoever set drill.server may have meant to keep drills off this host
         crate::sources::postgres::cluster::note(format!(
@@ -174,7 +184,9 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
     let mut reached = None;
     let mut restored_bytes = None;
     // the backup's version until the recovered server can say its own
-    let mut server_version = backup.meta.server_version_num.to_string();
+    // as `show server_version` says it (15.18), until the restored server says it itself
+    let num = backup.meta.server_version_num;
+    let mut server_version = format!("{}.{}", num / 10_000, num % 100);
     let mut reachable_time = None;
     // the database given (`--database`), else the one the source names (its list, else
     // its DSN), where assertions and hooks run; the cluster's own `postgres` only when

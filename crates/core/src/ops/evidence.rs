@@ -330,7 +330,8 @@ fn ran_on(r: &DrillReport, code: impl Fn(&str) -> String) -> String {
 /// Whether the restore itself completed. One that did not (the backup could not be read,
 /// pg_restore or the WAL replay failed) compared and checked nothing: its report must not
 /// claim the comparison, nor list the limits of checks that never ran.
-fn restore_completed(r: &DrillReport) -> bool {
+#[must_use]
+pub fn restore_completed(r: &DrillReport) -> bool {
     !r.rto.not_achieved
         && !r
             .checks

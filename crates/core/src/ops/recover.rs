@@ -697,7 +697,7 @@ fn recovery_settings(opts: &RecoverOptions, start: Lsn, stop: Lsn) -> String {
     if let Some(d) = &opts.socket_dir {
         s.push_str(&format!(
             "unix_socket_directories = {}\n",
-            quote(&d.display().to_string())
+            quote(&crate::sources::postgres::cluster::socket_dir_item(d))
         ));
     }
     s.push_str(BLOCK_END);
@@ -1007,6 +1007,9 @@ pub struct RecoverPlan {
 pub fn plan_recovery(repo: &Repo, store: &WalStore, opts: &RecoverOptions) -> Result<RecoverPlan> {
     check_empty(&opts.to_dir)?;
     crate::sources::postgres::cluster::check_pg_ctl_path(&opts.to_dir, "the target directory")?;
+    if let Some(d) = &opts.socket_dir {
+        crate::sources::postgres::cluster::check_socket_dir(d, "the socket directory")?;
+    }
     let (backup, phys, reach) = locate(repo, store, opts)?;
     let owner = owner(opts)?.map(|u| u.name);
     preflight(&opts.restore_command, owner.as_deref())?;
@@ -1049,6 +1052,9 @@ pub(crate) fn recover_inner(
 ) -> Result<RecoverReport> {
     check_empty(&opts.to_dir)?;
     crate::sources::postgres::cluster::check_pg_ctl_path(&opts.to_dir, "the target directory")?;
+    if let Some(d) = &opts.socket_dir {
+        crate::sources::postgres::cluster::check_socket_dir(d, "the socket directory")?;
+    }
     // the restore_command probe (a process that opens the repository) runs while the backup
     // and the archive are looked up
     let user = owner(opts)?;

@@ -589,6 +589,30 @@ pub fn shell_quote(s: &str) -> String {
     }
 }
 
+/// `dir` as one item of `unix_socket_directories` (or `-k`), a list PostgreSQL splits at
+/// commas: between double quotes, which it reads, `"` doubled.
+#[must_use]
+pub fn socket_dir_item(dir: &Path) -> String {
+    format!("\"{}\"", dir.display().to_string().replace('"', "\"\""))
+}
+
+/// Refuses a socket directory with a comma: libpq reads `host` as a comma-separated list
+/// and has no way to escape one, so no client could connect there.
+///
+/// # Errors
+///
+/// [`crate::ErrorKind::Config`] naming the directory.
+pub fn check_socket_dir(dir: &Path, what: &str) -> Result<()> {
+    let text = dir.display().to_string();
+    if text.contains(',') {
+        return Err(Error::config(format!(
+            "{what} {text:?} has a comma in its path: PostgreSQL's clients read a socket directory as a comma-separated list of hosts, so none could connect there"
+        ))
+        .hint("choose a directory whose path has no comma"));
+    }
+    Ok(())
+}
+
 /// Refuses a directory `pg_ctl start` cannot be given safely: it runs the server through
 /// `/bin/sh -c` with the data directory and log file between double quotes, where `$`, a
 /// backquote, `"` and `\` keep their meaning (a path could run commands, or name another
@@ -725,6 +749,7 @@ impl Cluster {
         let user = run_as();
         let dir = ScratchDir::new("lifeboat-pg-", base)?;
         check_pg_ctl_path(dir.path(), "the throw-away cluster's directory")?;
+        check_socket_dir(dir.path(), "the throw-away cluster's directory")?;
         if let Some(u) = &user {
             let pw = nix::unistd::User::from_name(u)
                 .ok()
@@ -798,7 +823,7 @@ impl Cluster {
                 "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off{} -c synchronous_commit=off -c max_connections=50",
                 self.port,
                 // pg_ctl hands these options to a shell
-                shell_quote(&self.dir.path().display().to_string()),
+                shell_quote(&socket_dir_item(self.dir.path())),
                 if self.own_full_page_writes {
                     ""
                 } else {
