@@ -614,34 +614,28 @@ fn odd_paths_and_names_reach_postgresql_as_they_are() {
     );
     drop(r);
 
+    // refused up front (exit 2, `why` said), with nothing written to `to_dir`
+    let refused = |to_dir: &Path, socket: Option<&Path>, why: &str| {
+        let mut cmd = a.lb();
+        cmd.args(["restore", "--kind", "physical", "--source", "main"])
+            .args(["--start", "--latest", "--to-dir"])
+            .arg(to_dir);
+        if let Some(s) = socket {
+            cmd.arg("--socket-dir").arg(s);
+        }
+        let (code, _, err) = common::run(&mut cmd);
+        assert!(code == 2 && err.contains(why), "{err}");
+        assert!(!to_dir.exists());
+    };
     let pwned = a.ws.path().join("pwned");
     let evil = a.scratch(&format!("r$(touch {})", pwned.display()));
-    let (code, _, err) = common::run(
-        a.lb()
-            .args([
-                "restore", "--kind", "physical", "--source", "main", "--start",
-            ])
-            .arg("--latest")
-            .arg("--to-dir")
-            .arg(evil.join("data")),
+    refused(&evil.join("data"), None, "pg_ctl hands to a shell");
+    assert!(!pwned.exists());
+    refused(
+        &base.join("again"),
+        Some(&a.scratch("so,ck")),
+        "has a comma in its path",
     );
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("pg_ctl hands to a shell"), "{err}");
-    assert!(!evil.join("data").exists() && !pwned.exists());
-    let (code, _, err) = common::run(
-        a.lb()
-            .args([
-                "restore", "--kind", "physical", "--source", "main", "--start",
-            ])
-            .arg("--latest")
-            .arg("--to-dir")
-            .arg(base.join("again"))
-            .arg("--socket-dir")
-            .arg(a.scratch("so,ck")),
-    );
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("has a comma in its path"), "{err}");
-    assert!(!base.join("again").exists());
 }
 
 #[test]
