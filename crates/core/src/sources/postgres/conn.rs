@@ -670,6 +670,7 @@ pub fn classify_on(stderr: &str, what: &str, server: &Server) -> Error {
         )
     } else if state == Some("53300")
         || lower.contains("too many connections")
+        || lower.contains("too many clients")
         || lower.contains("remaining connection slots are reserved")
     {
         (
@@ -1019,6 +1020,13 @@ mod tests {
         );
         assert_eq!(full.kind(), ErrorKind::Unavailable);
         assert!(full.hint_text().unwrap().contains("CONNECTION LIMIT"));
+        // every slot taken: psql prints PostgreSQL's words without the SQLSTATE
+        let none_left = classify(
+            "psql: error: connection to server on socket \"/tmp/.s.PGSQL.5432\" failed: FATAL:  sorry, too many clients already",
+            "psql",
+        );
+        assert_eq!(none_left.kind(), ErrorKind::Unavailable);
+        assert!(none_left.hint_text().unwrap().contains("max_connections"));
         let no_connect = "FATAL:  permission denied for database \"postgres\"\nDETAIL:  User does not have CONNECT privilege.";
         assert!(hint(no_connect, "psql").contains("GRANT CONNECT ON DATABASE"));
         let authid = "ERROR:  42501: permission denied for table pg_authid";
