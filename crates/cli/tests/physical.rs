@@ -2543,6 +2543,12 @@ fn a_served_push_is_idempotent_refuses_a_conflict_and_the_server_stops_on_sigter
     // a directory given with --socket is the operator's: its mode must stay as it is
     std::fs::set_permissions(ws.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let mut server = Server::start(&ws, &cfg, &socket);
+    // a second server started by mistake says only that it cannot serve
+    let (code, _, err) = run(lb(&cfg).args(["wal", "serve", "--socket"]).arg(&socket));
+    assert!(
+        code != 0 && err.contains("already listening") && !err.contains("serving the WAL"),
+        "{err}"
+    );
     let push = |seg: &Path| {
         run(lb(&cfg)
             .arg("wal-push")

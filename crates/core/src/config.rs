@@ -129,7 +129,7 @@ pub struct SourceConfig {
     /// How long a physical backup may wait for PostgreSQL to archive the WAL it needs
     /// (default `"5m"`); past it the backup fails, naming the failing archive_command.
     pub archive_timeout: Option<String>,
-    /// How long pg_dump may wait for the locks it takes on every table (default `"30m"`;
+    /// How long pg_dump may wait for the locks it takes on every table (default `"5m"`;
     /// `"0s"` waits for ever): a session holding an exclusive lock (a long migration, a
     /// forgotten `LOCK TABLE`) makes the backup fail naming the table instead of hang.
     pub lock_wait_timeout: Option<String>,

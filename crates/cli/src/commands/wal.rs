@@ -832,13 +832,23 @@ fn serve(ctx: &Ctx, source: Option<&str>, socket: Option<PathBuf>) -> anyhow::Re
     };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     crate::on_stop(std::sync::Arc::clone(&stop));
-    if !ctx.json {
-        eprintln!(
-            "serving the WAL archive of source {name} ({}) on {}",
-            store.location(),
-            socket.display()
-        );
-    }
-    spool::serve(store, &archive_key(ctx, &name), &socket, seg_size, &stop)?;
+    let said = format!(
+        "serving the WAL archive of source {name} ({}) on {}",
+        store.location(),
+        socket.display()
+    );
+    let quiet = ctx.json;
+    spool::serve_announced(
+        store,
+        &archive_key(ctx, &name),
+        &socket,
+        seg_size,
+        &stop,
+        || {
+            if !quiet {
+                eprintln!("{said}");
+            }
+        },
+    )?;
     Ok(())
 }

@@ -328,6 +328,13 @@ fn archive_timeout_problem(
     })
 }
 
+/// How long pg_dump waits for each table's lock when the source does not say
+/// (`lock_wait_timeout`). While it waits it holds the tables it has locked, and a
+/// migration queued behind those stalls the application's queries on them: a backup that
+/// fails after five minutes, says why, and runs again at the next schedule costs less
+/// than half an hour of a stalled application.
+pub const DEFAULT_LOCK_WAIT_SECS: u64 = 5 * 60;
+
 /// Backs up `src` into `repo`.
 ///
 /// # Example
@@ -412,16 +419,21 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
         ))
         .hint("run `lifeboat repair index` (it drops the lost packs from the index, so the next backup stores that data again), then `lifeboat verify --all` to see which backups lost data"));
     }
+    let kinds = if opts.kinds.is_empty() {
+        BackupKind::ALL.to_vec()
+    } else {
+        opts.kinds.clone()
+    };
+    // a run cron started while the last one still runs stops here (see `running`)
+    let _running = kinds
+        .iter()
+        .map(|k| super::running::claim(repo.location(), &src.name, *k))
+        .collect::<Result<Vec<_>>>()?;
     let conn = PgConn::from_source(src)?;
     let databases = if opts.databases.is_empty() {
         databases_of(src, &conn)?
     } else {
         opts.databases.clone()
-    };
-    let kinds = if opts.kinds.is_empty() {
-        BackupKind::ALL.to_vec()
-    } else {
-        opts.kinds.clone()
     };
     // to the millisecond: two runs started within one second (a job and a retry, a
     // small database) are two runs, not one
@@ -443,6 +455,10 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
     // the cluster-wide kinds need one database to connect to: one a dump of this run
     // reached, so that a dropped or misspelled first database does not cost the roles too
     let mut reached: Option<String> = None;
+    // databases whose dump could not get its locks in time: a second dump of one would
+    // wait as long again, holding the tables it has already locked (a migration queued
+    // behind them stalls the application for all that time)
+    let mut lock_waited: Vec<(String, BackupKind)> = Vec::new();
     for kind in kinds {
         let dbs: Vec<String> = if kind == BackupKind::Globals || kind == BackupKind::Physical {
             reached
@@ -460,7 +476,19 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
                 BackupKind::Schema => format!("schema of {db:?}"),
                 BackupKind::Logical => format!("dump of {db:?}"),
             });
-            let one = if kind == BackupKind::Physical {
+            let waited = lock_waited
+                .iter()
+                .find(|(d, _)| d == db)
+                .map(|(_, k)| *k)
+                .filter(|_| matches!(kind, BackupKind::Logical | BackupKind::Schema));
+            let one = if let Some(earlier) = waited {
+                Err(Error::new(
+                    ErrorKind::Locked,
+                    format!(
+                        "not tried: the {earlier} dump of {db:?} could not get its table locks within lock_wait_timeout, and this one would wait as long again while holding the tables it had locked"
+                    ),
+                ))
+            } else if kind == BackupKind::Physical {
                 physical_one(repo, src, &conn, db, &recovery_point)
             } else {
                 dump_one(repo, src, &conn, db, kind, &recovery_point)
@@ -471,6 +499,9 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
                     report.backups.push(summary);
                 }
                 Err(e) => {
+                    if e.kind() == ErrorKind::Locked && waited.is_none() {
+                        lock_waited.push((db.clone(), kind));
+                    }
                     report.failed.push(FailedBackup {
                         kind,
                         database: (kind != BackupKind::Globals && kind != BackupKind::Physical)
@@ -602,7 +633,7 @@ fn dump_one(
     let lock_wait = src
         .lock_wait_timeout
         .as_deref()
-        .map_or(Ok(30 * 60), crate::config::parse_duration)
+        .map_or(Ok(DEFAULT_LOCK_WAIT_SECS), crate::config::parse_duration)
         .map_err(|e| Error::config(format!("lock_wait_timeout of source {:?}: {e}", src.name)))?;
     let conn = &conn.with_english_messages(db);
     let mut process = DumpProcess::start_waiting(conn, db, kind, Some(lock_wait))?;

@@ -12,4 +12,5 @@ pub mod repair;
 pub mod report;
 pub mod restore;
 pub mod runbook;
+pub mod running;
 pub mod verify;

@@ -643,7 +643,25 @@ pub fn serve(
     segment_size: u64,
     stop: &AtomicBool,
 ) -> Result<()> {
+    serve_announced(store, key, socket, segment_size, stop, || {})
+}
+
+/// As [`serve`], calling `listening` once the socket is taken: a service log then says
+/// "serving" only of a server that does.
+///
+/// # Errors
+///
+/// As [`serve`].
+pub fn serve_announced(
+    store: WalStore,
+    key: &str,
+    socket: &Path,
+    segment_size: u64,
+    stop: &AtomicBool,
+    listening: impl FnOnce(),
+) -> Result<()> {
     let listener = listen(socket)?;
+    listening();
     let server = Server::new(store, key, segment_size, None, true);
     run(&listener, &server, socket, stop);
     Ok(())
