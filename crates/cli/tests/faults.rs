@@ -792,7 +792,7 @@ fn a_table_locked_by_another_session_fails_the_backup_instead_of_hanging_it() {
     .unwrap();
     let _ = holder.kill();
     let _ = holder.wait();
-    assert!(code != 0, "{err}");
+    assert_eq!(code, 5, "{err}");
     assert!(
         err.contains("LOCK TABLE shop.orders")
             && err.contains("lock_wait_timeout")
@@ -973,11 +973,15 @@ fn backups_started_together_all_succeed_and_leave_nothing_pending() {
 
     // on one host, a run of the same backup while another runs (cron overlapping a run
     // stuck on a table lock) stops before it touches the database; another kind goes on
+    let repo = ws.repo_path().display().to_string();
     let lock = lifeboat_core::ops::running::lock_path_in(
         &cfg.parent().unwrap().join("state"),
-        &ws.repo_path().display().to_string(),
-        "app-db",
-        lifeboat_core::sources::postgres::logical::BackupKind::Globals,
+        lifeboat_core::ops::running::Work {
+            location: &repo,
+            source: "app-db",
+            kind: lifeboat_core::sources::postgres::logical::BackupKind::Logical,
+            database: Some("app"),
+        },
     );
     std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
     std::fs::write(&lock, "pid 4242 since 2026-12-07 03:00:00 UTC").unwrap();
@@ -986,16 +990,26 @@ fn backups_started_together_all_succeed_and_leave_nothing_pending() {
         nix::fcntl::FlockArg::LockExclusiveNonblock,
     )
     .unwrap();
-    let (code, _, err) = run(lb(&cfg).args(["backup", "--kind", "globals"]));
+    let (code, out, err) = run(lb(&cfg).arg("backup"));
     assert_eq!(code, 5, "{err}");
     assert!(
-        err.contains("another globals backup of source app-db")
+        format!("{out}{err}").contains("another logical backup of \"app\" of source app-db")
             && err.contains("pid 4242 since 2026-12-07 03:00:00 UTC"),
-        "{err}"
+        "{out}{err}"
     );
-    ok(lb(&cfg).args(["backup", "--kind", "schema"]));
+    // the schema and the globals of the same run were stored
+    let kinds: Vec<String> = list_json(&cfg)
+        .iter()
+        .rev()
+        .take(2)
+        .map(|b| b["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        kinds.contains(&"schema".into()) && kinds.contains(&"globals".into()),
+        "{kinds:?}"
+    );
     drop(held);
-    ok(lb(&cfg).args(["backup", "--kind", "globals"]));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
 }
 
 /// What cron, systemd and containers do to a process: a working directory a deploy removed,

@@ -197,15 +197,21 @@ fn parse_time_in(
                 .parse::<jiff::civil::DateTime>()
                 .is_ok()
         {
-            // a bare date takes an offset only after a time of day
+            // a bare date takes an offset only after a time of day: its day's first or
+            // last moment, as the bound it was given for means it; without a zone it
+            // stays a bare date
             let local = local.trim();
-            let local = if local.contains(':') {
-                local.to_string()
+            let (timed, plain) = if local.contains(':') {
+                (local.to_string(), local.to_string())
             } else {
-                format!("{local} 00:00")
+                let time = match edge {
+                    DayEdge::Start => "00:00",
+                    DayEdge::End => "23:59:59.999999",
+                };
+                (format!("{local} {time}"), local.to_string())
             };
             return Err(format!(
-                "{given:?} names a time zone by {abbr:?}, an abbreviation or none lifeboat knows, and abbreviations are refused because they are ambiguous (CST is US Central, China and Cuba time; IST India, Ireland and Israel): give the zone's name (\"{local} Europe/Berlin\"), its offset (\"{local}+01\"), UTC (\"{local} UTC\"), or no zone for this machine's own time zone (\"{local}\")"
+                "{given:?} names a time zone by {abbr:?}, an abbreviation or none lifeboat knows, and abbreviations are refused because they are ambiguous (CST is US Central, China and Cuba time; IST India, Ireland and Israel): give the zone's name (\"{timed} Europe/Berlin\"), its offset (\"{timed}+01\"), UTC (\"{timed} UTC\"), or no zone for this machine's own time zone (\"{plain}\")"
             ));
         }
     }
@@ -368,9 +374,32 @@ mod tests {
                 "{e}"
             );
         }
-        // each form the message offers is read, a bare date's too
+        // each form the message offers is read, a bare date's too, and as an end bound
+        // each means the end of that day in Berlin
         for text in ["2026-12-07 10:21 CET", "2026-12-07 CET"] {
             let e = parse_time_in(text, &berlin, DayEdge::Start).unwrap_err();
+            if !text.contains(':') {
+                let e = parse_time_in(text, &berlin, DayEdge::End).unwrap_err();
+                let offered: Vec<&str> = e
+                    .split_once("give ")
+                    .unwrap()
+                    .1
+                    .split('"')
+                    .skip(1)
+                    .step_by(2)
+                    .collect();
+                let ends: Vec<i64> = offered
+                    .iter()
+                    .filter(|f| !f.ends_with(" UTC"))
+                    .map(|f| parse_time_in(f, &berlin, DayEdge::End).unwrap().as_second())
+                    .collect();
+                assert_eq!(ends.len(), 3, "{e}");
+                assert!(
+                    ends.iter()
+                        .all(|s| *s == ts("2026-12-07T22:59:59Z").as_second()),
+                    "{e}: {ends:?}"
+                );
+            }
             let offered: Vec<&str> = e
                 .split_once("give ")
                 .unwrap()

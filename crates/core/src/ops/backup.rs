@@ -424,11 +424,6 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
     } else {
         opts.kinds.clone()
     };
-    // a run cron started while the last one still runs stops here (see `running`)
-    let _running = kinds
-        .iter()
-        .map(|k| super::running::claim(repo.location(), &src.name, *k))
-        .collect::<Result<Vec<_>>>()?;
     let conn = PgConn::from_source(src)?;
     let databases = if opts.databases.is_empty() {
         databases_of(src, &conn)?
@@ -481,7 +476,22 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
                 .find(|(d, _)| d == db)
                 .map(|(_, k)| *k)
                 .filter(|_| matches!(kind, BackupKind::Logical | BackupKind::Schema));
-            let one = if let Some(earlier) = waited {
+            // a run cron started while the last one still dumps this leaves it out (see
+            // `running`); held until this dump is stored
+            let (refused, _claimed) = match super::running::claim(super::running::Work {
+                location: repo.location(),
+                source: &src.name,
+                kind,
+                database: matches!(kind, BackupKind::Logical | BackupKind::Schema)
+                    .then_some(db.as_str()),
+            }) {
+                Ok(held) => (None, held),
+                Err(e) => (Some(e), None),
+            };
+            let overlapped = refused.is_some();
+            let one = if let Some(e) = refused {
+                Err(e)
+            } else if let Some(earlier) = waited {
                 Err(Error::new(
                     ErrorKind::Locked,
                     format!(
@@ -499,7 +509,7 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
                     report.backups.push(summary);
                 }
                 Err(e) => {
-                    if e.kind() == ErrorKind::Locked && waited.is_none() {
+                    if e.kind() == ErrorKind::Locked && waited.is_none() && !overlapped {
                         lock_waited.push((db.clone(), kind));
                     }
                     report.failed.push(FailedBackup {

@@ -102,7 +102,13 @@ fn count_no_longer_held(
         );
         // a line only for a backup of the period: one deleted long ago (a dropped
         // database's, an erasure request) would otherwise show a 0 in every later pack
-        if within(b.at, from, to) {
+        if !within(b.at, from, to) {
+            // gone without a record: its line stays, to say 0 (whoever deleted it did not
+            // say so); deleted on purpose long ago (a dropped database's): no line
+            if !b.deleted_on_purpose {
+                lines.entry(key.clone()).or_insert_with(|| line_of(&key));
+            }
+        } else {
             let l = lines.entry(key.clone()).or_insert_with(|| line_of(&key));
             l.count += 1;
             l.no_longer_held += 1;
@@ -454,7 +460,11 @@ pub fn damage_history(
     let mut deleted: Vec<&str> = Vec::new();
     for e in ordered {
         let at = e.happened_at();
-        deleted.extend(audit::deleted_on_purpose(e));
+        // deleted on purpose: no longer a backup anyone could restore, damaged or not
+        for d in audit::deleted_on_purpose(e) {
+            damaged.retain(|id, _| !(d.starts_with(id.as_str()) || id.starts_with(d)));
+            deleted.push(d);
+        }
         if e.action == "verify" && e.outcome != "ok" {
             for id in damaged_in(e) {
                 damaged.insert(id.to_string(), at);
@@ -1766,8 +1776,11 @@ mod tests {
                 ),
             ),
         ];
-        let (_, cleared) = damage_history(&gone, ts("2026-12-31T00:00:00Z"));
-        assert!(cleared.is_empty(), "{cleared:?}");
+        let (still, cleared) = damage_history(&gone, ts("2026-12-31T00:00:00Z"));
+        assert!(
+            cleared.is_empty() && still.is_empty(),
+            "{still:?} {cleared:?}"
+        );
         gone.remove(1);
         let (_, cleared) = damage_history(&gone, ts("2026-12-31T00:00:00Z"));
         assert_eq!(cleared.len(), 1, "{cleared:?}");
@@ -1917,12 +1930,28 @@ mod tests {
             ts("2026-11-30T00:00:00Z"),
         );
         assert!(before.is_empty(), "{before:?}");
-        // nor a period after them: a database whose backups were deleted long ago does
-        // not come back as a 0 in every later pack
+        // a period after them: a 0 for the backup gone without a record (whoever deleted
+        // it did not say so), none for backups only deleted on purpose (a dropped
+        // database's would come back as a 0 in every later pack)
         let mut after = BTreeMap::new();
         count_no_longer_held(
             &mut after,
             &logged,
+            |id| held.holds(id),
+            ts("2027-01-01T00:00:00Z"),
+            ts("2027-01-31T00:00:00Z"),
+        );
+        assert_eq!(after.len(), 1, "{after:?}");
+        assert_eq!(after[&app].count, 0);
+        let only_deleted: Vec<audit::LoggedBackup> = logged
+            .iter()
+            .filter(|b| b.deleted_on_purpose)
+            .cloned()
+            .collect();
+        let mut after = BTreeMap::new();
+        count_no_longer_held(
+            &mut after,
+            &only_deleted,
             |id| held.holds(id),
             ts("2027-01-01T00:00:00Z"),
             ts("2027-01-31T00:00:00Z"),

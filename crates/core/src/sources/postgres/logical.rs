@@ -196,13 +196,15 @@ impl DumpProcess {
 }
 
 /// `money` in a column of a table, a materialized view or a composite type: directly, or
-/// under any nesting of domains, arrays, ranges and multiranges.
+/// under any nesting of domains, arrays, ranges and multiranges (`rngmultitypid` read
+/// through `to_jsonb`: the column is there from PostgreSQL 14 on, and the query must
+/// also run on older servers).
 const MONEY_SQL: &str = "with recursive m(oid) as (
   select 'money'::regtype::oid
   union
   select t.oid from pg_type t
     left join pg_range r on r.rngtypid = t.oid
-    left join pg_range mr on mr.rngmultitypid = t.oid
+    left join pg_range mr on (to_jsonb(mr) ->> 'rngmultitypid')::oid = t.oid
     join m on m.oid in (t.typbasetype, t.typelem, r.rngsubtype, mr.rngtypid)
 )
 select current_setting('lc_monetary') where exists (
