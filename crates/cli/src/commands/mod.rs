@@ -376,19 +376,22 @@ mod tests {
         }
         // each form the message offers is read, a bare date's too, and as an end bound
         // each means the end of that day in Berlin
+        // the quoted forms after "give"
+        let offered = |e: &str| -> Vec<String> {
+            e.split_once("give ")
+                .unwrap()
+                .1
+                .split('"')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect()
+        };
         for text in ["2026-12-07 10:21 CET", "2026-12-07 CET"] {
             let e = parse_time_in(text, &berlin, DayEdge::Start).unwrap_err();
             if !text.contains(':') {
                 let e = parse_time_in(text, &berlin, DayEdge::End).unwrap_err();
-                let offered: Vec<&str> = e
-                    .split_once("give ")
-                    .unwrap()
-                    .1
-                    .split('"')
-                    .skip(1)
-                    .step_by(2)
-                    .collect();
-                let ends: Vec<i64> = offered
+                let ends: Vec<i64> = offered(&e)
                     .iter()
                     .filter(|f| !f.ends_with(" UTC"))
                     .map(|f| parse_time_in(f, &berlin, DayEdge::End).unwrap().as_second())
@@ -400,16 +403,9 @@ mod tests {
                     "{e}: {ends:?}"
                 );
             }
-            let offered: Vec<&str> = e
-                .split_once("give ")
-                .unwrap()
-                .1
-                .split('"')
-                .skip(1)
-                .step_by(2)
-                .collect();
-            assert_eq!(offered.len(), 4, "{e}");
-            for form in offered {
+            let forms = offered(&e);
+            assert_eq!(forms.len(), 4, "{e}");
+            for form in &forms {
                 assert!(
                     parse_time_in(form, &berlin, DayEdge::Start).is_ok(),
                     "{form}: {e}"

@@ -509,7 +509,12 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
                     report.backups.push(summary);
                 }
                 Err(e) => {
-                    if e.kind() == ErrorKind::Locked && waited.is_none() && !overlapped {
+                    // a table lock pg_dump waited for (not a repository lock, not a run
+                    // of this dump elsewhere): its hint names the setting
+                    let table_lock = e.kind() == ErrorKind::Locked
+                        && e.hint_text()
+                            .is_some_and(|h| h.contains("lock_wait_timeout"));
+                    if table_lock && waited.is_none() && !overlapped {
                         lock_waited.push((db.clone(), kind));
                     }
                     report.failed.push(FailedBackup {
