@@ -460,12 +460,15 @@ fn a_view_that_cannot_be_refreshed_fails_the_restore_unless_it_keeps_going() {
     );
     assert!(!exists("zoo_a"), "the half restore is dropped");
 
+    // one job here too: two workers' errors written at once run into one line
     let (code, _, err) = common::run(lb(&cfg).args([
         "restore",
         "--latest",
         "--to-database",
         "zoo_b",
         "--keep-going",
+        "--jobs",
+        "1",
     ]));
     assert_eq!(code, 8, "{err}");
     assert!(
