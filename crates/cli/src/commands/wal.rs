@@ -838,7 +838,7 @@ fn serve(ctx: &Ctx, source: Option<&str>, socket: Option<PathBuf>) -> anyhow::Re
         socket.display()
     );
     let quiet = ctx.json;
-    spool::serve_announced(
+    spool::serve(
         store,
         &archive_key(ctx, &name),
         &socket,

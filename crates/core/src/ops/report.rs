@@ -456,14 +456,12 @@ pub fn damage_history(
     ordered.sort_by_key(|e| e.happened_at());
     let mut damaged: BTreeMap<String, Timestamp> = BTreeMap::new();
     let mut intact: Vec<IntactAgain> = Vec::new();
-    // deleted on purpose by then: a verify of every backup did not read those
-    let mut deleted: Vec<&str> = Vec::new();
     for e in ordered {
         let at = e.happened_at();
-        // deleted on purpose: no longer a backup anyone could restore, damaged or not
+        // deleted on purpose: no longer a backup anyone could restore, damaged or not (and
+        // a later verify of every backup did not read it)
         for d in audit::deleted_on_purpose(e) {
             damaged.retain(|id, _| !(d.starts_with(id.as_str()) || id.starts_with(d)));
-            deleted.push(d);
         }
         if e.action == "verify" && e.outcome != "ok" {
             for id in damaged_in(e) {
@@ -478,9 +476,7 @@ pub fn damage_history(
         let cleared: Vec<String> = damaged
             .keys()
             .filter(|id| match &found {
-                Found::Every => !deleted
-                    .iter()
-                    .any(|d| d.starts_with(id.as_str()) || id.starts_with(d)),
+                Found::Every => true,
                 Found::Ids(ids) => ids.iter().any(|i| i.starts_with(id.as_str())),
             })
             .cloned()

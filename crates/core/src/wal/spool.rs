@@ -631,28 +631,13 @@ fn reply_error(e: &Error) -> String {
 /// Separates a reply's error message from its hint.
 const HINT_SEP: &str = "\thint: ";
 
-/// Serves `store` on `socket` until `stop` is set.
+/// Serves `store` on `socket` until `stop` is set, calling `listening` once the socket is
+/// taken: a service log then says "serving" only of a server that does.
 ///
 /// # Errors
 ///
 /// When the socket cannot be created (another server may be running).
 pub fn serve(
-    store: WalStore,
-    key: &str,
-    socket: &Path,
-    segment_size: u64,
-    stop: &AtomicBool,
-) -> Result<()> {
-    serve_announced(store, key, socket, segment_size, stop, || {})
-}
-
-/// As [`serve`], calling `listening` once the socket is taken: a service log then says
-/// "serving" only of a server that does.
-///
-/// # Errors
-///
-/// As [`serve`].
-pub fn serve_announced(
     store: WalStore,
     key: &str,
     socket: &Path,

@@ -301,9 +301,9 @@ impl PgConn {
         let mut parts: Vec<String> = self
             .params
             .iter()
-            .map(|(k, v)| format!("{k}={}", quote(v)))
+            .map(|(k, v)| format!("{k}={}", conninfo_value(v)))
             .collect();
-        parts.push(format!("dbname={}", quote(db)));
+        parts.push(format!("dbname={}", conninfo_value(db)));
         parts.join(" ")
     }
 
@@ -796,10 +796,6 @@ pub fn option_value(v: &str) -> String {
 /// `v` as a conninfo value: between single quotes, `\\` and `'` escaped.
 #[must_use]
 pub fn conninfo_value(v: &str) -> String {
-    quote(v)
-}
-
-fn quote(v: &str) -> String {
     let escaped = v.replace('\\', "\\\\").replace('\'', "\\'");
     format!("'{escaped}'")
 }
@@ -816,7 +812,7 @@ pub fn public_conninfo(dsn: &str, db: &str) -> Option<String> {
         if !v.is_empty() && !v.contains([' ', '\'', '\\']) {
             v.to_string()
         } else {
-            quote(v)
+            conninfo_value(v)
         }
     };
     let mut parts: Vec<String> = params
