@@ -2194,7 +2194,16 @@ fn a_backup_without_its_configuration_restores_and_its_drill_copy_is_isolated() 
 
 #[test]
 fn a_base_backup_taken_under_writes_restores_every_committed_row() {
-    let a = Archiving::start(None, false);
+    // a gentle backup, as on a busy server: a spread checkpoint (kept short here by the
+    // server's checkpoint_timeout) and a read rate limit well above what this cluster needs
+    let a = Archiving::start_with(
+        None,
+        false,
+        "log_checkpoints = on\ncheckpoint_timeout = 30s\ncheckpoint_completion_target = 0.1\n",
+    );
+    let mut cfg = std::fs::read_to_string(&a.cfg).expect("config");
+    cfg.push_str("checkpoint = \"spread\"\nmax_rate = \"1024M\"\n");
+    std::fs::write(&a.cfg, cfg).expect("config");
     a.sql("create table churn (id bigserial primary key, pad text not null)");
     let stop = std::sync::atomic::AtomicBool::new(false);
     let batches = std::thread::scope(|s| {
@@ -2213,6 +2222,24 @@ fn a_base_backup_taken_under_writes_restores_every_committed_row() {
     assert!(
         batches > 1,
         "the writes ran during the backup ({batches} batches)"
+    );
+    // the backup's checkpoint was requested without "immediate" (PostgreSQL logs a fast
+    // one as "checkpoint starting: immediate force wait")
+    let log = std::fs::read_to_string(
+        a.cluster
+            .data_dir()
+            .parent()
+            .expect("cluster dir")
+            .join("server.log"),
+    )
+    .expect("server log");
+    assert!(
+        log.contains("checkpoint starting: force wait"),
+        "a spread checkpoint: {log}"
+    );
+    assert!(
+        !log.contains("immediate force wait"),
+        "no fast checkpoint: {log}"
     );
     let rows = a.sql("select count(*) from churn");
     a.archive_now();

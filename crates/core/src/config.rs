@@ -133,6 +133,70 @@ pub struct SourceConfig {
     /// `"0s"` waits for ever): a session holding an exclusive lock (a long migration, a
     /// forgotten `LOCK TABLE`) makes the backup fail naming the table instead of hang.
     pub lock_wait_timeout: Option<String>,
+    /// How a physical backup starts: `"fast"` (the default) asks PostgreSQL for an
+    /// immediate checkpoint, a burst of writes that starts the backup at once; `"spread"`
+    /// waits for a checkpoint paced like the server's own (`checkpoint_completion_target`),
+    /// gentler on a busy server and slower to start.
+    pub checkpoint: Option<Checkpoint>,
+    /// Most a physical backup reads from the server per second (`"50M"`, `"800k"`: bytes
+    /// per second, as pg_basebackup's `--max-rate`; 32k to 1024M); default no limit.
+    pub max_rate: Option<String>,
+}
+
+/// The checkpoint a physical backup starts with (a source's `checkpoint`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Checkpoint {
+    /// An immediate checkpoint: the backup starts at once.
+    #[default]
+    Fast,
+    /// A checkpoint paced as the server's own.
+    Spread,
+}
+
+impl Checkpoint {
+    /// pg_basebackup's `--checkpoint` value.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Fast => "fast",
+            Self::Spread => "spread",
+        }
+    }
+}
+
+/// Reads a source's `max_rate` (`"50M"`, `"800k"`) as kilobytes per second, within
+/// pg_basebackup's range of 32 kB/s to 1 GB/s.
+///
+/// # Errors
+///
+/// A message saying what is wrong and what is accepted.
+pub fn parse_max_rate(s: &str) -> std::result::Result<u32, String> {
+    let t = s.trim();
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let per_kb = match unit.trim() {
+        "k" | "K" | "kB" | "KB" => 1,
+        "M" | "MB" => 1024,
+        _ => {
+            return Err(format!(
+                "{s:?} is not a rate like \"50M\" (megabytes per second) or \"800k\" (kilobytes per second)"
+            ))
+        }
+    };
+    if digits.is_empty() {
+        return Err(format!("{s:?} has no number; write e.g. \"50M\""));
+    }
+    // only digits: a number too long for u64 is out of range
+    let kb = digits
+        .parse::<u64>()
+        .unwrap_or(u64::MAX)
+        .saturating_mul(per_kb);
+    if !(32..=1024 * 1024).contains(&kb) {
+        return Err(format!(
+            "{s:?} is outside pg_basebackup's range of 32k to 1024M per second"
+        ));
+    }
+    Ok(u32::try_from(kb).expect("at most 1048576"))
 }
 
 impl SourceConfig {
@@ -169,6 +233,8 @@ impl SourceConfig {
             drill: DrillConfig::default(),
             archive_timeout: None,
             lock_wait_timeout: None,
+            checkpoint: None,
+            max_rate: None,
         }
     }
 
@@ -697,6 +763,15 @@ impl Config {
                     })?;
                 }
             }
+            if let Some(v) = &s.max_rate {
+                parse_max_rate(v).map_err(|e| {
+                    Error::config(format!(
+                        "{origin}:{}: max_rate of source {:?}: {e}",
+                        key_line("max_rate"),
+                        s.name
+                    ))
+                })?;
+            }
         }
         if let Some(u) = &self.audit.head_url {
             let parsed = url::Url::parse(u).ok();
@@ -1074,6 +1149,39 @@ drill = { schedule = "0 5 1 * *", checks = ["select count(*) > 0 from users"] }
         let text = "[[source]]\nname = \"a\"\nkind = \"postgres\"\ndsn = \"port=5432\"\narchive_timeout = \"2\"\n";
         let m = Config::parse(text, "c").unwrap_err().to_string();
         assert!(m.contains("c:5: archive_timeout"), "{m}");
+    }
+
+    #[test]
+    fn a_base_backups_pace_is_checked_when_loaded() {
+        let src = "[[source]]\nname = \"a\"\nkind = \"postgres\"\n";
+        let ok = Config::parse(
+            &format!("{src}checkpoint = \"spread\"\nmax_rate = \"50M\"\n"),
+            "c",
+        )
+        .expect("valid");
+        assert_eq!(ok.sources[0].checkpoint, Some(Checkpoint::Spread));
+        assert_eq!(parse_max_rate("50M"), Ok(51_200));
+        assert_eq!(parse_max_rate("800k"), Ok(800));
+        for (bad, says) in [
+            ("50", "not a rate"),
+            ("50 MB/s", "not a rate"),
+            ("M", "no number"),
+            ("16k", "outside"),
+            ("2048M", "outside"),
+            ("99999999999999999999M", "outside"),
+        ] {
+            let m = Config::parse(&format!("{src}max_rate = {bad:?}\n"), "c")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                m.contains("c:4: max_rate") && m.contains(says),
+                "{bad}: {m}"
+            );
+        }
+        let m = Config::parse(&format!("{src}checkpoint = \"slow\"\n"), "c")
+            .unwrap_err()
+            .to_string();
+        assert!(m.contains("checkpoint") && m.contains("spread"), "{m}");
     }
 
     #[test]

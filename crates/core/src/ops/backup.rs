@@ -832,11 +832,21 @@ fn physical_one(
         .as_deref()
         .map_or(Ok(300), crate::config::parse_duration)
         .map_err(|e| Error::config(format!("archive_timeout of source {:?}: {e}", src.name)))?;
+    let pace = physical::Pace {
+        checkpoint: src.checkpoint.unwrap_or_default(),
+        max_rate_kb: src
+            .max_rate
+            .as_deref()
+            .map(crate::config::parse_max_rate)
+            .transpose()
+            .map_err(|e| Error::config(format!("max_rate of source {:?}: {e}", src.name)))?,
+    };
     let mut process = physical::BaseBackup::start(
         conn,
         db,
         facts.archiving,
         &label,
+        pace,
         std::time::Duration::from_secs(archive_timeout),
     )?;
     let wal_included = process.wal_included;

@@ -243,7 +243,8 @@ pub struct BaseBackup {
 pub(crate) const WAITED_FOR_ARCHIVING: &str = "for the WAL this backup needs to be archived";
 
 /// Watches a base backup that waits for WAL archiving: PostgreSQL waits for ever when the
-/// archive_command fails, so past the timeout the backup is stopped with the reason.
+/// archive_command fails, so past the timeout the backup is stopped with the reason. It
+/// also says when the backup waits for a spread checkpoint, which can take minutes.
 struct Watchdog {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     verdict: std::sync::Arc<std::sync::Mutex<Option<String>>>,
@@ -251,7 +252,13 @@ struct Watchdog {
 }
 
 impl Watchdog {
-    fn start(conn: PgConn, db: String, pid: u32, timeout: std::time::Duration) -> Self {
+    fn start(
+        conn: PgConn,
+        db: String,
+        pid: u32,
+        timeout: std::time::Duration,
+        checkpoint: crate::config::Checkpoint,
+    ) -> Self {
         use std::sync::{atomic::Ordering, Arc, Mutex};
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let verdict = Arc::new(Mutex::new(None));
@@ -271,11 +278,22 @@ impl Watchdog {
                     continue;
                 };
                 let f: Vec<&str> = row.trim().split('|').collect();
+                let phase = f
+                    .first()
+                    .map(|p| p.to_ascii_lowercase())
+                    .unwrap_or_default();
+                if checkpoint == crate::config::Checkpoint::Spread
+                    && phase.starts_with("waiting for checkpoint")
+                {
+                    if doing.is_none() {
+                        doing = Some(crate::status::doing(
+                            "waiting for PostgreSQL's spread checkpoint (paced by checkpoint_completion_target over checkpoint_timeout; the source's checkpoint = \"fast\" starts at once)",
+                        ));
+                    }
+                    continue;
+                }
                 // PostgreSQL 15 reports "waiting for wal archiving to finish"
-                if !f.first().is_some_and(|p| {
-                    p.to_ascii_lowercase()
-                        .starts_with("waiting for wal archiving")
-                }) {
+                if !phase.starts_with("waiting for wal archiving") {
                     waiting_since = None;
                     doing = None;
                     continue;
@@ -338,9 +356,42 @@ impl Watchdog {
     }
 }
 
+/// How hard a base backup may press on the server: its start checkpoint and read rate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pace {
+    /// The checkpoint it starts with.
+    pub checkpoint: crate::config::Checkpoint,
+    /// Most kilobytes per second it reads (none: no limit).
+    pub max_rate_kb: Option<u32>,
+}
+
+/// pg_basebackup's arguments for a tar stream on stdout; `archiving` says whether the
+/// cluster's WAL archive completes the backup (else the WAL is fetched into the stream).
+fn basebackup_args(archiving: bool, label: &str, pace: Pace) -> Vec<String> {
+    let mut args = vec![
+        "--pgdata=-".to_string(),
+        "--format=tar".to_string(),
+        format!("--checkpoint={}", pace.checkpoint.as_str()),
+        "--no-password".to_string(),
+        "--verbose".to_string(),
+        "--label".to_string(),
+        label.to_string(),
+        (if archiving {
+            "--wal-method=none"
+        } else {
+            "--wal-method=fetch"
+        })
+        .to_string(),
+    ];
+    if let Some(kb) = pace.max_rate_kb {
+        args.push(format!("--max-rate={kb}k"));
+    }
+    args
+}
+
 impl BaseBackup {
-    /// Starts `pg_basebackup` on `conn` with a fast checkpoint; `archiving` says whether the
-    /// cluster's WAL archive completes the backup.
+    /// Starts `pg_basebackup` on `conn` at `pace`; `archiving` says whether the cluster's
+    /// WAL archive completes the backup.
     ///
     /// # Errors
     ///
@@ -350,31 +401,27 @@ impl BaseBackup {
         db: &str,
         archiving: bool,
         label: &str,
+        pace: Pace,
         archive_timeout: std::time::Duration,
     ) -> Result<Self> {
         let mut cmd = conn.command("pg_basebackup", db);
-        cmd.args([
-            "--pgdata=-",
-            "--format=tar",
-            "--checkpoint=fast",
-            "--no-password",
-            "--verbose",
-            "--label",
-            label,
-        ]);
-        cmd.arg(if archiving {
-            "--wal-method=none"
-        } else {
-            "--wal-method=fetch"
-        });
+        cmd.args(basebackup_args(archiving, label, pace));
         let inner = ChildStream::spawn(
             cmd,
             "pg_basebackup",
             "pg_basebackup".to_string(),
             Some(inspect),
         )?;
-        let watchdog = archiving
-            .then(|| Watchdog::start(conn.clone(), db.to_string(), inner.pid(), archive_timeout));
+        let watchdog =
+            (archiving || pace.checkpoint == crate::config::Checkpoint::Spread).then(|| {
+                Watchdog::start(
+                    conn.clone(),
+                    db.to_string(),
+                    inner.pid(),
+                    archive_timeout,
+                    pace.checkpoint,
+                )
+            });
         Ok(Self {
             inner,
             wal_included: !archiving,
@@ -416,6 +463,36 @@ impl BaseBackup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pace_reaches_pg_basebackup() {
+        let fast = basebackup_args(true, "l", Pace::default());
+        assert!(fast.contains(&"--checkpoint=fast".to_string()), "{fast:?}");
+        assert!(
+            !fast.iter().any(|a| a.starts_with("--max-rate")),
+            "{fast:?}"
+        );
+        let gentle = basebackup_args(
+            false,
+            "l",
+            Pace {
+                checkpoint: crate::config::Checkpoint::Spread,
+                max_rate_kb: Some(51_200),
+            },
+        );
+        assert!(
+            gentle.contains(&"--checkpoint=spread".to_string()),
+            "{gentle:?}"
+        );
+        assert!(
+            gentle.contains(&"--max-rate=51200k".to_string()),
+            "{gentle:?}"
+        );
+        assert!(
+            gentle.contains(&"--wal-method=fetch".to_string()),
+            "{gentle:?}"
+        );
+    }
 
     #[test]
     fn reads_label_and_manifest() {
