@@ -1107,6 +1107,75 @@ fn a_corrupted_segment_stops_recovery_and_is_named() {
     );
 }
 
+/// A segment that decrypts and hashes right but holds WAL PostgreSQL cannot read (written
+/// so, or damaged before it was pushed): recovery to the end of the archive ends there
+/// and promotes, and the restore says it fell short instead of "restored".
+#[test]
+fn a_latest_restore_that_ends_before_the_archive_does_says_so() {
+    // archived by hand, so that one segment can be damaged before it is pushed
+    let a = Archiving::start_with(None, false, "archive_mode = off\n");
+    a.load(1..=3);
+    a.backup();
+    a.load(4..=40);
+    let current = a.sql("select pg_walfile_name(pg_current_wal_lsn())");
+    let wal_dir = a.cluster.data_dir().join("pg_wal");
+    let mut segs: Vec<String> = std::fs::read_dir(&wal_dir)
+        .expect("pg_wal")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.len() == 24 && n.as_str() < current.as_str())
+        .collect();
+    segs.sort();
+    assert!(
+        segs.len() >= 4,
+        "segments written after the backup: {segs:?}"
+    );
+    let victim = segs[segs.len() - 2].clone();
+    let copies = a.scratch("copies");
+    for name in &segs {
+        let copy = copies.join(name);
+        let mut bytes = std::fs::read(wal_dir.join(name)).expect("segment");
+        if *name == victim {
+            // its records zeroed after the long page header: "invalid record length"
+            bytes[40..8192].fill(0);
+        }
+        std::fs::write(&copy, bytes).expect("copy");
+        ok(a.lb().arg("wal-push").arg(&copy));
+    }
+    let base = a.scratch("short");
+    let port = free_port();
+    let (code, _, err) = run(a
+        .lb()
+        .args([
+            "restore",
+            "--kind",
+            "physical",
+            "--latest",
+            "--start",
+            "--timeout",
+            "120",
+        ])
+        .arg("--to-dir")
+        .arg(base.join("data"))
+        .arg("--socket-dir")
+        .arg(&base)
+        .args(["--port", &port.to_string()]));
+    let r = Restored {
+        data: base.join("data"),
+        sock: base.clone(),
+        port,
+    };
+    assert_eq!(code, 6, "{err}");
+    assert!(
+        err.contains("short of the end of the archive")
+            && err.contains(&format!("segment {victim}"))
+            && err.contains(segs.last().expect("last")),
+        "the error names where recovery ended and where the archive does:\n{err}"
+    );
+    // the copy runs, at the point it reached: markers written before the damaged segment
+    let (n, max) = r.markers();
+    assert!(n > 3 && n < 40 && n == max, "markers 1..{max}, {n} rows");
+}
+
 /// Markers 1-5, a base backup, markers 6-15 archived; returns the backup id and a target
 /// time that falls between markers 11 and 12.
 fn backup_then_marker_11(a: &Archiving) -> (String, String) {

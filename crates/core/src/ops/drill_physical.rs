@@ -282,7 +282,8 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
                                 .as_deref()
                                 .is_none_or(|s| s.parse::<Timestamp>().is_ok_and(|last| last <= *t))
                     }
-                    _ => Lsn::parse(&report.reachable_lsn).is_ok_and(|end| lsn.0 + seg >= end.0),
+                    _ => Lsn::parse(&report.reachable_lsn)
+                        .is_ok_and(|end| super::recover::reached_archive_end(lsn, end, seg)),
                 };
                 let text = format!(
                     "reached LSN {}{}{}; {} WAL file(s) served by the drill itself",

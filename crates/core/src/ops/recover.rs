@@ -1204,6 +1204,9 @@ pub(crate) fn recover_inner(
             .map_or(wal::DEFAULT_SEGMENT_SIZE, |p| p.wal_segment_size),
     )?;
     report.replay_secs = Some(replay.elapsed().as_secs_f64());
+    if opts.target == RecoveryTarget::Latest {
+        short_of_archive_end(&reached, &reach, &phys, &log)?;
+    }
     hook(
         "post-restore",
         &opts.hooks.post_restore,
@@ -1213,6 +1216,57 @@ pub(crate) fn recover_inner(
     report.reached = Some(reached);
     report.log = Some(log);
     Ok(report)
+}
+
+/// Whether recovery that stopped at `lsn` replayed the archive's last segment, which
+/// ends at `end`: the last record replayed lies in it (or a switch record took recovery to
+/// its start).
+pub(crate) const fn reached_archive_end(lsn: Lsn, end: Lsn, segment_size: u64) -> bool {
+    lsn.0 + segment_size >= end.0
+}
+
+/// Refuses to call a recovery to the end of the archive done when PostgreSQL stopped
+/// before the archive's last segment: it ends recovery, and promotes, at the first record
+/// it cannot read (a damaged segment) or segment it is not given, so the copy lacks what
+/// was written after that point while everything else says "restored". Recovery that
+/// follows a timeline with no segment archived yet ends at its branch, as noted before.
+fn short_of_archive_end(
+    reached: &ReachedPoint,
+    reach: &wal::Reachable,
+    phys: &crate::sources::postgres::physical::PhysicalMeta,
+    log: &Path,
+) -> Result<()> {
+    if SegmentName::parse(&reach.last_segment).is_some_and(|s| s.timeline < reach.timeline) {
+        return Ok(());
+    }
+    let Some(lsn) = reached.lsn.as_deref().and_then(|l| Lsn::parse(l).ok()) else {
+        return Ok(());
+    };
+    if reached_archive_end(lsn, reach.until_lsn, phys.wal_segment_size) {
+        return Ok(());
+    }
+    // named only on the backup's own timeline: across a branch the name would guess
+    let segment = (reach.timeline == phys.timeline)
+        .then(|| {
+            format!(
+                " (segment {})",
+                SegmentName::containing(phys.timeline, lsn, phys.wal_segment_size)
+            )
+        })
+        .unwrap_or_default();
+    let at = reached
+        .listen
+        .as_ref()
+        .map(|(socket, port)| format!(" (socket {}, port {port})", socket.display()))
+        .unwrap_or_default();
+    Err(Error::integrity(format!(
+        "recovery ended at LSN {lsn}{segment}, short of the end of the archive (LSN {}, end of {}): PostgreSQL stopped replaying there and promoted the copy, so what was written after that point is not in it",
+        reach.until_lsn, reach.last_segment
+    ))
+    .hint(format!(
+        "the server log {} says why (`invalid record length`, `invalid magic number` or `incorrect resource manager data checksum`: that segment is damaged; nothing about it: the segment was not found while recovery ran); the copy keeps running at the point it reached{at}, and the post-restore hook was not run; to recover further, find an intact copy of that segment (the server's pg_wal, another copy of the archive), push it with `lifeboat wal-push`, and restore again into an empty directory",
+        log.display()
+    )))
 }
 
 /// A failed post-restore hook's error says that the restore itself is done: the operator
