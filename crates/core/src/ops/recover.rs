@@ -1246,14 +1246,14 @@ fn short_of_archive_end(
         return Ok(());
     }
     // named only on the backup's own timeline: across a branch the name would guess
-    let segment = (reach.timeline == phys.timeline)
-        .then(|| {
-            format!(
-                " (segment {})",
-                SegmentName::containing(phys.timeline, lsn, phys.wal_segment_size)
-            )
-        })
-        .unwrap_or_default();
+    let segment = if reach.timeline == phys.timeline {
+        format!(
+            " (segment {})",
+            SegmentName::containing(phys.timeline, lsn, phys.wal_segment_size)
+        )
+    } else {
+        String::new()
+    };
     let at = reached
         .listen
         .as_ref()
