@@ -819,12 +819,19 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64)> {
 /// A tablespace created after the newest base backup: replaying its creation would point
 /// the drill's or the restore's copy at production's own tablespace directory (on this host
 /// it exists), and a walkthrough saw a drill corrupt a production table that way. Recovery
-/// stops at that WAL instead, naming the directory and how to recover to just before it.
+/// ends just before that record instead, naming the directory and how to recover to a
+/// point before it; a point in time before it, in the same segment, is reached as usual.
 #[test]
 fn wal_that_creates_a_tablespace_is_never_replayed_into_productions_directory() {
     let a = Archiving::start(None, false);
     a.load(1..=3);
     a.backup();
+    // the last marker before the tablespace, in the segment that creates it (PostgreSQL
+    // reads ahead of what it replays, and a refused segment stopped this recovery too)
+    let t4 = a.marker(4);
+    std::thread::sleep(Duration::from_millis(300));
+    // the bad change: PostgreSQL stops at a time on the first commit after it
+    a.marker(5);
     let ts = a.scratch("tablespace");
     a.sql(&format!(
         "create tablespace ts1 location '{}'",
@@ -855,16 +862,31 @@ fn wal_that_creates_a_tablespace_is_never_replayed_into_productions_directory() 
         .arg("--socket-dir")
         .arg(&base)
         .args(["--port", &free_port().to_string()]));
-    assert_eq!(code, 8, "{err}");
+    assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("creates a tablespace in") && err.contains("--exclusive"),
+        err.contains("before the end of the archive")
+            && err.contains("creates a tablespace in")
+            && err.contains("--exclusive"),
         "{err}"
     );
+    let _running = Restored {
+        data: data.clone(),
+        sock: base.clone(),
+        port: 0,
+    };
     assert_eq!(
         fingerprint(&ts),
         before,
         "nothing wrote into production's tablespace"
     );
+
+    // a time before the creation, in its segment
+    let at: jiff::Timestamp = t4.parse().expect("time");
+    let target = (at + jiff::SignedDuration::from_millis(150)).to_string();
+    let (r, _) = restore(&a, "time-before-ts", &["--target-time", &target]);
+    assert_markers_up_to(&r, 4, "up to a time before the tablespace's creation");
+    drop(r);
+    assert_eq!(fingerprint(&ts), before);
 
     // the hint's way out: everything up to the creation
     let lsn = err
@@ -874,7 +896,7 @@ fn wal_that_creates_a_tablespace_is_never_replayed_into_productions_directory() 
         .expect("the hint names an LSN")
         .to_string();
     let (r, _) = restore(&a, "before-ts", &["--target-lsn", &lsn, "--exclusive"]);
-    assert_markers_up_to(&r, 3, "up to the tablespace's creation");
+    assert_markers_up_to(&r, 5, "up to the tablespace's creation");
     drop(r);
     assert_eq!(fingerprint(&ts), before);
 }

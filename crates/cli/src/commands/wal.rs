@@ -273,7 +273,11 @@ impl WalFetchCmd {
             }
             let found = fetch(&self.name, &self.dest)?;
             if found {
-                wal::refuse_tablespaces(&self.name, &self.dest)?;
+                if let Some(t) = wal::cut_at_tablespace(&self.name, &self.dest)? {
+                    let [what, hint] = wal::tablespace_cut_lines(&self.name, &t);
+                    eprintln!("lifeboat wal-fetch: {what}");
+                    eprintln!("lifeboat wal-fetch: hint: {hint}");
+                }
             }
             Ok(found)
         });

@@ -298,8 +298,15 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
                         .unwrap_or_default(),
                     p.wal_served
                 );
+                let cut = crate::sources::postgres::text::read_file(&log)
+                    .ok()
+                    .and_then(|t| super::recover::tablespace_cut(&t));
                 if lsn < phys.stop_lsn {
                     Err(format!("{text}: before the backup's end {}", phys.stop_lsn))
+                } else if let Some((what, _)) = cut {
+                    Err(format!(
+                        "{text}: {what}; a physical drill cannot get past it: drill a base backup taken after the tablespace is gone, and back up the databases that use it logically"
+                    ))
                 } else if at_target {
                     Ok(text)
                 } else {

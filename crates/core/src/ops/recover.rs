@@ -1236,10 +1236,23 @@ fn short_of_archive_end(
     phys: &crate::sources::postgres::physical::PhysicalMeta,
     log: &Path,
 ) -> Result<()> {
+    let lsn = reached.lsn.as_deref().and_then(|l| Lsn::parse(l).ok());
+    let text = crate::sources::postgres::text::read_file(log).unwrap_or_default();
+    if let Some((what, hint)) = tablespace_cut(&text) {
+        return Err(Error::config(format!(
+            "recovery ended at LSN {}, before the end of the archive (LSN {}): {what}",
+            lsn.map_or_else(|| "?".to_string(), |l| l.to_string()),
+            reach.until_lsn
+        ))
+        .hint(format!(
+            "{}; the copy keeps running at the point it reached, and the post-restore hook was not run",
+            hint.unwrap_or_else(|| format!("see {}", log.display()))
+        )));
+    }
     if SegmentName::parse(&reach.last_segment).is_some_and(|s| s.timeline < reach.timeline) {
         return Ok(());
     }
-    let Some(lsn) = reached.lsn.as_deref().and_then(|l| Lsn::parse(l).ok()) else {
+    let Some(lsn) = lsn else {
         return Ok(());
     };
     if reached_archive_end(lsn, reach.until_lsn, phys.wal_segment_size) {
@@ -1267,6 +1280,24 @@ fn short_of_archive_end(
         "the server log {} says why (`invalid record length`, `invalid magic number` or `incorrect resource manager data checksum`: that segment is damaged; nothing about it: the segment was not found while recovery ran); the copy keeps running at the point it reached{at}, and the post-restore hook was not run; to recover further, find an intact copy of that segment (the server's pg_wal, another copy of the archive), push it with `lifeboat wal-push`, and restore again into an empty directory",
         log.display()
     )))
+}
+
+/// The note `wal-fetch` left in the server's log `text` when it cut a segment short of a
+/// tablespace's creation ([`wal::cut_at_tablespace`]), and its hint.
+pub(crate) fn tablespace_cut(text: &str) -> Option<(String, Option<String>)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let i = lines
+        .iter()
+        .position(|l| l.starts_with("lifeboat wal-fetch:") && l.contains(wal::TABLESPACE_CUT))?;
+    let what = lines[i]
+        .trim_start_matches("lifeboat wal-fetch:")
+        .trim()
+        .to_string();
+    let hint = lines
+        .get(i + 1)
+        .and_then(|l| l.strip_prefix("lifeboat wal-fetch: hint: "))
+        .map(str::to_string);
+    Some((what, hint))
 }
 
 /// A failed post-restore hook's error says that the restore itself is done: the operator
@@ -1738,8 +1769,19 @@ fn recovery_failed(log: &Path, from: u64, what: &str, target: &RecoveryTarget) -
     });
     let port_taken = text.contains("already exists") && text.contains("lock file")
         || text.contains("Address already in use");
+    let cut = tablespace_cut(&text);
+    if let Some((what, _)) = cut.as_ref().filter(|(w, _)| {
+        ended_early
+            && !lifeboat_err
+                .as_deref()
+                .is_some_and(|e| e.contains(w.as_str()))
+    }) {
+        msg.push_str(&format!("; {what}"));
+    }
     let hint = if port_taken {
         "another server already listens on that port or socket (the original, most likely): pass --port (and --socket-dir) to run the restored one beside it".to_string()
+    } else if let Some((_, Some(h))) = cut.filter(|_| ended_early) {
+        format!("{h}; see {}", log.display())
     } else if ended_early && matches!(target, RecoveryTarget::Name(_) | RecoveryTarget::Xid(_)) {
         format!("the target may lie before this base backup: pass --before TIME (when the target was made) or an older backup id; see {}", log.display())
     } else if ended_early && matches!(target, RecoveryTarget::Time(_)) {

@@ -62,26 +62,29 @@ pub fn fetch(store: &WalStore, name: &str, dest: &Path) -> Result<bool> {
     Ok(true)
 }
 
-/// Refuses a fetched segment (at `dest`, named `name`) whose WAL creates a tablespace with
-/// a directory of its own (see [`records`]) in a recovery lifeboat set up: the file is
-/// removed, so recovery stops there instead of replaying it into a directory that may be
-/// the live server's.
+/// Cuts a fetched segment (at `dest`, named `name`) short of the first record that creates
+/// a tablespace with a directory of its own (see [`records`]) in a recovery lifeboat set
+/// up: its bytes from that record on are zeroed, so PostgreSQL reads the archive as ending
+/// just before it, as at any record it cannot read. Replaying the creation would have the
+/// restored server use that directory, on the production host possibly the live server's
+/// own. Recovery to any point before the creation goes on as usual: refusing the whole
+/// segment stopped those too, since PostgreSQL reads ahead of what it replays. Returns
+/// the creation it cut at, for the server's log.
 ///
 /// # Errors
 ///
-/// [`crate::ErrorKind::Config`] naming the directory and where the WAL creates it; a read
-/// error of `dest`.
-pub fn refuse_tablespaces(name: &str, dest: &Path) -> Result<()> {
+/// Reading or rewriting `dest`.
+pub fn cut_at_tablespace(name: &str, dest: &Path) -> Result<Option<records::TablespaceCreation>> {
     if !matches!(WalFile::parse(name), Ok(WalFile::Segment(_))) {
-        return Ok(());
+        return Ok(None);
     }
-    let data =
+    let mut data =
         std::fs::read(dest).map_err(|e| Error::io(format!("reading {}", dest.display()), e))?;
     // only a recovery lifeboat set up (a restore, a drill) is guarded: a standby someone
     // set up with this restore_command, its tablespace directories made for it, replays
     // the creation as PostgreSQL does
     let (Some(from), before) = replay_window(Path::new("postgresql.auto.conf")) else {
-        return Ok(());
+        return Ok(None);
     };
     // a creation before this recovery's start, or at or after where it stops, is read
     // but never applied
@@ -89,17 +92,33 @@ pub fn refuse_tablespaces(name: &str, dest: &Path) -> Result<()> {
         .into_iter()
         .find(|t| t.lsn >= from && before.is_none_or(|b| t.lsn < b))
     else {
-        return Ok(());
+        return Ok(None);
     };
-    let _ = std::fs::remove_file(dest);
-    Err(Error::config(format!(
-        "WAL segment {name} creates a tablespace in {} (at LSN {}): replaying it would have the restored server use that directory, on this host possibly the live server's own tablespace, and lifeboat backs up no tablespaces",
-        t.location, t.lsn
-    ))
-    .hint(format!(
-        "a restore can recover everything before it (restore --kind physical --target-lsn {} --exclusive); a physical drill cannot get past it: drill a base backup taken after the tablespace is gone, and back up the databases that use it logically",
-        t.lsn
-    )))
+    let size = data.len() as u64;
+    let at = usize::try_from(t.lsn.0 % size.max(1)).unwrap_or(data.len());
+    data[at..].fill(0);
+    std::fs::write(dest, &data).map_err(|e| Error::io(format!("writing {}", dest.display()), e))?;
+    Ok(Some(t))
+}
+
+/// What `wal-fetch` writes into the server's log when it cut a segment at a tablespace's
+/// creation (see [`cut_at_tablespace`]); a restore and a drill look for it.
+pub const TABLESPACE_CUT: &str = "handed out only up to that record";
+
+/// The server log's lines for a segment cut at a tablespace's creation: what happened,
+/// then the hint.
+#[must_use]
+pub fn tablespace_cut_lines(name: &str, t: &records::TablespaceCreation) -> [String; 2] {
+    [
+        format!(
+            "WAL segment {name} creates a tablespace in {} (at LSN {}): {TABLESPACE_CUT}, so recovery ends just before it (replaying it would have the restored server use that directory, on this host possibly the live server's own tablespace, and lifeboat backs up no tablespaces)",
+            t.location, t.lsn
+        ),
+        format!(
+            "a restore recovers any point before it (--target-time, or restore --kind physical --target-lsn {} --exclusive), none after it: back up the databases that use the tablespace logically, and take base backups once it is gone",
+            t.lsn
+        ),
+    ]
 }
 
 /// The line of a restore's settings that says where its replay starts (the base backup's
