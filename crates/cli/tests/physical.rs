@@ -844,6 +844,14 @@ fn wal_that_creates_a_tablespace_is_never_replayed_into_productions_directory() 
     let before = fingerprint(&ts);
     assert!(!before.is_empty());
 
+    // monitoring hears of it: nothing after the creation can be recovered
+    let (code, out, err) = run(a.lb().args(["wal", "status"]));
+    assert_eq!(code, 10, "{out}\n{err}");
+    assert!(
+        err.contains(&format!("tablespace(s) ts1 ({})", ts.display())),
+        "{err}"
+    );
+
     let (code, out, err) = run(a.lb().args(["drill", "--kind", "physical"]));
     assert_ne!(code, 0, "{out}\n{err}");
     let said = format!("{out}\n{err}");

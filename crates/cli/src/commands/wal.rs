@@ -743,6 +743,19 @@ fn verdict(
         .hint("push the history file from the promoted server's pg_wal with `lifeboat wal-push`, then take a physical backup")
         .into());
     }
+    // a tablespace made after the latest base backup (one before it would have refused
+    // the backup): recovery ends at its creation, and the recoverable point above is not
+    if let Some(a) = archiver.filter(|a| !a.tablespaces.is_empty() && st.reachable.is_some()) {
+        return Err(lifeboat_core::Error::new(
+            ErrorKind::CheckFailed,
+            format!(
+                "the server has tablespace(s) {}, created after the latest physical backup: recovery from it ends where the first was created (lifeboat backs up no tablespaces), so no point after that can be recovered, whatever the archive holds",
+                a.tablespaces.join(", ")
+            ),
+        )
+        .hint(format!("move their tables and indexes to pg_default (ALTER TABLE ... SET TABLESPACE pg_default), drop them, then take a physical backup at once (`lifeboat backup --source {name} --kind physical`); until then, back the databases that use them up logically"))
+        .into());
+    }
     // archiving was set up (the archive holds WAL) and the server no longer does it; a
     // source that takes standalone base backups only never archived, and is not alarmed
     if archiver.is_some_and(|a| a.archive_mode == "off")

@@ -35,6 +35,10 @@ pub struct ArchiverState {
     pub failing: bool,
     /// The timeline the server writes WAL on now; `None` on a standby (in recovery).
     pub timeline: Option<u32>,
+    /// The server's own tablespaces (`name (location)`): a base backup refuses a cluster
+    /// with one, so each was created after the newest base backup, and recovery from it
+    /// ends at that creation (see [`crate::wal::cut_at_tablespace`]).
+    pub tablespaces: Vec<String>,
 }
 
 /// An empty field is no time; one that does not parse is an error, not a hidden failure.
@@ -103,6 +107,20 @@ pub fn archiver_state(conn: &PgConn, db: &str) -> Result<ArchiverState> {
         })
         .flatten()
         .and_then(|n| n.trim().parse().ok());
+    // a question of its own: a server that cannot answer it still reports its archiver
+    let tablespaces = conn
+        .query(
+            db,
+            "select spcname || ' (' || pg_tablespace_location(oid) || ')' from pg_tablespace \
+             where spcname not in ('pg_default', 'pg_global') order by oid",
+        )
+        .map(|t| {
+            t.lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
     let last_archived_at = timestamp(last_ok_at)?;
     let last_failed_at = timestamp(last_bad_at)?;
     Ok(ArchiverState {
@@ -120,6 +138,7 @@ pub fn archiver_state(conn: &PgConn, db: &str) -> Result<ArchiverState> {
         timeline: current
             .get(..8)
             .and_then(|t| u32::from_str_radix(t, 16).ok()),
+        tablespaces,
     })
 }
 
