@@ -2108,6 +2108,14 @@ fn a_backup_without_its_configuration_restores_and_its_drill_copy_is_isolated() 
         opts.contains("-D") && !opts.contains("logging_collector"),
         "{opts}"
     );
+    // the original's settings come along as comments (its port, which this cluster
+    // takes on its command line, would be applied), and nothing that may hold a password
+    let conf =
+        std::fs::read_to_string(r.data.join("postgresql.conf")).expect("postgresql.conf written");
+    assert!(
+        conf.contains("\n#wal_level = 'replica'\n") && !conf.contains("archive_command"),
+        "{conf}"
+    );
     let hba = std::fs::read_to_string(r.data.join("pg_hba.conf")).expect("pg_hba.conf written");
     assert!(
         hba.contains("local   all             all                                     peer"),

@@ -906,7 +906,7 @@ impl RestoreCmd {
     /// which is taken while the original runs on this host.
     fn port_note(&self) {
         if self.physical.port.is_none() {
-            println!("note: without --port the restored server listens on the original's port; pass --port to run it beside a running original");
+            println!("note: without --port the restored server listens on the original's port (as its configuration sets it; 5432 when the backup holds no postgresql.conf and recorded no port); pass --port to run it beside a running original");
         }
     }
 }

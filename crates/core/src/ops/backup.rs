@@ -911,6 +911,7 @@ fn physical_one(
             backup_label: label_text,
             files: tar.files,
             config_file: facts.config_file.clone(),
+            settings: facts.settings.clone(),
         }),
         written_by: Some(crate::VERSION.to_string()),
     };

@@ -756,7 +756,8 @@ fn fill_missing_config(dir: &Path, phys: &PhysicalMeta) -> Result<Vec<String>> {
                 "# Written by `lifeboat restore`: the backed-up cluster kept its configuration outside\n\
                  # its data directory{origin}, so the base backup holds none. These are defaults:\n\
                  # carry the original's settings over (shared_buffers, shared_preload_libraries, ...).\n\
-                 # Recovery settings are in postgresql.auto.conf.\n"
+                 # Recovery settings are in postgresql.auto.conf.\n{}",
+                original_settings(&phys.settings)
             ),
         ),
         (
@@ -783,6 +784,28 @@ fn fill_missing_config(dir: &Path, phys: &PhysicalMeta) -> Result<Vec<String>> {
         }
     }
     Ok(written)
+}
+
+/// The original's settings (see [`PhysicalMeta::settings`]) for the configuration a
+/// restore writes: its port applied, as a configuration in the backup would have it (a
+/// restore beside the original passes --port), the rest as comments, since the files,
+/// directories and libraries they name may not exist on this host.
+fn original_settings(settings: &[(String, String)]) -> String {
+    if settings.is_empty() {
+        return String::new();
+    }
+    let mut out = String::new();
+    if let Some((_, port)) = settings.iter().find(|(n, _)| n == "port") {
+        out.push_str(&format!("port = {}\n", conf_quote(port)));
+    }
+    out.push_str(
+        "\n# What the original's configuration set when the backup was taken (settings that may\n\
+         # hold passwords left out); uncomment what applies on this host:\n",
+    );
+    for (name, value) in settings.iter().filter(|(n, _)| n != "port") {
+        out.push_str(&format!("#{name} = {}\n", conf_quote(value)));
+    }
+    out
 }
 
 /// The OS user that owns the restored files.
@@ -1822,6 +1845,26 @@ fn recovery_failed(log: &Path, from: u64, what: &str, target: &RecoveryTarget) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_originals_port_is_applied_and_the_rest_commented() {
+        assert_eq!(original_settings(&[]), "");
+        let text = original_settings(&[
+            ("max_connections".into(), "300".into()),
+            ("port".into(), "5433".into()),
+            (
+                "shared_preload_libraries".into(),
+                "pg_stat_statements".into(),
+            ),
+        ]);
+        assert!(text.starts_with("port = '5433'\n"), "{text}");
+        assert!(
+            text.contains("\n#max_connections = '300'\n")
+                && text.contains("\n#shared_preload_libraries = 'pg_stat_statements'\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("port =").count(), 1, "{text}");
+    }
 
     #[test]
     fn a_timeline_is_a_decimal_number_without_leading_zeros() {

@@ -39,6 +39,12 @@ pub struct PhysicalMeta {
     /// when the file lived outside the data directory and the backup holds none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_file: Option<String>,
+    /// What the server's configuration files set (`name`, value with its unit), read at
+    /// backup time: when they lay outside the data directory, the base backup holds none
+    /// of them, and a restore carries these into the configuration it writes. Settings
+    /// that hold connection strings or commands (and so possibly passwords) are left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<(String, String)>,
 }
 
 /// What the in-flight reader learns from the tar.
@@ -142,6 +148,34 @@ pub struct ClusterFacts {
     pub standby: bool,
     /// `config_file`, when the role may read it.
     pub config_file: Option<String>,
+    /// See [`PhysicalMeta::settings`].
+    pub settings: Vec<(String, String)>,
+}
+
+/// A setting that may hold a password (a connection string, a command's arguments).
+fn may_hold_secret(name: &str) -> bool {
+    name.contains("conninfo") || name.contains("command") || name.contains("passphrase")
+}
+
+/// What the configuration files of the server `conn` reaches set (see
+/// [`PhysicalMeta::settings`]); empty when they cannot be read. Read whether or not the
+/// files lie in the data directory: a cluster may keep them there and still lose them (a
+/// deploy that rewrites them, an include outside), and a restore uses the list only when
+/// the backup lacks postgresql.conf.
+fn config_settings(conn: &PgConn, db: &str) -> Vec<(String, String)> {
+    conn.query(
+        db,
+        "select name, current_setting(name) from pg_settings \
+         where source = 'configuration file' order by name",
+    )
+    .map(|rows| {
+        rows.lines()
+            .filter_map(|l| l.split_once('|'))
+            .filter(|(name, _)| !may_hold_secret(name))
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// Connects and checks that a base backup can be taken.
@@ -176,13 +210,15 @@ pub fn cluster_facts(conn: &PgConn, db: &str) -> Result<ClusterFacts> {
             "ALTER ROLE … REPLICATION, and allow it in pg_hba.conf for `replication` connections",
         ));
     }
+    let config_file = Some(f[6].to_string()).filter(|f| !f.is_empty());
     Ok(ClusterFacts {
+        settings: config_settings(conn, db),
+        config_file,
         server_version_num: f[0].parse().unwrap_or(0),
         system_identifier: f[1].to_string(),
         wal_segment_size: parse_size(f[2]).unwrap_or(crate::wal::DEFAULT_SEGMENT_SIZE),
         archiving: f[3] != "off",
         archive_mode: f[3].to_string(),
-        config_file: Some(f[6].to_string()).filter(|f| !f.is_empty()),
         standby: f[7] == "t",
     })
 }
