@@ -2096,6 +2096,14 @@ fn a_backup_without_its_configuration_restores_and_its_drill_copy_is_isolated() 
     a.backup();
     a.marker(2);
     a.archive_now();
+    // the runbook says to keep the files the backups lack
+    let book = ok(a.lb().arg("runbook"));
+    assert!(
+        book.contains(
+            "its cluster's postgresql.conf, pg_hba.conf, pg_ident.conf (postgresql.conf was `"
+        ) && book.contains("in no backup"),
+        "{book}"
+    );
     let (r, out) = restore(&a, "no-etc", &["--latest"]);
     assert!(
         out.contains("the backup held no postgresql.conf, pg_hba.conf, pg_ident.conf"),

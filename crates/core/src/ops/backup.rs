@@ -912,6 +912,11 @@ fn physical_one(
             files: tar.files,
             config_file: facts.config_file.clone(),
             settings: facts.settings.clone(),
+            config_not_held: physical::CONFIG_FILES
+                .iter()
+                .filter(|f| !tar.config_held.iter().any(|h| h == *f))
+                .map(|f| (*f).to_string())
+                .collect(),
         }),
         written_by: Some(crate::VERSION.to_string()),
     };

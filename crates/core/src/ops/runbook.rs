@@ -123,6 +123,7 @@ fn what_you_need(
     sources: &[crate::config::SourceConfig],
     repo: &Repo,
     config_hint: &str,
+    backups: &[crate::repository::SnapshotInfo],
 ) -> String {
     let mut m = String::from("## What you need\n\n");
     let _ = writeln!(m, "- the repository: `{}`", repo.location());
@@ -190,6 +191,23 @@ fn what_you_need(
                 .map(|f| format!(", password file `{}`", f.display()))
                 .unwrap_or_default()
         );
+        // the newest base backup says whether the cluster's configuration is in it
+        let newest_physical = backups
+            .iter()
+            .filter(|b| b.meta.source == src.name && b.meta.kind == BackupKind::Physical)
+            .max_by_key(|b| b.meta.finished_at)
+            .and_then(|b| b.meta.physical.as_ref());
+        if let Some(p) = newest_physical.filter(|p| !p.config_not_held.is_empty()) {
+            let _ = writeln!(
+                m,
+                "  - its cluster's {}{}: in no backup (kept outside the data directory); keep copies elsewhere, with any SSL certificates they name. A physical restore writes minimal ones, the original's settings as comments",
+                p.config_not_held.join(", "),
+                p.config_file
+                    .as_deref()
+                    .map(|f| format!(" (postgresql.conf was `{f}`)"))
+                    .unwrap_or_default()
+            );
+        }
     }
     let _ = writeln!(
         m,
@@ -341,7 +359,13 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
             }
         }
     }
-    m.push_str(&what_you_need(config, &sources, repo, config_hint));
+    m.push_str(&what_you_need(
+        config,
+        &sources,
+        repo,
+        config_hint,
+        &backups,
+    ));
     for src in &sources {
         let mut state = SourceState {
             source: src.name.clone(),

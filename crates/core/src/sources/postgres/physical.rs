@@ -45,7 +45,15 @@ pub struct PhysicalMeta {
     /// that hold connection strings or commands (and so possibly passwords) are left out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub settings: Vec<(String, String)>,
+    /// Of postgresql.conf, pg_hba.conf and pg_ident.conf, those the base backup does not
+    /// hold (the cluster keeps them elsewhere, as Debian's packages do): the runbook says
+    /// to keep copies. Empty for a backup that holds all three, or recorded none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_not_held: Vec<String>,
 }
+
+/// The configuration files a data directory holds unless the cluster keeps them elsewhere.
+pub const CONFIG_FILES: [&str; 3] = ["postgresql.conf", "pg_hba.conf", "pg_ident.conf"];
 
 /// What the in-flight reader learns from the tar.
 #[derive(Debug, Clone, Default)]
@@ -56,6 +64,8 @@ pub struct TarFacts {
     pub wal_range: Option<(u32, Lsn, Lsn)>,
     /// Regular files seen.
     pub files: u64,
+    /// Which of [`CONFIG_FILES`] the tar holds at its top.
+    pub config_held: Vec<String>,
 }
 
 /// Reads a tar stream to its end, keeping what lifeboat records.
@@ -83,6 +93,7 @@ pub fn inspect_tar(input: impl std::io::Read) -> std::result::Result<TarFacts, S
                 std::io::Read::read_to_string(&mut entry, &mut s).map_err(|e| e.to_string())?;
                 facts.backup_label = Some(s);
             }
+            name if CONFIG_FILES.contains(&name) => facts.config_held.push(name.to_string()),
             "backup_manifest" => {
                 let mut s = String::new();
                 std::io::Read::read_to_string(&mut entry, &mut s).map_err(|e| e.to_string())?;
