@@ -1206,6 +1206,64 @@ fn a_latest_restore_that_ends_before_the_archive_does_says_so() {
     assert!(n > 3 && n < 40 && n == max, "markers 1..{max}, {n} rows");
 }
 
+/// The restored configuration names a file this host lacks (the lost host's certificate):
+/// the server stops before recovery begins, and the hint says to fix the setting and start
+/// it, not to empty the directory and restore again.
+#[test]
+fn a_restored_server_stopped_by_its_configuration_is_started_once_it_is_fixed() {
+    let a = Archiving::start(None, false);
+    a.marker(1);
+    // in postgresql.auto.conf, so in the backup; a reload with it fails and changes nothing
+    a.sql("alter system set ssl_cert_file = '/nonexistent/lost-host/server.crt'");
+    a.sql("alter system set ssl = on");
+    a.backup();
+    a.marker(2);
+    a.archive_now();
+    let base = a.scratch("cert");
+    let data = base.join("data");
+    let port = free_port();
+    let (code, _, err) = run(a
+        .lb()
+        .args(["restore", "--kind", "physical", "--latest", "--start"])
+        .arg("--to-dir")
+        .arg(&data)
+        .arg("--socket-dir")
+        .arg(&base)
+        .args(["--port", &port.to_string()]));
+    let r = Restored {
+        data: data.clone(),
+        sock: base.clone(),
+        port,
+    };
+    assert_eq!(code, 8, "{err}");
+    assert!(
+        err.contains("server.crt")
+            && err.contains("stopped before recovery began")
+            && err.contains("need not be restored again")
+            && !err.contains("empty it"),
+        "{err}"
+    );
+    // as the hint says: the setting changed, the server started
+    let auto = data.join("postgresql.auto.conf");
+    let text = std::fs::read_to_string(&auto).expect("auto.conf");
+    std::fs::write(&auto, text.replace("ssl = 'on'", "ssl = 'off'")).expect("auto.conf");
+    let started = as_pg_user("pg_ctl")
+        .arg("-D")
+        .arg(&data)
+        .arg("-l")
+        .arg(data.join("recovery.log"))
+        .args(["-w", "-t", "60", "start"])
+        .output()
+        .expect("pg_ctl");
+    assert!(started.status.success(), "{started:?}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while r.sql("select pg_is_in_recovery()") == "t" {
+        assert!(Instant::now() < deadline, "recovery did not end");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_markers_up_to(&r, 2, "recovered after the fix");
+}
+
 /// Markers 1-5, a base backup, markers 6-15 archived; returns the backup id and a target
 /// time that falls between markers 11 and 12.
 fn backup_then_marker_11(a: &Archiving) -> (String, String) {

@@ -1827,6 +1827,18 @@ fn recovery_failed(log: &Path, from: u64, what: &str, target: &RecoveryTarget) -
         )
     } else if let Some(h) = fetch_hint.filter(|_| lifeboat_err.is_some()) {
         format!("{h}; see {}", log.display())
+    } else if let Some(dir) = log
+        .parent()
+        .filter(|_| fatal.is_some() && !recovery_began(&text))
+    {
+        // the server stopped at its configuration (a certificate, a library, an hba file
+        // of the lost host): nothing was replayed, so the unpacked backup is good as it is
+        return Error::new(ErrorKind::Postgres, msg).hint(format!(
+            "the server stopped before recovery began, most likely at a file, directory or library its configuration names that this host lacks (see {}): change that setting in {}/postgresql.conf (or postgresql.auto.conf), then start it with `pg_ctl -D {} start` as its owner; recovery then runs as configured, and the unpacked backup need not be restored again",
+            log.display(),
+            dir.display(),
+            crate::sources::postgres::cluster::shell_quote(&dir.display().to_string())
+        ));
     } else {
         format!(
             "see {}; `lifeboat wal status` shows the archive's gaps",
@@ -1840,6 +1852,18 @@ fn recovery_failed(log: &Path, from: u64, what: &str, target: &RecoveryTarget) -
         )
     });
     Error::new(ErrorKind::Postgres, msg).hint(format!("{hint}{retry}"))
+}
+
+/// Whether the server's log `text` shows recovery under way (WAL was read).
+fn recovery_began(text: &str) -> bool {
+    [
+        "starting point-in-time recovery",
+        "starting archive recovery",
+        "redo starts at",
+        "restored log file",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
 }
 
 #[cfg(test)]
