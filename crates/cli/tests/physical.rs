@@ -768,6 +768,36 @@ fn a_base_backup_from_a_standby_waits_for_the_primary_to_archive_its_wal() {
     let (code, _, err) = backup.join().expect("backup thread");
     assert_eq!(code, 0, "{err}");
     assert_eq!(common::list_json(&a.cfg).len(), before + 1);
+
+    // `config check` names the primary's archive_timeout, not the standby's (which does
+    // nothing)
+    let (_, out, err) = run(lb(&cfg2).args(["config", "check"]));
+    assert!(
+        format!("{out}{err}")
+            .contains("the server is a standby: WAL segments are closed by the primary"),
+        "{out}\n{err}"
+    );
+    // the usual replica: archive_mode off, the primary archiving. `wal status` through
+    // the standby is no alarm (it said archiving was switched off, exit 10)
+    let auto = standby.data.join("postgresql.auto.conf");
+    let text = std::fs::read_to_string(&auto).expect("auto.conf");
+    std::fs::write(&auto, format!("{text}archive_mode = off\n")).expect("auto.conf");
+    let st = as_pg_user("pg_ctl")
+        .args(["restart", "-w", "-D"])
+        .arg(&standby.data)
+        .arg("-l")
+        .arg(base.join("standby.log"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("pg_ctl");
+    assert!(st.success());
+    a.archive_now();
+    let (code, out, err) = run(lb(&cfg2).args(["wal", "status"]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("a standby with archive_mode = off: it archives nothing itself"),
+        "{out}"
+    );
     drop(standby);
 }
 

@@ -647,6 +647,14 @@ fn print_archiver(a: &ArchiverState) {
                 .max(0.0),
         )
     };
+    // a standby archives only with `always`; its statistics would say nothing happens
+    if a.timeline.is_none() && a.archive_mode != "always" {
+        println!(
+            "archiver (server): a standby with archive_mode = {}: it archives nothing itself; the primary's archive_command fills this archive (`lifeboat wal status` against the primary shows its archiver)",
+            a.archive_mode
+        );
+        return;
+    }
     if a.archive_mode == "off" {
         println!("archiver (server): archive_mode is off: nothing is being archived");
         return;
@@ -758,7 +766,8 @@ fn verdict(
     }
     // archiving was set up (the archive holds WAL) and the server no longer does it; a
     // source that takes standalone base backups only never archived, and is not alarmed
-    if archiver.is_some_and(|a| a.archive_mode == "off")
+    // (a standby archives nothing itself with it on either: the primary fills the archive)
+    if archiver.is_some_and(|a| a.archive_mode == "off" && a.timeline.is_some())
         && st.reachable.is_some()
         && !st.timelines.is_empty()
     {

@@ -289,7 +289,7 @@ select me.rolsuper, me.rolreplication, \
   (select count(*) from rels), \
   current_setting('max_locks_per_transaction')::bigint * (current_setting('max_connections')::bigint + current_setting('max_prepared_transactions')::bigint), \
   current_setting('max_connections')::bigint + current_setting('max_prepared_transactions')::bigint, \
-  current_setting('archive_mode'), (select setting from pg_settings where name = 'archive_timeout'), \
+  current_setting('archive_mode') || case when pg_is_in_recovery() then ' standby' else '' end, (select setting from pg_settings where name = 'archive_timeout'), \
   coalesce((select string_agg(quote_ident(spcname), ', ' order by spcname) from pg_tablespace where spcname not in ('pg_default', 'pg_global')), ''), \
   me.rolsuper or has_table_privilege('pg_catalog.pg_authid', 'SELECT'), quote_ident(current_user) \
 from me";
@@ -302,8 +302,20 @@ fn archive_timeout_problem(
     mode: &str,
     timeout: &str,
 ) -> Option<PrivilegeProblem> {
-    if mode == "off" {
+    if mode == "off" || mode == "off standby" {
         return None;
+    }
+    // a standby closes a segment when the primary does: its own archive_timeout does
+    // nothing, and the primary's is not visible from here
+    if mode.ends_with(" standby") {
+        return Some(PrivilegeProblem {
+            fails_logical: false,
+            problem: "the server is a standby: WAL segments are closed by the primary, whose archive_timeout bounds how long the newest writes wait for the archive (this one's does nothing, and the primary's cannot be read through this connection)".to_string(),
+            hint: format!(
+                "on the primary, set archive_timeout to at most the RPO objective ({})",
+                src.objectives.rpo.as_deref().unwrap_or("e.g. '60s'")
+            ),
+        });
     }
     let timeout: u64 = timeout.trim().parse().ok()?;
     let rpo = src

@@ -695,6 +695,16 @@ pub fn classify_on(stderr: &str, what: &str, server: &Server) -> Error {
             ErrorKind::Locked,
             "another session holds a lock on that table (a migration, LOCK TABLE, a long ALTER) for longer than lock_wait_timeout: find it in pg_locks / pg_stat_activity, or raise lock_wait_timeout of the source",
         )
+    } else if lower.contains("conflict with recovery") {
+        (
+            ErrorKind::Postgres,
+            "the server is a standby, and PostgreSQL cancelled this session so that WAL replay could remove rows it might still read (a recovery conflict): on the standby, set hot_standby_feedback = on (the primary then keeps those rows until the dump ends) or raise max_standby_streaming_delay (replay waits, and the standby lags meanwhile); or back up from the primary",
+        )
+    } else if state == Some("25006") || lower.contains("read-only transaction") {
+        (
+            ErrorKind::Postgres,
+            "the server is read-only (a standby, or default_transaction_read_only): restore onto a writable server with --target-dsn, such as the primary",
+        )
     } else if matches!(state, Some("57P01" | "57P02" | "57P03"))
         || lower.contains("terminating connection")
         || lower.contains("server closed the connection")
@@ -742,7 +752,10 @@ pub fn classify_on(stderr: &str, what: &str, server: &Server) -> Error {
             "the role lacks a privilege for this: `lifeboat config check` lists what the role may do",
         )
     } else {
-        (ErrorKind::Postgres, "see the PostgreSQL message above")
+        (
+            ErrorKind::Postgres,
+            "PostgreSQL's own words are in the message: they say what it refused",
+        )
     };
     // a program's own messages start with its name: said once
     let detail = detail.strip_prefix(&format!("{what}: ")).unwrap_or(&detail);
@@ -1091,6 +1104,29 @@ mod tests {
         );
         assert!(
             !e.hint_text().is_some_and(|h| h.contains("--globals")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_standby_s_refusals_name_what_to_change() {
+        // as a walkthrough saw them on a standby under load (the conflict cannot be made
+        // to happen on cue in a test)
+        let e = classify(
+            "pg_dump: error: Dumping the contents of table \"pgbench_accounts\" failed: PQgetResult() failed.\npg_dump: detail: Error message from server: ERROR:  40001: canceling statement due to conflict with recovery\nDETAIL:  User query might have needed to see row versions that must be removed.",
+            "pg_dump of \"app\"",
+        );
+        let h = e.hint_text().expect("hint");
+        assert!(
+            h.contains("hot_standby_feedback") && h.contains("max_standby_streaming_delay"),
+            "{h}"
+        );
+        let e = classify(
+            "psql: ERROR:  25006: cannot execute CREATE DATABASE in a read-only transaction",
+            "creating database \"app_restored\"",
+        );
+        assert!(
+            e.hint_text().is_some_and(|h| h.contains("--target-dsn")),
             "{e}"
         );
     }
