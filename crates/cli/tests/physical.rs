@@ -1358,6 +1358,15 @@ fn a_second_timeline_is_archived_and_restored() {
             && err.contains("where timeline 2 branched off it"),
         "{err}"
     );
+    // a logical backup of the server left on timeline 1 is taken, and says what it is
+    let (code, _, err) = run(a.lb().args(["backup", "--kind", "schema"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(
+            "this server writes on timeline 1, which the archive's newest timeline 2 left"
+        ) && err.contains("restore --latest"),
+        "{err}"
+    );
     // asked for by id, the late backup is refused with the reason, not a missing segment
     let (code, _, err) = run(a
         .lb()

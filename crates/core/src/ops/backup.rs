@@ -442,6 +442,17 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
     } else {
         opts.databases.clone()
     };
+    // the old primary after a failover, or production beside a promoted copy that archives
+    // here: which one is production only the operator knows, so the dumps are taken (the
+    // base backup, which could not be restored, is refused after it is taken)
+    if let Some(why) = match databases.first() {
+        Some(db) if kinds.iter().any(|k| *k != BackupKind::Physical) => {
+            left_behind(repo, src, &conn, db)?
+        }
+        _ => None,
+    } {
+        crate::sources::postgres::cluster::note(why);
+    }
     // to the millisecond: two runs started within one second (a job and a retry, a
     // small database) are two runs, not one
     let recovery_point = opts.recovery_point.clone().unwrap_or_else(|| {
@@ -822,6 +833,45 @@ fn on_newest_timeline(
             src.name
         ))),
     }
+}
+
+/// Says when the source's WAL archive shows this server was left behind: a newer
+/// timeline's history says it branched off this server's timeline before the point this
+/// server writes at now (the old primary after a failover, still taking writes; or
+/// production while a restored copy promoted with `--archive` archives here). Its dumps
+/// become the source's latest backups, the ones `restore --latest` takes. `None` for a
+/// source without a WAL archive (it cannot tell) and for a standby.
+fn left_behind(repo: &Repo, src: &SourceConfig, conn: &PgConn, db: &str) -> Result<Option<String>> {
+    let Ok(store) = crate::wal::WalStore::new(repo, &src.name) else {
+        return Ok(None);
+    };
+    let Some(&newest) = store.timelines()?.last() else {
+        return Ok(None);
+    };
+    let row = conn.query(
+        db,
+        "select case when pg_is_in_recovery() then '' else pg_walfile_name(pg_current_wal_lsn()) || '|' || pg_current_wal_lsn() end",
+    )?;
+    let Some((file, lsn)) = row.trim().split_once('|') else {
+        return Ok(None);
+    };
+    let (Some(timeline), Ok(lsn)) = (
+        file.get(..8).and_then(|t| u32::from_str_radix(t, 16).ok()),
+        crate::wal::Lsn::parse(lsn),
+    ) else {
+        return Ok(None);
+    };
+    if newest <= timeline {
+        return Ok(None);
+    }
+    Ok(crate::wal::status::LatestTimeline::new(&store)?
+        .left(timeline, lsn)?
+        .map(|(newest, switch)| {
+            format!(
+                "this server writes on timeline {timeline}, which the archive's newest timeline {newest} left at LSN {switch} ({newest:08X}.history): another server was promoted from it. These dumps become source {:?}'s latest backups, the ones `restore --latest` takes: if the promoted server is production now, point the source at it (this server's writes since are not production's); if a restored copy archives here by mistake, stop its archiving (`lifeboat wal status` says more)",
+                src.name
+            )
+        }))
 }
 
 /// Takes a base backup of the cluster `conn` reaches (through database `db`).

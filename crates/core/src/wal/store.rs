@@ -378,6 +378,55 @@ impl WalStore {
         }
     }
 
+    /// The timelines the archive holds files of (its directories): one listing of a
+    /// level, not of every segment.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn timelines(&self) -> Result<std::collections::BTreeSet<u32>> {
+        let parse = |name: &str| {
+            let name = name.trim_end_matches('/');
+            (name.len() == 8)
+                .then(|| u32::from_str_radix(name, 16).ok())
+                .flatten()
+        };
+        let mut out = std::collections::BTreeSet::new();
+        match &self.backend {
+            Backend::Local(root) => {
+                let dir = root.join(&self.prefix);
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(d) => d,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+                    Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+                };
+                for e in entries {
+                    let e = e.map_err(|e| Error::io("listing the WAL archive", e))?;
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        out.extend(e.file_name().to_str().and_then(parse));
+                    }
+                }
+            }
+            Backend::Remote(op) => {
+                let entries = op
+                    .list(&format!("{}/", self.prefix))
+                    .map_err(|e| remote_error("listing the WAL archive", &e))?;
+                for e in entries {
+                    if e.path().ends_with('/') {
+                        out.extend(
+                            e.path()
+                                .trim_end_matches('/')
+                                .rsplit('/')
+                                .next()
+                                .and_then(parse),
+                        );
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Every archived file, unordered. Reads names and sizes only.
     ///
     /// # Errors
@@ -671,4 +720,42 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::RepositoryConfig, secret::Secret};
+
+    /// The timelines an archive in `cfg` lists after a segment of timeline 1 and the
+    /// history file of timeline 3 were pushed (none before).
+    fn listed_timelines(cfg: &RepositoryConfig) -> Vec<u32> {
+        let password = Secret::new("timelines");
+        Repo::init(cfg, &password, rustic_core::NoProgressBars).expect("init");
+        let repo = Repo::open(cfg, &password, rustic_core::NoProgressBars).expect("open");
+        let store = WalStore::new(&repo, "main").expect("store");
+        assert!(store.timelines().expect("list").is_empty());
+        let seg = WalFile::parse("000000010000000000000003").expect("name");
+        store.put(&seg, &[7u8; 4096]).expect("push a segment");
+        let history = WalFile::parse("00000003.history").expect("name");
+        store
+            .put(&history, b"1\t0/3000000\tno recovery target specified\n")
+            .expect("push a history file");
+        store.timelines().expect("list").into_iter().collect()
+    }
+
+    #[test]
+    fn the_archive_lists_its_timelines_locally_and_on_s3() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let local = RepositoryConfig {
+            url: Some(dir.path().join("repo").display().to_string()),
+            ..RepositoryConfig::default()
+        };
+        assert_eq!(listed_timelines(&local), vec![1, 3]);
+        let garage = lifeboat_testing::garage::Garage::start();
+        let remote: RepositoryConfig =
+            toml::from_str(&garage.repository_toml("timelines", &dir.path().join("s3.secret")))
+                .expect("repository config");
+        assert_eq!(listed_timelines(&remote), vec![1, 3]);
+    }
 }
