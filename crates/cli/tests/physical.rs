@@ -798,6 +798,47 @@ fn a_base_backup_from_a_standby_waits_for_the_primary_to_archive_its_wal() {
         out.contains("a standby with archive_mode = off: it archives nothing itself"),
         "{out}"
     );
+
+    // replication breaks: the standby's dumps hold its last replayed data, said and
+    // recorded, and a drill counts the RPO from it
+    standby.sql("alter system set primary_conninfo = ''");
+    standby.sql("select pg_reload_conf()");
+    let stopped = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        standby.sql("select count(*) from pg_stat_wal_receiver") == "0"
+    });
+    assert!(stopped, "the standby's WAL receiver did not stop");
+    let replayed = standby.sql(
+        "select to_char(pg_last_xact_replay_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    );
+    a.marker(6);
+    let (code, _, err) = run(lb(&cfg2).args(["backup", "--kind", "logical"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("the server is a standby that receives no WAL from its primary now")
+            && err.contains("its last replayed transaction committed at"),
+        "{err}"
+    );
+    let newest = common::list_json(&a.cfg)
+        .into_iter()
+        .filter(|b| b["kind"] == "logical")
+        .next_back()
+        .expect("the logical backup");
+    let as_of: jiff::Timestamp = newest["data_as_of"]
+        .as_str()
+        .expect("data_as_of recorded")
+        .parse()
+        .expect("time");
+    let replayed: jiff::Timestamp = replayed.parse().expect("replay time");
+    assert_eq!(as_of.as_second(), replayed.as_second(), "{newest}");
+    let out = ok(lb(&cfg2).args(["--json", "drill"]));
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert!(
+        report["rpo_point"]["what"]
+            .as_str()
+            .is_some_and(|w| w.contains("standby's last replayed transaction")),
+        "{report}"
+    );
     drop(standby);
 }
 

@@ -453,6 +453,14 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
     } {
         crate::sources::postgres::cluster::note(why);
     }
+    // a standby that is behind its primary dumps older data than its clock says
+    let data_as_of = match (
+        databases.first(),
+        kinds.iter().any(|k| *k != BackupKind::Physical),
+    ) {
+        (Some(db), true) => standby_lag(&conn, db),
+        _ => None,
+    };
     // to the millisecond: two runs started within one second (a job and a retry, a
     // small database) are two runs, not one
     let recovery_point = opts.recovery_point.clone().unwrap_or_else(|| {
@@ -524,7 +532,7 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
             } else if kind == BackupKind::Physical {
                 physical_one(repo, src, &conn, db, &recovery_point)
             } else {
-                dump_one(repo, src, &conn, db, kind, &recovery_point)
+                dump_one(repo, src, &conn, db, kind, (&recovery_point, data_as_of))
             };
             match one {
                 Ok(summary) => {
@@ -660,7 +668,7 @@ fn dump_one(
     conn: &PgConn,
     db: &str,
     kind: BackupKind,
-    recovery_point: &str,
+    (recovery_point, data_as_of): (&str, Option<jiff::Timestamp>),
 ) -> Result<BackupSummary> {
     // connect first: a wrong password or a down server is reported before anything starts
     let server_version_num = conn.server_version_num(db)?;
@@ -704,6 +712,7 @@ fn dump_one(
         recovery_point: Some(recovery_point.to_string()),
         physical: None,
         written_by: Some(crate::VERSION.to_string()),
+        data_as_of,
     };
     confirm(repo, &snap, &meta, clock)
 }
@@ -833,6 +842,55 @@ fn on_newest_timeline(
             src.name
         ))),
     }
+}
+
+/// For a standby that has not replayed everything its primary wrote: the commit time of
+/// the last transaction it replayed (the newest data a dump of it holds), said in a note
+/// with how far behind it is. `None` for a primary and for a standby that is current (it
+/// streams from its primary and has replayed all it received: an idle primary's last
+/// commit may be old, and the standby is still current).
+fn standby_lag(conn: &PgConn, db: &str) -> Option<jiff::Timestamp> {
+    let row = conn
+        .query(
+            db,
+            "select pg_is_in_recovery(), \
+             coalesce((select status from pg_stat_wal_receiver), ''), \
+             coalesce(pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn(), false), \
+             coalesce(to_char(pg_last_xact_replay_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '')",
+        )
+        .ok()?;
+    let f: Vec<&str> = row.trim().split('|').collect();
+    let [in_recovery, receiver, caught_up, last] = f[..] else {
+        return None;
+    };
+    if in_recovery != "t" || (receiver == "streaming" && caught_up == "t") {
+        return None;
+    }
+    let last: Option<jiff::Timestamp> = last.parse().ok();
+    // a busy standby is always a little behind what it received: only a minute counts
+    let lag = last.map(|l| jiff::Timestamp::now().duration_since(l).as_secs_f64());
+    if receiver == "streaming" && lag.is_some_and(|l| l < 60.0) {
+        return None;
+    }
+    let behind = last.map_or_else(
+        || "it has replayed no transaction since it started".to_string(),
+        |l| {
+            format!(
+                "its last replayed transaction committed at {} ({} ago)",
+                l.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                super::evidence::human_secs(lag.unwrap_or_default(), 0)
+            )
+        },
+    );
+    crate::sources::postgres::cluster::note(if receiver == "streaming" {
+        format!("the server is a standby whose replay is behind what it received from its primary: {behind}; these dumps hold the data as of then, and are recorded so (drills count their RPO from it)")
+    } else {
+        format!(
+            "the server is a standby that receives no WAL from its primary now (pg_stat_wal_receiver shows {}): {behind}; these dumps hold the data as of then, and are recorded so (drills count their RPO from it); check the standby's replication (primary_conninfo, the primary's pg_hba.conf, its replication slot)",
+            if receiver.is_empty() { "no receiver" } else { receiver }
+        )
+    });
+    Some(last.unwrap_or_else(jiff::Timestamp::now))
 }
 
 /// Says when the source's WAL archive shows this server was left behind: a newer
@@ -981,6 +1039,7 @@ fn physical_one(
                 .collect(),
         }),
         written_by: Some(crate::VERSION.to_string()),
+        data_as_of: None,
     };
     confirm(repo, &snap, &meta, clock)
 }

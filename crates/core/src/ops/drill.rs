@@ -1373,17 +1373,24 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
     let rto_secs = clock.secs_of(&["globals", "fetch"])
         + clock.span_of(&["restore", "indexes", "hooks", "checks", "assertions"]);
     let newest = newest_of_database(&all, &backup);
+    // the data's time, not the backup's end: a dump holds what was there when it started
+    // (and a standby's, what it had replayed by then)
     let rpo_point = RpoPoint {
-        at: newest.meta.finished_at,
+        at: newest.meta.data_point(),
         backup_id: Some(newest.id.clone()),
         lsn: None,
         what: format!(
-            "the newest logical backup of database {database:?}, {}{}",
+            "the newest logical backup of database {database:?}, {}{}, data as of its {}",
             newest.short_id(),
             if newest.id == backup.id {
                 " (the one drilled)"
             } else {
                 ""
+            },
+            if newest.meta.data_as_of.is_some() {
+                "standby's last replayed transaction"
+            } else {
+                "start"
             }
         ),
     };

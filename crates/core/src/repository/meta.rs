@@ -53,9 +53,23 @@ pub struct BackupMeta {
     /// lifeboat recorded it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub written_by: Option<String>,
+    /// A dump taken on a standby that was behind its primary: the commit time of the last
+    /// transaction it had replayed, so the newest data the dump can hold. Absent when
+    /// the server was a primary or a standby that had replayed all its primary sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_as_of: Option<Timestamp>,
 }
 
 impl BackupMeta {
+    /// When the data this backup holds was current: its start (a dump's snapshot is taken
+    /// as it starts, and what is written while it runs is not in it), or earlier for a
+    /// dump of a standby that lagged.
+    #[must_use]
+    pub fn data_point(&self) -> Timestamp {
+        self.data_as_of
+            .map_or(self.started_at, |d| d.min(self.started_at))
+    }
+
     /// Tags written on the snapshot: readable by `restic snapshots --tag`.
     #[must_use]
     pub fn tags(&self) -> rustic_core::StringList {
