@@ -821,8 +821,7 @@ fn a_base_backup_from_a_standby_waits_for_the_primary_to_archive_its_wal() {
     );
     let newest = common::list_json(&a.cfg)
         .into_iter()
-        .filter(|b| b["kind"] == "logical")
-        .next_back()
+        .rfind(|b| b["kind"] == "logical")
         .expect("the logical backup");
     let as_of: jiff::Timestamp = newest["data_as_of"]
         .as_str()
