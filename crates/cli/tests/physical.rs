@@ -777,20 +777,40 @@ fn a_base_backup_from_a_standby_waits_for_the_primary_to_archive_its_wal() {
             .contains("the server is a standby: WAL segments are closed by the primary"),
         "{out}\n{err}"
     );
+    let restart_with = |mode: &str| {
+        let auto = standby.data.join("postgresql.auto.conf");
+        let text = std::fs::read_to_string(&auto).expect("auto.conf");
+        std::fs::write(&auto, format!("{text}archive_mode = {mode}\n")).expect("auto.conf");
+        let st = as_pg_user("pg_ctl")
+            .args(["restart", "-w", "-D"])
+            .arg(&standby.data)
+            .arg("-l")
+            .arg(base.join("standby.log"))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("pg_ctl");
+        assert!(st.success());
+    };
+    // archive_mode = always: the standby archives, and still waits for the primary to
+    // close the segment; a wait that ends names that, not only archive_command
+    restart_with("always");
+    a.marker(6);
+    std::fs::write(
+        &cfg2,
+        std::fs::read_to_string(&cfg2)
+            .expect("config")
+            .replace("archive_timeout = \"120s\"", "archive_timeout = \"3s\""),
+    )
+    .expect("config");
+    let (code, _, err) = run(lb(&cfg2).args(["backup", "--kind", "physical"]));
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("the server is a standby") && err.contains("closes when the primary switches"),
+        "{err}"
+    );
     // the usual replica: archive_mode off, the primary archiving. `wal status` through
     // the standby is no alarm (it said archiving was switched off, exit 10)
-    let auto = standby.data.join("postgresql.auto.conf");
-    let text = std::fs::read_to_string(&auto).expect("auto.conf");
-    std::fs::write(&auto, format!("{text}archive_mode = off\n")).expect("auto.conf");
-    let st = as_pg_user("pg_ctl")
-        .args(["restart", "-w", "-D"])
-        .arg(&standby.data)
-        .arg("-l")
-        .arg(base.join("standby.log"))
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("pg_ctl");
-    assert!(st.success());
+    restart_with("off");
     a.archive_now();
     let (code, out, err) = run(lb(&cfg2).args(["wal", "status"]));
     assert_eq!(code, 0, "{out}\n{err}");
@@ -811,7 +831,7 @@ fn a_base_backup_from_a_standby_waits_for_the_primary_to_archive_its_wal() {
     let replayed = standby.sql(
         "select to_char(pg_last_xact_replay_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
     );
-    a.marker(6);
+    a.marker(7);
     let (code, _, err) = run(lb(&cfg2).args(["backup", "--kind", "logical"]));
     assert_eq!(code, 0, "{err}");
     assert!(

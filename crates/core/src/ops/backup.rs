@@ -964,7 +964,7 @@ fn physical_one(
     let mut process = physical::BaseBackup::start(
         conn,
         db,
-        facts.archiving,
+        (facts.archiving, facts.standby),
         &label,
         pace,
         std::time::Duration::from_secs(archive_timeout),

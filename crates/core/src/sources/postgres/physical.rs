@@ -284,6 +284,8 @@ pub struct BaseBackup {
     /// Whether WAL is fetched into the tar.
     pub wal_included: bool,
     watchdog: Option<Watchdog>,
+    /// Taken from a standby: the WAL it waits for is closed by the primary.
+    standby: bool,
 }
 
 /// What a backup stopped by the watchdog says: its WAL never reached the archive.
@@ -446,7 +448,7 @@ impl BaseBackup {
     pub fn start(
         conn: &PgConn,
         db: &str,
-        archiving: bool,
+        (archiving, standby): (bool, bool),
         label: &str,
         pace: Pace,
         archive_timeout: std::time::Duration,
@@ -473,6 +475,7 @@ impl BaseBackup {
             inner,
             wal_included: !archiving,
             watchdog,
+            standby,
         })
     }
 
@@ -490,9 +493,13 @@ impl BaseBackup {
     pub fn finish(mut self) -> Result<(u64, String, TarFacts)> {
         let out = self.inner.finish();
         if let Some(why) = self.watchdog.take().and_then(Watchdog::finish) {
-            return Err(Error::postgres(why).hint(
-                "check archive_command (`lifeboat wal-push` must run as the PostgreSQL user and reach the repository), pg_stat_archiver and the server log; raise archive_timeout for a slow archive; no snapshot was kept",
-            ));
+            return Err(Error::postgres(why).hint(if self.standby {
+                // its archiver may be fine: the segment is not closed until the primary
+                // switches, and not here until it is replicated
+                "the server is a standby: the segment this backup ends in closes when the primary switches to the next one, which its archive_timeout paces (set it shorter than the source's archive_timeout), and reaches the standby only while it streams (pg_stat_wal_receiver); else check the archive_command of whichever server archives (pg_stat_archiver, its log); no snapshot was kept"
+            } else {
+                "check archive_command (`lifeboat wal-push` must run as the PostgreSQL user and reach the repository), pg_stat_archiver and the server log; raise archive_timeout for a slow archive; no snapshot was kept"
+            }));
         }
         let out = out?;
         let facts = out
