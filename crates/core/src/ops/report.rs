@@ -501,15 +501,17 @@ pub fn damaged_backups(entries: &[audit::Entry]) -> BTreeMap<String, Timestamp> 
     damage_history(entries, Timestamp::MAX).0
 }
 
-/// The backup ids a failed `verify` entry names damaged.
+/// The backup ids a failed `verify` entry names damaged, short (8 hex digits, as the
+/// damage history keys them; entries name them whole, older ones short).
 fn damaged_in(e: &audit::Entry) -> Vec<&str> {
     let Some(list) = e.own_details().split_once("damaged ").map(|(_, l)| l) else {
         return Vec::new();
     };
-    // only backup ids (8 hex digits): a repository problem's text may say "damaged" too
+    // only backup ids: a repository problem's text may say "damaged" too
     list.split(", ")
         .map(str::trim)
-        .filter(|i| i.len() == 8 && i.bytes().all(|b| b.is_ascii_hexdigit()))
+        .filter(|i| matches!(i.len(), 8 | 64) && i.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(|i| &i[..8])
         .collect()
 }
 
@@ -1667,7 +1669,10 @@ mod tests {
                 1,
                 "verify",
                 "failed",
-                "3 backup(s), data read: damaged e130108a, 77f6e698",
+                &format!(
+                    "3 backup(s), data read: damaged e130108a, 77f6e698{}",
+                    "0".repeat(56)
+                ),
             ),
             entry(2, "verify", "ok", "3 backup(s): all intact"),
             // a repository problem's own words are no backup ids

@@ -153,7 +153,7 @@ pub fn verify(repo: &Repo, opts: &VerifyOptions) -> Result<VerifyReport> {
                     "damaged {}",
                     r.damaged()
                         .iter()
-                        .map(|b| b.id[..8].to_string())
+                        .map(|b| b.id.clone())
                         .collect::<Vec<_>>()
                         .join(", ")
                 )
