@@ -1575,6 +1575,20 @@ fn a_tablespace_in_production_neither_fails_a_drill_nor_costs_it_the_roles() {
     ]));
     assert_eq!(code, 8, "{err}");
     assert!(err.contains("--no-tablespaces"), "{err}");
+    // with the globals, their tablespace fails (its directory is production's), and the
+    // error says what the rest of the script did to the target
+    let (code, _, err) = run(lb(&cfg).args([
+        "restore",
+        "--latest",
+        "--globals",
+        "--target-dsn",
+        &other.dsn("postgres"),
+    ]));
+    assert_eq!(code, 8, "{err}");
+    assert!(
+        err.contains("--no-tablespaces") && err.contains("the rest of the globals script ran"),
+        "{err}"
+    );
     let out = ok(lb(&cfg).args([
         "restore",
         "--latest",

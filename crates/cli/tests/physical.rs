@@ -2664,6 +2664,14 @@ fn a_failing_archive_command_stops_the_base_backup_with_the_reason() {
         .timeout(Duration::from_secs(300)));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("but not into source \"main\""), "{err}");
+    // the archive_command to set is this configuration's, ready to paste
+    assert!(
+        err.contains(&format!(
+            "--config {} wal-push --source main %p'",
+            cfg.display()
+        )),
+        "{err}"
+    );
     assert!(common::list_json(&cfg).is_empty(), "no backup is visible");
 
     // the server gone: the repository's part still prints, and says the server is not

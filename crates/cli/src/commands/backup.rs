@@ -39,6 +39,7 @@ impl BackupCmd {
             kinds: self.kind.clone(),
             databases: self.database.clone(),
             recovery_point: None,
+            archive_command: super::restore::archive_command(ctx, &src.name).ok(),
         };
         let report = backup(&repo, src, &opts)?;
         output::warn_repository(&repo);

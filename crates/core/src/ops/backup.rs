@@ -31,6 +31,10 @@ pub struct BackupOptions {
     pub databases: Vec<String>,
     /// Recovery-point id grouping these backups (default: a new one).
     pub recovery_point: Option<String>,
+    /// The `archive_command` that archives into this repository for the source, as the
+    /// caller would write it (its binary and configuration): named in hints.
+    #[serde(default)]
+    pub archive_command: Option<String>,
 }
 
 /// One snapshot written.
@@ -530,7 +534,13 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
                     ),
                 ))
             } else if kind == BackupKind::Physical {
-                physical_one(repo, src, &conn, db, &recovery_point)
+                physical_one(
+                    repo,
+                    src,
+                    &conn,
+                    db,
+                    (&recovery_point, opts.archive_command.as_deref()),
+                )
             } else {
                 dump_one(repo, src, &conn, db, kind, (&recovery_point, data_as_of))
             };
@@ -749,6 +759,7 @@ fn wal_reaches_store(
     stop_lsn: crate::wal::Lsn,
     facts: &physical::ClusterFacts,
     archive_timeout: std::time::Duration,
+    archive_command: Option<&str>,
 ) -> Result<()> {
     use crate::wal::{name::SegmentName, WalFile};
     let last = SegmentName::containing(
@@ -787,8 +798,11 @@ fn wal_reaches_store(
         src.name
     ))
     .hint(format!(
-        "set archive_command = 'lifeboat --config /etc/lifeboat/lifeboat.toml wal-push --source {} %p' (see the README), or back up without WAL archiving; no snapshot was kept",
-        src.name
+        "set archive_command = {} in postgresql.conf and reload (see the README), or back up without WAL archiving; no snapshot was kept",
+        crate::ops::recover::conf_quote(&archive_command.map_or_else(
+            || format!("lifeboat --config /etc/lifeboat/lifeboat.toml wal-push --source {} %p", src.name),
+            str::to_string
+        ))
     )))
 }
 
@@ -938,7 +952,7 @@ fn physical_one(
     src: &SourceConfig,
     conn: &PgConn,
     db: &str,
-    recovery_point: &str,
+    (recovery_point, archive_command): (&str, Option<&str>),
 ) -> Result<BackupSummary> {
     let facts = physical::cluster_facts(conn, db)?;
     same_cluster_as_before(repo, src, &facts.system_identifier)?;
@@ -993,6 +1007,7 @@ fn physical_one(
                 stop_lsn,
                 &facts,
                 std::time::Duration::from_secs(archive_timeout),
+                archive_command,
             )?;
         }
         on_newest_timeline(&store, src, timeline, stop_lsn)?;

@@ -831,6 +831,11 @@ pub fn apply_globals(
         // 22021 invalid byte sequence: role names in bytes that are not UTF-8 (a SQL_ASCII
         // cluster's, written by a Latin-1 client) cannot go into a UTF-8 server
         let not_utf8 = unexpected.iter().any(|l| sqlstate(l) == Some("22021"));
+        // psql went on past the error (the script cannot run as one transaction: CREATE
+        // TABLESPACE refuses one), so the target has changed
+        let err = err.with_note(
+            "the rest of the globals script ran: the roles it could create or alter are on the target now (restoring the globals again is safe: roles that exist are expected)",
+        );
         return Err(
             if stderr.contains("TABLESPACE") || stderr.contains("tablespace") {
                 err.hint("the target cannot have the source's tablespaces: restore with --no-tablespaces (tables and indexes go to the default tablespace), or create them on the target first")
