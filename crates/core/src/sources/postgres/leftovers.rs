@@ -16,9 +16,15 @@ use nix::fcntl::{Flock, FlockArg};
 const OWNER_FILE: &str = ".lifeboat-owner";
 
 /// Marks `dir` as made by this process; the lock lasts as long as the returned value.
+/// The mark is locked before it takes its name: another process's [`sweep`] that found
+/// it between its creation and its lock took it for a dead run's, and removed the
+/// directory from under a drill that was just starting (seen in CI, two drills at once).
 pub(crate) fn mark(dir: &Path) -> Option<Flock<File>> {
-    let file = File::create(dir.join(OWNER_FILE)).ok()?;
-    Flock::lock(file, FlockArg::LockExclusiveNonblock).ok()
+    let staged = dir.join(format!("{OWNER_FILE}.new"));
+    let file = File::create(&staged).ok()?;
+    let locked = Flock::lock(file, FlockArg::LockExclusiveNonblock).ok()?;
+    std::fs::rename(&staged, dir.join(OWNER_FILE)).ok()?;
+    Some(locked)
 }
 
 /// Removes this process's scratch directory `dir` (after an interrupt), its mark last:
@@ -152,7 +158,19 @@ pub(crate) fn sweep(base: &Path) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{remove, OWNER_FILE};
+    use super::{mark, orphaned, remove, OWNER_FILE};
+
+    #[test]
+    fn a_marked_directory_is_never_anyone_elses_to_sweep() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = mark(dir.path()).expect("marked");
+        assert!(dir.path().join(OWNER_FILE).exists());
+        assert!(!dir.path().join(format!("{OWNER_FILE}.new")).exists());
+        // another process's sweep would try to lock it: held, so not orphaned
+        assert!(orphaned(dir.path()).is_none());
+        drop(held);
+        assert!(orphaned(dir.path()).is_some(), "its creator gone, it is");
+    }
 
     #[test]
     fn a_scratch_directory_still_being_written_is_removed_whole() {
