@@ -235,12 +235,23 @@ impl Ctx {
         if let Ok(mut u) = UNDER_WAY.lock() {
             *u = Some((repo.location().to_string(), action.into(), what.into()));
         }
+        if let Ok(mut p) = PENDING.lock() {
+            if let Some(earlier) = p.take() {
+                earlier.finish();
+            }
+            *p = lifeboat_core::repository::parked::Pending::start(repo.location(), action, what);
+        }
         lifeboat_core::repository::audit::outcome_pending();
     }
 
     /// Names the operation under way more closely once it is known (which backup, where
     /// to), for the entry an interrupt parks.
     fn under_way_is(what: String) {
+        if let Ok(mut p) = PENDING.lock() {
+            if let Some(pending) = p.as_mut() {
+                pending.now_doing(&what);
+            }
+        }
         if let Ok(mut u) = UNDER_WAY.lock() {
             if let Some(under_way) = u.as_mut() {
                 under_way.2 = what;
@@ -517,9 +528,27 @@ pub(crate) fn kind_name(kind: ErrorKind) -> String {
 /// once its repository is open, so that an interrupted one is logged too.
 static UNDER_WAY: std::sync::Mutex<Option<(String, String, String)>> = std::sync::Mutex::new(None);
 
+/// The mark of the operation under way that a process killed outright leaves for the
+/// next one to log (see [`lifeboat_core::repository::parked::Pending`]); removed once the
+/// outcome or the interruption is recorded.
+static PENDING: std::sync::Mutex<Option<lifeboat_core::repository::parked::Pending>> =
+    std::sync::Mutex::new(None);
+
+/// The operation under way has its outcome recorded: its mark goes.
+fn finish_pending() {
+    if let Some(p) = PENDING.lock().ok().and_then(|mut p| p.take()) {
+        p.finish();
+    }
+}
+
 /// Parks an audit entry for the operation an interrupt cut short (see
 /// [`lifeboat_core::repository::parked`]): the next operation adds it to the log.
 fn park_interrupted() {
+    park_interrupted_entry();
+    finish_pending();
+}
+
+fn park_interrupted_entry() {
     let Some((location, action, what)) = UNDER_WAY.lock().ok().and_then(|mut u| u.take()) else {
         return;
     };
@@ -667,6 +696,7 @@ fn main() {
         if let Ok(mut u) = UNDER_WAY.lock() {
             u.take();
         }
+        finish_pending();
     }
     // an interrupt's clean-up may still be removing what the command started
     lifeboat_core::sources::postgres::cluster::wait_for_stop_all();

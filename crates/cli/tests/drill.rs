@@ -656,6 +656,21 @@ fn interrupted_drill_leaves_no_process_or_directory() {
         })
         .count();
     assert_eq!(interrupted, 2, "{entries:?}");
+    let killed = |entries: &[serde_json::Value]| {
+        entries
+            .iter()
+            .filter(|e| {
+                e["action"] == "drill"
+                    && e["outcome"] == "failed"
+                    && e["details"].as_str().is_some_and(|d| {
+                        d.contains("ended without a result: the process was killed outright")
+                            && d.contains("recorded late")
+                    })
+            })
+            .count()
+    };
+    // an interrupted drill is in the log as interrupted, not also as killed
+    assert_eq!(killed(&entries), 0, "{entries:?}");
     // neither a server of the drill nor the hook (its own process group) is left
     for pattern in [scratch.display().to_string(), marker.display().to_string()] {
         let procs = std::process::Command::new("pgrep")
@@ -722,6 +737,12 @@ fn interrupted_drill_leaves_no_process_or_directory() {
     assert!(!running(&format!("{}/lifeboat-pg", scratch.display())));
     // the production cluster behind the planted link still answers
     assert_eq!(c.sql("app", "select 1").unwrap(), "1");
+    // the killed drill is in the audit log, as a failure the next drill recorded late
+    let entries: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "audit", "list"]))).unwrap();
+    assert_eq!(killed(&entries), 1, "{entries:?}");
+    // and the chain with the late entry in it verifies
+    ok(lb(&cfg).args(["audit", "verify"]));
 }
 
 #[test]

@@ -154,6 +154,110 @@ pub fn park(repository: &str, action: &str, ok: bool, details: &str) -> Result<P
     Ok(path)
 }
 
+/// An audited operation under way on this host: a parked entry saying that it ended
+/// without a result, kept under an `flock` while the process lives. The process removes
+/// it once its outcome is logged (or its interruption parked); a process killed outright
+/// (SIGKILL, the OOM killer, a power cut) cannot, and the kernel drops its lock, so the
+/// next operation that adds parked entries finds it unlocked and logs it: the killed
+/// drill is in the evidence as a failure, not missing.
+#[derive(Debug)]
+pub struct Pending {
+    path: PathBuf,
+    file: nix::fcntl::Flock<std::fs::File>,
+    entry: Parked,
+}
+
+/// What the entry of an operation that was killed says after what it was doing.
+const KILLED: &str = "started then and ended without a result: the process was killed outright (SIGKILL, the OOM killer) or its host went down";
+
+impl Pending {
+    /// Marks `action` on `repository` (`what`: what it acts on) under way. `None` when
+    /// there is no state directory to hold the mark (the operation goes on unmarked).
+    #[must_use]
+    pub fn start(repository: &str, action: &str, what: &str) -> Option<Self> {
+        let dir = dir()?;
+        std::fs::create_dir_all(&dir).ok()?;
+        let (user, host) = super::audit::current_actor();
+        let entry = Parked {
+            repository: same_place(repository),
+            time: Timestamp::now(),
+            action: action.to_string(),
+            ok: false,
+            details: format!("{what}: {KILLED}"),
+            user,
+            host,
+        };
+        let name = format!(
+            "{}-{}-{:08x}.pending",
+            entry.time.as_nanosecond(),
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        let path = dir.join(&name);
+        // locked before it has its name: an adder must never find it unlocked while this
+        // process lives (see `leftovers::mark`)
+        let staged = dir.join(format!(".{name}.new"));
+        let file = std::os::unix::fs::OpenOptionsExt::mode(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true),
+            0o600,
+        )
+        .open(&staged)
+        .ok()?;
+        let file =
+            nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()?;
+        let mut pending = Self { path, file, entry };
+        pending.write().ok()?;
+        std::fs::rename(&staged, &pending.path).ok()?;
+        let _ = std::fs::File::open(&dir).and_then(|d| d.sync_all());
+        Some(pending)
+    }
+
+    /// Names what the operation acts on more closely (which backup, where to).
+    pub fn now_doing(&mut self, what: &str) {
+        self.entry.details = format!("{what}: {KILLED}");
+        let _ = self.write();
+    }
+
+    fn write(&mut self) -> std::io::Result<()> {
+        use std::io::{Seek, Write};
+        let json = serde_json::to_vec_pretty(&self.entry).map_err(std::io::Error::other)?;
+        self.file.set_len(0)?;
+        self.file.seek(std::io::SeekFrom::Start(0))?;
+        self.file.write_all(&json)?;
+        self.file.sync_all()
+    }
+
+    /// The operation's outcome is logged (or its interruption parked): the mark goes.
+    pub fn finish(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Turns the marks of operations whose process is gone (see [`Pending`]) into parked
+/// entries. One adopter at a time per mark: it holds the mark's lock while it renames.
+fn adopt_killed(dir: &Path) {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for path in read.filter_map(|e| e.ok().map(|e| e.path())) {
+        if !path.extension().is_some_and(|x| x == "pending") {
+            continue;
+        }
+        let Ok(file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        // held: its process still runs
+        let Ok(_dead) = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        else {
+            continue;
+        };
+        let _ = std::fs::rename(&path, path.with_extension("json"));
+    }
+}
+
 /// The entries parked for `repository`, oldest first, with their files. Files that are
 /// not parked entries are left alone.
 ///
@@ -195,6 +299,9 @@ fn files_for(repository: &str, extension: &str) -> Result<Vec<(PathBuf, Parked)>
     let Some(dir) = dir() else {
         return Ok(Vec::new());
     };
+    if extension == "json" {
+        adopt_killed(&dir);
+    }
     let read = match std::fs::read_dir(&dir) {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
