@@ -243,7 +243,7 @@ fn adopt_killed(dir: &Path) {
         return;
     };
     for path in read.filter_map(|e| e.ok().map(|e| e.path())) {
-        if !path.extension().is_some_and(|x| x == "pending") {
+        if path.extension().is_none_or(|x| x != "pending") {
             continue;
         }
         let Ok(file) = std::fs::File::open(&path) else {
