@@ -864,28 +864,41 @@ fn on_newest_timeline(
 /// streams from its primary and has replayed all it received: an idle primary's last
 /// commit may be old, and the standby is still current).
 fn standby_lag(conn: &PgConn, db: &str) -> Option<jiff::Timestamp> {
-    let row = conn
-        .query(
-            db,
-            "select pg_is_in_recovery(), \
-             coalesce((select status from pg_stat_wal_receiver), ''), \
-             coalesce(pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn(), false), \
-             coalesce(to_char(pg_last_xact_replay_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '')",
-        )
-        .ok()?;
-    let f: Vec<&str> = row.trim().split('|').collect();
-    let [in_recovery, receiver, caught_up, last] = f[..] else {
-        return None;
+    let ask = || -> Option<(String, bool, Option<jiff::Timestamp>)> {
+        let row = conn
+            .query(
+                db,
+                "select pg_is_in_recovery(), \
+                 coalesce((select status from pg_stat_wal_receiver), ''), \
+                 coalesce(pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn(), false), \
+                 coalesce(to_char(pg_last_xact_replay_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '')",
+            )
+            .ok()?;
+        let f: Vec<&str> = row.trim().split('|').collect();
+        let [in_recovery, receiver, caught_up, last] = f[..] else {
+            return None;
+        };
+        (in_recovery == "t").then(|| (receiver.to_string(), caught_up == "t", last.parse().ok()))
     };
-    if in_recovery != "t" || (receiver == "streaming" && caught_up == "t") {
-        return None;
+    let (mut receiver, mut caught_up, mut last) = ask()?;
+    // an idle primary's last commit may be hours old while its standby is current, and
+    // even an idle primary writes a little WAL now and then: a standby that is streaming
+    // gets two seconds to replay what it received
+    for _ in 0..5 {
+        let lag =
+            last.map(|l: jiff::Timestamp| jiff::Timestamp::now().duration_since(l).as_secs_f64());
+        // a busy standby is always a little behind what it received: only a minute counts
+        if receiver != "streaming" || caught_up || lag.is_some_and(|l| l < 60.0) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        (receiver, caught_up, last) = ask()?;
     }
-    let last: Option<jiff::Timestamp> = last.parse().ok();
-    // a busy standby is always a little behind what it received: only a minute counts
     let lag = last.map(|l| jiff::Timestamp::now().duration_since(l).as_secs_f64());
-    if receiver == "streaming" && lag.is_some_and(|l| l < 60.0) {
+    if receiver == "streaming" && (caught_up || lag.is_some_and(|l| l < 60.0)) {
         return None;
     }
+    let receiver = receiver.as_str();
     let behind = last.map_or_else(
         || "it has replayed no transaction since it started".to_string(),
         |l| {
