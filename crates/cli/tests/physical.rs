@@ -819,6 +819,29 @@ fn a_base_backup_from_a_standby_waits_for_the_primary_to_archive_its_wal() {
         "{out}"
     );
 
+    // a healthy standby's dump, by a role that may read the data but not the receiver's
+    // details (pg_read_all_data, no pg_read_all_stats): no alarm, nothing recorded
+    a.sql("create role reader login; grant pg_read_all_data to reader");
+    a.marker(8);
+    let caught_up = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        standby.sql("select count(*) from markers where id = 8") == "1"
+    });
+    assert!(caught_up, "the standby did not replay the new role");
+    let cfg3 = a.ws.path().join("reader.toml");
+    std::fs::write(
+        &cfg3,
+        std::fs::read_to_string(&cfg2)
+            .expect("config")
+            .replace("user=postgres", "user=reader"),
+    )
+    .expect("config");
+    let (code, _, err) = run(lb(&cfg3).args(["backup", "--kind", "logical"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("the server is a standby"), "{err}");
+    assert!(common::list_json(&a.cfg)
+        .iter()
+        .all(|b| b.get("data_as_of").is_none()));
     // replication breaks: the standby's dumps hold its last replayed data, said and
     // recorded, and a drill counts the RPO from it
     standby.sql("alter system set primary_conninfo = ''");
@@ -984,6 +1007,20 @@ fn wal_that_creates_a_tablespace_is_never_replayed_into_productions_directory() 
     let (r, _) = restore(&a, "time-before-ts", &["--target-time", &target]);
     assert_markers_up_to(&r, 4, "up to a time before the tablespace's creation");
     drop(r);
+    assert_eq!(fingerprint(&ts), before);
+    // and a drill to that time passes: it stopped where asked, whatever it read ahead
+    let out = ok(a.lb().args([
+        "--json",
+        "drill",
+        "--kind",
+        "physical",
+        "--target-time",
+        &target,
+        "--check",
+        "select count(*) = 4 from markers",
+    ]));
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(report["passed"], true, "{out}");
     assert_eq!(fingerprint(&ts), before);
 
     // the hint's way out: everything up to the creation

@@ -751,19 +751,6 @@ fn verdict(
         .hint("push the history file from the promoted server's pg_wal with `lifeboat wal-push`, then take a physical backup")
         .into());
     }
-    // a tablespace made after the latest base backup (one before it would have refused
-    // the backup): recovery ends at its creation, and the recoverable point above is not
-    if let Some(a) = archiver.filter(|a| !a.tablespaces.is_empty() && st.reachable.is_some()) {
-        return Err(lifeboat_core::Error::new(
-            ErrorKind::CheckFailed,
-            format!(
-                "the server has tablespace(s) {}, created after the latest physical backup: recovery from it ends where the first was created (lifeboat backs up no tablespaces), so no point after that can be recovered, whatever the archive holds",
-                a.tablespaces.join(", ")
-            ),
-        )
-        .hint(format!("move their tables and indexes to pg_default (ALTER TABLE ... SET TABLESPACE pg_default), drop them, then take a physical backup at once (`lifeboat backup --source {name} --kind physical`); until then, back the databases that use them up logically"))
-        .into());
-    }
     // archiving was set up (the archive holds WAL) and the server no longer does it; a
     // source that takes standalone base backups only never archived, and is not alarmed
     // (a standby archives nothing itself with it on either: the primary fills the archive)
@@ -796,6 +783,21 @@ fn verdict(
             ),
         )
         .hint("the server log says why; run the archive_command by hand as the PostgreSQL user (`lifeboat wal-push` must read the config and password and write the repository); segments wait in pg_wal until it works, and the disk fills meanwhile")
+        .into());
+    }
+    // a tablespace made after the latest base backup (one before it would have refused
+    // the backup): recovery ends at its creation, and the recoverable point above is not.
+    // Checked after the archiver's own troubles: its fix, a new base backup, needs a
+    // working archiver first
+    if let Some(a) = archiver.filter(|a| !a.tablespaces.is_empty() && st.reachable.is_some()) {
+        return Err(lifeboat_core::Error::new(
+            ErrorKind::CheckFailed,
+            format!(
+                "the server has tablespace(s) {}, created after the latest physical backup: recovery from it ends where the first was created (lifeboat backs up no tablespaces), so no point after that can be recovered, whatever the archive holds",
+                a.tablespaces.join(", ")
+            ),
+        )
+        .hint(format!("move their tables and indexes to pg_default (ALTER TABLE ... SET TABLESPACE pg_default), drop them, then take a physical backup at once (`lifeboat backup --source {name} --kind physical`); until then, back the databases that use them up logically"))
         .into());
     }
     Ok(())

@@ -449,9 +449,15 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
     // the old primary after a failover, or production beside a promoted copy that archives
     // here: which one is production only the operator knows, so the dumps are taken (the
     // base backup, which could not be restored, is refused after it is taken)
+    // only a note: a WAL archive that cannot be read now is no reason to skip the dumps
     if let Some(why) = match databases.first() {
         Some(db) if kinds.iter().any(|k| *k != BackupKind::Physical) => {
-            left_behind(repo, src, &conn, db)?
+            left_behind(repo, src, &conn, db).unwrap_or_else(|e| {
+                Some(format!(
+                    "whether another server was promoted from this one could not be told from the WAL archive: {}",
+                    crate::error::headline(&e.to_string())
+                ))
+            })
         }
         _ => None,
     } {
@@ -798,7 +804,7 @@ fn wal_reaches_store(
         src.name
     ))
     .hint(format!(
-        "set archive_command = {} in postgresql.conf and reload (see the README), or back up without WAL archiving; no snapshot was kept",
+        "set archive_command = {} in postgresql.conf and reload (as this host runs lifeboat: on another database host, its own lifeboat binary and configuration path; see the README), or back up without WAL archiving; no snapshot was kept",
         crate::ops::recover::conf_quote(&archive_command.map_or_else(
             || format!("lifeboat --config /etc/lifeboat/lifeboat.toml wal-push --source {} %p", src.name),
             str::to_string
@@ -860,16 +866,18 @@ fn on_newest_timeline(
 
 /// For a standby that has not replayed everything its primary wrote: the commit time of
 /// the last transaction it replayed (the newest data a dump of it holds), said in a note
-/// with how far behind it is. `None` for a primary and for a standby that is current (it
+/// with how far behind it is. `None` for a primary, for a standby that is current (it
 /// streams from its primary and has replayed all it received: an idle primary's last
-/// commit may be old, and the standby is still current).
+/// commit may be old, and the standby is still current), and for one that has replayed
+/// no transaction since it started (how old its data is cannot be told; the note says so).
 fn standby_lag(conn: &PgConn, db: &str) -> Option<jiff::Timestamp> {
     let ask = || -> Option<(String, bool, Option<jiff::Timestamp>)> {
         let row = conn
             .query(
                 db,
+                // a role without pg_read_all_stats sees the receiver's pid only
                 "select pg_is_in_recovery(), \
-                 coalesce((select status from pg_stat_wal_receiver), ''), \
+                 coalesce((select coalesce(status, case when pid is not null then 'streaming' end) from pg_stat_wal_receiver), ''), \
                  coalesce(pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn(), false), \
                  coalesce(to_char(pg_last_xact_replay_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '')",
             )
@@ -917,7 +925,8 @@ fn standby_lag(conn: &PgConn, db: &str) -> Option<jiff::Timestamp> {
             if receiver.is_empty() { "no receiver" } else { receiver }
         )
     });
-    Some(last.unwrap_or_else(jiff::Timestamp::now))
+    // nothing replayed since it started: how old its data is cannot be told
+    last
 }
 
 /// Says when the source's WAL archive shows this server was left behind: a newer

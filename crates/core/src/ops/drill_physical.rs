@@ -229,6 +229,7 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
         ));
         rec.start = true;
         let log = rec.to_dir.join(super::recover::RECOVERY_LOG);
+        let log_from = super::recover::log_len(&log);
         register(bin.program("pg_ctl"), rec.to_dir.clone(), user_name.clone());
         let replayed = clock.time("replay", || {
             start_and_wait(
@@ -298,12 +299,16 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
                         .unwrap_or_default(),
                     p.wal_served
                 );
-                let cut = crate::sources::postgres::text::read_file(&log)
-                    .ok()
-                    .and_then(|t| super::recover::tablespace_cut(&t));
+                // what this recovery wrote to the log, not a log the backup held
+                let cut =
+                    super::recover::tablespace_cut(&super::recover::log_since(&log, log_from));
                 if lsn < phys.stop_lsn {
                     Err(format!("{text}: before the backup's end {}", phys.stop_lsn))
-                } else if let Some((what, _)) = cut {
+                } else if let Some((what, _)) = cut.filter(|_| {
+                    // to a time before the creation, recovery stopped where asked (it read
+                    // ahead into the cut); to the end of the archive it stopped short
+                    !at_target || matches!(target, RecoveryTarget::Latest)
+                }) {
                     Err(format!(
                         "{text}: {what}; a physical drill cannot get past it: drill a base backup taken after the tablespace is gone, and back up the databases that use it logically"
                     ))

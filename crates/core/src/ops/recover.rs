@@ -1214,6 +1214,9 @@ pub(crate) fn recover_inner(
     }
     let replay = Instant::now();
     let log = opts.to_dir.join(RECOVERY_LOG);
+    // the backup may hold the log of the restore it was taken from (a copy made primary):
+    // only what this recovery writes counts
+    let log_from = log_len(&log);
     let reached = start_and_wait(
         opts,
         user_name.as_deref(),
@@ -1228,7 +1231,7 @@ pub(crate) fn recover_inner(
     )?;
     report.replay_secs = Some(replay.elapsed().as_secs_f64());
     if opts.target == RecoveryTarget::Latest {
-        short_of_archive_end(&reached, &reach, &phys, &log)?;
+        short_of_archive_end(&reached, &reach, &phys, (&log, log_from))?;
     }
     hook(
         "post-restore",
@@ -1257,10 +1260,10 @@ fn short_of_archive_end(
     reached: &ReachedPoint,
     reach: &wal::Reachable,
     phys: &crate::sources::postgres::physical::PhysicalMeta,
-    log: &Path,
+    (log, log_from): (&Path, u64),
 ) -> Result<()> {
     let lsn = reached.lsn.as_deref().and_then(|l| Lsn::parse(l).ok());
-    let text = crate::sources::postgres::text::read_file(log).unwrap_or_default();
+    let text = log_since(log, log_from);
     if let Some((what, hint)) = tablespace_cut(&text) {
         return Err(Error::config(format!(
             "recovery ended at LSN {}, before the end of the archive (LSN {}): {what}",
@@ -1546,7 +1549,7 @@ fn start_and_wait_inner(
             log,
             from,
             "the restored server did not start",
-            &opts.target,
+            opts,
         ));
     }
     if !opts.isolate {
@@ -1581,7 +1584,7 @@ fn start_and_wait_inner(
                 log,
                 from,
                 "recovery failed and the server stopped",
-                &opts.target,
+                opts,
             ));
         }
         // where the server listens: its postmaster.pid says (port on line 4, socket
@@ -1736,14 +1739,22 @@ fn locked_by_replay(conn: &crate::sources::postgres::conn::PgConn) -> Vec<String
 }
 
 /// What the server wrote to `log` after its first `from` bytes.
-fn log_since(log: &Path, from: u64) -> String {
+/// How long the server log `log` is now (0 when there is none yet): where what a
+/// recovery started after this writes begins.
+pub(crate) fn log_len(log: &Path) -> u64 {
+    std::fs::metadata(log).map_or(0, |m| m.len())
+}
+
+/// The server log `log` from byte `from` on.
+pub(crate) fn log_since(log: &Path, from: u64) -> String {
     let bytes = std::fs::read(log).unwrap_or_default();
     let start = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
     String::from_utf8_lossy(&bytes[start..]).into_owned()
 }
 
 /// An error from the server log: the missing or damaged segment and the last one restored.
-fn recovery_failed(log: &Path, from: u64, what: &str, target: &RecoveryTarget) -> Error {
+fn recovery_failed(log: &Path, from: u64, what: &str, opts: &RecoverOptions) -> Error {
+    let target = &opts.target;
     let text = log_since(log, from);
     let last_restored = text.lines().rev().find_map(|l| {
         l.split_once("restored log file \"")
@@ -1827,17 +1838,20 @@ fn recovery_failed(log: &Path, from: u64, what: &str, target: &RecoveryTarget) -
         )
     } else if let Some(h) = fetch_hint.filter(|_| lifeboat_err.is_some()) {
         format!("{h}; see {}", log.display())
-    } else if let Some(dir) = log
-        .parent()
-        .filter(|_| fatal.is_some() && !recovery_began(&text))
-    {
+    } else if let Some(dir) = log.parent().filter(|_| {
+        !opts.isolate
+            && !recovery_began(&text)
+            && fatal.as_deref().is_some_and(names_a_missing_file)
+    }) {
         // the server stopped at its configuration (a certificate, a library, an hba file
         // of the lost host): nothing was replayed, so the unpacked backup is good as it is
+        let word =
+            |p: &Path| crate::sources::postgres::cluster::shell_quote(&p.display().to_string());
         return Error::new(ErrorKind::Postgres, msg).hint(format!(
-            "the server stopped before recovery began, most likely at a file, directory or library its configuration names that this host lacks (see {}): change that setting in {}/postgresql.conf (or postgresql.auto.conf), then start it with `pg_ctl -D {} start` as its owner; recovery then runs as configured, and the unpacked backup need not be restored again",
-            log.display(),
+            "the server stopped before recovery began, at a file, directory or library its configuration names that this host lacks: change that setting in {}/postgresql.conf (or postgresql.auto.conf), then start it with `pg_ctl -D {} -l {} start` as its owner, from a shell with the environment this restore had (a repository password given only in LIFEBOAT_PASSWORD is needed by its restore_command); recovery then runs as configured, and the unpacked backup need not be restored again",
             dir.display(),
-            crate::sources::postgres::cluster::shell_quote(&dir.display().to_string())
+            word(dir),
+            word(log)
         ));
     } else {
         format!(
@@ -1852,6 +1866,25 @@ fn recovery_failed(log: &Path, from: u64, what: &str, target: &RecoveryTarget) -
         )
     });
     Error::new(ErrorKind::Postgres, msg).hint(format!("{hint}{retry}"))
+}
+
+/// Whether a server's FATAL message is about a file, directory or library its
+/// configuration names (not, say, a data directory of another major version).
+fn names_a_missing_file(fatal: &str) -> bool {
+    let f = fatal.to_ascii_lowercase();
+    [
+        "could not load",
+        "could not access file",
+        "could not open",
+        "no such file",
+        "certificate",
+        "private key",
+        "hba",
+        "ident",
+        "configuration file",
+    ]
+    .iter()
+    .any(|m| f.contains(m))
 }
 
 /// Whether the server's log `text` shows recovery under way (WAL was read).

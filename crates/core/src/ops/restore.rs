@@ -833,9 +833,13 @@ pub fn apply_globals(
         let not_utf8 = unexpected.iter().any(|l| sqlstate(l) == Some("22021"));
         // psql went on past the error (the script cannot run as one transaction: CREATE
         // TABLESPACE refuses one), so the target has changed
-        let err = err.with_note(
-            "the rest of the globals script ran: the roles it could create or alter are on the target now (restoring the globals again is safe: roles that exist are expected)",
-        );
+        let err = if out.status.success() {
+            err.with_note(
+                "the rest of the globals script ran: the roles it could create or alter are on the target now (restoring the globals again is safe: roles that exist are expected)",
+            )
+        } else {
+            err
+        };
         return Err(
             if stderr.contains("TABLESPACE") || stderr.contains("tablespace") {
                 err.hint("the target cannot have the source's tablespaces: restore with --no-tablespaces (tables and indexes go to the default tablespace), or create them on the target first")

@@ -88,15 +88,11 @@ pub fn cut_at_tablespace(name: &str, dest: &Path) -> Result<Option<records::Tabl
     };
     // a creation before this recovery's start, or at or after where it stops, is read
     // but never applied
-    let Some(t) = records::tablespace_creations(&data)
-        .into_iter()
-        .find(|t| t.lsn >= from && before.is_none_or(|b| t.lsn < b))
-    else {
+    let Some(t) = records::cut_before_creation(&mut data, |lsn| {
+        lsn >= from && before.is_none_or(|b| lsn < b)
+    }) else {
         return Ok(None);
     };
-    let size = data.len() as u64;
-    let at = usize::try_from(t.lsn.0 % size.max(1)).unwrap_or(data.len());
-    data[at..].fill(0);
     std::fs::write(dest, &data).map_err(|e| Error::io(format!("writing {}", dest.display()), e))?;
     Ok(Some(t))
 }

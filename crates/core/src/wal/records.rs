@@ -2,7 +2,8 @@
 //! a tablespace. Replaying `CREATE TABLESPACE ... LOCATION '/dir'` makes the restored server
 //! use `/dir` itself; on the production host that is the live server's tablespace, which a
 //! drill or a copy beside production then writes into (a walkthrough saw a drill corrupt a
-//! production table this way). lifeboat backs up no tablespaces, so such WAL is refused.
+//! production table this way). lifeboat backs up no tablespaces, so a restore's recovery is cut
+//! just before such a record.
 //!
 //! Only the framing is read (page headers, record lengths, resource manager and info
 //! bytes), as PostgreSQL lays it out since 9.5: 8 KiB pages, a long page header on a
@@ -129,6 +130,29 @@ pub fn tablespace_creations(segment: &[u8]) -> Vec<TablespaceCreation> {
         }
     });
     found
+}
+
+/// Zeroes `segment` (one whole WAL segment) from the first tablespace creation that
+/// `applies` (recovery would replay it): from its record's start, so that PostgreSQL reads
+/// the WAL as ending just before it; the whole segment when the record began in the
+/// segment before (its header cut there), since this segment's first bytes complete it.
+/// Returns the creation cut at.
+pub fn cut_before_creation(
+    segment: &mut [u8],
+    applies: impl Fn(Lsn) -> bool,
+) -> Option<TablespaceCreation> {
+    let t = tablespace_creations(segment)
+        .into_iter()
+        .find(|t| applies(t.lsn))?;
+    let start = u64_at(segment, 8);
+    let at = t
+        .lsn
+        .0
+        .checked_sub(start)
+        .and_then(|o| usize::try_from(o).ok())
+        .map_or(0, |o| o.min(segment.len()));
+    segment[at..].fill(0);
+    Some(t)
 }
 
 /// Where the last record that starts and ends in `segment` (one whole WAL segment, as
@@ -491,6 +515,49 @@ mod tests {
                 }],
                 "{before} bytes before"
             );
+        }
+    }
+
+    #[test]
+    fn a_segment_is_cut_just_before_the_creation_or_whole_when_it_began_before() {
+        let start = 0x0D00_0000u64;
+        let mut w = Wal::default();
+        let kept = w.push(record(10, 0x00, &[7u8; 40]));
+        fill_to(&mut w, Payload::FIRST + 200);
+        let at = w.push(create("/srv/ts4"));
+        let mut seg = w.segment(start, 3);
+        let original = seg.clone();
+        // a creation recovery does not replay is left alone
+        assert_eq!(cut_before_creation(&mut seg, |_| false), None);
+        assert_eq!(seg, original);
+        let cut = cut_before_creation(&mut seg, |_| true).expect("cut");
+        let offset = Payload::physical(at);
+        assert_eq!(cut.lsn, Lsn(start + offset as u64));
+        assert_eq!(seg[..offset], original[..offset], "what comes before stays");
+        assert!(seg[offset..].iter().all(|b| *b == 0));
+        assert!(Payload::physical(kept) < offset);
+        assert!(
+            tablespace_creations(&seg).is_empty(),
+            "nothing left to replay"
+        );
+
+        // the record's header began in the segment before: this one is cut whole
+        let rec = create("/srv/ts5");
+        let total = u32_at(&rec, 0) as usize;
+        for before in [8usize, 16] {
+            let mut w = Wal {
+                payload: rec[before..].to_vec(),
+                ..Wal::default()
+            };
+            w.payload.resize(align(total - before), 0);
+            w.records.push((0, total - before));
+            w.push(record(10, 0, &[1u8; 8]));
+            let mut seg = w.segment(start, 1);
+            seg[2..4].copy_from_slice(&(XLP_LONG_HEADER | XLP_FIRST_IS_CONTRECORD).to_le_bytes());
+            seg[16..20].copy_from_slice(&((total - before) as u32).to_le_bytes());
+            let cut = cut_before_creation(&mut seg, |_| true).expect("cut");
+            assert_eq!(cut.lsn, Lsn(start - before as u64));
+            assert!(seg.iter().all(|b| *b == 0), "{before} bytes before: whole");
         }
     }
 

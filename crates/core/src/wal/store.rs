@@ -412,14 +412,10 @@ impl WalStore {
                     .list(&format!("{}/", self.prefix))
                     .map_err(|e| remote_error("listing the WAL archive", &e))?;
                 for e in entries {
-                    if e.path().ends_with('/') {
-                        out.extend(
-                            e.path()
-                                .trim_end_matches('/')
-                                .rsplit('/')
-                                .next()
-                                .and_then(parse),
-                        );
+                    let path = e.path().trim_end_matches('/');
+                    // the listing may name the prefix itself (a source named in 8 hex digits)
+                    if e.path().ends_with('/') && path != self.prefix.trim_end_matches('/') {
+                        out.extend(path.rsplit('/').next().and_then(parse));
                     }
                 }
             }

@@ -163,9 +163,25 @@ pub struct ClusterFacts {
     pub settings: Vec<(String, String)>,
 }
 
-/// A setting that may hold a password (a connection string, a command's arguments).
+/// A setting that may hold a password (a connection string, a command's arguments, a
+/// salt or key), or one an extension defines (`pglogical.extra_connection_options`,
+/// `anon.salt`): what those hold is not known, so none is kept.
 fn may_hold_secret(name: &str) -> bool {
-    name.contains("conninfo") || name.contains("command") || name.contains("passphrase")
+    let name = name.to_ascii_lowercase();
+    name.contains('.')
+        || [
+            "conninfo",
+            "command",
+            "passphrase",
+            "password",
+            "secret",
+            "token",
+            "salt",
+            "credential",
+            "connection",
+        ]
+        .iter()
+        .any(|w| name.contains(w))
 }
 
 /// What the configuration files of the server `conn` reaches set (see
@@ -517,6 +533,29 @@ impl BaseBackup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_that_may_hold_a_password_are_not_kept() {
+        for name in [
+            "primary_conninfo",
+            "archive_command",
+            "restore_command",
+            "ssl_passphrase_command",
+            "pglogical.extra_connection_options",
+            "anon.salt",
+            "My.Password",
+        ] {
+            assert!(may_hold_secret(name), "{name}");
+        }
+        for name in [
+            "port",
+            "shared_buffers",
+            "shared_preload_libraries",
+            "ssl_cert_file",
+        ] {
+            assert!(!may_hold_secret(name), "{name}");
+        }
+    }
 
     #[test]
     fn pace_reaches_pg_basebackup() {
