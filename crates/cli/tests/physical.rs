@@ -1288,6 +1288,7 @@ fn a_latest_restore_that_ends_before_the_archive_does_says_so() {
     );
     let victim = segs[segs.len() - 2].clone();
     let copies = a.scratch("copies");
+    let intact = std::fs::read(wal_dir.join(&victim)).expect("segment");
     for name in &segs {
         let copy = copies.join(name);
         let mut bytes = std::fs::read(wal_dir.join(name)).expect("segment");
@@ -1331,6 +1332,22 @@ fn a_latest_restore_that_ends_before_the_archive_does_says_so() {
     // the copy runs, at the point it reached: markers written before the damaged segment
     let (n, max) = r.markers();
     assert!(n > 3 && n < 40 && n == max, "markers 1..{max}, {n} rows");
+    drop(r);
+    // as the hint says: the damaged object moved out, the intact copy pushed, restored again
+    let stored = err
+        .split("move ")
+        .nth(1)
+        .and_then(|r| r.split(" out of the repository").next())
+        .expect("the hint names the archived object")
+        .to_string();
+    assert!(stored.ends_with(&victim), "{stored}");
+    std::fs::rename(&stored, a.ws.path().join("damaged-segment")).expect("move it out");
+    let copy = copies.join(&victim);
+    std::fs::write(&copy, &intact).expect("intact copy");
+    ok(a.lb().arg("wal-push").arg(&copy));
+    let (r, _) = restore(&a, "whole", &["--latest"]);
+    // (markers 36-40 are in the segment still being written: `load` switches after 35)
+    assert_markers_up_to(&r, 35, "every archived marker once the intact segment is");
 }
 
 /// The restored configuration names a file this host lacks (the lost host's certificate):

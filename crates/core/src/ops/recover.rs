@@ -1231,7 +1231,7 @@ pub(crate) fn recover_inner(
     )?;
     report.replay_secs = Some(replay.elapsed().as_secs_f64());
     if opts.target == RecoveryTarget::Latest {
-        short_of_archive_end(&reached, &reach, &phys, (&log, log_from))?;
+        short_of_archive_end(&reached, (&reach, store), &phys, (&log, log_from))?;
     }
     hook(
         "post-restore",
@@ -1258,7 +1258,7 @@ pub(crate) const fn reached_archive_end(lsn: Lsn, end: Lsn, segment_size: u64) -
 /// follows a timeline with no segment archived yet ends at its branch, as noted before.
 fn short_of_archive_end(
     reached: &ReachedPoint,
-    reach: &wal::Reachable,
+    (reach, store): (&wal::Reachable, &WalStore),
     phys: &crate::sources::postgres::physical::PhysicalMeta,
     (log, log_from): (&Path, u64),
 ) -> Result<()> {
@@ -1285,14 +1285,21 @@ fn short_of_archive_end(
         return Ok(());
     }
     // named only on the backup's own timeline: across a branch the name would guess
-    let segment = if reach.timeline == phys.timeline {
-        format!(
-            " (segment {})",
-            SegmentName::containing(phys.timeline, lsn, phys.wal_segment_size)
-        )
-    } else {
-        String::new()
-    };
+    let named = (reach.timeline == phys.timeline)
+        .then(|| SegmentName::containing(phys.timeline, lsn, phys.wal_segment_size));
+    let segment = named
+        .as_ref()
+        .map(|n| format!(" (segment {n})"))
+        .unwrap_or_default();
+    // wal-push keeps what it stored (a different copy under the same name is refused), so
+    // the damaged one must go first
+    let replace = named.map_or_else(
+        || "move the damaged segment's object out of the repository's lifeboat-wal/ directory (on S3, delete it)".to_string(),
+        |n| format!(
+            "move {} out of the repository (on S3, delete that object: `wal-push` refuses a different copy under a stored name)",
+            store.place_of(&wal::WalFile::Segment(n))
+        ),
+    );
     let at = reached
         .listen
         .as_ref()
@@ -1303,7 +1310,7 @@ fn short_of_archive_end(
         reach.until_lsn, reach.last_segment
     ))
     .hint(format!(
-        "the server log {} says why (`invalid record length`, `invalid magic number` or `incorrect resource manager data checksum`: that segment is damaged; nothing about it: the segment was not found while recovery ran); the copy keeps running at the point it reached{at}, and the post-restore hook was not run; to recover further, find an intact copy of that segment (the server's pg_wal, another copy of the archive), push it with `lifeboat wal-push`, and restore again into an empty directory",
+        "the server log {} says why (`invalid record length`, `invalid magic number` or `incorrect resource manager data checksum`: that segment is damaged; nothing about it: the segment was not found while recovery ran); the copy keeps running at the point it reached{at}, and the post-restore hook was not run; to recover further, find an intact copy of that segment (the server's pg_wal, another copy of the archive), {replace}, push the intact copy with `lifeboat wal-push`, and restore again into an empty directory",
         log.display()
     )))
 }

@@ -151,6 +151,13 @@ impl WalStore {
         &self.location
     }
 
+    /// Where `file` is kept, for people: the repository's location and the object's path
+    /// in it (to move a damaged one out of the way).
+    #[must_use]
+    pub fn place_of(&self, file: &WalFile) -> String {
+        format!("{}/{:08X}/{file}", self.location, file.timeline())
+    }
+
     fn object_path(&self, file: &WalFile) -> String {
         format!("{}/{:08X}/{file}", self.prefix, file.timeline())
     }
