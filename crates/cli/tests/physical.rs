@@ -842,6 +842,14 @@ fn a_base_backup_from_a_standby_waits_for_the_primary_to_archive_its_wal() {
     assert!(common::list_json(&a.cfg)
         .iter()
         .all(|b| b.get("data_as_of").is_none()));
+    // a standby takes no restore: the plan says so, also in a dry run
+    let (code, _, err) =
+        run(lb(&cfg2).args(["restore", "--latest", "--to-database", "copy", "--dry-run"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("the target server is a standby") && err.contains("--target-dsn"),
+        "{err}"
+    );
     // replication breaks: the standby's dumps hold its last replayed data, said and
     // recorded, and a drill counts the RPO from it
     standby.sql("alter system set primary_conninfo = ''");

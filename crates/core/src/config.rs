@@ -177,6 +177,7 @@ pub fn parse_max_rate(s: &str) -> std::result::Result<u32, String> {
     let per_kb = match unit.trim() {
         "k" | "K" | "kB" | "KB" => 1,
         "M" | "MB" => 1024,
+        "G" | "GB" => 1024 * 1024,
         _ => {
             return Err(format!(
                 "{s:?} is not a rate like \"50M\" (megabytes per second) or \"800k\" (kilobytes per second)"
@@ -770,6 +771,7 @@ impl Config {
                         key_line("max_rate"),
                         s.name
                     ))
+                    .hint("bytes per second as pg_basebackup's --max-rate takes them: \"50M\" (megabytes) or \"800k\" (kilobytes), from 32k to 1024M; leave it out for no limit")
                 })?;
             }
         }
@@ -1168,6 +1170,7 @@ drill = { schedule = "0 5 1 * *", checks = ["select count(*) > 0 from users"] }
             ("M", "no number"),
             ("16k", "outside"),
             ("2048M", "outside"),
+            ("2G", "outside"),
             ("99999999999999999999M", "outside"),
         ] {
             let m = Config::parse(&format!("{src}max_rate = {bad:?}\n"), "c")

@@ -306,7 +306,7 @@ fn archive_timeout_problem(
     mode: &str,
     timeout: &str,
 ) -> Option<PrivilegeProblem> {
-    if mode == "off" || mode == "off standby" {
+    if mode == "off" {
         return None;
     }
     // a standby closes a segment when the primary does: its own archive_timeout does
@@ -314,7 +314,7 @@ fn archive_timeout_problem(
     if mode.ends_with(" standby") {
         return Some(PrivilegeProblem {
             fails_logical: false,
-            problem: "the server is a standby: WAL segments are closed by the primary, whose archive_timeout bounds how long the newest writes wait for the archive (this one's does nothing, and the primary's cannot be read through this connection)".to_string(),
+            problem: "the server is a standby: WAL segments are closed by the primary, whose archive_timeout bounds how long the newest writes wait for the archive, when the primary archives for this source (this one's does nothing, and the primary's cannot be read through this connection)".to_string(),
             hint: format!(
                 "on the primary, set archive_timeout to at most the RPO objective ({})",
                 src.objectives.rpo.as_deref().unwrap_or("e.g. '60s'")

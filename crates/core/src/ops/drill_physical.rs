@@ -245,7 +245,11 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
             .map_err(|e| {
                 let text = e.to_string();
                 // the archive ends before the time asked for: what is there was recoverable,
-                // the point asked for is not (yet)
+                // the point asked for is not (yet); a recovery cut at a tablespace's
+                // creation says so itself
+                if text.contains(crate::wal::TABLESPACE_CUT) {
+                    return text;
+                }
                 match (&target, report.reachable_time) {
                     (RecoveryTarget::Time(t), Some(end))
                         if text.contains("recovery ended before configured recovery target")

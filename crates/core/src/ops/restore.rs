@@ -560,6 +560,21 @@ fn plan_inner(
     let original = backup.meta.database.clone().unwrap_or_default();
     let target = opts.to_database.clone().unwrap_or_else(|| original.clone());
     let conn = PgConn::from_source(src)?;
+    // a standby (or a server that makes every transaction read-only) takes no restore:
+    // said in the plan, so that a dry run says it too
+    let read_only = conn.query(
+        "postgres",
+        "select case when pg_is_in_recovery() then 'a standby (in recovery)' \
+         when current_setting('default_transaction_read_only') = 'on' then 'read-only (default_transaction_read_only)' \
+         else '' end",
+    )?;
+    if !read_only.trim().is_empty() {
+        return Err(Error::config(format!(
+            "the target server is {}: it takes no restore",
+            read_only.trim()
+        ))
+        .hint("restore onto a writable server with --target-dsn, such as the primary"));
+    }
     let state = database_state(&conn, &target)?;
     // every database created afterwards would be born with the restored tables
     if state == Some(true) {

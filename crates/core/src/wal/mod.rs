@@ -111,7 +111,7 @@ pub fn tablespace_cut_lines(name: &str, t: &records::TablespaceCreation) -> [Str
             t.location, t.lsn
         ),
         format!(
-            "a restore recovers any point before it (--target-time, or restore --kind physical --target-lsn {} --exclusive), none after it: back up the databases that use the tablespace logically, and take base backups once it is gone",
+            "a restore recovers any point before it, none after it: everything before it with restore --kind physical --target-lsn {} --exclusive, or a --target-time when a transaction committed after that time and before the creation (PostgreSQL stops at a time only on such a commit); back up the databases that use the tablespace logically, and take base backups once it is gone",
             t.lsn
         ),
     ]

@@ -352,7 +352,7 @@ impl Watchdog {
                 {
                     if doing.is_none() {
                         doing = Some(crate::status::doing(
-                            "waiting for PostgreSQL's spread checkpoint (paced by checkpoint_completion_target over checkpoint_timeout; the source's checkpoint = \"fast\" starts at once)",
+                            "spread checkpoint (checkpoint = \"fast\" starts at once)",
                         ));
                     }
                     continue;
