@@ -1243,7 +1243,19 @@ fn a_corrupted_segment_stops_recovery_and_is_named() {
     bytes[mid] ^= 0x40;
     std::fs::write(victim, bytes).expect("write");
 
-    let base = a.scratch("corrupt");
+    let (code, err, _stop) = latest_started(&a, "corrupt");
+    assert_eq!(code, 8, "{err}");
+    assert!(
+        err.contains(&name) && err.contains("damaged"),
+        "the error names the damaged segment:\n{err}"
+    );
+}
+
+/// `restore --kind physical --latest --start` into a new directory `name`, however it
+/// ends: its exit code, its stderr, and the copy (stopped when dropped).
+fn latest_started(a: &Archiving, name: &str) -> (i32, String, Restored) {
+    let base = a.scratch(name);
+    let port = free_port();
     let (code, _, err) = run(a
         .lb()
         .args([
@@ -1259,17 +1271,13 @@ fn a_corrupted_segment_stops_recovery_and_is_named() {
         .arg(base.join("data"))
         .arg("--socket-dir")
         .arg(&base)
-        .args(["--port", &free_port().to_string()]));
-    let _stop = Restored {
+        .args(["--port", &port.to_string()]));
+    let copy = Restored {
         data: base.join("data"),
-        sock: base.clone(),
-        port: 0,
+        sock: base,
+        port,
     };
-    assert_eq!(code, 8, "{err}");
-    assert!(
-        err.contains(&name) && err.contains("damaged"),
-        "the error names the damaged segment:\n{err}"
-    );
+    (code, err, copy)
 }
 
 /// A segment that decrypts and hashes right but holds WAL PostgreSQL cannot read (written
@@ -1307,29 +1315,7 @@ fn a_latest_restore_that_ends_before_the_archive_does_says_so() {
         std::fs::write(&copy, bytes).expect("copy");
         ok(a.lb().arg("wal-push").arg(&copy));
     }
-    let base = a.scratch("short");
-    let port = free_port();
-    let (code, _, err) = run(a
-        .lb()
-        .args([
-            "restore",
-            "--kind",
-            "physical",
-            "--latest",
-            "--start",
-            "--timeout",
-            "120",
-        ])
-        .arg("--to-dir")
-        .arg(base.join("data"))
-        .arg("--socket-dir")
-        .arg(&base)
-        .args(["--port", &port.to_string()]));
-    let r = Restored {
-        data: base.join("data"),
-        sock: base.clone(),
-        port,
-    };
+    let (code, err, r) = latest_started(&a, "short");
     assert_eq!(code, 6, "{err}");
     assert!(
         err.contains("short of the end of the archive")

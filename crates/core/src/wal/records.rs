@@ -389,6 +389,23 @@ mod tests {
         assert_eq!(w.payload.len(), at);
     }
 
+    /// A one-page segment at `start` that begins with the rest of `rec`, whose first
+    /// `before` bytes (8 or 16: part of its header) ended the segment before.
+    fn begun_before(rec: &[u8], before: usize, start: u64) -> Vec<u8> {
+        let total = u32_at(rec, 0) as usize;
+        let mut w = Wal {
+            payload: rec[before..].to_vec(),
+            ..Wal::default()
+        };
+        w.payload.resize(align(total - before), 0);
+        w.records.push((0, total - before));
+        w.push(record(10, 0, &[1u8; 8]));
+        let mut seg = w.segment(start, 1);
+        seg[2..4].copy_from_slice(&(XLP_LONG_HEADER | XLP_FIRST_IS_CONTRECORD).to_le_bytes());
+        seg[16..20].copy_from_slice(&((total - before) as u32).to_le_bytes());
+        seg
+    }
+
     #[test]
     fn finds_a_creation_across_a_page_boundary_and_not_other_records() {
         let start = 0x0300_0000u64;
@@ -483,7 +500,6 @@ mod tests {
     fn a_creation_split_between_two_segments_is_found_in_either() {
         let start = 0x0900_0000u64;
         let rec = create("/srv/ts3");
-        let total = u32_at(&rec, 0) as usize;
         // header and data begun at the segment's end, the rest in the next one: the first
         // segment holds the header, and reports a creation it cannot read whole
         let mut w = Wal::default();
@@ -496,17 +512,7 @@ mod tests {
         // only 8 or 16 bytes of the header in the previous segment: the next one, which
         // begins with the rest, finds it
         for before in [8usize, 16] {
-            let mut w = Wal {
-                payload: rec[before..].to_vec(),
-                ..Wal::default()
-            };
-            w.payload.resize(align(total - before), 0);
-            w.records.push((0, total - before));
-            w.push(record(10, 0, &[1u8; 8]));
-            let mut seg = w.segment(start, 1);
-            seg[2..4].copy_from_slice(&(XLP_LONG_HEADER | XLP_FIRST_IS_CONTRECORD).to_le_bytes());
-            seg[16..20].copy_from_slice(&((total - before) as u32).to_le_bytes());
-            let found = tablespace_creations(&seg);
+            let found = tablespace_creations(&begun_before(&rec, before, start));
             assert_eq!(
                 found,
                 vec![TablespaceCreation {
@@ -543,18 +549,8 @@ mod tests {
 
         // the record's header began in the segment before: this one is cut whole
         let rec = create("/srv/ts5");
-        let total = u32_at(&rec, 0) as usize;
         for before in [8usize, 16] {
-            let mut w = Wal {
-                payload: rec[before..].to_vec(),
-                ..Wal::default()
-            };
-            w.payload.resize(align(total - before), 0);
-            w.records.push((0, total - before));
-            w.push(record(10, 0, &[1u8; 8]));
-            let mut seg = w.segment(start, 1);
-            seg[2..4].copy_from_slice(&(XLP_LONG_HEADER | XLP_FIRST_IS_CONTRECORD).to_le_bytes());
-            seg[16..20].copy_from_slice(&((total - before) as u32).to_le_bytes());
+            let mut seg = begun_before(&rec, before, start);
             let cut = cut_before_creation(&mut seg, |_| true).expect("cut");
             assert_eq!(cut.lsn, Lsn(start - before as u64));
             assert!(seg.iter().all(|b| *b == 0), "{before} bytes before: whole");
