@@ -447,9 +447,9 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
         opts.databases.clone()
     };
     // the old primary after a failover, or production beside a promoted copy that archives
-    // here: which one is production only the operator knows, so the dumps are taken (the
-    // base backup, which could not be restored, is refused after it is taken)
-    // only a note: a WAL archive that cannot be read now is no reason to skip the dumps
+    // here: which one is production only the operator knows, so the dumps are taken with a
+    // note (the base backup, which could not be restored, is refused after it is taken);
+    // a WAL archive that cannot be read now is no reason to skip them either
     if let Some(why) = match databases.first() {
         Some(db) if kinds.iter().any(|k| *k != BackupKind::Physical) => {
             left_behind(repo, src, &conn, db).unwrap_or_else(|e| {
@@ -908,20 +908,20 @@ fn standby_lag(conn: &PgConn, db: &str) -> Option<jiff::Timestamp> {
     }
     let receiver = receiver.as_str();
     let behind = last.map_or_else(
-        || "it has replayed no transaction since it started".to_string(),
+        || "it has replayed no transaction since it started, so how old its data is cannot be told".to_string(),
         |l| {
             format!(
-                "its last replayed transaction committed at {} ({} ago)",
+                "its last replayed transaction committed at {} ({} ago); these dumps hold the data as of then, and are recorded so (drills count their RPO from it)",
                 l.strftime("%Y-%m-%d %H:%M:%S UTC"),
                 super::evidence::human_secs(lag.unwrap_or_default(), 0)
             )
         },
     );
     crate::sources::postgres::cluster::note(if receiver == "streaming" {
-        format!("the server is a standby whose replay is behind what it received from its primary: {behind}; these dumps hold the data as of then, and are recorded so (drills count their RPO from it)")
+        format!("the server is a standby whose replay is behind what it received from its primary: {behind}")
     } else {
         format!(
-            "the server is a standby that receives no WAL from its primary now (pg_stat_wal_receiver shows {}): {behind}; these dumps hold the data as of then, and are recorded so (drills count their RPO from it); check the standby's replication (primary_conninfo, the primary's pg_hba.conf, its replication slot)",
+            "the server is a standby that receives no WAL from its primary now (pg_stat_wal_receiver shows {}): {behind}; check the standby's replication (primary_conninfo, the primary's pg_hba.conf, its replication slot)",
             if receiver.is_empty() { "no receiver" } else { receiver }
         )
     });

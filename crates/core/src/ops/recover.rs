@@ -1745,14 +1745,13 @@ fn locked_by_replay(conn: &crate::sources::postgres::conn::PgConn) -> Vec<String
     )
 }
 
-/// What the server wrote to `log` after its first `from` bytes.
 /// How long the server log `log` is now (0 when there is none yet): where what a
 /// recovery started after this writes begins.
 pub(crate) fn log_len(log: &Path) -> u64 {
     std::fs::metadata(log).map_or(0, |m| m.len())
 }
 
-/// The server log `log` from byte `from` on.
+/// What the server wrote to `log` after its first `from` bytes.
 pub(crate) fn log_since(log: &Path, from: u64) -> String {
     let bytes = std::fs::read(log).unwrap_or_default();
     let start = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
