@@ -991,13 +991,13 @@ fn wal_that_creates_a_tablespace_is_never_replayed_into_productions_directory() 
         .arg("--socket-dir")
         .arg(&base)
         .args(["--port", &free_port().to_string()]));
+    // refused before anything is unpacked, naming where recovery would end
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("before the end of the archive")
-            && err.contains("creates a tablespace in")
-            && err.contains("--exclusive"),
+        err.contains("creates a tablespace at LSN") && err.contains("--exclusive"),
         "{err}"
     );
+    assert!(!data.exists(), "nothing unpacked");
     let _running = Restored {
         data: data.clone(),
         sock: base.clone(),
@@ -1042,6 +1042,21 @@ fn wal_that_creates_a_tablespace_is_never_replayed_into_productions_directory() 
     assert_markers_up_to(&r, 5, "up to the tablespace's creation");
     drop(r);
     assert_eq!(fingerprint(&ts), before);
+
+    // the tablespace gone from the server, its creation is still in the WAL every
+    // recovery from the latest base backup replays: `wal status` still fails
+    a.sql("drop table in_ts");
+    a.sql("drop tablespace ts1");
+    a.archive_now();
+    let (code, out, err) = run(a.lb().args(["wal", "status"]));
+    assert_eq!(code, 10, "{out}\n{err}");
+    assert!(
+        out.contains("TABLESPACE: the WAL at LSN") && err.contains("creates a tablespace at LSN"),
+        "{out}\n{err}"
+    );
+    // and a base backup taken now starts after it
+    a.backup();
+    ok(a.lb().args(["wal", "status"]));
 }
 
 /// The repository's disk fills up while a base backup waits for its WAL: archive_command's

@@ -377,6 +377,9 @@ struct StatusJson<'a> {
     wal_server: bool,
     /// That socket.
     wal_socket: PathBuf,
+    /// Where archived WAL after the latest base backup creates a tablespace: recovery from
+    /// it ends just before (`null` when none does).
+    tablespace_created_at: Option<String>,
 }
 
 /// The server's archiver, read through the source's connection.
@@ -447,6 +450,17 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
             st = wal::status(&store, start.as_ref(), seg_size)?;
         }
     }
+    // a tablespace's creation in the WAL after the latest base backup ends every recovery
+    // from it there, also when the tablespace is gone from the server since
+    let tablespace_created_at = match (&st.reachable, phys.as_ref()) {
+        (Some(r), Some(p)) => store
+            .tablespace_marks()?
+            .into_iter()
+            .map(|(_, lsn)| lsn)
+            .filter(|lsn| *lsn >= p.start_lsn && *lsn < r.until_lsn)
+            .min(),
+        _ => None,
+    };
     let kept_writing = latest_timeline.kept_writing(&st.timelines, seg_size)?;
     if !ctx.json {
         for k in &kept_writing {
@@ -486,10 +500,11 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
             archiver_error: server.as_ref().err().map(ToString::to_string),
             wal_server,
             wal_socket: socket,
+            tablespace_created_at: tablespace_created_at.map(|l| l.to_string()),
         })?;
         let refused = refused_login(&server);
         return verdict(
-            &st,
+            (&st, tablespace_created_at),
             &store,
             &latest_timeline,
             server.ok().as_ref(),
@@ -559,6 +574,9 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
                     .map(|s| format!(", live RPO {}", output::secs(s)))
                     .unwrap_or_default()
             );
+            if let Some(l) = tablespace_created_at {
+                println!("  TABLESPACE: the WAL at LSN {l} creates a tablespace: recovery from this backup ends just before it (lifeboat backs up no tablespaces)");
+            }
             if let Some(b) = &r.blocked_by {
                 println!("  GAP: {b} is missing; later WAL cannot be replayed from this backup");
                 println!("  hint: take a new physical backup now (`lifeboat backup --kind physical`) so the chain restarts after the gap");
@@ -607,7 +625,7 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
     }
     let refused = refused_login(&server);
     verdict(
-        &st,
+        (&st, tablespace_created_at),
         &store,
         &latest_timeline,
         server.ok().as_ref(),
@@ -696,7 +714,7 @@ fn print_archiver(a: &ArchiverState) {
 /// Exit status: a gap after the latest backup, a timeline without its history, an archiver
 /// failing now or switched off on a source with physical backups, is an error.
 fn verdict(
-    st: &wal::WalStatus,
+    (st, tablespace_created_at): (&wal::WalStatus, Option<wal::Lsn>),
     store: &WalStore,
     latest_timeline: &wal::status::LatestTimeline,
     archiver: Option<&ArchiverState>,
@@ -798,6 +816,17 @@ fn verdict(
             ),
         )
         .hint(format!("move their tables and indexes to pg_default (ALTER TABLE ... SET TABLESPACE pg_default), drop them, then take a physical backup at once (`lifeboat backup --source {name} --kind physical`); until then, back the databases that use them up logically"))
+        .into());
+    }
+    // the tablespace may be gone from the server since: its creation is still in the WAL
+    if let Some(lsn) = tablespace_created_at {
+        return Err(lifeboat_core::Error::new(
+            ErrorKind::CheckFailed,
+            format!(
+                "the WAL archived after the latest physical backup creates a tablespace at LSN {lsn}: recovery from that backup ends just before it (lifeboat backs up no tablespaces), so no point after it can be recovered, whatever the archive holds"
+            ),
+        )
+        .hint(format!("once no tablespace is left on the server, take a physical backup at once (`lifeboat backup --source {name} --kind physical`): recovery from it starts after the creation"))
         .into());
     }
     Ok(())

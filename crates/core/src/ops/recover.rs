@@ -1065,6 +1065,26 @@ fn locate(
         &opts.target,
         opts.timeline.as_deref(),
     )?;
+    // the end of the archive lies past a tablespace's creation, which no recovery lifeboat
+    // sets up replays: said before anything is unpacked (a drill goes on, to fail its
+    // replay check naming the directory, as evidence)
+    if opts.target == RecoveryTarget::Latest && !opts.isolate {
+        if let Some(lsn) = store
+            .tablespace_marks()?
+            .into_iter()
+            .map(|(_, lsn)| lsn)
+            .filter(|lsn| *lsn >= phys.start_lsn && *lsn < reach.until_lsn)
+            .min()
+        {
+            return Err(Error::config(format!(
+                "the WAL archived after backup {} creates a tablespace at LSN {lsn}: recovery ends just before it (lifeboat backs up no tablespaces, and replaying the creation would use that directory, on this host possibly the live server's own), so the end of the archive cannot be reached",
+                backup.short_id()
+            ))
+            .hint(format!(
+                "restore everything before it with --target-lsn {lsn} --exclusive (or a --target-time before it); no point after it can be recovered from this backup"
+            )));
+        }
+    }
     Ok((backup, phys, reach))
 }
 

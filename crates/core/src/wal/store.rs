@@ -18,7 +18,7 @@ use aes256ctr_poly1305aes::{
 };
 
 use super::{
-    name::WalFile,
+    name::{Lsn, WalFile},
     seal::{compress_pieces, MasterKey, Sealer},
 };
 use crate::{
@@ -28,6 +28,10 @@ use crate::{
 
 /// Directory (prefix) of the WAL archive inside the repository.
 pub const WAL_DIR: &str = "lifeboat-wal";
+
+/// Where a source's archive keeps its marks of tablespace creations (no timeline's
+/// directory: its name is not eight hex digits, and nothing in it parses as a WAL file).
+const MARKS_DIR: &str = "marks";
 const MAGIC: &[u8; 8] = b"LBWAL01\n";
 /// zstd level for WAL: WAL compresses well even at the fastest levels, and the archiver
 /// waits for every push.
@@ -281,6 +285,82 @@ impl WalStore {
         data: &[u8],
         sum: [u8; 16],
     ) -> Result<PutOutcome> {
+        let outcome = self.put_object(file, data, sum)?;
+        // after the segment, also when it was there already (a push that died between the
+        // two is retried by PostgreSQL)
+        self.mark_tablespaces(file, data)?;
+        Ok(outcome)
+    }
+
+    /// Marks each tablespace creation in the segment `data` (see [`WalStore::tablespace_marks`]):
+    /// an empty object named by the timeline and the record's LSN (no location: the
+    /// repository's names are not encrypted).
+    fn mark_tablespaces(&self, file: &WalFile, data: &[u8]) -> Result<()> {
+        let WalFile::Segment(seg) = file else {
+            return Ok(());
+        };
+        for t in super::records::tablespace_creations(data) {
+            let path = format!(
+                "{}/{MARKS_DIR}/tablespace-{:08X}-{:016X}",
+                self.prefix, seg.timeline, t.lsn.0
+            );
+            match &self.backend {
+                Backend::Local(root) => {
+                    write_durably(root, &path, &mut |_| Ok(()))?;
+                }
+                Backend::Remote(op) => op
+                    .write(&path, Vec::<u8>::new())
+                    .map(|_| ())
+                    .map_err(|e| remote_error(&format!("writing {path}"), &e))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Where archived WAL creates a tablespace, as its pushes marked it: (timeline, LSN of
+    /// the record), in no order. A recovery lifeboat sets up ends just before each (see
+    /// [`super::cut_at_tablespace`]), so no point past one can be recovered from a base
+    /// backup older than it.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn tablespace_marks(&self) -> Result<Vec<(u32, Lsn)>> {
+        let parse = |name: &str| {
+            let rest = name.strip_prefix("tablespace-")?;
+            let (tl, lsn) = rest.split_once('-')?;
+            Some((
+                u32::from_str_radix(tl, 16).ok()?,
+                Lsn(u64::from_str_radix(lsn, 16).ok()?),
+            ))
+        };
+        let mut out = Vec::new();
+        match &self.backend {
+            Backend::Local(root) => {
+                let dir = root.join(&self.prefix).join(MARKS_DIR);
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(d) => d,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+                    Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+                };
+                for e in entries {
+                    let e = e.map_err(|e| Error::io("listing the WAL archive's marks", e))?;
+                    out.extend(e.file_name().to_str().and_then(parse));
+                }
+            }
+            Backend::Remote(op) => {
+                let entries = op
+                    .list(&format!("{}/{MARKS_DIR}/", self.prefix))
+                    .map_err(|e| remote_error("listing the WAL archive's marks", &e))?;
+                for e in entries {
+                    out.extend(e.path().rsplit('/').next().and_then(parse));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn put_object(&self, file: &WalFile, data: &[u8], sum: [u8; 16]) -> Result<PutOutcome> {
         let path = self.object_path(file);
         let checking = format!("checking whether {path} is already archived");
         if let Some(existing) = self.read_raw_as(&path, &checking)? {
