@@ -304,6 +304,18 @@ fn create_location(mut r: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(&path[..end]).into_owned())
 }
 
+/// A one-page WAL segment at `start` whose first record creates a tablespace in
+/// `location` (for tests elsewhere), and that record's LSN.
+#[cfg(test)]
+pub(crate) fn segment_creating(start: u64, location: &str) -> (Vec<u8>, Lsn) {
+    let mut w = tests::Wal::default();
+    let at = w.push(tests::create(location));
+    (
+        w.segment(start, 1),
+        Lsn(start + Payload::physical(at) as u64),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,14 +323,14 @@ mod tests {
     /// Payload laid out as PostgreSQL does: records back to back, each page after the first
     /// marked as continuing the record that runs into it.
     #[derive(Default)]
-    struct Wal {
+    pub(super) struct Wal {
         payload: Vec<u8>,
         /// (start, length) of each record.
         records: Vec<(usize, usize)>,
     }
 
     impl Wal {
-        fn push(&mut self, r: Vec<u8>) -> usize {
+        pub(super) fn push(&mut self, r: Vec<u8>) -> usize {
             let at = self.payload.len();
             let total = u32_at(&r, 0) as usize;
             self.records.push((at, total));
@@ -326,7 +338,7 @@ mod tests {
             at
         }
 
-        fn segment(&self, start: u64, pages: usize) -> Vec<u8> {
+        pub(super) fn segment(&self, start: u64, pages: usize) -> Vec<u8> {
             let mut seg = vec![0u8; pages * PAGE];
             for p in 0..pages {
                 let h = p * PAGE;
@@ -371,7 +383,7 @@ mod tests {
         r
     }
 
-    fn create(path: &str) -> Vec<u8> {
+    pub(super) fn create(path: &str) -> Vec<u8> {
         let mut d = 16_385u32.to_le_bytes().to_vec();
         d.extend_from_slice(path.as_bytes());
         d.push(0);

@@ -824,6 +824,13 @@ mod tests {
         store
             .put(&history, b"1\t0/3000000\tno recovery target specified\n")
             .expect("push a history file");
+        // a segment that creates a tablespace leaves a mark, which is no timeline
+        assert!(store.tablespace_marks().expect("marks").is_empty());
+        let (creating, lsn) = super::super::records::segment_creating(0x0400_0000, "/srv/ts");
+        let seg = WalFile::parse("000000010000000000000004").expect("name");
+        store.put(&seg, &creating).expect("push a creation");
+        store.put(&seg, &creating).expect("push it again");
+        assert_eq!(store.tablespace_marks().expect("marks"), vec![(1, lsn)]);
         store.timelines().expect("list").into_iter().collect()
     }
 
