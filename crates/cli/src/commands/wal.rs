@@ -453,12 +453,9 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
     // a tablespace's creation in the WAL after the latest base backup ends every recovery
     // from it there, also when the tablespace is gone from the server since
     let tablespace_created_at = match (&st.reachable, phys.as_ref()) {
-        (Some(r), Some(p)) => store
-            .tablespace_marks()?
-            .into_iter()
-            .map(|(_, lsn)| lsn)
-            .filter(|lsn| *lsn >= p.start_lsn && *lsn < r.until_lsn)
-            .min(),
+        (Some(r), Some(p)) => {
+            wal::status::tablespace_creation_on_path(&store, r, (p.start_lsn, p.timeline))?
+        }
         _ => None,
     };
     let kept_writing = latest_timeline.kept_writing(&st.timelines, seg_size)?;

@@ -1069,13 +1069,11 @@ fn locate(
     // sets up replays: said before anything is unpacked (a drill goes on, to fail its
     // replay check naming the directory, as evidence)
     if opts.target == RecoveryTarget::Latest && !opts.isolate {
-        if let Some(lsn) = store
-            .tablespace_marks()?
-            .into_iter()
-            .map(|(_, lsn)| lsn)
-            .filter(|lsn| *lsn >= phys.start_lsn && *lsn < reach.until_lsn)
-            .min()
-        {
+        if let Some(lsn) = wal::status::tablespace_creation_on_path(
+            store,
+            &reach,
+            (phys.start_lsn, phys.timeline),
+        )? {
             return Err(Error::config(format!(
                 "the WAL archived after backup {} creates a tablespace at LSN {lsn}: recovery ends just before it (lifeboat backs up no tablespaces, and replaying the creation would use that directory, on this host possibly the live server's own), so the end of the archive cannot be reached",
                 backup.short_id()

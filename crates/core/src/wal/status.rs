@@ -262,6 +262,43 @@ pub fn status(
     })
 }
 
+/// Where the WAL a recovery from a base backup replays (starting at `backup_start` on
+/// `backup_timeline`, along the chain `reach` to its end) creates a tablespace, as pushes
+/// marked it ([`WalStore::tablespace_marks`]): recovery lifeboat sets up ends just before
+/// it. A mark on an older timeline past where the newest one left it (an old primary's,
+/// after a failover) is on no such path.
+///
+/// # Errors
+///
+/// A storage error, or a history file that cannot be read.
+pub fn tablespace_creation_on_path(
+    store: &WalStore,
+    reach: &Reachable,
+    (backup_start, backup_timeline): (Lsn, u32),
+) -> Result<Option<Lsn>> {
+    let marks: Vec<(u32, Lsn)> = store
+        .tablespace_marks()?
+        .into_iter()
+        .filter(|(tl, lsn)| {
+            *lsn >= backup_start
+                && *lsn < reach.until_lsn
+                && (backup_timeline..=reach.timeline).contains(tl)
+        })
+        .collect();
+    if marks.is_empty() {
+        return Ok(None);
+    }
+    let latest = LatestTimeline::new(store)?;
+    let mut on_path = None;
+    for (tl, lsn) in marks {
+        if tl != reach.timeline && latest.left(tl, lsn)?.is_some() {
+            continue;
+        }
+        on_path = Some(on_path.map_or(lsn, |o: Lsn| o.min(lsn)));
+    }
+    Ok(on_path)
+}
+
 /// The reach of each of `starts` (older base backups) whose recovery stops at a gap or
 /// cannot become consistent: what a gap before the latest backup costs. A gap cannot be
 /// repaired (the WAL is gone), so it is not an error the way a gap after the latest backup
