@@ -259,7 +259,8 @@ fn tablespaces_refused(count: &str) -> Error {
 }
 
 /// Refuses a base backup during which a tablespace was created: recovery from it would
-/// have to replay the creation (wal-fetch refuses it), so it could never be restored.
+/// have to replay the creation, which a restore's recovery ends before (see
+/// [`crate::wal::cut_at_tablespace`]), so it could never be restored.
 ///
 /// # Errors
 ///
