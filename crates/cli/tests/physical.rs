@@ -682,6 +682,22 @@ fn as_pg_user(program: &str) -> std::process::Command {
 /// nothing and its pg_basebackup does not wait for archiving, so the segment the backup
 /// needs reaches the archive only when the primary closes it. The backup used to look once,
 /// at once, and say the cluster archived elsewhere; it now waits up to archive_timeout.
+/// Writes `to` as the configuration `from` with `old` replaced by `new`.
+fn edited_config(from: &Path, to: &Path, old: &str, new: &str) {
+    let text = std::fs::read_to_string(from).expect("config");
+    assert!(text.contains(old), "{old} in {text}");
+    std::fs::write(to, text.replace(old, new)).expect("config");
+}
+
+/// Waits until `standby` has replayed marker `id`.
+fn replayed_on(standby: &Restored, id: i32) {
+    let replayed = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        standby.sql(&format!("select count(*) from markers where id = {id}")) == "1"
+    });
+    assert!(replayed, "the standby did not replay marker {id}");
+}
+
 #[test]
 fn a_base_backup_from_a_standby_waits_for_the_primary_to_archive_its_wal() {
     // a standby takes base backups only of WAL written with full-page images
@@ -738,11 +754,7 @@ fn a_base_backup_from_a_standby_waits_for_the_primary_to_archive_its_wal() {
     // written after the last switch: the backup ends in a segment not yet archived, and
     // nothing closes it within 3 s: the wait ends, naming why
     a.marker(4);
-    let replayed = (0..100).any(|_| {
-        std::thread::sleep(Duration::from_millis(100));
-        standby.sql("select count(*) from markers") == "4"
-    });
-    assert!(replayed, "the standby did not replay the new row");
+    replayed_on(&standby, 4);
     let (code, _, err) = run(lb(&cfg2).args(["backup", "--kind", "physical"]));
     assert_eq!(code, 7, "{err}");
     assert!(
@@ -750,13 +762,12 @@ fn a_base_backup_from_a_standby_waits_for_the_primary_to_archive_its_wal() {
         "{err}"
     );
     // the primary closes it while the backup waits: the backup is kept
-    std::fs::write(
+    edited_config(
         &cfg2,
-        std::fs::read_to_string(&cfg2)
-            .expect("config")
-            .replace("archive_timeout = \"3s\"", "archive_timeout = \"120s\""),
-    )
-    .expect("config");
+        &cfg2,
+        "archive_timeout = \"3s\"",
+        "archive_timeout = \"120s\"",
+    );
     let before = common::list_json(&a.cfg).len();
     a.marker(5);
     let backup = std::thread::spawn({
@@ -795,13 +806,12 @@ fn a_base_backup_from_a_standby_waits_for_the_primary_to_archive_its_wal() {
     // close the segment; a wait that ends names that, not only archive_command
     restart_with("always");
     a.marker(6);
-    std::fs::write(
+    edited_config(
         &cfg2,
-        std::fs::read_to_string(&cfg2)
-            .expect("config")
-            .replace("archive_timeout = \"120s\"", "archive_timeout = \"3s\""),
-    )
-    .expect("config");
+        &cfg2,
+        "archive_timeout = \"120s\"",
+        "archive_timeout = \"3s\"",
+    );
     let (code, _, err) = run(lb(&cfg2).args(["backup", "--kind", "physical"]));
     assert_ne!(code, 0, "{err}");
     assert!(
@@ -823,19 +833,9 @@ fn a_base_backup_from_a_standby_waits_for_the_primary_to_archive_its_wal() {
     // details (pg_read_all_data, no pg_read_all_stats): no alarm, nothing recorded
     a.sql("create role reader login; grant pg_read_all_data to reader");
     a.marker(8);
-    let caught_up = (0..100).any(|_| {
-        std::thread::sleep(Duration::from_millis(100));
-        standby.sql("select count(*) from markers where id = 8") == "1"
-    });
-    assert!(caught_up, "the standby did not replay the new role");
+    replayed_on(&standby, 8);
     let cfg3 = a.ws.path().join("reader.toml");
-    std::fs::write(
-        &cfg3,
-        std::fs::read_to_string(&cfg2)
-            .expect("config")
-            .replace("user=postgres", "user=reader"),
-    )
-    .expect("config");
+    edited_config(&cfg2, &cfg3, "user=postgres", "user=reader");
     let (code, _, err) = run(lb(&cfg3).args(["backup", "--kind", "logical"]));
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains("the server is a standby"), "{err}");

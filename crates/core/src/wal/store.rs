@@ -326,38 +326,17 @@ impl WalStore {
     ///
     /// A storage error.
     pub fn tablespace_marks(&self) -> Result<Vec<(u32, Lsn)>> {
-        let parse = |name: &str| {
-            let rest = name.strip_prefix("tablespace-")?;
-            let (tl, lsn) = rest.split_once('-')?;
-            Some((
-                u32::from_str_radix(tl, 16).ok()?,
-                Lsn(u64::from_str_radix(lsn, 16).ok()?),
-            ))
-        };
-        let mut out = Vec::new();
-        match &self.backend {
-            Backend::Local(root) => {
-                let dir = root.join(&self.prefix).join(MARKS_DIR);
-                let entries = match std::fs::read_dir(&dir) {
-                    Ok(d) => d,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-                    Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
-                };
-                for e in entries {
-                    let e = e.map_err(|e| Error::io("listing the WAL archive's marks", e))?;
-                    out.extend(e.file_name().to_str().and_then(parse));
-                }
-            }
-            Backend::Remote(op) => {
-                let entries = op
-                    .list(&format!("{}/{MARKS_DIR}/", self.prefix))
-                    .map_err(|e| remote_error("listing the WAL archive's marks", &e))?;
-                for e in entries {
-                    out.extend(e.path().rsplit('/').next().and_then(parse));
-                }
-            }
-        }
-        Ok(out)
+        Ok(self
+            .names_in(Some(MARKS_DIR), false)?
+            .iter()
+            .filter_map(|name| {
+                let (tl, lsn) = name.strip_prefix("tablespace-")?.split_once('-')?;
+                Some((
+                    u32::from_str_radix(tl, 16).ok()?,
+                    Lsn(u64::from_str_radix(lsn, 16).ok()?),
+                ))
+            })
+            .collect())
     }
 
     fn put_object(&self, file: &WalFile, data: &[u8], sum: [u8; 16]) -> Result<PutOutcome> {
@@ -472,16 +451,22 @@ impl WalStore {
     ///
     /// A storage error.
     pub fn timelines(&self) -> Result<std::collections::BTreeSet<u32>> {
-        let parse = |name: &str| {
-            let name = name.trim_end_matches('/');
-            (name.len() == 8)
-                .then(|| u32::from_str_radix(name, 16).ok())
-                .flatten()
-        };
-        let mut out = std::collections::BTreeSet::new();
+        Ok(self
+            .names_in(None, true)?
+            .iter()
+            .filter(|n| n.len() == 8)
+            .filter_map(|n| u32::from_str_radix(n, 16).ok())
+            .collect())
+    }
+
+    /// The names one level below the archive's directory (or its `sub` directory): its
+    /// directories with `dirs`, else its files; none when it does not exist.
+    fn names_in(&self, sub: Option<&str>, dirs: bool) -> Result<Vec<String>> {
+        let dir = sub.map_or_else(|| self.prefix.clone(), |s| format!("{}/{s}", self.prefix));
+        let mut out = Vec::new();
         match &self.backend {
             Backend::Local(root) => {
-                let dir = root.join(&self.prefix);
+                let dir = root.join(&dir);
                 let entries = match std::fs::read_dir(&dir) {
                     Ok(d) => d,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
@@ -489,20 +474,21 @@ impl WalStore {
                 };
                 for e in entries {
                     let e = e.map_err(|e| Error::io("listing the WAL archive", e))?;
-                    if e.file_type().is_ok_and(|t| t.is_dir()) {
-                        out.extend(e.file_name().to_str().and_then(parse));
+                    if e.file_type().is_ok_and(|t| t.is_dir()) == dirs {
+                        out.extend(e.file_name().to_str().map(str::to_string));
                     }
                 }
             }
             Backend::Remote(op) => {
                 let entries = op
-                    .list(&format!("{}/", self.prefix))
+                    .list(&format!("{dir}/"))
                     .map_err(|e| remote_error("listing the WAL archive", &e))?;
                 for e in entries {
                     let path = e.path().trim_end_matches('/');
-                    // the listing may name the prefix itself (a source named in 8 hex digits)
-                    if e.path().ends_with('/') && path != self.prefix.trim_end_matches('/') {
-                        out.extend(path.rsplit('/').next().and_then(parse));
+                    // the listing may name the directory itself (a source named in 8 hex
+                    // digits would read as a timeline)
+                    if e.path().ends_with('/') == dirs && path != dir {
+                        out.extend(path.rsplit('/').next().map(str::to_string));
                     }
                 }
             }
