@@ -852,7 +852,7 @@ fn a_base_backup_from_a_standby_waits_for_the_primary_to_archive_its_wal() {
     );
     // replication breaks: the standby's dumps hold its last replayed data, said and
     // recorded, and a drill counts the RPO from it
-    standby.sql("alter system set primary_conninfo = ''");
+    standby.sql("alter system set primary_conninfo = 'host=/nonexistent port=1 user=postgres'");
     standby.sql("select pg_reload_conf()");
     let stopped = (0..100).any(|_| {
         std::thread::sleep(Duration::from_millis(100));
@@ -888,6 +888,21 @@ fn a_base_backup_from_a_standby_waits_for_the_primary_to_archive_its_wal() {
             .as_str()
             .is_some_and(|w| w.contains("standby's last replayed transaction")),
         "{report}"
+    );
+    // a log-shipping standby (a restore_command, no primary_conninfo) streams nothing by
+    // design: replayed within the last minute, it is no alarm and records nothing
+    standby.sql("alter system set primary_conninfo = ''");
+    standby.sql("alter system set restore_command = 'false'");
+    standby.sql("select pg_reload_conf()");
+    let before = common::list_json(&a.cfg).len();
+    let (code, _, err) = run(lb(&cfg2).args(["backup", "--kind", "logical"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("the server is a standby"), "{err}");
+    let all = common::list_json(&a.cfg);
+    assert!(all.len() > before, "{all:?}");
+    assert!(
+        all[before..].iter().all(|b| b.get("data_as_of").is_none()),
+        "{all:?}"
     );
     drop(standby);
 }
@@ -1357,6 +1372,36 @@ fn a_latest_restore_that_ends_before_the_archive_does_says_so() {
     let (r, _) = restore(&a, "whole", &["--latest"]);
     // (markers 36-40 are in the segment still being written: `load` switches after 35)
     assert_markers_up_to(&r, 35, "every archived marker once the intact segment is");
+}
+
+/// A base backup of a copy that was itself restored holds that earlier recovery's
+/// `recovery.log`, which this recovery appends to: only the lines it writes are read, so
+/// an old cut before a tablespace does not make a whole restore to the end of the archive
+/// look short (it did, exit 6, before the log was read from its length at start).
+#[test]
+fn an_earlier_recovery_s_log_in_the_backup_is_not_read_as_this_one_s() {
+    let a = Archiving::start(None, false);
+    a.load(1..=3);
+    let log = a.cluster.data_dir().join("recovery.log");
+    std::fs::write(
+        &log,
+        format!(
+            "lifeboat wal-fetch: WAL segment 000000010000000000000002 creates a tablespace in /gone (at LSN 0/2000100): {}, so recovery ends just before it\nlifeboat wal-fetch: hint: an earlier recovery's hint\n",
+            lifeboat_core::wal::TABLESPACE_CUT
+        ),
+    )
+    .expect("an earlier recovery's log");
+    a.backup();
+    a.load(4..=9);
+    a.archive_now();
+    let (code, err, r) = latest_started(&a, "after-a-restore");
+    assert_eq!(code, 0, "{err}");
+    assert_markers_up_to(&r, 9, "every archived marker");
+    let text = std::fs::read_to_string(r.data.join("recovery.log")).expect("recovery.log");
+    assert!(
+        text.contains("an earlier recovery's hint") && text.contains("database system is ready"),
+        "the earlier lines are kept and this recovery's follow them: {text}"
+    );
 }
 
 /// The restored configuration names a file this host lacks (the lost host's certificate):

@@ -870,25 +870,41 @@ fn on_newest_timeline(
 /// streams from its primary and has replayed all it received: an idle primary's last
 /// commit may be old, and the standby is still current), and for one that has replayed
 /// no transaction since it started (how old its data is cannot be told; the note says so).
+/// A log-shipping standby (no `primary_conninfo`, a `restore_command`) streams nothing by
+/// design: it is noted only when its last replayed commit is over a minute old, and
+/// without the advice to mend a replication it does not have.
 fn standby_lag(conn: &PgConn, db: &str) -> Option<jiff::Timestamp> {
-    let ask = || -> Option<(String, bool, Option<jiff::Timestamp>)> {
+    let ask = || -> Option<(String, bool, Option<jiff::Timestamp>, String)> {
         let row = conn
             .query(
                 db,
-                // a role without pg_read_all_stats sees the receiver's pid only
+                // a role without pg_read_all_stats sees the receiver's pid only; one
+                // without pg_read_all_settings sees neither setting (feed is then empty),
+                // and only whether they are set leaves the server (a conninfo may hold a
+                // password)
                 "select pg_is_in_recovery(), \
                  coalesce((select coalesce(status, case when pid is not null then 'streaming' end) from pg_stat_wal_receiver), ''), \
                  coalesce(pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn(), false), \
-                 coalesce(to_char(pg_last_xact_replay_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '')",
+                 coalesce(to_char(pg_last_xact_replay_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), ''), \
+                 coalesce((select case when setting <> '' then 'stream' \
+                   when (select setting from pg_settings where name = 'restore_command') <> '' then 'archive' \
+                   else 'none' end from pg_settings where name = 'primary_conninfo'), '')",
             )
             .ok()?;
         let f: Vec<&str> = row.trim().split('|').collect();
-        let [in_recovery, receiver, caught_up, last] = f[..] else {
+        let [in_recovery, receiver, caught_up, last, feed] = f[..] else {
             return None;
         };
-        (in_recovery == "t").then(|| (receiver.to_string(), caught_up == "t", last.parse().ok()))
+        (in_recovery == "t").then(|| {
+            (
+                receiver.to_string(),
+                caught_up == "t",
+                last.parse().ok(),
+                feed.to_string(),
+            )
+        })
     };
-    let (mut receiver, mut caught_up, mut last) = ask()?;
+    let (mut receiver, mut caught_up, mut last, feed) = ask()?;
     // an idle primary's last commit may be hours old while its standby is current, and
     // even an idle primary writes a little WAL now and then: a standby that is streaming
     // gets two seconds to replay what it received
@@ -900,10 +916,14 @@ fn standby_lag(conn: &PgConn, db: &str) -> Option<jiff::Timestamp> {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(400));
-        (receiver, caught_up, last) = ask()?;
+        (receiver, caught_up, last, _) = ask()?;
     }
     let lag = last.map(|l| jiff::Timestamp::now().duration_since(l).as_secs_f64());
     if receiver == "streaming" && (caught_up || lag.is_some_and(|l| l < 60.0)) {
+        return None;
+    }
+    let log_shipping = receiver.is_empty() && feed == "archive";
+    if log_shipping && lag.is_some_and(|l| l < 60.0) {
         return None;
     }
     let receiver = receiver.as_str();
@@ -919,10 +939,19 @@ fn standby_lag(conn: &PgConn, db: &str) -> Option<jiff::Timestamp> {
     );
     crate::sources::postgres::cluster::note(if receiver == "streaming" {
         format!("the server is a standby whose replay is behind what it received from its primary: {behind}")
+    } else if log_shipping {
+        format!(
+            "the server is a log-shipping standby (a restore_command, no primary_conninfo): it holds what the primary's archive has shipped to it: {behind}; what the primary wrote since then is not in them (its archive_timeout sets how far behind such a standby runs)"
+        )
     } else {
         format!(
-            "the server is a standby that receives no WAL from its primary now (pg_stat_wal_receiver shows {}): {behind}; check the standby's replication (primary_conninfo, the primary's pg_hba.conf, its replication slot)",
-            if receiver.is_empty() { "no receiver" } else { receiver }
+            "the server is a standby that receives no WAL from its primary now (pg_stat_wal_receiver shows {}): {behind}; check the standby's replication (primary_conninfo, the primary's pg_hba.conf, its replication slot){}",
+            if receiver.is_empty() { "no receiver" } else { receiver },
+            if feed.is_empty() {
+                " — unless it is a log-shipping standby, which streams nothing (this role may not read primary_conninfo to tell)"
+            } else {
+                ""
+            }
         )
     });
     // nothing replayed since it started: how old its data is cannot be told
