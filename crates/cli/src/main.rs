@@ -239,7 +239,14 @@ impl Ctx {
             if let Some(earlier) = p.take() {
                 earlier.finish();
             }
-            *p = lifeboat_core::repository::parked::Pending::start(repo.location(), action, what);
+            *p = lifeboat_core::repository::parked::Pending::start(repo.location(), action, what)
+                .unwrap_or_else(|e| {
+                    output::write_err(format_args!(
+                        "lifeboat: warning: {}; the {action} goes on, but if it is killed outright (kill -9, the OOM killer) no log will say so\n",
+                        lifeboat_core::error::one_line(&e)
+                    ));
+                    None
+                });
         }
         lifeboat_core::repository::audit::outcome_pending();
     }

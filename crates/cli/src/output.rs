@@ -58,12 +58,22 @@ pub fn write_err(args: std::fmt::Arguments) {
     });
 }
 
-/// Writes a document to the file `-o` named, saying which file failed and how (a missing
-/// directory, no permission) rather than a bare OS error.
+/// Writes a document to the file `-o` named, whole or not at all (a full disk leaves the
+/// file that was there as it was), saying which file failed and how (a missing
+/// directory, no permission, a full disk) rather than a bare OS error.
 pub fn write_file(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
-    std::fs::write(path, text).map_err(|e| {
+    lifeboat_core::files::write_whole(path, text.as_bytes()).map_err(|e| {
+        let full = matches!(
+            e.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        );
+        let hint = if full {
+            "the disk holding it is full: free space there, or give -o a path on another disk; a file that was there is unchanged"
+        } else {
+            "give -o a path in an existing directory this user may write"
+        };
         lifeboat_core::Error::io(format!("cannot write {}", path.display()), e)
-            .hint("give -o a path in an existing directory this user may write")
+            .hint(hint)
             .into()
     })
 }

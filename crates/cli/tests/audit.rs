@@ -276,7 +276,7 @@ fn failures_that_cannot_reach_the_log_are_parked_and_added_later() {
     let late = entries[2]["details"].as_str().unwrap();
     assert!(
         late.contains("recorded late")
-            && late.contains("source app-db")
+            && late.contains("source app-db (schema)")
             && late.contains("wrong password"),
         "{late}"
     );

@@ -570,6 +570,105 @@ fn repository_disk_full_mid_dump_is_named_and_leaves_no_snapshot() {
     );
 }
 
+/// The drill host's disk fills up while a drill restores (a real tmpfs as its scratch
+/// directory): the drill was not carried out (exit 7, the directory named, the backup not
+/// judged) and leaves nothing there, where it used to be a failed drill of an intact
+/// backup. A runbook written with `-o` to a full disk leaves the one that was there whole.
+#[test]
+fn a_full_drill_disk_blames_no_backup_and_a_full_output_disk_keeps_the_old_file() {
+    if !nix_is_root() {
+        eprintln!("not root: the full-disk case is not exercised");
+        return;
+    }
+    let c = cluster();
+    c.sql("postgres", "CREATE DATABASE many").unwrap();
+    // ~24 MB as a dump, four times that as a table once restored
+    c.sql(
+        "many",
+        "CREATE TABLE t AS SELECT g AS id, g % 1000 AS v FROM generate_series(1, 2000000) g",
+    )
+    .unwrap();
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("many", &c.dsn("many"))]);
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    // room for initdb and the fetched dump, not for the loaded table
+    let disk = SmallDisk::mount(ws.path().join("scratch"), "120m");
+    let (code, out, err) = run(lb(&cfg).arg("drill").arg("--scratch-dir").arg(&disk.0));
+    assert_eq!(
+        code, 7,
+        "not carried out, not a failed drill (10): {out}\n{err}"
+    );
+    assert!(
+        err.contains("the drill ran out of disk space in")
+            && err.contains(&disk.0.display().to_string())
+            && err.contains("the backup itself was not judged"),
+        "{err}"
+    );
+    assert!(!out.contains("FAIL"), "no failed check is reported: {out}");
+    let left: Vec<_> = std::fs::read_dir(&disk.0).unwrap().collect();
+    assert!(left.is_empty(), "the drill left {left:?}");
+    let entries: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "audit", "list"]))).unwrap();
+    let last = entries.last().expect("an entry");
+    assert_eq!(last["action"], "drill", "{last}");
+    assert!(
+        last["details"]
+            .as_str()
+            .is_some_and(|d| d.contains("not carried out") && d.contains("ran out of disk space")),
+        "{last}"
+    );
+
+    // -o onto the full disk: the earlier runbook stays as it was
+    let runbook = disk.0.join("RUNBOOK.md");
+    ok(lb(&cfg).args(["runbook", "-o"]).arg(&runbook));
+    let good = std::fs::read(&runbook).unwrap();
+    {
+        let mut f = std::fs::File::create(disk.0.join("filler")).unwrap();
+        let block = vec![0x5a_u8; 1 << 20];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let (code, _, err) = run(lb(&cfg).args(["runbook", "-o"]).arg(&runbook));
+    assert_eq!(code, 7, "{err}");
+    assert!(
+        err.contains("No space left") && err.contains("the disk holding it is full"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&runbook).unwrap(),
+        good,
+        "the old runbook is whole"
+    );
+    let names: Vec<String> = std::fs::read_dir(&disk.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "no temporary file is left: {names:?}");
+
+    // the state directory on the full disk: an operation cannot mark itself under way (a
+    // kill would reach no log), goes on, says so, and leaves no half-made mark
+    let state = disk.0.join("state");
+    let (code, _, err) = run(lb(&cfg)
+        .env("LIFEBOAT_STATE_DIR", &state)
+        .args(["backup", "--kind", "schema"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: marking the backup under way in")
+            && err.contains("no log will say so"),
+        "{err}"
+    );
+    let mut left = Vec::new();
+    if let Ok(dir) = std::fs::read_dir(state.join("parked-audit")) {
+        left.extend(
+            dir.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                // (the directory's lock file is no mark)
+                .filter(|n| n != ".lock"),
+        );
+    }
+    assert!(left.is_empty(), "{left:?}");
+}
+
 /// The repository's disk fills up while a WAL segment is written to it piece by piece:
 /// the push fails (PostgreSQL keeps the segment and retries), names the full disk, and leaves
 /// neither the object nor a temporary file; the next push that fits is stored.

@@ -205,7 +205,7 @@ impl Error {
                 Some("check the owner and mode of the path, or run lifeboat as a user that may write there")
             }
             std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
-                Some("free disk space (or raise the quota) and run the command again; nothing was lost")
+                Some("free disk space (or raise the quota) where the message says, and run the command again")
             }
             _ => None,
         };
@@ -314,7 +314,7 @@ pub(crate) fn classify_repository(
         (
             ErrorKind::Unavailable,
             Some(
-                "free disk space (or raise the quota) and run the command again; nothing was lost",
+                "free disk space (or raise the quota) on the repository's disk and run the command again; what it already held is intact",
             ),
         )
     } else if has_word(&lower, &["lock", "locked", "locks", "locking"]) {

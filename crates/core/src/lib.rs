@@ -71,6 +71,7 @@
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod files;
 pub mod ops;
 pub mod repository;
 pub mod secret;

@@ -34,7 +34,14 @@ impl BackupCmd {
             .hint("leave out --database for --kind physical")
             .into());
         }
-        let repo = ctx.open_logged("backup", &format!("source {}", src.name))?;
+        let repo = ctx.open_logged(
+            "backup",
+            &format!(
+                "source {} ({})",
+                src.name,
+                lifeboat_core::ops::backup::kinds_named(&self.kind)
+            ),
+        )?;
         let opts = BackupOptions {
             kinds: self.kind.clone(),
             databases: self.database.clone(),

@@ -131,9 +131,11 @@ impl DrillCmd {
                 drill(&repo, src, &opts)
             })?;
         let files_written = || {
-            self.report_dir
-                .as_ref()
-                .is_none_or(|d| d.join(format!("{}.json", report.id)).exists())
+            self.report_dir.as_ref().is_none_or(|d| {
+                ["json", "md", "html"]
+                    .iter()
+                    .all(|ext| d.join(format!("{}.{ext}", report.id)).exists())
+            })
         };
         if ctx.json {
             output::json(&report)?;
@@ -265,7 +267,7 @@ impl DrillCmd {
                 ),
             )
             .hint(format!(
-                "make the directory writable for this user; the report is stored in the repository: `lifeboat report --drill {} -o FILE`",
+                "make room on its disk, or make it writable for this user (the warning above says which); the report is stored in the repository: `lifeboat report --drill {} --format md|html|json -o FILE` writes each file again",
                 report.id
             ))
             .into()),

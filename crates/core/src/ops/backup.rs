@@ -401,7 +401,13 @@ pub fn backup(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result<B
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        Err(e) => format!("source {}: {e}", src.name),
+        // the kind and the cause ("No space left on device") are what the log is read for
+        Err(e) => format!(
+            "source {} ({}): {}",
+            src.name,
+            kinds_named(&opts.kinds),
+            crate::error::one_line(e)
+        ),
     };
     let details = match &result {
         Ok(r) if !r.ok() => format!(
@@ -862,6 +868,21 @@ fn on_newest_timeline(
             src.name
         ))),
     }
+}
+
+/// The kinds a backup was asked for, as its audit entry names them (`logical, schema,
+/// globals` when none was named: the configured default).
+#[must_use]
+pub fn kinds_named(kinds: &[BackupKind]) -> String {
+    if kinds.is_empty() {
+        BackupKind::ALL.as_slice()
+    } else {
+        kinds
+    }
+    .iter()
+    .map(ToString::to_string)
+    .collect::<Vec<_>>()
+    .join(", ")
 }
 
 /// For a standby that has not replayed everything its primary wrote: the commit time of

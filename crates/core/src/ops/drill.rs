@@ -931,6 +931,37 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
     result
 }
 
+/// A drill whose own disk filled (the dump it stages, the throw-away cluster's files, its
+/// WAL replay) proved nothing about the backup, as when initdb finds that disk full: it
+/// was not carried out, and says where it ran out, rather than reporting a failed restore
+/// of a backup that may well be intact. `None` for any other failure.
+pub(super) fn out_of_space(e: &Error, place: &str, on_server: bool) -> Option<Error> {
+    let text = crate::error::chain_text(e);
+    // PostgreSQL says a short write so ("could not extend file …: wrote only 4096 of 8192
+    // bytes …; HINT: Check free disk space.")
+    if ![
+        "no space left on device",
+        "disk quota exceeded",
+        "check free disk space",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
+    {
+        return None;
+    }
+    Some(
+        Error::unavailable(format!(
+            "the drill ran out of disk space in {place}: {}",
+            crate::error::one_line(e)
+        ))
+        .hint(if on_server {
+            "free space on the scratch server (drill.server), or drill on this host without it; the backup itself was not judged (`lifeboat verify --read-data` checks it)"
+        } else {
+            "free space there, or point LIFEBOAT_SCRATCH_DIR (or --scratch-dir) at a disk with room for a restored copy of the database; the backup itself was not judged (`lifeboat verify --read-data` checks it)"
+        }),
+    )
+}
+
 /// A mistake on the command line, found before anything is attempted: a kind no drill
 /// restores, `--pick` with an id that names no backup, or another source's, another
 /// kind's or another database's backup, no `--database` for a source of several. Such a refusal is no failed drill, and the audit
@@ -1158,9 +1189,20 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
         database.clone()
     };
     let scratch_server = on_server.then(|| target.conn().conninfo(&restored_db));
+    let full = |e: &Error| {
+        let place = if on_server {
+            "the scratch server".to_string()
+        } else {
+            scratch.path().display().to_string()
+        };
+        out_of_space(e, &place, on_server)
+    };
     if let Target::Server(c) = &target {
         // an interrupt drops it too: it is this drill's, and only this drill's
         crate::sources::postgres::cluster::register_drop(c.clone(), restored_db.clone());
+    }
+    if let Some(e) = fetched.as_ref().err().and_then(&full) {
+        return Err(e);
     }
     checks.push(Check {
         name: "backup readable and intact".into(),
@@ -1191,6 +1233,9 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                 )
             })
         });
+        if let Some(e) = restored.as_ref().err().and_then(&full) {
+            return Err(e);
+        }
         match restored {
             Err(e) => checks.push(Check {
                 name: "pg_restore".into(),
@@ -1250,6 +1295,9 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                         None => Ok(()),
                     }
                 });
+                if let Some(e) = post.as_ref().err().and_then(&full) {
+                    return Err(e);
+                }
                 // hooks that change the copy on purpose before it is compared; the others
                 // (a migration rewrites alembic_version, an application writes its
                 // sessions) after, so that their changes are not taken for a bad backup

@@ -207,6 +207,11 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
         }
         Err(_) => clock.add("fetch", clock.start.elapsed().as_secs_f64()),
     }
+    let full =
+        |e: &Error| super::drill::out_of_space(e, &scratch.path().display().to_string(), false);
+    if let Some(e) = restored.as_ref().err().and_then(&full) {
+        return Err(e);
+    }
     checks.push(check(
         "base backup restored (stream hash, WAL chain to the target)",
         restored
@@ -240,6 +245,12 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
                 phys.wal_segment_size,
             )
         });
+        if let Some(e) = replayed.as_ref().err().and_then(&full) {
+            // what a finished drill's teardown does, before the scratch directory goes
+            stop_registered(&rec.to_dir);
+            drop(scratch);
+            return Err(e);
+        }
         let point = replayed
             .as_ref()
             .map_err(|e| {

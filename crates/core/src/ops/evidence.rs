@@ -521,7 +521,7 @@ pub fn write_files(r: &DrillReport, dir: &Path) -> Result<()> {
     let json = serde_json::to_string_pretty(r).map_err(|e| Error::internal(e.to_string()))?;
     for (ext, text) in [("json", json), ("md", markdown(r)), ("html", html(r))] {
         let p = dir.join(format!("{}.{ext}", r.id));
-        std::fs::write(&p, text).map_err(|e| Error::io(p.display(), e))?;
+        crate::files::write_whole(&p, text.as_bytes()).map_err(|e| Error::io(p.display(), e))?;
     }
     Ok(())
 }

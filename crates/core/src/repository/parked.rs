@@ -135,7 +135,7 @@ pub fn park(repository: &str, action: &str, ok: bool, details: &str) -> Result<P
     let path = dir.join(&name);
     let tmp = dir.join(format!(".{name}.tmp"));
     let json = serde_json::to_vec_pretty(&entry).map_err(|e| Error::internal(e.to_string()))?;
-    let write = || -> std::io::Result<()> {
+    let written = || -> std::io::Result<()> {
         // private: the details name databases and what went wrong on this host
         let mut f = std::os::unix::fs::OpenOptionsExt::mode(
             std::fs::OpenOptions::new()
@@ -150,7 +150,11 @@ pub fn park(repository: &str, action: &str, ok: bool, details: &str) -> Result<P
         std::fs::rename(&tmp, &path)?;
         std::fs::File::open(&dir)?.sync_all()
     };
-    write().map_err(|e| Error::io(what(&path), e))?;
+    written().map_err(|e| {
+        // a full disk must not collect half-written entries, one per failed run
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(what(&path), e)
+    })?;
     Ok(path)
 }
 
@@ -171,12 +175,26 @@ pub struct Pending {
 const KILLED: &str = "started then and ended without a result: the process was killed outright (SIGKILL, the OOM killer) or its host went down";
 
 impl Pending {
-    /// Marks `action` on `repository` (`what`: what it acts on) under way. `None` when
-    /// there is no state directory to hold the mark (the operation goes on unmarked).
-    #[must_use]
-    pub fn start(repository: &str, action: &str, what: &str) -> Option<Self> {
-        let dir = dir()?;
-        std::fs::create_dir_all(&dir).ok()?;
+    /// Marks `action` on `repository` (`what`: what it acts on) under way. `Ok(None)`
+    /// when there is no state directory to hold the mark; an error (a full disk, no
+    /// permission) when the mark could not be made, with nothing of it left behind. Either
+    /// way the operation can go on unmarked, but a kill would then reach no log: the
+    /// caller says so.
+    ///
+    /// # Errors
+    ///
+    /// When the state directory cannot take the mark.
+    pub fn start(repository: &str, action: &str, what: &str) -> Result<Option<Self>> {
+        let Some(dir) = dir() else {
+            return Ok(None);
+        };
+        let failed = |e: std::io::Error| {
+            Error::io(
+                format!("marking the {action} under way in {}", dir.display()),
+                e,
+            )
+        };
+        std::fs::create_dir_all(&dir).map_err(failed)?;
         let (user, host) = super::audit::current_actor();
         let entry = Parked {
             repository: same_place(repository),
@@ -197,22 +215,32 @@ impl Pending {
         // locked before it has its name: an adder must never find it unlocked while this
         // process lives (see `leftovers::mark`)
         let staged = dir.join(format!(".{name}.new"));
-        let file = std::os::unix::fs::OpenOptionsExt::mode(
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true),
-            0o600,
-        )
-        .open(&staged)
-        .ok()?;
-        let file =
-            nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()?;
-        let mut pending = Self { path, file, entry };
-        pending.write().ok()?;
-        std::fs::rename(&staged, &pending.path).ok()?;
-        let _ = std::fs::File::open(&dir).and_then(|d| d.sync_all());
-        Some(pending)
+        let made = || -> std::io::Result<Self> {
+            let file = std::os::unix::fs::OpenOptionsExt::mode(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true),
+                0o600,
+            )
+            .open(&staged)?;
+            let file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+                .map_err(|(_, errno)| std::io::Error::from(errno))?;
+            let mut pending = Self { path, file, entry };
+            pending.write()?;
+            std::fs::rename(&staged, &pending.path)?;
+            Ok(pending)
+        };
+        match made() {
+            Ok(pending) => {
+                let _ = std::fs::File::open(&dir).and_then(|d| d.sync_all());
+                Ok(Some(pending))
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&staged);
+                Err(failed(e))
+            }
+        }
     }
 
     /// Names what the operation acts on more closely (which backup, where to).
