@@ -1127,6 +1127,35 @@ fn a_full_repository_disk_is_named_when_a_base_backup_waits_for_its_wal() {
         _ => false,
     };
     assert!(named, "{code}: {err}");
+    // `wal status` and `config check` name the full disk too, not only the server's log
+    let (code, out, err) = run(a.lb().args(["wal", "status"]));
+    assert_eq!(code, 10, "{out}\n{err}");
+    assert!(
+        err.contains("archive_command is failing") && err.contains("less than two WAL segments"),
+        "{err}"
+    );
+    let (code, out, err) = run(a.lb().args(["config", "check"]));
+    assert_ne!(code, 0, "{out}\n{err}");
+    assert!(
+        format!("{out}{err}").contains("free on its file system"),
+        "{out}\n{err}"
+    );
+    // a physical restore onto that disk is refused before it writes, dry run or not
+    for dry in [true, false] {
+        let mut cmd = a.lb();
+        cmd.args(["restore", "--kind", "physical", "--latest", "--to-dir"])
+            .arg(mount.join("restored"));
+        if dry {
+            cmd.arg("--dry-run");
+        }
+        let (code, out, err) = run(&mut cmd);
+        assert_eq!(code, 7, "{out}\n{err}");
+        assert!(
+            err.contains("has too little free space for") && err.contains("nothing was written"),
+            "{err}"
+        );
+        assert!(!mount.join("restored").exists());
+    }
     drop(a);
 }
 

@@ -99,10 +99,19 @@ impl BackupCmd {
             );
         }
         println!(
-            "backed up source {} into {} (recovery point {})",
+            "backed up source {} into {} (recovery point {}){}",
             report.source,
             repo.location(),
-            report.recovery_point
+            report.recovery_point,
+            if report.failed.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ": {} of {} backups FAILED (above)",
+                    report.failed.len(),
+                    report.failed.len() + report.backups.len()
+                )
+            }
         );
         report.failure().map_or(Ok(()), |e| Err(e.into()))
     }

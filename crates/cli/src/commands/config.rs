@@ -81,6 +81,27 @@ impl ConfigCmd {
                     &Ok(format!("opened {}", r.location())),
                 ));
                 let location = ctx.repo_location().unwrap_or_default();
+                // two WAL segments: less, and wal-push cannot store the next one
+                if let Some(free) = lifeboat_core::repository::free_space(&location) {
+                    let full = free < 32 << 20;
+                    lines.push(CheckLine {
+                        what: "repository".into(),
+                        ok: !full,
+                        detail: format!(
+                            "{} free on its file system",
+                            crate::output::bytes(free)
+                        ),
+                        note: false,
+                        hint: full.then(|| {
+                            "free space there (or move the repository): backups and WAL pushes into it fail until then".to_string()
+                        }),
+                    });
+                    if full && first_err.is_none() {
+                        first_err = Some(anyhow::anyhow!(
+                            "the repository's file system at {location} is full"
+                        ));
+                    }
+                }
                 if !lifeboat_core::repository::is_s3_url(&location) {
                     let root = std::path::Path::new(&location);
                     for (fails, detail, hint) in

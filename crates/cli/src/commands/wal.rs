@@ -789,16 +789,31 @@ fn verdict(
         return Err(e.into());
     }
     if let Some(a) = archiver.filter(|a| a.failing) {
-        return Err(lifeboat_core::Error::new(
+        let failing = lifeboat_core::Error::new(
             ErrorKind::CheckFailed,
             format!(
                 "PostgreSQL's archive_command is failing: {} could not be archived ({} failures)",
                 a.last_failed_wal.as_deref().unwrap_or("a segment"),
                 a.failed_count
             ),
-        )
-        .hint("the server log says why; run the archive_command by hand as the PostgreSQL user (`lifeboat wal-push` must read the config and password and write the repository); segments wait in pg_wal until it works, and the disk fills meanwhile")
-        .into());
+        );
+        // the likeliest cause that the server's log alone would say
+        let room = 2 * st.segment_size.max(1);
+        if let Some(free) =
+            lifeboat_core::repository::free_space(store.location()).filter(|f| *f < room)
+        {
+            return Err(failing
+                .with_note(format!(
+                    "the repository's file system ({}) has {} free, less than two WAL segments: wal-push cannot store a segment there",
+                    store.location(),
+                    crate::output::bytes(free)
+                ))
+                .hint("free space on the repository's file system (or move the repository): PostgreSQL retries the waiting segments by itself, and `lifeboat wal status` shows when archiving has caught up; segments wait in pg_wal until then, and that disk fills meanwhile")
+                .into());
+        }
+        return Err(failing
+            .hint("the server log says why; run the archive_command by hand as the PostgreSQL user (`lifeboat wal-push` must read the config and password and write the repository); segments wait in pg_wal until it works, and the disk fills meanwhile")
+            .into());
     }
     // a tablespace made after the latest base backup (one before it would have refused
     // the backup): recovery ends at its creation, and the recoverable point above is not.

@@ -664,16 +664,12 @@ where
 /// backup said only that archiving kept failing.
 fn with_wal_space(repo: &Repo, e: Error, segment_size: u64) -> Error {
     let location = repo.location();
-    if e.kind() != ErrorKind::Postgres
-        || !e.message().contains(physical::WAITED_FOR_ARCHIVING)
-        || crate::repository::is_s3_url(location)
-    {
+    if e.kind() != ErrorKind::Postgres || !e.message().contains(physical::WAITED_FOR_ARCHIVING) {
         return e;
     }
-    let Ok(st) = nix::sys::statvfs::statvfs(std::path::Path::new(location)) else {
+    let Some(free) = crate::repository::free_space(location) else {
         return e;
     };
-    let free = st.blocks_available().saturating_mul(st.fragment_size());
     if free >= 2 * segment_size.max(1) {
         return e;
     }

@@ -943,6 +943,7 @@ pub(super) fn out_of_space(e: &Error, place: &str, on_server: bool) -> Option<Er
         "no space left on device",
         "disk quota exceeded",
         "check free disk space",
+        super::recover::NO_ROOM,
     ]
     .iter()
     .any(|m| text.contains(m))

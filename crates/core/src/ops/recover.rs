@@ -310,6 +310,35 @@ fn check_empty(dir: &Path) -> Result<()> {
     }
 }
 
+/// Said by a restore refused for want of room, so that a drill can tell its own full disk
+/// from a bad backup (lowercase: it is matched in an error's lowercased text).
+pub(crate) const NO_ROOM: &str = "has too little free space for";
+
+/// Refuses a restore whose directory's file system cannot take the unpacked backup and a
+/// few WAL segments: found out before the first byte is written (a dry run says it too),
+/// not when the disk fills halfway through.
+fn room_for(to_dir: &Path, backup: &SnapshotInfo, segment_size: u64) -> Result<()> {
+    // the directory may not exist yet: its file system is its nearest existing ancestor's
+    let Some(existing) = to_dir.ancestors().find(|a| a.exists()) else {
+        return Ok(());
+    };
+    let Some(free) = crate::repository::free_space(&existing.display().to_string()) else {
+        return Ok(());
+    };
+    let needed = backup.meta.logical_bytes + 3 * segment_size;
+    if free >= needed {
+        return Ok(());
+    }
+    Err(Error::unavailable(format!(
+        "the file system of {} {NO_ROOM} backup {}: {} free, and it unpacks to {} before WAL replay adds to it",
+        to_dir.display(),
+        backup.short_id(),
+        bytesize::ByteSize::b(free),
+        bytesize::ByteSize::b(backup.meta.logical_bytes)
+    ))
+    .hint("free space there, or give --to-dir a directory on a larger disk (nothing was written)"))
+}
+
 /// A `--target-timeline` number. PostgreSQL reads the setting as C does (`010` is octal
 /// 8, `0x10` hex 16), lifeboat in decimal: a leading zero (a timeline copied from a file
 /// name, `00000010`) would have the two follow different timelines, so it is refused.
@@ -1058,6 +1087,7 @@ fn locate(
 ) -> Result<(SnapshotInfo, PhysicalMeta, wal::Reachable)> {
     let backup = select(repo, opts)?;
     let phys = physical_of(&backup)?.clone();
+    room_for(&opts.to_dir, &backup, phys.wal_segment_size)?;
     let reach = check_archive(
         store,
         &backup,

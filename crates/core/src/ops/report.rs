@@ -1195,7 +1195,12 @@ pub fn markdown(p: &EvidencePack) -> String {
     }
     for (a, list) in &p.failures {
         for f in list {
-            let _ = writeln!(m, "- failed {a}: {}", super::evidence::md_text(f));
+            // a program's message may run over lines: one list item each
+            let _ = writeln!(
+                m,
+                "- failed {a}: {}",
+                super::evidence::md_text(f).replace('\n', "<br>")
+            );
         }
     }
     let _ = writeln!(m, "\nVerifications of the backups in the period (`lifeboat verify`: structure = every piece of every backup is there; data = every pack read, decrypted and its hash checked):\n");
@@ -1231,7 +1236,7 @@ pub fn markdown(p: &EvidencePack) -> String {
                 "- {} {}: {}",
                 t.strftime("%Y-%m-%d %H:%M UTC"),
                 if *ok { "restored" } else { "**failed**" },
-                super::evidence::md_text(details)
+                super::evidence::md_text(details).replace('\n', "<br>")
             );
         }
     }
@@ -1797,6 +1802,28 @@ mod tests {
                 && m.contains("`e130108a` (found damaged 2026-12-05 10:00 UTC, found intact again 2026-12-07 10:00 UTC by a verify reading its data)"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn a_failure_message_over_several_lines_stays_one_list_item() {
+        let config = Config::parse("", "c").unwrap();
+        let mut failures = BTreeMap::new();
+        failures.insert(
+            "drill".to_string(),
+            vec![
+                "initdb failed: could not create directory\ninitdb: removing data directory"
+                    .to_string(),
+            ],
+        );
+        let m = markdown(&EvidencePack {
+            failures,
+            ..empty_pack(&config, ts("2026-12-31T00:00:00Z"))
+        });
+        assert!(
+            m.contains("- failed drill: initdb failed: could not create directory<br>initdb: removing data directory\n"),
+            "{m}"
+        );
+        assert!(!m.lines().any(|l| l.starts_with("initdb:")), "{m}");
     }
 
     #[test]

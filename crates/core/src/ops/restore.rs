@@ -944,7 +944,14 @@ fn fetch_indexed(
 ) -> Result<u64> {
     let file = std::fs::File::create(dest).map_err(|e| Error::io(dest.display(), e))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-    let bytes = dump_checked(indexed, backup, &mut out)?;
+    let bytes = dump_checked(indexed, backup, &mut out).map_err(|e| {
+        // which disk is full is what the operator must know
+        if e.kind() == ErrorKind::Unavailable {
+            e.with_note(format!("it was being written to {}", dest.display()))
+        } else {
+            e
+        }
+    })?;
     out.flush().map_err(|e| Error::io(dest.display(), e))?;
     Ok(bytes)
 }

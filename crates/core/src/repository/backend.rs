@@ -18,6 +18,19 @@ pub fn is_s3_url(url: &str) -> bool {
     url.starts_with("s3://")
 }
 
+/// Bytes this user may still write on the file system of a local repository (`location`,
+/// or a path inside it); `None` for an S3 repository, or when the file system cannot be
+/// asked. What `wal status`, `config check` and a base backup waiting for its WAL name
+/// when wal-push cannot store a segment there.
+#[must_use]
+pub fn free_space(location: &str) -> Option<u64> {
+    if is_s3_url(location) {
+        return None;
+    }
+    let st = nix::sys::statvfs::statvfs(std::path::Path::new(location)).ok()?;
+    Some(st.blocks_available().saturating_mul(st.fragment_size()))
+}
+
 /// The URL as it may be printed (never contains credentials: they are not part of it).
 #[must_use]
 pub fn describe_url(url: &str) -> String {
