@@ -782,11 +782,21 @@ fn every_new_head_is_published_outside_the_repository() {
     );
     let (code, out, err) = run(lb(&cfg).args(["verify", "--all"]));
     assert_eq!(code, 7, "{out}{err}");
-    // what was done is in the message (the result itself is not printed after an error)
+    // the verdicts are printed, then what is missing
+    assert!(out.contains("ok       "), "{out}");
+    assert!(err.contains("verify succeeded, but audit entry"), "{err}");
+    // a backup's ids too (a script must not back up again), and in its JSON the gap
+    let (code, out, err) = run(lb(&cfg).args(["--json", "backup", "--kind", "schema"]));
+    assert_eq!(code, 7, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("the backup's report");
+    assert!(v["backups"][0]["id"].as_str().is_some(), "{v}");
     assert!(
-        err.contains("verify succeeded (") && err.contains("), but audit entry"),
-        "{err}"
+        v["evidence_gap"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("backup succeeded, but audit entry")),
+        "{v}"
     );
+    assert!(err.contains("backup succeeded, but audit entry"), "{err}");
     assert!(err.contains(&format!("127.0.0.1:{dead}")), "{err}");
     assert!(!err.contains("s3cret") && !out.contains("s3cret"), "{err}");
     // a drill too: it passed, and its evidence is incomplete (it exited 0 and only the

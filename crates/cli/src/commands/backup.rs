@@ -50,9 +50,16 @@ impl BackupCmd {
         };
         let report = backup(&repo, src, &opts)?;
         output::warn_repository(&repo);
+        // what was stored is printed first, and the exit code then says what is missing
+        let outcome = || {
+            report
+                .failure()
+                .or_else(|| report.evidence_gap.as_ref().map(|g| g.error()))
+                .map_or(Ok(()), |e| Err(e.into()))
+        };
         if ctx.json {
             output::json(&report)?;
-            return report.failure().map_or(Ok(()), |e| Err(e.into()));
+            return outcome();
         }
         let mut rows = vec![vec![
             "ID".into(),
@@ -113,6 +120,6 @@ impl BackupCmd {
                 )
             }
         );
-        report.failure().map_or(Ok(()), |e| Err(e.into()))
+        outcome()
     }
 }

@@ -159,7 +159,11 @@ impl VerifyCmd {
             );
         }
         if report.ok() {
-            Ok(())
+            // the verdict above stands; the evidence of it outside the repository lags
+            report
+                .evidence_gap
+                .as_ref()
+                .map_or(Ok(()), |g| Err(g.error().into()))
         } else {
             let names: Vec<String> = report
                 .damaged()

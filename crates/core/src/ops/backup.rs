@@ -74,6 +74,10 @@ pub struct BackupReport {
     /// Backups that failed while others were written: one database that cannot be dumped
     /// does not keep the others from their backup. Empty when everything was written.
     pub failed: Vec<FailedBackup>,
+    /// The backups are stored, but their audit entry or head did not get where it belongs
+    /// (a head URL that is down): the evidence outside the repository lags.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence_gap: Option<crate::repository::audit::EvidenceGap>,
 }
 
 /// A backup of one database and kind that failed.
@@ -426,7 +430,10 @@ pub fn backup(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result<B
         _ => details,
     };
     let ok = result.as_ref().is_ok_and(BackupReport::ok);
-    crate::repository::audit::record_outcome(repo, "backup", result, ok, &details)
+    let (mut report, gap) =
+        crate::repository::audit::record_outcome_kept(repo, "backup", result, ok, &details)?;
+    report.evidence_gap = gap;
+    Ok(report)
 }
 
 fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result<BackupReport> {
@@ -492,6 +499,7 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
         recovery_point: recovery_point.clone(),
         backups: Vec::new(),
         failed: Vec::new(),
+        evidence_gap: None,
     };
     let mut first_error = None;
     // the cluster-wide kinds need one database to connect to: one a dump of this run

@@ -62,6 +62,9 @@ pub struct VerifyReport {
     /// With every backup verified: backups no audit entry records (see
     /// [`crate::repository::audit::unlogged_backups`]); not damage, and not in [`Self::ok`].
     pub unlogged_backups: Vec<String>,
+    /// The verify is done, but its audit entry or head did not get where it belongs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence_gap: Option<crate::repository::audit::EvidenceGap>,
 }
 
 impl VerifyReport {
@@ -162,7 +165,10 @@ pub fn verify(repo: &Repo, opts: &VerifyOptions) -> Result<VerifyReport> {
         Err(e) => e.to_string(),
     };
     let ok = result.as_ref().is_ok_and(VerifyReport::ok);
-    crate::repository::audit::record_outcome(repo, "verify", result, ok, &details)
+    let (mut report, gap) =
+        crate::repository::audit::record_outcome_kept(repo, "verify", result, ok, &details)?;
+    report.evidence_gap = gap;
+    Ok(report)
 }
 
 /// What rustic_core's check reads, from `opts`.
@@ -374,6 +380,7 @@ fn verify_indexed(
         repository_problems,
         history_problems: Vec::new(),
         unlogged_backups: Vec::new(),
+        evidence_gap: None,
     })
 }
 

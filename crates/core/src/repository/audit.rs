@@ -658,6 +658,83 @@ pub fn record_outcome<T>(
     ok: bool,
     details: &str,
 ) -> Result<T> {
+    match logged_outcome(repo, action, result, ok, details)? {
+        (v, None) => Ok(v),
+        // the operation's result is not printed after an error: say what was done
+        (_, Some(e)) => Err(Error::new(
+            e.kind(),
+            format!("{action} succeeded ({details}), but {e}"),
+        )
+        .hint(GAP_HINT)),
+    }
+}
+
+/// What to do about an [`EvidenceGap`].
+const GAP_HINT: &str =
+    "the operation itself is complete; check the repository and run `lifeboat audit verify`";
+
+/// A successful operation whose audit evidence is incomplete: its entry could not be
+/// logged, or is in the repository but its head could not be published where the
+/// configuration keeps it (`[audit] head_file`, `head_url`). The operation's result stands
+/// (a retry would do the work twice); [`Self::error`] is what the CLI exits with after
+/// printing that result.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvidenceGap {
+    /// What is missing, and where.
+    pub message: String,
+    /// What to do about it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// The logging error's kind, which chooses the exit code.
+    pub kind: crate::ErrorKind,
+}
+
+impl EvidenceGap {
+    /// The gap as an error (for an exit code).
+    #[must_use]
+    pub fn error(&self) -> Error {
+        let e = Error::new(self.kind, self.message.clone());
+        match &self.hint {
+            Some(h) => e.hint(h.clone()),
+            None => e,
+        }
+    }
+}
+
+/// As [`record_outcome`], for operations whose report a caller needs also when the audit
+/// evidence could not be completed (a backup's ids, a verify's verdicts): the gap comes
+/// beside the result instead of in its place.
+///
+/// # Errors
+///
+/// The operation's own error.
+pub fn record_outcome_kept<T>(
+    repo: &Repo,
+    action: &str,
+    result: Result<T>,
+    ok: bool,
+    details: &str,
+) -> Result<(T, Option<EvidenceGap>)> {
+    let (v, gap) = logged_outcome(repo, action, result, ok, details)?;
+    Ok((
+        v,
+        gap.map(|e| EvidenceGap {
+            message: format!("{action} succeeded, but {e}"),
+            hint: Some(GAP_HINT.into()),
+            kind: e.kind(),
+        }),
+    ))
+}
+
+/// Logs the outcome; returns the operation's result, with the logging error when the
+/// operation succeeded and its entry or head did not get where it belongs.
+fn logged_outcome<T>(
+    repo: &Repo,
+    action: &str,
+    result: Result<T>,
+    ok: bool,
+    details: &str,
+) -> Result<(T, Option<Error>)> {
     let mut parked = None;
     // neither written nor parked (not a head that could not be published afterwards)
     let mut unlogged = false;
@@ -684,12 +761,7 @@ pub fn record_outcome<T>(
         (result, None) => result,
     };
     match (result, logged) {
-        (Ok(_), Err(e)) if ok => Err(Error::new(
-            e.kind(),
-            // the operation's result is not printed after an error: say what was done
-            format!("{action} succeeded ({details}), but {e}"),
-        )
-        .hint("the operation itself is complete; check the repository and run `lifeboat audit verify`")),
+        (Ok(v), Err(e)) if ok => Ok((v, Some(e))),
         // a failure that reaches no log must at least be said
         (Err(e), Err(l)) if unlogged => Err(e.with_note(format!(
             "audit: this failure is in no log: {}",
@@ -700,9 +772,9 @@ pub fn record_outcome<T>(
                 "audit: the {action} entry is in no log: {}",
                 crate::error::headline(&l.to_string())
             ));
-            Ok(v)
+            Ok((v, None))
         }
-        (result, _) => result,
+        (result, _) => result.map(|v| (v, None)),
     }
 }
 
