@@ -32,6 +32,9 @@ pub enum ErrorKind {
     CheckFailed,
     /// A bug or an unexpected condition.
     Internal,
+    /// The operation was stopped on purpose while it ran
+    /// ([`crate::sources::postgres::cluster::stop_all`]: Ctrl-C in the CLI).
+    Interrupted,
 }
 
 impl ErrorKind {
@@ -49,6 +52,7 @@ impl ErrorKind {
             Self::Postgres => 8,
             Self::TargetNotEmpty => 9,
             Self::CheckFailed => 10,
+            Self::Interrupted => 130,
         }
     }
 
@@ -62,7 +66,7 @@ impl ErrorKind {
     }
 
     /// All kinds, in exit-code order (for documentation and tests).
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Internal,
         Self::Config,
         Self::Auth,
@@ -73,6 +77,7 @@ impl ErrorKind {
         Self::Postgres,
         Self::TargetNotEmpty,
         Self::CheckFailed,
+        Self::Interrupted,
     ];
 }
 
@@ -89,6 +94,7 @@ impl fmt::Display for ErrorKind {
             Self::TargetNotEmpty => "target not empty",
             Self::CheckFailed => "check failed",
             Self::Internal => "internal error",
+            Self::Interrupted => "interrupted",
         };
         f.write_str(s)
     }
@@ -118,6 +124,23 @@ impl Error {
             message: message.into(),
             hint: None,
             source: None,
+        }
+    }
+
+    /// This error as [`ErrorKind::Interrupted`] when the process was asked to stop
+    /// ([`crate::sources::postgres::cluster::stop_all`]) while the operation ran: what broke
+    /// then (an initdb killed midway, a connection closed) was the stop, not the setup, and
+    /// its own hint ("install the PostgreSQL server") would mislead.
+    #[must_use]
+    pub fn or_interrupted(self) -> Self {
+        if !crate::sources::postgres::cluster::interrupted() || self.kind == ErrorKind::Interrupted
+        {
+            return self;
+        }
+        Self {
+            kind: ErrorKind::Interrupted,
+            hint: Some("the operation was stopped while it ran (stop_all); what it had started is stopped and removed: call resume_after_stop, then run it again".into()),
+            ..self
         }
     }
 

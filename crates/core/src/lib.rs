@@ -51,13 +51,27 @@
 //!   what they read; a configuration built in code is validated by
 //!   [`config::Config::check`]. A restore onto another server takes
 //!   [`config::SourceConfig::on_server`], which leaves the source's password behind.
+//!   Open the repository with `Repo::open(&config.repository, …)?.with_audit(config.audit.clone())`:
+//!   without [`repository::Repo::with_audit`] no head reaches the `[audit]` head file or
+//!   URL, the tamper evidence kept outside the repository.
+//! - **Blocking calls.** Every operation blocks its thread until it is done (processes,
+//!   files, and on S3 a runtime of the backend's own). From async code, call them through
+//!   `tokio::task::spawn_blocking` or a thread of your own, never directly in a task: the
+//!   S3 backend cannot block on its runtime from inside another one.
+//! - **Results beside evidence.** A backup or verify whose audit head could not be
+//!   published still returns its report, with the failure in `evidence_gap`
+//!   ([`repository::audit::EvidenceGap`]); a drill's report says it in `evidence_error`.
+//!   The work is done: retrying it would back up twice.
 //! - **Interrupts.** The library installs no signal handlers and never exits the process.
 //!   On SIGINT/SIGTERM the CLI calls [`sources::postgres::cluster::stop_all`] (stops the
 //!   servers and clients lifeboat started and drops databases a restore or drill created
-//!   midway) and then exits. A program that cancels one operation this way gets it back
-//!   as an error (a drill stopped so is no failed drill in the evidence or the audit log)
+//!   midway) and then exits. A program that cancels an operation this way gets it back
+//!   as an error of kind [`ErrorKind::Interrupted`] (a drill stopped so is no failed drill
+//!   in the evidence or the audit log; a backup, verify or restore is logged as failed)
 //!   and calls [`sources::postgres::cluster::resume_after_stop`] before the next one: until
-//!   then no client program starts.
+//!   then no client program starts. The stop is process-wide: it stops every operation
+//!   under way in the process, so a program that must cancel one of several runs each in
+//!   a process of its own (the CLI, for instance).
 //!   Cleanup notices (a throw-away server left by a killed run and removed now) are
 //!   collected by [`sources::postgres::cluster::take_notes`].
 //! - **Running as root.** On a local repository that belongs to another user (the

@@ -37,6 +37,9 @@ fn a_cancelled_drill_is_an_error_not_evidence_and_the_library_goes_on() {
     });
     let e = result.expect_err("a cancelled drill is an error");
     assert!(e.to_string().contains("interrupted"), "{e}");
+    // told apart by its kind, not its words
+    assert_eq!(e.kind(), lifeboat_core::ErrorKind::Interrupted, "{e}");
+    assert_eq!(e.kind().exit_code(), 130);
     assert!(
         lifeboat_core::ops::evidence::drills(&repo)
             .unwrap()

@@ -431,7 +431,8 @@ pub fn backup(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result<B
     };
     let ok = result.as_ref().is_ok_and(BackupReport::ok);
     let (mut report, gap) =
-        crate::repository::audit::record_outcome_kept(repo, "backup", result, ok, &details)?;
+        crate::repository::audit::record_outcome_kept(repo, "backup", result, ok, &details)
+            .map_err(Error::or_interrupted)?;
     report.evidence_gap = gap;
     Ok(report)
 }

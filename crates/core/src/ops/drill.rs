@@ -928,7 +928,7 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
             ),
         );
     }
-    result
+    result.map_err(Error::or_interrupted)
 }
 
 /// A drill whose own disk filled (the dump it stages, the throw-away cluster's files, its

@@ -1024,6 +1024,7 @@ pub fn recover(repo: &Repo, store: &WalStore, opts: &RecoverOptions) -> Result<R
         ),
     };
     crate::repository::audit::record(repo, "restore", result, &details)
+        .map_err(Error::or_interrupted)
 }
 
 /// What a physical restore would do, checked without writing anything.

@@ -1529,6 +1529,7 @@ pub fn restore(
         Err(e) => format!("{details}: {}{hooks}", e.message()),
     };
     crate::repository::audit::record(repo, "restore", result, &details)
+        .map_err(Error::or_interrupted)
 }
 
 fn restore_inner(

@@ -166,7 +166,8 @@ pub fn verify(repo: &Repo, opts: &VerifyOptions) -> Result<VerifyReport> {
     };
     let ok = result.as_ref().is_ok_and(VerifyReport::ok);
     let (mut report, gap) =
-        crate::repository::audit::record_outcome_kept(repo, "verify", result, ok, &details)?;
+        crate::repository::audit::record_outcome_kept(repo, "verify", result, ok, &details)
+            .map_err(Error::or_interrupted)?;
     report.evidence_gap = gap;
     Ok(report)
 }

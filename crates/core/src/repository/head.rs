@@ -426,6 +426,16 @@ fn check_file(path: &Path) -> Result<String> {
 }
 
 fn post(url: &str, body: String) -> std::result::Result<(), String> {
+    // a program embedding lifeboat may call it from inside its own async runtime, where
+    // starting another one on the same thread panics: the request gets a thread of its own
+    std::thread::scope(|s| {
+        s.spawn(|| post_here(url, body))
+            .join()
+            .unwrap_or_else(|_| Err("the request panicked".to_string()))
+    })
+}
+
+fn post_here(url: &str, body: String) -> std::result::Result<(), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -468,6 +478,21 @@ fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_head_is_posted_also_from_inside_a_host_program_s_runtime() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = closed.local_addr().expect("addr").port();
+        drop(closed);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        // it used to panic: "Cannot start a runtime from within a runtime"
+        let sent = rt
+            .block_on(async { super::post(&format!("http://127.0.0.1:{port}/head"), "{}".into()) });
+        assert!(sent.is_err(), "nothing listens there: {sent:?}");
+    }
+
     use super::*;
 
     #[test]

@@ -255,7 +255,10 @@ impl Repo {
         })
     }
 
-    /// Opens the configured repository.
+    /// Opens the configured repository. The `[audit]` section is not part of `cfg`: a
+    /// program that reads a configuration file passes it on with
+    /// [`Repo::with_audit`]`(config.audit.clone())`, or no new head reaches the head file
+    /// and URL kept outside the repository (the CLI does).
     ///
     /// # Errors
     ///
