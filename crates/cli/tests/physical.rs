@@ -1433,6 +1433,81 @@ fn an_earlier_recovery_s_log_in_the_backup_is_not_read_as_this_one_s() {
     );
 }
 
+/// A cluster that logs in German (`lc_messages`, as `initdb --locale=de_DE.UTF-8` sets
+/// it): lifeboat reads recovery's progress from the restored server's log, which it now
+/// has written in PostgreSQL's own English, so where recovery stopped is reported.
+#[test]
+fn a_cluster_that_logs_in_another_language_reports_where_recovery_stopped() {
+    let locale = common::german_locale();
+    let a = Archiving::start_with(None, false, &format!("lc_messages = '{locale}'\n"));
+    let (_, target) = backup_then_marker_11(&a);
+    let (r, out) = restore(&a, "german", &["--target-time", &target]);
+    assert!(out.contains("recovery stopping before"), "{out}");
+    assert_markers_up_to(&r, 11, "PITR of a German-logging cluster");
+}
+
+/// A cluster whose superuser is not `postgres` (`initdb -U dba`, a container's
+/// `POSTGRES_USER`) and that has no `postgres` database: a restore with `--start` and a
+/// physical drill reach the restored copy as the role and database the backup recorded.
+/// They used to wait for ever, silently, on "role postgres does not exist".
+#[test]
+fn a_cluster_without_a_postgres_role_or_database_is_restored_and_drilled() {
+    let a = Archiving::start(None, false);
+    a.load(1..=3);
+    // renamed by another superuser: a session cannot rename its own role
+    a.sql("create role renamer superuser login");
+    let as_renamer = lifeboat_core::sources::postgres::conn::PgConn::local(
+        a.cluster.socket_dir(),
+        a.cluster.port(),
+        "renamer",
+        PgBin::new(None),
+    );
+    as_renamer
+        .query(
+            "template1",
+            "alter role postgres rename to dba; alter database postgres rename to app",
+        )
+        .expect("rename the superuser and the postgres database");
+    let dsn = a.cluster.dsn("postgres");
+    let renamed = dsn
+        .replace("user=postgres", "user=dba")
+        .replace("dbname=postgres", "dbname=app");
+    edited_config(&a.cfg, &a.cfg, &dsn, &renamed);
+    let as_dba = lifeboat_core::sources::postgres::conn::PgConn::local(
+        a.cluster.socket_dir(),
+        a.cluster.port(),
+        "dba",
+        PgBin::new(None),
+    );
+    a.backup();
+    as_dba
+        .query(
+            "app",
+            "insert into markers (id) values (4); select pg_switch_wal()",
+        )
+        .expect("marker 4");
+    archive_now(
+        |q| as_dba.query("app", q).expect("sql").trim().to_string(),
+        || a.cluster.log_tail(),
+    );
+    // --timeout: a regression fails the test instead of hanging it
+    let (code, err, r) = latest_started(&a, "renamed");
+    assert_eq!(code, 0, "{err}");
+    let count = lifeboat_core::sources::postgres::conn::PgConn::local(
+        &r.sock,
+        r.port,
+        "dba",
+        PgBin::new(None),
+    )
+    .query("app", "select count(*) from markers")
+    .expect("the restored copy answers as dba");
+    assert_eq!(count.trim(), "4");
+    drop(r);
+    let out = ok(a.lb().args(["--json", "drill", "--kind", "physical"]));
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(report["passed"], true, "{report}");
+}
+
 /// The restored configuration names a file this host lacks (the lost host's certificate):
 /// the server stops before recovery begins, and the hint says to fix the setting and start
 /// it, not to empty the directory and restore again.
@@ -2407,7 +2482,7 @@ fn a_backup_without_its_configuration_restores_and_its_drill_copy_is_isolated() 
     // a later `pg_ctl restart` starts it as configured, not with lifeboat's recovery options
     let opts = std::fs::read_to_string(r.data.join("postmaster.opts")).expect("postmaster.opts");
     assert!(
-        opts.contains("-D") && !opts.contains("logging_collector"),
+        opts.contains("-D") && !opts.contains("logging_collector") && !opts.contains("lc_messages"),
         "{opts}"
     );
     // the original's settings come along as comments (its port, which this cluster

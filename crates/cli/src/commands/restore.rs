@@ -749,8 +749,24 @@ impl RestoreCmd {
                 }
                 if let Some((socket, port)) = &r.listen {
                     println!(
-                        "  connect: psql -h {} -p {port} -U postgres    stop: {}{} -D {} stop",
+                        "  connect: psql -h {} -p {port} -U {} -d {}    stop: {}{} -D {} stop",
                         shell_quote(&socket.display().to_string()),
+                        shell_quote(
+                            report
+                                .backup
+                                .meta
+                                .physical
+                                .as_ref()
+                                .map_or("postgres", |p| p.login_role())
+                        ),
+                        shell_quote(
+                            report
+                                .backup
+                                .meta
+                                .physical
+                                .as_ref()
+                                .map_or("postgres", |p| p.login_database())
+                        ),
                         report
                             .owner
                             .as_deref()

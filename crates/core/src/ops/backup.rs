@@ -1129,6 +1129,8 @@ fn physical_one(
                 .filter(|f| !tar.config_held.iter().any(|h| h == *f))
                 .map(|f| (*f).to_string())
                 .collect(),
+            superuser: facts.superuser.clone(),
+            database: Some(facts.database.clone()),
         }),
         written_by: Some(crate::VERSION.to_string()),
         data_as_of: None,

@@ -106,9 +106,9 @@ fn verify_manifest(
     }
 }
 
-fn cluster_bytes(conn: &PgConn) -> Option<u64> {
+fn cluster_bytes(conn: &PgConn, home: &str) -> Option<u64> {
     conn.query(
-        "postgres",
+        home,
         "select sum(pg_database_size(oid))::bigint from pg_database",
     )
     .ok()
@@ -196,7 +196,7 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
         .clone()
         .or_else(|| src.databases.first().cloned())
         .or_else(|| PgConn::from_source(src).ok()?.default_database())
-        .unwrap_or_else(|| "postgres".to_string());
+        .unwrap_or_else(|| phys.login_database().to_string());
 
     let mut groups = HookGroups::default();
     let restored = recover_inner(repo, &store, &rec);
@@ -237,13 +237,7 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
         let log_from = super::recover::log_len(&log);
         register(bin.program("pg_ctl"), rec.to_dir.clone(), user_name.clone());
         let replayed = clock.time("replay", || {
-            start_and_wait(
-                &rec,
-                user_name.as_deref(),
-                &log,
-                repo,
-                phys.wal_segment_size,
-            )
+            start_and_wait(&rec, user_name.as_deref(), &log, repo, &phys)
         });
         if let Some(e) = replayed.as_ref().err().and_then(&full) {
             // what a finished drill's teardown does, before the scratch directory goes
@@ -338,9 +332,9 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
             reached = Some(p);
             let socket = scratch.path();
             let port = rec.port.unwrap_or_default();
-            let conn = PgConn::local(socket, port, "postgres", bin.clone());
-            restored_bytes = cluster_bytes(&conn);
-            if let Ok(v) = conn.query("postgres", "show server_version") {
+            let conn = PgConn::local(socket, port, phys.login_role(), bin.clone());
+            restored_bytes = cluster_bytes(&conn, phys.login_database());
+            if let Ok(v) = conn.query(phys.login_database(), "show server_version") {
                 server_version = v.trim().to_string();
             }
             // no table is compared with a truth here: the hooks before checks are only
@@ -395,9 +389,12 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
         },
     };
     let rpo_secs = rpo_secs(started_at, rpo_point.at);
-    let production_bytes = PgConn::from_source(src)
-        .ok()
-        .and_then(|c| cluster_bytes(&c));
+    let production_bytes = PgConn::from_source(src).ok().and_then(|c| {
+        cluster_bytes(
+            &c,
+            &c.default_database().unwrap_or_else(|| "postgres".into()),
+        )
+    });
     let not_checked = {
         let mut n: Vec<String> = Vec::new();
         if src.drill.checks.is_empty() && opts.checks.is_empty() {

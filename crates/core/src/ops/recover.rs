@@ -741,7 +741,9 @@ pub(crate) const ISOLATED_HBA: &str = "lifeboat-drill-hba.conf";
 /// log must go to the `-l` file lifeboat reads (a `logging_collector` would take it
 /// elsewhere), and a drill's copy is isolated (see [`RecoverOptions::isolate`]).
 fn start_options(opts: &RecoverOptions) -> String {
-    let mut o = String::from("-c logging_collector=off");
+    // the log is read for what recovery did (where it stopped, why it ended): in
+    // PostgreSQL's own words, whatever language the cluster was set up to log in
+    let mut o = String::from("-c logging_collector=off -c lc_messages=C");
     if opts.isolate {
         // pg_ctl hands these options to a shell
         o.push_str(&format!(
@@ -754,13 +756,16 @@ fn start_options(opts: &RecoverOptions) -> String {
     o
 }
 
-/// Removes lifeboat's `logging_collector=off` from `postmaster.opts`, which `pg_ctl
-/// restart` reuses: a restored server that becomes the primary must log as configured, not
-/// into `recovery.log` for ever. The running server keeps it until its next restart.
+/// Removes lifeboat's `logging_collector=off` and `lc_messages=C` from `postmaster.opts`,
+/// which `pg_ctl restart` reuses: a restored server that becomes the primary must log as
+/// configured, not into `recovery.log` for ever. The running server keeps them until its
+/// next restart.
 fn forget_start_options(dir: &Path) {
     let path = dir.join("postmaster.opts");
     if let Ok(text) = std::fs::read_to_string(&path) {
-        let cleaned = text.replace(" \"-c\" \"logging_collector=off\"", "");
+        let cleaned = text
+            .replace(" \"-c\" \"logging_collector=off\"", "")
+            .replace(" \"-c\" \"lc_messages=C\"", "");
         if cleaned != text {
             let _ = std::fs::write(&path, cleaned);
         }
@@ -1152,8 +1157,10 @@ pub(crate) fn recover_inner(
             command.env(
                 "LIFEBOAT_TARGET_CONNINFO",
                 format!(
-                    "host={} port={port} user=postgres dbname=postgres",
-                    crate::sources::postgres::conn::conninfo_value(&socket.display().to_string())
+                    "host={} port={port} user={} dbname={}",
+                    crate::sources::postgres::conn::conninfo_value(&socket.display().to_string()),
+                    crate::sources::postgres::conn::conninfo_value(phys.login_role()),
+                    crate::sources::postgres::conn::conninfo_value(phys.login_database())
                 ),
             );
         }
@@ -1266,18 +1273,7 @@ pub(crate) fn recover_inner(
     // the backup may hold the log of the restore it was taken from (a copy made primary):
     // only what this recovery writes counts
     let log_from = log_len(&log);
-    let reached = start_and_wait(
-        opts,
-        user_name.as_deref(),
-        &log,
-        repo,
-        report
-            .backup
-            .meta
-            .physical
-            .as_ref()
-            .map_or(wal::DEFAULT_SEGMENT_SIZE, |p| p.wal_segment_size),
-    )?;
+    let reached = start_and_wait(opts, user_name.as_deref(), &log, repo, &phys)?;
     report.replay_secs = Some(replay.elapsed().as_secs_f64());
     if opts.target == RecoveryTarget::Latest {
         short_of_archive_end(&reached, (&reach, store), &phys, (&log, log_from))?;
@@ -1501,9 +1497,9 @@ pub(crate) fn start_and_wait(
     user: Option<&str>,
     log: &Path,
     repo: &Repo,
-    segment_size: u64,
+    phys: &PhysicalMeta,
 ) -> Result<ReachedPoint> {
-    let serving = serve_recovery(repo, opts, user, segment_size);
+    let serving = serve_recovery(repo, opts, user, phys.wal_segment_size);
     // interrupted, the server must not replay on and promote itself unattended (it would
     // fetch alone once lifeboat is gone): stopped then, as a drill's is
     let pg_ctl = PgBin::new(opts.pg_bin_dir.as_deref()).program("pg_ctl");
@@ -1524,7 +1520,7 @@ pub(crate) fn start_and_wait(
         user,
         log,
         repo,
-        serving.as_ref().map(wal::spool::Serving::socket),
+        (serving.as_ref().map(wal::spool::Serving::socket), phys),
     );
     crate::sources::postgres::cluster::forget_registered(&opts.to_dir);
     reached.map(|mut r| {
@@ -1563,8 +1559,10 @@ fn start_and_wait_inner(
     user: Option<&str>,
     log: &Path,
     repo: &Repo,
-    wal_socket: Option<&Path>,
+    (wal_socket, phys): (Option<&Path>, &PhysicalMeta),
 ) -> Result<ReachedPoint> {
+    // the cluster's own superuser and a database it had: `postgres` may be neither
+    let (role, home) = (phys.login_role(), phys.login_database());
     // a backup of a restored cluster holds the log of that earlier recovery: only what
     // this start appends is about this recovery
     let from = std::fs::metadata(log).map_or(0, |m| m.len());
@@ -1664,19 +1662,31 @@ fn start_and_wait_inner(
             .unwrap_or_else(|| PathBuf::from("/var/run/postgresql"));
         // as the server's own OS user: a restored pg_hba.conf (Debian's `local all
         // postgres peer`) lets that one in
-        let conn =
-            crate::sources::postgres::conn::PgConn::local(&socket, port, "postgres", bin.clone())
-                .run_as(user.filter(|_| nix::unistd::geteuid().is_root()))
-                // times in one form whatever the restored server's settings (a German
-                // DateStyle, a New York zone): reports and the drill's check read them
-                .with_options("-c TimeZone=UTC -c DateStyle=ISO");
+        let conn = crate::sources::postgres::conn::PgConn::local(&socket, port, role, bin.clone())
+            .run_as(user.filter(|_| nix::unistd::geteuid().is_root()))
+            // times in one form whatever the restored server's settings (a German
+            // DateStyle, a New York zone): reports and the drill's check read them
+            .with_options("-c TimeZone=UTC -c DateStyle=ISO");
         let state = conn.query(
-            "postgres",
+            home,
             "select pg_is_in_recovery(), pg_last_wal_replay_lsn(), pg_last_xact_replay_timestamp(), \
              case when pg_is_in_recovery() then pg_get_wal_replay_pause_state() else '' end, (select timeline_id from pg_control_checkpoint())",
         );
         let row = match state {
             Ok(row) => Some(row),
+            // the server answers, and refuses who lifeboat asks as: waiting changes nothing
+            // (it used to wait for ever, silently)
+            Err(e) if e.to_string().contains("does not exist") => {
+                return Err(Error::postgres(format!(
+                    "the restored server runs, but lifeboat cannot connect to it as role {role:?} to database {home:?}: {}",
+                    crate::error::headline(&e.to_string())
+                ))
+                .hint(format!(
+                    "connect as the cluster's own superuser (`psql -h {} -p {port} -U ROLE -d DATABASE`) to see where recovery stands; {} holds its log",
+                    socket.display(),
+                    log.display()
+                )));
+            }
             Err(e) => {
                 last_error = Some(e.to_string());
                 None
@@ -1712,11 +1722,11 @@ fn start_and_wait_inner(
                         in_recovery,
                         listen: Some((socket, port)),
                         locked: if in_recovery {
-                            locked_by_replay(&conn)
+                            locked_by_replay(&conn, home)
                         } else {
                             Vec::new()
                         },
-                        unlogged: unlogged_tables(&conn),
+                        unlogged: unlogged_tables(&conn, home),
                         wal_served: 0,
                     });
                 }
@@ -1742,13 +1752,14 @@ fn start_and_wait_inner(
 }
 
 /// `names` (one per line) of each database `databases` lists (one per line, run in
-/// `postgres`), as `db: name`; a query that fails counts as none.
+/// `home`), as `db: name`; a query that fails counts as none.
 fn per_database(
     conn: &crate::sources::postgres::conn::PgConn,
+    home: &str,
     databases: &str,
     names: &str,
 ) -> Vec<String> {
-    conn.query("postgres", databases)
+    conn.query(home, databases)
         .unwrap_or_default()
         .lines()
         .filter(|d| !d.is_empty())
@@ -1764,9 +1775,10 @@ fn per_database(
 }
 
 /// The unlogged tables of every database the restored server holds (`db: schema.table`).
-fn unlogged_tables(conn: &crate::sources::postgres::conn::PgConn) -> Vec<String> {
+fn unlogged_tables(conn: &crate::sources::postgres::conn::PgConn, home: &str) -> Vec<String> {
     per_database(
         conn,
+        home,
         "select datname from pg_database where datallowconn and not datistemplate order by 1",
         "select quote_ident(n.nspname) || '.' || quote_ident(c.relname) from pg_class c \
          join pg_namespace n on n.oid = c.relnamespace \
@@ -1778,11 +1790,12 @@ fn unlogged_tables(conn: &crate::sources::postgres::conn::PgConn) -> Vec<String>
 /// ACCESS EXCLUSIVE lock (a `DROP TABLE` paused before its commit), as `db: name`. A query
 /// on one waits until recovery resumes, which an operator inspecting a paused server
 /// takes for a hang.
-fn locked_by_replay(conn: &crate::sources::postgres::conn::PgConn) -> Vec<String> {
+fn locked_by_replay(conn: &crate::sources::postgres::conn::PgConn, home: &str) -> Vec<String> {
     const BY_STARTUP: &str = "l.locktype = 'relation' and l.mode = 'AccessExclusiveLock' \
         and l.pid in (select pid from pg_stat_activity where backend_type = 'startup')";
     per_database(
         conn,
+        home,
         &format!(
             "select distinct d.datname from pg_locks l join pg_database d on d.oid = l.database where {BY_STARTUP} order by 1"
         ),

@@ -50,6 +50,29 @@ pub struct PhysicalMeta {
     /// to keep copies. Empty for a backup that holds all three, or recorded none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub config_not_held: Vec<String>,
+    /// The cluster's bootstrap superuser (the role `initdb` made, OID 10; `initdb -U dba`,
+    /// a container's `POSTGRES_USER`): the role a restored copy can surely be reached as.
+    /// `None` in backups taken before lifeboat recorded it: then `postgres`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superuser: Option<String>,
+    /// The database the backup connected to, which the restored copy therefore has (a
+    /// cluster need not keep one called `postgres`). `None` as for [`Self::superuser`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+}
+
+impl PhysicalMeta {
+    /// The role lifeboat connects to a restored copy as.
+    #[must_use]
+    pub fn login_role(&self) -> &str {
+        self.superuser.as_deref().unwrap_or("postgres")
+    }
+
+    /// The database lifeboat connects to in a restored copy.
+    #[must_use]
+    pub fn login_database(&self) -> &str {
+        self.database.as_deref().unwrap_or("postgres")
+    }
 }
 
 /// The configuration files a data directory holds unless the cluster keeps them elsewhere.
@@ -161,6 +184,10 @@ pub struct ClusterFacts {
     pub config_file: Option<String>,
     /// See [`PhysicalMeta::settings`].
     pub settings: Vec<(String, String)>,
+    /// See [`PhysicalMeta::superuser`].
+    pub superuser: Option<String>,
+    /// See [`PhysicalMeta::database`].
+    pub database: String,
 }
 
 /// A setting that may hold a password (a connection string, a command's arguments, a
@@ -218,10 +245,11 @@ pub fn cluster_facts(conn: &PgConn, db: &str) -> Result<ClusterFacts> {
          current_setting('wal_segment_size'), current_setting('archive_mode'), \
          (select count(*) from pg_tablespace where spcname not in ('pg_default', 'pg_global')), \
          (select rolreplication or rolsuper from pg_roles where rolname = current_user), \
-         (select setting from pg_settings where name = 'config_file'), pg_is_in_recovery()",
+         (select setting from pg_settings where name = 'config_file'), pg_is_in_recovery(), \
+         (select rolname from pg_roles where oid = 10), current_database()",
     )?;
     let f: Vec<&str> = row.trim().split('|').collect();
-    if f.len() != 8 {
+    if f.len() != 10 {
         return Err(Error::postgres(format!(
             "unexpected answer {row:?} about the cluster"
         )));
@@ -247,6 +275,8 @@ pub fn cluster_facts(conn: &PgConn, db: &str) -> Result<ClusterFacts> {
         archiving: f[3] != "off",
         archive_mode: f[3].to_string(),
         standby: f[7] == "t",
+        superuser: Some(f[8].to_string()).filter(|r| !r.is_empty()),
+        database: f[9].to_string(),
     })
 }
 
