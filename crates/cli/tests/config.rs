@@ -228,7 +228,7 @@ fn a_backup_role_that_cannot_read_everything_fails_the_check_before_the_backup_d
     assert!(
         fails
             .iter()
-            .any(|l| l.contains("privileges of app-db") && l.contains("public.secret")),
+            .any(|l| l.contains("role and settings of app-db") && l.contains("public.secret")),
         "{out}"
     );
     assert!(

@@ -163,12 +163,12 @@ impl ConfigCmd {
             for p in problems {
                 if p.fails_logical && !physical_only {
                     record(
-                        format!("privileges of {}", src.name),
+                        format!("role and settings of {}", src.name),
                         Err(lifeboat_core::Error::postgres(p.problem).hint(p.hint)),
                     );
                 } else {
                     privilege_notes.push(CheckLine {
-                        what: format!("privileges of {}", src.name),
+                        what: format!("role and settings of {}", src.name),
                         ok: true,
                         detail: if p.fails_logical {
                             format!("{} (a logical backup by hand would fail; the schedule takes physical backups only)", p.problem)

@@ -777,7 +777,7 @@ fn verdict(
             ErrorKind::CheckFailed,
             "the server does not archive WAL (archive_mode = off), and this source has physical backups: nothing after the newest archived segment can be recovered",
         )
-        .hint(format!("in the server: ALTER SYSTEM SET archive_mode = on; ALTER SYSTEM SET archive_command = '{}'; then restart it and take a physical backup (see the README)", archive_command.replace('\'', "''")))
+        .hint(format!("in the server: ALTER SYSTEM SET archive_mode = on; ALTER SYSTEM SET archive_command = '{}'; and, if `SHOW wal_level` says minimal, ALTER SYSTEM SET wal_level = replica (a server set to archive with wal_level minimal refuses to start); then restart it and take a physical backup (see the README)", archive_command.replace('\'', "''")))
         .into());
     }
     // (for a source that archives here: one with logical backups only, or a second source

@@ -207,8 +207,8 @@ pub fn check_privileges(src: &SourceConfig) -> Result<Vec<PrivilegeProblem>> {
     for db in databases_of(src, &conn)? {
         let row = conn.query(&db, PRIVILEGES_SQL)?;
         // the role's name last: a '|' in it stays in it
-        let f: Vec<&str> = row.trim_end_matches('\n').splitn(14, '|').collect();
-        let [superuser, replication, unreadable, examples, rls, rls_examples, relations, lock_slots, backends, archive_mode, archive_timeout, tablespaces, reads_authid, role] =
+        let f: Vec<&str> = row.trim_end_matches('\n').splitn(17, '|').collect();
+        let [superuser, replication, unreadable, examples, rls, rls_examples, relations, lock_slots, backends, archive_mode, archive_timeout, tablespaces, reads_authid, wal_level, wal_senders, segment, role] =
             f[..]
         else {
             return Err(Error::internal(format!(
@@ -251,7 +251,13 @@ pub fn check_privileges(src: &SourceConfig) -> Result<Vec<PrivilegeProblem>> {
         }
         if !role_checked {
             role_checked = true;
-            if let Some(p) = archive_timeout_problem(src, archive_mode, archive_timeout) {
+            let segment = crate::sources::postgres::physical::parse_size(segment)
+                .unwrap_or(crate::wal::DEFAULT_SEGMENT_SIZE);
+            if let Some(p) = archive_timeout_problem(src, archive_mode, (archive_timeout, segment))
+            {
+                out.push(p);
+            }
+            if let Some(p) = wal_settings_problem(wal_level, wal_senders) {
                 out.push(p);
             }
             if reads_authid != "t" {
@@ -299,8 +305,28 @@ select me.rolsuper, me.rolreplication, \
   current_setting('max_connections')::bigint + current_setting('max_prepared_transactions')::bigint, \
   current_setting('archive_mode') || case when pg_is_in_recovery() then ' standby' else '' end, (select setting from pg_settings where name = 'archive_timeout'), \
   coalesce((select string_agg(quote_ident(spcname), ', ' order by spcname) from pg_tablespace where spcname not in ('pg_default', 'pg_global')), ''), \
-  me.rolsuper or has_table_privilege('pg_catalog.pg_authid', 'SELECT'), quote_ident(current_user) \
+  me.rolsuper or has_table_privilege('pg_catalog.pg_authid', 'SELECT'), \
+  current_setting('wal_level'), current_setting('max_wal_senders'), current_setting('wal_segment_size'), \
+  quote_ident(current_user) \
 from me";
+
+/// Settings that rule physical backups and WAL archiving out: `wal_level = minimal` (no
+/// base backup, no archiving: PostgreSQL refuses to start with archive_mode on), no WAL
+/// sender for pg_basebackup. A note, not a failure: a source may take logical backups only.
+fn wal_settings_problem(wal_level: &str, senders: &str) -> Option<PrivilegeProblem> {
+    if wal_level == "minimal" {
+        return Some(PrivilegeProblem {
+            fails_logical: false,
+            problem: "wal_level is minimal: no physical backup can be taken and no WAL archived, so there is no point-in-time recovery (a server set to archive_mode = on would refuse to start)".into(),
+            hint: "for physical backups and WAL archiving: wal_level = replica, max_wal_senders = 10 and archive_mode = on in postgresql.conf, then restart the server (all three need it)".into(),
+        });
+    }
+    (senders.trim() == "0").then(|| PrivilegeProblem {
+        fails_logical: false,
+        problem: "max_wal_senders is 0: pg_basebackup has no WAL sender to connect to, so a physical backup (--kind physical) fails".into(),
+        hint: "set max_wal_senders = 10 in postgresql.conf and restart the server, if physical backups are wanted".into(),
+    })
+}
 
 /// A server that archives WAL but closes a segment only when it is full (16 MiB) leaves the
 /// last minutes of a quiet server in no archive: after a host loss they are gone, whatever
@@ -308,7 +334,7 @@ from me";
 fn archive_timeout_problem(
     src: &SourceConfig,
     mode: &str,
-    timeout: &str,
+    (timeout, segment_size): (&str, u64),
 ) -> Option<PrivilegeProblem> {
     if mode == "off" {
         return None;
@@ -332,7 +358,10 @@ fn archive_timeout_problem(
         .as_deref()
         .and_then(|r| crate::config::parse_duration(r).ok());
     let problem = match (timeout, rpo) {
-        (0, _) => "the server archives WAL but archive_timeout is 0: a segment is archived only when 16 MB of WAL fill it, so on a quiet server the last minutes (or hours) before a host loss are in no archive".to_string(),
+        (0, _) => format!(
+            "the server archives WAL but archive_timeout is 0: a segment is archived only when {} of WAL fill it, so on a quiet server the last minutes (or hours) before a host loss are in no archive",
+            bytesize::ByteSize::b(segment_size)
+        ),
         (t, Some(r)) if t > r => format!(
             "archive_timeout is {t} s, longer than the RPO objective ({r} s): a quiet server's last writes can wait that long before they are archived"
         ),
@@ -1136,4 +1165,39 @@ fn physical_one(
         data_as_of: None,
     };
     confirm(repo, &snap, &meta, clock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_that_rule_out_physical_backups_are_named() {
+        let minimal = wal_settings_problem("minimal", "10").expect("minimal");
+        assert!(
+            minimal.problem.contains("wal_level is minimal")
+                && minimal.hint.contains("wal_level = replica")
+        );
+        let senders = wal_settings_problem("replica", "0").expect("no senders");
+        assert!(senders.problem.contains("max_wal_senders is 0"));
+        assert!(wal_settings_problem("replica", "10").is_none());
+        assert!(wal_settings_problem("logical", "4").is_none());
+    }
+
+    #[test]
+    fn a_zero_archive_timeout_names_the_cluster_s_own_segment_size() {
+        let config = crate::config::Config::parse(
+            "[[source]]\nname = \"c64\"\nkind = \"postgres\"\ndsn = \"dbname=x\"\n",
+            "c",
+        )
+        .expect("config");
+        let src = &config.sources[0];
+        let p = archive_timeout_problem(src, "on", ("0", 64 << 20)).expect("a note");
+        assert!(
+            p.problem.contains("when 64.0 MiB of WAL fill it"),
+            "{}",
+            p.problem
+        );
+        assert!(archive_timeout_problem(src, "off", ("0", 64 << 20)).is_none());
+    }
 }

@@ -637,13 +637,15 @@ fn privilege_hint(lower: &str, what: &str) -> Option<&'static str> {
 /// deciding where a refused login's hint points).
 #[must_use]
 pub fn classify_on(stderr: &str, what: &str, server: &Server) -> Error {
-    let detail: String = stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("LOCATION:"))
-        .take(4)
-        .collect::<Vec<_>>()
-        .join("; ");
+    let detail: String = damaged_pages(stderr).unwrap_or_else(|| {
+        stderr
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("LOCATION:") && !is_progress(l))
+            .take(4)
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
     let state = sqlstate(stderr);
     let lower = stderr.to_lowercase();
     let what = match server {
@@ -658,6 +660,12 @@ pub fn classify_on(stderr: &str, what: &str, server: &Server) -> Error {
     {
         auth_hint = self::auth_hint(&lower, server);
         (ErrorKind::Auth, auth_hint.as_str())
+    } else if state == Some("XX001")
+        || lower.contains("checksum verification failed")
+        || lower.contains("checksum error occurred")
+        || lower.contains("invalid page in block")
+    {
+        (ErrorKind::Integrity, DAMAGED_SOURCE)
     } else if lower.contains("could not connect")
         || lower.contains("connection refused")
         || lower.contains("could not translate host name")
@@ -760,6 +768,47 @@ pub fn classify_on(stderr: &str, what: &str, server: &Server) -> Error {
     // a program's own messages start with its name: said once
     let detail = detail.strip_prefix(&format!("{what}: ")).unwrap_or(&detail);
     Error::new(kind, format!("{what}: {detail}")).hint(hint)
+}
+
+/// What to do when the source's own data is damaged.
+const DAMAGED_SOURCE: &str = "the SOURCE cluster's data is damaged there (a page that fails its checksum or cannot be read), not the repository, and no backup of what failed was kept. Find the table: in its database, `select oid::regclass from pg_class where pg_relation_filenode(oid) = N` (N: the file name's last number); get its rows back from an earlier backup (a logical restore into a new database with --to-database, or a physical restore to a point before the damage) and replace the damaged table, then back up again. Keep the earlier good backups until then";
+
+/// pg_basebackup's checksum warnings (one per damaged block, then a summary per file)
+/// said in one line: how many blocks, in which files. `None` without such warnings.
+fn damaged_pages(stderr: &str) -> Option<String> {
+    let mut files: Vec<&str> = Vec::new();
+    let mut blocks = 0;
+    for l in stderr.lines() {
+        if let Some(rest) = l.split("checksum verification failed in file \"").nth(1) {
+            blocks += 1;
+            let file = rest.split('"').next().unwrap_or(rest);
+            if !files.contains(&file) {
+                files.push(file);
+            }
+        }
+    }
+    (blocks > 0).then(|| {
+        format!(
+            "checksum verification failed in {blocks} block(s) of {} file(s) of the data directory: {}",
+            files.len(),
+            files.join(", ")
+        )
+    })
+}
+
+/// A program's progress line (pg_basebackup's `initiating base backup`, `checkpoint
+/// completed`): no part of why it failed.
+fn is_progress(line: &str) -> bool {
+    [
+        "initiating base backup",
+        "waiting for checkpoint",
+        "checkpoint completed",
+        "write-ahead log start point",
+        "starting background WAL receiver",
+        "created temporary replication slot",
+    ]
+    .iter()
+    .any(|p| line.contains(p))
 }
 
 /// SQLSTATE of a server error the restoring role may not carry out.
@@ -937,6 +986,34 @@ fn parse_kv(dsn: &str) -> std::result::Result<Vec<(String, String)>, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn damaged_pages_name_every_file_and_the_source_not_the_repository() {
+        // pg_basebackup 15 on a cluster with data checksums and three damaged blocks
+        let stderr = "pg_basebackup: initiating base backup, waiting for checkpoint to complete\n\
+            pg_basebackup: checkpoint completed\n\
+            WARNING:  checksum verification failed in file \"./base/16388/16389\", block 100: calculated 5A2F but expected 9C1E\n\
+            WARNING:  checksum verification failed in file \"./base/16388/16389\", block 101: calculated 1111 but expected 2222\n\
+            WARNING:  file \"./base/16388/16389\" has a total of 2 checksum verification failures\n\
+            WARNING:  checksum verification failed in file \"./base/16388/16396\", block 7: calculated 3333 but expected 4444\n\
+            NOTICE:  WAL archiving is not enabled\n\
+            pg_basebackup: error: checksum error occurred\n";
+        let e = super::classify_on(stderr, "pg_basebackup", &super::Server::Source);
+        assert_eq!(e.kind(), crate::ErrorKind::Integrity);
+        let text = e.to_string();
+        assert!(
+            text.contains("3 block(s) of 2 file(s)")
+                && text.contains("./base/16388/16389")
+                && text.contains("./base/16388/16396")
+                && !text.contains("initiating base backup"),
+            "{text}"
+        );
+        assert!(
+            e.hint_text()
+                .is_some_and(|h| h.contains("SOURCE cluster's data is damaged")),
+            "{e:?}"
+        );
+    }
+
     use super::*;
 
     #[test]
