@@ -123,6 +123,18 @@ fn drill_passes_and_writes_evidence() {
         .arg(format!("echo \"$PGHOST\" > {}", pghost.display())));
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(r["passed"], true, "{out}");
+    // each table's numbers, typed, beside the checks' words
+    let tables = r["tables"].as_array().expect("tables");
+    let users = tables
+        .iter()
+        .find(|t| t["table"].as_str().is_some_and(|n| n.ends_with("users")))
+        .expect("the users table");
+    assert_eq!(users["rows"], users["expected_rows"], "{users}");
+    assert!(users["rows"].as_u64() > Some(0), "{users}");
+    assert!(
+        tables.iter().all(|t| t["hash_matches"] == true),
+        "{tables:?}"
+    );
     assert!(
         r["checks"]
             .as_array()

@@ -2839,6 +2839,11 @@ fn a_failing_archive_command_stops_the_base_backup_with_the_reason() {
     assert_eq!(code, 10, "a failing archiver fails wal status:\n{out}{err}");
     assert!(out.contains("archiver (server): FAILING: 0000000"), "{out}");
     assert!(err.contains("archive_command is failing"), "{err}");
+    // what waits in pg_wal is in no archive: the live RPO is at least its age
+    assert!(
+        out.contains("the oldest since") && out.contains("the live RPO is at least that"),
+        "{out}"
+    );
     let (code, out, err) = run(lb(&cfg).args(["--json", "wal", "status"]));
     assert_eq!(code, 10, "the same exit status with --json: {out}");
     assert!(err.contains("archive_command is failing"), "{err}");
@@ -2851,6 +2856,12 @@ fn a_failing_archive_command_stops_the_base_backup_with_the_reason() {
     assert!(
         json["archiver"]["waiting"].as_u64() > Some(0),
         "segments wait: {json}"
+    );
+    assert!(
+        json["archiver"]["oldest_waiting_since"]
+            .as_str()
+            .is_some_and(|t| t.parse::<jiff::Timestamp>().is_ok()),
+        "{json}"
     );
 
     // archiving works again: no longer failing

@@ -6,9 +6,10 @@ use std::io::Write;
 use std::path::Path;
 
 /// Writes `bytes` to `path` through a temporary file in the same directory, synced, then
-/// renamed over it. A file that was there keeps its permissions; a new one gets the
-/// umask's, as `std::fs::write` would give it. On failure the temporary file is removed
-/// and `path` is untouched.
+/// renamed over it. A file that was there keeps its permissions; a new one is readable by
+/// others as the umask allows, and never writable by them (evidence others could edit is
+/// none), whatever the umask of a program embedding lifeboat. On failure the temporary
+/// file is removed and `path` is untouched.
 ///
 /// # Errors
 ///
@@ -23,7 +24,7 @@ pub fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path
         .file_name()
         .map_or_else(|| "lifeboat".into(), |n| n.to_string_lossy());
-    let mode = std::fs::metadata(path).map_or(0o666, |m| m.permissions().mode() & 0o7777);
+    let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .permissions(std::fs::Permissions::from_mode(mode))

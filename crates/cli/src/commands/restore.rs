@@ -748,25 +748,13 @@ impl RestoreCmd {
                     println!("  server log: {}", l.display());
                 }
                 if let Some((socket, port)) = &r.listen {
+                    // as the cluster's own superuser, into a database it had
+                    let phys = report.backup.meta.physical.as_ref();
                     println!(
                         "  connect: psql -h {} -p {port} -U {} -d {}    stop: {}{} -D {} stop",
                         shell_quote(&socket.display().to_string()),
-                        shell_quote(
-                            report
-                                .backup
-                                .meta
-                                .physical
-                                .as_ref()
-                                .map_or("postgres", |p| p.login_role())
-                        ),
-                        shell_quote(
-                            report
-                                .backup
-                                .meta
-                                .physical
-                                .as_ref()
-                                .map_or("postgres", |p| p.login_database())
-                        ),
+                        shell_quote(phys.map_or("postgres", |p| p.login_role())),
+                        shell_quote(phys.map_or("postgres", |p| p.login_database())),
                         report
                             .owner
                             .as_deref()

@@ -678,10 +678,16 @@ fn print_archiver(a: &ArchiverState) {
         (Some(w), Some(t)) => format!("last archived {w} {} ago", ago(t)),
         _ => "nothing archived since the statistics were reset".to_string(),
     };
-    let waiting = a
-        .waiting
-        .map(|n| format!(", {n} segment(s) waiting in pg_wal"))
-        .unwrap_or_default();
+    let waiting = match (a.waiting, &a.oldest_waiting_since) {
+        // what waits is in no archive: a host lost now loses it, however recent the
+        // newest push above
+        (Some(n), Some(t)) if n > 0 => format!(
+            ", {n} segment(s) waiting in pg_wal, the oldest since {} ago: the live RPO is at least that",
+            ago(t)
+        ),
+        (Some(n), _) => format!(", {n} segment(s) waiting in pg_wal"),
+        (None, _) => String::new(),
+    };
     if a.failing {
         println!(
             "archiver (server): FAILING: {} failed {} ago ({} failures); {last_ok}{waiting}",

@@ -137,6 +137,20 @@ pub struct Check {
     pub detail: String,
 }
 
+/// One table of a logical drill compared with the backup-time truth, in numbers (the same
+/// verdict as its `table …` [`Check`], for metrics without reading text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableResult {
+    /// `schema.table`, quoted as needed.
+    pub table: String,
+    /// Rows in the restored copy.
+    pub rows: u64,
+    /// Rows the backup recorded.
+    pub expected_rows: u64,
+    /// The restored rows hash to what the backup recorded.
+    pub hash_matches: bool,
+}
+
 /// An objective compared with what the drill achieved.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Objective {
@@ -240,6 +254,10 @@ pub struct DrillReport {
     pub phases: Vec<Phase>,
     /// Checks in order.
     pub checks: Vec<Check>,
+    /// Logical drills: every table compared, in numbers (absent in reports stored before
+    /// lifeboat kept them, and in physical drills, which compare no table).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<TableResult>,
     /// Achieved RTO: fetch + restore + checks + hooks + assertions on this path.
     pub rto: Objective,
     /// Achieved RPO: from the newest recoverable point (logical: the newest backup of the
@@ -1125,6 +1143,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
     let database = backup.meta.database.clone().unwrap_or_default();
     let truth = backup.meta.truth.clone().unwrap_or_default();
     let mut checks = Vec::new();
+    let mut tables = Vec::new();
     let mut restored_bytes = None;
 
     let bin = PgBin::new(src.pg_bin_dir.as_deref());
@@ -1351,7 +1370,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                 };
                 // the definitions beside the rows: pg_dump --schema-only is mostly the
                 // server's catalog, light next to reading every table
-                let (compared, defined) = clock.time("checks", || {
+                let ((compared, compared_tables), defined) = clock.time("checks", || {
                     std::thread::scope(|s| {
                         let defined = post.is_ok().then(|| {
                             s.spawn(|| {
@@ -1375,6 +1394,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                     })
                 });
                 checks.extend(compared);
+                tables = compared_tables;
                 match defined {
                     Some(Ok(check)) => checks.push(check),
                     Some(Err(why)) => definitions_unchecked = Some(why),
@@ -1463,6 +1483,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
             server_version,
             phases: clock.phases,
             checks,
+            tables,
             rto_secs,
             rpo_secs,
             rpo_point: Some(rpo_point),
@@ -1623,6 +1644,7 @@ pub(crate) struct Measured {
     pub(crate) server_version: String,
     pub(crate) phases: Vec<Phase>,
     pub(crate) checks: Vec<Check>,
+    pub(crate) tables: Vec<TableResult>,
     pub(crate) rto_secs: f64,
     pub(crate) rpo_secs: f64,
     pub(crate) rpo_point: Option<RpoPoint>,
@@ -1711,6 +1733,7 @@ pub(crate) fn build_report(src: &SourceConfig, backup: &SnapshotInfo, m: Measure
         server_version: m.server_version,
         phases: m.phases,
         checks: m.checks,
+        tables: m.tables,
         rto,
         rpo,
         rpo_point: m.rpo_point,
@@ -1926,20 +1949,23 @@ fn restore_into(
 }
 
 /// Every table's row count and content hash against the backup-time truth: one summary
-/// check, then one per table.
+/// check, then one per table; and the tables' numbers.
 fn truth_checks(
     conn: &PgConn,
     db: &str,
     truth: &crate::sources::postgres::truth::Truth,
     jobs: u32,
-) -> Vec<Check> {
+) -> (Vec<Check>, Vec<TableResult>) {
     let name = "row counts and content hashes vs backup-time truth";
     match compare(conn, db, truth, jobs as usize) {
-        Err(e) => vec![Check {
-            name: name.into(),
-            ok: false,
-            detail: e.to_string(),
-        }],
+        Err(e) => (
+            vec![Check {
+                name: name.into(),
+                ok: false,
+                detail: e.to_string(),
+            }],
+            Vec::new(),
+        ),
         Ok(c) => {
             let mut out = vec![Check {
                 name: name.into(),
@@ -1984,7 +2010,17 @@ fn truth_checks(
                     }
                 ),
             }));
-            out
+            let tables = c
+                .tables
+                .iter()
+                .map(|t| TableResult {
+                    table: t.table.clone(),
+                    rows: t.actual_rows,
+                    expected_rows: t.expected_rows,
+                    hash_matches: t.actual_hash == t.expected_hash,
+                })
+                .collect();
+            (out, tables)
         }
     }
 }
@@ -2430,6 +2466,7 @@ mod tests {
                 phase("assertions", 0.5),
             ],
             checks: Vec::new(),
+            tables: Vec::new(),
             rto_secs: 34.5,
             rpo_secs: 0.0,
             rpo_point: None,

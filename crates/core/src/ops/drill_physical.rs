@@ -419,6 +419,7 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
             server_version,
             phases: clock.phases,
             checks,
+            tables: Vec::new(),
             rto_secs,
             rpo_secs,
             rpo_point: Some(rpo_point),

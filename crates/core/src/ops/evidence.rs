@@ -616,6 +616,7 @@ mod tests {
                 ok: true,
                 detail: "exit 0; the lines of its output:\n2".into(),
             }],
+            tables: Vec::new(),
             rto: Objective::new(10.0, Some("2h")),
             rpo: Objective::new(20.0, Some("1h")),
             rpo_point: Some(RpoPoint {

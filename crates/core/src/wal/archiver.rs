@@ -31,6 +31,11 @@ pub struct ArchiverState {
     /// WAL files waiting to be archived (`.ready`); `None` when this role may not list
     /// them (`pg_ls_archive_statusdir` needs `pg_monitor` or superuser).
     pub waiting: Option<u64>,
+    /// When the oldest of the [`Self::waiting`] files was completed (its `.ready` mark's
+    /// time): what it holds, and all WAL after it, is in no archive yet, so the live RPO is
+    /// at least the time since then, however recent the last push.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_waiting_since: Option<Timestamp>,
     /// The archiver's latest attempt failed: archive_command is failing now.
     pub failing: bool,
     /// The timeline the server writes WAL on now; `None` on a standby (in recovery).
@@ -97,16 +102,20 @@ pub fn archiver_state(conn: &PgConn, db: &str) -> Result<ArchiverState> {
             "select has_function_privilege('pg_ls_archive_statusdir()', 'execute')",
         )
         .is_ok_and(|t| t.trim() == "t");
-    let waiting = may_list
+    let listed = may_list
         .then(|| {
             conn.query(
                 db,
-                "select count(*) from pg_ls_archive_statusdir() where name like '%.ready'",
+                "select count(*), coalesce(to_char(min(modification) at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '') \
+                 from pg_ls_archive_statusdir() where name like '%.ready'",
             )
             .ok()
         })
-        .flatten()
-        .and_then(|n| n.trim().parse().ok());
+        .flatten();
+    let (waiting, oldest_waiting_since) = listed.as_deref().map_or((None, None), |row| {
+        let (n, oldest) = row.trim().split_once('|').unwrap_or((row.trim(), ""));
+        (n.parse().ok(), oldest.parse().ok())
+    });
     // a question of its own: a server that cannot answer it still reports its archiver
     let tablespaces = conn
         .query(
@@ -134,6 +143,7 @@ pub fn archiver_state(conn: &PgConn, db: &str) -> Result<ArchiverState> {
         last_failed_wal: text(last_bad),
         last_failed_at,
         waiting,
+        oldest_waiting_since,
         // the first eight hex digits of a WAL file's name are its timeline
         timeline: current
             .get(..8)
