@@ -1069,6 +1069,11 @@ fn wal_that_creates_a_tablespace_is_never_replayed_into_productions_directory() 
         out.contains("TABLESPACE: the WAL at LSN") && err.contains("creates a tablespace at LSN"),
         "{out}\n{err}"
     );
+    // the recoverable point it states is the creation's, not the archive's end
+    assert!(
+        out.contains("recoverable only up to LSN") && !out.contains("live RPO"),
+        "{out}"
+    );
     // and a base backup taken now starts after it
     a.backup();
     ok(a.lb().args(["wal", "status"]));

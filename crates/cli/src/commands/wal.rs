@@ -559,20 +559,29 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
             println!("  hint: take a new physical backup now (`lifeboat backup --kind physical`), and check that archive_command runs `lifeboat wal-push`");
         }
         Some(r) => {
-            println!(
-                "  from backup {}: recoverable up to {} (end of {}{}){}",
-                &r.backup_id[..8],
-                r.until_lsn,
-                r.last_segment,
-                r.until_time
-                    .map(|t| format!(", archived {}", output::time(t)))
-                    .unwrap_or_default(),
-                st.rpo_secs
-                    .map(|s| format!(", live RPO {}", output::secs(s)))
-                    .unwrap_or_default()
-            );
-            if let Some(l) = tablespace_created_at {
-                println!("  TABLESPACE: the WAL at LSN {l} creates a tablespace: recovery from this backup ends just before it (lifeboat backs up no tablespaces)");
+            match tablespace_created_at {
+                // the archive reaches further than any recovery from this backup can
+                Some(l) => {
+                    println!(
+                        "  from backup {}: recoverable only up to LSN {l}, just before a tablespace's creation (the archive holds WAL up to {}, end of {}, which no recovery from this backup reaches)",
+                        &r.backup_id[..8],
+                        r.until_lsn,
+                        r.last_segment
+                    );
+                    println!("  TABLESPACE: the WAL at LSN {l} creates a tablespace: recovery from this backup ends just before it (lifeboat backs up no tablespaces)");
+                }
+                None => println!(
+                    "  from backup {}: recoverable up to {} (end of {}{}){}",
+                    &r.backup_id[..8],
+                    r.until_lsn,
+                    r.last_segment,
+                    r.until_time
+                        .map(|t| format!(", archived {}", output::time(t)))
+                        .unwrap_or_default(),
+                    st.rpo_secs
+                        .map(|s| format!(", live RPO {}", output::secs(s)))
+                        .unwrap_or_default()
+                ),
             }
             if let Some(b) = &r.blocked_by {
                 println!("  GAP: {b} is missing; later WAL cannot be replayed from this backup");
