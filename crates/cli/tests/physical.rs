@@ -850,6 +850,30 @@ fn a_base_backup_from_a_standby_waits_for_the_primary_to_archive_its_wal() {
         err.contains("the target server is a standby") && err.contains("--target-dsn"),
         "{err}"
     );
+    // a log-shipping standby (a restore_command, no primary_conninfo) streams nothing by
+    // design: replayed a moment ago, it is no alarm and records nothing
+    let conninfo = standby.sql("show primary_conninfo");
+    a.marker(9);
+    replayed_on(&standby, 9);
+    standby.sql("alter system set primary_conninfo = ''");
+    standby.sql("alter system set restore_command = 'false'");
+    standby.sql("select pg_reload_conf()");
+    let before = common::list_json(&a.cfg).len();
+    let (code, _, err) = run(lb(&cfg2).args(["backup", "--kind", "logical"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("the server is a standby"), "{err}");
+    let all = common::list_json(&a.cfg);
+    assert!(all.len() > before, "{all:?}");
+    assert!(
+        all[before..].iter().all(|b| b.get("data_as_of").is_none()),
+        "{all:?}"
+    );
+    standby.sql(&format!(
+        "alter system set primary_conninfo = '{}'",
+        conninfo.replace('\'', "''")
+    ));
+    standby.sql("alter system reset restore_command");
+    standby.sql("select pg_reload_conf()");
     // replication breaks: the standby's dumps hold its last replayed data, said and
     // recorded, and a drill counts the RPO from it
     standby.sql("alter system set primary_conninfo = 'host=/nonexistent port=1 user=postgres'");
@@ -888,21 +912,6 @@ fn a_base_backup_from_a_standby_waits_for_the_primary_to_archive_its_wal() {
             .as_str()
             .is_some_and(|w| w.contains("standby's last replayed transaction")),
         "{report}"
-    );
-    // a log-shipping standby (a restore_command, no primary_conninfo) streams nothing by
-    // design: replayed within the last minute, it is no alarm and records nothing
-    standby.sql("alter system set primary_conninfo = ''");
-    standby.sql("alter system set restore_command = 'false'");
-    standby.sql("select pg_reload_conf()");
-    let before = common::list_json(&a.cfg).len();
-    let (code, _, err) = run(lb(&cfg2).args(["backup", "--kind", "logical"]));
-    assert_eq!(code, 0, "{err}");
-    assert!(!err.contains("the server is a standby"), "{err}");
-    let all = common::list_json(&a.cfg);
-    assert!(all.len() > before, "{all:?}");
-    assert!(
-        all[before..].iter().all(|b| b.get("data_as_of").is_none()),
-        "{all:?}"
     );
     drop(standby);
 }
@@ -1140,7 +1149,7 @@ fn a_full_repository_disk_is_named_when_a_base_backup_waits_for_its_wal() {
         "{err}"
     );
     let (code, out, err) = run(a.lb().args(["config", "check"]));
-    assert_ne!(code, 0, "{out}\n{err}");
+    assert_eq!(code, 7, "a full disk, not a bug (1): {out}\n{err}");
     assert!(
         format!("{out}{err}").contains("free on its file system"),
         "{out}\n{err}"
@@ -1161,6 +1170,23 @@ fn a_full_repository_disk_is_named_when_a_base_backup_waits_for_its_wal() {
         );
         assert!(!mount.join("restored").exists());
     }
+    // a compressing file system holds more than its free space says: the check can go
+    let (_, out, err) = run(a
+        .lb()
+        .args([
+            "restore",
+            "--kind",
+            "physical",
+            "--latest",
+            "--dry-run",
+            "--no-space-check",
+            "--to-dir",
+        ])
+        .arg(mount.join("restored")));
+    assert!(
+        !err.contains("has too little free space for"),
+        "{out}\n{err}"
+    );
     drop(a);
 }
 
@@ -1446,6 +1472,12 @@ fn a_cluster_that_logs_in_another_language_reports_where_recovery_stopped() {
     let locale = common::german_locale();
     let a = Archiving::start_with(None, false, &format!("lc_messages = '{locale}'\n"));
     let (_, target) = backup_then_marker_11(&a);
+    // (only where PostgreSQL was built with its translations is there anything to prove)
+    let log = a.cluster.log_tail();
+    if !log.contains("Datenbank") && !log.contains("Checkpoint") {
+        eprintln!("this PostgreSQL logs no German: the case is not exercised\n{log}");
+        return;
+    }
     let (r, out) = restore(&a, "german", &["--target-time", &target]);
     assert!(out.contains("recovery stopping before"), "{out}");
     assert_markers_up_to(&r, 11, "PITR of a German-logging cluster");

@@ -139,7 +139,7 @@ impl Error {
         }
         Self {
             kind: ErrorKind::Interrupted,
-            hint: Some("the operation was stopped while it ran (stop_all); what it had started is stopped and removed: call resume_after_stop, then run it again".into()),
+            hint: Some("the operation was stopped while it ran (stop_all; the message says what it left): call resume_after_stop, then run it again".into()),
             ..self
         }
     }

@@ -52,6 +52,10 @@ impl BackupCmd {
         output::warn_repository(&repo);
         // what was stored is printed first, and the exit code then says what is missing
         let outcome = || {
+            if let (Some(_), Some(g)) = (report.failure(), &report.evidence_gap) {
+                // the failure decides the exit code; the missing head is said too
+                output::write_err(format_args!("warning: {}\n", g.message));
+            }
             report
                 .failure()
                 .or_else(|| report.evidence_gap.as_ref().map(|g| g.error()))

@@ -97,9 +97,12 @@ impl ConfigCmd {
                         }),
                     });
                     if full && first_err.is_none() {
-                        first_err = Some(anyhow::anyhow!(
-                            "the repository's file system at {location} is full"
-                        ));
+                        first_err = Some(
+                            lifeboat_core::Error::unavailable(format!(
+                                "the repository's file system at {location} is full"
+                            ))
+                            .into(),
+                        );
                     }
                 }
                 if !lifeboat_core::repository::is_s3_url(&location) {
@@ -115,10 +118,13 @@ impl ConfigCmd {
                             hint: Some(hint),
                         });
                         if fails && first_err.is_none() {
-                            first_err = Some(anyhow::anyhow!(
-                                "the repository at {} cannot be written by this user",
-                                root.display()
-                            ));
+                            first_err = Some(
+                                lifeboat_core::Error::unavailable(format!(
+                                    "the repository at {} cannot be written by this user",
+                                    root.display()
+                                ))
+                                .into(),
+                            );
                         }
                     }
                 }

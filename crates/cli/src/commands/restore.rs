@@ -106,6 +106,10 @@ struct PhysicalArgs {
     /// Empty or new directory to restore the cluster's data directory into.
     #[arg(long)]
     to_dir: Option<PathBuf>,
+    /// Skip the check that --to-dir's file system has room for the unpacked backup (a
+    /// compressing file system, ZFS or btrfs, holds more than its free space says).
+    #[arg(long)]
+    no_space_check: bool,
     /// Recover up to this time (RFC 3339 or local "2026-11-23 14:31:59").
     #[arg(long, value_parser = parse_time, group = "target")]
     target_time: Option<jiff::Timestamp>,
@@ -556,6 +560,7 @@ impl RestoreCmd {
                 pre_restore: self.pre_hook.clone(),
                 post_restore: self.post_hook.clone(),
             },
+            skip_space_check: self.physical.no_space_check,
         };
         let configured = ctx
             .config
@@ -894,6 +899,7 @@ impl RestoreCmd {
             ("--owner", a.owner.is_some()),
             ("--archive", a.archive),
             ("--timeout", a.timeout != 0),
+            ("--no-space-check", a.no_space_check),
         ]);
         let Some(given) = given else {
             return Ok(());

@@ -158,6 +158,10 @@ impl VerifyCmd {
                 }
             );
         }
+        if let (false, Some(g)) = (report.ok(), &report.evidence_gap) {
+            // the damage decides the exit code; the missing head is said too
+            crate::output::write_err(format_args!("warning: {}\n", g.message));
+        }
         if report.ok() {
             // the verdict above stands; the evidence of it outside the repository lags
             report

@@ -512,7 +512,7 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
     println!("WAL archive of source {name} at {}", st.location);
     if st.timelines.is_empty() {
         println!(
-            "  nothing archived yet: in postgresql.conf set archive_mode = on and archive_command = {} (see the README)",
+            "  nothing archived yet: the server must archive with archive_mode = on and archive_command = {} (see the README; when both are set, the archiver line below says why nothing arrives)",
             lifeboat_core::ops::recover::conf_quote(&super::restore::archive_command(ctx, &name)?)
         );
     }

@@ -371,7 +371,7 @@ fn archive_timeout_problem(
         fails_logical: false,
         problem,
         hint: format!(
-            "set archive_timeout = '{}s' in postgresql.conf (a reload is enough); each forced switch archives a segment that compresses to almost nothing",
+            "ALTER SYSTEM SET archive_timeout = '{}s'; SELECT pg_reload_conf(); (or set it where the server's configuration sets it now: `select sourcefile from pg_settings where name = 'archive_timeout'`); each forced switch archives a segment that compresses to almost nothing",
             rpo.map_or(60, |r| r.clamp(30, 300))
         ),
     })
@@ -462,6 +462,31 @@ pub fn backup(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result<B
     let (mut report, gap) =
         crate::repository::audit::record_outcome_kept(repo, "backup", result, ok, &details)
             .map_err(Error::or_interrupted)?;
+    // stopped midway, some kinds stored and the rest killed: a cancellation, as
+    // `or_interrupted` makes of one that stored nothing, naming what was kept
+    if crate::sources::postgres::cluster::interrupted() && !report.failed.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Interrupted,
+            format!(
+                "the backup of source {} was stopped while it ran; stored before that: {}",
+                report.source,
+                report
+                    .backups
+                    .iter()
+                    .map(|b| format!(
+                        "{} {} {}",
+                        b.id,
+                        b.kind,
+                        b.database.as_deref().unwrap_or("-")
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .hint(
+            "what was stored is complete; call resume_after_stop, then back up again for the rest",
+        ));
+    }
     report.evidence_gap = gap;
     Ok(report)
 }
@@ -626,7 +651,13 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
         // refused password)
         // (the others named too: the audit log and --json keep only this error)
         Some(e) if report.backups.is_empty() => {
-            Err(report.failed.iter().skip(1).fold(e, |e, f| {
+            // with its causes in the message ("No space left on device"), as the others'
+            // below and in the audit entry
+            let mut first = Error::new(e.kind(), crate::error::one_line(&e));
+            if let Some(h) = e.hint_text() {
+                first = first.hint(h.to_string());
+            }
+            Err(report.failed.iter().skip(1).fold(first, |e, f| {
                 e.with_note(format!(
                     "the {} backup{} failed too: {}",
                     f.kind,
@@ -996,7 +1027,7 @@ fn standby_lag(conn: &PgConn, db: &str) -> Option<jiff::Timestamp> {
         format!("the server is a standby whose replay is behind what it received from its primary: {behind}")
     } else if log_shipping {
         format!(
-            "the server is a log-shipping standby (a restore_command, no primary_conninfo): it holds what the primary's archive has shipped to it: {behind}; what the primary wrote since then is not in them (its archive_timeout sets how far behind such a standby runs)"
+            "the server is a log-shipping standby (a restore_command, no primary_conninfo): it holds what the primary's archive has shipped to it: {behind}; what the primary wrote since then, if anything, is not in them (its archive_timeout sets how far behind such a standby runs)"
         )
     } else {
         format!(

@@ -961,6 +961,9 @@ pub(super) fn out_of_space(e: &Error, place: &str, on_server: bool) -> Option<Er
         "no space left on device",
         "disk quota exceeded",
         "check free disk space",
+        "could not extend file",
+        // the relcache init file, written at the first connection
+        "could not write init file",
         super::recover::NO_ROOM,
     ]
     .iter()
@@ -1184,7 +1187,15 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
         clock.add_span("fetch", begin, end);
         (target, fetched)
     });
-    let mut target = target?;
+    // a disk too small for even initdb is the drill host's, like any other full disk
+    let mut target = target.map_err(|e| {
+        let place = if on_server {
+            "the scratch server".to_string()
+        } else {
+            scratch.path().display().to_string()
+        };
+        out_of_space(&e, &place, on_server).unwrap_or(e)
+    })?;
     let mut groups = HookGroups::default();
     let server_version = target
         .conn()
@@ -1221,7 +1232,13 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
         // an interrupt drops it too: it is this drill's, and only this drill's
         crate::sources::postgres::cluster::register_drop(c.clone(), restored_db.clone());
     }
-    if let Some(e) = fetched.as_ref().err().and_then(&full) {
+    // the dump is staged here also for a scratch server
+    if let Some(e) = fetched
+        .as_ref()
+        .err()
+        .and_then(|e| out_of_space(e, &scratch.path().display().to_string(), false))
+    {
+        target.teardown(&restored_db);
         return Err(e);
     }
     checks.push(Check {
@@ -1254,6 +1271,8 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
             })
         });
         if let Some(e) = restored.as_ref().err().and_then(&full) {
+            // the half-restored copy goes, on a scratch server too
+            target.teardown(&restored_db);
             return Err(e);
         }
         match restored {
@@ -1316,6 +1335,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                     }
                 });
                 if let Some(e) = post.as_ref().err().and_then(&full) {
+                    target.teardown(&restored_db);
                     return Err(e);
                 }
                 // hooks that change the copy on purpose before it is compared; the others

@@ -173,6 +173,7 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
         // a drill runs its own hooks against the copy, never the restore hooks that stop
         // and start production's application
         hooks: crate::config::Hooks::default(),
+        skip_space_check: false,
     };
     let user = owner(&rec)?;
     if let Some(u) = &user {

@@ -119,6 +119,9 @@ pub struct RecoverOptions {
     /// backup's variables, `LIFEBOAT_TARGET_DIR` and, with `start`,
     /// `LIFEBOAT_TARGET_CONNINFO`.
     pub hooks: crate::config::Hooks,
+    /// Skip the check that the directory's file system has room for the unpacked backup
+    /// (a compressing file system, ZFS or btrfs, holds more than its free space says).
+    pub skip_space_check: bool,
 }
 
 /// Where recovery ended, read from the server.
@@ -319,7 +322,8 @@ pub(crate) const NO_ROOM: &str = "has too little free space for";
 /// not when the disk fills halfway through.
 fn room_for(to_dir: &Path, backup: &SnapshotInfo, segment_size: u64) -> Result<()> {
     // the directory may not exist yet: its file system is its nearest existing ancestor's
-    let Some(existing) = to_dir.ancestors().find(|a| a.exists()) else {
+    let absolute = std::path::absolute(to_dir).unwrap_or_else(|_| to_dir.to_path_buf());
+    let Some(existing) = absolute.ancestors().find(|a| a.exists()) else {
         return Ok(());
     };
     let Some(free) = crate::repository::free_space(&existing.display().to_string()) else {
@@ -330,13 +334,14 @@ fn room_for(to_dir: &Path, backup: &SnapshotInfo, segment_size: u64) -> Result<(
         return Ok(());
     }
     Err(Error::unavailable(format!(
-        "the file system of {} {NO_ROOM} backup {}: {} free, and it unpacks to {} before WAL replay adds to it",
+        "the file system of {} {NO_ROOM} backup {}: {} free, and it needs {} (the backup unpacks to {}, and WAL replay needs three segments more at least)",
         to_dir.display(),
         backup.short_id(),
         bytesize::ByteSize::b(free),
+        bytesize::ByteSize::b(needed),
         bytesize::ByteSize::b(backup.meta.logical_bytes)
     ))
-    .hint("free space there, or give --to-dir a directory on a larger disk (nothing was written)"))
+    .hint("free space there, or give --to-dir a directory on a larger disk (nothing was written); on a compressing file system (ZFS, btrfs) that holds more than its free space says, --no-space-check skips this check"))
 }
 
 /// A `--target-timeline` number. PostgreSQL reads the setting as C does (`010` is octal
@@ -1093,7 +1098,9 @@ fn locate(
 ) -> Result<(SnapshotInfo, PhysicalMeta, wal::Reachable)> {
     let backup = select(repo, opts)?;
     let phys = physical_of(&backup)?.clone();
-    room_for(&opts.to_dir, &backup, phys.wal_segment_size)?;
+    if !opts.skip_space_check {
+        room_for(&opts.to_dir, &backup, phys.wal_segment_size)?;
+    }
     let reach = check_archive(
         store,
         &backup,
@@ -1562,7 +1569,12 @@ fn start_and_wait_inner(
     (wal_socket, phys): (Option<&Path>, &PhysicalMeta),
 ) -> Result<ReachedPoint> {
     // the cluster's own superuser and a database it had: `postgres` may be neither
-    let (role, home) = (phys.login_role(), phys.login_database());
+    let role = phys.login_role();
+    // the database the backup connected to may have been dropped since: then the usual
+    // ones, each tried once it is refused
+    let mut homes = vec![phys.login_database(), "postgres", "template1"];
+    homes.dedup();
+    let mut home_at = 0;
     // a backup of a restored cluster holds the log of that earlier recovery: only what
     // this start appends is about this recovery
     let from = std::fs::metadata(log).map_or(0, |m| m.len());
@@ -1667,6 +1679,7 @@ fn start_and_wait_inner(
             // times in one form whatever the restored server's settings (a German
             // DateStyle, a New York zone): reports and the drill's check read them
             .with_options("-c TimeZone=UTC -c DateStyle=ISO");
+        let home = homes[home_at];
         let state = conn.query(
             home,
             "select pg_is_in_recovery(), pg_last_wal_replay_lsn(), pg_last_xact_replay_timestamp(), \
@@ -1676,13 +1689,17 @@ fn start_and_wait_inner(
             Ok(row) => Some(row),
             // the server answers, and refuses who lifeboat asks as: waiting changes nothing
             // (it used to wait for ever, silently)
-            Err(e) if e.to_string().contains("does not exist") => {
+            Err(e) if refused_database(&e.to_string()) && home_at + 1 < homes.len() => {
+                home_at += 1;
+                None
+            }
+            Err(e) if refused_role(&e.to_string()) => {
                 return Err(Error::postgres(format!(
-                    "the restored server runs, but lifeboat cannot connect to it as role {role:?} to database {home:?}: {}",
+                    "the restored server runs, but refuses lifeboat's connection as role {role:?}: {}",
                     crate::error::headline(&e.to_string())
                 ))
                 .hint(format!(
-                    "connect as the cluster's own superuser (`psql -h {} -p {port} -U ROLE -d DATABASE`) to see where recovery stands; {} holds its log",
+                    "connect as a role its pg_hba.conf lets in (`psql -h {} -p {port} -U ROLE -d {home}`) to see where recovery stands, and stop it with pg_ctl when done; {} holds its log",
                     socket.display(),
                     log.display()
                 )));
@@ -1749,6 +1766,20 @@ fn start_and_wait_inner(
             )));
         }
     }
+}
+
+/// A connection refused for its database (dropped since the backup): another may do.
+fn refused_database(error: &str) -> bool {
+    error.contains("database \"") && error.contains("does not exist")
+}
+
+/// A connection refused for its role, which waiting does not change: a role the restored
+/// cluster lacks, or one its pg_hba.conf does not let in.
+fn refused_role(error: &str) -> bool {
+    (error.contains("role \"") && error.contains("does not exist"))
+        || error.contains("password authentication failed")
+        || error.contains("Peer authentication failed")
+        || error.contains("no pg_hba.conf entry")
 }
 
 /// `names` (one per line) of each database `databases` lists (one per line, run in
@@ -2158,6 +2189,7 @@ mod tests {
             pg_bin_dir: None,
             isolate: false,
             hooks: crate::config::Hooks::default(),
+            skip_space_check: false,
         };
         let s = recovery_settings(&opts, Lsn(0x300_0028), Lsn(0x300_0100));
         assert!(

@@ -661,17 +661,21 @@ pub fn record_outcome<T>(
     match logged_outcome(repo, action, result, ok, details)? {
         (v, None) => Ok(v),
         // the operation's result is not printed after an error: say what was done
-        (_, Some(e)) => Err(Error::new(
+        (_, Some(e)) if ok => Err(Error::new(
             e.kind(),
             format!("{action} succeeded ({details}), but {e}"),
         )
         .hint(GAP_HINT)),
+        // its own failure is the news; the missing head is said beside it
+        (v, Some(e)) => {
+            repo.notice(format!("audit: {e}"));
+            Ok(v)
+        }
     }
 }
 
 /// What to do about an [`EvidenceGap`].
-const GAP_HINT: &str =
-    "the operation itself is complete; check the repository and run `lifeboat audit verify`";
+const GAP_HINT: &str = "the operation itself is complete; the message says what its evidence lacks (a head that did not reach its place is not sent again: the next logged operation publishes its own, which follows this one); fix that place, then run `lifeboat audit verify`";
 
 /// A successful operation whose audit evidence is incomplete: its entry could not be
 /// logged, or is in the repository but its head could not be published where the
@@ -719,7 +723,11 @@ pub fn record_outcome_kept<T>(
     Ok((
         v,
         gap.map(|e| EvidenceGap {
-            message: format!("{action} succeeded, but {e}"),
+            message: if ok {
+                format!("{action} succeeded, but {e}")
+            } else {
+                format!("{action} ran (its result says what it found), and {e}")
+            },
             hint: Some(GAP_HINT.into()),
             kind: e.kind(),
         }),
@@ -761,7 +769,9 @@ fn logged_outcome<T>(
         (result, None) => result,
     };
     match (result, logged) {
-        (Ok(v), Err(e)) if ok => Ok((v, Some(e))),
+        // a damage verdict is evidence too: its head missing from the places outside is
+        // said, whatever the operation found
+        (Ok(v), Err(e)) if ok || !unlogged => Ok((v, Some(e))),
         // a failure that reaches no log must at least be said
         (Err(e), Err(l)) if unlogged => Err(e.with_note(format!(
             "audit: this failure is in no log: {}",

@@ -783,13 +783,24 @@ impl Cluster {
             .map_err(|e| missing_program(&initdb, e))?;
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
-            let hint = if stderr.contains("No space left on device") {
+            let place = dir
+                .path()
+                .parent()
+                .unwrap_or(dir.path())
+                .display()
+                .to_string();
+            // PostgreSQL says a short write "wrote only 4096 of 8192 bytes …; HINT:  Check
+            // free disk space."
+            let hint = if stderr.contains("No space left on device")
+                || stderr.contains("Check free disk space")
+                || stderr.contains("could not extend file")
+            {
                 format!(
-                    "the disk of {} is full: free space there, or point LIFEBOAT_SCRATCH_DIR (or --scratch-dir) at a disk with room for a copy of the database",
-                    dir.path().parent().unwrap_or(dir.path()).display()
+                    "the disk of {place} is full: free space there, or point LIFEBOAT_SCRATCH_DIR (or --scratch-dir) at a disk with room for a copy of the database"
                 )
             } else {
-                "install the PostgreSQL server (Debian: apt-get install postgresql)".to_string()
+                // initdb ran, so it is installed: its own words say what stopped it
+                format!("initdb's own words above say what stopped it (a directory its user may not write, a locale this host lacks); the throw-away cluster was made in {place}")
             };
             return Err(Error::unavailable(format!("initdb failed: {}", stderr.trim())).hint(hint));
         }

@@ -660,10 +660,11 @@ pub fn classify_on(stderr: &str, what: &str, server: &Server) -> Error {
     {
         auth_hint = self::auth_hint(&lower, server);
         (ErrorKind::Auth, auth_hint.as_str())
-    } else if state == Some("XX001")
-        || lower.contains("checksum verification failed")
-        || lower.contains("checksum error occurred")
-        || lower.contains("invalid page in block")
+    } else if reads_the_source(&what)
+        && (state == Some("XX001")
+            || lower.contains("checksum verification failed")
+            || lower.contains("checksum error occurred")
+            || lower.contains("invalid page in block"))
     {
         (ErrorKind::Integrity, DAMAGED_SOURCE)
     } else if lower.contains("could not connect")
@@ -770,23 +771,38 @@ pub fn classify_on(stderr: &str, what: &str, server: &Server) -> Error {
     Error::new(kind, format!("{what}: {detail}")).hint(hint)
 }
 
-/// What to do when the source's own data is damaged.
-const DAMAGED_SOURCE: &str = "the SOURCE cluster's data is damaged there (a page that fails its checksum or cannot be read), not the repository, and no backup of what failed was kept. Find the table: in its database, `select oid::regclass from pg_class where pg_relation_filenode(oid) = N` (N: the file name's last number); get its rows back from an earlier backup (a logical restore into a new database with --to-database, or a physical restore to a point before the damage) and replace the damaged table, then back up again. Keep the earlier good backups until then";
+/// The programs that read the source cluster itself (its damaged pages are the source's;
+/// on a restore target or a drill's copy they would be another story).
+fn reads_the_source(what: &str) -> bool {
+    what.starts_with("pg_dump") || what.starts_with("pg_basebackup")
+}
 
-/// pg_basebackup's checksum warnings (one per damaged block, then a summary per file)
-/// said in one line: how many blocks, in which files. `None` without such warnings.
+/// What to do when the source's own data is damaged.
+const DAMAGED_SOURCE: &str = "the SOURCE cluster's data is damaged there (a page that fails its checksum or cannot be read), not the repository, and no backup of what failed was kept. Find what it is: in base/D/N, D is the database (`select datname from pg_database where oid = D`) and N, up to any `.` or `_`, the relation (in that database: `select oid::regclass, relkind from pg_class where pg_relation_filenode(oid) = N`). An index (relkind i) is rebuilt with REINDEX; a table's rows come back from an earlier backup (a logical restore into a new database with --to-database, or a physical restore to a point before the damage), to replace the damaged table. Then back up again, and keep the earlier good backups until then";
+
+/// pg_basebackup's checksum warnings (one per damaged block, at most five per file, then a
+/// file's total) said in one line: how many blocks, in which files. `None` without them.
 fn damaged_pages(stderr: &str) -> Option<String> {
-    let mut files: Vec<&str> = Vec::new();
-    let mut blocks = 0;
+    let mut files: Vec<(&str, u64)> = Vec::new();
     for l in stderr.lines() {
         if let Some(rest) = l.split("checksum verification failed in file \"").nth(1) {
-            blocks += 1;
             let file = rest.split('"').next().unwrap_or(rest);
-            if !files.contains(&file) {
-                files.push(file);
+            match files.iter_mut().find(|(f, _)| *f == file) {
+                Some((_, n)) => *n += 1,
+                None => files.push((file, 1)),
+            }
+        } else if let Some(rest) = l.split("WARNING:  file \"").nth(1) {
+            // `file "X" has a total of N checksum verification failures`
+            let (file, tail) = rest.split_once('"').unwrap_or((rest, ""));
+            let total = tail.split_whitespace().find_map(|w| w.parse::<u64>().ok());
+            if let (Some(total), Some((_, n))) = (total, files.iter_mut().find(|(f, _)| *f == file))
+            {
+                *n = (*n).max(total);
             }
         }
     }
+    let blocks: u64 = files.iter().map(|(_, n)| n).sum();
+    let files: Vec<&str> = files.iter().map(|(f, _)| *f).collect();
     (blocks > 0).then(|| {
         format!(
             "checksum verification failed in {blocks} block(s) of {} file(s) of the data directory: {}",
@@ -1012,6 +1028,20 @@ mod tests {
                 .is_some_and(|h| h.contains("SOURCE cluster's data is damaged")),
             "{e:?}"
         );
+        // the server names five blocks of a file, then its total
+        let many: String = (0..5)
+            .map(|b| format!("WARNING:  checksum verification failed in file \"./base/5/1259\", block {b}: calculated 1 but expected 2\n"))
+            .chain(["WARNING:  file \"./base/5/1259\" has a total of 9 checksum verification failures\n".to_string()])
+            .collect();
+        let e = super::classify_on(&many, "pg_basebackup", &super::Server::Source);
+        assert!(e.to_string().contains("9 block(s) of 1 file(s)"), "{e}");
+        // on a restore target the pages are not the source's
+        let e = super::classify_on(
+            "pg_restore: error: ERROR:  invalid page in block 3 of relation base/16384/16390",
+            "pg_restore",
+            &super::Server::Source,
+        );
+        assert_ne!(e.kind(), crate::ErrorKind::Integrity, "{e:?}");
     }
 
     use super::*;

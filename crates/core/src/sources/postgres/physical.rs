@@ -248,7 +248,8 @@ pub fn cluster_facts(conn: &PgConn, db: &str) -> Result<ClusterFacts> {
          (select setting from pg_settings where name = 'config_file'), pg_is_in_recovery(), \
          (select rolname from pg_roles where oid = 10), current_database()",
     )?;
-    let f: Vec<&str> = row.trim().split('|').collect();
+    // (the database's name last: a '|' in it stays in it)
+    let f: Vec<&str> = row.trim().splitn(10, '|').collect();
     if f.len() != 10 {
         return Err(Error::postgres(format!(
             "unexpected answer {row:?} about the cluster"
