@@ -249,6 +249,13 @@ fn failures_that_cannot_reach_the_log_are_parked_and_added_later() {
     let (code, _, _) = run(lb(&cfg).args(["backup", "--source", "nope"]));
     assert_eq!(code, 4);
     assert_eq!(files(), 1);
+    // the log's listing says that one waits, and what adds it
+    let listed = ok(lb(&cfg).args(["audit", "list"]));
+    assert!(
+        listed.contains("note: 1 entry is parked on this host, waiting")
+            && listed.contains("adds them first"),
+        "{listed}"
+    );
 
     // the next operation that can write adds it first, with when it happened
     ok(lb(&cfg).args(["verify", "--all"]));

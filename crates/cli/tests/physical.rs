@@ -447,7 +447,8 @@ fn pitr_to_time_lsn_and_restore_point_on_a_local_repository() {
     // a server archiving WAL without archive_timeout: config check says what that loses
     let out = ok(a.lb().args(["config", "check"]));
     assert!(
-        out.contains("archive_timeout is 0") && out.contains("set archive_timeout = '60s'"),
+        out.contains("archive_timeout is 0")
+            && out.contains("ALTER SYSTEM SET archive_timeout = '60s'; SELECT pg_reload_conf();"),
         "{out}"
     );
     a.sql("alter system set archive_timeout = '60s'");

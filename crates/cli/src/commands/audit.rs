@@ -213,6 +213,18 @@ impl AuditCmd {
                         e.details,
                     );
                 }
+                // entries this host could not write to the repository yet are in no list
+                // above: say that they wait, and what adds them
+                let waiting = lifeboat_core::repository::parked::for_repository(repo.location())
+                    .map_or(0, |p| p.len());
+                if waiting > 0 {
+                    println!(
+                        "note: {waiting} {} parked on this host, waiting to be added to the log (in {}); the next backup, verify, restore or drill that can write to the repository adds them first",
+                        if waiting == 1 { "entry is" } else { "entries are" },
+                        lifeboat_core::repository::parked::dir()
+                            .map_or_else(|| "the state directory".to_string(), |d| d.display().to_string())
+                    );
+                }
                 Ok(())
             }
             Self::Verify {

@@ -1404,12 +1404,23 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                                 )
                             })
                         });
-                        let compared = truth_checks(&conn, &restored_db, &truth, opts.jobs);
+                        let mut compared = truth_checks(&conn, &restored_db, &truth, opts.jobs);
                         let defined = defined.map(|h| {
                             h.join().unwrap_or_else(|_| {
                                 Err("definitions: the check stopped unexpectedly".into())
                             })
                         });
+                        // pg_dump --schema-only locks every table while it runs: on a server
+                        // whose lock table is small, the row checks' own connections found
+                        // none left. Read again once it is done, alone
+                        if defined.is_some()
+                            && compared
+                                .0
+                                .iter()
+                                .any(|c| !c.ok && c.detail.contains("out of shared memory"))
+                        {
+                            compared = truth_checks(&conn, &restored_db, &truth, opts.jobs);
+                        }
                         (compared, defined)
                     })
                 });
