@@ -677,11 +677,12 @@ pub fn record_outcome<T>(
 /// What to do about an [`EvidenceGap`].
 const GAP_HINT: &str = "the operation itself is complete; the message says what its evidence lacks (a head that did not reach its place is not sent again: the next logged operation publishes its own, which follows this one); fix that place, then run `lifeboat audit verify`";
 
-/// A successful operation whose audit evidence is incomplete: its entry could not be
-/// logged, or is in the repository but its head could not be published where the
-/// configuration keeps it (`[audit] head_file`, `head_url`). The operation's result stands
-/// (a retry would do the work twice); [`Self::error`] is what the CLI exits with after
-/// printing that result.
+/// An operation whose result stands but whose audit evidence is incomplete: its entry
+/// could not be logged, or is in the repository but its head could not be published
+/// where the configuration keeps it (`[audit] head_file`, `head_url`). A retry would do the
+/// work twice. After a success, [`Self::error`] is what the CLI exits with once it has
+/// printed the result; after a failure (damage found), the failure decides the exit and
+/// the gap is said beside it.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvidenceGap {
     /// What is missing, and where.
@@ -734,8 +735,9 @@ pub fn record_outcome_kept<T>(
     ))
 }
 
-/// Logs the outcome; returns the operation's result, with the logging error when the
-/// operation succeeded and its entry or head did not get where it belongs.
+/// Logs the outcome; returns the operation's result, with the logging error when its
+/// entry or head did not get where it belongs (an entry neither written nor parked after
+/// a failed outcome is said as a notice instead).
 fn logged_outcome<T>(
     repo: &Repo,
     action: &str,
