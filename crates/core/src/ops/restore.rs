@@ -1527,6 +1527,12 @@ pub fn restore(
                 ""
             }
         ),
+        // stopped by an interrupt, whatever failed then is the stop's: the entry says so
+        // whether this thread or the interrupt handler logs first
+        Err(e) if crate::sources::postgres::cluster::interrupted() => format!(
+            "{details}: interrupted (Ctrl-C, SIGTERM, or stop_all) before it finished: {}{hooks}",
+            e.message()
+        ),
         Err(e) => format!("{details}: {}{hooks}", e.message()),
     };
     crate::repository::audit::record(repo, "restore", result, &details)
