@@ -240,6 +240,21 @@ impl Error {
     }
 }
 
+/// Whether `text` (an error, a program's stderr, a server log line) says a disk is full:
+/// the OS's words, or PostgreSQL's for a short write ("could not extend file …: wrote only
+/// 4096 of 8192 bytes …; HINT: Check free disk space.").
+pub(crate) fn says_disk_full(text: &str) -> bool {
+    let text = text.to_lowercase();
+    [
+        "no space left on device",
+        "disk quota exceeded",
+        "check free disk space",
+        "could not extend file",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
+}
+
 /// An error and the first line of each cause it does not already say, on one line
 /// ("error sending request: connection refused"; "… buffer: No space left on device").
 pub fn one_line(e: &dyn std::error::Error) -> String {

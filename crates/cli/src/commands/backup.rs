@@ -51,15 +51,16 @@ impl BackupCmd {
         let report = backup(&repo, src, &opts)?;
         output::warn_repository(&repo);
         // what was stored is printed first, and the exit code then says what is missing
-        let outcome = || {
-            if let (Some(_), Some(g)) = (report.failure(), &report.evidence_gap) {
-                // the failure decides the exit code; the missing head is said too
-                output::write_err(format_args!("warning: {}\n", g.message));
+        let outcome = || match (report.failure(), &report.evidence_gap) {
+            (Some(e), gap) => {
+                // the failure decides the exit code; a missing head is said too
+                if let Some(g) = gap {
+                    output::write_err(format_args!("warning: {}\n", g.message));
+                }
+                Err(e.into())
             }
-            report
-                .failure()
-                .or_else(|| report.evidence_gap.as_ref().map(|g| g.error()))
-                .map_or(Ok(()), |e| Err(e.into()))
+            (None, Some(g)) => Err(g.error().into()),
+            (None, None) => Ok(()),
         };
         if ctx.json {
             output::json(&report)?;

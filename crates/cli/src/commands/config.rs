@@ -81,9 +81,10 @@ impl ConfigCmd {
                     &Ok(format!("opened {}", r.location())),
                 ));
                 let location = ctx.repo_location().unwrap_or_default();
-                // two WAL segments: less, and wal-push cannot store the next one
+                // under two WAL segments (of the usual size: the cluster's is not known
+                // here), wal-push cannot store the next one
                 if let Some(free) = lifeboat_core::repository::free_space(&location) {
-                    let full = free < 32 << 20;
+                    let full = free < 2 * lifeboat_core::wal::DEFAULT_SEGMENT_SIZE;
                     lines.push(CheckLine {
                         what: "repository".into(),
                         ok: !full,

@@ -813,16 +813,11 @@ fn verdict(
             ),
         );
         // the likeliest cause that the server's log alone would say
-        let room = 2 * st.segment_size.max(1);
-        if let Some(free) =
-            lifeboat_core::repository::free_space(store.location()).filter(|f| *f < room)
+        if let Some(note) =
+            lifeboat_core::repository::wal_room_note(store.location(), st.segment_size)
         {
             return Err(failing
-                .with_note(format!(
-                    "the repository's file system ({}) has {} free, less than two WAL segments: wal-push cannot store a segment there",
-                    store.location(),
-                    crate::output::bytes(free)
-                ))
+                .with_note(note)
                 .hint("free space on the repository's file system (or move the repository): PostgreSQL retries the waiting segments by itself, and `lifeboat wal status` shows when archiving has caught up; segments wait in pg_wal until then, and that disk fills meanwhile")
                 .into());
         }

@@ -732,21 +732,13 @@ where
 /// is full: wal-push's "No space left on device" reached only the server's log, and the
 /// backup said only that archiving kept failing.
 fn with_wal_space(repo: &Repo, e: Error, segment_size: u64) -> Error {
-    let location = repo.location();
     if e.kind() != ErrorKind::Postgres || !e.message().contains(physical::WAITED_FOR_ARCHIVING) {
         return e;
     }
-    let Some(free) = crate::repository::free_space(location) else {
+    let Some(note) = crate::repository::wal_room_note(repo.location(), segment_size) else {
         return e;
     };
-    if free >= 2 * segment_size.max(1) {
-        return e;
-    }
-    e.with_note(format!(
-        "the repository's file system ({location}) has {} free, less than two WAL segments: wal-push cannot store the WAL there",
-        bytesize::ByteSize::b(free)
-    ))
-    .hint("free space on the repository's file system (or move the repository), then run the backup again; `lifeboat wal status` shows when archiving has caught up")
+    e.with_note(note).hint("free space on the repository's file system (or move the repository), then run the backup again; `lifeboat wal status` shows when archiving has caught up")
 }
 
 fn dump_one(

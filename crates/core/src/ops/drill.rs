@@ -955,19 +955,10 @@ pub fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
 /// of a backup that may well be intact. `None` for any other failure.
 pub(super) fn out_of_space(e: &Error, place: &str, on_server: bool) -> Option<Error> {
     let text = crate::error::chain_text(e);
-    // PostgreSQL says a short write so ("could not extend file …: wrote only 4096 of 8192
-    // bytes …; HINT: Check free disk space.")
-    if ![
-        "no space left on device",
-        "disk quota exceeded",
-        "check free disk space",
-        "could not extend file",
-        // the relcache init file, written at the first connection
-        "could not write init file",
-        super::recover::NO_ROOM,
-    ]
-    .iter()
-    .any(|m| text.contains(m))
+    // (the relcache init file is written at a server's first connection)
+    if !(crate::error::says_disk_full(&text)
+        || text.contains("could not write init file")
+        || text.contains(super::recover::NO_ROOM))
     {
         return None;
     }
@@ -1187,15 +1178,15 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
         clock.add_span("fetch", begin, end);
         (target, fetched)
     });
-    // a disk too small for even initdb is the drill host's, like any other full disk
-    let mut target = target.map_err(|e| {
-        let place = if on_server {
-            "the scratch server".to_string()
-        } else {
-            scratch.path().display().to_string()
-        };
-        out_of_space(&e, &place, on_server).unwrap_or(e)
-    })?;
+    // where the copy is written: a full disk there is the drill host's, not the backup's
+    let copy_place = if on_server {
+        "the scratch server".to_string()
+    } else {
+        scratch.path().display().to_string()
+    };
+    let full = |e: &Error| out_of_space(e, &copy_place, on_server);
+    // a disk too small for even initdb is one of them
+    let mut target = target.map_err(|e| full(&e).unwrap_or(e))?;
     let mut groups = HookGroups::default();
     let server_version = target
         .conn()
@@ -1220,14 +1211,6 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
         database.clone()
     };
     let scratch_server = on_server.then(|| target.conn().conninfo(&restored_db));
-    let full = |e: &Error| {
-        let place = if on_server {
-            "the scratch server".to_string()
-        } else {
-            scratch.path().display().to_string()
-        };
-        out_of_space(e, &place, on_server)
-    };
     if let Target::Server(c) = &target {
         // an interrupt drops it too: it is this drill's, and only this drill's
         crate::sources::postgres::cluster::register_drop(c.clone(), restored_db.clone());

@@ -1952,10 +1952,7 @@ fn recovery_failed(log: &Path, from: u64, what: &str, opts: &RecoverOptions) -> 
             word(dir),
             word(log)
         ));
-    } else if fatal.as_deref().is_some_and(|f| {
-        let f = f.to_lowercase();
-        f.contains("no space left on device") || f.contains("check free disk space")
-    }) {
+    } else if fatal.as_deref().is_some_and(crate::error::says_disk_full) {
         format!(
             "the restored server's disk filled up while it replayed WAL: free space on the file system of {} (or restore onto a larger disk); see {}",
             log.parent().unwrap_or(log).display(),

@@ -946,8 +946,7 @@ fn fetch_indexed(
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let bytes = dump_checked(indexed, backup, &mut out).map_err(|e| {
         // which disk is full is what the operator must know
-        let text = e.to_string();
-        if text.contains("No space left on device") || text.contains("quota exceeded") {
+        if crate::error::says_disk_full(&e.to_string()) {
             e.with_note(format!("it was being written to {}", dest.display()))
         } else {
             e

@@ -31,6 +31,18 @@ pub fn free_space(location: &str) -> Option<u64> {
     Some(st.blocks_available().saturating_mul(st.fragment_size()))
 }
 
+/// When a local repository (`location`, or a path inside it) has less than two WAL
+/// segments of `segment_size` free, so that wal-push cannot store the next one: what is
+/// free, said as a note naming the file system. `None` otherwise, and for S3.
+#[must_use]
+pub fn wal_room_note(location: &str, segment_size: u64) -> Option<String> {
+    let free = free_space(location).filter(|f| *f < 2 * segment_size.max(1))?;
+    Some(format!(
+        "the repository's file system ({location}) has {} free, less than two WAL segments: wal-push cannot store a segment there",
+        bytesize::ByteSize::b(free)
+    ))
+}
+
 /// The URL as it may be printed (never contains credentials: they are not part of it).
 #[must_use]
 pub fn describe_url(url: &str) -> String {

@@ -24,7 +24,7 @@ use rustic_core::{
 };
 
 pub use self::{
-    backend::{describe_url, free_space, is_s3_url},
+    backend::{describe_url, free_space, is_s3_url, wal_room_note},
     meta::{BackupMeta, SnapshotInfo},
     source::StreamSource,
 };

@@ -789,12 +789,7 @@ impl Cluster {
                 .unwrap_or(dir.path())
                 .display()
                 .to_string();
-            // PostgreSQL says a short write "wrote only 4096 of 8192 bytes …; HINT:  Check
-            // free disk space."
-            let hint = if stderr.contains("No space left on device")
-                || stderr.contains("Check free disk space")
-                || stderr.contains("could not extend file")
-            {
+            let hint = if crate::error::says_disk_full(&stderr) {
                 format!(
                     "the disk of {place} is full: free space there, or point LIFEBOAT_SCRATCH_DIR (or --scratch-dir) at a disk with room for a copy of the database"
                 )
