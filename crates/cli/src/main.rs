@@ -409,6 +409,9 @@ impl Ctx {
     }
 }
 
+/// What to do when root would run commands another user can change.
+pub(crate) const OTHERS_CONTROL_HINT: &str = "make it root's and not writable by others (`chown root: FILE; chmod go-w FILE`), or run lifeboat as the user it belongs to";
+
 /// Runs the command; returns the exit code of a command that chooses its own.
 fn run(cli: Cli) -> anyhow::Result<i32> {
     // archive_command and restore_command carry on past a mistake in settings they do not
@@ -424,6 +427,20 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         None => (Config::default(), None),
     };
+    // `config check` shows it among its findings
+    if !matches!(cli.command, Command::Config { .. }) {
+        if let Some((refuse, why)) = config_path
+            .as_deref()
+            .and_then(|p| lifeboat_core::config::root_runs_what_others_control(&config, p))
+        {
+            if refuse {
+                return Err(lifeboat_core::Error::config(format!("refused: {why}"))
+                    .hint(OTHERS_CONTROL_HINT)
+                    .into());
+            }
+            eprintln!("lifeboat: warning: {why} ({OTHERS_CONTROL_HINT})");
+        }
+    }
     let ctx = Ctx {
         config,
         config_path,
@@ -587,6 +604,10 @@ fn park_interrupted_entry() {
                 .join(", ")
         )
     };
+    // the terminal hears it too: the backups already stored are kept, and usable
+    for b in &stored {
+        eprintln!("lifeboat: stored before the interruption: {b}");
+    }
     match lifeboat_core::repository::parked::park(&location, &action, false, &details) {
         Ok(_) => eprintln!("lifeboat: the interruption is recorded for the audit log"),
         Err(e) => eprintln!("lifeboat: warning: the interruption could not be recorded: {e}"),

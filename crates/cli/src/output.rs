@@ -22,7 +22,10 @@ pub fn write_out(args: std::fmt::Arguments) {
     // the display (a reader that stalls must not keep an interrupt from clearing it)
     let mut written = Ok(());
     if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        crate::progress::print_above(|| written = std::io::stdout().lock().write_fmt(args));
+        let text = for_terminal(args);
+        crate::progress::print_above(|| {
+            written = std::io::stdout().lock().write_all(text.as_bytes());
+        });
     } else {
         written = std::io::stdout().lock().write_fmt(args);
     }
@@ -53,9 +56,37 @@ pub fn output_lost() -> bool {
 /// [`write_out`] for stderr.
 pub fn write_err(args: std::fmt::Arguments) {
     use std::io::Write;
-    crate::progress::print_above(|| {
-        let _ = std::io::stderr().lock().write_fmt(args);
-    });
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let text = for_terminal(args);
+        crate::progress::print_above(|| {
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
+        });
+    } else {
+        crate::progress::print_above(|| {
+            let _ = std::io::stderr().lock().write_fmt(args);
+        });
+    }
+}
+
+/// `args` as text a terminal shows as it is: control characters (other than the line
+/// ends and tabs lifeboat writes itself) escaped. The names it prints come from the
+/// databases it backs up, and a database named with escape sequences could clear the
+/// screen or fake a line of output.
+fn for_terminal(args: std::fmt::Arguments) -> String {
+    let text = args.to_string();
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return text;
+    }
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\t' => c.to_string(),
+            c if c.is_control() => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// Writes a document to the file `-o` named, whole or not at all (a full disk leaves the
@@ -253,5 +284,17 @@ mod tests {
         };
         assert_eq!(column(&lines[0]), column(&lines[1]), "{lines:?}");
         assert_eq!(column(&lines[1]), column(&lines[2]), "{lines:?}");
+    }
+
+    #[test]
+    fn escape_sequences_reach_no_terminal() {
+        let name = "ansi\u{1b}[2J\u{1b}[31mFAKE OK\u{7}\r";
+        let shown = for_terminal(format_args!("backup of {name}\n\tdone\n"));
+        assert_eq!(
+            shown,
+            "backup of ansi\\u{1b}[2J\\u{1b}[31mFAKE OK\\u{7}\\u{d}\n\tdone\n"
+        );
+        assert!(!shown.contains('\u{1b}'));
+        assert_eq!(for_terminal(format_args!("plain ✓\n")), "plain ✓\n");
     }
 }

@@ -1034,7 +1034,13 @@ fn an_interrupted_backup_names_what_it_had_stored() {
     let stored = common::list_json(&cfg);
     assert_eq!(stored.len(), 1, "{stored:?}");
     assert_eq!(stored[0]["database"], "a");
-    let id = stored[0]["id"].as_str().unwrap()[..8].to_string();
+    // by its whole id, as every backup entry names one; and on the terminal too
+    let id = stored[0]["id"].as_str().unwrap().to_string();
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        said.contains(&format!("stored before the interruption: {id} logical a")),
+        "{said}"
+    );
     // the next operation adds the parked entry
     ok(lb(&cfg).args(["verify", "--all"]));
     let entries: Vec<serde_json::Value> =

@@ -96,6 +96,62 @@ fn settings_nothing_acts_on_are_noted_not_passed_as_working() {
     assert!(!out.contains("its dsn holds a password"), "{out}");
 }
 
+/// Run as root, a configuration that names commands runs them as root: one everyone may
+/// change is refused, one another user owns is warned about, and `config check` says so.
+#[test]
+fn root_does_not_run_commands_others_may_write() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not root: nothing to check");
+        return;
+    }
+    let c = cluster();
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("app-db", &c.dsn("postgres"))]);
+    ok(lb(&cfg).arg("init"));
+    let marker = ws.path().join("ran-as");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[[source]]\n",
+        &format!(
+            "[[source]]\nhooks = {{ pre_restore = \"id -u > {}\" }}\n",
+            marker.display()
+        ),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let set_mode = |m: u32| {
+        std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap();
+    };
+    set_mode(0o666);
+    let (code, _, err) = run(lb(&cfg).args(["list"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("refused") && err.contains("every user of this host may change it"),
+        "{err}"
+    );
+    let (code, out, _) = run(lb(&cfg).args(["config", "check"]));
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("commands run as root")),
+        "{out}"
+    );
+    // the PostgreSQL user's file: run, with a warning
+    set_mode(0o600);
+    let pg = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+    nix::unistd::chown(&cfg, Some(pg.uid), None).unwrap();
+    let (code, _, err) = run(lb(&cfg).args(["list"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning:") && err.contains("it belongs to postgres"),
+        "{err}"
+    );
+    // nothing to run: nothing to say
+    let plain = ws.local_config(&[("app-db", &c.dsn("postgres"))]);
+    nix::unistd::chown(&plain, Some(pg.uid), None).unwrap();
+    let (_, _, err) = run(lb(&plain).args(["list"]));
+    assert!(!err.contains("warning:"), "{err}");
+    assert!(!marker.exists());
+}
+
 #[test]
 fn the_drill_server_is_connected_to_as_a_drill_would() {
     let prod = cluster();

@@ -767,6 +767,7 @@ fn drill_hooks_from_the_config_see_only_the_drill_and_do_not_outlive_it() {
     let chatty = ws.path().join("chatty-done");
     let nobody_file = ws.path().join("nobody.txt");
     let server_env = ws.path().join("server.env");
+    let tcp_file = ws.path().join("tcp.txt");
     let hooks = [
         format!("env > {}", env_file.display()),
         // what the throw-away server's processes hold, as a superuser reads it
@@ -778,6 +779,12 @@ fn drill_hooks_from_the_config_see_only_the_drill_and_do_not_outlive_it() {
         format!(
             "(stat -c %a \"$PGHOST\"; runuser -u nobody -- psql -X -h \"$PGHOST\" -p \"$PGPORT\" -U postgres -d postgres -Atc 'select 42'; echo \"rc=$?\") > {} 2>&1; true",
             nobody_file.display()
+        ),
+        // nor over TCP, where production's roles (from the globals) would log in with
+        // production's passwords
+        format!(
+            "(psql -X -h 127.0.0.1 -p \"$PGPORT\" -U postgres -d postgres -Atc 'select 42'; echo \"rc=$?\") > {} 2>&1; true",
+            tcp_file.display()
         ),
         // an application started in the background, then probed
         format!("sleep 300 & echo $! > {}", pid_file.display()),
@@ -852,6 +859,11 @@ fn drill_hooks_from_the_config_see_only_the_drill_and_do_not_outlive_it() {
     );
     let nobody = std::fs::read_to_string(&nobody_file).unwrap();
     assert!(nobody.starts_with("700\n"), "{nobody}");
+    let tcp = std::fs::read_to_string(&tcp_file).unwrap();
+    assert!(
+        tcp.contains("rc=2") && tcp.contains("Connection refused"),
+        "the drill's cluster listens on TCP: {tcp}"
+    );
     if nix::unistd::geteuid().is_root() {
         assert!(
             !nobody.lines().any(|l| l == "42") && !nobody.contains("rc=0"),

@@ -112,6 +112,17 @@ fn list_filters_and_stats_need_no_data_pack() {
     assert_eq!(kinds("crm-db").len(), 3);
     let text = ok(lb(&cfg).arg("stats"));
     assert!(text.contains("app-db") && text.contains("crm-db"), "{text}");
+    assert!(!text.contains("NEVER"), "{text}");
+    // a configured source never backed up has its row
+    let mut conf = std::fs::read_to_string(&cfg).unwrap();
+    conf.push_str("\n[[source]]\nname = \"new-db\"\nkind = \"postgres\"\ndsn = \"dbname=new\"\n");
+    std::fs::write(&cfg, conf).unwrap();
+    let text = ok(lb(&cfg).arg("stats"));
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("new-db") && l.contains("NEVER")),
+        "{text}"
+    );
 
     std::fs::rename(&away, &data).unwrap();
     ok(lb(&cfg).args(["verify", "--all"]));

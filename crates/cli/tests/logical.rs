@@ -522,6 +522,11 @@ fn globals_are_restored_when_asked() {
     // production's superuser has a password, which the globals backup carries
     c.sql("postgres", "ALTER ROLE postgres PASSWORD 'production-pw'")
         .unwrap();
+    c.sql(
+        "postgres",
+        "CREATE ROLE app_writer LOGIN PASSWORD 'writer-pw'",
+    )
+    .unwrap();
     let newest: serde_json::Value =
         serde_json::from_str(&ok(lb(&cfg).args(["--json", "backup"]))).unwrap();
     // what the job just made, and only that: the three backups of the second run
@@ -553,6 +558,14 @@ fn globals_are_restored_when_asked() {
             "ALTER ROLE postgres PASSWORD 'new-host-pw'; select pg_reload_conf()",
         )
         .unwrap();
+    // a target that logs every statement: production's password hashes stay out of it
+    target
+        .sql("postgres", "ALTER SYSTEM SET log_statement = 'all'")
+        .unwrap();
+    target.sql("postgres", "select pg_reload_conf()").unwrap();
+    while target.sql("postgres", "show log_statement").unwrap().trim() != "all" {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let dsn = format!(
         "host=127.0.0.1 port={} user=postgres password=new-host-pw dbname=postgres",
         target.port()
@@ -573,6 +586,17 @@ fn globals_are_restored_when_asked() {
     assert!(
         out.contains("note: role \"postgres\", which this restore connects as, kept its password on the target"),
         "{out}"
+    );
+    let server_log =
+        std::fs::read_to_string(target.data_dir().parent().unwrap().join("server.log")).unwrap();
+    assert!(server_log.contains("DO $lifeboat$"), "{server_log}");
+    assert!(!server_log.contains("SCRAM-SHA-256$"), "{server_log}");
+    assert_eq!(
+        target
+            .sql("postgres", "select rolpassword like 'SCRAM-SHA-256$%' from pg_authid where rolname = 'app_writer'")
+            .unwrap()
+            .trim(),
+        "t"
     );
     let json: serde_json::Value = serde_json::from_str(&ok(lb(&cfg).args([
         "--json",
@@ -683,6 +707,13 @@ fn a_multi_database_source_needs_database_to_restore_and_has_stats_per_database(
             .as_str()
             .unwrap()
             .contains("failed: logical gone"),
+        "{last}"
+    );
+    // the failure first, then what was stored
+    let said = last["details"].as_str().unwrap();
+    assert!(
+        said.contains(" backups failed: logical gone")
+            && said.find("failed: logical gone") < said.find("; stored: "),
         "{last}"
     );
 
@@ -1082,6 +1113,18 @@ fn a_database_with_an_awkward_name_backs_up_restores_and_its_runbook_commands_ru
         .find(|l| l.contains("restore --before") && l.contains("_restored"))
         .unwrap_or_else(|| panic!("{book}"));
     assert!(line.trim().starts_with("`for db in "), "{line}");
+    // replacing databases in place names the damaged one: a loop would roll back the others
+    assert!(
+        !book
+            .lines()
+            .any(|l| l.contains("for db in") && l.contains("--clean --force")),
+        "{book}"
+    );
+    assert!(
+        book.lines()
+            .any(|l| l.contains("--database DB --clean --force") && l.contains("only for those")),
+        "{book}"
+    );
     let cmd = line
         .trim()
         .trim_matches('`')
@@ -1353,4 +1396,70 @@ fn a_source_no_longer_configured_keeps_its_backups_in_reach() {
     ]));
     assert_ne!(code, 0, "{err}");
     assert!(err.contains("no source named \"app-db\""), "{err}");
+}
+
+/// One database per customer: a pattern in `databases` backs up a customer's database the
+/// night it appears, and a list that leaves a database of the server out says so.
+#[test]
+fn database_patterns_follow_the_server_and_a_list_names_what_it_leaves_out() {
+    let c = cluster();
+    for db in ["cust_a", "cust_b", "billing"] {
+        c.sql("postgres", &format!("CREATE DATABASE {db}")).unwrap();
+        c.sql(db, "CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
+            .unwrap();
+    }
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("saas", &c.dsn("postgres"))]);
+    let base = std::fs::read_to_string(&cfg).unwrap();
+    let with = |databases: &str| {
+        std::fs::write(&cfg, format!("{base}databases = {databases}\n")).unwrap();
+    };
+    ok(lb(&cfg).arg("init"));
+    // a list written before cust_b and billing were made: both are named
+    with(r#"["cust_a", "cust_a"]"#);
+    let (code, out, err) = run(lb(&cfg).args(["backup", "--kind", "schema"]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("the server has 2 database(s) that source.databases does not name")
+            && err.contains("billing, cust_b"),
+        "{err}"
+    );
+    // named twice, dumped once
+    assert_eq!(list_json(&cfg).len(), 1);
+    let check = ok(lb(&cfg).args(["config", "check"]));
+    assert!(
+        check
+            .lines()
+            .any(|l| l.starts_with("note") && l.contains("billing, cust_b")),
+        "{check}"
+    );
+    // a pattern: the customers the server has now
+    with(r#"["cust_*"]"#);
+    let (code, out, err) = run(lb(&cfg).args(["backup", "--kind", "schema"]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("billing") && !err.contains("cust_b"), "{err}");
+    c.sql("postgres", "CREATE DATABASE cust_c").unwrap();
+    with(r#"["*"]"#);
+    let (code, out, err) = run(lb(&cfg).args(["backup", "--kind", "schema"]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!err.contains("does not name"), "{err}");
+    let mut latest: Vec<String> = list_json(&cfg)
+        .iter()
+        .rev()
+        .take(5)
+        .map(|b| b["database"].as_str().unwrap().to_string())
+        .collect();
+    latest.sort();
+    assert_eq!(
+        latest,
+        ["billing", "cust_a", "cust_b", "cust_c", "postgres"]
+    );
+    // a pattern that matches nothing is refused, naming it
+    with(r#"["crm_*"]"#);
+    let (code, _, err) = run(lb(&cfg).args(["backup", "--kind", "schema"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("(crm_*) matches no database on the server"),
+        "{err}"
+    );
 }

@@ -101,7 +101,10 @@ pub struct SourceConfig {
     /// libpq connection URI or key/value string; libpq environment variables fill the gaps.
     /// A password inside it is moved to the child's environment, never to argv.
     pub dsn: Option<String>,
-    /// Databases to dump (default: the DSN's database, then `PGDATABASE`).
+    /// Databases to dump (default: the DSN's database, then `PGDATABASE`). An entry with
+    /// `*` or `?` is a pattern matched against the server's databases at each backup
+    /// (`["*"]`: every database that takes connections; `["cust_*"]`): a database made
+    /// after the configuration was written is backed up without editing it.
     #[serde(default)]
     pub databases: Vec<String>,
     /// File holding the PostgreSQL password (default: libpq's `PGPASSWORD`/`.pgpass`).
@@ -200,7 +203,68 @@ pub fn parse_max_rate(s: &str) -> std::result::Result<u32, String> {
     Ok(u32::try_from(kb).expect("at most 1048576"))
 }
 
+/// Whether `name` matches `pattern`, where `*` stands for any run of characters and `?`
+/// for one.
+#[must_use]
+pub fn glob_matches(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    // the classic two-pointer match, backtracking to the last `*`
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < n.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(s) = star {
+            i = s + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|&c| c == '*')
+}
+
+/// Whether a `databases` entry is a pattern.
+fn is_pattern(entry: &str) -> bool {
+    entry.contains(['*', '?'])
+}
+
 impl SourceConfig {
+    /// Whether `databases` holds a pattern (see [`SourceConfig::databases`]).
+    #[must_use]
+    pub fn has_database_patterns(&self) -> bool {
+        self.databases.iter().any(|d| is_pattern(d))
+    }
+
+    /// The databases `databases` names outright (not by a pattern), each once, in order.
+    #[must_use]
+    pub fn named_databases(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for d in self.databases.iter().filter(|d| !is_pattern(d)) {
+            if !out.contains(d) {
+                out.push(d.clone());
+            }
+        }
+        out
+    }
+
+    /// Whether `databases` names `db` or has a pattern that matches it.
+    #[must_use]
+    pub fn covers_database(&self, db: &str) -> bool {
+        self.databases.iter().any(|d| {
+            if is_pattern(d) {
+                glob_matches(d, db)
+            } else {
+                d == db
+            }
+        })
+    }
+
     /// The same source pointed at another server (a restore onto a new host): `dsn`
     /// replaces its DSN, and its `password_file` / `password_command` are dropped. They
     /// hold the source server's password, which a restore would otherwise offer to the
@@ -798,6 +862,9 @@ impl Config {
                 if url.trim().is_empty() {
                     return Err(Error::config(format!("{origin}:{line}: {key} is empty")));
                 }
+                if crate::repository::backend::holds_credentials(url) {
+                    return Err(credentials_in_url(&format!("{origin}:{line}: {key}")));
+                }
                 if let Some(rest) = url.strip_prefix("s3://") {
                     if rest.split('/').next().unwrap_or("").is_empty() {
                         return Err(Error::config(format!(
@@ -815,6 +882,77 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// When root would run commands that another user can change: `Some((refuse, why))` when
+/// `config` (read from `path`) names commands (`password_command`,
+/// `secret_access_key_command`, hooks, drill hooks) or a `pg_bin_dir`, and the file or that
+/// directory belongs to another user or may be written by its group or everyone. `refuse`
+/// when everyone may write it: whoever can edit the file runs what they like as root.
+/// `None` when not run as root, or nothing is at stake.
+#[must_use]
+pub fn root_runs_what_others_control(config: &Config, path: &Path) -> Option<(bool, String)> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let r = &config.repository;
+    let commands = r.password_command.is_some()
+        || r.secret_access_key_command.is_some()
+        || config.sources.iter().any(|s| {
+            s.password_command.is_some()
+                || s.hooks.pre_restore.is_some()
+                || s.hooks.post_restore.is_some()
+                || !s.drill.hooks.is_empty()
+                || !s.drill.hooks_before_checks.is_empty()
+        });
+    let mut places: Vec<&Path> = Vec::new();
+    if commands {
+        places.push(path);
+    }
+    places.extend(
+        config
+            .sources
+            .iter()
+            .filter_map(|s| s.pg_bin_dir.as_deref()),
+    );
+    for place in places {
+        let Ok(m) = std::fs::metadata(place) else {
+            continue;
+        };
+        let who = if m.mode() & 0o002 != 0 {
+            Some((true, "every user of this host may change it".to_string()))
+        } else if m.uid() != 0 {
+            let owner = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(m.uid()))
+                .ok()
+                .flatten()
+                .map_or_else(|| format!("uid {}", m.uid()), |u| u.name);
+            Some((false, format!("it belongs to {owner}")))
+        } else if m.mode() & 0o020 != 0 {
+            Some((false, "its group may change it".to_string()))
+        } else {
+            None
+        };
+        if let Some((refuse, who)) = who {
+            return Some((
+                refuse,
+                format!(
+                    "{} names what lifeboat runs, and {who}: run as root, lifeboat runs what they write there as root",
+                    place.display()
+                ),
+            ));
+        }
+    }
+    None
+}
+
+/// The error for a repository URL with `user:secret@` in it (`what` names where it was
+/// given); the URL itself is not repeated.
+pub(crate) fn credentials_in_url(what: &str) -> Error {
+    Error::config(format!(
+        "{what} holds credentials (`KEY:SECRET@` before the bucket or host): lifeboat takes none from a URL, and the URL is not repeated here"
+    ))
+    .hint("write the URL without them (s3://BUCKET/PREFIX) and give the key as access_key_id with secret_access_key_file or secret_access_key_command in [repository], or as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; then change that secret, as it has been written in a URL")
 }
 
 /// The 1-based line of `key = ...` in the `index`-th table headed `header` (`[[source]]`,

@@ -7,9 +7,10 @@ use std::path::Path;
 
 /// Writes `bytes` to `path` through a temporary file in the same directory, synced, then
 /// renamed over it. A file that was there keeps its permissions and, when root writes it,
-/// its owner; a new one is readable by others as the umask allows, and never writable by
-/// them (evidence others could edit is none), whatever the umask of a program embedding
-/// lifeboat. A symbolic link is followed (the file it names is replaced, the link stays);
+/// its owner; a new one is readable by the owner's group as the umask allows, and never
+/// by others (a drill report can quote production rows, a failed check's result), nor
+/// writable by the group or others (evidence others could edit is none), whatever the
+/// umask of a program embedding lifeboat. A symbolic link is followed (the file it names is replaced, the link stays);
 /// what is not a regular file (`/dev/null`, a pipe, `/dev/stdout`) is written to as it
 /// is. On failure the temporary file is removed and `path` is untouched.
 ///
@@ -44,7 +45,7 @@ pub fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .map_or_else(|| "lifeboat".into(), |n| n.to_string_lossy());
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
-        .permissions(std::fs::Permissions::from_mode(0o644))
+        .permissions(std::fs::Permissions::from_mode(0o640))
         .tempfile_in(dir)?;
     if let Some(m) = &existing {
         // as it was, not as this process's umask would make it

@@ -155,7 +155,9 @@ const SECRET_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_se
 
 fn run_secret_command(cmd: &str, what: &str) -> Result<Secret> {
     let mut command = Command::new("sh");
-    command.arg("-c").arg(cmd);
+    // the repository password is no business of a command that fetches another secret
+    // (AWS_* stay: `aws secretsmanager …` is a common such command)
+    command.arg("-c").arg(cmd).env_remove("LIFEBOAT_PASSWORD");
     // a command that waits for input nobody gives (a passphrase prompt, a hardware key)
     // would hang every run, an archive_command too, without a word
     let out = crate::sources::postgres::cluster::run_client_with(
@@ -175,25 +177,42 @@ fn run_secret_command(cmd: &str, what: &str) -> Result<Secret> {
         }
     })?;
     if !out.status.success() {
-        // stderr of the command may be shown; stdout (the secret) never is
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        // neither stream is shown: a secret helper's complaints often quote the token or
+        // the secret itself (`set -x`, "token … expired"), and an error goes into the
+        // audit log, which keeps it for good
+        let said = String::from_utf8_lossy(&out.stderr).lines().count();
         return Err(Error::new(
             ErrorKind::Unavailable,
             format!(
-                "{what} command failed ({}): {}",
+                "the {what} command failed ({}){}",
                 out.status,
-                stderr.lines().next().unwrap_or("")
+                match said {
+                    0 => String::new(),
+                    n => format!(
+                        "; what it wrote to stderr ({n} line{}) is not shown, as it may hold a secret",
+                        if n == 1 { "" } else { "s" }
+                    ),
+                }
             ),
         )
-        .hint("run the password_command by hand to see why it fails"));
+        .hint(format!("run the {what} command by hand, as this user, to see why it fails")));
     }
-    let value = String::from_utf8_lossy(&out.stdout)
-        .trim_end_matches(['\n', '\r'])
-        .to_string();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let value = printed.trim_end_matches(['\n', '\r']);
     if value.is_empty() {
-        return Err(Error::config(format!("{what} command printed nothing")));
+        return Err(Error::config(format!("the {what} command printed nothing"))
+            .hint(format!("make the {what} command print the secret on its standard output (run it by hand to see what it prints)")));
     }
-    Ok(Secret::new(value))
+    if value.contains(['\n', '\r']) {
+        return Err(Error::config(format!(
+            "the {what} command printed {} lines: the secret is its whole output, one line",
+            value.lines().count()
+        ))
+        .hint(format!(
+            "make the {what} command print the secret alone (send anything else it says to stderr)"
+        )));
+    }
+    Ok(Secret::new(value.to_string()))
 }
 
 /// Writes `contents` to a new file readable only by its owner (mode 0600).
@@ -303,6 +322,49 @@ mod tests {
         };
         let err = failing.resolve("password").unwrap_err();
         assert!(!err.to_string().contains("secretvalue"));
+        // a helper's complaint may quote the secret: it never reaches the error (which the
+        // audit log keeps)
+        let loud = SecretSource {
+            command: Some("echo token-Zq9 >&2; echo more >&2; exit 1".into()),
+            ..Default::default()
+        };
+        let err = loud.resolve("S3 secret access key").unwrap_err();
+        let said = format!("{err} {}", err.hint_text().unwrap_or_default());
+        assert!(!said.contains("token-Zq9"), "{said}");
+        assert!(said.contains("(2 lines) is not shown"), "{said}");
+        assert!(
+            said.contains("run the S3 secret access key command by hand"),
+            "{said}"
+        );
+        for (printed, expect) in [
+            ("echo pw; echo extra", "printed 2 lines"),
+            ("echo; echo pw", "printed 2 lines"),
+            ("printf ''", "printed nothing"),
+        ] {
+            let odd = SecretSource {
+                command: Some(printed.into()),
+                ..Default::default()
+            };
+            let err = odd.resolve("password").unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Config, "{printed}");
+            assert!(err.to_string().contains(expect), "{printed}: {err}");
+            assert!(err.hint_text().is_some(), "{printed}");
+        }
+        // a trailing CRLF is the line's end, not a second line
+        let crlf = SecretSource {
+            command: Some("printf 'pw\\r\\n'".into()),
+            ..Default::default()
+        };
+        assert_eq!(crlf.resolve("password").unwrap().expose(), "pw");
+        // the repository password is not handed to a command fetching another secret
+        std::env::set_var("LIFEBOAT_PASSWORD", "repo-pw-in-env");
+        let env_of = SecretSource {
+            command: Some("echo \"x${LIFEBOAT_PASSWORD}x\"".into()),
+            ..Default::default()
+        };
+        let seen = env_of.resolve("source password").unwrap();
+        std::env::remove_var("LIFEBOAT_PASSWORD");
+        assert_eq!(seen.expose(), "xx");
         let none = SecretSource::default()
             .resolve("repository password")
             .unwrap_err();

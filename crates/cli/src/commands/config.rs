@@ -152,12 +152,31 @@ impl ConfigCmd {
             }
         };
         for src in &ctx.config.sources {
-            let connected = check_source(src);
-            let reachable = connected.is_ok();
-            record(
-                format!("source {}", src.name),
-                connected.map(|d| format!("connected: {d}")),
-            );
+            let checked = check_source(src);
+            let reachable = checked.as_ref().is_ok_and(|c| c.connected.is_some());
+            match checked {
+                Ok(c) => {
+                    if let Some(d) = c.connected {
+                        record(
+                            format!("source {}", src.name),
+                            Ok(format!("connected: {d}")),
+                        );
+                    }
+                    for e in c.failed {
+                        record(format!("source {}", src.name), Err(e));
+                    }
+                    if !c.uncovered.is_empty() {
+                        privilege_notes.push(CheckLine {
+                            what: format!("source {}", src.name),
+                            ok: true,
+                            detail: lifeboat_core::ops::backup::uncovered_note(src, &c.uncovered),
+                            note: true,
+                            hint: None,
+                        });
+                    }
+                }
+                Err(e) => record(format!("source {}", src.name), Err(e)),
+            }
             // what the role may not do: a table it cannot read fails every night's backup
             let problems = if reachable {
                 lifeboat_core::ops::backup::check_privileges(src).unwrap_or_default()
@@ -195,6 +214,26 @@ impl ConfigCmd {
         }
         for (what, r) in lifeboat_core::repository::head::check(&ctx.config.audit) {
             record(what, r);
+        }
+        if let Some((refuse, why)) = ctx
+            .config_path
+            .as_deref()
+            .and_then(|p| lifeboat_core::config::root_runs_what_others_control(&ctx.config, p))
+        {
+            if refuse {
+                record(
+                    "commands run as root".into(),
+                    Err(lifeboat_core::Error::config(why).hint(crate::OTHERS_CONTROL_HINT)),
+                );
+            } else {
+                privilege_notes.push(CheckLine {
+                    what: "commands run as root".into(),
+                    ok: true,
+                    detail: why,
+                    note: true,
+                    hint: Some(crate::OTHERS_CONTROL_HINT.into()),
+                });
+            }
         }
         lines.extend(privilege_notes);
         for (key, file) in lifeboat_core::secret::readable_by_others(&ctx.config) {

@@ -185,6 +185,25 @@ pub fn stats(ctx: &Ctx) -> anyhow::Result<()> {
             ]);
         }
     }
+    // a configured source with nothing stored is the row that matters most
+    for src in ctx
+        .config
+        .sources
+        .iter()
+        .filter(|c| !s.sources.iter().any(|st| st.source == c.name))
+    {
+        rows.push(vec![
+            src.name.clone(),
+            "-".into(),
+            "-".into(),
+            "0".into(),
+            "NEVER".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ]);
+    }
     output::table(&rows);
     for src in s.sources.iter().filter(|s| s.wal_files > 0) {
         println!(

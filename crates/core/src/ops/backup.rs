@@ -134,8 +134,29 @@ impl BackupReport {
 ///
 /// [`crate::ErrorKind::Config`] when none is configured or implied.
 pub fn databases_of(src: &SourceConfig, conn: &PgConn) -> Result<Vec<String>> {
+    if src.has_database_patterns() {
+        let mut dbs: Vec<String> = server_databases(src, conn)?
+            .into_iter()
+            .filter(|d| src.covers_database(d))
+            .collect();
+        // one named outright and gone from the server still fails, by name
+        for d in src.named_databases() {
+            if !dbs.contains(&d) {
+                dbs.push(d);
+            }
+        }
+        if dbs.is_empty() {
+            return Err(Error::config(format!(
+                "source.databases of {:?} ({}) matches no database on the server",
+                src.name,
+                src.databases.join(", ")
+            ))
+            .hint("`psql -l` lists the server's databases; a pattern takes `*` (any run of characters) and `?` (one)"));
+        }
+        return Ok(dbs);
+    }
     if !src.databases.is_empty() {
-        return Ok(src.databases.clone());
+        return Ok(src.named_databases());
     }
     conn.default_database().map(|d| vec![d]).ok_or_else(|| {
         Error::config(format!("source {:?} names no database", src.name))
@@ -143,27 +164,121 @@ pub fn databases_of(src: &SourceConfig, conn: &PgConn) -> Result<Vec<String>> {
     })
 }
 
-/// Connects to every database of `src` as a backup would and checks that the local
-/// pg_dump can dump its server; returns `db (server N, pg_dump M)` per database. `config check` runs
-/// it for every source.
+/// The databases of `src`'s server that take connections (templates left out), by name.
 ///
 /// # Errors
 ///
-/// The connection's error (unreachable, refused credentials), or a pg_dump older than
-/// the server.
-pub fn check_source(src: &SourceConfig) -> Result<String> {
+/// The connection's error when no database the source may reach answers.
+pub fn server_databases(src: &SourceConfig, conn: &PgConn) -> Result<Vec<String>> {
+    // as bytes: a name may hold a newline, or bytes that are not UTF-8
+    let sql = "select encode(datname::text::bytea, 'hex') from pg_database \
+               where datallowconn and not datistemplate order by datname";
+    let mut first_error = None;
+    let candidates = conn
+        .default_database()
+        .into_iter()
+        .chain(src.named_databases())
+        .chain(["postgres".to_string(), "template1".to_string()]);
+    for db in candidates {
+        match conn.query(&db, sql) {
+            Ok(out) => {
+                return Ok(out
+                    .lines()
+                    .filter_map(|l| from_hex(l.trim()))
+                    .map(|b| crate::sources::postgres::text::decode(&b))
+                    .collect())
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_error.unwrap_or_else(|| Error::config("no database to ask for the list")))
+}
+
+fn from_hex(s: &str) -> Option<Vec<u8>> {
+    (s.len().is_multiple_of(2) && !s.is_empty()).then_some(())?;
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The server's databases that `src`'s list (named or by pattern) leaves out, when it has
+/// one: a database made after the list was written (a new customer's) is backed up by
+/// nothing, and nothing else would say so. The cluster's own `postgres` is left out.
+///
+/// # Errors
+///
+/// As [`server_databases`].
+pub fn uncovered_databases(src: &SourceConfig, conn: &PgConn) -> Result<Vec<String>> {
+    if src.databases.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(server_databases(src, conn)?
+        .into_iter()
+        .filter(|d| d != "postgres" && !src.covers_database(d))
+        .collect())
+}
+
+/// What a backup and `config check` say about [`uncovered_databases`].
+#[must_use]
+pub fn uncovered_note(src: &SourceConfig, uncovered: &[String]) -> String {
+    format!(
+        "source {:?}: the server has {} database(s) that source.databases does not name, which no backup of it covers: {} (add them, or a pattern such as \"*\", to its databases)",
+        src.name,
+        uncovered.len(),
+        uncovered.join(", ")
+    )
+}
+
+/// What [`check_source`] found: the databases that answered, summed up in one line
+/// (`None` when none did), and an error per database that did not.
+#[derive(Debug)]
+pub struct SourceCheck {
+    /// `db (server N, pg_dump M)` per database that answered, or `N databases (…): a, b`.
+    pub connected: Option<String>,
+    /// One per database that could not be reached or dumped (each names its database).
+    pub failed: Vec<Error>,
+    /// The server's databases that the source's `databases` leaves out (see
+    /// [`uncovered_databases`]), when that could be asked.
+    pub uncovered: Vec<String>,
+}
+
+/// Connects to every database of `src` as a backup would and checks that the local
+/// pg_dump can dump its server. Every database is tried: with forty, fixing one per run
+/// of `config check` is slow.
+///
+/// # Errors
+///
+/// When the source names no database, or its patterns cannot be matched (the server does
+/// not answer at all).
+pub fn check_source(src: &SourceConfig) -> Result<SourceCheck> {
     let conn = PgConn::from_source(src)?;
     let mut versions: Vec<(String, String)> = Vec::new();
+    let mut failed: Vec<Error> = Vec::new();
     for db in databases_of(src, &conn)? {
-        let v = conn.server_version_num(&db)?;
-        let client = conn.check_client_version(v)?;
-        versions.push((db, format!("server {}, pg_dump {client}", v / 10_000)));
+        match conn
+            .server_version_num(&db)
+            .and_then(|v| Ok((v, conn.check_client_version(v)?)))
+        {
+            Ok((v, client)) => {
+                versions.push((db, format!("server {}, pg_dump {client}", v / 10_000)));
+            }
+            Err(e) => failed.push(e),
+        }
     }
+    let uncovered = if versions.is_empty() {
+        Vec::new()
+    } else {
+        uncovered_databases(src, &conn).unwrap_or_default()
+    };
     // one server, one pg_dump: said once, not after each of 25 databases
     let same = versions.windows(2).all(|w| w[0].1 == w[1].1);
-    Ok(match versions.as_slice() {
-        [(db, v)] => format!("{db} ({v})"),
-        [(_, v), ..] if same => format!(
+    let connected = match versions.as_slice() {
+        [] => None,
+        [(db, v)] => Some(format!("{db} ({v})")),
+        [(_, v), ..] if same => Some(format!(
             "{} databases ({v}): {}",
             versions.len(),
             versions
@@ -171,12 +286,19 @@ pub fn check_source(src: &SourceConfig) -> Result<String> {
                 .map(|(d, _)| d.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
+        )),
+        _ => Some(
+            versions
+                .iter()
+                .map(|(d, v)| format!("{d} ({v})"))
+                .collect::<Vec<_>>()
+                .join(", "),
         ),
-        _ => versions
-            .iter()
-            .map(|(d, v)| format!("{d} ({v})"))
-            .collect::<Vec<_>>()
-            .join(", "),
+    };
+    Ok(SourceCheck {
+        connected,
+        failed,
+        uncovered,
     })
 }
 
@@ -205,7 +327,10 @@ pub fn check_privileges(src: &SourceConfig) -> Result<Vec<PrivilegeProblem>> {
     let mut out = Vec::new();
     let mut role_checked = false;
     for db in databases_of(src, &conn)? {
-        let row = conn.query(&db, PRIVILEGES_SQL)?;
+        // one that cannot be reached is `check_source`'s to name: the others are checked
+        let Ok(row) = conn.query(&db, PRIVILEGES_SQL) else {
+            continue;
+        };
         // the role's name last: a '|' in it stays in it
         let f: Vec<&str> = row.trim_end_matches('\n').splitn(17, '|').collect();
         let [superuser, replication, unreadable, examples, rls, rls_examples, relations, lock_slots, backends, archive_mode, archive_timeout, tablespaces, reads_authid, wal_level, wal_senders, segment, role] =
@@ -443,19 +568,27 @@ pub fn backup(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result<B
         ),
     };
     let details = match &result {
-        Ok(r) if !r.ok() => format!(
-            "{details}; failed: {}",
-            r.failed
-                .iter()
-                .map(|f| format!(
-                    "{} {}: {}",
-                    f.kind,
-                    f.database.as_deref().unwrap_or("-"),
-                    f.error
-                ))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        // what failed first, then what was stored: with forty databases the stored ids
+        // fill a screen, and the failures are what the entry is read for
+        Ok(r) if !r.ok() => {
+            let (head, stored) = details.split_once(": ").unwrap_or((&details, ""));
+            format!(
+                "{head}: {} of {} backups failed: {}; stored: {}",
+                r.failed.len(),
+                r.failed.len() + r.backups.len(),
+                r.failed
+                    .iter()
+                    .map(|f| format!(
+                        "{} {}: {}",
+                        f.kind,
+                        f.database.as_deref().unwrap_or("-"),
+                        f.error
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if stored.is_empty() { "none" } else { stored }
+            )
+        }
         _ => details,
     };
     let ok = result.as_ref().is_ok_and(BackupReport::ok);
@@ -510,6 +643,16 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
     };
     let conn = PgConn::from_source(src)?;
     let databases = if opts.databases.is_empty() {
+        if kinds
+            .iter()
+            .any(|k| matches!(k, BackupKind::Logical | BackupKind::Schema))
+        {
+            if let Ok(uncovered) = uncovered_databases(src, &conn) {
+                if !uncovered.is_empty() {
+                    crate::sources::postgres::cluster::note(uncovered_note(src, &uncovered));
+                }
+            }
+        }
         databases_of(src, &conn)?
     } else {
         opts.databases.clone()

@@ -345,7 +345,7 @@ fn several_databases(src: &SourceConfig, logical: &[SnapshotInfo]) -> Option<Err
             src.name,
             dbs.join(", ")
         ))
-        .hint("give --database NAME, and drill each database")
+        .hint("give --database NAME, and drill each database, or --pick random, which picks a database at random too")
     })
 }
 
@@ -371,6 +371,21 @@ fn pick_backup(
                 src.name
             ))
             .hint("`lifeboat list --kind logical` shows the databases backed up"));
+        }
+    } else if matches!(pick, Pick::Random) && super::list::databases_in(&all).len() > 1 {
+        // the seeds' "restore a random backup": a random database first, each as likely
+        // as the next however often it is backed up, then one of its backups
+        let candidates = in_window(
+            crate::repository::audit::logged_only(repo, all.clone())?,
+            opts,
+        );
+        let dbs: Vec<String> = super::list::databases_in(&candidates)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        use rand::seq::IndexedRandom;
+        if let Some(db) = dbs.choose(&mut rand::rng()) {
+            all.retain(|b| b.meta.database.as_deref() == Some(db.as_str()));
         }
     } else if !matches!(pick, Pick::Id(_)) {
         if let Some(e) = several_databases(src, &all) {
@@ -523,7 +538,11 @@ impl Target {
             }
             None => Ok(Self::Cluster(Cluster::start_encoded(
                 bin,
-                &format!("{BULK_LOAD}\n{}", lock_setting(truth)),
+                &format!(
+                    "{BULK_LOAD}\n{}\n{}",
+                    lock_setting(truth),
+                    crate::sources::postgres::cluster::NO_TCP
+                ),
                 base,
                 encoding,
             )?)),
@@ -683,7 +702,7 @@ fn scratch_server(src: &SourceConfig, dsn: &str, bin: &PgBin) -> Result<PgConn> 
         }
         Err(e) => return Err(e),
     };
-    match source.system_identifier(&src.databases) {
+    match source.system_identifier(&src.named_databases()) {
         Ok(id) if id == scratch_id => {
             return Err(Error::config(format!(
                 "drill.server of source {:?} is the production cluster itself",
@@ -1135,7 +1154,14 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
     let mut clock = Clock::new();
     let (backup, all) = pick_backup(repo, src, opts)?;
     let database = backup.meta.database.clone().unwrap_or_default();
-    let truth = backup.meta.truth.clone().unwrap_or_default();
+    let mut truth = backup.meta.truth.clone().unwrap_or_default();
+    if truth.session.is_none() && !truth.tables.is_empty() {
+        // taken by a lifeboat before the dump's session was fixed: read in production's
+        // own settings, which only production can tell
+        truth.session = PgConn::from_source(src)
+            .ok()
+            .and_then(|c| crate::sources::postgres::compare::session_of_old_dump(&c, &database));
+    }
     let mut checks = Vec::new();
     let mut tables = Vec::new();
     let mut restored_bytes = None;

@@ -195,7 +195,7 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
     let database = opts
         .database
         .clone()
-        .or_else(|| src.databases.first().cloned())
+        .or_else(|| src.named_databases().first().cloned())
         .or_else(|| PgConn::from_source(src).ok()?.default_database())
         .unwrap_or_else(|| phys.login_database().to_string());
 

@@ -517,7 +517,10 @@ Drill ran {st} to {ft}, {ran_on}.{target}</p>{warning}
 ///
 /// When the directory or files cannot be written.
 pub fn write_files(r: &DrillReport, dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+    // as private as its files (see `files::write_whole`); one made beforehand stays as made
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o750)
+        .create(dir)
+        .map_err(|e| Error::io(dir.display(), e))?;
     let json = serde_json::to_string_pretty(r).map_err(|e| Error::internal(e.to_string()))?;
     for (ext, text) in [("json", json), ("md", markdown(r)), ("html", html(r))] {
         let p = dir.join(format!("{}.{ext}", r.id));

@@ -815,6 +815,10 @@ pub fn apply_globals(
     } else {
         script
     };
+    // the script's ALTER ROLE … PASSWORD statements carry production's password hashes:
+    // not into a target that logs statements (a superuser's session may say so; another's
+    // runs the script as it is)
+    let script = format!("{QUIET_LOG}\n{script}");
     let file = file.with_extension("applied.sql");
     std::fs::write(&file, crate::sources::postgres::text::encode(&script))
         .map_err(|e| Error::io(file.display(), e))?;
@@ -867,6 +871,9 @@ pub fn apply_globals(
     }
     Ok(kept.then_some(me))
 }
+
+/// Keeps the session's statements out of the server log when its role is a superuser.
+const QUIET_LOG: &str = "DO $lifeboat$BEGIN IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN PERFORM set_config('log_statement', 'none', false); PERFORM set_config('log_min_duration_statement', '-1', false); PERFORM set_config('log_min_error_statement', 'panic', false); END IF; END$lifeboat$;";
 
 /// A `pg_dumpall --globals-only` script without its tablespaces. A statement starts on a
 /// line of its own; only a string literal (a comment's text) goes on over more lines, so a
@@ -1584,7 +1591,17 @@ fn restore_inner(
         Some(g) => apply_globals(&conn, g, plan.no_tablespaces)?,
         None => None,
     };
-    let truth = plan.backup.meta.truth.clone().unwrap_or_default();
+    let mut truth = plan.backup.meta.truth.clone().unwrap_or_default();
+    if truth.session.is_none() && !truth.tables.is_empty() {
+        // taken by a lifeboat before the dump's session was fixed: read in the server's
+        // own settings, which the server the source names still has
+        truth.session = PgConn::from_source(src).ok().and_then(|c| {
+            crate::sources::postgres::compare::session_of_old_dump(
+                &c,
+                plan.backup.meta.database.as_deref().unwrap_or("postgres"),
+            )
+        });
+    }
     // read once: the new database's locale, an overwrite's large objects and a
     // --no-owner restore's revocations come from it
     let toc = dump_toc(&dump);
@@ -1801,7 +1818,10 @@ fn restore_inner(
             )));
         }
         if !c.ok() {
-            let hint = if plan.create_database {
+            let old_session = truth.session.is_none() && !truth.tables.is_empty();
+            let hint = if old_session {
+                "this backup was taken by an older lifeboat, which dumped in the source database's own time zone and bytea format, and the server the source names did not say what they were (it did not answer): timestamptz and bytea columns then read differently in another zone without any change to the data; compare a few rows by hand, or restore with --no-verify"
+            } else if plan.create_database {
                 "the restore ran but the data is not what was backed up; keep the original database and report this"
             } else {
                 // over an existing database the original is gone; writes that reached it

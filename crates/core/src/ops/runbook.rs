@@ -53,13 +53,16 @@ fn databases_of(src: &crate::config::SourceConfig, backups: &[SnapshotInfo]) -> 
     // a configured list is what is meant now: a database taken out of it was dropped on
     // purpose, and a loop over "every database" would create it again
     for d in backed_up_databases(src, backups) {
-        if src.databases.is_empty() && !dbs.contains(&d) {
+        // a pattern names whatever the server has: its backups say what that was
+        let meant =
+            src.databases.is_empty() || (src.has_database_patterns() && src.covers_database(&d));
+        if meant && !dbs.contains(&d) {
             dbs.push(d);
         }
     }
-    for d in &src.databases {
-        if !dbs.contains(d) {
-            dbs.push(d.clone());
+    for d in src.named_databases() {
+        if !dbs.contains(&d) {
+            dbs.push(d);
         }
     }
     dbs.sort();
@@ -606,11 +609,22 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
                     .collect::<String>()
             }
         };
+        // damage is to one database, mostly: the in-place restore names it, and never loops (replacing an undamaged database loses what it has had written since)
+        let damaged_db = |f: &dyn Fn(&str, &str) -> String| -> String {
+            if dbs.len() > 1 {
+                format!(
+                    "   `{}` (DB: the damaged database; repeat for each one damaged, and only for those)\n",
+                    f("--database DB", "")
+                )
+            } else {
+                each_db(f)
+            }
+        };
         let _ = writeln!(m);
         if dbs.len() > 1 {
             let _ = writeln!(
                 m,
-                "This source backs up {} databases ({}): the logical steps below {}.\n",
+                "This source backs up {} databases ({}): the logical steps below {} (but Scenario 1's in-place restore, which names the damaged database only).\n",
                 dbs.len(),
                 dbs.iter()
                     .map(|d| format!("`{d}`"))
@@ -658,7 +672,7 @@ From a logical backup (loses what was written after it):
             each_db(&|d, side| {
                 format!("{lb} restore --before \"YYYY-MM-DDTHH:MM:SSZ\" --source {s} {d} {side}")
             }),
-            each_db(&|d, _| {
+            damaged_db(&|d, _| {
                 format!("{lb} restore --before \"YYYY-MM-DDTHH:MM:SSZ\" --source {s} {d} --clean --force")
             }),
         );

@@ -60,9 +60,14 @@ pub fn lock_path_in(state: &Path, work: Work<'_>) -> PathBuf {
 /// [`ErrorKind::Locked`] when another process on this host runs that work now, with its
 /// pid and start.
 pub fn claim(work: Work<'_>) -> Result<Option<Running>> {
-    let Some(path) = lock_path(work) else {
-        return Ok(None);
-    };
+    match lock_path(work) {
+        Some(path) => claim_at(&path, work),
+        None => Ok(None),
+    }
+}
+
+/// As [`claim`], with the lock file at `path`.
+fn claim_at(path: &Path, work: Work<'_>) -> Result<Option<Running>> {
     let unkept = |why: String| {
         crate::sources::postgres::cluster::note(format!(
             "overlapping runs of this backup are not kept apart on this host: {why} (set LIFEBOAT_STATE_DIR to a directory this user may write)"
@@ -70,26 +75,33 @@ pub fn claim(work: Work<'_>) -> Result<Option<Running>> {
         Ok(None)
     };
     if let Some(dir) = path.parent() {
-        if let Err(e) = std::fs::create_dir_all(dir) {
+        if let Err(e) = crate::repository::parked::make_private_dir(dir) {
             return unkept(format!("{}: {e}", dir.display()));
         }
     }
     // another user's file (root's and postgres's runs sharing a state directory) can be
     // locked read-only; only who holds it is then not written
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .or_else(|_| std::fs::File::open(&path));
+    // never through a link: a link planted there would have this run write to its target
+    let no_follow = |o: &mut std::fs::OpenOptions| {
+        std::os::unix::fs::OpenOptionsExt::custom_flags(o, nix::libc::O_NOFOLLOW).open(path)
+    };
+    let file = no_follow(std::os::unix::fs::OpenOptionsExt::mode(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true),
+        0o600,
+    ))
+    .or_else(|_| no_follow(std::fs::OpenOptions::new().read(true)));
     let file = match file {
         Ok(f) => f,
         Err(e) => return unkept(format!("{}: {e}", path.display())),
     };
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(mut lock) => {
-            // who holds it, for the run that finds it held
+        // who holds it, for the run that finds it held; written only into this user's own
+        // lock file, never into another name of a file elsewhere (a hard link)
+        Ok(mut lock) if own_single_file(&lock) => {
             let _ = lock.set_len(0);
             let _ = lock.rewind();
             let _ = write!(
@@ -100,6 +112,7 @@ pub fn claim(work: Work<'_>) -> Result<Option<Running>> {
             );
             Ok(Some(Running { _lock: lock }))
         }
+        Ok(lock) => Ok(Some(Running { _lock: lock })),
         Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
@@ -116,5 +129,56 @@ pub fn claim(work: Work<'_>) -> Result<Option<Running>> {
             .hint("a run that outlives its schedule is usually waiting for a table lock (lock_wait_timeout) or a slow store; the next scheduled run takes over when it ends"))
         }
         Err((_, e)) => unkept(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Whether `file` is a regular file of this user with no other name.
+fn own_single_file(file: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    file.metadata().is_ok_and(|m| {
+        m.file_type().is_file() && m.nlink() == 1 && m.uid() == nix::unistd::geteuid().as_raw()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_never_writes_through_a_link_or_into_another_name_of_a_file() {
+        let state = tempfile::tempdir().unwrap();
+        let work = Work {
+            location: "/srv/repo",
+            source: "app",
+            kind: BackupKind::Globals,
+            database: None,
+        };
+        let path = lock_path_in(state.path(), work);
+        let victim = state.path().join("victim.conf");
+        std::fs::write(&victim, "precious").unwrap();
+        // a link planted where the lock goes: no lock, and the file it names untouched
+        crate::repository::parked::make_private_dir(path.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        assert!(claim_at(&path, work).unwrap().is_none());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        // a hard link: locked, but not written
+        std::fs::remove_file(&path).unwrap();
+        std::fs::hard_link(&victim, &path).unwrap();
+        assert!(claim_at(&path, work).unwrap().is_some());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        // its own file: who holds it is written, and a second claim is refused with it
+        std::fs::remove_file(&path).unwrap();
+        let held = claim_at(&path, work).unwrap();
+        assert!(held.is_some());
+        let e = claim_at(&path, work).err().expect("held");
+        assert!(
+            e.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{e}"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert_eq!(mode(&path), 0o600);
     }
 }

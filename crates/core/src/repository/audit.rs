@@ -146,9 +146,27 @@ pub fn current_actor() -> (String, String) {
         .ok()
         .flatten()
         .map_or_else(|| format!("uid {uid}"), |u| u.name);
-    if let Ok(by) = std::env::var("SUDO_USER") {
-        if !by.is_empty() && by != user {
-            user = format!("{user} (sudo by {by})");
+    // who logged in, as the kernel keeps it (pam_loginuid; no process may change it):
+    // SUDO_USER is only the environment's word, which anyone can set
+    let login = std::fs::read_to_string("/proc/self/loginuid")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .filter(|&uid| uid != u32::MAX)
+        .map(|uid| {
+            nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                .ok()
+                .flatten()
+                .map_or_else(|| format!("uid {uid}"), |u| u.name)
+        });
+    match login {
+        Some(by) if by != user => user = format!("{user} (login {by})"),
+        Some(_) => {}
+        None => {
+            if let Ok(by) = std::env::var("SUDO_USER") {
+                if !by.is_empty() && by != user {
+                    user = format!("{user} (sudo by {by})");
+                }
+            }
         }
     }
     let host = nix::unistd::gethostname()
@@ -992,19 +1010,23 @@ pub fn head_file_text(repo: &Repo) -> Result<Option<String>> {
     }
 }
 
-/// The backups a `backup` entry records as stored (`1234abcd logical app (N bytes)` in its
-/// details, before any `; failed: ` part; `1234abcd logical app, …` after an
-/// interruption): short id, kind and database.
+/// The backups a `backup` entry records as stored (`ID logical app (N bytes)` in its
+/// details, after `; stored: ` when some failed, before any `; failed: ` part in entries
+/// written before session 24; `ID logical app, …` after an interruption): id, kind and
+/// database.
 fn backups_recorded(e: &Entry) -> Vec<(&str, &str, &str)> {
     let list = match e.action.as_str() {
         // a run with some dumps failed is logged as failed, and stored the others
-        "backup" => e
-            .own_details()
-            .split("; failed: ")
-            .next()
-            .unwrap_or_default()
-            .split_once(": ")
-            .map(|(_, list)| list),
+        "backup" => match e.own_details().rsplit_once("; stored: ") {
+            Some((_, stored)) => Some(stored),
+            None => e
+                .own_details()
+                .split("; failed: ")
+                .next()
+                .unwrap_or_default()
+                .split_once(": ")
+                .map(|(_, list)| list),
+        },
         ADOPTED if e.outcome == "ok" => e
             .details
             .strip_prefix("backups ")
@@ -1657,6 +1679,30 @@ pub(crate) fn test_chain(n: u64) -> Vec<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partly_failed_backup_s_stored_backups_are_read_in_either_layout() {
+        let a = "a".repeat(ID_LEN);
+        let b = "b".repeat(ID_LEN);
+        let mut e = test_chain(1).remove(0);
+        // since session 24: the failures first
+        e.details = format!(
+            "source app recovery point 20261207T180000Z-1: 1 of 3 backups failed: logical gone: database \"gone\" does not exist (deadbeef logical x); stored: {a} logical app (10 bytes), {b} schema app (5 bytes)"
+        );
+        let got = backups_recorded(&e);
+        assert_eq!(
+            got,
+            [
+                (a.as_str(), "logical", "app"),
+                (b.as_str(), "schema", "app")
+            ]
+        );
+        // before: the stored ones first
+        e.details = format!(
+            "source app recovery point 20261207T180000Z-1: {a} logical app (10 bytes); failed: logical gone: no such database"
+        );
+        assert_eq!(backups_recorded(&e), [(a.as_str(), "logical", "app")]);
+    }
 
     #[test]
     fn an_entry_with_fields_added_later_verifies_and_keeps_them() {

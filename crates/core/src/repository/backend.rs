@@ -89,6 +89,14 @@ pub(crate) fn s3_operator(
     opendal::blocking::Operator::new(op)
 }
 
+/// Whether `url` has `user[:secret]@` in its authority (`s3://KEY:SECRET@bucket/…`,
+/// `https://user:pw@host/…`).
+#[must_use]
+pub fn holds_credentials(url: &str) -> bool {
+    url.split_once("://")
+        .is_some_and(|(_, rest)| rest.split('/').next().is_some_and(|a| a.contains('@')))
+}
+
 /// The opendal S3 options for `url`, or `None` when it is not an S3 URL.
 pub(crate) fn s3_options(
     url: &str,
@@ -97,6 +105,9 @@ pub(crate) fn s3_options(
     let Some(rest) = url.strip_prefix("s3://") else {
         return Ok(None);
     };
+    if holds_credentials(url) {
+        return Err(crate::config::credentials_in_url("the repository URL"));
+    }
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
         return Err(
@@ -316,6 +327,33 @@ pub(crate) fn backends(url: &str, cfg: &RepositoryConfig) -> Result<RepositoryBa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_a_url_are_refused_without_repeating_them() {
+        assert!(holds_credentials("s3://AKIAXX:Inl1-SECRET@bucket/prod"));
+        assert!(holds_credentials("https://user:pw@host/x"));
+        assert!(!holds_credentials("s3://bucket/prefix@2026"));
+        assert!(!holds_credentials("/var/backups/a@b"));
+        let e = s3_options(
+            "s3://AKIAXX:Inl1-SECRET@bucket/prod",
+            &RepositoryConfig::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Config);
+        let said = format!("{e} {}", e.hint_text().unwrap_or_default());
+        assert!(
+            !said.contains("Inl1-SECRET") && !said.contains("AKIAXX"),
+            "{said}"
+        );
+        let text = "[repository]\nurl = \"s3://AKIAXX:Inl1-SECRET@bucket/prod\"\n";
+        let e = crate::config::Config::parse(text, "cfg.toml").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("cfg.toml:2: repository.url holds credentials"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("Inl1-SECRET"), "{e}");
+    }
 
     #[test]
     fn endpoints_give_host_and_port() {

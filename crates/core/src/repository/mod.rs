@@ -67,13 +67,14 @@ pub struct Confirmed {
 }
 
 impl std::fmt::Display for Confirmed {
-    /// As a `backup` audit entry records it (`1234abcd logical app`), so that the checks
-    /// for backups gone from the repository read both alike.
+    /// As a `backup` audit entry records it (the whole id, `logical`, the database), so
+    /// that the checks for backups gone from the repository read both alike: an 8-digit
+    /// prefix could be made to fit another snapshot.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
             "{} {} {}",
-            &self.id[..8.min(self.id.len())],
+            self.id,
             self.kind,
             self.database.as_deref().unwrap_or("-")
         )

@@ -92,6 +92,44 @@ pub fn state_dir() -> Option<PathBuf> {
         .map(|d| d.join("lifeboat"))
 }
 
+/// Makes `dir` (and its missing parents) private to this user whatever the umask: what
+/// lies in the state directory is trusted by the next run (a lock file it writes to, an
+/// entry it adds to the audit log), so no other user may plant anything there.
+///
+/// # Errors
+///
+/// When a directory cannot be made.
+pub fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(dir)
+}
+
+/// Whether the file at `path` can be trusted as this user's own state: a regular file
+/// (not a link to one elsewhere), owned by this user or by root, that no one else may
+/// write. `Err` names the owner of one that cannot.
+fn trusted_state_file(path: &Path) -> std::result::Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| e.to_string())?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !meta.file_type().is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.uid() != me && meta.uid() != 0 {
+        let owner = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(meta.uid()))
+            .ok()
+            .flatten()
+            .map_or_else(|| format!("uid {}", meta.uid()), |u| u.name);
+        return Err(format!("owned by {owner}"));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "writable by others (mode {:o})",
+            meta.mode() & 0o777
+        ));
+    }
+    Ok(())
+}
+
 /// Where parked entries are kept.
 #[must_use]
 pub fn dir() -> Option<PathBuf> {
@@ -120,7 +158,7 @@ pub fn park(repository: &str, action: &str, ok: bool, details: &str) -> Result<P
     };
     let what = |p: &Path| format!("parking the audit entry in {}", p.display());
     if !dir.exists() {
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(what(&dir), e))?;
+        make_private_dir(&dir).map_err(|e| Error::io(what(&dir), e))?;
         // the directory's own name must be on disk for the entry in it to be
         if let Some(parent) = dir.parent() {
             crate::wal::store::sync_dir(parent)?;
@@ -138,10 +176,7 @@ pub fn park(repository: &str, action: &str, ok: bool, details: &str) -> Result<P
     let written = || -> std::io::Result<()> {
         // private: the details name databases and what went wrong on this host
         let mut f = std::os::unix::fs::OpenOptionsExt::mode(
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true),
+            std::fs::OpenOptions::new().write(true).create_new(true),
             0o600,
         )
         .open(&tmp)?;
@@ -194,7 +229,7 @@ impl Pending {
                 e,
             )
         };
-        std::fs::create_dir_all(&dir).map_err(failed)?;
+        make_private_dir(&dir).map_err(failed)?;
         let (user, host) = super::audit::current_actor();
         let entry = Parked {
             repository: same_place(repository),
@@ -217,10 +252,7 @@ impl Pending {
         let staged = dir.join(format!(".{name}.new"));
         let made = || -> std::io::Result<Self> {
             let file = std::os::unix::fs::OpenOptionsExt::mode(
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true),
+                std::fs::OpenOptions::new().write(true).create_new(true),
                 0o600,
             )
             .open(&staged)?;
@@ -338,6 +370,24 @@ fn files_for(repository: &str, extension: &str) -> Result<Vec<(PathBuf, Parked)>
     let mut out: Vec<(PathBuf, Parked)> = read
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == extension))
+        // an entry anyone else could have put there would go into the log as this
+        // user's evidence: it waits for its own user's run
+        .filter(|p| match trusted_state_file(p) {
+            Ok(()) => true,
+            Err(why) => {
+                static SAID: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+                let mut said = SAID.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if said.contains(p) {
+                    return false;
+                }
+                said.push(p.clone());
+                crate::sources::postgres::cluster::note(format!(
+                    "the parked audit entry {} is not added by this run: it is {why}, and an entry someone else could have written is no evidence (its owner's next operation adds it once it is theirs alone; remove it if nobody parked it)",
+                    p.display()
+                ));
+                false
+            }
+        })
         .filter_map(|p| {
             let parked: Parked = serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?;
             (same_place(&parked.repository) == same_place(repository)).then_some((p, parked))
@@ -419,6 +469,29 @@ mod tests {
         let relative = pathdiff(&repo, &cwd);
         assert_eq!(for_repository(&relative).unwrap()[0].0, here);
         assert!(lock().unwrap().is_some());
+        // entries someone else could have written are not taken as evidence
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir().unwrap()), 0o700);
+        assert_eq!(mode(&here), 0o600);
+        let forged = |name: &str| {
+            let p = dir().unwrap().join(name);
+            std::fs::copy(&here, &p).unwrap();
+            p
+        };
+        let open = forged("1-1-open.json");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o620)).unwrap();
+        let elsewhere = tmp.path().join("planted.json");
+        std::fs::copy(&here, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir().unwrap().join("1-2-link.json")).unwrap();
+        if nix::unistd::geteuid().is_root() {
+            let theirs = forged("1-3-theirs.json");
+            let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+            nix::unistd::chown(&theirs, Some(nobody.uid), None).unwrap();
+        }
+        let got = for_repository(&repo.display().to_string()).unwrap();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0, here);
         match before {
             Some(v) => std::env::set_var("LIFEBOAT_STATE_DIR", v),
             None => std::env::remove_var("LIFEBOAT_STATE_DIR"),

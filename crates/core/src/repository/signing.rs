@@ -84,6 +84,49 @@ pub fn generate(prefix: &Path) -> Result<(std::path::PathBuf, std::path::PathBuf
     Ok((key_path, pub_path))
 }
 
+/// The secret key in `key_file`, refused when it is a public key (both are 32 bytes of
+/// hex: signing with a public key "works" and fails only at the auditor's check, as if
+/// the statement had been tampered with); with a warning when others may read it.
+fn signing_key(key_file: &Path) -> Result<(SigningKey, Option<String>)> {
+    let text = read(key_file, "signing key")?;
+    let public_beside = key_file.with_extension("pub");
+    let public_text = (public_beside != key_file)
+        .then(|| std::fs::read_to_string(&public_beside).ok())
+        .flatten();
+    if key_file.extension().is_some_and(|x| x == "pub")
+        || public_text
+            .as_deref()
+            .is_some_and(|p| p.trim() == text.trim())
+    {
+        return Err(Error::config(format!(
+            "{} is the public key: signing needs the secret one",
+            key_file.display()
+        ))
+        .hint("give the .key file `lifeboat audit keygen` wrote beside it; the .pub goes to whoever checks the statements"));
+    }
+    let seed: [u8; 32] = unhex(&text, "the signing key")?;
+    let key = SigningKey::from_bytes(&seed);
+    if let Some(p) = public_text {
+        if p.trim() != hex(key.verifying_key().as_bytes()) {
+            return Err(Error::config(format!(
+                "the signing key {} does not belong to the public key beside it ({})",
+                key_file.display(),
+                public_beside.display()
+            ))
+            .hint("statements signed with it would not verify with that public key: give the .key file made with that .pub, or move the stray .pub away"));
+        }
+    }
+    let warning = std::fs::metadata(key_file)
+        .is_ok_and(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o077 != 0)
+        .then(|| {
+            format!(
+                "the signing key {} may be read by other users: `chmod 600` it (whoever reads it can sign statements in your name)",
+                key_file.display()
+            )
+        });
+    Ok((key, warning))
+}
+
 /// Checks the log, then signs its head with the secret key in `key_file`.
 ///
 /// # Errors
@@ -91,8 +134,10 @@ pub fn generate(prefix: &Path) -> Result<(std::path::PathBuf, std::path::PathBuf
 /// [`ErrorKind::Integrity`] when the log is not intact (a broken log is never signed), or
 /// a key or repository error.
 pub fn sign(repo: &Repo, key_file: &Path) -> Result<SignedHead> {
-    let seed: [u8; 32] = unhex(&read(key_file, "signing key")?, "the signing key")?;
-    let key = SigningKey::from_bytes(&seed);
+    let (key, warning) = signing_key(key_file)?;
+    if let Some(w) = warning {
+        repo.notice(w);
+    }
     let verdict = audit::verify(repo, None)?;
     if !verdict.ok() {
         return Err(Error::new(
@@ -189,6 +234,40 @@ mod tests {
             public_key: hex(key.verifying_key().as_bytes()),
             signature: hex(&sig.to_bytes()),
         }
+    }
+
+    #[test]
+    fn a_public_key_or_a_stranger_key_is_no_signing_key() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (secret, public) = generate(&dir.path().join("k")).unwrap();
+        let (key, warning) = signing_key(&secret).unwrap();
+        assert!(warning.is_none());
+        assert_eq!(
+            hex(key.verifying_key().as_bytes()),
+            std::fs::read_to_string(&public).unwrap().trim()
+        );
+        let e = signing_key(&public).unwrap_err();
+        assert!(e.to_string().contains("is the public key"), "{e}");
+        // the public key copied under another name
+        let copy = dir.path().join("k-copy.key");
+        std::fs::copy(&public, &copy).unwrap();
+        std::fs::copy(&public, dir.path().join("k-copy.pub")).unwrap();
+        assert!(signing_key(&copy)
+            .unwrap_err()
+            .to_string()
+            .contains("is the public key"));
+        // a secret key beside another pair's public key
+        let (other, _) = generate(&dir.path().join("other")).unwrap();
+        std::fs::copy(&other, &secret).unwrap();
+        let e = signing_key(&secret).unwrap_err();
+        assert!(e.to_string().contains("does not belong"), "{e}");
+        std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(signing_key(&other)
+            .unwrap()
+            .1
+            .unwrap()
+            .contains("chmod 600"));
     }
 
     #[test]

@@ -704,8 +704,14 @@ pub(crate) fn free_port() -> Result<u16> {
         .port())
 }
 
+/// A setting for [`Cluster::start_with`]'s `conf`: no TCP listener, the private socket
+/// only. For a copy of production's data with production's roles (their password hashes
+/// come with the globals), which another user of the host must not log in to.
+pub const NO_TCP: &str = "listen_addresses = ''";
+
 impl Cluster {
-    /// initdb + start. The superuser is `postgres` (trust on the socket, scram over TCP).
+    /// initdb + start. The superuser is `postgres` (trust on the socket, scram over TCP on
+    /// 127.0.0.1 unless `conf` holds [`NO_TCP`]).
     ///
     /// # Errors
     ///
@@ -799,11 +805,13 @@ impl Cluster {
             };
             return Err(Error::unavailable(format!("initdb failed: {}", stderr.trim())).hint(hint));
         }
-        if !conf.is_empty() {
+        {
             let path = data.join("postgresql.conf");
             let mut text =
                 std::fs::read_to_string(&path).map_err(|e| Error::io(path.display(), e))?;
-            text.push('\n');
+            // reachable over TCP on this host unless `conf` says otherwise (a drill's copy
+            // with production's roles: see `NO_TCP`)
+            text.push_str("\nlisten_addresses = '127.0.0.1'\n");
             text.push_str(conf);
             text.push('\n');
             std::fs::write(&path, text).map_err(|e| Error::io(path.display(), e))?;
@@ -826,7 +834,7 @@ impl Cluster {
         for _ in 0..5 {
             self.port = free_port()?;
             let opts = format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off{} -c synchronous_commit=off -c max_connections=50",
+                "-p {} -k {} -c fsync=off{} -c synchronous_commit=off -c max_connections=50",
                 self.port,
                 // pg_ctl hands these options to a shell
                 shell_quote(&socket_dir_item(self.dir.path())),

@@ -453,6 +453,25 @@ fn read_batch(
     Ok(hashers.into_iter().map(LineHasher::finish).collect())
 }
 
+/// The session a dump taken before lifeboat fixed its own (a truth without
+/// [`Truth::session`]) was read in: the time zone and `bytea_output` of `db` on the
+/// server `source` reaches (production's own, database settings included), as
+/// `-c TimeZone=… -c bytea_output=…`. `None` when that server does not answer (after a
+/// host loss) or the settings cannot be passed on: the comparison then reads in the
+/// target's settings, which differ from the dump's only when the zones differ.
+#[must_use]
+pub fn session_of_old_dump(source: &PgConn, db: &str) -> Option<String> {
+    let row = source
+        .query(
+            db,
+            "select current_setting('TimeZone') || '|' || current_setting('bytea_output')",
+        )
+        .ok()?;
+    let (zone, bytea) = row.trim().split_once('|')?;
+    let plain = |v: &str| !v.is_empty() && !v.contains(|c: char| c.is_whitespace() || c == '\\');
+    (plain(zone) && plain(bytea)).then(|| format!("-c TimeZone={zone} -c bytea_output={bytea}"))
+}
+
 /// Compares database `db` reachable through `conn` with `truth`, `jobs` tables (or page
 /// ranges of big tables) at a time.
 ///
@@ -795,6 +814,33 @@ impl LoCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_old_dump_is_read_in_the_database_s_own_zone() {
+        let c = crate::sources::postgres::cluster::Cluster::start(
+            &crate::sources::postgres::conn::PgBin::new(None),
+        )
+        .expect("cluster");
+        c.sql("postgres", "CREATE DATABASE berlin").expect("db");
+        c.sql(
+            "postgres",
+            "ALTER DATABASE berlin SET timezone = 'Europe/Berlin'",
+        )
+        .expect("zone");
+        let conn = c.conn();
+        assert_eq!(
+            session_of_old_dump(&conn, "berlin").as_deref(),
+            Some("-c TimeZone=Europe/Berlin -c bytea_output=hex")
+        );
+        // read under it, a timestamptz is written as the dump wrote it
+        let read = conn
+            .with_options(&session_of_old_dump(&conn, "berlin").expect("session"))
+            .query("berlin", "select '2026-07-01 12:00:00+00'::timestamptz")
+            .expect("query");
+        assert_eq!(read.trim(), "2026-07-01 14:00:00+02");
+        // a server that does not answer: nothing to go on
+        assert_eq!(session_of_old_dump(&conn, "no_such_db"), None);
+    }
 
     #[test]
     fn a_truth_from_a_newer_lifeboat_is_not_judged() {
