@@ -1378,7 +1378,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                         run_hooks(
                             &conn,
                             &restored_db,
-                            ("hook before checks", &early),
+                            (HOOK_BEFORE_CHECKS, &early),
                             hook_timeout(src),
                             &mut groups,
                         )
@@ -2121,6 +2121,9 @@ impl Drop for HookGroups {
         }
     }
 }
+
+/// What the checks of hooks run before the data is compared are named after.
+pub(crate) const HOOK_BEFORE_CHECKS: &str = "hook before checks";
 
 /// How long a hook may run, unless the source's `drill.hook_timeout` says otherwise.
 const HOOK_TIMEOUT_SECS: u64 = 600;

@@ -73,6 +73,11 @@ pub struct DrillSummary {
     /// drill itself may have passed: it measured a smaller database).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub extrapolation_misses_rto: bool,
+    /// Hooks ran on the restored copy before its checks (`drill.hooks_before_checks`,
+    /// `--hook-before-checks`): a fault injected on purpose to show a drill catches it, so
+    /// a failure says nothing against the backup.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fault_injected: bool,
 }
 
 impl DrillSummary {
@@ -119,6 +124,10 @@ impl From<&DrillReport> for DrillSummary {
             not_achieved: r.rto.not_achieved,
             on_scratch_server: r.scratch_server.is_some(),
             extrapolation_misses_rto: r.extrapolation_misses_rto,
+            fault_injected: r
+                .checks
+                .iter()
+                .any(|c| c.name.starts_with(super::drill::HOOK_BEFORE_CHECKS)),
         }
     }
 }

@@ -1064,7 +1064,13 @@ pub fn markdown(p: &EvidencePack) -> String {
                 objective(recorded(|d| d.rto_objective_secs), rto_now.as_deref()),
                 objective(recorded(|d| d.rpo_objective_secs), rpo_now.as_deref()),
                 ds.len(),
-                ds.iter().filter(|d| d.passed).count(),
+                match ds.iter().filter(|d| !d.passed && d.fault_injected).count() {
+                    0 => ds.iter().filter(|d| d.passed).count().to_string(),
+                    n => format!(
+                        "{} ({n} failed on a fault injected on purpose)",
+                        ds.iter().filter(|d| d.passed).count()
+                    ),
+                },
                 met(|d| d.rto_met),
                 met(|d| d.rpo_met),
                 worst(|d| d.rto_secs).map_or("-".into(), secs),
@@ -1333,7 +1339,12 @@ pub fn markdown(p: &EvidencePack) -> String {
             },
             d.kind.map_or_else(|| "-".to_string(), |k| k.to_string()),
             &d.backup_id[..8.min(d.backup_id.len())],
-            if d.passed { "passed" } else { "**FAILED**" },
+            match (d.passed, d.fault_injected) {
+                (true, _) => "passed",
+                // the drill did its job: it caught the damage a hook made on purpose
+                (false, true) => "failed on a fault injected on purpose (hooks before the checks changed the copy)",
+                (false, false) => "**FAILED**",
+            },
             if d.extrapolation_misses_rto {
                 " (**at production's size the restore would miss the RTO**)"
             } else {
@@ -1513,6 +1524,7 @@ mod tests {
             not_achieved: false,
             on_scratch_server: false,
             extrapolation_misses_rto: false,
+            fault_injected: false,
         }
     }
 
@@ -1802,6 +1814,36 @@ mod tests {
                 && m.contains("`e130108a` (found damaged 2026-12-05 10:00 UTC, found intact again 2026-12-07 10:00 UTC by a verify reading its data)"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn a_drill_that_caught_a_fault_injected_on_purpose_is_not_counted_against_the_backup() {
+        let config = Config::parse("", "c").unwrap();
+        let mut injected = summary("drill-F", false, None);
+        injected.fault_injected = true;
+        let m = markdown(&EvidencePack {
+            drills: vec![
+                summary("drill-A", true, None),
+                injected,
+                summary("drill-B", false, None),
+            ],
+            ..empty_pack(&config, ts("2026-12-31T00:00:00Z"))
+        });
+        assert!(
+            m.contains("| 3 | 1 (1 failed on a fault injected on purpose) |"),
+            "{m}"
+        );
+        let row = |id: &str| {
+            m.lines()
+                .find(|l| l.starts_with(&format!("| {id} |")))
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(
+            row("drill-F").contains("failed on a fault injected on purpose"),
+            "{m}"
+        );
+        assert!(row("drill-B").contains("**FAILED**"), "{m}");
     }
 
     #[test]
