@@ -427,17 +427,17 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         None => (Config::default(), None),
     };
-    // `config check` shows it among its findings
-    if !matches!(cli.command, Command::Config { .. }) {
-        if let Some((refuse, why)) = config_path
-            .as_deref()
-            .and_then(|p| lifeboat_core::config::root_runs_what_others_control(&config, p))
-        {
-            if refuse {
-                return Err(lifeboat_core::Error::config(format!("refused: {why}"))
-                    .hint(OTHERS_CONTROL_HINT)
-                    .into());
-            }
+    // refused before anything of it runs (`config check` too: it runs the secret
+    // commands); a warning `config check` shows among its findings instead
+    if let Some((refuse, why)) = config_path.as_deref().and_then(|p| {
+        lifeboat_core::config::root_runs_what_others_control(&config, p, cli.config.is_none())
+    }) {
+        if refuse {
+            return Err(lifeboat_core::Error::config(format!("refused: {why}"))
+                .hint(OTHERS_CONTROL_HINT)
+                .into());
+        }
+        if !matches!(cli.command, Command::Config { .. }) {
             eprintln!("lifeboat: warning: {why} ({OTHERS_CONTROL_HINT})");
         }
     }

@@ -1433,12 +1433,23 @@ fn database_patterns_follow_the_server_and_a_list_names_what_it_leaves_out() {
             .any(|l| l.starts_with("note") && l.contains("billing, cust_b")),
         "{check}"
     );
+    // one left out on purpose is not named again
+    with(r#"["cust_a", "!billing"]"#);
+    let (code, out, err) = run(lb(&cfg).args(["backup", "--kind", "schema"]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("the server has 1 database(s)") && err.contains(": cust_b ("),
+        "{err}"
+    );
     // a pattern: the customers the server has now
     with(r#"["cust_*"]"#);
     let (code, out, err) = run(lb(&cfg).args(["backup", "--kind", "schema"]));
     assert_eq!(code, 0, "{out}{err}");
     assert!(err.contains("billing") && !err.contains("cust_b"), "{err}");
     c.sql("postgres", "CREATE DATABASE cust_c").unwrap();
+    // a backslash in a name is itself, not an escape
+    c.sql("postgres", r#"CREATE DATABASE "odd\x41name""#)
+        .unwrap();
     with(r#"["*"]"#);
     let (code, out, err) = run(lb(&cfg).args(["backup", "--kind", "schema"]));
     assert_eq!(code, 0, "{out}{err}");
@@ -1446,13 +1457,20 @@ fn database_patterns_follow_the_server_and_a_list_names_what_it_leaves_out() {
     let mut latest: Vec<String> = list_json(&cfg)
         .iter()
         .rev()
-        .take(5)
+        .take(6)
         .map(|b| b["database"].as_str().unwrap().to_string())
         .collect();
     latest.sort();
     assert_eq!(
         latest,
-        ["billing", "cust_a", "cust_b", "cust_c", "postgres"]
+        [
+            "billing",
+            "cust_a",
+            "cust_b",
+            "cust_c",
+            r"odd\x41name",
+            "postgres"
+        ]
     );
     // a pattern that matches nothing is refused, naming it
     with(r#"["crm_*"]"#);

@@ -104,7 +104,8 @@ pub struct SourceConfig {
     /// Databases to dump (default: the DSN's database, then `PGDATABASE`). An entry with
     /// `*` or `?` is a pattern matched against the server's databases at each backup
     /// (`["*"]`: every database that takes connections; `["cust_*"]`): a database made
-    /// after the configuration was written is backed up without editing it.
+    /// after the configuration was written is backed up without editing it. An entry
+    /// that starts with `!` leaves databases out on purpose (`["*", "!scratch_*"]`).
     #[serde(default)]
     pub databases: Vec<String>,
     /// File holding the PostgreSQL password (default: libpq's `PGPASSWORD`/`.pgpass`).
@@ -229,23 +230,37 @@ pub fn glob_matches(pattern: &str, name: &str) -> bool {
     p[i..].iter().all(|&c| c == '*')
 }
 
+/// Whether the `databases` entry `entry` (a name or a pattern) names `db`.
+fn name_matches(entry: &str, db: &str) -> bool {
+    if is_pattern(entry) {
+        glob_matches(entry, db)
+    } else {
+        entry == db
+    }
+}
+
 /// Whether a `databases` entry is a pattern.
 fn is_pattern(entry: &str) -> bool {
     entry.contains(['*', '?'])
 }
 
 impl SourceConfig {
+    /// The entries of `databases` that name databases to dump (not `!` exclusions).
+    fn included(&self) -> impl Iterator<Item = &String> {
+        self.databases.iter().filter(|d| !d.starts_with('!'))
+    }
+
     /// Whether `databases` holds a pattern (see [`SourceConfig::databases`]).
     #[must_use]
     pub fn has_database_patterns(&self) -> bool {
-        self.databases.iter().any(|d| is_pattern(d))
+        self.included().any(|d| is_pattern(d))
     }
 
     /// The databases `databases` names outright (not by a pattern), each once, in order.
     #[must_use]
     pub fn named_databases(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        for d in self.databases.iter().filter(|d| !is_pattern(d)) {
+        for d in self.included().filter(|d| !is_pattern(d)) {
             if !out.contains(d) {
                 out.push(d.clone());
             }
@@ -253,16 +268,21 @@ impl SourceConfig {
         out
     }
 
-    /// Whether `databases` names `db` or has a pattern that matches it.
+    /// Whether `databases` names `db` or has a pattern that matches it, and no `!`
+    /// entry leaves it out.
     #[must_use]
     pub fn covers_database(&self, db: &str) -> bool {
-        self.databases.iter().any(|d| {
-            if is_pattern(d) {
-                glob_matches(d, db)
-            } else {
-                d == db
-            }
-        })
+        self.included().any(|d| name_matches(d, db)) && !self.excludes_database(db)
+    }
+
+    /// Whether a `!` entry of `databases` leaves `db` out on purpose (`"!cust_test"`,
+    /// `"!dev_*"`).
+    #[must_use]
+    pub fn excludes_database(&self, db: &str) -> bool {
+        self.databases
+            .iter()
+            .filter_map(|d| d.strip_prefix('!'))
+            .any(|d| name_matches(d, db))
     }
 
     /// The same source pointed at another server (a restore onto a new host): `dsn`
@@ -884,33 +904,28 @@ impl Config {
     }
 }
 
-/// When root would run commands that another user can change: `Some((refuse, why))` when
-/// `config` (read from `path`) names commands (`password_command`,
-/// `secret_access_key_command`, hooks, drill hooks) or a `pg_bin_dir`, and the file or that
-/// directory belongs to another user or may be written by its group or everyone. `refuse`
-/// when everyone may write it: whoever can edit the file runs what they like as root.
-/// `None` when not run as root, or nothing is at stake.
+/// When root would follow a configuration that another user can change: what it names is
+/// run (`password_command`, `secret_access_key_command`, hooks), read (password files)
+/// and written (`[audit] head_file`, the repository) as root. `Some((refuse, why))` when
+/// the file, its directory or a source's `pg_bin_dir` belongs to another user or may be
+/// written by its group or everyone. `refuse` when everyone may write it, or when it was
+/// found by the implicit search of the working directory (`found`) and is not root's:
+/// whoever can edit it then runs what they like as root. `None` when not run as root.
 #[must_use]
-pub fn root_runs_what_others_control(config: &Config, path: &Path) -> Option<(bool, String)> {
+pub fn root_runs_what_others_control(
+    config: &Config,
+    path: &Path,
+    found: bool,
+) -> Option<(bool, String)> {
     use std::os::unix::fs::MetadataExt;
     if !nix::unistd::geteuid().is_root() {
         return None;
     }
-    let r = &config.repository;
-    let commands = r.password_command.is_some()
-        || r.secret_access_key_command.is_some()
-        || config.sources.iter().any(|s| {
-            s.password_command.is_some()
-                || s.hooks.pre_restore.is_some()
-                || s.hooks.post_restore.is_some()
-                || !s.drill.hooks.is_empty()
-                || !s.drill.hooks_before_checks.is_empty()
-        });
-    let mut places: Vec<&Path> = Vec::new();
-    if commands {
-        places.push(path);
-    }
-    places.extend(
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let places = [path, dir].into_iter().chain(
         config
             .sources
             .iter()
@@ -920,15 +935,17 @@ pub fn root_runs_what_others_control(config: &Config, path: &Path) -> Option<(bo
         let Ok(m) = std::fs::metadata(place) else {
             continue;
         };
-        let who = if m.mode() & 0o002 != 0 {
+        // a sticky directory (/tmp) lets no one replace another's file
+        let sticky_dir = m.is_dir() && m.mode() & 0o1000 != 0;
+        let who = if m.mode() & 0o002 != 0 && !sticky_dir {
             Some((true, "every user of this host may change it".to_string()))
         } else if m.uid() != 0 {
             let owner = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(m.uid()))
                 .ok()
                 .flatten()
                 .map_or_else(|| format!("uid {}", m.uid()), |u| u.name);
-            Some((false, format!("it belongs to {owner}")))
-        } else if m.mode() & 0o020 != 0 {
+            Some((found && place == path, format!("it belongs to {owner}")))
+        } else if m.mode() & 0o020 != 0 && !sticky_dir {
             Some((false, "its group may change it".to_string()))
         } else {
             None
@@ -937,7 +954,7 @@ pub fn root_runs_what_others_control(config: &Config, path: &Path) -> Option<(bo
             return Some((
                 refuse,
                 format!(
-                    "{} names what lifeboat runs, and {who}: run as root, lifeboat runs what they write there as root",
+                    "{} holds what lifeboat runs, reads and writes, and {who}: run as root, lifeboat follows what they write there as root",
                     place.display()
                 ),
             ));

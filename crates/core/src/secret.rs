@@ -357,13 +357,17 @@ mod tests {
         };
         assert_eq!(crlf.resolve("password").unwrap().expose(), "pw");
         // the repository password is not handed to a command fetching another secret
+        let before = std::env::var_os("LIFEBOAT_PASSWORD");
         std::env::set_var("LIFEBOAT_PASSWORD", "repo-pw-in-env");
         let env_of = SecretSource {
             command: Some("echo \"x${LIFEBOAT_PASSWORD}x\"".into()),
             ..Default::default()
         };
         let seen = env_of.resolve("source password").unwrap();
-        std::env::remove_var("LIFEBOAT_PASSWORD");
+        match before {
+            Some(v) => std::env::set_var("LIFEBOAT_PASSWORD", v),
+            None => std::env::remove_var("LIFEBOAT_PASSWORD"),
+        }
         assert_eq!(seen.expose(), "xx");
         let none = SecretSource::default()
             .resolve("repository password")

@@ -156,7 +156,15 @@ pub fn databases_of(src: &SourceConfig, conn: &PgConn) -> Result<Vec<String>> {
         return Ok(dbs);
     }
     if !src.databases.is_empty() {
-        return Ok(src.named_databases());
+        let named = src.named_databases();
+        if named.is_empty() {
+            return Err(Error::config(format!(
+                "source.databases of {:?} only leaves databases out (`!` entries): it names none to dump",
+                src.name
+            ))
+            .hint("add the databases to dump, or a pattern such as \"*\" before the `!` entries"));
+        }
+        return Ok(named);
     }
     conn.default_database().map(|d| vec![d]).ok_or_else(|| {
         Error::config(format!("source {:?} names no database", src.name))
@@ -171,8 +179,9 @@ pub fn databases_of(src: &SourceConfig, conn: &PgConn) -> Result<Vec<String>> {
 /// The connection's error when no database the source may reach answers.
 pub fn server_databases(src: &SourceConfig, conn: &PgConn) -> Result<Vec<String>> {
     // as bytes: a name may hold a newline, or bytes that are not UTF-8
-    let sql = "select encode(datname::text::bytea, 'hex') from pg_database \
-               where datallowconn and not datistemplate order by datname";
+    // (text to bytea reads backslashes as escapes: doubled, each is itself)
+    let sql = "select encode(replace(datname::text, '\\', '\\\\')::bytea, 'hex') \
+               from pg_database where datallowconn and not datistemplate order by datname";
     let mut first_error = None;
     let candidates = conn
         .default_database()
@@ -188,6 +197,8 @@ pub fn server_databases(src: &SourceConfig, conn: &PgConn) -> Result<Vec<String>
                     .map(|b| crate::sources::postgres::text::decode(&b))
                     .collect())
             }
+            // the server itself does not answer: every other database would wait as long
+            Err(e) if e.kind() == ErrorKind::Unavailable => return Err(e),
             Err(e) => {
                 first_error.get_or_insert(e);
             }
@@ -217,7 +228,7 @@ pub fn uncovered_databases(src: &SourceConfig, conn: &PgConn) -> Result<Vec<Stri
     }
     Ok(server_databases(src, conn)?
         .into_iter()
-        .filter(|d| d != "postgres" && !src.covers_database(d))
+        .filter(|d| d != "postgres" && !src.covers_database(d) && !src.excludes_database(d))
         .collect())
 }
 
@@ -225,7 +236,7 @@ pub fn uncovered_databases(src: &SourceConfig, conn: &PgConn) -> Result<Vec<Stri
 #[must_use]
 pub fn uncovered_note(src: &SourceConfig, uncovered: &[String]) -> String {
     format!(
-        "source {:?}: the server has {} database(s) that source.databases does not name, which no backup of it covers: {} (add them, or a pattern such as \"*\", to its databases)",
+        "source {:?}: the server has {} database(s) that source.databases does not name, which no backup of it covers: {} (add them, or a pattern such as \"*\", to its databases; a \"!NAME\" entry leaves one out on purpose, and silences this)",
         src.name,
         uncovered.len(),
         uncovered.join(", ")
@@ -264,6 +275,11 @@ pub fn check_source(src: &SourceConfig) -> Result<SourceCheck> {
         {
             Ok((v, client)) => {
                 versions.push((db, format!("server {}, pg_dump {client}", v / 10_000)));
+            }
+            // the server does not answer: said once, not after a wait per database
+            Err(e) if e.kind() == ErrorKind::Unavailable => {
+                failed.push(e);
+                break;
             }
             Err(e) => failed.push(e),
         }

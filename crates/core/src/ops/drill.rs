@@ -539,7 +539,7 @@ impl Target {
             None => Ok(Self::Cluster(Cluster::start_encoded(
                 bin,
                 &format!(
-                    "{BULK_LOAD}\n{}\n{}",
+                    "{BULK_LOAD}\n{}\n{}\nmax_logical_replication_workers = 0",
                     lock_setting(truth),
                     crate::sources::postgres::cluster::NO_TCP
                 ),

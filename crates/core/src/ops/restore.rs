@@ -1818,9 +1818,21 @@ fn restore_inner(
             )));
         }
         if !c.ok() {
-            let old_session = truth.session.is_none() && !truth.tables.is_empty();
-            let hint = if old_session {
-                "this backup was taken by an older lifeboat, which dumped in the source database's own time zone and bytea format, and the server the source names did not say what they were (it did not answer): timestamptz and bytea columns then read differently in another zone without any change to the data; compare a few rows by hand, or restore with --no-verify"
+            let old_dump = plan
+                .backup
+                .meta
+                .truth
+                .as_ref()
+                .is_some_and(|t| t.session.is_none());
+            let old_hint = format!(
+                "this backup was taken by an older lifeboat, which dumped in the source database's own time zone and bytea format; the rows were read here in {}: where production's differed, timestamptz and bytea columns read differently without any change to the data; compare a few rows by hand, or restore with --no-verify",
+                truth.session.as_deref().map_or_else(
+                    || "the target's own settings, as the server the restore reached did not say".to_string(),
+                    |s| format!("`{s}`, as the server the restore reached reported them (with --target-dsn, the target's)")
+                )
+            );
+            let hint = if old_dump {
+                old_hint.as_str()
             } else if plan.create_database {
                 "the restore ran but the data is not what was backed up; keep the original database and report this"
             } else {

@@ -75,6 +75,14 @@ fn claim_at(path: &Path, work: Work<'_>) -> Result<Option<Running>> {
         Ok(None)
     };
     if let Some(dir) = path.parent() {
+        // the state directory, then `running/`: neither another user's nor a link
+        if let Some(why) = dir
+            .parent()
+            .and_then(crate::repository::parked::untrusted_dir)
+            .or_else(|| crate::repository::parked::untrusted_dir(dir))
+        {
+            return unkept(why);
+        }
         if let Err(e) = crate::repository::parked::make_private_dir(dir) {
             return unkept(format!("{}: {e}", dir.display()));
         }
@@ -180,5 +188,13 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(path.parent().unwrap()), 0o700);
         assert_eq!(mode(&path), 0o600);
+        // `running/` itself a link to a place of someone's choosing: not used
+        let other = tempfile::tempdir().unwrap();
+        let elsewhere = other.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, other.path().join("running")).unwrap();
+        let planted = lock_path_in(other.path(), work);
+        assert!(claim_at(&planted, work).unwrap().is_none());
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
     }
 }

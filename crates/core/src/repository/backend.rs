@@ -93,8 +93,16 @@ pub(crate) fn s3_operator(
 /// `https://user:pw@host/…`).
 #[must_use]
 pub fn holds_credentials(url: &str) -> bool {
-    url.split_once("://")
-        .is_some_and(|(_, rest)| rest.split('/').next().is_some_and(|a| a.contains('@')))
+    // a bucket or host name has neither `:` nor `@`; a secret may hold `/`, so the text
+    // before the first `@` counts too
+    url.split_once("://").is_some_and(|(_, rest)| {
+        let first = rest.split('/').next().unwrap_or_default();
+        first.contains('@')
+            || (url.starts_with("s3://") && first.contains(':'))
+            || rest
+                .split_once('@')
+                .is_some_and(|(user, _)| user.contains(':'))
+    })
 }
 
 /// The opendal S3 options for `url`, or `None` when it is not an S3 URL.
@@ -332,6 +340,9 @@ mod tests {
     fn credentials_in_a_url_are_refused_without_repeating_them() {
         assert!(holds_credentials("s3://AKIAXX:Inl1-SECRET@bucket/prod"));
         assert!(holds_credentials("https://user:pw@host/x"));
+        // half of AWS secrets hold a slash
+        assert!(holds_credentials("s3://AKIAXX:abc/def+ghi@bucket/prod"));
+        assert!(holds_credentials("s3://AKIAXX:abc/def"));
         assert!(!holds_credentials("s3://bucket/prefix@2026"));
         assert!(!holds_credentials("/var/backups/a@b"));
         let e = s3_options(

@@ -104,6 +104,56 @@ pub fn make_private_dir(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
+/// Why the directory at `dir` cannot be trusted with this user's state (`None` when it
+/// can, or does not exist yet: it is then made private): a link, not a directory, another
+/// user's, or writable by others. A planted link or a directory someone else controls
+/// would have this user (root, say) write lock files and read audit entries where they
+/// choose.
+#[must_use]
+pub fn untrusted_dir(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(format!("{}: {e}", dir.display())),
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    let why = if m.file_type().is_symlink() {
+        "a symbolic link".to_string()
+    } else if !m.is_dir() {
+        "not a directory".to_string()
+    } else if m.uid() != me && m.uid() != 0 {
+        let owner = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(m.uid()))
+            .ok()
+            .flatten()
+            .map_or_else(|| format!("uid {}", m.uid()), |u| u.name);
+        format!("owned by {owner}")
+    } else if m.mode() & 0o022 != 0 {
+        format!("writable by others (mode {:o})", m.mode() & 0o777)
+    } else {
+        return None;
+    };
+    Some(format!("{} is {why}", dir.display()))
+}
+
+/// The first of lifeboat's state directory and its `sub` directory that cannot be
+/// trusted (see [`untrusted_dir`]), said once per process in a note.
+fn untrusted_state(sub: &str) -> Option<String> {
+    let state = state_dir()?;
+    let why = untrusted_dir(&state).or_else(|| untrusted_dir(&state.join(sub)))?;
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut said = SAID
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !said.contains(&why) {
+        said.push(why.clone());
+        crate::sources::postgres::cluster::note(format!(
+            "lifeboat's state directory is not used: {why}, and what lies there decides what this user writes and logs (set LIFEBOAT_STATE_DIR to a directory of this user's alone; each OS user keeps its own)"
+        ));
+    }
+    Some(why)
+}
+
 /// Whether the file at `path` can be trusted as this user's own state: a regular file
 /// (not a link to one elsewhere), owned by this user or by root, that no one else may
 /// write. `Err` names the owner of one that cannot.
@@ -130,9 +180,13 @@ fn trusted_state_file(path: &Path) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Where parked entries are kept.
+/// Where parked entries are kept; `None` without a state directory, or when it cannot be
+/// trusted (see [`untrusted_dir`]).
 #[must_use]
 pub fn dir() -> Option<PathBuf> {
+    if untrusted_state("parked-audit").is_some() {
+        return None;
+    }
     state_dir().map(|d| d.join("parked-audit"))
 }
 
