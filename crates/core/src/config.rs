@@ -940,10 +940,7 @@ pub fn root_runs_what_others_control(
         let who = if m.mode() & 0o002 != 0 && !sticky_dir {
             Some((true, "every user of this host may change it".to_string()))
         } else if m.uid() != 0 {
-            let owner = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(m.uid()))
-                .ok()
-                .flatten()
-                .map_or_else(|| format!("uid {}", m.uid()), |u| u.name);
+            let owner = crate::repository::owner::user_name(m.uid());
             Some((found && place == path, format!("it belongs to {owner}")))
         } else if m.mode() & 0o020 != 0 && !sticky_dir {
             Some((false, "its group may change it".to_string()))

@@ -141,23 +141,14 @@ fn canonical(v: &serde_json::Value) -> serde_json::Value {
 /// host name.
 #[must_use]
 pub fn current_actor() -> (String, String) {
-    let uid = nix::unistd::geteuid();
-    let mut user = nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map_or_else(|| format!("uid {uid}"), |u| u.name);
+    let mut user = super::owner::user_name(nix::unistd::geteuid().as_raw());
     // who logged in, as the kernel keeps it (pam_loginuid; no process may change it):
     // SUDO_USER is only the environment's word, which anyone can set
     let login = std::fs::read_to_string("/proc/self/loginuid")
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
         .filter(|&uid| uid != u32::MAX)
-        .map(|uid| {
-            nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-                .ok()
-                .flatten()
-                .map_or_else(|| format!("uid {uid}"), |u| u.name)
-        });
+        .map(super::owner::user_name);
     match login {
         Some(by) if by != user => user = format!("{user} (login {by})"),
         Some(_) => {}

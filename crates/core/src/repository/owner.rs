@@ -48,7 +48,7 @@ pub fn readable(root: &Path) -> Result<()> {
 }
 
 /// The name of the user `uid`, else `uid N`.
-fn user_name(uid: u32) -> String {
+pub(crate) fn user_name(uid: u32) -> String {
     nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
         .ok()
         .flatten()

@@ -123,10 +123,7 @@ pub fn untrusted_dir(dir: &Path) -> Option<String> {
     } else if !m.is_dir() {
         "not a directory".to_string()
     } else if m.uid() != me && m.uid() != 0 {
-        let owner = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(m.uid()))
-            .ok()
-            .flatten()
-            .map_or_else(|| format!("uid {}", m.uid()), |u| u.name);
+        let owner = super::owner::user_name(m.uid());
         format!("owned by {owner}")
     } else if m.mode() & 0o022 != 0 {
         format!("writable by others (mode {:o})", m.mode() & 0o777)
@@ -165,10 +162,7 @@ fn trusted_state_file(path: &Path) -> std::result::Result<(), String> {
         return Err("not a regular file".into());
     }
     if meta.uid() != me && meta.uid() != 0 {
-        let owner = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(meta.uid()))
-            .ok()
-            .flatten()
-            .map_or_else(|| format!("uid {}", meta.uid()), |u| u.name);
+        let owner = super::owner::user_name(meta.uid());
         return Err(format!("owned by {owner}"));
     }
     if meta.mode() & 0o022 != 0 {
