@@ -187,6 +187,26 @@ pub fn table(rows: &[Vec<String>]) {
 /// CJK character takes two cells, a combining mark none).
 fn table_lines(rows: &[Vec<String>]) -> Vec<String> {
     use unicode_width::UnicodeWidthStr;
+    // a cell is one line: a line end or tab in a name (a database's) would break the rows
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|c| {
+                    c.chars()
+                        .map(|ch| {
+                            if ch.is_control() {
+                                ch.escape_debug().to_string()
+                            } else {
+                                ch.to_string()
+                            }
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let rows = rows.as_slice();
     let Some(first) = rows.first() else {
         return Vec::new();
     };
@@ -284,6 +304,16 @@ mod tests {
         };
         assert_eq!(column(&lines[0]), column(&lines[1]), "{lines:?}");
         assert_eq!(column(&lines[1]), column(&lines[2]), "{lines:?}");
+        // a name with a line end stays on its row
+        let odd = table_lines(&[
+            vec!["db".to_string(), "kind".to_string()],
+            vec!["evil\nFAKE".to_string(), "logical".to_string()],
+        ]);
+        assert_eq!(odd.len(), 2, "{odd:?}");
+        assert!(odd[1].starts_with("evil\\nFAKE"), "{odd:?}");
+        // quotes and backslashes are a name's own
+        let quoted = table_lines(&[vec![r#"o'dd\"x"#.to_string()]]);
+        assert_eq!(quoted, [r#"o'dd\"x"#]);
     }
 
     #[test]
