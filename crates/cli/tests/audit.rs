@@ -1023,8 +1023,24 @@ fn an_interrupted_backup_names_what_it_had_stored() {
     )
     .unwrap();
     let status = run_.wait().unwrap();
+    // its pg_dump goes with it, while the lock it waits for is still held (it went on
+    // waiting, orphaned, until the lock came free)
+    let port = format!("port={}", c.port());
+    let dumping = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c).replace('\0', " ");
+                c.contains("pg_dump ") && c.contains(&port)
+            })
+        })
+    };
+    let gone = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        !dumping()
+    });
     let _ = holder.kill();
     let _ = holder.wait();
+    assert!(gone, "the interrupted backup's pg_dump is still running");
     assert!(
         waiting,
         "the backup of b never waited for the lock: {}",

@@ -1402,7 +1402,11 @@ fn a_source_no_longer_configured_keeps_its_backups_in_reach() {
 /// night it appears, and a list that leaves a database of the server out says so.
 #[test]
 fn database_patterns_follow_the_server_and_a_list_names_what_it_leaves_out() {
-    let c = cluster();
+    let c = lifeboat_testing::Cluster::start_with(
+        &lifeboat_core::sources::postgres::conn::PgBin::new(None),
+        "archive_mode = on\narchive_command = '/bin/true wal-push %p'",
+    )
+    .expect("an archiving cluster");
     for db in ["cust_a", "cust_b", "billing"] {
         c.sql("postgres", &format!("CREATE DATABASE {db}")).unwrap();
         c.sql(db, "CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
@@ -1426,11 +1430,17 @@ fn database_patterns_follow_the_server_and_a_list_names_what_it_leaves_out() {
     );
     // named twice, dumped once
     assert_eq!(list_json(&cfg).len(), 1);
+    // (the server's archive_command runs another program than this lifeboat, as an old
+    // build left in place after an upgrade would: named below)
     let check = ok(lb(&cfg).args(["config", "check"]));
     assert!(
         check
             .lines()
             .any(|l| l.starts_with("note") && l.contains("billing, cust_b")),
+        "{check}"
+    );
+    assert!(
+        check.contains("PostgreSQL archives its WAL with /bin/true, not with this lifeboat"),
         "{check}"
     );
     // one left out on purpose is not named again

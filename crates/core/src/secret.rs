@@ -168,12 +168,12 @@ fn run_secret_command(cmd: &str, what: &str) -> Result<Secret> {
     .map_err(|e| {
         if e.kind() == std::io::ErrorKind::TimedOut {
             Error::unavailable(format!(
-                "the {what} command did not finish within {} s and was stopped",
+                "the command for the {what} did not finish within {} s and was stopped",
                 SECRET_COMMAND_TIMEOUT.as_secs()
             ))
             .hint("run it by hand: a command that asks for input (a passphrase, a touch of a hardware key) cannot run under lifeboat, which gives it no terminal")
         } else {
-            Error::io(format!("cannot run the {what} command"), e)
+            Error::io(format!("cannot run the command for the {what}"), e)
         }
     })?;
     if !out.status.success() {
@@ -184,7 +184,7 @@ fn run_secret_command(cmd: &str, what: &str) -> Result<Secret> {
         return Err(Error::new(
             ErrorKind::Unavailable,
             format!(
-                "the {what} command failed ({}){}",
+                "the command for the {what} failed ({}){}",
                 out.status,
                 match said {
                     0 => String::new(),
@@ -195,21 +195,21 @@ fn run_secret_command(cmd: &str, what: &str) -> Result<Secret> {
                 }
             ),
         )
-        .hint(format!("run the {what} command by hand, as this user, to see why it fails")));
+        .hint(format!("run the command for the {what} by hand, as this user, to see why it fails")));
     }
     let printed = String::from_utf8_lossy(&out.stdout);
     let value = printed.trim_end_matches(['\n', '\r']);
     if value.is_empty() {
-        return Err(Error::config(format!("the {what} command printed nothing"))
-            .hint(format!("make the {what} command print the secret on its standard output (run it by hand to see what it prints)")));
+        return Err(Error::config(format!("the command for the {what} printed nothing"))
+            .hint(format!("make the command for the {what} print the secret on its standard output (run it by hand to see what it prints)")));
     }
     if value.contains(['\n', '\r']) {
         return Err(Error::config(format!(
-            "the {what} command printed {} lines: the secret is its whole output, one line",
+            "the command for the {what} printed {} lines: the secret is its whole output, one line",
             value.lines().count()
         ))
         .hint(format!(
-            "make the {what} command print the secret alone (send anything else it says to stderr)"
+            "make the command for the {what} print the secret alone (send anything else it says to stderr)"
         )));
     }
     Ok(Secret::new(value.to_string()))
@@ -333,7 +333,7 @@ mod tests {
         assert!(!said.contains("token-Zq9"), "{said}");
         assert!(said.contains("(2 lines) is not shown"), "{said}");
         assert!(
-            said.contains("run the S3 secret access key command by hand"),
+            said.contains("run the command for the S3 secret access key by hand"),
             "{said}"
         );
         for (printed, expect) in [

@@ -1011,7 +1011,7 @@ fn this_lifeboat(ctx: &Ctx, args: &str) -> anyhow::Result<String> {
 /// cluster restored after a host loss archives with the lost host's command. The archiver
 /// runs in the data directory `data_dir`, against which a relative path counts.
 fn lost_config(command: &str, data_dir: &std::path::Path) -> Option<String> {
-    let words = shell_words(command);
+    let words = lifeboat_core::sources::postgres::cluster::shell_words(command);
     if !words.iter().any(|w| {
         std::path::Path::new(w)
             .file_name()
@@ -1052,44 +1052,6 @@ fn lost_config(command: &str, data_dir: &std::path::Path) -> Option<String> {
             lifeboat_core::config::DEFAULT_CONFIG_PATHS.join(", ")
         ),
     })
-}
-
-/// The words of a command line as `sh` splits simple ones: whitespace outside quotes,
-/// quotes removed, a backslash escaping the next character outside single quotes.
-fn shell_words(command: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut quote: Option<char> = None;
-    let mut chars = command.chars();
-    while let Some(c) = chars.next() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some('"') | None, '\\') => {
-                word.extend(chars.next());
-                in_word = true;
-            }
-            (Some(_), c) => word.push(c),
-            (None, '\'' | '"') => {
-                quote = Some(c);
-                in_word = true;
-            }
-            (None, c) if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            (None, c) => {
-                word.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
-    words
 }
 
 /// `program` with the `--config` and `--repo` this command was given, to print or write
@@ -1173,7 +1135,7 @@ mod tests {
         assert_eq!(lost("lifeboat --repo s3://b/p wal-push %p"), None);
         assert_eq!(lost("cp %p /archive/%f"), None);
         assert_eq!(
-            shell_words(r#"a 'b c' "d \"e\"" f\ g"#),
+            lifeboat_core::sources::postgres::cluster::shell_words(r#"a 'b c' "d \"e\"" f\ g"#),
             ["a", "b c", r#"d "e""#, "f g"]
         );
     }

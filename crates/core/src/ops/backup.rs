@@ -232,6 +232,57 @@ pub fn uncovered_databases(src: &SourceConfig, conn: &PgConn) -> Result<Vec<Stri
         .collect())
 }
 
+/// The program `archive_command` (a server setting, as `show archive_command` prints it)
+/// runs for `wal-push`, when it names one by path: leading `env` and `VAR=value` words are
+/// passed over, quotes taken off. `None` for a command that is no `wal-push`, or names
+/// its program without a path (found on the server's `PATH`).
+#[must_use]
+pub fn archive_program(archive_command: &str) -> Option<std::path::PathBuf> {
+    if !archive_command.contains("wal-push") {
+        return None;
+    }
+    let program = crate::sources::postgres::cluster::shell_words(archive_command)
+        .into_iter()
+        .find(|w| !w.contains('=') && w != "env" && w != "/usr/bin/env")?;
+    program
+        .starts_with('/')
+        .then(|| std::path::PathBuf::from(program))
+}
+
+/// When the server `src` reaches archives its WAL with another lifeboat than `this` (the
+/// running binary): after an upgrade, the old one may still run there (see the README's
+/// Upgrading section). `None` when it is the same file, or the setting cannot be read (a
+/// role without `pg_read_all_settings`).
+#[must_use]
+pub fn other_archiving_binary(src: &SourceConfig, this: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let conn = PgConn::from_source(src).ok()?;
+    let db = src
+        .named_databases()
+        .first()
+        .cloned()
+        .or_else(|| conn.default_database())
+        .unwrap_or_else(|| "postgres".into());
+    let setting = conn.query(&db, "show archive_command").ok()?;
+    let program = archive_program(setting.trim())?;
+    let same = |a: &std::path::Path, b: &std::path::Path| match (
+        std::fs::metadata(a),
+        std::fs::metadata(b),
+    ) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    };
+    // one that is not on this host is another host's (a server elsewhere): no judgement
+    (program.exists() && !same(&program, this)).then(|| {
+        format!(
+            "source {:?}: PostgreSQL archives its WAL with {}, not with this lifeboat ({}): after an upgrade, point archive_command at the new binary (or install it in the old one's place), as older builds push WAL differently (README, Upgrading)",
+            src.name,
+            program.display(),
+            this.display(),
+        )
+    })
+}
+
 /// What a backup and `config check` say about [`uncovered_databases`].
 #[must_use]
 pub fn uncovered_note(src: &SourceConfig, uncovered: &[String]) -> String {
@@ -1352,6 +1403,29 @@ fn physical_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_program_an_archive_command_runs_is_found_past_env() {
+        let p = |c: &str| archive_program(c).map(|p| p.display().to_string());
+        assert_eq!(
+            p("/usr/local/bin/lifeboat --config /etc/lifeboat/lifeboat.toml wal-push --source app %p").as_deref(),
+            Some("/usr/local/bin/lifeboat")
+        );
+        assert_eq!(
+            p("env LIFEBOAT_STATE_DIR=/x '/opt/lb new/lifeboat' wal-push %p").as_deref(),
+            Some("/opt/lb new/lifeboat")
+        );
+        assert_eq!(
+            p("'/opt/lifeboat' wal-push %p").as_deref(),
+            Some("/opt/lifeboat")
+        );
+        assert_eq!(
+            p(r#"/opt/lb\ 2/lifeboat "wal-push" %p"#).as_deref(),
+            Some("/opt/lb 2/lifeboat")
+        );
+        assert_eq!(p("lifeboat wal-push %p"), None);
+        assert_eq!(p("cp %p /archive/%f"), None);
+    }
 
     #[test]
     fn settings_that_rule_out_physical_backups_are_named() {

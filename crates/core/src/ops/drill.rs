@@ -1032,7 +1032,11 @@ fn usage_mistake(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Option
         );
     }
     let Pick::Id(id) = &opts.pick else {
-        if opts.kind != BackupKind::Logical || opts.database.is_some() {
+        // a random pick picks a database too (see `pick_backup`)
+        if opts.kind != BackupKind::Logical
+            || opts.database.is_some()
+            || matches!(opts.pick, Pick::Random)
+        {
             return None;
         }
         let logical = list(
@@ -1996,7 +2000,7 @@ fn truth_checks(
     truth: &crate::sources::postgres::truth::Truth,
     jobs: u32,
 ) -> (Vec<Check>, Vec<TableResult>) {
-    let name = "row counts and content hashes vs backup-time truth";
+    let name = TRUTH_CHECK;
     match compare(conn, db, truth, jobs as usize) {
         Err(e) => (
             vec![Check {
@@ -2121,6 +2125,9 @@ impl Drop for HookGroups {
         }
     }
 }
+
+/// The check of every table against the backup-time truth; each table's own is `table …`.
+pub(crate) const TRUTH_CHECK: &str = "row counts and content hashes vs backup-time truth";
 
 /// What the checks of hooks run before the data is compared are named after.
 pub(crate) const HOOK_BEFORE_CHECKS: &str = "hook before checks";

@@ -124,10 +124,17 @@ impl From<&DrillReport> for DrillSummary {
             not_achieved: r.rto.not_achieved,
             on_scratch_server: r.scratch_server.is_some(),
             extrapolation_misses_rto: r.extrapolation_misses_rto,
-            fault_injected: r
-                .checks
-                .iter()
-                .any(|c| c.name.starts_with(super::drill::HOOK_BEFORE_CHECKS)),
+            // hooks changed the copy before its comparison, and only the comparison found
+            // it: an assertion, a hook or a restore that failed is a failure of its own
+            fault_injected: !r.passed
+                && r.checks
+                    .iter()
+                    .any(|c| c.ok && c.name.starts_with(super::drill::HOOK_BEFORE_CHECKS))
+                && r.checks
+                    .iter()
+                    .filter(|c| !c.ok)
+                    .all(|c| c.name == super::drill::TRUTH_CHECK || c.name.starts_with("table "))
+                && r.checks.iter().any(|c| !c.ok),
         }
     }
 }
@@ -651,6 +658,33 @@ mod tests {
             not_checked: Vec::new(),
             written_by: Some("0.1.0 (0123456789 2026-12-06)".into()),
         }
+    }
+
+    #[test]
+    fn only_a_comparison_failing_after_hooks_before_checks_is_a_fault_injected() {
+        let check = |name: &str, ok: bool| Check {
+            name: name.into(),
+            ok,
+            detail: String::new(),
+        };
+        let mut r = report(BackupKind::Logical);
+        r.passed = false;
+        r.checks = vec![
+            check("hook before checks: psql -c 'delete from t'", true),
+            check(crate::ops::drill::TRUTH_CHECK, false),
+            check("table public.t", false),
+        ];
+        assert!(crate::ops::evidence::DrillSummary::from(&r).fault_injected);
+        // an assertion that failed too is a failure of its own
+        r.checks.push(check("assertion: select false", false));
+        assert!(!crate::ops::evidence::DrillSummary::from(&r).fault_injected);
+        // no hook before the checks: a real difference
+        r.checks = vec![check(crate::ops::drill::TRUTH_CHECK, false)];
+        assert!(!crate::ops::evidence::DrillSummary::from(&r).fault_injected);
+        // a passed drill injected nothing that was found
+        r.passed = true;
+        r.checks = vec![check("hook before checks: true", true)];
+        assert!(!crate::ops::evidence::DrillSummary::from(&r).fault_injected);
     }
 
     #[test]

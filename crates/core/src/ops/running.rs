@@ -104,6 +104,12 @@ fn claim_at(path: &Path, work: Work<'_>) -> Result<Option<Running>> {
     .or_else(|_| no_follow(std::fs::OpenOptions::new().read(true)));
     let file = match file {
         Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return unkept(format!(
+                "{} is a symbolic link, which is not followed (lifeboat never makes one there: someone planted it; remove it)",
+                path.display()
+            ))
+        }
         Err(e) => return unkept(format!("{}: {e}", path.display())),
     };
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {

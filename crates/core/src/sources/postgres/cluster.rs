@@ -85,6 +85,35 @@ fn setpriv_has_pdeathsig(setpriv: &Path) -> bool {
     })
 }
 
+/// Starts `cmd` as a client [`stop_all`] kills (in a process group of its own), for a
+/// caller that reads its output as it comes (pg_dump, pg_basebackup): an interrupt would
+/// otherwise leave it running, holding its table locks, until its next write finds no
+/// reader. [`client_done`] once it has ended.
+///
+/// # Errors
+///
+/// When it cannot be started, or the interrupt's clean-up has already run.
+pub(crate) fn spawn_client(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+    let mut clients = CLIENTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(std::io::Error::from(std::io::ErrorKind::Interrupted));
+    }
+    let child = cmd.spawn()?;
+    clients.push(child.id() as i32);
+    Ok(child)
+}
+
+/// A client [`spawn_client`] started has ended (its process group is no one's to kill).
+pub(crate) fn client_done(pid: u32) {
+    if let Ok(mut l) = CLIENTS.lock() {
+        l.retain(|g| *g != pid as i32);
+    }
+}
+
 /// Runs `cmd` to its end as a client whose work must not outlive lifeboat: in a process
 /// group of its own that [`stop_all`] kills before anything else (an interrupted overwrite
 /// must not commit after lifeboat said it was interrupted), and, where util-linux's
@@ -573,6 +602,45 @@ static CLEANING: Mutex<()> = Mutex::new(());
 /// clean-up short and leave a data directory behind.
 pub fn wait_for_stop_all() {
     drop(CLEANING.lock());
+}
+
+/// The words of a command line as `sh` splits simple ones: whitespace outside quotes,
+/// quotes removed, a backslash escaping the next character outside single quotes.
+#[must_use]
+pub fn shell_words(command: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    let mut chars = command.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some('"') | None, '\\') => {
+                word.extend(chars.next());
+                in_word = true;
+            }
+            (Some(_), c) => word.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
 }
 
 /// `s` as one word for `/bin/sh`: as it is when only safe characters, else between single

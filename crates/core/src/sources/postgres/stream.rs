@@ -261,8 +261,7 @@ impl<T: Send + 'static> ChildStream<T> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
+        let mut child = super::cluster::spawn_client(&mut cmd)
             .map_err(|e| missing_program(std::path::Path::new(cmd.get_program()), e))?;
         let stdout = child.stdout.take().expect("stdout is piped");
         enlarge_pipe(&stdout);
@@ -343,10 +342,9 @@ impl<T: Send + 'static> ChildStream<T> {
         if stopped_here {
             let _ = self.child.kill();
         }
-        let status = self
-            .child
-            .wait()
-            .map_err(|e| Error::io(format!("waiting for {}", self.program), e))?;
+        let status = self.child.wait();
+        super::cluster::client_done(self.child.id());
+        let status = status.map_err(|e| Error::io(format!("waiting for {}", self.program), e))?;
         if let Some(pump) = self.pump.take() {
             // ends at the end of the stream, or once the archiver (the queue) or the program
             // (the pipe) is gone
@@ -414,6 +412,7 @@ impl<T> Drop for ChildStream<T> {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        super::cluster::client_done(self.child.id());
     }
 }
 
