@@ -540,6 +540,16 @@ fn a_signed_head_proves_the_log_and_catches_a_rewrite() {
     let (code, _, err) = run(lb(&cfg).args(["audit", "keygen"]).arg(&keys));
     assert_eq!(code, 2, "keys are never overwritten: {err}");
 
+    // the public key given for the secret one is refused, before anything is signed
+    let (code, _, err) = run(lb(&cfg).args(["audit", "sign", "--key"]).arg(&public));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is the public key"), "{err}");
+    // a key others may read signs, with a warning
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = run(lb(&cfg).args(["audit", "sign", "--key"]).arg(&secret));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("chmod 600"), "{err}");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     let statement = ws.path().join("outside").join("head.json");
     ok(lb(&cfg)
         .args(["audit", "sign", "--key"])

@@ -132,6 +132,8 @@ impl AuditCmd {
             }
             Self::Sign { key, output } => {
                 let statement = signing::sign(&repo, key)?;
+                // (a key others may read is said)
+                output::warn_repository(&repo);
                 let text = serde_json::to_string_pretty(&statement)?;
                 match output {
                     Some(p) => {
