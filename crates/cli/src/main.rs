@@ -430,7 +430,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     // refused before anything of it runs (`config check` too: it runs the secret
     // commands); a warning `config check` shows among its findings instead
     if let Some((refuse, why)) = config_path.as_deref().and_then(|p| {
-        lifeboat_core::config::root_runs_what_others_control(&config, p, cli.config.is_none())
+        // found in the working directory (not /etc/lifeboat, not named): whoever made it
+        // there chose what root runs
+        let found_here = cli.config.is_none() && p.is_relative();
+        lifeboat_core::config::root_runs_what_others_control(&config, p, found_here)
     }) {
         if refuse {
             return Err(lifeboat_core::Error::config(format!("refused: {why}"))

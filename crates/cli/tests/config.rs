@@ -155,6 +155,20 @@ fn root_does_not_follow_a_configuration_others_may_write() {
         marker.exists(),
         "config check runs the source's password command"
     );
+    // found in the working directory without --config, another user's file is refused
+    let here = std::process::Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
+        .arg("list")
+        .current_dir(cfg.parent().unwrap())
+        .env("LIFEBOAT_STATE_DIR", ws.path().join("state"))
+        .env_remove("LIFEBOAT_CONFIG")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&here.stderr);
+    assert_eq!(here.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("refused") && said.contains("it belongs to postgres"),
+        "{said}"
+    );
     // root's own file: nothing to say
     nix::unistd::chown(&cfg, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
     let (_, _, err) = run(lb(&cfg).args(["list"]));
