@@ -1437,7 +1437,24 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                         (compared, defined)
                     })
                 });
-                checks.extend(compared);
+                let old_dump = backup
+                    .meta
+                    .truth
+                    .as_ref()
+                    .is_some_and(|t| t.session.is_none());
+                checks.extend(compared.into_iter().map(|mut c| {
+                    if old_dump && !c.ok && c.name == TRUTH_CHECK {
+                        c.detail = format!(
+                            "{}\n({})",
+                            c.detail,
+                            old_dump_note(
+                                truth.session.as_deref(),
+                                "the drill cluster's own settings, as production could not be asked"
+                            )
+                        );
+                    }
+                    c
+                }));
                 tables = compared_tables;
                 match defined {
                     Some(Ok(check)) => checks.push(check),
@@ -2124,6 +2141,19 @@ impl Drop for HookGroups {
             let _ = child.wait();
         }
     }
+}
+
+/// What a failed comparison of a backup taken before lifeboat fixed its dump session says:
+/// rows of another time zone read differently without any change to the data.
+/// `session` is what the rows were read in; `unasked` says in what when none was known.
+pub(crate) fn old_dump_note(session: Option<&str>, unasked: &str) -> String {
+    format!(
+        "this backup was taken by an older lifeboat, which dumped in the source database's own time zone and bytea format; the rows were read here in {}: where production's differed, timestamptz and bytea columns read differently without any change to the data",
+        session.map_or_else(
+            || unasked.to_string(),
+            |s| format!("`{s}`, as the server asked reported them")
+        )
+    )
 }
 
 /// The check of every table against the backup-time truth; each table's own is `table …`.

@@ -1825,10 +1825,10 @@ fn restore_inner(
                 .as_ref()
                 .is_some_and(|t| t.session.is_none());
             let old_hint = format!(
-                "this backup was taken by an older lifeboat, which dumped in the source database's own time zone and bytea format; the rows were read here in {}: where production's differed, timestamptz and bytea columns read differently without any change to the data; compare a few rows by hand, or restore with --no-verify",
-                truth.session.as_deref().map_or_else(
-                    || "the target's own settings, as the server the restore reached did not say".to_string(),
-                    |s| format!("`{s}`, as the server the restore reached reported them (with --target-dsn, the target's)")
+                "{}; compare a few rows by hand, or restore with --no-verify",
+                super::drill::old_dump_note(
+                    truth.session.as_deref(),
+                    "the target's own settings, as the server the restore reached did not say"
                 )
             );
             let hint = if old_dump {
