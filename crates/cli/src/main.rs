@@ -410,7 +410,7 @@ impl Ctx {
 }
 
 /// What to do when root would run commands another user can change.
-pub(crate) const OTHERS_CONTROL_HINT: &str = "make it root's and not writable by others (`chown root: FILE; chmod go-w FILE`), or run lifeboat as the user it belongs to";
+pub(crate) const OTHERS_CONTROL_HINT: &str = "make it root's and not writable by others (`chown root: FILE; chmod go-w FILE`), or run lifeboat as the user it belongs to (a file found in the working directory is taken, with a warning, when named with --config)";
 
 /// Runs the command; returns the exit code of a command that chooses its own.
 fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -432,7 +432,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     if let Some((refuse, why)) = config_path.as_deref().and_then(|p| {
         // found in the working directory (not /etc/lifeboat, not named): whoever made it
         // there chose what root runs
-        let found_here = cli.config.is_none() && p.is_relative();
+        let found_here = cli.config.is_none()
+            && p.is_relative()
+            && std::fs::canonicalize(p).ok()
+                != std::fs::canonicalize(lifeboat_core::config::DEFAULT_CONFIG_PATHS[1]).ok();
         lifeboat_core::config::root_runs_what_others_control(&config, p, found_here)
     }) {
         if refuse {

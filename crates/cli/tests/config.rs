@@ -156,8 +156,10 @@ fn root_does_not_follow_a_configuration_others_may_write() {
         "config check runs the source's password command"
     );
     // found in the working directory without --config, another user's file is refused
+    // before anything of it runs
+    std::fs::remove_file(&marker).unwrap();
     let here = std::process::Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
-        .arg("list")
+        .args(["config", "check"])
         .current_dir(cfg.parent().unwrap())
         .env("LIFEBOAT_STATE_DIR", ws.path().join("state"))
         .env_remove("LIFEBOAT_CONFIG")
@@ -169,6 +171,7 @@ fn root_does_not_follow_a_configuration_others_may_write() {
         said.contains("refused") && said.contains("it belongs to postgres"),
         "{said}"
     );
+    assert!(!marker.exists(), "its password command ran as root");
     // root's own file: nothing to say
     nix::unistd::chown(&cfg, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
     let (_, _, err) = run(lb(&cfg).args(["list"]));

@@ -1402,9 +1402,17 @@ fn a_source_no_longer_configured_keeps_its_backups_in_reach() {
 /// night it appears, and a list that leaves a database of the server out says so.
 #[test]
 fn database_patterns_follow_the_server_and_a_list_names_what_it_leaves_out() {
+    // the server's archive_command runs another lifeboat than this one, as an old build
+    // left in place after an upgrade would: `config check` names it below
+    let ws = Workspace::new();
+    let other = ws.path().join("lifeboat-old");
+    std::fs::copy("/bin/true", &other).unwrap();
     let c = lifeboat_testing::Cluster::start_with(
         &lifeboat_core::sources::postgres::conn::PgBin::new(None),
-        "archive_mode = on\narchive_command = '/bin/true wal-push %p'",
+        &format!(
+            "archive_mode = on\narchive_command = '{} wal-push %p'",
+            other.display()
+        ),
     )
     .expect("an archiving cluster");
     for db in ["cust_a", "cust_b", "billing"] {
@@ -1412,7 +1420,6 @@ fn database_patterns_follow_the_server_and_a_list_names_what_it_leaves_out() {
         c.sql(db, "CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
             .unwrap();
     }
-    let ws = Workspace::new();
     let cfg = ws.local_config(&[("saas", &c.dsn("postgres"))]);
     let base = std::fs::read_to_string(&cfg).unwrap();
     let with = |databases: &str| {
@@ -1430,8 +1437,6 @@ fn database_patterns_follow_the_server_and_a_list_names_what_it_leaves_out() {
     );
     // named twice, dumped once
     assert_eq!(list_json(&cfg).len(), 1);
-    // (the server's archive_command runs another program than this lifeboat, as an old
-    // build left in place after an upgrade would: named below)
     let check = ok(lb(&cfg).args(["config", "check"]));
     assert!(
         check
@@ -1440,7 +1445,10 @@ fn database_patterns_follow_the_server_and_a_list_names_what_it_leaves_out() {
         "{check}"
     );
     assert!(
-        check.contains("PostgreSQL archives its WAL with /bin/true, not with this lifeboat"),
+        check.contains(&format!(
+            "PostgreSQL archives its WAL with {}, not with this lifeboat",
+            other.display()
+        )),
         "{check}"
     );
     // one left out on purpose is not named again

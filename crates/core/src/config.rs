@@ -260,7 +260,10 @@ impl SourceConfig {
     #[must_use]
     pub fn named_databases(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        for d in self.included().filter(|d| !is_pattern(d)) {
+        for d in self
+            .included()
+            .filter(|d| !is_pattern(d) && !self.excludes_database(d))
+        {
             if !out.contains(d) {
                 out.push(d.clone());
             }
@@ -931,19 +934,32 @@ pub fn root_runs_what_others_control(
             .iter()
             .filter_map(|s| s.pg_bin_dir.as_deref()),
     );
+    // found in the working directory, a link there is someone's choice of file too
+    if found && std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Some((
+            true,
+            format!(
+                "{} is a symbolic link found in the working directory: whoever made it chose what root follows",
+                path.display()
+            ),
+        ));
+    }
     for place in places {
         let Ok(m) = std::fs::metadata(place) else {
             continue;
         };
+        // the file or its directory, found in the working directory: whoever controls
+        // either chose what root runs
+        let chosen_here = found && (place == path || place == dir);
         // a sticky directory (/tmp) lets no one replace another's file
         let sticky_dir = m.is_dir() && m.mode() & 0o1000 != 0;
         let who = if m.mode() & 0o002 != 0 && !sticky_dir {
             Some((true, "every user of this host may change it".to_string()))
         } else if m.uid() != 0 {
             let owner = crate::repository::owner::user_name(m.uid());
-            Some((found && place == path, format!("it belongs to {owner}")))
+            Some((chosen_here, format!("it belongs to {owner}")))
         } else if m.mode() & 0o020 != 0 && !sticky_dir {
-            Some((false, "its group may change it".to_string()))
+            Some((chosen_here, "its group may change it".to_string()))
         } else {
             None
         };

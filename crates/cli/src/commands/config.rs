@@ -165,9 +165,13 @@ impl ConfigCmd {
                     for e in c.failed {
                         record(format!("source {}", src.name), Err(e));
                     }
-                    if let Some(other) = std::env::current_exe().ok().and_then(|exe| {
-                        lifeboat_core::ops::backup::other_archiving_binary(src, &exe)
-                    }) {
+                    if let Some(other) = std::env::current_exe()
+                        .ok()
+                        .filter(|_| reachable)
+                        .and_then(|exe| {
+                            lifeboat_core::ops::backup::other_archiving_binary(src, &exe)
+                        })
+                    {
                         privilege_notes.push(CheckLine {
                             what: format!("source {}", src.name),
                             ok: true,

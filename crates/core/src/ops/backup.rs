@@ -232,18 +232,24 @@ pub fn uncovered_databases(src: &SourceConfig, conn: &PgConn) -> Result<Vec<Stri
         .collect())
 }
 
-/// The program `archive_command` (a server setting, as `show archive_command` prints it)
-/// runs for `wal-push`, when it names one by path: leading `env` and `VAR=value` words are
-/// passed over, quotes taken off. `None` for a command that is no `wal-push`, or names
-/// its program without a path (found on the server's `PATH`).
+/// The lifeboat binary `archive_command` (a server setting, as `show archive_command`
+/// prints it) runs for `wal-push`, when it names one by path: the first word before
+/// `wal-push` whose file name starts with `lifeboat` (past `env`, `timeout`, `sudo` and
+/// their options; not a `lifeboat.toml`). `None` for another archiver (WAL-G's own `wal-push`), or a lifeboat found on
+/// the server's `PATH`.
 #[must_use]
 pub fn archive_program(archive_command: &str) -> Option<std::path::PathBuf> {
-    if !archive_command.contains("wal-push") {
-        return None;
-    }
-    let program = crate::sources::postgres::cluster::shell_words(archive_command)
-        .into_iter()
-        .find(|w| !w.contains('=') && w != "env" && w != "/usr/bin/env")?;
+    let words = crate::sources::postgres::cluster::shell_words(archive_command);
+    let push = words.iter().position(|w| w == "wal-push")?;
+    // (not its configuration file, `lifeboat.toml`, which may come before)
+    let program = words[..push].iter().find(|w| {
+        std::path::Path::new(w.as_str())
+            .file_name()
+            .is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with("lifeboat") && !n.ends_with(".toml")
+            })
+    })?;
     program
         .starts_with('/')
         .then(|| std::path::PathBuf::from(program))
@@ -1425,6 +1431,12 @@ mod tests {
         );
         assert_eq!(p("lifeboat wal-push %p"), None);
         assert_eq!(p("cp %p /archive/%f"), None);
+        // another archiver's wal-push, and wrappers, are not lifeboat
+        assert_eq!(p("/usr/local/bin/wal-g wal-push %p"), None);
+        assert_eq!(
+            p("/usr/bin/timeout 60 /usr/local/bin/lifeboat wal-push %p").as_deref(),
+            Some("/usr/local/bin/lifeboat")
+        );
     }
 
     #[test]

@@ -1443,12 +1443,15 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                     .as_ref()
                     .is_some_and(|t| t.session.is_none());
                 checks.extend(compared.into_iter().map(|mut c| {
-                    if old_dump && !c.ok && c.name == TRUTH_CHECK {
+                    // (only when the rows were compared: a comparison that could not run
+                    // says why itself)
+                    if old_dump && !c.ok && c.name == TRUTH_CHECK && !compared_tables.is_empty() {
                         c.detail = format!(
                             "{}\n({})",
                             c.detail,
                             old_dump_note(
                                 truth.session.as_deref(),
+                                "as production reported them",
                                 "the drill cluster's own settings, as production could not be asked"
                             )
                         );
@@ -1658,7 +1661,7 @@ fn definitions_check(
             Some(&session),
         ) {
             Ok(d) => Check {
-                name: "definitions vs the backup".into(),
+                name: DEFINITIONS_CHECK.into(),
                 ok: d.ok(),
                 detail: d.describe(),
             },
@@ -1674,7 +1677,7 @@ fn definitions_check(
                 ))
             }
             Err(e) => Check {
-                name: "definitions vs the backup".into(),
+                name: DEFINITIONS_CHECK.into(),
                 ok: false,
                 detail: crate::error::one_line(&e),
             },
@@ -2146,15 +2149,15 @@ impl Drop for HookGroups {
 /// What a failed comparison of a backup taken before lifeboat fixed its dump session says:
 /// rows of another time zone read differently without any change to the data.
 /// `session` is what the rows were read in; `unasked` says in what when none was known.
-pub(crate) fn old_dump_note(session: Option<&str>, unasked: &str) -> String {
+pub(crate) fn old_dump_note(session: Option<&str>, asked: &str, unasked: &str) -> String {
     format!(
         "this backup was taken by an older lifeboat, which dumped in the source database's own time zone and bytea format; the rows were read here in {}: where production's differed, timestamptz and bytea columns read differently without any change to the data",
-        session.map_or_else(
-            || unasked.to_string(),
-            |s| format!("`{s}`, as the server asked reported them")
-        )
+        session.map_or_else(|| unasked.to_string(), |s| format!("`{s}`, {asked}"))
     )
 }
+
+/// The check of the restored schema against the backup's.
+pub(crate) const DEFINITIONS_CHECK: &str = "definitions vs the backup";
 
 /// The check of every table against the backup-time truth; each table's own is `table …`.
 pub(crate) const TRUTH_CHECK: &str = "row counts and content hashes vs backup-time truth";

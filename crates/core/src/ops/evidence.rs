@@ -73,9 +73,9 @@ pub struct DrillSummary {
     /// drill itself may have passed: it measured a smaller database).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub extrapolation_misses_rto: bool,
-    /// Hooks ran on the restored copy before its checks (`drill.hooks_before_checks`,
-    /// `--hook-before-checks`): a fault injected on purpose to show a drill catches it, so
-    /// a failure says nothing against the backup.
+    /// The drill failed only in its comparisons with the backup (rows, definitions) after
+    /// hooks before its checks (`drill.hooks_before_checks`, `--hook-before-checks`) ran
+    /// and passed: a fault injected on purpose, which the drill caught.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fault_injected: bool,
 }
@@ -130,10 +130,11 @@ impl From<&DrillReport> for DrillSummary {
                 && r.checks
                     .iter()
                     .any(|c| c.ok && c.name.starts_with(super::drill::HOOK_BEFORE_CHECKS))
-                && r.checks
-                    .iter()
-                    .filter(|c| !c.ok)
-                    .all(|c| c.name == super::drill::TRUTH_CHECK || c.name.starts_with("table "))
+                && r.checks.iter().filter(|c| !c.ok).all(|c| {
+                    c.name == super::drill::TRUTH_CHECK
+                        || c.name == super::drill::DEFINITIONS_CHECK
+                        || c.name.starts_with("table ")
+                })
                 && r.checks.iter().any(|c| !c.ok),
         }
     }
@@ -676,6 +677,10 @@ mod tests {
         ];
         assert!(crate::ops::evidence::DrillSummary::from(&r).fault_injected);
         // an assertion that failed too is a failure of its own
+        // a schema change the definitions check found is the fault too
+        r.checks
+            .push(check(crate::ops::drill::DEFINITIONS_CHECK, false));
+        assert!(crate::ops::evidence::DrillSummary::from(&r).fault_injected);
         r.checks.push(check("assertion: select false", false));
         assert!(!crate::ops::evidence::DrillSummary::from(&r).fault_injected);
         // no hook before the checks: a real difference

@@ -1828,6 +1828,7 @@ fn restore_inner(
                 "{}; compare a few rows by hand, or restore with --no-verify",
                 super::drill::old_dump_note(
                     truth.session.as_deref(),
+                    "as the server the restore reached reported them (with --target-dsn, the target's)",
                     "the target's own settings, as the server the restore reached did not say"
                 )
             );
