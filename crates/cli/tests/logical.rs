@@ -749,7 +749,7 @@ fn a_multi_database_source_needs_database_to_restore_and_has_stats_per_database(
         .len()
     };
     let before = logged();
-    let (code, _, err) = run(lb(&cfg).args(["drill", "--pick", "random"]));
+    let (code, _, err) = run(lb(&cfg).args(["drill", "--pick", "latest"]));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("backs up several databases (a, b)"), "{err}");
     assert_eq!(logged(), before, "a refused drill is no failed drill");
@@ -953,6 +953,14 @@ fn a_multi_database_source_needs_database_to_restore_and_has_stats_per_database(
         !latest.is_empty() && latest.iter().all(|l| l.contains("of `a`")),
         "{latest:?}"
     );
+    // the seeds' random test picks a database at random too
+    let drilled: serde_json::Value =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "drill", "--pick", "random"]))).unwrap();
+    assert!(
+        ["a", "b"].contains(&drilled["database"].as_str().unwrap_or_default()),
+        "{drilled}"
+    );
+    assert_eq!(drilled["passed"], true, "{drilled}");
 }
 
 #[test]
