@@ -96,10 +96,12 @@ fn setpriv_has_pdeathsig(setpriv: &Path) -> bool {
 pub(crate) fn spawn_client(cmd: &mut Command) -> std::io::Result<std::process::Child> {
     use std::os::unix::process::CommandExt;
     cmd.process_group(0);
+    // held across the spawn: an interrupt in between still finds the client to kill
     let mut clients = CLIENTS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     if STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
+        // the interrupt's clean-up has run: nothing may start after it
         return Err(std::io::Error::from(std::io::ErrorKind::Interrupted));
     }
     let child = cmd.spawn()?;
@@ -129,7 +131,6 @@ pub(crate) fn run_client_with(
     stdout: bool,
     timeout: Option<std::time::Duration>,
 ) -> std::io::Result<std::process::Output> {
-    use std::os::unix::process::CommandExt;
     let program = Path::new(cmd.get_program());
     if program.is_absolute() && !program.exists() {
         // through setpriv it would fail as a program's error, not as a missing program
@@ -156,33 +157,20 @@ pub(crate) fn run_client_with(
     } else {
         cmd
     };
-    cmd.process_group(0)
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .stdout(if stdout {
             Stdio::piped()
         } else {
             Stdio::null()
         })
         .stderr(Stdio::piped());
-    // held across the spawn: an interrupt in between still finds the client to kill
-    let mut clients = CLIENTS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
-        // the interrupt's clean-up has run: nothing may start after it
-        return Err(std::io::Error::from(std::io::ErrorKind::Interrupted));
-    }
-    let child = cmd.spawn()?;
-    let pgid = child.id() as i32;
-    clients.push(pgid);
-    drop(clients);
+    let child = spawn_client(&mut cmd)?;
+    let pid = child.id();
     let out = match timeout {
         None => child.wait_with_output(),
-        Some(limit) => wait_within(child, pgid, limit),
+        Some(limit) => wait_within(child, pid as i32, limit),
     };
-    if let Ok(mut l) = CLIENTS.lock() {
-        l.retain(|g| *g != pgid);
-    }
+    client_done(pid);
     out
 }
 
