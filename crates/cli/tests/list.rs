@@ -127,3 +127,61 @@ fn list_filters_and_stats_need_no_data_pack() {
     std::fs::rename(&away, &data).unwrap();
     ok(lb(&cfg).args(["verify", "--all"]));
 }
+
+#[test]
+fn backup_all_takes_every_source_past_one_that_is_down() {
+    let c = cluster();
+    sample_db(&c, "app", 30);
+    sample_db(&c, "crm", 20);
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[
+        ("app-db", &c.dsn("app")),
+        (
+            "gone-db",
+            "host=/nonexistent port=5 dbname=x connect_timeout=2",
+        ),
+        ("crm-db", &c.dsn("crm")),
+    ]);
+    ok(lb(&cfg).arg("init"));
+
+    // several sources and no --source: the usage mistake names --all
+    let (code, _, err) = common::run(lb(&cfg).arg("backup"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--all") && err.contains("gone-db"), "{err}");
+    assert!(listed(&cfg, &[]).is_empty());
+
+    let (code, out, err) =
+        common::run(lb(&cfg).args(["--json", "backup", "--all", "--kind", "logical"]));
+    assert_ne!(code, 0, "a source that is down fails the run: {err}");
+    assert!(err.contains("1 of 3 sources failed: gone-db"), "{err}");
+    let reports: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let sources: Vec<_> = reports.iter().map(|r| r["source"].clone()).collect();
+    assert_eq!(sources, ["app-db", "gone-db", "crm-db"], "{out}");
+    assert!(!reports[1]["error"].as_str().unwrap().is_empty(), "{out}");
+    assert_eq!(reports[0]["backups"].as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(reports[2]["backups"].as_array().unwrap().len(), 1, "{out}");
+    // the source after the one that failed was backed up too
+    let stored: Vec<_> = listed(&cfg, &[])
+        .iter()
+        .map(|b| b["source"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        stored.contains(&"app-db".into()) && stored.contains(&"crm-db".into()),
+        "{stored:?}"
+    );
+    assert_eq!(stored.len(), 2, "{stored:?}");
+
+    // --all with every source up exits 0 and says so
+    let ws2 = Workspace::new();
+    let cfg2 = ws2.local_config(&[("app-db", &c.dsn("app")), ("crm-db", &c.dsn("crm"))]);
+    ok(lb(&cfg2).arg("init"));
+    let out = ok(lb(&cfg2).args(["backup", "--all", "--kind", "schema"]));
+    assert!(
+        out.contains("== source app-db") && out.contains("== source crm-db"),
+        "{out}"
+    );
+    assert!(out.contains("2 of 2 sources backed up"), "{out}");
+    // --all takes no --source: the two would contradict each other
+    let (code, _, err) = common::run(lb(&cfg2).args(["backup", "--all", "--source", "app-db"]));
+    assert_eq!(code, 2, "{err}");
+}

@@ -6,6 +6,8 @@ use lifeboat_core::{
     sources::postgres::logical::BackupKind,
 };
 
+use lifeboat_core::ErrorKind;
+
 use crate::{output, Ctx};
 
 /// Back up a source.
@@ -14,6 +16,10 @@ pub struct BackupCmd {
     /// Source name from the configuration (default: the only one).
     #[arg(long, short)]
     source: Option<String>,
+    /// Back up every configured source, one after the other; one that fails does not stop
+    /// the others, and the exit code says whether any failed.
+    #[arg(long, conflicts_with_all = ["source", "database"])]
+    all: bool,
     /// Kind to take: logical, schema, globals or physical (repeatable; default: the three
     /// logical kinds).
     #[arg(long, short)]
@@ -26,6 +32,19 @@ pub struct BackupCmd {
 impl BackupCmd {
     /// Runs the backup and prints a summary.
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        if self.all {
+            return self.run_all(ctx);
+        }
+        if self.source.is_none() && ctx.config.sources.len() > 1 {
+            return Err(
+                lifeboat_core::Error::config("several sources are configured: which one?")
+                    .hint(format!(
+                        "pass --source with one of: {}; or --all to back up every one",
+                        source_names(ctx)
+                    ))
+                    .into(),
+            );
+        }
         let src = ctx.source(self.source.as_deref())?;
         if !self.database.is_empty() && self.kind == [BackupKind::Physical] {
             return Err(lifeboat_core::Error::config(
@@ -42,89 +61,209 @@ impl BackupCmd {
                 lifeboat_core::ops::backup::kinds_named(&self.kind)
             ),
         )?;
-        let opts = BackupOptions {
+        let report = backup(&repo, src, &self.options(ctx, &src.name))?;
+        output::warn_repository(&repo);
+        let outcome = summarize(ctx, &repo, &report);
+        if ctx.json {
+            output::json(&report)?;
+        }
+        outcome
+    }
+
+    fn options(&self, ctx: &Ctx, source: &str) -> BackupOptions {
+        BackupOptions {
             kinds: self.kind.clone(),
             databases: self.database.clone(),
             recovery_point: None,
-            archive_command: super::restore::archive_command(ctx, &src.name).ok(),
-        };
-        let report = backup(&repo, src, &opts)?;
-        output::warn_repository(&repo);
-        // what was stored is printed first, and the exit code then says what is missing
-        let outcome = || match (report.failure(), &report.evidence_gap) {
-            (Some(e), gap) => {
-                // the failure decides the exit code; a missing head is said too
-                if let Some(g) = gap {
-                    output::write_err(format_args!("warning: {}\n", g.message));
-                }
-                Err(e.into())
+            archive_command: super::restore::archive_command(ctx, source).ok(),
+        }
+    }
+
+    /// `--all`: each source in the configuration's order. The repository is opened once;
+    /// a source that cannot be backed up at all (its server is down) is said and the next
+    /// one is taken, because a cron line backing up forty databases must not lose thirty-nine
+    /// to one.
+    fn run_all(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        if ctx.config.sources.is_empty() {
+            // the usual error and hint for a configuration without sources
+            ctx.source(None)?;
+        }
+        let repo = ctx.open_logged(
+            "backup",
+            &format!(
+                "all {} sources ({})",
+                ctx.config.sources.len(),
+                lifeboat_core::ops::backup::kinds_named(&self.kind)
+            ),
+        )?;
+        let mut reports = Vec::new();
+        let mut failed = Vec::new();
+        let mut first_kind = None;
+        for src in &ctx.config.sources {
+            if !ctx.json {
+                println!("== source {}", src.name);
             }
-            (None, Some(g)) => Err(g.error().into()),
-            (None, None) => Ok(()),
-        };
+            let outcome = backup(&repo, src, &self.options(ctx, &src.name))
+                .map_err(anyhow::Error::from)
+                .and_then(|report| {
+                    let outcome = summarize(ctx, &repo, &report);
+                    reports.push(AllEntry::Done(report));
+                    outcome
+                });
+            if let Err(e) = outcome {
+                let kind = error_kind(&e);
+                if kind == ErrorKind::Interrupted {
+                    // Ctrl-C stops the whole run, not just this source
+                    return Err(e);
+                }
+                output::write_err(format_args!("lifeboat: source {}: {e:#}\n", src.name));
+                first_kind.get_or_insert(kind);
+                if !matches!(reports.last(), Some(AllEntry::Done(r)) if r.source == src.name) {
+                    reports.push(AllEntry::Failed {
+                        source: src.name.clone(),
+                        error: format!("{e:#}"),
+                    });
+                }
+                failed.push(src.name.clone());
+            }
+        }
+        output::warn_repository(&repo);
         if ctx.json {
-            output::json(&report)?;
-            return outcome();
-        }
-        let mut rows = vec![vec![
-            "ID".into(),
-            "KIND".into(),
-            "DATABASE".into(),
-            "TIME".into(),
-            "SIZE".into(),
-            "NEW".into(),
-            "STORED".into(),
-            "DEDUP".into(),
-            "TABLES".into(),
-            "ROWS".into(),
-        ]];
-        for b in &report.backups {
-            rows.push(vec![
-                b.id[..8].to_string(),
-                b.kind.to_string(),
-                b.database.clone().unwrap_or_else(|| "-".into()),
-                output::secs(b.duration_secs),
-                output::bytes(b.logical_bytes),
-                output::bytes(b.new_bytes),
-                output::bytes(b.stored_bytes),
-                format!("{:.1}x", b.dedup_ratio.min(9999.0)),
-                // only a full dump records rows
-                if b.kind == BackupKind::Logical {
-                    b.tables.to_string()
-                } else {
-                    "-".into()
-                },
-                if b.kind == BackupKind::Logical {
-                    b.rows.to_string()
-                } else {
-                    "-".into()
-                },
-            ]);
-        }
-        output::table(&rows);
-        for f in &report.failed {
+            output::json(&reports)?;
+        } else {
             println!(
-                "FAILED {} {}: {}",
-                f.kind,
-                f.database.as_deref().unwrap_or("-"),
-                f.error
+                "{} of {} sources backed up{}",
+                ctx.config.sources.len() - failed.len(),
+                ctx.config.sources.len(),
+                if failed.is_empty() {
+                    String::new()
+                } else {
+                    format!("; FAILED: {}", failed.join(", "))
+                }
             );
         }
-        println!(
-            "backed up source {} into {} (recovery point {}){}",
-            report.source,
-            repo.location(),
-            report.recovery_point,
-            if report.failed.is_empty() {
-                String::new()
-            } else {
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(lifeboat_core::Error::new(
+                first_kind.unwrap_or(ErrorKind::Internal),
                 format!(
-                    ": {} of {} backups FAILED (above)",
-                    report.failed.len(),
-                    report.failed.len() + report.backups.len()
-                )
-            }
-        );
-        outcome()
+                    "{} of {} sources failed: {}",
+                    failed.len(),
+                    ctx.config.sources.len(),
+                    failed.join(", ")
+                ),
+            )
+            .hint("each failure is said above; back one up again with --source NAME")
+            .into())
+        }
     }
+}
+
+/// What `backup --all --json` prints for one source.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum AllEntry {
+    Done(lifeboat_core::ops::backup::BackupReport),
+    Failed { source: String, error: String },
+}
+
+/// The kind of the library error behind `e`, which decides the exit code.
+fn error_kind(e: &anyhow::Error) -> ErrorKind {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<lifeboat_core::Error>())
+        .map_or(ErrorKind::Internal, lifeboat_core::Error::kind)
+}
+
+fn source_names(ctx: &Ctx) -> String {
+    ctx.config
+        .sources
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Prints what one source's backup stored (not with `--json`) and returns what its exit
+/// code should say: the failure first, a missing evidence head otherwise.
+fn summarize(
+    ctx: &Ctx,
+    repo: &lifeboat_core::repository::Repo,
+    report: &lifeboat_core::ops::backup::BackupReport,
+) -> anyhow::Result<()> {
+    // what was stored is printed first, and the exit code then says what is missing
+    let outcome = || match (report.failure(), &report.evidence_gap) {
+        (Some(e), gap) => {
+            // the failure decides the exit code; a missing head is said too
+            if let Some(g) = gap {
+                output::write_err(format_args!("warning: {}\n", g.message));
+            }
+            Err(e.into())
+        }
+        (None, Some(g)) => Err(g.error().into()),
+        (None, None) => Ok(()),
+    };
+    if ctx.json {
+        return outcome();
+    }
+    let mut rows = vec![vec![
+        "ID".into(),
+        "KIND".into(),
+        "DATABASE".into(),
+        "TIME".into(),
+        "SIZE".into(),
+        "NEW".into(),
+        "STORED".into(),
+        "DEDUP".into(),
+        "TABLES".into(),
+        "ROWS".into(),
+    ]];
+    for b in &report.backups {
+        rows.push(vec![
+            b.id[..8].to_string(),
+            b.kind.to_string(),
+            b.database.clone().unwrap_or_else(|| "-".into()),
+            output::secs(b.duration_secs),
+            output::bytes(b.logical_bytes),
+            output::bytes(b.new_bytes),
+            output::bytes(b.stored_bytes),
+            format!("{:.1}x", b.dedup_ratio.min(9999.0)),
+            // only a full dump records rows
+            if b.kind == BackupKind::Logical {
+                b.tables.to_string()
+            } else {
+                "-".into()
+            },
+            if b.kind == BackupKind::Logical {
+                b.rows.to_string()
+            } else {
+                "-".into()
+            },
+        ]);
+    }
+    output::table(&rows);
+    for f in &report.failed {
+        println!(
+            "FAILED {} {}: {}",
+            f.kind,
+            f.database.as_deref().unwrap_or("-"),
+            f.error
+        );
+    }
+    println!(
+        "backed up source {} into {} (recovery point {}){}",
+        report.source,
+        repo.location(),
+        report.recovery_point,
+        if report.failed.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ": {} of {} backups FAILED (above)",
+                report.failed.len(),
+                report.failed.len() + report.backups.len()
+            )
+        }
+    );
+    outcome()
 }
