@@ -32,8 +32,24 @@ fn backup_list_stats_restore_round_trip() {
         assert!(kinds.contains(&k), "{kinds:?}");
     }
     let logical = list.iter().find(|b| b["kind"] == "logical").unwrap();
+    // a listing says how many tables and rows; --tables adds each table
+    assert!(logical["truth"].get("tables").is_none(), "{logical}");
+    let with_tables: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "list", "--tables"]))).unwrap();
+    let logical_tables = with_tables.iter().find(|b| b["kind"] == "logical").unwrap();
     // the truth recorded at backup time matches an independent count
-    let truth_tables = logical["truth"]["tables"].as_array().unwrap();
+    let truth_tables = logical_tables["truth"]["tables"].as_array().unwrap();
+    assert_eq!(
+        logical["truth"]["table_count"].as_u64().unwrap(),
+        truth_tables.len() as u64
+    );
+    assert_eq!(
+        logical["truth"]["total_rows"].as_u64().unwrap(),
+        truth_tables
+            .iter()
+            .map(|x| x["rows"].as_u64().unwrap())
+            .sum::<u64>()
+    );
     for t in TABLES {
         let (schema, name) = t.split_once('.').unwrap();
         let rec = truth_tables
@@ -47,7 +63,16 @@ fn backup_list_stats_restore_round_trip() {
             "{rec}"
         );
     }
-    // filters
+    // filters; --last keeps the newest
+    let newest: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "list", "--last", "2"]))).unwrap();
+    assert_eq!(
+        newest.iter().map(|b| b["id"].clone()).collect::<Vec<_>>(),
+        list[1..]
+            .iter()
+            .map(|b| b["id"].clone())
+            .collect::<Vec<_>>()
+    );
     let only_schema = ok(lb(&cfg).args(["--json", "list", "--kind", "schema"]));
     assert_eq!(
         serde_json::from_str::<Vec<serde_json::Value>>(&only_schema)

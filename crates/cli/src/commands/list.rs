@@ -28,6 +28,13 @@ pub struct ListCmd {
     /// so `--since 2026-12-05 --until 2026-12-05` lists that whole day).
     #[arg(long, value_parser = parse_time_end)]
     until: Option<jiff::Timestamp>,
+    /// Only the newest N of the backups that match.
+    #[arg(long, value_name = "N")]
+    last: Option<usize>,
+    /// With --json, every table's backup-time row count and hash (by default each backup
+    /// says how many tables and rows it holds).
+    #[arg(long)]
+    tables: bool,
 }
 
 /// A `--source` or `--database` that names nothing, neither configured nor in any backup
@@ -106,7 +113,10 @@ impl ListCmd {
             since: self.since,
             until: self.until,
         };
-        let backups = list(&repo, &filter)?;
+        let mut backups = list(&repo, &filter)?;
+        if let Some(n) = self.last {
+            backups.drain(..backups.len().saturating_sub(n));
+        }
         if backups.is_empty() {
             if let Some(e) =
                 unknown_name(ctx, &repo, self.source.as_deref(), self.database.as_deref())?
@@ -116,7 +126,11 @@ impl ListCmd {
         }
         output::warn_repository(&repo);
         if ctx.json {
-            return output::json_slim(&backups);
+            return if self.tables {
+                output::json_slim(&backups)
+            } else {
+                output::json_counts(&backups)
+            };
         }
         let mut rows = vec![vec![
             "ID".into(),

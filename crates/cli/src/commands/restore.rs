@@ -210,7 +210,7 @@ impl RestoreCmd {
             }
             output::warn_repository(&repo);
             if ctx.json {
-                return output::json_slim(&backups);
+                return output::json_counts(&backups);
             }
             // newest first: the one a restore most likely wants
             let mut rows = vec![vec![
