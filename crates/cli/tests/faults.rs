@@ -767,6 +767,13 @@ fn flipped_byte_in_a_pack_is_named_and_refused() {
     assert_eq!(code, 6, "{out}\n{err}");
     assert!(out.contains(&format!("DAMAGED  {}", &id[..8])), "{out}");
     assert!(out.contains(&format!("ok       {}", &schema[..8])), "{out}");
+    let checked = list_json(&cfg).len();
+    assert!(
+        out.contains(&format!(
+            "{checked} backup(s) checked, 1 DAMAGED, data read"
+        )),
+        "the last line counts the damage: {out}"
+    );
     // with --json the report is the one document on stdout (no error document after it)
     let (code, out, _) = run(lb(&cfg).args(["--json", "verify", "--all", "--read-data"]));
     assert_eq!(code, 6);

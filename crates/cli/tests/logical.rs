@@ -171,10 +171,13 @@ fn backup_list_stats_restore_round_trip() {
 
     // verify with read-data
     let out = ok(lb(&cfg).args(["verify", "--all", "--read-data"]));
-    assert!(out.contains("3 backup(s) checked, data read"), "{out}");
+    assert!(
+        out.contains("3 backup(s) checked, all ok, data read"),
+        "{out}"
+    );
     let out = ok(lb(&cfg).args(["verify", "--all", "--read-data-subset", "50%"]));
     assert!(
-        out.contains("3 backup(s) checked, data read for a subset of the packs (50%)"),
+        out.contains("3 backup(s) checked, all ok, data read for a subset of the packs (50%)"),
         "a subset is not reported as all data read: {out}"
     );
     let (code, _, err) = run(lb(&cfg).args(["verify", "--all", "--read-data-subset", "lots"]));

@@ -147,7 +147,10 @@ fn backup_verify_restore_round_trip_on_s3() {
     assert_eq!(logical["database"], "app", "{list}");
 
     let out = ok(lifeboat(&ws).args(["verify", "--all", "--read-data"]));
-    assert!(out.contains("3 backup(s) checked, data read"), "{out}");
+    assert!(
+        out.contains("3 backup(s) checked, all ok, data read"),
+        "{out}"
+    );
 
     // the README's emergency path on S3: plain restic lists the backups and dumps one
     let id = logical["id"].as_str().expect("id");

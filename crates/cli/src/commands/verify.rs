@@ -144,9 +144,15 @@ impl VerifyCmd {
                 };
                 println!("{label}  {p}");
             }
+            let damaged = report.backups.iter().filter(|b| !b.ok).count();
             println!(
-                "{} backup(s) checked{}",
+                "{} backup(s) checked, {}{}",
                 report.backups.len(),
+                if damaged == 0 {
+                    "all ok".to_string()
+                } else {
+                    format!("{damaged} DAMAGED")
+                },
                 match (&report.read_data_subset, report.read_data) {
                     (Some(subset), _) => format!(
                         ", data read for a subset of the packs ({subset}); a backup whose packs were not in it was checked for structure only"
