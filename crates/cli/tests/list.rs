@@ -170,6 +170,27 @@ fn backup_all_takes_every_source_past_one_that_is_down() {
         "{stored:?}"
     );
     assert_eq!(stored.len(), 2, "{stored:?}");
+    // the glance says which source's last run failed, and that it has nothing stored
+    let text = ok(lb(&cfg).arg("stats"));
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("LAST RUN FAILED  gone-db at ")),
+        "{text}"
+    );
+    assert!(!text.contains("LAST RUN FAILED  app-db"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("gone-db") && l.contains("NEVER")),
+        "{text}"
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "stats"]))).unwrap();
+    assert_eq!(stats["failed_last"].as_array().unwrap().len(), 1, "{stats}");
+    assert_eq!(stats["failed_last"][0]["source"], "gone-db", "{stats}");
+    assert_eq!(
+        stats["never_backed_up"],
+        serde_json::json!([{"source": "gone-db", "database": null}])
+    );
 
     // --all with every source up exits 0 and says so
     let ws2 = Workspace::new();
@@ -181,6 +202,28 @@ fn backup_all_takes_every_source_past_one_that_is_down() {
         "{out}"
     );
     assert!(out.contains("2 of 2 sources backed up"), "{out}");
+    // a database named in `databases` after the last backup has its NEVER row
+    let conf = std::fs::read_to_string(&cfg2).unwrap().replace(
+        "name = \"app-db\"\n",
+        "name = \"app-db\"\ndatabases = [\"app\", \"crm\"]\n",
+    );
+    std::fs::write(&cfg2, conf).unwrap();
+    ok(lb(&cfg2).args([
+        "backup",
+        "--source",
+        "app-db",
+        "--kind",
+        "logical",
+        "--database",
+        "app",
+    ]));
+    let text = ok(lb(&cfg2).arg("stats"));
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("app-db") && l.contains(" crm ") && l.contains("NEVER")),
+        "{text}"
+    );
+    assert!(!text.contains("LAST RUN FAILED"), "{text}");
     // --all takes no --source: the two would contradict each other
     let (code, _, err) = common::run(lb(&cfg2).args(["backup", "--all", "--source", "app-db"]));
     assert_eq!(code, 2, "{err}");

@@ -169,8 +169,14 @@ pub fn stats(ctx: &Ctx) -> anyhow::Result<()> {
     let repo = ctx.open()?;
     let s = repo_stats(&repo)?;
     output::warn_repository(&repo);
+    let never = never_backed_up(ctx, &s);
     if ctx.json {
-        return output::json(&s);
+        let mut v = serde_json::to_value(&s)?;
+        v["never_backed_up"] = never
+            .iter()
+            .map(|(source, database)| serde_json::json!({"source": source, "database": database}))
+            .collect();
+        return output::json(&v);
     }
     let mut rows = vec![vec![
         "SOURCE".into(),
@@ -199,17 +205,12 @@ pub fn stats(ctx: &Ctx) -> anyhow::Result<()> {
             ]);
         }
     }
-    // a configured source with nothing stored is the row that matters most
-    for src in ctx
-        .config
-        .sources
-        .iter()
-        .filter(|c| !s.sources.iter().any(|st| st.source == c.name))
-    {
+    // a configured source or database with nothing stored is the row that matters most
+    for (source, database) in &never {
         rows.push(vec![
-            src.name.clone(),
-            "-".into(),
-            "-".into(),
+            source.clone(),
+            if database.is_some() { "logical" } else { "-" }.into(),
+            database.clone().unwrap_or_else(|| "-".into()),
             "0".into(),
             "NEVER".into(),
             "-".into(),
@@ -219,6 +220,14 @@ pub fn stats(ctx: &Ctx) -> anyhow::Result<()> {
         ]);
     }
     output::table(&rows);
+    for f in &s.failed_last {
+        println!(
+            "LAST RUN FAILED  {} at {}: {}",
+            f.source,
+            output::time(f.at),
+            f.details
+        );
+    }
     for src in s.sources.iter().filter(|s| s.wal_files > 0) {
         println!(
             "WAL archive of {}: {} files, {} stored",
@@ -250,6 +259,36 @@ pub fn stats(ctx: &Ctx) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+/// Configured sources with no backup at all (database `None`), and databases a source
+/// names outright that have no logical backup while others of it do (added to
+/// `databases` later, or failing every night). Patterns are matched at backup time
+/// against the server, which `stats` does not ask.
+fn never_backed_up(
+    ctx: &Ctx,
+    s: &lifeboat_core::ops::list::Stats,
+) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    for src in &ctx.config.sources {
+        let Some(stored) = s.sources.iter().find(|st| st.source == src.name) else {
+            out.push((src.name.clone(), None));
+            continue;
+        };
+        let logical = |db: &str| {
+            stored
+                .kinds
+                .iter()
+                .any(|k| k.kind == BackupKind::Logical && k.database.as_deref() == Some(db))
+        };
+        if !stored.kinds.iter().any(|k| k.kind == BackupKind::Logical) {
+            continue;
+        }
+        for db in src.named_databases().into_iter().filter(|d| !logical(d)) {
+            out.push((src.name.clone(), Some(db)));
+        }
+    }
+    out
 }
 
 /// The backup-time truth of a backup that holds table data.

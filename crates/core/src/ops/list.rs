@@ -121,6 +121,60 @@ pub struct Stats {
     pub total_stored_bytes: u64,
     /// Bytes the WAL archives take (not part of any backup's figures).
     pub total_wal_stored_bytes: u64,
+    /// Per source, its newest failed backup when nothing succeeded after it (read from
+    /// the audit log): a source whose last run failed looks fresh by its last success
+    /// alone until that success is old.
+    pub failed_last: Vec<FailedAttempt>,
+}
+
+/// A backup run that failed, as the audit log recorded it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedAttempt {
+    /// Source name.
+    pub source: String,
+    /// When it failed.
+    pub at: Timestamp,
+    /// The audit entry's details (what failed and why; no secrets).
+    pub details: String,
+}
+
+/// The source a backup audit entry names (`source NAME (kinds): ...`, `source NAME
+/// recovery point ...`): source names have no spaces or colons.
+fn backup_entry_source(details: &str) -> Option<&str> {
+    let rest = details.strip_prefix("source ")?;
+    let end = rest.find([' ', ':']).unwrap_or(rest.len());
+    Some(&rest[..end]).filter(|n| !n.is_empty())
+}
+
+/// Per source, the newest failed backup entry newer than its newest backup.
+fn failed_last(
+    entries: &[crate::repository::audit::Entry],
+    all: &[SnapshotInfo],
+) -> Vec<FailedAttempt> {
+    let mut newest: BTreeMap<&str, &crate::repository::audit::Entry> = BTreeMap::new();
+    for e in entries.iter().filter(|e| e.action == "backup") {
+        if let Some(source) = backup_entry_source(e.own_details()) {
+            // a parked entry is appended late: its own time places it
+            let slot = newest.entry(source).or_insert(e);
+            if e.happened_at() >= slot.happened_at() {
+                *slot = e;
+            }
+        }
+    }
+    newest
+        .into_iter()
+        .filter(|(source, e)| {
+            e.outcome != "ok"
+                && !all
+                    .iter()
+                    .any(|b| b.meta.source == *source && b.meta.finished_at > e.happened_at())
+        })
+        .map(|(source, e)| FailedAttempt {
+            source: source.to_string(),
+            at: e.happened_at(),
+            details: e.own_details().to_string(),
+        })
+        .collect()
 }
 
 /// Per-source statistics, per kind and database.
@@ -178,7 +232,12 @@ pub fn stats(repo: &Repo) -> Result<Stats> {
             }
         })
         .collect();
+    // a log that cannot be read is `audit verify`'s to report, not a reason for no stats
+    let failed_last = crate::repository::audit::entries(repo)
+        .map(|entries| failed_last(&entries, &all))
+        .unwrap_or_default();
     Ok(Stats {
+        failed_last,
         repository: repo.location().to_string(),
         pending: repo.pending()?.len(),
         total_logical_bytes: all.iter().map(|b| b.meta.logical_bytes).sum(),
@@ -186,4 +245,34 @@ pub fn stats(repo: &Repo) -> Result<Stats> {
         total_wal_stored_bytes: sources.iter().map(|s| s.wal_stored_bytes).sum(),
         sources,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_entries_name_their_source() {
+        for (details, source) in [
+            (
+                "source app-db (logical): connection refused",
+                Some("app-db"),
+            ),
+            (
+                "source app.db recovery point 20261207T010203Z: a b",
+                Some("app.db"),
+            ),
+            (
+                "source crm: 1 of 3 backups failed: x; stored: none",
+                Some("crm"),
+            ),
+            (
+                "all 3 sources (logical): the repository could not be opened",
+                None,
+            ),
+            ("source : nothing", None),
+        ] {
+            assert_eq!(backup_entry_source(details), source, "{details}");
+        }
+    }
 }
