@@ -1148,6 +1148,15 @@ fn a_database_with_an_awkward_name_backs_up_restores_and_its_runbook_commands_ru
         .lines()
         .find(|l| l.contains("restore --before") && l.contains("_restored"))
         .unwrap_or_else(|| panic!("{book}"));
+    // the damaged database comes first, the loop over all of them after it
+    assert!(
+        line.contains("--database DB --to-database DB_restored"),
+        "{line}"
+    );
+    let line = book
+        .lines()
+        .find(|l| l.contains("restore --before") && l.contains("for db in "))
+        .unwrap_or_else(|| panic!("{book}"));
     assert!(line.trim().starts_with("`for db in "), "{line}");
     // replacing databases in place names the damaged one: a loop would roll back the others
     assert!(

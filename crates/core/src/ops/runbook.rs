@@ -620,11 +620,23 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
                 each_db(f)
             }
         };
+        // the side copy too: restoring forty databases to get one back costs the night
+        let damaged_side = |f: &dyn Fn(&str, &str) -> String| -> String {
+            if dbs.len() > 1 {
+                format!(
+                    "   `{}` (DB: the damaged database; repeat for each one damaged)\n   Or all of the source's databases, when the damage is in every one:\n{}",
+                    f("--database DB", "--to-database DB_restored"),
+                    each_db(f)
+                )
+            } else {
+                each_db(f)
+            }
+        };
         let _ = writeln!(m);
         if dbs.len() > 1 {
             let _ = writeln!(
                 m,
-                "This source backs up {} databases ({}): the logical steps below {} (but Scenario 1's in-place restore, which names the damaged database only).\n",
+                "This source backs up {} databases ({}): the logical steps below {} (but Scenario 1, which names the damaged database).\n",
                 dbs.len(),
                 dbs.iter()
                     .map(|d| format!("`{d}`"))
@@ -669,7 +681,7 @@ From a logical backup (loses what was written after it):
 {}2. Check the copy. Then point the application at it, or replace the original with the same backup, in one transaction (a failure leaves the original as it was):
 {}   {in_place_hooks}
 "#,
-            each_db(&|d, side| {
+            damaged_side(&|d, side| {
                 format!("{lb} restore --before \"YYYY-MM-DDTHH:MM:SSZ\" --source {s} {d} {side}")
             }),
             damaged_db(&|d, _| {
