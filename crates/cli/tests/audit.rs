@@ -1279,3 +1279,31 @@ fn a_backup_deleted_by_hand_and_a_rolled_back_log_are_found() {
         "{out}"
     );
 }
+
+#[test]
+fn a_note_of_what_was_done_by_hand_is_an_entry_of_the_chain_and_of_the_evidence() {
+    let (_ws, cfg) = logged(1);
+    let text = "copied back 6004 rows of shop.orders from the copy restored to 14:31:59";
+    let out = ok(lb(&cfg).args(["audit", "note", text]));
+    assert!(out.contains("recorded as entry 2"), "{out}");
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&ok(
+        lb(&cfg).args(["--json", "audit", "list", "--action", "note"])
+    ))
+    .unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["details"], text);
+    assert_eq!(listed[0]["outcome"], "ok");
+    assert!(ok(lb(&cfg).args(["audit", "verify"])).contains("2 entries"));
+    let pack = ok(lb(&cfg).arg("report"));
+    assert!(
+        pack.lines()
+            .any(|l| l.starts_with("- entry 2 at ") && l.contains(text)),
+        "{pack}"
+    );
+    // an empty note or one over several lines is a usage error, and writes nothing
+    for bad in ["  ", "line one\nline two"] {
+        let (code, _, err) = run(lb(&cfg).args(["audit", "note", bad]));
+        assert_eq!(code, 2, "{bad:?}: {err}");
+    }
+    assert!(ok(lb(&cfg).args(["audit", "verify"])).contains("2 entries"));
+}

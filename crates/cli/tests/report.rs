@@ -293,6 +293,16 @@ fn bash(script: &str) {
 #[test]
 fn the_runbooks_accidental_delete_commands_bring_rows_and_tables_back_as_written() {
     let (c, _ws, cfg) = backed_up(300);
+    // a partitioned table: its rows are in the partitions, which the copy-back must reach
+    c.sql(
+        "app",
+        "create table shop.parts (id int primary key, v text) partition by range (id); \
+         create table shop.parts_low partition of shop.parts for values from (0) to (100); \
+         create table shop.parts_high partition of shop.parts for values from (100) to (1000); \
+         insert into shop.parts select g, 'part ' || g from generate_series(1, 300) g",
+    )
+    .unwrap();
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
     let count = |t: &str| c.sql("app", &format!("select count(*) from {t}")).unwrap();
     let events = count("shop.events");
     let attachments = count("shop.attachments");
@@ -355,6 +365,37 @@ fn the_runbooks_accidental_delete_commands_bring_rows_and_tables_back_as_written
         )
         .unwrap(),
         "0"
+    );
+
+    // the copy it was read from is as it was: it may be a read-only copy or a standby
+    assert_eq!(
+        c.sql(
+            "app_before",
+            "select count(*) from pg_namespace where nspname = 'lifeboat_recovered'"
+        )
+        .unwrap(),
+        "0"
+    );
+    // a partitioned table's rows come back into its partitions, also when the first
+    // command is run a second time after a failure
+    c.sql("app", "delete from shop.parts where id % 3 = 0")
+        .unwrap();
+    let first = blocks[3].lines().next().unwrap();
+    bash(&format!("{}{first}\n", vars("shop.parts")));
+    bash(&format!("{}{}", vars("shop.parts"), blocks[3]));
+    assert_eq!(count("shop.parts"), "300");
+    assert_eq!(count("shop.parts_high"), "201");
+    // and a dropped one with its partitions
+    c.sql("app", "drop table shop.parts").unwrap();
+    bash(&format!("{}{}", vars("shop.parts"), blocks[1]));
+    assert_eq!(count("shop.parts"), "300");
+    assert_eq!(
+        c.sql(
+            "app",
+            "select count(*) from pg_inherits where inhparent = 'shop.parts'::regclass"
+        )
+        .unwrap(),
+        "2"
     );
 
     // a dropped table comes back whole, while the application goes on trying to write to

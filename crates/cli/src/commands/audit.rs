@@ -64,6 +64,12 @@ pub enum AuditCmd {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Write a note into the log: what was done by hand (rows copied back after a
+    /// restore, a server promoted), kept with who and when like every other entry.
+    Note {
+        /// The note, one line.
+        text: String,
+    },
     /// Record that backups the log lists as gone (`audit verify` names them) were deleted
     /// on purpose: the checks stop naming them, and the entry keeps who and why.
     Deleted {
@@ -128,6 +134,14 @@ impl AuditCmd {
                     return output::json(&entry);
                 }
                 println!("recorded as entry {}: {}", entry.seq, entry.details);
+                Ok(())
+            }
+            Self::Note { text } => {
+                let entry = audit::record_note(&repo, text)?;
+                if ctx.json {
+                    return output::json(&entry);
+                }
+                println!("recorded as entry {}", entry.seq);
                 Ok(())
             }
             Self::Sign { key, output } => {

@@ -191,8 +191,9 @@ pub struct EvidencePack {
     /// killed (`kill -9`, the OOM killer) after it stored them and before it could log.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unlogged_backups: Vec<String>,
-    /// Entries of the period recording backups deleted on purpose (`audit deleted`) or
-    /// adopted without a backup entry (`audit adopt`), each with when, who and why:
+    /// Entries of the period recording backups deleted on purpose (`audit deleted`),
+    /// adopted without a backup entry (`audit adopt`), and operators' notes (`audit
+    /// note`), each with when, who and why:
     /// anyone with the repository password can write one, so they are evidence to review.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recorded_by_hand: Vec<String>,
@@ -651,6 +652,7 @@ pub fn evidence_pack(
     let recorded_by_hand: Vec<String> = audit::recorded_deletions(&of_period)
         .into_iter()
         .chain(audit::recorded_adoptions(&of_period))
+        .chain(audit::recorded_notes(&of_period))
         .collect();
     let unlogged_backups: Vec<String> = audit::not_in_log(repo, &entries, &all)?
         .into_iter()
@@ -1160,7 +1162,7 @@ pub fn markdown(p: &EvidencePack) -> String {
     if !p.recorded_by_hand.is_empty() {
         let _ = writeln!(
             m,
-            "\n**Recorded by hand** (backups deleted on purpose with `audit deleted`, or taken as the repository's own with `audit adopt`; anyone with the repository password can write such an entry, so review each):\n"
+            "\n**Recorded by hand** (backups deleted on purpose with `audit deleted`, taken as the repository's own with `audit adopt`, and notes of what was done by hand with `audit note`; anyone with the repository password can write such an entry, so review each):\n"
         );
         for r in &p.recorded_by_hand {
             let _ = writeln!(m, "- {}", super::evidence::md_cell(r));

@@ -565,7 +565,13 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
             ),
         };
         let s = &src.name;
-        let db = dbs[0].as_str();
+        // the database the source's DSN names is the application's, most likely: the
+        // single-database examples are written for it
+        let dsn_db = src.dsn.as_deref().and_then(dsn_database);
+        let db = dsn_db
+            .as_deref()
+            .filter(|d| dbs.iter().any(|x| x == d))
+            .unwrap_or(dbs[0].as_str());
         let conn = |d: &str| {
             src.dsn
                 .as_deref()
@@ -781,8 +787,8 @@ From a logical backup (loses what was written after it):
             m,
             r#"### Scenario 5: accidental delete of rows or a table
 
-1. Restore a backup from before the delete into a side database{others}:
-   `{lb} restore --before "YYYY-MM-DDTHH:MM:SSZ" --source {s} {db_flag} {before_flag}`{pitr5}
+1. Find the time of the delete: the application's log, or PostgreSQL's (with `log_statement = 'mod'` it logs every `DELETE` and `DROP` with its time); else lifeboat's README, "Finding the moment of the damage", reads it from the archived WAL. Then restore from before it, beside production{others}:{pitr5}
+   `{lb} restore --before "YYYY-MM-DDTHH:MM:SSZ" --source {s} {db_flag} {before_flag}`
 2. Copy back what was lost. Set the two connections and the table (as `schema.table`); `psql` and `pg_dump` ask for the password unless `~/.pgpass` or `PGPASSWORD` has it:
 
 ```sh
@@ -795,10 +801,10 @@ export PGCLIENTENCODING=UTF8   # names as typed here, whatever the database's en
 
 `-E UTF8` and `PGCLIENTENCODING`: the table's name is matched and the rows are written in UTF-8 whatever the database's encoding (a LATIN1 database's `Größe` typed in a UTF-8 terminal matches nothing otherwise, also in a script or over ssh, where psql does not take the terminal's encoding).
 
-A dropped table comes back whole (definition, rows, indexes, constraints), in one transaction: the application sees no table until it is complete, and a failure leaves nothing behind:
+A dropped table comes back whole (definition, rows, indexes, constraints, and the partitions of a partitioned table), in one transaction: the application sees no table until it is complete, and a failure leaves nothing behind:
 
 ```sh
-pg_dump -E UTF8 -d "$FROM" -t "$T" | psql -X -v ON_ERROR_STOP=1 --single-transaction -d "$TO"
+pg_dump -E UTF8 -d "$FROM" -t "$T" $(psql -X -At -v ON_ERROR_STOP=1 -d "$FROM" -c "select format('-t %s', relid) from pg_partition_tree('$T') where relid <> '$T'::regclass") | psql -X -v ON_ERROR_STOP=1 --single-transaction -d "$TO"
 ```
 
 A `DROP TABLE … CASCADE` also dropped the views and the foreign keys of other tables that depended on it, which this does not bring back: compare the two schemas and recreate what is missing:
@@ -807,16 +813,16 @@ A `DROP TABLE … CASCADE` also dropped the views and the foreign keys of other 
 diff <(pg_dump -E UTF8 -s -d "$FROM") <(pg_dump -E UTF8 -s -d "$TO")
 ```
 
-Deleted rows (the table is still there): bring the old table in beside it, add back every row whose key is gone (rows still there are left as they are), then drop the copy:
+Deleted rows (the table is still there): copy the old rows into a scratch table beside it (`FROM` is only read: a restored copy paused read-only or a standby will do), add back every row whose key is gone (rows still there are left as they are), then drop the scratch table:
 
 ```sh
-psql -X -v ON_ERROR_STOP=1 -d "$FROM" -c "create schema lifeboat_recovered; alter table $T set schema lifeboat_recovered"
-pg_dump -E UTF8 -d "$FROM" -n lifeboat_recovered --section=pre-data --section=data --no-owner --no-privileges | psql -X -v ON_ERROR_STOP=1 --single-transaction -d "$TO"
+psql -X -v ON_ERROR_STOP=1 -d "$TO" -c "create schema if not exists lifeboat_recovered; drop table if exists lifeboat_recovered.${{T#*.}}; create table lifeboat_recovered.${{T#*.}} (like $T)"
+psql -X -v ON_ERROR_STOP=1 -d "$FROM" -c "\copy (select * from $T) to pstdout" | psql -X -v ON_ERROR_STOP=1 -d "$TO" -c "\copy lifeboat_recovered.${{T#*.}} from pstdin"
 psql -X -v ON_ERROR_STOP=1 -d "$TO" -c "insert into $T overriding system value select * from lifeboat_recovered.${{T#*.}} on conflict do nothing"
 psql -X -v ON_ERROR_STOP=1 -d "$TO" -c "drop schema lifeboat_recovered cascade"
 ```
 
-   Each command is one transaction and stops at the first error, leaving the database as it was; none touches the live sequences. The application may keep running. Tables a delete cascaded to: parents first. The insert needs a primary key or unique constraint on the table and the same columns in both (list them instead of `*` if a migration changed them).
+   `COPY N` says how many rows the old table had, `INSERT 0 N` how many came back: keep both for the incident record (`{lb} audit note "…"` writes it into the audit log). `INSERT 0 0` means no key was missing: check `T` and that `FROM` is from before the delete. Each command is one transaction and stops at the first error; the first can be run again after a failure, and none touches the live sequences. The application may keep running. Tables a delete cascaded to: parents first. The insert needs a primary key or unique constraint on the table and the same columns in both (list them instead of `*` if a migration changed them or the table has generated columns).
 3. Drop `{before_name}` when done: `psql {admin} -c {drop_before}`.
 
 ### Emergency: lifeboat itself is unavailable
@@ -852,9 +858,9 @@ With the repository password in a file: `export RESTIC_PASSWORD_FILE=/path/to/pa
                 format!("{db}.pgdump")
             }),
             pitr5 = if has_physical {
-                "\n   Rows written after the last logical backup are only in the WAL: restore to a point in time instead (Scenario 1, `--target-time` just before the delete, `--exclusive`, port 5433) and copy from there (`FROM` with `port=5433`, the socket directory the restore printed, and the database's own name: a physical restore keeps it)."
+                format!("\n   Point in time first: it loses nothing written before the delete. `{lb} restore --kind physical --source {s} --to-dir /var/lib/postgresql/BEFORE --target-time \"YYYY-MM-DDTHH:MM:SSZ\" --exclusive --start --port 5433`; `FROM` below is then `port=5433`, the socket directory the restore printed, and the database's own name (a physical restore keeps it). Stop it when done (`pg_ctl -D /var/lib/postgresql/BEFORE stop`, as the restore printed) and delete the directory: it holds production's data.\n   Or from the last logical backup (rows written after it that the delete took stay lost):")
             } else {
-                ""
+                String::new()
             },
         );
     }

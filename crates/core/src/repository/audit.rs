@@ -198,6 +198,39 @@ pub fn append(repo: &Repo, action: &str, ok: bool, details: &str) -> Result<Entr
     })
 }
 
+/// The action of an entry an operator wrote by hand ([`record_note`]).
+pub const NOTE: &str = "note";
+
+/// Appends a note an operator writes into the log (`audit note`): what was done by hand
+/// during an incident (rows copied back, a server promoted), so the log that holds the
+/// restores holds what came of them, with who and when.
+///
+/// # Errors
+///
+/// [`crate::ErrorKind::Config`] for an empty note, one over 2000 characters or one with
+/// control characters (a line break included: an entry is one line); the log's errors.
+pub fn record_note(repo: &Repo, text: &str) -> Result<Entry> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Error::config("the note is empty")
+            .hint("say what was done, e.g. `lifeboat audit note \"copied back 6004 rows of shop.orders from the copy restored to 14:31:59\"`"));
+    }
+    if text.chars().count() > 2000 {
+        return Err(Error::config(format!(
+            "the note has {} characters, more than the 2000 an entry takes",
+            text.chars().count()
+        ))
+        .hint("keep the note to what was done and where the rest is (a ticket, a file)"));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(
+            Error::config("the note has a line break or another control character")
+                .hint("write it on one line; an audit entry is one line"),
+        );
+    }
+    append(repo, NOTE, true, text)
+}
+
 /// Whether this process has logged its operation's outcome (`true` once it has).
 static OUTCOME: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
 
@@ -1225,6 +1258,12 @@ pub fn recorded_adoptions(entries: &[Entry]) -> Vec<String> {
     recorded_where(entries, |e| {
         e.action == ADOPTED && !backups_recorded(e).is_empty()
     })
+}
+
+/// The notes operators wrote ([`record_note`]), as [`recorded_deletions`] says its entries.
+#[must_use]
+pub fn recorded_notes(entries: &[Entry]) -> Vec<String> {
+    recorded_where(entries, |e| e.action == NOTE)
 }
 
 fn recorded_where(entries: &[Entry], which: impl Fn(&Entry) -> bool) -> Vec<String> {
