@@ -1496,6 +1496,23 @@ fn database_patterns_follow_the_server_and_a_list_names_what_it_leaves_out() {
         )),
         "{check}"
     );
+    // an archive_command copied from another server names that server's source
+    c.sql(
+        "postgres",
+        &format!(
+            "ALTER SYSTEM SET archive_command = '{} wal-push --source elsewhere %p'",
+            other.display()
+        ),
+    )
+    .unwrap();
+    c.sql("postgres", "select pg_reload_conf()").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let check = ok(lb(&cfg).args(["config", "check"]));
+    assert!(
+        check.contains("PostgreSQL archives its WAL as source \"elsewhere\"")
+            && check.contains("wal-push --source saas %p"),
+        "{check}"
+    );
     // one left out on purpose is not named again
     with(r#"["cust_a", "!billing"]"#);
     let (code, out, err) = run(lb(&cfg).args(["backup", "--kind", "schema"]));

@@ -939,6 +939,45 @@ fn a_base_backup_of_another_cluster_under_the_same_source_is_refused() {
         "{err}"
     );
     assert_eq!(common::list_json(&a.cfg).len(), before);
+
+    // its WAL under the same source (an archive_command copied from the first host) is
+    // refused before it mixes with the first cluster's, whatever segment name it has
+    other.sql("postgres", "select pg_switch_wal()").unwrap();
+    let pg_wal = other.data_dir().join("pg_wal");
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(&pg_wal)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().len() == 24)
+        .collect();
+    segments.sort();
+    let (code, _, err) = run(lb(&cfg2).arg("wal-push").arg(&segments[0]));
+    assert_eq!(code, 6, "{err}");
+    assert!(
+        err.contains("two servers archive under one source name") && err.contains("its own source"),
+        "{err}"
+    );
+
+    // a source with WAL of one cluster and no base backup yet takes none of another
+    let ws = Workspace::new();
+    let cfg3 = ws.local_config(&[("main", &other.dsn("postgres"))]);
+    ok(lb(&cfg3).arg("init"));
+    let first = a.cluster.data_dir().join("pg_wal");
+    let mut theirs: Vec<PathBuf> = std::fs::read_dir(&first)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().len() == 24)
+        .collect();
+    theirs.sort();
+    // the oldest: a newer file may be one recycled or made ahead, not written yet
+    ok(lb(&cfg3).arg("wal-push").arg(&theirs[0]));
+    let (code, _, err) = run(lb(&cfg3).args(["backup", "--kind", "physical"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("than the one whose WAL source \"main\"'s archive holds"),
+        "{err}"
+    );
 }
 
 /// Files under `dir` with their contents' hashes, to see whether anything wrote there.

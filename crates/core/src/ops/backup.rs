@@ -255,6 +255,23 @@ pub fn archive_program(archive_command: &str) -> Option<std::path::PathBuf> {
         .then(|| std::path::PathBuf::from(program))
 }
 
+/// The source a lifeboat `archive_command` pushes as (`--source NAME`, `--source=NAME`,
+/// `-s NAME` before `wal-push` or after it); `None` when it names none or is no lifeboat
+/// `wal-push`.
+#[must_use]
+pub fn archive_source(archive_command: &str) -> Option<String> {
+    let words = crate::sources::postgres::cluster::shell_words(archive_command);
+    words.iter().position(|w| w == "wal-push")?;
+    words.iter().enumerate().find_map(|(i, w)| {
+        if let Some(v) = w.strip_prefix("--source=") {
+            return Some(v.to_string());
+        }
+        (w == "--source" || w == "-s")
+            .then(|| words.get(i + 1).cloned())
+            .flatten()
+    })
+}
+
 /// When the server `src` reaches archives its WAL with another lifeboat than `this` (the
 /// running binary): after an upgrade, the old one may still run there (see the README's
 /// Upgrading section). `None` when it is the same file, or the setting cannot be read (a
@@ -270,6 +287,14 @@ pub fn other_archiving_binary(src: &SourceConfig, this: &std::path::Path) -> Opt
         .or_else(|| conn.default_database())
         .unwrap_or_else(|| "postgres".into());
     let setting = conn.query(&db, "show archive_command").ok()?;
+    if let Some(other) = archive_source(setting.trim()).filter(|s| *s != src.name) {
+        return Some(format!(
+            "source {:?}: PostgreSQL archives its WAL as source {other:?} (archive_command = {:?}): its segments go to that source's archive, where wal-push refuses them once they are not that cluster's; name this source there (`wal-push --source {} %p`)",
+            src.name,
+            setting.trim(),
+            src.name,
+        ));
+    }
     let program = archive_program(setting.trim())?;
     let same = |a: &std::path::Path, b: &std::path::Path| match (
         std::fs::metadata(a),
@@ -1121,6 +1146,21 @@ fn same_cluster_as_before(repo: &Repo, src: &SourceConfig, system_identifier: &s
     .hint("give this server a source name of its own (and its archive_command that name); a cluster made anew (initdb, pg_upgrade) needs a new source name too, since its WAL file names start over"))
 }
 
+/// Refuses the first base backup of a source whose WAL archive holds another cluster's
+/// WAL (its pushes marked which): a restore of it could not replay that archive.
+fn same_cluster_as_archive(repo: &Repo, src: &SourceConfig, system_identifier: &str) -> Result<()> {
+    let marked = crate::wal::WalStore::new(repo, &src.name)?.marked_systems()?;
+    if marked.is_empty() || marked.iter().any(|m| m.to_string() == system_identifier) {
+        return Ok(());
+    }
+    Err(Error::config(format!(
+        "this server is another cluster (system identifier {system_identifier}) than the one whose WAL source {:?}'s archive holds ({}): a restore of its base backup could not replay that archive",
+        src.name,
+        marked.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+    ))
+    .hint("give this server a source name of its own (and its archive_command that name); a cluster made anew (initdb, pg_upgrade) needs a new source name too, since its WAL file names start over"))
+}
+
 /// Refuses a base backup that the archive's newest timeline does not contain: a promoted
 /// standby archived its history file, and this server (the old primary) kept writing on
 /// the timeline that history left. A restore to the latest timeline could not start
@@ -1301,6 +1341,7 @@ fn physical_one(
 ) -> Result<BackupSummary> {
     let facts = physical::cluster_facts(conn, db)?;
     same_cluster_as_before(repo, src, &facts.system_identifier)?;
+    same_cluster_as_archive(repo, src, &facts.system_identifier)?;
     let client_version = conn.check_client_version(facts.server_version_num)?;
     let started_at = jiff::Timestamp::now();
     let clock = Instant::now();
@@ -1409,6 +1450,23 @@ fn physical_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_source_an_archive_command_pushes_as_is_read() {
+        for (cmd, source) in [
+            (
+                "/usr/bin/lifeboat --config /etc/l.toml wal-push --source c1 %p",
+                Some("c1"),
+            ),
+            ("lifeboat wal-push --source='db two' %p", Some("db two")),
+            ("lifeboat -s c2 wal-push %p", Some("c2")),
+            ("lifeboat wal-push %p", None),
+            ("wal-g wal-push %p", None),
+            ("cp %p /archive/%f", None),
+        ] {
+            assert_eq!(archive_source(cmd).as_deref(), source, "{cmd}");
+        }
+    }
 
     #[test]
     fn the_program_an_archive_command_runs_is_found_past_env() {

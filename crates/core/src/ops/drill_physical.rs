@@ -325,7 +325,12 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
                 } else if at_target {
                     Ok(text)
                 } else {
-                    Err(format!("{text}: short of the target"))
+                    Err(format!(
+                        "{text}: short of the target{}",
+                        super::recover::foreign_wal_note(&super::recover::log_since(
+                            &log, log_from
+                        ))
+                    ))
                 }
             });
         checks.push(check("WAL replay reached the target", point));

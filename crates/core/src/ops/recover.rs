@@ -1297,10 +1297,13 @@ pub(crate) fn recover_inner(
 }
 
 /// Whether recovery that stopped at `lsn` replayed the archive's last segment, which
-/// ends at `end`: the last record replayed lies in it (or a switch record took recovery to
-/// its start).
+/// ends at `end`: the last record replayed ends in it. Stopping at its very start is
+/// short: every archived segment holds a record that ends past its start (a full one, or
+/// the switch record that closed it), and a switch record in the segment before ends
+/// exactly there, so a recovery that could not read the last segment at all (another
+/// cluster's, a damaged first page) stops there too.
 pub(crate) const fn reached_archive_end(lsn: Lsn, end: Lsn, segment_size: u64) -> bool {
-    lsn.0 + segment_size >= end.0
+    lsn.0 + segment_size > end.0
 }
 
 /// Refuses to call a recovery to the end of the archive done when PostgreSQL stopped
@@ -1357,14 +1360,30 @@ fn short_of_archive_end(
         .as_ref()
         .map(|(socket, port)| format!(" (socket {}, port {port})", socket.display()))
         .unwrap_or_default();
+    let foreign = foreign_wal_note(&text);
     Err(Error::integrity(format!(
-        "recovery ended at LSN {lsn}{segment}, short of the end of the archive (LSN {}, end of {}): PostgreSQL stopped replaying there and promoted the copy, so what was written after that point is not in it",
+        "recovery ended at LSN {lsn}{segment}, short of the end of the archive (LSN {}, end of {}): PostgreSQL stopped replaying there and promoted the copy, so what was written after that point is not in it{foreign}",
         reach.until_lsn, reach.last_segment
     ))
     .hint(format!(
         "the server log {} says why (`invalid record length`, `invalid magic number` or `incorrect resource manager data checksum`: that segment is damaged; nothing about it: the segment was not found while recovery ran); the copy keeps running at the point it reached{at}, and the post-restore hook was not run; to recover further, find an intact copy of that segment (the server's pg_wal, another copy of the archive), {replace}, push the intact copy with `lifeboat wal-push`, and restore again into an empty directory",
         log.display()
     )))
+}
+
+/// What the recovery's log `text` says when the archive handed it another cluster's
+/// segment (an `archive_command` copied from another server, naming this source): said
+/// with the stop short of the archive's end, which it explains.
+pub(crate) fn foreign_wal_note(text: &str) -> String {
+    text.lines()
+        .find(|l| l.contains("is from different database system"))
+        .map(|l| {
+            format!(
+                "; the server log says: {} (another cluster's WAL is in this source's archive: check each server's archive_command names its own --source)",
+                l.trim()
+            )
+        })
+        .unwrap_or_default()
 }
 
 /// The note `wal-fetch` left in the server's log `text` when it cut a segment short of a
@@ -2006,6 +2025,17 @@ fn recovery_began(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn stopping_at_the_last_segments_start_is_short_of_the_archive() {
+        use super::{reached_archive_end, Lsn};
+        let seg = 16 << 20;
+        let end = Lsn(0x0C00_0000);
+        assert!(!reached_archive_end(Lsn(0x0B00_0000), end, seg));
+        assert!(reached_archive_end(Lsn(0x0B00_0028), end, seg));
+        assert!(reached_archive_end(end, end, seg));
+        assert!(!reached_archive_end(Lsn(0x0A00_0100), end, seg));
+    }
+
     use super::*;
 
     #[test]

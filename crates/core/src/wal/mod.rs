@@ -212,6 +212,13 @@ fn long_header_segment_size(page: &[u8]) -> Option<u64> {
     ((1 << 20..=1 << 30).contains(&size) && size.is_power_of_two()).then_some(size)
 }
 
+/// `xlp_sysid` of a segment's first page when it has the long header: which cluster
+/// wrote it.
+pub(crate) fn segment_system_identifier(page: &[u8]) -> Option<u64> {
+    long_header_segment_size(page)?;
+    Some(u64::from_le_bytes(page.get(24..32)?.try_into().ok()?))
+}
+
 /// Parses a timeline history file: `(parent timeline, switch LSN)` per line.
 #[must_use]
 pub fn parse_history(text: &str) -> Vec<(u32, Lsn)> {

@@ -32,6 +32,8 @@ pub const WAL_DIR: &str = "lifeboat-wal";
 /// Where a source's archive keeps its marks of tablespace creations (no timeline's
 /// directory: its name is not eight hex digits, and nothing in it parses as a WAL file).
 const MARKS_DIR: &str = "marks";
+/// The mark of the cluster whose WAL the archive holds: `marks/system-<identifier>`.
+const SYSTEM_MARK: &str = "system-";
 const MAGIC: &[u8; 8] = b"LBWAL01\n";
 /// zstd level for WAL: WAL compresses well even at the fastest levels, and the archiver
 /// waits for every push.
@@ -75,6 +77,9 @@ pub struct WalStore {
     /// The same key for [`Sealer`], which encrypts a push as it is compressed.
     key: MasterKey,
     location: String,
+    /// The system identifier this store found marked as the archive's own: a served
+    /// archiver asks the repository once, not for every segment.
+    system_checked: std::sync::Mutex<Option<u64>>,
 }
 
 impl std::fmt::Debug for WalStore {
@@ -146,6 +151,7 @@ impl WalStore {
             key,
             location: format!("{}/{prefix}", repo.location()),
             prefix,
+            system_checked: std::sync::Mutex::new(None),
         })
     }
 
@@ -285,11 +291,84 @@ impl WalStore {
         data: &[u8],
         sum: [u8; 16],
     ) -> Result<PutOutcome> {
+        if let (WalFile::Segment(_) | WalFile::Partial(_), Some(system)) =
+            (file, super::segment_system_identifier(data))
+        {
+            self.claim_system(file, system)?;
+        }
         let outcome = self.put_object(file, data, sum)?;
         // after the segment, also when it was there already (a push that died between the
         // two is retried by PostgreSQL)
         self.mark_tablespaces(file, data)?;
         Ok(outcome)
+    }
+
+    /// Refuses a segment of another cluster than the one whose WAL the archive holds (the
+    /// first segment pushed marks it): an `archive_command` copied from another server
+    /// and still naming its source would otherwise mix two clusters' WAL under one name,
+    /// and a recovery would stop, promoted, at the first foreign segment. Two clusters
+    /// pushing their very first segments at the same moment can both mark; each is then
+    /// refused only by the other's WAL names (`already archived with different content`).
+    fn claim_system(&self, file: &WalFile, system: u64) -> Result<()> {
+        if *self
+            .system_checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            == Some(system)
+        {
+            return Ok(());
+        }
+        let mine = format!("{}/{MARKS_DIR}/{SYSTEM_MARK}{system}", self.prefix);
+        let marked = match &self.backend {
+            Backend::Local(root) => root.join(&mine).is_file(),
+            Backend::Remote(op) => match op.stat(&mine) {
+                Ok(_) => true,
+                Err(e) if e.kind() == opendal::ErrorKind::NotFound => false,
+                Err(e) => return Err(remote_error(&format!("looking for {mine}"), &e)),
+            },
+        };
+        if !marked {
+            let names = self.names_in(Some(MARKS_DIR), false)?;
+            if let Some(theirs) = names.iter().find_map(|n| n.strip_prefix(SYSTEM_MARK)) {
+                let source = self.prefix.rsplit('/').next().unwrap_or_default();
+                return Err(Error::integrity(format!(
+                    "{file} is WAL of the cluster with system identifier {system}, but source {source:?}'s archive in {} holds the WAL of cluster {theirs}: two servers archive under one source name",
+                    self.location
+                ))
+                .hint(format!(
+                    "give this server's archive_command its own source: `wal-push --source NAME %p`, NAME its [[source]] in the configuration (`lifeboat config check` prints each source's archive_command); a cluster made anew (initdb, pg_upgrade) needs a new source name too, since its WAL names start over. Until then PostgreSQL keeps the segment in pg_wal and retries"
+                )));
+            }
+            match &self.backend {
+                Backend::Local(root) => {
+                    write_durably(root, &mine, &mut |_| Ok(()))?;
+                }
+                Backend::Remote(op) => op
+                    .write(&mine, Vec::<u8>::new())
+                    .map(|_| ())
+                    .map_err(|e| remote_error(&format!("writing {mine}"), &e))?,
+            }
+        }
+        *self
+            .system_checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(system);
+        Ok(())
+    }
+
+    /// The system identifiers of the clusters whose WAL the archive holds, as its pushes
+    /// marked them (one, unless two clusters pushed their first segments at once; none
+    /// for an archive written before lifeboat marked them).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn marked_systems(&self) -> Result<Vec<u64>> {
+        Ok(self
+            .names_in(Some(MARKS_DIR), false)?
+            .iter()
+            .filter_map(|n| n.strip_prefix(SYSTEM_MARK)?.parse().ok())
+            .collect())
     }
 
     /// Marks each tablespace creation in the segment `data` (see [`WalStore::tablespace_marks`]):
