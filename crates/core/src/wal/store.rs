@@ -335,9 +335,9 @@ impl WalStore {
                     "{file} is WAL of the cluster with system identifier {system}, but source {source:?}'s archive in {} holds the WAL of cluster {theirs}: two servers archive under one source name",
                     self.location
                 ))
-                .hint(format!(
-                    "give this server's archive_command its own source: `wal-push --source NAME %p`, NAME its [[source]] in the configuration (`lifeboat config check` prints each source's archive_command); a cluster made anew (initdb, pg_upgrade) needs a new source name too, since its WAL names start over. Until then PostgreSQL keeps the segment in pg_wal and retries"
-                )));
+                .hint(
+                    "give this server's archive_command its own source: `wal-push --source NAME %p`, NAME its [[source]] in the configuration (`lifeboat config check` notes an archive_command that names another source); a cluster made anew (initdb, pg_upgrade) needs a new source name too, since its WAL names start over. Until then PostgreSQL keeps the segment in pg_wal and retries",
+                ));
             }
             match &self.backend {
                 Backend::Local(root) => {
