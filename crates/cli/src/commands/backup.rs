@@ -99,6 +99,8 @@ impl BackupCmd {
         let mut reports = Vec::new();
         let mut failed = Vec::new();
         let mut first_kind = None;
+        // (source, what went wrong in one line, its hint): the last lines a mail shows
+        let mut causes: Vec<(String, String, Option<String>)> = Vec::new();
         for src in &ctx.config.sources {
             if !ctx.json {
                 println!("== source {}", src.name);
@@ -116,8 +118,20 @@ impl BackupCmd {
                     // Ctrl-C stops the whole run, not just this source
                     return Err(e);
                 }
-                output::write_err(format_args!("lifeboat: source {}: {e:#}\n", src.name));
+                let hint = core_error(&e).and_then(|c| c.hint_text().map(str::to_string));
+                output::write_err(format_args!(
+                    "lifeboat: source {}: {e:#}\n{}",
+                    src.name,
+                    hint.as_deref()
+                        .map(|h| format!("hint: {h}\n"))
+                        .unwrap_or_default()
+                ));
                 first_kind.get_or_insert(kind);
+                causes.push((
+                    src.name.clone(),
+                    lifeboat_core::error::headline(&format!("{e:#}")).to_string(),
+                    hint,
+                ));
                 if !matches!(reports.last(), Some(AllEntry::Done(r)) if r.source == src.name) {
                     reports.push(AllEntry::Failed {
                         source: src.name.clone(),
@@ -145,16 +159,26 @@ impl BackupCmd {
         if failed.is_empty() {
             Ok(())
         } else {
+            // one cause's own hint when every failure has it (the repository's disk is
+            // full), else where to look
+            let hint = match causes.first().and_then(|c| c.2.clone()) {
+                Some(h) if causes.iter().all(|c| c.2.as_deref() == Some(h.as_str())) => h,
+                _ => "each failure and its hint is said above; back one up again with --source NAME once its cause is gone".to_string(),
+            };
             Err(lifeboat_core::Error::new(
                 first_kind.unwrap_or(ErrorKind::Internal),
                 format!(
                     "{} of {} sources failed: {}",
                     failed.len(),
                     ctx.config.sources.len(),
-                    failed.join(", ")
+                    causes
+                        .iter()
+                        .map(|(s, what, _)| format!("{s} ({what})"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 ),
             )
-            .hint("each failure is said above; back one up again with --source NAME")
+            .hint(hint)
             .into())
         }
     }
@@ -168,11 +192,15 @@ enum AllEntry {
     Failed { source: String, error: String },
 }
 
-/// The kind of the library error behind `e`, which decides the exit code.
-fn error_kind(e: &anyhow::Error) -> ErrorKind {
+/// The library error behind `e`.
+fn core_error(e: &anyhow::Error) -> Option<&lifeboat_core::Error> {
     e.chain()
         .find_map(|c| c.downcast_ref::<lifeboat_core::Error>())
-        .map_or(ErrorKind::Internal, lifeboat_core::Error::kind)
+}
+
+/// The kind of the library error behind `e`, which decides the exit code.
+fn error_kind(e: &anyhow::Error) -> ErrorKind {
+    core_error(e).map_or(ErrorKind::Internal, lifeboat_core::Error::kind)
 }
 
 fn source_names(ctx: &Ctx) -> String {
