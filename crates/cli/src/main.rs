@@ -80,7 +80,7 @@ enum Command {
     /// List backups.
     List(commands::list::ListCmd),
     /// Per-source statistics: count, last success, sizes, growth.
-    Stats,
+    Stats(commands::list::StatsCmd),
     /// Restore a backup into a database, or a physical backup (to a point in time) into a directory.
     ///
     /// Give one of: a backup ID, --latest, --before TIME, or --list to see the choices.
@@ -505,7 +505,7 @@ fn dispatch(command: Command, ctx: &Ctx) -> anyhow::Result<i32> {
         Command::Config { cmd } => cmd.run(ctx),
         Command::Backup(c) => c.run(ctx),
         Command::List(c) => c.run(ctx),
-        Command::Stats => commands::list::stats(ctx),
+        Command::Stats(cmd) => cmd.run(ctx),
         Command::Restore(c) => c.run(ctx),
         Command::Verify(c) => c.run(ctx),
         Command::Drill(c) => c.run(ctx),

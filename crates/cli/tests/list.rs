@@ -197,6 +197,19 @@ fn backup_all_takes_every_source_past_one_that_is_down() {
         stats["never_backed_up"],
         serde_json::json!([{"source": "gone-db", "database": null}])
     );
+    let (code, out, _) = common::run(lb(&cfg).args(["--json", "stats", "--check"]));
+    assert_eq!(code, 10, "{out}");
+    let checked: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let problems = checked["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2, "{out}");
+    assert_eq!(problems[0], "source gone-db: no backup at all");
+    assert!(
+        problems[1]
+            .as_str()
+            .unwrap()
+            .starts_with("source gone-db: its newest backup run failed at "),
+        "{out}"
+    );
 
     // --all with every source up exits 0 and says so
     let ws2 = Workspace::new();
@@ -208,6 +221,31 @@ fn backup_all_takes_every_source_past_one_that_is_down() {
         "{out}"
     );
     assert!(out.contains("2 of 2 sources backed up"), "{out}");
+    // stats --check: all fresh, then one source's objective passed
+    let out = ok(lb(&cfg2).args(["stats", "--check"]));
+    assert!(
+        out.contains("stats --check: every configured source"),
+        "{out}"
+    );
+    let conf = std::fs::read_to_string(&cfg2).unwrap().replace(
+        "name = \"crm-db\"\n",
+        "name = \"crm-db\"\nobjectives = { rpo = \"1s\" }\n",
+    );
+    std::fs::write(&cfg2, conf).unwrap();
+    ok(lb(&cfg2).args(["backup", "--source", "crm-db", "--kind", "logical"]));
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (code, out, err) = run_stats_check(&cfg2);
+    assert_eq!(code, 10, "{out}{err}");
+    assert!(
+        out.contains("PROBLEM  source crm-db: the newest logical backup of crm is")
+            && out.contains("past its RPO objective of 1s")
+            && !out.contains("PROBLEM  source app-db"),
+        "{out}"
+    );
+    let conf = std::fs::read_to_string(&cfg2)
+        .unwrap()
+        .replace("objectives = { rpo = \"1s\" }\n", "");
+    std::fs::write(&cfg2, conf).unwrap();
     // a database named in `databases` after the last backup has its NEVER row
     let conf = std::fs::read_to_string(&cfg2).unwrap().replace(
         "name = \"app-db\"\n",
@@ -230,7 +268,17 @@ fn backup_all_takes_every_source_past_one_that_is_down() {
         "{text}"
     );
     assert!(!text.contains("LAST RUN FAILED"), "{text}");
+    let (code, out, err) = run_stats_check(&cfg2);
+    assert_eq!(code, 10, "{out}{err}");
+    assert!(
+        out.contains("PROBLEM  source app-db: database crm has no logical backup"),
+        "{out}"
+    );
     // --all takes no --source: the two would contradict each other
     let (code, _, err) = common::run(lb(&cfg2).args(["backup", "--all", "--source", "app-db"]));
     assert_eq!(code, 2, "{err}");
+}
+
+fn run_stats_check(cfg: &std::path::Path) -> (i32, String, String) {
+    common::run(lb(cfg).args(["stats", "--check"]))
 }

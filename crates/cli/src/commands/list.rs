@@ -164,19 +164,115 @@ impl ListCmd {
     }
 }
 
-/// Prints statistics per source, kind and database.
-pub fn stats(ctx: &Ctx) -> anyhow::Result<()> {
+/// Per-source statistics.
+#[derive(Debug, Args)]
+pub struct StatsCmd {
+    /// Exit 10 when a configured source or database has no backup, a source's newest run
+    /// failed, or a database's newest logical backup is older than its source's RPO
+    /// objective: a check for monitoring that reads exit codes.
+    #[arg(long)]
+    check: bool,
+}
+
+impl StatsCmd {
+    /// Prints statistics per source, kind and database.
+    pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        stats(ctx, self.check)
+    }
+}
+
+/// What `stats --check` finds wrong, a line each: sources and databases never backed up,
+/// newest runs that failed, and logical backups older than their RPO objective
+/// (`logical_rpo`, or `rpo` for a source without physical backups, whose WAL `wal status`
+/// judges).
+fn check_problems(
+    ctx: &Ctx,
+    s: &lifeboat_core::ops::list::Stats,
+    never: &[(String, Option<String>)],
+) -> Vec<String> {
+    let now = jiff::Timestamp::now();
+    let mut out: Vec<String> = never
+        .iter()
+        .map(|(source, db)| match db {
+            Some(d) => format!("source {source}: database {d} has no logical backup"),
+            None => format!("source {source}: no backup at all"),
+        })
+        .collect();
+    out.extend(s.failed_last.iter().map(|f| {
+        format!(
+            "source {}: its newest backup run failed at {}",
+            f.source,
+            output::time(f.at)
+        )
+    }));
+    for src in &ctx.config.sources {
+        let Some(stored) = s.sources.iter().find(|st| st.source == src.name) else {
+            continue;
+        };
+        let physical = stored.kinds.iter().any(|k| k.kind == BackupKind::Physical);
+        let objective = match (&src.objectives.logical_rpo, &src.objectives.rpo) {
+            (Some(l), _) => l,
+            (None, Some(r)) if !physical => r,
+            _ => continue,
+        };
+        let Ok(limit) = lifeboat_core::config::parse_duration(objective) else {
+            continue;
+        };
+        for k in stored
+            .kinds
+            .iter()
+            .filter(|k| k.kind == BackupKind::Logical)
+        {
+            let Some(last) = k.last_success else { continue };
+            let age = now.duration_since(last).as_secs().max(0).unsigned_abs();
+            if age > limit {
+                out.push(format!(
+                    "source {}: the newest logical backup of {} is {} old, past its RPO objective of {objective}",
+                    src.name,
+                    k.database.as_deref().unwrap_or("-"),
+                    output::secs(age as f64)
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Prints statistics per source, kind and database; with `check`, fails (exit 10) on
+/// what [`check_problems`] finds.
+fn stats(ctx: &Ctx, check: bool) -> anyhow::Result<()> {
     let repo = ctx.open()?;
     let s = repo_stats(&repo)?;
     output::warn_repository(&repo);
     let never = never_backed_up(ctx, &s);
+    let problems = if check {
+        check_problems(ctx, &s, &never)
+    } else {
+        Vec::new()
+    };
+    let verdict = || {
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(lifeboat_core::Error::new(
+                lifeboat_core::ErrorKind::CheckFailed,
+                format!("stats --check: {} problem(s): {}", problems.len(), problems.join("; ")),
+            )
+            .hint("back up what is named (`lifeboat backup --all`), and see why its runs fail (`lifeboat audit list --action backup --failed`)")
+            .into())
+        }
+    };
     if ctx.json {
         let mut v = serde_json::to_value(&s)?;
         v["never_backed_up"] = never
             .iter()
             .map(|(source, database)| serde_json::json!({"source": source, "database": database}))
             .collect();
-        return output::json(&v);
+        if check {
+            v["problems"] = problems.clone().into();
+        }
+        output::json(&v)?;
+        return verdict();
     }
     let mut rows = vec![vec![
         "SOURCE".into(),
@@ -258,7 +354,15 @@ pub fn stats(ctx: &Ctx) -> anyhow::Result<()> {
             String::new()
         }
     );
-    Ok(())
+    if check {
+        for p in &problems {
+            println!("PROBLEM  {p}");
+        }
+        if problems.is_empty() {
+            println!("stats --check: every configured source and database has a backup within its objective, and no newest run failed");
+        }
+    }
+    verdict()
 }
 
 /// Configured sources with no backup at all (database `None`), and databases a source
