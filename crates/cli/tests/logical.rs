@@ -435,6 +435,19 @@ fn restore_refuses_non_empty_target_and_dry_run_changes_nothing() {
         ),
         "{out}"
     );
+    // what time the data is from, said where the operator looks
+    let newest = list_json(&cfg)
+        .into_iter()
+        .rfind(|b| b["kind"] == "logical")
+        .unwrap();
+    let started: jiff::Timestamp = newest["started_at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        out.contains(&format!(
+            "(the data as of {})",
+            started.strftime("%Y-%m-%d %H:%M:%S UTC")
+        )),
+        "{out}"
+    );
     assert_eq!(
         c.sql("app", "select convert_from(lo_get(4242), 'UTF8')")
             .unwrap()

@@ -402,6 +402,29 @@ fn pitr_to_time_lsn_and_restore_point_on_a_local_repository() {
     let (r, _) = restore(&a, "pitr-xid-excl", &["--target-xid", &xid, "--exclusive"]);
     assert_eq!(r.markers(), (50, 50), "target xid, exclusive");
     drop(r);
+    // the log says it stopped before the transaction, not "up to" it alone, and the
+    // evidence pack says who restored
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&ok(lb(&a.cfg).args([
+        "--json", "audit", "list", "--action", "restore", "--last", "1",
+    ])))
+    .unwrap();
+    let details = entries[0]["details"].as_str().unwrap();
+    assert!(
+        details.contains(&format!(
+            "up to transaction {xid} (exclusive: stopped before it)"
+        )) && details.contains("last transaction committed")
+            && details.contains(&format!(
+                "recovery stopping before commit of transaction {xid}"
+            )),
+        "{details}"
+    );
+    let pack = ok(lb(&a.cfg).arg("report"));
+    assert!(
+        pack.lines().any(|l| l.contains(" restored: ")
+            && l.contains("(exclusive: stopped before it)")
+            && l.contains("(by ")),
+        "{pack}"
+    );
 
     // paused just before a DROP TABLE commits: replay holds the table's lock, and a query on
     // it would wait for ever; the restore names the table. Hooks given on the command line

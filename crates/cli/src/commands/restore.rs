@@ -403,8 +403,17 @@ impl RestoreCmd {
             return output::json_slim(&report);
         }
         println!(
-            "restored backup {} into database {:?} in {} (fetch {}, restore {})",
+            "restored backup {} (the data as of {}) into database {:?} in {} (fetch {}, restore {})",
             report.plan.backup.short_id(),
+            // the dump's snapshot, taken as it started (or the standby's replay point)
+            output::time(
+                report
+                    .plan
+                    .backup
+                    .meta
+                    .data_as_of
+                    .unwrap_or(report.plan.backup.meta.started_at)
+            ),
             report.plan.target_database,
             output::secs(report.total_secs),
             output::secs(report.fetch_secs),

@@ -1008,15 +1008,38 @@ pub fn recover(repo: &Repo, store: &WalStore, opts: &RecoverOptions) -> Result<R
     let result = recover_inner(repo, store, opts);
     let details = match &result {
         Ok(r) => format!(
-            "source {}: physical backup {} into {} up to {}{}; unpacked in {:.1}s{}",
+            "source {}: physical backup {} into {} up to {}{}{}; unpacked in {:.1}s{}",
             r.backup.meta.source,
             r.backup.short_id(),
             r.to_dir.display(),
             describe_target(&r.target),
+            // read later as what was recovered: "up to transaction 990" must not pass for
+            // "with it" when recovery stopped before it
+            match (&r.target, opts.inclusive) {
+                (
+                    RecoveryTarget::Latest | RecoveryTarget::Immediate | RecoveryTarget::Name(_),
+                    _,
+                ) => "",
+                (_, true) => " (inclusive)",
+                (_, false) => " (exclusive: stopped before it)",
+            },
             r.reached
                 .as_ref()
-                .and_then(|p| p.lsn.clone())
-                .map(|l| format!(", reached {l}"))
+                .map(|p| format!(
+                    "{}{}{}",
+                    p.lsn
+                        .as_deref()
+                        .map(|l| format!(", reached {l}"))
+                        .unwrap_or_default(),
+                    p.last_transaction
+                        .as_deref()
+                        .map(|t| format!(", last transaction committed {t}"))
+                        .unwrap_or_default(),
+                    p.stop_reason
+                        .as_deref()
+                        .map(|s| format!(" ({s})"))
+                        .unwrap_or_default()
+                ))
                 .unwrap_or_default(),
             r.fetch_secs,
             match (r.replay_secs, &r.reached) {

@@ -902,7 +902,14 @@ pub fn evidence_pack(
         restores: entries
             .iter()
             .filter(|e| e.action == "restore" && within(e.happened_at(), from, to))
-            .map(|e| (e.happened_at(), e.outcome == "ok", e.details.clone()))
+            // who restored is what an incident review asks first
+            .map(|e| {
+                (
+                    e.happened_at(),
+                    e.outcome == "ok",
+                    format!("{} (by {})", e.details, e.actor()),
+                )
+            })
             .collect(),
         damaged: damaged.into_iter().collect(),
         intact_again,
