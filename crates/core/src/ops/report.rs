@@ -983,6 +983,12 @@ pub fn markdown(p: &EvidencePack) -> String {
         // logical and physical drills are judged against their own RPO (`logical_rpo`): a
         // row each when the period has both, so that no count mixes them
         let mut kinds: Vec<Option<BackupKind>> = of_source.iter().map(|d| d.kind).collect();
+        // with an RPO of their own the logical dumps always get their row, and WAL its
+        // own, drilled in the period or not: one row would show one of the two objectives
+        // as the source's only one
+        if p.logical_rpo.contains_key(src.as_str()) {
+            kinds.extend([Some(BackupKind::Logical), Some(BackupKind::Physical)]);
+        }
         kinds.sort_by_key(|k| k.map(|k| k.to_string()));
         kinds.dedup();
         let split = kinds.len() > 1;
@@ -1665,6 +1671,19 @@ mod tests {
         assert!(m.contains("| app (logical drills) | 2h | 24h | 1 |"), "{m}");
         assert!(m.contains("| app (physical drills) | 2h | 1h | 1 |"), "{m}");
         assert!(!m.contains("(changed in the period"), "{m}");
+        // with no drill in the period, or drills of one kind, each kind keeps its row
+        for drills in [vec![], vec![drill("d1", BackupKind::Logical, 86400.0)]] {
+            let n = drills.len();
+            let m = markdown(&EvidencePack {
+                drills,
+                ..pack.clone()
+            });
+            assert!(
+                m.contains(&format!("| app (logical drills) | 2h | 24h | {n} |")),
+                "{m}"
+            );
+            assert!(m.contains("| app (physical drills) | 2h | 1h | 0 |"), "{m}");
+        }
     }
 
     #[test]
