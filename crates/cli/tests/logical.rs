@@ -523,9 +523,11 @@ fn hooks_receive_the_snapshot_and_a_failing_pre_hook_stops_the_restore() {
         "--to-database",
         "restored_anyway",
         "--post-hook",
-        "exit 4",
+        "TOKEN=sk_live_hook_secret; exit 4",
     ]));
     assert_eq!(code, 10, "{err}");
+    // a hook's command line may carry a token: never in the error or the log
+    assert!(!err.contains("sk_live_hook_secret"), "{err}");
     assert!(
         err.contains("was restored into database \"restored_anyway\" and verified")
             && err.contains("post-restore hook failed"),
@@ -544,6 +546,7 @@ fn hooks_receive_the_snapshot_and_a_failing_pre_hook_stops_the_restore() {
             .contains("post-restore hook failed"),
         "{last}"
     );
+    assert!(!last.to_string().contains("sk_live_hook_secret"), "{last}");
 }
 
 #[test]

@@ -1365,9 +1365,11 @@ pub(crate) fn run_hook_command(
     if !status.success() {
         return Err(Error::new(
             ErrorKind::CheckFailed,
-            format!("the {name} hook failed ({status}): {cmd}"),
+            // not its command line: it may hold a token, and this message goes into the
+            // audit log, which keeps everything for ever
+            format!("the {name} hook failed ({status})"),
         )
-        .hint("fix the hook or run it by hand; see its output above"));
+        .hint(format!("its output, if any, is above; fix the {name} hook (the configuration's, or the one given on the command line) or run it by hand")));
     }
     Ok(())
 }
