@@ -1266,3 +1266,21 @@ fn a_restore_hook_is_stopped_with_an_interrupted_restore() {
     std::thread::sleep(std::time::Duration::from_secs(6));
     assert!(!marker.exists(), "the hook ran on after the interrupt");
 }
+
+/// A key file that no longer parses is damage to put back, not an outage to retry.
+#[test]
+fn a_damaged_key_file_is_named_as_damage() {
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[]);
+    ok(lb(&cfg).arg("init"));
+    let keys: Vec<_> = std::fs::read_dir(ws.repo_path().join("keys"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    std::fs::write(&keys[0], "garbage\n").unwrap();
+    let (code, _, err) = run(lb(&cfg).arg("list"));
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("keys/"), "{err}");
+}

@@ -366,6 +366,17 @@ pub(crate) fn classify_repository(
             ErrorKind::Unavailable,
             Some("the storage cannot be reached: check the endpoint and the network"),
         )
+    } else if lower.contains("deserialize") && lower.contains("for key") {
+        // a key file that no longer parses: damage, not an outage to retry
+        (
+            ErrorKind::Integrity,
+            Some("a key file under keys/ in the repository is damaged (changed or truncated): put it back from a copy of the repository (an offsite copy, a backup of its disk), or remove it if another key's password opens the repository (`restic -r REPO key list`)"),
+        )
+    } else if lower.contains("deserialize") {
+        (
+            ErrorKind::Integrity,
+            Some("a file of the repository does not parse (changed or truncated): `lifeboat verify --all` names damaged backups; put the file back from a copy of the repository"),
+        )
     } else if has_word(&lower, &["hash", "mac"])
         || lower.contains("decrypt")
         || lower.contains("corrupt")
@@ -449,6 +460,14 @@ mod tests {
         codes.sort_unstable();
         codes.dedup();
         assert_eq!(codes.len(), ErrorKind::ALL.len());
+    }
+
+    #[test]
+    fn a_key_file_that_does_not_parse_is_damage_not_an_outage() {
+        let e = std::io::Error::other("Couldn't deserialize the data for key `5c3a19c8`.");
+        let (kind, hint) = classify_repository(&e);
+        assert_eq!(kind, ErrorKind::Integrity);
+        assert!(hint.is_some_and(|h| h.contains("keys/")), "{hint:?}");
     }
 
     #[test]
