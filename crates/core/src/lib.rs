@@ -20,7 +20,7 @@
 //!
 //! ```
 //! use lifeboat_core::{config::RepositoryConfig, ops, repository::Repo, secret::Secret};
-//! use rustic_core::NoProgressBars;
+//! use lifeboat_core::rustic_core::NoProgressBars;
 //!
 //! let dir = tempfile::tempdir()?;
 //! let cfg = RepositoryConfig {
@@ -78,6 +78,20 @@
 //!   PostgreSQL user, whose `archive_command` writes into it), call
 //!   [`repository::owner::hand_over`] after an operation that wrote to it, as the CLI
 //!   does, or that user's next WAL push may find root-owned files.
+//! - **Failures before the log can hold them.** An operation that cannot open the
+//!   repository (a wrong password, S3 down) has no log to write to, and a process killed
+//!   outright (SIGKILL, the OOM killer) writes nothing. The CLI records both: it parks
+//!   the first with [`repository::parked::park`], and holds a
+//!   [`repository::parked::Pending`] mark while an operation runs, which the next run
+//!   turns into a "killed outright" entry. A program that wants those in its evidence
+//!   does the same.
+//! - **Settings read from the environment.** Where runs keep their locks and parked
+//!   entries: `LIFEBOAT_STATE_DIR` (default `/var/lib/lifeboat` as root, else under the
+//!   user's state directory); as root, the OS user that runs throw-away servers:
+//!   `LIFEBOAT_PG_USER` (default `postgres`). Set them before the program starts threads.
+//! - **Build.** Debug builds of the repository code are slow (opening a repository
+//!   takes seconds): lifeboat's workspace builds its dependencies with
+//!   `[profile.dev.package."*"] opt-level = 2`; a program embedding it wants the same.
 //! - **Physical restores and drills** replay WAL through PostgreSQL's `restore_command`,
 //!   which must run `lifeboat wal-fetch`: the `lifeboat` binary has to be installed for
 //!   them ([`ops::recover::RecoverOptions::restore_command`]).

@@ -97,6 +97,33 @@ fn the_audit_check_compares_with_the_configured_head_file() {
     );
 }
 
+/// The library's audit check is `lifeboat audit verify`'s: a backup the log records that
+/// is gone from the repository breaks it (it used to pass a log whose backups were
+/// deleted by hand).
+#[test]
+fn the_audit_check_names_a_logged_backup_that_is_gone() {
+    use lifeboat_core::repository::audit;
+    let dir = tempfile::tempdir().unwrap();
+    let (_c, repo, _src) = common::backed_up(dir.path());
+    assert!(audit::verify(&repo, None).unwrap().ok());
+    let gone = repo.backups().unwrap()[0].id.clone();
+    let snapshots = repo.location().to_string() + "/snapshots";
+    let file = std::fs::read_dir(&snapshots)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy() == gone)
+        .expect("its snapshot file");
+    std::fs::remove_file(file.path()).unwrap();
+    let v = audit::verify(&repo, None).unwrap();
+    assert!(!v.ok(), "{v:?}");
+    assert!(
+        v.problems
+            .iter()
+            .any(|p| p.contains("no longer in the repository") && p.contains(&gone[..8])),
+        "{v:?}"
+    );
+}
+
 /// Run as root in a repository that belongs to the PostgreSQL user and its group (setgid,
 /// 2750), everything written is that user's at once, with the group's read bit and the
 /// group kept: the library does not hand files over afterwards as the CLI does, and a run

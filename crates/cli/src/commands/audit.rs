@@ -305,10 +305,13 @@ impl AuditCmd {
                 }
                 // one reading of the log: what is checked is what gets appended to the file;
                 // each head given (on the command line, in the file) is checked
-                let entries = audit::entries(&repo)?;
-                let mut v = audit::verify_entries(&entries, expected_head.as_deref());
-                v.problems
-                    .extend(audit::backups_gone_from(&repo, &entries)?);
+                let head_texts: Vec<(&str, &std::path::Path)> = texts
+                    .iter()
+                    .zip(&heads)
+                    .map(|(t, (_, f))| (t.as_str(), f.as_path()))
+                    .collect();
+                let (mut v, entries) =
+                    audit::check_log(&repo, expected_head.as_deref(), &head_texts)?;
                 let unlogged = audit::unlogged_backups(&repo, &entries, &repo.backups()?)?;
                 let mut unpublished: Vec<u64> = texts
                     .iter()
@@ -316,36 +319,6 @@ impl AuditCmd {
                     .collect();
                 unpublished.sort_unstable();
                 unpublished.dedup();
-                v.problems.extend(audit::unreadable_problems(&repo));
-                // a log rewritten with its hashes computed again verifies as a chain; the
-                // drill reports stored in the repository still name the old heads
-                // (drill reports that cannot be read do not stop the chain's own verdict)
-                match lifeboat_core::ops::evidence::drills(&repo) {
-                    Ok(stored_drills) => v.problems.extend(
-                        lifeboat_core::ops::report::drill_heads_not_in_log(
-                            &stored_drills,
-                            &entries,
-                        ),
-                    ),
-                    Err(e) => v.problems.push(format!(
-                        "the drill reports stored in the repository could not be read to check the audit heads they name: {}",
-                        lifeboat_core::error::one_line(&e)
-                    )),
-                }
-                let rewritten = texts.iter().flat_map(|t| {
-                    let mut said = head::rewritten(t, &entries);
-                    said.extend(head::gone_from_log(t, &entries));
-                    said
-                });
-                for p in heads
-                    .iter()
-                    .flat_map(|(h, _)| audit::verify_entries(&entries, Some(h)).problems)
-                    .chain(rewritten)
-                {
-                    if !v.problems.contains(&p) {
-                        v.problems.push(p);
-                    }
-                }
                 if let (Some(statement), Some(key)) = (signed, public_key) {
                     let text = std::fs::read_to_string(statement).map_err(|e| {
                         Error::io(

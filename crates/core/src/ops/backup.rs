@@ -620,7 +620,7 @@ pub const DEFAULT_LOCK_WAIT_SECS: u64 = 5 * 60;
 ///     repository::Repo,
 ///     secret::Secret,
 /// };
-/// use rustic_core::NoProgressBars;
+/// use lifeboat_core::rustic_core::NoProgressBars;
 ///
 /// let (config, _) = Config::load(Some("lifeboat.toml".as_ref()))?.expect("a config file");
 /// let password = config.repository.password_source().resolve("repository password")?;

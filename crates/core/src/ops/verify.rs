@@ -94,7 +94,7 @@ impl VerifyReport {
 ///     repository::Repo,
 ///     secret::Secret,
 /// };
-/// use rustic_core::NoProgressBars;
+/// use lifeboat_core::rustic_core::NoProgressBars;
 ///
 /// let dir = tempfile::tempdir()?;
 /// let cfg = RepositoryConfig {

@@ -9,7 +9,7 @@
 //! Removing the newest entries leaves a consistent shorter chain; that is caught by
 //! comparing with a head hash kept elsewhere (`expected_head`), which drill reports carry.
 
-use std::io::Cursor;
+use std::{io::Cursor, path::Path};
 
 use jiff::Timestamp;
 use rustic_core::{BackupOptions as RusticBackupOptions, SnapshotOptions};
@@ -976,15 +976,58 @@ pub fn verify(repo: &Repo, expected_head: Option<&str>) -> Result<AuditVerdict> 
     // the head file before the log: a run finishing in between appends to both, and the
     // file must not be newer than the log it is compared with
     let kept = head_file_text(repo)?;
+    let texts: Vec<(&str, &Path)> = match (&kept, &repo.audit_config().head_file) {
+        (Some(t), Some(f)) => vec![(t.as_str(), f.as_path())],
+        _ => Vec::new(),
+    };
+    check_log(repo, expected_head, &texts).map(|(v, _)| v)
+}
+
+/// The whole check of the log, as `lifeboat audit verify` makes it (and [`verify`]): the
+/// chain and `expected_head`; backups the log records that are gone; snapshot files of
+/// the log that cannot be read; the heads the drill reports stored in the repository name
+/// (a log rewritten with its hashes computed again verifies as a chain, but not against
+/// those); and each head file's text in `head_texts` (its newest head, and every line
+/// against the log), read before the log. Returns the verdict and the entries it read.
+///
+/// # Errors
+///
+/// When snapshot files cannot be read, or a head file's text holds no head.
+pub fn check_log(
+    repo: &Repo,
+    expected_head: Option<&str>,
+    head_texts: &[(&str, &Path)],
+) -> Result<(AuditVerdict, Vec<Entry>)> {
     let entries = entries(repo)?;
     let mut v = verify_entries(&entries, expected_head);
+    v.problems.extend(backups_gone_from(repo, &entries)?);
     v.problems.extend(unreadable_problems(repo));
-    for p in head_file_problems(repo, kept.as_deref(), &entries)? {
-        if !v.problems.contains(&p) {
-            v.problems.push(p);
+    // drill reports that cannot be read do not stop the chain's own verdict
+    match crate::ops::evidence::drills(repo) {
+        Ok(stored) => v.problems.extend(crate::ops::report::drill_heads_not_in_log(
+            &stored, &entries,
+        )),
+        Err(e) => v.problems.push(format!(
+            "the drill reports stored in the repository could not be read to check the audit heads they name: {}",
+            crate::error::one_line(&e)
+        )),
+    }
+    for (text, file) in head_texts {
+        let head = super::head::newest_in(text).ok_or_else(|| {
+            Error::config(format!("{} holds no audit head", file.display())).hint("it should end with a line `SEQ HASH TIME ACTION OUTCOME` or a bare hash (at least its first 16 hex digits)")
+        })?;
+        let found = verify_entries(&entries, Some(&head))
+            .problems
+            .into_iter()
+            .chain(super::head::rewritten(text, &entries))
+            .chain(super::head::gone_from_log(text, &entries));
+        for p in found {
+            if !v.problems.contains(&p) {
+                v.problems.push(p);
+            }
         }
     }
-    Ok(v)
+    Ok((v, entries))
 }
 
 /// What the configured head file ([`Repo::with_audit`]) says against the log `entries`:
