@@ -1284,3 +1284,75 @@ fn a_damaged_key_file_is_named_as_damage() {
     assert_eq!(code, 6, "{err}");
     assert!(err.contains("keys/"), "{err}");
 }
+
+/// The pg_dump processes whose parent is `pid`.
+fn pg_dumps_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+                return false;
+            };
+            // `pid (comm) state ppid ...`
+            let Some((comm, rest)) = stat.split_once(") ") else {
+                return false;
+            };
+            comm.ends_with("(pg_dump")
+                && rest.split_whitespace().nth(1) == Some(pid.to_string().as_str())
+        })
+        .collect()
+}
+
+/// Whether process `pid` still runs (a zombie has ended).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.split_once(") ").is_some_and(|(_, r)| !r.starts_with('Z')))
+}
+
+/// `kill -9` of a backup (the OOM killer) takes its pg_dump with it: left alone, it went on
+/// waiting for a table lock, holding the locks it had, until its next write found no
+/// reader.
+#[test]
+fn a_backup_killed_outright_takes_its_pg_dump_with_it() {
+    let (c, _ws, cfg) = backed_up(20);
+    let mut holder = common::hold_exclusive_lock(&c, "app", "shop.orders", 60);
+    let mut backup = common::lb_std(&cfg)
+        .args(["backup", "--kind", "logical"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let waiting = (0..300).find_map(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let waits = c
+            .sql(
+                "app",
+                "select count(*) from pg_stat_activity where query like 'LOCK TABLE%' and wait_event_type = 'Lock'",
+            )
+            .ok()?;
+        (waits.trim() == "1")
+            .then(|| pg_dumps_of(backup.id()))
+            .filter(|d| d.len() == 1)
+    });
+    let dumps = waiting.expect("pg_dump waiting for the lock");
+    backup.kill().unwrap();
+    backup.wait().unwrap();
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        !running(dumps[0])
+    });
+    c.sql(
+        "app",
+        "select pg_terminate_backend(pid) from pg_locks where relation = 'shop.orders'::regclass and mode = 'AccessExclusiveLock'",
+    )
+    .unwrap();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(
+        gone,
+        "pg_dump {} outlived the backup killed outright",
+        dumps[0]
+    );
+}

@@ -116,6 +116,44 @@ pub(crate) fn client_done(pid: u32) {
     }
 }
 
+/// `cmd` run through util-linux's `setpriv --pdeathsig KILL` where it takes that option:
+/// the kernel kills the program when the lifeboat thread that started it dies (a
+/// `kill -9`, the OOM killer), so that a pg_dump does not go on holding its table locks
+/// until its next write finds no reader. Program, arguments, environment and directory are
+/// carried over; set its stdio on the result. `setpriv` execs the program, so its pid and
+/// exit status are the program's own.
+///
+/// # Errors
+///
+/// [`std::io::ErrorKind::NotFound`] for a program given by a path that does not exist
+/// (through setpriv it would fail as the program's error, not as a missing program).
+pub(crate) fn dies_with_lifeboat(cmd: Command) -> std::io::Result<Command> {
+    let program = Path::new(cmd.get_program());
+    if program.is_absolute() && !program.exists() {
+        return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+    }
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if !setpriv_has_pdeathsig(setpriv) {
+        return Ok(cmd);
+    }
+    // the death signal is set in the child and kept through the exec of the program
+    let mut wrapped = Command::new(setpriv);
+    wrapped
+        .args(["--pdeathsig", "KILL", "--"])
+        .arg(cmd.get_program());
+    wrapped.args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        wrapped.current_dir(d);
+    }
+    Ok(wrapped)
+}
+
 /// Runs `cmd` to its end as a client whose work must not outlive lifeboat: in a process
 /// group of its own that [`stop_all`] kills before anything else (an interrupted overwrite
 /// must not commit after lifeboat said it was interrupted), and, where util-linux's
@@ -131,32 +169,7 @@ pub(crate) fn run_client_with(
     stdout: bool,
     timeout: Option<std::time::Duration>,
 ) -> std::io::Result<std::process::Output> {
-    let program = Path::new(cmd.get_program());
-    if program.is_absolute() && !program.exists() {
-        // through setpriv it would fail as a program's error, not as a missing program
-        return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
-    }
-    let setpriv = Path::new("/usr/bin/setpriv");
-    let mut cmd = if setpriv_has_pdeathsig(setpriv) {
-        // the death signal is set in the child and kept through the exec of the program
-        let mut wrapped = Command::new(setpriv);
-        wrapped
-            .args(["--pdeathsig", "KILL", "--"])
-            .arg(cmd.get_program());
-        wrapped.args(cmd.get_args());
-        for (k, v) in cmd.get_envs() {
-            match v {
-                Some(v) => wrapped.env(k, v),
-                None => wrapped.env_remove(k),
-            };
-        }
-        if let Some(d) = cmd.get_current_dir() {
-            wrapped.current_dir(d);
-        }
-        wrapped
-    } else {
-        cmd
-    };
+    let mut cmd = dies_with_lifeboat(cmd)?;
     cmd.stdin(Stdio::null())
         .stdout(if stdout {
             Stdio::piped()

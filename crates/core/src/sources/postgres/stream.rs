@@ -253,16 +253,19 @@ impl<T: Send + 'static> ChildStream<T> {
     ///
     /// When the program cannot be started.
     pub fn spawn(
-        mut cmd: Command,
+        cmd: Command,
         program: &str,
         what: String,
         inspect: Option<fn(ChannelReader) -> std::result::Result<T, String>>,
     ) -> Result<Self> {
+        let given = std::path::PathBuf::from(cmd.get_program());
+        let mut cmd =
+            super::cluster::dies_with_lifeboat(cmd).map_err(|e| missing_program(&given, e))?;
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = super::cluster::spawn_client(&mut cmd)
-            .map_err(|e| missing_program(std::path::Path::new(cmd.get_program()), e))?;
+        let mut child =
+            super::cluster::spawn_client(&mut cmd).map_err(|e| missing_program(&given, e))?;
         let stdout = child.stdout.take().expect("stdout is piped");
         enlarge_pipe(&stdout);
         let mut stderr_pipe = child.stderr.take().expect("stderr is piped");
