@@ -1005,6 +1005,26 @@ fn a_multi_database_source_needs_database_to_restore_and_has_stats_per_database(
         "{drilled}"
     );
     assert_eq!(drilled["passed"], true, "{drilled}");
+
+    // each database's own assertions run only in a drill of it
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(
+        "drill = { checks = [\"select true\"], database_checks = { a = [\"select count(*) = 50 from shop.users\"], b = [\"select false\"] } }\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let out = ok(lb(&cfg).args(["drill", "--database", "a"]));
+    assert!(
+        out.contains("assert: select count(*) = 50 from shop.users")
+            && out.contains("assert: select true")
+            && !out.contains("select false"),
+        "{out}"
+    );
+    let (code, out, err) = run(lb(&cfg).args(["drill", "--database", "b"]));
+    assert_eq!(code, 10, "{out}{err}");
+    assert!(
+        out.contains("FAIL assert: select false") && !out.contains("from shop.users"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -1576,4 +1596,28 @@ fn database_patterns_follow_the_server_and_a_list_names_what_it_leaves_out() {
         err.contains("(crm_*) matches no database on the server"),
         "{err}"
     );
+}
+
+/// `--pick random` over a source's databases leaves out one without tables (the
+/// `postgres` maintenance database under `databases = ["*"]`): its drill proves nothing.
+#[test]
+fn a_random_drill_picks_a_database_with_tables() {
+    let c = cluster();
+    sample_db(&c, "a", 20);
+    c.sql("postgres", "CREATE DATABASE e").unwrap();
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("two", &c.dsn("postgres"))]);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("databases = [\"a\", \"e\"]\n");
+    std::fs::write(&cfg, text).unwrap();
+    ok(lb(&cfg).arg("init"));
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    assert_eq!(list_json(&cfg).len(), 2);
+    // each pick would be e half the time if it could be
+    for _ in 0..3 {
+        let drilled: serde_json::Value =
+            serde_json::from_str(&ok(lb(&cfg).args(["--json", "drill", "--pick", "random"])))
+                .unwrap();
+        assert_eq!(drilled["database"], "a", "{drilled}");
+    }
 }

@@ -499,9 +499,15 @@ impl Objectives {
 pub struct DrillConfig {
     /// Cron expression.
     pub schedule: Option<String>,
-    /// SQL assertions that must return true on the restored database.
+    /// SQL assertions that must return true on the restored database: every database
+    /// of the source, for a logical drill.
     #[serde(default)]
     pub checks: Vec<String>,
+    /// SQL assertions per database, after `checks`, run only when that database is
+    /// restored (a logical drill of it; a physical drill runs each in its database): a
+    /// source with several databases whose tables differ.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub database_checks: std::collections::BTreeMap<String, Vec<String>>,
     /// A scratch server for logical drills (libpq DSN; password via PGPASSWORD or .pgpass)
     /// instead of a throw-away cluster: each drill restores into its own new database there
     /// and drops it afterwards. Never the production server.
@@ -518,6 +524,15 @@ pub struct DrillConfig {
     pub hooks_before_checks: Vec<String>,
     /// How long one hook may run before it is killed and fails (default 10m).
     pub hook_timeout: Option<String>,
+}
+
+impl DrillConfig {
+    /// The assertions of a logical drill of `database`: `checks`, then its own.
+    pub fn checks_for<'a>(&'a self, database: &str) -> impl Iterator<Item = &'a String> {
+        self.checks
+            .iter()
+            .chain(self.database_checks.get(database).into_iter().flatten())
+    }
 }
 
 /// What a source name may be, said in a hint.

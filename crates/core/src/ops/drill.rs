@@ -383,6 +383,18 @@ fn pick_backup(
             .into_iter()
             .map(str::to_string)
             .collect();
+        // a database without tables (`postgres` under `databases = ["*"]`) proves
+        // nothing when one with data could have been drilled
+        let has_tables = |db: &str| {
+            candidates
+                .iter()
+                .rev()
+                .find(|b| b.meta.database.as_deref() == Some(db))
+                .and_then(|b| b.meta.truth.as_ref())
+                .is_some_and(|t| !t.tables.is_empty())
+        };
+        let with_data: Vec<String> = dbs.iter().filter(|d| has_tables(d)).cloned().collect();
+        let dbs = if with_data.is_empty() { dbs } else { with_data };
         use rand::seq::IndexedRandom;
         if let Some(db) = dbs.choose(&mut rand::rng()) {
             all.retain(|b| b.meta.database.as_deref() == Some(db.as_str()));
@@ -1063,6 +1075,7 @@ fn empty_command(src: &SourceConfig, opts: &DrillOptions) -> Option<Error> {
         .drill
         .checks
         .iter()
+        .chain(src.drill.database_checks.values().flatten())
         .chain(&opts.checks)
         .any(|c| c.trim().is_empty())
     {
@@ -1482,7 +1495,7 @@ fn carry_out(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Result<Dri
                         .ok()
                         .and_then(|s| s.trim().parse::<u64>().ok());
                     clock.time("assertions", || {
-                        for sql in src.drill.checks.iter().chain(&opts.checks) {
+                        for sql in src.drill.checks_for(&database).chain(&opts.checks) {
                             checks.push(assertion(&conn, &restored_db, sql, hook_timeout(src)));
                         }
                     });

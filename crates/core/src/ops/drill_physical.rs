@@ -361,6 +361,14 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
                 for sql in src.drill.checks.iter().chain(&opts.checks) {
                     checks.push(assertion(&conn, &database, sql, hook_timeout(src)));
                 }
+                // the whole cluster is here: each database's own, in it
+                for (db, sqls) in &src.drill.database_checks {
+                    for sql in sqls {
+                        let mut c = assertion(&conn, db, sql, hook_timeout(src));
+                        c.name = format!("assert in {db}: {sql}");
+                        checks.push(c);
+                    }
+                }
             });
         }
     }
@@ -403,7 +411,10 @@ pub(crate) fn drill(repo: &Repo, src: &SourceConfig, opts: &DrillOptions) -> Res
     });
     let not_checked = {
         let mut n: Vec<String> = Vec::new();
-        if src.drill.checks.is_empty() && opts.checks.is_empty() {
+        if src.drill.checks.is_empty()
+            && src.drill.database_checks.is_empty()
+            && opts.checks.is_empty()
+        {
             n.push("table contents: a physical drill proves the base backup and the WAL replay to the target; add --check assertions (or drill the logical backups, which compare every table) to check data".into());
         }
         let unlogged = reached.as_ref().map_or(&[][..], |r| &r.unlogged[..]);
