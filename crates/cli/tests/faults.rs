@@ -1356,3 +1356,35 @@ fn a_backup_killed_outright_takes_its_pg_dump_with_it() {
         dumps[0]
     );
 }
+
+/// A nightly dump that succeeds beside failing WAL archiving says so: no point-in-time
+/// recovery reaches past the last archived segment, and only `wal status` told.
+#[test]
+fn a_backup_says_when_the_servers_wal_archiving_fails() {
+    let c = lifeboat_testing::Cluster::start_with(
+        &lifeboat_core::sources::postgres::conn::PgBin::new(None),
+        "archive_mode = on\narchive_command = 'false'",
+    )
+    .expect("an archiving cluster");
+    sample_db(&c, "app", 10);
+    c.sql("app", "select pg_switch_wal()").unwrap();
+    let failed = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        c.sql(
+            "app",
+            "select last_failed_time is not null from pg_stat_archiver",
+        )
+        .is_ok_and(|v| v.trim() == "t")
+    });
+    assert!(failed, "the archiver never failed");
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("app-db", &c.dsn("app"))]);
+    ok(lb(&cfg).arg("init"));
+    let (code, _, err) = run(lb(&cfg).args(["backup", "--kind", "schema"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("the server's WAL archiving is failing:")
+            && err.contains("wal status --source app-db"),
+        "{err}"
+    );
+}

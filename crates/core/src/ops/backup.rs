@@ -772,6 +772,13 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
     } {
         crate::sources::postgres::cluster::note(why);
     }
+    if let Some(failing) = databases
+        .first()
+        .filter(|_| kinds.iter().any(|k| *k != BackupKind::Physical))
+        .and_then(|db| archiving_failing(src, &conn, db))
+    {
+        crate::sources::postgres::cluster::note(failing);
+    }
     // a standby that is behind its primary dumps older data than its clock says
     let data_as_of = match (
         databases.first(),
@@ -1305,10 +1312,13 @@ fn left_behind(repo: &Repo, src: &SourceConfig, conn: &PgConn, db: &str) -> Resu
     let Some(&newest) = store.timelines()?.last() else {
         return Ok(None);
     };
-    let row = conn.query(
+    // a server that does not answer fails the dumps, which say so: nothing to add here
+    let Ok(row) = conn.query(
         db,
         "select case when pg_is_in_recovery() then '' else pg_walfile_name(pg_current_wal_lsn()) || '|' || pg_current_wal_lsn() end",
-    )?;
+    ) else {
+        return Ok(None);
+    };
     let Some((file, lsn)) = row.trim().split_once('|') else {
         return Ok(None);
     };
@@ -1329,6 +1339,36 @@ fn left_behind(repo: &Repo, src: &SourceConfig, conn: &PgConn, db: &str) -> Resu
                 src.name
             )
         }))
+}
+
+/// What a backup says when the server's WAL archiving fails now (its newest attempt failed
+/// after its newest success): a nightly dump succeeding beside it would otherwise hide
+/// that no point-in-time recovery reaches past the last archived segment. `None` when
+/// archiving is off, works, or cannot be asked about.
+fn archiving_failing(src: &SourceConfig, conn: &PgConn, db: &str) -> Option<String> {
+    let row = conn
+        .query(
+            db,
+            "select a.last_failed_wal || '|' || to_char(a.last_failed_time at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS') || '|' \
+             || coalesce(to_char(a.last_archived_time at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS'), '') \
+             from pg_stat_archiver a where current_setting('archive_mode') <> 'off' and a.last_failed_time is not null \
+             and (a.last_archived_time is null or a.last_failed_time > a.last_archived_time)",
+        )
+        .ok()?;
+    let mut parts = row.trim().splitn(3, '|');
+    let (wal, failed, archived) = (parts.next()?, parts.next()?, parts.next()?);
+    (!wal.is_empty()).then(|| {
+        format!(
+            "source {:?}: the server's WAL archiving is failing: {wal} failed at {failed} UTC, {}: no point-in-time recovery reaches past that, and pg_wal grows until it is fixed (`lifeboat wal status --source {}` says why)",
+            src.name,
+            if archived.is_empty() {
+                "and no segment was archived since the server started".to_string()
+            } else {
+                format!("the last segment archived at {archived} UTC")
+            },
+            src.name
+        )
+    })
 }
 
 /// Takes a base backup of the cluster `conn` reaches (through database `db`).

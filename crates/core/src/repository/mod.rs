@@ -297,7 +297,7 @@ impl Repo {
             let hint = if is_s3_url(&url) {
                 "check [repository] url (bucket and prefix) and endpoint first: the bucket may not exist (create it in the store) or hold no repository under that prefix; `lifeboat init` creates a new, empty repository in an existing bucket, for a first setup only"
             } else {
-                "check [repository] url (the path; a relative one is taken from the configuration file's directory) first; `lifeboat init` creates a new, empty repository there, for a first setup only"
+                "check [repository] url (the path; a relative one is taken from the configuration file's directory) first, and that the disk it is on is mounted (an empty mount point looks like this); `lifeboat init` creates a new, empty repository there, for a first setup only"
             };
             return Err(
                 Error::not_found(format!("no repository at {}", describe_url(&url))).hint(hint),
