@@ -372,11 +372,6 @@ pub(crate) fn classify_repository(
             ErrorKind::Integrity,
             Some("a key file under keys/ in the repository is damaged (changed or truncated): put it back from a copy of the repository (an offsite copy, a backup of its disk), or remove it if another key's password opens the repository (`restic -r REPO key list`)"),
         )
-    } else if lower.contains("deserialize") {
-        (
-            ErrorKind::Integrity,
-            Some("a file of the repository does not parse (changed or truncated): `lifeboat verify --all` names damaged backups; put the file back from a copy of the repository"),
-        )
     } else if has_word(&lower, &["hash", "mac"])
         || lower.contains("decrypt")
         || lower.contains("corrupt")

@@ -105,6 +105,17 @@ impl BackupCmd {
             if !ctx.json {
                 println!("== source {}", src.name);
             }
+            // each source is an operation of its own: an interrupt or a kill during it is
+            // logged as that source's (the one before it logged its outcome already)
+            Ctx::logged(
+                &repo,
+                "backup",
+                &format!(
+                    "source {} ({})",
+                    src.name,
+                    lifeboat_core::ops::backup::kinds_named(&self.kind)
+                ),
+            );
             let outcome = backup(&repo, src, &self.options(ctx, &src.name))
                 .map_err(anyhow::Error::from)
                 .and_then(|report| {
@@ -126,7 +137,10 @@ impl BackupCmd {
                         .map(|h| format!("hint: {h}\n"))
                         .unwrap_or_default()
                 ));
-                first_kind.get_or_insert(kind);
+                // damage outranks an outage in the exit code: it needs a person, not a retry
+                if first_kind.is_none() || kind == ErrorKind::Integrity {
+                    first_kind = Some(kind);
+                }
                 causes.push((
                     src.name.clone(),
                     lifeboat_core::error::headline(&format!("{e:#}")).to_string(),

@@ -165,6 +165,18 @@ impl ConfigCmd {
                     for e in c.failed {
                         record(format!("source {}", src.name), Err(e));
                     }
+                    if let Some(other) = reachable
+                        .then(|| lifeboat_core::ops::backup::archive_source_note(&ctx.config, src))
+                        .flatten()
+                    {
+                        privilege_notes.push(CheckLine {
+                            what: format!("source {}", src.name),
+                            ok: true,
+                            detail: other,
+                            note: true,
+                            hint: None,
+                        });
+                    }
                     if let Some(other) = std::env::current_exe()
                         .ok()
                         .filter(|_| reachable)

@@ -198,13 +198,24 @@ fn check_problems(
             None => format!("source {source}: no backup at all"),
         })
         .collect();
-    out.extend(s.failed_last.iter().map(|f| {
-        format!(
-            "source {}: its newest backup run failed at {}",
-            f.source,
-            output::time(f.at)
-        )
-    }));
+    // a source the configuration no longer has is nobody's alarm
+    out.extend(
+        s.failed_last
+            .iter()
+            .filter(|f| ctx.config.sources.iter().any(|c| c.name == f.source))
+            .map(|f| {
+                format!(
+                    "source {}: its newest backup run failed at {}",
+                    f.source,
+                    output::time(f.at)
+                )
+            }),
+    );
+    if let Some(e) = &s.audit_error {
+        out.push(format!(
+            "the audit log could not be read, so failed runs could not be looked for: {e}"
+        ));
+    }
     for src in &ctx.config.sources {
         let Some(stored) = s.sources.iter().find(|st| st.source == src.name) else {
             continue;
@@ -218,11 +229,23 @@ fn check_problems(
         let Ok(limit) = lifeboat_core::config::parse_duration(objective) else {
             continue;
         };
-        for k in stored
-            .kinds
-            .iter()
-            .filter(|k| k.kind == BackupKind::Logical)
+        if src.objectives.logical_rpo.is_some()
+            && !stored.kinds.iter().any(|k| k.kind == BackupKind::Logical)
         {
+            out.push(format!(
+                "source {}: no logical backup, though its logical_rpo is {objective}",
+                src.name
+            ));
+        }
+        // a database the source no longer backs up (dropped, renamed) keeps its old
+        // backups until they are pruned: not judged
+        for k in stored.kinds.iter().filter(|k| {
+            k.kind == BackupKind::Logical
+                && (src.databases.is_empty()
+                    || k.database
+                        .as_deref()
+                        .is_some_and(|d| src.covers_database(d)))
+        }) {
             let Some(last) = k.last_success else { continue };
             let age = now.duration_since(last).as_secs().max(0).unsigned_abs();
             if age > limit {

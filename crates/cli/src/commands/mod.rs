@@ -14,6 +14,7 @@ pub mod restore;
 pub mod runbook;
 pub mod verify;
 pub mod wal;
+pub mod wal_inspect;
 
 /// Parses a time given on the command line: RFC 3339 (`2026-11-23T02:00:00Z`), or a local
 /// date and time (`2026-11-23 02:00`, `2026-11-23`). A bare date means the start of that day

@@ -145,13 +145,15 @@ impl VerifyCmd {
                 println!("{label}  {p}");
             }
             let damaged = report.backups.iter().filter(|b| !b.ok).count();
+            let others = report.repository_problems.len() + report.history_problems.len();
             println!(
                 "{} backup(s) checked, {}{}",
                 report.backups.len(),
-                if damaged == 0 {
-                    "all ok".to_string()
-                } else {
-                    format!("{damaged} DAMAGED")
+                match (damaged, others, report.ok()) {
+                    (0, 0, true) => "all ok".to_string(),
+                    (0, _, _) => format!("none damaged, {others} other problem(s) above"),
+                    (d, 0, _) => format!("{d} DAMAGED"),
+                    (d, o, _) => format!("{d} DAMAGED, {o} other problem(s) above"),
                 },
                 match (&report.read_data_subset, report.read_data) {
                     (Some(subset), _) => format!(

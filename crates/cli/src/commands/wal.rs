@@ -73,6 +73,9 @@ pub enum WalCmd {
         #[arg(long, env = "LIFEBOAT_WAL_SOCKET")]
         socket: Option<PathBuf>,
     },
+    /// Which transactions of a time window deleted, updated, inserted, truncated or
+    /// dropped what, read from the archived WAL (to find the --target-xid to stop before).
+    Inspect(super::wal_inspect::WalInspectCmd),
     /// Keep the repository open and serve wal-push / wal-fetch over a Unix socket (fast
     /// archiving; run it as the PostgreSQL user, e.g. from systemd).
     Serve {
@@ -334,6 +337,7 @@ impl WalCmd {
         match self {
             Self::Status { source, socket } => status(ctx, source.as_deref(), socket.as_deref()),
             Self::Serve { source, socket } => serve(ctx, source.as_deref(), socket.clone()),
+            Self::Inspect(cmd) => cmd.run(ctx),
         }
     }
 }

@@ -272,6 +272,42 @@ pub fn archive_source(archive_command: &str) -> Option<String> {
     })
 }
 
+/// When the server `src` reaches pushes its WAL as another source (`wal-push --source
+/// OTHER`, an `archive_command` copied from another server) whose server is another
+/// cluster, or is no source of `config`: its segments go to that archive, where `wal-push`
+/// refuses them once they are not that cluster's. Sources that share one cluster (one per
+/// database) share its `archive_command` rightly. The setting itself is not repeated: it
+/// may carry a secret (`env VAR=…`).
+#[must_use]
+pub fn archive_source_note(config: &crate::config::Config, src: &SourceConfig) -> Option<String> {
+    let conn = PgConn::from_source(src).ok()?;
+    let db = src
+        .named_databases()
+        .first()
+        .cloned()
+        .or_else(|| conn.default_database())
+        .unwrap_or_else(|| "postgres".into());
+    let setting = conn.query(&db, "show archive_command").ok()?;
+    let other = archive_source(setting.trim()).filter(|s| *s != src.name)?;
+    if let Some(theirs) = config.sources.iter().find(|s| s.name == other) {
+        let system = |s: &SourceConfig| {
+            PgConn::from_source(s)
+                .ok()?
+                .system_identifier(&s.named_databases())
+                .ok()
+        };
+        let (mine, of_other) = (system(src), system(theirs));
+        // the same cluster, or one that cannot be told apart now: nothing to say
+        if mine.is_none() || of_other.is_none() || mine == of_other {
+            return None;
+        }
+    }
+    Some(format!(
+        "source {:?}: PostgreSQL archives its WAL as source {other:?} (its archive_command names `--source {other}`), another cluster's or no configured source: its segments go to that source's archive, where wal-push refuses them once they are not that cluster's; name this source there (`wal-push --source {} %p`)",
+        src.name, src.name,
+    ))
+}
+
 /// When the server `src` reaches archives its WAL with another lifeboat than `this` (the
 /// running binary): after an upgrade, the old one may still run there (see the README's
 /// Upgrading section). `None` when it is the same file, or the setting cannot be read (a
@@ -287,14 +323,6 @@ pub fn other_archiving_binary(src: &SourceConfig, this: &std::path::Path) -> Opt
         .or_else(|| conn.default_database())
         .unwrap_or_else(|| "postgres".into());
     let setting = conn.query(&db, "show archive_command").ok()?;
-    if let Some(other) = archive_source(setting.trim()).filter(|s| *s != src.name) {
-        return Some(format!(
-            "source {:?}: PostgreSQL archives its WAL as source {other:?} (archive_command = {:?}): its segments go to that source's archive, where wal-push refuses them once they are not that cluster's; name this source there (`wal-push --source {} %p`)",
-            src.name,
-            setting.trim(),
-            src.name,
-        ));
-    }
     let program = archive_program(setting.trim())?;
     let same = |a: &std::path::Path, b: &std::path::Path| match (
         std::fs::metadata(a),

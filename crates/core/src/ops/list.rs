@@ -121,10 +121,13 @@ pub struct Stats {
     pub total_stored_bytes: u64,
     /// Bytes the WAL archives take (not part of any backup's figures).
     pub total_wal_stored_bytes: u64,
-    /// Per source, its newest failed backup when nothing succeeded after it (read from
-    /// the audit log): a source whose last run failed looks fresh by its last success
-    /// alone until that success is old.
+    /// Per source, its newest failed backup that no backup of the kinds it failed has
+    /// followed (read from the audit log): a source whose last run failed looks fresh by
+    /// its last success alone until that success is old.
     pub failed_last: Vec<FailedAttempt>,
+    /// Why the audit log could not be read for `failed_last`, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_error: Option<String>,
 }
 
 /// A backup run that failed, as the audit log recorded it.
@@ -146,29 +149,79 @@ fn backup_entry_source(details: &str) -> Option<&str> {
     Some(&rest[..end]).filter(|n| !n.is_empty())
 }
 
-/// Per source, the newest failed backup entry newer than its newest backup.
+/// The kinds a failed backup entry names as failed: its `(logical, schema)` list, or the
+/// failures of a partly failed run (`N of M backups failed: logical app: …, schema app:
+/// …; stored: …`). Empty when it names none.
+fn kinds_of_failure(details: &str) -> Vec<BackupKind> {
+    let kind = |w: &str| {
+        [
+            BackupKind::Logical,
+            BackupKind::Schema,
+            BackupKind::Globals,
+            BackupKind::Physical,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == w)
+    };
+    let Some(rest) = details.strip_prefix("source ") else {
+        return Vec::new();
+    };
+    let rest = rest.split_once([' ', ':']).map_or("", |(_, r)| r);
+    if let Some((list, _)) = rest.strip_prefix('(').and_then(|r| r.split_once(')')) {
+        return list.split(", ").filter_map(kind).collect();
+    }
+    let Some((_, failures)) = rest.split_once(" backups failed: ") else {
+        return Vec::new();
+    };
+    let failures = failures.split("; stored: ").next().unwrap_or_default();
+    let mut out: Vec<BackupKind> = failures
+        .split(", ")
+        .filter_map(|item| kind(item.split(' ').next().unwrap_or_default()))
+        .collect();
+    out.sort_by_key(|k| k.as_str());
+    out.dedup();
+    out
+}
+
+/// Per source, its newest failed backup entry that no backup of the kinds it names has
+/// followed (any backup of the source, when it names none): a failed weekly base backup
+/// stays failed however many nightly dumps succeed after it.
 fn failed_last(
     entries: &[crate::repository::audit::Entry],
     all: &[SnapshotInfo],
 ) -> Vec<FailedAttempt> {
     let mut newest: BTreeMap<&str, &crate::repository::audit::Entry> = BTreeMap::new();
-    for e in entries.iter().filter(|e| e.action == "backup") {
-        if let Some(source) = backup_entry_source(e.own_details()) {
-            // a parked entry is appended late: its own time places it
-            let slot = newest.entry(source).or_insert(e);
-            if e.happened_at() >= slot.happened_at() {
-                *slot = e;
-            }
+    for e in entries
+        .iter()
+        .filter(|e| e.action == "backup" && e.outcome != "ok")
+    {
+        let Some(source) = backup_entry_source(e.own_details()) else {
+            continue;
+        };
+        let kinds = kinds_of_failure(e.own_details());
+        let followed = |k: Option<BackupKind>| {
+            all.iter().any(|b| {
+                b.meta.source == source
+                    && k.is_none_or(|k| b.meta.kind == k)
+                    && b.meta.finished_at > e.happened_at()
+            })
+        };
+        let resolved = if kinds.is_empty() {
+            followed(None)
+        } else {
+            kinds.iter().all(|k| followed(Some(*k)))
+        };
+        // a parked entry is appended late: its own time places it
+        if !resolved
+            && newest
+                .get(source)
+                .is_none_or(|n| e.happened_at() >= n.happened_at())
+        {
+            newest.insert(source, e);
         }
     }
     newest
         .into_iter()
-        .filter(|(source, e)| {
-            e.outcome != "ok"
-                && !all
-                    .iter()
-                    .any(|b| b.meta.source == *source && b.meta.finished_at > e.happened_at())
-        })
         .map(|(source, e)| FailedAttempt {
             source: source.to_string(),
             at: e.happened_at(),
@@ -233,11 +286,13 @@ pub fn stats(repo: &Repo) -> Result<Stats> {
         })
         .collect();
     // a log that cannot be read is `audit verify`'s to report, not a reason for no stats
-    let failed_last = crate::repository::audit::entries(repo)
-        .map(|entries| failed_last(&entries, &all))
-        .unwrap_or_default();
+    let (failed_last, audit_error) = match crate::repository::audit::entries(repo) {
+        Ok(entries) => (failed_last(&entries, &all), None),
+        Err(e) => (Vec::new(), Some(crate::error::one_line(&e))),
+    };
     Ok(Stats {
         failed_last,
+        audit_error,
         repository: repo.location().to_string(),
         pending: repo.pending()?.len(),
         total_logical_bytes: all.iter().map(|b| b.meta.logical_bytes).sum(),
@@ -250,6 +305,25 @@ pub fn stats(repo: &Repo) -> Result<Stats> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_entry_names_the_kinds_that_failed() {
+        use BackupKind::{Globals, Logical, Physical, Schema};
+        for (details, kinds) in [
+            (
+                "source app (logical, schema, globals): connection refused",
+                vec![Logical, Schema, Globals],
+            ),
+            ("source app (physical): a physical backup failed", vec![Physical]),
+            (
+                "source app recovery point P: 2 of 3 backups failed: schema a: x, y, logical b: z; stored: 1 globals - (5 bytes)",
+                vec![Logical, Schema],
+            ),
+            ("source app: interrupted", vec![]),
+        ] {
+            assert_eq!(kinds_of_failure(details), kinds, "{details}");
+        }
+    }
 
     #[test]
     fn backup_entries_name_their_source() {

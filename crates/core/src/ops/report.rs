@@ -987,7 +987,15 @@ pub fn markdown(p: &EvidencePack) -> String {
         // own, drilled in the period or not: one row would show one of the two objectives
         // as the source's only one
         if p.logical_rpo.contains_key(src.as_str()) {
-            kinds.extend([Some(BackupKind::Logical), Some(BackupKind::Physical)]);
+            kinds.push(Some(BackupKind::Logical));
+            // WAL's row only for a source that takes base backups: an empty one would
+            // read as a gap in the evidence of a logical-only source
+            if p.backups
+                .iter()
+                .any(|b| &b.source == src && b.kind == BackupKind::Physical)
+            {
+                kinds.push(Some(BackupKind::Physical));
+            }
         }
         kinds.sort_by_key(|k| k.map(|k| k.to_string()));
         kinds.dedup();
@@ -1672,10 +1680,13 @@ mod tests {
         assert!(m.contains("| app (physical drills) | 2h | 1h | 1 |"), "{m}");
         assert!(!m.contains("(changed in the period"), "{m}");
         // with no drill in the period, or drills of one kind, each kind keeps its row
+        // (the physical one for a source that takes base backups)
+        let base_backups = vec![line_of(&("app".into(), BackupKind::Physical, None))];
         for drills in [vec![], vec![drill("d1", BackupKind::Logical, 86400.0)]] {
             let n = drills.len();
             let m = markdown(&EvidencePack {
-                drills,
+                drills: drills.clone(),
+                backups: base_backups.clone(),
                 ..pack.clone()
             });
             assert!(
@@ -1683,6 +1694,12 @@ mod tests {
                 "{m}"
             );
             assert!(m.contains("| app (physical drills) | 2h | 1h | 0 |"), "{m}");
+            // a logical-only source: no empty row for WAL it does not have
+            let m = markdown(&EvidencePack {
+                drills,
+                ..pack.clone()
+            });
+            assert!(!m.contains("(physical drills)"), "{m}");
         }
     }
 

@@ -787,7 +787,7 @@ From a logical backup (loses what was written after it):
             m,
             r#"### Scenario 5: accidental delete of rows or a table
 
-1. Find the time of the delete: the application's log, or PostgreSQL's (with `log_statement = 'mod'` it logs every `DELETE` and `DROP` with its time); else lifeboat's README, "Finding the moment of the damage", reads it from the archived WAL. Then restore from before it, beside production{others}:{pitr5}
+1. Find the time of the delete: the application's log, or PostgreSQL's (with `log_statement = 'mod'` it logs every `DELETE` and `DROP` with its time); else, with WAL archiving, `{lb} wal inspect --source {s} --since "YYYY-MM-DD HH:MM" --table schema.table` lists the transactions that changed the table, with their commit times and ids, and the restore that stops just before one. Then restore from before it, beside production{others}:{pitr5}
    `{lb} restore --before "YYYY-MM-DDTHH:MM:SSZ" --source {s} {db_flag} {before_flag}`
 2. Copy back what was lost. Set the two connections and the table (as `schema.table`); `psql` and `pg_dump` ask for the password unless `~/.pgpass` or `PGPASSWORD` has it:
 
@@ -804,7 +804,8 @@ export PGCLIENTENCODING=UTF8   # names as typed here, whatever the database's en
 A dropped table comes back whole (definition, rows, indexes, constraints, and the partitions of a partitioned table), in one transaction: the application sees no table until it is complete, and a failure leaves nothing behind:
 
 ```sh
-pg_dump -E UTF8 -d "$FROM" -t "$T" $(psql -X -At -v ON_ERROR_STOP=1 -d "$FROM" -c "select format('-t %s', relid) from pg_partition_tree('$T') where relid <> '$T'::regclass") | psql -X -v ON_ERROR_STOP=1 --single-transaction -d "$TO"
+mapfile -t parts < <(psql -X -At -v ON_ERROR_STOP=1 -d "$FROM" -c "select '--table=' || relid::text from pg_partition_tree('$T') where relid <> '$T'::regclass")
+pg_dump -E UTF8 -d "$FROM" -t "$T" "${{parts[@]}}" | psql -X -v ON_ERROR_STOP=1 --single-transaction -d "$TO"
 ```
 
 A `DROP TABLE … CASCADE` also dropped the views and the foreign keys of other tables that depended on it, which this does not bring back: compare the two schemas and recreate what is missing:
@@ -816,13 +817,13 @@ diff <(pg_dump -E UTF8 -s -d "$FROM") <(pg_dump -E UTF8 -s -d "$TO")
 Deleted rows (the table is still there): copy the old rows into a scratch table beside it (`FROM` is only read: a restored copy paused read-only or a standby will do), add back every row whose key is gone (rows still there are left as they are), then drop the scratch table:
 
 ```sh
-psql -X -v ON_ERROR_STOP=1 -d "$TO" -c "create schema if not exists lifeboat_recovered; drop table if exists lifeboat_recovered.${{T#*.}}; create table lifeboat_recovered.${{T#*.}} (like $T)"
-psql -X -v ON_ERROR_STOP=1 -d "$FROM" -c "\copy (select * from $T) to pstdout" | psql -X -v ON_ERROR_STOP=1 -d "$TO" -c "\copy lifeboat_recovered.${{T#*.}} from pstdin"
-psql -X -v ON_ERROR_STOP=1 -d "$TO" -c "insert into $T overriding system value select * from lifeboat_recovered.${{T#*.}} on conflict do nothing"
+psql -X -v ON_ERROR_STOP=1 -d "$TO" -c "create schema if not exists lifeboat_recovered; drop table if exists lifeboat_recovered.${{T#*.}}; create table lifeboat_recovered.${{T#*.}} (like $T)" &&
+psql -X -v ON_ERROR_STOP=1 -d "$FROM" -c "\copy (select * from $T) to pstdout" | psql -X -v ON_ERROR_STOP=1 -d "$TO" -c "\copy lifeboat_recovered.${{T#*.}} from pstdin" &&
+psql -X -v ON_ERROR_STOP=1 -d "$TO" -c "insert into $T overriding system value select * from lifeboat_recovered.${{T#*.}} on conflict do nothing" &&
 psql -X -v ON_ERROR_STOP=1 -d "$TO" -c "drop schema lifeboat_recovered cascade"
 ```
 
-   `COPY N` says how many rows the old table had, `INSERT 0 N` how many came back: keep both for the incident record (`{lb} audit note "…"` writes it into the audit log). `INSERT 0 0` means no key was missing: check `T` and that `FROM` is from before the delete. Each command is one transaction and stops at the first error; the first can be run again after a failure, and none touches the live sequences. The application may keep running. Tables a delete cascaded to: parents first. The insert needs a primary key or unique constraint on the table and the same columns in both (list them instead of `*` if a migration changed them or the table has generated columns).
+   `COPY N` says how many rows the old table had, `INSERT 0 N` how many came back: keep both for the incident record (`{lb} audit note "…"` writes it into the audit log). `INSERT 0 0` means no key was missing: check `T` and that `FROM` is from before the delete. Each command is one transaction, and a failing one (a `FROM` that cannot be read, with `pipefail` set above) stops the ones after it; they can be run again after a failure, and none touches the live sequences. The application may keep running. Tables a delete cascaded to: parents first. The insert needs a primary key or unique constraint on the table and the same columns in both (list them instead of `*` if a migration changed them or the table has generated columns).
 3. Drop `{before_name}` when done: `psql {admin} -c {drop_before}`.
 
 ### Emergency: lifeboat itself is unavailable

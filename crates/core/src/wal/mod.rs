@@ -2,6 +2,7 @@
 //! (restore_command) and `wal status` (what is archived, the gaps, the live RPO).
 
 pub mod archiver;
+pub mod inspect;
 pub mod name;
 pub mod records;
 mod seal;

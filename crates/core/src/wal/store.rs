@@ -327,9 +327,20 @@ impl WalStore {
                 Err(e) => return Err(remote_error(&format!("looking for {mine}"), &e)),
             },
         };
-        if !marked {
-            let names = self.names_in(Some(MARKS_DIR), false)?;
-            if let Some(theirs) = names.iter().find_map(|n| n.strip_prefix(SYSTEM_MARK)) {
+        let names = if marked {
+            Vec::new()
+        } else {
+            self.names_in(Some(MARKS_DIR), false)?
+        };
+        let ids: Vec<&str> = names
+            .iter()
+            .filter_map(|n| n.strip_prefix(SYSTEM_MARK))
+            .collect();
+        // its own mark, made by a push of the same cluster in between (`wal serve` pushes
+        // ahead in parallel), is no other cluster's
+        let mine_name = system.to_string();
+        if !marked && !ids.contains(&mine_name.as_str()) {
+            if let Some(theirs) = ids.first() {
                 let source = self.prefix.rsplit('/').next().unwrap_or_default();
                 return Err(Error::integrity(format!(
                     "{file} is WAL of the cluster with system identifier {system}, but source {source:?}'s archive in {} holds the WAL of cluster {theirs}: two servers archive under one source name",
