@@ -905,13 +905,7 @@ fn a_table_locked_by_another_session_fails_the_backup_instead_of_hanging_it() {
     ]));
     let took = clock.elapsed();
     // the migration ends (its backend, not only its client)
-    c.sql(
-        "app",
-        "select pg_terminate_backend(pid) from pg_locks where relation = 'shop.orders'::regclass and mode = 'AccessExclusiveLock'",
-    )
-    .unwrap();
-    let _ = holder.kill();
-    let _ = holder.wait();
+    end_migration(&c, &mut holder);
     assert_eq!(code, 5, "{err}");
     assert!(
         err.contains("LOCK TABLE shop.orders")
@@ -1343,13 +1337,7 @@ fn a_backup_killed_outright_takes_its_pg_dump_with_it() {
         std::thread::sleep(std::time::Duration::from_millis(100));
         !running(dumps[0])
     });
-    c.sql(
-        "app",
-        "select pg_terminate_backend(pid) from pg_locks where relation = 'shop.orders'::regclass and mode = 'AccessExclusiveLock'",
-    )
-    .unwrap();
-    let _ = holder.kill();
-    let _ = holder.wait();
+    end_migration(&c, &mut holder);
     assert!(
         gone,
         "pg_dump {} outlived the backup killed outright",
@@ -1387,4 +1375,16 @@ fn a_backup_says_when_the_servers_wal_archiving_fails() {
             && err.contains("wal status --source app-db"),
         "{err}"
     );
+}
+
+/// Ends the session [`common::hold_exclusive_lock`] started on `shop.orders` of `app`: its
+/// backend, not only its client.
+fn end_migration(c: &lifeboat_testing::Cluster, holder: &mut std::process::Child) {
+    c.sql(
+        "app",
+        "select pg_terminate_backend(pid) from pg_locks where relation = 'shop.orders'::regclass and mode = 'AccessExclusiveLock'",
+    )
+    .unwrap();
+    let _ = holder.kill();
+    let _ = holder.wait();
 }

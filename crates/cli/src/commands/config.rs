@@ -165,25 +165,22 @@ impl ConfigCmd {
                     for e in c.failed {
                         record(format!("source {}", src.name), Err(e));
                     }
-                    if let Some(other) = reachable
-                        .then(|| lifeboat_core::ops::backup::archive_source_note(&ctx.config, src))
-                        .flatten()
-                    {
-                        privilege_notes.push(CheckLine {
-                            what: format!("source {}", src.name),
-                            ok: true,
-                            detail: other,
-                            note: true,
-                            hint: None,
-                        });
-                    }
-                    if let Some(other) = std::env::current_exe()
-                        .ok()
-                        .filter(|_| reachable)
-                        .and_then(|exe| {
-                            lifeboat_core::ops::backup::other_archiving_binary(src, &exe)
-                        })
-                    {
+                    // what the server's archive_command says of this lifeboat: the source
+                    // it pushes as, and the binary it runs
+                    let archiving = [
+                        reachable
+                            .then(|| {
+                                lifeboat_core::ops::backup::archive_source_note(&ctx.config, src)
+                            })
+                            .flatten(),
+                        std::env::current_exe()
+                            .ok()
+                            .filter(|_| reachable)
+                            .and_then(|exe| {
+                                lifeboat_core::ops::backup::other_archiving_binary(src, &exe)
+                            }),
+                    ];
+                    for other in archiving.into_iter().flatten() {
                         privilege_notes.push(CheckLine {
                             what: format!("source {}", src.name),
                             ok: true,

@@ -272,6 +272,19 @@ pub fn archive_source(archive_command: &str) -> Option<String> {
     })
 }
 
+/// The `archive_command` of the server `src` reaches, as `show` prints it; `None` when it
+/// does not answer or the role may not read it (no `pg_read_all_settings`).
+fn archive_setting(src: &SourceConfig) -> Option<String> {
+    let conn = PgConn::from_source(src).ok()?;
+    let db = src
+        .named_databases()
+        .first()
+        .cloned()
+        .or_else(|| conn.default_database())
+        .unwrap_or_else(|| "postgres".into());
+    conn.query(&db, "show archive_command").ok()
+}
+
 /// When the server `src` reaches pushes its WAL as another source (`wal-push --source
 /// OTHER`, an `archive_command` copied from another server) whose server is another
 /// cluster, or is no source of `config`: its segments go to that archive, where `wal-push`
@@ -280,14 +293,7 @@ pub fn archive_source(archive_command: &str) -> Option<String> {
 /// may carry a secret (`env VAR=…`).
 #[must_use]
 pub fn archive_source_note(config: &crate::config::Config, src: &SourceConfig) -> Option<String> {
-    let conn = PgConn::from_source(src).ok()?;
-    let db = src
-        .named_databases()
-        .first()
-        .cloned()
-        .or_else(|| conn.default_database())
-        .unwrap_or_else(|| "postgres".into());
-    let setting = conn.query(&db, "show archive_command").ok()?;
+    let setting = archive_setting(src)?;
     let other = archive_source(setting.trim()).filter(|s| *s != src.name)?;
     if let Some(theirs) = config.sources.iter().find(|s| s.name == other) {
         let system = |s: &SourceConfig| {
@@ -315,14 +321,7 @@ pub fn archive_source_note(config: &crate::config::Config, src: &SourceConfig) -
 #[must_use]
 pub fn other_archiving_binary(src: &SourceConfig, this: &std::path::Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
-    let conn = PgConn::from_source(src).ok()?;
-    let db = src
-        .named_databases()
-        .first()
-        .cloned()
-        .or_else(|| conn.default_database())
-        .unwrap_or_else(|| "postgres".into());
-    let setting = conn.query(&db, "show archive_command").ok()?;
+    let setting = archive_setting(src)?;
     let program = archive_program(setting.trim())?;
     let same = |a: &std::path::Path, b: &std::path::Path| match (
         std::fs::metadata(a),
