@@ -77,7 +77,7 @@ impl WalInspectCmd {
         }
         let names = conn
             .as_ref()
-            .map(|c| relation_names(c, &transactions))
+            .map(|c| relation_names(c, &database, &transactions))
             .unwrap_or_default();
         if ctx.json {
             return output::json(&serde_json::json!({
@@ -136,12 +136,16 @@ impl WalInspectCmd {
             }
         );
         // the destructive one: most rows deleted, or a drop or truncate
-        if let Some(t) = transactions.iter().filter(|t| t.committed).max_by_key(|t| {
-            (
-                t.deletes + t.truncates * 1_000_000 + t.dropped_files * 1_000_000,
-                t.xid,
-            )
-        }) {
+        if let Some(t) = transactions
+            .iter()
+            .filter(|t| t.committed && t.deletes + t.truncates + t.dropped_files > 0)
+            .max_by_key(|t| {
+                (
+                    t.deletes + t.truncates * 1_000_000 + t.dropped_files * 1_000_000,
+                    t.xid,
+                )
+            })
+        {
             println!(
                 "to restore to just before transaction {} (committed {}): lifeboat restore --kind physical --source {} --target-xid {} --exclusive --to-dir DIR --start --port 5433",
                 t.xid,
@@ -176,11 +180,12 @@ fn table_file(conn: Option<&PgConn>, database: &str, table: &str) -> anyhow::Res
 /// server still has under those files.
 fn relation_names(
     conn: &PgConn,
+    database: &str,
     transactions: &[Transaction],
 ) -> std::collections::BTreeMap<String, String> {
     let mut out = std::collections::BTreeMap::new();
     let Ok(dbs) = conn.query(
-        "postgres",
+        database,
         "select oid || '|' || datname from pg_database where datallowconn",
     ) else {
         return out;
