@@ -205,7 +205,7 @@ fn check_problems(
             .filter(|f| ctx.config.sources.iter().any(|c| c.name == f.source))
             .map(|f| {
                 format!(
-                    "source {}: its newest backup run failed at {}",
+                    "source {}: a backup run failed at {}, and what it failed was not backed up since",
                     f.source,
                     output::time(f.at)
                 )
