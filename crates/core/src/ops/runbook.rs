@@ -789,7 +789,7 @@ From a logical backup (loses what was written after it):
 
 1. Find the time of the delete: the application's log, or PostgreSQL's (with `log_statement = 'mod'` it logs every `DELETE` and `DROP` with its time); else, with WAL archiving, `{lb} wal inspect --source {s} --since "YYYY-MM-DD HH:MM" --table schema.table` lists the transactions that changed the table, with their commit times and ids, and the restore that stops just before one. Then restore from before it, beside production{others}:{pitr5}
    `{lb} restore --before "YYYY-MM-DDTHH:MM:SSZ" --source {s} {db_flag} {before_flag}`
-2. Copy back what was lost. Set the two connections and the table (as `schema.table`); `psql` and `pg_dump` ask for the password unless `~/.pgpass` or `PGPASSWORD` has it:
+2. Copy back what was lost, in bash (the commands below use its `pipefail`, `mapfile` and `<(…)`). Set the two connections and the table (as `schema.table`); `psql` and `pg_dump` ask for the password unless `~/.pgpass` or `PGPASSWORD` has it:
 
 ```sh
 FROM={from}   # the copy from before the delete
