@@ -968,15 +968,7 @@ fn a_base_backup_of_another_cluster_under_the_same_source_is_refused() {
     // its WAL under the same source (an archive_command copied from the first host) is
     // refused before it mixes with the first cluster's, whatever segment name it has
     other.sql("postgres", "select pg_switch_wal()").unwrap();
-    let pg_wal = other.data_dir().join("pg_wal");
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(&pg_wal)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().unwrap().len() == 24)
-        .collect();
-    segments.sort();
-    let (code, _, err) = run(lb(&cfg2).arg("wal-push").arg(&segments[0]));
+    let (code, _, err) = run(lb(&cfg2).arg("wal-push").arg(oldest_segment(&other)));
     assert_eq!(code, 6, "{err}");
     assert!(
         err.contains("two servers archive under one source name") && err.contains("its own source"),
@@ -987,22 +979,26 @@ fn a_base_backup_of_another_cluster_under_the_same_source_is_refused() {
     let ws = Workspace::new();
     let cfg3 = ws.local_config(&[("main", &other.dsn("postgres"))]);
     ok(lb(&cfg3).arg("init"));
-    let first = a.cluster.data_dir().join("pg_wal");
-    let mut theirs: Vec<PathBuf> = std::fs::read_dir(&first)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().unwrap().len() == 24)
-        .collect();
-    theirs.sort();
-    // the oldest: a newer file may be one recycled or made ahead, not written yet
-    ok(lb(&cfg3).arg("wal-push").arg(&theirs[0]));
+    ok(lb(&cfg3).arg("wal-push").arg(oldest_segment(&a.cluster)));
     let (code, _, err) = run(lb(&cfg3).args(["backup", "--kind", "physical"]));
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("than the one whose WAL source \"main\"'s archive holds"),
         "{err}"
     );
+}
+
+/// The oldest segment in `c`'s pg_wal: a newer file may be one recycled or made ahead,
+/// not written yet.
+fn oldest_segment(c: &Cluster) -> PathBuf {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(c.data_dir().join("pg_wal"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().len() == 24)
+        .collect();
+    segments.sort();
+    segments.swap_remove(0)
 }
 
 /// Files under `dir` with their contents' hashes, to see whether anything wrote there.

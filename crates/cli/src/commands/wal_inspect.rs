@@ -164,7 +164,7 @@ fn table_file(conn: Option<&PgConn>, database: &str, table: &str) -> anyhow::Res
         lifeboat_core::Error::config("--table needs the source's server, to find the table's file")
             .hint("leave out --table and read the RELATIONS column, or give a source whose server answers")
     })?;
-    let literal = format!("'{}'", table.replace('\'', "''"));
+    let literal = lifeboat_core::sources::postgres::compare::literal(table);
     let row = conn.query(
         database,
         &format!(

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::{name::WalFile, segment_size_of, SegmentName, WalStore};
+use super::{name::WalFile, SegmentName, WalStore};
 use crate::{
     error::{Error, Result},
     sources::postgres::{cluster::ScratchDir, conn::PgBin},
@@ -118,18 +118,30 @@ pub fn inspect(store: &WalStore, opts: &InspectOptions) -> Result<Inspection> {
         return Err(Error::not_found("no archived WAL segment in that window")
             .hint("`lifeboat wal status` shows what the archive holds"));
     };
-    let size = segment_size_of(store, &first.0.to_string())?.unwrap_or(super::DEFAULT_SEGMENT_SIZE);
     // production's rows: staged privately, and removed whatever happens
     let scratch = ScratchDir::new("lifeboat-wal-inspect-", opts.scratch_dir.as_deref())?;
-    let mut runs: Vec<Vec<SegmentName>> = Vec::new();
+    let mut fetched: Vec<SegmentName> = Vec::new();
     for (seg, _) in wanted {
-        if !super::fetch(
+        if super::fetch(
             store,
             &seg.to_string(),
             &scratch.path().join(seg.to_string()),
         )? {
-            continue;
+            fetched.push(*seg);
         }
+    }
+    // the size the first staged segment's header says (not fetched a second time)
+    let size = fetched
+        .first()
+        .and_then(|s| {
+            let mut page = [0u8; 40];
+            let mut f = std::fs::File::open(scratch.path().join(s.to_string())).ok()?;
+            std::io::Read::read_exact(&mut f, &mut page).ok()?;
+            super::long_header_segment_size(&page)
+        })
+        .unwrap_or(super::DEFAULT_SEGMENT_SIZE);
+    let mut runs: Vec<Vec<SegmentName>> = Vec::new();
+    for seg in &fetched {
         match runs.last_mut() {
             Some(run)
                 if run.last().is_some_and(|p| {

@@ -203,7 +203,7 @@ pub fn segment_size_of(store: &WalStore, name: &str) -> Result<Option<u64>> {
 /// `xlp_seg_size` of a segment's first page when it has the long header
 /// (`XLP_LONG_HEADER` in `xlp_info`) and names a size PostgreSQL allows (1 MiB..1 GiB, a
 /// power of two).
-fn long_header_segment_size(page: &[u8]) -> Option<u64> {
+pub(crate) fn long_header_segment_size(page: &[u8]) -> Option<u64> {
     const XLP_LONG_HEADER: u16 = 0x0002;
     let info = u16::from_le_bytes(page.get(2..4)?.try_into().ok()?);
     if info & XLP_LONG_HEADER == 0 {

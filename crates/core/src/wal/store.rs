@@ -350,15 +350,7 @@ impl WalStore {
                     "give this server's archive_command its own source: `wal-push --source NAME %p`, NAME its [[source]] in the configuration (`lifeboat config check` notes an archive_command that names another source); a cluster made anew (initdb, pg_upgrade) needs a new source name too, since its WAL names start over. Until then PostgreSQL keeps the segment in pg_wal and retries",
                 ));
             }
-            match &self.backend {
-                Backend::Local(root) => {
-                    write_durably(root, &mine, &mut |_| Ok(()))?;
-                }
-                Backend::Remote(op) => op
-                    .write(&mine, Vec::<u8>::new())
-                    .map(|_| ())
-                    .map_err(|e| remote_error(&format!("writing {mine}"), &e))?,
-            }
+            self.write_mark(&mine)?;
         }
         *self
             .system_checked
@@ -394,17 +386,20 @@ impl WalStore {
                 "{}/{MARKS_DIR}/tablespace-{:08X}-{:016X}",
                 self.prefix, seg.timeline, t.lsn.0
             );
-            match &self.backend {
-                Backend::Local(root) => {
-                    write_durably(root, &path, &mut |_| Ok(()))?;
-                }
-                Backend::Remote(op) => op
-                    .write(&path, Vec::<u8>::new())
-                    .map(|_| ())
-                    .map_err(|e| remote_error(&format!("writing {path}"), &e))?,
-            }
+            self.write_mark(&path)?;
         }
         Ok(())
+    }
+
+    /// Writes the empty object `path` (a mark: its name says it all), durably.
+    fn write_mark(&self, path: &str) -> Result<()> {
+        match &self.backend {
+            Backend::Local(root) => write_durably(root, path, &mut |_| Ok(())).map(|_| ()),
+            Backend::Remote(op) => op
+                .write(path, Vec::<u8>::new())
+                .map(|_| ())
+                .map_err(|e| remote_error(&format!("writing {path}"), &e)),
+        }
     }
 
     /// Where archived WAL creates a tablespace, as its pushes marked it: (timeline, LSN of
