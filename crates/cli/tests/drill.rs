@@ -1696,3 +1696,84 @@ fn a_drill_without_the_roles_its_policies_name_says_to_back_them_up() {
     ok(lb(&cfg).args(["backup", "--kind", "globals"]));
     ok(lb(&cfg).arg("drill"));
 }
+
+#[test]
+fn drill_all_drills_each_database_of_each_source_past_one_that_fails() {
+    let c = cluster();
+    sample_db(&c, "app", 20);
+    sample_db(&c, "crm", 20);
+    sample_db(&c, "billing", 10);
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[
+        ("app-db", &c.dsn("app")),
+        (
+            "gone-db",
+            "host=/nonexistent port=5 dbname=x connect_timeout=2",
+        ),
+        ("billing-db", &c.dsn("billing")),
+    ]);
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "name = \"app-db\"\n",
+        "name = \"app-db\"\ndatabases = [\"app\", \"crm\"]\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    ok(lb(&cfg).arg("init"));
+    let (code, _, err) = run(lb(&cfg).args(["backup", "--all", "--kind", "logical"]));
+    assert_ne!(code, 0, "{err}");
+
+    // a flag that names one backup is refused before anything runs
+    let (code, _, err) = run(lb(&cfg).args(["drill", "--all", "--pick", "abcd1234"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--pick ID names one backup"), "{err}");
+
+    // each database of a source of several is its own drill; the source without backups
+    // fails and the ones after it are still drilled
+    let (code, out, err) = run(lb(&cfg).args(["drill", "--all"]));
+    assert_ne!(code, 0, "{out}{err}");
+    for heading in [
+        "== source app-db database app",
+        "== source app-db database crm",
+        "== source gone-db",
+        "== source billing-db",
+    ] {
+        assert!(out.lines().any(|l| l == heading), "{heading}: {out}");
+    }
+    assert_eq!(out.matches(": PASSED").count(), 3, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l == "3 of 4 drills passed; FAILED: gone-db"),
+        "{out}"
+    );
+    assert!(err.contains("1 of 4 drills failed: gone-db ("), "{err}");
+
+    let (code, out, err) = run(lb(&cfg).args(["--json", "drill", "--all"]));
+    assert_ne!(code, 0, "{err}");
+    let reports: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let drilled: Vec<(String, String)> = reports
+        .iter()
+        .map(|r| {
+            (
+                r["source"].as_str().unwrap().to_string(),
+                r["database"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        drilled,
+        [
+            ("app-db".to_string(), "app".to_string()),
+            ("app-db".into(), "crm".into()),
+            ("gone-db".into(), String::new()),
+            ("billing-db".into(), "billing".into()),
+        ],
+        "{out}"
+    );
+    assert!(reports[2]["error"].as_str().is_some(), "{out}");
+    for i in [0, 1, 3] {
+        assert_eq!(reports[i]["passed"], true, "{out}");
+    }
+    // every drill that ran is in the audit log, the one that could not run too
+    let log = ok(lb(&cfg).args(["--json", "audit", "list", "--action", "drill"]));
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&log).unwrap();
+    assert!(entries.len() >= 8, "two runs of four drills: {log}");
+}

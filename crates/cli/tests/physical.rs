@@ -1272,6 +1272,44 @@ fn a_missing_segment_is_named_with_the_last_reachable_point() {
     assert_eq!(code, 10, "wal status fails on a gap:\n{out}");
     assert!(out.contains(&format!("GAP: {name} is missing")), "{out}");
 
+    // every source in turn: one with logical backups only is named in a line, and the
+    // gap fails the run whichever source comes after it
+    let one_source = std::fs::read_to_string(&a.cfg).expect("config");
+    let mut conf = one_source.clone();
+    conf.push_str("\n[[source]]\nname = \"reports\"\nkind = \"postgres\"\ndsn = \"host=/nonexistent port=5 dbname=x connect_timeout=2\"\n");
+    std::fs::write(&a.cfg, conf).expect("config");
+    let (code, out, err) = run(a.lb().args(["wal", "status", "--all"]));
+    assert_eq!(code, 10, "{out}{err}");
+    assert!(
+        out.contains("== source main\n") && out.contains(&format!("GAP: {name} is missing")),
+        "{out}"
+    );
+    assert!(
+        out.contains("== source reports\nWAL archive of source reports: none (nothing archived, no physical backup, the server did not answer: "),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l == "1 of 2 sources passed the archive checks; FAILED: main"),
+        "{out}"
+    );
+    assert!(err.contains("1 of 2 sources failed: main ("), "{err}");
+    let (code, out, _) = run(a.lb().args(["--json", "wal", "status", "--all"]));
+    assert_eq!(code, 10, "{out}");
+    let all: Vec<serde_json::Value> = serde_json::from_str(&out).expect("json");
+    assert_eq!(all.len(), 2, "{out}");
+    assert_eq!(all[0]["source"], "main", "{out}");
+    assert!(
+        all[0]["error"].as_str().is_some() && all[0]["timelines"].is_array(),
+        "{out}"
+    );
+    assert_eq!(
+        (&all[1]["source"], &all[1]["archiving"]),
+        (&"reports".into(), &false.into()),
+        "{out}"
+    );
+    std::fs::write(&a.cfg, one_source).expect("config");
+
     // a directory that holds anything is refused, and left as it was
     let busy = a.scratch("busy");
     std::fs::write(busy.join("keep.txt"), "mine").expect("write");

@@ -25,11 +25,13 @@ pub enum AuditCmd {
         /// Only failed entries.
         #[arg(long)]
         failed: bool,
-        /// Only entries written at or after this time (a bare date: from the start of that day).
-        #[arg(long, value_parser = super::parse_time)]
+        /// Only entries written at or after this time (a bare date: from the start of that
+        /// day; or a time ago: 1d, 12h).
+        #[arg(long, value_parser = super::parse_since)]
         since: Option<jiff::Timestamp>,
-        /// Only entries written at or before this time (a bare date: to the end of that day).
-        #[arg(long, value_parser = super::parse_time_end)]
+        /// Only entries written at or before this time (a bare date: to the end of that day;
+        /// or a time ago).
+        #[arg(long, value_parser = super::parse_until)]
         until: Option<jiff::Timestamp>,
     },
     /// Check the hash chain: names every edited, removed or reordered entry.

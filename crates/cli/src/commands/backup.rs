@@ -6,8 +6,6 @@ use lifeboat_core::{
     sources::postgres::logical::BackupKind,
 };
 
-use lifeboat_core::ErrorKind;
-
 use crate::{output, Ctx};
 
 /// Back up a source.
@@ -84,27 +82,18 @@ impl BackupCmd {
     /// one is taken, because a cron line backing up forty databases must not lose thirty-nine
     /// to one.
     fn run_all(&self, ctx: &Ctx) -> anyhow::Result<()> {
-        if ctx.config.sources.is_empty() {
-            // the usual error and hint for a configuration without sources
-            ctx.source(None)?;
-        }
+        let mut each = super::each::Each::new(ctx, "sources", "backed up")?;
         let repo = ctx.open_logged(
             "backup",
             &format!(
                 "all {} sources ({})",
-                ctx.config.sources.len(),
+                each.sources().len(),
                 lifeboat_core::ops::backup::kinds_named(&self.kind)
             ),
         )?;
         let mut reports = Vec::new();
-        let mut failed = Vec::new();
-        let mut first_kind = None;
-        // (source, what went wrong in one line, its hint): the last lines a mail shows
-        let mut causes: Vec<(String, String, Option<String>)> = Vec::new();
-        for src in &ctx.config.sources {
-            if !ctx.json {
-                println!("== source {}", src.name);
-            }
+        for src in each.sources() {
+            each.heading(&src.name);
             // each source is an operation of its own: an interrupt or a kill during it is
             // logged as that source's (the one before it logged its outcome already)
             Ctx::logged(
@@ -124,77 +113,21 @@ impl BackupCmd {
                     outcome
                 });
             if let Err(e) = outcome {
-                let kind = error_kind(&e);
-                if kind == ErrorKind::Interrupted {
-                    // Ctrl-C stops the whole run, not just this source
-                    return Err(e);
-                }
-                let hint = core_error(&e).and_then(|c| c.hint_text().map(str::to_string));
-                output::write_err(format_args!(
-                    "lifeboat: source {}: {e:#}\n{}",
-                    src.name,
-                    hint.as_deref()
-                        .map(|h| format!("hint: {h}\n"))
-                        .unwrap_or_default()
-                ));
-                // damage outranks an outage in the exit code: it needs a person, not a retry
-                if first_kind.is_none() || kind == ErrorKind::Integrity {
-                    first_kind = Some(kind);
-                }
-                causes.push((
-                    src.name.clone(),
-                    lifeboat_core::error::headline(&format!("{e:#}")).to_string(),
-                    hint,
-                ));
                 if !matches!(reports.last(), Some(AllEntry::Done(r)) if r.source == src.name) {
                     reports.push(AllEntry::Failed {
                         source: src.name.clone(),
                         error: format!("{e:#}"),
                     });
                 }
-                failed.push(src.name.clone());
+                // Ctrl-C stops the whole run, not just this source
+                each.failed(&src.name, e)?;
             }
         }
         output::warn_repository(&repo);
         if ctx.json {
             output::json(&reports)?;
-        } else {
-            println!(
-                "{} of {} sources backed up{}",
-                ctx.config.sources.len() - failed.len(),
-                ctx.config.sources.len(),
-                if failed.is_empty() {
-                    String::new()
-                } else {
-                    format!("; FAILED: {}", failed.join(", "))
-                }
-            );
         }
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            // one cause's own hint when every failure has it (the repository's disk is
-            // full), else where to look
-            let hint = match causes.first().and_then(|c| c.2.clone()) {
-                Some(h) if causes.iter().all(|c| c.2.as_deref() == Some(h.as_str())) => h,
-                _ => "each failure and its hint is said above; back one up again with --source NAME once its cause is gone".to_string(),
-            };
-            Err(lifeboat_core::Error::new(
-                first_kind.unwrap_or(ErrorKind::Internal),
-                format!(
-                    "{} of {} sources failed: {}",
-                    failed.len(),
-                    ctx.config.sources.len(),
-                    causes
-                        .iter()
-                        .map(|(s, what, _)| format!("{s} ({what})"))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
-            )
-            .hint(hint)
-            .into())
-        }
+        each.finish()
     }
 }
 
@@ -204,17 +137,6 @@ impl BackupCmd {
 enum AllEntry {
     Done(lifeboat_core::ops::backup::BackupReport),
     Failed { source: String, error: String },
-}
-
-/// The library error behind `e`.
-fn core_error(e: &anyhow::Error) -> Option<&lifeboat_core::Error> {
-    e.chain()
-        .find_map(|c| c.downcast_ref::<lifeboat_core::Error>())
-}
-
-/// The kind of the library error behind `e`, which decides the exit code.
-fn error_kind(e: &anyhow::Error) -> ErrorKind {
-    core_error(e).map_or(ErrorKind::Internal, lifeboat_core::Error::kind)
 }
 
 fn source_names(ctx: &Ctx) -> String {

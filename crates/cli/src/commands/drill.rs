@@ -16,6 +16,12 @@ pub struct DrillCmd {
     /// Source name (default: the only one).
     #[arg(long, short)]
     source: Option<String>,
+    /// Drill every configured source, one after the other: with --pick latest, the newest
+    /// backup of each database of each (a database is its own dump); with --pick random, a
+    /// random one of each source. One that fails does not stop the others; the exit code
+    /// says whether any failed.
+    #[arg(long, conflicts_with_all = ["source", "database"])]
+    all: bool,
     /// Which backup: latest, random, or a snapshot id.
     #[arg(long, default_value = "latest")]
     pick: String,
@@ -33,12 +39,13 @@ pub struct DrillCmd {
     #[arg(long = "hook-before-checks")]
     hooks_before_checks: Vec<String>,
     /// With --pick random or latest: only backups finished at or after this time (a bare
-    /// date: from the start of that day), e.g. the seeds' "random backup of last month".
-    #[arg(long, value_parser = super::parse_time)]
+    /// date: from the start of that day; or a time ago: 30d for the seeds' "random backup of
+    /// last month").
+    #[arg(long, value_parser = super::parse_since)]
     since: Option<jiff::Timestamp>,
     /// With --pick random or latest: only backups finished at or before this time (a bare
     /// date: to the end of that day).
-    #[arg(long, value_parser = super::parse_time_end)]
+    #[arg(long, value_parser = super::parse_until)]
     until: Option<jiff::Timestamp>,
     /// Parallel restore jobs and table checks, 1 to 32.
     #[arg(long, short, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=32))]
@@ -65,6 +72,10 @@ pub struct DrillCmd {
 impl DrillCmd {
     /// Runs the drill; exits 10 when it fails.
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        self.check_flags()?;
+        if self.all {
+            return self.run_all(ctx);
+        }
         // `--pick ID` names its source, as `restore ID` does, when several are configured
         // (the repository opened once: the key derivation is a fixed cost of every open; an
         // id that names no backup is a usage mistake, not a failed drill for the log)
@@ -87,7 +98,118 @@ impl DrillCmd {
                 None => ctx.open_logged("drill", &format!("source {name}")),
             },
         )?;
-        let src = &src;
+        self.drill_one(ctx, &repo, &src, self.database.clone(), None)
+    }
+
+    /// Flag mistakes, refused before the repository is opened (no failed drill to log).
+    fn check_flags(&self) -> anyhow::Result<()> {
+        let by_id = !matches!(self.pick.as_str(), "latest" | "random");
+        if by_id && (self.since.is_some() || self.until.is_some()) {
+            return Err(lifeboat_core::Error::config(
+                "--since and --until choose among backups; --pick ID names one",
+            )
+            .hint("leave out --since/--until, or use --pick random or latest")
+            .into());
+        }
+        if by_id && self.all {
+            return Err(lifeboat_core::Error::config(
+                "--all drills the latest or a random backup of each source; --pick ID names one backup",
+            )
+            .hint("use --pick latest or random with --all, or leave out --all")
+            .into());
+        }
+        super::since_before_until(self.since, self.until)?;
+        if self.target_time.is_some() && self.kind != BackupKind::Physical {
+            return Err(
+                lifeboat_core::Error::config("--target-time is for physical drills")
+                    .hint("add --kind physical")
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// `--all` (see [`super::each`]): the repository is opened once.
+    fn run_all(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        let mut each = super::each::Each::new(ctx, "drills", "passed")?;
+        let repo = ctx.open_logged("drill", &format!("all {} sources", each.sources().len()))?;
+        let mut reports = Vec::new();
+        for src in each.sources() {
+            let databases = match self.databases_of(&repo, &src.name) {
+                Ok(d) => d,
+                Err(e) => {
+                    each.heading(&src.name);
+                    reports
+                        .push(serde_json::json!({"source": src.name, "error": format!("{e:#}")}));
+                    each.failed(&src.name, e)?;
+                    continue;
+                }
+            };
+            for database in databases {
+                let what = match &database {
+                    Some(d) => format!("{} database {d}", src.name),
+                    None => src.name.clone(),
+                };
+                each.heading(&what);
+                Ctx::logged(&repo, "drill", &format!("source {what}"));
+                let done = reports.len();
+                if let Err(e) =
+                    self.drill_one(ctx, &repo, src, database.clone(), Some(&mut reports))
+                {
+                    // a drill that ran and failed is in its report; one that could not run
+                    // (no backup of the kind) says why
+                    if reports.len() == done {
+                        reports.push(serde_json::json!({"source": src.name, "database": database, "error": format!("{e:#}")}));
+                    }
+                    each.failed(&what, e)?;
+                }
+            }
+        }
+        output::warn_repository(&repo);
+        if ctx.json {
+            output::json(&reports)?;
+        }
+        each.finish()
+    }
+
+    /// The databases `--all` drills of source `name`: with `--pick latest`, each database
+    /// its logical backups hold (when they hold several), else the drill's own choice.
+    fn databases_of(
+        &self,
+        repo: &lifeboat_core::repository::Repo,
+        name: &str,
+    ) -> anyhow::Result<Vec<Option<String>>> {
+        if self.kind != BackupKind::Logical || self.pick != "latest" {
+            return Ok(vec![None]);
+        }
+        let backups = lifeboat_core::ops::list::list(
+            repo,
+            &lifeboat_core::ops::list::ListFilter {
+                source: Some(name.to_string()),
+                kind: Some(BackupKind::Logical),
+                since: self.since,
+                until: self.until,
+                ..Default::default()
+            },
+        )?;
+        let databases = lifeboat_core::ops::list::databases_in(&backups);
+        Ok(if databases.len() > 1 {
+            databases.into_iter().map(|d| Some(d.to_string())).collect()
+        } else {
+            vec![None]
+        })
+    }
+
+    /// One drill of `src`; with `collect` (`--all --json`) its report is kept there
+    /// instead of printed.
+    fn drill_one(
+        &self,
+        ctx: &Ctx,
+        repo: &lifeboat_core::repository::Repo,
+        src: &lifeboat_core::config::SourceConfig,
+        database: Option<String>,
+        collect: Option<&mut Vec<serde_json::Value>>,
+    ) -> anyhow::Result<()> {
         let pick = match self.pick.as_str() {
             "latest" => Pick::Latest,
             "random" => Pick::Random,
@@ -107,28 +229,13 @@ impl DrillCmd {
             restore_command: (self.kind == BackupKind::Physical)
                 .then(|| super::restore::restore_command(ctx, &src.name))
                 .transpose()?,
-            database: self.database.clone(),
+            database,
             scratch_dir: self.scratch_dir.clone(),
         };
-        if matches!(opts.pick, Pick::Id(_)) && (self.since.is_some() || self.until.is_some()) {
-            return Err(lifeboat_core::Error::config(
-                "--since and --until choose among backups; --pick ID names one",
-            )
-            .hint("leave out --since/--until, or use --pick random or latest")
-            .into());
-        }
-        super::since_before_until(self.since, self.until)?;
-        if self.target_time.is_some() && self.kind != BackupKind::Physical {
-            return Err(
-                lifeboat_core::Error::config("--target-time is for physical drills")
-                    .hint("add --kind physical")
-                    .into(),
-            );
-        }
         let report = ctx
             .bars
             .spinning(&format!("drilling source {}", src.name), || {
-                drill(&repo, src, &opts)
+                drill(repo, src, &opts)
             })?;
         let files_written = || {
             self.report_dir.as_ref().is_none_or(|d| {
@@ -137,7 +244,9 @@ impl DrillCmd {
                     .all(|ext| d.join(format!("{}.{ext}", report.id)).exists())
             })
         };
-        if ctx.json {
+        if let Some(reports) = collect.filter(|_| ctx.json) {
+            reports.push(serde_json::to_value(&report)?);
+        } else if ctx.json {
             output::json(&report)?;
         } else {
             println!(

@@ -6,7 +6,7 @@ use lifeboat_core::{
     sources::postgres::logical::BackupKind,
 };
 
-use super::{parse_time, parse_time_end};
+use super::{parse_since, parse_until};
 use crate::{output, Ctx};
 
 /// List backups.
@@ -21,12 +21,13 @@ pub struct ListCmd {
     /// Only this database.
     #[arg(long, short)]
     database: Option<String>,
-    /// Only backups finished at or after this time (a bare date: from the start of that day).
-    #[arg(long, value_parser = parse_time)]
+    /// Only backups finished at or after this time (a bare date: from the start of that day;
+    /// or a time ago: 1d, 12h, 2w).
+    #[arg(long, value_parser = parse_since)]
     since: Option<jiff::Timestamp>,
     /// Only backups finished at or before this time (a bare date: to the end of that day,
     /// so `--since 2026-12-05 --until 2026-12-05` lists that whole day).
-    #[arg(long, value_parser = parse_time_end)]
+    #[arg(long, value_parser = parse_until)]
     until: Option<jiff::Timestamp>,
     /// Only the newest N of the backups that match.
     #[arg(long, value_name = "N")]

@@ -6,6 +6,7 @@ pub mod backup;
 pub mod config;
 pub mod demo;
 pub mod drill;
+pub mod each;
 pub mod init;
 pub mod list;
 pub mod repair;
@@ -21,6 +22,41 @@ pub mod wal_inspect;
 /// (for `--since`, `--from`, `restore --before`).
 pub fn parse_time(s: &str) -> Result<jiff::Timestamp, String> {
     parse_time_here(s, DayEdge::Start)
+}
+
+/// Like [`parse_time`], and also a time ago (`1d`, `12h`, `30m`, `2w`, `1mo`, `90 days
+/// ago`): for the start of a window to look at (`--since`, `--from`). Not for restore
+/// targets, where "an hour ago" means a different moment each time the command is run.
+pub fn parse_since(s: &str) -> Result<jiff::Timestamp, String> {
+    ago(s).unwrap_or_else(|| parse_time(s).map_err(with_ago_forms))
+}
+
+/// Like [`parse_time_end`], and also a time ago as [`parse_since`] reads it (`--until 1d`:
+/// up to a day ago).
+pub fn parse_until(s: &str) -> Result<jiff::Timestamp, String> {
+    ago(s).unwrap_or_else(|| parse_time_end(s).map_err(with_ago_forms))
+}
+
+/// `s` read as a span back from now (`1d` and `1d ago` alike), or `None` when it is no
+/// span. Days, weeks and months count in this machine's time zone, so `1d` across a
+/// clock change is the same time of day yesterday.
+fn ago(s: &str) -> Option<Result<jiff::Timestamp, String>> {
+    let span = s.trim().parse::<jiff::Span>().ok()?;
+    let now = jiff::Zoned::now().with_time_zone(local_zone().unwrap_or(jiff::tz::TimeZone::UTC));
+    Some(
+        now.checked_sub(span.abs())
+            .map(|z| z.timestamp())
+            .map_err(|e| format!("{s:?} reaches back too far: {e}")),
+    )
+}
+
+/// A time error for a window bound, which also takes a time ago.
+fn with_ago_forms(e: String) -> String {
+    if e.contains(" is not a time: ") {
+        format!("{e}, or a time ago: 1d, 12h, 30m, 2w")
+    } else {
+        e
+    }
 }
 
 /// [`parse_time_in`] this machine's time zone, which a time that names its own zone or
@@ -345,6 +381,36 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn a_window_bound_takes_a_time_ago() {
+        let before = Timestamp::now();
+        for (text, secs) in [
+            ("12h", 12 * 3600),
+            ("12h ago", 12 * 3600),
+            ("30m", 1800),
+            ("90 minutes", 5400),
+        ] {
+            let since = super::parse_since(text).unwrap();
+            let until = super::parse_until(text).unwrap();
+            let back = before.as_second() - since.as_second();
+            // the clock moves on between `before` and the parse
+            assert!((secs - 5..=secs + 1).contains(&back), "{text}: {back}");
+            assert!((since.as_second() - until.as_second()).abs() <= 1, "{text}");
+        }
+        // a day is the same time of day yesterday, 23 to 25 hours back across a clock change
+        let day = before.as_second() - super::parse_since("1d").unwrap().as_second();
+        assert!((23 * 3600 - 5..=25 * 3600 + 1).contains(&day), "{day}");
+        // dates and times still read as before, and the error names the new forms
+        assert!(super::parse_since("2026-12-05").is_ok());
+        let e = super::parse_since("yesterday").unwrap_err();
+        assert!(
+            e.contains("is not a time") && e.contains("a time ago: 1d"),
+            "{e}"
+        );
+        // restore targets take no time ago
+        assert!(super::parse_time("1h").is_err());
     }
 
     #[test]

@@ -5,18 +5,19 @@ use std::path::PathBuf;
 use clap::Args;
 use lifeboat_core::ops::report::{evidence_pack, markdown};
 
-use super::{parse_time, parse_time_end};
+use super::{parse_since, parse_until};
 use crate::{output, Ctx};
 
 /// Build the evidence pack for a period.
 #[derive(Debug, Args)]
 pub struct ReportCmd {
-    /// Start of the period (default: 90 days before --to; a bare date: the start of that day).
-    #[arg(long, value_parser = |s: &str| parse_time(s).map(|at| (at, s.to_string())))]
+    /// Start of the period (default: 90 days before --to; a bare date: the start of that
+    /// day; or a time ago: 30d).
+    #[arg(long, value_parser = |s: &str| parse_since(s).map(|at| (at, s.to_string())))]
     from: Option<(jiff::Timestamp, String)>,
     /// End of the period, included (default: now; a bare date: the end of that day, so
     /// `--from 2026-07-01 --to 2026-09-30` covers the whole of 30 September).
-    #[arg(long, value_parser = |s: &str| parse_time_end(s).map(|at| (at, s.to_string())))]
+    #[arg(long, value_parser = |s: &str| parse_until(s).map(|at| (at, s.to_string())))]
     to: Option<(jiff::Timestamp, String)>,
 
     /// Write the Markdown here instead of stdout.

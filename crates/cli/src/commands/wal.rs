@@ -68,6 +68,12 @@ pub enum WalCmd {
         /// Source (default: the only one).
         #[arg(long, short)]
         source: Option<String>,
+        /// Every configured source, one after the other; one with logical backups only
+        /// (nothing archived, no physical backup, archive_mode off) is named in one line,
+        /// and the exit code says whether any archive failed its checks. Each source's
+        /// `wal serve` is looked for on its default socket.
+        #[arg(long, conflicts_with = "source")]
+        all: bool,
         /// Socket of `lifeboat wal serve` to look for (default:
         /// /tmp/lifeboat-UID/wal-SOURCE-REPOHASH.sock).
         #[arg(long, env = "LIFEBOAT_WAL_SOCKET")]
@@ -335,7 +341,13 @@ impl WalCmd {
     /// Runs the subcommand.
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
         match self {
-            Self::Status { source, socket } => status(ctx, source.as_deref(), socket.as_deref()),
+            Self::Status { all: true, .. } => status_all(ctx),
+            Self::Status { source, socket, .. } => status(
+                ctx,
+                source.as_deref(),
+                socket.as_deref(),
+                &mut StatusRun::default(),
+            ),
             Self::Serve { source, socket } => serve(ctx, source.as_deref(), socket.clone()),
             Self::Inspect(cmd) => cmd.run(ctx),
         }
@@ -396,7 +408,65 @@ fn archiver(ctx: &Ctx, name: &str) -> lifeboat_core::Result<ArchiverState> {
     wal::archiver_state(&conn, dbs.first().map_or("postgres", String::as_str))
 }
 
-fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Result<()> {
+/// How one `wal status` shows itself: alone, or as one source of `--all`.
+#[derive(Default)]
+struct StatusRun {
+    all: bool,
+    /// `--all --json`: each source's document, printed as one array at the end.
+    json: Vec<serde_json::Value>,
+}
+
+impl StatusRun {
+    /// Prints `doc` of source `name`, or keeps it for `--all`'s array.
+    fn emit(&mut self, name: &str, doc: &impl serde::Serialize) -> anyhow::Result<()> {
+        if !self.all {
+            return output::json(doc);
+        }
+        let mut v = serde_json::to_value(doc)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("source".into(), name.into());
+        }
+        self.json.push(v);
+        Ok(())
+    }
+}
+
+/// `wal status --all`: each configured source's archive in turn (see [`super::each`]).
+fn status_all(ctx: &Ctx) -> anyhow::Result<()> {
+    let mut each = super::each::Each::new(ctx, "sources", "passed the archive checks")?;
+    let mut run = StatusRun {
+        all: true,
+        json: Vec::new(),
+    };
+    for src in each.sources() {
+        each.heading(&src.name);
+        if let Err(e) = status(ctx, Some(&src.name), None, &mut run) {
+            if ctx.json {
+                let error = serde_json::Value::from(format!("{e:#}"));
+                match run.json.last_mut().and_then(|v| v.as_object_mut()) {
+                    Some(o) if o.get("source").and_then(|s| s.as_str()) == Some(&src.name) => {
+                        o.insert("error".into(), error);
+                    }
+                    _ => run
+                        .json
+                        .push(serde_json::json!({"source": src.name, "error": error})),
+                }
+            }
+            each.failed(&src.name, e)?;
+        }
+    }
+    if ctx.json {
+        output::json(&run.json)?;
+    }
+    each.finish()
+}
+
+fn status(
+    ctx: &Ctx,
+    source: Option<&str>,
+    socket: Option<&Path>,
+    run: &mut StatusRun,
+) -> anyhow::Result<()> {
     let (repo, store, name) = match store(ctx, source, false) {
         Ok(opened) => opened,
         Err(e) => {
@@ -417,7 +487,7 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
     };
     // --json asks the server first, so that what it says was archived is in the listing
     // read after it; text prints the repository's part first (see below)
-    let early_server = ctx.json.then(|| archiver(ctx, &name));
+    let mut early_server = ctx.json.then(|| archiver(ctx, &name));
     // a backup the newest timeline's history does not contain (an old primary's, taken
     // after a failover) is no start for a restore to the latest timeline
     let latest_timeline = wal::status::LatestTimeline::new(&store)?;
@@ -440,6 +510,35 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
         .as_ref()
         .map_or(wal::DEFAULT_SEGMENT_SIZE, |p| p.wal_segment_size);
     let mut st = wal::status(&store, start.as_ref(), seg_size)?;
+    if run.all && latest.is_none() && off.is_empty() && st.timelines.is_empty() {
+        // one of several sources, with logical backups only: nothing of its own to check
+        let server = early_server.take().unwrap_or_else(|| archiver(ctx, &name));
+        if server.as_ref().map_or(true, |a| a.archive_mode == "off") {
+            if ctx.json {
+                run.emit(
+                    &name,
+                    &serde_json::json!({
+                        "archiving": false,
+                        "archiver": server.as_ref().ok(),
+                        "archiver_error": server.as_ref().err().map(ToString::to_string),
+                    }),
+                )?;
+            } else {
+                println!(
+                    "WAL archive of source {name}: none (nothing archived, no physical backup, {}): logical backups only, nothing to check",
+                    match &server {
+                        Ok(_) => "archive_mode = off".to_string(),
+                        Err(e) => format!(
+                            "the server did not answer: {}",
+                            e.to_string().lines().next().unwrap_or_default()
+                        ),
+                    }
+                );
+            }
+            return refused_login(&server);
+        }
+        early_server = Some(server);
+    }
     // no base backup to say the segment size (archiving began before the first one): the
     // newest segment says it, else a cluster with 64 MiB segments shows gaps that are none
     if phys.is_none() {
@@ -492,17 +591,20 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
         .find(|s| std::os::unix::net::UnixStream::connect(s).is_ok());
     let wal_server = answering.is_some();
     let socket = answering.unwrap_or(&candidates[0]).clone();
-    if let Some(server) = early_server {
-        output::json(&StatusJson {
-            archive: &st,
-            cut_short: &cut_short,
-            kept_writing: &kept_writing,
-            archiver: server.as_ref().ok(),
-            archiver_error: server.as_ref().err().map(ToString::to_string),
-            wal_server,
-            wal_socket: socket,
-            tablespace_created_at: tablespace_created_at.map(|l| l.to_string()),
-        })?;
+    if let Some(server) = early_server.take().filter(|_| ctx.json) {
+        run.emit(
+            &name,
+            &StatusJson {
+                archive: &st,
+                cut_short: &cut_short,
+                kept_writing: &kept_writing,
+                archiver: server.as_ref().ok(),
+                archiver_error: server.as_ref().err().map(ToString::to_string),
+                wal_server,
+                wal_socket: socket,
+                tablespace_created_at: tablespace_created_at.map(|l| l.to_string()),
+            },
+        )?;
         let refused = refused_login(&server);
         return verdict(
             (&st, tablespace_created_at),
@@ -617,7 +719,7 @@ fn status(ctx: &Ctx, source: Option<&str>, socket: Option<&Path>) -> anyhow::Res
     }
     // the repository's part is out before the server is asked: when the server is down,
     // the connection attempt may take its connect timeout
-    let server = archiver(ctx, &name);
+    let server = early_server.unwrap_or_else(|| archiver(ctx, &name));
     match &server {
         Ok(a) => print_archiver(a),
         Err(e) => println!(

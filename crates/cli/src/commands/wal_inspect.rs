@@ -7,7 +7,7 @@ use lifeboat_core::{
     wal::inspect::{inspect, InspectOptions, Transaction},
 };
 
-use super::{parse_time, parse_time_end};
+use super::{parse_since, parse_until};
 use crate::{output, Ctx};
 
 /// Read the archived WAL of a time window: its transactions that deleted, updated,
@@ -17,11 +17,12 @@ pub struct WalInspectCmd {
     /// Source (default: the only one).
     #[arg(long, short)]
     source: Option<String>,
-    /// Transactions committed at or after this time (a bare date: from the start of that day).
-    #[arg(long, value_parser = parse_time)]
+    /// Transactions committed at or after this time (a bare date: from the start of that
+    /// day; or a time ago: 30m, 2h).
+    #[arg(long, value_parser = parse_since)]
     since: Option<jiff::Timestamp>,
-    /// ... and at or before this one (a bare date: to the end of that day).
-    #[arg(long, value_parser = parse_time_end)]
+    /// ... and at or before this one (a bare date: to the end of that day; or a time ago).
+    #[arg(long, value_parser = parse_until)]
     until: Option<jiff::Timestamp>,
     /// Only transactions that changed this table (`schema.table`, in --database), found by
     /// its file as the server has it now.
