@@ -1307,3 +1307,46 @@ fn a_note_of_what_was_done_by_hand_is_an_entry_of_the_chain_and_of_the_evidence(
     }
     assert!(ok(lb(&cfg).args(["audit", "verify"])).contains("2 entries"));
 }
+
+/// One damaged entry breaks the chain: the backups the later entries record are still
+/// picked by time (a restore of old data with exit 0 would be the worst outcome), with a
+/// note naming the break, and `stats --check` fails on it.
+#[test]
+fn a_broken_chain_does_not_hide_later_backups_from_a_pick_by_time() {
+    let (_c, ws, cfg) = backed_up(20);
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    tamper(
+        &ws,
+        2,
+        Some(&|v: &mut serde_json::Value| v["details"] = "edited by hand".into()),
+    );
+    ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    let newest = common::list_json(&cfg)
+        .iter()
+        .filter(|b| b["kind"] == "logical")
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .last()
+        .unwrap();
+    let (code, out, err) = run(lb(&cfg).args([
+        "restore",
+        "--latest",
+        "--to-database",
+        "picked",
+        "--dry-run",
+    ]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&newest[..8]), "the newest backup: {out}{err}");
+    assert!(
+        err.contains("the audit log's chain breaks after entry 1"),
+        "{err}"
+    );
+    let (code, out, err) = run(lb(&cfg).args(["stats", "--check"]));
+    assert_eq!(code, 10, "{out}{err}");
+    assert!(
+        out.contains("AUDIT LOG BROKEN") && out.contains("chain breaks after entry 1"),
+        "{out}"
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(lb(&cfg).args(["--json", "stats"]))).unwrap();
+    assert_eq!(stats["audit_broken_after"], 1, "{stats}");
+}

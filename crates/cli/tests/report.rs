@@ -628,6 +628,13 @@ fn the_pack_counts_deleted_backups_and_a_rehashed_log_is_caught_by_its_drill_rep
             )),
         "{out}"
     );
+    // the nightly `verify --all` catches it too, not only `audit verify`
+    let (code, out, err) = run(lb(&cfg).args(["verify", "--all"]));
+    assert_eq!(code, 6, "{out}{err}");
+    assert!(
+        out.contains(&format!("audit log: drill report {drill_id}")),
+        "{out}"
+    );
     let (code, pack, _) = run(lb(&cfg).arg("report"));
     assert_eq!(code, 6, "{pack}");
     assert!(

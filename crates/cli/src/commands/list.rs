@@ -169,8 +169,9 @@ impl ListCmd {
 #[derive(Debug, Args)]
 pub struct StatsCmd {
     /// Exit 10 when a configured source or database has no backup, a source's newest run
-    /// failed, or a database's newest logical backup is older than its source's RPO
-    /// objective: a check for monitoring that reads exit codes.
+    /// failed, a database's newest logical backup is older than its source's RPO
+    /// objective, or the audit log's chain breaks: a check for monitoring that reads exit
+    /// codes.
     #[arg(long)]
     check: bool,
 }
@@ -180,6 +181,11 @@ impl StatsCmd {
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
         stats(ctx, self.check)
     }
+}
+
+/// What `stats` says of an audit log whose chain breaks after `n` entries.
+fn broken_chain(n: usize) -> String {
+    format!("the audit log's chain breaks after entry {n} (an entry damaged, removed or edited): `lifeboat audit verify` says which")
 }
 
 /// What `stats --check` finds wrong, a line each: sources and databases never backed up,
@@ -212,6 +218,9 @@ fn check_problems(
                 )
             }),
     );
+    if let Some(n) = s.audit_broken_after {
+        out.push(broken_chain(n));
+    }
     if let Some(e) = &s.audit_error {
         out.push(format!(
             "the audit log could not be read, so failed runs could not be looked for: {e}"
@@ -347,6 +356,9 @@ fn stats(ctx: &Ctx, check: bool) -> anyhow::Result<()> {
             output::time(f.at),
             f.details
         );
+    }
+    if let Some(n) = s.audit_broken_after {
+        println!("AUDIT LOG BROKEN  {}", broken_chain(n));
     }
     for src in s.sources.iter().filter(|s| s.wal_files > 0) {
         println!(

@@ -128,6 +128,10 @@ pub struct Stats {
     /// Why the audit log could not be read for `failed_last`, when it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit_error: Option<String>,
+    /// The audit log's chain breaks after this many entries (one damaged, removed or
+    /// edited; `audit verify` says which): `None` when it holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_broken_after: Option<usize>,
 }
 
 /// A backup run that failed, as the audit log recorded it.
@@ -286,13 +290,19 @@ pub fn stats(repo: &Repo) -> Result<Stats> {
         })
         .collect();
     // a log that cannot be read is `audit verify`'s to report, not a reason for no stats
-    let (failed_last, audit_error) = match crate::repository::audit::entries(repo) {
-        Ok(entries) => (failed_last(&entries, &all), None),
-        Err(e) => (Vec::new(), Some(crate::error::one_line(&e))),
-    };
+    let (failed_last, audit_error, audit_broken_after) =
+        match crate::repository::audit::entries(repo) {
+            Ok(entries) => (
+                failed_last(&entries, &all),
+                None,
+                crate::repository::audit::chain_breaks_after(&entries),
+            ),
+            Err(e) => (Vec::new(), Some(crate::error::one_line(&e)), None),
+        };
     Ok(Stats {
         failed_last,
         audit_error,
+        audit_broken_after,
         repository: repo.location().to_string(),
         pending: repo.pending()?.len(),
         total_logical_bytes: all.iter().map(|b| b.meta.logical_bytes).sum(),

@@ -1453,17 +1453,9 @@ pub const ADOPTED: &str = "adopted";
 /// reason; the log's errors.
 pub fn record_adopted(repo: &Repo, ids: &[String], reason: &str) -> Result<Entry> {
     let entries = entries(repo)?;
-    // an adoption appended after a break would not count: only the intact chain does
-    let intact = intact_prefix(&entries).len();
-    if intact < entries.len() {
-        return Err(Error::integrity(format!(
-            "the audit chain breaks after entry {intact}: an adoption written after the break would not count"
-        ))
-        .hint("`lifeboat audit verify` says what broke it; deal with that first"));
-    }
     let backups = repo.backups()?;
     let missing = not_in_log(repo, &entries, &backups)?;
-    let logged = logged_backup_ids(intact_prefix(&entries));
+    let logged = logged_backup_ids(&entries);
     // the ids that are not candidates, said for what they are
     for id in ids {
         let given = id.to_ascii_lowercase();
@@ -1566,9 +1558,15 @@ fn ids_in(text: &str) -> Vec<&str> {
     }
 }
 
-/// The entries from the first as long as the chain holds (each in its place, its hash
-/// its own, following the one before): what a check of whether a backup was logged may
-/// trust. An entry forged after a break, or the rest of a forked log, is not.
+/// Where the chain breaks: the number of entries from the first that hold (each in its
+/// place, its hash its own, following the one before), when fewer than all do.
+#[must_use]
+pub fn chain_breaks_after(entries: &[Entry]) -> Option<usize> {
+    let intact = intact_prefix(entries).len();
+    (intact < entries.len()).then_some(intact)
+}
+
+/// The entries from the first as long as the chain holds.
 fn intact_prefix(entries: &[Entry]) -> &[Entry] {
     let mut prev = GENESIS;
     for (i, e) in entries.iter().enumerate() {
@@ -1594,9 +1592,12 @@ fn unlogged_places(
         .collect())
 }
 
-/// Which of `backups` (their places) no entry of the log's intact chain records, each
-/// with whether an entry parked on this host names it (logged late, by the next operation
-/// that can write: lifeboat's own picks count it as logged, an evidence pack says which).
+/// Which of `backups` (their places) no entry of the log records, each with whether an
+/// entry parked on this host names it (logged late, by the next operation that can write:
+/// lifeboat's own picks count it as logged, an evidence pack says which). Entries after a
+/// break of the chain count: one damaged entry must not hide every later backup from a
+/// pick by time (a restore of months-old data with exit 0); the break itself is said by
+/// the picks, `stats --check`, `verify --all` and `audit verify`.
 pub(crate) fn not_in_log(
     repo: &Repo,
     entries: &[Entry],
@@ -1613,7 +1614,6 @@ pub(crate) fn not_in_log(
         .collect();
     let in_parked: LoggedIds<'_> = parked.iter().flat_map(|p| ids_in(&p.details)).collect();
     let unlogged = |entries: &[Entry]| -> Vec<(usize, bool)> {
-        let entries = intact_prefix(entries);
         let logged = logged_backup_ids(entries);
         // a backup from before the log began (an older lifeboat) is in none
         let Some(began) = entries.first().map(|e| e.time) else {
@@ -1681,7 +1681,13 @@ pub fn logged_only(
     repo: &Repo,
     backups: Vec<crate::repository::SnapshotInfo>,
 ) -> Result<Vec<crate::repository::SnapshotInfo>> {
-    let places = unlogged_places(repo, &entries(repo)?, &backups)?;
+    let entries = entries(repo)?;
+    if let Some(intact) = chain_breaks_after(&entries) {
+        crate::sources::postgres::cluster::note(format!(
+            "the audit log's chain breaks after entry {intact} (an entry damaged, removed or edited: `lifeboat audit verify` says which): the backups its later entries record are taken all the same, but check with `lifeboat verify` that the one picked is what you expect"
+        ));
+    }
+    let places = unlogged_places(repo, &entries, &backups)?;
     if places.is_empty() {
         return Ok(backups);
     }
