@@ -1325,7 +1325,7 @@ fn a_broken_chain_does_not_hide_later_backups_from_a_pick_by_time() {
         .iter()
         .filter(|b| b["kind"] == "logical")
         .map(|b| b["id"].as_str().unwrap().to_string())
-        .last()
+        .next_back()
         .unwrap();
     let (code, out, err) = run(lb(&cfg).args([
         "restore",
