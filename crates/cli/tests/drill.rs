@@ -813,6 +813,8 @@ fn drill_hooks_from_the_config_see_only_the_drill_and_do_not_outlive_it() {
         .env("PGSERVICEFILE", &service)
         .env("PGSERVICE", "production")
         .env("PGHOSTADDR", "192.0.2.1")
+        // set for a one-off `--target-dsn`, as the README suggests: production's password
+        .env("PGPASSWORD", "production-pw")
         .env("LIFEBOAT_PASSWORD", lifeboat_testing::REPO_PASSWORD));
     assert_eq!(code, 10, "the failing hook fails the drill: {out}{err}");
     // after the hook's name (which holds the same words) and its exit status
@@ -843,6 +845,7 @@ fn drill_hooks_from_the_config_see_only_the_drill_and_do_not_outlive_it() {
         "PGSERVICE=",
         "PGSERVICEFILE=",
         "PGHOSTADDR=",
+        "PGPASSWORD=production-pw",
         "LIFEBOAT_PASSWORD=",
     ] {
         assert!(
@@ -853,10 +856,17 @@ fn drill_hooks_from_the_config_see_only_the_drill_and_do_not_outlive_it() {
     assert!(env.lines().any(|l| l == "PGDATABASE=app"), "{env}");
     let server = std::fs::read_to_string(&server_env).unwrap();
     assert!(server.lines().any(|l| l.starts_with("PATH=")), "{server}");
-    assert!(
-        !server.lines().any(|l| l.starts_with("LIFEBOAT_PASSWORD=")),
-        "lifeboat's secret reached the throw-away server: {server}"
-    );
+    for leaked in [
+        "LIFEBOAT_PASSWORD=",
+        "PGPASSWORD=",
+        "PGSERVICE=",
+        "PGHOSTADDR=",
+    ] {
+        assert!(
+            !server.lines().any(|l| l.starts_with(leaked)),
+            "{leaked} reached the throw-away server: {server}"
+        );
+    }
     let nobody = std::fs::read_to_string(&nobody_file).unwrap();
     assert!(nobody.starts_with("700\n"), "{nobody}");
     let tcp = std::fs::read_to_string(&tcp_file).unwrap();

@@ -85,6 +85,7 @@ fn verify_manifest(
     let mut cmd = crate::sources::postgres::cluster::from_live_dir(std::process::Command::new(
         bin.program("pg_verifybackup"),
     ));
+    crate::secret::remove_secret_env(&mut cmd);
     cmd.args(["--no-parse-wal", "--quiet"]);
     // the files the restore added, which the manifest rightly does not list
     for name in written

@@ -1624,11 +1624,12 @@ fn start_and_wait_inner(
     let pg_ctl = bin.program("pg_ctl");
     // the restored server runs `lifeboat wal-fetch`: it keeps lifeboat's secrets only when
     // that has no file or command to read them from
-    let mut start = if secrets_only_in_env(repo) {
-        crate::sources::postgres::cluster::pg_ctl_cmd_with_secrets(&pg_ctl, user)
-    } else {
-        pg_ctl_cmd(&pg_ctl, user)
-    };
+    let mut start =
+        crate::sources::postgres::cluster::without_pg_env(if secrets_only_in_env(repo) {
+            crate::sources::postgres::cluster::pg_ctl_cmd_with_secrets(&pg_ctl, user)
+        } else {
+            pg_ctl_cmd(&pg_ctl, user)
+        });
     if let Some(s) = wal_socket {
         start.env("LIFEBOAT_WAL_SOCKET", s);
     }

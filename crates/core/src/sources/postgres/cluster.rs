@@ -710,6 +710,25 @@ pub(crate) fn pg_ctl_cmd(program: &Path, user: Option<&str>) -> Command {
     c
 }
 
+/// [`pg_ctl_cmd`] for a server lifeboat starts (`initdb`, `pg_ctl start`): also without
+/// the caller's `PG*` variables. `PGPASSWORD` set for a one-off `--target-dsn` is
+/// production's password, and every process of a drill's server, a hook's `COPY ... FROM
+/// PROGRAM 'env'` included, would see it; the server needs none of them (its directory,
+/// port and socket are given on its command line).
+pub(crate) fn server_cmd(program: &Path, user: Option<&str>) -> Command {
+    without_pg_env(pg_ctl_cmd(program, user))
+}
+
+/// `c` without the `PG*` variables of lifeboat's environment.
+pub(crate) fn without_pg_env(mut c: Command) -> Command {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PG") {
+            c.env_remove(&key);
+        }
+    }
+    c
+}
+
 /// As [`pg_ctl_cmd`], keeping lifeboat's secrets in the environment: only for a restored
 /// server whose `restore_command` (`lifeboat wal-fetch`) may have no other way to open the
 /// repository than the password in this process's environment.
@@ -840,7 +859,7 @@ impl Cluster {
         }
         let data = dir.path().join("data");
         let initdb = bin.program("initdb");
-        let out = pg_ctl_cmd(&initdb, user.as_deref())
+        let out = server_cmd(&initdb, user.as_deref())
             .arg("-D")
             .arg(&data)
             .args([
@@ -917,7 +936,7 @@ impl Cluster {
             // registered before it starts: an interrupt while `pg_ctl start` waits must stop
             // it too (pg_ctl puts the server in a session of its own, which outlives us)
             register(pg_ctl.clone(), self.data_dir(), self.user.clone());
-            let out = pg_ctl_cmd(&pg_ctl, self.user.as_deref())
+            let out = server_cmd(&pg_ctl, self.user.as_deref())
                 .args(["start", "-w", "-t", "60", "-D"])
                 .arg(self.data_dir())
                 .arg("-l")
