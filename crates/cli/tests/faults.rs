@@ -41,6 +41,22 @@ fn wrong_repository_password_and_second_init() {
         "{v}"
     );
     assert!(!out.contains("not-the-password"));
+    // keys/ emptied (deleted, a bad copy): no password opens it, and it is not called a
+    // wrong password, which would send the operator hunting for another one
+    let keys = ws.repo_path().join("keys");
+    let aside = ws.path().join("keys-aside");
+    std::fs::rename(&keys, &aside).unwrap();
+    std::fs::create_dir(&keys).unwrap();
+    let (code, _, err) = run(lb(&cfg).arg("list"));
+    assert_eq!(code, 6, "{err}");
+    assert!(
+        err.contains("has no key file") && err.contains("put keys/ back from a copy"),
+        "{err}"
+    );
+    assert!(!err.contains("wrong password"), "{err}");
+    std::fs::remove_dir(&keys).unwrap();
+    std::fs::rename(&aside, &keys).unwrap();
+    ok(lb(&cfg).arg("list"));
     let (code, out, _) = run(lb(&cfg).args(["--json", "list", "--kind", "nonsense"]));
     assert_eq!(code, 2);
     let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");

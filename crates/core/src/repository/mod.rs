@@ -655,6 +655,17 @@ fn open_error(url: &str, e: Box<rustic_core::RusticError>) -> Error {
 
 /// `; unreadable: keys/ID (owner root), ...` for the key files of the local repository at
 /// `url` this process cannot open, empty when there are none (or it is not local).
+/// Whether the local repository at `url` holds no key file while its `config` is there
+/// (an S3 repository is not listed here: it says "wrong password" as before).
+fn no_key_files(url: &str) -> bool {
+    if is_s3_url(url) {
+        return false;
+    }
+    let root = std::path::Path::new(url);
+    root.join("config").is_file()
+        && std::fs::read_dir(root.join("keys")).map_or(true, |mut d| d.next().is_none())
+}
+
 fn keys_unreadable_here(url: &str) -> String {
     use std::os::unix::fs::MetadataExt;
     if is_s3_url(url) {
@@ -727,6 +738,15 @@ fn describe(url: &str, what: &str, e: Box<rustic_core::RusticError>, fallback_hi
             l => l.to_string(),
         },
     };
+    if kind == ErrorKind::Auth && no_key_files(url) {
+        // no password opens it: hunting for the right one wastes the night
+        return Error::integrity(format!(
+            "the repository at {} has no key file (its keys/ directory is empty or gone): no password can open it",
+            describe_url(url)
+        ))
+        .hint("put keys/ back from a copy of the repository (an offsite copy, a file-system snapshot or backup of this disk): the key files are small and change only with `restic key add`/`remove`; the data packs cannot be decrypted without one")
+        .source(e);
+    }
     let unreadable_keys = hint.is_some_and(|h| h.contains("fits no key file this user can read"));
     let message = if unreadable_keys {
         format!(
