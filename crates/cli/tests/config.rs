@@ -486,11 +486,13 @@ fn a_lock_table_too_small_for_the_tables_is_named_before_it_runs_out() {
     );
 }
 
-/// A repository directory made beforehand (`mkdir`, 0755) keeps its mode, and the key file
-/// in it is readable by every user: `init` says so when it creates the repository.
+/// A repository directory made beforehand (`mkdir`, 0755) would give every user the key
+/// file written into it: `init` takes away what it gives others, keeps the group's, and
+/// says so; a group setup (setgid, 2770) keeps its mode.
 #[test]
-fn init_into_a_directory_every_user_may_read_warns() {
-    use std::os::unix::fs::PermissionsExt;
+fn init_into_a_directory_every_user_may_read_makes_it_private() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().mode() & 0o7777;
     let ws = Workspace::new();
     let cfg = ws.local_config(&[]);
     std::fs::create_dir_all(ws.repo_path()).unwrap();
@@ -498,10 +500,33 @@ fn init_into_a_directory_every_user_may_read_warns() {
     let (code, _, err) = run(lb(&cfg).arg("init"));
     assert_eq!(code, 0, "{err}");
     assert!(
-        err.contains("is open to every user of this host (mode 755)")
-            && err.contains("chmod -R o-rwx"),
+        err.contains("was open to every user of this host (mode 755): made it 750"),
         "{err}"
     );
+    assert_eq!(mode(&ws.repo_path()), 0o750);
+    let keys: Vec<_> = std::fs::read_dir(ws.repo_path().join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(mode(&keys[0]) & 0o007, 0, "the key file is no one else's");
+    let out = ok(lb(&cfg).args(["config", "check"]));
+    assert!(
+        !out.contains(&format!(
+            "{} is open to every user",
+            ws.repo_path().display()
+        )),
+        "{out}"
+    );
+    // a group's repository keeps its mode
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[]);
+    std::fs::create_dir_all(ws.repo_path()).unwrap();
+    std::fs::set_permissions(ws.repo_path(), std::fs::Permissions::from_mode(0o2770)).unwrap();
+    let (code, _, err) = run(lb(&cfg).arg("init"));
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("open to every user"), "{err}");
+    assert_eq!(mode(&ws.repo_path()), 0o2770);
     // a private one: nothing to say
     let ws = Workspace::new();
     let cfg = ws.local_config(&[]);

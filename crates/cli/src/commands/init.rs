@@ -10,6 +10,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
     let location = ctx.repo_location()?;
     let password = cfg.password_source().resolve("repository password")?;
     let repo = Repo::init(&cfg, &password, ctx.bars)?;
+    output::warn_repository(&repo);
     // a directory made beforehand keeps its mode (0755 from mkdir): the key file in it is
     // then readable by every user, which `config check` notes, and init should say now
     if !location.contains("://") {

@@ -229,6 +229,11 @@ impl Repo {
                 .hint("choose an empty or new directory for the repository"));
             }
         }
+        let opened_up = if is_s3_url(&url) {
+            None
+        } else {
+            close_to_others(std::path::Path::new(&url))?
+        };
         let repo = rustic_repo(cfg, pb)?;
         if repo.config_id().map_err(|e| init_error(&url, e))?.is_some() {
             return Err(Error::config(format!("a repository already exists at {url}"))
@@ -252,7 +257,7 @@ impl Repo {
             config: cfg.clone(),
             audit: crate::config::AuditConfig::default(),
             unreadable: std::sync::Mutex::default(),
-            notices: std::sync::Mutex::default(),
+            notices: std::sync::Mutex::new(opened_up.into_iter().collect()),
         })
     }
 
@@ -655,6 +660,32 @@ fn open_error(url: &str, e: Box<rustic_core::RusticError>) -> Error {
 
 /// `; unreadable: keys/ID (owner root), ...` for the key files of the local repository at
 /// `url` this process cannot open, empty when there are none (or it is not local).
+/// An empty directory made beforehand for a new repository (`mkdir` under umask 022 makes
+/// it 0755) loses what it gives every user, keeping the owner's and the group's (a group
+/// setup, 2750 or 2770, stays as it is): the files written into it follow its mode, and the
+/// key file would be readable by all. Returns what was changed, for the operator.
+fn close_to_others(dir: &std::path::Path) -> Result<Option<String>> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return Ok(None); // created private by the backend
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    // only a directory still empty: an existing repository's mode is its owner's choice
+    let empty = || std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none());
+    if !meta.is_dir() || mode & 0o007 == 0 || !empty() {
+        return Ok(None);
+    }
+    let private = mode & 0o2770;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(private))
+        .map_err(|e| Error::io(format!("making {} private", dir.display()), e))?;
+    Ok(Some(format!(
+        "{} was open to every user of this host (mode {:o}): made it {:o}, its owner's and group's only, as the key file written into it holds the master key",
+        dir.display(),
+        mode,
+        private
+    )))
+}
+
 /// Whether the local repository at `url` holds no key file while its `config` is there
 /// (an S3 repository is not listed here: it says "wrong password" as before).
 fn no_key_files(url: &str) -> bool {
