@@ -1391,6 +1391,43 @@ fn a_backup_says_when_the_servers_wal_archiving_fails() {
             && err.contains("wal status --source app-db"),
         "{err}"
     );
+    // a command that cannot be run (exit 127) stops the archiver and counts no failure:
+    // the segment waiting longer than the RPO objective says it
+    // the failures counted so far must read as past: one success after them
+    c.sql("app", "alter system set archive_command = 'true'")
+        .unwrap();
+    c.sql("app", "select pg_reload_conf()").unwrap();
+    let archived = (0..600).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        c.sql(
+            "app",
+            "select last_archived_time > last_failed_time from pg_stat_archiver",
+        )
+        .is_ok_and(|v| v.trim() == "t")
+    });
+    assert!(archived, "the archiver never succeeded");
+    c.sql(
+        "app",
+        "alter system set archive_command = '/nonexistent/lifeboat wal-push %p'",
+    )
+    .unwrap();
+    c.sql("app", "select pg_reload_conf()").unwrap();
+    c.sql("app", "create table stall (i int); select pg_switch_wal()")
+        .unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "name = \"app-db\"\n",
+        "name = \"app-db\"\nobjectives = { rpo = \"2s\" }\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (code, _, err) = run(lb(&cfg).args(["backup", "--kind", "schema"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("the server's WAL archiving has stalled: ")
+            && err.contains(" segment(s) wait in pg_wal")
+            && err.contains("no failure is recorded"),
+        "{err}"
+    );
 }
 
 /// Ends the session [`common::hold_exclusive_lock`] started on `shop.orders` of `app`: its

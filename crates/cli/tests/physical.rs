@@ -3033,6 +3033,49 @@ fn a_failing_archive_command_stops_the_base_backup_with_the_reason() {
     );
     assert!(common::list_json(&cfg).is_empty(), "no backup is visible");
 
+    // an archive_command that cannot be run (a path moved by an upgrade): PostgreSQL's
+    // archiver dies of it (exit 127) and records no failure; only the segments waiting
+    // in pg_wal show it, as stalled once the oldest waited longer than the RPO objective
+    let mut text = std::fs::read_to_string(&cfg).expect("config");
+    text.push_str("objectives = { rpo = \"2s\" }\n");
+    std::fs::write(&cfg, text).expect("config");
+    c.sql(
+        "postgres",
+        "alter system set archive_command = '/nonexistent/lifeboat wal-push %p'",
+    )
+    .expect("break archive_command");
+    c.sql("postgres", "select pg_reload_conf()")
+        .expect("reload");
+    c.sql(
+        "postgres",
+        "create table if not exists stall (i int); insert into stall values (1); select pg_switch_wal()",
+    )
+    .expect("switch");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, out, err) = run(lb(&cfg).args(["wal", "status"]));
+        if code == 10 {
+            assert!(
+                out.contains("archiver (server): STALLED: nothing archived for "),
+                "{out}"
+            );
+            assert!(
+                err.contains("has archived nothing for")
+                    && err.contains("archive_command must name lifeboat by its full path"),
+                "{err}"
+            );
+            break;
+        }
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(Instant::now() < deadline, "never called stalled:\n{out}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (code, out, _) = run(lb(&cfg).args(["--json", "wal", "status"]));
+    assert_eq!(code, 10, "{out}");
+    let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert!(json["archiver_stalled_secs"].as_u64() >= Some(2), "{json}");
+    assert_eq!(json["archiver"]["failing"], false, "{json}");
+
     // the server gone: the repository's part still prints, and says the server is not
     // reachable
     drop(c);

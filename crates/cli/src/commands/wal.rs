@@ -389,6 +389,10 @@ struct StatusJson<'a> {
     archiver: Option<&'a ArchiverState>,
     /// Why the server's archiver could not be read.
     archiver_error: Option<String>,
+    /// How long the oldest segment has waited in `pg_wal` with no failure recorded, when
+    /// that is over the bound (5 minutes, or the RPO objective): an archive_command that
+    /// cannot be run stops the archiver without counting a failure.
+    archiver_stalled_secs: Option<u64>,
     /// Whether a `lifeboat wal serve` answers on the socket pushes would use.
     wal_server: bool,
     /// That socket.
@@ -478,7 +482,7 @@ fn status(
                         println!(
                             "WAL archive of source {name}: the repository cannot be read (below)"
                         );
-                        print_archiver(&a);
+                        print_archiver(&a, stall_bound(ctx, &name));
                     }
                 }
             }
@@ -600,6 +604,10 @@ fn status(
                 kept_writing: &kept_writing,
                 archiver: server.as_ref().ok(),
                 archiver_error: server.as_ref().err().map(ToString::to_string),
+                archiver_stalled_secs: server
+                    .as_ref()
+                    .ok()
+                    .and_then(|a| a.stalled_secs(jiff::Timestamp::now(), stall_bound(ctx, &name))),
                 wal_server,
                 wal_socket: socket,
                 tablespace_created_at: tablespace_created_at.map(|l| l.to_string()),
@@ -611,7 +619,11 @@ fn status(
             &store,
             &latest_timeline,
             server.ok().as_ref(),
-            (&name, &super::restore::archive_command(ctx, &name)?),
+            (
+                &name,
+                &super::restore::archive_command(ctx, &name)?,
+                stall_bound(ctx, &name),
+            ),
         )
         .and(refused);
     }
@@ -721,7 +733,7 @@ fn status(
     // the connection attempt may take its connect timeout
     let server = early_server.unwrap_or_else(|| archiver(ctx, &name));
     match &server {
-        Ok(a) => print_archiver(a),
+        Ok(a) => print_archiver(a, stall_bound(ctx, &name)),
         Err(e) => println!(
             "archiver (server): not reachable ({}); the lines above are what the repository holds",
             e.to_string().lines().next().unwrap_or_default()
@@ -741,7 +753,11 @@ fn status(
         &store,
         &latest_timeline,
         server.ok().as_ref(),
-        (&name, &super::restore::archive_command(ctx, &name)?),
+        (
+            &name,
+            &super::restore::archive_command(ctx, &name)?,
+            stall_bound(ctx, &name),
+        ),
     )
     .and(refused)
 }
@@ -768,7 +784,16 @@ fn refused_login(server: &lifeboat_core::Result<ArchiverState>) -> anyhow::Resul
     }
 }
 
-fn print_archiver(a: &ArchiverState) {
+/// How long a segment may wait in `pg_wal` before `wal status` calls the archiver
+/// stalled (see [`wal::archiver::stall_bound`]).
+fn stall_bound(ctx: &Ctx, name: &str) -> u64 {
+    ctx.source(Some(name))
+        .map_or(wal::archiver::STALLED_AFTER_SECS, |s| {
+            wal::archiver::stall_bound(&s.objectives)
+        })
+}
+
+fn print_archiver(a: &ArchiverState, stall_bound: u64) {
     let ago = |t: &jiff::Timestamp| {
         output::secs(
             jiff::Timestamp::now()
@@ -803,7 +828,12 @@ fn print_archiver(a: &ArchiverState) {
         (Some(n), _) => format!(", {n} segment(s) waiting in pg_wal"),
         (None, _) => String::new(),
     };
-    if a.failing {
+    if let Some(waited) = a.stalled_secs(jiff::Timestamp::now(), stall_bound) {
+        println!(
+            "archiver (server): STALLED: nothing archived for {}, no failure recorded; {last_ok}{waiting}",
+            output::secs(waited as f64)
+        );
+    } else if a.failing {
         println!(
             "archiver (server): FAILING: {} failed {} ago ({} failures); {last_ok}{waiting}",
             a.last_failed_wal.as_deref().unwrap_or("?"),
@@ -836,7 +866,7 @@ fn verdict(
     store: &WalStore,
     latest_timeline: &wal::status::LatestTimeline,
     archiver: Option<&ArchiverState>,
-    (name, archive_command): (&str, &str),
+    (name, archive_command, stall_bound): (&str, &str, u64),
 ) -> anyhow::Result<()> {
     // the archive's newest timeline is not the server's: what the lines above call
     // recoverable is another server's history (said first: a gap or backup hint above is
@@ -930,6 +960,18 @@ fn verdict(
         return Err(failing
             .hint("the server log says why; run the archive_command by hand as the PostgreSQL user (`lifeboat wal-push` must read the config and password and write the repository); segments wait in pg_wal until it works, and the disk fills meanwhile")
             .into());
+    }
+    if let Some(waited) = archiver.and_then(|a| a.stalled_secs(jiff::Timestamp::now(), stall_bound))
+    {
+        return Err(lifeboat_core::Error::new(
+            ErrorKind::CheckFailed,
+            format!(
+                "PostgreSQL's archiver has archived nothing for {}: segments wait in pg_wal and no failure is recorded, as when archive_command cannot be found or run (exit 126 or 127 stops the archiver without counting a failure)",
+                output::secs(waited as f64)
+            ),
+        )
+        .hint(format!("the server log says why (`archive command failed with exit code 127`, `not found`); archive_command must name lifeboat by its full path, as the PostgreSQL user can run it: {}", lifeboat_core::ops::recover::conf_quote(archive_command)))
+        .into());
     }
     // a tablespace made after the latest base backup (one before it would have refused
     // the backup): recovery ends at its creation, and the recoverable point above is not.

@@ -1369,33 +1369,40 @@ fn left_behind(repo: &Repo, src: &SourceConfig, conn: &PgConn, db: &str) -> Resu
 }
 
 /// What a backup says when the server's WAL archiving fails now (its newest attempt failed
-/// after its newest success): a nightly dump succeeding beside it would otherwise hide
-/// that no point-in-time recovery reaches past the last archived segment. `None` when
-/// archiving is off, works, or cannot be asked about.
+/// after its newest success), or has stalled (segments waiting for minutes with no failure
+/// recorded: an archive_command that cannot be run): a nightly dump succeeding beside it
+/// would otherwise hide that no point-in-time recovery reaches past the last archived
+/// segment. `None` when archiving is off, works, or cannot be asked about.
 fn archiving_failing(src: &SourceConfig, conn: &PgConn, db: &str) -> Option<String> {
-    let row = conn
-        .query(
-            db,
-            "select a.last_failed_wal || '|' || to_char(a.last_failed_time at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS') || '|' \
-             || coalesce(to_char(a.last_archived_time at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS'), '') \
-             from pg_stat_archiver a where current_setting('archive_mode') <> 'off' and a.last_failed_time is not null \
-             and (a.last_archived_time is null or a.last_failed_time > a.last_archived_time)",
-        )
-        .ok()?;
-    let mut parts = row.trim().splitn(3, '|');
-    let (wal, failed, archived) = (parts.next()?, parts.next()?, parts.next()?);
-    (!wal.is_empty()).then(|| {
+    let a = crate::wal::archiver_state(conn, db).ok()?;
+    let time =
+        |t: Option<jiff::Timestamp>| t.map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string());
+    let since_archived = match time(a.last_archived_at) {
+        None => "and no segment was archived since the statistics were reset".to_string(),
+        Some(at) => format!("the last segment archived at {at}"),
+    };
+    let what = if let Some(waited) = a.stalled_secs(
+        jiff::Timestamp::now(),
+        crate::wal::archiver::stall_bound(&src.objectives),
+    ) {
         format!(
-            "source {:?}: the server's WAL archiving is failing: {wal} failed at {failed} UTC, {}: no point-in-time recovery reaches past that, and pg_wal grows until it is fixed (`lifeboat wal status --source {}` says why)",
-            src.name,
-            if archived.is_empty() {
-                "and no segment was archived since the server started".to_string()
-            } else {
-                format!("the last segment archived at {archived} UTC")
-            },
-            src.name
+            "has stalled: {} segment(s) wait in pg_wal, the oldest for {}, and no failure is recorded (an archive_command that cannot be found or run stops the archiver without counting one), {since_archived}",
+            a.waiting.unwrap_or(0),
+            crate::ops::evidence::human_secs(waited as f64, 0)
         )
-    })
+    } else if a.failing && a.archive_mode != "off" {
+        format!(
+            "is failing: {} failed at {}, {since_archived}",
+            a.last_failed_wal.as_deref().unwrap_or("a segment"),
+            time(a.last_failed_at).unwrap_or_default()
+        )
+    } else {
+        return None;
+    };
+    Some(format!(
+        "source {:?}: the server's WAL archiving {what}: no point-in-time recovery reaches past that, and pg_wal grows until it is fixed (`lifeboat wal status --source {}` says why)",
+        src.name, src.name
+    ))
 }
 
 /// Takes a base backup of the cluster `conn` reaches (through database `db`).

@@ -152,6 +152,40 @@ pub fn archiver_state(conn: &PgConn, db: &str) -> Result<ArchiverState> {
     })
 }
 
+/// How long a completed segment may wait in `pg_wal` before the archiver counts as
+/// stalled: an archiver that keeps up takes each segment within seconds.
+pub const STALLED_AFTER_SECS: u64 = 300;
+
+/// How long a segment may wait before the archiver of a source with `objectives` counts
+/// as stalled: [`STALLED_AFTER_SECS`], or the RPO objective when that is shorter.
+#[must_use]
+pub fn stall_bound(objectives: &crate::config::Objectives) -> u64 {
+    objectives
+        .rpo
+        .as_deref()
+        .and_then(|r| crate::config::parse_duration(r).ok())
+        .map_or(STALLED_AFTER_SECS, |r| r.min(STALLED_AFTER_SECS))
+}
+
+impl ArchiverState {
+    /// How long the oldest waiting segment has waited, when that is over `bound_secs` and
+    /// no failure is recorded now: an `archive_command` that cannot be found or run (exit
+    /// 126 or 127, `sh: lifeboat: not found`) stops the archiver process with FATAL and
+    /// counts no failure in `pg_stat_archiver`, so only the waiting segments show that
+    /// nothing is archived. `None` on a server that archives nothing itself (archive_mode
+    /// off, a standby without `always`), or without the right to list `archive_status`.
+    #[must_use]
+    pub fn stalled_secs(&self, now: Timestamp, bound_secs: u64) -> Option<u64> {
+        let archives =
+            self.archive_mode == "always" || (self.archive_mode == "on" && self.timeline.is_some());
+        let oldest = self
+            .oldest_waiting_since
+            .filter(|_| archives && !self.failing && self.waiting.is_some_and(|n| n > 0))?;
+        let waited = now.duration_since(oldest).as_secs().max(0).unsigned_abs();
+        (waited > bound_secs).then_some(waited)
+    }
+}
+
 /// The latest attempt failed: a failure newer than the newest success (or no success).
 fn is_failing(ok_at: Option<Timestamp>, failed_at: Option<Timestamp>) -> bool {
     match (ok_at, failed_at) {
@@ -164,6 +198,38 @@ fn is_failing(ok_at: Option<Timestamp>, failed_at: Option<Timestamp>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segments_waiting_long_without_a_failure_are_a_stalled_archiver() {
+        let now: Timestamp = "2026-12-08T01:00:00Z".parse().unwrap();
+        let mut a = ArchiverState {
+            archive_mode: "on".into(),
+            archived_count: 3,
+            last_archived_wal: None,
+            last_archived_at: None,
+            failed_count: 0,
+            last_failed_wal: None,
+            last_failed_at: None,
+            waiting: Some(2),
+            oldest_waiting_since: Some("2026-12-08T00:54:00Z".parse().unwrap()),
+            failing: false,
+            timeline: Some(1),
+            tablespaces: Vec::new(),
+        };
+        assert_eq!(a.stalled_secs(now, STALLED_AFTER_SECS), Some(360));
+        // within the bound it keeps up
+        assert_eq!(a.stalled_secs(now, 600), None);
+        // a failing command is said as failing, a standby archives nothing itself
+        a.failing = true;
+        assert_eq!(a.stalled_secs(now, 60), None);
+        a.failing = false;
+        a.timeline = None;
+        assert_eq!(a.stalled_secs(now, 60), None);
+        a.archive_mode = "always".into();
+        assert_eq!(a.stalled_secs(now, 60), Some(360));
+        a.waiting = Some(0);
+        assert_eq!(a.stalled_secs(now, 60), None);
+    }
 
     #[test]
     fn only_a_failure_after_the_last_success_is_failing() {
