@@ -966,8 +966,14 @@ fn verdict(
         return Err(lifeboat_core::Error::new(
             ErrorKind::CheckFailed,
             format!(
-                "PostgreSQL's archiver has archived nothing for {}: segments wait in pg_wal and no failure is recorded, as when archive_command cannot be found or run (exit 126 or 127 stops the archiver without counting a failure)",
-                output::secs(waited as f64)
+                "PostgreSQL's archiver has archived nothing for {}: a segment has waited in pg_wal longer than {} ({}) and no failure is recorded, as when archive_command cannot be found or run (exit 126 or 127 stops the archiver without counting a failure), or when it cannot keep up",
+                output::secs(waited as f64),
+                output::secs(stall_bound as f64),
+                if stall_bound < wal::archiver::STALLED_AFTER_SECS {
+                    "the RPO objective"
+                } else {
+                    "an archiver that keeps up takes each segment within seconds"
+                }
             ),
         )
         .hint(format!("the server log says why (`archive command failed with exit code 127`, `not found`); archive_command must name lifeboat by its full path, as the PostgreSQL user can run it: {}", lifeboat_core::ops::recover::conf_quote(archive_command)))
