@@ -816,10 +816,15 @@ impl RestoreCmd {
             println!("  When it becomes the primary (and only then: the history file sends every later recovery onto its timeline):");
             // what to archive with here: this configuration, or one still to be written
             // PostgreSQL replaces `%x` in it: a `%` in a path is written `%%`
+            // by its full path, as the restore_command names it: the server's PATH (a
+            // service's) may not hold it, and a command not found stops the archiver
             let push = if ctx.config_path.is_some() {
-                format!("{} wal-push --source {source} %p", lb.replace('%', "%%"))
+                archive_command(ctx, &report.backup.meta.source)?
             } else {
-                format!("lifeboat --config FILE wal-push --source {source} %p")
+                format!(
+                    "{} --config FILE wal-push --source {source} %p",
+                    shell_quote(&std::env::current_exe()?.display().to_string()).replace('%', "%%")
+                )
             };
             let set_push = format!(
                 "ALTER SYSTEM SET archive_command = '{}'",
