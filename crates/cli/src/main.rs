@@ -574,11 +574,19 @@ fn finish_pending() {
 /// Parks an audit entry for the operation an interrupt cut short (see
 /// [`lifeboat_core::repository::parked`]): the next operation adds it to the log.
 fn park_interrupted() {
-    park_interrupted_entry();
+    park_interrupted_entry("interrupted (Ctrl-C, SIGTERM, or SIGHUP from a closed terminal)");
     finish_pending();
 }
 
-fn park_interrupted_entry() {
+/// Stdout's reader went away (`lifeboat ... | head`): the operation under way ends here.
+/// One that logged its outcome already is done (its mark goes); one that did not is
+/// recorded as cut short, not later as killed outright.
+pub(crate) fn stopped_by_closed_pipe() {
+    park_interrupted_entry("stopped: the reader of its output went away (a closed pipe)");
+    finish_pending();
+}
+
+fn park_interrupted_entry(why: &str) {
     let Some((location, action, what)) = UNDER_WAY.lock().ok().and_then(|mut u| u.take()) else {
         return;
     };
@@ -598,11 +606,11 @@ fn park_interrupted_entry() {
     }
     let stored = lifeboat_core::repository::confirmed_in_this_process();
     let details = if stored.is_empty() {
-        format!("{what}: interrupted (Ctrl-C, SIGTERM, or SIGHUP from a closed terminal) before it finished")
+        format!("{what}: {why} before it finished")
     } else {
         // what is listed as a backup must be in the log, or the log hides a backup
         format!(
-            "{what}: interrupted (Ctrl-C, SIGTERM, or SIGHUP from a closed terminal) before it finished; stored before the interruption: {}",
+            "{what}: {why} before it finished; stored before the interruption: {}",
             stored
                 .iter()
                 .map(ToString::to_string)

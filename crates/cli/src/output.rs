@@ -34,6 +34,7 @@ pub fn write_out(args: std::fmt::Arguments) {
             // `lifeboat wal status | head -3`: the reader left; stop quietly as a tool
             // killed by SIGPIPE does (141)
             let _ = lifeboat_core::sources::postgres::cluster::stop_all();
+            crate::stopped_by_closed_pipe();
             std::process::exit(141);
         }
         OUTPUT_LOST.store(true, Ordering::Relaxed);

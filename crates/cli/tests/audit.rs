@@ -1350,3 +1350,46 @@ fn a_broken_chain_does_not_hide_later_backups_from_a_pick_by_time() {
         serde_json::from_str(&ok(lb(&cfg).args(["--json", "stats"]))).unwrap();
     assert_eq!(stats["audit_broken_after"], 1, "{stats}");
 }
+
+/// `lifeboat backup | head`: the reader goes away and lifeboat stops quietly (141); what it
+/// did is logged as it was, never later as a run killed outright.
+#[test]
+fn a_run_whose_output_pipe_closes_is_not_logged_as_killed() {
+    let (_c, _ws, cfg) = backed_up(10);
+    for args in [
+        &["backup", "--kind", "globals"][..],
+        &["restore", "--latest", "--to-database", "piped"][..],
+    ] {
+        let mut child = common::lb_std(&cfg)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(141), "{args:?}");
+    }
+    // the next operation adds what was parked
+    ok(lb(&cfg).args(["verify", "--latest"]));
+    let log = ok(lb(&cfg).args(["--json", "audit", "list"]));
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&log).unwrap();
+    assert!(
+        !entries.iter().any(|e| e["details"]
+            .as_str()
+            .unwrap_or("")
+            .contains("killed outright")),
+        "{log}"
+    );
+    let done = |action: &str| {
+        entries
+            .iter()
+            .filter(|e| e["action"] == action)
+            .next_back()
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(done("backup")["outcome"], "ok", "{log}");
+    // the restore finished before it printed, so its outcome stands
+    assert_eq!(done("restore")["outcome"], "ok", "{log}");
+}
