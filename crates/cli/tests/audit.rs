@@ -1384,8 +1384,7 @@ fn a_run_whose_output_pipe_closes_is_not_logged_as_killed() {
     let done = |action: &str| {
         entries
             .iter()
-            .filter(|e| e["action"] == action)
-            .next_back()
+            .rfind(|e| e["action"] == action)
             .cloned()
             .unwrap()
     };
