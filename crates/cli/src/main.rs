@@ -266,10 +266,12 @@ impl Ctx {
         }
     }
 
-    /// Whether sources come from the repository's backups: `--repo` given and no source
-    /// configured (a new host after a host loss).
+    /// Whether sources come from the repository's backups: no source configured, and the
+    /// repository given by `--repo` or by a configuration with only its `[repository]`
+    /// (a new host after a host loss, as a restore's dry-run advises writing one).
     fn source_from_repository(&self) -> bool {
-        self.config.sources.is_empty() && self.repo_override.is_some()
+        self.config.sources.is_empty()
+            && (self.repo_override.is_some() || self.config_path.is_some())
     }
 
     /// The source and the repository, opened once by `open` (given the source's name, or
@@ -339,7 +341,7 @@ impl Ctx {
             match name {
                 Some(n) if names.contains(n) => Ok(SourceConfig::named(n)),
                 Some(n) => Err(Error::not_found(format!(
-                    "no configuration here, and the repository has no backups of a source named {n:?}"
+                    "no [[source]] is configured here, and the repository has no backups of a source named {n:?}"
                 ))
                 .hint(if names.is_empty() {
                     "the repository holds no backups".to_string()
@@ -351,7 +353,7 @@ impl Ctx {
                     1 => Ok(SourceConfig::named(names.iter().next().map_or("", String::as_str))),
                     0 => Err(Error::not_found("the repository holds no backups").into()),
                     _ => Err(Error::config(
-                        "no configuration here, and the repository holds backups of several sources: which one?",
+                        "no [[source]] is configured here, and the repository holds backups of several sources: which one?",
                     )
                     .hint(format!("pass --source with one of: {}", listed()))
                     .into()),

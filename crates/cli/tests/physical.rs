@@ -2723,6 +2723,64 @@ fn a_backup_without_its_configuration_restores_and_its_drill_copy_is_isolated() 
         &bare.join("data").display().to_string(),
     ]));
     assert!(out.contains("the restore_command answered"), "{out}");
+    // a configuration with only its [repository], as that dry-run advises writing: the
+    // repository names the source; one with a misspelled [[source]] hears the real name
+    let repo_only = a.scratch("repo-only").join("lifeboat.toml");
+    std::fs::write(
+        &repo_only,
+        format!(
+            "[repository]\nurl = {:?}\n",
+            a.ws.repo_path().display().to_string()
+        ),
+    )
+    .expect("config");
+    let with_config = |cfg: &Path, args: &[&str]| {
+        let mut cmd = assert_cmd::Command::new(&a.exe);
+        cmd.current_dir("/")
+            .env("LIFEBOAT_PASSWORD", lifeboat_testing::REPO_PASSWORD)
+            .env("LIFEBOAT_STATE_DIR", a.ws.path().join("state"))
+            .arg("--config")
+            .arg(cfg)
+            .args(args);
+        cmd
+    };
+    let dry = |cfg: &Path| {
+        with_config(
+            cfg,
+            &[
+                "restore",
+                "--kind",
+                "physical",
+                "--latest",
+                "--dry-run",
+                "--to-dir",
+                &bare.join("data").display().to_string(),
+            ],
+        )
+    };
+    let out = ok(&mut dry(&repo_only));
+    assert!(out.contains("the restore_command answered"), "{out}");
+    let out = ok(&mut with_config(&repo_only, &["config", "check"]));
+    assert!(
+        out.contains("holds backups of source(s) not configured here: main"),
+        "{out}"
+    );
+    let misspelled = a.scratch("misspelled").join("lifeboat.toml");
+    std::fs::write(
+        &misspelled,
+        format!(
+            "[repository]\nurl = {:?}\n\n[[source]]\nname = \"mian\"\nkind = \"postgres\"\ndsn = \"host=/nonexistent dbname=x\"\n",
+            a.ws.repo_path().display().to_string()
+        ),
+    )
+    .expect("config");
+    let (code, _, err) = common::run(&mut dry(&misspelled));
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("source \"mian\" has no physical backup")
+            && err.contains("physical backups of source(s) main"),
+        "{err}"
+    );
 
     // ... and the rest of what the on-call needs from there, with the repository alone
     // the evidence pack finds the WAL archive the repository holds

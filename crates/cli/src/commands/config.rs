@@ -80,6 +80,29 @@ impl ConfigCmd {
                     "repository".into(),
                     &Ok(format!("opened {}", r.location())),
                 ));
+                // a configuration written anew (after a host loss) that names none of
+                // the repository's sources, or another name for one
+                if let Ok(backups) = r.backups() {
+                    let mut unconfigured: Vec<String> = backups
+                        .into_iter()
+                        .map(|b| b.meta.source)
+                        .filter(|n| !ctx.config.sources.iter().any(|s| &s.name == n))
+                        .collect();
+                    unconfigured.sort();
+                    unconfigured.dedup();
+                    if !unconfigured.is_empty() {
+                        lines.push(CheckLine {
+                            what: "repository".into(),
+                            ok: true,
+                            detail: format!(
+                                "holds backups of source(s) not configured here: {}",
+                                unconfigured.join(", ")
+                            ),
+                            note: true,
+                            hint: Some("restore, drill and wal status take them by name (--source); a backup or wal-push needs a [[source]] of that name with its dsn".into()),
+                        });
+                    }
+                }
                 let location = ctx.repo_location().unwrap_or_default();
                 // under two WAL segments (of the usual size: the cluster's is not known
                 // here), wal-push cannot store the next one

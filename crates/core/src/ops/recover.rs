@@ -266,6 +266,9 @@ fn select(repo: &Repo, opts: &RecoverOptions) -> Result<SnapshotInfo> {
                 _ => true,
             }
     };
+    if all.is_empty() {
+        return Err(no_physical_backup_of(repo, &opts.source));
+    }
     let mut chosen = None;
     for b in all.into_iter().rev().filter(fits) {
         if on_newest(&b)? {
@@ -281,6 +284,32 @@ fn select(repo: &Repo, opts: &RecoverOptions) -> Result<SnapshotInfo> {
         ))
         .hint("a point-in-time restore starts from a base backup finished before the target: `lifeboat list --kind physical`")
     })
+}
+
+/// A source without one physical backup: a misspelled name (a configuration written anew
+/// after a host loss) is told the names the repository's base backups have.
+fn no_physical_backup_of(repo: &Repo, source: &str) -> Error {
+    let mut others: Vec<String> = repo
+        .backups()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|b| b.meta.kind == BackupKind::Physical)
+        .map(|b| b.meta.source)
+        .collect();
+    others.sort();
+    others.dedup();
+    let e = Error::not_found(format!(
+        "source {source:?} has no physical backup in the repository at {}",
+        repo.location()
+    ));
+    if others.is_empty() {
+        e.hint("the repository holds no physical backup at all: a point-in-time restore starts from one (`lifeboat backup --kind physical`)")
+    } else {
+        e.hint(format!(
+            "the repository has physical backups of source(s) {}: pass --source with that name, or give the [[source]] that name",
+            others.join(", ")
+        ))
+    }
 }
 
 /// A recovery target in words.
