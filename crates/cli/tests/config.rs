@@ -176,6 +176,39 @@ fn root_does_not_follow_a_configuration_others_may_write() {
     nix::unistd::chown(&cfg, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
     let (_, _, err) = run(lb(&cfg).args(["list"]));
     assert!(!err.contains("warning:"), "{err}");
+
+    // root's file whose password_command runs a script anyone may change (made 0777 "to
+    // get it working"): refused before it runs, by its own path or given to sh
+    let script = ws.path().join("get-pw.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\ntouch {}\necho pw\n", marker.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let plain = std::fs::read_to_string(&cfg).unwrap();
+    for command in [
+        script.display().to_string(),
+        format!("sh {}", script.display()),
+    ] {
+        let text = plain.replace(&format!("touch {}; echo pw", marker.display()), &command);
+        std::fs::write(&cfg, text).unwrap();
+        let (code, out, err) = run(lb(&cfg).args(["config", "check"]));
+        assert_eq!(code, 2, "{command}: {out}{err}");
+        assert!(
+            err.contains(&format!("{} holds what lifeboat runs", script.display()))
+                && err.contains("every user of this host may change it"),
+            "{err}"
+        );
+        assert!(!marker.exists(), "the script ran as root");
+    }
+    // made root's alone, it runs
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    ok(lb(&cfg).args(["config", "check"]));
+    assert!(
+        marker.exists(),
+        "config check runs the source's password command"
+    );
 }
 
 #[test]

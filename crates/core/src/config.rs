@@ -943,12 +943,16 @@ pub fn root_runs_what_others_control(
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let places = [path, dir].into_iter().chain(
-        config
-            .sources
-            .iter()
-            .filter_map(|s| s.pg_bin_dir.as_deref()),
-    );
+    let ran = programs_run(config);
+    let places = [path, dir]
+        .into_iter()
+        .chain(
+            config
+                .sources
+                .iter()
+                .filter_map(|s| s.pg_bin_dir.as_deref()),
+        )
+        .chain(ran.iter().map(PathBuf::as_path));
     // found in the working directory, a link there is someone's choice of file too
     if found && std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
         return Some((
@@ -989,6 +993,86 @@ pub fn root_runs_what_others_control(
         }
     }
     None
+}
+
+/// The files root runs for `config`, besides the configuration itself: each program (and
+/// each file named by an absolute path, a script given to `sh`) of its commands
+/// (`password_command`, `secret_access_key_command`, hooks) with the directory that holds
+/// it, and every file in a source's `pg_bin_dir` (pg_dump, psql, ...): a script made
+/// writable by all "to get it working" would run as root whatever anyone writes into it.
+fn programs_run(config: &Config) -> Vec<PathBuf> {
+    let commands = [
+        config.repository.password_command.as_deref(),
+        config.repository.secret_access_key_command.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .chain(config.sources.iter().flat_map(|s| {
+        [
+            s.password_command.as_deref(),
+            s.hooks.pre_restore.as_deref(),
+            s.hooks.post_restore.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(s.drill.hooks.iter().map(String::as_str))
+        .chain(s.drill.hooks_before_checks.iter().map(String::as_str))
+    }));
+    let mut out = Vec::new();
+    for command in commands {
+        let words = crate::sources::postgres::cluster::shell_words(command);
+        let program = words.first().and_then(|w| {
+            if w.contains('/') {
+                Some(PathBuf::from(w))
+            } else {
+                std::env::var_os("PATH").and_then(|p| {
+                    std::env::split_paths(&p)
+                        .map(|d| d.join(w))
+                        .find(|c| c.is_file())
+                })
+            }
+        });
+        // a later word that is a program (`runuser -u app -- /opt/start.sh`) or what an
+        // interpreter runs (`sh /opt/get-pw`); not a file a command merely reads or writes
+        let interpreter = program
+            .as_deref()
+            .and_then(Path::file_name)
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| {
+                ["sh", "bash", "dash", "zsh", "ksh"].contains(&n)
+                    || ["python", "perl", "ruby", "node"]
+                        .iter()
+                        .any(|i| n.starts_with(i))
+            });
+        let scripts = words
+            .iter()
+            .skip(1)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .filter(|p| {
+                std::fs::metadata(p).is_ok_and(|m| {
+                    use std::os::unix::fs::PermissionsExt;
+                    m.is_file() && (interpreter || m.permissions().mode() & 0o111 != 0)
+                })
+            })
+            .collect::<Vec<_>>();
+        for file in program.into_iter().chain(scripts) {
+            if let Some(d) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                out.push(d.to_path_buf());
+            }
+            out.push(file);
+        }
+    }
+    for dir in config
+        .sources
+        .iter()
+        .filter_map(|s| s.pg_bin_dir.as_deref())
+    {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            out.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    out
 }
 
 /// The error for a repository URL with `user:secret@` in it (`what` names where it was
