@@ -537,6 +537,23 @@ fn a_signed_head_proves_the_log_and_catches_a_rewrite() {
         std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
         0o600
     );
+    // the key auditors trust: nobody else may change it, whatever the umask
+    let grouped = ws.path().join("outside").join("grouped");
+    let status = std::process::Command::new("sh")
+        .args(["-c", "umask 000; exec \"$0\" \"$@\""])
+        .arg(assert_cmd::cargo::cargo_bin("lifeboat"))
+        .args(["audit", "keygen"])
+        .arg(&grouped)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    for (key, want) in [("pub", 0o644), ("key", 0o600)] {
+        let mode = std::fs::metadata(grouped.with_extension(key))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, want, "{key}");
+    }
     let (code, _, err) = run(lb(&cfg).args(["audit", "keygen"]).arg(&keys));
     assert_eq!(code, 2, "keys are never overwritten: {err}");
 
@@ -932,8 +949,44 @@ fn a_configured_head_file_not_there_yet_is_named_the_same_way_and_says_when_it_c
         "audit verify writes no configured head file"
     );
 
-    ok(lb(&cfg).args(["verify", "--all"]));
+    // created under a umask that would let the group or all write it: mode 0644 all the
+    // same, as it anchors the log
+    let status = std::process::Command::new("sh")
+        .args(["-c", "umask 000; exec \"$0\" \"$@\""])
+        .arg(assert_cmd::cargo::cargo_bin("lifeboat"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["verify", "--all"])
+        .env("LIFEBOAT_STATE_DIR", cfg.parent().unwrap().join("state"))
+        .env_remove("LIFEBOAT_PASSWORD")
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
     assert!(head_file.exists());
+    let mode = |p: &std::path::Path| {
+        std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(p).unwrap()) & 0o777
+    };
+    assert_eq!(mode(&head_file), 0o644);
+    // one every user may write anchors nothing: config check fails on it
+    std::fs::set_permissions(
+        &head_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
+    let (code, out, _) = run(lb(&cfg).args(["config", "check"]));
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "every user of this host may change {}",
+            head_file.display()
+        )) && out.contains("chmod o-w"),
+        "{out}"
+    );
+    std::fs::set_permissions(
+        &head_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
     let (_, _, err) = run(lb(&cfg).args(["audit", "verify"]));
     assert!(!err.contains("does not exist"), "{err}");
     let writable = format!("{} is writable", head_file.display());

@@ -183,11 +183,18 @@ fn same_head(a: &str, b: &str) -> bool {
 pub fn append_line(path: &Path, entry: &Entry) -> Result<()> {
     let what = || format!("appending the audit head to {}", path.display());
     let new = !path.exists();
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(what(), e))?;
+    // a trust anchor: no one else may write it, whatever the umask (002 or 000 would make
+    // it writable by the group or by all, who could then rewrite it to match a forged log)
+    let mut f = std::os::unix::fs::OpenOptionsExt::mode(
+        std::fs::OpenOptions::new().create(true).append(true),
+        0o644,
+    )
+    .open(path)
+    .map_err(|e| Error::io(what(), e))?;
+    if new {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = f.set_permissions(std::fs::Permissions::from_mode(0o644));
+    }
     // created by root (a backup run by hand): it belongs to whoever owns its directory,
     // usually the user lifeboat runs as from archive_command and cron, which must go on
     // appending to it; best effort, as the head itself is what matters here
@@ -391,7 +398,31 @@ pub fn check(cfg: &AuditConfig) -> Vec<(String, Result<String>)> {
 /// Whether `path` can take a head line, naming the file itself either way (a file not
 /// there yet is created by the next audit entry, so its directory is what must be writable).
 fn check_file(path: &Path) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
     let access = |p: &Path| nix::unistd::access(p, nix::unistd::AccessFlags::W_OK);
+    // the head file is what catches a forged log: one every user may write (or replace,
+    // in a directory all may write without the sticky bit) anchors nothing
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let open_to_all = [
+        (
+            path,
+            std::fs::metadata(path).is_ok_and(|m| m.mode() & 0o002 != 0),
+        ),
+        (
+            dir,
+            std::fs::metadata(dir).is_ok_and(|m| m.mode() & 0o002 != 0 && m.mode() & 0o1000 == 0),
+        ),
+    ];
+    if let Some((p, _)) = open_to_all.iter().find(|(_, open)| *open) {
+        return Err(Error::config(format!(
+            "audit.head_file: every user of this host may change {}: the head file is what shows a rewritten audit log, and anyone could rewrite it to match",
+            p.display()
+        ))
+        .hint(format!("chmod o-w {}", p.display())));
+    }
     if path.exists() {
         return access(path)
             .map(|()| format!("{} is writable", path.display()))
@@ -403,10 +434,6 @@ fn check_file(path: &Path) -> Result<String> {
                 .hint("make it writable for the user lifeboat runs as (each new audit entry appends a line), or point [audit] head_file at another file")
             });
     }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
     access(dir)
         .map(|()| {
             format!(

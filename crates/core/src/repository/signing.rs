@@ -76,11 +76,23 @@ pub fn generate(prefix: &Path) -> Result<(std::path::PathBuf, std::path::PathBuf
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed);
     let key = SigningKey::from_bytes(&seed);
     write_private_file(&key_path, &format!("{}\n", hex(&seed)))?;
-    std::fs::write(
-        &pub_path,
-        format!("{}\n", hex(key.verifying_key().as_bytes())),
+    // the key auditors trust: readable by all, writable by no one else, whatever the umask
+    let mut public = std::os::unix::fs::OpenOptionsExt::mode(
+        std::fs::OpenOptions::new().write(true).create_new(true),
+        0o644,
     )
+    .open(&pub_path)
     .map_err(|e| Error::io(pub_path.display(), e))?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
+        public
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .and_then(|()| {
+                public.write_all(format!("{}\n", hex(key.verifying_key().as_bytes())).as_bytes())
+            })
+            .map_err(|e| Error::io(pub_path.display(), e))?;
+    }
     Ok((key_path, pub_path))
 }
 
