@@ -406,7 +406,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
             let _ = writeln!(
                 m,
                 "- backups of databases no longer in its `databases` (left out of the steps below; restore one by name with `--database`): {}",
-                dropped.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", ")
+                dropped.iter().map(|d| code(d)).collect::<Vec<_>>().join(", ")
             );
         }
         let mut rows: Vec<(BackupKind, Option<&str>)> = Vec::new();
@@ -446,7 +446,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
                     b.meta
                         .database
                         .as_deref()
-                        .map_or_else(|| "the whole cluster".to_string(), |d| format!("`{d}`")),
+                        .map_or_else(|| "the whole cluster".to_string(), code),
                     b.meta.finished_at.strftime("%Y-%m-%d %H:%M UTC"),
                     b.meta.logical_bytes,
                     proven(&drills, &damaged, &b.id)
@@ -454,7 +454,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
                 None => writeln!(
                     m,
                     "- latest {kind} backup{}: **none** — take one: `{lb} backup --source {} --kind {kind}`",
-                    db.map(|d| format!(" of `{d}`")).unwrap_or_default(),
+                    db.map(|d| format!(" of {}", code(d))).unwrap_or_default(),
                     src.name
                 ),
             };
@@ -474,7 +474,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
                 let _ = writeln!(
                     m,
                     "- newest {kind} backup{} proven by a passed drill: `{}` (drill {} on {})",
-                    db.map(|d| format!(" of `{d}`")).unwrap_or_default(),
+                    db.map(|d| format!(" of {}", code(d))).unwrap_or_default(),
                     &d.backup_id[..8.min(d.backup_id.len())],
                     d.drill,
                     d.finished_at.strftime("%Y-%m-%d")
@@ -505,13 +505,14 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
                             total += d.rto_secs;
                             let _ = writeln!(
                                 m,
-                                "- last measured RTO of a {kind} restore of `{db}`: {} (drill {} on {}, passed)",
+                                "- last measured RTO of a {kind} restore of {}: {} (drill {} on {}, passed)",
+                                code(db),
                                 fmt_secs(d.rto_secs),
                                 d.drill,
                                 d.finished_at.strftime("%Y-%m-%d")
                             );
                         }
-                        None => never.push(format!("`{db}`")),
+                        None => never.push(code(db)),
                     }
                 }
                 // a host loss restores them one after the other: their times add up
@@ -582,14 +583,19 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
         // run by hand; a logical restore over the database runs them by itself
         let pre = src.hooks.pre_restore.as_deref().map_or_else(
             || "stop the application".to_string(),
-            |h| format!("stop the application (by hand, as the configured pre-restore hook does: `{h}`)"),
+            |h| {
+                format!(
+                    "stop the application (by hand, as the configured pre-restore hook does: {})",
+                    code(h)
+                )
+            },
         );
         let in_place_hooks = match (&src.hooks.pre_restore, &src.hooks.post_restore) {
             (None, None) => "No restore hooks are configured: stop the application before it, and run migrations and start it after it (or pass `--pre-hook` / `--post-hook`).".to_string(),
             (pre, post) => format!(
                 "It runs the configured hooks around itself (pre-restore: {}; post-restore: {}).",
-                pre.as_deref().map_or_else(|| "none, stop the application first".to_string(), |h| format!("`{h}`")),
-                post.as_deref().map_or_else(|| "none, start the application after it".to_string(), |h| format!("`{h}`")),
+                pre.as_deref().map_or_else(|| "none, stop the application first".to_string(), code),
+                post.as_deref().map_or_else(|| "none, start the application after it".to_string(), code),
             ),
         };
         // many databases get one shell loop per step instead of a line each (25 databases
@@ -602,7 +608,12 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
             if as_loop {
                 let words = dbs.iter().map(|d| sh(d)).collect::<Vec<_>>().join(" ");
                 let cmd = f(r#"--database="$db""#, r#"--to-database="${db}_restored""#);
-                format!("   `for db in {words}; do {cmd} || echo \"FAILED: $db\" >&2; done`\n")
+                format!(
+                    "   {}\n",
+                    code(&format!(
+                        "for db in {words}; do {cmd} || echo \"FAILED: $db\" >&2; done"
+                    ))
+                )
             } else {
                 dbs.iter()
                     .map(|d| {
@@ -610,7 +621,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
                             &flag("--database", d),
                             &flag("--to-database", &side_name(d, "_restored")),
                         );
-                        format!("   `{cmd}`\n")
+                        format!("   {}\n", code(&cmd))
                     })
                     .collect::<String>()
             }
@@ -645,7 +656,7 @@ pub fn runbook(repo: &Repo, config: &Config, config_hint: &str) -> Result<Runboo
                 "This source backs up {} databases ({}): the logical steps below {} (but Scenario 1, which names the damaged database).\n",
                 dbs.len(),
                 dbs.iter()
-                    .map(|d| format!("`{d}`"))
+                    .map(|d| code(d))
                     .collect::<Vec<_>>()
                     .join(", "),
                 if as_loop {
@@ -779,7 +790,10 @@ From a logical backup (loses what was written after it):
         );
         // Scenario 5
         let others = if dbs.len() > 1 {
-            format!(" (for another database, put its name in place of `{db}`)")
+            format!(
+                " (for another database, put its name in place of {})",
+                code(db)
+            )
         } else {
             String::new()
         };
@@ -970,9 +984,33 @@ fn flag(name: &str, v: &str) -> String {
     }
 }
 
+/// `s` as a Markdown code span: fenced with one backtick more than its longest run of
+/// them, so that a name or command holding one (a database called `` a`b ``) stays one span.
+fn code(s: &str) -> String {
+    let longest = s.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    if longest == 0 {
+        return format!("`{s}`");
+    }
+    let fence = "`".repeat(longest + 1);
+    format!("{fence} {s} {fence}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_with_backticks_stays_one_code_span() {
+        assert_eq!(code("app"), "`app`");
+        assert_eq!(code("a`b"), "`` a`b ``");
+        assert_eq!(code("x``y`"), "``` x``y` ```");
+        // `sh` quoting inside a command is kept as it is
+        let cmd = format!("lifeboat restore --database {}", sh("`touch /tmp/x`"));
+        assert_eq!(
+            code(&cmd),
+            "`` lifeboat restore --database '`touch /tmp/x`' ``"
+        );
+    }
 
     #[test]
     fn the_restic_repository_pastes_as_words_of_its_own() {
