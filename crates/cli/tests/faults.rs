@@ -1120,11 +1120,12 @@ fn backups_started_together_all_succeed_and_leave_nothing_pending() {
         nix::fcntl::FlockArg::LockExclusiveNonblock,
     )
     .unwrap();
-    let (code, out, err) = run(lb(&cfg).arg("backup"));
+    let (code, out, err) = run(lb(&cfg).args(["backup", "--overlap-wait", "2s"]));
     assert_eq!(code, 5, "{err}");
     assert!(
         format!("{out}{err}").contains("another logical backup of \"app\" of source app-db")
-            && err.contains("pid 4242 since 2026-12-07 03:00:00 UTC"),
+            && err.contains("pid 4242 since 2026-12-07 03:00:00 UTC")
+            && err.contains("waiting for it (up to 2 s)"),
         "{out}{err}"
     );
     // the schema and the globals of the same run were stored
@@ -1138,8 +1139,45 @@ fn backups_started_together_all_succeed_and_leave_nothing_pending() {
         kinds.contains(&"schema".into()) && kinds.contains(&"globals".into()),
         "{kinds:?}"
     );
+    // waiting (the default) for the other run, which stores the dump meanwhile: this run
+    // does not take it again, and succeeds
+    let logical = |cfg: &std::path::Path| {
+        list_json(cfg)
+            .iter()
+            .filter(|b| b["kind"] == "logical")
+            .count()
+    };
+    let before = logical(&cfg);
+    let waiting = common::lb_std(&cfg)
+        .args(["backup", "--kind", "logical"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // the other run (its own state directory: the lock held here is its lock)
+    ok(lb(&cfg)
+        .env(
+            "LIFEBOAT_STATE_DIR",
+            cfg.parent().unwrap().join("state-other"),
+        )
+        .args(["backup", "--kind", "logical"]));
     drop(held);
+    let done = waiting.wait_with_output().unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&done.stdout),
+        String::from_utf8_lossy(&done.stderr),
+    );
+    assert!(done.status.success(), "{out}{err}");
+    assert!(
+        err.contains("waiting for it")
+            && out.contains("logical app: stored by an overlapping run on this host (pid 4242")
+            && out.contains("not taken again"),
+        "{out}{err}"
+    );
+    assert_eq!(logical(&cfg), before + 1, "the dump was taken once");
     ok(lb(&cfg).args(["backup", "--kind", "logical"]));
+    assert_eq!(logical(&cfg), before + 2);
 }
 
 /// What cron, systemd and containers do to a process: a working directory a deploy removed,

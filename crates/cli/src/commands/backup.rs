@@ -25,6 +25,20 @@ pub struct BackupCmd {
     /// Database to dump (repeatable; default: the source's databases).
     #[arg(long, short)]
     database: Vec<String>,
+    /// How long a dump waits for another run on this host that is taking the same dump
+    /// (two cron lines that collide): once that run has stored it, it is not taken again;
+    /// still running after this long, it is left out as locked (exit 5). `0` leaves it out
+    /// at once.
+    #[arg(long, default_value = "1h", value_parser = overlap_wait, value_name = "DURATION")]
+    overlap_wait: u64,
+}
+
+/// `--overlap-wait`: a duration (`90s`, `30m`, `1h`) or `0`.
+fn overlap_wait(s: &str) -> Result<u64, String> {
+    if s.trim() == "0" {
+        return Ok(0);
+    }
+    lifeboat_core::config::parse_duration(s)
 }
 
 impl BackupCmd {
@@ -74,6 +88,7 @@ impl BackupCmd {
             databases: self.database.clone(),
             recovery_point: None,
             archive_command: super::restore::archive_command(ctx, source).ok(),
+            overlap_wait_secs: Some(self.overlap_wait),
         }
     }
 
@@ -205,7 +220,18 @@ fn summarize(
             },
         ]);
     }
-    output::table(&rows);
+    if !report.backups.is_empty() || report.by_other_run.is_empty() {
+        output::table(&rows);
+    }
+    for o in &report.by_other_run {
+        println!(
+            "{} {}: stored by an overlapping run on this host ({}) as {} while this one waited; not taken again",
+            o.kind,
+            o.database.as_deref().unwrap_or("-"),
+            o.holder,
+            &o.id[..8]
+        );
+    }
     for f in &report.failed {
         println!(
             "FAILED {} {}: {}",

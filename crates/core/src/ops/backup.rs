@@ -35,6 +35,27 @@ pub struct BackupOptions {
     /// caller would write it (its binary and configuration): named in hints.
     #[serde(default)]
     pub archive_command: Option<String>,
+    /// How long a dump waits for another run on this host taking the same dump (two cron
+    /// lines that collide) before it is left out as locked; default an hour.
+    #[serde(default)]
+    pub overlap_wait_secs: Option<u64>,
+}
+
+/// How long a dump waits for an overlapping run's same dump by default.
+pub const OVERLAP_WAIT_SECS: u64 = 3600;
+
+/// A dump this run left to another run on this host that was taking it when this one
+/// came to it, and that stored it meanwhile.
+#[derive(Debug, Clone, Serialize)]
+pub struct TakenByOtherRun {
+    /// Kind.
+    pub kind: BackupKind,
+    /// Database (none for the cluster-wide kinds).
+    pub database: Option<String>,
+    /// The backup the other run stored.
+    pub id: String,
+    /// Who that was, as its lock file said (`pid N since TIME`).
+    pub holder: String,
 }
 
 /// One snapshot written.
@@ -78,6 +99,10 @@ pub struct BackupReport {
     /// (a head URL that is down): the evidence outside the repository lags.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence_gap: Option<crate::repository::audit::EvidenceGap>,
+    /// Dumps another run on this host was taking when this one came to them, and stored
+    /// meanwhile: not taken again, and no failure of either run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub by_other_run: Vec<TakenByOtherRun>,
 }
 
 /// A backup of one database and kind that failed.
@@ -716,6 +741,24 @@ pub fn backup(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result<B
         }
         _ => details,
     };
+    // dumps an overlapping run took: named, so the log says why this run did not
+    let details = match &result {
+        Ok(r) if !r.by_other_run.is_empty() => format!(
+            "{details}; left to an overlapping run on this host, which stored them: {}",
+            r.by_other_run
+                .iter()
+                .map(|o| format!(
+                    "{} {} {} ({})",
+                    o.id,
+                    o.kind,
+                    o.database.as_deref().unwrap_or("-"),
+                    o.holder
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ => details,
+    };
     let ok = result.as_ref().is_ok_and(BackupReport::ok);
     let (mut report, gap) =
         crate::repository::audit::record_outcome_kept(repo, "backup", result, ok, &details)
@@ -830,6 +873,7 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
         backups: Vec::new(),
         failed: Vec::new(),
         evidence_gap: None,
+        by_other_run: Vec::new(),
     };
     let mut first_error = None;
     // the cluster-wide kinds need one database to connect to: one a dump of this run
@@ -861,18 +905,19 @@ fn backup_inner(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result
                 .find(|(d, _)| d == db)
                 .map(|(_, k)| *k)
                 .filter(|_| matches!(kind, BackupKind::Logical | BackupKind::Schema));
-            // a run cron started while the last one still dumps this leaves it out (see
-            // `running`); held until this dump is stored
-            let (refused, _claimed) = match super::running::claim(super::running::Work {
-                location: repo.location(),
-                source: &src.name,
-                kind,
-                database: matches!(kind, BackupKind::Logical | BackupKind::Schema)
-                    .then_some(db.as_str()),
-            }) {
-                Ok(held) => (None, held),
-                Err(e) => (Some(e), None),
-            };
+            // a run cron started while another still dumps this waits for it, and does
+            // not dump it again when that run stored it (see `running`); held until this
+            // dump is stored
+            let per_db = matches!(kind, BackupKind::Logical | BackupKind::Schema);
+            let (refused, _claimed) =
+                match claim_or_wait(repo, src, kind, per_db.then_some(db.as_str()), opts) {
+                    Ok(Claim::Ours(held)) => (None, held),
+                    Ok(Claim::Done(other)) => {
+                        report.by_other_run.push(other);
+                        continue;
+                    }
+                    Err(e) => (Some(e), None),
+                };
             let overlapped = refused.is_some();
             let one = if let Some(e) = refused {
                 Err(e)
@@ -1366,6 +1411,73 @@ fn left_behind(repo: &Repo, src: &SourceConfig, conn: &PgConn, db: &str) -> Resu
                 src.name
             )
         }))
+}
+
+/// What became of a claim on one dump.
+enum Claim {
+    /// This run takes it.
+    Ours(Option<super::running::Running>),
+    /// Another run on this host took it while this one waited.
+    Done(TakenByOtherRun),
+}
+
+/// Claims the `kind` dump of `database` (none for the cluster-wide kinds) for this run,
+/// waiting for another run on this host that is taking it (see [`super::running`]); when
+/// that run stored it meanwhile, it is that run's, and this one does not dump it again.
+fn claim_or_wait(
+    repo: &Repo,
+    src: &SourceConfig,
+    kind: BackupKind,
+    database: Option<&str>,
+    opts: &BackupOptions,
+) -> Result<Claim> {
+    let work = super::running::Work {
+        location: repo.location(),
+        source: &src.name,
+        kind,
+        database,
+    };
+    let patience = opts.overlap_wait_secs.unwrap_or(OVERLAP_WAIT_SECS);
+    let asked = jiff::Timestamp::now();
+    let mut doing = None;
+    let claimed = super::running::claim_waiting(
+        work,
+        std::time::Duration::from_secs(patience),
+        |holder| {
+            crate::sources::postgres::cluster::note(format!(
+                "another run on this host takes this {kind} backup{} of source {} now ({holder}): waiting for it (up to {}) rather than dump it a second time at once",
+                database.map(|d| format!(" of {d:?}")).unwrap_or_default(),
+                src.name,
+                super::evidence::human_secs(patience as f64, 0)
+            ));
+            doing = Some(crate::status::doing(format!(
+                "waiting for the other run's {kind} backup ({holder})"
+            )));
+        },
+    )?;
+    drop(doing);
+    let (held, holder) = match claimed {
+        super::running::Claimed::Now(held) => return Ok(Claim::Ours(held)),
+        super::running::Claimed::After(held, holder) => (held, holder),
+    };
+    // what the other run stored while this one waited: a backup of this very dump that
+    // finished after this run asked for it
+    let stored = repo.backups()?.into_iter().rev().find(|b| {
+        b.meta.source == src.name
+            && b.meta.kind == kind
+            && (database.is_none() || b.meta.database.as_deref() == database)
+            && b.meta.finished_at >= asked
+    });
+    Ok(match stored {
+        Some(b) => Claim::Done(TakenByOtherRun {
+            kind,
+            database: database.map(str::to_string),
+            id: b.id,
+            holder,
+        }),
+        // it failed or was stopped: this run takes it
+        None => Claim::Ours(held),
+    })
 }
 
 /// What a backup says when the server's WAL archiving fails now (its newest attempt failed

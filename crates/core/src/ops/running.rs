@@ -2,7 +2,9 @@
 //! schedules backups, cron starts them; a run that outlives its interval (a lock wait, a
 //! slow store) would otherwise be joined by the next one, which dumps production a second
 //! time at once and stores the same data again. Each dump holds a `flock` on a small file
-//! in the state directory while it runs; a second run finds it held and skips that dump.
+//! in the state directory while it runs; a second run finds it held and waits for it
+//! (see [`claim_waiting`]): when the other run stored that dump meanwhile, it is not taken
+//! again, and neither run reports a failure for what the other did.
 
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -66,13 +68,77 @@ pub fn claim(work: Work<'_>) -> Result<Option<Running>> {
     }
 }
 
+/// How a [`claim_waiting`] ended.
+pub enum Claimed {
+    /// This run holds the work (or runs are not kept apart on this host).
+    Now(Option<Running>),
+    /// This run holds it after another run on this host (who held it, as its lock file
+    /// says) let it go: that run may have stored this very dump meanwhile.
+    After(Option<Running>, String),
+}
+
+/// As [`claim`], waiting up to `patience` for another run on this host that holds the
+/// work; `waiting` hears once who holds it when this run starts to wait.
+///
+/// # Errors
+///
+/// [`ErrorKind::Locked`] when the other run still holds it after `patience`.
+pub fn claim_waiting(
+    work: Work<'_>,
+    patience: std::time::Duration,
+    waiting: impl FnOnce(&str),
+) -> Result<Claimed> {
+    let Some(path) = lock_path(work) else {
+        return Ok(Claimed::Now(None));
+    };
+    let holder = match try_claim(&path)? {
+        Ok(held) => return Ok(Claimed::Now(held)),
+        Err(holder) => holder,
+    };
+    waiting(&holder);
+    let since = std::time::Instant::now();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(500).min(patience));
+        match try_claim(&path)? {
+            Ok(held) => return Ok(Claimed::After(held, holder)),
+            Err(_) if since.elapsed() >= patience => {
+                return Err(held_error(work, &holder).with_note(format!(
+                    "this run waited {}s for it",
+                    since.elapsed().as_secs()
+                )))
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// The error for `work` held by another run (`holder`, as its lock file says).
+fn held_error(work: Work<'_>, holder: &str) -> Error {
+    Error::new(
+        ErrorKind::Locked,
+        format!(
+            "another {} backup{} of source {} into this repository runs on this host ({}): this run leaves it out rather than dump it a second time at once",
+            work.kind,
+            work.database.map(|d| format!(" of {d:?}")).unwrap_or_default(),
+            work.source,
+            if holder.is_empty() { "its lock is held" } else { holder }
+        ),
+    )
+    .hint("a run that outlives its schedule is usually waiting for a table lock (lock_wait_timeout) or a slow store; the next scheduled run takes over when it ends")
+}
+
 /// As [`claim`], with the lock file at `path`.
 fn claim_at(path: &Path, work: Work<'_>) -> Result<Option<Running>> {
+    try_claim(path)?.map_err(|holder| held_error(work, &holder))
+}
+
+/// [`claim_at`], giving who holds the lock (its file's text) when another run does.
+fn try_claim(path: &Path) -> Result<std::result::Result<Option<Running>, String>> {
     let unkept = |why: String| {
         crate::sources::postgres::cluster::note(format!(
             "overlapping runs of this backup are not kept apart on this host: {why} (set LIFEBOAT_STATE_DIR to a directory this user may write)"
         ));
-        Ok(None)
+        Ok(Ok(None))
     };
     if let Some(dir) = path.parent() {
         // the state directory, then `running/`: neither another user's nor a link
@@ -124,23 +190,13 @@ fn claim_at(path: &Path, work: Work<'_>) -> Result<Option<Running>> {
                 std::process::id(),
                 jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M:%S UTC")
             );
-            Ok(Some(Running { _lock: lock }))
+            Ok(Ok(Some(Running { _lock: lock })))
         }
-        Ok(lock) => Ok(Some(Running { _lock: lock })),
+        Ok(lock) => Ok(Ok(Some(Running { _lock: lock }))),
         Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
-            Err(Error::new(
-                ErrorKind::Locked,
-                format!(
-                    "another {} backup{} of source {} into this repository runs on this host ({}): this run leaves it out rather than dump it a second time at once",
-                    work.kind,
-                    work.database.map(|d| format!(" of {d:?}")).unwrap_or_default(),
-                    work.source,
-                    if holder.is_empty() { "its lock is held" } else { holder.trim() }
-                ),
-            )
-            .hint("a run that outlives its schedule is usually waiting for a table lock (lock_wait_timeout) or a slow store; the next scheduled run takes over when it ends"))
+            Ok(Err(holder.trim().to_string()))
         }
         Err((_, e)) => unkept(format!("{}: {e}", path.display())),
     }
