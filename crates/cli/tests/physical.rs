@@ -2819,9 +2819,30 @@ fn a_backup_without_its_configuration_restores_and_its_drill_copy_is_isolated() 
         book.contains("## Source `main`")
             && book.contains("audit verify --expected-head ")
             && book.contains(
-                "Write a `lifeboat.toml` with the `[repository]` and a `[[source]]` named `main`"
-            ),
+                "Write a `lifeboat.toml` (FILE) with the `[repository]` and a `[[source]]` named `main`"
+            )
+            && book.contains("`lifeboat --config FILE backup --source main`"),
         "{book}"
+    );
+    // the starter configuration it gives parses, with the source's name and databases
+    let starter: String = book
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("   ```").next())
+        .expect("a starter configuration")
+        .lines()
+        .map(|l| format!("{}\n", l.trim_start()))
+        .collect();
+    let parsed: toml::Value = toml::from_str(&starter).expect("toml");
+    assert_eq!(
+        parsed["source"][0]["name"].as_str(),
+        Some("main"),
+        "{starter}"
+    );
+    assert_eq!(
+        parsed["repository"]["url"].as_str(),
+        Some(a.ws.repo_path().display().to_string().as_str()),
+        "{starter}"
     );
     // restored and started there: the lost host's socket directory is replaced
     let again = a.scratch("host-lost");

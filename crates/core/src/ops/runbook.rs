@@ -721,15 +721,27 @@ From a logical backup (loses what was written after it):
         } else {
             let _ = writeln!(m, "3. Restore roles and each database onto the new server (the drills measured the RTO with bulk-load settings: for the same speed, start the new server with `wal_level = minimal`, `archive_mode = off`, `max_wal_senders = 0`, `autovacuum = off`, `max_wal_size = 8GB`, `maintenance_work_mem = 256MB`, and set them back, and restart, once the restore is done, before the first backup):");
         }
+        // written without a configuration: a backup needs one, which step 4 writes
+        let lb_then = if config.sources.is_empty() {
+            "lifeboat --config FILE".to_string()
+        } else {
+            lb.to_string()
+        };
         let _ = writeln!(
             m,
-            "{}   (`--globals` restores the roles first; the role you connect as keeps the new server's password.)\n4. {}. Turn archiving on in the new server (`archive_mode = on`, `archive_command` as in the README) and take new backups at once: `{lb} backup --source {s}`{}. `{lb} wal status --source {s}` exits 0 only once WAL is archived again.\n",
+            "{}   (`--globals` restores the roles first; the role you connect as keeps the new server's password.)\n4. {}. Turn archiving on in the new server (`archive_mode = on`, `archive_command` as in the README) and take new backups at once: `{lb_then} backup --source {s}`{}. `{lb_then} wal status --source {s}` exits 0 only once WAL is archived again.\n",
             each_db(&|d, _| format!(
                 "{lb} restore --latest --source {s} {d} --globals --target-dsn \"host=NEW-HOST port=5432 user=postgres\""
             )),
             if config.sources.is_empty() {
                 // written without a configuration: the commands after this need one
-                format!("Write a `lifeboat.toml` with the `[repository]` and a `[[source]]` named `{s}` whose `dsn` reaches the new server (see lifeboat's README), then `lifeboat --config FILE config check`, and run the commands below with `--config FILE` instead of `--repo`")
+                format!(
+                    "Write a `lifeboat.toml` (FILE) with the `[repository]` and a `[[source]]` named `{s}` whose `dsn` reaches the new server (see lifeboat's README), for instance:\n\n   ```toml\n{}   ```\n\n   then `lifeboat --config FILE config check`, and run the commands below with `--config FILE` instead of `--repo`",
+                    starter_config(repo.location(), &src.name, &dbs)
+                        .lines()
+                        .map(|l| format!("   {l}\n"))
+                        .collect::<String>()
+                )
             } else {
                 format!("Update the `dsn` of source `{s}`, then `{lb} config check`")
             },
@@ -982,6 +994,25 @@ fn flag(name: &str, v: &str) -> String {
     } else {
         format!("{name} {}", sh(v))
     }
+}
+
+/// A configuration for source `name` of the repository at `location` after a host loss:
+/// what the repository knows (its place, the source's name and databases), with the
+/// connection and the password file left for the operator.
+fn starter_config(location: &str, name: &str, dbs: &[String]) -> String {
+    let toml_str = |v: &str| toml::Value::String(v.to_string()).to_string();
+    let s3 = location.starts_with("s3://");
+    format!(
+        "[repository]\nurl = {}\npassword_file = \"/etc/lifeboat/repository.pass\"   # the repository password, mode 0600\n{}\n[[source]]\nname = {}\nkind = \"postgres\"\ndsn = \"host=NEW-HOST port=5432 user=postgres\"\ndatabases = [{}]\n",
+        toml_str(location),
+        if s3 {
+            "# S3: also endpoint, region, access_key_id and secret_access_key_file (see the README)\n"
+        } else {
+            ""
+        },
+        toml_str(name),
+        dbs.iter().map(|d| toml_str(d)).collect::<Vec<_>>().join(", ")
+    )
 }
 
 /// `s` as a Markdown code span: fenced with one backtick more than its longest run of
