@@ -567,3 +567,25 @@ fn init_into_a_directory_every_user_may_read_makes_it_private() {
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains("open to every user"), "{err}");
 }
+
+/// A server that logs no DELETE leaves the on-call without the time of an accidental one:
+/// `config check` notes it, and how to find the time all the same.
+#[test]
+fn config_check_notes_a_server_that_logs_no_deletes() {
+    let c = cluster();
+    let ws = Workspace::new();
+    let cfg = ws.local_config(&[("app-db", &c.dsn("postgres"))]);
+    ok(lb(&cfg).arg("init"));
+    let note = "the server logs no DELETE or UPDATE (log_statement = none)";
+    let out = ok(lb(&cfg).args(["config", "check"]));
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("note") && l.contains(note) && l.contains("wal inspect")),
+        "{out}"
+    );
+    c.sql("postgres", "alter system set log_statement = 'mod'")
+        .unwrap();
+    c.sql("postgres", "select pg_reload_conf()").unwrap();
+    let out = ok(lb(&cfg).args(["config", "check"]));
+    assert!(!out.contains("logs no DELETE"), "{out}");
+}

@@ -202,6 +202,9 @@ impl ConfigCmd {
                             .and_then(|exe| {
                                 lifeboat_core::ops::backup::other_archiving_binary(src, &exe)
                             }),
+                        reachable
+                            .then(|| lifeboat_core::ops::backup::statement_log_note(src))
+                            .flatten(),
                     ];
                     for other in archiving.into_iter().flatten() {
                         privilege_notes.push(CheckLine {

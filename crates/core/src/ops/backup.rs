@@ -300,6 +300,11 @@ pub fn archive_source(archive_command: &str) -> Option<String> {
 /// The `archive_command` of the server `src` reaches, as `show` prints it; `None` when it
 /// does not answer or the role may not read it (no `pg_read_all_settings`).
 fn archive_setting(src: &SourceConfig) -> Option<String> {
+    server_setting(src, "archive_command")
+}
+
+/// `SHOW name` on the server `src` reaches; `None` when it cannot be asked.
+fn server_setting(src: &SourceConfig, name: &str) -> Option<String> {
     let conn = PgConn::from_source(src).ok()?;
     let db = src
         .named_databases()
@@ -307,7 +312,23 @@ fn archive_setting(src: &SourceConfig) -> Option<String> {
         .cloned()
         .or_else(|| conn.default_database())
         .unwrap_or_else(|| "postgres".into());
-    conn.query(&db, "show archive_command").ok()
+    conn.query(&db, &format!("show {name}"))
+        .ok()
+        .map(|v| v.trim().to_string())
+}
+
+/// When the server `src` reaches logs no `DELETE` (`log_statement` is `none` or `ddl`):
+/// after an accidental delete the on-call needs its time for a point-in-time restore, and
+/// no log has it. `None` when it logs them (`mod`, `all`) or cannot be asked.
+#[must_use]
+pub fn statement_log_note(src: &SourceConfig) -> Option<String> {
+    let level = server_setting(src, "log_statement")?;
+    matches!(level.as_str(), "none" | "ddl").then(|| {
+        format!(
+            "source {:?}: the server logs no DELETE or UPDATE (log_statement = {level}): after an accidental one, its time is in no log; with WAL archiving `lifeboat wal inspect --source {}` finds it in the archived WAL, else set log_statement = 'mod' (it logs every data change: weigh the log volume)",
+            src.name, src.name
+        )
+    })
 }
 
 /// When the server `src` reaches pushes its WAL as another source (`wal-push --source
