@@ -459,7 +459,7 @@ impl Retention {
 
 /// A valid setting that nothing acts on yet: `config check` says so rather than let it
 /// pass for working (the daemon, prune and copy are not built yet).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct DormantSetting {
     /// The key, as `source.app-db.retention` or `copies.url`.
     pub key: String,

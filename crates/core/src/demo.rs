@@ -138,7 +138,7 @@ pub struct DemoOptions {
 }
 
 /// A step and how long it took.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct DemoStep {
     /// What was done.
     pub what: String,
@@ -147,7 +147,7 @@ pub struct DemoStep {
 }
 
 /// What the demo proved.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct DemoReport {
     /// Repository path.
     pub repository: String,

@@ -171,3 +171,26 @@ fn root_writes_into_a_shared_repository_as_its_owner() {
         "{seen:?}"
     );
 }
+
+/// A service keeps what the operations return (in its own database, a queue) and reads it
+/// back: the reports deserialize as they serialize.
+#[test]
+fn the_reports_read_back_as_they_were_written() {
+    use lifeboat_core::ops::{backup, list, verify};
+    let dir = tempfile::tempdir().unwrap();
+    let (_c, repo, src) = common::backed_up(dir.path());
+    fn round_trip<T: serde::Serialize + serde::de::DeserializeOwned>(v: &T) -> serde_json::Value {
+        let json = serde_json::to_value(v).unwrap();
+        let back: T = serde_json::from_value(json.clone()).unwrap();
+        let again = serde_json::to_value(&back).unwrap();
+        assert_eq!(json, again);
+        json
+    }
+    let report = backup::backup(&repo, &src, &backup::BackupOptions::default()).unwrap();
+    let json = round_trip(&report);
+    assert_eq!(json["backups"].as_array().unwrap().len(), 3, "{json}");
+    round_trip(&list::stats(&repo).unwrap());
+    round_trip(&list::list(&repo, &list::ListFilter::default()).unwrap());
+    round_trip(&verify::verify(&repo, &verify::VerifyOptions::default()).unwrap());
+    round_trip(&lifeboat_core::repository::audit::verify(&repo, None).unwrap());
+}

@@ -46,7 +46,7 @@ pub const OVERLAP_WAIT_SECS: u64 = 3600;
 
 /// A dump this run left to another run on this host that was taking it when this one
 /// came to it, and that stored it meanwhile.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TakenByOtherRun {
     /// Kind.
     pub kind: BackupKind,
@@ -59,7 +59,7 @@ pub struct TakenByOtherRun {
 }
 
 /// One snapshot written.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct BackupSummary {
     /// Snapshot id.
     pub id: String,
@@ -84,7 +84,7 @@ pub struct BackupSummary {
 }
 
 /// Everything one `backup` call did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct BackupReport {
     /// Source name.
     pub source: String,
@@ -97,16 +97,16 @@ pub struct BackupReport {
     pub failed: Vec<FailedBackup>,
     /// The backups are stored, but their audit entry or head did not get where it belongs
     /// (a head URL that is down): the evidence outside the repository lags.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence_gap: Option<crate::repository::audit::EvidenceGap>,
     /// Dumps another run on this host was taking when this one came to them, and stored
     /// meanwhile: not taken again, and no failure of either run.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub by_other_run: Vec<TakenByOtherRun>,
 }
 
 /// A backup of one database and kind that failed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FailedBackup {
     /// Kind.
     pub kind: BackupKind,
@@ -116,7 +116,7 @@ pub struct FailedBackup {
     /// device" is in the cause).
     pub error: String,
     /// What to do about it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
     /// The error's kind, which chooses the exit code.
     pub error_kind: ErrorKind,
@@ -474,7 +474,7 @@ pub fn check_source(src: &SourceConfig) -> Result<SourceCheck> {
 }
 
 /// Something the source's role may not do that some backup needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PrivilegeProblem {
     /// Whether the logical backup itself fails (a table it cannot read), rather than one
     /// kind only (the globals, a physical backup).

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::{config::Config, repository::is_s3_url};
 
 /// One configured copy destination.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct CopyDestination {
     /// The `url` of the `[[copies]]` entry.
     pub destination: String,

@@ -69,7 +69,7 @@ pub fn list(repo: &Repo, filter: &ListFilter) -> Result<Vec<SnapshotInfo>> {
 }
 
 /// Figures for one source, kind and database.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct KindStats {
     /// Kind.
     pub kind: BackupKind,
@@ -94,7 +94,7 @@ pub struct KindStats {
 }
 
 /// Figures for one source.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SourceStats {
     /// Source name.
     pub source: String,
@@ -107,7 +107,7 @@ pub struct SourceStats {
 }
 
 /// Statistics of the whole repository.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Stats {
     /// Repository location.
     pub repository: String,
@@ -126,16 +126,16 @@ pub struct Stats {
     /// its last success alone until that success is old.
     pub failed_last: Vec<FailedAttempt>,
     /// Why the audit log could not be read for `failed_last`, when it could not.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_error: Option<String>,
     /// The audit log's chain breaks after this many entries (one damaged, removed or
     /// edited; `audit verify` says which): `None` when it holds.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_broken_after: Option<usize>,
 }
 
 /// A backup run that failed, as the audit log recorded it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FailedAttempt {
     /// Source name.
     pub source: String,

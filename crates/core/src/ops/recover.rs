@@ -32,7 +32,7 @@ use crate::{
 };
 
 /// Where recovery should stop.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase", tag = "type", content = "value")]
 pub enum RecoveryTarget {
     /// Replay all archived WAL.
@@ -50,7 +50,7 @@ pub enum RecoveryTarget {
 }
 
 /// What to do when the target is reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum TargetAction {
     /// Open for writes on a new timeline.
@@ -154,7 +154,7 @@ pub struct ReachedPoint {
 }
 
 /// What a physical restore did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RecoverReport {
     /// The base backup used.
     pub backup: SnapshotInfo,
@@ -195,7 +195,7 @@ pub struct RecoverReport {
 }
 
 /// Where a restored server's socket went because the backup's directory is not on this host.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct MovedSocket {
     /// The directories the backup's configuration names, missing here.
     pub missing: Vec<PathBuf>,
@@ -1090,7 +1090,7 @@ pub fn recover(repo: &Repo, store: &WalStore, opts: &RecoverOptions) -> Result<R
 }
 
 /// What a physical restore would do, checked without writing anything.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RecoverPlan {
     /// The base backup it would use.
     pub backup: SnapshotInfo,

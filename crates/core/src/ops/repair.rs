@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::{error::Result, repository::Repo};
 
 /// What an index repair found and left.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RepairReport {
     /// Packs the index named that were gone, before the repair (short ids).
     pub lost_packs: Vec<String>,

@@ -24,7 +24,7 @@ use crate::{
 };
 
 /// Backups of one source, kind and database in the period.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct BackupLine {
     /// Source.
     pub source: String,
@@ -32,7 +32,7 @@ pub struct BackupLine {
     pub kind: BackupKind,
     /// The database, for the kinds that back up one (a source may have several: each is
     /// its own line, so that one backed up every hour cannot hide another never backed up).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
     /// Backups completed: those the repository holds, and those the audit log records as
     /// stored that it no longer holds (`no_longer_held`).
@@ -121,7 +121,7 @@ fn count_no_longer_held(
 }
 
 /// The WAL archive of a source as of the report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct WalLine {
     /// Source.
     pub source: String,
@@ -136,7 +136,7 @@ pub struct WalLine {
 }
 
 /// A source's configured retention, and whether anything applies it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RetentionLine {
     /// Source.
     pub source: String,
@@ -169,7 +169,7 @@ fn retention_lines(config: &Config) -> Vec<RetentionLine> {
 }
 
 /// The evidence pack.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct EvidencePack {
     /// The period as the one who asked for it typed it, when it was read in their
     /// machine's time zone (set by the CLI): the same dates are another period elsewhere.
@@ -204,7 +204,7 @@ pub struct EvidencePack {
     /// Per source that backs up several databases, those with logical backups that no
     /// logical drill of the period restored: one database's drill proves nothing of
     /// another's restore.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub undrilled: BTreeMap<String, (Vec<String>, usize)>,
     /// Objectives per source (`rto`, `rpo`).
     pub objectives: BTreeMap<String, (Option<String>, Option<String>)>,
@@ -382,7 +382,7 @@ pub fn drill_heads_not_in_log(drills: &[DrillSummary], entries: &[audit::Entry])
 }
 
 /// One `verify` run, as its audit entry records it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct VerificationLine {
     /// When it ended.
     pub time: Timestamp,
@@ -390,7 +390,7 @@ pub struct VerificationLine {
     pub backups: Option<u64>,
     /// `structure` (every blob present), `data` (every pack read and checked) or `subset`
     /// (a part of the packs read).
-    pub depth: &'static str,
+    pub depth: String,
     /// Whether it found everything intact.
     pub ok: bool,
     /// Its entry's words after the counts: `all intact`, or what was damaged.
@@ -422,7 +422,8 @@ fn verification_lines(
                     "data"
                 } else {
                     "structure"
-                },
+                }
+                .to_string(),
                 ok: e.outcome == "ok",
                 finding: finding.to_string(),
             }
@@ -431,7 +432,7 @@ fn verification_lines(
 }
 
 /// A backup a `verify` found damaged that a later check found intact again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct IntactAgain {
     /// The backup (short id, as the verify entry names it).
     pub id: String,
@@ -1244,7 +1245,7 @@ pub fn markdown(p: &EvidencePack) -> String {
                 "| {} | {} | {} | {} |",
                 v.time.strftime("%Y-%m-%d %H:%M UTC"),
                 v.backups.map_or("-".to_string(), |n| n.to_string()),
-                match v.depth {
+                match v.depth.as_str() {
                     "data" => "data read",
                     "subset" => "data read, a subset of the packs",
                     _ => "structure",
@@ -1636,7 +1637,7 @@ mod tests {
         let lines = verification_lines(&entries, from, to);
         let got: Vec<(Option<u64>, &str, bool, &str)> = lines
             .iter()
-            .map(|l| (l.backups, l.depth, l.ok, l.finding.as_str()))
+            .map(|l| (l.backups, l.depth.as_str(), l.ok, l.finding.as_str()))
             .collect();
         assert_eq!(
             got,

@@ -107,7 +107,7 @@ impl Default for RestoreOptions {
 }
 
 /// What a restore will do (printed by `--dry-run`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RestorePlan {
     /// The backup.
     pub backup: SnapshotInfo,
@@ -143,16 +143,16 @@ pub struct RestorePlan {
     pub sessions_on_target: Vec<String>,
     /// An overwrite (one transaction) that likely needs more locks than the target
     /// server's lock table holds, said before it starts.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_warning: Option<String>,
     /// Where the dump is staged ([`RestoreOptions::scratch_dir`]; `None`: the system's
     /// temporary directory). [`restore`]'s own `scratch_dir` argument wins.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scratch_dir: Option<PathBuf>,
 }
 
 /// What a restore did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RestoreReport {
     /// The plan carried out.
     pub plan: RestorePlan,
@@ -167,23 +167,23 @@ pub struct RestoreReport {
     pub globals_restored: bool,
     /// The role the restore connected as, when the globals backup would have set its
     /// password: it kept the target's (see [`apply_globals`]).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kept_password_of: Option<String>,
     /// Database properties (owner, grants, settings) that name a role the target server
     /// does not have, or that the restoring role may not set, with the reason: restore the
     /// globals first, or as a superuser, to get them.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub properties_not_applied: Vec<String>,
     /// With `no_owner`: the backup's grants to roles, left out (see
     /// `--no-owner` in the README), and its revocations from PUBLIC, applied.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub without_owners: Option<WithoutOwners>,
     /// Total seconds.
     pub total_secs: f64,
 }
 
 /// What a `--no-owner` restore did with the backup's privileges.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
 pub struct WithoutOwners {
     /// `GRANT` statements of the backup, not restored (they name roles).
     pub grants_left_out: usize,

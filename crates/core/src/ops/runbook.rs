@@ -273,7 +273,7 @@ fn region_loss(copies: &[CopyDestination], lb: &str) -> String {
 }
 
 /// The runbook: its Markdown, and the state it was written from as data (`--json`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Runbook {
     /// When it was generated.
     pub generated_at: Timestamp,
@@ -288,14 +288,14 @@ pub struct Runbook {
 }
 
 /// What the runbook found for one source.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SourceState {
     /// Source.
     pub source: String,
     /// The newest backup's id per kind that has one (of any database).
     pub latest: BTreeMap<String, String>,
     /// The newest logical backup's id per database, when the source has several.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub latest_logical_by_database: BTreeMap<String, String>,
     /// The newest drill, if any.
     pub last_drill: Option<DrillSummary>,

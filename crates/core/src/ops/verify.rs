@@ -26,7 +26,7 @@ pub struct VerifyOptions {
 }
 
 /// One backup's verdict.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct BackupVerdict {
     /// Snapshot id.
     pub id: String,
@@ -43,7 +43,7 @@ pub struct BackupVerdict {
 }
 
 /// The verify report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct VerifyReport {
     /// Whether pack contents were read.
     pub read_data: bool,
@@ -63,7 +63,7 @@ pub struct VerifyReport {
     /// [`crate::repository::audit::unlogged_backups`]); not damage, and not in [`Self::ok`].
     pub unlogged_backups: Vec<String>,
     /// The verify is done, but its audit entry or head did not get where it belongs.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence_gap: Option<crate::repository::audit::EvidenceGap>,
 }
 

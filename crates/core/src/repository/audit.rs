@@ -725,12 +725,12 @@ const GAP_HINT: &str = "the operation itself is complete; the message says what 
 /// work twice. After a success, [`Self::error`] is what the CLI exits with once it has
 /// printed the result; after a failure (damage found), the failure decides the exit and
 /// the gap is said beside it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct EvidenceGap {
     /// What is missing, and where.
     pub message: String,
     /// What to do about it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
     /// The logging error's kind, which chooses the exit code.
     pub kind: crate::ErrorKind,
@@ -833,7 +833,7 @@ fn logged_outcome<T>(
 }
 
 /// The result of checking the chain.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct AuditVerdict {
     /// Entries read.
     pub entries: usize,

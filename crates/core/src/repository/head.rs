@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// What is published for one entry.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 struct Published<'a> {
     repository: &'a str,
     seq: u64,

@@ -100,7 +100,7 @@ impl BackupMeta {
 }
 
 /// A complete lifeboat backup as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SnapshotInfo {
     /// Snapshot id (64 hex digits).
     pub id: String,

@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// The archiver of a running server.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ArchiverState {
     /// `archive_mode` (`off`, `on`, `always`).
     pub archive_mode: String,

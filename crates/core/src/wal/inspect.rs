@@ -33,7 +33,7 @@ pub struct InspectOptions {
 }
 
 /// One transaction that changed rows or relations.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Transaction {
     /// Transaction id: `restore --target-xid` takes it.
     pub xid: u64,
@@ -59,7 +59,7 @@ pub struct Transaction {
 }
 
 /// What was read.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Inspection {
     /// The segments read, first and last.
     pub first_segment: String,

@@ -9,7 +9,9 @@ use crate::error::{Error, Result};
 pub const DEFAULT_SEGMENT_SIZE: u64 = 16 * 1024 * 1024;
 
 /// A file PostgreSQL hands to `archive_command` or asks `restore_command` for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 pub enum WalFile {
     /// `TTTTTTTTXXXXXXXXYYYYYYYY`: a full segment.
     Segment(SegmentName),
@@ -22,7 +24,9 @@ pub enum WalFile {
 }
 
 /// The three numbers in a segment name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 pub struct SegmentName {
     /// Timeline.
     pub timeline: u32,

@@ -14,7 +14,7 @@ use super::{
 use crate::error::Result;
 
 /// Archived segments of one timeline.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TimelineRange {
     /// Timeline id.
     pub timeline: u32,
@@ -31,7 +31,7 @@ pub struct TimelineRange {
 }
 
 /// Where a restore of a base backup can get with the archive as it is.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Reachable {
     /// Base backup the chain starts from (snapshot id).
     pub backup_id: String,
@@ -74,7 +74,7 @@ pub fn past_branch(
 }
 
 /// The state of the WAL archive.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct WalStatus {
     /// Where the archive is.
     pub location: String,
@@ -455,7 +455,7 @@ fn history_timelines(store: &WalStore) -> Result<BTreeSet<u32>> {
 }
 
 /// A timeline that kept receiving WAL past the point where a newer one branched off it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct KeptWriting {
     /// The timeline left.
     pub timeline: u32,

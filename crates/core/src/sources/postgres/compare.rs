@@ -18,7 +18,7 @@ use super::{
 use crate::error::{Error, Result};
 
 /// One table compared.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct TableCheck {
     /// `schema.table`.
     pub table: String,
@@ -44,7 +44,7 @@ fn sequence_state(last_value: i64, is_called: bool) -> String {
 }
 
 /// The whole comparison.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Comparison {
     /// Per table.
     pub tables: Vec<TableCheck>,

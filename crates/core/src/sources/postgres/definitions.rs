@@ -23,7 +23,7 @@ pub struct Scope {
 }
 
 /// The outcome: objects compared, and those that differ (`KIND schema.name` each).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct DefinitionCheck {
     /// Objects compared.
     pub compared: usize,
