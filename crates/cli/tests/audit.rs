@@ -256,6 +256,14 @@ fn failures_that_cannot_reach_the_log_are_parked_and_added_later() {
             && listed.contains("adds them first"),
         "{listed}"
     );
+    // while it waits, it is the newest failure: the glance and its check say so (the
+    // moment the log cannot be written, a full disk, is when this matters)
+    let (code, out, _) = run(lb(&cfg).args(["stats", "--check"]));
+    assert_eq!(code, 10, "{out}");
+    assert!(
+        out.contains("LAST RUN FAILED  app-db at ") && out.contains("wrong password"),
+        "{out}"
+    );
 
     // the next operation that can write adds it first, with when it happened
     ok(lb(&cfg).args(["verify", "--all"]));

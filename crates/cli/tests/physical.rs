@@ -2183,6 +2183,26 @@ fn wal_status_fails_when_the_server_refuses_the_login() {
     assert!(!err.contains("before-rotation"), "{err}");
     let (code, _, _) = run(lb(&cfg).args(["--json", "wal", "status"]));
     assert_eq!(code, 3);
+    // a server that does not answer, for an archive in use: its checks did not run, which
+    // monitoring must not read as passed (exit 7)
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        &dsn,
+        "host=127.0.0.1 port=1 dbname=postgres connect_timeout=2",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let (code, out, err) = run(lb(&cfg).args(["wal", "status"]));
+    assert_eq!(code, 7, "{out}{err}");
+    assert!(
+        out.contains("timeline 1:") && out.contains("archiver (server): not reachable"),
+        "{out}"
+    );
+    assert!(
+        err.contains("the server of source main did not answer")
+            && err.contains("Connection refused"),
+        "{err}"
+    );
+    let (code, out, _) = run(lb(&cfg).args(["--json", "wal", "status"]));
+    assert_eq!(code, 7, "{out}");
 }
 
 #[test]
@@ -3155,11 +3175,12 @@ fn a_failing_archive_command_stops_the_base_backup_with_the_reason() {
     assert!(json["archiver_stalled_secs"].as_u64() >= Some(2), "{json}");
     assert_eq!(json["archiver"]["failing"], false, "{json}");
 
-    // the server gone: the repository's part still prints, and says the server is not
-    // reachable
+    // the server gone: the repository's part still prints, says the server is not
+    // reachable, and exits 7: the checks that ask it did not run, which monitoring must
+    // not read as passed
     drop(c);
     let (code, out, _) = run(lb(&cfg).args(["wal", "status"]));
-    assert_eq!(code, 0, "{out}");
+    assert_eq!(code, 0, "nothing was archived here: {out}");
     assert!(out.contains("archiver (server): not reachable"), "{out}");
 }
 

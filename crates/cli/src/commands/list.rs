@@ -221,6 +221,16 @@ fn check_problems(
     if let Some(n) = s.audit_broken_after {
         out.push(broken_chain(n));
     }
+    // as `config check` judges it: the next backup or WAL push would fail
+    if let Some(free) = lifeboat_core::repository::free_space(&s.repository)
+        .filter(|f| *f < 2 * lifeboat_core::wal::DEFAULT_SEGMENT_SIZE)
+    {
+        out.push(format!(
+            "the repository's file system at {} has {} free: the next backup or WAL push fails",
+            s.repository,
+            output::bytes(free)
+        ));
+    }
     if let Some(e) = &s.audit_error {
         out.push(format!(
             "the audit log could not be read, so failed runs could not be looked for: {e}"

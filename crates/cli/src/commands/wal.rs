@@ -613,7 +613,7 @@ fn status(
                 tablespace_created_at: tablespace_created_at.map(|l| l.to_string()),
             },
         )?;
-        let refused = refused_login(&server);
+        let refused = refused_login(&server).and(not_asked(&server, &st, &name));
         return verdict(
             (&st, tablespace_created_at),
             &store,
@@ -747,7 +747,7 @@ fn status(
             socket.display()
         );
     }
-    let refused = refused_login(&server);
+    let refused = refused_login(&server).and(not_asked(&server, &st, &name));
     verdict(
         (&st, tablespace_created_at),
         &store,
@@ -791,6 +791,38 @@ fn stall_bound(ctx: &Ctx, name: &str) -> u64 {
         .map_or(wal::archiver::STALLED_AFTER_SECS, |s| {
             wal::archiver::stall_bound(&s.objectives)
         })
+}
+
+/// A server that did not answer, for a source whose archive is in use: the checks that
+/// ask it (a failing or stalled archiver, segments waiting in `pg_wal`) did not run, and
+/// monitoring must not read "passed" (exit 7). A source without a connection (`--repo`
+/// alone) or whose archive holds nothing is not judged here.
+fn not_asked(
+    server: &lifeboat_core::Result<ArchiverState>,
+    st: &wal::WalStatus,
+    name: &str,
+) -> anyhow::Result<()> {
+    match server {
+        Err(e)
+            if !matches!(e.kind(), ErrorKind::Auth | ErrorKind::Config)
+                && !st.timelines.is_empty() =>
+        {
+            Err(anyhow::Error::from(
+                lifeboat_core::Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "the server of source {name} did not answer, so the checks that ask it (a failing or stalled archiver, segments waiting in pg_wal) did not run{}: {}",
+                        st.rpo_secs
+                            .map(|s| format!("; from the repository alone the live RPO is {}", output::secs(s)))
+                            .unwrap_or_default(),
+                        e.to_string().lines().next().unwrap_or_default()
+                    ),
+                )
+                .hint("start the server, or fix the source's dsn; the lines above are what the repository holds"),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn print_archiver(a: &ArchiverState, stall_bound: u64) {

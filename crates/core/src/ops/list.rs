@@ -234,6 +234,26 @@ fn failed_last(
         .collect()
 }
 
+/// The entries parked on this host for `repo`, as the log will hold them once added.
+fn parked_as_entries(repo: &Repo) -> Vec<crate::repository::audit::Entry> {
+    crate::repository::parked::for_repository(repo.location())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, p)| crate::repository::audit::Entry {
+            seq: 0,
+            time: jiff::Timestamp::now(),
+            outcome: if p.ok { "ok" } else { "failed" }.into(),
+            details: p.late_details(),
+            action: p.action,
+            user: Some(p.user),
+            host: Some(p.host),
+            prev: String::new(),
+            hash: String::new(),
+            extra: std::collections::BTreeMap::new(),
+        })
+        .collect()
+}
+
 /// Per-source statistics, per kind and database.
 ///
 /// # Errors
@@ -292,11 +312,15 @@ pub fn stats(repo: &Repo) -> Result<Stats> {
     // a log that cannot be read is `audit verify`'s to report, not a reason for no stats
     let (failed_last, audit_error, audit_broken_after) =
         match crate::repository::audit::entries(repo) {
-            Ok(entries) => (
-                failed_last(&entries, &all),
-                None,
-                crate::repository::audit::chain_breaks_after(&entries),
-            ),
+            Ok(entries) => {
+                let broken = crate::repository::audit::chain_breaks_after(&entries);
+                // entries parked on this host are runs that failed when the repository
+                // could not take their entry (its disk full, the store down): the newest
+                // failures of all, at the moment the log cannot show them
+                let mut entries = entries;
+                entries.extend(parked_as_entries(repo));
+                (failed_last(&entries, &all), None, broken)
+            }
             Err(e) => (Vec::new(), Some(crate::error::one_line(&e)), None),
         };
     Ok(Stats {
