@@ -1277,6 +1277,8 @@ fn a_missing_segment_is_named_with_the_last_reachable_point() {
     let one_source = std::fs::read_to_string(&a.cfg).expect("config");
     let mut conf = one_source.clone();
     conf.push_str("\n[[source]]\nname = \"reports\"\nkind = \"postgres\"\ndsn = \"host=/nonexistent port=5 dbname=x connect_timeout=2\"\n");
+    // ... and one configured for point-in-time recovery that archives nothing: no silence
+    conf.push_str("\n[[source]]\nname = \"meant\"\nkind = \"postgres\"\ndsn = \"host=/nonexistent port=5 dbname=x connect_timeout=2\"\nschedule = { physical = \"0 3 * * 0\" }\n");
     std::fs::write(&a.cfg, conf).expect("config");
     let (code, out, err) = run(a.lb().args(["wal", "status", "--all"]));
     assert_eq!(code, 10, "{out}{err}");
@@ -1290,14 +1292,18 @@ fn a_missing_segment_is_named_with_the_last_reachable_point() {
     );
     assert!(
         out.lines()
-            .any(|l| l == "1 of 2 sources passed the archive checks; FAILED: main"),
+            .any(|l| l == "1 of 3 sources passed the archive checks; FAILED: main, meant"),
         "{out}"
     );
-    assert!(err.contains("1 of 2 sources failed: main ("), "{err}");
+    assert!(err.contains("2 of 3 sources failed: main ("), "{err}");
+    assert!(
+        err.contains("source meant is configured for point-in-time recovery (its schedule takes physical backups), and its WAL archive holds nothing"),
+        "{err}"
+    );
     let (code, out, _) = run(a.lb().args(["--json", "wal", "status", "--all"]));
     assert_eq!(code, 10, "{out}");
     let all: Vec<serde_json::Value> = serde_json::from_str(&out).expect("json");
-    assert_eq!(all.len(), 2, "{out}");
+    assert_eq!(all.len(), 3, "{out}");
     assert_eq!(all[0]["source"], "main", "{out}");
     assert!(
         all[0]["error"].as_str().is_some() && all[0]["timelines"].is_array(),

@@ -514,7 +514,13 @@ fn status(
         .as_ref()
         .map_or(wal::DEFAULT_SEGMENT_SIZE, |p| p.wal_segment_size);
     let mut st = wal::status(&store, start.as_ref(), seg_size)?;
-    if run.all && latest.is_none() && off.is_empty() && st.timelines.is_empty() {
+    let pitr_meant = pitr_meant(ctx, &name);
+    if run.all
+        && latest.is_none()
+        && off.is_empty()
+        && st.timelines.is_empty()
+        && pitr_meant.is_none()
+    {
         // one of several sources, with logical backups only: nothing of its own to check
         let server = early_server.take().unwrap_or_else(|| archiver(ctx, &name));
         if server.as_ref().map_or(true, |a| a.archive_mode == "off") {
@@ -613,7 +619,9 @@ fn status(
                 tablespace_created_at: tablespace_created_at.map(|l| l.to_string()),
             },
         )?;
-        let refused = refused_login(&server).and(not_asked(&server, &st, &name));
+        let refused = refused_login(&server)
+            .and(not_asked(&server, &st, &name))
+            .and(not_archived(pitr_meant.as_deref(), &st, &name));
         return verdict(
             (&st, tablespace_created_at),
             &store,
@@ -747,7 +755,9 @@ fn status(
             socket.display()
         );
     }
-    let refused = refused_login(&server).and(not_asked(&server, &st, &name));
+    let refused = refused_login(&server)
+        .and(not_asked(&server, &st, &name))
+        .and(not_archived(pitr_meant.as_deref(), &st, &name));
     verdict(
         (&st, tablespace_created_at),
         &store,
@@ -791,6 +801,39 @@ fn stall_bound(ctx: &Ctx, name: &str) -> u64 {
         .map_or(wal::archiver::STALLED_AFTER_SECS, |s| {
             wal::archiver::stall_bound(&s.objectives)
         })
+}
+
+/// What in the configuration of source `name` says it is meant to be recoverable to a
+/// point in time (a schedule of base backups, an RPO objective of its own beside the
+/// logical one); `None` when nothing does.
+fn pitr_meant(ctx: &Ctx, name: &str) -> Option<String> {
+    let src = ctx.source(Some(name)).ok()?;
+    if src.schedule.physical.is_some() {
+        return Some("its schedule takes physical backups".into());
+    }
+    match (&src.objectives.rpo, &src.objectives.logical_rpo) {
+        (Some(r), Some(l)) if r != l => Some(format!(
+            "its RPO objective ({r}) is not its logical one ({l})"
+        )),
+        _ => None,
+    }
+}
+
+/// A source configured for point-in-time recovery (see [`pitr_meant`]) whose archive
+/// holds nothing: no point in time can be recovered, which is no "logical backups only".
+fn not_archived(meant: Option<&str>, st: &wal::WalStatus, name: &str) -> anyhow::Result<()> {
+    match meant {
+        Some(why) if st.timelines.is_empty() => Err(anyhow::Error::from(
+            lifeboat_core::Error::new(
+                ErrorKind::CheckFailed,
+                format!(
+                    "source {name} is configured for point-in-time recovery ({why}), and its WAL archive holds nothing: no point in time can be recovered"
+                ),
+            )
+            .hint("turn archiving on in the server (archive_mode = on, archive_command as the line above says; see the README), then take a physical backup"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A server that did not answer, for a source whose archive is in use: the checks that
