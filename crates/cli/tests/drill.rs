@@ -1782,8 +1782,30 @@ fn drill_all_drills_each_database_of_each_source_past_one_that_fails() {
     for i in [0, 1, 3] {
         assert_eq!(reports[i]["passed"], true, "{out}");
     }
+    // drills that passed and whose evidence could not be completed count as passed,
+    // named apart, and the exit code says what failed (7)
+    // (here: the audit head could not be published, its URL down)
+    let plain = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{plain}\n[audit]\nhead_url = \"http://127.0.0.1:1/heads\"\n"),
+    )
+    .unwrap();
+    let (code, out, err) = run(lb(&cfg).args(["drill", "--all"]));
+    std::fs::write(&cfg, plain).unwrap();
+    assert_eq!(code, 7, "{out}{err}");
+    assert!(
+        out.lines().any(|l| l
+            == "3 of 4 drills passed; FAILED: gone-db; evidence INCOMPLETE: app-db database app, app-db database crm, billing-db"),
+        "{out}"
+    );
+    assert!(
+        err.contains("1 of 4 drills failed: gone-db (")
+            && err.contains("and the evidence of 3 more is incomplete: app-db database app ("),
+        "{err}"
+    );
     // every drill that ran is in the audit log, the one that could not run too
     let log = ok(lb(&cfg).args(["--json", "audit", "list", "--action", "drill"]));
     let entries: Vec<serde_json::Value> = serde_json::from_str(&log).unwrap();
-    assert!(entries.len() >= 8, "two runs of four drills: {log}");
+    assert!(entries.len() >= 12, "three runs of four drills: {log}");
 }

@@ -120,9 +120,12 @@ impl BackupCmd {
                     lifeboat_core::ops::backup::kinds_named(&self.kind)
                 ),
             );
+            // stored, with only its audit head unpublished: done, its evidence incomplete
+            let mut stored = false;
             let outcome = backup(&repo, src, &self.options(ctx, &src.name))
                 .map_err(anyhow::Error::from)
                 .and_then(|report| {
+                    stored = report.failure().is_none();
                     let outcome = summarize(ctx, &repo, &report);
                     reports.push(AllEntry::Done(report));
                     outcome
@@ -135,7 +138,11 @@ impl BackupCmd {
                     });
                 }
                 // Ctrl-C stops the whole run, not just this source
-                each.failed(&src.name, e)?;
+                if stored {
+                    each.incomplete(&src.name, e)?;
+                } else {
+                    each.failed(&src.name, e)?;
+                }
             }
         }
         output::warn_repository(&repo);

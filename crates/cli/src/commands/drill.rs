@@ -98,7 +98,7 @@ impl DrillCmd {
                 None => ctx.open_logged("drill", &format!("source {name}")),
             },
         )?;
-        self.drill_one(ctx, &repo, &src, self.database.clone(), None)
+        self.drill_one(ctx, &repo, &src, self.database.clone(), None, &mut false)
     }
 
     /// Flag mistakes, refused before the repository is opened (no failed drill to log).
@@ -153,15 +153,26 @@ impl DrillCmd {
                 each.heading(&what);
                 Ctx::logged(&repo, "drill", &format!("source {what}"));
                 let done = reports.len();
-                if let Err(e) =
-                    self.drill_one(ctx, &repo, src, database.clone(), Some(&mut reports))
-                {
+                let mut passed = false;
+                if let Err(e) = self.drill_one(
+                    ctx,
+                    &repo,
+                    src,
+                    database.clone(),
+                    Some(&mut reports),
+                    &mut passed,
+                ) {
                     // a drill that ran and failed is in its report; one that could not run
                     // (no backup of the kind) says why
                     if reports.len() == done {
                         reports.push(serde_json::json!({"source": src.name, "database": database, "error": format!("{e:#}")}));
                     }
-                    each.failed(&what, e)?;
+                    if passed {
+                        // its verdict stands; its evidence did not get where it belongs
+                        each.incomplete(&what, e)?;
+                    } else {
+                        each.failed(&what, e)?;
+                    }
                 }
             }
         }
@@ -201,7 +212,8 @@ impl DrillCmd {
     }
 
     /// One drill of `src`; with `collect` (`--all --json`) its report is kept there
-    /// instead of printed.
+    /// instead of printed. `passed` says whether it passed, also when what came after
+    /// (its evidence) failed.
     fn drill_one(
         &self,
         ctx: &Ctx,
@@ -209,6 +221,7 @@ impl DrillCmd {
         src: &lifeboat_core::config::SourceConfig,
         database: Option<String>,
         collect: Option<&mut Vec<serde_json::Value>>,
+        passed: &mut bool,
     ) -> anyhow::Result<()> {
         let pick = match self.pick.as_str() {
             "latest" => Pick::Latest,
@@ -237,6 +250,7 @@ impl DrillCmd {
             .spinning(&format!("drilling source {}", src.name), || {
                 drill(repo, src, &opts)
             })?;
+        *passed = report.passed;
         let files_written = || {
             self.report_dir.as_ref().is_none_or(|d| {
                 ["json", "md", "html"]

@@ -17,9 +17,23 @@ pub struct Each<'a> {
     /// How many were taken (headings given).
     total: usize,
     first_kind: Option<ErrorKind>,
-    /// (source, what went wrong in one line, its hint): the last lines a mail shows
-    causes: Vec<(String, String, Option<String>)>,
+    /// What went wrong, per source: the last lines a mail shows.
+    causes: Vec<Cause>,
 }
+
+/// One source's trouble in an `--all` run.
+struct Cause {
+    what: String,
+    /// Its first line, cut short: a mail's last lines must stay readable.
+    line: String,
+    hint: Option<String>,
+    /// The work was done (a backup stored, a drill passed) and something after it failed
+    /// (its evidence could not be published): counted as done, and named apart.
+    done: bool,
+}
+
+/// How long one cause may be in the last lines.
+const CAUSE_CHARS: usize = 200;
 
 impl<'a> Each<'a> {
     /// An `--all` run over `unit`s, whose last line counts those that did not fail as
@@ -56,6 +70,17 @@ impl<'a> Each<'a> {
     /// Records that `what` (as given to [`Self::heading`]) failed with `e` and says so
     /// with its hint. An interrupt stops the whole run: it is given back to be returned.
     pub fn failed(&mut self, what: &str, e: anyhow::Error) -> anyhow::Result<()> {
+        self.record(what, e, false)
+    }
+
+    /// As [`Self::failed`], for work that was done (a drill passed, a backup stored) with
+    /// something after it failed (its evidence not published): it counts as done, and the
+    /// exit code still says what failed.
+    pub fn incomplete(&mut self, what: &str, e: anyhow::Error) -> anyhow::Result<()> {
+        self.record(what, e, true)
+    }
+
+    fn record(&mut self, what: &str, e: anyhow::Error, done: bool) -> anyhow::Result<()> {
         let kind = error_kind(&e);
         if kind == ErrorKind::Interrupted {
             return Err(e);
@@ -71,11 +96,18 @@ impl<'a> Each<'a> {
         if self.first_kind.is_none() || kind == ErrorKind::Integrity {
             self.first_kind = Some(kind);
         }
-        self.causes.push((
-            what.to_string(),
-            lifeboat_core::error::headline(&format!("{e:#}")).to_string(),
+        let full = format!("{e:#}");
+        let line = lifeboat_core::error::headline(&full);
+        let line = match line.char_indices().nth(CAUSE_CHARS) {
+            Some((cut, _)) => format!("{}…", &line[..cut]),
+            None => line.to_string(),
+        };
+        self.causes.push(Cause {
+            what: what.to_string(),
+            line,
             hint,
-        ));
+            done,
+        });
         Ok(())
     }
 
@@ -83,10 +115,17 @@ impl<'a> Each<'a> {
     /// naming every failed source with its cause.
     pub fn finish(self) -> anyhow::Result<()> {
         let total = self.total;
-        let failed: Vec<&str> = self.causes.iter().map(|c| c.0.as_str()).collect();
+        let names = |done: bool| -> Vec<&str> {
+            self.causes
+                .iter()
+                .filter(|c| c.done == done)
+                .map(|c| c.what.as_str())
+                .collect()
+        };
+        let (failed, incomplete) = (names(false), names(true));
         if !self.ctx.json {
             println!(
-                "{} of {total} {} {}{}",
+                "{} of {total} {} {}{}{}",
                 total - failed.len(),
                 self.unit,
                 self.done,
@@ -94,33 +133,51 @@ impl<'a> Each<'a> {
                     String::new()
                 } else {
                     format!("; FAILED: {}", failed.join(", "))
+                },
+                if incomplete.is_empty() {
+                    String::new()
+                } else {
+                    format!("; evidence INCOMPLETE: {}", incomplete.join(", "))
                 }
             );
         }
-        if failed.is_empty() {
+        if self.causes.is_empty() {
             return Ok(());
         }
         // one cause's own hint when every failure has it (the repository's disk is full),
         // else where to look
-        let hint = match self.causes.first().and_then(|c| c.2.clone()) {
-            Some(h) if self.causes.iter().all(|c| c.2.as_deref() == Some(h.as_str())) => h,
+        let hint = match self.causes.first().and_then(|c| c.hint.clone()) {
+            Some(h) if self.causes.iter().all(|c| c.hint.as_deref() == Some(h.as_str())) => h,
             _ => "each failure and its hint is said above; run it again with --source NAME once its cause is gone".to_string(),
         };
-        Err(lifeboat_core::Error::new(
-            self.first_kind.unwrap_or(ErrorKind::Internal),
-            format!(
-                "{} of {total} {} failed: {}",
-                failed.len(),
+        let list = |done: bool| {
+            self.causes
+                .iter()
+                .filter(|c| c.done == done)
+                .map(|c| format!("{} ({})", c.what, c.line))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let message = match (failed.len(), incomplete.len()) {
+            (0, n) => format!(
+                "{total} of {total} {} {}, but the evidence of {n} is incomplete: {}",
                 self.unit,
-                self.causes
-                    .iter()
-                    .map(|(s, what, _)| format!("{s} ({what})"))
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                self.done,
+                list(true)
             ),
+            (f, 0) => format!("{f} of {total} {} failed: {}", self.unit, list(false)),
+            (f, n) => format!(
+                "{f} of {total} {} failed: {}; and the evidence of {n} more is incomplete: {}",
+                self.unit,
+                list(false),
+                list(true)
+            ),
+        };
+        Err(
+            lifeboat_core::Error::new(self.first_kind.unwrap_or(ErrorKind::Internal), message)
+                .hint(hint)
+                .into(),
         )
-        .hint(hint)
-        .into())
     }
 }
 
