@@ -59,6 +59,8 @@ fn settings_nothing_acts_on_are_noted_not_passed_as_working() {
     assert_eq!(
         notes,
         [
+            // the test cluster logs no DELETE (log_statement = none)
+            "source app-db",
             "source.app-db.schedule",
             "source.app-db.drill.schedule",
             "source.app-db.retention",
