@@ -42,6 +42,12 @@ pub fn parse_until(s: &str) -> Result<jiff::Timestamp, String> {
 /// clock change is the same time of day yesterday.
 fn ago(s: &str) -> Option<Result<jiff::Timestamp, String>> {
     let span = s.trim().parse::<jiff::Span>().ok()?;
+    // `+2m` reads as "in two minutes", `-1d` as either: a window bound is a time ago
+    if s.trim().starts_with(['+', '-']) {
+        return Some(Err(format!(
+            "{s:?} has a sign: give a time ago without one (1d, 12h, 30m, \"2 weeks ago\")"
+        )));
+    }
     let now = jiff::Zoned::now().with_time_zone(local_zone().unwrap_or(jiff::tz::TimeZone::UTC));
     Some(
         now.checked_sub(span.abs())
@@ -53,7 +59,7 @@ fn ago(s: &str) -> Option<Result<jiff::Timestamp, String>> {
 /// A time error for a window bound, which also takes a time ago.
 fn with_ago_forms(e: String) -> String {
     if e.contains(" is not a time: ") {
-        format!("{e}, or a time ago: 1d, 12h, 30m, 2w")
+        format!("{e}, or a time ago: 1d, 12h, 30m, 2w, 1mo, \"90 days ago\"")
     } else {
         e
     }
@@ -141,7 +147,9 @@ pub fn since_before_until(
 ) -> anyhow::Result<()> {
     match (since, until) {
         (Some(since), Some(until)) if since > until => Err(lifeboat_core::Error::config(format!(
-            "--since ({since}) is after --until ({until})"
+            "--since ({}) is after --until ({})",
+            since.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            until.strftime("%Y-%m-%d %H:%M:%S UTC")
         ))
         .hint("swap them")
         .into()),
@@ -409,8 +417,12 @@ mod tests {
             e.contains("is not a time") && e.contains("a time ago: 1d"),
             "{e}"
         );
-        // restore targets take no time ago
+        // restore targets take no time ago, and a sign is refused
         assert!(super::parse_time("1h").is_err());
+        for signed in ["+2m", "-1d"] {
+            let e = super::parse_since(signed).unwrap_err();
+            assert!(e.contains("has a sign"), "{e}");
+        }
     }
 
     #[test]
