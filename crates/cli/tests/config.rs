@@ -204,6 +204,17 @@ fn root_does_not_follow_a_configuration_others_may_write() {
         );
         assert!(!marker.exists(), "the script ran as root");
     }
+    // another user's configuration (a note of its own) does not hide the script
+    let pg = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+    nix::unistd::chown(&cfg, Some(pg.uid), None).unwrap();
+    let (code, out, err) = run(lb(&cfg).args(["config", "check"]));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains(&format!("{} holds what lifeboat runs", script.display())),
+        "{err}"
+    );
+    assert!(!marker.exists(), "the script ran as root");
+    nix::unistd::chown(&cfg, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
     // made root's alone, it runs
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     ok(lb(&cfg).args(["config", "check"]));

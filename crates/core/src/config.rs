@@ -963,6 +963,7 @@ pub fn root_runs_what_others_control(
             ),
         ));
     }
+    let mut first_note = None;
     for place in places {
         let Ok(m) = std::fs::metadata(place) else {
             continue;
@@ -983,16 +984,19 @@ pub fn root_runs_what_others_control(
             None
         };
         if let Some((refuse, who)) = who {
-            return Some((
-                refuse,
-                format!(
-                    "{} holds what lifeboat runs, reads and writes, and {who}: run as root, lifeboat follows what they write there as root",
-                    place.display()
-                ),
-            ));
+            let said = format!(
+                "{} holds what lifeboat runs, reads and writes, and {who}: run as root, lifeboat follows what they write there as root",
+                place.display()
+            );
+            // a refusal anywhere outranks a note on an earlier place (another user's
+            // configuration file must not hide a script every user may change)
+            if refuse {
+                return Some((true, said));
+            }
+            first_note.get_or_insert((false, said));
         }
     }
-    None
+    first_note
 }
 
 /// The files root runs for `config`, besides the configuration itself: each program (and
