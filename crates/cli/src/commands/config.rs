@@ -99,7 +99,7 @@ impl ConfigCmd {
                                 unconfigured.join(", ")
                             ),
                             note: true,
-                            hint: Some("restore, drill and wal status take them by name (--source); a backup or wal-push needs a [[source]] of that name with its dsn".into()),
+                            hint: Some("restore, drill and wal status take them by name (--source); a backup, and a wal-push with a configuration file, need a [[source]] of that name (a backup with its dsn)".into()),
                         });
                     }
                 }

@@ -128,8 +128,12 @@ fn store_named(
 /// archive_command must not fill that host's archive with this server's WAL.
 fn source_name(ctx: &Ctx, source: Option<&str>, writing: bool) -> anyhow::Result<String> {
     match source {
+        // a configuration file names what may be written to, also one with only its
+        // [repository]: a name mistyped in an archive_command must not start an archive
+        _ if writing && (ctx.config_path.is_some() || !ctx.source_from_repository()) => {
+            Ok(ctx.source(source)?.name.clone())
+        }
         Some(n) if ctx.source_from_repository() => Ok(n.to_string()),
-        _ if writing && !ctx.source_from_repository() => Ok(ctx.source(source)?.name.clone()),
         _ => Ok(ctx.source_in_repository(source, None)?.name),
     }
 }
@@ -601,7 +605,7 @@ fn status(
         .find(|s| std::os::unix::net::UnixStream::connect(s).is_ok());
     let wal_server = answering.is_some();
     let socket = answering.unwrap_or(&candidates[0]).clone();
-    if let Some(server) = early_server.take().filter(|_| ctx.json) {
+    if let Some(server) = ctx.json.then(|| early_server.take()).flatten() {
         run.emit(
             &name,
             &StatusJson {

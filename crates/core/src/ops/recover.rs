@@ -235,17 +235,20 @@ fn select(repo: &Repo, opts: &RecoverOptions) -> Result<SnapshotInfo> {
         }
         return Ok(b);
     }
-    let all = crate::repository::audit::logged_only(
+    let listed = list(
         repo,
-        list(
-            repo,
-            &ListFilter {
-                source: Some(opts.source.clone()),
-                kind: Some(BackupKind::Physical),
-                ..ListFilter::default()
-            },
-        )?,
+        &ListFilter {
+            source: Some(opts.source.clone()),
+            kind: Some(BackupKind::Physical),
+            ..ListFilter::default()
+        },
     )?;
+    // none at all: a name mistyped is told the names there are (before the audit log
+    // leaves out backups it does not record, which are said on their own)
+    if listed.is_empty() {
+        return Err(no_physical_backup_of(repo, &opts.source));
+    }
+    let all = crate::repository::audit::logged_only(repo, listed)?;
     // recovery to the latest timeline follows the newest one; a backup its history does
     // not contain (taken on an old primary after a failover) would fail to recover, so the
     // newest backup that it does contain is taken
@@ -266,9 +269,6 @@ fn select(repo: &Repo, opts: &RecoverOptions) -> Result<SnapshotInfo> {
                 _ => true,
             }
     };
-    if all.is_empty() {
-        return Err(no_physical_backup_of(repo, &opts.source));
-    }
     let mut chosen = None;
     for b in all.into_iter().rev().filter(fits) {
         if on_newest(&b)? {
@@ -293,7 +293,7 @@ fn no_physical_backup_of(repo: &Repo, source: &str) -> Error {
         .backups()
         .unwrap_or_default()
         .into_iter()
-        .filter(|b| b.meta.kind == BackupKind::Physical)
+        .filter(|b| b.meta.kind == BackupKind::Physical && b.meta.source != source)
         .map(|b| b.meta.source)
         .collect();
     others.sort();
@@ -303,7 +303,7 @@ fn no_physical_backup_of(repo: &Repo, source: &str) -> Error {
         repo.location()
     ));
     if others.is_empty() {
-        e.hint("the repository holds no physical backup at all: a point-in-time restore starts from one (`lifeboat backup --kind physical`)")
+        e.hint("the repository holds no physical backup of another source either: a point-in-time restore starts from one (`lifeboat backup --kind physical`)")
     } else {
         e.hint(format!(
             "the repository has physical backups of source(s) {}: pass --source with that name, or give the [[source]] that name",

@@ -809,12 +809,25 @@ From a logical backup (loses what was written after it):
         } else {
             String::new()
         };
+        let dump_path = sh(&crate::sources::postgres::logical::snapshot_path(
+            s,
+            &crate::sources::postgres::logical::BackupKind::Logical.file_name(db),
+        )
+        .display()
+        .to_string());
+        // `./`: a name starting with `-` would be read as an option
+        let dump_file = sh(&if db.starts_with('-') {
+            format!("./{db}.pgdump")
+        } else {
+            format!("{db}.pgdump")
+        });
+        let restic_repo = restic_repository(repo.location(), &config.repository);
         let _ = writeln!(
             m,
             r#"### Scenario 5: accidental delete of rows or a table
 
 1. Find the time of the delete: the application's log, or PostgreSQL's (with `log_statement = 'mod'` it logs every `DELETE` and `DROP` with its time); else, with WAL archiving, `{lb} wal inspect --source {s} --since "YYYY-MM-DD HH:MM" --table schema.table` lists the transactions that changed the table, with their commit times and ids, and the restore that stops just before one. Then restore from before it, beside production{others}:{pitr5}
-   `{lb} restore --before "YYYY-MM-DDTHH:MM:SSZ" --source {s} {db_flag} {before_flag}`
+   {before_cmd}
 2. Copy back what was lost, in bash (the commands below use its `pipefail`, `mapfile` and `<(…)`). Set the two connections and the table (as `schema.table`); `psql` and `pg_dump` ask for the password unless `~/.pgpass` or `PGPASSWORD` has it:
 
 ```sh
@@ -850,40 +863,38 @@ psql -X -v ON_ERROR_STOP=1 -d "$TO" -c "drop schema lifeboat_recovered cascade"
 ```
 
    `COPY N` says how many rows the old table had, `INSERT 0 N` how many came back: keep both for the incident record (`{lb} audit note "…"` writes it into the audit log). `INSERT 0 0` means no key was missing: check `T` and that `FROM` is from before the delete. Each command is one transaction, and a failing one (a `FROM` that cannot be read, with `pipefail` set above) stops the ones after it; they can be run again after a failure, and none touches the live sequences. The application may keep running. Tables a delete cascaded to: parents first. The insert needs a primary key or unique constraint on the table and the same columns in both (list them instead of `*` if a migration changed them or the table has generated columns).
-3. Drop `{before_name}` when done: `psql {admin} -c {drop_before}`.
+3. Drop {before_name} when done: {drop_cmd}.
 
 ### Emergency: lifeboat itself is unavailable
 
-With the repository password in a file: `export RESTIC_PASSWORD_FILE=/path/to/password`{s3_env}. `restic -r {repo} snapshots --tag source={s}` lists the backups; `restic -r {repo} dump ID {dump_path} > {dump_file}`, then `createdb NEWDB` and `pg_restore -j 2 -d NEWDB {dump_file}`.
+With the repository password in a file: `export RESTIC_PASSWORD_FILE=/path/to/password`{s3_env}. `restic -r {repo} snapshots --tag source={s}` lists the backups; {restic_dump}, then `createdb NEWDB` and {pg_restore_cmd}.
 "#,
-            repo = restic_repository(repo.location(), &config.repository),
+            repo = restic_repo,
             s3_env = if crate::repository::is_s3_url(repo.location()) {
                 " and the S3 keys: `export AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=…`"
             } else {
                 ""
             },
-            dump_path = sh(&crate::sources::postgres::logical::snapshot_path(
-                s,
-                &crate::sources::postgres::logical::BackupKind::Logical.file_name(db)
-            )
-            .display()
-            .to_string()),
             from = sh(&conn(&side_name(db, "_before"))),
             to = sh(&conn(db)),
-            admin = sh(&conn("postgres")),
-            db_flag = flag("--database", db),
-            before_flag = flag("--to-database", &side_name(db, "_before")),
-            drop_before = sh(&format!(
-                "drop database {}",
-                ident(&side_name(db, "_before"))
+            before_cmd = code(&format!(
+                "{lb} restore --before \"YYYY-MM-DDTHH:MM:SSZ\" --source {s} {} {}",
+                flag("--database", db),
+                flag("--to-database", &side_name(db, "_before"))
             )),
-            before_name = side_name(db, "_before"),
-            // `./`: a name starting with `-` would be read as an option
-            dump_file = sh(&if db.starts_with('-') {
-                format!("./{db}.pgdump")
-            } else {
-                format!("{db}.pgdump")
-            }),
+            drop_cmd = code(&format!(
+                "psql {} -c {}",
+                sh(&conn("postgres")),
+                sh(&format!(
+                    "drop database {}",
+                    ident(&side_name(db, "_before"))
+                ))
+            )),
+            before_name = code(&side_name(db, "_before")),
+            restic_dump = code(&format!(
+                "restic -r {restic_repo} dump ID {dump_path} > {dump_file}"
+            )),
+            pg_restore_cmd = code(&format!("pg_restore -j 2 -d NEWDB {dump_file}")),
             pitr5 = if has_physical {
                 format!("\n   Point in time first: it loses nothing written before the delete. `{lb} restore --kind physical --source {s} --to-dir /var/lib/postgresql/BEFORE --target-time \"YYYY-MM-DDTHH:MM:SSZ\" --exclusive --start --port 5433`; `FROM` below is then `port=5433`, the socket directory the restore printed, and the database's own name (a physical restore keeps it). Stop it when done (`pg_ctl -D /var/lib/postgresql/BEFORE stop`, as the restore printed) and delete the directory: it holds production's data.\n   Or from the last logical backup (rows written after it that the delete took stay lost):")
             } else {

@@ -253,17 +253,11 @@ fn verify_inner(
         );
         // a log rewritten with its hashes computed again verifies as a chain, but not
         // against the heads the drill reports name (as `audit verify` checks)
-        match crate::ops::evidence::drills(repo) {
-            Ok(stored) => problems.extend(
-                crate::ops::report::drill_heads_not_in_log(&stored, &entries)
-                    .into_iter()
-                    .map(|p| format!("audit log: {p}")),
-            ),
-            Err(e) => problems.push(format!(
-                "audit log: the drill reports stored in the repository could not be read to check the audit heads they name: {}",
-                crate::error::one_line(&e)
-            )),
-        }
+        problems.extend(
+            crate::repository::audit::drill_head_problems(repo, &entries)
+                .into_iter()
+                .map(|p| format!("audit log: {p}")),
+        );
         let unreadable = repo.unreadable_snapshots();
         problems.extend(crate::repository::audit::gone_backups(
             &entries,

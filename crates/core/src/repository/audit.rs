@@ -1002,16 +1002,7 @@ pub fn check_log(
     let mut v = verify_entries(&entries, expected_head);
     v.problems.extend(backups_gone_from(repo, &entries)?);
     v.problems.extend(unreadable_problems(repo));
-    // drill reports that cannot be read do not stop the chain's own verdict
-    match crate::ops::evidence::drills(repo) {
-        Ok(stored) => v.problems.extend(crate::ops::report::drill_heads_not_in_log(
-            &stored, &entries,
-        )),
-        Err(e) => v.problems.push(format!(
-            "the drill reports stored in the repository could not be read to check the audit heads they name: {}",
-            crate::error::one_line(&e)
-        )),
-    }
+    v.problems.extend(drill_head_problems(repo, &entries));
     for (text, file) in head_texts {
         let head = super::head::newest_in(text).ok_or_else(|| {
             Error::config(format!("{} holds no audit head", file.display())).hint("it should end with a line `SEQ HASH TIME ACTION OUTCOME` or a bare hash (at least its first 16 hex digits)")
@@ -1028,6 +1019,20 @@ pub fn check_log(
         }
     }
     Ok((v, entries))
+}
+
+/// The drill reports stored in `repo` that name an audit head `entries` do not hold: a
+/// log rewritten with its hashes computed again verifies as a chain, but not against
+/// those. Reports that cannot be read are a problem of their own, not a reason to stop.
+#[must_use]
+pub fn drill_head_problems(repo: &Repo, entries: &[Entry]) -> Vec<String> {
+    match crate::ops::evidence::drills(repo) {
+        Ok(stored) => crate::ops::report::drill_heads_not_in_log(&stored, entries),
+        Err(e) => vec![format!(
+            "the drill reports stored in the repository could not be read to check the audit heads they name: {}",
+            crate::error::one_line(&e)
+        )],
+    }
 }
 
 /// What the configured head file ([`Repo::with_audit`]) says against the log `entries`:

@@ -183,17 +183,32 @@ fn same_head(a: &str, b: &str) -> bool {
 pub fn append_line(path: &Path, entry: &Entry) -> Result<()> {
     let what = || format!("appending the audit head to {}", path.display());
     let new = !path.exists();
-    // a trust anchor: no one else may write it, whatever the umask (002 or 000 would make
-    // it writable by the group or by all, who could then rewrite it to match a forged log)
+    // a trust anchor: every user may read it, and no one else write it, whatever the
+    // umask (000 would let all rewrite it to match a forged log); the group only in a
+    // directory its group shares (a setgid or group-writable one: postgres and the
+    // operators appending alike)
+    let mode = {
+        use std::os::unix::fs::MetadataExt;
+        let shared = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .and_then(|d| std::fs::metadata(d).ok())
+            .is_some_and(|m| m.mode() & 0o2020 != 0);
+        if shared {
+            0o664
+        } else {
+            0o644
+        }
+    };
     let mut f = std::os::unix::fs::OpenOptionsExt::mode(
         std::fs::OpenOptions::new().create(true).append(true),
-        0o644,
+        mode,
     )
     .open(path)
     .map_err(|e| Error::io(what(), e))?;
     if new {
         use std::os::unix::fs::PermissionsExt;
-        let _ = f.set_permissions(std::fs::Permissions::from_mode(0o644));
+        let _ = f.set_permissions(std::fs::Permissions::from_mode(mode));
     }
     // created by root (a backup run by hand): it belongs to whoever owns its directory,
     // usually the user lifeboat runs as from archive_command and cron, which must go on

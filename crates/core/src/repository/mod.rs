@@ -658,14 +658,12 @@ fn open_error(url: &str, e: Box<rustic_core::RusticError>) -> Error {
     err
 }
 
-/// `; unreadable: keys/ID (owner root), ...` for the key files of the local repository at
-/// `url` this process cannot open, empty when there are none (or it is not local).
 /// An empty directory made beforehand for a new repository (`mkdir` under umask 022 makes
 /// it 0755) loses what it gives every user, keeping the owner's and the group's (a group
 /// setup, 2750 or 2770, stays as it is): the files written into it follow its mode, and the
 /// key file would be readable by all. Returns what was changed, for the operator.
 fn close_to_others(dir: &std::path::Path) -> Result<Option<String>> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let Ok(meta) = std::fs::symlink_metadata(dir) else {
         return Ok(None); // created private by the backend
     };
@@ -676,8 +674,21 @@ fn close_to_others(dir: &std::path::Path) -> Result<Option<String>> {
         return Ok(None);
     }
     let private = mode & 0o2770;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(private))
-        .map_err(|e| Error::io(format!("making {} private", dir.display()), e))?;
+    // through the directory itself, never a link put in its place since the look above
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW)
+        .open(dir);
+    if let Err(e) = opened.and_then(|d| d.set_permissions(std::fs::Permissions::from_mode(private)))
+    {
+        // not this user's directory (a group's, which it may write into): `init` goes
+        // on, and its warning says what the mode gives away
+        return Ok(Some(format!(
+            "{} is open to every user of this host (mode {mode:o}) and could not be made private ({e}): the key file written into it holds the master key; `chmod o-rwx {}` as its owner",
+            dir.display(),
+            dir.display()
+        )));
+    }
     Ok(Some(format!(
         "{} was open to every user of this host (mode {:o}): made it {:o}, its owner's and group's only, as the key file written into it holds the master key",
         dir.display(),
@@ -693,10 +704,16 @@ fn no_key_files(url: &str) -> bool {
         return false;
     }
     let root = std::path::Path::new(url);
+    // gone or empty; one this user may not read is a permission matter, said as such
     root.join("config").is_file()
-        && std::fs::read_dir(root.join("keys")).map_or(true, |mut d| d.next().is_none())
+        && match std::fs::read_dir(root.join("keys")) {
+            Ok(mut d) => d.next().is_none(),
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        }
 }
 
+/// `; unreadable: keys/ID (owner root), ...` for the key files of the local repository at
+/// `url` this process cannot open, empty when there are none (or it is not local).
 fn keys_unreadable_here(url: &str) -> String {
     use std::os::unix::fs::MetadataExt;
     if is_s3_url(url) {
