@@ -1294,8 +1294,8 @@ fn a_new_repository_is_private_and_a_shared_one_keeps_its_group() {
         "{grouped:?}"
     );
 
-    // a repository directory open to all (made under umask 000): nothing in it is writable
-    // by all
+    // a repository directory open to all (made under umask 000): `init` takes away what it
+    // gives others, so nothing in it is readable or writable by all
     let open = ws.path().join("open");
     std::fs::create_dir(&open).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -1308,7 +1308,7 @@ fn a_new_repository_is_private_and_a_shared_one_keeps_its_group() {
     let modes = modes_under(&open);
     assert_eq!(
         modes,
-        ["d700", "d775", "f664"]
+        ["d700", "d770", "f660"]
             .map(String::from)
             .into_iter()
             .collect(),
