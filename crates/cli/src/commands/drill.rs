@@ -135,7 +135,7 @@ impl DrillCmd {
         let repo = ctx.open_logged("drill", &format!("all {} sources", each.sources().len()))?;
         let mut reports = Vec::new();
         for src in each.sources() {
-            let databases = match self.databases_of(&repo, &src.name) {
+            let databases = match self.databases_of(&repo, src) {
                 Ok(d) => d,
                 Err(e) => {
                     each.heading(&src.name);
@@ -183,12 +183,14 @@ impl DrillCmd {
         each.finish()
     }
 
-    /// The databases `--all` drills of source `name`: with `--pick latest`, each database
-    /// its logical backups hold (when they hold several), else the drill's own choice.
+    /// The databases `--all` drills of source `src`: with `--pick latest`, each database
+    /// it is meant to back up now (see [`lifeboat_core::ops::runbook::meant_databases`]:
+    /// one named with no backup fails its drill, one dropped from the list on purpose is
+    /// left out), when there are several; else the drill's own choice.
     fn databases_of(
         &self,
         repo: &lifeboat_core::repository::Repo,
-        name: &str,
+        src: &lifeboat_core::config::SourceConfig,
     ) -> anyhow::Result<Vec<Option<String>>> {
         if self.kind != BackupKind::Logical || self.pick != "latest" {
             return Ok(vec![None]);
@@ -196,16 +198,14 @@ impl DrillCmd {
         let backups = lifeboat_core::ops::list::list(
             repo,
             &lifeboat_core::ops::list::ListFilter {
-                source: Some(name.to_string()),
+                source: Some(src.name.clone()),
                 kind: Some(BackupKind::Logical),
-                since: self.since,
-                until: self.until,
                 ..Default::default()
             },
         )?;
-        let databases = lifeboat_core::ops::list::databases_in(&backups);
+        let databases = lifeboat_core::ops::runbook::meant_databases(src, &backups);
         Ok(if databases.len() > 1 {
-            databases.into_iter().map(|d| Some(d.to_string())).collect()
+            databases.into_iter().map(Some).collect()
         } else {
             vec![None]
         })

@@ -49,6 +49,25 @@ fn proven(
 /// The databases a source's logical backups cover, most recently backed up first; else
 /// the configured ones, else the DSN's, else a placeholder.
 fn databases_of(src: &crate::config::SourceConfig, backups: &[SnapshotInfo]) -> Vec<String> {
+    let mut dbs = meant_databases(src, backups);
+    if dbs.is_empty() {
+        dbs.push(
+            src.dsn
+                .as_deref()
+                .and_then(dsn_database)
+                .unwrap_or_else(|| "DB".into()),
+        );
+    }
+    dbs
+}
+
+/// The databases of `src` meant now, sorted: those its `databases` names, those its
+/// patterns cover, or (with none given) every one its logical backups hold. A database
+/// taken out of a configured list was dropped on purpose and is not among them, though
+/// old backups of it are kept (a drill of each, or a loop over "every database", would
+/// bring it back or judge it for ever).
+#[must_use]
+pub fn meant_databases(src: &crate::config::SourceConfig, backups: &[SnapshotInfo]) -> Vec<String> {
     let mut dbs: Vec<String> = Vec::new();
     // a configured list is what is meant now: a database taken out of it was dropped on
     // purpose, and a loop over "every database" would create it again
@@ -66,14 +85,6 @@ fn databases_of(src: &crate::config::SourceConfig, backups: &[SnapshotInfo]) -> 
         }
     }
     dbs.sort();
-    if dbs.is_empty() {
-        dbs.push(
-            src.dsn
-                .as_deref()
-                .and_then(dsn_database)
-                .unwrap_or_else(|| "DB".into()),
-        );
-    }
     dbs
 }
 
