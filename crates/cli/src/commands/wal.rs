@@ -345,7 +345,14 @@ impl WalCmd {
     /// Runs the subcommand.
     pub fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
         match self {
-            Self::Status { all: true, .. } => status_all(ctx),
+            Self::Status {
+                all: true, socket, ..
+            } => {
+                if socket.is_some() {
+                    eprintln!("lifeboat: note: --socket (or LIFEBOAT_WAL_SOCKET) is not used with --all: each source's wal serve is looked for on its default socket");
+                }
+                status_all(ctx)
+            }
             Self::Status { source, socket, .. } => status(
                 ctx,
                 source.as_deref(),
@@ -908,8 +915,21 @@ fn print_archiver(a: &ArchiverState, stall_bound: u64) {
         (None, _) => String::new(),
     };
     if let Some(waited) = a.stalled_secs(jiff::Timestamp::now(), stall_bound) {
+        // archiving on, only slower than the WAL comes: not "nothing archived"
+        let behind = a.last_archived_at.is_some_and(|t| {
+            jiff::Timestamp::now()
+                .duration_since(t)
+                .as_secs()
+                .unsigned_abs()
+                < waited
+        });
         println!(
-            "archiver (server): STALLED: nothing archived for {}, no failure recorded; {last_ok}{waiting}",
+            "archiver (server): STALLED: {} {}, no failure recorded; {last_ok}{waiting}",
+            if behind {
+                "falling behind: the oldest segment waiting has waited"
+            } else {
+                "nothing archived for"
+            },
             output::secs(waited as f64)
         );
     } else if a.failing {

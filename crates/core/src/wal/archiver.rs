@@ -36,6 +36,10 @@ pub struct ArchiverState {
     /// at least the time since then, however recent the last push.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oldest_waiting_since: Option<Timestamp>,
+    /// How long the oldest of them has waited, by the server's own clock (a `wal status`
+    /// on another host must not judge by its clock's skew).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_waiting_secs: Option<u64>,
     /// The archiver's latest attempt failed: archive_command is failing now.
     pub failing: bool,
     /// The timeline the server writes WAL on now; `None` on a standby (in recovery).
@@ -106,16 +110,21 @@ pub fn archiver_state(conn: &PgConn, db: &str) -> Result<ArchiverState> {
         .then(|| {
             conn.query(
                 db,
-                "select count(*), coalesce(to_char(min(modification) at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '') \
+                "select count(*), coalesce(to_char(min(modification) at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), ''), \
+                 coalesce(floor(extract(epoch from now() - min(modification)))::bigint::text, '') \
                  from pg_ls_archive_statusdir() where name like '%.ready'",
             )
             .ok()
         })
         .flatten();
-    let (waiting, oldest_waiting_since) = listed.as_deref().map_or((None, None), |row| {
-        let (n, oldest) = row.trim().split_once('|').unwrap_or((row.trim(), ""));
-        (n.parse().ok(), oldest.parse().ok())
-    });
+    let (waiting, oldest_waiting_since, oldest_waiting_secs) =
+        listed.as_deref().map_or((None, None, None), |row| {
+            let mut f = row.trim().split('|');
+            let mut next = || f.next().unwrap_or_default();
+            let (n, oldest, age) = (next(), next(), next());
+            (n.parse().ok(), oldest.parse().ok(), age.parse::<i64>().ok())
+        });
+    let oldest_waiting_secs = oldest_waiting_secs.map(|s| s.max(0).unsigned_abs());
     // a question of its own: a server that cannot answer it still reports its archiver
     let tablespaces = conn
         .query(
@@ -144,6 +153,7 @@ pub fn archiver_state(conn: &PgConn, db: &str) -> Result<ArchiverState> {
         last_failed_at,
         waiting,
         oldest_waiting_since,
+        oldest_waiting_secs,
         // the first eight hex digits of a WAL file's name are its timeline
         timeline: current
             .get(..8)
@@ -178,10 +188,14 @@ impl ArchiverState {
     pub fn stalled_secs(&self, now: Timestamp, bound_secs: u64) -> Option<u64> {
         let archives =
             self.archive_mode == "always" || (self.archive_mode == "on" && self.timeline.is_some());
-        let oldest = self
-            .oldest_waiting_since
-            .filter(|_| archives && !self.failing && self.waiting.is_some_and(|n| n > 0))?;
-        let waited = now.duration_since(oldest).as_secs().max(0).unsigned_abs();
+        if !archives || self.failing || self.waiting.is_none_or(|n| n == 0) {
+            return None;
+        }
+        // the server's own count first; this host's clock only for an older answer
+        let waited = self.oldest_waiting_secs.or_else(|| {
+            self.oldest_waiting_since
+                .map(|t| now.duration_since(t).as_secs().max(0).unsigned_abs())
+        })?;
         (waited > bound_secs).then_some(waited)
     }
 }
@@ -212,6 +226,7 @@ mod tests {
             last_failed_at: None,
             waiting: Some(2),
             oldest_waiting_since: Some("2026-12-08T00:54:00Z".parse().unwrap()),
+            oldest_waiting_secs: None,
             failing: false,
             timeline: Some(1),
             tablespaces: Vec::new(),
@@ -227,6 +242,11 @@ mod tests {
         assert_eq!(a.stalled_secs(now, 60), None);
         a.archive_mode = "always".into();
         assert_eq!(a.stalled_secs(now, 60), Some(360));
+        // the server's own count wins over this host's clock
+        a.oldest_waiting_secs = Some(30);
+        assert_eq!(a.stalled_secs(now, 60), None);
+        a.oldest_waiting_secs = Some(90);
+        assert_eq!(a.stalled_secs(now, 60), Some(90));
         a.waiting = Some(0);
         assert_eq!(a.stalled_secs(now, 60), None);
     }
