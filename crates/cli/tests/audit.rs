@@ -1449,7 +1449,17 @@ fn a_run_whose_output_pipe_closes_is_not_logged_as_killed() {
             .cloned()
             .unwrap()
     };
-    assert_eq!(done("backup")["outcome"], "ok", "{log}");
+    // the piped backup is the newest: a globals one, logged once, as done
+    let backup = done("backup");
+    assert!(
+        backup["outcome"] == "ok" && backup["details"].as_str().unwrap().contains(" globals "),
+        "{log}"
+    );
+    assert_eq!(
+        entries.iter().filter(|e| e["action"] == "backup").count(),
+        2,
+        "the sample's backup and the piped one: {log}"
+    );
     // the restore finished before it printed, so its outcome stands
     assert_eq!(done("restore")["outcome"], "ok", "{log}");
 }
