@@ -520,7 +520,9 @@ pub fn stop_all() -> Vec<String> {
         .map(|mut l| std::mem::take(&mut *l))
         .unwrap_or_default();
     for (conn, db) in drops {
-        let dropped = drop_copy(&conn, &db, true);
+        // tried twice: under a storm of Ctrl-C the first client may die of a signal that
+        // reached it before it was out of the terminal's reach (no message, nothing done)
+        let dropped = drop_copy(&conn, &db, true).or_else(|_| drop_copy(&conn, &db, true));
         // a drop that failed may still have happened (its answer lost)
         let gone = dropped.is_ok()
             || conn
