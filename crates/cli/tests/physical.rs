@@ -3179,6 +3179,30 @@ fn a_failing_archive_command_stops_the_base_backup_with_the_reason() {
     assert_eq!(code, 10, "{out}");
     let json: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert!(json["archiver_stalled_secs"].as_u64() >= Some(2), "{json}");
+    // config check, the place one looks after editing it, fails on it at once
+    let (code, out, _) = run(lb(&cfg).args(["config", "check"]));
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("FAIL")
+            && l.contains(
+                "archive_command runs /nonexistent/lifeboat, which does not exist on this host"
+            )),
+        "{out}"
+    );
+    // a bare name: found only on the server's PATH
+    c.sql(
+        "postgres",
+        "alter system set archive_command = 'lifeboat wal-push %p'",
+    )
+    .expect("bare archive_command");
+    c.sql("postgres", "select pg_reload_conf()")
+        .expect("reload");
+    let out = run(lb(&cfg).args(["config", "check"])).1;
+    assert!(
+        out.lines().any(|l| l.starts_with("note")
+            && l.contains("archive_command names \"lifeboat\" without its path")),
+        "{out}"
+    );
     assert_eq!(json["archiver"]["failing"], false, "{json}");
 
     // the server gone: the repository's part still prints, says the server is not

@@ -206,6 +206,26 @@ impl ConfigCmd {
                             .then(|| lifeboat_core::ops::backup::statement_log_note(src))
                             .flatten(),
                     ];
+                    match reachable
+                        .then(|| lifeboat_core::ops::backup::archive_program_problem(src))
+                        .flatten()
+                    {
+                        Some((true, what)) => record(
+                            format!("source {}", src.name),
+                            Err(lifeboat_core::Error::config(what).hint(format!(
+                                "point archive_command at the lifeboat binary on this host: {}",
+                                super::restore::archive_command(ctx, &src.name).unwrap_or_default()
+                            ))),
+                        ),
+                        Some((false, what)) => privilege_notes.push(CheckLine {
+                            what: format!("source {}", src.name),
+                            ok: true,
+                            detail: what,
+                            note: true,
+                            hint: None,
+                        }),
+                        None => {}
+                    }
                     for other in archiving.into_iter().flatten() {
                         privilege_notes.push(CheckLine {
                             what: format!("source {}", src.name),

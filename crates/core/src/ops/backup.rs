@@ -387,6 +387,53 @@ pub fn other_archiving_binary(src: &SourceConfig, this: &std::path::Path) -> Opt
     })
 }
 
+/// What is wrong with the program the server's lifeboat `archive_command` runs, as
+/// `(fails, what)`: one named by a bare name (`fails` false: the archiver finds it only on
+/// the server's PATH, which a service's often lacks), or one that does not exist while the
+/// server is on this host (reached through a Unix socket): the archiver then dies at the
+/// first segment with exit 127 and counts no failure. `None` when archiving is off, the
+/// command runs no lifeboat, or the setting cannot be read.
+#[must_use]
+pub fn archive_program_problem(src: &SourceConfig) -> Option<(bool, String)> {
+    if server_setting(src, "archive_mode")? == "off" {
+        return None;
+    }
+    let setting = archive_setting(src)?;
+    let words = crate::sources::postgres::cluster::shell_words(&setting);
+    let push = words.iter().position(|w| w == "wal-push")?;
+    let program = words[..push].iter().find(|w| {
+        std::path::Path::new(w.as_str())
+            .file_name()
+            .is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with("lifeboat") && !n.ends_with(".toml")
+            })
+    })?;
+    if !program.starts_with('/') {
+        return Some((
+            false,
+            format!(
+                "source {:?}: archive_command names {program:?} without its path: PostgreSQL's archiver finds it only if the server's PATH holds it (a service's often does not), and a command not found stops archiving with no failure counted; give its full path",
+                src.name
+            ),
+        ));
+    }
+    let conn = PgConn::from_source(src).ok()?;
+    let here = match conn.param("host") {
+        Some(h) => h.is_empty() || h.starts_with('/'),
+        None => std::env::var("PGHOST").map_or(true, |h| h.is_empty() || h.starts_with('/')),
+    };
+    (here && !std::path::Path::new(program).exists()).then(|| {
+        (
+            true,
+            format!(
+                "source {:?}: archive_command runs {program}, which does not exist on this host (where the server is: it is reached through a Unix socket): PostgreSQL's archiver stops at the first segment (exit 127) and counts no failure, so nothing is archived",
+                src.name
+            ),
+        )
+    })
+}
+
 /// What a backup and `config check` say about [`uncovered_databases`].
 #[must_use]
 pub fn uncovered_note(src: &SourceConfig, uncovered: &[String]) -> String {
