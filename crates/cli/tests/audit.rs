@@ -231,6 +231,8 @@ fn failures_that_cannot_reach_the_log_are_parked_and_added_later() {
         .args(["backup", "--kind", "schema"]));
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("parked in"), "{err}");
+    let after_failure = jiff::Timestamp::now();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let parked = ws.path().join("state/parked-audit");
     let files = || {
         std::fs::read_dir(&parked)
@@ -288,6 +290,13 @@ fn failures_that_cannot_reach_the_log_are_parked_and_added_later() {
             ("verify", "ok")
         ]
     );
+    // `audit list --until` takes it by when it failed, not when it was recorded
+    let until = after_failure.to_string();
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&ok(
+        lb(&cfg).args(["--json", "audit", "list", "--failed", "--until", &until])
+    ))
+    .unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
     let late = entries[2]["details"].as_str().unwrap();
     assert!(
         late.contains("recorded late")

@@ -25,12 +25,12 @@ pub enum AuditCmd {
         /// Only failed entries.
         #[arg(long)]
         failed: bool,
-        /// Only entries written at or after this time (a bare date: from the start of that
-        /// day; or a time ago: 1d, 12h).
+        /// Only entries of operations at or after this time (an entry recorded late counts
+        /// when it happened; a bare date: from the start of that day; or a time ago: 1d, 12h).
         #[arg(long, value_parser = super::parse_since)]
         since: Option<jiff::Timestamp>,
-        /// Only entries written at or before this time (a bare date: to the end of that day;
-        /// or a time ago).
+        /// Only entries of operations at or before this time (a bare date: to the end of
+        /// that day; or a time ago).
         #[arg(long, value_parser = super::parse_until)]
         until: Option<jiff::Timestamp>,
     },
@@ -179,15 +179,7 @@ impl AuditCmd {
                 since,
                 until,
             } => {
-                if let (Some(a), Some(b)) = (since, until) {
-                    if a > b {
-                        return Err(
-                            Error::config(format!("--since ({a}) is after --until ({b})"))
-                                .hint("swap them")
-                                .into(),
-                        );
-                    }
-                }
+                super::since_before_until(*since, *until)?;
                 let all = audit::entries(&repo)?;
                 if let Some(a) = action
                     .as_ref()
@@ -207,8 +199,10 @@ impl AuditCmd {
                     .into_iter()
                     .filter(|e| action.as_ref().is_none_or(|a| &e.action == a))
                     .filter(|e| !failed || e.outcome != "ok")
-                    .filter(|e| since.is_none_or(|t| e.time >= t))
-                    .filter(|e| until.is_none_or(|t| e.time <= t))
+                    // by when it happened: a failure parked on this host and recorded late
+                    // belongs to the hour it failed in
+                    .filter(|e| since.is_none_or(|t| e.happened_at() >= t))
+                    .filter(|e| until.is_none_or(|t| e.happened_at() <= t))
                     .collect();
                 if let Some(n) = last {
                     entries.drain(..entries.len().saturating_sub(*n));
