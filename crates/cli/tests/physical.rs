@@ -3651,7 +3651,9 @@ fn a_served_push_on_s3_pushes_ahead_refuses_a_conflict_and_fetches() {
         .arg(name(9))
         .arg(&back));
     assert_eq!(code, 4, "{err}");
-    let out = ok(lb(&cfg).args(["wal", "status"]));
+    // (no PostgreSQL behind this source: the server's part is not asked, exit 7)
+    let (code, out, err) = run(lb(&cfg).args(["wal", "status"]));
+    assert_eq!(code, 7, "{out}{err}");
     assert!(
         out.contains(&format!("timeline 1: {} .. {}", name(1), name(3))),
         "{out}"

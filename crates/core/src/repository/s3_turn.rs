@@ -469,7 +469,10 @@ mod tests {
                     let _ = op.delete(&format!("{LOCK_DIR}/busy-{}.json", n - 1));
                 }
             });
-            let taken = take(op.clone(), "me", "here", Duration::from_secs(5), None);
+            // a patience a loaded machine (a CI run, Garage answering slowly) cannot
+            // outlast between two plantings: with 5 s, a planter starved that long let its
+            // lock look stale and the taker took the turn
+            let taken = take(op.clone(), "me", "here", Duration::from_secs(12), None);
             // the runs stop whatever the outcome, or a failure here would hang the test
             stop.store(true, Ordering::SeqCst);
             let e = taken.err().expect("locked");
