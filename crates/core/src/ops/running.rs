@@ -93,6 +93,7 @@ pub fn claim_waiting(
     };
     let holder = match try_claim(&path)? {
         Ok(held) => return Ok(Claimed::Now(held)),
+        Err(holder) if patience.is_zero() => return Err(held_error(work, &holder)),
         Err(holder) => holder,
     };
     waiting(&holder);
