@@ -1149,11 +1149,13 @@ fn backups_started_together_all_succeed_and_leave_nothing_pending() {
     };
     let before = logical(&cfg);
     let waiting = common::lb_std(&cfg)
-        .args(["backup", "--kind", "logical"])
+        .args(["backup", "--kind", "logical", "--overlap-wait", "120s"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // (whether it reaches its claim before or after the other run ends: what the holder
+    // stored after it claimed the dump, as its lock file says, is the holder's)
     std::thread::sleep(std::time::Duration::from_secs(2));
     // the other run (its own state directory: the lock held here is its lock)
     ok(lb(&cfg)

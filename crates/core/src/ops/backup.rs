@@ -36,12 +36,13 @@ pub struct BackupOptions {
     #[serde(default)]
     pub archive_command: Option<String>,
     /// How long a dump waits for another run on this host taking the same dump (two cron
-    /// lines that collide) before it is left out as locked; default an hour.
+    /// lines that collide) before it is left out as locked; `None` waits not at all (a
+    /// service decides itself; the CLI waits [`OVERLAP_WAIT_SECS`]).
     #[serde(default)]
     pub overlap_wait_secs: Option<u64>,
 }
 
-/// How long a dump waits for an overlapping run's same dump by default.
+/// How long `lifeboat backup` waits for an overlapping run's same dump by default.
 pub const OVERLAP_WAIT_SECS: u64 = 3600;
 
 /// A dump this run left to another run on this host that was taking it when this one
@@ -809,17 +810,18 @@ pub fn backup(repo: &Repo, src: &SourceConfig, opts: &BackupOptions) -> Result<B
         }
         _ => details,
     };
-    // dumps an overlapping run took: named, so the log says why this run did not
+    // dumps an overlapping run took: named, so the log says why this run did not; not by
+    // their ids, which that run's own entry records (read here, they would count as this
+    // run's backups: twice in the evidence pack)
     let details = match &result {
         Ok(r) if !r.by_other_run.is_empty() => format!(
             "{details}; left to an overlapping run on this host, which stored them: {}",
             r.by_other_run
                 .iter()
                 .map(|o| format!(
-                    "{} {} {} ({})",
-                    o.id,
+                    "the {} dump of {} ({})",
                     o.kind,
-                    o.database.as_deref().unwrap_or("-"),
+                    o.database.as_deref().unwrap_or("the cluster"),
                     o.holder
                 ))
                 .collect::<Vec<_>>()
@@ -1505,7 +1507,7 @@ fn claim_or_wait(
         kind,
         database,
     };
-    let patience = opts.overlap_wait_secs.unwrap_or(OVERLAP_WAIT_SECS);
+    let patience = opts.overlap_wait_secs.unwrap_or(0);
     let asked = jiff::Timestamp::now();
     let mut doing = None;
     let claimed = super::running::claim_waiting(
@@ -1528,13 +1530,21 @@ fn claim_or_wait(
         super::running::Claimed::Now(held) => return Ok(Claim::Ours(held)),
         super::running::Claimed::After(held, holder) => (held, holder),
     };
-    // what the other run stored while this one waited: a backup of this very dump that
-    // finished after this run asked for it
-    let stored = repo.backups()?.into_iter().rev().find(|b| {
+    // what the other run stored: a backup of this very dump that finished after that run
+    // claimed it (its lock file says when: `pid N since TIME`), else after this one asked,
+    // and not in the future (a snapshot dated ahead is no run's of now)
+    let claimed_at = holder
+        .split_once(" since ")
+        .and_then(|(_, t)| jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S UTC", t.trim()).ok())
+        .and_then(|t| t.to_zoned(jiff::tz::TimeZone::UTC).ok())
+        .map_or(asked, |z| z.timestamp().min(asked));
+    let now = jiff::Timestamp::now();
+    let stored = repo.backups()?.into_iter().find(|b| {
         b.meta.source == src.name
             && b.meta.kind == kind
             && (database.is_none() || b.meta.database.as_deref() == database)
-            && b.meta.finished_at >= asked
+            && b.meta.finished_at >= claimed_at
+            && b.meta.finished_at <= now
     });
     Ok(match stored {
         Some(b) => Claim::Done(TakenByOtherRun {

@@ -100,6 +100,13 @@ pub fn claim_waiting(
     let since = std::time::Instant::now();
     loop {
         std::thread::sleep(std::time::Duration::from_millis(500).min(patience));
+        // a service's cancellation (`stop_all`) ends the wait as it ends any work
+        if crate::sources::postgres::cluster::interrupted() {
+            return Err(Error::new(
+                ErrorKind::Interrupted,
+                "stopped while waiting for another run's dump",
+            ));
+        }
         match try_claim(&path)? {
             Ok(held) => return Ok(Claimed::After(held, holder)),
             Err(_) if since.elapsed() >= patience => {
