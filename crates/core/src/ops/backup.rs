@@ -265,20 +265,29 @@ pub fn uncovered_databases(src: &SourceConfig, conn: &PgConn) -> Result<Vec<Stri
 /// the server's `PATH`.
 #[must_use]
 pub fn archive_program(archive_command: &str) -> Option<std::path::PathBuf> {
-    let words = crate::sources::postgres::cluster::shell_words(archive_command);
-    let push = words.iter().position(|w| w == "wal-push")?;
-    // (not its configuration file, `lifeboat.toml`, which may come before)
-    let program = words[..push].iter().find(|w| {
-        std::path::Path::new(w.as_str())
-            .file_name()
-            .is_some_and(|n| {
-                let n = n.to_string_lossy();
-                n.starts_with("lifeboat") && !n.ends_with(".toml")
-            })
-    })?;
+    let program = lifeboat_word(archive_command)?;
     program
         .starts_with('/')
         .then(|| std::path::PathBuf::from(program))
+}
+
+/// The word of a lifeboat `wal-push` command that names lifeboat, by path or bare: the
+/// first before `wal-push` whose file name starts with `lifeboat` (not its configuration
+/// file, `lifeboat.toml`, which may come before). `None` for another archiver.
+fn lifeboat_word(archive_command: &str) -> Option<String> {
+    let words = crate::sources::postgres::cluster::shell_words(archive_command);
+    let push = words.iter().position(|w| w == "wal-push")?;
+    words[..push]
+        .iter()
+        .find(|w| {
+            std::path::Path::new(w.as_str())
+                .file_name()
+                .is_some_and(|n| {
+                    let n = n.to_string_lossy();
+                    n.starts_with("lifeboat") && !n.ends_with(".toml")
+                })
+        })
+        .cloned()
 }
 
 /// The source a lifeboat `archive_command` pushes as (`--source NAME`, `--source=NAME`,
@@ -399,17 +408,7 @@ pub fn archive_program_problem(src: &SourceConfig) -> Option<(bool, String)> {
     if server_setting(src, "archive_mode")? == "off" {
         return None;
     }
-    let setting = archive_setting(src)?;
-    let words = crate::sources::postgres::cluster::shell_words(&setting);
-    let push = words.iter().position(|w| w == "wal-push")?;
-    let program = words[..push].iter().find(|w| {
-        std::path::Path::new(w.as_str())
-            .file_name()
-            .is_some_and(|n| {
-                let n = n.to_string_lossy();
-                n.starts_with("lifeboat") && !n.ends_with(".toml")
-            })
-    })?;
+    let program = lifeboat_word(&archive_setting(src)?)?;
     if !program.starts_with('/') {
         return Some((
             false,
@@ -424,7 +423,7 @@ pub fn archive_program_problem(src: &SourceConfig) -> Option<(bool, String)> {
         Some(h) => h.is_empty() || h.starts_with('/'),
         None => std::env::var("PGHOST").map_or(true, |h| h.is_empty() || h.starts_with('/')),
     };
-    (here && !std::path::Path::new(program).exists()).then(|| {
+    (here && !std::path::Path::new(&program).exists()).then(|| {
         (
             true,
             format!(
